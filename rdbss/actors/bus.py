@@ -1,0 +1,114 @@
+"""ZeroMQ plumbing shared by every process: the context, socket options, endpoints and the
+runtime directory. Facts measured on this machine (DESIGN.md): LINGER defaults to -1 and makes
+``term()`` hang, so it is 0 here; ROUTER_MANDATORY turns a send to a gone peer into an error
+instead of a silent drop; heartbeats detect a frozen peer."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+import zmq
+
+from rdbss.wire.codec import DEFAULT_LIMITS
+
+MAX_IPC_PATH = 107
+HEARTBEAT_IVL_MS = 500
+HEARTBEAT_TIMEOUT_MS = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """Where a daemon's sockets live. ``client`` faces clients; ``bus`` faces the daemon's own
+    processes (mini-redirectors, connection manager)."""
+
+    runtime_dir: Path
+    client: str
+    bus: str
+
+    @classmethod
+    def in_dir(cls, runtime_dir: Path) -> Endpoints:
+        client = f"ipc://{runtime_dir / 'rdbss.sock'}"
+        bus = f"ipc://{runtime_dir / 'bus.sock'}"
+        for endpoint in (client, bus):
+            if len(endpoint) - len("ipc://") > MAX_IPC_PATH:
+                raise ValueError(
+                    f"runtime directory {runtime_dir} is too long for a Unix socket path "
+                    f"(limit {MAX_IPC_PATH} characters); choose a shorter runtime_dir"
+                )
+        return cls(runtime_dir, client, bus)
+
+
+def ensure_runtime_dir(path: Path) -> Path:
+    """Create the runtime directory (mode 0700) or check that an existing one is private."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_uid != os.getuid():
+        raise PermissionError(f"runtime directory {path} belongs to another user")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
+def daemon_pid(runtime_dir: Path) -> int | None:
+    """The pid of the live daemon owning ``runtime_dir``, or None. Liveness is the supervisor's
+    lock on ``daemon.lock``, which the kernel releases when it exits (even as a zombie)."""
+    try:
+        fd = os.open(runtime_dir / "daemon.lock", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                return int((runtime_dir / "daemon.pid").read_text().strip())
+            except (OSError, ValueError):
+                return -1  # locked, pid not written yet: running, starting up
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def new_context() -> zmq.Context[zmq.Socket[bytes]]:
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    ctx.setsockopt(zmq.LINGER, 0)
+    return ctx
+
+
+def router(
+    ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str, *, untrusted: bool
+) -> zmq.Socket[bytes]:
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS)
+    sock.setsockopt(zmq.SNDHWM, 100_000)
+    sock.setsockopt(zmq.RCVHWM, 100_000)
+    if untrusted:
+        # header + payload + slack; anything larger is dropped by libzmq before we see it
+        sock.setsockopt(zmq.MAXMSGSIZE, DEFAULT_LIMITS.max_payload_bytes + (2 << 20))
+    sock.bind(endpoint)
+    if endpoint.startswith("ipc://"):
+        os.chmod(endpoint[len("ipc://") :], 0o600)
+    return sock
+
+
+def dealer(
+    ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str, identity: bytes | None = None
+) -> zmq.Socket[bytes]:
+    sock = ctx.socket(zmq.DEALER)
+    if identity is not None:
+        sock.setsockopt(zmq.IDENTITY, identity)
+    sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS)
+    sock.setsockopt(zmq.SNDHWM, 100_000)
+    sock.setsockopt(zmq.RCVHWM, 100_000)
+    sock.connect(endpoint)
+    return sock

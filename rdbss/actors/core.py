@@ -1,0 +1,754 @@
+"""The RDBSS core: resolves names through the prefix table, keeps the Fcb/SrvOpen/Fobx tables,
+forwards routines to the right mini-redirector, tracks every pending request with a deadline and
+completes it when the answer arrives (STATUS_PENDING semantics).
+
+It never blocks: a request whose NetRoot is still being set up waits on that NetRoot's transition
+list, not on the core. This class holds no sockets; ``CoreServer`` (core_server.py) feeds it
+messages and carries out what it sends through the ``Outbox``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from rdbss.model.dispatch import routine_for
+from rdbss.model.names import UncName, parse_unc
+from rdbss.model.prefix import PrefixTable
+from rdbss.model.structs import Condition, Fcb, Fobx, SrvOpen, VNetRoot
+from rdbss.wire.constants import FileInformationClass, FsctlCode, IrpMj, LowIoOp, Routine
+from rdbss.wire.rxcontext import Heartbeat, LowIoParameters, Register, RxCompletion, RxContext
+from rdbss.wire.status import NtStatus, NtStatusError
+
+log = logging.getLogger("rdbss.core")
+
+S = NtStatus
+Payload = Any  # bytes | memoryview | zmq.Frame: whatever the transport hands us, passed through
+Then = Callable[[RxCompletion, Payload], None]
+
+CONNMGR = "connmgr"
+
+#: Error statuses that are part of normal operation, not worth showing as recent errors.
+_ORDINARY = frozenset(
+    {
+        S.STATUS_END_OF_FILE,
+        S.STATUS_NO_SUCH_FILE,
+        S.STATUS_OBJECT_NAME_NOT_FOUND,
+        S.STATUS_OBJECT_NAME_COLLISION,
+    }
+)
+
+
+class Outbox(Protocol):
+    def to_client(self, ident: bytes, done: RxCompletion, payload: Payload = None) -> None: ...
+
+    def to_peer(self, name: str, msg: RxContext | Heartbeat, payload: Payload = None) -> bool:
+        """Send to a registered peer; False when it cannot be reached."""
+        ...
+
+
+@dataclass(slots=True)
+class Peer:
+    name: str
+    role: str
+    kind: str
+    routines: frozenset[str]
+    lowio_ops: frozenset[int]
+    servers: list[str]
+    pid: int
+    registered_at: float
+    last_seen: float
+    requests: int = 0
+
+    def claims(self, server: str) -> bool:
+        s = server.lower()
+        return any(claim == "*" or claim.lower() == s for claim in self.servers)
+
+
+@dataclass(slots=True)
+class Pending:
+    """A request the core sent to a peer and is waiting on."""
+
+    peer: str
+    deadline: float
+    then: Then
+    origin: str | None
+    routine: str
+
+
+@dataclass(slots=True)
+class CoreSettings:
+    provider_order: list[str] = field(default_factory=list)
+    negative_cache_s: float = 2.0  # how long a failed NetRoot answers with its status
+    peer_timeout_s: float = 3.0  # no heartbeat for this long: the peer is down
+    construct_timeout_ms: int = 45_000
+    max_timeout_ms: int = 600_000
+
+
+@dataclass(slots=True)
+class RecentError:
+    at: float
+    status: int
+    routine: str
+    message: str
+
+
+class RdbssCore:
+    def __init__(self, outbox: Outbox, clock: Callable[[], float], settings: CoreSettings) -> None:
+        self.out = outbox
+        self.clock = clock
+        self.settings = settings
+        self.prefix = PrefixTable()
+        self.peers: dict[str, Peer] = {}
+        self.departed: dict[str, Peer] = {}  # went down; the supervisor brings them back
+        self.fobxs: dict[int, Fobx] = {}
+        self.pending: dict[int, Pending] = {}
+        self._deadlines: list[tuple[float, int]] = []
+        self._ids = itertools.count(1)
+        self._fobx_ids = itertools.count(1)
+        self.stopping = False
+        self.completed = 0
+        self.recent_errors: list[RecentError] = []
+
+    # ------------------------------------------------------------------ entry points (I/O side)
+    def on_client(self, ident: bytes, ctx: RxContext, payload: Payload) -> None:
+        ctx.origin = f"{ident.hex()[-6:]}:{ctx.request_id}"
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("request req=%s major=0x%02x fobx=%s", ctx.origin, ctx.major, ctx.fobx)
+        try:
+            if self.stopping and ctx.major != IrpMj.CLOSE:
+                raise NtStatusError(S.STATUS_REDIRECTOR_NOT_STARTED, "the daemon is stopping")
+            if ctx.major == IrpMj.CREATE:
+                self._create(ident, ctx)
+            elif ctx.fobx is None and ctx.major in (
+                IrpMj.FILE_SYSTEM_CONTROL,
+                IrpMj.DEVICE_CONTROL,
+            ):
+                self._device_control(ident, ctx)
+            else:
+                self._file_request(ident, ctx, payload)
+        except NtStatusError as exc:
+            self._answer(ident, ctx, exc.status, message=exc.strerror or "")
+
+    def on_peer(self, name: str, msg: Any, payload: Payload) -> None:
+        now = self.clock()
+        if isinstance(msg, Register):
+            self._register(name, msg, now)
+            return
+        peer = self.peers.get(name)
+        if peer is None:
+            # unknown (e.g. the core restarted): ask it to register again
+            self.out.to_peer(name, Heartbeat(name="core", seq=-1))
+            return
+        peer.last_seen = now
+        if isinstance(msg, Heartbeat):
+            self.out.to_peer(name, Heartbeat(name="core", seq=msg.seq))
+        elif isinstance(msg, RxCompletion):
+            self._complete(msg, payload)
+        elif isinstance(msg, RxContext):
+            self._peer_request(peer, msg, payload)
+
+    def tick(self) -> None:
+        """Expire deadlines and silent peers. Call often (every poll wake-up)."""
+        now = self.clock()
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, core_id = heapq.heappop(self._deadlines)
+            pending = self.pending.pop(core_id, None)
+            if pending is not None:
+                log.warning(
+                    "request timed out req=%s routine=%s peer=%s",
+                    pending.origin,
+                    pending.routine,
+                    pending.peer,
+                )
+                done = RxCompletion(
+                    core_id,
+                    S.STATUS_IO_TIMEOUT,
+                    message=f"{pending.routine} on {pending.peer!r} did not answer in time",
+                )
+                self._run_then(pending, done, None)
+        limit = now - self.settings.peer_timeout_s
+        for peer in list(self.peers.values()):
+            if peer.last_seen < limit:
+                self.peer_down(peer.name, S.STATUS_IO_TIMEOUT, "stopped answering heartbeats")
+
+    def next_deadline(self) -> float | None:
+        return self._deadlines[0][0] if self._deadlines else None
+
+    # ------------------------------------------------------------------ peers
+    def _register(self, name: str, reg: Register, now: float) -> None:
+        if reg.name != name:
+            log.error("peer %r registered as %r; ignored", name, reg.name)
+            return
+        if name in self.peers:
+            # a restarted process under the same name: whatever the old one held is gone
+            self.peer_down(name, S.STATUS_CONNECTION_DISCONNECTED, "registered again (restarted)")
+        self.departed.pop(name, None)
+        self.peers[name] = Peer(
+            name=name,
+            role=reg.role,
+            kind=reg.kind,
+            routines=frozenset(reg.routines),
+            lowio_ops=frozenset(reg.lowio_ops),
+            servers=list(reg.servers),
+            pid=reg.pid,
+            registered_at=now,
+            last_seen=now,
+        )
+        log.info(
+            "registered peer=%s role=%s kind=%s pid=%d routines=%d",
+            name,
+            reg.role,
+            reg.kind,
+            reg.pid,
+            len(reg.routines),
+        )
+        self.out.to_peer(name, Heartbeat(name="core", seq=0))
+
+    def peer_down(self, name: str, status: int, reason: str) -> None:
+        """A peer died, exited or went silent: complete its in-flight requests at once, drop its
+        connections, orphan its handles. Everything else goes on untouched."""
+        peer = self.peers.pop(name, None)
+        if peer is None:
+            return
+        self.departed[name] = peer
+        log.warning("peer down peer=%s pid=%d reason=%s", name, peer.pid, reason)
+        message = f"{peer.role} {name!r} went down: {reason}"
+        for core_id, pending in list(self.pending.items()):
+            if pending.peer == name:
+                del self.pending[core_id]
+                self._run_then(pending, RxCompletion(core_id, status, message=message), None)
+        for srv_call in self.prefix.srv_calls():
+            if srv_call.minirdr == name:
+                for v_net_root in self.prefix.remove_srv_call(srv_call):
+                    self._wake(v_net_root)
+        for v_net_root in self.prefix.v_net_roots():
+            if v_net_root.net_root.minirdr == name:
+                self._drop_v_net_root(v_net_root)
+        for fobx in self.fobxs.values():
+            if fobx.srv_open.minirdr == name:
+                fobx.orphaned_status = S.STATUS_CONNECTION_DISCONNECTED
+        if peer.role == "minirdr" and CONNMGR in self.peers:
+            note = RxContext(
+                request_id=next(self._ids),
+                major=IrpMj.FILE_SYSTEM_CONTROL,
+                routine=Routine.RxFinalizeConnections,
+                args={"minirdr": name},
+            )
+            self.out.to_peer(CONNMGR, note)
+
+    # ------------------------------------------------------------------ sending and completing
+    def _answer(
+        self,
+        ident: bytes,
+        ctx: RxContext,
+        status: int,
+        information: int = 0,
+        result: Any = None,
+        message: str = "",
+        payload: Payload = None,
+    ) -> None:
+        self._note_error(status, ctx.routine or f"IRP_MJ 0x{ctx.major:02x}", message)
+        self.completed += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("answer req=%s status=0x%08X", ctx.origin, status)
+        self.out.to_client(
+            ident, RxCompletion(ctx.request_id, status, information, result, message), payload
+        )
+
+    def _note_error(self, status: int, routine: str, message: str) -> None:
+        """Remember an error for ``status`` (not warnings, not the ordinary ends of things)."""
+        if status >> 30 != 3 or status in _ORDINARY:
+            return
+        self.recent_errors.append(RecentError(self.clock(), status, routine, message))
+        del self.recent_errors[:-20]
+
+    def _send(
+        self,
+        peer_name: str,
+        ctx: RxContext,
+        payload: Payload,
+        then: Then,
+        timeout_ms: int | None = None,
+    ) -> None:
+        """Send ``ctx`` (already carrying its routine) to a peer and wait for it without blocking:
+        ``then`` runs with the completion, a timeout or the peer's death."""
+        peer = self.peers.get(peer_name)
+        routine = ctx.routine or ""
+        if peer is None:
+            raise NtStatusError(
+                S.STATUS_CONNECTION_DISCONNECTED, f"{peer_name!r} is not running (restarting?)"
+            )
+        if peer.role == "minirdr":
+            if routine not in peer.routines:
+                raise NtStatusError(
+                    S.STATUS_NOT_IMPLEMENTED, f"{peer_name!r} does not implement {routine}"
+                )
+            if routine == Routine.MRxLowIOSubmit:
+                op = ctx.lowio.operation if ctx.lowio else -1
+                if op not in peer.lowio_ops:
+                    name = LowIoOp(op).name if op in LowIoOp._value2member_map_ else str(op)
+                    raise NtStatusError(
+                        S.STATUS_NOT_IMPLEMENTED,
+                        f"{peer_name!r} does not implement low I/O {name}",
+                    )
+        core_id = next(self._ids)
+        wanted = timeout_ms if timeout_ms is not None else ctx.timeout_ms
+        timeout = min(max(wanted, 1), self.settings.max_timeout_ms)
+        ctx.request_id = core_id
+        ctx.timeout_ms = timeout
+        if not self.out.to_peer(peer_name, ctx, payload):
+            self.peer_down(peer_name, S.STATUS_CONNECTION_DISCONNECTED, "unreachable")
+            raise NtStatusError(S.STATUS_CONNECTION_DISCONNECTED, f"{peer_name!r} is unreachable")
+        deadline = self.clock() + timeout / 1000.0
+        self.pending[core_id] = Pending(peer_name, deadline, then, ctx.origin, routine)
+        heapq.heappush(self._deadlines, (deadline, core_id))
+        peer.requests += 1
+
+    def _complete(self, done: RxCompletion, payload: Payload) -> None:
+        pending = self.pending.pop(done.request_id, None)
+        if pending is None:
+            log.debug("late or unknown completion id=%d dropped", done.request_id)
+            return
+        self._run_then(pending, done, payload)
+
+    def _run_then(self, pending: Pending, done: RxCompletion, payload: Payload) -> None:
+        try:
+            pending.then(done, payload)
+        except Exception:  # a bug in a continuation must not take the core down
+            log.exception("continuation failed req=%s routine=%s", pending.origin, pending.routine)
+
+    def _relay(self, ident: bytes, ctx: RxContext) -> Then:
+        """The usual continuation: hand the completion back to the client as it came."""
+        request_id = ctx.request_id
+
+        def then(done: RxCompletion, payload: Payload) -> None:
+            self._note_error(done.status, ctx.routine or "", done.message)
+            done.request_id = request_id
+            self.completed += 1
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("answer req=%s status=0x%08X", ctx.origin, done.status)
+            self.out.to_client(ident, done, payload)
+
+        return then
+
+    # ------------------------------------------------------------------ create
+    def _create(self, ident: bytes, ctx: RxContext) -> None:
+        if ctx.path is None:
+            raise NtStatusError(S.STATUS_OBJECT_NAME_INVALID, "create needs a path")
+        self._open(ident, ctx, parse_unc(ctx.path), 0)
+
+    def _open(self, ident: bytes, ctx: RxContext, name: UncName, attempt: int) -> None:
+        try:
+            v_net_root = self._find_or_construct(
+                name, lambda: self._open_resumed(ident, ctx, name, attempt)
+            )
+            if v_net_root is not None:
+                self._create_on(ident, ctx, name, v_net_root)
+        except NtStatusError as exc:
+            self._answer(ident, ctx, exc.status, message=exc.strerror or "")
+
+    def _open_resumed(self, ident: bytes, ctx: RxContext, name: UncName, attempt: int) -> None:
+        """A create parked on a NetRoot in transition wakes up: the NetRoot became Good or Bad,
+        or it was dropped (its mini-redirector went down) and the name must be resolved again."""
+        v_net_root = self.prefix.v_net_root(name)
+        if v_net_root is not None and v_net_root.condition == Condition.BAD:
+            self._answer(
+                ident,
+                ctx,
+                v_net_root.status,
+                message=f"cannot connect to {name.net_root_prefix}: {v_net_root.message}",
+            )
+        elif attempt < 3:
+            self._open(ident, ctx, name, attempt + 1)
+        else:
+            self._answer(
+                ident,
+                ctx,
+                S.STATUS_CONNECTION_DISCONNECTED,
+                message=f"connecting to {name.net_root_prefix} kept being interrupted",
+            )
+
+    def _create_on(self, ident: bytes, ctx: RxContext, name: UncName, vnr: VNetRoot) -> None:
+        net_root = vnr.net_root
+        minirdr = net_root.minirdr
+        assert minirdr is not None
+        request_id = ctx.request_id
+        fobx_id = next(self._fobx_ids)
+        create = ctx.create
+        ctx.routine = Routine.MRxCreate
+        ctx.srv_call = net_root.srv_call.name
+        ctx.net_root = net_root.name
+        ctx.path = name.path
+        ctx.fobx = fobx_id
+
+        def then(done: RxCompletion, payload: Payload) -> None:
+            done.request_id = request_id
+            result = done.result if isinstance(done.result, dict) else {}
+            mrx_id = result.get("srv_open")
+            if done.status == S.STATUS_SUCCESS and isinstance(mrx_id, int):
+                key = name.path.lower()
+                fcb = net_root.fcbs.get(key)
+                if fcb is None:
+                    fcb = Fcb(net_root, name.path, directory=bool(result.get("directory")))
+                    net_root.fcbs[key] = fcb
+                srv_open = SrvOpen(
+                    fcb,
+                    minirdr,
+                    mrx_id,
+                    desired_access=create.desired_access if create else 0,
+                    share_access=create.share_access if create else 0,
+                    create_options=create.create_options if create else 0,
+                )
+                fcb.srv_opens.append(srv_open)
+                fobx = Fobx(fobx_id, srv_open, ident)
+                srv_open.fobxs.append(fobx)
+                self.fobxs[fobx_id] = fobx
+                done.result = {**result, "fobx": fobx_id}
+            elif done.status == S.STATUS_SUCCESS:
+                done.status = S.STATUS_INVALID_NETWORK_RESPONSE
+                done.message = f"{minirdr!r} answered a create without a srv_open id"
+            self.completed += 1
+            self.out.to_client(ident, done, payload)
+
+        self._send(minirdr, ctx, None, then)
+
+    # ------------------------------------------------------------------ connections
+    def _find_or_construct(self, name: UncName, resume: Callable[[], None]) -> VNetRoot | None:
+        """The Good VNetRoot for ``name``, or None after parking ``resume`` on one being built."""
+        now = self.clock()
+        v_net_root = self.prefix.v_net_root(name)
+        if v_net_root is not None:
+            if v_net_root.condition == Condition.GOOD:
+                return v_net_root
+            if v_net_root.condition == Condition.IN_TRANSITION:
+                v_net_root.waiters.append(resume)
+                return None
+            if v_net_root.condition == Condition.BAD and now < v_net_root.retry_at:
+                raise NtStatusError(
+                    v_net_root.status,
+                    f"cannot connect to {name.net_root_prefix}: {v_net_root.message} "
+                    "(failed recently; not retried yet)",
+                )
+        v_net_root = self.prefix.find_or_create_v_net_root(name)
+        v_net_root.waiters.append(resume)
+        v_net_root.transition(Condition.IN_TRANSITION)
+        v_net_root.net_root.minirdr = None  # decided afresh by this construction
+        self._construct(name, v_net_root)
+        return None
+
+    def _construct(self, name: UncName, vnr: VNetRoot) -> None:
+        candidates = self._candidates(name.server)
+
+        def finish(status: int, message: str, minirdr: str | None, cache: bool = True) -> None:
+            if self.prefix.v_net_root(name) is not vnr:
+                self._wake(vnr)  # dropped meanwhile: its waiters resolve the name again
+                return
+            net_root = vnr.net_root
+            if status == S.STATUS_SUCCESS and minirdr in self.peers:
+                net_root.minirdr = minirdr
+                net_root.srv_call.minirdr = minirdr
+                # the connection manager owns the SrvCall/NetRoot state machines; the core
+                # mirrors their outcome on its own copies
+                net_root.srv_call.condition = Condition.GOOD
+                net_root.condition = Condition.GOOD
+                waiters = vnr.transition(Condition.GOOD)
+                log.info("connected %s via %s", name.net_root_prefix, minirdr)
+            else:
+                if status == S.STATUS_SUCCESS:
+                    status = S.STATUS_CONNECTION_DISCONNECTED
+                    message = f"{minirdr!r} went away during set-up"
+                vnr.retry_at = self.clock() + (self.settings.negative_cache_s if cache else 0.0)
+                waiters = vnr.transition(Condition.BAD, status, message)
+                self._note_error(status, Routine.RxConstructNetRoot, message)
+                log.warning(
+                    "connect failed %s status=0x%08X %s", name.net_root_prefix, status, message
+                )
+            for resume in waiters:
+                assert callable(resume)
+                resume()
+
+        if not candidates:
+            down = [p.name for p in self.departed.values() if p.claims(name.server)]
+            if down:
+                # a network fault, not a bad name: answer at once and do not cache it
+                finish(
+                    S.STATUS_CONNECTION_DISCONNECTED,
+                    f"mini-redirector {down[0]!r} is down (restarting?)",
+                    None,
+                    cache=False,
+                )
+                return
+            finish(
+                S.STATUS_BAD_NETWORK_PATH,
+                f"no mini-redirector serves the server {name.server!r}",
+                None,
+            )
+            return
+        ctx = RxContext(
+            request_id=0,
+            major=IrpMj.CREATE,
+            routine=Routine.RxConstructNetRoot,
+            srv_call=name.server,
+            net_root=name.share,
+            args={"candidates": candidates},
+        )
+
+        def then(done: RxCompletion, payload: Payload) -> None:
+            result = done.result if isinstance(done.result, dict) else {}
+            winner = result.get("minirdr")
+            finish(done.status, done.message, winner if isinstance(winner, str) else None)
+
+        try:
+            self._send(CONNMGR, ctx, None, then, timeout_ms=self.settings.construct_timeout_ms)
+        except NtStatusError as exc:
+            finish(exc.status, f"connection manager: {exc.strerror}", None)
+
+    def _drop_v_net_root(self, v_net_root: VNetRoot) -> None:
+        self.prefix.remove_v_net_root(v_net_root)
+        self._wake(v_net_root)
+
+    @staticmethod
+    def _wake(v_net_root: VNetRoot) -> None:
+        waiters, v_net_root.waiters = v_net_root.waiters, []
+        for resume in waiters:
+            assert callable(resume)
+            resume()
+
+    def _candidates(self, server: str) -> list[str]:
+        minirdrs = [p for p in self.peers.values() if p.role == "minirdr" and p.claims(server)]
+        order = {name: i for i, name in enumerate(self.settings.provider_order)}
+        minirdrs.sort(key=lambda p: (order.get(p.name, len(order)), p.name))
+        # a mini-redirector that names the server exactly goes before a catch-all "*"
+        minirdrs.sort(key=lambda p: 0 if server.lower() in (s.lower() for s in p.servers) else 1)
+        return [p.name for p in minirdrs]
+
+    # ------------------------------------------------------------------ file requests
+    def _fobx(self, ident: bytes, ctx: RxContext) -> Fobx:
+        fobx = self.fobxs.get(ctx.fobx) if ctx.fobx is not None else None
+        if fobx is None or fobx.owner != ident:
+            raise NtStatusError(S.STATUS_INVALID_HANDLE, f"no open handle {ctx.fobx}")
+        return fobx
+
+    def _file_request(self, ident: bytes, ctx: RxContext, payload: Payload) -> None:
+        fobx = self._fobx(ident, ctx)
+        if ctx.major == IrpMj.CLOSE:
+            self._close(ident, ctx, fobx)
+            return
+        if fobx.orphaned_status != S.STATUS_SUCCESS:
+            raise NtStatusError(
+                fobx.orphaned_status,
+                "the handle was lost when its mini-redirector went down; open the file again",
+            )
+        routine, op = routine_for(ctx)
+        if op is not None:
+            if ctx.lowio is None:
+                ctx.lowio = LowIoParameters(operation=op)
+            ctx.lowio.operation = op
+        srv_open = fobx.srv_open
+        fcb = srv_open.fcb
+        ctx.routine = routine
+        ctx.srv_open = srv_open.mrx_id
+        ctx.srv_call = fcb.net_root.srv_call.name
+        ctx.net_root = fcb.net_root.name
+        ctx.path = fcb.path
+        then = self._relay(ident, ctx)
+        if routine == Routine.MRxSetFileInfo and ctx.info is not None:
+            if ctx.info.info_class == FileInformationClass.FileRenameInformation:
+                then = self._prepare_rename(ident, ctx, fobx)
+            elif ctx.info.info_class == FileInformationClass.FileDispositionInformation:
+                then = self._track_disposition(ctx, fcb, then)
+        self._send(srv_open.minirdr, ctx, payload, then)
+
+    def _prepare_rename(self, ident: bytes, ctx: RxContext, fobx: Fobx) -> Then:
+        """Rename targets arrive as UNC names; the mini-redirector gets a share-relative path."""
+        assert ctx.info is not None
+        target = ctx.info.args.get("target")
+        if not isinstance(target, str):
+            raise NtStatusError(S.STATUS_INVALID_PARAMETER, "rename needs a target name")
+        fcb = fobx.fcb
+        net_root = fcb.net_root
+        if target.startswith(("\\\\", "//")):
+            name = parse_unc(target)
+            if name.key != net_root.prefix.lower():
+                raise NtStatusError(
+                    S.STATUS_NOT_SAME_DEVICE, "rename cannot move a file to another share"
+                )
+            new_path = name.path
+        else:
+            new_path = parse_unc(f"{net_root.prefix}\\{target}").path
+        if not new_path:
+            raise NtStatusError(S.STATUS_ACCESS_DENIED, "cannot rename onto the share root")
+        ctx.info.args["target"] = new_path
+        relay = self._relay(ident, ctx)
+
+        def then(done: RxCompletion, payload: Payload) -> None:
+            if done.status == S.STATUS_SUCCESS:
+                net_root.fcbs.pop(fcb.key, None)
+                fcb.path = new_path
+                net_root.fcbs[fcb.key] = fcb
+            relay(done, payload)
+
+        return then
+
+    def _track_disposition(self, ctx: RxContext, fcb: Fcb, relay: Then) -> Then:
+        assert ctx.info is not None
+        delete = bool(ctx.info.args.get("delete", True))
+
+        def then(done: RxCompletion, payload: Payload) -> None:
+            if done.status == S.STATUS_SUCCESS:
+                fcb.delete_pending = delete
+            relay(done, payload)
+
+        return then
+
+    def _close(self, ident: bytes, ctx: RxContext, fobx: Fobx) -> None:
+        """IRP_MJ_CLEANUP then IRP_MJ_CLOSE: forget the handle at once (close never fails for
+        the caller), tell the mini-redirector, answer when it has closed its SrvOpen."""
+        del self.fobxs[fobx.id]
+        srv_open = fobx.srv_open
+        srv_open.fobxs.remove(fobx)
+        fcb = srv_open.fcb
+        if not srv_open.fobxs:
+            fcb.srv_opens.remove(srv_open)
+            if not fcb.srv_opens:
+                fcb.net_root.fcbs.pop(fcb.key, None)
+        peer = self.peers.get(srv_open.minirdr)
+        if fobx.orphaned_status != S.STATUS_SUCCESS or peer is None:
+            self._answer(ident, ctx, S.STATUS_SUCCESS)
+            return
+        request_id = ctx.request_id
+
+        def handle_ctx(major: int, routine: Routine) -> RxContext:
+            return RxContext(
+                request_id=0,
+                major=major,
+                routine=routine,
+                srv_open=srv_open.mrx_id,
+                srv_call=fcb.net_root.srv_call.name,
+                net_root=fcb.net_root.name,
+                path=fcb.path,
+                fobx=fobx.id,
+                origin=ctx.origin,
+            )
+
+        if Routine.MRxCleanupFobx in peer.routines:
+            cleanup = handle_ctx(IrpMj.CLEANUP, Routine.MRxCleanupFobx)
+            with contextlib.suppress(NtStatusError):
+                self._send(peer.name, cleanup, None, lambda done, payload: None)
+        if srv_open.fobxs or Routine.MRxCloseSrvOpen not in peer.routines:
+            self._answer(ident, ctx, S.STATUS_SUCCESS)
+            return
+        close = handle_ctx(IrpMj.CLOSE, Routine.MRxCloseSrvOpen)
+
+        def then(done: RxCompletion, payload: Payload) -> None:
+            # the handle is gone whatever the mini-redirector says; report what it said
+            done.request_id = request_id
+            self.completed += 1
+            self.out.to_client(ident, done, None)
+
+        try:
+            self._send(peer.name, close, None, then)
+        except NtStatusError:
+            self._answer(ident, ctx, S.STATUS_SUCCESS)
+
+    # ------------------------------------------------------------------ device FCB (management)
+    def _device_control(self, ident: bytes, ctx: RxContext) -> None:
+        code = ctx.lowio.code if ctx.lowio else 0
+        args = ctx.args or {}
+        if code == FsctlCode.RDBSS_PING:
+            self._answer(ident, ctx, S.STATUS_SUCCESS, result={"pong": True})
+        elif code == FsctlCode.RDBSS_STATUS:
+            self._answer(ident, ctx, S.STATUS_SUCCESS, result=self.status())
+        elif code == FsctlCode.RDBSS_PEER_DOWN:
+            name = args.get("name")
+            if not isinstance(name, str):
+                raise NtStatusError(S.STATUS_INVALID_PARAMETER, "peer_down needs a name")
+            self.peer_down(name, S.STATUS_CONNECTION_DISCONNECTED, str(args.get("reason", "")))
+            self._answer(ident, ctx, S.STATUS_SUCCESS)
+        elif code in (
+            FsctlCode.RDBSS_LIST_SHARES,
+            FsctlCode.RDBSS_ADD_SHARE,
+            FsctlCode.RDBSS_REMOVE_SHARE,
+        ):
+            target = args.get("minirdr")
+            if not isinstance(target, str):
+                target = next(
+                    (p.name for p in self.peers.values() if p.kind == "local"),
+                    None,
+                )
+            if target is None or target not in self.peers:
+                raise NtStatusError(S.STATUS_BAD_NETWORK_NAME, f"no mini-redirector {target!r}")
+            ctx.routine = Routine.MRxDevFcbXXXControlFile
+            self._send(target, ctx, None, self._relay(ident, ctx))
+        else:
+            raise NtStatusError(
+                S.STATUS_INVALID_DEVICE_REQUEST, f"unknown control code 0x{code:08X}"
+            )
+
+    def _peer_request(self, peer: Peer, ctx: RxContext, payload: Payload) -> None:
+        """A request from a peer (the connection manager calling a mini-redirector): route it
+        to its target and route the answer back."""
+        target = ctx.target
+        origin_id = ctx.request_id
+        source = peer.name
+        if ctx.routine == Routine.RxFinalizeConnections or target is None:
+            return
+
+        def then(done: RxCompletion, payload: Payload) -> None:
+            done.request_id = origin_id
+            self.out.to_peer(source, done, payload)  # type: ignore[arg-type]
+
+        try:
+            self._send(target, ctx, payload, then)
+        except NtStatusError as exc:
+            then(RxCompletion(origin_id, exc.status, message=exc.strerror or ""), None)
+
+    # ------------------------------------------------------------------ status
+    def status(self) -> dict[str, Any]:
+        now = self.clock()
+        return {
+            "peers": [
+                {
+                    "name": p.name,
+                    "role": p.role,
+                    "kind": p.kind,
+                    "pid": p.pid,
+                    "routines": sorted(p.routines),
+                    "lowio_ops": sorted(p.lowio_ops),
+                    "servers": p.servers,
+                    "up_s": round(now - p.registered_at, 3),
+                    "requests": p.requests,
+                }
+                for p in self.peers.values()
+            ],
+            "connections": [
+                {
+                    "name": v.net_root.prefix,
+                    "condition": v.condition.name,
+                    "status": v.status,
+                    "message": v.message,
+                    "minirdr": v.net_root.minirdr,
+                    "fcbs": len(v.net_root.fcbs),
+                }
+                for v in self.prefix.v_net_roots()
+            ],
+            "handles": len(self.fobxs),
+            "pending": len(self.pending),
+            "completed": self.completed,
+            "recent_errors": [
+                {
+                    "age_s": round(now - e.at, 3),
+                    "status": e.status,
+                    "routine": e.routine,
+                    "message": e.message,
+                }
+                for e in self.recent_errors
+            ],
+            "stopping": self.stopping,
+        }

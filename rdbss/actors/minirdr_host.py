@@ -1,0 +1,119 @@
+"""Runs one mini-redirector behind the bus.
+
+Registration sends exactly the routines the mini-redirector implements. Requests run:
+- on the socket thread, for a non-blocking mini-redirector (local disk): the hot path;
+- on the connection's own ``ConnectionWorker`` actor, for connection routines and for every
+  routine of a blocking (network) mini-redirector, so a slow connect or a slow server blocks only
+  the requests of that connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pykka
+
+from rdbss.actors.peer import PeerBridge
+from rdbss.minirdrs.base import CONNECTION_ROUTINES, ROUTINE_METHODS, MiniRdr, Result
+from rdbss.wire.constants import Routine
+from rdbss.wire.rxcontext import Register, RxCompletion, RxContext
+from rdbss.wire.status import NtStatus, NtStatusError
+
+log = logging.getLogger("rdbss.minirdr")
+
+
+def execute(
+    minirdr: MiniRdr, ctx: RxContext, payload: memoryview | None
+) -> tuple[RxCompletion, Any]:
+    """Call one routine; every outcome becomes a completion (never an exception)."""
+    if ctx.routine not in Routine.__members__ or ctx.routine not in ROUTINE_METHODS:
+        status = NtStatus.STATUS_NOT_IMPLEMENTED
+        return RxCompletion(
+            ctx.request_id, status, message=f"unknown routine {ctx.routine!r}"
+        ), None
+    routine = Routine(ctx.routine)
+    method = getattr(minirdr, ROUTINE_METHODS[routine])
+    try:
+        result = method(ctx, payload) if routine == Routine.MRxLowIOSubmit else method(ctx)
+        if not isinstance(result, Result):
+            raise TypeError(f"{routine} returned {type(result).__name__}, not Result")
+    except NtStatusError as exc:
+        return RxCompletion(ctx.request_id, exc.status, message=exc.strerror or ""), None
+    except Exception as exc:
+        log.exception("routine %s failed req=%s", ctx.routine, ctx.origin)
+        message = f"{type(exc).__name__}: {exc}"
+        return RxCompletion(ctx.request_id, NtStatus.STATUS_INTERNAL_ERROR, message=message), None
+    done = RxCompletion(
+        ctx.request_id, result.status, result.information, result.result, result.message
+    )
+    return done, result.payload
+
+
+class ConnectionWorker(pykka.ThreadingActor):
+    """Runs the routines of one SrvCall (connection) in order, off the socket thread."""
+
+    use_daemon_thread = True
+
+    def __init__(self, minirdr: MiniRdr, bridge: PeerBridge, srv_call: str) -> None:
+        super().__init__()
+        self.minirdr = minirdr
+        self.bridge = bridge
+        self.srv_call = srv_call
+
+    def on_receive(self, message: Any) -> None:
+        ctx, payload = message
+        done, out = execute(self.minirdr, ctx, payload)
+        self.bridge.post(done, out)
+
+    def on_stop(self) -> None:
+        self.bridge.close_thread_socket()
+
+
+class MiniRdrHost:
+    def __init__(self, bridge: PeerBridge, minirdr: MiniRdr) -> None:
+        self.bridge = bridge
+        self.minirdr = minirdr
+        self.workers: dict[str, pykka.ActorRef[Any]] = {}
+        bridge.handler = self.on_message
+
+    @staticmethod
+    def registration(name: str, minirdr: MiniRdr) -> Register:
+        return Register(
+            name=name,
+            kind=minirdr.kind,
+            routines=[str(r) for r in minirdr.implemented_routines()],
+            lowio_ops=sorted(int(op) for op in minirdr.lowio_ops),
+            servers=minirdr.servers(),
+            mrx_flags=minirdr.mrx_flags,
+            role="minirdr",
+        )
+
+    def on_message(self, msg: RxContext | RxCompletion, payload: memoryview | None) -> None:
+        if not isinstance(msg, RxContext):
+            return
+        routine = msg.routine
+        if self.minirdr.blocking or routine in CONNECTION_ROUTINES:
+            self._worker(msg.srv_call or "").tell((msg, payload))
+            return
+        done, out = execute(self.minirdr, msg, payload)
+        self.bridge.send(done, out)
+
+    def _worker(self, srv_call: str) -> pykka.ActorRef[Any]:
+        key = srv_call.lower()
+        ref = self.workers.get(key)
+        if ref is None or not ref.is_alive():
+            ref = ConnectionWorker.start(self.minirdr, self.bridge, srv_call)
+            self.workers[key] = ref
+        return ref
+
+    def stop(self) -> None:
+        for ref in self.workers.values():
+            try:
+                ref.stop(block=True, timeout=2.0)
+            except Exception:  # a worker stuck in a network call: it is a daemon thread
+                log.warning("worker did not stop in time")
+        try:
+            self.minirdr.close()
+        except Exception:
+            log.exception("mini-redirector close failed")

@@ -1,0 +1,311 @@
+"""The supervisor: the daemon's main process.
+
+It owns the runtime directory (lock, pid, effective config), starts the core, the connection
+manager and one process per configured mini-redirector, and restarts a child that dies under a
+restart policy (intensity within a period, exponential back-off; past the limit the child stays
+down and ``status`` says so). When a peer dies it tells the core at once, so that peer's
+in-flight requests complete with STATUS_CONNECTION_DISCONNECTED instead of waiting out their
+deadlines. SIGTERM stops gracefully: the core drains, then the others stop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from rdbss.actors.bus import Endpoints, daemon_pid, ensure_runtime_dir
+from rdbss.actors.core import CONNMGR
+from rdbss.config import Config
+
+log = logging.getLogger("rdbss.supervisor")
+
+READY_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 15.0
+
+
+class AlreadyRunning(RuntimeError):
+    def __init__(self, pid: int | None) -> None:
+        super().__init__(f"an rdbss daemon is already running (pid {pid})")
+        self.pid = pid
+
+
+@dataclass(slots=True)
+class RestartPolicy:
+    intensity: int = 5  # at most this many restarts...
+    period_s: float = 30.0  # ...within this window, else give up
+    backoff_initial_s: float = 0.1
+    backoff_max_s: float = 5.0
+
+
+@dataclass(slots=True)
+class Child:
+    role: str
+    name: str
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: deque[float] = field(default_factory=deque)
+    next_start: float = 0.0
+    gave_up: bool = False
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+
+def read_pid(runtime_dir: Path) -> int | None:
+    """The pid of the live daemon owning ``runtime_dir``, or None."""
+    return daemon_pid(runtime_dir)
+
+
+@contextlib.contextmanager
+def runtime_lock(runtime_dir: Path) -> Iterator[None]:
+    """Exclusive ownership of a runtime directory; refuses a second daemon (an ipc bind would
+    silently steal the live daemon's sockets)."""
+    fd = os.open(runtime_dir / "daemon.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AlreadyRunning(read_pid(runtime_dir)) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+class Supervisor:
+    def __init__(self, config: Config, policy: RestartPolicy | None = None) -> None:
+        self.config = config
+        self.policy = policy or RestartPolicy()
+        self.runtime_dir = config.runtime_dir
+        self.endpoints = Endpoints.in_dir(self.runtime_dir)
+        self.children = [Child("core", "core"), Child("connmgr", CONNMGR)] + [
+            Child("minirdr", m.name) for m in config.minirdrs
+        ]
+        self._stop = threading.Event()
+
+    # ---------------------------------------------------------------- lifecycle
+    def run(self) -> int:
+        ensure_runtime_dir(self.runtime_dir)
+        with runtime_lock(self.runtime_dir):
+            self._prepare()
+            signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
+            signal.signal(signal.SIGINT, lambda *_: self._stop.set())
+            try:
+                self._start_all()
+                if not self._wait_ready():
+                    log.error("daemon did not become ready in %.0f s", READY_TIMEOUT_S)
+                    return 1
+                (self.runtime_dir / "ready").write_text(str(os.getpid()))
+                log.info("daemon ready pid=%d runtime_dir=%s", os.getpid(), self.runtime_dir)
+                while not self._stop.wait(0.1):
+                    self._watch()
+                return 0
+            finally:
+                self._stop_all()
+                self._cleanup()
+
+    def _prepare(self) -> None:
+        for stale in ("ready", "rdbss.sock", "bus.sock"):
+            with contextlib.suppress(FileNotFoundError):
+                (self.runtime_dir / stale).unlink()
+        cfg = self.runtime_dir / "config.json"
+        fd = os.open(cfg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.config.to_json())
+        (self.runtime_dir / "daemon.pid").write_text(str(os.getpid()))
+
+    def _cleanup(self) -> None:
+        for name in ("ready", "daemon.pid", "config.json", "rdbss.sock", "bus.sock"):
+            with contextlib.suppress(FileNotFoundError):
+                (self.runtime_dir / name).unlink()
+        log.info("daemon stopped")
+
+    # ---------------------------------------------------------------- children
+    def _spawn(self, child: Child) -> None:
+        cmd = [
+            sys.executable,
+            "-m",
+            "rdbss.actors.process",
+            child.role,
+            child.name,
+            str(self.runtime_dir),
+        ]
+        child.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, close_fds=True)
+        log.info("started %s %s pid=%d", child.role, child.name, child.proc.pid)
+
+    def _start_all(self) -> None:
+        core, *others = self.children
+        self._spawn(core)
+        socket_path = self.runtime_dir / "bus.sock"
+        deadline = time.monotonic() + 10.0
+        while not socket_path.exists():
+            if time.monotonic() > deadline or (core.proc and core.proc.poll() is not None):
+                raise RuntimeError("the core process did not start")
+            time.sleep(0.01)
+        for child in others:
+            self._spawn(child)
+
+    def _wait_ready(self) -> bool:
+        from rdbss.client import Client  # the supervisor talks to the core as a client
+
+        expected = {c.name for c in self.children if c.role != "core"}
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline and not self._stop.is_set():
+            for child in self.children:
+                if child.proc is not None and child.proc.poll() is not None:
+                    log.error(
+                        "%s %s exited during start-up (code %s)",
+                        child.role,
+                        child.name,
+                        child.proc.returncode,
+                    )
+                    return False
+            try:
+                with Client(self.runtime_dir, timeout=2.0) as client:
+                    peers = {p["name"] for p in client.status()["peers"]}
+                if expected <= peers:
+                    return True
+            except OSError:
+                pass
+            time.sleep(0.05)
+        return False
+
+    def _watch(self) -> None:
+        now = time.monotonic()
+        for child in self.children:
+            if child.gave_up:
+                continue
+            if child.proc is not None:
+                code = child.proc.poll()
+                if code is None:
+                    continue
+                log.warning(
+                    "%s %s pid=%d exited code=%s", child.role, child.name, child.proc.pid, code
+                )
+                child.proc = None
+                if child.role != "core":
+                    self._tell_core_peer_down(child.name, f"process exited with code {code}")
+                self._schedule_restart(child, now)
+            elif now >= child.next_start:
+                self._spawn(child)
+
+    def _schedule_restart(self, child: Child, now: float) -> None:
+        policy = self.policy
+        while child.restarts and now - child.restarts[0] > policy.period_s:
+            child.restarts.popleft()
+        if len(child.restarts) >= policy.intensity:
+            child.gave_up = True
+            log.error(
+                "%s %s restarted %d times in %.0f s; giving up",
+                child.role,
+                child.name,
+                len(child.restarts),
+                policy.period_s,
+            )
+            return
+        delay = min(policy.backoff_initial_s * (2 ** len(child.restarts)), policy.backoff_max_s)
+        child.restarts.append(now)
+        child.next_start = now + delay
+        log.info("restarting %s %s in %.2f s", child.role, child.name, delay)
+
+    def _tell_core_peer_down(self, name: str, reason: str) -> None:
+        from rdbss.client import Client
+        from rdbss.wire.constants import FsctlCode
+
+        try:
+            with Client(self.runtime_dir, timeout=2.0) as client:
+                client._control(FsctlCode.RDBSS_PEER_DOWN, name=name, reason=reason)
+        except OSError as exc:
+            log.warning("could not tell the core that %s is down: %s", name, exc)
+
+    def _stop_all(self) -> None:
+        core, *others = self.children
+        self._terminate([core], STOP_TIMEOUT_S)  # the core drains in-flight requests first
+        self._terminate(others, 5.0)
+
+    @staticmethod
+    def _terminate(children: list[Child], timeout: float) -> None:
+        procs = [c.proc for c in children if c.proc is not None and c.proc.poll() is None]
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in procs:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("pid %d did not stop; killing it", proc.pid)
+                proc.kill()
+                proc.wait(5.0)
+
+
+def start_detached(
+    config_path: Path | None, config: Config, log_file: IO[bytes] | None = None
+) -> int:
+    """Start ``rdbss daemon run`` in the background and return its pid once it is ready."""
+    ensure_runtime_dir(config.runtime_dir)
+    pid = read_pid(config.runtime_dir)
+    if pid is not None:
+        raise AlreadyRunning(pid)
+    with contextlib.suppress(FileNotFoundError):
+        (config.runtime_dir / "ready").unlink()
+    log_path = config.runtime_dir / "daemon.log"
+    cmd = [sys.executable, "-m", "rdbss.cli"]
+    if config_path is not None:
+        cmd += ["--config", str(config_path)]
+    cmd += ["daemon", "run"]
+    out = log_file or open(log_path, "ab")  # noqa: SIM115 - handed to the child
+    try:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+            close_fds=True,
+        )
+    finally:
+        if log_file is None:
+            out.close()
+    deadline = time.monotonic() + READY_TIMEOUT_S + 5.0
+    ready = config.runtime_dir / "ready"
+    while time.monotonic() < deadline:
+        if ready.exists():
+            return proc.pid
+        code = proc.poll()
+        if code is not None:
+            raise RuntimeError(f"the daemon exited during start-up (code {code}); see {log_path}")
+        time.sleep(0.02)
+    proc.terminate()
+    raise TimeoutError(f"the daemon did not become ready in time; see {log_path}")
+
+
+def stop_daemon(runtime_dir: Path, timeout: float = 30.0) -> int | None:
+    """Ask the daemon to stop (SIGTERM) and wait until it has. Returns its pid, or None when no
+    daemon was running."""
+    pid = read_pid(runtime_dir)
+    if pid is None:
+        return None
+    if pid > 0:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if read_pid(runtime_dir) is None:  # the lock is released when the supervisor exits
+            if pid > 0:
+                # reap it if it is our child (tests start it that way); harmless otherwise
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+            return pid
+        time.sleep(0.05)
+    raise TimeoutError(f"the daemon (pid {pid}) did not stop in {timeout:.0f} s")

@@ -1,0 +1,416 @@
+"""The ``rdbss`` command: run and manage the daemon, and use shares through it.
+
+Remote paths are UNC names: ``//local/data/dir/file`` or ``'\\\\local\\data\\dir\\file'``.
+Errors print the NTSTATUS name and a readable message, and exit with status 1 (2 for usage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rdbss.config import ConfigError, load_config
+from rdbss.wire.status import NtStatusError, status_name
+
+CHUNK = 4 << 20
+
+
+def _out(args: argparse.Namespace, data: Any, text: Callable[[], str]) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        rendered = text()
+        if rendered:
+            print(rendered)
+
+
+def _join(base: str, name: str) -> str:
+    sep = "/" if "/" in base and "\\" not in base else "\\"
+    return base.rstrip("/\\") + sep + name
+
+
+def _config(args: argparse.Namespace) -> Any:
+    return load_config(Path(args.config) if args.config else None)
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from rdbss.client import Client
+
+    return Client(config=_config(args), timeout=args.timeout)
+
+
+def _fmt_time(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# ---------------------------------------------------------------------------- daemon
+def cmd_daemon(args: argparse.Namespace) -> int:
+    from rdbss.actors.supervisor import AlreadyRunning, Supervisor, read_pid, start_detached
+    from rdbss.actors.supervisor import stop_daemon as stop
+
+    config = _config(args)
+    if args.action == "run":
+        from rdbss.logs import setup_logging
+
+        setup_logging("supervisor", config.log_level)
+        if config.source is None:
+            for m in config.minirdrs:
+                for folder in m.options.get("shares", {}).values():
+                    Path(folder).expanduser().mkdir(parents=True, exist_ok=True)
+        try:
+            return Supervisor(config).run()
+        except AlreadyRunning as exc:
+            print(f"rdbss: {exc}", file=sys.stderr)
+            return 1
+    if args.action == "start":
+        if config.source is None:
+            for m in config.minirdrs:
+                for folder in m.options.get("shares", {}).values():
+                    Path(folder).expanduser().mkdir(parents=True, exist_ok=True)
+        try:
+            started = start_detached(Path(args.config) if args.config else None, config)
+        except AlreadyRunning as exc:
+            print(f"rdbss: {exc}")
+            return 0
+        print(f"rdbss daemon started (pid {started}, runtime dir {config.runtime_dir})")
+        return 0
+    if args.action == "stop":
+        stopped = stop(config.runtime_dir, timeout=args.timeout)
+        print(
+            "rdbss daemon is not running"
+            if stopped is None
+            else f"rdbss daemon stopped (pid {stopped})"
+        )
+        return 0
+    # status
+    pid = read_pid(config.runtime_dir)
+    if pid is None:
+        _out(args, {"running": False}, lambda: "rdbss daemon is not running")
+        return 3
+    with _client(args) as client:
+        status = client.status()
+    status["running"] = True
+    status["pid"] = pid
+    _out(args, status, lambda: _render_status(status))
+    return 0
+
+
+def _render_status(s: dict[str, Any]) -> str:
+    lines = [
+        f"rdbss daemon pid {s['pid']}: {s['handles']} open handles, "
+        f"{s['pending']} pending, {s['completed']} completed"
+    ]
+    lines.append("")
+    lines.append(f"{'PROCESS':<12} {'ROLE':<8} {'KIND':<8} {'PID':>7} {'UP(s)':>9} {'REQS':>8}")
+    for p in s["peers"]:
+        lines.append(
+            f"{p['name']:<12} {p['role']:<8} {p['kind']:<8} {p['pid']:>7} "
+            f"{p['up_s']:>9.1f} {p['requests']:>8}"
+        )
+    lines.append("")
+    lines.append(f"{'CONNECTION':<32} {'STATE':<14} {'MINIRDR':<10} STATUS")
+    for c in s["connections"]:
+        lines.append(
+            f"{c['name']:<32} {c['condition']:<14} {c['minirdr'] or '-':<10} "
+            f"{status_name(c['status'])}"
+        )
+    if s.get("recent_errors"):
+        lines.append("")
+        lines.append("RECENT ERRORS")
+        for e in s["recent_errors"][-5:]:
+            lines.append(
+                f"  {e['age_s']:>8.1f}s ago {status_name(e['status'])} "
+                f"{e['routine']}: {e['message']}"
+            )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- files
+def cmd_ls(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        info = client.stat(args.path)
+        entries = list(client.scandir(args.path, args.pattern)) if info.is_dir else [info]
+    data = [
+        {"name": e.name, "size": e.size, "dir": e.is_dir, "mtime": e.last_write_time}
+        for e in entries
+    ]
+    if args.long:
+
+        def text() -> str:
+            return "\n".join(
+                f"{'d' if e.is_dir else '-'} {e.size:>12} {_fmt_time(e.last_write_time)} "
+                f"{e.name}{'/' if e.is_dir else ''}"
+                for e in entries
+            )
+    else:
+
+        def text() -> str:
+            return "\n".join(f"{e.name}{'/' if e.is_dir else ''}" for e in entries)
+
+    _out(args, data, text)
+    return 0
+
+
+def cmd_cat(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        for path in args.paths:
+            with client.open(path, "rb", buffering=0) as f:
+                while chunk := f.read(CHUNK):
+                    sys.stdout.buffer.write(chunk)
+    sys.stdout.buffer.flush()
+    return 0
+
+
+def _progress(enabled: bool, name: str, total: int | None) -> Callable[[int], None]:
+    start = time.monotonic()
+    last = [0.0]
+
+    def update(done: int) -> None:
+        if not enabled:
+            return
+        now = time.monotonic()
+        if now - last[0] < 0.2 and (total is None or done < total):
+            return
+        last[0] = now
+        rate = done / max(now - start, 1e-6) / (1 << 20)
+        pct = f"{100 * done / total:5.1f}% " if total else ""
+        sys.stderr.write(f"\r{name}: {pct}{done / (1 << 20):.1f} MiB {rate:.1f} MiB/s")
+        if total is not None and done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    return update
+
+
+def cmd_put(args: argparse.Namespace) -> int:
+    src = Path(args.local)
+    dest = args.remote
+    with _client(args) as client:
+        try:
+            if client.stat(dest).is_dir:
+                dest = _join(dest, src.name)
+        except FileNotFoundError:
+            pass
+        total = src.stat().st_size
+        show = _progress(sys.stderr.isatty() and not args.quiet, src.name, total)
+        done = 0
+        with open(src, "rb") as f, client.open(dest, "wb", buffering=0) as out:
+            while chunk := f.read(CHUNK):
+                view = memoryview(chunk)
+                while view:
+                    n = out.write(view)
+                    view = view[n:]
+                    done += n
+                show(done)
+    _out(args, {"remote": dest, "bytes": done}, lambda: "")
+    return 0
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    dest = (
+        Path(args.local) if args.local else Path(args.remote.replace("\\", "/").rsplit("/", 1)[-1])
+    )
+    with _client(args) as client:
+        info = client.stat(args.remote)
+        if dest.is_dir():
+            dest = dest / info.name.replace("\\", "/").rsplit("/", 1)[-1]
+        show = _progress(sys.stderr.isatty() and not args.quiet, dest.name, info.size)
+        done = 0
+        tmp = dest.with_name(f".{dest.name}.rdbss-part")
+        with client.open(args.remote, "rb", buffering=0) as f, open(tmp, "wb") as out:
+            while chunk := f.read(CHUNK):
+                out.write(chunk)
+                done += len(chunk)
+                show(done)
+        os.replace(tmp, dest)
+    _out(args, {"local": str(dest), "bytes": done}, lambda: "")
+    return 0
+
+
+def _remove_tree(client: Any, path: str) -> None:
+    for entry in list(client.scandir(path)):
+        child = _join(path, entry.name)
+        if entry.is_dir:
+            _remove_tree(client, child)
+        else:
+            client.remove(child)
+    client.rmdir(path)
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        for path in args.paths:
+            info = client.stat(path)
+            if info.is_dir:
+                if args.recursive:
+                    _remove_tree(client, path)
+                else:
+                    client.rmdir(path)
+            else:
+                client.remove(path)
+    return 0
+
+
+def cmd_mkdir(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        for path in args.paths:
+            client.mkdir(path, parents=args.parents, exist_ok=args.parents)
+    return 0
+
+
+def cmd_mv(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        client.rename(args.src, args.dst, replace=args.force)
+    return 0
+
+
+def cmd_stat(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        info = client.stat(args.path)
+    data = {
+        "name": info.name,
+        "size": info.size,
+        "directory": info.is_dir,
+        "attributes": info.attributes,
+        "creation_time": info.creation_time,
+        "last_access_time": info.last_access_time,
+        "last_write_time": info.last_write_time,
+        "change_time": info.change_time,
+        **info.extra,
+    }
+    _out(
+        args,
+        data,
+        lambda: "\n".join(
+            f"{k:>17}: {_fmt_time(v) if k.endswith('_time') else v}" for k, v in data.items()
+        ),
+    )
+    return 0
+
+
+def cmd_use(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.action == "add":
+            folder = str(Path(args.folder).resolve())
+            client.add_share(args.share, folder, args.minirdr)
+            _out(
+                args,
+                {"added": args.share, "path": folder},
+                lambda: f"\\\\{client.shares(args.minirdr)['server']}\\{args.share} -> {folder}",
+            )
+            return 0
+        if args.action == "rm":
+            client.remove_share(args.share, args.minirdr)
+            return 0
+        shares = client.shares(args.minirdr)
+        status = client.status()
+    server = shares.get("server", "?")
+    connected = {c["name"].lower(): c["condition"] for c in status["connections"]}
+
+    def text() -> str:
+        rows = [f"{'SHARE':<32} {'STATE':<14} FOLDER"]
+        for name, folder in sorted(shares.get("shares", {}).items()):
+            unc = f"\\\\{server}\\{name}"
+            rows.append(f"{unc:<32} {connected.get(unc.lower(), '-'):<14} {folder}")
+        return "\n".join(rows)
+
+    _out(args, shares, text)
+    return 0
+
+
+# ---------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rdbss", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--config", help="configuration file (default: ~/.config/rdbss/config.toml)"
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("daemon", help="run or manage the daemon")
+    p.add_argument("action", choices=["start", "stop", "status", "run"])
+    p.set_defaults(func=cmd_daemon)
+    p = sub.add_parser("status", help="the daemon's processes, connections and handles")
+    p.set_defaults(func=cmd_daemon, action="status")
+
+    p = sub.add_parser("ls", help="list a directory")
+    p.add_argument("path")
+    p.add_argument("pattern", nargs="?", default="*", help="wildcard pattern (default *)")
+    p.add_argument("-l", "--long", action="store_true")
+    p.set_defaults(func=cmd_ls)
+    p = sub.add_parser("cat", help="print files")
+    p.add_argument("paths", nargs="+")
+    p.set_defaults(func=cmd_cat)
+    for name, func, helptext in (
+        ("put", cmd_put, "copy a local file to a share"),
+        ("get", cmd_get, "copy a file from a share"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        if name == "put":
+            p.add_argument("local")
+            p.add_argument("remote")
+        else:
+            p.add_argument("remote")
+            p.add_argument("local", nargs="?")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        p.set_defaults(func=func)
+    p = sub.add_parser("rm", help="remove files or directories")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("-r", "--recursive", action="store_true")
+    p.set_defaults(func=cmd_rm)
+    p = sub.add_parser("mkdir", help="make directories")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("-p", "--parents", action="store_true")
+    p.set_defaults(func=cmd_mkdir)
+    p = sub.add_parser("mv", help="rename or move within a share")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("-f", "--force", action="store_true", help="replace an existing target")
+    p.set_defaults(func=cmd_mv)
+    p = sub.add_parser("stat", help="file information")
+    p.add_argument("path")
+    p.set_defaults(func=cmd_stat)
+    p = sub.add_parser("use", help="list, add or remove shares of the local mini-redirector")
+    p.add_argument("action", nargs="?", choices=["list", "add", "rm"], default="list")
+    p.add_argument("share", nargs="?")
+    p.add_argument("folder", nargs="?")
+    p.add_argument("--minirdr", help="which mini-redirector (default: the local one)")
+    p.set_defaults(func=cmd_use)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "use" and args.action in ("add", "rm") and not args.share:
+        parser.error("use add/rm needs a share name")
+    if args.command == "use" and args.action == "add" and not args.folder:
+        parser.error("use add needs a folder")
+    try:
+        code: int = args.func(args)
+        return code
+    except NtStatusError as exc:
+        print(f"rdbss: {exc.status_name} (0x{exc.status:08X}): {exc.strerror}", file=sys.stderr)
+        return 1
+    except ConfigError as exc:
+        print(f"rdbss: configuration: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, RuntimeError, TimeoutError) as exc:
+        print(f"rdbss: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

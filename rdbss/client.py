@@ -1,0 +1,593 @@
+"""The Python client: talks to a running daemon over its client socket.
+
+    with rdbss.Client() as c:
+        with c.open(r"\\\\local\\data\\notes.txt", "w") as f:
+            f.write("hello")
+        print(c.stat(r"\\\\local\\data\\notes.txt").size)
+
+Every failure is an ``NtStatusError`` carrying the NTSTATUS; where Python has a matching OSError
+subclass the exception is also one (FileNotFoundError, PermissionError, FileExistsError...).
+Paths are UNC names; forward slashes work too (``//local/data/notes.txt``).
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from rdbss.actors.bus import Endpoints, daemon_pid, new_context
+from rdbss.config import Config, load_config
+from rdbss.wire import (
+    Access,
+    Codec,
+    CreateDisposition,
+    CreateInformation,
+    CreateOptions,
+    CreateParameters,
+    FileAttributes,
+    FileInformationClass,
+    FsctlCode,
+    FsInformationClass,
+    InfoParameters,
+    IrpMj,
+    IrpMn,
+    LowIoParameters,
+    NtStatus,
+    QueryDirectoryParameters,
+    RxCompletion,
+    RxContext,
+    ShareAccess,
+    WireError,
+    error_for_status,
+    pack_frames,
+    unpack_frames,
+)
+
+S = NtStatus
+_INTERNAL = frozenset({"srv_open", "fobx"})  # ids of the daemon's, not file information
+READ_CHUNK = 1 << 20
+WRITE_CHUNK = 4 << 20
+GRACE_S = 2.0  # how much longer than the request's deadline the client waits for the core
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    name: str
+    size: int
+    attributes: int
+    creation_time: int  # POSIX nanoseconds
+    last_access_time: int
+    last_write_time: int
+    change_time: int
+    is_dir: bool
+    extra: dict[str, Any]
+
+    @property
+    def mtime(self) -> float:
+        return self.last_write_time / 1e9
+
+    @classmethod
+    def from_result(cls, result: dict[str, Any], name: str = "") -> FileInfo:
+        attributes = int(result.get("attributes", 0))
+        is_dir = bool(result.get("directory", attributes & FileAttributes.DIRECTORY))
+        known = {
+            "name",
+            "size",
+            "attributes",
+            "creation_time",
+            "last_access_time",
+            "last_write_time",
+            "change_time",
+            "directory",
+        }
+        return cls(
+            name=str(result.get("name", name)),
+            size=int(result.get("size", 0)),
+            attributes=attributes,
+            creation_time=int(result.get("creation_time", 0)),
+            last_access_time=int(result.get("last_access_time", 0)),
+            last_write_time=int(result.get("last_write_time", 0)),
+            change_time=int(result.get("change_time", 0)),
+            is_dir=is_dir,
+            extra={k: v for k, v in result.items() if k not in known and k not in _INTERNAL},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Handle:
+    fobx: int
+    path: str
+    information: int  # CreateInformation
+    info: FileInfo
+
+
+class Client:
+    """A connection to the daemon. Thread-safe (requests are serialized on one socket)."""
+
+    def __init__(
+        self,
+        runtime_dir: str | Path | None = None,
+        *,
+        config: Config | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        if runtime_dir is None:
+            config = config or load_config()
+            runtime_dir = config.runtime_dir
+        self.runtime_dir = Path(runtime_dir)
+        self.timeout = (
+            timeout if timeout is not None else (config.request_timeout if config else 30.0)
+        )
+        if daemon_pid(self.runtime_dir) is None:
+            raise error_for_status(
+                S.STATUS_REDIRECTOR_NOT_STARTED,
+                f"the rdbss daemon is not running (nothing in {self.runtime_dir}); "
+                "start it with: rdbss daemon start",
+            )
+        self.endpoints = Endpoints.in_dir(self.runtime_dir)
+        self._zctx = new_context()
+        self._sock = self._zctx.socket(zmq.DEALER)
+        self._sock.setsockopt(zmq.RCVHWM, 0)
+        self._sock.connect(self.endpoints.client)
+        self._codec = Codec()
+        self._ids = itertools.count(1)
+        self._lock = threading.RLock()
+        self._unacked: set[int] = set()  # closes sent without waiting
+        self._closed = False
+
+    # ------------------------------------------------------------------ plumbing
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            deadline = time.monotonic() + 5.0
+            while self._unacked and time.monotonic() < deadline:
+                self._receive_one(deadline)
+            self._closed = True
+            self._sock.close(0)
+            self._zctx.term()
+
+    def _send(self, ctx: RxContext, payload: bytes | memoryview | None) -> None:
+        if self._closed:
+            raise error_for_status(S.STATUS_INVALID_HANDLE, "the client is closed")
+        self._sock.send_multipart(pack_frames(self._codec, ctx, payload), copy=False)
+
+    def _receive_one(self, deadline: float) -> tuple[RxCompletion, memoryview | None] | None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not self._sock.poll(int(remaining * 1000) + 1, zmq.POLLIN):
+            return None
+        frames = self._sock.recv_multipart(copy=False)
+        try:
+            msg, payload = unpack_frames(self._codec, frames)
+        except WireError:
+            return None
+        if not isinstance(msg, RxCompletion):
+            return None
+        self._unacked.discard(msg.request_id)
+        return msg, payload
+
+    def call(
+        self,
+        ctx: RxContext,
+        payload: bytes | memoryview | None = None,
+        *,
+        ok: tuple[int, ...] = (S.STATUS_SUCCESS,),
+        wait: bool = True,
+    ) -> tuple[RxCompletion, memoryview | None]:
+        """Send one request and wait for its completion; raise for a status not in ``ok``."""
+        with self._lock:
+            ctx.request_id = next(self._ids)
+            timeout = ctx.timeout_ms / 1000.0
+            self._send(ctx, payload)
+            if not wait:
+                self._unacked.add(ctx.request_id)
+                return RxCompletion(ctx.request_id, S.STATUS_PENDING), None
+            deadline = time.monotonic() + timeout + GRACE_S
+            while True:
+                got = self._receive_one(deadline)
+                if got is None:
+                    if time.monotonic() >= deadline:
+                        raise error_for_status(
+                            S.STATUS_IO_TIMEOUT,
+                            f"no answer from the daemon in {timeout + GRACE_S:.1f} s",
+                        )
+                    continue
+                done, data = got
+                if done.request_id != ctx.request_id:
+                    continue  # a late answer to something that already timed out
+                if done.status not in ok:
+                    raise error_for_status(done.status, done.message)
+                return done, data
+
+    def _ctx(self, major: int, **fields: Any) -> RxContext:
+        return RxContext(request_id=0, major=major, timeout_ms=int(self.timeout * 1000), **fields)
+
+    # ------------------------------------------------------------------ handles
+    def create(
+        self,
+        path: str,
+        *,
+        access: int = Access.GENERIC_READ,
+        disposition: int = CreateDisposition.FILE_OPEN,
+        options: int = CreateOptions.NONE,
+        share: int = ShareAccess.ALL,
+        attributes: int = FileAttributes.NORMAL,
+    ) -> Handle:
+        """IRP_MJ_CREATE: open or create ``path``; returns the handle and what happened."""
+        create = CreateParameters(
+            desired_access=int(access),
+            file_attributes=int(attributes),
+            share_access=int(share),
+            disposition=int(disposition),
+            create_options=int(options),
+        )
+        done, _ = self.call(self._ctx(IrpMj.CREATE, path=path, create=create))
+        result = done.result if isinstance(done.result, dict) else {}
+        return Handle(int(result["fobx"]), path, done.information, FileInfo.from_result(result))
+
+    def close_handle(self, fobx: int, *, wait: bool = True) -> None:
+        self.call(self._ctx(IrpMj.CLOSE, fobx=fobx), wait=wait)
+
+    def read_handle(self, fobx: int, offset: int, length: int) -> bytes:
+        lowio = LowIoParameters(offset=offset, length=length)
+        done, data = self.call(
+            self._ctx(IrpMj.READ, fobx=fobx, lowio=lowio),
+            ok=(S.STATUS_SUCCESS, S.STATUS_END_OF_FILE),
+        )
+        if done.status == S.STATUS_END_OF_FILE or data is None:
+            return b""
+        return bytes(data)
+
+    def write_handle(self, fobx: int, offset: int, data: bytes | memoryview) -> int:
+        """Write at ``offset`` (-1 appends). Returns the bytes written."""
+        lowio = LowIoParameters(offset=offset, length=len(data))
+        done, _ = self.call(self._ctx(IrpMj.WRITE, fobx=fobx, lowio=lowio), data)
+        return done.information
+
+    def query_info(
+        self, fobx: int, info_class: int = FileInformationClass.FileAllInformation
+    ) -> FileInfo:
+        info = InfoParameters(info_class=int(info_class))
+        done, _ = self.call(self._ctx(IrpMj.QUERY_INFORMATION, fobx=fobx, info=info))
+        return FileInfo.from_result(done.result if isinstance(done.result, dict) else {})
+
+    def set_info(self, fobx: int, info_class: int, **args: Any) -> None:
+        info = InfoParameters(info_class=int(info_class), args=args)
+        self.call(self._ctx(IrpMj.SET_INFORMATION, fobx=fobx, info=info))
+
+    def flush_handle(self, fobx: int) -> None:
+        self.call(self._ctx(IrpMj.FLUSH_BUFFERS, fobx=fobx))
+
+    def query_directory(
+        self, fobx: int, pattern: str = "*", *, restart: bool = False, max_entries: int = 512
+    ) -> list[FileInfo] | None:
+        """One batch of entries; None at the end of the enumeration."""
+        qd = QueryDirectoryParameters(
+            pattern=pattern, restart_scan=restart, max_entries=max_entries
+        )
+        done, _ = self.call(
+            self._ctx(
+                IrpMj.DIRECTORY_CONTROL, minor=IrpMn.QUERY_DIRECTORY, fobx=fobx, query_directory=qd
+            ),
+            ok=(S.STATUS_SUCCESS, S.STATUS_NO_MORE_FILES, S.STATUS_NO_SUCH_FILE),
+        )
+        if done.status != S.STATUS_SUCCESS:
+            return None
+        entries = done.result.get("entries", []) if isinstance(done.result, dict) else []
+        return [FileInfo.from_result(e) for e in entries]
+
+    def query_volume(
+        self, fobx: int, info_class: int = FsInformationClass.FileFsFullSizeInformation
+    ) -> dict[str, Any]:
+        info = InfoParameters(info_class=int(info_class))
+        done, _ = self.call(self._ctx(IrpMj.QUERY_VOLUME_INFORMATION, fobx=fobx, info=info))
+        return dict(done.result) if isinstance(done.result, dict) else {}
+
+    def _control(self, code: int, **args: Any) -> Any:
+        lowio = LowIoParameters(code=int(code))
+        done, _ = self.call(self._ctx(IrpMj.FILE_SYSTEM_CONTROL, lowio=lowio, args=args or None))
+        return done.result
+
+    # ------------------------------------------------------------------ path operations
+    def open(
+        self,
+        path: str,
+        mode: str = "rb",
+        *,
+        buffering: int = -1,
+        encoding: str | None = None,
+        newline: str | None = None,
+    ) -> Any:
+        """Like the built-in open(): modes r, w, a, x, with + and b/t."""
+        raw = RemoteFile(self, path, mode)
+        if "b" in mode:
+            if buffering == 0:
+                return raw
+            size = buffering if buffering > 0 else READ_CHUNK
+            if raw.readable() and raw.writable():
+                return io.BufferedRandom(raw, size)
+            if raw.writable():
+                return io.BufferedWriter(raw, size)
+            return io.BufferedReader(raw, size)
+        buffered: io.BufferedIOBase
+        if raw.readable() and raw.writable():
+            buffered = io.BufferedRandom(raw, READ_CHUNK)
+        elif raw.writable():
+            buffered = io.BufferedWriter(raw, READ_CHUNK)
+        else:
+            buffered = io.BufferedReader(raw, READ_CHUNK)
+        return io.TextIOWrapper(buffered, encoding=encoding or "utf-8", newline=newline)
+
+    def stat(self, path: str) -> FileInfo:
+        handle = self.create(path, access=Access.FILE_READ_ATTRIBUTES)
+        self.close_handle(handle.fobx, wait=False)
+        return handle.info
+
+    def exists(self, path: str) -> bool:
+        try:
+            self.stat(path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def scandir(self, path: str, pattern: str = "*") -> Iterator[FileInfo]:
+        handle = self.create(
+            path, access=Access.FILE_LIST_DIRECTORY, options=CreateOptions.FILE_DIRECTORY_FILE
+        )
+        try:
+            while (batch := self.query_directory(handle.fobx, pattern)) is not None:
+                yield from batch
+        finally:
+            self.close_handle(handle.fobx, wait=False)
+
+    def listdir(self, path: str, pattern: str = "*") -> list[str]:
+        return [e.name for e in self.scandir(path, pattern)]
+
+    def mkdir(self, path: str, *, parents: bool = False, exist_ok: bool = False) -> None:
+        try:
+            handle = self.create(
+                path,
+                access=Access.FILE_LIST_DIRECTORY,
+                disposition=CreateDisposition.FILE_CREATE,
+                options=CreateOptions.FILE_DIRECTORY_FILE,
+            )
+        except FileExistsError:
+            if exist_ok and self.stat(path).is_dir:
+                return
+            raise
+        except FileNotFoundError as exc:
+            if not parents or getattr(exc, "status", None) != S.STATUS_OBJECT_PATH_NOT_FOUND:
+                raise
+            self.mkdir(_parent(path), parents=True, exist_ok=True)
+            self.mkdir(path, exist_ok=exist_ok)
+            return
+        self.close_handle(handle.fobx)
+
+    def remove(self, path: str) -> None:
+        """Delete a file (FILE_DELETE_ON_CLOSE on a non-directory open)."""
+        handle = self.create(
+            path,
+            access=Access.DELETE,
+            options=CreateOptions.FILE_NON_DIRECTORY_FILE | CreateOptions.FILE_DELETE_ON_CLOSE,
+        )
+        self.close_handle(handle.fobx)
+
+    def rmdir(self, path: str) -> None:
+        handle = self.create(
+            path,
+            access=Access.DELETE,
+            options=CreateOptions.FILE_DIRECTORY_FILE | CreateOptions.FILE_DELETE_ON_CLOSE,
+        )
+        self.close_handle(handle.fobx)
+
+    def delete(self, path: str) -> None:
+        """Delete a file or an empty directory (FileDispositionInformation)."""
+        handle = self.create(path, access=Access.DELETE)
+        try:
+            self.set_info(handle.fobx, FileInformationClass.FileDispositionInformation, delete=True)
+        finally:
+            self.close_handle(handle.fobx)
+
+    def rename(self, src: str, dst: str, *, replace: bool = False) -> None:
+        handle = self.create(src, access=Access.DELETE)
+        try:
+            self.set_info(
+                handle.fobx, FileInformationClass.FileRenameInformation, target=dst, replace=replace
+            )
+        finally:
+            self.close_handle(handle.fobx)
+
+    def truncate(self, path: str, size: int) -> None:
+        handle = self.create(path, access=Access.GENERIC_WRITE)
+        try:
+            self.set_info(handle.fobx, FileInformationClass.FileEndOfFileInformation, size=size)
+        finally:
+            self.close_handle(handle.fobx)
+
+    def read_bytes(self, path: str) -> bytes:
+        with self.open(path, "rb", buffering=0) as f:
+            return bytes(f.readall())
+
+    def write_bytes(self, path: str, data: bytes) -> int:
+        with self.open(path, "wb", buffering=0) as f:
+            view = memoryview(data)
+            written = 0
+            while written < len(view):
+                written += f.write(view[written : written + WRITE_CHUNK])
+            return written
+
+    def volume(self, path: str) -> dict[str, Any]:
+        handle = self.create(path, access=Access.FILE_READ_ATTRIBUTES)
+        try:
+            return self.query_volume(handle.fobx)
+        finally:
+            self.close_handle(handle.fobx, wait=False)
+
+    # ------------------------------------------------------------------ management
+    def ping(self) -> bool:
+        return bool(self._control(FsctlCode.RDBSS_PING).get("pong"))
+
+    def status(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._control(FsctlCode.RDBSS_STATUS)
+        return result
+
+    def shares(self, minirdr: str | None = None) -> dict[str, Any]:
+        args = {"minirdr": minirdr} if minirdr else {}
+        result: dict[str, Any] = self._control(FsctlCode.RDBSS_LIST_SHARES, **args)
+        return result
+
+    def add_share(self, share: str, path: str, minirdr: str | None = None) -> None:
+        args = {"minirdr": minirdr} if minirdr else {}
+        self._control(FsctlCode.RDBSS_ADD_SHARE, share=share, path=path, **args)
+
+    def remove_share(self, share: str, minirdr: str | None = None) -> None:
+        args = {"minirdr": minirdr} if minirdr else {}
+        self._control(FsctlCode.RDBSS_REMOVE_SHARE, share=share, **args)
+
+
+def _parent(path: str) -> str:
+    unified = path.replace("/", "\\").rstrip("\\")
+    return unified.rsplit("\\", 1)[0]
+
+
+_MODES = {
+    "r": (Access.GENERIC_READ, CreateDisposition.FILE_OPEN),
+    "w": (Access.GENERIC_WRITE, CreateDisposition.FILE_OVERWRITE_IF),
+    "a": (Access.FILE_APPEND_DATA | Access.FILE_READ_ATTRIBUTES, CreateDisposition.FILE_OPEN_IF),
+    "x": (Access.GENERIC_WRITE, CreateDisposition.FILE_CREATE),
+}
+
+
+class RemoteFile(io.RawIOBase):
+    """An open remote file (one FOBX), with the raw-file interface of ``io``."""
+
+    def __init__(self, client: Client, path: str, mode: str) -> None:
+        super().__init__()
+        kinds = [m for m in mode if m in "rwax"]
+        if len(kinds) != 1 or any(m not in "rwaxbt+" for m in mode):
+            raise ValueError(f"invalid mode {mode!r}")
+        access, disposition = _MODES[kinds[0]]
+        self._append = kinds[0] == "a"
+        self._read = kinds[0] == "r" or "+" in mode
+        self._write = kinds[0] != "r" or "+" in mode
+        if "+" in mode:
+            access |= Access.GENERIC_READ | Access.GENERIC_WRITE
+        self._client = client
+        self.name = path
+        self.mode = mode
+        self._handle = client.create(
+            path,
+            access=access,
+            disposition=disposition,
+            options=CreateOptions.FILE_NON_DIRECTORY_FILE,
+        )
+        self._pos = self._handle.info.size if self._append else 0
+
+    @property
+    def fobx(self) -> int:
+        return self._handle.fobx
+
+    @property
+    def created(self) -> bool:
+        return self._handle.information == CreateInformation.FILE_CREATED
+
+    def readable(self) -> bool:
+        return self._read
+
+    def writable(self) -> bool:
+        return self._write
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        self._check(self._read, "not open for reading")
+        view = memoryview(buffer).cast("B")
+        data = self._client.read_handle(self.fobx, self._pos, min(len(view), 64 << 20))
+        n = len(data)
+        view[:n] = data
+        self._pos += n
+        return n
+
+    def readall(self) -> bytes:
+        self._check(self._read, "not open for reading")
+        chunks = []
+        while True:
+            data = self._client.read_handle(self.fobx, self._pos, READ_CHUNK)
+            if not data:
+                break
+            chunks.append(data)
+            self._pos += len(data)
+        return b"".join(chunks)
+
+    def write(self, data: Any) -> int:
+        self._check(self._write, "not open for writing")
+        view = memoryview(data).cast("B")
+        if self._append:
+            written = self._client.write_handle(self.fobx, -1, view)
+            self._pos = self._client.query_info(self.fobx).size
+            return written
+        written = self._client.write_handle(self.fobx, self._pos, view)
+        self._pos += written
+        return written
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            pos = offset
+        elif whence == io.SEEK_CUR:
+            pos = self._pos + offset
+        elif whence == io.SEEK_END:
+            pos = self._client.query_info(self.fobx).size + offset
+        else:
+            raise ValueError(f"invalid whence {whence}")
+        if pos < 0:
+            raise ValueError("negative seek position")
+        self._pos = pos
+        return pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def truncate(self, size: int | None = None) -> int:
+        self._check(self._write, "not open for writing")
+        size = self._pos if size is None else size
+        self._client.set_info(self.fobx, FileInformationClass.FileEndOfFileInformation, size=size)
+        return size
+
+    def flush(self) -> None:
+        """Nothing to do: every write already went to the daemon. ``sync()`` asks the
+        mini-redirector to make the data durable (MRxFlush)."""
+
+    def sync(self) -> None:
+        self._check(True, "")
+        self._client.flush_handle(self.fobx)
+
+    def stat(self) -> FileInfo:
+        return self._client.query_info(self.fobx)
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                super().close()
+            finally:
+                self._client.close_handle(self.fobx)
+
+    def _check(self, allowed: bool, message: str) -> None:
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+        if not allowed:
+            raise io.UnsupportedOperation(message)

@@ -1,0 +1,190 @@
+"""The mini-redirector dispatch interface (MINIRDR_DISPATCH).
+
+A mini-redirector subclasses ``MiniRdr`` and overrides the routines it implements. The process
+host registers exactly the overridden ones with the core (RxRegisterMinirdr); a routine left at
+the base is never called: the core answers STATUS_NOT_IMPLEMENTED without sending it. Low I/O is
+one entry, ``low_io_submit``, keyed by ``ctx.lowio.operation``; ``lowio_ops`` says which
+operations are implemented.
+
+Routines run in the mini-redirector's own process. They return a ``Result`` or raise
+``NtStatusError``; any other exception becomes STATUS_INTERNAL_ERROR for that one request.
+
+Result conventions (structured results travel as msgpack maps):
+- times are POSIX nanoseconds (``creation_time``, ``last_access_time``, ``last_write_time``,
+  ``change_time``); sizes in bytes; ``attributes`` are FILE_ATTRIBUTE_* bits.
+- MRxCreate answers ``information`` = CreateInformation (FILE_OPENED, FILE_CREATED...),
+  ``result`` = {"srv_open": int, "directory": bool, **file info}.
+- MRxQueryFileInfo answers the file info map (``name``, ``size``, ``allocation_size``,
+  ``attributes``, the four times, ``directory``, ``delete_pending``, ``nlink``, ``file_id``...;
+  ``rdbss.minirdrs.local.file_info`` builds it from an ``os.stat_result``).
+- MRxQueryDirectory answers {"entries": [file info + "name"...]}; STATUS_NO_MORE_FILES at the end,
+  STATUS_NO_SUCH_FILE when the first query matches nothing.
+- MRxQueryVolumeInfo answers the volume map (``total_bytes``, ``free_bytes``, ``avail_bytes``,
+  ``bytes_per_sector``, ``sectors_per_allocation_unit``, ``fs_name``, ``label``, ``serial``,
+  ``max_name_length``, ``fs_attributes``, ``device_characteristics``).
+- MRxLowIOSubmit is called as ``low_io_submit(ctx, payload)``: ``payload`` is the WRITE data
+  (a memoryview of the received frame) and None otherwise. READ answers the bytes as ``payload``
+  (``information`` = byte count); WRITE answers ``information`` = bytes written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from rdbss.wire.constants import LowIoOp, Routine
+from rdbss.wire.rxcontext import RxContext
+from rdbss.wire.status import NtStatus, NtStatusError
+
+
+@dataclass(slots=True)
+class Result:
+    status: int = NtStatus.STATUS_SUCCESS
+    information: int = 0
+    result: Any = None
+    payload: bytes | bytearray | memoryview | None = None
+    message: str = ""
+
+
+#: Routine name -> method name. Only routines RDBSS actually calls are listed (spec 1.5 excluded).
+ROUTINE_METHODS: dict[Routine, str] = {
+    Routine.MRxStart: "start",
+    Routine.MRxStop: "stop",
+    Routine.MRxCreateSrvCall: "create_srv_call",
+    Routine.MRxSrvCallWinnerNotify: "srv_call_winner_notify",
+    Routine.MRxCreateVNetRoot: "create_v_net_root",
+    Routine.MRxFinalizeSrvCall: "finalize_srv_call",
+    Routine.MRxFinalizeNetRoot: "finalize_net_root",
+    Routine.MRxFinalizeVNetRoot: "finalize_v_net_root",
+    Routine.MRxExtractNetRootName: "extract_net_root_name",
+    Routine.MRxPreparseName: "preparse_name",
+    Routine.MRxGetConnectionId: "get_connection_id",
+    Routine.MRxCreate: "create",
+    Routine.MRxCollapseOpen: "collapse_open",
+    Routine.MRxShouldTryToCollapseThisOpen: "should_try_to_collapse_this_open",
+    Routine.MRxFlush: "flush",
+    Routine.MRxZeroExtend: "zero_extend",
+    Routine.MRxTruncate: "truncate",
+    Routine.MRxCleanupFobx: "cleanup_fobx",
+    Routine.MRxCloseSrvOpen: "close_srv_open",
+    Routine.MRxDeallocateForFcb: "deallocate_for_fcb",
+    Routine.MRxDeallocateForFobx: "deallocate_for_fobx",
+    Routine.MRxIsLockRealizable: "is_lock_realizable",
+    Routine.MRxForceClosed: "force_closed",
+    Routine.MRxAreFilesAliased: "are_files_aliased",
+    Routine.MRxQueryDirectory: "query_directory",
+    Routine.MRxQueryFileInfo: "query_file_info",
+    Routine.MRxSetFileInfo: "set_file_info",
+    Routine.MRxSetFileInfoAtCleanup: "set_file_info_at_cleanup",
+    Routine.MRxQueryEaInfo: "query_ea_info",
+    Routine.MRxSetEaInfo: "set_ea_info",
+    Routine.MRxQuerySdInfo: "query_sd_info",
+    Routine.MRxSetSdInfo: "set_sd_info",
+    Routine.MRxQueryQuotaInfo: "query_quota_info",
+    Routine.MRxSetQuotaInfo: "set_quota_info",
+    Routine.MRxQueryVolumeInfo: "query_volume_info",
+    Routine.MRxSetVolumeInfo: "set_volume_info",
+    Routine.MRxIsValidDirectory: "is_valid_directory",
+    Routine.MRxComputeNewBufferingState: "compute_new_buffering_state",
+    Routine.MRxLowIOSubmit: "low_io_submit",
+    Routine.MRxExtendForCache: "extend_for_cache",
+    Routine.MRxExtendForNonCache: "extend_for_non_cache",
+    Routine.MRxCompleteBufferingStateChangeRequest: "complete_buffering_state_change_request",
+    Routine.MRxDevFcbXXXControlFile: "dev_fcb_control",
+}
+
+#: Connection routines are asynchronous by contract: the host runs them on a connection worker so
+#: a slow set-up never blocks the process's other work.
+CONNECTION_ROUTINES: frozenset[Routine] = frozenset(
+    {
+        Routine.MRxCreateSrvCall,
+        Routine.MRxSrvCallWinnerNotify,
+        Routine.MRxCreateVNetRoot,
+        Routine.MRxFinalizeSrvCall,
+        Routine.MRxFinalizeNetRoot,
+        Routine.MRxFinalizeVNetRoot,
+    }
+)
+
+
+def _not_implemented(self: MiniRdr, ctx: RxContext, *rest: Any) -> Result:
+    raise NtStatusError(NtStatus.STATUS_NOT_IMPLEMENTED, "routine not implemented")
+
+
+class MiniRdr:
+    """Base class of every mini-redirector. See the module docstring for the conventions."""
+
+    #: Short protocol name used in config files ("local", "smb", ...).
+    kind: ClassVar[str] = ""
+    #: RDBSS_MANAGE_* flags (spec 5.2); informational here.
+    mrx_flags: ClassVar[int] = 0
+    #: Which LowIoContext.Operation values ``low_io_submit`` handles.
+    lowio_ops: ClassVar[frozenset[LowIoOp]] = frozenset()
+    #: True when routines may block on a network: the host then runs each connection's routines on
+    #: that connection's own worker. False (local disk) runs them on the socket thread.
+    blocking: ClassVar[bool] = True
+
+    def __init__(self, name: str, config: Mapping[str, Any]) -> None:
+        self.name = name
+        self.config = dict(config)
+
+    # The server names this instance claims; "*" asks the connection manager to try it for any.
+    def servers(self) -> list[str]:
+        return ["*"]
+
+    @classmethod
+    def implemented_routines(cls) -> list[Routine]:
+        found = []
+        for routine, method in ROUTINE_METHODS.items():
+            if getattr(cls, method) is not getattr(MiniRdr, method):
+                found.append(routine)
+        return found
+
+    def close(self) -> None:
+        """Release everything (process shutdown). Not a routine."""
+
+    # --- every routine, not implemented at the base ------------------------------------------
+    start = _not_implemented
+    stop = _not_implemented
+    create_srv_call = _not_implemented
+    srv_call_winner_notify = _not_implemented
+    create_v_net_root = _not_implemented
+    finalize_srv_call = _not_implemented
+    finalize_net_root = _not_implemented
+    finalize_v_net_root = _not_implemented
+    extract_net_root_name = _not_implemented
+    preparse_name = _not_implemented
+    get_connection_id = _not_implemented
+    create = _not_implemented
+    collapse_open = _not_implemented
+    should_try_to_collapse_this_open = _not_implemented
+    flush = _not_implemented
+    zero_extend = _not_implemented
+    truncate = _not_implemented
+    cleanup_fobx = _not_implemented
+    close_srv_open = _not_implemented
+    deallocate_for_fcb = _not_implemented
+    deallocate_for_fobx = _not_implemented
+    is_lock_realizable = _not_implemented
+    force_closed = _not_implemented
+    are_files_aliased = _not_implemented
+    query_directory = _not_implemented
+    query_file_info = _not_implemented
+    set_file_info = _not_implemented
+    set_file_info_at_cleanup = _not_implemented
+    query_ea_info = _not_implemented
+    set_ea_info = _not_implemented
+    query_sd_info = _not_implemented
+    set_sd_info = _not_implemented
+    query_quota_info = _not_implemented
+    set_quota_info = _not_implemented
+    query_volume_info = _not_implemented
+    set_volume_info = _not_implemented
+    is_valid_directory = _not_implemented
+    compute_new_buffering_state = _not_implemented
+    low_io_submit = _not_implemented
+    extend_for_cache = _not_implemented
+    extend_for_non_cache = _not_implemented
+    complete_buffering_state_change_request = _not_implemented
+    dev_fcb_control = _not_implemented

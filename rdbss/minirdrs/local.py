@@ -1,0 +1,980 @@
+"""The local mini-redirector: serves configured local folders as ``\\\\<server>\\<share>``.
+
+Config: ``{"server": "local", "shares": {"data": "/abs/path", ...}}``. Share names are
+case-insensitive, as on Windows; file names are whatever the host file system makes them (case
+sensitive on Linux, which the volume attributes say).
+
+Every share-relative path is checked before use: NUL, ``:`` (alternate data streams) and ``..``
+are refused, and the host location, resolved with ``realpath``, must stay inside the share's
+folder, so no symbolic link leads out of it. Files stay open as descriptors (``O_CLOEXEC``,
+``O_NOFOLLOW``) keyed by the SRV_OPEN id this class hands out. Error messages name the
+share-relative path, never the host path of a share.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import itertools
+import os
+import stat
+import threading
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from rdbss.minirdrs.base import MiniRdr, Result
+from rdbss.minirdrs.wildcard import is_name_in_expression
+from rdbss.wire.constants import (
+    READ_ACCESS,
+    WRITE_ACCESS,
+    Access,
+    CreateDisposition,
+    CreateInformation,
+    CreateOptions,
+    FileAttributes,
+    FileInformationClass,
+    FsctlCode,
+    FsInformationClass,
+    LowIoOp,
+)
+from rdbss.wire.rxcontext import CreateParameters, QueryDirectoryParameters, RxContext
+from rdbss.wire.status import NtStatus, NtStatusError, status_from_errno
+
+S = NtStatus
+D = CreateDisposition
+Info = FileInformationClass
+FsInfo = FsInformationClass
+
+#: The largest single read.
+MAX_READ_BYTES = 64 << 20
+MAX_SHARE_NAME_CHARS = 80
+FS_NAME = "rdbss-local"
+BYTES_PER_SECTOR = 512
+FILE_CASE_SENSITIVE_SEARCH = 0x1
+FILE_CASE_PRESERVED_NAMES = 0x2
+FILE_UNICODE_ON_DISK = 0x4
+FILE_REMOTE_DEVICE = 0x10
+
+_INVALID_SHARE_CHARS = frozenset('\\/:*?"<>|\x00')
+_O_PATH = getattr(os, "O_PATH", 0)
+_O_COMMON = os.O_CLOEXEC | os.O_NOFOLLOW
+#: Access bits that write data (FILE_APPEND_DATA alone only appends).
+_WRITE_ANYWHERE = Access.FILE_WRITE_DATA | Access.GENERIC_WRITE | Access.GENERIC_ALL
+_OVERWRITING = frozenset({D.FILE_SUPERSEDE, D.FILE_OVERWRITE, D.FILE_OVERWRITE_IF})
+_CREATING = frozenset({D.FILE_SUPERSEDE, D.FILE_CREATE, D.FILE_OPEN_IF, D.FILE_OVERWRITE_IF})
+_DIRECTORY_DISPOSITIONS = frozenset({D.FILE_CREATE, D.FILE_OPEN, D.FILE_OPEN_IF})
+_FILE_INFO_CLASSES = frozenset(
+    {
+        Info.FileBasicInformation,
+        Info.FileStandardInformation,
+        Info.FileNetworkOpenInformation,
+        Info.FileAllInformation,
+        Info.FileInternalInformation,
+        Info.FileNameInformation,
+        Info.FileAttributeTagInformation,
+        Info.FilePositionInformation,
+    }
+)
+_VOLUME_INFO_CLASSES = frozenset(
+    {
+        FsInfo.FileFsSizeInformation,
+        FsInfo.FileFsFullSizeInformation,
+        FsInfo.FileFsVolumeInformation,
+        FsInfo.FileFsAttributeInformation,
+        FsInfo.FileFsDeviceInformation,
+    }
+)
+#: Time arguments of FileBasicInformation, all POSIX ns; 0 (or below) leaves a time unchanged.
+_TIME_ARGS = ("creation_time", "last_access_time", "last_write_time", "change_time")
+
+
+@dataclass(slots=True)
+class _Share:
+    name: str  # as configured
+    root: str  # absolute, user-expanded host folder
+
+
+@dataclass(slots=True)
+class _Open:
+    """One SRV_OPEN: an open file or directory of a share."""
+
+    share: _Share
+    path: str  # share-relative, backslashes, "" for the root
+    fd: int
+    is_dir: bool
+    can_read: bool
+    can_write: bool
+    append_only: bool = False  # FILE_APPEND_DATA without FILE_WRITE_DATA: writes go to EOF
+    path_only: bool = False  # an O_PATH descriptor (attributes-only open of an unreadable file)
+    delete_pending: bool = False
+
+
+@dataclass(slots=True)
+class _Cursor:
+    """A directory enumeration in progress, one per FOBX."""
+
+    srv_open: int
+    names: list[str] = field(default_factory=list)  # matching names, sorted, at the first query
+    position: int = 0
+
+
+def _show(rel: str) -> str:
+    """How a share-relative path appears in a message."""
+    return "\\" + rel
+
+
+def _error(status: int, message: str) -> NtStatusError:
+    return NtStatusError(status, message)
+
+
+def _os_error(exc: OSError, what: str, rel: str) -> NtStatusError:
+    """An NtStatusError for a failed host call, without the host path."""
+    reason = os.strerror(exc.errno) if exc.errno else type(exc).__name__
+    return _error(status_from_errno(exc.errno), f"{what} {_show(rel)}: {reason}")
+
+
+def _components(rel: str) -> list[str]:
+    """Split a share-relative path, refusing anything that could name another place."""
+    if not isinstance(rel, str):
+        raise _error(S.STATUS_OBJECT_NAME_INVALID, "path is not a string")
+    if "\x00" in rel:
+        raise _error(S.STATUS_OBJECT_NAME_INVALID, "NUL character in path")
+    parts: list[str] = []
+    for part in rel.split("\\"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            raise _error(S.STATUS_OBJECT_NAME_INVALID, f"'..' in path {_show(rel)}")
+        if ":" in part:
+            raise _error(
+                S.STATUS_OBJECT_NAME_INVALID,
+                f"{_show(rel)}: alternate data streams are not supported",
+            )
+        if "/" in part:
+            raise _error(S.STATUS_OBJECT_NAME_INVALID, f"'/' in name {part!r}")
+        parts.append(part)
+    return parts
+
+
+def _within(root: str, real: str) -> bool:
+    return real == root or os.path.commonpath([root, real]) == root
+
+
+def check_share_name(name: object) -> str:
+    """The share name if it is valid, else STATUS_OBJECT_NAME_INVALID."""
+    if not isinstance(name, str) or not name:
+        raise _error(S.STATUS_OBJECT_NAME_INVALID, "share name must be a non-empty string")
+    if len(name) > MAX_SHARE_NAME_CHARS:
+        raise _error(
+            S.STATUS_OBJECT_NAME_INVALID,
+            f"share name longer than {MAX_SHARE_NAME_CHARS} characters",
+        )
+    bad = next((ch for ch in name if ch in _INVALID_SHARE_CHARS), None)
+    if bad is not None:
+        raise _error(S.STATUS_OBJECT_NAME_INVALID, f"share name {name!r}: character {bad!r}")
+    return name
+
+
+def _attributes(st: os.stat_result, name: str) -> int:
+    attrs = FileAttributes.NONE
+    if stat.S_ISDIR(st.st_mode):
+        attrs |= FileAttributes.DIRECTORY
+    if not st.st_mode & 0o222:
+        attrs |= FileAttributes.READONLY
+    if name.startswith("."):
+        attrs |= FileAttributes.HIDDEN
+    return int(attrs or FileAttributes.NORMAL)
+
+
+def _creation_time_ns(st: os.stat_result) -> int:
+    birth = getattr(st, "st_birthtime_ns", None)
+    if isinstance(birth, int):
+        return birth
+    birth_s = getattr(st, "st_birthtime", None)
+    if isinstance(birth_s, int | float):
+        return int(birth_s * 1_000_000_000)
+    return st.st_ctime_ns
+
+
+def file_info(st: os.stat_result, rel: str, *, delete_pending: bool = False) -> dict[str, Any]:
+    """The file info map of base.py's conventions for a stat result."""
+    is_dir = stat.S_ISDIR(st.st_mode)
+    return {
+        "name": rel,
+        "size": 0 if is_dir else st.st_size,
+        "allocation_size": 0 if is_dir else st.st_blocks * 512,
+        "attributes": _attributes(st, rel.rpartition("\\")[2]),
+        "creation_time": _creation_time_ns(st),
+        "last_access_time": st.st_atime_ns,
+        "last_write_time": st.st_mtime_ns,
+        "change_time": st.st_ctime_ns,
+        "nlink": st.st_nlink,
+        "directory": is_dir,
+        "delete_pending": delete_pending,
+        "file_id": st.st_ino,
+        "mode": st.st_mode,
+    }
+
+
+def _arg_int(args: Mapping[str, Any], key: str, *, default: int | None = None) -> int:
+    value = args.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _error(S.STATUS_INVALID_PARAMETER, f"argument {key!r} must be an integer")
+    return value
+
+
+def _arg_bool(args: Mapping[str, Any], key: str, *, default: bool | None = None) -> bool:
+    value = args.get(key, default)
+    if not isinstance(value, bool):
+        raise _error(S.STATUS_INVALID_PARAMETER, f"argument {key!r} must be a boolean")
+    return value
+
+
+def _arg_str(args: Mapping[str, Any], key: str) -> str:
+    value = args.get(key)
+    if not isinstance(value, str):
+        raise _error(S.STATUS_INVALID_PARAMETER, f"argument {key!r} must be a string")
+    return value
+
+
+def _lstat(host: str) -> os.stat_result | None:
+    """lstat, or None when nothing is there (or a parent is not a directory)."""
+    try:
+        return os.lstat(host)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _is_dir_empty(fd_or_path: int | str) -> bool:
+    with os.scandir(fd_or_path) as entries:
+        return next(entries, None) is None
+
+
+def _close_quietly(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+class LocalMiniRdr(MiniRdr):
+    """Serves local folders as the shares of one server name."""
+
+    kind: ClassVar[str] = "local"
+    blocking: ClassVar[bool] = False
+    lowio_ops: ClassVar[frozenset[LowIoOp]] = frozenset({LowIoOp.READ, LowIoOp.WRITE})
+
+    def __init__(self, name: str, config: Mapping[str, Any]) -> None:
+        super().__init__(name, config)
+        server = config.get("server", "local")
+        if not isinstance(server, str) or not server:
+            raise ValueError("local mini-redirector: 'server' must be a non-empty string")
+        self.server = server
+        shares = config.get("shares", {})
+        if not isinstance(shares, Mapping):
+            raise ValueError("local mini-redirector: 'shares' must be a map of name -> folder")
+        self._lock = threading.RLock()
+        self._shares: dict[str, _Share] = {}
+        self._opens: dict[int, _Open] = {}
+        self._cursors: dict[int, _Cursor] = {}
+        self._ids = itertools.count(1)
+        for share, folder in shares.items():
+            if not isinstance(folder, str) or not folder:
+                raise ValueError(f"local mini-redirector: share {share!r} needs a folder path")
+            try:
+                check_share_name(share)
+            except NtStatusError as exc:
+                raise ValueError(f"local mini-redirector: {exc.strerror}") from None
+            if share.lower() in self._shares:
+                raise ValueError(f"local mini-redirector: share {share!r} given twice")
+            self._shares[share.lower()] = _Share(share, self._host_folder(folder))
+
+    def servers(self) -> list[str]:
+        return [self.server]
+
+    def close(self) -> None:
+        """Close every open, deleting what was delete-pending as closing its handle would."""
+        with self._lock:
+            opens = list(self._opens.values())
+            self._opens.clear()
+            self._cursors.clear()
+        for op in opens:
+            _close_quietly(op.fd)
+            if op.delete_pending:
+                with contextlib.suppress(NtStatusError):
+                    self._delete(op)
+
+    # --- shares and paths ---------------------------------------------------------------------
+    @staticmethod
+    def _host_folder(folder: str) -> str:
+        return os.path.abspath(os.path.expanduser(folder))
+
+    def _share(self, name: str | None) -> _Share:
+        with self._lock:
+            share = self._shares.get(name.lower()) if isinstance(name, str) else None
+        if share is None:
+            raise _error(S.STATUS_BAD_NETWORK_NAME, f"no share named {name!r}")
+        return share
+
+    @staticmethod
+    def _root(share: _Share) -> str:
+        root = os.path.realpath(share.root)
+        if not os.path.isdir(root):
+            raise _error(S.STATUS_BAD_NETWORK_NAME, f"the folder of share {share.name!r} is gone")
+        return root
+
+    def _host_path(self, share: _Share, rel: str) -> str:
+        """The fully resolved host path of ``rel``; ACCESS_DENIED if it leaves the share."""
+        parts = _components(rel)
+        root = self._root(share)
+        real = os.path.realpath(os.path.join(root, *parts))
+        if not _within(root, real):
+            raise _error(S.STATUS_ACCESS_DENIED, f"{_show(rel)} leads outside the share")
+        return real
+
+    def _host_entry(self, share: _Share, rel: str) -> str:
+        """The host path of the directory entry ``rel`` itself: its parent resolved, its last
+        component not followed (so deleting or renaming a link acts on the link)."""
+        parts = _components(rel)
+        if not parts:
+            raise _error(S.STATUS_ACCESS_DENIED, "the share root cannot be renamed or deleted")
+        root = self._root(share)
+        parent = os.path.realpath(os.path.join(root, *parts[:-1]))
+        if not _within(root, parent):
+            raise _error(S.STATUS_ACCESS_DENIED, f"{_show(rel)} leads outside the share")
+        return os.path.join(parent, parts[-1])
+
+    @staticmethod
+    def _check_parent(host: str, rel: str) -> None:
+        try:
+            parent_is_dir = stat.S_ISDIR(os.stat(os.path.dirname(host)).st_mode)
+        except OSError:
+            parent_is_dir = False
+        if not parent_is_dir:
+            raise _error(S.STATUS_OBJECT_PATH_NOT_FOUND, f"{_show(rel)}: parent folder not found")
+
+    # --- the SRV_OPEN table -------------------------------------------------------------------
+    def _open_of(self, ctx: RxContext) -> _Open:
+        with self._lock:
+            op = self._opens.get(ctx.srv_open) if ctx.srv_open is not None else None
+        if op is None:
+            raise _error(S.STATUS_INVALID_HANDLE, f"unknown srv_open {ctx.srv_open!r}")
+        return op
+
+    def _add_open(self, op: _Open) -> int:
+        with self._lock:
+            srv_open = next(self._ids)
+            self._opens[srv_open] = op
+        return srv_open
+
+    def _delete_pending_at(self, share: _Share, rel: str) -> bool:
+        with self._lock:
+            return any(
+                op.delete_pending and op.share is share and op.path == rel
+                for op in self._opens.values()
+            )
+
+    # --- connections --------------------------------------------------------------------------
+    def create_srv_call(self, ctx: RxContext) -> Result:
+        if not isinstance(ctx.srv_call, str) or ctx.srv_call.lower() != self.server.lower():
+            raise _error(S.STATUS_BAD_NETWORK_PATH, f"server {ctx.srv_call!r} is not served here")
+        return Result()
+
+    def srv_call_winner_notify(self, ctx: RxContext) -> Result:
+        return Result()
+
+    def create_v_net_root(self, ctx: RxContext) -> Result:
+        if ctx.srv_call is not None and ctx.srv_call.lower() != self.server.lower():
+            raise _error(S.STATUS_BAD_NETWORK_PATH, f"server {ctx.srv_call!r} is not served here")
+        share = self._share(ctx.net_root)
+        self._root(share)
+        return Result()
+
+    def finalize_v_net_root(self, ctx: RxContext) -> Result:
+        return Result()
+
+    def finalize_net_root(self, ctx: RxContext) -> Result:
+        return Result()
+
+    def finalize_srv_call(self, ctx: RxContext) -> Result:
+        return Result()
+
+    # --- create -------------------------------------------------------------------------------
+    def create(self, ctx: RxContext) -> Result:
+        share = self._share(ctx.net_root)
+        rel = "\\".join(_components(ctx.path or ""))
+        params = ctx.create or CreateParameters()
+        host = self._host_path(share, rel)
+        disposition, options = self._check_create_parameters(params)
+        if self._delete_pending_at(share, rel):
+            raise _error(S.STATUS_DELETE_PENDING, f"{_show(rel)} is being deleted")
+        st = _lstat(host)
+        if st is None:
+            op = self._create_new(share, rel, host, params, disposition, options)
+            information = int(CreateInformation.FILE_CREATED)
+        else:
+            op, information = self._open_existing(share, rel, host, st, params, disposition)
+        try:
+            if options & CreateOptions.FILE_DELETE_ON_CLOSE:
+                self._check_deletable(op)
+                op.delete_pending = True
+            info = file_info(os.fstat(op.fd), rel, delete_pending=op.delete_pending)
+        except NtStatusError:
+            self._abandon(op, created=st is None)
+            raise
+        except OSError as exc:
+            self._abandon(op, created=st is None)
+            raise _os_error(exc, "cannot open", rel) from None
+        srv_open = self._add_open(op)
+        return Result(
+            information=information,
+            result={**info, "srv_open": srv_open, "directory": op.is_dir},
+        )
+
+    def _abandon(self, op: _Open, *, created: bool) -> None:
+        """Undo a create that failed after opening: close, and remove what it made."""
+        _close_quietly(op.fd)
+        if created:
+            with contextlib.suppress(NtStatusError):
+                self._delete(op)
+
+    @staticmethod
+    def _check_create_parameters(params: CreateParameters) -> tuple[D, CreateOptions]:
+        try:
+            disposition = D(params.disposition)
+        except ValueError:
+            raise _error(
+                S.STATUS_INVALID_PARAMETER, f"unknown create disposition {params.disposition!r}"
+            ) from None
+        options = CreateOptions(params.create_options)
+        want_dir = bool(options & CreateOptions.FILE_DIRECTORY_FILE)
+        if want_dir and options & CreateOptions.FILE_NON_DIRECTORY_FILE:
+            raise _error(
+                S.STATUS_INVALID_PARAMETER,
+                "FILE_DIRECTORY_FILE and FILE_NON_DIRECTORY_FILE together",
+            )
+        if want_dir and disposition not in _DIRECTORY_DISPOSITIONS:
+            raise _error(
+                S.STATUS_INVALID_PARAMETER,
+                f"FILE_DIRECTORY_FILE with {disposition.name}",
+            )
+        return disposition, options
+
+    def _create_new(
+        self,
+        share: _Share,
+        rel: str,
+        host: str,
+        params: CreateParameters,
+        disposition: D,
+        options: CreateOptions,
+    ) -> _Open:
+        self._check_parent(host, rel)
+        if disposition not in _CREATING:
+            raise _error(S.STATUS_OBJECT_NAME_NOT_FOUND, f"{_show(rel)} not found")
+        can_read, can_write, append_only = self._data_access(params.desired_access)
+        readonly = bool(params.file_attributes & FileAttributes.READONLY)
+        try:
+            if options & CreateOptions.FILE_DIRECTORY_FILE:
+                os.mkdir(host, 0o777)
+                fd = os.open(host, os.O_RDONLY | os.O_DIRECTORY | _O_COMMON)
+                is_dir = True
+            else:
+                flags = os.O_CREAT | os.O_EXCL | os.O_NONBLOCK | _O_COMMON
+                fd = os.open(host, flags | self._rw_flags(can_read, can_write), 0o666)
+                is_dir = False
+        except OSError as exc:
+            raise _os_error(exc, "cannot create", rel) from None
+        op = _Open(share, rel, fd, is_dir, can_read, can_write, append_only=append_only)
+        if readonly:
+            self._make_readonly(op, created=True)
+        return op
+
+    def _make_readonly(self, op: _Open, *, created: bool) -> None:
+        """Apply FILE_ATTRIBUTE_READONLY (clear the write bits) to a just-opened entry."""
+        try:
+            os.chmod(op.fd, stat.S_IMODE(os.fstat(op.fd).st_mode) & ~0o222)
+        except OSError as exc:
+            self._abandon(op, created=created)
+            raise _os_error(exc, "cannot set attributes of", op.path) from None
+
+    def _open_existing(
+        self,
+        share: _Share,
+        rel: str,
+        host: str,
+        st: os.stat_result,
+        params: CreateParameters,
+        disposition: D,
+    ) -> tuple[_Open, int]:
+        options = CreateOptions(params.create_options)
+        can_read, can_write, append_only = self._data_access(params.desired_access)
+        if disposition == D.FILE_CREATE:
+            raise _error(S.STATUS_OBJECT_NAME_COLLISION, f"{_show(rel)} already exists")
+        if stat.S_ISDIR(st.st_mode):
+            self._check_open_dir(rel, options, disposition, can_write)
+            op = self._open_dir(share, rel, host, can_read, can_write)
+            return op, int(CreateInformation.FILE_OPENED)
+        if options & CreateOptions.FILE_DIRECTORY_FILE:
+            raise _error(S.STATUS_NOT_A_DIRECTORY, f"{_show(rel)} is not a directory")
+        if not stat.S_ISREG(st.st_mode):
+            raise _error(S.STATUS_ACCESS_DENIED, f"{_show(rel)} is not a regular file")
+        overwrite = disposition in _OVERWRITING
+        if (can_write or overwrite) and not st.st_mode & 0o222:
+            raise _error(S.STATUS_ACCESS_DENIED, f"{_show(rel)} is read-only")
+        flags = os.O_NONBLOCK | _O_COMMON | self._rw_flags(can_read, can_write or overwrite)
+        if overwrite:
+            flags |= os.O_TRUNC
+        fd, path_only = self._open_fd(host, rel, flags, wants_data=can_read or can_write)
+        op = _Open(share, rel, fd, False, can_read, can_write, append_only, path_only)
+        try:
+            is_regular = stat.S_ISREG(os.fstat(fd).st_mode)
+        except OSError:
+            is_regular = False
+        if not is_regular:  # replaced since the lstat
+            _close_quietly(fd)
+            raise _error(S.STATUS_ACCESS_DENIED, f"{_show(rel)} is not a regular file")
+        if overwrite and params.file_attributes & FileAttributes.READONLY:
+            self._make_readonly(op, created=False)
+        information = {
+            D.FILE_SUPERSEDE: CreateInformation.FILE_SUPERSEDED,
+            D.FILE_OVERWRITE: CreateInformation.FILE_OVERWRITTEN,
+            D.FILE_OVERWRITE_IF: CreateInformation.FILE_OVERWRITTEN,
+        }.get(disposition, CreateInformation.FILE_OPENED)
+        return op, int(information)
+
+    @staticmethod
+    def _check_open_dir(rel: str, options: CreateOptions, disposition: D, can_write: bool) -> None:
+        if options & CreateOptions.FILE_NON_DIRECTORY_FILE:
+            raise _error(S.STATUS_FILE_IS_A_DIRECTORY, f"{_show(rel)} is a directory")
+        # FILE_WRITE_DATA is FILE_ADD_FILE on a directory: only a caller that asked for a
+        # directory means that; anyone else is trying to write data into one.
+        if can_write and not options & CreateOptions.FILE_DIRECTORY_FILE:
+            raise _error(
+                S.STATUS_FILE_IS_A_DIRECTORY, f"{_show(rel)} is a directory: cannot write it"
+            )
+        if disposition in _OVERWRITING:
+            raise _error(
+                S.STATUS_OBJECT_NAME_COLLISION, f"{_show(rel)} is a directory: cannot overwrite it"
+            )
+
+    def _open_dir(
+        self, share: _Share, rel: str, host: str, can_read: bool, can_write: bool
+    ) -> _Open:
+        fd, path_only = self._open_fd(
+            host, rel, os.O_RDONLY | os.O_DIRECTORY | _O_COMMON, wants_data=can_read
+        )
+        return _Open(share, rel, fd, True, can_read, can_write, path_only=path_only)
+
+    @staticmethod
+    def _open_fd(host: str, rel: str, flags: int, *, wants_data: bool) -> tuple[int, bool]:
+        """os.open; an attributes-only open of an unreadable entry falls back to O_PATH."""
+        try:
+            return os.open(host, flags), False
+        except PermissionError as exc:
+            if wants_data or not _O_PATH or flags & (os.O_WRONLY | os.O_RDWR):
+                raise _os_error(exc, "cannot open", rel) from None
+            try:
+                return os.open(host, _O_PATH | _O_COMMON), True
+            except OSError as exc2:
+                raise _os_error(exc2, "cannot open", rel) from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise _error(S.STATUS_ACCESS_DENIED, f"{_show(rel)} is a symbolic link") from None
+            raise _os_error(exc, "cannot open", rel) from None
+
+    @staticmethod
+    def _data_access(access: int) -> tuple[bool, bool, bool]:
+        """(can read, can write, append only) for a desired access mask."""
+        can_read = bool(access & (READ_ACCESS | Access.MAXIMUM_ALLOWED))
+        can_write = bool(access & WRITE_ACCESS)
+        append_only = can_write and not access & _WRITE_ANYWHERE
+        return can_read, can_write, append_only
+
+    @staticmethod
+    def _rw_flags(can_read: bool, can_write: bool) -> int:
+        if can_write:
+            return os.O_RDWR if can_read else os.O_WRONLY
+        return os.O_RDONLY
+
+    def _check_deletable(self, op: _Open) -> None:
+        """Refuse what cannot be marked delete-pending: the share root, a non-empty directory,
+        a read-only file."""
+        if not op.path:
+            raise _error(S.STATUS_ACCESS_DENIED, "the share root cannot be deleted")
+        try:
+            if op.is_dir:
+                if not op.path_only and not _is_dir_empty(op.fd):
+                    raise _error(S.STATUS_DIRECTORY_NOT_EMPTY, f"{_show(op.path)} is not empty")
+            elif not os.fstat(op.fd).st_mode & 0o222:
+                raise _error(S.STATUS_CANNOT_DELETE, f"{_show(op.path)} is read-only")
+        except NtStatusError:
+            raise
+        except OSError as exc:
+            raise _os_error(exc, "cannot delete", op.path) from None
+
+    # --- low I/O ------------------------------------------------------------------------------
+    def low_io_submit(
+        self, ctx: RxContext, payload: bytes | bytearray | memoryview | None = None
+    ) -> Result:
+        op = self._open_of(ctx)
+        lowio = ctx.lowio
+        if lowio is None:
+            raise _error(S.STATUS_INVALID_PARAMETER, "low I/O request without parameters")
+        if op.is_dir:
+            raise _error(S.STATUS_INVALID_DEVICE_REQUEST, f"{_show(op.path)} is a directory")
+        if lowio.operation == LowIoOp.READ:
+            return self._read(op, lowio.offset, lowio.length)
+        if lowio.operation == LowIoOp.WRITE:
+            if lowio.length < 0:
+                raise _error(S.STATUS_INVALID_PARAMETER, f"negative length {lowio.length}")
+            return self._write(op, lowio.offset, payload)
+        raise _error(
+            S.STATUS_INVALID_DEVICE_REQUEST, f"low I/O operation {lowio.operation!r} not supported"
+        )
+
+    def _read(self, op: _Open, offset: int, length: int) -> Result:
+        if not op.can_read:
+            raise _error(S.STATUS_ACCESS_DENIED, f"{_show(op.path)} is not open for reading")
+        if offset < 0 or length < 0:
+            raise _error(S.STATUS_INVALID_PARAMETER, f"bad read range {offset}+{length}")
+        if length > MAX_READ_BYTES:
+            raise _error(
+                S.STATUS_INVALID_PARAMETER, f"read of {length} bytes over {MAX_READ_BYTES}"
+            )
+        if length == 0:
+            return Result(information=0, payload=b"")
+        chunks: list[bytes] = []
+        done = 0
+        try:
+            while done < length:
+                chunk = os.pread(op.fd, length - done, offset + done)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                done += len(chunk)
+        except OSError as exc:
+            raise _os_error(exc, "cannot read", op.path) from None
+        if not done:
+            raise _error(S.STATUS_END_OF_FILE, f"{_show(op.path)}: offset {offset} is past EOF")
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return Result(information=done, payload=data)
+
+    def _write(
+        self, op: _Open, offset: int, payload: bytes | bytearray | memoryview | None
+    ) -> Result:
+        if not op.can_write:
+            raise _error(S.STATUS_ACCESS_DENIED, f"{_show(op.path)} is not open for writing")
+        if offset < -1:
+            raise _error(S.STATUS_INVALID_PARAMETER, f"bad write offset {offset}")
+        if payload is None:
+            raise _error(S.STATUS_INVALID_PARAMETER, "write without data")
+        view = memoryview(payload).cast("B")
+        try:
+            if offset == -1 or op.append_only:
+                offset = os.fstat(op.fd).st_size
+            written = 0
+            while written < len(view):
+                written += os.pwrite(op.fd, view[written:], offset + written)
+        except OSError as exc:
+            raise _os_error(exc, "cannot write", op.path) from None
+        return Result(information=written)
+
+    def flush(self, ctx: RxContext) -> Result:
+        op = self._open_of(ctx)
+        if op.path_only:
+            return Result()
+        try:
+            os.fsync(op.fd)
+        except OSError as exc:
+            raise _os_error(exc, "cannot flush", op.path) from None
+        return Result()
+
+    # --- file information ---------------------------------------------------------------------
+    def query_file_info(self, ctx: RxContext) -> Result:
+        op = self._open_of(ctx)
+        info_class = ctx.info.info_class if ctx.info is not None else None
+        if info_class not in _FILE_INFO_CLASSES:
+            raise _error(S.STATUS_INVALID_PARAMETER, f"file info class {info_class!r}")
+        try:
+            st = os.fstat(op.fd)
+        except OSError as exc:
+            raise _os_error(exc, "cannot query", op.path) from None
+        info = file_info(st, op.path, delete_pending=op.delete_pending)
+        info["position"] = 0
+        return Result(result=info)
+
+    def set_file_info(self, ctx: RxContext) -> Result:
+        op = self._open_of(ctx)
+        if ctx.info is None:
+            raise _error(S.STATUS_INVALID_PARAMETER, "set info without an information class")
+        args = ctx.info.args if isinstance(ctx.info.args, Mapping) else {}
+        setters: dict[int, Callable[[_Open, Mapping[str, Any]], None]] = {
+            Info.FileBasicInformation: self._set_basic,
+            Info.FileEndOfFileInformation: self._set_end_of_file,
+            Info.FileAllocationInformation: self._set_allocation,
+            Info.FileRenameInformation: self._set_rename,
+            Info.FileDispositionInformation: self._set_disposition,
+        }
+        setter = setters.get(ctx.info.info_class)
+        if setter is None:
+            raise _error(S.STATUS_INVALID_PARAMETER, f"file info class {ctx.info.info_class!r}")
+        setter(op, args)
+        return Result()
+
+    def _set_basic(self, op: _Open, args: Mapping[str, Any]) -> None:
+        times = {key: _arg_int(args, key, default=0) for key in _TIME_ARGS}
+        attributes = _arg_int(args, "attributes", default=0)
+        if attributes & FileAttributes.DIRECTORY and not op.is_dir:
+            raise _error(S.STATUS_INVALID_PARAMETER, "attributes: DIRECTORY on a file")
+        target: int | str = self._host_path(op.share, op.path) if op.path_only else op.fd
+        try:
+            st = os.stat(target)
+            atime = times["last_access_time"] if times["last_access_time"] > 0 else st.st_atime_ns
+            mtime = times["last_write_time"] if times["last_write_time"] > 0 else st.st_mtime_ns
+            if times["last_access_time"] > 0 or times["last_write_time"] > 0:
+                os.utime(target, ns=(atime, mtime))
+            if attributes:
+                if attributes & FileAttributes.READONLY:
+                    mode = st.st_mode & ~0o222
+                else:
+                    mode = st.st_mode | 0o200
+                if mode != st.st_mode:
+                    os.chmod(target, stat.S_IMODE(mode))
+        except OSError as exc:
+            raise _os_error(exc, "cannot set attributes of", op.path) from None
+
+    def _writable_file(self, op: _Open, what: str) -> None:
+        if op.is_dir:
+            raise _error(S.STATUS_INVALID_PARAMETER, f"{what} of a directory")
+        if not op.can_write:
+            raise _error(S.STATUS_ACCESS_DENIED, f"{_show(op.path)} is not open for writing")
+
+    def _set_end_of_file(self, op: _Open, args: Mapping[str, Any]) -> None:
+        size = _arg_int(args, "size")
+        if size < 0:
+            raise _error(S.STATUS_INVALID_PARAMETER, "argument 'size' must not be negative")
+        self._writable_file(op, "end of file")
+        try:
+            os.ftruncate(op.fd, size)
+        except OSError as exc:
+            raise _os_error(exc, "cannot set the size of", op.path) from None
+
+    def _set_allocation(self, op: _Open, args: Mapping[str, Any]) -> None:
+        size = _arg_int(args, "size")
+        if size < 0:
+            raise _error(S.STATUS_INVALID_PARAMETER, "argument 'size' must not be negative")
+        self._writable_file(op, "allocation size")
+        try:
+            if size < os.fstat(op.fd).st_size:
+                os.ftruncate(op.fd, size)
+        except OSError as exc:
+            raise _os_error(exc, "cannot set the allocation of", op.path) from None
+
+    def _set_rename(self, op: _Open, args: Mapping[str, Any]) -> None:
+        target_rel = "\\".join(_components(_arg_str(args, "target")))
+        replace = _arg_bool(args, "replace", default=False)
+        if not target_rel:
+            raise _error(S.STATUS_INVALID_PARAMETER, "cannot rename onto the share root")
+        if target_rel == op.path:
+            return
+        source = self._host_entry(op.share, op.path)
+        target = self._host_entry(op.share, target_rel)
+        self._check_parent(target, target_rel)
+        existing = _lstat(target)
+        if existing is not None:
+            if not replace:
+                raise _error(S.STATUS_OBJECT_NAME_COLLISION, f"{_show(target_rel)} already exists")
+            if stat.S_ISDIR(existing.st_mode):
+                raise _error(
+                    S.STATUS_ACCESS_DENIED, f"{_show(target_rel)} is a directory: cannot replace it"
+                )
+        try:
+            os.rename(source, target)
+        except OSError as exc:
+            raise _os_error(exc, f"cannot rename {_show(op.path)} to", target_rel) from None
+        self._renamed(op.share, op.path, target_rel)
+
+    def _renamed(self, share: _Share, old: str, new: str) -> None:
+        """Point every open at or under ``old`` at its new name."""
+        prefix = old + "\\"
+        with self._lock:
+            for other in self._opens.values():
+                if other.share is not share:
+                    continue
+                if other.path == old:
+                    other.path = new
+                elif other.path.startswith(prefix):
+                    other.path = new + "\\" + other.path[len(prefix) :]
+
+    def _set_disposition(self, op: _Open, args: Mapping[str, Any]) -> None:
+        delete = _arg_bool(args, "delete")
+        if delete:
+            self._check_deletable(op)
+        op.delete_pending = delete
+
+    # --- directories --------------------------------------------------------------------------
+    def query_directory(self, ctx: RxContext) -> Result:
+        op = self._open_of(ctx)
+        if not op.is_dir:
+            raise _error(S.STATUS_INVALID_PARAMETER, f"{_show(op.path)} is not a directory")
+        query = ctx.query_directory or QueryDirectoryParameters()
+        limit = 1 if query.return_single_entry else query.max_entries
+        if limit < 1:
+            raise _error(S.STATUS_INVALID_PARAMETER, f"max_entries {query.max_entries!r}")
+        key = ctx.fobx if ctx.fobx is not None else -int(ctx.srv_open or 0)
+        with self._lock:
+            cursor = self._cursors.get(key)
+        first = cursor is None or cursor.srv_open != ctx.srv_open or query.restart_scan
+        if first:
+            cursor = _Cursor(int(ctx.srv_open or 0), self._matching_names(op, query.pattern))
+            with self._lock:
+                self._cursors[key] = cursor
+        assert cursor is not None
+        entries = self._next_entries(op, cursor, limit)
+        if not entries:
+            if first:
+                raise _error(
+                    S.STATUS_NO_SUCH_FILE, f"nothing in {_show(op.path)} matches {query.pattern!r}"
+                )
+            raise _error(S.STATUS_NO_MORE_FILES, f"no more entries in {_show(op.path)}")
+        return Result(result={"entries": entries})
+
+    def _matching_names(self, op: _Open, pattern: str) -> list[str]:
+        pattern = pattern or "*"
+        if any(ch in pattern for ch in "\\/\x00"):
+            raise _error(S.STATUS_OBJECT_NAME_INVALID, f"bad search pattern {pattern!r}")
+        if op.path_only:
+            raise _error(S.STATUS_ACCESS_DENIED, f"{_show(op.path)} cannot be listed")
+        try:
+            names = os.listdir(op.fd)
+        except OSError as exc:
+            raise _os_error(exc, "cannot list", op.path) from None
+        return sorted(n for n in names if is_name_in_expression(pattern, n))
+
+    def _next_entries(self, op: _Open, cursor: _Cursor, limit: int) -> list[dict[str, Any]]:
+        entries: list[dict[str, Any]] = []
+        while cursor.position < len(cursor.names) and len(entries) < limit:
+            index = cursor.position
+            name = cursor.names[index]
+            cursor.position += 1
+            rel = f"{op.path}\\{name}" if op.path else name
+            st = self._entry_stat(op, name, rel)
+            if st is None:
+                continue
+            info = file_info(st, rel, delete_pending=self._delete_pending_at(op.share, rel))
+            info.update(name=name, file_index=index)
+            entries.append(info)
+        return entries
+
+    def _entry_stat(self, op: _Open, name: str, rel: str) -> os.stat_result | None:
+        """The entry's stat, following a link only when it stays in the share; None if gone."""
+        try:
+            st = os.stat(name, dir_fd=op.fd, follow_symlinks=False)
+            if stat.S_ISLNK(st.st_mode):
+                with contextlib.suppress(NtStatusError, OSError):
+                    st = os.stat(self._host_path(op.share, rel))
+            return st
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise _os_error(exc, "cannot query", rel) from None
+
+    def cleanup_fobx(self, ctx: RxContext) -> Result:
+        if ctx.fobx is not None:
+            with self._lock:
+                self._cursors.pop(ctx.fobx, None)
+        return Result()
+
+    # --- volume -------------------------------------------------------------------------------
+    def query_volume_info(self, ctx: RxContext) -> Result:
+        share = self._open_of(ctx).share if ctx.srv_open is not None else self._share(ctx.net_root)
+        info_class = ctx.info.info_class if ctx.info is not None else None
+        if info_class not in _VOLUME_INFO_CLASSES:
+            raise _error(S.STATUS_INVALID_PARAMETER, f"volume info class {info_class!r}")
+        root = self._root(share)
+        try:
+            vfs = os.statvfs(root)
+        except OSError as exc:
+            raise _os_error(exc, "cannot query the volume of", "") from None
+        frsize = vfs.f_frsize or vfs.f_bsize
+        return Result(
+            result={
+                "total_bytes": vfs.f_blocks * frsize,
+                "free_bytes": vfs.f_bfree * frsize,
+                "avail_bytes": vfs.f_bavail * frsize,
+                "bytes_per_sector": BYTES_PER_SECTOR,
+                "sectors_per_allocation_unit": max(1, frsize // BYTES_PER_SECTOR) if frsize else 8,
+                "fs_name": FS_NAME,
+                "label": share.name,
+                "serial": zlib.crc32(os.fsencode(root)),
+                "max_name_length": vfs.f_namemax,
+                "fs_attributes": FILE_CASE_SENSITIVE_SEARCH
+                | FILE_CASE_PRESERVED_NAMES
+                | FILE_UNICODE_ON_DISK,
+                "device_characteristics": FILE_REMOTE_DEVICE,
+            }
+        )
+
+    # --- close --------------------------------------------------------------------------------
+    def close_srv_open(self, ctx: RxContext) -> Result:
+        with self._lock:
+            op = self._opens.pop(ctx.srv_open, None) if ctx.srv_open is not None else None
+            if op is not None:
+                for key in [k for k, c in self._cursors.items() if c.srv_open == ctx.srv_open]:
+                    del self._cursors[key]
+        if op is None:
+            raise _error(S.STATUS_INVALID_HANDLE, f"unknown srv_open {ctx.srv_open!r}")
+        _close_quietly(op.fd)
+        if op.delete_pending:
+            try:
+                self._delete(op)
+            except NtStatusError as exc:
+                return Result(status=exc.status, message=exc.strerror or "")
+        return Result()
+
+    def _delete(self, op: _Open) -> None:
+        host = self._host_entry(op.share, op.path)
+        try:
+            if op.is_dir:
+                os.rmdir(host)
+            else:
+                os.unlink(host)
+        except FileNotFoundError:
+            pass  # already gone: what was asked for
+        except OSError as exc:
+            raise _os_error(exc, "cannot delete", op.path) from None
+
+    # --- management (device FCB) --------------------------------------------------------------
+    def dev_fcb_control(self, ctx: RxContext) -> Result:
+        code = ctx.lowio.code if ctx.lowio is not None else None
+        args = ctx.args if isinstance(ctx.args, Mapping) else {}
+        if code == FsctlCode.RDBSS_LIST_SHARES:
+            return Result(result=self._list_shares())
+        if code == FsctlCode.RDBSS_ADD_SHARE:
+            self._add_share(_arg_str(args, "share"), _arg_str(args, "path"))
+            return Result(result=self._list_shares())
+        if code == FsctlCode.RDBSS_REMOVE_SHARE:
+            self._remove_share(_arg_str(args, "share"))
+            return Result(result=self._list_shares())
+        raise _error(S.STATUS_INVALID_DEVICE_REQUEST, f"control code {code!r} not supported")
+
+    def _list_shares(self) -> dict[str, Any]:
+        with self._lock:
+            shares = {share.name: share.root for share in self._shares.values()}
+        return {"server": self.server, "shares": shares}
+
+    def _add_share(self, name: str, folder: str) -> None:
+        check_share_name(name)
+        root = self._host_folder(folder) if folder else ""
+        if not root or not os.path.isdir(root):
+            raise _error(S.STATUS_OBJECT_PATH_NOT_FOUND, f"folder {folder!r} is not a directory")
+        with self._lock:
+            if name.lower() in self._shares:
+                raise _error(S.STATUS_OBJECT_NAME_COLLISION, f"share {name!r} already exists")
+            self._shares[name.lower()] = _Share(name, root)
+
+    def _remove_share(self, name: str) -> None:
+        with self._lock:
+            if self._shares.pop(name.lower(), None) is None:
+                raise _error(S.STATUS_BAD_NETWORK_NAME, f"no share named {name!r}")

@@ -1,0 +1,126 @@
+"""The RDBSS structures the core keeps: SrvCall, NetRoot, VNetRoot, Fcb, SrvOpen, Fobx, with the
+RX_BLOCK_CONDITION state machine (spec 3.1-3.3). Pure code: no sockets, no clocks of its own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from rdbss.wire.status import NtStatus
+
+
+class Condition(IntEnum):
+    UNINITIALIZED = 0
+    IN_TRANSITION = 1
+    CLOSING = 2
+    GOOD = 3
+    BAD = 4
+    CLOSED = 5
+
+    @property
+    def stable(self) -> bool:
+        return self >= Condition.GOOD
+
+
+class TransitionError(Exception):
+    """An illegal condition change (a programming error, never a user error)."""
+
+
+_ALLOWED: dict[Condition, frozenset[Condition]] = {
+    Condition.UNINITIALIZED: frozenset({Condition.IN_TRANSITION}),
+    Condition.IN_TRANSITION: frozenset({Condition.GOOD, Condition.BAD, Condition.CLOSING}),
+    Condition.GOOD: frozenset({Condition.CLOSING, Condition.BAD, Condition.IN_TRANSITION}),
+    Condition.BAD: frozenset({Condition.IN_TRANSITION, Condition.CLOSING}),
+    Condition.CLOSING: frozenset({Condition.CLOSED}),
+    Condition.CLOSED: frozenset(),
+}
+
+
+@dataclass(slots=True)
+class Node:
+    """Common part of the connection structures: condition, status and a transition wait list."""
+
+    condition: Condition = Condition.UNINITIALIZED
+    status: int = NtStatus.STATUS_SUCCESS
+    message: str = ""  # readable reason for a Bad condition
+    retry_at: float = 0.0  # when a Bad node may be tried again (monotonic seconds)
+    waiters: list[object] = field(default_factory=list)
+
+    def transition(
+        self, to: Condition, status: int = NtStatus.STATUS_SUCCESS, message: str = ""
+    ) -> list[object]:
+        """Move to ``to``; when the new condition is stable, hand back (and clear) the waiters."""
+        if to not in _ALLOWED[self.condition]:
+            raise TransitionError(f"{self.condition.name} -> {to.name}")
+        self.condition = to
+        self.status = status
+        self.message = message
+        if to.stable:
+            waiting, self.waiters = self.waiters, []
+            return waiting
+        return []
+
+
+@dataclass(slots=True)
+class SrvCall(Node):
+    name: str = ""  # server name as first given
+    minirdr: str | None = None  # the winner
+
+
+@dataclass(slots=True)
+class NetRoot(Node):
+    srv_call: SrvCall = field(default_factory=SrvCall)
+    name: str = ""  # share name
+    minirdr: str | None = None
+    fcbs: dict[str, Fcb] = field(default_factory=dict)  # lower-cased share-relative path -> Fcb
+
+    @property
+    def prefix(self) -> str:
+        return f"\\\\{self.srv_call.name}\\{self.name}"
+
+
+@dataclass(slots=True)
+class VNetRoot(Node):
+    """A user's view of a NetRoot (credentials, deeper root). One default view per NetRoot today."""
+
+    net_root: NetRoot = field(default_factory=NetRoot)
+    user: str | None = None
+
+
+@dataclass(slots=True)
+class Fcb:
+    net_root: NetRoot
+    path: str  # share-relative
+    directory: bool = False
+    srv_opens: list[SrvOpen] = field(default_factory=list)
+    delete_pending: bool = False
+
+    @property
+    def key(self) -> str:
+        return self.path.lower()
+
+
+@dataclass(slots=True)
+class SrvOpen:
+    fcb: Fcb
+    minirdr: str
+    mrx_id: int  # the mini-redirector's own id for this open
+    desired_access: int = 0
+    share_access: int = 0
+    create_options: int = 0
+    condition: Condition = Condition.GOOD
+    fobxs: list[Fobx] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Fobx:
+    """One client handle."""
+
+    id: int
+    srv_open: SrvOpen
+    owner: bytes  # the client connection (ZeroMQ identity) that opened it
+    orphaned_status: int = NtStatus.STATUS_SUCCESS  # non-success once its SrvOpen is lost
+
+    @property
+    def fcb(self) -> Fcb:
+        return self.srv_open.fcb

@@ -1,0 +1,67 @@
+"""The wire: NTSTATUS codes, RX_CONTEXT schema, msgpack codec and ZeroMQ framing. Pure code."""
+
+from rdbss.wire.codec import DEFAULT_LIMITS, Codec, Limits, WireError, decode, encode
+from rdbss.wire.constants import (
+    Access,
+    CreateDisposition,
+    CreateInformation,
+    CreateOptions,
+    FileAttributes,
+    FileInformationClass,
+    FsctlCode,
+    FsInformationClass,
+    IrpMj,
+    IrpMn,
+    LowIoOp,
+    Routine,
+    ShareAccess,
+)
+from rdbss.wire.framing import pack_frames, unpack_frames
+from rdbss.wire.rxcontext import (
+    CreateParameters,
+    Heartbeat,
+    InfoParameters,
+    LowIoParameters,
+    Message,
+    QueryDirectoryParameters,
+    Register,
+    RxCompletion,
+    RxContext,
+)
+from rdbss.wire.status import NtStatus, NtStatusError, error_for_status
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "Access",
+    "Codec",
+    "CreateDisposition",
+    "CreateInformation",
+    "CreateOptions",
+    "CreateParameters",
+    "FileAttributes",
+    "FileInformationClass",
+    "FsInformationClass",
+    "FsctlCode",
+    "Heartbeat",
+    "InfoParameters",
+    "IrpMj",
+    "IrpMn",
+    "Limits",
+    "LowIoOp",
+    "LowIoParameters",
+    "Message",
+    "NtStatus",
+    "NtStatusError",
+    "QueryDirectoryParameters",
+    "Register",
+    "Routine",
+    "RxCompletion",
+    "RxContext",
+    "ShareAccess",
+    "WireError",
+    "decode",
+    "encode",
+    "error_for_status",
+    "pack_frames",
+    "unpack_frames",
+]

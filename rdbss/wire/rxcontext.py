@@ -1,0 +1,137 @@
+"""The messages that cross process boundaries: RxContext (a request), RxCompletion (its answer),
+Register (RxRegisterMinirdr) and Heartbeat.
+
+Each message maps to a msgpack map with short keys (see the ``_K_*`` comments); bulk data never
+lives in these structures' encoding but travels as its own ZeroMQ frame (see ``framing``).
+Pure code: no sockets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from rdbss.wire.constants import CreateDisposition, CreateOptions, IrpMj, LowIoOp, Routine
+
+WIRE_VERSION = 1
+
+#: Scalar and container types an ``args``/``result`` value may hold (all msgpack-native).
+WireValue = Any
+
+
+@dataclass(slots=True)
+class CreateParameters:
+    """NT_CREATE_PARAMETERS."""
+
+    desired_access: int = 0
+    file_attributes: int = 0
+    share_access: int = 0
+    disposition: int = CreateDisposition.FILE_OPEN
+    create_options: int = CreateOptions.NONE
+    allocation_size: int = 0
+
+
+@dataclass(slots=True)
+class LowIoParameters:
+    """LowIoContext: the operation and its ParamsFor arm (ReadWrite, Locks, FsCtl, NotifyChange)."""
+
+    operation: int = LowIoOp.READ
+    offset: int = 0  # ByteOffset
+    length: int = 0  # ByteCount (read/write) or Locks.Length
+    flags: int = 0  # ReadWrite.Flags or Locks.Flags (SL_FAIL_IMMEDIATELY, SL_EXCLUSIVE_LOCK)
+    key: int = 0
+    code: int = 0  # FsControlCode / IoControlCode
+    watch_tree: bool = False
+    completion_filter: int = 0
+
+
+@dataclass(slots=True)
+class InfoParameters:
+    """Info{FileInformationClass or FsInformationClass, ...}: the class and its typed arguments."""
+
+    info_class: int = 0
+    args: dict[str, WireValue] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class QueryDirectoryParameters:
+    info_class: int = 1  # FileDirectoryInformation
+    pattern: str = "*"
+    restart_scan: bool = False
+    return_single_entry: bool = False
+    file_index: int = 0
+    max_entries: int = 512
+
+
+@dataclass(slots=True)
+class RxContext:
+    """One request: what an IRP plus its RX_CONTEXT carry, reduced to what crosses a process."""
+
+    request_id: int
+    major: int
+    minor: int = 0
+    routine: str | None = None  # set when the core (or connection manager) calls a mini-redirector
+    target: str | None = None  # peer to route to (connection manager -> a mini-redirector)
+    timeout_ms: int = 30_000  # deadline, relative to receipt, so it survives clock differences
+    path: str | None = None  # UNC from a client; share-relative (backslashes) to a mini-redirector
+    fobx: int | None = None  # handle (FOBX id) the client holds
+    srv_open: int | None = None  # the mini-redirector's own id for the SRV_OPEN
+    srv_call: str | None = None  # server name
+    net_root: str | None = None  # share name
+    create: CreateParameters | None = None
+    lowio: LowIoParameters | None = None
+    info: InfoParameters | None = None
+    query_directory: QueryDirectoryParameters | None = None
+    args: dict[str, WireValue] | None = None
+    flags: int = 0
+    origin: str | None = None  # the request id's owner as logged (e.g. "client-1f:42")
+
+
+@dataclass(slots=True)
+class RxCompletion:
+    """StoredStatus + InformationToReturn, and whatever structured result the routine produced."""
+
+    request_id: int
+    status: int
+    information: int = 0
+    result: WireValue = None
+    message: str = ""
+
+
+@dataclass(slots=True)
+class Register:
+    """RxRegisterMinirdr: who the peer is and which routines its dispatch table fills."""
+
+    name: str
+    kind: str
+    routines: list[str]
+    lowio_ops: list[int]
+    servers: list[str]  # server names it claims; "*" = any (the connection manager asks it)
+    mrx_flags: int = 0
+    pid: int = 0
+    role: str = "minirdr"  # "minirdr" | "connmgr"
+
+
+@dataclass(slots=True)
+class Heartbeat:
+    name: str
+    seq: int = 0
+    pending: int = 0
+
+
+Message = RxContext | RxCompletion | Register | Heartbeat
+
+__all__ = [
+    "WIRE_VERSION",
+    "CreateParameters",
+    "Heartbeat",
+    "InfoParameters",
+    "IrpMj",
+    "LowIoParameters",
+    "Message",
+    "QueryDirectoryParameters",
+    "Register",
+    "Routine",
+    "RxCompletion",
+    "RxContext",
+]

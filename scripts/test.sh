@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install everything the tests need (Debian packages, Python packages) and run the whole suite:
+# lint (ruff), types (mypy, strict for wire/, actors/, model/), then pytest. CI runs exactly this.
+#
+#   bash scripts/test.sh            # default suite (fast; every mini-redirector vs its server)
+#   bash scripts/test.sh -m slow    # extra pytest arguments are passed on (here: the soak tests)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-test-deps.sh
+
+PYTHON="${PYTHON:-python3}"
+if [[ ! -x .venv/bin/python ]]; then
+    "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e '.[test]'
+
+echo "== ruff check"
+.venv/bin/ruff check rdbss tests benchmarks conftest.py
+echo "== ruff format --check"
+.venv/bin/ruff format --check rdbss tests benchmarks conftest.py
+echo "== mypy"
+.venv/bin/mypy rdbss
+echo "== pytest"
+# real servers must be there: a missing one fails instead of skipping
+export RDBSS_REQUIRE_SERVERS=1
+exec .venv/bin/python -m pytest -q "$@"

@@ -1,0 +1,1 @@
+"""rdbss tests."""

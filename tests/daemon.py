@@ -1,0 +1,108 @@
+"""A real rdbss daemon for tests: its own runtime directory, config file and shares; started the
+way users start it (detached, waits for readiness) and always stopped by its pid."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from rdbss.actors.supervisor import read_pid, start_detached, stop_daemon
+from rdbss.client import Client
+from rdbss.config import Config, load_config
+
+
+@dataclass
+class Daemon:
+    base: Path
+    config_path: Path
+    config: Config
+    share_dir: Path
+    pid: int
+
+    @property
+    def runtime_dir(self) -> Path:
+        return self.config.runtime_dir
+
+    @property
+    def share(self) -> str:
+        return r"\\local\data"
+
+    def client(self, timeout: float = 10.0) -> Client:
+        return Client(self.runtime_dir, timeout=timeout)
+
+    def cli(
+        self, *args: str, input: bytes | None = None, timeout: float = 30.0
+    ) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [sys.executable, "-m", "rdbss.cli", "--config", str(self.config_path), *args],
+            input=input,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def child_pid(self, name: str) -> int:
+        with self.client() as c:
+            for peer in c.status()["peers"]:
+                if peer["name"] == name:
+                    return int(peer["pid"])
+        raise LookupError(name)
+
+    def log(self) -> str:
+        path = self.runtime_dir / "daemon.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+def write_config(base: Path, extra: str = "", log_level: str = "info") -> tuple[Path, Path]:
+    share = base / "share"
+    share.mkdir(parents=True, exist_ok=True)
+    cfg = base / "rdbss.toml"
+    cfg.write_text(
+        f"""[daemon]
+runtime_dir = "{base / "run"}"
+request_timeout = 10.0
+log_level = "{log_level}"
+connect_timeout = 5.0
+
+[[minirdr]]
+name = "local"
+kind = "local"
+server = "local"
+[minirdr.shares]
+data = "{share}"
+{extra}"""
+    )
+    return cfg, share
+
+
+@contextlib.contextmanager
+def running_daemon(extra_config: str = "", log_level: str = "info") -> Iterator[Daemon]:
+    # short path: ipc socket paths are limited to 107 characters
+    base = Path(tempfile.mkdtemp(prefix="rdt-", dir="/tmp"))
+    cfg, share = write_config(base, extra_config, log_level)
+    config = load_config(cfg)
+    pid = start_detached(cfg, config)
+    try:
+        yield Daemon(base, cfg, config, share, pid)
+    finally:
+        try:
+            stop_daemon(config.runtime_dir, timeout=20.0)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        # the daemon runs in its own session: kill whatever of that group is left
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while read_pid(config.runtime_dir) is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        shutil.rmtree(base, ignore_errors=True)

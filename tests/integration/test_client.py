@@ -1,0 +1,241 @@
+"""The Python client against a real daemon (core, connection manager, local mini-redirector as
+separate processes over real ZeroMQ sockets), checked against the real folder behind the share."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+from rdbss.client import Client
+from rdbss.wire import Access, CreateDisposition, CreateInformation, NtStatus, NtStatusError
+from tests.daemon import Daemon
+
+S = NtStatus
+
+
+def unc(d: Daemon, *parts: str) -> str:
+    return "\\".join([d.share, *parts])
+
+
+def test_write_then_read_back_through_the_daemon_and_on_disk(daemon: Daemon) -> None:
+    data = os.urandom(3 * (1 << 20) + 17)
+    with daemon.client() as c:
+        assert c.write_bytes(unc(daemon, "blob.bin"), data) == len(data)
+        assert c.read_bytes(unc(daemon, "blob.bin")) == data
+        assert c.stat(unc(daemon, "blob.bin")).size == len(data)
+    assert (daemon.share_dir / "blob.bin").read_bytes() == data
+
+
+def test_offsets_append_truncate_and_text(daemon: Daemon) -> None:
+    path = unc(daemon, "offsets.txt")
+    with daemon.client() as c:
+        with c.open(path, "w") as f:
+            f.write("hello world\n")
+        with c.open(path, "r+b") as f:
+            f.seek(6)
+            f.write(b"WORLD")
+            f.seek(0)
+            assert f.read() == b"hello WORLD\n"
+            f.truncate(5)
+        with c.open(path, "a") as f:
+            f.write("!tail")
+        with c.open(path, "r") as f:
+            assert f.read() == "hello!tail"
+        with c.open(path, "rb", buffering=0) as f:
+            f.seek(100)
+            assert f.read(10) == b""  # past EOF: empty, not an error
+            f.seek(-4, os.SEEK_END)
+            assert f.read() == b"tail"
+        with pytest.raises(FileExistsError):
+            c.open(path, "x")
+        c.truncate(path, 2)
+        assert c.read_bytes(path) == b"he"
+    assert (daemon.share_dir / "offsets.txt").read_bytes() == b"he"
+
+
+def test_create_dispositions_report_what_happened(daemon: Daemon) -> None:
+    path = unc(daemon, "disp.txt")
+    with daemon.client() as c:
+        h = c.create(path, access=Access.GENERIC_WRITE, disposition=CreateDisposition.FILE_CREATE)
+        assert h.information == CreateInformation.FILE_CREATED
+        c.close_handle(h.fobx)
+        h = c.create(
+            path, access=Access.GENERIC_WRITE, disposition=CreateDisposition.FILE_OVERWRITE_IF
+        )
+        assert h.information == CreateInformation.FILE_OVERWRITTEN
+        c.close_handle(h.fobx)
+        h = c.create(path, disposition=CreateDisposition.FILE_OPEN_IF)
+        assert h.information == CreateInformation.FILE_OPENED
+        c.close_handle(h.fobx)
+
+
+def test_directories_listing_patterns_and_removal(daemon: Daemon) -> None:
+    with daemon.client() as c:
+        c.mkdir(unc(daemon, "tree", "a", "b"), parents=True)
+        for name in ("one.txt", "two.txt", "three.log"):
+            c.write_bytes(unc(daemon, "tree", name), name.encode())
+        assert sorted(c.listdir(unc(daemon, "tree"))) == ["a", "one.txt", "three.log", "two.txt"]
+        assert sorted(c.listdir(unc(daemon, "tree"), "*.TXT")) == ["one.txt", "two.txt"]
+        assert c.listdir(unc(daemon, "tree"), "*.none") == []
+        entries = {e.name: e for e in c.scandir(unc(daemon, "tree"))}
+        assert entries["a"].is_dir and entries["one.txt"].size == 7
+        with pytest.raises(OSError) as info:
+            c.rmdir(unc(daemon, "tree", "a"))
+        assert isinstance(info.value, NtStatusError)
+        assert info.value.status == S.STATUS_DIRECTORY_NOT_EMPTY
+        c.rmdir(unc(daemon, "tree", "a", "b"))
+        c.rmdir(unc(daemon, "tree", "a"))
+        c.remove(unc(daemon, "tree", "one.txt"))
+        c.delete(unc(daemon, "tree", "two.txt"))
+        assert c.listdir(unc(daemon, "tree")) == ["three.log"]
+        with pytest.raises(FileExistsError):
+            c.mkdir(unc(daemon, "tree"))
+        c.mkdir(unc(daemon, "tree"), exist_ok=True)
+    assert sorted(os.listdir(daemon.share_dir / "tree")) == ["three.log"]
+
+
+def test_many_entries_come_in_batches(daemon: Daemon) -> None:
+    folder = daemon.share_dir / "many"
+    folder.mkdir()
+    for i in range(1300):
+        (folder / f"f{i:04d}").write_bytes(b"")
+    with daemon.client() as c:
+        names = c.listdir(unc(daemon, "many"))
+    assert names == sorted(f"f{i:04d}" for i in range(1300))
+
+
+def test_rename(daemon: Daemon) -> None:
+    with daemon.client() as c:
+        c.write_bytes(unc(daemon, "r1.txt"), b"one")
+        c.write_bytes(unc(daemon, "r2.txt"), b"two")
+        with pytest.raises(FileExistsError):
+            c.rename(unc(daemon, "r1.txt"), unc(daemon, "r2.txt"))
+        c.rename(unc(daemon, "r1.txt"), unc(daemon, "r2.txt"), replace=True)
+        assert c.read_bytes(unc(daemon, "r2.txt")) == b"one"
+        assert not c.exists(unc(daemon, "r1.txt"))
+        c.mkdir(unc(daemon, "moved"))
+        c.rename(unc(daemon, "r2.txt"), "moved\\r3.txt")  # share-relative target
+        assert c.read_bytes(unc(daemon, "moved", "r3.txt")) == b"one"
+        with pytest.raises(NtStatusError) as info:
+            c.rename(unc(daemon, "moved", "r3.txt"), r"\\local\other\x.txt")
+        assert info.value.status == S.STATUS_NOT_SAME_DEVICE
+
+
+@pytest.mark.parametrize(
+    ("name", "exc", "status"),
+    [
+        ("missing.txt", FileNotFoundError, S.STATUS_OBJECT_NAME_NOT_FOUND),
+        ("nodir\\missing.txt", FileNotFoundError, S.STATUS_OBJECT_PATH_NOT_FOUND),
+        ("..\\..\\etc\\passwd", OSError, S.STATUS_OBJECT_PATH_SYNTAX_BAD),
+        ("file.txt:stream", OSError, S.STATUS_OBJECT_NAME_INVALID),
+    ],
+)
+def test_errors_are_ntstatus_and_oserror(daemon: Daemon, name: str, exc: type, status: int) -> None:
+    with daemon.client() as c, pytest.raises(exc) as info:
+        c.read_bytes(unc(daemon, name))
+    assert isinstance(info.value, NtStatusError) and info.value.status == status
+
+
+def test_directory_and_file_confusion(daemon: Daemon) -> None:
+    with daemon.client() as c:
+        c.mkdir(unc(daemon, "adir"), exist_ok=True)
+        c.write_bytes(unc(daemon, "afile"), b"x")
+        with pytest.raises(IsADirectoryError):
+            c.read_bytes(unc(daemon, "adir"))
+        with pytest.raises(NotADirectoryError):
+            c.listdir(unc(daemon, "afile"))
+
+
+def test_symlink_out_of_the_share_is_refused(daemon: Daemon, tmp_path: object) -> None:
+    os.symlink("/etc", daemon.share_dir / "escape")
+    with daemon.client() as c, pytest.raises(PermissionError):
+        c.read_bytes(unc(daemon, "escape", "hostname"))
+
+
+def test_unknown_server_and_share(daemon: Daemon) -> None:
+    with daemon.client() as c:
+        with pytest.raises(FileNotFoundError) as info:
+            c.stat(r"\\nosuchserver\share\x")
+        assert info.value.status == S.STATUS_BAD_NETWORK_PATH
+        with pytest.raises(FileNotFoundError) as info:
+            c.stat(r"\\local\nosuchshare\x")
+        assert info.value.status == S.STATUS_BAD_NETWORK_NAME
+        assert "nosuchshare" in str(info.value)
+
+
+def test_volume_information(daemon: Daemon) -> None:
+    with daemon.client() as c:
+        vol = c.volume(daemon.share)
+    st = os.statvfs(daemon.share_dir)
+    assert vol["total_bytes"] == st.f_blocks * st.f_frsize
+    assert vol["device_characteristics"] & 0x10  # FILE_REMOTE_DEVICE
+
+
+def test_shares_can_be_added_and_removed_at_run_time(daemon: Daemon, tmp_path: object) -> None:
+    extra = daemon.base / "extra"
+    extra.mkdir()
+    (extra / "hello.txt").write_text("extra share")
+    with daemon.client() as c:
+        c.add_share("extra", str(extra))
+        assert c.shares()["shares"]["extra"] == str(extra)
+        assert c.read_bytes(r"\\local\extra\hello.txt") == b"extra share"
+        c.remove_share("extra")
+        assert "extra" not in c.shares()["shares"]
+
+
+def test_handles_are_private_to_their_client(daemon: Daemon) -> None:
+    with daemon.client() as a, daemon.client() as b:
+        a.write_bytes(unc(daemon, "private.txt"), b"mine")
+        h = a.create(unc(daemon, "private.txt"))
+        with pytest.raises(NtStatusError) as info:
+            b.read_handle(h.fobx, 0, 4)
+        assert info.value.status == S.STATUS_INVALID_HANDLE
+        assert a.read_handle(h.fobx, 0, 4) == b"mine"
+        a.close_handle(h.fobx)
+        with pytest.raises(NtStatusError) as info:
+            a.read_handle(h.fobx, 0, 4)
+        assert info.value.status == S.STATUS_INVALID_HANDLE
+
+
+def test_clients_in_threads_share_one_daemon(daemon: Daemon) -> None:
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        try:
+            with daemon.client() as c:
+                for j in range(20):
+                    path = unc(daemon, f"t{i}-{j}.bin")
+                    payload = f"{i}:{j}".encode() * 100
+                    c.write_bytes(path, payload)
+                    assert c.read_bytes(path) == payload
+        except BaseException as exc:  # collected and re-raised below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert not any(t.is_alive() for t in threads)
+
+
+def test_status_shows_the_processes_and_connections(daemon: Daemon) -> None:
+    with daemon.client() as c:
+        c.stat(daemon.share)
+        status = c.status()
+    peers = {p["name"]: p for p in status["peers"]}
+    assert set(peers) == {"connmgr", "local"}
+    assert "MRxCreate" in peers["local"]["routines"]
+    assert "MRxQueryQuotaInfo" not in peers["local"]["routines"]  # left out: never registered
+    conns = {c["name"].lower(): c for c in status["connections"]}
+    assert conns[r"\\local\data"]["condition"] == "GOOD"
+
+
+def test_client_without_daemon_says_so(tmp_path: object) -> None:
+    with pytest.raises(ConnectionRefusedError) as info:
+        Client("/tmp/rdbss-no-daemon-here")
+    assert isinstance(info.value, NtStatusError)
+    assert info.value.status == S.STATUS_REDIRECTOR_NOT_STARTED

@@ -1,0 +1,148 @@
+"""Process-level behaviour: separate processes, a crash of one never takes the rest down, bad
+frames get an answer, stop is graceful. Every wait has a deadline."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import msgpack
+import pytest
+import zmq
+
+from rdbss.actors.supervisor import read_pid
+from rdbss.wire import Codec, IrpMj, NtStatus, NtStatusError, RxCompletion, RxContext
+from tests.daemon import Daemon, running_daemon
+
+S = NtStatus
+
+
+def wait_until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def test_every_part_is_its_own_process(daemon: Daemon) -> None:
+    pids = {daemon.pid, daemon.child_pid("local"), daemon.child_pid("connmgr")}
+    assert len(pids) == 3
+    for pid in pids:
+        os.kill(pid, 0)
+
+
+def test_killed_minirdr_is_restarted_and_service_resumes(fresh_daemon: Daemon) -> None:
+    d = fresh_daemon
+    with d.client() as c:
+        c.write_bytes(d.share + r"\keep.txt", b"kept")
+        handle = c.create(d.share + r"\keep.txt")
+        old = d.child_pid("local")
+        os.kill(old, signal.SIGKILL)
+        wait_until(lambda: _peer_pid(c, "local") not in (None, old))
+        # the handle opened before the crash answers clearly, never hangs
+        with pytest.raises(NtStatusError) as info:
+            c.read_handle(handle.fobx, 0, 4)
+        assert info.value.status == S.STATUS_CONNECTION_DISCONNECTED
+        c.close_handle(handle.fobx)
+        assert c.read_bytes(d.share + r"\keep.txt") == b"kept"
+
+
+def _peer_pid(c, name: str) -> int | None:  # type: ignore[no-untyped-def]
+    for p in c.status()["peers"]:
+        if p["name"] == name:
+            return int(p["pid"])
+    return None
+
+
+def test_requests_in_flight_when_a_minirdr_dies_complete_at_once(fresh_daemon: Daemon) -> None:
+    d = fresh_daemon
+    results: list[str] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        with d.client(timeout=20.0) as c:
+            while not stop.is_set():
+                try:
+                    c.stat(d.share)
+                    results.append("ok")
+                except NtStatusError as exc:
+                    results.append(exc.status_name)
+
+    t = threading.Thread(target=load)
+    t.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    os.kill(d.child_pid("local"), signal.SIGKILL)
+    time.sleep(1.5)
+    stop.set()
+    t.join(30)
+    assert not t.is_alive()
+    assert time.monotonic() - started < 10  # nothing waited for a 20 s deadline
+    assert results.count("ok") > 10
+    assert set(results) <= {"ok", "STATUS_CONNECTION_DISCONNECTED"}
+    assert results[-1] == "ok"  # and it came back
+
+
+def test_killed_connmgr_does_not_stop_io_on_established_connections(fresh_daemon: Daemon) -> None:
+    d = fresh_daemon
+    with d.client() as c:
+        c.write_bytes(d.share + r"\a.txt", b"abc")
+        os.kill(d.child_pid("connmgr"), signal.SIGKILL)
+        for _ in range(50):
+            assert c.read_bytes(d.share + r"\a.txt") == b"abc"
+        wait_until(lambda: _peer_pid(c, "connmgr") is not None)
+
+
+def test_malformed_frames_get_invalid_parameter_and_the_daemon_keeps_serving(
+    daemon: Daemon,
+) -> None:
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(f"ipc://{daemon.runtime_dir / 'rdbss.sock'}")
+    codec = Codec()
+    try:
+        bad = [
+            [b"\xc1"],
+            [msgpack.packb({"k": "rx", "v": 1, "id": 77, "mj": "create"})],
+            [msgpack.packb({"k": "rx", "v": 1, "id": 78, "mj": 0}), b"x", b"y"],
+            [codec.encode(RxCompletion(79, 0))],
+            [codec.encode(RxContext(80, IrpMj.CREATE, path="not-unc"))],
+            [codec.encode(RxContext(81, 0x1F, fobx=1))],
+        ]
+        answers = {}
+        for frames in bad:
+            sock.send_multipart(frames)
+            assert sock.poll(5000), "no answer to a malformed request"
+            done = codec.decode(sock.recv_multipart()[0])
+            assert isinstance(done, RxCompletion)
+            answers[done.request_id] = done.status
+        assert answers[0] == S.STATUS_INVALID_PARAMETER
+        assert answers[77] == S.STATUS_INVALID_PARAMETER
+        assert answers[78] == S.STATUS_INVALID_PARAMETER
+        assert answers[79] == S.STATUS_INVALID_PARAMETER
+        assert answers[80] == S.STATUS_OBJECT_PATH_SYNTAX_BAD
+        assert answers[81] == S.STATUS_INVALID_HANDLE
+    finally:
+        sock.close(0)
+        ctx.term()
+    with daemon.client() as c:
+        assert c.ping()
+
+
+def test_graceful_stop_removes_runtime_files() -> None:
+    with running_daemon() as d:
+        with d.client() as c:
+            assert c.ping()
+        proc = d.cli("daemon", "stop")
+        assert proc.returncode == 0 and b"stopped" in proc.stdout
+        assert read_pid(d.runtime_dir) is None
+        assert not (d.runtime_dir / "rdbss.sock").exists()
+        proc = d.cli("ls", "//local/data")
+        assert proc.returncode == 1 and b"STATUS_REDIRECTOR_NOT_STARTED" in proc.stderr
+        proc = d.cli("daemon", "status")
+        assert proc.returncode == 3

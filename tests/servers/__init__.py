@@ -1,0 +1,1 @@
+"""Test-server fixtures: Samba, OpenSSH and wsgidav on loopback (see fixtures.py)."""

@@ -1,0 +1,274 @@
+"""The core's logic, driven without sockets: an outbox records what it sends and a settable
+clock stands in for time. Checks STATUS_PENDING semantics, parking on a NetRoot in transition,
+deadlines, NOT_IMPLEMENTED for unregistered routines, peer death and handle ownership."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from rdbss.actors.core import CONNMGR, CoreSettings, RdbssCore
+from rdbss.wire import (
+    CreateParameters,
+    Heartbeat,
+    IrpMj,
+    LowIoOp,
+    LowIoParameters,
+    NtStatus,
+    Register,
+    Routine,
+    RxCompletion,
+    RxContext,
+)
+
+S = NtStatus
+CLIENT_A = b"client-a"
+CLIENT_B = b"client-b"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.client: list[tuple[bytes, RxCompletion, Any]] = []
+        self.peer: list[tuple[str, Any, Any]] = []
+        self.unreachable: set[str] = set()
+
+    def to_client(self, ident: bytes, done: RxCompletion, payload: Any = None) -> None:
+        self.client.append((ident, done, payload))
+
+    def to_peer(self, name: str, msg: Any, payload: Any = None) -> bool:
+        if name in self.unreachable:
+            return False
+        self.peer.append((name, msg, payload))
+        return True
+
+    def requests_to(self, name: str) -> list[RxContext]:
+        return [m for n, m, _ in self.peer if n == name and isinstance(m, RxContext)]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def env() -> tuple[RdbssCore, Recorder, Clock]:
+    out, clock = Recorder(), Clock()
+    core = RdbssCore(out, clock, CoreSettings(provider_order=["local"]))
+    core.on_peer(CONNMGR, Register(CONNMGR, "connmgr", [], [], [], role="connmgr"), None)
+    routines = [
+        Routine.MRxCreate,
+        Routine.MRxLowIOSubmit,
+        Routine.MRxCloseSrvOpen,
+        Routine.MRxCreateSrvCall,
+        Routine.MRxCreateVNetRoot,
+    ]
+    core.on_peer("local", Register("local", "local", routines, [LowIoOp.READ], ["local"]), None)
+    out.peer.clear()
+    return core, out, clock
+
+
+def create(
+    core: RdbssCore, ident: bytes = CLIENT_A, path: str = r"\\local\data\f", request_id: int = 1
+) -> None:
+    core.on_client(
+        ident, RxContext(request_id, IrpMj.CREATE, path=path, create=CreateParameters()), None
+    )
+
+
+def connect(core: RdbssCore, out: Recorder) -> None:
+    """Answer the connection manager's construction with a winner."""
+    construct = out.requests_to(CONNMGR)[-1]
+    assert construct.routine == Routine.RxConstructNetRoot
+    assert construct.args == {"candidates": ["local"]}
+    core.on_peer(
+        CONNMGR,
+        RxCompletion(construct.request_id, S.STATUS_SUCCESS, result={"minirdr": "local"}),
+        None,
+    )
+
+
+def open_handle(core: RdbssCore, out: Recorder, ident: bytes = CLIENT_A) -> int:
+    create(core, ident)
+    if out.requests_to(CONNMGR):
+        connect(core, out)
+    mrx = out.requests_to("local")[-1]
+    core.on_peer(
+        "local",
+        RxCompletion(mrx.request_id, S.STATUS_SUCCESS, 2, result={"srv_open": 9, "size": 0}),
+        None,
+    )
+    done = out.client[-1][1]
+    assert done.status == S.STATUS_SUCCESS
+    fobx: int = done.result["fobx"]
+    out.client.clear()
+    out.peer.clear()
+    return fobx
+
+
+def test_create_waits_on_the_net_root_then_goes_to_the_winner(env: Any) -> None:
+    core, out, _ = env
+    create(core, request_id=1)
+    create(core, request_id=2)  # parks on the same NetRoot: one construction only
+    assert len(out.requests_to(CONNMGR)) == 1
+    assert out.client == [] and out.requests_to("local") == []
+    connect(core, out)
+    sent = out.requests_to("local")
+    assert [c.routine for c in sent] == [Routine.MRxCreate, Routine.MRxCreate]
+    assert sent[0].path == "f" and sent[0].net_root == "data" and sent[0].srv_call == "local"
+    core.on_peer(
+        "local", RxCompletion(sent[0].request_id, S.STATUS_SUCCESS, 2, result={"srv_open": 5}), None
+    )
+    ident, done, _ = out.client[0]
+    assert ident == CLIENT_A and done.request_id == 1 and done.information == 2
+    assert isinstance(done.result["fobx"], int)
+    assert core.status()["handles"] == 1
+
+
+def test_failed_connection_fails_waiters_and_is_cached(env: Any) -> None:
+    core, out, clock = env
+    create(core, request_id=1)
+    construct = out.requests_to(CONNMGR)[0]
+    core.on_peer(
+        CONNMGR,
+        RxCompletion(construct.request_id, S.STATUS_LOGON_FAILURE, message="bad password"),
+        None,
+    )
+    assert out.client[-1][1].status == S.STATUS_LOGON_FAILURE
+    create(core, request_id=2)  # within the negative cache: no new construction
+    assert out.client[-1][1].status == S.STATUS_LOGON_FAILURE
+    assert len(out.requests_to(CONNMGR)) == 1
+    clock.now += 5
+    create(core, request_id=3)
+    assert len(out.requests_to(CONNMGR)) == 2
+
+
+def test_unknown_server_is_bad_network_path_without_asking(env: Any) -> None:
+    core, out, _ = env
+    create(core, path=r"\\nobody\share\x")
+    assert out.client[-1][1].status == S.STATUS_BAD_NETWORK_PATH
+    assert out.requests_to(CONNMGR) == []
+
+
+def test_deadline_gives_io_timeout_and_late_answers_are_dropped(env: Any) -> None:
+    core, out, clock = env
+    fobx = open_handle(core, out)
+    core.on_client(
+        CLIENT_A,
+        RxContext(7, IrpMj.READ, fobx=fobx, timeout_ms=500, lowio=LowIoParameters(length=10)),
+        None,
+    )
+    sent = out.requests_to("local")[-1]
+    assert sent.routine == Routine.MRxLowIOSubmit and sent.srv_open == 9
+    clock.now += 0.4
+    core.tick()
+    assert out.client == []
+    clock.now += 0.2
+    core.tick()
+    assert out.client[-1][1].status == S.STATUS_IO_TIMEOUT
+    assert out.client[-1][1].request_id == 7
+    core.on_peer("local", RxCompletion(sent.request_id, S.STATUS_SUCCESS), None)
+    assert len(out.client) == 1
+
+
+def test_unregistered_routine_is_never_sent(env: Any) -> None:
+    core, out, _ = env
+    fobx = open_handle(core, out)
+    core.on_client(CLIENT_A, RxContext(3, IrpMj.WRITE, fobx=fobx, lowio=LowIoParameters()), b"data")
+    core.on_client(CLIENT_A, RxContext(4, IrpMj.QUERY_INFORMATION, fobx=fobx), None)
+    assert [d.status for _, d, _ in out.client] == [S.STATUS_NOT_IMPLEMENTED] * 2
+    assert out.requests_to("local") == []
+
+
+def test_handles_belong_to_their_client(env: Any) -> None:
+    core, out, _ = env
+    fobx = open_handle(core, out)
+    core.on_client(CLIENT_B, RxContext(1, IrpMj.READ, fobx=fobx), None)
+    assert out.client[-1][1].status == S.STATUS_INVALID_HANDLE
+    core.on_client(CLIENT_A, RxContext(2, IrpMj.READ, fobx=fobx + 1000), None)
+    assert out.client[-1][1].status == S.STATUS_INVALID_HANDLE
+
+
+def test_peer_down_completes_in_flight_requests_and_orphans_handles(env: Any) -> None:
+    core, out, _ = env
+    fobx = open_handle(core, out)
+    core.on_client(CLIENT_A, RxContext(5, IrpMj.READ, fobx=fobx, lowio=LowIoParameters()), None)
+    core.peer_down("local", S.STATUS_CONNECTION_DISCONNECTED, "killed")
+    assert out.client[-1][1].status == S.STATUS_CONNECTION_DISCONNECTED
+    assert out.client[-1][1].request_id == 5
+    finalize = out.requests_to(CONNMGR)[-1]
+    assert finalize.routine == Routine.RxFinalizeConnections
+    core.on_client(CLIENT_A, RxContext(6, IrpMj.READ, fobx=fobx, lowio=LowIoParameters()), None)
+    assert out.client[-1][1].status == S.STATUS_CONNECTION_DISCONNECTED
+    core.on_client(CLIENT_A, RxContext(7, IrpMj.CLOSE, fobx=fobx), None)
+    assert out.client[-1][1].status == S.STATUS_SUCCESS  # close never fails
+    assert core.status()["handles"] == 0 and core.status()["connections"] == []
+
+
+def test_silent_peer_is_declared_down(env: Any) -> None:
+    core, _out, clock = env
+    clock.now += 2
+    core.on_peer(CONNMGR, Heartbeat(CONNMGR, 1), None)
+    clock.now += 2
+    core.tick()
+    names = {p["name"] for p in core.status()["peers"]}
+    assert names == {CONNMGR}
+
+
+def test_unreachable_peer_fails_fast(env: Any) -> None:
+    core, out, _ = env
+    fobx = open_handle(core, out)
+    out.unreachable.add("local")
+    core.on_client(CLIENT_A, RxContext(5, IrpMj.READ, fobx=fobx, lowio=LowIoParameters()), None)
+    assert out.client[-1][1].status == S.STATUS_CONNECTION_DISCONNECTED
+
+
+def test_bad_names_are_refused_before_any_peer_sees_them(env: Any) -> None:
+    core, out, _ = env
+    create(core, path=r"\\local\data\..\..\etc\passwd")
+    assert out.client[-1][1].status == S.STATUS_OBJECT_PATH_SYNTAX_BAD
+    assert out.peer == []
+
+
+def test_stopping_refuses_new_work_but_lets_closes_through(env: Any) -> None:
+    core, out, _ = env
+    fobx = open_handle(core, out)
+    core.stopping = True
+    create(core, request_id=9)
+    assert out.client[-1][1].status == S.STATUS_REDIRECTOR_NOT_STARTED
+    core.on_client(CLIENT_A, RxContext(10, IrpMj.CLOSE, fobx=fobx), None)
+    assert out.requests_to("local")[-1].routine == Routine.MRxCloseSrvOpen
+
+
+def test_a_restarting_minirdr_is_a_network_fault_not_a_bad_name(env: Any) -> None:
+    core, out, _clock = env
+    core.peer_down("local", S.STATUS_CONNECTION_DISCONNECTED, "killed")
+    create(core, request_id=1)
+    assert out.client[-1][1].status == S.STATUS_CONNECTION_DISCONNECTED
+    routines = [Routine.MRxCreate]
+    core.on_peer("local", Register("local", "local", routines, [], ["local"]), None)
+    create(core, request_id=2)  # not negatively cached: asks the connection manager at once
+    assert out.requests_to(CONNMGR)[-1].routine == Routine.RxConstructNetRoot
+
+
+def test_requests_parked_on_a_dropped_net_root_are_resolved_again(env: Any) -> None:
+    core, out, _ = env
+    fobx = open_handle(core, out)  # \\local\data is Good via "local"
+    assert fobx
+    core.peer_down("local", S.STATUS_CONNECTION_DISCONNECTED, "killed")
+    core.on_peer("local", Register("local", "local", [Routine.MRxCreate], [], ["local"]), None)
+    create(core, request_id=21)  # parks on a new construction
+    construct = out.requests_to(CONNMGR)[-1]
+    # the mini-redirector dies again while the construction is under way
+    core.peer_down("local", S.STATUS_CONNECTION_DISCONNECTED, "killed again")
+    core.on_peer(
+        CONNMGR,
+        RxCompletion(construct.request_id, S.STATUS_SUCCESS, result={"minirdr": "local"}),
+        None,
+    )
+    answered = [d for _, d, _ in out.client if d.request_id == 21]
+    assert len(answered) == 1  # never lost: answered with the network status
+    assert answered[0].status == S.STATUS_CONNECTION_DISCONNECTED

@@ -1,0 +1,258 @@
+"""The wire: status codes, the RxContext schema, the codec's limits and the framing."""
+
+from __future__ import annotations
+
+import errno
+import pickle
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rdbss.wire import (
+    Codec,
+    CreateParameters,
+    Heartbeat,
+    InfoParameters,
+    IrpMj,
+    Limits,
+    LowIoParameters,
+    NtStatus,
+    NtStatusError,
+    QueryDirectoryParameters,
+    Register,
+    RxCompletion,
+    RxContext,
+    WireError,
+    error_for_status,
+    pack_frames,
+    unpack_frames,
+)
+from rdbss.wire.status import AUTH_ERRORS, NETWORK_ERRORS, status_from_errno, status_name
+
+codec = Codec()
+
+# ----------------------------------------------------------------------------- status codes
+
+
+@pytest.mark.parametrize(
+    ("status", "value"),
+    [
+        (NtStatus.STATUS_SUCCESS, 0x00000000),
+        (NtStatus.STATUS_PENDING, 0x00000103),
+        (NtStatus.STATUS_BUFFER_OVERFLOW, 0x80000005),
+        (NtStatus.STATUS_NO_MORE_FILES, 0x80000006),
+        (NtStatus.STATUS_OBJECT_NAME_NOT_FOUND, 0xC0000034),
+        (NtStatus.STATUS_IO_TIMEOUT, 0xC00000B5),
+        (NtStatus.STATUS_CONNECTION_DISCONNECTED, 0xC000020C),
+        (NtStatus.STATUS_LOGON_FAILURE, 0xC000006D),
+        (NtStatus.STATUS_BAD_NETWORK_NAME, 0xC00000CC),
+        (NtStatus.STATUS_REMOTE_NOT_LISTENING, 0xC00000BC),
+        (NtStatus.STATUS_NETWORK_UNREACHABLE, 0xC000023C),
+        (NtStatus.STATUS_USER_SESSION_DELETED, 0xC0000203),
+        (NtStatus.STATUS_DOWNGRADE_DETECTED, 0xC0000388),
+        (NtStatus.STATUS_LOCK_NOT_GRANTED, 0xC0000055),
+    ],
+)
+def test_status_values_are_the_windows_ones(status: NtStatus, value: int) -> None:
+    assert int(status) == value
+
+
+def test_severity_and_success() -> None:
+    assert NtStatus.STATUS_SUCCESS.is_success
+    assert NtStatus.STATUS_PENDING.is_success
+    assert not NtStatus.STATUS_BUFFER_OVERFLOW.is_success  # a warning is not NT_SUCCESS
+    assert NtStatus.STATUS_BUFFER_OVERFLOW.severity == 2
+    assert NtStatus.STATUS_ACCESS_DENIED.is_error
+
+
+def test_families_are_disjoint_and_hold_the_seed_codes() -> None:
+    assert not NETWORK_ERRORS & AUTH_ERRORS
+    assert NtStatus.STATUS_IO_TIMEOUT in NETWORK_ERRORS
+    assert NtStatus.STATUS_CONNECTION_DISCONNECTED in NETWORK_ERRORS
+    assert NtStatus.STATUS_LOGON_FAILURE in AUTH_ERRORS
+    assert NtStatus.STATUS_NETWORK_CREDENTIAL_CONFLICT in AUTH_ERRORS
+
+
+def test_errors_subclass_the_matching_oserror() -> None:
+    e = error_for_status(NtStatus.STATUS_OBJECT_NAME_NOT_FOUND, "gone")
+    assert isinstance(e, FileNotFoundError) and isinstance(e, NtStatusError)
+    assert e.errno == errno.ENOENT and e.status == 0xC0000034
+    assert "STATUS_OBJECT_NAME_NOT_FOUND" in str(e) and "gone" in str(e)
+    assert isinstance(error_for_status(NtStatus.STATUS_OBJECT_NAME_COLLISION), FileExistsError)
+    assert isinstance(error_for_status(NtStatus.STATUS_ACCESS_DENIED), PermissionError)
+    assert isinstance(error_for_status(NtStatus.STATUS_IO_TIMEOUT), TimeoutError)
+    assert isinstance(error_for_status(NtStatus.STATUS_FILE_IS_A_DIRECTORY), IsADirectoryError)
+    unknown = error_for_status(0xC0DEDEAD)
+    assert type(unknown) is NtStatusError and status_name(unknown.status) == "0xC0DEDEAD"
+    again = pickle.loads(pickle.dumps(e))
+    assert isinstance(again, FileNotFoundError) and again.status == e.status
+
+
+def test_errno_mapping() -> None:
+    assert status_from_errno(errno.ENOENT) == NtStatus.STATUS_OBJECT_NAME_NOT_FOUND
+    assert status_from_errno(errno.ENOTEMPTY) == NtStatus.STATUS_DIRECTORY_NOT_EMPTY
+    assert status_from_errno(errno.ECONNREFUSED) == NtStatus.STATUS_REMOTE_NOT_LISTENING
+    assert status_from_errno(12345) == NtStatus.STATUS_UNSUCCESSFUL
+
+
+# ----------------------------------------------------------------------------- round trips
+
+ints = st.integers(min_value=-(1 << 63), max_value=(1 << 64) - 1)
+small = st.integers(min_value=0, max_value=1 << 32)
+text = st.text(
+    st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=40
+)
+scalars = st.one_of(st.none(), st.booleans(), ints, text, st.binary(max_size=32))
+args = st.dictionaries(text, scalars, max_size=5)
+
+contexts = st.builds(
+    RxContext,
+    request_id=small,
+    major=st.sampled_from(list(IrpMj)).map(int),
+    minor=small,
+    routine=st.one_of(st.none(), text),
+    target=st.one_of(st.none(), text),
+    timeout_ms=small,
+    path=st.one_of(st.none(), text),
+    fobx=st.one_of(st.none(), small),
+    srv_open=st.one_of(st.none(), small),
+    srv_call=st.one_of(st.none(), text),
+    net_root=st.one_of(st.none(), text),
+    create=st.one_of(
+        st.none(), st.builds(CreateParameters, small, small, small, small, small, small)
+    ),
+    lowio=st.one_of(
+        st.none(),
+        st.builds(LowIoParameters, small, ints, small, small, small, small, st.booleans(), small),
+    ),
+    info=st.one_of(st.none(), st.builds(InfoParameters, small, args)),
+    query_directory=st.one_of(
+        st.none(),
+        st.builds(
+            QueryDirectoryParameters, small, text, st.booleans(), st.booleans(), small, small
+        ),
+    ),
+    args=st.one_of(st.none(), args),
+    flags=small,
+    origin=st.one_of(st.none(), text),
+)
+completions = st.builds(
+    RxCompletion,
+    request_id=small,
+    status=small,
+    information=small,
+    result=st.one_of(scalars, args, st.lists(args, max_size=4)),
+    message=text,
+)
+
+
+@given(contexts)
+@settings(max_examples=300)
+def test_rxcontext_round_trip(ctx: RxContext) -> None:
+    assert codec.decode(codec.encode(ctx)) == ctx
+
+
+@given(completions)
+def test_completion_round_trip(done: RxCompletion) -> None:
+    assert codec.decode(codec.encode(done)) == done
+
+
+def test_register_and_heartbeat_round_trip() -> None:
+    reg = Register("local", "local", ["MRxCreate"], [0, 1], ["local"], 0, 42, "minirdr")
+    assert codec.decode(codec.encode(reg)) == reg
+    hb = Heartbeat("local", 7, 3)
+    assert codec.decode(codec.encode(hb)) == hb
+
+
+# ----------------------------------------------------------------------------- malformed input
+
+
+@pytest.mark.parametrize(
+    ("frame", "reason"),
+    [
+        (b"", "malformed"),
+        (b"\xc1", "malformed"),
+        (msgpack.packb([1, 2, 3]), "not a map"),
+        (msgpack.packb({"k": "rx", "v": 2, "id": 1, "mj": 0}), "version"),
+        (msgpack.packb({"k": "zz", "v": 1}), "unknown message kind"),
+        (msgpack.packb({"k": "rx", "v": 1, "id": 1}), "missing field 'mj'"),
+        (msgpack.packb({"k": "rx", "v": 1, "id": "1", "mj": 0}), "expected an integer"),
+        (msgpack.packb({"k": "rx", "v": 1, "id": True, "mj": 0}), "expected an integer"),
+        (msgpack.packb({"k": "rx", "v": 1, "id": 1, "mj": 0, "zz": 1}), "unknown field"),
+        (msgpack.packb({"k": "rx", "v": 1, "id": 1, "mj": 0, "p": "a\x00b"}), "NUL"),
+        (msgpack.packb({"k": "rx", "v": 1, "id": 1, "mj": 0, "cr": [1]}), "expected a map"),
+        (msgpack.packb({"k": "rx", "v": 1, "id": 1, "mj": 0, "lo": {"o": "x"}}), "integer"),
+        (
+            msgpack.packb({"k": "reg", "v": 1, "n": "a", "kd": "b", "rt": [1], "lo": [], "sv": []}),
+            "list of strings",
+        ),
+        (msgpack.packb({1: 2}), "malformed"),
+        (b"\x91" * 5000, "malformed"),
+    ],
+)
+def test_malformed_headers_answer_invalid_parameter(frame: bytes, reason: str) -> None:
+    with pytest.raises(WireError) as info:
+        codec.decode(frame)
+    assert info.value.status == NtStatus.STATUS_INVALID_PARAMETER
+    assert reason in (info.value.strerror or "")
+
+
+def test_limits_are_enforced() -> None:
+    tight = Codec(Limits(max_header_bytes=64, max_str_len=8, max_array_len=4, max_map_len=8))
+    with pytest.raises(WireError, match="exceeds"):
+        tight.decode(b"\x80" * 65)
+    with pytest.raises(WireError):
+        tight.decode(codec.encode(RxContext(1, 0, path="x" * 9)))
+    with pytest.raises(WireError):
+        tight.decode(codec.encode(RxContext(1, 0, args={str(i): i for i in range(9)})))
+
+
+@given(st.binary(max_size=200))
+@settings(max_examples=500)
+def test_random_bytes_never_crash_the_decoder(data: bytes) -> None:
+    try:
+        codec.decode(data)
+    except WireError as exc:
+        assert exc.status == NtStatus.STATUS_INVALID_PARAMETER
+
+
+@given(contexts, st.integers(min_value=0, max_value=10_000))
+def test_truncated_frames_are_refused(ctx: RxContext, cut: int) -> None:
+    frame = codec.encode(ctx)
+    cut = cut % len(frame)
+    with pytest.raises(WireError):
+        codec.decode(frame[:cut])
+
+
+def test_encoding_an_unencodable_value_is_a_wire_error() -> None:
+    with pytest.raises(WireError):
+        codec.encode(RxCompletion(1, 0, result={"x": {1, 2}}))
+    # the packer is still usable afterwards
+    assert codec.decode(codec.encode(RxCompletion(2, 0))) == RxCompletion(2, 0)
+
+
+# ----------------------------------------------------------------------------- framing
+
+
+def test_payload_travels_in_its_own_frame() -> None:
+    data = b"\x00\xff" * 1000
+    frames = pack_frames(codec, RxContext(5, IrpMj.WRITE), data)
+    assert len(frames) == 2 and frames[1] is data
+    assert data not in frames[0]
+    msg, payload = unpack_frames(codec, frames)
+    assert isinstance(msg, RxContext) and msg.request_id == 5
+    assert payload is not None and bytes(payload) == data
+
+
+def test_frame_count_and_payload_limit() -> None:
+    header = codec.encode(RxContext(1, 0))
+    with pytest.raises(WireError, match="empty"):
+        unpack_frames(codec, [])
+    with pytest.raises(WireError, match="3 frames"):
+        unpack_frames(codec, [header, b"", b""])
+    with pytest.raises(WireError, match="payload"):
+        unpack_frames(codec, [header, b"x" * 11], Limits(max_payload_bytes=10))
+    _msg, payload = unpack_frames(codec, [header])
+    assert payload is None
