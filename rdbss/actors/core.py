@@ -300,9 +300,13 @@ class RdbssCore:
         core_id = next(self._ids)
         wanted = timeout_ms if timeout_ms is not None else ctx.timeout_ms
         timeout = min(max(wanted, 1), self.settings.max_timeout_ms)
+        # forwarded in place (no copy); the caller's id comes back if the send fails, because
+        # the error answer to the client is built from this same context
+        origin_id, origin_timeout = ctx.request_id, ctx.timeout_ms
         ctx.request_id = core_id
         ctx.timeout_ms = timeout
         if not self.out.to_peer(peer_name, ctx, payload):
+            ctx.request_id, ctx.timeout_ms = origin_id, origin_timeout
             self.peer_down(peer_name, S.STATUS_CONNECTION_DISCONNECTED, "unreachable")
             raise NtStatusError(S.STATUS_CONNECTION_DISCONNECTED, f"{peer_name!r} is unreachable")
         deadline = self.clock() + timeout / 1000.0

@@ -224,6 +224,18 @@ def test_unreachable_peer_fails_fast(env: Any) -> None:
     out.unreachable.add("local")
     core.on_client(CLIENT_A, RxContext(5, IrpMj.READ, fobx=fobx, lowio=LowIoParameters()), None)
     assert out.client[-1][1].status == S.STATUS_CONNECTION_DISCONNECTED
+    assert out.client[-1][1].request_id == 5  # the client's own id, or it would never match
+    out.unreachable.clear()
+    core.on_peer("local", Register("local", "local", [Routine.MRxCreate], [], ["local"]), None)
+    construct = out.requests_to(CONNMGR)
+    create(core, request_id=6)
+    connect(core, out)
+    out.unreachable.add("local")  # dies between the construction and the create
+    construct = out.requests_to(CONNMGR)[-1]
+    assert construct.routine == Routine.RxConstructNetRoot
+    create(core, request_id=7)
+    answers = {d.request_id: d.status for _, d, _ in out.client}
+    assert answers.get(7) == S.STATUS_CONNECTION_DISCONNECTED
 
 
 def test_bad_names_are_refused_before_any_peer_sees_them(env: Any) -> None:
