@@ -15,6 +15,7 @@ import fcntl
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +34,22 @@ log = logging.getLogger("rdbss.supervisor")
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
+
+
+def sd_notify(state: str) -> bool:
+    """Tell systemd (Type=notify) about the daemon's state; a no-op outside systemd."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]  # abstract namespace
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        try:
+            sock.sendto(state.encode(), address)
+        except OSError as exc:
+            log.warning("cannot notify systemd: %s", exc)
+            return False
+    return True
 
 
 class AlreadyRunning(RuntimeError):
@@ -108,10 +125,12 @@ class Supervisor:
                     return 1
                 (self.runtime_dir / "ready").write_text(str(os.getpid()))
                 log.info("daemon ready pid=%d runtime_dir=%s", os.getpid(), self.runtime_dir)
+                sd_notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=serving")
                 while not self._stop.wait(0.1):
                     self._watch()
                 return 0
             finally:
+                sd_notify("STOPPING=1")
                 self._stop_all()
                 self._cleanup()
 
