@@ -325,6 +325,35 @@ def cmd_use(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fault(args: argparse.Namespace) -> int:
+    import tomllib
+
+    with _client(args) as client:
+        if args.action == "set":
+            if not args.file:
+                raise ConfigError("fault set needs a TOML file with [[rules]] tables")
+            data = tomllib.loads(Path(args.file).read_text())
+            rules = data.get("rules", [])
+            seed = args.seed if args.seed is not None else data.get("seed")
+            result = client.set_faults(args.minirdr, rules, seed)
+        elif args.action == "clear":
+            result = client.set_faults(args.minirdr, [], args.seed)
+        else:
+            result = client.faults(args.minirdr)
+
+    def text() -> str:
+        rows = [f"{args.minirdr} (wraps {result['wraps']}), seed {result['seed']}"]
+        for i, rule in enumerate(result["rules"], 1):
+            details = " ".join(f"{k}={v}" for k, v in rule.items())
+            rows.append(f"  {i}. {details}")
+        if not result["rules"]:
+            rows.append("  no rules")
+        return "\n".join(rows)
+
+    _out(args, result, text)
+    return 0
+
+
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rdbss", description=__doc__.splitlines()[0])
@@ -384,6 +413,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", nargs="?")
     p.add_argument("--minirdr", help="which mini-redirector (default: the local one)")
     p.set_defaults(func=cmd_use)
+    p = sub.add_parser("fault", help="show or change the rules of a faulty mini-redirector")
+    p.add_argument("action", choices=["list", "set", "clear"])
+    p.add_argument("minirdr", help="name of the faulty mini-redirector")
+    p.add_argument("file", nargs="?", help="set: TOML file with [[rules]] tables (and seed)")
+    p.add_argument("--seed", type=int, help="a new seed (the schedule starts over)")
+    p.set_defaults(func=cmd_fault)
     return parser
 
 

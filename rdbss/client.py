@@ -458,6 +458,21 @@ class Client:
         args = {"minirdr": minirdr} if minirdr else {}
         self._control(FsctlCode.RDBSS_REMOVE_SHARE, share=share, **args)
 
+    def faults(self, minirdr: str) -> dict[str, Any]:
+        """The fault rules of a ``faulty`` mini-redirector and how often each matched/fired."""
+        result: dict[str, Any] = self._control(FsctlCode.RDBSS_LIST_FAULTS, minirdr=minirdr)
+        return result
+
+    def set_faults(
+        self, minirdr: str, rules: list[dict[str, Any]], seed: int | None = None
+    ) -> dict[str, Any]:
+        """Replace the fault rules (and optionally the seed); the schedule starts over."""
+        args: dict[str, Any] = {"minirdr": minirdr, "rules": rules}
+        if seed is not None:
+            args["seed"] = seed
+        result: dict[str, Any] = self._control(FsctlCode.RDBSS_SET_FAULTS, **args)
+        return result
+
 
 def _parent(path: str) -> str:
     unified = path.replace("/", "\\").rstrip("\\")

@@ -33,6 +33,12 @@ Then = Callable[[RxCompletion, Payload], None]
 
 CONNMGR = "connmgr"
 
+_SHARE_CONTROLS = frozenset(
+    {FsctlCode.RDBSS_LIST_SHARES, FsctlCode.RDBSS_ADD_SHARE, FsctlCode.RDBSS_REMOVE_SHARE}
+)
+#: Management codes the core hands to a mini-redirector (MRxDevFcbXXXControlFile).
+_MINIRDR_CONTROLS = _SHARE_CONTROLS | {FsctlCode.RDBSS_SET_FAULTS, FsctlCode.RDBSS_LIST_FAULTS}
+
 #: Error statuses that are part of normal operation, not worth showing as recent errors.
 _ORDINARY = frozenset(
     {
@@ -675,17 +681,11 @@ class RdbssCore:
                 raise NtStatusError(S.STATUS_INVALID_PARAMETER, "peer_down needs a name")
             self.peer_down(name, S.STATUS_CONNECTION_DISCONNECTED, str(args.get("reason", "")))
             self._answer(ident, ctx, S.STATUS_SUCCESS)
-        elif code in (
-            FsctlCode.RDBSS_LIST_SHARES,
-            FsctlCode.RDBSS_ADD_SHARE,
-            FsctlCode.RDBSS_REMOVE_SHARE,
-        ):
+        elif code in _MINIRDR_CONTROLS:
             target = args.get("minirdr")
-            if not isinstance(target, str):
-                target = next(
-                    (p.name for p in self.peers.values() if p.kind == "local"),
-                    None,
-                )
+            if not isinstance(target, str) and code in _SHARE_CONTROLS:
+                # share management defaults to the (first) local-folder mini-redirector
+                target = next((p.name for p in self.peers.values() if p.kind == "local"), None)
             if target is None or target not in self.peers:
                 raise NtStatusError(S.STATUS_BAD_NETWORK_NAME, f"no mini-redirector {target!r}")
             ctx.routine = Routine.MRxDevFcbXXXControlFile

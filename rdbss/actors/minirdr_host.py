@@ -82,8 +82,8 @@ class MiniRdrHost:
         return Register(
             name=name,
             kind=minirdr.kind,
-            routines=[str(r) for r in minirdr.implemented_routines()],
-            lowio_ops=sorted(int(op) for op in minirdr.lowio_ops),
+            routines=[str(r) for r in minirdr.registration_routines()],
+            lowio_ops=sorted(int(op) for op in minirdr.registration_lowio_ops()),
             servers=minirdr.servers(),
             mrx_flags=minirdr.mrx_flags,
             role="minirdr",

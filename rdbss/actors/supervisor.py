@@ -34,6 +34,10 @@ log = logging.getLogger("rdbss.supervisor")
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
+HEALTH_INTERVAL_S = 1.0  # how often the supervisor asks the core who is registered
+HANG_GRACE_S = 6.0  # alive but unregistered this long (the core drops a peer after 3 s of
+# silence): the process is hung and is killed, then restarted under the policy
+CORE_FAILURES = 3  # the core did not answer this many health checks in a row: killed
 
 
 def sd_notify(state: str) -> bool:
@@ -74,6 +78,8 @@ class Child:
     restarts: deque[float] = field(default_factory=deque)
     next_start: float = 0.0
     gave_up: bool = False
+    started_at: float = 0.0
+    last_registered: float = 0.0
 
     @property
     def pid(self) -> int | None:
@@ -110,6 +116,8 @@ class Supervisor:
             Child("minirdr", m.name) for m in config.minirdrs
         ]
         self._stop = threading.Event()
+        self._next_health = 0.0
+        self._core_failures = 0
 
     # ---------------------------------------------------------------- lifecycle
     def run(self) -> int:
@@ -128,6 +136,7 @@ class Supervisor:
                 sd_notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=serving")
                 while not self._stop.wait(0.1):
                     self._watch()
+                    self._check_health()
                 return 0
             finally:
                 sd_notify("STOPPING=1")
@@ -161,6 +170,7 @@ class Supervisor:
             str(self.runtime_dir),
         ]
         child.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, close_fds=True)
+        child.started_at = time.monotonic()
         log.info("started %s %s pid=%d", child.role, child.name, child.proc.pid)
 
     def _start_all(self) -> None:
@@ -218,6 +228,51 @@ class Supervisor:
                 self._schedule_restart(child, now)
             elif now >= child.next_start:
                 self._spawn(child)
+
+    def _check_health(self) -> None:
+        """Find hung processes: a process that is alive but stopped answering (no heartbeats,
+        so the core dropped it) is killed; the exit then goes through the restart policy."""
+        from rdbss.client import Client
+
+        now = time.monotonic()
+        if now < self._next_health:
+            return
+        self._next_health = now + HEALTH_INTERVAL_S
+        core, *others = self.children
+        if core.proc is None or core.proc.poll() is not None:
+            return
+        try:
+            with Client(self.runtime_dir, timeout=1.0) as client:
+                registered = {p["name"]: p["pid"] for p in client.status()["peers"]}
+        except OSError as exc:
+            self._core_failures += 1
+            log.warning("core did not answer a health check (%d): %s", self._core_failures, exc)
+            if self._core_failures >= CORE_FAILURES:
+                log.error("core pid=%d is hung; killing it", core.proc.pid)
+                self._kill(core)
+                self._core_failures = 0
+            return
+        self._core_failures = 0
+        now = time.monotonic()
+        for child in others:
+            if child.proc is None or child.proc.poll() is not None:
+                continue
+            if registered.get(child.name) == child.proc.pid:
+                child.last_registered = now
+            elif now - max(child.started_at, child.last_registered) > HANG_GRACE_S:
+                log.error(
+                    "%s %s pid=%d stopped answering; killing it",
+                    child.role,
+                    child.name,
+                    child.proc.pid,
+                )
+                self._kill(child)
+
+    @staticmethod
+    def _kill(child: Child) -> None:
+        if child.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                child.proc.kill()
 
     def _schedule_restart(self, child: Child, now: float) -> None:
         policy = self.policy

@@ -9,6 +9,7 @@ from rdbss.minirdrs.base import MiniRdr
 #: kind -> "module:Class", imported only by the process that runs it
 KINDS: dict[str, str] = {
     "local": "rdbss.minirdrs.local:LocalMiniRdr",
+    "faulty": "rdbss.minirdrs.faulty:FaultyMiniRdr",
 }
 
 

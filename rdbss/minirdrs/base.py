@@ -141,6 +141,14 @@ class MiniRdr:
                 found.append(routine)
         return found
 
+    def registration_routines(self) -> list[Routine]:
+        """What the host registers (RxRegisterMinirdr): the implemented routines. A wrapper
+        (the ``faulty`` mini-redirector) reports its inner one's."""
+        return self.implemented_routines()
+
+    def registration_lowio_ops(self) -> frozenset[LowIoOp]:
+        return self.lowio_ops
+
     def close(self) -> None:
         """Release everything (process shutdown). Not a routine."""
 

@@ -184,6 +184,8 @@ class FsctlCode(IntEnum):
     RDBSS_PEER_DOWN = 0x00140005  # supervisor -> core: a process died, fail its requests
     RDBSS_SHUTDOWN = 0x00140006  # supervisor -> core: drain and stop
     RDBSS_PING = 0x00140007  # liveness / readiness
+    RDBSS_SET_FAULTS = 0x00140008  # faulty minirdr: replace the fault rules (and seed)
+    RDBSS_LIST_FAULTS = 0x00140009  # faulty minirdr: the rules and how often each fired
 
 
 class Routine(StrEnum):

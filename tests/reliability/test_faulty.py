@@ -1,0 +1,165 @@
+"""Fault isolation with the ``faulty`` mini-redirector wrapping ``local``: injected statuses,
+hangs, crashes and frozen processes never take the rest down, and every in-flight request ends
+with a clear status instead of hanging. Real daemon, real processes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from rdbss.wire import NtStatus, NtStatusError
+from tests.daemon import Daemon, running_daemon
+
+S = NtStatus
+FLAKY = r"\\flaky\data"
+
+
+def faulty_config(folder: Path, rules: str = "", seed: int = 1) -> str:
+    return f"""
+[[minirdr]]
+name = "flaky"
+kind = "faulty"
+wraps = "local"
+seed = {seed}
+[minirdr.options]
+server = "flaky"
+[minirdr.options.shares]
+data = "{folder}"
+{rules}"""
+
+
+@pytest.fixture
+def flaky(tmp_path: Path) -> Iterator[Daemon]:
+    folder = tmp_path / "flaky"
+    folder.mkdir()
+    (folder / "a.txt").write_bytes(b"flaky data")
+    (folder / "b.secret").write_bytes(b"hidden")
+    rules = """
+[[minirdr.rules]]
+routine = "MRxCreate"
+path = "*.secret"
+action = "status"
+status = "STATUS_ACCESS_DENIED"
+"""
+    with running_daemon(faulty_config(folder, rules)) as d:
+        yield d
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not reached in time")
+
+
+def peer_pid(d: Daemon, name: str) -> int | None:
+    with d.client() as c:
+        return next((p["pid"] for p in c.status()["peers"] if p["name"] == name), None)
+
+
+def test_injected_status_reaches_the_client_and_nothing_else_changes(flaky: Daemon) -> None:
+    with flaky.client() as c:
+        assert c.read_bytes(FLAKY + r"\a.txt") == b"flaky data"
+        with pytest.raises(PermissionError) as info:
+            c.read_bytes(FLAKY + r"\b.secret")
+        assert info.value.status == S.STATUS_ACCESS_DENIED  # type: ignore[attr-defined]
+        assert "injected" in str(info.value)
+        rules = c.faults("flaky")["rules"]
+        assert rules[0]["fired"] == 1 and rules[0]["matched"] == 1
+        c.write_bytes(flaky.share + r"\ok.txt", b"local is untouched")
+
+
+def test_a_hang_ends_in_io_timeout_while_other_minirdrs_keep_serving(flaky: Daemon) -> None:
+    with flaky.client(timeout=1.5) as c:
+        c.set_faults("flaky", [{"routine": "MRxLowIOSubmit", "lowio_op": "READ", "action": "hang"}])
+        handle = c.create(FLAKY + r"\a.txt")
+        done: list[object] = []
+
+        def hung_read() -> None:
+            try:
+                c.read_handle(handle.fobx, 0, 10)
+                done.append("read")
+            except NtStatusError as exc:
+                done.append(exc.status)
+
+        with flaky.client() as other:
+            t = threading.Thread(target=hung_read)
+            t.start()
+            time.sleep(0.2)
+            # the local mini-redirector is another process: unaffected while flaky hangs
+            for i in range(20):
+                other.write_bytes(flaky.share + rf"\during{i}.txt", b"x")
+            t.join(10)
+        assert not t.is_alive()
+        assert done == [S.STATUS_IO_TIMEOUT]
+
+
+def test_a_crash_completes_in_flight_requests_at_once_and_the_process_restarts(
+    flaky: Daemon,
+) -> None:
+    old = peer_pid(flaky, "flaky")
+    with flaky.client(timeout=20.0) as c:
+        c.set_faults("flaky", [{"routine": "MRxQueryFileInfo", "action": "crash", "count": 1}])
+        handle = c.create(FLAKY + r"\a.txt")
+        started = time.monotonic()
+        with pytest.raises(NtStatusError) as info:
+            c.query_info(handle.fobx)
+        assert info.value.status == S.STATUS_CONNECTION_DISCONNECTED
+        assert time.monotonic() - started < 10  # not the 20 s deadline
+        wait_until(lambda: peer_pid(flaky, "flaky") not in (None, old))
+        # the restarted process starts with the configured rules (no crash rule): it serves
+        assert c.read_bytes(FLAKY + r"\a.txt") == b"flaky data"
+    assert "exited code=70" in flaky.log()
+
+
+def test_a_frozen_process_is_detected_killed_and_restarted(flaky: Daemon) -> None:
+    old = peer_pid(flaky, "flaky")
+    with flaky.client(timeout=30.0) as c:
+        c.set_faults("flaky", [{"routine": "MRxQueryFileInfo", "action": "freeze"}])
+        handle = c.create(FLAKY + r"\a.txt")
+        started = time.monotonic()
+        with pytest.raises(NtStatusError) as info:
+            c.query_info(handle.fobx)
+        # the core stops hearing heartbeats after 3 s and completes the request then
+        assert info.value.status == S.STATUS_IO_TIMEOUT
+        assert time.monotonic() - started < 15
+        wait_until(lambda: peer_pid(flaky, "flaky") not in (None, old), timeout=30)
+        assert c.read_bytes(FLAKY + r"\a.txt") == b"flaky data"
+    assert "stopped answering; killing it" in flaky.log()
+
+
+def test_rules_change_at_run_time_through_the_cli(flaky: Daemon, tmp_path: Path) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text(
+        'seed = 5\n[[rules]]\nroutine = "MRxCreate"\naction = "status"\n'
+        'status = "STATUS_NETWORK_UNREACHABLE"\nevery = 2\n'
+    )
+    proc = flaky.cli("fault", "set", "flaky", str(rules))
+    assert proc.returncode == 0, proc.stderr
+    statuses = []
+    with flaky.client() as c:
+        for _ in range(4):
+            try:
+                c.stat(FLAKY + r"\a.txt")
+                statuses.append("ok")
+            except NtStatusError as exc:
+                statuses.append(exc.status_name)
+    assert statuses == ["ok", "STATUS_NETWORK_UNREACHABLE"] * 2
+    listing = flaky.cli("fault", "list", "flaky")
+    assert b"seed 5" in listing.stdout and b"fired=2" in listing.stdout
+    assert flaky.cli("fault", "clear", "flaky").returncode == 0
+    with flaky.client() as c:
+        assert c.stat(FLAKY + r"\a.txt").size == 10
+
+
+def test_a_bad_rule_is_refused_with_invalid_parameter(flaky: Daemon) -> None:
+    with flaky.client() as c, pytest.raises(NtStatusError) as info:
+        c.set_faults("flaky", [{"action": "explode"}])
+    assert info.value.status == S.STATUS_INVALID_PARAMETER
+    assert "action must be one of" in str(info.value)
