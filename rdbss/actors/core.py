@@ -21,9 +21,23 @@ from rdbss.model.dispatch import routine_for
 from rdbss.model.names import UncName, parse_unc
 from rdbss.model.prefix import PrefixTable
 from rdbss.model.structs import Condition, Fcb, Fobx, SrvOpen, VNetRoot
-from rdbss.wire.constants import FileInformationClass, FsctlCode, IrpMj, LowIoOp, Routine
-from rdbss.wire.rxcontext import Heartbeat, LowIoParameters, Register, RxCompletion, RxContext
-from rdbss.wire.status import NtStatus, NtStatusError
+from rdbss.wire.constants import (
+    CreateDisposition,
+    FileInformationClass,
+    FsctlCode,
+    IrpMj,
+    LowIoOp,
+    Routine,
+)
+from rdbss.wire.rxcontext import (
+    CreateParameters,
+    Heartbeat,
+    LowIoParameters,
+    Register,
+    RxCompletion,
+    RxContext,
+)
+from rdbss.wire.status import NETWORK_ERRORS, NtStatus, NtStatusError
 
 log = logging.getLogger("rdbss.core")
 
@@ -551,10 +565,14 @@ class RdbssCore:
             self._close(ident, ctx, fobx)
             return
         if fobx.orphaned_status != S.STATUS_SUCCESS:
-            raise NtStatusError(
-                fobx.orphaned_status,
-                "the handle was lost when its mini-redirector went down; open the file again",
-            )
+            if fobx.reopen_failed:
+                raise NtStatusError(
+                    fobx.orphaned_status,
+                    "the handle was lost when its mini-redirector went down and could not be "
+                    "re-opened; open the file again",
+                )
+            self._reopen(ident, ctx, fobx, payload, 0)
+            return
         routine, op = routine_for(ctx)
         if op is not None:
             if ctx.lowio is None:
@@ -574,6 +592,92 @@ class RdbssCore:
             elif ctx.info.info_class == FileInformationClass.FileDispositionInformation:
                 then = self._track_disposition(ctx, fcb, then)
         self._send(srv_open.minirdr, ctx, payload, then)
+
+    def _reopen(
+        self, ident: bytes, ctx: RxContext, fobx: Fobx, payload: Payload, attempt: int
+    ) -> None:
+        """Re-establish a handle whose SrvOpen died with its mini-redirector: open the same
+        path again (same access, share and options, but FILE_OPEN: never create or truncate),
+        then carry on with the request that found it orphaned. While the mini-redirector is
+        still down the request gets the network status and the handle stays orphaned."""
+        srv_open = fobx.srv_open
+        fcb = srv_open.fcb
+        name = UncName(fcb.net_root.srv_call.name, fcb.net_root.name, fcb.path)
+
+        def resume() -> None:
+            v_net_root = self.prefix.v_net_root(name)
+            if v_net_root is not None and v_net_root.condition == Condition.BAD:
+                self._answer(
+                    ident,
+                    ctx,
+                    v_net_root.status,
+                    message=f"cannot re-open the handle: {v_net_root.message}",
+                )
+            elif attempt < 3:
+                self._reopen(ident, ctx, fobx, payload, attempt + 1)
+            else:
+                self._answer(
+                    ident,
+                    ctx,
+                    fobx.orphaned_status,
+                    message="re-opening the handle kept being interrupted",
+                )
+
+        try:
+            v_net_root = self._find_or_construct(name, resume)
+        except NtStatusError as exc:
+            self._answer(
+                ident, ctx, exc.status, message=f"cannot re-open the handle: {exc.strerror}"
+            )
+            return
+        if v_net_root is None:
+            return  # parked until the NetRoot is built again
+        minirdr = v_net_root.net_root.minirdr
+        assert minirdr is not None
+        reopen = RxContext(
+            request_id=0,
+            major=IrpMj.CREATE,
+            routine=Routine.MRxCreate,
+            timeout_ms=ctx.timeout_ms,
+            path=fcb.path,
+            fobx=fobx.id,
+            srv_call=name.server,
+            net_root=name.share,
+            create=CreateParameters(
+                desired_access=srv_open.desired_access,
+                share_access=srv_open.share_access,
+                disposition=CreateDisposition.FILE_OPEN,
+                create_options=srv_open.create_options,
+            ),
+            origin=ctx.origin,
+        )
+
+        def then(done: RxCompletion, _payload: Payload) -> None:
+            result = done.result if isinstance(done.result, dict) else {}
+            mrx_id = result.get("srv_open")
+            if fobx.id not in self.fobxs:
+                return  # closed meanwhile
+            if done.status == S.STATUS_SUCCESS and isinstance(mrx_id, int):
+                srv_open.mrx_id = mrx_id
+                srv_open.minirdr = minirdr
+                fobx.orphaned_status = S.STATUS_SUCCESS
+                log.info("re-opened handle fobx=%d path=%s via %s", fobx.id, fcb.path, minirdr)
+                try:
+                    self._file_request(ident, ctx, payload)
+                except NtStatusError as exc:
+                    self._answer(ident, ctx, exc.status, message=exc.strerror or "")
+                return
+            if done.status not in NETWORK_ERRORS:
+                fobx.reopen_failed = True  # the file is gone or refused: no more attempts
+                fobx.orphaned_status = done.status
+            self._answer(
+                ident, ctx, done.status, message=f"cannot re-open the handle: {done.message}"
+            )
+
+        try:
+            self._send(minirdr, reopen, None, then)
+        except NtStatusError as exc:
+            self._answer(ident, ctx, exc.status, message=exc.strerror or "")
 
     def _prepare_rename(self, ident: bytes, ctx: RxContext, fobx: Fobx) -> Then:
         """Rename targets arrive as UNC names; the mini-redirector gets a share-relative path."""

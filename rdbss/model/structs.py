@@ -120,6 +120,7 @@ class Fobx:
     srv_open: SrvOpen
     owner: bytes  # the client connection (ZeroMQ identity) that opened it
     orphaned_status: int = NtStatus.STATUS_SUCCESS  # non-success once its SrvOpen is lost
+    reopen_failed: bool = False  # re-opening by path failed for good: the handle stays lost
 
     @property
     def fcb(self) -> Fcb:

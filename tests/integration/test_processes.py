@@ -43,12 +43,19 @@ def test_killed_minirdr_is_restarted_and_service_resumes(fresh_daemon: Daemon) -
         old = d.child_pid("local")
         os.kill(old, signal.SIGKILL)
         wait_until(lambda: _peer_pid(c, "local") not in (None, old))
-        # the handle opened before the crash answers clearly, never hangs
-        with pytest.raises(NtStatusError) as info:
-            c.read_handle(handle.fobx, 0, 4)
-        assert info.value.status == S.STATUS_CONNECTION_DISCONNECTED
+        # the handle opened before the crash is re-opened by path and goes on
+        assert c.read_handle(handle.fobx, 0, 4) == b"kept"
         c.close_handle(handle.fobx)
         assert c.read_bytes(d.share + r"\keep.txt") == b"kept"
+        # a handle whose file is gone by the time it is re-opened answers why, every time
+        lost = c.create(d.share + r"\keep.txt")
+        second = d.child_pid("local")
+        os.kill(second, signal.SIGKILL)
+        (d.share_dir / "keep.txt").unlink()
+        wait_until(lambda: _peer_pid(c, "local") not in (None, second))
+        for _ in range(2):
+            with pytest.raises(FileNotFoundError):
+                c.read_handle(lost.fobx, 0, 4)
 
 
 def _peer_pid(c, name: str) -> int | None:  # type: ignore[no-untyped-def]

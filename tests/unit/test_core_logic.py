@@ -201,11 +201,15 @@ def test_peer_down_completes_in_flight_requests_and_orphans_handles(env: Any) ->
     assert out.client[-1][1].request_id == 5
     finalize = out.requests_to(CONNMGR)[-1]
     assert finalize.routine == Routine.RxFinalizeConnections
+    # while the mini-redirector is down the handle answers the network status...
     core.on_client(CLIENT_A, RxContext(6, IrpMj.READ, fobx=fobx, lowio=LowIoParameters()), None)
     assert out.client[-1][1].status == S.STATUS_CONNECTION_DISCONNECTED
+    assert "is down" in out.client[-1][1].message
     core.on_client(CLIENT_A, RxContext(7, IrpMj.CLOSE, fobx=fobx), None)
     assert out.client[-1][1].status == S.STATUS_SUCCESS  # close never fails
-    assert core.status()["handles"] == 0 and core.status()["connections"] == []
+    assert core.status()["handles"] == 0
+    (conn,) = core.status()["connections"]  # what the failed re-open left: Bad, network status
+    assert conn["condition"] == "BAD" and conn["status"] == S.STATUS_CONNECTION_DISCONNECTED
 
 
 def test_silent_peer_is_declared_down(env: Any) -> None:
@@ -284,3 +288,49 @@ def test_requests_parked_on_a_dropped_net_root_are_resolved_again(env: Any) -> N
     answered = [d for _, d, _ in out.client if d.request_id == 21]
     assert len(answered) == 1  # never lost: answered with the network status
     assert answered[0].status == S.STATUS_CONNECTION_DISCONNECTED
+
+
+def test_an_orphaned_handle_is_reopened_by_path_when_its_minirdr_is_back(env: Any) -> None:
+    core, out, _ = env
+    fobx = open_handle(core, out)
+    core.peer_down("local", S.STATUS_CONNECTION_DISCONNECTED, "killed")
+    routines = [Routine.MRxCreate, Routine.MRxLowIOSubmit, Routine.MRxCloseSrvOpen]
+    core.on_peer("local", Register("local", "local", routines, [LowIoOp.READ], ["local"]), None)
+    out.peer.clear()
+    core.on_client(
+        CLIENT_A,
+        RxContext(8, IrpMj.READ, fobx=fobx, lowio=LowIoParameters(offset=4, length=2)),
+        None,
+    )
+    connect(core, out)
+    reopen = out.requests_to("local")[-1]
+    assert reopen.routine == Routine.MRxCreate and reopen.path == "f"
+    assert reopen.create is not None and reopen.create.disposition == 1  # FILE_OPEN, never create
+    core.on_peer(
+        "local", RxCompletion(reopen.request_id, S.STATUS_SUCCESS, 1, result={"srv_open": 77}), None
+    )
+    read = out.requests_to("local")[-1]
+    assert read.routine == Routine.MRxLowIOSubmit and read.srv_open == 77
+    assert read.lowio is not None and read.lowio.offset == 4
+    core.on_peer("local", RxCompletion(read.request_id, S.STATUS_SUCCESS, 2), b"ok")
+    assert out.client[-1][1].request_id == 8 and out.client[-1][1].status == S.STATUS_SUCCESS
+
+
+def test_a_handle_whose_file_is_gone_stays_lost_with_the_reason(env: Any) -> None:
+    core, out, _ = env
+    fobx = open_handle(core, out)
+    core.peer_down("local", S.STATUS_CONNECTION_DISCONNECTED, "killed")
+    core.on_peer("local", Register("local", "local", [Routine.MRxCreate], [], ["local"]), None)
+    core.on_client(CLIENT_A, RxContext(9, IrpMj.READ, fobx=fobx, lowio=LowIoParameters()), None)
+    connect(core, out)
+    reopen = out.requests_to("local")[-1]
+    core.on_peer(
+        "local",
+        RxCompletion(reopen.request_id, S.STATUS_OBJECT_NAME_NOT_FOUND, message="gone"),
+        None,
+    )
+    assert out.client[-1][1].status == S.STATUS_OBJECT_NAME_NOT_FOUND
+    sent = len(out.requests_to("local"))
+    core.on_client(CLIENT_A, RxContext(10, IrpMj.READ, fobx=fobx, lowio=LowIoParameters()), None)
+    assert out.client[-1][1].status == S.STATUS_OBJECT_NAME_NOT_FOUND
+    assert len(out.requests_to("local")) == sent  # no second attempt
