@@ -74,7 +74,12 @@ class ConnectionManager(pykka.ThreadingActor):
                 if msg.routine == Routine.RxConstructNetRoot:
                     self._construct_net_root(msg)
                 elif msg.routine == Routine.RxFinalizeConnections:
-                    self._forget_minirdr(str((msg.args or {}).get("minirdr", "")))
+                    args = msg.args or {}
+                    server = args.get("server")
+                    if isinstance(server, str):
+                        self._forget_server(server, str(args.get("minirdr", "")))
+                    else:
+                        self._forget_minirdr(str(args.get("minirdr", "")))
         except Exception:  # an exception in a tell() handler would stop the actor
             log.exception("connection manager failed on %r", msg)
 
@@ -201,6 +206,21 @@ class ConnectionManager(pykka.ThreadingActor):
             srv_call=state.server,
             net_root=request.net_root,
         )
+
+    def _forget_server(self, server: str, minirdr: str) -> None:
+        """The connection to ``server`` was lost: finalize the mini-redirector's SrvCall (it drops
+        its dead connection) and build it again on the next request."""
+        state = self.srv_calls.pop(server.lower(), None)
+        winner = state.winner if state is not None else minirdr
+        log.info("connection to %s lost; finalizing its SrvCall on %s", server, winner)
+        if winner:
+            self._call(
+                winner,
+                Routine.MRxFinalizeSrvCall,
+                lambda done: None,
+                srv_call=server,
+                args={"force": True},
+            )
 
     def _forget_minirdr(self, minirdr: str) -> None:
         for key, state in list(self.srv_calls.items()):

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from rdbss.model.dispatch import routine_for
 from rdbss.model.names import UncName, parse_unc
 from rdbss.model.prefix import PrefixTable
-from rdbss.model.structs import Condition, Fcb, Fobx, SrvOpen, VNetRoot
+from rdbss.model.structs import Condition, Fcb, Fobx, NetRoot, SrvOpen, VNetRoot
 from rdbss.wire.constants import (
     CreateDisposition,
     FileInformationClass,
@@ -52,6 +52,18 @@ _SHARE_CONTROLS = frozenset(
 )
 #: Management codes the core hands to a mini-redirector (MRxDevFcbXXXControlFile).
 _MINIRDR_CONTROLS = _SHARE_CONTROLS | {FsctlCode.RDBSS_SET_FAULTS, FsctlCode.RDBSS_LIST_FAULTS}
+
+#: Completions that mean the connection under a NetRoot is gone (not a slow or failed request).
+CONNECTION_LOST = frozenset(
+    {
+        S.STATUS_CONNECTION_DISCONNECTED,
+        S.STATUS_CONNECTION_RESET,
+        S.STATUS_CONNECTION_ABORTED,
+        S.STATUS_USER_SESSION_DELETED,
+        S.STATUS_NETWORK_NAME_DELETED,
+        S.STATUS_NETWORK_SESSION_EXPIRED,
+    }
+)
 
 #: Error statuses that are part of normal operation, not worth showing as recent errors.
 _ORDINARY = frozenset(
@@ -99,12 +111,14 @@ class Pending:
     then: Then
     origin: str | None
     routine: str
+    net_root: NetRoot | None = None  # the connection the request used, if any
 
 
 @dataclass(slots=True)
 class CoreSettings:
     provider_order: list[str] = field(default_factory=list)
-    negative_cache_s: float = 2.0  # how long a failed NetRoot answers with its status
+    negative_cache_s: float = 2.0  # how long a failed NetRoot answers with its status...
+    max_backoff_s: float = 30.0  # ...doubling with every failure in a row, up to this
     peer_timeout_s: float = 3.0  # no heartbeat for this long: the peer is down
     construct_timeout_ms: int = 45_000
     max_timeout_ms: int = 600_000
@@ -126,6 +140,7 @@ class RdbssCore:
         self.prefix = PrefixTable()
         self.peers: dict[str, Peer] = {}
         self.departed: dict[str, Peer] = {}  # went down; the supervisor brings them back
+        self._failures: dict[str, int] = {}  # NetRoot key -> failed constructions in a row
         self.fobxs: dict[int, Fobx] = {}
         self.pending: dict[int, Pending] = {}
         self._deadlines: list[tuple[float, int]] = []
@@ -295,9 +310,12 @@ class RdbssCore:
         payload: Payload,
         then: Then,
         timeout_ms: int | None = None,
+        net_root: NetRoot | None = None,
     ) -> None:
         """Send ``ctx`` (already carrying its routine) to a peer and wait for it without blocking:
-        ``then`` runs with the completion, a timeout or the peer's death."""
+        ``then`` runs with the completion, a timeout or the peer's death. ``net_root`` names the
+        connection the request uses: a completion saying that connection is lost tears it down
+        so the next request builds it again."""
         peer = self.peers.get(peer_name)
         routine = ctx.routine or ""
         if peer is None:
@@ -330,7 +348,7 @@ class RdbssCore:
             self.peer_down(peer_name, S.STATUS_CONNECTION_DISCONNECTED, "unreachable")
             raise NtStatusError(S.STATUS_CONNECTION_DISCONNECTED, f"{peer_name!r} is unreachable")
         deadline = self.clock() + timeout / 1000.0
-        self.pending[core_id] = Pending(peer_name, deadline, then, ctx.origin, routine)
+        self.pending[core_id] = Pending(peer_name, deadline, then, ctx.origin, routine, net_root)
         heapq.heappush(self._deadlines, (deadline, core_id))
         peer.requests += 1
 
@@ -339,7 +357,33 @@ class RdbssCore:
         if pending is None:
             log.debug("late or unknown completion id=%d dropped", done.request_id)
             return
+        if done.status in CONNECTION_LOST and pending.net_root is not None:
+            self._connection_lost(pending.net_root, done.status, done.message)
         self._run_then(pending, done, payload)
+
+    def _connection_lost(self, net_root: NetRoot, status: int, message: str) -> None:
+        """A mini-redirector says the connection under a NetRoot is gone (server dropped it,
+        session expired): drop the SrvCall and everything on it, orphan its handles (they are
+        re-opened by path on next use) and have the connection manager build it again."""
+        srv_call = net_root.srv_call
+        if self.prefix.srv_call(srv_call.name) is not srv_call:
+            return  # already torn down
+        log.warning("connection lost server=%s status=0x%08X %s", srv_call.name, status, message)
+        self._note_error(status, "connection", f"\\\\{srv_call.name}: {message}")
+        for fobx in self.fobxs.values():
+            if fobx.fcb.net_root.srv_call is srv_call and fobx.orphaned_status == S.STATUS_SUCCESS:
+                fobx.orphaned_status = status
+        for v_net_root in self.prefix.remove_srv_call(srv_call):
+            self._wake(v_net_root)
+        if CONNMGR in self.peers:
+            note = RxContext(
+                request_id=next(self._ids),
+                major=IrpMj.FILE_SYSTEM_CONTROL,
+                routine=Routine.RxFinalizeConnections,
+                srv_call=srv_call.name,
+                args={"minirdr": net_root.minirdr or "", "server": srv_call.name},
+            )
+            self.out.to_peer(CONNMGR, note)
 
     def _run_then(self, pending: Pending, done: RxCompletion, payload: Payload) -> None:
         try:
@@ -440,7 +484,7 @@ class RdbssCore:
             self.completed += 1
             self.out.to_client(ident, done, payload)
 
-        self._send(minirdr, ctx, None, then)
+        self._send(minirdr, ctx, None, then, net_root=net_root)
 
     # ------------------------------------------------------------------ connections
     def _find_or_construct(self, name: UncName, resume: Callable[[], None]) -> VNetRoot | None:
@@ -482,12 +526,19 @@ class RdbssCore:
                 net_root.srv_call.condition = Condition.GOOD
                 net_root.condition = Condition.GOOD
                 waiters = vnr.transition(Condition.GOOD)
+                self._failures.pop(name.key, None)
                 log.info("connected %s via %s", name.net_root_prefix, minirdr)
             else:
                 if status == S.STATUS_SUCCESS:
                     status = S.STATUS_CONNECTION_DISCONNECTED
                     message = f"{minirdr!r} went away during set-up"
-                vnr.retry_at = self.clock() + (self.settings.negative_cache_s if cache else 0.0)
+                failures = self._failures.get(name.key, 0) + 1
+                self._failures[name.key] = failures
+                backoff = min(
+                    self.settings.negative_cache_s * 2 ** (failures - 1),
+                    self.settings.max_backoff_s,
+                )
+                vnr.retry_at = self.clock() + (backoff if cache else 0.0)
                 waiters = vnr.transition(Condition.BAD, status, message)
                 self._note_error(status, Routine.RxConstructNetRoot, message)
                 log.warning(
@@ -591,7 +642,7 @@ class RdbssCore:
                 then = self._prepare_rename(ident, ctx, fobx)
             elif ctx.info.info_class == FileInformationClass.FileDispositionInformation:
                 then = self._track_disposition(ctx, fcb, then)
-        self._send(srv_open.minirdr, ctx, payload, then)
+        self._send(srv_open.minirdr, ctx, payload, then, net_root=fcb.net_root)
 
     def _reopen(
         self, ident: bytes, ctx: RxContext, fobx: Fobx, payload: Payload, attempt: int
@@ -675,7 +726,7 @@ class RdbssCore:
             )
 
         try:
-            self._send(minirdr, reopen, None, then)
+            self._send(minirdr, reopen, None, then, net_root=v_net_root.net_root)
         except NtStatusError as exc:
             self._answer(ident, ctx, exc.status, message=exc.strerror or "")
 

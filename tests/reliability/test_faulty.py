@@ -163,3 +163,22 @@ def test_a_bad_rule_is_refused_with_invalid_parameter(flaky: Daemon) -> None:
         c.set_faults("flaky", [{"action": "explode"}])
     assert info.value.status == S.STATUS_INVALID_PARAMETER
     assert "action must be one of" in str(info.value)
+
+
+def test_a_dropped_connection_is_rebuilt_and_handles_go_on(flaky: Daemon) -> None:
+    with flaky.client() as c:
+        handle = c.create(FLAKY + r"\a.txt")
+        c.set_faults(
+            "flaky",
+            [{"routine": "MRxLowIOSubmit", "lowio_op": "READ", "action": "disconnect", "count": 1}],
+        )
+        with pytest.raises(NtStatusError) as info:
+            c.read_handle(handle.fobx, 0, 5)
+        assert info.value.status == S.STATUS_CONNECTION_DISCONNECTED
+        # the core rebuilt \\flaky (MRxCreateSrvCall again) and re-opened the handle by path
+        assert c.read_handle(handle.fobx, 0, 5) == b"flaky"
+        conns = {x["name"].lower(): x["condition"] for x in c.status()["connections"]}
+        assert conns[FLAKY.lower()] == "GOOD"
+        c.close_handle(handle.fobx)
+    log = flaky.log()
+    assert "connection lost server=flaky" in log and "re-opened handle" in log

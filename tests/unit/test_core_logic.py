@@ -334,3 +334,42 @@ def test_a_handle_whose_file_is_gone_stays_lost_with_the_reason(env: Any) -> Non
     core.on_client(CLIENT_A, RxContext(10, IrpMj.READ, fobx=fobx, lowio=LowIoParameters()), None)
     assert out.client[-1][1].status == S.STATUS_OBJECT_NAME_NOT_FOUND
     assert len(out.requests_to("local")) == sent  # no second attempt
+
+
+def test_a_lost_connection_is_torn_down_and_built_again(env: Any) -> None:
+    core, out, _ = env
+    fobx = open_handle(core, out)
+    core.on_client(CLIENT_A, RxContext(11, IrpMj.READ, fobx=fobx, lowio=LowIoParameters()), None)
+    read = out.requests_to("local")[-1]
+    core.on_peer("local", RxCompletion(read.request_id, S.STATUS_USER_SESSION_DELETED), None)
+    assert out.client[-1][1].status == S.STATUS_USER_SESSION_DELETED
+    note = out.requests_to(CONNMGR)[-1]
+    assert note.routine == Routine.RxFinalizeConnections
+    assert note.args == {"minirdr": "local", "server": "local"}
+    assert core.status()["connections"] == []
+    out.peer.clear()
+    # the next use rebuilds the connection and re-opens the handle
+    core.on_client(CLIENT_A, RxContext(12, IrpMj.READ, fobx=fobx, lowio=LowIoParameters()), None)
+    connect(core, out)
+    assert out.requests_to("local")[-1].routine == Routine.MRxCreate
+
+
+def test_failed_constructions_back_off_exponentially(env: Any) -> None:
+    core, out, clock = env
+    retry_after = []
+    for i in range(5):
+        create(core, request_id=100 + i)
+        construct = out.requests_to(CONNMGR)[-1]
+        core.on_peer(CONNMGR, RxCompletion(construct.request_id, S.STATUS_IO_TIMEOUT), None)
+        (conn,) = [v for v in core.prefix.v_net_roots()]
+        retry_after.append(round(conn.retry_at - clock.now, 3))
+        clock.now = conn.retry_at  # retry exactly when allowed
+    assert retry_after == [2.0, 4.0, 8.0, 16.0, 30.0]
+    create(core, request_id=200)
+    construct = out.requests_to(CONNMGR)[-1]
+    core.on_peer(
+        CONNMGR,
+        RxCompletion(construct.request_id, S.STATUS_SUCCESS, result={"minirdr": "local"}),
+        None,
+    )
+    assert core._failures == {}  # a success resets the back-off
