@@ -1,8 +1,9 @@
 """The local mini-redirector: serves configured local folders as ``\\\\<server>\\<share>``.
 
-Config: ``{"server": "local", "shares": {"data": "/abs/path", ...}}``. Share names are
-case-insensitive, as on Windows; file names are whatever the host file system makes them (case
-sensitive on Linux, which the volume attributes say).
+Config: ``{"server": "local", "shares": {"data": "/abs/path", ...}}``, optionally
+``"aliases": ["other"]``: more server names for the same shares (each its own connection).
+Share names are case-insensitive, as on Windows; file names are whatever the host file system
+makes them (case sensitive on Linux, which the volume attributes say).
 
 Every share-relative path is checked before use: NUL, ``:`` (alternate data streams) and ``..``
 are refused, and the host location, resolved with ``realpath``, must stay inside the share's
@@ -270,6 +271,12 @@ class LocalMiniRdr(MiniRdr):
         if not isinstance(server, str) or not server:
             raise ValueError("local mini-redirector: 'server' must be a non-empty string")
         self.server = server
+        aliases = config.get("aliases", [])
+        if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
+            raise ValueError("local mini-redirector: 'aliases' must be a list of server names")
+        # other names for the same folders (each is its own SrvCall, i.e. its own connection)
+        self._names = {name.lower() for name in [server, *aliases]}
+        self.aliases = list(aliases)
         shares = config.get("shares", {})
         if not isinstance(shares, Mapping):
             raise ValueError("local mini-redirector: 'shares' must be a map of name -> folder")
@@ -290,7 +297,7 @@ class LocalMiniRdr(MiniRdr):
             self._shares[share.lower()] = _Share(share, self._host_folder(folder))
 
     def servers(self) -> list[str]:
-        return [self.server]
+        return [self.server, *self.aliases]
 
     def close(self) -> None:
         """Close every open, deleting what was delete-pending as closing its handle would."""
@@ -376,7 +383,7 @@ class LocalMiniRdr(MiniRdr):
 
     # --- connections --------------------------------------------------------------------------
     def create_srv_call(self, ctx: RxContext) -> Result:
-        if not isinstance(ctx.srv_call, str) or ctx.srv_call.lower() != self.server.lower():
+        if not isinstance(ctx.srv_call, str) or ctx.srv_call.lower() not in self._names:
             raise _error(S.STATUS_BAD_NETWORK_PATH, f"server {ctx.srv_call!r} is not served here")
         return Result()
 
@@ -384,7 +391,7 @@ class LocalMiniRdr(MiniRdr):
         return Result()
 
     def create_v_net_root(self, ctx: RxContext) -> Result:
-        if ctx.srv_call is not None and ctx.srv_call.lower() != self.server.lower():
+        if ctx.srv_call is not None and ctx.srv_call.lower() not in self._names:
             raise _error(S.STATUS_BAD_NETWORK_PATH, f"server {ctx.srv_call!r} is not served here")
         share = self._share(ctx.net_root)
         self._root(share)
