@@ -11,6 +11,7 @@ Example::
     log_level = "info"
     request_timeout = 30.0                 # seconds, default deadline of a request
     connect_timeout = 30.0                 # seconds, deadline of a connection set-up
+    idle_timeout = 300.0                   # seconds; a connection with no open file is closed
     provider_order = ["local"]             # who wins when several claim one server
 
     [[minirdr]]
@@ -70,6 +71,7 @@ class Config:
     log_level: str = "info"
     request_timeout: float = 30.0
     connect_timeout: float = 30.0
+    idle_timeout: float = 300.0
     provider_order: list[str] = field(default_factory=list)
     minirdrs: list[MiniRdrConfig] = field(default_factory=list)
     source: Path | None = None  # the file it came from; None for the embedded default
@@ -94,6 +96,7 @@ class Config:
             log_level=data["log_level"],
             request_timeout=float(data["request_timeout"]),
             connect_timeout=float(data["connect_timeout"]),
+            idle_timeout=float(data.get("idle_timeout", 300.0)),
             provider_order=list(data["provider_order"]),
             minirdrs=[MiniRdrConfig(**m) for m in data["minirdrs"]],
             source=Path(data["source"]) if data.get("source") else None,
@@ -134,6 +137,7 @@ def parse_config(text: str, source: Path | None = None) -> Config:
         "log_level",
         "request_timeout",
         "connect_timeout",
+        "idle_timeout",
         "provider_order",
     }
     if unknown:
@@ -147,6 +151,7 @@ def parse_config(text: str, source: Path | None = None) -> Config:
     config.log_level = level
     config.request_timeout = _number(daemon, "request_timeout", 30.0, f"{where}: daemon")
     config.connect_timeout = _number(daemon, "connect_timeout", 30.0, f"{where}: daemon")
+    config.idle_timeout = _number(daemon, "idle_timeout", 300.0, f"{where}: daemon")
     entries = data.get("minirdr", [])
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{where}: needs at least one [[minirdr]] table")

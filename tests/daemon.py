@@ -62,7 +62,9 @@ class Daemon:
         return path.read_text(errors="replace") if path.exists() else ""
 
 
-def write_config(base: Path, extra: str = "", log_level: str = "info") -> tuple[Path, Path]:
+def write_config(
+    base: Path, extra: str = "", log_level: str = "info", idle_timeout: float = 300.0
+) -> tuple[Path, Path]:
     share = base / "share"
     share.mkdir(parents=True, exist_ok=True)
     cfg = base / "rdbss.toml"
@@ -70,6 +72,7 @@ def write_config(base: Path, extra: str = "", log_level: str = "info") -> tuple[
         f"""[daemon]
 runtime_dir = "{base / "run"}"
 request_timeout = 10.0
+idle_timeout = {idle_timeout}
 log_level = "{log_level}"
 connect_timeout = 5.0
 
@@ -85,10 +88,12 @@ data = "{share}"
 
 
 @contextlib.contextmanager
-def running_daemon(extra_config: str = "", log_level: str = "info") -> Iterator[Daemon]:
+def running_daemon(
+    extra_config: str = "", log_level: str = "info", idle_timeout: float = 300.0
+) -> Iterator[Daemon]:
     # short path: ipc socket paths are limited to 107 characters
     base = Path(tempfile.mkdtemp(prefix="rdt-", dir="/tmp"))
-    cfg, share = write_config(base, extra_config, log_level)
+    cfg, share = write_config(base, extra_config, log_level, idle_timeout)
     config = load_config(cfg)
     pid = start_detached(cfg, config)
     try:

@@ -77,7 +77,8 @@ class ConnectionManager(pykka.ThreadingActor):
                     args = msg.args or {}
                     server = args.get("server")
                     if isinstance(server, str):
-                        self._forget_server(server, str(args.get("minirdr", "")))
+                        force = not args.get("idle", False)
+                        self._forget_server(server, str(args.get("minirdr", "")), force)
                     else:
                         self._forget_minirdr(str(args.get("minirdr", "")))
         except Exception:  # an exception in a tell() handler would stop the actor
@@ -207,19 +208,20 @@ class ConnectionManager(pykka.ThreadingActor):
             net_root=request.net_root,
         )
 
-    def _forget_server(self, server: str, minirdr: str) -> None:
-        """The connection to ``server`` was lost: finalize the mini-redirector's SrvCall (it drops
-        its dead connection) and build it again on the next request."""
+    def _forget_server(self, server: str, minirdr: str, force: bool) -> None:
+        """The connection to ``server`` was lost (force) or idle: finalize the mini-redirector's
+        SrvCall (it drops the connection); the next request builds it again."""
         state = self.srv_calls.pop(server.lower(), None)
         winner = state.winner if state is not None else minirdr
-        log.info("connection to %s lost; finalizing its SrvCall on %s", server, winner)
+        why = "lost" if force else "idle"
+        log.info("connection to %s %s; finalizing its SrvCall on %s", server, why, winner)
         if winner:
             self._call(
                 winner,
                 Routine.MRxFinalizeSrvCall,
                 lambda done: None,
                 srv_call=server,
-                args={"force": True},
+                args={"force": force},
             )
 
     def _forget_minirdr(self, minirdr: str) -> None:

@@ -119,6 +119,7 @@ class CoreSettings:
     provider_order: list[str] = field(default_factory=list)
     negative_cache_s: float = 2.0  # how long a failed NetRoot answers with its status...
     max_backoff_s: float = 30.0  # ...doubling with every failure in a row, up to this
+    idle_timeout_s: float = 300.0  # a connection with no open file idle this long is finalized
     peer_timeout_s: float = 3.0  # no heartbeat for this long: the peer is down
     construct_timeout_ms: int = 45_000
     max_timeout_ms: int = 600_000
@@ -141,6 +142,7 @@ class RdbssCore:
         self.peers: dict[str, Peer] = {}
         self.departed: dict[str, Peer] = {}  # went down; the supervisor brings them back
         self._failures: dict[str, int] = {}  # NetRoot key -> failed constructions in a row
+        self._next_scavenge = 0.0
         self.fobxs: dict[int, Fobx] = {}
         self.pending: dict[int, Pending] = {}
         self._deadlines: list[tuple[float, int]] = []
@@ -211,6 +213,54 @@ class RdbssCore:
         for peer in list(self.peers.values()):
             if peer.last_seen < limit:
                 self.peer_down(peer.name, S.STATUS_IO_TIMEOUT, "stopped answering heartbeats")
+        if now >= self._next_scavenge:
+            self._next_scavenge = now + min(1.0, self.settings.idle_timeout_s / 2)
+            self.scavenge(now)
+
+    def scavenge(self, now: float) -> None:
+        """Finalize connections idle for longer than ``idle_timeout_s``: Good NetRoots with no
+        open file, and their SrvCall when it was the server's last NetRoot."""
+        idle = [
+            v
+            for v in self.prefix.v_net_roots()
+            if v.condition == Condition.GOOD
+            and not v.net_root.fcbs
+            and now - v.net_root.last_used > self.settings.idle_timeout_s
+        ]
+        for v_net_root in idle:
+            net_root = v_net_root.net_root
+            srv_call = net_root.srv_call
+            minirdr = net_root.minirdr
+            log.info("scavenging idle connection %s (%s)", net_root.prefix, minirdr)
+            self.prefix.remove_v_net_root(v_net_root)
+            last = not any(v.net_root.srv_call is srv_call for v in self.prefix.v_net_roots())
+            if minirdr is None or minirdr not in self.peers:
+                continue
+            for routine in (Routine.MRxFinalizeVNetRoot, Routine.MRxFinalizeNetRoot):
+                if routine in self.peers[minirdr].routines:
+                    note = RxContext(
+                        request_id=0,
+                        major=IrpMj.CLOSE,
+                        routine=routine,
+                        srv_call=srv_call.name,
+                        net_root=net_root.name,
+                        args={"force": False},
+                    )
+                    with contextlib.suppress(NtStatusError):
+                        self._send(minirdr, note, None, lambda done, payload: None)
+            if last:
+                self.prefix.remove_srv_call(srv_call)
+                if CONNMGR in self.peers:
+                    self.out.to_peer(
+                        CONNMGR,
+                        RxContext(
+                            request_id=next(self._ids),
+                            major=IrpMj.FILE_SYSTEM_CONTROL,
+                            routine=Routine.RxFinalizeConnections,
+                            srv_call=srv_call.name,
+                            args={"minirdr": minirdr, "server": srv_call.name, "idle": True},
+                        ),
+                    )
 
     def next_deadline(self) -> float | None:
         return self._deadlines[0][0] if self._deadlines else None
@@ -444,6 +494,7 @@ class RdbssCore:
 
     def _create_on(self, ident: bytes, ctx: RxContext, name: UncName, vnr: VNetRoot) -> None:
         net_root = vnr.net_root
+        net_root.last_used = self.clock()
         minirdr = net_root.minirdr
         assert minirdr is not None
         request_id = ctx.request_id
@@ -777,6 +828,7 @@ class RdbssCore:
         the caller), tell the mini-redirector, answer when it has closed its SrvOpen."""
         del self.fobxs[fobx.id]
         srv_open = fobx.srv_open
+        srv_open.fcb.net_root.last_used = self.clock()
         srv_open.fobxs.remove(fobx)
         fcb = srv_open.fcb
         if not srv_open.fobxs:
@@ -894,6 +946,14 @@ class RdbssCore:
                     "message": v.message,
                     "minirdr": v.net_root.minirdr,
                     "fcbs": len(v.net_root.fcbs),
+                    "idle_s": round(now - v.net_root.last_used, 1)
+                    if v.net_root.last_used
+                    else None,
+                    "retry_in_s": (
+                        round(max(0.0, v.retry_at - now), 1)
+                        if v.condition == Condition.BAD
+                        else None
+                    ),
                 }
                 for v in self.prefix.v_net_roots()
             ],

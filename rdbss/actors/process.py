@@ -27,6 +27,7 @@ def run_core(config: Config, endpoints: Endpoints) -> None:
     settings = CoreSettings(
         provider_order=config.provider_order,
         construct_timeout_ms=int(config.connect_timeout * 1000) + 5_000,
+        idle_timeout_s=config.idle_timeout,
     )
     CoreServer(endpoints, settings).run()
 

@@ -73,6 +73,7 @@ class NetRoot(Node):
     name: str = ""  # share name
     minirdr: str | None = None
     fcbs: dict[str, Fcb] = field(default_factory=dict)  # lower-cased share-relative path -> Fcb
+    last_used: float = 0.0  # monotonic time of the last open or close on it (the scavenger)
 
     @property
     def prefix(self) -> str:

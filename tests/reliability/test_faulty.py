@@ -182,3 +182,19 @@ def test_a_dropped_connection_is_rebuilt_and_handles_go_on(flaky: Daemon) -> Non
         c.close_handle(handle.fobx)
     log = flaky.log()
     assert "connection lost server=flaky" in log and "re-opened handle" in log
+
+
+def test_idle_connections_are_finalized_by_the_scavenger(tmp_path: Path) -> None:
+    folder = tmp_path / "idle"
+    folder.mkdir()
+    (folder / "a.txt").write_bytes(b"idle")
+    config = faulty_config(folder)
+    with running_daemon(config, idle_timeout=1.0) as d, d.client() as c:
+        assert c.read_bytes(FLAKY + r"\a.txt") == b"idle"
+        wait_until(
+            lambda: not any(x["name"].lower() == FLAKY.lower() for x in c.status()["connections"]),
+            timeout=15,
+        )
+        assert c.read_bytes(FLAKY + r"\a.txt") == b"idle"  # built again on demand
+        log = d.log()
+    assert "scavenging idle connection" in log and "idle; finalizing its SrvCall" in log

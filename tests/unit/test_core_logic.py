@@ -373,3 +373,26 @@ def test_failed_constructions_back_off_exponentially(env: Any) -> None:
         None,
     )
     assert core._failures == {}  # a success resets the back-off
+
+
+def test_idle_connections_are_scavenged_but_not_busy_ones(env: Any) -> None:
+    core, out, clock = env
+    core.settings.idle_timeout_s = 60.0
+    fobx = open_handle(core, out)
+    clock.now += 120
+    core.scavenge(clock.now)
+    assert len(core.status()["connections"]) == 1  # a file is open: kept
+    core.on_client(CLIENT_A, RxContext(30, IrpMj.CLOSE, fobx=fobx), None)
+    close = out.requests_to("local")[-1]
+    core.on_peer("local", RxCompletion(close.request_id, S.STATUS_SUCCESS), None)
+    clock.now += 30
+    core.scavenge(clock.now)
+    assert len(core.status()["connections"]) == 1  # idle only 30 s
+    out.peer.clear()
+    clock.now += 31
+    core.scavenge(clock.now)
+    assert core.status()["connections"] == []
+    note = out.requests_to(CONNMGR)[-1]
+    assert note.routine == Routine.RxFinalizeConnections and note.args["idle"] is True
+    create(core, request_id=31)  # the next open builds the connection again
+    assert out.requests_to(CONNMGR)[-1].routine == Routine.RxConstructNetRoot
