@@ -325,6 +325,13 @@ def cmd_use(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mount(args: argparse.Namespace) -> int:
+    from rdbss.fuse_mount import cmd_mount as run  # lazy: the CLI works without mfusepy
+
+    code: int = run(args)
+    return code
+
+
 def cmd_fault(args: argparse.Namespace) -> int:
     import tomllib
 
@@ -413,6 +420,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", nargs="?")
     p.add_argument("--minirdr", help="which mini-redirector (default: the local one)")
     p.set_defaults(func=cmd_use)
+    p = sub.add_parser("mount", help="mount a share with FUSE (until fusermount3 -u MOUNTPOINT)")
+    p.add_argument("share", help=r"\\server\share or //server/share[/folder]")
+    p.add_argument("mountpoint")
+    p.add_argument(
+        "-o", dest="options", metavar="OPT[,OPT...]", help="FUSE options, e.g. ro,allow_other"
+    )
+    p.add_argument("--background", action="store_true", help="detach once mounted")
+    p.set_defaults(func=cmd_mount)
     p = sub.add_parser("fault", help="show or change the rules of a faulty mini-redirector")
     p.add_argument("action", choices=["list", "set", "clear"])
     p.add_argument("minirdr", help="name of the faulty mini-redirector")
