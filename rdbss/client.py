@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +24,13 @@ from typing import Any
 
 import zmq
 
-from rdbss.actors.bus import Endpoints, daemon_pid, new_context
+from rdbss.actors.bus import (
+    Endpoints,
+    client_identity,
+    daemon_pid,
+    new_context,
+    process_start_time,
+)
 from rdbss.config import Config, load_config
 from rdbss.wire import (
     Access,
@@ -135,6 +142,10 @@ class Client:
         self.endpoints = Endpoints.in_dir(self.runtime_dir)
         self._zctx = new_context()
         self._sock = self._zctx.socket(zmq.DEALER)
+        pid = os.getpid()
+        self._sock.setsockopt(
+            zmq.IDENTITY, client_identity(pid, process_start_time(pid) or 0, os.urandom(4))
+        )
         self._sock.setsockopt(zmq.RCVHWM, 0)
         self._sock.connect(self.endpoints.client)
         self._codec = Codec()

@@ -74,6 +74,32 @@ def daemon_pid(runtime_dir: Path) -> int | None:
         os.close(fd)
 
 
+def client_identity(pid: int, start_time: int, nonce: bytes) -> bytes:
+    """A local client's socket identity: it carries the pid and the process start time so the
+    core can tell when the client process is gone (and close what it left open)."""
+    return b"c" + pid.to_bytes(4, "big") + start_time.to_bytes(8, "big") + nonce
+
+
+def process_start_time(pid: int) -> int | None:
+    """Clock ticks after boot at which ``pid`` started (/proc/PID/stat field 22), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return int(fields[19])
+
+
+def client_alive(ident: bytes) -> bool:
+    """False only for a local client identity whose process is known to be gone."""
+    if len(ident) < 13 or ident[:1] != b"c":
+        return True  # not one of ours (e.g. a remote client): cannot tell, assume alive
+    pid = int.from_bytes(ident[1:5], "big")
+    started = int.from_bytes(ident[5:13], "big")
+    return process_start_time(pid) == started
+
+
 def new_context() -> zmq.Context[zmq.Socket[bytes]]:
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     ctx.setsockopt(zmq.LINGER, 0)

@@ -17,11 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from rdbss.actors.bus import client_alive
 from rdbss.model.dispatch import routine_for
 from rdbss.model.names import UncName, parse_unc
 from rdbss.model.prefix import PrefixTable
 from rdbss.model.structs import Condition, Fcb, Fobx, NetRoot, SrvOpen, VNetRoot
 from rdbss.wire.constants import (
+    WRITE_ACCESS,
     CreateDisposition,
     FileInformationClass,
     FsctlCode,
@@ -46,6 +48,7 @@ Payload = Any  # bytes | memoryview | zmq.Frame: whatever the transport hands us
 Then = Callable[[RxCompletion, Payload], None]
 
 CONNMGR = "connmgr"
+
 
 _SHARE_CONTROLS = frozenset(
     {FsctlCode.RDBSS_LIST_SHARES, FsctlCode.RDBSS_ADD_SHARE, FsctlCode.RDBSS_REMOVE_SHARE}
@@ -120,6 +123,9 @@ class CoreSettings:
     negative_cache_s: float = 2.0  # how long a failed NetRoot answers with its status...
     max_backoff_s: float = 30.0  # ...doubling with every failure in a row, up to this
     idle_timeout_s: float = 300.0  # a connection with no open file idle this long is finalized
+    max_inflight_per_client: int = 4096
+    max_handles_per_client: int = 65536
+    sweep_interval_s: float = 5.0  # how often handles of vanished client processes are closed
     peer_timeout_s: float = 3.0  # no heartbeat for this long: the peer is down
     construct_timeout_ms: int = 45_000
     max_timeout_ms: int = 600_000
@@ -142,6 +148,9 @@ class RdbssCore:
         self.peers: dict[str, Peer] = {}
         self.departed: dict[str, Peer] = {}  # went down; the supervisor brings them back
         self._failures: dict[str, int] = {}  # NetRoot key -> failed constructions in a row
+        self._handles_of: dict[bytes, int] = {}  # client -> open handles
+        self._inflight_of: dict[bytes, int] = {}  # client -> requests under way
+        self._next_sweep = 0.0
         self._next_scavenge = 0.0
         self.fobxs: dict[int, Fobx] = {}
         self.pending: dict[int, Pending] = {}
@@ -155,11 +164,28 @@ class RdbssCore:
     # ------------------------------------------------------------------ entry points (I/O side)
     def on_client(self, ident: bytes, ctx: RxContext, payload: Payload) -> None:
         ctx.origin = f"{ident.hex()[-6:]}:{ctx.request_id}"
+        inflight = self._inflight_of.get(ident, 0)
+        self._inflight_of[ident] = inflight + 1
         if log.isEnabledFor(logging.DEBUG):
             log.debug("request req=%s major=0x%02x fobx=%s", ctx.origin, ctx.major, ctx.fobx)
         try:
             if self.stopping and ctx.major != IrpMj.CLOSE:
                 raise NtStatusError(S.STATUS_REDIRECTOR_NOT_STARTED, "the daemon is stopping")
+            if inflight >= self.settings.max_inflight_per_client:
+                raise NtStatusError(
+                    S.STATUS_INSUFFICIENT_RESOURCES,
+                    f"too many requests in flight from this client "
+                    f"(limit {self.settings.max_inflight_per_client})",
+                )
+            if (
+                ctx.major == IrpMj.CREATE
+                and self._handles_of.get(ident, 0) >= self.settings.max_handles_per_client
+            ):
+                raise NtStatusError(
+                    S.STATUS_TOO_MANY_OPENED_FILES,
+                    f"too many open handles for this client "
+                    f"(limit {self.settings.max_handles_per_client})",
+                )
             if ctx.major == IrpMj.CREATE:
                 self._create(ident, ctx)
             elif ctx.fobx is None and ctx.major in (
@@ -213,6 +239,9 @@ class RdbssCore:
         for peer in list(self.peers.values()):
             if peer.last_seen < limit:
                 self.peer_down(peer.name, S.STATUS_IO_TIMEOUT, "stopped answering heartbeats")
+        if now >= self._next_sweep:
+            self._next_sweep = now + self.settings.sweep_interval_s
+            self.sweep_dead_clients()
         if now >= self._next_scavenge:
             self._next_scavenge = now + min(1.0, self.settings.idle_timeout_s / 2)
             self.scavenge(now)
@@ -328,6 +357,15 @@ class RdbssCore:
             self.out.to_peer(CONNMGR, note)
 
     # ------------------------------------------------------------------ sending and completing
+    def _to_client(self, ident: bytes, done: RxCompletion, payload: Payload = None) -> None:
+        """Every client request is answered exactly once, here."""
+        left = self._inflight_of.get(ident, 0) - 1
+        if left > 0:
+            self._inflight_of[ident] = left
+        else:
+            self._inflight_of.pop(ident, None)
+        self.out.to_client(ident, done, payload)
+
     def _answer(
         self,
         ident: bytes,
@@ -342,7 +380,7 @@ class RdbssCore:
         self.completed += 1
         if log.isEnabledFor(logging.DEBUG):
             log.debug("answer req=%s status=0x%08X", ctx.origin, status)
-        self.out.to_client(
+        self._to_client(
             ident, RxCompletion(ctx.request_id, status, information, result, message), payload
         )
 
@@ -451,7 +489,7 @@ class RdbssCore:
             self.completed += 1
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("answer req=%s status=0x%08X", ctx.origin, done.status)
-            self.out.to_client(ident, done, payload)
+            self._to_client(ident, done, payload)
 
         return then
 
@@ -523,17 +561,19 @@ class RdbssCore:
                     desired_access=create.desired_access if create else 0,
                     share_access=create.share_access if create else 0,
                     create_options=create.create_options if create else 0,
+                    peer_pid=self.peers[minirdr].pid if minirdr in self.peers else 0,
                 )
                 fcb.srv_opens.append(srv_open)
                 fobx = Fobx(fobx_id, srv_open, ident)
                 srv_open.fobxs.append(fobx)
                 self.fobxs[fobx_id] = fobx
+                self._handles_of[ident] = self._handles_of.get(ident, 0) + 1
                 done.result = {**result, "fobx": fobx_id}
             elif done.status == S.STATUS_SUCCESS:
                 done.status = S.STATUS_INVALID_NETWORK_RESPONSE
                 done.message = f"{minirdr!r} answered a create without a srv_open id"
             self.completed += 1
-            self.out.to_client(ident, done, payload)
+            self._to_client(ident, done, payload)
 
         self._send(minirdr, ctx, None, then, net_root=net_root)
 
@@ -762,6 +802,7 @@ class RdbssCore:
             if done.status == S.STATUS_SUCCESS and isinstance(mrx_id, int):
                 srv_open.mrx_id = mrx_id
                 srv_open.minirdr = minirdr
+                srv_open.peer_pid = self.peers[minirdr].pid if minirdr in self.peers else 0
                 fobx.orphaned_status = S.STATUS_SUCCESS
                 log.info("re-opened handle fobx=%d path=%s via %s", fobx.id, fcb.path, minirdr)
                 try:
@@ -826,7 +867,24 @@ class RdbssCore:
     def _close(self, ident: bytes, ctx: RxContext, fobx: Fobx) -> None:
         """IRP_MJ_CLEANUP then IRP_MJ_CLOSE: forget the handle at once (close never fails for
         the caller), tell the mini-redirector, answer when it has closed its SrvOpen."""
+        request_id = ctx.request_id
+
+        def answer(done: RxCompletion, payload: Payload) -> None:
+            # the handle is gone whatever the mini-redirector says; report what it said
+            done.request_id = request_id
+            self.completed += 1
+            self._to_client(ident, done, None)
+
+        self._release(fobx, ctx.origin, answer)
+
+    def _release(self, fobx: Fobx, origin: str | None, then: Then) -> None:
+        """Drop a handle from the tables and close it on its mini-redirector (MRxCleanupFobx,
+        then MRxCloseSrvOpen when it was the SrvOpen's last handle); ``then`` gets the close's
+        completion, or SUCCESS when there was nothing to close remotely."""
         del self.fobxs[fobx.id]
+        self._handles_of[fobx.owner] -= 1
+        if not self._handles_of[fobx.owner]:
+            del self._handles_of[fobx.owner]
         srv_open = fobx.srv_open
         srv_open.fcb.net_root.last_used = self.clock()
         srv_open.fobxs.remove(fobx)
@@ -835,11 +893,21 @@ class RdbssCore:
             fcb.srv_opens.remove(srv_open)
             if not fcb.srv_opens:
                 fcb.net_root.fcbs.pop(fcb.key, None)
+        done = RxCompletion(0, S.STATUS_SUCCESS)
         peer = self.peers.get(srv_open.minirdr)
-        if fobx.orphaned_status != S.STATUS_SUCCESS or peer is None:
-            self._answer(ident, ctx, S.STATUS_SUCCESS)
+        if peer is None or peer.pid != srv_open.peer_pid:
+            # the process that held this SrvOpen is gone, and its state with it: a handle that
+            # could write says so instead of pretending its unflushed writes are safe
+            if srv_open.desired_access & WRITE_ACCESS and not srv_open.fobxs:
+                done.status = S.STATUS_CONNECTION_DISCONNECTED
+                done.message = (
+                    f"mini-redirector {srv_open.minirdr!r} ended while this handle was open; "
+                    "writes not flushed before may not have reached the server"
+                )
+            then(done, None)
             return
-        request_id = ctx.request_id
+        # the same process still holds the SrvOpen (even if its connection dropped): it closes
+        # it and reports, e.g., data it staged and could not upload
 
         def handle_ctx(major: int, routine: Routine) -> RxContext:
             return RxContext(
@@ -851,7 +919,7 @@ class RdbssCore:
                 net_root=fcb.net_root.name,
                 path=fcb.path,
                 fobx=fobx.id,
-                origin=ctx.origin,
+                origin=origin,
             )
 
         if Routine.MRxCleanupFobx in peer.routines:
@@ -859,20 +927,26 @@ class RdbssCore:
             with contextlib.suppress(NtStatusError):
                 self._send(peer.name, cleanup, None, lambda done, payload: None)
         if srv_open.fobxs or Routine.MRxCloseSrvOpen not in peer.routines:
-            self._answer(ident, ctx, S.STATUS_SUCCESS)
+            then(done, None)
             return
-        close = handle_ctx(IrpMj.CLOSE, Routine.MRxCloseSrvOpen)
-
-        def then(done: RxCompletion, payload: Payload) -> None:
-            # the handle is gone whatever the mini-redirector says; report what it said
-            done.request_id = request_id
-            self.completed += 1
-            self.out.to_client(ident, done, None)
-
         try:
-            self._send(peer.name, close, None, then)
+            self._send(peer.name, handle_ctx(IrpMj.CLOSE, Routine.MRxCloseSrvOpen), None, then)
         except NtStatusError:
-            self._answer(ident, ctx, S.STATUS_SUCCESS)
+            then(done, None)
+
+    def sweep_dead_clients(self) -> int:
+        """Close the handles of local client processes that are gone (a client that crashed or
+        exited without closing). Returns how many handles were closed."""
+        closed = 0
+        for owner in list(self._handles_of):
+            if client_alive(owner):
+                continue
+            handles = [f for f in self.fobxs.values() if f.owner == owner]
+            log.info("client %s is gone; closing its %d handles", owner.hex(), len(handles))
+            for fobx in handles:
+                self._release(fobx, f"{owner.hex()[-6:]}:sweep", lambda done, payload: None)
+                closed += 1
+        return closed
 
     # ------------------------------------------------------------------ device FCB (management)
     def _device_control(self, ident: bytes, ctx: RxContext) -> None:
@@ -958,6 +1032,7 @@ class RdbssCore:
                 for v in self.prefix.v_net_roots()
             ],
             "handles": len(self.fobxs),
+            "clients": len(self._handles_of.keys() | self._inflight_of.keys()),
             "pending": len(self.pending),
             "completed": self.completed,
             "recent_errors": [

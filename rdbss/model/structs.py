@@ -111,6 +111,7 @@ class SrvOpen:
     create_options: int = 0
     condition: Condition = Condition.GOOD
     fobxs: list[Fobx] = field(default_factory=list)
+    peer_pid: int = 0  # the mini-redirector process that holds it (its state dies with it)
 
 
 @dataclass(slots=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -153,3 +155,32 @@ def test_graceful_stop_removes_runtime_files() -> None:
         assert proc.returncode == 1 and b"STATUS_REDIRECTOR_NOT_STARTED" in proc.stderr
         proc = d.cli("daemon", "status")
         assert proc.returncode == 3
+
+
+def test_handles_of_a_killed_client_process_are_closed(fresh_daemon: Daemon) -> None:
+    d = fresh_daemon
+    (d.share_dir / "held.txt").write_bytes(b"x")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from rdbss.client import Client\n"
+            f"c = Client({str(d.runtime_dir)!r})\n"
+            f"hs = [c.create({d.share + chr(92) + 'held.txt'!r}) for _ in range(5)]\n"
+            "print('open', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == b"open"
+        with d.client() as c:
+            assert c.status()["handles"] == 5
+            holder.kill()
+            holder.wait(10)
+            wait_until(lambda: c.status()["handles"] == 0, timeout=15)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(10)
+    assert "is gone; closing its 5 handles" in d.log()

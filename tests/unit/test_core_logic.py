@@ -396,3 +396,108 @@ def test_idle_connections_are_scavenged_but_not_busy_ones(env: Any) -> None:
     assert note.routine == Routine.RxFinalizeConnections and note.args["idle"] is True
     create(core, request_id=31)  # the next open builds the connection again
     assert out.requests_to(CONNMGR)[-1].routine == Routine.RxConstructNetRoot
+
+
+def test_per_client_limits_answer_clear_statuses(env: Any) -> None:
+    core, out, _ = env
+    core.settings.max_handles_per_client = 1
+    open_handle(core, out)
+    create(core, request_id=40)
+    assert out.client[-1][1].status == S.STATUS_TOO_MANY_OPENED_FILES
+    assert "limit 1" in out.client[-1][1].message
+    fobx_b = open_handle(core, out, ident=CLIENT_B)  # another client has its own budget
+    core.settings.max_inflight_per_client = 2
+    for i in range(3):  # reads go out and stay pending: the third is over the limit
+        core.on_client(
+            CLIENT_B, RxContext(50 + i, IrpMj.READ, fobx=fobx_b, lowio=LowIoParameters()), None
+        )
+    answered = [(d.request_id, d.status) for i, d, _ in out.client if i == CLIENT_B]
+    assert answered == [(52, S.STATUS_INSUFFICIENT_RESOURCES)]
+    assert len(out.requests_to("local")) == 2
+
+
+def test_handles_of_a_vanished_client_process_are_closed(env: Any) -> None:
+    from rdbss.actors.bus import client_identity
+
+    core, out, _ = env
+    gone = client_identity(2**31 - 1, 12345, b"abcd")  # no such process
+    fobx = open_handle(core, out, ident=gone)
+    alive = open_handle(core, out)  # CLIENT_A: not a local identity, never swept
+    assert core.sweep_dead_clients() == 1
+    assert fobx not in core.fobxs and alive in core.fobxs
+    close = out.requests_to("local")[-1]
+    assert close.routine == Routine.MRxCloseSrvOpen and close.fobx == fobx
+
+
+def test_in_flight_counts_return_to_zero(env: Any) -> None:
+    core, out, clock = env
+    fobx = open_handle(core, out)
+    for i in range(5):
+        core.on_client(
+            CLIENT_A,
+            RxContext(60 + i, IrpMj.READ, fobx=fobx, timeout_ms=100, lowio=LowIoParameters()),
+            None,
+        )
+    assert core._inflight_of[CLIENT_A] == 5
+    clock.now += 1
+    core.tick()  # all time out and are answered
+    assert CLIENT_A not in core._inflight_of
+
+
+def open_for_write(core: RdbssCore, out: Recorder) -> int:
+    core.on_client(
+        CLIENT_A,
+        RxContext(
+            70,
+            IrpMj.CREATE,
+            path=r"\\local\data\w",
+            create=CreateParameters(desired_access=0x40000000),
+        ),
+        None,
+    )
+    if out.requests_to(CONNMGR):
+        connect(core, out)
+    mrx = out.requests_to("local")[-1]
+    core.on_peer(
+        "local", RxCompletion(mrx.request_id, S.STATUS_SUCCESS, 2, result={"srv_open": 3}), None
+    )
+    fobx: int = out.client[-1][1].result["fobx"]
+    out.client.clear()
+    out.peer.clear()
+    return fobx
+
+
+def test_closing_a_write_handle_after_its_process_died_reports_possible_loss(env: Any) -> None:
+    core, out, _ = env
+    fobx = open_for_write(core, out)
+    core.peer_down("local", S.STATUS_CONNECTION_DISCONNECTED, "killed")
+    core.on_client(CLIENT_A, RxContext(71, IrpMj.CLOSE, fobx=fobx), None)
+    done = out.client[-1][1]
+    assert (
+        done.status == S.STATUS_CONNECTION_DISCONNECTED and "may not have reached" in done.message
+    )
+    assert fobx not in core.fobxs  # released all the same
+
+
+def test_closing_after_a_lost_connection_still_asks_the_same_process(env: Any) -> None:
+    core, out, _ = env
+    fobx = open_for_write(core, out)
+    core.on_client(CLIENT_A, RxContext(72, IrpMj.FLUSH_BUFFERS, fobx=fobx), None)
+    assert out.client[-1][1].status == S.STATUS_NOT_IMPLEMENTED  # not registered in this env
+    core.on_client(CLIENT_A, RxContext(73, IrpMj.READ, fobx=fobx, lowio=LowIoParameters()), None)
+    read = out.requests_to("local")[-1]
+    core.on_peer("local", RxCompletion(read.request_id, S.STATUS_CONNECTION_RESET), None)
+    core.on_client(CLIENT_A, RxContext(74, IrpMj.CLOSE, fobx=fobx), None)
+    close = out.requests_to("local")[-1]
+    assert close.routine == Routine.MRxCloseSrvOpen and close.srv_open == 3
+    core.on_peer(
+        "local",
+        RxCompletion(
+            close.request_id,
+            S.STATUS_CONNECTION_DISCONNECTED,
+            message="staged data could not be uploaded",
+        ),
+        None,
+    )
+    assert out.client[-1][1].status == S.STATUS_CONNECTION_DISCONNECTED
+    assert fobx not in core.fobxs
