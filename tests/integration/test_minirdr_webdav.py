@@ -1,0 +1,430 @@
+"""The WebDAV mini-redirector through a real daemon against real wsgidav servers: bytes written
+through rdbss are read back with an independent HTTP client (and the reverse), the staging path
+(a partial overwrite in the middle of an existing file), directories, rename, delete, and the
+statuses a client sees when the server refuses the password, has no such share, is not there or
+dies mid-session. Credentials never reach the daemon's log."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from rdbss.client import Client
+from rdbss.minirdrs.webdav import WebDavMiniRdr
+from rdbss.wire import (
+    Access,
+    CreateDisposition,
+    CreateOptions,
+    CreateParameters,
+    IrpMj,
+    LowIoOp,
+    LowIoParameters,
+    NtStatus,
+    NtStatusError,
+    Routine,
+    RxContext,
+)
+from rdbss.wire.status import NETWORK_ERRORS
+from tests.conformance.backend_webdav import webdav_config, write_password_file
+from tests.daemon import Daemon, running_daemon
+from tests.servers.fixtures import WebDavServer, free_port, require_or_skip
+
+S = NtStatus
+RW = Access.GENERIC_READ | Access.GENERIC_WRITE
+#: Every failure below must reach the client well within this (the daemon's request timeout is
+#: 10 s and the mini-redirector's HTTP timeout 5 s).
+ANSWER_DEADLINE_S = 8.0
+
+
+@dataclass
+class Dav:
+    daemon: Daemon
+    server: WebDavServer
+    victim: WebDavServer  # a second server, killed by one test
+    share: str
+    http: httpx.Client  # independent of rdbss
+    bad_password: str
+
+    def unc(self, *parts: str, server: str = "davtest") -> str:
+        return "\\".join([rf"\\{server}\{self.share}", *parts])
+
+    def url(self, *parts: str) -> str:
+        return "/".join([quote(self.share), *(quote(p) for p in parts)])
+
+    def folder(self, *parts: str) -> Path:
+        return self.server.root_dir.joinpath(self.share, *parts)
+
+    def get(self, *parts: str) -> bytes:
+        response = self.http.get(self.url(*parts))
+        assert response.status_code == 200, response.status_code
+        return response.content
+
+    def put(self, data: bytes, *parts: str) -> None:
+        response = self.http.put(self.url(*parts), content=data)
+        assert response.status_code in (200, 201, 204), response.status_code
+
+
+@pytest.fixture(scope="module")
+def dav(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dav]:
+    require_or_skip(WebDavServer.missing_binaries(), "wsgidav")
+    base = tmp_path_factory.mktemp("webdav-it")
+    share = "itest-" + secrets.token_hex(3)
+    bad_password = "wrong-" + secrets.token_hex(8)
+    with WebDavServer(base / "dav") as server, WebDavServer(base / "victim") as victim:
+        server.root_dir.joinpath(share).mkdir()
+        victim.root_dir.joinpath(share).mkdir()
+        good = write_password_file(base / "pw", server.password)
+        bad = write_password_file(base / "bad-pw", bad_password)
+        victim_pw = write_password_file(base / "victim-pw", victim.password)
+        config = (
+            webdav_config(server, good)
+            + f"""
+[minirdr.servers.davbad]
+url = "{server.url}"
+username = "{server.user}"
+password_file = "{bad}"
+[minirdr.servers.davnone]
+url = "http://127.0.0.1:{free_port()}/"
+username = "{server.user}"
+password_file = "{good}"
+[minirdr.servers.davkill]
+url = "{victim.url}"
+username = "{victim.user}"
+password_file = "{victim_pw}"
+"""
+        )
+        auth = httpx.DigestAuth(server.user, server.password)
+        with (
+            running_daemon(extra_config=config, log_level="debug") as daemon,
+            httpx.Client(base_url=server.url, auth=auth, timeout=10) as http,
+        ):
+            yield Dav(daemon, server, victim, share, http, bad_password)
+
+
+@pytest.fixture
+def client(dav: Dav) -> Iterator[Client]:
+    with dav.daemon.client(timeout=10.0) as c:
+        yield c
+
+
+def expect_status(status: int, fn: Callable[..., object], *args: object) -> float:
+    """Call fn(*args), require NtStatusError with ``status`` within the deadline; the seconds."""
+    t0 = time.monotonic()
+    with pytest.raises(NtStatusError) as ei:
+        fn(*args)
+    took = time.monotonic() - t0
+    assert ei.value.status == status, f"expected {S(status).name}, got {ei.value}"
+    assert took < ANSWER_DEADLINE_S, f"{S(status).name} took {took:.1f} s"
+    return took
+
+
+# ------------------------------------------------------------------------------ data
+def test_write_through_rdbss_then_http_get(dav: Dav, client: Client) -> None:
+    data = os.urandom(3 * (1 << 20) + 4321)
+    name = "a b%20c é €.bin"  # a space, a literal %20, non-ASCII
+    assert client.write_bytes(dav.unc(name), data) == len(data)
+    assert dav.get(name) == data
+    assert dav.folder(name).read_bytes() == data
+    assert client.stat(dav.unc(name)).size == len(data)
+    assert name in client.listdir(dav.unc())
+
+
+def test_http_put_then_read_through_rdbss(dav: Dav, client: Client) -> None:
+    data = os.urandom((1 << 20) + 99)
+    dav.put(data, "put.bin")
+    assert client.read_bytes(dav.unc("put.bin")) == data
+    handle = client.create(dav.unc("put.bin"))
+    try:  # ranged reads on a read-only handle
+        assert client.read_handle(handle.fobx, 1000, 10) == data[1000:1010]
+        assert client.read_handle(handle.fobx, len(data) - 5, 100) == data[-5:]
+        assert client.read_handle(handle.fobx, len(data), 10) == b""  # END_OF_FILE
+    finally:
+        client.close_handle(handle.fobx)
+    dav.put(b"changed", "put.bin")
+    assert client.read_bytes(dav.unc("put.bin")) == b"changed"
+
+
+def test_partial_overwrite_in_the_middle_goes_through_the_staging_file(
+    dav: Dav, client: Client
+) -> None:
+    original = os.urandom(1 << 20)
+    dav.put(original, "middle.bin")
+    expected = bytearray(original)
+    handle = client.create(dav.unc("middle.bin"), access=RW)
+    try:
+        assert client.write_handle(handle.fobx, 500_000, b"X" * 1000) == 1000
+        expected[500_000:501_000] = b"X" * 1000
+        # the handle reads its own staged bytes
+        assert client.read_handle(handle.fobx, 499_990, 1020) == bytes(expected[499_990:501_010])
+        assert client.query_info(handle.fobx).size == len(original)
+        client.flush_handle(handle.fobx)  # MRxFlush uploads the whole file
+        assert dav.get("middle.bin") == bytes(expected)
+        assert client.write_handle(handle.fobx, -1, b"tail") == 4  # append
+        expected += b"tail"
+    finally:
+        client.close_handle(handle.fobx)  # MRxCloseSrvOpen uploads what is left
+    assert dav.get("middle.bin") == bytes(expected)
+    client.truncate(dav.unc("middle.bin"), 10)
+    assert dav.get("middle.bin") == original[:10]
+
+
+def test_overwrite_dispositions_truncate_on_the_server(dav: Dav, client: Client) -> None:
+    dav.put(b"old old old", "ow.txt")
+    handle = client.create(
+        dav.unc("ow.txt"), access=RW, disposition=CreateDisposition.FILE_OVERWRITE
+    )
+    try:
+        assert dav.get("ow.txt") == b""
+        client.write_handle(handle.fobx, 0, b"new")
+    finally:
+        client.close_handle(handle.fobx)
+    assert dav.get("ow.txt") == b"new"
+    with pytest.raises(FileExistsError):
+        client.open(dav.unc("ow.txt"), "xb")
+    client.truncate(dav.unc("ow.txt"), 0)  # a fresh handle: nothing to fetch first
+    assert dav.get("ow.txt") == b""
+    assert client.stat(dav.unc("ow.txt")).size == 0
+
+
+# ------------------------------------------------------------------------------ namespace
+def test_directories_rename_and_delete(dav: Dav, client: Client) -> None:
+    client.mkdir(dav.unc("tree", "a", "b"), parents=True)
+    for name in ("one.txt", "two.TXT", "three.log"):
+        client.write_bytes(dav.unc("tree", name), name.encode())
+    assert sorted(client.listdir(dav.unc("tree"))) == ["a", "one.txt", "three.log", "two.TXT"]
+    assert sorted(client.listdir(dav.unc("tree"), "*.txt")) == ["one.txt", "two.TXT"]
+    assert dav.folder("tree", "a", "b").is_dir()
+    # rename: onto an existing name only with replace; a directory moves with its content
+    with pytest.raises(FileExistsError):
+        client.rename(dav.unc("tree", "one.txt"), dav.unc("tree", "two.TXT"))
+    client.rename(dav.unc("tree", "one.txt"), dav.unc("tree", "two.TXT"), replace=True)
+    assert dav.get("tree", "two.TXT") == b"one.txt"
+    assert not dav.folder("tree", "one.txt").exists()
+    client.rename(dav.unc("tree", "a"), dav.unc("tree", "renamed dir"))
+    assert dav.folder("tree", "renamed dir", "b").is_dir()
+    # delete: a non-empty directory is refused (WebDAV DELETE would take it all)
+    with pytest.raises(NtStatusError) as ei:
+        client.delete(dav.unc("tree", "renamed dir"))
+    assert ei.value.status == S.STATUS_DIRECTORY_NOT_EMPTY
+    assert dav.folder("tree", "renamed dir", "b").is_dir()
+    client.rmdir(dav.unc("tree", "renamed dir", "b"))
+    client.delete(dav.unc("tree", "renamed dir"))
+    client.remove(dav.unc("tree", "three.log"))
+    assert sorted(p.name for p in dav.folder("tree").iterdir()) == ["two.TXT"]
+    with pytest.raises(FileNotFoundError):
+        client.stat(dav.unc("tree", "three.log"))
+    with pytest.raises(NtStatusError) as ei:
+        client.create(dav.unc("nodir", "f.txt"), disposition=CreateDisposition.FILE_OPEN_IF)
+    assert ei.value.status == S.STATUS_OBJECT_PATH_NOT_FOUND
+
+
+def test_delete_on_close_of_a_new_file_leaves_nothing(dav: Dav, client: Client) -> None:
+    handle = client.create(
+        dav.unc("temp.bin"),
+        access=RW | Access.DELETE,
+        disposition=CreateDisposition.FILE_CREATE,
+        options=CreateOptions.FILE_DELETE_ON_CLOSE,
+    )
+    client.write_handle(handle.fobx, 0, b"scratch")
+    assert dav.folder("temp.bin").exists()
+    client.close_handle(handle.fobx)
+    assert not dav.folder("temp.bin").exists()
+
+
+def test_volume_information_comes_from_the_quota_properties(dav: Dav, client: Client) -> None:
+    volume = client.volume(dav.unc())
+    assert volume["fs_name"] == "rdbss-webdav"
+    assert volume["total_bytes"] >= volume["free_bytes"] > 0
+
+
+# ------------------------------------------------------------------------------ errors
+def test_wrong_password_is_logon_failure(dav: Dav, client: Client) -> None:
+    expect_status(S.STATUS_LOGON_FAILURE, client.stat, dav.unc("x", server="davbad"))
+
+
+def test_unknown_share_is_bad_network_name(dav: Dav, client: Client) -> None:
+    expect_status(S.STATUS_BAD_NETWORK_NAME, client.stat, r"\\davtest\no-such-share\x")
+
+
+def test_nothing_listening_is_remote_not_listening(dav: Dav, client: Client) -> None:
+    expect_status(S.STATUS_REMOTE_NOT_LISTENING, client.stat, dav.unc("x", server="davnone"))
+
+
+def test_server_killed_mid_session_answers_at_once(dav: Dav, client: Client) -> None:
+    unc = dav.unc("k.bin", server="davkill")
+    writer = client.create(unc, access=RW, disposition=CreateDisposition.FILE_CREATE)
+    client.write_handle(writer.fobx, 0, b"0123456789")
+    client.flush_handle(writer.fobx)
+    assert dav.victim.root_dir.joinpath(dav.share, "k.bin").read_bytes() == b"0123456789"
+    reader = client.create(unc)
+    assert client.read_handle(reader.fobx, 0, 4) == b"0123"
+    dav.victim.kill()
+    client.write_handle(writer.fobx, 10, b"more")  # staged locally: still fine
+    # the close cannot upload the staged bytes: it says so (the data did not reach the server)
+    expect_status(S.STATUS_CONNECTION_DISCONNECTED, client.close_handle, writer.fobx)
+    # later requests get a network status at once, never a hang (the core may re-open the
+    # handle and rebuild the connection, which is then refused)
+    for call, args in (
+        (client.read_handle, (reader.fobx, 0, 4)),
+        (client.read_handle, (reader.fobx, 0, 4)),
+        (client.stat, (unc,)),
+        (client.stat, (unc,)),
+    ):
+        t0 = time.monotonic()
+        with pytest.raises(NtStatusError) as ei:
+            call(*args)
+        took = time.monotonic() - t0
+        assert ei.value.status in NETWORK_ERRORS, f"not a network status: {ei.value}"
+        assert took < ANSWER_DEADLINE_S, f"{ei.value} took {took:.1f} s"
+    with contextlib.suppress(NtStatusError):
+        client.close_handle(reader.fobx)
+    # other servers of the same mini-redirector are unaffected
+    client.write_bytes(dav.unc("still-ok.txt"), b"fine")
+    assert dav.get("still-ok.txt") == b"fine"
+
+
+def test_password_is_in_no_log_line(dav: Dav, client: Client) -> None:
+    # make sure both a good and a refused logon happened in this daemon
+    client.write_bytes(dav.unc("log.txt"), b"x")
+    with pytest.raises(NtStatusError) as ei:
+        client.stat(dav.unc("x", server="davbad"))
+    assert dav.bad_password not in str(ei.value)
+    log = dav.daemon.log()
+    assert "proc=webdav" in log, "the mini-redirector's log lines are missing"
+    assert "LOGON_FAILURE" in log or "0xC000006D" in log, "the refused logon was not logged"
+    for secret in (dav.server.password, dav.bad_password, dav.victim.password):
+        assert secret not in log
+
+
+# ------------------------------------------------------------------------------ reconnect
+class CuttableProxy:
+    """A TCP forwarder on a fixed loopback port that can be cut (every connection dropped,
+    nothing listening: a server that went away) and restored on the same port."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        listener = socket.create_server(("127.0.0.1", self.port))  # SO_REUSEADDR
+        listener.settimeout(0.05)
+        self._thread = threading.Thread(target=self._accept, args=(listener,), daemon=True)
+        self._thread.start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        with listener:
+            while not self._stop.is_set():
+                try:
+                    down, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                down.settimeout(None)
+                up = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+                up.settimeout(None)
+                with self._lock:
+                    self._sockets += [down, up]
+                for a, b in ((down, up), (up, down)):
+                    threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(1 << 16):
+                dst.sendall(data)
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5.0)
+            assert not self._thread.is_alive(), "the proxy did not stop"
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+def test_reconnect_keeps_the_staged_data_of_a_reopened_handle(dav: Dav, tmp_path: Path) -> None:
+    """In-process, through a proxy that drops the connection: a write staged before the loss
+    survives the core's re-open of the same handle (same FOBX) on the new connection."""
+    proxy = CuttableProxy(dav.server.port)
+    proxy.start()
+    password_file = write_password_file(tmp_path / "pw", dav.server.password)
+    minirdr = WebDavMiniRdr(
+        "webdav",
+        {
+            "timeout": 5.0,
+            "servers": {
+                "davproxy": {
+                    "url": f"http://127.0.0.1:{proxy.port}/",
+                    "username": dav.server.user,
+                    "password_file": str(password_file),
+                }
+            },
+        },
+    )
+
+    def ctx(routine: Routine, **fields: object) -> RxContext:
+        return RxContext(
+            request_id=1,
+            major=IrpMj.CREATE,
+            routine=str(routine),
+            srv_call="davproxy",
+            net_root=dav.share,
+            **fields,  # type: ignore[arg-type]
+        )
+
+    def open_rw(disposition: int) -> int:
+        create = CreateParameters(desired_access=int(RW), disposition=disposition)
+        done = minirdr.create(ctx(Routine.MRxCreate, path="adopt.bin", fobx=77, create=create))
+        return int(done.result["srv_open"])
+
+    def write(srv_open: int, offset: int, data: bytes) -> int:
+        lowio = LowIoParameters(operation=LowIoOp.WRITE, offset=offset, length=len(data))
+        done = minirdr.low_io_submit(
+            ctx(Routine.MRxLowIOSubmit, srv_open=srv_open, lowio=lowio), data
+        )
+        return done.information
+
+    try:
+        minirdr.create_srv_call(ctx(Routine.MRxCreateSrvCall))
+        minirdr.create_v_net_root(ctx(Routine.MRxCreateVNetRoot))
+        first = open_rw(CreateDisposition.FILE_CREATE)
+        assert write(first, 0, b"before the loss|") == 16
+        proxy.cut()
+        with pytest.raises(NtStatusError) as ei:
+            minirdr.flush(ctx(Routine.MRxFlush, srv_open=first))
+        assert ei.value.status == S.STATUS_CONNECTION_DISCONNECTED
+        with pytest.raises(NtStatusError) as ei:  # dead: answers at once
+            minirdr.flush(ctx(Routine.MRxFlush, srv_open=first))
+        assert ei.value.status == S.STATUS_CONNECTION_DISCONNECTED
+        proxy.start()
+        # what the core does next: build the SrvCall again, re-open the handle by path
+        minirdr.create_srv_call(ctx(Routine.MRxCreateSrvCall))
+        again = open_rw(CreateDisposition.FILE_OPEN)
+        assert write(again, 16, b"after") == 5
+        assert minirdr.close_srv_open(ctx(Routine.MRxCloseSrvOpen, srv_open=again)).status == 0
+        assert dav.get("adopt.bin") == b"before the loss|after"
+    finally:
+        minirdr.close()
+        proxy.cut()
