@@ -1,22 +1,43 @@
-"""Run the benchmark suite and print a table: ``python -m benchmarks [N]``.
+"""Run the benchmark suite and print tables: ``python -m benchmarks [--quick]``.
 Every figure is paired with its baseline measured in the same run; nothing here is a test."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import platform
 import sys
 
-from benchmarks import latency
+from benchmarks import latency, throughput
+
+
+def _rate_table(title: str, unit: str, rows: list[tuple[str, float, float]]) -> str:
+    out = [f"{title:<44} {'rdbss':>12} {'direct':>12} {'ratio':>7}"]
+    for name, mine, base in rows:
+        out.append(f"{name:<44} {mine:>9.0f} {unit} {base:>9.0f} {unit} {mine / base:>6.2f}x")
+    return "\n".join(out)
 
 
 def main() -> int:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 5000
+    quick = "--quick" in sys.argv
+    n = 1000 if quick else 5000
+    size = 16 if quick else 64
     print(
-        f"machine: {platform.machine()} {os.cpu_count()} cpus, Python {platform.python_version()}"
-        f", {n} samples each, one request at a time"
+        f"machine: {platform.machine()}, {os.cpu_count()} cpus, Python "
+        f"{platform.python_version()}; each figure next to its baseline from the same run"
     )
+    print()
     print(latency.render(latency.run(n)))
+    print()
+    print(_rate_table("operation (local)", "/s", throughput.run(1.0 if quick else 3.0)))
+    for proto in ("smb", "sftp", "webdav"):
+        try:
+            module = importlib.import_module(f"benchmarks.proto_{proto}")
+        except ModuleNotFoundError:
+            print(f"\n{proto}: no benchmark module")
+            continue
+        print()
+        print(_rate_table(f"{proto}: {size} MiB sequential", "MiB/s", module.run(size)))
     return 0
 
 

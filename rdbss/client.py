@@ -18,12 +18,12 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import zmq
 
+from rdbss import requests as rq
 from rdbss.actors.bus import (
     Endpoints,
     client_identity,
@@ -32,23 +32,18 @@ from rdbss.actors.bus import (
     process_start_time,
 )
 from rdbss.config import Config, load_config
+from rdbss.requests import FileInfo, Handle
 from rdbss.wire import (
     Access,
     Codec,
     CreateDisposition,
     CreateInformation,
     CreateOptions,
-    CreateParameters,
     FileAttributes,
     FileInformationClass,
     FsctlCode,
     FsInformationClass,
-    InfoParameters,
-    IrpMj,
-    IrpMn,
-    LowIoParameters,
     NtStatus,
-    QueryDirectoryParameters,
     RxCompletion,
     RxContext,
     ShareAccess,
@@ -58,62 +53,13 @@ from rdbss.wire import (
     unpack_frames,
 )
 
+__all__ = ["Client", "FileInfo", "Handle", "RemoteFile"]
+
 S = NtStatus
-_INTERNAL = frozenset({"srv_open", "fobx"})  # ids of the daemon's, not file information
+T = TypeVar("T")
 READ_CHUNK = 1 << 20
 WRITE_CHUNK = 4 << 20
 GRACE_S = 2.0  # how much longer than the request's deadline the client waits for the core
-
-
-@dataclass(frozen=True, slots=True)
-class FileInfo:
-    name: str
-    size: int
-    attributes: int
-    creation_time: int  # POSIX nanoseconds
-    last_access_time: int
-    last_write_time: int
-    change_time: int
-    is_dir: bool
-    extra: dict[str, Any]
-
-    @property
-    def mtime(self) -> float:
-        return self.last_write_time / 1e9
-
-    @classmethod
-    def from_result(cls, result: dict[str, Any], name: str = "") -> FileInfo:
-        attributes = int(result.get("attributes", 0))
-        is_dir = bool(result.get("directory", attributes & FileAttributes.DIRECTORY))
-        known = {
-            "name",
-            "size",
-            "attributes",
-            "creation_time",
-            "last_access_time",
-            "last_write_time",
-            "change_time",
-            "directory",
-        }
-        return cls(
-            name=str(result.get("name", name)),
-            size=int(result.get("size", 0)),
-            attributes=attributes,
-            creation_time=int(result.get("creation_time", 0)),
-            last_access_time=int(result.get("last_access_time", 0)),
-            last_write_time=int(result.get("last_write_time", 0)),
-            change_time=int(result.get("change_time", 0)),
-            is_dir=is_dir,
-            extra={k: v for k, v in result.items() if k not in known and k not in _INTERNAL},
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Handle:
-    fobx: int
-    path: str
-    information: int  # CreateInformation
-    info: FileInfo
 
 
 class Client:
@@ -172,7 +118,7 @@ class Client:
             self._sock.close(0)
             self._zctx.term()
 
-    def _send(self, ctx: RxContext, payload: bytes | memoryview | None) -> None:
+    def _send(self, ctx: RxContext, payload: rq.Data | None) -> None:
         if self._closed:
             raise error_for_status(S.STATUS_INVALID_HANDLE, "the client is closed")
         self._sock.send_multipart(pack_frames(self._codec, ctx, payload), copy=False)
@@ -194,7 +140,7 @@ class Client:
     def call(
         self,
         ctx: RxContext,
-        payload: bytes | memoryview | None = None,
+        payload: rq.Data | None = None,
         *,
         ok: tuple[int, ...] = (S.STATUS_SUCCESS,),
         wait: bool = True,
@@ -224,8 +170,14 @@ class Client:
                     raise error_for_status(done.status, done.message)
                 return done, data
 
-    def _ctx(self, major: int, **fields: Any) -> RxContext:
-        return RxContext(request_id=0, major=major, timeout_ms=int(self.timeout * 1000), **fields)
+    @property
+    def _timeout_ms(self) -> int:
+        return int(self.timeout * 1000)
+
+    def run(self, request: rq.Request[T]) -> T:
+        """Send one request built by ``rdbss.requests`` and parse its completion."""
+        done, data = self.call(request.ctx, request.payload, ok=request.ok)
+        return request.parse(done, data)
 
     # ------------------------------------------------------------------ handles
     def create(
@@ -239,79 +191,56 @@ class Client:
         attributes: int = FileAttributes.NORMAL,
     ) -> Handle:
         """IRP_MJ_CREATE: open or create ``path``; returns the handle and what happened."""
-        create = CreateParameters(
-            desired_access=int(access),
-            file_attributes=int(attributes),
-            share_access=int(share),
-            disposition=int(disposition),
-            create_options=int(options),
+        return self.run(
+            rq.create(
+                path,
+                self._timeout_ms,
+                access=access,
+                disposition=disposition,
+                options=options,
+                share=share,
+                attributes=attributes,
+            )
         )
-        done, _ = self.call(self._ctx(IrpMj.CREATE, path=path, create=create))
-        result = done.result if isinstance(done.result, dict) else {}
-        return Handle(int(result["fobx"]), path, done.information, FileInfo.from_result(result))
 
     def close_handle(self, fobx: int, *, wait: bool = True) -> None:
-        self.call(self._ctx(IrpMj.CLOSE, fobx=fobx), wait=wait)
+        self.call(rq.close(fobx, self._timeout_ms).ctx, wait=wait)
 
     def read_handle(self, fobx: int, offset: int, length: int) -> bytes:
-        lowio = LowIoParameters(offset=offset, length=length)
-        done, data = self.call(
-            self._ctx(IrpMj.READ, fobx=fobx, lowio=lowio),
-            ok=(S.STATUS_SUCCESS, S.STATUS_END_OF_FILE),
-        )
-        if done.status == S.STATUS_END_OF_FILE or data is None:
-            return b""
-        return bytes(data)
+        return self.run(rq.read(fobx, offset, length, self._timeout_ms))
 
     def write_handle(self, fobx: int, offset: int, data: bytes | memoryview) -> int:
         """Write at ``offset`` (-1 appends). Returns the bytes written."""
-        lowio = LowIoParameters(offset=offset, length=len(data))
-        done, _ = self.call(self._ctx(IrpMj.WRITE, fobx=fobx, lowio=lowio), data)
-        return done.information
+        return self.run(rq.write(fobx, offset, data, self._timeout_ms))
 
     def query_info(
         self, fobx: int, info_class: int = FileInformationClass.FileAllInformation
     ) -> FileInfo:
-        info = InfoParameters(info_class=int(info_class))
-        done, _ = self.call(self._ctx(IrpMj.QUERY_INFORMATION, fobx=fobx, info=info))
-        return FileInfo.from_result(done.result if isinstance(done.result, dict) else {})
+        return self.run(rq.query_info(fobx, self._timeout_ms, info_class))
 
     def set_info(self, fobx: int, info_class: int, **args: Any) -> None:
-        info = InfoParameters(info_class=int(info_class), args=args)
-        self.call(self._ctx(IrpMj.SET_INFORMATION, fobx=fobx, info=info))
+        self.run(rq.set_info(fobx, self._timeout_ms, info_class, **args))
 
     def flush_handle(self, fobx: int) -> None:
-        self.call(self._ctx(IrpMj.FLUSH_BUFFERS, fobx=fobx))
+        self.run(rq.flush(fobx, self._timeout_ms))
 
     def query_directory(
         self, fobx: int, pattern: str = "*", *, restart: bool = False, max_entries: int = 512
     ) -> list[FileInfo] | None:
         """One batch of entries; None at the end of the enumeration."""
-        qd = QueryDirectoryParameters(
-            pattern=pattern, restart_scan=restart, max_entries=max_entries
+        return self.run(
+            rq.query_directory(
+                fobx, self._timeout_ms, pattern, restart=restart, max_entries=max_entries
+            )
         )
-        done, _ = self.call(
-            self._ctx(
-                IrpMj.DIRECTORY_CONTROL, minor=IrpMn.QUERY_DIRECTORY, fobx=fobx, query_directory=qd
-            ),
-            ok=(S.STATUS_SUCCESS, S.STATUS_NO_MORE_FILES, S.STATUS_NO_SUCH_FILE),
-        )
-        if done.status != S.STATUS_SUCCESS:
-            return None
-        entries = done.result.get("entries", []) if isinstance(done.result, dict) else []
-        return [FileInfo.from_result(e) for e in entries]
 
     def query_volume(
         self, fobx: int, info_class: int = FsInformationClass.FileFsFullSizeInformation
     ) -> dict[str, Any]:
-        info = InfoParameters(info_class=int(info_class))
-        done, _ = self.call(self._ctx(IrpMj.QUERY_VOLUME_INFORMATION, fobx=fobx, info=info))
-        return dict(done.result) if isinstance(done.result, dict) else {}
+        return self.run(rq.query_volume(fobx, self._timeout_ms, info_class))
 
     def _control(self, code: int, **args: Any) -> Any:
-        lowio = LowIoParameters(code=int(code))
-        done, _ = self.call(self._ctx(IrpMj.FILE_SYSTEM_CONTROL, lowio=lowio, args=args or None))
-        return done.result
+        return self.run(rq.control(code, self._timeout_ms, **args))
 
     # ------------------------------------------------------------------ path operations
     def open(

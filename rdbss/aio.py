@@ -1,0 +1,259 @@
+"""The asyncio client: many requests in flight on one connection to the daemon.
+
+    async with rdbss.aio.AsyncClient() as c:
+        h = await c.create(r"\\\\local\\data\\big.bin")
+        blocks = await asyncio.gather(*(c.read_handle(h.fobx, i << 16, 1 << 16)
+                                        for i in range(64)))
+        await c.close_handle(h.fobx)
+
+Requests are built and parsed by ``rdbss.requests`` exactly as in the blocking client; one task
+reads completions and hands each to the coroutine waiting for its request id. Every call has a
+deadline (the request's timeout plus a grace period), and a failure raises the same
+``NtStatusError`` subclasses as the blocking client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+from pathlib import Path
+from typing import Any, TypeVar
+
+import zmq
+import zmq.asyncio
+
+from rdbss import requests as rq
+from rdbss.actors.bus import Endpoints, client_identity, daemon_pid, process_start_time
+from rdbss.config import Config, load_config
+from rdbss.requests import FileInfo, Handle
+from rdbss.wire import (
+    Access,
+    Codec,
+    CreateDisposition,
+    CreateOptions,
+    FsctlCode,
+    NtStatus,
+    RxCompletion,
+    RxContext,
+    WireError,
+    error_for_status,
+    pack_frames,
+    unpack_frames,
+)
+
+__all__ = ["AsyncClient", "FileInfo", "Handle"]
+
+S = NtStatus
+T = TypeVar("T")
+GRACE_S = 2.0
+READ_CHUNK = 1 << 20
+
+
+class AsyncClient:
+    """A connection to the daemon for asyncio programs. Use it from one event loop."""
+
+    def __init__(
+        self,
+        runtime_dir: str | Path | None = None,
+        *,
+        config: Config | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        if runtime_dir is None:
+            config = config or load_config()
+            runtime_dir = config.runtime_dir
+        self.runtime_dir = Path(runtime_dir)
+        self.timeout = (
+            timeout if timeout is not None else (config.request_timeout if config else 30.0)
+        )
+        if daemon_pid(self.runtime_dir) is None:
+            raise error_for_status(
+                S.STATUS_REDIRECTOR_NOT_STARTED,
+                f"the rdbss daemon is not running (nothing in {self.runtime_dir}); "
+                "start it with: rdbss daemon start",
+            )
+        self._zctx = zmq.asyncio.Context()
+        self._zctx.setsockopt(zmq.LINGER, 0)
+        self._sock = self._zctx.socket(zmq.DEALER)
+        pid = os.getpid()
+        self._sock.setsockopt(
+            zmq.IDENTITY, client_identity(pid, process_start_time(pid) or 0, os.urandom(4))
+        )
+        self._sock.setsockopt(zmq.RCVHWM, 0)
+        self._sock.setsockopt(zmq.SNDHWM, 0)
+        self._sock.connect(Endpoints.in_dir(self.runtime_dir).client)
+        self._codec = Codec()
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future[tuple[RxCompletion, memoryview | None]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(error_for_status(S.STATUS_CANCELLED, "the client was closed"))
+        self._sock.close(0)
+        self._zctx.term()
+
+    async def _read_completions(self) -> None:
+        while True:
+            frames = await self._sock.recv_multipart(copy=False)
+            try:
+                msg, payload = unpack_frames(self._codec, frames)
+            except WireError:
+                continue
+            if not isinstance(msg, RxCompletion):
+                continue
+            future = self._waiting.pop(msg.request_id, None)
+            if future is not None and not future.done():
+                future.set_result((msg, payload))
+
+    async def call(
+        self,
+        ctx: RxContext,
+        payload: rq.Data | None = None,
+        *,
+        ok: tuple[int, ...] = (S.STATUS_SUCCESS,),
+    ) -> tuple[RxCompletion, memoryview | None]:
+        """Send one request and wait (with its deadline) for its completion."""
+        if self._closed:
+            raise error_for_status(S.STATUS_INVALID_HANDLE, "the client is closed")
+        if self._reader is None:
+            self._reader = asyncio.get_running_loop().create_task(self._read_completions())
+        ctx.request_id = next(self._ids)
+        future: asyncio.Future[tuple[RxCompletion, memoryview | None]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._waiting[ctx.request_id] = future
+        wait_s = ctx.timeout_ms / 1000.0 + GRACE_S
+        try:
+            await self._sock.send_multipart(pack_frames(self._codec, ctx, payload), copy=False)
+            done, data = await asyncio.wait_for(future, wait_s)
+        except TimeoutError:
+            raise error_for_status(
+                S.STATUS_IO_TIMEOUT, f"no answer from the daemon in {wait_s:.1f} s"
+            ) from None
+        finally:
+            self._waiting.pop(ctx.request_id, None)
+        if done.status not in ok:
+            raise error_for_status(done.status, done.message)
+        return done, data
+
+    async def run(self, request: rq.Request[T]) -> T:
+        done, data = await self.call(request.ctx, request.payload, ok=request.ok)
+        return request.parse(done, data)
+
+    @property
+    def _timeout_ms(self) -> int:
+        return int(self.timeout * 1000)
+
+    # ------------------------------------------------------------------ handles
+    async def create(self, path: str, **kwargs: Any) -> Handle:
+        """IRP_MJ_CREATE; keyword arguments as ``Client.create``."""
+        return await self.run(rq.create(path, self._timeout_ms, **kwargs))
+
+    async def close_handle(self, fobx: int) -> None:
+        await self.run(rq.close(fobx, self._timeout_ms))
+
+    async def read_handle(self, fobx: int, offset: int, length: int) -> bytes:
+        return await self.run(rq.read(fobx, offset, length, self._timeout_ms))
+
+    async def write_handle(self, fobx: int, offset: int, data: rq.Data) -> int:
+        return await self.run(rq.write(fobx, offset, data, self._timeout_ms))
+
+    async def query_info(self, fobx: int) -> FileInfo:
+        return await self.run(rq.query_info(fobx, self._timeout_ms))
+
+    async def set_info(self, fobx: int, info_class: int, **args: Any) -> None:
+        await self.run(rq.set_info(fobx, self._timeout_ms, info_class, **args))
+
+    async def flush_handle(self, fobx: int) -> None:
+        await self.run(rq.flush(fobx, self._timeout_ms))
+
+    async def query_directory(self, fobx: int, pattern: str = "*") -> list[FileInfo] | None:
+        return await self.run(rq.query_directory(fobx, self._timeout_ms, pattern))
+
+    # ------------------------------------------------------------------ path operations
+    async def stat(self, path: str) -> FileInfo:
+        handle = await self.create(path, access=Access.FILE_READ_ATTRIBUTES)
+        await self.close_handle(handle.fobx)
+        return handle.info
+
+    async def listdir(self, path: str, pattern: str = "*") -> list[str]:
+        handle = await self.create(
+            path, access=Access.FILE_LIST_DIRECTORY, options=CreateOptions.FILE_DIRECTORY_FILE
+        )
+        names: list[str] = []
+        try:
+            while (batch := await self.query_directory(handle.fobx, pattern)) is not None:
+                names.extend(e.name for e in batch)
+        finally:
+            await self.close_handle(handle.fobx)
+        return names
+
+    async def read_bytes(self, path: str, *, in_flight: int = 8) -> bytes:
+        """The whole file, reading up to ``in_flight`` chunks at once."""
+        handle = await self.create(path, options=CreateOptions.FILE_NON_DIRECTORY_FILE)
+        try:
+            size = handle.info.size
+            offsets = range(0, size, READ_CHUNK)
+            parts: list[bytes] = []
+            for start in range(0, len(offsets), in_flight):
+                batch = offsets[start : start + in_flight]
+                parts += await asyncio.gather(
+                    *(self.read_handle(handle.fobx, off, READ_CHUNK) for off in batch)
+                )
+            tail = await self.read_handle(handle.fobx, size, READ_CHUNK)  # grew meanwhile?
+            return b"".join(parts) + tail
+        finally:
+            await self.close_handle(handle.fobx)
+
+    async def write_bytes(self, path: str, data: bytes, *, in_flight: int = 8) -> int:
+        handle = await self.create(
+            path,
+            access=Access.GENERIC_WRITE,
+            disposition=CreateDisposition.FILE_OVERWRITE_IF,
+            options=CreateOptions.FILE_NON_DIRECTORY_FILE,
+        )
+        view = memoryview(data)
+        try:
+            offsets = range(0, len(view), READ_CHUNK)
+            written = 0
+            for start in range(0, len(offsets), in_flight):
+                batch = offsets[start : start + in_flight]
+                counts = await asyncio.gather(
+                    *(
+                        self.write_handle(handle.fobx, off, view[off : off + READ_CHUNK])
+                        for off in batch
+                    )
+                )
+                written += sum(counts)
+            return written
+        finally:
+            await self.close_handle(handle.fobx)
+
+    # ------------------------------------------------------------------ management
+    async def ping(self) -> bool:
+        result = await self.run(rq.control(FsctlCode.RDBSS_PING, self._timeout_ms))
+        return bool(result.get("pong"))
+
+    async def status(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.run(
+            rq.control(FsctlCode.RDBSS_STATUS, self._timeout_ms)
+        )
+        return result

@@ -1,0 +1,230 @@
+"""What clients send and how they read the answers: one builder per request (an RxContext, its
+payload, the statuses that count as success and a parser for the completion), shared by the
+blocking client (``rdbss.client``) and the asyncio client (``rdbss.aio``). Pure code: no
+sockets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from rdbss.wire import (
+    Access,
+    CreateDisposition,
+    CreateOptions,
+    CreateParameters,
+    FileAttributes,
+    FileInformationClass,
+    FsInformationClass,
+    InfoParameters,
+    IrpMj,
+    IrpMn,
+    LowIoParameters,
+    NtStatus,
+    QueryDirectoryParameters,
+    RxCompletion,
+    RxContext,
+    ShareAccess,
+)
+
+S = NtStatus
+T = TypeVar("T")
+Data = bytes | bytearray | memoryview
+_INTERNAL = frozenset({"srv_open", "fobx"})  # ids of the daemon's, not file information
+_KNOWN = frozenset(
+    {
+        "name",
+        "size",
+        "attributes",
+        "creation_time",
+        "last_access_time",
+        "last_write_time",
+        "change_time",
+        "directory",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FileInfo:
+    name: str
+    size: int
+    attributes: int
+    creation_time: int  # POSIX nanoseconds
+    last_access_time: int
+    last_write_time: int
+    change_time: int
+    is_dir: bool
+    extra: dict[str, Any]
+
+    @property
+    def mtime(self) -> float:
+        return self.last_write_time / 1e9
+
+    @classmethod
+    def from_result(cls, result: dict[str, Any], name: str = "") -> FileInfo:
+        attributes = int(result.get("attributes", 0))
+        is_dir = bool(result.get("directory", attributes & FileAttributes.DIRECTORY))
+        return cls(
+            name=str(result.get("name", name)),
+            size=int(result.get("size", 0)),
+            attributes=attributes,
+            creation_time=int(result.get("creation_time", 0)),
+            last_access_time=int(result.get("last_access_time", 0)),
+            last_write_time=int(result.get("last_write_time", 0)),
+            change_time=int(result.get("change_time", 0)),
+            is_dir=is_dir,
+            extra={k: v for k, v in result.items() if k not in _KNOWN and k not in _INTERNAL},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Handle:
+    fobx: int
+    path: str
+    information: int  # CreateInformation
+    info: FileInfo
+
+
+@dataclass(slots=True)
+class Request(Generic[T]):
+    ctx: RxContext
+    parse: Callable[[RxCompletion, memoryview | None], T]
+    payload: Data | None = None
+    ok: tuple[int, ...] = (S.STATUS_SUCCESS,)
+
+
+def _result(done: RxCompletion) -> dict[str, Any]:
+    return done.result if isinstance(done.result, dict) else {}
+
+
+def _nothing(done: RxCompletion, data: memoryview | None) -> None:
+    return None
+
+
+def _ctx(major: int, timeout_ms: int, **fields: Any) -> RxContext:
+    return RxContext(request_id=0, major=major, timeout_ms=timeout_ms, **fields)
+
+
+def create(
+    path: str,
+    timeout_ms: int,
+    *,
+    access: int = Access.GENERIC_READ,
+    disposition: int = CreateDisposition.FILE_OPEN,
+    options: int = CreateOptions.NONE,
+    share: int = ShareAccess.ALL,
+    attributes: int = FileAttributes.NORMAL,
+) -> Request[Handle]:
+    """IRP_MJ_CREATE: open or create ``path``."""
+    params = CreateParameters(
+        desired_access=int(access),
+        file_attributes=int(attributes),
+        share_access=int(share),
+        disposition=int(disposition),
+        create_options=int(options),
+    )
+
+    def parse(done: RxCompletion, data: memoryview | None) -> Handle:
+        result = _result(done)
+        return Handle(int(result["fobx"]), path, done.information, FileInfo.from_result(result))
+
+    return Request(_ctx(IrpMj.CREATE, timeout_ms, path=path, create=params), parse)
+
+
+def close(fobx: int, timeout_ms: int) -> Request[None]:
+    return Request(_ctx(IrpMj.CLOSE, timeout_ms, fobx=fobx), _nothing)
+
+
+def _read_parse(done: RxCompletion, data: memoryview | None) -> bytes:
+    if done.status == S.STATUS_END_OF_FILE or data is None:
+        return b""
+    return bytes(data)
+
+
+def read(fobx: int, offset: int, length: int, timeout_ms: int) -> Request[bytes]:
+    """Bytes at ``offset``; b"" past the end of the file."""
+    lowio = LowIoParameters(offset=offset, length=length)
+    return Request(
+        _ctx(IrpMj.READ, timeout_ms, fobx=fobx, lowio=lowio),
+        _read_parse,
+        ok=(S.STATUS_SUCCESS, S.STATUS_END_OF_FILE),
+    )
+
+
+def write(fobx: int, offset: int, data: Data, timeout_ms: int) -> Request[int]:
+    """Write at ``offset`` (-1 appends); parses to the bytes written."""
+    lowio = LowIoParameters(offset=offset, length=len(data))
+    return Request(
+        _ctx(IrpMj.WRITE, timeout_ms, fobx=fobx, lowio=lowio),
+        lambda done, _: done.information,
+        payload=data,
+    )
+
+
+def query_info(
+    fobx: int, timeout_ms: int, info_class: int = FileInformationClass.FileAllInformation
+) -> Request[FileInfo]:
+    info = InfoParameters(info_class=int(info_class))
+    return Request(
+        _ctx(IrpMj.QUERY_INFORMATION, timeout_ms, fobx=fobx, info=info),
+        lambda done, _: FileInfo.from_result(_result(done)),
+    )
+
+
+def set_info(fobx: int, timeout_ms: int, info_class: int, **args: Any) -> Request[None]:
+    info = InfoParameters(info_class=int(info_class), args=args)
+    return Request(_ctx(IrpMj.SET_INFORMATION, timeout_ms, fobx=fobx, info=info), _nothing)
+
+
+def flush(fobx: int, timeout_ms: int) -> Request[None]:
+    return Request(_ctx(IrpMj.FLUSH_BUFFERS, timeout_ms, fobx=fobx), _nothing)
+
+
+def _entries(done: RxCompletion, data: memoryview | None) -> list[FileInfo] | None:
+    if done.status != S.STATUS_SUCCESS:
+        return None
+    return [FileInfo.from_result(e) for e in _result(done).get("entries", [])]
+
+
+def query_directory(
+    fobx: int,
+    timeout_ms: int,
+    pattern: str = "*",
+    *,
+    restart: bool = False,
+    max_entries: int = 512,
+) -> Request[list[FileInfo] | None]:
+    """One batch of directory entries; parses to None at the end of the enumeration."""
+    qd = QueryDirectoryParameters(pattern=pattern, restart_scan=restart, max_entries=max_entries)
+    return Request(
+        _ctx(
+            IrpMj.DIRECTORY_CONTROL,
+            timeout_ms,
+            minor=IrpMn.QUERY_DIRECTORY,
+            fobx=fobx,
+            query_directory=qd,
+        ),
+        _entries,
+        ok=(S.STATUS_SUCCESS, S.STATUS_NO_MORE_FILES, S.STATUS_NO_SUCH_FILE),
+    )
+
+
+def query_volume(
+    fobx: int, timeout_ms: int, info_class: int = FsInformationClass.FileFsFullSizeInformation
+) -> Request[dict[str, Any]]:
+    info = InfoParameters(info_class=int(info_class))
+    return Request(
+        _ctx(IrpMj.QUERY_VOLUME_INFORMATION, timeout_ms, fobx=fobx, info=info),
+        lambda done, _: dict(_result(done)),
+    )
+
+
+def control(code: int, timeout_ms: int, **args: Any) -> Request[Any]:
+    """A management request on the device FCB (MRxDevFcbXXXControlFile)."""
+    lowio = LowIoParameters(code=int(code))
+    return Request(
+        _ctx(IrpMj.FILE_SYSTEM_CONTROL, timeout_ms, lowio=lowio, args=args or None),
+        lambda done, _: done.result,
+    )

@@ -1,0 +1,77 @@
+"""The asyncio client against a real daemon: many requests in flight, the same results and
+errors as the blocking client, deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from rdbss.aio import AsyncClient
+from rdbss.wire import NtStatus, NtStatusError
+from tests.daemon import Daemon
+
+S = NtStatus
+
+
+def test_many_reads_in_flight_return_the_right_bytes(daemon: Daemon) -> None:
+    data = os.urandom(256 * 4096)
+    (daemon.share_dir / "aio.bin").write_bytes(data)
+
+    async def main() -> list[bytes]:
+        async with AsyncClient(daemon.runtime_dir, timeout=10) as c:
+            h = await c.create(daemon.share + r"\aio.bin")
+            blocks = await asyncio.gather(
+                *(c.read_handle(h.fobx, i * 4096, 4096) for i in reversed(range(256)))
+            )
+            await c.close_handle(h.fobx)
+            return blocks
+
+    blocks = asyncio.run(main())
+    assert b"".join(reversed(blocks)) == data
+
+
+def test_whole_files_and_listing(daemon: Daemon) -> None:
+    data = os.urandom(3 * (1 << 20) + 5)
+
+    async def main() -> tuple[bytes, list[str], int]:
+        async with AsyncClient(daemon.runtime_dir) as c:
+            assert await c.ping()
+            n = await c.write_bytes(daemon.share + r"\aio-big.bin", data)
+            back = await c.read_bytes(daemon.share + r"\aio-big.bin")
+            names = await c.listdir(daemon.share, "aio-*")
+            size = (await c.stat(daemon.share + r"\aio-big.bin")).size
+            assert n == len(data)
+            return back, names, size
+
+    back, names, size = asyncio.run(main())
+    assert back == data and size == len(data) and "aio-big.bin" in names
+    assert (daemon.share_dir / "aio-big.bin").read_bytes() == data
+
+
+def test_errors_are_the_same_exceptions(daemon: Daemon) -> None:
+    async def main() -> None:
+        async with AsyncClient(daemon.runtime_dir) as c:
+            with pytest.raises(FileNotFoundError) as info:
+                await c.stat(daemon.share + r"\nope")
+            assert isinstance(info.value, NtStatusError)
+            assert info.value.status == S.STATUS_OBJECT_NAME_NOT_FOUND
+            results = await asyncio.gather(
+                c.stat(daemon.share), c.stat(daemon.share + r"\nope"), return_exceptions=True
+            )
+            assert not isinstance(results[0], BaseException)
+            assert isinstance(results[1], FileNotFoundError)
+
+    asyncio.run(main())
+
+
+def test_requests_after_close_fail_clearly(daemon: Daemon) -> None:
+    async def main() -> None:
+        c = AsyncClient(daemon.runtime_dir)
+        await c.close()
+        with pytest.raises(NtStatusError) as info:
+            await c.ping()
+        assert info.value.status == S.STATUS_INVALID_HANDLE
+
+    asyncio.run(main())
