@@ -9,6 +9,7 @@ from rdbss.minirdrs.base import MiniRdr
 #: kind -> "module:Class", imported only by the process that runs it
 KINDS: dict[str, str] = {
     "local": "rdbss.minirdrs.local:LocalMiniRdr",
+    "smb": "rdbss.minirdrs.smb:SmbMiniRdr",
     "webdav": "rdbss.minirdrs.webdav:WebDavMiniRdr",
     "faulty": "rdbss.minirdrs.faulty:FaultyMiniRdr",
 }

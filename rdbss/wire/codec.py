@@ -85,7 +85,7 @@ _RX: _Spec = (
     ("routine", "rt", "str"),
     ("target", "to", "str"),
     ("timeout_ms", "dl", "int"),
-    ("path", "p", "str"),
+    ("path", "p", "path"),
     ("fobx", "fx", "int"),
     ("srv_open", "so", "int"),
     ("srv_call", "sc", "str"),
@@ -164,6 +164,14 @@ def _check(value: Any, kind: Any, where: str) -> Any:
             raise WireError(f"{where}: expected a string")
         if "\x00" in value:
             raise WireError(f"{where}: NUL character in string")
+        return value
+    if kind == "path":
+        if type(value) is not str:
+            raise WireError(f"{where}: expected a string")
+        if "\x00" in value:  # a name no file system allows: a name error, not a bad message
+            raise WireError(
+                f"{where}: NUL character in a path", NtStatus.STATUS_OBJECT_NAME_INVALID
+            )
         return value
     if kind == "bool":
         if type(value) is not bool:

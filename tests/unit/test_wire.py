@@ -181,7 +181,6 @@ def test_register_and_heartbeat_round_trip() -> None:
         (msgpack.packb({"k": "rx", "v": 1, "id": "1", "mj": 0}), "expected an integer"),
         (msgpack.packb({"k": "rx", "v": 1, "id": True, "mj": 0}), "expected an integer"),
         (msgpack.packb({"k": "rx", "v": 1, "id": 1, "mj": 0, "zz": 1}), "unknown field"),
-        (msgpack.packb({"k": "rx", "v": 1, "id": 1, "mj": 0, "p": "a\x00b"}), "NUL"),
         (msgpack.packb({"k": "rx", "v": 1, "id": 1, "mj": 0, "cr": [1]}), "expected a map"),
         (msgpack.packb({"k": "rx", "v": 1, "id": 1, "mj": 0, "lo": {"o": "x"}}), "integer"),
         (
@@ -256,3 +255,14 @@ def test_frame_count_and_payload_limit() -> None:
         unpack_frames(codec, [header, b"x" * 11], Limits(max_payload_bytes=10))
     _msg, payload = unpack_frames(codec, [header])
     assert payload is None
+
+
+def test_a_nul_in_a_path_is_a_name_error() -> None:
+    frame = msgpack.packb({"k": "rx", "v": 1, "id": 1, "mj": 0, "p": "a\x00b"})
+    with pytest.raises(WireError) as info:
+        codec.decode(frame)
+    assert info.value.status == NtStatus.STATUS_OBJECT_NAME_INVALID
+    frame = msgpack.packb({"k": "rx", "v": 1, "id": 1, "mj": 0, "sc": "a\x00b"})
+    with pytest.raises(WireError) as info:
+        codec.decode(frame)
+    assert info.value.status == NtStatus.STATUS_INVALID_PARAMETER

@@ -1,0 +1,623 @@
+"""The transport half of the SMB mini-redirector: one ``SmbLink`` per SrvCall (an SMB2/3
+connection, its authenticated session and its tree connects), built on smbprotocol's low-level
+API, plus the raw SMB2 information structures it parses itself (so times keep their 100 ns
+precision).
+
+Deadlines: smbprotocol waits for most answers without a timeout, so every exchange runs under a
+per-link watchdog. When ``timeout`` seconds pass without the answer, the watchdog shuts the
+socket down: the waiting call fails at once, the request answers STATUS_IO_TIMEOUT and the link
+is dead from then on (as a Windows client drops a connection whose server stopped answering).
+
+Failures: an NTSTATUS from the server passes straight through. A lost connection
+(SMBConnectionClosed, ConnectionError, the receiver thread's death) answers
+STATUS_CONNECTION_DISCONNECTED and marks the link dead, so later calls answer the same at once.
+Credentials live only in the smbprotocol Session object: they are never logged and never part of
+a message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import socket
+import struct
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from smbprotocol.connection import Connection
+from smbprotocol.exceptions import (
+    SMBAuthenticationError,
+    SMBConnectionClosed,
+    SMBException,
+    SMBResponseException,
+)
+from smbprotocol.open import (
+    SMB2QueryDirectoryRequest,
+    SMB2QueryDirectoryResponse,
+    SMB2QueryInfoRequest,
+    SMB2QueryInfoResponse,
+    SMB2SetInfoRequest,
+)
+from smbprotocol.session import Session
+from smbprotocol.tree import TreeConnect
+
+from rdbss.wire.status import NtStatus, NtStatusError, status_from_errno, status_name
+
+log = logging.getLogger("rdbss.smb")
+S = NtStatus
+T = TypeVar("T")
+
+# smbprotocol and spnego log every request at INFO and dump structures at DEBUG: keep them quiet
+# whatever the daemon's level (authentication messages must never reach a log).
+for _noisy in ("smbprotocol", "smbclient", "spnego"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
+
+FILETIME_EPOCH = 116_444_736_000_000_000  # 1970-01-01 as a FILETIME (100 ns since 1601)
+MAX_PAYLOAD = 65_536  # one credit's worth
+INFO_BUFFER = 65_536
+RELATED_FILE_ID = b"\xff" * 16  # "the file of the previous CREATE in this compound"
+SMB2_0_INFO_FILE = 1
+SMB2_0_INFO_FILESYSTEM = 2
+
+#: Server statuses that mean the session (not just this request) is gone.
+_SESSION_LOST = frozenset(
+    {S.STATUS_USER_SESSION_DELETED, S.STATUS_NETWORK_SESSION_EXPIRED, S.STATUS_NETWORK_NAME_DELETED}
+)
+_LOST_ERRNOS = frozenset(
+    {
+        errno.EPIPE,
+        errno.ECONNRESET,
+        errno.ECONNABORTED,
+        errno.ENOTCONN,
+        errno.EBADF,
+        errno.ESHUTDOWN,
+    }
+)
+
+
+def filetime_to_ns(value: int) -> int:
+    """POSIX nanoseconds of a FILETIME; 0 (unknown) stays 0."""
+    return (value - FILETIME_EPOCH) * 100 if value > 0 else 0
+
+
+def ns_to_filetime(ns: int) -> int:
+    """A FILETIME for POSIX nanoseconds; 0 or below means "leave unchanged" (FILETIME 0)."""
+    return ns // 100 + FILETIME_EPOCH if ns > 0 else 0
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """One ``[minirdr.servers.<name>]`` table. The password itself is read when the SrvCall is
+    created (``read_password``), never at start-up, and never kept here."""
+
+    name: str
+    host: str
+    port: int
+    username: str
+    password_file: str | None = None
+    password_env: str | None = None
+    password: str | None = field(default=None, repr=False)
+    encrypt: bool = False
+
+    @classmethod
+    def parse(cls, name: str, table: object) -> ServerConfig:
+        where = f"smb mini-redirector: server {name!r}"
+        if not isinstance(table, Mapping):
+            raise ValueError(f"{where} must be a table")
+        known = {"host", "port", "username", "password_file", "password_env", "password", "encrypt"}
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise ValueError(f"{where}: unknown option(s) {', '.join(unknown)}")
+        host = table.get("host")
+        if not isinstance(host, str) or not host:
+            raise ValueError(f"{where}: 'host' must be a non-empty string")
+        port = table.get("port", 445)
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise ValueError(f"{where}: 'port' must be a TCP port number")
+        username = table.get("username")
+        if not isinstance(username, str) or not username:
+            raise ValueError(f"{where}: 'username' must be a non-empty string")
+        sources = [k for k in ("password_file", "password_env", "password") if k in table]
+        if len(sources) > 1:
+            raise ValueError(f"{where}: give only one of {', '.join(sources)}")
+        for key in sources:
+            if not isinstance(table[key], str):
+                raise ValueError(f"{where}: {key!r} must be a string")
+        encrypt = table.get("encrypt", False)
+        if not isinstance(encrypt, bool):
+            raise ValueError(f"{where}: 'encrypt' must be true or false")
+        return cls(
+            name=name,
+            host=host,
+            port=port,
+            username=username,
+            password_file=table.get("password_file"),
+            password_env=table.get("password_env"),
+            password=table.get("password"),
+            encrypt=encrypt,
+        )
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def read_password(self) -> str:
+        """The password from its source; STATUS_LOGON_FAILURE (without any secret in the message)
+        when the source cannot be read."""
+        if self.password_file is not None:
+            path = os.path.expanduser(self.password_file)
+            try:
+                with open(path, encoding="utf-8") as f:
+                    return f.read().rstrip("\r\n")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+                raise NtStatusError(
+                    S.STATUS_LOGON_FAILURE,
+                    f"server {self.name!r}: cannot read password_file {path}: {reason}",
+                ) from None
+        if self.password_env is not None:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise NtStatusError(
+                    S.STATUS_LOGON_FAILURE,
+                    f"server {self.name!r}: environment variable {self.password_env} is not set",
+                )
+            return value
+        return self.password or ""
+
+
+# --------------------------------------------------------------------------------------------
+# Watchdog
+# --------------------------------------------------------------------------------------------
+
+
+class _Watchdog:
+    """Calls ``on_expire`` (from its own thread) when an armed deadline passes."""
+
+    def __init__(self, name: str, on_expire: Callable[[], None]) -> None:
+        self._on_expire = on_expire
+        self._cond = threading.Condition()
+        self._deadline: float | None = None
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopped:
+                    if self._deadline is None:
+                        self._cond.wait()
+                        continue
+                    remaining = self._deadline - time.monotonic()
+                    if remaining <= 0:
+                        self._deadline = None
+                        break
+                    self._cond.wait(remaining)
+                if self._stopped:
+                    return
+            try:
+                self._on_expire()
+            except Exception:  # the watchdog must survive whatever closing a socket does
+                log.exception("watchdog action failed")
+
+    @contextlib.contextmanager
+    def guard(self, seconds: float) -> Iterator[None]:
+        with self._cond:
+            self._deadline = time.monotonic() + seconds
+            self._cond.notify()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._deadline = None
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+
+
+# --------------------------------------------------------------------------------------------
+# The link
+# --------------------------------------------------------------------------------------------
+
+
+class SmbLink:
+    """An SMB connection + session to one configured server, and its tree connects.
+
+    Used by one thread at a time (the SrvCall's worker); ``close`` may come from another."""
+
+    def __init__(self, server: ServerConfig, timeout: float) -> None:
+        self.server = server
+        self.timeout = timeout
+        self.connection: Any = None
+        self.session: Any = None
+        self.trees: dict[str, Any] = {}  # share name (lower case) -> TreeConnect
+        self.dead: NtStatusError | None = None
+        self._timed_out = False
+        self._watchdog = _Watchdog(f"smb-watchdog-{server.name}", self._expired)
+
+    def __repr__(self) -> str:
+        return f"SmbLink({self.server.name!r}, {self.server.address})"
+
+    # ---------------------------------------------------------------- life cycle
+    def connect(self, password: str) -> None:
+        """TCP connect, negotiate and session setup (each under the deadline)."""
+        server = self.server
+        conn = Connection(uuid.uuid4(), server.host, server.port, require_signing=True)
+        self.connection = conn
+        try:
+            with self._watchdog.guard(self.timeout):
+                conn.connect(timeout=self.timeout)
+                session = Session(
+                    conn, server.username, password, require_encryption=server.encrypt
+                )
+                session.connect()
+        except BaseException as exc:
+            error = self._connect_error(exc)
+            self._teardown()
+            self.dead = error
+            raise error from None
+        self.session = session
+        log.info(
+            "connected server=%s address=%s dialect=0x%04x encrypt=%s",
+            server.name,
+            server.address,
+            conn.dialect,
+            bool(session.encrypt_data),
+        )
+
+    def _connect_error(self, exc: BaseException) -> NtStatusError:
+        where = f"cannot connect to server {self.server.name!r} ({self.server.address})"
+        if isinstance(exc, NtStatusError):
+            return exc
+        if self._timed_out:
+            return NtStatusError(S.STATUS_IO_TIMEOUT, f"{where}: no answer in {self.timeout} s")
+        if isinstance(exc, SMBResponseException):
+            return NtStatusError(exc.status, f"{where}: {status_name(exc.status)}")
+        if isinstance(exc, SMBAuthenticationError):
+            return NtStatusError(S.STATUS_LOGON_FAILURE, f"{where}: authentication failed")
+        cause = exc.__cause__ if isinstance(exc, ValueError) else exc
+        if isinstance(cause, socket.gaierror):
+            return NtStatusError(S.STATUS_BAD_NETWORK_PATH, f"{where}: unknown host name")
+        if isinstance(cause, TimeoutError | socket.timeout):
+            return NtStatusError(S.STATUS_IO_TIMEOUT, f"{where}: connect timed out")
+        if isinstance(cause, OSError) and cause.errno is not None:
+            if cause.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EHOSTDOWN):
+                status: int = S.STATUS_NETWORK_UNREACHABLE
+            elif cause.errno == errno.ECONNREFUSED:
+                status = S.STATUS_REMOTE_NOT_LISTENING
+            elif cause.errno in _LOST_ERRNOS:
+                status = S.STATUS_CONNECTION_DISCONNECTED
+            else:
+                status = status_from_errno(cause.errno)
+                if status == S.STATUS_UNSUCCESSFUL:
+                    status = S.STATUS_UNEXPECTED_NETWORK_ERROR
+            return NtStatusError(status, f"{where}: {os.strerror(cause.errno)}")
+        if isinstance(exc, SMBConnectionClosed | ConnectionError | EOFError):
+            return NtStatusError(S.STATUS_CONNECTION_DISCONNECTED, f"{where}: connection closed")
+        if isinstance(exc, SMBException) and "timeout" in str(exc).lower():
+            return NtStatusError(S.STATUS_IO_TIMEOUT, f"{where}: no answer in {self.timeout} s")
+        return NtStatusError(
+            S.STATUS_UNEXPECTED_NETWORK_ERROR, f"{where}: {type(exc).__name__}: {exc}"
+        )
+
+    def close(self) -> None:
+        """Log off and disconnect (briefly, quietly), then release the socket and threads."""
+        conn = self.connection
+        if conn is not None and self.dead is None and conn.transport is not None:
+            self.dead = NtStatusError(S.STATUS_CONNECTION_DISCONNECTED, "disconnected")
+            with contextlib.suppress(Exception), self._watchdog.guard(min(self.timeout, 5.0)):
+                conn.disconnect(True)
+        self._teardown()
+        if self.dead is None:
+            self.dead = NtStatusError(S.STATUS_CONNECTION_DISCONNECTED, "disconnected")
+
+    def _teardown(self) -> None:
+        conn = self.connection
+        if conn is not None and conn.transport is not None:
+            with contextlib.suppress(Exception):
+                conn.disconnect(False)
+        self.trees.clear()
+        self._watchdog.stop()
+
+    def _expired(self) -> None:
+        """Watchdog: the server did not answer in time. Unblock the waiting call by shutting the
+        socket down (without the transport's locks: a blocked send holds them)."""
+        self._timed_out = True
+        self.dead = NtStatusError(
+            S.STATUS_IO_TIMEOUT,
+            f"server {self.server.name!r} did not answer in {self.timeout} s; connection dropped",
+        )
+        log.warning(
+            "timeout server=%s after %.1f s: dropping the connection",
+            self.server.name,
+            self.timeout,
+        )
+        transport = getattr(self.connection, "transport", None)
+        sock = getattr(transport, "_sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def _lose(self, status: int, message: str) -> NtStatusError:
+        error = NtStatusError(status, message)
+        if self.dead is None:
+            self.dead = NtStatusError(
+                status, f"connection to server {self.server.name!r} lost: {message}"
+            )
+            log.warning("connection lost server=%s: %s", self.server.name, message)
+        self._teardown()
+        return error
+
+    def check_alive(self) -> None:
+        """Refuse at once on a dead link: whatever killed it (a lost connection, a timeout, a
+        finalize), the connection is gone now, which the core hears as a lost connection."""
+        if self.dead is not None:
+            raise NtStatusError(S.STATUS_CONNECTION_DISCONNECTED, self.dead.strerror or "")
+
+    # ---------------------------------------------------------------- requests
+    def call(self, what: str, fn: Callable[[], T], *, timeout: float | None = None) -> T:
+        """Run ``fn`` (smbprotocol calls) under the deadline; every failure becomes an
+        NtStatusError whose message starts with ``what``."""
+        self.check_alive()
+        try:
+            with self._watchdog.guard(timeout if timeout is not None else self.timeout):
+                return fn()
+        except NtStatusError:
+            raise
+        except SMBResponseException as exc:
+            status = int(exc.status)
+            if status in _SESSION_LOST:
+                raise self._lose(status, f"{what}: {status_name(status)}") from None
+            raise NtStatusError(status, f"{what}: {status_name(status)}") from None
+        except Exception as exc:
+            raise self._failure(what, exc) from None
+
+    def _failure(self, what: str, exc: Exception) -> NtStatusError:
+        if self._timed_out:
+            return self._lose(S.STATUS_IO_TIMEOUT, f"{what}: no answer in {self.timeout} s")
+        conn = self.connection
+        broken = (
+            conn is None
+            or getattr(conn, "_t_exc", None) is not None
+            or not getattr(conn.transport, "connected", False)
+        )
+        lost = isinstance(exc, SMBConnectionClosed | ConnectionError | EOFError) or (
+            isinstance(exc, OSError) and exc.errno in _LOST_ERRNOS
+        )
+        if lost or broken:
+            return self._lose(S.STATUS_CONNECTION_DISCONNECTED, f"{what}: connection lost")
+        if isinstance(exc, SMBException) and "timeout" in str(exc).lower():
+            return self._lose(S.STATUS_IO_TIMEOUT, f"{what}: no answer in {self.timeout} s")
+        log.warning(
+            "smb request failed server=%s: %s: %s", self.server.name, type(exc).__name__, exc
+        )
+        return NtStatusError(
+            S.STATUS_UNEXPECTED_NETWORK_ERROR, f"{what}: {type(exc).__name__}: {exc}"
+        )
+
+    def tree(self, share: str) -> Any:
+        """The tree connect of ``share`` (made now if need be)."""
+        key = share.lower()
+        tree = self.trees.get(key)
+        if tree is not None:
+            return tree
+        tree = TreeConnect(self.session, rf"\\{self.server.host}\{share}")
+        self.call(f"cannot connect to share {share!r}", tree.connect)
+        self.trees[key] = tree
+        return tree
+
+    def disconnect_tree(self, share: str) -> None:
+        tree = self.trees.pop(share.lower(), None)
+        if tree is None or self.dead is not None:
+            return
+        with contextlib.suppress(NtStatusError):
+            self.call(f"cannot disconnect share {share!r}", tree.disconnect)
+
+    def exchange(
+        self, tree: Any, messages: list[Any], *, credit_request: int | None = None
+    ) -> list[Any]:
+        """Send one message (or an unrelated compound) and receive every answer: a response
+        header, or the SMBResponseException of a failed one. Call it inside ``call``."""
+        conn = self.connection
+        sid = self.session.session_id
+        tid = tree.tree_connect_id
+        if len(messages) == 1:
+            requests = [conn.send(messages[0], sid=sid, tid=tid, credit_request=credit_request)]
+        else:
+            requests = conn.send_compound(messages, sid, tid, related=False)
+        answers: list[Any] = []
+        for request in requests:
+            try:
+                answers.append(conn.receive(request))
+            except SMBResponseException as exc:
+                answers.append(exc)
+        return answers
+
+    def one(self, tree: Any, message: Any, *, credit_request: int | None = None) -> Any:
+        """Send one message and return its response header (raising its failure)."""
+        (answer,) = self.exchange(tree, [message], credit_request=credit_request)
+        if isinstance(answer, SMBResponseException):
+            raise answer
+        return answer
+
+    def credits(self, size: int, max_size: int) -> tuple[int, int]:
+        """(chunk size, credit request) for a read or write of ``size`` more bytes: as much as
+        the negotiated maximum and the available credits allow, asking the server for enough
+        credits that the next chunk can be a full one."""
+        window = self.connection.sequence_window
+        available = max(1, window["high"] - window["low"])
+        chunk = max(1, min(size, max_size, available * MAX_PAYLOAD))
+        charge = (chunk - 1) // MAX_PAYLOAD + 1
+        full = (max(1, max_size) - 1) // MAX_PAYLOAD + 1
+        return chunk, charge + max(0, full - (available - charge))
+
+
+# --------------------------------------------------------------------------------------------
+# Raw SMB2 structures
+# --------------------------------------------------------------------------------------------
+
+
+def query_info_request(file_id: bytes, info_type: int, info_class: int) -> Any:
+    request = SMB2QueryInfoRequest()
+    request["info_type"] = info_type
+    request["file_info_class"] = info_class
+    request["output_buffer_length"] = INFO_BUFFER
+    request["file_id"] = file_id
+    return request
+
+
+def query_info_buffer(header: Any) -> bytes:
+    response = SMB2QueryInfoResponse()
+    response.unpack(header["data"].get_value())
+    data: bytes = response["buffer"].get_value()
+    return data
+
+
+def set_info_request(file_id: bytes, info_class: int, buffer: bytes) -> Any:
+    request = SMB2SetInfoRequest()
+    request["info_type"] = SMB2_0_INFO_FILE
+    request["file_info_class"] = info_class
+    request["file_id"] = file_id
+    request["buffer"] = buffer
+    return request
+
+
+def query_directory_request(file_id: bytes, pattern: str, info_class: int, flags: int) -> Any:
+    request = SMB2QueryDirectoryRequest()
+    request["file_information_class"] = info_class
+    request["flags"] = flags
+    request["file_id"] = file_id
+    request["output_buffer_length"] = INFO_BUFFER
+    request["buffer"] = pattern.encode("utf-16-le")
+    return request
+
+
+def query_directory_buffer(header: Any) -> bytes:
+    response = SMB2QueryDirectoryResponse()
+    response.unpack(header["data"].get_value())
+    data: bytes = response["buffer"].get_value()
+    return data
+
+
+_ALL_INFO = struct.Struct("<qqqqIIqqIBBHqIIqIII")  # FileAllInformation up to FileNameLength
+_DIR_ENTRY = struct.Struct("<IIqqqqqqIIIIq")  # FileIdFullDirectoryInformation before FileName
+
+
+@dataclass(slots=True)
+class RawInfo:
+    """What FileAllInformation / a directory entry says about a file."""
+
+    creation_time: int  # POSIX ns
+    last_access_time: int
+    last_write_time: int
+    change_time: int
+    attributes: int
+    allocation_size: int
+    size: int
+    nlink: int | None
+    delete_pending: bool
+    directory: bool
+    file_id: int
+
+
+def parse_all_information(data: bytes) -> RawInfo:
+    if len(data) < _ALL_INFO.size:
+        raise NtStatusError(S.STATUS_INVALID_NETWORK_RESPONSE, "short FileAllInformation")
+    (ctime, atime, mtime, chtime, attrs, _r1, alloc, eof, nlink, delete, directory, _r2,
+     index, _ea, _access, _pos, _mode, _align, _name_len) = _ALL_INFO.unpack_from(data)  # fmt: skip
+    return RawInfo(
+        filetime_to_ns(ctime),
+        filetime_to_ns(atime),
+        filetime_to_ns(mtime),
+        filetime_to_ns(chtime),
+        attrs,
+        alloc,
+        eof,
+        nlink,
+        bool(delete),
+        bool(directory),
+        index,
+    )
+
+
+def parse_end_of_file(data: bytes) -> int:
+    """EndOfFile from FileStandardInformation."""
+    if len(data) < 16:
+        raise NtStatusError(S.STATUS_INVALID_NETWORK_RESPONSE, "short FileStandardInformation")
+    eof: int = struct.unpack_from("<q", data, 8)[0]
+    return eof
+
+
+def parse_directory_entries(data: bytes) -> list[tuple[str, RawInfo]]:
+    """(name, info) of each FileIdFullDirectoryInformation entry in a QUERY_DIRECTORY answer."""
+    entries: list[tuple[str, RawInfo]] = []
+    offset = 0
+    while offset + _DIR_ENTRY.size <= len(data):
+        (nxt, _index, ctime, atime, mtime, chtime, eof, alloc, attrs, name_len, _ea, _r,
+         file_id) = _DIR_ENTRY.unpack_from(data, offset)  # fmt: skip
+        start = offset + _DIR_ENTRY.size
+        name = data[start : start + name_len].decode("utf-16-le", errors="surrogatepass")
+        info = RawInfo(
+            filetime_to_ns(ctime),
+            filetime_to_ns(atime),
+            filetime_to_ns(mtime),
+            filetime_to_ns(chtime),
+            attrs,
+            alloc,
+            eof,
+            None,
+            False,
+            bool(attrs & 0x10),
+            file_id,
+        )
+        entries.append((name, info))
+        if nxt == 0:
+            break
+        offset += nxt
+    return entries
+
+
+def parse_volume(answers: dict[int, bytes]) -> dict[str, Any]:
+    """The volume map from FileFs{Volume,Device,Attribute,FullSize}Information buffers."""
+    result: dict[str, Any] = {}
+    data = answers.get(7)
+    if data is not None and len(data) >= 32:
+        total, caller, actual, sectors, sector_bytes = struct.unpack_from("<qqqII", data)
+        unit = sectors * sector_bytes
+        result.update(
+            total_bytes=total * unit,
+            free_bytes=actual * unit,
+            avail_bytes=caller * unit,
+            bytes_per_sector=sector_bytes,
+            sectors_per_allocation_unit=sectors,
+        )
+    data = answers.get(1)
+    if data is not None and len(data) >= 18:
+        _created, serial, label_len = struct.unpack_from("<qII", data)
+        result["serial"] = serial
+        result["label"] = data[18 : 18 + label_len].decode("utf-16-le", errors="replace")
+    data = answers.get(5)
+    if data is not None and len(data) >= 12:
+        attrs, max_name, name_len = struct.unpack_from("<IiI", data)
+        result["fs_attributes"] = attrs
+        result["max_name_length"] = max_name
+        result["fs_name"] = data[12 : 12 + name_len].decode("utf-16-le", errors="replace")
+    data = answers.get(4)
+    if data is not None and len(data) >= 8:
+        _device_type, characteristics = struct.unpack_from("<II", data)
+        result["device_characteristics"] = characteristics
+    return result
