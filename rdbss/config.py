@@ -12,6 +12,7 @@ Example::
     request_timeout = 30.0                 # seconds, default deadline of a request
     connect_timeout = 30.0                 # seconds, deadline of a connection set-up
     idle_timeout = 300.0                   # seconds; a connection with no open file is closed
+    metrics_port = 9464                    # Prometheus on metrics_host (127.0.0.1); 0 = off
     provider_order = ["local"]             # who wins when several claim one server
 
     [[minirdr]]
@@ -72,6 +73,8 @@ class Config:
     request_timeout: float = 30.0
     connect_timeout: float = 30.0
     idle_timeout: float = 300.0
+    metrics_port: int = 0  # 0: no metrics endpoint
+    metrics_host: str = "127.0.0.1"
     provider_order: list[str] = field(default_factory=list)
     minirdrs: list[MiniRdrConfig] = field(default_factory=list)
     source: Path | None = None  # the file it came from; None for the embedded default
@@ -97,6 +100,8 @@ class Config:
             request_timeout=float(data["request_timeout"]),
             connect_timeout=float(data["connect_timeout"]),
             idle_timeout=float(data.get("idle_timeout", 300.0)),
+            metrics_port=int(data.get("metrics_port", 0)),
+            metrics_host=str(data.get("metrics_host", "127.0.0.1")),
             provider_order=list(data["provider_order"]),
             minirdrs=[MiniRdrConfig(**m) for m in data["minirdrs"]],
             source=Path(data["source"]) if data.get("source") else None,
@@ -138,6 +143,8 @@ def parse_config(text: str, source: Path | None = None) -> Config:
         "request_timeout",
         "connect_timeout",
         "idle_timeout",
+        "metrics_port",
+        "metrics_host",
         "provider_order",
     }
     if unknown:
@@ -152,6 +159,11 @@ def parse_config(text: str, source: Path | None = None) -> Config:
     config.request_timeout = _number(daemon, "request_timeout", 30.0, f"{where}: daemon")
     config.connect_timeout = _number(daemon, "connect_timeout", 30.0, f"{where}: daemon")
     config.idle_timeout = _number(daemon, "idle_timeout", 300.0, f"{where}: daemon")
+    port = daemon.get("metrics_port", 0)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
+        raise ConfigError(f"{where}: metrics_port must be a port number (0 = off)")
+    config.metrics_port = port
+    config.metrics_host = str(daemon.get("metrics_host", "127.0.0.1"))
     entries = data.get("minirdr", [])
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{where}: needs at least one [[minirdr]] table")

@@ -63,7 +63,11 @@ class Daemon:
 
 
 def write_config(
-    base: Path, extra: str = "", log_level: str = "info", idle_timeout: float = 300.0
+    base: Path,
+    extra: str = "",
+    log_level: str = "info",
+    idle_timeout: float = 300.0,
+    metrics_port: int = 0,
 ) -> tuple[Path, Path]:
     share = base / "share"
     share.mkdir(parents=True, exist_ok=True)
@@ -73,6 +77,7 @@ def write_config(
 runtime_dir = "{base / "run"}"
 request_timeout = 10.0
 idle_timeout = {idle_timeout}
+metrics_port = {metrics_port}
 log_level = "{log_level}"
 connect_timeout = 5.0
 
@@ -89,11 +94,14 @@ data = "{share}"
 
 @contextlib.contextmanager
 def running_daemon(
-    extra_config: str = "", log_level: str = "info", idle_timeout: float = 300.0
+    extra_config: str = "",
+    log_level: str = "info",
+    idle_timeout: float = 300.0,
+    metrics_port: int = 0,
 ) -> Iterator[Daemon]:
     # short path: ipc socket paths are limited to 107 characters
     base = Path(tempfile.mkdtemp(prefix="rdt-", dir="/tmp"))
-    cfg, share = write_config(base, extra_config, log_level, idle_timeout)
+    cfg, share = write_config(base, extra_config, log_level, idle_timeout, metrics_port)
     config = load_config(cfg)
     pid = start_detached(cfg, config)
     try:

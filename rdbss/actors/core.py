@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rdbss.actors.bus import client_alive
+from rdbss.actors.metrics import NullMetrics
 from rdbss.model.dispatch import routine_for
 from rdbss.model.names import UncName, parse_unc
 from rdbss.model.prefix import PrefixTable
@@ -39,7 +40,7 @@ from rdbss.wire.rxcontext import (
     RxCompletion,
     RxContext,
 )
-from rdbss.wire.status import NETWORK_ERRORS, NtStatus, NtStatusError
+from rdbss.wire.status import NETWORK_ERRORS, NtStatus, NtStatusError, status_name
 
 log = logging.getLogger("rdbss.core")
 
@@ -115,6 +116,7 @@ class Pending:
     origin: str | None
     routine: str
     net_root: NetRoot | None = None  # the connection the request used, if any
+    started: float = 0.0
 
 
 @dataclass(slots=True)
@@ -140,8 +142,15 @@ class RecentError:
 
 
 class RdbssCore:
-    def __init__(self, outbox: Outbox, clock: Callable[[], float], settings: CoreSettings) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        clock: Callable[[], float],
+        settings: CoreSettings,
+        metrics: NullMetrics | None = None,
+    ) -> None:
         self.out = outbox
+        self.metrics = metrics or NullMetrics()
         self.clock = clock
         self.settings = settings
         self.prefix = PrefixTable()
@@ -245,6 +254,7 @@ class RdbssCore:
         if now >= self._next_scavenge:
             self._next_scavenge = now + min(1.0, self.settings.idle_timeout_s / 2)
             self.scavenge(now)
+            self.metrics.snapshot(self.status())
 
     def scavenge(self, now: float) -> None:
         """Finalize connections idle for longer than ``idle_timeout_s``: Good NetRoots with no
@@ -331,6 +341,7 @@ class RdbssCore:
         if peer is None:
             return
         self.departed[name] = peer
+        self.metrics.peer_down(name, reason.split(" (")[0][:40])
         log.warning("peer down peer=%s pid=%d reason=%s", name, peer.pid, reason)
         message = f"{peer.role} {name!r} went down: {reason}"
         for core_id, pending in list(self.pending.items()):
@@ -436,7 +447,9 @@ class RdbssCore:
             self.peer_down(peer_name, S.STATUS_CONNECTION_DISCONNECTED, "unreachable")
             raise NtStatusError(S.STATUS_CONNECTION_DISCONNECTED, f"{peer_name!r} is unreachable")
         deadline = self.clock() + timeout / 1000.0
-        self.pending[core_id] = Pending(peer_name, deadline, then, ctx.origin, routine, net_root)
+        self.pending[core_id] = Pending(
+            peer_name, deadline, then, ctx.origin, routine, net_root, self.clock()
+        )
         heapq.heappush(self._deadlines, (deadline, core_id))
         peer.requests += 1
 
@@ -474,6 +487,9 @@ class RdbssCore:
             self.out.to_peer(CONNMGR, note)
 
     def _run_then(self, pending: Pending, done: RxCompletion, payload: Payload) -> None:
+        self.metrics.request_done(
+            pending.routine, pending.peer, status_name(done.status), self.clock() - pending.started
+        )
         try:
             pending.then(done, payload)
         except Exception:  # a bug in a continuation must not take the core down

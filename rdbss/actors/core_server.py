@@ -15,6 +15,7 @@ import zmq
 
 from rdbss.actors.bus import Endpoints, new_context, router
 from rdbss.actors.core import CoreSettings, Payload, RdbssCore
+from rdbss.actors.metrics import NullMetrics
 from rdbss.wire.codec import Codec, WireError
 from rdbss.wire.framing import pack_frames, unpack_frames
 from rdbss.wire.rxcontext import Heartbeat, RxCompletion, RxContext
@@ -39,13 +40,15 @@ def _request_id_of(frame: Any) -> int:
 
 
 class CoreServer:
-    def __init__(self, endpoints: Endpoints, settings: CoreSettings) -> None:
+    def __init__(
+        self, endpoints: Endpoints, settings: CoreSettings, metrics: NullMetrics | None = None
+    ) -> None:
         self.endpoints = endpoints
         self.codec = Codec()
         self.zctx = new_context()
         self.clients = router(self.zctx, endpoints.client, untrusted=True)
         self.bus = router(self.zctx, endpoints.bus, untrusted=False)
-        self.core = RdbssCore(self, time.monotonic, settings)
+        self.core = RdbssCore(self, time.monotonic, settings, metrics)
         self._stop = threading.Event()
 
     # ---------------------------------------------------------------- Outbox

@@ -14,6 +14,7 @@ from rdbss.actors.bus import Endpoints
 from rdbss.actors.connmgr import ConnectionManager
 from rdbss.actors.core import CONNMGR, CoreSettings
 from rdbss.actors.core_server import CoreServer
+from rdbss.actors.metrics import NullMetrics
 from rdbss.actors.minirdr_host import MiniRdrHost
 from rdbss.actors.peer import PeerBridge, run_peer
 from rdbss.config import Config
@@ -29,7 +30,13 @@ def run_core(config: Config, endpoints: Endpoints) -> None:
         construct_timeout_ms=int(config.connect_timeout * 1000) + 5_000,
         idle_timeout_s=config.idle_timeout,
     )
-    CoreServer(endpoints, settings).run()
+    metrics: NullMetrics | None = None
+    if config.metrics_port:
+        from rdbss.actors.metrics import PrometheusMetrics
+
+        metrics = PrometheusMetrics(config.metrics_host, config.metrics_port)
+        log.info("metrics on http://%s:%d/metrics", config.metrics_host, metrics.port)
+    CoreServer(endpoints, settings, metrics).run()
 
 
 def run_connmgr(endpoints: Endpoints) -> None:
