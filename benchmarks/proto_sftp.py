@@ -1,0 +1,142 @@
+"""Sequential throughput of the SFTP mini-redirector against asyncssh used directly, measured in
+the same run against the same private OpenSSH sshd on loopback. Both sides use the same access
+pattern: the rdbss client's whole-file calls (4 MiB writes, 1 MiB reads, one request at a time)
+against asyncssh writing 4 MiB / reading 1 MiB per call on one open file (asyncssh splits each
+call into pipelined requests of the server's limit, as the mini-redirector does). Every transfer
+is checked byte for byte. Not a test.
+
+    python -m benchmarks.proto_sftp [SIZE_MIB]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import asyncssh
+
+from rdbss.client import READ_CHUNK, WRITE_CHUNK
+from tests.conformance.backend_sftp import sftp_config
+from tests.daemon import running_daemon
+from tests.servers.fixtures import SshServer
+
+REPEATS = 3
+SHARE = "bench"
+TIMEOUT_S = 120.0
+T = TypeVar("T")
+
+
+class _Direct:
+    """asyncssh used directly: one connection and SFTP session on a private event loop."""
+
+    def __init__(self, srv: SshServer) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.conn = self._run(
+            asyncssh.connect(
+                srv.host,
+                port=srv.port,
+                username=srv.user,
+                client_keys=[str(srv.client_key_path)],
+                known_hosts=str(srv.known_hosts_path),
+                config=None,
+                agent_path=None,
+            )
+        )
+        self.sftp = self._run(self.conn.start_sftp_client())
+
+    def _run(self, coro: Awaitable[T]) -> T:
+        return self.loop.run_until_complete(asyncio.wait_for(coro, TIMEOUT_S))
+
+    def write(self, path: str, data: bytes) -> None:
+        async def go() -> None:
+            async with self.sftp.open(path, "wb") as f:
+                for offset in range(0, len(data), WRITE_CHUNK):
+                    await f.write(data[offset : offset + WRITE_CHUNK], offset)
+
+        self._run(go())
+
+    def read(self, path: str) -> bytes:
+        async def go() -> bytes:
+            chunks: list[bytes] = []
+            async with self.sftp.open(path, "rb") as f:
+                offset = 0
+                while chunk := cast(bytes, await f.read(READ_CHUNK, offset)):
+                    chunks.append(chunk)
+                    offset += len(chunk)
+            return b"".join(chunks)
+
+        return self._run(go())
+
+    def close(self) -> None:
+        self.sftp.exit()
+        self.conn.close()
+        self._run(self.conn.wait_closed())
+        self.loop.close()
+
+
+def _timed(times: list[float], fn: Callable[..., T], *args: Any) -> T:
+    """Call ``fn(*args)``, append how long it took to ``times``, return its result."""
+    t0 = time.perf_counter()
+    result = fn(*args)
+    times.append(time.perf_counter() - t0)
+    return result
+
+
+def run(size_mib: int = 64) -> list[tuple[str, float, float]]:
+    """Rows of (operation, rdbss MiB/s, asyncssh-direct MiB/s). The two sides alternate, one
+    transfer each in turn, so a change in the machine's load hits both alike."""
+    data = os.urandom(size_mib << 20)
+    times: dict[str, list[float]] = {k: [] for k in ("rw", "dw", "rr", "dr")}
+    with tempfile.TemporaryDirectory(prefix="rdbss-bench-sftp-") as tmp:
+        base = Path(tmp)
+        with SshServer(base / "ssh") as srv:
+            folder = srv.root_dir / SHARE
+            folder.mkdir()
+            config = sftp_config(srv, {SHARE: folder}, timeout=TIMEOUT_S)
+            with (
+                running_daemon(extra_config=config) as daemon,
+                daemon.client(timeout=TIMEOUT_S) as client,
+            ):
+                direct = _Direct(srv)
+                try:
+                    unc = rf"\\sshtest\{SHARE}"
+                    client.write_bytes(rf"{unc}\warm-up.bin", b"connect first")
+                    for i in range(REPEATS):
+                        rdbss_path = rf"{unc}\rdbss-{i}.bin"
+                        direct_path = f"{folder}/direct-{i}.bin"
+                        _timed(times["rw"], client.write_bytes, rdbss_path, data)
+                        _timed(times["dw"], direct.write, direct_path, data)
+                        assert (folder / f"rdbss-{i}.bin").read_bytes() == data
+                        assert (folder / f"direct-{i}.bin").read_bytes() == data
+                    for i in range(REPEATS):
+                        rdbss_path = rf"{unc}\rdbss-{i}.bin"
+                        direct_path = f"{folder}/direct-{i}.bin"
+                        assert _timed(times["rr"], client.read_bytes, rdbss_path) == data
+                        assert _timed(times["dr"], direct.read, direct_path) == data
+                finally:
+                    direct.close()
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return [
+        ("sequential write", size_mib / med["rw"], size_mib / med["dw"]),
+        ("sequential read", size_mib / med["rr"], size_mib / med["dr"]),
+    ]
+
+
+def render(rows: list[tuple[str, float, float]]) -> str:
+    lines = [f"{'operation':<18} {'rdbss MiB/s':>12} {'asyncssh MiB/s':>15} {'ratio':>6}"]
+    for name, ours, direct in rows:
+        lines.append(f"{name:<18} {ours:>12.1f} {direct:>15.1f} {ours / direct:>6.2f}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    size = int(sys.argv[1]) if len(sys.argv) > 1 else 64
+    print(f"sftp (OpenSSH sshd on loopback), {size} MiB, median of {REPEATS}")
+    print(render(run(size)))
