@@ -68,6 +68,7 @@ def write_config(
     log_level: str = "info",
     idle_timeout: float = 300.0,
     metrics_port: int = 0,
+    daemon_extra: str = "",
 ) -> tuple[Path, Path]:
     share = base / "share"
     share.mkdir(parents=True, exist_ok=True)
@@ -78,6 +79,7 @@ runtime_dir = "{base / "run"}"
 request_timeout = 10.0
 idle_timeout = {idle_timeout}
 metrics_port = {metrics_port}
+{daemon_extra}
 log_level = "{log_level}"
 connect_timeout = 5.0
 
@@ -98,10 +100,13 @@ def running_daemon(
     log_level: str = "info",
     idle_timeout: float = 300.0,
     metrics_port: int = 0,
+    daemon_extra: str = "",
 ) -> Iterator[Daemon]:
     # short path: ipc socket paths are limited to 107 characters
     base = Path(tempfile.mkdtemp(prefix="rdt-", dir="/tmp"))
-    cfg, share = write_config(base, extra_config, log_level, idle_timeout, metrics_port)
+    cfg, share = write_config(
+        base, extra_config, log_level, idle_timeout, metrics_port, daemon_extra
+    )
     config = load_config(cfg)
     pid = start_detached(cfg, config)
     try:
