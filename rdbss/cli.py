@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -80,6 +81,14 @@ def cmd_daemon(args: argparse.Namespace) -> int:
             print(f"rdbss: {exc}")
             return 0
         print(f"rdbss daemon started (pid {started}, runtime dir {config.runtime_dir})")
+        return 0
+    if args.action == "reload":
+        pid = read_pid(config.runtime_dir)
+        if pid is None or pid <= 0:
+            print("rdbss daemon is not running")
+            return 3
+        os.kill(pid, signal.SIGHUP)
+        print(f"rdbss daemon (pid {pid}) is re-reading its configuration")
         return 0
     if args.action == "stop":
         stopped = stop(config.runtime_dir, timeout=args.timeout)
@@ -372,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("daemon", help="run or manage the daemon")
-    p.add_argument("action", choices=["start", "stop", "status", "run"])
+    p.add_argument("action", choices=["start", "stop", "status", "run", "reload"])
     p.set_defaults(func=cmd_daemon)
     p = sub.add_parser("status", help="the daemon's processes, connections and handles")
     p.set_defaults(func=cmd_daemon, action="status")

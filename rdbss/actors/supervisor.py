@@ -116,6 +116,7 @@ class Supervisor:
             Child("minirdr", m.name) for m in config.minirdrs
         ]
         self._stop = threading.Event()
+        self._reload_requested = threading.Event()
         self._next_health = 0.0
         self._core_failures = 0
 
@@ -126,6 +127,7 @@ class Supervisor:
             self._prepare()
             signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
             signal.signal(signal.SIGINT, lambda *_: self._stop.set())
+            signal.signal(signal.SIGHUP, lambda *_: self._reload_requested.set())
             try:
                 self._start_all()
                 if not self._wait_ready():
@@ -135,6 +137,9 @@ class Supervisor:
                 log.info("daemon ready pid=%d runtime_dir=%s", os.getpid(), self.runtime_dir)
                 sd_notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=serving")
                 while not self._stop.wait(0.1):
+                    if self._reload_requested.is_set():
+                        self._reload_requested.clear()
+                        self.reload()
                     self._watch()
                     self._check_health()
                 return 0
@@ -147,11 +152,16 @@ class Supervisor:
         for stale in ("ready", "rdbss.sock", "bus.sock"):
             with contextlib.suppress(FileNotFoundError):
                 (self.runtime_dir / stale).unlink()
+        self._write_config()
+        (self.runtime_dir / "daemon.pid").write_text(str(os.getpid()))
+
+    def _write_config(self) -> None:
         cfg = self.runtime_dir / "config.json"
-        fd = os.open(cfg, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        tmp = self.runtime_dir / "config.json.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(self.config.to_json())
-        (self.runtime_dir / "daemon.pid").write_text(str(os.getpid()))
+        os.replace(tmp, cfg)
 
     def _cleanup(self) -> None:
         for name in ("ready", "daemon.pid", "config.json", "rdbss.sock", "bus.sock"):
@@ -228,6 +238,61 @@ class Supervisor:
                 self._schedule_restart(child, now)
             elif now >= child.next_start:
                 self._spawn(child)
+
+    def reload(self) -> None:
+        """Re-read the configuration file (SIGHUP) and apply the mini-redirector changes: start
+        the added ones, stop the removed ones, restart the changed ones. Processes (and the
+        connections) whose configuration did not change are untouched."""
+        from rdbss.config import ConfigError, load_config
+
+        if self.config.source is None:
+            log.info("reload: running the embedded default; nothing to re-read")
+            return
+        try:
+            new = load_config(self.config.source)
+        except (ConfigError, OSError) as exc:
+            log.error("reload: configuration refused, keeping the running one: %s", exc)
+            return
+        new.runtime_dir = self.config.runtime_dir
+        for key in (
+            "log_level",
+            "request_timeout",
+            "connect_timeout",
+            "idle_timeout",
+            "metrics_port",
+            "metrics_host",
+            "provider_order",
+        ):
+            if getattr(new, key) != getattr(self.config, key):
+                log.warning("reload: [daemon] %s changed; takes effect after a restart", key)
+                setattr(new, key, getattr(self.config, key))
+        old = {m.name: m for m in self.config.minirdrs}
+        wanted = {m.name: m for m in new.minirdrs}
+        self.config = new
+        self._write_config()  # children read it when they start
+        for child in [c for c in self.children if c.role == "minirdr"]:
+            entry = wanted.get(child.name)
+            if entry is None or entry != old.get(child.name):
+                log.info(
+                    "reload: %s mini-redirector %s",
+                    "stopping" if entry is None else "restarting changed",
+                    child.name,
+                )
+                self._terminate([child], 5.0)
+                if child.proc is not None:
+                    self._tell_core_peer_down(child.name, "configuration reloaded")
+                child.proc = None
+                if entry is None:
+                    self.children.remove(child)
+                else:
+                    child.restarts.clear()
+                    child.gave_up = False
+                    self._spawn(child)
+        for name in wanted.keys() - old.keys():
+            log.info("reload: starting new mini-redirector %s", name)
+            child = Child("minirdr", name)
+            self.children.append(child)
+            self._spawn(child)
 
     def _check_health(self) -> None:
         """Find hung processes: a process that is alive but stopped answering (no heartbeats,
