@@ -639,13 +639,14 @@ class RdbssCore:
                 if status == S.STATUS_SUCCESS:
                     status = S.STATUS_CONNECTION_DISCONNECTED
                     message = f"{minirdr!r} went away during set-up"
-                failures = self._failures.get(name.key, 0) + 1
-                self._failures[name.key] = failures
-                backoff = min(
-                    self.settings.negative_cache_s * 2 ** (failures - 1),
-                    self.settings.max_backoff_s,
-                )
-                vnr.retry_at = self.clock() + (backoff if cache else 0.0)
+                vnr.retry_at = self.clock()
+                if cache:  # a restarting mini-redirector is not the server failing: no back-off
+                    failures = min(self._failures.get(name.key, 0) + 1, 32)
+                    self._failures[name.key] = failures
+                    vnr.retry_at += min(
+                        self.settings.negative_cache_s * 2.0 ** (failures - 1),
+                        self.settings.max_backoff_s,
+                    )
                 waiters = vnr.transition(Condition.BAD, status, message)
                 self._note_error(status, Routine.RxConstructNetRoot, message)
                 log.warning(

@@ -117,7 +117,10 @@ class CoreServer:
                             self._on_client_frames(frames)
                         else:
                             self._on_bus_frames(frames)
-                self.core.tick()
+                try:
+                    self.core.tick()
+                except Exception:
+                    log.exception("housekeeping failed")
         finally:
             log.info("core stopped")
             self.clients.close(0)
@@ -135,7 +138,18 @@ class CoreServer:
             log.info("bad request from client %s: %s", ident.hex()[-6:], exc.strerror)
             self.to_client(ident, RxCompletion(request_id, exc.status, message=exc.strerror or ""))
             return
-        self.core.on_client(ident, msg, payload if payload is None else frames[2])
+        try:
+            self.core.on_client(ident, msg, payload if payload is None else frames[2])
+        except Exception:  # a bug must cost one request, never the core and every handle
+            log.exception("request failed req=%s", msg.origin)
+            self.to_client(
+                ident,
+                RxCompletion(
+                    msg.request_id,
+                    NtStatus.STATUS_INTERNAL_ERROR,
+                    message="internal error in the rdbss core (see its log)",
+                ),
+            )
 
     def _on_bus_frames(self, frames: list[zmq.Frame]) -> None:
         name = frames[0].bytes.decode("utf-8", "replace")
@@ -144,4 +158,7 @@ class CoreServer:
         except WireError as exc:
             log.error("bad message from peer %s: %s", name, exc.strerror)
             return
-        self.core.on_peer(name, msg, payload if payload is None else frames[2])
+        try:
+            self.core.on_peer(name, msg, payload if payload is None else frames[2])
+        except Exception:
+            log.exception("message from peer %s failed", name)

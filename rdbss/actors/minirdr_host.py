@@ -23,10 +23,17 @@ from rdbss.wire.status import NtStatus, NtStatusError
 log = logging.getLogger("rdbss.minirdr")
 
 
+def completion(ctx: RxContext, result: Result) -> RxCompletion:
+    return RxCompletion(
+        ctx.request_id, result.status, result.information, result.result, result.message
+    )
+
+
 def execute(
     minirdr: MiniRdr, ctx: RxContext, payload: memoryview | None
-) -> tuple[RxCompletion, Any]:
-    """Call one routine; every outcome becomes a completion (never an exception)."""
+) -> tuple[RxCompletion, Any] | None:
+    """Call one routine; every outcome becomes a completion (never an exception). None when the
+    routine answered STATUS_PENDING: it completes later through ``complete_later``."""
     if ctx.routine not in Routine.__members__ or ctx.routine not in ROUTINE_METHODS:
         status = NtStatus.STATUS_NOT_IMPLEMENTED
         return RxCompletion(
@@ -44,10 +51,9 @@ def execute(
         log.exception("routine %s failed req=%s", ctx.routine, ctx.origin)
         message = f"{type(exc).__name__}: {exc}"
         return RxCompletion(ctx.request_id, NtStatus.STATUS_INTERNAL_ERROR, message=message), None
-    done = RxCompletion(
-        ctx.request_id, result.status, result.information, result.result, result.message
-    )
-    return done, result.payload
+    if result.status == NtStatus.STATUS_PENDING:
+        return None
+    return completion(ctx, result), result.payload
 
 
 class ConnectionWorker(pykka.ThreadingActor):
@@ -63,8 +69,9 @@ class ConnectionWorker(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> None:
         ctx, payload = message
-        done, out = execute(self.minirdr, ctx, payload)
-        self.bridge.post(done, out)
+        answer = execute(self.minirdr, ctx, payload)
+        if answer is not None:
+            self.bridge.post(*answer)
 
     def on_stop(self) -> None:
         self.bridge.close_thread_socket()
@@ -76,6 +83,11 @@ class MiniRdrHost:
         self.minirdr = minirdr
         self.workers: dict[str, pykka.ActorRef[Any]] = {}
         bridge.handler = self.on_message
+        minirdr.attach_completion(self._complete_later)
+
+    def _complete_later(self, ctx: RxContext, result: Result) -> None:
+        """RxLowIoCompletion: a routine that answered STATUS_PENDING finishes (any thread)."""
+        self.bridge.post(completion(ctx, result), result.payload)
 
     @staticmethod
     def registration(name: str, minirdr: MiniRdr) -> Register:
@@ -96,8 +108,9 @@ class MiniRdrHost:
         if self.minirdr.blocking or routine in CONNECTION_ROUTINES:
             self._worker(msg.srv_call or "").tell((msg, payload))
             return
-        done, out = execute(self.minirdr, msg, payload)
-        self.bridge.send(done, out)
+        answer = execute(self.minirdr, msg, payload)
+        if answer is not None:
+            self.bridge.send(*answer)
 
     def _worker(self, srv_call: str) -> pykka.ActorRef[Any]:
         key = srv_call.lower()

@@ -29,7 +29,7 @@ Result conventions (structured results travel as msgpack maps):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -128,6 +128,19 @@ class MiniRdr:
     def __init__(self, name: str, config: Mapping[str, Any]) -> None:
         self.name = name
         self.config = dict(config)
+        self._completion_sink: Callable[[RxContext, Result], None] | None = None
+
+    # Low I/O is asynchronous (spec 4.3): a routine may answer Result(status=STATUS_PENDING) and
+    # finish later, from any thread, with complete_later (RxLowIoCompletion).
+    def attach_completion(self, sink: Callable[[RxContext, Result], None]) -> None:
+        """Set by the host: where later completions go."""
+        self._completion_sink = sink
+
+    def complete_later(self, ctx: RxContext, result: Result) -> None:
+        """Finish a request this mini-redirector answered STATUS_PENDING. Thread-safe."""
+        if self._completion_sink is None:
+            raise RuntimeError("no host attached: cannot complete a pending request")
+        self._completion_sink(ctx, result)
 
     # The server names this instance claims; "*" asks the connection manager to try it for any.
     def servers(self) -> list[str]:

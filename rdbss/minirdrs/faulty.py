@@ -84,6 +84,10 @@ class FaultyMiniRdr(MiniRdr):
     def registration_lowio_ops(self) -> frozenset[LowIoOp]:
         return self.inner.registration_lowio_ops()
 
+    def attach_completion(self, sink: Callable[[RxContext, Result], None]) -> None:
+        super().attach_completion(sink)
+        self.inner.attach_completion(sink)  # the wrapped one completes its pending requests
+
     def close(self) -> None:
         self._release.set()
         self.inner.close()

@@ -542,13 +542,31 @@ class SmbMiniRdr(MiniRdr):
         element = self._lock_element(lowio.offset, lowio.length, flags)
         message, answer = op.handle.lock([element], send=False)
         what = f"cannot lock {_show(op.path)} at {lowio.offset}+{lowio.length}"
+        lock = (lowio.offset, lowio.length, shared)
         if immediate:
             self._roundtrip(op, what, message, answer)
-        else:
-            wait_s = max(0.0, ctx.timeout_ms / 1000.0 - _LOCK_MARGIN_S)
-            self._blocking_lock(op, message, answer, wait_s, what)
-        op.locks.append((lowio.offset, lowio.length, shared))
-        return Result()
+            op.locks.append(lock)
+            return Result()
+        # A lock that may wait: send it, then wait on a thread of its own and complete later
+        # (STATUS_PENDING), so the unlock that will grant it is not queued behind it on this
+        # connection's worker.
+        wait_s = max(0.0, ctx.timeout_ms / 1000.0 - _LOCK_MARGIN_S)
+        request = op.link.call(what, lambda: self._send(op, message))
+
+        def wait() -> None:
+            try:
+                self._blocking_lock(op, request, answer, wait_s, what)
+                op.locks.append(lock)
+                result = Result()
+            except NtStatusError as exc:
+                result = Result(status=exc.status, message=exc.strerror or "")
+            except Exception as exc:  # never leave the request without an answer
+                log.exception("waiting lock failed")
+                result = Result(status=S.STATUS_INTERNAL_ERROR, message=str(exc))
+            self.complete_later(ctx, result)
+
+        threading.Thread(target=wait, name="smb-lock-wait", daemon=True).start()
+        return Result(status=S.STATUS_PENDING)
 
     @staticmethod
     def _send(op: _Open, message: Any, credit_request: int | None = None) -> Any:
@@ -571,12 +589,12 @@ class SmbMiniRdr(MiniRdr):
         return op.link.call(what, lambda: answer(self._send(op, message, credit_request)))
 
     def _blocking_lock(
-        self, op: _Open, message: Any, answer: Callable[[Any], Any], wait_s: float, what: str
+        self, op: _Open, request: Any, answer: Callable[[Any], Any], wait_s: float, what: str
     ) -> None:
-        """A lock that may wait for a conflicting one to go: the server answers PENDING and then
-        the outcome. Past the request's deadline it is cancelled (STATUS_IO_TIMEOUT)."""
+        """Wait for a sent lock that may wait for a conflicting one to go: the server answers
+        PENDING and then the outcome. Past the request's deadline it is cancelled
+        (STATUS_IO_TIMEOUT). Runs on its own thread: no watchdog, deadlines of its own."""
         link = op.link
-        request = link.call(what, lambda: self._send(op, message))
         deadline = time.monotonic() + wait_s
         while True:
             remaining = deadline - time.monotonic()
@@ -587,16 +605,17 @@ class SmbMiniRdr(MiniRdr):
                 if response is not None and response["status"].get_value() == S.STATUS_PENDING:
                     request.response_event.clear()
                     continue
-            link.call(what, lambda: answer(request))
+            link.mapped(what, lambda: answer(request))
             return
 
         # Still waiting at the deadline: cancel, then take whatever the server says last.
         def cancel() -> None:
             request.cancel()
+            request.response_event.wait(_LOCK_MARGIN_S)
             answer(request)
 
         try:
-            link.call(what, cancel)
+            link.mapped(what, cancel)
         except NtStatusError as exc:
             if exc.status == S.STATUS_CANCELLED:
                 raise _error(

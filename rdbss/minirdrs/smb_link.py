@@ -373,9 +373,15 @@ class SmbLink:
         """Run ``fn`` (smbprotocol calls) under the deadline; every failure becomes an
         NtStatusError whose message starts with ``what``."""
         self.check_alive()
+        with self._watchdog.guard(timeout if timeout is not None else self.timeout):
+            return self.mapped(what, fn)
+
+    def mapped(self, what: str, fn: Callable[[], T]) -> T:
+        """Run ``fn`` and turn its failure into an NtStatusError, without arming the watchdog
+        (which guards one call at a time): for work that does not wait on the network, or
+        waits with a deadline of its own, on a thread other than the SrvCall's worker."""
         try:
-            with self._watchdog.guard(timeout if timeout is not None else self.timeout):
-                return fn()
+            return fn()
         except NtStatusError:
             raise
         except SMBResponseException as exc:

@@ -501,3 +501,22 @@ def test_closing_after_a_lost_connection_still_asks_the_same_process(env: Any) -
     )
     assert out.client[-1][1].status == S.STATUS_CONNECTION_DISCONNECTED
     assert fobx not in core.fobxs
+
+
+def test_endless_failures_never_overflow_the_back_off(env: Any) -> None:
+    core, out, clock = env
+    core.peer_down("local", S.STATUS_CONNECTION_DISCONNECTED, "killed")
+    for i in range(3000):  # a busy client while the mini-redirector restarts: never cached
+        create(core, request_id=1000 + i)
+    assert out.client[-1][1].status == S.STATUS_CONNECTION_DISCONNECTED
+    assert core._failures == {}
+    core.on_peer("local", Register("local", "local", [Routine.MRxCreate], [], ["local"]), None)
+    gaps = []
+    for i in range(2000):  # a server that keeps failing: capped at max_backoff_s
+        create(core, request_id=5000 + i)
+        construct = out.requests_to(CONNMGR)[-1]
+        core.on_peer(CONNMGR, RxCompletion(construct.request_id, S.STATUS_IO_TIMEOUT), None)
+        (conn,) = list(core.prefix.v_net_roots())
+        gaps.append(conn.retry_at - clock.now)
+        clock.now = conn.retry_at
+    assert max(gaps) == core.settings.max_backoff_s and gaps[-1] == max(gaps)
