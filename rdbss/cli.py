@@ -243,6 +243,124 @@ def cmd_get(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_remote(path: str) -> bool:
+    return path.startswith(("//", "\\\\"))
+
+
+def cmd_cp(args: argparse.Namespace) -> int:
+    """Copy files or trees between local folders and shares, in any direction."""
+    src, dst = args.src, args.dst
+    copied = [0, 0]  # files, bytes
+    with _client(args) as client:
+
+        def is_dir(path: str) -> bool:
+            if _is_remote(path):
+                try:
+                    return bool(client.stat(path).is_dir)
+                except FileNotFoundError:
+                    return False
+            return Path(path).is_dir()
+
+        def entries(path: str) -> list[tuple[str, bool]]:
+            if _is_remote(path):
+                return [(e.name, e.is_dir) for e in client.scandir(path)]
+            return [(p.name, p.is_dir()) for p in sorted(Path(path).iterdir())]
+
+        def mkdir(path: str) -> None:
+            if _is_remote(path):
+                client.mkdir(path, parents=True, exist_ok=True)
+            else:
+                Path(path).mkdir(parents=True, exist_ok=True)
+
+        def size(path: str) -> int:
+            return int(client.stat(path).size) if _is_remote(path) else Path(path).stat().st_size
+
+        def open_(path: str, mode: str) -> Any:
+            return client.open(path, mode, buffering=0) if _is_remote(path) else open(path, mode)
+
+        def copy_file(a: str, b: str) -> None:
+            total = size(a)
+            show = _progress(sys.stderr.isatty() and not args.quiet, a.rsplit("/", 1)[-1], total)
+            done = 0
+            with open_(a, "rb") as fin, open_(b, "wb") as fout:
+                while chunk := fin.read(CHUNK):
+                    view = memoryview(chunk)
+                    while view:
+                        n = fout.write(view)
+                        view = view[n:]
+                    done += len(chunk)
+                    show(done)
+            copied[0] += 1
+            copied[1] += done
+
+        def copy_tree(a: str, b: str) -> None:
+            mkdir(b)
+            for name, directory in entries(a):
+                if directory:
+                    copy_tree(_join(a, name), _join(b, name))
+                else:
+                    copy_file(_join(a, name), _join(b, name))
+
+        if is_dir(src):
+            if not args.recursive:
+                raise IsADirectoryError(f"{src} is a directory (use -r)")
+            target = _join(dst, src.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1])
+            copy_tree(src, target if is_dir(dst) else dst)
+        else:
+            name = src.replace("\\", "/").rsplit("/", 1)[-1]
+            copy_file(src, _join(dst, name) if is_dir(dst) else dst)
+    _out(
+        args,
+        {"files": copied[0], "bytes": copied[1]},
+        lambda: "" if args.quiet else f"{copied[0]} files, {copied[1]} bytes",
+    )
+    return 0
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    """Print a shell completion script generated from this parser (so it never drifts)."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    commands = sorted(sub.choices)
+    options = sorted(o for a in parser._actions for o in a.option_strings)
+    per_command = {}
+    for name, p in sub.choices.items():
+        words = [o for a in p._actions for o in a.option_strings]
+        for a in p._actions:
+            if a.choices and not a.option_strings:
+                words += list(a.choices)
+        per_command[name] = " ".join(sorted(set(words)))
+    if args.shell == "bash":
+        cases = "\n".join(f'        {name}) words="{w}" ;;' for name, w in per_command.items())
+        print(f"""# bash completion for rdbss: eval "$(rdbss completion bash)"
+_rdbss() {{
+    local cur="${{COMP_WORDS[COMP_CWORD]}}" cmd="" words="" i
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        case "${{COMP_WORDS[i]}}" in -*) ;; *) cmd="${{COMP_WORDS[i]}}"; break ;; esac
+    done
+    if [[ -z "$cmd" ]]; then
+        COMPREPLY=($(compgen -W "{" ".join(commands)} {" ".join(options)}" -- "$cur"))
+        return
+    fi
+    case "$cmd" in
+{cases}
+    esac
+    COMPREPLY=($(compgen -W "$words" -- "$cur") $(compgen -f -- "$cur"))
+}}
+complete -F _rdbss rdbss""")
+    else:
+        lines = [
+            f"    '{name}:{(sub.choices[name].description or name)[:40]}'" for name in commands
+        ]
+        print("#compdef rdbss\n# zsh completion for rdbss: rdbss completion zsh > ~/.zfunc/_rdbss")
+        print("_rdbss() {\n  local -a commands\n  commands=(\n" + "\n".join(lines) + "\n  )")
+        print(
+            "  _arguments '1: :->cmd' '*: :_files'\n  [[ $state == cmd ]] && "
+            "_describe command commands\n}\n_rdbss"
+        )
+    return 0
+
+
 def _remove_tree(client: Any, path: str) -> None:
     for entry in list(client.scandir(path)):
         child = _join(path, entry.name)
@@ -407,6 +525,15 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("local", nargs="?")
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
         p.set_defaults(func=func)
+    p = sub.add_parser("cp", help="copy files or trees (-r) between folders and shares")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("-r", "--recursive", action="store_true")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_cp)
+    p = sub.add_parser("completion", help="print a shell completion script")
+    p.add_argument("shell", choices=["bash", "zsh"])
+    p.set_defaults(func=cmd_completion)
     p = sub.add_parser("rm", help="remove files or directories")
     p.add_argument("paths", nargs="+")
     p.add_argument("-r", "--recursive", action="store_true")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 from tests.daemon import Daemon
@@ -72,3 +73,36 @@ def test_second_start_reports_the_running_daemon(daemon: Daemon) -> None:
     out = ok(daemon, "daemon", "start")
     assert f"already running (pid {daemon.pid})" in out
     assert os.path.exists(daemon.runtime_dir / "rdbss.sock")
+
+
+def test_cp_copies_trees_both_ways(daemon: Daemon, tmp_path: Path) -> None:
+    src = tmp_path / "tree"
+    (src / "a" / "b").mkdir(parents=True)
+    (src / "top.txt").write_bytes(b"top")
+    (src / "a" / "b" / "deep.bin").write_bytes(os.urandom(5 << 20))
+    ok(daemon, "mkdir", "-p", "//local/data/cpdst")
+    out = json.loads(ok(daemon, "--json", "cp", "-r", "-q", str(src), "//local/data/cpdst"))
+    assert out == {"files": 2, "bytes": 3 + (5 << 20)}
+    remote = daemon.share_dir / "cpdst" / "tree"
+    assert (remote / "a" / "b" / "deep.bin").read_bytes() == (src / "a/b/deep.bin").read_bytes()
+    back = tmp_path / "back"
+    ok(daemon, "cp", "-r", "-q", "//local/data/cpdst/tree", str(back))
+    assert (back / "top.txt").read_bytes() == b"top"
+    assert (back / "a" / "b" / "deep.bin").read_bytes() == (src / "a/b/deep.bin").read_bytes()
+    proc = daemon.cli("cp", "//local/data/cpdst", str(tmp_path / "x"))
+    assert proc.returncode == 1 and b"use -r" in proc.stderr
+
+
+def test_bash_completion_completes_commands_and_options(daemon: Daemon) -> None:
+    script = ok(daemon, "completion", "bash")
+    probe = (
+        script
+        + """
+COMP_WORDS=(rdbss da); COMP_CWORD=1; _rdbss; echo "${COMPREPLY[*]}"
+COMP_WORDS=(rdbss daemon st); COMP_CWORD=2; _rdbss; echo "${COMPREPLY[*]}"
+"""
+    )
+    result = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, timeout=10)
+    first, second = result.stdout.strip().splitlines()
+    assert first == "daemon"
+    assert set(second.split()) >= {"start", "status", "stop"}
