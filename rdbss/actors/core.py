@@ -22,6 +22,7 @@ from rdbss.actors.metrics import NullMetrics
 from rdbss.model.dispatch import routine_for
 from rdbss.model.names import UncName, parse_unc
 from rdbss.model.prefix import PrefixTable
+from rdbss.model.sharing import check_create_parameters, check_share_access
 from rdbss.model.structs import Condition, Fcb, Fobx, NetRoot, SrvOpen, VNetRoot
 from rdbss.wire.constants import (
     WRITE_ACCESS,
@@ -513,6 +514,8 @@ class RdbssCore:
     def _create(self, ident: bytes, ctx: RxContext) -> None:
         if ctx.path is None:
             raise NtStatusError(S.STATUS_OBJECT_NAME_INVALID, "create needs a path")
+        if ctx.create is not None:
+            check_create_parameters(ctx.create.disposition, ctx.create.create_options)
         self._open(ident, ctx, parse_unc(ctx.path), 0)
 
     def _open(self, ident: bytes, ctx: RxContext, name: UncName, attempt: int) -> None:
@@ -551,9 +554,21 @@ class RdbssCore:
         net_root.last_used = self.clock()
         minirdr = net_root.minirdr
         assert minirdr is not None
+        create = ctx.create
+        existing = net_root.fcbs.get(name.path.lower())
+        if existing is not None:
+            if existing.delete_pending:
+                raise NtStatusError(
+                    S.STATUS_DELETE_PENDING, f"{name.path} is being deleted (delete pending)"
+                )
+            if create is not None:
+                check_share_access(
+                    ((so.desired_access, so.share_access) for so in existing.srv_opens),
+                    create.desired_access,
+                    create.share_access,
+                )
         request_id = ctx.request_id
         fobx_id = next(self._fobx_ids)
-        create = ctx.create
         ctx.routine = Routine.MRxCreate
         ctx.srv_call = net_root.srv_call.name
         ctx.net_root = net_root.name

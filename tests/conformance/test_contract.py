@@ -22,6 +22,7 @@ from rdbss.wire import (
     LowIoOp,
     NtStatus,
     Routine,
+    ShareAccess,
 )
 from tests.conformance.conftest import (
     ConformanceBackend,
@@ -212,6 +213,34 @@ def test_open_of_a_delete_pending_file_is_refused(backend: ConformanceBackend) -
             c.create(d.path("f.txt"))
     with raises_status(S.STATUS_OBJECT_NAME_NOT_FOUND):
         c.stat(d.path("f.txt"))
+
+
+def test_sharing_modes_between_opens(backend: ConformanceBackend) -> None:
+    """IoCheckShareAccess across opens through the daemon: the core decides, so it holds on
+    every backend whatever the server enforces."""
+    c = backend.client
+    d = backend.fresh_dir()
+    d.put("s.txt", b"shared")
+    other = backend.connect()
+    try:
+        with opened(
+            c, d.path("s.txt"), access=Access.GENERIC_READ, share=ShareAccess.FILE_SHARE_READ
+        ):
+            with opened(other, d.path("s.txt"), access=Access.GENERIC_READ, share=ShareAccess.ALL):
+                pass  # reading alongside a reader that shares read: fine
+            with raises_status(S.STATUS_SHARING_VIOLATION):
+                other.create(d.path("s.txt"), access=Access.GENERIC_WRITE)
+            with raises_status(S.STATUS_SHARING_VIOLATION):
+                other.create(d.path("s.txt"), access=Access.DELETE)
+            # attribute-only opens take no part in sharing
+            with opened(
+                other, d.path("s.txt"), access=Access.FILE_READ_ATTRIBUTES, share=ShareAccess.NONE
+            ):
+                pass
+        with opened(other, d.path("s.txt"), access=Access.GENERIC_WRITE):  # free again
+            pass
+    finally:
+        other.close()
 
 
 # ================================================================================ read / write
