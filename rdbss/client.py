@@ -221,6 +221,20 @@ class Client:
     def set_info(self, fobx: int, info_class: int, **args: Any) -> None:
         self.run(rq.set_info(fobx, self._timeout_ms, info_class, **args))
 
+    def lock(
+        self, fobx: int, offset: int, length: int, *, exclusive: bool = True, wait: bool = False
+    ) -> None:
+        """Lock bytes ``offset``..+``length`` of an open file (Windows semantics: mandatory for
+        other handles' reads and writes). Without ``wait`` a conflict raises
+        STATUS_LOCK_NOT_GRANTED (a BlockingIOError) at once."""
+        self.run(rq.lock(fobx, offset, length, self._timeout_ms, exclusive=exclusive, wait=wait))
+
+    def unlock(self, fobx: int, offset: int, length: int) -> None:
+        self.run(rq.unlock(fobx, offset, length, self._timeout_ms))
+
+    def unlock_all(self, fobx: int) -> None:
+        self.run(rq.unlock_all(fobx, self._timeout_ms))
+
     def flush_handle(self, fobx: int) -> None:
         self.run(rq.flush(fobx, self._timeout_ms))
 

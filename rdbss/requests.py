@@ -221,6 +221,45 @@ def query_volume(
     )
 
 
+def lock(
+    fobx: int,
+    offset: int,
+    length: int,
+    timeout_ms: int,
+    *,
+    exclusive: bool = True,
+    wait: bool = False,
+) -> Request[None]:
+    """A byte-range lock (IRP_MN_LOCK): fails at once with STATUS_LOCK_NOT_GRANTED unless
+    ``wait``, which waits (up to the deadline) for a conflicting lock to go."""
+    flags = (0x2 if exclusive else 0) | (0 if wait else 0x1)
+    lowio = LowIoParameters(offset=offset, length=length, flags=flags)
+    return Request(
+        _ctx(IrpMj.LOCK_CONTROL, timeout_ms, minor=IrpMn.LOCK, fobx=fobx, lowio=lowio), _nothing
+    )
+
+
+def unlock(fobx: int, offset: int, length: int, timeout_ms: int) -> Request[None]:
+    lowio = LowIoParameters(offset=offset, length=length)
+    return Request(
+        _ctx(IrpMj.LOCK_CONTROL, timeout_ms, minor=IrpMn.UNLOCK_SINGLE, fobx=fobx, lowio=lowio),
+        _nothing,
+    )
+
+
+def unlock_all(fobx: int, timeout_ms: int) -> Request[None]:
+    return Request(
+        _ctx(
+            IrpMj.LOCK_CONTROL,
+            timeout_ms,
+            minor=IrpMn.UNLOCK_ALL,
+            fobx=fobx,
+            lowio=LowIoParameters(),
+        ),
+        _nothing,
+    )
+
+
 def control(code: int, timeout_ms: int, **args: Any) -> Request[Any]:
     """A management request on the device FCB (MRxDevFcbXXXControlFile)."""
     lowio = LowIoParameters(code=int(code))

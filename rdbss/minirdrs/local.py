@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from rdbss.minirdrs.base import MiniRdr, Result
+from rdbss.minirdrs.locks import FileLocks, Lock
 from rdbss.minirdrs.wildcard import is_name_in_expression
 from rdbss.wire.constants import (
     READ_ACCESS,
@@ -50,6 +51,8 @@ FsInfo = FsInformationClass
 
 #: The largest single read.
 MAX_READ_BYTES = 64 << 20
+_SL_FAIL_IMMEDIATELY = 0x01
+_LOCK_MARGIN_S = 0.5  # a waiting lock gives up this long before its deadline
 MAX_SHARE_NAME_CHARS = 80
 FS_NAME = "rdbss-local"
 BYTES_PER_SECTOR = 512
@@ -263,7 +266,16 @@ class LocalMiniRdr(MiniRdr):
 
     kind: ClassVar[str] = "local"
     blocking: ClassVar[bool] = False
-    lowio_ops: ClassVar[frozenset[LowIoOp]] = frozenset({LowIoOp.READ, LowIoOp.WRITE})
+    lowio_ops: ClassVar[frozenset[LowIoOp]] = frozenset(
+        {
+            LowIoOp.READ,
+            LowIoOp.WRITE,
+            LowIoOp.SHAREDLOCK,
+            LowIoOp.EXCLUSIVELOCK,
+            LowIoOp.UNLOCK,
+            LowIoOp.UNLOCK_MULTIPLE,
+        }
+    )
 
     def __init__(self, name: str, config: Mapping[str, Any]) -> None:
         super().__init__(name, config)
@@ -283,6 +295,9 @@ class LocalMiniRdr(MiniRdr):
         self._lock = threading.RLock()
         self._shares: dict[str, _Share] = {}
         self._opens: dict[int, _Open] = {}
+        # byte-range locks by file (st_dev, st_ino); waiting lock requests by token
+        self._file_locks: dict[tuple[int, int], FileLocks] = {}
+        self._lock_waiters: dict[tuple[int, int], tuple[RxContext, tuple[int, int]]] = {}
         self._cursors: dict[int, _Cursor] = {}
         self._ids = itertools.count(1)
         for share, folder in shares.items():
@@ -630,15 +645,96 @@ class LocalMiniRdr(MiniRdr):
             raise _error(S.STATUS_INVALID_PARAMETER, "low I/O request without parameters")
         if op.is_dir:
             raise _error(S.STATUS_INVALID_DEVICE_REQUEST, f"{_show(op.path)} is a directory")
+        owner = ctx.srv_open if ctx.srv_open is not None else -1
+        if lowio.operation in (LowIoOp.READ, LowIoOp.WRITE) and self._file_locks:
+            locks = self._file_locks.get(self._file_key(op))
+            if locks is not None:
+                write = lowio.operation == LowIoOp.WRITE
+                length = len(payload) if write and payload is not None else lowio.length
+                locks.check_io(owner, max(lowio.offset, 0), length, write)
         if lowio.operation == LowIoOp.READ:
             return self._read(op, lowio.offset, lowio.length)
         if lowio.operation == LowIoOp.WRITE:
             if lowio.length < 0:
                 raise _error(S.STATUS_INVALID_PARAMETER, f"negative length {lowio.length}")
             return self._write(op, lowio.offset, payload)
+        with self._lock:  # the lock table is shared with the waiting locks' timers
+            if lowio.operation in (LowIoOp.SHAREDLOCK, LowIoOp.EXCLUSIVELOCK):
+                return self._lock_range(ctx, op, owner)
+            if lowio.operation == LowIoOp.UNLOCK:
+                key = self._file_key(op)
+                locks = self._file_locks.get(key, FileLocks())
+                self._granted(key, locks.unlock(owner, lowio.offset, lowio.length))
+                return Result()
+            if lowio.operation == LowIoOp.UNLOCK_MULTIPLE:
+                self._release_locks(op, owner)
+                return Result()
         raise _error(
             S.STATUS_INVALID_DEVICE_REQUEST, f"low I/O operation {lowio.operation!r} not supported"
         )
+
+    # --- byte-range locks (kept here: the local file system has no Windows locks) ------------
+    @staticmethod
+    def _file_key(op: _Open) -> tuple[int, int]:
+        st = os.fstat(op.fd)
+        return st.st_dev, st.st_ino
+
+    def _lock_range(self, ctx: RxContext, op: _Open, owner: int) -> Result:
+        lowio = ctx.lowio
+        assert lowio is not None
+        key = self._file_key(op)
+        locks = self._file_locks.setdefault(key, FileLocks())
+        lock = Lock(owner, lowio.offset, lowio.length, lowio.operation == LowIoOp.EXCLUSIVELOCK)
+        if lowio.flags & _SL_FAIL_IMMEDIATELY:
+            locks.lock(lock)
+            return Result()
+        token = (ctx.request_id, owner)
+        if locks.lock(lock, token):
+            return Result()
+        # wait (STATUS_PENDING) until an unlock grants it, or give up just before the deadline
+        self._lock_waiters[token] = (ctx, key)
+        wait_s = max(0.0, ctx.timeout_ms / 1000.0 - _LOCK_MARGIN_S)
+        timer = threading.Timer(wait_s, self._lock_timed_out, args=(token,))
+        timer.daemon = True
+        timer.start()
+        return Result(status=S.STATUS_PENDING)
+
+    def _lock_timed_out(self, token: tuple[int, int]) -> None:
+        with self._lock:
+            entry = self._lock_waiters.pop(token, None)
+            if entry is None:
+                return  # granted meanwhile
+            ctx, key = entry
+            locks = self._file_locks.get(key)
+            if locks is not None:
+                locks.cancel(token)
+        self.complete_later(
+            ctx, Result(status=S.STATUS_IO_TIMEOUT, message="the lock was not granted in time")
+        )
+
+    def _granted(self, key: tuple[int, int], tokens: list[Any]) -> None:
+        for token in tokens:
+            entry = self._lock_waiters.pop(token, None)
+            if entry is not None:
+                self.complete_later(entry[0], Result())
+        locks = self._file_locks.get(key)
+        if locks is not None and locks.empty:
+            del self._file_locks[key]
+
+    def _release_locks(self, op: _Open, owner: int) -> None:
+        """UNLOCK_ALL, and at close: drop the open's locks, cancel its waiting ones."""
+        try:
+            key = self._file_key(op)
+        except OSError:
+            return
+        locks = self._file_locks.get(key)
+        if locks is None:
+            return
+        for token, (ctx, _) in list(self._lock_waiters.items()):
+            if token[1] == owner:
+                del self._lock_waiters[token]
+                self.complete_later(ctx, Result(status=S.STATUS_CANCELLED, message="closed"))
+        self._granted(key, locks.unlock_all(owner))
 
     def _read(self, op: _Open, offset: int, length: int) -> Result:
         if not op.can_read:
@@ -932,6 +1028,8 @@ class LocalMiniRdr(MiniRdr):
                     del self._cursors[key]
         if op is None:
             raise _error(S.STATUS_INVALID_HANDLE, f"unknown srv_open {ctx.srv_open!r}")
+        with self._lock:
+            self._release_locks(op, ctx.srv_open if ctx.srv_open is not None else -1)
         _close_quietly(op.fd)
         if op.delete_pending:
             try:

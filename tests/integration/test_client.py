@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import pytest
 
@@ -239,3 +240,31 @@ def test_client_without_daemon_says_so(tmp_path: object) -> None:
         Client("/tmp/rdbss-no-daemon-here")
     assert isinstance(info.value, NtStatusError)
     assert info.value.status == S.STATUS_REDIRECTOR_NOT_STARTED
+
+
+def test_byte_range_locks_between_clients(daemon: Daemon) -> None:
+    with daemon.client() as a, daemon.client() as b:
+        a.write_bytes(unc(daemon, "locked.bin"), b"0123456789")
+        ha = a.create(unc(daemon, "locked.bin"), access=Access.GENERIC_READ)
+        hb = b.create(unc(daemon, "locked.bin"), access=Access.GENERIC_READ)
+        a.lock(ha.fobx, 0, 5)
+        with pytest.raises(BlockingIOError) as info:
+            b.lock(hb.fobx, 0, 1)
+        assert info.value.status == S.STATUS_LOCK_NOT_GRANTED  # type: ignore[attr-defined]
+        with pytest.raises(BlockingIOError):
+            b.read_handle(hb.fobx, 0, 5)  # mandatory: STATUS_FILE_LOCK_CONFLICT
+        waited: list[str] = []
+        t = threading.Thread(
+            target=lambda: (b.lock(hb.fobx, 0, 5, wait=True), waited.append("granted"))
+        )
+        t.start()
+        time.sleep(0.3)
+        assert waited == []  # still waiting, and the daemon still serves a
+        assert a.read_handle(ha.fobx, 0, 5) == b"01234"
+        a.unlock(ha.fobx, 0, 5)
+        t.join(10)
+        assert waited == ["granted"]
+        b.unlock_all(hb.fobx)
+        a.lock(ha.fobx, 0, 10)
+        a.close_handle(ha.fobx)
+        b.close_handle(hb.fobx)

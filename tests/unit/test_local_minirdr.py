@@ -164,7 +164,16 @@ def rdr(root: Path) -> Iterator[LocalMiniRdr]:
 def test_identity(rdr: LocalMiniRdr) -> None:
     assert rdr.kind == "local"
     assert rdr.blocking is False
-    assert rdr.lowio_ops == frozenset({LowIoOp.READ, LowIoOp.WRITE})
+    assert rdr.lowio_ops == frozenset(
+        {
+            LowIoOp.READ,
+            LowIoOp.WRITE,
+            LowIoOp.SHAREDLOCK,
+            LowIoOp.EXCLUSIVELOCK,
+            LowIoOp.UNLOCK,
+            LowIoOp.UNLOCK_MULTIPLE,
+        }
+    )
     assert rdr.servers() == ["local"]
     routines = set(LocalMiniRdr.implemented_routines())
     assert {Routine.MRxCreate, Routine.MRxLowIOSubmit, Routine.MRxQueryDirectory} <= routines
@@ -497,9 +506,28 @@ def test_low_io_on_a_directory_and_unsupported_operations(rdr: LocalMiniRdr, roo
     assert status(lambda: read(rdr, dir_id, 0, 1)) == S.STATUS_INVALID_DEVICE_REQUEST
     (root / "f").write_text("x")
     sid = open_id(rdr, "f")
-    lock = LowIoParameters(operation=LowIoOp.SHAREDLOCK, offset=0, length=1)
-    ctx = rx(IrpMj.LOCK_CONTROL, srv_open=sid, lowio=lock)
+    notify = LowIoParameters(operation=LowIoOp.NOTIFY_CHANGE_DIRECTORY)
+    ctx = rx(IrpMj.DIRECTORY_CONTROL, srv_open=sid, lowio=notify)
     assert status(lambda: rdr.low_io_submit(ctx)) == S.STATUS_INVALID_DEVICE_REQUEST
+
+
+def test_byte_range_locks_between_two_opens(rdr: LocalMiniRdr, root: Path) -> None:
+    (root / "f").write_bytes(b"0123456789")
+    a, b = open_id(rdr, "f"), open_id(rdr, "f")
+
+    def lock(sid: int, op: LowIoOp, offset: int, length: int, flags: int = 1) -> object:
+        params = LowIoParameters(operation=op, offset=offset, length=length, flags=flags)
+        return rdr.low_io_submit(rx(IrpMj.LOCK_CONTROL, srv_open=sid, lowio=params))
+
+    lock(a, LowIoOp.EXCLUSIVELOCK, 0, 5)
+    assert status(lambda: lock(b, LowIoOp.SHAREDLOCK, 2, 2)) == S.STATUS_LOCK_NOT_GRANTED
+    assert status(lambda: read(rdr, b, 0, 3)) == S.STATUS_FILE_LOCK_CONFLICT
+    assert read(rdr, b, 5, 5).payload == b"56789"  # outside the lock
+    assert status(lambda: lock(b, LowIoOp.UNLOCK, 0, 5)) == S.STATUS_RANGE_NOT_LOCKED
+    lock(a, LowIoOp.UNLOCK, 0, 5)
+    lock(b, LowIoOp.SHAREDLOCK, 2, 2)
+    close(rdr, b)  # closing releases its locks
+    lock(a, LowIoOp.EXCLUSIVELOCK, 0, 10)
 
 
 def test_unknown_srv_open_is_an_invalid_handle(rdr: LocalMiniRdr) -> None:
