@@ -459,6 +459,13 @@ def cmd_mount(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from rdbss.experiment import command  # lazy: matplotlib only when an experiment runs
+
+    code: int = command(args)
+    return code
+
+
 def cmd_fault(args: argparse.Namespace) -> int:
     import tomllib
 
@@ -570,6 +577,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", help="set: TOML file with [[rules]] tables (and seed)")
     p.add_argument("--seed", type=int, help="a new seed (the schedule starts over)")
     p.set_defaults(func=cmd_fault)
+    p = sub.add_parser("experiment", help="run a fault-injection experiment and write a report")
+    p.add_argument("action", choices=["run", "plan"])
+    p.add_argument("file", help="experiment file (TOML), e.g. deploy/experiments/kill-local.toml")
+    p.add_argument("--out", help="report folder (default: ./experiment-<name>-<time>)")
+    p.add_argument("--client", type=int, default=0, help="plan: which client's operations")
+    p.add_argument("--count", type=int, default=20, help="plan: how many operations")
+    p.set_defaults(func=cmd_experiment)
     return parser
 
 

@@ -1,0 +1,310 @@
+"""The experiment runner end to end (rdbss/experiment.py): a real daemon of its own with a
+``faulty`` mini-redirector wrapping ``local``, two load clients, an injected-status window and a
+SIGKILL of the faulty process; then the report, the figures, the integrity verdict and the
+reproducibility of the planned operations. Also runs the shipped example experiment."""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rdbss.experiment import Runner, load_experiment, ops_digest, plan_operations
+from rdbss.faultproxy import FaultProxy
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "deploy" / "experiments" / "kill-local.toml"
+RUN_TIMEOUT_S = 90.0
+INJECTED = "STATUS_NETWORK_BUSY"
+
+EXPERIMENT = f"""
+[experiment]
+name = "short"
+
+[setup.daemon]
+request_timeout = 5.0
+
+[[setup.minirdr]]
+name = "flaky"
+kind = "faulty"
+wraps = "local"
+seed = 1
+[setup.minirdr.options]
+server = "flaky"
+[setup.minirdr.options.shares]
+data = "{{tmp}}/flaky"
+
+[[setup.proxy]]                  # started and stopped by the runner; nothing uses it here
+name = "net"
+target = "127.0.0.1:9"
+
+[load]
+root = '\\\\flaky\\data\\exp'
+clients = 2
+rate = 100
+duration_s = 7
+seed = 11
+timeout_s = 5.0
+mix = {{ stat = 0.3, read = 0.5, write = 0.2 }}
+[load.files]
+count = 8
+size = 2048
+
+[[fault]]
+t = 0.5
+action = "proxy"
+proxy = "net"
+settings = {{ latency_ms = 100, blackhole = true }}
+
+[[fault]]
+t = 1.2
+action = "set_faults"
+minirdr = "flaky"
+seed = 5
+[[fault.rules]]
+routine = "MRxLowIOSubmit"
+lowio_op = "READ"
+action = "status"
+status = "{INJECTED}"
+
+[[fault]]
+t = 2.2
+action = "clear_faults"
+minirdr = "flaky"
+
+[[fault]]
+t = 3.2
+action = "kill"
+minirdr = "flaky"
+
+[[fault]]
+t = 4.6
+action = "stop"
+minirdr = "flaky"
+
+[[fault]]
+t = 5.0
+action = "cont"
+minirdr = "flaky"
+"""
+
+REPORT_KEYS = {
+    "experiment",
+    "config",
+    "ops",
+    "errors",
+    "timeseries",
+    "faults",
+    "integrity",
+    "clients",
+    "reproducibility",
+}
+SERIES_KEYS = {"t", "ops", "ok", "errors", "throughput", "p50_ms", "p90_ms", "p99_ms", "max_ms"}
+
+
+def run_experiment(path: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "rdbss.experiment", "run", str(path), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        stdin=subprocess.DEVNULL,
+        check=False,
+        cwd=ROOT,
+    )
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path.name} is not a PNG"
+    assert data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def assert_real_figure(path: Path) -> None:
+    width, height = png_size(path)
+    assert width >= 400 and height >= 300
+    assert path.stat().st_size > 8_000  # axes, text and data, not an empty canvas
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(str(path))
+    colors = {tuple(p) for p in pixels.reshape(-1, pixels.shape[-1])[::7].tolist()}
+    assert len(colors) > 20
+
+
+def pid_gone(pid: int, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture(scope="module")
+def short_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str]:
+    base = tmp_path_factory.mktemp("experiment")
+    path = base / "short.toml"
+    path.write_text(EXPERIMENT)
+    out = base / "out"
+    proc = run_experiment(path, out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    return path, report, proc.stdout
+
+
+def test_the_report_has_the_expected_content(short_run: tuple[Path, dict[str, Any], str]) -> None:
+    _, report, _ = short_run
+    assert set(report) >= REPORT_KEYS
+    assert report["experiment"]["name"] == "short"
+    assert report["config"]["experiment"]["load"]["clients"] == 2
+    assert "[[minirdr]]" in report["config"]["daemon_toml"]
+    series = report["timeseries"]
+    assert len(series) >= 7
+    assert all(set(s) >= SERIES_KEYS for s in series)
+    assert report["ops"]["ok"] > 200
+    assert sum(s["ops"] for s in series) == report["ops"]["total"]
+
+
+def test_faults_were_injected_and_recovered_from(
+    short_run: tuple[Path, dict[str, Any], str],
+) -> None:
+    _, report, _ = short_run
+    steps = report["faults"]
+    actions = ["proxy", "set_faults", "clear_faults", "kill", "stop", "cont"]
+    assert [s["action"] for s in steps] == actions
+    for step in steps:
+        assert step["ok"], step
+        assert abs(step["at"] - step["t"]) < 1.0
+        assert isinstance(step["recovery_s"], int | float), step  # recovered before the end
+        assert step["recovery_s"] >= 0
+        assert step["integrity"] == "OK"
+    assert steps[0]["detail"] == "proxy settings: latency_ms=100, blackhole=True"
+    assert steps[3]["detail"].startswith("SIGKILL pid ")
+    # the restarted process was stopped for 0.4 s (less than the 3 s heartbeat limit) and went on
+    restarted = steps[4]["detail"].split()[-1]
+    assert steps[4]["detail"] == f"SIGSTOP pid {restarted}" != steps[3]["detail"]
+    assert steps[5]["detail"] == f"SIGCONT pid {restarted}"
+    # the window: every read failed with the injected status; the kill: in-flight requests
+    # completed at once with STATUS_CONNECTION_DISCONNECTED
+    assert report["errors"][INJECTED] > 10
+    assert "STATUS_CONNECTION_DISCONNECTED" in report["errors"]
+    assert report["runner_errors"] == []
+    injected_in = [s["t"] for s in report["timeseries"] if INJECTED in s["errors_by_status"]]
+    assert injected_in and set(injected_in) <= {1, 2}  # only inside the window (1.2 s - 2.2 s)
+
+
+def test_no_acknowledged_write_was_lost(short_run: tuple[Path, dict[str, Any], str]) -> None:
+    _, report, stdout = short_run
+    integrity = report["integrity"]
+    assert integrity["verdict"] == "OK", integrity
+    assert integrity["lost"] == [] and integrity["unreadable"] == []
+    assert integrity["files"] == 8
+    assert integrity["writes_acknowledged"] > 20
+    assert "nothing acknowledged was lost" in stdout
+
+
+def test_the_figures_and_summary_exist(short_run: tuple[Path, dict[str, Any], str]) -> None:
+    path, _, stdout = short_run
+    out = path.parent / "out"
+    for name in ("throughput.png", "latency.png", "errors.png"):
+        assert_real_figure(out / name)
+    summary = (out / "summary.txt").read_text()
+    assert summary == stdout
+    assert INJECTED in summary and "recovered in" in summary
+    assert (out / "daemon.log").exists()
+
+
+def test_the_runner_stopped_everything_it_started(
+    short_run: tuple[Path, dict[str, Any], str],
+) -> None:
+    _, report, _ = short_run
+    pid = report["experiment"]["daemon_pid"]
+    assert isinstance(pid, int) and pid_gone(pid)
+    killed = int(report["faults"][3]["detail"].split()[-1])
+    assert pid_gone(killed)
+    assert not Path(report["experiment"]["runtime_dir"]).exists()
+    host, port = report["experiment"]["proxies"]["net"].split(":")
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((host, int(port)), timeout=5).close()
+
+
+def test_the_same_experiment_plans_the_same_operations(
+    short_run: tuple[Path, dict[str, Any], str],
+) -> None:
+    path, report, _ = short_run
+    first, second = load_experiment(path), load_experiment(path)
+    for entry in report["clients"]:
+        client, n = entry["client"], entry["ops_executed"]
+        assert n > 50
+        planned = plan_operations(first.load, client, n)
+        assert planned == plan_operations(second.load, client, n)
+        # what the run executed is exactly the plan's prefix, whatever the timing
+        assert entry["ops_sha256"] == entry["plan_prefix_sha256"] == ops_digest(planned)
+        assert entry["first_ops"] == [op.key() for op in planned[:10]]
+    outputs = [
+        subprocess.run(
+            [sys.executable, "-m", "rdbss.experiment", "plan", str(path), "--client", "1"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+            cwd=ROOT,
+        ).stdout
+        for _ in range(2)
+    ]
+    assert outputs[0] == outputs[1] and outputs[0].count("\n") == 21
+
+
+def test_the_shipped_example_runs(tmp_path: Path) -> None:
+    proc = run_experiment(EXAMPLE, tmp_path / "out")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["integrity"]["verdict"] == "OK"
+    assert [s["ok"] for s in report["faults"]] == [True, True, True]
+    assert "STATUS_UNEXPECTED_NETWORK_ERROR" in report["errors"]
+    for name in ("throughput.png", "latency.png", "errors.png"):
+        png_size(tmp_path / "out" / name)
+
+
+def test_a_bad_experiment_file_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(EXPERIMENT.replace('action = "kill"', 'action = "explode"'))
+    proc = run_experiment(path, tmp_path / "out")
+    assert proc.returncode == 2
+    assert "action must be one of" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_proxy_step_changes_the_fault_proxy(tmp_path: Path) -> None:
+    """The runner's proxy steps, against a real FaultProxy (no daemon needed)."""
+    exp_file = tmp_path / "proxy.toml"
+    exp_file.write_text(
+        EXPERIMENT.split("[[fault]]")[0].replace(
+            "[load]", '[[setup.proxy]]\nname = "p"\ntarget = "127.0.0.1:9"\n\n[load]'
+        )
+        + '[[fault]]\nt = 1\naction = "proxy"\nproxy = "p"\n'
+        + "settings = { latency_ms = 50, bandwidth = 1000, reset = true }\n"
+    )
+    experiment = load_experiment(exp_file)
+    runner = Runner(experiment, tmp_path / "out")
+    proxy = FaultProxy("127.0.0.1", 9).start()
+    try:
+        runner.proxies["p"] = proxy
+        detail = runner._carry_out(None, experiment.faults[0])  # type: ignore[arg-type]
+        assert detail == "proxy settings: latency_ms=50, bandwidth=1000, reset=True"
+        assert proxy.settings.latency_ms == 50 and proxy.settings.bandwidth == 1000
+    finally:
+        proxy.stop()
