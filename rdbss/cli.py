@@ -107,6 +107,11 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         status = client.status()
     status["running"] = True
     status["pid"] = pid
+    try:
+        sup = json.loads((config.runtime_dir / "supervisor.json").read_text())
+        status["processes"] = sup["children"]
+    except (OSError, ValueError, KeyError):
+        status["processes"] = []
     _out(args, status, lambda: _render_status(status))
     return 0
 
@@ -117,11 +122,21 @@ def _render_status(s: dict[str, Any]) -> str:
         f"{s['pending']} pending, {s['completed']} completed"
     ]
     lines.append("")
-    lines.append(f"{'PROCESS':<12} {'ROLE':<8} {'KIND':<8} {'PID':>7} {'UP(s)':>9} {'REQS':>8}")
+    restarts = {p["name"]: p["restarts"] for p in s.get("processes", [])}
+    lines.append(
+        f"{'PROCESS':<12} {'ROLE':<8} {'KIND':<8} {'PID':>7} {'UP(s)':>9} {'REQS':>8} "
+        f"{'RESTARTS':>8}"
+    )
     for p in s["peers"]:
         lines.append(
             f"{p['name']:<12} {p['role']:<8} {p['kind']:<8} {p['pid']:>7} "
-            f"{p['up_s']:>9.1f} {p['requests']:>8}"
+            f"{p['up_s']:>9.1f} {p['requests']:>8} {restarts.get(p['name'], 0):>8}"
+        )
+    down = [p for p in s.get("processes", []) if p["state"] != "running"]
+    for p in down:
+        lines.append(
+            f"{p['name']:<12} {p['role']:<8} {'-':<8} {'-':>7} {p['state'].upper():>9} "
+            f"restarts={p['restarts']} {p['last_exit']}"
         )
     lines.append("")
     lines.append(f"{'CONNECTION':<32} {'STATE':<14} {'MINIRDR':<10} STATUS")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import signal
@@ -80,6 +81,8 @@ class Child:
     gave_up: bool = False
     started_at: float = 0.0
     last_registered: float = 0.0
+    starts: int = 0
+    last_exit: str = ""
 
     @property
     def pid(self) -> int | None:
@@ -155,6 +158,29 @@ class Supervisor:
         self._write_config()
         (self.runtime_dir / "daemon.pid").write_text(str(os.getpid()))
 
+    def _write_state(self) -> None:
+        """The supervisor's view of its processes, for ``rdbss status`` (supervisor.json)."""
+        now = time.monotonic()
+        state = [
+            {
+                "name": c.name,
+                "role": c.role,
+                "pid": c.pid,
+                "state": "gave up"
+                if c.gave_up
+                else ("running" if c.proc is not None else "restarting"),
+                "restarts": max(0, c.starts - 1),
+                "restart_in_s": round(max(0.0, c.next_start - now), 2)
+                if c.proc is None and not c.gave_up
+                else None,
+                "last_exit": c.last_exit,
+            }
+            for c in self.children
+        ]
+        tmp = self.runtime_dir / "supervisor.json.tmp"
+        tmp.write_text(json.dumps({"pid": os.getpid(), "children": state}))
+        os.replace(tmp, self.runtime_dir / "supervisor.json")
+
     def _write_config(self) -> None:
         cfg = self.runtime_dir / "config.json"
         tmp = self.runtime_dir / "config.json.tmp"
@@ -164,7 +190,14 @@ class Supervisor:
         os.replace(tmp, cfg)
 
     def _cleanup(self) -> None:
-        for name in ("ready", "daemon.pid", "config.json", "rdbss.sock", "bus.sock"):
+        for name in (
+            "ready",
+            "daemon.pid",
+            "config.json",
+            "rdbss.sock",
+            "bus.sock",
+            "supervisor.json",
+        ):
             with contextlib.suppress(FileNotFoundError):
                 (self.runtime_dir / name).unlink()
         log.info("daemon stopped")
@@ -181,6 +214,8 @@ class Supervisor:
         ]
         child.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, close_fds=True)
         child.started_at = time.monotonic()
+        child.starts += 1
+        self._write_state()
         log.info("started %s %s pid=%d", child.role, child.name, child.proc.pid)
 
     def _start_all(self) -> None:
@@ -236,6 +271,7 @@ class Supervisor:
                 if child.role != "core":
                     self._tell_core_peer_down(child.name, f"process exited with code {code}")
                 self._schedule_restart(child, now)
+                self._write_state()
             elif now >= child.next_start:
                 self._spawn(child)
 

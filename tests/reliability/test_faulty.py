@@ -4,6 +4,11 @@ with a clear status instead of hanging. Real daemon, real processes."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -198,3 +203,56 @@ def test_idle_connections_are_finalized_by_the_scavenger(tmp_path: Path) -> None
         assert c.read_bytes(FLAKY + r"\a.txt") == b"idle"  # built again on demand
         log = d.log()
     assert "scavenging idle connection" in log and "idle; finalizing its SrvCall" in log
+
+
+def test_a_process_that_keeps_crashing_is_given_up_and_the_rest_serves(tmp_path: Path) -> None:
+    folder = tmp_path / "crashy"
+    folder.mkdir()
+    rules = """
+[[minirdr.rules]]
+routine = "MRxCreate"
+action = "crash"
+"""
+    with running_daemon(faulty_config(folder, rules)) as d, d.client(timeout=5) as c:
+
+        def given_up() -> bool:
+            with contextlib.suppress(NtStatusError):
+                c.stat(FLAKY)
+            proc = d.cli("--json", "status")
+            states = {p["name"]: p["state"] for p in json.loads(proc.stdout)["processes"]}
+            return states.get("flaky") == "gave up"
+
+        wait_until(given_up, timeout=60)
+        started = time.monotonic()
+        with pytest.raises(NtStatusError) as info:
+            c.stat(FLAKY)
+        assert info.value.status == S.STATUS_CONNECTION_DISCONNECTED
+        assert time.monotonic() - started < 2  # answered at once, not at the deadline
+        c.write_bytes(d.share + r"\still.txt", b"local keeps serving")
+        table = d.cli("status").stdout.decode()
+        assert "GAVE UP" in table and "restarts=5" in table
+        log = d.log()
+    assert "restarted 5 times in 30 s; giving up" in log
+
+
+def test_a_killed_core_is_restarted_and_clients_come_back(flaky: Daemon) -> None:
+    core = int(
+        subprocess.check_output(
+            ["pgrep", "-f", f"rdbss.actors.process core core {flaky.runtime_dir}"]
+        ).split()[0]
+    )
+    os.kill(core, signal.SIGKILL)
+
+    def served() -> bool:
+        try:
+            with flaky.client(timeout=2) as c:
+                names = {p["name"] for p in c.status()["peers"]}
+                return (
+                    names >= {"local", "flaky", "connmgr"}
+                    and c.read_bytes(FLAKY + r"\a.txt") == b"flaky data"
+                )
+        except NtStatusError:
+            return False
+
+    wait_until(served, timeout=30)
+    assert f"core core pid={core} exited" in flaky.log()
