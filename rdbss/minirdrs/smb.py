@@ -86,6 +86,7 @@ Info = FileInformationClass
 FsInfo = FsInformationClass
 
 DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_KEEPALIVE_S = 30.0  # echo a connection idle this long (0: off)
 FILE_REMOTE_DEVICE = 0x10
 #: SMB2 information classes this module asks for.
 _FILE_ALL_INFORMATION = 18
@@ -217,7 +218,7 @@ class SmbMiniRdr(MiniRdr):
 
     def __init__(self, name: str, config: Mapping[str, Any]) -> None:
         super().__init__(name, config)
-        known = {"timeout", "servers"}
+        known = {"timeout", "servers", "keepalive_interval"}
         unknown = sorted(set(config) - known)
         if unknown:
             raise ValueError(f"smb mini-redirector: unknown option(s) {', '.join(unknown)}")
@@ -235,15 +236,34 @@ class SmbMiniRdr(MiniRdr):
             if server_name.lower() in self._servers:
                 raise ValueError(f"smb mini-redirector: server {server_name!r} given twice")
             self._servers[server_name.lower()] = ServerConfig.parse(server_name, table)
+        keepalive = config.get("keepalive_interval", DEFAULT_KEEPALIVE_S)
+        if isinstance(keepalive, bool) or not isinstance(keepalive, int | float) or keepalive < 0:
+            raise ValueError("smb mini-redirector: 'keepalive_interval' must be seconds (0: off)")
+        self.keepalive_interval = float(keepalive)
         self._lock = threading.RLock()
         self._links: dict[str, SmbLink] = {}
+        self._stopping = threading.Event()
+        if self.keepalive_interval > 0:
+            threading.Thread(target=self._keepalive_loop, name="smb-keepalive", daemon=True).start()
         self._opens: dict[int, _Open] = {}
         self._ids = itertools.count(1)
 
     def servers(self) -> list[str]:
         return [server.name for server in self._servers.values()]
 
+    def _keepalive_loop(self) -> None:
+        """Echo idle links so a dead server is found before the next request needs it."""
+        while not self._stopping.wait(self.keepalive_interval / 2):
+            with self._lock:
+                links = list(self._links.values())
+            for link in links:
+                try:
+                    link.keepalive(self.keepalive_interval)
+                except Exception:  # the loop must outlive any one link
+                    log.exception("keepalive failed")
+
     def close(self) -> None:
+        self._stopping.set()
         with self._lock:
             links = list(self._links.values())
             self._links.clear()

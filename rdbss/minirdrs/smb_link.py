@@ -248,6 +248,8 @@ class SmbLink:
         self.dead: NtStatusError | None = None
         self._timed_out = False
         self._watchdog = _Watchdog(f"smb-watchdog-{server.name}", self._expired)
+        self.busy = threading.Lock()  # one call at a time (the worker, or the keepalive)
+        self.last_used = time.monotonic()
 
     def __repr__(self) -> str:
         return f"SmbLink({self.server.name!r}, {self.server.address})"
@@ -373,8 +375,28 @@ class SmbLink:
         """Run ``fn`` (smbprotocol calls) under the deadline; every failure becomes an
         NtStatusError whose message starts with ``what``."""
         self.check_alive()
-        with self._watchdog.guard(timeout if timeout is not None else self.timeout):
-            return self.mapped(what, fn)
+        with self.busy, self._watchdog.guard(timeout if timeout is not None else self.timeout):
+            try:
+                return self.mapped(what, fn)
+            finally:
+                self.last_used = time.monotonic()
+
+    def keepalive(self, idle_s: float) -> None:
+        """SMB2 ECHO when the link has been idle for ``idle_s`` and nobody is using it: a server
+        that does not answer (or a dropped connection) marks the link dead now, so the next
+        request answers at once instead of waiting out its own deadline."""
+        if self.dead is not None or time.monotonic() - self.last_used < idle_s:
+            return
+        if not self.busy.acquire(blocking=False):
+            return  # in use: it is alive enough
+        try:
+            with self._watchdog.guard(self.timeout):
+                self.mapped("keepalive", lambda: self.connection.echo(timeout=self.timeout))
+        except NtStatusError as exc:
+            log.warning("keepalive to %s failed: %s", self.server.name, exc.strerror)
+        finally:
+            self.last_used = time.monotonic()
+            self.busy.release()
 
     def mapped(self, what: str, fn: Callable[[], T]) -> T:
         """Run ``fn`` and turn its failure into an NtStatusError, without arming the watchdog
