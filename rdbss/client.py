@@ -235,6 +235,14 @@ class Client:
     def unlock_all(self, fobx: int) -> None:
         self.run(rq.unlock_all(fobx, self._timeout_ms))
 
+    def query_eas(self, fobx: int) -> dict[str, bytes]:
+        """The extended attributes of an open file (open it with FILE_READ_EA or more)."""
+        return self.run(rq.query_eas(fobx, self._timeout_ms))
+
+    def set_eas(self, fobx: int, eas: dict[str, bytes | None]) -> None:
+        """Set extended attributes; a value of None deletes one (FILE_WRITE_EA or more)."""
+        self.run(rq.set_eas(fobx, eas, self._timeout_ms))
+
     def flush_handle(self, fobx: int) -> None:
         self.run(rq.flush(fobx, self._timeout_ms))
 

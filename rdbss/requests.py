@@ -260,6 +260,21 @@ def unlock_all(fobx: int, timeout_ms: int) -> Request[None]:
     )
 
 
+def query_eas(fobx: int, timeout_ms: int) -> Request[dict[str, bytes]]:
+    """IRP_MJ_QUERY_EA: every extended attribute of the open file."""
+    info = InfoParameters(info_class=FileInformationClass.FileEaInformation)
+    return Request(
+        _ctx(IrpMj.QUERY_EA, timeout_ms, fobx=fobx, info=info),
+        lambda done, _: {str(k): bytes(v) for k, v in _result(done).get("eas", {}).items()},
+    )
+
+
+def set_eas(fobx: int, eas: dict[str, bytes | None], timeout_ms: int) -> Request[None]:
+    """IRP_MJ_SET_EA: set (or, with None, delete) extended attributes."""
+    info = InfoParameters(info_class=FileInformationClass.FileEaInformation, args={"eas": eas})
+    return Request(_ctx(IrpMj.SET_EA, timeout_ms, fobx=fobx, info=info), _nothing)
+
+
 def control(code: int, timeout_ms: int, **args: Any) -> Request[Any]:
     """A management request on the device FCB (MRxDevFcbXXXControlFile)."""
     lowio = LowIoParameters(code=int(code))

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from rdbss.minirdrs.base import MiniRdr, Result
+from rdbss.minirdrs.eas import parse_set as parse_eas
 from rdbss.minirdrs.locks import FileLocks, Lock
 from rdbss.minirdrs.wildcard import is_name_in_expression
 from rdbss.wire.constants import (
@@ -52,6 +53,7 @@ FsInfo = FsInformationClass
 #: The largest single read.
 MAX_READ_BYTES = 64 << 20
 _SL_FAIL_IMMEDIATELY = 0x01
+_EA_PREFIX = "user."
 _LOCK_MARGIN_S = 0.5  # a waiting lock gives up this long before its deadline
 MAX_SHARE_NAME_CHARS = 80
 FS_NAME = "rdbss-local"
@@ -782,6 +784,38 @@ class LocalMiniRdr(MiniRdr):
         except OSError as exc:
             raise _os_error(exc, "cannot write", op.path) from None
         return Result(information=written)
+
+    # --- extended attributes: kept as "user." xattrs (where Samba keeps them too) ---------------
+    def query_ea_info(self, ctx: RxContext) -> Result:
+        op = self._open_of(ctx)
+        target: int | str = op.fd if not op.path_only else self._host_entry(op.share, op.path)
+        try:
+            names = [n for n in os.listxattr(target) if n.startswith(_EA_PREFIX)]
+            eas = {n[len(_EA_PREFIX) :]: os.getxattr(target, n) for n in names}
+        except OSError as exc:
+            if exc.errno == errno.ENOTSUP:
+                raise _error(S.STATUS_NOT_SUPPORTED, "no extended attributes here") from None
+            raise _os_error(exc, "cannot read the EAs of", op.path) from None
+        return Result(result={"eas": eas})
+
+    def set_ea_info(self, ctx: RxContext) -> Result:
+        op = self._open_of(ctx)
+        changes = parse_eas(ctx.info.args if ctx.info is not None else None)
+        target: int | str = op.fd if not op.path_only else self._host_entry(op.share, op.path)
+        try:
+            for name, value in changes.items():
+                if value is None:
+                    with contextlib.suppress(OSError):  # deleting an absent EA is fine
+                        os.removexattr(target, _EA_PREFIX + name)
+                else:
+                    os.setxattr(target, _EA_PREFIX + name, value)
+        except OSError as exc:
+            if exc.errno == errno.ENOTSUP:
+                raise _error(S.STATUS_NOT_SUPPORTED, "no extended attributes here") from None
+            if exc.errno == errno.ENOSPC or exc.errno == errno.E2BIG:
+                raise _error(S.STATUS_EA_TOO_LARGE, "the EAs do not fit") from None
+            raise _os_error(exc, "cannot set the EAs of", op.path) from None
+        return Result()
 
     def flush(self, ctx: RxContext) -> Result:
         op = self._open_of(ctx)

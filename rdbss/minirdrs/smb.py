@@ -39,6 +39,8 @@ from smbprotocol.open import ImpersonationLevel, SMB2LockElement
 from smbprotocol.open import Open as SmbOpen
 
 from rdbss.minirdrs.base import MiniRdr, Result
+from rdbss.minirdrs.eas import pack_full_ea, parse_full_ea
+from rdbss.minirdrs.eas import parse_set as parse_eas
 from rdbss.minirdrs.local import (
     MAX_READ_BYTES,
     LocalMiniRdr,
@@ -90,6 +92,9 @@ DEFAULT_KEEPALIVE_S = 30.0  # echo a connection idle this long (0: off)
 FILE_REMOTE_DEVICE = 0x10
 #: SMB2 information classes this module asks for.
 _FILE_ALL_INFORMATION = 18
+_FILE_FULL_EA_INFORMATION = 15
+_SL_RESTART_SCAN = 0x01
+_STATUS_NO_EAS_ON_FILE = 0xC0000052
 _FILE_STANDARD_INFORMATION = 5
 _FILE_ID_FULL_DIRECTORY_INFORMATION = 38
 #: SMB2 QUERY_DIRECTORY flags.
@@ -666,6 +671,28 @@ class SmbMiniRdr(MiniRdr):
                 if exc.status != S.STATUS_RANGE_NOT_LOCKED:
                     raise
             op.locks.pop()
+        return Result()
+
+    # --- extended attributes (FileFullEaInformation) ------------------------------------------
+    def query_ea_info(self, ctx: RxContext) -> Result:
+        op = self._open_of(ctx)
+        request = query_info_request(op.handle.file_id, SMB2_0_INFO_FILE, _FILE_FULL_EA_INFORMATION)
+        request["flags"] = _SL_RESTART_SCAN
+        try:
+            data = op.link.call(
+                f"cannot read the EAs of {_show(op.path)}",
+                lambda: query_info_buffer(op.link.one(op.tree, request)),
+            )
+        except NtStatusError as exc:
+            if exc.status == _STATUS_NO_EAS_ON_FILE:
+                return Result(result={"eas": {}})
+            raise
+        return Result(result={"eas": parse_full_ea(data)})
+
+    def set_ea_info(self, ctx: RxContext) -> Result:
+        op = self._open_of(ctx)
+        changes = parse_eas(ctx.info.args if ctx.info is not None else None)
+        self._set_info(op, _FILE_FULL_EA_INFORMATION, pack_full_ea(changes), "cannot set EAs of")
         return Result()
 
     def flush(self, ctx: RxContext) -> Result:

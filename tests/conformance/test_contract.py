@@ -710,3 +710,24 @@ def test_bad_names_are_refused_before_the_minirdr(
                 c.set_info(h.fobx, FileInformationClass.FileRenameInformation, target=unc)
             assert backend.requests_sent() == before, "the refused rename target was sent"
     assert d.get("f.txt") == b"data"
+
+
+# ============================================================================ extended attributes
+def test_extended_attributes(backend: ConformanceBackend) -> None:
+    backend.requires(Routine.MRxSetEaInfo)
+    backend.requires(Routine.MRxQueryEaInfo)
+    c = backend.client
+    d = backend.fresh_dir()
+    d.put("ea.txt", b"data")
+    access = Access.GENERIC_READ | Access.FILE_READ_EA | Access.FILE_WRITE_EA
+    with opened(c, d.path("ea.txt"), access=access) as h:
+        assert c.query_eas(h.fobx) == {}
+        c.set_eas(h.fobx, {"COLOR": b"blue", "SIZE": b"\x00XL\xff"})
+        got = {k.upper(): v for k, v in c.query_eas(h.fobx).items()}  # names: case-insensitive
+        assert got == {"COLOR": b"blue", "SIZE": b"\x00XL\xff"}
+        c.set_eas(h.fobx, {"COLOR": None})  # an empty value deletes
+        assert {k.upper() for k in c.query_eas(h.fobx)} == {"SIZE"}
+        with raises_status(S.STATUS_INVALID_PARAMETER):
+            c.set_eas(h.fobx, {"bad:name": b"x"})
+    with opened(c, d.path("ea.txt"), access=Access.FILE_READ_EA) as h:  # kept on the file
+        assert {k.upper(): v for k, v in c.query_eas(h.fobx).items()} == {"SIZE": b"\x00XL\xff"}
