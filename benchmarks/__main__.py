@@ -1,4 +1,4 @@
-"""Run the benchmark suite and print tables: ``python -m benchmarks [--quick]``.
+"""Run the benchmark suite and print tables: ``python -m benchmarks [--quick] [--size MIB]``.
 Every figure is paired with its baseline measured in the same run; nothing here is a test."""
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ def main() -> int:
     quick = "--quick" in sys.argv
     n = 1000 if quick else 5000
     size = 16 if quick else 64
+    if "--size" in sys.argv:  # MiB for the protocol tables, e.g. --size 256
+        size = int(sys.argv[sys.argv.index("--size") + 1])
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cpus, Python "
         f"{platform.python_version()}; each figure next to its baseline from the same run"
