@@ -597,7 +597,9 @@ class SshServer(_ServerBase):
 
     name = "sshd"
 
-    def __init__(self, base_dir: Path, *, allow_system_user: bool = False) -> None:
+    def __init__(
+        self, base_dir: Path, *, allow_system_user: bool = False, root_password: bool = False
+    ) -> None:
         super().__init__(base_dir)
         self.user = "root"
         self.keys_dir = self.base_dir / "keys"
@@ -611,6 +613,11 @@ class SshServer(_ServerBase):
         self.allow_system_user = allow_system_user
         self.password_user: str | None = None
         self.password: str | None = None
+        # root_password: password auth for root with a random password that only this sshd
+        # sees (a private /etc/shadow bind-mounted in its own mount namespace); the machine's
+        # accounts are never touched
+        self.root_password = root_password
+        self._shadow: Path | None = None
         self._sshd = find_binary("sshd")
         self._keygen = find_binary("ssh-keygen")
 
@@ -635,6 +642,8 @@ class SshServer(_ServerBase):
         if not run_sshd.is_dir():
             run_sshd.mkdir(mode=0o755, parents=True, exist_ok=True)
             run_sshd.chmod(0o755)
+        if self.root_password and self._shadow is None:
+            self._private_shadow()
         if self.allow_system_user and self.password_user is None:
             self._create_system_user()
 
@@ -674,6 +683,32 @@ class SshServer(_ServerBase):
         finally:
             shutil.rmtree(home, ignore_errors=True)
 
+    def _private_shadow(self) -> None:
+        password = secrets.token_urlsafe(12)
+        hashed = (
+            subprocess.run(
+                ["openssl", "passwd", "-6", "-stdin"],
+                input=password.encode(),
+                capture_output=True,
+                timeout=10,
+                check=True,
+            )
+            .stdout.decode()
+            .strip()
+        )
+        lines = []
+        for line in Path("/etc/shadow").read_text().splitlines():
+            fields = line.split(":")
+            if fields[0] == "root":
+                fields[1] = hashed
+            lines.append(":".join(fields))
+        shadow = self.base_dir / "shadow"
+        fd = os.open(shadow, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self._shadow = shadow
+        self.password = password
+
     def _configure(self) -> None:
         lines = [
             f"Port {self.port}",
@@ -681,7 +716,8 @@ class SshServer(_ServerBase):
             f"HostKey {self.host_key_path}",
             f"PidFile {self.pid_file}",
             "PermitRootLogin yes",
-            f"PasswordAuthentication {'yes' if self.allow_system_user else 'no'}",
+            "PasswordAuthentication "
+            + ("yes" if self.allow_system_user or self.root_password else "no"),
             "KbdInteractiveAuthentication no",
             "PubkeyAuthentication yes",
             f"AuthorizedKeysFile {self.authorized_keys_path}",
@@ -709,7 +745,12 @@ class SshServer(_ServerBase):
 
     def _argv(self) -> list[str]:
         assert self._sshd is not None  # absolute path: sshd refuses to re-exec otherwise
-        return [self._sshd, "-D", "-e", "-f", str(self.conf_path)]
+        argv = [self._sshd, "-D", "-e", "-f", str(self.conf_path)]
+        if self._shadow is None:
+            return argv
+        # unshare and sh exec in place: the pid we hold is sshd's
+        script = f'mount --bind "{self._shadow}" /etc/shadow && exec "$@"'
+        return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *argv]
 
     def _release(self) -> None:
         if self.password_user is not None:
