@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import os
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,8 +24,9 @@ import zmq
 import zmq.asyncio
 
 from rdbss import requests as rq
-from rdbss.actors.bus import Endpoints, client_identity, daemon_pid, process_start_time
-from rdbss.config import Config, load_config
+from rdbss.actors.bus import Endpoints
+from rdbss.client import connect_client_socket, resolve_daemon
+from rdbss.config import Config
 from rdbss.requests import FileInfo, Handle
 from rdbss.wire import (
     Access,
@@ -61,29 +61,12 @@ class AsyncClient:
         config: Config | None = None,
         timeout: float | None = None,
     ) -> None:
-        if runtime_dir is None:
-            config = config or load_config()
-            runtime_dir = config.runtime_dir
-        self.runtime_dir = Path(runtime_dir)
-        self.timeout = (
-            timeout if timeout is not None else (config.request_timeout if config else 30.0)
-        )
-        if daemon_pid(self.runtime_dir) is None:
-            raise error_for_status(
-                S.STATUS_REDIRECTOR_NOT_STARTED,
-                f"the rdbss daemon is not running (nothing in {self.runtime_dir}); "
-                "start it with: rdbss daemon start",
-            )
+        self.runtime_dir, self.timeout = resolve_daemon(runtime_dir, config, timeout)
         self._zctx = zmq.asyncio.Context()
         self._zctx.setsockopt(zmq.LINGER, 0)
         self._sock = self._zctx.socket(zmq.DEALER)
-        pid = os.getpid()
-        self._sock.setsockopt(
-            zmq.IDENTITY, client_identity(pid, process_start_time(pid) or 0, os.urandom(4))
-        )
-        self._sock.setsockopt(zmq.RCVHWM, 0)
         self._sock.setsockopt(zmq.SNDHWM, 0)
-        self._sock.connect(Endpoints.in_dir(self.runtime_dir).client)
+        connect_client_socket(self._sock, Endpoints.in_dir(self.runtime_dir))
         self._codec = Codec()
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[tuple[RxCompletion, memoryview | None]]] = {}

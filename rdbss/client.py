@@ -62,6 +62,35 @@ WRITE_CHUNK = 4 << 20
 GRACE_S = 2.0  # how much longer than the request's deadline the client waits for the core
 
 
+def resolve_daemon(
+    runtime_dir: str | Path | None, config: Config | None, timeout: float | None
+) -> tuple[Path, float]:
+    """The runtime directory and default timeout of the daemon a client talks to; refuses at
+    once (STATUS_REDIRECTOR_NOT_STARTED) when no daemon runs there."""
+    if runtime_dir is None:
+        config = config or load_config()
+        runtime_dir = config.runtime_dir
+    path = Path(runtime_dir)
+    if timeout is None:
+        timeout = config.request_timeout if config else 30.0
+    if daemon_pid(path) is None:
+        raise error_for_status(
+            S.STATUS_REDIRECTOR_NOT_STARTED,
+            f"the rdbss daemon is not running (nothing in {path}); "
+            "start it with: rdbss daemon start",
+        )
+    return path, timeout
+
+
+def connect_client_socket(sock: zmq.Socket[Any], endpoints: Endpoints) -> None:
+    """A client DEALER: an identity carrying this process's pid and start time (so the daemon
+    can close what the process leaves open if it dies), unbounded receive queue."""
+    pid = os.getpid()
+    sock.setsockopt(zmq.IDENTITY, client_identity(pid, process_start_time(pid) or 0, os.urandom(4)))
+    sock.setsockopt(zmq.RCVHWM, 0)
+    sock.connect(endpoints.client)
+
+
 class Client:
     """A connection to the daemon. Thread-safe (requests are serialized on one socket)."""
 
@@ -72,28 +101,11 @@ class Client:
         config: Config | None = None,
         timeout: float | None = None,
     ) -> None:
-        if runtime_dir is None:
-            config = config or load_config()
-            runtime_dir = config.runtime_dir
-        self.runtime_dir = Path(runtime_dir)
-        self.timeout = (
-            timeout if timeout is not None else (config.request_timeout if config else 30.0)
-        )
-        if daemon_pid(self.runtime_dir) is None:
-            raise error_for_status(
-                S.STATUS_REDIRECTOR_NOT_STARTED,
-                f"the rdbss daemon is not running (nothing in {self.runtime_dir}); "
-                "start it with: rdbss daemon start",
-            )
+        self.runtime_dir, self.timeout = resolve_daemon(runtime_dir, config, timeout)
         self.endpoints = Endpoints.in_dir(self.runtime_dir)
         self._zctx = new_context()
         self._sock = self._zctx.socket(zmq.DEALER)
-        pid = os.getpid()
-        self._sock.setsockopt(
-            zmq.IDENTITY, client_identity(pid, process_start_time(pid) or 0, os.urandom(4))
-        )
-        self._sock.setsockopt(zmq.RCVHWM, 0)
-        self._sock.connect(self.endpoints.client)
+        connect_client_socket(self._sock, self.endpoints)
         self._codec = Codec()
         self._ids = itertools.count(1)
         self._lock = threading.RLock()

@@ -33,9 +33,33 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from rdbss.wire.constants import LowIoOp, Routine
+from rdbss.wire.constants import FileInformationClass, FsInformationClass, LowIoOp, Routine
 from rdbss.wire.rxcontext import RxContext
 from rdbss.wire.status import NtStatus, NtStatusError
+
+#: The FileInformationClass values MRxQueryFileInfo answers (one map holds them all).
+FILE_INFO_CLASSES: frozenset[int] = frozenset(
+    {
+        FileInformationClass.FileBasicInformation,
+        FileInformationClass.FileStandardInformation,
+        FileInformationClass.FileNetworkOpenInformation,
+        FileInformationClass.FileAllInformation,
+        FileInformationClass.FileInternalInformation,
+        FileInformationClass.FileNameInformation,
+        FileInformationClass.FileAttributeTagInformation,
+        FileInformationClass.FilePositionInformation,
+    }
+)
+#: The FsInformationClass values MRxQueryVolumeInfo answers.
+VOLUME_INFO_CLASSES: frozenset[int] = frozenset(
+    {
+        FsInformationClass.FileFsSizeInformation,
+        FsInformationClass.FileFsFullSizeInformation,
+        FsInformationClass.FileFsVolumeInformation,
+        FsInformationClass.FileFsAttributeInformation,
+        FsInformationClass.FileFsDeviceInformation,
+    }
+)
 
 
 @dataclass(slots=True)

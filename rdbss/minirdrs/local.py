@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
+from rdbss.minirdrs.base import VOLUME_INFO_CLASSES as _VOLUME_INFO_CLASSES
 from rdbss.minirdrs.base import MiniRdr, Result
 from rdbss.minirdrs.eas import parse_set as parse_eas
 from rdbss.minirdrs.locks import FileLocks, Lock
@@ -71,27 +73,6 @@ _WRITE_ANYWHERE = Access.FILE_WRITE_DATA | Access.GENERIC_WRITE | Access.GENERIC
 _OVERWRITING = frozenset({D.FILE_SUPERSEDE, D.FILE_OVERWRITE, D.FILE_OVERWRITE_IF})
 _CREATING = frozenset({D.FILE_SUPERSEDE, D.FILE_CREATE, D.FILE_OPEN_IF, D.FILE_OVERWRITE_IF})
 _DIRECTORY_DISPOSITIONS = frozenset({D.FILE_CREATE, D.FILE_OPEN, D.FILE_OPEN_IF})
-_FILE_INFO_CLASSES = frozenset(
-    {
-        Info.FileBasicInformation,
-        Info.FileStandardInformation,
-        Info.FileNetworkOpenInformation,
-        Info.FileAllInformation,
-        Info.FileInternalInformation,
-        Info.FileNameInformation,
-        Info.FileAttributeTagInformation,
-        Info.FilePositionInformation,
-    }
-)
-_VOLUME_INFO_CLASSES = frozenset(
-    {
-        FsInfo.FileFsSizeInformation,
-        FsInfo.FileFsFullSizeInformation,
-        FsInfo.FileFsVolumeInformation,
-        FsInfo.FileFsAttributeInformation,
-        FsInfo.FileFsDeviceInformation,
-    }
-)
 #: Time arguments of FileBasicInformation, all POSIX ns; 0 (or below) leaves a time unchanged.
 _TIME_ARGS = ("creation_time", "last_access_time", "last_write_time", "change_time")
 

@@ -44,11 +44,11 @@ from typing import Any, ClassVar, NoReturn, TypeVar, cast
 
 import asyncssh
 
+from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
+from rdbss.minirdrs.base import VOLUME_INFO_CLASSES as _VOLUME_INFO_CLASSES
 from rdbss.minirdrs.base import MiniRdr, Result
 from rdbss.minirdrs.local import (
-    _FILE_INFO_CLASSES,
     _TIME_ARGS,
-    _VOLUME_INFO_CLASSES,
     BYTES_PER_SECTOR,
     FILE_CASE_PRESERVED_NAMES,
     FILE_CASE_SENSITIVE_SEARCH,

@@ -38,6 +38,8 @@ from smbprotocol.exceptions import SMBResponseException
 from smbprotocol.open import ImpersonationLevel, SMB2LockElement
 from smbprotocol.open import Open as SmbOpen
 
+from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
+from rdbss.minirdrs.base import VOLUME_INFO_CLASSES as _VOLUME_INFO_CLASSES
 from rdbss.minirdrs.base import MiniRdr, Result
 from rdbss.minirdrs.eas import pack_full_ea, parse_full_ea
 from rdbss.minirdrs.eas import parse_set as parse_eas
@@ -111,27 +113,6 @@ _SL_FAIL_IMMEDIATELY = 0x1
 _LOCK_MARGIN_S = 1.0
 #: Access bits that write data (FILE_APPEND_DATA alone only appends).
 _WRITE_ANYWHERE = Access.FILE_WRITE_DATA | Access.GENERIC_WRITE | Access.GENERIC_ALL
-_FILE_INFO_CLASSES = frozenset(
-    {
-        Info.FileBasicInformation,
-        Info.FileStandardInformation,
-        Info.FileNetworkOpenInformation,
-        Info.FileAllInformation,
-        Info.FileInternalInformation,
-        Info.FileNameInformation,
-        Info.FileAttributeTagInformation,
-        Info.FilePositionInformation,
-    }
-)
-_VOLUME_INFO_CLASSES = frozenset(
-    {
-        FsInfo.FileFsSizeInformation,
-        FsInfo.FileFsFullSizeInformation,
-        FsInfo.FileFsVolumeInformation,
-        FsInfo.FileFsAttributeInformation,
-        FsInfo.FileFsDeviceInformation,
-    }
-)
 #: The volume classes one query asks for, in one compound.
 _VOLUME_QUERIES = (
     FsInfo.FileFsVolumeInformation,

@@ -68,6 +68,8 @@ from typing import IO, Any, ClassVar
 
 import httpx
 
+from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
+from rdbss.minirdrs.base import VOLUME_INFO_CLASSES as _VOLUME_INFO_CLASSES
 from rdbss.minirdrs.base import MiniRdr, Result
 from rdbss.minirdrs.local import (
     FILE_CASE_PRESERVED_NAMES,
@@ -124,27 +126,6 @@ UPLOAD_CHUNK = 1 << 20
 USER_AGENT = "rdbss-webdav/0.1"
 _OVERWRITING = frozenset({D.FILE_SUPERSEDE, D.FILE_OVERWRITE, D.FILE_OVERWRITE_IF})
 _CREATING = frozenset({D.FILE_SUPERSEDE, D.FILE_CREATE, D.FILE_OPEN_IF, D.FILE_OVERWRITE_IF})
-_FILE_INFO_CLASSES = frozenset(
-    {
-        Info.FileBasicInformation,
-        Info.FileStandardInformation,
-        Info.FileNetworkOpenInformation,
-        Info.FileAllInformation,
-        Info.FileInternalInformation,
-        Info.FileNameInformation,
-        Info.FileAttributeTagInformation,
-        Info.FilePositionInformation,
-    }
-)
-_VOLUME_INFO_CLASSES = frozenset(
-    {
-        FsInfo.FileFsSizeInformation,
-        FsInfo.FileFsFullSizeInformation,
-        FsInfo.FileFsVolumeInformation,
-        FsInfo.FileFsAttributeInformation,
-        FsInfo.FileFsDeviceInformation,
-    }
-)
 _TIME_ARGS = ("creation_time", "last_access_time", "last_write_time", "change_time")
 _SERVER_KEYS = frozenset({"url", "username", "password", "password_file", "password_env", "verify"})
 _TOP_KEYS = frozenset({"timeout", "servers", "staging_dir"})
