@@ -22,13 +22,14 @@ import stat
 import threading
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
 from rdbss.minirdrs.base import VOLUME_INFO_CLASSES as _VOLUME_INFO_CLASSES
 from rdbss.minirdrs.base import MiniRdr, Result
 from rdbss.minirdrs.eas import parse_set as parse_eas
+from rdbss.minirdrs.listing import Enumerations
 from rdbss.minirdrs.locks import FileLocks, Lock
 from rdbss.minirdrs.wildcard import is_name_in_expression
 from rdbss.wire.constants import (
@@ -44,7 +45,7 @@ from rdbss.wire.constants import (
     FsInformationClass,
     LowIoOp,
 )
-from rdbss.wire.rxcontext import CreateParameters, QueryDirectoryParameters, RxContext
+from rdbss.wire.rxcontext import CreateParameters, RxContext
 from rdbss.wire.status import NtStatus, NtStatusError, status_from_errno
 
 S = NtStatus
@@ -96,15 +97,6 @@ class _Open:
     append_only: bool = False  # FILE_APPEND_DATA without FILE_WRITE_DATA: writes go to EOF
     path_only: bool = False  # an O_PATH descriptor (attributes-only open of an unreadable file)
     delete_pending: bool = False
-
-
-@dataclass(slots=True)
-class _Cursor:
-    """A directory enumeration in progress, one per FOBX."""
-
-    srv_open: int
-    names: list[str] = field(default_factory=list)  # matching names, sorted, at the first query
-    position: int = 0
 
 
 def _show(rel: str) -> str:
@@ -281,7 +273,7 @@ class LocalMiniRdr(MiniRdr):
         # byte-range locks by file (st_dev, st_ino); waiting lock requests by token
         self._file_locks: dict[tuple[int, int], FileLocks] = {}
         self._lock_waiters: dict[tuple[int, int], tuple[RxContext, tuple[int, int]]] = {}
-        self._cursors: dict[int, _Cursor] = {}
+        self._enumerations: Enumerations[None] = Enumerations()
         self._ids = itertools.count(1)
         for share, folder in shares.items():
             if not isinstance(folder, str) or not folder:
@@ -302,7 +294,7 @@ class LocalMiniRdr(MiniRdr):
         with self._lock:
             opens = list(self._opens.values())
             self._opens.clear()
-            self._cursors.clear()
+            self._enumerations.clear()
         for op in opens:
             _close_quietly(op.fd)
             if op.delete_pending:
@@ -936,54 +928,26 @@ class LocalMiniRdr(MiniRdr):
         op = self._open_of(ctx)
         if not op.is_dir:
             raise _error(S.STATUS_INVALID_PARAMETER, f"{_show(op.path)} is not a directory")
-        query = ctx.query_directory or QueryDirectoryParameters()
-        limit = 1 if query.return_single_entry else query.max_entries
-        if limit < 1:
-            raise _error(S.STATUS_INVALID_PARAMETER, f"max_entries {query.max_entries!r}")
-        key = ctx.fobx if ctx.fobx is not None else -int(ctx.srv_open or 0)
-        with self._lock:
-            cursor = self._cursors.get(key)
-        first = cursor is None or cursor.srv_open != ctx.srv_open or query.restart_scan
-        if first:
-            cursor = _Cursor(int(ctx.srv_open or 0), self._matching_names(op, query.pattern))
-            with self._lock:
-                self._cursors[key] = cursor
-        assert cursor is not None
-        entries = self._next_entries(op, cursor, limit)
-        if not entries:
-            if first:
-                raise _error(
-                    S.STATUS_NO_SUCH_FILE, f"nothing in {_show(op.path)} matches {query.pattern!r}"
-                )
-            raise _error(S.STATUS_NO_MORE_FILES, f"no more entries in {_show(op.path)}")
-        return Result(result={"entries": entries})
 
-    def _matching_names(self, op: _Open, pattern: str) -> list[str]:
-        pattern = pattern or "*"
-        if any(ch in pattern for ch in "\\/\x00"):
-            raise _error(S.STATUS_OBJECT_NAME_INVALID, f"bad search pattern {pattern!r}")
+        def describe(name: str, _: None) -> dict[str, Any] | None:
+            rel = f"{op.path}\\{name}" if op.path else name
+            st = self._entry_stat(op, name, rel)
+            if st is None:
+                return None  # gone since the listing
+            return file_info(st, rel, delete_pending=self._delete_pending_at(op.share, rel))
+
+        return self._enumerations.query(
+            ctx, _show(op.path), lambda pattern: self._matching(op, pattern), describe
+        )
+
+    def _matching(self, op: _Open, pattern: str) -> list[tuple[str, None]]:
         if op.path_only:
             raise _error(S.STATUS_ACCESS_DENIED, f"{_show(op.path)} cannot be listed")
         try:
             names = os.listdir(op.fd)
         except OSError as exc:
             raise _os_error(exc, "cannot list", op.path) from None
-        return sorted(n for n in names if is_name_in_expression(pattern, n))
-
-    def _next_entries(self, op: _Open, cursor: _Cursor, limit: int) -> list[dict[str, Any]]:
-        entries: list[dict[str, Any]] = []
-        while cursor.position < len(cursor.names) and len(entries) < limit:
-            index = cursor.position
-            name = cursor.names[index]
-            cursor.position += 1
-            rel = f"{op.path}\\{name}" if op.path else name
-            st = self._entry_stat(op, name, rel)
-            if st is None:
-                continue
-            info = file_info(st, rel, delete_pending=self._delete_pending_at(op.share, rel))
-            info.update(name=name, file_index=index)
-            entries.append(info)
-        return entries
+        return [(n, None) for n in sorted(names) if is_name_in_expression(pattern, n)]
 
     def _entry_stat(self, op: _Open, name: str, rel: str) -> os.stat_result | None:
         """The entry's stat, following a link only when it stays in the share; None if gone."""
@@ -999,9 +963,7 @@ class LocalMiniRdr(MiniRdr):
             raise _os_error(exc, "cannot query", rel) from None
 
     def cleanup_fobx(self, ctx: RxContext) -> Result:
-        if ctx.fobx is not None:
-            with self._lock:
-                self._cursors.pop(ctx.fobx, None)
+        self._enumerations.forget_fobx(ctx.fobx)
         return Result()
 
     # --- volume -------------------------------------------------------------------------------
@@ -1038,9 +1000,8 @@ class LocalMiniRdr(MiniRdr):
     def close_srv_open(self, ctx: RxContext) -> Result:
         with self._lock:
             op = self._opens.pop(ctx.srv_open, None) if ctx.srv_open is not None else None
-            if op is not None:
-                for key in [k for k, c in self._cursors.items() if c.srv_open == ctx.srv_open]:
-                    del self._cursors[key]
+        if op is not None:
+            self._enumerations.forget_srv_open(ctx.srv_open)
         if op is None:
             raise _error(S.STATUS_INVALID_HANDLE, f"unknown srv_open {ctx.srv_open!r}")
         with self._lock:

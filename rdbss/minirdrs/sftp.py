@@ -47,6 +47,7 @@ import asyncssh
 from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
 from rdbss.minirdrs.base import VOLUME_INFO_CLASSES as _VOLUME_INFO_CLASSES
 from rdbss.minirdrs.base import MiniRdr, Result
+from rdbss.minirdrs.listing import Enumerations
 from rdbss.minirdrs.local import (
     _TIME_ARGS,
     BYTES_PER_SECTOR,
@@ -80,7 +81,7 @@ from rdbss.wire.constants import (
     FileInformationClass,
     LowIoOp,
 )
-from rdbss.wire.rxcontext import CreateParameters, QueryDirectoryParameters, RxContext
+from rdbss.wire.rxcontext import CreateParameters, RxContext
 from rdbss.wire.status import NtStatus, NtStatusError
 
 log = logging.getLogger("rdbss.minirdr.sftp")
@@ -259,13 +260,6 @@ class _Open:
 
 
 @dataclass(slots=True)
-class _Cursor:
-    srv_open: int
-    entries: list[tuple[str, asyncssh.SFTPAttrs]] = field(default_factory=list)
-    position: int = 0
-
-
-@dataclass(slots=True)
 class _Target:
     remote: str
     attrs: asyncssh.SFTPAttrs | None  # lstat of the name itself; None: nothing there
@@ -357,7 +351,7 @@ class SftpMiniRdr(MiniRdr):
         self._loop = _LoopThread(f"sftp-{name}")
         self._conns: dict[str, _Conn] = {}
         self._opens: dict[int, _Open] = {}
-        self._cursors: dict[int, _Cursor] = {}
+        self._enumerations: Enumerations[asyncssh.SFTPAttrs] = Enumerations()
         self._ids = itertools.count(1)
         # asyncssh logs every connect and SFTP session at INFO; keep the daemon log for ours
         aslog = logging.getLogger("asyncssh")
@@ -594,7 +588,7 @@ class SftpMiniRdr(MiniRdr):
             opens = list(self._opens.values())
             conns = list(self._conns.values())
             self._opens.clear()
-            self._cursors.clear()
+            self._enumerations.clear()
             self._conns.clear()
         for op in opens:
             if op.conn.alive:
@@ -1164,49 +1158,25 @@ class SftpMiniRdr(MiniRdr):
         op = self._open_of(ctx)
         if not op.is_dir:
             raise _error(S.STATUS_INVALID_PARAMETER, f"{_show(op.path)} is not a directory")
-        query = ctx.query_directory or QueryDirectoryParameters()
-        limit = 1 if query.return_single_entry else query.max_entries
-        if limit < 1:
-            raise _error(S.STATUS_INVALID_PARAMETER, f"max_entries {query.max_entries!r}")
-        pattern = query.pattern or "*"
-        if any(ch in pattern for ch in "\\/\x00"):
-            raise _error(S.STATUS_OBJECT_NAME_INVALID, f"bad search pattern {pattern!r}")
-        key = ctx.fobx if ctx.fobx is not None else -int(ctx.srv_open or 0)
-        with self._lock:
-            cursor = self._cursors.get(key)
-        first = cursor is None or cursor.srv_open != ctx.srv_open or query.restart_scan
-        if first:
-            entries = self._run(
+
+        def load(pattern: str) -> list[tuple[str, asyncssh.SFTPAttrs]]:
+            return self._run(
                 op.conn,
                 lambda: self._alist(op, pattern),
                 self._deadline(ctx),
                 f"cannot list {_show(op.path)}",
             )
-            cursor = _Cursor(int(ctx.srv_open or 0), entries)
-            with self._lock:
-                self._cursors[key] = cursor
-        assert cursor is not None
-        batch: list[dict[str, Any]] = []
-        while cursor.position < len(cursor.entries) and len(batch) < limit:
-            index = cursor.position
-            name, attrs = cursor.entries[index]
-            cursor.position += 1
+
+        def describe(name: str, attrs: asyncssh.SFTPAttrs) -> dict[str, Any]:
             rel = f"{op.path}\\{name}" if op.path else name
-            info = _info(
+            return _info(
                 attrs,
                 rel,
                 _join(op.remote, name),
                 delete_pending=self._delete_pending_at(op.share, rel),
             )
-            info.update(name=name, file_index=index)
-            batch.append(info)
-        if not batch:
-            if first:
-                raise _error(
-                    S.STATUS_NO_SUCH_FILE, f"nothing in {_show(op.path)} matches {pattern!r}"
-                )
-            raise _error(S.STATUS_NO_MORE_FILES, f"no more entries in {_show(op.path)}")
-        return Result(result={"entries": batch})
+
+        return self._enumerations.query(ctx, _show(op.path), load, describe)
 
     async def _alist(self, op: _Open, pattern: str) -> list[tuple[str, asyncssh.SFTPAttrs]]:
         """The matching entries, sorted, with their attributes (from the listing itself; a
@@ -1247,9 +1217,7 @@ class SftpMiniRdr(MiniRdr):
         return None
 
     def cleanup_fobx(self, ctx: RxContext) -> Result:
-        if ctx.fobx is not None:
-            with self._lock:
-                self._cursors.pop(ctx.fobx, None)
+        self._enumerations.forget_fobx(ctx.fobx)
         return Result()
 
     # --- volume -------------------------------------------------------------------------------
@@ -1294,9 +1262,8 @@ class SftpMiniRdr(MiniRdr):
     def close_srv_open(self, ctx: RxContext) -> Result:
         with self._lock:
             op = self._opens.pop(ctx.srv_open, None) if ctx.srv_open is not None else None
-            if op is not None:
-                for key in [k for k, c in self._cursors.items() if c.srv_open == ctx.srv_open]:
-                    del self._cursors[key]
+        if op is not None:
+            self._enumerations.forget_srv_open(ctx.srv_open)
         if op is None:
             raise _error(S.STATUS_INVALID_HANDLE, f"unknown srv_open {ctx.srv_open!r}")
         if op.file is None and not op.delete_pending:

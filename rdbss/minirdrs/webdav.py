@@ -71,6 +71,7 @@ import httpx
 from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
 from rdbss.minirdrs.base import VOLUME_INFO_CLASSES as _VOLUME_INFO_CLASSES
 from rdbss.minirdrs.base import MiniRdr, Result
+from rdbss.minirdrs.listing import Enumerations
 from rdbss.minirdrs.local import (
     FILE_CASE_PRESERVED_NAMES,
     FILE_CASE_SENSITIVE_SEARCH,
@@ -108,7 +109,7 @@ from rdbss.wire.constants import (
     FsInformationClass,
     LowIoOp,
 )
-from rdbss.wire.rxcontext import CreateParameters, QueryDirectoryParameters, RxContext
+from rdbss.wire.rxcontext import CreateParameters, RxContext
 from rdbss.wire.status import NtStatus, NtStatusError, status_from_errno
 
 log = logging.getLogger("rdbss.minirdr.webdav")
@@ -313,14 +314,6 @@ class _Open:
         return self.path.split("\\") if self.path else []
 
 
-@dataclass(slots=True)
-class _Cursor:
-    srv_open: int
-    names: list[str] = field(default_factory=list)
-    entries: dict[str, DavEntry] = field(default_factory=dict)
-    position: int = 0
-
-
 class _FileBody:
     """A request body read from a file descriptor; every iteration starts again from byte 0, so
     a request httpx sends twice (a Digest challenge) carries the whole file both times."""
@@ -440,7 +433,7 @@ class WebDavMiniRdr(MiniRdr):
         self._lock = threading.RLock()
         self._servers: dict[str, _Server] = {}
         self._opens: dict[int, _Open] = {}
-        self._cursors: dict[int, _Cursor] = {}
+        self._enumerations: Enumerations[DavEntry] = Enumerations()
         self._ids = itertools.count(1)
         self._stage_dir: str | None = None
         # httpx logs every request at INFO; this process's log is the daemon's log.
@@ -456,7 +449,7 @@ class WebDavMiniRdr(MiniRdr):
         with self._lock:
             opens = list(self._opens.values())
             self._opens.clear()
-            self._cursors.clear()
+            self._enumerations.clear()
             servers = list(self._servers.values())
             self._servers.clear()
         for op in opens:
@@ -796,8 +789,7 @@ class WebDavMiniRdr(MiniRdr):
                     and old.path == op.path
                 ):
                     del self._opens[srv_open]
-                    for key in [k for k, c in self._cursors.items() if c.srv_open == srv_open]:
-                        del self._cursors[key]
+                    self._enumerations.forget_srv_open(srv_open)
                     break
             else:
                 return
@@ -1266,53 +1258,24 @@ class WebDavMiniRdr(MiniRdr):
         op = self._open_of(ctx)
         if not op.is_dir:
             raise _error(S.STATUS_INVALID_PARAMETER, f"{_show(op.path)} is not a directory")
-        query = ctx.query_directory or QueryDirectoryParameters()
-        limit = 1 if query.return_single_entry else query.max_entries
-        if limit < 1:
-            raise _error(S.STATUS_INVALID_PARAMETER, f"max_entries {query.max_entries!r}")
-        key = ctx.fobx if ctx.fobx is not None else -int(ctx.srv_open or 0)
-        with self._lock:
-            cursor = self._cursors.get(key)
-        first = cursor is None or cursor.srv_open != ctx.srv_open or query.restart_scan
-        if first:
-            cursor = self._new_cursor(op, int(ctx.srv_open or 0), query.pattern)
-            with self._lock:
-                self._cursors[key] = cursor
-        assert cursor is not None
-        entries: list[dict[str, Any]] = []
-        while cursor.position < len(cursor.names) and len(entries) < limit:
-            index = cursor.position
-            name = cursor.names[index]
-            cursor.position += 1
+
+        def load(pattern: str) -> list[tuple[str, DavEntry]]:
+            children = self._children(op)
+            return [(n, children[n]) for n in sorted(children) if is_name_in_expression(pattern, n)]
+
+        def describe(name: str, entry: DavEntry) -> dict[str, Any]:
             rel = f"{op.path}\\{name}" if op.path else name
-            info = file_info(
-                cursor.entries[name],
+            return file_info(
+                entry,
                 rel,
                 delete_pending=self._delete_pending_at(op.server, op.share, rel),
                 ident=file_id(str(op.server.config.url), op.share, rel),
             )
-            info.update(name=name, file_index=index)
-            entries.append(info)
-        if not entries:
-            if first:
-                raise _error(
-                    S.STATUS_NO_SUCH_FILE, f"nothing in {_show(op.path)} matches {query.pattern!r}"
-                )
-            raise _error(S.STATUS_NO_MORE_FILES, f"no more entries in {_show(op.path)}")
-        return Result(result={"entries": entries})
 
-    def _new_cursor(self, op: _Open, srv_open: int, pattern: str) -> _Cursor:
-        pattern = pattern or "*"
-        if any(ch in pattern for ch in "\\/\x00"):
-            raise _error(S.STATUS_OBJECT_NAME_INVALID, f"bad search pattern {pattern!r}")
-        children = self._children(op)
-        names = sorted(n for n in children if is_name_in_expression(pattern, n))
-        return _Cursor(srv_open, names, {n: children[n] for n in names})
+        return self._enumerations.query(ctx, _show(op.path), load, describe)
 
     def cleanup_fobx(self, ctx: RxContext) -> Result:
-        if ctx.fobx is not None:
-            with self._lock:
-                self._cursors.pop(ctx.fobx, None)
+        self._enumerations.forget_fobx(ctx.fobx)
         return Result()
 
     # --- volume -------------------------------------------------------------------------------
@@ -1356,9 +1319,8 @@ class WebDavMiniRdr(MiniRdr):
     def close_srv_open(self, ctx: RxContext) -> Result:
         with self._lock:
             op = self._opens.pop(ctx.srv_open, None) if ctx.srv_open is not None else None
-            if op is not None:
-                for key in [k for k, c in self._cursors.items() if c.srv_open == ctx.srv_open]:
-                    del self._cursors[key]
+        if op is not None:
+            self._enumerations.forget_srv_open(ctx.srv_open)
         if op is None:
             raise _error(S.STATUS_INVALID_HANDLE, f"unknown srv_open {ctx.srv_open!r}")
         try:
