@@ -255,6 +255,21 @@ class Client:
         """Set extended attributes; a value of None deletes one (FILE_WRITE_EA or more)."""
         self.run(rq.set_eas(fobx, eas, self._timeout_ms))
 
+    def watch(
+        self,
+        fobx: int,
+        completion_filter: int = 0x3,
+        *,
+        tree: bool = False,
+        timeout: float | None = None,
+    ) -> list[dict[str, Any]] | None:
+        """Wait for changes in an open directory (FILE_NOTIFY_CHANGE_FILE_NAME | DIR_NAME by
+        default; SIZE 0x8, LAST_WRITE 0x10...): [{"action": "added"|"removed"|"modified",
+        "name": ...}], or None for "too many, list again". Changes between two calls on the
+        same handle are not lost. Raises STATUS_IO_TIMEOUT when nothing changed in time."""
+        timeout_ms = int((timeout if timeout is not None else self.timeout) * 1000)
+        return self.run(rq.notify(fobx, completion_filter, timeout_ms, tree=tree))
+
     def flush_handle(self, fobx: int) -> None:
         self.run(rq.flush(fobx, self._timeout_ms))
 

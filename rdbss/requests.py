@@ -275,6 +275,32 @@ def set_eas(fobx: int, eas: dict[str, bytes | None], timeout_ms: int) -> Request
     return Request(_ctx(IrpMj.SET_EA, timeout_ms, fobx=fobx, info=info), _nothing)
 
 
+def _changes(done: RxCompletion, data: memoryview | None) -> list[dict[str, Any]] | None:
+    if done.status == S.STATUS_NOTIFY_ENUM_DIR:
+        return None
+    return list(_result(done).get("changes", []))
+
+
+def notify(
+    fobx: int, completion_filter: int, timeout_ms: int, *, tree: bool = False
+) -> Request[list[dict[str, Any]] | None]:
+    """IRP_MN_NOTIFY_CHANGE_DIRECTORY on an open directory: waits (up to the deadline) for
+    changes the FILE_NOTIFY_CHANGE_* filter selects; parses to [{"action", "name"}...], or None
+    when there were too many (STATUS_NOTIFY_ENUM_DIR: list the folder again)."""
+    lowio = LowIoParameters(completion_filter=completion_filter, watch_tree=tree)
+    return Request(
+        _ctx(
+            IrpMj.DIRECTORY_CONTROL,
+            timeout_ms,
+            minor=IrpMn.NOTIFY_CHANGE_DIRECTORY,
+            fobx=fobx,
+            lowio=lowio,
+        ),
+        _changes,
+        ok=(S.STATUS_SUCCESS, S.STATUS_NOTIFY_ENUM_DIR),
+    )
+
+
 def control(code: int, timeout_ms: int, **args: Any) -> Request[Any]:
     """A management request on the device FCB (MRxDevFcbXXXControlFile)."""
     lowio = LowIoParameters(code=int(code))

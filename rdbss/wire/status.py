@@ -15,6 +15,8 @@ class NtStatus(IntEnum):
     STATUS_SUCCESS = 0x00000000
     STATUS_PENDING = 0x00000103
     STATUS_REPARSE = 0x00000104
+    STATUS_NOTIFY_CLEANUP = 0x0000010B  # the handle was closed while a notify was pending
+    STATUS_NOTIFY_ENUM_DIR = 0x0000010C  # too many changes to list: enumerate again
     STATUS_OBJECT_NAME_EXISTS = 0x40000000
     # warnings
     STATUS_BUFFER_OVERFLOW = 0x80000005

@@ -3,14 +3,24 @@ separate processes over real ZeroMQ sockets), checked against the real folder be
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
 
 import pytest
 
+from rdbss import requests as rq
+from rdbss.aio import AsyncClient
 from rdbss.client import Client
-from rdbss.wire import Access, CreateDisposition, CreateInformation, NtStatus, NtStatusError
+from rdbss.wire import (
+    Access,
+    CreateDisposition,
+    CreateInformation,
+    CreateOptions,
+    NtStatus,
+    NtStatusError,
+)
 from tests.daemon import Daemon
 
 S = NtStatus
@@ -268,3 +278,58 @@ def test_byte_range_locks_between_clients(daemon: Daemon) -> None:
         a.lock(ha.fobx, 0, 10)
         a.close_handle(ha.fobx)
         b.close_handle(hb.fobx)
+
+
+def test_change_notification(daemon: Daemon) -> None:
+    (daemon.share_dir / "watched" / "sub").mkdir(parents=True)
+    folder = unc(daemon, "watched")
+    opts = {"access": Access.FILE_LIST_DIRECTORY, "options": CreateOptions.FILE_DIRECTORY_FILE}
+    with daemon.client() as watcher, daemon.client() as other:
+        h = watcher.create(folder, **opts)
+        got: list[object] = []
+        t = threading.Thread(target=lambda: got.append(watcher.watch(h.fobx, timeout=10)))
+        t.start()
+        time.sleep(0.3)
+        assert got == []  # pending: nothing changed yet
+        other.write_bytes(unc(daemon, "watched", "one.txt"), b"1")
+        t.join(10)
+        assert got == [[{"action": "added", "name": "one.txt"}]]
+        # changes between two notifies of a handle are not lost (the folder "sub" changing
+        # inside is not a change of this folder's names)
+        other.write_bytes(unc(daemon, "watched", "sub", "deep.txt"), b"2")
+        other.remove(unc(daemon, "watched", "one.txt"))
+        assert watcher.watch(h.fobx, timeout=10) == [{"action": "removed", "name": "one.txt"}]
+        # a sub-tree watch sees deeper names
+        tree = watcher.create(folder, **opts)
+        got.clear()
+        t = threading.Thread(
+            target=lambda: got.append(watcher.watch(tree.fobx, tree=True, timeout=10))
+        )
+        t.start()
+        time.sleep(0.3)
+        other.write_bytes(unc(daemon, "watched", "sub", "deeper.txt"), b"3")
+        t.join(10)
+        assert got == [[{"action": "added", "name": "sub\\deeper.txt"}]]
+
+
+def test_closing_a_handle_ends_its_pending_notify(daemon: Daemon) -> None:
+    (daemon.share_dir / "watched2").mkdir()
+
+    async def main() -> int:
+        async with AsyncClient(daemon.runtime_dir, timeout=10) as c:
+            h = await c.create(
+                unc(daemon, "watched2"),
+                access=Access.FILE_LIST_DIRECTORY,
+                options=CreateOptions.FILE_DIRECTORY_FILE,
+            )
+            waiting = asyncio.ensure_future(c.run(rq.notify(h.fobx, 0x3, 10_000)))
+            await asyncio.sleep(0.3)
+            assert not waiting.done()
+            await c.close_handle(h.fobx)
+            try:
+                await asyncio.wait_for(waiting, 5)
+            except NtStatusError as exc:
+                return exc.status
+            return 0
+
+    assert asyncio.run(main()) == S.STATUS_NOTIFY_CLEANUP

@@ -172,6 +172,7 @@ def test_identity(rdr: LocalMiniRdr) -> None:
             LowIoOp.EXCLUSIVELOCK,
             LowIoOp.UNLOCK,
             LowIoOp.UNLOCK_MULTIPLE,
+            LowIoOp.NOTIFY_CHANGE_DIRECTORY,
         }
     )
     assert rdr.servers() == ["local"]
@@ -506,8 +507,8 @@ def test_low_io_on_a_directory_and_unsupported_operations(rdr: LocalMiniRdr, roo
     assert status(lambda: read(rdr, dir_id, 0, 1)) == S.STATUS_INVALID_DEVICE_REQUEST
     (root / "f").write_text("x")
     sid = open_id(rdr, "f")
-    notify = LowIoParameters(operation=LowIoOp.NOTIFY_CHANGE_DIRECTORY)
-    ctx = rx(IrpMj.DIRECTORY_CONTROL, srv_open=sid, lowio=notify)
+    fsctl = LowIoParameters(operation=LowIoOp.FSCTL, code=0x90000)
+    ctx = rx(IrpMj.FILE_SYSTEM_CONTROL, srv_open=sid, lowio=fsctl)
     assert status(lambda: rdr.low_io_submit(ctx)) == S.STATUS_INVALID_DEVICE_REQUEST
 
 
