@@ -106,6 +106,8 @@ class Client:
         self._zctx = new_context()
         self._sock = self._zctx.socket(zmq.DEALER)
         connect_client_socket(self._sock, self.endpoints)
+        self._poller = zmq.Poller()  # one, not one per reply (Socket.poll builds a new one)
+        self._poller.register(self._sock, zmq.POLLIN)
         self._codec = Codec()
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
@@ -137,7 +139,7 @@ class Client:
 
     def _receive_one(self, deadline: float) -> tuple[RxCompletion, memoryview | None] | None:
         remaining = deadline - time.monotonic()
-        if remaining <= 0 or not self._sock.poll(int(remaining * 1000) + 1, zmq.POLLIN):
+        if remaining <= 0 or not self._poller.poll(int(remaining * 1000) + 1):
             return None
         frames = self._sock.recv_multipart(copy=False)
         try:

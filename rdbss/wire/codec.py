@@ -198,19 +198,32 @@ def _check(value: Any, kind: Any, where: str) -> Any:
     raise AssertionError(kind)  # pragma: no cover - spec error
 
 
+# per class: wire key -> (attribute, kind), built once
+_FIELDS: dict[type[Any], dict[str, tuple[str, Any]]] = {
+    cls: {key: (attr, kind) for attr, key, kind in spec} for cls, spec in _SPECS.items()
+}
+_ENVELOPE = frozenset({"k", "v"})
+
+
 def _from_wire(cls: type[Any], data: dict[Any, Any], where: str) -> Any:
-    spec = _SPECS[cls]
-    known = {key for _, key, _ in spec}
-    unknown = [k for k in data if k not in known and k not in ("k", "v")]
-    if unknown:
-        raise WireError(f"{where}: unknown field {unknown[0]!r}")
+    fields = _FIELDS[cls]
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        field = fields.get(key)
+        if field is None:
+            if key in _ENVELOPE:
+                continue
+            raise WireError(f"{where}: unknown field {key!r}")
+        if value is None:
+            continue
+        attr, kind = field
+        if kind == "int" and type(value) is int and _INT64_MIN <= value <= _UINT64_MAX:
+            kwargs[attr] = value  # the common case, checked without building an error context
+        else:
+            kwargs[attr] = _check(value, kind, f"{where}.{key}")
     missing = _REQUIRED.get(cls, frozenset()) - data.keys()
     if missing:
         raise WireError(f"{where}: missing field {sorted(missing)[0]!r}")
-    kwargs: dict[str, Any] = {}
-    for attr, key, kind in spec:
-        if key in data and data[key] is not None:
-            kwargs[attr] = _check(data[key], kind, f"{where}.{key}")
     try:
         return cls(**kwargs)
     except TypeError as exc:  # pragma: no cover - guarded by _REQUIRED
