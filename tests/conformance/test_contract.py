@@ -678,6 +678,10 @@ _REFUSED: list[tuple[str, str | int, int]] = [
     ("default-stream", "f.txt::$DATA", S.STATUS_OBJECT_NAME_INVALID),
     ("star", "a*b", S.STATUS_OBJECT_NAME_INVALID),
     ("question-mark", "a?b", S.STATUS_OBJECT_NAME_INVALID),
+    ("device-name", "CON", S.STATUS_OBJECT_NAME_INVALID),
+    ("device-name-with-extension", "nul.txt", S.STATUS_OBJECT_NAME_INVALID),
+    ("drive-absolute", "C:\\Windows\\win.ini", S.STATUS_OBJECT_NAME_INVALID),
+    ("control-character", "a\x01b", S.STATUS_OBJECT_NAME_INVALID),
 ]
 
 
