@@ -22,12 +22,12 @@ from typing import Any, TypeVar, cast
 
 import asyncssh
 
+from benchmarks.common import REPEATS, render
 from rdbss.client import READ_CHUNK, WRITE_CHUNK
 from tests.conformance.backend_sftp import sftp_config
 from tests.daemon import running_daemon
 from tests.servers.fixtures import SshServer
 
-REPEATS = 3
 SHARE = "bench"
 TIMEOUT_S = 120.0
 T = TypeVar("T")
@@ -129,14 +129,7 @@ def run(size_mib: int = 64) -> list[tuple[str, float, float]]:
     ]
 
 
-def render(rows: list[tuple[str, float, float]]) -> str:
-    lines = [f"{'operation':<18} {'rdbss MiB/s':>12} {'asyncssh MiB/s':>15} {'ratio':>6}"]
-    for name, ours, direct in rows:
-        lines.append(f"{name:<18} {ours:>12.1f} {direct:>15.1f} {ours / direct:>6.2f}")
-    return "\n".join(lines)
-
-
 if __name__ == "__main__":
     size = int(sys.argv[1]) if len(sys.argv) > 1 else 64
     print(f"sftp (OpenSSH sshd on loopback), {size} MiB, median of {REPEATS}")
-    print(render(run(size)))
+    print(render(run(size), "asyncssh"))

@@ -11,32 +11,20 @@ test.
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import smbclient
 
+from benchmarks.common import REPEATS, median_seconds, render
 from rdbss.wire import Access, CreateDisposition, CreateOptions
 from tests.conformance.backend_smb import smb_config, write_password_file
 from tests.daemon import running_daemon
 from tests.servers.fixtures import SambaServer
 
-REPEATS = 3
 CHUNK = 1 << 20
-
-
-def _median_seconds(fn: Callable[[int], None]) -> float:
-    times = []
-    for i in range(REPEATS):
-        t0 = time.perf_counter()
-        fn(i)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def run(size_mib: int = 64) -> list[tuple[str, float, float]]:
@@ -107,26 +95,19 @@ def run(size_mib: int = 64) -> list[tuple[str, float, float]]:
                                 parts.append(part)
                         assert b"".join(parts) == data
 
-                    write_rdbss = _median_seconds(rdbss_write)
-                    write_direct = _median_seconds(direct_write)
+                    write_rdbss = median_seconds(rdbss_write)
+                    write_direct = median_seconds(direct_write)
                     for i in range(REPEATS):
                         for name in (f"rdbss-{i}.bin", f"direct-{i}.bin"):
                             assert (srv.share_path / name).read_bytes() == data
-                    read_rdbss = _median_seconds(rdbss_read)
-                    read_direct = _median_seconds(direct_read)
+                    read_rdbss = median_seconds(rdbss_read)
+                    read_direct = median_seconds(direct_read)
             finally:
                 smbclient.reset_connection_cache(connection_cache=cache)
     return [
         ("sequential write", size_mib / write_rdbss, size_mib / write_direct),
         ("sequential read", size_mib / read_rdbss, size_mib / read_direct),
     ]
-
-
-def render(rows: list[tuple[str, float, float]]) -> str:
-    lines = [f"{'operation':<18} {'rdbss MiB/s':>12} {'direct MiB/s':>13} {'ratio':>6}"]
-    for name, ours, direct in rows:
-        lines.append(f"{name:<18} {ours:>12.1f} {direct:>13.1f} {ours / direct:>6.2f}")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -9,30 +9,18 @@ ranged GETs; direct: one streamed GET). Every transfer is checked byte for byte.
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
+from benchmarks.common import REPEATS, median_seconds, render
 from tests.conformance.backend_webdav import webdav_config, write_password_file
 from tests.daemon import running_daemon
 from tests.servers.fixtures import WebDavServer
 
-REPEATS = 3
 SHARE = "bench"
-
-
-def _median_seconds(fn: Callable[[int], None]) -> float:
-    times = []
-    for i in range(REPEATS):
-        t0 = time.perf_counter()
-        fn(i)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def run(size_mib: int = 64) -> list[tuple[str, float, float]]:
@@ -67,26 +55,19 @@ def run(size_mib: int = 64) -> list[tuple[str, float, float]]:
                         got = b"".join(response.iter_bytes(1 << 20))
                     assert got == data
 
-                write_rdbss = _median_seconds(rdbss_write)
-                write_direct = _median_seconds(direct_write)
+                write_rdbss = median_seconds(rdbss_write)
+                write_direct = median_seconds(direct_write)
                 for i in range(REPEATS):
                     assert (srv.root_dir / SHARE / f"rdbss-{i}.bin").read_bytes() == data
-                read_rdbss = _median_seconds(rdbss_read)
-                read_direct = _median_seconds(direct_read)
+                read_rdbss = median_seconds(rdbss_read)
+                read_direct = median_seconds(direct_read)
     return [
         ("sequential write", size_mib / write_rdbss, size_mib / write_direct),
         ("sequential read", size_mib / read_rdbss, size_mib / read_direct),
     ]
 
 
-def render(rows: list[tuple[str, float, float]]) -> str:
-    lines = [f"{'operation':<18} {'rdbss MiB/s':>12} {'httpx MiB/s':>12} {'ratio':>6}"]
-    for name, ours, direct in rows:
-        lines.append(f"{name:<18} {ours:>12.1f} {direct:>12.1f} {ours / direct:>6.2f}")
-    return "\n".join(lines)
-
-
 if __name__ == "__main__":
     size = int(sys.argv[1]) if len(sys.argv) > 1 else 64
     print(f"webdav (wsgidav on loopback), {size} MiB, median of {REPEATS}")
-    print(render(run(size)))
+    print(render(run(size), "httpx"))

@@ -1,0 +1,29 @@
+"""What the protocol benchmarks share: repeats, a median timer and the table they print."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+REPEATS = 3
+
+
+def median_seconds(fn: Callable[[int], None]) -> float:
+    """The median wall time of ``fn(i)`` over REPEATS runs."""
+    times = []
+    for i in range(REPEATS):
+        t0 = time.perf_counter()
+        fn(i)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def render(rows: list[tuple[str, float, float]], direct: str = "direct") -> str:
+    """Rows of (operation, rdbss MiB/s, direct MiB/s) with their ratio."""
+    head = f"{direct} MiB/s"
+    width = max(13, len(head))
+    lines = [f"{'operation':<18} {'rdbss MiB/s':>12} {head:>{width}} {'ratio':>6}"]
+    for name, ours, base in rows:
+        lines.append(f"{name:<18} {ours:>12.1f} {base:>{width}.1f} {ours / base:>6.2f}")
+    return "\n".join(lines)
