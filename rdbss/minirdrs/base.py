@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from rdbss.wire.constants import FileInformationClass, FsInformationClass, LowIoOp, Routine
 from rdbss.wire.rxcontext import RxContext
@@ -130,6 +130,26 @@ CONNECTION_ROUTINES: frozenset[Routine] = frozenset(
         Routine.MRxFinalizeVNetRoot,
     }
 )
+
+
+T = TypeVar("T")
+
+
+def info_setter(ctx: RxContext, setters: Mapping[int, T]) -> tuple[int, T, Mapping[str, Any]]:
+    """MRxSetFileInfo's common first step: the information class, the mini-redirector's setter
+    for it and the request's arguments; STATUS_INVALID_PARAMETER without a class or for a class
+    the mini-redirector does not set."""
+    if ctx.info is None:
+        raise NtStatusError(
+            NtStatus.STATUS_INVALID_PARAMETER, "set info without an information class"
+        )
+    setter = setters.get(ctx.info.info_class)
+    if setter is None:
+        raise NtStatusError(
+            NtStatus.STATUS_INVALID_PARAMETER, f"file info class {ctx.info.info_class!r}"
+        )
+    args = ctx.info.args if isinstance(ctx.info.args, Mapping) else {}
+    return ctx.info.info_class, setter, args
 
 
 def _not_implemented(self: MiniRdr, ctx: RxContext, *rest: Any) -> Result:

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
 from rdbss.minirdrs.base import VOLUME_INFO_CLASSES as _VOLUME_INFO_CLASSES
-from rdbss.minirdrs.base import MiniRdr, Result
+from rdbss.minirdrs.base import MiniRdr, Result, info_setter
 from rdbss.minirdrs.eas import parse_set as parse_eas
 from rdbss.minirdrs.listing import Enumerations
 from rdbss.minirdrs.locks import FileLocks, Lock
@@ -946,9 +946,6 @@ class LocalMiniRdr(MiniRdr):
 
     def set_file_info(self, ctx: RxContext) -> Result:
         op = self._open_of(ctx)
-        if ctx.info is None:
-            raise _error(S.STATUS_INVALID_PARAMETER, "set info without an information class")
-        args = ctx.info.args if isinstance(ctx.info.args, Mapping) else {}
         setters: dict[int, Callable[[_Open, Mapping[str, Any]], None]] = {
             Info.FileBasicInformation: self._set_basic,
             Info.FileEndOfFileInformation: self._set_end_of_file,
@@ -956,9 +953,7 @@ class LocalMiniRdr(MiniRdr):
             Info.FileRenameInformation: self._set_rename,
             Info.FileDispositionInformation: self._set_disposition,
         }
-        setter = setters.get(ctx.info.info_class)
-        if setter is None:
-            raise _error(S.STATUS_INVALID_PARAMETER, f"file info class {ctx.info.info_class!r}")
+        _, setter, args = info_setter(ctx, setters)
         setter(op, args)
         return Result()
 

@@ -46,7 +46,7 @@ import asyncssh
 
 from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
 from rdbss.minirdrs.base import VOLUME_INFO_CLASSES as _VOLUME_INFO_CLASSES
-from rdbss.minirdrs.base import MiniRdr, Result
+from rdbss.minirdrs.base import MiniRdr, Result, info_setter
 from rdbss.minirdrs.listing import Enumerations
 from rdbss.minirdrs.local import (
     _TIME_ARGS,
@@ -1008,9 +1008,6 @@ class SftpMiniRdr(MiniRdr):
 
     def set_file_info(self, ctx: RxContext) -> Result:
         op = self._open_of(ctx)
-        if ctx.info is None:
-            raise _error(S.STATUS_INVALID_PARAMETER, "set info without an information class")
-        args = ctx.info.args if isinstance(ctx.info.args, Mapping) else {}
         setters: dict[int, Callable[[_Open, Mapping[str, Any]], Awaitable[None]]] = {
             Info.FileBasicInformation: self._aset_basic,
             Info.FileEndOfFileInformation: self._aset_end_of_file,
@@ -1018,10 +1015,8 @@ class SftpMiniRdr(MiniRdr):
             Info.FileRenameInformation: self._aset_rename,
             Info.FileDispositionInformation: self._aset_disposition,
         }
-        setter = setters.get(ctx.info.info_class)
-        if setter is None:
-            raise _error(S.STATUS_INVALID_PARAMETER, f"file info class {ctx.info.info_class!r}")
-        self._check_set_args(op, ctx.info.info_class, args)
+        info_class, setter, args = info_setter(ctx, setters)
+        self._check_set_args(op, info_class, args)
         self._run(
             op.conn,
             lambda: setter(op, args),

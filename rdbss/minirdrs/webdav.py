@@ -70,7 +70,7 @@ import httpx
 
 from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
 from rdbss.minirdrs.base import VOLUME_INFO_CLASSES as _VOLUME_INFO_CLASSES
-from rdbss.minirdrs.base import MiniRdr, Result
+from rdbss.minirdrs.base import MiniRdr, Result, info_setter
 from rdbss.minirdrs.listing import Enumerations
 from rdbss.minirdrs.local import (
     FILE_CASE_PRESERVED_NAMES,
@@ -1133,9 +1133,6 @@ class WebDavMiniRdr(MiniRdr):
 
     def set_file_info(self, ctx: RxContext) -> Result:
         op = self._open_of(ctx)
-        if ctx.info is None:
-            raise _error(S.STATUS_INVALID_PARAMETER, "set info without an information class")
-        args = ctx.info.args if isinstance(ctx.info.args, Mapping) else {}
         setters: dict[int, Callable[[_Open, Mapping[str, Any]], None]] = {
             Info.FileBasicInformation: self._set_basic,
             Info.FileEndOfFileInformation: self._set_end_of_file,
@@ -1143,9 +1140,7 @@ class WebDavMiniRdr(MiniRdr):
             Info.FileRenameInformation: self._set_rename,
             Info.FileDispositionInformation: self._set_disposition,
         }
-        setter = setters.get(ctx.info.info_class)
-        if setter is None:
-            raise _error(S.STATUS_INVALID_PARAMETER, f"file info class {ctx.info.info_class!r}")
+        _, setter, args = info_setter(ctx, setters)
         setter(op, args)
         return Result()
 
