@@ -255,7 +255,7 @@ class RdbssCore:
         if now >= self._next_scavenge:
             self._next_scavenge = now + min(1.0, self.settings.idle_timeout_s / 2)
             self.scavenge(now)
-            self.metrics.snapshot(self.status())
+            self.metrics.snapshot(self.status)
 
     def scavenge(self, now: float) -> None:
         """Finalize connections idle for longer than ``idle_timeout_s``: Good NetRoots with no
@@ -371,6 +371,7 @@ class RdbssCore:
     # ------------------------------------------------------------------ sending and completing
     def _to_client(self, ident: bytes, done: RxCompletion, payload: Payload = None) -> None:
         """Every client request is answered exactly once, here."""
+        self.completed += 1
         left = self._inflight_of.get(ident, 0) - 1
         if left > 0:
             self._inflight_of[ident] = left
@@ -389,7 +390,6 @@ class RdbssCore:
         payload: Payload = None,
     ) -> None:
         self._note_error(status, ctx.routine or f"IRP_MJ 0x{ctx.major:02x}", message)
-        self.completed += 1
         if log.isEnabledFor(logging.DEBUG):
             log.debug("answer req=%s status=0x%08X", ctx.origin, status)
         self._to_client(
@@ -503,7 +503,6 @@ class RdbssCore:
         def then(done: RxCompletion, payload: Payload) -> None:
             self._note_error(done.status, ctx.routine or "", done.message)
             done.request_id = request_id
-            self.completed += 1
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("answer req=%s status=0x%08X", ctx.origin, done.status)
             self._to_client(ident, done, payload)
@@ -603,7 +602,6 @@ class RdbssCore:
             elif done.status == S.STATUS_SUCCESS:
                 done.status = S.STATUS_INVALID_NETWORK_RESPONSE
                 done.message = f"{minirdr!r} answered a create without a srv_open id"
-            self.completed += 1
             self._to_client(ident, done, payload)
 
         self._send(minirdr, ctx, None, then, net_root=net_root)
@@ -904,7 +902,6 @@ class RdbssCore:
         def answer(done: RxCompletion, payload: Payload) -> None:
             # the handle is gone whatever the mini-redirector says; report what it said
             done.request_id = request_id
-            self.completed += 1
             self._to_client(ident, done, None)
 
         self._release(fobx, ctx.origin, answer)

@@ -14,7 +14,10 @@ HTTP thread that reads them.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
+
+StatusSource = Callable[[], dict[str, Any]]
 
 
 class NullMetrics:
@@ -24,8 +27,8 @@ class NullMetrics:
     def peer_down(self, peer: str, reason: str) -> None:
         pass
 
-    def snapshot(self, status: dict[str, Any]) -> None:
-        pass
+    def snapshot(self, status: StatusSource) -> None:
+        pass  # metrics off: the core's status is not even built
 
 
 class PrometheusMetrics(NullMetrics):
@@ -93,7 +96,8 @@ class PrometheusMetrics(NullMetrics):
     def peer_down(self, peer: str, reason: str) -> None:
         self.downs.labels(peer, reason).inc()
 
-    def snapshot(self, status: dict[str, Any]) -> None:
+    def snapshot(self, source: StatusSource) -> None:
+        status = source()
         by_condition = Counter(c["condition"] for c in status["connections"])
         for condition in ("IN_TRANSITION", "GOOD", "BAD"):
             self.connections.labels(condition).set(by_condition.get(condition, 0))
