@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +60,16 @@ class Daemon:
     def log(self) -> str:
         path = self.runtime_dir / "daemon.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, poll: float = 0.1) -> None:
+    """Poll ``predicate`` until it holds; AssertionError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(poll)
+    raise AssertionError("condition not reached in time")
 
 
 def write_config(

@@ -16,18 +16,9 @@ import zmq
 
 from rdbss.actors.supervisor import read_pid
 from rdbss.wire import Codec, IrpMj, NtStatus, NtStatusError, RxCompletion, RxContext
-from tests.daemon import Daemon, running_daemon
+from tests.daemon import Daemon, running_daemon, wait_until
 
 S = NtStatus
-
-
-def wait_until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 def test_every_part_is_its_own_process(daemon: Daemon) -> None:
@@ -44,7 +35,7 @@ def test_killed_minirdr_is_restarted_and_service_resumes(fresh_daemon: Daemon) -
         handle = c.create(d.share + r"\keep.txt")
         old = d.child_pid("local")
         os.kill(old, signal.SIGKILL)
-        wait_until(lambda: _peer_pid(c, "local") not in (None, old))
+        wait_until(lambda: _peer_pid(c, "local") not in (None, old), timeout=10.0, poll=0.05)
         # the handle opened before the crash is re-opened by path and goes on
         assert c.read_handle(handle.fobx, 0, 4) == b"kept"
         c.close_handle(handle.fobx)
@@ -54,7 +45,7 @@ def test_killed_minirdr_is_restarted_and_service_resumes(fresh_daemon: Daemon) -
         second = d.child_pid("local")
         os.kill(second, signal.SIGKILL)
         (d.share_dir / "keep.txt").unlink()
-        wait_until(lambda: _peer_pid(c, "local") not in (None, second))
+        wait_until(lambda: _peer_pid(c, "local") not in (None, second), timeout=10.0, poll=0.05)
         for _ in range(2):
             with pytest.raises(FileNotFoundError):
                 c.read_handle(lost.fobx, 0, 4)
@@ -103,7 +94,7 @@ def test_killed_connmgr_does_not_stop_io_on_established_connections(fresh_daemon
         os.kill(d.child_pid("connmgr"), signal.SIGKILL)
         for _ in range(50):
             assert c.read_bytes(d.share + r"\a.txt") == b"abc"
-        wait_until(lambda: _peer_pid(c, "connmgr") is not None)
+        wait_until(lambda: _peer_pid(c, "connmgr") is not None, timeout=10.0, poll=0.05)
 
 
 def test_malformed_frames_get_invalid_parameter_and_the_daemon_keeps_serving(
@@ -178,7 +169,7 @@ def test_handles_of_a_killed_client_process_are_closed(fresh_daemon: Daemon) -> 
             assert c.status()["handles"] == 5
             holder.kill()
             holder.wait(10)
-            wait_until(lambda: c.status()["handles"] == 0, timeout=15)
+            wait_until(lambda: c.status()["handles"] == 0, timeout=15, poll=0.05)
     finally:
         if holder.poll() is None:
             holder.kill()

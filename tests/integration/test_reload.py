@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import os
 import signal
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-from tests.daemon import Daemon, running_daemon
+from tests.daemon import Daemon, running_daemon, wait_until
 
 EXTRA = """
 [[minirdr]]
@@ -19,15 +17,6 @@ server = "extra"
 [minirdr.shares]
 data = "{folder}"
 """
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
 
 
 def peers(d: Daemon) -> dict[str, int]:
@@ -49,24 +38,24 @@ def test_reload_applies_only_what_changed(tmp_path: Path) -> None:
             original = d.config_path.read_text()
             d.config_path.write_text(original + EXTRA.format(folder=one))
             assert d.cli("daemon", "reload").returncode == 0
-            wait_until(lambda: "extra" in peers(d))
+            wait_until(lambda: "extra" in peers(d), timeout=15.0)
             assert c.read_bytes(r"\\extra\data\f.txt") == b"one"
             first = peers(d)["extra"]
 
             d.config_path.write_text(original + EXTRA.format(folder=two))  # changed
             assert d.cli("daemon", "reload").returncode == 0
-            wait_until(lambda: peers(d).get("extra") not in (None, first))
+            wait_until(lambda: peers(d).get("extra") not in (None, first), timeout=15.0)
             assert c.read_bytes(r"\\extra\data\f.txt") == b"two"
 
             d.config_path.write_text(original)  # removed
             assert d.cli("daemon", "reload").returncode == 0
-            wait_until(lambda: "extra" not in peers(d))
+            wait_until(lambda: "extra" not in peers(d), timeout=15.0)
 
             d.config_path.write_text("this is not toml [")  # refused: keeps running
             bad = d.cli("daemon", "reload")  # the CLI itself refuses to read it...
             assert bad.returncode == 2 and b"not valid TOML" in bad.stderr
             os.kill(d.pid, signal.SIGHUP)  # ...and a SIGHUP (systemd's ExecReload) is survived
-            wait_until(lambda: "configuration refused" in d.log())
+            wait_until(lambda: "configuration refused" in d.log(), timeout=15.0)
             assert peers(d)["local"] == local_pid  # never restarted
             assert c.read_handle(handle.fobx, 0, 4) == b"kept"  # the handle never noticed
             c.close_handle(handle.fobx)

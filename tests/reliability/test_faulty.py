@@ -11,13 +11,13 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from rdbss.wire import NtStatus, NtStatusError
-from tests.daemon import Daemon, running_daemon
+from tests.daemon import Daemon, running_daemon, wait_until
 
 S = NtStatus
 FLAKY = r"\\flaky\data"
@@ -52,15 +52,6 @@ status = "STATUS_ACCESS_DENIED"
 """
     with running_daemon(faulty_config(folder, rules)) as d:
         yield d
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not reached in time")
 
 
 def peer_pid(d: Daemon, name: str) -> int | None:
@@ -117,7 +108,7 @@ def test_a_crash_completes_in_flight_requests_at_once_and_the_process_restarts(
             c.query_info(handle.fobx)
         assert info.value.status == S.STATUS_CONNECTION_DISCONNECTED
         assert time.monotonic() - started < 10  # not the 20 s deadline
-        wait_until(lambda: peer_pid(flaky, "flaky") not in (None, old))
+        wait_until(lambda: peer_pid(flaky, "flaky") not in (None, old), timeout=20.0)
         # the restarted process starts with the configured rules (no crash rule): it serves
         assert c.read_bytes(FLAKY + r"\a.txt") == b"flaky data"
     assert "exited code=70" in flaky.log()
