@@ -24,9 +24,8 @@ import zmq
 import zmq.asyncio
 
 from rdbss import requests as rq
-from rdbss.actors.bus import Endpoints
-from rdbss.client import connect_client_socket, resolve_daemon
-from rdbss.config import Config
+from rdbss.client import connect_client_socket, daemon_endpoints
+from rdbss.config import Config, RemoteDaemon
 from rdbss.requests import FileInfo, Handle
 from rdbss.wire import (
     Access,
@@ -60,13 +59,15 @@ class AsyncClient:
         *,
         config: Config | None = None,
         timeout: float | None = None,
+        remote: RemoteDaemon | None = None,
     ) -> None:
-        self.runtime_dir, self.timeout = resolve_daemon(runtime_dir, config, timeout)
+        endpoints, self.timeout = daemon_endpoints(runtime_dir, config, timeout, remote)
+        self.runtime_dir = endpoints.runtime_dir
         self._zctx = zmq.asyncio.Context()
         self._zctx.setsockopt(zmq.LINGER, 0)
         self._sock = self._zctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.SNDHWM, 0)
-        connect_client_socket(self._sock, Endpoints.in_dir(self.runtime_dir))
+        connect_client_socket(self._sock, endpoints)
         self._codec = Codec()
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[tuple[RxCompletion, memoryview | None]]] = {}
