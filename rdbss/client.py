@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import zmq
 
 from rdbss import requests as rq
+from rdbss import shm
 from rdbss.actors.bus import (
     Endpoints,
     client_identity,
@@ -152,9 +153,15 @@ class Client:
         config: Config | None = None,
         timeout: float | None = None,
         remote: RemoteDaemon | None = None,
+        shared_memory: bool | None = None,
     ) -> None:
         self.endpoints, self.timeout = daemon_endpoints(runtime_dir, config, timeout, remote)
         self.runtime_dir = self.endpoints.runtime_dir
+        # large reads through /dev/shm (rdbss.shm): by default with a daemon on this host
+        if shared_memory is None:
+            shared_memory = self.endpoints.curve is None and shm.available()
+        self._shared_memory = shared_memory
+        self._arena: shm.Arena | None = None
         self._zctx = new_context()
         self._sock = self._zctx.socket(zmq.DEALER)
         connect_client_socket(self._sock, self.endpoints)
@@ -183,6 +190,8 @@ class Client:
             self._closed = True
             self._sock.close(0)
             self._zctx.term()
+            if self._arena is not None:
+                self._arena.close()
 
     def _send(self, ctx: RxContext, payload: rq.Data | None) -> None:
         if self._closed:
@@ -274,6 +283,26 @@ class Client:
 
     def read_handle(self, fobx: int, offset: int, length: int) -> bytes:
         return self.run(rq.read(fobx, offset, length, self._timeout_ms))
+
+    def readinto(self, fobx: int, offset: int, buffer: Any) -> int:
+        """Read ``len(buffer)`` bytes at ``offset`` into ``buffer``; the count, short at the end
+        of the file. Large reads go through shared memory with a daemon on this host."""
+        view = memoryview(buffer).cast("B")
+        if not self._shared_memory or len(view) < shm.MIN_READ_BYTES:
+            return self.run(rq.read_into(fobx, offset, view, self._timeout_ms))
+        total = 0
+        with self._lock:  # one slot, filled and copied out under the lock
+            if self._arena is None:
+                self._arena = shm.Arena(slots=1)
+            arena = self._arena
+            for at in range(0, len(view), arena.slot_bytes):
+                piece = view[at : at + arena.slot_bytes]
+                shared = (arena.args(0), arena.view(0, len(piece)))
+                count = self.run(rq.read_into(fobx, offset + at, piece, self._timeout_ms, shared))
+                total += count
+                if count < len(piece):
+                    break
+        return total
 
     def write_handle(self, fobx: int, offset: int, data: bytes | memoryview) -> int:
         """Write at ``offset`` (-1 appends). Returns the bytes written."""
@@ -575,9 +604,7 @@ class RemoteFile(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         self._check(self._read, "not open for reading")
         view = memoryview(buffer).cast("B")
-        data = self._client.read_handle(self.fobx, self._pos, min(len(view), 64 << 20))
-        n = len(data)
-        view[:n] = data
+        n = self._client.readinto(self.fobx, self._pos, view[: 64 << 20])
         self._pos += n
         return n
 

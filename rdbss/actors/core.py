@@ -771,6 +771,10 @@ class RdbssCore:
             ctx.lowio.operation = op
         srv_open = fobx.srv_open
         fcb = srv_open.fcb
+        if ctx.args and "shm" in ctx.args and not self._shares_memory(ident, srv_open.minirdr):
+            # the shared-memory hint (rdbss.shm) only works on this host: the bytes come back
+            # in the answer instead
+            ctx.args = {k: v for k, v in ctx.args.items() if k not in ("shm", "shm_off")}
         ctx.routine = routine
         ctx.srv_open = srv_open.mrx_id
         ctx.srv_call = fcb.net_root.srv_call.name
@@ -783,6 +787,11 @@ class RdbssCore:
             elif ctx.info.info_class == FileInformationClass.FileDispositionInformation:
                 then = self._track_disposition(ctx, fcb, then)
         self._send(srv_open.minirdr, ctx, payload, then, net_root=fcb.net_root)
+
+    def _shares_memory(self, ident: bytes, minirdr: str | None) -> bool:
+        """A client and a mini-redirector that can share /dev/shm: both on this host."""
+        peer = self.peers.get(minirdr or "")
+        return ident[:1] == b"c" and peer is not None and not peer.host
 
     def _reopen(
         self, ident: bytes, ctx: RxContext, fobx: Fobx, payload: Payload, attempt: int
