@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from rdbss import keys
+from rdbss.actors.supervisor import stop_daemon
 from rdbss.client import Client
 from rdbss.wire.codec import Codec
 from rdbss.wire.framing import pack_frames
@@ -41,6 +42,7 @@ class Rig:
     node_host: Host
     core_runtime: Path
     node_runtime: Path
+    core_config: Path
     node_config: Path
     node_share: Path
     local_share: Path
@@ -144,7 +146,10 @@ data = "{node_share}"
         )
         _start(a, core_config, base / "a", base / "core.log")
         _start(b, node_config, base / "b", base / "node.log")
-        r = Rig(net, base, a, b, base / "a", base / "b", node_config, node_share, local_share)
+        r = Rig(
+            net, base, a, b, base / "a", base / "b", core_config, node_config, node_share,
+            local_share,
+        )  # fmt: skip
         wait_until(lambda: "remote" in r.peers(), timeout=20)
         yield r
     finally:
@@ -371,6 +376,20 @@ def test_cutting_the_link_fails_remote_requests_only_and_restoring_it_recovers(r
         assert handle.read() == b"before the cut"
         handle.close()
     assert "restarts clean (the core dropped it)" in rig.logs()
+
+
+def test_a_node_outlives_a_core_restart(rig: Rig) -> None:
+    """The core's host restarts its daemon: the node keeps running, reports the core
+    unreachable meanwhile, and its mini-redirector registers with the new core by itself."""
+    before = rig.peers()["remote"]["pid"]
+    assert stop_daemon(rig.core_runtime) is not None
+    wait_until(lambda: '"connected": false' in rig.node_cli("--json", "status").stdout, 15)
+    _start(rig.core_host, rig.core_config, rig.core_runtime, rig.base / "core.log")
+    wait_until(lambda: "remote" in rig.peers(), timeout=30)
+    with rig.client() as c:
+        c.write_bytes(REMOTE + r"\after-restart.txt", b"again")
+    assert (rig.node_share / "after-restart.txt").read_bytes() == b"again"
+    assert rig.peers()["remote"]["pid"] != before  # restarted clean: the new core knew nothing
 
 
 def test_a_node_refuses_to_start_without_safe_keys(tmp_path: Path) -> None:
