@@ -94,6 +94,7 @@ class CoreServer:
         # which bus socket each peer is on: ipc for this host's processes, tcp for other hosts
         self.peer_sockets: dict[str, zmq.Socket[bytes]] = {}
         self.remote_clients: dict[bytes, RemoteClient] = {}
+        self._refused_logged: dict[str, float] = {}
         self.core = RdbssCore(self, time.monotonic, settings, metrics)
         self.core.is_client_alive = self.client_alive
         self._stop = threading.Event()
@@ -265,7 +266,10 @@ class CoreServer:
             # a peer on another host: its key must be granted this name, on every message
             grant = self.tcp.allow.grant(frames[1].get("User-Id")) if self.tcp else None
             if grant is None or not grant.may_register(name):
-                log.warning("peer %r over tcp: its key is not granted that name; dropped", name)
+                now = time.monotonic()
+                if now - self._refused_logged.get(name, -60.0) >= 60.0:  # once a minute
+                    self._refused_logged[name] = now
+                    log.warning("peer %r over tcp: its key is not granted that name", name)
                 return
         try:
             msg, payload = unpack_frames(self.codec, frames[1:])
