@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import grp
 import itertools
 import os
+import pwd
 import stat
 import threading
 import time
@@ -33,6 +35,13 @@ from rdbss.minirdrs.eas import parse_set as parse_eas
 from rdbss.minirdrs.listing import Enumerations
 from rdbss.minirdrs.locks import FileLocks, Lock
 from rdbss.minirdrs.notify import FILE_NOTIFY_VALID_MASK, MAX_CHANGES, Entry, changes
+from rdbss.minirdrs.security import (
+    POSIX_INFORMATION,
+    PosixSecurity,
+    check_query_information,
+    posix_change,
+    posix_descriptor,
+)
 from rdbss.minirdrs.wildcard import is_name_in_expression
 from rdbss.wire.constants import (
     READ_ACCESS,
@@ -217,6 +226,19 @@ def file_info(st: os.stat_result, rel: str, *, delete_pending: bool = False) -> 
         "file_id": st.st_ino,
         "mode": st.st_mode,
     }
+
+
+def posix_security(st: os.stat_result) -> PosixSecurity:
+    """Owner, group and mode of a stat result, with the names this host knows for them."""
+    try:
+        owner: str | None = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = None
+    try:
+        group: str | None = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = None
+    return PosixSecurity(st.st_uid, st.st_gid, st.st_mode, owner, group)
 
 
 def _arg_int(args: Mapping[str, Any], key: str, *, default: int | None = None) -> int:
@@ -918,6 +940,47 @@ class LocalMiniRdr(MiniRdr):
             if exc.errno == errno.ENOSPC or exc.errno == errno.E2BIG:
                 raise _error(S.STATUS_EA_TOO_LARGE, "the EAs do not fit") from None
             raise _os_error(exc, "cannot set the EAs of", op.path) from None
+        return Result()
+
+    # --- security: the POSIX owner, group and mode as a security descriptor ------------------
+    def _fd_path(self, op: _Open) -> str:
+        """A path naming exactly the open file (also for an O_PATH descriptor)."""
+        return f"/proc/self/fd/{op.fd}"
+
+    def query_sd_info(self, ctx: RxContext) -> Result:
+        op = self._open_of(ctx)
+        info = check_query_information(
+            ctx.info.info_class if ctx.info is not None else None, POSIX_INFORMATION
+        )
+        try:
+            st = os.fstat(op.fd)
+        except OSError as exc:
+            raise _os_error(exc, "cannot query the security of", op.path) from None
+        return Result(result=posix_descriptor(info, posix_security(st)))
+
+    def set_sd_info(self, ctx: RxContext) -> Result:
+        op = self._open_of(ctx)
+        info = ctx.info.info_class if ctx.info is not None else None
+        args = ctx.info.args if ctx.info is not None else None
+        try:
+            st = os.fstat(op.fd)
+            change = posix_change(info, args, posix_security(st))
+            if change.uid is not None or change.gid is not None:
+                uid = -1 if change.uid is None else change.uid
+                gid = -1 if change.gid is None else change.gid
+                os.chown(self._fd_path(op), uid, gid)
+            if change.permissions is not None:
+                os.chmod(self._fd_path(op), change.permissions)
+        except NtStatusError:
+            raise
+        except OSError as exc:
+            if exc.errno in (errno.EPERM, errno.EACCES):
+                raise _error(
+                    S.STATUS_ACCESS_DENIED,
+                    f"cannot change the security of {_show(op.path)}: "
+                    f"{os.strerror(exc.errno)} (only the owner may chmod, only root may chown)",
+                ) from None
+            raise _os_error(exc, "cannot change the security of", op.path) from None
         return Result()
 
     def flush(self, ctx: RxContext) -> Result:

@@ -64,6 +64,13 @@ from rdbss.minirdrs.local import (
     _show,
     file_info,
 )
+from rdbss.minirdrs.security import (
+    POSIX_INFORMATION,
+    PosixSecurity,
+    check_query_information,
+    posix_change,
+    posix_descriptor,
+)
 from rdbss.minirdrs.sftp_config import (
     Credentials,
     SftpConfigError,
@@ -1005,6 +1012,64 @@ class SftpMiniRdr(MiniRdr):
         info = _info(attrs, op.path, op.remote, delete_pending=op.delete_pending)
         info["position"] = 0
         return Result(result=info)
+
+    # --- security: the server's uid, gid and permissions as a security descriptor ----------
+    @staticmethod
+    def _security(attrs: asyncssh.SFTPAttrs) -> PosixSecurity:
+        """SFTP v3 (OpenSSH) sends numeric ids only; v4+ servers also send names."""
+        return PosixSecurity(
+            attrs.uid if attrs.uid is not None else -1,
+            attrs.gid if attrs.gid is not None else -1,
+            _mode(attrs),
+            attrs.owner or None,
+            attrs.group or None,
+        )
+
+    def query_sd_info(self, ctx: RxContext) -> Result:
+        op = self._open_of(ctx)
+        info = check_query_information(
+            ctx.info.info_class if ctx.info is not None else None, POSIX_INFORMATION
+        )
+        attrs = self._run(
+            op.conn,
+            lambda: self._astat(op),
+            self._deadline(ctx),
+            f"cannot query the security of {_show(op.path)}",
+        )
+        if attrs.uid is None or attrs.gid is None or attrs.permissions is None:
+            raise _error(
+                S.STATUS_NOT_SUPPORTED,
+                f"{_show(op.path)}: the server sends no owner, group or permissions",
+            )
+        return Result(result=posix_descriptor(info, self._security(attrs)))
+
+    def set_sd_info(self, ctx: RxContext) -> Result:
+        op = self._open_of(ctx)
+        info = ctx.info.info_class if ctx.info is not None else None
+        args = ctx.info.args if ctx.info is not None else None
+        check_query_information(info, POSIX_INFORMATION)  # answers bad bits without a round trip
+
+        async def apply() -> None:
+            sftp = op.conn.client()
+            try:
+                attrs = await self._astat(op)
+                change = posix_change(info, args, self._security(attrs))
+                if change.uid is not None or change.gid is not None:
+                    # SFTP v3 sets uid and gid together
+                    uid = change.uid if change.uid is not None else attrs.uid
+                    gid = change.gid if change.gid is not None else attrs.gid
+                    await sftp.setstat(op.remote, asyncssh.SFTPAttrs(uid=uid, gid=gid))
+                if change.permissions is not None:
+                    await sftp.setstat(
+                        op.remote, asyncssh.SFTPAttrs(permissions=change.permissions)
+                    )
+            except asyncssh.SFTPError as exc:
+                _fail(exc, "cannot change the security of", op.path)
+
+        self._run(
+            op.conn, apply, self._deadline(ctx), f"cannot change the security of {_show(op.path)}"
+        )
+        return Result()
 
     def set_file_info(self, ctx: RxContext) -> Result:
         op = self._open_of(ctx)

@@ -53,6 +53,12 @@ from rdbss.minirdrs.local import (
     _show,
     check_share_name,
 )
+from rdbss.minirdrs.security import (
+    ALL_INFORMATION,
+    check_query_information,
+    pack_descriptor,
+    parse_descriptor,
+)
 from rdbss.minirdrs.smb_link import (
     RELATED_FILE_ID,
     SMB2_0_INFO_FILE,
@@ -94,6 +100,7 @@ DEFAULT_KEEPALIVE_S = 30.0  # echo a connection idle this long (0: off)
 FILE_REMOTE_DEVICE = 0x10
 #: SMB2 information classes this module asks for.
 _FILE_ALL_INFORMATION = 18
+_SMB2_0_INFO_SECURITY = 3
 _FILE_FULL_EA_INFORMATION = 15
 _SL_RESTART_SCAN = 0x01
 _STATUS_NO_EAS_ON_FILE = 0xC0000052
@@ -674,6 +681,35 @@ class SmbMiniRdr(MiniRdr):
         op = self._open_of(ctx)
         changes = parse_eas(ctx.info.args if ctx.info is not None else None)
         self._set_info(op, _FILE_FULL_EA_INFORMATION, pack_full_ea(changes), "cannot set EAs of")
+        return Result()
+
+    # --- security: the server's own security descriptor (SMB2 QUERY_INFO / SET_INFO) --------
+    def query_sd_info(self, ctx: RxContext) -> Result:
+        op = self._open_of(ctx)
+        info = check_query_information(
+            ctx.info.info_class if ctx.info is not None else None, ALL_INFORMATION
+        )
+        request = query_info_request(op.handle.file_id, _SMB2_0_INFO_SECURITY, 0)
+        request["additional_information"] = info
+        data = op.link.call(
+            f"cannot query the security of {_show(op.path)}",
+            lambda: query_info_buffer(op.link.one(op.tree, request)),
+        )
+        return Result(result=parse_descriptor(data))
+
+    def set_sd_info(self, ctx: RxContext) -> Result:
+        op = self._open_of(ctx)
+        info = check_query_information(
+            ctx.info.info_class if ctx.info is not None else None, ALL_INFORMATION
+        )
+        buffer = pack_descriptor(info, ctx.info.args if ctx.info is not None else None)
+        request = set_info_request(op.handle.file_id, 0, buffer)
+        request["info_type"] = _SMB2_0_INFO_SECURITY
+        request["additional_information"] = info
+        op.link.call(
+            f"cannot change the security of {_show(op.path)}",
+            lambda: op.link.one(op.tree, request),
+        )
         return Result()
 
     def flush(self, ctx: RxContext) -> Result:
