@@ -22,7 +22,6 @@ import os
 import pwd
 import stat
 import threading
-import time
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from rdbss.minirdrs.base import MiniRdr, Result, info_setter
 from rdbss.minirdrs.eas import parse_set as parse_eas
 from rdbss.minirdrs.listing import Enumerations
 from rdbss.minirdrs.locks import FileLocks, Lock
-from rdbss.minirdrs.notify import FILE_NOTIFY_VALID_MASK, MAX_CHANGES, Entry, changes
+from rdbss.minirdrs.notify import Entry, Lister, PollingWatches
 from rdbss.minirdrs.security import (
     POSIX_INFORMATION,
     PosixSecurity,
@@ -69,8 +68,7 @@ MAX_READ_BYTES = 64 << 20
 _SL_FAIL_IMMEDIATELY = 0x01
 _EA_PREFIX = "user."
 _LOCK_MARGIN_S = 0.5  # a waiting lock gives up this long before its deadline
-_NOTIFY_POLL_S = 0.1  # how often pending change notifications look at their folders
-_NOTIFY_MAX_ENTRIES = 20_000  # bound on a watched tree's snapshot
+NOTIFY_INTERVAL_S = 0.1  # how often pending change notifications look at their folders
 MAX_SHARE_NAME_CHARS = 80
 FS_NAME = "rdbss-local"
 BYTES_PER_SECTOR = 512
@@ -89,24 +87,6 @@ _CREATING = frozenset({D.FILE_SUPERSEDE, D.FILE_CREATE, D.FILE_OPEN_IF, D.FILE_O
 _DIRECTORY_DISPOSITIONS = frozenset({D.FILE_CREATE, D.FILE_OPEN, D.FILE_OPEN_IF})
 #: Time arguments of FileBasicInformation, all POSIX ns; 0 (or below) leaves a time unchanged.
 _TIME_ARGS = ("creation_time", "last_access_time", "last_write_time", "change_time")
-
-
-@dataclass(slots=True)
-class _Watch:
-    """A pending IRP_MN_NOTIFY_CHANGE_DIRECTORY."""
-
-    ctx: RxContext
-    op: _Open
-    srv_open: int
-    completion_filter: int
-    tree: bool
-    deadline: float
-
-
-def _notify_result(found: list[dict[str, object]]) -> Result:
-    if len(found) > MAX_CHANGES:
-        return Result(status=S.STATUS_NOTIFY_ENUM_DIR, message="too many changes; list again")
-    return Result(information=len(found), result={"changes": found})
 
 
 @dataclass(slots=True)
@@ -241,6 +221,16 @@ def posix_security(st: os.stat_result) -> PosixSecurity:
     return PosixSecurity(st.st_uid, st.st_gid, st.st_mode, owner, group)
 
 
+def notify_interval(config: Mapping[str, Any], kind: str, default: float) -> float:
+    """The ``notify_interval`` option: seconds between two looks at a watched folder."""
+    value = config.get("notify_interval", default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
+        raise ValueError(
+            f"{kind} mini-redirector: 'notify_interval' must be seconds (0 < s <= 3600)"
+        )
+    return float(value)
+
+
 def _arg_int(args: Mapping[str, Any], key: str, *, default: int | None = None) -> int:
     value = args.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -318,10 +308,12 @@ class LocalMiniRdr(MiniRdr):
         # byte-range locks by file (st_dev, st_ino); waiting lock requests by token
         self._file_locks: dict[tuple[int, int], FileLocks] = {}
         self._lock_waiters: dict[tuple[int, int], tuple[RxContext, tuple[int, int]]] = {}
-        # change notification: one pending notify per handle, and what each handle saw last
-        self._watches: dict[int, _Watch] = {}
-        self._baselines: dict[int, dict[str, Entry]] = {}
-        self._watcher: threading.Thread | None = None
+        # change notification: pending notifies answered by polling the watched folders
+        self._watches = PollingWatches(
+            self.complete_later,
+            interval_s=notify_interval(config, "local", NOTIFY_INTERVAL_S),
+            name=f"local-{name}",
+        )
         self._enumerations: Enumerations[None] = Enumerations()
         self._ids = itertools.count(1)
         for share, folder in shares.items():
@@ -340,6 +332,7 @@ class LocalMiniRdr(MiniRdr):
 
     def close(self) -> None:
         """Close every open, deleting what was delete-pending as closing its handle would."""
+        self._watches.close()
         with self._lock:
             opens = list(self._opens.values())
             self._opens.clear()
@@ -703,43 +696,22 @@ class LocalMiniRdr(MiniRdr):
     def _notify(self, ctx: RxContext, op: _Open, completion_filter: int, tree: bool) -> Result:
         if not op.is_dir:
             raise _error(S.STATUS_INVALID_PARAMETER, f"{_show(op.path)} is not a directory")
-        completion_filter &= FILE_NOTIFY_VALID_MASK
-        if not completion_filter:
-            raise _error(S.STATUS_INVALID_PARAMETER, "an empty completion filter")
-        key = ctx.fobx if ctx.fobx is not None else -int(ctx.srv_open or 0)
-        with self._lock:
-            if key in self._watches:
-                raise _error(S.STATUS_INVALID_PARAMETER, "a notify is already pending here")
-            baseline = self._baselines.get(key)
-        if baseline is None:  # the watch starts with the first notify on a handle
-            baseline = self._snapshot(op, tree)
-            with self._lock:
-                self._baselines[key] = baseline
-        now = self._snapshot(op, tree)
-        found = changes(baseline, now, completion_filter)
-        if found:  # changed between two notifies of this handle: not lost
-            with self._lock:
-                self._baselines[key] = now
-            return _notify_result(found)
-        deadline = time.monotonic() + max(0.0, ctx.timeout_ms / 1000.0 - _LOCK_MARGIN_S)
-        with self._lock:
-            self._watches[key] = _Watch(
-                ctx, op, int(ctx.srv_open or 0), completion_filter, tree, deadline
-            )
-            if self._watcher is None or not self._watcher.is_alive():
-                self._watcher = threading.Thread(
-                    target=self._watch_loop, name="local-notify", daemon=True
-                )
-                self._watcher.start()
-        return Result(status=S.STATUS_PENDING)
+        return self._watches.notify(
+            ctx,
+            self._lister(op),
+            group="",
+            completion_filter=completion_filter,
+            tree=tree,
+            what=_show(op.path),
+        )
 
-    def _snapshot(self, op: _Open, tree: bool) -> dict[str, Entry]:
-        """Names below the watched folder (the whole tree, bounded, with ``tree``)."""
+    def _lister(self, op: _Open) -> Lister:
+        """Lists a folder below the watched one on the host (symbolic links not followed)."""
         root = self._host_entry(op.share, op.path) if op.path else self._root(op.share)
-        out: dict[str, Entry] = {}
-        pending = [("", root)]
-        while pending and len(out) < _NOTIFY_MAX_ENTRIES:
-            prefix, folder = pending.pop()
+
+        def list_folder(sub: str) -> list[tuple[str, Entry]]:
+            folder = os.path.join(root, *sub.split("\\")) if sub else root
+            out: list[tuple[str, Entry]] = []
             try:
                 with os.scandir(folder) as it:
                     for entry in it:
@@ -747,58 +719,14 @@ class LocalMiniRdr(MiniRdr):
                             st = entry.stat(follow_symlinks=False)
                         except OSError:
                             continue
-                        name = f"{prefix}\\{entry.name}" if prefix else entry.name
                         is_dir = stat.S_ISDIR(st.st_mode)
-                        out[name] = Entry(
-                            is_dir, 0 if is_dir else st.st_size, st.st_mtime_ns, st.st_mode
-                        )
-                        if tree and is_dir:
-                            pending.append((name, entry.path))
+                        size = 0 if is_dir else st.st_size
+                        out.append((entry.name, Entry(is_dir, size, st.st_mtime_ns, st.st_mode)))
             except OSError:
-                continue  # the folder went away: its names are gone from the snapshot
-        return out
+                raise _error(S.STATUS_OBJECT_PATH_NOT_FOUND, f"{_show(op.path)}\\{sub}") from None
+            return out
 
-    def _watch_loop(self) -> None:
-        while True:
-            time.sleep(_NOTIFY_POLL_S)
-            with self._lock:
-                watches = list(self._watches.items())
-                if not watches:
-                    self._watcher = None
-                    return
-            for key, watch in watches:
-                now = self._snapshot(watch.op, watch.tree)
-                with self._lock:
-                    baseline = self._baselines.get(key, now)
-                found = changes(baseline, now, watch.completion_filter)
-                expired = time.monotonic() >= watch.deadline
-                if not found and not expired:
-                    continue
-                with self._lock:
-                    if self._watches.get(key) is not watch:
-                        continue  # closed meanwhile
-                    del self._watches[key]
-                    self._baselines[key] = now
-                if found:
-                    self.complete_later(watch.ctx, _notify_result(found))
-                else:
-                    self.complete_later(
-                        watch.ctx, Result(status=S.STATUS_IO_TIMEOUT, message="no change in time")
-                    )
-
-    def _end_watches(self, fobx: int | None = None, srv_open: int | None = None) -> None:
-        """Handle cleanup/close: a pending notify completes with STATUS_NOTIFY_CLEANUP."""
-        with self._lock:
-            keys = [
-                k
-                for k, w in self._watches.items()
-                if k == fobx or (srv_open is not None and w.srv_open == srv_open)
-            ]
-            ended = [self._watches.pop(k) for k in keys]
-            if fobx is not None:
-                self._baselines.pop(fobx, None)
-        for watch in ended:
-            self.complete_later(watch.ctx, Result(status=S.STATUS_NOTIFY_CLEANUP))
+        return list_folder
 
     # --- byte-range locks (kept here: the local file system has no Windows locks) ------------
     @staticmethod
@@ -1152,7 +1080,7 @@ class LocalMiniRdr(MiniRdr):
 
     def cleanup_fobx(self, ctx: RxContext) -> Result:
         self._enumerations.forget_fobx(ctx.fobx)
-        self._end_watches(fobx=ctx.fobx)
+        self._watches.end(fobx=ctx.fobx)
         return Result()
 
     # --- volume -------------------------------------------------------------------------------
@@ -1191,7 +1119,7 @@ class LocalMiniRdr(MiniRdr):
             op = self._opens.pop(ctx.srv_open, None) if ctx.srv_open is not None else None
         if op is not None:
             self._enumerations.forget_srv_open(ctx.srv_open)
-            self._end_watches(srv_open=ctx.srv_open)
+            self._watches.end(srv_open=ctx.srv_open)
         if op is None:
             raise _error(S.STATUS_INVALID_HANDLE, f"unknown srv_open {ctx.srv_open!r}")
         with self._lock:

@@ -63,7 +63,9 @@ from rdbss.minirdrs.local import (
     _components,
     _show,
     file_info,
+    notify_interval,
 )
+from rdbss.minirdrs.notify import Entry, Lister, PollingWatches
 from rdbss.minirdrs.security import (
     POSIX_INFORMATION,
     PosixSecurity,
@@ -104,6 +106,8 @@ ALLOCATION_UNIT = 4096
 #: Slack kept below a request's own deadline so our answer (even a timeout) reaches the core.
 DEADLINE_MARGIN_S = 0.25
 MIN_DEADLINE_S = 0.5
+#: Seconds between two listings of a folder with a pending change notification.
+NOTIFY_INTERVAL_S = 1.0
 #: How long finalize/close wait for a polite SSH disconnect before dropping it.
 CLOSE_WAIT_S = 2.0
 
@@ -345,7 +349,9 @@ class SftpMiniRdr(MiniRdr):
 
     kind: ClassVar[str] = "sftp"
     blocking: ClassVar[bool] = True
-    lowio_ops: ClassVar[frozenset[LowIoOp]] = frozenset({LowIoOp.READ, LowIoOp.WRITE})
+    lowio_ops: ClassVar[frozenset[LowIoOp]] = frozenset(
+        {LowIoOp.READ, LowIoOp.WRITE, LowIoOp.NOTIFY_CHANGE_DIRECTORY}
+    )
 
     def __init__(self, name: str, config: Mapping[str, Any]) -> None:
         super().__init__(name, config)
@@ -353,6 +359,12 @@ class SftpMiniRdr(MiniRdr):
             self.settings = parse_config(config)
         except SftpConfigError as exc:
             raise ValueError(str(exc)) from None
+        # SFTP cannot tell us about changes: pending notifies poll the folder's listing
+        self._watches = PollingWatches(
+            self.complete_later,
+            interval_s=notify_interval(config, "sftp", NOTIFY_INTERVAL_S),
+            name=f"sftp-{name}",
+        )
         self.timeout = self.settings.timeout
         self._lock = threading.RLock()
         self._loop = _LoopThread(f"sftp-{name}")
@@ -591,6 +603,7 @@ class SftpMiniRdr(MiniRdr):
     def close(self) -> None:
         """Close every open (deleting what was delete-pending, as closing its handle would) and
         every connection, then stop the event loop."""
+        self._watches.close()
         with self._lock:
             opens = list(self._opens.values())
             conns = list(self._conns.values())
@@ -906,6 +919,17 @@ class SftpMiniRdr(MiniRdr):
         lowio = ctx.lowio
         if lowio is None:
             raise _error(S.STATUS_INVALID_PARAMETER, "low I/O request without parameters")
+        if lowio.operation == LowIoOp.NOTIFY_CHANGE_DIRECTORY:
+            if not op.is_dir:
+                raise _error(S.STATUS_INVALID_PARAMETER, f"{_show(op.path)} is not a directory")
+            return self._watches.notify(
+                ctx,
+                self._lister(op),
+                group=op.conn.server.name.lower(),
+                completion_filter=lowio.completion_filter,
+                tree=lowio.watch_tree,
+                what=_show(op.path),
+            )
         if op.is_dir:
             raise _error(S.STATUS_INVALID_DEVICE_REQUEST, f"{_show(op.path)} is a directory")
         if lowio.operation == LowIoOp.READ:
@@ -917,6 +941,43 @@ class SftpMiniRdr(MiniRdr):
         raise _error(
             S.STATUS_INVALID_DEVICE_REQUEST, f"low I/O operation {lowio.operation!r} not supported"
         )
+
+    def _lister(self, op: _Open) -> Lister:
+        """Lists a folder below the watched one on the server (one readdir; called from the
+        notify poller's thread, the SFTP calls run on the connection's event loop)."""
+
+        async def readdir(remote: str, rel: str) -> list[tuple[str, Entry]]:
+            try:
+                names = await op.conn.client().readdir(remote)
+            except asyncssh.SFTPNoSuchFile:
+                raise _error(S.STATUS_OBJECT_PATH_NOT_FOUND, f"{_show(rel)} is gone") from None
+            except asyncssh.SFTPError as exc:
+                _fail(exc, "cannot list", rel)
+            out = []
+            for n in names:
+                name = str(n.filename)
+                if _is_dot(name):
+                    continue
+                mode = _mode(n.attrs)
+                is_dir = stat.S_ISDIR(mode)
+                size = 0 if is_dir else n.attrs.size or 0
+                mtime = _ns(n.attrs.mtime, n.attrs.mtime_ns)
+                out.append((name, Entry(is_dir, size, mtime, mode)))
+            return out
+
+        def list_folder(sub: str) -> list[tuple[str, Entry]]:
+            remote = op.remote
+            for part in sub.split("\\") if sub else []:
+                remote = _join(remote, part)
+            rel = "\\".join(p for p in (op.path, sub) if p)
+            return self._run(
+                op.conn,
+                lambda: readdir(remote, rel),
+                self.timeout,
+                f"cannot list {_show(rel)}",
+            )
+
+        return list_folder
 
     def _read(self, ctx: RxContext, op: _Open, offset: int, length: int) -> Result:
         if not op.can_read or op.file is None:
@@ -1278,6 +1339,7 @@ class SftpMiniRdr(MiniRdr):
 
     def cleanup_fobx(self, ctx: RxContext) -> Result:
         self._enumerations.forget_fobx(ctx.fobx)
+        self._watches.end(fobx=ctx.fobx)
         return Result()
 
     # --- volume -------------------------------------------------------------------------------
@@ -1324,6 +1386,7 @@ class SftpMiniRdr(MiniRdr):
             op = self._opens.pop(ctx.srv_open, None) if ctx.srv_open is not None else None
         if op is not None:
             self._enumerations.forget_srv_open(ctx.srv_open)
+            self._watches.end(srv_open=ctx.srv_open)
         if op is None:
             raise _error(S.STATUS_INVALID_HANDLE, f"unknown srv_open {ctx.srv_open!r}")
         if op.file is None and not op.delete_pending:

@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from smbprotocol.change_notify import SMB2ChangeNotifyRequest, SMB2ChangeNotifyResponse
 from smbprotocol.exceptions import SMBResponseException
 from smbprotocol.open import ImpersonationLevel, SMB2LockElement
 from smbprotocol.open import Open as SmbOpen
@@ -53,6 +54,7 @@ from rdbss.minirdrs.local import (
     _show,
     check_share_name,
 )
+from rdbss.minirdrs.notify import FILE_NOTIFY_VALID_MASK, notify_result, parse_notify_information
 from rdbss.minirdrs.security import (
     ALL_INFORMATION,
     check_query_information,
@@ -116,6 +118,10 @@ _LOCK_UNLOCK = 0x04
 _LOCK_FAIL_IMMEDIATELY = 0x10
 #: LowIoContext lock flags (SL_FAIL_IMMEDIATELY, SL_EXCLUSIVE_LOCK).
 _SL_FAIL_IMMEDIATELY = 0x1
+#: SMB2 CHANGE_NOTIFY: watch the whole tree; the answer's buffer (the server sends
+#: STATUS_NOTIFY_ENUM_DIR when more changed than fits).
+_SMB2_WATCH_TREE = 0x0001
+_NOTIFY_BUFFER = 32_768
 #: How long before the request's own deadline a blocking lock gives up waiting.
 _LOCK_MARGIN_S = 1.0
 #: Access bits that write data (FILE_APPEND_DATA alone only appends).
@@ -206,6 +212,7 @@ class SmbMiniRdr(MiniRdr):
             LowIoOp.EXCLUSIVELOCK,
             LowIoOp.UNLOCK,
             LowIoOp.UNLOCK_MULTIPLE,
+            LowIoOp.NOTIFY_CHANGE_DIRECTORY,
         }
     )
 
@@ -442,6 +449,8 @@ class SmbMiniRdr(MiniRdr):
         lowio = ctx.lowio
         if lowio is None:
             raise _error(S.STATUS_INVALID_PARAMETER, "low I/O request without parameters")
+        if lowio.operation == LowIoOp.NOTIFY_CHANGE_DIRECTORY:
+            return self._notify(op, ctx)
         if op.is_dir:
             raise _error(S.STATUS_INVALID_DEVICE_REQUEST, f"{_show(op.path)} is a directory")
         operation = lowio.operation
@@ -568,7 +577,7 @@ class SmbMiniRdr(MiniRdr):
 
         def wait() -> None:
             try:
-                self._blocking_lock(op, request, answer, wait_s, what)
+                self._await_final(op, request, answer, wait_s, what)
                 op.locks.append(lock)
                 result = Result()
             except NtStatusError as exc:
@@ -601,11 +610,18 @@ class SmbMiniRdr(MiniRdr):
         """Send one request built by smbprotocol (``send=False``) and unpack its answer."""
         return op.link.call(what, lambda: answer(self._send(op, message, credit_request)))
 
-    def _blocking_lock(
-        self, op: _Open, request: Any, answer: Callable[[Any], Any], wait_s: float, what: str
-    ) -> None:
-        """Wait for a sent lock that may wait for a conflicting one to go: the server answers
-        PENDING and then the outcome. Past the request's deadline it is cancelled
+    def _await_final(
+        self,
+        op: _Open,
+        request: Any,
+        answer: Callable[[Any], Any],
+        wait_s: float,
+        what: str,
+        waited_for: str = "granted",
+    ) -> Any:
+        """Wait for a sent request the server may keep pending (a lock waiting for a conflicting
+        one to go, a change notification): the server answers PENDING and then the outcome,
+        which ``answer`` unpacks. Past the request's deadline it is cancelled
         (STATUS_IO_TIMEOUT). Runs on its own thread: no watchdog, deadlines of its own."""
         link = op.link
         deadline = time.monotonic() + wait_s
@@ -618,23 +634,66 @@ class SmbMiniRdr(MiniRdr):
                 if response is not None and response["status"].get_value() == S.STATUS_PENDING:
                     request.response_event.clear()
                     continue
-            link.mapped(what, lambda: answer(request))
-            return
+            return link.mapped(what, lambda: answer(request))
 
         # Still waiting at the deadline: cancel, then take whatever the server says last.
-        def cancel() -> None:
+        def cancel() -> Any:
             request.cancel()
             request.response_event.wait(_LOCK_MARGIN_S)
-            answer(request)
+            return answer(request)
 
         try:
-            link.mapped(what, cancel)
+            return link.mapped(what, cancel)
         except NtStatusError as exc:
             if exc.status == S.STATUS_CANCELLED:
                 raise _error(
-                    S.STATUS_IO_TIMEOUT, f"{what}: not granted within {wait_s:.1f} s"
+                    S.STATUS_IO_TIMEOUT, f"{what}: not {waited_for} within {wait_s:.1f} s"
                 ) from None
             raise
+
+    # --- change notification: the server's own SMB2 CHANGE_NOTIFY ---------------------------
+    def _notify(self, op: _Open, ctx: RxContext) -> Result:
+        """Send SMB2 CHANGE_NOTIFY and wait for it on a thread of its own (STATUS_PENDING), so
+        the connection's other requests go on. The server keeps the changes of a handle between
+        two notifies, completes a pending one with STATUS_NOTIFY_CLEANUP when the handle is
+        closed, and with STATUS_NOTIFY_ENUM_DIR when too much changed; past the request's
+        deadline it is cancelled (STATUS_IO_TIMEOUT)."""
+        lowio = ctx.lowio
+        assert lowio is not None
+        if not op.is_dir:
+            raise _error(S.STATUS_INVALID_PARAMETER, f"{_show(op.path)} is not a directory")
+        completion_filter = lowio.completion_filter & FILE_NOTIFY_VALID_MASK
+        if not completion_filter:
+            raise _error(S.STATUS_INVALID_PARAMETER, "an empty completion filter")
+        message = SMB2ChangeNotifyRequest()
+        message["flags"] = _SMB2_WATCH_TREE if lowio.watch_tree else 0
+        message["output_buffer_length"] = _NOTIFY_BUFFER
+        message["file_id"] = op.handle.file_id
+        message["completion_filter"] = completion_filter
+        what = f"cannot watch {_show(op.path)}"
+        request = op.link.call(what, lambda: self._send(op, message))
+        wait_s = max(0.0, ctx.timeout_ms / 1000.0 - _LOCK_MARGIN_S)
+
+        def answer(sent: Any) -> bytes:
+            header = op.link.connection.receive(sent)
+            response = SMB2ChangeNotifyResponse()
+            response.unpack(header["data"].get_value())
+            data: bytes = response["buffer"].get_value()
+            return data
+
+        def wait() -> None:
+            try:
+                data = self._await_final(op, request, answer, wait_s, what, "changed")
+                result = notify_result(parse_notify_information(data))
+            except NtStatusError as exc:
+                result = Result(status=exc.status, message=exc.strerror or "")
+            except Exception as exc:  # never leave the request without an answer
+                log.exception("change notification failed")
+                result = Result(status=S.STATUS_INTERNAL_ERROR, message=str(exc))
+            self.complete_later(ctx, result)
+
+        threading.Thread(target=wait, name="smb-notify-wait", daemon=True).start()
+        return Result(status=S.STATUS_PENDING)
 
     def _unlock(self, op: _Open, offset: int, length: int) -> Result:
         self._check_range(offset, length)
