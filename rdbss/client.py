@@ -304,6 +304,29 @@ class Client:
             return
         self.run(rq.set_security(target, info, fields, self._timeout_ms))
 
+    def query_quota(self, target: int | str, sids: list[str] | None = None) -> list[dict[str, Any]]:
+        """The quota entries of the share holding an open handle or a path (every entry, or
+        those of ``sids``): {"sid", "used", "threshold", "limit", "change_time"}, bytes, -1 for
+        "none". Only where the server keeps quotas (SMB); elsewhere STATUS_NOT_IMPLEMENTED."""
+        if isinstance(target, str):
+            handle = self.create(target, access=Access.FILE_READ_ATTRIBUTES)
+            try:
+                return self.query_quota(handle.fobx, sids)
+            finally:
+                self.close_handle(handle.fobx, wait=False)
+        return self.run(rq.query_quota(target, self._timeout_ms, sids))
+
+    def set_quota(self, target: int | str, entries: list[dict[str, Any]]) -> None:
+        """Set quota thresholds and limits: [{"sid", "threshold", "limit"}] (bytes, -1 none)."""
+        if isinstance(target, str):
+            handle = self.create(target, access=Access.FILE_READ_ATTRIBUTES)
+            try:
+                self.set_quota(handle.fobx, entries)
+            finally:
+                self.close_handle(handle.fobx, wait=False)
+            return
+        self.run(rq.set_quota(target, entries, self._timeout_ms))
+
     def watch(
         self,
         fobx: int,

@@ -55,6 +55,12 @@ from rdbss.minirdrs.local import (
     check_share_name,
 )
 from rdbss.minirdrs.notify import FILE_NOTIFY_VALID_MASK, notify_result, parse_notify_information
+from rdbss.minirdrs.quota import (
+    pack_quota_entries,
+    parse_query_args,
+    parse_quota_information,
+    query_quota_info,
+)
 from rdbss.minirdrs.security import (
     ALL_INFORMATION,
     check_query_information,
@@ -103,6 +109,11 @@ FILE_REMOTE_DEVICE = 0x10
 #: SMB2 information classes this module asks for.
 _FILE_ALL_INFORMATION = 18
 _SMB2_0_INFO_SECURITY = 3
+_SMB2_0_INFO_QUOTA = 4
+_FILE_QUOTA_INFORMATION = 32
+#: The file a client opens on a share to read and write its quota entries.
+_QUOTA_FILE = "$Extend\\$Quota:$Q:$INDEX_ALLOCATION"
+_MAX_QUOTA_ROUNDS = 64
 _FILE_FULL_EA_INFORMATION = 15
 _SL_RESTART_SCAN = 0x01
 _STATUS_NO_EAS_ON_FILE = 0xC0000052
@@ -769,6 +780,79 @@ class SmbMiniRdr(MiniRdr):
             f"cannot change the security of {_show(op.path)}",
             lambda: op.link.one(op.tree, request),
         )
+        return Result()
+
+    # --- quota: the server's quota entries (SMB2 QUERY_INFO / SET_INFO, InfoType QUOTA) -----
+    def _quota_file(self, op: _Open, access: int) -> SmbOpen:
+        """Open the share's quota file (what a Windows client opens for quotas)."""
+        handle = SmbOpen(op.tree, _QUOTA_FILE)
+        try:
+            op.link.call(
+                "cannot open the quota file of the share",
+                lambda: handle.create(
+                    ImpersonationLevel.Impersonation,
+                    access | Access.FILE_READ_ATTRIBUTES | Access.SYNCHRONIZE,
+                    0,
+                    0x7,
+                    int(CreateDisposition.FILE_OPEN),
+                    0,
+                ),
+            )
+        except NtStatusError as exc:
+            if exc.status in (S.STATUS_OBJECT_NAME_NOT_FOUND, S.STATUS_OBJECT_PATH_NOT_FOUND):
+                raise _error(
+                    S.STATUS_NOT_SUPPORTED, f"share {op.share!r}: the server offers no quotas"
+                ) from None
+            raise
+        return handle
+
+    def query_quota_info(self, ctx: RxContext) -> Result:
+        """Every quota entry of the share (or those of ``sids``); an empty list when the server
+        keeps none (Samba without a quota source answers STATUS_NO_MORE_ENTRIES)."""
+        op = self._open_of(ctx)
+        sids = parse_query_args(ctx.info.args if ctx.info is not None else None)
+        handle = self._quota_file(op, Access.FILE_READ_DATA)
+        entries: list[dict[str, Any]] = []
+        try:
+            for round_ in range(_MAX_QUOTA_ROUNDS):
+                request = query_info_request(
+                    handle.file_id, _SMB2_0_INFO_QUOTA, _FILE_QUOTA_INFORMATION
+                )
+                request["buffer"] = query_quota_info(sids, restart=round_ == 0)
+                try:
+                    data = self._query_quota_round(op, request)
+                except NtStatusError as exc:
+                    if exc.status == S.STATUS_NO_MORE_ENTRIES:
+                        break
+                    raise
+                batch = parse_quota_information(data)
+                entries += batch
+                if sids is not None or not batch:
+                    break  # a SID list is answered in one go
+        finally:
+            with contextlib.suppress(NtStatusError):
+                op.link.call("cannot close the quota file", handle.close)
+        return Result(result={"entries": entries})
+
+    @staticmethod
+    def _query_quota_round(op: _Open, request: Any) -> bytes:
+        return op.link.call(
+            "cannot query the quota entries",
+            lambda: query_info_buffer(op.link.one(op.tree, request)),
+        )
+
+    def set_quota_info(self, ctx: RxContext) -> Result:
+        op = self._open_of(ctx)
+        args = ctx.info.args if ctx.info is not None else None
+        buffer = pack_quota_entries(args.get("entries") if isinstance(args, Mapping) else None)
+        handle = self._quota_file(op, Access.FILE_WRITE_DATA)
+        try:
+            request = set_info_request(handle.file_id, _FILE_QUOTA_INFORMATION, buffer)
+            request["info_type"] = _SMB2_0_INFO_QUOTA
+            op.link.call("cannot set quota entries", lambda: op.link.one(op.tree, request))
+        finally:
+            with contextlib.suppress(NtStatusError):
+                op.link.call("cannot close the quota file", handle.close)
         return Result()
 
     def flush(self, ctx: RxContext) -> Result:
