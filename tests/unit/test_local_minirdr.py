@@ -1238,3 +1238,47 @@ def test_stat_mode_is_reported(rdr: LocalMiniRdr, root: Path) -> None:
     (root / "f").write_text("x")
     (root / "f").chmod(0o640)
     assert stat.S_IMODE(query(rdr, open_id(rdr, "f"))["mode"]) == 0o640
+
+
+# --- security (POSIX owner, group and mode) and the notify interval option ------------------
+def _sd(rdr: LocalMiniRdr, srv_open: int, info: int = 0x7) -> dict[str, Any]:
+    ctx = rx(IrpMj.QUERY_SECURITY, srv_open=srv_open, info=InfoParameters(info_class=info))
+    result: dict[str, Any] = rdr.query_sd_info(ctx).result
+    return result
+
+
+def _set_sd(rdr: LocalMiniRdr, srv_open: int, info: int, **fields: Any) -> Result:
+    params = InfoParameters(info_class=info, args=fields)
+    return rdr.set_sd_info(rx(IrpMj.SET_SECURITY, srv_open=srv_open, info=params))
+
+
+def test_security_maps_the_posix_owner_group_and_mode(rdr: LocalMiniRdr, root: Path) -> None:
+    (root / "f.txt").write_text("x")
+    os.chmod(root / "f.txt", 0o640)
+    srv_open = open_id(rdr, "f.txt")  # a read-only open can still read and set security
+    sd = _sd(rdr, srv_open)
+    st = os.stat(root / "f.txt")
+    assert (sd["owner"], sd["group"]) == (f"S-1-22-1-{st.st_uid}", f"S-1-22-2-{st.st_gid}")
+    assert sd["mode"] == st.st_mode and [a["sid"] for a in sd["dacl"]] == [sd["owner"], sd["group"]]
+    assert _set_sd(rdr, srv_open, 0x4, mode=0o604).status == S.STATUS_SUCCESS
+    assert os.stat(root / "f.txt").st_mode & 0o7777 == 0o604
+    deny = [{"type": 1, "flags": 0, "mask": 0x120089, "sid": "S-1-1-0"}]
+    assert "allow" in failure(_set_sd, rdr, srv_open, 0x4, dacl=deny).strerror
+    assert os.stat(root / "f.txt").st_mode & 0o7777 == 0o604
+    assert failure(_sd, rdr, srv_open, 0x8).status == S.STATUS_NOT_SUPPORTED  # no SACL
+
+
+def test_security_of_an_attributes_only_open(rdr: LocalMiniRdr, root: Path) -> None:
+    """An O_PATH open (no read access to the file) still answers and sets the mode."""
+    (root / "locked.txt").write_text("x")
+    os.chmod(root / "locked.txt", 0o000)
+    srv_open = open_id(rdr, "locked.txt", access=A.FILE_READ_ATTRIBUTES)
+    assert _sd(rdr, srv_open, 0x4)["dacl"] == []
+    _set_sd(rdr, srv_open, 0x4, mode=0o600)
+    assert os.stat(root / "locked.txt").st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("value", [0, -1, "1", True, 5000])
+def test_a_bad_notify_interval_is_refused(root: Path, value: Any) -> None:
+    with pytest.raises(ValueError, match="notify_interval"):
+        LocalMiniRdr("l", {"server": "s", "shares": {"d": str(root)}, "notify_interval": value})
