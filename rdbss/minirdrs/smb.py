@@ -642,9 +642,14 @@ class SmbMiniRdr(MiniRdr):
                 break
             with request.response_event_lock:
                 response = request.response
-                if response is not None and response["status"].get_value() == S.STATUS_PENDING:
+                pending = (
+                    response is not None and response["status"].get_value() == S.STATUS_PENDING
+                )
+                if pending:
                     request.response_event.clear()
-                    continue
+            if pending:
+                link.check_connection(what)  # or woken by a dying connection?
+                continue
             return link.mapped(what, lambda: answer(request))
 
         # Still waiting at the deadline: cancel, then take whatever the server says last.
