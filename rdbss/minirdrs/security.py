@@ -6,6 +6,7 @@ The structure (a msgpack map) holds only what the request's SecurityInformation 
 
     {"owner": "S-1-22-1-0", "owner_name": "root",       # OWNER_SECURITY_INFORMATION
      "group": "S-1-22-2-0", "group_name": "root",       # GROUP_SECURITY_INFORMATION
+     "uid": 0, "gid": 0,                                # POSIX backends, with owner / group
      "dacl": [{"type": 0, "flags": 0, "mask": 0x1200a9, "sid": "S-1-1-0"}, ...],   # DACL
      "mode": 0o100644,                                  # POSIX backends, with the DACL
      "control": 0x8004}
