@@ -238,3 +238,30 @@ def test_malformed_security_is_refused(backend: ConformanceBackend, fields: dict
         with raises_status(S.STATUS_INVALID_PARAMETER):
             c.run(rq.set_security(h.fobx, info, fields, 10_000))
         assert c.query_security(h.fobx) == before
+
+
+def test_an_ace_for_another_sid(backend: ConformanceBackend) -> None:
+    """An allow ACE for a SID that is neither owner, group nor Everyone: a POSIX backend cannot
+    hold it (STATUS_INVALID_PARAMETER, mode unchanged); an SMB server gets it as given (Samba
+    keeps it as a POSIX ACL entry and reads it back)."""
+    backend.requires(Routine.MRxSetSdInfo)
+    backend.requires(Routine.MRxQuerySdInfo)
+    d = backend.fresh_dir()
+    c = backend.client
+    c.write_bytes(d.path("f.txt"), b"x")
+    sd = c.query_security(d.path("f.txt"))
+    other = "S-1-22-1-4242"
+    dacl = [
+        {"type": 0, "flags": 0, "mask": FILE_GENERIC_READ | FILE_GENERIC_WRITE, "sid": sd["owner"]},
+        {"type": 0, "flags": 0, "mask": FILE_GENERIC_READ, "sid": other},
+    ]
+    before = os.stat(d.host("f.txt")).st_mode
+    if "mode" in sd:
+        with raises_status(S.STATUS_INVALID_PARAMETER):
+            c.set_security(d.path("f.txt"), dacl=dacl)
+        assert os.stat(d.host("f.txt")).st_mode == before
+        return
+    c.set_security(d.path("f.txt"), dacl=dacl)
+    granted = _ace_for(c.query_security(d.path("f.txt"), info=0x4), other)
+    assert granted is not None and granted["mask"] & FILE_READ_DATA, "the ACE did not arrive"
+    assert not granted["mask"] & FILE_WRITE_DATA
