@@ -163,3 +163,18 @@ def test_file_notify_information_records() -> None:
     for bad in (data[:15], backwards):
         with pytest.raises(NtStatusError):
             parse_notify_information(bad)
+
+
+def test_the_network_backends_take_a_notify_interval() -> None:
+    from rdbss.minirdrs.sftp import SftpMiniRdr
+    from rdbss.minirdrs.webdav import WebDavMiniRdr
+
+    for cls in (SftpMiniRdr, WebDavMiniRdr):
+        rdr = cls("x", {"notify_interval": 0.25})
+        try:
+            assert rdr._watches.interval_s == 0.25
+        finally:
+            rdr.close()
+        for bad in (0, -1.0, "1", True, 86400):
+            with pytest.raises(ValueError, match="notify_interval"):
+                cls("x", {"notify_interval": bad})
