@@ -214,6 +214,14 @@ class AsyncClient:
     async def set_info(self, fobx: int, info_class: int, **args: Any) -> None:
         await self.run(rq.set_info(fobx, self._timeout_ms, info_class, **args))
 
+    async def query_security(self, fobx: int, info: int = rq.OWNER_GROUP_DACL) -> dict[str, Any]:
+        """As ``Client.query_security`` on an open handle."""
+        return await self.run(rq.query_security(fobx, info, self._timeout_ms))
+
+    async def set_security(self, fobx: int, info: int, fields: dict[str, Any]) -> None:
+        """IRP_MJ_SET_SECURITY on an open handle: SecurityInformation bits and the fields."""
+        await self.run(rq.set_security(fobx, info, fields, self._timeout_ms))
+
     async def flush_handle(self, fobx: int) -> None:
         await self.run(rq.flush(fobx, self._timeout_ms))
 

@@ -451,9 +451,26 @@ def cmd_mv(args: argparse.Namespace) -> int:
     return 0
 
 
+def _security_summary(client: Any, path: str) -> dict[str, Any]:
+    """Owner, group and (POSIX backends) permission bits for ``rdbss stat``; nothing where the
+    backend keeps no security descriptor (STATUS_NOT_IMPLEMENTED) or it cannot be read."""
+    try:
+        sd = client.query_security(path)
+    except NtStatusError:
+        return {}
+    out: dict[str, Any] = {
+        "owner": sd.get("owner_name") or sd.get("owner"),
+        "group": sd.get("group_name") or sd.get("group"),
+    }
+    if isinstance(sd.get("mode"), int):
+        out["permissions"] = f"{sd['mode'] & 0o7777:04o}"
+    return out
+
+
 def cmd_stat(args: argparse.Namespace) -> int:
     with _client(args) as client:
         info = client.stat(args.path)
+        security = _security_summary(client, args.path)
     data = {
         "name": info.name,
         "size": info.size,
@@ -464,6 +481,7 @@ def cmd_stat(args: argparse.Namespace) -> int:
         "last_write_time": info.last_write_time,
         "change_time": info.change_time,
         **info.extra,
+        **security,
     }
     _out(
         args,

@@ -338,6 +338,76 @@ class Client:
         """Set extended attributes; a value of None deletes one (FILE_WRITE_EA or more)."""
         self.run(rq.set_eas(fobx, eas, self._timeout_ms))
 
+    def query_security(self, target: int | str, info: int = rq.OWNER_GROUP_DACL) -> dict[str, Any]:
+        """The security descriptor of an open handle (``int``) or a path (``str``, opened with
+        READ_CONTROL for the call): ``owner``/``group`` SIDs (and ``owner_name``...), ``dacl``
+        (a list of {"type", "flags", "mask", "sid"}), ``mode`` on POSIX backends; only the parts
+        ``info`` (OWNER 0x1 | GROUP 0x2 | DACL 0x4) asks for."""
+        if isinstance(target, str):
+            handle = self.create(target, access=Access.READ_CONTROL | Access.FILE_READ_ATTRIBUTES)
+            try:
+                return self.query_security(handle.fobx, info)
+            finally:
+                self.close_handle(handle.fobx, wait=False)
+        return self.run(rq.query_security(target, info, self._timeout_ms))
+
+    def set_security(
+        self,
+        target: int | str,
+        *,
+        owner: str | None = None,
+        group: str | None = None,
+        dacl: list[dict[str, Any]] | None = None,
+        mode: int | None = None,
+    ) -> None:
+        """Change the owner / group (SIDs), the DACL, or (POSIX backends) the permission bits of
+        an open handle or a path; SecurityInformation follows from what is given. A DACL a
+        POSIX backend cannot express as a mode raises STATUS_INVALID_PARAMETER."""
+        fields: dict[str, Any] = {}
+        info = 0
+        if owner is not None:
+            fields["owner"], info = owner, info | 0x1
+        if group is not None:
+            fields["group"], info = group, info | 0x2
+        if dacl is not None:
+            fields["dacl"], info = dacl, info | 0x4
+        if mode is not None:
+            fields["mode"], info = mode, info | 0x4
+        if isinstance(target, str):
+            access = Access.FILE_READ_ATTRIBUTES
+            access |= Access.WRITE_OWNER if info & 0x3 else 0
+            access |= Access.WRITE_DAC if info & 0x4 else 0
+            handle = self.create(target, access=access)
+            try:
+                self.set_security(handle.fobx, owner=owner, group=group, dacl=dacl, mode=mode)
+            finally:
+                self.close_handle(handle.fobx, wait=False)
+            return
+        self.run(rq.set_security(target, info, fields, self._timeout_ms))
+
+    def query_quota(self, target: int | str, sids: list[str] | None = None) -> list[dict[str, Any]]:
+        """The quota entries of the share holding an open handle or a path (every entry, or
+        those of ``sids``): {"sid", "used", "threshold", "limit", "change_time"}, bytes, -1 for
+        "none". Only where the server keeps quotas (SMB); elsewhere STATUS_NOT_IMPLEMENTED."""
+        if isinstance(target, str):
+            handle = self.create(target, access=Access.FILE_READ_ATTRIBUTES)
+            try:
+                return self.query_quota(handle.fobx, sids)
+            finally:
+                self.close_handle(handle.fobx, wait=False)
+        return self.run(rq.query_quota(target, self._timeout_ms, sids))
+
+    def set_quota(self, target: int | str, entries: list[dict[str, Any]]) -> None:
+        """Set quota thresholds and limits: [{"sid", "threshold", "limit"}] (bytes, -1 none)."""
+        if isinstance(target, str):
+            handle = self.create(target, access=Access.FILE_READ_ATTRIBUTES)
+            try:
+                self.set_quota(handle.fobx, entries)
+            finally:
+                self.close_handle(handle.fobx, wait=False)
+            return
+        self.run(rq.set_quota(target, entries, self._timeout_ms))
+
     def watch(
         self,
         fobx: int,

@@ -309,6 +309,45 @@ def set_eas(fobx: int, eas: dict[str, bytes | None], timeout_ms: int) -> Request
     return Request(_ctx(IrpMj.SET_EA, timeout_ms, fobx=fobx, info=info), _nothing)
 
 
+#: SecurityInformation bits: OWNER, GROUP, DACL (SACL is 0x8).
+OWNER_GROUP_DACL = 0x7
+
+
+def query_security(fobx: int, info: int, timeout_ms: int) -> Request[dict[str, Any]]:
+    """IRP_MJ_QUERY_SECURITY: the parts of the security descriptor ``info`` (SecurityInformation
+    bits) names, as a map (``owner``, ``group``, ``dacl``...; see rdbss.minirdrs.security)."""
+    params = InfoParameters(info_class=int(info))
+    return Request(
+        _ctx(IrpMj.QUERY_SECURITY, timeout_ms, fobx=fobx, info=params),
+        lambda done, _: _result(done),
+    )
+
+
+def set_security(fobx: int, info: int, fields: dict[str, Any], timeout_ms: int) -> Request[None]:
+    """IRP_MJ_SET_SECURITY: set the parts ``info`` names from ``fields`` (``owner``, ``group``,
+    ``dacl``, or ``mode`` on POSIX backends)."""
+    params = InfoParameters(info_class=int(info), args=dict(fields))
+    return Request(_ctx(IrpMj.SET_SECURITY, timeout_ms, fobx=fobx, info=params), _nothing)
+
+
+def query_quota(
+    fobx: int, timeout_ms: int, sids: list[str] | None = None
+) -> Request[list[dict[str, Any]]]:
+    """IRP_MJ_QUERY_QUOTA on any handle of a share: its quota entries ({"sid", "used",
+    "threshold", "limit", "change_time"}; -1 = no threshold / limit), or those of ``sids``."""
+    params = InfoParameters(args={"sids": list(sids)} if sids else {})
+    return Request(
+        _ctx(IrpMj.QUERY_QUOTA, timeout_ms, fobx=fobx, info=params),
+        lambda done, _: list(_result(done).get("entries", [])),
+    )
+
+
+def set_quota(fobx: int, entries: list[dict[str, Any]], timeout_ms: int) -> Request[None]:
+    """IRP_MJ_SET_QUOTA: set the threshold and limit of each {"sid", "threshold", "limit"}."""
+    params = InfoParameters(args={"entries": list(entries)})
+    return Request(_ctx(IrpMj.SET_QUOTA, timeout_ms, fobx=fobx, info=params), _nothing)
+
+
 def _changes(done: RxCompletion, data: memoryview | None) -> list[dict[str, Any]] | None:
     if done.status == S.STATUS_NOTIFY_ENUM_DIR:
         return None

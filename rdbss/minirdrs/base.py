@@ -22,6 +22,14 @@ Result conventions (structured results travel as msgpack maps):
 - MRxQueryVolumeInfo answers the volume map (``total_bytes``, ``free_bytes``, ``avail_bytes``,
   ``bytes_per_sector``, ``sectors_per_allocation_unit``, ``fs_name``, ``label``, ``serial``,
   ``max_name_length``, ``fs_attributes``, ``device_characteristics``).
+- MRxQuerySdInfo takes the SecurityInformation bits as ``ctx.info.info_class`` and answers the
+  security structure of ``rdbss.minirdrs.security`` (``owner``, ``group``, ``dacl``...);
+  MRxSetSdInfo takes the same bits and the fields to set as ``ctx.info.args``.
+- MRxQueryQuotaInfo answers {"entries": [quota entry...]} (``rdbss.minirdrs.quota``), optionally
+  for ``ctx.info.args["sids"]``; MRxSetQuotaInfo takes ``ctx.info.args["entries"]``.
+- LOWIO_OP_NOTIFY_CHANGE_DIRECTORY answers {"changes": [{"action", "name"}...]} (or
+  STATUS_NOTIFY_ENUM_DIR), usually after STATUS_PENDING; ``rdbss.minirdrs.notify.PollingWatches``
+  does it for a mini-redirector that can only list folders.
 - MRxLowIOSubmit is called as ``low_io_submit(ctx, payload)``: ``payload`` is the WRITE data
   (a memoryview of the received frame) and None otherwise. READ answers the bytes as ``payload``
   (``information`` = byte count); WRITE answers ``information`` = bytes written.

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import grp
 import itertools
 import os
+import pwd
 import stat
 import threading
-import time
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,7 +33,14 @@ from rdbss.minirdrs.base import MiniRdr, Result, info_setter
 from rdbss.minirdrs.eas import parse_set as parse_eas
 from rdbss.minirdrs.listing import Enumerations
 from rdbss.minirdrs.locks import FileLocks, Lock
-from rdbss.minirdrs.notify import FILE_NOTIFY_VALID_MASK, MAX_CHANGES, Entry, changes
+from rdbss.minirdrs.notify import Entry, Lister, PollingWatches
+from rdbss.minirdrs.security import (
+    POSIX_INFORMATION,
+    PosixSecurity,
+    check_query_information,
+    posix_change,
+    posix_descriptor,
+)
 from rdbss.minirdrs.wildcard import is_name_in_expression
 from rdbss.wire.constants import (
     READ_ACCESS,
@@ -60,8 +68,7 @@ MAX_READ_BYTES = 64 << 20
 _SL_FAIL_IMMEDIATELY = 0x01
 _EA_PREFIX = "user."
 _LOCK_MARGIN_S = 0.5  # a waiting lock gives up this long before its deadline
-_NOTIFY_POLL_S = 0.1  # how often pending change notifications look at their folders
-_NOTIFY_MAX_ENTRIES = 20_000  # bound on a watched tree's snapshot
+NOTIFY_INTERVAL_S = 0.1  # how often pending change notifications look at their folders
 MAX_SHARE_NAME_CHARS = 80
 FS_NAME = "rdbss-local"
 BYTES_PER_SECTOR = 512
@@ -80,24 +87,6 @@ _CREATING = frozenset({D.FILE_SUPERSEDE, D.FILE_CREATE, D.FILE_OPEN_IF, D.FILE_O
 _DIRECTORY_DISPOSITIONS = frozenset({D.FILE_CREATE, D.FILE_OPEN, D.FILE_OPEN_IF})
 #: Time arguments of FileBasicInformation, all POSIX ns; 0 (or below) leaves a time unchanged.
 _TIME_ARGS = ("creation_time", "last_access_time", "last_write_time", "change_time")
-
-
-@dataclass(slots=True)
-class _Watch:
-    """A pending IRP_MN_NOTIFY_CHANGE_DIRECTORY."""
-
-    ctx: RxContext
-    op: _Open
-    srv_open: int
-    completion_filter: int
-    tree: bool
-    deadline: float
-
-
-def _notify_result(found: list[dict[str, object]]) -> Result:
-    if len(found) > MAX_CHANGES:
-        return Result(status=S.STATUS_NOTIFY_ENUM_DIR, message="too many changes; list again")
-    return Result(information=len(found), result={"changes": found})
 
 
 @dataclass(slots=True)
@@ -219,6 +208,29 @@ def file_info(st: os.stat_result, rel: str, *, delete_pending: bool = False) -> 
     }
 
 
+def posix_security(st: os.stat_result) -> PosixSecurity:
+    """Owner, group and mode of a stat result, with the names this host knows for them."""
+    try:
+        owner: str | None = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        owner = None
+    try:
+        group: str | None = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = None
+    return PosixSecurity(st.st_uid, st.st_gid, st.st_mode, owner, group)
+
+
+def notify_interval(config: Mapping[str, Any], kind: str, default: float) -> float:
+    """The ``notify_interval`` option: seconds between two looks at a watched folder."""
+    value = config.get("notify_interval", default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
+        raise ValueError(
+            f"{kind} mini-redirector: 'notify_interval' must be seconds (0 < s <= 3600)"
+        )
+    return float(value)
+
+
 def _arg_int(args: Mapping[str, Any], key: str, *, default: int | None = None) -> int:
     value = args.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -296,10 +308,12 @@ class LocalMiniRdr(MiniRdr):
         # byte-range locks by file (st_dev, st_ino); waiting lock requests by token
         self._file_locks: dict[tuple[int, int], FileLocks] = {}
         self._lock_waiters: dict[tuple[int, int], tuple[RxContext, tuple[int, int]]] = {}
-        # change notification: one pending notify per handle, and what each handle saw last
-        self._watches: dict[int, _Watch] = {}
-        self._baselines: dict[int, dict[str, Entry]] = {}
-        self._watcher: threading.Thread | None = None
+        # change notification: pending notifies answered by polling the watched folders
+        self._watches = PollingWatches(
+            self.complete_later,
+            interval_s=notify_interval(config, "local", NOTIFY_INTERVAL_S),
+            name=f"local-{name}",
+        )
         self._enumerations: Enumerations[None] = Enumerations()
         self._ids = itertools.count(1)
         for share, folder in shares.items():
@@ -318,6 +332,7 @@ class LocalMiniRdr(MiniRdr):
 
     def close(self) -> None:
         """Close every open, deleting what was delete-pending as closing its handle would."""
+        self._watches.close()
         with self._lock:
             opens = list(self._opens.values())
             self._opens.clear()
@@ -679,43 +694,22 @@ class LocalMiniRdr(MiniRdr):
     def _notify(self, ctx: RxContext, op: _Open, completion_filter: int, tree: bool) -> Result:
         if not op.is_dir:
             raise _error(S.STATUS_INVALID_PARAMETER, f"{_show(op.path)} is not a directory")
-        completion_filter &= FILE_NOTIFY_VALID_MASK
-        if not completion_filter:
-            raise _error(S.STATUS_INVALID_PARAMETER, "an empty completion filter")
-        key = ctx.fobx if ctx.fobx is not None else -int(ctx.srv_open or 0)
-        with self._lock:
-            if key in self._watches:
-                raise _error(S.STATUS_INVALID_PARAMETER, "a notify is already pending here")
-            baseline = self._baselines.get(key)
-        if baseline is None:  # the watch starts with the first notify on a handle
-            baseline = self._snapshot(op, tree)
-            with self._lock:
-                self._baselines[key] = baseline
-        now = self._snapshot(op, tree)
-        found = changes(baseline, now, completion_filter)
-        if found:  # changed between two notifies of this handle: not lost
-            with self._lock:
-                self._baselines[key] = now
-            return _notify_result(found)
-        deadline = time.monotonic() + max(0.0, ctx.timeout_ms / 1000.0 - _LOCK_MARGIN_S)
-        with self._lock:
-            self._watches[key] = _Watch(
-                ctx, op, int(ctx.srv_open or 0), completion_filter, tree, deadline
-            )
-            if self._watcher is None or not self._watcher.is_alive():
-                self._watcher = threading.Thread(
-                    target=self._watch_loop, name="local-notify", daemon=True
-                )
-                self._watcher.start()
-        return Result(status=S.STATUS_PENDING)
+        return self._watches.notify(
+            ctx,
+            self._lister(op),
+            group="",
+            completion_filter=completion_filter,
+            tree=tree,
+            what=_show(op.path),
+        )
 
-    def _snapshot(self, op: _Open, tree: bool) -> dict[str, Entry]:
-        """Names below the watched folder (the whole tree, bounded, with ``tree``)."""
+    def _lister(self, op: _Open) -> Lister:
+        """Lists a folder below the watched one on the host (symbolic links not followed)."""
         root = self._host_entry(op.share, op.path) if op.path else self._root(op.share)
-        out: dict[str, Entry] = {}
-        pending = [("", root)]
-        while pending and len(out) < _NOTIFY_MAX_ENTRIES:
-            prefix, folder = pending.pop()
+
+        def list_folder(sub: str) -> list[tuple[str, Entry]]:
+            folder = os.path.join(root, *sub.split("\\")) if sub else root
+            out: list[tuple[str, Entry]] = []
             try:
                 with os.scandir(folder) as it:
                     for entry in it:
@@ -723,58 +717,14 @@ class LocalMiniRdr(MiniRdr):
                             st = entry.stat(follow_symlinks=False)
                         except OSError:
                             continue
-                        name = f"{prefix}\\{entry.name}" if prefix else entry.name
                         is_dir = stat.S_ISDIR(st.st_mode)
-                        out[name] = Entry(
-                            is_dir, 0 if is_dir else st.st_size, st.st_mtime_ns, st.st_mode
-                        )
-                        if tree and is_dir:
-                            pending.append((name, entry.path))
+                        size = 0 if is_dir else st.st_size
+                        out.append((entry.name, Entry(is_dir, size, st.st_mtime_ns, st.st_mode)))
             except OSError:
-                continue  # the folder went away: its names are gone from the snapshot
-        return out
+                raise _error(S.STATUS_OBJECT_PATH_NOT_FOUND, f"{_show(op.path)}\\{sub}") from None
+            return out
 
-    def _watch_loop(self) -> None:
-        while True:
-            time.sleep(_NOTIFY_POLL_S)
-            with self._lock:
-                watches = list(self._watches.items())
-                if not watches:
-                    self._watcher = None
-                    return
-            for key, watch in watches:
-                now = self._snapshot(watch.op, watch.tree)
-                with self._lock:
-                    baseline = self._baselines.get(key, now)
-                found = changes(baseline, now, watch.completion_filter)
-                expired = time.monotonic() >= watch.deadline
-                if not found and not expired:
-                    continue
-                with self._lock:
-                    if self._watches.get(key) is not watch:
-                        continue  # closed meanwhile
-                    del self._watches[key]
-                    self._baselines[key] = now
-                if found:
-                    self.complete_later(watch.ctx, _notify_result(found))
-                else:
-                    self.complete_later(
-                        watch.ctx, Result(status=S.STATUS_IO_TIMEOUT, message="no change in time")
-                    )
-
-    def _end_watches(self, fobx: int | None = None, srv_open: int | None = None) -> None:
-        """Handle cleanup/close: a pending notify completes with STATUS_NOTIFY_CLEANUP."""
-        with self._lock:
-            keys = [
-                k
-                for k, w in self._watches.items()
-                if k == fobx or (srv_open is not None and w.srv_open == srv_open)
-            ]
-            ended = [self._watches.pop(k) for k in keys]
-            if fobx is not None:
-                self._baselines.pop(fobx, None)
-        for watch in ended:
-            self.complete_later(watch.ctx, Result(status=S.STATUS_NOTIFY_CLEANUP))
+        return list_folder
 
     # --- byte-range locks (kept here: the local file system has no Windows locks) ------------
     @staticmethod
@@ -858,9 +808,7 @@ class LocalMiniRdr(MiniRdr):
         self._check_io_locks(op, owner, lowio.offset, len(target), False)
         return self._read(op, lowio.offset, len(target), into=target)
 
-    def _read(
-        self, op: _Open, offset: int, length: int, into: memoryview | None = None
-    ) -> Result:
+    def _read(self, op: _Open, offset: int, length: int, into: memoryview | None = None) -> Result:
         if not op.can_read:
             raise _error(S.STATUS_ACCESS_DENIED, f"{_show(op.path)} is not open for reading")
         if offset < 0 or length < 0:
@@ -954,6 +902,47 @@ class LocalMiniRdr(MiniRdr):
             if exc.errno == errno.ENOSPC or exc.errno == errno.E2BIG:
                 raise _error(S.STATUS_EA_TOO_LARGE, "the EAs do not fit") from None
             raise _os_error(exc, "cannot set the EAs of", op.path) from None
+        return Result()
+
+    # --- security: the POSIX owner, group and mode as a security descriptor ------------------
+    def _fd_path(self, op: _Open) -> str:
+        """A path naming exactly the open file (also for an O_PATH descriptor)."""
+        return f"/proc/self/fd/{op.fd}"
+
+    def query_sd_info(self, ctx: RxContext) -> Result:
+        op = self._open_of(ctx)
+        info = check_query_information(
+            ctx.info.info_class if ctx.info is not None else None, POSIX_INFORMATION
+        )
+        try:
+            st = os.fstat(op.fd)
+        except OSError as exc:
+            raise _os_error(exc, "cannot query the security of", op.path) from None
+        return Result(result=posix_descriptor(info, posix_security(st)))
+
+    def set_sd_info(self, ctx: RxContext) -> Result:
+        op = self._open_of(ctx)
+        info = ctx.info.info_class if ctx.info is not None else None
+        args = ctx.info.args if ctx.info is not None else None
+        try:
+            st = os.fstat(op.fd)
+            change = posix_change(info, args, posix_security(st))
+            if change.uid is not None or change.gid is not None:
+                uid = -1 if change.uid is None else change.uid
+                gid = -1 if change.gid is None else change.gid
+                os.chown(self._fd_path(op), uid, gid)
+            if change.permissions is not None:
+                os.chmod(self._fd_path(op), change.permissions)
+        except NtStatusError:
+            raise
+        except OSError as exc:
+            if exc.errno in (errno.EPERM, errno.EACCES):
+                raise _error(
+                    S.STATUS_ACCESS_DENIED,
+                    f"cannot change the security of {_show(op.path)}: "
+                    f"{os.strerror(exc.errno)} (only the owner may chmod, only root may chown)",
+                ) from None
+            raise _os_error(exc, "cannot change the security of", op.path) from None
         return Result()
 
     def flush(self, ctx: RxContext) -> Result:
@@ -1125,7 +1114,7 @@ class LocalMiniRdr(MiniRdr):
 
     def cleanup_fobx(self, ctx: RxContext) -> Result:
         self._enumerations.forget_fobx(ctx.fobx)
-        self._end_watches(fobx=ctx.fobx)
+        self._watches.end(fobx=ctx.fobx)
         return Result()
 
     # --- volume -------------------------------------------------------------------------------
@@ -1164,7 +1153,7 @@ class LocalMiniRdr(MiniRdr):
             op = self._opens.pop(ctx.srv_open, None) if ctx.srv_open is not None else None
         if op is not None:
             self._enumerations.forget_srv_open(ctx.srv_open)
-            self._end_watches(srv_open=ctx.srv_open)
+            self._watches.end(srv_open=ctx.srv_open)
         if op is None:
             raise _error(S.STATUS_INVALID_HANDLE, f"unknown srv_open {ctx.srv_open!r}")
         with self._lock:

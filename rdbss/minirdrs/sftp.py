@@ -63,6 +63,15 @@ from rdbss.minirdrs.local import (
     _components,
     _show,
     file_info,
+    notify_interval,
+)
+from rdbss.minirdrs.notify import Entry, Lister, PollingWatches
+from rdbss.minirdrs.security import (
+    POSIX_INFORMATION,
+    PosixSecurity,
+    check_query_information,
+    posix_change,
+    posix_descriptor,
 )
 from rdbss.minirdrs.sftp_config import (
     Credentials,
@@ -97,6 +106,8 @@ ALLOCATION_UNIT = 4096
 #: Slack kept below a request's own deadline so our answer (even a timeout) reaches the core.
 DEADLINE_MARGIN_S = 0.25
 MIN_DEADLINE_S = 0.5
+#: Seconds between two listings of a folder with a pending change notification.
+NOTIFY_INTERVAL_S = 1.0
 #: How long finalize/close wait for a polite SSH disconnect before dropping it.
 CLOSE_WAIT_S = 2.0
 
@@ -338,7 +349,9 @@ class SftpMiniRdr(MiniRdr):
 
     kind: ClassVar[str] = "sftp"
     blocking: ClassVar[bool] = True
-    lowio_ops: ClassVar[frozenset[LowIoOp]] = frozenset({LowIoOp.READ, LowIoOp.WRITE})
+    lowio_ops: ClassVar[frozenset[LowIoOp]] = frozenset(
+        {LowIoOp.READ, LowIoOp.WRITE, LowIoOp.NOTIFY_CHANGE_DIRECTORY}
+    )
 
     def __init__(self, name: str, config: Mapping[str, Any]) -> None:
         super().__init__(name, config)
@@ -346,6 +359,12 @@ class SftpMiniRdr(MiniRdr):
             self.settings = parse_config(config)
         except SftpConfigError as exc:
             raise ValueError(str(exc)) from None
+        # SFTP cannot tell us about changes: pending notifies poll the folder's listing
+        self._watches = PollingWatches(
+            self.complete_later,
+            interval_s=notify_interval(config, "sftp", NOTIFY_INTERVAL_S),
+            name=f"sftp-{name}",
+        )
         self.timeout = self.settings.timeout
         self._lock = threading.RLock()
         self._loop = _LoopThread(f"sftp-{name}")
@@ -584,6 +603,7 @@ class SftpMiniRdr(MiniRdr):
     def close(self) -> None:
         """Close every open (deleting what was delete-pending, as closing its handle would) and
         every connection, then stop the event loop."""
+        self._watches.close()
         with self._lock:
             opens = list(self._opens.values())
             conns = list(self._conns.values())
@@ -899,6 +919,17 @@ class SftpMiniRdr(MiniRdr):
         lowio = ctx.lowio
         if lowio is None:
             raise _error(S.STATUS_INVALID_PARAMETER, "low I/O request without parameters")
+        if lowio.operation == LowIoOp.NOTIFY_CHANGE_DIRECTORY:
+            if not op.is_dir:
+                raise _error(S.STATUS_INVALID_PARAMETER, f"{_show(op.path)} is not a directory")
+            return self._watches.notify(
+                ctx,
+                self._lister(op),
+                group=op.conn.server.name.lower(),
+                completion_filter=lowio.completion_filter,
+                tree=lowio.watch_tree,
+                what=_show(op.path),
+            )
         if op.is_dir:
             raise _error(S.STATUS_INVALID_DEVICE_REQUEST, f"{_show(op.path)} is a directory")
         if lowio.operation == LowIoOp.READ:
@@ -910,6 +941,43 @@ class SftpMiniRdr(MiniRdr):
         raise _error(
             S.STATUS_INVALID_DEVICE_REQUEST, f"low I/O operation {lowio.operation!r} not supported"
         )
+
+    def _lister(self, op: _Open) -> Lister:
+        """Lists a folder below the watched one on the server (one readdir; called from the
+        notify poller's thread, the SFTP calls run on the connection's event loop)."""
+
+        async def readdir(remote: str, rel: str) -> list[tuple[str, Entry]]:
+            try:
+                names = await op.conn.client().readdir(remote)
+            except asyncssh.SFTPNoSuchFile:
+                raise _error(S.STATUS_OBJECT_PATH_NOT_FOUND, f"{_show(rel)} is gone") from None
+            except asyncssh.SFTPError as exc:
+                _fail(exc, "cannot list", rel)
+            out = []
+            for n in names:
+                name = str(n.filename)
+                if _is_dot(name):
+                    continue
+                mode = _mode(n.attrs)
+                is_dir = stat.S_ISDIR(mode)
+                size = 0 if is_dir else n.attrs.size or 0
+                mtime = _ns(n.attrs.mtime, n.attrs.mtime_ns)
+                out.append((name, Entry(is_dir, size, mtime, mode)))
+            return out
+
+        def list_folder(sub: str) -> list[tuple[str, Entry]]:
+            remote = op.remote
+            for part in sub.split("\\") if sub else []:
+                remote = _join(remote, part)
+            rel = "\\".join(p for p in (op.path, sub) if p)
+            return self._run(
+                op.conn,
+                lambda: readdir(remote, rel),
+                self.timeout,
+                f"cannot list {_show(rel)}",
+            )
+
+        return list_folder
 
     def _read(self, ctx: RxContext, op: _Open, offset: int, length: int) -> Result:
         if not op.can_read or op.file is None:
@@ -1005,6 +1073,64 @@ class SftpMiniRdr(MiniRdr):
         info = _info(attrs, op.path, op.remote, delete_pending=op.delete_pending)
         info["position"] = 0
         return Result(result=info)
+
+    # --- security: the server's uid, gid and permissions as a security descriptor ----------
+    @staticmethod
+    def _security(attrs: asyncssh.SFTPAttrs) -> PosixSecurity:
+        """SFTP v3 (OpenSSH) sends numeric ids only; v4+ servers also send names."""
+        return PosixSecurity(
+            attrs.uid if attrs.uid is not None else -1,
+            attrs.gid if attrs.gid is not None else -1,
+            _mode(attrs),
+            attrs.owner or None,
+            attrs.group or None,
+        )
+
+    def query_sd_info(self, ctx: RxContext) -> Result:
+        op = self._open_of(ctx)
+        info = check_query_information(
+            ctx.info.info_class if ctx.info is not None else None, POSIX_INFORMATION
+        )
+        attrs = self._run(
+            op.conn,
+            lambda: self._astat(op),
+            self._deadline(ctx),
+            f"cannot query the security of {_show(op.path)}",
+        )
+        if attrs.uid is None or attrs.gid is None or attrs.permissions is None:
+            raise _error(
+                S.STATUS_NOT_SUPPORTED,
+                f"{_show(op.path)}: the server sends no owner, group or permissions",
+            )
+        return Result(result=posix_descriptor(info, self._security(attrs)))
+
+    def set_sd_info(self, ctx: RxContext) -> Result:
+        op = self._open_of(ctx)
+        info = ctx.info.info_class if ctx.info is not None else None
+        args = ctx.info.args if ctx.info is not None else None
+        check_query_information(info, POSIX_INFORMATION)  # answers bad bits without a round trip
+
+        async def apply() -> None:
+            sftp = op.conn.client()
+            try:
+                attrs = await self._astat(op)
+                change = posix_change(info, args, self._security(attrs))
+                if change.uid is not None or change.gid is not None:
+                    # SFTP v3 sets uid and gid together
+                    uid = change.uid if change.uid is not None else attrs.uid
+                    gid = change.gid if change.gid is not None else attrs.gid
+                    await sftp.setstat(op.remote, asyncssh.SFTPAttrs(uid=uid, gid=gid))
+                if change.permissions is not None:
+                    await sftp.setstat(
+                        op.remote, asyncssh.SFTPAttrs(permissions=change.permissions)
+                    )
+            except asyncssh.SFTPError as exc:
+                _fail(exc, "cannot change the security of", op.path)
+
+        self._run(
+            op.conn, apply, self._deadline(ctx), f"cannot change the security of {_show(op.path)}"
+        )
+        return Result()
 
     def set_file_info(self, ctx: RxContext) -> Result:
         op = self._open_of(ctx)
@@ -1213,6 +1339,7 @@ class SftpMiniRdr(MiniRdr):
 
     def cleanup_fobx(self, ctx: RxContext) -> Result:
         self._enumerations.forget_fobx(ctx.fobx)
+        self._watches.end(fobx=ctx.fobx)
         return Result()
 
     # --- volume -------------------------------------------------------------------------------
@@ -1259,6 +1386,7 @@ class SftpMiniRdr(MiniRdr):
             op = self._opens.pop(ctx.srv_open, None) if ctx.srv_open is not None else None
         if op is not None:
             self._enumerations.forget_srv_open(ctx.srv_open)
+            self._watches.end(srv_open=ctx.srv_open)
         if op is None:
             raise _error(S.STATUS_INVALID_HANDLE, f"unknown srv_open {ctx.srv_open!r}")
         if op.file is None and not op.delete_pending:

@@ -4,6 +4,7 @@ The mini-redirector gets its ``[[minirdr]]`` table (minus ``name``/``kind``)::
 
     timeout = 30.0                  # seconds: connect, authentication and each request
     keepalive_interval = 15.0       # seconds between SSH keepalives (0 = off)
+    notify_interval = 1.0           # seconds between two listings of a watched folder
     [servers.sshtest]               # \\\\sshtest\\<share> reaches this server
     host = "127.0.0.1"
     port = 22
@@ -35,7 +36,7 @@ DEFAULT_KEEPALIVE_S = 15.0
 DEFAULT_PORT = 22
 MAX_PASSWORD_FILE_BYTES = 4096
 
-_TOP_KEYS = frozenset({"timeout", "keepalive_interval", "servers"})
+_TOP_KEYS = frozenset({"timeout", "keepalive_interval", "notify_interval", "servers"})
 _SERVER_KEYS = frozenset(
     {
         "host",

@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from smbprotocol.change_notify import SMB2ChangeNotifyRequest, SMB2ChangeNotifyResponse
 from smbprotocol.exceptions import SMBResponseException
 from smbprotocol.open import ImpersonationLevel, SMB2LockElement
 from smbprotocol.open import Open as SmbOpen
@@ -52,6 +53,19 @@ from rdbss.minirdrs.local import (
     _components,
     _show,
     check_share_name,
+)
+from rdbss.minirdrs.notify import FILE_NOTIFY_VALID_MASK, notify_result, parse_notify_information
+from rdbss.minirdrs.quota import (
+    pack_quota_entries,
+    parse_query_args,
+    parse_quota_information,
+    query_quota_info,
+)
+from rdbss.minirdrs.security import (
+    ALL_INFORMATION,
+    check_query_information,
+    pack_descriptor,
+    parse_descriptor,
 )
 from rdbss.minirdrs.smb_link import (
     RELATED_FILE_ID,
@@ -94,6 +108,12 @@ DEFAULT_KEEPALIVE_S = 30.0  # echo a connection idle this long (0: off)
 FILE_REMOTE_DEVICE = 0x10
 #: SMB2 information classes this module asks for.
 _FILE_ALL_INFORMATION = 18
+_SMB2_0_INFO_SECURITY = 3
+_SMB2_0_INFO_QUOTA = 4
+_FILE_QUOTA_INFORMATION = 32
+#: The file a client opens on a share to read and write its quota entries.
+_QUOTA_FILE = "$Extend\\$Quota:$Q:$INDEX_ALLOCATION"
+_MAX_QUOTA_ROUNDS = 64
 _FILE_FULL_EA_INFORMATION = 15
 _SL_RESTART_SCAN = 0x01
 _STATUS_NO_EAS_ON_FILE = 0xC0000052
@@ -109,6 +129,10 @@ _LOCK_UNLOCK = 0x04
 _LOCK_FAIL_IMMEDIATELY = 0x10
 #: LowIoContext lock flags (SL_FAIL_IMMEDIATELY, SL_EXCLUSIVE_LOCK).
 _SL_FAIL_IMMEDIATELY = 0x1
+#: SMB2 CHANGE_NOTIFY: watch the whole tree; the answer's buffer (the server sends
+#: STATUS_NOTIFY_ENUM_DIR when more changed than fits).
+_SMB2_WATCH_TREE = 0x0001
+_NOTIFY_BUFFER = 32_768
 #: How long before the request's own deadline a blocking lock gives up waiting.
 _LOCK_MARGIN_S = 1.0
 #: Access bits that write data (FILE_APPEND_DATA alone only appends).
@@ -199,6 +223,7 @@ class SmbMiniRdr(MiniRdr):
             LowIoOp.EXCLUSIVELOCK,
             LowIoOp.UNLOCK,
             LowIoOp.UNLOCK_MULTIPLE,
+            LowIoOp.NOTIFY_CHANGE_DIRECTORY,
         }
     )
 
@@ -435,6 +460,8 @@ class SmbMiniRdr(MiniRdr):
         lowio = ctx.lowio
         if lowio is None:
             raise _error(S.STATUS_INVALID_PARAMETER, "low I/O request without parameters")
+        if lowio.operation == LowIoOp.NOTIFY_CHANGE_DIRECTORY:
+            return self._notify(op, ctx)
         if op.is_dir:
             raise _error(S.STATUS_INVALID_DEVICE_REQUEST, f"{_show(op.path)} is a directory")
         operation = lowio.operation
@@ -561,7 +588,7 @@ class SmbMiniRdr(MiniRdr):
 
         def wait() -> None:
             try:
-                self._blocking_lock(op, request, answer, wait_s, what)
+                self._await_final(op, request, answer, wait_s, what)
                 op.locks.append(lock)
                 result = Result()
             except NtStatusError as exc:
@@ -594,11 +621,18 @@ class SmbMiniRdr(MiniRdr):
         """Send one request built by smbprotocol (``send=False``) and unpack its answer."""
         return op.link.call(what, lambda: answer(self._send(op, message, credit_request)))
 
-    def _blocking_lock(
-        self, op: _Open, request: Any, answer: Callable[[Any], Any], wait_s: float, what: str
-    ) -> None:
-        """Wait for a sent lock that may wait for a conflicting one to go: the server answers
-        PENDING and then the outcome. Past the request's deadline it is cancelled
+    def _await_final(
+        self,
+        op: _Open,
+        request: Any,
+        answer: Callable[[Any], Any],
+        wait_s: float,
+        what: str,
+        waited_for: str = "granted",
+    ) -> Any:
+        """Wait for a sent request the server may keep pending (a lock waiting for a conflicting
+        one to go, a change notification): the server answers PENDING and then the outcome,
+        which ``answer`` unpacks. Past the request's deadline it is cancelled
         (STATUS_IO_TIMEOUT). Runs on its own thread: no watchdog, deadlines of its own."""
         link = op.link
         deadline = time.monotonic() + wait_s
@@ -608,26 +642,74 @@ class SmbMiniRdr(MiniRdr):
                 break
             with request.response_event_lock:
                 response = request.response
-                if response is not None and response["status"].get_value() == S.STATUS_PENDING:
+                pending = (
+                    response is not None and response["status"].get_value() == S.STATUS_PENDING
+                )
+                if pending:
                     request.response_event.clear()
-                    continue
-            link.mapped(what, lambda: answer(request))
-            return
+            if pending:
+                link.check_connection(what)  # or woken by a dying connection?
+                continue
+            return link.mapped(what, lambda: answer(request))
 
         # Still waiting at the deadline: cancel, then take whatever the server says last.
-        def cancel() -> None:
+        def cancel() -> Any:
             request.cancel()
             request.response_event.wait(_LOCK_MARGIN_S)
-            answer(request)
+            return answer(request)
 
         try:
-            link.mapped(what, cancel)
+            return link.mapped(what, cancel)
         except NtStatusError as exc:
             if exc.status == S.STATUS_CANCELLED:
                 raise _error(
-                    S.STATUS_IO_TIMEOUT, f"{what}: not granted within {wait_s:.1f} s"
+                    S.STATUS_IO_TIMEOUT, f"{what}: not {waited_for} within {wait_s:.1f} s"
                 ) from None
             raise
+
+    # --- change notification: the server's own SMB2 CHANGE_NOTIFY ---------------------------
+    def _notify(self, op: _Open, ctx: RxContext) -> Result:
+        """Send SMB2 CHANGE_NOTIFY and wait for it on a thread of its own (STATUS_PENDING), so
+        the connection's other requests go on. The server keeps the changes of a handle between
+        two notifies, completes a pending one with STATUS_NOTIFY_CLEANUP when the handle is
+        closed, and with STATUS_NOTIFY_ENUM_DIR when too much changed; past the request's
+        deadline it is cancelled (STATUS_IO_TIMEOUT)."""
+        lowio = ctx.lowio
+        assert lowio is not None
+        if not op.is_dir:
+            raise _error(S.STATUS_INVALID_PARAMETER, f"{_show(op.path)} is not a directory")
+        completion_filter = lowio.completion_filter & FILE_NOTIFY_VALID_MASK
+        if not completion_filter:
+            raise _error(S.STATUS_INVALID_PARAMETER, "an empty completion filter")
+        message = SMB2ChangeNotifyRequest()
+        message["flags"] = _SMB2_WATCH_TREE if lowio.watch_tree else 0
+        message["output_buffer_length"] = _NOTIFY_BUFFER
+        message["file_id"] = op.handle.file_id
+        message["completion_filter"] = completion_filter
+        what = f"cannot watch {_show(op.path)}"
+        request = op.link.call(what, lambda: self._send(op, message))
+        wait_s = max(0.0, ctx.timeout_ms / 1000.0 - _LOCK_MARGIN_S)
+
+        def answer(sent: Any) -> bytes:
+            header = op.link.connection.receive(sent)
+            response = SMB2ChangeNotifyResponse()
+            response.unpack(header["data"].get_value())
+            data: bytes = response["buffer"].get_value()
+            return data
+
+        def wait() -> None:
+            try:
+                data = self._await_final(op, request, answer, wait_s, what, "changed")
+                result = notify_result(parse_notify_information(data))
+            except NtStatusError as exc:
+                result = Result(status=exc.status, message=exc.strerror or "")
+            except Exception as exc:  # never leave the request without an answer
+                log.exception("change notification failed")
+                result = Result(status=S.STATUS_INTERNAL_ERROR, message=str(exc))
+            self.complete_later(ctx, result)
+
+        threading.Thread(target=wait, name="smb-notify-wait", daemon=True).start()
+        return Result(status=S.STATUS_PENDING)
 
     def _unlock(self, op: _Open, offset: int, length: int) -> Result:
         self._check_range(offset, length)
@@ -674,6 +756,108 @@ class SmbMiniRdr(MiniRdr):
         op = self._open_of(ctx)
         changes = parse_eas(ctx.info.args if ctx.info is not None else None)
         self._set_info(op, _FILE_FULL_EA_INFORMATION, pack_full_ea(changes), "cannot set EAs of")
+        return Result()
+
+    # --- security: the server's own security descriptor (SMB2 QUERY_INFO / SET_INFO) --------
+    def query_sd_info(self, ctx: RxContext) -> Result:
+        op = self._open_of(ctx)
+        info = check_query_information(
+            ctx.info.info_class if ctx.info is not None else None, ALL_INFORMATION
+        )
+        request = query_info_request(op.handle.file_id, _SMB2_0_INFO_SECURITY, 0)
+        request["additional_information"] = info
+        data = op.link.call(
+            f"cannot query the security of {_show(op.path)}",
+            lambda: query_info_buffer(op.link.one(op.tree, request)),
+        )
+        return Result(result=parse_descriptor(data))
+
+    def set_sd_info(self, ctx: RxContext) -> Result:
+        op = self._open_of(ctx)
+        info = check_query_information(
+            ctx.info.info_class if ctx.info is not None else None, ALL_INFORMATION
+        )
+        buffer = pack_descriptor(info, ctx.info.args if ctx.info is not None else None)
+        request = set_info_request(op.handle.file_id, 0, buffer)
+        request["info_type"] = _SMB2_0_INFO_SECURITY
+        request["additional_information"] = info
+        op.link.call(
+            f"cannot change the security of {_show(op.path)}",
+            lambda: op.link.one(op.tree, request),
+        )
+        return Result()
+
+    # --- quota: the server's quota entries (SMB2 QUERY_INFO / SET_INFO, InfoType QUOTA) -----
+    def _quota_file(self, op: _Open, access: int) -> SmbOpen:
+        """Open the share's quota file (what a Windows client opens for quotas)."""
+        handle = SmbOpen(op.tree, _QUOTA_FILE)
+        try:
+            op.link.call(
+                "cannot open the quota file of the share",
+                lambda: handle.create(
+                    ImpersonationLevel.Impersonation,
+                    access | Access.FILE_READ_ATTRIBUTES | Access.SYNCHRONIZE,
+                    0,
+                    0x7,
+                    int(CreateDisposition.FILE_OPEN),
+                    0,
+                ),
+            )
+        except NtStatusError as exc:
+            if exc.status in (S.STATUS_OBJECT_NAME_NOT_FOUND, S.STATUS_OBJECT_PATH_NOT_FOUND):
+                raise _error(
+                    S.STATUS_NOT_SUPPORTED, f"share {op.share!r}: the server offers no quotas"
+                ) from None
+            raise
+        return handle
+
+    def query_quota_info(self, ctx: RxContext) -> Result:
+        """Every quota entry of the share (or those of ``sids``); an empty list when the server
+        keeps none (Samba without a quota source answers STATUS_NO_MORE_ENTRIES)."""
+        op = self._open_of(ctx)
+        sids = parse_query_args(ctx.info.args if ctx.info is not None else None)
+        handle = self._quota_file(op, Access.FILE_READ_DATA)
+        entries: list[dict[str, Any]] = []
+        try:
+            for round_ in range(_MAX_QUOTA_ROUNDS):
+                request = query_info_request(
+                    handle.file_id, _SMB2_0_INFO_QUOTA, _FILE_QUOTA_INFORMATION
+                )
+                request["buffer"] = query_quota_info(sids, restart=round_ == 0)
+                try:
+                    data = self._query_quota_round(op, request)
+                except NtStatusError as exc:
+                    if exc.status == S.STATUS_NO_MORE_ENTRIES:
+                        break
+                    raise
+                batch = parse_quota_information(data)
+                entries += batch
+                if sids is not None or not batch:
+                    break  # a SID list is answered in one go
+        finally:
+            with contextlib.suppress(NtStatusError):
+                op.link.call("cannot close the quota file", handle.close)
+        return Result(result={"entries": entries})
+
+    @staticmethod
+    def _query_quota_round(op: _Open, request: Any) -> bytes:
+        return op.link.call(
+            "cannot query the quota entries",
+            lambda: query_info_buffer(op.link.one(op.tree, request)),
+        )
+
+    def set_quota_info(self, ctx: RxContext) -> Result:
+        op = self._open_of(ctx)
+        args = ctx.info.args if ctx.info is not None else None
+        buffer = pack_quota_entries(args.get("entries") if isinstance(args, Mapping) else None)
+        handle = self._quota_file(op, Access.FILE_WRITE_DATA)
+        try:
+            request = set_info_request(handle.file_id, _FILE_QUOTA_INFORMATION, buffer)
+            request["info_type"] = _SMB2_0_INFO_QUOTA
+            op.link.call("cannot set quota entries", lambda: op.link.one(op.tree, request))
+        finally:
+            with contextlib.suppress(NtStatusError):
+                op.link.call("cannot close the quota file", handle.close)
         return Result()
 
     def flush(self, ctx: RxContext) -> Result:

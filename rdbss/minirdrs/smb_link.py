@@ -370,6 +370,18 @@ class SmbLink:
         if self.dead is not None:
             raise NtStatusError(S.STATUS_CONNECTION_DISCONNECTED, self.dead.strerror or "")
 
+    def check_connection(self, what: str) -> None:
+        """For a thread waiting on a request the server keeps pending: when smbprotocol's
+        receiver has died (it wakes every waiter as it goes), the link is lost."""
+        self.check_alive()
+        conn = self.connection
+        if (
+            conn is None
+            or getattr(conn, "_t_exc", None) is not None
+            or not getattr(conn.transport, "connected", False)
+        ):
+            raise self._lose(S.STATUS_CONNECTION_DISCONNECTED, f"{what}: connection lost")
+
     # ---------------------------------------------------------------- requests
     def call(self, what: str, fn: Callable[[], T], *, timeout: float | None = None) -> T:
         """Run ``fn`` (smbprotocol calls) under the deadline; every failure becomes an

@@ -7,6 +7,7 @@ Config::
     kind = "webdav"
     timeout = 30.0                    # seconds: connect, and each read/write of a request
     staging_dir = "/var/tmp"          # optional: where the private staging folder is made
+    notify_interval = 1.0             # seconds between two PROPFINDs of a watched collection
     [minirdr.servers.davtest]         # \\\\davtest\\<share> reaches this server
     url = "https://dav.example/dav/"  # shares are the first path component under this URL
     username = "davuser"              # optional (anonymous without it)
@@ -85,7 +86,9 @@ from rdbss.minirdrs.local import (
     _components,
     _show,
     check_share_name,
+    notify_interval,
 )
+from rdbss.minirdrs.notify import Entry, Lister, PollingWatches
 from rdbss.minirdrs.webdav_props import (
     PROPFIND_BODY,
     QUOTA_BODY,
@@ -129,7 +132,9 @@ _OVERWRITING = frozenset({D.FILE_SUPERSEDE, D.FILE_OVERWRITE, D.FILE_OVERWRITE_I
 _CREATING = frozenset({D.FILE_SUPERSEDE, D.FILE_CREATE, D.FILE_OPEN_IF, D.FILE_OVERWRITE_IF})
 _TIME_ARGS = ("creation_time", "last_access_time", "last_write_time", "change_time")
 _SERVER_KEYS = frozenset({"url", "username", "password", "password_file", "password_env", "verify"})
-_TOP_KEYS = frozenset({"timeout", "servers", "staging_dir"})
+_TOP_KEYS = frozenset({"timeout", "servers", "staging_dir", "notify_interval"})
+#: Seconds between two PROPFINDs of a collection with a pending change notification.
+NOTIFY_INTERVAL_S = 1.0
 _INVALID_SERVER_CHARS = frozenset('\\/:*?"<>|\x00 ')
 
 
@@ -406,13 +411,21 @@ class WebDavMiniRdr(MiniRdr):
 
     kind: ClassVar[str] = "webdav"
     blocking: ClassVar[bool] = True
-    lowio_ops: ClassVar[frozenset[LowIoOp]] = frozenset({LowIoOp.READ, LowIoOp.WRITE})
+    lowio_ops: ClassVar[frozenset[LowIoOp]] = frozenset(
+        {LowIoOp.READ, LowIoOp.WRITE, LowIoOp.NOTIFY_CHANGE_DIRECTORY}
+    )
 
     def __init__(self, name: str, config: Mapping[str, Any]) -> None:
         super().__init__(name, config)
         unknown = sorted(set(config) - _TOP_KEYS)
         if unknown:
             raise ValueError(f"webdav mini-redirector: unknown keys {unknown}")
+        # WebDAV (RFC 4918) has no change notification: pending notifies poll with PROPFIND
+        self._watches = PollingWatches(
+            self.complete_later,
+            interval_s=notify_interval(config, "webdav", NOTIFY_INTERVAL_S),
+            name=f"webdav-{name}",
+        )
         timeout = config.get("timeout", DEFAULT_TIMEOUT_S)
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
             raise ValueError("webdav mini-redirector: 'timeout' must be a positive number")
@@ -446,6 +459,7 @@ class WebDavMiniRdr(MiniRdr):
     def close(self) -> None:
         """Process shutdown: upload what is still staged and delete what was delete-pending
         (as closing each handle would), then drop every connection and the staging folder."""
+        self._watches.close()
         with self._lock:
             opens = list(self._opens.values())
             self._opens.clear()
@@ -926,6 +940,17 @@ class WebDavMiniRdr(MiniRdr):
         lowio = ctx.lowio
         if lowio is None:
             raise _error(S.STATUS_INVALID_PARAMETER, "low I/O request without parameters")
+        if lowio.operation == LowIoOp.NOTIFY_CHANGE_DIRECTORY:
+            if not op.is_dir:
+                raise _error(S.STATUS_INVALID_PARAMETER, f"{_show(op.path)} is not a directory")
+            return self._watches.notify(
+                ctx,
+                self._lister(op),
+                group=op.server.name.lower(),
+                completion_filter=lowio.completion_filter,
+                tree=lowio.watch_tree,
+                what=_show(op.path),
+            )
         if op.is_dir:
             raise _error(S.STATUS_INVALID_DEVICE_REQUEST, f"{_show(op.path)} is a directory")
         if lowio.operation == LowIoOp.READ:
@@ -937,6 +962,34 @@ class WebDavMiniRdr(MiniRdr):
         raise _error(
             S.STATUS_INVALID_DEVICE_REQUEST, f"low I/O operation {lowio.operation!r} not supported"
         )
+
+    def _lister(self, op: _Open) -> Lister:
+        """Lists a collection below the watched one (one PROPFIND, Depth 1; called from the
+        notify poller's thread). WebDAV gives no mode: only names, sizes and last-modified
+        times (to the second, as HTTP dates go) are compared."""
+
+        def list_folder(sub: str) -> list[tuple[str, Entry]]:
+            parts = op.parts + (sub.split("\\") if sub else [])
+            rel = "\\".join(parts)
+            url = op.server.url(op.share, parts, collection=True)
+            entries = self._propfind(op.server, url, 1, f"cannot list {_show(rel)}")
+            if entries is None:
+                raise _error(S.STATUS_OBJECT_PATH_NOT_FOUND, f"{_show(rel)} is gone")
+            _own, children = split_listing(entries, url.path)
+            return [
+                (
+                    name,
+                    Entry(
+                        entry.is_dir,
+                        0 if entry.is_dir else entry.size or 0,
+                        entry.last_modified_ns or 0,
+                        0,
+                    ),
+                )
+                for name, entry in children.items()
+            ]
+
+        return list_folder
 
     def _read(self, op: _Open, offset: int, length: int) -> Result:
         if not op.can_read:
@@ -1271,6 +1324,7 @@ class WebDavMiniRdr(MiniRdr):
 
     def cleanup_fobx(self, ctx: RxContext) -> Result:
         self._enumerations.forget_fobx(ctx.fobx)
+        self._watches.end(fobx=ctx.fobx)
         return Result()
 
     # --- volume -------------------------------------------------------------------------------
@@ -1316,6 +1370,7 @@ class WebDavMiniRdr(MiniRdr):
             op = self._opens.pop(ctx.srv_open, None) if ctx.srv_open is not None else None
         if op is not None:
             self._enumerations.forget_srv_open(ctx.srv_open)
+            self._watches.end(srv_open=ctx.srv_open)
         if op is None:
             raise _error(S.STATUS_INVALID_HANDLE, f"unknown srv_open {ctx.srv_open!r}")
         try:

@@ -21,6 +21,7 @@ class NtStatus(IntEnum):
     # warnings
     STATUS_BUFFER_OVERFLOW = 0x80000005
     STATUS_NO_MORE_FILES = 0x80000006
+    STATUS_NO_MORE_ENTRIES = 0x8000001A  # a quota (or other) enumeration has no more
     STATUS_REDIRECTOR_HAS_OPEN_HANDLES = 0x80000023
     # errors
     STATUS_UNSUCCESSFUL = 0xC0000001

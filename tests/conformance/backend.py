@@ -12,12 +12,16 @@ tables; the local mini-redirector is always configured too). ``root`` is the UNC
 empty scratch folder every test works under. ``read_back`` reads a path relative to ``root``
 (backslashes) with a client independent of rdbss, so the suite can check bytes on the server;
 ``write_direct`` writes one the same way. ``minirdr`` names the mini-redirector under test.
+``host_path`` (when the server keeps its files on this machine, as every test server here does)
+names where a path relative to ``root`` lives on disk, so a test can change or inspect it behind
+the server's back (owner and mode, changes made directly in the folder).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass
@@ -27,3 +31,4 @@ class BackendSetup:
     root: str
     read_back: Callable[[str], bytes]
     write_direct: Callable[[str, bytes], None]
+    host_path: Callable[[str], Path] | None = None

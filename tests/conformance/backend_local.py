@@ -34,4 +34,5 @@ share = "{folder}"
         root=r"\\conformance\share",
         read_back=lambda rel: host(rel).read_bytes(),
         write_direct=write_direct,
+        host_path=host,
     )

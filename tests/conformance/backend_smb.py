@@ -105,6 +105,7 @@ def backend(base: Path) -> Iterator[BackendSetup]:
                 root=rf"\\{SERVER}\{srv.share_name}\{SCRATCH}",
                 read_back=lambda rel: direct.read(rf"{SCRATCH}\{rel}"),
                 write_direct=lambda rel, data: direct.write(rf"{SCRATCH}\{rel}", data),
+                host_path=lambda rel: srv.share_path.joinpath(SCRATCH, *rel.split("\\")),
             )
         finally:
             direct.close()

@@ -67,4 +67,5 @@ def backend(base: Path) -> Iterator[BackendSetup]:
             root=rf"\\{SERVER}\{SHARE}",
             read_back=lambda rel: host(rel).read_bytes(),
             write_direct=write_direct,
+            host_path=host,
         )

@@ -286,6 +286,12 @@ class Scratch:
         """Read ``name`` back with the independent client."""
         return self.backend.setup.read_back(self.rel_path(name))
 
+    def host(self, name: str = "") -> Path:
+        """Where ``name`` (relative to this folder) lives on this machine, behind the server."""
+        host_path = self.backend.setup.host_path
+        assert host_path is not None, f"backend {self.backend.kind} gives no host_path"
+        return host_path(self.rel_path(name) if name else self.rel)
+
     def absent_on_server(self, name: str) -> bool:
         """True when the independent client cannot read ``name`` as a file."""
         try:

@@ -75,3 +75,25 @@ def test_requests_after_close_fail_clearly(daemon: Daemon) -> None:
         assert info.value.status == S.STATUS_INVALID_HANDLE
 
     asyncio.run(main())
+
+
+def test_security_of_an_open_handle(daemon: Daemon) -> None:
+    path = daemon.share_dir / "secure.txt"
+    path.write_bytes(b"x")
+    os.chmod(path, 0o640)
+
+    async def main() -> tuple[dict, dict]:
+        async with AsyncClient(daemon.runtime_dir, timeout=10) as c:
+            h = await c.create(daemon.share + r"\secure.txt", access=0x00060080)
+            try:
+                await c.set_security(h.fobx, 0x4, {"mode": 0o600})
+                after = await c.query_security(h.fobx)
+                owner_only = await c.query_security(h.fobx, 0x1)
+            finally:
+                await c.close_handle(h.fobx)
+            return after, owner_only
+
+    after, owner_only = asyncio.run(main())
+    assert after["mode"] & 0o7777 == 0o600 and path.stat().st_mode & 0o7777 == 0o600
+    assert after["owner"] == f"S-1-22-1-{os.getuid()}" and set(owner_only) >= {"owner"}
+    assert "dacl" not in owner_only

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import subprocess
 from pathlib import Path
 
@@ -32,6 +33,10 @@ def test_put_ls_cat_get_mv_rm(daemon: Daemon, tmp_path: Path) -> None:
     assert out.read_bytes() == local.read_bytes()
     info = json.loads(ok(daemon, "--json", "stat", "//local/data/x/y/r.csv"))
     assert info["size"] == 8000 and info["directory"] is False
+    # the local share is this user's folder: owner and permission bits from the file itself
+    st = (daemon.share_dir / "x" / "y" / "r.csv").stat()
+    assert info["owner"] == pwd.getpwuid(st.st_uid).pw_name
+    assert info["permissions"] == f"{st.st_mode & 0o7777:04o}"
     ok(daemon, "rm", "-r", "//local/data/x")
     assert not (daemon.share_dir / "x").exists()
 

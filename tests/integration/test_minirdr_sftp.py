@@ -11,6 +11,7 @@ import secrets
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -365,6 +366,34 @@ def test_lost_session_is_reopened_on_a_new_connection(ssh: Ssh, client: Client) 
     finally:
         client.close_handle(handle.fobx)
     assert (ssh.flaky.root_dir / SHARE / "r.bin").read_bytes() == b"survives!"
+
+
+def test_a_pending_notify_ends_when_the_connection_is_lost(ssh: Ssh, client: Client) -> None:
+    """The notify poller's next listing finds the connection gone: the watch completes with
+    STATUS_CONNECTION_DISCONNECTED at once, not at its deadline."""
+    folder = ssh.unc("watched-lost", server="sshflaky")
+    client.mkdir(folder)
+    handle = client.create(
+        folder, access=Access.FILE_LIST_DIRECTORY, options=CreateOptions.FILE_DIRECTORY_FILE
+    )
+    assert ssh.flaky.pid is not None
+
+    def kill_sessions() -> None:
+        for pid in fx._tree(ssh.flaky.pid or 0):
+            os.kill(pid, signal.SIGKILL)
+
+    killer = threading.Timer(1.0, kill_sessions)
+    killer.start()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(NtStatusError) as ei:
+            client.watch(handle.fobx, timeout=20.0)
+        took = time.monotonic() - t0
+        assert ei.value.status == S.STATUS_CONNECTION_DISCONNECTED, _status(ei.value)
+        assert took < ANSWER_DEADLINE_S, f"the notify ended {took:.1f} s after it started"
+    finally:
+        killer.join(5)
+        client.close_handle(handle.fobx)
 
 
 def test_no_credential_in_the_daemon_log(ssh: Ssh, client: Client) -> None:

@@ -438,8 +438,10 @@ class SambaServer(_ServerBase):
         encrypt_share: bool = False,
         server_signing: str = "auto",
         log_level: int = 1,
+        extra_global: str = "",
     ) -> None:
         super().__init__(base_dir)
+        self.extra_global = extra_global  # more [global] lines (e.g. quota commands)
         self.share_name = share_name
         self.user = user
         self.password = password if password is not None else _random_password()
@@ -517,6 +519,7 @@ class SambaServer(_ServerBase):
             "    kernel share modes = no\n"
             "    posix locking = no\n"
             "    smb2 leases = no\n"
+            f"{self.extra_global}"
             "\n" + self._share_section(self.share_name, self.share_path)
         )
         if self.encrypted_share_name is not None and self.encrypted_share_path is not None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import stat
+import tempfile
 import threading
 import zlib
 from collections.abc import Callable, Iterator
@@ -1238,3 +1240,97 @@ def test_stat_mode_is_reported(rdr: LocalMiniRdr, root: Path) -> None:
     (root / "f").write_text("x")
     (root / "f").chmod(0o640)
     assert stat.S_IMODE(query(rdr, open_id(rdr, "f"))["mode"]) == 0o640
+
+
+# --- security (POSIX owner, group and mode) and the notify interval option ------------------
+def _sd(rdr: LocalMiniRdr, srv_open: int, info: int = 0x7) -> dict[str, Any]:
+    ctx = rx(IrpMj.QUERY_SECURITY, srv_open=srv_open, info=InfoParameters(info_class=info))
+    result: dict[str, Any] = rdr.query_sd_info(ctx).result
+    return result
+
+
+def _set_sd(rdr: LocalMiniRdr, srv_open: int, info: int, **fields: Any) -> Result:
+    params = InfoParameters(info_class=info, args=fields)
+    return rdr.set_sd_info(rx(IrpMj.SET_SECURITY, srv_open=srv_open, info=params))
+
+
+def test_security_maps_the_posix_owner_group_and_mode(rdr: LocalMiniRdr, root: Path) -> None:
+    (root / "f.txt").write_text("x")
+    os.chmod(root / "f.txt", 0o640)
+    srv_open = open_id(rdr, "f.txt")  # a read-only open can still read and set security
+    sd = _sd(rdr, srv_open)
+    st = os.stat(root / "f.txt")
+    assert (sd["owner"], sd["group"]) == (f"S-1-22-1-{st.st_uid}", f"S-1-22-2-{st.st_gid}")
+    assert sd["mode"] == st.st_mode and [a["sid"] for a in sd["dacl"]] == [sd["owner"], sd["group"]]
+    assert _set_sd(rdr, srv_open, 0x4, mode=0o604).status == S.STATUS_SUCCESS
+    assert os.stat(root / "f.txt").st_mode & 0o7777 == 0o604
+    deny = [{"type": 1, "flags": 0, "mask": 0x120089, "sid": "S-1-1-0"}]
+    assert "allow" in failure(_set_sd, rdr, srv_open, 0x4, dacl=deny).strerror
+    assert os.stat(root / "f.txt").st_mode & 0o7777 == 0o604
+    assert failure(_sd, rdr, srv_open, 0x8).status == S.STATUS_NOT_SUPPORTED  # no SACL
+
+
+def test_security_of_an_attributes_only_open(rdr: LocalMiniRdr, root: Path) -> None:
+    """An O_PATH open (no read access to the file) still answers and sets the mode."""
+    (root / "locked.txt").write_text("x")
+    os.chmod(root / "locked.txt", 0o000)
+    srv_open = open_id(rdr, "locked.txt", access=A.FILE_READ_ATTRIBUTES)
+    assert _sd(rdr, srv_open, 0x4)["dacl"] == []
+    _set_sd(rdr, srv_open, 0x4, mode=0o600)
+    assert os.stat(root / "locked.txt").st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("value", [0, -1, "1", True, 5000])
+def test_a_bad_notify_interval_is_refused(root: Path, value: Any) -> None:
+    with pytest.raises(ValueError, match="notify_interval"):
+        LocalMiniRdr("l", {"server": "s", "shares": {"d": str(root)}, "notify_interval": value})
+
+
+def _chown_to_root_status(folder: str) -> int:
+    """Create a file in ``folder`` through the local mini-redirector and ask to give it to
+    root; the status of that set."""
+    rdr = LocalMiniRdr("l", {"server": "s", "shares": {"d": folder}})
+    try:
+        srv_open = open_id(rdr, "f", disposition=D.FILE_CREATE, share="d")
+        params = InfoParameters(info_class=0x1, args={"owner": "S-1-22-1-0"})
+        ctx = rx(IrpMj.SET_SECURITY, srv_call="s", net_root="d", srv_open=srv_open, info=params)
+        try:
+            return rdr.set_sd_info(ctx).status
+        except NtStatusError as exc:
+            return exc.status
+    finally:
+        rdr.close()
+
+
+def test_a_chown_the_user_may_not_do_is_access_denied(tmp_path: Path) -> None:
+    """A user who is not root cannot give a file away: STATUS_ACCESS_DENIED (as root, the check
+    runs in a forked child that became nobody)."""
+    if os.geteuid() != 0:
+        assert _chown_to_root_status(str(tmp_path)) == S.STATUS_ACCESS_DENIED
+        return
+    # pytest's own temporary folders are root's alone (0700): one nobody can reach
+    folder = Path(tempfile.mkdtemp(prefix="rdbss-chown-", dir="/tmp"))
+    os.chmod(folder, 0o755)
+    os.chown(folder, 65534, 65534)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: become nobody, answer through the pipe, never return to pytest
+        status = 0xFFFFFFFF
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            status = _chown_to_root_status(str(folder))
+        except BaseException as exc:  # shown by the parent's assertion
+            os.write(2, f"child: {exc!r}\n".encode())
+        finally:
+            os.write(write_end, status.to_bytes(4, "little"))
+            os._exit(0)
+    os.close(write_end)
+    try:
+        _, code = os.waitpid(pid, 0)
+        answer = os.read(read_end, 4)
+    finally:
+        os.close(read_end)
+        shutil.rmtree(folder, ignore_errors=True)
+    assert code == 0 and int.from_bytes(answer, "little") == S.STATUS_ACCESS_DENIED, answer
