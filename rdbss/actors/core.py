@@ -19,14 +19,29 @@ from typing import Any, Protocol
 
 from rdbss.actors.bus import client_alive
 from rdbss.actors.metrics import NullMetrics
+from rdbss.model.buffering import (
+    READ_BITS,
+    WRITE_BITS,
+    FcbState,
+    collapsible_onto,
+    compute_buffering_state,
+    conflicts,
+    describe,
+    lost,
+    may_collapse,
+)
 from rdbss.model.dispatch import routine_for
+from rdbss.model.filecache import ReadCache
 from rdbss.model.names import UncName, parse_unc
 from rdbss.model.prefix import PrefixTable
 from rdbss.model.sharing import check_create_parameters, check_share_access
 from rdbss.model.structs import Condition, Fcb, Fobx, NetRoot, SrvOpen, VNetRoot
 from rdbss.wire.constants import (
+    READ_ACCESS,
     WRITE_ACCESS,
     CreateDisposition,
+    CreateInformation,
+    CreateOptions,
     FileInformationClass,
     FsctlCode,
     IrpMj,
@@ -36,6 +51,7 @@ from rdbss.wire.constants import (
 from rdbss.wire.rxcontext import (
     CreateParameters,
     Heartbeat,
+    InfoParameters,
     LowIoParameters,
     Register,
     RxCompletion,
@@ -81,6 +97,16 @@ _ORDINARY = frozenset(
 )
 
 
+def _as_bytes(payload: Payload) -> bytes:
+    """The bytes of a payload (a zmq.Frame, memoryview or bytes)."""
+    if isinstance(payload, bytes):
+        return payload
+    data = getattr(payload, "bytes", None)
+    if isinstance(data, bytes):
+        return data
+    return bytes(payload)
+
+
 class Outbox(Protocol):
     def to_client(self, ident: bytes, done: RxCompletion, payload: Payload = None) -> None: ...
 
@@ -101,6 +127,7 @@ class Peer:
     registered_at: float
     last_seen: float
     requests: int = 0
+    buffering: int = 0  # the FCB_STATE bits it grants (Register.buffering)
 
     def claims(self, server: str) -> bool:
         s = server.lower()
@@ -132,6 +159,9 @@ class CoreSettings:
     peer_timeout_s: float = 3.0  # no heartbeat for this long: the peer is down
     construct_timeout_ms: int = 45_000
     max_timeout_ms: int = 600_000
+    close_delay_s: float = 5.0  # a closed SrvOpen is kept this long for a re-open (0: never)
+    max_delayed_closes: int = 64  # per SrvCall (MaximumNumberOfCloseDelayedFiles)
+    cache_bytes: int = 64 << 20  # the read cache, every Fcb together
 
 
 @dataclass(slots=True)
@@ -170,6 +200,16 @@ class RdbssCore:
         self.stopping = False
         self.completed = 0
         self.recent_errors: list[RecentError] = []
+        self.cache = ReadCache(settings.cache_bytes)
+        self._fcb_serials = itertools.count(1)
+        self._delayed: dict[int, SrvOpen] = {}  # id -> CLOSE_DELAYED SrvOpen, oldest first
+        self.counters = {
+            "collapsed_opens": 0,
+            "delayed_closes": 0,
+            "delayed_reused": 0,
+            "delayed_closed": 0,
+            "buffering_changes": 0,
+        }
 
     # ------------------------------------------------------------------ entry points (I/O side)
     def on_client(self, ident: bytes, ctx: RxContext, payload: Payload) -> None:
@@ -249,6 +289,8 @@ class RdbssCore:
         for peer in list(self.peers.values()):
             if peer.last_seen < limit:
                 self.peer_down(peer.name, S.STATUS_IO_TIMEOUT, "stopped answering heartbeats")
+        if self._delayed:
+            self.scavenge_delayed_closes(now)
         if now >= self._next_sweep:
             self._next_sweep = now + self.settings.sweep_interval_s
             self.sweep_dead_clients()
@@ -302,6 +344,16 @@ class RdbssCore:
                         ),
                     )
 
+    def scavenge_delayed_closes(self, now: float) -> None:
+        """The SrvOpen scavenger: close the server opens kept past ``close_delay_s`` (all of
+        them when the daemon is stopping)."""
+        limit = now - self.settings.close_delay_s
+        for srv_open in list(self._delayed.values()):
+            at = srv_open.close_delayed_at
+            if not self.stopping and at is not None and at > limit:
+                break  # oldest first: the rest are younger
+            self._close_delayed(srv_open, "expired")
+
     def next_deadline(self) -> float | None:
         return self._deadlines[0][0] if self._deadlines else None
 
@@ -324,6 +376,7 @@ class RdbssCore:
             pid=reg.pid,
             registered_at=now,
             last_seen=now,
+            buffering=reg.buffering,
         )
         log.info(
             "registered peer=%s role=%s kind=%s pid=%d routines=%d",
@@ -359,6 +412,9 @@ class RdbssCore:
         for fobx in self.fobxs.values():
             if fobx.srv_open.minirdr == name:
                 fobx.orphaned_status = S.STATUS_CONNECTION_DISCONNECTED
+        for srv_open in list(self._delayed.values()):
+            if srv_open.minirdr == name:
+                self._close_delayed(srv_open, "its mini-redirector went down")
         if peer.role == "minirdr" and CONNMGR in self.peers:
             note = RxContext(
                 request_id=next(self._ids),
@@ -475,6 +531,9 @@ class RdbssCore:
         for fobx in self.fobxs.values():
             if fobx.fcb.net_root.srv_call is srv_call and fobx.orphaned_status == S.STATUS_SUCCESS:
                 fobx.orphaned_status = status
+        for srv_open in list(self._delayed.values()):
+            if srv_open.fcb.net_root.srv_call is srv_call:
+                self._close_delayed(srv_open, "the connection was lost")
         for v_net_root in self.prefix.remove_srv_call(srv_call):
             self._wake(v_net_root)
         if CONNMGR in self.peers:
@@ -548,7 +607,13 @@ class RdbssCore:
                 message=f"connecting to {name.net_root_prefix} kept being interrupted",
             )
 
-    def _create_on(self, ident: bytes, ctx: RxContext, name: UncName, vnr: VNetRoot) -> None:
+    def _create_on(
+        self, ident: bytes, ctx: RxContext, name: UncName, vnr: VNetRoot, collapse: bool = True
+    ) -> None:
+        """RxCollapseOrCreateSrvOpen: a compatible open of a file already open reuses its
+        SrvOpen (a new Fobx, no MRxCreate); any other goes to the mini-redirector, after the
+        server opens kept for a delayed close that conflict with it are closed and cached data
+        it would make stale is purged (what an oplock break gives before the open proceeds)."""
         net_root = vnr.net_root
         net_root.last_used = self.clock()
         minirdr = net_root.minirdr
@@ -562,10 +627,21 @@ class RdbssCore:
                 )
             if create is not None:
                 check_share_access(
-                    ((so.desired_access, so.share_access) for so in existing.srv_opens),
+                    ((so.desired_access, so.share_access) for so in existing.srv_opens if so.fobxs),
                     create.desired_access,
                     create.share_access,
                 )
+                candidate = self._collapsible(existing, create, minirdr) if collapse else None
+                if candidate is not None:
+                    self._collapse(ident, ctx, name, vnr, candidate)
+                    return
+                for srv_open in [so for so in existing.srv_opens if not so.fobxs]:
+                    held = (srv_open.desired_access, srv_open.share_access)
+                    if conflicts(
+                        create.desired_access, create.share_access, create.disposition, held
+                    ):
+                        self._close_delayed(srv_open, "a conflicting open")
+                self._rebuffer(existing, create.desired_access)
         request_id = ctx.request_id
         fobx_id = next(self._fobx_ids)
         ctx.routine = Routine.MRxCreate
@@ -582,8 +658,14 @@ class RdbssCore:
                 key = name.path.lower()
                 fcb = net_root.fcbs.get(key)
                 if fcb is None:
-                    fcb = Fcb(net_root, name.path, directory=bool(result.get("directory")))
+                    fcb = Fcb(
+                        net_root,
+                        name.path,
+                        directory=bool(result.get("directory")),
+                        serial=next(self._fcb_serials),
+                    )
                     net_root.fcbs[key] = fcb
+                peer = self.peers.get(minirdr)
                 srv_open = SrvOpen(
                     fcb,
                     minirdr,
@@ -591,20 +673,254 @@ class RdbssCore:
                     desired_access=create.desired_access if create else 0,
                     share_access=create.share_access if create else 0,
                     create_options=create.create_options if create else 0,
-                    peer_pid=self.peers[minirdr].pid if minirdr in self.peers else 0,
+                    peer_pid=peer.pid if peer is not None else 0,
+                    grant=peer.buffering if peer is not None else 0,
                 )
+                if done.information in (
+                    CreateInformation.FILE_OVERWRITTEN,
+                    CreateInformation.FILE_SUPERSEDED,
+                    CreateInformation.FILE_CREATED,
+                ):
+                    self._purge(fcb)  # whatever was cached of the file is gone
                 fcb.srv_opens.append(srv_open)
                 fobx = Fobx(fobx_id, srv_open, ident)
                 srv_open.fobxs.append(fobx)
                 self.fobxs[fobx_id] = fobx
                 self._handles_of[ident] = self._handles_of.get(ident, 0) + 1
+                self._rebuffer(fcb)
                 done.result = {**result, "fobx": fobx_id}
             elif done.status == S.STATUS_SUCCESS:
                 done.status = S.STATUS_INVALID_NETWORK_RESPONSE
                 done.message = f"{minirdr!r} answered a create without a srv_open id"
+            else:
+                fcb = net_root.fcbs.get(name.path.lower())
+                if fcb is not None:
+                    self._rebuffer(fcb)  # the open that changed the state did not happen
             self._to_client(ident, done, payload)
 
         self._send(minirdr, ctx, None, then, net_root=net_root)
+
+    def _collapsible(self, fcb: Fcb, create: CreateParameters, minirdr: str) -> SrvOpen | None:
+        """RxSearchForCollapsibleOpen: a Good SrvOpen of ``fcb`` with the same access, sharing
+        and options, while the Fcb's buffering state has COLLAPSING_ENABLED."""
+        if fcb.directory or not fcb.buffering & FcbState.COLLAPSING_ENABLED:
+            return None
+        if not may_collapse(create.disposition, create.create_options):
+            return None
+        peer = self.peers.get(minirdr)
+        if peer is None:
+            return None
+        for srv_open in fcb.srv_opens:
+            if (
+                srv_open.minirdr == minirdr
+                and srv_open.peer_pid == peer.pid
+                and srv_open.condition == Condition.GOOD
+                and srv_open.grant & FcbState.COLLAPSING_ENABLED
+                and all(f.orphaned_status == S.STATUS_SUCCESS for f in srv_open.fobxs)
+                and collapsible_onto(
+                    create.desired_access,
+                    create.share_access,
+                    create.create_options,
+                    srv_open.desired_access,
+                    srv_open.share_access,
+                    srv_open.create_options,
+                )
+            ):
+                return srv_open
+        return None
+
+    def _collapse(
+        self, ident: bytes, ctx: RxContext, name: UncName, vnr: VNetRoot, srv_open: SrvOpen
+    ) -> None:
+        """Attach a new Fobx to ``srv_open``. The mini-redirector's MRxCollapseOpen, when it
+        registered one, or else MRxQueryFileInfo on the SrvOpen gives the create's answer
+        fresh file information. A server open that no longer names the file (it was deleted or
+        replaced behind the core's back) is dropped and the create goes to MRxCreate."""
+        fcb = srv_open.fcb
+        net_root = fcb.net_root
+        fobx = Fobx(next(self._fobx_ids), srv_open, ident)
+        if srv_open.close_delayed_at is not None:
+            self._delayed.pop(id(srv_open), None)
+            srv_open.close_delayed_at = None
+            self.counters["delayed_reused"] += 1
+        srv_open.fobxs.append(fobx)
+        srv_open.collapsed += 1
+        self.counters["collapsed_opens"] += 1
+        self.fobxs[fobx.id] = fobx
+        self._handles_of[ident] = self._handles_of.get(ident, 0) + 1
+        self._rebuffer(fcb)
+        peer = self.peers[srv_open.minirdr]
+        routine = (
+            Routine.MRxCollapseOpen
+            if Routine.MRxCollapseOpen in peer.routines
+            else Routine.MRxQueryFileInfo
+        )
+        ask = RxContext(
+            request_id=0,
+            major=IrpMj.CREATE if routine == Routine.MRxCollapseOpen else IrpMj.QUERY_INFORMATION,
+            routine=routine,
+            timeout_ms=ctx.timeout_ms,
+            path=fcb.path,
+            fobx=fobx.id,
+            srv_open=srv_open.mrx_id,
+            srv_call=net_root.srv_call.name,
+            net_root=net_root.name,
+            create=ctx.create,
+            info=InfoParameters(info_class=FileInformationClass.FileAllInformation),
+            origin=ctx.origin,
+        )
+        request_id = ctx.request_id
+
+        def then(done: RxCompletion, payload: Payload) -> None:
+            info = done.result if isinstance(done.result, dict) else {}
+            if fobx.id not in self.fobxs:
+                return  # its owner vanished meanwhile (swept)
+            if done.status == S.STATUS_SUCCESS and info.get("nlink", 1) != 0:
+                log.debug("collapsed req=%s fobx=%d onto %s", ctx.origin, fobx.id, fcb.path)
+                result = {**info, "directory": fcb.directory, "fobx": fobx.id}
+                opened = CreateInformation.FILE_OPENED
+                self._to_client(ident, RxCompletion(request_id, S.STATUS_SUCCESS, opened, result))
+                return
+            log.info(
+                "collapsed open of %s not usable (status 0x%08X); opening afresh",
+                fcb.path,
+                done.status,
+            )
+            srv_open.condition = Condition.BAD  # never collapse onto it again
+            self._release(fobx, ctx.origin, lambda done, payload: None, delay=False)
+            ctx.request_id = request_id
+            try:
+                if self.prefix.v_net_root(name) is vnr and vnr.condition == Condition.GOOD:
+                    self._create_on(ident, ctx, name, vnr, collapse=False)
+                else:
+                    self._open(ident, ctx, name, 0)
+            except NtStatusError as exc:
+                self._answer(ident, ctx, exc.status, message=exc.strerror or "")
+
+        try:
+            self._send(srv_open.minirdr, ask, None, then, net_root=net_root)
+        except NtStatusError as exc:
+            then(RxCompletion(0, exc.status, message=exc.strerror or ""), None)
+
+    # ------------------------------------------------------------------ buffering state
+    def _rebuffer(self, fcb: Fcb, arriving: int | None = None) -> None:
+        """Recompute the Fcb's buffering state from its grant and its handles (plus an open
+        ``arriving`` with that access). Cached data a lost bit no longer allows is purged
+        before anything else happens; MRxCompleteBufferingStateChangeRequest then tells a
+        mini-redirector that registered it."""
+        accesses = [so.desired_access for so in fcb.srv_opens for _ in so.fobxs]
+        if arriving is not None:
+            accesses.append(arriving)
+        grant = 0
+        if fcb.srv_opens:
+            grant = fcb.srv_opens[0].grant
+            for srv_open in fcb.srv_opens[1:]:
+                grant &= srv_open.grant
+        new = compute_buffering_state(grant, accesses, fcb.locked)
+        old = fcb.buffering
+        if new == old:
+            return
+        fcb.buffering = new
+        gone = lost(old, new)
+        if not gone:
+            return
+        self.counters["buffering_changes"] += 1
+        if gone & (READ_BITS | WRITE_BITS):
+            self._purge(fcb)  # write-through: nothing dirty to flush first
+        log.debug("buffering of %s: %s -> %s", fcb.path, describe(old), describe(new))
+        for srv_open in fcb.srv_opens:
+            peer = self.peers.get(srv_open.minirdr)
+            if peer is None or Routine.MRxCompleteBufferingStateChangeRequest not in peer.routines:
+                continue
+            note = RxContext(
+                request_id=0,
+                major=IrpMj.FILE_SYSTEM_CONTROL,
+                routine=Routine.MRxCompleteBufferingStateChangeRequest,
+                srv_open=srv_open.mrx_id,
+                srv_call=fcb.net_root.srv_call.name,
+                net_root=fcb.net_root.name,
+                path=fcb.path,
+                args={"buffering": new},
+            )
+            with contextlib.suppress(NtStatusError):
+                self._send(peer.name, note, None, lambda done, payload: None)
+
+    def _purge(self, fcb: Fcb) -> None:
+        """Drop the Fcb's cached data; reads already on their way fill nothing."""
+        fcb.generation += 1
+        self.cache.purge(fcb.serial)
+
+    def _may_delay(self, srv_open: SrvOpen, fobx: Fobx) -> bool:
+        """RxCommonClose's test: keep the SrvOpen of a file's last handle (CLOSE_DELAYED)?"""
+        fcb = srv_open.fcb
+        wanted = FcbState.DELAY_CLOSE | FcbState.COLLAPSING_ENABLED
+        return (
+            self.settings.close_delay_s > 0
+            and self.settings.max_delayed_closes > 0
+            and not self.stopping
+            and fcb.buffering & wanted == wanted
+            and not fcb.directory
+            and not fcb.delete_pending
+            and not srv_open.create_options
+            & (CreateOptions.FILE_DELETE_ON_CLOSE | CreateOptions.FILE_OPEN_FOR_BACKUP_INTENT)
+            and srv_open.condition == Condition.GOOD
+            and fobx.orphaned_status == S.STATUS_SUCCESS
+            and self.prefix.srv_call(fcb.net_root.srv_call.name) is fcb.net_root.srv_call
+        )
+
+    def _delay_close(self, srv_open: SrvOpen) -> None:
+        srv_open.close_delayed_at = self.clock()
+        self._delayed[id(srv_open)] = srv_open
+        self.counters["delayed_closes"] += 1
+        srv_call = srv_open.fcb.net_root.srv_call
+        same = [so for so in self._delayed.values() if so.fcb.net_root.srv_call is srv_call]
+        for oldest in same[: max(0, len(same) - self.settings.max_delayed_closes)]:
+            self._close_delayed(oldest, "too many delayed closes on the server")
+
+    def _close_delayed(self, srv_open: SrvOpen, reason: str) -> None:
+        """Close a SrvOpen kept for a delayed close: MRxCloseSrvOpen (when its process still
+        holds it), and the Fcb goes when it was its last SrvOpen."""
+        self._delayed.pop(id(srv_open), None)
+        srv_open.close_delayed_at = None
+        fcb = srv_open.fcb
+        if srv_open in fcb.srv_opens:
+            fcb.srv_opens.remove(srv_open)
+        if not fcb.srv_opens:
+            if fcb.net_root.fcbs.get(fcb.key) is fcb:
+                del fcb.net_root.fcbs[fcb.key]
+            self._purge(fcb)
+        else:
+            self._rebuffer(fcb)
+        self.counters["delayed_closed"] += 1
+        log.debug("delayed close of %s ends: %s", fcb.path, reason)
+        peer = self.peers.get(srv_open.minirdr)
+        if peer is None or peer.pid != srv_open.peer_pid:
+            return
+        if Routine.MRxCloseSrvOpen not in peer.routines:
+            return
+        close = RxContext(
+            request_id=0,
+            major=IrpMj.CLOSE,
+            routine=Routine.MRxCloseSrvOpen,
+            srv_open=srv_open.mrx_id,
+            srv_call=fcb.net_root.srv_call.name,
+            net_root=fcb.net_root.name,
+            path=fcb.path,
+            origin=f"delayed-close:{reason}",
+        )
+
+        def then(done: RxCompletion, payload: Payload) -> None:
+            if done.status != S.STATUS_SUCCESS:
+                self._note_error(done.status, Routine.MRxCloseSrvOpen, done.message)
+
+        with contextlib.suppress(NtStatusError):
+            self._send(peer.name, close, None, then, net_root=fcb.net_root)
+
+    def close_delayed_on(self, net_root: NetRoot, fcb: Fcb | None, reason: str) -> None:
+        """Close the delayed closes of one file (``fcb``) or of a whole share (None)."""
+        for srv_open in list(self._delayed.values()):
+            if srv_open.fcb.net_root is net_root and fcb in (None, srv_open.fcb):
+                self._close_delayed(srv_open, reason)
 
     # ------------------------------------------------------------------ connections
     def _find_or_construct(self, name: UncName, resume: Callable[[], None]) -> VNetRoot | None:
@@ -757,13 +1073,107 @@ class RdbssCore:
         ctx.srv_call = fcb.net_root.srv_call.name
         ctx.net_root = fcb.net_root.name
         ctx.path = fcb.path
+        if (
+            op == LowIoOp.READ
+            and fcb.buffering & FcbState.READCACHING_ENABLED
+            and srv_open.desired_access & READ_ACCESS
+            and self._cached_read(ident, ctx, fobx)
+        ):
+            return
         then = self._relay(ident, ctx)
-        if routine == Routine.MRxSetFileInfo and ctx.info is not None:
-            if ctx.info.info_class == FileInformationClass.FileRenameInformation:
+        if op == LowIoOp.WRITE:
+            then = self._writing(fcb, ctx, payload, then)
+        elif op in (LowIoOp.SHAREDLOCK, LowIoOp.EXCLUSIVELOCK) and not fcb.locked:
+            fcb.locked = True  # locks are checked by the mini-redirector: no more caching
+            self._rebuffer(fcb)
+        elif routine == Routine.MRxSetFileInfo and ctx.info is not None:
+            info_class = ctx.info.info_class
+            if info_class == FileInformationClass.FileRenameInformation:
+                # the names change: server opens kept for delayed closes there go first
+                self.close_delayed_on(fcb.net_root, None, "a rename")
                 then = self._prepare_rename(ident, ctx, fobx)
-            elif ctx.info.info_class == FileInformationClass.FileDispositionInformation:
+            elif info_class == FileInformationClass.FileDispositionInformation:
+                self.close_delayed_on(fcb.net_root, fcb, "a delete")
                 then = self._track_disposition(ctx, fcb, then)
+            elif info_class in (
+                FileInformationClass.FileEndOfFileInformation,
+                FileInformationClass.FileAllocationInformation,
+            ):
+                then = self._changing(fcb, then)
         self._send(srv_open.minirdr, ctx, payload, then, net_root=fcb.net_root)
+
+    # ------------------------------------------------------------------ the read cache
+    def _cached_read(self, ident: bytes, ctx: RxContext, fobx: Fobx) -> bool:
+        """A read while the Fcb has READCACHING: answer it from the cache, or send it widened
+        to whole blocks and fill the cache with the answer. False: send it as it is."""
+        fcb = fobx.fcb
+        lowio = ctx.lowio
+        assert lowio is not None
+        offset, length = lowio.offset, lowio.length
+        data = self.cache.lookup(fcb.serial, offset, length)
+        if data is not None:
+            if not data and length:
+                self._answer(
+                    ident, ctx, S.STATUS_END_OF_FILE, message=f"offset {offset} is past the end"
+                )
+            else:
+                self._answer(ident, ctx, S.STATUS_SUCCESS, len(data), payload=data)
+            return True
+        widened = ReadCache.widen(offset, length)
+        if widened is None:
+            return False
+        start, span = widened
+        generation = fcb.generation
+        relay = self._relay(ident, ctx)
+        lowio.offset, lowio.length = start, span
+
+        def then(done: RxCompletion, payload: Payload) -> None:
+            if done.status != S.STATUS_SUCCESS or payload is None:
+                relay(done, payload)
+                return
+            block = _as_bytes(payload)
+            if fcb.generation == generation and fcb.buffering & FcbState.READCACHING_ENABLED:
+                self.cache.fill(fcb.serial, start, block, span)
+            piece = block[offset - start : offset - start + length]
+            if not piece and length:
+                done.status = S.STATUS_END_OF_FILE
+                done.message = f"offset {offset} is past the end"
+                relay(done, None)
+                return
+            done.information = len(piece)
+            relay(done, piece)
+
+        srv_open = fobx.srv_open
+        self._send(srv_open.minirdr, ctx, None, then, net_root=fcb.net_root)
+        return True
+
+    def _writing(self, fcb: Fcb, ctx: RxContext, payload: Payload, relay: Then) -> Then:
+        """A write goes through to the mini-redirector (write-through); the cached blocks it
+        touches are dropped when it is sent and again when it completes, and reads in flight
+        meanwhile fill nothing."""
+        lowio = ctx.lowio
+        assert lowio is not None
+        offset = lowio.offset
+        length = len(payload) if payload is not None else lowio.length
+        fcb.generation += 1
+        self.cache.invalidate(fcb.serial, offset, length)
+
+        def then(done: RxCompletion, payload: Payload) -> None:
+            fcb.generation += 1
+            self.cache.invalidate(fcb.serial, offset, length)
+            relay(done, payload)
+
+        return then
+
+    def _changing(self, fcb: Fcb, relay: Then) -> Then:
+        """A request that changes the file's size: nothing cached survives it."""
+        self._purge(fcb)
+
+        def then(done: RxCompletion, payload: Payload) -> None:
+            self._purge(fcb)
+            relay(done, payload)
+
+        return then
 
     def _reopen(
         self, ident: bytes, ctx: RxContext, fobx: Fobx, payload: Payload, attempt: int
@@ -830,9 +1240,19 @@ class RdbssCore:
             if fobx.id not in self.fobxs:
                 return  # closed meanwhile
             if done.status == S.STATUS_SUCCESS and isinstance(mrx_id, int):
-                srv_open.mrx_id = mrx_id
-                srv_open.minirdr = minirdr
-                srv_open.peer_pid = self.peers[minirdr].pid if minirdr in self.peers else 0
+                if any(
+                    f.orphaned_status == S.STATUS_SUCCESS for f in srv_open.fobxs if f is not fobx
+                ):
+                    # another handle of this (collapsed) SrvOpen re-opened it first: this
+                    # second server open is not needed
+                    self._close_extra(minirdr, mrx_id, fcb, ctx.origin)
+                else:
+                    srv_open.mrx_id = mrx_id
+                    srv_open.minirdr = minirdr
+                    srv_open.peer_pid = self.peers[minirdr].pid if minirdr in self.peers else 0
+                    for other in srv_open.fobxs:
+                        if not other.reopen_failed:
+                            other.orphaned_status = S.STATUS_SUCCESS
                 fobx.orphaned_status = S.STATUS_SUCCESS
                 log.info("re-opened handle fobx=%d path=%s via %s", fobx.id, fcb.path, minirdr)
                 try:
@@ -851,6 +1271,20 @@ class RdbssCore:
             self._send(minirdr, reopen, None, then, net_root=v_net_root.net_root)
         except NtStatusError as exc:
             self._answer(ident, ctx, exc.status, message=exc.strerror or "")
+
+    def _close_extra(self, minirdr: str, mrx_id: int, fcb: Fcb, origin: str | None) -> None:
+        close = RxContext(
+            request_id=0,
+            major=IrpMj.CLOSE,
+            routine=Routine.MRxCloseSrvOpen,
+            srv_open=mrx_id,
+            srv_call=fcb.net_root.srv_call.name,
+            net_root=fcb.net_root.name,
+            path=fcb.path,
+            origin=origin,
+        )
+        with contextlib.suppress(NtStatusError):
+            self._send(minirdr, close, None, lambda done, payload: None)
 
     def _prepare_rename(self, ident: bytes, ctx: RxContext, fobx: Fobx) -> Then:
         """Rename targets arrive as UNC names; the mini-redirector gets a share-relative path."""
@@ -906,24 +1340,40 @@ class RdbssCore:
 
         self._release(fobx, ctx.origin, answer)
 
-    def _release(self, fobx: Fobx, origin: str | None, then: Then) -> None:
+    def _release(self, fobx: Fobx, origin: str | None, then: Then, delay: bool = True) -> None:
         """Drop a handle from the tables and close it on its mini-redirector (MRxCleanupFobx,
-        then MRxCloseSrvOpen when it was the SrvOpen's last handle); ``then`` gets the close's
-        completion, or SUCCESS when there was nothing to close remotely."""
+        then MRxCloseSrvOpen when it was the SrvOpen's last handle, unless the SrvOpen is kept
+        for a delayed close); ``then`` gets the close's completion, or SUCCESS when there was
+        nothing to close remotely."""
         del self.fobxs[fobx.id]
         self._handles_of[fobx.owner] -= 1
         if not self._handles_of[fobx.owner]:
             del self._handles_of[fobx.owner]
         srv_open = fobx.srv_open
         srv_open.fcb.net_root.last_used = self.clock()
-        srv_open.fobxs.remove(fobx)
         fcb = srv_open.fcb
-        if not srv_open.fobxs:
+        peer = self.peers.get(srv_open.minirdr)
+        alive = peer is not None and peer.pid == srv_open.peer_pid
+        delayed = (
+            delay
+            and alive
+            and len(srv_open.fobxs) == 1
+            and peer is not None
+            and Routine.MRxCloseSrvOpen in peer.routines
+            and self._may_delay(srv_open, fobx)
+        )
+        srv_open.fobxs.remove(fobx)
+        if not srv_open.fobxs and not delayed:
             fcb.srv_opens.remove(srv_open)
             if not fcb.srv_opens:
-                fcb.net_root.fcbs.pop(fcb.key, None)
+                if fcb.net_root.fcbs.get(fcb.key) is fcb:
+                    del fcb.net_root.fcbs[fcb.key]
+                self._purge(fcb)
+        if fcb.srv_opens:
+            self._rebuffer(fcb)
+        if delayed:
+            self._delay_close(srv_open)
         done = RxCompletion(0, S.STATUS_SUCCESS)
-        peer = self.peers.get(srv_open.minirdr)
         if peer is None or peer.pid != srv_open.peer_pid:
             # the process that held this SrvOpen is gone, and its state with it: a handle that
             # could write says so instead of pretending its unflushed writes are safe
@@ -955,7 +1405,7 @@ class RdbssCore:
             cleanup = handle_ctx(IrpMj.CLEANUP, Routine.MRxCleanupFobx)
             with contextlib.suppress(NtStatusError):
                 self._send(peer.name, cleanup, None, lambda done, payload: None)
-        if srv_open.fobxs or Routine.MRxCloseSrvOpen not in peer.routines:
+        if srv_open.fobxs or delayed or Routine.MRxCloseSrvOpen not in peer.routines:
             then(done, None)
             return
         try:
@@ -998,6 +1448,12 @@ class RdbssCore:
                 target = next((p.name for p in self.peers.values() if p.kind == "local"), None)
             if target is None or target not in self.peers:
                 raise NtStatusError(S.STATUS_BAD_NETWORK_NAME, f"no mini-redirector {target!r}")
+            if code == FsctlCode.RDBSS_REMOVE_SHARE:
+                share = str(args.get("share", "")).lower()
+                for v_net_root in self.prefix.v_net_roots():
+                    net_root = v_net_root.net_root
+                    if net_root.minirdr == target and net_root.name.lower() == share:
+                        self.close_delayed_on(net_root, None, "the share is removed")
             ctx.routine = Routine.MRxDevFcbXXXControlFile
             self._send(target, ctx, None, self._relay(ident, ctx))
         else:
@@ -1074,4 +1530,40 @@ class RdbssCore:
                 for e in self.recent_errors
             ],
             "stopping": self.stopping,
+            "buffering": self._buffering_status(now),
+        }
+
+    def _buffering_status(self, now: float, max_files: int = 50) -> dict[str, Any]:
+        """Open collapsing, delayed closes and the read cache, for ``rdbss status``."""
+        files = []
+        for v_net_root in self.prefix.v_net_roots():
+            for fcb in v_net_root.net_root.fcbs.values():
+                delayed = [so for so in fcb.srv_opens if so.close_delayed_at is not None]
+                if not fcb.buffering and not delayed:
+                    continue
+                files.append(
+                    {
+                        "name": f"{v_net_root.net_root.prefix}\\{fcb.path}",
+                        "state": describe(fcb.buffering),
+                        "srv_opens": len(fcb.srv_opens),
+                        "handles": fcb.handles,
+                        "collapsed": sum(so.collapsed for so in fcb.srv_opens),
+                        "delayed_close_s": [
+                            round(now - (so.close_delayed_at or now), 1) for so in delayed
+                        ],
+                        "cached_bytes": self.cache.cached(fcb.serial),
+                    }
+                )
+                if len(files) >= max_files:
+                    break
+        stats = self.cache.stats
+        return {
+            **self.counters,
+            "delayed_now": len(self._delayed),
+            "close_delay_s": self.settings.close_delay_s,
+            "cache_bytes": self.cache.bytes,
+            "cache_limit": self.cache.limit,
+            "cache_hits": stats.hits,
+            "cache_misses": stats.misses,
+            "files": files,
         }

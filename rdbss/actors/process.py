@@ -29,6 +29,9 @@ def run_core(config: Config, endpoints: Endpoints) -> None:
         provider_order=config.provider_order,
         construct_timeout_ms=int(config.connect_timeout * 1000) + 5_000,
         idle_timeout_s=config.idle_timeout,
+        close_delay_s=config.close_delay,
+        max_delayed_closes=config.max_delayed_closes,
+        cache_bytes=int(config.cache_mib * (1 << 20)),
     )
     metrics: NullMetrics | None = None
     if config.metrics_port:
@@ -49,7 +52,7 @@ def run_connmgr(endpoints: Endpoints) -> None:
 def run_minirdr(config: Config, name: str, endpoints: Endpoints) -> None:
     entry = config.minirdr(name)
     minirdr = load_kind(entry.kind)(name, entry.options)
-    bridge = PeerBridge(endpoints, MiniRdrHost.registration(name, minirdr))
+    bridge = PeerBridge(endpoints, MiniRdrHost.registration(name, minirdr, entry.caching))
     host = MiniRdrHost(bridge, minirdr)
     run_peer(bridge, on_stop=host.stop)
 

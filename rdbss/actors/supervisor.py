@@ -298,6 +298,9 @@ class Supervisor:
             "metrics_port",
             "metrics_host",
             "provider_order",
+            "close_delay",
+            "max_delayed_closes",
+            "cache_mib",
         ):
             if getattr(new, key) != getattr(self.config, key):
                 log.warning("reload: [daemon] %s changed; takes effect after a restart", key)

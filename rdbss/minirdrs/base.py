@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
+from rdbss.model.buffering import BUFFERING_STATE_MASK
 from rdbss.wire.constants import FileInformationClass, FsInformationClass, LowIoOp, Routine
 from rdbss.wire.rxcontext import RxContext
 from rdbss.wire.status import NtStatus, NtStatusError
@@ -165,6 +166,10 @@ class MiniRdr:
     mrx_flags: ClassVar[int] = 0
     #: Which LowIoContext.Operation values ``low_io_submit`` handles.
     lowio_ops: ClassVar[frozenset[LowIoOp]] = frozenset()
+    #: The FCB_STATE buffering bits this kind can honour at all; the ``caching`` option grants
+    #: a part of them (model/buffering.py). Leaving out COLLAPSING_ENABLED is the static form
+    #: of MRxShouldTryToCollapseThisOpen saying "never collapse" (no round trip per create).
+    buffering_mask: ClassVar[int] = int(BUFFERING_STATE_MASK)
     #: True when routines may block on a network: the host then runs each connection's routines on
     #: that connection's own worker. False (local disk) runs them on the socket thread.
     blocking: ClassVar[bool] = True
@@ -205,6 +210,9 @@ class MiniRdr:
 
     def registration_lowio_ops(self) -> frozenset[LowIoOp]:
         return self.lowio_ops
+
+    def registration_buffering_mask(self) -> int:
+        return self.buffering_mask
 
     def close(self) -> None:
         """Release everything (process shutdown). Not a routine."""

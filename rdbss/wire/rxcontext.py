@@ -110,6 +110,9 @@ class Register:
     mrx_flags: int = 0
     pid: int = 0
     role: str = "minirdr"  # "minirdr" | "connmgr"
+    #: FCB_STATE buffering bits it grants an uncontended open (its MRxComputeNewBufferingState
+    #: answer, fixed by its ``caching`` option: our servers give no oplocks to break)
+    buffering: int = 0
 
 
 @dataclass(slots=True)
