@@ -1494,6 +1494,7 @@ class RdbssCore:
                     "servers": p.servers,
                     "up_s": round(now - p.registered_at, 3),
                     "requests": p.requests,
+                    "buffering": describe(p.buffering),
                 }
                 for p in self.peers.values()
             ],
