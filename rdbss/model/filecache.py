@@ -62,7 +62,7 @@ class ReadCache:
             return None
         start = offset // BLOCK * BLOCK
         end = -(-(offset + length) // BLOCK) * BLOCK
-        if end - start > max(MAX_FILL, length):
+        if end - start > MAX_FILL:
             return None
         return start, end - start
 
