@@ -1089,9 +1089,9 @@ class RdbssCore:
         elif routine == Routine.MRxSetFileInfo and ctx.info is not None:
             info_class = ctx.info.info_class
             if info_class == FileInformationClass.FileRenameInformation:
+                then = self._prepare_rename(ident, ctx, fobx)  # refuses a bad target
                 # the names change: server opens kept for delayed closes there go first
                 self.close_delayed_on(fcb.net_root, None, "a rename")
-                then = self._prepare_rename(ident, ctx, fobx)
             elif info_class == FileInformationClass.FileDispositionInformation:
                 self.close_delayed_on(fcb.net_root, fcb, "a delete")
                 then = self._track_disposition(ctx, fcb, then)
