@@ -17,6 +17,8 @@ Example::
     close_delay = 5.0                      # seconds a closed file's server open is kept
     max_delayed_closes = 64                # per server (SrvCall)
     cache_mib = 64                         # the core's read cache, all files together
+    write_behind = 1.0                     # seconds deferred writes wait (0: write-through)
+    dirty_mib = 16                         # deferred writes, all files together
 
     [[minirdr]]
     name = "local"
@@ -85,6 +87,8 @@ class Config:
     close_delay: float = 5.0  # delayed close: how long a closed server open is kept
     max_delayed_closes: int = 64  # per SrvCall (MaximumNumberOfCloseDelayedFiles)
     cache_mib: float = 64.0  # the core's read cache
+    write_behind: float = 1.0  # WRITEBUFFERING: how long a deferred write may wait
+    dirty_mib: float = 16.0  # deferred writes, all files together
     minirdrs: list[MiniRdrConfig] = field(default_factory=list)
     source: Path | None = None  # the file it came from; None for the embedded default
 
@@ -115,6 +119,8 @@ class Config:
             close_delay=float(data.get("close_delay", 5.0)),
             max_delayed_closes=int(data.get("max_delayed_closes", 64)),
             cache_mib=float(data.get("cache_mib", 64.0)),
+            write_behind=float(data.get("write_behind", 1.0)),
+            dirty_mib=float(data.get("dirty_mib", 16.0)),
             minirdrs=[MiniRdrConfig(**m) for m in data["minirdrs"]],
             source=Path(data["source"]) if data.get("source") else None,
         )
@@ -168,6 +174,8 @@ def parse_config(text: str, source: Path | None = None) -> Config:
         "close_delay",
         "max_delayed_closes",
         "cache_mib",
+        "write_behind",
+        "dirty_mib",
     }
     if unknown:
         raise ConfigError(f"{where}: unknown [daemon] setting {sorted(unknown)[0]!r}")
@@ -188,6 +196,8 @@ def parse_config(text: str, source: Path | None = None) -> Config:
     config.metrics_host = str(daemon.get("metrics_host", "127.0.0.1"))
     config.close_delay = _at_least_zero(daemon, "close_delay", 5.0, f"{where}: daemon")
     config.cache_mib = _at_least_zero(daemon, "cache_mib", 64.0, f"{where}: daemon")
+    config.write_behind = _at_least_zero(daemon, "write_behind", 1.0, f"{where}: daemon")
+    config.dirty_mib = _at_least_zero(daemon, "dirty_mib", 16.0, f"{where}: daemon")
     limit = daemon.get("max_delayed_closes", 64)
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
         raise ConfigError(f"{where}: max_delayed_closes must be a whole number (0 = none)")

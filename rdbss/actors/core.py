@@ -39,6 +39,7 @@ from rdbss.model.structs import Condition, Fcb, Fobx, NetRoot, SrvOpen, VNetRoot
 from rdbss.wire.constants import (
     READ_ACCESS,
     WRITE_ACCESS,
+    Access,
     CreateDisposition,
     CreateInformation,
     CreateOptions,
@@ -95,6 +96,10 @@ _ORDINARY = frozenset(
         S.STATUS_OBJECT_NAME_COLLISION,
     }
 )
+
+
+#: Access that writes data anywhere in a file (FILE_APPEND_DATA alone only appends).
+_WRITE_DATA = Access.FILE_WRITE_DATA | Access.GENERIC_WRITE | Access.GENERIC_ALL
 
 
 def _as_bytes(payload: Payload) -> bytes:
@@ -162,6 +167,8 @@ class CoreSettings:
     close_delay_s: float = 5.0  # a closed SrvOpen is kept this long for a re-open (0: never)
     max_delayed_closes: int = 64  # per SrvCall (MaximumNumberOfCloseDelayedFiles)
     cache_bytes: int = 64 << 20  # the read cache, every Fcb together
+    write_behind_s: float = 0.0  # WRITEBUFFERING: deferred writes go out after this (0: never)
+    dirty_bytes: int = 16 << 20  # deferred writes, every Fcb together
 
 
 @dataclass(slots=True)
@@ -209,7 +216,11 @@ class RdbssCore:
             "delayed_reused": 0,
             "delayed_closed": 0,
             "buffering_changes": 0,
+            "deferred_writes": 0,
+            "write_behind_errors": 0,
         }
+        self._dirty: dict[int, Fcb] = {}  # serial -> Fcb with deferred writes
+        self._dirty_total = 0
 
     # ------------------------------------------------------------------ entry points (I/O side)
     def on_client(self, ident: bytes, ctx: RxContext, payload: Payload) -> None:
@@ -289,6 +300,8 @@ class RdbssCore:
         for peer in list(self.peers.values()):
             if peer.last_seen < limit:
                 self.peer_down(peer.name, S.STATUS_IO_TIMEOUT, "stopped answering heartbeats")
+        if self._dirty:
+            self.flush_deferred_writes(now)
         if self._delayed:
             self.scavenge_delayed_closes(now)
         if now >= self._next_sweep:
@@ -343,6 +356,12 @@ class RdbssCore:
                             args={"minirdr": minirdr, "server": srv_call.name, "idle": True},
                         ),
                     )
+
+    def flush_deferred_writes(self, now: float) -> None:
+        """Send deferred writes older than ``write_behind_s`` (all when stopping)."""
+        for fcb in list(self._dirty.values()):
+            if self.stopping or now - fcb.dirty_since >= self.settings.write_behind_s:
+                self._flush(fcb)
 
     def scavenge_delayed_closes(self, now: float) -> None:
         """The SrvOpen scavenger: close the server opens kept past ``close_delay_s`` (all of
@@ -415,6 +434,9 @@ class RdbssCore:
         for srv_open in list(self._delayed.values()):
             if srv_open.minirdr == name:
                 self._close_delayed(srv_open, "its mini-redirector went down")
+        for fcb in list(self._dirty.values()):
+            if fcb.dirty_fobx is not None and fcb.dirty_fobx.srv_open.minirdr == name:
+                self._lose_deferred(fcb, f"mini-redirector {name!r} went down")
         if peer.role == "minirdr" and CONNMGR in self.peers:
             note = RxContext(
                 request_id=next(self._ids),
@@ -534,6 +556,9 @@ class RdbssCore:
         for srv_open in list(self._delayed.values()):
             if srv_open.fcb.net_root.srv_call is srv_call:
                 self._close_delayed(srv_open, "the connection was lost")
+        for fcb in list(self._dirty.values()):
+            if fcb.net_root.srv_call is srv_call:
+                self._lose_deferred(fcb, f"the connection to \\\\{srv_call.name} was lost")
         for v_net_root in self.prefix.remove_srv_call(srv_call):
             self._wake(v_net_root)
         if CONNMGR in self.peers:
@@ -621,6 +646,7 @@ class RdbssCore:
         create = ctx.create
         existing = net_root.fcbs.get(name.path.lower())
         if existing is not None:
+            self._flush(existing)  # deferred writes reach the server before this open
             if existing.delete_pending:
                 raise NtStatusError(
                     S.STATUS_DELETE_PENDING, f"{name.path} is being deleted (delete pending)"
@@ -825,8 +851,10 @@ class RdbssCore:
         if not gone:
             return
         self.counters["buffering_changes"] += 1
+        if gone & FcbState.WRITEBUFFERING_ENABLED:
+            self._flush(fcb)  # deferred writes go before whatever changed the state
         if gone & (READ_BITS | WRITE_BITS):
-            self._purge(fcb)  # write-through: nothing dirty to flush first
+            self._purge(fcb)
         log.debug("buffering of %s: %s -> %s", fcb.path, describe(old), describe(new))
         for srv_open in fcb.srv_opens:
             peer = self.peers.get(srv_open.minirdr)
@@ -883,8 +911,7 @@ class RdbssCore:
         self._delayed.pop(id(srv_open), None)
         srv_open.close_delayed_at = None
         fcb = srv_open.fcb
-        if srv_open in fcb.srv_opens:
-            fcb.srv_opens.remove(srv_open)
+        fcb.srv_opens = [so for so in fcb.srv_opens if so is not srv_open]
         if not fcb.srv_opens:
             if fcb.net_root.fcbs.get(fcb.key) is fcb:
                 del fcb.net_root.fcbs[fcb.key]
@@ -919,7 +946,7 @@ class RdbssCore:
     def close_delayed_on(self, net_root: NetRoot, fcb: Fcb | None, reason: str) -> None:
         """Close the delayed closes of one file (``fcb``) or of a whole share (None)."""
         for srv_open in list(self._delayed.values()):
-            if srv_open.fcb.net_root is net_root and fcb in (None, srv_open.fcb):
+            if srv_open.fcb.net_root is net_root and (fcb is None or srv_open.fcb is fcb):
                 self._close_delayed(srv_open, reason)
 
     # ------------------------------------------------------------------ connections
@@ -1068,6 +1095,22 @@ class RdbssCore:
             ctx.lowio.operation = op
         srv_open = fobx.srv_open
         fcb = srv_open.fcb
+        if fcb.write_error is not None:
+            status, message = fcb.write_error
+            fcb.write_error = None
+            raise NtStatusError(status, f"a deferred write of {fcb.path} failed: {message}")
+        if (
+            op == LowIoOp.WRITE
+            and fcb.buffering & FcbState.WRITEBUFFERING_ENABLED
+            and self._defer_write(ident, ctx, fobx, payload)
+        ):
+            return
+        if fcb.dirty or fcb.flushing:
+            self._flush(fcb)  # sent first: the mini-redirector applies them before this request
+            if routine == Routine.MRxFlush and fcb.flushing:
+                # a flush answers once the deferred writes are done (and says if one failed)
+                fcb.flush_waiters.append(lambda: self._resume(ident, ctx, payload))
+                return
         ctx.routine = routine
         ctx.srv_open = srv_open.mrx_id
         ctx.srv_call = fcb.net_root.srv_call.name
@@ -1101,6 +1144,116 @@ class RdbssCore:
             ):
                 then = self._changing(fcb, then)
         self._send(srv_open.minirdr, ctx, payload, then, net_root=fcb.net_root)
+
+    def _resume(self, ident: bytes, ctx: RxContext, payload: Payload) -> None:
+        try:
+            self._file_request(ident, ctx, payload)
+        except NtStatusError as exc:
+            self._answer(ident, ctx, exc.status, message=exc.strerror or "")
+
+    # ------------------------------------------------------------------ write-behind
+    def _defer_write(self, ident: bytes, ctx: RxContext, fobx: Fobx, payload: Payload) -> bool:
+        """WRITEBUFFERING: acknowledge a write at once and keep it; it goes to the
+        mini-redirector later, in order, before any other request on the file. False: send it
+        now (an append, a handle that cannot write data, over the dirty limit)."""
+        fcb = fobx.fcb
+        lowio = ctx.lowio
+        assert lowio is not None
+        offset = lowio.offset
+        if (
+            offset < 0
+            or payload is None
+            or self.settings.write_behind_s <= 0
+            or not fobx.srv_open.desired_access & _WRITE_DATA
+            or (fcb.dirty_fobx is not None and fcb.dirty_fobx is not fobx)
+        ):
+            return False
+        data = _as_bytes(payload)
+        if not data:
+            return False
+        if self._dirty_total + len(data) > self.settings.dirty_bytes:
+            self._flush(fcb)
+            if self._dirty_total + len(data) > self.settings.dirty_bytes:
+                return False
+        if fcb.dirty and fcb.dirty[-1][0] + len(fcb.dirty[-1][1]) == offset:
+            fcb.dirty[-1][1].extend(data)  # sequential writes become one
+        else:
+            fcb.dirty.append((offset, bytearray(data)))
+        if not fcb.dirty_bytes:
+            fcb.dirty_since = self.clock()
+            self._dirty[fcb.serial] = fcb
+        fcb.dirty_bytes += len(data)
+        fcb.dirty_fobx = fobx
+        self._dirty_total += len(data)
+        self.counters["deferred_writes"] += 1
+        fcb.generation += 1
+        self.cache.invalidate(fcb.serial, offset, len(data))
+        self._answer(ident, ctx, S.STATUS_SUCCESS, len(data))
+        if fcb.dirty_bytes >= self.settings.dirty_bytes // 4:
+            self._flush(fcb)
+        return True
+
+    def _flush(self, fcb: Fcb) -> None:
+        """Send the Fcb's deferred writes (in order: a mini-redirector runs one connection's
+        requests in order, so whatever is sent after them sees them done). A failure is kept
+        in ``write_error`` for the next request on the file, or its close."""
+        if not fcb.dirty:
+            return
+        extents, fcb.dirty = fcb.dirty, []
+        self._dirty_total -= fcb.dirty_bytes
+        fcb.dirty_bytes = 0
+        self._dirty.pop(fcb.serial, None)
+        fobx = fcb.dirty_fobx
+        fcb.dirty_fobx = None
+        assert fobx is not None
+        srv_open = fobx.srv_open
+        for offset, data in extents:
+            fcb.flushing += 1
+            ctx = RxContext(
+                request_id=0,
+                major=IrpMj.WRITE,
+                routine=Routine.MRxLowIOSubmit,
+                srv_open=srv_open.mrx_id,
+                srv_call=fcb.net_root.srv_call.name,
+                net_root=fcb.net_root.name,
+                path=fcb.path,
+                fobx=fobx.id,
+                lowio=LowIoParameters(operation=LowIoOp.WRITE, offset=offset, length=len(data)),
+                origin="write-behind",
+            )
+            then = self._flushed(fcb, offset, len(data))
+            try:
+                self._send(srv_open.minirdr, ctx, bytes(data), then, net_root=fcb.net_root)
+            except NtStatusError as exc:
+                then(RxCompletion(0, exc.status, message=exc.strerror or ""), None)
+
+    def _flushed(self, fcb: Fcb, offset: int, length: int) -> Then:
+        def then(done: RxCompletion, payload: Payload) -> None:
+            fcb.flushing -= 1
+            fcb.generation += 1
+            self.cache.invalidate(fcb.serial, offset, length)
+            if done.status != S.STATUS_SUCCESS or done.information != length:
+                status = done.status if done.status != S.STATUS_SUCCESS else S.STATUS_DISK_FULL
+                message = done.message or f"{done.information} of {length} bytes written"
+                log.warning("deferred write of %s failed: %s", fcb.path, message)
+                self.counters["write_behind_errors"] += 1
+                if fcb.write_error is None:
+                    fcb.write_error = (status, message)
+            if not fcb.flushing:
+                waiters, fcb.flush_waiters = fcb.flush_waiters, []
+                for resume in waiters:
+                    resume()
+
+        return then
+
+    def _lose_deferred(self, fcb: Fcb, reason: str) -> None:
+        """Deferred writes that can no longer be sent: dropped, and the loss reported."""
+        self._dirty_total -= fcb.dirty_bytes
+        self._dirty.pop(fcb.serial, None)
+        fcb.dirty, fcb.dirty_bytes, fcb.dirty_fobx = [], 0, None
+        self.counters["write_behind_errors"] += 1
+        fcb.write_error = (S.STATUS_CONNECTION_DISCONNECTED, f"{reason} before they were sent")
+        log.warning("deferred writes of %s lost: %s", fcb.path, reason)
 
     # ------------------------------------------------------------------ the read cache
     def _cached_read(self, ident: bytes, ctx: RxContext, fobx: Fobx) -> bool:
@@ -1332,10 +1485,22 @@ class RdbssCore:
         """IRP_MJ_CLEANUP then IRP_MJ_CLOSE: forget the handle at once (close never fails for
         the caller), tell the mini-redirector, answer when it has closed its SrvOpen."""
         request_id = ctx.request_id
+        fcb = fobx.fcb
+        self._flush(fcb)
+        if fcb.flushing:  # the close answers once the deferred writes are done
+            fcb.flush_waiters.append(
+                lambda: self._close(ident, ctx, fobx) if fobx.id in self.fobxs else None
+            )
+            return
+        error = fcb.write_error
+        fcb.write_error = None
 
         def answer(done: RxCompletion, payload: Payload) -> None:
             # the handle is gone whatever the mini-redirector says; report what it said
             done.request_id = request_id
+            if error is not None and done.status == S.STATUS_SUCCESS:
+                done.status = error[0]
+                done.message = f"a deferred write of {fcb.path} failed: {error[1]}"
             self._to_client(ident, done, None)
 
         self._release(fobx, ctx.origin, answer)
@@ -1345,6 +1510,7 @@ class RdbssCore:
         then MRxCloseSrvOpen when it was the SrvOpen's last handle, unless the SrvOpen is kept
         for a delayed close); ``then`` gets the close's completion, or SUCCESS when there was
         nothing to close remotely."""
+        self._flush(fobx.fcb)  # sent before the cleanup and close
         del self.fobxs[fobx.id]
         self._handles_of[fobx.owner] -= 1
         if not self._handles_of[fobx.owner]:
@@ -1566,5 +1732,6 @@ class RdbssCore:
             "cache_limit": self.cache.limit,
             "cache_hits": stats.hits,
             "cache_misses": stats.misses,
+            "dirty_bytes": self._dirty_total,
             "files": files,
         }

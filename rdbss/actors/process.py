@@ -32,6 +32,8 @@ def run_core(config: Config, endpoints: Endpoints) -> None:
         close_delay_s=config.close_delay,
         max_delayed_closes=config.max_delayed_closes,
         cache_bytes=int(config.cache_mib * (1 << 20)),
+        write_behind_s=config.write_behind,
+        dirty_bytes=int(config.dirty_mib * (1 << 20)),
     )
     metrics: NullMetrics | None = None
     if config.metrics_port:

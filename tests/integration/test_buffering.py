@@ -294,3 +294,97 @@ def test_webdav_never_gets_a_delayed_close(tmp_path: Path) -> None:
             c.close_handle(h2.fobx)
             c.close_handle(h1.fobx)
             assert buffering(c)["delayed_now"] == 0
+
+
+# ------------------------------------------------------------------------------ write-behind
+@pytest.fixture(scope="module")
+def behind() -> Iterator[Daemon]:
+    """Write-behind that only events flush (the timer is far away)."""
+    extra = "close_delay = 0\nwrite_behind = 60"
+    with running_daemon(daemon_extra=extra, local_extra='caching = "exclusive"') as d:
+        yield d
+
+
+def test_deferred_writes_reach_the_server_before_another_open(behind: Daemon) -> None:
+    f = behind.share_dir / "deferred.txt"
+    unc = behind.share + r"\deferred.txt"
+    with behind.client() as a, behind.client() as b:
+        h = a.create(unc, access=RW, disposition=CreateDisposition.FILE_OVERWRITE_IF)
+        assert a.write_handle(h.fobx, 0, b"hello ") == 6  # acknowledged at once
+        assert a.write_handle(h.fobx, 6, b"world") == 5
+        assert f.read_bytes() == b""  # not sent yet: write-behind
+        assert buffering(a)["dirty_bytes"] == 11
+        assert a.read_handle(h.fobx, 0, 11) == b"hello world"  # the writer sees its data
+        assert f.read_bytes() == b"hello world"  # the read sent them first
+        assert a.write_handle(h.fobx, 0, b"HELLO") == 5
+        r = b.create(unc, access=R)  # another client's open: they go out before it
+        assert f.read_bytes() == b"HELLO world"
+        assert b.read_handle(r.fobx, 0, 11) == b"HELLO world"
+        assert a.write_handle(h.fobx, 11, b"!") == 1  # two handles now: write-through
+        assert f.read_bytes() == b"HELLO world!"
+        b.close_handle(r.fobx)
+        a.close_handle(h.fobx)
+
+
+def test_a_close_sends_deferred_writes_before_it_answers(behind: Daemon) -> None:
+    f = behind.share_dir / "closed.txt"
+    unc = behind.share + r"\closed.txt"
+    with behind.client() as a:
+        h = a.create(unc, access=RW, disposition=CreateDisposition.FILE_OVERWRITE_IF)
+        a.write_handle(h.fobx, 0, b"x" * 100_000)
+        assert f.stat().st_size == 0
+        a.close_handle(h.fobx)
+        assert f.read_bytes() == b"x" * 100_000
+        assert buffering(a)["dirty_bytes"] == 0
+
+
+def test_deferred_writes_go_out_when_the_timer_fires(exclusive: Daemon) -> None:
+    f = exclusive.share_dir / "timer.txt"
+    unc = exclusive.share + r"\timer.txt"
+    with exclusive.client() as a:
+        h = a.create(unc, access=RW, disposition=CreateDisposition.FILE_OVERWRITE_IF)
+        a.write_handle(h.fobx, 0, b"later")
+        assert f.read_bytes() == b""
+        wait_until(lambda: f.read_bytes() == b"later", 5.0)  # write_behind = 1 s
+        a.close_handle(h.fobx)
+
+
+def test_a_failed_deferred_write_is_reported_by_the_close(tmp_path: Path) -> None:
+    folder = tmp_path / "flaky"
+    folder.mkdir()
+    config = f"""
+[[minirdr]]
+name = "flaky"
+kind = "faulty"
+wraps = "local"
+caching = "exclusive"
+[minirdr.options]
+server = "flaky"
+[minirdr.options.shares]
+data = "{folder}"
+[[minirdr.rules]]
+routine = "MRxLowIOSubmit"
+lowio_op = "WRITE"
+path = "*.full"
+action = "status"
+status = "STATUS_DISK_FULL"
+"""
+    with (
+        running_daemon(extra_config=config, daemon_extra="write_behind = 60") as d,
+        d.client() as c,
+    ):
+        unc = r"\\flaky\data\x.full"
+        h = c.create(unc, access=RW, disposition=CreateDisposition.FILE_OVERWRITE_IF)
+        assert c.write_handle(h.fobx, 0, b"lost?") == 5  # deferred: acknowledged
+        with pytest.raises(NtStatusError) as ei:
+            c.close_handle(h.fobx)
+        assert ei.value.status == S.STATUS_DISK_FULL
+        assert "deferred write" in str(ei.value)
+        assert buffering(c)["write_behind_errors"] == 1
+        # and the next operation, when it comes first
+        h = c.create(unc, access=RW)
+        c.write_handle(h.fobx, 0, b"again")
+        with pytest.raises(NtStatusError) as ei:
+            c.flush_handle(h.fobx)
+        assert ei.value.status == S.STATUS_DISK_FULL
+        c.close_handle(h.fobx)

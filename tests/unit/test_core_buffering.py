@@ -309,3 +309,86 @@ def test_a_read_in_flight_across_a_write_fills_nothing() -> None:
     env.read(fobx, 0, 4)
     assert env.sent()[-1].routine == Routine.MRxLowIOSubmit  # went to the mini-redirector
     assert env.core.cache.bytes == 0
+
+
+# ------------------------------------------------------------------------------ write-behind
+def write(env: Env, fobx: int, offset: int, data: bytes, ident: bytes = CLIENT_A) -> Any:
+    lowio = LowIoParameters(offset=offset, length=len(data))
+    env.request(ident, RxContext(0, IrpMj.WRITE, fobx=fobx, lowio=lowio), data)
+    return env.out.client[-1][1]
+
+
+def test_writes_are_deferred_and_sent_in_order_before_the_next_request() -> None:
+    env = Env("exclusive", close_delay_s=0, write_behind_s=1.0)
+    fobx = env.open(access=RW)
+    env.out.peer.clear()
+    assert write(env, fobx, 0, b"abc").information == 3
+    assert write(env, fobx, 3, b"def").information == 3  # merged with the first
+    assert write(env, fobx, 100, b"x").information == 1
+    assert env.sent() == []
+    env.read(fobx, 0, 6)
+    writes = [c for c in env.sent() if c.lowio and c.lowio.operation == LowIoOp.WRITE]
+    assert [(c.lowio.offset, c.lowio.length) for c in writes if c.lowio] == [(0, 6), (100, 1)]
+    assert env.sent()[-1].lowio is not None and env.sent()[-1].lowio.operation == LowIoOp.READ
+    assert env.out.peer[0][2] == b"abcdef"
+
+
+def test_the_timer_and_a_conflicting_open_send_deferred_writes() -> None:
+    env = Env("exclusive", close_delay_s=0, write_behind_s=1.0)
+    fobx = env.open(access=RW)
+    env.out.peer.clear()
+    write(env, fobx, 0, b"abc")
+    env.clock.now += 0.5
+    env.core.tick()
+    assert env.sent() == []
+    env.clock.now += 0.6
+    env.core.tick()
+    assert len(env.sent()) == 1
+    write(env, fobx, 0, b"zz")
+    env.create(CLIENT_B, access=R)
+    assert [c.routine for c in env.sent()[-3:]] == [
+        Routine.MRxLowIOSubmit,  # the deferred write first
+        Routine.MRxCompleteBufferingStateChangeRequest,  # the state lost its write bits
+        Routine.MRxCreate,
+    ]
+
+
+def test_a_close_waits_for_deferred_writes_and_reports_their_failure() -> None:
+    env = Env("exclusive", close_delay_s=0, write_behind_s=1.0)
+    fobx = env.open(access=RW)
+    env.out.peer.clear()
+    write(env, fobx, 0, b"abc")
+    answered = len(env.out.client)
+    env.close(fobx)
+    assert len(env.out.client) == answered  # not before the write is done
+    deferred = env.sent()[-1]
+    env.core.on_peer(
+        "local", RxCompletion(deferred.request_id, S.STATUS_DISK_FULL, message="full"), None
+    )
+    assert env.routines()[-2:] == [Routine.MRxCleanupFobx, Routine.MRxCloseSrvOpen]
+    env.answer()
+    done = env.out.client[-1][1]
+    assert done.status == S.STATUS_DISK_FULL and "deferred write" in done.message
+
+
+def test_deferred_writes_lost_with_their_minirdr_are_reported() -> None:
+    env = Env("exclusive", close_delay_s=0, write_behind_s=1.0)
+    fobx = env.open(access=RW)
+    write(env, fobx, 0, b"abc")
+    env.core.peer_down("local", S.STATUS_CONNECTION_DISCONNECTED, "killed")
+    env.close(fobx)
+    done = env.out.client[-1][1]
+    assert done.status == S.STATUS_CONNECTION_DISCONNECTED
+    assert env.core.status()["buffering"]["dirty_bytes"] == 0
+
+
+def test_no_write_behind_for_appends_or_several_handles() -> None:
+    env = Env("exclusive", close_delay_s=0, write_behind_s=1.0)
+    fobx = env.open(access=RW)
+    env.out.peer.clear()
+    write(env, fobx, -1, b"append")
+    assert len(env.sent()) == 1
+    env.open(CLIENT_B, access=R)
+    env.out.peer.clear()
+    write(env, fobx, 0, b"x")
+    assert len(env.sent()) == 1  # a reader is open too: write-through
