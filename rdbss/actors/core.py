@@ -98,6 +98,8 @@ _ORDINARY = frozenset(
 )
 
 
+#: What answers a collapsed create: the mini-redirector's MRxCollapseOpen, else a query.
+_COLLAPSE_ANSWERS = frozenset({Routine.MRxCollapseOpen, Routine.MRxQueryFileInfo})
 #: Access that writes data anywhere in a file (FILE_APPEND_DATA alone only appends).
 _WRITE_DATA = Access.FILE_WRITE_DATA | Access.GENERIC_WRITE | Access.GENERIC_ALL
 
@@ -734,8 +736,8 @@ class RdbssCore:
         if not may_collapse(create.disposition, create.create_options):
             return None
         peer = self.peers.get(minirdr)
-        if peer is None:
-            return None
+        if peer is None or not peer.routines & _COLLAPSE_ANSWERS:
+            return None  # nothing would give the create its file information
         for srv_open in fcb.srv_opens:
             if (
                 srv_open.minirdr == minirdr

@@ -392,3 +392,10 @@ def test_no_write_behind_for_appends_or_several_handles() -> None:
     env.out.peer.clear()
     write(env, fobx, 0, b"x")
     assert len(env.sent()) == 1  # a reader is open too: write-through
+
+
+def test_no_collapsing_when_nothing_could_answer_the_create() -> None:
+    env = Env("off", routines=[r for r in ROUTINES if r != Routine.MRxQueryFileInfo])
+    env.open()
+    env.create(CLIENT_B)
+    assert env.sent()[-1].routine == Routine.MRxCreate
