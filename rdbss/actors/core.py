@@ -3,7 +3,10 @@ forwards routines to the right mini-redirector, tracks every pending request wit
 completes it when the answer arrives (STATUS_PENDING semantics).
 
 It never blocks: a request whose NetRoot is still being set up waits on that NetRoot's transition
-list, not on the core. This class holds no sockets; ``CoreServer`` (core_server.py) feeds it
+list, not on the core. Each Fcb has a buffering state (model/buffering.py) computed from its
+mini-redirector's grant and its open handles: compatible opens collapse onto one SrvOpen, a
+last close may be delayed (the scavenger closes it later), reads may be cached
+(model/filecache.py) and writes deferred (write-behind) while the state allows. This class holds no sockets; ``CoreServer`` (core_server.py) feeds it
 messages and carries out what it sends through the ``Outbox``.
 """
 

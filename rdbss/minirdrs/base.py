@@ -8,6 +8,10 @@ operations are implemented.
 
 Routines run in the mini-redirector's own process. They return a ``Result`` or raise
 ``NtStatusError``; any other exception becomes STATUS_INTERNAL_ERROR for that one request.
+The requests of one connection (SrvCall) run in the order they were sent, except those that
+answer STATUS_PENDING: the core relies on it (deferred writes are sent just before the request
+that must see them). Byte-range locks belong to the handle (``ctx.fobx``), not to the SrvOpen:
+the core may give one SrvOpen to several handles (open collapsing).
 
 Result conventions (structured results travel as msgpack maps):
 - times are POSIX nanoseconds (``creation_time``, ``last_access_time``, ``last_write_time``,
