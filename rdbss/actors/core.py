@@ -6,8 +6,10 @@ It never blocks: a request whose NetRoot is still being set up waits on that Net
 list, not on the core. Each Fcb has a buffering state (model/buffering.py) computed from its
 mini-redirector's grant and its open handles: compatible opens collapse onto one SrvOpen, a
 last close may be delayed (the scavenger closes it later), reads may be cached
-(model/filecache.py) and writes deferred (write-behind) while the state allows. This class holds no sockets; ``CoreServer`` (core_server.py) feeds it
-messages and carries out what it sends through the ``Outbox``.
+(model/filecache.py) and writes deferred (write-behind) while the state allows.
+
+This class holds no sockets; ``CoreServer`` (core_server.py) feeds it messages and carries out
+what it sends through the ``Outbox``.
 """
 
 from __future__ import annotations

@@ -51,13 +51,14 @@ def plain() -> Iterator[Daemon]:
 
 @pytest.fixture(scope="module")
 def handles() -> Iterator[Daemon]:
-    with running_daemon(daemon_extra="close_delay = 1.5", local_extra='caching = "handles"') as d:
+    with running_daemon(daemon_extra="close_delay = 3", local_extra='caching = "handles"') as d:
         yield d
 
 
 @pytest.fixture(scope="module")
 def exclusive() -> Iterator[Daemon]:
-    with running_daemon(daemon_extra="close_delay = 0", local_extra='caching = "exclusive"') as d:
+    extra = "close_delay = 0\nwrite_behind = 3"
+    with running_daemon(daemon_extra=extra, local_extra='caching = "exclusive"') as d:
         yield d
 
 
@@ -146,8 +147,8 @@ def test_a_closed_file_stays_open_for_a_reopen_then_the_scavenger_closes_it(
         assert c.read_handle(h.fobx, 0, 4) == b"kept"
         c.close_handle(h.fobx)
         t0 = time.monotonic()
-        wait_until(lambda: fds_on(handles, f) == 0, 6.0)  # 1.5 s after the last close
-        assert time.monotonic() - t0 > 0.5
+        wait_until(lambda: fds_on(handles, f) == 0, 10.0)  # 3 s after the last close
+        assert time.monotonic() - t0 > 1.0
         assert buffering(c)["delayed_now"] == 0
 
 
@@ -345,7 +346,7 @@ def test_deferred_writes_go_out_when_the_timer_fires(exclusive: Daemon) -> None:
         h = a.create(unc, access=RW, disposition=CreateDisposition.FILE_OVERWRITE_IF)
         a.write_handle(h.fobx, 0, b"later")
         assert f.read_bytes() == b""
-        wait_until(lambda: f.read_bytes() == b"later", 5.0)  # write_behind = 1 s
+        wait_until(lambda: f.read_bytes() == b"later", 10.0)  # write_behind = 3 s
         a.close_handle(h.fobx)
 
 
