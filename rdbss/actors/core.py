@@ -1495,9 +1495,7 @@ class RdbssCore:
         fcb = fobx.fcb
         self._flush(fcb)
         if fcb.flushing:  # the close answers once the deferred writes are done
-            fcb.flush_waiters.append(
-                lambda: self._close(ident, ctx, fobx) if fobx.id in self.fobxs else None
-            )
+            fcb.flush_waiters.append(lambda: self._resume(ident, ctx, None))
             return
         error = fcb.write_error
         fcb.write_error = None

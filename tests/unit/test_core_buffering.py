@@ -399,3 +399,17 @@ def test_no_collapsing_when_nothing_could_answer_the_create() -> None:
     env.open()
     env.create(CLIENT_B)
     assert env.sent()[-1].routine == Routine.MRxCreate
+
+
+def test_a_second_close_while_the_first_waits_for_deferred_writes_is_answered() -> None:
+    env = Env("exclusive", close_delay_s=0, write_behind_s=1.0)
+    fobx = env.open(access=RW)
+    write(env, fobx, 0, b"abc")
+    env.close(fobx)
+    env.close(fobx)
+    deferred = env.sent()[-1]
+    answered = len(env.out.client)
+    env.core.on_peer("local", RxCompletion(deferred.request_id, S.STATUS_SUCCESS, 3), None)
+    assert [d.status for _, d, _ in env.out.client[answered:]] == [S.STATUS_INVALID_HANDLE]
+    env.answer()  # MRxCloseSrvOpen
+    assert env.out.client[-1][1].status == S.STATUS_SUCCESS
