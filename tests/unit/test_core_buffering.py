@@ -413,3 +413,25 @@ def test_a_second_close_while_the_first_waits_for_deferred_writes_is_answered() 
     assert [d.status for _, d, _ in env.out.client[answered:]] == [S.STATUS_INVALID_HANDLE]
     env.answer()  # MRxCloseSrvOpen
     assert env.out.client[-1][1].status == S.STATUS_SUCCESS
+
+
+def test_a_collapsed_srv_open_lost_with_its_minirdr_is_reopened_once() -> None:
+    env = Env("off")
+    first = env.open()
+    second = env.open(CLIENT_B)  # collapsed: one SrvOpen, two handles
+    env.core.peer_down("local", S.STATUS_CONNECTION_DISCONNECTED, "killed")
+    reg = Register("local", "local", ROUTINES, LOWIO, ["local"], buffering=grant_for("off"))
+    env.core.on_peer("local", reg, None)
+    env.out.peer.clear()
+    env.read(first, 0, 2)
+    connect(env.core, env.out)
+    env.out.peer = [p for p in env.out.peer if p[0] != CONNMGR]
+    reopen = env.sent()[-1]
+    assert reopen.routine == Routine.MRxCreate
+    env.core.on_peer(
+        "local", RxCompletion(reopen.request_id, S.STATUS_SUCCESS, 1, result={"srv_open": 7}), None
+    )
+    assert env.sent()[-1].srv_open == 7  # the read, on the new server open
+    env.read(second, 0, 2, CLIENT_B)  # the other handle shares it: no second re-open
+    assert env.sent()[-1].routine == Routine.MRxLowIOSubmit and env.sent()[-1].srv_open == 7
+    assert [c.routine for c in env.sent()].count(Routine.MRxCreate) == 1
