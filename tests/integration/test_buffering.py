@@ -389,3 +389,18 @@ status = "STATUS_DISK_FULL"
             c.flush_handle(h.fobx)
         assert ei.value.status == S.STATUS_DISK_FULL
         c.close_handle(h.fobx)
+
+
+def test_removing_a_share_closes_its_delayed_closes(handles: Daemon, tmp_path: Path) -> None:
+    folder = tmp_path / "extra"
+    folder.mkdir()
+    f = folder / "e.txt"
+    f.write_bytes(b"e")
+    with handles.client() as c:
+        c.add_share("extra", str(folder))
+        c.close_handle(c.create(r"\\local\extra\e.txt", access=R).fobx)
+        assert fds_on(handles, f) == 1
+        c.remove_share("extra")
+        wait_until(lambda: fds_on(handles, f) == 0, 1.5)  # well before close_delay (3 s)
+        with pytest.raises(NtStatusError):
+            c.create(r"\\local\extra\e.txt", access=R)  # no stale open to collapse onto
