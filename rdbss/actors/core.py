@@ -1113,7 +1113,8 @@ class RdbssCore:
         ):
             return
         if fcb.dirty or fcb.flushing:
-            self._flush(fcb)  # sent first: the mini-redirector applies them before this request
+            # sent first: the mini-redirector applies them before this request
+            self._flush(fcb, ctx.timeout_ms)
             if routine == Routine.MRxFlush and fcb.flushing:
                 # a flush answers once the deferred writes are done (and says if one failed)
                 fcb.flush_waiters.append(lambda: self._resume(ident, ctx, payload))
@@ -1200,10 +1201,11 @@ class RdbssCore:
             self._flush(fcb)
         return True
 
-    def _flush(self, fcb: Fcb) -> None:
+    def _flush(self, fcb: Fcb, timeout_ms: int = 30_000) -> None:
         """Send the Fcb's deferred writes (in order: a mini-redirector runs one connection's
-        requests in order, so whatever is sent after them sees them done). A failure is kept
-        in ``write_error`` for the next request on the file, or its close."""
+        requests in order, so whatever is sent after them sees them done), each with the
+        deadline of the request that needs them. A failure is kept in ``write_error`` for the
+        next request on the file, or its close."""
         if not fcb.dirty:
             return
         extents, fcb.dirty = fcb.dirty, []
@@ -1226,6 +1228,7 @@ class RdbssCore:
                 path=fcb.path,
                 fobx=fobx.id,
                 lowio=LowIoParameters(operation=LowIoOp.WRITE, offset=offset, length=len(data)),
+                timeout_ms=timeout_ms,
                 origin="write-behind",
             )
             then = self._flushed(fcb, offset, len(data))
@@ -1493,7 +1496,7 @@ class RdbssCore:
         the caller), tell the mini-redirector, answer when it has closed its SrvOpen."""
         request_id = ctx.request_id
         fcb = fobx.fcb
-        self._flush(fcb)
+        self._flush(fcb, ctx.timeout_ms)
         if fcb.flushing:  # the close answers once the deferred writes are done
             fcb.flush_waiters.append(lambda: self._resume(ident, ctx, None))
             return
