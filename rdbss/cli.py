@@ -183,6 +183,22 @@ def _render_status(s: dict[str, Any]) -> str:
             f"{c['name']:<32} {c['condition']:<14} {c['minirdr'] or '-':<10} "
             f"{status_name(c['status'])}"
         )
+    b = s.get("buffering")
+    if b:
+        lines.append("")
+        lines.append(
+            f"BUFFERING  collapsed opens {b['collapsed_opens']}, delayed closes "
+            f"{b['delayed_now']} now ({b['delayed_reused']} re-used, {b['delayed_closed']} "
+            f"closed; delay {b['close_delay_s']:g} s), read cache "
+            f"{b['cache_bytes'] / (1 << 20):.1f}/{b['cache_limit'] / (1 << 20):.0f} MiB, "
+            f"{b['cache_hits']} hits, {b['cache_misses']} misses"
+        )
+        for f in b["files"][:10]:
+            delayed = f" delayed {f['delayed_close_s'][0]:g}s" if f["delayed_close_s"] else ""
+            lines.append(
+                f"  {f['name']:<40} {f['handles']:>3} handles {f['srv_opens']:>2} opens"
+                f"{delayed} {','.join(f['state']) or '-'}"
+            )
     if s.get("recent_errors"):
         lines.append("")
         lines.append("RECENT ERRORS")

@@ -25,10 +25,16 @@ Example::
     [node]                                 # only on a node: a host running mini-redirectors
     core = "tcp://10.0.0.1:7700"           # ... for the core of another host (no core here)
     core_key = "/etc/rdbss/keys/core.key"  # the core's public key (file or Z85 text)
+    close_delay = 5.0                      # seconds a closed file's server open is kept
+    max_delayed_closes = 64                # per server (SrvCall)
+    cache_mib = 64                         # the core's read cache, all files together
+    write_behind = 1.0                     # seconds deferred writes wait (0: write-through)
+    dirty_mib = 16                         # deferred writes, all files together
 
     [[minirdr]]
     name = "local"
     kind = "local"
+    caching = "off"                        # off | handles | exclusive (model/buffering.py)
     server = "local"
     [minirdr.shares]
     data = "~/rdbss-data"
@@ -44,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from rdbss.minirdrs import KINDS
+from rdbss.model.buffering import grant_for
 
 
 class ConfigError(ValueError):
@@ -75,6 +82,7 @@ class MiniRdrConfig:
     name: str
     kind: str
     options: dict[str, Any] = field(default_factory=dict)
+    caching: str = "off"  # what the core may buffer for it (rdbss.model.buffering.Caching)
 
 
 @dataclass(slots=True)
@@ -104,6 +112,11 @@ class Config:
     metrics_port: int = 0  # 0: no metrics endpoint
     metrics_host: str = "127.0.0.1"
     provider_order: list[str] = field(default_factory=list)
+    close_delay: float = 5.0  # delayed close: how long a closed server open is kept
+    max_delayed_closes: int = 64  # per SrvCall (MaximumNumberOfCloseDelayedFiles)
+    cache_mib: float = 64.0  # the core's read cache
+    write_behind: float = 1.0  # WRITEBUFFERING: how long a deferred write may wait
+    dirty_mib: float = 16.0  # deferred writes, all files together
     minirdrs: list[MiniRdrConfig] = field(default_factory=list)
     source: Path | None = None  # the file it came from; None for the embedded default
     secret_key: str = ""  # path of this host's .key_secret (tcp:// links)
@@ -138,6 +151,11 @@ class Config:
             metrics_port=int(data.get("metrics_port", 0)),
             metrics_host=str(data.get("metrics_host", "127.0.0.1")),
             provider_order=list(data["provider_order"]),
+            close_delay=float(data.get("close_delay", 5.0)),
+            max_delayed_closes=int(data.get("max_delayed_closes", 64)),
+            cache_mib=float(data.get("cache_mib", 64.0)),
+            write_behind=float(data.get("write_behind", 1.0)),
+            dirty_mib=float(data.get("dirty_mib", 16.0)),
             minirdrs=[MiniRdrConfig(**m) for m in data["minirdrs"]],
             source=Path(data["source"]) if data.get("source") else None,
             secret_key=str(data.get("secret_key", "")),
@@ -170,6 +188,13 @@ def _number(table: dict[str, Any], key: str, default: float, where: str) -> floa
     return float(value)
 
 
+def _at_least_zero(table: dict[str, Any], key: str, default: float, where: str) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigError(f"{where}.{key} must be a number, 0 or more, not {value!r}")
+    return float(value)
+
+
 def parse_config(text: str, source: Path | None = None) -> Config:
     where = str(source) if source else "config"
     try:
@@ -193,6 +218,11 @@ def parse_config(text: str, source: Path | None = None) -> Config:
         "client_listen",
         "authorized_keys",
         "remote_client_grace",
+        "close_delay",
+        "max_delayed_closes",
+        "cache_mib",
+        "write_behind",
+        "dirty_mib",
     }
     if unknown:
         raise ConfigError(f"{where}: unknown [daemon] setting {sorted(unknown)[0]!r}")
@@ -211,6 +241,14 @@ def parse_config(text: str, source: Path | None = None) -> Config:
         raise ConfigError(f"{where}: metrics_port must be a port number (0 = off)")
     config.metrics_port = port
     config.metrics_host = str(daemon.get("metrics_host", "127.0.0.1"))
+    config.close_delay = _at_least_zero(daemon, "close_delay", 5.0, f"{where}: daemon")
+    config.cache_mib = _at_least_zero(daemon, "cache_mib", 64.0, f"{where}: daemon")
+    config.write_behind = _at_least_zero(daemon, "write_behind", 1.0, f"{where}: daemon")
+    config.dirty_mib = _at_least_zero(daemon, "dirty_mib", 16.0, f"{where}: daemon")
+    limit = daemon.get("max_delayed_closes", 64)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        raise ConfigError(f"{where}: max_delayed_closes must be a whole number (0 = none)")
+    config.max_delayed_closes = limit
     entries = data.get("minirdr", [])
     if "client" in data:
         config.client = _parse_client(data["client"], where)
@@ -233,8 +271,15 @@ def parse_config(text: str, source: Path | None = None) -> Config:
                 f"{where}: mini-redirector {name!r} has kind {kind!r}; known: {sorted(KINDS)}"
             )
         names.add(name)
-        options = {k: v for k, v in entry.items() if k not in ("name", "kind")}
-        config.minirdrs.append(MiniRdrConfig(name=name, kind=kind, options=options))
+        caching = entry.get("caching", "off")
+        try:
+            grant_for(str(caching))
+        except ValueError as exc:
+            raise ConfigError(f"{where}: mini-redirector {name!r}: {exc}") from None
+        options = {k: v for k, v in entry.items() if k not in ("name", "kind", "caching")}
+        config.minirdrs.append(
+            MiniRdrConfig(name=name, kind=kind, options=options, caching=str(caching))
+        )
     order = daemon.get("provider_order", [m.name for m in config.minirdrs])
     if not isinstance(order, list) or any(o not in names for o in order):
         raise ConfigError(f"{where}: provider_order must list configured mini-redirector names")

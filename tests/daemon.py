@@ -79,6 +79,7 @@ def write_config(
     idle_timeout: float = 300.0,
     metrics_port: int = 0,
     daemon_extra: str = "",
+    local_extra: str = "",
 ) -> tuple[Path, Path]:
     share = base / "share"
     share.mkdir(parents=True, exist_ok=True)
@@ -97,6 +98,7 @@ connect_timeout = 5.0
 name = "local"
 kind = "local"
 server = "local"
+{local_extra}
 [minirdr.shares]
 data = "{share}"
 {extra}"""
@@ -111,11 +113,12 @@ def running_daemon(
     idle_timeout: float = 300.0,
     metrics_port: int = 0,
     daemon_extra: str = "",
+    local_extra: str = "",
 ) -> Iterator[Daemon]:
     # short path: ipc socket paths are limited to 107 characters
     base = Path(tempfile.mkdtemp(prefix="rdt-", dir="/tmp"))
     cfg, share = write_config(
-        base, extra_config, log_level, idle_timeout, metrics_port, daemon_extra
+        base, extra_config, log_level, idle_timeout, metrics_port, daemon_extra, local_extra
     )
     config = load_config(cfg)
     pid = start_detached(cfg, config)

@@ -3,8 +3,11 @@ forwards routines to the right mini-redirector, tracks every pending request wit
 completes it when the answer arrives (STATUS_PENDING semantics).
 
 It never blocks: a request whose NetRoot is still being set up waits on that NetRoot's transition
-list, not on the core. This class holds no sockets; ``CoreServer`` (core_server.py) feeds it
-messages and carries out what it sends through the ``Outbox``.
+list, not on the core. Open collapsing, delayed close, the read cache and write-behind live in
+core_buffering.py (``BufferingMixin``); this module calls them at its hooks.
+
+This class holds no sockets; ``CoreServer`` (core_server.py) feeds it messages and carries out
+what it sends through the ``Outbox``.
 """
 
 from __future__ import annotations
@@ -18,15 +21,23 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rdbss.actors.bus import client_alive
+from rdbss.actors.core_buffering import BufferingMixin
 from rdbss.actors.metrics import NullMetrics
+from rdbss.model.buffering import (
+    FcbState,
+    conflicts,
+    describe,
+)
 from rdbss.model.dispatch import routine_for
 from rdbss.model.names import UncName, parse_unc
 from rdbss.model.prefix import PrefixTable
 from rdbss.model.sharing import check_create_parameters, check_share_access
 from rdbss.model.structs import Condition, Fcb, Fobx, NetRoot, SrvOpen, VNetRoot
 from rdbss.wire.constants import (
+    READ_ACCESS,
     WRITE_ACCESS,
     CreateDisposition,
+    CreateInformation,
     FileInformationClass,
     FsctlCode,
     IrpMj,
@@ -106,6 +117,7 @@ class Peer:
     last_seen: float
     requests: int = 0
     host: str = ""
+    buffering: int = 0  # the FCB_STATE bits it grants (Register.buffering)
 
     def claims(self, server: str) -> bool:
         s = server.lower()
@@ -137,6 +149,11 @@ class CoreSettings:
     peer_timeout_s: float = 3.0  # no heartbeat for this long: the peer is down
     construct_timeout_ms: int = 45_000
     max_timeout_ms: int = 600_000
+    close_delay_s: float = 5.0  # a closed SrvOpen is kept this long for a re-open (0: never)
+    max_delayed_closes: int = 64  # per SrvCall (MaximumNumberOfCloseDelayedFiles)
+    cache_bytes: int = 64 << 20  # the read cache, every Fcb together
+    write_behind_s: float = 0.0  # WRITEBUFFERING: deferred writes go out after this (0: never)
+    dirty_bytes: int = 16 << 20  # deferred writes, every Fcb together
 
 
 @dataclass(slots=True)
@@ -147,7 +164,7 @@ class RecentError:
     message: str
 
 
-class RdbssCore:
+class RdbssCore(BufferingMixin):
     def __init__(
         self,
         outbox: Outbox,
@@ -177,6 +194,7 @@ class RdbssCore:
         self.stopping = False
         self.completed = 0
         self.recent_errors: list[RecentError] = []
+        self._init_buffering(settings)
 
     # ------------------------------------------------------------------ entry points (I/O side)
     def on_client(self, ident: bytes, ctx: RxContext, payload: Payload) -> None:
@@ -259,6 +277,10 @@ class RdbssCore:
         for peer in list(self.peers.values()):
             if peer.last_seen < limit:
                 self.peer_down(peer.name, S.STATUS_IO_TIMEOUT, "stopped answering heartbeats")
+        if self._dirty:
+            self.flush_deferred_writes(now)
+        if self._delayed:
+            self.scavenge_delayed_closes(now)
         if now >= self._next_sweep:
             self._next_sweep = now + self.settings.sweep_interval_s
             self.sweep_dead_clients()
@@ -342,6 +364,7 @@ class RdbssCore:
             registered_at=now,
             last_seen=now,
             host=reg.host,
+            buffering=reg.buffering,
         )
         log.info(
             "registered peer=%s role=%s kind=%s pid=%d host=%s routines=%d",
@@ -378,6 +401,12 @@ class RdbssCore:
         for fobx in self.fobxs.values():
             if fobx.srv_open.minirdr == name:
                 fobx.orphaned_status = S.STATUS_CONNECTION_DISCONNECTED
+        for srv_open in list(self._delayed.values()):
+            if srv_open.minirdr == name:
+                self._close_delayed(srv_open, "its mini-redirector went down")
+        for fcb in list(self._dirty.values()):
+            if fcb.dirty_fobx is not None and fcb.dirty_fobx.srv_open.minirdr == name:
+                self._lose_deferred(fcb, f"mini-redirector {name!r} went down")
         if peer.role == "minirdr" and CONNMGR in self.peers:
             note = RxContext(
                 request_id=next(self._ids),
@@ -494,6 +523,12 @@ class RdbssCore:
         for fobx in self.fobxs.values():
             if fobx.fcb.net_root.srv_call is srv_call and fobx.orphaned_status == S.STATUS_SUCCESS:
                 fobx.orphaned_status = status
+        for srv_open in list(self._delayed.values()):
+            if srv_open.fcb.net_root.srv_call is srv_call:
+                self._close_delayed(srv_open, "the connection was lost")
+        for fcb in list(self._dirty.values()):
+            if fcb.net_root.srv_call is srv_call:
+                self._lose_deferred(fcb, f"the connection to \\\\{srv_call.name} was lost")
         for v_net_root in self.prefix.remove_srv_call(srv_call):
             self._wake(v_net_root)
         if CONNMGR in self.peers:
@@ -567,7 +602,13 @@ class RdbssCore:
                 message=f"connecting to {name.net_root_prefix} kept being interrupted",
             )
 
-    def _create_on(self, ident: bytes, ctx: RxContext, name: UncName, vnr: VNetRoot) -> None:
+    def _create_on(
+        self, ident: bytes, ctx: RxContext, name: UncName, vnr: VNetRoot, collapse: bool = True
+    ) -> None:
+        """RxCollapseOrCreateSrvOpen: a compatible open of a file already open reuses its
+        SrvOpen (a new Fobx, no MRxCreate); any other goes to the mini-redirector, after the
+        server opens kept for a delayed close that conflict with it are closed and cached data
+        it would make stale is purged (what an oplock break gives before the open proceeds)."""
         net_root = vnr.net_root
         net_root.last_used = self.clock()
         minirdr = net_root.minirdr
@@ -575,16 +616,28 @@ class RdbssCore:
         create = ctx.create
         existing = net_root.fcbs.get(name.path.lower())
         if existing is not None:
+            self._flush(existing)  # deferred writes reach the server before this open
             if existing.delete_pending:
                 raise NtStatusError(
                     S.STATUS_DELETE_PENDING, f"{name.path} is being deleted (delete pending)"
                 )
             if create is not None:
                 check_share_access(
-                    ((so.desired_access, so.share_access) for so in existing.srv_opens),
+                    ((so.desired_access, so.share_access) for so in existing.srv_opens if so.fobxs),
                     create.desired_access,
                     create.share_access,
                 )
+                candidate = self._collapsible(existing, create, minirdr) if collapse else None
+                if candidate is not None:
+                    self._collapse(ident, ctx, name, vnr, candidate)
+                    return
+                for srv_open in [so for so in existing.srv_opens if not so.fobxs]:
+                    held = (srv_open.desired_access, srv_open.share_access)
+                    if conflicts(
+                        create.desired_access, create.share_access, create.disposition, held
+                    ):
+                        self._close_delayed(srv_open, "a conflicting open")
+                self._rebuffer(existing, create.desired_access)
         request_id = ctx.request_id
         fobx_id = next(self._fobx_ids)
         ctx.routine = Routine.MRxCreate
@@ -601,8 +654,14 @@ class RdbssCore:
                 key = name.path.lower()
                 fcb = net_root.fcbs.get(key)
                 if fcb is None:
-                    fcb = Fcb(net_root, name.path, directory=bool(result.get("directory")))
+                    fcb = Fcb(
+                        net_root,
+                        name.path,
+                        directory=bool(result.get("directory")),
+                        serial=next(self._fcb_serials),
+                    )
                     net_root.fcbs[key] = fcb
+                peer = self.peers.get(minirdr)
                 srv_open = SrvOpen(
                     fcb,
                     minirdr,
@@ -610,17 +669,29 @@ class RdbssCore:
                     desired_access=create.desired_access if create else 0,
                     share_access=create.share_access if create else 0,
                     create_options=create.create_options if create else 0,
-                    peer_pid=self.peers[minirdr].pid if minirdr in self.peers else 0,
+                    peer_pid=peer.pid if peer is not None else 0,
+                    grant=peer.buffering if peer is not None else 0,
                 )
+                if done.information in (
+                    CreateInformation.FILE_OVERWRITTEN,
+                    CreateInformation.FILE_SUPERSEDED,
+                    CreateInformation.FILE_CREATED,
+                ):
+                    self._purge(fcb)  # whatever was cached of the file is gone
                 fcb.srv_opens.append(srv_open)
                 fobx = Fobx(fobx_id, srv_open, ident)
                 srv_open.fobxs.append(fobx)
                 self.fobxs[fobx_id] = fobx
                 self._handles_of[ident] = self._handles_of.get(ident, 0) + 1
+                self._rebuffer(fcb)
                 done.result = {**result, "fobx": fobx_id}
             elif done.status == S.STATUS_SUCCESS:
                 done.status = S.STATUS_INVALID_NETWORK_RESPONSE
                 done.message = f"{minirdr!r} answered a create without a srv_open id"
+            else:
+                fcb = net_root.fcbs.get(name.path.lower())
+                if fcb is not None:
+                    self._rebuffer(fcb)  # the open that changed the state did not happen
             self._to_client(ident, done, payload)
 
         self._send(minirdr, ctx, None, then, net_root=net_root)
@@ -775,23 +846,67 @@ class RdbssCore:
             # the shared-memory hint (rdbss.shm) only works on this host: the bytes come back
             # in the answer instead
             ctx.args = {k: v for k, v in ctx.args.items() if k not in ("shm", "shm_off")}
+        if fcb.write_error is not None:
+            status, message = fcb.write_error
+            fcb.write_error = None
+            raise NtStatusError(status, f"a deferred write of {fcb.path} failed: {message}")
+        if (
+            op == LowIoOp.WRITE
+            and fcb.buffering & FcbState.WRITEBUFFERING_ENABLED
+            and self._defer_write(ident, ctx, fobx, payload)
+        ):
+            return
+        if fcb.dirty or fcb.flushing:
+            # sent first: the mini-redirector applies them before this request
+            self._flush(fcb, ctx.timeout_ms)
+            if routine == Routine.MRxFlush and fcb.flushing:
+                # a flush answers once the deferred writes are done (and says if one failed)
+                fcb.flush_waiters.append(lambda: self._resume(ident, ctx, payload))
+                return
         ctx.routine = routine
         ctx.srv_open = srv_open.mrx_id
         ctx.srv_call = fcb.net_root.srv_call.name
         ctx.net_root = fcb.net_root.name
         ctx.path = fcb.path
+        if (
+            op == LowIoOp.READ
+            and fcb.buffering & FcbState.READCACHING_ENABLED
+            and srv_open.desired_access & READ_ACCESS
+            and self._cached_read(ident, ctx, fobx)
+        ):
+            return
         then = self._relay(ident, ctx)
-        if routine == Routine.MRxSetFileInfo and ctx.info is not None:
-            if ctx.info.info_class == FileInformationClass.FileRenameInformation:
-                then = self._prepare_rename(ident, ctx, fobx)
-            elif ctx.info.info_class == FileInformationClass.FileDispositionInformation:
+        if op == LowIoOp.WRITE:
+            then = self._writing(fcb, ctx, payload, then)
+        elif op in (LowIoOp.SHAREDLOCK, LowIoOp.EXCLUSIVELOCK) and not fcb.locked:
+            fcb.locked = True  # locks are checked by the mini-redirector: no more caching
+            self._rebuffer(fcb)
+        elif routine == Routine.MRxSetFileInfo and ctx.info is not None:
+            info_class = ctx.info.info_class
+            if info_class == FileInformationClass.FileRenameInformation:
+                then = self._prepare_rename(ident, ctx, fobx)  # refuses a bad target
+                # the names change: server opens kept for delayed closes there go first
+                self.close_delayed_on(fcb.net_root, None, "a rename")
+            elif info_class == FileInformationClass.FileDispositionInformation:
+                self.close_delayed_on(fcb.net_root, fcb, "a delete")
                 then = self._track_disposition(ctx, fcb, then)
+            elif info_class in (
+                FileInformationClass.FileEndOfFileInformation,
+                FileInformationClass.FileAllocationInformation,
+            ):
+                then = self._changing(fcb, then)
         self._send(srv_open.minirdr, ctx, payload, then, net_root=fcb.net_root)
 
     def _shares_memory(self, ident: bytes, minirdr: str | None) -> bool:
         """A client and a mini-redirector that can share /dev/shm: both on this host."""
         peer = self.peers.get(minirdr or "")
         return ident[:1] == b"c" and peer is not None and not peer.host
+
+    def _resume(self, ident: bytes, ctx: RxContext, payload: Payload) -> None:
+        try:
+            self._file_request(ident, ctx, payload)
+        except NtStatusError as exc:
+            self._answer(ident, ctx, exc.status, message=exc.strerror or "")
 
     def _reopen(
         self, ident: bytes, ctx: RxContext, fobx: Fobx, payload: Payload, attempt: int
@@ -858,9 +973,19 @@ class RdbssCore:
             if fobx.id not in self.fobxs:
                 return  # closed meanwhile
             if done.status == S.STATUS_SUCCESS and isinstance(mrx_id, int):
-                srv_open.mrx_id = mrx_id
-                srv_open.minirdr = minirdr
-                srv_open.peer_pid = self.peers[minirdr].pid if minirdr in self.peers else 0
+                if any(
+                    f.orphaned_status == S.STATUS_SUCCESS for f in srv_open.fobxs if f is not fobx
+                ):
+                    # another handle of this (collapsed) SrvOpen re-opened it first: this
+                    # second server open is not needed
+                    self._close_extra(minirdr, mrx_id, fcb, ctx.origin)
+                else:
+                    srv_open.mrx_id = mrx_id
+                    srv_open.minirdr = minirdr
+                    srv_open.peer_pid = self.peers[minirdr].pid if minirdr in self.peers else 0
+                    for other in srv_open.fobxs:
+                        if not other.reopen_failed:
+                            other.orphaned_status = S.STATUS_SUCCESS
                 fobx.orphaned_status = S.STATUS_SUCCESS
                 log.info("re-opened handle fobx=%d path=%s via %s", fobx.id, fcb.path, minirdr)
                 try:
@@ -879,6 +1004,20 @@ class RdbssCore:
             self._send(minirdr, reopen, None, then, net_root=v_net_root.net_root)
         except NtStatusError as exc:
             self._answer(ident, ctx, exc.status, message=exc.strerror or "")
+
+    def _close_extra(self, minirdr: str, mrx_id: int, fcb: Fcb, origin: str | None) -> None:
+        close = RxContext(
+            request_id=0,
+            major=IrpMj.CLOSE,
+            routine=Routine.MRxCloseSrvOpen,
+            srv_open=mrx_id,
+            srv_call=fcb.net_root.srv_call.name,
+            net_root=fcb.net_root.name,
+            path=fcb.path,
+            origin=origin,
+        )
+        with contextlib.suppress(NtStatusError):
+            self._send(minirdr, close, None, lambda done, payload: None)
 
     def _prepare_rename(self, ident: bytes, ctx: RxContext, fobx: Fobx) -> Then:
         """Rename targets arrive as UNC names; the mini-redirector gets a share-relative path."""
@@ -926,32 +1065,59 @@ class RdbssCore:
         """IRP_MJ_CLEANUP then IRP_MJ_CLOSE: forget the handle at once (close never fails for
         the caller), tell the mini-redirector, answer when it has closed its SrvOpen."""
         request_id = ctx.request_id
+        fcb = fobx.fcb
+        self._flush(fcb, ctx.timeout_ms)
+        if fcb.flushing:  # the close answers once the deferred writes are done
+            fcb.flush_waiters.append(lambda: self._resume(ident, ctx, None))
+            return
+        error = fcb.write_error
+        fcb.write_error = None
 
         def answer(done: RxCompletion, payload: Payload) -> None:
             # the handle is gone whatever the mini-redirector says; report what it said
             done.request_id = request_id
+            if error is not None and done.status == S.STATUS_SUCCESS:
+                done.status = error[0]
+                done.message = f"a deferred write of {fcb.path} failed: {error[1]}"
             self._to_client(ident, done, None)
 
         self._release(fobx, ctx.origin, answer)
 
-    def _release(self, fobx: Fobx, origin: str | None, then: Then) -> None:
+    def _release(self, fobx: Fobx, origin: str | None, then: Then, delay: bool = True) -> None:
         """Drop a handle from the tables and close it on its mini-redirector (MRxCleanupFobx,
-        then MRxCloseSrvOpen when it was the SrvOpen's last handle); ``then`` gets the close's
-        completion, or SUCCESS when there was nothing to close remotely."""
+        then MRxCloseSrvOpen when it was the SrvOpen's last handle, unless the SrvOpen is kept
+        for a delayed close); ``then`` gets the close's completion, or SUCCESS when there was
+        nothing to close remotely."""
+        self._flush(fobx.fcb)  # sent before the cleanup and close
         del self.fobxs[fobx.id]
         self._handles_of[fobx.owner] -= 1
         if not self._handles_of[fobx.owner]:
             del self._handles_of[fobx.owner]
         srv_open = fobx.srv_open
         srv_open.fcb.net_root.last_used = self.clock()
-        srv_open.fobxs.remove(fobx)
         fcb = srv_open.fcb
-        if not srv_open.fobxs:
+        peer = self.peers.get(srv_open.minirdr)
+        alive = peer is not None and peer.pid == srv_open.peer_pid
+        delayed = (
+            delay
+            and alive
+            and len(srv_open.fobxs) == 1
+            and peer is not None
+            and Routine.MRxCloseSrvOpen in peer.routines
+            and self._may_delay(srv_open, fobx)
+        )
+        srv_open.fobxs.remove(fobx)
+        if not srv_open.fobxs and not delayed:
             fcb.srv_opens.remove(srv_open)
             if not fcb.srv_opens:
-                fcb.net_root.fcbs.pop(fcb.key, None)
+                if fcb.net_root.fcbs.get(fcb.key) is fcb:
+                    del fcb.net_root.fcbs[fcb.key]
+                self._purge(fcb)
+        if fcb.srv_opens:
+            self._rebuffer(fcb)
+        if delayed:
+            self._delay_close(srv_open)
         done = RxCompletion(0, S.STATUS_SUCCESS)
-        peer = self.peers.get(srv_open.minirdr)
         if peer is None or peer.pid != srv_open.peer_pid:
             # the process that held this SrvOpen is gone, and its state with it: a handle that
             # could write says so instead of pretending its unflushed writes are safe
@@ -983,7 +1149,7 @@ class RdbssCore:
             cleanup = handle_ctx(IrpMj.CLEANUP, Routine.MRxCleanupFobx)
             with contextlib.suppress(NtStatusError):
                 self._send(peer.name, cleanup, None, lambda done, payload: None)
-        if srv_open.fobxs or Routine.MRxCloseSrvOpen not in peer.routines:
+        if srv_open.fobxs or delayed or Routine.MRxCloseSrvOpen not in peer.routines:
             then(done, None)
             return
         try:
@@ -1031,6 +1197,12 @@ class RdbssCore:
                 target = next((p.name for p in self.peers.values() if p.kind == "local"), None)
             if target is None or target not in self.peers:
                 raise NtStatusError(S.STATUS_BAD_NETWORK_NAME, f"no mini-redirector {target!r}")
+            if code == FsctlCode.RDBSS_REMOVE_SHARE:
+                share = str(args.get("share", "")).lower()
+                for v_net_root in self.prefix.v_net_roots():
+                    net_root = v_net_root.net_root
+                    if net_root.minirdr == target and net_root.name.lower() == share:
+                        self.close_delayed_on(net_root, None, "the share is removed")
             ctx.routine = Routine.MRxDevFcbXXXControlFile
             self._send(target, ctx, None, self._relay(ident, ctx))
         else:
@@ -1072,6 +1244,7 @@ class RdbssCore:
                     "servers": p.servers,
                     "up_s": round(now - p.registered_at, 3),
                     "requests": p.requests,
+                    "buffering": describe(p.buffering),
                 }
                 for p in self.peers.values()
             ],
@@ -1108,4 +1281,5 @@ class RdbssCore:
                 for e in self.recent_errors
             ],
             "stopping": self.stopping,
+            "buffering": self._buffering_status(now),
         }

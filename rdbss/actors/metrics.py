@@ -6,7 +6,9 @@
   timeouts and requests failed by a dead peer included;
 - ``rdbss_peer_down_total{peer,reason}``: processes that died, went silent or restarted;
 - gauges refreshed every second: ``rdbss_connections{condition}``, ``rdbss_open_handles``,
-  ``rdbss_pending_requests``, ``rdbss_peers_up{role}``.
+  ``rdbss_pending_requests``, ``rdbss_peers_up{role}``, and ``rdbss_buffering{what}``: open
+  collapsing, delayed closes, the read cache and write-behind (the ``buffering`` counts of
+  ``rdbss status``; the running totals among them only grow).
 Updates come from the core's socket thread; prometheus_client's types are thread-safe for the
 HTTP thread that reads them.
 """
@@ -83,6 +85,12 @@ class PrometheusMetrics(NullMetrics):
         self.peers = prom.Gauge(
             "rdbss_peers_up", "Registered processes by role", ["role"], registry=self.registry
         )
+        self.buffering = prom.Gauge(
+            "rdbss_buffering",
+            "Open collapsing, delayed closes, read cache and write-behind",
+            ["what"],
+            registry=self.registry,
+        )
         self.server, self.thread = prom.start_http_server(port, addr=host, registry=self.registry)
 
     @property
@@ -106,6 +114,9 @@ class PrometheusMetrics(NullMetrics):
         roles = Counter(p["role"] for p in status["peers"])
         for role in ("minirdr", "connmgr"):
             self.peers.labels(role).set(roles.get(role, 0))
+        for what, value in status.get("buffering", {}).items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                self.buffering.labels(what).set(value)
 
     def close(self) -> None:
         self.server.shutdown()

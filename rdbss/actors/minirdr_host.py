@@ -16,6 +16,7 @@ import pykka
 
 from rdbss.actors.peer import PeerBridge
 from rdbss.minirdrs.base import CONNECTION_ROUTINES, ROUTINE_METHODS, MiniRdr, Result
+from rdbss.model.buffering import grant_for
 from rdbss.shm import Maps
 from rdbss.wire.constants import LowIoOp, Routine
 from rdbss.wire.rxcontext import Register, RxCompletion, RxContext
@@ -119,7 +120,7 @@ class MiniRdrHost:
         self.bridge.post(completion(ctx, result), result.payload)
 
     @staticmethod
-    def registration(name: str, minirdr: MiniRdr) -> Register:
+    def registration(name: str, minirdr: MiniRdr, caching: str = "off") -> Register:
         return Register(
             name=name,
             kind=minirdr.kind,
@@ -128,6 +129,7 @@ class MiniRdrHost:
             servers=minirdr.servers(),
             mrx_flags=minirdr.mrx_flags,
             role="minirdr",
+            buffering=grant_for(caching, minirdr.registration_buffering_mask()),
         )
 
     def on_message(self, msg: RxContext | RxCompletion, payload: memoryview | None) -> None:

@@ -53,6 +53,11 @@ def run_core(config: Config, endpoints: Endpoints) -> None:
         provider_order=config.provider_order,
         construct_timeout_ms=int(config.connect_timeout * 1000) + 5_000,
         idle_timeout_s=config.idle_timeout,
+        close_delay_s=config.close_delay,
+        max_delayed_closes=config.max_delayed_closes,
+        cache_bytes=int(config.cache_mib * (1 << 20)),
+        write_behind_s=config.write_behind,
+        dirty_bytes=int(config.dirty_mib * (1 << 20)),
     )
     metrics: NullMetrics | None = None
     if config.metrics_port:
@@ -73,7 +78,7 @@ def run_connmgr(endpoints: Endpoints) -> int:
 def run_minirdr(config: Config, name: str, endpoints: Endpoints) -> int:
     entry = config.minirdr(name)
     minirdr = load_kind(entry.kind)(name, entry.options)
-    bridge = PeerBridge(endpoints, MiniRdrHost.registration(name, minirdr))
+    bridge = PeerBridge(endpoints, MiniRdrHost.registration(name, minirdr, entry.caching))
     if config.node is not None:
         bridge.alive_file = alive_file(endpoints.runtime_dir, name)
     host = MiniRdrHost(bridge, minirdr)

@@ -335,6 +335,11 @@ class Supervisor:
             "authorized_keys",
             "remote_client_grace",
             "node",
+            "close_delay",
+            "max_delayed_closes",
+            "cache_mib",
+            "write_behind",
+            "dirty_mib",
         ):
             if getattr(new, key) != getattr(self.config, key):
                 log.warning("reload: [daemon] %s changed; takes effect after a restart", key)

@@ -8,6 +8,10 @@ operations are implemented.
 
 Routines run in the mini-redirector's own process. They return a ``Result`` or raise
 ``NtStatusError``; any other exception becomes STATUS_INTERNAL_ERROR for that one request.
+The requests of one connection (SrvCall) run in the order they were sent, except those that
+answer STATUS_PENDING: the core relies on it (deferred writes are sent just before the request
+that must see them). Byte-range locks belong to the handle (``ctx.fobx``), not to the SrvOpen:
+the core may give one SrvOpen to several handles (open collapsing).
 
 Result conventions (structured results travel as msgpack maps):
 - times are POSIX nanoseconds (``creation_time``, ``last_access_time``, ``last_write_time``,
@@ -41,6 +45,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
+from rdbss.model.buffering import BUFFERING_STATE_MASK
 from rdbss.wire.constants import FileInformationClass, FsInformationClass, LowIoOp, Routine
 from rdbss.wire.rxcontext import RxContext
 from rdbss.wire.status import NtStatus, NtStatusError
@@ -173,6 +178,10 @@ class MiniRdr:
     mrx_flags: ClassVar[int] = 0
     #: Which LowIoContext.Operation values ``low_io_submit`` handles.
     lowio_ops: ClassVar[frozenset[LowIoOp]] = frozenset()
+    #: The FCB_STATE buffering bits this kind can honour at all; the ``caching`` option grants
+    #: a part of them (model/buffering.py). Leaving out COLLAPSING_ENABLED is the static form
+    #: of MRxShouldTryToCollapseThisOpen saying "never collapse" (no round trip per create).
+    buffering_mask: ClassVar[int] = int(BUFFERING_STATE_MASK)
     #: True when routines may block on a network: the host then runs each connection's routines on
     #: that connection's own worker. False (local disk) runs them on the socket thread.
     blocking: ClassVar[bool] = True
@@ -213,6 +222,9 @@ class MiniRdr:
 
     def registration_lowio_ops(self) -> frozenset[LowIoOp]:
         return self.lowio_ops
+
+    def registration_buffering_mask(self) -> int:
+        return self.buffering_mask
 
     def close(self) -> None:
         """Release everything (process shutdown). Not a routine."""

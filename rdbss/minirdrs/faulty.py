@@ -75,6 +75,9 @@ class FaultyMiniRdr(MiniRdr):
     def servers(self) -> list[str]:
         return self.inner.servers()
 
+    def registration_buffering_mask(self) -> int:
+        return self.inner.registration_buffering_mask()
+
     def registration_routines(self) -> list[Routine]:
         routines = list(self.inner.registration_routines())
         if Routine.MRxDevFcbXXXControlFile not in routines:

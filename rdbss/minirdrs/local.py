@@ -24,7 +24,7 @@ import stat
 import threading
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
@@ -108,6 +108,9 @@ class _Open:
     append_only: bool = False  # FILE_APPEND_DATA without FILE_WRITE_DATA: writes go to EOF
     path_only: bool = False  # an O_PATH descriptor (attributes-only open of an unreadable file)
     delete_pending: bool = False
+    #: who took byte-range locks through it: handles (Fobx ids), since the core may give one
+    #: SrvOpen to several handles (collapsing) and a lock belongs to a handle
+    lock_owners: set[int] = field(default_factory=set)
 
 
 def _show(rel: str) -> str:
@@ -664,7 +667,7 @@ class LocalMiniRdr(MiniRdr):
             return self._notify(ctx, op, lowio.completion_filter, lowio.watch_tree)
         if op.is_dir:
             raise _error(S.STATUS_INVALID_DEVICE_REQUEST, f"{_show(op.path)} is a directory")
-        owner = ctx.srv_open if ctx.srv_open is not None else -1
+        owner = self._lock_owner(ctx)
         if lowio.operation in (LowIoOp.READ, LowIoOp.WRITE):
             write = lowio.operation == LowIoOp.WRITE
             length = len(payload) if write and payload is not None else lowio.length
@@ -677,6 +680,7 @@ class LocalMiniRdr(MiniRdr):
             return self._write(op, lowio.offset, payload)
         with self._lock:  # the lock table is shared with the waiting locks' timers
             if lowio.operation in (LowIoOp.SHAREDLOCK, LowIoOp.EXCLUSIVELOCK):
+                op.lock_owners.add(owner)
                 return self._lock_range(ctx, op, owner)
             if lowio.operation == LowIoOp.UNLOCK:
                 key = self._file_key(op)
@@ -727,6 +731,14 @@ class LocalMiniRdr(MiniRdr):
         return list_folder
 
     # --- byte-range locks (kept here: the local file system has no Windows locks) ------------
+    @staticmethod
+    def _lock_owner(ctx: RxContext) -> int:
+        """Locks belong to a handle (the Fobx), not to the SrvOpen several handles may share;
+        a request without a handle (never from the core) owns by its SrvOpen."""
+        if ctx.fobx is not None:
+            return ctx.fobx
+        return -int(ctx.srv_open or 1)
+
     @staticmethod
     def _file_key(op: _Open) -> tuple[int, int]:
         st = os.fstat(op.fd)
@@ -804,8 +816,7 @@ class LocalMiniRdr(MiniRdr):
             raise _error(S.STATUS_INVALID_PARAMETER, "low I/O request without parameters")
         if op.is_dir:
             raise _error(S.STATUS_INVALID_DEVICE_REQUEST, f"{_show(op.path)} is a directory")
-        owner = ctx.srv_open if ctx.srv_open is not None else -1
-        self._check_io_locks(op, owner, lowio.offset, len(target), False)
+        self._check_io_locks(op, self._lock_owner(ctx), lowio.offset, len(target), False)
         return self._read(op, lowio.offset, len(target), into=target)
 
     def _read(self, op: _Open, offset: int, length: int, into: memoryview | None = None) -> Result:
@@ -1113,8 +1124,15 @@ class LocalMiniRdr(MiniRdr):
             raise _os_error(exc, "cannot query", rel) from None
 
     def cleanup_fobx(self, ctx: RxContext) -> Result:
+        """A handle closes: its enumeration, pending notify and byte-range locks end now, even
+        when its SrvOpen stays open for other handles or for a delayed close."""
         self._enumerations.forget_fobx(ctx.fobx)
         self._watches.end(fobx=ctx.fobx)
+        with self._lock:
+            op = self._opens.get(ctx.srv_open) if ctx.srv_open is not None else None
+            if op is not None and ctx.fobx is not None and ctx.fobx in op.lock_owners:
+                op.lock_owners.discard(ctx.fobx)
+                self._release_locks(op, ctx.fobx)
         return Result()
 
     # --- volume -------------------------------------------------------------------------------
@@ -1157,7 +1175,9 @@ class LocalMiniRdr(MiniRdr):
         if op is None:
             raise _error(S.STATUS_INVALID_HANDLE, f"unknown srv_open {ctx.srv_open!r}")
         with self._lock:
-            self._release_locks(op, ctx.srv_open if ctx.srv_open is not None else -1)
+            for owner in op.lock_owners:
+                self._release_locks(op, owner)
+            op.lock_owners.clear()
         _close_quietly(op.fd)
         if op.delete_pending:
             try:

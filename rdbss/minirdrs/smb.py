@@ -85,6 +85,7 @@ from rdbss.minirdrs.smb_link import (
     query_info_request,
     set_info_request,
 )
+from rdbss.model.buffering import BUFFERING_STATE_MASK, HANDLE_BITS
 from rdbss.wire.constants import (
     WRITE_ACCESS,
     Access,
@@ -215,6 +216,9 @@ class SmbMiniRdr(MiniRdr):
 
     kind: ClassVar[str] = "smb"
     blocking: ClassVar[bool] = True
+    #: Byte-range locks and share modes belong to an SMB open: two handles sharing one would
+    #: not lock each other out, so opens never collapse (and closes are never delayed).
+    buffering_mask: ClassVar[int] = int(BUFFERING_STATE_MASK & ~HANDLE_BITS)
     lowio_ops: ClassVar[frozenset[LowIoOp]] = frozenset(
         {
             LowIoOp.READ,

@@ -103,6 +103,7 @@ from rdbss.minirdrs.webdav_props import (
     split_listing,
 )
 from rdbss.minirdrs.wildcard import is_name_in_expression
+from rdbss.model.buffering import BUFFERING_STATE_MASK, HANDLE_BITS
 from rdbss.wire.constants import (
     CreateDisposition,
     CreateInformation,
@@ -411,6 +412,9 @@ class WebDavMiniRdr(MiniRdr):
 
     kind: ClassVar[str] = "webdav"
     blocking: ClassVar[bool] = True
+    #: MRxCloseSrvOpen uploads the staged writes: a close must never be delayed (the user
+    #: expects the data on the server once the file is closed), so no collapsing either.
+    buffering_mask: ClassVar[int] = int(BUFFERING_STATE_MASK & ~HANDLE_BITS)
     lowio_ops: ClassVar[frozenset[LowIoOp]] = frozenset(
         {LowIoOp.READ, LowIoOp.WRITE, LowIoOp.NOTIFY_CHANGE_DIRECTORY}
     )

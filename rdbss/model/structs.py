@@ -3,6 +3,7 @@ RX_BLOCK_CONDITION state machine (spec 3.1-3.3). Pure code: no sockets, no clock
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -95,6 +96,22 @@ class Fcb:
     directory: bool = False
     srv_opens: list[SrvOpen] = field(default_factory=list)
     delete_pending: bool = False
+    serial: int = 0  # the core's number for it (keys its cached blocks)
+    buffering: int = 0  # FCB_STATE buffering bits now in force (model/buffering.py)
+    locked: bool = False  # a byte-range lock was asked for: no data caching from then on
+    generation: int = 0  # bumped by every change of its data: a read older than it fills nothing
+    # write-behind (WRITEBUFFERING): acknowledged writes not sent yet, in order
+    dirty: list[tuple[int, bytearray]] = field(default_factory=list)  # (offset, data)
+    dirty_bytes: int = 0
+    dirty_since: float = 0.0
+    dirty_fobx: Fobx | None = None  # the handle that wrote them (the only one open)
+    flushing: int = 0  # deferred writes sent and not completed
+    flush_waiters: list[Callable[[], None]] = field(default_factory=list)
+    write_error: tuple[int, str] | None = None  # a deferred write failed: the next request says so
+
+    @property
+    def handles(self) -> int:
+        return sum(len(so.fobxs) for so in self.srv_opens)
 
     @property
     def key(self) -> str:
@@ -112,6 +129,9 @@ class SrvOpen:
     condition: Condition = Condition.GOOD
     fobxs: list[Fobx] = field(default_factory=list)
     peer_pid: int = 0  # the mini-redirector process that holds it (its state dies with it)
+    grant: int = 0  # the buffering bits its mini-redirector granted (Register.buffering)
+    close_delayed_at: float | None = None  # CLOSE_DELAYED since then: no handle, kept open
+    collapsed: int = 0  # opens that reused it instead of a new MRxCreate
 
 
 @dataclass(slots=True)

@@ -115,6 +115,7 @@ _REG: _Spec = (
     ("pid", "pid", "int"),
     ("role", "ro", "str"),
     ("host", "h", "str"),
+    ("buffering", "bf", "int"),
 )
 _HB: _Spec = (("name", "n", "str"), ("seq", "s", "int"), ("pending", "pd", "int"))
 

@@ -111,6 +111,9 @@ class Register:
     pid: int = 0
     role: str = "minirdr"  # "minirdr" | "connmgr"
     host: str = ""  # the host the process runs on (a node's mini-redirectors are remote)
+    #: FCB_STATE buffering bits it grants an uncontended open (its MRxComputeNewBufferingState
+    #: answer, fixed by its ``caching`` option: our servers give no oplocks to break)
+    buffering: int = 0
 
 
 # the core's answers to a registration (Heartbeat.seq): a new registration, and a repeated one

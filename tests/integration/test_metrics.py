@@ -32,12 +32,14 @@ def test_metrics_count_requests_statuses_and_connections() -> None:
         with pytest.raises(FileNotFoundError):
             c.stat(d.share + r"\missing")
         h = c.create(d.share + r"\m.txt")
+        h2 = c.create(d.share + r"\m.txt")  # collapses onto h's server open
         deadline = time.monotonic() + 10
         while True:  # gauges are refreshed every second
             text = scrape(port)
-            if "rdbss_open_handles 1.0" in text or time.monotonic() > deadline:
+            if "rdbss_open_handles 2.0" in text or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
+        c.close_handle(h2.fobx)
         c.close_handle(h.fobx)
     ok = r'rdbss_requests_total\{minirdr="local",routine="MRxCreate",status="STATUS_SUCCESS"\}'
     assert value(text, ok) >= 7
@@ -50,5 +52,6 @@ def test_metrics_count_requests_statuses_and_connections() -> None:
         value(text, r'rdbss_request_seconds_count\{minirdr="local",routine="MRxLowIOSubmit"\}') >= 6
     )
     assert value(text, r'rdbss_connections\{condition="GOOD"\}') == 1
-    assert value(text, r"rdbss_open_handles") == 1
+    assert value(text, r"rdbss_open_handles") == 2
+    assert value(text, r'rdbss_buffering\{what="collapsed_opens"\}') == 1
     assert value(text, r'rdbss_peers_up\{role="minirdr"\}') == 1

@@ -101,3 +101,20 @@ def test_a_hint_naming_no_arena_is_refused_and_the_daemon_goes_on(daemon: Daemon
             assert info.value.status == NtStatus.STATUS_INVALID_PARAMETER
         assert len(c.run(rq.read(h.fobx, 0, 10, 5000))) == 10
         c.close_handle(h.fobx)
+
+
+def test_shared_memory_reads_stay_right_with_the_cores_read_cache() -> None:
+    """With caching = "exclusive" the core widens reads to whole cache blocks and keeps the
+    bytes itself: a shared-memory read then comes back in the answer (never written past the
+    client's slot) and the bytes are right, served from the cache the second time."""
+    with running_daemon(local_extra='caching = "exclusive"') as d:
+        want = os.urandom(SIZE)
+        (d.share_dir / "cached.bin").write_bytes(want)
+        with d.client() as c:
+            h = c.create(d.share + r"\cached.bin")
+            for _ in range(2):
+                buffer = bytearray(512 << 10)  # widened to blocks (<= 1 MiB): cached
+                assert c.readinto(h.fobx, 12345, buffer) == len(buffer)
+                assert buffer == want[12345 : 12345 + len(buffer)]
+            assert c.status()["buffering"]["cache_hits"] > 0
+            c.close_handle(h.fobx)

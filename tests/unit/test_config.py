@@ -51,11 +51,25 @@ def test_parse_a_full_config() -> None:
         ("[daemon]\nrequest_timeout = -1\n[[minirdr]]\nname='a'\nkind='local'\n", "positive"),
         ("[daemon]\nlog_level = 'loud'\n[[minirdr]]\nname='a'\nkind='local'\n", "log_level"),
         ("[daemon]\nprovider_order=['x']\n[[minirdr]]\nname='a'\nkind='local'\n", "provider_order"),
+        ("[daemon]\nclose_delay = -1\n[[minirdr]]\nname='a'\nkind='local'\n", "0 or more"),
+        ("[daemon]\nmax_delayed_closes = 1.5\n[[minirdr]]\nname='a'\nkind='local'\n", "whole"),
+        ("[[minirdr]]\nname='a'\nkind='local'\ncaching='always'\n", "caching must be one of"),
     ],
 )
 def test_bad_configs_say_what_is_wrong(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
         parse_config(text)
+
+
+def test_buffering_settings_and_caching_per_minirdr() -> None:
+    text = GOOD.replace("provider_order", "close_delay = 0\nwrite_behind = 2\nprovider_order")
+    text = text.replace('server = "two"', 'server = "two"\ncaching = "exclusive"')
+    config = parse_config(text)
+    assert config.close_delay == 0 and config.write_behind == 2.0
+    assert config.max_delayed_closes == 64 and config.cache_mib == 64
+    assert config.minirdr("a").caching == "off" and config.minirdr("b").caching == "exclusive"
+    assert "caching" not in config.minirdr("b").options  # the core's, not the kind's option
+    assert Config.from_json(config.to_json()) == config
 
 
 def test_load_config_locations(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

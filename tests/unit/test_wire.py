@@ -162,6 +162,8 @@ def test_completion_round_trip(done: RxCompletion) -> None:
 def test_register_and_heartbeat_round_trip() -> None:
     reg = Register("local", "local", ["MRxCreate"], [0, 1], ["local"], 0, 42, "minirdr")
     assert codec.decode(codec.encode(reg)) == reg
+    reg.buffering = 0x0FF80800  # the grant (FCB_STATE bits)
+    assert codec.decode(codec.encode(reg)) == reg
     hb = Heartbeat("local", 7, 3)
     assert codec.decode(codec.encode(hb)) == hb
 
