@@ -148,3 +148,12 @@ def test_the_multi_host_examples_in_deploy_are_valid(tmp_path: Path) -> None:
             assert config.client is not None and not config.minirdrs
         else:
             assert config.peer_listen and config.client_listen
+
+
+def test_a_key_with_characters_outside_z85_is_refused_not_a_crash() -> None:
+    """Found by the atheris run: z85.decode raises KeyError for a byte outside its alphabet."""
+    bad = NODE[:-1] + "\x7f"
+    with pytest.raises(keys.KeyFileError, match="Z85 public key"):
+        keys.parse_authorized_keys(f"{bad} n client")
+    with pytest.raises(keys.KeyFileError):
+        keys.load_public(bad)
