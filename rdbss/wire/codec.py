@@ -114,6 +114,7 @@ _REG: _Spec = (
     ("mrx_flags", "f", "int"),
     ("pid", "pid", "int"),
     ("role", "ro", "str"),
+    ("host", "h", "str"),
 )
 _HB: _Spec = (("name", "n", "str"), ("seq", "s", "int"), ("pending", "pd", "int"))
 
