@@ -808,9 +808,7 @@ class LocalMiniRdr(MiniRdr):
         self._check_io_locks(op, owner, lowio.offset, len(target), False)
         return self._read(op, lowio.offset, len(target), into=target)
 
-    def _read(
-        self, op: _Open, offset: int, length: int, into: memoryview | None = None
-    ) -> Result:
+    def _read(self, op: _Open, offset: int, length: int, into: memoryview | None = None) -> Result:
         if not op.can_read:
             raise _error(S.STATUS_ACCESS_DENIED, f"{_show(op.path)} is not open for reading")
         if offset < 0 or length < 0:
