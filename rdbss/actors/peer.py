@@ -22,14 +22,14 @@ import zmq
 from rdbss.actors.bus import Endpoints, dealer, new_context
 from rdbss.wire.codec import Codec, WireError
 from rdbss.wire.framing import Buffer, pack_frames, unpack_frames
-from rdbss.wire.rxcontext import Heartbeat, Message, Register, RxCompletion, RxContext
+from rdbss.wire.rxcontext import Heartbeat, Message, Register, RxCancel, RxCompletion, RxContext
 
 log = logging.getLogger("rdbss.peer")
 
 HEARTBEAT_S = 0.5
 REREGISTER_S = 2.0  # no answer from the core for this long: register again (core restarted)
 
-Handler = Callable[[RxContext | RxCompletion, memoryview | None], None]
+Handler = Callable[[RxContext | RxCompletion | RxCancel, memoryview | None], None]
 
 
 class PeerBridge:
@@ -45,6 +45,8 @@ class PeerBridge:
         self._seq = 0
         self._last_heard = 0.0
         self.handler: Handler = lambda msg, payload: None
+        #: How many requests the peer holds (queued or STATUS_PENDING), sent with each heartbeat.
+        self.pending_count: Callable[[], int] = lambda: 0
         self._pull = self.zctx.socket(zmq.PULL)
         self._pull.bind(self._inproc)
         self._sock = dealer(self.zctx, endpoints.bus, identity=self.name.encode())
@@ -125,7 +127,7 @@ class PeerBridge:
                 now = time.monotonic()
                 if now >= next_beat:
                     self._seq += 1
-                    self.send(Heartbeat(name=self.name, seq=self._seq))
+                    self.send(Heartbeat(name=self.name, seq=self._seq, pending=self._pending()))
                     next_beat = now + HEARTBEAT_S
                     silent_since = max(self._last_heard, registered_at)
                     if now - silent_since > REREGISTER_S:
@@ -135,6 +137,13 @@ class PeerBridge:
         finally:
             self._sock.close(0)
             self._pull.close(0)
+
+    def _pending(self) -> int:
+        try:
+            return self.pending_count()
+        except Exception:
+            log.exception("pending count failed")
+            return 0
 
     def shutdown(self) -> None:
         # destroy() closes sockets other threads may still hold (term() would wait for them)
@@ -151,7 +160,7 @@ class PeerBridge:
             if msg.seq == -1:  # the core does not know us (it restarted)
                 self._register()
             return
-        if isinstance(msg, RxContext | RxCompletion):
+        if isinstance(msg, RxContext | RxCompletion | RxCancel):
             try:
                 self.handler(msg, payload)
             except Exception:

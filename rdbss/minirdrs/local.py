@@ -805,17 +805,43 @@ class LocalMiniRdr(MiniRdr):
         return Result(status=S.STATUS_PENDING)
 
     def _lock_timed_out(self, token: tuple[int, int]) -> None:
+        self._stop_waiting(
+            token, Result(status=S.STATUS_IO_TIMEOUT, message="the lock was not granted in time")
+        )
+
+    def _stop_waiting(self, token: tuple[int, int], result: Result) -> bool:
+        """A waiting lock gives up (deadline or cancel): it never gets the range, and the
+        waiters it held back (arrival order) are granted if they can be now."""
         with self._lock:
             entry = self._lock_waiters.pop(token, None)
             if entry is None:
-                return  # granted meanwhile
+                return False  # granted or ended meanwhile
             ctx, key = entry
             locks = self._file_locks.get(key)
             if locks is not None:
                 locks.cancel(token)
-        self.complete_later(
-            ctx, Result(status=S.STATUS_IO_TIMEOUT, message="the lock was not granted in time")
-        )
+                self._granted(key, locks.grant_waiting())
+        self.complete_later(ctx, result)
+        return True
+
+    # --- cancellation (the cancel routine of a pending notify or lock) ------------------------
+    def cancel(self, request_id: int, status: int = S.STATUS_CANCELLED) -> bool:
+        result = Result(status=status, message="cancelled")
+        with self._lock:
+            watch_key = next(
+                (k for k, w in self._watches.items() if w.ctx.request_id == request_id), None
+            )
+            if watch_key is not None:
+                watch = self._watches.pop(watch_key)  # the baseline stays: nothing is lost
+            token = next((t for t in self._lock_waiters if t[0] == request_id), None)
+        if watch_key is not None:
+            self.complete_later(watch.ctx, result)
+            return True
+        return token is not None and self._stop_waiting(token, result)
+
+    def pending_requests(self) -> int:
+        with self._lock:
+            return len(self._watches) + len(self._lock_waiters)
 
     def _granted(self, key: tuple[int, int], tokens: list[Any]) -> None:
         for token in tokens:

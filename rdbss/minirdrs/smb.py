@@ -111,6 +111,8 @@ _LOCK_FAIL_IMMEDIATELY = 0x10
 _SL_FAIL_IMMEDIATELY = 0x1
 #: How long before the request's own deadline a blocking lock gives up waiting.
 _LOCK_MARGIN_S = 1.0
+#: How often a waiting lock looks whether it was cancelled.
+_CANCEL_POLL_S = 0.05
 #: Access bits that write data (FILE_APPEND_DATA alone only appends).
 _WRITE_ANYWHERE = Access.FILE_WRITE_DATA | Access.GENERIC_WRITE | Access.GENERIC_ALL
 #: The volume classes one query asks for, in one compound.
@@ -233,6 +235,8 @@ class SmbMiniRdr(MiniRdr):
             threading.Thread(target=self._keepalive_loop, name="smb-keepalive", daemon=True).start()
         self._opens: dict[int, _Open] = {}
         self._ids = itertools.count(1)
+        # waiting (STATUS_PENDING) locks by request id: set to cancel one, with the status
+        self._lock_waits: dict[int, tuple[threading.Event, list[int]]] = {}
 
     def servers(self) -> list[str]:
         return [server.name for server in self._servers.values()]
@@ -558,10 +562,13 @@ class SmbMiniRdr(MiniRdr):
         # connection's worker.
         wait_s = max(0.0, ctx.timeout_ms / 1000.0 - _LOCK_MARGIN_S)
         request = op.link.call(what, lambda: self._send(op, message))
+        cancel: tuple[threading.Event, list[int]] = (threading.Event(), [])
+        with self._lock:
+            self._lock_waits[ctx.request_id] = cancel
 
         def wait() -> None:
             try:
-                self._blocking_lock(op, request, answer, wait_s, what)
+                self._blocking_lock(op, request, answer, wait_s, what, cancel)
                 op.locks.append(lock)
                 result = Result()
             except NtStatusError as exc:
@@ -569,6 +576,9 @@ class SmbMiniRdr(MiniRdr):
             except Exception as exc:  # never leave the request without an answer
                 log.exception("waiting lock failed")
                 result = Result(status=S.STATUS_INTERNAL_ERROR, message=str(exc))
+            finally:
+                with self._lock:
+                    self._lock_waits.pop(ctx.request_id, None)
             self.complete_later(ctx, result)
 
         threading.Thread(target=wait, name="smb-lock-wait", daemon=True).start()
@@ -595,17 +605,28 @@ class SmbMiniRdr(MiniRdr):
         return op.link.call(what, lambda: answer(self._send(op, message, credit_request)))
 
     def _blocking_lock(
-        self, op: _Open, request: Any, answer: Callable[[Any], Any], wait_s: float, what: str
+        self,
+        op: _Open,
+        request: Any,
+        answer: Callable[[Any], Any],
+        wait_s: float,
+        what: str,
+        cancel: tuple[threading.Event, list[int]],
     ) -> None:
         """Wait for a sent lock that may wait for a conflicting one to go: the server answers
-        PENDING and then the outcome. Past the request's deadline it is cancelled
-        (STATUS_IO_TIMEOUT). Runs on its own thread: no watchdog, deadlines of its own."""
+        PENDING and then the outcome. Past the request's deadline (STATUS_IO_TIMEOUT), or when
+        the request is cancelled (``cancel``: its event, then the status), it is cancelled on
+        the server with an SMB2 CANCEL. Runs on its own thread: no watchdog, deadlines of its
+        own."""
         link = op.link
         deadline = time.monotonic() + wait_s
+        cancelled, status = cancel
         while True:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not request.response_event.wait(remaining):
+            if remaining <= 0 or cancelled.is_set():
                 break
+            if not request.response_event.wait(min(remaining, _CANCEL_POLL_S)):
+                continue
             with request.response_event_lock:
                 response = request.response
                 if response is not None and response["status"].get_value() == S.STATUS_PENDING:
@@ -614,20 +635,42 @@ class SmbMiniRdr(MiniRdr):
             link.mapped(what, lambda: answer(request))
             return
 
-        # Still waiting at the deadline: cancel, then take whatever the server says last.
-        def cancel() -> None:
+        # Still waiting at the deadline or cancelled: cancel on the server (SMB2 CANCEL), then
+        # take whatever the server says last (granted meanwhile: the lock is held).
+        def cancel_on_server() -> None:
             request.cancel()
             request.response_event.wait(_LOCK_MARGIN_S)
             answer(request)
 
         try:
-            link.mapped(what, cancel)
+            link.mapped(what, cancel_on_server)
         except NtStatusError as exc:
+            if exc.status == S.STATUS_CANCELLED and cancelled.is_set():
+                raise _error(
+                    status[0] if status else S.STATUS_CANCELLED, f"{what}: cancelled"
+                ) from None
             if exc.status == S.STATUS_CANCELLED:
                 raise _error(
                     S.STATUS_IO_TIMEOUT, f"{what}: not granted within {wait_s:.1f} s"
                 ) from None
             raise
+
+    # --- cancellation ---------------------------------------------------------------------------
+    def cancel(self, request_id: int, status: int = S.STATUS_CANCELLED) -> bool:
+        """A waiting lock: its thread sends the SMB2 CANCEL and completes it."""
+        with self._lock:
+            entry = self._lock_waits.get(request_id)
+        if entry is None:
+            return False
+        event, status_box = entry
+        if not event.is_set():
+            status_box.append(status)
+            event.set()
+        return True
+
+    def pending_requests(self) -> int:
+        with self._lock:
+            return len(self._lock_waits)
 
     def _unlock(self, op: _Open, offset: int, length: int) -> Result:
         self._check_range(offset, length)
