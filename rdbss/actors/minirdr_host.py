@@ -91,9 +91,10 @@ class ConnectionWorker(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> None:
         ctx, payload = message
         if self.host is not None:
-            dropped = self.host.begin(ctx)
-            if dropped is not None:
-                self.bridge.post(dropped)
+            verdict = self.host.begin(ctx)
+            if verdict is not True:
+                if verdict is not False:
+                    self.bridge.post(verdict)
                 return
         answer = execute(self.minirdr, ctx, payload)
         if self.host is not None:
@@ -116,6 +117,7 @@ class MiniRdrHost:
         self._queued: dict[int, float] = {}
         self._running: set[int] = set()
         self._cancelled: dict[int, str] = {}
+        self._dropped: set[int] = set()  # queued, cancelled and answered: skip without a word
         bridge.handler = self.on_message
         bridge.pending_count = self.pending_count
         minirdr.attach_completion(self._complete_later)
@@ -165,12 +167,23 @@ class MiniRdrHost:
     # ---------------------------------------------------------------- cancellation
     def cancel(self, cancel: RxCancel) -> None:
         """RX_CONTEXT_FLAG_CANCELLED for one request (I/O thread)."""
+        request_id = cancel.request_id
         with self._cancel_lock:
-            if cancel.request_id in self._queued or cancel.request_id in self._running:
-                # the worker drops it when it takes it, or cancels it once it goes pending
-                self._cancelled[cancel.request_id] = cancel.reason
+            queued = self._queued.pop(request_id, None) is not None
+            if queued:
+                self._dropped.add(request_id)  # the worker skips it when it gets there
+            elif request_id in self._running:
+                self._cancelled[request_id] = cancel.reason  # applied once it goes pending
                 return
-        self._cancel_pending(cancel.request_id, cancel.reason)
+        if queued:
+            log.info("dropped before it ran id=%d reason=%s", request_id, cancel.reason)
+            self.bridge.send(
+                RxCompletion(
+                    request_id, cancel_status(cancel.reason), message="cancelled before it ran"
+                )
+            )
+            return
+        self._cancel_pending(request_id, cancel.reason)
 
     def _cancel_pending(self, request_id: int, reason: str) -> None:
         try:
@@ -180,26 +193,27 @@ class MiniRdrHost:
             return
         log.info("cancel id=%d reason=%s %s", request_id, reason, "done" if found else "not held")
 
-    def begin(self, ctx: RxContext) -> RxCompletion | None:
-        """A worker takes a queued request: None to run it, else the answer that replaces it
-        (cancelled, or its own deadline passed while it waited behind others)."""
+    def begin(self, ctx: RxContext) -> RxCompletion | bool:
+        """A worker takes a queued request: True to run it; False to skip it (cancelled and
+        answered already); or the answer that replaces it (its own deadline passed while it
+        waited behind others)."""
         now = time.monotonic()
         with self._cancel_lock:
+            if ctx.request_id in self._dropped:
+                self._dropped.discard(ctx.request_id)
+                return False
             deadline = self._queued.pop(ctx.request_id, None)
-            reason = self._cancelled.pop(ctx.request_id, None)
-            if reason is None and deadline is not None and now >= deadline:
-                reason = "deadline"
-            if reason is None:
+            if deadline is None or now < deadline:
                 self._running.add(ctx.request_id)
-                return None
+                return True
+        reason = "deadline"
         log.info(
             "dropped before it ran req=%s routine=%s reason=%s", ctx.origin, ctx.routine, reason
         )
         return RxCompletion(
             ctx.request_id,
             cancel_status(reason),
-            message=f"{ctx.routine} was not run: "
-            + ("its deadline passed while it was queued" if reason == "deadline" else "cancelled"),
+            message=f"{ctx.routine} was not run: its deadline passed while it was queued",
         )
 
     def ran(self, ctx: RxContext, *, pending: bool) -> None:
