@@ -6,7 +6,6 @@ heartbeats (its real watch and lock-waiter tables)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import threading
@@ -15,14 +14,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import zmq
 
-from rdbss.actors.bus import Endpoints
 from rdbss.aio import AsyncClient
-from rdbss.client import Client, connect_client_socket
+from rdbss.client import Client
 from rdbss.wire import (
     Access,
-    Codec,
     CreateOptions,
     CreateParameters,
     IrpMj,
@@ -31,12 +27,10 @@ from rdbss.wire import (
     NtStatus,
     NtStatusError,
     RxCancel,
-    RxCompletion,
     RxContext,
-    pack_frames,
-    unpack_frames,
 )
 from tests.daemon import Daemon, running_daemon, wait_until
+from tests.rawclient import RawClient, raw_client
 
 S = NtStatus
 RW = Access.GENERIC_READ | Access.GENERIC_WRITE
@@ -53,40 +47,6 @@ def held_by(d: Daemon, name: str = "local") -> int:
     """Requests the mini-redirector holds (queued or STATUS_PENDING), from its heartbeats."""
     with d.client() as c:
         return next(int(p["pending"]) for p in c.status()["peers"] if p["name"] == name)
-
-
-class RawClient:
-    """A client socket speaking the wire protocol directly, to see every answer."""
-
-    def __init__(self, d: Daemon) -> None:
-        self.zctx = zmq.Context()
-        self.sock = self.zctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        connect_client_socket(self.sock, Endpoints.in_dir(d.runtime_dir))
-        self.codec = Codec()
-
-    def send(self, msg: RxContext | RxCancel) -> None:
-        self.sock.send_multipart(pack_frames(self.codec, msg))
-
-    def receive(self, timeout_s: float) -> RxCompletion | None:
-        if not self.sock.poll(int(timeout_s * 1000)):
-            return None
-        msg, _ = unpack_frames(self.codec, self.sock.recv_multipart())
-        assert isinstance(msg, RxCompletion)
-        return msg
-
-    def close(self) -> None:
-        self.sock.close(0)
-        self.zctx.term()
-
-
-@contextlib.contextmanager
-def raw_client(d: Daemon) -> Iterator[RawClient]:
-    raw = RawClient(d)
-    try:
-        yield raw
-    finally:
-        raw.close()
 
 
 def notify(request_id: int, fobx: int, timeout_ms: int = 30_000) -> RxContext:
