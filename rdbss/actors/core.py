@@ -51,6 +51,7 @@ Payload = Any  # bytes | memoryview | zmq.Frame: whatever the transport hands us
 Then = Callable[[RxCompletion, Payload], None]
 
 CONNMGR = "connmgr"
+_MAX_ABANDONED = 1024  # abandoned creates remembered, to close what they open if they succeed
 
 
 _SHARE_CONTROLS = frozenset(
@@ -189,6 +190,9 @@ class RdbssCore:
         self.fobxs: dict[int, Fobx] = {}
         self.pending: dict[int, Pending] = {}
         self._live: dict[tuple[bytes, int], LiveRequest] = {}  # client requests not answered
+        # creates answered without their mini-redirector (deadline, cancel): core id -> where
+        # they went, so an open that still succeeds later is closed again
+        self._abandoned_creates: dict[int, tuple[str, NetRoot]] = {}
         self._deadlines: list[tuple[float, int]] = []
         self._ids = itertools.count(1)
         self._fobx_ids = itertools.count(1)
@@ -340,6 +344,10 @@ class RdbssCore:
                     message=f"{pending.routine} cancelled ({pending.cancel_reason}); "
                     f"{pending.peer!r} did not confirm in time, its answer will be discarded",
                 )
+            if pending.routine == Routine.MRxCreate and pending.net_root is not None:
+                self._abandoned_creates[core_id] = (pending.peer, pending.net_root)
+                if len(self._abandoned_creates) > _MAX_ABANDONED:
+                    del self._abandoned_creates[next(iter(self._abandoned_creates))]
             self._run_then(pending, done, None)
         limit = now - self.settings.peer_timeout_s
         for peer in list(self.peers.values()):
@@ -563,10 +571,34 @@ class RdbssCore:
         pending = self.pending.pop(done.request_id, None)
         if pending is None:
             log.debug("late or unknown completion id=%d dropped", done.request_id)
+            abandoned = self._abandoned_creates.pop(done.request_id, None)
+            if abandoned is not None and done.status == S.STATUS_SUCCESS:
+                self._close_abandoned(done, *abandoned)
             return
         if done.status in CONNECTION_LOST and pending.net_root is not None:
             self._connection_lost(pending.net_root, done.status, done.message)
         self._run_then(pending, done, payload)
+
+    def _close_abandoned(self, done: RxCompletion, peer: str, net_root: NetRoot) -> None:
+        """A create answered after the core gave up on it opened a SrvOpen no handle refers to:
+        close it again (MRxCloseSrvOpen) so the mini-redirector does not hold it forever."""
+        result = done.result if isinstance(done.result, dict) else {}
+        mrx_id = result.get("srv_open")
+        if not isinstance(mrx_id, int) or peer not in self.peers:
+            return
+        log.info(
+            "closing the open of an abandoned create id=%d srv_open=%d", done.request_id, mrx_id
+        )
+        close = RxContext(
+            request_id=0,
+            major=IrpMj.CLOSE,
+            routine=Routine.MRxCloseSrvOpen,
+            srv_open=mrx_id,
+            srv_call=net_root.srv_call.name,
+            net_root=net_root.name,
+        )
+        with contextlib.suppress(NtStatusError):
+            self._send(peer, close, None, lambda done, payload: None)
 
     def _connection_lost(self, net_root: NetRoot, status: int, message: str) -> None:
         """A mini-redirector says the connection under a NetRoot is gone (server dropped it,

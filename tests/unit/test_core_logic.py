@@ -672,3 +672,21 @@ def test_requests_of_a_vanished_client_are_cancelled(env: Any) -> None:
     # the cancel goes out before the handle's close, so a queued request is dropped first
     kinds = [type(m).__name__ for n, m, _ in out.peer if n == "local"]
     assert kinds.index("RxCancel") < kinds.index("RxContext")
+
+
+def test_a_create_answered_after_the_grace_is_closed_again(env: Any) -> None:
+    core, out, clock = env
+    core.settings.cancel_grace_s = 0.5
+    open_handle(core, out)
+    create(core, request_id=91)
+    sent = out.requests_to("local")[-1]
+    core.on_cancel(CLIENT_A, RxCancel(91))
+    clock.now += 0.6
+    core.tick()
+    assert out.client[-1][1].status == S.STATUS_CANCELLED
+    out.peer.clear()
+    late = RxCompletion(sent.request_id, S.STATUS_SUCCESS, 1, result={"srv_open": 13})
+    core.on_peer("local", late, None)
+    close = out.requests_to("local")[-1]
+    assert close.routine == Routine.MRxCloseSrvOpen and close.srv_open == 13
+    assert core.status()["handles"] == 1 and len(out.client) == 1
