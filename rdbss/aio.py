@@ -60,6 +60,7 @@ __all__ = ["AsyncClient", "FileInfo", "Handle"]
 S = NtStatus
 T = TypeVar("T")
 GRACE_S = 2.0
+CANCEL_LINGER_MS = 500  # how long closing waits to deliver the cancels of what was in flight
 READ_CHUNK = 1 << 20
 
 
@@ -94,6 +95,13 @@ class AsyncClient:
     async def close(self) -> None:
         if self._closed:
             return
+        # what is still in flight is cancelled on the daemon too, not left running there
+        in_flight = [rid for rid, future in self._waiting.items() if not future.done()]
+        for request_id in in_flight:
+            with contextlib.suppress(zmq.ZMQError):
+                await self._sock.send_multipart(
+                    pack_frames(self._codec, RxCancel(request_id, "client"))
+                )
         self._closed = True
         if self._reader is not None:
             self._reader.cancel()
@@ -102,7 +110,7 @@ class AsyncClient:
         for future in self._waiting.values():
             if not future.done():
                 future.set_exception(error_for_status(S.STATUS_CANCELLED, "the client was closed"))
-        self._sock.close(0)
+        self._sock.close(linger=CANCEL_LINGER_MS if in_flight else 0)
         self._zctx.term()
 
     async def _read_completions(self) -> None:

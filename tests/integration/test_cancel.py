@@ -220,6 +220,23 @@ def test_keyboard_interrupt_during_a_blocking_watch_cancels_it(daemon: Daemon) -
         signal.signal(signal.SIGINT, previous)
 
 
+def test_closing_an_async_client_cancels_what_it_left_in_flight(daemon: Daemon) -> None:
+    folder = fresh_dir(daemon, "closed-watch")
+
+    async def scenario() -> None:
+        c = AsyncClient(daemon.runtime_dir, timeout=30)
+        h = await c.create(folder, **DIRECTORY)
+        watching = asyncio.create_task(c.watch(h.fobx))
+        await asyncio.to_thread(wait_until, lambda: held_by(daemon) == 1, 5.0)
+        await c.close()
+        with pytest.raises(NtStatusError) as info:
+            await watching
+        assert info.value.status == S.STATUS_CANCELLED
+        await asyncio.to_thread(wait_until, lambda: held_by(daemon) == 0, 5.0)
+
+    asyncio.run(scenario())
+
+
 def test_many_cancels_leave_nothing_behind(daemon: Daemon) -> None:
     folder = fresh_dir(daemon, "many")
 
