@@ -298,7 +298,8 @@ class Client:
         """Wait for changes in an open directory (FILE_NOTIFY_CHANGE_FILE_NAME | DIR_NAME by
         default; SIZE 0x8, LAST_WRITE 0x10...): [{"action": "added"|"removed"|"modified",
         "name": ...}], or None for "too many, list again". Changes between two calls on the
-        same handle are not lost. Raises STATUS_IO_TIMEOUT when nothing changed in time."""
+        same handle are not lost. Raises STATUS_IO_TIMEOUT when nothing changed in time; the
+        wait ends on the daemon then too (and on Ctrl-C: KeyboardInterrupt cancels it)."""
         timeout_ms = int((timeout if timeout is not None else self.timeout) * 1000)
         return self.run(rq.notify(fobx, completion_filter, timeout_ms, tree=tree))
 
