@@ -8,7 +8,7 @@ import os
 import platform
 import sys
 
-from benchmarks import latency, throughput
+from benchmarks import latency, sequential, throughput
 
 
 def _rate_table(title: str, unit: str, rows: list[tuple[str, float, float]]) -> str:
@@ -32,6 +32,9 @@ def main() -> int:
     print(latency.render(latency.run(n)))
     print()
     print(_rate_table("operation (local)", "/s", throughput.run(1.0 if quick else 3.0)))
+    print()
+    rows = sequential.run(64 if quick else 256)
+    print(_rate_table("sequential (local, page cache)", "MB/s", rows))
     for proto in ("smb", "sftp", "webdav"):
         try:
             module = importlib.import_module(f"benchmarks.proto_{proto}")

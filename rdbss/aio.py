@@ -35,9 +35,9 @@ import zmq
 import zmq.asyncio
 
 from rdbss import requests as rq
-from rdbss.actors.bus import Endpoints
-from rdbss.client import connect_client_socket, resolve_daemon
-from rdbss.config import Config
+from rdbss import shm
+from rdbss.client import connect_client_socket, daemon_endpoints
+from rdbss.config import Config, RemoteDaemon
 from rdbss.requests import FileInfo, Handle
 from rdbss.wire import (
     Access,
@@ -73,13 +73,22 @@ class AsyncClient:
         *,
         config: Config | None = None,
         timeout: float | None = None,
+        remote: RemoteDaemon | None = None,
+        shared_memory: bool | None = None,
     ) -> None:
-        self.runtime_dir, self.timeout = resolve_daemon(runtime_dir, config, timeout)
+        endpoints, self.timeout = daemon_endpoints(runtime_dir, config, timeout, remote)
+        self.runtime_dir = endpoints.runtime_dir
+        # large reads through /dev/shm (rdbss.shm): by default with a daemon on this host
+        if shared_memory is None:
+            shared_memory = endpoints.curve is None and shm.available()
+        self._shared_memory = shared_memory
+        self._arena: shm.Arena | None = None
+        self._slots: asyncio.Queue[int] | None = None
         self._zctx = zmq.asyncio.Context()
         self._zctx.setsockopt(zmq.LINGER, 0)
         self._sock = self._zctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.SNDHWM, 0)
-        connect_client_socket(self._sock, Endpoints.in_dir(self.runtime_dir))
+        connect_client_socket(self._sock, endpoints)
         self._codec = Codec()
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[tuple[RxCompletion, memoryview | None]]] = {}
@@ -112,6 +121,8 @@ class AsyncClient:
                 future.set_exception(error_for_status(S.STATUS_CANCELLED, "the client was closed"))
         self._sock.close(linger=CANCEL_LINGER_MS if in_flight else 0)
         self._zctx.term()
+        if self._arena is not None:
+            self._arena.close()
 
     async def _read_completions(self) -> None:
         while True:
@@ -192,6 +203,44 @@ class AsyncClient:
 
     async def read_handle(self, fobx: int, offset: int, length: int) -> bytes:
         return await self.run(rq.read(fobx, offset, length, self._timeout_ms))
+
+    async def readinto(self, fobx: int, offset: int, buffer: Any) -> int:
+        """Read ``len(buffer)`` bytes at ``offset`` into ``buffer`` (anything writable that
+        supports the buffer protocol); the count, short at the end of the file. Large reads go
+        through shared memory with a daemon on this host, in slot-sized pieces in flight at
+        once."""
+        view = memoryview(buffer).cast("B")
+        if not self._shared_memory or len(view) < shm.MIN_READ_BYTES:
+            return await self.run(rq.read_into(fobx, offset, view, self._timeout_ms))
+        arena = self._arena_for_reads()
+        step = arena.slot_bytes
+        starts = range(0, len(view), step)
+        counts = await asyncio.gather(
+            *(self._read_piece(fobx, offset + at, view[at : at + step]) for at in starts)
+        )
+        total = 0
+        for at, count in zip(starts, counts, strict=True):
+            total += count
+            if count < min(step, len(view) - at):
+                break  # the end of the file
+        return total
+
+    def _arena_for_reads(self) -> shm.Arena:
+        if self._arena is None:
+            self._arena = shm.Arena()
+            self._slots = asyncio.Queue()
+            for slot in range(self._arena.slots):
+                self._slots.put_nowait(slot)
+        return self._arena
+
+    async def _read_piece(self, fobx: int, offset: int, target: memoryview) -> int:
+        assert self._arena is not None and self._slots is not None
+        slot = await self._slots.get()
+        try:
+            shared = (self._arena.args(slot), self._arena.view(slot, len(target)))
+            return await self.run(rq.read_into(fobx, offset, target, self._timeout_ms, shared))
+        finally:
+            self._slots.put_nowait(slot)
 
     async def write_handle(self, fobx: int, offset: int, data: rq.Data) -> int:
         return await self.run(rq.write(fobx, offset, data, self._timeout_ms))

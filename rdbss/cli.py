@@ -57,6 +57,8 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     from rdbss.actors.supervisor import stop_daemon as stop
 
     config = _config(args)
+    if args.action in ("run", "start") and not config.minirdrs:
+        raise ConfigError("this configuration only uses a daemon elsewhere ([client])")
     if args.action == "run":
         from rdbss.logs import setup_logging
 
@@ -99,10 +101,23 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         )
         return 0
     # status
+    from rdbss.client import remote_daemon
+
+    remote = remote_daemon(config)
+    if remote is not None:  # a daemon on another host: what its core says
+        with _client(args) as client:
+            status = client.status()
+        status["running"] = True
+        status["pid"] = None
+        status["processes"] = []
+        _out(args, status, lambda: f"rdbss daemon at {remote.connect}\n" + _render_status(status))
+        return 0
     pid = read_pid(config.runtime_dir)
     if pid is None:
         _out(args, {"running": False}, lambda: "rdbss daemon is not running")
         return 3
+    if config.node is not None:
+        return _node_status(args, config, pid)
     with _client(args) as client:
         status = client.status()
     status["running"] = True
@@ -116,21 +131,44 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     return 0
 
 
+def _node_status(args: argparse.Namespace, config: Any, pid: int) -> int:
+    """A node has no core: its status is its processes and whether each reaches the core."""
+    try:
+        sup = json.loads((config.runtime_dir / "supervisor.json").read_text())
+    except (OSError, ValueError):
+        sup = {"children": []}
+    status = {"running": True, "pid": pid, "node": config.node.core, "processes": sup["children"]}
+
+    def text() -> str:
+        lines = [f"rdbss node pid {pid}, core {config.node.core}", ""]
+        lines.append(f"{'PROCESS':<12} {'PID':>7} {'STATE':<10} {'CORE':<12} RESTARTS")
+        for p in status["processes"]:
+            core = {True: "connected", False: "unreachable", None: "-"}[p.get("connected")]
+            lines.append(
+                f"{p['name']:<12} {p['pid'] or '-':>7} {p['state']:<10} {core:<12} {p['restarts']}"
+            )
+        return "\n".join(lines)
+
+    _out(args, status, text)
+    return 0
+
+
 def _render_status(s: dict[str, Any]) -> str:
     lines = [
-        f"rdbss daemon pid {s['pid']}: {s['handles']} open handles, "
+        f"rdbss daemon pid {s['pid'] or '-'}: {s['handles']} open handles, "
         f"{s['pending']} pending, {s['completed']} completed"
     ]
     lines.append("")
     restarts = {p["name"]: p["restarts"] for p in s.get("processes", [])}
     lines.append(
         f"{'PROCESS':<12} {'ROLE':<8} {'KIND':<8} {'PID':>7} {'UP(s)':>9} {'REQS':>8} "
-        f"{'RESTARTS':>8}"
+        f"{'RESTARTS':>8} HOST"
     )
     for p in s["peers"]:
         lines.append(
             f"{p['name']:<12} {p['role']:<8} {p['kind']:<8} {p['pid']:>7} "
-            f"{p['up_s']:>9.1f} {p['requests']:>8} {restarts.get(p['name'], 0):>8}"
+            f"{p['up_s']:>9.1f} {p['requests']:>8} {restarts.get(p['name'], 0):>8} "
+            f"{p.get('host') or 'local'}"
         )
     down = [p for p in s.get("processes", []) if p["state"] != "running"]
     for p in down:
@@ -510,6 +548,34 @@ def cmd_fault(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- keys
+def cmd_keys(args: argparse.Namespace) -> int:
+    from rdbss import keys
+
+    try:
+        if args.action == "generate":
+            public, secret = keys.generate(Path(args.dir), args.name)
+            key = keys.load_public(str(public)).decode()
+            result = {"public_key": key, "public_file": str(public), "secret_file": str(secret)}
+            _out(
+                args,
+                result,
+                lambda: (
+                    f"{secret} (secret, mode 600)\n{public} (public)\n"
+                    f"public key: {key}\n"
+                    f"allow it on the core host with a line in authorized_keys, e.g.:\n"
+                    f"  {key}  {args.name}  peer:NAME   (or: client)"
+                ),
+            )
+        else:
+            key = keys.load_public(args.name).decode()
+            _out(args, {"public_key": key}, lambda: key)
+    except keys.KeyFileError as exc:
+        print(f"rdbss: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rdbss", description=__doc__.splitlines()[0])
@@ -518,6 +584,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    parser.add_argument(
+        "--connect",
+        metavar="tcp://HOST:PORT",
+        help="use the daemon of another host (its client_listen); needs --core-key and --key "
+        "(or $RDBSS_CORE_KEY, $RDBSS_SECRET_KEY); default $RDBSS_CONNECT or the config's [client]",
+    )
+    parser.add_argument("--core-key", help="that daemon's public key (file or Z85 text)")
+    parser.add_argument("--key", help="this client's .key_secret file")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("daemon", help="run or manage the daemon")
@@ -525,6 +599,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_daemon)
     p = sub.add_parser("status", help="the daemon's processes, connections and handles")
     p.set_defaults(func=cmd_daemon, action="status")
+    p = sub.add_parser("keys", help="CURVE keys for tcp:// links between hosts")
+    p.add_argument("action", choices=["generate", "show"])
+    p.add_argument("name", help="generate: key name (NAME.key, NAME.key_secret); show: key file")
+    p.add_argument("--dir", default=".", help="generate: where to write the key files")
+    p.set_defaults(func=cmd_keys)
 
     p = sub.add_parser("ls", help="list a directory")
     p.add_argument("path")
@@ -605,6 +684,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    for option, variable in (
+        ("connect", "RDBSS_CONNECT"),
+        ("core_key", "RDBSS_CORE_KEY"),
+        ("key", "RDBSS_SECRET_KEY"),
+    ):
+        if getattr(args, option):
+            os.environ[variable] = getattr(args, option)
     if args.command == "use" and args.action in ("add", "rm") and not args.share:
         parser.error("use add/rm needs a share name")
     if args.command == "use" and args.action == "add" and not args.folder:

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import zmq
 
 from rdbss import requests as rq
+from rdbss import shm
 from rdbss.actors.bus import (
     Endpoints,
     client_identity,
@@ -32,7 +33,7 @@ from rdbss.actors.bus import (
     new_context,
     process_start_time,
 )
-from rdbss.config import Config, load_config
+from rdbss.config import Config, RemoteDaemon, load_config
 from rdbss.requests import FileInfo, Handle
 from rdbss.wire import (
     Access,
@@ -84,11 +85,62 @@ def resolve_daemon(
     return path, timeout
 
 
+def remote_daemon(config: Config | None = None) -> RemoteDaemon | None:
+    """The daemon on another host this client should use, if any: $RDBSS_CONNECT (with
+    $RDBSS_CORE_KEY and $RDBSS_SECRET_KEY), else the configuration's [client] table."""
+    connect = os.environ.get("RDBSS_CONNECT")
+    if connect:
+        core_key = os.environ.get("RDBSS_CORE_KEY", "")
+        secret_key = os.environ.get("RDBSS_SECRET_KEY", "")
+        if not core_key or not secret_key:
+            raise error_for_status(
+                S.STATUS_INVALID_PARAMETER,
+                "RDBSS_CONNECT needs RDBSS_CORE_KEY (the daemon's public key) and "
+                "RDBSS_SECRET_KEY (this client's .key_secret file)",
+            )
+        return RemoteDaemon(connect, core_key, secret_key)
+    return config.client if config is not None else None
+
+
+def daemon_endpoints(
+    runtime_dir: str | Path | None,
+    config: Config | None,
+    timeout: float | None,
+    remote: RemoteDaemon | None = None,
+) -> tuple[Endpoints, float]:
+    """Where the client connects: the local daemon's ipc socket, or (``remote``, the
+    environment or the configuration's [client] table) another host's tcp:// port with CURVE."""
+    if remote is None and runtime_dir is None:
+        config = config or load_config()
+        remote = remote_daemon(config)
+    if remote is None:
+        path, timeout = resolve_daemon(runtime_dir, config, timeout)
+        return Endpoints.in_dir(path), timeout
+    from rdbss.actors.bus import CurveKeys
+    from rdbss.keys import KeyFileError, load_public, load_secret
+
+    try:
+        pair = load_secret(Path(remote.secret_key))
+        curve = CurveKeys(pair.public, pair.secret, server=load_public(remote.core_key))
+    except KeyFileError as exc:
+        raise error_for_status(S.STATUS_INVALID_PARAMETER, str(exc)) from None
+    return Endpoints(Path(), remote.connect, "", curve), timeout or 30.0
+
+
 def connect_client_socket(sock: zmq.Socket[Any], endpoints: Endpoints) -> None:
     """A client DEALER: an identity carrying this process's pid and start time (so the daemon
-    can close what the process leaves open if it dies), unbounded receive queue."""
-    pid = os.getpid()
-    sock.setsockopt(zmq.IDENTITY, client_identity(pid, process_start_time(pid) or 0, os.urandom(4)))
+    can close what the process leaves open if it dies), unbounded receive queue. To another
+    host: CURVE, and a random identity (the daemon probes a remote client's liveness)."""
+    if endpoints.curve is not None:
+        assert endpoints.curve.server is not None
+        sock.setsockopt(zmq.IDENTITY, b"t" + os.urandom(16))
+        sock.setsockopt(zmq.CURVE_SERVERKEY, endpoints.curve.server)
+        sock.setsockopt(zmq.CURVE_PUBLICKEY, endpoints.curve.public)
+        sock.setsockopt(zmq.CURVE_SECRETKEY, endpoints.curve.secret)
+    else:
+        pid = os.getpid()
+        identity = client_identity(pid, process_start_time(pid) or 0, os.urandom(4))
+        sock.setsockopt(zmq.IDENTITY, identity)
     sock.setsockopt(zmq.RCVHWM, 0)
     sock.connect(endpoints.client)
 
@@ -102,9 +154,16 @@ class Client:
         *,
         config: Config | None = None,
         timeout: float | None = None,
+        remote: RemoteDaemon | None = None,
+        shared_memory: bool | None = None,
     ) -> None:
-        self.runtime_dir, self.timeout = resolve_daemon(runtime_dir, config, timeout)
-        self.endpoints = Endpoints.in_dir(self.runtime_dir)
+        self.endpoints, self.timeout = daemon_endpoints(runtime_dir, config, timeout, remote)
+        self.runtime_dir = self.endpoints.runtime_dir
+        # large reads through /dev/shm (rdbss.shm): by default with a daemon on this host
+        if shared_memory is None:
+            shared_memory = self.endpoints.curve is None and shm.available()
+        self._shared_memory = shared_memory
+        self._arena: shm.Arena | None = None
         self._zctx = new_context()
         self._sock = self._zctx.socket(zmq.DEALER)
         connect_client_socket(self._sock, self.endpoints)
@@ -133,6 +192,8 @@ class Client:
             self._closed = True
             self._sock.close(0)
             self._zctx.term()
+            if self._arena is not None:
+                self._arena.close()
 
     def _send(self, ctx: RxContext, payload: rq.Data | None) -> None:
         if self._closed:
@@ -252,6 +313,26 @@ class Client:
 
     def read_handle(self, fobx: int, offset: int, length: int) -> bytes:
         return self.run(rq.read(fobx, offset, length, self._timeout_ms))
+
+    def readinto(self, fobx: int, offset: int, buffer: Any) -> int:
+        """Read ``len(buffer)`` bytes at ``offset`` into ``buffer``; the count, short at the end
+        of the file. Large reads go through shared memory with a daemon on this host."""
+        view = memoryview(buffer).cast("B")
+        if not self._shared_memory or len(view) < shm.MIN_READ_BYTES:
+            return self.run(rq.read_into(fobx, offset, view, self._timeout_ms))
+        total = 0
+        with self._lock:  # one slot, filled and copied out under the lock
+            if self._arena is None:
+                self._arena = shm.Arena(slots=1)
+            arena = self._arena
+            for at in range(0, len(view), arena.slot_bytes):
+                piece = view[at : at + arena.slot_bytes]
+                shared = (arena.args(0), arena.view(0, len(piece)))
+                count = self.run(rq.read_into(fobx, offset + at, piece, self._timeout_ms, shared))
+                total += count
+                if count < len(piece):
+                    break
+        return total
 
     def write_handle(self, fobx: int, offset: int, data: bytes | memoryview) -> int:
         """Write at ``offset`` (-1 appends). Returns the bytes written."""
@@ -554,9 +635,7 @@ class RemoteFile(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         self._check(self._read, "not open for reading")
         view = memoryview(buffer).cast("B")
-        data = self._client.read_handle(self.fobx, self._pos, min(len(view), 64 << 20))
-        n = len(data)
-        view[:n] = data
+        n = self._client.readinto(self.fobx, self._pos, view[: 64 << 20])
         self._pos += n
         return n
 

@@ -14,6 +14,17 @@ Example::
     idle_timeout = 300.0                   # seconds; a connection with no open file is closed
     metrics_port = 9464                    # Prometheus on metrics_host (127.0.0.1); 0 = off
     provider_order = ["local"]             # who wins when several claim one server
+    # tcp:// (several hosts; always CURVE): see deploy/multi-host/README.md
+    secret_key = "/etc/rdbss/keys/core.key_secret"   # this host's key (rdbss keys generate)
+    peer_listen = "tcp://0.0.0.0:7700"     # mini-redirectors on other hosts register here
+    client_listen = "tcp://0.0.0.0:7701"   # clients on other hosts
+    remote_client_grace = 60.0             # seconds; a remote client unreachable longer is
+                                           # gone and its handles are closed
+    authorized_keys = "/etc/rdbss/authorized_keys"   # who may use those ports, and for what
+
+    [node]                                 # only on a node: a host running mini-redirectors
+    core = "tcp://10.0.0.1:7700"           # ... for the core of another host (no core here)
+    core_key = "/etc/rdbss/keys/core.key"  # the core's public key (file or Z85 text)
 
     [[minirdr]]
     name = "local"
@@ -67,6 +78,23 @@ class MiniRdrConfig:
 
 
 @dataclass(slots=True)
+class NodeConfig:
+    """A node runs mini-redirectors only, registered with the core of another host."""
+
+    core: str  # tcp://HOST:PORT, the core's peer_listen
+    core_key: str  # the core's public key: Z85 text or a path to its .key file
+
+
+@dataclass(slots=True)
+class RemoteDaemon:
+    """How a client reaches a daemon on another host: its tcp:// client port, over CURVE."""
+
+    connect: str  # tcp://HOST:PORT, the daemon's client_listen
+    core_key: str  # the daemon's public key: Z85 text or a path to its .key file
+    secret_key: str  # this client's .key_secret
+
+
+@dataclass(slots=True)
 class Config:
     runtime_dir: Path = field(default_factory=default_runtime_dir)
     log_level: str = "info"
@@ -78,6 +106,13 @@ class Config:
     provider_order: list[str] = field(default_factory=list)
     minirdrs: list[MiniRdrConfig] = field(default_factory=list)
     source: Path | None = None  # the file it came from; None for the embedded default
+    secret_key: str = ""  # path of this host's .key_secret (tcp:// links)
+    peer_listen: str = ""  # tcp:// endpoint for mini-redirectors of other hosts
+    client_listen: str = ""  # tcp:// endpoint for clients of other hosts
+    authorized_keys: str = ""  # path of the allow-list of public keys
+    remote_client_grace: float = 60.0  # seconds a remote client may be unreachable
+    node: NodeConfig | None = None
+    client: RemoteDaemon | None = None  # [client]: use the daemon of another host
 
     def minirdr(self, name: str) -> MiniRdrConfig:
         for m in self.minirdrs:
@@ -105,6 +140,13 @@ class Config:
             provider_order=list(data["provider_order"]),
             minirdrs=[MiniRdrConfig(**m) for m in data["minirdrs"]],
             source=Path(data["source"]) if data.get("source") else None,
+            secret_key=str(data.get("secret_key", "")),
+            peer_listen=str(data.get("peer_listen", "")),
+            client_listen=str(data.get("client_listen", "")),
+            authorized_keys=str(data.get("authorized_keys", "")),
+            remote_client_grace=float(data.get("remote_client_grace", 60.0)),
+            node=NodeConfig(**data["node"]) if data.get("node") else None,
+            client=RemoteDaemon(**data["client"]) if data.get("client") else None,
         )
 
 
@@ -146,6 +188,11 @@ def parse_config(text: str, source: Path | None = None) -> Config:
         "metrics_port",
         "metrics_host",
         "provider_order",
+        "secret_key",
+        "peer_listen",
+        "client_listen",
+        "authorized_keys",
+        "remote_client_grace",
     }
     if unknown:
         raise ConfigError(f"{where}: unknown [daemon] setting {sorted(unknown)[0]!r}")
@@ -165,6 +212,10 @@ def parse_config(text: str, source: Path | None = None) -> Config:
     config.metrics_port = port
     config.metrics_host = str(daemon.get("metrics_host", "127.0.0.1"))
     entries = data.get("minirdr", [])
+    if "client" in data:
+        config.client = _parse_client(data["client"], where)
+        if not entries and "provider_order" not in daemon:
+            return config  # a client-only configuration: it runs no daemon
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{where}: needs at least one [[minirdr]] table")
     names: set[str] = set()
@@ -188,7 +239,70 @@ def parse_config(text: str, source: Path | None = None) -> Config:
     if not isinstance(order, list) or any(o not in names for o in order):
         raise ConfigError(f"{where}: provider_order must list configured mini-redirector names")
     config.provider_order = list(order) + [m.name for m in config.minirdrs if m.name not in order]
+    _parse_tcp(config, daemon, data, where)
     return config
+
+
+def _parse_client(table: Any, where: str) -> RemoteDaemon:
+    if not isinstance(table, dict) or set(table) - {"connect", "core_key", "secret_key"}:
+        raise ConfigError(f"{where}: [client] takes connect, core_key and secret_key")
+    missing = {"connect", "core_key", "secret_key"} - set(table)
+    if missing:
+        raise ConfigError(f"{where}: [client] needs {sorted(missing)[0]}")
+    return RemoteDaemon(
+        connect=_tcp_endpoint(table["connect"], f"{where}: client.connect"),
+        core_key=str(table["core_key"]),
+        secret_key=os.path.expanduser(str(table["secret_key"])),
+    )
+
+
+def _tcp_endpoint(value: Any, what: str) -> str:
+    text = str(value)
+    host, _, port = text.removeprefix("tcp://").rpartition(":")
+    if not text.startswith("tcp://") or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{what} must look like tcp://HOST:PORT, not {text!r}")
+    return text
+
+
+def _parse_tcp(config: Config, daemon: dict[str, Any], data: dict[str, Any], where: str) -> None:
+    """The tcp:// settings: every tcp link is CURVE, so each needs its keys, checked here so a
+    mistake shows at ``daemon start`` rather than in a child's log."""
+    from rdbss.keys import KeyFileError, load_authorized_keys, load_public, load_secret
+
+    def path(key: str) -> str:
+        return os.path.expanduser(str(daemon.get(key, "")))
+
+    config.secret_key = path("secret_key")
+    config.remote_client_grace = _number(daemon, "remote_client_grace", 60.0, f"{where}: daemon")
+    config.authorized_keys = path("authorized_keys")
+    for key in ("peer_listen", "client_listen"):
+        if key in daemon:
+            setattr(config, key, _tcp_endpoint(daemon[key], f"{where}: daemon.{key}"))
+    node = data.get("node")
+    if node is not None:
+        if not isinstance(node, dict) or set(node) - {"core", "core_key"}:
+            raise ConfigError(f"{where}: [node] takes core and core_key")
+        if "core" not in node or "core_key" not in node:
+            raise ConfigError(f"{where}: [node] needs core (tcp://HOST:PORT) and core_key")
+        if config.peer_listen or config.client_listen:
+            raise ConfigError(f"{where}: a node runs no core: no peer_listen/client_listen")
+        config.node = NodeConfig(
+            core=_tcp_endpoint(node["core"], f"{where}: node.core"), core_key=str(node["core_key"])
+        )
+    listening = bool(config.peer_listen or config.client_listen)
+    try:
+        if listening or config.node is not None:
+            if not config.secret_key:
+                raise ConfigError(f"{where}: tcp:// needs daemon.secret_key (rdbss keys generate)")
+            load_secret(Path(config.secret_key))
+        if listening:
+            if not config.authorized_keys:
+                raise ConfigError(f"{where}: listening on tcp:// needs daemon.authorized_keys")
+            load_authorized_keys(Path(config.authorized_keys))
+        if config.node is not None:
+            load_public(config.node.core_key)
+    except KeyFileError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def load_config(path: Path | None = None) -> Config:

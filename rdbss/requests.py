@@ -26,6 +26,7 @@ from rdbss.wire import (
     RxCompletion,
     RxContext,
     ShareAccess,
+    error_for_status,
 )
 
 S = NtStatus
@@ -151,6 +152,39 @@ def read(fobx: int, offset: int, length: int, timeout_ms: int) -> Request[bytes]
         _read_parse,
         ok=(S.STATUS_SUCCESS, S.STATUS_END_OF_FILE),
     )
+
+
+def read_into(
+    fobx: int,
+    offset: int,
+    target: memoryview,
+    timeout_ms: int,
+    shared: tuple[dict[str, Any], memoryview] | None = None,
+) -> Request[int]:
+    """Read ``len(target)`` bytes at ``offset`` into ``target``; parses to the count (0 past
+    the end). ``shared``: the arguments that place the bytes in a shared-memory slot and that
+    slot's view (rdbss.shm); an answer with a payload instead is copied from the payload."""
+    ctx = read(fobx, offset, len(target), timeout_ms).ctx
+    if shared is not None:
+        ctx.args = dict(shared[0])
+
+    def parse(done: RxCompletion, data: memoryview | None) -> int:
+        if done.status == S.STATUS_END_OF_FILE:
+            return 0
+        if data is not None:
+            if len(data) > len(target):
+                raise error_for_status(S.STATUS_INVALID_NETWORK_RESPONSE, "read past the ask")
+            target[: len(data)] = data
+            return len(data)
+        placed = _result(done).get("shm")
+        if shared is None or type(placed) is not int or not 0 <= placed <= len(target):
+            raise error_for_status(
+                S.STATUS_INVALID_NETWORK_RESPONSE, "a read answered without its bytes"
+            )
+        target[:placed] = shared[1][:placed]
+        return placed
+
+    return Request(ctx, parse, ok=(S.STATUS_SUCCESS, S.STATUS_END_OF_FILE))
 
 
 def write(fobx: int, offset: int, data: Data, timeout_ms: int) -> Request[int]:

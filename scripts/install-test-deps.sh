@@ -36,9 +36,10 @@ declare -A NEEDED=(
     [/usr/bin/rclone]=rclone
     [/usr/sbin/ip]=iproute2
     [/usr/bin/ss]=iproute2
+    [/usr/bin/tcpdump]=tcpdump
 )
 # What the brief asks for, always installed together so a fresh machine gets all of them.
-PACKAGES=(samba smbclient openssh-server openssh-client fuse3 rclone iproute2)
+PACKAGES=(samba smbclient openssh-server openssh-client fuse3 rclone iproute2 tcpdump)
 
 missing_binaries() {
     local bin

@@ -21,13 +21,25 @@ HEARTBEAT_TIMEOUT_MS = 2_000
 
 
 @dataclass(frozen=True, slots=True)
+class CurveKeys:
+    """CURVE keys of one socket (Z85). ``server`` is the public key of the server a connecting
+    socket expects; None on the listening side."""
+
+    public: bytes
+    secret: bytes
+    server: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Endpoints:
     """Where a daemon's sockets live. ``client`` faces clients; ``bus`` faces the daemon's own
-    processes (mini-redirectors, connection manager)."""
+    processes (mini-redirectors, connection manager). On a node (a host running only
+    mini-redirectors), ``bus`` is the core's tcp:// peer port and ``curve`` the node's keys."""
 
     runtime_dir: Path
     client: str
     bus: str
+    curve: CurveKeys | None = None
 
     @classmethod
     def in_dir(cls, runtime_dir: Path) -> Endpoints:
@@ -40,6 +52,12 @@ class Endpoints:
                     f"(limit {MAX_IPC_PATH} characters); choose a shorter runtime_dir"
                 )
         return cls(runtime_dir, client, bus)
+
+
+def alive_file(runtime_dir: Path, name: str) -> Path:
+    """Where a node's mini-redirector process says it is alive (touched every heartbeat) and
+    whether it hears the core; the node's supervisor reads it."""
+    return runtime_dir / "peers" / f"{name}.json"
 
 
 def ensure_runtime_dir(path: Path) -> Path:
@@ -107,10 +125,26 @@ def new_context() -> zmq.Context[zmq.Socket[bytes]]:
 
 
 def router(
-    ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str, *, untrusted: bool
+    ctx: zmq.Context[zmq.Socket[bytes]],
+    endpoint: str,
+    *,
+    untrusted: bool,
+    curve: CurveKeys | None = None,
+    zap_domain: str | None = None,
 ) -> zmq.Socket[bytes]:
+    """A listening ROUTER. With ``curve`` it is a CURVE server whose handshakes the ZAP handler
+    of ``zap_domain`` decides (rdbss.actors.zap)."""
     sock = ctx.socket(zmq.ROUTER)
     sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    # a peer that reconnects (restarted, or its link came back) takes its name over at once
+    # instead of being refused until the old connection times out
+    sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+    if curve is not None:
+        sock.setsockopt(zmq.CURVE_SERVER, 1)
+        sock.setsockopt(zmq.CURVE_SECRETKEY, curve.secret)
+        sock.setsockopt(zmq.ZAP_DOMAIN, (zap_domain or "").encode())
+    elif endpoint.startswith("tcp://"):
+        raise ValueError(f"{endpoint}: a tcp:// endpoint needs CURVE keys")
     sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
     sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
     sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS)
@@ -126,11 +160,24 @@ def router(
 
 
 def dealer(
-    ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str, identity: bytes | None = None
+    ctx: zmq.Context[zmq.Socket[bytes]],
+    endpoint: str,
+    identity: bytes | None = None,
+    curve: CurveKeys | None = None,
 ) -> zmq.Socket[bytes]:
     sock = ctx.socket(zmq.DEALER)
     if identity is not None:
         sock.setsockopt(zmq.IDENTITY, identity)
+    if curve is not None:
+        if curve.server is None:
+            raise ValueError("a CURVE client needs the server's public key")
+        sock.setsockopt(zmq.CURVE_SERVERKEY, curve.server)
+        sock.setsockopt(zmq.CURVE_PUBLICKEY, curve.public)
+        sock.setsockopt(zmq.CURVE_SECRETKEY, curve.secret)
+    elif endpoint.startswith("tcp://"):
+        raise ValueError(f"{endpoint}: a tcp:// endpoint needs CURVE keys")
+    sock.setsockopt(zmq.RECONNECT_IVL, 100)
+    sock.setsockopt(zmq.RECONNECT_IVL_MAX, 2_000)
     sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
     sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
     sock.setsockopt(zmq.HEARTBEAT_TTL, HEARTBEAT_TIMEOUT_MS)

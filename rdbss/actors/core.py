@@ -34,6 +34,10 @@ from rdbss.wire.constants import (
     Routine,
 )
 from rdbss.wire.rxcontext import (
+    LEAVING,
+    REGISTERED_NEW,
+    REGISTERED_STILL,
+    UNKNOWN_PEER,
     CreateParameters,
     Heartbeat,
     LowIoParameters,
@@ -106,6 +110,7 @@ class Peer:
     last_seen: float
     requests: int = 0
     pending: int = 0  # requests it holds, as its last heartbeat said (queued + STATUS_PENDING)
+    host: str = ""
 
     def claims(self, server: str) -> bool:
         s = server.lower()
@@ -184,6 +189,8 @@ class RdbssCore:
         self.departed: dict[str, Peer] = {}  # went down; the supervisor brings them back
         self._failures: dict[str, int] = {}  # NetRoot key -> failed constructions in a row
         self._handles_of: dict[bytes, int] = {}  # client -> open handles
+        # local clients: their process is gone; remote ones: the server probes them
+        self.is_client_alive: Callable[[bytes], bool] = client_alive
         self._inflight_of: dict[bytes, int] = {}  # client -> requests under way
         self._next_sweep = 0.0
         self._next_scavenge = 0.0
@@ -303,10 +310,13 @@ class RdbssCore:
         peer = self.peers.get(name)
         if peer is None:
             # unknown (e.g. the core restarted): ask it to register again
-            self.out.to_peer(name, Heartbeat(name="core", seq=-1))
+            self.out.to_peer(name, Heartbeat(name="core", seq=UNKNOWN_PEER))
             return
         peer.last_seen = now
         if isinstance(msg, Heartbeat):
+            if msg.seq == LEAVING:
+                self.peer_down(name, S.STATUS_CONNECTION_DISCONNECTED, "the process is stopping")
+                return
             peer.pending = msg.pending
             self.out.to_peer(name, Heartbeat(name="core", seq=msg.seq))
         elif isinstance(msg, RxCompletion):
@@ -414,7 +424,14 @@ class RdbssCore:
         if reg.name != name:
             log.error("peer %r registered as %r; ignored", name, reg.name)
             return
-        if name in self.peers:
+        known = self.peers.get(name)
+        if known is not None and known.pid == reg.pid and known.host == reg.host:
+            # the same process again (it missed our answers for a while, e.g. a link that came
+            # back): it still holds its connections and handles, so nothing is torn down
+            known.last_seen = now
+            self.out.to_peer(name, Heartbeat(name="core", seq=REGISTERED_STILL))
+            return
+        if known is not None:
             # a restarted process under the same name: whatever the old one held is gone
             self.peer_down(name, S.STATUS_CONNECTION_DISCONNECTED, "registered again (restarted)")
         self.departed.pop(name, None)
@@ -428,16 +445,18 @@ class RdbssCore:
             pid=reg.pid,
             registered_at=now,
             last_seen=now,
+            host=reg.host,
         )
         log.info(
-            "registered peer=%s role=%s kind=%s pid=%d routines=%d",
+            "registered peer=%s role=%s kind=%s pid=%d host=%s routines=%d",
             name,
             reg.role,
             reg.kind,
             reg.pid,
+            reg.host or "-",
             len(reg.routines),
         )
-        self.out.to_peer(name, Heartbeat(name="core", seq=0))
+        self.out.to_peer(name, Heartbeat(name="core", seq=REGISTERED_NEW))
 
     def peer_down(self, name: str, status: int, reason: str) -> None:
         """A peer died, exited or went silent: complete its in-flight requests at once, drop its
@@ -901,6 +920,10 @@ class RdbssCore:
             ctx.lowio.operation = op
         srv_open = fobx.srv_open
         fcb = srv_open.fcb
+        if ctx.args and "shm" in ctx.args and not self._shares_memory(ident, srv_open.minirdr):
+            # the shared-memory hint (rdbss.shm) only works on this host: the bytes come back
+            # in the answer instead
+            ctx.args = {k: v for k, v in ctx.args.items() if k not in ("shm", "shm_off")}
         ctx.routine = routine
         ctx.srv_open = srv_open.mrx_id
         ctx.srv_call = fcb.net_root.srv_call.name
@@ -920,6 +943,11 @@ class RdbssCore:
             net_root=fcb.net_root,
             owner=(ident, ctx.request_id),
         )
+
+    def _shares_memory(self, ident: bytes, minirdr: str | None) -> bool:
+        """A client and a mini-redirector that can share /dev/shm: both on this host."""
+        peer = self.peers.get(minirdr or "")
+        return ident[:1] == b"c" and peer is not None and not peer.host
 
     def _reopen(
         self, ident: bytes, ctx: RxContext, fobx: Fobx, payload: Payload, attempt: int
@@ -1127,12 +1155,17 @@ class RdbssCore:
         except NtStatusError:
             then(done, None)
 
+    def holds(self, ident: bytes) -> bool:
+        """Whether a client has open handles (a request without a handle ends by its deadline,
+        well within the time a quiet remote client is remembered)."""
+        return bool(self._handles_of.get(ident))
+
     def sweep_dead_clients(self) -> int:
         """Close the handles of local client processes that are gone (a client that crashed or
         exited without closing). Returns how many handles were closed."""
         closed = 0
         for owner in list(self._handles_of.keys() | {live.ident for live in self._live.values()}):
-            if client_alive(owner):
+            if self.is_client_alive(owner):
                 continue
             # its requests first: a queued one must not run, a pending one must let go
             for live in [r for r in self._live.values() if r.ident == owner]:
@@ -1202,6 +1235,7 @@ class RdbssCore:
                     "role": p.role,
                     "kind": p.kind,
                     "pid": p.pid,
+                    "host": p.host,
                     "routines": sorted(p.routines),
                     "lowio_ops": sorted(p.lowio_ops),
                     "servers": p.servers,

@@ -4,18 +4,21 @@ here on the socket thread (DESIGN.md: passing every message into an actor halves
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 import zmq
 
-from rdbss.actors.bus import Endpoints, new_context, router
+from rdbss.actors.bus import CurveKeys, Endpoints, client_alive, new_context, router
 from rdbss.actors.core import CoreSettings, Payload, RdbssCore
 from rdbss.actors.metrics import NullMetrics
+from rdbss.actors.zap import CLIENT_DOMAIN, PEER_DOMAIN, AllowList, ZapHandler
 from rdbss.wire.codec import Codec, WireError
 from rdbss.wire.framing import pack_frames, unpack_frames
 from rdbss.wire.rxcontext import Heartbeat, RxCancel, RxCompletion, RxContext
@@ -39,24 +42,70 @@ def _request_id_of(frame: Any) -> int:
     return value if type(value) is int and 0 <= value < 1 << 63 else 0
 
 
+@dataclass(slots=True)
+class RemoteClient:
+    """A client on another host: the socket and routing id to answer it on."""
+
+    sock: zmq.Socket[bytes]
+    routing: bytes
+    last_seen: float
+    unreachable_since: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TcpListen:
+    """The core's tcp:// ports (other hosts), all CURVE, admitted by the allow-list."""
+
+    keys: CurveKeys
+    allow: AllowList
+    peer: str = ""  # endpoint for mini-redirectors of other hosts
+    client: str = ""  # endpoint for clients of other hosts
+    client_grace_s: float = 60.0  # a remote client unreachable this long is gone
+
+
 class CoreServer:
     def __init__(
-        self, endpoints: Endpoints, settings: CoreSettings, metrics: NullMetrics | None = None
+        self,
+        endpoints: Endpoints,
+        settings: CoreSettings,
+        metrics: NullMetrics | None = None,
+        tcp: TcpListen | None = None,
     ) -> None:
         self.endpoints = endpoints
         self.codec = Codec()
         self.zctx = new_context()
         self.clients = router(self.zctx, endpoints.client, untrusted=True)
         self.bus = router(self.zctx, endpoints.bus, untrusted=False)
+        self.tcp = tcp
+        self.zap: ZapHandler | None = None
+        self.tcp_bus: zmq.Socket[bytes] | None = None
+        self.tcp_clients: zmq.Socket[bytes] | None = None
+        if tcp is not None:
+            self.zap = ZapHandler(self.zctx, tcp.allow)  # bound before any CURVE socket
+            self.zap.start()
+            if tcp.peer:
+                self.tcp_bus = router(
+                    self.zctx, tcp.peer, untrusted=True, curve=tcp.keys, zap_domain=PEER_DOMAIN
+                )
+            if tcp.client:
+                self.tcp_clients = router(
+                    self.zctx, tcp.client, untrusted=True, curve=tcp.keys, zap_domain=CLIENT_DOMAIN
+                )
+        # which bus socket each peer is on: ipc for this host's processes, tcp for other hosts
+        self.peer_sockets: dict[str, zmq.Socket[bytes]] = {}
+        self.remote_clients: dict[bytes, RemoteClient] = {}
         self.core = RdbssCore(self, time.monotonic, settings, metrics)
+        self.core.is_client_alive = self.client_alive
         self._stop = threading.Event()
 
     # ---------------------------------------------------------------- Outbox
     def to_client(self, ident: bytes, done: RxCompletion, payload: Payload = None) -> None:
+        sock, routing = self.clients, ident
+        remote = self.remote_clients.get(ident)
+        if remote is not None:
+            sock, routing = remote.sock, remote.routing
         try:
-            self.clients.send_multipart(
-                [ident, *pack_frames(self.codec, done, payload)], copy=False
-            )
+            sock.send_multipart([routing, *pack_frames(self.codec, done, payload)], copy=False)
         except zmq.ZMQError as exc:  # the client went away: nothing to tell it
             log.debug("client %s unreachable: %s", ident.hex(), exc)
         except WireError as exc:
@@ -66,7 +115,39 @@ class CoreServer:
                 NtStatus.STATUS_INTERNAL_ERROR,
                 message="the answer could not be encoded",
             )
-            self.clients.send_multipart([ident, *pack_frames(self.codec, fallback)])
+            sock.send_multipart([routing, *pack_frames(self.codec, fallback)])
+
+    def client_alive(self, ident: bytes) -> bool:
+        """A local client: its process exists. A remote one: a probe (a Heartbeat, which
+        clients ignore) still finds its connection, or it has been unreachable for less than
+        ``client_grace_s`` (a link that comes back keeps the client's handles)."""
+        remote = self.remote_clients.get(ident)
+        if remote is None:
+            return client_alive(ident)
+        now = time.monotonic()
+        try:
+            probe = pack_frames(self.codec, Heartbeat(name="core"))
+            remote.sock.send_multipart([remote.routing, *probe], flags=zmq.NOBLOCK)
+            remote.unreachable_since = None
+            return True
+        except zmq.ZMQError:
+            if remote.unreachable_since is None:
+                remote.unreachable_since = now
+            grace = self.tcp.client_grace_s if self.tcp else 0.0
+            if now - remote.unreachable_since < grace:
+                return True
+            log.info("remote client %s unreachable for %.0f s: gone", ident.hex()[-8:],
+                     now - remote.unreachable_since)  # fmt: skip
+            del self.remote_clients[ident]
+            return False
+
+    def _forget_idle_remote_clients(self, now: float) -> None:
+        """Remote clients holding nothing are forgotten after a quiet while (they come back
+        as new on their next message)."""
+        for ident, remote in list(self.remote_clients.items()):
+            quiet = self.tcp.client_grace_s if self.tcp else 0.0
+            if now - remote.last_seen > quiet and not self.core.holds(ident):
+                del self.remote_clients[ident]
 
     def to_peer(
         self,
@@ -74,10 +155,9 @@ class CoreServer:
         msg: RxContext | RxCancel | Heartbeat | RxCompletion,
         payload: Payload = None,
     ) -> bool:
+        sock = self.peer_sockets.get(name, self.bus)
         try:
-            self.bus.send_multipart(
-                [name.encode(), *pack_frames(self.codec, msg, payload)], copy=False
-            )
+            sock.send_multipart([name.encode(), *pack_frames(self.codec, msg, payload)], copy=False)
             return True
         except zmq.ZMQError as exc:
             log.debug("peer %s unreachable: %s", name, exc)
@@ -91,10 +171,16 @@ class CoreServer:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
         poller = zmq.Poller()
-        poller.register(self.clients, zmq.POLLIN)
-        poller.register(self.bus, zmq.POLLIN)
+        client_socks = [self.clients]
+        for sock in (self.clients, self.bus, self.tcp_bus, self.tcp_clients):
+            if sock is not None:
+                poller.register(sock, zmq.POLLIN)
+        if self.tcp_clients is not None:
+            client_socks.append(self.tcp_clients)
         drain_until: float | None = None
         log.info("core listening client=%s bus=%s", self.endpoints.client, self.endpoints.bus)
+        if self.tcp is not None:
+            log.info("core listening on tcp peer=%s client=%s", self.tcp.peer, self.tcp.client)
         try:
             while True:
                 if self._stop.is_set() and drain_until is None:
@@ -116,22 +202,42 @@ class CoreServer:
                             frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
                         except zmq.Again:
                             break
-                        if sock is self.clients:
-                            self._on_client_frames(frames)
+                        if sock in client_socks:
+                            self._on_client_frames(frames, sock)
                         else:
-                            self._on_bus_frames(frames)
+                            self._on_bus_frames(frames, sock)
                 try:
                     self.core.tick()
+                    if self.remote_clients:
+                        self._forget_idle_remote_clients(time.monotonic())
                 except Exception:
                     log.exception("housekeeping failed")
         finally:
             log.info("core stopped")
-            self.clients.close(0)
-            self.bus.close(0)
+            for sock in (self.clients, self.bus, self.tcp_bus, self.tcp_clients):
+                if sock is not None:
+                    sock.close(0)
+            if self.zap is not None:
+                self.zap.stop()
             self.zctx.term()
 
-    def _on_client_frames(self, frames: list[zmq.Frame]) -> None:
+    def _on_client_frames(self, frames: list[zmq.Frame], sock: zmq.Socket[bytes]) -> None:
         ident = frames[0].bytes
+        if sock is not self.clients:
+            # a remote client: its identity is its own choice, so it is namespaced by its key
+            # (two keys can never share handles), and the key must still be granted
+            user = frames[1].get("User-Id") if len(frames) > 1 else None
+            grant = self.tcp.allow.grant(user) if self.tcp else None
+            if grant is None or not grant.client:
+                return
+            routing = ident
+            ident = b"r" + hashlib.blake2b(f"{user}".encode() + routing, digest_size=16).digest()
+            now = time.monotonic()
+            remote = self.remote_clients.get(ident)
+            if remote is None:
+                self.remote_clients[ident] = RemoteClient(sock, routing, now)
+            else:
+                remote.last_seen = now
         try:
             msg, payload = unpack_frames(self.codec, frames[1:])
             if isinstance(msg, RxCancel):
@@ -164,13 +270,24 @@ class CoreServer:
         except Exception:
             log.exception("cancel failed req=%s:%d", ident.hex()[-6:], cancel.request_id)
 
-    def _on_bus_frames(self, frames: list[zmq.Frame]) -> None:
+    def _on_bus_frames(self, frames: list[zmq.Frame], sock: zmq.Socket[bytes]) -> None:
         name = frames[0].bytes.decode("utf-8", "replace")
+        if len(frames) < 2:
+            return
+        if sock is not self.bus:
+            # a peer on another host: its key must be granted this name, on every message
+            grant = self.tcp.allow.grant(frames[1].get("User-Id")) if self.tcp else None
+            if grant is None or not grant.may_register(name):
+                log.warning("peer %r over tcp: its key is not granted that name; dropped", name)
+                return
         try:
             msg, payload = unpack_frames(self.codec, frames[1:])
         except WireError as exc:
             log.error("bad message from peer %s: %s", name, exc.strerror)
             return
+        if self.peer_sockets.get(name, self.bus) is not sock:
+            log.info("peer %s now on %s", name, "tcp" if sock is not self.bus else "ipc")
+            self.peer_sockets[name] = sock
         try:
             self.core.on_peer(name, msg, payload if payload is None else frames[2])
         except Exception:

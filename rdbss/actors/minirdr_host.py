@@ -26,7 +26,8 @@ import pykka
 
 from rdbss.actors.peer import PeerBridge
 from rdbss.minirdrs.base import CONNECTION_ROUTINES, ROUTINE_METHODS, MiniRdr, Result
-from rdbss.wire.constants import Routine
+from rdbss.shm import Maps
+from rdbss.wire.constants import LowIoOp, Routine
 from rdbss.wire.rxcontext import Register, RxCancel, RxCompletion, RxContext
 from rdbss.wire.status import NtStatus, NtStatusError
 
@@ -43,6 +44,23 @@ def cancel_status(reason: str) -> int:
     return NtStatus.STATUS_IO_TIMEOUT if reason == "deadline" else NtStatus.STATUS_CANCELLED
 
 
+# arenas of local clients (rdbss.shm), mapped on first use; one table per process
+SHARED = Maps()
+
+
+def _into_shared(result: Result, target: memoryview) -> None:
+    """A READ that asked for shared memory: its bytes go there, the answer says how many."""
+    if result.payload is not None:
+        data = memoryview(result.payload)
+        if len(data) > len(target):
+            raise NtStatusError(NtStatus.STATUS_INTERNAL_ERROR, "read more than was asked")
+        target[: len(data)] = data
+        result.information = len(data)
+        result.payload = None
+    if result.status in (NtStatus.STATUS_SUCCESS, NtStatus.STATUS_END_OF_FILE):
+        result.result = {"shm": result.information}
+
+
 def execute(
     minirdr: MiniRdr, ctx: RxContext, payload: memoryview | None
 ) -> tuple[RxCompletion, Any] | None:
@@ -55,16 +73,27 @@ def execute(
         ), None
     routine = Routine(ctx.routine)
     method = getattr(minirdr, ROUTINE_METHODS[routine])
+    target: memoryview | None = None
     try:
-        result = method(ctx, payload) if routine == Routine.MRxLowIOSubmit else method(ctx)
+        lowio = ctx.lowio if routine == Routine.MRxLowIOSubmit else None
+        if ctx.args and lowio is not None and lowio.operation == LowIoOp.READ:
+            target = SHARED.target(ctx.args, lowio.length)
+        result = None if target is None else minirdr.read_into(ctx, target)
+        if result is None:
+            result = method(ctx, payload) if routine == Routine.MRxLowIOSubmit else method(ctx)
         if not isinstance(result, Result):
             raise TypeError(f"{routine} returned {type(result).__name__}, not Result")
+        if target is not None:
+            _into_shared(result, target)
     except NtStatusError as exc:
         return RxCompletion(ctx.request_id, exc.status, message=exc.strerror or ""), None
     except Exception as exc:
         log.exception("routine %s failed req=%s", ctx.routine, ctx.origin)
         message = f"{type(exc).__name__}: {exc}"
         return RxCompletion(ctx.request_id, NtStatus.STATUS_INTERNAL_ERROR, message=message), None
+    finally:
+        if target is not None:
+            target.release()
     if result.status == NtStatus.STATUS_PENDING:
         return None
     return completion(ctx, result), result.payload
@@ -241,3 +270,4 @@ class MiniRdrHost:
             self.minirdr.close()
         except Exception:
             log.exception("mini-redirector close failed")
+        SHARED.close()

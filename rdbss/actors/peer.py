@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -22,12 +24,24 @@ import zmq
 from rdbss.actors.bus import Endpoints, dealer, new_context
 from rdbss.wire.codec import Codec, WireError
 from rdbss.wire.framing import Buffer, pack_frames, unpack_frames
-from rdbss.wire.rxcontext import Heartbeat, Message, Register, RxCancel, RxCompletion, RxContext
+from rdbss.wire.rxcontext import (
+    LEAVING,
+    REGISTERED_NEW,
+    UNKNOWN_PEER,
+    Heartbeat,
+    Message,
+    Register,
+    RxCancel,
+    RxCompletion,
+    RxContext,
+)
 
 log = logging.getLogger("rdbss.peer")
 
 HEARTBEAT_S = 0.5
+RESET_EXIT = 75  # exit code of a peer that restarts clean (EX_TEMPFAIL): not a failure
 REREGISTER_S = 2.0  # no answer from the core for this long: register again (core restarted)
+LEAVING_LINGER_MS = 200  # how long the last message (LEAVING) may take to leave
 
 Handler = Callable[[RxContext | RxCompletion | RxCancel, memoryview | None], None]
 
@@ -43,20 +57,32 @@ class PeerBridge:
         self._codec = Codec()  # I/O thread only
         self._stop = threading.Event()
         self._seq = 0
+        self._registrations = 0
+        self.reset = False  # stopped because the core dropped us: exit with RESET_EXIT
         self._last_heard = 0.0
         self.handler: Handler = lambda msg, payload: None
         #: How many requests the peer holds (queued or STATUS_PENDING), sent with each heartbeat.
         self.pending_count: Callable[[], int] = lambda: 0
         self._pull = self.zctx.socket(zmq.PULL)
         self._pull.bind(self._inproc)
-        self._sock = dealer(self.zctx, endpoints.bus, identity=self.name.encode())
+        self._sock = self._connect()
         self._io_thread: int | None = None
+        self.alive_file: Path | None = None  # on a node: the supervisor's liveness check
+
+    def _connect(self) -> zmq.Socket[bytes]:
+        return dealer(
+            self.zctx, self.endpoints.bus, identity=self.name.encode(), curve=self.endpoints.curve
+        )
 
     # ---------------------------------------------------------------- sending
     def send(self, msg: Message, payload: Buffer | None = None) -> None:
         """Send from the I/O thread (handlers running inline)."""
         try:
-            self._sock.send_multipart(pack_frames(self._codec, msg, payload), copy=False)
+            self._sock.send_multipart(
+                pack_frames(self._codec, msg, payload), flags=zmq.NOBLOCK, copy=False
+            )
+        except zmq.Again:  # the core is unreachable and the queue is full: never block the loop
+            log.warning("core unreachable; dropped %s", type(msg).__name__)
         except WireError as exc:
             self._send_unencodable(msg, exc)
 
@@ -101,7 +127,33 @@ class PeerBridge:
 
     def _register(self) -> None:
         self.registration.pid = os.getpid()
+        if self.endpoints.curve is not None:  # a node: say where we run
+            self.registration.host = socket.gethostname()
         self.send(self.registration)
+
+    def connected(self) -> bool:
+        """Heard from the core lately (for a node's status)."""
+        return time.monotonic() - self._last_heard < REREGISTER_S
+
+    def _reconnect(self, poller: zmq.Poller) -> None:
+        """A fresh socket: what the old one queued while the core was unreachable (heartbeats,
+        answers the core has long given up on) is dropped instead of arriving as a burst."""
+        poller.unregister(self._sock)
+        self._sock.close(0)
+        self._sock = self._connect()
+        poller.register(self._sock, zmq.POLLIN)
+
+    def _touch_alive(self) -> None:
+        if self.alive_file is None:
+            return
+        tmp = self.alive_file.with_suffix(".tmp")
+        try:
+            tmp.write_text(
+                f'{{"pid": {os.getpid()}, "connected": {str(self.connected()).lower()}}}'
+            )
+            os.replace(tmp, self.alive_file)
+        except OSError as exc:
+            log.warning("cannot write %s: %s", self.alive_file, exc)
 
     def run(self) -> None:
         self._io_thread = threading.get_ident()
@@ -121,7 +173,10 @@ class PeerBridge:
                         except zmq.Again:
                             break
                         if sock is self._pull:
-                            self._sock.send_multipart(frames, copy=False)
+                            try:
+                                self._sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+                            except zmq.Again:
+                                log.warning("core unreachable; dropped an answer")
                         else:
                             self._on_frames(frames)
                 now = time.monotonic()
@@ -129,13 +184,17 @@ class PeerBridge:
                     self._seq += 1
                     self.send(Heartbeat(name=self.name, seq=self._seq, pending=self._pending()))
                     next_beat = now + HEARTBEAT_S
+                    self._touch_alive()
                     silent_since = max(self._last_heard, registered_at)
                     if now - silent_since > REREGISTER_S:
-                        log.info("no answer from the core; registering again")
+                        log.info("no answer from the core; connecting and registering again")
+                        self._reconnect(poller)
                         self._register()
                         registered_at = now
         finally:
-            self._sock.close(0)
+            # tell the core at once (its heartbeat timeout would take seconds), then go
+            self.send(Heartbeat(name=self.name, seq=LEAVING))
+            self._sock.close(linger=LEAVING_LINGER_MS)
             self._pull.close(0)
 
     def _pending(self) -> int:
@@ -157,8 +216,16 @@ class PeerBridge:
             return
         self._last_heard = time.monotonic()
         if isinstance(msg, Heartbeat):
-            if msg.seq == -1:  # the core does not know us (it restarted)
+            if msg.seq == UNKNOWN_PEER:  # the core does not know us (it restarted, or dropped us)
                 self._register()
+            elif msg.seq == REGISTERED_NEW:
+                self._registrations += 1
+                if self._registrations > 1:
+                    # the core dropped us in between: the handles and connections we hold for it
+                    # are void; restart clean (the supervisor restarts us at once)
+                    log.warning("the core registered us anew; restarting clean")
+                    self.reset = True
+                    self._stop.set()
             return
         if isinstance(msg, RxContext | RxCompletion | RxCancel):
             try:
@@ -167,7 +234,8 @@ class PeerBridge:
                 log.exception("handler failed")
 
 
-def run_peer(bridge: PeerBridge, on_stop: Callable[[], Any] | None = None) -> None:
+def run_peer(bridge: PeerBridge, on_stop: Callable[[], Any] | None = None) -> int:
+    """Run until stopped; the process's exit code (RESET_EXIT when it must restart clean)."""
     bridge.install_signal_handlers()
     try:
         bridge.run()
@@ -175,3 +243,4 @@ def run_peer(bridge: PeerBridge, on_stop: Callable[[], Any] | None = None) -> No
         if on_stop is not None:
             on_stop()
         bridge.shutdown()
+    return RESET_EXIT if bridge.reset else 0

@@ -10,18 +10,42 @@ import logging
 import sys
 from pathlib import Path
 
-from rdbss.actors.bus import Endpoints
+from rdbss.actors.bus import CurveKeys, Endpoints, alive_file
 from rdbss.actors.connmgr import ConnectionManager
 from rdbss.actors.core import CONNMGR, CoreSettings
-from rdbss.actors.core_server import CoreServer
+from rdbss.actors.core_server import CoreServer, TcpListen
 from rdbss.actors.metrics import NullMetrics
 from rdbss.actors.minirdr_host import MiniRdrHost
 from rdbss.actors.peer import PeerBridge, run_peer
+from rdbss.actors.zap import AllowList
 from rdbss.config import Config
+from rdbss.keys import load_public, load_secret
 from rdbss.logs import setup_logging
 from rdbss.minirdrs import load_kind
 
 log = logging.getLogger("rdbss.process")
+
+
+def core_tcp(config: Config) -> TcpListen | None:
+    """The core's tcp:// ports from the configuration (keys and allow-list), or None."""
+    if not (config.peer_listen or config.client_listen):
+        return None
+    pair = load_secret(Path(config.secret_key))
+    return TcpListen(
+        keys=CurveKeys(pair.public, pair.secret),
+        allow=AllowList(Path(config.authorized_keys)),
+        peer=config.peer_listen,
+        client=config.client_listen,
+        client_grace_s=config.remote_client_grace,
+    )
+
+
+def node_endpoints(config: Config, runtime_dir: Path) -> Endpoints:
+    """On a node, the bus is the core's tcp:// peer port, reached with this host's keys."""
+    assert config.node is not None
+    pair = load_secret(Path(config.secret_key))
+    curve = CurveKeys(pair.public, pair.secret, server=load_public(config.node.core_key))
+    return Endpoints(runtime_dir, client="", bus=config.node.core, curve=curve)
 
 
 def run_core(config: Config, endpoints: Endpoints) -> None:
@@ -36,22 +60,24 @@ def run_core(config: Config, endpoints: Endpoints) -> None:
 
         metrics = PrometheusMetrics(config.metrics_host, config.metrics_port)
         log.info("metrics on http://%s:%d/metrics", config.metrics_host, metrics.port)
-    CoreServer(endpoints, settings, metrics).run()
+    CoreServer(endpoints, settings, metrics, core_tcp(config)).run()
 
 
-def run_connmgr(endpoints: Endpoints) -> None:
+def run_connmgr(endpoints: Endpoints) -> int:
     bridge = PeerBridge(endpoints, ConnectionManager.registration(CONNMGR))
     actor = ConnectionManager.start(bridge)
     bridge.handler = lambda msg, payload: actor.tell((msg, payload))
-    run_peer(bridge, on_stop=lambda: actor.stop(block=True, timeout=2.0))
+    return run_peer(bridge, on_stop=lambda: actor.stop(block=True, timeout=2.0))
 
 
-def run_minirdr(config: Config, name: str, endpoints: Endpoints) -> None:
+def run_minirdr(config: Config, name: str, endpoints: Endpoints) -> int:
     entry = config.minirdr(name)
     minirdr = load_kind(entry.kind)(name, entry.options)
     bridge = PeerBridge(endpoints, MiniRdrHost.registration(name, minirdr))
+    if config.node is not None:
+        bridge.alive_file = alive_file(endpoints.runtime_dir, name)
     host = MiniRdrHost(bridge, minirdr)
-    run_peer(bridge, on_stop=host.stop)
+    return run_peer(bridge, on_stop=host.stop)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,18 +88,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = Config.from_json((args.runtime_dir / "config.json").read_text())
     setup_logging(args.name, config.log_level)
-    endpoints = Endpoints.in_dir(args.runtime_dir)
     try:
+        if config.node is not None:
+            endpoints = node_endpoints(config, args.runtime_dir)
+        else:
+            endpoints = Endpoints.in_dir(args.runtime_dir)
         if args.role == "core":
             run_core(config, endpoints)
-        elif args.role == "connmgr":
-            run_connmgr(endpoints)
-        else:
-            run_minirdr(config, args.name, endpoints)
+            return 0
+        if args.role == "connmgr":
+            return run_connmgr(endpoints)
+        return run_minirdr(config, args.name, endpoints)
     except Exception:
         log.exception("%s %s failed", args.role, args.name)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

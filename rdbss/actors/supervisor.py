@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from rdbss.actors.bus import Endpoints, daemon_pid, ensure_runtime_dir
+from rdbss.actors.bus import Endpoints, alive_file, daemon_pid, ensure_runtime_dir
 from rdbss.actors.core import CONNMGR
+from rdbss.actors.peer import RESET_EXIT
 from rdbss.config import Config
 
 log = logging.getLogger("rdbss.supervisor")
@@ -83,6 +84,7 @@ class Child:
     last_registered: float = 0.0
     starts: int = 0
     last_exit: str = ""
+    connected: bool | None = None  # on a node: whether the process hears the core
 
     @property
     def pid(self) -> int | None:
@@ -115,9 +117,10 @@ class Supervisor:
         self.policy = policy or RestartPolicy()
         self.runtime_dir = config.runtime_dir
         self.endpoints = Endpoints.in_dir(self.runtime_dir)
-        self.children = [Child("core", "core"), Child("connmgr", CONNMGR)] + [
-            Child("minirdr", m.name) for m in config.minirdrs
-        ]
+        # a node (config [node]) runs mini-redirectors only, for the core of another host
+        self.node = config.node is not None
+        self.children = [] if self.node else [Child("core", "core"), Child("connmgr", CONNMGR)]
+        self.children += [Child("minirdr", m.name) for m in config.minirdrs]
         self._stop = threading.Event()
         self._reload_requested = threading.Event()
         self._next_health = 0.0
@@ -157,6 +160,11 @@ class Supervisor:
                 (self.runtime_dir / stale).unlink()
         self._write_config()
         (self.runtime_dir / "daemon.pid").write_text(str(os.getpid()))
+        if self.node:
+            peers = self.runtime_dir / "peers"
+            peers.mkdir(mode=0o700, exist_ok=True)
+            for old in peers.iterdir():
+                old.unlink()
 
     def _write_state(self) -> None:
         """The supervisor's view of its processes, for ``rdbss status`` (supervisor.json)."""
@@ -174,11 +182,13 @@ class Supervisor:
                 if c.proc is None and not c.gave_up
                 else None,
                 "last_exit": c.last_exit,
+                "connected": c.connected,
             }
             for c in self.children
         ]
         tmp = self.runtime_dir / "supervisor.json.tmp"
-        tmp.write_text(json.dumps({"pid": os.getpid(), "children": state}))
+        node = {"core": self.config.node.core} if self.config.node is not None else None
+        tmp.write_text(json.dumps({"pid": os.getpid(), "children": state, "node": node}))
         os.replace(tmp, self.runtime_dir / "supervisor.json")
 
     def _write_config(self) -> None:
@@ -219,6 +229,10 @@ class Supervisor:
         log.info("started %s %s pid=%d", child.role, child.name, child.proc.pid)
 
     def _start_all(self) -> None:
+        if self.node:
+            for child in self.children:
+                self._spawn(child)
+            return
         core, *others = self.children
         self._spawn(core)
         socket_path = self.runtime_dir / "bus.sock"
@@ -236,6 +250,16 @@ class Supervisor:
         expected = {c.name for c in self.children if c.role != "core"}
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline and not self._stop.is_set():
+            if self.node:
+                # ready when every process runs its loop; reaching the core is not required
+                # (the core's host may come later): `daemon status` shows who is connected
+                if all(self._alive(c) is not None for c in self.children):
+                    return True
+                if any(c.proc is not None and c.proc.poll() is not None for c in self.children):
+                    log.error("a mini-redirector exited during start-up")
+                    return False
+                time.sleep(0.05)
+                continue
             for child in self.children:
                 if child.proc is not None and child.proc.poll() is not None:
                     log.error(
@@ -268,6 +292,13 @@ class Supervisor:
                     "%s %s pid=%d exited code=%s", child.role, child.name, child.proc.pid, code
                 )
                 child.proc = None
+                if code == RESET_EXIT:
+                    # the core dropped it (core restart, link back after a cut): a clean
+                    # restart is the protocol, not a failure; not counted by the policy
+                    log.info("%s %s restarts clean (the core dropped it)", child.role, child.name)
+                    child.next_start = now
+                    self._write_state()
+                    continue
                 if child.role != "core":
                     self._tell_core_peer_down(child.name, f"process exited with code {code}")
                 self._schedule_restart(child, now)
@@ -298,6 +329,12 @@ class Supervisor:
             "metrics_port",
             "metrics_host",
             "provider_order",
+            "secret_key",
+            "peer_listen",
+            "client_listen",
+            "authorized_keys",
+            "remote_client_grace",
+            "node",
         ):
             if getattr(new, key) != getattr(self.config, key):
                 log.warning("reload: [daemon] %s changed; takes effect after a restart", key)
@@ -339,6 +376,9 @@ class Supervisor:
         if now < self._next_health:
             return
         self._next_health = now + HEALTH_INTERVAL_S
+        if self.node:
+            self._check_node_health(now)
+            return
         core, *others = self.children
         if core.proc is None or core.proc.poll() is not None:
             return
@@ -369,6 +409,39 @@ class Supervisor:
                 )
                 self._kill(child)
 
+    def _alive(self, child: Child) -> tuple[float, bool] | None:
+        """(age in seconds, hears the core) from the child's alive file, if it is this pid's."""
+        path = alive_file(self.runtime_dir, child.name)
+        try:
+            data = json.loads(path.read_text())
+            age = time.time() - path.stat().st_mtime
+        except (OSError, ValueError):
+            return None
+        if child.proc is None or data.get("pid") != child.proc.pid:
+            return None
+        return age, bool(data.get("connected"))
+
+    def _check_node_health(self, now: float) -> None:
+        """On a node nobody local asks the processes anything, so each touches its alive file
+        every heartbeat from its socket loop; a stale file means a hung loop: killed."""
+        changed = False
+        for child in self.children:
+            if child.proc is None or child.proc.poll() is not None:
+                continue
+            alive = self._alive(child)
+            connected = alive[1] if alive is not None else None
+            if connected != child.connected:
+                child.connected = connected
+                changed = True
+            fresh = alive is not None and alive[0] < HANG_GRACE_S / 2
+            if fresh:
+                child.last_registered = now
+            elif now - max(child.started_at, child.last_registered) > HANG_GRACE_S:
+                log.error("minirdr %s pid=%d stopped answering; killing it", child.name, child.pid)
+                self._kill(child)
+        if changed:
+            self._write_state()
+
     @staticmethod
     def _kill(child: Child) -> None:
         if child.proc is not None:
@@ -398,6 +471,8 @@ class Supervisor:
         from rdbss.client import Client
         from rdbss.wire.constants import FsctlCode
 
+        if self.node:  # the core is on another host: it notices the silence (heartbeats)
+            return
         try:
             with Client(self.runtime_dir, timeout=2.0) as client:
                 client._control(FsctlCode.RDBSS_PEER_DOWN, name=name, reason=reason)
@@ -405,6 +480,9 @@ class Supervisor:
             log.warning("could not tell the core that %s is down: %s", name, exc)
 
     def _stop_all(self) -> None:
+        if self.node:
+            self._terminate(self.children, 5.0)
+            return
         core, *others = self.children
         self._terminate([core], STOP_TIMEOUT_S)  # the core drains in-flight requests first
         self._terminate(others, 5.0)

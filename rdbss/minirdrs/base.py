@@ -224,6 +224,13 @@ class MiniRdr:
         """How many requests answered STATUS_PENDING this mini-redirector still holds."""
         return 0
 
+    def read_into(self, ctx: RxContext, target: memoryview) -> Result | None:
+        """The shared-memory data path (rdbss.shm): do the READ of ``ctx`` straight into
+        ``target`` (len(target) == the read's length) and answer ``information`` = bytes read,
+        no payload. None (the default): not supported here; the host then runs the READ as usual
+        and copies its payload into the target. Not a routine."""
+        return None
+
     # --- every routine, not implemented at the base ------------------------------------------
     start = _not_implemented
     stop = _not_implemented

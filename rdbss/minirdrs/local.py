@@ -650,12 +650,10 @@ class LocalMiniRdr(MiniRdr):
         if op.is_dir:
             raise _error(S.STATUS_INVALID_DEVICE_REQUEST, f"{_show(op.path)} is a directory")
         owner = ctx.srv_open if ctx.srv_open is not None else -1
-        if lowio.operation in (LowIoOp.READ, LowIoOp.WRITE) and self._file_locks:
-            locks = self._file_locks.get(self._file_key(op))
-            if locks is not None:
-                write = lowio.operation == LowIoOp.WRITE
-                length = len(payload) if write and payload is not None else lowio.length
-                locks.check_io(owner, max(lowio.offset, 0), length, write)
+        if lowio.operation in (LowIoOp.READ, LowIoOp.WRITE):
+            write = lowio.operation == LowIoOp.WRITE
+            length = len(payload) if write and payload is not None else lowio.length
+            self._check_io_locks(op, owner, lowio.offset, length, write)
         if lowio.operation == LowIoOp.READ:
             return self._read(op, lowio.offset, lowio.length)
         if lowio.operation == LowIoOp.WRITE:
@@ -867,7 +865,26 @@ class LocalMiniRdr(MiniRdr):
                 self.complete_later(ctx, Result(status=S.STATUS_CANCELLED, message="closed"))
         self._granted(key, locks.unlock_all(owner))
 
-    def _read(self, op: _Open, offset: int, length: int) -> Result:
+    def _check_io_locks(self, op: _Open, owner: int, offset: int, length: int, write: bool) -> None:
+        """Mandatory byte-range locks: I/O into a range another open locked conflicts."""
+        if self._file_locks:
+            locks = self._file_locks.get(self._file_key(op))
+            if locks is not None:
+                locks.check_io(owner, max(offset, 0), length, write)
+
+    def read_into(self, ctx: RxContext, target: memoryview) -> Result | None:
+        """The shared-memory path: the file's bytes go straight into the client's arena."""
+        op = self._open_of(ctx)
+        lowio = ctx.lowio
+        if lowio is None:
+            raise _error(S.STATUS_INVALID_PARAMETER, "low I/O request without parameters")
+        if op.is_dir:
+            raise _error(S.STATUS_INVALID_DEVICE_REQUEST, f"{_show(op.path)} is a directory")
+        owner = ctx.srv_open if ctx.srv_open is not None else -1
+        self._check_io_locks(op, owner, lowio.offset, len(target), False)
+        return self._read(op, lowio.offset, len(target), into=target)
+
+    def _read(self, op: _Open, offset: int, length: int, into: memoryview | None = None) -> Result:
         if not op.can_read:
             raise _error(S.STATUS_ACCESS_DENIED, f"{_show(op.path)} is not open for reading")
         if offset < 0 or length < 0:
@@ -878,6 +895,8 @@ class LocalMiniRdr(MiniRdr):
             )
         if length == 0:
             return Result(information=0, payload=b"")
+        if into is not None:
+            return self._read_into(op, offset, into)
         chunks: list[bytes] = []
         done = 0
         try:
@@ -893,6 +912,21 @@ class LocalMiniRdr(MiniRdr):
             raise _error(S.STATUS_END_OF_FILE, f"{_show(op.path)}: offset {offset} is past EOF")
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         return Result(information=done, payload=data)
+
+    @staticmethod
+    def _read_into(op: _Open, offset: int, into: memoryview) -> Result:
+        done = 0
+        try:
+            while done < len(into):
+                n = os.preadv(op.fd, [into[done:]], offset + done)
+                if not n:
+                    break
+                done += n
+        except OSError as exc:
+            raise _os_error(exc, "cannot read", op.path) from None
+        if not done:
+            raise _error(S.STATUS_END_OF_FILE, f"{_show(op.path)}: offset {offset} is past EOF")
+        return Result(information=done)
 
     def _write(
         self, op: _Open, offset: int, payload: bytes | bytearray | memoryview | None

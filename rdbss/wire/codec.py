@@ -116,6 +116,7 @@ _REG: _Spec = (
     ("mrx_flags", "f", "int"),
     ("pid", "pid", "int"),
     ("role", "ro", "str"),
+    ("host", "h", "str"),
 )
 _HB: _Spec = (("name", "n", "str"), ("seq", "s", "int"), ("pending", "pd", "int"))
 _CANCEL: _Spec = (("request_id", "id", "int"), ("reason", "rs", "reason"))

@@ -128,6 +128,19 @@ class Register:
     mrx_flags: int = 0
     pid: int = 0
     role: str = "minirdr"  # "minirdr" | "connmgr"
+    host: str = ""  # the host the process runs on (a node's mini-redirectors are remote)
+
+
+# the core's answers to a registration (Heartbeat.seq): a new registration, and a repeated one
+# from a process the core still knows. A peer that gets REGISTERED_NEW a second time was dropped
+# by the core in between (it restarted, or it declared the peer down): what the peer holds for
+# the core is void, and it restarts clean. UNKNOWN_PEER asks a peer the core does not know to
+# register. Heartbeat answers echo the peer's own sequence number (>= 1). A peer about to stop
+# sends LEAVING, so the core completes what it holds at once instead of at the heartbeat timeout.
+REGISTERED_NEW = 0
+REGISTERED_STILL = -2
+UNKNOWN_PEER = -1
+LEAVING = -3
 
 
 @dataclass(slots=True)
@@ -141,6 +154,10 @@ Message = RxContext | RxCompletion | RxCancel | Register | Heartbeat
 
 __all__ = [
     "CANCEL_REASONS",
+    "LEAVING",
+    "REGISTERED_NEW",
+    "REGISTERED_STILL",
+    "UNKNOWN_PEER",
     "WIRE_VERSION",
     "CreateParameters",
     "Heartbeat",

@@ -523,6 +523,38 @@ def test_endless_failures_never_overflow_the_back_off(env: Any) -> None:
     assert max(gaps) == core.settings.max_backoff_s and gaps[-1] == max(gaps)
 
 
+def _read_with_shm(core: RdbssCore, ident: bytes, fobx: int) -> None:
+    core.on_client(
+        ident,
+        RxContext(
+            80,
+            IrpMj.READ,
+            fobx=fobx,
+            lowio=LowIoParameters(offset=0, length=1 << 20),
+            args={"shm": "rdbss-1-0123456789abcdef", "shm_off": 0},
+        ),
+        None,
+    )
+
+
+def test_the_shared_memory_hint_reaches_a_local_minirdr_only_from_a_local_client(
+    env: Any,
+) -> None:
+    core, out, _ = env
+    fobx = open_handle(core, out)
+    _read_with_shm(core, CLIENT_A, fobx)
+    assert out.requests_to("local")[-1].args == {"shm": "rdbss-1-0123456789abcdef", "shm_off": 0}
+    remote_client = b"r" + bytes(16)
+    fobx = open_handle(core, out, remote_client)
+    _read_with_shm(core, remote_client, fobx)
+    assert not out.requests_to("local")[-1].args  # another host cannot see our /dev/shm
+    # a mini-redirector on another host (a node) does not get it either
+    core.peers["local"].host = "nodeb"
+    fobx = open_handle(core, out)
+    _read_with_shm(core, CLIENT_A, fobx)
+    assert not out.requests_to("local")[-1].args
+
+
 # ------------------------------------------------------------------ cancellation
 
 

@@ -1,0 +1,77 @@
+"""Sequential large reads from the local mini-redirector, through the sockets and through the
+shared-memory data path (rdbss.shm), against os.preadv into a buffer of the same size on the
+same page-cached file in the same run. Not a test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+from rdbss.aio import AsyncClient
+from rdbss.client import Client
+from tests.daemon import running_daemon
+
+MIB = 1 << 20
+
+
+def _direct(path: str, size: int, chunk: int) -> float:
+    buffer = memoryview(bytearray(chunk))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        t0 = time.perf_counter()
+        for offset in range(0, size, chunk):
+            os.preadv(fd, [buffer], offset)
+        return size / (time.perf_counter() - t0)
+    finally:
+        os.close(fd)
+
+
+def run(size_mib: int = 256, in_flight: int = 8) -> list[tuple[str, float, float]]:
+    """Rows of (operation, rdbss MB/s, direct MB/s)."""
+    size = size_mib * MIB
+    rows = []
+    with running_daemon() as d:
+        path = d.share_dir / "seq.bin"
+        with open(path, "wb") as f:
+            for _ in range(size // (16 * MIB)):
+                f.write(os.urandom(16 * MIB))
+        _direct(str(path), size, 4 * MIB)  # warm the page cache
+
+        async def aio(chunk: int, shared: bool) -> float:
+            async with AsyncClient(d.runtime_dir, shared_memory=shared) as c:
+                h = await c.create(d.share + r"\seq.bin")
+                out = memoryview(bytearray(size))
+                gate = asyncio.Semaphore(in_flight)
+
+                async def one(offset: int) -> None:
+                    async with gate:
+                        await c.readinto(h.fobx, offset, out[offset : offset + chunk])
+
+                t0 = time.perf_counter()
+                await asyncio.gather(*(one(o) for o in range(0, size, chunk)))
+                rate = size / (time.perf_counter() - t0)
+                await c.close_handle(h.fobx)
+                return rate
+
+        for chunk, shared, label in (
+            (MIB, False, f"1 MiB reads, sockets, {in_flight} in flight"),
+            (MIB, True, f"1 MiB reads, shared memory, {in_flight} in flight"),
+            (4 * MIB, True, f"4 MiB reads, shared memory, {in_flight} in flight"),
+        ):
+            mine = asyncio.run(aio(chunk, shared))
+            rows.append((label, mine / 1e6, _direct(str(path), size, chunk) / 1e6))
+        with Client(d.runtime_dir) as c, c.open(d.share + r"\seq.bin", "rb") as f:
+            buffer = bytearray(4 * MIB)
+            t0 = time.perf_counter()
+            while f.readinto(buffer):
+                pass
+            mine = size / (time.perf_counter() - t0)
+        rows.append(
+            (
+                "4 MiB readinto, blocking file object",
+                mine / 1e6,
+                _direct(str(path), size, 4 * MIB) / 1e6,
+            )
+        )
+    return rows

@@ -1,0 +1,163 @@
+"""The shared-memory data path for large reads on this host.
+
+A local client makes an arena: a file in /dev/shm (tmpfs, mode 0600, named
+``rdbss-<pid>-<random>``) cut into slots. A READ that carries ``args={"shm": name, "shm_off":
+offset}`` asks the mini-redirector to put the bytes into the arena at that offset instead of
+sending them back through the sockets: the local mini-redirector reads the file straight into
+the shared pages (one copy instead of one per socket hop); others copy their result in. The
+completion says where the bytes are (``result={"shm": n}``); an answer that carries a payload
+instead (the core's cache, a mini-redirector on another host) is used as it is, so the shared
+path is only ever a hint.
+
+Only for clients and mini-redirectors on the daemon's host: the core drops the hint for remote
+clients and remote peers. The server side opens only regular files in /dev/shm named as above,
+owned by its own user and not readable by others, and checks every range against the file's
+size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import re
+import stat
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from rdbss.wire.status import NtStatus, NtStatusError
+
+SHM_DIR = Path("/dev/shm")
+NAME = re.compile(r"rdbss-([0-9]{1,10})-([0-9a-f]{16})")
+SLOT_BYTES = 4 << 20
+SLOTS = 8
+MIN_READ_BYTES = 256 << 10  # smaller reads go through the sockets (a slot costs a round trip)
+MAX_MAPS = 32  # arenas a mini-redirector process keeps mapped at once
+
+
+def available() -> bool:
+    return SHM_DIR.is_dir() and os.access(SHM_DIR, os.W_OK)
+
+
+class Arena:
+    """The client's side: one shared file, ``slots`` slots of ``slot_bytes``. Not thread-safe;
+    each client object owns its arena."""
+
+    def __init__(self, slots: int = SLOTS, slot_bytes: int = SLOT_BYTES) -> None:
+        sweep_stale()
+        self.slot_bytes = slot_bytes
+        self.slots = slots
+        self.name = f"rdbss-{os.getpid()}-{os.urandom(8).hex()}"
+        self.path = SHM_DIR / self.name
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.ftruncate(fd, slots * slot_bytes)
+            self._map = mmap.mmap(fd, slots * slot_bytes)
+        except OSError:
+            os.close(fd)
+            self.path.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        self._view = memoryview(self._map)
+        self.free = list(range(slots))
+
+    def args(self, slot: int) -> dict[str, str | int]:
+        """The READ arguments that target ``slot``."""
+        return {"shm": self.name, "shm_off": slot * self.slot_bytes}
+
+    def view(self, slot: int, length: int) -> memoryview:
+        start = slot * self.slot_bytes
+        return self._view[start : start + min(length, self.slot_bytes)]
+
+    def close(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self._view.release()
+        with contextlib.suppress(BufferError):  # a view still held by the caller
+            self._map.close()
+
+
+def sweep_stale() -> int:
+    """Remove arenas of processes that are gone (a client that crashed leaves its file)."""
+    removed = 0
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(SHM_DIR):
+            match = NAME.fullmatch(entry.name)
+            if match is None:
+                continue
+            pid = int(match.group(1))
+            if pid == os.getpid() or Path(f"/proc/{pid}").exists():
+                continue
+            with contextlib.suppress(OSError):
+                if entry.stat(follow_symlinks=False).st_uid == os.getuid():
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
+
+
+class Maps:
+    """The mini-redirector's side: arenas mapped on first use (bounded, least recently used
+    dropped first), every access checked."""
+
+    def __init__(self, limit: int = MAX_MAPS) -> None:
+        self._maps: OrderedDict[str, mmap.mmap] = OrderedDict()
+        self._lock = threading.Lock()
+        self._limit = limit
+
+    def target(self, args: object, length: int) -> memoryview | None:
+        """The slice of an arena a READ asks to be filled, or None for a READ without the hint.
+        STATUS_INVALID_PARAMETER for a hint that names no acceptable arena or range."""
+        if not isinstance(args, dict) or "shm" not in args:
+            return None
+        name, offset = args.get("shm"), args.get("shm_off")
+        if not isinstance(name, str) or NAME.fullmatch(name) is None:
+            raise NtStatusError(NtStatus.STATUS_INVALID_PARAMETER, "bad shared-memory name")
+        if type(offset) is not int or offset < 0 or length <= 0:
+            raise NtStatusError(NtStatus.STATUS_INVALID_PARAMETER, "bad shared-memory range")
+        with self._lock:
+            mapped = self._maps.get(name)
+            if mapped is None:
+                mapped = self._open(name)
+                self._maps[name] = mapped
+                while len(self._maps) > self._limit:
+                    _, old = self._maps.popitem(last=False)
+                    with contextlib.suppress(BufferError):
+                        old.close()
+            self._maps.move_to_end(name)
+            if offset + length > len(mapped):
+                raise NtStatusError(
+                    NtStatus.STATUS_INVALID_PARAMETER,
+                    f"shared-memory range {offset}+{length} is outside the arena",
+                )
+            return memoryview(mapped)[offset : offset + length]
+
+    @staticmethod
+    def _open(name: str) -> mmap.mmap:
+        try:
+            fd = os.open(SHM_DIR / name, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            raise NtStatusError(
+                NtStatus.STATUS_INVALID_PARAMETER, f"shared memory {name}: {exc.strerror}"
+            ) from None
+        try:
+            info = os.fstat(fd)
+            if (
+                not stat.S_ISREG(info.st_mode)
+                or info.st_uid != os.getuid()
+                or stat.S_IMODE(info.st_mode) & 0o077
+                or info.st_size == 0
+            ):
+                raise NtStatusError(
+                    NtStatus.STATUS_INVALID_PARAMETER,
+                    f"shared memory {name} is not a private arena of this user",
+                )
+            return mmap.mmap(fd, info.st_size)
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        with self._lock:
+            for mapped in self._maps.values():
+                with contextlib.suppress(BufferError):
+                    mapped.close()
+            self._maps.clear()

@@ -1,0 +1,103 @@
+"""The shared-memory data path through a real daemon: large reads land in the client's arena
+(mapped by the mini-redirector process), the bytes are right, short reads at the end of the
+file are counted, and a bad hint is refused without harm."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rdbss import requests as rq
+from rdbss import shm
+from rdbss.aio import AsyncClient
+from rdbss.wire import IrpMj, LowIoParameters, NtStatus, NtStatusError, RxContext
+from tests.daemon import Daemon, running_daemon
+
+pytestmark = pytest.mark.skipif(not shm.available(), reason="no writable /dev/shm")
+SIZE = 10 * (1 << 20) + 123  # not a multiple of a slot: the last piece is short
+
+
+@pytest.fixture(scope="module")
+def daemon() -> Iterator[Daemon]:
+    with running_daemon() as d:
+        (d.share_dir / "big.bin").write_bytes(os.urandom(SIZE))
+        yield d
+
+
+def _mapped_by(pid: int) -> str:
+    return Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_a_large_read_goes_through_the_clients_arena(daemon: Daemon) -> None:
+    want = (daemon.share_dir / "big.bin").read_bytes()
+    minirdr = daemon.child_pid("local")
+    with daemon.client() as c, c.open(daemon.share + r"\big.bin", "rb") as f:
+        buffer = bytearray(16 << 20)
+        n = f.readinto(buffer)
+        assert n == SIZE and buffer[:n] == want
+        arena = c._arena
+        assert arena is not None and arena.name in _mapped_by(minirdr)
+        assert f.readinto(buffer) == 0  # at the end
+    assert not arena.path.exists()  # closed with the client
+
+
+def test_the_async_client_reads_pieces_in_flight_through_shared_memory(daemon: Daemon) -> None:
+    want = (daemon.share_dir / "big.bin").read_bytes()
+
+    async def main() -> tuple[int, bytes, str]:
+        async with AsyncClient(daemon.runtime_dir) as c:
+            h = await c.create(daemon.share + r"\big.bin")
+            out = bytearray(SIZE + 4096)
+            n = await c.readinto(h.fobx, 0, out)
+            assert c._arena is not None
+            name = c._arena.name
+            middle = bytearray(1 << 20)
+            assert await c.readinto(h.fobx, 3 << 20, middle) == 1 << 20
+            assert middle == want[3 << 20 : 4 << 20]
+            await c.close_handle(h.fobx)
+            return n, bytes(out[:n]), name
+
+    n, data, name = asyncio.run(main())
+    assert n == SIZE and data == want
+    assert name in _mapped_by(daemon.child_pid("local"))
+
+
+def test_without_shared_memory_the_same_bytes_come_through_the_sockets(daemon: Daemon) -> None:
+    want = (daemon.share_dir / "big.bin").read_bytes()
+
+    async def main() -> bytes:
+        async with AsyncClient(daemon.runtime_dir, shared_memory=False) as c:
+            h = await c.create(daemon.share + r"\big.bin")
+            out = bytearray(SIZE)
+            assert await c.readinto(h.fobx, 0, out) == SIZE
+            assert c._arena is None
+            await c.close_handle(h.fobx)
+            return bytes(out)
+
+    assert asyncio.run(main()) == want
+
+
+def test_a_hint_naming_no_arena_is_refused_and_the_daemon_goes_on(daemon: Daemon) -> None:
+    with daemon.client() as c:
+        h = c.create(daemon.share + r"\big.bin")
+        for args in (
+            {"shm": "rdbss-1-ffffffffffffffff", "shm_off": 0},
+            {"shm": "../../../etc/shadow", "shm_off": 0},
+        ):
+            ctx = RxContext(
+                0,
+                IrpMj.READ,
+                fobx=h.fobx,
+                lowio=LowIoParameters(offset=0, length=1 << 20),
+                args=args,
+                timeout_ms=5000,
+            )
+            with pytest.raises(NtStatusError) as info:
+                c.call(ctx)
+            assert info.value.status == NtStatus.STATUS_INVALID_PARAMETER
+        assert len(c.run(rq.read(h.fobx, 0, 10, 5000))) == 10
+        c.close_handle(h.fobx)
