@@ -57,7 +57,7 @@ def _valid_key(text: str) -> bool:
         return False
     try:
         return len(zmq.utils.z85.decode(text.encode("ascii"))) == 32
-    except (ValueError, UnicodeEncodeError):
+    except (ValueError, KeyError, UnicodeEncodeError):  # KeyError: a byte outside Z85
         return False
 
 
