@@ -10,6 +10,17 @@ Requests are built and parsed by ``rdbss.requests`` exactly as in the blocking c
 reads completions and hands each to the coroutine waiting for its request id. Every call has a
 deadline (the request's timeout plus a grace period), and a failure raises the same
 ``NtStatusError`` subclasses as the blocking client.
+
+Cancelling the task that awaits a request (``task.cancel()``, ``asyncio.wait_for``, a
+``TaskGroup`` failing) cancels the request on the daemon: a queued request is never run, a
+pending change-notify wait or waiting lock is dropped by its mini-redirector.
+
+    async with rdbss.aio.AsyncClient() as c:
+        d = await c.create(r"\\\\local\\data", options=CreateOptions.FILE_DIRECTORY_FILE)
+        try:
+            changes = await asyncio.wait_for(c.watch(d.fobx), 5)
+        except TimeoutError:
+            changes = []                  # the wait is gone from the daemon too
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ from rdbss.wire import (
     CreateOptions,
     FsctlCode,
     NtStatus,
+    RxCancel,
     RxCompletion,
     RxContext,
     WireError,
@@ -48,6 +60,7 @@ __all__ = ["AsyncClient", "FileInfo", "Handle"]
 S = NtStatus
 T = TypeVar("T")
 GRACE_S = 2.0
+CANCEL_LINGER_MS = 500  # how long closing waits to deliver the cancels of what was in flight
 READ_CHUNK = 1 << 20
 
 
@@ -91,6 +104,13 @@ class AsyncClient:
     async def close(self) -> None:
         if self._closed:
             return
+        # what is still in flight is cancelled on the daemon too, not left running there
+        in_flight = [rid for rid, future in self._waiting.items() if not future.done()]
+        for request_id in in_flight:
+            with contextlib.suppress(zmq.ZMQError):
+                await self._sock.send_multipart(
+                    pack_frames(self._codec, RxCancel(request_id, "client"))
+                )
         self._closed = True
         if self._reader is not None:
             self._reader.cancel()
@@ -99,7 +119,7 @@ class AsyncClient:
         for future in self._waiting.values():
             if not future.done():
                 future.set_exception(error_for_status(S.STATUS_CANCELLED, "the client was closed"))
-        self._sock.close(0)
+        self._sock.close(linger=CANCEL_LINGER_MS if in_flight else 0)
         self._zctx.term()
         if self._arena is not None:
             self._arena.close()
@@ -139,14 +159,31 @@ class AsyncClient:
             await self._sock.send_multipart(pack_frames(self._codec, ctx, payload), copy=False)
             done, data = await asyncio.wait_for(future, wait_s)
         except TimeoutError:
+            self._cancel(ctx.request_id, "deadline")
             raise error_for_status(
                 S.STATUS_IO_TIMEOUT, f"no answer from the daemon in {wait_s:.1f} s"
             ) from None
+        except asyncio.CancelledError:
+            self._cancel(ctx.request_id, "client")  # the caller gave up: so does the daemon
+            raise
         finally:
             self._waiting.pop(ctx.request_id, None)
         if done.status not in ok:
             raise error_for_status(done.status, done.message)
         return done, data
+
+    def _cancel(self, request_id: int, reason: str) -> None:
+        """Send RxCancel without awaiting (works inside a task being cancelled). It is never
+        answered itself; the request's own answer, if any, finds no waiter and is dropped."""
+        if self._closed:
+            return
+        try:
+            sent = asyncio.ensure_future(
+                self._sock.send_multipart(pack_frames(self._codec, RxCancel(request_id, reason)))
+            )
+        except zmq.ZMQError:
+            return
+        sent.add_done_callback(lambda f: None if f.cancelled() else f.exception())
 
     async def run(self, request: rq.Request[T]) -> T:
         done, data = await self.call(request.ctx, request.payload, ok=request.ok)
@@ -227,6 +264,31 @@ class AsyncClient:
 
     async def query_directory(self, fobx: int, pattern: str = "*") -> list[FileInfo] | None:
         return await self.run(rq.query_directory(fobx, self._timeout_ms, pattern))
+
+    async def watch(
+        self,
+        fobx: int,
+        completion_filter: int = 0x3,
+        *,
+        tree: bool = False,
+        timeout: float | None = None,
+    ) -> list[dict[str, Any]] | None:
+        """As ``Client.watch``: wait for changes in an open directory. Cancelling the awaiting
+        task cancels the wait on the daemon."""
+        timeout_ms = int((timeout if timeout is not None else self.timeout) * 1000)
+        return await self.run(rq.notify(fobx, completion_filter, timeout_ms, tree=tree))
+
+    async def lock(
+        self, fobx: int, offset: int, length: int, *, exclusive: bool = True, wait: bool = False
+    ) -> None:
+        """As ``Client.lock``. Cancelling the task awaiting a waiting lock withdraws it: a later
+        unlock grants the range to the next waiter, never to this one."""
+        await self.run(
+            rq.lock(fobx, offset, length, self._timeout_ms, exclusive=exclusive, wait=wait)
+        )
+
+    async def unlock(self, fobx: int, offset: int, length: int) -> None:
+        await self.run(rq.unlock(fobx, offset, length, self._timeout_ms))
 
     # ------------------------------------------------------------------ path operations
     async def stat(self, path: str) -> FileInfo:

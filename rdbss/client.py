@@ -12,6 +12,7 @@ Paths are UNC names; forward slashes work too (``//local/data/notes.txt``).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import os
@@ -45,6 +46,7 @@ from rdbss.wire import (
     FsctlCode,
     FsInformationClass,
     NtStatus,
+    RxCancel,
     RxCompletion,
     RxContext,
     ShareAccess,
@@ -220,7 +222,11 @@ class Client:
         ok: tuple[int, ...] = (S.STATUS_SUCCESS,),
         wait: bool = True,
     ) -> tuple[RxCompletion, memoryview | None]:
-        """Send one request and wait for its completion; raise for a status not in ``ok``."""
+        """Send one request and wait for its completion; raise for a status not in ``ok``.
+
+        A wait that ends without the answer cancels the request on the daemon before raising:
+        KeyboardInterrupt (or any exception a signal handler raises) sends a cancel, and so does
+        giving up with STATUS_IO_TIMEOUT."""
         with self._lock:
             ctx.request_id = next(self._ids)
             timeout = ctx.timeout_ms / 1000.0
@@ -229,21 +235,45 @@ class Client:
                 self._unacked.add(ctx.request_id)
                 return RxCompletion(ctx.request_id, S.STATUS_PENDING), None
             deadline = time.monotonic() + timeout + GRACE_S
-            while True:
-                got = self._receive_one(deadline)
-                if got is None:
-                    if time.monotonic() >= deadline:
-                        raise error_for_status(
-                            S.STATUS_IO_TIMEOUT,
-                            f"no answer from the daemon in {timeout + GRACE_S:.1f} s",
-                        )
-                    continue
-                done, data = got
-                if done.request_id != ctx.request_id:
-                    continue  # a late answer to something that already timed out
-                if done.status not in ok:
-                    raise error_for_status(done.status, done.message)
-                return done, data
+            try:
+                got = self._wait_for(ctx.request_id, deadline)
+            except BaseException:
+                self._cancel_quietly(ctx.request_id, "client")
+                raise
+            if got is None:
+                self._cancel_quietly(ctx.request_id, "deadline")
+                raise error_for_status(
+                    S.STATUS_IO_TIMEOUT, f"no answer from the daemon in {timeout + GRACE_S:.1f} s"
+                )
+            done, data = got
+            if done.status not in ok:
+                raise error_for_status(done.status, done.message)
+            return done, data
+
+    def _wait_for(
+        self, request_id: int, deadline: float
+    ) -> tuple[RxCompletion, memoryview | None] | None:
+        """The completion of ``request_id``; None when ``deadline`` passes first."""
+        while True:
+            got = self._receive_one(deadline)
+            if got is None:
+                if time.monotonic() >= deadline:
+                    return None
+                continue
+            if got[0].request_id == request_id:
+                return got
+            # else a late answer to something that already timed out or was cancelled
+
+    def _cancel_quietly(self, request_id: int, reason: str) -> None:
+        """Tell the daemon to drop a request this client no longer waits for (RxCancel: never
+        answered itself; the request's own late answer is skipped by ``_wait_for``)."""
+        if self._closed:
+            return
+        # when the daemon cannot be reached, it cannot run the request either
+        with contextlib.suppress(zmq.ZMQError):
+            self._sock.send_multipart(
+                pack_frames(self._codec, RxCancel(request_id, reason)), flags=zmq.NOBLOCK
+            )
 
     @property
     def _timeout_ms(self) -> int:
@@ -419,7 +449,8 @@ class Client:
         """Wait for changes in an open directory (FILE_NOTIFY_CHANGE_FILE_NAME | DIR_NAME by
         default; SIZE 0x8, LAST_WRITE 0x10...): [{"action": "added"|"removed"|"modified",
         "name": ...}], or None for "too many, list again". Changes between two calls on the
-        same handle are not lost. Raises STATUS_IO_TIMEOUT when nothing changed in time."""
+        same handle are not lost. Raises STATUS_IO_TIMEOUT when nothing changed in time; the
+        wait ends on the daemon then too (and on Ctrl-C: KeyboardInterrupt cancels it)."""
         timeout_ms = int((timeout if timeout is not None else self.timeout) * 1000)
         return self.run(rq.notify(fobx, completion_filter, timeout_ms, tree=tree))
 

@@ -53,6 +53,7 @@ from rdbss.wire.rxcontext import (
     Heartbeat,
     LowIoParameters,
     Register,
+    RxCancel,
     RxCompletion,
     RxContext,
 )
@@ -65,6 +66,7 @@ Payload = Any  # bytes | memoryview | zmq.Frame: whatever the transport hands us
 Then = Callable[[RxCompletion, Payload], None]
 
 CONNMGR = "connmgr"
+_MAX_ABANDONED = 1024  # abandoned creates remembered, to close what they open if they succeed
 
 
 _SHARE_CONTROLS = frozenset(
@@ -99,7 +101,9 @@ _ORDINARY = frozenset(
 class Outbox(Protocol):
     def to_client(self, ident: bytes, done: RxCompletion, payload: Payload = None) -> None: ...
 
-    def to_peer(self, name: str, msg: RxContext | Heartbeat, payload: Payload = None) -> bool:
+    def to_peer(
+        self, name: str, msg: RxContext | RxCancel | Heartbeat, payload: Payload = None
+    ) -> bool:
         """Send to a registered peer; False when it cannot be reached."""
         ...
 
@@ -116,6 +120,7 @@ class Peer:
     registered_at: float
     last_seen: float
     requests: int = 0
+    pending: int = 0  # requests it holds, as its last heartbeat said (queued + STATUS_PENDING)
     host: str = ""
     buffering: int = 0  # the FCB_STATE bits it grants (Register.buffering)
 
@@ -135,6 +140,25 @@ class Pending:
     routine: str
     net_root: NetRoot | None = None  # the connection the request used, if any
     started: float = 0.0
+    owner: tuple[bytes, int] | None = None  # (client, its request id) when sent on its behalf
+    cancel_reason: str | None = None  # set once an RxCancel went to the peer
+
+
+def _cancel_status(reason: str) -> int:
+    """What a cancelled request ends with: a passed deadline is a timeout, anything else (the
+    client asked, the client is gone) STATUS_CANCELLED."""
+    return S.STATUS_IO_TIMEOUT if reason == "deadline" else S.STATUS_CANCELLED
+
+
+@dataclass(slots=True)
+class LiveRequest:
+    """A client request not answered yet: where it waits, so a cancel can find it."""
+
+    ident: bytes
+    request_id: int  # the client's own id
+    core_id: int | None = None  # the request the core last sent on its behalf
+    parked: tuple[VNetRoot, Callable[[], None]] | None = None  # waiting for a connection
+    cancelled: str | None = None  # the cancel reason, once cancelled
 
 
 @dataclass(slots=True)
@@ -154,6 +178,7 @@ class CoreSettings:
     cache_bytes: int = 64 << 20  # the read cache, every Fcb together
     write_behind_s: float = 0.0  # WRITEBUFFERING: deferred writes go out after this (0: never)
     dirty_bytes: int = 16 << 20  # deferred writes, every Fcb together
+    cancel_grace_s: float = 1.0  # a cancelled request's peer has this long to confirm it
 
 
 @dataclass(slots=True)
@@ -188,6 +213,10 @@ class RdbssCore(BufferingMixin):
         self._next_scavenge = 0.0
         self.fobxs: dict[int, Fobx] = {}
         self.pending: dict[int, Pending] = {}
+        self._live: dict[tuple[bytes, int], LiveRequest] = {}  # client requests not answered
+        # creates answered without their mini-redirector (deadline, cancel): core id -> where
+        # they went, so an open that still succeeds later is closed again
+        self._abandoned_creates: dict[int, tuple[str, NetRoot]] = {}
         self._deadlines: list[tuple[float, int]] = []
         self._ids = itertools.count(1)
         self._fobx_ids = itertools.count(1)
@@ -201,6 +230,7 @@ class RdbssCore(BufferingMixin):
         ctx.origin = f"{ident.hex()[-6:]}:{ctx.request_id}"
         inflight = self._inflight_of.get(ident, 0)
         self._inflight_of[ident] = inflight + 1
+        self._live[(ident, ctx.request_id)] = LiveRequest(ident, ctx.request_id)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("request req=%s major=0x%02x fobx=%s", ctx.origin, ctx.major, ctx.fobx)
         try:
@@ -233,6 +263,63 @@ class RdbssCore(BufferingMixin):
         except NtStatusError as exc:
             self._answer(ident, ctx, exc.status, message=exc.strerror or "")
 
+    def on_cancel(self, ident: bytes, cancel: RxCancel) -> None:
+        """A client cancels one of its own requests (an IRP cancel). Only that client's requests
+        are looked up; an unknown, finished or already cancelled one is ignored."""
+        live = self._live.get((ident, cancel.request_id))
+        if live is None or live.cancelled is not None:
+            log.debug("cancel of no pending request req=%s:%d", ident.hex()[-6:], cancel.request_id)
+            return
+        self._cancel(live, cancel.reason)
+
+    def _cancel(self, live: LiveRequest, reason: str) -> None:
+        """RX_CONTEXT_FLAG_CANCELLED: a request parked on a connection is answered at once; one
+        held by a mini-redirector is cancelled there (its cancel routine, or it is never run)
+        and answered by the mini-redirector, or after ``cancel_grace_s``."""
+        live.cancelled = reason
+        origin = f"{live.ident.hex()[-6:]}:{live.request_id}"
+        log.info("cancel req=%s reason=%s", origin, reason)
+        status = _cancel_status(reason)
+        if live.parked is not None:
+            v_net_root, resume = live.parked
+            live.parked = None
+            if resume in v_net_root.waiters:
+                v_net_root.waiters.remove(resume)
+                self._to_client(
+                    live.ident,
+                    RxCompletion(
+                        live.request_id, status, message="cancelled while waiting to connect"
+                    ),
+                )
+                return
+        pending = self.pending.get(live.core_id) if live.core_id is not None else None
+        if pending is not None and pending.cancel_reason is None:
+            assert live.core_id is not None
+            self._cancel_pending(live.core_id, pending, reason)
+        # else: nothing the core can stop (a close under way): it completes as usual
+
+    def _cancel_pending(self, core_id: int, pending: Pending, reason: str) -> None:
+        """Tell the peer holding a request to drop it, and bound how long the core waits for it."""
+        pending.cancel_reason = reason
+        peer = self.peers.get(pending.peer)
+        if peer is not None and peer.role == "minirdr":
+            self.out.to_peer(pending.peer, RxCancel(core_id, reason))
+        if core_id not in self.pending:
+            return  # already answered (its deadline passed): only the peer had to hear it
+        grace = self.clock() + self.settings.cancel_grace_s
+        if grace < pending.deadline:
+            pending.deadline = grace
+            heapq.heappush(self._deadlines, (grace, core_id))
+
+    def _park(
+        self, ident: bytes, request_id: int, name: UncName, resume: Callable[[], None]
+    ) -> None:
+        """Remember where a client request waits for its connection (to cancel it there)."""
+        live = self._live.get((ident, request_id))
+        v_net_root = self.prefix.v_net_root(name)
+        if live is not None and v_net_root is not None and resume in v_net_root.waiters:
+            live.parked = (v_net_root, resume)
+
     def on_peer(self, name: str, msg: Any, payload: Payload) -> None:
         now = self.clock()
         if isinstance(msg, Register):
@@ -248,6 +335,7 @@ class RdbssCore(BufferingMixin):
             if msg.seq == LEAVING:
                 self.peer_down(name, S.STATUS_CONNECTION_DISCONNECTED, "the process is stopping")
                 return
+            peer.pending = msg.pending
             self.out.to_peer(name, Heartbeat(name="core", seq=msg.seq))
         elif isinstance(msg, RxCompletion):
             self._complete(msg, payload)
@@ -259,20 +347,36 @@ class RdbssCore(BufferingMixin):
         now = self.clock()
         while self._deadlines and self._deadlines[0][0] <= now:
             _, core_id = heapq.heappop(self._deadlines)
-            pending = self.pending.pop(core_id, None)
-            if pending is not None:
+            pending = self.pending.get(core_id)
+            if pending is None or pending.deadline > now:
+                continue  # answered, or an entry its cancel's grace replaced
+            del self.pending[core_id]
+            if pending.cancel_reason in (None, "deadline"):
                 log.warning(
                     "request timed out req=%s routine=%s peer=%s",
                     pending.origin,
                     pending.routine,
                     pending.peer,
                 )
+                if pending.cancel_reason is None:
+                    self._cancel_pending(core_id, pending, "deadline")  # drop the work
                 done = RxCompletion(
                     core_id,
                     S.STATUS_IO_TIMEOUT,
                     message=f"{pending.routine} on {pending.peer!r} did not answer in time",
                 )
-                self._run_then(pending, done, None)
+            else:
+                done = RxCompletion(
+                    core_id,
+                    _cancel_status(pending.cancel_reason),
+                    message=f"{pending.routine} cancelled ({pending.cancel_reason}); "
+                    f"{pending.peer!r} did not confirm in time, its answer will be discarded",
+                )
+            if pending.routine == Routine.MRxCreate and pending.net_root is not None:
+                self._abandoned_creates[core_id] = (pending.peer, pending.net_root)
+                if len(self._abandoned_creates) > _MAX_ABANDONED:
+                    del self._abandoned_creates[next(iter(self._abandoned_creates))]
+            self._run_then(pending, done, None)
         limit = now - self.settings.peer_timeout_s
         for peer in list(self.peers.values()):
             if peer.last_seen < limit:
@@ -420,6 +524,7 @@ class RdbssCore(BufferingMixin):
     def _to_client(self, ident: bytes, done: RxCompletion, payload: Payload = None) -> None:
         """Every client request is answered exactly once, here."""
         self.completed += 1
+        self._live.pop((ident, done.request_id), None)
         left = self._inflight_of.get(ident, 0) - 1
         if left > 0:
             self._inflight_of[ident] = left
@@ -459,11 +564,17 @@ class RdbssCore(BufferingMixin):
         then: Then,
         timeout_ms: int | None = None,
         net_root: NetRoot | None = None,
+        owner: tuple[bytes, int] | None = None,
     ) -> None:
         """Send ``ctx`` (already carrying its routine) to a peer and wait for it without blocking:
         ``then`` runs with the completion, a timeout or the peer's death. ``net_root`` names the
         connection the request uses: a completion saying that connection is lost tears it down
-        so the next request builds it again."""
+        so the next request builds it again. ``owner`` (client, request id) is the client
+        request it serves, so that request's cancel reaches the peer; a request already
+        cancelled is not sent (MINIRDR_CALL on a cancelled RX_CONTEXT: STATUS_CANCELLED)."""
+        live = self._live.get(owner) if owner is not None else None
+        if live is not None and live.cancelled is not None:
+            raise NtStatusError(_cancel_status(live.cancelled), "the request was cancelled")
         peer = self.peers.get(peer_name)
         routine = ctx.routine or ""
         if peer is None:
@@ -497,8 +608,10 @@ class RdbssCore(BufferingMixin):
             raise NtStatusError(S.STATUS_CONNECTION_DISCONNECTED, f"{peer_name!r} is unreachable")
         deadline = self.clock() + timeout / 1000.0
         self.pending[core_id] = Pending(
-            peer_name, deadline, then, ctx.origin, routine, net_root, self.clock()
+            peer_name, deadline, then, ctx.origin, routine, net_root, self.clock(), owner
         )
+        if live is not None:
+            live.core_id = core_id
         heapq.heappush(self._deadlines, (deadline, core_id))
         peer.requests += 1
 
@@ -506,10 +619,34 @@ class RdbssCore(BufferingMixin):
         pending = self.pending.pop(done.request_id, None)
         if pending is None:
             log.debug("late or unknown completion id=%d dropped", done.request_id)
+            abandoned = self._abandoned_creates.pop(done.request_id, None)
+            if abandoned is not None and done.status == S.STATUS_SUCCESS:
+                self._close_abandoned(done, *abandoned)
             return
         if done.status in CONNECTION_LOST and pending.net_root is not None:
             self._connection_lost(pending.net_root, done.status, done.message)
         self._run_then(pending, done, payload)
+
+    def _close_abandoned(self, done: RxCompletion, peer: str, net_root: NetRoot) -> None:
+        """A create answered after the core gave up on it opened a SrvOpen no handle refers to:
+        close it again (MRxCloseSrvOpen) so the mini-redirector does not hold it forever."""
+        result = done.result if isinstance(done.result, dict) else {}
+        mrx_id = result.get("srv_open")
+        if not isinstance(mrx_id, int) or peer not in self.peers:
+            return
+        log.info(
+            "closing the open of an abandoned create id=%d srv_open=%d", done.request_id, mrx_id
+        )
+        close = RxContext(
+            request_id=0,
+            major=IrpMj.CLOSE,
+            routine=Routine.MRxCloseSrvOpen,
+            srv_open=mrx_id,
+            srv_call=net_root.srv_call.name,
+            net_root=net_root.name,
+        )
+        with contextlib.suppress(NtStatusError):
+            self._send(peer, close, None, lambda done, payload: None)
 
     def _connection_lost(self, net_root: NetRoot, status: int, message: str) -> None:
         """A mini-redirector says the connection under a NetRoot is gone (server dropped it,
@@ -572,11 +709,14 @@ class RdbssCore(BufferingMixin):
         self._open(ident, ctx, parse_unc(ctx.path), 0)
 
     def _open(self, ident: bytes, ctx: RxContext, name: UncName, attempt: int) -> None:
+        def resume() -> None:
+            self._open_resumed(ident, ctx, name, attempt)
+
         try:
-            v_net_root = self._find_or_construct(
-                name, lambda: self._open_resumed(ident, ctx, name, attempt)
-            )
-            if v_net_root is not None:
+            v_net_root = self._find_or_construct(name, resume)
+            if v_net_root is None:
+                self._park(ident, ctx.request_id, name, resume)
+            else:
                 self._create_on(ident, ctx, name, v_net_root)
         except NtStatusError as exc:
             self._answer(ident, ctx, exc.status, message=exc.strerror or "")
@@ -685,6 +825,15 @@ class RdbssCore(BufferingMixin):
                 self._handles_of[ident] = self._handles_of.get(ident, 0) + 1
                 self._rebuffer(fcb)
                 done.result = {**result, "fobx": fobx_id}
+                live = self._live.get((ident, request_id))
+                if live is not None and live.cancelled is not None:
+                    # cancelled while the mini-redirector opened it: nobody will use the handle
+                    self._release(fobx, ctx.origin, lambda done, payload: None)
+                    done = RxCompletion(
+                        request_id,
+                        _cancel_status(live.cancelled),
+                        message="cancelled; the file was opened and closed again",
+                    )
             elif done.status == S.STATUS_SUCCESS:
                 done.status = S.STATUS_INVALID_NETWORK_RESPONSE
                 done.message = f"{minirdr!r} answered a create without a srv_open id"
@@ -694,7 +843,7 @@ class RdbssCore(BufferingMixin):
                     self._rebuffer(fcb)  # the open that changed the state did not happen
             self._to_client(ident, done, payload)
 
-        self._send(minirdr, ctx, None, then, net_root=net_root)
+        self._send(minirdr, ctx, None, then, net_root=net_root, owner=(ident, request_id))
 
     # ------------------------------------------------------------------ connections
     def _find_or_construct(self, name: UncName, resume: Callable[[], None]) -> VNetRoot | None:
@@ -895,7 +1044,14 @@ class RdbssCore(BufferingMixin):
                 FileInformationClass.FileAllocationInformation,
             ):
                 then = self._changing(fcb, then)
-        self._send(srv_open.minirdr, ctx, payload, then, net_root=fcb.net_root)
+        self._send(
+            srv_open.minirdr,
+            ctx,
+            payload,
+            then,
+            net_root=fcb.net_root,
+            owner=(ident, ctx.request_id),
+        )
 
     def _shares_memory(self, ident: bytes, minirdr: str | None) -> bool:
         """A client and a mini-redirector that can share /dev/shm: both on this host."""
@@ -946,6 +1102,7 @@ class RdbssCore(BufferingMixin):
             )
             return
         if v_net_root is None:
+            self._park(ident, ctx.request_id, name, resume)
             return  # parked until the NetRoot is built again
         minirdr = v_net_root.net_root.minirdr
         assert minirdr is not None
@@ -993,7 +1150,7 @@ class RdbssCore(BufferingMixin):
                 except NtStatusError as exc:
                     self._answer(ident, ctx, exc.status, message=exc.strerror or "")
                 return
-            if done.status not in NETWORK_ERRORS:
+            if done.status not in NETWORK_ERRORS and done.status != S.STATUS_CANCELLED:
                 fobx.reopen_failed = True  # the file is gone or refused: no more attempts
                 fobx.orphaned_status = done.status
             self._answer(
@@ -1001,7 +1158,14 @@ class RdbssCore(BufferingMixin):
             )
 
         try:
-            self._send(minirdr, reopen, None, then, net_root=v_net_root.net_root)
+            self._send(
+                minirdr,
+                reopen,
+                None,
+                then,
+                net_root=v_net_root.net_root,
+                owner=(ident, ctx.request_id),
+            )
         except NtStatusError as exc:
             self._answer(ident, ctx, exc.status, message=exc.strerror or "")
 
@@ -1166,11 +1330,16 @@ class RdbssCore(BufferingMixin):
         """Close the handles of local client processes that are gone (a client that crashed or
         exited without closing). Returns how many handles were closed."""
         closed = 0
-        for owner in list(self._handles_of):
+        for owner in list(self._handles_of.keys() | {live.ident for live in self._live.values()}):
             if self.is_client_alive(owner):
                 continue
+            # its requests first: a queued one must not run, a pending one must let go
+            for live in [r for r in self._live.values() if r.ident == owner]:
+                if live.cancelled is None:
+                    self._cancel(live, "gone")
             handles = [f for f in self.fobxs.values() if f.owner == owner]
-            log.info("client %s is gone; closing its %d handles", owner.hex(), len(handles))
+            if handles:
+                log.info("client %s is gone; closing its %d handles", owner.hex(), len(handles))
             for fobx in handles:
                 self._release(fobx, f"{owner.hex()[-6:]}:sweep", lambda done, payload: None)
                 closed += 1
@@ -1204,7 +1373,7 @@ class RdbssCore(BufferingMixin):
                     if net_root.minirdr == target and net_root.name.lower() == share:
                         self.close_delayed_on(net_root, None, "the share is removed")
             ctx.routine = Routine.MRxDevFcbXXXControlFile
-            self._send(target, ctx, None, self._relay(ident, ctx))
+            self._send(target, ctx, None, self._relay(ident, ctx), owner=(ident, ctx.request_id))
         else:
             raise NtStatusError(
                 S.STATUS_INVALID_DEVICE_REQUEST, f"unknown control code 0x{code:08X}"
@@ -1245,6 +1414,7 @@ class RdbssCore(BufferingMixin):
                     "up_s": round(now - p.registered_at, 3),
                     "requests": p.requests,
                     "buffering": describe(p.buffering),
+                    "pending": p.pending,
                 }
                 for p in self.peers.values()
             ],
@@ -1268,6 +1438,7 @@ class RdbssCore(BufferingMixin):
                 for v in self.prefix.v_net_roots()
             ],
             "handles": len(self.fobxs),
+            "cancelling": sum(1 for p in self.pending.values() if p.cancel_reason is not None),
             "clients": len(self._handles_of.keys() | self._inflight_of.keys()),
             "pending": len(self.pending),
             "completed": self.completed,

@@ -21,7 +21,7 @@ from rdbss.actors.metrics import NullMetrics
 from rdbss.actors.zap import CLIENT_DOMAIN, PEER_DOMAIN, AllowList, ZapHandler
 from rdbss.wire.codec import Codec, WireError
 from rdbss.wire.framing import pack_frames, unpack_frames
-from rdbss.wire.rxcontext import Heartbeat, RxCompletion, RxContext
+from rdbss.wire.rxcontext import Heartbeat, RxCancel, RxCompletion, RxContext
 from rdbss.wire.status import NtStatus
 
 log = logging.getLogger("rdbss.core")
@@ -151,7 +151,10 @@ class CoreServer:
                 del self.remote_clients[ident]
 
     def to_peer(
-        self, name: str, msg: RxContext | Heartbeat | RxCompletion, payload: Payload = None
+        self,
+        name: str,
+        msg: RxContext | RxCancel | Heartbeat | RxCompletion,
+        payload: Payload = None,
     ) -> bool:
         sock = self.peer_sockets.get(name, self.bus)
         try:
@@ -238,6 +241,9 @@ class CoreServer:
                 remote.last_seen = now
         try:
             msg, payload = unpack_frames(self.codec, frames[1:])
+            if isinstance(msg, RxCancel):
+                self._on_client_cancel(ident, msg)
+                return
             if not isinstance(msg, RxContext):
                 raise WireError(f"clients send requests, not {type(msg).__name__}")
         except WireError as exc:
@@ -257,6 +263,13 @@ class CoreServer:
                     message="internal error in the rdbss core (see its log)",
                 ),
             )
+
+    def _on_client_cancel(self, ident: bytes, cancel: RxCancel) -> None:
+        """A cancel is never answered itself: the request it names is."""
+        try:
+            self.core.on_cancel(ident, cancel)
+        except Exception:
+            log.exception("cancel failed req=%s:%d", ident.hex()[-6:], cancel.request_id)
 
     def _on_bus_frames(self, frames: list[zmq.Frame], sock: zmq.Socket[bytes]) -> None:
         name = frames[0].bytes.decode("utf-8", "replace")

@@ -5,11 +5,21 @@ Registration sends exactly the routines the mini-redirector implements. Requests
 - on the connection's own ``ConnectionWorker`` actor, for connection routines and for every
   routine of a blocking (network) mini-redirector, so a slow connect or a slow server blocks only
   the requests of that connection.
+
+Cancellation (RxCancel from the core: the client cancelled, the deadline passed or the client is
+gone): a request still queued for a worker is never run (answered STATUS_CANCELLED, or
+STATUS_IO_TIMEOUT for a deadline, which the core has answered already); so is one whose own
+deadline passed while it was queued. A request the mini-redirector answered STATUS_PENDING goes
+to its cancel routine (``MiniRdr.cancel``), which completes it and frees what it held; a cancel
+that arrives while a worker runs the request is applied as soon as it goes pending. A routine
+running synchronously is not interrupted: it finishes and the core discards its answer.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any
 
 import pykka
@@ -19,7 +29,7 @@ from rdbss.minirdrs.base import CONNECTION_ROUTINES, ROUTINE_METHODS, MiniRdr, R
 from rdbss.model.buffering import grant_for
 from rdbss.shm import Maps
 from rdbss.wire.constants import LowIoOp, Routine
-from rdbss.wire.rxcontext import Register, RxCompletion, RxContext
+from rdbss.wire.rxcontext import Register, RxCancel, RxCompletion, RxContext
 from rdbss.wire.status import NtStatus, NtStatusError
 
 log = logging.getLogger("rdbss.minirdr")
@@ -29,6 +39,10 @@ def completion(ctx: RxContext, result: Result) -> RxCompletion:
     return RxCompletion(
         ctx.request_id, result.status, result.information, result.result, result.message
     )
+
+
+def cancel_status(reason: str) -> int:
+    return NtStatus.STATUS_IO_TIMEOUT if reason == "deadline" else NtStatus.STATUS_CANCELLED
 
 
 # arenas of local clients (rdbss.shm), mapped on first use; one table per process
@@ -91,15 +105,30 @@ class ConnectionWorker(pykka.ThreadingActor):
 
     use_daemon_thread = True
 
-    def __init__(self, minirdr: MiniRdr, bridge: PeerBridge, srv_call: str) -> None:
+    def __init__(
+        self,
+        minirdr: MiniRdr,
+        bridge: PeerBridge,
+        srv_call: str,
+        host: MiniRdrHost | None = None,
+    ) -> None:
         super().__init__()
         self.minirdr = minirdr
         self.bridge = bridge
         self.srv_call = srv_call
+        self.host = host
 
     def on_receive(self, message: Any) -> None:
         ctx, payload = message
+        if self.host is not None:
+            verdict = self.host.begin(ctx)
+            if verdict is not True:
+                if verdict is not False:
+                    self.bridge.post(verdict)
+                return
         answer = execute(self.minirdr, ctx, payload)
+        if self.host is not None:
+            self.host.ran(ctx, pending=answer is None)
         if answer is not None:
             self.bridge.post(*answer)
 
@@ -112,7 +141,15 @@ class MiniRdrHost:
         self.bridge = bridge
         self.minirdr = minirdr
         self.workers: dict[str, pykka.ActorRef[Any]] = {}
+        # requests handed to a worker: core id -> own deadline (monotonic) while queued; the ones
+        # a worker is running; cancel reasons that arrived for either
+        self._cancel_lock = threading.Lock()
+        self._queued: dict[int, float] = {}
+        self._running: set[int] = set()
+        self._cancelled: dict[int, str] = {}
+        self._dropped: set[int] = set()  # queued, cancelled and answered: skip without a word
         bridge.handler = self.on_message
+        bridge.pending_count = self.pending_count
         minirdr.attach_completion(self._complete_later)
 
     def _complete_later(self, ctx: RxContext, result: Result) -> None:
@@ -132,11 +169,18 @@ class MiniRdrHost:
             buffering=grant_for(caching, minirdr.registration_buffering_mask()),
         )
 
-    def on_message(self, msg: RxContext | RxCompletion, payload: memoryview | None) -> None:
+    def on_message(
+        self, msg: RxContext | RxCompletion | RxCancel, payload: memoryview | None
+    ) -> None:
+        if isinstance(msg, RxCancel):
+            self.cancel(msg)
+            return
         if not isinstance(msg, RxContext):
             return
         routine = msg.routine
         if self.minirdr.blocking or routine in CONNECTION_ROUTINES:
+            with self._cancel_lock:
+                self._queued[msg.request_id] = time.monotonic() + msg.timeout_ms / 1000.0
             self._worker(msg.srv_call or "").tell((msg, payload))
             return
         answer = execute(self.minirdr, msg, payload)
@@ -147,9 +191,76 @@ class MiniRdrHost:
         key = srv_call.lower()
         ref = self.workers.get(key)
         if ref is None or not ref.is_alive():
-            ref = ConnectionWorker.start(self.minirdr, self.bridge, srv_call)
+            ref = ConnectionWorker.start(self.minirdr, self.bridge, srv_call, self)
             self.workers[key] = ref
         return ref
+
+    # ---------------------------------------------------------------- cancellation
+    def cancel(self, cancel: RxCancel) -> None:
+        """RX_CONTEXT_FLAG_CANCELLED for one request (I/O thread)."""
+        request_id = cancel.request_id
+        with self._cancel_lock:
+            queued = self._queued.pop(request_id, None) is not None
+            if queued:
+                self._dropped.add(request_id)  # the worker skips it when it gets there
+            elif request_id in self._running:
+                self._cancelled[request_id] = cancel.reason  # applied once it goes pending
+                return
+        if queued:
+            log.info("dropped before it ran id=%d reason=%s", request_id, cancel.reason)
+            self.bridge.send(
+                RxCompletion(
+                    request_id, cancel_status(cancel.reason), message="cancelled before it ran"
+                )
+            )
+            return
+        self._cancel_pending(request_id, cancel.reason)
+
+    def _cancel_pending(self, request_id: int, reason: str) -> None:
+        try:
+            found = self.minirdr.cancel(request_id, cancel_status(reason))
+        except Exception:
+            log.exception("cancel routine failed id=%d", request_id)
+            return
+        log.info("cancel id=%d reason=%s %s", request_id, reason, "done" if found else "not held")
+
+    def begin(self, ctx: RxContext) -> RxCompletion | bool:
+        """A worker takes a queued request: True to run it; False to skip it (cancelled and
+        answered already); or the answer that replaces it (its own deadline passed while it
+        waited behind others)."""
+        now = time.monotonic()
+        with self._cancel_lock:
+            if ctx.request_id in self._dropped:
+                self._dropped.discard(ctx.request_id)
+                return False
+            deadline = self._queued.pop(ctx.request_id, None)
+            if deadline is None or now < deadline:
+                self._running.add(ctx.request_id)
+                return True
+        reason = "deadline"
+        log.info(
+            "dropped before it ran req=%s routine=%s reason=%s", ctx.origin, ctx.routine, reason
+        )
+        return RxCompletion(
+            ctx.request_id,
+            cancel_status(reason),
+            message=f"{ctx.routine} was not run: its deadline passed while it was queued",
+        )
+
+    def ran(self, ctx: RxContext, *, pending: bool) -> None:
+        """A worker finished running a request; a cancel that came meanwhile applies now to
+        what went pending (RxSetMinirdrCancelRoutine on an already cancelled context)."""
+        with self._cancel_lock:
+            self._running.discard(ctx.request_id)
+            reason = self._cancelled.pop(ctx.request_id, None)
+        if reason is not None and pending:
+            self._cancel_pending(ctx.request_id, reason)
+
+    def pending_count(self) -> int:
+        """Requests this process holds: queued or running on workers, and STATUS_PENDING ones."""
+        with self._cancel_lock:
+            held = len(self._queued) + len(self._running)
+        return held + self.minirdr.pending_requests()
 
     def stop(self) -> None:
         for ref in self.workers.values():

@@ -31,6 +31,7 @@ from rdbss.wire.rxcontext import (
     Heartbeat,
     Message,
     Register,
+    RxCancel,
     RxCompletion,
     RxContext,
 )
@@ -42,7 +43,7 @@ RESET_EXIT = 75  # exit code of a peer that restarts clean (EX_TEMPFAIL): not a 
 REREGISTER_S = 2.0  # no answer from the core for this long: register again (core restarted)
 LEAVING_LINGER_MS = 200  # how long the last message (LEAVING) may take to leave
 
-Handler = Callable[[RxContext | RxCompletion, memoryview | None], None]
+Handler = Callable[[RxContext | RxCompletion | RxCancel, memoryview | None], None]
 
 
 class PeerBridge:
@@ -60,6 +61,8 @@ class PeerBridge:
         self.reset = False  # stopped because the core dropped us: exit with RESET_EXIT
         self._last_heard = 0.0
         self.handler: Handler = lambda msg, payload: None
+        #: How many requests the peer holds (queued or STATUS_PENDING), sent with each heartbeat.
+        self.pending_count: Callable[[], int] = lambda: 0
         self._pull = self.zctx.socket(zmq.PULL)
         self._pull.bind(self._inproc)
         self._sock = self._connect()
@@ -179,7 +182,7 @@ class PeerBridge:
                 now = time.monotonic()
                 if now >= next_beat:
                     self._seq += 1
-                    self.send(Heartbeat(name=self.name, seq=self._seq))
+                    self.send(Heartbeat(name=self.name, seq=self._seq, pending=self._pending()))
                     next_beat = now + HEARTBEAT_S
                     self._touch_alive()
                     silent_since = max(self._last_heard, registered_at)
@@ -193,6 +196,13 @@ class PeerBridge:
             self.send(Heartbeat(name=self.name, seq=LEAVING))
             self._sock.close(linger=LEAVING_LINGER_MS)
             self._pull.close(0)
+
+    def _pending(self) -> int:
+        try:
+            return self.pending_count()
+        except Exception:
+            log.exception("pending count failed")
+            return 0
 
     def shutdown(self) -> None:
         # destroy() closes sockets other threads may still hold (term() would wait for them)
@@ -217,7 +227,7 @@ class PeerBridge:
                     self.reset = True
                     self._stop.set()
             return
-        if isinstance(msg, RxContext | RxCompletion):
+        if isinstance(msg, RxContext | RxCompletion | RxCancel):
             try:
                 self.handler(msg, payload)
             except Exception:

@@ -229,6 +229,21 @@ class MiniRdr:
     def close(self) -> None:
         """Release everything (process shutdown). Not a routine."""
 
+    # Cancellation (spec 4.4): the host calls this for a request the mini-redirector answered
+    # STATUS_PENDING when the core cancels it (the client asked, its deadline passed, the client
+    # is gone). Requests still queued are dropped by the host without reaching the routine.
+    def cancel(self, request_id: int, status: int = NtStatus.STATUS_CANCELLED) -> bool:
+        """The cancel routine (MRxCancelRoutine, set by RxSetMinirdrCancelRoutine): if request
+        ``request_id`` is pending here, complete it now with ``status`` through
+        ``complete_later`` and free what it held (a watch, a lock waiter), and answer True.
+        False when no such request is pending (it finished, or it runs synchronously: that
+        cannot be interrupted). Called on the host's I/O thread: must not block. Not a routine."""
+        return False
+
+    def pending_requests(self) -> int:
+        """How many requests answered STATUS_PENDING this mini-redirector still holds."""
+        return 0
+
     def read_into(self, ctx: RxContext, target: memoryview) -> Result | None:
         """The shared-memory data path (rdbss.shm): do the READ of ``ctx`` straight into
         ``target`` (len(target) == the read's length) and answer ``information`` = bytes read,

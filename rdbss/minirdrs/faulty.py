@@ -95,6 +95,12 @@ class FaultyMiniRdr(MiniRdr):
         self._release.set()
         self.inner.close()
 
+    def cancel(self, request_id: int, status: int = NtStatus.STATUS_CANCELLED) -> bool:
+        return self.inner.cancel(request_id, status)  # its pending requests are the inner one's
+
+    def pending_requests(self) -> int:
+        return self.inner.pending_requests()
+
     # ------------------------------------------------------------------ injection
     def _wrapped(self, routine: Routine, call: Callable[..., Result]) -> Callable[..., Result]:
         def run(ctx: RxContext, *rest: Any) -> Result:

@@ -765,17 +765,38 @@ class LocalMiniRdr(MiniRdr):
         return Result(status=S.STATUS_PENDING)
 
     def _lock_timed_out(self, token: tuple[int, int]) -> None:
+        self._stop_waiting(
+            token, Result(status=S.STATUS_IO_TIMEOUT, message="the lock was not granted in time")
+        )
+
+    def _stop_waiting(self, token: tuple[int, int], result: Result) -> bool:
+        """A waiting lock gives up (deadline or cancel): it never gets the range, and the
+        waiters it held back (arrival order) are granted if they can be now."""
         with self._lock:
             entry = self._lock_waiters.pop(token, None)
             if entry is None:
-                return  # granted meanwhile
+                return False  # granted or ended meanwhile
             ctx, key = entry
             locks = self._file_locks.get(key)
             if locks is not None:
                 locks.cancel(token)
-        self.complete_later(
-            ctx, Result(status=S.STATUS_IO_TIMEOUT, message="the lock was not granted in time")
-        )
+                self._granted(key, locks.grant_waiting())
+        self.complete_later(ctx, result)
+        return True
+
+    # --- cancellation (the cancel routine of a pending notify or lock) ------------------------
+    def cancel(self, request_id: int, status: int = S.STATUS_CANCELLED) -> bool:
+        if self._watches.cancel(request_id, status):
+            return True
+        with self._lock:
+            token = next((t for t in self._lock_waiters if t[0] == request_id), None)
+        result = Result(status=status, message="cancelled")
+        return token is not None and self._stop_waiting(token, result)
+
+    def pending_requests(self) -> int:
+        with self._lock:
+            waiting = len(self._lock_waiters)
+        return self._watches.pending + waiting
 
     def _granted(self, key: tuple[int, int], tokens: list[Any]) -> None:
         for token in tokens:

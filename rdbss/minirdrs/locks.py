@@ -97,12 +97,17 @@ class FileLocks:
         return self._grant()
 
     def cancel(self, token: Hashable) -> bool:
-        """A waiting lock gives up (deadline, cancel); True if it was still waiting."""
+        """A waiting lock gives up (deadline, cancel); True if it was still waiting. Waiters
+        it held back may be grantable now: see ``grant_waiting``."""
         for i, waiter in enumerate(self.waiting):
             if waiter.token == token:
                 del self.waiting[i]
                 return True
         return False
+
+    def grant_waiting(self) -> list[Hashable]:
+        """Grant what can be granted now (after a waiter gave up); their tokens."""
+        return self._grant()
 
     def _grant(self) -> list[Hashable]:
         granted: list[Hashable] = []

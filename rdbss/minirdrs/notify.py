@@ -303,6 +303,19 @@ class PollingWatches:
         for watch in ended:
             self._complete(watch.ctx, Result(status=S.STATUS_NOTIFY_CLEANUP))
 
+    def cancel(self, request_id: int, status: int) -> bool:
+        """The cancel routine of a pending notify: it completes with ``status``; the handle's
+        baseline stays, so changes until its next notify are not lost. False: not pending."""
+        with self._lock:
+            watch = next(
+                (w for w in self._watches.values() if w.ctx.request_id == request_id), None
+            )
+            if watch is None:
+                return False
+            del self._watches[watch.key]
+        self._complete(watch.ctx, Result(status=status, message="cancelled"))
+        return True
+
     def close(self) -> None:
         """Process shutdown: stop polling; pending notifies die with the process."""
         self._stop.set()

@@ -600,6 +600,13 @@ class SftpMiniRdr(MiniRdr):
         with contextlib.suppress(Exception):
             self._loop.run(close, CLOSE_WAIT_S + 0.5)
 
+    def cancel(self, request_id: int, status: int = S.STATUS_CANCELLED) -> bool:
+        """The cancel routine of a pending change notification (the polling watch ends)."""
+        return self._watches.cancel(request_id, status)
+
+    def pending_requests(self) -> int:
+        return self._watches.pending
+
     def close(self) -> None:
         """Close every open (deleting what was delete-pending, as closing its handle would) and
         every connection, then stop the event loop."""

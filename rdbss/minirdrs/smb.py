@@ -136,6 +136,8 @@ _SMB2_WATCH_TREE = 0x0001
 _NOTIFY_BUFFER = 32_768
 #: How long before the request's own deadline a blocking lock gives up waiting.
 _LOCK_MARGIN_S = 1.0
+#: How often a waiting lock looks whether it was cancelled.
+_CANCEL_POLL_S = 0.05
 #: Access bits that write data (FILE_APPEND_DATA alone only appends).
 _WRITE_ANYWHERE = Access.FILE_WRITE_DATA | Access.GENERIC_WRITE | Access.GENERIC_ALL
 #: The volume classes one query asks for, in one compound.
@@ -262,6 +264,9 @@ class SmbMiniRdr(MiniRdr):
             threading.Thread(target=self._keepalive_loop, name="smb-keepalive", daemon=True).start()
         self._opens: dict[int, _Open] = {}
         self._ids = itertools.count(1)
+        # pending waits (waiting locks, change notifications) by request id: their cancel
+        # event and the status to cancel with
+        self._waits: dict[int, tuple[threading.Event, list[int]]] = {}
 
     def servers(self) -> list[str]:
         return [server.name for server in self._servers.values()]
@@ -589,10 +594,13 @@ class SmbMiniRdr(MiniRdr):
         # connection's worker.
         wait_s = max(0.0, ctx.timeout_ms / 1000.0 - _LOCK_MARGIN_S)
         request = op.link.call(what, lambda: self._send(op, message))
+        cancel: tuple[threading.Event, list[int]] = (threading.Event(), [])
+        with self._lock:
+            self._waits[ctx.request_id] = cancel
 
         def wait() -> None:
             try:
-                self._await_final(op, request, answer, wait_s, what)
+                self._await_final(op, request, answer, wait_s, what, cancel=cancel)
                 op.locks.append(lock)
                 result = Result()
             except NtStatusError as exc:
@@ -600,6 +608,9 @@ class SmbMiniRdr(MiniRdr):
             except Exception as exc:  # never leave the request without an answer
                 log.exception("waiting lock failed")
                 result = Result(status=S.STATUS_INTERNAL_ERROR, message=str(exc))
+            finally:
+                with self._lock:
+                    self._waits.pop(ctx.request_id, None)
             self.complete_later(ctx, result)
 
         threading.Thread(target=wait, name="smb-lock-wait", daemon=True).start()
@@ -633,17 +644,22 @@ class SmbMiniRdr(MiniRdr):
         wait_s: float,
         what: str,
         waited_for: str = "granted",
+        cancel: tuple[threading.Event, list[int]] | None = None,
     ) -> Any:
         """Wait for a sent request the server may keep pending (a lock waiting for a conflicting
         one to go, a change notification): the server answers PENDING and then the outcome,
-        which ``answer`` unpacks. Past the request's deadline it is cancelled
-        (STATUS_IO_TIMEOUT). Runs on its own thread: no watchdog, deadlines of its own."""
+        which ``answer`` unpacks. Past the request's deadline (STATUS_IO_TIMEOUT), or when the
+        request is cancelled (``cancel``: its event, then the status), it is cancelled on the
+        server with an SMB2 CANCEL. Runs on its own thread: no watchdog, deadlines of its own."""
         link = op.link
         deadline = time.monotonic() + wait_s
+        cancelled, status = cancel if cancel is not None else (threading.Event(), [])
         while True:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not request.response_event.wait(remaining):
+            if remaining <= 0 or cancelled.is_set():
                 break
+            if not request.response_event.wait(min(remaining, _CANCEL_POLL_S)):
+                continue
             with request.response_event_lock:
                 response = request.response
                 pending = (
@@ -656,15 +672,20 @@ class SmbMiniRdr(MiniRdr):
                 continue
             return link.mapped(what, lambda: answer(request))
 
-        # Still waiting at the deadline: cancel, then take whatever the server says last.
-        def cancel() -> Any:
+        # Still waiting at the deadline or cancelled: cancel on the server (SMB2 CANCEL), then
+        # take whatever the server says last (granted meanwhile: the lock is held).
+        def cancel_on_server() -> Any:
             request.cancel()
             request.response_event.wait(_LOCK_MARGIN_S)
             return answer(request)
 
         try:
-            return link.mapped(what, cancel)
+            return link.mapped(what, cancel_on_server)
         except NtStatusError as exc:
+            if exc.status == S.STATUS_CANCELLED and cancelled.is_set():
+                raise _error(
+                    status[0] if status else S.STATUS_CANCELLED, f"{what}: cancelled"
+                ) from None
             if exc.status == S.STATUS_CANCELLED:
                 raise _error(
                     S.STATUS_IO_TIMEOUT, f"{what}: not {waited_for} within {wait_s:.1f} s"
@@ -701,19 +722,44 @@ class SmbMiniRdr(MiniRdr):
             data: bytes = response["buffer"].get_value()
             return data
 
+        cancel: tuple[threading.Event, list[int]] = (threading.Event(), [])
+        with self._lock:
+            self._waits[ctx.request_id] = cancel
+
         def wait() -> None:
             try:
-                data = self._await_final(op, request, answer, wait_s, what, "changed")
+                data = self._await_final(op, request, answer, wait_s, what, "changed", cancel)
                 result = notify_result(parse_notify_information(data))
             except NtStatusError as exc:
                 result = Result(status=exc.status, message=exc.strerror or "")
             except Exception as exc:  # never leave the request without an answer
                 log.exception("change notification failed")
                 result = Result(status=S.STATUS_INTERNAL_ERROR, message=str(exc))
+            finally:
+                with self._lock:
+                    self._waits.pop(ctx.request_id, None)
             self.complete_later(ctx, result)
 
         threading.Thread(target=wait, name="smb-notify-wait", daemon=True).start()
         return Result(status=S.STATUS_PENDING)
+
+    # --- cancellation ---------------------------------------------------------------------------
+    def cancel(self, request_id: int, status: int = S.STATUS_CANCELLED) -> bool:
+        """A waiting lock or change notification: its thread sends the SMB2 CANCEL and
+        completes it."""
+        with self._lock:
+            entry = self._waits.get(request_id)
+        if entry is None:
+            return False
+        event, status_box = entry
+        if not event.is_set():
+            status_box.append(status)
+            event.set()
+        return True
+
+    def pending_requests(self) -> int:
+        with self._lock:
+            return len(self._waits)
 
     def _unlock(self, op: _Open, offset: int, length: int) -> Result:
         self._check_range(offset, length)

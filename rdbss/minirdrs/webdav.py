@@ -460,6 +460,13 @@ class WebDavMiniRdr(MiniRdr):
     def servers(self) -> list[str]:
         return [c.name for c in self._configs.values()]
 
+    def cancel(self, request_id: int, status: int = S.STATUS_CANCELLED) -> bool:
+        """The cancel routine of a pending change notification (the polling watch ends)."""
+        return self._watches.cancel(request_id, status)
+
+    def pending_requests(self) -> int:
+        return self._watches.pending
+
     def close(self) -> None:
         """Process shutdown: upload what is still staged and delete what was delete-pending
         (as closing each handle would), then drop every connection and the staging folder."""

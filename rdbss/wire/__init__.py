@@ -25,6 +25,7 @@ from rdbss.wire.rxcontext import (
     Message,
     QueryDirectoryParameters,
     Register,
+    RxCancel,
     RxCompletion,
     RxContext,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "QueryDirectoryParameters",
     "Register",
     "Routine",
+    "RxCancel",
     "RxCompletion",
     "RxContext",
     "ShareAccess",

@@ -12,6 +12,7 @@ from typing import Any, Final
 import msgpack
 
 from rdbss.wire.rxcontext import (
+    CANCEL_REASONS,
     WIRE_VERSION,
     CreateParameters,
     Heartbeat,
@@ -20,6 +21,7 @@ from rdbss.wire.rxcontext import (
     Message,
     QueryDirectoryParameters,
     Register,
+    RxCancel,
     RxCompletion,
     RxContext,
 )
@@ -118,6 +120,7 @@ _REG: _Spec = (
     ("buffering", "bf", "int"),
 )
 _HB: _Spec = (("name", "n", "str"), ("seq", "s", "int"), ("pending", "pd", "int"))
+_CANCEL: _Spec = (("request_id", "id", "int"), ("reason", "rs", "reason"))
 
 _SPECS: dict[type[Any], _Spec] = {
     CreateParameters: _CREATE,
@@ -128,12 +131,14 @@ _SPECS: dict[type[Any], _Spec] = {
     RxCompletion: _DONE,
     Register: _REG,
     Heartbeat: _HB,
+    RxCancel: _CANCEL,
 }
 _KINDS: dict[str, type[Any]] = {
     "rx": RxContext,
     "done": RxCompletion,
     "reg": Register,
     "hb": Heartbeat,
+    "cancel": RxCancel,
 }
 _KIND_OF: dict[type[Any], str] = {cls: kind for kind, cls in _KINDS.items()}
 _REQUIRED: dict[type[Any], frozenset[str]] = {
@@ -141,6 +146,7 @@ _REQUIRED: dict[type[Any], frozenset[str]] = {
     RxCompletion: frozenset({"id", "st"}),
     Register: frozenset({"n", "kd", "rt", "lo", "sv"}),
     Heartbeat: frozenset({"n"}),
+    RxCancel: frozenset({"id"}),
 }
 
 
@@ -174,6 +180,10 @@ def _check(value: Any, kind: Any, where: str) -> Any:
             raise WireError(
                 f"{where}: NUL character in a path", NtStatus.STATUS_OBJECT_NAME_INVALID
             )
+        return value
+    if kind == "reason":
+        if type(value) is not str or value not in CANCEL_REASONS:
+            raise WireError(f"{where}: expected one of {', '.join(CANCEL_REASONS)}")
         return value
     if kind == "bool":
         if type(value) is not bool:

@@ -1,5 +1,5 @@
 """The messages that cross process boundaries: RxContext (a request), RxCompletion (its answer),
-Register (RxRegisterMinirdr) and Heartbeat.
+RxCancel (cancel a pending request), Register (RxRegisterMinirdr) and Heartbeat.
 
 Each message maps to a msgpack map with short keys (see the ``_K_*`` comments); bulk data never
 lives in these structures' encoding but travels as its own ZeroMQ frame (see ``framing``).
@@ -98,6 +98,24 @@ class RxCompletion:
     message: str = ""
 
 
+#: Why a request is cancelled (``RxCancel.reason``): the client asked (an IRP cancel), the
+#: request's deadline passed, or the client that sent it is gone. The first and last end the
+#: request with STATUS_CANCELLED, a deadline with STATUS_IO_TIMEOUT.
+CANCEL_REASONS: tuple[str, ...] = ("client", "deadline", "gone")
+
+
+@dataclass(slots=True)
+class RxCancel:
+    """Cancel a pending request (IRP cancel: RX_CONTEXT_FLAG_CANCELLED, then the mini-redirector's
+    cancel routine). ``request_id`` names the request in the sender's own numbering: a client's
+    id towards the core, the core's id towards a mini-redirector. Never answered itself: the
+    cancelled request is (STATUS_CANCELLED, or its real result if it finished first); a cancel
+    for an unknown or finished request is ignored."""
+
+    request_id: int
+    reason: str = "client"
+
+
 @dataclass(slots=True)
 class Register:
     """RxRegisterMinirdr: who the peer is and which routines its dispatch table fills."""
@@ -135,9 +153,10 @@ class Heartbeat:
     pending: int = 0
 
 
-Message = RxContext | RxCompletion | Register | Heartbeat
+Message = RxContext | RxCompletion | RxCancel | Register | Heartbeat
 
 __all__ = [
+    "CANCEL_REASONS",
     "LEAVING",
     "REGISTERED_NEW",
     "REGISTERED_STILL",
@@ -152,6 +171,7 @@ __all__ = [
     "QueryDirectoryParameters",
     "Register",
     "Routine",
+    "RxCancel",
     "RxCompletion",
     "RxContext",
 ]

@@ -18,6 +18,7 @@ from rdbss.wire import (
     NtStatus,
     Register,
     Routine,
+    RxCancel,
     RxCompletion,
     RxContext,
 )
@@ -552,3 +553,172 @@ def test_the_shared_memory_hint_reaches_a_local_minirdr_only_from_a_local_client
     fobx = open_handle(core, out)
     _read_with_shm(core, CLIENT_A, fobx)
     assert not out.requests_to("local")[-1].args
+
+
+# ------------------------------------------------------------------ cancellation
+
+
+def cancels_to(out: Recorder, name: str) -> list[RxCancel]:
+    return [m for n, m, _ in out.peer if n == name and isinstance(m, RxCancel)]
+
+
+def read(core: RdbssCore, fobx: int, request_id: int, ident: bytes = CLIENT_A) -> RxContext:
+    core.on_client(
+        ident,
+        RxContext(request_id, IrpMj.READ, fobx=fobx, timeout_ms=10_000, lowio=LowIoParameters()),
+        None,
+    )
+    return out_of(core).requests_to("local")[-1]
+
+
+def out_of(core: RdbssCore) -> Recorder:
+    out = core.out
+    assert isinstance(out, Recorder)
+    return out
+
+
+def test_a_cancel_reaches_the_minirdr_holding_the_request(env: Any) -> None:
+    core, out, _ = env
+    fobx = open_handle(core, out)
+    sent = read(core, fobx, 80)
+    core.on_cancel(CLIENT_A, RxCancel(80))
+    assert cancels_to(out, "local") == [RxCancel(sent.request_id, "client")]  # the core's id
+    assert out.client == []  # answered when the mini-redirector confirms
+    core.on_peer("local", RxCompletion(sent.request_id, S.STATUS_CANCELLED), None)
+    assert [(d.request_id, d.status) for _, d, _ in out.client] == [(80, S.STATUS_CANCELLED)]
+    assert core.status()["pending"] == 0 and CLIENT_A not in core._inflight_of
+
+
+def test_an_unconfirmed_cancel_answers_after_the_grace_and_drops_the_late_answer(
+    env: Any,
+) -> None:
+    core, out, clock = env
+    core.settings.cancel_grace_s = 0.5
+    fobx = open_handle(core, out)
+    sent = read(core, fobx, 81)
+    core.on_cancel(CLIENT_A, RxCancel(81))
+    assert core.status()["cancelling"] == 1
+    clock.now += 0.4
+    core.tick()
+    assert out.client == []
+    clock.now += 0.2
+    core.tick()
+    done = out.client[-1][1]
+    assert (done.request_id, done.status) == (81, S.STATUS_CANCELLED)
+    assert "discarded" in done.message
+    core.on_peer("local", RxCompletion(sent.request_id, S.STATUS_SUCCESS), None)  # too late
+    assert len(out.client) == 1
+    clock.now += 20  # the original deadline passes: nothing more happens
+    core.tick()
+    assert len(out.client) == 1 and cancels_to(out, "local") == [RxCancel(sent.request_id)]
+
+
+def test_a_request_that_finished_before_its_cancel_keeps_its_result(env: Any) -> None:
+    core, out, _ = env
+    fobx = open_handle(core, out)
+    sent = read(core, fobx, 82)
+    core.on_cancel(CLIENT_A, RxCancel(82))
+    core.on_peer("local", RxCompletion(sent.request_id, S.STATUS_SUCCESS, 3), b"abc")
+    assert out.client[-1][1].status == S.STATUS_SUCCESS and out.client[-1][2] == b"abc"
+
+
+def test_a_client_cannot_cancel_another_clients_request(env: Any) -> None:
+    core, out, _ = env
+    fobx = open_handle(core, out)
+    sent = read(core, fobx, 83)
+    core.on_cancel(CLIENT_B, RxCancel(83))  # same request id, other client
+    assert cancels_to(out, "local") == [] and out.client == []
+    core.on_peer("local", RxCompletion(sent.request_id, S.STATUS_SUCCESS), None)
+    assert out.client[-1][1].status == S.STATUS_SUCCESS
+
+
+def test_cancelling_an_unknown_or_finished_request_is_ignored(env: Any) -> None:
+    core, out, _ = env
+    fobx = open_handle(core, out)
+    sent = read(core, fobx, 84)
+    core.on_peer("local", RxCompletion(sent.request_id, S.STATUS_SUCCESS), None)
+    out.client.clear()
+    core.on_cancel(CLIENT_A, RxCancel(84))  # finished
+    core.on_cancel(CLIENT_A, RxCancel(999))  # never sent
+    assert out.client == [] and cancels_to(out, "local") == []
+    # and the same id used again later is an ordinary request
+    read(core, fobx, 84)
+    assert core.status()["pending"] == 1 and core.status()["cancelling"] == 0
+
+
+def test_a_deadline_tells_the_minirdr_to_drop_the_work(env: Any) -> None:
+    core, out, clock = env
+    fobx = open_handle(core, out)
+    core.on_client(
+        CLIENT_A,
+        RxContext(85, IrpMj.READ, fobx=fobx, timeout_ms=500, lowio=LowIoParameters()),
+        None,
+    )
+    sent = out.requests_to("local")[-1]
+    clock.now += 0.6
+    core.tick()
+    assert out.client[-1][1].status == S.STATUS_IO_TIMEOUT
+    assert cancels_to(out, "local") == [RxCancel(sent.request_id, "deadline")]
+
+
+def test_a_cancel_drops_a_request_parked_on_a_connection(env: Any) -> None:
+    core, out, _ = env
+    create(core, request_id=86)
+    create(core, request_id=87)
+    core.on_cancel(CLIENT_A, RxCancel(86))
+    assert [(d.request_id, d.status) for _, d, _ in out.client] == [(86, S.STATUS_CANCELLED)]
+    connect(core, out)
+    creates = out.requests_to("local")
+    assert len(creates) == 1  # only the request that was not cancelled is sent
+    assert cancels_to(out, CONNMGR) == []  # the construction itself goes on for the other
+    core.on_peer("local", RxCompletion(creates[0].request_id, S.STATUS_SUCCESS, 1), None)
+
+
+def test_a_create_cancelled_while_opening_is_closed_again(env: Any) -> None:
+    core, out, _ = env
+    open_handle(core, out)  # the connection exists
+    create(core, request_id=88)
+    sent = out.requests_to("local")[-1]
+    core.on_cancel(CLIENT_A, RxCancel(88))
+    core.on_peer(
+        "local", RxCompletion(sent.request_id, S.STATUS_SUCCESS, 1, result={"srv_open": 12}), None
+    )
+    assert out.client[-1][1].status == S.STATUS_CANCELLED
+    close = out.requests_to("local")[-1]
+    assert close.routine == Routine.MRxCloseSrvOpen and close.srv_open == 12
+    assert core.status()["handles"] == 1  # only the first handle
+
+
+def test_requests_of_a_vanished_client_are_cancelled(env: Any) -> None:
+    from rdbss.actors.bus import client_identity
+
+    core, out, _ = env
+    gone = client_identity(2**31 - 1, 12345, b"abcd")  # no such process
+    fobx = open_handle(core, out, ident=gone)
+    sent = read(core, fobx, 89, ident=gone)
+    mine = read(core, open_handle(core, out), 90)
+    out.peer.clear()
+    core.sweep_dead_clients()
+    assert RxCancel(sent.request_id, "gone") in cancels_to(out, "local")
+    assert all(c.request_id != mine.request_id for c in cancels_to(out, "local"))
+    # the cancel goes out before the handle's close, so a queued request is dropped first
+    kinds = [type(m).__name__ for n, m, _ in out.peer if n == "local"]
+    assert kinds.index("RxCancel") < kinds.index("RxContext")
+
+
+def test_a_create_answered_after_the_grace_is_closed_again(env: Any) -> None:
+    core, out, clock = env
+    core.settings.cancel_grace_s = 0.5
+    open_handle(core, out)
+    create(core, request_id=91)
+    sent = out.requests_to("local")[-1]
+    core.on_cancel(CLIENT_A, RxCancel(91))
+    clock.now += 0.6
+    core.tick()
+    assert out.client[-1][1].status == S.STATUS_CANCELLED
+    out.peer.clear()
+    late = RxCompletion(sent.request_id, S.STATUS_SUCCESS, 1, result={"srv_open": 13})
+    core.on_peer("local", late, None)
+    close = out.requests_to("local")[-1]
+    assert close.routine == Routine.MRxCloseSrvOpen and close.srv_open == 13
+    assert core.status()["handles"] == 1 and len(out.client) == 1

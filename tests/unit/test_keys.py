@@ -32,6 +32,7 @@ def test_the_allow_list_reads_keys_labels_and_grants() -> None:
     [
         (f"{NODE} nodeb", "expected", 2),
         (f"{NODE[:-1]} nodeb client", "Z85 public key", 2),
+        (f"{NODE[:-1]}\x7f nodeb client", "Z85 public key", 2),  # a byte outside Z85
         (f"{NODE} nodeb admin", "unknown grant", 2),
         (f"{NODE} nodeb peer:", "unknown grant", 2),
         (f"{NODE} nodeb client\n{NODE} again client", "listed twice", 3),

@@ -1334,3 +1334,56 @@ def test_a_chown_the_user_may_not_do_is_access_denied(tmp_path: Path) -> None:
         os.close(read_end)
         shutil.rmtree(folder, ignore_errors=True)
     assert code == 0 and int.from_bytes(answer, "little") == S.STATUS_ACCESS_DENIED, answer
+
+
+# --- cancellation (the cancel routine of pending requests) ----------------------------------
+def test_cancel_routine_ends_a_pending_lock_and_grants_the_next_waiter(
+    rdr: LocalMiniRdr, root: Path
+) -> None:
+    (root / "f").write_bytes(bytes(10))
+    completed: list[tuple[int, int]] = []
+    rdr.attach_completion(lambda ctx, result: completed.append((ctx.request_id, result.status)))
+    a, b, c = open_id(rdr, "f"), open_id(rdr, "f"), open_id(rdr, "f")
+
+    def lock(sid: int, offset: int, length: int) -> RxContext:
+        params = LowIoParameters(
+            operation=LowIoOp.EXCLUSIVELOCK, offset=offset, length=length, flags=0
+        )
+        ctx = rx(IrpMj.LOCK_CONTROL, srv_open=sid, lowio=params, timeout_ms=30_000)
+        rdr.low_io_submit(ctx)
+        return ctx
+
+    lock(a, 0, 5)
+    b_waits, c_waits = lock(b, 0, 5), lock(c, 3, 5)  # c overlaps b: waits behind it too
+    assert rdr.pending_requests() == 2
+    assert rdr.cancel(b_waits.request_id) is True
+    assert completed == [(b_waits.request_id, S.STATUS_CANCELLED)]
+    assert rdr.cancel(b_waits.request_id) is False  # once only
+    assert rdr.pending_requests() == 1
+    unlock = LowIoParameters(operation=LowIoOp.UNLOCK, offset=0, length=5)
+    rdr.low_io_submit(rx(IrpMj.LOCK_CONTROL, srv_open=a, lowio=unlock))
+    assert completed[-1] == (c_waits.request_id, S.STATUS_SUCCESS)  # c, never the cancelled b
+    assert status(lambda: write(rdr, b, 4, b"x")) == S.STATUS_FILE_LOCK_CONFLICT
+
+
+def test_cancel_routine_ends_a_pending_notify_without_losing_changes(
+    rdr: LocalMiniRdr, root: Path
+) -> None:
+    (root / "d").mkdir()
+    completed: list[tuple[int, int]] = []
+    rdr.attach_completion(lambda ctx, result: completed.append((ctx.request_id, result.status)))
+    sid = open_id(rdr, "d", options=Opt.FILE_DIRECTORY_FILE)
+    params = LowIoParameters(operation=LowIoOp.NOTIFY_CHANGE_DIRECTORY, completion_filter=0x3)
+
+    def notify() -> tuple[RxContext, Result]:
+        ctx = rx(IrpMj.DIRECTORY_CONTROL, srv_open=sid, fobx=7, lowio=params, timeout_ms=30_000)
+        return ctx, rdr.low_io_submit(ctx)
+
+    ctx, first = notify()
+    assert first.status == S.STATUS_PENDING and rdr.pending_requests() == 1
+    assert rdr.cancel(ctx.request_id, S.STATUS_IO_TIMEOUT) is True
+    assert completed == [(ctx.request_id, S.STATUS_IO_TIMEOUT)] and rdr.pending_requests() == 0
+    assert rdr.cancel(12345) is False
+    (root / "d" / "new.txt").write_bytes(b"x")  # while nobody waits
+    _, again = notify()  # the next notify on the handle reports it
+    assert again.result == {"changes": [{"action": "added", "name": "new.txt"}]}

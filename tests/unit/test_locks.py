@@ -67,3 +67,15 @@ def test_mandatory_io_checks() -> None:
     f.check_io(2, 20, 5, write=False)  # reading under a shared lock is fine
     assert status_of(lambda: f.check_io(2, 25, 1, write=True)) == S.STATUS_FILE_LOCK_CONFLICT
     f.check_io(2, 10, 10, write=True)  # the gap
+
+
+def test_a_withdrawn_waiter_lets_the_ones_it_held_back_through() -> None:
+    f = FileLocks()
+    assert f.lock(Lock(1, 0, 5, True))
+    assert not f.lock(Lock(2, 0, 10, True), "b")  # conflicts with the held lock
+    assert not f.lock(Lock(3, 6, 4, True), "c")  # free, but behind b's overlapping wait
+    assert f.grant_waiting() == []
+    assert f.cancel("b")
+    assert f.grant_waiting() == ["c"]  # granted now, without waiting for an unlock
+    assert f.unlock(1, 0, 5) == []  # and b is never granted
+    assert [lock.owner for lock in f.held] == [3]

@@ -22,6 +22,7 @@ from rdbss.wire import (
     NtStatusError,
     QueryDirectoryParameters,
     Register,
+    RxCancel,
     RxCompletion,
     RxContext,
     WireError,
@@ -29,6 +30,7 @@ from rdbss.wire import (
     pack_frames,
     unpack_frames,
 )
+from rdbss.wire.rxcontext import CANCEL_REASONS
 from rdbss.wire.status import AUTH_ERRORS, NETWORK_ERRORS, status_from_errno, status_name
 
 codec = Codec()
@@ -168,6 +170,30 @@ def test_register_and_heartbeat_round_trip() -> None:
     assert codec.decode(codec.encode(hb)) == hb
 
 
+@given(small, st.sampled_from(CANCEL_REASONS))
+def test_cancel_round_trip(request_id: int, reason: str) -> None:
+    cancel = RxCancel(request_id, reason)
+    assert codec.decode(codec.encode(cancel)) == cancel
+
+
+@given(
+    st.fixed_dictionaries(
+        {"k": st.just("cancel"), "v": st.just(1)},
+        optional={"id": st.one_of(ints, text, st.booleans(), st.none()), "rs": scalars},
+    )
+)
+def test_a_malformed_cancel_is_refused_or_well_formed(data: dict[str, object]) -> None:
+    """Whatever a cancel carries, it decodes to a valid RxCancel or answers
+    STATUS_INVALID_PARAMETER: never another exception, never an unknown reason."""
+    try:
+        msg = codec.decode(msgpack.packb(data))
+    except WireError as exc:
+        assert exc.status == NtStatus.STATUS_INVALID_PARAMETER
+        return
+    assert isinstance(msg, RxCancel)
+    assert type(msg.request_id) is int and msg.reason in CANCEL_REASONS
+
+
 # ----------------------------------------------------------------------------- malformed input
 
 
@@ -190,6 +216,10 @@ def test_register_and_heartbeat_round_trip() -> None:
             "list of strings",
         ),
         (msgpack.packb({1: 2}), "malformed"),
+        (msgpack.packb({"k": "cancel", "v": 1}), "missing field 'id'"),
+        (msgpack.packb({"k": "cancel", "v": 1, "id": 1, "rs": "whim"}), "expected one of"),
+        (msgpack.packb({"k": "cancel", "v": 1, "id": 1, "rs": ["client"]}), "expected one of"),
+        (msgpack.packb({"k": "cancel", "v": 1, "id": -1.5}), "expected an integer"),
         (b"\x91" * 5000, "malformed"),
     ],
 )

@@ -1,0 +1,127 @@
+"""The mini-redirector host's cancel bookkeeping, driven without sockets: a recording bridge
+stands in for the bus, a real local mini-redirector on a temporary folder does the work. Checks
+the order of events a worker thread sees: taken from the queue, running, gone pending."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rdbss.actors.minirdr_host import MiniRdrHost, execute
+from rdbss.minirdrs.local import LocalMiniRdr
+from rdbss.wire import (
+    Access,
+    CreateOptions,
+    CreateParameters,
+    IrpMj,
+    LowIoOp,
+    LowIoParameters,
+    NtStatus,
+    Routine,
+    RxCancel,
+    RxCompletion,
+    RxContext,
+)
+
+S = NtStatus
+_ids = itertools.count(100)
+
+
+class Bridge:
+    """Records what the host sends to the core."""
+
+    def __init__(self) -> None:
+        self.sent: list[RxCompletion] = []
+        self.handler: Any = None
+        self.pending_count: Any = None
+
+    def send(self, msg: Any, payload: Any = None) -> None:
+        self.sent.append(msg)
+
+    post = send
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Iterator[tuple[MiniRdrHost, Bridge, Path]]:
+    (tmp_path / "d").mkdir()
+    rdr = LocalMiniRdr("local", {"server": "local", "shares": {"data": str(tmp_path)}})
+    bridge = Bridge()
+    yield MiniRdrHost(bridge, rdr), bridge, tmp_path  # type: ignore[arg-type]
+    rdr.close()
+
+
+def watch_dir(host: MiniRdrHost) -> RxContext:
+    create = RxContext(
+        next(_ids),
+        IrpMj.CREATE,
+        routine=Routine.MRxCreate,
+        srv_call="local",
+        net_root="data",
+        path="d",
+        fobx=1,
+        create=CreateParameters(
+            desired_access=Access.FILE_LIST_DIRECTORY,
+            create_options=CreateOptions.FILE_DIRECTORY_FILE,
+        ),
+    )
+    answer = execute(host.minirdr, create, None)
+    assert answer is not None and answer[0].status == S.STATUS_SUCCESS
+    return RxContext(
+        next(_ids),
+        IrpMj.DIRECTORY_CONTROL,
+        routine=Routine.MRxLowIOSubmit,
+        srv_call="local",
+        net_root="data",
+        srv_open=answer[0].result["srv_open"],
+        fobx=1,
+        timeout_ms=30_000,
+        lowio=LowIoParameters(operation=LowIoOp.NOTIFY_CHANGE_DIRECTORY, completion_filter=3),
+    )
+
+
+def queue(host: MiniRdrHost, ctx: RxContext) -> None:
+    """What on_message does for a request bound for a worker (without starting the worker)."""
+    host._queued[ctx.request_id] = float("inf")
+
+
+def test_a_cancel_while_running_applies_once_the_request_goes_pending(host: Any) -> None:
+    h, bridge, _ = host
+    ctx = watch_dir(h)
+    queue(h, ctx)
+    assert h.begin(ctx) is True  # the worker takes it
+    h.cancel(RxCancel(ctx.request_id))  # arrives while it runs: nothing to cancel yet
+    assert bridge.sent == [] and h.pending_count() == 1
+    assert execute(h.minirdr, ctx, None) is None  # it went STATUS_PENDING
+    h.ran(ctx, pending=True)  # the cancel routine runs now
+    assert [(d.request_id, d.status) for d in bridge.sent] == [(ctx.request_id, S.STATUS_CANCELLED)]
+    assert h.pending_count() == 0
+
+
+def test_a_cancelled_queued_request_is_answered_at_once_and_skipped(host: Any) -> None:
+    h, bridge, _ = host
+    ctx = watch_dir(h)
+    queue(h, ctx)
+    assert h.pending_count() == 1
+    h.cancel(RxCancel(ctx.request_id, "gone"))
+    assert [(d.request_id, d.status) for d in bridge.sent] == [(ctx.request_id, S.STATUS_CANCELLED)]
+    assert h.begin(ctx) is False  # never run, never answered twice
+    assert h.pending_count() == 0 and h.minirdr.pending_requests() == 0
+
+
+def test_a_request_whose_deadline_passed_in_the_queue_is_not_run(host: Any) -> None:
+    h, _bridge, _ = host
+    ctx = watch_dir(h)
+    h._queued[ctx.request_id] = 0.0  # its deadline is long past
+    verdict = h.begin(ctx)
+    assert isinstance(verdict, RxCompletion) and verdict.status == S.STATUS_IO_TIMEOUT
+    assert h.minirdr.pending_requests() == 0 and h.pending_count() == 0
+
+
+def test_a_cancel_for_nothing_held_is_ignored(host: Any) -> None:
+    h, bridge, _ = host
+    h.cancel(RxCancel(424242))
+    assert bridge.sent == []
