@@ -14,10 +14,13 @@ from rdbss.wire.constants import (
     IrpMn,
     LowIoOp,
     Routine,
+    RxFlags,
     ShareAccess,
 )
 from rdbss.wire.framing import pack_frames, unpack_frames
 from rdbss.wire.rxcontext import (
+    Compound,
+    CompoundCompletion,
     CreateParameters,
     Heartbeat,
     InfoParameters,
@@ -34,6 +37,8 @@ __all__ = [
     "DEFAULT_LIMITS",
     "Access",
     "Codec",
+    "Compound",
+    "CompoundCompletion",
     "CreateDisposition",
     "CreateInformation",
     "CreateOptions",
@@ -57,6 +62,7 @@ __all__ = [
     "Routine",
     "RxCompletion",
     "RxContext",
+    "RxFlags",
     "ShareAccess",
     "WireError",
     "decode",

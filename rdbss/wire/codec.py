@@ -13,6 +13,8 @@ import msgpack
 
 from rdbss.wire.rxcontext import (
     WIRE_VERSION,
+    Compound,
+    CompoundCompletion,
     CreateParameters,
     Heartbeat,
     InfoParameters,
@@ -41,6 +43,8 @@ class Limits:
     max_array_len: int = 1 << 16
     max_map_len: int = 256
     max_payload_bytes: int = 64 << 20
+    max_compound_items: int = 1024  # items in one Compound / CompoundCompletion
+    max_compound_payload_bytes: int = 64 << 20  # all payload frames of one compound together
 
 
 DEFAULT_LIMITS: Final = Limits()
@@ -116,6 +120,22 @@ _REG: _Spec = (
     ("role", "ro", "str"),
 )
 _HB: _Spec = (("name", "n", "str"), ("seq", "s", "int"), ("pending", "pd", "int"))
+_CX: _Spec = (
+    ("request_id", "id", "int"),
+    ("items", "it", "rxlist"),
+    ("payload_items", "pi", "intlist"),
+    ("timeout_ms", "dl", "int"),
+    ("origin", "or", "str"),
+)
+_CD: _Spec = (
+    ("request_id", "id", "int"),
+    ("status", "st", "int"),
+    ("items", "it", "donelist"),
+    ("payload_items", "pi", "intlist"),
+    ("message", "msg", "str"),
+)
+#: list kinds: a list of maps, each one message of this class (without the envelope)
+_LIST_OF: dict[str, type[Any]] = {"rxlist": RxContext, "donelist": RxCompletion}
 
 _SPECS: dict[type[Any], _Spec] = {
     CreateParameters: _CREATE,
@@ -126,12 +146,16 @@ _SPECS: dict[type[Any], _Spec] = {
     RxCompletion: _DONE,
     Register: _REG,
     Heartbeat: _HB,
+    Compound: _CX,
+    CompoundCompletion: _CD,
 }
 _KINDS: dict[str, type[Any]] = {
     "rx": RxContext,
     "done": RxCompletion,
     "reg": Register,
     "hb": Heartbeat,
+    "cx": Compound,
+    "cd": CompoundCompletion,
 }
 _KIND_OF: dict[type[Any], str] = {cls: kind for kind, cls in _KINDS.items()}
 _REQUIRED: dict[type[Any], frozenset[str]] = {
@@ -139,6 +163,8 @@ _REQUIRED: dict[type[Any], frozenset[str]] = {
     RxCompletion: frozenset({"id", "st"}),
     Register: frozenset({"n", "kd", "rt", "lo", "sv"}),
     Heartbeat: frozenset({"n"}),
+    Compound: frozenset({"id", "it"}),
+    CompoundCompletion: frozenset({"id", "st"}),
 }
 
 
@@ -150,6 +176,8 @@ def _to_wire(obj: Any) -> dict[str, Any]:
             continue
         if isinstance(kind, type):
             value = _to_wire(value)
+        elif kind in _LIST_OF:
+            value = [_to_wire(item) for item in value]
         out[key] = value
     return out
 
@@ -191,6 +219,16 @@ def _check(value: Any, kind: Any, where: str) -> Any:
         return value
     if kind == "any":
         return value
+    if kind in _LIST_OF:
+        if type(value) is not list:
+            raise WireError(f"{where}: expected a list of messages")
+        cls = _LIST_OF[kind]
+        items = []
+        for i, item in enumerate(value):
+            if type(item) is not dict:
+                raise WireError(f"{where}[{i}]: expected a map")
+            items.append(_from_wire(cls, item, f"{where}[{i}]"))
+        return items
     if isinstance(kind, type):
         if type(value) is not dict:
             raise WireError(f"{where}: expected a map")
@@ -237,7 +275,28 @@ class Codec:
         self.limits = limits
         self._packer = msgpack.Packer(use_bin_type=True)
 
+    def check_compound(self, msg: Compound | CompoundCompletion) -> None:
+        """The limits and the shape of a compound's items and payload indices."""
+        lim = self.limits
+        n = len(msg.items)
+        if n > lim.max_compound_items:
+            raise WireError(f"compound of {n} items exceeds {lim.max_compound_items}")
+        previous = -1
+        for index in msg.payload_items:
+            if not previous < index < n:
+                raise WireError(
+                    "compound payload_items must be increasing item indices "
+                    f"(got {index} after {previous}, {n} items)"
+                )
+            previous = index
+
     def encode(self, msg: Message) -> bytes:
+        if isinstance(msg, Compound | CompoundCompletion):
+            self.check_compound(msg)
+            if len(msg.payloads) != len(msg.payload_items):
+                raise WireError(
+                    f"{len(msg.payloads)} payloads for {len(msg.payload_items)} payload_items"
+                )
         data = _to_wire(msg)
         data["k"] = _KIND_OF[type(msg)]
         data["v"] = WIRE_VERSION
@@ -275,7 +334,13 @@ class Codec:
         cls = _KINDS.get(kind) if isinstance(kind, str) else None
         if cls is None or not isinstance(kind, str):
             raise WireError(f"unknown message kind {kind!r}")
+        if cls is Compound or cls is CompoundCompletion:
+            items = data.get("it")
+            if isinstance(items, list) and len(items) > lim.max_compound_items:
+                raise WireError(f"compound of {len(items)} items exceeds {lim.max_compound_items}")
         msg: Message = _from_wire(cls, data, kind)
+        if isinstance(msg, Compound | CompoundCompletion):
+            self.check_compound(msg)
         return msg
 
 

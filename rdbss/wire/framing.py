@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from rdbss.wire.codec import DEFAULT_LIMITS, Codec, Limits, WireError
-from rdbss.wire.rxcontext import Message
+from rdbss.wire.rxcontext import Compound, CompoundCompletion, Message
 
 Buffer = bytes | bytearray | memoryview
 
@@ -33,7 +33,10 @@ def _view(frame: Frame) -> memoryview:
 
 
 def pack_frames(codec: Codec, msg: Message, payload: Buffer | None = None) -> list[Buffer]:
+    """``[header, payload]``; a compound's payloads (``msg.payloads``) follow its header."""
     header = codec.encode(msg)
+    if isinstance(msg, Compound | CompoundCompletion):
+        return [header, *msg.payloads]
     if payload is None:
         return [header]
     return [header, payload]
@@ -42,12 +45,29 @@ def pack_frames(codec: Codec, msg: Message, payload: Buffer | None = None) -> li
 def unpack_frames(
     codec: Codec, frames: Sequence[Frame], limits: Limits = DEFAULT_LIMITS
 ) -> tuple[Message, memoryview | None]:
-    """Header message and payload view from one multipart message (identity frames removed)."""
+    """Header message and payload view from one multipart message (identity frames removed).
+    A compound keeps its payload views in ``msg.payloads`` and returns None as the payload."""
     if not frames:
         raise WireError("empty message")
+    if len(frames) > limits.max_compound_items + 1:
+        raise WireError(f"{len(frames)} frames; more than a compound may carry")
+    msg = codec.decode(_view(frames[0]))
+    if isinstance(msg, Compound | CompoundCompletion):
+        views = [_view(f) for f in frames[1:]]
+        if len(views) != len(msg.payload_items):
+            raise WireError(
+                f"compound with {len(views)} payload frames for {len(msg.payload_items)} "
+                "payload_items"
+            )
+        total = sum(len(v) for v in views)
+        if total > limits.max_compound_payload_bytes:
+            raise WireError(
+                f"compound payloads of {total} bytes exceed {limits.max_compound_payload_bytes}"
+            )
+        msg.payloads = views
+        return msg, None
     if len(frames) > 2:
         raise WireError(f"{len(frames)} frames; expected a header and at most one payload")
-    msg = codec.decode(_view(frames[0]))
     if len(frames) == 1:
         return msg, None
     payload = _view(frames[1])

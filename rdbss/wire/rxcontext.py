@@ -119,10 +119,47 @@ class Heartbeat:
     pending: int = 0
 
 
-Message = RxContext | RxCompletion | Register | Heartbeat
+@dataclass(slots=True)
+class Compound:
+    """Many requests in one message (SMB2 compounding). ``items`` run in order; an item with
+    ``RxFlags.RELATED`` acts on the handle of the compound's previous create. Item payloads
+    (write data) travel as frames after the header, one per index in ``payload_items``
+    (strictly increasing); ``payloads`` holds them on both sides and is not part of the header.
+
+    A client sends one to the core; the core sends one to each mini-redirector carrying that
+    peer's items (their request ids are the core's)."""
+
+    request_id: int
+    items: list[RxContext]
+    payload_items: list[int] = field(default_factory=list)
+    timeout_ms: int = 30_000
+    origin: str | None = None
+    payloads: list[Any] = field(default_factory=list)  # frames, not encoded in the header
+
+
+@dataclass(slots=True)
+class CompoundCompletion:
+    """The answer to a ``Compound``: one completion per item, in item order, each with its own
+    NTSTATUS (``status`` is the compound's own: SUCCESS when the items ran, else why none did).
+    Read data travels as frames after the header, one per index in ``payload_items``.
+
+    From a mini-redirector to the core it may hold fewer items than were sent: an item that
+    answered STATUS_PENDING completes later as an ordinary RxCompletion."""
+
+    request_id: int
+    status: int
+    items: list[RxCompletion] = field(default_factory=list)
+    payload_items: list[int] = field(default_factory=list)
+    message: str = ""
+    payloads: list[Any] = field(default_factory=list)  # frames, not encoded in the header
+
+
+Message = RxContext | RxCompletion | Register | Heartbeat | Compound | CompoundCompletion
 
 __all__ = [
     "WIRE_VERSION",
+    "Compound",
+    "CompoundCompletion",
     "CreateParameters",
     "Heartbeat",
     "InfoParameters",
