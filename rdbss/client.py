@@ -17,7 +17,8 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,10 +33,12 @@ from rdbss.actors.bus import (
     process_start_time,
 )
 from rdbss.config import Config, load_config
-from rdbss.requests import FileInfo, Handle
+from rdbss.requests import FileInfo, Handle, Outcome
 from rdbss.wire import (
     Access,
     Codec,
+    Compound,
+    CompoundCompletion,
     CreateDisposition,
     CreateInformation,
     CreateOptions,
@@ -53,13 +56,14 @@ from rdbss.wire import (
     unpack_frames,
 )
 
-__all__ = ["Client", "FileInfo", "Handle", "RemoteFile"]
+__all__ = ["Client", "FileInfo", "Handle", "Outcome", "RemoteFile"]
 
 S = NtStatus
 T = TypeVar("T")
 READ_CHUNK = 1 << 20
 WRITE_CHUNK = 4 << 20
 GRACE_S = 2.0  # how much longer than the request's deadline the client waits for the core
+COMPOUNDS_IN_FLIGHT = 4  # a long list of compound items goes out as this many messages at once
 
 
 def resolve_daemon(
@@ -112,6 +116,8 @@ class Client:
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
         self._unacked: set[int] = set()  # closes sent without waiting
+        self._outstanding: set[int] = set()  # sent, answer wanted, not being waited for yet
+        self._arrived: dict[int, tuple[Any, memoryview | None]] = {}  # their early answers
         self._closed = False
 
     # ------------------------------------------------------------------ plumbing
@@ -132,12 +138,14 @@ class Client:
             self._sock.close(0)
             self._zctx.term()
 
-    def _send(self, ctx: RxContext, payload: rq.Data | None) -> None:
+    def _send(self, ctx: RxContext | Compound, payload: rq.Data | None) -> None:
         if self._closed:
             raise error_for_status(S.STATUS_INVALID_HANDLE, "the client is closed")
         self._sock.send_multipart(pack_frames(self._codec, ctx, payload), copy=False)
 
-    def _receive_one(self, deadline: float) -> tuple[RxCompletion, memoryview | None] | None:
+    def _receive_one(
+        self, deadline: float
+    ) -> tuple[RxCompletion | CompoundCompletion, memoryview | None] | None:
         remaining = deadline - time.monotonic()
         if remaining <= 0 or not self._poller.poll(int(remaining * 1000) + 1):
             return None
@@ -146,10 +154,62 @@ class Client:
             msg, payload = unpack_frames(self._codec, frames)
         except WireError:
             return None
-        if not isinstance(msg, RxCompletion):
+        if not isinstance(msg, RxCompletion | CompoundCompletion):
             return None
         self._unacked.discard(msg.request_id)
+        if msg.request_id in self._outstanding:
+            self._outstanding.discard(msg.request_id)
+            self._arrived[msg.request_id] = (msg, payload)
+            return None
         return msg, payload
+
+    def _wait_for(
+        self, request_id: int, timeout: float
+    ) -> tuple[RxCompletion | CompoundCompletion, memoryview | None]:
+        """The answer to a request sent before (the lock held): from the early answers, or
+        received now, keeping answers to other outstanding requests for their turn."""
+        early = self._arrived.pop(request_id, None)
+        if early is not None:
+            return early
+        self._outstanding.discard(request_id)
+        deadline = time.monotonic() + timeout + GRACE_S
+        while True:
+            got = self._receive_one(deadline)
+            if got is None:
+                if time.monotonic() >= deadline:
+                    raise error_for_status(
+                        S.STATUS_IO_TIMEOUT,
+                        f"no answer from the daemon in {timeout + GRACE_S:.1f} s",
+                    )
+                early = self._arrived.pop(request_id, None)
+                if early is not None:
+                    return early
+                continue
+            if got[0].request_id == request_id:
+                return got
+            # else: a late answer to something that already timed out or was abandoned
+
+    def submit(self, ctx: RxContext, payload: rq.Data | None = None) -> int:
+        """Send a request without waiting; ``collect(id)`` waits for its answer later (several
+        may be outstanding, e.g. reads ahead). Returns its request id."""
+        with self._lock:
+            ctx.request_id = next(self._ids)
+            self._send(ctx, payload)
+            self._outstanding.add(ctx.request_id)
+            return ctx.request_id
+
+    def collect(
+        self, request_id: int, timeout: float | None = None
+    ) -> tuple[RxCompletion | CompoundCompletion, memoryview | None]:
+        with self._lock:
+            return self._wait_for(request_id, self.timeout if timeout is None else timeout)
+
+    def abandon(self, request_ids: Iterable[int]) -> None:
+        """Forget submitted requests whose answers are no longer wanted (dropped on arrival)."""
+        with self._lock:
+            for request_id in request_ids:
+                self._outstanding.discard(request_id)
+                self._arrived.pop(request_id, None)
 
     def call(
         self,
@@ -162,27 +222,16 @@ class Client:
         """Send one request and wait for its completion; raise for a status not in ``ok``."""
         with self._lock:
             ctx.request_id = next(self._ids)
-            timeout = ctx.timeout_ms / 1000.0
             self._send(ctx, payload)
             if not wait:
                 self._unacked.add(ctx.request_id)
                 return RxCompletion(ctx.request_id, S.STATUS_PENDING), None
-            deadline = time.monotonic() + timeout + GRACE_S
-            while True:
-                got = self._receive_one(deadline)
-                if got is None:
-                    if time.monotonic() >= deadline:
-                        raise error_for_status(
-                            S.STATUS_IO_TIMEOUT,
-                            f"no answer from the daemon in {timeout + GRACE_S:.1f} s",
-                        )
-                    continue
-                done, data = got
-                if done.request_id != ctx.request_id:
-                    continue  # a late answer to something that already timed out
-                if done.status not in ok:
-                    raise error_for_status(done.status, done.message)
-                return done, data
+            done, data = self._wait_for(ctx.request_id, ctx.timeout_ms / 1000.0)
+        if not isinstance(done, RxCompletion):
+            raise error_for_status(S.STATUS_INVALID_NETWORK_RESPONSE, "a compound answer")
+        if done.status not in ok:
+            raise error_for_status(done.status, done.message)
+        return done, data
 
     @property
     def _timeout_ms(self) -> int:
@@ -192,6 +241,51 @@ class Client:
         """Send one request built by ``rdbss.requests`` and parse its completion."""
         done, data = self.call(request.ctx, request.payload, ok=request.ok)
         return request.parse(done, data)
+
+    # ------------------------------------------------------------------ compounds
+    def compound(self, requests: Sequence[rq.Request[Any]]) -> list[Outcome[Any]]:
+        """Send many requests as compound messages (SMB2 compounding) and return each one's
+        ``Outcome`` (its own NTSTATUS; one failing item does not fail the others). Build them
+        with ``rdbss.requests`` (``rq.read(fobx, ...)``, ``rq.create(path, ...)``...); wrap
+        one in ``rq.related(...)`` to act on the previous create's handle. A long list is cut
+        into several compounds (never inside a create's chain), a few in flight at once."""
+        parts = list(rq.split_compound(requests))
+        outcomes: list[Outcome[Any]] = []
+        in_flight: deque[tuple[int, Sequence[rq.Request[Any]]]] = deque()
+        with self._lock:
+            try:
+                for part in parts:
+                    cx = rq.compound(part, self._timeout_ms)
+                    cx.request_id = next(self._ids)
+                    self._send(cx, None)
+                    self._outstanding.add(cx.request_id)
+                    in_flight.append((cx.request_id, part))
+                    if len(in_flight) >= COMPOUNDS_IN_FLIGHT:
+                        request_id, sent = in_flight.popleft()
+                        answer, _ = self._wait_for(request_id, self.timeout)
+                        outcomes += rq.parse_compound(sent, answer)
+                while in_flight:
+                    request_id, sent = in_flight.popleft()
+                    answer, _ = self._wait_for(request_id, self.timeout)
+                    outcomes += rq.parse_compound(sent, answer)
+            finally:
+                for request_id, _ in in_flight:
+                    self._outstanding.discard(request_id)
+                    self._arrived.pop(request_id, None)
+        return outcomes
+
+    def stat_many(self, paths: Sequence[str]) -> list[FileInfo | OSError]:
+        """``stat`` of many paths in compound messages (create + related close each): a
+        FileInfo per path, or the NtStatusError (an OSError) that path got."""
+        requests = [r for path in paths for r in rq.stat_items(path, self._timeout_ms)]
+        outcomes = self.compound(requests)
+        return [_info_or_error(outcomes[2 * k]) for k in range(len(paths))]
+
+    def read_many(self, fobx: int, ranges: Iterable[tuple[int, int]]) -> list[bytes]:
+        """Reads of (offset, length) ranges of one open file in compound messages; b"" past
+        the end. Raises the first failing range's NtStatusError."""
+        requests = [rq.read(fobx, off, length, self._timeout_ms) for off, length in ranges]
+        return [outcome.unwrap() for outcome in self.compound(requests)]
 
     # ------------------------------------------------------------------ handles
     def create(
@@ -463,6 +557,15 @@ class Client:
             args["seed"] = seed
         result: dict[str, Any] = self._control(FsctlCode.RDBSS_SET_FAULTS, **args)
         return result
+
+
+def _info_or_error(outcome: Outcome[Any]) -> FileInfo | OSError:
+    if outcome.ok:
+        handle: Handle = outcome.unwrap()
+        return handle.info
+    error = outcome.error()
+    assert isinstance(error, OSError)
+    return error
 
 
 def _parent(path: str) -> str:

@@ -13,7 +13,7 @@ import contextlib
 import heapq
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -24,6 +24,7 @@ from rdbss.model.names import UncName, parse_unc
 from rdbss.model.prefix import PrefixTable
 from rdbss.model.sharing import check_create_parameters, check_share_access
 from rdbss.model.structs import Condition, Fcb, Fobx, NetRoot, SrvOpen, VNetRoot
+from rdbss.wire.codec import DEFAULT_LIMITS
 from rdbss.wire.constants import (
     WRITE_ACCESS,
     CreateDisposition,
@@ -32,8 +33,11 @@ from rdbss.wire.constants import (
     IrpMj,
     LowIoOp,
     Routine,
+    RxFlags,
 )
 from rdbss.wire.rxcontext import (
+    Compound,
+    CompoundCompletion,
     CreateParameters,
     Heartbeat,
     LowIoParameters,
@@ -81,10 +85,33 @@ _ORDINARY = frozenset(
 )
 
 
-class Outbox(Protocol):
-    def to_client(self, ident: bytes, done: RxCompletion, payload: Payload = None) -> None: ...
+#: Ids the core gives the items of a client's compound: above any id a client can send (the
+#: codec caps integers at 2**64 - 1), so their answers are told apart from real ones.
+SUB_ID_BASE = 1 << 64
 
-    def to_peer(self, name: str, msg: RxContext | Heartbeat, payload: Payload = None) -> bool:
+#: Related items that may travel in the same message as their create (the mini-redirector
+#: resolves the handle itself); others wait for the create's answer.
+_RELATED_IN_BATCH = frozenset(
+    {
+        IrpMj.READ,
+        IrpMj.WRITE,
+        IrpMj.QUERY_INFORMATION,
+        IrpMj.QUERY_VOLUME_INFORMATION,
+        IrpMj.QUERY_EA,
+        IrpMj.FLUSH_BUFFERS,
+        IrpMj.CLOSE,
+    }
+)
+
+
+class Outbox(Protocol):
+    def to_client(
+        self, ident: bytes, done: RxCompletion | CompoundCompletion, payload: Payload = None
+    ) -> None: ...
+
+    def to_peer(
+        self, name: str, msg: RxContext | Heartbeat | Compound, payload: Payload = None
+    ) -> bool:
         """Send to a registered peer; False when it cannot be reached."""
         ...
 
@@ -118,6 +145,30 @@ class Pending:
     routine: str
     net_root: NetRoot | None = None  # the connection the request used, if any
     started: float = 0.0
+
+
+@dataclass(slots=True)
+class _Chain:
+    """A create in a client's compound and the related items after it."""
+
+    create: RxContext
+    peer: str | None = None  # set when the create went out in the current batch to this peer
+    status: int | None = None  # the create's status, once answered
+    fobx: int | None = None  # its handle, once it succeeded
+    deferred: list[tuple[int, RxContext, Payload]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _CompoundState:
+    """A client's compound under way: one answer slot per item."""
+
+    ident: bytes
+    request_id: int
+    item_ids: list[int]
+    results: list[RxCompletion | None]
+    payloads: dict[int, Payload] = field(default_factory=dict)
+    chains: dict[int, _Chain] = field(default_factory=dict)  # create's index -> chain
+    left: int = 0
 
 
 @dataclass(slots=True)
@@ -170,43 +221,56 @@ class RdbssCore:
         self.stopping = False
         self.completed = 0
         self.recent_errors: list[RecentError] = []
+        # compounds: messages to mini-redirectors held back while one is processed (sent as one
+        # Compound per peer when the outermost batch ends), and the clients' compounds under way
+        self._cork: dict[str, list[tuple[RxContext, Payload]]] | None = None
+        self._cork_depth = 0
+        self._sub_ids = itertools.count(SUB_ID_BASE)
+        self._subs: dict[int, tuple[_CompoundState, int]] = {}
 
     # ------------------------------------------------------------------ entry points (I/O side)
-    def on_client(self, ident: bytes, ctx: RxContext, payload: Payload) -> None:
+    def on_client(self, ident: bytes, ctx: RxContext | Compound, payload: Payload) -> None:
         ctx.origin = f"{ident.hex()[-6:]}:{ctx.request_id}"
         inflight = self._inflight_of.get(ident, 0)
         self._inflight_of[ident] = inflight + 1
+        if isinstance(ctx, Compound):
+            self._on_compound(ident, ctx, inflight)
+            return
         if log.isEnabledFor(logging.DEBUG):
             log.debug("request req=%s major=0x%02x fobx=%s", ctx.origin, ctx.major, ctx.fobx)
         try:
-            if self.stopping and ctx.major != IrpMj.CLOSE:
-                raise NtStatusError(S.STATUS_REDIRECTOR_NOT_STARTED, "the daemon is stopping")
             if inflight >= self.settings.max_inflight_per_client:
                 raise NtStatusError(
                     S.STATUS_INSUFFICIENT_RESOURCES,
                     f"too many requests in flight from this client "
                     f"(limit {self.settings.max_inflight_per_client})",
                 )
-            if (
-                ctx.major == IrpMj.CREATE
-                and self._handles_of.get(ident, 0) >= self.settings.max_handles_per_client
-            ):
-                raise NtStatusError(
-                    S.STATUS_TOO_MANY_OPENED_FILES,
-                    f"too many open handles for this client "
-                    f"(limit {self.settings.max_handles_per_client})",
-                )
-            if ctx.major == IrpMj.CREATE:
-                self._create(ident, ctx)
-            elif ctx.fobx is None and ctx.major in (
-                IrpMj.FILE_SYSTEM_CONTROL,
-                IrpMj.DEVICE_CONTROL,
-            ):
-                self._device_control(ident, ctx)
-            else:
-                self._file_request(ident, ctx, payload)
+            self._dispatch(ident, ctx, payload)
         except NtStatusError as exc:
             self._answer(ident, ctx, exc.status, message=exc.strerror or "")
+
+    def _dispatch(self, ident: bytes, ctx: RxContext, payload: Payload) -> None:
+        """Route one client request (or compound item); raises NtStatusError to refuse it."""
+        if self.stopping and ctx.major != IrpMj.CLOSE:
+            raise NtStatusError(S.STATUS_REDIRECTOR_NOT_STARTED, "the daemon is stopping")
+        if (
+            ctx.major == IrpMj.CREATE
+            and self._handles_of.get(ident, 0) >= self.settings.max_handles_per_client
+        ):
+            raise NtStatusError(
+                S.STATUS_TOO_MANY_OPENED_FILES,
+                f"too many open handles for this client "
+                f"(limit {self.settings.max_handles_per_client})",
+            )
+        if ctx.major == IrpMj.CREATE:
+            self._create(ident, ctx)
+        elif ctx.fobx is None and ctx.major in (
+            IrpMj.FILE_SYSTEM_CONTROL,
+            IrpMj.DEVICE_CONTROL,
+        ):
+            self._device_control(ident, ctx)
+        else:
+            self._file_request(ident, ctx, payload)
 
     def on_peer(self, name: str, msg: Any, payload: Payload) -> None:
         now = self.clock()
@@ -223,6 +287,13 @@ class RdbssCore:
             self.out.to_peer(name, Heartbeat(name="core", seq=msg.seq))
         elif isinstance(msg, RxCompletion):
             self._complete(msg, payload)
+        elif isinstance(msg, CompoundCompletion):
+            # a mini-redirector's answer to a batch: each item completes as if alone; what the
+            # continuations send meanwhile goes out batched again
+            payload_of = dict(zip(msg.payload_items, msg.payloads, strict=True))
+            with self._corked():
+                for index, item in enumerate(msg.items):
+                    self._complete(item, payload_of.get(index))
         elif isinstance(msg, RxContext):
             self._peer_request(peer, msg, payload)
 
@@ -371,6 +442,9 @@ class RdbssCore:
     # ------------------------------------------------------------------ sending and completing
     def _to_client(self, ident: bytes, done: RxCompletion, payload: Payload = None) -> None:
         """Every client request is answered exactly once, here."""
+        if done.request_id >= SUB_ID_BASE:
+            self._collect(done, payload)  # an item of a compound
+            return
         self.completed += 1
         left = self._inflight_of.get(ident, 0) - 1
         if left > 0:
@@ -443,7 +517,9 @@ class RdbssCore:
         origin_id, origin_timeout = ctx.request_id, ctx.timeout_ms
         ctx.request_id = core_id
         ctx.timeout_ms = timeout
-        if not self.out.to_peer(peer_name, ctx, payload):
+        if self._cork is not None and peer.role == "minirdr":
+            self._cork.setdefault(peer_name, []).append((ctx, payload))
+        elif not self.out.to_peer(peer_name, ctx, payload):
             ctx.request_id, ctx.timeout_ms = origin_id, origin_timeout
             self.peer_down(peer_name, S.STATUS_CONNECTION_DISCONNECTED, "unreachable")
             raise NtStatusError(S.STATUS_CONNECTION_DISCONNECTED, f"{peer_name!r} is unreachable")
@@ -910,18 +986,9 @@ class RdbssCore:
         """Drop a handle from the tables and close it on its mini-redirector (MRxCleanupFobx,
         then MRxCloseSrvOpen when it was the SrvOpen's last handle); ``then`` gets the close's
         completion, or SUCCESS when there was nothing to close remotely."""
-        del self.fobxs[fobx.id]
-        self._handles_of[fobx.owner] -= 1
-        if not self._handles_of[fobx.owner]:
-            del self._handles_of[fobx.owner]
+        self._unlink(fobx)
         srv_open = fobx.srv_open
-        srv_open.fcb.net_root.last_used = self.clock()
-        srv_open.fobxs.remove(fobx)
         fcb = srv_open.fcb
-        if not srv_open.fobxs:
-            fcb.srv_opens.remove(srv_open)
-            if not fcb.srv_opens:
-                fcb.net_root.fcbs.pop(fcb.key, None)
         done = RxCompletion(0, S.STATUS_SUCCESS)
         peer = self.peers.get(srv_open.minirdr)
         if peer is None or peer.pid != srv_open.peer_pid:
@@ -962,6 +1029,274 @@ class RdbssCore:
             self._send(peer.name, handle_ctx(IrpMj.CLOSE, Routine.MRxCloseSrvOpen), None, then)
         except NtStatusError:
             then(done, None)
+
+    def _unlink(self, fobx: Fobx) -> None:
+        """Drop a handle from the core's tables (and its SrvOpen and Fcb when it was the last)."""
+        del self.fobxs[fobx.id]
+        self._handles_of[fobx.owner] -= 1
+        if not self._handles_of[fobx.owner]:
+            del self._handles_of[fobx.owner]
+        srv_open = fobx.srv_open
+        srv_open.fcb.net_root.last_used = self.clock()
+        srv_open.fobxs.remove(fobx)
+        fcb = srv_open.fcb
+        if not srv_open.fobxs:
+            fcb.srv_opens.remove(srv_open)
+            if not fcb.srv_opens:
+                fcb.net_root.fcbs.pop(fcb.key, None)
+
+    # ------------------------------------------------------------------ compounds
+    @contextlib.contextmanager
+    def _corked(self) -> Iterator[None]:
+        """Hold back what is sent to mini-redirectors until the outermost block ends, then
+        send one message per peer (a Compound when it carries several requests)."""
+        if self._cork is None:
+            self._cork = {}
+        self._cork_depth += 1
+        try:
+            yield
+        finally:
+            self._cork_depth -= 1
+            if self._cork_depth == 0:
+                self._flush_cork()
+
+    def _flush_cork(self) -> None:
+        cork, self._cork = self._cork, None
+        for peer_name, batch in (cork or {}).items():
+            for part in _split_batch(batch, DEFAULT_LIMITS.max_compound_items):
+                if len(part) == 1:
+                    sent = self.out.to_peer(peer_name, part[0][0], part[0][1])
+                else:
+                    cx = Compound(0, [ctx for ctx, _ in part])
+                    for index, (_, payload) in enumerate(part):
+                        if payload is not None:
+                            cx.payload_items.append(index)
+                            cx.payloads.append(payload)
+                    sent = self.out.to_peer(peer_name, cx)
+                if sent:
+                    continue
+                message = f"{peer_name!r} is unreachable"
+                for ctx, _ in part:
+                    pending = self.pending.pop(ctx.request_id, None)
+                    if pending is not None:
+                        self._run_then(
+                            pending,
+                            RxCompletion(
+                                ctx.request_id, S.STATUS_CONNECTION_DISCONNECTED, message=message
+                            ),
+                            None,
+                        )
+                self.peer_down(peer_name, S.STATUS_CONNECTION_DISCONNECTED, "unreachable")
+
+    def _on_compound(self, ident: bytes, cx: Compound, inflight: int) -> None:
+        """A client's compound: every item goes the way it would alone (so a create still waits
+        for its connection, a handle is still re-opened...), but what they send to the
+        mini-redirectors leaves as one message per peer, and the client gets one answer when
+        every item has one. A RELATED item acts on the previous create's handle: it rides in
+        the same message as that create when it can, else waits for the create's answer."""
+        n = len(cx.items)
+        state = _CompoundState(ident, cx.request_id, [i.request_id for i in cx.items], [None] * n)
+        state.left = n
+        refusal: NtStatusError | None = None
+        wanted = sum(
+            i.lowio.length for i in cx.items if i.major == IrpMj.READ and i.lowio is not None
+        )
+        if inflight >= self.settings.max_inflight_per_client:
+            refusal = NtStatusError(
+                S.STATUS_INSUFFICIENT_RESOURCES,
+                f"too many requests in flight from this client "
+                f"(limit {self.settings.max_inflight_per_client})",
+            )
+        elif wanted > DEFAULT_LIMITS.max_compound_payload_bytes:
+            refusal = NtStatusError(
+                S.STATUS_INVALID_PARAMETER,
+                f"the compound's reads ask for {wanted} bytes; at most "
+                f"{DEFAULT_LIMITS.max_compound_payload_bytes} fit in one answer",
+            )
+        if refusal is not None or n == 0:
+            status = refusal.status if refusal is not None else S.STATUS_SUCCESS
+            message = refusal.strerror or "" if refusal is not None else ""
+            self._note_error(status, "compound", message)
+            self._finish_compound(state, status, message)
+            return
+        payload_of = dict(zip(cx.payload_items, cx.payloads, strict=True))
+        chain: _Chain | None = None
+        with self._corked():
+            for index, item in enumerate(cx.items):
+                sub_id = next(self._sub_ids)
+                self._subs[sub_id] = (state, index)
+                item.request_id = sub_id
+                item.origin = f"{cx.origin}/{index}"
+                if item.timeout_ms <= 0:
+                    item.timeout_ms = cx.timeout_ms
+                payload = payload_of.get(index)
+                if item.major == IrpMj.CREATE:
+                    chain = _Chain(item)
+                    state.chains[index] = chain
+                    self._item(ident, item, payload)
+                    answered = state.results[index]
+                    if answered is not None:
+                        chain.status = answered.status
+                    else:
+                        chain.peer = self._batched_to(item)
+                elif item.flags & RxFlags.RELATED:
+                    if chain is None:
+                        self._answer(
+                            ident,
+                            item,
+                            S.STATUS_INVALID_HANDLE,
+                            message="a related item with no create before it in the compound",
+                        )
+                    else:
+                        self._related(ident, chain, index, item, payload)
+                else:
+                    self._item(ident, item, payload)
+
+    def _item(self, ident: bytes, ctx: RxContext, payload: Payload) -> None:
+        try:
+            self._dispatch(ident, ctx, payload)
+        except NtStatusError as exc:
+            self._answer(ident, ctx, exc.status, message=exc.strerror or "")
+        except Exception:  # a bug must cost one item, never the compound or the core
+            log.exception("compound item failed req=%s", ctx.origin)
+            self._answer(
+                ident, ctx, S.STATUS_INTERNAL_ERROR, message="internal error in the rdbss core"
+            )
+
+    def _batched_to(self, ctx: RxContext) -> str | None:
+        """The peer whose held-back batch ``ctx`` just joined, if it did."""
+        pending = self.pending.get(ctx.request_id)
+        if pending is None or self._cork is None:
+            return None
+        batch = self._cork.get(pending.peer)
+        return pending.peer if batch and batch[-1][0] is ctx else None
+
+    def _related(
+        self, ident: bytes, chain: _Chain, index: int, item: RxContext, payload: Payload
+    ) -> None:
+        if chain.status is not None:  # the create has answered
+            if chain.status != S.STATUS_SUCCESS:
+                self._answer(ident, item, chain.status, message="the compound's create failed")
+                return
+            item.fobx = chain.fobx
+            item.flags &= ~RxFlags.RELATED
+            self._item(ident, item, payload)
+            return
+        if (
+            chain.peer is None
+            or chain.deferred
+            or not self._ride_along(ident, chain, item, payload)
+        ):
+            chain.deferred.append((index, item, payload))
+
+    def _ride_along(self, ident: bytes, chain: _Chain, item: RxContext, payload: Payload) -> bool:
+        """Put a related item in the same batch as its create (the mini-redirector gives it the
+        create's SrvOpen); False when it must wait for the create's answer instead."""
+        peer_name = chain.peer
+        peer = self.peers.get(peer_name) if peer_name is not None else None
+        create = chain.create
+        pending = self.pending.get(create.request_id)
+        if (
+            peer is None
+            or peer_name is None
+            or pending is None
+            or item.major not in _RELATED_IN_BATCH
+            or (item.major == IrpMj.CLOSE and Routine.MRxCloseSrvOpen not in peer.routines)
+        ):
+            return False
+        fobx_id = create.fobx
+        item.fobx = fobx_id
+        item.srv_open = None
+        item.srv_call = create.srv_call
+        item.net_root = create.net_root
+        item.path = create.path
+        item.flags |= RxFlags.RELATED
+        if item.major == IrpMj.CLOSE:
+            request_id = item.request_id
+            if Routine.MRxCleanupFobx in peer.routines:
+                cleanup = RxContext(
+                    request_id=0,
+                    major=IrpMj.CLEANUP,
+                    routine=Routine.MRxCleanupFobx,
+                    srv_call=create.srv_call,
+                    net_root=create.net_root,
+                    path=create.path,
+                    fobx=fobx_id,
+                    flags=RxFlags.RELATED,
+                    origin=item.origin,
+                )
+                self._send(peer_name, cleanup, None, lambda done, payload: None)
+
+            def closed(done: RxCompletion, _payload: Payload) -> None:
+                fobx = self.fobxs.get(fobx_id) if fobx_id is not None else None
+                if fobx is not None:
+                    self._unlink(fobx)  # the create's answer came first and registered it
+                done.request_id = request_id
+                self._to_client(ident, done, None)
+
+            item.routine = Routine.MRxCloseSrvOpen
+            item.major = IrpMj.CLOSE
+            try:
+                self._send(peer_name, item, None, closed, net_root=pending.net_root)
+            except NtStatusError as exc:
+                self._answer(ident, item, exc.status, message=exc.strerror or "")
+            return True
+        try:
+            routine, op = routine_for(item)
+            if op is not None:
+                if item.lowio is None:
+                    item.lowio = LowIoParameters(operation=op)
+                item.lowio.operation = op
+            item.routine = routine
+            self._send(
+                peer_name, item, payload, self._relay(ident, item), net_root=pending.net_root
+            )
+        except NtStatusError as exc:
+            self._answer(ident, item, exc.status, message=exc.strerror or "")
+        return True
+
+    def _collect(self, done: RxCompletion, payload: Payload) -> None:
+        """The answer to one item of a compound; the compound is answered with its last."""
+        entry = self._subs.pop(done.request_id, None)
+        if entry is None:
+            return
+        state, index = entry
+        state.results[index] = done
+        if payload is not None:
+            state.payloads[index] = payload
+        state.left -= 1
+        chain = state.chains.get(index)
+        if chain is not None:
+            chain.status = done.status
+            if done.status == S.STATUS_SUCCESS and isinstance(done.result, dict):
+                fobx = done.result.get("fobx")
+                chain.fobx = fobx if isinstance(fobx, int) else None
+            deferred, chain.deferred = chain.deferred, []
+            if deferred:
+                with self._corked():
+                    for j, item, item_payload in deferred:
+                        self._related(state.ident, chain, j, item, item_payload)
+        if state.left == 0:
+            self._finish_compound(state, S.STATUS_SUCCESS, "")
+
+    def _finish_compound(self, state: _CompoundState, status: int, message: str) -> None:
+        answer = CompoundCompletion(state.request_id, status, message=message)
+        for index, done in enumerate(state.results):
+            if done is None:
+                continue  # only when the whole compound was refused
+            done.request_id = state.item_ids[index]
+            payload = state.payloads.get(index)
+            if payload is not None:
+                answer.payload_items.append(index)
+                answer.payloads.append(payload)
+            answer.items.append(done)
+        self.completed += 1
+        left = self._inflight_of.get(state.ident, 0) - 1
+        if left > 0:
+            self._inflight_of[state.ident] = left
+        else:
+            self._inflight_of.pop(state.ident, None)
+        self.out.to_client(state.ident, answer, None)
 
     def sweep_dead_clients(self) -> int:
         """Close the handles of local client processes that are gone (a client that crashed or
@@ -1075,3 +1410,20 @@ class RdbssCore:
             ],
             "stopping": self.stopping,
         }
+
+
+def _split_batch(
+    batch: list[tuple[RxContext, Payload]], limit: int
+) -> Iterator[list[tuple[RxContext, Payload]]]:
+    """Parts of at most ``limit`` requests, cut before an item that is not RELATED where
+    possible (a related item must travel with its create)."""
+    start = 0
+    while len(batch) - start > limit:
+        cut = start + limit
+        while cut > start + 1 and batch[cut][0].flags & RxFlags.RELATED:
+            cut -= 1
+        if cut == start + 1 and batch[cut][0].flags & RxFlags.RELATED:
+            cut = start + limit  # one chain longer than a whole part: no clean cut exists
+        yield batch[start:cut]
+        start = cut
+    yield batch[start:]

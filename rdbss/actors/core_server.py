@@ -18,7 +18,7 @@ from rdbss.actors.core import CoreSettings, Payload, RdbssCore
 from rdbss.actors.metrics import NullMetrics
 from rdbss.wire.codec import Codec, WireError
 from rdbss.wire.framing import pack_frames, unpack_frames
-from rdbss.wire.rxcontext import Heartbeat, RxCompletion, RxContext
+from rdbss.wire.rxcontext import Compound, CompoundCompletion, Heartbeat, RxCompletion, RxContext
 from rdbss.wire.status import NtStatus
 
 log = logging.getLogger("rdbss.core")
@@ -52,11 +52,24 @@ class CoreServer:
         self._stop = threading.Event()
 
     # ---------------------------------------------------------------- Outbox
-    def to_client(self, ident: bytes, done: RxCompletion, payload: Payload = None) -> None:
+    def to_client(
+        self, ident: bytes, done: RxCompletion | CompoundCompletion, payload: Payload = None
+    ) -> None:
         try:
-            self.clients.send_multipart(
-                [ident, *pack_frames(self.codec, done, payload)], copy=False
-            )
+            frames = pack_frames(self.codec, done, payload)
+            if len(frames[0]) > self.codec.limits.max_header_bytes:
+                # the client would refuse it as malformed and wait for its deadline
+                log.warning("answer id=%d too large (%d bytes)", done.request_id, len(frames[0]))
+                frames = pack_frames(
+                    self.codec,
+                    RxCompletion(
+                        done.request_id,
+                        NtStatus.STATUS_BUFFER_OVERFLOW,
+                        message=f"the answer's header is {len(frames[0])} bytes, more than "
+                        f"{self.codec.limits.max_header_bytes}; ask for less at once",
+                    ),
+                )
+            self.clients.send_multipart([ident, *frames], copy=False)
         except zmq.ZMQError as exc:  # the client went away: nothing to tell it
             log.debug("client %s unreachable: %s", ident.hex(), exc)
         except WireError as exc:
@@ -69,7 +82,10 @@ class CoreServer:
             self.clients.send_multipart([ident, *pack_frames(self.codec, fallback)])
 
     def to_peer(
-        self, name: str, msg: RxContext | Heartbeat | RxCompletion, payload: Payload = None
+        self,
+        name: str,
+        msg: RxContext | Heartbeat | RxCompletion | Compound,
+        payload: Payload = None,
     ) -> bool:
         try:
             self.bus.send_multipart(
@@ -131,7 +147,7 @@ class CoreServer:
         ident = frames[0].bytes
         try:
             msg, payload = unpack_frames(self.codec, frames[1:])
-            if not isinstance(msg, RxContext):
+            if not isinstance(msg, RxContext | Compound):
                 raise WireError(f"clients send requests, not {type(msg).__name__}")
         except WireError as exc:
             request_id = _request_id_of(frames[1].buffer) if len(frames) > 1 else 0

@@ -16,8 +16,8 @@ import pykka
 
 from rdbss.actors.peer import PeerBridge
 from rdbss.minirdrs.base import CONNECTION_ROUTINES, ROUTINE_METHODS, MiniRdr, Result
-from rdbss.wire.constants import Routine
-from rdbss.wire.rxcontext import Register, RxCompletion, RxContext
+from rdbss.wire.constants import Routine, RxFlags
+from rdbss.wire.rxcontext import Compound, CompoundCompletion, Register, RxCompletion, RxContext
 from rdbss.wire.status import NtStatus, NtStatusError
 
 log = logging.getLogger("rdbss.minirdr")
@@ -56,6 +56,61 @@ def execute(
     return completion(ctx, result), result.payload
 
 
+def execute_compound(minirdr: MiniRdr, cx: Compound) -> CompoundCompletion:
+    """Run a compound's items in order and answer them in one message. A RELATED item gets the
+    SrvOpen of the compound's previous create, or that create's status when it failed
+    (STATUS_INVALID_HANDLE when no create came before it), as SMB2 does. Items that answer
+    STATUS_PENDING are left out: they complete later on their own."""
+    payload_of = dict(zip(cx.payload_items, cx.payloads, strict=True))
+    items: list[RxCompletion] = []
+    payload_items: list[int] = []
+    payloads: list[Any] = []
+    created: RxCompletion | None = None  # the previous create's completion
+    for index, ctx in enumerate(cx.items):
+        answer: tuple[RxCompletion, Any] | None
+        if ctx.flags & RxFlags.RELATED and ctx.routine != Routine.MRxCreate:
+            if created is None:
+                answer = (
+                    RxCompletion(
+                        ctx.request_id,
+                        NtStatus.STATUS_INVALID_HANDLE,
+                        message="a related item with no create before it in the compound",
+                    ),
+                    None,
+                )
+            elif created.status != NtStatus.STATUS_SUCCESS:
+                answer = (
+                    RxCompletion(
+                        ctx.request_id,
+                        created.status,
+                        message=f"the create failed: {created.message}",
+                    ),
+                    None,
+                )
+            else:
+                result = created.result if isinstance(created.result, dict) else {}
+                ctx.srv_open = result.get("srv_open")
+                answer = execute(minirdr, ctx, payload_of.get(index))
+        else:
+            answer = execute(minirdr, ctx, payload_of.get(index))
+        if ctx.routine == Routine.MRxCreate:
+            created = (
+                answer[0]
+                if answer is not None
+                else RxCompletion(0, NtStatus.STATUS_INVALID_HANDLE, message="create pending")
+            )
+        if answer is None:
+            continue
+        done, payload = answer
+        if payload is not None:
+            payload_items.append(len(items))
+            payloads.append(payload)
+        items.append(done)
+    return CompoundCompletion(
+        cx.request_id, NtStatus.STATUS_SUCCESS, items, payload_items, payloads=payloads
+    )
+
+
 class ConnectionWorker(pykka.ThreadingActor):
     """Runs the routines of one SrvCall (connection) in order, off the socket thread."""
 
@@ -69,6 +124,9 @@ class ConnectionWorker(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> None:
         ctx, payload = message
+        if isinstance(ctx, Compound):
+            self.bridge.post(execute_compound(self.minirdr, ctx))
+            return
         answer = execute(self.minirdr, ctx, payload)
         if answer is not None:
             self.bridge.post(*answer)
@@ -101,7 +159,12 @@ class MiniRdrHost:
             role="minirdr",
         )
 
-    def on_message(self, msg: RxContext | RxCompletion, payload: memoryview | None) -> None:
+    def on_message(
+        self, msg: RxContext | RxCompletion | Compound, payload: memoryview | None
+    ) -> None:
+        if isinstance(msg, Compound):
+            self._on_compound(msg)
+            return
         if not isinstance(msg, RxContext):
             return
         routine = msg.routine
@@ -111,6 +174,23 @@ class MiniRdrHost:
         answer = execute(self.minirdr, msg, payload)
         if answer is not None:
             self.bridge.send(*answer)
+
+    def _on_compound(self, cx: Compound) -> None:
+        if not self.minirdr.blocking:
+            self.bridge.send(execute_compound(self.minirdr, cx))
+            return
+        # one sub-compound per connection, in order, on that connection's worker
+        by_conn: dict[str, Compound] = {}
+        payload_of = dict(zip(cx.payload_items, cx.payloads, strict=True))
+        for index, ctx in enumerate(cx.items):
+            key = (ctx.srv_call or "").lower()
+            part = by_conn.setdefault(key, Compound(cx.request_id, [], timeout_ms=cx.timeout_ms))
+            if index in payload_of:
+                part.payload_items.append(len(part.items))
+                part.payloads.append(payload_of[index])
+            part.items.append(ctx)
+        for part in by_conn.values():
+            self._worker(part.items[0].srv_call or "").tell((part, None))
 
     def _worker(self, srv_call: str) -> pykka.ActorRef[Any]:
         key = srv_call.lower()

@@ -22,14 +22,14 @@ import zmq
 from rdbss.actors.bus import Endpoints, dealer, new_context
 from rdbss.wire.codec import Codec, WireError
 from rdbss.wire.framing import Buffer, pack_frames, unpack_frames
-from rdbss.wire.rxcontext import Heartbeat, Message, Register, RxCompletion, RxContext
+from rdbss.wire.rxcontext import Compound, Heartbeat, Message, Register, RxCompletion, RxContext
 
 log = logging.getLogger("rdbss.peer")
 
 HEARTBEAT_S = 0.5
 REREGISTER_S = 2.0  # no answer from the core for this long: register again (core restarted)
 
-Handler = Callable[[RxContext | RxCompletion, memoryview | None], None]
+Handler = Callable[[RxContext | RxCompletion | Compound, memoryview | None], None]
 
 
 class PeerBridge:
@@ -151,7 +151,7 @@ class PeerBridge:
             if msg.seq == -1:  # the core does not know us (it restarted)
                 self._register()
             return
-        if isinstance(msg, RxContext | RxCompletion):
+        if isinstance(msg, RxContext | RxCompletion | Compound):
             try:
                 self.handler(msg, payload)
             except Exception:
