@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,10 +28,12 @@ from rdbss import requests as rq
 from rdbss.actors.bus import Endpoints
 from rdbss.client import connect_client_socket, resolve_daemon
 from rdbss.config import Config
-from rdbss.requests import FileInfo, Handle
+from rdbss.requests import FileInfo, Handle, Outcome
 from rdbss.wire import (
     Access,
     Codec,
+    Compound,
+    CompoundCompletion,
     CreateDisposition,
     CreateOptions,
     FsctlCode,
@@ -43,7 +46,9 @@ from rdbss.wire import (
     unpack_frames,
 )
 
-__all__ = ["AsyncClient", "FileInfo", "Handle"]
+__all__ = ["AsyncClient", "FileInfo", "Handle", "Outcome"]
+
+Answer = tuple[RxCompletion | CompoundCompletion, memoryview | None]
 
 S = NtStatus
 T = TypeVar("T")
@@ -69,7 +74,7 @@ class AsyncClient:
         connect_client_socket(self._sock, Endpoints.in_dir(self.runtime_dir))
         self._codec = Codec()
         self._ids = itertools.count(1)
-        self._waiting: dict[int, asyncio.Future[tuple[RxCompletion, memoryview | None]]] = {}
+        self._waiting: dict[int, asyncio.Future[Answer]] = {}
         self._reader: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -100,7 +105,7 @@ class AsyncClient:
                 msg, payload = unpack_frames(self._codec, frames)
             except WireError:
                 continue
-            if not isinstance(msg, RxCompletion):
+            if not isinstance(msg, RxCompletion | CompoundCompletion):
                 continue
             future = self._waiting.pop(msg.request_id, None)
             if future is not None and not future.done():
@@ -114,28 +119,66 @@ class AsyncClient:
         ok: tuple[int, ...] = (S.STATUS_SUCCESS,),
     ) -> tuple[RxCompletion, memoryview | None]:
         """Send one request and wait (with its deadline) for its completion."""
+        done, data = await self._exchange(ctx, payload)
+        if not isinstance(done, RxCompletion):
+            raise error_for_status(S.STATUS_INVALID_NETWORK_RESPONSE, "a compound answer")
+        if done.status not in ok:
+            raise error_for_status(done.status, done.message)
+        return done, data
+
+    async def _exchange(self, msg: RxContext | Compound, payload: rq.Data | None) -> Answer:
         if self._closed:
             raise error_for_status(S.STATUS_INVALID_HANDLE, "the client is closed")
         if self._reader is None:
             self._reader = asyncio.get_running_loop().create_task(self._read_completions())
-        ctx.request_id = next(self._ids)
-        future: asyncio.Future[tuple[RxCompletion, memoryview | None]] = (
-            asyncio.get_running_loop().create_future()
-        )
-        self._waiting[ctx.request_id] = future
-        wait_s = ctx.timeout_ms / 1000.0 + GRACE_S
+        msg.request_id = next(self._ids)
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._waiting[msg.request_id] = future
+        wait_s = msg.timeout_ms / 1000.0 + GRACE_S
         try:
-            await self._sock.send_multipart(pack_frames(self._codec, ctx, payload), copy=False)
-            done, data = await asyncio.wait_for(future, wait_s)
+            await self._sock.send_multipart(pack_frames(self._codec, msg, payload), copy=False)
+            return await asyncio.wait_for(future, wait_s)
         except TimeoutError:
             raise error_for_status(
                 S.STATUS_IO_TIMEOUT, f"no answer from the daemon in {wait_s:.1f} s"
             ) from None
         finally:
-            self._waiting.pop(ctx.request_id, None)
-        if done.status not in ok:
-            raise error_for_status(done.status, done.message)
-        return done, data
+            self._waiting.pop(msg.request_id, None)
+
+    # ------------------------------------------------------------------ compounds
+    async def compound(self, requests: Sequence[rq.Request[Any]]) -> list[Outcome[Any]]:
+        """As ``Client.compound``: many requests in compound messages, each item's Outcome.
+        A long list goes out as several compounds, all in flight at once."""
+        parts = list(rq.split_compound(requests))
+
+        async def one(part: Sequence[rq.Request[Any]]) -> list[Outcome[Any]]:
+            answer, _ = await self._exchange(rq.compound(part, self._timeout_ms), None)
+            return rq.parse_compound(part, answer)
+
+        outcomes: list[Outcome[Any]] = []
+        for result in await asyncio.gather(*(one(part) for part in parts)):
+            outcomes += result
+        return outcomes
+
+    async def stat_many(self, paths: Sequence[str]) -> list[FileInfo | OSError]:
+        """As ``Client.stat_many``: a FileInfo or the error, per path."""
+        requests = [r for path in paths for r in rq.stat_items(path, self._timeout_ms)]
+        outcomes = await self.compound(requests)
+        infos: list[FileInfo | OSError] = []
+        for k in range(len(paths)):
+            outcome = outcomes[2 * k]
+            if outcome.ok:
+                infos.append(outcome.unwrap().info)
+            else:
+                error = outcome.error()
+                assert isinstance(error, OSError)
+                infos.append(error)
+        return infos
+
+    async def read_many(self, fobx: int, ranges: Iterable[tuple[int, int]]) -> list[bytes]:
+        """As ``Client.read_many``: the bytes of each (offset, length) range."""
+        requests = [rq.read(fobx, off, length, self._timeout_ms) for off, length in ranges]
+        return [outcome.unwrap() for outcome in await self.compound(requests)]
 
     async def run(self, request: rq.Request[T]) -> T:
         done, data = await self.call(request.ctx, request.payload, ok=request.ok)

@@ -16,7 +16,7 @@ import zmq
 from rdbss.actors.bus import Endpoints, new_context, router
 from rdbss.actors.core import CoreSettings, Payload, RdbssCore
 from rdbss.actors.metrics import NullMetrics
-from rdbss.wire.codec import Codec, WireError
+from rdbss.wire.codec import DEFAULT_LIMITS, Codec, WireError
 from rdbss.wire.framing import pack_frames, unpack_frames
 from rdbss.wire.rxcontext import Compound, CompoundCompletion, Heartbeat, RxCompletion, RxContext
 from rdbss.wire.status import NtStatus
@@ -29,9 +29,16 @@ DRAIN_TIMEOUT_S = 10.0
 def _request_id_of(frame: Any) -> int:
     """Best effort: the request id of a message that failed validation, so the answer can be
     matched by its sender. 0 when even that cannot be read."""
-    try:
+    if len(frame) > DEFAULT_LIMITS.max_header_bytes:
+        return 0
+    try:  # arrays as long as a compound's items: the id of a too-long compound still counts
         data = msgpack.unpackb(
-            frame, max_str_len=1024, max_bin_len=0, max_array_len=64, max_map_len=64, max_ext_len=0
+            frame,
+            max_str_len=1024,
+            max_bin_len=0,
+            max_array_len=DEFAULT_LIMITS.max_array_len,
+            max_map_len=64,
+            max_ext_len=0,
         )
     except Exception:
         return 0
