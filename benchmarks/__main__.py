@@ -8,7 +8,7 @@ import os
 import platform
 import sys
 
-from benchmarks import latency, throughput
+from benchmarks import compound, latency, throughput
 
 
 def _rate_table(title: str, unit: str, rows: list[tuple[str, float, float]]) -> str:
@@ -31,7 +31,9 @@ def main() -> int:
     print()
     print(latency.render(latency.run(n)))
     print()
-    print(_rate_table("operation (local)", "/s", throughput.run(1.0 if quick else 3.0)))
+    seconds = 1.0 if quick else 3.0
+    rows = throughput.run(seconds) + compound.run(seconds)
+    print(_rate_table("operation (local)", "/s", rows))
     for proto in ("smb", "sftp", "webdav"):
         try:
             module = importlib.import_module(f"benchmarks.proto_{proto}")
