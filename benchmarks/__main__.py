@@ -8,7 +8,7 @@ import os
 import platform
 import sys
 
-from benchmarks import compound, latency, throughput
+from benchmarks import common, compound, latency, sequential, throughput
 
 
 def _rate_table(title: str, unit: str, rows: list[tuple[str, float, float]]) -> str:
@@ -34,6 +34,9 @@ def main() -> int:
     seconds = 1.0 if quick else 3.0
     rows = throughput.run(seconds) + compound.run(seconds)
     print(_rate_table("operation (local)", "/s", rows))
+    print()
+    print(f"local: {size} MiB sequential through Client.open (read-ahead 0 = off)")
+    print(common.render(sequential.run(size)))
     for proto in ("smb", "sftp", "webdav"):
         try:
             module = importlib.import_module(f"benchmarks.proto_{proto}")

@@ -64,6 +64,9 @@ READ_CHUNK = 1 << 20
 WRITE_CHUNK = 4 << 20
 GRACE_S = 2.0  # how much longer than the request's deadline the client waits for the core
 COMPOUNDS_IN_FLIGHT = 4  # a long list of compound items goes out as this many messages at once
+READ_AHEAD = 4  # reads kept in flight ahead of a sequential reader (RemoteFile), by default
+READ_AHEAD_MIN = 256 << 10  # at least this much per read-ahead request...
+READ_AHEAD_MAX = 4 << 20  # ...at most this much (so the window holds at most 4 x 4 MiB)
 
 
 def resolve_daemon(
@@ -396,9 +399,11 @@ class Client:
         buffering: int = -1,
         encoding: str | None = None,
         newline: str | None = None,
+        read_ahead: int = READ_AHEAD,
     ) -> Any:
-        """Like the built-in open(): modes r, w, a, x, with + and b/t."""
-        raw = RemoteFile(self, path, mode)
+        """Like the built-in open(): modes r, w, a, x, with + and b/t. Sequential reading
+        keeps ``read_ahead`` reads in flight ahead of the reader (0: none)."""
+        raw = RemoteFile(self, path, mode, read_ahead=read_ahead)
         if "b" in mode:
             if buffering == 0:
                 return raw
@@ -582,9 +587,16 @@ _MODES = {
 
 
 class RemoteFile(io.RawIOBase):
-    """An open remote file (one FOBX), with the raw-file interface of ``io``."""
+    """An open remote file (one FOBX), with the raw-file interface of ``io``.
 
-    def __init__(self, client: Client, path: str, mode: str) -> None:
+    Read-ahead: from the second read in a row that starts where the previous one ended, the
+    file keeps ``read_ahead`` reads of the next chunks in flight on the client's socket, so the
+    daemon works while the caller consumes. Bounded memory (``read_ahead`` chunks of at most
+    READ_AHEAD_MAX bytes); dropped on seek, write, truncate, close, on a short read (end of
+    file) and on an error (which the read that meets it raises). Data read ahead is as fresh
+    as when it was requested, as with any read-ahead cache without leases."""
+
+    def __init__(self, client: Client, path: str, mode: str, *, read_ahead: int = 0) -> None:
         super().__init__()
         kinds = [m for m in mode if m in "rwax"]
         if len(kinds) != 1 or any(m not in "rwaxbt+" for m in mode):
@@ -605,6 +617,14 @@ class RemoteFile(io.RawIOBase):
             options=CreateOptions.FILE_NON_DIRECTORY_FILE,
         )
         self._pos = self._handle.info.size if self._append else 0
+        self._read_ahead = max(0, read_ahead)
+        self._ahead: deque[tuple[int, int, int]] = deque()  # (offset, length, request id)
+        self._ahead_next = 0  # where the next read-ahead request starts
+        self._chunk = 0
+        self._spare: memoryview | None = None  # the unread rest of a read-ahead chunk...
+        self._spare_at = 0  # ...and its offset
+        self._last_end = -1  # where the previous read ended (sequential access detection)
+        self.read_ahead_hits = 0  # reads served from read-ahead (for tests and benchmarks)
 
     @property
     def fobx(self) -> int:
@@ -626,7 +646,7 @@ class RemoteFile(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         self._check(self._read, "not open for reading")
         view = memoryview(buffer).cast("B")
-        data = self._client.read_handle(self.fobx, self._pos, min(len(view), 64 << 20))
+        data = self._read_at(self._pos, min(len(view), 64 << 20))
         n = len(data)
         view[:n] = data
         self._pos += n
@@ -636,15 +656,83 @@ class RemoteFile(io.RawIOBase):
         self._check(self._read, "not open for reading")
         chunks = []
         while True:
-            data = self._client.read_handle(self.fobx, self._pos, READ_CHUNK)
+            data = self._read_at(self._pos, READ_CHUNK)
             if not data:
                 break
-            chunks.append(data)
+            chunks.append(bytes(data))
             self._pos += len(data)
         return b"".join(chunks)
 
+    # ------------------------------------------------------------------ read-ahead
+    def _read_at(self, pos: int, n: int) -> bytes | memoryview:
+        """Up to ``n`` bytes at ``pos``: from the read-ahead window when reading sequentially."""
+        sequential = pos == self._last_end
+        if not self._read_ahead or not sequential or n == 0:
+            self._discard_ahead()
+            data: bytes | memoryview = self._client.read_handle(self.fobx, pos, n)
+        else:
+            data = self._from_ahead(pos, n)
+        self._last_end = pos + len(data)
+        return data
+
+    def _from_ahead(self, pos: int, n: int) -> memoryview:
+        spare = self._spare
+        if spare is not None and self._spare_at == pos:
+            part = spare[:n]
+            self._spare = spare[n:] if len(spare) > n else None
+            self._spare_at = pos + len(part)
+            self.read_ahead_hits += 1
+            return part
+        self._spare = None
+        if self._ahead and self._ahead[0][0] != pos:
+            self._discard_ahead()
+        if not self._ahead:
+            self._chunk = min(max(n, READ_AHEAD_MIN), READ_AHEAD_MAX)
+            self._ahead_next = pos
+            self._fill_ahead()
+        else:
+            self.read_ahead_hits += 1
+        _offset, length, request_id = self._ahead.popleft()
+        try:
+            done, payload = self._client.collect(request_id)
+        except BaseException:
+            self._discard_ahead()
+            raise
+        if not isinstance(done, RxCompletion) or done.status not in (
+            S.STATUS_SUCCESS,
+            S.STATUS_END_OF_FILE,
+        ):
+            self._discard_ahead()
+            raise error_for_status(done.status, done.message)
+        data = (
+            payload if payload is not None and done.status == S.STATUS_SUCCESS else memoryview(b"")
+        )
+        if len(data) < length:
+            self._discard_ahead()  # the end of the file: nothing more to read ahead
+        else:
+            self._fill_ahead()  # keep the window full before the caller copies this chunk
+        if len(data) > n:
+            self._spare, self._spare_at = data[n:], pos + n
+            return data[:n]
+        return data
+
+    def _fill_ahead(self) -> None:
+        while len(self._ahead) < self._read_ahead:
+            request = rq.read(self.fobx, self._ahead_next, self._chunk, self._client._timeout_ms)
+            request_id = self._client.submit(request.ctx)
+            self._ahead.append((self._ahead_next, self._chunk, request_id))
+            self._ahead_next += self._chunk
+
+    def _discard_ahead(self) -> None:
+        if self._ahead:
+            self._client.abandon([request_id for _, _, request_id in self._ahead])
+            self._ahead.clear()
+        self._spare = None
+
     def write(self, data: Any) -> int:
         self._check(self._write, "not open for writing")
+        self._discard_ahead()
+        self._last_end = -1
         view = memoryview(data).cast("B")
         if self._append:
             written = self._client.write_handle(self.fobx, -1, view)
@@ -665,6 +753,8 @@ class RemoteFile(io.RawIOBase):
             raise ValueError(f"invalid whence {whence}")
         if pos < 0:
             raise ValueError("negative seek position")
+        if pos != self._pos:
+            self._discard_ahead()
         self._pos = pos
         return pos
 
@@ -673,6 +763,8 @@ class RemoteFile(io.RawIOBase):
 
     def truncate(self, size: int | None = None) -> int:
         self._check(self._write, "not open for writing")
+        self._discard_ahead()
+        self._last_end = -1
         size = self._pos if size is None else size
         self._client.set_info(self.fobx, FileInformationClass.FileEndOfFileInformation, size=size)
         return size
@@ -691,6 +783,7 @@ class RemoteFile(io.RawIOBase):
     def close(self) -> None:
         if not self.closed:
             try:
+                self._discard_ahead()
                 super().close()
             finally:
                 self._client.close_handle(self.fobx)
