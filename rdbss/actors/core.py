@@ -528,6 +528,11 @@ class RdbssCore:
             peer_name, deadline, then, ctx.origin, routine, net_root, self.clock()
         )
         heapq.heappush(self._deadlines, (deadline, core_id))
+        if len(self._deadlines) > 2 * len(self.pending) + 1024:
+            # answered requests leave their entry until it expires: under load that is
+            # rate x timeout entries, so drop them once they outnumber the pending ones
+            self._deadlines = [(p.deadline, i) for i, p in self.pending.items()]
+            heapq.heapify(self._deadlines)
         peer.requests += 1
 
     def _complete(self, done: RxCompletion, payload: Payload) -> None:

@@ -270,3 +270,15 @@ def test_the_host_runs_related_items_on_the_previous_create(local: LocalMiniRdr)
     assert bytes(done.payloads[0]) == b"234"
     assert (Path(local._share("data").root) / "f.txt").read_bytes() == (b"0123456789ab")
     assert local._opens == {}  # the related close closed what the create opened
+
+
+def test_answered_requests_do_not_pile_up_in_the_deadline_heap(env: Any) -> None:
+    core, out, _ = env
+    fobx = open_handle(core, out)
+    for k in range(5000):
+        core.on_client(CLIENT_A, read(k, fobx), None)
+        _, sent, _ = out.peer[-1]
+        core.on_peer("local", RxCompletion(sent.request_id, S.STATUS_SUCCESS), None)
+    assert len(out.client) == 5000 and not core.pending
+    # without compaction every answered request keeps its entry until its deadline (30 s)
+    assert len(core._deadlines) <= 1025
