@@ -569,9 +569,13 @@ class RdbssCore:
             self.out.to_peer(CONNMGR, note)
 
     def _run_then(self, pending: Pending, done: RxCompletion, payload: Payload) -> None:
-        self.metrics.request_done(
-            pending.routine, pending.peer, status_name(done.status), self.clock() - pending.started
-        )
+        if type(self.metrics) is not NullMetrics:  # the status name costs a lookup per answer
+            self.metrics.request_done(
+                pending.routine,
+                pending.peer,
+                status_name(done.status),
+                self.clock() - pending.started,
+            )
         try:
             pending.then(done, payload)
         except Exception:  # a bug in a continuation must not take the core down
@@ -1217,20 +1221,9 @@ class RdbssCore:
         item.path = create.path
         item.flags |= RxFlags.RELATED
         if item.major == IrpMj.CLOSE:
+            # no MRxCleanupFobx first: what it releases (enumerations, change watches, locks,
+            # all per handle) comes from routines that never ride along with their create
             request_id = item.request_id
-            if Routine.MRxCleanupFobx in peer.routines:
-                cleanup = RxContext(
-                    request_id=0,
-                    major=IrpMj.CLEANUP,
-                    routine=Routine.MRxCleanupFobx,
-                    srv_call=create.srv_call,
-                    net_root=create.net_root,
-                    path=create.path,
-                    fobx=fobx_id,
-                    flags=RxFlags.RELATED,
-                    origin=item.origin,
-                )
-                self._send(peer_name, cleanup, None, lambda done, payload: None)
 
             def closed(done: RxCompletion, _payload: Payload) -> None:
                 fobx = self.fobxs.get(fobx_id) if fobx_id is not None else None

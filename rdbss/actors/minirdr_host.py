@@ -23,6 +23,10 @@ from rdbss.wire.status import NtStatus, NtStatusError
 log = logging.getLogger("rdbss.minirdr")
 
 
+#: routine name (as on the wire) -> the MiniRdr method, without building an enum per request
+_METHOD_OF: dict[str, str] = {str(routine): method for routine, method in ROUTINE_METHODS.items()}
+
+
 def completion(ctx: RxContext, result: Result) -> RxCompletion:
     return RxCompletion(
         ctx.request_id, result.status, result.information, result.result, result.message
@@ -34,13 +38,14 @@ def execute(
 ) -> tuple[RxCompletion, Any] | None:
     """Call one routine; every outcome becomes a completion (never an exception). None when the
     routine answered STATUS_PENDING: it completes later through ``complete_later``."""
-    if ctx.routine not in Routine.__members__ or ctx.routine not in ROUTINE_METHODS:
+    name = _METHOD_OF.get(ctx.routine) if isinstance(ctx.routine, str) else None
+    if name is None:
         status = NtStatus.STATUS_NOT_IMPLEMENTED
         return RxCompletion(
             ctx.request_id, status, message=f"unknown routine {ctx.routine!r}"
         ), None
-    routine = Routine(ctx.routine)
-    method = getattr(minirdr, ROUTINE_METHODS[routine])
+    routine = ctx.routine
+    method = getattr(minirdr, name)
     try:
         result = method(ctx, payload) if routine == Routine.MRxLowIOSubmit else method(ctx)
         if not isinstance(result, Result):

@@ -237,7 +237,8 @@ def _from_wire(cls: type[Any], data: dict[Any, Any], where: str) -> Any:
 
 # Per class, an encoder and a decoder generated once from its spec: the same checks as
 # ``_check`` (which still builds every error), without a generic loop per field. The wire
-# format is the spec's; only the speed differs (the codec is most of the per-message CPU).
+# format is the spec's; the encoder leaves out fields at their default (the decoder fills them
+# in), so messages are smaller; the codec is most of the per-message CPU.
 _FAST_CHECK = {
     "int": "type(v) is int and _INT64_MIN <= v <= _UINT64_MAX",
     "str": "type(v) is str and '\\x00' not in v",
@@ -275,7 +276,12 @@ def _compile(cls: type[Any], spec: _Spec) -> tuple[Any, Any]:
     call = []
     for i, (attr, key, kind) in enumerate(spec):
         enc.append(f"    v = obj.{attr}")
-        enc.append("    if v is not None:")
+        plain = defaults[attr].default
+        if plain is None or plain is dataclasses.MISSING:
+            enc.append("    if v is not None:")
+        else:  # a field at its default stays off the wire: the decoder fills it in again
+            namespace[f"omit_{i}"] = plain
+            enc.append(f"    if v is not None and v != omit_{i}:")
         if isinstance(kind, type):
             enc.append(f"        out[{key!r}] = _ENCODERS[kind_{i}](v)")
             namespace[f"kind_{i}"] = kind

@@ -88,7 +88,7 @@ def test_one_message_per_minirdr_and_one_answer(env: Any) -> None:
         ],
     )
     core.on_client(CLIENT_A, cx, None)
-    assert len(out.peer) == 1  # one message for five items (and the close's cleanup)
+    assert len(out.peer) == 1  # one message for five items
     name, sent, _ = out.peer[0]
     assert name == "local" and isinstance(sent, Compound)
     assert [c.routine for c in sent.items] == [
@@ -96,10 +96,9 @@ def test_one_message_per_minirdr_and_one_answer(env: Any) -> None:
         Routine.MRxLowIOSubmit,
         Routine.MRxCreate,
         Routine.MRxLowIOSubmit,
-        Routine.MRxCleanupFobx,
         Routine.MRxCloseSrvOpen,
     ]
-    assert [bool(c.flags & R) for c in sent.items] == [False] * 3 + [True] * 3
+    assert [bool(c.flags & R) for c in sent.items] == [False] * 3 + [True] * 2
     assert sent.items[0].srv_open == 9 and sent.items[3].srv_open is None
     assert sent.items[3].path == "g" and sent.items[3].fobx == sent.items[2].fobx
     assert out.client == []
@@ -143,7 +142,7 @@ def test_items_for_two_minirdrs_go_as_one_message_each(env: Any) -> None:
     core.on_client(CLIENT_A, Compound(60, items), None)
     assert sorted(name for name, _, _ in out.peer) == ["local", "other"]
     for name, sent, _ in list(out.peer):
-        assert isinstance(sent, Compound) and len(sent.items) == 9  # 3 x create, cleanup, close
+        assert isinstance(sent, Compound) and len(sent.items) == 6  # 3 x create, close
         answer_all(core, name, sent)
     _, done, _ = out.client[-1]
     assert isinstance(done, CompoundCompletion) and len(done.items) == 12
