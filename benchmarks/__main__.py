@@ -8,7 +8,7 @@ import os
 import platform
 import sys
 
-from benchmarks import common, compound, latency, sequential, throughput
+from benchmarks import common, compound, latency, memory, sequential, throughput
 
 
 def _rate_table(title: str, unit: str, rows: list[tuple[str, float, float]]) -> str:
@@ -37,6 +37,8 @@ def main() -> int:
     print()
     print(f"local: {size} MiB sequential through Client.open (read-ahead 0 = off)")
     print(common.render(sequential.run(size)))
+    print()
+    print(memory.render(memory.run()))
     for proto in ("smb", "sftp", "webdav"):
         try:
             module = importlib.import_module(f"benchmarks.proto_{proto}")

@@ -216,8 +216,9 @@ class AsyncClient:
 
     # ------------------------------------------------------------------ path operations
     async def stat(self, path: str) -> FileInfo:
-        handle = await self.create(path, access=Access.FILE_READ_ATTRIBUTES)
-        await self.close_handle(handle.fobx)
+        """Open for attributes and close, as one compound (one round trip)."""
+        outcomes = await self.compound(rq.stat_items(path, self._timeout_ms))
+        handle: Handle = outcomes[0].unwrap()
         return handle.info
 
     async def listdir(self, path: str, pattern: str = "*") -> list[str]:

@@ -423,8 +423,9 @@ class Client:
         return io.TextIOWrapper(buffered, encoding=encoding or "utf-8", newline=newline)
 
     def stat(self, path: str) -> FileInfo:
-        handle = self.create(path, access=Access.FILE_READ_ATTRIBUTES)
-        self.close_handle(handle.fobx, wait=False)
+        """Open for attributes and close, as one compound: one round trip to the daemon and
+        one message to the mini-redirector."""
+        handle: Handle = self.compound(rq.stat_items(path, self._timeout_ms))[0].unwrap()
         return handle.info
 
     def exists(self, path: str) -> bool:
