@@ -319,8 +319,16 @@ def _compile(cls: type[Any], spec: _Spec) -> tuple[Any, Any]:
         dec.append(f"        a_{i} = _check(v, spec_{i}, where + '.{key}')")
         call.append(f"{attr}=a_{i}")
     enc.append("    return out")
+    order = [f.name for f in dataclasses.fields(cls)]
+    by_attr = dict(item.split("=") for item in call)
+    if order[: len(call)] == [attr for attr, _, _ in spec] or set(order[: len(call)]) == set(
+        by_attr
+    ):
+        args = ", ".join(by_attr[attr] for attr in order[: len(call)])  # positional: faster
+    else:  # pragma: no cover - a spec field after a field the wire does not carry
+        args = ", ".join(call)
     dec.append("    try:")
-    dec.append(f"        return cls({', '.join(call)})")
+    dec.append(f"        return cls({args})")
     dec.append("    except TypeError as exc:")
     dec.append("        raise WireError(f'{where}: {exc}') from None")
     exec("\n".join(enc) + "\n\n" + "\n".join(dec), namespace)  # our own specs only
