@@ -291,7 +291,7 @@ class RdbssCore:
             # a mini-redirector's answer to a batch: each item completes as if alone; what the
             # continuations send meanwhile goes out batched again
             payload_of = dict(zip(msg.payload_items, msg.payloads, strict=True))
-            with self._corked():
+            with self.batch():
                 for index, item in enumerate(msg.items):
                     self._complete(item, payload_of.get(index))
         elif isinstance(msg, RxContext):
@@ -1056,9 +1056,11 @@ class RdbssCore:
 
     # ------------------------------------------------------------------ compounds
     @contextlib.contextmanager
-    def _corked(self) -> Iterator[None]:
+    def batch(self) -> Iterator[None]:
         """Hold back what is sent to mini-redirectors until the outermost block ends, then
-        send one message per peer (a Compound when it carries several requests)."""
+        send one message per peer (a Compound when it carries several requests). The server
+        wraps each drain of a socket in one: requests that arrived together travel together,
+        and nothing waits for more to arrive."""
         if self._cork is None:
             self._cork = {}
         self._cork_depth += 1
@@ -1130,7 +1132,7 @@ class RdbssCore:
             return
         payload_of = dict(zip(cx.payload_items, cx.payloads, strict=True))
         chain: _Chain | None = None
-        with self._corked():
+        with self.batch():
             for index, item in enumerate(cx.items):
                 sub_id = next(self._sub_ids)
                 self._subs[sub_id] = (state, index)
@@ -1271,7 +1273,7 @@ class RdbssCore:
                 chain.fobx = fobx if isinstance(fobx, int) else None
             deferred, chain.deferred = chain.deferred, []
             if deferred:
-                with self._corked():
+                with self.batch():
                     for j, item, item_payload in deferred:
                         self._related(state.ident, chain, j, item, item_payload)
         if state.left == 0:

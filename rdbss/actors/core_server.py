@@ -130,16 +130,18 @@ class CoreServer:
                 if nxt is not None:
                     timeout = max(0, min(timeout, int((nxt - time.monotonic()) * 1000) + 1))
                 for sock, _ in poller.poll(timeout):
-                    # drain what is there, up to a batch, before looking at the other socket
-                    for _ in range(256):
-                        try:
-                            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                        except zmq.Again:
-                            break
-                        if sock is self.clients:
-                            self._on_client_frames(frames)
-                        else:
-                            self._on_bus_frames(frames)
+                    # drain what is there, up to a batch, before looking at the other socket;
+                    # what the batch sends to a mini-redirector leaves as one message
+                    with self.core.batch():
+                        for _ in range(256):
+                            try:
+                                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                            except zmq.Again:
+                                break
+                            if sock is self.clients:
+                                self._on_client_frames(frames)
+                            else:
+                                self._on_bus_frames(frames)
                 try:
                     self.core.tick()
                 except Exception:

@@ -10,6 +10,7 @@ Registration sends exactly the routines the mini-redirector implements. Requests
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pykka
@@ -61,11 +62,17 @@ def execute(
     return completion(ctx, result), result.payload
 
 
-def execute_compound(minirdr: MiniRdr, cx: Compound) -> CompoundCompletion:
+Emit = Callable[[RxCompletion, Any], None]
+
+
+def execute_compound(
+    minirdr: MiniRdr, cx: Compound, emit: Emit | None = None
+) -> CompoundCompletion:
     """Run a compound's items in order and answer them in one message. A RELATED item gets the
     SrvOpen of the compound's previous create, or that create's status when it failed
     (STATUS_INVALID_HANDLE when no create came before it), as SMB2 does. Items that answer
-    STATUS_PENDING are left out: they complete later on their own."""
+    STATUS_PENDING are left out: they complete later on their own. With ``emit``, each answer
+    goes out as soon as its item is done instead (the returned compound is then empty)."""
     payload_of = dict(zip(cx.payload_items, cx.payloads, strict=True))
     items: list[RxCompletion] = []
     payload_items: list[int] = []
@@ -107,6 +114,9 @@ def execute_compound(minirdr: MiniRdr, cx: Compound) -> CompoundCompletion:
         if answer is None:
             continue
         done, payload = answer
+        if emit is not None:
+            emit(done, payload)
+            continue
         if payload is not None:
             payload_items.append(len(items))
             payloads.append(payload)
@@ -130,7 +140,9 @@ class ConnectionWorker(pykka.ThreadingActor):
     def on_receive(self, message: Any) -> None:
         ctx, payload = message
         if isinstance(ctx, Compound):
-            self.bridge.post(execute_compound(self.minirdr, ctx))
+            # a network call may be slow: answer each item when it is done, so a quick one
+            # never waits for a slow one after it
+            execute_compound(self.minirdr, ctx, self.bridge.post)
             return
         answer = execute(self.minirdr, ctx, payload)
         if answer is not None:
