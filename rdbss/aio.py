@@ -15,17 +15,15 @@ deadline (the request's timeout plus a grace period), and a failure raises the s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import zmq
-import zmq.asyncio
 
 from rdbss import requests as rq
-from rdbss.actors.bus import Endpoints
+from rdbss.actors.bus import Endpoints, new_context
 from rdbss.client import connect_client_socket, resolve_daemon
 from rdbss.config import Config
 from rdbss.requests import FileInfo, Handle, Outcome
@@ -56,6 +54,18 @@ GRACE_S = 2.0
 READ_CHUNK = 1 << 20
 
 
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+_NOBLOCK = int(zmq.NOBLOCK)
+
+
+def _expire(future: asyncio.Future[Answer], wait_s: float) -> None:
+    if not future.done():
+        future.set_exception(
+            error_for_status(S.STATUS_IO_TIMEOUT, f"no answer from the daemon in {wait_s:.1f} s")
+        )
+
+
 class AsyncClient:
     """A connection to the daemon for asyncio programs. Use it from one event loop."""
 
@@ -67,15 +77,18 @@ class AsyncClient:
         timeout: float | None = None,
     ) -> None:
         self.runtime_dir, self.timeout = resolve_daemon(runtime_dir, config, timeout)
-        self._zctx = zmq.asyncio.Context()
-        self._zctx.setsockopt(zmq.LINGER, 0)
+        # a plain socket whose descriptor the event loop watches: zmq.asyncio's futures cost
+        # more per message than everything else here
+        self._zctx = new_context()
         self._sock = self._zctx.socket(zmq.DEALER)
-        self._sock.setsockopt(zmq.SNDHWM, 0)
+        self._sock.setsockopt(zmq.SNDHWM, 0)  # sends never block (nor fail with EAGAIN)
         connect_client_socket(self._sock, Endpoints.in_dir(self.runtime_dir))
         self._codec = Codec()
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[Answer]] = {}
-        self._reader: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._fd: int = cast(int, self._sock.getsockopt(zmq.FD))
+        self._drain_soon = False
         self._closed = False
 
     async def __aenter__(self) -> AsyncClient:
@@ -88,19 +101,32 @@ class AsyncClient:
         if self._closed:
             return
         self._closed = True
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        if self._loop is not None:
+            self._loop.remove_reader(self._fd)
         for future in self._waiting.values():
             if not future.done():
                 future.set_exception(error_for_status(S.STATUS_CANCELLED, "the client was closed"))
         self._sock.close(0)
         self._zctx.term()
 
-    async def _read_completions(self) -> None:
-        while True:
-            frames = await self._sock.recv_multipart(copy=False)
+    def _bind_loop(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+            loop.add_reader(self._fd, self._drain)
+        elif self._loop is not loop:
+            raise RuntimeError("an AsyncClient belongs to the event loop that first used it")
+        return loop
+
+    def _drain(self) -> None:
+        """Hand every completion that has arrived to its waiting request. ZeroMQ's descriptor
+        is edge-triggered: this runs when it signals and after every batch of sends."""
+        self._drain_soon = False
+        if self._closed:
+            return
+        sock = self._sock
+        while cast(int, sock.getsockopt(_EVENTS)) & _POLLIN:
+            frames = sock.recv_multipart(_NOBLOCK, copy=False)
             try:
                 msg, payload = unpack_frames(self._codec, frames)
             except WireError:
@@ -129,20 +155,21 @@ class AsyncClient:
     async def _exchange(self, msg: RxContext | Compound, payload: rq.Data | None) -> Answer:
         if self._closed:
             raise error_for_status(S.STATUS_INVALID_HANDLE, "the client is closed")
-        if self._reader is None:
-            self._reader = asyncio.get_running_loop().create_task(self._read_completions())
+        loop = self._bind_loop()
         msg.request_id = next(self._ids)
-        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Answer] = loop.create_future()
         self._waiting[msg.request_id] = future
         wait_s = msg.timeout_ms / 1000.0 + GRACE_S
+        # one timer per request (asyncio.wait_for costs several objects and a task switch)
+        timer = loop.call_later(wait_s, _expire, future, wait_s)
         try:
-            await self._sock.send_multipart(pack_frames(self._codec, msg, payload), copy=False)
-            return await asyncio.wait_for(future, wait_s)
-        except TimeoutError:
-            raise error_for_status(
-                S.STATUS_IO_TIMEOUT, f"no answer from the daemon in {wait_s:.1f} s"
-            ) from None
+            self._sock.send_multipart(pack_frames(self._codec, msg, payload), _NOBLOCK, copy=False)
+            if not self._drain_soon:
+                self._drain_soon = True
+                loop.call_soon(self._drain)
+            return await future
         finally:
+            timer.cancel()
             self._waiting.pop(msg.request_id, None)
 
     # ------------------------------------------------------------------ compounds
