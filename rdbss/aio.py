@@ -30,6 +30,7 @@ from rdbss.requests import FileInfo, Handle, Outcome
 from rdbss.wire import (
     Access,
     Codec,
+    CompletionBundle,
     Compound,
     CompoundCompletion,
     CreateDisposition,
@@ -38,6 +39,7 @@ from rdbss.wire import (
     NtStatus,
     RxCompletion,
     RxContext,
+    RxFlags,
     WireError,
     error_for_status,
     pack_frames,
@@ -131,11 +133,17 @@ class AsyncClient:
                 msg, payload = unpack_frames(self._codec, frames)
             except WireError:
                 continue
-            if not isinstance(msg, RxCompletion | CompoundCompletion):
-                continue
-            future = self._waiting.pop(msg.request_id, None)
-            if future is not None and not future.done():
-                future.set_result((msg, payload))
+            if isinstance(msg, CompletionBundle):
+                payload_of = dict(zip(msg.payload_items, msg.payloads, strict=True))
+                for index, done in enumerate(msg.items):
+                    self._deliver(done, payload_of.get(index))
+            elif isinstance(msg, RxCompletion | CompoundCompletion):
+                self._deliver(msg, payload)
+
+    def _deliver(self, msg: RxCompletion | CompoundCompletion, payload: memoryview | None) -> None:
+        future = self._waiting.pop(msg.request_id, None)
+        if future is not None and not future.done():
+            future.set_result((msg, payload))
 
     async def call(
         self,
@@ -157,6 +165,8 @@ class AsyncClient:
             raise error_for_status(S.STATUS_INVALID_HANDLE, "the client is closed")
         loop = self._bind_loop()
         msg.request_id = next(self._ids)
+        if isinstance(msg, RxContext):
+            msg.flags |= RxFlags.BUNDLE_OK  # answers may come bundled: _drain opens them
         future: asyncio.Future[Answer] = loop.create_future()
         self._waiting[msg.request_id] = future
         wait_s = msg.timeout_ms / 1000.0 + GRACE_S

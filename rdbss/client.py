@@ -37,6 +37,7 @@ from rdbss.requests import FileInfo, Handle, Outcome
 from rdbss.wire import (
     Access,
     Codec,
+    CompletionBundle,
     Compound,
     CompoundCompletion,
     CreateDisposition,
@@ -49,6 +50,7 @@ from rdbss.wire import (
     NtStatus,
     RxCompletion,
     RxContext,
+    RxFlags,
     ShareAccess,
     WireError,
     error_for_status,
@@ -144,27 +146,35 @@ class Client:
     def _send(self, ctx: RxContext | Compound, payload: rq.Data | None) -> None:
         if self._closed:
             raise error_for_status(S.STATUS_INVALID_HANDLE, "the client is closed")
+        if isinstance(ctx, RxContext):
+            ctx.flags |= RxFlags.BUNDLE_OK  # answers may come bundled: _receive_one opens them
         self._sock.send_multipart(pack_frames(self._codec, ctx, payload), copy=False)
 
-    def _receive_one(
-        self, deadline: float
-    ) -> tuple[RxCompletion | CompoundCompletion, memoryview | None] | None:
+    def _receive_one(self, deadline: float) -> None:
+        """Receive one message (waiting until ``deadline`` at most) and keep the answers it
+        carries for requests still wanted (in ``_arrived``); drop the others (late answers to
+        requests that timed out or were abandoned, closes sent without waiting)."""
         remaining = deadline - time.monotonic()
         if remaining <= 0 or not self._poller.poll(int(remaining * 1000) + 1):
-            return None
+            return
         frames = self._sock.recv_multipart(copy=False)
         try:
             msg, payload = unpack_frames(self._codec, frames)
         except WireError:
-            return None
-        if not isinstance(msg, RxCompletion | CompoundCompletion):
-            return None
-        self._unacked.discard(msg.request_id)
-        if msg.request_id in self._outstanding:
-            self._outstanding.discard(msg.request_id)
-            self._arrived[msg.request_id] = (msg, payload)
-            return None
-        return msg, payload
+            return
+        answers: list[tuple[RxCompletion | CompoundCompletion, memoryview | None]]
+        if isinstance(msg, CompletionBundle):
+            payload_of = dict(zip(msg.payload_items, msg.payloads, strict=True))
+            answers = [(done, payload_of.get(i)) for i, done in enumerate(msg.items)]
+        elif isinstance(msg, RxCompletion | CompoundCompletion):
+            answers = [(msg, payload)]
+        else:
+            return
+        for answer, data in answers:
+            self._unacked.discard(answer.request_id)
+            if answer.request_id in self._outstanding:
+                self._outstanding.discard(answer.request_id)
+                self._arrived[answer.request_id] = (answer, data)
 
     def _wait_for(
         self, request_id: int, timeout: float
@@ -174,23 +184,21 @@ class Client:
         early = self._arrived.pop(request_id, None)
         if early is not None:
             return early
-        self._outstanding.discard(request_id)
+        self._outstanding.add(request_id)
         deadline = time.monotonic() + timeout + GRACE_S
-        while True:
-            got = self._receive_one(deadline)
-            if got is None:
+        try:
+            while True:
+                self._receive_one(deadline)
+                early = self._arrived.pop(request_id, None)
+                if early is not None:
+                    return early
                 if time.monotonic() >= deadline:
                     raise error_for_status(
                         S.STATUS_IO_TIMEOUT,
                         f"no answer from the daemon in {timeout + GRACE_S:.1f} s",
                     )
-                early = self._arrived.pop(request_id, None)
-                if early is not None:
-                    return early
-                continue
-            if got[0].request_id == request_id:
-                return got
-            # else: a late answer to something that already timed out or was abandoned
+        finally:
+            self._outstanding.discard(request_id)
 
     def submit(self, ctx: RxContext, payload: rq.Data | None = None) -> int:
         """Send a request without waiting; ``collect(id)`` waits for its answer later (several

@@ -36,6 +36,7 @@ from rdbss.wire.constants import (
     RxFlags,
 )
 from rdbss.wire.rxcontext import (
+    CompletionBundle,
     Compound,
     CompoundCompletion,
     CreateParameters,
@@ -106,7 +107,10 @@ _RELATED_IN_BATCH = frozenset(
 
 class Outbox(Protocol):
     def to_client(
-        self, ident: bytes, done: RxCompletion | CompoundCompletion, payload: Payload = None
+        self,
+        ident: bytes,
+        done: RxCompletion | CompoundCompletion | CompletionBundle,
+        payload: Payload = None,
     ) -> None: ...
 
     def to_peer(
@@ -225,6 +229,9 @@ class RdbssCore:
         # Compound per peer when the outermost batch ends), and the clients' compounds under way
         self._cork: dict[str, list[tuple[RxContext, Payload]]] | None = None
         self._cork_depth = 0
+        # answers held back in a batch, per client that takes them bundled (RxFlags.BUNDLE_OK)
+        self._answers: dict[bytes, list[tuple[RxCompletion, Payload]]] | None = None
+        self._bundle_ok: set[bytes] = set()
         self._sub_ids = itertools.count(SUB_ID_BASE)
         self._subs: dict[int, tuple[_CompoundState, int]] = {}
 
@@ -236,6 +243,8 @@ class RdbssCore:
         if isinstance(ctx, Compound):
             self._on_compound(ident, ctx, inflight)
             return
+        if ctx.flags & RxFlags.BUNDLE_OK:
+            self._bundle_ok.add(ident)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("request req=%s major=0x%02x fobx=%s", ctx.origin, ctx.major, ctx.fobx)
         try:
@@ -446,11 +455,17 @@ class RdbssCore:
             self._collect(done, payload)  # an item of a compound
             return
         self.completed += 1
+        bundle = self._answers is not None and ident in self._bundle_ok
         left = self._inflight_of.get(ident, 0) - 1
         if left > 0:
             self._inflight_of[ident] = left
         else:
             self._inflight_of.pop(ident, None)
+            self._bundle_ok.discard(ident)  # its next request says so again
+        if bundle:
+            assert self._answers is not None
+            self._answers.setdefault(ident, []).append((done, payload))
+            return
         self.out.to_client(ident, done, payload)
 
     def _answer(
@@ -1060,9 +1075,12 @@ class RdbssCore:
         """Hold back what is sent to mini-redirectors until the outermost block ends, then
         send one message per peer (a Compound when it carries several requests). The server
         wraps each drain of a socket in one: requests that arrived together travel together,
-        and nothing waits for more to arrive."""
+        and nothing waits for more to arrive. Answers for a client that takes bundles leave
+        as one CompletionBundle at the end, likewise."""
         if self._cork is None:
             self._cork = {}
+        if self._answers is None:
+            self._answers = {}
         self._cork_depth += 1
         try:
             yield
@@ -1070,6 +1088,30 @@ class RdbssCore:
             self._cork_depth -= 1
             if self._cork_depth == 0:
                 self._flush_cork()
+                self._flush_answers()
+
+    def _flush_answers(self) -> None:
+        answers, self._answers = self._answers, None
+        limits = DEFAULT_LIMITS
+        for ident, ready in (answers or {}).items():
+            if len(ready) == 1:
+                self.out.to_client(ident, ready[0][0], ready[0][1])
+                continue
+            bundle, size = CompletionBundle(), 0
+            for done, payload in ready:
+                length = len(payload) if payload is not None else 0
+                if bundle.items and (
+                    len(bundle.items) >= limits.max_compound_items
+                    or size + length > limits.max_compound_payload_bytes
+                ):
+                    self.out.to_client(ident, bundle, None)
+                    bundle, size = CompletionBundle(), 0
+                if payload is not None:
+                    bundle.payload_items.append(len(bundle.items))
+                    bundle.payloads.append(payload)
+                    size += length
+                bundle.items.append(done)
+            self.out.to_client(ident, bundle, None)
 
     def _flush_cork(self) -> None:
         cork, self._cork = self._cork, None

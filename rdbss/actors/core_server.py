@@ -18,7 +18,14 @@ from rdbss.actors.core import CoreSettings, Payload, RdbssCore
 from rdbss.actors.metrics import NullMetrics
 from rdbss.wire.codec import DEFAULT_LIMITS, Codec, WireError
 from rdbss.wire.framing import pack_frames, unpack_frames
-from rdbss.wire.rxcontext import Compound, CompoundCompletion, Heartbeat, RxCompletion, RxContext
+from rdbss.wire.rxcontext import (
+    CompletionBundle,
+    Compound,
+    CompoundCompletion,
+    Heartbeat,
+    RxCompletion,
+    RxContext,
+)
 from rdbss.wire.status import NtStatus
 
 log = logging.getLogger("rdbss.core")
@@ -60,8 +67,14 @@ class CoreServer:
 
     # ---------------------------------------------------------------- Outbox
     def to_client(
-        self, ident: bytes, done: RxCompletion | CompoundCompletion, payload: Payload = None
+        self,
+        ident: bytes,
+        done: RxCompletion | CompoundCompletion | CompletionBundle,
+        payload: Payload = None,
     ) -> None:
+        if isinstance(done, CompletionBundle):
+            self._bundle_to_client(ident, done)
+            return
         try:
             frames = pack_frames(self.codec, done, payload)
             if len(frames[0]) > self.codec.limits.max_header_bytes:
@@ -87,6 +100,22 @@ class CoreServer:
                 message="the answer could not be encoded",
             )
             self.clients.send_multipart([ident, *pack_frames(self.codec, fallback)])
+
+    def _bundle_to_client(self, ident: bytes, bundle: CompletionBundle) -> None:
+        try:
+            frames = pack_frames(self.codec, bundle)
+        except WireError:
+            frames = []
+        if not frames or len(frames[0]) > self.codec.limits.max_header_bytes:
+            # too large (or one item not encodable): each answer on its own, checked alone
+            payload_of = dict(zip(bundle.payload_items, bundle.payloads, strict=True))
+            for index, done in enumerate(bundle.items):
+                self.to_client(ident, done, payload_of.get(index))
+            return
+        try:
+            self.clients.send_multipart([ident, *frames], copy=False)
+        except zmq.ZMQError as exc:
+            log.debug("client %s unreachable: %s", ident.hex(), exc)
 
     def to_peer(
         self,

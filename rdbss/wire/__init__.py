@@ -19,6 +19,7 @@ from rdbss.wire.constants import (
 )
 from rdbss.wire.framing import pack_frames, unpack_frames
 from rdbss.wire.rxcontext import (
+    CompletionBundle,
     Compound,
     CompoundCompletion,
     CreateParameters,
@@ -37,6 +38,7 @@ __all__ = [
     "DEFAULT_LIMITS",
     "Access",
     "Codec",
+    "CompletionBundle",
     "Compound",
     "CompoundCompletion",
     "CreateDisposition",

@@ -14,6 +14,8 @@ import msgpack
 
 from rdbss.wire.rxcontext import (
     WIRE_VERSION,
+    Batched,
+    CompletionBundle,
     Compound,
     CompoundCompletion,
     CreateParameters,
@@ -135,6 +137,7 @@ _CD: _Spec = (
     ("payload_items", "pi", "intlist"),
     ("message", "msg", "str"),
 )
+_CB: _Spec = (("items", "it", "donelist"), ("payload_items", "pi", "intlist"))
 #: list kinds: a list of maps, each one message of this class (without the envelope)
 _LIST_OF: dict[str, type[Any]] = {"rxlist": RxContext, "donelist": RxCompletion}
 
@@ -149,6 +152,7 @@ _SPECS: dict[type[Any], _Spec] = {
     Heartbeat: _HB,
     Compound: _CX,
     CompoundCompletion: _CD,
+    CompletionBundle: _CB,
 }
 _KINDS: dict[str, type[Any]] = {
     "rx": RxContext,
@@ -157,6 +161,7 @@ _KINDS: dict[str, type[Any]] = {
     "hb": Heartbeat,
     "cx": Compound,
     "cd": CompoundCompletion,
+    "cb": CompletionBundle,
 }
 _KIND_OF: dict[type[Any], str] = {cls: kind for kind, cls in _KINDS.items()}
 _REQUIRED: dict[type[Any], frozenset[str]] = {
@@ -166,6 +171,7 @@ _REQUIRED: dict[type[Any], frozenset[str]] = {
     Heartbeat: frozenset({"n"}),
     Compound: frozenset({"id", "it"}),
     CompoundCompletion: frozenset({"id", "st"}),
+    CompletionBundle: frozenset({"it"}),
 }
 
 
@@ -348,7 +354,7 @@ class Codec:
         self.limits = limits
         self._packer = msgpack.Packer(use_bin_type=True)
 
-    def check_compound(self, msg: Compound | CompoundCompletion) -> None:
+    def check_compound(self, msg: Batched) -> None:
         """The limits and the shape of a compound's items and payload indices."""
         lim = self.limits
         n = len(msg.items)
@@ -364,7 +370,7 @@ class Codec:
             previous = index
 
     def encode(self, msg: Message) -> bytes:
-        if isinstance(msg, Compound | CompoundCompletion):
+        if isinstance(msg, Batched):
             self.check_compound(msg)
             if len(msg.payloads) != len(msg.payload_items):
                 raise WireError(
@@ -407,12 +413,12 @@ class Codec:
         cls = _KINDS.get(kind) if isinstance(kind, str) else None
         if cls is None or not isinstance(kind, str):
             raise WireError(f"unknown message kind {kind!r}")
-        if cls is Compound or cls is CompoundCompletion:
+        if cls is Compound or cls is CompoundCompletion or cls is CompletionBundle:
             items = data.get("it")
             if isinstance(items, list) and len(items) > lim.max_compound_items:
                 raise WireError(f"compound of {len(items)} items exceeds {lim.max_compound_items}")
         msg: Message = _from_wire(cls, data, kind)
-        if isinstance(msg, Compound | CompoundCompletion):
+        if isinstance(msg, Batched):
             self.check_compound(msg)
         return msg
 

@@ -195,6 +195,8 @@ class RxFlags(IntFlag):
     #: in a compound: act on the handle of the compound's previous create (SMB2's
     #: SMB2_FLAGS_RELATED_OPERATIONS with FileId 0xFFFFFFFFFFFFFFFF)
     RELATED = 0x1
+    #: the client takes answers to separate requests bundled in one CompletionBundle
+    BUNDLE_OK = 0x2
 
 
 class Routine(StrEnum):

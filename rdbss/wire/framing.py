@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from rdbss.wire.codec import DEFAULT_LIMITS, Codec, Limits, WireError
-from rdbss.wire.rxcontext import Compound, CompoundCompletion, Message
+from rdbss.wire.rxcontext import Batched, Message
 
 Buffer = bytes | bytearray | memoryview
 
@@ -35,7 +35,7 @@ def _view(frame: Frame) -> memoryview:
 def pack_frames(codec: Codec, msg: Message, payload: Buffer | None = None) -> list[Buffer]:
     """``[header, payload]``; a compound's payloads (``msg.payloads``) follow its header."""
     header = codec.encode(msg)
-    if isinstance(msg, Compound | CompoundCompletion):
+    if isinstance(msg, Batched):
         return [header, *msg.payloads]
     if payload is None:
         return [header]
@@ -52,7 +52,7 @@ def unpack_frames(
     if len(frames) > limits.max_compound_items + 1:
         raise WireError(f"{len(frames)} frames; more than a compound may carry")
     msg = codec.decode(_view(frames[0]))
-    if isinstance(msg, Compound | CompoundCompletion):
+    if isinstance(msg, Batched):
         views = [_view(f) for f in frames[1:]]
         if len(views) != len(msg.payload_items):
             raise WireError(

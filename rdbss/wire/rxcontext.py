@@ -154,10 +154,35 @@ class CompoundCompletion:
     payloads: list[Any] = field(default_factory=list)  # frames, not encoded in the header
 
 
-Message = RxContext | RxCompletion | Register | Heartbeat | Compound | CompoundCompletion
+@dataclass(slots=True)
+class CompletionBundle:
+    """Answers to several separate requests of one client, sent together because they were
+    ready together (the core only bundles for a client whose requests carry
+    ``RxFlags.BUNDLE_OK``). Each item is the completion its request would have got alone;
+    payloads as in ``CompoundCompletion``."""
+
+    items: list[RxCompletion] = field(default_factory=list)
+    payload_items: list[int] = field(default_factory=list)
+    payloads: list[Any] = field(default_factory=list)  # frames, not encoded in the header
+
+
+#: messages whose payloads are ``payloads`` frames after the header, one per ``payload_items``
+Batched = Compound | CompoundCompletion | CompletionBundle
+
+Message = (
+    RxContext
+    | RxCompletion
+    | Register
+    | Heartbeat
+    | Compound
+    | CompoundCompletion
+    | CompletionBundle
+)
 
 __all__ = [
     "WIRE_VERSION",
+    "Batched",
+    "CompletionBundle",
     "Compound",
     "CompoundCompletion",
     "CreateParameters",

@@ -14,6 +14,7 @@ from rdbss.actors.core import CONNMGR, CoreSettings, RdbssCore
 from rdbss.actors.minirdr_host import execute_compound
 from rdbss.minirdrs.local import LocalMiniRdr
 from rdbss.wire import (
+    CompletionBundle,
     Compound,
     CompoundCompletion,
     CreateParameters,
@@ -281,3 +282,31 @@ def test_answered_requests_do_not_pile_up_in_the_deadline_heap(env: Any) -> None
     assert len(out.client) == 5000 and not core.pending
     # without compaction every answered request keeps its entry until its deadline (30 s)
     assert len(core._deadlines) <= 1025
+
+
+@pytest.mark.parametrize("bundle_ok", [True, False])
+def test_answers_ready_together_leave_together_for_a_client_that_takes_bundles(
+    env: Any, bundle_ok: bool
+) -> None:
+    core, out, _ = env
+    fobx = open_handle(core, out)
+    flags = RxFlags.BUNDLE_OK if bundle_ok else 0
+    with core.batch():  # as the server drains its socket: three requests arrive together
+        for k in (1, 2, 3):
+            core.on_client(CLIENT_A, read(k, fobx, flags=flags), None)
+        core.on_client(CLIENT_A, read(4, 999, flags=flags), None)  # refused at once
+    ((_, sent, _),) = out.peer  # the three reads travel to the mini-redirector together
+    assert isinstance(sent, Compound) and len(sent.items) == 3
+    ((_, alone, _),) = out.client  # one answer ready: sent as it is, never as a bundle of one
+    assert isinstance(alone, RxCompletion) and alone.request_id == 4
+    out.client.clear()
+    with core.batch():
+        answer_all(core, "local", sent)
+    if bundle_ok:
+        ((_, bundle, _),) = out.client
+        assert isinstance(bundle, CompletionBundle)
+        assert [d.request_id for d in bundle.items] == [1, 2, 3]
+        assert bundle.payload_items == [0, 1, 2] and len(bundle.payloads) == 3
+    else:
+        assert [d.request_id for _, d, _ in out.client] == [1, 2, 3]
+    assert core._inflight_of == {} and core._bundle_ok == set()

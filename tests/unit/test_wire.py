@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from rdbss.wire import (
     Codec,
+    CompletionBundle,
     Compound,
     CompoundCompletion,
     CreateParameters,
@@ -365,3 +366,12 @@ def test_random_compound_fields_never_crash_the_decoder(
         )
     else:
         assert isinstance(msg, Compound) and len(msg.payloads) == len(msg.payload_items)
+
+
+@given(st.lists(completions, max_size=6))
+def test_completion_bundle_round_trip(items: list[RxCompletion]) -> None:
+    carrying = list(range(0, len(items), 2))
+    bundle = CompletionBundle(items, carrying, [b"p%d" % i for i in carrying])
+    msg, _ = unpack_frames(codec, pack_frames(codec, bundle))
+    assert isinstance(msg, CompletionBundle) and msg.items == items
+    assert [bytes(p) for p in msg.payloads] == [b"p%d" % i for i in carrying]
