@@ -6,6 +6,7 @@ and the limits answered with a clear status."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 from collections.abc import Iterator
@@ -13,6 +14,8 @@ from collections.abc import Iterator
 import msgpack
 import pytest
 import zmq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from rdbss import requests as rq
 from rdbss.aio import AsyncClient
@@ -21,12 +24,14 @@ from rdbss.wire import (
     Codec,
     Compound,
     CreateDisposition,
+    CreateParameters,
     IrpMj,
     LowIoParameters,
     NtStatus,
     NtStatusError,
     RxCompletion,
     RxContext,
+    RxFlags,
     pack_frames,
 )
 from tests.daemon import Daemon, running_daemon
@@ -230,3 +235,63 @@ def test_the_asyncio_client_sends_compounds_too(daemon: Daemon) -> None:
             assert b"".join(got) == data[:70_000] and all(len(g) == 1000 for g in got[:65])
 
     asyncio.run(main())
+
+
+majors = st.sampled_from(
+    [
+        IrpMj.CREATE,
+        IrpMj.READ,
+        IrpMj.WRITE,
+        IrpMj.CLOSE,
+        IrpMj.QUERY_INFORMATION,
+        IrpMj.SET_INFORMATION,
+        IrpMj.DIRECTORY_CONTROL,
+        IrpMj.FLUSH_BUFFERS,
+        IrpMj.LOCK_CONTROL,
+        IrpMj.FILE_SYSTEM_CONTROL,
+        0x7F,
+    ]
+)
+items = st.lists(
+    st.tuples(
+        majors,
+        st.integers(0, 3),  # minor
+        st.sampled_from([0, RxFlags.RELATED]),
+        st.sampled_from([None, 0, 1, 2, 10**12]),  # fobx
+        st.sampled_from([r"\ok.txt", r"\missing", r"\dir", "", r"\..\x", r"\\other\data\o.txt"]),
+        st.integers(-5, 1 << 20),  # offset / length
+        st.integers(0, 0x1FFFFF),  # access
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(items)
+def test_random_compounds_get_one_answer_per_item_and_leave_nothing_open(
+    daemon: Daemon, items: list[tuple[int, int, int, int | None, str, int, int]]
+) -> None:
+    (daemon.share_dir / "ok.txt").write_bytes(b"fine")
+    (daemon.share_dir / "dir").mkdir(exist_ok=True)
+    requests = []
+    for major, minor, flags, fobx, path, number, access in items:
+        ctx = RxContext(0, major, minor=minor, flags=flags, fobx=fobx, timeout_ms=T)
+        if major == IrpMj.CREATE:
+            ctx.path = path if path.startswith("\\\\") else daemon.share + path
+            ctx.create = CreateParameters(desired_access=access, disposition=number % 6)
+        else:
+            ctx.lowio = LowIoParameters(offset=number, length=abs(number) % 9000)
+        payload = b"w" * (abs(number) % 100) if major == IrpMj.WRITE else None
+        requests.append(rq.Request(ctx, lambda done, data: done.result, payload))
+    with daemon.client() as c:
+        before = c.status()["handles"]
+        outcomes = c.compound(requests)
+        assert len(outcomes) == len(requests)  # every item answered, none lost or doubled
+        for request, outcome in zip(requests, outcomes, strict=True):
+            if request.ctx.major == 0x7F:  # no such major function: refused, never served
+                assert outcome.status in (S.STATUS_INVALID_DEVICE_REQUEST, S.STATUS_INVALID_HANDLE)
+            if request.ctx.major == IrpMj.CREATE and outcome.ok:
+                with contextlib.suppress(NtStatusError):  # a related close may have closed it
+                    c.close_handle(outcome.value["fobx"])
+        assert c.status()["handles"] == before
+        assert c.status()["pending"] == 0
