@@ -8,7 +8,7 @@ import os
 import platform
 import sys
 
-from benchmarks import common, compound, latency, memory, sequential, throughput
+from benchmarks import common, compound, latency, memory, readahead, throughput
 
 
 def _rate_table(title: str, unit: str, rows: list[tuple[str, float, float]]) -> str:
@@ -36,7 +36,7 @@ def main() -> int:
     print(_rate_table("operation (local)", "/s", rows))
     print()
     print(f"local: {size} MiB sequential through Client.open (read-ahead 0 = off)")
-    print(common.render(sequential.run(size)))
+    print(common.render(readahead.run(size)))
     print()
     print(memory.render(memory.run()))
     for proto in ("smb", "sftp", "webdav"):
