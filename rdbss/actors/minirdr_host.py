@@ -194,6 +194,12 @@ class MiniRdrHost:
 
     def _on_compound(self, cx: Compound) -> None:
         if not self.minirdr.blocking:
+            if any(ctx.routine in CONNECTION_ROUTINES for ctx in cx.items):
+                # connection routines keep running on their connection's worker, as alone
+                # (they never are related items: what is left keeps its order)
+                cx = self._hand_off_connection_routines(cx)
+                if not cx.items:
+                    return
             self.bridge.send(execute_compound(self.minirdr, cx))
             return
         # one sub-compound per connection, in order, on that connection's worker
@@ -208,6 +214,19 @@ class MiniRdrHost:
             part.items.append(ctx)
         for part in by_conn.values():
             self._worker(part.items[0].srv_call or "").tell((part, None))
+
+    def _hand_off_connection_routines(self, cx: Compound) -> Compound:
+        rest = Compound(cx.request_id, [], timeout_ms=cx.timeout_ms)
+        payload_of = dict(zip(cx.payload_items, cx.payloads, strict=True))
+        for index, ctx in enumerate(cx.items):
+            if ctx.routine in CONNECTION_ROUTINES:
+                self._worker(ctx.srv_call or "").tell((ctx, payload_of.get(index)))
+                continue
+            if index in payload_of:
+                rest.payload_items.append(len(rest.items))
+                rest.payloads.append(payload_of[index])
+            rest.items.append(ctx)
+        return rest
 
     def _worker(self, srv_call: str) -> pykka.ActorRef[Any]:
         key = srv_call.lower()
