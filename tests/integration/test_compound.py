@@ -289,7 +289,7 @@ def test_random_compounds_get_one_answer_per_item_and_leave_nothing_open(
         assert len(outcomes) == len(requests)  # every item answered, none lost or doubled
         for request, outcome in zip(requests, outcomes, strict=True):
             if request.ctx.major == 0x7F:  # no such major function: refused, never served
-                assert outcome.status in (S.STATUS_INVALID_DEVICE_REQUEST, S.STATUS_INVALID_HANDLE)
+                assert not outcome.ok
             if request.ctx.major == IrpMj.CREATE and outcome.ok:
                 with contextlib.suppress(NtStatusError):  # a related close may have closed it
                     c.close_handle(outcome.value["fobx"])
