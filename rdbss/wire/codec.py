@@ -129,6 +129,8 @@ _CX: _Spec = (
     ("payload_items", "pi", "intlist"),
     ("timeout_ms", "dl", "int"),
     ("origin", "or", "str"),
+    ("payload_lengths", "pl", "intlist"),
+    ("payload_frames", "pf", "intlist"),
 )
 _CD: _Spec = (
     ("request_id", "id", "int"),
@@ -136,8 +138,15 @@ _CD: _Spec = (
     ("items", "it", "donelist"),
     ("payload_items", "pi", "intlist"),
     ("message", "msg", "str"),
+    ("payload_lengths", "pl", "intlist"),
+    ("payload_frames", "pf", "intlist"),
 )
-_CB: _Spec = (("items", "it", "donelist"), ("payload_items", "pi", "intlist"))
+_CB: _Spec = (
+    ("items", "it", "donelist"),
+    ("payload_items", "pi", "intlist"),
+    ("payload_lengths", "pl", "intlist"),
+    ("payload_frames", "pf", "intlist"),
+)
 #: list kinds: a list of maps, each one message of this class (without the envelope)
 _LIST_OF: dict[str, type[Any]] = {"rxlist": RxContext, "donelist": RxCompletion}
 

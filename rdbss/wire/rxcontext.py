@@ -134,6 +134,9 @@ class Compound:
     payload_items: list[int] = field(default_factory=list)
     timeout_ms: int = 30_000
     origin: str | None = None
+    # how the payloads lie in the frames (set by ``framing.pack_frames``; empty: one per frame)
+    payload_lengths: list[int] = field(default_factory=list)
+    payload_frames: list[int] = field(default_factory=list)  # payloads in each frame
     payloads: list[Any] = field(default_factory=list)  # frames, not encoded in the header
 
 
@@ -151,6 +154,9 @@ class CompoundCompletion:
     items: list[RxCompletion] = field(default_factory=list)
     payload_items: list[int] = field(default_factory=list)
     message: str = ""
+    # how the payloads lie in the frames (set by ``framing.pack_frames``; empty: one per frame)
+    payload_lengths: list[int] = field(default_factory=list)
+    payload_frames: list[int] = field(default_factory=list)  # payloads in each frame
     payloads: list[Any] = field(default_factory=list)  # frames, not encoded in the header
 
 
@@ -163,6 +169,9 @@ class CompletionBundle:
 
     items: list[RxCompletion] = field(default_factory=list)
     payload_items: list[int] = field(default_factory=list)
+    # how the payloads lie in the frames (set by ``framing.pack_frames``; empty: one per frame)
+    payload_lengths: list[int] = field(default_factory=list)
+    payload_frames: list[int] = field(default_factory=list)  # payloads in each frame
     payloads: list[Any] = field(default_factory=list)  # frames, not encoded in the header
 
 

@@ -71,7 +71,7 @@ def answer_all(core: RdbssCore, peer: str, cx: Compound, **results: Any) -> None
     payloads = [b"x" * 10 for ctx in cx.items if ctx.major == IrpMj.READ]
     read_items = [i for i, ctx in enumerate(cx.items) if ctx.major == IrpMj.READ]
     core.on_peer(
-        peer, CompoundCompletion(0, S.STATUS_SUCCESS, items, read_items, "", payloads), None
+        peer, CompoundCompletion(0, S.STATUS_SUCCESS, items, read_items, payloads=payloads), None
     )
 
 

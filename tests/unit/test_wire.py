@@ -283,7 +283,7 @@ def test_compound_round_trip_with_payload_frames(
     payloads = [bytes([i]) * (i + 1) for i in carrying]
     cx = Compound(7, items, payload_items=carrying, timeout_ms=1234, payloads=payloads)
     frames = pack_frames(codec, cx)
-    assert len(frames) == 1 + len(carrying)
+    assert len(frames) == (2 if carrying else 1)  # small payloads share one frame
     msg, single = unpack_frames(codec, frames)
     assert single is None and isinstance(msg, Compound)
     assert msg.items == items and msg.payload_items == carrying and msg.timeout_ms == 1234
@@ -309,7 +309,7 @@ def test_compound_limits_answer_invalid_parameter() -> None:
     frames = [codec.encode(Compound(1, two.items, [0, 1], payloads=[b"", b""])), b"x" * 6, b"y" * 5]
     with pytest.raises(WireError, match="11 bytes exceed 10"):
         unpack_frames(small_codec, frames, small_codec.limits)
-    with pytest.raises(WireError, match="1 payload frames for 2"):
+    with pytest.raises(WireError, match="1 payloads for 2"):
         unpack_frames(codec, frames[:2])
     with pytest.raises(WireError, match="more than a compound"):
         unpack_frames(small_codec, [frames[0]] + [b""] * 5, small_codec.limits)
@@ -371,7 +371,50 @@ def test_random_compound_fields_never_crash_the_decoder(
 @given(st.lists(completions, max_size=6))
 def test_completion_bundle_round_trip(items: list[RxCompletion]) -> None:
     carrying = list(range(0, len(items), 2))
-    bundle = CompletionBundle(items, carrying, [b"p%d" % i for i in carrying])
+    bundle = CompletionBundle(items, carrying, payloads=[b"p%d" % i for i in carrying])
     msg, _ = unpack_frames(codec, pack_frames(codec, bundle))
     assert isinstance(msg, CompletionBundle) and msg.items == items
     assert [bytes(p) for p in msg.payloads] == [b"p%d" % i for i in carrying]
+
+
+def test_small_payloads_share_frames_and_large_ones_travel_alone() -> None:
+    big = b"B" * (128 << 10)
+    small = [b"a" * 10, b"b" * 4096, b"", b"c" * 3]
+    payloads = [small[0], small[1], big, small[2], small[3]]
+    items = [RxContext(i, IrpMj.WRITE) for i in range(5)]
+    cx = Compound(1, items, payload_items=[0, 1, 2, 3, 4], payloads=payloads)
+    frames = pack_frames(codec, cx)
+    assert len(frames) == 4 and frames[2] is big  # header, a+b, big (not copied), empty+c
+    assert bytes(frames[1]) == small[0] + small[1] and bytes(frames[3]) == small[3]
+    msg, _ = unpack_frames(codec, frames)
+    assert isinstance(msg, Compound) and [bytes(p) for p in msg.payloads] == payloads
+
+
+@pytest.mark.parametrize(
+    ("lengths", "counts", "frames"),
+    [
+        ([3, 3], [1], [b"abcdef"]),  # two payloads for one count
+        ([3, 4], [2], [b"abcdef"]),  # lengths overrun the frame
+        ([2, 2], [2], [b"abcdef"]),  # lengths do not fill the frame
+        ([-1, 7], [2], [b"abcdef"]),  # a negative length
+        ([3, 3], [1, 1], [b"abcdef"]),  # more counts than frames
+        ([6, 0], [2, 0], [b"abcdef", b""]),  # a frame holding nothing
+    ],
+)
+def test_bad_payload_layouts_are_refused(
+    lengths: list[int], counts: list[int], frames: list[bytes]
+) -> None:
+    header = msgpack.packb(
+        {
+            "k": "cx",
+            "v": 1,
+            "id": 1,
+            "it": [{"id": 0, "mj": 4}, {"id": 1, "mj": 4}],
+            "pi": [0, 1],
+            "pl": lengths,
+            "pf": counts,
+        }
+    )
+    with pytest.raises(WireError) as info:
+        unpack_frames(codec, [header, *frames])
+    assert info.value.status == NtStatus.STATUS_INVALID_PARAMETER
