@@ -1338,6 +1338,7 @@ class RdbssCore:
             self._inflight_of[state.ident] = left
         else:
             self._inflight_of.pop(state.ident, None)
+            self._bundle_ok.discard(state.ident)
         self.out.to_client(state.ident, answer, None)
 
     def sweep_dead_clients(self) -> int:
