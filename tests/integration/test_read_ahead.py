@@ -5,11 +5,13 @@ file drops what was read ahead, so the reader never sees stale or wrong bytes.""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from rdbss.client import READ_AHEAD_MIN, RemoteFile
-from tests.daemon import Daemon
+from tests.daemon import Daemon, running_daemon
+from tests.reliability.test_faulty import faulty_config
 
 KIB = 1024
 
@@ -96,3 +98,37 @@ def test_data_appended_after_the_end_is_seen(daemon: Daemon) -> None:
         with path.open("ab") as w:
             w.write(b"b" * 100)
         assert raw.read(4096) == b"b" * 100
+
+
+def test_a_failed_read_ahead_is_raised_by_the_read_that_meets_it(tmp_path: Path) -> None:
+    folder = tmp_path / "flaky"
+    folder.mkdir()
+    payload = os.urandom(2 << 20)
+    (folder / "f.bin").write_bytes(payload)
+    rules = """
+[[minirdr.rules]]
+routine = "MRxLowIOSubmit"
+lowio_op = "READ"
+action = "status"
+status = "STATUS_DEVICE_NOT_READY"
+every = 5
+"""
+    with running_daemon(faulty_config(folder, rules)) as d, d.client() as c:
+        with c.open(r"\\flaky\data\f.bin", "rb", buffering=0) as f:
+            raw: RemoteFile = f
+            got, errors = [], 0
+            while True:
+                try:
+                    chunk = raw.read(64 * KIB)
+                except OSError as exc:
+                    assert getattr(exc, "status", None) == 0xC00000A3  # STATUS_DEVICE_NOT_READY
+                    errors += 1
+                    assert not raw._ahead and raw._spare is None  # the window was dropped
+                    continue  # the position did not move: the same read again
+                if not chunk:
+                    break
+                got.append(chunk)
+                assert len(raw._ahead) <= 4
+            assert errors > 0 and raw.read_ahead_hits > 0
+            assert b"".join(got) == payload
+        assert not c._outstanding and not c._arrived
