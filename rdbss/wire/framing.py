@@ -55,7 +55,7 @@ def _pack_payloads(msg: Batched) -> list[Buffer]:
 
     for payload in msg.payloads:
         view = _view(payload)
-        size = len(view)
+        size = view.nbytes  # bytes, whatever the item size of the caller's buffer
         lengths.append(size)
         if size >= PACK_BELOW:
             close_group()

@@ -418,3 +418,14 @@ def test_bad_payload_layouts_are_refused(
     with pytest.raises(WireError) as info:
         unpack_frames(codec, [header, *frames])
     assert info.value.status == NtStatus.STATUS_INVALID_PARAMETER
+
+
+def test_payload_lengths_count_bytes_whatever_the_buffer_item_size() -> None:
+    import array
+
+    words = memoryview(array.array("i", [1, 2, 3]))  # 3 items, 12 bytes
+    cx = Compound(1, [RxContext(0, IrpMj.WRITE), RxContext(1, IrpMj.WRITE)], [0, 1])
+    cx.payloads = [words, b"xy"]
+    msg, _ = unpack_frames(codec, pack_frames(codec, cx))
+    assert isinstance(msg, Compound)
+    assert [bytes(p) for p in msg.payloads] == [words.tobytes(), b"xy"]
