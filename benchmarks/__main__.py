@@ -8,7 +8,7 @@ import os
 import platform
 import sys
 
-from benchmarks import latency, sequential, throughput
+from benchmarks import common, compound, latency, memory, readahead, sequential, throughput
 
 
 def _rate_table(title: str, unit: str, rows: list[tuple[str, float, float]]) -> str:
@@ -31,10 +31,17 @@ def main() -> int:
     print()
     print(latency.render(latency.run(n)))
     print()
-    print(_rate_table("operation (local)", "/s", throughput.run(1.0 if quick else 3.0)))
+    seconds = 1.0 if quick else 3.0
+    rows = throughput.run(seconds) + compound.run(seconds)
+    print(_rate_table("operation (local)", "/s", rows))
     print()
     rows = sequential.run(64 if quick else 256)
     print(_rate_table("sequential (local, page cache)", "MB/s", rows))
+    print()
+    print(f"local: {size} MiB sequential through Client.open (read-ahead 0 = off)")
+    print(common.render(readahead.run(size)))
+    print()
+    print(memory.render(memory.run()))
     for proto in ("smb", "sftp", "webdav"):
         try:
             module = importlib.import_module(f"benchmarks.proto_{proto}")

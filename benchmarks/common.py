@@ -23,7 +23,8 @@ def render(rows: list[tuple[str, float, float]], direct: str = "direct") -> str:
     """Rows of (operation, rdbss MiB/s, direct MiB/s) with their ratio."""
     head = f"{direct} MiB/s"
     width = max(13, len(head))
-    lines = [f"{'operation':<18} {'rdbss MiB/s':>12} {head:>{width}} {'ratio':>6}"]
+    first = max([18, *(len(name) for name, _, _ in rows)])
+    lines = [f"{'operation':<{first}} {'rdbss MiB/s':>12} {head:>{width}} {'ratio':>6}"]
     for name, ours, base in rows:
-        lines.append(f"{name:<18} {ours:>12.1f} {base:>{width}.1f} {ours / base:>6.2f}")
+        lines.append(f"{name:<{first}} {ours:>12.1f} {base:>{width}.1f} {ours / base:>6.2f}")
     return "\n".join(lines)

@@ -28,40 +28,63 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import zmq
-import zmq.asyncio
 
 from rdbss import requests as rq
 from rdbss import shm
+from rdbss.actors.bus import new_context
 from rdbss.client import connect_client_socket, daemon_endpoints
 from rdbss.config import Config, RemoteDaemon
-from rdbss.requests import FileInfo, Handle
+from rdbss.requests import FileInfo, Handle, Outcome
 from rdbss.wire import (
     Access,
     Codec,
+    CompletionBundle,
+    Compound,
+    CompoundCompletion,
     CreateDisposition,
     CreateOptions,
     FsctlCode,
     NtStatus,
+    NtStatusError,
     RxCancel,
     RxCompletion,
     RxContext,
+    RxFlags,
     WireError,
     error_for_status,
     pack_frames,
     unpack_frames,
 )
 
-__all__ = ["AsyncClient", "FileInfo", "Handle"]
+__all__ = ["AsyncClient", "FileInfo", "Handle", "Outcome"]
+
+Answer = tuple[RxCompletion | CompoundCompletion, memoryview | None]
 
 S = NtStatus
+
+#: RxFlags as plain ints: IntFlag arithmetic costs a microsecond on every request
+_BUNDLE_OK = int(RxFlags.BUNDLE_OK)
 T = TypeVar("T")
 GRACE_S = 2.0
 CANCEL_LINGER_MS = 500  # how long closing waits to deliver the cancels of what was in flight
 READ_CHUNK = 1 << 20
+
+
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
+_NOBLOCK = int(zmq.NOBLOCK)
+
+
+def _expire(future: asyncio.Future[Answer], wait_s: float) -> None:
+    if not future.done():
+        future.set_exception(
+            error_for_status(S.STATUS_IO_TIMEOUT, f"no answer from the daemon in {wait_s:.1f} s")
+        )
 
 
 class AsyncClient:
@@ -84,15 +107,18 @@ class AsyncClient:
         self._shared_memory = shared_memory
         self._arena: shm.Arena | None = None
         self._slots: asyncio.Queue[int] | None = None
-        self._zctx = zmq.asyncio.Context()
-        self._zctx.setsockopt(zmq.LINGER, 0)
+        # a plain socket whose descriptor the event loop watches: zmq.asyncio's futures cost
+        # more per message than everything else here
+        self._zctx = new_context()
         self._sock = self._zctx.socket(zmq.DEALER)
-        self._sock.setsockopt(zmq.SNDHWM, 0)
+        self._sock.setsockopt(zmq.SNDHWM, 0)  # sends never block (nor fail with EAGAIN)
         connect_client_socket(self._sock, endpoints)
         self._codec = Codec()
         self._ids = itertools.count(1)
-        self._waiting: dict[int, asyncio.Future[tuple[RxCompletion, memoryview | None]]] = {}
-        self._reader: asyncio.Task[None] | None = None
+        self._waiting: dict[int, asyncio.Future[Answer]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._fd: int = cast(int, self._sock.getsockopt(zmq.FD))
+        self._drain_soon = False
         self._closed = False
 
     async def __aenter__(self) -> AsyncClient:
@@ -107,15 +133,10 @@ class AsyncClient:
         # what is still in flight is cancelled on the daemon too, not left running there
         in_flight = [rid for rid, future in self._waiting.items() if not future.done()]
         for request_id in in_flight:
-            with contextlib.suppress(zmq.ZMQError):
-                await self._sock.send_multipart(
-                    pack_frames(self._codec, RxCancel(request_id, "client"))
-                )
+            self._cancel(request_id, "client")
         self._closed = True
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        if self._loop is not None:
+            self._loop.remove_reader(self._fd)
         for future in self._waiting.values():
             if not future.done():
                 future.set_exception(error_for_status(S.STATUS_CANCELLED, "the client was closed"))
@@ -124,18 +145,39 @@ class AsyncClient:
         if self._arena is not None:
             self._arena.close()
 
-    async def _read_completions(self) -> None:
-        while True:
-            frames = await self._sock.recv_multipart(copy=False)
+    def _bind_loop(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+            loop.add_reader(self._fd, self._drain)
+        elif self._loop is not loop:
+            raise RuntimeError("an AsyncClient belongs to the event loop that first used it")
+        return loop
+
+    def _drain(self) -> None:
+        """Hand every completion that has arrived to its waiting request. ZeroMQ's descriptor
+        is edge-triggered: this runs when it signals and after every batch of sends."""
+        self._drain_soon = False
+        if self._closed:
+            return
+        sock = self._sock
+        while cast(int, sock.getsockopt(_EVENTS)) & _POLLIN:
+            frames = sock.recv_multipart(_NOBLOCK, copy=False)
             try:
                 msg, payload = unpack_frames(self._codec, frames)
             except WireError:
                 continue
-            if not isinstance(msg, RxCompletion):
-                continue
-            future = self._waiting.pop(msg.request_id, None)
-            if future is not None and not future.done():
-                future.set_result((msg, payload))
+            if isinstance(msg, CompletionBundle):
+                payload_of = dict(zip(msg.payload_items, msg.payloads, strict=True))
+                for index, done in enumerate(msg.items):
+                    self._deliver(done, payload_of.get(index))
+            elif isinstance(msg, RxCompletion | CompoundCompletion):
+                self._deliver(msg, payload)
+
+    def _deliver(self, msg: RxCompletion | CompoundCompletion, payload: memoryview | None) -> None:
+        future = self._waiting.pop(msg.request_id, None)
+        if future is not None and not future.done():
+            future.set_result((msg, payload))
 
     async def call(
         self,
@@ -145,45 +187,86 @@ class AsyncClient:
         ok: tuple[int, ...] = (S.STATUS_SUCCESS,),
     ) -> tuple[RxCompletion, memoryview | None]:
         """Send one request and wait (with its deadline) for its completion."""
-        if self._closed:
-            raise error_for_status(S.STATUS_INVALID_HANDLE, "the client is closed")
-        if self._reader is None:
-            self._reader = asyncio.get_running_loop().create_task(self._read_completions())
-        ctx.request_id = next(self._ids)
-        future: asyncio.Future[tuple[RxCompletion, memoryview | None]] = (
-            asyncio.get_running_loop().create_future()
-        )
-        self._waiting[ctx.request_id] = future
-        wait_s = ctx.timeout_ms / 1000.0 + GRACE_S
-        try:
-            await self._sock.send_multipart(pack_frames(self._codec, ctx, payload), copy=False)
-            done, data = await asyncio.wait_for(future, wait_s)
-        except TimeoutError:
-            self._cancel(ctx.request_id, "deadline")
-            raise error_for_status(
-                S.STATUS_IO_TIMEOUT, f"no answer from the daemon in {wait_s:.1f} s"
-            ) from None
-        except asyncio.CancelledError:
-            self._cancel(ctx.request_id, "client")  # the caller gave up: so does the daemon
-            raise
-        finally:
-            self._waiting.pop(ctx.request_id, None)
+        done, data = await self._exchange(ctx, payload)
+        if not isinstance(done, RxCompletion):
+            raise error_for_status(S.STATUS_INVALID_NETWORK_RESPONSE, "a compound answer")
         if done.status not in ok:
             raise error_for_status(done.status, done.message)
         return done, data
 
     def _cancel(self, request_id: int, reason: str) -> None:
-        """Send RxCancel without awaiting (works inside a task being cancelled). It is never
+        """Send RxCancel without waiting (works inside a task being cancelled). It is never
         answered itself; the request's own answer, if any, finds no waiter and is dropped."""
         if self._closed:
             return
-        try:
-            sent = asyncio.ensure_future(
-                self._sock.send_multipart(pack_frames(self._codec, RxCancel(request_id, reason)))
+        with contextlib.suppress(zmq.ZMQError):
+            self._sock.send_multipart(
+                pack_frames(self._codec, RxCancel(request_id, reason)), _NOBLOCK
             )
-        except zmq.ZMQError:
-            return
-        sent.add_done_callback(lambda f: None if f.cancelled() else f.exception())
+
+    async def _exchange(self, msg: RxContext | Compound, payload: rq.Data | None) -> Answer:
+        if self._closed:
+            raise error_for_status(S.STATUS_INVALID_HANDLE, "the client is closed")
+        loop = self._bind_loop()
+        msg.request_id = next(self._ids)
+        if isinstance(msg, RxContext):
+            msg.flags |= _BUNDLE_OK  # answers may come bundled: _drain opens them
+        future: asyncio.Future[Answer] = loop.create_future()
+        self._waiting[msg.request_id] = future
+        wait_s = msg.timeout_ms / 1000.0 + GRACE_S
+        # one timer per request (asyncio.wait_for costs several objects and a task switch)
+        timer = loop.call_later(wait_s, _expire, future, wait_s)
+        try:
+            self._sock.send_multipart(pack_frames(self._codec, msg, payload), _NOBLOCK, copy=False)
+            if not self._drain_soon:
+                self._drain_soon = True
+                loop.call_soon(self._drain)
+            return await future
+        except asyncio.CancelledError:
+            self._cancel(msg.request_id, "client")  # the caller gave up: so does the daemon
+            raise
+        except NtStatusError as exc:
+            if exc.status == S.STATUS_IO_TIMEOUT:  # no answer in time: dropped there too
+                self._cancel(msg.request_id, "deadline")
+            raise
+        finally:
+            timer.cancel()
+            self._waiting.pop(msg.request_id, None)
+
+    # ------------------------------------------------------------------ compounds
+    async def compound(self, requests: Sequence[rq.Request[Any]]) -> list[Outcome[Any]]:
+        """As ``Client.compound``: many requests in compound messages, each item's Outcome.
+        A long list goes out as several compounds, all in flight at once."""
+        parts = list(rq.split_compound(requests))
+
+        async def one(part: Sequence[rq.Request[Any]]) -> list[Outcome[Any]]:
+            answer, _ = await self._exchange(rq.compound(part, self._timeout_ms), None)
+            return rq.parse_compound(part, answer)
+
+        outcomes: list[Outcome[Any]] = []
+        for result in await asyncio.gather(*(one(part) for part in parts)):
+            outcomes += result
+        return outcomes
+
+    async def stat_many(self, paths: Sequence[str]) -> list[FileInfo | OSError]:
+        """As ``Client.stat_many``: a FileInfo or the error, per path."""
+        requests = [r for path in paths for r in rq.stat_items(path, self._timeout_ms)]
+        outcomes = await self.compound(requests)
+        infos: list[FileInfo | OSError] = []
+        for k in range(len(paths)):
+            outcome = outcomes[2 * k]
+            if outcome.ok:
+                infos.append(outcome.unwrap().info)
+            else:
+                error = outcome.error()
+                assert isinstance(error, OSError)
+                infos.append(error)
+        return infos
+
+    async def read_many(self, fobx: int, ranges: Iterable[tuple[int, int]]) -> list[bytes]:
+        """As ``Client.read_many``: the bytes of each (offset, length) range."""
+        requests = [rq.read(fobx, off, length, self._timeout_ms) for off, length in ranges]
+        return [outcome.unwrap() for outcome in await self.compound(requests)]
 
     async def run(self, request: rq.Request[T]) -> T:
         done, data = await self.call(request.ctx, request.payload, ok=request.ok)
@@ -292,8 +375,9 @@ class AsyncClient:
 
     # ------------------------------------------------------------------ path operations
     async def stat(self, path: str) -> FileInfo:
-        handle = await self.create(path, access=Access.FILE_READ_ATTRIBUTES)
-        await self.close_handle(handle.fobx)
+        """Open for attributes and close, as one compound (one round trip)."""
+        outcomes = await self.compound(rq.stat_items(path, self._timeout_ms))
+        handle: Handle = outcomes[0].unwrap()
         return handle.info
 
     async def listdir(self, path: str, pattern: str = "*") -> list[str]:

@@ -18,7 +18,8 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,10 +35,13 @@ from rdbss.actors.bus import (
     process_start_time,
 )
 from rdbss.config import Config, RemoteDaemon, load_config
-from rdbss.requests import FileInfo, Handle
+from rdbss.requests import FileInfo, Handle, Outcome
 from rdbss.wire import (
     Access,
     Codec,
+    CompletionBundle,
+    Compound,
+    CompoundCompletion,
     CreateDisposition,
     CreateInformation,
     CreateOptions,
@@ -46,9 +50,11 @@ from rdbss.wire import (
     FsctlCode,
     FsInformationClass,
     NtStatus,
+    NtStatusError,
     RxCancel,
     RxCompletion,
     RxContext,
+    RxFlags,
     ShareAccess,
     WireError,
     error_for_status,
@@ -56,13 +62,20 @@ from rdbss.wire import (
     unpack_frames,
 )
 
-__all__ = ["Client", "FileInfo", "Handle", "RemoteFile"]
+__all__ = ["Client", "FileInfo", "Handle", "Outcome", "RemoteFile"]
 
 S = NtStatus
+
+#: RxFlags as plain ints: IntFlag arithmetic costs a microsecond on every request
+_BUNDLE_OK = int(RxFlags.BUNDLE_OK)
 T = TypeVar("T")
 READ_CHUNK = 1 << 20
 WRITE_CHUNK = 4 << 20
 GRACE_S = 2.0  # how much longer than the request's deadline the client waits for the core
+COMPOUNDS_IN_FLIGHT = 4  # a long list of compound items goes out as this many messages at once
+READ_AHEAD = 4  # reads kept in flight ahead of a sequential reader (RemoteFile), by default
+READ_AHEAD_MIN = 256 << 10  # at least this much per read-ahead request...
+READ_AHEAD_MAX = 4 << 20  # ...at most this much (so the window holds at most 4 x 4 MiB)
 
 
 def resolve_daemon(
@@ -173,6 +186,8 @@ class Client:
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
         self._unacked: set[int] = set()  # closes sent without waiting
+        self._outstanding: set[int] = set()  # sent, answer wanted, not being waited for yet
+        self._arrived: dict[int, tuple[Any, memoryview | None]] = {}  # their early answers
         self._closed = False
 
     # ------------------------------------------------------------------ plumbing
@@ -195,24 +210,84 @@ class Client:
             if self._arena is not None:
                 self._arena.close()
 
-    def _send(self, ctx: RxContext, payload: rq.Data | None) -> None:
+    def _send(self, ctx: RxContext | Compound, payload: rq.Data | None) -> None:
         if self._closed:
             raise error_for_status(S.STATUS_INVALID_HANDLE, "the client is closed")
+        if isinstance(ctx, RxContext):
+            ctx.flags |= _BUNDLE_OK  # answers may come bundled: _receive_one opens them
         self._sock.send_multipart(pack_frames(self._codec, ctx, payload), copy=False)
 
-    def _receive_one(self, deadline: float) -> tuple[RxCompletion, memoryview | None] | None:
+    def _receive_one(self, deadline: float) -> None:
+        """Receive one message (waiting until ``deadline`` at most) and keep the answers it
+        carries for requests still wanted (in ``_arrived``); drop the others (late answers to
+        requests that timed out or were abandoned, closes sent without waiting)."""
         remaining = deadline - time.monotonic()
         if remaining <= 0 or not self._poller.poll(int(remaining * 1000) + 1):
-            return None
+            return
         frames = self._sock.recv_multipart(copy=False)
         try:
             msg, payload = unpack_frames(self._codec, frames)
         except WireError:
-            return None
-        if not isinstance(msg, RxCompletion):
-            return None
-        self._unacked.discard(msg.request_id)
-        return msg, payload
+            return
+        answers: list[tuple[RxCompletion | CompoundCompletion, memoryview | None]]
+        if isinstance(msg, CompletionBundle):
+            payload_of = dict(zip(msg.payload_items, msg.payloads, strict=True))
+            answers = [(done, payload_of.get(i)) for i, done in enumerate(msg.items)]
+        elif isinstance(msg, RxCompletion | CompoundCompletion):
+            answers = [(msg, payload)]
+        else:
+            return
+        for answer, data in answers:
+            self._unacked.discard(answer.request_id)
+            if answer.request_id in self._outstanding:
+                self._outstanding.discard(answer.request_id)
+                self._arrived[answer.request_id] = (answer, data)
+
+    def _wait_for(
+        self, request_id: int, timeout: float
+    ) -> tuple[RxCompletion | CompoundCompletion, memoryview | None]:
+        """The answer to a request sent before (the lock held): from the early answers, or
+        received now, keeping answers to other outstanding requests for their turn."""
+        early = self._arrived.pop(request_id, None)
+        if early is not None:
+            return early
+        self._outstanding.add(request_id)
+        deadline = time.monotonic() + timeout + GRACE_S
+        try:
+            while True:
+                self._receive_one(deadline)
+                early = self._arrived.pop(request_id, None)
+                if early is not None:
+                    return early
+                if time.monotonic() >= deadline:
+                    raise error_for_status(
+                        S.STATUS_IO_TIMEOUT,
+                        f"no answer from the daemon in {timeout + GRACE_S:.1f} s",
+                    )
+        finally:
+            self._outstanding.discard(request_id)
+
+    def submit(self, ctx: RxContext, payload: rq.Data | None = None) -> int:
+        """Send a request without waiting; ``collect(id)`` waits for its answer later (several
+        may be outstanding, e.g. reads ahead). Returns its request id."""
+        with self._lock:
+            ctx.request_id = next(self._ids)
+            self._send(ctx, payload)
+            self._outstanding.add(ctx.request_id)
+            return ctx.request_id
+
+    def collect(
+        self, request_id: int, timeout: float | None = None
+    ) -> tuple[RxCompletion | CompoundCompletion, memoryview | None]:
+        with self._lock:
+            return self._wait_for(request_id, self.timeout if timeout is None else timeout)
+
+    def abandon(self, request_ids: Iterable[int]) -> None:
+        """Forget submitted requests whose answers are no longer wanted (dropped on arrival)."""
+        with self._lock:
+            for request_id in request_ids:
+                self._outstanding.discard(request_id)
+                self._arrived.pop(request_id, None)
 
     def call(
         self,
@@ -229,44 +304,28 @@ class Client:
         giving up with STATUS_IO_TIMEOUT."""
         with self._lock:
             ctx.request_id = next(self._ids)
-            timeout = ctx.timeout_ms / 1000.0
             self._send(ctx, payload)
             if not wait:
                 self._unacked.add(ctx.request_id)
                 return RxCompletion(ctx.request_id, S.STATUS_PENDING), None
-            deadline = time.monotonic() + timeout + GRACE_S
             try:
-                got = self._wait_for(ctx.request_id, deadline)
-            except BaseException:
+                done, data = self._wait_for(ctx.request_id, ctx.timeout_ms / 1000.0)
+            except NtStatusError as exc:
+                if exc.status == S.STATUS_IO_TIMEOUT:  # given up on: the daemon drops it too
+                    self._cancel_quietly(ctx.request_id, "deadline")
+                raise
+            except BaseException:  # KeyboardInterrupt, or what a signal handler raised
                 self._cancel_quietly(ctx.request_id, "client")
                 raise
-            if got is None:
-                self._cancel_quietly(ctx.request_id, "deadline")
-                raise error_for_status(
-                    S.STATUS_IO_TIMEOUT, f"no answer from the daemon in {timeout + GRACE_S:.1f} s"
-                )
-            done, data = got
-            if done.status not in ok:
-                raise error_for_status(done.status, done.message)
-            return done, data
-
-    def _wait_for(
-        self, request_id: int, deadline: float
-    ) -> tuple[RxCompletion, memoryview | None] | None:
-        """The completion of ``request_id``; None when ``deadline`` passes first."""
-        while True:
-            got = self._receive_one(deadline)
-            if got is None:
-                if time.monotonic() >= deadline:
-                    return None
-                continue
-            if got[0].request_id == request_id:
-                return got
-            # else a late answer to something that already timed out or was cancelled
+        if not isinstance(done, RxCompletion):
+            raise error_for_status(S.STATUS_INVALID_NETWORK_RESPONSE, "a compound answer")
+        if done.status not in ok:
+            raise error_for_status(done.status, done.message)
+        return done, data
 
     def _cancel_quietly(self, request_id: int, reason: str) -> None:
         """Tell the daemon to drop a request this client no longer waits for (RxCancel: never
-        answered itself; the request's own late answer is skipped by ``_wait_for``)."""
+        answered itself; the request's own late answer is dropped on arrival)."""
         if self._closed:
             return
         # when the daemon cannot be reached, it cannot run the request either
@@ -283,6 +342,51 @@ class Client:
         """Send one request built by ``rdbss.requests`` and parse its completion."""
         done, data = self.call(request.ctx, request.payload, ok=request.ok)
         return request.parse(done, data)
+
+    # ------------------------------------------------------------------ compounds
+    def compound(self, requests: Sequence[rq.Request[Any]]) -> list[Outcome[Any]]:
+        """Send many requests as compound messages (SMB2 compounding) and return each one's
+        ``Outcome`` (its own NTSTATUS; one failing item does not fail the others). Build them
+        with ``rdbss.requests`` (``rq.read(fobx, ...)``, ``rq.create(path, ...)``...); wrap
+        one in ``rq.related(...)`` to act on the previous create's handle. A long list is cut
+        into several compounds (never inside a create's chain), a few in flight at once."""
+        parts = list(rq.split_compound(requests))
+        outcomes: list[Outcome[Any]] = []
+        in_flight: deque[tuple[int, Sequence[rq.Request[Any]]]] = deque()
+        with self._lock:
+            try:
+                for part in parts:
+                    cx = rq.compound(part, self._timeout_ms)
+                    cx.request_id = next(self._ids)
+                    self._send(cx, None)
+                    self._outstanding.add(cx.request_id)
+                    in_flight.append((cx.request_id, part))
+                    if len(in_flight) >= COMPOUNDS_IN_FLIGHT:
+                        request_id, sent = in_flight.popleft()
+                        answer, _ = self._wait_for(request_id, self.timeout)
+                        outcomes += rq.parse_compound(sent, answer)
+                while in_flight:
+                    request_id, sent = in_flight.popleft()
+                    answer, _ = self._wait_for(request_id, self.timeout)
+                    outcomes += rq.parse_compound(sent, answer)
+            finally:
+                for request_id, _ in in_flight:
+                    self._outstanding.discard(request_id)
+                    self._arrived.pop(request_id, None)
+        return outcomes
+
+    def stat_many(self, paths: Sequence[str]) -> list[FileInfo | OSError]:
+        """``stat`` of many paths in compound messages (create + related close each): a
+        FileInfo per path, or the NtStatusError (an OSError) that path got."""
+        requests = [r for path in paths for r in rq.stat_items(path, self._timeout_ms)]
+        outcomes = self.compound(requests)
+        return [_info_or_error(outcomes[2 * k]) for k in range(len(paths))]
+
+    def read_many(self, fobx: int, ranges: Iterable[tuple[int, int]]) -> list[bytes]:
+        """Reads of (offset, length) ranges of one open file in compound messages; b"" past
+        the end. Raises the first failing range's NtStatusError."""
+        requests = [rq.read(fobx, off, length, self._timeout_ms) for off, length in ranges]
+        return [outcome.unwrap() for outcome in self.compound(requests)]
 
     # ------------------------------------------------------------------ handles
     def create(
@@ -313,6 +417,10 @@ class Client:
 
     def read_handle(self, fobx: int, offset: int, length: int) -> bytes:
         return self.run(rq.read(fobx, offset, length, self._timeout_ms))
+
+    def shares_memory_for(self, length: int) -> bool:
+        """Whether a read of ``length`` bytes goes through shared memory (rdbss.shm)."""
+        return self._shared_memory and length >= shm.MIN_READ_BYTES
 
     def readinto(self, fobx: int, offset: int, buffer: Any) -> int:
         """Read ``len(buffer)`` bytes at ``offset`` into ``buffer``; the count, short at the end
@@ -484,9 +592,11 @@ class Client:
         buffering: int = -1,
         encoding: str | None = None,
         newline: str | None = None,
+        read_ahead: int = READ_AHEAD,
     ) -> Any:
-        """Like the built-in open(): modes r, w, a, x, with + and b/t."""
-        raw = RemoteFile(self, path, mode)
+        """Like the built-in open(): modes r, w, a, x, with + and b/t. Sequential reading
+        keeps ``read_ahead`` reads in flight ahead of the reader (0: none)."""
+        raw = RemoteFile(self, path, mode, read_ahead=read_ahead)
         if "b" in mode:
             if buffering == 0:
                 return raw
@@ -506,8 +616,9 @@ class Client:
         return io.TextIOWrapper(buffered, encoding=encoding or "utf-8", newline=newline)
 
     def stat(self, path: str) -> FileInfo:
-        handle = self.create(path, access=Access.FILE_READ_ATTRIBUTES)
-        self.close_handle(handle.fobx, wait=False)
+        """Open for attributes and close, as one compound: one round trip to the daemon and
+        one message to the mini-redirector."""
+        handle: Handle = self.compound(rq.stat_items(path, self._timeout_ms))[0].unwrap()
         return handle.info
 
     def exists(self, path: str) -> bool:
@@ -647,6 +758,15 @@ class Client:
         return result
 
 
+def _info_or_error(outcome: Outcome[Any]) -> FileInfo | OSError:
+    if outcome.ok:
+        handle: Handle = outcome.unwrap()
+        return handle.info
+    error = outcome.error()
+    assert isinstance(error, OSError)
+    return error
+
+
 def _parent(path: str) -> str:
     unified = path.replace("/", "\\").rstrip("\\")
     return unified.rsplit("\\", 1)[0]
@@ -661,9 +781,16 @@ _MODES = {
 
 
 class RemoteFile(io.RawIOBase):
-    """An open remote file (one FOBX), with the raw-file interface of ``io``."""
+    """An open remote file (one FOBX), with the raw-file interface of ``io``.
 
-    def __init__(self, client: Client, path: str, mode: str) -> None:
+    Read-ahead: from the second read in a row that starts where the previous one ended, the
+    file keeps ``read_ahead`` reads of the next chunks in flight on the client's socket, so the
+    daemon works while the caller consumes. Bounded memory (``read_ahead`` chunks of at most
+    READ_AHEAD_MAX bytes); dropped on seek, write, truncate, close, on a short read (end of
+    file) and on an error (which the read that meets it raises). Data read ahead is as fresh
+    as when it was requested, as with any read-ahead cache without leases."""
+
+    def __init__(self, client: Client, path: str, mode: str, *, read_ahead: int = 0) -> None:
         super().__init__()
         kinds = [m for m in mode if m in "rwax"]
         if len(kinds) != 1 or any(m not in "rwaxbt+" for m in mode):
@@ -684,6 +811,14 @@ class RemoteFile(io.RawIOBase):
             options=CreateOptions.FILE_NON_DIRECTORY_FILE,
         )
         self._pos = self._handle.info.size if self._append else 0
+        self._read_ahead = max(0, read_ahead)
+        self._ahead: deque[tuple[int, int, int]] = deque()  # (offset, length, request id)
+        self._ahead_next = 0  # where the next read-ahead request starts
+        self._chunk = 0
+        self._spare: memoryview | None = None  # the unread rest of a read-ahead chunk...
+        self._spare_at = 0  # ...and its offset
+        self._last_end = -1  # where the previous read ended (sequential access detection)
+        self.read_ahead_hits = 0  # reads served from read-ahead (for tests and benchmarks)
 
     @property
     def fobx(self) -> int:
@@ -704,8 +839,17 @@ class RemoteFile(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         self._check(self._read, "not open for reading")
-        view = memoryview(buffer).cast("B")
-        n = self._client.readinto(self.fobx, self._pos, view[: 64 << 20])
+        view = memoryview(buffer).cast("B")[: 64 << 20]
+        if self._client.shares_memory_for(len(view)):
+            # large reads with a daemon on this host: straight into shared memory (faster than
+            # reading ahead through the sockets)
+            self._discard_ahead()
+            n = self._client.readinto(self.fobx, self._pos, view)
+            self._last_end = self._pos + n
+        else:
+            data = self._read_at(self._pos, len(view))
+            n = len(data)
+            view[:n] = data
         self._pos += n
         return n
 
@@ -713,15 +857,83 @@ class RemoteFile(io.RawIOBase):
         self._check(self._read, "not open for reading")
         chunks = []
         while True:
-            data = self._client.read_handle(self.fobx, self._pos, READ_CHUNK)
+            data = self._read_at(self._pos, READ_CHUNK)
             if not data:
                 break
-            chunks.append(data)
+            chunks.append(bytes(data))
             self._pos += len(data)
         return b"".join(chunks)
 
+    # ------------------------------------------------------------------ read-ahead
+    def _read_at(self, pos: int, n: int) -> bytes | memoryview:
+        """Up to ``n`` bytes at ``pos``: from the read-ahead window when reading sequentially."""
+        sequential = pos == self._last_end
+        if not self._read_ahead or not sequential or n == 0:
+            self._discard_ahead()
+            data: bytes | memoryview = self._client.read_handle(self.fobx, pos, n)
+        else:
+            data = self._from_ahead(pos, n)
+        self._last_end = pos + len(data)
+        return data
+
+    def _from_ahead(self, pos: int, n: int) -> memoryview:
+        spare = self._spare
+        if spare is not None and self._spare_at == pos:
+            part = spare[:n]
+            self._spare = spare[n:] if len(spare) > n else None
+            self._spare_at = pos + len(part)
+            self.read_ahead_hits += 1
+            return part
+        self._spare = None
+        if self._ahead and self._ahead[0][0] != pos:
+            self._discard_ahead()
+        if not self._ahead:
+            self._chunk = min(max(n, READ_AHEAD_MIN), READ_AHEAD_MAX)
+            self._ahead_next = pos
+            self._fill_ahead()
+        else:
+            self.read_ahead_hits += 1
+        _offset, length, request_id = self._ahead.popleft()
+        try:
+            done, payload = self._client.collect(request_id)
+        except BaseException:
+            self._discard_ahead()
+            raise
+        if not isinstance(done, RxCompletion) or done.status not in (
+            S.STATUS_SUCCESS,
+            S.STATUS_END_OF_FILE,
+        ):
+            self._discard_ahead()
+            raise error_for_status(done.status, done.message)
+        data = (
+            payload if payload is not None and done.status == S.STATUS_SUCCESS else memoryview(b"")
+        )
+        if len(data) < length:
+            self._discard_ahead()  # the end of the file: nothing more to read ahead
+        else:
+            self._fill_ahead()  # keep the window full before the caller copies this chunk
+        if len(data) > n:
+            self._spare, self._spare_at = data[n:], pos + n
+            return data[:n]
+        return data
+
+    def _fill_ahead(self) -> None:
+        while len(self._ahead) < self._read_ahead:
+            request = rq.read(self.fobx, self._ahead_next, self._chunk, self._client._timeout_ms)
+            request_id = self._client.submit(request.ctx)
+            self._ahead.append((self._ahead_next, self._chunk, request_id))
+            self._ahead_next += self._chunk
+
+    def _discard_ahead(self) -> None:
+        if self._ahead:
+            self._client.abandon([request_id for _, _, request_id in self._ahead])
+            self._ahead.clear()
+        self._spare = None
+
     def write(self, data: Any) -> int:
         self._check(self._write, "not open for writing")
+        self._discard_ahead()
+        self._last_end = -1
         view = memoryview(data).cast("B")
         if self._append:
             written = self._client.write_handle(self.fobx, -1, view)
@@ -742,6 +954,8 @@ class RemoteFile(io.RawIOBase):
             raise ValueError(f"invalid whence {whence}")
         if pos < 0:
             raise ValueError("negative seek position")
+        if pos != self._pos:
+            self._discard_ahead()
         self._pos = pos
         return pos
 
@@ -750,6 +964,8 @@ class RemoteFile(io.RawIOBase):
 
     def truncate(self, size: int | None = None) -> int:
         self._check(self._write, "not open for writing")
+        self._discard_ahead()
+        self._last_end = -1
         size = self._pos if size is None else size
         self._client.set_info(self.fobx, FileInformationClass.FileEndOfFileInformation, size=size)
         return size
@@ -768,6 +984,7 @@ class RemoteFile(io.RawIOBase):
     def close(self) -> None:
         if not self.closed:
             try:
+                self._discard_ahead()
                 super().close()
             finally:
                 self._client.close_handle(self.fobx)

@@ -5,12 +5,15 @@ sockets."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from rdbss.wire import (
+    DEFAULT_LIMITS,
     Access,
+    Compound,
+    CompoundCompletion,
     CreateDisposition,
     CreateOptions,
     CreateParameters,
@@ -25,11 +28,15 @@ from rdbss.wire import (
     QueryDirectoryParameters,
     RxCompletion,
     RxContext,
+    RxFlags,
     ShareAccess,
     error_for_status,
 )
 
 S = NtStatus
+
+#: RxFlags as plain ints: IntFlag arithmetic costs a microsecond on every request
+_RELATED = int(RxFlags.RELATED)
 T = TypeVar("T")
 Data = bytes | bytearray | memoryview
 _INTERNAL = frozenset({"srv_open", "fobx"})  # ids of the daemon's, not file information
@@ -381,3 +388,106 @@ def control(code: int, timeout_ms: int, **args: Any) -> Request[Any]:
         _ctx(IrpMj.FILE_SYSTEM_CONTROL, timeout_ms, lowio=lowio, args=args or None),
         lambda done, _: done.result,
     )
+
+
+# ----------------------------------------------------------------------------- compounds
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome(Generic[T]):
+    """One item's answer in a compound: its NTSTATUS and, when that counts as success for the
+    item, its parsed value."""
+
+    status: int
+    value: T | None
+    message: str = ""
+    ok: bool = True
+
+    def unwrap(self) -> T:
+        """The value, or the item's NtStatusError raised."""
+        if not self.ok:
+            raise error_for_status(self.status, self.message)
+        return self.value  # type: ignore[return-value]
+
+    def error(self) -> Exception | None:
+        return None if self.ok else error_for_status(self.status, self.message)
+
+
+def related(request: Request[T]) -> Request[T]:
+    """Make a request act on the handle of the compound's previous create (SMB2 related
+    operations): build it with any handle (e.g. 0) and wrap it in this."""
+    request.ctx.fobx = None
+    request.ctx.flags |= _RELATED
+    return request
+
+
+def compound(requests: Sequence[Request[Any]], timeout_ms: int) -> Compound:
+    """One message carrying ``requests`` (at most ``DEFAULT_LIMITS.max_compound_items``)."""
+    cx = Compound(request_id=0, items=[], timeout_ms=timeout_ms)
+    for index, request in enumerate(requests):
+        cx.items.append(request.ctx)
+        if request.payload is not None:
+            cx.payload_items.append(index)
+            cx.payloads.append(request.payload)
+    return cx
+
+
+def parse_compound(
+    requests: Sequence[Request[Any]], answer: RxCompletion | CompoundCompletion
+) -> list[Outcome[Any]]:
+    """Each item's outcome; raises when the compound as a whole was refused."""
+    if isinstance(answer, RxCompletion) or answer.status != S.STATUS_SUCCESS:
+        raise error_for_status(answer.status, answer.message)
+    if len(answer.items) != len(requests):
+        raise error_for_status(
+            S.STATUS_INVALID_NETWORK_RESPONSE,
+            f"{len(answer.items)} answers to a compound of {len(requests)} items",
+        )
+    data = dict(zip(answer.payload_items, answer.payloads, strict=True))
+    outcomes: list[Outcome[Any]] = []
+    for index, (request, done) in enumerate(zip(requests, answer.items, strict=True)):
+        if done.status in request.ok:
+            value = request.parse(done, data.get(index))
+            outcomes.append(Outcome(done.status, value, done.message))
+        else:
+            outcomes.append(Outcome(done.status, None, done.message, ok=False))
+    return outcomes
+
+
+def split_compound(
+    requests: Sequence[Request[Any]], max_items: int = DEFAULT_LIMITS.max_compound_items
+) -> Iterator[Sequence[Request[Any]]]:
+    """Cut a long list into compounds the codec accepts: at most ``max_items`` items and
+    reads of at most ``max_compound_payload_bytes`` together, never separating a related
+    item from the create before it (a single over-long chain raises STATUS_INVALID_PARAMETER)."""
+    budget = DEFAULT_LIMITS.max_compound_payload_bytes
+    start = 0
+    while start < len(requests):
+        end, total, cut = start, 0, start
+        while end < len(requests) and end - start < max_items:
+            ctx = requests[end].ctx
+            size = ctx.lowio.length if ctx.major == IrpMj.READ and ctx.lowio else 0
+            size += len(requests[end].payload or b"")
+            if total + size > budget and end > start:
+                break
+            total += size
+            end += 1
+            if end == len(requests) or not requests[end].ctx.flags & _RELATED:
+                cut = end  # a clean place to cut: the next item does not need this chain
+        if end == len(requests):
+            cut = end
+        if cut == start:
+            raise error_for_status(
+                S.STATUS_INVALID_PARAMETER,
+                "a create and its related items do not fit in one compound",
+            )
+        yield requests[start:cut]
+        start = cut
+
+
+def stat_items(path: str, timeout_ms: int) -> list[Request[Any]]:
+    """A stat as two compound items: a create for attributes and a related close."""
+    return [
+        create(path, timeout_ms, access=Access.FILE_READ_ATTRIBUTES),
+        related(close(0, timeout_ms)),
+    ]

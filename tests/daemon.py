@@ -57,9 +57,36 @@ class Daemon:
                     return int(peer["pid"])
         raise LookupError(name)
 
+    def processes(self) -> dict[str, int]:
+        """The daemon's child processes by name ("core", "connmgr", each mini-redirector's
+        name) -> pid, from the supervisor's children (their command lines name them)."""
+        out = subprocess.run(
+            ["ps", "--ppid", str(self.pid), "-o", "pid=,args="],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        found: dict[str, int] = {}
+        for line in out.splitlines():
+            pid, _, args = line.strip().partition(" ")
+            words = args.split()
+            if "rdbss.actors.process" in words:
+                role_at = words.index("rdbss.actors.process") + 1
+                found[words[role_at + 1]] = int(pid)
+        return found
+
     def log(self) -> str:
         path = self.runtime_dir / "daemon.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of a process, from /proc/PID/status (VmRSS)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise LookupError(f"no VmRSS for {pid}")
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, poll: float = 0.1) -> None:

@@ -16,7 +16,7 @@ import contextlib
 import heapq
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -33,6 +33,7 @@ from rdbss.model.names import UncName, parse_unc
 from rdbss.model.prefix import PrefixTable
 from rdbss.model.sharing import check_create_parameters, check_share_access
 from rdbss.model.structs import Condition, Fcb, Fobx, NetRoot, SrvOpen, VNetRoot
+from rdbss.wire.codec import DEFAULT_LIMITS
 from rdbss.wire.constants import (
     READ_ACCESS,
     WRITE_ACCESS,
@@ -43,12 +44,16 @@ from rdbss.wire.constants import (
     IrpMj,
     LowIoOp,
     Routine,
+    RxFlags,
 )
 from rdbss.wire.rxcontext import (
     LEAVING,
     REGISTERED_NEW,
     REGISTERED_STILL,
     UNKNOWN_PEER,
+    CompletionBundle,
+    Compound,
+    CompoundCompletion,
     CreateParameters,
     Heartbeat,
     LowIoParameters,
@@ -60,6 +65,10 @@ from rdbss.wire.rxcontext import (
 from rdbss.wire.status import NETWORK_ERRORS, NtStatus, NtStatusError, status_name
 
 log = logging.getLogger("rdbss.core")
+
+#: RxFlags as plain ints: IntFlag arithmetic costs a microsecond on every request
+_RELATED = int(RxFlags.RELATED)
+_BUNDLE_OK = int(RxFlags.BUNDLE_OK)
 
 S = NtStatus
 Payload = Any  # bytes | memoryview | zmq.Frame: whatever the transport hands us, passed through
@@ -98,11 +107,38 @@ _ORDINARY = frozenset(
 )
 
 
+#: Ids the core gives the items of a client's compound: above any id a client can send (the
+#: codec caps integers at 2**64 - 1), so their answers are told apart from real ones.
+SUB_ID_BASE = 1 << 64
+
+#: Related items that may travel in the same message as their create (the mini-redirector
+#: resolves the handle itself); others wait for the create's answer.
+_RELATED_IN_BATCH = frozenset(
+    {
+        IrpMj.READ,
+        IrpMj.WRITE,
+        IrpMj.QUERY_INFORMATION,
+        IrpMj.QUERY_VOLUME_INFORMATION,
+        IrpMj.QUERY_EA,
+        IrpMj.FLUSH_BUFFERS,
+        IrpMj.CLOSE,
+    }
+)
+
+
 class Outbox(Protocol):
-    def to_client(self, ident: bytes, done: RxCompletion, payload: Payload = None) -> None: ...
+    def to_client(
+        self,
+        ident: bytes,
+        done: RxCompletion | CompoundCompletion | CompletionBundle,
+        payload: Payload = None,
+    ) -> None: ...
 
     def to_peer(
-        self, name: str, msg: RxContext | RxCancel | Heartbeat, payload: Payload = None
+        self,
+        name: str,
+        msg: RxContext | RxCancel | Heartbeat | Compound,
+        payload: Payload = None,
     ) -> bool:
         """Send to a registered peer; False when it cannot be reached."""
         ...
@@ -159,6 +195,30 @@ class LiveRequest:
     core_id: int | None = None  # the request the core last sent on its behalf
     parked: tuple[VNetRoot, Callable[[], None]] | None = None  # waiting for a connection
     cancelled: str | None = None  # the cancel reason, once cancelled
+
+
+@dataclass(slots=True)
+class _Chain:
+    """A create in a client's compound and the related items after it."""
+
+    create: RxContext
+    peer: str | None = None  # set when the create went out in the current batch to this peer
+    status: int | None = None  # the create's status, once answered
+    fobx: int | None = None  # its handle, once it succeeded
+    deferred: list[tuple[int, RxContext, Payload]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _CompoundState:
+    """A client's compound under way: one answer slot per item."""
+
+    ident: bytes
+    request_id: int
+    item_ids: list[int]
+    results: list[RxCompletion | None]
+    payloads: dict[int, Payload] = field(default_factory=dict)
+    chains: dict[int, _Chain] = field(default_factory=dict)  # create's index -> chain
+    left: int = 0
 
 
 @dataclass(slots=True)
@@ -224,42 +284,37 @@ class RdbssCore(BufferingMixin):
         self.completed = 0
         self.recent_errors: list[RecentError] = []
         self._init_buffering(settings)
+        # compounds: messages to mini-redirectors held back while one is processed (sent as one
+        # Compound per peer when the outermost batch ends), and the clients' compounds under way
+        self._cork: dict[str, list[tuple[RxContext, Payload]]] | None = None
+        self._cork_depth = 0
+        # answers held back in a batch, per client that takes them bundled (RxFlags.BUNDLE_OK)
+        self._answers: dict[bytes, list[tuple[RxCompletion, Payload]]] | None = None
+        self._bundle_ok: set[bytes] = set()
+        self._sub_ids = itertools.count(SUB_ID_BASE)
+        self._subs: dict[int, tuple[_CompoundState, int]] = {}
 
     # ------------------------------------------------------------------ entry points (I/O side)
-    def on_client(self, ident: bytes, ctx: RxContext, payload: Payload) -> None:
+    def on_client(self, ident: bytes, ctx: RxContext | Compound, payload: Payload) -> None:
         ctx.origin = f"{ident.hex()[-6:]}:{ctx.request_id}"
         inflight = self._inflight_of.get(ident, 0)
         self._inflight_of[ident] = inflight + 1
+        if isinstance(ctx, Compound):
+            self._on_compound(ident, ctx, inflight)
+            return
         self._live[(ident, ctx.request_id)] = LiveRequest(ident, ctx.request_id)
+        if ctx.flags & _BUNDLE_OK:
+            self._bundle_ok.add(ident)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("request req=%s major=0x%02x fobx=%s", ctx.origin, ctx.major, ctx.fobx)
         try:
-            if self.stopping and ctx.major != IrpMj.CLOSE:
-                raise NtStatusError(S.STATUS_REDIRECTOR_NOT_STARTED, "the daemon is stopping")
             if inflight >= self.settings.max_inflight_per_client:
                 raise NtStatusError(
                     S.STATUS_INSUFFICIENT_RESOURCES,
                     f"too many requests in flight from this client "
                     f"(limit {self.settings.max_inflight_per_client})",
                 )
-            if (
-                ctx.major == IrpMj.CREATE
-                and self._handles_of.get(ident, 0) >= self.settings.max_handles_per_client
-            ):
-                raise NtStatusError(
-                    S.STATUS_TOO_MANY_OPENED_FILES,
-                    f"too many open handles for this client "
-                    f"(limit {self.settings.max_handles_per_client})",
-                )
-            if ctx.major == IrpMj.CREATE:
-                self._create(ident, ctx)
-            elif ctx.fobx is None and ctx.major in (
-                IrpMj.FILE_SYSTEM_CONTROL,
-                IrpMj.DEVICE_CONTROL,
-            ):
-                self._device_control(ident, ctx)
-            else:
-                self._file_request(ident, ctx, payload)
+            self._dispatch(ident, ctx, payload)
         except NtStatusError as exc:
             self._answer(ident, ctx, exc.status, message=exc.strerror or "")
 
@@ -320,6 +375,29 @@ class RdbssCore(BufferingMixin):
         if live is not None and v_net_root is not None and resume in v_net_root.waiters:
             live.parked = (v_net_root, resume)
 
+    def _dispatch(self, ident: bytes, ctx: RxContext, payload: Payload) -> None:
+        """Route one client request (or compound item); raises NtStatusError to refuse it."""
+        if self.stopping and ctx.major != IrpMj.CLOSE:
+            raise NtStatusError(S.STATUS_REDIRECTOR_NOT_STARTED, "the daemon is stopping")
+        if (
+            ctx.major == IrpMj.CREATE
+            and self._handles_of.get(ident, 0) >= self.settings.max_handles_per_client
+        ):
+            raise NtStatusError(
+                S.STATUS_TOO_MANY_OPENED_FILES,
+                f"too many open handles for this client "
+                f"(limit {self.settings.max_handles_per_client})",
+            )
+        if ctx.major == IrpMj.CREATE:
+            self._create(ident, ctx)
+        elif ctx.fobx is None and ctx.major in (
+            IrpMj.FILE_SYSTEM_CONTROL,
+            IrpMj.DEVICE_CONTROL,
+        ):
+            self._device_control(ident, ctx)
+        else:
+            self._file_request(ident, ctx, payload)
+
     def on_peer(self, name: str, msg: Any, payload: Payload) -> None:
         now = self.clock()
         if isinstance(msg, Register):
@@ -339,6 +417,13 @@ class RdbssCore(BufferingMixin):
             self.out.to_peer(name, Heartbeat(name="core", seq=msg.seq))
         elif isinstance(msg, RxCompletion):
             self._complete(msg, payload)
+        elif isinstance(msg, CompoundCompletion):
+            # a mini-redirector's answer to a batch: each item completes as if alone; what the
+            # continuations send meanwhile goes out batched again
+            payload_of = dict(zip(msg.payload_items, msg.payloads, strict=True))
+            with self.batch():
+                for index, item in enumerate(msg.items):
+                    self._complete(item, payload_of.get(index))
         elif isinstance(msg, RxContext):
             self._peer_request(peer, msg, payload)
 
@@ -523,13 +608,22 @@ class RdbssCore(BufferingMixin):
     # ------------------------------------------------------------------ sending and completing
     def _to_client(self, ident: bytes, done: RxCompletion, payload: Payload = None) -> None:
         """Every client request is answered exactly once, here."""
+        if done.request_id >= SUB_ID_BASE:
+            self._collect(done, payload)  # an item of a compound
+            return
         self.completed += 1
         self._live.pop((ident, done.request_id), None)
+        bundle = self._answers is not None and ident in self._bundle_ok
         left = self._inflight_of.get(ident, 0) - 1
         if left > 0:
             self._inflight_of[ident] = left
         else:
             self._inflight_of.pop(ident, None)
+            self._bundle_ok.discard(ident)  # its next request says so again
+        if bundle:
+            assert self._answers is not None
+            self._answers.setdefault(ident, []).append((done, payload))
+            return
         self.out.to_client(ident, done, payload)
 
     def _answer(
@@ -602,7 +696,9 @@ class RdbssCore(BufferingMixin):
         origin_id, origin_timeout = ctx.request_id, ctx.timeout_ms
         ctx.request_id = core_id
         ctx.timeout_ms = timeout
-        if not self.out.to_peer(peer_name, ctx, payload):
+        if self._cork is not None and peer.role == "minirdr":
+            self._cork.setdefault(peer_name, []).append((ctx, payload))
+        elif not self.out.to_peer(peer_name, ctx, payload):
             ctx.request_id, ctx.timeout_ms = origin_id, origin_timeout
             self.peer_down(peer_name, S.STATUS_CONNECTION_DISCONNECTED, "unreachable")
             raise NtStatusError(S.STATUS_CONNECTION_DISCONNECTED, f"{peer_name!r} is unreachable")
@@ -613,6 +709,11 @@ class RdbssCore(BufferingMixin):
         if live is not None:
             live.core_id = core_id
         heapq.heappush(self._deadlines, (deadline, core_id))
+        if len(self._deadlines) > 2 * len(self.pending) + 1024:
+            # answered requests leave their entry until it expires: under load that is
+            # rate x timeout entries, so drop them once they outnumber the pending ones
+            self._deadlines = [(p.deadline, i) for i, p in self.pending.items()]
+            heapq.heapify(self._deadlines)
         peer.requests += 1
 
     def _complete(self, done: RxCompletion, payload: Payload) -> None:
@@ -679,9 +780,13 @@ class RdbssCore(BufferingMixin):
             self.out.to_peer(CONNMGR, note)
 
     def _run_then(self, pending: Pending, done: RxCompletion, payload: Payload) -> None:
-        self.metrics.request_done(
-            pending.routine, pending.peer, status_name(done.status), self.clock() - pending.started
-        )
+        if type(self.metrics) is not NullMetrics:  # the status name costs a lookup per answer
+            self.metrics.request_done(
+                pending.routine,
+                pending.peer,
+                status_name(done.status),
+                self.clock() - pending.started,
+            )
         try:
             pending.then(done, payload)
         except Exception:  # a bug in a continuation must not take the core down
@@ -1253,12 +1358,7 @@ class RdbssCore(BufferingMixin):
         for a delayed close); ``then`` gets the close's completion, or SUCCESS when there was
         nothing to close remotely."""
         self._flush(fobx.fcb)  # sent before the cleanup and close
-        del self.fobxs[fobx.id]
-        self._handles_of[fobx.owner] -= 1
-        if not self._handles_of[fobx.owner]:
-            del self._handles_of[fobx.owner]
         srv_open = fobx.srv_open
-        srv_open.fcb.net_root.last_used = self.clock()
         fcb = srv_open.fcb
         peer = self.peers.get(srv_open.minirdr)
         alive = peer is not None and peer.pid == srv_open.peer_pid
@@ -1270,15 +1370,7 @@ class RdbssCore(BufferingMixin):
             and Routine.MRxCloseSrvOpen in peer.routines
             and self._may_delay(srv_open, fobx)
         )
-        srv_open.fobxs.remove(fobx)
-        if not srv_open.fobxs and not delayed:
-            fcb.srv_opens.remove(srv_open)
-            if not fcb.srv_opens:
-                if fcb.net_root.fcbs.get(fcb.key) is fcb:
-                    del fcb.net_root.fcbs[fcb.key]
-                self._purge(fcb)
-        if fcb.srv_opens:
-            self._rebuffer(fcb)
+        self._unlink(fobx, delayed)
         if delayed:
             self._delay_close(srv_open)
         done = RxCompletion(0, S.STATUS_SUCCESS)
@@ -1325,6 +1417,300 @@ class RdbssCore(BufferingMixin):
         """Whether a client has open handles (a request without a handle ends by its deadline,
         well within the time a quiet remote client is remembered)."""
         return bool(self._handles_of.get(ident))
+
+    def _unlink(self, fobx: Fobx, delayed: bool = False) -> None:
+        """Drop a handle from the core's tables; its SrvOpen too when it was the last handle
+        (unless kept for a delayed close), and its Fcb, purged, when that was the Fcb's last
+        SrvOpen. The Fcb's buffering state follows the handles left."""
+        del self.fobxs[fobx.id]
+        self._handles_of[fobx.owner] -= 1
+        if not self._handles_of[fobx.owner]:
+            del self._handles_of[fobx.owner]
+        srv_open = fobx.srv_open
+        srv_open.fcb.net_root.last_used = self.clock()
+        fcb = srv_open.fcb
+        srv_open.fobxs.remove(fobx)
+        if not srv_open.fobxs and not delayed:
+            fcb.srv_opens.remove(srv_open)
+            if not fcb.srv_opens:
+                if fcb.net_root.fcbs.get(fcb.key) is fcb:
+                    del fcb.net_root.fcbs[fcb.key]
+                self._purge(fcb)
+        if fcb.srv_opens:
+            self._rebuffer(fcb)
+
+    # ------------------------------------------------------------------ compounds
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Hold back what is sent to mini-redirectors until the outermost block ends, then
+        send one message per peer (a Compound when it carries several requests). The server
+        wraps each drain of a socket in one: requests that arrived together travel together,
+        and nothing waits for more to arrive. Answers for a client that takes bundles leave
+        as one CompletionBundle at the end, likewise."""
+        if self._cork is None:
+            self._cork = {}
+        if self._answers is None:
+            self._answers = {}
+        self._cork_depth += 1
+        try:
+            yield
+        finally:
+            self._cork_depth -= 1
+            if self._cork_depth == 0:
+                self._flush_cork()
+                self._flush_answers()
+
+    def _flush_answers(self) -> None:
+        answers, self._answers = self._answers, None
+        limits = DEFAULT_LIMITS
+        for ident, ready in (answers or {}).items():
+            if len(ready) == 1:
+                self.out.to_client(ident, ready[0][0], ready[0][1])
+                continue
+            bundle, size = CompletionBundle(), 0
+            for done, payload in ready:
+                length = len(payload) if payload is not None else 0
+                if bundle.items and (
+                    len(bundle.items) >= limits.max_compound_items
+                    or size + length > limits.max_compound_payload_bytes
+                ):
+                    self.out.to_client(ident, bundle, None)
+                    bundle, size = CompletionBundle(), 0
+                if payload is not None:
+                    bundle.payload_items.append(len(bundle.items))
+                    bundle.payloads.append(payload)
+                    size += length
+                bundle.items.append(done)
+            self.out.to_client(ident, bundle, None)
+
+    def _flush_cork(self) -> None:
+        cork, self._cork = self._cork, None
+        for peer_name, batch in (cork or {}).items():
+            for part in _split_batch(batch, DEFAULT_LIMITS.max_compound_items):
+                if len(part) == 1:
+                    sent = self.out.to_peer(peer_name, part[0][0], part[0][1])
+                else:
+                    cx = Compound(0, [ctx for ctx, _ in part])
+                    for index, (_, payload) in enumerate(part):
+                        if payload is not None:
+                            cx.payload_items.append(index)
+                            cx.payloads.append(payload)
+                    sent = self.out.to_peer(peer_name, cx)
+                if sent:
+                    continue
+                message = f"{peer_name!r} is unreachable"
+                for ctx, _ in part:
+                    pending = self.pending.pop(ctx.request_id, None)
+                    if pending is not None:
+                        self._run_then(
+                            pending,
+                            RxCompletion(
+                                ctx.request_id, S.STATUS_CONNECTION_DISCONNECTED, message=message
+                            ),
+                            None,
+                        )
+                self.peer_down(peer_name, S.STATUS_CONNECTION_DISCONNECTED, "unreachable")
+
+    def _on_compound(self, ident: bytes, cx: Compound, inflight: int) -> None:
+        """A client's compound: every item goes the way it would alone (so a create still waits
+        for its connection, a handle is still re-opened...), but what they send to the
+        mini-redirectors leaves as one message per peer, and the client gets one answer when
+        every item has one. A RELATED item acts on the previous create's handle: it rides in
+        the same message as that create when it can, else waits for the create's answer."""
+        n = len(cx.items)
+        state = _CompoundState(ident, cx.request_id, [i.request_id for i in cx.items], [None] * n)
+        state.left = n
+        refusal: NtStatusError | None = None
+        wanted = sum(
+            i.lowio.length for i in cx.items if i.major == IrpMj.READ and i.lowio is not None
+        )
+        if inflight >= self.settings.max_inflight_per_client:
+            refusal = NtStatusError(
+                S.STATUS_INSUFFICIENT_RESOURCES,
+                f"too many requests in flight from this client "
+                f"(limit {self.settings.max_inflight_per_client})",
+            )
+        elif wanted > DEFAULT_LIMITS.max_compound_payload_bytes:
+            refusal = NtStatusError(
+                S.STATUS_INVALID_PARAMETER,
+                f"the compound's reads ask for {wanted} bytes; at most "
+                f"{DEFAULT_LIMITS.max_compound_payload_bytes} fit in one answer",
+            )
+        if refusal is not None or n == 0:
+            status = refusal.status if refusal is not None else S.STATUS_SUCCESS
+            message = refusal.strerror or "" if refusal is not None else ""
+            self._note_error(status, "compound", message)
+            self._finish_compound(state, status, message)
+            return
+        payload_of = dict(zip(cx.payload_items, cx.payloads, strict=True))
+        chain: _Chain | None = None
+        with self.batch():
+            for index, item in enumerate(cx.items):
+                sub_id = next(self._sub_ids)
+                self._subs[sub_id] = (state, index)
+                item.request_id = sub_id
+                item.origin = f"{cx.origin}/{index}"
+                if item.timeout_ms <= 0:
+                    item.timeout_ms = cx.timeout_ms
+                payload = payload_of.get(index)
+                if item.major == IrpMj.CREATE:
+                    chain = _Chain(item)
+                    state.chains[index] = chain
+                    self._item(ident, item, payload)
+                    answered = state.results[index]
+                    if answered is not None:
+                        chain.status = answered.status
+                    else:
+                        chain.peer = self._batched_to(item)
+                elif item.flags & _RELATED:
+                    if chain is None:
+                        self._answer(
+                            ident,
+                            item,
+                            S.STATUS_INVALID_HANDLE,
+                            message="a related item with no create before it in the compound",
+                        )
+                    else:
+                        self._related(ident, chain, index, item, payload)
+                else:
+                    self._item(ident, item, payload)
+
+    def _item(self, ident: bytes, ctx: RxContext, payload: Payload) -> None:
+        try:
+            self._dispatch(ident, ctx, payload)
+        except NtStatusError as exc:
+            self._answer(ident, ctx, exc.status, message=exc.strerror or "")
+        except Exception:  # a bug must cost one item, never the compound or the core
+            log.exception("compound item failed req=%s", ctx.origin)
+            self._answer(
+                ident, ctx, S.STATUS_INTERNAL_ERROR, message="internal error in the rdbss core"
+            )
+
+    def _batched_to(self, ctx: RxContext) -> str | None:
+        """The peer whose held-back batch ``ctx`` just joined, if it did."""
+        pending = self.pending.get(ctx.request_id)
+        if pending is None or self._cork is None:
+            return None
+        batch = self._cork.get(pending.peer)
+        return pending.peer if batch and batch[-1][0] is ctx else None
+
+    def _related(
+        self, ident: bytes, chain: _Chain, index: int, item: RxContext, payload: Payload
+    ) -> None:
+        if chain.status is not None:  # the create has answered
+            if chain.status != S.STATUS_SUCCESS:
+                self._answer(ident, item, chain.status, message="the compound's create failed")
+                return
+            item.fobx = chain.fobx
+            item.flags &= ~_RELATED
+            self._item(ident, item, payload)
+            return
+        if (
+            chain.peer is None
+            or chain.deferred
+            or not self._ride_along(ident, chain, item, payload)
+        ):
+            chain.deferred.append((index, item, payload))
+
+    def _ride_along(self, ident: bytes, chain: _Chain, item: RxContext, payload: Payload) -> bool:
+        """Put a related item in the same batch as its create (the mini-redirector gives it the
+        create's SrvOpen); False when it must wait for the create's answer instead."""
+        peer_name = chain.peer
+        peer = self.peers.get(peer_name) if peer_name is not None else None
+        create = chain.create
+        pending = self.pending.get(create.request_id)
+        if (
+            peer is None
+            or peer_name is None
+            or pending is None
+            or pending.routine != Routine.MRxCreate  # collapsed: no new SrvOpen to act on
+            or item.major not in _RELATED_IN_BATCH
+            or (item.major == IrpMj.CLOSE and Routine.MRxCloseSrvOpen not in peer.routines)
+        ):
+            return False
+        fobx_id = create.fobx
+        item.fobx = fobx_id
+        item.srv_open = None
+        item.srv_call = create.srv_call
+        item.net_root = create.net_root
+        item.path = create.path
+        item.flags |= _RELATED
+        if item.major == IrpMj.CLOSE:
+            # no MRxCleanupFobx first: what it releases (enumerations, change watches, locks,
+            # all per handle) comes from routines that never ride along with their create
+            request_id = item.request_id
+
+            def closed(done: RxCompletion, _payload: Payload) -> None:
+                fobx = self.fobxs.get(fobx_id) if fobx_id is not None else None
+                if fobx is not None:
+                    self._unlink(fobx)  # the create's answer came first and registered it
+                done.request_id = request_id
+                self._to_client(ident, done, None)
+
+            item.routine = Routine.MRxCloseSrvOpen
+            item.major = IrpMj.CLOSE
+            try:
+                self._send(peer_name, item, None, closed, net_root=pending.net_root)
+            except NtStatusError as exc:
+                self._answer(ident, item, exc.status, message=exc.strerror or "")
+            return True
+        try:
+            routine, op = routine_for(item)
+            if op is not None:
+                if item.lowio is None:
+                    item.lowio = LowIoParameters(operation=op)
+                item.lowio.operation = op
+            item.routine = routine
+            self._send(
+                peer_name, item, payload, self._relay(ident, item), net_root=pending.net_root
+            )
+        except NtStatusError as exc:
+            self._answer(ident, item, exc.status, message=exc.strerror or "")
+        return True
+
+    def _collect(self, done: RxCompletion, payload: Payload) -> None:
+        """The answer to one item of a compound; the compound is answered with its last."""
+        entry = self._subs.pop(done.request_id, None)
+        if entry is None:
+            return
+        state, index = entry
+        state.results[index] = done
+        if payload is not None:
+            state.payloads[index] = payload
+        state.left -= 1
+        chain = state.chains.get(index)
+        if chain is not None:
+            chain.status = done.status
+            if done.status == S.STATUS_SUCCESS and isinstance(done.result, dict):
+                fobx = done.result.get("fobx")
+                chain.fobx = fobx if isinstance(fobx, int) else None
+            deferred, chain.deferred = chain.deferred, []
+            if deferred:
+                with self.batch():
+                    for j, item, item_payload in deferred:
+                        self._related(state.ident, chain, j, item, item_payload)
+        if state.left == 0:
+            self._finish_compound(state, S.STATUS_SUCCESS, "")
+
+    def _finish_compound(self, state: _CompoundState, status: int, message: str) -> None:
+        answer = CompoundCompletion(state.request_id, status, message=message)
+        for index, done in enumerate(state.results):
+            if done is None:
+                continue  # only when the whole compound was refused
+            done.request_id = state.item_ids[index]
+            payload = state.payloads.get(index)
+            if payload is not None:
+                answer.payload_items.append(index)
+                answer.payloads.append(payload)
+            answer.items.append(done)
+        self.completed += 1
+        left = self._inflight_of.get(state.ident, 0) - 1
+        if left > 0:
+            self._inflight_of[state.ident] = left
+        else:
+            self._inflight_of.pop(state.ident, None)
+            self._bundle_ok.discard(state.ident)
+        self.out.to_client(state.ident, answer, None)
 
     def sweep_dead_clients(self) -> int:
         """Close the handles of local client processes that are gone (a client that crashed or
@@ -1454,3 +1840,20 @@ class RdbssCore(BufferingMixin):
             "stopping": self.stopping,
             "buffering": self._buffering_status(now),
         }
+
+
+def _split_batch(
+    batch: list[tuple[RxContext, Payload]], limit: int
+) -> Iterator[list[tuple[RxContext, Payload]]]:
+    """Parts of at most ``limit`` requests, cut before an item that is not RELATED where
+    possible (a related item must travel with its create)."""
+    start = 0
+    while len(batch) - start > limit:
+        cut = start + limit
+        while cut > start + 1 and batch[cut][0].flags & _RELATED:
+            cut -= 1
+        if cut == start + 1 and batch[cut][0].flags & _RELATED:
+            cut = start + limit  # one chain longer than a whole part: no clean cut exists
+        yield batch[start:cut]
+        start = cut
+    yield batch[start:]

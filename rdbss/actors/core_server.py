@@ -19,9 +19,17 @@ from rdbss.actors.bus import CurveKeys, Endpoints, client_alive, new_context, ro
 from rdbss.actors.core import CoreSettings, Payload, RdbssCore
 from rdbss.actors.metrics import NullMetrics
 from rdbss.actors.zap import CLIENT_DOMAIN, PEER_DOMAIN, AllowList, ZapHandler
-from rdbss.wire.codec import Codec, WireError
+from rdbss.wire.codec import DEFAULT_LIMITS, Codec, WireError
 from rdbss.wire.framing import pack_frames, unpack_frames
-from rdbss.wire.rxcontext import Heartbeat, RxCancel, RxCompletion, RxContext
+from rdbss.wire.rxcontext import (
+    CompletionBundle,
+    Compound,
+    CompoundCompletion,
+    Heartbeat,
+    RxCancel,
+    RxCompletion,
+    RxContext,
+)
 from rdbss.wire.status import NtStatus
 
 log = logging.getLogger("rdbss.core")
@@ -32,9 +40,16 @@ DRAIN_TIMEOUT_S = 10.0
 def _request_id_of(frame: Any) -> int:
     """Best effort: the request id of a message that failed validation, so the answer can be
     matched by its sender. 0 when even that cannot be read."""
-    try:
+    if len(frame) > DEFAULT_LIMITS.max_header_bytes:
+        return 0
+    try:  # arrays as long as a compound's items: the id of a too-long compound still counts
         data = msgpack.unpackb(
-            frame, max_str_len=1024, max_bin_len=0, max_array_len=64, max_map_len=64, max_ext_len=0
+            frame,
+            max_str_len=1024,
+            max_bin_len=0,
+            max_array_len=DEFAULT_LIMITS.max_array_len,
+            max_map_len=64,
+            max_ext_len=0,
         )
     except Exception:
         return 0
@@ -100,13 +115,39 @@ class CoreServer:
         self._stop = threading.Event()
 
     # ---------------------------------------------------------------- Outbox
-    def to_client(self, ident: bytes, done: RxCompletion, payload: Payload = None) -> None:
-        sock, routing = self.clients, ident
+    def _route(self, ident: bytes) -> tuple[zmq.Socket[bytes], bytes]:
+        """The socket and routing id a client is answered on (remote clients: their tcp
+        socket and their own routing id)."""
         remote = self.remote_clients.get(ident)
         if remote is not None:
-            sock, routing = remote.sock, remote.routing
+            return remote.sock, remote.routing
+        return self.clients, ident
+
+    def to_client(
+        self,
+        ident: bytes,
+        done: RxCompletion | CompoundCompletion | CompletionBundle,
+        payload: Payload = None,
+    ) -> None:
+        if isinstance(done, CompletionBundle):
+            self._bundle_to_client(ident, done)
+            return
+        sock, routing = self._route(ident)
         try:
-            sock.send_multipart([routing, *pack_frames(self.codec, done, payload)], copy=False)
+            frames = pack_frames(self.codec, done, payload)
+            if len(frames[0]) > self.codec.limits.max_header_bytes:
+                # the client would refuse it as malformed and wait for its deadline
+                log.warning("answer id=%d too large (%d bytes)", done.request_id, len(frames[0]))
+                frames = pack_frames(
+                    self.codec,
+                    RxCompletion(
+                        done.request_id,
+                        NtStatus.STATUS_BUFFER_OVERFLOW,
+                        message=f"the answer's header is {len(frames[0])} bytes, more than "
+                        f"{self.codec.limits.max_header_bytes}; ask for less at once",
+                    ),
+                )
+            sock.send_multipart([routing, *frames], copy=False)
         except zmq.ZMQError as exc:  # the client went away: nothing to tell it
             log.debug("client %s unreachable: %s", ident.hex(), exc)
         except WireError as exc:
@@ -150,10 +191,27 @@ class CoreServer:
             if now - remote.last_seen > quiet and not self.core.holds(ident):
                 del self.remote_clients[ident]
 
+    def _bundle_to_client(self, ident: bytes, bundle: CompletionBundle) -> None:
+        try:
+            frames = pack_frames(self.codec, bundle)
+        except WireError:
+            frames = []
+        if not frames or len(frames[0]) > self.codec.limits.max_header_bytes:
+            # too large (or one item not encodable): each answer on its own, checked alone
+            payload_of = dict(zip(bundle.payload_items, bundle.payloads, strict=True))
+            for index, done in enumerate(bundle.items):
+                self.to_client(ident, done, payload_of.get(index))
+            return
+        sock, routing = self._route(ident)
+        try:
+            sock.send_multipart([routing, *frames], copy=False)
+        except zmq.ZMQError as exc:
+            log.debug("client %s unreachable: %s", ident.hex(), exc)
+
     def to_peer(
         self,
         name: str,
-        msg: RxContext | RxCancel | Heartbeat | RxCompletion,
+        msg: RxContext | RxCancel | Heartbeat | RxCompletion | Compound,
         payload: Payload = None,
     ) -> bool:
         sock = self.peer_sockets.get(name, self.bus)
@@ -197,16 +255,18 @@ class CoreServer:
                 if nxt is not None:
                     timeout = max(0, min(timeout, int((nxt - time.monotonic()) * 1000) + 1))
                 for sock, _ in poller.poll(timeout):
-                    # drain what is there, up to a batch, before looking at the other socket
-                    for _ in range(256):
-                        try:
-                            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                        except zmq.Again:
-                            break
-                        if sock in client_socks:
-                            self._on_client_frames(frames, sock)
-                        else:
-                            self._on_bus_frames(frames, sock)
+                    # drain what is there, up to a batch, before looking at the other socket;
+                    # what the batch sends to a mini-redirector leaves as one message
+                    with self.core.batch():
+                        for _ in range(256):
+                            try:
+                                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                            except zmq.Again:
+                                break
+                            if sock in client_socks:
+                                self._on_client_frames(frames, sock)
+                            else:
+                                self._on_bus_frames(frames, sock)
                 try:
                     self.core.tick()
                     if self.remote_clients:
@@ -244,7 +304,7 @@ class CoreServer:
             if isinstance(msg, RxCancel):
                 self._on_client_cancel(ident, msg)
                 return
-            if not isinstance(msg, RxContext):
+            if not isinstance(msg, RxContext | Compound):
                 raise WireError(f"clients send requests, not {type(msg).__name__}")
         except WireError as exc:
             request_id = _request_id_of(frames[1].buffer) if len(frames) > 1 else 0

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pykka
@@ -28,11 +29,25 @@ from rdbss.actors.peer import PeerBridge
 from rdbss.minirdrs.base import CONNECTION_ROUTINES, ROUTINE_METHODS, MiniRdr, Result
 from rdbss.model.buffering import grant_for
 from rdbss.shm import Maps
-from rdbss.wire.constants import LowIoOp, Routine
-from rdbss.wire.rxcontext import Register, RxCancel, RxCompletion, RxContext
+from rdbss.wire.constants import LowIoOp, Routine, RxFlags
+from rdbss.wire.rxcontext import (
+    Compound,
+    CompoundCompletion,
+    Register,
+    RxCancel,
+    RxCompletion,
+    RxContext,
+)
 from rdbss.wire.status import NtStatus, NtStatusError
 
 log = logging.getLogger("rdbss.minirdr")
+
+#: RxFlags as plain ints: IntFlag arithmetic costs a microsecond on every request
+_RELATED = int(RxFlags.RELATED)
+
+
+#: routine name (as on the wire) -> the MiniRdr method, without building an enum per request
+_METHOD_OF: dict[str, str] = {str(routine): method for routine, method in ROUTINE_METHODS.items()}
 
 
 def completion(ctx: RxContext, result: Result) -> RxCompletion:
@@ -67,13 +82,14 @@ def execute(
 ) -> tuple[RxCompletion, Any] | None:
     """Call one routine; every outcome becomes a completion (never an exception). None when the
     routine answered STATUS_PENDING: it completes later through ``complete_later``."""
-    if ctx.routine not in Routine.__members__ or ctx.routine not in ROUTINE_METHODS:
+    name = _METHOD_OF.get(ctx.routine) if isinstance(ctx.routine, str) else None
+    if name is None:
         status = NtStatus.STATUS_NOT_IMPLEMENTED
         return RxCompletion(
             ctx.request_id, status, message=f"unknown routine {ctx.routine!r}"
         ), None
-    routine = Routine(ctx.routine)
-    method = getattr(minirdr, ROUTINE_METHODS[routine])
+    routine = ctx.routine
+    method = getattr(minirdr, name)
     target: memoryview | None = None
     try:
         lowio = ctx.lowio if routine == Routine.MRxLowIOSubmit else None
@@ -100,6 +116,70 @@ def execute(
     return completion(ctx, result), result.payload
 
 
+Emit = Callable[[RxCompletion, Any], None]
+
+
+def execute_compound(
+    minirdr: MiniRdr, cx: Compound, emit: Emit | None = None
+) -> CompoundCompletion:
+    """Run a compound's items in order and answer them in one message. A RELATED item gets the
+    SrvOpen of the compound's previous create, or that create's status when it failed
+    (STATUS_INVALID_HANDLE when no create came before it), as SMB2 does. Items that answer
+    STATUS_PENDING are left out: they complete later on their own. With ``emit``, each answer
+    goes out as soon as its item is done instead (the returned compound is then empty)."""
+    payload_of = dict(zip(cx.payload_items, cx.payloads, strict=True))
+    items: list[RxCompletion] = []
+    payload_items: list[int] = []
+    payloads: list[Any] = []
+    created: RxCompletion | None = None  # the previous create's completion
+    for index, ctx in enumerate(cx.items):
+        answer: tuple[RxCompletion, Any] | None
+        if ctx.flags & _RELATED and ctx.routine != Routine.MRxCreate:
+            if created is None:
+                answer = (
+                    RxCompletion(
+                        ctx.request_id,
+                        NtStatus.STATUS_INVALID_HANDLE,
+                        message="a related item with no create before it in the compound",
+                    ),
+                    None,
+                )
+            elif created.status != NtStatus.STATUS_SUCCESS:
+                answer = (
+                    RxCompletion(
+                        ctx.request_id,
+                        created.status,
+                        message=f"the create failed: {created.message}",
+                    ),
+                    None,
+                )
+            else:
+                result = created.result if isinstance(created.result, dict) else {}
+                ctx.srv_open = result.get("srv_open")
+                answer = execute(minirdr, ctx, payload_of.get(index))
+        else:
+            answer = execute(minirdr, ctx, payload_of.get(index))
+        if ctx.routine == Routine.MRxCreate:
+            created = (
+                answer[0]
+                if answer is not None
+                else RxCompletion(0, NtStatus.STATUS_INVALID_HANDLE, message="create pending")
+            )
+        if answer is None:
+            continue
+        done, payload = answer
+        if emit is not None:
+            emit(done, payload)
+            continue
+        if payload is not None:
+            payload_items.append(len(items))
+            payloads.append(payload)
+        items.append(done)
+    return CompoundCompletion(
+        cx.request_id, NtStatus.STATUS_SUCCESS, items, payload_items, payloads=payloads
+    )
+
+
 class ConnectionWorker(pykka.ThreadingActor):
     """Runs the routines of one SrvCall (connection) in order, off the socket thread."""
 
@@ -120,6 +200,11 @@ class ConnectionWorker(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> None:
         ctx, payload = message
+        if isinstance(ctx, Compound):
+            # a network call may be slow: answer each item when it is done, so a quick one
+            # never waits for a slow one after it
+            execute_compound(self.minirdr, ctx, self.bridge.post)
+            return
         if self.host is not None:
             verdict = self.host.begin(ctx)
             if verdict is not True:
@@ -170,10 +255,13 @@ class MiniRdrHost:
         )
 
     def on_message(
-        self, msg: RxContext | RxCompletion | RxCancel, payload: memoryview | None
+        self, msg: RxContext | RxCompletion | RxCancel | Compound, payload: memoryview | None
     ) -> None:
         if isinstance(msg, RxCancel):
             self.cancel(msg)
+            return
+        if isinstance(msg, Compound):
+            self._on_compound(msg)
             return
         if not isinstance(msg, RxContext):
             return
@@ -186,6 +274,42 @@ class MiniRdrHost:
         answer = execute(self.minirdr, msg, payload)
         if answer is not None:
             self.bridge.send(*answer)
+
+    def _on_compound(self, cx: Compound) -> None:
+        if not self.minirdr.blocking:
+            if any(ctx.routine in CONNECTION_ROUTINES for ctx in cx.items):
+                # connection routines keep running on their connection's worker, as alone
+                # (they never are related items: what is left keeps its order)
+                cx = self._hand_off_connection_routines(cx)
+                if not cx.items:
+                    return
+            self.bridge.send(execute_compound(self.minirdr, cx))
+            return
+        # one sub-compound per connection, in order, on that connection's worker
+        by_conn: dict[str, Compound] = {}
+        payload_of = dict(zip(cx.payload_items, cx.payloads, strict=True))
+        for index, ctx in enumerate(cx.items):
+            key = (ctx.srv_call or "").lower()
+            part = by_conn.setdefault(key, Compound(cx.request_id, [], timeout_ms=cx.timeout_ms))
+            if index in payload_of:
+                part.payload_items.append(len(part.items))
+                part.payloads.append(payload_of[index])
+            part.items.append(ctx)
+        for part in by_conn.values():
+            self._worker(part.items[0].srv_call or "").tell((part, None))
+
+    def _hand_off_connection_routines(self, cx: Compound) -> Compound:
+        rest = Compound(cx.request_id, [], timeout_ms=cx.timeout_ms)
+        payload_of = dict(zip(cx.payload_items, cx.payloads, strict=True))
+        for index, ctx in enumerate(cx.items):
+            if ctx.routine in CONNECTION_ROUTINES:
+                self._worker(ctx.srv_call or "").tell((ctx, payload_of.get(index)))
+                continue
+            if index in payload_of:
+                rest.payload_items.append(len(rest.items))
+                rest.payloads.append(payload_of[index])
+            rest.items.append(ctx)
+        return rest
 
     def _worker(self, srv_call: str) -> pykka.ActorRef[Any]:
         key = srv_call.lower()

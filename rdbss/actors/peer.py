@@ -28,6 +28,7 @@ from rdbss.wire.rxcontext import (
     LEAVING,
     REGISTERED_NEW,
     UNKNOWN_PEER,
+    Compound,
     Heartbeat,
     Message,
     Register,
@@ -43,7 +44,7 @@ RESET_EXIT = 75  # exit code of a peer that restarts clean (EX_TEMPFAIL): not a 
 REREGISTER_S = 2.0  # no answer from the core for this long: register again (core restarted)
 LEAVING_LINGER_MS = 200  # how long the last message (LEAVING) may take to leave
 
-Handler = Callable[[RxContext | RxCompletion | RxCancel, memoryview | None], None]
+Handler = Callable[[RxContext | RxCompletion | RxCancel | Compound, memoryview | None], None]
 
 
 class PeerBridge:
@@ -227,7 +228,7 @@ class PeerBridge:
                     self.reset = True
                     self._stop.set()
             return
-        if isinstance(msg, RxContext | RxCompletion | RxCancel):
+        if isinstance(msg, RxContext | RxCompletion | RxCancel | Compound):
             try:
                 self.handler(msg, payload)
             except Exception:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import resource
 import sys
 from pathlib import Path
 
@@ -75,7 +76,19 @@ def run_connmgr(endpoints: Endpoints) -> int:
     return run_peer(bridge, on_stop=lambda: actor.stop(block=True, timeout=2.0))
 
 
+def raise_open_file_limit() -> None:
+    """Every open handle may hold a descriptor in its mini-redirector: allow as many as the
+    hard limit does (the soft limit is often 1024)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open file limit from %d: %s", soft, exc)
+
+
 def run_minirdr(config: Config, name: str, endpoints: Endpoints) -> int:
+    raise_open_file_limit()
     entry = config.minirdr(name)
     minirdr = load_kind(entry.kind)(name, entry.options)
     bridge = PeerBridge(endpoints, MiniRdrHost.registration(name, minirdr, entry.caching))

@@ -14,10 +14,14 @@ from rdbss.wire.constants import (
     IrpMn,
     LowIoOp,
     Routine,
+    RxFlags,
     ShareAccess,
 )
 from rdbss.wire.framing import pack_frames, unpack_frames
 from rdbss.wire.rxcontext import (
+    CompletionBundle,
+    Compound,
+    CompoundCompletion,
     CreateParameters,
     Heartbeat,
     InfoParameters,
@@ -35,6 +39,9 @@ __all__ = [
     "DEFAULT_LIMITS",
     "Access",
     "Codec",
+    "CompletionBundle",
+    "Compound",
+    "CompoundCompletion",
     "CreateDisposition",
     "CreateInformation",
     "CreateOptions",
@@ -59,6 +66,7 @@ __all__ = [
     "RxCancel",
     "RxCompletion",
     "RxContext",
+    "RxFlags",
     "ShareAccess",
     "WireError",
     "decode",

@@ -188,6 +188,17 @@ class FsctlCode(IntEnum):
     RDBSS_LIST_FAULTS = 0x00140009  # faulty minirdr: the rules and how often each fired
 
 
+class RxFlags(IntFlag):
+    """RxContext.flags."""
+
+    NONE = 0
+    #: in a compound: act on the handle of the compound's previous create (SMB2's
+    #: SMB2_FLAGS_RELATED_OPERATIONS with FileId 0xFFFFFFFFFFFFFFFF)
+    RELATED = 0x1
+    #: the client takes answers to separate requests bundled in one CompletionBundle
+    BUNDLE_OK = 0x2
+
+
 class Routine(StrEnum):
     """MINIRDR_DISPATCH routines that RDBSS calls, plus the core <-> connection manager calls."""
 

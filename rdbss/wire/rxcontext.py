@@ -153,7 +153,75 @@ class Heartbeat:
     pending: int = 0
 
 
-Message = RxContext | RxCompletion | RxCancel | Register | Heartbeat
+@dataclass(slots=True)
+class Compound:
+    """Many requests in one message (SMB2 compounding). ``items`` run in order; an item with
+    ``RxFlags.RELATED`` acts on the handle of the compound's previous create. Item payloads
+    (write data) travel as frames after the header, one per index in ``payload_items``
+    (strictly increasing); ``payloads`` holds them on both sides and is not part of the header.
+
+    A client sends one to the core; the core sends one to each mini-redirector carrying that
+    peer's items (their request ids are the core's)."""
+
+    request_id: int
+    items: list[RxContext]
+    payload_items: list[int] = field(default_factory=list)
+    timeout_ms: int = 30_000
+    origin: str | None = None
+    # how the payloads lie in the frames (set by ``framing.pack_frames``; empty: one per frame)
+    payload_lengths: list[int] = field(default_factory=list)
+    payload_frames: list[int] = field(default_factory=list)  # payloads in each frame
+    payloads: list[Any] = field(default_factory=list)  # frames, not encoded in the header
+
+
+@dataclass(slots=True)
+class CompoundCompletion:
+    """The answer to a ``Compound``: one completion per item, in item order, each with its own
+    NTSTATUS (``status`` is the compound's own: SUCCESS when the items ran, else why none did).
+    Read data travels as frames after the header, one per index in ``payload_items``.
+
+    From a mini-redirector to the core it may hold fewer items than were sent: an item that
+    answered STATUS_PENDING completes later as an ordinary RxCompletion."""
+
+    request_id: int
+    status: int
+    items: list[RxCompletion] = field(default_factory=list)
+    payload_items: list[int] = field(default_factory=list)
+    message: str = ""
+    # how the payloads lie in the frames (set by ``framing.pack_frames``; empty: one per frame)
+    payload_lengths: list[int] = field(default_factory=list)
+    payload_frames: list[int] = field(default_factory=list)  # payloads in each frame
+    payloads: list[Any] = field(default_factory=list)  # frames, not encoded in the header
+
+
+@dataclass(slots=True)
+class CompletionBundle:
+    """Answers to several separate requests of one client, sent together because they were
+    ready together (the core only bundles for a client whose requests carry
+    ``RxFlags.BUNDLE_OK``). Each item is the completion its request would have got alone;
+    payloads as in ``CompoundCompletion``."""
+
+    items: list[RxCompletion] = field(default_factory=list)
+    payload_items: list[int] = field(default_factory=list)
+    # how the payloads lie in the frames (set by ``framing.pack_frames``; empty: one per frame)
+    payload_lengths: list[int] = field(default_factory=list)
+    payload_frames: list[int] = field(default_factory=list)  # payloads in each frame
+    payloads: list[Any] = field(default_factory=list)  # frames, not encoded in the header
+
+
+#: messages whose payloads are ``payloads`` frames after the header, one per ``payload_items``
+Batched = Compound | CompoundCompletion | CompletionBundle
+
+Message = (
+    RxContext
+    | RxCompletion
+    | RxCancel
+    | Register
+    | Heartbeat
+    | Compound
+    | CompoundCompletion
+    | CompletionBundle
+)
 
 __all__ = [
     "CANCEL_REASONS",
@@ -162,6 +230,10 @@ __all__ = [
     "REGISTERED_STILL",
     "UNKNOWN_PEER",
     "WIRE_VERSION",
+    "Batched",
+    "CompletionBundle",
+    "Compound",
+    "CompoundCompletion",
     "CreateParameters",
     "Heartbeat",
     "InfoParameters",

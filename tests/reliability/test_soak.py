@@ -2,17 +2,27 @@
 seeded fault schedule — injected network and authentication statuses, hangs, dropped
 connections, SIGKILL and SIGSTOP/SIGCONT of the mini-redirector — then every file is read back
 and checked against the model of acknowledged writes. Nothing acknowledged may be lost, the
-daemon must come back after each fault, and the same seed gives the same schedule."""
+daemon must come back after each fault, and the same seed gives the same schedule.
+
+And a leak check: the RSS of every daemon process after a warm-up against the same after a
+long mixed load (a memory bound, not a time bound)."""
 
 from __future__ import annotations
 
 import random
+import shutil
+import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from rdbss import requests as rq
+from rdbss.client import Client
 from rdbss.experiment import Runner, load_experiment
+from rdbss.wire import Access, CreateDisposition
+from tests.daemon import Daemon, rss_bytes, running_daemon, wait_until
 
 SEED = 20261125
 DURATION_S = 60.0
@@ -121,3 +131,78 @@ def test_soak_random_faults_lose_nothing_acknowledged(tmp_path: Path) -> None:
     assert report["ops"]["ok"] > report["ops"]["errors"]  # it kept serving through the faults
     last = report["timeseries"][-3:]
     assert all(s["errors"] == 0 for s in last), last  # and it came back at the end
+
+
+# ----------------------------------------------------------------------------- memory
+
+LEAK_BOUND = 8 << 20  # bytes of RSS growth allowed per process after warm-up
+WARM_ROUNDS = 300
+ROUNDS = 2000  # ~20 requests each: a leak of a few hundred bytes per request shows
+
+
+def one_round(c: Client, d: Daemon, k: int) -> None:
+    """A bit of everything: single requests, compounds, read-ahead, errors, renames, and
+    connections to alias servers that the short idle timeout keeps tearing down."""
+    share = d.share
+    name = rf"{share}\soak{k % 40}.bin"
+    c.write_bytes(name, bytes([k % 251]) * (3000 + k % 5000))
+    assert c.stat(name).size == 3000 + k % 5000
+    with c.open(name, "rb", buffering=0) as f:
+        while f.read(1024):
+            pass
+    c.stat_many([name, rf"{share}\missing{k}", rf"\\srv{k % 8}\data"])
+    h = c.create(name)
+    c.read_many(h.fobx, [(0, 500), (500, 500), (9000, 10)])
+    c.close_handle(h.fobx)
+    c.compound(
+        [
+            rq.create(
+                rf"{share}\chain{k % 7}.txt",
+                5000,
+                access=Access.GENERIC_WRITE,
+                disposition=CreateDisposition.FILE_OVERWRITE_IF,
+            ),
+            rq.related(rq.write(0, 0, b"chain", 5000)),
+            rq.related(rq.close(0, 5000)),
+        ]
+    )
+    with pytest.raises(FileNotFoundError):
+        c.read_bytes(rf"{share}\nope{k}")
+    if k % 10 == 0:
+        c.rename(name, rf"{share}\renamed.bin", replace=True)
+        c.listdir(share)
+        c.remove(rf"{share}\renamed.bin")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_daemon_memory_stays_bounded_under_long_load() -> None:
+    extra = """
+[[minirdr]]
+name = "aliases"
+kind = "local"
+server = "srv0"
+aliases = ["srv1", "srv2", "srv3", "srv4", "srv5", "srv6", "srv7"]
+[minirdr.shares]
+data = "{folder}"
+"""
+    folder = tempfile.mkdtemp(prefix="rdbss-soak-")
+    try:
+        with running_daemon(extra.format(folder=folder), idle_timeout=1.0) as d:
+            with d.client() as c:
+                for k in range(WARM_ROUNDS):
+                    one_round(c, d, k)
+                time.sleep(2.5)  # idle connections scavenged: the steady state includes that
+                before = {name: rss_bytes(pid) for name, pid in d.processes().items()}
+                for k in range(WARM_ROUNDS, WARM_ROUNDS + ROUNDS):
+                    one_round(c, d, k)
+                time.sleep(2.5)
+                wait_until(lambda: c.status()["pending"] == 0, 10)
+                assert c.status()["handles"] == 0
+                after = {name: rss_bytes(pid) for name, pid in d.processes().items()}
+            assert set(after) == set(before) == {"core", "connmgr", "local", "aliases"}
+            growth = {name: after[name] - before[name] for name in after}
+            print("RSS growth after warm-up (bytes):", growth)
+            assert all(g <= LEAK_BOUND for g in growth.values()), growth
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

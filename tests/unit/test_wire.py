@@ -12,6 +12,9 @@ from hypothesis import strategies as st
 
 from rdbss.wire import (
     Codec,
+    CompletionBundle,
+    Compound,
+    CompoundCompletion,
     CreateParameters,
     Heartbeat,
     InfoParameters,
@@ -298,3 +301,163 @@ def test_a_nul_in_a_path_is_a_name_error() -> None:
     with pytest.raises(WireError) as info:
         codec.decode(frame)
     assert info.value.status == NtStatus.STATUS_INVALID_PARAMETER
+
+
+# ----------------------------------------------------------------------------- compounds
+
+
+@given(st.lists(contexts, max_size=8), st.data())
+@settings(max_examples=100)
+def test_compound_round_trip_with_payload_frames(
+    items: list[RxContext], data: st.DataObject
+) -> None:
+    carrying = sorted(data.draw(st.sets(st.integers(0, max(len(items) - 1, 0)))) if items else [])
+    payloads = [bytes([i]) * (i + 1) for i in carrying]
+    cx = Compound(7, items, payload_items=carrying, timeout_ms=1234, payloads=payloads)
+    frames = pack_frames(codec, cx)
+    assert len(frames) == (2 if carrying else 1)  # small payloads share one frame
+    msg, single = unpack_frames(codec, frames)
+    assert single is None and isinstance(msg, Compound)
+    assert msg.items == items and msg.payload_items == carrying and msg.timeout_ms == 1234
+    assert [bytes(p) for p in msg.payloads] == payloads
+
+
+@given(st.lists(completions, max_size=8))
+def test_compound_completion_round_trip(items: list[RxCompletion]) -> None:
+    cd = CompoundCompletion(3, NtStatus.STATUS_SUCCESS, items)
+    msg, _ = unpack_frames(codec, pack_frames(codec, cd))
+    assert isinstance(msg, CompoundCompletion) and msg.items == items and msg.payloads == []
+
+
+def test_compound_limits_answer_invalid_parameter() -> None:
+    small_codec = Codec(Limits(max_compound_items=4, max_compound_payload_bytes=10))
+    five = Compound(1, [RxContext(i, IrpMj.READ) for i in range(5)])
+    with pytest.raises(WireError, match="5 items exceeds 4") as info:
+        small_codec.encode(five)
+    assert info.value.status == NtStatus.STATUS_INVALID_PARAMETER
+    with pytest.raises(WireError, match="5 items exceeds 4"):
+        small_codec.decode(codec.encode(five))
+    two = Compound(1, [RxContext(0, IrpMj.WRITE), RxContext(1, IrpMj.WRITE)], [0, 1])
+    frames = [codec.encode(Compound(1, two.items, [0, 1], payloads=[b"", b""])), b"x" * 6, b"y" * 5]
+    with pytest.raises(WireError, match="11 bytes exceed 10"):
+        unpack_frames(small_codec, frames, small_codec.limits)
+    with pytest.raises(WireError, match="1 payloads for 2"):
+        unpack_frames(codec, frames[:2])
+    with pytest.raises(WireError, match="more than a compound"):
+        unpack_frames(small_codec, [frames[0]] + [b""] * 5, small_codec.limits)
+
+
+@pytest.mark.parametrize(
+    "payload_items",
+    [[1, 1], [2, 1], [-1], [2], [0, 5]],
+    ids=["dup", "order", "neg", "range", "far"],
+)
+def test_compound_payload_indices_are_checked(payload_items: list[int]) -> None:
+    header = msgpack.packb(
+        {
+            "k": "cx",
+            "v": 1,
+            "id": 1,
+            "it": [{"id": 0, "mj": 3}, {"id": 1, "mj": 3}],
+            "pi": payload_items,
+        }
+    )
+    with pytest.raises(WireError, match="payload_items"):
+        codec.decode(header)
+
+
+@pytest.mark.parametrize(
+    "items",
+    [5, [5], ["x"], [{"id": "1", "mj": 3}], [{"mj": 3}], [{"id": 1, "mj": 3, "zz": 1}]],
+    ids=["not-list", "int-item", "str-item", "bad-field", "missing-id", "unknown-key"],
+)
+def test_malformed_compound_items_are_refused(items: object) -> None:
+    header = msgpack.packb({"k": "cx", "v": 1, "id": 1, "it": items})
+    with pytest.raises(WireError) as info:
+        codec.decode(header)
+    assert info.value.status == NtStatus.STATUS_INVALID_PARAMETER
+
+
+values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4)
+)
+
+
+@given(values, values, st.lists(st.binary(max_size=8), max_size=3))
+@settings(max_examples=300)
+def test_random_compound_fields_never_crash_the_decoder(
+    items: object, payload_items: object, payloads: list[bytes]
+) -> None:
+    header = msgpack.packb({"k": "cx", "v": 1, "id": 1, "it": items, "pi": payload_items})
+    try:
+        msg, _ = unpack_frames(codec, [header, *payloads])
+    except WireError as exc:
+        assert exc.status in (
+            NtStatus.STATUS_INVALID_PARAMETER,
+            NtStatus.STATUS_OBJECT_NAME_INVALID,
+        )
+    else:
+        assert isinstance(msg, Compound) and len(msg.payloads) == len(msg.payload_items)
+
+
+@given(st.lists(completions, max_size=6))
+def test_completion_bundle_round_trip(items: list[RxCompletion]) -> None:
+    carrying = list(range(0, len(items), 2))
+    bundle = CompletionBundle(items, carrying, payloads=[b"p%d" % i for i in carrying])
+    msg, _ = unpack_frames(codec, pack_frames(codec, bundle))
+    assert isinstance(msg, CompletionBundle) and msg.items == items
+    assert [bytes(p) for p in msg.payloads] == [b"p%d" % i for i in carrying]
+
+
+def test_small_payloads_share_frames_and_large_ones_travel_alone() -> None:
+    big = b"B" * (128 << 10)
+    small = [b"a" * 10, b"b" * 4096, b"", b"c" * 3]
+    payloads = [small[0], small[1], big, small[2], small[3]]
+    items = [RxContext(i, IrpMj.WRITE) for i in range(5)]
+    cx = Compound(1, items, payload_items=[0, 1, 2, 3, 4], payloads=payloads)
+    frames = pack_frames(codec, cx)
+    assert len(frames) == 4 and frames[2] is big  # header, a+b, big (not copied), empty+c
+    assert bytes(frames[1]) == small[0] + small[1] and bytes(frames[3]) == small[3]
+    msg, _ = unpack_frames(codec, frames)
+    assert isinstance(msg, Compound) and [bytes(p) for p in msg.payloads] == payloads
+
+
+@pytest.mark.parametrize(
+    ("lengths", "counts", "frames"),
+    [
+        ([3, 3], [1], [b"abcdef"]),  # two payloads for one count
+        ([3, 4], [2], [b"abcdef"]),  # lengths overrun the frame
+        ([2, 2], [2], [b"abcdef"]),  # lengths do not fill the frame
+        ([-1, 7], [2], [b"abcdef"]),  # a negative length
+        ([3, 3], [1, 1], [b"abcdef"]),  # more counts than frames
+        ([6, 0], [2, 0], [b"abcdef", b""]),  # a frame holding nothing
+    ],
+)
+def test_bad_payload_layouts_are_refused(
+    lengths: list[int], counts: list[int], frames: list[bytes]
+) -> None:
+    header = msgpack.packb(
+        {
+            "k": "cx",
+            "v": 1,
+            "id": 1,
+            "it": [{"id": 0, "mj": 4}, {"id": 1, "mj": 4}],
+            "pi": [0, 1],
+            "pl": lengths,
+            "pf": counts,
+        }
+    )
+    with pytest.raises(WireError) as info:
+        unpack_frames(codec, [header, *frames])
+    assert info.value.status == NtStatus.STATUS_INVALID_PARAMETER
+
+
+def test_payload_lengths_count_bytes_whatever_the_buffer_item_size() -> None:
+    import array
+
+    words = memoryview(array.array("i", [1, 2, 3]))  # 3 items, 12 bytes
+    cx = Compound(1, [RxContext(0, IrpMj.WRITE), RxContext(1, IrpMj.WRITE)], [0, 1])
+    cx.payloads = [words, b"xy"]
+    msg, _ = unpack_frames(codec, pack_frames(codec, cx))
+    assert isinstance(msg, Compound)
+    assert [bytes(p) for p in msg.payloads] == [words.tobytes(), b"xy"]

@@ -1,0 +1,42 @@
+"""Sequential reading through the blocking client's file objects (``Client.open``), with and
+without read-ahead, against reading the same file directly with ``open()`` in the same run.
+Rows of (operation, rdbss MiB/s, direct MiB/s). Not a test."""
+
+from __future__ import annotations
+
+import os
+
+from benchmarks.common import median_seconds
+from tests.daemon import running_daemon
+
+
+def run(size_mib: int = 64) -> list[tuple[str, float, float]]:
+    size = size_mib << 20
+    rows = []
+    with running_daemon() as d:
+        path = d.share_dir / "seq.bin"
+        path.write_bytes(os.urandom(size))
+        unc = d.share + r"\seq.bin"
+        with d.client(timeout=60) as c:
+            for block, buffering in ((1 << 20, -1), (64 << 10, 0)):
+
+                def direct(_: int, block: int = block) -> None:
+                    with open(path, "rb", buffering=0) as f:
+                        while f.read(block):
+                            pass
+
+                base = size / median_seconds(direct) / (1 << 20)
+                kind = "buffered" if buffering else "unbuffered"
+                for read_ahead in (0, 4):
+
+                    def through(
+                        _: int, block: int = block, ra: int = read_ahead, buf: int = buffering
+                    ) -> None:
+                        with c.open(unc, "rb", buffering=buf, read_ahead=ra) as f:
+                            while f.read(block):
+                                pass
+
+                    mine = size / median_seconds(through) / (1 << 20)
+                    label = f"read {block >> 10} KiB {kind}, ahead {read_ahead}"
+                    rows.append((label, mine, base))
+    return rows
