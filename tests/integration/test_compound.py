@@ -295,3 +295,21 @@ def test_random_compounds_get_one_answer_per_item_and_leave_nothing_open(
                     c.close_handle(outcome.value["fobx"])
         assert c.status()["handles"] == before
         assert c.status()["pending"] == 0
+
+
+def test_a_stat_of_a_file_open_elsewhere_collapses_and_closes_only_its_own_handle() -> None:
+    """A stat is one compound (create + related close). When the create collapses onto a
+    SrvOpen another handle holds (open collapsing: same access, sharing and options), the close
+    must not ride along as an MRxCloseSrvOpen of that shared open: the other handle keeps
+    working and the server open stays until it closes."""
+    with running_daemon() as d:
+        (d.share_dir / "shared.txt").write_bytes(b"0123456789")
+        with d.client() as c:
+            h = c.create(d.share + r"\shared.txt", access=Access.FILE_READ_ATTRIBUTES)
+            for _ in range(3):
+                assert c.stat(d.share + r"\shared.txt").size == 10
+            assert c.status()["buffering"]["collapsed_opens"] == 3
+            assert c.query_info(h.fobx).size == 10  # the shared SrvOpen is still open
+            assert c.status()["handles"] == 1
+            c.close_handle(h.fobx)
+            assert c.status()["handles"] == 0
