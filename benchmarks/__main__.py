@@ -12,9 +12,11 @@ from benchmarks import common, compound, latency, memory, readahead, sequential,
 
 
 def _rate_table(title: str, unit: str, rows: list[tuple[str, float, float]]) -> str:
-    out = [f"{title:<44} {'rdbss':>12} {'direct':>12} {'ratio':>7}"]
+    width = max(44, len(title), *(len(name) for name, _, _ in rows))
+    cell = 10 + len(unit)
+    out = [f"{title:<{width}} {'rdbss':>{cell}} {'direct':>{cell}} {'ratio':>7}"]
     for name, mine, base in rows:
-        out.append(f"{name:<44} {mine:>9.0f} {unit} {base:>9.0f} {unit} {mine / base:>6.2f}x")
+        out.append(f"{name:<{width}} {mine:>9.0f} {unit} {base:>9.0f} {unit} {mine / base:>6.2f}x")
     return "\n".join(out)
 
 
@@ -38,7 +40,7 @@ def main() -> int:
     rows = sequential.run(64 if quick else 256)
     print(_rate_table("sequential (local, page cache)", "MB/s", rows))
     print()
-    print(f"local: {size} MiB sequential through Client.open (read-ahead 0 = off)")
+    print(f"local: {size} MiB sequential through Client.open (sockets; read-ahead 0 = off)")
     print(common.render(readahead.run(size)))
     print()
     print(memory.render(memory.run()))

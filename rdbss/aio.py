@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -307,6 +307,31 @@ class AsyncClient:
             if count < min(step, len(view) - at):
                 break  # the end of the file
         return total
+
+    @contextlib.asynccontextmanager
+    async def read_view(self, fobx: int, offset: int, length: int) -> AsyncIterator[memoryview]:
+        """Zero-copy read: a view of up to ``length`` bytes at ``offset`` (shorter at the end of
+        the file), valid inside the ``async with`` block only. With a daemon on this host and
+        up to a slot (4 MiB), the view is of this client's shared-memory slot, filled by the
+        mini-redirector; otherwise of the bytes that came through the sockets."""
+        if not self._shared_memory or not 0 < length <= shm.SLOT_BYTES:
+            yield memoryview(await self.read_handle(fobx, offset, length))
+            return
+        arena = self._arena_for_reads()
+        assert self._slots is not None
+        slot = await self._slots.get()
+        try:
+            view = arena.view(slot, length)
+            shared = (arena.args(slot), view)
+            count = await self.run(rq.read_into(fobx, offset, view, self._timeout_ms, shared))
+            piece = view[:count]
+            try:
+                yield piece
+            finally:
+                piece.release()
+                view.release()
+        finally:
+            self._slots.put_nowait(slot)
 
     def _arena_for_reads(self) -> shm.Arena:
         if self._arena is None:

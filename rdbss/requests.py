@@ -188,7 +188,8 @@ def read_into(
             raise error_for_status(
                 S.STATUS_INVALID_NETWORK_RESPONSE, "a read answered without its bytes"
             )
-        target[:placed] = shared[1][:placed]
+        if target is not shared[1]:  # else the caller reads the slot itself (zero copy)
+            target[:placed] = shared[1][:placed]
         return placed
 
     return Request(ctx, parse, ok=(S.STATUS_SUCCESS, S.STATUS_END_OF_FILE))

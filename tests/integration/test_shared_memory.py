@@ -118,3 +118,25 @@ def test_shared_memory_reads_stay_right_with_the_cores_read_cache() -> None:
                 assert buffer == want[12345 : 12345 + len(buffer)]
             assert c.status()["buffering"]["cache_hits"] > 0
             c.close_handle(h.fobx)
+
+
+def test_zero_copy_views_show_the_slot_the_minirdr_filled(daemon: Daemon) -> None:
+    want = (daemon.share_dir / "big.bin").read_bytes()
+
+    async def main() -> None:
+        async with AsyncClient(daemon.runtime_dir) as c:
+            h = await c.create(daemon.share + r"\big.bin")
+            async with c.read_view(h.fobx, 1 << 20, 2 << 20) as view:
+                assert c._arena is not None
+                slot_bytes = c._arena.slot_bytes
+                # the view is of the arena itself, not a copy of it
+                assert view.obj is not None and len(view) == 2 << 20
+                assert bytes(view) == want[1 << 20 : 3 << 20]
+            async with c.read_view(h.fobx, SIZE - 100, 4096) as tail:
+                assert bytes(tail) == want[-100:]  # short at the end of the file
+            async with c.read_view(h.fobx, 0, slot_bytes + 1) as big:  # over a slot: sockets
+                assert bytes(big) == want[: slot_bytes + 1]
+            assert c._slots is not None and c._slots.qsize() == c._arena.slots  # all returned
+            await c.close_handle(h.fobx)
+
+    asyncio.run(main())
