@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rdbss.actors.bus import client_alive
-from rdbss.actors.core_buffering import BufferingMixin
+from rdbss.actors.core_buffering import BufferingMixin, srv_open_context
 from rdbss.actors.metrics import NullMetrics
 from rdbss.model.buffering import (
     FcbState,
@@ -1359,7 +1359,6 @@ class RdbssCore(BufferingMixin):
         nothing to close remotely."""
         self._flush(fobx.fcb)  # sent before the cleanup and close
         srv_open = fobx.srv_open
-        fcb = srv_open.fcb
         peer = self.peers.get(srv_open.minirdr)
         alive = peer is not None and peer.pid == srv_open.peer_pid
         delayed = (
@@ -1389,17 +1388,7 @@ class RdbssCore(BufferingMixin):
         # it and reports, e.g., data it staged and could not upload
 
         def handle_ctx(major: int, routine: Routine) -> RxContext:
-            return RxContext(
-                request_id=0,
-                major=major,
-                routine=routine,
-                srv_open=srv_open.mrx_id,
-                srv_call=fcb.net_root.srv_call.name,
-                net_root=fcb.net_root.name,
-                path=fcb.path,
-                fobx=fobx.id,
-                origin=origin,
-            )
+            return srv_open_context(srv_open, major, routine, fobx=fobx.id, origin=origin)
 
         if Routine.MRxCleanupFobx in peer.routines:
             cleanup = handle_ctx(IrpMj.CLEANUP, Routine.MRxCleanupFobx)

@@ -64,6 +64,22 @@ _COLLAPSE_ANSWERS = frozenset({Routine.MRxCollapseOpen, Routine.MRxQueryFileInfo
 _WRITE_DATA = Access.FILE_WRITE_DATA | Access.GENERIC_WRITE | Access.GENERIC_ALL
 
 
+def srv_open_context(srv_open: SrvOpen, major: int, routine: Routine, **fields: Any) -> RxContext:
+    """A request of the core's own about one SrvOpen (cleanup, close, buffering change): the
+    SrvOpen's id and the names of its Fcb, NetRoot and SrvCall filled in."""
+    fcb = srv_open.fcb
+    return RxContext(
+        request_id=0,
+        major=major,
+        routine=routine,
+        srv_open=srv_open.mrx_id,
+        srv_call=fcb.net_root.srv_call.name,
+        net_root=fcb.net_root.name,
+        path=fcb.path,
+        **fields,
+    )
+
+
 def _as_bytes(payload: Payload) -> bytes:
     """The bytes of a payload (a zmq.Frame, memoryview or bytes)."""
     if isinstance(payload, bytes):
@@ -281,14 +297,10 @@ class BufferingMixin:
             peer = self.peers.get(srv_open.minirdr)
             if peer is None or Routine.MRxCompleteBufferingStateChangeRequest not in peer.routines:
                 continue
-            note = RxContext(
-                request_id=0,
-                major=IrpMj.FILE_SYSTEM_CONTROL,
-                routine=Routine.MRxCompleteBufferingStateChangeRequest,
-                srv_open=srv_open.mrx_id,
-                srv_call=fcb.net_root.srv_call.name,
-                net_root=fcb.net_root.name,
-                path=fcb.path,
+            note = srv_open_context(
+                srv_open,
+                IrpMj.FILE_SYSTEM_CONTROL,
+                Routine.MRxCompleteBufferingStateChangeRequest,
                 args={"buffering": new},
             )
             with contextlib.suppress(NtStatusError):
@@ -357,15 +369,8 @@ class BufferingMixin:
             return
         if Routine.MRxCloseSrvOpen not in peer.routines:
             return
-        close = RxContext(
-            request_id=0,
-            major=IrpMj.CLOSE,
-            routine=Routine.MRxCloseSrvOpen,
-            srv_open=srv_open.mrx_id,
-            srv_call=fcb.net_root.srv_call.name,
-            net_root=fcb.net_root.name,
-            path=fcb.path,
-            origin=f"delayed-close:{reason}",
+        close = srv_open_context(
+            srv_open, IrpMj.CLOSE, Routine.MRxCloseSrvOpen, origin=f"delayed-close:{reason}"
         )
 
         def then(done: RxCompletion, payload: Payload) -> None:

@@ -101,6 +101,8 @@ from rdbss.wire.status import NtStatus, NtStatusError
 
 log = logging.getLogger("rdbss.smb")
 S = NtStatus
+# a pending wait's cancel: its event, and the status to end it with (appended before setting)
+_Cancel = tuple[threading.Event, list[int]]
 Info = FileInformationClass
 FsInfo = FsInformationClass
 
@@ -266,7 +268,7 @@ class SmbMiniRdr(MiniRdr):
         self._ids = itertools.count(1)
         # pending waits (waiting locks, change notifications) by request id: their cancel
         # event and the status to cancel with
-        self._waits: dict[int, tuple[threading.Event, list[int]]] = {}
+        self._waits: dict[int, _Cancel] = {}
 
     def servers(self) -> list[str]:
         return [server.name for server in self._servers.values()]
@@ -594,27 +596,13 @@ class SmbMiniRdr(MiniRdr):
         # connection's worker.
         wait_s = max(0.0, ctx.timeout_ms / 1000.0 - _LOCK_MARGIN_S)
         request = op.link.call(what, lambda: self._send(op, message))
-        cancel: tuple[threading.Event, list[int]] = (threading.Event(), [])
-        with self._lock:
-            self._waits[ctx.request_id] = cancel
 
-        def wait() -> None:
-            try:
-                self._await_final(op, request, answer, wait_s, what, cancel=cancel)
-                op.locks.append(lock)
-                result = Result()
-            except NtStatusError as exc:
-                result = Result(status=exc.status, message=exc.strerror or "")
-            except Exception as exc:  # never leave the request without an answer
-                log.exception("waiting lock failed")
-                result = Result(status=S.STATUS_INTERNAL_ERROR, message=str(exc))
-            finally:
-                with self._lock:
-                    self._waits.pop(ctx.request_id, None)
-            self.complete_later(ctx, result)
+        def outcome(cancel: _Cancel) -> Result:
+            self._await_final(op, request, answer, wait_s, what, cancel=cancel)
+            op.locks.append(lock)
+            return Result()
 
-        threading.Thread(target=wait, name="smb-lock-wait", daemon=True).start()
-        return Result(status=S.STATUS_PENDING)
+        return self._complete_in_background(ctx, outcome, "smb-lock-wait")
 
     @staticmethod
     def _send(op: _Open, message: Any, credit_request: int | None = None) -> Any:
@@ -644,7 +632,7 @@ class SmbMiniRdr(MiniRdr):
         wait_s: float,
         what: str,
         waited_for: str = "granted",
-        cancel: tuple[threading.Event, list[int]] | None = None,
+        cancel: _Cancel | None = None,
     ) -> Any:
         """Wait for a sent request the server may keep pending (a lock waiting for a conflicting
         one to go, a change notification): the server answers PENDING and then the outcome,
@@ -722,25 +710,37 @@ class SmbMiniRdr(MiniRdr):
             data: bytes = response["buffer"].get_value()
             return data
 
-        cancel: tuple[threading.Event, list[int]] = (threading.Event(), [])
+        def outcome(cancel: _Cancel) -> Result:
+            data = self._await_final(op, request, answer, wait_s, what, "changed", cancel)
+            return notify_result(parse_notify_information(data))
+
+        return self._complete_in_background(ctx, outcome, "smb-notify-wait")
+
+    def _complete_in_background(
+        self, ctx: RxContext, outcome: Callable[[_Cancel], Result], name: str
+    ) -> Result:
+        """A request the server may keep pending (a waiting lock, a change notification): its
+        ``outcome`` runs on a thread of its own, cancellable through ``cancel`` (its event and
+        the status to end with), and completes the request later; STATUS_PENDING now, so the
+        connection's other requests go on meanwhile."""
+        cancel: _Cancel = (threading.Event(), [])
         with self._lock:
             self._waits[ctx.request_id] = cancel
 
         def wait() -> None:
             try:
-                data = self._await_final(op, request, answer, wait_s, what, "changed", cancel)
-                result = notify_result(parse_notify_information(data))
+                result = outcome(cancel)
             except NtStatusError as exc:
                 result = Result(status=exc.status, message=exc.strerror or "")
             except Exception as exc:  # never leave the request without an answer
-                log.exception("change notification failed")
+                log.exception("%s failed", name)
                 result = Result(status=S.STATUS_INTERNAL_ERROR, message=str(exc))
             finally:
                 with self._lock:
                     self._waits.pop(ctx.request_id, None)
             self.complete_later(ctx, result)
 
-        threading.Thread(target=wait, name="smb-notify-wait", daemon=True).start()
+        threading.Thread(target=wait, name=name, daemon=True).start()
         return Result(status=S.STATUS_PENDING)
 
     # --- cancellation ---------------------------------------------------------------------------
