@@ -288,6 +288,7 @@ class RdbssCore(BufferingMixin):
         # Compound per peer when the outermost batch ends), and the clients' compounds under way
         self._cork: dict[str, list[tuple[RxContext, Payload]]] | None = None
         self._cork_depth = 0
+        self._cancels_after: list[tuple[str, RxCancel]] = []  # sent once the cork is flushed
         # answers held back in a batch, per client that takes them bundled (RxFlags.BUNDLE_OK)
         self._answers: dict[bytes, list[tuple[RxCompletion, Payload]]] | None = None
         self._bundle_ok: set[bytes] = set()
@@ -358,7 +359,11 @@ class RdbssCore(BufferingMixin):
         pending.cancel_reason = reason
         peer = self.peers.get(pending.peer)
         if peer is not None and peer.role == "minirdr":
-            self.out.to_peer(pending.peer, RxCancel(core_id, reason))
+            cancel = RxCancel(core_id, reason)
+            if self._cork is not None:  # after the request it names, which may be corked
+                self._cancels_after.append((pending.peer, cancel))
+            else:
+                self.out.to_peer(pending.peer, cancel)
         if core_id not in self.pending:
             return  # already answered (its deadline passed): only the peer had to hear it
         grace = self.clock() + self.settings.cancel_grace_s
@@ -1499,6 +1504,9 @@ class RdbssCore(BufferingMixin):
                             None,
                         )
                 self.peer_down(peer_name, S.STATUS_CONNECTION_DISCONNECTED, "unreachable")
+        cancels, self._cancels_after = self._cancels_after, []
+        for peer_name, cancel in cancels:
+            self.out.to_peer(peer_name, cancel)
 
     def _on_compound(self, ident: bytes, cx: Compound, inflight: int) -> None:
         """A client's compound: every item goes the way it would alone (so a create still waits

@@ -722,3 +722,23 @@ def test_a_create_answered_after_the_grace_is_closed_again(env: Any) -> None:
     close = out.requests_to("local")[-1]
     assert close.routine == Routine.MRxCloseSrvOpen and close.srv_open == 13
     assert core.status()["handles"] == 1 and len(out.client) == 1
+
+
+def test_a_cancel_in_the_same_batch_as_its_request_reaches_the_peer_after_it(env: Any) -> None:
+    """Requests drained together leave as one message when the batch ends: a cancel that came
+    in the same drain must not overtake the request it names (the peer would ignore it and
+    then run the request)."""
+    from rdbss.wire import RxCancel
+
+    core, out, _ = env
+    fobx = open_handle(core, out)
+    with core.batch():
+        core.on_client(
+            CLIENT_A, RxContext(42, IrpMj.READ, fobx=fobx, lowio=LowIoParameters(length=9)), None
+        )
+        core.on_cancel(CLIENT_A, RxCancel(42, "client"))
+        assert out.peer == []  # nothing leaves before the batch ends
+    kinds = [type(m).__name__ for n, m, _ in out.peer if n == "local"]
+    assert kinds == ["RxContext", "RxCancel"]
+    request = out.requests_to("local")[-1]
+    assert out.peer[-1][1].request_id == request.request_id
