@@ -1,6 +1,6 @@
 """Sequential throughput of the SMB mini-redirector against smbprotocol used directly, measured
 in the same run against the same private Samba smbd: a whole-file write and a whole-file read in
-1 MiB chunks (rdbss: ``Client.write_handle`` / ``Client.read_handle`` on one handle; direct:
+1 MiB chunks (rdbss: ``Client.write_handle`` / ``Client.readinto`` on one handle; direct:
 ``smbclient.open_file`` unbuffered, one SMB2 WRITE / READ per chunk, its own connection). Both
 sides sign every message (SMB 3.1.1, AES-GMAC). Every transfer is checked byte for byte. Not a
 test.
@@ -80,9 +80,10 @@ def run(size_mib: int = 64) -> list[tuple[str, float, float]]:
                         try:
                             parts = []
                             offset = 0
-                            while part := client.read_handle(h.fobx, offset, CHUNK):
-                                parts.append(part)
-                                offset += len(part)
+                            buffer = bytearray(CHUNK)  # large reads: shared memory, this host
+                            while count := client.readinto(h.fobx, offset, buffer):
+                                parts.append(bytes(buffer[:count]))
+                                offset += count
                         finally:
                             client.close_handle(h.fobx)
                         assert b"".join(parts) == data

@@ -862,7 +862,20 @@ class RemoteFile(io.RawIOBase):
 
     def readall(self) -> bytes:
         self._check(self._read, "not open for reading")
+        known = self._handle.info.size - self._pos  # as large as at the open, at least
         chunks = []
+        if self._client.shares_memory_for(known):
+            # one buffer filled slot by slot through shared memory (one byte more: a file that
+            # grew since the open is read on below)
+            self._discard_ahead()
+            buffer = bytearray(known + 1)
+            count = self._client.readinto(self.fobx, self._pos, buffer)
+            del buffer[count:]
+            self._pos += count
+            self._last_end = self._pos
+            if count <= known:
+                return bytes(buffer)
+            chunks.append(bytes(buffer))
         while True:
             data = self._read_at(self._pos, READ_CHUNK)
             if not data:

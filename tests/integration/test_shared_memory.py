@@ -140,3 +140,13 @@ def test_zero_copy_views_show_the_slot_the_minirdr_filled(daemon: Daemon) -> Non
             await c.close_handle(h.fobx)
 
     asyncio.run(main())
+
+
+def test_whole_file_reads_fill_one_buffer_through_shared_memory(daemon: Daemon) -> None:
+    want = (daemon.share_dir / "big.bin").read_bytes()
+    with daemon.client() as c:
+        assert c.read_bytes(daemon.share + r"\big.bin") == want
+        assert c._arena is not None  # it went through the arena
+        with c.open(daemon.share + r"\big.bin", "rb", buffering=0) as f:
+            f.seek(SIZE - 1000)
+            assert f.readall() == want[-1000:]  # small: through the sockets
