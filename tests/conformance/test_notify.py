@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -107,7 +108,14 @@ def _put(d: Scratch, name: str) -> str:
 
 
 def _touch(d: Scratch, name: str) -> str:
-    _direct(d, name).write_bytes(b"x")
+    """A new file, made at once (written beside the folder, then renamed into it): a poll can
+    never see it half-written (empty, then one byte: a size change). The watch may still have
+    taken its first look after the file came: the core counts a notify as pending once it sent
+    it, before the mini-redirector looked."""
+    target = _direct(d, name)
+    staging = target.parent.parent / f".staging-{name}"
+    staging.write_bytes(b"x")
+    os.replace(staging, target)
     return name
 
 
