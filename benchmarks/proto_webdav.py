@@ -1,7 +1,8 @@
 """Sequential throughput of the WebDAV mini-redirector against httpx used directly, measured in
 the same run against the same private wsgidav server: a whole-file write (rdbss: 4 MiB writes
-into the staging file, one PUT at close; direct: one PUT) and a whole-file read (rdbss: 1 MiB
-ranged GETs; direct: one streamed GET). Every transfer is checked byte for byte. Not a test.
+into the staging file, one PUT at close; direct: one PUT) and a whole-file read (rdbss: 4 MiB
+reads, a ranged GET for the first and one streamed GET for the rest; direct: one streamed GET).
+Every transfer is checked byte for byte. Not a test.
 
     python -m benchmarks.proto_webdav [SIZE_MIB]
 """

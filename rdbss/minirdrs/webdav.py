@@ -30,8 +30,16 @@ at each write (as with Windows' own WebDAV redirector). When the core re-opens a
 after a lost connection (same FOBX), the staged data of the SrvOpen it lost moves to the new
 one. Two handles writing the same file each upload their whole copy: the last
 close wins (WebDAV locks are not taken; byte-range locks are not offered at all, since WebDAV
-locks are whole-resource). Reads on handles without staged data are ranged GETs, one range per
-request.
+locks are whole-resource). Reads on handles without staged data are ranged GETs: a read at any
+offset is one GET of exactly its range; a read that starts where the previous one of the same
+handle ended opens a streaming GET of the rest of the file (``Range: bytes=N-``) that the next
+sequential reads take their bytes from. A read elsewhere (a seek), a write or size change through
+the handle, an error, the end of the file, the close and a lost connection close the stream; so
+does a third stream on the same server (at most two per server, the least recently used goes:
+each holds one of the client's four pooled connections). A stream that breaks (the server closed
+the idle connection, a timeout) is reopened once at the same offset before the read fails. A
+stream does not see another client's later changes until the handle seeks (as a stale cached
+page would not); the handle's own writes always go to the staging file, which reads then use.
 
 Not supported honestly: setting times (FileBasicInformation with a time answers
 STATUS_NOT_SUPPORTED; WebDAV's getlastmodified is protected) and the read-only attribute
@@ -63,6 +71,7 @@ import tempfile
 import threading
 import time
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import IO, Any, ClassVar
@@ -128,6 +137,9 @@ FS_NAME = "rdbss-webdav"
 BYTES_PER_SECTOR = 512
 MAX_NAME_LENGTH = 255
 UPLOAD_CHUNK = 1 << 20
+#: Open streaming GETs per server (each holds one of the client's 4 pooled connections; the
+#: other two stay free for the requests of other handles and the notify poller).
+MAX_STREAMS_PER_SERVER = 2
 USER_AGENT = "rdbss-webdav/0.1"
 _OVERWRITING = frozenset({D.FILE_SUPERSEDE, D.FILE_OVERWRITE, D.FILE_OVERWRITE_IF})
 _CREATING = frozenset({D.FILE_SUPERSEDE, D.FILE_CREATE, D.FILE_OPEN_IF, D.FILE_OVERWRITE_IF})
@@ -255,6 +267,8 @@ class _Server:
         self.client = client
         self.base_raw = config.url.raw_path.decode("ascii")
         self.dead: tuple[int, str] | None = None  # (status, why) once the connection failed
+        #: the opens holding a streaming GET, least recently used first
+        self.streams: OrderedDict[int, _Open] = OrderedDict()
 
     @property
     def name(self) -> str:
@@ -273,7 +287,12 @@ class _Server:
             status, why = self.dead
             raise _error(status, f"the connection to {self.name!r} was lost earlier: {why}")
 
+    def close_streams(self) -> None:
+        for op in list(self.streams.values()):
+            op.drop_stream()
+
     def close(self) -> None:
+        self.close_streams()
         with contextlib.suppress(Exception):
             self.client.close()
 
@@ -297,6 +316,58 @@ class _Stage:
             self.file.close()
 
 
+class _Stream:
+    """An open ``GET`` with ``Range: bytes=N-`` positioned at ``position``, the next byte."""
+
+    def __init__(self, response: httpx.Response, position: int, end: int | None) -> None:
+        self.response = response
+        self.position = position
+        self.end = end  # the file's size as the server said, if it did
+        self.chunks = response.iter_bytes()
+        self.pending = memoryview(b"")
+
+    def fill(self, target: memoryview, done: int) -> tuple[int, bool]:
+        """Copy the next bytes into ``target[done:]``: (bytes now in target, whether the body
+        goes on). httpx errors propagate; ``position`` counts every byte copied."""
+        while done < len(target):
+            if not self.pending:
+                chunk = next(self.chunks, None)
+                if chunk is None:
+                    return done, False
+                self.pending = memoryview(chunk)
+                continue
+            take = min(len(target) - done, len(self.pending))
+            target[done : done + take] = self.pending[:take]
+            self.pending = self.pending[take:]
+            done += take
+            self.position += take
+        return done, self.end is None or self.position < self.end
+
+    def skip(self, count: int) -> None:
+        """Discard ``count`` bytes (a server that ignored Range sends from byte 0)."""
+        while count > 0:
+            if not self.pending:
+                chunk = next(self.chunks, None)
+                if chunk is None:
+                    return
+                self.pending = memoryview(chunk)
+                continue
+            take = min(count, len(self.pending))
+            self.pending = self.pending[take:]
+            count -= take
+
+    def at_end(self) -> bool:
+        return self.end is not None and self.position >= self.end and not self.pending
+
+    def finish(self) -> None:
+        with contextlib.suppress(Exception):
+            next(self.chunks, None)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.response.close()  # releases (or, mid-body, closes) the pooled connection
+
+
 @dataclass(slots=True)
 class _Open:
     """One SRV_OPEN."""
@@ -314,10 +385,19 @@ class _Open:
     written_ns: int | None = None  # when staged data last changed
     delete_pending: bool = False
     fobx: int | None = None  # the core's handle id at create (a re-open names it again)
+    stream: _Stream | None = None  # sequential reads: an open GET at the next byte
+    next_read: int | None = None  # where the last remote read of this open ended
 
     @property
     def parts(self) -> list[str]:
         return self.path.split("\\") if self.path else []
+
+    def drop_stream(self) -> None:
+        """Close this open's streaming GET, if any (the server's LRU entry too)."""
+        stream, self.stream = self.stream, None
+        self.server.streams.pop(id(self), None)
+        if stream is not None:
+            stream.close()
 
 
 class _FileBody:
@@ -510,6 +590,7 @@ class WebDavMiniRdr(MiniRdr):
         except httpx.TransportError as exc:
             why = f"{type(exc).__name__}: {exc}"
             server.dead = (S.STATUS_CONNECTION_DISCONNECTED, why)
+            server.close_streams()
             log.warning("connection to %s lost during %s: %s", server.name, what, why)
             raise _error(
                 S.STATUS_CONNECTION_DISCONNECTED,
@@ -818,6 +899,7 @@ class WebDavMiniRdr(MiniRdr):
                     break
             else:
                 return
+        old.drop_stream()
         if old.stage is not None:
             if op.stage is not None:
                 op.stage.close()
@@ -1002,7 +1084,18 @@ class WebDavMiniRdr(MiniRdr):
 
         return list_folder
 
-    def _read(self, op: _Open, offset: int, length: int) -> Result:
+    def read_into(self, ctx: RxContext, target: memoryview) -> Result | None:
+        """The shared-memory path: a streamed read copies the body straight into the client's
+        arena; other reads are copied there from their answer."""
+        op = self._open_of(ctx)
+        lowio = ctx.lowio
+        if lowio is None:
+            raise _error(S.STATUS_INVALID_PARAMETER, "low I/O request without parameters")
+        if op.is_dir:
+            raise _error(S.STATUS_INVALID_DEVICE_REQUEST, f"{_show(op.path)} is a directory")
+        return self._read(op, lowio.offset, len(target), into=target)
+
+    def _read(self, op: _Open, offset: int, length: int, into: memoryview | None = None) -> Result:
         if not op.can_read:
             raise _error(S.STATUS_ACCESS_DENIED, f"{_show(op.path)} is not open for reading")
         if offset < 0 or length < 0:
@@ -1013,12 +1106,32 @@ class WebDavMiniRdr(MiniRdr):
             )
         if length == 0:
             return Result(information=0, payload=b"")
+        data: bytes | bytearray
         if op.stage is not None:
+            op.drop_stream()
             data = self._read_stage(op.stage, offset, length, op.path)
+        elif offset == op.next_read:  # sequential: stream the rest of the file
+            buffer: bytearray | None = None
+            if into is None:
+                buffer = bytearray(length)
+                target = memoryview(buffer)
+            else:
+                target = into
+            got = self._read_streamed(op, offset, target)
+            if not got:
+                raise _error(S.STATUS_END_OF_FILE, f"{_show(op.path)}: offset {offset} is past EOF")
+            if buffer is None:
+                return Result(information=got)
+            return Result(information=got, payload=buffer if got == length else buffer[:got])
         else:
+            op.drop_stream()
             data = self._read_remote(op, offset, length)
+            op.next_read = offset + len(data) if len(data) == length else None
         if not data:
             raise _error(S.STATUS_END_OF_FILE, f"{_show(op.path)}: offset {offset} is past EOF")
+        if into is not None:
+            into[: len(data)] = data
+            return Result(information=len(data))
         return Result(information=len(data), payload=data)
 
     @staticmethod
@@ -1061,6 +1174,92 @@ class WebDavMiniRdr(MiniRdr):
             r.read()
             raise self._fail(r, "GET", what)
 
+    def _read_streamed(self, op: _Open, offset: int, target: memoryview) -> int:
+        """A sequential read: from this open's streaming GET, opened here if needed. A stream
+        that breaks (the server closed the idle connection, a timeout) is reopened once at the
+        same position; a second failure is the read's status. The end of the file, an error or
+        an empty answer closes the stream."""
+        server = op.server
+        what = f"cannot read {_show(op.path)}"
+        length = len(target)
+        done = 0
+        retried = False
+        more = True
+        while True:
+            fresh = op.stream is None
+            stream = op.stream
+            try:
+                if stream is None:
+                    stream = self._open_stream(op, offset + done, what)
+                    if stream is None:  # 416: past the end
+                        more = False
+                        break
+                with self._lock, contextlib.suppress(KeyError):
+                    server.streams.move_to_end(id(op))
+                done, more = stream.fill(target, done)
+                break
+            except httpx.TransportError as exc:
+                op.drop_stream()
+                if stream is not None:
+                    done = stream.position - offset  # what it delivered before it broke
+                if retried or (fresh and not done):
+                    op.next_read = None
+                    with self._transport(server, what):
+                        raise exc from None
+                retried = True
+                log.debug("stream of %s broke (%s): reopening", _show(op.path), exc)
+            except BaseException:
+                op.drop_stream()
+                op.next_read = None
+                raise
+        if not more or done < length:
+            if op.stream is not None and op.stream.at_end():
+                op.stream.finish()  # the body is complete: the connection goes back to the pool
+            op.drop_stream()
+            op.next_read = None
+        else:
+            op.next_read = offset + done
+        return done
+
+    def _open_stream(self, op: _Open, offset: int, what: str) -> _Stream | None:
+        """A GET from ``offset`` to the end, kept open on ``op``; None if ``offset`` is past
+        the end. The least recently used stream of the server goes if there are too many."""
+        server = op.server
+        server.check_alive()
+        with self._lock:
+            while len(server.streams) >= MAX_STREAMS_PER_SERVER:
+                _key, oldest = next(iter(server.streams.items()))
+                oldest.drop_stream()
+        url = server.url(op.share, op.parts, collection=False)
+        request = server.client.build_request("GET", url, headers={"Range": f"bytes={offset}-"})
+        response = server.client.send(request, stream=True)
+        try:
+            if response.status_code == 206:
+                found = parse_content_range(response.headers.get("content-range"))
+                if found is None or found[0] != offset:
+                    raise _error(
+                        S.STATUS_INVALID_NETWORK_RESPONSE,
+                        f"{what}: the server answered another range than asked for",
+                    )
+                stream = _Stream(response, offset, found[2])
+            elif response.status_code == 200:  # the server ignored Range: skip to the offset
+                size = response.headers.get("content-length")
+                stream = _Stream(response, offset, int(size) if size and size.isdigit() else None)
+                stream.skip(offset)
+            elif response.status_code == 416:
+                response.close()
+                return None
+            else:
+                response.read()
+                raise self._fail(response, "GET", what)
+        except BaseException:
+            response.close()
+            raise
+        op.stream = stream
+        with self._lock:
+            server.streams[id(op)] = op
+        return stream
+
     @staticmethod
     def _slice_stream(response: httpx.Response, offset: int, length: int) -> bytes:
         chunks: list[bytes] = []
@@ -1089,6 +1288,8 @@ class WebDavMiniRdr(MiniRdr):
         view = memoryview(payload).cast("B")
         if not len(view):
             return Result(information=0)
+        op.drop_stream()
+        op.next_read = None
         stage = self._stage(op)
         try:
             if offset == -1 or op.append_only:
@@ -1109,6 +1310,8 @@ class WebDavMiniRdr(MiniRdr):
         made the file empty or ``fill`` is false) on first use."""
         if op.stage is not None:
             return op.stage
+        op.drop_stream()  # from now on reads come from the staging file
+        op.next_read = None
         try:
             stage = _Stage(tempfile.TemporaryFile(dir=self._staging_folder()))  # noqa: SIM115
         except OSError as exc:
@@ -1228,6 +1431,8 @@ class WebDavMiniRdr(MiniRdr):
         return self._stage(op, fill=size > 0)  # nothing to fetch for a truncation to 0
 
     def _truncate(self, op: _Open, stage: _Stage, size: int) -> None:
+        op.drop_stream()
+        op.next_read = None
         try:
             os.ftruncate(stage.fd, size)
         except OSError as exc:
@@ -1305,6 +1510,10 @@ class WebDavMiniRdr(MiniRdr):
                 other.path = new
             elif other.path.startswith(prefix):
                 other.path = new + "\\" + other.path[len(prefix) :]
+            else:
+                continue
+            other.drop_stream()
+            other.next_read = None
 
     def _set_disposition(self, op: _Open, args: Mapping[str, Any]) -> None:
         delete = _arg_bool(args, "delete")
@@ -1405,6 +1614,7 @@ class WebDavMiniRdr(MiniRdr):
                         "the server",
                     ) from None
         finally:
+            op.drop_stream()
             if op.stage is not None:
                 op.stage.close()
                 op.stage = None

@@ -792,7 +792,8 @@ class WebDavServer(_ServerBase):
     Serves ``root_dir`` at ``url`` (``http://127.0.0.1:<port>/``) with HTTP Basic and Digest
     auth for ``user``/``password``: the 401 challenge is Digest (``default_to_digest=True``, so
     ``httpx.DigestAuth`` works) and pre-emptive Basic (httpx's ``auth=(user, pw)``) is accepted
-    too. Lock and property managers in memory. Killable by pid like the others.
+    too. Lock and property managers in memory. Killable by pid like the others. With
+    ``request_log``, ``log_path`` gets one line per request (:meth:`requests` reads them).
     """
 
     name = "wsgidav"
@@ -805,8 +806,10 @@ class WebDavServer(_ServerBase):
         *,
         default_to_digest: bool = True,
         numthreads: int = 8,
+        request_log: bool = False,
     ) -> None:
         super().__init__(base_dir)
+        self.request_log = request_log
         self.user = user
         self.password = password if password is not None else _random_password()
         self.default_to_digest = default_to_digest
@@ -837,6 +840,7 @@ class WebDavServer(_ServerBase):
             "password": self.password,
             "default_to_digest": self.default_to_digest,
             "numthreads": self.numthreads,
+            "request_log": self.request_log,
         }
         # The password is in this file: keep it private.
         fd = os.open(self.conf_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -845,6 +849,12 @@ class WebDavServer(_ServerBase):
 
     def _argv(self) -> list[str]:
         return [sys.executable, "-u", str(WSGIDAV_RUNNER), str(self.conf_path)]
+
+    def requests(self, method: str, path: str) -> list[str]:
+        """The logged requests (``request_log``) of ``method`` on the URL path ``path``
+        (percent-decoded, as wsgidav logs it): one line each, with its range if it had one."""
+        needle = f'"{method} {path}"'
+        return [line for line in self.log_path.read_text().splitlines() if needle in line]
 
 
 # --------------------------------------------------------------------------------------------

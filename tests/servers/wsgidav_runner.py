@@ -1,9 +1,11 @@
 """Serve one folder over WebDAV with wsgidav under cheroot, in its own process.
 
 Usage: ``python wsgidav_runner.py CONFIG.json``, where the JSON object has ``root`` (folder to
-serve), ``host``, ``port``, ``user``, ``password`` and optionally ``default_to_digest`` (bool)
-and ``numthreads`` (int). Auth is wsgidav's simple_dc with Basic and Digest accepted. Logs go to
-stdout. SIGTERM or SIGINT stops the server cleanly; the fixture SIGKILLs it if that hangs.
+serve), ``host``, ``port``, ``user``, ``password`` and optionally ``default_to_digest`` (bool),
+``numthreads`` (int) and ``request_log`` (bool: one log line per request, method, path and
+range, for tests that count requests). Auth is wsgidav's simple_dc with Basic and Digest
+accepted. Logs go to stdout. SIGTERM or SIGINT stops the server cleanly; the fixture SIGKILLs
+it if that hangs.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def build_app(cfg: dict[str, Any]) -> Any:
             "dir_browser": {"enable": False},
             "lock_storage": True,
             "property_manager": True,
-            "verbose": 2,
+            "verbose": 3 if cfg.get("request_log") else 2,
             "logging": {"enable": True, "enable_loggers": []},
         }
     )
