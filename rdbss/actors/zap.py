@@ -33,9 +33,14 @@ class AllowList:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._stamp: tuple[int, int] | None = None
-        self.grants: dict[bytes, Grant] = load_authorized_keys(path)
-        self._stamp = self._read_stamp()
+        self._stamp: tuple[int, int] | None = self._read_stamp()
+        try:
+            self.grants: dict[bytes, Grant] = load_authorized_keys(path)
+        except KeyFileError as exc:
+            # the core still serves this host; nobody gets in over tcp:// until the file is
+            # fixed (it is read again when it changes)
+            log.error("allow-list refused, no key admitted until it is fixed: %s", exc)
+            self.grants = {}
 
     def _read_stamp(self) -> tuple[int, int] | None:
         try:

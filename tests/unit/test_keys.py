@@ -158,3 +158,16 @@ def test_a_key_with_characters_outside_z85_is_refused_not_a_crash() -> None:
         keys.parse_authorized_keys(f"{bad} n client")
     with pytest.raises(keys.KeyFileError):
         keys.load_public(bad)
+
+
+def test_a_broken_allow_list_at_start_admits_nobody_until_fixed(tmp_path: Path) -> None:
+    """The core restarting with a broken allow-list must not crash (the supervisor would give
+    up on it, and this host's own clients with it): it admits no key until the file is fixed."""
+    allow_file = tmp_path / "authorized_keys"
+    allow_file.write_text("not a key line\n")
+    allow = AllowList(allow_file)
+    assert allow.grants == {}
+    allow_file.write_text(f"{NODE} nodeb peer:remote\n")
+    os.utime(allow_file, ns=(1, 1))
+    allow.refresh()
+    assert allow.grant(NODE) is not None
