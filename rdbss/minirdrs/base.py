@@ -148,6 +148,55 @@ CONNECTION_ROUTINES: frozenset[Routine] = frozenset(
 T = TypeVar("T")
 
 
+#: FileFsVolume/Size/Attribute/DeviceInformation values shared by the POSIX-backed
+#: mini-redirectors (local, SFTP, WebDAV)
+BYTES_PER_SECTOR = 512
+FILE_CASE_SENSITIVE_SEARCH = 0x1
+FILE_CASE_PRESERVED_NAMES = 0x2
+FILE_UNICODE_ON_DISK = 0x4
+FILE_REMOTE_DEVICE = 0x10
+
+
+def volume_info_class(ctx: RxContext) -> int:
+    """MRxQueryVolumeInfo's information class; STATUS_INVALID_PARAMETER for one not offered."""
+    info_class = ctx.info.info_class if ctx.info is not None else None
+    if info_class not in VOLUME_INFO_CLASSES:
+        raise NtStatusError(NtStatus.STATUS_INVALID_PARAMETER, f"volume info class {info_class!r}")
+    return int(info_class)
+
+
+def posix_volume(
+    *,
+    total: int,
+    free: int,
+    avail: int,
+    block: int,
+    fs_name: str,
+    label: str,
+    serial: int,
+    max_name_length: int,
+) -> Result:
+    """The volume answer of a POSIX-like file system (case-sensitive, case-preserving, Unicode
+    names, a remote device); ``block`` 0 when the backend does not say (8 sectors then)."""
+    return Result(
+        result={
+            "total_bytes": total,
+            "free_bytes": free,
+            "avail_bytes": avail,
+            "bytes_per_sector": BYTES_PER_SECTOR,
+            "sectors_per_allocation_unit": max(1, block // BYTES_PER_SECTOR) if block else 8,
+            "fs_name": fs_name,
+            "label": label,
+            "serial": serial,
+            "max_name_length": max_name_length,
+            "fs_attributes": FILE_CASE_SENSITIVE_SEARCH
+            | FILE_CASE_PRESERVED_NAMES
+            | FILE_UNICODE_ON_DISK,
+            "device_characteristics": FILE_REMOTE_DEVICE,
+        }
+    )
+
+
 def info_setter(ctx: RxContext, setters: Mapping[int, T]) -> tuple[int, T, Mapping[str, Any]]:
     """MRxSetFileInfo's common first step: the information class, the mini-redirector's setter
     for it and the request's arguments; STATUS_INVALID_PARAMETER without a class or for a class

@@ -28,8 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
-from rdbss.minirdrs.base import VOLUME_INFO_CLASSES as _VOLUME_INFO_CLASSES
-from rdbss.minirdrs.base import MiniRdr, Result, info_setter
+from rdbss.minirdrs.base import MiniRdr, Result, info_setter, posix_volume, volume_info_class
 from rdbss.minirdrs.eas import parse_set as parse_eas
 from rdbss.minirdrs.listing import Enumerations
 from rdbss.minirdrs.locks import FileLocks, Lock
@@ -71,11 +70,6 @@ _LOCK_MARGIN_S = 0.5  # a waiting lock gives up this long before its deadline
 NOTIFY_INTERVAL_S = 0.1  # how often pending change notifications look at their folders
 MAX_SHARE_NAME_CHARS = 80
 FS_NAME = "rdbss-local"
-BYTES_PER_SECTOR = 512
-FILE_CASE_SENSITIVE_SEARCH = 0x1
-FILE_CASE_PRESERVED_NAMES = 0x2
-FILE_UNICODE_ON_DISK = 0x4
-FILE_REMOTE_DEVICE = 0x10
 
 _INVALID_SHARE_CHARS = frozenset('\\/:*?"<>|\x00')
 _O_PATH = getattr(os, "O_PATH", 0)
@@ -1159,31 +1153,22 @@ class LocalMiniRdr(MiniRdr):
     # --- volume -------------------------------------------------------------------------------
     def query_volume_info(self, ctx: RxContext) -> Result:
         share = self._open_of(ctx).share if ctx.srv_open is not None else self._share(ctx.net_root)
-        info_class = ctx.info.info_class if ctx.info is not None else None
-        if info_class not in _VOLUME_INFO_CLASSES:
-            raise _error(S.STATUS_INVALID_PARAMETER, f"volume info class {info_class!r}")
+        volume_info_class(ctx)
         root = self._root(share)
         try:
             vfs = os.statvfs(root)
         except OSError as exc:
             raise _os_error(exc, "cannot query the volume of", "") from None
         frsize = vfs.f_frsize or vfs.f_bsize
-        return Result(
-            result={
-                "total_bytes": vfs.f_blocks * frsize,
-                "free_bytes": vfs.f_bfree * frsize,
-                "avail_bytes": vfs.f_bavail * frsize,
-                "bytes_per_sector": BYTES_PER_SECTOR,
-                "sectors_per_allocation_unit": max(1, frsize // BYTES_PER_SECTOR) if frsize else 8,
-                "fs_name": FS_NAME,
-                "label": share.name,
-                "serial": zlib.crc32(os.fsencode(root)),
-                "max_name_length": vfs.f_namemax,
-                "fs_attributes": FILE_CASE_SENSITIVE_SEARCH
-                | FILE_CASE_PRESERVED_NAMES
-                | FILE_UNICODE_ON_DISK,
-                "device_characteristics": FILE_REMOTE_DEVICE,
-            }
+        return posix_volume(
+            total=vfs.f_blocks * frsize,
+            free=vfs.f_bfree * frsize,
+            avail=vfs.f_bavail * frsize,
+            block=frsize,
+            fs_name=FS_NAME,
+            label=share.name,
+            serial=zlib.crc32(os.fsencode(root)),
+            max_name_length=vfs.f_namemax,
         )
 
     # --- close --------------------------------------------------------------------------------

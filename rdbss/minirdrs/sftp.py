@@ -45,16 +45,10 @@ from typing import Any, ClassVar, NoReturn, TypeVar, cast
 import asyncssh
 
 from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
-from rdbss.minirdrs.base import VOLUME_INFO_CLASSES as _VOLUME_INFO_CLASSES
-from rdbss.minirdrs.base import MiniRdr, Result, info_setter
+from rdbss.minirdrs.base import MiniRdr, Result, info_setter, posix_volume, volume_info_class
 from rdbss.minirdrs.listing import Enumerations
 from rdbss.minirdrs.local import (
     _TIME_ARGS,
-    BYTES_PER_SECTOR,
-    FILE_CASE_PRESERVED_NAMES,
-    FILE_CASE_SENSITIVE_SEARCH,
-    FILE_REMOTE_DEVICE,
-    FILE_UNICODE_ON_DISK,
     MAX_READ_BYTES,
     LocalMiniRdr,
     _arg_bool,
@@ -1352,9 +1346,7 @@ class SftpMiniRdr(MiniRdr):
     # --- volume -------------------------------------------------------------------------------
     def query_volume_info(self, ctx: RxContext) -> Result:
         share = self._open_of(ctx).share if ctx.srv_open is not None else self._share_of(ctx)
-        info_class = ctx.info.info_class if ctx.info is not None else None
-        if info_class not in _VOLUME_INFO_CLASSES:
-            raise _error(S.STATUS_INVALID_PARAMETER, f"volume info class {info_class!r}")
+        volume_info_class(ctx)
 
         async def statvfs() -> asyncssh.SFTPVFSAttrs:
             try:
@@ -1369,22 +1361,15 @@ class SftpMiniRdr(MiniRdr):
         vfs = self._run(share.conn, statvfs, self._deadline(ctx), "cannot query the volume")
         frsize = vfs.frsize or vfs.bsize
         server = share.conn.server
-        return Result(
-            result={
-                "total_bytes": vfs.blocks * frsize,
-                "free_bytes": vfs.bfree * frsize,
-                "avail_bytes": vfs.bavail * frsize,
-                "bytes_per_sector": BYTES_PER_SECTOR,
-                "sectors_per_allocation_unit": max(1, frsize // BYTES_PER_SECTOR) if frsize else 8,
-                "fs_name": FS_NAME,
-                "label": share.name,
-                "serial": zlib.crc32(f"{server.host}:{server.port}:{share.root}".encode()),
-                "max_name_length": vfs.namemax or 255,
-                "fs_attributes": FILE_CASE_SENSITIVE_SEARCH
-                | FILE_CASE_PRESERVED_NAMES
-                | FILE_UNICODE_ON_DISK,
-                "device_characteristics": FILE_REMOTE_DEVICE,
-            }
+        return posix_volume(
+            total=vfs.blocks * frsize,
+            free=vfs.bfree * frsize,
+            avail=vfs.bavail * frsize,
+            block=frsize,
+            fs_name=FS_NAME,
+            label=share.name,
+            serial=zlib.crc32(f"{server.host}:{server.port}:{share.root}".encode()),
+            max_name_length=vfs.namemax or 255,
         )
 
     # --- close --------------------------------------------------------------------------------

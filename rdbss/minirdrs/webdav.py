@@ -79,14 +79,9 @@ from typing import IO, Any, ClassVar
 import httpx
 
 from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
-from rdbss.minirdrs.base import VOLUME_INFO_CLASSES as _VOLUME_INFO_CLASSES
-from rdbss.minirdrs.base import MiniRdr, Result, info_setter
+from rdbss.minirdrs.base import MiniRdr, Result, info_setter, posix_volume, volume_info_class
 from rdbss.minirdrs.listing import Enumerations
 from rdbss.minirdrs.local import (
-    FILE_CASE_PRESERVED_NAMES,
-    FILE_CASE_SENSITIVE_SEARCH,
-    FILE_REMOTE_DEVICE,
-    FILE_UNICODE_ON_DISK,
     MAX_READ_BYTES,
     LocalMiniRdr,
     _arg_bool,
@@ -134,7 +129,6 @@ FsInfo = FsInformationClass
 
 DEFAULT_TIMEOUT_S = 30.0
 FS_NAME = "rdbss-webdav"
-BYTES_PER_SECTOR = 512
 MAX_NAME_LENGTH = 255
 UPLOAD_CHUNK = 1 << 20
 #: Open streaming GETs per server (each holds one of the client's 4 pooled connections; the
@@ -1554,9 +1548,7 @@ class WebDavMiniRdr(MiniRdr):
             server, share = op.server, op.share
         else:
             server, share = self._server(ctx.srv_call), check_share_name(ctx.net_root)
-        info_class = ctx.info.info_class if ctx.info is not None else None
-        if info_class not in _VOLUME_INFO_CLASSES:
-            raise _error(S.STATUS_INVALID_PARAMETER, f"volume info class {info_class!r}")
+        volume_info_class(ctx)
         url = server.url(share, [], collection=True)
         what = f"cannot query the volume of share {share!r}"
         entries = self._propfind(server, url, 0, what, body=QUOTA_BODY)
@@ -1565,23 +1557,15 @@ class WebDavMiniRdr(MiniRdr):
         available, used = entries[0].quota_available, entries[0].quota_used
         if available is None:
             raise _error(S.STATUS_NOT_SUPPORTED, f"{what}: the server reports no quota")
-        total = available + (used or 0)
-        return Result(
-            result={
-                "total_bytes": total,
-                "free_bytes": available,
-                "avail_bytes": available,
-                "bytes_per_sector": BYTES_PER_SECTOR,
-                "sectors_per_allocation_unit": 8,
-                "fs_name": FS_NAME,
-                "label": share,
-                "serial": zlib.crc32(f"{server.config.url}{share}".encode()),
-                "max_name_length": MAX_NAME_LENGTH,
-                "fs_attributes": FILE_CASE_SENSITIVE_SEARCH
-                | FILE_CASE_PRESERVED_NAMES
-                | FILE_UNICODE_ON_DISK,
-                "device_characteristics": FILE_REMOTE_DEVICE,
-            }
+        return posix_volume(
+            total=available + (used or 0),
+            free=available,
+            avail=available,
+            block=0,
+            fs_name=FS_NAME,
+            label=share,
+            serial=zlib.crc32(f"{server.config.url}{share}".encode()),
+            max_name_length=MAX_NAME_LENGTH,
         )
 
     # --- close --------------------------------------------------------------------------------
