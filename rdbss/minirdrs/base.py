@@ -214,6 +214,25 @@ def info_setter(ctx: RxContext, setters: Mapping[int, T]) -> tuple[int, T, Mappi
     return ctx.info.info_class, setter, args
 
 
+#: MRxSetFileInfo: each information class and the method a mini-redirector implements it with,
+#: called as ``method(open, args)``
+SETTER_METHODS: Mapping[int, str] = {
+    FileInformationClass.FileBasicInformation: "_set_basic",
+    FileInformationClass.FileEndOfFileInformation: "_set_end_of_file",
+    FileInformationClass.FileAllocationInformation: "_set_allocation",
+    FileInformationClass.FileRenameInformation: "_set_rename",
+    FileInformationClass.FileDispositionInformation: "_set_disposition",
+}
+
+
+def set_file_info_with(minirdr: MiniRdr, op: object, ctx: RxContext) -> Result:
+    """MRxSetFileInfo through the mini-redirector's ``_set_basic``, ``_set_end_of_file``...
+    methods (SETTER_METHODS) on ``op``, its open."""
+    _, method, args = info_setter(ctx, SETTER_METHODS)
+    getattr(minirdr, method)(op, args)
+    return Result()
+
+
 def _not_implemented(self: MiniRdr, ctx: RxContext, *rest: Any) -> Result:
     raise NtStatusError(NtStatus.STATUS_NOT_IMPLEMENTED, "routine not implemented")
 

@@ -23,12 +23,18 @@ import pwd
 import stat
 import threading
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
-from rdbss.minirdrs.base import MiniRdr, Result, info_setter, posix_volume, volume_info_class
+from rdbss.minirdrs.base import (
+    MiniRdr,
+    Result,
+    posix_volume,
+    set_file_info_with,
+    volume_info_class,
+)
 from rdbss.minirdrs.eas import parse_set as parse_eas
 from rdbss.minirdrs.listing import Enumerations
 from rdbss.minirdrs.locks import FileLocks, Lock
@@ -996,17 +1002,7 @@ class LocalMiniRdr(MiniRdr):
         return Result(result=info)
 
     def set_file_info(self, ctx: RxContext) -> Result:
-        op = self._open_of(ctx)
-        setters: dict[int, Callable[[_Open, Mapping[str, Any]], None]] = {
-            Info.FileBasicInformation: self._set_basic,
-            Info.FileEndOfFileInformation: self._set_end_of_file,
-            Info.FileAllocationInformation: self._set_allocation,
-            Info.FileRenameInformation: self._set_rename,
-            Info.FileDispositionInformation: self._set_disposition,
-        }
-        _, setter, args = info_setter(ctx, setters)
-        setter(op, args)
-        return Result()
+        return set_file_info_with(self, self._open_of(ctx), ctx)
 
     def _set_basic(self, op: _Open, args: Mapping[str, Any]) -> None:
         times = {key: _arg_int(args, key, default=0) for key in _TIME_ARGS}

@@ -41,7 +41,7 @@ from smbprotocol.open import Open as SmbOpen
 
 from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
 from rdbss.minirdrs.base import VOLUME_INFO_CLASSES as _VOLUME_INFO_CLASSES
-from rdbss.minirdrs.base import MiniRdr, Result, info_setter
+from rdbss.minirdrs.base import MiniRdr, Result, set_file_info_with
 from rdbss.minirdrs.eas import pack_full_ea, parse_full_ea
 from rdbss.minirdrs.eas import parse_set as parse_eas
 from rdbss.minirdrs.local import (
@@ -941,17 +941,7 @@ class SmbMiniRdr(MiniRdr):
         op.link.call(f"{what} {_show(op.path)}", lambda: op.link.one(op.tree, request))
 
     def set_file_info(self, ctx: RxContext) -> Result:
-        op = self._open_of(ctx)
-        setters: dict[int, Callable[[_Open, Mapping[str, Any]], None]] = {
-            Info.FileBasicInformation: self._set_basic,
-            Info.FileEndOfFileInformation: self._set_end_of_file,
-            Info.FileAllocationInformation: self._set_allocation,
-            Info.FileRenameInformation: self._set_rename,
-            Info.FileDispositionInformation: self._set_disposition,
-        }
-        _, setter, args = info_setter(ctx, setters)
-        setter(op, args)
-        return Result()
+        return set_file_info_with(self, self._open_of(ctx), ctx)
 
     def _set_basic(self, op: _Open, args: Mapping[str, Any]) -> None:
         times = [ns_to_filetime(_arg_int(args, key, default=0)) for key in _TIME_ARGS]

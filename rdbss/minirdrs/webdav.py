@@ -72,14 +72,20 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import IO, Any, ClassVar
 
 import httpx
 
 from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
-from rdbss.minirdrs.base import MiniRdr, Result, info_setter, posix_volume, volume_info_class
+from rdbss.minirdrs.base import (
+    MiniRdr,
+    Result,
+    posix_volume,
+    set_file_info_with,
+    volume_info_class,
+)
 from rdbss.minirdrs.listing import Enumerations
 from rdbss.minirdrs.local import (
     MAX_READ_BYTES,
@@ -1393,17 +1399,7 @@ class WebDavMiniRdr(MiniRdr):
         return Result(result=info)
 
     def set_file_info(self, ctx: RxContext) -> Result:
-        op = self._open_of(ctx)
-        setters: dict[int, Callable[[_Open, Mapping[str, Any]], None]] = {
-            Info.FileBasicInformation: self._set_basic,
-            Info.FileEndOfFileInformation: self._set_end_of_file,
-            Info.FileAllocationInformation: self._set_allocation,
-            Info.FileRenameInformation: self._set_rename,
-            Info.FileDispositionInformation: self._set_disposition,
-        }
-        _, setter, args = info_setter(ctx, setters)
-        setter(op, args)
-        return Result()
+        return set_file_info_with(self, self._open_of(ctx), ctx)
 
     @staticmethod
     def _set_basic(op: _Open, args: Mapping[str, Any]) -> None:
