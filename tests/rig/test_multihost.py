@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -311,6 +312,8 @@ with Client(remote=remote, timeout=5) as c:
 """
     holder = rig.node_host.popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert holder.stdout is not None
+    ready, _, _ = select.select([holder.stdout], [], [], 20)  # its own deadline
+    assert ready, "the remote client did not open its file in time"
     assert holder.stdout.readline().strip() == "open"
 
     def handles() -> int:
