@@ -48,12 +48,21 @@ def test_the_wire_survives_a_bounded_fuzzing_run(tmp_path: Path) -> None:
     corpus.mkdir()
     _seeds(corpus)
     run = subprocess.run(
-        [sys.executable, str(HARNESS), "-runs=100000", "-max_len=2048", "-seed=1", str(corpus)],
+        [
+            sys.executable,
+            str(HARNESS),
+            "-runs=100000",
+            "-max_len=2048",
+            "-seed=1",
+            # a crashing input lands here, not in the working tree
+            f"-artifact_prefix={tmp_path}/",
+            str(corpus),
+        ],
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
-        cwd=Path(__file__).parents[2],
+        cwd=tmp_path,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Done 100000 runs" in run.stderr
