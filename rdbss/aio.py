@@ -36,7 +36,7 @@ import zmq
 
 from rdbss import requests as rq
 from rdbss import shm
-from rdbss.actors.bus import new_context
+from rdbss.actors.bus import new_context, recv_frames, send_frames
 from rdbss.client import connect_client_socket, daemon_endpoints
 from rdbss.config import Config, RemoteDaemon
 from rdbss.requests import FileInfo, Handle, Outcome
@@ -162,7 +162,7 @@ class AsyncClient:
             return
         sock = self._sock
         while cast(int, sock.getsockopt(_EVENTS)) & _POLLIN:
-            frames = sock.recv_multipart(_NOBLOCK, copy=False)
+            frames = recv_frames(sock, _NOBLOCK)
             try:
                 msg, payload = unpack_frames(self._codec, frames)
             except WireError:
@@ -217,7 +217,7 @@ class AsyncClient:
         # one timer per request (asyncio.wait_for costs several objects and a task switch)
         timer = loop.call_later(wait_s, _expire, future, wait_s)
         try:
-            self._sock.send_multipart(pack_frames(self._codec, msg, payload), _NOBLOCK, copy=False)
+            send_frames(self._sock, pack_frames(self._codec, msg, payload), _NOBLOCK)
             if not self._drain_soon:
                 self._drain_soon = True
                 loop.call_soon(self._drain)

@@ -33,6 +33,8 @@ from rdbss.actors.bus import (
     daemon_pid,
     new_context,
     process_start_time,
+    recv_frames,
+    send_frames,
 )
 from rdbss.config import Config, RemoteDaemon, load_config
 from rdbss.requests import FileInfo, Handle, Outcome
@@ -215,7 +217,7 @@ class Client:
             raise error_for_status(S.STATUS_INVALID_HANDLE, "the client is closed")
         if isinstance(ctx, RxContext):
             ctx.flags |= _BUNDLE_OK  # answers may come bundled: _receive_one opens them
-        self._sock.send_multipart(pack_frames(self._codec, ctx, payload), copy=False)
+        send_frames(self._sock, pack_frames(self._codec, ctx, payload))
 
     def _receive_one(self, deadline: float) -> None:
         """Receive one message (waiting until ``deadline`` at most) and keep the answers it
@@ -224,7 +226,7 @@ class Client:
         remaining = deadline - time.monotonic()
         if remaining <= 0 or not self._poller.poll(int(remaining * 1000) + 1):
             return
-        frames = self._sock.recv_multipart(copy=False)
+        frames = recv_frames(self._sock, 0)
         try:
             msg, payload = unpack_frames(self._codec, frames)
         except WireError:

@@ -8,14 +8,23 @@ from __future__ import annotations
 import fcntl
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import zmq
 
 from rdbss.wire.codec import DEFAULT_LIMITS
 
 MAX_IPC_PATH = 107
+
+# zmq's flags and options as plain ints: pyzmq's own send_multipart/recv_multipart do IntFlag
+# arithmetic and checks on every call, several microseconds a message on the hot path
+NOBLOCK = int(zmq.NOBLOCK)
+_SNDMORE = int(zmq.SNDMORE)
+_EVENTS = int(zmq.EVENTS)
+_POLLIN = int(zmq.POLLIN)
 HEARTBEAT_IVL_MS = 500
 HEARTBEAT_TIMEOUT_MS = 2_000
 
@@ -116,6 +125,36 @@ def client_alive(ident: bytes) -> bool:
     pid = int.from_bytes(ident[1:5], "big")
     started = int.from_bytes(ident[5:13], "big")
     return process_start_time(pid) == started
+
+
+def send_frames(
+    sock: zmq.Socket[bytes], frames: Sequence[Any], flags: int = 0, *, copy: bool = False
+) -> None:
+    """``send_multipart`` for frames known to be buffers. libzmq queues a multipart message
+    whole or not at all (the first frame decides), as ``send_multipart`` does. With
+    ``copy=False``, frames under pyzmq's copy threshold are copied anyway (cheaper than
+    tracking them); larger ones go without a copy."""
+    last = len(frames) - 1
+    more = flags | _SNDMORE
+    for i, frame in enumerate(frames):
+        sock.send(frame, more if i < last else flags, copy=copy)
+
+
+def recv_frames(sock: zmq.Socket[bytes], flags: int = NOBLOCK) -> list[zmq.Frame]:
+    """``recv_multipart(copy=False)`` without its per-call overhead; raises ``zmq.Again`` when
+    nothing is there (the rest of a multipart message always is once its first frame is)."""
+    frame = sock.recv(flags, copy=False)
+    frames = [frame]
+    while frame.more:
+        frame = sock.recv(flags, copy=False)
+        frames.append(frame)
+    return frames
+
+
+def readable(sock: zmq.Socket[bytes]) -> bool:
+    """A message is waiting (cheaper than a receive that raises ``zmq.Again``)."""
+    events = sock.getsockopt(_EVENTS)
+    return isinstance(events, int) and bool(events & _POLLIN)
 
 
 def new_context() -> zmq.Context[zmq.Socket[bytes]]:

@@ -1441,18 +1441,31 @@ class RdbssCore(BufferingMixin):
         wraps each drain of a socket in one: requests that arrived together travel together,
         and nothing waits for more to arrive. Answers for a client that takes bundles leave
         as one CompletionBundle at the end, likewise."""
+        self.begin_batch()
+        try:
+            yield
+        finally:
+            self.end_batch()
+
+    def begin_batch(self) -> None:
+        """``batch()`` without a generator, for the server's loop (every wake-up opens one)."""
         if self._cork is None:
             self._cork = {}
         if self._answers is None:
             self._answers = {}
         self._cork_depth += 1
-        try:
-            yield
-        finally:
-            self._cork_depth -= 1
-            if self._cork_depth == 0:
+
+    def end_batch(self) -> None:
+        self._cork_depth -= 1
+        if self._cork_depth == 0:
+            if self._cork or self._cancels_after:
                 self._flush_cork()
+            else:
+                self._cork = None
+            if self._answers:
                 self._flush_answers()
+            else:
+                self._answers = None
 
     def _flush_answers(self) -> None:
         answers, self._answers = self._answers, None

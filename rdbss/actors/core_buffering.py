@@ -61,7 +61,7 @@ S = NtStatus
 #: What answers a collapsed create: the mini-redirector's MRxCollapseOpen, else a query.
 _COLLAPSE_ANSWERS = frozenset({Routine.MRxCollapseOpen, Routine.MRxQueryFileInfo})
 #: Access that writes data anywhere in a file (FILE_APPEND_DATA alone only appends).
-_WRITE_DATA = Access.FILE_WRITE_DATA | Access.GENERIC_WRITE | Access.GENERIC_ALL
+_WRITE_DATA = int(Access.FILE_WRITE_DATA | Access.GENERIC_WRITE | Access.GENERIC_ALL)
 
 
 def srv_open_context(srv_open: SrvOpen, major: int, routine: Routine, **fields: Any) -> RxContext:

@@ -15,7 +15,17 @@ from typing import Any
 import msgpack
 import zmq
 
-from rdbss.actors.bus import CurveKeys, Endpoints, client_alive, new_context, router
+from rdbss.actors.bus import (
+    NOBLOCK,
+    CurveKeys,
+    Endpoints,
+    client_alive,
+    new_context,
+    readable,
+    recv_frames,
+    router,
+    send_frames,
+)
 from rdbss.actors.core import CoreSettings, Payload, RdbssCore
 from rdbss.actors.metrics import NullMetrics
 from rdbss.actors.zap import CLIENT_DOMAIN, PEER_DOMAIN, AllowList, ZapHandler
@@ -147,7 +157,7 @@ class CoreServer:
                         f"{self.codec.limits.max_header_bytes}; ask for less at once",
                     ),
                 )
-            sock.send_multipart([routing, *frames], copy=False)
+            send_frames(sock, [routing, *frames])
         except zmq.ZMQError as exc:  # the client went away: nothing to tell it
             log.debug("client %s unreachable: %s", ident.hex(), exc)
         except WireError as exc:
@@ -204,7 +214,7 @@ class CoreServer:
             return
         sock, routing = self._route(ident)
         try:
-            sock.send_multipart([routing, *frames], copy=False)
+            send_frames(sock, [routing, *frames])
         except zmq.ZMQError as exc:
             log.debug("client %s unreachable: %s", ident.hex(), exc)
 
@@ -216,7 +226,7 @@ class CoreServer:
     ) -> bool:
         sock = self.peer_sockets.get(name, self.bus)
         try:
-            sock.send_multipart([name.encode(), *pack_frames(self.codec, msg, payload)], copy=False)
+            send_frames(sock, [name.encode(), *pack_frames(self.codec, msg, payload)])
             return True
         except zmq.ZMQError as exc:
             log.debug("peer %s unreachable: %s", name, exc)
@@ -257,16 +267,22 @@ class CoreServer:
                 for sock, _ in poller.poll(timeout):
                     # drain what is there, up to a batch, before looking at the other socket;
                     # what the batch sends to a mini-redirector leaves as one message
-                    with self.core.batch():
-                        for _ in range(256):
+                    from_client = sock in client_socks
+                    self.core.begin_batch()
+                    try:
+                        for n in range(256):
+                            if n and not readable(sock):
+                                break
                             try:
-                                frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                                frames = recv_frames(sock, NOBLOCK)
                             except zmq.Again:
                                 break
-                            if sock in client_socks:
+                            if from_client:
                                 self._on_client_frames(frames, sock)
                             else:
                                 self._on_bus_frames(frames, sock)
+                    finally:
+                        self.core.end_batch()
                 try:
                     self.core.tick()
                     if self.remote_clients:

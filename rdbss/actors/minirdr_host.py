@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pykka
@@ -63,6 +64,14 @@ def cancel_status(reason: str) -> int:
 # arenas of local clients (rdbss.shm), mapped on first use; one table per process
 SHARED = Maps()
 
+#: Shared-memory READs at least this large are copied on a pool thread (``POOL_THREADS`` of
+#: them), so that several large reads copy at once instead of one after the other on the I/O
+#: thread; smaller ones cost less than the hand-off.
+POOLED_READ_BYTES = 1 << 20
+POOL_THREADS = 2
+_LOWIO = str(Routine.MRxLowIOSubmit)
+_READ = int(LowIoOp.READ)
+
 
 def _into_shared(result: Result, target: memoryview) -> None:
     """A READ that asked for shared memory: its bytes go there, the answer says how many."""
@@ -75,6 +84,15 @@ def _into_shared(result: Result, target: memoryview) -> None:
         result.payload = None
     if result.status in (NtStatus.STATUS_SUCCESS, NtStatus.STATUS_END_OF_FILE):
         result.result = {"shm": result.information}
+
+
+def failure(ctx: RxContext, exc: Exception) -> RxCompletion:
+    """The completion of a routine that raised: its NTSTATUS, or INTERNAL_ERROR for a bug."""
+    if isinstance(exc, NtStatusError):
+        return RxCompletion(ctx.request_id, exc.status, message=exc.strerror or "")
+    log.error("routine %s failed req=%s", ctx.routine, ctx.origin, exc_info=exc)
+    message = f"{type(exc).__name__}: {exc}"
+    return RxCompletion(ctx.request_id, NtStatus.STATUS_INTERNAL_ERROR, message=message)
 
 
 def execute(
@@ -102,12 +120,8 @@ def execute(
             raise TypeError(f"{routine} returned {type(result).__name__}, not Result")
         if target is not None:
             _into_shared(result, target)
-    except NtStatusError as exc:
-        return RxCompletion(ctx.request_id, exc.status, message=exc.strerror or ""), None
     except Exception as exc:
-        log.exception("routine %s failed req=%s", ctx.routine, ctx.origin)
-        message = f"{type(exc).__name__}: {exc}"
-        return RxCompletion(ctx.request_id, NtStatus.STATUS_INTERNAL_ERROR, message=message), None
+        return failure(ctx, exc), None
     finally:
         if target is not None:
             target.release()
@@ -233,6 +247,8 @@ class MiniRdrHost:
         self._running: set[int] = set()
         self._cancelled: dict[int, str] = {}
         self._dropped: set[int] = set()  # queued, cancelled and answered: skip without a word
+        self._pool: ThreadPoolExecutor | None = None  # large shared-memory reads (_pooled_read)
+        self._copying = 0
         bridge.handler = self.on_message
         bridge.pending_count = self.pending_count
         minirdr.attach_completion(self._complete_later)
@@ -271,9 +287,58 @@ class MiniRdrHost:
                 self._queued[msg.request_id] = time.monotonic() + msg.timeout_ms / 1000.0
             self._worker(msg.srv_call or "").tell((msg, payload))
             return
+        if (
+            msg.args
+            and routine == _LOWIO
+            and msg.lowio is not None
+            and msg.lowio.operation == _READ
+            and msg.lowio.length >= POOLED_READ_BYTES
+            and self._pooled_read(msg)
+        ):
+            return
         answer = execute(self.minirdr, msg, payload)
         if answer is not None:
             self.bridge.send(*answer)
+
+    def _pooled_read(self, ctx: RxContext) -> bool:
+        """A large shared-memory READ: checked here, copied on the pool. False when the
+        mini-redirector does not split its reads (it then runs as usual)."""
+        assert ctx.lowio is not None
+        target: memoryview | None = None
+        try:
+            target = SHARED.target(ctx.args, ctx.lowio.length)
+            copy = None if target is None else self.minirdr.prepare_read_into(ctx, len(target))
+        except Exception as exc:
+            if target is not None:
+                target.release()
+            self.bridge.send(failure(ctx, exc))
+            return True
+        if target is None or copy is None:
+            if target is not None:
+                target.release()
+            return False
+        view = target[:]  # the pool's own view: it outlives this one
+        target.release()
+        with self._cancel_lock:
+            self._copying += 1
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(POOL_THREADS, thread_name_prefix="read-copy")
+        self._pool.submit(self._copy, ctx, copy, view)
+        return True
+
+    def _copy(self, ctx: RxContext, copy: Callable[[memoryview], Result], view: memoryview) -> None:
+        """On a pool thread: one large read into its shared-memory slot, then its answer."""
+        try:
+            result = copy(view)
+            _into_shared(result, view)
+            answer = completion(ctx, result)
+        except Exception as exc:
+            answer = failure(ctx, exc)
+        finally:
+            view.release()
+            with self._cancel_lock:
+                self._copying -= 1
+        self.bridge.post(answer)
 
     def _on_compound(self, cx: Compound) -> None:
         if not self.minirdr.blocking:
@@ -383,10 +448,12 @@ class MiniRdrHost:
     def pending_count(self) -> int:
         """Requests this process holds: queued or running on workers, and STATUS_PENDING ones."""
         with self._cancel_lock:
-            held = len(self._queued) + len(self._running)
+            held = len(self._queued) + len(self._running) + self._copying
         return held + self.minirdr.pending_requests()
 
     def stop(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)  # each copy is a bounded local read
         for ref in self.workers.values():
             try:
                 ref.stop(block=True, timeout=2.0)

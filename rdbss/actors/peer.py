@@ -21,7 +21,15 @@ from typing import Any
 
 import zmq
 
-from rdbss.actors.bus import Endpoints, dealer, new_context
+from rdbss.actors.bus import (
+    NOBLOCK,
+    Endpoints,
+    dealer,
+    new_context,
+    readable,
+    recv_frames,
+    send_frames,
+)
 from rdbss.wire.codec import Codec, WireError
 from rdbss.wire.framing import Buffer, pack_frames, unpack_frames
 from rdbss.wire.rxcontext import (
@@ -79,9 +87,7 @@ class PeerBridge:
     def send(self, msg: Message, payload: Buffer | None = None) -> None:
         """Send from the I/O thread (handlers running inline)."""
         try:
-            self._sock.send_multipart(
-                pack_frames(self._codec, msg, payload), flags=zmq.NOBLOCK, copy=False
-            )
+            send_frames(self._sock, pack_frames(self._codec, msg, payload), NOBLOCK)
         except zmq.Again:  # the core is unreachable and the queue is full: never block the loop
             log.warning("core unreachable; dropped %s", type(msg).__name__)
         except WireError as exc:
@@ -99,7 +105,7 @@ class PeerBridge:
             self._local.push = push
             self._local.codec = Codec()
         try:
-            push.send_multipart(pack_frames(self._local.codec, msg, payload), copy=False)
+            send_frames(push, pack_frames(self._local.codec, msg, payload))
         except WireError as exc:
             self._send_unencodable(msg, exc, push)
 
@@ -168,14 +174,16 @@ class PeerBridge:
         try:
             while not self._stop.is_set():
                 for sock, _ in poller.poll(100):
-                    for _ in range(256):
+                    for n in range(256):
+                        if n and not readable(sock):
+                            break
                         try:
-                            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                            frames = recv_frames(sock, NOBLOCK)
                         except zmq.Again:
                             break
                         if sock is self._pull:
                             try:
-                                self._sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+                                send_frames(self._sock, frames, NOBLOCK)
                             except zmq.Again:
                                 log.warning("core unreachable; dropped an answer")
                         else:

@@ -312,6 +312,17 @@ class MiniRdr:
         """How many requests answered STATUS_PENDING this mini-redirector still holds."""
         return 0
 
+    def prepare_read_into(
+        self, ctx: RxContext, length: int
+    ) -> Callable[[memoryview], Result] | None:
+        """A large shared-memory READ, in two halves: checks now (on the host's I/O thread, in
+        order with the requests around it) and a copy that may run on another thread at the
+        same time as other reads (``copy(target)``, answering like ``read_into``; it must hold
+        what it reads from, e.g. a duplicated descriptor, as a close may come meanwhile).
+        None (the default): not supported; the READ goes through ``read_into``. Not a
+        routine."""
+        return None
+
     def read_into(self, ctx: RxContext, target: memoryview) -> Result | None:
         """The shared-memory data path (rdbss.shm): do the READ of ``ctx`` straight into
         ``target`` (len(target) == the read's length) and answer ``information`` = bytes read,

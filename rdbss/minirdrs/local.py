@@ -23,7 +23,7 @@ import pwd
 import stat
 import threading
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -152,7 +152,26 @@ def _components(rel: str) -> list[str]:
 
 
 def _within(root: str, real: str) -> bool:
-    return real == root or os.path.commonpath([root, real]) == root
+    """``real`` (normalized, absolute) is ``root`` or under it."""
+    return real == root or real.startswith(root if root.endswith("/") else root + "/")
+
+
+def _resolve_below(root: str, parts: list[str]) -> str:
+    """``os.path.realpath(root/parts...)`` for a ``root`` that is resolved already: one lstat
+    per component below it (realpath walks every component from /), and realpath itself as
+    soon as a component is a symbolic link. Like realpath, what does not exist is kept as
+    named."""
+    current = root
+    for i, part in enumerate(parts):
+        candidate = current + part if current.endswith("/") else current + "/" + part
+        try:
+            mode = os.lstat(candidate).st_mode
+        except OSError:
+            return os.path.join(candidate, *parts[i + 1 :])
+        if stat.S_ISLNK(mode):
+            return os.path.realpath(os.path.join(root, *parts))
+        current = candidate
+    return current
 
 
 def check_share_name(name: object) -> str:
@@ -296,6 +315,8 @@ class LocalMiniRdr(MiniRdr):
         if not isinstance(server, str) or not server:
             raise ValueError("local mini-redirector: 'server' must be a non-empty string")
         self.server = server
+        # share name -> (resolved folder, its device and inode): see _real_root
+        self._real_roots: dict[str, tuple[str, tuple[int, int]]] = {}
         aliases = config.get("aliases", [])
         if not isinstance(aliases, list) or not all(isinstance(a, str) and a for a in aliases):
             raise ValueError("local mini-redirector: 'aliases' must be a list of server names")
@@ -368,11 +389,30 @@ class LocalMiniRdr(MiniRdr):
     def _host_path(self, share: _Share, rel: str) -> str:
         """The fully resolved host path of ``rel``; ACCESS_DENIED if it leaves the share."""
         parts = _components(rel)
-        root = self._root(share)
-        real = os.path.realpath(os.path.join(root, *parts))
+        root = self._real_root(share)
+        real = _resolve_below(root, parts)
         if not _within(root, real):
             raise _error(S.STATUS_ACCESS_DENIED, f"{_show(rel)} leads outside the share")
         return real
+
+    def _real_root(self, share: _Share) -> str:
+        """``_root(share)``, resolved once and then kept while the share's folder is the same
+        directory (one stat a request instead of an lstat per component from /)."""
+        try:
+            info = os.stat(share.root)
+        except OSError:
+            info = None
+        if info is not None and stat.S_ISDIR(info.st_mode):
+            known = self._real_roots.get(share.name)
+            if known is not None and known[1] == (info.st_dev, info.st_ino):
+                return known[0]
+        root = self._root(share)  # raises when the folder is gone
+        try:
+            moved = os.stat(root)
+        except OSError:
+            return root
+        self._real_roots[share.name] = (root, (moved.st_dev, moved.st_ino))
+        return root
 
     def _host_entry(self, share: _Share, rel: str) -> str:
         """The host path of the directory entry ``rel`` itself: its parent resolved, its last
@@ -829,6 +869,37 @@ class LocalMiniRdr(MiniRdr):
             if locks is not None:
                 locks.check_io(owner, max(offset, 0), length, write)
 
+    def prepare_read_into(
+        self, ctx: RxContext, length: int
+    ) -> Callable[[memoryview], Result] | None:
+        """A large shared-memory read: checked here, copied on a pool thread from a duplicate of
+        the descriptor (a close of the handle meanwhile leaves it valid)."""
+        op = self._open_of(ctx)
+        lowio = ctx.lowio
+        if lowio is None:
+            raise _error(S.STATUS_INVALID_PARAMETER, "low I/O request without parameters")
+        if op.is_dir:
+            raise _error(S.STATUS_INVALID_DEVICE_REQUEST, f"{_show(op.path)} is a directory")
+        self._check_io_locks(op, self._lock_owner(ctx), lowio.offset, length, False)
+        if not op.can_read:
+            raise _error(S.STATUS_ACCESS_DENIED, f"{_show(op.path)} is not open for reading")
+        offset = lowio.offset
+        if offset < 0 or not 0 < length <= MAX_READ_BYTES:
+            raise _error(S.STATUS_INVALID_PARAMETER, f"bad read range {offset}+{length}")
+        try:
+            fd = os.dup(op.fd)
+        except OSError as exc:
+            raise _os_error(exc, "cannot read", op.path) from None
+        path = op.path
+
+        def copy(target: memoryview) -> Result:
+            try:
+                return self._read_into(fd, path, offset, target)
+            finally:
+                os.close(fd)
+
+        return copy
+
     def read_into(self, ctx: RxContext, target: memoryview) -> Result | None:
         """The shared-memory path: the file's bytes go straight into the client's arena."""
         op = self._open_of(ctx)
@@ -852,7 +923,7 @@ class LocalMiniRdr(MiniRdr):
         if length == 0:
             return Result(information=0, payload=b"")
         if into is not None:
-            return self._read_into(op, offset, into)
+            return self._read_into(op.fd, op.path, offset, into)
         chunks: list[bytes] = []
         done = 0
         try:
@@ -870,18 +941,18 @@ class LocalMiniRdr(MiniRdr):
         return Result(information=done, payload=data)
 
     @staticmethod
-    def _read_into(op: _Open, offset: int, into: memoryview) -> Result:
+    def _read_into(fd: int, rel: str, offset: int, into: memoryview) -> Result:
         done = 0
         try:
             while done < len(into):
-                n = os.preadv(op.fd, [into[done:]], offset + done)
+                n = os.preadv(fd, [into[done:]], offset + done)
                 if not n:
                     break
                 done += n
         except OSError as exc:
-            raise _os_error(exc, "cannot read", op.path) from None
+            raise _os_error(exc, "cannot read", rel) from None
         if not done:
-            raise _error(S.STATUS_END_OF_FILE, f"{_show(op.path)}: offset {offset} is past EOF")
+            raise _error(S.STATUS_END_OF_FILE, f"{_show(rel)}: offset {offset} is past EOF")
         return Result(information=done)
 
     def _write(
