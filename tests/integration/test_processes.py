@@ -175,3 +175,24 @@ def test_handles_of_a_killed_client_process_are_closed(fresh_daemon: Daemon) -> 
             holder.kill()
             holder.wait(10)
     assert "is gone; closing its 5 handles" in d.log()
+
+
+def test_rdbss_profile_leaves_a_cpu_profile_of_every_child(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """$RDBSS_PROFILE=DIR: each child process writes DIR/ROLE-NAME-PID.prof when it stops, and
+    the core's shows the requests it served."""
+    import pstats
+    from pathlib import Path
+
+    where = Path(str(tmp_path))
+    monkeypatch.setenv("RDBSS_PROFILE", str(where))
+    with running_daemon() as d:
+        (d.share_dir / "p.txt").write_bytes(b"profiled")
+        with d.client() as c:
+            assert c.read_bytes(d.share + r"\p.txt") == b"profiled"
+    found = {p.name.split("-")[0] for p in where.glob("*.prof")}
+    assert found == {"core", "connmgr", "minirdr"}
+    core = next(where.glob("core-*.prof"))
+    served = pstats.Stats(str(core)).get_stats_profile().func_profiles
+    assert "on_client" in served

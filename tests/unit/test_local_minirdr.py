@@ -1387,3 +1387,79 @@ def test_cancel_routine_ends_a_pending_notify_without_losing_changes(
     (root / "d" / "new.txt").write_bytes(b"x")  # while nobody waits
     _, again = notify()  # the next notify on the handle reports it
     assert again.result == {"changes": [{"action": "added", "name": "new.txt"}]}
+
+
+# --- the hot path's shortcuts ----------------------------------------------------------------
+def test_paths_resolve_as_realpath_does(root: Path, outside: Path) -> None:
+    """_resolve_below takes one lstat per component below the share's folder; it must name
+    what realpath names: links inside and out, missing components, nested folders."""
+    from rdbss.minirdrs.local import _resolve_below
+
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "a" / "b" / "f.txt").write_text("x")
+    (root / "a" / "up").symlink_to("..")
+    (root / "a" / "out").symlink_to(outside)
+    (root / "chain").symlink_to("a/up/a/b")
+    real_root = os.path.realpath(root)
+    cases = [
+        [],
+        ["a"],
+        ["a", "b", "f.txt"],
+        ["a", "b", "missing", "deeper"],
+        ["a", "up", "a", "b"],
+        ["a", "out", "secret.txt"],
+        ["chain", "f.txt"],
+        ["nothing"],
+    ]
+    for parts in cases:
+        expected = os.path.realpath(os.path.join(real_root, *parts))
+        assert _resolve_below(real_root, parts) == expected, parts
+
+
+def test_a_share_folder_re_pointed_while_running_is_followed(tmp_path: Path) -> None:
+    """The share's resolved folder is kept between requests, but only while the configured
+    path still leads to the same directory."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    (first / "which.txt").write_text("first")
+    (second / "which.txt").write_text("second")
+    link = tmp_path / "share"
+    link.symlink_to(first)
+    rdr = LocalMiniRdr("local-1", {"server": "local", "shares": {"Data": str(link)}})
+    try:
+        srv_open = open_id(rdr, "which.txt")
+        assert read(rdr, srv_open, 0, 10).payload == b"first"
+        close(rdr, srv_open)
+        link.unlink()
+        link.symlink_to(second)
+        srv_open = open_id(rdr, "which.txt")
+        assert read(rdr, srv_open, 0, 10).payload == b"second"
+        close(rdr, srv_open)
+        link.unlink()
+        assert status(create, rdr, "which.txt") == S.STATUS_BAD_NETWORK_NAME
+    finally:
+        rdr.close()
+
+
+def test_a_prepared_read_copies_after_its_handle_is_closed(rdr: LocalMiniRdr, root: Path) -> None:
+    """The large shared-memory read is checked first and copied later on another thread from
+    its own descriptor: a close in between must not make it read something else."""
+    data = os.urandom(1 << 20)
+    (root / "big.bin").write_bytes(data)
+    srv_open = open_id(rdr, "big.bin")
+    lowio = LowIoParameters(operation=LowIoOp.READ, offset=4096, length=65536)
+    copy = rdr.prepare_read_into(rx(IrpMj.READ, srv_open=srv_open, lowio=lowio), 65536)
+    assert copy is not None
+    close(rdr, srv_open)
+    other = os.open(root / "big.bin", os.O_RDONLY)  # would take the closed descriptor's number
+    try:
+        target = memoryview(bytearray(65536))
+        result = copy(target)
+        assert result.information == 65536
+        assert bytes(target) == data[4096 : 4096 + 65536]
+    finally:
+        os.close(other)
+    write_only = open_id(rdr, "big.bin", access=A.FILE_WRITE_DATA)
+    refused = failure(rdr.prepare_read_into, rx(IrpMj.READ, srv_open=write_only, lowio=lowio), 1)
+    assert refused.status == S.STATUS_ACCESS_DENIED
