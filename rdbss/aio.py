@@ -51,6 +51,7 @@ from rdbss.wire import (
     FsctlCode,
     NtStatus,
     NtStatusError,
+    RequestBundle,
     RxCancel,
     RxCompletion,
     RxContext,
@@ -73,6 +74,8 @@ T = TypeVar("T")
 GRACE_S = 2.0
 CANCEL_LINGER_MS = 500  # how long closing waits to deliver the cancels of what was in flight
 READ_CHUNK = 1 << 20
+#: requests of one event-loop turn sent as one RequestBundle, at most this many to a message
+BUNDLE_ITEMS = 256
 
 
 _EVENTS = int(zmq.EVENTS)
@@ -119,6 +122,8 @@ class AsyncClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fd: int = cast(int, self._sock.getsockopt(zmq.FD))
         self._drain_soon = False
+        # requests issued in this turn of the event loop, sent together at its end (_flush)
+        self._outbox: dict[int, tuple[RxContext, rq.Data | None]] = {}
         self._closed = False
 
     async def __aenter__(self) -> AsyncClient:
@@ -135,6 +140,7 @@ class AsyncClient:
         for request_id in in_flight:
             self._cancel(request_id, "client")
         self._closed = True
+        self._outbox.clear()  # never sent: their futures fail below
         if self._loop is not None:
             self._loop.remove_reader(self._fd)
         for future in self._waiting.values():
@@ -199,6 +205,8 @@ class AsyncClient:
         answered itself; the request's own answer, if any, finds no waiter and is dropped."""
         if self._closed:
             return
+        if self._outbox.pop(request_id, None) is not None:
+            return  # not sent yet: now it never is
         with contextlib.suppress(zmq.ZMQError):
             self._sock.send_multipart(
                 pack_frames(self._codec, RxCancel(request_id, reason)), _NOBLOCK
@@ -209,18 +217,21 @@ class AsyncClient:
             raise error_for_status(S.STATUS_INVALID_HANDLE, "the client is closed")
         loop = self._bind_loop()
         msg.request_id = next(self._ids)
-        if isinstance(msg, RxContext):
-            msg.flags |= _BUNDLE_OK  # answers may come bundled: _drain opens them
         future: asyncio.Future[Answer] = loop.create_future()
         self._waiting[msg.request_id] = future
         wait_s = msg.timeout_ms / 1000.0 + GRACE_S
         # one timer per request (asyncio.wait_for costs several objects and a task switch)
         timer = loop.call_later(wait_s, _expire, future, wait_s)
         try:
-            send_frames(self._sock, pack_frames(self._codec, msg, payload), _NOBLOCK)
-            if not self._drain_soon:
-                self._drain_soon = True
-                loop.call_soon(self._drain)
+            if isinstance(msg, RxContext):
+                msg.flags |= _BUNDLE_OK  # answers may come bundled: _drain opens them
+                self._outbox[msg.request_id] = (msg, payload)
+                if len(self._outbox) == 1:
+                    loop.call_soon(self._flush)
+            else:
+                self._flush()  # what was asked before it leaves before it
+                send_frames(self._sock, pack_frames(self._codec, msg, payload), _NOBLOCK)
+                self._drain_later(loop)
             return await future
         except asyncio.CancelledError:
             self._cancel(msg.request_id, "client")  # the caller gave up: so does the daemon
@@ -232,6 +243,77 @@ class AsyncClient:
         finally:
             timer.cancel()
             self._waiting.pop(msg.request_id, None)
+
+    def _drain_later(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._drain_soon:
+            self._drain_soon = True
+            loop.call_soon(self._drain)
+
+    def _flush(self) -> None:
+        """Send the requests issued in this turn of the event loop: one alone as itself,
+        several as RequestBundles (each still answered on its own). What cannot be sent fails
+        its own request."""
+        outbox, self._outbox = self._outbox, {}
+        if not outbox or self._closed or self._loop is None:
+            return
+        # a request whose caller gave up before its turn ended (its future is cancelled at
+        # once) is never sent
+        waiting = self._waiting
+        items = [
+            (msg, payload)
+            for request_id, (msg, payload) in outbox.items()
+            if (future := waiting.get(request_id)) is not None and not future.done()
+        ]
+        if not items:
+            return
+        if len(items) == 1:
+            self._send_or_fail(items[0][0], items[0][1])
+        else:
+            limits = self._codec.limits
+            bundle, size = RequestBundle(), 0
+            for msg, payload in items:
+                length = memoryview(payload).nbytes if payload is not None else 0
+                if bundle.items and (
+                    len(bundle.items) >= BUNDLE_ITEMS
+                    or size + length > limits.max_compound_payload_bytes
+                ):
+                    self._send_bundle(bundle)
+                    bundle, size = RequestBundle(), 0
+                if payload is not None:
+                    bundle.payload_items.append(len(bundle.items))
+                    bundle.payloads.append(payload)
+                    size += length
+                bundle.items.append(msg)
+            self._send_bundle(bundle)
+        self._drain_later(self._loop)
+
+    def _send_bundle(self, bundle: RequestBundle) -> None:
+        try:
+            frames = pack_frames(self._codec, bundle)
+            if len(frames[0]) > self._codec.limits.max_header_bytes:
+                raise WireError("bundle header too large")  # long paths: each on its own
+            send_frames(self._sock, frames, _NOBLOCK)
+        except WireError:  # one item cannot travel: find it, send the others
+            payload_of = dict(zip(bundle.payload_items, bundle.payloads, strict=True))
+            for index, msg in enumerate(bundle.items):
+                self._send_or_fail(msg, payload_of.get(index))
+        except zmq.ZMQError as exc:
+            for msg in bundle.items:
+                self._fail(msg.request_id, exc)
+
+    def _send_or_fail(self, msg: RxContext, payload: rq.Data | None) -> None:
+        try:
+            send_frames(self._sock, pack_frames(self._codec, msg, payload), _NOBLOCK)
+        except (WireError, zmq.ZMQError) as exc:
+            self._fail(msg.request_id, exc)
+
+    def _fail(self, request_id: int, exc: Exception) -> None:
+        future = self._waiting.get(request_id)
+        if future is None or future.done():
+            return
+        if isinstance(exc, zmq.ZMQError):
+            exc = error_for_status(S.STATUS_CONNECTION_DISCONNECTED, f"cannot send: {exc}")
+        future.set_exception(exc)
 
     # ------------------------------------------------------------------ compounds
     async def compound(self, requests: Sequence[rq.Request[Any]]) -> list[Outcome[Any]]:

@@ -36,6 +36,7 @@ from rdbss.wire.rxcontext import (
     Compound,
     CompoundCompletion,
     Heartbeat,
+    RequestBundle,
     RxCancel,
     RxCompletion,
     RxContext,
@@ -320,15 +321,24 @@ class CoreServer:
             if isinstance(msg, RxCancel):
                 self._on_client_cancel(ident, msg)
                 return
-            if not isinstance(msg, RxContext | Compound):
+            if not isinstance(msg, RxContext | Compound | RequestBundle):
                 raise WireError(f"clients send requests, not {type(msg).__name__}")
         except WireError as exc:
             request_id = _request_id_of(frames[1].buffer) if len(frames) > 1 else 0
             log.info("bad request from client %s: %s", ident.hex()[-6:], exc.strerror)
             self.to_client(ident, RxCompletion(request_id, exc.status, message=exc.strerror or ""))
             return
+        if isinstance(msg, RequestBundle):
+            # separate requests that travelled together: each as if it had come alone
+            payload_of = dict(zip(msg.payload_items, msg.payloads, strict=True))
+            for index, item in enumerate(msg.items):
+                self._client_request(ident, item, payload_of.get(index))
+            return
+        self._client_request(ident, msg, payload if payload is None else frames[2])
+
+    def _client_request(self, ident: bytes, msg: RxContext | Compound, payload: Payload) -> None:
         try:
-            self.core.on_client(ident, msg, payload if payload is None else frames[2])
+            self.core.on_client(ident, msg, payload)
         except Exception:  # a bug must cost one request, never the core and every handle
             log.exception("request failed req=%s", msg.origin)
             self.to_client(

@@ -26,6 +26,7 @@ from rdbss.wire.rxcontext import (
     Message,
     QueryDirectoryParameters,
     Register,
+    RequestBundle,
     RxCancel,
     RxCompletion,
     RxContext,
@@ -152,6 +153,12 @@ _CB: _Spec = (
     ("payload_lengths", "pl", "intlist"),
     ("payload_frames", "pf", "intlist"),
 )
+_RB: _Spec = (
+    ("items", "it", "rxlist"),
+    ("payload_items", "pi", "intlist"),
+    ("payload_lengths", "pl", "intlist"),
+    ("payload_frames", "pf", "intlist"),
+)
 #: list kinds: a list of maps, each one message of this class (without the envelope)
 _LIST_OF: dict[str, type[Any]] = {"rxlist": RxContext, "donelist": RxCompletion}
 
@@ -168,6 +175,7 @@ _SPECS: dict[type[Any], _Spec] = {
     Compound: _CX,
     CompoundCompletion: _CD,
     CompletionBundle: _CB,
+    RequestBundle: _RB,
 }
 _KINDS: dict[str, type[Any]] = {
     "rx": RxContext,
@@ -178,6 +186,7 @@ _KINDS: dict[str, type[Any]] = {
     "cx": Compound,
     "cd": CompoundCompletion,
     "cb": CompletionBundle,
+    "rb": RequestBundle,
 }
 _KIND_OF: dict[type[Any], str] = {cls: kind for kind, cls in _KINDS.items()}
 _REQUIRED: dict[type[Any], frozenset[str]] = {
@@ -189,6 +198,7 @@ _REQUIRED: dict[type[Any], frozenset[str]] = {
     Compound: frozenset({"id", "it"}),
     CompoundCompletion: frozenset({"id", "st"}),
     CompletionBundle: frozenset({"it"}),
+    RequestBundle: frozenset({"it"}),
 }
 
 
@@ -256,6 +266,7 @@ def _check(value: Any, kind: Any, where: str) -> Any:
 
 
 _ENVELOPE = frozenset({"k", "v"})
+_BATCHED = frozenset({Compound, CompoundCompletion, CompletionBundle, RequestBundle})
 
 
 def _from_wire(cls: type[Any], data: dict[Any, Any], where: str) -> Any:
@@ -434,7 +445,7 @@ class Codec:
         cls = _KINDS.get(kind) if isinstance(kind, str) else None
         if cls is None or not isinstance(kind, str):
             raise WireError(f"unknown message kind {kind!r}")
-        if cls is Compound or cls is CompoundCompletion or cls is CompletionBundle:
+        if cls in _BATCHED:
             items = data.get("it")
             if isinstance(items, list) and len(items) > lim.max_compound_items:
                 raise WireError(f"compound of {len(items)} items exceeds {lim.max_compound_items}")

@@ -209,8 +209,24 @@ class CompletionBundle:
     payloads: list[Any] = field(default_factory=list)  # frames, not encoded in the header
 
 
+@dataclass(slots=True)
+class RequestBundle:
+    """Several separate requests of one client sent together because they were issued together
+    (the asyncio client sends what its tasks ask for in one turn of the event loop as one
+    message). Unlike a ``Compound``, nothing ties the items: each is a request of its own,
+    answered on its own as if it had come alone (or bundled, ``CompletionBundle``); payloads as
+    in ``Compound``."""
+
+    items: list[RxContext] = field(default_factory=list)
+    payload_items: list[int] = field(default_factory=list)
+    # how the payloads lie in the frames (set by ``framing.pack_frames``; empty: one per frame)
+    payload_lengths: list[int] = field(default_factory=list)
+    payload_frames: list[int] = field(default_factory=list)  # payloads in each frame
+    payloads: list[Any] = field(default_factory=list)  # frames, not encoded in the header
+
+
 #: messages whose payloads are ``payloads`` frames after the header, one per ``payload_items``
-Batched = Compound | CompoundCompletion | CompletionBundle
+Batched = Compound | CompoundCompletion | CompletionBundle | RequestBundle
 
 Message = (
     RxContext
@@ -221,6 +237,7 @@ Message = (
     | Compound
     | CompoundCompletion
     | CompletionBundle
+    | RequestBundle
 )
 
 __all__ = [
@@ -242,6 +259,7 @@ __all__ = [
     "Message",
     "QueryDirectoryParameters",
     "Register",
+    "RequestBundle",
     "Routine",
     "RxCancel",
     "RxCompletion",

@@ -97,3 +97,36 @@ def test_security_of_an_open_handle(daemon: Daemon) -> None:
     assert after["mode"] & 0o7777 == 0o600 and path.stat().st_mode & 0o7777 == 0o600
     assert after["owner"] == f"S-1-22-1-{os.getuid()}" and set(owner_only) >= {"owner"}
     assert "dacl" not in owner_only
+
+
+def test_requests_of_one_turn_travel_together_and_are_answered_each_on_its_own(
+    daemon: Daemon,
+) -> None:
+    """What tasks ask in one turn of the event loop leaves as RequestBundles: a bad item fails
+    alone, writes carry their data, and a request cancelled before its turn ends never runs."""
+    (daemon.share_dir / "bundle.bin").write_bytes(b"0123456789" * 300)
+
+    async def main() -> None:
+        async with AsyncClient(daemon.runtime_dir, timeout=10) as c:
+            h = await c.create(daemon.share + r"\bundle.bin", access=0x12019F | 0x2)  # read, write
+            outcomes = await asyncio.gather(
+                *(c.read_handle(h.fobx, 10 * i, 10) for i in range(300)),
+                c.read_handle(999_999, 0, 10),  # no such handle: only this one fails
+                c.write_handle(h.fobx, 0, b"ABCDEFGHIJ"),
+                return_exceptions=True,
+            )
+            reads, bad, wrote = outcomes[:300], outcomes[300], outcomes[301]
+            assert all(r == (b"0123456789" if i else r) for i, r in enumerate(reads))
+            assert reads[0] in (b"0123456789", b"ABCDEFGHIJ")  # the write may come first
+            assert isinstance(bad, NtStatusError) and bad.status == S.STATUS_INVALID_HANDLE
+            assert wrote == 10
+            # cancelled in the same turn it was asked: never sent, so never run
+            task = asyncio.ensure_future(c.write_handle(h.fobx, 0, b"XXXXXXXXXX"))
+            await asyncio.sleep(0)  # the task runs up to its await: queued, not yet sent
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert await c.read_handle(h.fobx, 0, 10) == b"ABCDEFGHIJ"
+            await c.close_handle(h.fobx)
+
+    asyncio.run(main())

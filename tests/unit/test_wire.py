@@ -25,6 +25,7 @@ from rdbss.wire import (
     NtStatusError,
     QueryDirectoryParameters,
     Register,
+    RequestBundle,
     RxCancel,
     RxCompletion,
     RxContext,
@@ -407,6 +408,24 @@ def test_completion_bundle_round_trip(items: list[RxCompletion]) -> None:
     msg, _ = unpack_frames(codec, pack_frames(codec, bundle))
     assert isinstance(msg, CompletionBundle) and msg.items == items
     assert [bytes(p) for p in msg.payloads] == [b"p%d" % i for i in carrying]
+
+
+def test_request_bundle_round_trip_and_limits() -> None:
+    items = [
+        RxContext(1, IrpMj.READ, fobx=3, lowio=LowIoParameters(operation=0, length=10)),
+        RxContext(2, IrpMj.WRITE, fobx=3, lowio=LowIoParameters(operation=1, length=4)),
+    ]
+    bundle = RequestBundle(items, [1], payloads=[b"data"])
+    msg, _ = unpack_frames(codec, pack_frames(codec, bundle))
+    assert isinstance(msg, RequestBundle) and msg.items == items
+    assert [bytes(p) for p in msg.payloads] == [b"data"]
+    too_many = RequestBundle([RxContext(i, IrpMj.READ) for i in range(1025)])
+    with pytest.raises(WireError, match="exceeds"):
+        unpack_frames(codec, [msgpack.packb({"k": "rb", "v": 1, "it": [
+            {"id": i, "mj": 3} for i in range(len(too_many.items))
+        ]})])  # fmt: skip
+    with pytest.raises(WireError):  # its items are requests, never completions
+        codec.decode(msgpack.packb({"k": "rb", "v": 1, "it": [{"id": 1, "st": 0}]}))
 
 
 def test_small_payloads_share_frames_and_large_ones_travel_alone() -> None:
