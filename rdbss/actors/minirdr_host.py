@@ -1,7 +1,8 @@
 """Runs one mini-redirector behind the bus.
 
 Registration sends exactly the routines the mini-redirector implements. Requests run:
-- on the socket thread, for a non-blocking mini-redirector (local disk): the hot path;
+- on the socket thread, for a non-blocking mini-redirector (local disk): the hot path; a large
+  shared-memory READ is checked there and copied on a small pool (``_pooled_read``);
 - on the connection's own ``ConnectionWorker`` actor, for connection routines and for every
   routine of a blocking (network) mini-redirector, so a slow connect or a slow server blocks only
   the requests of that connection.
