@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from rdbss.actors.core import CONNMGR, CoreSettings, RdbssCore
+from rdbss.actors.core import CONNMGR, CORK_ITEMS, CoreSettings, RdbssCore
 from rdbss.actors.minirdr_host import execute_compound
 from rdbss.minirdrs.local import LocalMiniRdr
 from rdbss.wire import (
@@ -310,3 +310,34 @@ def test_answers_ready_together_leave_together_for_a_client_that_takes_bundles(
     else:
         assert [d.request_id for _, d, _ in out.client] == [1, 2, 3]
     assert core._inflight_of == {} and core._bundle_ok == set()
+
+
+def test_a_long_batch_leaves_in_parts_never_between_a_create_and_its_related_items(
+    env: Any,
+) -> None:
+    """A mini-redirector's held-back requests leave once CORK_ITEMS wait (it works on them
+    while the core reads the rest), cut only before an item that is not related."""
+    core, out, _ = env
+    fobx = open_handle(core, out)
+    out.peer.clear()
+    head = [read(k, fobx, 4096 * k) for k in range(CORK_ITEMS - 1)]
+    k = len(head)
+    chain = [create(k), read(k + 1, None, flags=R), RxContext(k + 2, IrpMj.CLOSE, flags=R)]
+    rest = [read(k + 3 + j, fobx) for j in range(3)]
+    items = head + chain + rest  # the create is the batch's last item before its limit
+    n = len(items)
+    with core.batch():
+        core.on_client(CLIENT_A, Compound(90, items), None)
+        assert len(out.peer) == 1  # the first part left before the batch ended
+    parts = [sent for _, sent, _ in out.peer]
+    assert [len(p.items) for p in parts] == [CORK_ITEMS + 2, 3]
+    assert [c.routine for c in parts[0].items[-3:]] == [
+        Routine.MRxCreate,
+        Routine.MRxLowIOSubmit,
+        Routine.MRxCloseSrvOpen,
+    ]  # the create travels with its related items
+    for part in parts:
+        answer_all(core, "local", part)
+    ((_, done, _),) = out.client
+    assert isinstance(done, CompoundCompletion) and len(done.items) == n
+    assert all(d.status == S.STATUS_SUCCESS for d in done.items)
