@@ -19,6 +19,13 @@ def median_seconds(fn: Callable[[int], None]) -> float:
     return statistics.median(times)
 
 
+def timed(times: list[float], fn: Callable[[int], None], i: int) -> None:
+    """Call ``fn(i)`` and append how long it took to ``times`` (for sides that alternate)."""
+    t0 = time.perf_counter()
+    fn(i)
+    times.append(time.perf_counter() - t0)
+
+
 def render(rows: list[tuple[str, float, float]], direct: str = "direct") -> str:
     """Rows of (operation, rdbss MiB/s, direct MiB/s) with their ratio."""
     head = f"{direct} MiB/s"

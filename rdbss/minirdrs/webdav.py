@@ -26,9 +26,17 @@ the whole file. It is made on the first write or size change: empty when this op
 overwrote the file, else by downloading it. Writes and truncates go to it, reads on that handle
 read it, and the whole file is PUT back on MRxFlush and on MRxCloseSrvOpen; a failed upload is
 the close's status. So data written through a handle reaches the server at flush or close, not
-at each write (as with Windows' own WebDAV redirector). When the core re-opens a handle by path
-after a lost connection (same FOBX), the staged data of the SrvOpen it lost moves to the new
-one. Two handles writing the same file each upload their whole copy: the last
+at each write (as with Windows' own WebDAV redirector). A file this open created or overwrote
+and writes sequentially from byte 0 is also streamed to the server while the writes arrive: one
+PUT with a chunked body, sent by a thread that reads what the writes staged, ending at the flush
+or close (so the upload overlaps the writes instead of following them). The staging file stays
+the truth: the first write that is not at the end (or a size change, a rename, a delete) ends
+the stream, and if the streamed PUT failed or did not carry the whole file (the server refused a
+chunked body, the connection broke, an HTTP error), the close (or flush) PUTs the staged file
+whole as before, and that upload's failure is the close's status; nothing written is lost
+silently. While a stream runs, other clients may see the file partly written. When the core
+re-opens a handle by path after a lost connection (same FOBX), the staged data of the SrvOpen it
+lost moves to the new one. Two handles writing the same file each upload their whole copy: the last
 close wins (WebDAV locks are not taken; byte-range locks are not offered at all, since WebDAV
 locks are whole-resource). Reads on handles without staged data are ranged GETs: a read at any
 offset is one GET of exactly its range; a read that starts where the previous one of the same
@@ -137,6 +145,11 @@ DEFAULT_TIMEOUT_S = 30.0
 FS_NAME = "rdbss-webdav"
 MAX_NAME_LENGTH = 255
 UPLOAD_CHUNK = 1 << 20
+#: the chunk of a streamed PUT's body (servers that slice their buffer per read, as cheroot
+#: does, pay for large chunks quadratically)
+STREAM_CHUNK = 64 << 10
+#: the HTTP statuses by which a server says it takes no chunked request body
+_NO_CHUNKED = frozenset({400, 411, 501, 505})
 #: Open streaming GETs per server (each holds one of the client's 4 pooled connections; the
 #: other two stay free for the requests of other handles and the notify poller).
 MAX_STREAMS_PER_SERVER = 2
@@ -267,6 +280,7 @@ class _Server:
         self.client = client
         self.base_raw = config.url.raw_path.decode("ascii")
         self.dead: tuple[int, str] | None = None  # (status, why) once the connection failed
+        self.chunked_put = True  # False once the server refused a chunked PUT body
         #: the opens holding a streaming GET, least recently used first
         self.streams: OrderedDict[int, _Open] = OrderedDict()
 
@@ -368,6 +382,80 @@ class _Stream:
             self.response.close()  # releases (or, mid-body, closes) the pooled connection
 
 
+class _Upload:
+    """A streamed PUT of a file written sequentially from byte 0: a thread sends, as one chunked
+    request body, the bytes of the staging file up to ``available`` as the writes stage them;
+    ``finish`` ends the body and waits for the server's answer."""
+
+    def __init__(self, server: _Server, url: httpx.URL, fd: int) -> None:
+        self.server = server
+        self.url = url
+        self.fd = fd
+        self.available = 0  # staged bytes the body may carry
+        self.sent = 0  # bytes handed to httpx
+        self.status: int | None = None  # the server's answer
+        self.error: BaseException | None = None  # what broke the request, if it broke
+        self._closed = False  # the body ends at ``available``
+        self._cond = threading.Condition()
+        self._thread = threading.Thread(
+            target=self._run, name=f"webdav-put-{server.name}", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def extend(self, end: int) -> None:
+        """The staging file now holds the bytes up to ``end``: the body may carry them."""
+        with self._cond:
+            self.available = end
+            self._cond.notify()
+
+    def _body(self) -> Iterator[bytes]:
+        while True:
+            with self._cond:
+                while self.sent >= self.available and not self._closed:
+                    self._cond.wait()
+                end = self.available
+                if self.sent >= end:
+                    return
+            while self.sent < end:
+                chunk = os.pread(self.fd, min(STREAM_CHUNK, end - self.sent), self.sent)
+                if not chunk:
+                    raise OSError(f"staging file shrank to {self.sent} bytes during upload")
+                self.sent += len(chunk)
+                yield chunk
+
+    def _run(self) -> None:
+        try:
+            response = self.server.client.request(
+                "PUT",
+                self.url,
+                headers={"Content-Type": "application/octet-stream"},
+                content=self._body(),
+            )
+            self.status = response.status_code
+        except BaseException as exc:  # the close reports it (after the fallback upload)
+            self.error = exc
+
+    def finish(self, timeout: float) -> bool:
+        """End the body and wait for the answer: whether the server stored the whole body."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self.error = TimeoutError(f"no answer to the streamed PUT in {timeout:g} s")
+            return False
+        return self.error is None and self.status in (200, 201, 204)
+
+    def why(self) -> str:
+        if self.error is not None:
+            return f"{type(self.error).__name__}: {self.error}"
+        return f"HTTP {self.status}"
+
+
 @dataclass(slots=True)
 class _Open:
     """One SRV_OPEN."""
@@ -387,6 +475,8 @@ class _Open:
     fobx: int | None = None  # the core's handle id at create (a re-open names it again)
     stream: _Stream | None = None  # sequential reads: an open GET at the next byte
     next_read: int | None = None  # where the last remote read of this open ended
+    upload: _Upload | None = None  # the streamed PUT of a sequential write, while it runs
+    streamable: bool = False  # writes may still start a streamed PUT (see _Upload)
 
     @property
     def parts(self) -> list[str]:
@@ -900,6 +990,7 @@ class WebDavMiniRdr(MiniRdr):
             else:
                 return
         old.drop_stream()
+        self._end_upload(old)  # its connection is gone: the stage stays dirty unless it got there
         if old.stage is not None:
             if op.stage is not None:
                 op.stage.close()
@@ -956,6 +1047,7 @@ class WebDavMiniRdr(MiniRdr):
             can_write,
             append_only=append_only,
             empty_on_server=not is_dir,
+            streamable=not is_dir,
         )
 
     def _open_existing(
@@ -1000,6 +1092,7 @@ class WebDavMiniRdr(MiniRdr):
             can_write,
             append_only=append_only,
             empty_on_server=overwrite,
+            streamable=overwrite,
         )
         information = {
             D.FILE_SUPERSEDE: CreateInformation.FILE_SUPERSEDED,
@@ -1292,8 +1385,11 @@ class WebDavMiniRdr(MiniRdr):
         op.next_read = None
         stage = self._stage(op)
         try:
+            size = stage.size()
             if offset == -1 or op.append_only:
-                offset = stage.size()
+                offset = size
+            if offset != size or (op.upload is not None and not op.upload.running):
+                self._end_upload(op)  # not at the end (or the PUT ended): no streaming now
             written = 0
             while written < len(view):
                 written += os.pwrite(stage.fd, view[written:], offset + written)
@@ -1303,7 +1399,40 @@ class WebDavMiniRdr(MiniRdr):
             ) from None
         stage.dirty = True
         op.written_ns = time.time_ns()
+        if op.upload is not None:
+            op.upload.extend(offset + written)
+        elif op.streamable and offset == 0 and op.server.chunked_put:
+            url = op.server.url(op.share, op.parts, collection=False)
+            upload = _Upload(op.server, url, stage.fd)
+            upload.extend(written)
+            op.upload = upload
         return Result(information=written)
+
+    def _end_upload(self, op: _Open) -> None:
+        """End the open's streamed PUT, if one runs; writes no longer start one. The staging
+        file is clean if the server stored all of it, else it stays dirty: the flush or close
+        then PUTs it whole."""
+        upload, op.upload = op.upload, None
+        op.streamable = False
+        if upload is None:
+            return
+        stored = upload.finish(2 * self.timeout + 1.0)
+        stage = op.stage
+        if stored and stage is not None and upload.sent == stage.size():
+            stage.dirty = False
+            op.entry = replace(
+                op.entry, size=upload.sent, last_modified_ns=op.written_ns or time.time_ns()
+            )
+            return
+        if upload.status in _NO_CHUNKED:
+            op.server.chunked_put = False
+        if not stored:
+            log.info(
+                "streamed PUT of %s on %s failed (%s): the staged file goes up whole instead",
+                _show(op.path),
+                op.server.name,
+                upload.why(),
+            )
 
     def _stage(self, op: _Open, *, fill: bool = True) -> _Stage:
         """The staging file of a write open, made (and filled from the server, unless this open
@@ -1354,7 +1483,8 @@ class WebDavMiniRdr(MiniRdr):
             )
 
     def _upload(self, op: _Open) -> None:
-        """PUT the staged file, if it changed since the last upload."""
+        """PUT the staged file, if it changed since the last upload (or its streamed PUT)."""
+        self._end_upload(op)
         stage = op.stage
         if stage is None or not stage.dirty:
             return
@@ -1424,6 +1554,8 @@ class WebDavMiniRdr(MiniRdr):
         op.drop_stream()
         op.next_read = None
         try:
+            if size or op.upload is not None or stage.size():
+                self._end_upload(op)  # an empty file made empty again may still stream
             os.ftruncate(stage.fd, size)
         except OSError as exc:
             raise _error(
@@ -1471,6 +1603,7 @@ class WebDavMiniRdr(MiniRdr):
                 raise _error(
                     S.STATUS_ACCESS_DENIED, f"{_show(target_rel)} is a directory: cannot replace it"
                 )
+        self._end_upload(op)  # the streamed PUT goes to the old name: end it before the MOVE
         source = server.url(op.share, op.parts, collection=op.is_dir)
         target = server.url(op.share, target_parts, collection=op.is_dir)
         what = f"cannot rename {_show(op.path)} to {_show(target_rel)}"
@@ -1583,6 +1716,7 @@ class WebDavMiniRdr(MiniRdr):
         """What closing an open does: delete it if delete-pending, else upload staged data."""
         try:
             if op.delete_pending:
+                self._end_upload(op)  # the PUT must not bring the file back after the DELETE
                 self._delete(op)
             elif op.stage is not None and op.stage.dirty:
                 try:
@@ -1594,6 +1728,7 @@ class WebDavMiniRdr(MiniRdr):
                         "the server",
                     ) from None
         finally:
+            self._end_upload(op)  # before its staging file closes
             op.drop_stream()
             if op.stage is not None:
                 op.stage.close()

@@ -1,8 +1,10 @@
-"""Sequential reads through the WebDAV mini-redirector stream: a real daemon against a real
-wsgidav server that logs every request, so the tests count the GETs the server saw. A read that
-continues where the handle's previous one ended takes its bytes from one open ``Range: bytes=N-``
-GET; a seek, a write through the handle and the close end that stream, and a stream the server
-dropped is reopened at the same offset."""
+"""Sequential reads and writes through the WebDAV mini-redirector stream: a real daemon against
+a real wsgidav server that logs every request, so the tests count the GETs and PUTs the server
+saw. A read that continues where the handle's previous one ended takes its bytes from one open
+``Range: bytes=N-`` GET; a seek, a write through the handle and the close end that stream, and a
+stream the server dropped is reopened at the same offset. A new (or overwritten) file written
+sequentially from byte 0 goes up as one chunked PUT while the writes arrive; a write elsewhere,
+a broken PUT or a lost server fall back to the staged file, uploaded whole at the close."""
 
 from __future__ import annotations
 
@@ -20,12 +22,14 @@ from pathlib import Path
 import pytest
 
 from rdbss.client import Client
-from rdbss.wire import Access
+from rdbss.wire import Access, CreateDisposition, FileInformationClass, NtStatus, NtStatusError
 from tests.conformance.backend_webdav import webdav_config, write_password_file
 from tests.daemon import Daemon, running_daemon
 from tests.servers.fixtures import WebDavServer, require_or_skip
 
 RW = Access.GENERIC_READ | Access.GENERIC_WRITE
+RENAME = FileInformationClass.FileRenameInformation
+END_OF_FILE = FileInformationClass.FileEndOfFileInformation
 CHUNK = 1 << 20
 #: wsgidav writes a request's log line before it sends the body; allow for the pipe anyway.
 LOG_DEADLINE_S = 5.0
@@ -45,6 +49,22 @@ class Dav:
 
     def gets(self, name: str) -> list[str]:
         return self.server.requests("GET", f"/{self.share}/{name}")
+
+    def data_puts(self, name: str) -> list[str]:
+        """The PUT lines of ``name`` that carried data (a create's empty PUT logs length=0)."""
+        return [
+            p for p in self.server.requests("PUT", f"/{self.share}/{name}") if "length=0," not in p
+        ]
+
+    def wait_on_server(self, name: str) -> int:
+        """The size of ``name`` on the server once it is not empty (0 if it stays empty)."""
+        deadline = time.monotonic() + LOG_DEADLINE_S
+        while time.monotonic() < deadline:
+            with contextlib.suppress(FileNotFoundError):
+                if size := self.file(name).stat().st_size:
+                    return size
+            time.sleep(0.02)
+        return 0
 
     def wait_gets(self, name: str, count: int) -> list[str]:
         """The GET lines of ``name`` once there are at least ``count`` (within the deadline)."""
@@ -262,3 +282,136 @@ def test_many_open_streams_do_not_starve_the_connection_pool(dav: Dav, client: C
     finally:
         for handle in handles.values():
             client.close_handle(handle.fobx)
+
+
+# ------------------------------------------------------------------------------ streamed PUT
+def write_chunks(client: Client, fobx: int, data: bytes, offset: int = 0) -> None:
+    for at in range(0, len(data), CHUNK):
+        piece = data[at : at + CHUNK]
+        assert client.write_handle(fobx, offset + at, piece) == len(piece)
+
+
+def test_a_sequential_write_reaches_the_server_before_the_close(dav: Dav, client: Client) -> None:
+    """A new file written from byte 0 streams: its bytes are on the server while the handle is
+    still open, and the whole file went up in one (chunked) PUT."""
+    data = os.urandom(6 * CHUNK + 777)
+    handle = client.create(
+        dav.unc("up.bin"), access=RW, disposition=CreateDisposition.FILE_OVERWRITE_IF
+    )
+    try:
+        write_chunks(client, handle.fobx, data[: 3 * CHUNK])
+        assert dav.wait_on_server("up.bin") > 0  # before any flush or close
+        write_chunks(client, handle.fobx, data[3 * CHUNK :], 3 * CHUNK)
+        assert client.read_handle(handle.fobx, 0, 100) == data[:100]  # reads see the writes
+    finally:
+        client.close_handle(handle.fobx)
+    assert dav.file("up.bin").read_bytes() == data
+    assert len(dav.data_puts("up.bin")) == 1, dav.data_puts("up.bin")
+    assert "length=" not in dav.data_puts("up.bin")[0]  # chunked: no Content-Length
+    # an overwrite of an existing file streams the same way
+    assert client.write_bytes(dav.unc("up.bin"), data[::-1]) == len(data)
+    assert dav.file("up.bin").read_bytes() == data[::-1]
+    assert len(dav.data_puts("up.bin")) == 2
+
+
+def test_a_write_elsewhere_after_a_sequential_start_gives_the_right_file(
+    dav: Dav, client: Client
+) -> None:
+    """The stream has started when a write lands before the end: the stream ends, the handle
+    goes on with the staging file, and the close uploads the file whole."""
+    data = bytearray(os.urandom(3 * CHUNK))
+    handle = client.create(
+        dav.unc("mixed.bin"), access=RW, disposition=CreateDisposition.FILE_CREATE
+    )
+    try:
+        write_chunks(client, handle.fobx, bytes(data))
+        assert dav.wait_on_server("mixed.bin") > 0  # streaming
+        patch = b"P" * 3000
+        assert client.write_handle(handle.fobx, 100, patch) == len(patch)  # back
+        data[100 : 100 + len(patch)] = patch
+        tail = os.urandom(CHUNK + 5)
+        assert client.write_handle(handle.fobx, len(data), tail) == len(tail)  # at the end again
+        data += tail
+        assert client.write_handle(handle.fobx, len(data) + 10, b"gap") == 3  # past the end
+        data += bytes(10) + b"gap"
+        assert client.read_handle(handle.fobx, 0, len(data)) == bytes(data)
+    finally:
+        client.close_handle(handle.fobx)
+    assert dav.file("mixed.bin").read_bytes() == bytes(data)
+    assert len(dav.data_puts("mixed.bin")) == 2  # the stream that ended, then the whole file
+
+
+def test_a_truncate_and_a_rename_end_the_stream_with_the_right_file(
+    dav: Dav, client: Client
+) -> None:
+    data = os.urandom(2 * CHUNK)
+    handle = client.create(
+        dav.unc("before.bin"), access=RW, disposition=CreateDisposition.FILE_CREATE
+    )
+    try:
+        write_chunks(client, handle.fobx, data)
+        assert dav.wait_on_server("before.bin") > 0
+        client.set_info(handle.fobx, RENAME, target=dav.unc("after.bin"))
+        write_chunks(client, handle.fobx, data, len(data))  # sequential, after the rename
+        client.set_info(handle.fobx, END_OF_FILE, size=3 * CHUNK)
+    finally:
+        client.close_handle(handle.fobx)
+    assert not dav.file("before.bin").exists()
+    assert dav.file("after.bin").read_bytes() == (data + data)[: 3 * CHUNK]
+
+
+def test_a_streamed_put_cut_midway_goes_up_whole_at_the_close(dav: Dav, tmp_path: Path) -> None:
+    """The streamed PUT's connection is reset mid-body: nothing is lost, the close uploads the
+    staged file whole (the server itself is still there)."""
+    proxy = CuttableProxy((dav.server.host, dav.server.port))
+    try:
+        password_file = write_password_file(tmp_path / "pw", dav.server.password)
+        config = webdav_config(dav.server, password_file).replace(
+            dav.server.url, f"http://127.0.0.1:{proxy.port}/"
+        )
+        data = os.urandom(8 * CHUNK)
+        with running_daemon(extra_config=config) as daemon, daemon.client(timeout=10.0) as c:
+            handle = c.create(
+                dav.unc("cutput.bin"), access=RW, disposition=CreateDisposition.FILE_CREATE
+            )
+            try:
+                write_chunks(c, handle.fobx, data[: 2 * CHUNK])
+                assert dav.wait_on_server("cutput.bin") > 0
+                proxy.cut()
+                write_chunks(c, handle.fobx, data[2 * CHUNK :], 2 * CHUNK)
+            finally:
+                c.close_handle(handle.fobx)  # no error: the fallback upload got through
+            assert dav.file("cutput.bin").read_bytes() == data
+            assert c.read_bytes(dav.unc("cutput.bin")) == data
+    finally:
+        proxy.close()
+
+
+def test_a_streamed_put_whose_server_goes_away_fails_the_close(tmp_path: Path) -> None:
+    """The server dies while a file streams up: the close reports a network status (the data
+    did not reach the server), never success."""
+    require_or_skip(WebDavServer.missing_binaries(), "wsgidav")
+    with WebDavServer(tmp_path / "dav") as server:
+        server.root_dir.joinpath("s").mkdir()
+        password_file = write_password_file(tmp_path / "pw", server.password)
+        config = webdav_config(server, password_file)
+        with running_daemon(extra_config=config) as daemon, daemon.client(timeout=10.0) as c:
+            unc = r"\\davtest\s\gone.bin"
+            handle = c.create(unc, access=RW, disposition=CreateDisposition.FILE_CREATE)
+            write_chunks(c, handle.fobx, os.urandom(2 * CHUNK))
+            deadline = time.monotonic() + LOG_DEADLINE_S
+            target = server.root_dir / "s" / "gone.bin"
+            while not target.stat().st_size and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert target.stat().st_size > 0  # streaming
+            server.kill()
+            with contextlib.suppress(NtStatusError):  # staged locally, or the stream's failure
+                write_chunks(c, handle.fobx, os.urandom(2 * CHUNK), 2 * CHUNK)
+            with pytest.raises(NtStatusError) as ei:
+                c.close_handle(handle.fobx)
+            assert ei.value.status in (
+                NtStatus.STATUS_CONNECTION_DISCONNECTED,
+                NtStatus.STATUS_REMOTE_NOT_LISTENING,
+                NtStatus.STATUS_CONNECTION_REFUSED,
+                NtStatus.STATUS_IO_TIMEOUT,
+            ), ei.value
