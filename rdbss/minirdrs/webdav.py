@@ -390,7 +390,9 @@ class _Upload:
     def __init__(self, server: _Server, url: httpx.URL, fd: int) -> None:
         self.server = server
         self.url = url
-        self.fd = fd
+        # its own descriptor of the staging file: a request still running after ``finish``
+        # gave up on it must never read from a number the close gave to another file
+        self.fd = os.dup(fd)
         self.available = 0  # staged bytes the body may carry
         self.sent = 0  # bytes handed to httpx
         self.status: int | None = None  # the server's answer
@@ -400,7 +402,11 @@ class _Upload:
         self._thread = threading.Thread(
             target=self._run, name=f"webdav-put-{server.name}", daemon=True
         )
-        self._thread.start()
+        try:
+            self._thread.start()
+        except BaseException:
+            os.close(self.fd)
+            raise
 
     @property
     def running(self) -> bool:
@@ -438,6 +444,8 @@ class _Upload:
             self.status = response.status_code
         except BaseException as exc:  # the close reports it (after the fallback upload)
             self.error = exc
+        finally:
+            os.close(self.fd)
 
     def finish(self, timeout: float) -> bool:
         """End the body and wait for the answer: whether the server stored the whole body."""
@@ -1403,9 +1411,13 @@ class WebDavMiniRdr(MiniRdr):
             op.upload.extend(offset + written)
         elif op.streamable and offset == 0 and op.server.chunked_put:
             url = op.server.url(op.share, op.parts, collection=False)
-            upload = _Upload(op.server, url, stage.fd)
-            upload.extend(written)
-            op.upload = upload
+            try:
+                upload = _Upload(op.server, url, stage.fd)
+            except (OSError, RuntimeError):  # no descriptor or thread to spare: uploaded whole
+                op.streamable = False
+            else:
+                upload.extend(written)
+                op.upload = upload
         return Result(information=written)
 
     def _end_upload(self, op: _Open) -> None:
