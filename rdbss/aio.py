@@ -76,6 +76,9 @@ CANCEL_LINGER_MS = 500  # how long closing waits to deliver the cancels of what 
 READ_CHUNK = 1 << 20
 #: requests of one event-loop turn sent as one RequestBundle, at most this many to a message
 BUNDLE_ITEMS = 256
+#: ...and once this many are waiting they leave at once, so the daemon starts on them while the
+#: tasks ask for more
+BUNDLE_EARLY = 16
 
 
 _EVENTS = int(zmq.EVENTS)
@@ -228,6 +231,8 @@ class AsyncClient:
                 self._outbox[msg.request_id] = (msg, payload)
                 if len(self._outbox) == 1:
                     loop.call_soon(self._flush)
+                elif len(self._outbox) >= BUNDLE_EARLY:
+                    self._flush()  # the daemon starts on these while the tasks ask for more
             else:
                 self._flush()  # what was asked before it leaves before it
                 send_frames(self._sock, pack_frames(self._codec, msg, payload), _NOBLOCK)
