@@ -17,6 +17,7 @@ from rdbss.wire.rxcontext import (
     Heartbeat,
     LowIoParameters,
     Register,
+    RequestBundle,
     RxCompletion,
     RxContext,
 )
@@ -35,6 +36,7 @@ def _seeds(corpus: Path) -> None:
         RxCompletion(request_id=2, status=0, information=5, result={"size": 5}),
         Register(name="local", kind="local", routines=["MRxCreate"], lowio_ops=[1], servers=["*"]),
         Heartbeat(name="local", seq=3),
+        RequestBundle([RxContext(request_id=4, major=IrpMj.READ, fobx=3)]),
     ]  # fmt: skip
     for i, msg in enumerate(messages):
         # starting points for the mutations: the harness splits the input itself
