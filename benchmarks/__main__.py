@@ -8,7 +8,7 @@ import os
 import platform
 import sys
 
-from benchmarks import common, compound, latency, memory, readahead, sequential, throughput
+from benchmarks import common, compound, cpu, latency, memory, readahead, sequential, throughput
 
 
 def _rate_table(title: str, unit: str, rows: list[tuple[str, float, float]]) -> str:
@@ -36,6 +36,7 @@ def main() -> int:
     seconds = 1.0 if quick else 3.0
     rows = throughput.run(seconds) + compound.run(seconds)
     print(_rate_table("operation (local)", "/s", rows))
+    print(cpu.render(*cpu.run(seconds)))
     print()
     rows = sequential.run(64 if quick else 256)
     print(_rate_table("sequential (local, page cache)", "MB/s", rows))
