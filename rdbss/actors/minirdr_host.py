@@ -134,14 +134,23 @@ def execute(
 Emit = Callable[[RxCompletion, Any], None]
 
 
+def _is_read(ctx: RxContext) -> bool:
+    return ctx.routine == _LOWIO and ctx.lowio is not None and ctx.lowio.operation == _READ
+
+
+#: an answer carrying at least this much (or filling a shared-memory slot) is large
+LARGE_ANSWER_BYTES = 64 << 10
+
+
 def execute_compound(
-    minirdr: MiniRdr, cx: Compound, emit: Emit | None = None
+    minirdr: MiniRdr, cx: Compound, emit: Emit | None = None, large: Emit | None = None
 ) -> CompoundCompletion:
     """Run a compound's items in order and answer them in one message. A RELATED item gets the
     SrvOpen of the compound's previous create, or that create's status when it failed
     (STATUS_INVALID_HANDLE when no create came before it), as SMB2 does. Items that answer
     STATUS_PENDING are left out: they complete later on their own. With ``emit``, each answer
-    goes out as soon as its item is done instead (the returned compound is then empty)."""
+    goes out as soon as its item is done instead (the returned compound is then empty); with
+    ``large``, only the answers of LARGE_ANSWER_BYTES or more do."""
     payload_of = dict(zip(cx.payload_items, cx.payloads, strict=True))
     items: list[RxCompletion] = []
     payload_items: list[int] = []
@@ -185,6 +194,12 @@ def execute_compound(
         done, payload = answer
         if emit is not None:
             emit(done, payload)
+            continue
+        if large is not None and (
+            (payload is not None and memoryview(payload).nbytes >= LARGE_ANSWER_BYTES)
+            or (isinstance(done.result, dict) and done.result.get("shm", 0) >= LARGE_ANSWER_BYTES)
+        ):
+            large(done, payload)
             continue
         if payload is not None:
             payload_items.append(len(items))
@@ -301,6 +316,15 @@ class MiniRdrHost:
         if answer is not None:
             self.bridge.send(*answer)
 
+    def _pooled_alone(self, ctx: RxContext) -> bool:
+        return (
+            bool(ctx.args)
+            and not ctx.flags & _RELATED
+            and ctx.lowio is not None
+            and ctx.lowio.length >= POOLED_READ_BYTES
+            and self._pooled_read(ctx)
+        )
+
     def _pooled_read(self, ctx: RxContext) -> bool:
         """A large shared-memory READ: checked here, copied on the pool. False when the
         mini-redirector does not split its reads (it then runs as usual)."""
@@ -349,7 +373,17 @@ class MiniRdrHost:
                 cx = self._hand_off_connection_routines(cx)
                 if not cx.items:
                     return
-            self.bridge.send(execute_compound(self.minirdr, cx))
+            if all(_is_read(ctx) for ctx in cx.items):
+                # reads only (separate requests the core sent together): none changes what
+                # another sees, so each large shared-memory one copies on the pool, as alone
+                cx.items = [ctx for ctx in cx.items if not self._pooled_alone(ctx)]
+                if not cx.items:
+                    return
+            # a large answer leaves as soon as it is ready (the core forwards it while the
+            # rest run); the small ones together at the end
+            answers = execute_compound(self.minirdr, cx, large=self.bridge.send)
+            if answers.items:
+                self.bridge.send(answers)
             return
         # one sub-compound per connection, in order, on that connection's worker
         by_conn: dict[str, Compound] = {}

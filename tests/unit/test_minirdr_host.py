@@ -125,3 +125,77 @@ def test_a_cancel_for_nothing_held_is_ignored(host: Any) -> None:
     h, bridge, _ = host
     h.cancel(RxCancel(424242))
     assert bridge.sent == []
+
+
+def _open(host: MiniRdrHost, name: str) -> int:
+    create = RxContext(
+        next(_ids),
+        IrpMj.CREATE,
+        routine=Routine.MRxCreate,
+        srv_call="local",
+        net_root="data",
+        path=name,
+        fobx=1,
+        create=CreateParameters(desired_access=Access.GENERIC_READ),
+    )
+    answer = execute(host.minirdr, create, None)
+    assert answer is not None and answer[0].status == S.STATUS_SUCCESS
+    srv_open: int = answer[0].result["srv_open"]
+    return srv_open
+
+
+def _read(srv_open: int, offset: int, length: int, **fields: Any) -> RxContext:
+    lowio = LowIoParameters(operation=LowIoOp.READ, offset=offset, length=length)
+    return RxContext(
+        next(_ids),
+        IrpMj.READ,
+        routine=Routine.MRxLowIOSubmit,
+        srv_call="local",
+        net_root="data",
+        srv_open=srv_open,
+        lowio=lowio,
+        **fields,
+    )
+
+
+def test_large_answers_of_a_compound_leave_as_soon_as_they_are_ready(host: Any) -> None:
+    """Separate reads the core sent together: each large answer goes out on its own as soon as
+    it is read (so the core forwards it while the rest run); the small ones together."""
+    from rdbss.wire import Compound, CompoundCompletion
+
+    minirdr_host, bridge, root = host
+    (root / "f.bin").write_bytes(bytes(range(256)) * 4096)  # 1 MiB
+    srv_open = _open(minirdr_host, "f.bin")
+    reads = [_read(srv_open, 0, 100), _read(srv_open, 0, 256 << 10), _read(srv_open, 100, 10)]
+    minirdr_host.on_message(Compound(0, reads), None)
+    first, last = bridge.sent
+    assert isinstance(first, RxCompletion) and first.request_id == reads[1].request_id
+    assert isinstance(last, CompoundCompletion)
+    assert [d.request_id for d in last.items] == [reads[0].request_id, reads[2].request_id]
+
+
+def test_large_shared_memory_reads_of_an_all_read_compound_copy_on_the_pool(host: Any) -> None:
+    from rdbss import shm
+    from rdbss.wire import Compound
+
+    if not shm.available():
+        pytest.skip("no writable /dev/shm")
+    minirdr_host, bridge, root = host
+    data = bytes(range(256)) * (8 << 12)  # 8 MiB
+    (root / "big.bin").write_bytes(data)
+    srv_open = _open(minirdr_host, "big.bin")
+    arena = shm.Arena(slots=2, slot_bytes=4 << 20)
+    try:
+        reads = [_read(srv_open, k << 22, 4 << 20, args=arena.args(k)) for k in range(2)]
+        minirdr_host.on_message(Compound(0, reads), None)
+        assert minirdr_host._pool is not None
+        minirdr_host._pool.shutdown(wait=True)  # both copies done, their answers posted
+        minirdr_host._pool = None
+        answers = {d.request_id: d for d in bridge.sent}
+        for k, ctx in enumerate(reads):
+            done = answers[ctx.request_id]
+            assert done.status == S.STATUS_SUCCESS and done.result == {"shm": 4 << 20}
+            assert bytes(arena.view(k, 4 << 20)) == data[k << 22 : (k + 1) << 22]
+        assert minirdr_host.pending_count() == 0
+    finally:
+        arena.close()
