@@ -33,8 +33,11 @@ frames = st.one_of(
     st.binary(max_size=300),
     fields.map(lambda d: msgpack.packb(d)),
     st.integers(1, len(valid) - 1).map(lambda n: valid[:n]),
-    # RequestBundles of random items: each item stands or falls alone
-    st.lists(fields, max_size=4).map(lambda items: msgpack.packb({"k": "rb", "v": 1, "it": items})),
+    # RequestBundles of random items: each item stands or falls alone (a bundle of none has
+    # nothing to answer: it carries no request id of its own)
+    st.lists(fields, min_size=1, max_size=4).map(
+        lambda items: msgpack.packb({"k": "rb", "v": 1, "it": items})
+    ),
 )
 
 
