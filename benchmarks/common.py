@@ -26,6 +26,23 @@ def timed(times: list[float], fn: Callable[[int], None], i: int) -> None:
     times.append(time.perf_counter() - t0)
 
 
+def alternating(
+    ours: Callable[[int], None], theirs: Callable[[int], None], warm_up: int | None = None
+) -> tuple[float, float]:
+    """Median wall times of ``ours(i)`` and ``theirs(i)`` over REPEATS rounds, one of each in
+    turn (a change in the machine's load hits both sides alike), after one warm-up call of
+    each with ``warm_up`` when given."""
+    if warm_up is not None:
+        ours(warm_up)
+        theirs(warm_up)
+    a: list[float] = []
+    b: list[float] = []
+    for i in range(REPEATS):
+        timed(a, ours, i)
+        timed(b, theirs, i)
+    return statistics.median(a), statistics.median(b)
+
+
 def render(rows: list[tuple[str, float, float]], direct: str = "direct") -> str:
     """Rows of (operation, rdbss MiB/s, direct MiB/s) with their ratio."""
     head = f"{direct} MiB/s"
