@@ -81,7 +81,13 @@ _INVALID_SHARE_CHARS = frozenset('\\/:*?"<>|\x00')
 _O_PATH = getattr(os, "O_PATH", 0)
 _O_COMMON = os.O_CLOEXEC | os.O_NOFOLLOW
 #: Access bits that write data (FILE_APPEND_DATA alone only appends).
-_WRITE_ANYWHERE = Access.FILE_WRITE_DATA | Access.GENERIC_WRITE | Access.GENERIC_ALL
+# plain ints: IntFlag arithmetic costs a microsecond, and a create tests several of these
+_WRITE_ANYWHERE = int(Access.FILE_WRITE_DATA | Access.GENERIC_WRITE | Access.GENERIC_ALL)
+_READING = int(READ_ACCESS | Access.MAXIMUM_ALLOWED)
+_WRITING = int(WRITE_ACCESS)
+_DELETE_ON_CLOSE = int(CreateOptions.FILE_DELETE_ON_CLOSE)
+_DIRECTORY_FILE = int(CreateOptions.FILE_DIRECTORY_FILE)
+_NON_DIRECTORY_FILE = int(CreateOptions.FILE_NON_DIRECTORY_FILE)
 _OVERWRITING = frozenset({D.FILE_SUPERSEDE, D.FILE_OVERWRITE, D.FILE_OVERWRITE_IF})
 _CREATING = frozenset({D.FILE_SUPERSEDE, D.FILE_CREATE, D.FILE_OPEN_IF, D.FILE_OVERWRITE_IF})
 _DIRECTORY_DISPOSITIONS = frozenset({D.FILE_CREATE, D.FILE_OPEN, D.FILE_OPEN_IF})
@@ -497,7 +503,7 @@ class LocalMiniRdr(MiniRdr):
         else:
             op, information = self._open_existing(share, rel, host, st, params, disposition)
         try:
-            if options & CreateOptions.FILE_DELETE_ON_CLOSE:
+            if options & _DELETE_ON_CLOSE:
                 self._check_deletable(op)
                 op.delete_pending = True
             info = file_info(os.fstat(op.fd), rel, delete_pending=op.delete_pending)
@@ -521,16 +527,16 @@ class LocalMiniRdr(MiniRdr):
                 self._delete(op)
 
     @staticmethod
-    def _check_create_parameters(params: CreateParameters) -> tuple[D, CreateOptions]:
+    def _check_create_parameters(params: CreateParameters) -> tuple[D, int]:
         try:
             disposition = D(params.disposition)
         except ValueError:
             raise _error(
                 S.STATUS_INVALID_PARAMETER, f"unknown create disposition {params.disposition!r}"
             ) from None
-        options = CreateOptions(params.create_options)
-        want_dir = bool(options & CreateOptions.FILE_DIRECTORY_FILE)
-        if want_dir and options & CreateOptions.FILE_NON_DIRECTORY_FILE:
+        options = int(params.create_options)
+        want_dir = bool(options & _DIRECTORY_FILE)
+        if want_dir and options & _NON_DIRECTORY_FILE:
             raise _error(
                 S.STATUS_INVALID_PARAMETER,
                 "FILE_DIRECTORY_FILE and FILE_NON_DIRECTORY_FILE together",
@@ -549,7 +555,7 @@ class LocalMiniRdr(MiniRdr):
         host: str,
         params: CreateParameters,
         disposition: D,
-        options: CreateOptions,
+        options: int,
     ) -> _Open:
         self._check_parent(host, rel)
         if disposition not in _CREATING:
@@ -557,7 +563,7 @@ class LocalMiniRdr(MiniRdr):
         can_read, can_write, append_only = self._data_access(params.desired_access)
         readonly = bool(params.file_attributes & FileAttributes.READONLY)
         try:
-            if options & CreateOptions.FILE_DIRECTORY_FILE:
+            if options & _DIRECTORY_FILE:
                 os.mkdir(host, 0o777)
                 fd = os.open(host, os.O_RDONLY | os.O_DIRECTORY | _O_COMMON)
                 is_dir = True
@@ -589,7 +595,7 @@ class LocalMiniRdr(MiniRdr):
         params: CreateParameters,
         disposition: D,
     ) -> tuple[_Open, int]:
-        options = CreateOptions(params.create_options)
+        options = int(params.create_options)
         can_read, can_write, append_only = self._data_access(params.desired_access)
         if disposition == D.FILE_CREATE:
             raise _error(S.STATUS_OBJECT_NAME_COLLISION, f"{_show(rel)} already exists")
@@ -597,7 +603,7 @@ class LocalMiniRdr(MiniRdr):
             self._check_open_dir(rel, options, disposition, can_write)
             op = self._open_dir(share, rel, host, can_read, can_write)
             return op, int(CreateInformation.FILE_OPENED)
-        if options & CreateOptions.FILE_DIRECTORY_FILE:
+        if options & _DIRECTORY_FILE:
             raise _error(S.STATUS_NOT_A_DIRECTORY, f"{_show(rel)} is not a directory")
         if not stat.S_ISREG(st.st_mode):
             raise _error(S.STATUS_ACCESS_DENIED, f"{_show(rel)} is not a regular file")
@@ -626,12 +632,12 @@ class LocalMiniRdr(MiniRdr):
         return op, int(information)
 
     @staticmethod
-    def _check_open_dir(rel: str, options: CreateOptions, disposition: D, can_write: bool) -> None:
-        if options & CreateOptions.FILE_NON_DIRECTORY_FILE:
+    def _check_open_dir(rel: str, options: int, disposition: D, can_write: bool) -> None:
+        if options & _NON_DIRECTORY_FILE:
             raise _error(S.STATUS_FILE_IS_A_DIRECTORY, f"{_show(rel)} is a directory")
         # FILE_WRITE_DATA is FILE_ADD_FILE on a directory: only a caller that asked for a
         # directory means that; anyone else is trying to write data into one.
-        if can_write and not options & CreateOptions.FILE_DIRECTORY_FILE:
+        if can_write and not options & _DIRECTORY_FILE:
             raise _error(
                 S.STATUS_FILE_IS_A_DIRECTORY, f"{_show(rel)} is a directory: cannot write it"
             )
@@ -668,8 +674,8 @@ class LocalMiniRdr(MiniRdr):
     @staticmethod
     def _data_access(access: int) -> tuple[bool, bool, bool]:
         """(can read, can write, append only) for a desired access mask."""
-        can_read = bool(access & (READ_ACCESS | Access.MAXIMUM_ALLOWED))
-        can_write = bool(access & WRITE_ACCESS)
+        can_read = bool(access & _READING)
+        can_write = bool(access & _WRITING)
         append_only = can_write and not access & _WRITE_ANYWHERE
         return can_read, can_write, append_only
 

@@ -700,7 +700,7 @@ class SftpMiniRdr(MiniRdr):
         rel: str,
         params: CreateParameters,
         disposition: D,
-        options: CreateOptions,
+        options: int,
     ) -> tuple[_Open, int, dict[str, Any]]:
         target = await self._alocate(share, parts, rel)
         created = target.attrs is None
@@ -762,7 +762,7 @@ class SftpMiniRdr(MiniRdr):
         target: _Target,
         params: CreateParameters,
         disposition: D,
-        options: CreateOptions,
+        options: int,
     ) -> tuple[_Open, asyncssh.SFTPAttrs]:
         sftp = share.conn.client()
         if disposition not in _CREATING:
@@ -836,7 +836,7 @@ class SftpMiniRdr(MiniRdr):
         target: _Target,
         params: CreateParameters,
         disposition: D,
-        options: CreateOptions,
+        options: int,
     ) -> tuple[_Open, asyncssh.SFTPAttrs, int]:
         sftp = share.conn.client()
         attrs = target.attrs

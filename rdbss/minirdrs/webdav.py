@@ -1015,7 +1015,7 @@ class WebDavMiniRdr(MiniRdr):
         rel: str,
         params: CreateParameters,
         disposition: D,
-        options: CreateOptions,
+        options: int,
     ) -> _Open:
         if not parts:
             raise _error(S.STATUS_BAD_NETWORK_NAME, f"share {share!r} is gone")
@@ -1067,7 +1067,7 @@ class WebDavMiniRdr(MiniRdr):
         entry: DavEntry,
         params: CreateParameters,
         disposition: D,
-        options: CreateOptions,
+        options: int,
     ) -> tuple[_Open, int]:
         can_read, can_write, append_only = LocalMiniRdr._data_access(params.desired_access)
         if disposition == D.FILE_CREATE:
