@@ -61,6 +61,7 @@ from rdbss.wire import (
     pack_frames,
     unpack_frames,
 )
+from rdbss.wire.framing import bundles
 
 __all__ = ["AsyncClient", "FileInfo", "Handle", "Outcome"]
 
@@ -275,21 +276,10 @@ class AsyncClient:
             self._send_or_fail(items[0][0], items[0][1])
         else:
             limits = self._codec.limits
-            bundle, size = RequestBundle(), 0
-            for msg, payload in items:
-                length = memoryview(payload).nbytes if payload is not None else 0
-                if bundle.items and (
-                    len(bundle.items) >= BUNDLE_ITEMS
-                    or size + length > limits.max_compound_payload_bytes
-                ):
-                    self._send_bundle(bundle)
-                    bundle, size = RequestBundle(), 0
-                if payload is not None:
-                    bundle.payload_items.append(len(bundle.items))
-                    bundle.payloads.append(payload)
-                    size += length
-                bundle.items.append(msg)
-            self._send_bundle(bundle)
+            for bundle in bundles(
+                items, RequestBundle, BUNDLE_ITEMS, limits.max_compound_payload_bytes
+            ):
+                self._send_bundle(bundle)
         self._drain_later(self._loop)
 
     def _send_bundle(self, bundle: RequestBundle) -> None:

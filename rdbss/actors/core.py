@@ -46,6 +46,7 @@ from rdbss.wire.constants import (
     Routine,
     RxFlags,
 )
+from rdbss.wire.framing import bundles
 from rdbss.wire.rxcontext import (
     LEAVING,
     REGISTERED_NEW,
@@ -1486,21 +1487,13 @@ class RdbssCore(BufferingMixin):
             if len(ready) == 1:
                 self.out.to_client(ident, ready[0][0], ready[0][1])
                 continue
-            bundle, size = CompletionBundle(), 0
-            for done, payload in ready:
-                length = len(payload) if payload is not None else 0
-                if bundle.items and (
-                    len(bundle.items) >= limits.max_compound_items
-                    or size + length > limits.max_compound_payload_bytes
-                ):
-                    self.out.to_client(ident, bundle, None)
-                    bundle, size = CompletionBundle(), 0
-                if payload is not None:
-                    bundle.payload_items.append(len(bundle.items))
-                    bundle.payloads.append(payload)
-                    size += length
-                bundle.items.append(done)
-            self.out.to_client(ident, bundle, None)
+            for bundle in bundles(
+                ready,
+                CompletionBundle,
+                limits.max_compound_items,
+                limits.max_compound_payload_bytes,
+            ):
+                self.out.to_client(ident, bundle, None)
 
     def _flush_cork(self) -> None:
         cork, self._cork = self._cork, None

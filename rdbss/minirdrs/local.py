@@ -60,7 +60,7 @@ from rdbss.wire.constants import (
     FsInformationClass,
     LowIoOp,
 )
-from rdbss.wire.rxcontext import CreateParameters, RxContext
+from rdbss.wire.rxcontext import CreateParameters, LowIoParameters, RxContext
 from rdbss.wire.status import NtStatus, NtStatusError, status_from_errno
 
 S = NtStatus
@@ -880,13 +880,7 @@ class LocalMiniRdr(MiniRdr):
     ) -> Callable[[memoryview], Result] | None:
         """A large shared-memory read: checked here, copied on a pool thread from a duplicate of
         the descriptor (a close of the handle meanwhile leaves it valid)."""
-        op = self._open_of(ctx)
-        lowio = ctx.lowio
-        if lowio is None:
-            raise _error(S.STATUS_INVALID_PARAMETER, "low I/O request without parameters")
-        if op.is_dir:
-            raise _error(S.STATUS_INVALID_DEVICE_REQUEST, f"{_show(op.path)} is a directory")
-        self._check_io_locks(op, self._lock_owner(ctx), lowio.offset, length, False)
+        op, lowio = self._shared_read_of(ctx, length)
         if not op.can_read:
             raise _error(S.STATUS_ACCESS_DENIED, f"{_show(op.path)} is not open for reading")
         offset = lowio.offset
@@ -908,14 +902,19 @@ class LocalMiniRdr(MiniRdr):
 
     def read_into(self, ctx: RxContext, target: memoryview) -> Result | None:
         """The shared-memory path: the file's bytes go straight into the client's arena."""
+        op, lowio = self._shared_read_of(ctx, len(target))
+        return self._read(op, lowio.offset, len(target), into=target)
+
+    def _shared_read_of(self, ctx: RxContext, length: int) -> tuple[_Open, LowIoParameters]:
+        """The open and parameters of a shared-memory READ of ``length`` bytes, checked."""
         op = self._open_of(ctx)
         lowio = ctx.lowio
         if lowio is None:
             raise _error(S.STATUS_INVALID_PARAMETER, "low I/O request without parameters")
         if op.is_dir:
             raise _error(S.STATUS_INVALID_DEVICE_REQUEST, f"{_show(op.path)} is a directory")
-        self._check_io_locks(op, self._lock_owner(ctx), lowio.offset, len(target), False)
-        return self._read(op, lowio.offset, len(target), into=target)
+        self._check_io_locks(op, self._lock_owner(ctx), lowio.offset, length, False)
+        return op, lowio
 
     def _read(self, op: _Open, offset: int, length: int, into: memoryview | None = None) -> Result:
         if not op.can_read:

@@ -7,11 +7,11 @@ buffers, never on sockets.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Protocol, TypeVar
 
 from rdbss.wire.codec import DEFAULT_LIMITS, Codec, Limits, WireError
-from rdbss.wire.rxcontext import Batched, Message
+from rdbss.wire.rxcontext import Batched, CompletionBundle, Message, RequestBundle
 
 Buffer = bytes | bytearray | memoryview
 
@@ -70,6 +70,28 @@ def _pack_payloads(msg: Batched) -> list[Buffer]:
     msg.payload_lengths = lengths
     msg.payload_frames = counts
     return frames
+
+
+Bundle = TypeVar("Bundle", RequestBundle, CompletionBundle)
+
+
+def bundles(
+    pairs: Iterable[tuple[Any, Any]], make: Callable[[], Bundle], max_items: int, max_bytes: int
+) -> Iterator[Bundle]:
+    """(message, payload or None) pairs in bundles made by ``make``, in order, each of at most
+    ``max_items`` items and ``max_bytes`` of payloads (one larger payload travels alone)."""
+    bundle, size = make(), 0
+    for msg, payload in pairs:
+        length = _view(payload).nbytes if payload is not None else 0
+        if bundle.items and (len(bundle.items) >= max_items or size + length > max_bytes):
+            yield bundle
+            bundle, size = make(), 0
+        if payload is not None:
+            bundle.payload_items.append(len(bundle.items))
+            bundle.payloads.append(payload)
+            size += length
+        bundle.items.append(msg)
+    yield bundle
 
 
 def pack_frames(codec: Codec, msg: Message, payload: Buffer | None = None) -> list[Buffer]:
