@@ -54,33 +54,42 @@ def host(tmp_path: Path) -> Iterator[tuple[MiniRdrHost, Bridge, Path]]:
     rdr.close()
 
 
-def watch_dir(host: MiniRdrHost) -> RxContext:
+def _open(host: MiniRdrHost, name: str, access: int = Access.GENERIC_READ, options: int = 0) -> int:
+    """A SrvOpen of ``name`` in the share, made by the host's mini-redirector."""
     create = RxContext(
         next(_ids),
         IrpMj.CREATE,
         routine=Routine.MRxCreate,
         srv_call="local",
         net_root="data",
-        path="d",
+        path=name,
         fobx=1,
-        create=CreateParameters(
-            desired_access=Access.FILE_LIST_DIRECTORY,
-            create_options=CreateOptions.FILE_DIRECTORY_FILE,
-        ),
+        create=CreateParameters(desired_access=access, create_options=options),
     )
     answer = execute(host.minirdr, create, None)
     assert answer is not None and answer[0].status == S.STATUS_SUCCESS
+    srv_open: int = answer[0].result["srv_open"]
+    return srv_open
+
+
+def _lowio(major: int, srv_open: int, lowio: LowIoParameters, **fields: Any) -> RxContext:
+    """A low I/O request on a SrvOpen, as the core sends it."""
     return RxContext(
         next(_ids),
-        IrpMj.DIRECTORY_CONTROL,
+        major,
         routine=Routine.MRxLowIOSubmit,
         srv_call="local",
         net_root="data",
-        srv_open=answer[0].result["srv_open"],
-        fobx=1,
-        timeout_ms=30_000,
-        lowio=LowIoParameters(operation=LowIoOp.NOTIFY_CHANGE_DIRECTORY, completion_filter=3),
+        srv_open=srv_open,
+        lowio=lowio,
+        **fields,
     )
+
+
+def watch_dir(host: MiniRdrHost) -> RxContext:
+    srv_open = _open(host, "d", Access.FILE_LIST_DIRECTORY, CreateOptions.FILE_DIRECTORY_FILE)
+    notify = LowIoParameters(operation=LowIoOp.NOTIFY_CHANGE_DIRECTORY, completion_filter=3)
+    return _lowio(IrpMj.DIRECTORY_CONTROL, srv_open, notify, fobx=1, timeout_ms=30_000)
 
 
 def queue(host: MiniRdrHost, ctx: RxContext) -> None:
@@ -127,35 +136,9 @@ def test_a_cancel_for_nothing_held_is_ignored(host: Any) -> None:
     assert bridge.sent == []
 
 
-def _open(host: MiniRdrHost, name: str) -> int:
-    create = RxContext(
-        next(_ids),
-        IrpMj.CREATE,
-        routine=Routine.MRxCreate,
-        srv_call="local",
-        net_root="data",
-        path=name,
-        fobx=1,
-        create=CreateParameters(desired_access=Access.GENERIC_READ),
-    )
-    answer = execute(host.minirdr, create, None)
-    assert answer is not None and answer[0].status == S.STATUS_SUCCESS
-    srv_open: int = answer[0].result["srv_open"]
-    return srv_open
-
-
 def _read(srv_open: int, offset: int, length: int, **fields: Any) -> RxContext:
     lowio = LowIoParameters(operation=LowIoOp.READ, offset=offset, length=length)
-    return RxContext(
-        next(_ids),
-        IrpMj.READ,
-        routine=Routine.MRxLowIOSubmit,
-        srv_call="local",
-        net_root="data",
-        srv_open=srv_open,
-        lowio=lowio,
-        **fields,
-    )
+    return _lowio(IrpMj.READ, srv_open, lowio, **fields)
 
 
 def test_large_answers_of_a_compound_leave_as_soon_as_they_are_ready(host: Any) -> None:
