@@ -6,9 +6,11 @@ mode 0600), so nothing secret is ever on a command line."""
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import os
 import resource
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -120,7 +122,28 @@ def profiled(role: str, name: str, run: Callable[[], int]) -> int:
         log.info("profile written to %s", out)
 
 
+#: set by the supervisor for its children: its pid (see ``die_with_supervisor``)
+SUPERVISOR_PID_ENV = "RDBSS_SUPERVISOR_PID"
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_supervisor() -> bool:
+    """A child stops (SIGTERM: the same clean stop as ``rdbss daemon stop``) when the supervisor
+    that started it is gone, killed or out of memory, instead of serving on unsupervised beside
+    the children of the next daemon. False when the supervisor is gone already (between its
+    fork and here): then do not start at all."""
+    expected = os.environ.get(SUPERVISOR_PID_ENV)
+    if not expected or not sys.platform.startswith("linux"):
+        return True
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+        log.warning("cannot ask to stop with the supervisor: errno %d", ctypes.get_errno())
+    return str(os.getppid()) == expected
+
+
 def main(argv: list[str] | None = None) -> int:
+    if not die_with_supervisor():
+        return 0
     parser = argparse.ArgumentParser(prog="rdbss-process")
     parser.add_argument("role", choices=["core", "connmgr", "minirdr"])
     parser.add_argument("name")

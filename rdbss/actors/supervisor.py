@@ -222,7 +222,9 @@ class Supervisor:
             child.name,
             str(self.runtime_dir),
         ]
-        child.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, close_fds=True)
+        # the child stops when this process is gone (rdbss.actors.process.die_with_supervisor)
+        env = {**os.environ, "RDBSS_SUPERVISOR_PID": str(os.getpid())}
+        child.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, close_fds=True, env=env)
         child.started_at = time.monotonic()
         child.starts += 1
         self._write_state()

@@ -196,3 +196,22 @@ def test_rdbss_profile_leaves_a_cpu_profile_of_every_child(
     core = next(where.glob("core-*.prof"))
     served = pstats.Stats(str(core)).get_stats_profile().func_profiles
     assert "on_client" in served
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_children_stop_when_the_supervisor_is_killed() -> None:
+    """A supervisor killed outright (SIGKILL, the OOM killer) takes its children with it: none
+    serves on unsupervised, and the next start of the daemon finds the place free."""
+    with running_daemon() as d:
+        children = d.processes()
+        assert set(children) >= {"core", "connmgr", "local"}
+        os.kill(d.pid, signal.SIGKILL)
+        wait_until(lambda: not any(_running(pid) for pid in children.values()), timeout=20)
+        assert read_pid(d.runtime_dir) is None  # its lock went with it
