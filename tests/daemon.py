@@ -61,7 +61,7 @@ class Daemon:
         """The daemon's child processes by name ("core", "connmgr", each mini-redirector's
         name) -> pid, from the supervisor's children (their command lines name them)."""
         out = subprocess.run(
-            ["ps", "--ppid", str(self.pid), "-o", "pid=,args="],
+            ["ps", "-ww", "--ppid", str(self.pid), "-o", "pid=,args="],
             capture_output=True,
             text=True,
             check=False,
