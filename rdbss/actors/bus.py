@@ -8,7 +8,7 @@ from __future__ import annotations
 import fcntl
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,6 +149,18 @@ def recv_frames(sock: zmq.Socket[bytes], flags: int = NOBLOCK) -> list[zmq.Frame
         frame = sock.recv(flags, copy=False)
         frames.append(frame)
     return frames
+
+
+def drain(sock: zmq.Socket[bytes], limit: int = 256) -> Iterator[list[zmq.Frame]]:
+    """The messages waiting on ``sock`` (a poll said it is readable), at most ``limit`` of them
+    so that another socket gets its turn."""
+    for n in range(limit):
+        if n and not readable(sock):
+            return
+        try:
+            yield recv_frames(sock, NOBLOCK)
+        except zmq.Again:
+            return
 
 
 def readable(sock: zmq.Socket[bytes]) -> bool:

@@ -16,13 +16,11 @@ import msgpack
 import zmq
 
 from rdbss.actors.bus import (
-    NOBLOCK,
     CurveKeys,
     Endpoints,
     client_alive,
+    drain,
     new_context,
-    readable,
-    recv_frames,
     router,
     send_frames,
 )
@@ -271,13 +269,7 @@ class CoreServer:
                     from_client = sock in client_socks
                     self.core.begin_batch()
                     try:
-                        for n in range(256):
-                            if n and not readable(sock):
-                                break
-                            try:
-                                frames = recv_frames(sock, NOBLOCK)
-                            except zmq.Again:
-                                break
+                        for frames in drain(sock):
                             if from_client:
                                 self._on_client_frames(frames, sock)
                             else:

@@ -25,9 +25,8 @@ from rdbss.actors.bus import (
     NOBLOCK,
     Endpoints,
     dealer,
+    drain,
     new_context,
-    readable,
-    recv_frames,
     send_frames,
 )
 from rdbss.wire.codec import Codec, WireError
@@ -174,13 +173,7 @@ class PeerBridge:
         try:
             while not self._stop.is_set():
                 for sock, _ in poller.poll(100):
-                    for n in range(256):
-                        if n and not readable(sock):
-                            break
-                        try:
-                            frames = recv_frames(sock, NOBLOCK)
-                        except zmq.Again:
-                            break
+                    for frames in drain(sock):
                         if sock is self._pull:
                             try:
                                 send_frames(self._sock, frames, NOBLOCK)
