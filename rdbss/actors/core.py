@@ -620,20 +620,25 @@ class RdbssCore(BufferingMixin):
         if done.request_id >= SUB_ID_BASE:
             self._collect(done, payload)  # an item of a compound
             return
-        self.completed += 1
         self._live.pop((ident, done.request_id), None)
         bundle = self._answers is not None and ident in self._bundle_ok
+        self._answered(ident)
+        if bundle:
+            assert self._answers is not None
+            self._answers.setdefault(ident, []).append((done, payload))
+            return
+        self.out.to_client(ident, done, payload)
+
+    def _answered(self, ident: bytes) -> None:
+        """One more of the client's requests is answered: count it, and forget what its
+        requests in flight said (bundling) once none is left."""
+        self.completed += 1
         left = self._inflight_of.get(ident, 0) - 1
         if left > 0:
             self._inflight_of[ident] = left
         else:
             self._inflight_of.pop(ident, None)
             self._bundle_ok.discard(ident)  # its next request says so again
-        if bundle:
-            assert self._answers is not None
-            self._answers.setdefault(ident, []).append((done, payload))
-            return
-        self.out.to_client(ident, done, payload)
 
     def _answer(
         self,
@@ -1724,13 +1729,7 @@ class RdbssCore(BufferingMixin):
                 answer.payload_items.append(index)
                 answer.payloads.append(payload)
             answer.items.append(done)
-        self.completed += 1
-        left = self._inflight_of.get(state.ident, 0) - 1
-        if left > 0:
-            self._inflight_of[state.ident] = left
-        else:
-            self._inflight_of.pop(state.ident, None)
-            self._bundle_ok.discard(state.ident)
+        self._answered(state.ident)
         self.out.to_client(state.ident, answer, None)
 
     def sweep_dead_clients(self) -> int:
