@@ -47,7 +47,7 @@ from typing import Any, ClassVar, TypeVar
 
 from rdbss.model.buffering import BUFFERING_STATE_MASK
 from rdbss.wire.constants import FileInformationClass, FsInformationClass, LowIoOp, Routine
-from rdbss.wire.rxcontext import RxContext
+from rdbss.wire.rxcontext import LowIoParameters, RxContext
 from rdbss.wire.status import NtStatus, NtStatusError
 
 #: The FileInformationClass values MRxQueryFileInfo answers (one map holds them all).
@@ -155,6 +155,13 @@ FILE_CASE_SENSITIVE_SEARCH = 0x1
 FILE_CASE_PRESERVED_NAMES = 0x2
 FILE_UNICODE_ON_DISK = 0x4
 FILE_REMOTE_DEVICE = 0x10
+
+
+def lowio_of(ctx: RxContext) -> LowIoParameters:
+    """A low I/O request's parameters; STATUS_INVALID_PARAMETER when it carries none."""
+    if ctx.lowio is None:
+        raise NtStatusError(NtStatus.STATUS_INVALID_PARAMETER, "low I/O request without parameters")
+    return ctx.lowio
 
 
 def volume_info_class(ctx: RxContext) -> int:

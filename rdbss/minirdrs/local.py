@@ -31,6 +31,7 @@ from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
 from rdbss.minirdrs.base import (
     MiniRdr,
     Result,
+    lowio_of,
     posix_volume,
     set_file_info_with,
     volume_info_class,
@@ -706,9 +707,7 @@ class LocalMiniRdr(MiniRdr):
         self, ctx: RxContext, payload: bytes | bytearray | memoryview | None = None
     ) -> Result:
         op = self._open_of(ctx)
-        lowio = ctx.lowio
-        if lowio is None:
-            raise _error(S.STATUS_INVALID_PARAMETER, "low I/O request without parameters")
+        lowio = lowio_of(ctx)
         if lowio.operation == LowIoOp.NOTIFY_CHANGE_DIRECTORY:
             return self._notify(ctx, op, lowio.completion_filter, lowio.watch_tree)
         if op.is_dir:
@@ -908,9 +907,7 @@ class LocalMiniRdr(MiniRdr):
     def _shared_read_of(self, ctx: RxContext, length: int) -> tuple[_Open, LowIoParameters]:
         """The open and parameters of a shared-memory READ of ``length`` bytes, checked."""
         op = self._open_of(ctx)
-        lowio = ctx.lowio
-        if lowio is None:
-            raise _error(S.STATUS_INVALID_PARAMETER, "low I/O request without parameters")
+        lowio = lowio_of(ctx)
         if op.is_dir:
             raise _error(S.STATUS_INVALID_DEVICE_REQUEST, f"{_show(op.path)} is a directory")
         self._check_io_locks(op, self._lock_owner(ctx), lowio.offset, length, False)

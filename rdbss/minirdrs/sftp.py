@@ -45,7 +45,14 @@ from typing import Any, ClassVar, NoReturn, TypeVar, cast
 import asyncssh
 
 from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
-from rdbss.minirdrs.base import MiniRdr, Result, info_setter, posix_volume, volume_info_class
+from rdbss.minirdrs.base import (
+    MiniRdr,
+    Result,
+    info_setter,
+    lowio_of,
+    posix_volume,
+    volume_info_class,
+)
 from rdbss.minirdrs.listing import Enumerations
 from rdbss.minirdrs.local import (
     _TIME_ARGS,
@@ -917,9 +924,7 @@ class SftpMiniRdr(MiniRdr):
         self, ctx: RxContext, payload: bytes | bytearray | memoryview | None = None
     ) -> Result:
         op = self._open_of(ctx)
-        lowio = ctx.lowio
-        if lowio is None:
-            raise _error(S.STATUS_INVALID_PARAMETER, "low I/O request without parameters")
+        lowio = lowio_of(ctx)
         if lowio.operation == LowIoOp.NOTIFY_CHANGE_DIRECTORY:
             if not op.is_dir:
                 raise _error(S.STATUS_INVALID_PARAMETER, f"{_show(op.path)} is not a directory")

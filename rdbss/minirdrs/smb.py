@@ -41,7 +41,7 @@ from smbprotocol.open import Open as SmbOpen
 
 from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
 from rdbss.minirdrs.base import VOLUME_INFO_CLASSES as _VOLUME_INFO_CLASSES
-from rdbss.minirdrs.base import MiniRdr, Result, set_file_info_with
+from rdbss.minirdrs.base import MiniRdr, Result, lowio_of, set_file_info_with
 from rdbss.minirdrs.eas import pack_full_ea, parse_full_ea
 from rdbss.minirdrs.eas import parse_set as parse_eas
 from rdbss.minirdrs.local import (
@@ -468,9 +468,7 @@ class SmbMiniRdr(MiniRdr):
         self, ctx: RxContext, payload: bytes | bytearray | memoryview | None = None
     ) -> Result:
         op = self._open_of(ctx)
-        lowio = ctx.lowio
-        if lowio is None:
-            raise _error(S.STATUS_INVALID_PARAMETER, "low I/O request without parameters")
+        lowio = lowio_of(ctx)
         if lowio.operation == LowIoOp.NOTIFY_CHANGE_DIRECTORY:
             return self._notify(op, ctx)
         if op.is_dir:

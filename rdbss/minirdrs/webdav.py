@@ -90,6 +90,7 @@ from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
 from rdbss.minirdrs.base import (
     MiniRdr,
     Result,
+    lowio_of,
     posix_volume,
     set_file_info_with,
     volume_info_class,
@@ -579,6 +580,18 @@ def _http_status(code: int, method: str) -> int:
     if code == 400:
         return S.STATUS_INVALID_PARAMETER
     return S.STATUS_INVALID_NETWORK_RESPONSE
+
+
+def _range_from(response: httpx.Response, offset: int, what: str) -> tuple[int, int, int | None]:
+    """A 206 answer's Content-Range (first, last, size or None), which must start at
+    ``offset``; STATUS_INVALID_NETWORK_RESPONSE otherwise."""
+    found = parse_content_range(response.headers.get("content-range"))
+    if found is None or found[0] != offset:
+        raise _error(
+            S.STATUS_INVALID_NETWORK_RESPONSE,
+            f"{what}: the server answered another range than asked for",
+        )
+    return found
 
 
 def _reason(response: httpx.Response) -> str:
@@ -1131,9 +1144,7 @@ class WebDavMiniRdr(MiniRdr):
         self, ctx: RxContext, payload: bytes | bytearray | memoryview | None = None
     ) -> Result:
         op = self._open_of(ctx)
-        lowio = ctx.lowio
-        if lowio is None:
-            raise _error(S.STATUS_INVALID_PARAMETER, "low I/O request without parameters")
+        lowio = lowio_of(ctx)
         if lowio.operation == LowIoOp.NOTIFY_CHANGE_DIRECTORY:
             if not op.is_dir:
                 raise _error(S.STATUS_INVALID_PARAMETER, f"{_show(op.path)} is not a directory")
@@ -1189,9 +1200,7 @@ class WebDavMiniRdr(MiniRdr):
         """The shared-memory path: a streamed read copies the body straight into the client's
         arena; other reads are copied there from their answer."""
         op = self._open_of(ctx)
-        lowio = ctx.lowio
-        if lowio is None:
-            raise _error(S.STATUS_INVALID_PARAMETER, "low I/O request without parameters")
+        lowio = lowio_of(ctx)
         if op.is_dir:
             raise _error(S.STATUS_INVALID_DEVICE_REQUEST, f"{_show(op.path)} is a directory")
         return self._read(op, lowio.offset, len(target), into=target)
@@ -1260,12 +1269,7 @@ class WebDavMiniRdr(MiniRdr):
         headers = {"Range": f"bytes={offset}-{offset + length - 1}"}
         with self._transport(server, what), server.client.stream("GET", url, headers=headers) as r:
             if r.status_code == 206:
-                found = parse_content_range(r.headers.get("content-range"))
-                if found is None or found[0] != offset:
-                    raise _error(
-                        S.STATUS_INVALID_NETWORK_RESPONSE,
-                        f"{what}: the server answered another range than asked for",
-                    )
+                _range_from(r, offset, what)
                 data = r.read()
                 return data[:length]
             if r.status_code == 200:  # the server ignored Range: skip to the offset
@@ -1336,12 +1340,7 @@ class WebDavMiniRdr(MiniRdr):
         response = server.client.send(request, stream=True)
         try:
             if response.status_code == 206:
-                found = parse_content_range(response.headers.get("content-range"))
-                if found is None or found[0] != offset:
-                    raise _error(
-                        S.STATUS_INVALID_NETWORK_RESPONSE,
-                        f"{what}: the server answered another range than asked for",
-                    )
+                found = _range_from(response, offset, what)
                 stream = _Stream(response, offset, found[2])
             elif response.status_code == 200:  # the server ignored Range: skip to the offset
                 size = response.headers.get("content-length")
