@@ -1452,7 +1452,8 @@ def test_a_prepared_read_copies_after_its_handle_is_closed(rdr: LocalMiniRdr, ro
     copy = rdr.prepare_read_into(rx(IrpMj.READ, srv_open=srv_open, lowio=lowio), 65536)
     assert copy is not None
     close(rdr, srv_open)
-    other = os.open(root / "big.bin", os.O_RDONLY)  # would take the closed descriptor's number
+    (root / "other.bin").write_bytes(b"\0" * len(data))
+    other = os.open(root / "other.bin", os.O_RDONLY)  # takes the closed descriptor's number
     try:
         target = memoryview(bytearray(65536))
         result = copy(target)
