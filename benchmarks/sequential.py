@@ -1,6 +1,7 @@
-"""Sequential large reads from the local mini-redirector, through the sockets and through the
-shared-memory data path (rdbss.shm), against os.preadv into a buffer of the same size on the
-same page-cached file in the same run. Not a test."""
+"""Sequential large reads and writes through the local mini-redirector, through the sockets and
+through the shared-memory data path (rdbss.shm), against os.preadv into a buffer of the same
+size on the same page-cached file (writes: os.pwrite of the same chunks into a file of the same
+folder) in the same run. Not a test."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 
 from rdbss.aio import AsyncClient
 from rdbss.client import Client
+from rdbss.wire import Access, CreateDisposition
 from tests.daemon import running_daemon
 
 MIB = 1 << 20
@@ -23,6 +25,17 @@ def _direct(path: str, size: int, chunk: int) -> float:
         for offset in range(0, size, chunk):
             os.preadv(fd, [buffer], offset)
         return size / (time.perf_counter() - t0)
+    finally:
+        os.close(fd)
+
+
+def _direct_write(path: str, data: memoryview, chunk: int) -> float:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        t0 = time.perf_counter()
+        for offset in range(0, len(data), chunk):
+            os.pwrite(fd, data[offset : offset + chunk], offset)
+        return len(data) / (time.perf_counter() - t0)
     finally:
         os.close(fd)
 
@@ -95,4 +108,29 @@ def run(size_mib: int = 256, in_flight: int = 8) -> list[tuple[str, float, float
                 _direct(str(path), size, 4 * MIB) / 1e6,
             )
         )
+        data = memoryview(path.read_bytes())
+        direct_path = str(d.share_dir / "direct-written.bin")
+
+        def blocking_writes(chunk: int, shared: bool) -> float:
+            with Client(d.runtime_dir, shared_memory=shared) as c:
+                fobx = c.create(
+                    d.share + r"\written.bin",
+                    access=Access.GENERIC_WRITE,
+                    disposition=CreateDisposition.FILE_OVERWRITE_IF,
+                ).fobx
+                t0 = time.perf_counter()
+                for offset in range(0, size, chunk):
+                    c.write_handle(fobx, offset, data[offset : offset + chunk])
+                rate = size / (time.perf_counter() - t0)
+                c.close_handle(fobx)
+                return rate
+
+        for chunk, shared, label in (
+            (MIB, False, "1 MiB writes one at a time, sockets"),
+            (MIB, True, "1 MiB writes one at a time, shared memory"),
+            (4 * MIB, True, "4 MiB writes one at a time, shared memory"),
+        ):
+            _direct_write(direct_path, data, chunk)  # the first write of a file allocates pages
+            direct = _direct_write(direct_path, data, chunk)
+            rows.append((label, blocking_writes(chunk, shared) / 1e6, direct / 1e6))
     return rows

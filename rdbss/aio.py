@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -112,8 +112,7 @@ class AsyncClient:
         if shared_memory is None:
             shared_memory = endpoints.curve is None and shm.available()
         self._shared_memory = shared_memory
-        self._arena: shm.Arena | None = None
-        self._slots: asyncio.Queue[int] | None = None
+        self._slots: _Slots | None = None
         # a plain socket whose descriptor the event loop watches: zmq.asyncio's futures cost
         # more per message than everything else here
         self._zctx = new_context()
@@ -152,8 +151,8 @@ class AsyncClient:
                 future.set_exception(error_for_status(S.STATUS_CANCELLED, "the client was closed"))
         self._sock.close(linger=CANCEL_LINGER_MS if in_flight else 0)
         self._zctx.term()
-        if self._arena is not None:
-            self._arena.close()
+        if self._slots is not None:
+            self._slots.close()
 
     def _bind_loop(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()
@@ -372,18 +371,11 @@ class AsyncClient:
         view = memoryview(buffer).cast("B")
         if not self._shared_memory or len(view) < shm.MIN_READ_BYTES:
             return await self.run(rq.read_into(fobx, offset, view, self._timeout_ms))
-        arena = self._arena_for_reads()
-        step = arena.slot_bytes
-        starts = range(0, len(view), step)
-        counts = await asyncio.gather(
-            *(self._read_piece(fobx, offset + at, view[at : at + step]) for at in starts)
-        )
-        total = 0
-        for at, count in zip(starts, counts, strict=True):
-            total += count
-            if count < min(step, len(view) - at):
-                break  # the end of the file
-        return total
+
+        def read(at: int, piece: memoryview, shared: Shared) -> rq.Request[int]:
+            return rq.read_into(fobx, offset + at, piece, self._timeout_ms, shared)
+
+        return await self._by_slots(view, read)
 
     @contextlib.asynccontextmanager
     async def read_view(self, fobx: int, offset: int, length: int) -> AsyncIterator[memoryview]:
@@ -394,13 +386,13 @@ class AsyncClient:
         if not self._shared_memory or not 0 < length <= shm.SLOT_BYTES:
             yield memoryview(await self.read_handle(fobx, offset, length))
             return
-        arena = self._arena_for_reads()
-        assert self._slots is not None
-        slot = await self._slots.get()
+        slots = self._shared_slots()
+        arena, slot = await slots.get()
         try:
             view = arena.view(slot, length)
             shared = (arena.args(slot), view)
-            count = await self.run(rq.read_into(fobx, offset, view, self._timeout_ms, shared))
+            request = rq.read_into(fobx, offset, view, self._timeout_ms, shared)
+            count = await slots.run(arena, self.run(request))
             piece = view[:count]
             try:
                 yield piece
@@ -408,27 +400,61 @@ class AsyncClient:
                 piece.release()
                 view.release()
         finally:
-            self._slots.put_nowait(slot)
+            slots.put(arena, slot)
 
-    def _arena_for_reads(self) -> shm.Arena:
-        if self._arena is None:
-            self._arena = shm.Arena()
-            self._slots = asyncio.Queue()
-            for slot in range(self._arena.slots):
-                self._slots.put_nowait(slot)
-        return self._arena
+    def _shared_slots(self) -> _Slots:
+        if self._slots is None:
+            self._slots = _Slots()
+        return self._slots
 
-    async def _read_piece(self, fobx: int, offset: int, target: memoryview) -> int:
-        assert self._arena is not None and self._slots is not None
-        slot = await self._slots.get()
-        try:
-            shared = (self._arena.args(slot), self._arena.view(slot, len(target)))
-            return await self.run(rq.read_into(fobx, offset, target, self._timeout_ms, shared))
-        finally:
-            self._slots.put_nowait(slot)
+    async def _by_slots(
+        self, view: memoryview, request: Callable[[int, memoryview, Shared], rq.Request[int]]
+    ) -> int:
+        """Large reads and writes through shared memory (rdbss.shm): ``request(at, piece,
+        shared)`` for each slot-sized piece of ``view``, all in flight at once (as many as
+        there are slots); the bytes moved, up to the first piece that moved fewer than its
+        size."""
+        slots = self._shared_slots()
+
+        async def one(at: int) -> int:
+            piece = view[at : at + shm.SLOT_BYTES]
+            arena, slot = await slots.get()
+            try:
+                shared = (arena.args(slot), arena.view(slot, len(piece)))
+                return await slots.run(arena, self.run(request(at, piece, shared)))
+            finally:
+                slots.put(arena, slot)
+
+        starts = range(0, len(view), shm.SLOT_BYTES)
+        counts = await asyncio.gather(*(one(at) for at in starts))
+        total = 0
+        for at, count in zip(starts, counts, strict=True):
+            total += count
+            if count < min(shm.SLOT_BYTES, len(view) - at):
+                break  # the end of the file, or a short write
+        return total
 
     async def write_handle(self, fobx: int, offset: int, data: rq.Data) -> int:
-        return await self.run(rq.write(fobx, offset, data, self._timeout_ms))
+        """Write at ``offset`` (-1 appends); the bytes written. Large writes go through shared
+        memory with a daemon on this host, in slot-sized pieces in flight at once (one after
+        the other when appending)."""
+        view = memoryview(data).cast("B")
+        if not self._shared_memory or len(view) < shm.MIN_WRITE_BYTES:
+            return await self.run(rq.write(fobx, offset, view, self._timeout_ms))
+        if offset == -1 and len(view) > shm.SLOT_BYTES:  # each append must follow the last
+            total = 0
+            for at in range(0, len(view), shm.SLOT_BYTES):
+                count = await self.write_handle(fobx, -1, view[at : at + shm.SLOT_BYTES])
+                total += count
+                if count < min(shm.SLOT_BYTES, len(view) - at):
+                    break
+            return total
+
+        def write(at: int, piece: memoryview, shared: Shared) -> rq.Request[int]:
+            where = offset if offset == -1 else offset + at
+            return rq.write(fobx, where, piece, self._timeout_ms, shared)
+
+        return await self._by_slots(view, write)
 
     async def query_info(self, fobx: int) -> FileInfo:
         return await self.run(rq.query_info(fobx, self._timeout_ms))
@@ -545,3 +571,49 @@ class AsyncClient:
             rq.control(FsctlCode.RDBSS_STATUS, self._timeout_ms)
         )
         return result
+
+
+Shared = tuple[dict[str, Any], memoryview]
+
+
+class _Slots:
+    """The asyncio client's shared-memory slots (rdbss.shm), one per request in flight. A
+    request that did not settle (a deadline, a cancel) may still be using its slot: its arena
+    is retired, a new one takes over, and no slot of the old one is handed out again."""
+
+    def __init__(self) -> None:
+        self.arena = shm.Arena()
+        self._free: asyncio.Queue[tuple[shm.Arena, int]] = asyncio.Queue()
+        self._fill()
+
+    def _fill(self) -> None:
+        for slot in range(self.arena.slots):
+            self._free.put_nowait((self.arena, slot))
+
+    @property
+    def idle(self) -> int:
+        """Slots free now."""
+        return self._free.qsize()
+
+    async def get(self) -> tuple[shm.Arena, int]:
+        return await self._free.get()
+
+    def put(self, arena: shm.Arena, slot: int) -> None:
+        if arena is self.arena:  # a retired arena's slots are never handed out again
+            self._free.put_nowait((arena, slot))
+
+    async def run(self, arena: shm.Arena, request: Awaitable[T]) -> T:
+        """Await a request that uses a slot of ``arena``; retire the arena if it did not settle."""
+        try:
+            return await request
+        except BaseException as exc:
+            if not shm.settled(exc) and arena is self.arena:
+                self.arena = shm.Arena()
+                arena.close()
+                while not self._free.empty():  # the old arena's free slots
+                    self._free.get_nowait()
+                self._fill()
+            raise
+
+    def close(self) -> None:
+        self.arena.close()

@@ -19,7 +19,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -430,23 +430,53 @@ class Client:
         view = memoryview(buffer).cast("B")
         if not self._shared_memory or len(view) < shm.MIN_READ_BYTES:
             return self.run(rq.read_into(fobx, offset, view, self._timeout_ms))
+        return self._by_slot(
+            view,
+            lambda at, piece, shared: rq.read_into(
+                fobx, offset + at, piece, self._timeout_ms, shared
+            ),
+        )
+
+    def write_handle(self, fobx: int, offset: int, data: bytes | memoryview) -> int:
+        """Write at ``offset`` (-1 appends). Returns the bytes written. Large writes go through
+        shared memory with a daemon on this host."""
+        view = memoryview(data).cast("B")
+        if not self._shared_memory or len(view) < shm.MIN_WRITE_BYTES:
+            return self.run(rq.write(fobx, offset, view, self._timeout_ms))
+        return self._by_slot(
+            view,
+            lambda at, piece, shared: rq.write(
+                fobx, offset if offset == -1 else offset + at, piece, self._timeout_ms, shared
+            ),
+        )
+
+    def _by_slot(
+        self,
+        view: memoryview,
+        request: Callable[[int, memoryview, tuple[dict[str, Any], memoryview]], rq.Request[int]],
+    ) -> int:
+        """Large reads and writes through the one shared-memory slot (rdbss.shm), a slot-sized
+        piece of ``view`` at a time under the lock: ``request(at, piece, shared)`` for each,
+        until one moves fewer bytes than its piece. A request that did not settle (a deadline,
+        a cancel) may still be using the slot: the arena is retired, the next gets a new one."""
         total = 0
-        with self._lock:  # one slot, filled and copied out under the lock
-            if self._arena is None:
-                self._arena = shm.Arena(slots=1)
-            arena = self._arena
-            for at in range(0, len(view), arena.slot_bytes):
+        with self._lock:
+            for at in range(0, len(view), shm.SLOT_BYTES):
+                if self._arena is None:
+                    self._arena = shm.Arena(slots=1)
+                arena = self._arena
                 piece = view[at : at + arena.slot_bytes]
-                shared = (arena.args(0), arena.view(0, len(piece)))
-                count = self.run(rq.read_into(fobx, offset + at, piece, self._timeout_ms, shared))
+                try:
+                    count = self.run(request(at, piece, (arena.args(0), arena.view(0, len(piece)))))
+                except BaseException as exc:
+                    if not shm.settled(exc):
+                        self._arena = None
+                        arena.close()
+                    raise
                 total += count
                 if count < len(piece):
                     break
         return total
-
-    def write_handle(self, fobx: int, offset: int, data: bytes | memoryview) -> int:
-        """Write at ``offset`` (-1 appends). Returns the bytes written."""
-        return self.run(rq.write(fobx, offset, data, self._timeout_ms))
 
     def query_info(
         self, fobx: int, info_class: int = FileInformationClass.FileAllInformation

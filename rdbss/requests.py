@@ -195,14 +195,25 @@ def read_into(
     return Request(ctx, parse, ok=(S.STATUS_SUCCESS, S.STATUS_END_OF_FILE))
 
 
-def write(fobx: int, offset: int, data: Data, timeout_ms: int) -> Request[int]:
-    """Write at ``offset`` (-1 appends); parses to the bytes written."""
+def write(
+    fobx: int,
+    offset: int,
+    data: Data,
+    timeout_ms: int,
+    shared: tuple[dict[str, Any], memoryview] | None = None,
+) -> Request[int]:
+    """Write at ``offset`` (-1 appends); parses to the bytes written. ``shared``: the arguments
+    that name a shared-memory slot and that slot's view (rdbss.shm): ``data`` is copied into
+    the slot here and the request carries no payload."""
     lowio = LowIoParameters(offset=offset, length=len(data))
-    return Request(
-        _ctx(IrpMj.WRITE, timeout_ms, fobx=fobx, lowio=lowio),
-        lambda done, _: done.information,
-        payload=data,
-    )
+    ctx = _ctx(IrpMj.WRITE, timeout_ms, fobx=fobx, lowio=lowio)
+    payload: Data | None = data
+    if shared is not None:
+        args, slot = shared
+        slot[: len(data)] = data
+        ctx.args = dict(args)
+        payload = None
+    return Request(ctx, lambda done, _: done.information, payload=payload)
 
 
 def query_info(

@@ -1,4 +1,4 @@
-"""The shared-memory data path for large reads on this host.
+"""The shared-memory data path for large reads and writes on this host.
 
 A local client makes an arena: a file in /dev/shm (tmpfs, mode 0600, named
 ``rdbss-<pid>-<random>``) cut into slots. A READ that carries ``args={"shm": name, "shm_off":
@@ -7,12 +7,23 @@ sending them back through the sockets: the local mini-redirector reads the file 
 the shared pages (one copy instead of one per socket hop); others copy their result in. The
 completion says where the bytes are (``result={"shm": n}``); an answer that carries a payload
 instead (the core's cache, a mini-redirector on another host) is used as it is, so the shared
-path is only ever a hint.
+path is only ever a hint for reads.
 
-Only for clients and mini-redirectors on the daemon's host: the core drops the hint for remote
-clients and remote peers. The server side opens only regular files in /dev/shm named as above,
-owned by its own user and not readable by others, and checks every range against the file's
-size.
+A WRITE that carries the same arguments and no payload takes its ``lowio.length`` bytes from the
+slot, which the client filled before sending it: the mini-redirector host hands the slot to the
+routine as its payload. Where the bytes must leave the shared pages (a mini-redirector on another
+host, or a write the core keeps for write-behind), the core copies them out of the arena and
+sends them as a payload.
+
+Only for clients and mini-redirectors on the daemon's host: the core drops the hint of a READ
+for remote peers, and refuses a WRITE with the hint from a remote client. The server side opens
+only regular files in /dev/shm named as above, owned by its own user and not readable by
+others, and checks every range against the file's size.
+
+A slot is used again only once its request has settled: a request that timed out or was
+cancelled may still be running in the mini-redirector, which would then read or fill a slot
+that holds another request's bytes. Clients retire the whole arena then (``settled``): the
+mini-redirector's mapping of the old file stays valid, and the next request makes a new one.
 """
 
 from __future__ import annotations
@@ -33,11 +44,22 @@ NAME = re.compile(r"rdbss-([0-9]{1,10})-([0-9a-f]{16})")
 SLOT_BYTES = 4 << 20
 SLOTS = 8
 MIN_READ_BYTES = 256 << 10  # smaller reads go through the sockets (a slot costs a round trip)
+MIN_WRITE_BYTES = 256 << 10  # likewise for writes
 MAX_MAPS = 32  # arenas a mini-redirector process keeps mapped at once
 
 
 def available() -> bool:
     return SHM_DIR.is_dir() and os.access(SHM_DIR, os.W_OK)
+
+
+def settled(exc: BaseException) -> bool:
+    """Whether a shared-memory request that raised ``exc`` is over for the mini-redirector too,
+    so that its slot can be used again: a status it answered, not a deadline, a cancel (the
+    caller's, or a task's), or anything else that ended the wait before the answer came."""
+    return isinstance(exc, NtStatusError) and exc.status not in _UNSETTLED
+
+
+_UNSETTLED = frozenset({NtStatus.STATUS_IO_TIMEOUT, NtStatus.STATUS_CANCELLED})
 
 
 class Arena:
@@ -105,8 +127,9 @@ class Maps:
         self._limit = limit
 
     def target(self, args: object, length: int) -> memoryview | None:
-        """The slice of an arena a READ asks to be filled, or None for a READ without the hint.
-        STATUS_INVALID_PARAMETER for a hint that names no acceptable arena or range."""
+        """The slice of an arena a READ asks to be filled (or a WRITE takes its bytes from),
+        or None for a request without the hint. STATUS_INVALID_PARAMETER for a hint that names
+        no acceptable arena or range."""
         if not isinstance(args, dict) or "shm" not in args:
             return None
         name, offset = args.get("shm"), args.get("shm_off")

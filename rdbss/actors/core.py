@@ -33,6 +33,7 @@ from rdbss.model.names import UncName, parse_unc
 from rdbss.model.prefix import PrefixTable
 from rdbss.model.sharing import check_create_parameters, check_share_access
 from rdbss.model.structs import Condition, Fcb, Fobx, NetRoot, SrvOpen, VNetRoot
+from rdbss.shm import Maps
 from rdbss.wire.codec import DEFAULT_LIMITS
 from rdbss.wire.constants import (
     READ_ACCESS,
@@ -288,6 +289,7 @@ class RdbssCore(BufferingMixin):
         self.completed = 0
         self.recent_errors: list[RecentError] = []
         self._init_buffering(settings)
+        self.shared = Maps()  # client arenas, for writes whose bytes must leave them (rdbss.shm)
         # compounds: messages to mini-redirectors held back while one is processed (sent as one
         # Compound per peer when the outermost batch ends), and the clients' compounds under way
         self._cork: dict[str, list[tuple[RxContext, Payload]]] | None = None
@@ -1119,10 +1121,8 @@ class RdbssCore(BufferingMixin):
             ctx.lowio.operation = op
         srv_open = fobx.srv_open
         fcb = srv_open.fcb
-        if ctx.args and "shm" in ctx.args and not self._shares_memory(ident, srv_open.minirdr):
-            # the shared-memory hint (rdbss.shm) only works on this host: the bytes come back
-            # in the answer instead
-            ctx.args = {k: v for k, v in ctx.args.items() if k not in ("shm", "shm_off")}
+        if ctx.args and "shm" in ctx.args:
+            payload = self._unshare(ident, ctx, srv_open, op, payload)
         if fcb.write_error is not None:
             status, message = fcb.write_error
             fcb.write_error = None
@@ -1180,6 +1180,34 @@ class RdbssCore(BufferingMixin):
             net_root=fcb.net_root,
             owner=(ident, ctx.request_id),
         )
+
+    def _unshare(
+        self, ident: bytes, ctx: RxContext, srv_open: SrvOpen, op: int | None, payload: Payload
+    ) -> Payload:
+        """The shared-memory hint (rdbss.shm) works between a client and a mini-redirector of
+        this host only. Elsewhere a READ's bytes come back in the answer instead, and a WRITE's
+        are copied out of the client's arena here and sent as its payload, as they are for a
+        write the core may keep (write-behind). A WRITE with the hint from a client on another
+        host, or with a payload too, is refused."""
+        if op == LowIoOp.WRITE:
+            if ident[:1] != b"c" or payload is not None:
+                raise NtStatusError(
+                    S.STATUS_INVALID_PARAMETER,
+                    "shared memory is for writes without a payload from this host's clients",
+                )
+            if self._shares_memory(ident, srv_open.minirdr) and not (
+                srv_open.fcb.buffering & FcbState.WRITEBUFFERING_ENABLED
+            ):
+                return None
+            assert ctx.lowio is not None
+            view = self.shared.target(ctx.args, ctx.lowio.length)
+            assert view is not None
+            with view:
+                payload = bytes(view)
+        elif self._shares_memory(ident, srv_open.minirdr):
+            return payload
+        ctx.args = {k: v for k, v in (ctx.args or {}).items() if k not in ("shm", "shm_off")}
+        return payload
 
     def _shares_memory(self, ident: bytes, minirdr: str | None) -> bool:
         """A client and a mini-redirector that can share /dev/shm: both on this host."""

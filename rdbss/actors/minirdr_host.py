@@ -87,6 +87,22 @@ def _into_shared(result: Result, target: memoryview) -> None:
         result.result = {"shm": result.information}
 
 
+def _shared_source(ctx: RxContext, length: int, payload: memoryview | None) -> memoryview | None:
+    """The slot a WRITE with the shared-memory hint takes its bytes from (rdbss.shm), read
+    only; None for a WRITE without it."""
+    view = SHARED.target(ctx.args, length)
+    if view is None:
+        return None
+    if payload is not None:
+        view.release()
+        raise NtStatusError(
+            NtStatus.STATUS_INVALID_PARAMETER, "a write with both a payload and shared memory"
+        )
+    source = view.toreadonly()
+    view.release()
+    return source
+
+
 def failure(ctx: RxContext, exc: Exception) -> RxCompletion:
     """The completion of a routine that raised: its NTSTATUS, or INTERNAL_ERROR for a bug."""
     if isinstance(exc, NtStatusError):
@@ -110,10 +126,16 @@ def execute(
     routine = ctx.routine
     method = getattr(minirdr, name)
     target: memoryview | None = None
+    source: memoryview | None = None
     try:
         lowio = ctx.lowio if routine == Routine.MRxLowIOSubmit else None
-        if ctx.args and lowio is not None and lowio.operation == LowIoOp.READ:
-            target = SHARED.target(ctx.args, lowio.length)
+        if ctx.args and lowio is not None:
+            if lowio.operation == LowIoOp.READ:
+                target = SHARED.target(ctx.args, lowio.length)
+            elif lowio.operation == LowIoOp.WRITE:
+                source = _shared_source(ctx, lowio.length, payload)
+                if source is not None:
+                    payload = source
         result = None if target is None else minirdr.read_into(ctx, target)
         if result is None:
             result = method(ctx, payload) if routine == Routine.MRxLowIOSubmit else method(ctx)
@@ -126,6 +148,8 @@ def execute(
     finally:
         if target is not None:
             target.release()
+        if source is not None:
+            source.release()
     if result.status == NtStatus.STATUS_PENDING:
         return None
     return completion(ctx, result), result.payload

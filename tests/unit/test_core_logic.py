@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from rdbss import shm
 from rdbss.actors.core import CONNMGR, CoreSettings, RdbssCore
 from rdbss.wire import (
     CreateParameters,
@@ -553,6 +554,45 @@ def test_the_shared_memory_hint_reaches_a_local_minirdr_only_from_a_local_client
     fobx = open_handle(core, out)
     _read_with_shm(core, CLIENT_A, fobx)
     assert not out.requests_to("local")[-1].args
+
+
+def test_a_shared_memory_write_leaves_the_arena_only_where_it_must(env: Any) -> None:
+    """A local client's WRITE with the hint goes on as it is to a mini-redirector of this host;
+    to one on another host the core copies the bytes out of the arena into the payload; a
+    remote client's hint, or a hint with a payload too, is refused."""
+    if not shm.available():
+        pytest.skip("no writable /dev/shm")
+    core, out, _ = env
+    core.peers["local"].lowio_ops = frozenset({LowIoOp.READ, LowIoOp.WRITE})
+    arena = shm.Arena(slots=1, slot_bytes=1 << 16)
+    arena.view(0, 5)[:] = b"hello"
+
+    def write(ident: bytes, fobx: int, payload: bytes | None = None) -> None:
+        lowio = LowIoParameters(offset=0, length=5)
+        ctx = RxContext(81, IrpMj.WRITE, fobx=fobx, lowio=lowio, args=arena.args(0))
+        core.on_client(ident, ctx, payload)
+
+    try:
+        fobx = open_for_write(core, out)
+        write(CLIENT_A, fobx)
+        (_, sent, payload), *_ = [p for p in out.peer if isinstance(p[1], RxContext)]
+        assert sent.args == arena.args(0) and payload is None
+        out.peer.clear()
+        core.peers["local"].host = "nodeb"  # another host cannot see our /dev/shm
+        write(CLIENT_A, fobx)
+        (_, sent, payload), *_ = [p for p in out.peer if isinstance(p[1], RxContext)]
+        assert not sent.args and bytes(payload) == b"hello"
+        core.peers["local"].host = ""
+        remote_client = b"r" + bytes(16)
+        remote_fobx = open_handle(core, out, remote_client)
+        write(CLIENT_A, fobx, b"twice")
+        write(remote_client, remote_fobx)
+        statuses = [done.status for _, done, _ in out.client]
+        assert statuses == [S.STATUS_INVALID_PARAMETER] * 2
+        assert not out.requests_to("local")
+    finally:
+        core.shared.close()
+        arena.close()
 
 
 # ------------------------------------------------------------------ cancellation

@@ -85,3 +85,18 @@ def test_arenas_of_dead_processes_are_swept() -> None:
     finally:
         mine.close()
     assert not mine.path.exists()
+
+
+@pytest.mark.parametrize(
+    ("exc", "settled"),
+    [
+        (NtStatusError(NtStatus.STATUS_ACCESS_DENIED), True),  # the mini-redirector's answer
+        (NtStatusError(NtStatus.STATUS_DISK_FULL), True),
+        (NtStatusError(NtStatus.STATUS_IO_TIMEOUT), False),  # may still be running there
+        (NtStatusError(NtStatus.STATUS_CANCELLED), False),
+        (KeyboardInterrupt(), False),  # the wait ended, not the request
+        (TimeoutError(), False),
+    ],
+)
+def test_only_an_answered_request_settles_its_slot(exc: BaseException, settled: bool) -> None:
+    assert shm.settled(exc) is settled
