@@ -372,7 +372,7 @@ class AsyncClient:
         if not self._shared_memory or len(view) < shm.MIN_READ_BYTES:
             return await self.run(rq.read_into(fobx, offset, view, self._timeout_ms))
 
-        def read(at: int, piece: memoryview, shared: Shared) -> rq.Request[int]:
+        def read(at: int, piece: memoryview, shared: rq.Shared) -> rq.Request[int]:
             return rq.read_into(fobx, offset + at, piece, self._timeout_ms, shared)
 
         return await self._by_slots(view, read)
@@ -408,7 +408,7 @@ class AsyncClient:
         return self._slots
 
     async def _by_slots(
-        self, view: memoryview, request: Callable[[int, memoryview, Shared], rq.Request[int]]
+        self, view: memoryview, request: Callable[[int, memoryview, rq.Shared], rq.Request[int]]
     ) -> int:
         """Large reads and writes through shared memory (rdbss.shm): ``request(at, piece,
         shared)`` for each slot-sized piece of ``view``, all in flight at once (as many as
@@ -450,7 +450,7 @@ class AsyncClient:
                     break
             return total
 
-        def write(at: int, piece: memoryview, shared: Shared) -> rq.Request[int]:
+        def write(at: int, piece: memoryview, shared: rq.Shared) -> rq.Request[int]:
             where = offset if offset == -1 else offset + at
             return rq.write(fobx, where, piece, self._timeout_ms, shared)
 
@@ -571,9 +571,6 @@ class AsyncClient:
             rq.control(FsctlCode.RDBSS_STATUS, self._timeout_ms)
         )
         return result
-
-
-Shared = tuple[dict[str, Any], memoryview]
 
 
 class _Slots:

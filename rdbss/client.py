@@ -453,7 +453,7 @@ class Client:
     def _by_slot(
         self,
         view: memoryview,
-        request: Callable[[int, memoryview, tuple[dict[str, Any], memoryview]], rq.Request[int]],
+        request: Callable[[int, memoryview, rq.Shared], rq.Request[int]],
     ) -> int:
         """Large reads and writes through the one shared-memory slot (rdbss.shm), a slot-sized
         piece of ``view`` at a time under the lock: ``request(at, piece, shared)`` for each,

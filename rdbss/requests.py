@@ -39,6 +39,9 @@ S = NtStatus
 _RELATED = int(RxFlags.RELATED)
 T = TypeVar("T")
 Data = bytes | bytearray | memoryview
+#: A shared-memory slot for a large read or write (rdbss.shm): the request arguments that name
+#: it, and the client's view of it.
+Shared = tuple[dict[str, Any], memoryview]
 _INTERNAL = frozenset({"srv_open", "fobx"})  # ids of the daemon's, not file information
 _KNOWN = frozenset(
     {
@@ -166,7 +169,7 @@ def read_into(
     offset: int,
     target: memoryview,
     timeout_ms: int,
-    shared: tuple[dict[str, Any], memoryview] | None = None,
+    shared: Shared | None = None,
 ) -> Request[int]:
     """Read ``len(target)`` bytes at ``offset`` into ``target``; parses to the count (0 past
     the end). ``shared``: the arguments that place the bytes in a shared-memory slot and that
@@ -200,7 +203,7 @@ def write(
     offset: int,
     data: Data,
     timeout_ms: int,
-    shared: tuple[dict[str, Any], memoryview] | None = None,
+    shared: Shared | None = None,
 ) -> Request[int]:
     """Write at ``offset`` (-1 appends); parses to the bytes written. ``shared``: the arguments
     that name a shared-memory slot and that slot's view (rdbss.shm): ``data`` is copied into
