@@ -868,16 +868,20 @@ class RemoteFile(io.RawIOBase):
         chunks = []
         if self._client.shares_memory_for(known):
             # one buffer filled slot by slot through shared memory (one byte more: a file that
-            # grew since the open is read on below)
+            # grew since the open is read on below); a BytesIO's, whose getvalue() hands out
+            # that buffer itself: the whole file is not copied a second time into the bytes
             self._discard_ahead()
-            buffer = bytearray(known + 1)
-            count = self._client.readinto(self.fobx, self._pos, buffer)
-            del buffer[count:]
+            whole = io.BytesIO()
+            whole.seek(known)
+            whole.write(b"\0")
+            with whole.getbuffer() as buffer:
+                count = self._client.readinto(self.fobx, self._pos, buffer)
+            whole.truncate(count)
             self._pos += count
             self._last_end = self._pos
             if count <= known:
-                return bytes(buffer)
-            chunks.append(bytes(buffer))
+                return whole.getvalue()
+            chunks.append(whole.getvalue())
         while True:
             data = self._read_at(self._pos, READ_CHUNK)
             if not data:

@@ -150,3 +150,24 @@ def test_whole_file_reads_fill_one_buffer_through_shared_memory(daemon: Daemon) 
         with c.open(daemon.share + r"\big.bin", "rb", buffering=0) as f:
             f.seek(SIZE - 1000)
             assert f.readall() == want[-1000:]  # small: through the sockets
+
+
+@pytest.mark.parametrize("change", [+(1 << 20) + 7, -(3 << 20)])
+def test_a_whole_file_read_sees_the_file_grown_or_shrunk_since_the_open(
+    daemon: Daemon, change: int
+) -> None:
+    path = daemon.share_dir / f"changing{change}.bin"
+    path.write_bytes(os.urandom(SIZE))
+    with (
+        daemon.client() as c,
+        c.open(daemon.share + rf"\changing{change}.bin", "rb", buffering=0) as f,
+    ):
+        if change > 0:
+            with path.open("ab") as grow:
+                grow.write(os.urandom(change))
+        else:
+            os.truncate(path, SIZE + change)
+        got = f.readall()
+        assert type(got) is bytes
+        assert got == path.read_bytes() and len(got) == SIZE + change
+        assert f.readall() == b""
