@@ -16,6 +16,7 @@ from rdbss import shm
 from rdbss.aio import AsyncClient
 from rdbss.wire import IrpMj, LowIoParameters, NtStatus, NtStatusError, RxContext
 from tests.daemon import Daemon, running_daemon
+from tests.reliability.test_faulty import faulty_config
 
 pytestmark = pytest.mark.skipif(not shm.available(), reason="no writable /dev/shm")
 SIZE = 10 * (1 << 20) + 123  # not a multiple of a slot: the last piece is short
@@ -171,3 +172,37 @@ def test_a_whole_file_read_sees_the_file_grown_or_shrunk_since_the_open(
         assert type(got) is bytes
         assert got == path.read_bytes() and len(got) == SIZE + change
         assert f.readall() == b""
+
+
+def test_a_failed_piece_of_a_large_read_retires_the_slots_still_in_flight(tmp_path: Path) -> None:
+    """A large read keeps two slot-sized reads in flight; when one fails, the other may still
+    be filling its slot on the daemon, so the arena goes (its file too) rather than being
+    filled again, and the next large read gets a new one and the right bytes."""
+    folder = tmp_path / "flaky"
+    folder.mkdir()
+    payload = os.urandom(3 * shm.SLOT_BYTES)
+    (folder / "f.bin").write_bytes(payload)
+    rules = """
+[[minirdr.rules]]
+routine = "MRxLowIOSubmit"
+lowio_op = "READ"
+action = "status"
+status = "STATUS_DEVICE_NOT_READY"
+every = 3
+count = 1
+"""
+    with running_daemon(faulty_config(folder, rules)) as d, d.client() as c:
+        h = c.create(r"\\flaky\data\f.bin")
+        first = bytearray(shm.SLOT_BYTES)
+        assert c.readinto(h.fobx, 0, first) == len(first)  # the 1st read: makes the arena
+        arena = c._arena
+        assert arena is not None and arena.path.exists()
+        buffer = bytearray(len(payload))
+        with pytest.raises(NtStatusError) as failed:  # the 3rd read fails, the 4th is in flight
+            c.readinto(h.fobx, 0, buffer)
+        assert failed.value.status == NtStatus.STATUS_DEVICE_NOT_READY
+        assert c._arena is None and not arena.path.exists()
+        assert not c._outstanding
+        assert c.readinto(h.fobx, 0, buffer) == len(payload) and buffer == payload
+        assert c._arena is not None and c._arena is not arena
+        c.close_handle(h.fobx)
