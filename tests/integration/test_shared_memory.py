@@ -16,7 +16,7 @@ from rdbss import shm
 from rdbss.aio import AsyncClient
 from rdbss.wire import IrpMj, LowIoParameters, NtStatus, NtStatusError, RxContext
 from tests.daemon import Daemon, running_daemon
-from tests.reliability.test_faulty import faulty_config
+from tests.reliability.test_faulty import failing_reads, faulty_config
 
 pytestmark = pytest.mark.skipif(not shm.available(), reason="no writable /dev/shm")
 SIZE = 10 * (1 << 20) + 123  # not a multiple of a slot: the last piece is short
@@ -182,15 +182,7 @@ def test_a_failed_piece_of_a_large_read_retires_the_slots_still_in_flight(tmp_pa
     folder.mkdir()
     payload = os.urandom(3 * shm.SLOT_BYTES)
     (folder / "f.bin").write_bytes(payload)
-    rules = """
-[[minirdr.rules]]
-routine = "MRxLowIOSubmit"
-lowio_op = "READ"
-action = "status"
-status = "STATUS_DEVICE_NOT_READY"
-every = 3
-count = 1
-"""
+    rules = failing_reads(every=3, count=1)
     with running_daemon(faulty_config(folder, rules)) as d, d.client() as c:
         h = c.create(r"\\flaky\data\f.bin")
         first = bytearray(shm.SLOT_BYTES)
