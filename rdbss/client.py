@@ -78,6 +78,9 @@ COMPOUNDS_IN_FLIGHT = 4  # a long list of compound items goes out as this many m
 READ_AHEAD = 4  # reads kept in flight ahead of a sequential reader (RemoteFile), by default
 READ_AHEAD_MIN = 256 << 10  # at least this much per read-ahead request...
 READ_AHEAD_MAX = 4 << 20  # ...at most this much (so the window holds at most 4 x 4 MiB)
+#: shared-memory reads in flight at once for one large read (the slots of the client's arena):
+#: the daemon fills the next slot while this client copies the last one out
+SHM_IN_FLIGHT = 2
 
 
 def resolve_daemon(
@@ -430,48 +433,103 @@ class Client:
         view = memoryview(buffer).cast("B")
         if not self._shared_memory or len(view) < shm.MIN_READ_BYTES:
             return self.run(rq.read_into(fobx, offset, view, self._timeout_ms))
-        return self._by_slot(
-            view,
-            lambda at, piece, shared: rq.read_into(
-                fobx, offset + at, piece, self._timeout_ms, shared
-            ),
-        )
+        total = 0
+
+        def copy_out(piece: memoryview) -> None:
+            nonlocal total
+            view[total : total + len(piece)] = piece
+            total += len(piece)
+
+        self.read_shared(fobx, offset, len(view), copy_out)
+        return total
+
+    def _shared_arena(self) -> shm.Arena:
+        """This client's arena (rdbss.shm), made on first use (the lock held)."""
+        if self._arena is None:
+            self._arena = shm.Arena(slots=SHM_IN_FLIGHT)
+        return self._arena
+
+    def _retire_arena(self, arena: shm.Arena) -> None:
+        """A request that used ``arena`` may still be running in the mini-redirector: no slot of
+        it is used again, the next large request makes a new arena (the lock held)."""
+        self._arena = None
+        arena.close()
+
+    def read_shared(
+        self, fobx: int, offset: int, length: int, take: Callable[[memoryview], object]
+    ) -> int:
+        """Read up to ``length`` bytes at ``offset`` through shared memory, slot by slot with
+        SHM_IN_FLIGHT reads in flight, handing each piece to ``take`` in order (a view of its
+        slot, valid during the call only); the count, short at the end of the file. A slot
+        whose read was given up on (an error with reads still in flight, a timeout) is never
+        filled again: the arena goes and the next read makes a new one."""
+        with self._lock:
+            arena = self._shared_arena()
+            flying: deque[tuple[int, int, int, rq.Request[int]]] = deque()  # id, slot, length
+            asked = 0
+            total = 0
+
+            def ask(slot: int) -> None:
+                nonlocal asked
+                if asked < length:
+                    target = arena.view(slot, length - asked)
+                    shared = (arena.args(slot), target)
+                    request = rq.read_into(fobx, offset + asked, target, self._timeout_ms, shared)
+                    flying.append((self.submit(request.ctx), slot, len(target), request))
+                    asked += len(target)
+
+            try:
+                for slot in range(arena.slots):
+                    ask(slot)
+                while flying:
+                    request_id, slot, size, request = flying[0]
+                    done, data = self._wait_for(request_id, self.timeout)
+                    flying.popleft()
+                    if not isinstance(done, RxCompletion):
+                        raise error_for_status(
+                            S.STATUS_INVALID_NETWORK_RESPONSE, "a compound answer"
+                        )
+                    if done.status not in request.ok:
+                        raise error_for_status(done.status, done.message)
+                    count = request.parse(done, data)
+                    take(arena.view(slot, count))
+                    total += count
+                    if count < size:
+                        break  # the end of the file
+                    ask(slot)
+                while flying:  # reads past the end: their slots are filled again next time
+                    self._wait_for(flying[0][0], self.timeout)
+                    flying.popleft()
+            except BaseException as exc:
+                if flying:  # given up on: the daemon drops them
+                    timeout = isinstance(exc, NtStatusError) and exc.status == S.STATUS_IO_TIMEOUT
+                    for request_id, *_ in flying:
+                        self._cancel_quietly(request_id, "deadline" if timeout else "client")
+                    self.abandon(request_id for request_id, *_ in flying)
+                # a read answered by the core's deadline may be running still, too
+                if flying or not shm.settled(exc):
+                    self._retire_arena(arena)
+                raise
+            return total
 
     def write_handle(self, fobx: int, offset: int, data: bytes | memoryview) -> int:
         """Write at ``offset`` (-1 appends). Returns the bytes written. Large writes go through
-        shared memory with a daemon on this host."""
+        shared memory with a daemon on this host, a slot at a time."""
         view = memoryview(data).cast("B")
         if not self._shared_memory or len(view) < shm.MIN_WRITE_BYTES:
             return self.run(rq.write(fobx, offset, view, self._timeout_ms))
-        return self._by_slot(
-            view,
-            lambda at, piece, shared: rq.write(
-                fobx, offset if offset == -1 else offset + at, piece, self._timeout_ms, shared
-            ),
-        )
-
-    def _by_slot(
-        self,
-        view: memoryview,
-        request: Callable[[int, memoryview, rq.Shared], rq.Request[int]],
-    ) -> int:
-        """Large reads and writes through the one shared-memory slot (rdbss.shm), a slot-sized
-        piece of ``view`` at a time under the lock: ``request(at, piece, shared)`` for each,
-        until one moves fewer bytes than its piece. A request that did not settle (a deadline,
-        a cancel) may still be using the slot: the arena is retired, the next gets a new one."""
         total = 0
         with self._lock:
             for at in range(0, len(view), shm.SLOT_BYTES):
-                if self._arena is None:
-                    self._arena = shm.Arena(slots=1)
-                arena = self._arena
+                arena = self._shared_arena()
                 piece = view[at : at + arena.slot_bytes]
+                where = offset if offset == -1 else offset + at
+                shared = (arena.args(0), arena.view(0, len(piece)))
                 try:
-                    count = self.run(request(at, piece, (arena.args(0), arena.view(0, len(piece)))))
+                    count = self.run(rq.write(fobx, where, piece, self._timeout_ms, shared))
                 except BaseException as exc:
                     if not shm.settled(exc):
-                        self._arena = None
-                        arena.close()
+                        self._retire_arena(arena)
                     raise
                 total += count
                 if count < len(piece):
@@ -897,17 +955,17 @@ class RemoteFile(io.RawIOBase):
         known = self._handle.info.size - self._pos  # as large as at the open, at least
         chunks = []
         if self._client.shares_memory_for(known):
-            # one buffer filled slot by slot through shared memory (one byte more: a file that
-            # grew since the open is read on below)
+            # slot by slot through shared memory (one byte more: a file that grew since the open
+            # is read on below) into a BytesIO, whose getvalue() hands out its buffer itself:
+            # each byte is copied once, from its slot, while the daemon fills the next slot
             self._discard_ahead()
-            buffer = bytearray(known + 1)
-            count = self._client.readinto(self.fobx, self._pos, buffer)
-            del buffer[count:]
+            whole = io.BytesIO()
+            count = self._client.read_shared(self.fobx, self._pos, known + 1, whole.write)
             self._pos += count
             self._last_end = self._pos
             if count <= known:
-                return bytes(buffer)
-            chunks.append(bytes(buffer))
+                return whole.getvalue()
+            chunks.append(whole.getvalue())
         while True:
             data = self._read_at(self._pos, READ_CHUNK)
             if not data:

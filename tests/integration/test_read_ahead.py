@@ -11,7 +11,7 @@ import pytest
 
 from rdbss.client import READ_AHEAD_MIN, Client, RemoteFile
 from tests.daemon import Daemon, running_daemon
-from tests.reliability.test_faulty import faulty_config
+from tests.reliability.test_faulty import failing_reads, faulty_config
 
 KIB = 1024
 
@@ -107,15 +107,7 @@ def test_a_failed_read_ahead_is_raised_by_the_read_that_meets_it(tmp_path: Path)
     folder.mkdir()
     payload = os.urandom(2 << 20)
     (folder / "f.bin").write_bytes(payload)
-    rules = """
-[[minirdr.rules]]
-routine = "MRxLowIOSubmit"
-lowio_op = "READ"
-action = "status"
-status = "STATUS_DEVICE_NOT_READY"
-every = 5
-"""
-    with running_daemon(faulty_config(folder, rules)) as d, d.client() as c:
+    with running_daemon(faulty_config(folder, failing_reads(every=5))) as d, d.client() as c:
         with c.open(r"\\flaky\data\f.bin", "rb", buffering=0) as f:
             raw: RemoteFile = f
             got, errors = [], 0

@@ -26,7 +26,7 @@ from rdbss.wire import (
     RxContext,
 )
 from tests.daemon import Daemon, running_daemon
-from tests.reliability.test_faulty import faulty_config
+from tests.reliability.test_faulty import failing_reads, faulty_config
 
 pytestmark = pytest.mark.skipif(not shm.available(), reason="no writable /dev/shm")
 SIZE = 10 * (1 << 20) + 123  # not a multiple of a slot: the last piece is short
@@ -326,3 +326,71 @@ def test_a_write_given_up_on_never_writes_the_next_writes_bytes(tmp_path: Path, 
 
             asyncio.run(main())
     assert (folder / "late.bin").read_bytes() == first + second
+
+
+@pytest.mark.parametrize("change", [+(1 << 20) + 7, -(3 << 20)])
+def test_a_whole_file_read_sees_the_file_grown_or_shrunk_since_the_open(
+    daemon: Daemon, change: int
+) -> None:
+    path = daemon.share_dir / f"changing{change}.bin"
+    path.write_bytes(os.urandom(SIZE))
+    with (
+        daemon.client() as c,
+        c.open(daemon.share + rf"\changing{change}.bin", "rb", buffering=0) as f,
+    ):
+        if change > 0:
+            with path.open("ab") as grow:
+                grow.write(os.urandom(change))
+        else:
+            os.truncate(path, SIZE + change)
+        got = f.readall()
+        assert type(got) is bytes
+        assert got == path.read_bytes() and len(got) == SIZE + change
+        assert f.readall() == b""
+
+
+def test_a_failed_piece_of_a_large_read_retires_the_slots_still_in_flight(tmp_path: Path) -> None:
+    """A large read keeps two slot-sized reads in flight; when one fails, the other may still
+    be filling its slot on the daemon, so the arena goes (its file too) rather than being
+    filled again, and the next large read gets a new one and the right bytes."""
+    folder = tmp_path / "flaky"
+    folder.mkdir()
+    payload = os.urandom(3 * shm.SLOT_BYTES)
+    (folder / "f.bin").write_bytes(payload)
+    rules = failing_reads(every=3, count=1)
+    with running_daemon(faulty_config(folder, rules)) as d, d.client() as c:
+        h = c.create(r"\\flaky\data\f.bin")
+        first = bytearray(shm.SLOT_BYTES)
+        assert c.readinto(h.fobx, 0, first) == len(first)  # the 1st read: makes the arena
+        arena = c._arena
+        assert arena is not None and arena.path.exists()
+        buffer = bytearray(len(payload))
+        with pytest.raises(NtStatusError) as failed:  # the 3rd read fails, the 4th is in flight
+            c.readinto(h.fobx, 0, buffer)
+        assert failed.value.status == NtStatus.STATUS_DEVICE_NOT_READY
+        assert c._arena is None and not arena.path.exists()
+        assert not c._outstanding
+        assert c.readinto(h.fobx, 0, buffer) == len(payload) and buffer == payload
+        assert c._arena is not None and c._arena is not arena
+        c.close_handle(h.fobx)
+
+
+def test_a_read_the_core_timed_out_retires_its_arena(tmp_path: Path) -> None:
+    """A read of one slot that the core answered STATUS_IO_TIMEOUT at its deadline is over for
+    the client but still running in the mini-redirector (here: 1.5 s of injected delay), which
+    will fill its slot later: that slot is never handed to another read."""
+    folder = tmp_path / "flaky"
+    folder.mkdir()
+    (folder / "slow.bin").write_bytes(os.urandom(1 << 20))
+    rules = LATE_WRITE.replace('"WRITE"', '"READ"')
+    with running_daemon(faulty_config(folder, rules)) as d, d.client(timeout=0.5) as c:
+        fobx = c.create(r"\\flaky\data\slow.bin").fobx
+        buffer = bytearray(1 << 20)  # one slot: nothing else in flight when it fails
+        with pytest.raises(NtStatusError) as info:
+            c.readinto(fobx, 0, buffer)
+        assert info.value.status == NtStatus.STATUS_IO_TIMEOUT
+        assert c._arena is None  # retired
+        c.timeout = 10.0
+        assert c.readinto(fobx, 0, buffer) == len(buffer)
+        assert buffer == (folder / "slow.bin").read_bytes()
+        c.close_handle(fobx)

@@ -37,6 +37,20 @@ data = "{folder}"
 {rules}"""
 
 
+def failing_reads(every: int, count: int | None = None) -> str:
+    """A rule for ``faulty_config``: every ``every``-th READ answers STATUS_DEVICE_NOT_READY
+    (at most ``count`` times)."""
+    limit = "" if count is None else f"count = {count}\n"
+    return f"""
+[[minirdr.rules]]
+routine = "MRxLowIOSubmit"
+lowio_op = "READ"
+action = "status"
+status = "STATUS_DEVICE_NOT_READY"
+every = {every}
+{limit}"""
+
+
 @pytest.fixture
 def flaky(tmp_path: Path) -> Iterator[Daemon]:
     folder = tmp_path / "flaky"
