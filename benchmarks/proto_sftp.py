@@ -1,9 +1,9 @@
 """Sequential throughput of the SFTP mini-redirector against asyncssh used directly, measured in
-the same run against the same private OpenSSH sshd on loopback. Both sides use the same access
-pattern: the rdbss client's whole-file calls (4 MiB writes, 1 MiB reads, one request at a time)
-against asyncssh writing 4 MiB / reading 1 MiB per call on one open file (asyncssh splits each
-call into pipelined requests of the server's limit, as the mini-redirector does). Every transfer
-is checked byte for byte. Not a test.
+the same run against the same private OpenSSH sshd on loopback. Both sides make whole-file
+calls: the rdbss client's ``write_bytes`` / ``read_bytes`` (4 MiB shared-memory pieces, two in
+flight) against asyncssh's own ``write(data)`` / ``read()`` of the whole file on one open file
+(asyncssh splits a call into pipelined requests of the server's limit, as the mini-redirector
+does with each piece). Every transfer is checked byte for byte. Not a test.
 
     python -m benchmarks.proto_sftp [SIZE_MIB]
 """
@@ -23,7 +23,6 @@ from typing import Any, TypeVar, cast
 import asyncssh
 
 from benchmarks.common import REPEATS, render
-from rdbss.client import READ_CHUNK, WRITE_CHUNK
 from tests.conformance.backend_sftp import sftp_config
 from tests.daemon import running_daemon
 from tests.servers.fixtures import SshServer
@@ -57,20 +56,14 @@ class _Direct:
     def write(self, path: str, data: bytes) -> None:
         async def go() -> None:
             async with self.sftp.open(path, "wb") as f:
-                for offset in range(0, len(data), WRITE_CHUNK):
-                    await f.write(data[offset : offset + WRITE_CHUNK], offset)
+                await f.write(data)
 
         self._run(go())
 
     def read(self, path: str) -> bytes:
         async def go() -> bytes:
-            chunks: list[bytes] = []
             async with self.sftp.open(path, "rb") as f:
-                offset = 0
-                while chunk := cast(bytes, await f.read(READ_CHUNK, offset)):
-                    chunks.append(chunk)
-                    offset += len(chunk)
-            return b"".join(chunks)
+                return cast(bytes, await f.read())
 
         return self._run(go())
 

@@ -440,7 +440,13 @@ class AsyncClient:
         the other when appending)."""
         view = memoryview(data).cast("B")
         if not self._shared_memory or len(view) < shm.MIN_WRITE_BYTES:
-            return await self.run(rq.write(fobx, offset, view, self._timeout_ms))
+            total = 0
+            for where, start, end in rq.write_pieces(offset, len(view)):
+                count = await self.run(rq.write(fobx, where, view[start:end], self._timeout_ms))
+                total += count
+                if count < end - start:
+                    break
+            return total
         if offset == -1 and len(view) > shm.SLOT_BYTES:  # each append must follow the last
             total = 0
             for at in range(0, len(view), shm.SLOT_BYTES):

@@ -72,7 +72,6 @@ S = NtStatus
 _BUNDLE_OK = int(RxFlags.BUNDLE_OK)
 T = TypeVar("T")
 READ_CHUNK = 1 << 20
-WRITE_CHUNK = 4 << 20
 GRACE_S = 2.0  # how much longer than the request's deadline the client waits for the core
 COMPOUNDS_IN_FLIGHT = 4  # a long list of compound items goes out as this many messages at once
 READ_AHEAD = 4  # reads kept in flight ahead of a sequential reader (RemoteFile), by default
@@ -517,7 +516,13 @@ class Client:
         shared memory with a daemon on this host, a slot at a time."""
         view = memoryview(data).cast("B")
         if not self._shared_memory or len(view) < shm.MIN_WRITE_BYTES:
-            return self.run(rq.write(fobx, offset, view, self._timeout_ms))
+            total = 0
+            for where, start, end in rq.write_pieces(offset, len(view)):
+                count = self.run(rq.write(fobx, where, view[start:end], self._timeout_ms))
+                total += count
+                if count < end - start:
+                    break
+            return total
         total = 0
         with self._lock:
             for at in range(0, len(view), shm.SLOT_BYTES):
@@ -805,10 +810,10 @@ class Client:
 
     def write_bytes(self, path: str, data: bytes) -> int:
         with self.open(path, "wb", buffering=0) as f:
-            view = memoryview(data)
+            view = memoryview(data).cast("B")
             written = 0
             while written < len(view):
-                written += f.write(view[written : written + WRITE_CHUNK])
+                written += f.write(view[written:])  # pieces and slots: write_handle
             return written
 
     def volume(self, path: str) -> dict[str, Any]:

@@ -198,6 +198,19 @@ def read_into(
     return Request(ctx, parse, ok=(S.STATUS_SUCCESS, S.STATUS_END_OF_FILE))
 
 
+#: The most one WRITE carries through the sockets (the daemon drops a larger message): the
+#: clients send larger writes as pieces of this size, one after the other.
+MAX_WRITE_BYTES = DEFAULT_LIMITS.max_payload_bytes
+
+
+def write_pieces(offset: int, length: int) -> Iterator[tuple[int, int, int]]:
+    """(where, start, end) of the WRITEs a write of ``length`` bytes at ``offset`` goes out as
+    through the sockets (-1, an append, stays -1: each piece appends after the last)."""
+    for start in range(0, length, MAX_WRITE_BYTES):
+        where = offset if offset == -1 else offset + start
+        yield where, start, min(length, start + MAX_WRITE_BYTES)
+
+
 def write(
     fobx: int,
     offset: int,

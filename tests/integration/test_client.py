@@ -39,6 +39,37 @@ def test_write_then_read_back_through_the_daemon_and_on_disk(daemon: Daemon) -> 
     assert (daemon.share_dir / "blob.bin").read_bytes() == data
 
 
+@pytest.mark.parametrize("kind", ["blocking", "asyncio"])
+def test_a_write_larger_than_a_message_goes_through_the_sockets_in_pieces(
+    daemon: Daemon, kind: str
+) -> None:
+    """Without shared memory (a remote client, or turned off) a write of more than one
+    message's payload limit goes out as several WRITEs: one message that large would be
+    dropped by the daemon and the caller would wait for its deadline."""
+    data = os.urandom(rq.MAX_WRITE_BYTES + (1 << 20) + 5)
+    tail = os.urandom(rq.MAX_WRITE_BYTES + 3)
+    path = unc(daemon, f"huge-{kind}.bin")
+    rw = Access.GENERIC_READ | Access.GENERIC_WRITE
+    overwrite = CreateDisposition.FILE_OVERWRITE_IF
+    if kind == "blocking":
+        with Client(daemon.runtime_dir, shared_memory=False, timeout=20) as c:
+            fobx = c.create(path, access=rw, disposition=overwrite).fobx
+            assert c.write_handle(fobx, 0, data) == len(data)
+            assert c.write_handle(fobx, -1, tail) == len(tail)  # appends, piece after piece
+            c.close_handle(fobx)
+    else:
+
+        async def main() -> None:
+            async with AsyncClient(daemon.runtime_dir, shared_memory=False, timeout=20) as c:
+                h = await c.create(path, access=rw, disposition=overwrite)
+                assert await c.write_handle(h.fobx, 0, data) == len(data)
+                assert await c.write_handle(h.fobx, -1, tail) == len(tail)
+                await c.close_handle(h.fobx)
+
+        asyncio.run(main())
+    assert (daemon.share_dir / f"huge-{kind}.bin").read_bytes() == data + tail
+
+
 def test_offsets_append_truncate_and_text(daemon: Daemon) -> None:
     path = unc(daemon, "offsets.txt")
     with daemon.client() as c:
