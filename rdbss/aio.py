@@ -39,6 +39,7 @@ from rdbss import shm
 from rdbss.actors.bus import new_context, recv_frames, send_frames
 from rdbss.client import connect_client_socket, daemon_endpoints
 from rdbss.config import Config, RemoteDaemon
+from rdbss.deadlines import Deadlines
 from rdbss.requests import FileInfo, Handle, Outcome
 from rdbss.wire import (
     Access,
@@ -87,13 +88,6 @@ _POLLIN = int(zmq.POLLIN)
 _NOBLOCK = int(zmq.NOBLOCK)
 
 
-def _expire(future: asyncio.Future[Answer], wait_s: float) -> None:
-    if not future.done():
-        future.set_exception(
-            error_for_status(S.STATUS_IO_TIMEOUT, f"no answer from the daemon in {wait_s:.1f} s")
-        )
-
-
 class AsyncClient:
     """A connection to the daemon for asyncio programs. Use it from one event loop."""
 
@@ -122,6 +116,12 @@ class AsyncClient:
         self._codec = Codec()
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[Answer]] = {}
+        # when each request stops waiting for its answer: one loop timer for the earliest
+        # (a timer per request costs more than anything else here), how long each waits
+        self._deadlines = Deadlines()
+        self._wait_s: dict[int, float] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fd: int = cast(int, self._sock.getsockopt(zmq.FD))
         self._drain_soon = False
@@ -144,6 +144,9 @@ class AsyncClient:
             self._cancel(request_id, "client")
         self._closed = True
         self._outbox.clear()  # never sent: their futures fail below
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._loop is not None:
             self._loop.remove_reader(self._fd)
         for future in self._waiting.values():
@@ -223,8 +226,11 @@ class AsyncClient:
         future: asyncio.Future[Answer] = loop.create_future()
         self._waiting[msg.request_id] = future
         wait_s = msg.timeout_ms / 1000.0 + GRACE_S
-        # one timer per request (asyncio.wait_for costs several objects and a task switch)
-        timer = loop.call_later(wait_s, _expire, future, wait_s)
+        when = loop.time() + wait_s
+        self._deadlines.add(msg.request_id, when)
+        self._wait_s[msg.request_id] = wait_s
+        if self._timer is None or when < self._timer_at:
+            self._arm(loop, when)
         try:
             if isinstance(msg, RxContext):
                 msg.flags |= _BUNDLE_OK  # answers may come bundled: _drain opens them
@@ -246,8 +252,33 @@ class AsyncClient:
                 self._cancel(msg.request_id, "deadline")
             raise
         finally:
-            timer.cancel()
+            self._deadlines.forget(msg.request_id)
+            self._wait_s.pop(msg.request_id, None)
             self._waiting.pop(msg.request_id, None)
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_at(when, self._expire_due)
+        self._timer_at = when
+
+    def _expire_due(self) -> None:
+        """The timer: requests past their deadline fail with STATUS_IO_TIMEOUT (their
+        ``_exchange`` cancels them on the daemon); then the timer waits for the next one."""
+        self._timer = None
+        loop = self._loop
+        if loop is None or self._closed:
+            return
+        # a timer may fire a hair before its time: what is due within a millisecond is due
+        for request_id in self._deadlines.due(loop.time() + 1e-3):
+            future = self._waiting.get(request_id)
+            wait_s = self._wait_s.pop(request_id, 0.0)
+            if future is not None and not future.done():
+                message = f"no answer from the daemon in {wait_s:.1f} s"
+                future.set_exception(error_for_status(S.STATUS_IO_TIMEOUT, message))
+        when = self._deadlines.next()
+        if when is not None:
+            self._arm(loop, when)
 
     def _drain_later(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self._drain_soon:

@@ -4,9 +4,12 @@ errors as the blocking client, deadlines."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
+from pathlib import Path
 
 import pytest
+import zmq
 
 from rdbss.aio import AsyncClient
 from rdbss.wire import NtStatus, NtStatusError
@@ -130,3 +133,41 @@ def test_requests_of_one_turn_travel_together_and_are_answered_each_on_its_own(
             await c.close_handle(h.fobx)
 
     asyncio.run(main())
+
+
+def test_the_clients_own_deadlines_end_waits_for_a_daemon_that_never_answers(
+    tmp_path: Path,
+) -> None:
+    """A daemon that takes requests and never answers (frozen): each request gives up at its
+    own deadline (plus the client's grace) with STATUS_IO_TIMEOUT, a short one asked after a
+    long one first, and closing the client ends the rest."""
+    lock = os.open(tmp_path / "daemon.lock", os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # what a live daemon holds
+    (tmp_path / "daemon.pid").write_text(str(os.getpid()))
+    zctx = zmq.Context()
+    silent = zctx.socket(zmq.ROUTER)
+    silent.bind(f"ipc://{tmp_path / 'rdbss.sock'}")
+
+    async def main() -> None:
+        c = AsyncClient(tmp_path, timeout=30, shared_memory=False)
+        long = asyncio.ensure_future(c.read_handle(1, 0, 10))
+        await asyncio.sleep(0.05)
+        c.timeout = 0.2
+        with pytest.raises(NtStatusError) as info:
+            await asyncio.wait_for(c.read_handle(1, 0, 10), 20)
+        assert info.value.status == NtStatus.STATUS_IO_TIMEOUT
+        assert "no answer from the daemon in 2.2 s" in str(info.value)
+        assert not long.done()  # its deadline is its own
+        await c.close()
+        with pytest.raises(NtStatusError) as info:
+            await long
+        assert info.value.status == NtStatus.STATUS_CANCELLED
+        assert c._timer is None
+
+    try:
+        asyncio.run(main())
+        assert silent.poll(1000)  # the requests did reach the "daemon"
+    finally:
+        silent.close(0)
+        zctx.term()
+        os.close(lock)
