@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
@@ -441,57 +442,56 @@ class AsyncClient:
     async def _by_slots(
         self, view: memoryview, request: Callable[[int, memoryview, rq.Shared], rq.Request[int]]
     ) -> int:
-        """Large reads and writes through shared memory (rdbss.shm): ``request(at, piece,
-        shared)`` for each slot-sized piece of ``view``, all in flight at once (as many as
-        there are slots); the bytes moved, up to the first piece that moved fewer than its
-        size."""
-        slots = self._shared_slots()
-
-        async def one(at: int) -> int:
-            piece = view[at : at + shm.SLOT_BYTES]
-            arena, slot = await slots.get()
-            try:
-                shared = (arena.args(slot), arena.view(slot, len(piece)))
-                return await slots.run(arena, self.run(request(at, piece, shared)))
-            finally:
-                slots.put(arena, slot)
-
+        """Large reads through shared memory (rdbss.shm): ``request(at, piece, shared)`` for
+        each slot-sized piece of ``view``, all in flight at once (as many as there are slots);
+        the bytes read, up to the first piece that came back short."""
         starts = range(0, len(view), shm.SLOT_BYTES)
-        counts = await asyncio.gather(*(one(at) for at in starts))
+        counts = await asyncio.gather(
+            *(
+                self._in_slot(
+                    min(shm.SLOT_BYTES, len(view) - at),
+                    functools.partial(request, at, view[at : at + shm.SLOT_BYTES]),
+                )
+                for at in starts
+            )
+        )
         total = 0
         for at, count in zip(starts, counts, strict=True):
             total += count
             if count < min(shm.SLOT_BYTES, len(view) - at):
-                break  # the end of the file, or a short write
+                break  # the end of the file
         return total
+
+    async def _in_slot(self, size: int, request: Callable[[rq.Shared], rq.Request[int]]) -> int:
+        """One request that uses a shared-memory slot of ``size`` bytes: waits for a free slot,
+        gives it back after, and retires the arena if the request did not settle."""
+        slots = self._shared_slots()
+        arena, slot = await slots.get()
+        try:
+            shared = (arena.args(slot), arena.view(slot, size))
+            return await slots.run(arena, self.run(request(shared)))
+        finally:
+            slots.put(arena, slot)
 
     async def write_handle(self, fobx: int, offset: int, data: rq.Data) -> int:
         """Write at ``offset`` (-1 appends); the bytes written. Large writes go through shared
-        memory with a daemon on this host, in slot-sized pieces in flight at once (one after
-        the other when appending)."""
+        memory with a daemon on this host, a slot-sized piece after the other (in flight
+        together they measured no faster, and a short piece must end the write)."""
         view = memoryview(data).cast("B")
-        if not self._shared_memory or len(view) < shm.MIN_WRITE_BYTES:
-            total = 0
-            for where, start, end in rq.write_pieces(offset, len(view)):
-                count = await self.run(rq.write(fobx, where, view[start:end], self._timeout_ms))
-                total += count
-                if count < end - start:
-                    break
-            return total
-        if offset == -1 and len(view) > shm.SLOT_BYTES:  # each append must follow the last
-            total = 0
-            for at in range(0, len(view), shm.SLOT_BYTES):
-                count = await self.write_handle(fobx, -1, view[at : at + shm.SLOT_BYTES])
-                total += count
-                if count < min(shm.SLOT_BYTES, len(view) - at):
-                    break
-            return total
-
-        def write(at: int, piece: memoryview, shared: rq.Shared) -> rq.Request[int]:
-            where = offset if offset == -1 else offset + at
-            return rq.write(fobx, where, piece, self._timeout_ms, shared)
-
-        return await self._by_slots(view, write)
+        shared_memory = self._shared_memory and len(view) >= shm.MIN_WRITE_BYTES
+        step = shm.SLOT_BYTES if shared_memory else rq.MAX_WRITE_BYTES
+        total = 0
+        for where, start, end in rq.write_pieces(offset, len(view), step):
+            piece = view[start:end]
+            if shared_memory:
+                write = functools.partial(rq.write, fobx, where, piece, self._timeout_ms)
+                count = await self._in_slot(len(piece), write)
+            else:
+                count = await self.run(rq.write(fobx, where, piece, self._timeout_ms))
+            total += count
+            if count < len(piece):
+                break
+        return total
 
     async def query_info(self, fobx: int) -> FileInfo:
         return await self.run(rq.query_info(fobx, self._timeout_ms))

@@ -13,6 +13,7 @@ Paths are UNC names; forward slashes work too (``//local/data/notes.txt``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import itertools
 import os
@@ -513,33 +514,35 @@ class Client:
 
     def write_handle(self, fobx: int, offset: int, data: bytes | memoryview) -> int:
         """Write at ``offset`` (-1 appends). Returns the bytes written. Large writes go through
-        shared memory with a daemon on this host, a slot at a time."""
+        shared memory with a daemon on this host, a slot-sized piece after the other; writes
+        over one message's limit through the sockets, in pieces of that limit."""
         view = memoryview(data).cast("B")
-        if not self._shared_memory or len(view) < shm.MIN_WRITE_BYTES:
-            total = 0
-            for where, start, end in rq.write_pieces(offset, len(view)):
-                count = self.run(rq.write(fobx, where, view[start:end], self._timeout_ms))
-                total += count
-                if count < end - start:
-                    break
-            return total
+        shared_memory = self._shared_memory and len(view) >= shm.MIN_WRITE_BYTES
+        step = shm.SLOT_BYTES if shared_memory else rq.MAX_WRITE_BYTES
         total = 0
-        with self._lock:
-            for at in range(0, len(view), shm.SLOT_BYTES):
-                arena = self._shared_arena()
-                piece = view[at : at + arena.slot_bytes]
-                where = offset if offset == -1 else offset + at
-                shared = (arena.args(0), arena.view(0, len(piece)))
-                try:
-                    count = self.run(rq.write(fobx, where, piece, self._timeout_ms, shared))
-                except BaseException as exc:
-                    if not shm.settled(exc):
-                        self._retire_arena(arena)
-                    raise
+        with self._lock:  # one write's pieces go one after the other
+            for where, start, end in rq.write_pieces(offset, len(view), step):
+                piece = view[start:end]
+                if shared_memory:
+                    write = functools.partial(rq.write, fobx, where, piece, self._timeout_ms)
+                    count = self._in_slot(len(piece), write)
+                else:
+                    count = self.run(rq.write(fobx, where, piece, self._timeout_ms))
                 total += count
                 if count < len(piece):
                     break
         return total
+
+    def _in_slot(self, size: int, request: Callable[[rq.Shared], rq.Request[int]]) -> int:
+        """One request that uses the first shared-memory slot, ``size`` bytes of it (the lock
+        held); the arena is retired if the request did not settle."""
+        arena = self._shared_arena()
+        try:
+            return self.run(request((arena.args(0), arena.view(0, size))))
+        except BaseException as exc:
+            if not shm.settled(exc):
+                self._retire_arena(arena)
+            raise
 
     def query_info(
         self, fobx: int, info_class: int = FileInformationClass.FileAllInformation

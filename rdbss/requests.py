@@ -203,12 +203,15 @@ def read_into(
 MAX_WRITE_BYTES = DEFAULT_LIMITS.max_payload_bytes
 
 
-def write_pieces(offset: int, length: int) -> Iterator[tuple[int, int, int]]:
-    """(where, start, end) of the WRITEs a write of ``length`` bytes at ``offset`` goes out as
-    through the sockets (-1, an append, stays -1: each piece appends after the last)."""
-    for start in range(0, length, MAX_WRITE_BYTES):
+def write_pieces(
+    offset: int, length: int, step: int = MAX_WRITE_BYTES
+) -> Iterator[tuple[int, int, int]]:
+    """(where, start, end) of the WRITEs of at most ``step`` bytes that a write of ``length``
+    bytes at ``offset`` goes out as, one after the other (-1, an append, stays -1: each piece
+    appends after the last)."""
+    for start in range(0, length, step):
         where = offset if offset == -1 else offset + start
-        yield where, start, min(length, start + MAX_WRITE_BYTES)
+        yield where, start, min(length, start + step)
 
 
 def write(

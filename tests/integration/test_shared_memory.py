@@ -184,7 +184,7 @@ def test_a_large_write_goes_through_the_clients_arena(daemon: Daemon) -> None:
     assert (daemon.share_dir / "written.bin").read_bytes() == data + tail
 
 
-def test_the_async_client_writes_pieces_in_flight_through_shared_memory(daemon: Daemon) -> None:
+def test_the_async_client_writes_large_pieces_through_shared_memory(daemon: Daemon) -> None:
     data = os.urandom(SIZE)
 
     async def main() -> str:
@@ -293,9 +293,10 @@ def test_a_write_given_up_on_never_writes_the_next_writes_bytes(tmp_path: Path, 
     one: the late write still writes its own bytes."""
     folder = tmp_path / "flaky"
     folder.mkdir()
-    # the second write fills every slot of an asyncio client's arena (they are handed out in
-    # turn), so without retiring it one of them is the late write's
-    first, second = b"a" * (1 << 20), os.urandom(shm.SLOTS * shm.SLOT_BYTES)
+    # the asyncio client's second write is one 1 MiB write per slot from separate tasks, all
+    # in flight (slots are handed out in turn), so without retiring the arena one of them is
+    # the late write's
+    first, second = b"a" * (1 << 20), os.urandom(shm.SLOTS << 20)
     unc = r"\\flaky\data\late.bin"
     with running_daemon(faulty_config(folder, LATE_WRITE)) as d:
         if kind == "blocking":
@@ -321,7 +322,13 @@ def test_a_write_given_up_on_never_writes_the_next_writes_bytes(tmp_path: Path, 
                         await c.write_handle(h.fobx, 0, first)
                     assert info.value.status == NtStatus.STATUS_IO_TIMEOUT
                     c.timeout = 10.0
-                    assert await c.write_handle(h.fobx, len(first), second) == len(second)
+                    counts = await asyncio.gather(
+                        *(
+                            c.write_handle(h.fobx, (k + 1) << 20, second[k << 20 : (k + 1) << 20])
+                            for k in range(shm.SLOTS)
+                        )
+                    )
+                    assert counts == [1 << 20] * shm.SLOTS
                     await c.close_handle(h.fobx)
 
             asyncio.run(main())
