@@ -403,11 +403,24 @@ class AsyncClient:
         view = memoryview(buffer).cast("B")
         if not self._shared_memory or len(view) < shm.MIN_READ_BYTES:
             return await self.run(rq.read_into(fobx, offset, view, self._timeout_ms))
-
-        def read(at: int, piece: memoryview, shared: rq.Shared) -> rq.Request[int]:
-            return rq.read_into(fobx, offset + at, piece, self._timeout_ms, shared)
-
-        return await self._by_slots(view, read)
+        pieces = [view[at : at + shm.SLOT_BYTES] for at in range(0, len(view), shm.SLOT_BYTES)]
+        counts = await asyncio.gather(
+            *(
+                self._in_slot(
+                    len(piece),
+                    functools.partial(
+                        rq.read_into, fobx, offset + k * shm.SLOT_BYTES, piece, self._timeout_ms
+                    ),
+                )
+                for k, piece in enumerate(pieces)
+            )
+        )
+        total = 0
+        for piece, count in zip(pieces, counts, strict=True):
+            total += count
+            if count < len(piece):
+                break  # the end of the file
+        return total
 
     @contextlib.asynccontextmanager
     async def read_view(self, fobx: int, offset: int, length: int) -> AsyncIterator[memoryview]:
@@ -438,29 +451,6 @@ class AsyncClient:
         if self._slots is None:
             self._slots = _Slots()
         return self._slots
-
-    async def _by_slots(
-        self, view: memoryview, request: Callable[[int, memoryview, rq.Shared], rq.Request[int]]
-    ) -> int:
-        """Large reads through shared memory (rdbss.shm): ``request(at, piece, shared)`` for
-        each slot-sized piece of ``view``, all in flight at once (as many as there are slots);
-        the bytes read, up to the first piece that came back short."""
-        starts = range(0, len(view), shm.SLOT_BYTES)
-        counts = await asyncio.gather(
-            *(
-                self._in_slot(
-                    min(shm.SLOT_BYTES, len(view) - at),
-                    functools.partial(request, at, view[at : at + shm.SLOT_BYTES]),
-                )
-                for at in starts
-            )
-        )
-        total = 0
-        for at, count in zip(starts, counts, strict=True):
-            total += count
-            if count < min(shm.SLOT_BYTES, len(view) - at):
-                break  # the end of the file
-        return total
 
     async def _in_slot(self, size: int, request: Callable[[rq.Shared], rq.Request[int]]) -> int:
         """One request that uses a shared-memory slot of ``size`` bytes: waits for a free slot,
