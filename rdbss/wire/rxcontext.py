@@ -1,15 +1,19 @@
 """The messages that cross process boundaries: RxContext (a request), RxCompletion (its answer),
-RxCancel (cancel a pending request), Register (RxRegisterMinirdr) and Heartbeat.
+RxCancel (cancel a pending request), Register (RxRegisterMinirdr) and Heartbeat, and the
+batches of them (Compound, CompoundCompletion, RequestBundle, CompletionBundle).
 
-Each message maps to a msgpack map with short keys (see the ``_K_*`` comments); bulk data never
+Each class is the schema of its msgpack map: a ``msgspec.Struct`` whose ``rename`` gives the
+short wire key of every field, and whose ``tag`` is the message kind (wire key ``k``). The codec
+(``codec``) encodes and decodes them in C, leaving out fields at their default. Bulk data never
 lives in these structures' encoding but travels as its own ZeroMQ frame (see ``framing``).
 Pure code: no sockets.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+import msgspec
 
 from rdbss.wire.constants import CreateDisposition, CreateOptions, IrpMj, LowIoOp, Routine
 
@@ -19,8 +23,48 @@ WIRE_VERSION = 1
 WireValue = Any
 
 
-@dataclass(slots=True)
-class CreateParameters:
+#: Every string field of a message holds at most this many characters, every list of numbers
+#: or names at most this many entries (checked in C while decoding; the codec's ``Limits``
+#: bound the free-form ``args`` and ``result`` values).
+MAX_TEXT_LEN = 64 << 10
+MAX_LIST_LEN = 1 << 16
+Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_LEN)]
+Ints = Annotated[list[int], msgspec.Meta(max_length=MAX_LIST_LEN)]
+Texts = Annotated[list[Text], msgspec.Meta(max_length=MAX_LIST_LEN)]
+
+#: the wire key of a batch's ``payloads`` field, which never travels in a header
+PAYLOADS_KEY = "(payloads)"
+
+
+def _wire_version() -> int:
+    return WIRE_VERSION
+
+
+class _Part(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
+    """A structure inside a message (create parameters, LowIoContext...): a map of its own."""
+
+
+class _Message(
+    msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True, tag_field="k", kw_only=True
+):
+    """A message: its kind (``tag``) under ``k`` and the wire version under ``v``, then its
+    fields. Items inside a batch are messages too and carry both (7 bytes an item)."""
+
+    #: keyword-only, so after every message's own fields; made by a factory, so always encoded
+    wire_version: int = msgspec.field(default_factory=_wire_version, name="v")
+
+
+class CreateParameters(
+    _Part,
+    rename={
+        "desired_access": "da",
+        "file_attributes": "fa",
+        "share_access": "sa",
+        "disposition": "di",
+        "create_options": "co",
+        "allocation_size": "as",
+    },
+):
     """NT_CREATE_PARAMETERS."""
 
     desired_access: int = 0
@@ -31,8 +75,19 @@ class CreateParameters:
     allocation_size: int = 0
 
 
-@dataclass(slots=True)
-class LowIoParameters:
+class LowIoParameters(
+    _Part,
+    rename={
+        "operation": "o",
+        "offset": "of",
+        "length": "ln",
+        "flags": "f",
+        "key": "k",
+        "code": "c",
+        "watch_tree": "wt",
+        "completion_filter": "cf",
+    },
+):
     """LowIoContext: the operation and its ParamsFor arm (ReadWrite, Locks, FsCtl, NotifyChange)."""
 
     operation: int = LowIoOp.READ
@@ -45,57 +100,99 @@ class LowIoParameters:
     completion_filter: int = 0
 
 
-@dataclass(slots=True)
-class InfoParameters:
+class InfoParameters(
+    _Part,
+    rename={"info_class": "c", "args": "a"},
+):
     """Info{FileInformationClass or FsInformationClass, ...}: the class and its typed arguments."""
 
     info_class: int = 0
-    args: dict[str, WireValue] = field(default_factory=dict)
+    args: dict[str, WireValue] = msgspec.field(default_factory=dict)
 
 
-@dataclass(slots=True)
-class QueryDirectoryParameters:
+class QueryDirectoryParameters(
+    _Part,
+    rename={
+        "info_class": "c",
+        "pattern": "pt",
+        "restart_scan": "rs",
+        "return_single_entry": "ss",
+        "file_index": "ix",
+        "max_entries": "mx",
+    },
+):
     info_class: int = 1  # FileDirectoryInformation
-    pattern: str = "*"
+    pattern: Text = "*"
     restart_scan: bool = False
     return_single_entry: bool = False
     file_index: int = 0
     max_entries: int = 512
 
 
-@dataclass(slots=True)
-class RxContext:
+class RxContext(
+    _Message,
+    tag="rx",
+    rename={
+        "request_id": "id",
+        "major": "mj",
+        "minor": "mn",
+        "routine": "rt",
+        "target": "to",
+        "timeout_ms": "dl",
+        "path": "p",
+        "fobx": "fx",
+        "srv_open": "so",
+        "srv_call": "sc",
+        "net_root": "nr",
+        "create": "cr",
+        "lowio": "lo",
+        "info": "in",
+        "query_directory": "qd",
+        "args": "ar",
+        "flags": "fl",
+        "origin": "or",
+    },
+):
     """One request: what an IRP plus its RX_CONTEXT carry, reduced to what crosses a process."""
 
     request_id: int
     major: int
     minor: int = 0
-    routine: str | None = None  # set when the core (or connection manager) calls a mini-redirector
-    target: str | None = None  # peer to route to (connection manager -> a mini-redirector)
+    routine: Text | None = None  # set when the core (or connection manager) calls a mini-redirector
+    target: Text | None = None  # peer to route to (connection manager -> a mini-redirector)
     timeout_ms: int = 30_000  # deadline, relative to receipt, so it survives clock differences
-    path: str | None = None  # UNC from a client; share-relative (backslashes) to a mini-redirector
+    path: Text | None = None  # UNC from a client; share-relative (backslashes) to a mini-redirector
     fobx: int | None = None  # handle (FOBX id) the client holds
     srv_open: int | None = None  # the mini-redirector's own id for the SRV_OPEN
-    srv_call: str | None = None  # server name
-    net_root: str | None = None  # share name
+    srv_call: Text | None = None  # server name
+    net_root: Text | None = None  # share name
     create: CreateParameters | None = None
     lowio: LowIoParameters | None = None
     info: InfoParameters | None = None
     query_directory: QueryDirectoryParameters | None = None
     args: dict[str, WireValue] | None = None
     flags: int = 0
-    origin: str | None = None  # the request id's owner as logged (e.g. "client-1f:42")
+    origin: Text | None = None  # the request id's owner as logged (e.g. "client-1f:42")
 
 
-@dataclass(slots=True)
-class RxCompletion:
+class RxCompletion(
+    _Message,
+    tag="done",
+    rename={
+        "request_id": "id",
+        "status": "st",
+        "information": "inf",
+        "result": "r",
+        "message": "msg",
+    },
+):
     """StoredStatus + InformationToReturn, and whatever structured result the routine produced."""
 
     request_id: int
     status: int
     information: int = 0
     result: WireValue = None
-    message: str = ""
+    message: Text = ""
 
 
 #: Why a request is cancelled (``RxCancel.reason``): the client asked (an IRP cancel), the
@@ -104,8 +201,11 @@ class RxCompletion:
 CANCEL_REASONS: tuple[str, ...] = ("client", "deadline", "gone")
 
 
-@dataclass(slots=True)
-class RxCancel:
+class RxCancel(
+    _Message,
+    tag="cancel",
+    rename={"request_id": "id", "reason": "rs"},
+):
     """Cancel a pending request (IRP cancel: RX_CONTEXT_FLAG_CANCELLED, then the mini-redirector's
     cancel routine). ``request_id`` names the request in the sender's own numbering: a client's
     id towards the core, the core's id towards a mini-redirector. Never answered itself: the
@@ -113,22 +213,36 @@ class RxCancel:
     for an unknown or finished request is ignored."""
 
     request_id: int
-    reason: str = "client"
+    reason: Text = "client"
 
 
-@dataclass(slots=True)
-class Register:
+class Register(
+    _Message,
+    tag="reg",
+    rename={
+        "name": "n",
+        "kind": "kd",
+        "routines": "rt",
+        "lowio_ops": "lo",
+        "servers": "sv",
+        "mrx_flags": "f",
+        "pid": "pid",
+        "role": "ro",
+        "host": "h",
+        "buffering": "bf",
+    },
+):
     """RxRegisterMinirdr: who the peer is and which routines its dispatch table fills."""
 
-    name: str
-    kind: str
-    routines: list[str]
-    lowio_ops: list[int]
-    servers: list[str]  # server names it claims; "*" = any (the connection manager asks it)
+    name: Text
+    kind: Text
+    routines: Texts
+    lowio_ops: Ints
+    servers: Texts  # server names it claims; "*" = any (the connection manager asks it)
     mrx_flags: int = 0
     pid: int = 0
-    role: str = "minirdr"  # "minirdr" | "connmgr"
-    host: str = ""  # the host the process runs on (a node's mini-redirectors are remote)
+    role: Text = "minirdr"  # "minirdr" | "connmgr"
+    host: Text = ""  # the host the process runs on (a node's mini-redirectors are remote)
     #: FCB_STATE buffering bits it grants an uncontended open (its MRxComputeNewBufferingState
     #: answer, fixed by its ``caching`` option: our servers give no oplocks to break)
     buffering: int = 0
@@ -146,15 +260,37 @@ UNKNOWN_PEER = -1
 LEAVING = -3
 
 
-@dataclass(slots=True)
-class Heartbeat:
-    name: str
+class Heartbeat(
+    _Message,
+    tag="hb",
+    rename={"name": "n", "seq": "s", "pending": "pd"},
+):
+    name: Text
     seq: int = 0
     pending: int = 0
 
 
-@dataclass(slots=True)
-class Compound:
+class _Batch(_Message, kw_only=True, rename={"payload_lengths": "pl", "payload_frames": "pf"}):
+    """A message whose payloads travel as frames after its header (``Batched``)."""
+
+    # how the payloads lie in the frames (set by ``framing.pack_frames``; empty: one per frame)
+    payload_lengths: Ints = msgspec.field(default_factory=list)
+    payload_frames: Ints = msgspec.field(default_factory=list)  # payloads in each frame
+    #: frames, never in the header (the codec refuses this key in a header it decodes)
+    payloads: list[Any] = msgspec.field(default_factory=list, name=PAYLOADS_KEY)
+
+
+class Compound(
+    _Batch,
+    tag="cx",
+    rename={
+        "request_id": "id",
+        "items": "it",
+        "payload_items": "pi",
+        "timeout_ms": "dl",
+        "origin": "or",
+    },
+):
     """Many requests in one message (SMB2 compounding). ``items`` run in order; an item with
     ``RxFlags.RELATED`` acts on the handle of the compound's previous create. Item payloads
     (write data) travel as frames after the header, one per index in ``payload_items``
@@ -165,17 +301,22 @@ class Compound:
 
     request_id: int
     items: list[RxContext]
-    payload_items: list[int] = field(default_factory=list)
+    payload_items: Ints = msgspec.field(default_factory=list)
     timeout_ms: int = 30_000
-    origin: str | None = None
-    # how the payloads lie in the frames (set by ``framing.pack_frames``; empty: one per frame)
-    payload_lengths: list[int] = field(default_factory=list)
-    payload_frames: list[int] = field(default_factory=list)  # payloads in each frame
-    payloads: list[Any] = field(default_factory=list)  # frames, not encoded in the header
+    origin: Text | None = None
 
 
-@dataclass(slots=True)
-class CompoundCompletion:
+class CompoundCompletion(
+    _Batch,
+    tag="cd",
+    rename={
+        "request_id": "id",
+        "status": "st",
+        "items": "it",
+        "payload_items": "pi",
+        "message": "msg",
+    },
+):
     """The answer to a ``Compound``: one completion per item, in item order, each with its own
     NTSTATUS (``status`` is the compound's own: SUCCESS when the items ran, else why none did).
     Read data travels as frames after the header, one per index in ``payload_items``.
@@ -185,44 +326,38 @@ class CompoundCompletion:
 
     request_id: int
     status: int
-    items: list[RxCompletion] = field(default_factory=list)
-    payload_items: list[int] = field(default_factory=list)
-    message: str = ""
-    # how the payloads lie in the frames (set by ``framing.pack_frames``; empty: one per frame)
-    payload_lengths: list[int] = field(default_factory=list)
-    payload_frames: list[int] = field(default_factory=list)  # payloads in each frame
-    payloads: list[Any] = field(default_factory=list)  # frames, not encoded in the header
+    items: list[RxCompletion] = msgspec.field(default_factory=list)
+    payload_items: Ints = msgspec.field(default_factory=list)
+    message: Text = ""
 
 
-@dataclass(slots=True)
-class CompletionBundle:
+class CompletionBundle(
+    _Batch,
+    tag="cb",
+    rename={"items": "it", "payload_items": "pi"},
+):
     """Answers to several separate requests of one client, sent together because they were
     ready together (the core only bundles for a client whose requests carry
     ``RxFlags.BUNDLE_OK``). Each item is the completion its request would have got alone;
     payloads as in ``CompoundCompletion``."""
 
-    items: list[RxCompletion] = field(default_factory=list)
-    payload_items: list[int] = field(default_factory=list)
-    # how the payloads lie in the frames (set by ``framing.pack_frames``; empty: one per frame)
-    payload_lengths: list[int] = field(default_factory=list)
-    payload_frames: list[int] = field(default_factory=list)  # payloads in each frame
-    payloads: list[Any] = field(default_factory=list)  # frames, not encoded in the header
+    items: list[RxCompletion] = msgspec.field(default_factory=list)
+    payload_items: Ints = msgspec.field(default_factory=list)
 
 
-@dataclass(slots=True)
-class RequestBundle:
+class RequestBundle(
+    _Batch,
+    tag="rb",
+    rename={"items": "it", "payload_items": "pi"},
+):
     """Several separate requests of one client sent together because they were issued together
     (the asyncio client sends what its tasks ask for in one turn of the event loop as one
     message). Unlike a ``Compound``, nothing ties the items: each is a request of its own,
     answered on its own as if it had come alone (or bundled, ``CompletionBundle``); payloads as
     in ``Compound``."""
 
-    items: list[RxContext] = field(default_factory=list)
-    payload_items: list[int] = field(default_factory=list)
-    # how the payloads lie in the frames (set by ``framing.pack_frames``; empty: one per frame)
-    payload_lengths: list[int] = field(default_factory=list)
-    payload_frames: list[int] = field(default_factory=list)  # payloads in each frame
-    payloads: list[Any] = field(default_factory=list)  # frames, not encoded in the header
+    items: list[RxContext] = msgspec.field(default_factory=list)
+    payload_items: Ints = msgspec.field(default_factory=list)
 
 
 #: messages whose payloads are ``payloads`` frames after the header, one per ``payload_items``

@@ -34,7 +34,7 @@ from rdbss.wire import (
     pack_frames,
     unpack_frames,
 )
-from rdbss.wire.rxcontext import CANCEL_REASONS
+from rdbss.wire.rxcontext import CANCEL_REASONS, MAX_TEXT_LEN
 from rdbss.wire.status import AUTH_ERRORS, NETWORK_ERRORS, status_from_errno, status_name
 
 codec = Codec()
@@ -217,14 +217,34 @@ def test_a_malformed_cancel_is_refused_or_well_formed(data: dict[str, object]) -
         (msgpack.packb({"k": "rx", "v": 1, "id": 1, "mj": 0, "lo": {"o": "x"}}), "integer"),
         (
             msgpack.packb({"k": "reg", "v": 1, "n": "a", "kd": "b", "rt": [1], "lo": [], "sv": []}),
-            "list of strings",
+            "rt[0]: expected a string",
         ),
-        (msgpack.packb({1: 2}), "malformed"),
+        (msgpack.packb({1: 2}), "expected a string, got int"),
         (msgpack.packb({"k": "cancel", "v": 1}), "missing field 'id'"),
         (msgpack.packb({"k": "cancel", "v": 1, "id": 1, "rs": "whim"}), "expected one of"),
-        (msgpack.packb({"k": "cancel", "v": 1, "id": 1, "rs": ["client"]}), "expected one of"),
+        (msgpack.packb({"k": "cancel", "v": 1, "id": 1, "rs": ["client"]}), "expected a string"),
         (msgpack.packb({"k": "cancel", "v": 1, "id": -1.5}), "expected an integer"),
-        (b"\x91" * 5000, "malformed"),
+        (b"\x91" * 5000, "not a map"),
+        (
+            msgpack.packb({"k": "rx", "v": 1, "id": 1, "mj": 0, "ar": {"a": 0}})[:-1]
+            + b"\x91" * 5000,
+            "malformed",
+        ),
+        (
+            msgpack.packb(
+                {"k": "rx", "v": 1, "id": 1, "mj": 0, "ar": {"a": msgpack.ExtType(1, b"x")}}
+            ),
+            "unsupported value",
+        ),
+        (
+            msgpack.packb({"k": "rx", "v": 1, "id": 1, "mj": 0, "ar": {"a": {1: 2}}}),
+            "map keys must be strings",
+        ),
+        (
+            msgpack.packb({"k": "cx", "v": 1, "id": 1, "it": [], "(payloads)": [b"x"]}),
+            "unknown field",
+        ),
+        (msgpack.packb({"k": "rx", "v": 1, "id": 1, "mj": 0, "k2": 0}), "unknown field 'k2'"),
     ],
 )
 def test_malformed_headers_answer_invalid_parameter(frame: bytes, reason: str) -> None:
@@ -238,10 +258,18 @@ def test_limits_are_enforced() -> None:
     tight = Codec(Limits(max_header_bytes=64, max_str_len=8, max_array_len=4, max_map_len=8))
     with pytest.raises(WireError, match="exceeds"):
         tight.decode(b"\x80" * 65)
-    with pytest.raises(WireError):
-        tight.decode(codec.encode(RxContext(1, 0, path="x" * 9)))
-    with pytest.raises(WireError):
+    # free-form values at every depth: the codec's limits
+    with pytest.raises(WireError, match="string of 9 exceeds the limit of 8"):
+        tight.decode(codec.encode(RxContext(1, 0, args={"a": ["x" * 9]})))
+    with pytest.raises(WireError, match="map of 9"):
         tight.decode(codec.encode(RxContext(1, 0, args={str(i): i for i in range(9)})))
+    with pytest.raises(WireError, match="list of 5"):
+        tight.decode(codec.encode(RxCompletion(1, 0, result=[1, 2, 3, 4, 5])))
+    # the messages' own strings and lists: the schema's
+    assert codec.decode(codec.encode(RxContext(1, 0, path="x" * MAX_TEXT_LEN))).path
+    with pytest.raises(WireError, match=r"length limit \(<= 65536\)") as info:
+        codec.decode(codec.encode(RxContext(1, 0, path="x" * (MAX_TEXT_LEN + 1))))
+    assert info.value.status == NtStatus.STATUS_INVALID_PARAMETER
 
 
 @given(st.binary(max_size=200))
@@ -263,7 +291,7 @@ def test_truncated_frames_are_refused(ctx: RxContext, cut: int) -> None:
 
 def test_encoding_an_unencodable_value_is_a_wire_error() -> None:
     with pytest.raises(WireError):
-        codec.encode(RxCompletion(1, 0, result={"x": {1, 2}}))
+        codec.encode(RxCompletion(1, 0, result={"x": object()}))
     # the packer is still usable afterwards
     assert codec.decode(codec.encode(RxCompletion(2, 0))) == RxCompletion(2, 0)
 
