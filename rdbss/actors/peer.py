@@ -131,6 +131,11 @@ class PeerBridge:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
 
+    def _restart_clean(self, why: str) -> None:
+        log.warning("%s; restarting clean", why)
+        self.reset = True
+        self._stop.set()
+
     def _register(self) -> None:
         self.registration.pid = os.getpid()
         if self.endpoints.curve is not None:  # a node: say where we run
@@ -219,15 +224,18 @@ class PeerBridge:
         self._last_heard = time.monotonic()
         if isinstance(msg, Heartbeat):
             if msg.seq == UNKNOWN_PEER:  # the core does not know us (it restarted, or dropped us)
-                self._register()
+                if self._registrations:
+                    # what we hold for the core is void: restart clean now, rather than
+                    # register first and serve the new core for a moment before restarting
+                    self._restart_clean("the core no longer knows us")
+                else:
+                    self._register()
             elif msg.seq == REGISTERED_NEW:
                 self._registrations += 1
                 if self._registrations > 1:
                     # the core dropped us in between: the handles and connections we hold for it
                     # are void; restart clean (the supervisor restarts us at once)
-                    log.warning("the core registered us anew; restarting clean")
-                    self.reset = True
-                    self._stop.set()
+                    self._restart_clean("the core registered us anew")
             return
         if isinstance(msg, RxContext | RxCompletion | RxCancel | Compound):
             try:
