@@ -28,7 +28,7 @@ from rdbss.model.buffering import (
     conflicts,
     describe,
 )
-from rdbss.model.dispatch import routine_for
+from rdbss.model.dispatch import is_query_open, routine_for
 from rdbss.model.names import UncName, parse_unc
 from rdbss.model.prefix import PrefixTable
 from rdbss.model.sharing import check_create_parameters, check_share_access
@@ -211,6 +211,33 @@ class _Chain:
     status: int | None = None  # the create's status, once answered
     fobx: int | None = None  # its handle, once it succeeded
     deferred: list[tuple[int, RxContext, Payload]] = field(default_factory=list)
+
+
+def _address(
+    ctx: RxContext, routine: Routine, net_root: NetRoot, path: str, fobx: int | None
+) -> None:
+    """Make a client's create the routine's call on ``path`` of ``net_root``."""
+    ctx.routine = routine
+    ctx.srv_call = net_root.srv_call.name
+    ctx.net_root = net_root.name
+    ctx.path = path
+    ctx.fobx = fobx
+
+
+def _stat_pair(items: list[RxContext], index: int) -> bool:
+    """Whether the create at ``index`` is followed by its related close and nothing after that
+    acts on its handle (no related item before the next create): a candidate query open."""
+    if index + 1 >= len(items):
+        return False
+    close = items[index + 1]
+    if close.major != IrpMj.CLOSE or not close.flags & _RELATED:
+        return False
+    for item in items[index + 2 :]:
+        if item.major == IrpMj.CREATE:
+            return True
+        if item.flags & _RELATED:
+            return False
+    return True
 
 
 @dataclass(slots=True)
@@ -910,11 +937,7 @@ class RdbssCore(BufferingMixin):
                 self._rebuffer(existing, create.desired_access)
         request_id = ctx.request_id
         fobx_id = next(self._fobx_ids)
-        ctx.routine = Routine.MRxCreate
-        ctx.srv_call = net_root.srv_call.name
-        ctx.net_root = net_root.name
-        ctx.path = name.path
-        ctx.fobx = fobx_id
+        _address(ctx, Routine.MRxCreate, net_root, name.path, fobx_id)
 
         def then(done: RxCompletion, payload: Payload) -> None:
             done.request_id = request_id
@@ -1597,17 +1620,26 @@ class RdbssCore(BufferingMixin):
             self._finish_compound(state, status, message)
             return
         payload_of = dict(zip(cx.payload_items, cx.payloads, strict=True))
+        for index, item in enumerate(cx.items):  # first, as a query open answers two items
+            sub_id = next(self._sub_ids)
+            self._subs[sub_id] = (state, index)
+            item.request_id = sub_id
+            item.origin = f"{cx.origin}/{index}"
+            if item.timeout_ms <= 0:
+                item.timeout_ms = cx.timeout_ms
         chain: _Chain | None = None
+        fused = -1  # the close answered with its create's query open
         with self.batch():
             for index, item in enumerate(cx.items):
-                sub_id = next(self._sub_ids)
-                self._subs[sub_id] = (state, index)
-                item.request_id = sub_id
-                item.origin = f"{cx.origin}/{index}"
-                if item.timeout_ms <= 0:
-                    item.timeout_ms = cx.timeout_ms
+                if index == fused:
+                    continue
                 payload = payload_of.get(index)
                 if item.major == IrpMj.CREATE:
+                    if _stat_pair(cx.items, index) and self._query_open(
+                        ident, item, cx.items[index + 1]
+                    ):
+                        fused, chain = index + 1, None
+                        continue
                     chain = _Chain(item)
                     state.chains[index] = chain
                     self._item(ident, item, payload)
@@ -1628,6 +1660,57 @@ class RdbssCore(BufferingMixin):
                         self._related(ident, chain, index, item, payload)
                 else:
                     self._item(ident, item, payload)
+
+    def _query_open(self, ident: bytes, create: RxContext, close: RxContext) -> bool:
+        """A create for attributes and its related close (a stat) as one MRxQueryOpen
+        (IRP_MJ_QUERY_OPEN): no Fcb, SrvOpen or Fobx made and dropped here, no open and close
+        in the mini-redirector. Only when the file has no Fcb here (nothing open or kept
+        for a delayed close: no deferred writes or cached size to show, no delete pending or
+        share access to check), its connection is up and its mini-redirector has the routine;
+        False to take both items the usual way, which also answers every error but the
+        file's own."""
+        if self.stopping or create.path is None or not is_query_open(create.create):
+            return False
+        try:
+            name = parse_unc(create.path)
+        except NtStatusError:
+            return False
+        v_net_root = self.prefix.v_net_root(name)
+        if v_net_root is None or v_net_root.condition != Condition.GOOD:
+            return False
+        net_root = v_net_root.net_root
+        minirdr = net_root.minirdr
+        peer = self.peers.get(minirdr) if minirdr is not None else None
+        if (
+            minirdr is None
+            or peer is None
+            or Routine.MRxQueryOpen not in peer.routines
+            or name.path.lower() in net_root.fcbs
+        ):
+            return False
+        net_root.last_used = self.clock()
+        create_id, close_id = create.request_id, close.request_id
+        _address(create, Routine.MRxQueryOpen, net_root, name.path, None)
+
+        def then(done: RxCompletion, payload: Payload) -> None:
+            self._note_error(done.status, Routine.MRxQueryOpen, done.message)
+            result = done.result
+            if done.status == S.STATUS_SUCCESS:
+                # a create's answer (its handle already closed again), then the close's
+                result = {**(result if isinstance(result, dict) else {}), "fobx": 0}
+                closed = RxCompletion(close_id, S.STATUS_SUCCESS)
+            else:
+                closed = RxCompletion(close_id, done.status, message="the compound's create failed")
+            opened = RxCompletion(create_id, done.status, done.information, result, done.message)
+            self._to_client(ident, opened, None)
+            self._to_client(ident, closed, None)
+
+        try:
+            self._send(minirdr, create, None, then, net_root=net_root, owner=(ident, create_id))
+        except NtStatusError as exc:
+            self._answer(ident, create, exc.status, message=exc.strerror or "")
+            self._answer(ident, close, exc.status, message="the compound's create failed")
+        return True
 
     def _item(self, ident: bytes, ctx: RxContext, payload: Payload) -> None:
         try:

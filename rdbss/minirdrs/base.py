@@ -18,6 +18,9 @@ Result conventions (structured results travel as msgpack maps):
   ``change_time``); sizes in bytes; ``attributes`` are FILE_ATTRIBUTE_* bits.
 - MRxCreate answers ``information`` = CreateInformation (FILE_OPENED, FILE_CREATED...),
   ``result`` = {"srv_open": int, "directory": bool, **file info}.
+- MRxQueryOpen (rdbss's IRP_MJ_QUERY_OPEN) gets a create's context (path, ``create`` with
+  FILE_READ_ATTRIBUTES, FILE_OPEN) and answers what MRxCreate would, statuses included, but
+  opens nothing: ``information`` = FILE_OPENED, ``result`` = {"directory": bool, **file info}.
 - MRxQueryFileInfo answers the file info map (``name``, ``size``, ``allocation_size``,
   ``attributes``, the four times, ``directory``, ``delete_pending``, ``nlink``, ``file_id``...;
   ``rdbss.minirdrs.local.file_info`` builds it from an ``os.stat_result``).
@@ -98,6 +101,7 @@ ROUTINE_METHODS: dict[Routine, str] = {
     Routine.MRxPreparseName: "preparse_name",
     Routine.MRxGetConnectionId: "get_connection_id",
     Routine.MRxCreate: "create",
+    Routine.MRxQueryOpen: "query_open",
     Routine.MRxCollapseOpen: "collapse_open",
     Routine.MRxShouldTryToCollapseThisOpen: "should_try_to_collapse_this_open",
     Routine.MRxFlush: "flush",
@@ -350,6 +354,7 @@ class MiniRdr:
     preparse_name = _not_implemented
     get_connection_id = _not_implemented
     create = _not_implemented
+    query_open = _not_implemented
     collapse_open = _not_implemented
     should_try_to_collapse_this_open = _not_implemented
     flush = _not_implemented

@@ -48,6 +48,7 @@ from rdbss.minirdrs.security import (
     posix_descriptor,
 )
 from rdbss.minirdrs.wildcard import is_name_in_expression
+from rdbss.model.dispatch import is_query_open
 from rdbss.wire.constants import (
     READ_ACCESS,
     WRITE_ACCESS,
@@ -518,6 +519,37 @@ class LocalMiniRdr(MiniRdr):
         return Result(
             information=information,
             result={**info, "srv_open": srv_open, "directory": op.is_dir},
+        )
+
+    def query_open(self, ctx: RxContext) -> Result:
+        """MRxQueryOpen: what ``create`` answers for FILE_READ_ATTRIBUTES and FILE_OPEN (the
+        same checks, in the same order, so the same status), from an lstat instead of an open
+        descriptor, and no SrvOpen to close afterwards."""
+        share = self._share(ctx.net_root)
+        rel = "\\".join(_components(ctx.path or ""))
+        params = ctx.create or CreateParameters()
+        host = self._host_path(share, rel)
+        disposition, options = self._check_create_parameters(params)
+        if not is_query_open(params):
+            raise _error(
+                S.STATUS_INVALID_PARAMETER, "MRxQueryOpen answers an open for attributes only"
+            )
+        if self._delete_pending_at(share, rel):
+            raise _error(S.STATUS_DELETE_PENDING, f"{_show(rel)} is being deleted")
+        st = _lstat(host)
+        if st is None:
+            self._check_parent(host, rel)
+            raise _error(S.STATUS_OBJECT_NAME_NOT_FOUND, f"{_show(rel)} not found")
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if is_dir:
+            self._check_open_dir(rel, options, disposition, False)
+        elif options & _DIRECTORY_FILE:
+            raise _error(S.STATUS_NOT_A_DIRECTORY, f"{_show(rel)} is not a directory")
+        elif not stat.S_ISREG(st.st_mode):
+            raise _error(S.STATUS_ACCESS_DENIED, f"{_show(rel)} is not a regular file")
+        return Result(
+            information=int(CreateInformation.FILE_OPENED),
+            result={**file_info(st, rel), "directory": is_dir},
         )
 
     def _abandon(self, op: _Open, *, created: bool) -> None:

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from rdbss.wire.constants import IrpMj, IrpMn, LowIoOp, Routine
-from rdbss.wire.rxcontext import RxContext
+from rdbss.wire.constants import (
+    Access,
+    CreateDisposition,
+    CreateOptions,
+    IrpMj,
+    IrpMn,
+    LowIoOp,
+    Routine,
+)
+from rdbss.wire.rxcontext import CreateParameters, RxContext
 from rdbss.wire.status import NtStatus, NtStatusError
 
 _BY_MAJOR: dict[int, Routine] = {
@@ -22,6 +30,28 @@ _BY_MAJOR: dict[int, Routine] = {
     IrpMj.CLEANUP: Routine.MRxCleanupFobx,
     IrpMj.CLOSE: Routine.MRxCloseSrvOpen,
 }
+
+#: What an open may ask for and still be a query open (MRxQueryOpen): attributes, nothing else.
+QUERY_OPEN_ACCESS = int(Access.FILE_READ_ATTRIBUTES | Access.SYNCHRONIZE)
+_QUERY_OPEN_OPTIONS = int(
+    CreateOptions.FILE_DIRECTORY_FILE
+    | CreateOptions.FILE_NON_DIRECTORY_FILE
+    | CreateOptions.FILE_SEQUENTIAL_ONLY
+    | CreateOptions.FILE_RANDOM_ACCESS
+)
+
+
+def is_query_open(params: CreateParameters | None) -> bool:
+    """Whether a create followed by its close only asks what the file is (IRP_MJ_QUERY_OPEN):
+    FILE_OPEN for FILE_READ_ATTRIBUTES, with no option that does something to the file."""
+    return (
+        params is not None
+        and params.disposition == CreateDisposition.FILE_OPEN
+        and params.desired_access & ~QUERY_OPEN_ACCESS == 0
+        and params.desired_access != 0
+        and params.create_options & ~_QUERY_OPEN_OPTIONS == 0
+    )
+
 
 _LOCK_OPS: dict[int, LowIoOp] = {
     IrpMn.UNLOCK_SINGLE: LowIoOp.UNLOCK,

@@ -245,6 +245,10 @@ class Routine(StrEnum):
     MRxDevFcbXXXControlFile = "MRxDevFcbXXXControlFile"
     MRxPreparseName = "MRxPreparseName"
     MRxGetConnectionId = "MRxGetConnectionId"
+    # rdbss's own: IRP_MJ_QUERY_OPEN (FastIoQueryOpen) as a routine. What a create for
+    # FILE_READ_ATTRIBUTES followed by its close answers, without opening anything: the core
+    # calls it for such a pair in a compound (a stat) when nothing of the file is open here
+    MRxQueryOpen = "MRxQueryOpen"
     # core <-> connection manager (not mini-redirector routines)
     RxConstructNetRoot = "RxConstructNetRoot"
     RxFinalizeConnections = "RxFinalizeConnections"

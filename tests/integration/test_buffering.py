@@ -339,6 +339,21 @@ def test_a_close_sends_deferred_writes_before_it_answers(behind: Daemon) -> None
         assert buffering(a)["dirty_bytes"] == 0
 
 
+def test_a_stat_of_a_file_with_deferred_writes_sees_them(behind: Daemon) -> None:
+    """A stat of a file that is open here is no query open (MRxQueryOpen would ask the server
+    alone): the usual create sends the deferred writes first, so the size is the writer's."""
+    f = behind.share_dir / "stat-dirty.txt"
+    unc = behind.share + r"\stat-dirty.txt"
+    with behind.client() as a, behind.client() as b:
+        h = a.create(unc, access=RW, disposition=CreateDisposition.FILE_OVERWRITE_IF)
+        a.write_handle(h.fobx, 0, b"x" * 100_000)
+        assert f.stat().st_size == 0  # deferred
+        assert b.stat(unc).size == 100_000
+        assert [info.size for info in b.stat_many([unc, unc])] == [100_000, 100_000]
+        a.close_handle(h.fobx)
+        assert b.stat(unc).size == 100_000  # closed: nothing open, a query open answers
+
+
 def test_deferred_writes_go_out_when_the_timer_fires(exclusive: Daemon) -> None:
     f = exclusive.share_dir / "timer.txt"
     unc = exclusive.share + r"\timer.txt"

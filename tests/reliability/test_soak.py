@@ -34,7 +34,14 @@ STATUSES = [
     "STATUS_USER_SESSION_DELETED",
     "STATUS_LOGON_FAILURE",
 ]
-ROUTINES = ["MRxCreate", "MRxLowIOSubmit", "MRxQueryFileInfo", "MRxCloseSrvOpen", "*"]
+ROUTINES = [
+    "MRxCreate",
+    "MRxQueryOpen",
+    "MRxLowIOSubmit",
+    "MRxQueryFileInfo",
+    "MRxCloseSrvOpen",
+    "*",
+]
 
 
 def schedule(seed: int) -> list[str]:
