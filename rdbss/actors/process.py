@@ -141,9 +141,40 @@ def die_with_supervisor() -> bool:
     return str(os.getppid()) == expected
 
 
+#: glibc's malloc in the daemon's processes, which move megabyte buffers (a compound's packed
+#: read data, 1 MiB reads, ZeroMQ's message buffers): an allocation below MALLOC_MMAP_BELOW
+#: comes from the heap, and up to MALLOC_KEEP_FREE of free heap stays mapped. glibc's default
+#: trims the heap at twice the largest buffer freed so far, so those buffers were unmapped and
+#: faulted in again page by page. Measured: the core's CPU per 4 KiB read in compounds
+#: 16.6-18.0 -> 13.8-14.8 us, ~47,000 -> ~54,000 reads/s (alternating runs). The cost: each
+#: process may keep up to MALLOC_KEEP_FREE of freed memory.
+MALLOC_MMAP_BELOW = 4 << 20
+MALLOC_KEEP_FREE = 32 << 20
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_MALLOC_ENV = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES")
+
+
+def tune_malloc() -> bool:
+    """Apply MALLOC_MMAP_BELOW and MALLOC_KEEP_FREE through glibc's mallopt. False (nothing
+    changed) without glibc, or when the environment tunes malloc itself."""
+    if any(key in os.environ for key in _MALLOC_ENV):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except AttributeError:  # not glibc
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return bool(
+        mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_BELOW)
+        and mallopt(_M_TRIM_THRESHOLD, MALLOC_KEEP_FREE)
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     if not die_with_supervisor():
         return 0
+    tune_malloc()
     parser = argparse.ArgumentParser(prog="rdbss-process")
     parser.add_argument("role", choices=["core", "connmgr", "minirdr"])
     parser.add_argument("name")
