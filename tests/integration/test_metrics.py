@@ -43,8 +43,8 @@ def test_metrics_count_requests_statuses_and_connections() -> None:
         c.close_handle(h.fobx)
     ok = r'rdbss_requests_total\{minirdr="local",routine="MRxCreate",status="STATUS_SUCCESS"\}'
     assert value(text, ok) >= 7
-    missing = (
-        r'rdbss_requests_total\{minirdr="local",routine="MRxCreate",'
+    missing = (  # a stat is a query open (MRxQueryOpen), not a create and a close
+        r'rdbss_requests_total\{minirdr="local",routine="MRxQueryOpen",'
         r'status="STATUS_OBJECT_NAME_NOT_FOUND"\}'
     )
     assert value(text, missing) == 1

@@ -147,9 +147,11 @@ def test_a_frozen_process_is_detected_killed_and_restarted(flaky: Daemon) -> Non
 def test_rules_change_at_run_time_through_the_cli(flaky: Daemon, tmp_path: Path) -> None:
     rules = tmp_path / "rules.toml"
     rules.write_text(
-        'seed = 5\n[[rules]]\nroutine = "MRxCreate"\naction = "status"\n'
+        'seed = 5\n[[rules]]\nroutine = "MRxQueryOpen"\naction = "status"\n'
         'status = "STATUS_NETWORK_UNREACHABLE"\nevery = 2\n'
     )
+    with flaky.client() as c:  # connected first: a stat on a connected share is a query open
+        assert c.stat(FLAKY + r"\a.txt").size == 10
     proc = flaky.cli("fault", "set", "flaky", str(rules))
     assert proc.returncode == 0, proc.stderr
     statuses = []
