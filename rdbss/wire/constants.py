@@ -4,6 +4,9 @@ create dispositions/options/results and the MINIRDR_DISPATCH routine names (spec
 from __future__ import annotations
 
 from enum import IntEnum, IntFlag, StrEnum
+from typing import TYPE_CHECKING
+
+from rdbss.wire.enumview import member_view
 
 
 class IrpMj(IntEnum):
@@ -252,3 +255,21 @@ class Routine(StrEnum):
     # core <-> connection manager (not mini-redirector routines)
     RxConstructNetRoot = "RxConstructNetRoot"
     RxFinalizeConnections = "RxFinalizeConnections"
+
+
+if not TYPE_CHECKING:  # fast member access on 3.11 (see enumview); type checkers see the enums
+    IrpMj = member_view(IrpMj)
+    IrpMn = member_view(IrpMn)
+    LowIoOp = member_view(LowIoOp)
+    LowIoFlags = member_view(LowIoFlags)
+    FileInformationClass = member_view(FileInformationClass)
+    FsInformationClass = member_view(FsInformationClass)
+    CreateDisposition = member_view(CreateDisposition)
+    CreateOptions = member_view(CreateOptions)
+    CreateInformation = member_view(CreateInformation)
+    Access = member_view(Access)
+    ShareAccess = member_view(ShareAccess)
+    FileAttributes = member_view(FileAttributes)
+    FsctlCode = member_view(FsctlCode)
+    RxFlags = member_view(RxFlags)
+    Routine = member_view(Routine)

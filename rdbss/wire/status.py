@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import errno
 from enum import IntEnum
+from typing import TYPE_CHECKING
+
+from rdbss.wire.enumview import member_view
 
 
 class NtStatus(IntEnum):
@@ -302,3 +305,8 @@ def error_for_status(status: int, message: str = "") -> NtStatusError:
         return NtStatusError(status, message)
     base, err = mapped
     return _error_class(base)(status, message, errno_value=err)
+
+
+if not TYPE_CHECKING:  # fast member access on 3.11 (see enumview); type checkers see the enum
+    NtStatus = member_view(NtStatus)
+    S = NtStatus
