@@ -23,14 +23,14 @@ libc = ctypes.CDLL(None)
 libc.mallinfo2.restype = MallInfo2
 tuned = tune_malloc() if sys.argv[1] == "tune" else None
 before = libc.mallinfo2().hblks
-buffer = bytearray(2 << 20)  # above glibc's default threshold (128 KiB), below ours (4 MiB)
+buffer = bytearray(int(sys.argv[2]))  # above glibc's default threshold (128 KiB)
 print(tuned, libc.mallinfo2().hblks - before)
 """
 
 
-def probe(mode: str, **env: str) -> list[str]:
+def probe(mode: str, size: int = 2 << 20, **env: str) -> list[str]:
     out = subprocess.run(
-        [sys.executable, "-c", PROBE, mode],
+        [sys.executable, "-c", PROBE, mode, str(size)],
         capture_output=True,
         text=True,
         check=True,
@@ -41,9 +41,10 @@ def probe(mode: str, **env: str) -> list[str]:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
-def test_megabyte_buffers_come_from_the_heap_once_tuned() -> None:
-    assert probe("tune") == ["True", "0"]
-    assert probe("default") == ["None", "1"]  # glibc alone: a fresh mmap
+@pytest.mark.parametrize("size", [2 << 20, (4 << 20) + (64 << 10)])  # a 4 MiB piece and more
+def test_megabyte_buffers_come_from_the_heap_once_tuned(size: int) -> None:
+    assert probe("tune", size) == ["True", "0"]
+    assert probe("default", size) == ["None", "1"]  # glibc alone: a fresh mmap
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
