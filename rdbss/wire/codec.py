@@ -125,30 +125,42 @@ def _text(value: str | None, where: str) -> None:
         raise WireError(f"{where}: NUL character in string")
 
 
+#: the free-form values that need no further look: numbers, booleans, nil
+_SCALARS = frozenset({int, bool, float, type(None)})
+
+
 def _value(value: Any, where: str, lim: Limits) -> None:
-    """A free-form value (``args``, ``result``): msgpack's own types only, within the limits."""
+    """A free-form value (``args``, ``result``): msgpack's own types only, within the limits.
+    Maps and lists check their scalar entries in line (a result map of a dozen entries is one
+    call, not two dozen: this walk was most of a client's CPU per stat)."""
     kind = type(value)
-    if kind is str:
-        if len(value) > lim.max_str_len:
-            raise _too_long(where, "string", len(value), lim.max_str_len)
-    elif kind is int or kind is bool or kind is float or value is None:
-        return
-    elif kind is bytes:
-        if len(value) > lim.max_bin_len:
-            raise _too_long(where, "binary", len(value), lim.max_bin_len)
+    if kind is dict:
+        if len(value) > lim.max_map_len:
+            raise _too_long(where, "map", len(value), lim.max_map_len)
+        max_str = lim.max_str_len
+        for key, item in value.items():
+            if type(key) is not str or len(key) > max_str:
+                if type(key) is not str and type(key) is not bytes:
+                    raise WireError(f"{where}: map keys must be strings, not {type(key).__name__}")
+                _value(key, where, lim)
+            kind = type(item)
+            if kind in _SCALARS or (kind is str and len(item) <= max_str):
+                continue
+            _value(item, where, lim)
     elif kind is list:
         if len(value) > lim.max_array_len:
             raise _too_long(where, "list", len(value), lim.max_array_len)
         for item in value:
-            _value(item, where, lim)
-    elif kind is dict:
-        if len(value) > lim.max_map_len:
-            raise _too_long(where, "map", len(value), lim.max_map_len)
-        for key, item in value.items():
-            if type(key) is not str and type(key) is not bytes:
-                raise WireError(f"{where}: map keys must be strings, not {type(key).__name__}")
-            _value(key, where, lim)
-            _value(item, where, lim)
+            if type(item) not in _SCALARS:
+                _value(item, where, lim)
+    elif kind is str:
+        if len(value) > lim.max_str_len:
+            raise _too_long(where, "string", len(value), lim.max_str_len)
+    elif kind in _SCALARS:
+        return
+    elif kind is bytes:
+        if len(value) > lim.max_bin_len:
+            raise _too_long(where, "binary", len(value), lim.max_bin_len)
     else:  # a msgpack extension type (or a value only a broken encoder makes)
         raise WireError(f"{where}: unsupported value of type {kind.__name__}")
 
