@@ -43,6 +43,7 @@ Data = bytes | bytearray | memoryview
 #: it, and the client's view of it.
 Shared = tuple[dict[str, Any], memoryview]
 _INTERNAL = frozenset({"srv_open", "fobx"})  # ids of the daemon's, not file information
+_DIRECTORY_ATTRIBUTE = int(FileAttributes.DIRECTORY)
 _KNOWN = frozenset(
     {
         "name",
@@ -76,7 +77,8 @@ class FileInfo:
     @classmethod
     def from_result(cls, result: dict[str, Any], name: str = "") -> FileInfo:
         attributes = int(result.get("attributes", 0))
-        is_dir = bool(result.get("directory", attributes & FileAttributes.DIRECTORY))
+        directory = result.get("directory")  # (an IntFlag & costs a microsecond: only if needed)
+        is_dir = bool(attributes & _DIRECTORY_ATTRIBUTE if directory is None else directory)
         return cls(
             name=str(result.get("name", name)),
             size=int(result.get("size", 0)),
