@@ -164,22 +164,24 @@ def _within(root: str, real: str) -> bool:
     return real == root or real.startswith(root if root.endswith("/") else root + "/")
 
 
-def _resolve_below(root: str, parts: list[str]) -> str:
+def _resolve_below(root: str, parts: list[str]) -> tuple[str, os.stat_result | None]:
     """``os.path.realpath(root/parts...)`` for a ``root`` that is resolved already: one lstat
     per component below it (realpath walks every component from /), and realpath itself as
     soon as a component is a symbolic link. Like realpath, what does not exist is kept as
-    named."""
+    named. Also the lstat of the last component when it was taken (it exists and is no link),
+    else None."""
     current = root
+    st: os.stat_result | None = None
     for i, part in enumerate(parts):
         candidate = current + part if current.endswith("/") else current + "/" + part
         try:
-            mode = os.lstat(candidate).st_mode
+            st = os.lstat(candidate)
         except OSError:
-            return os.path.join(candidate, *parts[i + 1 :])
-        if stat.S_ISLNK(mode):
-            return os.path.realpath(os.path.join(root, *parts))
+            return os.path.join(candidate, *parts[i + 1 :]), None
+        if stat.S_ISLNK(st.st_mode):
+            return os.path.realpath(os.path.join(root, *parts)), None
         current = candidate
-    return current
+    return current, st
 
 
 def check_share_name(name: object) -> str:
@@ -396,12 +398,17 @@ class LocalMiniRdr(MiniRdr):
 
     def _host_path(self, share: _Share, rel: str) -> str:
         """The fully resolved host path of ``rel``; ACCESS_DENIED if it leaves the share."""
+        return self._host_entry_stat(share, rel)[0]
+
+    def _host_entry_stat(self, share: _Share, rel: str) -> tuple[str, os.stat_result | None]:
+        """``_host_path``, and the lstat of what it names when resolving it took one (a path
+        with no symbolic link in it, below the share root), else None."""
         parts = _components(rel)
         root = self._real_root(share)
-        real = _resolve_below(root, parts)
+        real, st = _resolve_below(root, parts)
         if not _within(root, real):
             raise _error(S.STATUS_ACCESS_DENIED, f"{_show(rel)} leads outside the share")
-        return real
+        return real, st
 
     def _real_root(self, share: _Share) -> str:
         """``_root(share)``, resolved once and then kept while the share's folder is the same
@@ -528,7 +535,7 @@ class LocalMiniRdr(MiniRdr):
         share = self._share(ctx.net_root)
         rel = "\\".join(_components(ctx.path or ""))
         params = ctx.create or CreateParameters()
-        host = self._host_path(share, rel)
+        host, resolved = self._host_entry_stat(share, rel)
         disposition, options = self._check_create_parameters(params)
         if not is_query_open(params):
             raise _error(
@@ -536,7 +543,7 @@ class LocalMiniRdr(MiniRdr):
             )
         if self._delete_pending_at(share, rel):
             raise _error(S.STATUS_DELETE_PENDING, f"{_show(rel)} is being deleted")
-        st = _lstat(host)
+        st = resolved or _lstat(host)  # (the share root itself: no component to lstat)
         if st is None:
             self._check_parent(host, rel)
             raise _error(S.STATUS_OBJECT_NAME_NOT_FOUND, f"{_show(rel)} not found")
