@@ -69,8 +69,11 @@ from rdbss.wire.status import NETWORK_ERRORS, NtStatus, NtStatusError, status_na
 log = logging.getLogger("rdbss.core")
 
 #: Requests held back for one mini-redirector in a batch leave once this many wait, so that it
-#: works on them while the core reads the rest (a pipeline instead of turns)
-CORK_ITEMS = 32
+#: works on them while the core reads the rest (a pipeline instead of turns). 128, not 32:
+#: fewer messages each way (the mini-redirector's CPU per read in compounds 8.8-9.0 -> 7.1 us,
+#: per pipelined read 48.6-51.1 -> 42.4-47.6 us across the processes; alternating runs), and
+#: still four parts in flight for a compound of 512 items or more
+CORK_ITEMS = 128
 #: RxFlags as plain ints: IntFlag arithmetic costs a microsecond on every request
 _RELATED = int(RxFlags.RELATED)
 _BUNDLE_OK = int(RxFlags.BUNDLE_OK)
