@@ -3,8 +3,9 @@
 The messages (``rxcontext``) are ``msgspec`` structures: msgspec encodes them and decodes a
 frame straight into them in C, checking every field's type, refusing unknown and missing
 fields, and leaving out fields at their default. What msgspec cannot know is checked here after
-decoding: the ``Limits`` (string and list lengths, free-form ``args``/``result`` values), no NUL
-in a string, the cancel reasons, the wire version and the shape of a compound.
+decoding: the ``Limits`` of the free-form ``args``/``result`` values (the schema limits the
+messages' own strings and lists), no NUL in a string, the cancel reasons, the wire version and
+the shape of a compound.
 
 Every decoding failure (bad msgpack, wrong types, unknown kind, over a limit) raises ``WireError``
 whose ``status`` is STATUS_INVALID_PARAMETER (STATUS_OBJECT_NAME_INVALID for a NUL in a path):
