@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import stat
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +58,8 @@ def _valid_key(text: str) -> bool:
         return False
     try:
         return len(zmq.utils.z85.decode(text.encode("ascii"))) == 32
-    except (ValueError, KeyError, UnicodeEncodeError):  # z85 raises KeyError off-alphabet
+    # z85 raises KeyError off its alphabet, and struct.error for a group worth 2**32 or more
+    except (ValueError, KeyError, UnicodeEncodeError, struct.error):
         return False
 
 
