@@ -254,6 +254,26 @@ def test_malformed_headers_answer_invalid_parameter(frame: bytes, reason: str) -
     assert reason in (info.value.strerror or "")
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"k": "\x00"},
+        {"k": "rx", "v": 1, "id": 1, "mj": 0, "a\x00b": 1},
+        {"k": "rx\n" * 400},
+    ],
+    ids=["kind", "field", "long"],
+)
+def test_an_error_about_the_sender_s_bytes_can_travel_back(data: dict[str, object]) -> None:
+    """The daemon answers a bad frame with the codec's message: it must itself decode (no NUL,
+    which the answer's own check refuses) and stay short. Found by the hostile-input test."""
+    with pytest.raises(WireError) as info:
+        codec.decode(msgpack.packb(data))
+    message = info.value.strerror or ""
+    assert message.isprintable() and len(message) <= 512
+    answer = RxCompletion(1, info.value.status, message=message)
+    assert codec.decode(codec.encode(answer)) == answer
+
+
 def test_limits_are_enforced() -> None:
     tight = Codec(Limits(max_header_bytes=64, max_str_len=8, max_array_len=4, max_map_len=8))
     with pytest.raises(WireError, match="exceeds"):
