@@ -31,8 +31,10 @@ from rdbss.actors.peer import PeerBridge
 from rdbss.minirdrs.base import CONNECTION_ROUTINES, ROUTINE_METHODS, MiniRdr, Result
 from rdbss.model.buffering import grant_for
 from rdbss.shm import Maps
+from rdbss.wire.codec import printable
 from rdbss.wire.constants import LowIoOp, Routine, RxFlags
 from rdbss.wire.rxcontext import (
+    MAX_TEXT_LEN,
     Compound,
     CompoundCompletion,
     Register,
@@ -53,9 +55,10 @@ _METHOD_OF: dict[str, str] = {str(routine): method for routine, method in ROUTIN
 
 
 def completion(ctx: RxContext, result: Result) -> RxCompletion:
-    return RxCompletion(
-        ctx.request_id, result.status, result.information, result.result, result.message
-    )
+    message = result.message
+    if message and (len(message) > MAX_TEXT_LEN or not message.isprintable()):
+        message = printable(message, MAX_TEXT_LEN)
+    return RxCompletion(ctx.request_id, result.status, result.information, result.result, message)
 
 
 def cancel_status(reason: str) -> int:
@@ -105,10 +108,12 @@ def _shared_source(ctx: RxContext, length: int, payload: memoryview | None) -> m
 
 def failure(ctx: RxContext, exc: Exception) -> RxCompletion:
     """The completion of a routine that raised: its NTSTATUS, or INTERNAL_ERROR for a bug."""
+    # error texts may quote a server's reply: made printable, or the core could not decode them
     if isinstance(exc, NtStatusError):
-        return RxCompletion(ctx.request_id, exc.status, message=exc.strerror or "")
+        message = printable(exc.strerror or "", MAX_TEXT_LEN)
+        return RxCompletion(ctx.request_id, exc.status, message=message)
     log.error("routine %s failed req=%s", ctx.routine, ctx.origin, exc_info=exc)
-    message = f"{type(exc).__name__}: {exc}"
+    message = printable(f"{type(exc).__name__}: {exc}", MAX_TEXT_LEN)
     return RxCompletion(ctx.request_id, NtStatus.STATUS_INTERNAL_ERROR, message=message)
 
 

@@ -86,10 +86,11 @@ def _type_name(text: str) -> str:
     return " or ".join(_TYPE_NAMES.get(part, part) for part in text.split(" | "))
 
 
-def _printable(text: str, limit: int = 512) -> str:
-    """An error text safe to answer with: msgspec quotes the sender's bytes as they are, and a
-    NUL in the answer's message would make the answer itself undecodable. Control characters
-    escaped, at most ``limit`` characters."""
+def printable(text: str, limit: int = 512) -> str:
+    """An error text safe to answer with: it may quote what another side sent (msgspec quotes
+    a sender's bytes as they are, a server's reply may hold anything), and a NUL in an answer's
+    message makes the answer itself undecodable. Control characters escaped, at most ``limit``
+    characters."""
     if not text.isprintable():
         text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -97,7 +98,7 @@ def _printable(text: str, limit: int = 512) -> str:
 
 def _explain(exc: msgspec.ValidationError) -> str:
     """msgspec's message in the codec's words: ``where: what``, ``where`` as wire keys."""
-    return _printable(_explain_raw(exc))
+    return printable(_explain_raw(exc))
 
 
 def _explain_raw(exc: msgspec.ValidationError) -> str:
@@ -294,7 +295,7 @@ class Codec:
         except msgspec.ValidationError as exc:
             raise WireError(_explain(exc)) from None
         except msgspec.DecodeError as exc:
-            raise WireError(_printable(f"malformed msgpack: {exc}")) from None
+            raise WireError(printable(f"malformed msgpack: {exc}")) from None
         except RecursionError:
             raise WireError("malformed msgpack: nested too deeply") from None
         if msg.wire_version != WIRE_VERSION:

@@ -15,17 +15,20 @@ from rdbss.actors.minirdr_host import MiniRdrHost, execute
 from rdbss.minirdrs.local import LocalMiniRdr
 from rdbss.wire import (
     Access,
+    Codec,
     CreateOptions,
     CreateParameters,
     IrpMj,
     LowIoOp,
     LowIoParameters,
     NtStatus,
+    NtStatusError,
     Routine,
     RxCancel,
     RxCompletion,
     RxContext,
 )
+from rdbss.wire.rxcontext import MAX_TEXT_LEN
 
 S = NtStatus
 _ids = itertools.count(100)
@@ -182,3 +185,33 @@ def test_large_shared_memory_reads_of_an_all_read_compound_copy_on_the_pool(host
         assert minirdr_host.pending_count() == 0
     finally:
         arena.close()
+
+
+class Quoting(LocalMiniRdr):
+    """Fails the way a backend quoting a server's reply might: a NUL and a huge text."""
+
+    def query_file_info(self, ctx: RxContext) -> Any:
+        if ctx.fobx == 1:
+            raise NtStatusError(S.STATUS_ACCESS_DENIED, "the server said: bad\x00name")
+        raise RuntimeError("x" * (200 << 10))
+
+
+def test_an_error_text_from_a_backend_always_decodes(tmp_path: Path) -> None:
+    """A completion the core cannot decode would leave its request waiting for its deadline:
+    the host makes every error text printable and within the schema's length."""
+    minirdr = Quoting("local", {"server": "local", "shares": {"data": str(tmp_path)}})
+    codec = Codec()
+    messages = []
+    for fobx in (1, 2):
+        done = codec.decode(codec.encode(answer_of(minirdr, fobx)))
+        assert isinstance(done, RxCompletion) and done.status != S.STATUS_SUCCESS
+        assert "\x00" not in done.message and len(done.message) <= MAX_TEXT_LEN
+        messages.append(done.message)
+    assert "bad\\x00name" in messages[0]  # escaped, still readable
+
+
+def answer_of(minirdr: LocalMiniRdr, fobx: int) -> RxCompletion:
+    ctx = RxContext(fobx, IrpMj.QUERY_INFORMATION, routine=Routine.MRxQueryFileInfo, fobx=fobx)
+    answer = execute(minirdr, ctx, None)
+    assert answer is not None
+    return answer[0]
