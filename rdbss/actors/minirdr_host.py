@@ -55,9 +55,7 @@ _METHOD_OF: dict[str, str] = {str(routine): method for routine, method in ROUTIN
 
 
 def completion(ctx: RxContext, result: Result) -> RxCompletion:
-    message = result.message
-    if message and (len(message) > MAX_TEXT_LEN or not message.isprintable()):
-        message = printable(message, MAX_TEXT_LEN)
+    message = printable(result.message, MAX_TEXT_LEN) if result.message else ""
     return RxCompletion(ctx.request_id, result.status, result.information, result.result, message)
 
 

@@ -547,13 +547,7 @@ class LocalMiniRdr(MiniRdr):
         if st is None:
             self._check_parent(host, rel)
             raise _error(S.STATUS_OBJECT_NAME_NOT_FOUND, f"{_show(rel)} not found")
-        is_dir = stat.S_ISDIR(st.st_mode)
-        if is_dir:
-            self._check_open_dir(rel, options, disposition, False)
-        elif options & _DIRECTORY_FILE:
-            raise _error(S.STATUS_NOT_A_DIRECTORY, f"{_show(rel)} is not a directory")
-        elif not stat.S_ISREG(st.st_mode):
-            raise _error(S.STATUS_ACCESS_DENIED, f"{_show(rel)} is not a regular file")
+        is_dir = self._check_entry(rel, st, options, disposition, False)
         return Result(
             information=int(CreateInformation.FILE_OPENED),
             result={**file_info(st, rel), "directory": is_dir},
@@ -639,14 +633,9 @@ class LocalMiniRdr(MiniRdr):
         can_read, can_write, append_only = self._data_access(params.desired_access)
         if disposition == D.FILE_CREATE:
             raise _error(S.STATUS_OBJECT_NAME_COLLISION, f"{_show(rel)} already exists")
-        if stat.S_ISDIR(st.st_mode):
-            self._check_open_dir(rel, options, disposition, can_write)
+        if self._check_entry(rel, st, options, disposition, can_write):
             op = self._open_dir(share, rel, host, can_read, can_write)
             return op, int(CreateInformation.FILE_OPENED)
-        if options & _DIRECTORY_FILE:
-            raise _error(S.STATUS_NOT_A_DIRECTORY, f"{_show(rel)} is not a directory")
-        if not stat.S_ISREG(st.st_mode):
-            raise _error(S.STATUS_ACCESS_DENIED, f"{_show(rel)} is not a regular file")
         overwrite = disposition in _OVERWRITING
         if (can_write or overwrite) and not st.st_mode & 0o222:
             raise _error(S.STATUS_ACCESS_DENIED, f"{_show(rel)} is read-only")
@@ -670,6 +659,21 @@ class LocalMiniRdr(MiniRdr):
             D.FILE_OVERWRITE_IF: CreateInformation.FILE_OVERWRITTEN,
         }.get(disposition, CreateInformation.FILE_OPENED)
         return op, int(information)
+
+    @classmethod
+    def _check_entry(
+        cls, rel: str, st: os.stat_result, options: int, disposition: D, can_write: bool
+    ) -> bool:
+        """What an open of an existing entry checks about its kind (create and query open
+        alike); True for a directory, False for a regular file."""
+        if stat.S_ISDIR(st.st_mode):
+            cls._check_open_dir(rel, options, disposition, can_write)
+            return True
+        if options & _DIRECTORY_FILE:
+            raise _error(S.STATUS_NOT_A_DIRECTORY, f"{_show(rel)} is not a directory")
+        if not stat.S_ISREG(st.st_mode):
+            raise _error(S.STATUS_ACCESS_DENIED, f"{_show(rel)} is not a regular file")
+        return False
 
     @staticmethod
     def _check_open_dir(rel: str, options: int, disposition: D, can_write: bool) -> None:
