@@ -56,13 +56,20 @@ def cmd_daemon(args: argparse.Namespace) -> int:
     from rdbss.actors.supervisor import AlreadyRunning, Supervisor, read_pid, start_detached
     from rdbss.actors.supervisor import stop_daemon as stop
 
+    if args.action == "check-config":  # validates without starting anything
+        from rdbss.config import check_config
+
+        print(check_config(Path(args.file or args.config) if args.file or args.config else None))
+        return 0
     config = _config(args)
+    if getattr(args, "log_format", None):
+        config.log_format = args.log_format
     if args.action in ("run", "start") and not config.minirdrs:
         raise ConfigError("this configuration only uses a daemon elsewhere ([client])")
     if args.action == "run":
         from rdbss.logs import setup_logging
 
-        setup_logging("supervisor", config.log_level)
+        setup_logging("supervisor", config)
         if config.source is None:
             for m in config.minirdrs:
                 for folder in m.options.get("shares", {}).values():
@@ -629,7 +636,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("daemon", help="run or manage the daemon")
-    p.add_argument("action", choices=["start", "stop", "status", "run", "reload"])
+    p.add_argument("action", choices=["start", "stop", "status", "run", "reload", "check-config"])
+    p.add_argument("file", nargs="?", help="check-config: the file to validate (exit 0 or 2)")
+    p.add_argument("--log-format", choices=["logfmt", "json"], help="run/start: log line format")
     p.set_defaults(func=cmd_daemon)
     p = sub.add_parser("status", help="the daemon's processes, connections and handles")
     p.set_defaults(func=cmd_daemon, action="status")
