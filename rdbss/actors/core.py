@@ -152,6 +152,16 @@ class Outbox(Protocol):
         ...
 
 
+def _event(ctx: RxContext, status: int | None = None) -> dict[str, object]:
+    """The structured keys of a log event about a request (rdbss.logs.EVENT_KEYS)."""
+    event: dict[str, object] = {"req": ctx.origin}
+    if ctx.path and ctx.path.startswith("\\\\"):
+        event["share"] = "\\".join(ctx.path.split("\\")[:4])
+    if status is not None:
+        event["status"] = status_name(status)
+    return event
+
+
 @dataclass(slots=True)
 class Peer:
     name: str
@@ -343,7 +353,7 @@ class RdbssCore(BufferingMixin):
         if ctx.flags & _BUNDLE_OK:
             self._bundle_ok.add(ident)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("request req=%s major=0x%02x fobx=%s", ctx.origin, ctx.major, ctx.fobx)
+            log.debug("request major=0x%02x fobx=%s", ctx.major, ctx.fobx, extra=_event(ctx))
         try:
             if inflight >= self.settings.max_inflight_per_client:
                 raise NtStatusError(
@@ -684,7 +694,7 @@ class RdbssCore(BufferingMixin):
     ) -> None:
         self._note_error(status, ctx.routine or f"IRP_MJ 0x{ctx.major:02x}", message)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("answer req=%s status=0x%08X", ctx.origin, status)
+            log.debug("answer", extra=_event(ctx, status))
         self._to_client(
             ident, RxCompletion(ctx.request_id, status, information, result, message), payload
         )
@@ -855,7 +865,7 @@ class RdbssCore(BufferingMixin):
             self._note_error(done.status, ctx.routine or "", done.message)
             done.request_id = request_id
             if log.isEnabledFor(logging.DEBUG):
-                log.debug("answer req=%s status=0x%08X", ctx.origin, done.status)
+                log.debug("answer", extra=_event(ctx, done.status))
             self._to_client(ident, done, payload)
 
         return then
@@ -1058,7 +1068,9 @@ class RdbssCore(BufferingMixin):
                 waiters = vnr.transition(Condition.BAD, status, message)
                 self._note_error(status, Routine.RxConstructNetRoot, message)
                 log.warning(
-                    "connect failed %s status=0x%08X %s", name.net_root_prefix, status, message
+                    "connect failed: %s",
+                    message,
+                    extra={"share": name.net_root_prefix, "status": status_name(status)},
                 )
             for resume in waiters:
                 assert callable(resume)

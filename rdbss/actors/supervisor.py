@@ -31,6 +31,7 @@ from rdbss.actors.bus import Endpoints, alive_file, daemon_pid, ensure_runtime_d
 from rdbss.actors.core import CONNMGR
 from rdbss.actors.peer import RESET_EXIT
 from rdbss.config import Config
+from rdbss.logs import rotate
 
 log = logging.getLogger("rdbss.supervisor")
 
@@ -124,6 +125,7 @@ class Supervisor:
         self._stop = threading.Event()
         self._reload_requested = threading.Event()
         self._next_health = 0.0
+        self._next_rotate = 0.0
         self._core_failures = 0
 
     # ---------------------------------------------------------------- lifecycle
@@ -148,6 +150,7 @@ class Supervisor:
                         self.reload()
                     self._watch()
                     self._check_health()
+                    self._rotate_log()
                 return 0
             finally:
                 sd_notify("STOPPING=1")
@@ -373,6 +376,16 @@ class Supervisor:
             child = Child("minirdr", name)
             self.children.append(child)
             self._spawn(child)
+
+    def _rotate_log(self) -> None:
+        """Rotate the configured log file by size, at most once a second."""
+        now = time.monotonic()
+        if not self.config.log_file or now < self._next_rotate:
+            return
+        self._next_rotate = now + 1.0
+        limit = int(self.config.log_file_max_mib * (1 << 20))
+        if rotate(Path(self.config.log_file), limit, self.config.log_file_backups):
+            log.info("log file rotated: %s", self.config.log_file)
 
     def _check_health(self) -> None:
         """Find hung processes: a process that is alive but stopped answering (no heartbeats,
