@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -96,9 +95,14 @@ def cmd_daemon(args: argparse.Namespace) -> int:
         if pid is None or pid <= 0:
             print("rdbss daemon is not running")
             return 3
-        os.kill(pid, signal.SIGHUP)
-        print(f"rdbss daemon (pid {pid}) is re-reading its configuration")
-        return 0
+        from rdbss.actors.supervisor import reload_daemon
+
+        applied, message = reload_daemon(config.runtime_dir, pid, timeout=args.timeout)
+        print(
+            f"rdbss daemon (pid {pid}) reloaded: {message}" if applied else message,
+            file=sys.stdout if applied else sys.stderr,
+        )
+        return 0 if applied else 2
     if args.action == "stop":
         stopped = stop(config.runtime_dir, timeout=args.timeout)
         print(

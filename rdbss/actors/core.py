@@ -606,6 +606,7 @@ class RdbssCore(BufferingMixin):
             host=reg.host,
             buffering=reg.buffering,
         )
+        self._forget_failures(self.peers[name])
         log.info(
             "registered peer=%s role=%s kind=%s pid=%d host=%s routines=%d",
             name,
@@ -616,6 +617,20 @@ class RdbssCore(BufferingMixin):
             len(reg.routines),
         )
         self.out.to_peer(name, Heartbeat(name="core", seq=REGISTERED_NEW))
+
+    def _forget_failures(self, peer: Peer) -> None:
+        """A mini-redirector that registers (started, restarted, or reloaded with a new
+        configuration) may serve what failed before: the shares it claims lose their failed
+        state and back-off, so the next request tries again at once."""
+        for v_net_root in self.prefix.v_net_roots():
+            if v_net_root.condition != Condition.BAD:
+                continue
+            if not peer.claims(v_net_root.net_root.srv_call.name):
+                continue
+            self._failures.pop(v_net_root.net_root.prefix.lower(), None)
+            v_net_root.retry_at = 0.0
+            if not v_net_root.net_root.fcbs:
+                self._drop_v_net_root(v_net_root)
 
     def peer_down(self, name: str, status: int, reason: str) -> None:
         """A peer died, exited or went silent: complete its in-flight requests at once, drop its
