@@ -639,7 +639,7 @@ class RdbssCore(BufferingMixin):
         if peer is None:
             return
         self.departed[name] = peer
-        self.metrics.peer_down(name, reason.split(" (")[0][:40])
+        self.metrics.peer_down(name, reason)
         log.warning("peer down peer=%s pid=%d reason=%s", name, peer.pid, reason)
         message = f"{peer.role} {name!r} went down: {reason}"
         for core_id, pending in list(self.pending.items()):

@@ -83,17 +83,20 @@ def test_sigterm_to_the_main_process_drains_a_read_in_flight(tmp_path: Path) -> 
     (share / "f.bin").write_bytes(b"x" * 100_000)
     with running_daemon(extra_config=SLOW.format(share=share)) as d:
         got: list[bytes | BaseException] = []
+        opened = threading.Event()
 
         def read() -> None:
             try:
                 with d.client(timeout=20.0) as c:
                     handle = c.create(r"\\slow\data\f.bin")
+                    opened.set()
                     got.append(c.read_handle(handle.fobx, 0, 100_000))  # one request
             except BaseException as exc:  # reported by the assertion below
                 got.append(exc)
 
         reader = threading.Thread(target=read)
         reader.start()
+        assert opened.wait(10.0)
         with d.client() as c:
             wait_until(lambda: c.status()["pending"] > 0, timeout=10.0)  # the read is in flight
         os.kill(d.pid, signal.SIGTERM)  # what systemctl stop sends with KillMode=mixed
