@@ -8,7 +8,10 @@ Example::
 
     [daemon]
     runtime_dir = "/run/user/1000/rdbss"   # sockets, pid and lock files (mode 0700)
-    log_level = "info"
+    log_level = "info"                     # debug | info | warning | error
+    log_format = "logfmt"                  # logfmt | json (rdbss.logs)
+    log_file = "~/rdbss.log"               # also log here, rotated (log_file_max_mib = 10,
+                                           # log_file_backups = 5); default: stderr only
     request_timeout = 30.0                 # seconds, default deadline of a request
     connect_timeout = 30.0                 # seconds, deadline of a connection set-up
     idle_timeout = 300.0                   # seconds; a connection with no open file is closed
@@ -21,15 +24,15 @@ Example::
     remote_client_grace = 60.0             # seconds; a remote client unreachable longer is
                                            # gone and its handles are closed
     authorized_keys = "/etc/rdbss/authorized_keys"   # who may use those ports, and for what
-
-    [node]                                 # only on a node: a host running mini-redirectors
-    core = "tcp://10.0.0.1:7700"           # ... for the core of another host (no core here)
-    core_key = "/etc/rdbss/keys/core.key"  # the core's public key (file or Z85 text)
     close_delay = 5.0                      # seconds a closed file's server open is kept
     max_delayed_closes = 64                # per server (SrvCall)
     cache_mib = 64                         # the core's read cache, all files together
     write_behind = 1.0                     # seconds deferred writes wait (0: write-through)
     dirty_mib = 16                         # deferred writes, all files together
+
+    [node]                                 # only on a node: a host running mini-redirectors
+    core = "tcp://10.0.0.1:7700"           # ... for the core of another host (no core here)
+    core_key = "/etc/rdbss/keys/core.key"  # the core's public key (file or Z85 text)
 
     [[minirdr]]
     name = "local"
@@ -38,6 +41,9 @@ Example::
     server = "local"
     [minirdr.shares]
     data = "~/rdbss-data"
+
+Every table and key is checked against ``rdbss.config_schema`` (unknown keys, types, ranges,
+each kind's options), so a mistake is a ConfigError naming the file and the key path.
 """
 
 from __future__ import annotations

@@ -67,22 +67,10 @@ def test_reload_applies_only_what_changed(tmp_path: Path) -> None:
     assert "configuration refused, keeping the running one" in log
 
 
-BAD_OPTION = """
-[[minirdr]]
-name = "extra"
-kind = "local"
-server = "extra"
-notify_interval = -1
-[minirdr.shares]
-data = "{folder}"
-
-[[minirdr]]
-name = "added"
-kind = "local"
-server = "added"
-[minirdr.shares]
-data = "{folder}"
-"""
+# an option the local mini-redirector rejects, and a mini-redirector added in the same file
+BAD_OPTION = EXTRA.replace('server = "extra"', 'server = "extra"\nnotify_interval = -1') + (
+    EXTRA.replace("extra", "added")
+)
 
 
 def restarts(d: Daemon) -> dict[str, int]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -242,3 +244,24 @@ def test_password_file_readable_by_others_is_refused(tmp_path: Path) -> None:
     assert "servers.nas.password_file" in str(refused.value) and "0644" in str(refused.value)
     secret.chmod(0o600)
     assert parse_config(text).minirdr("s").kind == "smb"
+
+
+def test_check_config_validates_without_starting(tmp_path: Path) -> None:
+    def check(path: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "rdbss.cli", "daemon", "check-config", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    example = Path(__file__).resolve().parents[2] / "deploy" / "config.example.toml"
+    good = check(example)
+    assert good.returncode == 0 and "ok; mini-redirectors: local (local)" in good.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[deamon]\n[[minirdr]]\nname='a'\nkind='local'\n")
+    refused = check(bad)
+    assert refused.returncode == 2
+    assert f"{bad}: top level: unknown key 'deamon' (did you mean 'daemon'?)" in refused.stderr
+    assert not (tmp_path / "run").exists()  # nothing started
