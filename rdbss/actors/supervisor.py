@@ -582,7 +582,7 @@ def start_detached(
     cmd = [sys.executable, "-m", "rdbss.cli"]
     if config_path is not None:
         cmd += ["--config", str(config_path)]
-    cmd += ["daemon", "run"]
+    cmd += ["daemon", "run", "--log-format", config.log_format]  # the file's, or --log-format
     out = log_file or open(log_path, "ab")  # noqa: SIM115 - handed to the child
     try:
         proc = subprocess.Popen(
