@@ -1,0 +1,13 @@
+"""The ``rdbss`` command (entry point ``rdbss.cli:main``, also ``python -m rdbss.cli``).
+
+One module one job: ``parser`` (the command line, help texts and examples), ``main`` (run a
+command, map failures to messages and exit codes), ``output`` (text/JSON results and errors,
+exit codes, human renderings), ``commands`` (file and share commands), ``daemon`` (the
+``daemon`` subcommands: add a new one there), ``transfer`` and ``progress`` (cp/put/get),
+``paths`` (local and UNC path rules), ``shares`` (the shares of a server), ``completion``
+(shell completion), ``context`` (configuration and client from the global options).
+"""
+
+from rdbss.cli.main import main
+
+__all__ = ["main"]
