@@ -268,7 +268,9 @@ def build_parser() -> Parser:
     p = command(
         "completion",
         "print the shell completion hook (bash, zsh or fish)",
-        'eval "$(rdbss completion bash)"',
+        "rdbss completion bash > ~/.local/share/bash-completion/completions/rdbss\n"
+        "  rdbss completion zsh > ~/.zfunc/_rdbss     # with fpath+=(~/.zfunc) in ~/.zshrc\n"
+        "  rdbss completion fish > ~/.config/fish/completions/rdbss.fish",
         completion.cmd_completion,
     )
     p.add_argument("shell", choices=completion.SHELLS)
