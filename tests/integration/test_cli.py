@@ -136,12 +136,9 @@ def test_cp_trees_with_relative_and_absolute_paths_both_ways(
     files = make_tree(tmp_path / "src tree")
     # relative upload into an existing folder: the tree keeps its name there
     ok(daemon, "mkdir", "-p", "//local/data/up")
-    out = json.loads(ok_in(daemon, tmp_path, "cp", "-r", "src tree", "//local/data/up", "--json"))
-    assert out == {
-        "files": 5,
-        "bytes": sum(map(len, files.values())),
-        "target": r"\\local\data\up\src tree",
-    }
+    out = json.loads(ok_in(daemon, tmp_path, "--json", "cp", "-r", "src tree", "//local/data/up"))
+    assert out["files"] == 5 and out["bytes"] == sum(map(len, files.values()))
+    assert out["target"] == r"\\local\data\up\src tree"
     assert tree_of(daemon.share_dir / "up" / "src tree") == files
     assert (daemon.share_dir / "up" / "src tree" / "empty folder").is_dir()
     # relative download to a new name: folders, not names containing backslashes
@@ -298,7 +295,7 @@ def test_exit_codes(daemon: Daemon, tmp_path: Path) -> None:
     base = [sys.executable, "-m", "rdbss.cli", "--config", str(config)]
     proc = subprocess.run([*base, "daemon", "status"], capture_output=True, timeout=30)
     assert proc.returncode == 3
-    proc = subprocess.run([*base, "ls", "//local/data", "--json"], capture_output=True, timeout=30)
+    proc = subprocess.run([*base, "--json", "ls", "//local/data"], capture_output=True, timeout=30)
     assert proc.returncode == 1
     assert json.loads(proc.stderr)["status"] == "STATUS_REDIRECTOR_NOT_STARTED"
     broken = tmp_path / "broken.toml"
