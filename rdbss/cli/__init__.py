@@ -1,6 +1,7 @@
 """The ``rdbss`` command (entry point ``rdbss.cli:main``, also ``python -m rdbss.cli``).
 
-One module one job: ``parser`` (the command line, help texts and examples), ``main`` (run a
+One module one job: ``parser`` (which commands exist, their arguments and examples),
+``subparsers`` (how a command is declared: purpose, examples, options for every command), ``main`` (run a
 command, map failures to messages and exit codes), ``output`` (text/JSON results and errors,
 exit codes, human renderings), ``commands`` (file and share commands), ``daemon`` (the
 ``daemon`` subcommands: add a new one there), ``transfer`` and ``progress`` (cp/put/get),

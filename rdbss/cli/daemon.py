@@ -14,13 +14,14 @@ import argparse
 import json
 import os
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rdbss.cli.context import client_of, config_of
 from rdbss.cli.output import EXIT_ERROR, EXIT_NOT_RUNNING, EXIT_OK, emit
+from rdbss.cli.subparsers import add_command
 from rdbss.config import Config, ConfigError
 from rdbss.wire.status import status_name
 
@@ -259,37 +260,19 @@ SUBCOMMANDS: list[Subcommand] = [
 ]
 
 
-def add_parsers(
-    sub: Any, common: Sequence[argparse.ArgumentParser], formatter: type[argparse.HelpFormatter]
-) -> None:
+def add_parsers(sub: Any) -> None:
     """``rdbss daemon SUBCOMMAND`` and its ``rdbss status`` shortcut, on ``sub`` (the main
     parser's subparsers)."""
-    daemon = sub.add_parser(
+    daemon = add_command(
+        sub,
         "daemon",
-        help="run or manage the daemon",
-        description="Run or manage the rdbss daemon.",
-        epilog="examples:\n  rdbss daemon start\n  rdbss daemon status --json",
-        formatter_class=formatter,
-        parents=list(common),
+        "run or manage the daemon",
+        ["rdbss daemon start", "rdbss daemon status --json"],
     )
     actions = daemon.add_subparsers(dest="action", required=True, metavar="SUBCOMMAND")
     for s in SUBCOMMANDS:
-        p = actions.add_parser(
-            s.name,
-            help=s.purpose,
-            description=s.purpose[0].upper() + s.purpose[1:] + ".",
-            epilog=f"example:\n  {s.example}",
-            formatter_class=formatter,
-            parents=list(common),
-        )
-        s.options(p)
-        p.set_defaults(func=s.func)
-    p = sub.add_parser(
-        "status",
-        help="the daemon's processes, connections and handles",
-        description="Same as `rdbss daemon status`.",
-        epilog="example:\n  rdbss status",
-        formatter_class=formatter,
-        parents=list(common),
+        s.options(add_command(actions, s.name, s.purpose, [s.example], s.func))
+    p = add_command(
+        sub, "status", "the daemon's processes, connections and handles", ["rdbss status"]
     )
     p.set_defaults(func=cmd_status, action="status")

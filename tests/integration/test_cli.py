@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import pty
@@ -88,22 +89,8 @@ def test_second_start_reports_the_running_daemon(daemon: Daemon) -> None:
     assert os.path.exists(daemon.runtime_dir / "rdbss.sock")
 
 
-def run(
-    d: Daemon, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[bytes]:
-    """The command as a user runs it, from ``cwd`` (relative local paths resolve there)."""
-    return subprocess.run(
-        [sys.executable, "-m", "rdbss.cli", "--config", str(d.config_path), *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def ok_in(d: Daemon, cwd: Path, *args: str) -> str:
-    proc = run(d, *args, cwd=cwd)
+    proc = d.cli(*args, cwd=cwd, timeout=60)
     assert proc.returncode == 0, proc.stderr.decode()
     return proc.stdout.decode()
 
@@ -167,7 +154,7 @@ def test_put_get_single_files_relative(daemon: Daemon, tmp_path: Path) -> None:
     ok_in(daemon, work, "get", "-q", "//local/data/notes ü.txt", "renamed.txt")
     assert (work / "renamed.txt").read_text() == "héllo"
     assert sorted(p.name for p in work.iterdir()) == ["notes ü.txt", "renamed.txt"]  # no leftovers
-    proc = run(daemon, "put", "notes ü.txt", "elsewhere", cwd=tmp_path)
+    proc = daemon.cli("put", "notes ü.txt", "elsewhere", cwd=tmp_path)
     assert proc.returncode == 2 and b"not //server/share" in proc.stderr
 
 
@@ -218,10 +205,10 @@ def test_progress_on_a_terminal_and_silence_otherwise(daemon: Daemon, tmp_path: 
     assert re.search(r"\d+(\.\d+)? [KMG]?i?B/s", plain)  # the rate
     assert re.search(r"\d:\d\d:\d\d", plain)  # the time left
     # the same copy through pipes: no progress, only the summary line; --quiet: nothing
-    proc = run(daemon, "cp", "-r", "tree", "//local/data/prog2", cwd=tmp_path)
+    proc = daemon.cli("cp", "-r", "tree", "//local/data/prog2", cwd=tmp_path)
     assert proc.returncode == 0 and proc.stderr == b""
     assert proc.stdout.decode().startswith("5 files, 5.3 MiB")
-    proc = run(daemon, "put", "-r", "--quiet", "tree", "//local/data/prog3", cwd=tmp_path)
+    proc = daemon.cli("put", "-r", "--quiet", "tree", "//local/data/prog3", cwd=tmp_path)
     assert proc.returncode == 0 and proc.stdout == b"" and proc.stderr == b""
 
 
@@ -251,11 +238,28 @@ def test_json_anywhere_and_errors_as_json(daemon: Daemon, tmp_path: Path) -> Non
 def test_every_command_has_a_purpose_and_an_example(daemon: Daemon) -> None:
     top = ok(daemon, "--help")
     assert "exit codes:" in top and "3  daemon status" in top
-    commands = re.findall(r"^    (\w[\w-]*)\s{2,}\S", top, re.MULTILINE)
-    assert {"ls", "cp", "put", "get", "stat", "daemon", "completion"} <= set(commands)
-    for name in [*commands, "daemon start", "daemon status"]:
-        text = ok(daemon, *name.split(), "--help")
+    listed = dict(re.findall(r"^    (\w[\w-]*)\s{2,}(\S.*)$", top, re.MULTILINE))
+    assert {"ls", "cp", "put", "get", "stat", "daemon", "completion"} <= set(listed)
+    assert "example" in ok(daemon, "daemon", "status", "--help")
+    # every command and daemon subcommand, as --help prints it (without a process each)
+    from rdbss.cli.parser import build_parser
+
+    def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return dict(action.choices)
+        return {}
+
+    commands = subcommands(build_parser())
+    everything = {
+        **commands,
+        **{f"daemon {k}": v for k, v in subcommands(commands["daemon"]).items()},
+    }
+    assert set(listed) <= set(everything)
+    for name, parser in everything.items():
+        text = parser.format_help()
         assert re.search(r"^examples?:\n  rdbss ", text, re.MULTILINE), name
+        assert parser.description and "\n" not in parser.description.strip(), name
 
 
 def test_stat_names_attributes_and_shows_times(daemon: Daemon) -> None:
