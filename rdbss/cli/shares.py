@@ -30,7 +30,8 @@ def _configured(config: Any, minirdr: str, server: str) -> dict[str, str] | None
     for m in getattr(config, "minirdrs", []):
         if m.name != minirdr:
             continue
-        servers = m.options.get("servers", {})
+        options = m.options if isinstance(m.options, Mapping) else {}
+        servers = options.get("servers", {})
         if not isinstance(servers, Mapping):
             return None
         for name, table in servers.items():
