@@ -148,6 +148,15 @@ def side_for(text: str, client: Any) -> tuple[Side, Any]:
     return LocalSide(), Path(text)
 
 
+def _same(a_side: Side, a: Any, b_side: Side, b: Any) -> bool:
+    """Whether a file would be copied onto itself (opening the target truncates the source)."""
+    if isinstance(a_side, LocalSide) and isinstance(b_side, LocalSide):
+        return bool(a.resolve() == b.resolve())
+    if isinstance(a_side, RemoteSide) and isinstance(b_side, RemoteSide):
+        return bool(paths.to_unc(a).lower() == paths.to_unc(b).lower())
+    return False
+
+
 def plan_copy(
     src_side: Side, src: Any, dst_side: Side, dst: Any, *, recursive: bool, into: bool = False
 ) -> Plan:
@@ -175,6 +184,11 @@ def plan_copy(
             f"cannot copy folder {src_side.show(src)} onto file {dst_side.show(dst)}",
         )
     if kind == "file":
+        if _same(src_side, src, dst_side, plan.target):
+            raise error_for_status(
+                NtStatus.STATUS_OBJECT_NAME_COLLISION,
+                f"{src_side.show(src)} and {dst_side.show(plan.target)} are the same file",
+            )
         plan.files.append((src, plan.target, src_side.size(src)))
         return plan
     stack = [(src, plan.target)]

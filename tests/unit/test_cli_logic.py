@@ -74,6 +74,9 @@ def test_plan_follows_cp_rules(tmp_path: Path) -> None:
         plan_copy(side, src, side, src / "top.txt", recursive=True)
     with pytest.raises(FileNotFoundError):
         plan_copy(side, tmp_path / "missing", side, tmp_path / "x", recursive=True)
+    with pytest.raises(FileExistsError):  # onto itself: opening the target would empty it
+        plan_copy(side, src / "top.txt", side, src, recursive=False)
+    assert (src / "top.txt").read_text() == "top"
     assert carry_out(fresh, side, side, TransferProgress(False, 0, 0)) == (2, 4)
     assert (tmp_path / "new" / "a b" / "ü" / "f.txt").read_text() == "f"
 
