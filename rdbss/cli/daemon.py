@@ -4,8 +4,8 @@ state.
 Each daemon subcommand is one ``cmd_*`` function and one entry in ``SUBCOMMANDS`` (its name,
 one-line purpose, example and a function adding its own options); ``add_parsers`` builds the
 ``daemon`` parsers from that table. A new subcommand (e.g. ``check-config FILE``) is a new
-function here and a new ``Subcommand`` row; an option of an existing one goes in its
-``options`` function (e.g. ``--log-format`` in ``_run_options``).
+function here and a new ``Subcommand`` row; the options of one (e.g. ``--log-format`` for
+``run``) are added by the function given as its row's ``options``.
 """
 
 from __future__ import annotations
@@ -223,10 +223,6 @@ def _no_options(parser: argparse.ArgumentParser) -> None:
     pass
 
 
-def _run_options(parser: argparse.ArgumentParser) -> None:
-    pass  # options of `daemon run` (e.g. --log-format) go here
-
-
 @dataclass(frozen=True)
 class Subcommand:
     name: str
@@ -243,7 +239,6 @@ SUBCOMMANDS: list[Subcommand] = [
         "run the daemon in the foreground (systemd, containers)",
         "rdbss daemon run",
         cmd_run,
-        _run_options,
     ),
     Subcommand(
         "stop", "stop the daemon; in-flight requests finish first", "rdbss daemon stop", cmd_stop
@@ -275,4 +270,4 @@ def add_parsers(sub: Any) -> None:
     p = add_command(
         sub, "status", "the daemon's processes, connections and handles", ["rdbss status"]
     )
-    p.set_defaults(func=cmd_status, action="status")
+    p.set_defaults(func=cmd_status)
