@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +36,8 @@ def _serving_config(args: argparse.Namespace) -> Config:
     config = config_of(args)
     if not config.minirdrs:
         raise ConfigError("this configuration only uses a daemon elsewhere ([client])")
+    if getattr(args, "log_format", None):
+        config.log_format = args.log_format  # passed on to every process (config.json)
     return config
 
 
@@ -46,7 +46,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rdbss.logs import setup_logging
 
     config = _serving_config(args)
-    setup_logging("supervisor", config.log_level)
+    setup_logging("supervisor", config)
     _make_share_folders(config)
     try:
         return Supervisor(config).run()
@@ -93,19 +93,33 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
-    from rdbss.actors.supervisor import read_pid
+    """SIGHUP, then the supervisor's answer: what it applied, or why it refused the file
+    (a ConfigError: exit 2, the running configuration stays)."""
+    from rdbss.actors.supervisor import read_pid, reload_daemon
 
     config = config_of(args)
     pid = read_pid(config.runtime_dir)
     if pid is None or pid <= 0:
         emit(args, {"running": False}, lambda: "rdbss daemon is not running")
         return EXIT_NOT_RUNNING
-    os.kill(pid, signal.SIGHUP)
+    applied, message = reload_daemon(config.runtime_dir, pid, timeout=args.timeout)
+    if not applied:
+        raise ConfigError(message)
     emit(
         args,
-        {"running": True, "pid": pid},
-        lambda: f"rdbss daemon (pid {pid}) is re-reading its configuration",
+        {"running": True, "pid": pid, "applied": message},
+        lambda: f"rdbss daemon (pid {pid}) reloaded: {message}",
     )
+    return EXIT_OK
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate a configuration file as ``daemon run`` would, starting nothing."""
+    from rdbss.config import check_config
+
+    chosen = args.file or args.config
+    summary = check_config(Path(chosen) if chosen else None)
+    emit(args, {"ok": True, "message": summary}, lambda: summary)
     return EXIT_OK
 
 
@@ -223,6 +237,18 @@ def _no_options(parser: argparse.ArgumentParser) -> None:
     pass
 
 
+def _log_format_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-format",
+        choices=["logfmt", "json"],
+        help="log line format (default: the config's log_format, else logfmt)",
+    )
+
+
+def _file_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", nargs="?", help="the file (default: --config or the default)")
+
+
 @dataclass(frozen=True)
 class Subcommand:
     name: str
@@ -233,12 +259,19 @@ class Subcommand:
 
 
 SUBCOMMANDS: list[Subcommand] = [
-    Subcommand("start", "start the daemon in the background", "rdbss daemon start", cmd_start),
+    Subcommand(
+        "start",
+        "start the daemon in the background",
+        "rdbss daemon start",
+        cmd_start,
+        _log_format_option,
+    ),
     Subcommand(
         "run",
         "run the daemon in the foreground (systemd, containers)",
-        "rdbss daemon run",
+        "rdbss daemon run --log-format json",
         cmd_run,
+        _log_format_option,
     ),
     Subcommand(
         "stop", "stop the daemon; in-flight requests finish first", "rdbss daemon stop", cmd_stop
@@ -250,7 +283,17 @@ SUBCOMMANDS: list[Subcommand] = [
         cmd_status,
     ),
     Subcommand(
-        "reload", "re-read the configuration file (SIGHUP)", "rdbss daemon reload", cmd_reload
+        "reload",
+        "re-read the configuration file; exit 2 when it is refused (nothing changes)",
+        "rdbss daemon reload",
+        cmd_reload,
+    ),
+    Subcommand(
+        "check-config",
+        "validate a configuration file without starting anything (exit 0 or 2)",
+        "rdbss daemon check-config /etc/rdbss/config.toml",
+        cmd_check_config,
+        _file_option,
     ),
 ]
 
