@@ -67,6 +67,7 @@ from rdbss.minirdrs.security import (
     pack_descriptor,
     parse_descriptor,
 )
+from rdbss.minirdrs.setup import TREE_CONNECT, SetupDeadline
 from rdbss.minirdrs.smb_link import (
     RELATED_FILE_ID,
     SMB2_0_INFO_FILE,
@@ -330,7 +331,7 @@ class SmbMiniRdr(MiniRdr):
         if old is not None and old.dead is None:
             return Result()  # already connected (the connection manager asked again)
         link = SmbLink(server, self.timeout)
-        link.connect(server.read_password())
+        link.connect(server.read_password(), SetupDeadline.of(ctx, server.name))
         with self._lock:
             old = self._links.get(key)
             self._links[key] = link
@@ -345,7 +346,7 @@ class SmbMiniRdr(MiniRdr):
     def create_v_net_root(self, ctx: RxContext) -> Result:
         link = self._link(ctx)
         share = check_share_name(ctx.net_root)
-        link.tree(share)
+        link.tree(share, SetupDeadline.of(ctx, link.server.name, TREE_CONNECT))
         return Result()
 
     def finalize_v_net_root(self, ctx: RxContext) -> Result:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import math
 import os
 import socket
 import struct
@@ -47,7 +48,14 @@ from smbprotocol.open import (
 from smbprotocol.session import Session
 from smbprotocol.tree import TreeConnect
 
-from rdbss.wire.status import NtStatus, NtStatusError, status_from_errno, status_name
+from rdbss.minirdrs.setup import (
+    AUTHENTICATE,
+    NEGOTIATE,
+    TCP_CONNECT,
+    TREE_CONNECT,
+    SetupDeadline,
+)
+from rdbss.wire.status import NtStatus, NtStatusError, network_status_from_errno, status_name
 
 log = logging.getLogger("rdbss.smb")
 S = NtStatus
@@ -81,6 +89,28 @@ _LOST_ERRNOS = frozenset(
 )
 
 
+#: SMB2/3 dialects by the name a configuration gives them (MS-SMB2 2.2.3).
+DIALECTS: dict[str, int] = {
+    "2.0.2": 0x0202,
+    "2.1": 0x0210,
+    "3.0": 0x0300,
+    "3.0.2": 0x0302,
+    "3.1.1": 0x0311,
+}
+#: smbprotocol's words for a negotiate that failed validation: the secure-negotiate check of
+#: SMB 3.0/3.0.2 (FSCTL_VALIDATE_NEGOTIATE_INFO, MS-SMB2 3.3.5.15.12) found the answers changed,
+#: or the session needs encryption the negotiated dialect cannot give.
+_DOWNGRADE_TEXTS = (
+    "secure negotiate failed",
+    "encryption is required but the connection does not support it",
+)
+
+
+def _downgrade(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, SMBException) and any(t in text for t in _DOWNGRADE_TEXTS)
+
+
 def filetime_to_ns(value: int) -> int:
     """POSIX nanoseconds of a FILETIME; 0 (unknown) stays 0."""
     return (value - FILETIME_EPOCH) * 100 if value > 0 else 0
@@ -109,13 +139,23 @@ class ServerConfig:
     password_env: str | None = None
     password: str | None = field(default=None, repr=False)
     encrypt: bool = False
+    min_dialect: int = 0  # the lowest SMB dialect accepted (0: any the server offers)
 
     @classmethod
     def parse(cls, name: str, table: object) -> ServerConfig:
         where = f"smb mini-redirector: server {name!r}"
         if not isinstance(table, Mapping):
             raise ValueError(f"{where} must be a table")
-        known = {"host", "port", "username", "password_file", "password_env", "password", "encrypt"}
+        known = {
+            "host",
+            "port",
+            "username",
+            "password_file",
+            "password_env",
+            "password",
+            "encrypt",
+            "min_dialect",
+        }
         unknown = sorted(set(table) - known)
         if unknown:
             raise ValueError(f"{where}: unknown option(s) {', '.join(unknown)}")
@@ -137,6 +177,11 @@ class ServerConfig:
         encrypt = table.get("encrypt", False)
         if not isinstance(encrypt, bool):
             raise ValueError(f"{where}: 'encrypt' must be true or false")
+        min_dialect = table.get("min_dialect", "")
+        if min_dialect not in DIALECTS and min_dialect != "":
+            raise ValueError(
+                f"{where}: 'min_dialect' must be one of {', '.join(map(repr, DIALECTS))}"
+            )
         return cls(
             name=name,
             host=host,
@@ -146,6 +191,7 @@ class ServerConfig:
             password_env=table.get("password_env"),
             password=table.get("password"),
             encrypt=encrypt,
+            min_dialect=DIALECTS.get(min_dialect, 0),
         )
 
     @property
@@ -247,6 +293,7 @@ class SmbLink:
         self.trees: dict[str, Any] = {}  # share name (lower case) -> TreeConnect
         self.dead: NtStatusError | None = None
         self._timed_out = False
+        self._setup: SetupDeadline | None = None  # while connect() runs
         self._watchdog = _Watchdog(f"smb-watchdog-{server.name}", self._expired)
         self.busy = threading.Lock()  # one call at a time (the worker, or the keepalive)
         self.last_used = time.monotonic()
@@ -255,23 +302,36 @@ class SmbLink:
         return f"SmbLink({self.server.name!r}, {self.server.address})"
 
     # ---------------------------------------------------------------- life cycle
-    def connect(self, password: str) -> None:
-        """TCP connect, negotiate and session setup (each under the deadline)."""
+    def connect(self, password: str, setup: SetupDeadline) -> None:
+        """TCP connect, negotiate and session setup, all within the set-up's deadline: the
+        watchdog shuts the socket down when it passes. (The TCP connect itself, before there is
+        a socket to shut, may pass it by up to two seconds: smbprotocol gives it the negotiate's
+        whole-second timeout.) A set-up that ends late is closed and answers
+        STATUS_IO_TIMEOUT."""
         server = self.server
         conn = Connection(uuid.uuid4(), server.host, server.port, require_signing=True)
         self.connection = conn
+        self._setup = setup
         try:
-            with self._watchdog.guard(self.timeout):
-                conn.connect(timeout=self.timeout)
+            with self._watchdog.guard(setup.enter(TCP_CONNECT)):
+                # smbprotocol waits for the negotiate in whole seconds, rounded down: given
+                # a second more than the deadline, its wait never ends before the watchdog's
+                conn.connect(timeout=math.ceil(setup.remaining()) + 1)
+                setup.enter(NEGOTIATE)
+                self._check_dialect(conn)
+                setup.enter(AUTHENTICATE)
                 session = Session(
                     conn, server.username, password, require_encryption=server.encrypt
                 )
                 session.connect()
+            setup.check()
         except BaseException as exc:
             error = self._connect_error(exc)
             self._teardown()
             self.dead = error
             raise error from None
+        finally:
+            self._setup = None
         self.session = session
         log.info(
             "connected server=%s address=%s dialect=0x%04x encrypt=%s",
@@ -281,12 +341,36 @@ class SmbLink:
             bool(session.encrypt_data),
         )
 
+    def _check_dialect(self, conn: Any) -> None:
+        """STATUS_DOWNGRADE_DETECTED when the server chose a dialect below ``min_dialect``."""
+        wanted = self.server.min_dialect
+        if wanted and conn.dialect < wanted:
+            names = {v: k for k, v in DIALECTS.items()}
+            raise NtStatusError(
+                S.STATUS_DOWNGRADE_DETECTED,
+                f"server {self.server.name!r} negotiated SMB "
+                f"{names.get(conn.dialect, hex(conn.dialect))}, below min_dialect "
+                f"{names.get(wanted, hex(wanted))}: refused",
+            )
+
+    def _setup_phase(self, setup: SetupDeadline) -> str:
+        """The phase a set-up is in; inside smbprotocol's connect, TCP is up once the transport
+        says so (the negotiate is then what is waited for)."""
+        if setup.phase == TCP_CONNECT and getattr(self.connection.transport, "connected", False):
+            return NEGOTIATE
+        return setup.phase
+
     def _connect_error(self, exc: BaseException) -> NtStatusError:
         where = f"cannot connect to server {self.server.name!r} ({self.server.address})"
+        setup = self._setup
         if isinstance(exc, NtStatusError):
             return exc
+        if setup is not None and (self._timed_out or setup.passed):
+            return setup.expired(self._setup_phase(setup))
         if self._timed_out:
             return NtStatusError(S.STATUS_IO_TIMEOUT, f"{where}: no answer in {self.timeout} s")
+        if _downgrade(exc):
+            return NtStatusError(S.STATUS_DOWNGRADE_DETECTED, f"{where}: {exc}")
         if isinstance(exc, SMBResponseException):
             return NtStatusError(exc.status, f"{where}: {status_name(exc.status)}")
         if isinstance(exc, SMBAuthenticationError):
@@ -295,18 +379,11 @@ class SmbLink:
         if isinstance(cause, socket.gaierror):
             return NtStatusError(S.STATUS_BAD_NETWORK_PATH, f"{where}: unknown host name")
         if isinstance(cause, TimeoutError | socket.timeout):
+            if setup is not None:
+                return setup.expired(TCP_CONNECT)
             return NtStatusError(S.STATUS_IO_TIMEOUT, f"{where}: connect timed out")
         if isinstance(cause, OSError) and cause.errno is not None:
-            if cause.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EHOSTDOWN):
-                status: int = S.STATUS_NETWORK_UNREACHABLE
-            elif cause.errno == errno.ECONNREFUSED:
-                status = S.STATUS_REMOTE_NOT_LISTENING
-            elif cause.errno in _LOST_ERRNOS:
-                status = S.STATUS_CONNECTION_DISCONNECTED
-            else:
-                status = status_from_errno(cause.errno)
-                if status == S.STATUS_UNSUCCESSFUL:
-                    status = S.STATUS_UNEXPECTED_NETWORK_ERROR
+            status = network_status_from_errno(cause.errno)
             return NtStatusError(status, f"{where}: {os.strerror(cause.errno)}")
         if isinstance(exc, SMBConnectionClosed | ConnectionError | EOFError):
             return NtStatusError(S.STATUS_CONNECTION_DISCONNECTED, f"{where}: connection closed")
@@ -339,6 +416,9 @@ class SmbLink:
         """Watchdog: the server did not answer in time. Unblock the waiting call by shutting the
         socket down (without the transport's locks: a blocked send holds them)."""
         self._timed_out = True
+        setup = self._setup
+        if setup is not None:  # the phase it was in, before the shut socket hides it
+            setup.phase = self._setup_phase(setup)
         self.dead = NtStatusError(
             S.STATUS_IO_TIMEOUT,
             f"server {self.server.name!r} did not answer in {self.timeout} s; connection dropped",
@@ -438,6 +518,8 @@ class SmbLink:
         lost = isinstance(exc, SMBConnectionClosed | ConnectionError | EOFError) or (
             isinstance(exc, OSError) and exc.errno in _LOST_ERRNOS
         )
+        if _downgrade(exc):  # the negotiate was tampered with: the connection is not trusted
+            return self._lose(S.STATUS_DOWNGRADE_DETECTED, f"{what}: {exc}")
         if lost or broken:
             return self._lose(S.STATUS_CONNECTION_DISCONNECTED, f"{what}: connection lost")
         if isinstance(exc, SMBException) and "timeout" in str(exc).lower():
@@ -449,14 +531,28 @@ class SmbLink:
             S.STATUS_UNEXPECTED_NETWORK_ERROR, f"{what}: {type(exc).__name__}: {exc}"
         )
 
-    def tree(self, share: str) -> Any:
-        """The tree connect of ``share`` (made now if need be)."""
+    def tree(self, share: str, setup: SetupDeadline | None = None) -> Any:
+        """The tree connect of ``share`` (made now if need be); with ``setup``, within that
+        set-up's deadline (a tree connect that ends late is disconnected again)."""
         key = share.lower()
         tree = self.trees.get(key)
         if tree is not None:
             return tree
         tree = TreeConnect(self.session, rf"\\{self.server.host}\{share}")
-        self.call(f"cannot connect to share {share!r}", tree.connect)
+        what = f"cannot connect to share {share!r}"
+        if setup is None:
+            self.call(what, tree.connect)
+        else:
+            try:
+                self.call(what, tree.connect, timeout=setup.enter(TREE_CONNECT))
+                setup.check()
+            except NtStatusError as exc:
+                if exc.status != S.STATUS_IO_TIMEOUT:
+                    raise
+                if tree.tree_connect_id and self.dead is None:  # made, but too late
+                    with contextlib.suppress(NtStatusError):
+                        self.call(f"cannot disconnect share {share!r}", tree.disconnect)
+                raise setup.expired(TREE_CONNECT) from None
         self.trees[key] = tree
         return tree
 
