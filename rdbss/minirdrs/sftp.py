@@ -285,6 +285,9 @@ class _Open:
     append_only: bool = False
     file: asyncssh.SFTPClientFile | None = None  # None: a directory or an attributes-only open
     delete_pending: bool = False
+    # (atime, mtime) in whole seconds, set explicitly through this handle: they stick until it
+    # is closed (MS-FSA 2.1.5.14.2), so every later write or size change puts them back
+    pinned_times: tuple[int, int] | None = None
 
     @property
     def conn(self) -> _Conn:
@@ -1072,6 +1075,7 @@ class SftpMiniRdr(MiniRdr):
                     where = (await handle.stat()).size or 0
                 if data:
                     await handle.write(data, where)
+                    await self._arepin(op)
                 return len(data)
             except asyncssh.SFTPError as exc:
                 _fail(exc, "cannot write", op.path)
@@ -1231,6 +1235,8 @@ class SftpMiniRdr(MiniRdr):
                 atime = atime_ns // 1_000_000_000 if atime_ns > 0 else int(current.atime or 0)
                 mtime = mtime_ns // 1_000_000_000 if mtime_ns > 0 else int(current.mtime or 0)
                 await sftp.setstat(op.remote, asyncssh.SFTPAttrs(atime=atime, mtime=mtime))
+                if op.file is not None:  # a handle that can write keeps them (_arepin)
+                    op.pinned_times = (atime, mtime)
             if attributes:
                 await self._achmod_readonly(
                     sftp, op, current, readonly=bool(attributes & FileAttributes.READONLY)
@@ -1242,8 +1248,17 @@ class SftpMiniRdr(MiniRdr):
         assert op.file is not None
         try:
             await op.file.truncate(_arg_int(args, "size"))
+            await self._arepin(op)
         except asyncssh.SFTPError as exc:
             _fail(exc, "cannot set the size of", op.path)
+
+    @staticmethod
+    async def _arepin(op: _Open) -> None:
+        """After a change through ``op`` that moves the file's times (a write, a size change):
+        the times set explicitly on the handle go back (SFTP v3: both at once)."""
+        if op.pinned_times is not None and op.file is not None:
+            atime, mtime = op.pinned_times
+            await op.file.setstat(asyncssh.SFTPAttrs(atime=atime, mtime=mtime))
 
     async def _aset_allocation(self, op: _Open, args: Mapping[str, Any]) -> None:
         assert op.file is not None
@@ -1251,6 +1266,7 @@ class SftpMiniRdr(MiniRdr):
         try:
             if size < ((await op.file.stat()).size or 0):
                 await op.file.truncate(size)
+                await self._arepin(op)
         except asyncssh.SFTPError as exc:
             _fail(exc, "cannot set the allocation of", op.path)
 
