@@ -72,6 +72,7 @@ from rdbss.minirdrs.smb_link import (
     RELATED_FILE_ID,
     SMB2_0_INFO_FILE,
     SMB2_0_INFO_FILESYSTEM,
+    Credentials,
     RawInfo,
     ServerConfig,
     SmbLink,
@@ -344,10 +345,40 @@ class SmbMiniRdr(MiniRdr):
         return Result()
 
     def create_v_net_root(self, ctx: RxContext) -> Result:
+        """Connect the share, as the user its configuration names. A connection has one session,
+        so one user: a share that needs another user while the server's connection has a share
+        connected answers STATUS_NETWORK_CREDENTIAL_CONFLICT (what Windows reports as error
+        1219); with none connected, the connection is made again as that user."""
         link = self._link(ctx)
+        server = link.server
         share = check_share_name(ctx.net_root)
-        link.tree(share, SetupDeadline.of(ctx, link.server.name, TREE_CONNECT))
+        setup = SetupDeadline.of(ctx, server.name, TREE_CONNECT)
+        credentials = server.credentials_for(share)
+        if not credentials.same_user(link.username):
+            if link.trees:
+                in_use = ", ".join(sorted(link.trees))
+                raise _error(
+                    S.STATUS_NETWORK_CREDENTIAL_CONFLICT,
+                    f"share {share!r} of server {server.name!r} is configured for user "
+                    f"{credentials.username!r}, but the connection to that server is in use "
+                    f"by user {link.username!r} (share(s) {in_use}): one server, one user at a "
+                    "time; close the files of the other share(s) and let them disconnect first",
+                )
+            link = self._reconnect_as(link, credentials, setup)
+        link.tree(share, setup)
         return Result()
+
+    def _reconnect_as(
+        self, old: SmbLink, credentials: Credentials, setup: SetupDeadline
+    ) -> SmbLink:
+        """A new connection to ``old``'s server as another user, in its place."""
+        server = old.server
+        link = SmbLink(server, self.timeout)
+        link.connect(credentials.read_password(f"server {server.name!r}"), setup, credentials)
+        with self._lock:
+            self._links[server.name.lower()] = link
+        old.close()
+        return link
 
     def finalize_v_net_root(self, ctx: RxContext) -> Result:
         return Result()  # the tree connect belongs to the NetRoot

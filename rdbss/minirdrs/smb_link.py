@@ -74,9 +74,9 @@ SMB2_0_INFO_FILE = 1
 SMB2_0_INFO_FILESYSTEM = 2
 
 #: Server statuses that mean the session (not just this request) is gone.
-_SESSION_LOST = frozenset(
-    {S.STATUS_USER_SESSION_DELETED, S.STATUS_NETWORK_SESSION_EXPIRED, S.STATUS_NETWORK_NAME_DELETED}
-)
+_SESSION_LOST = frozenset({S.STATUS_USER_SESSION_DELETED, S.STATUS_NETWORK_SESSION_EXPIRED})
+#: ... and the connection's trees with it (the share was closed under it).
+_LINK_LOST = _SESSION_LOST | {S.STATUS_NETWORK_NAME_DELETED}
 _LOST_ERRNOS = frozenset(
     {
         errno.EPIPE,
@@ -111,6 +111,27 @@ def _downgrade(exc: BaseException) -> bool:
     return isinstance(exc, SMBException) and any(t in text for t in _DOWNGRADE_TEXTS)
 
 
+class _Connection(Connection):  # type: ignore[misc]
+    """smbprotocol's Connection with one difference: an answer saying the session is gone
+    (STATUS_USER_SESSION_DELETED, STATUS_NETWORK_SESSION_EXPIRED), and every later answer on that
+    session (the rest of its compound), is taken without checking its signature. The server has
+    dropped the session, and with it the key a signature needs (Samba signs such answers with a
+    key the client cannot match), so checking them killed smbprotocol's receiver and the status
+    was lost. Such an answer only makes the client drop the session and build a new one: a
+    forged one can do no more than a forged TCP reset."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sessions_gone: set[int] = set()  # written by the receiver thread only
+
+    def verify_signature(self, header: Any, session_id: int, force: bool = False) -> None:
+        if header["status"].get_value() in _SESSION_LOST:
+            self.sessions_gone.add(session_id)
+        if session_id in self.sessions_gone:
+            return
+        super().verify_signature(header, session_id, force)
+
+
 def filetime_to_ns(value: int) -> int:
     """POSIX nanoseconds of a FILETIME; 0 (unknown) stays 0."""
     return (value - FILETIME_EPOCH) * 100 if value > 0 else 0
@@ -126,10 +147,69 @@ def ns_to_filetime(ns: int) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+_PASSWORD_SOURCES = ("password_file", "password_env", "password")
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """A user name and where its password is read from (when a session is set up, never at
+    start-up, and never kept)."""
+
+    username: str
+    password_file: str | None = None
+    password_env: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def parse(cls, where: str, table: Mapping[str, Any]) -> Credentials:
+        username = table.get("username")
+        if not isinstance(username, str) or not username:
+            raise ValueError(f"{where}: 'username' must be a non-empty string")
+        sources = [k for k in _PASSWORD_SOURCES if k in table]
+        if len(sources) > 1:
+            raise ValueError(f"{where}: give only one of {', '.join(sources)}")
+        for key in sources:
+            if not isinstance(table[key], str):
+                raise ValueError(f"{where}: {key!r} must be a string")
+        return cls(
+            username,
+            table.get("password_file"),
+            table.get("password_env"),
+            table.get("password"),
+        )
+
+    def same_user(self, username: str) -> bool:
+        """User names compare without case, as Windows compares them."""
+        return self.username.lower() == username.lower()
+
+    def read_password(self, where: str) -> str:
+        """The password from its source; STATUS_LOGON_FAILURE (without any secret in the message)
+        when the source cannot be read."""
+        if self.password_file is not None:
+            path = os.path.expanduser(self.password_file)
+            try:
+                with open(path, encoding="utf-8") as f:
+                    return f.read().rstrip("\r\n")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+                raise NtStatusError(
+                    S.STATUS_LOGON_FAILURE, f"{where}: cannot read password_file {path}: {reason}"
+                ) from None
+        if self.password_env is not None:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise NtStatusError(
+                    S.STATUS_LOGON_FAILURE,
+                    f"{where}: environment variable {self.password_env} is not set",
+                )
+            return value
+        return self.password or ""
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
-    """One ``[minirdr.servers.<name>]`` table. The password itself is read when the SrvCall is
-    created (``read_password``), never at start-up, and never kept here."""
+    """One ``[minirdr.servers.<name>]`` table: the server, its default credentials, and the
+    shares that are reached as another user (``[minirdr.servers.<name>.shares.<share>]``)."""
 
     name: str
     host: str
@@ -140,23 +220,15 @@ class ServerConfig:
     password: str | None = field(default=None, repr=False)
     encrypt: bool = False
     min_dialect: int = 0  # the lowest SMB dialect accepted (0: any the server offers)
+    shares: Mapping[str, Credentials] = field(default_factory=dict)  # lower-case share name
 
     @classmethod
     def parse(cls, name: str, table: object) -> ServerConfig:
         where = f"smb mini-redirector: server {name!r}"
         if not isinstance(table, Mapping):
             raise ValueError(f"{where} must be a table")
-        known = {
-            "host",
-            "port",
-            "username",
-            "password_file",
-            "password_env",
-            "password",
-            "encrypt",
-            "min_dialect",
-        }
-        unknown = sorted(set(table) - known)
+        known = {"host", "port", "username", "encrypt", "min_dialect", "shares"}
+        unknown = sorted(set(table) - known - set(_PASSWORD_SOURCES))
         if unknown:
             raise ValueError(f"{where}: unknown option(s) {', '.join(unknown)}")
         host = table.get("host")
@@ -165,15 +237,7 @@ class ServerConfig:
         port = table.get("port", 445)
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
             raise ValueError(f"{where}: 'port' must be a TCP port number")
-        username = table.get("username")
-        if not isinstance(username, str) or not username:
-            raise ValueError(f"{where}: 'username' must be a non-empty string")
-        sources = [k for k in ("password_file", "password_env", "password") if k in table]
-        if len(sources) > 1:
-            raise ValueError(f"{where}: give only one of {', '.join(sources)}")
-        for key in sources:
-            if not isinstance(table[key], str):
-                raise ValueError(f"{where}: {key!r} must be a string")
+        credentials = Credentials.parse(where, table)
         encrypt = table.get("encrypt", False)
         if not isinstance(encrypt, bool):
             raise ValueError(f"{where}: 'encrypt' must be true or false")
@@ -186,41 +250,44 @@ class ServerConfig:
             name=name,
             host=host,
             port=port,
-            username=username,
-            password_file=table.get("password_file"),
-            password_env=table.get("password_env"),
-            password=table.get("password"),
+            username=credentials.username,
+            password_file=credentials.password_file,
+            password_env=credentials.password_env,
+            password=credentials.password,
             encrypt=encrypt,
             min_dialect=DIALECTS.get(min_dialect, 0),
+            shares=cls._parse_shares(where, table.get("shares", {})),
         )
+
+    @staticmethod
+    def _parse_shares(where: str, shares: object) -> dict[str, Credentials]:
+        if not isinstance(shares, Mapping):
+            raise ValueError(f"{where}: 'shares' must be a table of share tables")
+        parsed: dict[str, Credentials] = {}
+        for share, table in shares.items():
+            at = f"{where}: share {share!r}"
+            if not isinstance(table, Mapping):
+                raise ValueError(f"{at} must be a table")
+            unknown = sorted(set(table) - {"username", *_PASSWORD_SOURCES})
+            if unknown:
+                raise ValueError(f"{at}: unknown option(s) {', '.join(unknown)}")
+            parsed[str(share).lower()] = Credentials.parse(at, table)
+        return parsed
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def credentials(self) -> Credentials:
+        """The server's own credentials (every share not listed under ``shares``)."""
+        return Credentials(self.username, self.password_file, self.password_env, self.password)
+
+    def credentials_for(self, share: str) -> Credentials:
+        return self.shares.get(share.lower()) or self.credentials
+
     def read_password(self) -> str:
-        """The password from its source; STATUS_LOGON_FAILURE (without any secret in the message)
-        when the source cannot be read."""
-        if self.password_file is not None:
-            path = os.path.expanduser(self.password_file)
-            try:
-                with open(path, encoding="utf-8") as f:
-                    return f.read().rstrip("\r\n")
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
-                raise NtStatusError(
-                    S.STATUS_LOGON_FAILURE,
-                    f"server {self.name!r}: cannot read password_file {path}: {reason}",
-                ) from None
-        if self.password_env is not None:
-            value = os.environ.get(self.password_env)
-            if value is None:
-                raise NtStatusError(
-                    S.STATUS_LOGON_FAILURE,
-                    f"server {self.name!r}: environment variable {self.password_env} is not set",
-                )
-            return value
-        return self.password or ""
+        return self.credentials.read_password(f"server {self.name!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,6 +355,7 @@ class SmbLink:
     def __init__(self, server: ServerConfig, timeout: float) -> None:
         self.server = server
         self.timeout = timeout
+        self.username = server.username  # the session's user (a share may name another)
         self.connection: Any = None
         self.session: Any = None
         self.trees: dict[str, Any] = {}  # share name (lower case) -> TreeConnect
@@ -302,14 +370,18 @@ class SmbLink:
         return f"SmbLink({self.server.name!r}, {self.server.address})"
 
     # ---------------------------------------------------------------- life cycle
-    def connect(self, password: str, setup: SetupDeadline) -> None:
+    def connect(
+        self, password: str, setup: SetupDeadline, credentials: Credentials | None = None
+    ) -> None:
         """TCP connect, negotiate and session setup, all within the set-up's deadline: the
         watchdog shuts the socket down when it passes. (The TCP connect itself, before there is
         a socket to shut, may pass it by up to two seconds: smbprotocol gives it the negotiate's
         whole-second timeout.) A set-up that ends late is closed and answers
         STATUS_IO_TIMEOUT."""
         server = self.server
-        conn = Connection(uuid.uuid4(), server.host, server.port, require_signing=True)
+        if credentials is not None:
+            self.username = credentials.username
+        conn = _Connection(uuid.uuid4(), server.host, server.port, require_signing=True)
         self.connection = conn
         self._setup = setup
         try:
@@ -320,9 +392,7 @@ class SmbLink:
                 setup.enter(NEGOTIATE)
                 self._check_dialect(conn)
                 setup.enter(AUTHENTICATE)
-                session = Session(
-                    conn, server.username, password, require_encryption=server.encrypt
-                )
+                session = Session(conn, self.username, password, require_encryption=server.encrypt)
                 session.connect()
             setup.check()
         except BaseException as exc:
@@ -500,7 +570,7 @@ class SmbLink:
             raise
         except SMBResponseException as exc:
             status = int(exc.status)
-            if status in _SESSION_LOST:
+            if status in _LINK_LOST:
                 raise self._lose(status, f"{what}: {status_name(status)}") from None
             raise NtStatusError(status, f"{what}: {status_name(status)}") from None
         except Exception as exc:
