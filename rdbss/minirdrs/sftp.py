@@ -5,7 +5,9 @@ Configuration: see :mod:`rdbss.minirdrs.sftp_config`. One SSH connection and one
 SrvCall (server name). asyncssh runs on one private asyncio event loop in a background thread
 owned by this object (started at the first connect, stopped by ``close()``); the routines, which
 the host runs on each SrvCall's own worker thread, hand it coroutines and wait for them with a
-deadline: the configured ``timeout``, shortened to the request's own deadline.
+deadline: the configured ``timeout``, shortened to the request's own deadline; a set-up (SSH
+connect, key exchange, authentication, the SFTP session, the share check) keeps the set-up's
+deadline instead (rdbss/minirdrs/setup.py).
 
 Semantics follow the local mini-redirector (rdbss/minirdrs/local.py). What SFTP v3 changes:
 - paths: ctx.path (already normalized by the core) is checked again (no ``..``, NUL, ``:``) and

@@ -2,7 +2,7 @@
 
 The mini-redirector gets its ``[[minirdr]]`` table (minus ``name``/``kind``)::
 
-    timeout = 30.0                  # seconds: connect, authentication and each request
+    timeout = 30.0                  # seconds: each request (a set-up: [daemon] connect_timeout)
     keepalive_interval = 15.0       # seconds between SSH keepalives (0 = off)
     notify_interval = 1.0           # seconds between two listings of a watched folder
     [servers.sshtest]               # \\\\sshtest\\<share> reaches this server

@@ -6,16 +6,25 @@ Config (the ``[[minirdr]]`` table)::
     [[minirdr]]
     name = "smb"
     kind = "smb"
-    timeout = 30.0                     # seconds: connect, session setup and each request
+    timeout = 30.0                     # seconds: each request (a set-up has connect_timeout)
     [minirdr.servers.sambatest]        # \\\\sambatest\\<share> reaches this server
     host = "127.0.0.1"
     port = 445
     username = "root"
     password_file = "/path/to/file"    # or password_env = "VAR", or password = "..."
     encrypt = false                    # request SMB3 encryption for the whole session
+    min_dialect = "3.0"                # optional: a server negotiating less is refused
+    [minirdr.servers.sambatest.shares.other]   # optional: a share reached as another user
+    username = "bob"
+    password_file = "/path/to/bob"
 
 Each SrvCall is one ``SmbLink`` (smb_link.py): its own connection, session and tree connects,
-signing required, no oplocks or leases (smbprotocol cannot take a break). Routines follow
+signing required, no oplocks or leases (smbprotocol cannot take a break). One session means one
+user per server at a time: a share configured for another user answers
+STATUS_NETWORK_CREDENTIAL_CONFLICT while a share of that server is connected. A set-up
+(MRxCreateSrvCall, MRxCreateVNetRoot) keeps the deadline its RX_CONTEXT carries
+(rdbss/minirdrs/setup.py); a negotiate below ``min_dialect``, or unable to give the encryption
+asked for, answers STATUS_DOWNGRADE_DETECTED. Routines follow
 local.py's semantics; whatever the server decides (access, sharing, names, locks) it decides,
 and its NTSTATUS comes back unchanged. A lost connection answers STATUS_CONNECTION_DISCONNECTED
 and the SrvCall stays dead: its handles and the requests on it answer the same at once.

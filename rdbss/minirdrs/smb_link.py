@@ -8,9 +8,15 @@ per-link watchdog. When ``timeout`` seconds pass without the answer, the watchdo
 socket down: the waiting call fails at once, the request answers STATUS_IO_TIMEOUT and the link
 is dead from then on (as a Windows client drops a connection whose server stopped answering).
 
+The set-up (TCP connect, negotiate, session setup, tree connect) runs under the set-up's own
+deadline instead (rdbss/minirdrs/setup.py), with the same watchdog.
+
 Failures: an NTSTATUS from the server passes straight through. A lost connection
 (SMBConnectionClosed, ConnectionError, the receiver thread's death) answers
-STATUS_CONNECTION_DISCONNECTED and marks the link dead, so later calls answer the same at once.
+STATUS_CONNECTION_DISCONNECTED and marks the link dead, so later calls answer the same at once;
+so does a lost session (STATUS_USER_SESSION_DELETED, STATUS_NETWORK_SESSION_EXPIRED, whose
+answers are taken without a signature check, see ``_Connection``) or a deleted share
+(STATUS_NETWORK_NAME_DELETED), with that status first.
 Credentials live only in the smbprotocol Session object: they are never logged and never part of
 a message.
 """

@@ -5,7 +5,8 @@ Config::
     [[minirdr]]
     name = "webdav"
     kind = "webdav"
-    timeout = 30.0                    # seconds: connect, and each read/write of a request
+    timeout = 30.0                    # seconds: each read/write of a request (a set-up:
+                                      # [daemon] connect_timeout)
     staging_dir = "/var/tmp"          # optional: where the private staging folder is made
     notify_interval = 1.0             # seconds between two PROPFINDs of a watched collection
     [minirdr.servers.davtest]         # \\\\davtest\\<share> reaches this server

@@ -43,7 +43,7 @@ S = NtStatus
 RW = Access.GENERIC_READ | Access.GENERIC_WRITE
 CLI_TIMEOUT_S = 30.0
 #: Every failure below must reach the client well within this (the daemon's request timeout is
-#: 10 s, the mini-redirector's SMB timeout 5 s, and the "quick" one's 1 s).
+#: 10 s, its connect_timeout 5 s, the mini-redirector's SMB timeout 5 s).
 ANSWER_DEADLINE_S = 8.0
 
 
