@@ -6,9 +6,6 @@ connection behind, while the next request, once the link is fast again, connects
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,36 +17,11 @@ from rdbss.faultproxy import FaultProxy
 from rdbss.wire import NtStatus, NtStatusError
 from tests.conformance.backend_smb import write_password_file
 from tests.daemon import Daemon, running_daemon
-from tests.servers.fixtures import SambaServer, require_or_skip
+from tests.servers.fixtures import SambaServer, require_or_skip, silent_server
 
 S = NtStatus
 CONNECT_TIMEOUT_S = 2.0
 SLACK_S = 0.5  # what the deadline may be passed by, end to end
-
-
-@contextlib.contextmanager
-def silent_server() -> Iterator[int]:
-    """A TCP port that accepts connections and never says a word (a hung server)."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(0.1)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError, OSError):
-                accepted.append(listener.accept()[0])
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(5)
-        for conn in accepted:
-            conn.close()
-        listener.close()
 
 
 def _config(port: int, password_file: Path) -> str:
