@@ -54,6 +54,7 @@ from smbprotocol.open import (
 from smbprotocol.session import Session
 from smbprotocol.tree import TreeConnect
 
+from rdbss.minirdrs.passwords import read_password
 from rdbss.minirdrs.setup import (
     AUTHENTICATE,
     NEGOTIATE,
@@ -189,27 +190,14 @@ class Credentials:
         return self.username.lower() == username.lower()
 
     def read_password(self, where: str) -> str:
-        """The password from its source; STATUS_LOGON_FAILURE (without any secret in the message)
-        when the source cannot be read."""
-        if self.password_file is not None:
-            path = os.path.expanduser(self.password_file)
-            try:
-                with open(path, encoding="utf-8") as f:
-                    return f.read().rstrip("\r\n")
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
-                raise NtStatusError(
-                    S.STATUS_LOGON_FAILURE, f"{where}: cannot read password_file {path}: {reason}"
-                ) from None
-        if self.password_env is not None:
-            value = os.environ.get(self.password_env)
-            if value is None:
-                raise NtStatusError(
-                    S.STATUS_LOGON_FAILURE,
-                    f"{where}: environment variable {self.password_env} is not set",
-                )
-            return value
-        return self.password or ""
+        """The password from its source (rdbss/minirdrs/passwords.py); "" when none is set."""
+        secret = read_password(
+            where,
+            password_file=self.password_file,
+            password_env=self.password_env,
+            password=self.password,
+        )
+        return secret or ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,6 +110,7 @@ from rdbss.minirdrs.local import (
     notify_interval,
 )
 from rdbss.minirdrs.notify import Entry, Lister, PollingWatches
+from rdbss.minirdrs.passwords import read_password
 from rdbss.minirdrs.setup import (
     AUTHENTICATE,
     NEGOTIATE,
@@ -194,34 +195,13 @@ class _ServerConfig:
         Failures name the source, never its content."""
         if self.username is None:
             return None
-        if self.password_file is not None:
-            try:
-                with open(os.path.expanduser(self.password_file), encoding="utf-8") as f:
-                    secret = f.read()
-                mode = os.stat(os.path.expanduser(self.password_file)).st_mode
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                raise _error(
-                    S.STATUS_LOGON_FAILURE,
-                    f"server {self.name!r}: cannot read the password file "
-                    f"{self.password_file!r}: {reason}",
-                ) from None
-            if mode & 0o077:
-                log.warning(
-                    "password file of server %s is readable by others: %s",
-                    self.name,
-                    self.password_file,
-                )
-            return self.username, secret.rstrip("\r\n")
-        if self.password_env is not None:
-            from_env = os.environ.get(self.password_env)
-            if from_env is None:
-                raise _error(
-                    S.STATUS_LOGON_FAILURE,
-                    f"server {self.name!r}: environment variable {self.password_env!r} is not set",
-                )
-            return self.username, from_env
-        return self.username, self.password or ""
+        secret = read_password(
+            f"server {self.name!r}",
+            password_file=self.password_file,
+            password_env=self.password_env,
+            password=self.password,
+        )
+        return self.username, secret or ""
 
 
 def _config_str(table: Mapping[str, Any], key: str, where: str) -> str | None:
