@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import math
 import os
 import socket
 import struct
@@ -119,7 +118,8 @@ def _downgrade(exc: BaseException) -> bool:
 
 
 class _Connection(Connection):  # type: ignore[misc]
-    """smbprotocol's Connection with one difference: an answer saying the session is gone
+    """smbprotocol's Connection with two differences. The negotiate waits under the set-up's
+    deadline only. And an answer saying the session is gone
     (STATUS_USER_SESSION_DELETED, STATUS_NETWORK_SESSION_EXPIRED), and every later answer on that
     session (the rest of its compound), is taken without checking its signature. The server has
     dropped the session, and with it the key a signature needs (Samba signs such answers with a
@@ -130,6 +130,11 @@ class _Connection(Connection):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.sessions_gone: set[int] = set()  # written by the receiver thread only
+
+    def _send_smb2_negotiate(self, dialect: Any, timeout: Any, *args: Any) -> Any:
+        # no timeout of its own: the set-up's watchdog ends the wait at the deadline, where
+        # smbprotocol would round it down to whole seconds (``timeout`` is the TCP connect's)
+        return super()._send_smb2_negotiate(dialect, None, *args)
 
     def verify_signature(self, header: Any, session_id: int, force: bool = False) -> None:
         if header["status"].get_value() in _SESSION_LOST:
@@ -368,10 +373,9 @@ class SmbLink:
         self, password: str, setup: SetupDeadline, credentials: Credentials | None = None
     ) -> None:
         """TCP connect, negotiate and session setup, all within the set-up's deadline: the
-        watchdog shuts the socket down when it passes. (The TCP connect itself, before there is
-        a socket to shut, may pass it by up to two seconds: smbprotocol gives it the negotiate's
-        whole-second timeout.) A set-up that ends late is closed and answers
-        STATUS_IO_TIMEOUT."""
+        watchdog shuts the socket down when it passes (the TCP connect, before there is a
+        socket to shut, has the time left as its own timeout). A set-up that ends late is
+        closed and answers STATUS_IO_TIMEOUT."""
         server = self.server
         if credentials is not None:
             self.username = credentials.username
@@ -380,9 +384,7 @@ class SmbLink:
         self._setup = setup
         try:
             with self._watchdog.guard(setup.enter(TCP_CONNECT)):
-                # smbprotocol waits for the negotiate in whole seconds, rounded down: given
-                # a second more than the deadline, its wait never ends before the watchdog's
-                conn.connect(timeout=math.ceil(setup.remaining()) + 1)
+                conn.connect(timeout=setup.enter(TCP_CONNECT))
                 setup.enter(NEGOTIATE)
                 self._check_dialect(conn)
                 setup.enter(AUTHENTICATE)

@@ -7,6 +7,7 @@ connection behind, while the next request, once the link is fast again, connects
 from __future__ import annotations
 
 import contextlib
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,9 +34,21 @@ SLACK_S = 0.5  # what the deadline may be passed by, end to end
 SHARE = "slow"
 
 
-def _config(port: int, password_file: Path) -> str:
-    """One server of each network kind on the silent port (``...silent``), and one reaching a
-    real server through a fault proxy (``...slow``): placeholders for the slow ones' tables."""
+@contextlib.contextmanager
+def unanswered_port() -> Iterator[int]:
+    """A loopback port whose TCP connects never complete: a listener with a backlog of one,
+    filled by one connection nobody accepts, so the kernel drops every further SYN (as a host
+    behind a firewall that drops packets)."""
+    with socket.create_server(("127.0.0.1", 0), backlog=0) as listener:
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port), timeout=5.0):
+            yield port
+
+
+def _config(port: int, hole: int, password_file: Path) -> str:
+    """One server of each network kind on the silent port (``...silent``), one on the port whose
+    connects never complete (``...hole``), and one reaching a real server through a fault proxy
+    (``...slow``): placeholders for the slow ones' tables."""
     return f"""
 [[minirdr]]
 name = "smb"
@@ -44,6 +57,11 @@ timeout = 30.0
 [minirdr.servers.smbsilent]
 host = "127.0.0.1"
 port = {port}
+username = "root"
+password_file = "{password_file}"
+[minirdr.servers.smbhole]
+host = "127.0.0.1"
+port = {hole}
 username = "root"
 password_file = "{password_file}"
 {{smb}}
@@ -59,6 +77,14 @@ password_file = "{password_file}"
 host_key_check = false
 [minirdr.servers.sshsilent.shares]
 data = "/tmp"
+[minirdr.servers.sshhole]
+host = "127.0.0.1"
+port = {hole}
+username = "root"
+password_file = "{password_file}"
+host_key_check = false
+[minirdr.servers.sshhole.shares]
+data = "/tmp"
 {{sftp}}
 [[minirdr]]
 name = "webdav"
@@ -66,6 +92,10 @@ kind = "webdav"
 timeout = 30.0
 [minirdr.servers.davsilent]
 url = "http://127.0.0.1:{port}/"
+username = "davuser"
+password_file = "{password_file}"
+[minirdr.servers.davhole]
+url = "http://127.0.0.1:{hole}/"
 username = "davuser"
 password_file = "{password_file}"
 {{webdav}}"""
@@ -87,6 +117,7 @@ def links(
     with (
         SambaServer(base / "smb", share_name=SHARE) as samba,
         silent_server() as port,
+        unanswered_port() as hole,
         contextlib.ExitStack() as stack,
     ):
         proxies: dict[str, FaultProxy] = {}
@@ -120,13 +151,24 @@ username = "{webdav_server.user}"
 password_file = "{dav_pw}"
 ''',
         }
-        config = _config(port, unused).format(**tables)
+        config = _config(port, hole, unused).format(**tables)
         with running_daemon(config, connect_timeout=CONNECT_TIMEOUT_S) as daemon:
             yield Links(daemon, proxies)
 
 
-@pytest.mark.parametrize("server", ["smbsilent", "sshsilent", "davsilent"])
-def test_a_silent_server_ends_at_connect_timeout(links: Links, server: str) -> None:
+@pytest.mark.parametrize(
+    ("server", "phase"),
+    [
+        ("smbsilent", "negotiate"),
+        ("sshsilent", "negotiate"),
+        ("davsilent", "negotiate"),
+        ("smbhole", "TCP connect"),
+        ("sshhole", "TCP connect"),
+        ("davhole", "TCP connect"),
+    ],
+)
+def test_a_silent_server_ends_at_connect_timeout(links: Links, server: str, phase: str) -> None:
+    """``...silent`` accepts TCP and never answers; ``...hole`` never completes a TCP connect."""
     with links.daemon.client(timeout=20.0) as client:
         start = time.monotonic()
         with pytest.raises(NtStatusError) as ei:
@@ -135,7 +177,7 @@ def test_a_silent_server_ends_at_connect_timeout(links: Links, server: str) -> N
     assert ei.value.status == S.STATUS_IO_TIMEOUT, ei.value
     assert CONNECT_TIMEOUT_S - 0.1 <= took <= CONNECT_TIMEOUT_S + SLACK_S, (took, ei.value)
     message = ei.value.strerror or ""
-    assert server in message and "negotiate" in message, message
+    assert server in message and phase in message, message
 
 
 @pytest.mark.parametrize(
