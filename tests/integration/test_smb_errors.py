@@ -9,7 +9,7 @@ Samba, through a real daemon:
   naming it as its PreviousSessionId, as a client does after it restarted); the next request
   reports it, and the request after goes over a new connection;
 - STATUS_NETWORK_CREDENTIAL_CONFLICT: a share configured for another user on a server whose
-  connection is in use.
+  connection is in use (and, with none in use, the connection made again as that user).
 """
 
 from __future__ import annotations
@@ -68,11 +68,14 @@ password_file = "{password_file}"
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     require_or_skip(SambaServer.missing_binaries(), "Samba (smbd)")
     base = tmp_path_factory.mktemp("smb-errors")
+    user_map = base / "users.map"
+    user_map.write_text("root = alice\n")  # alice logs on as root (one Unix account is enough)
     with (
         SambaServer(base / "main", encrypt_share=True) as main,
         SambaServer(base / "old", extra_global=OLD_PROTOCOL) as old,
         SambaServer(base / "ws") as ws,
         SambaServer(base / "disabled") as disabled,
+        SambaServer(base / "mapped", extra_global=f"    username map = {user_map}\n") as mapped,
     ):
         # account restrictions, kept in each server's own passdb
         _samba_tool(
@@ -96,6 +99,18 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
                 ("smboldcrypt", old, "encrypt = true\n"),
                 ("smbws", ws, ""),
                 ("smbdisabled", disabled, ""),
+                (
+                    "smbalice",
+                    mapped,
+                    f'[minirdr.servers.smbalice.shares.share]\nusername = "alice"\n'
+                    f'password_file = "{write_password_file(base / "alice", mapped.password)}"\n',
+                ),
+                (
+                    "smbalicebad",
+                    mapped,
+                    f'[minirdr.servers.smbalicebad.shares.share]\nusername = "alice"\n'
+                    f'password_file = "{other}"\n',
+                ),
             )
         )  # fmt: skip
         with running_daemon(config) as daemon:
@@ -184,3 +199,15 @@ def test_another_user_on_a_server_in_use_is_a_credential_conflict(
     assert exc.status == S.STATUS_NETWORK_CREDENTIAL_CONFLICT, exc
     assert "alice" in (exc.strerror or "") and "root" in (exc.strerror or ""), exc
     assert client.read_bytes(r"\\sambatest\share\in-use.txt") == b"busy"  # the first goes on
+
+
+def test_a_share_for_another_user_on_an_idle_server_logs_on_as_that_user(
+    client: Client,
+) -> None:
+    """The server's connection is made as root; the share is configured for alice and nothing
+    else of that server is connected, so the connection is made again as alice: with alice's
+    password the share works, with a wrong one it is alice's logon that fails."""
+    client.write_bytes(r"\\smbalice\share\alice.txt", b"as alice")
+    assert client.read_bytes(r"\\smbalice\share\alice.txt") == b"as alice"
+    exc = _failure(lambda: client.stat(r"\\smbalicebad\share"))
+    assert exc.status == S.STATUS_LOGON_FAILURE, exc
