@@ -276,7 +276,7 @@ class CoreSettings:
     max_handles_per_client: int = 65536
     sweep_interval_s: float = 5.0  # how often handles of vanished client processes are closed
     peer_timeout_s: float = 3.0  # no heartbeat for this long: the peer is down
-    construct_timeout_ms: int = 45_000
+    construct_timeout_ms: int = 30_250  # a set-up: connect_timeout + the answer's margin
     max_timeout_ms: int = 600_000
     close_delay_s: float = 5.0  # a closed SrvOpen is kept this long for a re-open (0: never)
     max_delayed_closes: int = 64  # per SrvCall (MaximumNumberOfCloseDelayedFiles)
