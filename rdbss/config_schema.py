@@ -86,6 +86,22 @@ class ClientTable(Table):
 
 
 # ---------------------------------------------------------------- mini-redirectors
+#: the SMB dialects ``min_dialect`` names (the smb mini-redirector's DIALECTS)
+SMB_DIALECTS = ("2.0.2", "2.1", "3.0", "3.0.2", "3.1.1")
+
+
+class SmbShare(Table):
+    """``[minirdr.servers.<name>.shares.<share>]``: a share reached as another user."""
+
+    username: NonEmpty
+    password_file: NonEmpty | None = None
+    password_env: NonEmpty | None = None
+    password: str | None = None
+
+    def __post_init__(self) -> None:
+        _one_password_source(self)
+
+
 class SmbServer(Table):
     host: NonEmpty
     username: NonEmpty
@@ -94,9 +110,13 @@ class SmbServer(Table):
     password_env: NonEmpty | None = None
     password: str | None = None
     encrypt: bool | None = None
+    min_dialect: str | None = None
+    shares: dict[str, SmbShare] | None = None
 
     def __post_init__(self) -> None:
         _one_password_source(self)
+        if self.min_dialect is not None:
+            _one_of("min_dialect", self.min_dialect, SMB_DIALECTS)
 
 
 class SftpServer(Table):

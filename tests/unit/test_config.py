@@ -265,3 +265,34 @@ def test_check_config_validates_without_starting(tmp_path: Path) -> None:
     assert refused.returncode == 2
     assert f"{bad}: top level: unknown key 'deamon' (did you mean 'daemon'?)" in refused.stderr
     assert not (tmp_path / "run").exists()  # nothing started
+
+
+def test_smb_min_dialect_and_per_share_users_are_checked(tmp_path: Path) -> None:
+    good = """
+[[minirdr]]
+name = "smb"
+kind = "smb"
+[minirdr.servers.s]
+host = "h"
+username = "u"
+min_dialect = "3.0"
+[minirdr.servers.s.shares.payroll]
+username = "other"
+password_env = "PAYROLL_PW"
+"""
+    path = tmp_path / "c.toml"
+    path.write_text(good)
+    load_config(path)
+    path.write_text(good.replace('"3.0"', '"3.5"'))
+    with pytest.raises(ConfigError, match="min_dialect"):
+        load_config(path)
+    path.write_text(good.replace("password_env", "pasword_env"))
+    with pytest.raises(ConfigError, match="pasword_env"):
+        load_config(path)
+
+
+def test_the_schema_names_the_dialects_the_smb_mini_redirector_knows() -> None:
+    from rdbss.config_schema import SMB_DIALECTS
+    from rdbss.minirdrs.smb_link import DIALECTS
+
+    assert set(SMB_DIALECTS) == set(DIALECTS)
