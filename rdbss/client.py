@@ -86,6 +86,8 @@ READ_AHEAD_MAX = 4 << 20  # ...at most this much (so the window holds at most 4 
 #: shared-memory reads in flight at once for one large read (the slots of the client's arena):
 #: the daemon fills the next slot while this client copies the last one out
 SHM_IN_FLIGHT = 2
+#: how often a client waiting for an answer looks at its connection's events (rdbss.link)
+LINK_CHECK_S = 0.05
 
 
 def resolve_daemon(
@@ -241,7 +243,6 @@ class Client:
         connect_client_socket(self._sock, self.endpoints)
         self._poller = zmq.Poller()  # one, not one per reply (Socket.poll builds a new one)
         self._poller.register(self._sock, zmq.POLLIN)
-        self._poller.register(self._watch.monitor, zmq.POLLIN)
         self._send_poller = zmq.Poller()  # waiting for a connection: room to send, or news
         self._send_poller.register(self._sock, zmq.POLLOUT)
         self._send_poller.register(self._watch.monitor, zmq.POLLIN)
@@ -338,14 +339,12 @@ class Client:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return
-        ready = self._poller.poll(int(remaining * 1000) + 1)
-        if not ready:
-            return
-        if len(ready) > 1 or ready[0][0] is not self._sock:
-            if self._watch.read():
+        # the monitor is looked at between waits of at most LINK_CHECK_S, not polled with the
+        # socket: a second socket in every poll costs each answer tens of microseconds
+        if not self._poller.poll(int(min(remaining, LINK_CHECK_S) * 1000) + 1):
+            if readable(self._watch.monitor) and self._watch.read():
                 self._fail_in_flight()
-            if not readable(self._sock):
-                return
+            return
         self._take(recv_frames(self._sock, 0))
 
     def _take(self, frames: list[zmq.Frame]) -> None:
