@@ -18,7 +18,8 @@ The rules, and why:
   at once; a handshake that fails otherwise (e.g. the wrong core key) too. A remote port that
   refuses connections for ``REMOTE_WAIT_S`` is STATUS_REMOTE_NOT_LISTENING (as ECONNREFUSED is
   everywhere in rdbss): over tcp:// a stopped daemon and a core restarting look the same, so
-  a short wait lets a restart through.
+  a short wait lets a restart through, a longer one (``REMOTE_RESTART_WAIT_S``) once this
+  client has been connected (its core going away is most likely a restart).
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ from rdbss.wire import NtStatus, NtStatusError, error_for_status
 
 S = NtStatus
 
-#: how long a remote daemon's port may refuse connections before a request fails
+#: how long a remote daemon's port may refuse connections before a request fails: never
+#: connected yet, and after a connection was lost (the remote supervisor restarts a core in ~1 s)
 REMOTE_WAIT_S = 1.0
+REMOTE_RESTART_WAIT_S = 5.0
 
 HANDSHAKE_SUCCEEDED = int(zmq.EVENT_HANDSHAKE_SUCCEEDED)
 HANDSHAKE_FAILED_AUTH = int(zmq.EVENT_HANDSHAKE_FAILED_AUTH)
@@ -90,12 +93,14 @@ class Link:
     failed: str = ""
     #: when connecting started failing (since the connection was last up), or None
     failing_since: float | None = None
+    #: a connection has been up before (a remote core going away is then waited for longer)
+    was_up: bool = False
 
     def on_event(self, event: int, now: float) -> bool:
         """Take one monitor event; True when a connection that was up went down (whatever was
         in flight on it is lost)."""
         if event == HANDSHAKE_SUCCEEDED:
-            self.up, self.failed, self.failing_since = True, "", None
+            self.up, self.failed, self.failing_since, self.was_up = True, "", None, True
             return False
         if self.failing_since is None:
             self.failing_since = now
@@ -131,7 +136,8 @@ class Link:
             )
         if not self.remote:
             return None if daemon_running else daemon_not_running(self.where)
-        if self.failing_since is not None and now - self.failing_since >= REMOTE_WAIT_S:
+        allowance = REMOTE_RESTART_WAIT_S if self.was_up else REMOTE_WAIT_S
+        if self.failing_since is not None and now - self.failing_since >= allowance:
             return error_for_status(
                 S.STATUS_REMOTE_NOT_LISTENING,
                 f"no rdbss daemon listening at {self.where} (connection refused for "

@@ -154,7 +154,16 @@ def test_a_remote_daemon_refusing_the_key_fails_at_once_and_a_granted_key_gets_i
         assert f"key refused by tcp://127.0.0.1:{port}" in message and alice in message
         allow.write_text(f"{alice} alice client\n")  # granted: the next call gets in
         assert c.ping()
-        assert d.share  # the daemon served a remote client
+        # over tcp:// too, a lost core fails what was in flight at once, and the next call
+        # waits for the restarted core (a remote port refusing for a while is not "stopped")
+        folder = c.create(d.share, **FOLDER)
+        old = _kill_core_after(d, 0.3)
+        started = time.monotonic()
+        with pytest.raises(NtStatusError) as info:
+            c.watch(folder.fobx, timeout=10)
+        _assert_lost_at_once(started, info.value)
+        assert c.ping()
+        _core_restarted(d, old)
 
 
 def test_a_remote_address_where_nothing_listens_fails_at_once(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from rdbss.link import (
     DISCONNECTED,
     HANDSHAKE_FAILED_AUTH,
     HANDSHAKE_SUCCEEDED,
+    REMOTE_RESTART_WAIT_S,
     REMOTE_WAIT_S,
     Link,
 )
@@ -71,6 +72,9 @@ def test_a_remote_port_refusing_connections_fails_after_the_restart_allowance() 
     error = link.refusal(10.0 + REMOTE_WAIT_S, None)
     assert error is not None and error.status == S.STATUS_REMOTE_NOT_LISTENING
     assert "tcp://10.0.0.1:7701" in (error.strerror or "")
-    link.on_event(HANDSHAKE_SUCCEEDED, 12.0)  # it came back: the allowance starts over
-    link.on_event(DISCONNECTED, 13.0)
-    assert link.refusal(13.5, None) is None
+    link.on_event(HANDSHAKE_SUCCEEDED, 12.0)  # it came back: the allowance starts over,
+    link.on_event(DISCONNECTED, 13.0)  # longer once connected (a core restarting)
+    link.on_event(CONNECT_RETRIED, 13.1)
+    assert link.refusal(13.0 + REMOTE_WAIT_S, None) is None
+    error = link.refusal(13.0 + REMOTE_RESTART_WAIT_S, None)
+    assert error is not None and error.status == S.STATUS_REMOTE_NOT_LISTENING
