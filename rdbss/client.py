@@ -17,6 +17,7 @@ import functools
 import io
 import itertools
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -193,7 +194,8 @@ class LinkWatch:
         now = time.monotonic()
         while readable(self.monitor):
             frames = self.monitor.recv_multipart(NOBLOCK)
-            event = int.from_bytes(frames[0][:2], "little")  # uint16 event, then uint32 value
+            # the event as a native uint16, then a uint32 value (zmq_socket_monitor)
+            event = int.from_bytes(frames[0][:2], sys.byteorder)
             lost |= self.link.on_event(event, now)
         return lost
 
@@ -340,7 +342,7 @@ class Client:
         if remaining <= 0:
             return
         # the monitor is looked at between waits of at most LINK_CHECK_S, not polled with the
-        # socket: a second socket in every poll costs each answer tens of microseconds
+        # socket: a second socket in the poll slows every answer (benchmarks.latency)
         if not self._poller.poll(int(min(remaining, LINK_CHECK_S) * 1000) + 1):
             if readable(self._watch.monitor) and self._watch.read():
                 self._fail_in_flight()
