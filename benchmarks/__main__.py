@@ -8,7 +8,17 @@ import os
 import platform
 import sys
 
-from benchmarks import common, compound, cpu, latency, memory, readahead, sequential, throughput
+from benchmarks import (
+    client_link,
+    common,
+    compound,
+    cpu,
+    latency,
+    memory,
+    readahead,
+    sequential,
+    throughput,
+)
 
 
 def _rate_table(title: str, unit: str, rows: list[tuple[str, float, float]]) -> str:
@@ -45,6 +55,8 @@ def main() -> int:
     print(common.render(readahead.run(size)))
     print()
     print(memory.render(memory.run()))
+    print()
+    print(client_link.render(client_link.run()))
     for proto in ("smb", "sftp", "webdav"):
         try:
             module = importlib.import_module(f"benchmarks.proto_{proto}")

@@ -37,10 +37,11 @@ import zmq
 
 from rdbss import requests as rq
 from rdbss import shm
-from rdbss.actors.bus import new_context, recv_frames, send_frames
-from rdbss.client import connect_client_socket, daemon_endpoints
+from rdbss.actors.bus import new_context, readable, recv_frames, send_frames
+from rdbss.client import LinkWatch, connect_client_socket, daemon_endpoints
 from rdbss.config import Config, RemoteDaemon
 from rdbss.deadlines import Deadlines
+from rdbss.link import core_went_away, no_connection
 from rdbss.requests import FileInfo, Handle, Outcome
 from rdbss.wire import (
     Access,
@@ -112,7 +113,9 @@ class AsyncClient:
         # more per message than everything else here
         self._zctx = new_context()
         self._sock = self._zctx.socket(zmq.DEALER)
-        self._sock.setsockopt(zmq.SNDHWM, 0)  # sends never block (nor fail with EAGAIN)
+        # sends never block; EAGAIN means no connection (ZMQ_IMMEDIATE): the request is held
+        self._sock.setsockopt(zmq.SNDHWM, 0)
+        self._watch = LinkWatch(self._sock, endpoints)
         connect_client_socket(self._sock, endpoints)
         self._codec = Codec()
         self._ids = itertools.count(1)
@@ -125,9 +128,13 @@ class AsyncClient:
         self._timer_at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fd: int = cast(int, self._sock.getsockopt(zmq.FD))
+        self._link_fd: int = cast(int, self._watch.monitor.getsockopt(zmq.FD))
         self._drain_soon = False
         # requests issued in this turn of the event loop, sent together at its end (_flush)
         self._outbox: dict[int, tuple[RxContext, rq.Data | None]] = {}
+        # requests waiting for a connection to the daemon (the first call, a core restarting),
+        # in the order they were issued; sent when it comes, failed when rdbss.link says so
+        self._held: dict[int, tuple[RxContext | Compound, rq.Data | None]] = {}
         self._closed = False
 
     async def __aenter__(self) -> AsyncClient:
@@ -148,11 +155,14 @@ class AsyncClient:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._held.clear()
         if self._loop is not None:
             self._loop.remove_reader(self._fd)
+            self._loop.remove_reader(self._link_fd)
         for future in self._waiting.values():
             if not future.done():
                 future.set_exception(error_for_status(S.STATUS_CANCELLED, "the client was closed"))
+        self._watch.close()
         self._sock.close(linger=CANCEL_LINGER_MS if in_flight else 0)
         self._zctx.term()
         if self._slots is not None:
@@ -163,6 +173,8 @@ class AsyncClient:
         if self._loop is None:
             self._loop = loop
             loop.add_reader(self._fd, self._drain)
+            loop.add_reader(self._link_fd, self._on_link)
+            loop.call_soon(self._on_link)  # what happened before the loop watched
         elif self._loop is not loop:
             raise RuntimeError("an AsyncClient belongs to the event loop that first used it")
         return loop
@@ -186,6 +198,49 @@ class AsyncClient:
                     self._deliver(done, payload_of.get(index))
             elif isinstance(msg, RxCompletion | CompoundCompletion):
                 self._deliver(msg, payload)
+
+    def _on_link(self) -> None:
+        """The connection's news (``rdbss.link``): a lost connection fails what was sent on it;
+        held requests go when a connection is up, or fail when they cannot wait for one."""
+        if self._closed:
+            return
+        if self._watch.read():
+            self._drain()  # the answers that made it before the connection went
+            lost = core_went_away(self._watch.link.where)
+            for request_id, future in list(self._waiting.items()):
+                sent = request_id not in self._outbox and request_id not in self._held
+                if sent and not future.done():
+                    future.set_exception(error_for_status(lost.status, lost.strerror or ""))
+        if not self._held:
+            return
+        if self._watch.link.up:
+            self._release_held()
+            return
+        error = self._watch.refusal()
+        if error is not None:
+            held, self._held = self._held, {}
+            for request_id in held:
+                self._fail(request_id, error_for_status(error.status, error.strerror or ""))
+
+    def _release_held(self) -> None:
+        """Send the held requests in order, up to the first that finds no connection."""
+        for request_id, (msg, payload) in list(self._held.items()):
+            future = self._waiting.get(request_id)
+            if future is None or future.done():
+                del self._held[request_id]
+                continue
+            try:
+                send_frames(self._sock, pack_frames(self._codec, msg, payload), _NOBLOCK)
+            except zmq.Again:
+                return
+            except (WireError, zmq.ZMQError) as exc:
+                self._fail(request_id, exc)
+            del self._held[request_id]
+        if self._loop is not None:
+            self._drain_later(self._loop)
+
+    def _hold(self, msg: RxContext | Compound, payload: rq.Data | None) -> None:
+        self._held[msg.request_id] = (msg, payload)
 
     def _deliver(self, msg: RxCompletion | CompoundCompletion, payload: memoryview | None) -> None:
         future = self._waiting.pop(msg.request_id, None)
@@ -214,6 +269,8 @@ class AsyncClient:
             return
         if self._outbox.pop(request_id, None) is not None:
             return  # not sent yet: now it never is
+        if self._held.pop(request_id, None) is not None:
+            return
         with contextlib.suppress(zmq.ZMQError):
             self._sock.send_multipart(
                 pack_frames(self._codec, RxCancel(request_id, reason)), _NOBLOCK
@@ -242,7 +299,15 @@ class AsyncClient:
                     self._flush()  # the daemon starts on these while the tasks ask for more
             else:
                 self._flush()  # what was asked before it leaves before it
-                send_frames(self._sock, pack_frames(self._codec, msg, payload), _NOBLOCK)
+                frames = pack_frames(self._codec, msg, payload)
+                if self._held or not self._watch.link.up:
+                    self._hold(msg, payload)
+                    self._on_link()
+                else:
+                    try:
+                        send_frames(self._sock, frames, _NOBLOCK)
+                    except zmq.Again:
+                        self._hold(msg, payload)
                 self._drain_later(loop)
             return await future
         except asyncio.CancelledError:
@@ -256,6 +321,7 @@ class AsyncClient:
             self._deadlines.forget(msg.request_id)
             self._wait_s.pop(msg.request_id, None)
             self._waiting.pop(msg.request_id, None)
+            self._held.pop(msg.request_id, None)
 
     def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
         if self._timer is not None:
@@ -275,6 +341,9 @@ class AsyncClient:
             future = self._waiting.get(request_id)
             wait_s = self._wait_s.pop(request_id, 0.0)
             if future is not None and not future.done():
+                if request_id in self._held:  # never sent: no connection all that time
+                    future.set_exception(no_connection(self._watch.link.where, wait_s))
+                    continue
                 message = f"no answer from the daemon in {wait_s:.1f} s"
                 future.set_exception(error_for_status(S.STATUS_IO_TIMEOUT, message))
         when = self._deadlines.next()
@@ -290,6 +359,8 @@ class AsyncClient:
         """Send the requests issued in this turn of the event loop: one alone as itself,
         several as RequestBundles (each still answered on its own). What cannot be sent fails
         its own request."""
+        if not self._closed and readable(self._watch.monitor):
+            self._on_link()  # a connection lost while idle must not fail these requests
         outbox, self._outbox = self._outbox, {}
         if not outbox or self._closed or self._loop is None:
             return
@@ -302,6 +373,11 @@ class AsyncClient:
             if (future := waiting.get(request_id)) is not None and not future.done()
         ]
         if not items:
+            return
+        if self._held or not self._watch.link.up:  # no connection yet: they wait, in order
+            for msg, payload in items:
+                self._hold(msg, payload)
+            self._on_link()
             return
         if len(items) == 1:
             self._send_or_fail(items[0][0], items[0][1])
@@ -319,6 +395,10 @@ class AsyncClient:
             if len(frames[0]) > self._codec.limits.max_header_bytes:
                 raise WireError("bundle header too large")  # long paths: each on its own
             send_frames(self._sock, frames, _NOBLOCK)
+        except zmq.Again:  # the connection went: they wait for the next
+            payload_of = dict(zip(bundle.payload_items, bundle.payloads, strict=True))
+            for index, msg in enumerate(bundle.items):
+                self._hold(msg, payload_of.get(index))
         except WireError:  # one item cannot travel: find it, send the others
             payload_of = dict(zip(bundle.payload_items, bundle.payloads, strict=True))
             for index, msg in enumerate(bundle.items):
@@ -330,6 +410,8 @@ class AsyncClient:
     def _send_or_fail(self, msg: RxContext, payload: rq.Data | None) -> None:
         try:
             send_frames(self._sock, pack_frames(self._codec, msg, payload), _NOBLOCK)
+        except zmq.Again:  # the connection went: it waits for the next
+            self._hold(msg, payload)
         except (WireError, zmq.ZMQError) as exc:
             self._fail(msg.request_id, exc)
 

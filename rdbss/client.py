@@ -17,6 +17,7 @@ import functools
 import io
 import itertools
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -29,15 +30,20 @@ import zmq
 from rdbss import requests as rq
 from rdbss import shm
 from rdbss.actors.bus import (
+    HEARTBEAT_IVL_MS,
+    HEARTBEAT_TIMEOUT_MS,
+    NOBLOCK,
     Endpoints,
     client_identity,
     daemon_pid,
     new_context,
     process_start_time,
+    readable,
     recv_frames,
     send_frames,
 )
 from rdbss.config import Config, RemoteDaemon, load_config
+from rdbss.link import EVENTS, Link, core_went_away, daemon_not_running, no_connection
 from rdbss.requests import FileInfo, Handle, Outcome
 from rdbss.wire import (
     Access,
@@ -81,6 +87,8 @@ READ_AHEAD_MAX = 4 << 20  # ...at most this much (so the window holds at most 4 
 #: shared-memory reads in flight at once for one large read (the slots of the client's arena):
 #: the daemon fills the next slot while this client copies the last one out
 SHM_IN_FLIGHT = 2
+#: how often a client waiting for an answer looks at its connection's events (rdbss.link)
+LINK_CHECK_S = 0.05
 
 
 def resolve_daemon(
@@ -95,11 +103,7 @@ def resolve_daemon(
     if timeout is None:
         timeout = config.request_timeout if config else 30.0
     if daemon_pid(path) is None:
-        raise error_for_status(
-            S.STATUS_REDIRECTOR_NOT_STARTED,
-            f"the rdbss daemon is not running (nothing in {path}); "
-            "start it with: rdbss daemon start",
-        )
+        raise daemon_not_running(str(path))
     return path, timeout
 
 
@@ -148,7 +152,10 @@ def daemon_endpoints(
 def connect_client_socket(sock: zmq.Socket[Any], endpoints: Endpoints) -> None:
     """A client DEALER: an identity carrying this process's pid and start time (so the daemon
     can close what the process leaves open if it dies), unbounded receive queue. To another
-    host: CURVE, and a random identity (the daemon probes a remote client's liveness)."""
+    host: CURVE, and a random identity (the daemon probes a remote client's liveness).
+
+    Messages go only on a connection whose handshake succeeded (ZMQ_IMMEDIATE; ``rdbss.link``
+    says why), and heartbeats notice a core that stopped answering (frozen, or a cut link)."""
     if endpoints.curve is not None:
         assert endpoints.curve.server is not None
         sock.setsockopt(zmq.IDENTITY, b"t" + os.urandom(16))
@@ -160,7 +167,57 @@ def connect_client_socket(sock: zmq.Socket[Any], endpoints: Endpoints) -> None:
         identity = client_identity(pid, process_start_time(pid) or 0, os.urandom(4))
         sock.setsockopt(zmq.IDENTITY, identity)
     sock.setsockopt(zmq.RCVHWM, 0)
+    sock.setsockopt(zmq.IMMEDIATE, 1)
+    sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
     sock.connect(endpoints.client)
+
+
+class LinkWatch:
+    """A client socket's monitor (ZeroMQ socket events), read into a ``Link``: whether the
+    connection is up, was just lost, or why a request must fail instead of waiting for it.
+    Made before the socket connects, so that no event is missed."""
+
+    def __init__(self, sock: zmq.Socket[Any], endpoints: Endpoints) -> None:
+        remote = endpoints.curve is not None
+        where = endpoints.client if remote else endpoints.client.removeprefix("ipc://")
+        key = endpoints.curve.public.decode() if endpoints.curve is not None else ""
+        self.link = Link(where, remote, key)
+        self.monitor: zmq.Socket[Any] = sock.get_monitor_socket(EVENTS)
+        self._sock = sock
+        self._endpoint = endpoints.client
+        self._runtime_dir = None if remote else endpoints.runtime_dir
+
+    def read(self) -> bool:
+        """Take the events that arrived; True when a connection that was up went down."""
+        lost = False
+        now = time.monotonic()
+        while readable(self.monitor):
+            frames = self.monitor.recv_multipart(NOBLOCK)
+            # the event as a native uint16, then a uint32 value (zmq_socket_monitor)
+            event = int.from_bytes(frames[0][:2], sys.byteorder)
+            lost |= self.link.on_event(event, now)
+        return lost
+
+    def refusal(self) -> NtStatusError | None:
+        """Why a request must fail now instead of waiting for the connection, or None."""
+        if self.link.up:
+            return None
+        running = None if self._runtime_dir is None else daemon_pid(self._runtime_dir) is not None
+        error = self.link.refusal(time.monotonic(), running)
+        if error is not None and self.link.failed:
+            # ZeroMQ does not retry a refused handshake: connect again, so that the next call
+            # tries again (the key may have been granted meanwhile)
+            with contextlib.suppress(zmq.ZMQError):
+                self._sock.disconnect(self._endpoint)
+            self._sock.connect(self._endpoint)
+            self.link.reset()
+        return error
+
+    def close(self) -> None:
+        with contextlib.suppress(zmq.ZMQError):
+            self._sock.disable_monitor()
+        self.monitor.close(0)
 
 
 class Client:
@@ -184,9 +241,13 @@ class Client:
         self._arena: shm.Arena | None = None
         self._zctx = new_context()
         self._sock = self._zctx.socket(zmq.DEALER)
+        self._watch = LinkWatch(self._sock, self.endpoints)
         connect_client_socket(self._sock, self.endpoints)
         self._poller = zmq.Poller()  # one, not one per reply (Socket.poll builds a new one)
         self._poller.register(self._sock, zmq.POLLIN)
+        self._send_poller = zmq.Poller()  # waiting for a connection: room to send, or news
+        self._send_poller.register(self._sock, zmq.POLLOUT)
+        self._send_poller.register(self._watch.monitor, zmq.POLLIN)
         self._codec = Codec()
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
@@ -215,26 +276,86 @@ class Client:
             while self._unacked and time.monotonic() < deadline:
                 self._receive_one(deadline)
             self._closed = True
+            self._watch.close()
             self._sock.close(0)
             self._zctx.term()
             if self._arena is not None:
                 self._arena.close()
 
     def _send(self, ctx: RxContext | Compound, payload: rq.Data | None) -> None:
+        """Send on the connection, waiting for one (up to the request's deadline) when there is
+        none: the core restarting, the first call. Raises at once what ``rdbss.link`` rules
+        cannot wait (no daemon, a key refused)."""
         if self._closed:
             raise error_for_status(S.STATUS_INVALID_HANDLE, "the client is closed")
         if isinstance(ctx, RxContext):
             ctx.flags |= _BUNDLE_OK  # answers may come bundled: _receive_one opens them
-        send_frames(self._sock, pack_frames(self._codec, ctx, payload))
+        frames = pack_frames(self._codec, ctx, payload)
+        # the link's news first: a connection lost while idle must not fail this request
+        if readable(self._watch.monitor) and self._watch.read():
+            self._fail_in_flight()
+        try:
+            send_frames(self._sock, frames, NOBLOCK)
+            return
+        except zmq.Again:  # no connection (or a full queue): wait for one below
+            pass
+        started = time.monotonic()
+        deadline = started + ctx.timeout_ms / 1000.0
+        while True:
+            self._check_link()
+            now = time.monotonic()
+            if now >= deadline:
+                raise no_connection(self._watch.link.where, now - started)
+            # at most 100 ms a wait: the daemon's lock is looked at again in between
+            wait_ms = int(min(deadline - now, 0.1) * 1000) + 1
+            if dict(self._send_poller.poll(wait_ms)).get(self._sock):
+                try:
+                    send_frames(self._sock, frames, NOBLOCK)
+                    return
+                except zmq.Again:
+                    continue
+
+    def _check_link(self) -> None:
+        """Take the link's news: fail what a lost connection carried; raise when a request
+        cannot wait for a connection."""
+        if self._watch.read():
+            self._fail_in_flight()
+        error = self._watch.refusal()
+        if error is not None:
+            raise error
+
+    def _fail_in_flight(self) -> None:
+        """The connection carrying the outstanding requests is gone: keep the answers that
+        made it, and answer the others STATUS_CONNECTION_DISCONNECTED."""
+        while readable(self._sock):
+            self._take(recv_frames(self._sock, NOBLOCK))
+        lost = core_went_away(self._watch.link.where)
+        for request_id in self._outstanding:
+            self._arrived[request_id] = (
+                RxCompletion(request_id, lost.status, message=lost.strerror or ""),
+                None,
+            )
+        self._outstanding.clear()
+        self._unacked.clear()
 
     def _receive_one(self, deadline: float) -> None:
         """Receive one message (waiting until ``deadline`` at most) and keep the answers it
         carries for requests still wanted (in ``_arrived``); drop the others (late answers to
-        requests that timed out or were abandoned, closes sent without waiting)."""
+        requests that timed out or were abandoned, closes sent without waiting). A lost
+        connection answers every outstanding request (``_fail_in_flight``)."""
         remaining = deadline - time.monotonic()
-        if remaining <= 0 or not self._poller.poll(int(remaining * 1000) + 1):
+        if remaining <= 0:
             return
-        frames = recv_frames(self._sock, 0)
+        # the monitor is looked at between waits of at most LINK_CHECK_S, not polled with the
+        # socket: a second socket in the poll slows every answer (benchmarks.latency)
+        if not self._poller.poll(int(min(remaining, LINK_CHECK_S) * 1000) + 1):
+            if readable(self._watch.monitor) and self._watch.read():
+                self._fail_in_flight()
+            return
+        self._take(recv_frames(self._sock, 0))
+
+    def _take(self, frames: list[zmq.Frame]) -> None:
+        """Keep the answers a received message carries for the requests still wanted."""
         try:
             msg, payload = unpack_frames(self._codec, frames)
         except WireError:

@@ -32,6 +32,7 @@ from rdbss.wire import (
     ShareAccess,
     error_for_status,
 )
+from rdbss.wire.rxcontext import APPEND_OFFSET, MAX_I64, MAX_TEXT_LEN, MAX_TIMEOUT_MS, MAX_U32
 
 S = NtStatus
 
@@ -116,8 +117,54 @@ def _nothing(done: RxCompletion, data: memoryview | None) -> None:
     return None
 
 
+# ----------------------------------------------------------------------------- refusals
+# What the codec would refuse (rxcontext's ranges and lengths), refused here before sending,
+# with the argument's name: the caller learns at once what to change.
+
+
+def _in_range(name: str, value: int, low: int, high: int) -> None:
+    if not isinstance(value, int):
+        raise error_for_status(S.STATUS_INVALID_PARAMETER, f"{name} must be an integer")
+    if not low <= value <= high:
+        raise error_for_status(
+            S.STATUS_INVALID_PARAMETER, f"{name} {value} is out of range ({low} .. {high})"
+        )
+
+
+def check_timeout(timeout_ms: int) -> None:
+    """A deadline the daemon takes: 0 .. MAX_TIMEOUT_MS milliseconds (~24.8 days)."""
+    if not 0 <= timeout_ms <= MAX_TIMEOUT_MS:
+        raise error_for_status(
+            S.STATUS_INVALID_PARAMETER,
+            f"timeout of {timeout_ms} ms is out of range (0 .. {MAX_TIMEOUT_MS} ms)",
+        )
+
+
+def check_path(path: str) -> None:
+    """A name the daemon can take: at most MAX_TEXT_LEN characters, no NUL."""
+    if len(path) > MAX_TEXT_LEN:
+        raise error_for_status(
+            S.STATUS_OBJECT_NAME_INVALID,
+            f"path of {len(path)} characters is longer than the limit of {MAX_TEXT_LEN}",
+        )
+    if "\x00" in path:
+        raise error_for_status(S.STATUS_OBJECT_NAME_INVALID, "NUL character in a path")
+
+
 def _ctx(major: int, timeout_ms: int, **fields: Any) -> RxContext:
+    if not 0 <= timeout_ms <= MAX_TIMEOUT_MS:
+        check_timeout(timeout_ms)
+    fobx = fields.get("fobx")
+    if fobx is not None and not 0 <= fobx <= MAX_I64:
+        _in_range("handle (fobx)", fobx, 0, MAX_I64)
     return RxContext(request_id=0, major=major, timeout_ms=timeout_ms, **fields)
+
+
+def _byte_range(offset: int, length: int, *, append: bool = False) -> None:
+    low = APPEND_OFFSET if append else 0
+    if not (low <= offset <= MAX_I64 and 0 <= length <= MAX_I64):
+        _in_range("offset", offset, low, MAX_I64)
+        _in_range("length", length, 0, MAX_I64)
 
 
 def create(
@@ -131,6 +178,16 @@ def create(
     attributes: int = FileAttributes.NORMAL,
 ) -> Request[Handle]:
     """IRP_MJ_CREATE: open or create ``path``."""
+    check_path(path)
+    for name, value in (
+        ("access", access),
+        ("disposition", disposition),
+        ("options", options),
+        ("share", share),
+        ("attributes", attributes),
+    ):
+        if not 0 <= value <= MAX_U32:
+            _in_range(name, int(value), 0, MAX_U32)
     params = CreateParameters(
         desired_access=int(access),
         file_attributes=int(attributes),
@@ -158,6 +215,7 @@ def _read_parse(done: RxCompletion, data: memoryview | None) -> bytes:
 
 def read(fobx: int, offset: int, length: int, timeout_ms: int) -> Request[bytes]:
     """Bytes at ``offset``; b"" past the end of the file."""
+    _byte_range(offset, length)
     lowio = LowIoParameters(offset=offset, length=length)
     return Request(
         _ctx(IrpMj.READ, timeout_ms, fobx=fobx, lowio=lowio),
@@ -226,6 +284,7 @@ def write(
     """Write at ``offset`` (-1 appends); parses to the bytes written. ``shared``: the arguments
     that name a shared-memory slot and that slot's view (rdbss.shm): ``data`` is copied into
     the slot here and the request carries no payload."""
+    _byte_range(offset, len(data), append=True)
     lowio = LowIoParameters(offset=offset, length=len(data))
     ctx = _ctx(IrpMj.WRITE, timeout_ms, fobx=fobx, lowio=lowio)
     payload: Data | None = data
@@ -271,6 +330,8 @@ def query_directory(
     max_entries: int = 512,
 ) -> Request[list[FileInfo] | None]:
     """One batch of directory entries; parses to None at the end of the enumeration."""
+    check_path(pattern)
+    _in_range("max_entries", max_entries, 0, MAX_U32)
     qd = QueryDirectoryParameters(pattern=pattern, restart_scan=restart, max_entries=max_entries)
     return Request(
         _ctx(
@@ -306,6 +367,7 @@ def lock(
 ) -> Request[None]:
     """A byte-range lock (IRP_MN_LOCK): fails at once with STATUS_LOCK_NOT_GRANTED unless
     ``wait``, which waits (up to the deadline) for a conflicting lock to go."""
+    _byte_range(offset, length)
     flags = (0x2 if exclusive else 0) | (0 if wait else 0x1)
     lowio = LowIoParameters(offset=offset, length=length, flags=flags)
     return Request(
@@ -314,6 +376,7 @@ def lock(
 
 
 def unlock(fobx: int, offset: int, length: int, timeout_ms: int) -> Request[None]:
+    _byte_range(offset, length)
     lowio = LowIoParameters(offset=offset, length=length)
     return Request(
         _ctx(IrpMj.LOCK_CONTROL, timeout_ms, minor=IrpMn.UNLOCK_SINGLE, fobx=fobx, lowio=lowio),
@@ -400,6 +463,7 @@ def notify(
     """IRP_MN_NOTIFY_CHANGE_DIRECTORY on an open directory: waits (up to the deadline) for
     changes the FILE_NOTIFY_CHANGE_* filter selects; parses to [{"action", "name"}...], or None
     when there were too many (STATUS_NOTIFY_ENUM_DIR: list the folder again)."""
+    _in_range("completion_filter", completion_filter, 0, MAX_U32)
     lowio = LowIoParameters(completion_filter=completion_filter, watch_tree=tree)
     return Request(
         _ctx(
@@ -456,6 +520,7 @@ def related(request: Request[T]) -> Request[T]:
 
 def compound(requests: Sequence[Request[Any]], timeout_ms: int) -> Compound:
     """One message carrying ``requests`` (at most ``DEFAULT_LIMITS.max_compound_items``)."""
+    check_timeout(timeout_ms)
     cx = Compound(request_id=0, items=[], timeout_ms=timeout_ms)
     for index, request in enumerate(requests):
         cx.items.append(request.ctx)

@@ -10,9 +10,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
 
-import msgpack
 import zmq
 
 from rdbss.actors.bus import (
@@ -27,7 +25,7 @@ from rdbss.actors.bus import (
 from rdbss.actors.core import CoreSettings, Payload, RdbssCore
 from rdbss.actors.metrics import NullMetrics
 from rdbss.actors.zap import CLIENT_DOMAIN, PEER_DOMAIN, AllowList, ZapHandler
-from rdbss.wire.codec import DEFAULT_LIMITS, Codec, WireError
+from rdbss.wire.codec import Codec, WireError, refusal_ids
 from rdbss.wire.framing import pack_frames, unpack_frames
 from rdbss.wire.rxcontext import (
     CompletionBundle,
@@ -44,26 +42,6 @@ from rdbss.wire.status import NtStatus
 log = logging.getLogger("rdbss.core")
 
 DRAIN_TIMEOUT_S = 10.0
-
-
-def _request_id_of(frame: Any) -> int:
-    """Best effort: the request id of a message that failed validation, so the answer can be
-    matched by its sender. 0 when even that cannot be read."""
-    if len(frame) > DEFAULT_LIMITS.max_header_bytes:
-        return 0
-    try:  # arrays as long as a compound's items: the id of a too-long compound still counts
-        data = msgpack.unpackb(
-            frame,
-            max_str_len=1024,
-            max_bin_len=0,
-            max_array_len=DEFAULT_LIMITS.max_array_len,
-            max_map_len=64,
-            max_ext_len=0,
-        )
-    except Exception:
-        return 0
-    value = data.get("id") if isinstance(data, dict) else None
-    return value if type(value) is int and 0 <= value < 1 << 63 else 0
 
 
 @dataclass(slots=True)
@@ -316,9 +294,12 @@ class CoreServer:
             if not isinstance(msg, RxContext | Compound | RequestBundle):
                 raise WireError(f"clients send requests, not {type(msg).__name__}")
         except WireError as exc:
-            request_id = _request_id_of(frames[1].buffer) if len(frames) > 1 else 0
+            # answered at once with the ids that can be read, so the sender is not left
+            # waiting for its deadline (a bundle's items are answered each)
+            ids = refusal_ids(frames[1].buffer) if len(frames) > 1 else [0]
             log.info("bad request from client %s: %s", ident.hex()[-6:], exc.strerror)
-            self.to_client(ident, RxCompletion(request_id, exc.status, message=exc.strerror or ""))
+            refused = [RxCompletion(i, exc.status, message=exc.strerror or "") for i in ids]
+            self.to_client(ident, refused[0] if len(refused) == 1 else CompletionBundle(refused))
             return
         if isinstance(msg, RequestBundle):
             # separate requests that travelled together: each as if it had come alone

@@ -22,6 +22,7 @@ import msgspec
 
 from rdbss.wire.rxcontext import (
     CANCEL_REASONS,
+    MAX_I64,
     PAYLOADS_KEY,
     WIRE_VERSION,
     Batched,
@@ -64,6 +65,10 @@ class Limits:
 
 DEFAULT_LIMITS: Final = Limits()
 
+#: a request's path over the schema's length limit (``rxcontext.MAX_TEXT_LEN``)
+_LONG_PATH = re.compile(r"^header(\.it\[\d+\])?\.p \(path\): a string over the length limit")
+_LONG_PATH_STATUS: Final = NtStatus.STATUS_OBJECT_NAME_INVALID
+
 _BATCHED: Final = (Compound, CompoundCompletion, CompletionBundle, RequestBundle)
 
 
@@ -80,6 +85,32 @@ _TYPE_NAMES = {
     "bytes": "binary data",
     "null": "nil",
 }
+
+
+#: msgspec's words for a number outside its ``Meta`` range (rxcontext's U32, Offset...)
+_BOUND = re.compile(r"Expected `int` (?P<op>[<>]=?) (?P<n>-?\d+)")
+#: what the numeric wire keys are, for error texts (the key alone says little to a user)
+_FIELD_NAMES = {
+    "id": "request id",
+    "dl": "deadline in ms",
+    "of": "offset",
+    "ln": "length",
+    "fx": "handle (fobx)",
+    "so": "srv_open",
+    "mj": "major function",
+    "mn": "minor function",
+    "fl": "flags",
+    "st": "status",
+    "inf": "information",
+    "as": "allocation size",
+    "p": "path",
+}
+
+
+def _field_name(at: str | None) -> str:
+    key = (at or "").rsplit(".", 1)[-1]
+    name = _FIELD_NAMES.get(key)
+    return f" ({name})" if name else ""
 
 
 def _type_name(text: str) -> str:
@@ -116,9 +147,13 @@ def _explain_raw(exc: msgspec.ValidationError) -> str:
     if expected:
         want, got = _type_name(expected["want"]), expected["got"]
         return f"{where}: expected {want}, got {got}"
+    bound = _BOUND.match(body)
+    if bound:
+        return f"{where}{_field_name(at)}: out of range (must be {bound['op']} {bound['n']})"
     longer = re.match(r"Expected `(?P<want>[^`]*)` of length <= (?P<n>\d+)", body)
     if longer:
-        return f"{where}: {_type_name(longer['want'])} over the length limit (<= {longer['n']})"
+        what = _type_name(longer["want"])
+        return f"{where}{_field_name(at)}: {what} over the length limit (<= {longer['n']})"
     missing = re.match(r"Object missing required field `(?P<key>[^`]*)`", body)
     if missing:
         return f"{where}: missing field {missing['key']!r}"
@@ -293,7 +328,12 @@ class Codec:
         try:
             msg = self._decoder.decode(frame)
         except msgspec.ValidationError as exc:
-            raise WireError(_explain(exc)) from None
+            text = _explain(exc)
+            # a name too long for any file system is a name error, as a NUL in it is
+            status = (
+                _LONG_PATH_STATUS if _LONG_PATH.match(text) else NtStatus.STATUS_INVALID_PARAMETER
+            )
+            raise WireError(text, status) from None
         except msgspec.DecodeError as exc:
             raise WireError(printable(f"malformed msgpack: {exc}")) from None
         except RecursionError:
@@ -311,6 +351,32 @@ class Codec:
         return msg
 
 
+def refusal_ids(frame: bytes | memoryview) -> list[int]:
+    """The request ids a refused frame (one ``Codec.decode`` rejected) is answered with, read
+    leniently so that a request broken anywhere but in its id still gets an answer its sender
+    can match: the message's own id, or each item's of a RequestBundle (whose items are
+    separate requests). [0] when no id can be read: its sender cannot match any answer, but a
+    raw peer still sees that the frame was refused."""
+    if len(frame) > DEFAULT_LIMITS.max_header_bytes:
+        return [0]
+    try:  # every value read whole, however long (the header is at most 1 MiB)
+        data = _lenient.decode(frame)
+    except Exception:  # anything msgspec (or a nesting too deep) can raise: no id to read
+        return [0]
+    if not isinstance(data, dict):
+        return [0]
+    if data.get("k") == "rb" and isinstance(data.get("it"), list):
+        ids = [_id_of(item) for item in data["it"]]
+        return [i for i in ids if i] or [0]
+    return [_id_of(data)]
+
+
+def _id_of(data: object) -> int:
+    value = data.get("id") if isinstance(data, dict) else None
+    return value if type(value) is int and 0 <= value <= MAX_I64 else 0
+
+
+_lenient: Final = msgspec.msgpack.Decoder()
 _default_codec = Codec()
 encode = _default_codec.encode
 decode = _default_codec.decode

@@ -29,8 +29,26 @@ WireValue = Any
 MAX_TEXT_LEN = 64 << 10
 MAX_LIST_LEN = 1 << 16
 Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_LEN)]
-Ints = Annotated[list[int], msgspec.Meta(max_length=MAX_LIST_LEN)]
 Texts = Annotated[list[Text], msgspec.Meta(max_length=MAX_LIST_LEN)]
+
+#: The ranges of the numeric fields, checked in C while decoding like the lengths above: a
+#: value outside its range is refused with STATUS_INVALID_PARAMETER naming the field, before
+#: any process acts on it. Masks, codes and ULONG counts are 32-bit (as in the IRP); ids,
+#: sizes and offsets are signed 64-bit (LARGE_INTEGER), ids and sizes never negative; an
+#: offset may be -1, "at the end of the file" (an append).
+MAX_U32 = 0xFFFF_FFFF
+MAX_I64 = (1 << 63) - 1
+#: a deadline is at most ~24.8 days (a signed 32-bit count of milliseconds); 0 in a compound's
+#: item means "the compound's deadline"
+MAX_TIMEOUT_MS = (1 << 31) - 1
+APPEND_OFFSET = -1
+U8 = Annotated[int, msgspec.Meta(ge=0, le=0xFF)]
+U32 = Annotated[int, msgspec.Meta(ge=0, le=MAX_U32)]
+Id = Annotated[int, msgspec.Meta(ge=0, le=MAX_I64)]
+Size = Id
+Offset = Annotated[int, msgspec.Meta(ge=APPEND_OFFSET, le=MAX_I64)]
+TimeoutMs = Annotated[int, msgspec.Meta(ge=0, le=MAX_TIMEOUT_MS)]
+Ints = Annotated[list[U32], msgspec.Meta(max_length=MAX_LIST_LEN)]
 
 #: the wire key of a batch's ``payloads`` field, which never travels in a header
 PAYLOADS_KEY = "(payloads)"
@@ -77,12 +95,12 @@ class CreateParameters(
 ):
     """NT_CREATE_PARAMETERS."""
 
-    desired_access: int = 0
-    file_attributes: int = 0
-    share_access: int = 0
-    disposition: int = CreateDisposition.FILE_OPEN
-    create_options: int = CreateOptions.NONE
-    allocation_size: int = 0
+    desired_access: U32 = 0
+    file_attributes: U32 = 0
+    share_access: U32 = 0
+    disposition: U32 = CreateDisposition.FILE_OPEN
+    create_options: U32 = CreateOptions.NONE
+    allocation_size: Size = 0
 
 
 class LowIoParameters(
@@ -100,14 +118,14 @@ class LowIoParameters(
 ):
     """LowIoContext: the operation and its ParamsFor arm (ReadWrite, Locks, FsCtl, NotifyChange)."""
 
-    operation: int = LowIoOp.READ
-    offset: int = 0  # ByteOffset
-    length: int = 0  # ByteCount (read/write) or Locks.Length
-    flags: int = 0  # ReadWrite.Flags or Locks.Flags (SL_FAIL_IMMEDIATELY, SL_EXCLUSIVE_LOCK)
-    key: int = 0
-    code: int = 0  # FsControlCode / IoControlCode
+    operation: U32 = LowIoOp.READ
+    offset: Offset = 0  # ByteOffset (-1: at the end of the file)
+    length: Size = 0  # ByteCount (read/write) or Locks.Length
+    flags: U32 = 0  # ReadWrite.Flags or Locks.Flags (SL_FAIL_IMMEDIATELY, SL_EXCLUSIVE_LOCK)
+    key: U32 = 0
+    code: U32 = 0  # FsControlCode / IoControlCode
     watch_tree: bool = False
-    completion_filter: int = 0
+    completion_filter: U32 = 0
 
 
 class InfoParameters(
@@ -116,7 +134,7 @@ class InfoParameters(
 ):
     """Info{FileInformationClass or FsInformationClass, ...}: the class and its typed arguments."""
 
-    info_class: int = 0
+    info_class: U32 = 0
     args: dict[str, WireValue] = msgspec.field(default_factory=dict)
 
 
@@ -131,12 +149,12 @@ class QueryDirectoryParameters(
         "max_entries": "mx",
     },
 ):
-    info_class: int = 1  # FileDirectoryInformation
+    info_class: U32 = 1  # FileDirectoryInformation
     pattern: Text = "*"
     restart_scan: bool = False
     return_single_entry: bool = False
-    file_index: int = 0
-    max_entries: int = 512
+    file_index: U32 = 0
+    max_entries: U32 = 512
 
 
 class RxContext(
@@ -165,15 +183,17 @@ class RxContext(
 ):
     """One request: what an IRP plus its RX_CONTEXT carry, reduced to what crosses a process."""
 
-    request_id: int
-    major: int
-    minor: int = 0
+    request_id: Id
+    major: U8
+    minor: U8 = 0
     routine: Text | None = None  # set when the core (or connection manager) calls a mini-redirector
     target: Text | None = None  # peer to route to (connection manager -> a mini-redirector)
-    timeout_ms: int = 30_000  # deadline, relative to receipt, so it survives clock differences
+    timeout_ms: TimeoutMs = (
+        30_000  # deadline, relative to receipt, so it survives clock differences
+    )
     path: Text | None = None  # UNC from a client; share-relative (backslashes) to a mini-redirector
-    fobx: int | None = None  # handle (FOBX id) the client holds
-    srv_open: int | None = None  # the mini-redirector's own id for the SRV_OPEN
+    fobx: Id | None = None  # handle (FOBX id) the client holds
+    srv_open: Id | None = None  # the mini-redirector's own id for the SRV_OPEN
     srv_call: Text | None = None  # server name
     net_root: Text | None = None  # share name
     create: CreateParameters | None = None
@@ -181,7 +201,7 @@ class RxContext(
     info: InfoParameters | None = None
     query_directory: QueryDirectoryParameters | None = None
     args: dict[str, WireValue] | None = None
-    flags: int = 0
+    flags: U32 = 0
     origin: Text | None = None  # the request id's owner as logged (e.g. "client-1f:42")
 
 
@@ -198,9 +218,9 @@ class RxCompletion(
 ):
     """StoredStatus + InformationToReturn, and whatever structured result the routine produced."""
 
-    request_id: int
-    status: int
-    information: int = 0
+    request_id: Id
+    status: U32
+    information: Size = 0
     result: WireValue = None
     message: Text = ""
 
@@ -222,7 +242,7 @@ class RxCancel(
     cancelled request is (STATUS_CANCELLED, or its real result if it finished first); a cancel
     for an unknown or finished request is ignored."""
 
-    request_id: int
+    request_id: Id
     reason: Text = "client"
 
 
@@ -249,13 +269,13 @@ class Register(
     routines: Texts
     lowio_ops: Ints
     servers: Texts  # server names it claims; "*" = any (the connection manager asks it)
-    mrx_flags: int = 0
-    pid: int = 0
+    mrx_flags: U32 = 0
+    pid: U32 = 0
     role: Text = "minirdr"  # "minirdr" | "connmgr"
     host: Text = ""  # the host the process runs on (a node's mini-redirectors are remote)
     #: FCB_STATE buffering bits it grants an uncontended open (its MRxComputeNewBufferingState
     #: answer, fixed by its ``caching`` option: our servers give no oplocks to break)
-    buffering: int = 0
+    buffering: U32 = 0
 
 
 # the core's answers to a registration (Heartbeat.seq): a new registration, and a repeated one
@@ -276,8 +296,8 @@ class Heartbeat(
     rename={"name": "n", "seq": "s", "pending": "pd"},
 ):
     name: Text
-    seq: int = 0
-    pending: int = 0
+    seq: Annotated[int, msgspec.Meta(ge=LEAVING, le=MAX_I64)] = 0
+    pending: Size = 0
 
 
 class _Batch(_Message, kw_only=True, rename={"payload_lengths": "pl", "payload_frames": "pf"}):
@@ -309,10 +329,10 @@ class Compound(
     A client sends one to the core; the core sends one to each mini-redirector carrying that
     peer's items (their request ids are the core's)."""
 
-    request_id: int
+    request_id: Id
     items: list[RxContext]
     payload_items: Ints = msgspec.field(default_factory=list)
-    timeout_ms: int = 30_000
+    timeout_ms: TimeoutMs = 30_000
     origin: Text | None = None
 
 
@@ -334,8 +354,8 @@ class CompoundCompletion(
     From a mini-redirector to the core it may hold fewer items than were sent: an item that
     answered STATUS_PENDING completes later as an ordinary RxCompletion."""
 
-    request_id: int
-    status: int
+    request_id: Id
+    status: U32
     items: list[RxCompletion] = msgspec.field(default_factory=list)
     payload_items: Ints = msgspec.field(default_factory=list)
     message: Text = ""

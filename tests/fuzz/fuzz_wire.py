@@ -17,7 +17,7 @@ import atheris
 with atheris.instrument_imports():
     from rdbss.keys import KeyFileError, parse_authorized_keys
     from rdbss.model.names import parse_unc
-    from rdbss.wire.codec import Codec, WireError
+    from rdbss.wire.codec import Codec, WireError, refusal_ids
     from rdbss.wire.framing import unpack_frames
     from rdbss.wire.status import NtStatusError
 
@@ -30,8 +30,11 @@ def one_input(data: bytes) -> None:
     if choice <= 1:
         header = fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, len(data)))
         frames = [header] if choice == 0 else [header, fdp.ConsumeBytes(64)]
-        with contextlib.suppress(WireError):
+        try:
             unpack_frames(CODEC, frames)
+        except WireError:  # refused: the ids to answer with are read leniently, never raise
+            ids = refusal_ids(header)
+            assert ids and all(type(i) is int and i >= 0 for i in ids)
     elif choice == 2:
         with contextlib.suppress(NtStatusError):
             parse_unc(fdp.ConsumeUnicodeNoSurrogates(512))

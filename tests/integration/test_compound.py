@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import os
 import random
+import time
 from collections.abc import Iterator
 
 import msgpack
@@ -259,7 +260,7 @@ items = st.lists(
         st.sampled_from([0, RxFlags.RELATED]),
         st.sampled_from([None, 0, 1, 2, 10**12]),  # fobx
         st.sampled_from([r"\ok.txt", r"\missing", r"\dir", "", r"\..\x", r"\\other\data\o.txt"]),
-        st.integers(-5, 1 << 20),  # offset / length
+        st.integers(-1, 1 << 20),  # offset / length (below -1 the codec refuses the message)
         st.integers(0, 0x1FFFFF),  # access
     ),
     max_size=12,
@@ -295,6 +296,23 @@ def test_random_compounds_get_one_answer_per_item_and_leave_nothing_open(
                     c.close_handle(outcome.value["fobx"])
         assert c.status()["handles"] == before
         assert c.status()["pending"] == 0
+
+
+def test_a_compound_with_an_item_out_of_range_is_refused_whole_at_once(daemon: Daemon) -> None:
+    """A number outside its field's range is a malformed message: the compound is answered at
+    once with its own id and the item's field named, and none of its items runs."""
+    ok = rq.create(daemon.share + r"\never-made.txt", T, disposition=CreateDisposition.FILE_CREATE)
+    bad = rq.read(1, 0, 10, T)
+    assert bad.ctx.lowio is not None
+    bad.ctx.lowio.offset = -5  # past the client's own check, as a hostile client would
+    with daemon.client() as c:
+        started = time.monotonic()
+        with pytest.raises(NtStatusError) as info:
+            c.compound([ok, bad])
+        assert time.monotonic() - started < 1.0
+        assert info.value.status == NtStatus.STATUS_INVALID_PARAMETER
+        assert "it[1].lo.of (offset): out of range" in (info.value.strerror or "")
+    assert not (daemon.share_dir / "never-made.txt").exists()
 
 
 def test_a_stat_of_a_file_open_elsewhere_collapses_and_closes_only_its_own_handle() -> None:

@@ -9,7 +9,7 @@ import zmq
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from rdbss.wire import Codec, IrpMj, NtStatus, RxCompletion, RxContext
+from rdbss.wire import Codec, CompletionBundle, IrpMj, NtStatus, RxCompletion, RxContext
 from tests.daemon import Daemon
 
 codec = Codec()
@@ -59,9 +59,12 @@ def test_random_frames_never_take_the_daemon_down(daemon: Daemon, batch: list[li
         for message in batch:
             sock.send_multipart(message)
             if sock.poll(5000):  # answered (or silently dropped by ZeroMQ framing rules)
-                done = codec.decode(sock.recv_multipart()[0])
-                assert isinstance(done, RxCompletion)
-                assert done.status != NtStatus.STATUS_SUCCESS or len(message) == 1
+                answer = codec.decode(sock.recv_multipart()[0])
+                # a refused bundle is answered item by item (CompletionBundle)
+                assert isinstance(answer, RxCompletion | CompletionBundle)
+                items = answer.items if isinstance(answer, CompletionBundle) else [answer]
+                for done in items:
+                    assert done.status != NtStatus.STATUS_SUCCESS or len(message) == 1
     finally:
         sock.close(0)
         ctx.term()
@@ -80,3 +83,37 @@ def test_an_oversized_message_costs_only_its_own_connection(daemon: Daemon) -> N
     with daemon.client(timeout=5) as c:
         assert c.ping()
         c.write_bytes(daemon.share + r"\after-oversize.txt", b"still serving")
+
+
+def test_a_refusal_is_immediate_and_addressed(daemon: Daemon) -> None:
+    """A request the schema refuses (a path over 64 KiB, a deadline out of range) is answered
+    at once with its own id and a named status, never left to its sender's deadline; a
+    bundle's items are answered each with theirs."""
+    ctx, sock = connect(daemon)
+    long_path = {"k": "rx", "v": 1, "id": 41, "mj": 0, "p": "\\\\local\\data\\" + "x" * 70_000}
+    cases = [
+        (long_path, {41: NtStatus.STATUS_OBJECT_NAME_INVALID}),
+        (
+            {"k": "rx", "v": 1, "id": 42, "mj": 13, "dl": -5},
+            {42: NtStatus.STATUS_INVALID_PARAMETER},
+        ),
+        (
+            {"k": "rx", "v": 1, "id": 43, "mj": 13, "dl": 2**63},
+            {43: NtStatus.STATUS_INVALID_PARAMETER},
+        ),
+        (
+            {"k": "rb", "v": 1, "it": [long_path, {"k": "rx", "v": 1, "id": 44, "mj": 13}]},
+            {41: NtStatus.STATUS_OBJECT_NAME_INVALID, 44: NtStatus.STATUS_OBJECT_NAME_INVALID},
+        ),
+    ]
+    try:
+        for message, expected in cases:
+            sock.send(msgpack.packb(message))
+            assert sock.poll(1000), f"no answer within 1 s to {str(message)[:60]}"
+            answer = codec.decode(sock.recv_multipart()[0])
+            items = answer.items if isinstance(answer, CompletionBundle) else [answer]
+            assert {done.request_id: done.status for done in items} == expected
+            assert all("out of range" in d.message or "path" in d.message for d in items)
+    finally:
+        sock.close(0)
+        ctx.term()

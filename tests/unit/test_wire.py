@@ -34,6 +34,7 @@ from rdbss.wire import (
     pack_frames,
     unpack_frames,
 )
+from rdbss.wire.codec import refusal_ids
 from rdbss.wire.rxcontext import CANCEL_REASONS, MAX_TEXT_LEN
 from rdbss.wire.status import AUTH_ERRORS, NETWORK_ERRORS, status_from_errno, status_name
 
@@ -106,7 +107,9 @@ def test_errno_mapping() -> None:
 # ----------------------------------------------------------------------------- round trips
 
 ints = st.integers(min_value=-(1 << 63), max_value=(1 << 64) - 1)
-small = st.integers(min_value=0, max_value=1 << 32)
+small = st.integers(min_value=0, max_value=(1 << 32) - 1)  # a U32 field's range
+byte = st.integers(min_value=0, max_value=255)  # major / minor functions
+offsets = st.integers(min_value=-1, max_value=(1 << 63) - 1)
 text = st.text(
     st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=40
 )
@@ -117,10 +120,10 @@ contexts = st.builds(
     RxContext,
     request_id=small,
     major=st.sampled_from(list(IrpMj)).map(int),
-    minor=small,
+    minor=byte,
     routine=st.one_of(st.none(), text),
     target=st.one_of(st.none(), text),
-    timeout_ms=small,
+    timeout_ms=st.integers(0, (1 << 31) - 1),
     path=st.one_of(st.none(), text),
     fobx=st.one_of(st.none(), small),
     srv_open=st.one_of(st.none(), small),
@@ -131,7 +134,9 @@ contexts = st.builds(
     ),
     lowio=st.one_of(
         st.none(),
-        st.builds(LowIoParameters, small, ints, small, small, small, small, st.booleans(), small),
+        st.builds(
+            LowIoParameters, small, offsets, small, small, small, small, st.booleans(), small
+        ),
     ),
     info=st.one_of(st.none(), st.builds(InfoParameters, small, args)),
     query_directory=st.one_of(
@@ -287,9 +292,63 @@ def test_limits_are_enforced() -> None:
         tight.decode(codec.encode(RxCompletion(1, 0, result=[1, 2, 3, 4, 5])))
     # the messages' own strings and lists: the schema's
     assert codec.decode(codec.encode(RxContext(1, 0, path="x" * MAX_TEXT_LEN))).path
-    with pytest.raises(WireError, match=r"length limit \(<= 65536\)") as info:
+    with pytest.raises(
+        WireError, match=r"path\): a string over the length limit \(<= 65536\)"
+    ) as info:
         codec.decode(codec.encode(RxContext(1, 0, path="x" * (MAX_TEXT_LEN + 1))))
+    # a name no file system takes: a name error, as a NUL in it
+    assert info.value.status == NtStatus.STATUS_OBJECT_NAME_INVALID
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"dl": -5}, r"dl \(deadline in ms\): out of range \(must be >= 0\)"),
+        ({"dl": 2**63}, r"dl \(deadline in ms\): out of range \(must be <= 2147483647\)"),
+        ({"id": -1}, r"id \(request id\): out of range"),
+        ({"id": 2**63}, r"id \(request id\): out of range"),
+        ({"fx": -3}, r"fx \(handle \(fobx\)\): out of range"),
+        ({"mj": 256}, r"mj \(major function\): out of range"),
+        ({"lo": {"of": -2}}, r"lo.of \(offset\): out of range \(must be >= -1\)"),
+        ({"lo": {"ln": -1}}, r"lo.ln \(length\): out of range \(must be >= 0\)"),
+        ({"lo": {"f": 2**32}}, r"lo.f: out of range \(must be <= 4294967295\)"),
+        ({"cr": {"da": -1}}, r"cr.da: out of range"),
+        ({"cr": {"as": 2**64 - 1}}, r"cr.as \(allocation size\): out of range"),
+        ({"qd": {"mx": -1}}, r"qd.mx: out of range"),
+    ],
+)
+def test_every_numeric_field_is_range_checked(fields: dict[str, object], named: str) -> None:
+    """A number outside its field's range is refused with STATUS_INVALID_PARAMETER naming the
+    field, before any process acts on it; the refusal still carries the request's id."""
+    frame = msgpack.packb({"k": "rx", "v": 1, "id": 7, "mj": 3, **fields})
+    with pytest.raises(WireError, match=named) as info:
+        codec.decode(frame)
     assert info.value.status == NtStatus.STATUS_INVALID_PARAMETER
+    assert refusal_ids(frame) == ([7] if "id" not in fields else [0])
+
+
+def test_the_ranges_edges_are_accepted() -> None:
+    """-1 as an offset (an append), 0 as a deadline (a compound item: the compound's), and the
+    largest id, size and deadline."""
+    lowio = LowIoParameters(offset=-1, length=(1 << 63) - 1)
+    ctx = RxContext((1 << 63) - 1, 255, timeout_ms=(1 << 31) - 1, fobx=(1 << 63) - 1, lowio=lowio)
+    assert codec.decode(codec.encode(ctx)) == ctx
+    assert codec.decode(codec.encode(RxContext(1, 3, timeout_ms=0))).timeout_ms == 0
+    hb = Heartbeat("local", -3)  # LEAVING
+    assert codec.decode(codec.encode(hb)) == hb
+
+
+def test_a_refused_frame_is_answered_with_the_ids_it_carries() -> None:
+    """Read leniently: an over-long path does not hide the id; a bundle's items are answered
+    each; no readable id gives [0]."""
+    long_path = {"k": "rx", "v": 1, "id": 41, "mj": 0, "p": "x" * (MAX_TEXT_LEN + 10)}
+    assert refusal_ids(msgpack.packb(long_path)) == [41]
+    bundle = {"k": "rb", "v": 1, "it": [long_path, {"k": "rx", "id": 42}, {"id": "x"}]}
+    assert refusal_ids(msgpack.packb(bundle)) == [41, 42]
+    assert refusal_ids(msgpack.packb({"k": "rx", "id": "7"})) == [0]
+    assert refusal_ids(b"\xc1garbage") == [0]
+    assert refusal_ids(msgpack.packb([1, 2])) == [0]
+    assert refusal_ids(b"\x91" * 100_000) == [0]  # nested too deeply
 
 
 @given(st.binary(max_size=200))
@@ -411,7 +470,7 @@ def test_compound_payload_indices_are_checked(payload_items: list[int]) -> None:
             "pi": payload_items,
         }
     )
-    with pytest.raises(WireError, match="payload_items"):
+    with pytest.raises(WireError, match=r"payload_items|header\.pi\[0\]: out of range"):
         codec.decode(header)
 
 
