@@ -612,6 +612,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
+    from rdbss.experiment.cli import add_arguments as experiment_arguments
+
     parser = argparse.ArgumentParser(prog="rdbss", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--config", help="configuration file (default: ~/.config/rdbss/config.toml)"
@@ -706,11 +708,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="a new seed (the schedule starts over)")
     p.set_defaults(func=cmd_fault)
     p = sub.add_parser("experiment", help="run a fault-injection experiment and write a report")
-    p.add_argument("action", choices=["run", "plan"])
-    p.add_argument("file", help="experiment file (TOML), e.g. deploy/experiments/kill-local.toml")
-    p.add_argument("--out", help="report folder (default: ./experiment-<name>-<time>)")
-    p.add_argument("--client", type=int, default=0, help="plan: which client's operations")
-    p.add_argument("--count", type=int, default=20, help="plan: how many operations")
+    experiment_arguments(p)  # run FILE | plan FILE | compare DIR_A DIR_B, --repeat N
     p.set_defaults(func=cmd_experiment)
     return parser
 

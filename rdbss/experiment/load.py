@@ -40,6 +40,7 @@ from rdbss.wire.status import NtStatusError
 
 RETRY_INTERVAL_S = 0.2
 SCRATCH_SIZE = 128
+LOCK_OFFSET = 1 << 40
 
 
 def retry(
@@ -181,8 +182,9 @@ class Load:
         elif op.kind == "lock":
             handle = client.create(file_path(load, op.file))
             try:
-                client.lock(handle.fobx, 0, 1, exclusive=False)
-                client.unlock(handle.fobx, 0, 1)
+                # beyond the data, so it never conflicts with another client's write
+                client.lock(handle.fobx, LOCK_OFFSET + op.client, 1, exclusive=False)
+                client.unlock(handle.fobx, LOCK_OFFSET + op.client, 1)
             finally:
                 client.close_handle(handle.fobx)
         elif op.kind == "create" or not scratch:

@@ -57,7 +57,7 @@ class LoadSpec(msgspec.Struct, frozen=True):
     its next operation as soon as the previous one ends, after ``think_ms``."""
 
     root: str
-    name: str = "load"
+    name: str = "main"
     mix: tuple[tuple[str, float], ...] = (("read", 0.5), ("stat", 0.3), ("write", 0.2))
     files: FileSet = FileSet()
     model: str = "closed"
@@ -423,7 +423,7 @@ def parse_experiment(
         raise ExperimentError(f"{where}: the setup needs at least one [[setup.minirdr]]")
     proxies = _parse_proxies(setup, where)
     servers = _parse_servers(setup, where)
-    load = parse_load(_table(data, "load", where), f"{where}: load")
+    load = parse_load(_table(data, "load", where), f"{where}: load", "main")
     raw_controls = data.get("control", [])
     if not isinstance(raw_controls, list) or not all(isinstance(c, dict) for c in raw_controls):
         raise ExperimentError(f"{where}: control must be an array of tables ([[control]])")

@@ -1,7 +1,9 @@
-"""The experiment runner end to end (rdbss/experiment.py): a real daemon of its own with a
+"""The experiment runner end to end (rdbss/experiment/): a real daemon of its own with a
 ``faulty`` mini-redirector wrapping ``local``, two load clients, an injected-status window and a
 SIGKILL of the faulty process; then the report, the figures, the integrity verdict and the
-reproducibility of the planned operations. Also runs the shipped example experiment."""
+reproducibility of the planned operations. Also runs the shipped example experiment; the fault
+isolation experiment against a real WebDAV server with a control share is in
+test_experiment_isolation.py."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from rdbss.experiment import Runner, load_experiment, ops_digest, plan_operations
+from rdbss.experiment import load_experiment, ops_digest, plan_operations
+from rdbss.experiment.faults import FaultActions
 from rdbss.faultproxy import FaultProxy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,6 +65,7 @@ t = 0.5
 action = "proxy"
 proxy = "net"
 settings = {{ latency_ms = 100, blackhole = true }}
+duration_s = 0.3
 
 [[fault]]
 t = 1.2
@@ -98,20 +102,23 @@ minirdr = "flaky"
 REPORT_KEYS = {
     "experiment",
     "config",
-    "ops",
-    "errors",
-    "timeseries",
+    "loads",
     "faults",
-    "integrity",
-    "clients",
+    "windows",
+    "recoveries",
+    "verdict",
+    "blast_radius",
+    "runner_errors",
     "reproducibility",
+    "figures",
 }
-SERIES_KEYS = {"t", "ops", "ok", "errors", "throughput", "p50_ms", "p90_ms", "p99_ms", "max_ms"}
+BIN_KEYS = {"t", "ok", "fail", "info", "p50_ms", "p99_ms", "max_ms", "by_status"}
+FIGURES = ("latency", "throughput", "errors", "recovery", "isolation")
 
 
-def run_experiment(path: Path, out: Path) -> subprocess.CompletedProcess[str]:
+def run_experiment(path: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "rdbss.experiment", "run", str(path), "--out", str(out)],
+        [sys.executable, "-m", "rdbss.experiment", "run", str(path), "--out", str(out), *extra],
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT_S,
@@ -131,7 +138,7 @@ def png_size(path: Path) -> tuple[int, int]:
 
 def assert_real_figure(path: Path) -> None:
     width, height = png_size(path)
-    assert width >= 400 and height >= 300
+    assert width >= 400 and height >= 200
     assert path.stat().st_size > 8_000  # axes, text and data, not an empty canvas
     import matplotlib.image
 
@@ -169,13 +176,17 @@ def test_the_report_has_the_expected_content(short_run: tuple[Path, dict[str, An
     _, report, _ = short_run
     assert set(report) >= REPORT_KEYS
     assert report["experiment"]["name"] == "short"
+    assert report["experiment"]["seeds"] == {"main": 11}
+    assert report["experiment"]["command"].startswith("rdbss experiment run ")
     assert report["config"]["experiment"]["load"]["clients"] == 2
     assert "[[minirdr]]" in report["config"]["daemon_toml"]
-    series = report["timeseries"]
-    assert len(series) >= 7
-    assert all(set(s) >= SERIES_KEYS for s in series)
-    assert report["ops"]["ok"] > 200
-    assert sum(s["ops"] for s in series) == report["ops"]["total"]
+    [main] = report["loads"]
+    assert main["model"] == "open" and main["role"] == "main"
+    bins = main["bins"]
+    assert len(bins) >= 70  # 100 ms bins over 7 s
+    assert all(set(b) >= BIN_KEYS for b in bins)
+    assert main["ok"] > 200
+    assert sum(b["ok"] + b["fail"] + b["info"] for b in bins) == main["ops"]
 
 
 def test_faults_were_injected_and_recovered_from(
@@ -188,43 +199,60 @@ def test_faults_were_injected_and_recovered_from(
     for step in steps:
         assert step["ok"], step
         assert abs(step["at"] - step["t"]) < 1.0
-        assert isinstance(step["recovery_s"], int | float), step  # recovered before the end
-        assert step["recovery_s"] >= 0
-        assert step["integrity"] == "OK"
-    assert steps[0]["detail"] == "proxy settings: latency_ms=100, blackhole=True"
+    assert steps[0]["detail"] == (
+        "proxy settings: latency_ms=100, blackhole=True; "
+        "then proxy settings back: latency_ms=0.0, blackhole=False"
+    )
+    assert steps[0]["ended_at"] == pytest.approx(0.8, abs=0.5)
     assert steps[3]["detail"].startswith("SIGKILL pid ")
     # the restarted process was stopped for 0.4 s (less than the 3 s heartbeat limit) and went on
     restarted = steps[4]["detail"].split()[-1]
     assert steps[4]["detail"] == f"SIGSTOP pid {restarted}" != steps[3]["detail"]
     assert steps[5]["detail"] == f"SIGCONT pid {restarted}"
+    # windows: set_faults..clear_faults, the kill until the first success, stop..cont
+    windows = {w["step"]: w for w in report["windows"]}
+    assert windows[1]["start"] == steps[1]["at"] and windows[1]["end"] == steps[2]["at"]
+    assert windows[4]["start"] == steps[4]["at"] and windows[4]["end"] == steps[5]["at"]
+    assert steps[3]["at"] < windows[3]["end"] < steps[3]["at"] + 3.0
+    for rec in report["recoveries"]:
+        assert isinstance(rec["first_success_s"], int | float), rec
+        assert 0 <= rec["first_success_s"] < 2.0
     # the window: every read failed with the injected status; the kill: in-flight requests
     # completed at once with STATUS_CONNECTION_DISCONNECTED
-    assert report["errors"][INJECTED] > 10
-    assert "STATUS_CONNECTION_DISCONNECTED" in report["errors"]
+    [main] = report["loads"]
+    assert main["errors"][INJECTED] > 10
+    assert "STATUS_CONNECTION_DISCONNECTED" in main["errors"]
     assert report["runner_errors"] == []
-    injected_in = [s["t"] for s in report["timeseries"] if INJECTED in s["errors_by_status"]]
-    assert injected_in and set(injected_in) <= {1, 2}  # only inside the window (1.2 s - 2.2 s)
+    injected_in = [b["t"] for b in main["bins"] if INJECTED in b["by_status"]]
+    assert injected_in and min(injected_in) >= 1.1 and max(injected_in) < 2.3
 
 
 def test_no_acknowledged_write_was_lost(short_run: tuple[Path, dict[str, Any], str]) -> None:
     _, report, stdout = short_run
-    integrity = report["integrity"]
+    assert report["verdict"] == "OK"
+    integrity = report["loads"][0]["integrity"]
     assert integrity["verdict"] == "OK", integrity
-    assert integrity["lost"] == [] and integrity["unreadable"] == []
+    assert integrity["lost"] == integrity["corrupted"] == 0 and integrity["bad_files"] == []
     assert integrity["files"] == 8
-    assert integrity["writes_acknowledged"] > 20
+    assert integrity["acknowledged"] > 20
     assert "nothing acknowledged was lost" in stdout
 
 
 def test_the_figures_and_summary_exist(short_run: tuple[Path, dict[str, Any], str]) -> None:
-    path, _, stdout = short_run
+    path, report, stdout = short_run
     out = path.parent / "out"
-    for name in ("throughput.png", "latency.png", "errors.png"):
-        assert_real_figure(out / name)
+    for name in FIGURES:
+        assert_real_figure(out / f"{name}.png")
     summary = (out / "summary.txt").read_text()
     assert summary == stdout
-    assert INJECTED in summary and "recovered in" in summary
+    assert INJECTED in summary and "first success after" in summary
     assert (out / "daemon.log").exists()
+    rows = (out / "ops.csv").read_text().splitlines()
+    assert rows[0].startswith("load,client,seq,kind,file,intended,start,end,status")
+    assert len(rows) == report["loads"][0]["ops"] + 1
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(FIGURES)
+    assert "http://" not in html and "https://" not in html  # opens offline
 
 
 def test_the_runner_stopped_everything_it_started(
@@ -246,7 +274,7 @@ def test_the_same_experiment_plans_the_same_operations(
 ) -> None:
     path, report, _ = short_run
     first, second = load_experiment(path), load_experiment(path)
-    for entry in report["clients"]:
+    for entry in report["loads"][0]["clients"]:
         client, n = entry["client"], entry["ops_executed"]
         assert n > 50
         planned = plan_operations(first.load, client, n)
@@ -272,11 +300,12 @@ def test_the_shipped_example_runs(tmp_path: Path) -> None:
     proc = run_experiment(EXAMPLE, tmp_path / "out")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["integrity"]["verdict"] == "OK"
-    assert [s["ok"] for s in report["faults"]] == [True, True, True]
-    assert "STATUS_UNEXPECTED_NETWORK_ERROR" in report["errors"]
-    for name in ("throughput.png", "latency.png", "errors.png"):
-        png_size(tmp_path / "out" / name)
+    assert report["verdict"] == "OK"
+    assert all(s["ok"] for s in report["faults"])
+    assert "STATUS_UNEXPECTED_NETWORK_ERROR" in report["loads"][0]["errors"]
+    assert [ld["isolation"]["outside"]["errors"] for ld in report["loads"][1:]] == [0]
+    for name in FIGURES:
+        png_size(tmp_path / "out" / f"{name}.png")
 
 
 def test_a_bad_experiment_file_exits_2(tmp_path: Path) -> None:
@@ -288,23 +317,27 @@ def test_a_bad_experiment_file_exits_2(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
-def test_a_proxy_step_changes_the_fault_proxy(tmp_path: Path) -> None:
+def test_a_proxy_step_changes_the_fault_proxy_and_its_duration_undoes_it(tmp_path: Path) -> None:
     """The runner's proxy steps, against a real FaultProxy (no daemon needed)."""
     exp_file = tmp_path / "proxy.toml"
     exp_file.write_text(
         EXPERIMENT.split("[[fault]]")[0].replace(
             "[load]", '[[setup.proxy]]\nname = "p"\ntarget = "127.0.0.1:9"\n\n[load]'
         )
-        + '[[fault]]\nt = 1\naction = "proxy"\nproxy = "p"\n'
+        + '[[fault]]\nt = 1\naction = "proxy"\nproxy = "p"\nduration_s = 0.5\n'
         + "settings = { latency_ms = 50, bandwidth = 1000, reset = true }\n"
     )
     experiment = load_experiment(exp_file)
-    runner = Runner(experiment, tmp_path / "out")
-    proxy = FaultProxy("127.0.0.1", 9).start()
+    proxy = FaultProxy("127.0.0.1", 9, latency_ms=7).start()
     try:
-        runner.proxies["p"] = proxy
-        detail = runner._carry_out(None, experiment.faults[0])  # type: ignore[arg-type]
+        actions = FaultActions(lambda: None, {"p": proxy}, {})
+        step = experiment.faults[0]
+        detail = actions.do(None, step)  # type: ignore[arg-type]
         assert detail == "proxy settings: latency_ms=50, bandwidth=1000, reset=True"
         assert proxy.settings.latency_ms == 50 and proxy.settings.bandwidth == 1000
+        assert actions.undo(None, step) == (  # type: ignore[arg-type]
+            "proxy settings back: latency_ms=7.0, bandwidth=0.0"
+        )
+        assert proxy.settings.latency_ms == 7 and proxy.settings.bandwidth == 0
     finally:
         proxy.stop()
