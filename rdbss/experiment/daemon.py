@@ -9,6 +9,9 @@ import copy
 import json
 import math
 import os
+import re
+import socket
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -32,12 +35,30 @@ def substitute(value: Any, replacements: Mapping[str, Any]) -> Any:
     return value
 
 
+PORT_PLACEHOLDER = re.compile(r"\{port\.([A-Za-z_][A-Za-z0-9_]*)\}")
+ENV_PLACEHOLDER = re.compile(r"\{env\.([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
 def placeholders(
-    base: Path, proxies: Mapping[str, tuple[str, int]], env: Mapping[str, str] | None = None
+    base: Path,
+    proxies: Mapping[str, tuple[str, int]],
+    env: Mapping[str, str] | None = None,
+    text: str = "",
 ) -> dict[str, Any]:
-    """The replacements of a run in ``base`` with proxies listening at ``proxies``; ``{env.X}``
-    for every environment variable (a server address the user started, say)."""
-    replacements: dict[str, Any] = {"{tmp}": str(base)}
+    """The replacements of a run in ``base`` with proxies listening at ``proxies``: ``{tmp}``,
+    ``{python}`` (this interpreter), ``{proxy.NAME.host}`` / ``{proxy.NAME.port}``, ``{env.X}``
+    for every environment variable (a server address the user started, say) and a free
+    loopback port for every ``{port.NAME}`` in ``text`` (the experiment file)."""
+    replacements: dict[str, Any] = {"{tmp}": str(base), "{python}": sys.executable}
+    for name in sorted(set(PORT_PLACEHOLDER.findall(text))):
+        replacements[f"{{port.{name}}}"] = free_port()
     for name, (host, port) in proxies.items():
         replacements[f"{{proxy.{name}.port}}"] = port
         replacements[f"{{proxy.{name}.host}}"] = host
@@ -89,12 +110,21 @@ def config_toml(config: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def check_env(value: Any) -> None:
+    """Refuse what still holds an ``{env.X}`` placeholder: X is not set."""
+    missing = sorted(set(ENV_PLACEHOLDER.findall(json.dumps(value))))
+    if missing:
+        name = missing[0]
+        raise ExperimentError(f"setup: the file uses {{env.{name}}}, but {name} is not set")
+
+
 def daemon_config(
     experiment: Experiment, base: Path, replacements: Mapping[str, Any]
 ) -> dict[str, Any]:
     """The experiment's daemon configuration for a run in ``base``: placeholders replaced,
     a private runtime directory, short default timeouts."""
     config = substitute(copy.deepcopy(dict(experiment.config)), replacements)
+    check_env(config)
     daemon = config.setdefault("daemon", {})
     if not isinstance(daemon, dict):
         raise ExperimentError("setup: [daemon] must be a table")

@@ -11,7 +11,12 @@ Actions:
 - ``proxy``: FaultProxy settings (latency_ms, jitter_ms, bandwidth, blackhole, refuse, reset);
   with ``duration_s`` the changed settings go back to their values before the step;
 - ``reset_storm``: every ``interval_s`` for ``duration_s``, RST every connection of the proxy;
-- ``restart``: stop a ``[[setup.server]]`` process (SIGTERM, then SIGKILL) and start it again.
+- ``restart``: stop a ``[[setup.server]]`` process (SIGTERM, then SIGKILL) and start it again;
+- ``disk_full``: fill the volume of ``path`` with one file until ENOSPC; with ``duration_s`` the
+  file goes again. Refused on a volume with more than 1 GiB free: put the share (or the server's
+  root) on a ``[[setup.volume]]``, a small tmpfs the run mounts;
+- ``command``: run ``command`` (argv, placeholders allowed; 30 s at most), e.g. Samba's
+  ``smbcontrol smbd close-share NAME`` to delete the SMB sessions' tree connects.
 """
 
 from __future__ import annotations
@@ -29,11 +34,16 @@ from typing import IO, Any
 import msgspec
 
 from rdbss.client import Client
+from rdbss.experiment.daemon import substitute
 from rdbss.experiment.schema import FaultStep, ServerSpec
 from rdbss.faultproxy import FaultProxy
 
 SERVER_READY_S = 20.0
 SERVER_STOP_S = 5.0
+COMMAND_TIMEOUT_S = 30.0
+FILL_NAME = ".rdbss-experiment-fill"
+FILL_LIMIT = 1 << 30  # bytes free on a volume disk_full agrees to fill
+FILL_CHUNK = 1 << 20
 
 
 class StepResult(msgspec.Struct):
@@ -137,6 +147,30 @@ class ServerProcess:
             self._log = None
 
 
+def fill(folder: Path) -> str:
+    """Write one file into ``folder`` until its volume is full (ENOSPC)."""
+    import errno
+
+    stat = os.statvfs(folder)
+    free = stat.f_bavail * stat.f_frsize
+    if free > FILL_LIMIT:
+        raise RuntimeError(
+            f"{folder} has {free >> 20} MiB free: disk_full fills only a small volume "
+            "(put the share on a [[setup.volume]])"
+        )
+    written = 0
+    chunk = b"\0" * FILL_CHUNK
+    with (folder / FILL_NAME).open("wb", buffering=0) as f:
+        for size in (FILL_CHUNK, 4096, 1):
+            try:
+                while True:
+                    written += f.write(chunk[:size])
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+    return f"filled {written >> 10} KiB, the volume is full"
+
+
 class FaultActions:
     """The actions of one run, on its daemon (``daemon_pid``), proxies and servers."""
 
@@ -145,10 +179,12 @@ class FaultActions:
         daemon_pid: Callable[[], int | None],
         proxies: Mapping[str, FaultProxy],
         servers: Mapping[str, ServerProcess],
+        replacements: Mapping[str, Any] | None = None,
     ) -> None:
         self.daemon_pid = daemon_pid
         self.proxies = proxies
         self.servers = servers
+        self.replacements = replacements if replacements is not None else {}
         self.stopped: dict[str, tuple[int, tuple[int, int]]] = {}  # name -> pid, identity
         self._before: dict[int, dict[str, Any]] = {}  # step index -> proxy settings it changed
 
@@ -174,6 +210,10 @@ class FaultActions:
             server.stop()
             server.start()
             return f"restarted, listening again after {time.monotonic() - started:.2f} s"
+        if step.action == "disk_full":
+            return fill(Path(substitute(step.path, self.replacements)))
+        if step.action == "command":
+            return self.run_command([str(a) for a in substitute(step.command, self.replacements)])
         if step.action == "cont":
             return self.cont(step.target)
         pid = self.peer_pid(client, step.target)
@@ -198,7 +238,24 @@ class FaultActions:
             if before:
                 self.proxies[step.target].set(**before)
             return "proxy settings back: " + ", ".join(f"{k}={v}" for k, v in before.items())
+        if step.action == "disk_full":
+            path = Path(substitute(step.path, self.replacements)) / FILL_NAME
+            path.unlink(missing_ok=True)
+            return "fill removed"
         return "nothing to undo"
+
+    @staticmethod
+    def run_command(argv: list[str]) -> str:
+        proc = subprocess.run(
+            argv,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=COMMAND_TIMEOUT_S,
+            check=False,
+        )
+        output = " ".join((proc.stdout + proc.stderr).split())[-200:]
+        return f"exit {proc.returncode}" + (f": {output}" if output else "")
 
     def reset(self, step: FaultStep) -> str:
         return f"reset {self.proxies[step.target].reset()} connection(s)"

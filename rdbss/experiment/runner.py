@@ -9,10 +9,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.metadata
+import json
 import os
 import shlex
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -26,6 +28,7 @@ from typing import Any, TextIO
 from rdbss.client import Client
 from rdbss.config import parse_config
 from rdbss.experiment.daemon import (
+    check_env,
     config_toml,
     daemon_config,
     placeholders,
@@ -45,9 +48,9 @@ from rdbss.experiment.report import (
     worst,
     write_outputs,
 )
-from rdbss.experiment.schema import Experiment
+from rdbss.experiment.schema import Experiment, ExperimentError
 from rdbss.experiment.stats import OpRecord, bins, fault_windows, isolation, recoveries
-from rdbss.faultproxy import FaultProxy
+from rdbss.faultproxy import FaultProxy, parse_address
 from rdbss.wire.status import NtStatusError
 
 FAULT_CLIENT_TIMEOUT_S = 5.0
@@ -56,6 +59,7 @@ VERIFY_DEADLINE_S = 40.0  # clearing faults and reading every file back
 DAEMON_STOP_TIMEOUT_S = 20.0
 JOIN_GRACE_S = 15.0  # past duration + request timeout, how long a load thread may take
 PROGRESS_INTERVAL_S = 0.5
+MOUNT_TIMEOUT_S = 10.0
 REPRODUCIBILITY = (
     "Same file and seeds: the same operations per client (ops_sha256 equals "
     "plan_prefix_sha256) and the same faulty decisions for the same call sequence; timing "
@@ -145,6 +149,7 @@ class Runner:
         ]
         self.actions = FaultActions(lambda: self.daemon_pid, self.proxies, self.servers)
         self.config_text = ""
+        self.mounts: list[Path] = []
 
     # ------------------------------------------------------------------ set-up and tear-down
     def _start(self) -> None:
@@ -152,20 +157,33 @@ class Runner:
         from rdbss.config import load_config
 
         self.base = Path(tempfile.mkdtemp(prefix="rdx-", dir="/tmp"))  # ipc paths are short
+        replacements = placeholders(
+            self.base, {}, text=json.dumps(self.experiment.raw, default=str)
+        )
         for spec in self.experiment.proxies:
+            target = substitute(spec.target, replacements)
+            check_env(target)
+            try:
+                host, port = parse_address(str(target))
+            except ValueError as exc:
+                raise ExperimentError(f"setup.proxy {spec.name}: {exc}") from None
             proxy = FaultProxy(
-                *spec.target, port=spec.listen_port, seed=spec.seed, **dict(spec.settings)
+                host, port, port=spec.listen_port, seed=spec.seed, **dict(spec.settings)
             )
             self.proxies[spec.name] = proxy.start()
-        replacements = placeholders(
-            self.base, {n: (p.host, p.port) for n, p in self.proxies.items()}
-        )
+            replacements[f"{{proxy.{spec.name}.host}}"] = proxy.host
+            replacements[f"{{proxy.{spec.name}.port}}"] = proxy.port
+        self.actions.replacements = replacements
+        for volume in self.experiment.volumes:
+            self._mount(Path(substitute(volume.path, replacements)), volume.size_mb)
         for server_spec in self.experiment.servers:
+            argv = [str(a) for a in substitute(list(server_spec.command), replacements)]
+            check_env(argv)
             for folder in substitute(list(server_spec.folders), replacements):
                 Path(folder).mkdir(parents=True, exist_ok=True)
             server = ServerProcess(
                 server_spec,
-                substitute(list(server_spec.command), replacements),
+                argv,
                 str(substitute(server_spec.ready, replacements)),
                 self.base / f"server-{server_spec.name}.log",
             )
@@ -184,6 +202,19 @@ class Runner:
         loaded = load_config(cfg_path)
         self.runtime_dir = loaded.runtime_dir
         self.daemon_pid = start_detached(cfg_path, loaded)
+
+    def _mount(self, path: Path, size_mb: int) -> None:
+        """A small tmpfs at ``path`` (a [[setup.volume]]): needs root."""
+        if os.geteuid() != 0:
+            raise RuntimeError("setup.volume mounts a tmpfs: run the experiment as root")
+        path.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0777", "tmpfs", str(path)],
+            check=True,
+            capture_output=True,
+            timeout=MOUNT_TIMEOUT_S,
+        )
+        self.mounts.append(path)
 
     def _stop(self) -> None:
         from rdbss.actors.supervisor import read_pid, stop_daemon
@@ -216,6 +247,12 @@ class Runner:
                 proxy.stop()
             except TimeoutError as exc:
                 self.log(f"experiment: {exc}")
+        for path in reversed(self.mounts):
+            result = subprocess.run(
+                ["umount", "-l", str(path)], capture_output=True, timeout=MOUNT_TIMEOUT_S
+            )
+            if result.returncode:
+                self.log(f"experiment: umount {path}: {result.stderr.decode().strip()}")
         if self.base is not None:
             shutil.rmtree(self.base, ignore_errors=True)
 

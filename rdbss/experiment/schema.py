@@ -30,11 +30,13 @@ FAULT_ACTIONS = (
     "proxy",
     "reset_storm",
     "restart",
+    "disk_full",
+    "command",
 )
 # steps that end the fault an earlier step on the same target started
 ENDING_ACTIONS = frozenset({"clear_faults", "cont"})
 # steps whose fault lasts until something ends it (a later step or their own duration)
-LASTING_ACTIONS = frozenset({"set_faults", "stop", "proxy", "reset_storm"})
+LASTING_ACTIONS = frozenset({"set_faults", "stop", "proxy", "reset_storm", "disk_full"})
 PROCESS_TARGETS_HINT = "a mini-redirector name, or 'connmgr' for the connection manager"
 
 
@@ -79,6 +81,8 @@ class FaultStep(msgspec.Struct, frozen=True):
     settings: dict[str, Any] = {}
     duration_s: float | None = None  # the runner undoes the fault after this long
     interval_s: float = 0.1  # reset_storm: between two resets
+    path: str = ""  # disk_full: a folder on the volume to fill (placeholders allowed)
+    command: tuple[str, ...] = ()  # command: argv (placeholders allowed)
 
     def describe(self) -> str:
         lasting = f" for {self.duration_s:g} s" if self.duration_s is not None else ""
@@ -92,6 +96,10 @@ class FaultStep(msgspec.Struct, frozen=True):
             return f"SIG{self.action.upper()} {self.target}{lasting}"
         if self.action == "restart":
             return f"restart server {self.target}"
+        if self.action == "disk_full":
+            return f"fill the volume of {self.path}{lasting}"
+        if self.action == "command":
+            return f"run {' '.join(self.command)}"
         if self.action == "reset_storm":
             return f"TCP reset storm on {self.target} every {self.interval_s:g} s{lasting}"
         settings = ", ".join(f"{k}={v}" for k, v in self.settings.items())
@@ -117,7 +125,7 @@ def describe_rule(rule: Mapping[str, Any]) -> str:
 
 class ProxySpec(msgspec.Struct, frozen=True):
     name: str
-    target: tuple[str, int]
+    target: str  # host:port, placeholders allowed ({port.NAME}, {env.X})
     listen_port: int = 0
     seed: int = 0
     settings: dict[str, Any] = {}
@@ -134,6 +142,14 @@ class ServerSpec(msgspec.Struct, frozen=True):
     folders: tuple[str, ...] = ()  # created before the first start
 
 
+class VolumeSpec(msgspec.Struct, frozen=True):
+    """A small tmpfs the runner mounts at ``path`` (root only) for a share or a server's root,
+    so ``disk_full`` fills a few MiB, not the machine's disk."""
+
+    path: str
+    size_mb: int
+
+
 class Experiment(msgspec.Struct, frozen=True):
     name: str
     source: str | None
@@ -141,6 +157,7 @@ class Experiment(msgspec.Struct, frozen=True):
     config: dict[str, Any]  # the daemon configuration tables (before placeholders)
     proxies: tuple[ProxySpec, ...]
     servers: tuple[ServerSpec, ...]
+    volumes: tuple[VolumeSpec, ...]
     load: LoadSpec
     controls: tuple[LoadSpec, ...]
     faults: tuple[FaultStep, ...]
@@ -270,6 +287,8 @@ FAULT_KEYS = {
     "settings",
     "duration_s",
     "interval_s",
+    "path",
+    "command",
 }
 
 
@@ -310,6 +329,16 @@ def parse_fault(
             index, t, action, str(target), settings=dict(settings), duration_s=duration,
             interval_s=interval,
         )  # fmt: skip
+    if action == "disk_full":
+        path = data.get("path")
+        if not isinstance(path, str) or not path:
+            raise ExperimentError(f"{where}: disk_full needs path = <a folder on the volume>")
+        return FaultStep(index, t, action, "disk", duration_s=duration, path=path)
+    if action == "command":
+        argv = data.get("command")
+        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+            raise ExperimentError(f"{where}: command needs command = [argv strings]")
+        return FaultStep(index, t, action, argv[0].rsplit("/", 1)[-1], command=tuple(argv))
     if action == "restart":
         target = data.get("server")
         if target not in servers:
@@ -347,7 +376,9 @@ def _parse_proxies(setup: Mapping[str, Any], where: str) -> list[ProxySpec]:
         if not isinstance(pname, str) or not pname.isidentifier():
             raise ExperimentError(f"{pw}: needs a name (letters, digits, _)")
         try:
-            target = parse_address(str(raw.get("target", "")))
+            target = str(raw.get("target", ""))
+            if "{" not in target:
+                parse_address(target)
             settings = raw.get("settings", {})
             apply_settings(ProxySettings(), settings)
         except (ValueError, TypeError, AttributeError) as exc:
@@ -395,6 +426,23 @@ def _parse_servers(setup: Mapping[str, Any], where: str) -> list[ServerSpec]:
     return servers
 
 
+def _parse_volumes(setup: Mapping[str, Any], where: str) -> tuple[VolumeSpec, ...]:
+    volumes = []
+    for i, raw in enumerate(setup.get("volume", [])):
+        vw = f"{where}: setup.volume #{i + 1}"
+        if not isinstance(raw, dict):
+            raise ExperimentError(f"{vw} must be a table")
+        _unknown(raw, {"path", "size_mb"}, vw)
+        path = raw.get("path")
+        if not isinstance(path, str) or not path.startswith("{tmp}/"):
+            raise ExperimentError(f"{vw}: path must be a folder under {{tmp}}/")
+        size = _int(raw, "size_mb", 16, vw, minimum=1)
+        if size > 1024:
+            raise ExperimentError(f"{vw}: size_mb: at most 1024")
+        volumes.append(VolumeSpec(path, size))
+    return tuple(volumes)
+
+
 def parse_experiment(
     data: Mapping[str, Any], source: Path | None = None, base_dir: Path | None = None
 ) -> Experiment:
@@ -406,7 +454,7 @@ def parse_experiment(
     if not isinstance(name, str) or not name:
         raise ExperimentError(f"{where}: experiment.name must be a string")
     setup = _table(data, "setup", where)
-    _unknown(setup, {"config", "daemon", "minirdr", "proxy", "server"}, f"{where}: setup")
+    _unknown(setup, {"config", "daemon", "minirdr", "proxy", "server", "volume"}, f"{where}: setup")
     if "config" in setup:
         if "daemon" in setup or "minirdr" in setup:
             raise ExperimentError(f"{where}: setup has config = PATH or inline tables, not both")
@@ -423,6 +471,7 @@ def parse_experiment(
         raise ExperimentError(f"{where}: the setup needs at least one [[setup.minirdr]]")
     proxies = _parse_proxies(setup, where)
     servers = _parse_servers(setup, where)
+    volumes = _parse_volumes(setup, where)
     load = parse_load(_table(data, "load", where), f"{where}: load", "main")
     raw_controls = data.get("control", [])
     if not isinstance(raw_controls, list) or not all(isinstance(c, dict) for c in raw_controls):
@@ -448,6 +497,7 @@ def parse_experiment(
         config,
         tuple(proxies),
         tuple(servers),
+        volumes,
         load,
         controls,
         tuple(faults),

@@ -424,7 +424,7 @@ def test_setup_from_a_config_path_and_proxies(tmp_path: Path) -> None:
     )
     exp = load_experiment(exp_file)
     assert exp.config["minirdr"][0]["name"] == "local"
-    assert exp.proxies[0].target == ("127.0.0.1", 445)
+    assert exp.proxies[0].target == "127.0.0.1:445"
     assert exp.load.root == r"\\local\data"
     assert exp.faults[0].describe() == "proxy p: reset=True"
     bad = tmp_path / "bad.toml"
