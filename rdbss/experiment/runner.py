@@ -264,6 +264,7 @@ class Runner:
     def _faults(self) -> None:
         end = self.t0 + self.experiment.load.duration_s
         faults = self.experiment.faults
+        resets: dict[int, int] = {}  # a reset storm's step -> resets so far
         client = None
         try:
             client = self._client(FAULT_CLIENT_TIMEOUT_S)
@@ -289,8 +290,9 @@ class Runner:
                         result.ended_at = at
                         result.detail += "; then " + self.actions.undo(client, step)
                     else:
-                        self.actions.reset(step)
-                        result.ended_at = at
+                        resets[entry.step] = resets.get(entry.step, 1) + 1
+                        detail = self.actions.reset(step)
+                        result.detail = f"{resets[entry.step]} resets, the last: {detail}"
                 except Exception as exc:  # recorded in the report: the schedule goes on
                     result.detail += f"; {entry.what} failed: {type(exc).__name__}: {exc}"
                     if entry.what == "do":

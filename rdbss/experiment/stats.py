@@ -16,7 +16,7 @@ Rules, and their reasons:
   (clear_faults, cont, another proxy step), else to the end of the load; from an instantaneous
   step (kill, restart) to the first success of an operation of the main load started after it.
 - Recovery of a step, from the moment its fault ended (the end of a lasting fault, the step
-  itself for an instantaneous one): ``first_success_s``, to the first successful completion of
+  itself for an instantaneous one such as a kill or a restart): ``first_success_s``, to the first successful completion of
   an operation started at or after that moment; ``back_to_90_s``, to the start of the first
   sliding window (at least 0.5 s, or 20 operations at the baseline rate) whose successful
   operations per second reach 90 % of the baseline: the mean rate over the clean bins before
@@ -206,7 +206,7 @@ def recoveries(
             and not any(s < b.t + width and b.t < e for s, e in disturbed)
         ]
         baseline = sum(b.ok for b in clean) / (len(clean) * width) if clean else None
-        ref = window.end
+        ref = window.end if window.lasting else window.start
         success = first_success_after(records, ref)
         first = None if success is None else max(0.0, success - ref)
         back: float | None = None
