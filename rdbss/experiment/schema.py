@@ -37,6 +37,7 @@ FAULT_ACTIONS = (
 ENDING_ACTIONS = frozenset({"clear_faults", "cont"})
 # steps whose fault lasts until something ends it (a later step or their own duration)
 LASTING_ACTIONS = frozenset({"set_faults", "stop", "proxy", "reset_storm", "disk_full"})
+ONE_SHOT_SETTINGS = frozenset({"reset", "seed"})  # proxy settings that do not last
 PROCESS_TARGETS_HINT = "a mini-redirector name, or 'connmgr' for the connection manager"
 
 
@@ -104,6 +105,13 @@ class FaultStep(msgspec.Struct, frozen=True):
             return f"TCP reset storm on {self.target} every {self.interval_s:g} s{lasting}"
         settings = ", ".join(f"{k}={v}" for k, v in self.settings.items())
         return f"proxy {self.target}: {settings}{lasting}"
+
+    @property
+    def lasting(self) -> bool:
+        """Its fault lasts until something ends it (a proxy step that only resets does not)."""
+        if self.action == "proxy":
+            return bool(set(self.settings) - ONE_SHOT_SETTINGS)
+        return self.action in LASTING_ACTIONS
 
     @property
     def label(self) -> str:

@@ -16,11 +16,12 @@ Rules, and their reasons:
   (clear_faults, cont, another proxy step), else to the end of the load; from an instantaneous
   step (kill, restart) to the first success of an operation of the main load started after it.
 - Recovery of a step, from the moment its fault ended (the end of a lasting fault, the step
-  itself for an instantaneous one such as a kill or a restart): ``first_success_s``, to the first successful completion of
-  an operation started at or after that moment; ``back_to_90_s``, to the start of the first
-  sliding window (at least 0.5 s, or 20 operations at the baseline rate) whose successful
-  operations per second reach 90 % of the baseline: the mean rate over the clean bins before
-  the step (after the first 0.5 s, outside every earlier window and recovery).
+  itself for an instantaneous one such as a kill, a restart or a reset): ``first_success_s``,
+  to the first successful completion of an operation started at or after that moment;
+  ``back_to_90_s``, to the start of the first sliding window (at least 0.5 s, or 20
+  operations at the baseline rate) whose successful operations per second reach 90 % of the
+  baseline: the mean rate over the clean bins before the step (after the first 0.5 s, outside
+  every earlier window and recovery).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import msgspec
 
-from rdbss.experiment.schema import ENDING_ACTIONS, LASTING_ACTIONS, MUTATING, FaultStep
+from rdbss.experiment.schema import ENDING_ACTIONS, MUTATING, FaultStep
 
 BIN_S = 0.1
 RECOVERY_FRACTION = 0.9
@@ -150,15 +151,17 @@ def fault_windows(
     for i, (step, at) in enumerate(steps):
         if step.action in ENDING_ACTIONS:
             continue
-        if step.action in LASTING_ACTIONS:
+        if step.lasting:
             if step.duration_s is not None:
                 end = ended.get(step.index, at + step.duration_s)
             else:
                 end = load_end
                 for later, later_at in steps[i + 1 :]:
                     same = later.target == step.target
-                    ends = later.action in ENDING_ACTIONS or later.action == "proxy"
-                    if same and ends and later.action != "reset_storm":
+                    ends = later.action in ENDING_ACTIONS or (
+                        later.action == "proxy" and later.lasting
+                    )
+                    if same and ends:
                         end = later_at
                         break
             windows.append(Window(step.index, step.label, at, max(at, end), True))
