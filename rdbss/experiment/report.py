@@ -253,7 +253,7 @@ def compare_text(a: tuple[str, Mapping[str, Spread]], b: tuple[str, Mapping[str,
     (name_a, fa), (name_b, fb) = a, b
     names = list(fa) + [k for k in fb if k not in fa]
     width = max([len(n) for n in names] + [10])
-    lines = [f"{'figure':{width}}  {'A: ' + name_a:>24}  {'B: ' + name_b:>24}  {'B/A':>7}"]
+    lines = [f"{'figure':{width}}  {'A: ' + name_a:>28}  {'B: ' + name_b:>28}  {'B/A':>7}"]
 
     def cell(s: Spread | None) -> str:
         if s is None:
@@ -267,5 +267,5 @@ def compare_text(a: tuple[str, Mapping[str, Spread]], b: tuple[str, Mapping[str,
         ratio = "-"
         if sa is not None and sb is not None and sa.median:
             ratio = f"{sb.median / sa.median:.2f}"
-        lines.append(f"{name:{width}}  {cell(sa):>24}  {cell(sb):>24}  {ratio:>7}")
+        lines.append(f"{name:{width}}  {cell(sa):>28}  {cell(sb):>28}  {ratio:>7}")
     return "\n".join(lines) + "\n"

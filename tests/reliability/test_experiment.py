@@ -341,3 +341,43 @@ def test_a_proxy_step_changes_the_fault_proxy_and_its_duration_undoes_it(tmp_pat
         assert proxy.settings.latency_ms == 7 and proxy.settings.bandwidth == 0
     finally:
         proxy.stop()
+
+
+def test_repeat_derives_seeds_and_compare_puts_two_folders_side_by_side(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.toml"
+    tiny = EXPERIMENT.split("[[fault]]")[0].replace("duration_s = 7", "duration_s = 1.5")
+    path.write_text(tiny + '[[fault]]\nt = 0.6\naction = "kill"\nminirdr = "flaky"\n')
+    out = tmp_path / "rep"
+    proc = run_experiment(path, out, "--repeat", "2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    repeat = json.loads((out / "repeat.json").read_text())
+    assert repeat["runs"] == 2 and repeat["verdict"] == "OK"
+    assert repeat["run_folders"] == ["run-1", "run-2"]
+    ops = repeat["figures"]["main.ops_ok"]
+    assert ops["n"] == 2 and ops["min"] <= ops["median"] <= ops["max"]
+    assert repeat["figures"]["main.lost"] == {"median": 0, "min": 0, "max": 0, "n": 2}
+    reports = [json.loads((out / f"run-{k}" / "report.json").read_text()) for k in (1, 2)]
+    seeds = [r["experiment"]["seeds"]["main"] for r in reports]
+    assert seeds[0] == 11 and seeds[1] != 11  # run 1 is the file's own experiment
+    assert [r["experiment"]["run"] for r in reports] == [0, 1]
+    assert reports[1]["experiment"]["command"].endswith("--repeat 2")
+    assert (out / "repeat.txt").read_text().startswith("short: 2 runs, integrity OK")
+
+    compared = subprocess.run(
+        [sys.executable, "-m", "rdbss.experiment", "compare", str(out), str(out / "run-2"),
+         "--out", str(tmp_path / "cmp")],
+        capture_output=True, text=True, timeout=60, check=False, cwd=ROOT,
+    )  # fmt: skip
+    assert compared.returncode == 0, compared.stderr
+    lines = compared.stdout.splitlines()
+    assert lines[0].split()[:2] == ["figure", "A:"]
+    row = next(line for line in lines if line.startswith("main.ops_ok "))
+    assert f"{ops['min']:g}..{ops['max']:g}" in row  # A: the repeat's median and spread
+    html = (tmp_path / "cmp" / "compare.html").read_text()
+    assert html.count("data:image/png;base64,") == 2 * len(FIGURES)
+
+    bad = subprocess.run(
+        [sys.executable, "-m", "rdbss.experiment", "compare", str(out), str(tmp_path)],
+        capture_output=True, text=True, timeout=60, check=False, cwd=ROOT,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "not a report folder" in bad.stderr
