@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import socket
 import struct
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,10 +19,9 @@ import pytest
 from rdbss.experiment import load_experiment, ops_digest, plan_operations
 from rdbss.experiment.faults import FaultActions
 from rdbss.faultproxy import FaultProxy
+from tests.reliability.experiment_runs import ROOT, experiment_cli, run_experiment
 
-ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "deploy" / "experiments" / "kill-local.toml"
-RUN_TIMEOUT_S = 90.0
 INJECTED = "STATUS_NETWORK_BUSY"
 
 EXPERIMENT = f"""
@@ -114,18 +111,6 @@ REPORT_KEYS = {
 }
 BIN_KEYS = {"t", "ok", "fail", "info", "p50_ms", "p99_ms", "max_ms", "by_status"}
 FIGURES = ("latency", "throughput", "errors", "recovery", "isolation")
-
-
-def run_experiment(path: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "rdbss.experiment", "run", str(path), "--out", str(out), *extra],
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_S,
-        stdin=subprocess.DEVNULL,
-        check=False,
-        cwd=ROOT,
-    )
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -282,17 +267,7 @@ def test_the_same_experiment_plans_the_same_operations(
         # what the run executed is exactly the plan's prefix, whatever the timing
         assert entry["ops_sha256"] == entry["plan_prefix_sha256"] == ops_digest(planned)
         assert entry["first_ops"] == [op.key() for op in planned[:10]]
-    outputs = [
-        subprocess.run(
-            [sys.executable, "-m", "rdbss.experiment", "plan", str(path), "--client", "1"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-            cwd=ROOT,
-        ).stdout
-        for _ in range(2)
-    ]
+    outputs = [experiment_cli("plan", str(path), "--client", "1").stdout for _ in range(2)]
     assert outputs[0] == outputs[1] and outputs[0].count("\n") == 21
 
 
@@ -363,11 +338,9 @@ def test_repeat_derives_seeds_and_compare_puts_two_folders_side_by_side(tmp_path
     assert reports[1]["experiment"]["command"].endswith("--repeat 2")
     assert (out / "repeat.txt").read_text().startswith("short: 2 runs, integrity OK")
 
-    compared = subprocess.run(
-        [sys.executable, "-m", "rdbss.experiment", "compare", str(out), str(out / "run-2"),
-         "--out", str(tmp_path / "cmp")],
-        capture_output=True, text=True, timeout=60, check=False, cwd=ROOT,
-    )  # fmt: skip
+    compared = experiment_cli(
+        "compare", str(out), str(out / "run-2"), "--out", str(tmp_path / "cmp")
+    )
     assert compared.returncode == 0, compared.stderr
     lines = compared.stdout.splitlines()
     assert lines[0].split()[:2] == ["figure", "A:"]
@@ -376,8 +349,5 @@ def test_repeat_derives_seeds_and_compare_puts_two_folders_side_by_side(tmp_path
     html = (tmp_path / "cmp" / "compare.html").read_text()
     assert html.count("data:image/png;base64,") == 2 * len(FIGURES)
 
-    bad = subprocess.run(
-        [sys.executable, "-m", "rdbss.experiment", "compare", str(out), str(tmp_path)],
-        capture_output=True, text=True, timeout=60, check=False, cwd=ROOT,
-    )  # fmt: skip
+    bad = experiment_cli("compare", str(out), str(tmp_path))
     assert bad.returncode == 2 and "not a report folder" in bad.stderr

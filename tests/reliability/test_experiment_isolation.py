@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,9 @@ from typing import Any
 import pytest
 
 from tests.conformance.backend_webdav import write_password_file
+from tests.reliability.experiment_runs import run_experiment
 from tests.servers.fixtures import WebDavServer, require_or_skip
 
-ROOT = Path(__file__).resolve().parents[2]
-RUN_TIMEOUT_S = 90.0
 CHROMIUM_TIMEOUT_S = 60.0
 BLACKHOLE_AT, BLACKHOLE_S = 1.2, 0.8
 
@@ -98,15 +96,7 @@ def dav_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, di
             )
         )
         out = base / "out"
-        proc = subprocess.run(
-            [sys.executable, "-m", "rdbss.experiment", "run", str(path), "--out", str(out)],
-            capture_output=True,
-            text=True,
-            timeout=RUN_TIMEOUT_S,
-            stdin=subprocess.DEVNULL,
-            check=False,
-            cwd=ROOT,
-        )
+        proc = run_experiment(path, out)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         yield out, json.loads((out / "report.json").read_text())
 
