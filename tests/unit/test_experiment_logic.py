@@ -38,7 +38,8 @@ from rdbss.experiment import (
     substitute,
     write_content,
 )
-from rdbss.experiment.faults import StepResult, timeline
+from rdbss.experiment.daemon import check_env
+from rdbss.experiment.faults import StepResult, fill, timeline
 from rdbss.experiment.report import LoadResult, Report, RunInfo, key_figures, summary_text
 from rdbss.experiment.stats import (
     Recovery,
@@ -186,8 +187,9 @@ def test_fault_windows_from_durations_ending_steps_and_instant_faults() -> None:
         (_step(1, 1.5, "stop"), 1.5),
         (_step(2, 2.0, "cont"), 2.0),
         (_step(3, 3.0, "kill"), 3.0),
-        (_step(4, 4.0, "proxy", "p"), 4.0),
-        (_step(5, 4.5, "proxy", "p"), 4.5),
+        (_step(4, 4.0, "proxy", "p", settings={"latency_ms": 5}), 4.0),
+        (_step(5, 4.5, "proxy", "p", settings={"blackhole": True}), 4.5),
+        (_step(7, 4.6, "proxy", "p", settings={"reset": True}), 4.6),
         (_step(6, 5.0, "set_faults"), 5.0),
     ]
     windows = fault_windows(steps, records, 6.0, ended={0: 1.02})
@@ -197,7 +199,8 @@ def test_fault_windows_from_durations_ending_steps_and_instant_faults() -> None:
         (1, 1.5, 2.0, True),  # until the cont on the same target
         (3, 3.0, 3.4, False),  # until the first success of an operation started after it
         (4, 4.0, 4.5, True),  # a later proxy step on the same proxy ends it
-        (5, 4.5, 6.0, True),  # nothing ends it: the end of the load
+        (5, 4.5, 6.0, True),  # nothing ends it (a reset lasts no time): the end of the load
+        (7, 4.6, 4.7, False),  # a reset: instantaneous
         (6, 5.0, 6.0, True),
     ]
 
@@ -386,6 +389,15 @@ def test_substitute_keeps_a_whole_placeholder_typed() -> None:
         ),
         ("[[fault]]\nt = 1\naction = 'proxy'\nproxy = 'nope'\n", "proxy must name"),
         ("[bogus]\n", "unknown key 'bogus'"),
+        ("[[fault]]\nt = 1\naction = 'kill'\nminirdr = 'flaky'\nduration_s = 1\n", "lasting"),
+        ("[[fault]]\nt = 1\naction = 'reset_storm'\nproxy = 'nope'\n", "needs duration_s"),
+        ("[[fault]]\nt = 1\naction = 'disk_full'\n", "needs path"),
+        ("[[fault]]\nt = 1\naction = 'command'\ncommand = 'ls'\n", "argv strings"),
+        ("[[fault]]\nt = 1\naction = 'restart'\nserver = 'x'\n", "server must name a"),
+        ("[[setup.volume]]\npath = '/mnt'\n", "under {tmp}/"),
+        ("[[setup.server]]\nname = 's'\ncommand = 'x'\nready = 'h:1'\n", "list of strings"),
+        ("[[control]]\nroot = 'nope'\n", "UNC folder"),
+        ("[[control]]\nname = 'main'\nroot = '//c/d'\n", "two loads have the same name"),
     ],
 )
 def test_bad_experiment_files_are_refused(extra: str, message: str) -> None:
@@ -402,6 +414,8 @@ def test_bad_experiment_files_are_refused(extra: str, message: str) -> None:
         ("root = '\\\\\\\\s\\\\d'\nclients = 0", "clients must be"),
         ("root = '\\\\\\\\s\\\\d'\nclients = 4\nfiles = { count = 2 }", "one file per client"),
         ("root = '\\\\\\\\s\\\\d'\nduration_s = 'long'", "duration_s must be"),
+        ("root = '\\\\\\\\s\\\\d'\nmodel = 'open'", "needs rate > 0"),
+        ("root = '\\\\\\\\s\\\\d'\nmodel = 'fast'", "model must be one of"),
     ],
 )
 def test_bad_loads_are_refused(load: str, message: str) -> None:
@@ -470,3 +484,53 @@ def test_summary_text_reports_a_loss_loudly() -> None:
     assert "command: rdbss experiment run x.toml" in text
     figures = key_figures(report)
     assert figures["main.lost"] == 1 and figures["step1.back_to_90_s"] is None
+
+
+def test_new_fault_kinds_parse_and_describe_themselves() -> None:
+    text = (
+        MINIMAL
+        + "[[setup.proxy]]\nname = 'p'\ntarget = '127.0.0.1:{port.srv}'\n"
+        + "[[setup.server]]\nname = 'srv'\ncommand = ['srv', '{port.srv}']\n"
+        + "ready = '127.0.0.1:{port.srv}'\n"
+        + "[[setup.volume]]\npath = '{tmp}/vol'\nsize_mb = 8\n"
+        + "[[fault]]\nt = 1\naction = 'reset_storm'\nproxy = 'p'\nduration_s = 0.5\n"
+        + "[[fault]]\nt = 2\naction = 'disk_full'\npath = '{tmp}/vol'\nduration_s = 1\n"
+        + "[[fault]]\nt = 3\naction = 'command'\ncommand = ['/usr/bin/true', 'x']\n"
+        + "[[fault]]\nt = 4\naction = 'restart'\nserver = 'srv'\n"
+        + "[[fault]]\nt = 5\naction = 'proxy'\nproxy = 'p'\nsettings = { reset = true }\n"
+        + "[[fault]]\nt = 6\naction = 'kill'\nminirdr = 'connmgr'\n"
+    )
+    exp = parse_experiment(tomllib.loads(text))
+    assert [s.describe() for s in exp.faults] == [
+        "TCP reset storm on p every 0.1 s for 0.5 s",
+        "fill the volume of {tmp}/vol for 1 s",
+        "run /usr/bin/true x",
+        "restart server srv",
+        "proxy p: reset=True",
+        "SIGKILL connmgr",
+    ]
+    assert [s.lasting for s in exp.faults] == [True, True, False, False, False, False]
+    assert exp.volumes[0].size_mb == 8 and exp.servers[0].ready == "127.0.0.1:{port.srv}"
+
+
+def test_placeholders_give_free_ports_this_python_and_the_environment(tmp_path: Path) -> None:
+    text = '{"a": "{port.one}", "b": "{port.two} {port.one}"}'
+    rep = placeholders(tmp_path, {"p": ("127.0.0.1", 4000)}, {"HOME": "/h"}, text)
+    assert rep["{tmp}"] == str(tmp_path) and rep["{env.HOME}"] == "/h"
+    assert rep["{proxy.p.port}"] == 4000 and rep["{python}"].endswith(("python", "python3"))
+    assert {type(rep["{port.one}"]), type(rep["{port.two}"])} == {int}
+    assert rep["{port.one}"] != rep["{port.two}"]
+    assert substitute("{port.one}", rep) == rep["{port.one}"]  # a whole placeholder stays an int
+    with pytest.raises(ExperimentError, match="but RDBSS_NOPE is not set"):
+        check_env(["x", {"y": "{env.RDBSS_NOPE}"}])
+
+
+def test_disk_full_refuses_a_large_volume(tmp_path: Path) -> None:
+    import os
+
+    stat = os.statvfs(tmp_path)
+    if stat.f_bavail * stat.f_frsize <= (1 << 30):
+        pytest.skip("this machine's /tmp has under 1 GiB free")
+    with pytest.raises(RuntimeError, match="disk_full fills only a small volume"):
+        fill(tmp_path)
+    assert not any(tmp_path.iterdir())
