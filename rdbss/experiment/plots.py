@@ -18,7 +18,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from rdbss.experiment.report import LoadResult, Report, compare_text, folder_figures
+from rdbss.experiment.report import (
+    LoadResult,
+    Report,
+    compare_text,
+    folder_figures,
+    read_records,
+)
 from rdbss.experiment.stats import BIN_S, OpRecord
 
 OUTCOME_COLORS = {"ok": "tab:blue", "fail": "tab:red", "info": "tab:orange"}
@@ -211,33 +217,6 @@ def plot(report: Report, out: Path, records: Sequence[OpRecord] | None = None) -
         errors_figure(report, out / "errors.png"),
         recovery_figure(report, out / "recovery.png"),
         isolation_figure(report, out / "isolation.png"),
-    ]
-
-
-def read_records(out: Path) -> list[OpRecord]:
-    import csv
-
-    path = out / "ops.csv"
-    if not path.exists():
-        import pyarrow.parquet
-
-        rows = pyarrow.parquet.read_table(out / "ops.parquet").to_pylist()
-    else:
-        with path.open(newline="") as f:
-            rows = list(csv.DictReader(f))
-    return [
-        OpRecord(
-            str(r["load"]),
-            int(r["client"]),
-            int(r["seq"]),
-            str(r["kind"]),
-            int(r["file"]),
-            float(r["intended"]),
-            float(r["start"]),
-            float(r["end"]),
-            (str(r["status"]) or None) if r["status"] is not None else None,
-        )
-        for r in rows
     ]
 
 

@@ -194,6 +194,31 @@ def write_records(records: Sequence[OpRecord], out: Path) -> Path:
     return path
 
 
+def read_records(out: Path) -> list[OpRecord]:
+    path = out / "ops.csv"
+    if not path.exists():
+        import pyarrow.parquet
+
+        rows = pyarrow.parquet.read_table(out / "ops.parquet").to_pylist()
+    else:
+        with path.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    return [
+        OpRecord(
+            str(r["load"]),
+            int(r["client"]),
+            int(r["seq"]),
+            str(r["kind"]),
+            int(r["file"]),
+            float(r["intended"]),
+            float(r["start"]),
+            float(r["end"]),
+            (str(r["status"]) or None) if r["status"] is not None else None,
+        )
+        for r in rows
+    ]
+
+
 def encode(value: Any) -> bytes:
     return msgspec.json.format(msgspec.json.encode(value), indent=2) + b"\n"
 

@@ -232,9 +232,19 @@ def test_the_figures_and_summary_exist(short_run: tuple[Path, dict[str, Any], st
     assert summary == stdout
     assert INJECTED in summary and "first success after" in summary
     assert (out / "daemon.log").exists()
-    rows = (out / "ops.csv").read_text().splitlines()
-    assert rows[0].startswith("load,client,seq,kind,file,intended,start,end,status")
-    assert len(rows) == report["loads"][0]["ops"] + 1
+    columns = ["load", "client", "seq", "kind", "file", "intended", "start", "end", "status"]
+    columns += ["latency_ms", "outcome"]
+    if (out / "ops.parquet").exists():  # pyarrow is installed
+        import pyarrow.parquet
+
+        table = pyarrow.parquet.read_table(out / "ops.parquet")
+        assert table.column_names == columns
+        assert table.num_rows == report["loads"][0]["ops"]
+        assert not (out / "ops.csv").exists()
+    else:
+        rows = (out / "ops.csv").read_text().splitlines()
+        assert rows[0] == ",".join(columns)
+        assert len(rows) == report["loads"][0]["ops"] + 1
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == len(FIGURES)
     assert "http://" not in html and "https://" not in html  # opens offline

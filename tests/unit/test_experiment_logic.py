@@ -5,6 +5,7 @@ daemon configuration it writes. No processes, no sockets, no sleeping."""
 from __future__ import annotations
 
 import math
+import sys
 import tomllib
 from collections import Counter
 from pathlib import Path
@@ -40,7 +41,15 @@ from rdbss.experiment import (
 )
 from rdbss.experiment.daemon import check_env
 from rdbss.experiment.faults import StepResult, fill, timeline
-from rdbss.experiment.report import LoadResult, Report, RunInfo, key_figures, summary_text
+from rdbss.experiment.report import (
+    LoadResult,
+    Report,
+    RunInfo,
+    key_figures,
+    read_records,
+    summary_text,
+    write_records,
+)
 from rdbss.experiment.stats import (
     Recovery,
     Spread,
@@ -534,3 +543,17 @@ def test_disk_full_refuses_a_large_volume(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="disk_full fills only a small volume"):
         fill(tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("parquet", [False, True])
+def test_records_round_trip_through_csv_and_parquet(
+    parquet: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if parquet:
+        pytest.importorskip("pyarrow")
+    else:
+        monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if it were not installed
+    records = [_rec(0.5), _rec(0.7, "STATUS_IO_TIMEOUT", kind="write", intended=0.1)]
+    path = write_records(records, tmp_path)
+    assert path.name == ("ops.parquet" if parquet else "ops.csv")
+    assert read_records(tmp_path) == records
