@@ -45,13 +45,16 @@ def _shade(ax: Any, report: Report, labels: bool = False) -> None:
         if labels:
             ax.annotate(
                 w.label,
-                xy=(w.start, 1.0),
+                xy=(w.start, 0.98),
                 xycoords=("data", "axes fraction"),
+                xytext=(2, 0),
+                textcoords="offset points",
                 va="top",
                 ha="left",
                 fontsize=7,
                 color="darkred",
-                rotation=90,
+                zorder=5,
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8},
             )
 
 
@@ -196,8 +199,9 @@ def isolation_figure(report: Report, path: Path) -> Path:
                 colors.append(color)
     ax.bar(range(len(values)), values, color=colors)
     for i, v in enumerate(values):
-        ax.annotate(f"{v:.3g}", xy=(i, v), xytext=(0, 2), textcoords="offset points",
-                    ha="center", fontsize=7)  # fmt: skip
+        text = f"{v:.0f}" if v >= 100 else f"{v:.3g}"
+        ax.annotate(text, xy=(i, v), xytext=(0, 2), textcoords="offset points", ha="center",
+                    fontsize=7)  # fmt: skip
     ax.set_xticks(range(len(names)), names, fontsize=7)
     if any(values):
         _log_ms(ax)
