@@ -10,6 +10,7 @@ import contextlib
 import functools
 import importlib.metadata
 import json
+import math
 import os
 import shlex
 import shutil
@@ -20,7 +21,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -551,9 +552,6 @@ class Runner:
 
 def _jsonable(value: Any) -> Any:
     """``value`` with what JSON cannot hold (inf, nan, dates, paths) as strings."""
-    import math
-    from collections.abc import Mapping
-
     if isinstance(value, float) and (math.isinf(value) or math.isnan(value)):
         return str(value)
     if isinstance(value, Mapping):
