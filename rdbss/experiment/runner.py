@@ -69,10 +69,24 @@ REPRODUCIBILITY = (
 
 
 def version() -> str:
+    """rdbss's version, and the git commit of this code when it runs from a checkout (the
+    report must name exactly what ran)."""
     try:
-        return importlib.metadata.version("rdbss")
+        number = importlib.metadata.version("rdbss")
     except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+        number = "unknown"
+    try:
+        described = subprocess.run(
+            ["git", "-C", str(Path(__file__).parent), "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=5.0,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return number
+    commit = described.stdout.strip()
+    return f"{number} (git {commit})" if described.returncode == 0 and commit else number
 
 
 class Progress:
