@@ -33,7 +33,8 @@ the kernel splits the stream into reads, which is timing.
 Command line (runs until SIGTERM/SIGINT or the control command ``stop``)::
 
     python -m rdbss.faultproxy --listen 127.0.0.1:0 --target 127.0.0.1:445 \\
-        --control 127.0.0.1:0 [--seed N] [--latency-ms MS] [--jitter-ms MS] [--bandwidth B/S]
+        --control 127.0.0.1:0 [--seed N] [--latency-ms MS] [--jitter-ms MS] [--bandwidth B/S] \\
+        [--slow-close-ms MS]
 
 It prints one JSON line once listening, e.g.
 ``{"listen": "127.0.0.1:40001", "control": "127.0.0.1:40002", "target": "127.0.0.1:445",
@@ -784,6 +785,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--jitter-ms", type=float, default=0.0)
     parser.add_argument("--bandwidth", type=float, default=0.0, help="bytes/s per direction")
+    parser.add_argument("--slow-close-ms", type=float, default=0.0, help="delay of a close")
     args = parser.parse_args(argv)
     try:
         listen_host, listen_port = parse_address(args.listen, loopback=True)
@@ -798,6 +800,7 @@ def main(argv: list[str] | None = None) -> int:
             latency_ms=args.latency_ms,
             jitter_ms=args.jitter_ms,
             bandwidth=args.bandwidth,
+            slow_close_ms=args.slow_close_ms,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -201,7 +201,7 @@ def test_faults_were_injected_and_recovered_from(
     assert steps[3]["at"] < windows[3]["end"] < steps[3]["at"] + 3.0
     for rec in report["recoveries"]:
         assert isinstance(rec["first_success_s"], int | float), rec
-        assert 0 <= rec["first_success_s"] < 2.0
+        assert 0 <= rec["first_success_s"] < 5.0  # a restart included, on a busy machine
     # the window: every read failed with the injected status; the kill: in-flight requests
     # completed at once with STATUS_CONNECTION_DISCONNECTED
     [main] = report["loads"]
@@ -209,7 +209,9 @@ def test_faults_were_injected_and_recovered_from(
     assert "STATUS_CONNECTION_DISCONNECTED" in main["errors"]
     assert report["runner_errors"] == []
     injected_in = [b["t"] for b in main["bins"] if INJECTED in b["by_status"]]
-    assert injected_in and min(injected_in) >= 1.1 and max(injected_in) < 2.3
+    # only inside the window, by completion time in 100 ms bins
+    assert injected_in and min(injected_in) >= steps[1]["at"] - 0.1
+    assert max(injected_in) < steps[2]["at"] + 0.2
 
 
 def test_no_acknowledged_write_was_lost(short_run: tuple[Path, dict[str, Any], str]) -> None:
