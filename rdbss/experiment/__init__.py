@@ -18,6 +18,7 @@ The package, one concern per module:
 - ``stats``      100 ms bins, fault windows, recovery, isolation, repeats (pure);
 - ``daemon``     the daemon configuration the run writes (placeholders, TOML);
 - ``runner``     one run from start to report;
+- ``progress``   the progress line while it runs;
 - ``report``     the report structs, summary, records (CSV/Parquet), compare;
 - ``plots``      the PNG figures and the self-contained report.html;
 - ``cli``        ``run`` / ``plan`` / ``compare`` and ``--repeat``.
