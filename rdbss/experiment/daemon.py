@@ -115,7 +115,10 @@ def check_env(value: Any) -> None:
     missing = sorted(set(ENV_PLACEHOLDER.findall(json.dumps(value))))
     if missing:
         name = missing[0]
-        raise ExperimentError(f"setup: the file uses {{env.{name}}}, but {name} is not set")
+        raise ExperimentError(
+            f"setup: the file uses {{env.{name}}}, but {name} is not set (the experiment "
+            "file's header says what it needs)"
+        )
 
 
 def daemon_config(

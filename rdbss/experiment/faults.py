@@ -17,6 +17,9 @@ Actions:
   root) on a ``[[setup.volume]]``, a small tmpfs the run mounts;
 - ``command``: run ``command`` (argv, placeholders allowed; 30 s at most), e.g. Samba's
   ``smbcontrol smbd close-share NAME`` to delete the SMB sessions' tree connects.
+
+One thread carries out the timeline in order, so a step that takes time (a restart waits until
+the server listens) delays the steps after it; the report records when each step really ran.
 """
 
 from __future__ import annotations
