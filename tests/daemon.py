@@ -40,10 +40,12 @@ class Daemon:
         return Client(self.runtime_dir, timeout=timeout)
 
     def cli(
-        self, *args: str, input: bytes | None = None, timeout: float = 30.0
+        self, *args: str, input: bytes | None = None, timeout: float = 30.0, cwd: Path | None = None
     ) -> subprocess.CompletedProcess[bytes]:
+        """The rdbss command as a user runs it (from ``cwd``: relative local paths)."""
         return subprocess.run(
             [sys.executable, "-m", "rdbss.cli", "--config", str(self.config_path), *args],
+            cwd=cwd,
             input=input,
             capture_output=True,
             timeout=timeout,

@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runtime_dir", type=Path)
     args = parser.parse_args(argv)
     config = Config.from_json((args.runtime_dir / "config.json").read_text())
-    setup_logging(args.name, config.log_level)
+    setup_logging(args.name, config)
     try:
         if config.node is not None:
             endpoints = node_endpoints(config, args.runtime_dir)

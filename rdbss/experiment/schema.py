@@ -16,7 +16,6 @@ from typing import Any
 import msgspec
 
 from rdbss.config import ConfigError
-from rdbss.faultproxy import ProxySettings, apply_settings, parse_address
 
 OP_KINDS = ("stat", "read", "write", "list", "open", "create", "rename", "delete", "lock")
 MUTATING = frozenset({"write", "create", "rename", "delete"})
@@ -175,6 +174,14 @@ class Experiment(msgspec.Struct, frozen=True):
         return (self.load, *self.controls)
 
 
+def check_proxy_settings(settings: Mapping[str, Any]) -> None:
+    """Raise ValueError for a setting a FaultProxy would refuse (imported here: the proxy's
+    asyncio is not needed to parse, or to build the command line's parser)."""
+    from rdbss.faultproxy import ProxySettings, apply_settings
+
+    apply_settings(ProxySettings(), settings)
+
+
 def _table(data: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
     value = data.get(key, {})
     if not isinstance(value, dict):
@@ -330,7 +337,7 @@ def parse_fault(
             raise ExperimentError(f"{where}: settings must be a table")
         changes = {k: v for k, v in settings.items() if k not in ("reset", "seed")}
         try:
-            apply_settings(ProxySettings(), changes)
+            check_proxy_settings(changes)
         except ValueError as exc:
             raise ExperimentError(f"{where}: {exc}") from None
         return FaultStep(
@@ -386,9 +393,11 @@ def _parse_proxies(setup: Mapping[str, Any], where: str) -> list[ProxySpec]:
         try:
             target = str(raw.get("target", ""))
             if "{" not in target:
+                from rdbss.faultproxy import parse_address
+
                 parse_address(target)
             settings = raw.get("settings", {})
-            apply_settings(ProxySettings(), settings)
+            check_proxy_settings(settings)
         except (ValueError, TypeError, AttributeError) as exc:
             raise ExperimentError(f"{pw}: {exc}") from None
         proxies.append(

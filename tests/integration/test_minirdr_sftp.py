@@ -6,6 +6,7 @@ mid-session. No credential reaches the daemon's log."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -303,6 +304,18 @@ def test_unknown_share_is_bad_network_name(ssh: Ssh, client: Client) -> None:
     expect_status(client, ssh.unc("x", share="nosuchshare"), S.STATUS_BAD_NETWORK_NAME)
     # configured, but its folder does not exist on the server
     expect_status(client, ssh.unc("x", share="gone"), S.STATUS_BAD_NETWORK_NAME)
+
+
+def test_cli_ls_server_lists_its_configured_shares(ssh: Ssh) -> None:
+    """``rdbss ls //server`` of an SFTP server: the shares configured for it (an SFTP server
+    has no share list of its own)."""
+    proc = ssh.daemon.cli("--json", "ls", "//SSHtest")
+    assert proc.returncode == 0, proc.stderr.decode()
+    shares = json.loads(proc.stdout)
+    assert [(s["name"], s["kind"], s["minirdr"]) for s in shares] == [
+        ("gone", "sftp", "sftp"),
+        (SHARE, "sftp", "sftp"),
+    ]
 
 
 def test_nothing_listening_is_remote_not_listening(ssh: Ssh, client: Client) -> None:

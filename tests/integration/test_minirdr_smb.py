@@ -7,6 +7,7 @@ Credentials never reach the daemon's log."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import socket
@@ -200,6 +201,14 @@ def _timed_status(fn: object) -> tuple[int, float]:
 
 
 # ------------------------------------------------------------------------------ data
+
+
+def test_cli_ls_server_says_why_smb_shares_are_not_listed(smb: Smb) -> None:
+    proc = smb.daemon.cli("--json", "ls", "//sambatest")
+    assert proc.returncode == 1
+    error = json.loads(proc.stderr)
+    assert error["status"] == "STATUS_NOT_SUPPORTED"
+    assert "NetShareEnum" in error["message"] and "//sambatest/SHARE" in error["message"]
 
 
 def test_write_through_rdbss_read_with_smbclient_cli(smb: Smb, client: Client) -> None:
