@@ -9,6 +9,8 @@ changeable at run time (``FaultProxy.set``, thread-safe):
   chunks never overtake each other (TCP keeps order), so a large jitter also delays later data;
 - ``bandwidth``   bytes/s per direction (a token bucket per direction shared by every connection,
   like one link); 0 = unlimited;
+- ``slow_close_ms`` a close (EOF or a graceful close) from either side reaches the other side
+  this much later (toxiproxy's slow_close): the peer sees a connection that lingers;
 - ``blackhole``   stop forwarding and stop reading (the kernel buffers fill, senders block):
   connections hang, new ones are accepted but not connected upstream; data already read is held,
   not dropped, and flows again when the black hole ends;
@@ -31,7 +33,8 @@ the kernel splits the stream into reads, which is timing.
 Command line (runs until SIGTERM/SIGINT or the control command ``stop``)::
 
     python -m rdbss.faultproxy --listen 127.0.0.1:0 --target 127.0.0.1:445 \\
-        --control 127.0.0.1:0 [--seed N] [--latency-ms MS] [--jitter-ms MS] [--bandwidth B/S]
+        --control 127.0.0.1:0 [--seed N] [--latency-ms MS] [--jitter-ms MS] [--bandwidth B/S] \\
+        [--slow-close-ms MS]
 
 It prints one JSON line once listening, e.g.
 ``{"listen": "127.0.0.1:40001", "control": "127.0.0.1:40002", "target": "127.0.0.1:445",
@@ -92,6 +95,7 @@ class ProxySettings:
     latency_ms: float = 0.0
     jitter_ms: float = 0.0
     bandwidth: float = 0.0  # bytes/s per direction; 0 = unlimited
+    slow_close_ms: float = 0.0
     blackhole: bool = False
     refuse: bool = False
 
@@ -99,7 +103,7 @@ class ProxySettings:
         return dataclasses.asdict(self)
 
 
-_NUMBERS = ("latency_ms", "jitter_ms", "bandwidth")
+_NUMBERS = ("latency_ms", "jitter_ms", "bandwidth", "slow_close_ms")
 _FLAGS = ("blackhole", "refuse")
 
 
@@ -319,6 +323,8 @@ class _Connection:
         due = now
         if data is not None and (settings.latency_ms > 0 or settings.jitter_ms > 0):
             due = now + self.proxy.delays.next(settings.latency_ms, settings.jitter_ms)
+        elif data is None and settings.slow_close_ms > 0:
+            due = now + settings.slow_close_ms / 1000.0
         due = max(due, self.last_due[direction])  # bytes never overtake each other
         self.last_due[direction] = due
         self.queues[direction].append((due, data))
@@ -385,7 +391,11 @@ class _Connection:
         if exc is not None:
             _rst(other.transport)
         elif other.transport is not None:
-            other.transport.close()
+            linger = self.proxy.settings.slow_close_ms / 1000.0
+            if linger > 0:
+                asyncio.get_running_loop().call_later(linger, other.transport.close)
+            else:
+                other.transport.close()
         self.finish()
 
     def close(self) -> None:
@@ -775,6 +785,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--jitter-ms", type=float, default=0.0)
     parser.add_argument("--bandwidth", type=float, default=0.0, help="bytes/s per direction")
+    parser.add_argument("--slow-close-ms", type=float, default=0.0, help="delay of a close")
     args = parser.parse_args(argv)
     try:
         listen_host, listen_port = parse_address(args.listen, loopback=True)
@@ -789,6 +800,7 @@ def main(argv: list[str] | None = None) -> int:
             latency_ms=args.latency_ms,
             jitter_ms=args.jitter_ms,
             bandwidth=args.bandwidth,
+            slow_close_ms=args.slow_close_ms,
         )
     except ValueError as exc:
         parser.error(str(exc))

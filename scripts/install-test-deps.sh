@@ -37,9 +37,10 @@ declare -A NEEDED=(
     [/usr/sbin/ip]=iproute2
     [/usr/bin/ss]=iproute2
     [/usr/bin/tcpdump]=tcpdump
+    [/usr/bin/chromium]=chromium # headless: renders an experiment's report.html in the tests
 )
 # What the brief asks for, always installed together so a fresh machine gets all of them.
-PACKAGES=(samba smbclient openssh-server openssh-client fuse3 rclone iproute2 tcpdump)
+PACKAGES=(samba smbclient openssh-server openssh-client fuse3 rclone iproute2 tcpdump chromium)
 
 missing_binaries() {
     local bin

@@ -8,6 +8,7 @@ import argparse
 from rdbss.cli import commands, completion, daemon
 from rdbss.cli.output import EXIT_CODES_HELP
 from rdbss.cli.subparsers import Formatter, Parser, add_command, argument, common_options
+from rdbss.experiment.cli import add_arguments as experiment_arguments
 
 DESCRIPTION = """\
 rdbss: a user-space network redirector. Run the daemon, and use the shares it serves.
@@ -185,14 +186,13 @@ def _management_commands(sub: argparse._SubParsersAction[Parser]) -> None:
         sub,
         "experiment",
         "run a fault-injection experiment and write a report",
-        ["rdbss experiment run deploy/experiments/kill-local.toml"],
+        [
+            "rdbss experiment run deploy/experiments/blackhole-webdav.toml --out report/",
+            "rdbss experiment compare runs-a/ runs-b/",
+        ],
         commands.cmd_experiment,
     )
-    p.add_argument("action", choices=["run", "plan"])
-    p.add_argument("file", help="experiment file (TOML), e.g. deploy/experiments/kill-local.toml")
-    p.add_argument("--out", help="report folder (default: ./experiment-<name>-<time>)")
-    p.add_argument("--client", type=int, default=0, help="plan: which client's operations")
-    p.add_argument("--count", type=int, default=20, help="plan: how many operations")
+    experiment_arguments(p)  # run FILE | plan FILE | compare DIR_A DIR_B, --repeat N
     p = add_command(
         sub,
         "completion",

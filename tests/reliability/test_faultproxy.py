@@ -440,3 +440,22 @@ def test_smbclient_cli_through_the_proxy(samba: SambaServer, tmp_path: Path) -> 
         refused = run(p.port)
         assert refused.returncode != 0
         assert p.stats()["refused"] >= 1
+
+
+def test_slow_close_delays_the_close_reaching_the_other_side(proxy: FaultProxy) -> None:
+    """The client half-closes; the echo server sees EOF and closes; the client sees that close
+    only after slow_close_ms each way (and at once without it)."""
+
+    def close_seen_after() -> float:
+        with connect(proxy.port) as sock:
+            assert round_trip(sock) < 1.0
+            started = time.monotonic()
+            sock.shutdown(socket.SHUT_WR)
+            assert sock.recv(1) == b""  # the server's close, passed on
+            return time.monotonic() - started
+
+    assert close_seen_after() < 0.15
+    proxy.set(slow_close_ms=300)
+    assert 0.55 <= close_seen_after() < 2.0  # 300 ms up, 300 ms down
+    proxy.set(slow_close_ms=0)
+    assert close_seen_after() < 0.15
