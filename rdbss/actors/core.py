@@ -29,6 +29,7 @@ from rdbss.model.buffering import (
     describe,
 )
 from rdbss.model.dispatch import is_query_open, routine_for
+from rdbss.model.idempotent import CONNECTION_LOST, is_idempotent, may_retry
 from rdbss.model.names import UncName, parse_unc
 from rdbss.model.prefix import PrefixTable
 from rdbss.model.sharing import check_create_parameters, check_share_access
@@ -91,18 +92,6 @@ _SHARE_CONTROLS = frozenset(
 )
 #: Management codes the core hands to a mini-redirector (MRxDevFcbXXXControlFile).
 _MINIRDR_CONTROLS = _SHARE_CONTROLS | {FsctlCode.RDBSS_SET_FAULTS, FsctlCode.RDBSS_LIST_FAULTS}
-
-#: Completions that mean the connection under a NetRoot is gone (not a slow or failed request).
-CONNECTION_LOST = frozenset(
-    {
-        S.STATUS_CONNECTION_DISCONNECTED,
-        S.STATUS_CONNECTION_RESET,
-        S.STATUS_CONNECTION_ABORTED,
-        S.STATUS_USER_SESSION_DELETED,
-        S.STATUS_NETWORK_NAME_DELETED,
-        S.STATUS_NETWORK_SESSION_EXPIRED,
-    }
-)
 
 #: Error statuses that are part of normal operation, not worth showing as recent errors.
 _ORDINARY = frozenset(
@@ -203,6 +192,8 @@ class LiveRequest:
     core_id: int | None = None  # the request the core last sent on its behalf
     parked: tuple[VNetRoot, Callable[[], None]] | None = None  # waiting for a connection
     cancelled: str | None = None  # the cancel reason, once cancelled
+    deadline: float = 0.0  # when its client stops waiting (monotonic seconds)
+    retries: int = 0  # times sent again after its connection was lost (model/idempotent.py)
 
 
 @dataclass(slots=True)
@@ -339,7 +330,9 @@ class RdbssCore(BufferingMixin):
         if isinstance(ctx, Compound):
             self._on_compound(ident, ctx, inflight)
             return
-        self._live[(ident, ctx.request_id)] = LiveRequest(ident, ctx.request_id)
+        self._live[(ident, ctx.request_id)] = LiveRequest(
+            ident, ctx.request_id, deadline=self.clock() + ctx.timeout_ms / 1000.0
+        )
         if ctx.flags & _BUNDLE_OK:
             self._bundle_ok.add(ident)
         if log.isEnabledFor(logging.DEBUG):
@@ -807,15 +800,18 @@ class RdbssCore(BufferingMixin):
     def _connection_lost(self, net_root: NetRoot, status: int, message: str) -> None:
         """A mini-redirector says the connection under a NetRoot is gone (server dropped it,
         session expired): drop the SrvCall and everything on it, orphan its handles (they are
-        re-opened by path on next use) and have the connection manager build it again."""
+        re-opened by path on next use) and have the connection manager build it again.
+
+        Handles are orphaned even when the SrvCall was torn down already: a create answered
+        after the loss made a handle on the dead connection, and it must be re-opened too."""
         srv_call = net_root.srv_call
+        for fobx in self.fobxs.values():
+            if fobx.fcb.net_root.srv_call is srv_call and fobx.orphaned_status == S.STATUS_SUCCESS:
+                fobx.orphaned_status = status
         if self.prefix.srv_call(srv_call.name) is not srv_call:
             return  # already torn down
         log.warning("connection lost server=%s status=0x%08X %s", srv_call.name, status, message)
         self._note_error(status, "connection", f"\\\\{srv_call.name}: {message}")
-        for fobx in self.fobxs.values():
-            if fobx.fcb.net_root.srv_call is srv_call and fobx.orphaned_status == S.STATUS_SUCCESS:
-                fobx.orphaned_status = status
         for srv_open in list(self._delayed.values()):
             if srv_open.fcb.net_root.srv_call is srv_call:
                 self._close_delayed(srv_open, "the connection was lost")
@@ -859,6 +855,43 @@ class RdbssCore(BufferingMixin):
             self._to_client(ident, done, payload)
 
         return then
+
+    def _retry_left(self, ident: bytes, request_id: int, done: RxCompletion) -> int | None:
+        """A client request (not a compound's item) failed with ``done``: when its connection
+        was lost (torn down by now) and it has retries and time left (model/idempotent.py), count
+        the retry and return the milliseconds left before its deadline; else None. The caller
+        checked that the request is idempotent."""
+        live = self._live.get((ident, request_id))
+        if live is None or live.cancelled is not None:
+            return None
+        left_ms = (live.deadline - self.clock()) * 1000.0
+        if not may_retry(done.status, live.retries, left_ms):
+            return None
+        live.retries += 1
+        log.info(
+            "sending req=%s:%d again (%s: %s)",
+            ident.hex()[-6:],
+            request_id,
+            status_name(done.status),
+            done.message,
+        )
+        return int(left_ms)
+
+    def _retrying(self, ident: bytes, ctx: RxContext, payload: Payload, then: Then) -> Then:
+        """Wrap a handle request's continuation: when its connection was lost, the request runs
+        again from the start (its handle, orphaned by the loss, is re-opened on the connection
+        built again) instead of failing; ``then`` gets the final answer."""
+        request_id = ctx.request_id
+
+        def again(done: RxCompletion, data: Payload) -> None:
+            left = self._retry_left(ident, request_id, done)
+            if left is None:
+                then(done, data)
+                return
+            ctx.request_id, ctx.timeout_ms = request_id, left
+            self._resume(ident, ctx, payload)
+
+        return again
 
     # ------------------------------------------------------------------ create
     def _create(self, ident: bytes, ctx: RxContext) -> None:
@@ -941,6 +974,7 @@ class RdbssCore(BufferingMixin):
         request_id = ctx.request_id
         fobx_id = next(self._fobx_ids)
         _address(ctx, Routine.MRxCreate, net_root, name.path, fobx_id)
+        retry = is_idempotent(ctx)
 
         def then(done: RxCompletion, payload: Payload) -> None:
             done.request_id = request_id
@@ -997,6 +1031,11 @@ class RdbssCore(BufferingMixin):
                 fcb = net_root.fcbs.get(name.path.lower())
                 if fcb is not None:
                     self._rebuffer(fcb)  # the open that changed the state did not happen
+                left = self._retry_left(ident, request_id, done) if retry else None
+                if left is not None:  # its connection was lost: open on the one built again
+                    ctx.request_id, ctx.timeout_ms = request_id, left
+                    self._open(ident, ctx, name, 0)
+                    return
             self._to_client(ident, done, payload)
 
         self._send(minirdr, ctx, None, then, net_root=net_root, owner=(ident, request_id))
@@ -1198,6 +1237,10 @@ class RdbssCore(BufferingMixin):
                 FileInformationClass.FileAllocationInformation,
             ):
                 then = self._changing(fcb, then)
+        if is_idempotent(ctx, enumerating=fobx.enumerated):
+            then = self._retrying(ident, ctx, payload, then)
+        if routine == Routine.MRxQueryDirectory:
+            fobx.enumerated = True
         self._send(
             srv_open.minirdr,
             ctx,
@@ -1311,7 +1354,17 @@ class RdbssCore(BufferingMixin):
             mrx_id = result.get("srv_open")
             if fobx.id not in self.fobxs:
                 return  # closed meanwhile
+            current = self.prefix.v_net_root(name) is v_net_root
+            if done.status == S.STATUS_SUCCESS and isinstance(mrx_id, int) and not current:
+                # the connection it re-opened on was lost again meanwhile (another request
+                # found out): that open is dead with it, re-open on the next connection
+                resume()
+                return
+            if done.status in CONNECTION_LOST:
+                resume()  # torn down by now: re-open on the connection built again
+                return
             if done.status == S.STATUS_SUCCESS and isinstance(mrx_id, int):
+                self._rehome(fcb, v_net_root.net_root)
                 if any(
                     f.orphaned_status == S.STATUS_SUCCESS for f in srv_open.fobxs if f is not fobx
                 ):
@@ -1350,6 +1403,31 @@ class RdbssCore(BufferingMixin):
             )
         except NtStatusError as exc:
             self._answer(ident, ctx, exc.status, message=exc.strerror or "")
+
+    def _rehome(self, fcb: Fcb, net_root: NetRoot) -> None:
+        """A handle of ``fcb`` was re-opened on ``net_root``, the NetRoot built again after its
+        own was torn down: the Fcb (its SrvOpens, their handles) moves there. Otherwise it keeps
+        pointing at the dead NetRoot, and the next loss of the new connection neither finds nor
+        orphans its handles, and the scavenger sees the new connection as idle. When the file
+        was opened again on the new NetRoot meanwhile, its SrvOpens join that Fcb (one Fcb per
+        file and NetRoot)."""
+        old = fcb.net_root
+        if old is net_root:
+            return
+        if old.fcbs.get(fcb.key) is fcb:
+            del old.fcbs[fcb.key]
+        there = net_root.fcbs.get(fcb.key)
+        if there is None:
+            fcb.net_root = net_root
+            net_root.fcbs[fcb.key] = fcb
+            return
+        for srv_open in fcb.srv_opens:
+            srv_open.fcb = there
+            there.srv_opens.append(srv_open)
+        fcb.srv_opens.clear()
+        there.write_error = there.write_error or fcb.write_error
+        self._purge(fcb)
+        self._rebuffer(there)
 
     def _close_extra(self, minirdr: str, mrx_id: int, fcb: Fcb, origin: str | None) -> None:
         close = RxContext(
@@ -1664,16 +1742,27 @@ class RdbssCore(BufferingMixin):
                 else:
                     self._item(ident, item, payload)
 
-    def _query_open(self, ident: bytes, create: RxContext, close: RxContext) -> bool:
+    def _query_open(
+        self,
+        ident: bytes,
+        create: RxContext,
+        close: RxContext,
+        retries: int = 0,
+        deadline: float | None = None,
+    ) -> bool:
         """A create for attributes and its related close (a stat) as one MRxQueryOpen
         (IRP_MJ_QUERY_OPEN): no Fcb, SrvOpen or Fobx made and dropped here, no open and close
         in the mini-redirector. Only when the file has no Fcb here (nothing open or kept
         for a delayed close: no deferred writes or cached size to show, no delete pending or
         share access to check), its connection is up and its mini-redirector has the routine;
         False to take both items the usual way, which also answers every error but the
-        file's own."""
+        file's own. When its connection turns out lost, it runs again on the connection built
+        again (model/idempotent.py), within its deadline."""
         if self.stopping or create.path is None or not is_query_open(create.create):
             return False
+        unc = create.path
+        if deadline is None:
+            deadline = self.clock() + create.timeout_ms / 1000.0
         try:
             name = parse_unc(create.path)
         except NtStatusError:
@@ -1696,6 +1785,11 @@ class RdbssCore(BufferingMixin):
         _address(create, Routine.MRxQueryOpen, net_root, name.path, None)
 
         def then(done: RxCompletion, payload: Payload) -> None:
+            left_ms = (deadline - self.clock()) * 1000.0
+            if may_retry(done.status, retries, left_ms):
+                create.request_id, create.path, create.timeout_ms = create_id, unc, int(left_ms)
+                self._query_open_again(ident, create, close, name, retries + 1, deadline, done)
+                return
             self._note_error(done.status, Routine.MRxQueryOpen, done.message)
             result = done.result
             if done.status == S.STATUS_SUCCESS:
@@ -1714,6 +1808,43 @@ class RdbssCore(BufferingMixin):
             self._answer(ident, create, exc.status, message=exc.strerror or "")
             self._answer(ident, close, exc.status, message="the compound's create failed")
         return True
+
+    def _query_open_again(
+        self,
+        ident: bytes,
+        create: RxContext,
+        close: RxContext,
+        name: UncName,
+        retries: int,
+        deadline: float,
+        failed: RxCompletion,
+        waits: int = 0,
+    ) -> None:
+        """A query open whose connection was lost: once the NetRoot is Good again, send it
+        again; when it cannot be (the connection cannot be built, or the file got an Fcb here
+        meanwhile), both items answer what stopped it, or the first failure."""
+
+        def answer(status: int, message: str) -> None:
+            self._answer(ident, create, status, message=message)
+            self._answer(ident, close, status, message="the compound's create failed")
+
+        def resume() -> None:
+            if waits < 3:
+                self._query_open_again(
+                    ident, create, close, name, retries, deadline, failed, waits + 1
+                )
+            else:
+                answer(failed.status, failed.message)
+
+        try:
+            v_net_root = self._find_or_construct(name, resume)
+        except NtStatusError as exc:
+            answer(exc.status, exc.strerror or "")
+            return
+        if v_net_root is None:
+            return  # parked until the NetRoot is built again
+        if not self._query_open(ident, create, close, retries, deadline):
+            answer(failed.status, failed.message)
 
     def _item(self, ident: bytes, ctx: RxContext, payload: Payload) -> None:
         try:
