@@ -29,7 +29,7 @@ from rdbss.model.buffering import (
     describe,
 )
 from rdbss.model.dispatch import is_query_open, routine_for
-from rdbss.model.idempotent import CONNECTION_LOST, is_idempotent, may_retry
+from rdbss.model.idempotent import CONNECTION_LOST, is_idempotent, may_retry, replayable
 from rdbss.model.names import UncName, parse_unc
 from rdbss.model.prefix import PrefixTable
 from rdbss.model.sharing import check_create_parameters, check_share_access
@@ -245,6 +245,13 @@ class _CompoundState:
     payloads: dict[int, Payload] = field(default_factory=dict)
     chains: dict[int, _Chain] = field(default_factory=dict)  # create's index -> chain
     left: int = 0
+    # a compound that may be sent again whole after a lost connection (model/idempotent.py):
+    # its items, what the first attempt changes in them, its deadline and retries so far
+    items: list[RxContext] | None = None
+    sent_as: list[tuple[int, str | None, int, int | None]] = field(default_factory=list)
+    origin: str | None = None
+    deadline: float = 0.0
+    retries: int = 0
 
 
 @dataclass(slots=True)
@@ -1669,7 +1676,9 @@ class RdbssCore(BufferingMixin):
                     )
             self.peer_down(peer_name, S.STATUS_CONNECTION_DISCONNECTED, "unreachable")
 
-    def _on_compound(self, ident: bytes, cx: Compound, inflight: int) -> None:
+    def _on_compound(
+        self, ident: bytes, cx: Compound, inflight: int, retries: int = 0, deadline: float = 0.0
+    ) -> None:
         """A client's compound: every item goes the way it would alone (so a create still waits
         for its connection, a handle is still re-opened...), but what they send to the
         mini-redirectors leaves as one message per peer, and the client gets one answer when
@@ -1701,6 +1710,10 @@ class RdbssCore(BufferingMixin):
             self._finish_compound(state, status, message)
             return
         payload_of = dict(zip(cx.payload_items, cx.payloads, strict=True))
+        if not payload_of and replayable(cx.items):
+            state.items, state.origin, state.retries = cx.items, cx.origin, retries
+            state.sent_as = [(i.major, i.path, i.flags, i.fobx) for i in cx.items]
+            state.deadline = deadline or self.clock() + cx.timeout_ms / 1000.0
         for index, item in enumerate(cx.items):  # first, as a query open answers two items
             sub_id = next(self._sub_ids)
             self._subs[sub_id] = (state, index)
@@ -1742,27 +1755,16 @@ class RdbssCore(BufferingMixin):
                 else:
                     self._item(ident, item, payload)
 
-    def _query_open(
-        self,
-        ident: bytes,
-        create: RxContext,
-        close: RxContext,
-        retries: int = 0,
-        deadline: float | None = None,
-    ) -> bool:
+    def _query_open(self, ident: bytes, create: RxContext, close: RxContext) -> bool:
         """A create for attributes and its related close (a stat) as one MRxQueryOpen
         (IRP_MJ_QUERY_OPEN): no Fcb, SrvOpen or Fobx made and dropped here, no open and close
         in the mini-redirector. Only when the file has no Fcb here (nothing open or kept
         for a delayed close: no deferred writes or cached size to show, no delete pending or
         share access to check), its connection is up and its mini-redirector has the routine;
         False to take both items the usual way, which also answers every error but the
-        file's own. When its connection turns out lost, it runs again on the connection built
-        again (model/idempotent.py), within its deadline."""
+        file's own."""
         if self.stopping or create.path is None or not is_query_open(create.create):
             return False
-        unc = create.path
-        if deadline is None:
-            deadline = self.clock() + create.timeout_ms / 1000.0
         try:
             name = parse_unc(create.path)
         except NtStatusError:
@@ -1785,11 +1787,6 @@ class RdbssCore(BufferingMixin):
         _address(create, Routine.MRxQueryOpen, net_root, name.path, None)
 
         def then(done: RxCompletion, payload: Payload) -> None:
-            left_ms = (deadline - self.clock()) * 1000.0
-            if may_retry(done.status, retries, left_ms):
-                create.request_id, create.path, create.timeout_ms = create_id, unc, int(left_ms)
-                self._query_open_again(ident, create, close, name, retries + 1, deadline, done)
-                return
             self._note_error(done.status, Routine.MRxQueryOpen, done.message)
             result = done.result
             if done.status == S.STATUS_SUCCESS:
@@ -1808,43 +1805,6 @@ class RdbssCore(BufferingMixin):
             self._answer(ident, create, exc.status, message=exc.strerror or "")
             self._answer(ident, close, exc.status, message="the compound's create failed")
         return True
-
-    def _query_open_again(
-        self,
-        ident: bytes,
-        create: RxContext,
-        close: RxContext,
-        name: UncName,
-        retries: int,
-        deadline: float,
-        failed: RxCompletion,
-        waits: int = 0,
-    ) -> None:
-        """A query open whose connection was lost: once the NetRoot is Good again, send it
-        again; when it cannot be (the connection cannot be built, or the file got an Fcb here
-        meanwhile), both items answer what stopped it, or the first failure."""
-
-        def answer(status: int, message: str) -> None:
-            self._answer(ident, create, status, message=message)
-            self._answer(ident, close, status, message="the compound's create failed")
-
-        def resume() -> None:
-            if waits < 3:
-                self._query_open_again(
-                    ident, create, close, name, retries, deadline, failed, waits + 1
-                )
-            else:
-                answer(failed.status, failed.message)
-
-        try:
-            v_net_root = self._find_or_construct(name, resume)
-        except NtStatusError as exc:
-            answer(exc.status, exc.strerror or "")
-            return
-        if v_net_root is None:
-            return  # parked until the NetRoot is built again
-        if not self._query_open(ident, create, close, retries, deadline):
-            answer(failed.status, failed.message)
 
     def _item(self, ident: bytes, ctx: RxContext, payload: Payload) -> None:
         try:
@@ -1960,8 +1920,45 @@ class RdbssCore(BufferingMixin):
                 with self.batch():
                     for j, item, item_payload in deferred:
                         self._related(state.ident, chain, j, item, item_payload)
-        if state.left == 0:
+        if state.left == 0 and not self._replay(state):
             self._finish_compound(state, S.STATUS_SUCCESS, "")
+
+    def _replay(self, state: _CompoundState) -> bool:
+        """A compound whose items all answered: when one found its connection lost (torn down
+        by now) and the compound may be sent again (model/idempotent.py), send it again whole,
+        as the client sent it, on the connection built again; False to answer it as it is."""
+        if state.items is None:
+            return False
+        lost = next(
+            (d for d in state.results if d is not None and d.status in CONNECTION_LOST), None
+        )
+        left_ms = (state.deadline - self.clock()) * 1000.0
+        if lost is None or not may_retry(lost.status, state.retries, left_ms):
+            return False
+        items = state.items
+        for item, item_id, (major, path, flags, fobx) in zip(
+            items, state.item_ids, state.sent_as, strict=True
+        ):
+            item.request_id, item.major, item.path, item.flags, item.fobx = (
+                item_id,
+                major,
+                path,
+                flags,
+                fobx,
+            )
+            item.routine = item.srv_open = item.srv_call = item.net_root = None
+            item.timeout_ms = min(item.timeout_ms, int(left_ms))
+        log.info(
+            "sending compound req=%s again (%s: %s)",
+            state.origin,
+            status_name(lost.status),
+            lost.message,
+        )
+        again = Compound(
+            request_id=state.request_id, items=items, timeout_ms=int(left_ms), origin=state.origin
+        )
+        self._on_compound(state.ident, again, 0, state.retries + 1, state.deadline)
+        return True
 
     def _finish_compound(self, state: _CompoundState, status: int, message: str) -> None:
         answer = CompoundCompletion(state.request_id, status, message=message)

@@ -23,13 +23,27 @@ queries keep a position too), locks and unlocks, flush (on a re-opened handle it
 success for writes that died with the connection), FSCTL/IOCTL, change notifications, cleanup
 and close.
 
+A client's compound is sent again whole (``replayable``) when each of its items is one of these
+reads and every create in it is closed again by a related close in the same compound (a stat):
+no handle it made outlives it, so nothing of the first attempt is left behind.
+
 The retry itself is bounded (``MAX_RETRIES``) and must fit in the request's own deadline
 (``may_retry``): a retry never makes a request answer later than its caller asked. Pure code.
 """
 
 from __future__ import annotations
 
-from rdbss.wire.constants import CreateDisposition, CreateOptions, LowIoOp, Routine
+from collections.abc import Sequence
+
+from rdbss.wire.constants import (
+    CreateDisposition,
+    CreateOptions,
+    IrpMj,
+    IrpMn,
+    LowIoOp,
+    Routine,
+    RxFlags,
+)
 from rdbss.wire.rxcontext import RxContext
 from rdbss.wire.status import NtStatus
 
@@ -76,18 +90,58 @@ def is_idempotent(ctx: RxContext, *, enumerating: bool = False) -> bool:
     if routine in READ_ONLY_ROUTINES:
         return True
     if routine == Routine.MRxCreate:
-        create = ctx.create
-        return (
-            create is not None
-            and create.disposition == CreateDisposition.FILE_OPEN
-            and not create.create_options & CreateOptions.FILE_DELETE_ON_CLOSE
-        )
+        return _opens_only(ctx)
     if routine == Routine.MRxQueryDirectory:
         query = ctx.query_directory
         return not enumerating or (query is not None and query.restart_scan)
     if routine == Routine.MRxLowIOSubmit:
         return ctx.lowio is not None and ctx.lowio.operation in READ_ONLY_LOWIO
     return False
+
+
+#: Client requests (major functions) that only read, on a handle or on the volume.
+READ_ONLY_MAJORS = frozenset(
+    {
+        IrpMj.READ,
+        IrpMj.QUERY_INFORMATION,
+        IrpMj.QUERY_VOLUME_INFORMATION,
+        IrpMj.QUERY_SECURITY,
+    }
+)
+
+
+def _opens_only(ctx: RxContext) -> bool:
+    create = ctx.create
+    return (
+        create is not None
+        and create.disposition == CreateDisposition.FILE_OPEN
+        and not create.create_options & CreateOptions.FILE_DELETE_ON_CLOSE
+    )
+
+
+def replayable(items: Sequence[RxContext]) -> bool:
+    """Whether a client's compound (its items as the client sent them) may be sent again whole
+    after a lost connection: every item reads, every create only opens and is closed by a
+    related close before the next create, and no close closes a handle from before the
+    compound; a directory query only on the compound's own (new) handle."""
+    open_create = False  # a create whose related close has not come yet
+    for item in items:
+        major = item.major
+        related = bool(item.flags & RxFlags.RELATED)
+        if major == IrpMj.CREATE:
+            if open_create or not _opens_only(item):
+                return False
+            open_create = True
+        elif major == IrpMj.CLOSE:
+            if not (related and open_create):
+                return False
+            open_create = False
+        elif major == IrpMj.DIRECTORY_CONTROL:
+            if not related or item.minor != IrpMn.QUERY_DIRECTORY:
+                return False
+        elif major not in READ_ONLY_MAJORS:
+            return False
+    return not open_create
 
 
 def may_retry(status: int, retries: int, left_ms: float) -> bool:

@@ -166,30 +166,39 @@ def _cut_tcp(port: int) -> None:
     )
 
 
-def test_the_first_listing_after_an_idle_drop_succeeds(backend: Backend, client: Client) -> None:
-    """No handle open: the server restarts, or the connection is cut, or both and then some
-    keepalive intervals pass; the next listing succeeds every time (the connection is torn
-    down and built again on that request)."""
+def test_the_first_request_after_an_idle_drop_succeeds(backend: Backend, client: Client) -> None:
+    """No handle open: the server restarts, or the connection is cut, or either and then some
+    keepalive intervals pass; the next listing, or stat (a compound), succeeds every time (the
+    connection is torn down and built again on that request)."""
     (backend.folder / "listed.txt").write_bytes(b"x")
     assert "listed.txt" in client.listdir(backend.unc_root)
-    faults = [
-        ("a server restart, 1 s later", lambda: (backend.server.restart(), time.sleep(1.0))),
-        ("a TCP cut", lambda: _cut_tcp(backend.server.port)),
-        (
-            "a restart, then keepalive intervals",
-            lambda: (backend.server.restart(), time.sleep(5 * KEEPALIVE_S)),
-        ),
-        (
-            "a TCP cut, then keepalive intervals",
-            lambda: (_cut_tcp(backend.server.port), time.sleep(5 * KEEPALIVE_S)),
-        ),
+
+    def listing() -> None:
+        assert "listed.txt" in client.listdir(backend.unc_root)
+
+    def stat() -> None:
+        assert client.stat(backend.unc("listed.txt")).size == 1
+
+    def restart(wait_s: float) -> None:
+        backend.server.restart()
+        time.sleep(wait_s)
+
+    def cut(wait_s: float) -> None:
+        _cut_tcp(backend.server.port)
+        time.sleep(wait_s)
+
+    keepalives = 5 * KEEPALIVE_S
+    steps = [
+        ("a server restart, 1 s later, then a listing", lambda: restart(1.0), listing),
+        ("a TCP cut, then a stat", lambda: cut(0.0), stat),
+        ("a restart and keepalive intervals, then a stat", lambda: restart(keepalives), stat),
+        ("a TCP cut and keepalive intervals, then a listing", lambda: cut(keepalives), listing),
     ]
-    for what, fault in faults:
+    for what, fault, request in steps:
         fault()
         start = time.monotonic()
         try:
-            names = client.listdir(backend.unc_root)
+            request()
         except NtStatusError as exc:
             pytest.fail(f"after {what}: {exc}")
-        assert "listed.txt" in names, what
         assert time.monotonic() - start < ANSWER_S, what

@@ -8,9 +8,12 @@ from typing import Any
 
 import pytest
 
+from rdbss import requests as rq
 from rdbss import shm
 from rdbss.actors.core import CONNMGR, CoreSettings, RdbssCore
 from rdbss.wire import (
+    Compound,
+    CompoundCompletion,
     CreateParameters,
     Heartbeat,
     IrpMj,
@@ -921,3 +924,33 @@ def test_a_cancel_in_the_same_batch_as_its_request_reaches_the_peer_after_it(env
     assert kinds == ["RxContext", "RxCancel"]
     request = out.requests_to("local")[-1]
     assert out.peer[-1][1].request_id == request.request_id
+
+
+def test_a_stat_compound_is_sent_again_whole_after_a_lost_connection(env: Any) -> None:
+    """A stat (create + related close in one compound) that finds its connection lost is sent
+    again whole on the connection built again."""
+    core, out, _ = env
+    open_handle(core, out)  # the connection is up
+    cx = rq.compound(rq.stat_items(r"\\local\data\f", 30_000), 30_000)
+    cx.request_id = 50
+    core.on_client(CLIENT_A, cx, None)
+    (sent,) = [m for n, m, _ in out.peer if n == "local"]
+    assert isinstance(sent, Compound)  # the create and its close in one message
+    out.peer.clear()
+    lost = [RxCompletion(i.request_id, S.STATUS_CONNECTION_DISCONNECTED) for i in sent.items]
+    core.on_peer("local", CompoundCompletion(0, S.STATUS_SUCCESS, items=lost), None)
+    assert out.client == []  # not answered: sent again once the connection is back
+    connect(core, out)
+    # the connection was down: the create went first, its close waits for its answer
+    create = out.requests_to("local")[-1]
+    assert (create.routine, create.path) == (Routine.MRxCreate, "f")
+    core.on_peer(
+        "local", RxCompletion(create.request_id, S.STATUS_SUCCESS, result={"srv_open": 4}), None
+    )
+    close = out.requests_to("local")[-1]
+    assert close.routine == Routine.MRxCloseSrvOpen and close.srv_open == 4
+    core.on_peer("local", RxCompletion(close.request_id, S.STATUS_SUCCESS), None)
+    (answer,) = [done for _, done, _ in out.client]
+    assert isinstance(answer, CompoundCompletion) and answer.request_id == 50
+    assert [i.status for i in answer.items] == [S.STATUS_SUCCESS, S.STATUS_SUCCESS]
+    assert len(core.fobxs) == 1  # only the handle opened first: the stat left none behind

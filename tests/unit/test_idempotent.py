@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import pytest
 
+from rdbss import requests as rq
 from rdbss.model.idempotent import (
     CONNECTION_LOST,
     MAX_RETRIES,
     MIN_ATTEMPT_MS,
     is_idempotent,
     may_retry,
+    replayable,
 )
 from rdbss.wire import (
     CreateParameters,
@@ -134,3 +136,18 @@ def test_retries_need_a_lost_connection_and_are_bounded_by_count_and_time() -> N
     # a slow or refused request is not a lost connection: never sent again
     for status in (S.STATUS_IO_TIMEOUT, S.STATUS_ACCESS_DENIED, S.STATUS_CONNECTION_REFUSED):
         assert not may_retry(status, 0, 5_000)
+
+
+def test_a_compound_is_sent_again_whole_only_when_it_reads_and_leaves_no_handle() -> None:
+    stat = rq.stat_items(r"\\s\share\f", 1000)
+    read = rq.read(7, 0, 10, 1000)
+    assert replayable([r.ctx for r in stat])
+    assert replayable([r.ctx for r in stat + stat + [read]])  # stat_many, reads on a handle
+    opened = rq.create(r"\\s\share\f", 1000)
+    assert not replayable([opened.ctx])  # the handle it makes would outlive a second try
+    assert not replayable([opened.ctx, rq.related(rq.read(0, 0, 10, 1000)).ctx])
+    write = rq.create(r"\\s\share\f", 1000, disposition=D.FILE_OVERWRITE_IF)
+    closing = rq.related(rq.close(0, 1000))
+    assert not replayable([write.ctx, closing.ctx])  # it may have truncated the file
+    assert not replayable([rq.write(7, 0, b"x", 1000).ctx])
+    assert not replayable([rq.close(7, 1000).ctx])  # closes a handle from before
