@@ -6,8 +6,6 @@ gone after the reconnect fails with a named status at once, never a hang."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +18,7 @@ from rdbss.wire import Access, CreateDisposition, NtStatus, NtStatusError
 from tests.conformance.backend_sftp import sftp_config
 from tests.conformance.backend_smb import smb_config, write_password_file
 from tests.daemon import Daemon, running_daemon
-from tests.servers.fixtures import SambaServer, SshServer, require_or_skip
+from tests.servers.fixtures import SambaServer, SshServer, cut_tcp, require_or_skip
 
 S = NtStatus
 RW = Access.GENERIC_READ | Access.GENERIC_WRITE
@@ -152,20 +150,6 @@ def test_a_handle_whose_file_is_gone_fails_with_a_named_status(
         client.close_handle(handle.fobx)  # never fails for the caller
 
 
-def _cut_tcp(port: int) -> None:
-    """Cut every TCP connection to ``port`` on loopback (``ss -K``: the kernel aborts them)."""
-    ss = shutil.which("ss")
-    if ss is None:
-        require_or_skip(["ss"], "ss (iproute2)")
-    assert ss is not None
-    subprocess.run(
-        [ss, "-K", "dst", "127.0.0.1", "dport", "=", str(port)],
-        capture_output=True,
-        timeout=10,
-        check=False,
-    )
-
-
 def test_the_first_request_after_an_idle_drop_succeeds(backend: Backend, client: Client) -> None:
     """No handle open: the server restarts, or the connection is cut, or either and then some
     keepalive intervals pass; the next listing, or stat (a compound), succeeds every time (the
@@ -184,7 +168,7 @@ def test_the_first_request_after_an_idle_drop_succeeds(backend: Backend, client:
         time.sleep(wait_s)
 
     def cut(wait_s: float) -> None:
-        _cut_tcp(backend.server.port)
+        cut_tcp(backend.server.port)
         time.sleep(wait_s)
 
     keepalives = 5 * KEEPALIVE_S

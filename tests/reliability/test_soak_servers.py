@@ -25,7 +25,6 @@ import os
 import random
 import shutil
 import signal
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -40,7 +39,7 @@ from rdbss.wire.status import status_name
 from tests.conformance.backend_sftp import sftp_config
 from tests.conformance.backend_smb import smb_config, write_password_file
 from tests.daemon import Daemon, running_daemon, wait_until
-from tests.servers.fixtures import SambaServer, SshServer, require_or_skip
+from tests.servers.fixtures import SambaServer, SshServer, cut_tcp, require_or_skip
 
 SEED = 20261206
 SOAK_S = float(os.environ.get("RDBSS_SOAK_S", "150"))
@@ -230,23 +229,12 @@ class Worker(threading.Thread):
 # ----------------------------------------------------------------------------- faults
 
 
-def _cut_tcp(port: int) -> None:
-    ss = shutil.which("ss")
-    assert ss is not None
-    subprocess.run(
-        [ss, "-K", "dst", "127.0.0.1", "dport", "=", str(port)],
-        capture_output=True,
-        timeout=10,
-        check=False,
-    )
-
-
 def _inject(fault: Fault, daemon: Daemon, backends: dict[str, Backend]) -> None:
     backend = backends[fault.target]
     if fault.kind == "restart_server":
         backend.server.restart()
     elif fault.kind == "cut_tcp":
-        _cut_tcp(backend.server.port)
+        cut_tcp(backend.server.port)
     elif fault.kind == "freeze_server":  # a silent server: connections open, nothing answers
         pid = backend.server.pid
         assert pid is not None

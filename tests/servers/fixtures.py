@@ -233,6 +233,21 @@ def _wait_gone(procs: dict[int, int], deadline_s: float) -> dict[int, int]:
         time.sleep(0.02)
 
 
+def cut_tcp(port: int, host: str = LOOPBACK) -> None:
+    """Cut every TCP connection to ``host:port`` (``ss -K``: the kernel aborts both ends, as a
+    reset on the path would); the listener stays up. Skips (or fails) without ``ss``."""
+    ss = find_binary("ss")
+    if ss is None:
+        require_or_skip(["ss"], "ss (iproute2)")
+    assert ss is not None
+    subprocess.run(
+        [ss, "-K", "dst", host, "dport", "=", str(port)],
+        capture_output=True,
+        timeout=HELPER_DEADLINE_S,
+        check=False,
+    )
+
+
 def stop_process_tree(
     proc: subprocess.Popen[Any], *, sig: signal.Signals = signal.SIGTERM, deadline_s: float
 ) -> None:
