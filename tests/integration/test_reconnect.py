@@ -34,6 +34,7 @@ class Backend:
     server: SambaServer | SshServer
     folder: Path  # the share's folder on the server
     unc_root: str
+    other_root: str  # another share on the same server
 
     def unc(self, name: str) -> str:
         return rf"{self.unc_root}\{name}"
@@ -50,21 +51,23 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     require_or_skip(SambaServer.missing_binaries(), "Samba (smbd)")
     require_or_skip(SshServer.missing_binaries(), "OpenSSH (sshd)")
     base = tmp_path_factory.mktemp("reconnect")
-    with SambaServer(base / "smb") as samba, SshServer(base / "ssh") as sshd:
+    with SambaServer(base / "smb", encrypt_share=True) as samba, SshServer(base / "ssh") as sshd:
         folder = sshd.root_dir / "data"
         folder.mkdir()
         password = write_password_file(base / "pw", samba.password)
         config = smb_config(samba, password, timeout=3.0).replace(
             "timeout = 3.0", f"timeout = 3.0\nkeepalive_interval = {KEEPALIVE_S}", 1
-        ) + sftp_config(sshd, {"share": folder}, server="sftptest", timeout=3.0).replace(
-            "timeout = 3.0", f"timeout = 3.0\nkeepalive_interval = {KEEPALIVE_S}", 1
-        )
+        ) + sftp_config(
+            sshd, {"share": folder, "other": folder}, server="sftptest", timeout=3.0
+        ).replace("timeout = 3.0", f"timeout = 3.0\nkeepalive_interval = {KEEPALIVE_S}", 1)
         with running_daemon(config) as daemon:
             yield Rig(
                 daemon,
                 {
-                    "smb": Backend("smb", samba, samba.share_path, r"\\sambatest\share"),
-                    "sftp": Backend("sftp", sshd, folder, r"\\sftptest\share"),
+                    "smb": Backend(
+                        "smb", samba, samba.share_path, r"\\sambatest\share", r"\\sambatest\secure"
+                    ),
+                    "sftp": Backend("sftp", sshd, folder, r"\\sftptest\share", r"\\sftptest\other"),
                 },
             )
 
@@ -186,3 +189,15 @@ def test_the_first_request_after_an_idle_drop_succeeds(backend: Backend, client:
         except NtStatusError as exc:
             pytest.fail(f"after {what}: {exc}")
         assert time.monotonic() - start < ANSWER_S, what
+
+
+def test_a_new_share_on_a_server_whose_connection_dropped_connects(
+    backend: Backend, client: Client
+) -> None:
+    """The server's connection is up (one share in use) and drops while idle; the first use of
+    another share on that server builds the connection again instead of failing."""
+    client.listdir(backend.unc_root)
+    backend.server.restart()
+    time.sleep(1.0)
+    client.listdir(backend.other_root)
+    client.listdir(backend.unc_root)  # and the share in use before
