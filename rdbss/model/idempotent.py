@@ -69,53 +69,61 @@ MAX_RETRIES = 2
 #: the request itself would not fit, and the caller gets the real cause instead of a timeout.
 MIN_ATTEMPT_MS = 200
 
-#: Routines that only read, whatever their arguments.
-READ_ONLY_ROUTINES = frozenset(
-    {
-        Routine.MRxQueryOpen,
-        Routine.MRxQueryFileInfo,
-        Routine.MRxQueryVolumeInfo,
-        Routine.MRxQuerySdInfo,
-        Routine.MRxIsValidDirectory,
-    }
+#: Routines that only read, whatever their arguments (a tuple: it is asked on every request,
+#: and comparing is cheaper than hashing an enum member).
+READ_ONLY_ROUTINES = (
+    Routine.MRxQueryFileInfo,
+    Routine.MRxQueryOpen,
+    Routine.MRxQueryVolumeInfo,
+    Routine.MRxQuerySdInfo,
+    Routine.MRxIsValidDirectory,
 )
 #: Low I/O operations that only read.
-READ_ONLY_LOWIO = frozenset({LowIoOp.READ})
+READ_ONLY_LOWIO = (int(LowIoOp.READ),)
+_LOWIO, _OPEN, _QUERY_DIRECTORY_ROUTINE = (
+    Routine.MRxLowIOSubmit,
+    Routine.MRxCreate,
+    Routine.MRxQueryDirectory,
+)
 
 
 def is_idempotent(ctx: RxContext, *, enumerating: bool = False) -> bool:
     """Whether ``ctx`` (addressed to a mini-redirector: its routine set) may be sent again after
     its connection was lost. ``enumerating``: its handle has already queried its directory."""
     routine = ctx.routine
-    if routine in READ_ONLY_ROUTINES:
-        return True
-    if routine == Routine.MRxCreate:
+    if routine == _LOWIO:
+        return ctx.lowio is not None and ctx.lowio.operation in READ_ONLY_LOWIO
+    if routine == _OPEN:
         return _opens_only(ctx)
-    if routine == Routine.MRxQueryDirectory:
+    if routine == _QUERY_DIRECTORY_ROUTINE:
         query = ctx.query_directory
         return not enumerating or (query is not None and query.restart_scan)
-    if routine == Routine.MRxLowIOSubmit:
-        return ctx.lowio is not None and ctx.lowio.operation in READ_ONLY_LOWIO
-    return False
+    return routine in READ_ONLY_ROUTINES
 
 
 #: Client requests (major functions) that only read, on a handle or on the volume.
 READ_ONLY_MAJORS = frozenset(
     {
-        IrpMj.READ,
-        IrpMj.QUERY_INFORMATION,
-        IrpMj.QUERY_VOLUME_INFORMATION,
-        IrpMj.QUERY_SECURITY,
+        int(IrpMj.READ),
+        int(IrpMj.QUERY_INFORMATION),
+        int(IrpMj.QUERY_VOLUME_INFORMATION),
+        int(IrpMj.QUERY_SECURITY),
     }
 )
+# plain ints: enum arithmetic and hashing cost a microsecond per item of every compound
+_CREATE, _CLOSE, _DIRECTORY = int(IrpMj.CREATE), int(IrpMj.CLOSE), int(IrpMj.DIRECTORY_CONTROL)
+_QUERY_DIRECTORY = int(IrpMn.QUERY_DIRECTORY)
+_RELATED = int(RxFlags.RELATED)
+_FILE_OPEN = int(CreateDisposition.FILE_OPEN)
+_DELETE_ON_CLOSE = int(CreateOptions.FILE_DELETE_ON_CLOSE)
 
 
 def _opens_only(ctx: RxContext) -> bool:
     create = ctx.create
     return (
         create is not None
-        and create.disposition == CreateDisposition.FILE_OPEN
-        and not create.create_options & CreateOptions.FILE_DELETE_ON_CLOSE
+        and create.disposition == _FILE_OPEN
+        and not create.create_options & _DELETE_ON_CLOSE
     )
 
 
@@ -127,19 +135,17 @@ def replayable(items: Sequence[RxContext]) -> bool:
     open_create = False  # a create whose related close has not come yet
     for item in items:
         major = item.major
-        related = bool(item.flags & RxFlags.RELATED)
-        if major == IrpMj.CREATE:
+        if major in READ_ONLY_MAJORS:
+            continue
+        if major == _CREATE:
             if open_create or not _opens_only(item):
                 return False
             open_create = True
-        elif major == IrpMj.CLOSE:
-            if not (related and open_create):
+        elif major == _CLOSE:
+            if not (item.flags & _RELATED and open_create):
                 return False
             open_create = False
-        elif major == IrpMj.DIRECTORY_CONTROL:
-            if not related or item.minor != IrpMn.QUERY_DIRECTORY:
-                return False
-        elif major not in READ_ONLY_MAJORS:
+        elif major != _DIRECTORY or not item.flags & _RELATED or item.minor != _QUERY_DIRECTORY:
             return False
     return not open_create
 
