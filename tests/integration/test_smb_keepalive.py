@@ -48,5 +48,5 @@ def test_keepalive_finds_a_frozen_server_before_the_next_request(tmp_path: Path)
             took = time.monotonic() - started
             c.close_handle(h.fobx)
             log = d.log()
-        assert took < 1.5
+        assert took < 3.0  # not waiting out the old link: a new connection at once
         assert "connection lost server=sambatest" in log and "re-opened handle" in log
