@@ -202,6 +202,11 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def closed(self) -> bool:
+        """True once ``close`` ran (every request then fails)."""
+        return self._closed
+
     def close(self) -> None:
         with self._lock:
             if self._closed:

@@ -8,7 +8,10 @@ Example::
 
     [daemon]
     runtime_dir = "/run/user/1000/rdbss"   # sockets, pid and lock files (mode 0700)
-    log_level = "info"
+    log_level = "info"                     # debug | info | warning | error
+    log_format = "logfmt"                  # logfmt | json (rdbss.logs)
+    log_file = "~/rdbss.log"               # also log here, rotated (log_file_max_mib = 10,
+                                           # log_file_backups = 5); default: stderr only
     request_timeout = 30.0                 # seconds, default deadline of a request
     connect_timeout = 30.0                 # seconds, deadline of a connection set-up
     idle_timeout = 300.0                   # seconds; a connection with no open file is closed
@@ -21,15 +24,15 @@ Example::
     remote_client_grace = 60.0             # seconds; a remote client unreachable longer is
                                            # gone and its handles are closed
     authorized_keys = "/etc/rdbss/authorized_keys"   # who may use those ports, and for what
-
-    [node]                                 # only on a node: a host running mini-redirectors
-    core = "tcp://10.0.0.1:7700"           # ... for the core of another host (no core here)
-    core_key = "/etc/rdbss/keys/core.key"  # the core's public key (file or Z85 text)
     close_delay = 5.0                      # seconds a closed file's server open is kept
     max_delayed_closes = 64                # per server (SrvCall)
     cache_mib = 64                         # the core's read cache, all files together
     write_behind = 1.0                     # seconds deferred writes wait (0: write-through)
     dirty_mib = 16                         # deferred writes, all files together
+
+    [node]                                 # only on a node: a host running mini-redirectors
+    core = "tcp://10.0.0.1:7700"           # ... for the core of another host (no core here)
+    core_key = "/etc/rdbss/keys/core.key"  # the core's public key (file or Z85 text)
 
     [[minirdr]]
     name = "local"
@@ -38,17 +41,27 @@ Example::
     server = "local"
     [minirdr.shares]
     data = "~/rdbss-data"
+
+Every table and key is checked against ``rdbss.config_schema`` (unknown keys, types, ranges,
+each kind's options), so a mistake is a ConfigError naming the file and the key path.
 """
 
 from __future__ import annotations
 
+import copy
+import difflib
 import json
 import os
+import re
+import stat
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
+
+from rdbss import config_schema as schema
 from rdbss.minirdrs import KINDS
 from rdbss.model.buffering import grant_for
 
@@ -106,6 +119,10 @@ class RemoteDaemon:
 class Config:
     runtime_dir: Path = field(default_factory=default_runtime_dir)
     log_level: str = "info"
+    log_format: str = "logfmt"  # logfmt | json (rdbss.logs)
+    log_file: str = ""  # also log to this file, rotated by size ("": no file)
+    log_file_max_mib: float = 10.0
+    log_file_backups: int = 5
     request_timeout: float = 30.0
     connect_timeout: float = 30.0
     idle_timeout: float = 300.0
@@ -145,6 +162,10 @@ class Config:
         return cls(
             runtime_dir=Path(data["runtime_dir"]),
             log_level=data["log_level"],
+            log_format=str(data.get("log_format", "logfmt")),
+            log_file=str(data.get("log_file", "")),
+            log_file_max_mib=float(data.get("log_file_max_mib", 10.0)),
+            log_file_backups=int(data.get("log_file_backups", 5)),
             request_timeout=float(data["request_timeout"]),
             connect_timeout=float(data["connect_timeout"]),
             idle_timeout=float(data.get("idle_timeout", 300.0)),
@@ -181,124 +202,242 @@ def embedded_default() -> Config:
     )
 
 
-def _number(table: dict[str, Any], key: str, default: float, where: str) -> float:
-    value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigError(f"{where}.{key} must be a positive number of seconds, not {value!r}")
-    return float(value)
-
-
-def _at_least_zero(table: dict[str, Any], key: str, default: float, where: str) -> float:
-    value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ConfigError(f"{where}.{key} must be a number, 0 or more, not {value!r}")
-    return float(value)
-
-
 def parse_config(text: str, source: Path | None = None) -> Config:
+    """Decode and validate the whole file (config_schema): the first mistake is a ConfigError
+    that names the file, the key path and what was expected."""
     where = str(source) if source else "config"
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: not valid TOML: {exc}") from None
-    daemon = data.get("daemon", {})
-    if not isinstance(daemon, dict):
-        raise ConfigError(f"{where}: [daemon] must be a table")
-    unknown = set(daemon) - {
-        "runtime_dir",
-        "log_level",
-        "request_timeout",
-        "connect_timeout",
-        "idle_timeout",
-        "metrics_port",
-        "metrics_host",
-        "provider_order",
-        "secret_key",
-        "peer_listen",
-        "client_listen",
-        "authorized_keys",
-        "remote_client_grace",
-        "close_delay",
-        "max_delayed_closes",
-        "cache_mib",
-        "write_behind",
-        "dirty_mib",
-    }
-    if unknown:
-        raise ConfigError(f"{where}: unknown [daemon] setting {sorted(unknown)[0]!r}")
+    top = _typed(data, schema.ConfigFile, where, "")
+    daemon = top.daemon
     config = Config(source=source)
-    if "runtime_dir" in daemon:
-        config.runtime_dir = Path(os.path.expanduser(str(daemon["runtime_dir"])))
-    level = str(daemon.get("log_level", "info")).lower()
-    if level not in ("debug", "info", "warning", "error"):
-        raise ConfigError(f"{where}: log_level must be debug, info, warning or error")
-    config.log_level = level
-    config.request_timeout = _number(daemon, "request_timeout", 30.0, f"{where}: daemon")
-    config.connect_timeout = _number(daemon, "connect_timeout", 30.0, f"{where}: daemon")
-    config.idle_timeout = _number(daemon, "idle_timeout", 300.0, f"{where}: daemon")
-    port = daemon.get("metrics_port", 0)
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
-        raise ConfigError(f"{where}: metrics_port must be a port number (0 = off)")
-    config.metrics_port = port
-    config.metrics_host = str(daemon.get("metrics_host", "127.0.0.1"))
-    config.close_delay = _at_least_zero(daemon, "close_delay", 5.0, f"{where}: daemon")
-    config.cache_mib = _at_least_zero(daemon, "cache_mib", 64.0, f"{where}: daemon")
-    config.write_behind = _at_least_zero(daemon, "write_behind", 1.0, f"{where}: daemon")
-    config.dirty_mib = _at_least_zero(daemon, "dirty_mib", 16.0, f"{where}: daemon")
-    limit = daemon.get("max_delayed_closes", 64)
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        raise ConfigError(f"{where}: max_delayed_closes must be a whole number (0 = none)")
-    config.max_delayed_closes = limit
-    entries = data.get("minirdr", [])
-    if "client" in data:
-        config.client = _parse_client(data["client"], where)
-        if not entries and "provider_order" not in daemon:
-            return config  # a client-only configuration: it runs no daemon
-    if not isinstance(entries, list) or not entries:
-        raise ConfigError(f"{where}: needs at least one [[minirdr]] table")
-    names: set[str] = set()
-    for i, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where}: [[minirdr]] #{i + 1} must be a table")
-        name = entry.get("name")
-        kind = entry.get("kind")
-        if not isinstance(name, str) or not name.isidentifier():
-            raise ConfigError(f"{where}: [[minirdr]] #{i + 1} needs a name (letters, digits, _)")
-        if name in names or name in ("core", "connmgr"):
-            raise ConfigError(f"{where}: mini-redirector name {name!r} is used twice or reserved")
-        if kind not in KINDS:
-            raise ConfigError(
-                f"{where}: mini-redirector {name!r} has kind {kind!r}; known: {sorted(KINDS)}"
-            )
-        names.add(name)
-        caching = entry.get("caching", "off")
-        try:
-            grant_for(str(caching))
-        except ValueError as exc:
-            raise ConfigError(f"{where}: mini-redirector {name!r}: {exc}") from None
-        options = {k: v for k, v in entry.items() if k not in ("name", "kind", "caching")}
-        config.minirdrs.append(
-            MiniRdrConfig(name=name, kind=kind, options=options, caching=str(caching))
+    if daemon.runtime_dir is not None:
+        config.runtime_dir = Path(os.path.expanduser(daemon.runtime_dir))
+    for key in _DAEMON_COPIED:
+        setattr(config, key, getattr(daemon, key))
+    config.log_file = os.path.expanduser(daemon.log_file) if daemon.log_file else ""
+    for key in ("request_timeout", "connect_timeout", "idle_timeout", "remote_client_grace"):
+        setattr(config, key, float(getattr(daemon, key)))
+    for key in ("close_delay", "cache_mib", "write_behind", "dirty_mib", "log_file_max_mib"):
+        setattr(config, key, float(getattr(daemon, key)))
+    if top.client is not None:
+        config.client = RemoteDaemon(
+            connect=_tcp_endpoint(top.client.connect, f"{where}: client.connect"),
+            core_key=top.client.core_key,
+            secret_key=os.path.expanduser(top.client.secret_key),
         )
-    order = daemon.get("provider_order", [m.name for m in config.minirdrs])
-    if not isinstance(order, list) or any(o not in names for o in order):
-        raise ConfigError(f"{where}: provider_order must list configured mini-redirector names")
-    config.provider_order = list(order) + [m.name for m in config.minirdrs if m.name not in order]
-    _parse_tcp(config, daemon, data, where)
+        if not top.minirdr and daemon.provider_order is None:
+            return config  # a client-only configuration: it runs no daemon
+    if not top.minirdr:
+        raise ConfigError(f"{where}: needs at least one [[minirdr]] table")
+    for index, entry in enumerate(top.minirdr):
+        config.minirdrs.append(_minirdr(entry, index, where, config.minirdrs))
+    names = [m.name for m in config.minirdrs]
+    order = daemon.provider_order if daemon.provider_order is not None else names
+    unknown = [o for o in order if o not in names]
+    if unknown:
+        raise ConfigError(
+            f"{where}: daemon.provider_order: {unknown[0]!r} is not a configured "
+            f"mini-redirector; expected names from {names}"
+        )
+    config.provider_order = list(order) + [n for n in names if n not in order]
+    _parse_tcp(config, daemon, top.node, where)
     return config
 
 
-def _parse_client(table: Any, where: str) -> RemoteDaemon:
-    if not isinstance(table, dict) or set(table) - {"connect", "core_key", "secret_key"}:
-        raise ConfigError(f"{where}: [client] takes connect, core_key and secret_key")
-    missing = {"connect", "core_key", "secret_key"} - set(table)
-    if missing:
-        raise ConfigError(f"{where}: [client] needs {sorted(missing)[0]}")
-    return RemoteDaemon(
-        connect=_tcp_endpoint(table["connect"], f"{where}: client.connect"),
-        core_key=str(table["core_key"]),
-        secret_key=os.path.expanduser(str(table["secret_key"])),
+#: [daemon] keys copied as they are
+_DAEMON_COPIED = (
+    "log_level",
+    "log_format",
+    "log_file_backups",
+    "metrics_port",
+    "metrics_host",
+    "max_delayed_closes",
+)
+
+
+def _minirdr(
+    entry: dict[str, Any], index: int, where: str, before: list[MiniRdrConfig]
+) -> MiniRdrConfig:
+    """One [[minirdr]] table: its name, kind and caching, then its kind's options."""
+    at = f"minirdr[{index}]"
+    head = _typed(
+        {k: entry.get(k) for k in schema.COMMON_KEYS if k in entry}, schema.MiniRdrHead, where, at
     )
+    name, kind = head.name, head.kind
+    if not name.isidentifier():
+        raise ConfigError(f"{where}: {at}.name: expected letters, digits and _, not {name!r}")
+    if name in ("core", "connmgr") or any(m.name == name for m in before):
+        raise ConfigError(f"{where}: {at}.name: {name!r} is used twice or reserved")
+    at = f"{at} ({name})"
+    if kind not in KINDS:
+        raise ConfigError(f"{where}: {at}.kind: expected one of {sorted(KINDS)}, not {kind!r}")
+    try:
+        grant_for(head.caching)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {at}.caching: {exc}") from None
+    options = {k: v for k, v in entry.items() if k not in schema.COMMON_KEYS}
+    _check_options(kind, options, where, at)
+    return MiniRdrConfig(name=name, kind=kind, options=options, caching=head.caching)
+
+
+def _check_options(kind: str, options: dict[str, Any], where: str, at: str) -> None:
+    """A kind's options: their types (config_schema), the rules the mini-redirector itself
+    checks that need no I/O, and the password files' permissions."""
+    typed = _typed(options, schema.OPTIONS[kind], where, at)
+    if isinstance(typed, schema.FaultyOptions):
+        _check_options(typed.wraps, typed.options or {}, where, f"{at}.options")
+    try:
+        if isinstance(typed, schema.FaultyOptions):
+            from rdbss.minirdrs.faults import FaultError, parse_rules
+
+            try:
+                parse_rules(options.get("rules", []))
+            except FaultError as exc:
+                raise ValueError(f"rules: {exc}") from None
+        elif isinstance(typed, schema.LocalOptions):
+            from rdbss.minirdrs.local import check_share_name
+            from rdbss.wire.status import NtStatusError
+
+            for share in typed.shares or {}:
+                try:
+                    check_share_name(share)
+                except NtStatusError as exc:
+                    raise ValueError(f"shares: {exc.strerror}") from None
+        elif isinstance(typed, schema.SftpOptions):
+            from rdbss.minirdrs.sftp_config import parse_config as parse_sftp
+
+            parse_sftp(options)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {at}: {str(exc).removeprefix('sftp: ')}") from None
+    servers = getattr(typed, "servers", None) or {}
+    for server_name, server in servers.items():
+        if getattr(server, "password_file", None):
+            check_secret_file(server.password_file, f"{where}: {at}.servers.{server_name}")
+
+
+def check_secret_file(path: str, what: str) -> None:
+    """Refuse a secret file that group or others may read (as ssh refuses such a private key):
+    the fix is named. A file not there yet is left to the mini-redirector, which reads it when
+    it connects and reports a missing one then."""
+    full = os.path.expanduser(path)
+    try:
+        mode = stat.S_IMODE(os.stat(full).st_mode)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ConfigError(f"{what}.password_file: cannot check {full}: {exc.strerror}") from None
+    if mode & 0o077:
+        raise ConfigError(
+            f"{what}.password_file: {full} is readable by group or others "
+            f"(mode {mode:04o}); a password file must be private: chmod 600 {full}"
+        )
+
+
+T = TypeVar("T")
+
+
+def _typed(data: Any, kind: type[T], where: str, at: str) -> T:
+    """``data`` as the Struct ``kind``, or a ConfigError naming the key path."""
+    try:
+        return msgspec.convert(data, kind)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{where}: {describe_error(data, kind, exc, at)}") from None
+
+
+def describe_error(data: Any, kind: type[Any], exc: msgspec.ValidationError, at: str) -> str:
+    """msgspec's error as ``key.path: what was expected``: the ``[...]`` it writes for a table
+    key is resolved to the key, and an unknown key lists the known ones (nearest first)."""
+    text = str(exc)
+    message, _, path = text.partition(" - at `")
+    segments = _segments(path.rstrip("`"))
+    for i, segment in enumerate(segments):
+        if segment is None:
+            segments[i] = _culprit(data, kind, segments[:i], text)
+    message = message.replace("`", "").replace(" | null", "")
+    field = message.removeprefix("Object contains unknown field ")
+    if field != message:
+        known = _known_keys(kind, segments)
+        near = difflib.get_close_matches(field, known, n=1)
+        message = f"unknown key {field!r}" + (f" (did you mean {near[0]!r}?)" if near else "")
+        if known:
+            message += f"; expected one of: {', '.join(known)}"
+    elif message.startswith("Object missing required field "):
+        message = "missing key " + repr(message.removeprefix("Object missing required field "))
+    key = "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in segments)
+    full = (at + key).lstrip(".")
+    return f"{full or 'top level'}: {message}"
+
+
+def _segments(path: str) -> list[str | int | None]:
+    """``$.a[0].b[...]`` as ["a", 0, "b", None] (None: a table key msgspec does not name)."""
+    out: list[str | int | None] = []
+    for part in re.findall(r"\.([^.\[]+)|\[(\d+|\.\.\.)\]", path.removeprefix("$")):
+        name, index = part
+        if name:
+            out.append(name)
+        else:
+            out.append(None if index == "..." else int(index))
+    return out
+
+
+def _walk(data: Any, segments: list[Any]) -> Any:
+    for segment in segments:
+        data = data[segment]
+    return data
+
+
+def _culprit(data: Any, kind: type[Any], segments: list[Any], text: str) -> str | None:
+    """The key of the table at ``segments`` whose entry gives the error ``text`` alone."""
+    table = _walk(data, segments)
+    for key in list(table):
+        trial = copy.deepcopy(data)
+        holder = _walk(trial, segments)
+        for other in list(holder):
+            if other != key:
+                del holder[other]
+        try:
+            msgspec.convert(trial, kind)
+        except msgspec.ValidationError as exc:
+            if str(exc) == text:
+                return str(key)
+    return None
+
+
+def _known_keys(kind: type[Any], segments: list[Any]) -> list[str]:
+    """The keys the Struct at ``segments`` (below ``kind``) accepts."""
+    info: Any = msgspec.inspect.type_info(kind)
+    for segment in segments:
+        info = _container(info)
+        if isinstance(info, msgspec.inspect.StructType):
+            fields = {f.encode_name: f.type for f in info.fields}
+            if segment not in fields:
+                return []
+            info = fields[segment]
+        elif isinstance(info, msgspec.inspect.DictType):
+            info = info.value_type
+        elif isinstance(info, msgspec.inspect.ListType):
+            info = info.item_type
+        else:
+            return []
+    info = _container(info)
+    if isinstance(info, msgspec.inspect.StructType):
+        return [f.encode_name for f in info.fields]
+    return []
+
+
+_CONTAINERS = (msgspec.inspect.StructType, msgspec.inspect.DictType, msgspec.inspect.ListType)
+
+
+def _container(info: Any) -> Any:
+    """A Struct, dict or list type inside an optional (union) type."""
+    if isinstance(info, msgspec.inspect.UnionType):
+        for option in info.types:
+            if isinstance(option, _CONTAINERS):
+                return option
+    return info
 
 
 def _tcp_endpoint(value: Any, what: str) -> str:
@@ -309,30 +448,23 @@ def _tcp_endpoint(value: Any, what: str) -> str:
     return text
 
 
-def _parse_tcp(config: Config, daemon: dict[str, Any], data: dict[str, Any], where: str) -> None:
+def _parse_tcp(
+    config: Config, daemon: schema.DaemonTable, node: schema.NodeTable | None, where: str
+) -> None:
     """The tcp:// settings: every tcp link is CURVE, so each needs its keys, checked here so a
     mistake shows at ``daemon start`` rather than in a child's log."""
     from rdbss.keys import KeyFileError, load_authorized_keys, load_public, load_secret
 
-    def path(key: str) -> str:
-        return os.path.expanduser(str(daemon.get(key, "")))
-
-    config.secret_key = path("secret_key")
-    config.remote_client_grace = _number(daemon, "remote_client_grace", 60.0, f"{where}: daemon")
-    config.authorized_keys = path("authorized_keys")
+    config.secret_key = os.path.expanduser(daemon.secret_key)
+    config.authorized_keys = os.path.expanduser(daemon.authorized_keys)
     for key in ("peer_listen", "client_listen"):
-        if key in daemon:
-            setattr(config, key, _tcp_endpoint(daemon[key], f"{where}: daemon.{key}"))
-    node = data.get("node")
+        if getattr(daemon, key):
+            setattr(config, key, _tcp_endpoint(getattr(daemon, key), f"{where}: daemon.{key}"))
     if node is not None:
-        if not isinstance(node, dict) or set(node) - {"core", "core_key"}:
-            raise ConfigError(f"{where}: [node] takes core and core_key")
-        if "core" not in node or "core_key" not in node:
-            raise ConfigError(f"{where}: [node] needs core (tcp://HOST:PORT) and core_key")
         if config.peer_listen or config.client_listen:
             raise ConfigError(f"{where}: a node runs no core: no peer_listen/client_listen")
         config.node = NodeConfig(
-            core=_tcp_endpoint(node["core"], f"{where}: node.core"), core_key=str(node["core_key"])
+            core=_tcp_endpoint(node.core, f"{where}: node.core"), core_key=node.core_key
         )
     listening = bool(config.peer_listen or config.client_listen)
     try:
@@ -361,3 +493,14 @@ def load_config(path: Path | None = None) -> Config:
     if default.is_file():
         return parse_config(default.read_text(), default)
     return embedded_default()
+
+
+def check_config(path: Path | None = None) -> str:
+    """``rdbss daemon check-config``: load and validate like ``daemon run`` (nothing starts);
+    the summary of what would run, or a ConfigError."""
+    config = load_config(path)
+    where = config.source or "the embedded default"
+    if config.client is not None and not config.minirdrs:
+        return f"{where}: ok (a client configuration: uses the daemon at {config.client.connect})"
+    kinds = ", ".join(f"{m.name} ({m.kind})" for m in config.minirdrs)
+    return f"{where}: ok; mini-redirectors: {kinds}"

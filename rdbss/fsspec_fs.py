@@ -15,6 +15,7 @@ reads happen in the daemon, never through a local temporary file. Failures are t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import posixpath
 import threading
@@ -71,7 +72,11 @@ class RdbssFileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]
     protocol = ("rdbss",)
     root_marker = ""
     sep = "/"
-    cachable = False  # one daemon connection per instance; no cache keyed by the arguments
+    # fsspec keeps one instance per process, thread and options (``fsspec.filesystem`` and
+    # ``storage_options`` with the same options give the same instance, so the same daemon
+    # connection); a pickled instance carries only its options and connects again where it
+    # is loaded (dask workers, another process).
+    cachable = True
 
     def __init__(
         self,
@@ -90,6 +95,10 @@ class RdbssFileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]
         self._client_obj: Client | None = None
         self._client_pid = -1
         self._finalizer: weakref.finalize[Any, Any] | None = None
+        # by id: fsspec's files compare equal by path and size in read mode
+        self._open_files: weakref.WeakValueDictionary[int, RdbssBufferedFile] = (
+            weakref.WeakValueDictionary()
+        )
 
     # ------------------------------------------------------------------ connection
     @property
@@ -105,7 +114,9 @@ class RdbssFileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]
                     self._finalizer.detach()  # a parent's socket: never touch it after fork
                 client = Client(self._runtime_dir, config=self._config, timeout=self._timeout)
                 self._client_obj, self._client_pid = client, pid
-                self._finalizer = weakref.finalize(self, client.close)
+                # at close, garbage collection or interpreter exit (before module teardown
+                # collects forgotten files): the files still open first, then the connection
+                self._finalizer = weakref.finalize(self, _shut, client, self._open_files)
             return self._client_obj
 
     def close(self) -> None:
@@ -290,6 +301,11 @@ class RdbssFileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]
     def _close_handle(self, fobx: int) -> None:
         self.client.close_handle(fobx)
 
+    def _register_file(self, file: RdbssBufferedFile) -> Client:
+        """A file opened a handle on the current connection: closed with it (see ``_shut``)."""
+        self._open_files[id(file)] = file
+        return self.client
+
     # ------------------------------------------------------------------ fast paths
     def cat_file(
         self, path: Any, start: int | None = None, end: int | None = None, **kwargs: Any
@@ -427,6 +443,16 @@ class RdbssFileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]
         )
 
 
+def _shut(client: Client, files: weakref.WeakValueDictionary[int, RdbssBufferedFile]) -> None:
+    """Close the files still open on ``client`` (their writes reach the daemon), then it. Runs
+    at most once per connection, possibly at interpreter exit: failures are not raised (a
+    handle the close could not reach is closed by the daemon when this process ends)."""
+    for file in list(files.values()):
+        with contextlib.suppress(Exception):
+            file.close()
+    client.close()
+
+
 class RdbssBufferedFile(AbstractBufferedFile):  # type: ignore[misc]
     """An open file: one daemon handle for the life of the file. Reads go through fsspec's
     cache to ``read_handle`` ranges; writes are buffered (``block_size``) and sent with
@@ -456,6 +482,7 @@ class RdbssBufferedFile(AbstractBufferedFile):  # type: ignore[misc]
         if mode == "rb":
             handle = fs._create(path, Access.GENERIC_READ, CreateDisposition.FILE_OPEN)
             self._fobx = handle.fobx
+            self._client = fs._register_file(self)
             try:
                 super().__init__(
                     fs,
@@ -494,6 +521,7 @@ class RdbssBufferedFile(AbstractBufferedFile):  # type: ignore[misc]
             write_path, access | Access.FILE_READ_ATTRIBUTES, disposition, parents=True
         )
         self._fobx = handle.fobx
+        self._client = fs._register_file(self)
         try:
             super().__init__(
                 fs,
@@ -533,14 +561,35 @@ class RdbssBufferedFile(AbstractBufferedFile):  # type: ignore[misc]
 
     # life cycle --------------------------------------------------------------------------
     def close(self) -> None:
+        """Flush, then close the handle on the connection that opened it. When that connection
+        is already closed (a file left to the garbage collector at interpreter exit) there is
+        nothing to send: the daemon closes the handles of a process that ended."""
         if self.closed:
             return
         try:
             super().close()
         finally:
             fobx, self._fobx = self._fobx, None
-            if fobx is not None:
-                self.fs._close_handle(fobx)
+            self.fs._open_files.pop(id(self), None)
+            if fobx is not None and not self._client.closed:
+                self._client.close_handle(fobx)
+
+    def __del__(self) -> None:
+        """A file left to the garbage collector: a write-mode file still sends its buffered
+        data (as Python's own files flush), a read-mode one sends its close without waiting
+        for the answer; nothing is raised (there is no caller to raise to)."""
+        fobx = getattr(self, "_fobx", None)
+        if getattr(self, "closed", True) or fobx is None:
+            return
+        with contextlib.suppress(Exception):
+            if self.mode == "rb":
+                self._fobx = None
+                self.fs._open_files.pop(id(self), None)
+                self.closed = True
+                if not self._client.closed:
+                    self._client.close_handle(fobx, wait=False)
+            else:
+                self.close()
 
     def commit(self) -> None:
         """Move the temporary file of a transaction over its target."""

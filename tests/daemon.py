@@ -40,10 +40,12 @@ class Daemon:
         return Client(self.runtime_dir, timeout=timeout)
 
     def cli(
-        self, *args: str, input: bytes | None = None, timeout: float = 30.0
+        self, *args: str, input: bytes | None = None, timeout: float = 30.0, cwd: Path | None = None
     ) -> subprocess.CompletedProcess[bytes]:
+        """The rdbss command as a user runs it (from ``cwd``: relative local paths)."""
         return subprocess.run(
             [sys.executable, "-m", "rdbss.cli", "--config", str(self.config_path), *args],
+            cwd=cwd,
             input=input,
             capture_output=True,
             timeout=timeout,
@@ -107,6 +109,7 @@ def write_config(
     metrics_port: int = 0,
     daemon_extra: str = "",
     local_extra: str = "",
+    connect_timeout: float = 5.0,
 ) -> tuple[Path, Path]:
     share = base / "share"
     share.mkdir(parents=True, exist_ok=True)
@@ -119,7 +122,7 @@ idle_timeout = {idle_timeout}
 metrics_port = {metrics_port}
 {daemon_extra}
 log_level = "{log_level}"
-connect_timeout = 5.0
+connect_timeout = {connect_timeout}
 
 [[minirdr]]
 name = "local"
@@ -141,11 +144,19 @@ def running_daemon(
     metrics_port: int = 0,
     daemon_extra: str = "",
     local_extra: str = "",
+    connect_timeout: float = 5.0,
 ) -> Iterator[Daemon]:
     # short path: ipc socket paths are limited to 107 characters
     base = Path(tempfile.mkdtemp(prefix="rdt-", dir="/tmp"))
     cfg, share = write_config(
-        base, extra_config, log_level, idle_timeout, metrics_port, daemon_extra, local_extra
+        base,
+        extra_config,
+        log_level,
+        idle_timeout,
+        metrics_port,
+        daemon_extra,
+        local_extra,
+        connect_timeout,
     )
     config = load_config(cfg)
     pid = start_detached(cfg, config)

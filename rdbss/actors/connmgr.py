@@ -5,12 +5,15 @@ construction (MRxCreateVNetRoot on the winner).
 It runs as a pykka actor in its own process; the bridge's I/O thread ``tell``s it every message.
 All its calls to mini-redirectors go through the core's bus (``target`` names the peer), so the
 core's deadlines apply to them too. Nothing here blocks: each step is a message and an answer.
+A set-up has one deadline, the RxConstructNetRoot's (``[daemon] connect_timeout``): each set-up
+routine gets what is left of it as its own (rdbss/minirdrs/setup.py).
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +42,7 @@ class SrvCallState:
     status: int = S.STATUS_SUCCESS
     construction: SrvCallConstruction | None = None
     waiting: list[RxContext] = field(default_factory=list)  # RxConstructNetRoot requests
+    deadline: float | None = None  # the set-up's (monotonic), from the request that began it
 
 
 class ConnectionManager(pykka.ThreadingActor):
@@ -50,6 +54,7 @@ class ConnectionManager(pykka.ThreadingActor):
         self.srv_calls: dict[str, SrvCallState] = {}
         self._ids = itertools.count(1)
         self._waiting: dict[int, OnDone] = {}
+        self._deadlines: dict[int, float] = {}  # RxConstructNetRoot id -> its deadline
 
     @staticmethod
     def registration(name: str) -> Register:
@@ -85,8 +90,17 @@ class ConnectionManager(pykka.ThreadingActor):
         except Exception:  # an exception in a tell() handler would stop the actor
             log.exception("connection manager failed on %r", msg)
 
-    def _call(self, target: str, routine: Routine, on_done: OnDone, **fields: Any) -> None:
+    def _call(
+        self,
+        target: str,
+        routine: Routine,
+        on_done: OnDone,
+        deadline: float | None = None,
+        **fields: Any,
+    ) -> None:
         request_id = next(self._ids)
+        if deadline is not None:  # a set-up step: what is left of the set-up's deadline
+            fields["timeout_ms"] = max(1, int((deadline - time.monotonic()) * 1000))
         ctx = RxContext(
             request_id=request_id, major=IrpMj.CREATE, routine=routine, target=target, **fields
         )
@@ -97,12 +111,14 @@ class ConnectionManager(pykka.ThreadingActor):
         self, request: RxContext, status: int, message: str = "", winner: str | None = None
     ) -> None:
         result = {"minirdr": winner} if winner else None
+        self._deadlines.pop(request.request_id, None)
         self.bridge.post(RxCompletion(request.request_id, status, result=result, message=message))
 
     # ---------------------------------------------------------------- SrvCall
     def _construct_net_root(self, request: RxContext) -> None:
         server = request.srv_call or ""
         candidates = [c for c in (request.args or {}).get("candidates", []) if isinstance(c, str)]
+        self._deadlines[request.request_id] = time.monotonic() + request.timeout_ms / 1000.0
         key = server.lower()
         state = self.srv_calls.get(key)
         if state is not None and state.condition == Condition.GOOD:
@@ -116,6 +132,7 @@ class ConnectionManager(pykka.ThreadingActor):
         state = SrvCallState(server=server)
         state.waiting.append(request)
         state.construction = SrvCallConstruction(server, candidates)
+        state.deadline = self._deadlines[request.request_id]
         self.srv_calls[key] = state
         log.info("constructing SrvCall %s candidates=%s", server, candidates)
         if not candidates:
@@ -126,6 +143,7 @@ class ConnectionManager(pykka.ThreadingActor):
                 candidate,
                 Routine.MRxCreateSrvCall,
                 self._srv_call_callback(state, candidate),
+                state.deadline,
                 srv_call=server,
             )
 
@@ -156,6 +174,7 @@ class ConnectionManager(pykka.ThreadingActor):
             winner,
             Routine.MRxSrvCallWinnerNotify,
             lambda done: self._winner_answer(state, winner, done),
+            state.deadline,
             srv_call=state.server,
             args={"winner": True},
         )
@@ -219,6 +238,7 @@ class ConnectionManager(pykka.ThreadingActor):
             winner,
             Routine.MRxCreateVNetRoot,
             answered,
+            self._deadlines.get(request.request_id),
             srv_call=state.server,
             net_root=request.net_root,
         )

@@ -141,6 +141,16 @@ class Outbox(Protocol):
         ...
 
 
+def _event(ctx: RxContext, status: int | None = None) -> dict[str, object]:
+    """The structured keys of a log event about a request (rdbss.logs.EVENT_KEYS)."""
+    event: dict[str, object] = {"req": ctx.origin}
+    if ctx.path and ctx.path.startswith("\\\\"):
+        event["share"] = "\\".join(ctx.path.split("\\")[:4])
+    if status is not None:
+        event["status"] = status_name(status)
+    return event
+
+
 @dataclass(slots=True)
 class Peer:
     name: str
@@ -264,7 +274,7 @@ class CoreSettings:
     max_handles_per_client: int = 65536
     sweep_interval_s: float = 5.0  # how often handles of vanished client processes are closed
     peer_timeout_s: float = 3.0  # no heartbeat for this long: the peer is down
-    construct_timeout_ms: int = 45_000
+    construct_timeout_ms: int = 30_250  # a set-up: connect_timeout + the answer's margin
     max_timeout_ms: int = 600_000
     close_delay_s: float = 5.0  # a closed SrvOpen is kept this long for a re-open (0: never)
     max_delayed_closes: int = 64  # per SrvCall (MaximumNumberOfCloseDelayedFiles)
@@ -343,7 +353,7 @@ class RdbssCore(BufferingMixin):
         if ctx.flags & _BUNDLE_OK:
             self._bundle_ok.add(ident)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("request req=%s major=0x%02x fobx=%s", ctx.origin, ctx.major, ctx.fobx)
+            log.debug("request major=0x%02x fobx=%s", ctx.major, ctx.fobx, extra=_event(ctx))
         try:
             if inflight >= self.settings.max_inflight_per_client:
                 raise NtStatusError(
@@ -596,6 +606,7 @@ class RdbssCore(BufferingMixin):
             host=reg.host,
             buffering=reg.buffering,
         )
+        self._forget_failures(self.peers[name])
         log.info(
             "registered peer=%s role=%s kind=%s pid=%d host=%s routines=%d",
             name,
@@ -607,6 +618,20 @@ class RdbssCore(BufferingMixin):
         )
         self.out.to_peer(name, Heartbeat(name="core", seq=REGISTERED_NEW))
 
+    def _forget_failures(self, peer: Peer) -> None:
+        """A mini-redirector that registers (started, restarted, or reloaded with a new
+        configuration) may serve what failed before: the shares it claims lose their failed
+        state and back-off, so the next request tries again at once."""
+        for v_net_root in self.prefix.v_net_roots():
+            if v_net_root.condition != Condition.BAD:
+                continue
+            if not peer.claims(v_net_root.net_root.srv_call.name):
+                continue
+            self._failures.pop(v_net_root.net_root.prefix.lower(), None)
+            v_net_root.retry_at = 0.0
+            if not v_net_root.net_root.fcbs:
+                self._drop_v_net_root(v_net_root)
+
     def peer_down(self, name: str, status: int, reason: str) -> None:
         """A peer died, exited or went silent: complete its in-flight requests at once, drop its
         connections, orphan its handles. Everything else goes on untouched."""
@@ -614,7 +639,7 @@ class RdbssCore(BufferingMixin):
         if peer is None:
             return
         self.departed[name] = peer
-        self.metrics.peer_down(name, reason.split(" (")[0][:40])
+        self.metrics.peer_down(name, reason)
         log.warning("peer down peer=%s pid=%d reason=%s", name, peer.pid, reason)
         message = f"{peer.role} {name!r} went down: {reason}"
         for core_id, pending in list(self.pending.items()):
@@ -684,7 +709,7 @@ class RdbssCore(BufferingMixin):
     ) -> None:
         self._note_error(status, ctx.routine or f"IRP_MJ 0x{ctx.major:02x}", message)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("answer req=%s status=0x%08X", ctx.origin, status)
+            log.debug("answer", extra=_event(ctx, status))
         self._to_client(
             ident, RxCompletion(ctx.request_id, status, information, result, message), payload
         )
@@ -858,7 +883,7 @@ class RdbssCore(BufferingMixin):
             self._note_error(done.status, ctx.routine or "", done.message)
             done.request_id = request_id
             if log.isEnabledFor(logging.DEBUG):
-                log.debug("answer req=%s status=0x%08X", ctx.origin, done.status)
+                log.debug("answer", extra=_event(ctx, done.status))
             self._to_client(ident, done, payload)
 
         return then
@@ -1104,7 +1129,9 @@ class RdbssCore(BufferingMixin):
                 waiters = vnr.transition(Condition.BAD, status, message)
                 self._note_error(status, Routine.RxConstructNetRoot, message)
                 log.warning(
-                    "connect failed %s status=0x%08X %s", name.net_root_prefix, status, message
+                    "connect failed: %s",
+                    message,
+                    extra={"share": name.net_root_prefix, "status": status_name(status)},
                 )
             for resume in waiters:
                 assert callable(resume)

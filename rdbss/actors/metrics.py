@@ -1,25 +1,74 @@
 """Metrics of the core. ``NullMetrics`` costs nothing (the default, and what unit tests use);
-``PrometheusMetrics`` exports them on http://HOST:PORT/metrics with prometheus_client:
+``PrometheusMetrics`` exports them on http://HOST:PORT/metrics with prometheus_client.
 
-- ``rdbss_requests_total{routine,minirdr,status}`` and ``rdbss_request_seconds{routine,minirdr}``
-  (a histogram) for every request the core sent to a mini-redirector (or the connection manager),
-  timeouts and requests failed by a dead peer included;
-- ``rdbss_peer_down_total{peer,reason}``: processes that died, went silent or restarted;
-- gauges refreshed every second: ``rdbss_connections{condition}``, ``rdbss_open_handles``,
-  ``rdbss_pending_requests``, ``rdbss_peers_up{role}``, and ``rdbss_buffering{what}``: open
-  collapsing, delayed closes, the read cache and write-behind (the ``buffering`` counts of
-  ``rdbss status``; the running totals among them only grow).
+Names follow the Prometheus conventions: counters end in ``_total``, durations are histograms
+in seconds, sizes are in bytes. Every label has a bounded set of values: routines and NTSTATUS
+names come from fixed tables (an NTSTATUS without a name counts as ``unknown``), mini-redirector
+and peer names from the configuration, and a peer's end is one of :data:`DOWN_REASONS`. The
+README ("Metrics") lists every metric. Counters that the core keeps itself (open collapsing,
+delayed closes, the read cache, write-behind) are exported from its status by a collector, so
+they are true counters; its current sizes are gauges.
+
 Updates come from the core's socket thread; prometheus_client's types are thread-safe for the
-HTTP thread that reads them.
+HTTP thread that reads them, and the collector swaps its snapshot in one assignment.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+from rdbss.wire.status import NtStatus
+
 StatusSource = Callable[[], dict[str, Any]]
+
+#: the values of rdbss_peer_down_total's reason label, and the words that pick each
+DOWN_REASONS: dict[str, tuple[str, ...]] = {
+    "exited": ("exited", "went away"),
+    "silent": ("heartbeat", "answering"),
+    "restarted": ("registered again", "restarted"),
+    "unreachable": ("unreachable",),
+    "stopping": ("stopping",),
+    "reloaded": ("reload",),
+}
+
+#: the core's own counters (its status "buffering") -> (metric name, help)
+BUFFERING_COUNTERS: dict[str, tuple[str, str]] = {
+    "collapsed_opens": ("rdbss_collapsed_opens", "Opens collapsed onto an existing server open"),
+    "delayed_closes": ("rdbss_delayed_closes", "Server opens whose close was delayed"),
+    "delayed_reused": ("rdbss_delayed_close_reuses", "Delayed-close server opens used again"),
+    "delayed_closed": ("rdbss_delayed_close_expiries", "Delayed-close server opens closed"),
+    "buffering_changes": ("rdbss_buffering_changes", "Changes of a file's buffering state"),
+    "deferred_writes": ("rdbss_deferred_writes", "Writes deferred by write-behind"),
+    "write_behind_errors": ("rdbss_write_behind_errors", "Deferred writes that failed"),
+    "cache_hits": ("rdbss_read_cache_hits", "Reads answered from the read cache"),
+    "cache_misses": ("rdbss_read_cache_misses", "Reads the read cache could not answer"),
+}
+
+#: the core's current sizes (its status "buffering") -> (metric name, help)
+BUFFERING_GAUGES: dict[str, tuple[str, str]] = {
+    "delayed_now": ("rdbss_delayed_close_srv_opens", "Server opens waiting for a delayed close"),
+    "cache_bytes": ("rdbss_read_cache_bytes", "Bytes in the read cache"),
+    "cache_limit": ("rdbss_read_cache_limit_bytes", "Size limit of the read cache"),
+    "dirty_bytes": ("rdbss_write_behind_dirty_bytes", "Deferred bytes not yet written"),
+}
+
+_KNOWN_STATUS = frozenset(NtStatus.__members__)
+
+
+def down_reason(text: str) -> str:
+    """The bounded label for a peer's end, from the core's free-text reason."""
+    lowered = text.lower()
+    for reason, words in DOWN_REASONS.items():
+        if any(word in lowered for word in words):
+            return reason
+    return "other"
+
+
+def status_label(name: str) -> str:
+    """An NTSTATUS name as a label: the named ones as they are, any other ``unknown``."""
+    return name if name in _KNOWN_STATUS else "unknown"
 
 
 class NullMetrics:
@@ -31,6 +80,22 @@ class NullMetrics:
 
     def snapshot(self, status: StatusSource) -> None:
         pass  # metrics off: the core's status is not even built
+
+
+class _BufferingCollector:
+    """Exports the counters and sizes the core keeps itself, from its latest status."""
+
+    def __init__(self) -> None:
+        self.latest: dict[str, Any] = {}
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        latest = self.latest
+        for key, (name, text) in BUFFERING_COUNTERS.items():
+            yield CounterMetricFamily(name, text, value=float(latest.get(key, 0)))
+        for key, (name, text) in BUFFERING_GAUGES.items():
+            yield GaugeMetricFamily(name, text, value=float(latest.get(key, 0)))
 
 
 class PrometheusMetrics(NullMetrics):
@@ -45,8 +110,8 @@ class PrometheusMetrics(NullMetrics):
             registry=self.registry,
         )
         self.latency = prom.Histogram(
-            "rdbss_request_seconds",
-            "Time from forwarding a request to its completion",
+            "rdbss_request_duration_seconds",
+            "Time from forwarding a request to a mini-redirector to its completion",
             ["routine", "minirdr"],
             registry=self.registry,
             buckets=(
@@ -71,7 +136,7 @@ class PrometheusMetrics(NullMetrics):
         )
         self.downs = prom.Counter(
             "rdbss_peer_down",
-            "Processes that died, went silent or were restarted",
+            "Processes that died, went silent or were restarted, by reason",
             ["peer", "reason"],
             registry=self.registry,
         )
@@ -80,17 +145,16 @@ class PrometheusMetrics(NullMetrics):
         )
         self.handles = prom.Gauge("rdbss_open_handles", "Open handles", registry=self.registry)
         self.pending = prom.Gauge(
-            "rdbss_pending_requests", "Requests under way", registry=self.registry
+            "rdbss_pending_requests",
+            "Requests forwarded and not yet completed",
+            registry=self.registry,
         )
         self.peers = prom.Gauge(
             "rdbss_peers_up", "Registered processes by role", ["role"], registry=self.registry
         )
-        self.buffering = prom.Gauge(
-            "rdbss_buffering",
-            "Open collapsing, delayed closes, read cache and write-behind",
-            ["what"],
-            registry=self.registry,
-        )
+        prom.disable_created_metrics()  # type: ignore[no-untyped-call]  # one family a metric
+        self.buffering = _BufferingCollector()
+        self.registry.register(self.buffering)
         self.server, self.thread = prom.start_http_server(port, addr=host, registry=self.registry)
 
     @property
@@ -98,11 +162,11 @@ class PrometheusMetrics(NullMetrics):
         return int(self.server.server_address[1])
 
     def request_done(self, routine: str, minirdr: str, status: str, seconds: float) -> None:
-        self.requests.labels(routine, minirdr, status).inc()
+        self.requests.labels(routine, minirdr, status_label(status)).inc()
         self.latency.labels(routine, minirdr).observe(seconds)
 
     def peer_down(self, peer: str, reason: str) -> None:
-        self.downs.labels(peer, reason).inc()
+        self.downs.labels(peer, down_reason(reason)).inc()
 
     def snapshot(self, source: StatusSource) -> None:
         status = source()
@@ -114,9 +178,7 @@ class PrometheusMetrics(NullMetrics):
         roles = Counter(p["role"] for p in status["peers"])
         for role in ("minirdr", "connmgr"):
             self.peers.labels(role).set(roles.get(role, 0))
-        for what, value in status.get("buffering", {}).items():
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                self.buffering.labels(what).set(value)
+        self.buffering.latest = dict(status.get("buffering", {}))
 
     def close(self) -> None:
         self.server.shutdown()

@@ -27,6 +27,7 @@ from rdbss.config import Config
 from rdbss.keys import load_public, load_secret
 from rdbss.logs import setup_logging
 from rdbss.minirdrs import load_kind
+from rdbss.minirdrs.setup import setup_timeout_ms
 
 log = logging.getLogger("rdbss.process")
 
@@ -56,7 +57,7 @@ def node_endpoints(config: Config, runtime_dir: Path) -> Endpoints:
 def run_core(config: Config, endpoints: Endpoints) -> int:
     settings = CoreSettings(
         provider_order=config.provider_order,
-        construct_timeout_ms=int(config.connect_timeout * 1000) + 5_000,
+        construct_timeout_ms=setup_timeout_ms(config.connect_timeout),
         idle_timeout_s=config.idle_timeout,
         close_delay_s=config.close_delay,
         max_delayed_closes=config.max_delayed_closes,
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runtime_dir", type=Path)
     args = parser.parse_args(argv)
     config = Config.from_json((args.runtime_dir / "config.json").read_text())
-    setup_logging(args.name, config.log_level)
+    setup_logging(args.name, config)
     try:
         if config.node is not None:
             endpoints = node_endpoints(config, args.runtime_dir)

@@ -31,6 +31,7 @@ from rdbss.actors.bus import Endpoints, alive_file, daemon_pid, ensure_runtime_d
 from rdbss.actors.core import CONNMGR
 from rdbss.actors.peer import RESET_EXIT
 from rdbss.config import Config
+from rdbss.logs import rotate
 
 log = logging.getLogger("rdbss.supervisor")
 
@@ -58,6 +59,37 @@ def sd_notify(state: str) -> bool:
     return True
 
 
+#: [daemon] settings a reload cannot change in a running daemon
+_RESTART_ONLY = (
+    "log_level",
+    "log_format",
+    "log_file",
+    "log_file_max_mib",
+    "log_file_backups",
+    "request_timeout",
+    "connect_timeout",
+    "idle_timeout",
+    "metrics_port",
+    "metrics_host",
+    "provider_order",
+    "secret_key",
+    "peer_listen",
+    "client_listen",
+    "authorized_keys",
+    "remote_client_grace",
+    "node",
+    "close_delay",
+    "max_delayed_closes",
+    "cache_mib",
+    "write_behind",
+    "dirty_mib",
+)
+
+
+class ReloadRefused(ValueError):
+    """The new configuration is invalid: nothing of it was applied."""
+
+
 class AlreadyRunning(RuntimeError):
     def __init__(self, pid: int | None) -> None:
         super().__init__(f"an rdbss daemon is already running (pid {pid})")
@@ -83,6 +115,7 @@ class Child:
     started_at: float = 0.0
     last_registered: float = 0.0
     starts: int = 0
+    reloads: int = 0  # starts that were a reload's, not a restart
     last_exit: str = ""
     connected: bool | None = None  # on a node: whether the process hears the core
 
@@ -124,6 +157,8 @@ class Supervisor:
         self._stop = threading.Event()
         self._reload_requested = threading.Event()
         self._next_health = 0.0
+        self._next_rotate = 0.0
+        self._reloads = 0  # answered reloads (reload.json's seq)
         self._core_failures = 0
 
     # ---------------------------------------------------------------- lifecycle
@@ -148,6 +183,7 @@ class Supervisor:
                         self.reload()
                     self._watch()
                     self._check_health()
+                    self._rotate_log()
                 return 0
             finally:
                 sd_notify("STOPPING=1")
@@ -155,7 +191,7 @@ class Supervisor:
                 self._cleanup()
 
     def _prepare(self) -> None:
-        for stale in ("ready", "rdbss.sock", "bus.sock"):
+        for stale in ("ready", "rdbss.sock", "bus.sock", "reload.json"):
             with contextlib.suppress(FileNotFoundError):
                 (self.runtime_dir / stale).unlink()
         self._write_config()
@@ -177,7 +213,7 @@ class Supervisor:
                 "state": "gave up"
                 if c.gave_up
                 else ("running" if c.proc is not None else "restarting"),
-                "restarts": max(0, c.starts - 1),
+                "restarts": max(0, c.starts - 1 - c.reloads),
                 "restart_in_s": round(max(0.0, c.next_start - now), 2)
                 if c.proc is None and not c.gave_up
                 else None,
@@ -207,6 +243,7 @@ class Supervisor:
             "rdbss.sock",
             "bus.sock",
             "supervisor.json",
+            "reload.json",
         ):
             with contextlib.suppress(FileNotFoundError):
                 (self.runtime_dir / name).unlink()
@@ -309,70 +346,91 @@ class Supervisor:
                 self._spawn(child)
 
     def reload(self) -> None:
-        """Re-read the configuration file (SIGHUP) and apply the mini-redirector changes: start
-        the added ones, stop the removed ones, restart the changed ones. Processes (and the
-        connections) whose configuration did not change are untouched."""
+        """Re-read the configuration file (SIGHUP, ``rdbss daemon reload``) and answer in
+        reload.json (:func:`reload_daemon` waits for it)."""
+        self._reloads += 1
+        try:
+            ok, message = True, self._apply_reload()
+        except ReloadRefused as exc:
+            ok, message = False, str(exc)
+            log.error("reload: configuration refused, keeping the running one: %s", exc)
+        answer = {"seq": self._reloads, "ok": ok, "message": message}
+        tmp = self.runtime_dir / "reload.json.tmp"
+        tmp.write_text(json.dumps(answer))
+        os.replace(tmp, self.runtime_dir / "reload.json")
+
+    def _apply_reload(self) -> str:
+        """Validate the whole new configuration first (every mini-redirector's options are
+        typed: rdbss.config_schema); only then apply the mini-redirector changes: start the
+        added ones, stop the removed ones, restart the changed ones. A refused file changes
+        nothing. Processes (and connections) whose configuration did not change are untouched.
+        A reload is not a restart: it is not counted as one, and it clears the back-off and
+        last exit of the processes it restarts."""
         from rdbss.config import ConfigError, load_config
 
         if self.config.source is None:
-            log.info("reload: running the embedded default; nothing to re-read")
-            return
+            return "running the embedded default; nothing to re-read"
         try:
             new = load_config(self.config.source)
         except (ConfigError, OSError) as exc:
-            log.error("reload: configuration refused, keeping the running one: %s", exc)
-            return
+            raise ReloadRefused(str(exc)) from None
+        if not new.minirdrs:
+            raise ReloadRefused(f"{self.config.source}: needs at least one [[minirdr]] table")
         new.runtime_dir = self.config.runtime_dir
-        for key in (
-            "log_level",
-            "request_timeout",
-            "connect_timeout",
-            "idle_timeout",
-            "metrics_port",
-            "metrics_host",
-            "provider_order",
-            "secret_key",
-            "peer_listen",
-            "client_listen",
-            "authorized_keys",
-            "remote_client_grace",
-            "node",
-            "close_delay",
-            "max_delayed_closes",
-            "cache_mib",
-            "write_behind",
-            "dirty_mib",
-        ):
+        pending = []
+        for key in _RESTART_ONLY:
             if getattr(new, key) != getattr(self.config, key):
                 log.warning("reload: [daemon] %s changed; takes effect after a restart", key)
+                pending.append(key)
                 setattr(new, key, getattr(self.config, key))
         old = {m.name: m for m in self.config.minirdrs}
         wanted = {m.name: m for m in new.minirdrs}
         self.config = new
         self._write_config()  # children read it when they start
+        done: dict[str, list[str]] = {"started": [], "restarted": [], "stopped": []}
         for child in [c for c in self.children if c.role == "minirdr"]:
             entry = wanted.get(child.name)
-            if entry is None or entry != old.get(child.name):
-                log.info(
-                    "reload: %s mini-redirector %s",
-                    "stopping" if entry is None else "restarting changed",
-                    child.name,
-                )
-                self._terminate([child], 5.0)
-                if child.proc is not None:
-                    self._tell_core_peer_down(child.name, "configuration reloaded")
-                child.proc = None
-                if entry is None:
-                    self.children.remove(child)
-                else:
-                    child.restarts.clear()
-                    child.gave_up = False
-                    self._spawn(child)
+            if entry is not None and entry == old.get(child.name):
+                continue
+            log.info(
+                "reload: %s mini-redirector %s",
+                "stopping" if entry is None else "restarting changed",
+                child.name,
+            )
+            self._terminate([child], 5.0)
+            if child.proc is not None:
+                self._tell_core_peer_down(child.name, "configuration reloaded")
+            child.proc = None
+            if entry is None:
+                self.children.remove(child)
+                done["stopped"].append(child.name)
+            else:
+                child.restarts.clear()
+                child.gave_up = False
+                child.last_exit = ""
+                child.reloads += 1
+                self._spawn(child)
+                done["restarted"].append(child.name)
         for name in wanted.keys() - old.keys():
             log.info("reload: starting new mini-redirector %s", name)
             child = Child("minirdr", name)
             self.children.append(child)
             self._spawn(child)
+            done["started"].append(name)
+        parts = [f"{what} {', '.join(sorted(names))}" for what, names in done.items() if names]
+        if pending:
+            parts.append(f"[daemon] {', '.join(pending)} take effect after a restart")
+        return "; ".join(parts) or "no change"
+
+    def _rotate_log(self) -> None:
+        """Rotate the configured log file by size, at most once a second."""
+        now = time.monotonic()
+        if not self.config.log_file or now < self._next_rotate:
+            return
+        self._next_rotate = now + 1.0
+        limit = int(self.config.log_file_max_mib * (1 << 20))
+        if rotate(Path(self.config.log_file), limit, self.config.log_file_backups):
+            log.info("log file rotated: %s", self.config.log_file)
 
     def _check_health(self) -> None:
         """Find hung processes: a process that is alive but stopped answering (no heartbeats,
@@ -524,7 +582,7 @@ def start_detached(
     cmd = [sys.executable, "-m", "rdbss.cli"]
     if config_path is not None:
         cmd += ["--config", str(config_path)]
-    cmd += ["daemon", "run"]
+    cmd += ["daemon", "run", "--log-format", config.log_format]  # the file's, or --log-format
     out = log_file or open(log_path, "ab")  # noqa: SIM115 - handed to the child
     try:
         proc = subprocess.Popen(
@@ -569,3 +627,25 @@ def stop_daemon(runtime_dir: Path, timeout: float = 30.0) -> int | None:
             return pid
         time.sleep(0.05)
     raise TimeoutError(f"the daemon (pid {pid}) did not stop in {timeout:.0f} s")
+
+
+def reload_daemon(runtime_dir: Path, pid: int, timeout: float = 30.0) -> tuple[bool, str]:
+    """Ask the daemon ``pid`` to reload (SIGHUP) and wait for its answer: (applied, what it
+    did or why the configuration was refused)."""
+    answer = runtime_dir / "reload.json"
+
+    def seq() -> int:
+        try:
+            return int(json.loads(answer.read_text())["seq"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0
+
+    before = seq()
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if seq() > before:
+            data = json.loads(answer.read_text())
+            return bool(data["ok"]), str(data["message"])
+        time.sleep(0.05)
+    raise TimeoutError(f"the daemon (pid {pid}) did not answer the reload in {timeout:.0f} s")

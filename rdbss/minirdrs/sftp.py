@@ -5,7 +5,9 @@ Configuration: see :mod:`rdbss.minirdrs.sftp_config`. One SSH connection and one
 SrvCall (server name). asyncssh runs on one private asyncio event loop in a background thread
 owned by this object (started at the first connect, stopped by ``close()``); the routines, which
 the host runs on each SrvCall's own worker thread, hand it coroutines and wait for them with a
-deadline: the configured ``timeout``, shortened to the request's own deadline.
+deadline: the configured ``timeout``, shortened to the request's own deadline; a set-up (SSH
+connect, key exchange, authentication, the SFTP session, the share check) keeps the set-up's
+deadline instead (rdbss/minirdrs/setup.py).
 
 Semantics follow the local mini-redirector (rdbss/minirdrs/local.py). What SFTP v3 changes:
 - paths: ctx.path (already normalized by the core) is checked again (no ``..``, NUL, ``:``) and
@@ -74,6 +76,13 @@ from rdbss.minirdrs.security import (
     posix_change,
     posix_descriptor,
 )
+from rdbss.minirdrs.setup import (
+    AUTHENTICATE,
+    NEGOTIATE,
+    SHARE_CHECK,
+    TCP_CONNECT,
+    SetupDeadline,
+)
 from rdbss.minirdrs.sftp_config import (
     Credentials,
     SftpConfigError,
@@ -104,6 +113,8 @@ T = TypeVar("T")
 FS_NAME = "rdbss-sftp"
 #: SFTP v3 reports no block count: sizes are rounded up to this for allocation_size.
 ALLOCATION_UNIT = 4096
+#: The last phase of an SFTP set-up: the SFTP subsystem starting on the SSH connection.
+SFTP_START = "SFTP session start"
 #: Slack kept below a request's own deadline so our answer (even a timeout) reaches the core.
 DEADLINE_MARGIN_S = 0.25
 MIN_DEADLINE_S = 0.5
@@ -213,10 +224,21 @@ def _info(
 
 
 class _Watch(asyncssh.SSHClient):
-    """Marks the connection dead the moment asyncssh sees it go."""
+    """Marks the connection dead the moment asyncssh sees it go, and follows a set-up's phases
+    (TCP up: the key exchange; then authentication)."""
 
-    def __init__(self, conn: _Conn) -> None:
+    def __init__(self, conn: _Conn, setup: SetupDeadline) -> None:
         self._conn = conn
+        self._setup = setup
+
+    def connection_made(self, conn: asyncssh.SSHClientConnection) -> None:
+        self._setup.phase = NEGOTIATE
+
+    def begin_auth(self, username: str) -> None:
+        self._setup.phase = AUTHENTICATE
+
+    def auth_completed(self) -> None:
+        self._setup.phase = SFTP_START
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._conn.lost = True
@@ -265,6 +287,9 @@ class _Open:
     append_only: bool = False
     file: asyncssh.SFTPClientFile | None = None  # None: a directory or an attributes-only open
     delete_pending: bool = False
+    # (atime, mtime) in whole seconds, set explicitly through this handle: they stick until it
+    # is closed (MS-FSA 2.1.5.14.2), so every later write or size change puts them back
+    pinned_times: tuple[int, int] | None = None
 
     @property
     def conn(self) -> _Conn:
@@ -481,13 +506,18 @@ class SftpMiniRdr(MiniRdr):
             return Result()
         creds = read_credentials(server)
         conn = _Conn(server)
-        timeout = self._deadline(ctx)
+        setup = SetupDeadline.of(ctx, server.name)
         try:
-            # asyncssh's own connect/login timeouts fire first; the outer deadline is a backstop
-            self._loop.run(lambda: self._aconnect(conn, creds, timeout), timeout + 2.0)
-        except NtStatusError:
-            raise
+            # the whole set-up (TCP, key exchange, authentication, the SFTP session) runs under
+            # the set-up's deadline; a cancelled asyncssh connect closes what it had opened
+            self._loop.run(lambda: self._aconnect(conn, creds, setup), setup.remaining() + 0.1)
+            setup.check()
         except Exception as exc:
+            self._disconnect(conn)  # whatever was built, also a set-up that finished late
+            if isinstance(exc, TimeoutError) or setup.passed:
+                raise setup.expired() from None
+            if isinstance(exc, NtStatusError):
+                raise
             status, message = connect_status(exc)
             log.warning("connect to %s failed: %s (%s)", server.name, message, type(exc).__name__)
             raise _error(status, f"server {server.name!r}: {message}") from None
@@ -502,7 +532,7 @@ class SftpMiniRdr(MiniRdr):
         log.info("connected to %s", server.name)
         return Result()
 
-    async def _aconnect(self, conn: _Conn, creds: Credentials, timeout: float) -> None:
+    async def _aconnect(self, conn: _Conn, creds: Credentials, setup: SetupDeadline) -> None:
         server = conn.server
         known_hosts: Any = None
         if server.host_key_check:
@@ -516,23 +546,29 @@ class SftpMiniRdr(MiniRdr):
             "agent_path": None,
             "config": None,
             "gss_host": None,
-            # connect_timeout covers TCP, key exchange and authentication; it fires first, as a
-            # TimeoutError (the login timer would close the connection as ConnectionLost)
-            "connect_timeout": timeout,
-            "login_timeout": timeout + 1.0,
+            # the set-up's own deadline (wait_for below) fires first; asyncssh's timers stay
+            # as a backstop
+            "connect_timeout": setup.remaining() + 1.0,
+            "login_timeout": setup.remaining() + 1.0,
             "keepalive_interval": self.settings.keepalive_interval,
             "keepalive_count_max": 3,
-            "client_factory": lambda: _Watch(conn),
+            "client_factory": lambda: _Watch(conn, setup),
         }
         if creds.password is None:
             options["preferred_auth"] = "publickey"
-        ssh = await asyncssh.connect(server.host, **options)
+
+        async def connect() -> None:
+            ssh = await asyncssh.connect(server.host, **options)
+            conn.ssh = ssh
+            conn.sftp = await ssh.start_sftp_client()
+
         try:
-            sftp = await asyncio.wait_for(ssh.start_sftp_client(), timeout)
+            await asyncio.wait_for(connect(), setup.enter(TCP_CONNECT))
         except BaseException:
-            ssh.abort()
+            if conn.ssh is not None:
+                conn.ssh.abort()
+            conn.ssh = conn.sftp = None
             raise
-        conn.ssh, conn.sftp = ssh, sftp
 
     def srv_call_winner_notify(self, ctx: RxContext) -> Result:
         return Result()
@@ -543,9 +579,15 @@ class SftpMiniRdr(MiniRdr):
         if configured is None:
             raise _error(S.STATUS_BAD_NETWORK_NAME, f"no share named {ctx.net_root!r}")
         name, folder = configured
-        root = self._run(
-            conn, lambda: self._aresolve_root(conn, name, folder), self._deadline(ctx), "share"
-        )
+        setup = SetupDeadline.of(ctx, conn.server.name, SHARE_CHECK)
+        try:
+            resolve = lambda: self._aresolve_root(conn, name, folder)  # noqa: E731
+            root = self._run(conn, resolve, setup.enter(SHARE_CHECK), "share")
+            setup.check()
+        except NtStatusError as exc:
+            if exc.status == S.STATUS_IO_TIMEOUT:
+                raise setup.expired() from None
+            raise
         conn.roots[name.lower()] = root
         return Result()
 
@@ -1035,6 +1077,7 @@ class SftpMiniRdr(MiniRdr):
                     where = (await handle.stat()).size or 0
                 if data:
                     await handle.write(data, where)
+                    await self._arepin(op)
                 return len(data)
             except asyncssh.SFTPError as exc:
                 _fail(exc, "cannot write", op.path)
@@ -1194,6 +1237,8 @@ class SftpMiniRdr(MiniRdr):
                 atime = atime_ns // 1_000_000_000 if atime_ns > 0 else int(current.atime or 0)
                 mtime = mtime_ns // 1_000_000_000 if mtime_ns > 0 else int(current.mtime or 0)
                 await sftp.setstat(op.remote, asyncssh.SFTPAttrs(atime=atime, mtime=mtime))
+                if op.file is not None:  # a handle that can write keeps them (_arepin)
+                    op.pinned_times = (atime, mtime)
             if attributes:
                 await self._achmod_readonly(
                     sftp, op, current, readonly=bool(attributes & FileAttributes.READONLY)
@@ -1205,8 +1250,17 @@ class SftpMiniRdr(MiniRdr):
         assert op.file is not None
         try:
             await op.file.truncate(_arg_int(args, "size"))
+            await self._arepin(op)
         except asyncssh.SFTPError as exc:
             _fail(exc, "cannot set the size of", op.path)
+
+    @staticmethod
+    async def _arepin(op: _Open) -> None:
+        """After a change through ``op`` that moves the file's times (a write, a size change):
+        the times set explicitly on the handle go back (SFTP v3: both at once)."""
+        if op.pinned_times is not None and op.file is not None:
+            atime, mtime = op.pinned_times
+            await op.file.setstat(asyncssh.SFTPAttrs(atime=atime, mtime=mtime))
 
     async def _aset_allocation(self, op: _Open, args: Mapping[str, Any]) -> None:
         assert op.file is not None
@@ -1214,6 +1268,7 @@ class SftpMiniRdr(MiniRdr):
         try:
             if size < ((await op.file.stat()).size or 0):
                 await op.file.truncate(size)
+                await self._arepin(op)
         except asyncssh.SFTPError as exc:
             _fail(exc, "cannot set the allocation of", op.path)
 

@@ -2,7 +2,7 @@
 
 The mini-redirector gets its ``[[minirdr]]`` table (minus ``name``/``kind``)::
 
-    timeout = 30.0                  # seconds: connect, authentication and each request
+    timeout = 30.0                  # seconds: each request (a set-up: [daemon] connect_timeout)
     keepalive_interval = 15.0       # seconds between SSH keepalives (0 = off)
     notify_interval = 1.0           # seconds between two listings of a watched folder
     [servers.sshtest]               # \\\\sshtest\\<share> reaches this server
@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rdbss.minirdrs.local import check_share_name
+from rdbss.minirdrs.passwords import read_password
 from rdbss.wire.status import NtStatus, NtStatusError
 
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_KEEPALIVE_S = 15.0
 DEFAULT_PORT = 22
-MAX_PASSWORD_FILE_BYTES = 4096
 
 _TOP_KEYS = frozenset({"timeout", "keepalive_interval", "notify_interval", "servers"})
 _SERVER_KEYS = frozenset(
@@ -209,26 +209,12 @@ def read_credentials(server: SftpServer) -> Credentials:
     import asyncssh  # the process that runs this mini-redirector has it; config parsing need not
 
     creds = Credentials()
-    if server.password_file is not None:
-        try:
-            with open(server.password_file, "rb") as f:
-                raw = f.read(MAX_PASSWORD_FILE_BYTES + 1)
-        except OSError as exc:
-            reason = os.strerror(exc.errno) if exc.errno else type(exc).__name__
-            raise _logon_failure(server, f"cannot read its password_file: {reason}") from None
-        if len(raw) > MAX_PASSWORD_FILE_BYTES:
-            raise _logon_failure(server, "its password_file is too large")
-        try:
-            creds.password = raw.decode().rstrip("\r\n")
-        except UnicodeDecodeError:
-            raise _logon_failure(server, "its password_file is not UTF-8") from None
-    elif server.password_env is not None:
-        value = os.environ.get(server.password_env)
-        if value is None:
-            raise _logon_failure(server, f"environment variable {server.password_env} is not set")
-        creds.password = value
-    elif server.password is not None:
-        creds.password = server.password
+    creds.password = read_password(
+        f"server {server.name!r}",
+        password_file=server.password_file,
+        password_env=server.password_env,
+        password=server.password,
+    )
     for index, path in enumerate(server.key_files):
         try:
             creds.keys.append(asyncssh.read_private_key(path))

@@ -10,12 +10,11 @@ is mapped here.
 
 from __future__ import annotations
 
-import errno
 import socket
 
 import asyncssh
 
-from rdbss.wire.status import NtStatus, status_from_errno
+from rdbss.wire.status import NtStatus, network_status_from_errno
 
 S = NtStatus
 
@@ -100,11 +99,7 @@ def connect_status(exc: BaseException) -> tuple[NtStatus, str]:
     if isinstance(exc, ConnectionRefusedError):
         return S.STATUS_REMOTE_NOT_LISTENING, "nothing listens on the server's port"
     if isinstance(exc, OSError):
-        if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN, errno.EHOSTDOWN):
-            return S.STATUS_NETWORK_UNREACHABLE, "the server is unreachable"
-        status = status_from_errno(exc.errno)
-        if status == S.STATUS_UNSUCCESSFUL:
-            status = S.STATUS_UNEXPECTED_NETWORK_ERROR
+        status = network_status_from_errno(exc.errno)
         reason = (exc.strerror or type(exc).__name__) if exc.errno else type(exc).__name__
         return status, f"cannot connect: {reason}"
     if isinstance(exc, asyncssh.SFTPError):

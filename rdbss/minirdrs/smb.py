@@ -6,16 +6,25 @@ Config (the ``[[minirdr]]`` table)::
     [[minirdr]]
     name = "smb"
     kind = "smb"
-    timeout = 30.0                     # seconds: connect, session setup and each request
+    timeout = 30.0                     # seconds: each request (a set-up has connect_timeout)
     [minirdr.servers.sambatest]        # \\\\sambatest\\<share> reaches this server
     host = "127.0.0.1"
     port = 445
     username = "root"
     password_file = "/path/to/file"    # or password_env = "VAR", or password = "..."
     encrypt = false                    # request SMB3 encryption for the whole session
+    min_dialect = "3.0"                # optional: a server negotiating less is refused
+    [minirdr.servers.sambatest.shares.other]   # optional: a share reached as another user
+    username = "bob"
+    password_file = "/path/to/bob"
 
 Each SrvCall is one ``SmbLink`` (smb_link.py): its own connection, session and tree connects,
-signing required, no oplocks or leases (smbprotocol cannot take a break). Routines follow
+signing required, no oplocks or leases (smbprotocol cannot take a break). One session means one
+user per server at a time: a share configured for another user answers
+STATUS_NETWORK_CREDENTIAL_CONFLICT while a share of that server is connected. A set-up
+(MRxCreateSrvCall, MRxCreateVNetRoot) keeps the deadline its RX_CONTEXT carries
+(rdbss/minirdrs/setup.py); a negotiate below ``min_dialect``, or unable to give the encryption
+asked for, answers STATUS_DOWNGRADE_DETECTED. Routines follow
 local.py's semantics; whatever the server decides (access, sharing, names, locks) it decides,
 and its NTSTATUS comes back unchanged. A lost connection answers STATUS_CONNECTION_DISCONNECTED
 and the SrvCall stays dead: its handles and the requests on it answer the same at once.
@@ -67,10 +76,12 @@ from rdbss.minirdrs.security import (
     pack_descriptor,
     parse_descriptor,
 )
+from rdbss.minirdrs.setup import TREE_CONNECT, SetupDeadline
 from rdbss.minirdrs.smb_link import (
     RELATED_FILE_ID,
     SMB2_0_INFO_FILE,
     SMB2_0_INFO_FILESYSTEM,
+    Credentials,
     RawInfo,
     ServerConfig,
     SmbLink,
@@ -330,7 +341,7 @@ class SmbMiniRdr(MiniRdr):
         if old is not None and old.dead is None:
             return Result()  # already connected (the connection manager asked again)
         link = SmbLink(server, self.timeout)
-        link.connect(server.read_password())
+        link.connect(server.read_password(), SetupDeadline.of(ctx, server.name))
         with self._lock:
             old = self._links.get(key)
             self._links[key] = link
@@ -343,10 +354,40 @@ class SmbMiniRdr(MiniRdr):
         return Result()
 
     def create_v_net_root(self, ctx: RxContext) -> Result:
+        """Connect the share, as the user its configuration names. A connection has one session,
+        so one user: a share that needs another user while the server's connection has a share
+        connected answers STATUS_NETWORK_CREDENTIAL_CONFLICT (what Windows reports as error
+        1219); with none connected, the connection is made again as that user."""
         link = self._link(ctx)
+        server = link.server
         share = check_share_name(ctx.net_root)
-        link.tree(share)
+        setup = SetupDeadline.of(ctx, server.name, TREE_CONNECT)
+        credentials = server.credentials_for(share)
+        if not credentials.same_user(link.username):
+            if link.trees:
+                in_use = ", ".join(sorted(link.trees))
+                raise _error(
+                    S.STATUS_NETWORK_CREDENTIAL_CONFLICT,
+                    f"share {share!r} of server {server.name!r} is configured for user "
+                    f"{credentials.username!r}, but the connection to that server is in use "
+                    f"by user {link.username!r} (share(s) {in_use}): one server, one user at a "
+                    "time; close the files of the other share(s) and let them disconnect first",
+                )
+            link = self._reconnect_as(link, credentials, setup)
+        link.tree(share, setup)
         return Result()
+
+    def _reconnect_as(
+        self, old: SmbLink, credentials: Credentials, setup: SetupDeadline
+    ) -> SmbLink:
+        """A new connection to ``old``'s server as another user, in its place."""
+        server = old.server
+        link = SmbLink(server, self.timeout)
+        link.connect(credentials.read_password(f"server {server.name!r}"), setup, credentials)
+        with self._lock:
+            self._links[server.name.lower()] = link
+        old.close()
+        return link
 
     def finalize_v_net_root(self, ctx: RxContext) -> Result:
         return Result()  # the tree connect belongs to the NetRoot

@@ -8,9 +8,15 @@ per-link watchdog. When ``timeout`` seconds pass without the answer, the watchdo
 socket down: the waiting call fails at once, the request answers STATUS_IO_TIMEOUT and the link
 is dead from then on (as a Windows client drops a connection whose server stopped answering).
 
+The set-up (TCP connect, negotiate, session setup, tree connect) runs under the set-up's own
+deadline instead (rdbss/minirdrs/setup.py), with the same watchdog.
+
 Failures: an NTSTATUS from the server passes straight through. A lost connection
 (SMBConnectionClosed, ConnectionError, the receiver thread's death) answers
-STATUS_CONNECTION_DISCONNECTED and marks the link dead, so later calls answer the same at once.
+STATUS_CONNECTION_DISCONNECTED and marks the link dead, so later calls answer the same at once;
+so does a lost session (STATUS_USER_SESSION_DELETED, STATUS_NETWORK_SESSION_EXPIRED, whose
+answers are taken without a signature check, see ``_Connection``) or a deleted share
+(STATUS_NETWORK_NAME_DELETED), with that status first.
 Credentials live only in the smbprotocol Session object: they are never logged and never part of
 a message.
 """
@@ -47,7 +53,15 @@ from smbprotocol.open import (
 from smbprotocol.session import Session
 from smbprotocol.tree import TreeConnect
 
-from rdbss.wire.status import NtStatus, NtStatusError, status_from_errno, status_name
+from rdbss.minirdrs.passwords import read_password
+from rdbss.minirdrs.setup import (
+    AUTHENTICATE,
+    NEGOTIATE,
+    TCP_CONNECT,
+    TREE_CONNECT,
+    SetupDeadline,
+)
+from rdbss.wire.status import NtStatus, NtStatusError, network_status_from_errno, status_name
 
 log = logging.getLogger("rdbss.smb")
 S = NtStatus
@@ -66,9 +80,9 @@ SMB2_0_INFO_FILE = 1
 SMB2_0_INFO_FILESYSTEM = 2
 
 #: Server statuses that mean the session (not just this request) is gone.
-_SESSION_LOST = frozenset(
-    {S.STATUS_USER_SESSION_DELETED, S.STATUS_NETWORK_SESSION_EXPIRED, S.STATUS_NETWORK_NAME_DELETED}
-)
+_SESSION_LOST = frozenset({S.STATUS_USER_SESSION_DELETED, S.STATUS_NETWORK_SESSION_EXPIRED})
+#: ... and the connection's trees with it (the share was closed under it).
+_LINK_LOST = _SESSION_LOST | {S.STATUS_NETWORK_NAME_DELETED}
 _LOST_ERRNOS = frozenset(
     {
         errno.EPIPE,
@@ -79,6 +93,55 @@ _LOST_ERRNOS = frozenset(
         errno.ESHUTDOWN,
     }
 )
+
+
+#: SMB2/3 dialects by the name a configuration gives them (MS-SMB2 2.2.3).
+DIALECTS: dict[str, int] = {
+    "2.0.2": 0x0202,
+    "2.1": 0x0210,
+    "3.0": 0x0300,
+    "3.0.2": 0x0302,
+    "3.1.1": 0x0311,
+}
+#: smbprotocol's words for a negotiate that failed validation: the secure-negotiate check of
+#: SMB 3.0/3.0.2 (FSCTL_VALIDATE_NEGOTIATE_INFO, MS-SMB2 3.3.5.15.12) found the answers changed,
+#: or the session needs encryption the negotiated dialect cannot give.
+_DOWNGRADE_TEXTS = (
+    "secure negotiate failed",
+    "encryption is required but the connection does not support it",
+)
+
+
+def _downgrade(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, SMBException) and any(t in text for t in _DOWNGRADE_TEXTS)
+
+
+class _Connection(Connection):  # type: ignore[misc]
+    """smbprotocol's Connection with two differences. The negotiate waits under the set-up's
+    deadline only. And an answer saying the session is gone
+    (STATUS_USER_SESSION_DELETED, STATUS_NETWORK_SESSION_EXPIRED), and every later answer on that
+    session (the rest of its compound), is taken without checking its signature. The server has
+    dropped the session, and with it the key a signature needs (Samba signs such answers with a
+    key the client cannot match), so checking them killed smbprotocol's receiver and the status
+    was lost. Such an answer only makes the client drop the session and build a new one: a
+    forged one can do no more than a forged TCP reset."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sessions_gone: set[int] = set()  # written by the receiver thread only
+
+    def _send_smb2_negotiate(self, dialect: Any, timeout: Any, *args: Any) -> Any:
+        # no timeout of its own: the set-up's watchdog ends the wait at the deadline, where
+        # smbprotocol would round it down to whole seconds (``timeout`` is the TCP connect's)
+        return super()._send_smb2_negotiate(dialect, None, *args)
+
+    def verify_signature(self, header: Any, session_id: int, force: bool = False) -> None:
+        if header["status"].get_value() in _SESSION_LOST:
+            self.sessions_gone.add(session_id)
+        if session_id in self.sessions_gone:
+            return
+        super().verify_signature(header, session_id, force)
 
 
 def filetime_to_ns(value: int) -> int:
@@ -96,10 +159,56 @@ def ns_to_filetime(ns: int) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+_PASSWORD_SOURCES = ("password_file", "password_env", "password")
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """A user name and where its password is read from (when a session is set up, never at
+    start-up, and never kept)."""
+
+    username: str
+    password_file: str | None = None
+    password_env: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def parse(cls, where: str, table: Mapping[str, Any]) -> Credentials:
+        username = table.get("username")
+        if not isinstance(username, str) or not username:
+            raise ValueError(f"{where}: 'username' must be a non-empty string")
+        sources = [k for k in _PASSWORD_SOURCES if k in table]
+        if len(sources) > 1:
+            raise ValueError(f"{where}: give only one of {', '.join(sources)}")
+        for key in sources:
+            if not isinstance(table[key], str):
+                raise ValueError(f"{where}: {key!r} must be a string")
+        return cls(
+            username,
+            table.get("password_file"),
+            table.get("password_env"),
+            table.get("password"),
+        )
+
+    def same_user(self, username: str) -> bool:
+        """User names compare without case, as Windows compares them."""
+        return self.username.lower() == username.lower()
+
+    def read_password(self, where: str) -> str:
+        """The password from its source (rdbss/minirdrs/passwords.py); "" when none is set."""
+        secret = read_password(
+            where,
+            password_file=self.password_file,
+            password_env=self.password_env,
+            password=self.password,
+        )
+        return secret or ""
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
-    """One ``[minirdr.servers.<name>]`` table. The password itself is read when the SrvCall is
-    created (``read_password``), never at start-up, and never kept here."""
+    """One ``[minirdr.servers.<name>]`` table: the server, its default credentials, and the
+    shares that are reached as another user (``[minirdr.servers.<name>.shares.<share>]``)."""
 
     name: str
     host: str
@@ -109,14 +218,16 @@ class ServerConfig:
     password_env: str | None = None
     password: str | None = field(default=None, repr=False)
     encrypt: bool = False
+    min_dialect: int = 0  # the lowest SMB dialect accepted (0: any the server offers)
+    shares: Mapping[str, Credentials] = field(default_factory=dict)  # lower-case share name
 
     @classmethod
     def parse(cls, name: str, table: object) -> ServerConfig:
         where = f"smb mini-redirector: server {name!r}"
         if not isinstance(table, Mapping):
             raise ValueError(f"{where} must be a table")
-        known = {"host", "port", "username", "password_file", "password_env", "password", "encrypt"}
-        unknown = sorted(set(table) - known)
+        known = {"host", "port", "username", "encrypt", "min_dialect", "shares"}
+        unknown = sorted(set(table) - known - set(_PASSWORD_SOURCES))
         if unknown:
             raise ValueError(f"{where}: unknown option(s) {', '.join(unknown)}")
         host = table.get("host")
@@ -125,56 +236,57 @@ class ServerConfig:
         port = table.get("port", 445)
         if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
             raise ValueError(f"{where}: 'port' must be a TCP port number")
-        username = table.get("username")
-        if not isinstance(username, str) or not username:
-            raise ValueError(f"{where}: 'username' must be a non-empty string")
-        sources = [k for k in ("password_file", "password_env", "password") if k in table]
-        if len(sources) > 1:
-            raise ValueError(f"{where}: give only one of {', '.join(sources)}")
-        for key in sources:
-            if not isinstance(table[key], str):
-                raise ValueError(f"{where}: {key!r} must be a string")
+        credentials = Credentials.parse(where, table)
         encrypt = table.get("encrypt", False)
         if not isinstance(encrypt, bool):
             raise ValueError(f"{where}: 'encrypt' must be true or false")
+        min_dialect = table.get("min_dialect", "")
+        if min_dialect not in DIALECTS and min_dialect != "":
+            raise ValueError(
+                f"{where}: 'min_dialect' must be one of {', '.join(map(repr, DIALECTS))}"
+            )
         return cls(
             name=name,
             host=host,
             port=port,
-            username=username,
-            password_file=table.get("password_file"),
-            password_env=table.get("password_env"),
-            password=table.get("password"),
+            username=credentials.username,
+            password_file=credentials.password_file,
+            password_env=credentials.password_env,
+            password=credentials.password,
             encrypt=encrypt,
+            min_dialect=DIALECTS.get(min_dialect, 0),
+            shares=cls._parse_shares(where, table.get("shares", {})),
         )
+
+    @staticmethod
+    def _parse_shares(where: str, shares: object) -> dict[str, Credentials]:
+        if not isinstance(shares, Mapping):
+            raise ValueError(f"{where}: 'shares' must be a table of share tables")
+        parsed: dict[str, Credentials] = {}
+        for share, table in shares.items():
+            at = f"{where}: share {share!r}"
+            if not isinstance(table, Mapping):
+                raise ValueError(f"{at} must be a table")
+            unknown = sorted(set(table) - {"username", *_PASSWORD_SOURCES})
+            if unknown:
+                raise ValueError(f"{at}: unknown option(s) {', '.join(unknown)}")
+            parsed[str(share).lower()] = Credentials.parse(at, table)
+        return parsed
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def credentials(self) -> Credentials:
+        """The server's own credentials (every share not listed under ``shares``)."""
+        return Credentials(self.username, self.password_file, self.password_env, self.password)
+
+    def credentials_for(self, share: str) -> Credentials:
+        return self.shares.get(share.lower()) or self.credentials
+
     def read_password(self) -> str:
-        """The password from its source; STATUS_LOGON_FAILURE (without any secret in the message)
-        when the source cannot be read."""
-        if self.password_file is not None:
-            path = os.path.expanduser(self.password_file)
-            try:
-                with open(path, encoding="utf-8") as f:
-                    return f.read().rstrip("\r\n")
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
-                raise NtStatusError(
-                    S.STATUS_LOGON_FAILURE,
-                    f"server {self.name!r}: cannot read password_file {path}: {reason}",
-                ) from None
-        if self.password_env is not None:
-            value = os.environ.get(self.password_env)
-            if value is None:
-                raise NtStatusError(
-                    S.STATUS_LOGON_FAILURE,
-                    f"server {self.name!r}: environment variable {self.password_env} is not set",
-                )
-            return value
-        return self.password or ""
+        return self.credentials.read_password(f"server {self.name!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,11 +354,13 @@ class SmbLink:
     def __init__(self, server: ServerConfig, timeout: float) -> None:
         self.server = server
         self.timeout = timeout
+        self.username = server.username  # the session's user (a share may name another)
         self.connection: Any = None
         self.session: Any = None
         self.trees: dict[str, Any] = {}  # share name (lower case) -> TreeConnect
         self.dead: NtStatusError | None = None
         self._timed_out = False
+        self._setup: SetupDeadline | None = None  # while connect() runs
         self._watchdog = _Watchdog(f"smb-watchdog-{server.name}", self._expired)
         self.busy = threading.Lock()  # one call at a time (the worker, or the keepalive)
         self.last_used = time.monotonic()
@@ -255,23 +369,35 @@ class SmbLink:
         return f"SmbLink({self.server.name!r}, {self.server.address})"
 
     # ---------------------------------------------------------------- life cycle
-    def connect(self, password: str) -> None:
-        """TCP connect, negotiate and session setup (each under the deadline)."""
+    def connect(
+        self, password: str, setup: SetupDeadline, credentials: Credentials | None = None
+    ) -> None:
+        """TCP connect, negotiate and session setup, all within the set-up's deadline: the
+        watchdog shuts the socket down when it passes (the TCP connect, before there is a
+        socket to shut, has the time left as its own timeout). A set-up that ends late is
+        closed and answers STATUS_IO_TIMEOUT."""
         server = self.server
-        conn = Connection(uuid.uuid4(), server.host, server.port, require_signing=True)
+        if credentials is not None:
+            self.username = credentials.username
+        conn = _Connection(uuid.uuid4(), server.host, server.port, require_signing=True)
         self.connection = conn
+        self._setup = setup
         try:
-            with self._watchdog.guard(self.timeout):
-                conn.connect(timeout=self.timeout)
-                session = Session(
-                    conn, server.username, password, require_encryption=server.encrypt
-                )
+            with self._watchdog.guard(setup.enter(TCP_CONNECT)):
+                conn.connect(timeout=setup.enter(TCP_CONNECT))
+                setup.enter(NEGOTIATE)
+                self._check_dialect(conn)
+                setup.enter(AUTHENTICATE)
+                session = Session(conn, self.username, password, require_encryption=server.encrypt)
                 session.connect()
+            setup.check()
         except BaseException as exc:
             error = self._connect_error(exc)
             self._teardown()
             self.dead = error
             raise error from None
+        finally:
+            self._setup = None
         self.session = session
         log.info(
             "connected server=%s address=%s dialect=0x%04x encrypt=%s",
@@ -281,12 +407,36 @@ class SmbLink:
             bool(session.encrypt_data),
         )
 
+    def _check_dialect(self, conn: Any) -> None:
+        """STATUS_DOWNGRADE_DETECTED when the server chose a dialect below ``min_dialect``."""
+        wanted = self.server.min_dialect
+        if wanted and conn.dialect < wanted:
+            names = {v: k for k, v in DIALECTS.items()}
+            raise NtStatusError(
+                S.STATUS_DOWNGRADE_DETECTED,
+                f"server {self.server.name!r} negotiated SMB "
+                f"{names.get(conn.dialect, hex(conn.dialect))}, below min_dialect "
+                f"{names.get(wanted, hex(wanted))}: refused",
+            )
+
+    def _setup_phase(self, setup: SetupDeadline) -> str:
+        """The phase a set-up is in; inside smbprotocol's connect, TCP is up once the transport
+        says so (the negotiate is then what is waited for)."""
+        if setup.phase == TCP_CONNECT and getattr(self.connection.transport, "connected", False):
+            return NEGOTIATE
+        return setup.phase
+
     def _connect_error(self, exc: BaseException) -> NtStatusError:
         where = f"cannot connect to server {self.server.name!r} ({self.server.address})"
+        setup = self._setup
         if isinstance(exc, NtStatusError):
             return exc
+        if setup is not None and (self._timed_out or setup.passed):
+            return setup.expired(self._setup_phase(setup))
         if self._timed_out:
             return NtStatusError(S.STATUS_IO_TIMEOUT, f"{where}: no answer in {self.timeout} s")
+        if _downgrade(exc):
+            return NtStatusError(S.STATUS_DOWNGRADE_DETECTED, f"{where}: {exc}")
         if isinstance(exc, SMBResponseException):
             return NtStatusError(exc.status, f"{where}: {status_name(exc.status)}")
         if isinstance(exc, SMBAuthenticationError):
@@ -295,18 +445,11 @@ class SmbLink:
         if isinstance(cause, socket.gaierror):
             return NtStatusError(S.STATUS_BAD_NETWORK_PATH, f"{where}: unknown host name")
         if isinstance(cause, TimeoutError | socket.timeout):
+            if setup is not None:
+                return setup.expired(TCP_CONNECT)
             return NtStatusError(S.STATUS_IO_TIMEOUT, f"{where}: connect timed out")
         if isinstance(cause, OSError) and cause.errno is not None:
-            if cause.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EHOSTDOWN):
-                status: int = S.STATUS_NETWORK_UNREACHABLE
-            elif cause.errno == errno.ECONNREFUSED:
-                status = S.STATUS_REMOTE_NOT_LISTENING
-            elif cause.errno in _LOST_ERRNOS:
-                status = S.STATUS_CONNECTION_DISCONNECTED
-            else:
-                status = status_from_errno(cause.errno)
-                if status == S.STATUS_UNSUCCESSFUL:
-                    status = S.STATUS_UNEXPECTED_NETWORK_ERROR
+            status = network_status_from_errno(cause.errno)
             return NtStatusError(status, f"{where}: {os.strerror(cause.errno)}")
         if isinstance(exc, SMBConnectionClosed | ConnectionError | EOFError):
             return NtStatusError(S.STATUS_CONNECTION_DISCONNECTED, f"{where}: connection closed")
@@ -339,6 +482,9 @@ class SmbLink:
         """Watchdog: the server did not answer in time. Unblock the waiting call by shutting the
         socket down (without the transport's locks: a blocked send holds them)."""
         self._timed_out = True
+        setup = self._setup
+        if setup is not None:  # the phase it was in, before the shut socket hides it
+            setup.phase = self._setup_phase(setup)
         self.dead = NtStatusError(
             S.STATUS_IO_TIMEOUT,
             f"server {self.server.name!r} did not answer in {self.timeout} s; connection dropped",
@@ -420,7 +566,7 @@ class SmbLink:
             raise
         except SMBResponseException as exc:
             status = int(exc.status)
-            if status in _SESSION_LOST:
+            if status in _LINK_LOST:
                 raise self._lose(status, f"{what}: {status_name(status)}") from None
             raise NtStatusError(status, f"{what}: {status_name(status)}") from None
         except Exception as exc:
@@ -438,6 +584,8 @@ class SmbLink:
         lost = isinstance(exc, SMBConnectionClosed | ConnectionError | EOFError) or (
             isinstance(exc, OSError) and exc.errno in _LOST_ERRNOS
         )
+        if _downgrade(exc):  # the negotiate was tampered with: the connection is not trusted
+            return self._lose(S.STATUS_DOWNGRADE_DETECTED, f"{what}: {exc}")
         if lost or broken:
             return self._lose(S.STATUS_CONNECTION_DISCONNECTED, f"{what}: connection lost")
         if isinstance(exc, SMBException) and "timeout" in str(exc).lower():
@@ -449,14 +597,28 @@ class SmbLink:
             S.STATUS_UNEXPECTED_NETWORK_ERROR, f"{what}: {type(exc).__name__}: {exc}"
         )
 
-    def tree(self, share: str) -> Any:
-        """The tree connect of ``share`` (made now if need be)."""
+    def tree(self, share: str, setup: SetupDeadline | None = None) -> Any:
+        """The tree connect of ``share`` (made now if need be); with ``setup``, within that
+        set-up's deadline (a tree connect that ends late is disconnected again)."""
         key = share.lower()
         tree = self.trees.get(key)
         if tree is not None:
             return tree
         tree = TreeConnect(self.session, rf"\\{self.server.host}\{share}")
-        self.call(f"cannot connect to share {share!r}", tree.connect)
+        what = f"cannot connect to share {share!r}"
+        if setup is None:
+            self.call(what, tree.connect)
+        else:
+            try:
+                self.call(what, tree.connect, timeout=setup.enter(TREE_CONNECT))
+                setup.check()
+            except NtStatusError as exc:
+                if exc.status != S.STATUS_IO_TIMEOUT:
+                    raise
+                if tree.tree_connect_id and self.dead is None:  # made, but too late
+                    with contextlib.suppress(NtStatusError):
+                        self.call(f"cannot disconnect share {share!r}", tree.disconnect)
+                raise setup.expired(TREE_CONNECT) from None
         self.trees[key] = tree
         return tree
 

@@ -5,7 +5,8 @@ Config::
     [[minirdr]]
     name = "webdav"
     kind = "webdav"
-    timeout = 30.0                    # seconds: connect, and each read/write of a request
+    timeout = 30.0                    # seconds: each read/write of a request (a set-up:
+                                      # [daemon] connect_timeout)
     staging_dir = "/var/tmp"          # optional: where the private staging folder is made
     notify_interval = 1.0             # seconds between two PROPFINDs of a watched collection
     [minirdr.servers.davtest]         # \\\\davtest\\<share> reaches this server
@@ -63,8 +64,9 @@ other 5xx UNEXPECTED_NETWORK_ERROR, anything else unexpected INVALID_NETWORK_RES
 Transport: a connect error, a read/write error or a protocol error mid-session is
 STATUS_CONNECTION_DISCONNECTED and marks the SrvCall dead (later calls answer at once; the next
 MRxCreateSrvCall for that server makes a new connection); a timeout is STATUS_IO_TIMEOUT. At
-MRxCreateSrvCall: connection refused REMOTE_NOT_LISTENING, unreachable NETWORK_UNREACHABLE or
-HOST_UNREACHABLE, an unknown host or server name BAD_NETWORK_PATH.
+MRxCreateSrvCall: the socket's errno through the one table of every backend
+(``network_status_from_errno``: refused REMOTE_NOT_LISTENING, no route NETWORK_UNREACHABLE), an
+unknown host or server name BAD_NETWORK_PATH.
 """
 
 from __future__ import annotations
@@ -108,6 +110,14 @@ from rdbss.minirdrs.local import (
     notify_interval,
 )
 from rdbss.minirdrs.notify import Entry, Lister, PollingWatches
+from rdbss.minirdrs.passwords import read_password
+from rdbss.minirdrs.setup import (
+    AUTHENTICATE,
+    NEGOTIATE,
+    SHARE_CHECK,
+    TCP_CONNECT,
+    SetupDeadline,
+)
 from rdbss.minirdrs.webdav_props import (
     PROPFIND_BODY,
     QUOTA_BODY,
@@ -133,7 +143,7 @@ from rdbss.wire.constants import (
     LowIoOp,
 )
 from rdbss.wire.rxcontext import CreateParameters, RxContext
-from rdbss.wire.status import NtStatus, NtStatusError, status_from_errno
+from rdbss.wire.status import NtStatus, NtStatusError, network_status_from_errno, status_from_errno
 
 log = logging.getLogger("rdbss.minirdr.webdav")
 
@@ -185,34 +195,13 @@ class _ServerConfig:
         Failures name the source, never its content."""
         if self.username is None:
             return None
-        if self.password_file is not None:
-            try:
-                with open(os.path.expanduser(self.password_file), encoding="utf-8") as f:
-                    secret = f.read()
-                mode = os.stat(os.path.expanduser(self.password_file)).st_mode
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-                raise _error(
-                    S.STATUS_LOGON_FAILURE,
-                    f"server {self.name!r}: cannot read the password file "
-                    f"{self.password_file!r}: {reason}",
-                ) from None
-            if mode & 0o077:
-                log.warning(
-                    "password file of server %s is readable by others: %s",
-                    self.name,
-                    self.password_file,
-                )
-            return self.username, secret.rstrip("\r\n")
-        if self.password_env is not None:
-            from_env = os.environ.get(self.password_env)
-            if from_env is None:
-                raise _error(
-                    S.STATUS_LOGON_FAILURE,
-                    f"server {self.name!r}: environment variable {self.password_env!r} is not set",
-                )
-            return self.username, from_env
-        return self.username, self.password or ""
+        secret = read_password(
+            f"server {self.name!r}",
+            password_file=self.password_file,
+            password_env=self.password_env,
+            password=self.password,
+        )
+        return self.username, secret or ""
 
 
 def _config_str(table: Mapping[str, Any], key: str, where: str) -> str | None:
@@ -535,14 +524,7 @@ def _connect_status(exc: httpx.ConnectError) -> int:
     if isinstance(cause, socket.gaierror):
         return S.STATUS_BAD_NETWORK_PATH
     if err is not None:
-        status = status_from_errno(err)
-        if status in (
-            S.STATUS_REMOTE_NOT_LISTENING,
-            S.STATUS_NETWORK_UNREACHABLE,
-            S.STATUS_HOST_UNREACHABLE,
-            S.STATUS_IO_TIMEOUT,
-        ):
-            return status
+        return network_status_from_errno(err)
     text = str(exc).lower()
     if "refused" in text:
         return S.STATUS_REMOTE_NOT_LISTENING
@@ -717,16 +699,27 @@ class WebDavMiniRdr(MiniRdr):
         *,
         headers: Mapping[str, str] | None = None,
         content: bytes | _FileBody | None = None,
+        timeout: float | None = None,
     ) -> httpx.Response:
+        """One request; ``timeout`` (seconds) instead of the configured one when given."""
+        limit = httpx.Timeout(timeout) if timeout is not None else httpx.USE_CLIENT_DEFAULT
         with self._transport(server, what):
-            return server.client.request(method, url, headers=headers, content=content)
+            return server.client.request(
+                method, url, headers=headers, content=content, timeout=limit
+            )
 
     @staticmethod
     def _fail(response: httpx.Response, method: str, what: str) -> NtStatusError:
         return _error(_http_status(response.status_code, method), f"{what}: {_reason(response)}")
 
     def _propfind(
-        self, server: _Server, url: httpx.URL, depth: int, what: str, body: bytes = PROPFIND_BODY
+        self,
+        server: _Server,
+        url: httpx.URL,
+        depth: int,
+        what: str,
+        body: bytes = PROPFIND_BODY,
+        timeout: float | None = None,
     ) -> list[DavEntry] | None:
         """The entries of a PROPFIND; None when the resource does not exist (404)."""
         response = self._request(
@@ -736,6 +729,7 @@ class WebDavMiniRdr(MiniRdr):
             what,
             headers={"Depth": str(depth), "Content-Type": 'application/xml; charset="utf-8"'},
             content=body,
+            timeout=timeout,
         )
         if response.status_code == 404:
             return None
@@ -820,9 +814,10 @@ class WebDavMiniRdr(MiniRdr):
         with self._lock:
             existing = self._servers.get(config.name.lower())
         if existing is not None and existing.dead is None:
-            self._probe(existing)  # still good? (the connection manager builds it again)
+            # still good? (the connection manager builds it again)
+            self._probe(existing, SetupDeadline.of(ctx, config.name, AUTHENTICATE))
             return Result()
-        server = self._connect(config)
+        server = self._connect(config, SetupDeadline.of(ctx, config.name))
         with self._lock:
             old = self._servers.get(config.name.lower())
             self._servers[config.name.lower()] = server
@@ -831,7 +826,10 @@ class WebDavMiniRdr(MiniRdr):
         log.info("connected to webdav server %s", config.name)
         return Result()
 
-    def _connect(self, config: _ServerConfig) -> _Server:
+    def _connect(self, config: _ServerConfig, setup: SetupDeadline) -> _Server:
+        """A new SrvCall: a PROPFIND of the server's URL answers the authentication challenge
+        (the negotiate), then an authenticated one checks the credentials; all within the
+        set-up's deadline. A set-up that ends late is closed again (STATUS_IO_TIMEOUT)."""
         client = httpx.Client(
             timeout=httpx.Timeout(self.timeout),
             verify=config.verify,
@@ -842,7 +840,7 @@ class WebDavMiniRdr(MiniRdr):
         server = _Server(config, client)
         try:
             credentials = config.credentials()
-            response = self._setup_request(server)
+            response = self._setup_request(server, setup, NEGOTIATE)
             if response.status_code == 401:
                 if credentials is None:
                     raise _error(
@@ -861,25 +859,33 @@ class WebDavMiniRdr(MiniRdr):
                         "not supported (only Digest and Basic are)",
                     )
                 del credentials
-                self._probe(server)
+                self._probe(server, setup)
             elif response.status_code != 207:
                 raise self._setup_failure(server, response)
+            setup.check()
         except BaseException:
             server.close()
             raise
         return server
 
-    def _setup_request(self, server: _Server) -> httpx.Response:
-        """PROPFIND Depth 0 on the server's URL; transport failures as set-up statuses."""
+    def _setup_request(self, server: _Server, setup: SetupDeadline, phase: str) -> httpx.Response:
+        """PROPFIND Depth 0 on the server's URL, within what is left of the set-up's deadline;
+        transport failures as set-up statuses."""
         what = f"cannot connect to {server.name!r}"
+        left = setup.enter(phase)
         try:
             return server.client.request(
                 "PROPFIND",
                 server.config.url,
                 headers={"Depth": "0", "Content-Type": 'application/xml; charset="utf-8"'},
                 content=PROPFIND_BODY,
+                timeout=httpx.Timeout(min(left, self.timeout)),
             )
+        except httpx.ConnectTimeout:
+            raise setup.expired(TCP_CONNECT) from None
         except httpx.TimeoutException:
+            if setup.passed:
+                raise setup.expired() from None
             raise _error(
                 S.STATUS_IO_TIMEOUT, f"{what}: no answer within {self.timeout:g} s"
             ) from None
@@ -890,10 +896,10 @@ class WebDavMiniRdr(MiniRdr):
                 S.STATUS_CONNECTION_DISCONNECTED, f"{what}: {type(exc).__name__}: {exc}"
             ) from None
 
-    def _probe(self, server: _Server) -> None:
+    def _probe(self, server: _Server, setup: SetupDeadline) -> None:
         """An authenticated PROPFIND Depth 0 on the server's URL."""
         server.check_alive()
-        response = self._setup_request(server)
+        response = self._setup_request(server, setup, AUTHENTICATE)
         if response.status_code != 207:
             raise self._setup_failure(server, response)
 
@@ -920,7 +926,14 @@ class WebDavMiniRdr(MiniRdr):
         share = check_share_name(ctx.net_root)
         url = server.url(share, [], collection=True)
         what = f"cannot connect to share {share!r} on {server.name!r}"
-        entries = self._propfind(server, url, 0, what)
+        setup = SetupDeadline.of(ctx, server.name, SHARE_CHECK)
+        try:
+            entries = self._propfind(server, url, 0, what, timeout=setup.enter(SHARE_CHECK))
+            setup.check()
+        except NtStatusError as exc:
+            if exc.status == S.STATUS_IO_TIMEOUT:
+                raise setup.expired() from None
+            raise
         if not entries:
             raise _error(S.STATUS_BAD_NETWORK_NAME, f"no share named {share!r} on {server.name!r}")
         if not entries[0].is_dir:

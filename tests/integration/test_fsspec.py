@@ -4,8 +4,11 @@ pickling and pandas, each checked against the folder behind the share."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import pickle
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -278,20 +281,85 @@ def test_urls_through_fsspec_open_and_pickling(
     with fsspec.open(url, "r", **opts) as f:
         assert f.read() == "a,b\n1,2\n"
     other, path = fsspec.core.url_to_fs(url, **opts)
-    assert isinstance(other, RdbssFileSystem) and other is not fs  # cachable = False
-    assert path == f"{base}/x.csv"
-    other.close()
+    assert isinstance(other, RdbssFileSystem) and path == f"{base}/x.csv"
+    # one instance (one daemon connection) per options, as fsspec caches them
+    assert fsspec.core.url_to_fs(url, **opts)[0] is other
+    assert fsspec.filesystem("rdbss", runtime_dir=str(daemon.runtime_dir), timeout=7) is not other
 
-    clone = pickle.loads(pickle.dumps(fs))
+    clone = pickle.loads(pickle.dumps(other))
     assert clone.cat_file(f"{base}/x.csv") == b"a,b\n1,2\n"
-    clone.close()
+    # a pickled instance connects again where it is loaded (a dask worker, another process)
+    script = (
+        "import pickle, sys; fs = pickle.loads(sys.stdin.buffer.read()); "
+        f"sys.stdout.buffer.write(fs.cat_file('{base}/x.csv'))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        input=pickle.dumps(other),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0 and run.stdout == b"a,b\n1,2\n", run.stderr
+    other.close()  # a closed instance connects again on its next call
+    assert other.cat_file(f"{base}/x.csv") == b"a,b\n1,2\n"
 
 
 def test_pandas_reads_and_writes_through_rdbss_urls(daemon: Daemon, base: str) -> None:
-    pd = pytest.importorskip("pandas")
+    import pandas as pd
+
     opts = {"runtime_dir": str(daemon.runtime_dir)}
     (on_disk(daemon, base) / "in.csv").write_text("x,y\n1,2\n3,4\n")
     frame = pd.read_csv(f"rdbss://{base}/in.csv", storage_options=opts)
     assert frame["y"].sum() == 6
     frame.to_csv(f"rdbss://{base}/out.csv", index=False, storage_options=opts)
     assert (on_disk(daemon, base) / "out.csv").read_text() == "x,y\n1,2\n3,4\n"
+
+
+def test_parquet_and_compressed_files_through_pandas_and_fsspec_open(
+    daemon: Daemon, base: str
+) -> None:
+    import pandas as pd
+
+    opts = {"runtime_dir": str(daemon.runtime_dir)}
+    frame = pd.DataFrame({"n": range(5000), "word": ["zwölf", "two words"] * 2500})
+    frame.to_parquet(f"rdbss://{base}/t.parquet", storage_options=opts)
+    back = pd.read_parquet(f"rdbss://{base}/t.parquet", storage_options=opts)
+    assert back.equals(frame)
+    assert pd.read_parquet(on_disk(daemon, base) / "t.parquet").equals(frame)  # really there
+
+    with fsspec.open(f"rdbss://{base}/t.csv.gz", "wt", compression="infer", **opts) as f:
+        frame.to_csv(f, index=False)
+    assert gzip.decompress((on_disk(daemon, base) / "t.csv.gz").read_bytes()).startswith(
+        b"n,word\n0,zw\xc3\xb6lf\n"
+    )
+    with fsspec.open(f"rdbss://{base}/t.csv.gz", "rt", compression="gzip", **opts) as f:
+        assert pd.read_csv(f).equals(frame)
+    assert pd.read_csv(f"rdbss://{base}/t.csv.gz", storage_options=opts).equals(frame)
+
+
+LEFT_TO_THE_GC = """
+import sys, fsspec, pandas as pd
+fsspec.register_implementation("rdbss", "rdbss.fsspec_fs.RdbssFileSystem", clobber=True)
+opts = {"runtime_dir": sys.argv[1]}
+url = f"rdbss://{sys.argv[2]}/gc.parquet"
+pd.DataFrame({"a": range(1000)}).to_parquet(url, storage_options=opts)
+assert len(pd.read_parquet(url, storage_options=opts)) == 1000
+forgotten = fsspec.open(url, "rb", **opts).open()  # never closed: left to the GC
+forgotten.read(4)
+unflushed = fsspec.open(url + ".txt", "wb", **opts).open()
+unflushed.write(b"flushed at exit")
+"""
+
+
+def test_interpreter_exit_is_clean_with_files_left_open(daemon: Daemon, base: str) -> None:
+    run = subprocess.run(
+        [sys.executable, "-c", LEFT_TO_THE_GC, str(daemon.runtime_dir), base],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""  # no "Exception ignored in ... __del__" tracebacks
+    assert (on_disk(daemon, base) / "gc.parquet.txt").read_bytes() == b"flushed at exit"

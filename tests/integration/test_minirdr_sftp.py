@@ -6,6 +6,7 @@ mid-session. No credential reaches the daemon's log."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -23,7 +24,14 @@ import pytest
 from rdbss.client import Client
 from rdbss.minirdrs.sftp import SftpMiniRdr
 from rdbss.minirdrs.sftp_config import parse_config, read_credentials
-from rdbss.wire import Access, CreateDisposition, CreateOptions, NtStatus, NtStatusError
+from rdbss.wire import (
+    Access,
+    CreateDisposition,
+    CreateOptions,
+    FileInformationClass,
+    NtStatus,
+    NtStatusError,
+)
 from tests.conformance.backend_sftp import sftp_config
 from tests.daemon import Daemon, running_daemon
 from tests.servers import fixtures as fx
@@ -305,6 +313,18 @@ def test_unknown_share_is_bad_network_name(ssh: Ssh, client: Client) -> None:
     expect_status(client, ssh.unc("x", share="gone"), S.STATUS_BAD_NETWORK_NAME)
 
 
+def test_cli_ls_server_lists_its_configured_shares(ssh: Ssh) -> None:
+    """``rdbss ls //server`` of an SFTP server: the shares configured for it (an SFTP server
+    has no share list of its own)."""
+    proc = ssh.daemon.cli("--json", "ls", "//SSHtest")
+    assert proc.returncode == 0, proc.stderr.decode()
+    shares = json.loads(proc.stdout)
+    assert [(s["name"], s["kind"], s["minirdr"]) for s in shares] == [
+        ("gone", "sftp", "sftp"),
+        (SHARE, "sftp", "sftp"),
+    ]
+
+
 def test_nothing_listening_is_remote_not_listening(ssh: Ssh, client: Client) -> None:
     expect_status(client, ssh.unc("x", server="sshnone"), S.STATUS_REMOTE_NOT_LISTENING)
 
@@ -477,3 +497,27 @@ def test_secrets_stay_out_of_reprs_and_messages(tmp_path: Path) -> None:
         )
     assert ei.value.status == S.STATUS_LOGON_FAILURE
     assert password not in str(ei.value)
+
+
+def test_last_write_time_set_on_a_handle_sticks_until_close(ssh: Ssh, client: Client) -> None:
+    """Windows semantics (MS-FSA 2.1.5.14.2): once a handle sets the last-write time, later
+    writes and size changes through that handle do not move it; after the close it stays."""
+    when = 1_600_000_000 * 10**9  # whole seconds: SFTP v3's precision
+    unc = ssh.unc("pinned.bin")
+    handle = client.create(unc, access=RW, disposition=CreateDisposition.FILE_OVERWRITE_IF)
+    try:
+        client.write_handle(handle.fobx, 0, b"before")
+        client.set_info(
+            handle.fobx, FileInformationClass.FileBasicInformation, last_write_time=when
+        )
+        client.write_handle(handle.fobx, 6, b" after")
+        assert client.query_info(handle.fobx).last_write_time == when
+        client.set_info(handle.fobx, FileInformationClass.FileEndOfFileInformation, size=4)
+        assert client.query_info(handle.fobx).last_write_time == when
+    finally:
+        client.close_handle(handle.fobx)
+    assert (ssh.folder / "pinned.bin").stat().st_mtime_ns == when
+    assert (ssh.folder / "pinned.bin").read_bytes() == b"befo"
+    # a new handle that does not set the time moves it again with its writes
+    client.write_bytes(unc, b"fresh")
+    assert (ssh.folder / "pinned.bin").stat().st_mtime_ns > when

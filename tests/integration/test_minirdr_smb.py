@@ -7,11 +7,10 @@ Credentials never reach the daemon's log."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
-import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,13 +36,19 @@ from rdbss.wire import (
 from rdbss.wire.status import NETWORK_ERRORS
 from tests.conformance.backend_smb import DirectSmb, smb_config, write_password_file
 from tests.daemon import Daemon, running_daemon
-from tests.servers.fixtures import SambaServer, find_binary, free_port, require_or_skip
+from tests.servers.fixtures import (
+    SambaServer,
+    find_binary,
+    free_port,
+    require_or_skip,
+    silent_server,
+)
 
 S = NtStatus
 RW = Access.GENERIC_READ | Access.GENERIC_WRITE
 CLI_TIMEOUT_S = 30.0
 #: Every failure below must reach the client well within this (the daemon's request timeout is
-#: 10 s, the mini-redirector's SMB timeout 5 s, and the "quick" one's 1 s).
+#: 10 s, its connect_timeout 5 s, the mini-redirector's SMB timeout 5 s).
 ANSWER_DEADLINE_S = 8.0
 
 
@@ -95,33 +100,6 @@ class Smb:
         return res.stdout + res.stderr
 
 
-@contextlib.contextmanager
-def _silent_server() -> Iterator[int]:
-    """A TCP port that accepts connections and never says a word (a hung server)."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(8)
-    listener.settimeout(0.2)
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError, OSError):
-                accepted.append(listener.accept()[0])
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        stop.set()
-        thread.join(5)
-        for conn in accepted:
-            conn.close()
-        listener.close()
-
-
 @pytest.fixture(scope="module")
 def smb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Smb]:
     require_or_skip(SambaServer.missing_binaries(), "Samba (smbd)")
@@ -130,7 +108,7 @@ def smb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Smb]:
     with (
         SambaServer(base / "smb", encrypt_share=True) as server,
         SambaServer(base / "victim") as victim,
-        _silent_server() as silent_port,
+        silent_server() as silent_port,
     ):
         good = write_password_file(base / "pw", server.password)
         bad = write_password_file(base / "bad-pw", bad_password)
@@ -200,6 +178,14 @@ def _timed_status(fn: object) -> tuple[int, float]:
 
 
 # ------------------------------------------------------------------------------ data
+
+
+def test_cli_ls_server_says_why_smb_shares_are_not_listed(smb: Smb) -> None:
+    proc = smb.daemon.cli("--json", "ls", "//sambatest")
+    assert proc.returncode == 1
+    error = json.loads(proc.stderr)
+    assert error["status"] == "STATUS_NOT_SUPPORTED"
+    assert "NetShareEnum" in error["message"] and "//sambatest/SHARE" in error["message"]
 
 
 def test_write_through_rdbss_read_with_smbclient_cli(smb: Smb, client: Client) -> None:

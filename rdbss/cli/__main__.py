@@ -1,0 +1,5 @@
+import sys
+
+from rdbss.cli.main import main
+
+sys.exit(main())
