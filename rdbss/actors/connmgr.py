@@ -22,6 +22,7 @@ import pykka
 
 from rdbss.actors.peer import PeerBridge
 from rdbss.model.construction import SrvCallConstruction
+from rdbss.model.idempotent import CONNECTION_LOST
 from rdbss.model.structs import Condition
 from rdbss.wire.constants import IrpMj, Routine
 from rdbss.wire.rxcontext import Register, RxCompletion, RxContext
@@ -122,7 +123,7 @@ class ConnectionManager(pykka.ThreadingActor):
         state = self.srv_calls.get(key)
         if state is not None and state.condition == Condition.GOOD:
             if state.winner in candidates:
-                self._create_v_net_root(state, request)
+                self._create_v_net_root(state, request, reused=True)
                 return
             state = None  # the winner is gone: build the SrvCall again
         if state is not None and state.condition == Condition.IN_TRANSITION:
@@ -209,14 +210,28 @@ class ConnectionManager(pykka.ThreadingActor):
             self._answer(request, status, message)
 
     # ---------------------------------------------------------------- NetRoot / VNetRoot
-    def _create_v_net_root(self, state: SrvCallState, request: RxContext) -> None:
+    def _create_v_net_root(
+        self, state: SrvCallState, request: RxContext, reused: bool = False
+    ) -> None:
+        """MRxCreateVNetRoot on the SrvCall's winner. On a ``reused`` SrvCall (built for an
+        earlier request) whose connection turns out lost, the SrvCall is built again once and
+        the VNetRoot asked again: a connection that dropped while idle is not an error of the
+        share asked for now."""
         winner = state.winner
         assert winner is not None
 
         def answered(done: RxCompletion) -> None:
-            if done.status in (S.STATUS_CONNECTION_DISCONNECTED, S.STATUS_IO_TIMEOUT):
-                # the winner died or hung: the next request builds the SrvCall afresh
-                self.srv_calls.pop(state.server.lower(), None)
+            lost = done.status in CONNECTION_LOST
+            if lost or done.status == S.STATUS_IO_TIMEOUT:
+                # the connection is gone, or the winner died or hung: build it afresh
+                if self.srv_calls.get(state.server.lower()) is state:
+                    del self.srv_calls[state.server.lower()]
+                    if lost:
+                        self._forget_server(state.server, winner, force=True)
+                if lost and reused:
+                    log.info("SrvCall %s was lost while idle; building it again", state.server)
+                    self._construct_net_root(request)
+                    return
             self._answer(request, done.status, done.message, winner)
 
         self._call(

@@ -29,6 +29,7 @@ from rdbss.model.buffering import (
     describe,
 )
 from rdbss.model.dispatch import is_query_open, routine_for
+from rdbss.model.idempotent import CONNECTION_LOST, is_idempotent, may_retry, replayable
 from rdbss.model.names import UncName, parse_unc
 from rdbss.model.prefix import PrefixTable
 from rdbss.model.sharing import check_create_parameters, check_share_access
@@ -91,18 +92,6 @@ _SHARE_CONTROLS = frozenset(
 )
 #: Management codes the core hands to a mini-redirector (MRxDevFcbXXXControlFile).
 _MINIRDR_CONTROLS = _SHARE_CONTROLS | {FsctlCode.RDBSS_SET_FAULTS, FsctlCode.RDBSS_LIST_FAULTS}
-
-#: Completions that mean the connection under a NetRoot is gone (not a slow or failed request).
-CONNECTION_LOST = frozenset(
-    {
-        S.STATUS_CONNECTION_DISCONNECTED,
-        S.STATUS_CONNECTION_RESET,
-        S.STATUS_CONNECTION_ABORTED,
-        S.STATUS_USER_SESSION_DELETED,
-        S.STATUS_NETWORK_NAME_DELETED,
-        S.STATUS_NETWORK_SESSION_EXPIRED,
-    }
-)
 
 #: Error statuses that are part of normal operation, not worth showing as recent errors.
 _ORDINARY = frozenset(
@@ -213,6 +202,8 @@ class LiveRequest:
     core_id: int | None = None  # the request the core last sent on its behalf
     parked: tuple[VNetRoot, Callable[[], None]] | None = None  # waiting for a connection
     cancelled: str | None = None  # the cancel reason, once cancelled
+    deadline: float = 0.0  # when its client stops waiting (monotonic seconds)
+    retries: int = 0  # times sent again after its connection was lost (model/idempotent.py)
 
 
 @dataclass(slots=True)
@@ -264,6 +255,13 @@ class _CompoundState:
     payloads: dict[int, Payload] = field(default_factory=dict)
     chains: dict[int, _Chain] = field(default_factory=dict)  # create's index -> chain
     left: int = 0
+    # a compound that may be sent again whole after a lost connection (model/idempotent.py):
+    # its items, what the first attempt changes in them, its deadline and retries so far
+    items: list[RxContext] | None = None
+    sent_as: list[tuple[int, str | None, int, int | None]] = field(default_factory=list)
+    origin: str | None = None
+    deadline: float = 0.0
+    retries: int = 0
 
 
 @dataclass(slots=True)
@@ -349,7 +347,9 @@ class RdbssCore(BufferingMixin):
         if isinstance(ctx, Compound):
             self._on_compound(ident, ctx, inflight)
             return
-        self._live[(ident, ctx.request_id)] = LiveRequest(ident, ctx.request_id)
+        self._live[(ident, ctx.request_id)] = LiveRequest(
+            ident, ctx.request_id, deadline=self.clock() + ctx.timeout_ms / 1000.0
+        )
         if ctx.flags & _BUNDLE_OK:
             self._bundle_ok.add(ident)
         if log.isEnabledFor(logging.DEBUG):
@@ -832,15 +832,18 @@ class RdbssCore(BufferingMixin):
     def _connection_lost(self, net_root: NetRoot, status: int, message: str) -> None:
         """A mini-redirector says the connection under a NetRoot is gone (server dropped it,
         session expired): drop the SrvCall and everything on it, orphan its handles (they are
-        re-opened by path on next use) and have the connection manager build it again."""
+        re-opened by path on next use) and have the connection manager build it again.
+
+        Handles are orphaned even when the SrvCall was torn down already: a create answered
+        after the loss made a handle on the dead connection, and it must be re-opened too."""
         srv_call = net_root.srv_call
+        for fobx in self.fobxs.values():
+            if fobx.fcb.net_root.srv_call is srv_call and fobx.orphaned_status == S.STATUS_SUCCESS:
+                fobx.orphaned_status = status
         if self.prefix.srv_call(srv_call.name) is not srv_call:
             return  # already torn down
         log.warning("connection lost server=%s status=0x%08X %s", srv_call.name, status, message)
         self._note_error(status, "connection", f"\\\\{srv_call.name}: {message}")
-        for fobx in self.fobxs.values():
-            if fobx.fcb.net_root.srv_call is srv_call and fobx.orphaned_status == S.STATUS_SUCCESS:
-                fobx.orphaned_status = status
         for srv_open in list(self._delayed.values()):
             if srv_open.fcb.net_root.srv_call is srv_call:
                 self._close_delayed(srv_open, "the connection was lost")
@@ -884,6 +887,43 @@ class RdbssCore(BufferingMixin):
             self._to_client(ident, done, payload)
 
         return then
+
+    def _retry_left(self, ident: bytes, request_id: int, done: RxCompletion) -> int | None:
+        """A client request (not a compound's item) failed with ``done``: when its connection
+        was lost (torn down by now) and it has retries and time left (model/idempotent.py), count
+        the retry and return the milliseconds left before its deadline; else None. The caller
+        checked that the request is idempotent."""
+        live = self._live.get((ident, request_id))
+        if live is None or live.cancelled is not None:
+            return None
+        left_ms = (live.deadline - self.clock()) * 1000.0
+        if not may_retry(done.status, live.retries, left_ms):
+            return None
+        live.retries += 1
+        log.info(
+            "sending req=%s:%d again (%s: %s)",
+            ident.hex()[-6:],
+            request_id,
+            status_name(done.status),
+            done.message,
+        )
+        return int(left_ms)
+
+    def _retrying(self, ident: bytes, ctx: RxContext, payload: Payload, then: Then) -> Then:
+        """Wrap a handle request's continuation: when its connection was lost, the request runs
+        again from the start (its handle, orphaned by the loss, is re-opened on the connection
+        built again) instead of failing; ``then`` gets the final answer."""
+        request_id = ctx.request_id
+
+        def again(done: RxCompletion, data: Payload) -> None:
+            left = self._retry_left(ident, request_id, done)
+            if left is None:
+                then(done, data)
+                return
+            ctx.request_id, ctx.timeout_ms = request_id, left
+            self._resume(ident, ctx, payload)
+
+        return again
 
     # ------------------------------------------------------------------ create
     def _create(self, ident: bytes, ctx: RxContext) -> None:
@@ -966,6 +1006,7 @@ class RdbssCore(BufferingMixin):
         request_id = ctx.request_id
         fobx_id = next(self._fobx_ids)
         _address(ctx, Routine.MRxCreate, net_root, name.path, fobx_id)
+        retry = is_idempotent(ctx)
 
         def then(done: RxCompletion, payload: Payload) -> None:
             done.request_id = request_id
@@ -1022,6 +1063,11 @@ class RdbssCore(BufferingMixin):
                 fcb = net_root.fcbs.get(name.path.lower())
                 if fcb is not None:
                     self._rebuffer(fcb)  # the open that changed the state did not happen
+                left = self._retry_left(ident, request_id, done) if retry else None
+                if left is not None:  # its connection was lost: open on the one built again
+                    ctx.request_id, ctx.timeout_ms = request_id, left
+                    self._open(ident, ctx, name, 0)
+                    return
             self._to_client(ident, done, payload)
 
         self._send(minirdr, ctx, None, then, net_root=net_root, owner=(ident, request_id))
@@ -1225,6 +1271,10 @@ class RdbssCore(BufferingMixin):
                 FileInformationClass.FileAllocationInformation,
             ):
                 then = self._changing(fcb, then)
+        if is_idempotent(ctx, enumerating=fobx.enumerated):
+            then = self._retrying(ident, ctx, payload, then)
+        if routine == Routine.MRxQueryDirectory:
+            fobx.enumerated = True
         self._send(
             srv_open.minirdr,
             ctx,
@@ -1338,7 +1388,17 @@ class RdbssCore(BufferingMixin):
             mrx_id = result.get("srv_open")
             if fobx.id not in self.fobxs:
                 return  # closed meanwhile
+            current = self.prefix.v_net_root(name) is v_net_root
+            if done.status == S.STATUS_SUCCESS and isinstance(mrx_id, int) and not current:
+                # the connection it re-opened on was lost again meanwhile (another request
+                # found out): that open is dead with it, re-open on the next connection
+                resume()
+                return
+            if done.status in CONNECTION_LOST:
+                resume()  # torn down by now: re-open on the connection built again
+                return
             if done.status == S.STATUS_SUCCESS and isinstance(mrx_id, int):
+                self._rehome(fcb, v_net_root.net_root)
                 if any(
                     f.orphaned_status == S.STATUS_SUCCESS for f in srv_open.fobxs if f is not fobx
                 ):
@@ -1377,6 +1437,31 @@ class RdbssCore(BufferingMixin):
             )
         except NtStatusError as exc:
             self._answer(ident, ctx, exc.status, message=exc.strerror or "")
+
+    def _rehome(self, fcb: Fcb, net_root: NetRoot) -> None:
+        """A handle of ``fcb`` was re-opened on ``net_root``, the NetRoot built again after its
+        own was torn down: the Fcb (its SrvOpens, their handles) moves there. Otherwise it keeps
+        pointing at the dead NetRoot, and the next loss of the new connection neither finds nor
+        orphans its handles, and the scavenger sees the new connection as idle. When the file
+        was opened again on the new NetRoot meanwhile, its SrvOpens join that Fcb (one Fcb per
+        file and NetRoot)."""
+        old = fcb.net_root
+        if old is net_root:
+            return
+        if old.fcbs.get(fcb.key) is fcb:
+            del old.fcbs[fcb.key]
+        there = net_root.fcbs.get(fcb.key)
+        if there is None:
+            fcb.net_root = net_root
+            net_root.fcbs[fcb.key] = fcb
+            return
+        for srv_open in fcb.srv_opens:
+            srv_open.fcb = there
+            there.srv_opens.append(srv_open)
+        fcb.srv_opens.clear()
+        there.write_error = there.write_error or fcb.write_error
+        self._purge(fcb)
+        self._rebuffer(there)
 
     def _close_extra(self, minirdr: str, mrx_id: int, fcb: Fcb, origin: str | None) -> None:
         close = RxContext(
@@ -1618,7 +1703,9 @@ class RdbssCore(BufferingMixin):
                     )
             self.peer_down(peer_name, S.STATUS_CONNECTION_DISCONNECTED, "unreachable")
 
-    def _on_compound(self, ident: bytes, cx: Compound, inflight: int) -> None:
+    def _on_compound(
+        self, ident: bytes, cx: Compound, inflight: int, retries: int = 0, deadline: float = 0.0
+    ) -> None:
         """A client's compound: every item goes the way it would alone (so a create still waits
         for its connection, a handle is still re-opened...), but what they send to the
         mini-redirectors leaves as one message per peer, and the client gets one answer when
@@ -1650,6 +1737,10 @@ class RdbssCore(BufferingMixin):
             self._finish_compound(state, status, message)
             return
         payload_of = dict(zip(cx.payload_items, cx.payloads, strict=True))
+        if not payload_of and replayable(cx.items):
+            state.items, state.origin, state.retries = cx.items, cx.origin, retries
+            state.sent_as = [(i.major, i.path, i.flags, i.fobx) for i in cx.items]
+            state.deadline = deadline or self.clock() + cx.timeout_ms / 1000.0
         for index, item in enumerate(cx.items):  # first, as a query open answers two items
             sub_id = next(self._sub_ids)
             self._subs[sub_id] = (state, index)
@@ -1856,8 +1947,45 @@ class RdbssCore(BufferingMixin):
                 with self.batch():
                     for j, item, item_payload in deferred:
                         self._related(state.ident, chain, j, item, item_payload)
-        if state.left == 0:
+        if state.left == 0 and not self._replay(state):
             self._finish_compound(state, S.STATUS_SUCCESS, "")
+
+    def _replay(self, state: _CompoundState) -> bool:
+        """A compound whose items all answered: when one found its connection lost (torn down
+        by now) and the compound may be sent again (model/idempotent.py), send it again whole,
+        as the client sent it, on the connection built again; False to answer it as it is."""
+        if state.items is None:
+            return False
+        lost = next(
+            (d for d in state.results if d is not None and d.status in CONNECTION_LOST), None
+        )
+        left_ms = (state.deadline - self.clock()) * 1000.0
+        if lost is None or not may_retry(lost.status, state.retries, left_ms):
+            return False
+        items = state.items
+        for item, item_id, (major, path, flags, fobx) in zip(
+            items, state.item_ids, state.sent_as, strict=True
+        ):
+            item.request_id, item.major, item.path, item.flags, item.fobx = (
+                item_id,
+                major,
+                path,
+                flags,
+                fobx,
+            )
+            item.routine = item.srv_open = item.srv_call = item.net_root = None
+            item.timeout_ms = min(item.timeout_ms, int(left_ms))
+        log.info(
+            "sending compound req=%s again (%s: %s)",
+            state.origin,
+            status_name(lost.status),
+            lost.message,
+        )
+        again = Compound(
+            request_id=state.request_id, items=items, timeout_ms=int(left_ms), origin=state.origin
+        )
+        self._on_compound(state.ident, again, 0, state.retries + 1, state.deadline)
+        return True
 
     def _finish_compound(self, state: _CompoundState, status: int, message: str) -> None:
         answer = CompoundCompletion(state.request_id, status, message=message)

@@ -143,6 +143,7 @@ class Fobx:
     owner: bytes  # the client connection (ZeroMQ identity) that opened it
     orphaned_status: int = NtStatus.STATUS_SUCCESS  # non-success once its SrvOpen is lost
     reopen_failed: bool = False  # re-opening by path failed for good: the handle stays lost
+    enumerated: bool = False  # it has queried its directory (an enumeration is under way)
 
     @property
     def fcb(self) -> Fcb:

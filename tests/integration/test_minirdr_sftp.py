@@ -341,10 +341,10 @@ def test_server_killed_mid_session_answers_at_once(ssh: Ssh, client: Client) -> 
     assert client.write_handle(handle.fobx, 0, b"0123456789") == 10
     assert client.read_handle(handle.fobx, 0, 4) == b"0123"
     ssh.victim.kill()
-    # the next request on the open handle finds the connection gone
+    # the next write on the open handle finds the connection gone (a write is not sent again)
     t0 = time.monotonic()
     with pytest.raises(NtStatusError) as ei:
-        client.read_handle(handle.fobx, 0, 4)
+        client.write_handle(handle.fobx, 0, b"x")
     took = time.monotonic() - t0
     assert ei.value.status == S.STATUS_CONNECTION_DISCONNECTED, _status(ei.value)
     assert took < ANSWER_DEADLINE_S, f"answered after {took:.1f} s"
@@ -362,24 +362,32 @@ def test_server_killed_mid_session_answers_at_once(ssh: Ssh, client: Client) -> 
     client.close_handle(handle.fobx)  # never fails for the caller
 
 
+def _kill_sessions(ssh: Ssh) -> None:
+    """Kill sshd's per-connection processes (not the listener) and wait until they are gone."""
+    assert ssh.flaky.pid is not None
+    sessions = fx._tree(ssh.flaky.pid)
+    assert sessions, "sshd has no session process"
+    for pid in sessions:
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + ANSWER_DEADLINE_S
+    while any(fx._alive(pid, start) for pid, start in sessions.items()):
+        assert time.monotonic() < deadline, "the session processes did not die"
+        time.sleep(0.02)
+
+
 def test_lost_session_is_reopened_on_a_new_connection(ssh: Ssh, client: Client) -> None:
-    """sshd's session process dies but the server still listens: the request that finds the
-    connection gone says so, the next one re-opens the handle on a new connection."""
+    """sshd's session process dies but the server still listens: a read that finds the
+    connection gone is sent again on a new connection, with the handle re-opened there; a
+    write that finds it gone says so, and the next request re-opens the handle."""
     unc = ssh.unc("r.bin", server="sshflaky")
     handle = client.create(unc, access=RW, disposition=CreateDisposition.FILE_OVERWRITE_IF)
     try:
         assert client.write_handle(handle.fobx, 0, b"survives") == 8
-        assert ssh.flaky.pid is not None
-        sessions = fx._tree(ssh.flaky.pid)  # the per-connection sshd processes, not the listener
-        assert sessions, "sshd has no session process"
-        for pid in sessions:
-            os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + ANSWER_DEADLINE_S
-        while any(fx._alive(pid, start) for pid, start in sessions.items()):
-            assert time.monotonic() < deadline, "the session processes did not die"
-            time.sleep(0.02)
+        _kill_sessions(ssh)
+        assert client.read_handle(handle.fobx, 0, 8) == b"survives"
+        _kill_sessions(ssh)
         with pytest.raises(NtStatusError) as ei:
-            client.read_handle(handle.fobx, 0, 8)
+            client.write_handle(handle.fobx, 8, b"!")
         assert ei.value.status == S.STATUS_CONNECTION_DISCONNECTED, _status(ei.value)
         assert client.read_handle(handle.fobx, 0, 8) == b"survives"
         assert client.write_handle(handle.fobx, 8, b"!") == 1

@@ -6,8 +6,9 @@ Samba, through a real daemon:
 - STATUS_INVALID_WORKSTATION / STATUS_ACCOUNT_DISABLED: account restrictions on the server
   (``net sam set workstations``, ``pdbedit -c [D]``), named end to end;
 - STATUS_USER_SESSION_DELETED: the server ends the session (a new session of the same user
-  naming it as its PreviousSessionId, as a client does after it restarted); the next request
-  reports it, and the request after goes over a new connection;
+  naming it as its PreviousSessionId, as a client does after it restarted); the next write
+  reports it and the request after goes over a new connection, while a stat is sent again
+  over a new session and succeeds;
 - STATUS_NETWORK_CREDENTIAL_CONFLICT: a share configured for another user on a server whose
   connection is in use (and, with none in use, the connection made again as that user).
 """
@@ -185,10 +186,16 @@ def test_a_session_the_server_ended_is_reported_then_rebuilt(
     client.write_bytes(unc, b"kept")
     (ours,) = _session_ids(servers.main)  # the daemon's session, the only one
     _end_session(servers.main, ours)
-    exc = _failure(lambda: client.stat(unc))
+    # a write may not be sent twice (model/idempotent.py): the status reaches the client
+    exc = _failure(lambda: client.write_bytes(unc, b"lost?"))
     assert exc.status == S.STATUS_USER_SESSION_DELETED, (exc, servers.daemon.log()[-3000:])
     assert client.read_bytes(unc) == b"kept"  # over a new connection and session
     assert ours not in _session_ids(servers.main)
+    # a stat that meets an ended session is sent again over a new one instead
+    (again,) = _session_ids(servers.main)
+    _end_session(servers.main, again)
+    assert client.stat(unc).size == 4
+    assert again not in _session_ids(servers.main)
 
 
 def test_another_user_on_a_server_in_use_is_a_credential_conflict(

@@ -1,5 +1,6 @@
-"""An expired or deleted SMB session (STATUS_USER_SESSION_DELETED) reaches the client, and the
-next request goes on over a new session with the handle re-opened. Samba cannot be asked to
+"""An expired or deleted SMB session (STATUS_USER_SESSION_DELETED): a read is sent again over a
+new session with the handle re-opened; a write is not (it may have reached the server), the
+client gets the status, and the next request goes on over a new session. Samba cannot be asked to
 expire a session on demand, so the status is injected by a ``faulty`` mini-redirector wrapping
 the real smb one: everything after the injection is the real path against a real Samba."""
 
@@ -41,24 +42,24 @@ password_file = "{password}"
                 disposition=CreateDisposition.FILE_OVERWRITE_IF,
             )
             c.write_handle(h.fobx, 0, b"survives")
-            c.set_faults(
-                "smbf",
-                [
-                    {
-                        "routine": "MRxLowIOSubmit",
-                        "lowio_op": "READ",
-                        "action": "status",
-                        "status": "STATUS_USER_SESSION_DELETED",
-                        "count": 1,
-                    }
-                ],
-            )
+            fault = {
+                "routine": "MRxLowIOSubmit",
+                "lowio_op": "READ",
+                "action": "status",
+                "status": "STATUS_USER_SESSION_DELETED",
+                "count": 1,
+            }
+            c.set_faults("smbf", [fault])
+            # the core drops the connection and sends the read again over a new session
+            assert c.read_handle(h.fobx, 0, 8) == b"survives"
+            c.set_faults("smbf", [{**fault, "lowio_op": "WRITE"}])
             with pytest.raises(NtStatusError) as info:
-                c.read_handle(h.fobx, 0, 8)
+                c.write_handle(h.fobx, 8, b"?")
             assert info.value.status == S.STATUS_USER_SESSION_DELETED
             # the core dropped the connection; this read builds a new session and re-opens
             assert c.read_handle(h.fobx, 0, 8) == b"survives"
             c.close_handle(h.fobx)
             log = d.log()
-    assert "connection lost server=sambatest" in log and "re-opened handle" in log
+    assert log.count("connection lost server=sambatest") >= 2
+    assert "re-opened handle" in log and "again (STATUS_USER_SESSION_DELETED" in log
     assert (server.share_path / "session.bin").read_bytes() == b"survives"

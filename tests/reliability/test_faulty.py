@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from rdbss.wire import NtStatus, NtStatusError
+from rdbss.wire import Access, NtStatus, NtStatusError
 from tests.daemon import Daemon, running_daemon, wait_until
 
 S = NtStatus
@@ -178,22 +178,29 @@ def test_a_bad_rule_is_refused_with_invalid_parameter(flaky: Daemon) -> None:
 
 
 def test_a_dropped_connection_is_rebuilt_and_handles_go_on(flaky: Daemon) -> None:
+    def drop_on(op: str) -> None:
+        rule = {"routine": "MRxLowIOSubmit", "lowio_op": op, "action": "disconnect", "count": 1}
+        c.set_faults("flaky", [rule])
+
     with flaky.client() as c:
-        handle = c.create(FLAKY + r"\a.txt")
-        c.set_faults(
-            "flaky",
-            [{"routine": "MRxLowIOSubmit", "lowio_op": "READ", "action": "disconnect", "count": 1}],
-        )
-        with pytest.raises(NtStatusError) as info:
-            c.read_handle(handle.fobx, 0, 5)
+        access = Access.GENERIC_READ | Access.GENERIC_WRITE
+        handle = c.create(FLAKY + r"\a.txt", access=access)
+        for _ in range(3):  # every loss, not only the first
+            drop_on("READ")
+            # the core rebuilds \\flaky (MRxCreateSrvCall again), re-opens the handle by path
+            # and sends the read again (a read is idempotent)
+            assert c.read_handle(handle.fobx, 0, 5) == b"flaky"
+        drop_on("WRITE")
+        with pytest.raises(NtStatusError) as info:  # a write is not sent again
+            c.write_handle(handle.fobx, 0, b"f")
         assert info.value.status == S.STATUS_CONNECTION_DISCONNECTED
-        # the core rebuilt \\flaky (MRxCreateSrvCall again) and re-opened the handle by path
         assert c.read_handle(handle.fobx, 0, 5) == b"flaky"
         conns = {x["name"].lower(): x["condition"] for x in c.status()["connections"]}
         assert conns[FLAKY.lower()] == "GOOD"
         c.close_handle(handle.fobx)
     log = flaky.log()
-    assert "connection lost server=flaky" in log and "re-opened handle" in log
+    assert log.count("connection lost server=flaky") >= 4
+    assert log.count("re-opened handle") >= 4
 
 
 def test_idle_connections_are_finalized_by_the_scavenger(tmp_path: Path) -> None:

@@ -7,7 +7,9 @@ Every server gets its own configuration, state and served folder under a caller-
 (``start_new_session=True``), and is stopped by its process id. Every wait has a deadline.
 
 Classes (all context managers; ``start()`` returns ``self``, ``stop()`` is idempotent,
-``kill()`` SIGKILLs the server and everything it spawned, to simulate a crash):
+``kill()`` SIGKILLs the server and everything it spawned, to simulate a crash; ``restart()``
+does that (or a SIGTERM) and starts it again on the same port, to simulate a server that came
+back):
 
 - :class:`SambaServer`   host, port, share_name, share_path, user, password, log_path, conf_path,
                          encrypted_share_name / encrypted_share_path (when ``encrypt_share=True``)
@@ -257,6 +259,21 @@ def _wait_gone(procs: dict[int, int], deadline_s: float) -> dict[int, int]:
         time.sleep(0.02)
 
 
+def cut_tcp(port: int, host: str = LOOPBACK) -> None:
+    """Cut every TCP connection to ``host:port`` (``ss -K``: the kernel aborts both ends, as a
+    reset on the path would); the listener stays up. Skips (or fails) without ``ss``."""
+    ss = find_binary("ss")
+    if ss is None:
+        require_or_skip(["ss"], "ss (iproute2)")
+    assert ss is not None
+    subprocess.run(
+        [ss, "-K", "dst", host, "dport", "=", str(port)],
+        capture_output=True,
+        timeout=HELPER_DEADLINE_S,
+        check=False,
+    )
+
+
 def stop_process_tree(
     proc: subprocess.Popen[Any], *, sig: signal.Signals = signal.SIGTERM, deadline_s: float
 ) -> None:
@@ -359,12 +376,30 @@ class _ServerBase:
             self._release()
             raise
 
-    def _start(self) -> Self:
+    def restart(self, *, kill: bool = True, down_s: float = 0.0) -> Self:
+        """Stop the server (SIGKILL, a crash, unless ``kill`` is False: SIGTERM), leave it down
+        ``down_s`` seconds and start it again on the same port, with the same config, keys and
+        files: what clients see of a server that went away and came back."""
+        port = self.port
+        self._cleanup_process(signal.SIGKILL if kill else signal.SIGTERM)
+        if down_s > 0:
+            time.sleep(down_s)
+        try:
+            return self._start(port)
+        except BaseException:
+            self._cleanup_process(signal.SIGKILL)
+            raise
+
+    def _start(self, port: int | None = None) -> Self:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._prepare()
         last_exc: Exception | None = None
-        for _attempt in range(START_ATTEMPTS):
-            self.port = free_port()
+        for attempt in range(START_ATTEMPTS):
+            if port is None:
+                self.port = free_port()
+            else:  # the same port again: a socket of the old process may still hold it briefly
+                self.port = port
+                time.sleep(0.2 * attempt)
             self._configure()
             self._logf = open(self.log_path, "ab")  # noqa: SIM115 - closed in _cleanup_process
             t0 = time.monotonic()

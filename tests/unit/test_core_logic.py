@@ -8,9 +8,12 @@ from typing import Any
 
 import pytest
 
+from rdbss import requests as rq
 from rdbss import shm
 from rdbss.actors.core import CONNMGR, CoreSettings, RdbssCore
 from rdbss.wire import (
+    Compound,
+    CompoundCompletion,
     CreateParameters,
     Heartbeat,
     IrpMj,
@@ -338,22 +341,161 @@ def test_a_handle_whose_file_is_gone_stays_lost_with_the_reason(env: Any) -> Non
     assert len(out.requests_to("local")) == sent  # no second attempt
 
 
-def test_a_lost_connection_is_torn_down_and_built_again(env: Any) -> None:
+def _read(core: RdbssCore, request_id: int, fobx: int) -> None:
+    core.on_client(
+        CLIENT_A, RxContext(request_id, IrpMj.READ, fobx=fobx, lowio=LowIoParameters()), None
+    )
+
+
+def _answer_reopen(core: RdbssCore, out: Recorder, srv_open: int) -> None:
+    """Answer the connection manager's construction and the handle's re-open (FILE_OPEN)."""
+    connect(core, out)
+    reopen = out.requests_to("local")[-1]
+    assert reopen.routine == Routine.MRxCreate
+    assert reopen.create is not None and reopen.create.disposition == 1  # FILE_OPEN
+    core.on_peer(
+        "local",
+        RxCompletion(reopen.request_id, S.STATUS_SUCCESS, result={"srv_open": srv_open}),
+        None,
+    )
+
+
+def test_a_lost_connection_is_torn_down_and_built_again_every_time(env: Any) -> None:
+    """Three losses in a row: each tears the connection down, the read that found out is sent
+    again on the connection built again (a READ is idempotent), on the handle re-opened there;
+    the handle's Fcb follows it to each new NetRoot, so the next loss finds it again."""
+    core, out, clock = env
+    fobx = open_handle(core, out)
+    for loss in range(3):
+        _read(core, 11 + loss, fobx)
+        read = out.requests_to("local")[-1]
+        out.peer.clear()
+        core.on_peer("local", RxCompletion(read.request_id, S.STATUS_USER_SESSION_DELETED), None)
+        note = out.requests_to(CONNMGR)[0]
+        assert note.routine == Routine.RxFinalizeConnections
+        assert note.args == {"minirdr": "local", "server": "local"}
+        assert out.client == []  # not answered: sent again once the connection is back
+        _answer_reopen(core, out, srv_open=20 + loss)
+        again = out.requests_to("local")[-1]
+        assert again.routine == Routine.MRxLowIOSubmit and again.srv_open == 20 + loss
+        core.on_peer("local", RxCompletion(again.request_id, S.STATUS_SUCCESS), b"data")
+        (answer,) = [done for _, done, _ in out.client]
+        assert (answer.request_id, answer.status) == (11 + loss, S.STATUS_SUCCESS)
+        out.client.clear()
+        (v_net_root,) = core.prefix.v_net_roots()
+        assert core.fobxs[fobx].fcb.net_root is v_net_root.net_root
+    # the connection with a re-opened handle is busy, not idle
+    clock.now += 10 * core.settings.idle_timeout_s
+    core.scavenge(clock.now)
+    assert len(core.status()["connections"]) == 1
+
+
+def test_a_write_that_finds_the_connection_lost_is_not_sent_again(env: Any) -> None:
+    core, out, _ = env
+    core.peers["local"].lowio_ops = frozenset({LowIoOp.READ, LowIoOp.WRITE})
+    fobx = open_handle(core, out)
+    write = RxContext(11, IrpMj.WRITE, fobx=fobx, lowio=LowIoParameters(LowIoOp.WRITE, 0, 3))
+    core.on_client(CLIENT_A, write, b"abc")
+    sent = out.requests_to("local")[-1]
+    core.on_peer("local", RxCompletion(sent.request_id, S.STATUS_CONNECTION_DISCONNECTED), None)
+    (answer,) = [done for _, done, _ in out.client]
+    assert answer.status == S.STATUS_CONNECTION_DISCONNECTED
+    assert out.requests_to(CONNMGR)[-1].routine == Routine.RxFinalizeConnections
+    # the next write re-opens the handle first, then goes out once
+    out.peer.clear()
+    write = RxContext(12, IrpMj.WRITE, fobx=fobx, lowio=LowIoParameters(LowIoOp.WRITE, 0, 3))
+    core.on_client(CLIENT_A, write, b"abc")
+    _answer_reopen(core, out, srv_open=21)
+    assert out.requests_to("local")[-1].lowio.operation == LowIoOp.WRITE
+
+
+def test_retries_are_bounded_and_keep_to_the_deadline(env: Any) -> None:
+    core, out, clock = env
+    fobx = open_handle(core, out)
+    _read(core, 11, fobx)
+    for loss in range(3):
+        read = out.requests_to("local")[-1]
+        core.on_peer("local", RxCompletion(read.request_id, S.STATUS_CONNECTION_RESET), None)
+        if loss < 2:
+            assert out.client == []
+            _answer_reopen(core, out, srv_open=20 + loss)
+    (answer,) = [done for _, done, _ in out.client]
+    assert answer.status == S.STATUS_CONNECTION_RESET  # sent 3 times in all, then given up
+    out.client.clear()
+    # no time left before the deadline: answered at once
+    _read(core, 12, fobx)
+    _answer_reopen(core, out, srv_open=30)
+    clock.now += 29.9  # the request's timeout is 30 s
+    read = out.requests_to("local")[-1]
+    core.on_peer("local", RxCompletion(read.request_id, S.STATUS_CONNECTION_RESET), None)
+    (answer,) = [done for _, done, _ in out.client]
+    assert answer.status == S.STATUS_CONNECTION_RESET
+
+
+def test_an_open_is_sent_again_only_when_it_creates_nothing(env: Any) -> None:
+    core, out, _ = env
+    open_handle(core, out)  # the connection is up
+    create(core, request_id=21)  # FILE_OPEN
+    sent = out.requests_to("local")[-1]
+    out.peer.clear()
+    core.on_peer("local", RxCompletion(sent.request_id, S.STATUS_CONNECTION_DISCONNECTED), None)
+    assert out.client == []
+    connect(core, out)
+    again = out.requests_to("local")[-1]
+    assert again.routine == Routine.MRxCreate and again.path == "f"
+    core.on_peer(
+        "local", RxCompletion(again.request_id, S.STATUS_SUCCESS, result={"srv_open": 3}), None
+    )
+    assert out.client[-1][1].status == S.STATUS_SUCCESS
+    out.client.clear()
+    # FILE_CREATE may have created the file before the connection dropped: not sent again
+    core.on_client(
+        CLIENT_A,
+        RxContext(22, IrpMj.CREATE, path=r"\\local\data\g", create=CreateParameters(disposition=2)),
+        None,
+    )
+    sent = out.requests_to("local")[-1]
+    core.on_peer("local", RxCompletion(sent.request_id, S.STATUS_CONNECTION_DISCONNECTED), None)
+    assert out.client[-1][1].status == S.STATUS_CONNECTION_DISCONNECTED
+
+
+def test_a_handle_whose_file_is_gone_after_a_loss_fails_with_its_status(env: Any) -> None:
     core, out, _ = env
     fobx = open_handle(core, out)
-    core.on_client(CLIENT_A, RxContext(11, IrpMj.READ, fobx=fobx, lowio=LowIoParameters()), None)
+    _read(core, 11, fobx)
     read = out.requests_to("local")[-1]
-    core.on_peer("local", RxCompletion(read.request_id, S.STATUS_USER_SESSION_DELETED), None)
-    assert out.client[-1][1].status == S.STATUS_USER_SESSION_DELETED
-    note = out.requests_to(CONNMGR)[-1]
-    assert note.routine == Routine.RxFinalizeConnections
-    assert note.args == {"minirdr": "local", "server": "local"}
-    assert core.status()["connections"] == []
     out.peer.clear()
-    # the next use rebuilds the connection and re-opens the handle
-    core.on_client(CLIENT_A, RxContext(12, IrpMj.READ, fobx=fobx, lowio=LowIoParameters()), None)
+    core.on_peer("local", RxCompletion(read.request_id, S.STATUS_CONNECTION_DISCONNECTED), None)
     connect(core, out)
-    assert out.requests_to("local")[-1].routine == Routine.MRxCreate
+    reopen = out.requests_to("local")[-1]
+    core.on_peer("local", RxCompletion(reopen.request_id, S.STATUS_OBJECT_NAME_NOT_FOUND), None)
+    assert out.client[-1][1].status == S.STATUS_OBJECT_NAME_NOT_FOUND
+    assert "re-open" in out.client[-1][1].message
+    out.peer.clear()
+    _read(core, 12, fobx)  # answered at once, nothing sent
+    assert out.client[-1][1].status == S.STATUS_OBJECT_NAME_NOT_FOUND
+    assert out.requests_to("local") == []
+
+
+def test_a_create_answered_after_the_loss_is_re_opened_too(env: Any) -> None:
+    """A create that succeeds on a connection another request already found lost: its handle
+    is on the dead connection; the loss it reports next orphans it, and it is re-opened."""
+    core, out, _ = env
+    first = open_handle(core, out)
+    create(core, request_id=21, path=r"\\local\data\late")
+    late = out.requests_to("local")[-1]
+    _read(core, 22, first)
+    read = out.requests_to("local")[-1]
+    core.on_peer("local", RxCompletion(read.request_id, S.STATUS_CONNECTION_DISCONNECTED), None)
+    core.on_peer(
+        "local", RxCompletion(late.request_id, S.STATUS_SUCCESS, result={"srv_open": 5}), None
+    )
+    fobx = next(d for _, d, _ in out.client if d.request_id == 21).result["fobx"]
+    out.peer.clear()
+    _read(core, 23, fobx)
+    read = out.requests_to("local")[-1]
+    core.on_peer("local", RxCompletion(read.request_id, S.STATUS_CONNECTION_DISCONNECTED), None)
+    assert core.fobxs[fobx].orphaned_status == S.STATUS_CONNECTION_DISCONNECTED
 
 
 def test_failed_constructions_back_off_exponentially(env: Any) -> None:
@@ -782,3 +924,33 @@ def test_a_cancel_in_the_same_batch_as_its_request_reaches_the_peer_after_it(env
     assert kinds == ["RxContext", "RxCancel"]
     request = out.requests_to("local")[-1]
     assert out.peer[-1][1].request_id == request.request_id
+
+
+def test_a_stat_compound_is_sent_again_whole_after_a_lost_connection(env: Any) -> None:
+    """A stat (create + related close in one compound) that finds its connection lost is sent
+    again whole on the connection built again."""
+    core, out, _ = env
+    open_handle(core, out)  # the connection is up
+    cx = rq.compound(rq.stat_items(r"\\local\data\f", 30_000), 30_000)
+    cx.request_id = 50
+    core.on_client(CLIENT_A, cx, None)
+    (sent,) = [m for n, m, _ in out.peer if n == "local"]
+    assert isinstance(sent, Compound)  # the create and its close in one message
+    out.peer.clear()
+    lost = [RxCompletion(i.request_id, S.STATUS_CONNECTION_DISCONNECTED) for i in sent.items]
+    core.on_peer("local", CompoundCompletion(0, S.STATUS_SUCCESS, items=lost), None)
+    assert out.client == []  # not answered: sent again once the connection is back
+    connect(core, out)
+    # the connection was down: the create went first, its close waits for its answer
+    create = out.requests_to("local")[-1]
+    assert (create.routine, create.path) == (Routine.MRxCreate, "f")
+    core.on_peer(
+        "local", RxCompletion(create.request_id, S.STATUS_SUCCESS, result={"srv_open": 4}), None
+    )
+    close = out.requests_to("local")[-1]
+    assert close.routine == Routine.MRxCloseSrvOpen and close.srv_open == 4
+    core.on_peer("local", RxCompletion(close.request_id, S.STATUS_SUCCESS), None)
+    (answer,) = [done for _, done, _ in out.client]
+    assert isinstance(answer, CompoundCompletion) and answer.request_id == 50
+    assert [i.status for i in answer.items] == [S.STATUS_SUCCESS, S.STATUS_SUCCESS]
+    assert len(core.fobxs) == 1  # only the handle opened first: the stat left none behind
