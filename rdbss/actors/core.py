@@ -282,6 +282,10 @@ class CoreSettings:
     write_behind_s: float = 0.0  # WRITEBUFFERING: deferred writes go out after this (0: never)
     dirty_bytes: int = 16 << 20  # deferred writes, every Fcb together
     cancel_grace_s: float = 1.0  # a cancelled request's peer has this long to confirm it
+    # the peers the configuration names (connmgr, mini-redirectors): until each registered, or
+    # registration_grace_s after the core started, a name no peer serves yet waits for them
+    expected_peers: tuple[str, ...] = ()
+    registration_grace_s: float = 10.0
 
 
 @dataclass(slots=True)
@@ -308,6 +312,8 @@ class RdbssCore(BufferingMixin):
         self.peers: dict[str, Peer] = {}
         self.departed: dict[str, Peer] = {}  # went down; the supervisor brings them back
         self._failures: dict[str, int] = {}  # NetRoot key -> failed constructions in a row
+        self._started = clock()
+        self._awaiting_peers: list[Callable[[], None]] = []  # set-ups waiting for registrations
         self._handles_of: dict[bytes, int] = {}  # client -> open handles
         # local clients: their process is gone; remote ones: the server probes them
         self.is_client_alive: Callable[[bytes], bool] = client_alive
@@ -481,6 +487,8 @@ class RdbssCore(BufferingMixin):
     def tick(self) -> None:
         """Expire deadlines and silent peers. Call often (every poll wake-up)."""
         now = self.clock()
+        if self._awaiting_peers and not self._expecting_peers():
+            self._wake_awaiting_peers()  # the grace is over: they fail as usual now
         while self._deadlines and self._deadlines[0][0] <= now:
             _, core_id = heapq.heappop(self._deadlines)
             pending = self.pending.get(core_id)
@@ -607,6 +615,7 @@ class RdbssCore(BufferingMixin):
             buffering=reg.buffering,
         )
         self._forget_failures(self.peers[name])
+        self._wake_awaiting_peers()
         log.info(
             "registered peer=%s role=%s kind=%s pid=%d host=%s routines=%d",
             name,
@@ -1096,8 +1105,31 @@ class RdbssCore(BufferingMixin):
         self._construct(name, v_net_root)
         return None
 
+    def _expecting_peers(self) -> bool:
+        """True while a peer the configuration names has not registered since the core started,
+        within the registration grace: a core restarted by the supervisor comes up before the
+        connection manager and the mini-redirectors have registered with it again."""
+        if self.clock() - self._started >= self.settings.registration_grace_s:
+            return False
+        return any(name not in self.peers for name in self.settings.expected_peers)
+
+    def _wake_awaiting_peers(self) -> None:
+        waiting, self._awaiting_peers = self._awaiting_peers, []
+        for resume in waiting:
+            resume()
+
     def _construct(self, name: UncName, vnr: VNetRoot) -> None:
         candidates = self._candidates(name.server)
+        if (not candidates or CONNMGR not in self.peers) and self._expecting_peers():
+            # not "no such server" yet: who serves it may still be registering
+            def again() -> None:
+                if self.prefix.v_net_root(name) is vnr:
+                    self._construct(name, vnr)
+                else:
+                    self._wake(vnr)  # dropped meanwhile: its waiters resolve the name again
+
+            self._awaiting_peers.append(again)
+            return
 
         def finish(status: int, message: str, minirdr: str | None, cache: bool = True) -> None:
             if self.prefix.v_net_root(name) is not vnr:

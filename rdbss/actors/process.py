@@ -64,6 +64,7 @@ def run_core(config: Config, endpoints: Endpoints) -> int:
         cache_bytes=int(config.cache_mib * (1 << 20)),
         write_behind_s=config.write_behind,
         dirty_bytes=int(config.dirty_mib * (1 << 20)),
+        expected_peers=(CONNMGR, *(m.name for m in config.minirdrs)),
     )
     metrics: NullMetrics | None = None
     if config.metrics_port:

@@ -954,3 +954,41 @@ def test_a_stat_compound_is_sent_again_whole_after_a_lost_connection(env: Any) -
     assert isinstance(answer, CompoundCompletion) and answer.request_id == 50
     assert [i.status for i in answer.items] == [S.STATUS_SUCCESS, S.STATUS_SUCCESS]
     assert len(core.fobxs) == 1  # only the handle opened first: the stat left none behind
+
+
+def _restarted_core() -> tuple[RdbssCore, Recorder, Clock]:
+    """A core that just started under a configuration naming connmgr and local: nobody has
+    registered with it yet (what a core restarted by the supervisor sees at first)."""
+    out, clock = Recorder(), Clock()
+    settings = CoreSettings(provider_order=["local"], expected_peers=(CONNMGR, "local"))
+    return RdbssCore(out, clock, settings), out, clock
+
+
+def test_a_restarted_core_holds_set_ups_until_the_configured_peers_register() -> None:
+    core, out, clock = _restarted_core()
+    create(core)
+    assert out.client == [] and out.requests_to(CONNMGR) == []  # held, not BAD_NETWORK_PATH
+    clock.now += 1.0
+    core.tick()
+    core.on_peer(CONNMGR, Register(CONNMGR, "connmgr", [], [], [], role="connmgr"), None)
+    assert out.client == [] and out.requests_to(CONNMGR) == []  # local still missing
+    routines = [Routine.MRxCreate, Routine.MRxCreateSrvCall, Routine.MRxCreateVNetRoot]
+    core.on_peer("local", Register("local", "local", routines, [], ["local"]), None)
+    connect(core, out)
+    assert [m.routine for m in out.requests_to("local")] == [Routine.MRxCreate]
+
+
+def test_a_restarted_core_fails_unserved_names_once_its_grace_is_over() -> None:
+    core, out, clock = _restarted_core()
+    create(core)
+    assert out.client == []
+    clock.now += core.settings.registration_grace_s + 0.1
+    core.tick()
+    assert [done.status for _, done, _ in out.client] == [S.STATUS_BAD_NETWORK_PATH]
+
+
+def test_unknown_servers_fail_at_once_when_every_configured_peer_is_there(env: Any) -> None:
+    core, out, _ = env
+    core.settings.expected_peers = (CONNMGR, "local")
+    create(core, path=r"\\elsewhere\share\f")
+    assert [done.status for _, done, _ in out.client] == [S.STATUS_BAD_NETWORK_PATH]
