@@ -15,17 +15,13 @@ Samba, through a real daemon:
 
 from __future__ import annotations
 
-import json
 import subprocess
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from smbprotocol.connection import Connection
-from smbprotocol.session import Session, SMB2SessionSetupRequest
 
 from rdbss.client import Client
 from rdbss.wire import NtStatus, NtStatusError
@@ -155,47 +151,23 @@ def test_account_restrictions_reach_the_client_named(
     assert isinstance(exc, PermissionError)
 
 
-def _session_ids(samba: SambaServer) -> set[int]:
-    status = json.loads(_samba_tool("smbstatus", "--json", "-s", str(samba.conf_path)))
-    return {int(s["session_id"]) for s in status.get("sessions", {}).values()}
-
-
-def _end_session(samba: SambaServer, session_id: int) -> None:
-    """Log the same user on again naming ``session_id`` as its PreviousSessionId (what a client
-    does after it restarted, MS-SMB2 3.3.5.5.3): the server ends that session."""
-    conn = Connection(uuid.uuid4(), samba.host, samba.port)
-    conn.connect(timeout=10)
-    send = conn.send
-
-    def send_with_previous(message: Any, *args: Any, **kwargs: Any) -> Any:
-        if isinstance(message, SMB2SessionSetupRequest):
-            message["previous_session_id"] = session_id
-        return send(message, *args, **kwargs)
-
-    conn.send = send_with_previous
-    try:
-        Session(conn, samba.user, samba.password, require_encryption=False).connect()
-    finally:
-        conn.disconnect(True)
-
-
 def test_a_session_the_server_ended_is_reported_then_rebuilt(
     servers: Servers, client: Client
 ) -> None:
     unc = r"\\sambatest\share\session.txt"
     client.write_bytes(unc, b"kept")
-    (ours,) = _session_ids(servers.main)  # the daemon's session, the only one
-    _end_session(servers.main, ours)
+    (ours,) = servers.main.session_ids()  # the daemon's session, the only one
+    servers.main.end_session(ours)
     # a write may not be sent twice (model/idempotent.py): the status reaches the client
     exc = _failure(lambda: client.write_bytes(unc, b"lost?"))
     assert exc.status == S.STATUS_USER_SESSION_DELETED, (exc, servers.daemon.log()[-3000:])
     assert client.read_bytes(unc) == b"kept"  # over a new connection and session
-    assert ours not in _session_ids(servers.main)
+    assert ours not in servers.main.session_ids()
     # a stat that meets an ended session is sent again over a new one instead
-    (again,) = _session_ids(servers.main)
-    _end_session(servers.main, again)
+    (again,) = servers.main.session_ids()
+    servers.main.end_session(again)
     assert client.stat(unc).size == 4
-    assert again not in _session_ids(servers.main)
+    assert again not in servers.main.session_ids()
 
 
 def test_another_user_on_a_server_in_use_is_a_credential_conflict(

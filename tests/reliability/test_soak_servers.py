@@ -2,8 +2,8 @@
 and write through handles held open on Samba (SMB) and OpenSSH (SFTP) shares for a few minutes
 while a seeded random schedule of faults hits them: a server killed and started again on the
 same port, every TCP connection to a server cut (``ss -K``), a silent server (frozen with
-SIGSTOP, then resumed), a mini-redirector SIGKILLed (the supervisor restarts it) or frozen and
-resumed.
+SIGSTOP, then resumed), the SMB session ended by the server, a mini-redirector SIGKILLed (the
+supervisor restarts it) or frozen and resumed.
 
 Then it checks what a user relies on:
 - no acknowledged write is lost or corrupted: every block on the server (read from the server's
@@ -50,7 +50,14 @@ BLOCKS = 16
 WORKERS_PER_BACKEND = 2
 FD_SLACK = 24  # file descriptors a daemon process may hold beyond its warm-up count
 RW = Access.GENERIC_READ | Access.GENERIC_WRITE
-FAULTS = ("restart_server", "cut_tcp", "freeze_server", "kill_minirdr", "freeze_minirdr")
+FAULTS = (
+    "restart_server",
+    "cut_tcp",
+    "freeze_server",
+    "end_session",  # SMB only: the server ends the daemon's session
+    "kill_minirdr",
+    "freeze_minirdr",
+)
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,8 @@ def schedule(seed: int, duration_s: float) -> list[Fault]:
     while t < duration_s - 10:
         kind = rng.choice(FAULTS)
         hold = round(rng.uniform(0.5, 2.5), 2) if kind.startswith("freeze") else 0.0
-        faults.append(Fault(round(t, 2), kind, rng.choice(["smb", "sftp"]), hold))
+        target = "smb" if kind == "end_session" else rng.choice(["smb", "sftp"])
+        faults.append(Fault(round(t, 2), kind, target, hold))
         t += rng.uniform(3.0, 8.0)
     return faults
 
@@ -235,6 +243,11 @@ def _inject(fault: Fault, daemon: Daemon, backends: dict[str, Backend]) -> None:
         backend.server.restart()
     elif fault.kind == "cut_tcp":
         cut_tcp(backend.server.port)
+    elif fault.kind == "end_session":
+        samba = backend.server
+        assert isinstance(samba, SambaServer)
+        for session_id in samba.session_ids():
+            samba.end_session(session_id)
     elif fault.kind == "freeze_server":  # a silent server: connections open, nothing answers
         pid = backend.server.pid
         assert pid is not None

@@ -39,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -617,6 +618,42 @@ class SambaServer(_ServerBase):
     def unc_root(self) -> str:
         r"""``\\127.0.0.1\share`` (the port is not part of a UNC path: pass it separately)."""
         return rf"\\{self.host}\{self.share_name}"
+
+    def session_ids(self) -> set[int]:
+        """The ids of the SMB sessions the server holds now (``smbstatus --json``)."""
+        binary = find_binary("smbstatus")
+        require_or_skip([] if binary else ["smbstatus"], "Samba's smbstatus")
+        assert binary is not None
+        done = subprocess.run(
+            [binary, "--json", "-s", str(self.conf_path)],
+            capture_output=True,
+            text=True,
+            timeout=HELPER_DEADLINE_S,
+            check=True,
+        )
+        sessions = json.loads(done.stdout).get("sessions", {})
+        return {int(s["session_id"]) for s in sessions.values()}
+
+    def end_session(self, session_id: int) -> None:
+        """Have the server end session ``session_id``: the same user logs on again naming it as
+        its PreviousSessionId (what a client does after it restarted, MS-SMB2 3.3.5.5.3)."""
+        from smbprotocol.connection import Connection
+        from smbprotocol.session import Session, SMB2SessionSetupRequest
+
+        conn = Connection(uuid.uuid4(), self.host, self.port)
+        conn.connect(timeout=10)
+        send = conn.send
+
+        def send_with_previous(message: Any, *args: Any, **kwargs: Any) -> Any:
+            if isinstance(message, SMB2SessionSetupRequest):
+                message["previous_session_id"] = session_id
+            return send(message, *args, **kwargs)
+
+        conn.send = send_with_previous  # type: ignore[method-assign]
+        try:
+            Session(conn, self.user, self.password, require_encryption=False).connect()
+        finally:
+            conn.disconnect(True)
 
 
 # --------------------------------------------------------------------------------------------
