@@ -36,7 +36,16 @@ DEFAULT_KEEPALIVE_S = 15.0
 DEFAULT_PORT = 22
 MAX_PASSWORD_FILE_BYTES = 4096
 
-_TOP_KEYS = frozenset({"timeout", "keepalive_interval", "notify_interval", "servers"})
+_TOP_KEYS = frozenset(
+    {
+        "timeout",
+        "keepalive_interval",
+        "notify_interval",
+        "max_watches",
+        "max_watches_per_client",
+        "servers",
+    }
+)
 _SERVER_KEYS = frozenset(
     {
         "host",
