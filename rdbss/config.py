@@ -30,6 +30,12 @@ Example::
     cache_mib = 64                         # the core's read cache, all files together
     write_behind = 1.0                     # seconds deferred writes wait (0: write-through)
     dirty_mib = 16                         # deferred writes, all files together
+    warm_standby = true                    # a standby process per mini-redirector takes
+                                           # over at once when it dies
+    max_client_requests = 1024             # a client's requests in flight (more: refused
+                                           # with STATUS_INSUFFICIENT_RESOURCES)
+    max_client_unread_mib = 64             # answers waiting for a client to read them (more:
+                                           # its requests refused with STATUS_QUOTA_EXCEEDED)
 
     [[minirdr]]
     name = "local"
@@ -117,6 +123,9 @@ class Config:
     cache_mib: float = 64.0  # the core's read cache
     write_behind: float = 1.0  # WRITEBUFFERING: how long a deferred write may wait
     dirty_mib: float = 16.0  # deferred writes, all files together
+    warm_standby: bool = True  # a standby process per mini-redirector (supervisor)
+    max_client_requests: int = 1024  # per client, in flight in the core
+    max_client_unread_mib: float = 64.0  # per client, answers it has not read yet
     minirdrs: list[MiniRdrConfig] = field(default_factory=list)
     source: Path | None = None  # the file it came from; None for the embedded default
     secret_key: str = ""  # path of this host's .key_secret (tcp:// links)
@@ -156,6 +165,9 @@ class Config:
             cache_mib=float(data.get("cache_mib", 64.0)),
             write_behind=float(data.get("write_behind", 1.0)),
             dirty_mib=float(data.get("dirty_mib", 16.0)),
+            warm_standby=bool(data.get("warm_standby", True)),
+            max_client_requests=int(data.get("max_client_requests", 1024)),
+            max_client_unread_mib=float(data.get("max_client_unread_mib", 64.0)),
             minirdrs=[MiniRdrConfig(**m) for m in data["minirdrs"]],
             source=Path(data["source"]) if data.get("source") else None,
             secret_key=str(data.get("secret_key", "")),
@@ -223,6 +235,9 @@ def parse_config(text: str, source: Path | None = None) -> Config:
         "cache_mib",
         "write_behind",
         "dirty_mib",
+        "warm_standby",
+        "max_client_requests",
+        "max_client_unread_mib",
     }
     if unknown:
         raise ConfigError(f"{where}: unknown [daemon] setting {sorted(unknown)[0]!r}")
@@ -249,6 +264,17 @@ def parse_config(text: str, source: Path | None = None) -> Config:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
         raise ConfigError(f"{where}: max_delayed_closes must be a whole number (0 = none)")
     config.max_delayed_closes = limit
+    standby = daemon.get("warm_standby", True)
+    if not isinstance(standby, bool):
+        raise ConfigError(f"{where}: warm_standby must be true or false")
+    config.warm_standby = standby
+    requests = daemon.get("max_client_requests", 1024)
+    if isinstance(requests, bool) or not isinstance(requests, int) or not 1 <= requests <= 1 << 20:
+        raise ConfigError(f"{where}: max_client_requests must be a count (1 to 1048576)")
+    config.max_client_requests = requests
+    config.max_client_unread_mib = _number(
+        daemon, "max_client_unread_mib", 64.0, f"{where}: daemon"
+    )
     entries = data.get("minirdr", [])
     if "client" in data:
         config.client = _parse_client(data["client"], where)

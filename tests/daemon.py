@@ -70,7 +70,7 @@ class Daemon:
         for line in out.splitlines():
             pid, _, args = line.strip().partition(" ")
             words = args.split()
-            if "rdbss.actors.process" in words:
+            if "rdbss.actors.process" in words and "--standby" not in words:
                 role_at = words.index("rdbss.actors.process") + 1
                 found[words[role_at + 1]] = int(pid)
         return found
