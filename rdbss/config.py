@@ -32,9 +32,9 @@ Example::
     dirty_mib = 16                         # deferred writes, all files together
     warm_standby = true                    # a standby process per mini-redirector takes
                                            # over at once when it dies
-    max_client_requests = 1024             # a client's requests in flight (more: refused
+    max_client_requests = 4096             # a client's requests in flight (more: refused
                                            # with STATUS_INSUFFICIENT_RESOURCES)
-    max_client_unread_mib = 64             # answers waiting for a client to read them (more:
+    max_client_unread_mib = 128            # answers waiting for a client to read them (more:
                                            # its requests refused with STATUS_QUOTA_EXCEEDED)
 
     [[minirdr]]
@@ -124,8 +124,8 @@ class Config:
     write_behind: float = 1.0  # WRITEBUFFERING: how long a deferred write may wait
     dirty_mib: float = 16.0  # deferred writes, all files together
     warm_standby: bool = True  # a standby process per mini-redirector (supervisor)
-    max_client_requests: int = 1024  # per client, in flight in the core
-    max_client_unread_mib: float = 64.0  # per client, answers it has not read yet
+    max_client_requests: int = 4096  # per client, in flight in the core
+    max_client_unread_mib: float = 128.0  # per client, answers it has not read yet
     minirdrs: list[MiniRdrConfig] = field(default_factory=list)
     source: Path | None = None  # the file it came from; None for the embedded default
     secret_key: str = ""  # path of this host's .key_secret (tcp:// links)
@@ -166,8 +166,8 @@ class Config:
             write_behind=float(data.get("write_behind", 1.0)),
             dirty_mib=float(data.get("dirty_mib", 16.0)),
             warm_standby=bool(data.get("warm_standby", True)),
-            max_client_requests=int(data.get("max_client_requests", 1024)),
-            max_client_unread_mib=float(data.get("max_client_unread_mib", 64.0)),
+            max_client_requests=int(data.get("max_client_requests", 4096)),
+            max_client_unread_mib=float(data.get("max_client_unread_mib", 128.0)),
             minirdrs=[MiniRdrConfig(**m) for m in data["minirdrs"]],
             source=Path(data["source"]) if data.get("source") else None,
             secret_key=str(data.get("secret_key", "")),
@@ -268,12 +268,12 @@ def parse_config(text: str, source: Path | None = None) -> Config:
     if not isinstance(standby, bool):
         raise ConfigError(f"{where}: warm_standby must be true or false")
     config.warm_standby = standby
-    requests = daemon.get("max_client_requests", 1024)
+    requests = daemon.get("max_client_requests", 4096)
     if isinstance(requests, bool) or not isinstance(requests, int) or not 1 <= requests <= 1 << 20:
         raise ConfigError(f"{where}: max_client_requests must be a count (1 to 1048576)")
     config.max_client_requests = requests
     config.max_client_unread_mib = _number(
-        daemon, "max_client_unread_mib", 64.0, f"{where}: daemon"
+        daemon, "max_client_unread_mib", 128.0, f"{where}: daemon"
     )
     entries = data.get("minirdr", [])
     if "client" in data:

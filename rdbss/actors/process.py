@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rdbss.actors.bus import CurveKeys, Endpoints, alive_file
+from rdbss.actors.client_limits import FairIntake, UnreadAnswers
 from rdbss.actors.connmgr import ConnectionManager
 from rdbss.actors.core import CONNMGR, CoreSettings
 from rdbss.actors.core_server import CoreServer, TcpListen
@@ -69,6 +70,7 @@ def run_core(config: Config, endpoints: Endpoints) -> int:
         cache_bytes=int(config.cache_mib * (1 << 20)),
         write_behind_s=config.write_behind,
         dirty_bytes=int(config.dirty_mib * (1 << 20)),
+        max_inflight_per_client=config.max_client_requests,
     )
     metrics: NullMetrics | None = None
     if config.metrics_port:
@@ -76,7 +78,9 @@ def run_core(config: Config, endpoints: Endpoints) -> int:
 
         metrics = PrometheusMetrics(config.metrics_host, config.metrics_port)
         log.info("metrics on http://%s:%d/metrics", config.metrics_host, metrics.port)
-    CoreServer(endpoints, settings, metrics, core_tcp(config)).run()
+    intake = FairIntake(max_requests=config.max_client_requests)
+    unread = UnreadAnswers(int(config.max_client_unread_mib * (1 << 20)))
+    CoreServer(endpoints, settings, metrics, core_tcp(config), intake=intake, unread=unread).run()
     return 0
 
 
