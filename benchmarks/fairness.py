@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 
+from benchmarks.common import quantile
 from rdbss.aio import AsyncClient
 from tests.daemon import Daemon, UnreadingClient, rss_bytes, running_daemon
 
@@ -78,16 +79,14 @@ def run(samples: int = 2000) -> tuple[list[tuple[str, list[float]]], float]:
 
 
 def render(rows: list[tuple[str, list[float]]], grown: float) -> str:
-    base = sorted(rows[0][1])
-    base_p99 = base[int(0.99 * (len(base) - 1))]
+    base_p99 = quantile(rows[0][1], 0.99)
     head = f"{'one 4 KiB read at a time (local)':<44}{'p50':>9}{'p99':>9}{'max':>9}{'p99/idle':>10}"
     out = [head]
     for what, times in rows:
-        ordered = sorted(times)
-        p99 = ordered[int(0.99 * (len(ordered) - 1))]
+        p99 = quantile(times, 0.99)
         out.append(
             f"{what:<44}{statistics.median(times) * 1e3:>7.2f}ms{p99 * 1e3:>7.2f}ms"
-            f"{ordered[-1] * 1e3:>7.1f}ms{p99 / base_p99:>9.1f}x"
+            f"{max(times) * 1e3:>7.1f}ms{p99 / base_p99:>9.1f}x"
         )
     out.append(f"core RSS growth beside the client that never reads: {grown:.0f} MiB")
     return "\n".join(out)
