@@ -83,6 +83,7 @@ def _changer(d: Daemon, stop: threading.Event) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(DURATION_S + 240)
 def test_mixed_clients_under_kills_and_freezes() -> None:
     with running_daemon() as d:
         (d.share_dir / "flood.bin").write_bytes(os.urandom(64 << 10))
