@@ -184,8 +184,7 @@ class PeerBridge:
 
     def run(self) -> None:
         self._io_thread = threading.get_ident()
-        if self.alive_file is not None:
-            self._touch_alive()
+        if self.alive_file is not None:  # first touched a beat after registering: connected
             threading.Thread(target=self._watchdog, name="watchdog", daemon=True).start()
         poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)

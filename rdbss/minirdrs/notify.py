@@ -192,7 +192,8 @@ def checked_filter(completion_filter: int) -> int:
 
 # ------------------------------------------------------------------------------ polling
 def notify_interval(config: Mapping[str, Any], kind: str, default: float) -> float:
-    """The ``notify_interval`` option: seconds between two looks at a watched folder."""
+    """The ``notify_interval`` option: the least seconds between two looks at a watched folder
+    (polling backends; the interval adapts upwards to what a round costs)."""
     value = config.get("notify_interval", default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
         raise ValueError(
