@@ -84,6 +84,7 @@ class PeerBridge:
         self._io_thread: int | None = None
         self.alive_file: Path | None = None  # the supervisor's liveness check (module docstring)
         self._loop_seen = time.monotonic()  # the I/O loop last went round
+        self._touched = False  # the alive file written once
 
     def _connect(self) -> zmq.Socket[bytes]:
         return dealer(
@@ -165,7 +166,8 @@ class PeerBridge:
     def _touch_alive(self) -> None:
         if self.alive_file is None:
             return
-        tmp = self.alive_file.with_suffix(".tmp")
+        self._touched = True
+        tmp = self.alive_file.with_suffix(f".{threading.get_ident()}.tmp")  # two threads write
         try:
             tmp.write_text(
                 f'{{"pid": {os.getpid()}, "connected": {str(self.connected()).lower()}}}'
@@ -184,7 +186,7 @@ class PeerBridge:
 
     def run(self) -> None:
         self._io_thread = threading.get_ident()
-        if self.alive_file is not None:  # first touched a beat after registering: connected
+        if self.alive_file is not None:
             threading.Thread(target=self._watchdog, name="watchdog", daemon=True).start()
         poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)
@@ -240,6 +242,8 @@ class PeerBridge:
             log.error("bad message from the core: %s", exc.strerror)
             return
         self._last_heard = time.monotonic()
+        if not self._touched:  # at once, saying connected (the watchdog keeps it fresh)
+            self._touch_alive()
         if isinstance(msg, Heartbeat):
             if msg.seq == UNKNOWN_PEER:  # the core does not know us (it restarted, or dropped us)
                 if self._registrations:
