@@ -40,7 +40,10 @@ def _flood_reading(d: Daemon, stop: threading.Event, started: threading.Event) -
 
             async def one() -> None:
                 while not stop.is_set():
-                    await c.read_handle(h.fobx, 0, BIG)
+                    try:
+                        await c.read_handle(h.fobx, 0, BIG)
+                    except OSError:  # past a limit (named status): ask again a moment later
+                        await asyncio.sleep(0.01)
 
             tasks = [asyncio.ensure_future(one()) for _ in range(IN_FLIGHT)]
             await asyncio.sleep(1.0)

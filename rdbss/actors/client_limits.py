@@ -1,13 +1,17 @@
 """Per-client limits and fairness at the core's intake (pure: no sockets; the core server drives
 it): one client's load must not take memory without bound nor another client's latency.
 
-``FairIntake`` keeps one queue per client between the client socket and the core. At most
-``window`` requests of a client run at once in the core and its mini-redirectors; the rest wait
-in the client's queue, and the queues are served round robin, one request per client in turn,
-so a client with thousands of requests in flight puts at most ``window`` of them ahead of
-another client's next request. Requests that wait by design (a change notify, a byte-range lock)
-run at once outside the window: a client's pending notifies must never hold up its reads. A
-client with ``max_requests`` requests running or queued gets STATUS_INSUFFICIENT_RESOURCES for
+``FairIntake`` keeps one queue per client between the client socket and the core. While other
+clients are about (sent something within ``ACTIVE_S``), at most ``window`` requests of a client
+run at once in the core and its mini-redirectors; the rest wait in the client's queue, and the
+queues are served round robin, one request per client in turn, so a client with thousands of
+requests in flight puts at most ``window`` of them ahead of another client's next request. A
+client alone may run ``solo_window`` at once: its pipelining (and the core's batching of what
+it sends to a mini-redirector) is not cut when no one else waits. Requests that wait by design
+(a change notify, a byte-range lock) run at once outside the window: a client's pending
+notifies must never hold up its reads; so do management requests (FSCTLs the core answers
+itself, such as the supervisor's health check), which also do not make a client count as about.
+A client with ``max_requests`` requests running or queued gets STATUS_INSUFFICIENT_RESOURCES for
 the next at once (send fewer at a time). A queued request keeps its deadline: one still queued
 when it passes is answered STATUS_IO_TIMEOUT, and one that runs late runs with what is left.
 
@@ -27,7 +31,9 @@ from typing import Any, Protocol
 from rdbss.wire.constants import IrpMj, IrpMn
 from rdbss.wire.rxcontext import Compound, RxContext
 
-DEFAULT_WINDOW = 32  # requests of one client running at once (the rest queue at the intake)
+DEFAULT_WINDOW = 8  # requests of one client running at once beside other clients
+DEFAULT_SOLO_WINDOW = 64  # ... and when it is the only client about
+ACTIVE_S = 1.0  # a client that sent something this recently is about
 DEFAULT_MAX_REQUESTS = 4096  # requests of one client running or queued
 DEFAULT_MAX_UNREAD_BYTES = 128 << 20  # answers one client has not read yet
 TRACK_BYTES = 64 << 10  # answers at least this large are tracked (smaller ones are few bytes)
@@ -35,6 +41,7 @@ TRACK_BYTES = 64 << 10  # answers at least this large are tracked (smaller ones 
 _DIRECTORY_CONTROL = int(IrpMj.DIRECTORY_CONTROL)
 _NOTIFY = int(IrpMn.NOTIFY_CHANGE_DIRECTORY)
 _LOCK_CONTROL = int(IrpMj.LOCK_CONTROL)
+_FILE_SYSTEM_CONTROL = int(IrpMj.FILE_SYSTEM_CONTROL)
 
 
 def waits_by_design(ctx: RxContext) -> bool:
@@ -42,10 +49,11 @@ def waits_by_design(ctx: RxContext) -> bool:
     return ctx.major == _LOCK_CONTROL or (ctx.major == _DIRECTORY_CONTROL and ctx.minor == _NOTIFY)
 
 
-def _long_lived(msg: RxContext | Compound) -> bool:
+def _outside_window(msg: RxContext | Compound) -> bool:
+    """Waits by design, or management (see the module docstring)."""
     if isinstance(msg, Compound):
         return any(waits_by_design(item) for item in msg.items)
-    return waits_by_design(msg)
+    return waits_by_design(msg) or msg.major == _FILE_SYSTEM_CONTROL
 
 
 @dataclass(slots=True, eq=False)
@@ -69,14 +77,29 @@ class FairIntake:
     """The clients' queues (see the module docstring)."""
 
     def __init__(
-        self, window: int = DEFAULT_WINDOW, max_requests: int = DEFAULT_MAX_REQUESTS
+        self,
+        window: int = DEFAULT_WINDOW,
+        max_requests: int = DEFAULT_MAX_REQUESTS,
+        solo_window: int = DEFAULT_SOLO_WINDOW,
     ) -> None:
-        if window < 1 or max_requests < 1:
-            raise ValueError("the intake needs a window and a request limit of at least 1")
+        if window < 1 or max_requests < 1 or solo_window < window:
+            raise ValueError("the intake needs windows and a request limit of at least 1")
         self.window = window
+        self.solo_window = solo_window
         self.max_requests = max_requests
         self._clients: dict[bytes, _Client] = {}
         self._order: deque[bytes] = deque()  # clients with queued requests and room to run
+        self._seen: dict[bytes, float] = {}  # client -> when it last sent something
+        self._limit = solo_window
+
+    def _about(self, ident: bytes, now: float) -> None:
+        """Note a client's request; the window is the solo one while no other is about."""
+        self._seen[ident] = now
+        if len(self._seen) > 1:
+            for other, at in list(self._seen.items()):
+                if now - at > ACTIVE_S:
+                    del self._seen[other]
+        self._limit = self.solo_window if len(self._seen) <= 1 else self.window
 
     def admit(self, ident: bytes, msg: RxContext | Compound, payload: Any, now: float) -> str:
         """ "run" (run it now; it counts until ``done``), "queued" (``next`` hands it out
@@ -87,10 +110,11 @@ class FairIntake:
         if len(client.queue) + len(client.running) + len(client.waiting) >= self.max_requests:
             return "full"
         request_id = msg.request_id
-        if _long_lived(msg):
+        if _outside_window(msg):
             client.waiting.add(request_id)
             return "run"
-        if not client.queue and len(client.running) < self.window:
+        self._about(ident, now)
+        if not client.queue and len(client.running) < self._limit:
             client.running.add(request_id)
             return "run"
         client.queue.append(Queued(msg, payload, now + msg.timeout_ms / 1000.0))
@@ -98,7 +122,7 @@ class FairIntake:
         return "queued"
 
     def _make_ready(self, ident: bytes, client: _Client) -> None:
-        if not client.ready and client.queue and len(client.running) < self.window:
+        if not client.ready and client.queue and len(client.running) < self._limit:
             client.ready = True
             self._order.append(ident)
 
@@ -111,7 +135,7 @@ class FairIntake:
             if client is None:
                 continue
             client.ready = False
-            if not client.queue or len(client.running) >= self.window:
+            if not client.queue or len(client.running) >= self._limit:
                 continue
             item = client.queue.popleft()
             client.running.add(item.msg.request_id)

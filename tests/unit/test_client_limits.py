@@ -15,7 +15,7 @@ def _rx(request_id: int, timeout_ms: int = 10_000, notify: bool = False) -> RxCo
 
 
 def test_a_flooding_client_waits_its_turn_round_robin() -> None:
-    intake = FairIntake(window=2, max_requests=100)
+    intake = FairIntake(window=2, max_requests=100, solo_window=2)
     a, b = b"a", b"b"
     assert [intake.admit(a, _rx(i), None, 0.0) for i in range(5)] == ["run"] * 2 + ["queued"] * 3
     assert intake.admit(b, _rx(100), None, 0.0) == "run"  # b has its own window
@@ -36,7 +36,7 @@ def test_a_flooding_client_waits_its_turn_round_robin() -> None:
 
 
 def test_waits_by_design_run_outside_the_window_and_limits_refuse() -> None:
-    intake = FairIntake(window=1, max_requests=3)
+    intake = FairIntake(window=1, max_requests=3, solo_window=1)
     c = b"c"
     assert intake.admit(c, _rx(1, notify=True), None, 0.0) == "run"
     assert intake.admit(c, _rx(2, notify=True), None, 0.0) == "run"
@@ -71,3 +71,16 @@ def test_unread_answers_count_until_taken() -> None:
     assert unread.unread(b"x") == 200 and not unread.over(b"x")
     second.done = True
     assert unread.unread(b"x") == 0 and unread.total() == 0
+
+
+def test_a_client_alone_pipelines_deeper() -> None:
+    intake = FairIntake(window=2, max_requests=100, solo_window=4)
+    a, b = b"a", b"b"
+    assert [intake.admit(a, _rx(i), None, 0.0) for i in range(5)] == ["run"] * 4 + ["queued"]
+    assert intake.admit(b, _rx(100), None, 0.5) == "run"  # b is about: the window is 2 now
+    intake.done(a, 0)
+    assert intake.next(0.5) is None  # a still runs 3, more than the shared window
+    assert intake.admit(a, _rx(5), None, 2.0) == "queued"  # b gone quiet: solo again...
+    intake.done(a, 1)
+    turn = intake.next(2.0)
+    assert turn is not None and turn[1].msg.request_id == 4
