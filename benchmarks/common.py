@@ -52,3 +52,9 @@ def render(rows: list[tuple[str, float, float]], direct: str = "direct") -> str:
     for name, ours, base in rows:
         lines.append(f"{name:<{first}} {ours:>12.1f} {base:>{width}.1f} {ours / base:>6.2f}")
     return "\n".join(lines)
+
+
+def quantile(times: list[float], q: float) -> float:
+    """The ``q`` quantile of a sample (nearest rank below)."""
+    ordered = sorted(times)
+    return ordered[int(q * (len(ordered) - 1))]

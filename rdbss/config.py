@@ -29,6 +29,12 @@ Example::
     cache_mib = 64                         # the core's read cache, all files together
     write_behind = 1.0                     # seconds deferred writes wait (0: write-through)
     dirty_mib = 16                         # deferred writes, all files together
+    warm_standby = true                    # a standby process per mini-redirector takes
+                                           # over at once when it dies
+    max_client_requests = 4096             # a client's requests in flight (more: refused
+                                           # with STATUS_INSUFFICIENT_RESOURCES)
+    max_client_unread_mib = 128            # answers waiting for a client to read them (more:
+                                           # its requests refused with STATUS_QUOTA_EXCEEDED)
 
     [node]                                 # only on a node: a host running mini-redirectors
     core = "tcp://10.0.0.1:7700"           # ... for the core of another host (no core here)
@@ -134,6 +140,9 @@ class Config:
     cache_mib: float = 64.0  # the core's read cache
     write_behind: float = 1.0  # WRITEBUFFERING: how long a deferred write may wait
     dirty_mib: float = 16.0  # deferred writes, all files together
+    warm_standby: bool = True  # a standby process per mini-redirector (supervisor)
+    max_client_requests: int = 4096  # per client, in flight in the core
+    max_client_unread_mib: float = 128.0  # per client, answers it has not read yet
     minirdrs: list[MiniRdrConfig] = field(default_factory=list)
     source: Path | None = None  # the file it came from; None for the embedded default
     secret_key: str = ""  # path of this host's .key_secret (tcp:// links)
@@ -177,6 +186,9 @@ class Config:
             cache_mib=float(data.get("cache_mib", 64.0)),
             write_behind=float(data.get("write_behind", 1.0)),
             dirty_mib=float(data.get("dirty_mib", 16.0)),
+            warm_standby=bool(data.get("warm_standby", True)),
+            max_client_requests=int(data.get("max_client_requests", 4096)),
+            max_client_unread_mib=float(data.get("max_client_unread_mib", 128.0)),
             minirdrs=[MiniRdrConfig(**m) for m in data["minirdrs"]],
             source=Path(data["source"]) if data.get("source") else None,
             secret_key=str(data.get("secret_key", "")),
@@ -220,7 +232,14 @@ def parse_config(text: str, source: Path | None = None) -> Config:
     config.log_file = os.path.expanduser(daemon.log_file) if daemon.log_file else ""
     for key in ("request_timeout", "connect_timeout", "idle_timeout", "remote_client_grace"):
         setattr(config, key, float(getattr(daemon, key)))
-    for key in ("close_delay", "cache_mib", "write_behind", "dirty_mib", "log_file_max_mib"):
+    for key in (
+        "close_delay",
+        "cache_mib",
+        "write_behind",
+        "dirty_mib",
+        "log_file_max_mib",
+        "max_client_unread_mib",
+    ):
         setattr(config, key, float(getattr(daemon, key)))
     if top.client is not None:
         config.client = RemoteDaemon(
@@ -255,6 +274,8 @@ _DAEMON_COPIED = (
     "metrics_port",
     "metrics_host",
     "max_delayed_closes",
+    "warm_standby",
+    "max_client_requests",
 )
 
 

@@ -22,6 +22,7 @@ NonNegative = Annotated[float, Meta(ge=0)]
 Port = Annotated[int, Meta(ge=1, le=65535)]
 NonEmpty = Annotated[str, Meta(min_length=1)]
 NotifySeconds = Annotated[float, Meta(gt=0, le=3600)]
+Count = Annotated[int, Meta(ge=1)]
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("logfmt", "json")
@@ -67,6 +68,9 @@ class DaemonTable(Table):
     cache_mib: NonNegative = 64.0
     write_behind: NonNegative = 1.0
     dirty_mib: NonNegative = 16.0
+    warm_standby: bool = True
+    max_client_requests: Annotated[int, Meta(ge=1, le=1 << 20)] = 4096
+    max_client_unread_mib: Annotated[float, Meta(gt=0)] = 128.0
 
     def __post_init__(self) -> None:
         self.log_level = self.log_level.lower()
@@ -153,6 +157,8 @@ class LocalOptions(Table):
     aliases: list[NonEmpty] | None = None
     shares: dict[str, NonEmpty] | None = None
     notify_interval: NotifySeconds | None = None
+    max_watches: Count | None = None
+    max_watches_per_client: Count | None = None
 
 
 class SmbOptions(Table):
@@ -165,6 +171,8 @@ class SftpOptions(Table):
     timeout: Seconds | None = None
     keepalive_interval: NonNegative | None = None
     notify_interval: NotifySeconds | None = None
+    max_watches: Count | None = None
+    max_watches_per_client: Count | None = None
     servers: dict[str, SftpServer] | None = None
 
 
@@ -172,6 +180,8 @@ class WebDavOptions(Table):
     timeout: Seconds | None = None
     staging_dir: NonEmpty | None = None
     notify_interval: NotifySeconds | None = None
+    max_watches: Count | None = None
+    max_watches_per_client: Count | None = None
     servers: dict[str, WebDavServer] | None = None
 
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rdbss.actors.supervisor import read_pid, start_detached, stop_daemon
 from rdbss.client import Client
@@ -72,7 +73,7 @@ class Daemon:
         for line in out.splitlines():
             pid, _, args = line.strip().partition(" ")
             words = args.split()
-            if "rdbss.actors.process" in words:
+            if "rdbss.actors.process" in words and "--standby" not in words:
                 role_at = words.index("rdbss.actors.process") + 1
                 found[words[role_at + 1]] = int(pid)
         return found
@@ -175,3 +176,56 @@ def running_daemon(
         while read_pid(config.runtime_dir) is not None and time.monotonic() < deadline:
             time.sleep(0.05)
         shutil.rmtree(base, ignore_errors=True)
+
+
+class UnreadingClient:
+    """A client that sends reads and never reads the answers: its socket takes one message at
+    a time into its queue and a small kernel buffer, so what it does not read stays with the
+    daemon (a hostile or stuck client)."""
+
+    def __init__(self, runtime_dir: Path) -> None:
+        import zmq
+
+        from rdbss.actors.bus import Endpoints, client_identity, process_start_time
+
+        self._zctx = zmq.Context()
+        self.sock = self._zctx.socket(zmq.DEALER)
+        pid = os.getpid()
+        ident = client_identity(pid, process_start_time(pid) or 0, os.urandom(4))
+        self.sock.setsockopt(zmq.IDENTITY, ident)
+        self.sock.setsockopt(zmq.RCVHWM, 1)
+        self.sock.setsockopt(zmq.RCVBUF, 4096)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(Endpoints.in_dir(runtime_dir).client)
+        self._ids = 0
+
+    def _send(self, ctx: Any) -> None:
+        from rdbss.wire.codec import Codec
+        from rdbss.wire.framing import pack_frames
+
+        self._ids += 1
+        ctx.request_id = self._ids
+        self.sock.send_multipart(pack_frames(Codec(), ctx))
+
+    def open(self, path: str) -> int:
+        from rdbss import requests as rq
+        from rdbss.wire.codec import Codec
+        from rdbss.wire.framing import unpack_frames
+
+        self._send(rq.create(path, 10_000).ctx)
+        if not self.sock.poll(10_000):
+            raise TimeoutError("no answer to the create")
+        done, _ = unpack_frames(Codec(), self.sock.recv_multipart(copy=False))
+        return int(done.result["fobx"])  # type: ignore[union-attr]
+
+    def flood(self, fobx: int, count: int, length: int) -> None:
+        from rdbss import requests as rq
+
+        for k in range(count):
+            self._send(rq.read(fobx, 0, length, 60_000).ctx)
+            if k % 64 == 63:
+                time.sleep(0.001)
+
+    def close(self) -> None:
+        self.sock.close(0)
+        self._zctx.term()

@@ -64,8 +64,9 @@ class Endpoints:
 
 
 def alive_file(runtime_dir: Path, name: str) -> Path:
-    """Where a node's mini-redirector process says it is alive (touched every heartbeat) and
-    whether it hears the core; the node's supervisor reads it."""
+    """Where a peer process (a mini-redirector, the connection manager) says it is alive
+    (touched by its watchdog, rdbss.actors.peer) and whether it hears the core; the
+    supervisor reads it."""
     return runtime_dir / "peers" / f"{name}.json"
 
 

@@ -1,6 +1,10 @@
 """The core process's socket-owning thread: two ROUTER sockets (clients, and the daemon's own
 peers), one poll loop, and the ``RdbssCore`` it drives. Request/reply traffic is handled right
-here on the socket thread (DESIGN.md: passing every message into an actor halves throughput)."""
+here on the socket thread (DESIGN.md: passing every message into an actor halves throughput).
+
+Client requests pass the per-client limits of ``rdbss.actors.client_limits`` first: a window of
+requests running per client with the rest queued and served round robin between clients, a
+bound on requests in flight, and a bound on answer bytes a client has not read."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import zmq
 
@@ -22,6 +27,7 @@ from rdbss.actors.bus import (
     router,
     send_frames,
 )
+from rdbss.actors.client_limits import TRACK_BYTES, FairIntake, Queued, UnreadAnswers
 from rdbss.actors.core import CoreSettings, Payload, RdbssCore
 from rdbss.actors.metrics import NullMetrics
 from rdbss.actors.zap import CLIENT_DOMAIN, PEER_DOMAIN, AllowList, ZapHandler
@@ -42,6 +48,8 @@ from rdbss.wire.status import NtStatus
 log = logging.getLogger("rdbss.core")
 
 DRAIN_TIMEOUT_S = 10.0
+EXPIRE_EVERY_S = 0.1  # how often queued requests are checked against their deadlines
+FORGET_EVERY_S = 5.0  # how often the queues of vanished clients are dropped
 
 
 @dataclass(slots=True)
@@ -72,8 +80,15 @@ class CoreServer:
         settings: CoreSettings,
         metrics: NullMetrics | None = None,
         tcp: TcpListen | None = None,
+        *,
+        intake: FairIntake | None = None,
+        unread: UnreadAnswers | None = None,
     ) -> None:
         self.endpoints = endpoints
+        self.intake = intake or FairIntake()
+        self.unread = unread or UnreadAnswers()
+        self._next_expire = 0.0
+        self._next_forget = 0.0
         self.codec = Codec()
         self.zctx = new_context()
         self.clients = router(self.zctx, endpoints.client, untrusted=True)
@@ -117,8 +132,19 @@ class CoreServer:
         payload: Payload = None,
     ) -> None:
         if isinstance(done, CompletionBundle):
+            for item in done.items:
+                self.intake.done(ident, item.request_id)
             self._bundle_to_client(ident, done)
             return
+        self.intake.done(ident, done.request_id)
+        if (
+            payload is not None
+            and isinstance(done, RxCompletion)
+            and memoryview(payload).nbytes >= TRACK_BYTES
+            and self.unread.over(ident)
+        ):
+            # the client does not read its answers: a read's data is not held for it
+            done, payload = self._quota_exceeded(ident, done.request_id), None
         sock, routing = self._route(ident)
         try:
             frames = pack_frames(self.codec, done, payload)
@@ -134,7 +160,7 @@ class CoreServer:
                         f"{self.codec.limits.max_header_bytes}; ask for less at once",
                     ),
                 )
-            send_frames(sock, [routing, *frames])
+            self._send_tracked(ident, sock, [routing, *frames])
         except zmq.ZMQError as exc:  # the client went away: nothing to tell it
             log.debug("client %s unreachable: %s", ident.hex(), exc)
         except WireError as exc:
@@ -145,6 +171,27 @@ class CoreServer:
                 message="the answer could not be encoded",
             )
             sock.send_multipart([routing, *pack_frames(self.codec, fallback)])
+
+    def _send_tracked(self, ident: bytes, sock: zmq.Socket[bytes], frames: list[Any]) -> None:
+        """Send an answer; its large frames with a tracker, so ``unread`` knows when the
+        client has taken them."""
+        last = len(frames) - 1
+        for i, frame in enumerate(frames):
+            flags = zmq.SNDMORE if i < last else 0
+            nbytes = memoryview(frame).nbytes if i > 1 else 0
+            if nbytes >= TRACK_BYTES:
+                tracker = sock.send(memoryview(frame), flags, copy=False, track=True)
+                self.unread.add(ident, tracker, nbytes)
+            else:
+                sock.send(frame, flags, copy=False)
+
+    def _quota_exceeded(self, ident: bytes, request_id: int) -> RxCompletion:
+        return RxCompletion(
+            request_id,
+            NtStatus.STATUS_QUOTA_EXCEEDED,
+            message=f"this client has {self.unread.unread_mib_text(ident)} of answers not read, "
+            "the limit (max_client_unread_mib); read the answers before asking for more",
+        )
 
     def client_alive(self, ident: bytes) -> bool:
         """A local client: its process exists. A remote one: a probe (a Heartbeat, which
@@ -254,6 +301,10 @@ class CoreServer:
                                 self._on_bus_frames(frames, sock)
                     finally:
                         self.core.end_batch()
+                now = time.monotonic()
+                if self.intake.queued():
+                    self._pump(now)
+                self._intake_housekeeping(now)
                 try:
                     self.core.tick()
                     if self.remote_clients:
@@ -305,9 +356,64 @@ class CoreServer:
             # separate requests that travelled together: each as if it had come alone
             payload_of = dict(zip(msg.payload_items, msg.payloads, strict=True))
             for index, item in enumerate(msg.items):
-                self._client_request(ident, item, payload_of.get(index))
+                self._admit(ident, item, payload_of.get(index))
             return
-        self._client_request(ident, msg, payload if payload is None else frames[2])
+        self._admit(ident, msg, payload if payload is None else frames[2])
+
+    def _admit(self, ident: bytes, msg: RxContext | Compound, payload: Payload) -> None:
+        """A client request passes the client's limits: runs now, waits in its queue, or is
+        refused at once with a named status."""
+        if self.unread.over(ident):
+            self.to_client(ident, self._quota_exceeded(ident, msg.request_id))
+            return
+        verdict = self.intake.admit(ident, msg, payload, time.monotonic())
+        if verdict == "run":
+            self._client_request(ident, msg, payload)
+        elif verdict == "full":
+            self.to_client(
+                ident,
+                RxCompletion(
+                    msg.request_id,
+                    NtStatus.STATUS_INSUFFICIENT_RESOURCES,
+                    message=f"this client has {self.intake.max_requests} requests in flight, "
+                    "the limit (max_client_requests); wait for answers before sending more",
+                ),
+            )
+
+    def _pump(self, now: float) -> None:
+        """Run queued requests while their clients' windows have room, round robin."""
+        self.core.begin_batch()
+        try:
+            while (turn := self.intake.next(now)) is not None:
+                ident, item = turn
+                if self.unread.over(ident):
+                    self.to_client(ident, self._quota_exceeded(ident, item.msg.request_id))
+                else:
+                    self._client_request(ident, item.msg, item.payload)
+        finally:
+            self.core.end_batch()
+
+    def _intake_housekeeping(self, now: float) -> None:
+        if now >= self._next_expire and self.intake.queued():
+            self._next_expire = now + EXPIRE_EVERY_S
+            for ident, item in self.intake.expired(now):
+                self._answer_queued(ident, item, NtStatus.STATUS_IO_TIMEOUT, "its deadline passed")
+        if now >= self._next_forget:
+            self._next_forget = now + FORGET_EVERY_S
+            for ident in self.intake.clients():
+                if not self.client_alive(ident):
+                    self.intake.forget(ident)
+                    self.unread.forget(ident)
+
+    def _answer_queued(self, ident: bytes, item: Queued, status: int, why: str) -> None:
+        self.to_client(
+            ident,
+            RxCompletion(
+                item.msg.request_id,
+                status,
+                message=f"not run: {why} while it waited behind this client's other requests",
+            ),
+        )
 
     def _client_request(self, ident: bytes, msg: RxContext | Compound, payload: Payload) -> None:
         try:
@@ -325,6 +431,15 @@ class CoreServer:
 
     def _on_client_cancel(self, ident: bytes, cancel: RxCancel) -> None:
         """A cancel is never answered itself: the request it names is."""
+        item = self.intake.cancel(ident, cancel.request_id)
+        if item is not None:
+            status = (
+                NtStatus.STATUS_IO_TIMEOUT
+                if cancel.reason == "deadline"
+                else NtStatus.STATUS_CANCELLED
+            )
+            self._answer_queued(ident, item, status, f"cancelled ({cancel.reason})")
+            return
         try:
             self.core.on_cancel(ident, cancel)
         except Exception:

@@ -1,10 +1,15 @@
 """The process host of a bus peer (a mini-redirector or the connection manager).
 
 One I/O thread owns the DEALER socket to the core's bus. It registers (RxRegisterMinirdr),
-heartbeats, and hands every request to the peer's ``handler``. Work that must leave the socket
-thread (connection set-up, blocking network calls) runs in pykka actors, which answer through
-``post()``: a per-thread inproc PUSH socket that the I/O thread drains. ZeroMQ sockets are not
-thread-safe, so nothing but the I/O thread touches the DEALER.
+heartbeats, and hands every request to the peer's ``handler``. A watchdog thread, which request
+work cannot hold up, touches the process's alive file (``bus.alive_file``) every
+``HEARTBEAT_S`` while the I/O loop goes round at least every ``LOOP_STALL_S``: the supervisor
+kills a process whose file goes stale, so a frozen process (SIGSTOP) is found within
+``ALIVE_STALE_S`` and one whose loop spins or hangs within ``LOOP_STALL_S + ALIVE_STALE_S``,
+while a routine that keeps the loop busy for less than ``LOOP_STALL_S`` costs nothing. Work
+that must leave the socket thread (connection set-up, blocking network calls) runs in pykka
+actors, which answer through ``post()``: a per-thread inproc PUSH socket that the I/O thread
+drains. ZeroMQ sockets are not thread-safe, so nothing but the I/O thread touches the DEALER.
 """
 
 from __future__ import annotations
@@ -46,7 +51,9 @@ from rdbss.wire.rxcontext import (
 
 log = logging.getLogger("rdbss.peer")
 
-HEARTBEAT_S = 0.5
+HEARTBEAT_S = 0.25
+LOOP_STALL_S = 1.5  # the I/O loop has not gone round for this long: stuck (no more touches)
+ALIVE_STALE_S = 1.5  # an alive file this old: the supervisor kills the process
 RESET_EXIT = 75  # exit code of a peer that restarts clean (EX_TEMPFAIL): not a failure
 REREGISTER_S = 2.0  # no answer from the core for this long: register again (core restarted)
 LEAVING_LINGER_MS = 200  # how long the last message (LEAVING) may take to leave
@@ -75,7 +82,9 @@ class PeerBridge:
         self._pull.bind(self._inproc)
         self._sock = self._connect()
         self._io_thread: int | None = None
-        self.alive_file: Path | None = None  # on a node: the supervisor's liveness check
+        self.alive_file: Path | None = None  # the supervisor's liveness check (module docstring)
+        self._loop_seen = time.monotonic()  # the I/O loop last went round
+        self._touched = False  # the alive file written once
 
     def _connect(self) -> zmq.Socket[bytes]:
         return dealer(
@@ -157,7 +166,8 @@ class PeerBridge:
     def _touch_alive(self) -> None:
         if self.alive_file is None:
             return
-        tmp = self.alive_file.with_suffix(".tmp")
+        self._touched = True
+        tmp = self.alive_file.with_suffix(f".{threading.get_ident()}.tmp")  # two threads write
         try:
             tmp.write_text(
                 f'{{"pid": {os.getpid()}, "connected": {str(self.connected()).lower()}}}'
@@ -166,8 +176,18 @@ class PeerBridge:
         except OSError as exc:
             log.warning("cannot write %s: %s", self.alive_file, exc)
 
+    def _watchdog(self) -> None:
+        """Touch the alive file while the I/O loop goes round (its own thread)."""
+        while not self._stop.wait(HEARTBEAT_S):
+            if time.monotonic() - self._loop_seen < LOOP_STALL_S:
+                self._touch_alive()
+            else:
+                log.error("the I/O loop is stuck for %.1f s", time.monotonic() - self._loop_seen)
+
     def run(self) -> None:
         self._io_thread = threading.get_ident()
+        if self.alive_file is not None:
+            threading.Thread(target=self._watchdog, name="watchdog", daemon=True).start()
         poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)
         poller.register(self._pull, zmq.POLLIN)
@@ -187,11 +207,11 @@ class PeerBridge:
                         else:
                             self._on_frames(frames)
                 now = time.monotonic()
+                self._loop_seen = now
                 if now >= next_beat:
                     self._seq += 1
                     self.send(Heartbeat(name=self.name, seq=self._seq, pending=self._pending()))
                     next_beat = now + HEARTBEAT_S
-                    self._touch_alive()
                     silent_since = max(self._last_heard, registered_at)
                     if now - silent_since > REREGISTER_S:
                         log.info("no answer from the core; connecting and registering again")
@@ -222,6 +242,8 @@ class PeerBridge:
             log.error("bad message from the core: %s", exc.strerror)
             return
         self._last_heard = time.monotonic()
+        if not self._touched:  # at once, saying connected (the watchdog keeps it fresh)
+            self._touch_alive()
         if isinstance(msg, Heartbeat):
             if msg.seq == UNKNOWN_PEER:  # the core does not know us (it restarted, or dropped us)
                 if self._registrations:

@@ -1,7 +1,13 @@
 """Entry point of every child process the supervisor starts:
 ``python -m rdbss.actors.process ROLE NAME RUNTIME_DIR`` with ROLE core, connmgr or minirdr.
 The effective configuration is read from RUNTIME_DIR/config.json (written by the supervisor,
-mode 0600), so nothing secret is ever on a command line."""
+mode 0600), so nothing secret is ever on a command line.
+
+With ``--standby`` a mini-redirector process is a warm standby: it imports everything its kind
+needs, then waits for a line on its standard input. ``go`` makes it read the configuration of
+that moment and serve (the supervisor sends it when the running process dies, so a restart
+costs no interpreter start-up and no imports); end of input makes it exit (not needed any
+more, or the supervisor is gone)."""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from rdbss.actors.bus import CurveKeys, Endpoints, alive_file
+from rdbss.actors.client_limits import FairIntake, UnreadAnswers
 from rdbss.actors.connmgr import ConnectionManager
 from rdbss.actors.core import CONNMGR, CoreSettings
 from rdbss.actors.core_server import CoreServer, TcpListen
@@ -65,6 +72,7 @@ def run_core(config: Config, endpoints: Endpoints) -> int:
         write_behind_s=config.write_behind,
         dirty_bytes=int(config.dirty_mib * (1 << 20)),
         expected_peers=(CONNMGR, *(m.name for m in config.minirdrs)),
+        max_inflight_per_client=config.max_client_requests,
     )
     metrics: NullMetrics | None = None
     if config.metrics_port:
@@ -72,12 +80,15 @@ def run_core(config: Config, endpoints: Endpoints) -> int:
 
         metrics = PrometheusMetrics(config.metrics_host, config.metrics_port)
         log.info("metrics on http://%s:%d/metrics", config.metrics_host, metrics.port)
-    CoreServer(endpoints, settings, metrics, core_tcp(config)).run()
+    intake = FairIntake(max_requests=config.max_client_requests)
+    unread = UnreadAnswers(int(config.max_client_unread_mib * (1 << 20)))
+    CoreServer(endpoints, settings, metrics, core_tcp(config), intake=intake, unread=unread).run()
     return 0
 
 
 def run_connmgr(endpoints: Endpoints) -> int:
     bridge = PeerBridge(endpoints, ConnectionManager.registration(CONNMGR))
+    bridge.alive_file = alive_file(endpoints.runtime_dir, CONNMGR)
     actor = ConnectionManager.start(bridge)
     bridge.handler = lambda msg, payload: actor.tell((msg, payload))
     return run_peer(bridge, on_stop=lambda: actor.stop(block=True, timeout=2.0))
@@ -99,8 +110,7 @@ def run_minirdr(config: Config, name: str, endpoints: Endpoints) -> int:
     entry = config.minirdr(name)
     minirdr = load_kind(entry.kind)(name, entry.options)
     bridge = PeerBridge(endpoints, MiniRdrHost.registration(name, minirdr, entry.caching))
-    if config.node is not None:
-        bridge.alive_file = alive_file(endpoints.runtime_dir, name)
+    bridge.alive_file = alive_file(endpoints.runtime_dir, name)
     host = MiniRdrHost(bridge, minirdr)
     return run_peer(bridge, on_stop=host.stop)
 
@@ -175,6 +185,19 @@ def tune_malloc() -> bool:
     )
 
 
+STANDBY_GO = "go"
+
+
+def stand_by(runtime_dir: Path, name: str) -> bool:
+    """A warm standby (see the module docstring): import the mini-redirector's kind, then
+    wait. True when told to serve."""
+    try:
+        load_kind(Config.from_json((runtime_dir / "config.json").read_text()).minirdr(name).kind)
+    except Exception as exc:  # serving reads the configuration again and says what is wrong
+        log.warning("standby %s could not warm up: %s", name, exc)
+    return sys.stdin.readline().strip() == STANDBY_GO
+
+
 def main(argv: list[str] | None = None) -> int:
     if not die_with_supervisor():
         return 0
@@ -183,7 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("role", choices=["core", "connmgr", "minirdr"])
     parser.add_argument("name")
     parser.add_argument("runtime_dir", type=Path)
+    parser.add_argument("--standby", action="store_true", help="wait for 'go' on stdin")
     args = parser.parse_args(argv)
+    if args.standby and not stand_by(args.runtime_dir, args.name):
+        return 0
     config = Config.from_json((args.runtime_dir / "config.json").read_text())
     setup_logging(args.name, config)
     try:

@@ -2,10 +2,17 @@
 
 It owns the runtime directory (lock, pid, effective config), starts the core, the connection
 manager and one process per configured mini-redirector, and restarts a child that dies under a
-restart policy (intensity within a period, exponential back-off; past the limit the child stays
-down and ``status`` says so). When a peer dies it tells the core at once, so that peer's
-in-flight requests complete with STATUS_CONNECTION_DISCONNECTED instead of waiting out their
-deadlines. SIGTERM stops gracefully: the core drains, then the others stop.
+restart policy (intensity within a period, exponential back-off after an immediate first
+restart; past the limit the child stays down and ``status`` says so). When a peer dies it tells
+the core at once, so that peer's in-flight requests complete with STATUS_CONNECTION_DISCONNECTED
+instead of waiting out their deadlines. SIGTERM stops gracefully: the core drains, then the
+others stop.
+
+A peer whose alive file (touched by its watchdog thread, rdbss.actors.peer) is older than
+``ALIVE_STALE_S`` is frozen or stuck: it is killed, and restarted like one that died. With
+``warm_standby`` ([daemon], on by default) each mini-redirector has a standby process, started
+and imported ahead, that takes over when it dies (rdbss.actors.process); the next standby starts
+``STANDBY_DELAY_S`` later, so it does not take CPU from the one taking over.
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ from typing import IO
 
 from rdbss.actors.bus import Endpoints, alive_file, daemon_pid, ensure_runtime_dir
 from rdbss.actors.core import CONNMGR
-from rdbss.actors.peer import RESET_EXIT
+from rdbss.actors.peer import ALIVE_STALE_S, RESET_EXIT
+from rdbss.actors.process import STANDBY_GO
 from rdbss.config import Config
 from rdbss.logs import rotate
 
@@ -41,6 +49,9 @@ HEALTH_INTERVAL_S = 1.0  # how often the supervisor asks the core who is registe
 HANG_GRACE_S = 6.0  # alive but unregistered this long (the core drops a peer after 3 s of
 # silence): the process is hung and is killed, then restarted under the policy
 CORE_FAILURES = 3  # the core did not answer this many health checks in a row: killed
+ALIVE_INTERVAL_S = 0.25  # how often the peers' alive files are looked at
+STANDBY_DELAY_S = 1.0  # a new standby starts this long after the last one took over
+LOOP_S = 0.05  # the supervisor's loop: how soon an exit is seen
 
 
 def sd_notify(state: str) -> bool:
@@ -83,6 +94,8 @@ _RESTART_ONLY = (
     "cache_mib",
     "write_behind",
     "dirty_mib",
+    "max_client_requests",
+    "max_client_unread_mib",
 )
 
 
@@ -118,6 +131,8 @@ class Child:
     reloads: int = 0  # starts that were a reload's, not a restart
     last_exit: str = ""
     connected: bool | None = None  # on a node: whether the process hears the core
+    standby: subprocess.Popen[bytes] | None = None  # a warm standby (mini-redirectors)
+    standby_due: float = 0.0  # when to start the next standby
 
     @property
     def pid(self) -> int | None:
@@ -159,6 +174,7 @@ class Supervisor:
         self._next_health = 0.0
         self._next_rotate = 0.0
         self._reloads = 0  # answered reloads (reload.json's seq)
+        self._next_alive = 0.0
         self._core_failures = 0
 
     # ---------------------------------------------------------------- lifecycle
@@ -177,13 +193,15 @@ class Supervisor:
                 (self.runtime_dir / "ready").write_text(str(os.getpid()))
                 log.info("daemon ready pid=%d runtime_dir=%s", os.getpid(), self.runtime_dir)
                 sd_notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=serving")
-                while not self._stop.wait(0.1):
+                while not self._stop.wait(LOOP_S):
                     if self._reload_requested.is_set():
                         self._reload_requested.clear()
                         self.reload()
                     self._watch()
+                    self._check_alive()
                     self._check_health()
                     self._rotate_log()
+                    self._keep_standbys()
                 return 0
             finally:
                 sd_notify("STOPPING=1")
@@ -196,11 +214,10 @@ class Supervisor:
                 (self.runtime_dir / stale).unlink()
         self._write_config()
         (self.runtime_dir / "daemon.pid").write_text(str(os.getpid()))
-        if self.node:
-            peers = self.runtime_dir / "peers"
-            peers.mkdir(mode=0o700, exist_ok=True)
-            for old in peers.iterdir():
-                old.unlink()
+        peers = self.runtime_dir / "peers"  # the peers' alive files
+        peers.mkdir(mode=0o700, exist_ok=True)
+        for old in peers.iterdir():
+            old.unlink()
 
     def _write_state(self) -> None:
         """The supervisor's view of its processes, for ``rdbss status`` (supervisor.json)."""
@@ -250,7 +267,7 @@ class Supervisor:
         log.info("daemon stopped")
 
     # ---------------------------------------------------------------- children
-    def _spawn(self, child: Child) -> None:
+    def _popen(self, child: Child, *, standby: bool = False) -> subprocess.Popen[bytes]:
         cmd = [
             sys.executable,
             "-m",
@@ -259,13 +276,61 @@ class Supervisor:
             child.name,
             str(self.runtime_dir),
         ]
+        if standby:
+            cmd.append("--standby")
         # the child stops when this process is gone (rdbss.actors.process.die_with_supervisor)
         env = {**os.environ, "RDBSS_SUPERVISOR_PID": str(os.getpid())}
-        child.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, close_fds=True, env=env)
-        child.started_at = time.monotonic()
+        stdin = subprocess.PIPE if standby else subprocess.DEVNULL
+        return subprocess.Popen(cmd, stdin=stdin, close_fds=True, env=env)
+
+    def _spawn(self, child: Child) -> None:
+        now = time.monotonic()
+        child.proc = self._take_standby(child)
+        how = "took over" if child.proc is not None else "started"
+        if child.proc is None:
+            child.proc = self._popen(child)
+        child.standby_due = now + STANDBY_DELAY_S
+        child.started_at = now
         child.starts += 1
         self._write_state()
-        log.info("started %s %s pid=%d", child.role, child.name, child.proc.pid)
+        log.info("%s %s %s pid=%d", how, child.role, child.name, child.proc.pid)
+
+    def _take_standby(self, child: Child) -> subprocess.Popen[bytes] | None:
+        """The child's warm standby, told to serve; None when it has none alive."""
+        standby, child.standby = child.standby, None
+        if standby is None or standby.poll() is not None or standby.stdin is None:
+            return None
+        try:
+            standby.stdin.write(f"{STANDBY_GO}\n".encode())
+            standby.stdin.close()
+        except OSError:  # it died just now
+            return None
+        return standby
+
+    def _keep_standbys(self) -> None:
+        """Start a warm standby for each running mini-redirector that has none (when due)."""
+        if not self.config.warm_standby:
+            return
+        now = time.monotonic()
+        for child in self.children:
+            if child.role != "minirdr" or child.proc is None or child.gave_up:
+                continue
+            if child.standby is not None and child.standby.poll() is not None:
+                child.standby = None  # it died waiting: start another
+            if child.standby is None and now >= child.standby_due:
+                child.standby = self._popen(child, standby=True)
+                log.info("standby for %s pid=%d", child.name, child.standby.pid)
+
+    def _drop_standby(self, child: Child) -> None:
+        standby, child.standby = child.standby, None
+        if standby is not None:
+            if standby.stdin is not None:
+                with contextlib.suppress(OSError):
+                    standby.stdin.close()  # end of input: it exits
+            with contextlib.suppress(ProcessLookupError):
+                standby.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                standby.wait(2.0)
 
     def _start_all(self) -> None:
         if self.node:
@@ -398,6 +463,7 @@ class Supervisor:
                 child.name,
             )
             self._terminate([child], 5.0)
+            self._drop_standby(child)  # it may have imported another kind
             if child.proc is not None:
                 self._tell_core_peer_down(child.name, "configuration reloaded")
             child.proc = None
@@ -431,6 +497,27 @@ class Supervisor:
         limit = int(self.config.log_file_max_mib * (1 << 20))
         if rotate(Path(self.config.log_file), limit, self.config.log_file_backups):
             log.info("log file rotated: %s", self.config.log_file)
+
+    def _check_alive(self) -> None:
+        """Kill a peer whose alive file went stale (frozen or stuck; see the module docstring).
+        Before its first touch a peer is still starting: the core check below covers it."""
+        now = time.monotonic()
+        if self.node or now < self._next_alive:
+            return
+        self._next_alive = now + ALIVE_INTERVAL_S
+        for child in self.children:
+            if child.role == "core" or child.proc is None or child.proc.poll() is not None:
+                continue
+            alive = self._alive(child)
+            if alive is not None and alive[0] > ALIVE_STALE_S:
+                log.error(
+                    "%s %s pid=%d is frozen or stuck (alive %.1f s ago); killing it",
+                    child.role,
+                    child.name,
+                    child.proc.pid,
+                    alive[0],
+                )
+                self._kill(child)
 
     def _check_health(self) -> None:
         """Find hung processes: a process that is alive but stopped answering (no heartbeats,
@@ -527,7 +614,10 @@ class Supervisor:
                 policy.period_s,
             )
             return
-        delay = min(policy.backoff_initial_s * (2 ** len(child.restarts)), policy.backoff_max_s)
+        # the first restart in a period at once (a standby takes over), then backing off
+        tries = len(child.restarts)
+        delay = 0.0 if not tries else min(policy.backoff_initial_s * 2 ** (tries - 1),
+                                          policy.backoff_max_s)  # fmt: skip
         child.restarts.append(now)
         child.next_start = now + delay
         log.info("restarting %s %s in %.2f s", child.role, child.name, delay)
@@ -545,6 +635,8 @@ class Supervisor:
             log.warning("could not tell the core that %s is down: %s", name, exc)
 
     def _stop_all(self) -> None:
+        for child in self.children:
+            self._drop_standby(child)
         if self.node:
             self._terminate(self.children, 5.0)
             return

@@ -12,7 +12,7 @@ Rule fields (TOML table or dict)::
     routine = "MRxLowIOSubmit"     # a Routine name, or "*" (default)
     lowio_op = "READ"              # optional: a LowIoOp name
     path = "*.log"                 # optional: wildcard on the share-relative path
-    action = "status"              # status | delay | hang | crash | disconnect | freeze
+    action = "status"              # status | delay | hang | crash | disconnect | freeze | spin
     status = "STATUS_IO_TIMEOUT"   # action=status: the NTSTATUS to answer (name or number)
     delay_ms = 200                 # action=delay: added latency
     jitter_ms = 50                 # action=delay: + uniform 0..jitter
@@ -48,6 +48,7 @@ class Action(StrEnum):
     CRASH = "crash"  # the mini-redirector process dies at once
     DISCONNECT = "disconnect"  # the connection drops: STATUS_CONNECTION_DISCONNECTED
     FREEZE = "freeze"  # the whole process stops (SIGSTOP): no heartbeats, nothing answers
+    SPIN = "spin"  # the process spins holding the interpreter lock (a runaway regex or C call)
 
 
 @dataclass(slots=True)

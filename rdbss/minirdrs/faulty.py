@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import threading
 import time
@@ -127,6 +128,11 @@ class FaultyMiniRdr(MiniRdr):
             if decision.action == Action.CRASH:
                 logging.shutdown()
                 os._exit(CRASH_EXIT_CODE)
+            if decision.action == Action.SPIN:  # only SIGKILL (the supervisor) ends it
+                # a regular expression that backtracks for ever never lets go of the
+                # interpreter lock, as a runaway C extension: every thread stands still
+                re.match(r"(a+)+$", "a" * 64 + "b")
+                raise NtStatusError(NtStatus.STATUS_IO_TIMEOUT, f"injected spin ended ({where})")
             # FREEZE: the whole process stops; only SIGKILL (the supervisor) ends it
             os.kill(os.getpid(), signal.SIGSTOP)
             return call(ctx, *rest)

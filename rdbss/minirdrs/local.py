@@ -37,9 +37,10 @@ from rdbss.minirdrs.base import (
     volume_info_class,
 )
 from rdbss.minirdrs.eas import parse_set as parse_eas
+from rdbss.minirdrs.inotify_watches import InotifyWatches
 from rdbss.minirdrs.listing import Enumerations
 from rdbss.minirdrs.locks import FileLocks, Lock
-from rdbss.minirdrs.notify import Entry, Lister, PollingWatches
+from rdbss.minirdrs.notify import WatchLimits, notify_interval
 from rdbss.minirdrs.security import (
     POSIX_INFORMATION,
     PosixSecurity,
@@ -75,7 +76,6 @@ MAX_READ_BYTES = 64 << 20
 _SL_FAIL_IMMEDIATELY = 0x01
 _EA_PREFIX = "user."
 _LOCK_MARGIN_S = 0.5  # a waiting lock gives up this long before its deadline
-NOTIFY_INTERVAL_S = 0.1  # how often pending change notifications look at their folders
 MAX_SHARE_NAME_CHARS = 80
 FS_NAME = "rdbss-local"
 
@@ -253,16 +253,6 @@ def posix_security(st: os.stat_result) -> PosixSecurity:
     return PosixSecurity(st.st_uid, st.st_gid, st.st_mode, owner, group)
 
 
-def notify_interval(config: Mapping[str, Any], kind: str, default: float) -> float:
-    """The ``notify_interval`` option: seconds between two looks at a watched folder."""
-    value = config.get("notify_interval", default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
-        raise ValueError(
-            f"{kind} mini-redirector: 'notify_interval' must be seconds (0 < s <= 3600)"
-        )
-    return float(value)
-
-
 def _arg_int(args: Mapping[str, Any], key: str, *, default: int | None = None) -> int:
     value = args.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -342,11 +332,13 @@ class LocalMiniRdr(MiniRdr):
         # byte-range locks by file (st_dev, st_ino); waiting lock requests by token
         self._file_locks: dict[tuple[int, int], FileLocks] = {}
         self._lock_waiters: dict[tuple[int, int], tuple[RxContext, tuple[int, int]]] = {}
-        # change notification: pending notifies answered by polling the watched folders
-        self._watches = PollingWatches(
+        # change notification: the kernel's (inotify), no polling; ``notify_interval`` is
+        # checked (one option for every kind) but has nothing to time here
+        notify_interval(config, "local", 1.0)
+        self._watches = InotifyWatches(
             self.complete_later,
-            interval_s=notify_interval(config, "local", NOTIFY_INTERVAL_S),
             name=f"local-{name}",
+            limits=WatchLimits.from_config(config, "local"),
         )
         self._enumerations: Enumerations[None] = Enumerations()
         self._ids = itertools.count(1)
@@ -782,41 +774,14 @@ class LocalMiniRdr(MiniRdr):
             S.STATUS_INVALID_DEVICE_REQUEST, f"low I/O operation {lowio.operation!r} not supported"
         )
 
-    # --- change notification (snapshots compared by one polling thread) -----------------------
+    # --- change notification (the kernel's inotify, read by one thread) ----------------------
     def _notify(self, ctx: RxContext, op: _Open, completion_filter: int, tree: bool) -> Result:
         if not op.is_dir:
             raise _error(S.STATUS_INVALID_PARAMETER, f"{_show(op.path)} is not a directory")
+        folder = self._host_entry(op.share, op.path) if op.path else self._root(op.share)
         return self._watches.notify(
-            ctx,
-            self._lister(op),
-            group="",
-            completion_filter=completion_filter,
-            tree=tree,
-            what=_show(op.path),
+            ctx, folder, completion_filter=completion_filter, tree=tree, what=_show(op.path)
         )
-
-    def _lister(self, op: _Open) -> Lister:
-        """Lists a folder below the watched one on the host (symbolic links not followed)."""
-        root = self._host_entry(op.share, op.path) if op.path else self._root(op.share)
-
-        def list_folder(sub: str) -> list[tuple[str, Entry]]:
-            folder = os.path.join(root, *sub.split("\\")) if sub else root
-            out: list[tuple[str, Entry]] = []
-            try:
-                with os.scandir(folder) as it:
-                    for entry in it:
-                        try:
-                            st = entry.stat(follow_symlinks=False)
-                        except OSError:
-                            continue
-                        is_dir = stat.S_ISDIR(st.st_mode)
-                        size = 0 if is_dir else st.st_size
-                        out.append((entry.name, Entry(is_dir, size, st.st_mtime_ns, st.st_mode)))
-            except OSError:
-                raise _error(S.STATUS_OBJECT_PATH_NOT_FOUND, f"{_show(op.path)}\\{sub}") from None
-            return out
-
-        return list_folder
 
     # --- byte-range locks (kept here: the local file system has no Windows locks) ------------
     @staticmethod

@@ -66,9 +66,8 @@ from rdbss.minirdrs.local import (
     _components,
     _show,
     file_info,
-    notify_interval,
 )
-from rdbss.minirdrs.notify import Entry, Lister, PollingWatches
+from rdbss.minirdrs.notify import Entry, Lister, PollingWatches, WatchLimits, notify_interval
 from rdbss.minirdrs.security import (
     POSIX_INFORMATION,
     PosixSecurity,
@@ -389,6 +388,7 @@ class SftpMiniRdr(MiniRdr):
         self._watches = PollingWatches(
             self.complete_later,
             interval_s=notify_interval(config, "sftp", NOTIFY_INTERVAL_S),
+            limits=WatchLimits.from_config(config, "sftp"),
             name=f"sftp-{name}",
         )
         self.timeout = self.settings.timeout
@@ -974,6 +974,7 @@ class SftpMiniRdr(MiniRdr):
                 ctx,
                 self._lister(op),
                 group=op.conn.server.name.lower(),
+                folder=op.remote,
                 completion_filter=lowio.completion_filter,
                 tree=lowio.watch_tree,
                 what=_show(op.path),

@@ -36,7 +36,16 @@ DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_KEEPALIVE_S = 15.0
 DEFAULT_PORT = 22
 
-_TOP_KEYS = frozenset({"timeout", "keepalive_interval", "notify_interval", "servers"})
+_TOP_KEYS = frozenset(
+    {
+        "timeout",
+        "keepalive_interval",
+        "notify_interval",
+        "max_watches",
+        "max_watches_per_client",
+        "servers",
+    }
+)
 _SERVER_KEYS = frozenset(
     {
         "host",

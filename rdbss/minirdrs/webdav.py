@@ -107,9 +107,8 @@ from rdbss.minirdrs.local import (
     _components,
     _show,
     check_share_name,
-    notify_interval,
 )
-from rdbss.minirdrs.notify import Entry, Lister, PollingWatches
+from rdbss.minirdrs.notify import Entry, Lister, PollingWatches, WatchLimits, notify_interval
 from rdbss.minirdrs.passwords import read_password
 from rdbss.minirdrs.setup import (
     AUTHENTICATE,
@@ -169,7 +168,16 @@ _OVERWRITING = frozenset({D.FILE_SUPERSEDE, D.FILE_OVERWRITE, D.FILE_OVERWRITE_I
 _CREATING = frozenset({D.FILE_SUPERSEDE, D.FILE_CREATE, D.FILE_OPEN_IF, D.FILE_OVERWRITE_IF})
 _TIME_ARGS = ("creation_time", "last_access_time", "last_write_time", "change_time")
 _SERVER_KEYS = frozenset({"url", "username", "password", "password_file", "password_env", "verify"})
-_TOP_KEYS = frozenset({"timeout", "servers", "staging_dir", "notify_interval"})
+_TOP_KEYS = frozenset(
+    {
+        "timeout",
+        "servers",
+        "staging_dir",
+        "notify_interval",
+        "max_watches",
+        "max_watches_per_client",
+    }
+)
 #: Seconds between two PROPFINDs of a collection with a pending change notification.
 NOTIFY_INTERVAL_S = 1.0
 _INVALID_SERVER_CHARS = frozenset('\\/:*?"<>|\x00 ')
@@ -601,6 +609,7 @@ class WebDavMiniRdr(MiniRdr):
         self._watches = PollingWatches(
             self.complete_later,
             interval_s=notify_interval(config, "webdav", NOTIFY_INTERVAL_S),
+            limits=WatchLimits.from_config(config, "webdav"),
             name=f"webdav-{name}",
         )
         timeout = config.get("timeout", DEFAULT_TIMEOUT_S)
@@ -1165,6 +1174,7 @@ class WebDavMiniRdr(MiniRdr):
                 ctx,
                 self._lister(op),
                 group=op.server.name.lower(),
+                folder=f"{op.share}\\{op.path}",
                 completion_filter=lowio.completion_filter,
                 tree=lowio.watch_tree,
                 what=_show(op.path),

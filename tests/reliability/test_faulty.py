@@ -128,20 +128,25 @@ def test_a_crash_completes_in_flight_requests_at_once_and_the_process_restarts(
     assert "exited code=70" in flaky.log()
 
 
-def test_a_frozen_process_is_detected_killed_and_restarted(flaky: Daemon) -> None:
+@pytest.mark.parametrize("action", ["freeze", "spin"])
+def test_a_frozen_or_spinning_process_is_detected_killed_and_restarted(
+    flaky: Daemon, action: str
+) -> None:
+    """SIGSTOP (freeze), or a spin that holds the interpreter lock: the watchdog's alive file
+    goes stale and the supervisor kills the process in about 2 s, not after the request's
+    deadline."""
     old = peer_pid(flaky, "flaky")
     with flaky.client(timeout=30.0) as c:
-        c.set_faults("flaky", [{"routine": "MRxQueryFileInfo", "action": "freeze"}])
+        c.set_faults("flaky", [{"routine": "MRxQueryFileInfo", "action": action}])
         handle = c.create(FLAKY + r"\a.txt")
         started = time.monotonic()
         with pytest.raises(NtStatusError) as info:
             c.query_info(handle.fobx)
-        # the core stops hearing heartbeats after 3 s and completes the request then
-        assert info.value.status == S.STATUS_IO_TIMEOUT
-        assert time.monotonic() - started < 15
+        assert info.value.status in (S.STATUS_CONNECTION_DISCONNECTED, S.STATUS_IO_TIMEOUT)
+        assert time.monotonic() - started < 6  # not the 30 s deadline
         wait_until(lambda: peer_pid(flaky, "flaky") not in (None, old), timeout=30)
         assert c.read_bytes(FLAKY + r"\a.txt") == b"flaky data"
-    assert "stopped answering; killing it" in flaky.log()
+    assert "is frozen or stuck" in flaky.log()
 
 
 def test_rules_change_at_run_time_through_the_cli(flaky: Daemon, tmp_path: Path) -> None:

@@ -15,19 +15,19 @@ def test_restart_backoff_grows_and_gives_up_past_the_intensity(tmp_path: Path) -
     config = embedded_default()
     config.runtime_dir = tmp_path
     sup = Supervisor(
-        config, RestartPolicy(intensity=3, period_s=10.0, backoff_initial_s=0.1, backoff_max_s=0.3)
+        config, RestartPolicy(intensity=4, period_s=10.0, backoff_initial_s=0.1, backoff_max_s=0.2)
     )
     child = Child("minirdr", "local")
     delays = []
-    for now in (0.0, 1.0, 2.0):
+    for now in (0.0, 1.0, 2.0, 2.5):
         sup._schedule_restart(child, now)
         delays.append(round(child.next_start - now, 3))
-    assert delays == [0.1, 0.2, 0.3]  # doubling, capped
+    assert delays[:3] == [0.0, 0.1, 0.2]  # the first at once (a standby takes over), doubling
     assert not child.gave_up
     sup._schedule_restart(child, 3.0)
-    assert child.gave_up  # a fourth exit within 10 s
+    assert child.gave_up  # a fifth exit within 10 s
     fresh = Child("minirdr", "other")
-    for now in (0.0, 11.0, 22.0, 33.0):  # spread out: the window forgets old restarts
+    for now in (0.0, 11.0, 22.0, 33.0, 44.0):  # spread out: the window forgets old restarts
         sup._schedule_restart(fresh, now)
     assert not fresh.gave_up
 
