@@ -1120,8 +1120,10 @@ class RdbssCore(BufferingMixin):
 
     def _construct(self, name: UncName, vnr: VNetRoot) -> None:
         candidates = self._candidates(name.server)
-        if (not candidates or CONNMGR not in self.peers) and self._expecting_peers():
-            # not "no such server" yet: who serves it may still be registering
+        unknown = not candidates and not any(p.claims(name.server) for p in self.departed.values())
+        if (unknown or CONNMGR not in self.peers) and self._expecting_peers():
+            # not "no such server" yet: who serves it may still be registering (a known server
+            # whose mini-redirector went down is answered at once below)
             def again() -> None:
                 if self.prefix.v_net_root(name) is vnr:
                     self._construct(name, vnr)

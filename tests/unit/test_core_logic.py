@@ -992,3 +992,13 @@ def test_unknown_servers_fail_at_once_when_every_configured_peer_is_there(env: A
     core.settings.expected_peers = (CONNMGR, "local")
     create(core, path=r"\\elsewhere\share\f")
     assert [done.status for _, done, _ in out.client] == [S.STATUS_BAD_NETWORK_PATH]
+
+
+def test_a_restarted_core_answers_at_once_for_a_minirdr_it_saw_go_down() -> None:
+    core, out, _ = _restarted_core()
+    core.on_peer(CONNMGR, Register(CONNMGR, "connmgr", [], [], [], role="connmgr"), None)
+    routines = [Routine.MRxCreate, Routine.MRxCreateSrvCall, Routine.MRxCreateVNetRoot]
+    core.on_peer("local", Register("local", "local", routines, [], ["local"]), None)
+    core.peer_down("local", S.STATUS_CONNECTION_DISCONNECTED, "killed")
+    create(core)
+    assert [done.status for _, done, _ in out.client] == [S.STATUS_CONNECTION_DISCONNECTED]
