@@ -23,14 +23,16 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import mfusepy  # type: ignore[import-untyped,unused-ignore]
 
+from rdbss import shm
 from rdbss.client import Client, FileInfo
 from rdbss.config import Config, load_config
+from rdbss.fuse_cache import AttrCache, chown_allowed
 from rdbss.wire import (
     Access,
     CreateDisposition,
@@ -38,6 +40,7 @@ from rdbss.wire import (
     FileAttributes,
     FileInformationClass,
     NtStatus,
+    NtStatusError,
     error_for_status,
 )
 
@@ -49,7 +52,23 @@ log = logging.getLogger("rdbss.fuse")
 UTIME_NOW = (1 << 30) - 1
 UTIME_OMIT = (1 << 30) - 2
 BLOCK = 512
-IO_SIZE = 1 << 20  # st_blksize: what cp and friends use as their buffer size
+IO_SIZE = 1 << 20  # st_blksize (what cp and friends use as their buffer size), max_write
+#: How long the kernel and the mount trust a name's attributes (seconds), by default: a change
+#: made behind the mount's back is seen after at most this long (``-o attr_timeout=``).
+ATTR_TIMEOUT_S = 1.0
+READ_AHEAD_BYTES = 4 << 20  # what one read fetches for a sequential reader (shared memory)
+GATHER_BYTES = 4 << 20  # sequential writes gathered into one daemon write of up to this much
+MAX_BACKGROUND = 64  # the kernel's asynchronous requests in flight (read-ahead, writeback)
+FUSE_CAP_WRITEBACK_CACHE = 1 << 16  # fuse_common.h
+NORMAL = int(FileAttributes.NORMAL)
+#: What a backend that keeps no permission bits answers a mode change with.
+_NO_MODES = frozenset(
+    {
+        NtStatus.STATUS_NOT_IMPLEMENTED,
+        NtStatus.STATUS_NOT_SUPPORTED,
+        NtStatus.STATUS_INVALID_PARAMETER,
+    }
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -90,11 +109,22 @@ def normalize_unc(path: str) -> str:
     return "\\\\" + "\\".join(parts)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Open:
+    """One FUSE file handle: its daemon handle (FOBX), the writes gathered but not sent yet
+    (``pending`` at ``pending_at``), the read-ahead window (``ahead`` at ``ahead_at``)."""
+
     fobx: int
     path: str
     writable: bool
+    dirty: bool = False  # written (or truncated) since the last flush
+    pending: bytearray | None = None
+    pending_at: int = 0
+    ahead: bytes = b""
+    ahead_at: int = 0
+    next_read: int = -1  # where a sequential reader reads next
+    error: OSError | None = None  # a gathered write that failed, for the next call to report
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
@@ -109,6 +139,9 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
         runtime_dir: str | Path | None = None,
         config: Config | None = None,
         timeout: float | None = None,
+        attr_timeout: float = ATTR_TIMEOUT_S,
+        entry_timeout: float | None = None,
+        writeback_cache: bool = False,
     ) -> None:
         self.root = normalize_unc(root)
         self._runtime_dir = runtime_dir
@@ -118,9 +151,15 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
         self._client: Client | None = None
         self._client_pid = -1
         self._opens: dict[int, _Open] = {}
+        self._by_path: dict[str, list[_Open]] = {}
         self._next_fh = 1
         self._uid = os.getuid()
         self._gid = os.getgid()
+        self.attr_timeout = attr_timeout
+        self.entry_timeout = attr_timeout if entry_timeout is None else entry_timeout
+        self.writeback_cache = writeback_cache
+        self.cache = AttrCache(attr_timeout)
+        self._modes_kept = True  # until the backend says it keeps no permission bits
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -134,15 +173,32 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
                 self._client_pid = pid
             return self._client
 
+    def init_with_config(self, conn: Any, config: Any) -> None:
+        """The kernel's caches and I/O sizes (see the module docstring and README)."""
+        if config is not None:
+            config.entry_timeout = self.entry_timeout
+            config.attr_timeout = self.attr_timeout
+            config.negative_timeout = 0.0  # a name made elsewhere is seen at once
+        if conn is not None:
+            conn.max_write = IO_SIZE
+            conn.max_background = MAX_BACKGROUND
+            conn.congestion_threshold = MAX_BACKGROUND * 3 // 4
+            if self.writeback_cache and conn.capable & FUSE_CAP_WRITEBACK_CACHE:
+                conn.want |= FUSE_CAP_WRITEBACK_CACHE
+            else:
+                conn.want &= ~FUSE_CAP_WRITEBACK_CACHE
+
     def _unc(self, path: str) -> str:
         rest = path.strip("/")
         return self.root if not rest else self.root + "\\" + rest.replace("/", "\\")
 
     def _add(self, fobx: int, path: str, writable: bool) -> int:
+        opened = _Open(fobx, path, writable)
         with self._lock:
             fh = self._next_fh
             self._next_fh += 1
-            self._opens[fh] = _Open(fobx, path, writable)
+            self._opens[fh] = opened
+            self._by_path.setdefault(path, []).append(opened)
             return fh
 
     def _get(self, fh: int | None) -> _Open | None:
@@ -156,6 +212,17 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
         if found is None:
             raise mfusepy.FuseOSError(errno.EBADF)
         return found
+
+    def _opens_at(self, path: str) -> list[_Open]:
+        with self._lock:
+            return list(self._by_path.get(path, ()))
+
+    def _settle(self, path: str) -> None:
+        """Send the gathered writes of every handle open on ``path`` (a stat, a set-info or a
+        rename by path must see them)."""
+        for opened in self._opens_at(path):
+            with opened.lock:
+                self._send_pending(opened)
 
     def _attrs(self, info: FileInfo) -> dict[str, Any]:
         mode = info.extra.get("mode")
@@ -183,10 +250,16 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
             "st_ctime": info.change_time or info.last_write_time,
         }
 
-    @staticmethod
-    def _access(flags: int) -> tuple[int, bool]:
+    def _learn(self, path: str, info: FileInfo) -> dict[str, Any]:
+        attrs = self._attrs(info)
+        self.cache.put(path, attrs)
+        return attrs
+
+    def _access(self, flags: int) -> tuple[int, bool]:
         kind = flags & os.O_ACCMODE
         if kind == os.O_WRONLY:
+            if self.writeback_cache:  # the kernel reads to fill partly written pages
+                return Access.GENERIC_READ | Access.GENERIC_WRITE, True
             return Access.GENERIC_WRITE | Access.FILE_READ_ATTRIBUTES, True
         if kind == os.O_RDWR:
             return Access.GENERIC_READ | Access.GENERIC_WRITE, True
@@ -197,17 +270,30 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
     def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
         opened = self._get(fh)
         if opened is not None:
-            return self._attrs(self.client.query_info(opened.fobx))
-        return self._attrs(self.client.stat(self._unc(path)))
+            with opened.lock:
+                self._send_pending(opened)
+            return self._learn(path, self.client.query_info(opened.fobx))
+        cached = self.cache.get(path)
+        if cached is not None:
+            return cached
+        self._settle(path)
+        return self._learn(path, self.client.stat(self._unc(path)))
 
     @_fuse_errors
     def readdir(self, path: str, fh: int) -> list[Any]:
         entries: list[Any] = [".", ".."]
+        children: dict[str, dict[str, Any]] = {}
         for info in self.client.scandir(self._unc(path)):
             if info.name in (".", ".."):
                 continue
-            kind = stat.S_IFDIR if info.is_dir else stat.S_IFREG
-            entries.append((info.name, {"st_mode": kind}, 0))
+            attrs = self._attrs(info)
+            children[info.name] = attrs
+            entries.append((info.name, {"st_mode": attrs["st_mode"]}, 0))
+        # what a handle open here still gathers is not in the listing: those are asked again
+        with self._lock:
+            busy = {p for p, opens in self._by_path.items() if opens}
+        prefix = path.rstrip("/") + "/"
+        self.cache.put_listing(path, {n: a for n, a in children.items() if prefix + n not in busy})
         return entries
 
     @_fuse_errors
@@ -243,15 +329,47 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
 
     @_fuse_errors
     def chmod(self, path: str, mode: int) -> int:
-        """Only the write bit means something to a share: it is the READONLY attribute."""
+        """The permission bits where the backend keeps them (local folders, SFTP); elsewhere
+        only the write bit means something: it is the READONLY attribute."""
+        self._settle(path)
         info = self.client.stat(self._unc(path))
-        attributes = FileAttributes.DIRECTORY if info.is_dir else FileAttributes.NORMAL
-        if not mode & 0o200:
-            attributes = (attributes & ~FileAttributes.NORMAL) | FileAttributes.READONLY
-        self._set_basic(path, attributes=int(attributes))
+        self.cache.forget(path)
+        if self._modes_kept and isinstance(info.extra.get("mode"), int):
+            try:
+                self.client.set_security(self._unc(path), mode=stat.S_IMODE(mode))
+                return 0
+            except NtStatusError as exc:
+                if exc.status not in _NO_MODES:
+                    raise
+                self._modes_kept = False  # a backend that shows a mode but cannot keep one
+        readonly = not mode & 0o200
+        if readonly == bool(info.attributes & FileAttributes.READONLY):
+            return 0  # nothing a share keeps changes (a backend without the attribute too)
+        attributes = info.attributes & ~(FileAttributes.READONLY | FileAttributes.NORMAL)
+        attributes |= FileAttributes.READONLY if readonly else 0
+        self._set_basic(path, attributes=int(attributes) or NORMAL)
+        return 0
+
+    @_fuse_errors
+    def chown(self, path: str, uid: int, gid: int) -> int:
+        if not chown_allowed(uid, gid, self._uid, self._gid):
+            raise mfusepy.FuseOSError(errno.EPERM)
         return 0
 
     def _set_basic(self, path: str, **args: int) -> None:
+        """FileBasicInformation (times, attributes) through a writable handle already open on
+        ``path`` when there is one, as the Linux CIFS client does: times set on the handle
+        that writes stay (MS-FSA 2.1.5.14.2), where a handle of their own would see them stamped
+        again when the writing handle closes."""
+        self.cache.forget(path)
+        for opened in self._opens_at(path):
+            if opened.writable:
+                with opened.lock:
+                    self._send_pending(opened)
+                    self.client.set_info(
+                        opened.fobx, FileInformationClass.FileBasicInformation, **args
+                    )
+                return
         handle = self.client.create(self._unc(path), access=Access.FILE_WRITE_ATTRIBUTES)
         try:
             self.client.set_info(handle.fobx, FileInformationClass.FileBasicInformation, **args)
@@ -263,6 +381,9 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
     def open(self, path: str, flags: int) -> int:
         access, writable = self._access(flags)
         truncate = writable and bool(flags & os.O_TRUNC)
+        if writable:
+            self._settle(path)
+            self.cache.forget(path)
         handle = self.client.create(
             self._unc(path),
             access=access,
@@ -271,6 +392,8 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
             else CreateDisposition.FILE_OPEN,
             options=CreateOptions.FILE_NON_DIRECTORY_FILE,
         )
+        if not writable:
+            self._learn(path, handle.info)
         return self._add(handle.fobx, path, writable)
 
     @_fuse_errors
@@ -282,80 +405,210 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
             disposition = CreateDisposition.FILE_OVERWRITE_IF
         else:
             disposition = CreateDisposition.FILE_OPEN_IF
+        self.cache.forget(path)
         handle = self.client.create(
             self._unc(path),
             access=access | Access.GENERIC_WRITE,  # the creator may write even a 0444 file
             disposition=disposition,
             options=CreateOptions.FILE_NON_DIRECTORY_FILE,
         )
-        return self._add(handle.fobx, path, True)
+        fh = self._add(handle.fobx, path, True)
+        kept = handle.info.extra.get("mode")
+        wanted = stat.S_IMODE(mode)
+        if self._modes_kept and isinstance(kept, int) and stat.S_IMODE(kept) != wanted:
+            # the backend keeps modes: the exec bit (and 0600, 0444...) as asked
+            try:
+                self.client.set_security(handle.fobx, mode=wanted)
+            except NtStatusError as exc:
+                if exc.status in _NO_MODES:
+                    self._modes_kept = False
+        return fh
 
     @_fuse_errors
     def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
-        return self.client.read_handle(self._open_of(fh).fobx, offset, size)
+        opened = self._open_of(fh)
+        with opened.lock:
+            self._send_pending(opened)
+            window = opened.ahead
+            start = offset - opened.ahead_at
+            whole = start + size <= len(window) or len(window) < READ_AHEAD_BYTES  # or its end
+            if window and 0 <= start <= len(window) and whole:
+                data = window[start : start + size]
+            elif offset == opened.next_read and size < READ_AHEAD_BYTES:
+                # a sequential reader: one large read (shared memory) serves the next ones
+                buffer = bytearray(READ_AHEAD_BYTES)
+                count = self.client.readinto(opened.fobx, offset, buffer)
+                opened.ahead, opened.ahead_at = bytes(memoryview(buffer)[:count]), offset
+                data = opened.ahead[:size]
+            else:
+                opened.ahead = b""
+                if size >= shm.MIN_READ_BYTES:
+                    buffer = bytearray(size)
+                    count = self.client.readinto(opened.fobx, offset, buffer)
+                    data = bytes(memoryview(buffer)[:count])
+                else:
+                    data = self.client.read_handle(opened.fobx, offset, size)
+            opened.next_read = offset + len(data)
+            return data
 
     @_fuse_errors
     def write(self, path: str, data: bytes, offset: int, fh: int) -> int:
         opened = self._open_of(fh)
+        with opened.lock:
+            if opened.error is not None:
+                error, opened.error = opened.error, None
+                raise error
+            opened.dirty = True
+            opened.ahead = b""
+            pending = opened.pending
+            if pending is not None and opened.pending_at + len(pending) == offset:
+                pending += data
+            else:
+                self._send_pending(opened)
+                opened.pending, opened.pending_at = bytearray(data), offset
+            if len(opened.pending or b"") >= GATHER_BYTES:
+                self._send_pending(opened)
+        self.cache.forget(path)
+        return len(data)
+
+    def _send_pending(self, opened: _Open) -> None:
+        """Send the writes gathered on ``opened`` (its lock held): sequential writes go to the
+        daemon in large pieces (the shared-memory path from 256 KiB on)."""
+        data, opened.pending = opened.pending, None
+        if not data:
+            return
         view = memoryview(data)
         done = 0
         while done < len(view):
-            written = self.client.write_handle(opened.fobx, offset + done, view[done:])
+            written = self.client.write_handle(opened.fobx, opened.pending_at + done, view[done:])
             if written <= 0:
                 raise mfusepy.FuseOSError(errno.EIO)
             done += written
-        return done
 
     @_fuse_errors
     def truncate(self, path: str, length: int, fh: int | None = None) -> int:
+        self.cache.forget(path)
         opened = self._get(fh)
+        if opened is None:
+            writers = [o for o in self._opens_at(path) if o.writable]
+            opened = writers[0] if writers else None
         if opened is not None and opened.writable:
-            self.client.set_info(
-                opened.fobx, FileInformationClass.FileEndOfFileInformation, size=length
-            )
+            with opened.lock:
+                self._send_pending(opened)
+                opened.ahead = b""
+                opened.dirty = True
+                self.client.set_info(
+                    opened.fobx, FileInformationClass.FileEndOfFileInformation, size=length
+                )
         else:
+            self._settle(path)
             self.client.truncate(self._unc(path), length)
         return 0
 
     @_fuse_errors
     def flush(self, path: str, fh: int) -> int:
-        return 0  # every write already reached the daemon
+        """close(2) waits for this: what the handle wrote reaches the server (WebDAV uploads
+        its staged file, the core sends its deferred writes) and a failure is close's error."""
+        opened = self._get(fh)
+        if opened is None:
+            return 0
+        with opened.lock:
+            if opened.error is not None:
+                error, opened.error = opened.error, None
+                raise error
+            self._send_pending(opened)
+            if opened.dirty:
+                opened.dirty = False
+                self.client.flush_handle(opened.fobx)
+        self.cache.forget(opened.path)
+        return 0
 
     @_fuse_errors
     def fsync(self, path: str, datasync: int, fh: int) -> int:
-        self.client.flush_handle(self._open_of(fh).fobx)
+        opened = self._open_of(fh)
+        with opened.lock:
+            self._send_pending(opened)
+            opened.dirty = False
+            self.client.flush_handle(opened.fobx)
         return 0
 
     @_fuse_errors
     def release(self, path: str, fh: int) -> int:
         with self._lock:
             opened = self._opens.pop(fh, None)
+            if opened is not None:
+                self._drop_path_entry(opened)
         if opened is not None:
-            self.client.close_handle(opened.fobx)
+            with opened.lock:
+                with contextlib.suppress(OSError):  # flush reported it; the handle goes anyway
+                    self._send_pending(opened)
+                # flush did the work close(2) waits for: the close itself need not be waited on
+                self.client.close_handle(opened.fobx, wait=opened.dirty)
+            self.cache.forget(opened.path)
         return 0
+
+    def _drop_path_entry(self, opened: _Open) -> None:
+        """Forget ``opened`` in the by-path index (self._lock held)."""
+        opens = self._by_path.get(opened.path)
+        if opens is not None:
+            with contextlib.suppress(ValueError):
+                opens.remove(opened)
+            if not opens:
+                del self._by_path[opened.path]
 
     # ------------------------------------------------------------------ names
     @_fuse_errors
     def mkdir(self, path: str, mode: int) -> int:
+        self.cache.forget(path)
         self.client.mkdir(self._unc(path))
         return 0
 
     @_fuse_errors
     def rmdir(self, path: str) -> int:
-        self.client.rmdir(self._unc(path))
+        self.cache.forget_tree(path)
+        self._writable_again(path, lambda: self.client.rmdir(self._unc(path)))
         return 0
 
     @_fuse_errors
     def unlink(self, path: str) -> int:
-        self.client.remove(self._unc(path))
+        self.cache.forget(path)
+        self._writable_again(path, lambda: self.client.remove(self._unc(path)))
         return 0
+
+    def _writable_again(self, path: str, change: Callable[[], None]) -> None:
+        """Run ``change`` (a delete or a rename onto ``path``); refused because ``path`` is
+        read-only (a 0444 file: git's packs and objects), clear READONLY and try once more, as
+        the Linux CIFS client does, so ``rm -rf`` and ``git gc`` work as on a local disk. If
+        the second try fails too, the attribute is put back."""
+        try:
+            change()
+            return
+        except PermissionError:
+            try:
+                info = self.client.stat(self._unc(path))
+            except OSError:
+                info = None
+            if info is None or not info.attributes & FileAttributes.READONLY:
+                raise
+        readonly = info.attributes & ~FileAttributes.NORMAL
+        self._set_basic(path, attributes=int(readonly & ~FileAttributes.READONLY) or NORMAL)
+        try:
+            change()
+        except OSError:
+            with contextlib.suppress(OSError):
+                self._set_basic(path, attributes=int(readonly))
+            raise
 
     @_fuse_errors
     def rename(self, old: str, new: str) -> int:
-        """rename(2): replaces an existing file; a directory replaces an empty directory."""
+        """rename(2): replaces an existing file (a read-only one too); a directory replaces an
+        empty directory."""
+        self._settle(old)
+        self.cache.forget_tree(old)
+        self.cache.forget_tree(new)
         src, dst = self._unc(old), self._unc(new)
         try:
-            self.client.rename(src, dst, replace=True)
+            self._writable_again(new, lambda: self.client.rename(src, dst, replace=True))
         except PermissionError:
             # shares refuse to replace a directory; POSIX allows it when it is empty
             try:
@@ -366,6 +619,12 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
                 raise
             self.client.rmdir(dst)  # ENOTEMPTY when not empty, as rename(2) says
             self.client.rename(src, dst, replace=True)
+        with self._lock:  # handles open on the old name now write the new one
+            for opened in list(self._opens.values()):
+                if opened.path == old or opened.path.startswith(old.rstrip("/") + "/"):
+                    self._drop_path_entry(opened)
+                    opened.path = new + opened.path[len(old) :]
+                    self._by_path.setdefault(opened.path, []).append(opened)
         return 0
 
     def destroy(self, path: str) -> None:
@@ -373,6 +632,7 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
             client, self._client = self._client, None
             opens = list(self._opens.values())
             self._opens.clear()
+            self._by_path.clear()
         if client is None or self._client_pid != os.getpid():
             return
         for opened in opens:
@@ -396,22 +656,49 @@ def mount(
     In the foreground (the default) this returns when the file system is unmounted
     (``fusermount3 -u MOUNTPOINT``, or SIGINT/SIGTERM to this process); otherwise libfuse
     detaches into the background once mounted. ``options`` are extra ``-o`` mount options
-    (``{"allow_other": True}``...). Fails before mounting if the daemon is not running or the
-    share folder does not exist.
+    (``{"allow_other": True}``...); the mount's own are ``attr_timeout`` and ``entry_timeout``
+    (seconds, see ATTR_TIMEOUT_S) and ``writeback_cache``. Fails before mounting if the daemon
+    is not running, the share folder does not exist or an option of the mount's is bad.
     """
     root = normalize_unc(unc_share)
+    extra = dict(options or {})
+    attr_timeout = _seconds(extra.pop("attr_timeout", ATTR_TIMEOUT_S), "attr_timeout")
+    entry = extra.pop("entry_timeout", None)
+    entry_timeout = attr_timeout if entry is None else _seconds(entry, "entry_timeout")
+    writeback = extra.pop("writeback_cache", False) not in (False, "0", "no", "false")
     with Client(runtime_dir, config=config, timeout=timeout) as client:
         if not client.stat(root).is_dir:
             raise NotADirectoryError(errno.ENOTDIR, "not a directory", root)
     if not os.path.isdir(mountpoint):
         raise NotADirectoryError(errno.ENOTDIR, "the mount point is not a directory", mountpoint)
-    operations = RdbssOperations(root, runtime_dir=runtime_dir, config=config, timeout=timeout)
+    operations = RdbssOperations(
+        root,
+        runtime_dir=runtime_dir,
+        config=config,
+        timeout=timeout,
+        attr_timeout=attr_timeout,
+        entry_timeout=entry_timeout,
+        writeback_cache=writeback,
+    )
     fuse_options: dict[str, Any] = {
         "fsname": "rdbss:" + root.replace("\\", "/"),
         "subtype": "rdbss",
     }
-    fuse_options.update(options or {})
+    fuse_options.update(extra)
     mfusepy.FUSE(operations, mountpoint, foreground=foreground, nothreads=False, **fuse_options)
+
+
+def _seconds(value: object, name: str) -> float:
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not seconds >= 0:
+        raise error_for_status(
+            NtStatus.STATUS_INVALID_PARAMETER,
+            f"-o {name}={value}: give a number of seconds, 0 or more (0: nothing is cached)",
+        )
+    return seconds
 
 
 def _parse_options(text: str | None) -> dict[str, str | bool]:
