@@ -32,7 +32,7 @@ import mfusepy  # type: ignore[import-untyped,unused-ignore]
 from rdbss import shm
 from rdbss.client import Client, FileInfo
 from rdbss.config import Config, load_config
-from rdbss.fuse_cache import AttrCache, chown_allowed
+from rdbss.fuse_cache import AttrCache, chown_allowed, parent_of
 from rdbss.wire import (
     Access,
     CreateDisposition,
@@ -178,7 +178,7 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
         if config is not None:
             config.entry_timeout = self.entry_timeout
             config.attr_timeout = self.attr_timeout
-            config.negative_timeout = 0.0  # a name made elsewhere is seen at once
+            config.negative_timeout = 0.0  # missing names: the mount's cache knows them
         if conn is not None:
             conn.max_write = IO_SIZE
             conn.max_background = MAX_BACKGROUND
@@ -276,25 +276,36 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
         cached = self.cache.get(path)
         if cached is not None:
             return cached
+        if self.cache.known_missing(path):
+            raise mfusepy.FuseOSError(errno.ENOENT)
         self._settle(path)
-        return self._learn(path, self.client.stat(self._unc(path)))
+        try:
+            info = self.client.stat(self._unc(path))
+        except FileNotFoundError:
+            if self.cache.note_miss(path):
+                with contextlib.suppress(OSError):
+                    self._list(parent_of(path))
+            raise
+        return self._learn(path, info)
 
     @_fuse_errors
     def readdir(self, path: str, fh: int) -> list[Any]:
-        entries: list[Any] = [".", ".."]
+        children = self._list(path)
+        return [".", "..", *((name, {"st_mode": a["st_mode"]}, 0) for name, a in children.items())]
+
+    def _list(self, path: str) -> dict[str, dict[str, Any]]:
+        """The children of folder ``path`` with their attributes, which feed the cache (what
+        readdirplus would give the kernel), but for files open for writing through the mount
+        (their size may not be in the listing yet: those are asked again)."""
         children: dict[str, dict[str, Any]] = {}
         for info in self.client.scandir(self._unc(path)):
-            if info.name in (".", ".."):
-                continue
-            attrs = self._attrs(info)
-            children[info.name] = attrs
-            entries.append((info.name, {"st_mode": attrs["st_mode"]}, 0))
-        # what a handle open here still gathers is not in the listing: those are asked again
-        with self._lock:
-            busy = {p for p, opens in self._by_path.items() if opens}
+            if info.name not in (".", ".."):
+                children[info.name] = self._attrs(info)
         prefix = path.rstrip("/") + "/"
-        self.cache.put_listing(path, {n: a for n, a in children.items() if prefix + n not in busy})
-        return entries
+        with self._lock:
+            busy = [p[len(prefix) :] for p, opens in self._by_path.items() if p.startswith(prefix)]
+        self.cache.put_listing(path, children, busy=busy)
+        return children
 
     @_fuse_errors
     def statfs(self, path: str) -> dict[str, int]:
