@@ -5,13 +5,10 @@ unless RDBSS_REQUIRE_SERVERS is set."""
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -21,129 +18,14 @@ from pathlib import Path
 import pytest
 
 from tests.conformance.backend import BackendSetup
-from tests.daemon import Daemon, running_daemon
+from tests.daemon import running_daemon
+from tests.mounts import Mount, fuse_missing, mount_share
 from tests.servers.fixtures import require_or_skip
-
-REPO = Path(__file__).resolve().parents[2]
-MOUNT_DEADLINE_S = 20.0
-UNMOUNT_DEADLINE_S = 10.0
-SHELL_TIMEOUT_S = 30.0
-
-
-def _missing() -> list[str]:
-    missing = []
-    if not os.access("/dev/fuse", os.W_OK):
-        missing.append("a writable /dev/fuse")
-    if shutil.which("fusermount3") is None:
-        missing.append("fusermount3 (Debian package fuse3)")
-    try:
-        import mfusepy  # noqa: F401
-    except (ImportError, OSError) as exc:  # OSError: libfuse3.so.3 not found
-        missing.append(f"mfusepy with libfuse3 ({exc})")
-    return missing
-
-
-@dataclass
-class Mount:
-    daemon: Daemon
-    path: Path
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def sh(self, script: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run ``script`` with sh inside the mount."""
-        done = subprocess.run(
-            ["sh", "-c", script],
-            cwd=self.path,
-            capture_output=True,
-            text=True,
-            timeout=SHELL_TIMEOUT_S,
-            check=False,
-        )
-        if check and done.returncode != 0:
-            raise AssertionError(
-                f"{script!r} exited {done.returncode}\nstdout: {done.stdout}\n"
-                f"stderr: {done.stderr}\nmount log:\n{self.log.read_text(errors='replace')}"
-            )
-        return done
-
-
-def _unmount(path: Path) -> None:
-    for flags in (["-u"], ["-u", "-z"]):
-        if not os.path.ismount(path):
-            return
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            subprocess.run(
-                ["fusermount3", *flags, str(path)],
-                capture_output=True,
-                timeout=UNMOUNT_DEADLINE_S,
-                check=False,
-            )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """The mount process ends by itself once unmounted; else SIGTERM, then SIGKILL, by pid."""
-    for sig in (None, signal.SIGTERM, signal.SIGKILL):
-        if sig is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=UNMOUNT_DEADLINE_S / 2)
-            return
-
-
-@contextlib.contextmanager
-def mount_share(
-    daemon: Daemon, share: str, options: str = "", *, check_log: bool = True
-) -> Iterator[Mount]:
-    """``share`` of ``daemon`` mounted by a child process; unmounted and stopped at the end."""
-    base = Path(tempfile.mkdtemp(prefix="rdfuse-", dir="/tmp"))
-    mnt = base / "mnt"
-    mnt.mkdir()
-    log = base / "mount.log"
-    code = (
-        "import logging, sys; logging.basicConfig(level=logging.WARNING); "
-        "from rdbss.fuse_mount import mount, _parse_options; "
-        "mount(sys.argv[1], sys.argv[2], runtime_dir=sys.argv[3], "
-        "options=_parse_options(sys.argv[4]))"
-    )
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-    }
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-c", code, share, str(mnt), str(daemon.runtime_dir), options],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env=env,
-        )
-    try:
-        deadline = time.monotonic() + MOUNT_DEADLINE_S
-        while not os.path.ismount(mnt):
-            if process.poll() is not None:
-                pytest.fail(f"the mount process exited {process.returncode}:\n{log.read_text()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"no mount at {mnt} after {MOUNT_DEADLINE_S} s:\n{log.read_text()}")
-            time.sleep(0.05)
-        yield Mount(daemon, mnt, process, log)
-    finally:
-        _unmount(mnt)
-        _stop(process)
-        still_mounted = os.path.ismount(mnt)
-        output = log.read_text(errors="replace")
-        if not still_mounted:
-            shutil.rmtree(base, ignore_errors=True)
-    assert not still_mounted, f"{mnt} is still mounted"
-    assert process.returncode == 0, output  # it ended by itself once unmounted
-    if check_log:
-        assert "Traceback" not in output and "Uncaught" not in output, output
 
 
 @pytest.fixture(scope="module")
 def mounted() -> Iterator[Mount]:
-    require_or_skip(_missing(), "FUSE")
+    require_or_skip(fuse_missing(), "FUSE")
     with running_daemon() as daemon, mount_share(daemon, daemon.share) as mount:
         yield mount
 
@@ -257,7 +139,7 @@ class Backed:
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def backed(request: pytest.FixtureRequest) -> Iterator[Backed]:
-    require_or_skip(_missing(), "FUSE")
+    require_or_skip(fuse_missing(), "FUSE")
     kind: str = request.param
     module = importlib.import_module(f"tests.conformance.backend_{kind}")
     base = Path(tempfile.mkdtemp(prefix=f"rdfb-{kind}-", dir="/tmp"))
