@@ -217,7 +217,8 @@ def _server(proto: str, base: Path) -> Iterator[Server]:
 
 
 def run(proto: str, sizes: Sizes) -> tuple[list[str], list[tuple[str, str, dict[str, float]]]]:
-    """The tools measured and, per workload, (name, unit, {tool: median figure})."""
+    """The tools measured and, per workload, (name, unit, {tool: median figure}); printed as
+    soon as measured (a failure to tear a mount down later does not lose them)."""
     base = Path(tempfile.mkdtemp(prefix=f"rdbench-{proto}-", dir="/tmp"))
     (base / "rclone.conf").write_text("")
     try:
@@ -239,6 +240,7 @@ def run(proto: str, sizes: Sizes) -> tuple[list[str], list[tuple[str, str, dict[
                 rows.append(
                     (work.name, work.unit, {t: statistics.median(f) for t, f in figures.items()})
                 )
+            print(render(proto, list(mounts), rows), flush=True)
             return list(mounts), rows
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -270,8 +272,7 @@ def main(argv: list[str]) -> int:
     if absent:
         print(f"not installed, left out: {', '.join(absent)}")
     for proto in protos:
-        tools, rows = run(proto, sizes)
-        print(render(proto, tools, rows))
+        run(proto, sizes)
         print()
     return 0
 

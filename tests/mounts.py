@@ -21,6 +21,7 @@ from tests.daemon import Daemon
 REPO = Path(__file__).resolve().parents[1]
 MOUNT_DEADLINE_S = 20.0
 UNMOUNT_DEADLINE_S = 10.0
+EXIT_DEADLINE_S = 30.0  # from the unmount to the mount process's own exit
 SHELL_TIMEOUT_S = 120.0
 
 
@@ -81,13 +82,14 @@ def unmount(path: Path) -> None:
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    """The mount process ends by itself once unmounted; else SIGTERM, then SIGKILL, by pid."""
-    for sig in (None, signal.SIGTERM, signal.SIGKILL):
+    """The mount process ends by itself once unmounted (on a loaded machine libfuse's own
+    clean-up can take seconds); else SIGTERM, then SIGKILL, by pid."""
+    for sig, wait_s in ((None, EXIT_DEADLINE_S), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
         if sig is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(process.pid, sig)
         with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=UNMOUNT_DEADLINE_S / 2)
+            process.wait(timeout=wait_s)
             return
 
 
