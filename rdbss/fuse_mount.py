@@ -29,6 +29,7 @@ from typing import Any, TypeVar, cast
 
 import mfusepy  # type: ignore[import-untyped,unused-ignore]
 
+from rdbss import requests as rq
 from rdbss import shm
 from rdbss.client import Client, FileInfo
 from rdbss.config import Config, load_config
@@ -57,6 +58,7 @@ IO_SIZE = 1 << 20  # st_blksize (what cp and friends use as their buffer size), 
 #: made behind the mount's back is seen after at most this long (``-o attr_timeout=``).
 ATTR_TIMEOUT_S = 1.0
 READ_AHEAD_BYTES = 4 << 20  # what one read fetches for a sequential reader (shared memory)
+FIRST_READ = 128 << 10  # read with the open of a reader: the kernel's first read-ahead
 GATHER_BYTES = 4 << 20  # sequential writes gathered into one daemon write of up to this much
 MAX_BACKGROUND = 64  # the kernel's asynchronous requests in flight (read-ahead, writeback)
 FUSE_CAP_WRITEBACK_CACHE = 1 << 16  # fuse_common.h
@@ -122,8 +124,10 @@ class _Open:
     pending_at: int = 0
     ahead: bytes = b""
     ahead_at: int = 0
+    ahead_ends_file: bool = False  # the window reaches the end of the file
     next_read: int = -1  # where a sequential reader reads next
     error: OSError | None = None  # a gathered write that failed, for the next call to report
+    attrs: dict[str, Any] | None = None  # from the open, while the handle has not changed it
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -271,6 +275,8 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
         opened = self._get(fh)
         if opened is not None:
             with opened.lock:
+                if opened.attrs is not None:
+                    return opened.attrs  # what the open said, nothing written since
                 self._send_pending(opened)
             return self._learn(path, self.client.query_info(opened.fobx))
         cached = self.cache.get(path)
@@ -377,6 +383,7 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
             if opened.writable:
                 with opened.lock:
                     self._send_pending(opened)
+                    opened.attrs = None
                     self.client.set_info(
                         opened.fobx, FileInformationClass.FileBasicInformation, **args
                     )
@@ -395,17 +402,34 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
         if writable:
             self._settle(path)
             self.cache.forget(path)
-        handle = self.client.create(
+        timeout_ms = int(self.client.timeout * 1000)
+        create = rq.create(
             self._unc(path),
+            timeout_ms,
             access=access,
             disposition=CreateDisposition.FILE_OVERWRITE
             if truncate
             else CreateDisposition.FILE_OPEN,
             options=CreateOptions.FILE_NON_DIRECTORY_FILE,
         )
-        if not writable:
-            self._learn(path, handle.info)
-        return self._add(handle.fobx, path, writable)
+        if writable:
+            handle = self.client.run(create)
+            fh = self._add(handle.fobx, path, writable)
+            self._open_of(fh).attrs = None if truncate else self._attrs(handle.info)
+            return fh
+        # a reader: the open and the first read in one round trip (a compound with a related
+        # read), so a small file costs one request and a large one starts its read-ahead
+        outcomes = self.client.compound([create, rq.related(rq.read(0, 0, FIRST_READ, timeout_ms))])
+        handle = outcomes[0].unwrap()
+        fh = self._add(handle.fobx, path, writable)
+        opened = self._open_of(fh)
+        opened.attrs = self._learn(path, handle.info)
+        first = outcomes[1]
+        if first.ok and isinstance(first.value, bytes):
+            opened.ahead, opened.ahead_at = first.value, 0
+            opened.ahead_ends_file = len(first.value) < FIRST_READ
+            opened.next_read = len(first.value)
+        return fh
 
     @_fuse_errors
     def create(self, path: str, mode: int, flags: int) -> int:
@@ -424,6 +448,7 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
             options=CreateOptions.FILE_NON_DIRECTORY_FILE,
         )
         fh = self._add(handle.fobx, path, True)
+        self._open_of(fh).attrs = self._attrs(handle.info)
         kept = handle.info.extra.get("mode")
         wanted = stat.S_IMODE(mode)
         if self._modes_kept and isinstance(kept, int) and stat.S_IMODE(kept) != wanted:
@@ -442,14 +467,16 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
             self._send_pending(opened)
             window = opened.ahead
             start = offset - opened.ahead_at
-            whole = start + size <= len(window) or len(window) < READ_AHEAD_BYTES  # or its end
-            if window and 0 <= start <= len(window) and whole:
+            whole = start + size <= len(window) or opened.ahead_ends_file
+            at_end = opened.ahead_ends_file and start == len(window)  # grown since? ask
+            if 0 <= start < len(window) and whole:
                 data = window[start : start + size]
-            elif offset == opened.next_read and size < READ_AHEAD_BYTES:
+            elif offset == opened.next_read and size < READ_AHEAD_BYTES and not at_end:
                 # a sequential reader: one large read (shared memory) serves the next ones
                 buffer = bytearray(READ_AHEAD_BYTES)
                 count = self.client.readinto(opened.fobx, offset, buffer)
                 opened.ahead, opened.ahead_at = bytes(memoryview(buffer)[:count]), offset
+                opened.ahead_ends_file = count < READ_AHEAD_BYTES
                 data = opened.ahead[:size]
             else:
                 opened.ahead = b""
@@ -470,6 +497,7 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
                 error, opened.error = opened.error, None
                 raise error
             opened.dirty = True
+            opened.attrs = None
             opened.ahead = b""
             pending = opened.pending
             if pending is not None and opened.pending_at + len(pending) == offset:
@@ -508,6 +536,7 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
                 self._send_pending(opened)
                 opened.ahead = b""
                 opened.dirty = True
+                opened.attrs = None
                 self.client.set_info(
                     opened.fobx, FileInformationClass.FileEndOfFileInformation, size=length
                 )
