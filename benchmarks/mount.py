@@ -170,36 +170,32 @@ class Server:
 
 @contextlib.contextmanager
 def _server(proto: str, base: Path) -> Iterator[Server]:
-    have_rclone = shutil.which("rclone") is not None
     others: dict[str, list[str]] = {}
+    rclone = shutil.which("rclone") is not None
+
+    def rclone_mount(kind: str, settings: str, where: str) -> None:
+        if rclone:
+            others["rclone"] = ["rclone", "mount", f":{kind},{settings}:{where}"]
+
     if proto == "sftp":
         with SshServer(base / "ssh") as ssh:
             folder = ssh.root_dir / "bench"
             folder.mkdir()
+            keys = f"IdentityFile={ssh.client_key_path},UserKnownHostsFile={ssh.known_hosts_path}"
             if shutil.which("sshfs"):
-                opts = (
-                    f"IdentityFile={ssh.client_key_path},UserKnownHostsFile="
-                    f"{ssh.known_hosts_path},StrictHostKeyChecking=yes,BatchMode=yes"
-                )
-                others["sshfs"] = ["sshfs", "-f", "-p", str(ssh.port), "-o", opts,
+                others["sshfs"] = ["sshfs", "-f", "-p", str(ssh.port), "-o",
+                                   f"{keys},StrictHostKeyChecking=yes,BatchMode=yes",
                                    f"root@{ssh.host}:{folder}"]  # fmt: skip
-            if have_rclone:
-                remote = (
-                    f":sftp,host={ssh.host},port={ssh.port},user=root,"
-                    f"key_file={ssh.client_key_path},known_hosts_file={ssh.known_hosts_path}:"
-                    f"{folder}"
-                )
-                others["rclone"] = ["rclone", "mount", remote]
+            rclone_mount("sftp", f"host={ssh.host},port={ssh.port},user=root,key_file="
+                         f"{ssh.client_key_path},known_hosts_file={ssh.known_hosts_path}",
+                         str(folder))  # fmt: skip
             yield Server(folder, sftp_config(ssh, {"bench": folder}), r"\\sshtest\bench", others)
     elif proto == "smb":
         with SambaServer(base / "smb") as smb:
             password = write_password_file(base / "smb-password", smb.password)
-            if have_rclone:
-                remote = (
-                    f":smb,host={smb.host},port={smb.port},user={smb.user},"
-                    f"pass={_obscure(smb.password)}:{smb.share_name}"
-                )
-                others["rclone"] = ["rclone", "mount", remote]
+            if rclone:
+                rclone_mount("smb", f"host={smb.host},port={smb.port},user={smb.user},"
+                             f"pass={_obscure(smb.password)}", smb.share_name)  # fmt: skip
             root = rf"\\sambatest\{smb.share_name}"
             yield Server(smb.share_path, smb_config(smb, password), root, others)
     else:
@@ -207,12 +203,9 @@ def _server(proto: str, base: Path) -> Iterator[Server]:
             folder = dav.root_dir / "bench"
             folder.mkdir()
             password = write_password_file(base / "dav-password", dav.password)
-            if have_rclone:
-                remote = (
-                    f":webdav,url='{dav.url}',vendor=other,user={dav.user},"
-                    f"pass={_obscure(dav.password)}:bench"
-                )
-                others["rclone"] = ["rclone", "mount", remote]
+            if rclone:
+                rclone_mount("webdav", f"url='{dav.url}',vendor=other,user={dav.user},"
+                             f"pass={_obscure(dav.password)}", "bench")  # fmt: skip
             yield Server(folder, webdav_config(dav, password), r"\\davtest\bench", others)
 
 

@@ -85,21 +85,13 @@ class AttrCache:
             listing = self._listings.get(head or "/")
             return listing is not None and listing[0] > now and name not in listing[1]
 
-    def put_missing(self, path: str) -> None:
-        if self.ttl <= 0:
-            return
-        with self._lock:
-            if len(self._entries) >= self._max:
-                self._shrink()
-            self._entries[path] = (self._clock() + self.ttl, None)
-
     def note_miss(self, path: str) -> bool:
         """Remember that ``path`` is missing; True when its folder has had enough misses
         lately that one listing of it should answer the next ones."""
         if self.ttl <= 0:
             return False
         folder = parent_of(path)
-        self.put_missing(path)
+        self.put(path, None)
         now = self._clock()
         with self._lock:
             until, count = self._misses.get(folder, (0.0, 0))
@@ -110,7 +102,8 @@ class AttrCache:
             listed = self._listings.get(folder)
             return count >= MISSES_BEFORE_LISTING and (listed is None or listed[0] <= now)
 
-    def put(self, path: str, attrs: dict[str, Any]) -> None:
+    def put(self, path: str, attrs: dict[str, Any] | None) -> None:
+        """What is known of ``path``: its attributes, or None for "it does not exist"."""
         if self.ttl <= 0:
             return
         with self._lock:
