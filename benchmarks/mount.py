@@ -1,9 +1,11 @@
 """The FUSE mount (``rdbss mount``) against sshfs and rclone mount, in the same run, over the same
 private servers on loopback (sshd for SFTP, Samba for SMB, wsgidav for WebDAV): the workloads of
 issue 23, every tool with its default caching (rdbss: attr_timeout 1 s, close-to-open; sshfs and
-rclone: their own defaults, rclone with ``--vfs-cache-mode off``). A tool that is not installed
-is left out. Every figure is a median of REPEATS runs, the tools taking turns; the table shows
-rdbss's figure divided by each other tool's. Not a test.
+rclone: their own defaults, rclone with ``--vfs-cache-mode off``; rclone gets ``--no-checksum``,
+or over SFTP it runs ``md5sum`` on the server after every file it reads, which neither other tool
+does). A tool that is not installed is left out. Every figure is a median of REPEATS runs (3 with
+``--quick``), the tools taking turns; the table shows rdbss's figure divided by each other tool's.
+Not a test.
 
     python -m benchmarks mount [--quick] [sftp|smb|webdav ...]
 """
@@ -45,9 +47,10 @@ class Sizes:
     tree: tuple[int, int] = (FOLDERS, PER_FOLDER)
     small: int = SMALL_FILES
     big_mib: int = BIG_MIB
+    repeats: int = REPEATS
 
 
-QUICK = Sizes(stat_files=100, tree=(10, 50), small=100, big_mib=16)
+QUICK = Sizes(stat_files=100, tree=(10, 30), small=100, big_mib=16, repeats=3)
 
 
 @dataclass
@@ -175,7 +178,7 @@ def _server(proto: str, base: Path) -> Iterator[Server]:
 
     def rclone_mount(kind: str, settings: str, where: str) -> None:
         if rclone:
-            others["rclone"] = ["rclone", "mount", f":{kind},{settings}:{where}"]
+            others["rclone"] = ["rclone", "mount", "--no-checksum", f":{kind},{settings}:{where}"]
 
     if proto == "sftp":
         with SshServer(base / "ssh") as ssh:
@@ -225,7 +228,7 @@ def run(proto: str, sizes: Sizes) -> tuple[list[str], list[tuple[str, str, dict[
             rows = []
             for work in _workloads(sizes):
                 figures: dict[str, list[float]] = {tool: [] for tool in mounts}
-                for i in range(REPEATS):
+                for i in range(sizes.repeats):
                     for tool, mnt in mounts.items():
                         if work.settle:
                             time.sleep(SETTLE_S)
@@ -233,16 +236,18 @@ def run(proto: str, sizes: Sizes) -> tuple[list[str], list[tuple[str, str, dict[
                 rows.append(
                     (work.name, work.unit, {t: statistics.median(f) for t, f in figures.items()})
                 )
-            print(render(proto, list(mounts), rows), flush=True)
+            print(render(proto, list(mounts), rows, sizes.repeats), flush=True)
             return list(mounts), rows
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def render(proto: str, tools: list[str], rows: list[tuple[str, str, dict[str, float]]]) -> str:
+def render(
+    proto: str, tools: list[str], rows: list[tuple[str, str, dict[str, float]]], repeats: int
+) -> str:
     others = [t for t in tools if t != "rdbss"]
     first = max(36, *(len(name) + len(unit) + 3 for name, unit, _ in rows))
-    head = f"{'over ' + proto + ' (median of ' + str(REPEATS) + ')':<{first}}"
+    head = f"{'over ' + proto + ' (median of ' + str(repeats) + ')':<{first}}"
     head += "".join(f" {t:>10}" for t in tools)
     head += "".join(f" {'rdbss/' + t:>13}" for t in others)
     lines = [head]

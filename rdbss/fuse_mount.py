@@ -3,12 +3,27 @@
     from rdbss.fuse_mount import mount
     mount(r"\\\\local\\data", "/mnt/data")        # blocks until `fusermount3 -u /mnt/data`
 
-or ``rdbss mount '\\\\local\\data' /mnt/data``. Built on mfusepy (ctypes over libfuse3): a
-path-based, multi-threaded file system whose every call is one or a few requests to the daemon
-through one ``rdbss.client.Client``. Each open file (FUSE file handle) keeps one daemon handle
-(FOBX) until release, so reads and writes go at their offsets, appends and ``echo > f`` work,
-and a file stays usable after it is renamed. Failures are the NTSTATUS of the daemon turned into
-the errno of the matching OSError (ENOENT, EEXIST, ENOTEMPTY, EACCES...).
+or ``rdbss mount '\\\\local\\data' /mnt/data``. Built on mfusepy (ctypes over libfuse3's
+high-level API): a path-based, multi-threaded file system whose calls are requests to the
+daemon through one ``rdbss.client.Client``. Each open file (FUSE file handle) keeps one daemon
+handle (FOBX) until release, so reads and writes go at their offsets, appends and ``echo > f``
+work, and a file stays usable after it is renamed. Failures are the NTSTATUS of the daemon
+turned into the errno of the matching OSError (ENOENT, EEXIST, ENOTEMPTY, EACCES...).
+
+The rules it keeps, and why:
+- Close-to-open: FUSE ``flush``, which close(2) waits for, sends what the handle gathered and
+  flushes the daemon handle if it wrote (WebDAV uploads its staged file then, the core sends
+  its deferred writes), so when close returns the server has the file, and a failure there is
+  close's error. ``release`` only closes the daemon handle.
+- Times are set through a writable handle already open on the path (MS-FSA 2.1.5.14.2: an SMB
+  server then keeps them instead of stamping the last write's time when that handle closes), a
+  delete or rename refused for READONLY clears it and tries again, a chown to the user's own
+  ids succeeds, modes are kept where the backend keeps them: as the Linux CIFS client does.
+- Names and attributes learned from any answer are kept for ``attr_timeout`` (rdbss.fuse_cache),
+  the same window the kernel gets for its entry and attribute caches.
+- Large I/O: a reader's open brings the first 128 KiB with it (one compound), a sequential
+  reader is served from a 4 MiB window fetched in one request, sequential writes are gathered
+  into 4 MiB daemon writes; both go through shared memory with a daemon on this host.
 """
 
 from __future__ import annotations
@@ -126,7 +141,6 @@ class _Open:
     ahead_at: int = 0
     ahead_ends_file: bool = False  # the window reaches the end of the file
     next_read: int = -1  # where a sequential reader reads next
-    error: OSError | None = None  # a gathered write that failed, for the next call to report
     attrs: dict[str, Any] | None = None  # from the open, while the handle has not changed it
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -493,9 +507,6 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
     def write(self, path: str, data: bytes, offset: int, fh: int) -> int:
         opened = self._open_of(fh)
         with opened.lock:
-            if opened.error is not None:
-                error, opened.error = opened.error, None
-                raise error
             opened.dirty = True
             opened.attrs = None
             opened.ahead = b""
@@ -553,9 +564,6 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
         if opened is None:
             return 0
         with opened.lock:
-            if opened.error is not None:
-                error, opened.error = opened.error, None
-                raise error
             self._send_pending(opened)
             if opened.dirty:
                 opened.dirty = False
