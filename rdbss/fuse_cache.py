@@ -4,9 +4,10 @@ to the daemon), and the rules of its FUSE front end that need no I/O. Pure; unit
 ``AttrCache`` maps a mount path (``/dir/name``) to the attributes last learned for it, from any
 answer that carried them: a listing (what readdirplus gives the kernel), a create or open, a
 query; and it knows a name is missing when the server said so, or when a listing of its folder
-did not have it. Programs probe many names that do not exist (git its 256 object folders, a
-compiler its include path): after ``MISSES_BEFORE_LISTING`` misses in one folder, the folder is
-listed once (``note_miss``), which answers every further probe there.
+did not have it. Programs look names up one by one (cp -r and tar their files, git its 256
+object folders, a compiler its include path): after ``LOOKUPS_BEFORE_LISTING`` lookups of unknown
+names in one folder, the folder is listed once (``note_lookup``), which answers every further
+lookup there, of names that exist and of names that do not.
 
 An entry is trusted for ``ttl`` seconds after it was learned, the same window the kernel is told
 for its own entry and attribute caches (``attr_timeout``), so a change made behind the mount's
@@ -26,8 +27,9 @@ __all__ = ["AttrCache", "chown_allowed", "parent_of"]
 
 #: How many paths the cache keeps at most; past it, the oldest half goes.
 MAX_ENTRIES = 200_000
-#: Misses in one folder (within ``ttl``) after which listing it is cheaper than asking again.
-MISSES_BEFORE_LISTING = 2
+#: Lookups of unknown names in one folder (within ``ttl``) after which listing it is cheaper
+#: than asking for each name again.
+LOOKUPS_BEFORE_LISTING = 2
 
 
 def parent_of(path: str) -> str:
@@ -59,7 +61,7 @@ class AttrCache:
         self._lock = threading.Lock()
         self._entries: dict[str, tuple[float, dict[str, Any] | None]] = {}  # None: missing
         self._listings: dict[str, tuple[float, frozenset[str]]] = {}  # folder -> its names
-        self._misses: dict[str, tuple[float, int]] = {}  # folder -> recent misses there
+        self._misses: dict[str, tuple[float, int]] = {}  # folder -> recent lookups there
 
     def get(self, path: str) -> dict[str, Any] | None:
         """The attributes of ``path`` if learned less than ``ttl`` seconds ago, else None
@@ -76,6 +78,8 @@ class AttrCache:
     def known_missing(self, path: str) -> bool:
         """Whether ``path`` is known not to exist: the server said so, or a listing of its
         folder did not have it, less than ``ttl`` seconds ago."""
+        if path.rstrip("/") == "":
+            return False  # the mount's root is in no listing
         now = self._clock()
         with self._lock:
             found = self._entries.get(path)
@@ -85,13 +89,13 @@ class AttrCache:
             listing = self._listings.get(head or "/")
             return listing is not None and listing[0] > now and name not in listing[1]
 
-    def note_miss(self, path: str) -> bool:
-        """Remember that ``path`` is missing; True when its folder has had enough misses
-        lately that one listing of it should answer the next ones."""
+    def note_lookup(self, path: str) -> bool:
+        """``path`` is about to be asked for on its own (nothing known of it); True when its
+        folder has had enough such lookups lately that one listing of it should answer this
+        one and the next ones (and it has no fresh listing already)."""
         if self.ttl <= 0:
             return False
         folder = parent_of(path)
-        self.put(path, None)
         now = self._clock()
         with self._lock:
             until, count = self._misses.get(folder, (0.0, 0))
@@ -100,7 +104,7 @@ class AttrCache:
                 self._misses.clear()
             self._misses[folder] = (now + self.ttl, count)
             listed = self._listings.get(folder)
-            return count >= MISSES_BEFORE_LISTING and (listed is None or listed[0] <= now)
+            return count >= LOOKUPS_BEFORE_LISTING and (listed is None or listed[0] <= now)
 
     def put(self, path: str, attrs: dict[str, Any] | None) -> None:
         """What is known of ``path``: its attributes, or None for "it does not exist"."""

@@ -77,6 +77,8 @@ FIRST_READ = 128 << 10  # read with the open of a reader: the kernel's first rea
 GATHER_BYTES = 4 << 20  # sequential writes gathered into one daemon write of up to this much
 MAX_BACKGROUND = 64  # the kernel's asynchronous requests in flight (read-ahead, writeback)
 FUSE_CAP_WRITEBACK_CACHE = 1 << 16  # fuse_common.h
+FUSE_READDIR_PLUS = 1 << 0  # fuse.h: enum fuse_readdir_flags
+FUSE_FILL_DIR_PLUS = 1 << 1  # fuse.h: enum fuse_fill_dir_flags
 NORMAL = int(FileAttributes.NORMAL)
 #: What a backend that keeps no permission bits answers a mode change with.
 _NO_MODES = frozenset(
@@ -113,6 +115,26 @@ def _fuse_errors(func: F) -> F:
             raise mfusepy.FuseOSError(errno.EIO) from exc
 
     return cast(F, wrapper)
+
+
+def _forgets(*, tree: bool = False) -> Callable[[F], F]:
+    """After a change by path (done or failed), the cache forgets every path it was given
+    again (and with ``tree`` what is under them): a lookup or a listing running meanwhile, in
+    another thread, may have learned the state from before the change."""
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(self: RdbssOperations, *args: Any) -> Any:
+            try:
+                return func(self, *args)
+            finally:
+                for arg in args:
+                    if isinstance(arg, str) and arg.startswith("/"):
+                        (self.cache.forget_tree if tree else self.cache.forget)(arg)
+
+        return cast(F, wrapper)
+
+    return decorate
 
 
 def normalize_unc(path: str) -> str:
@@ -298,20 +320,33 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
             return cached
         if self.cache.known_missing(path):
             raise mfusepy.FuseOSError(errno.ENOENT)
+        if path != "/" and self.cache.note_lookup(path):
+            # names looked up one by one in a folder (cp -r, a build, git): one listing
+            # answers this one and the next
+            with contextlib.suppress(OSError):
+                self._list(parent_of(path))
+            cached = self.cache.get(path)
+            if cached is not None:
+                return cached
+            if self.cache.known_missing(path):
+                raise mfusepy.FuseOSError(errno.ENOENT)
         self._settle(path)
         try:
             info = self.client.stat(self._unc(path))
         except FileNotFoundError:
-            if self.cache.note_miss(path):
-                with contextlib.suppress(OSError):
-                    self._list(parent_of(path))
+            self.cache.put(path, None)
             raise
         return self._learn(path, info)
 
     @_fuse_errors
     def readdir(self, path: str, fh: int) -> list[Any]:
+        """The names with their whole attributes: ``_Fuse`` hands them to the kernel as
+        readdirplus entries, so ``ls -l`` and ``find`` need no lookup per name."""
         children = self._list(path)
-        return [".", "..", *((name, {"st_mode": a["st_mode"]}, 0) for name, a in children.items())]
+        prefix = path.rstrip("/") + "/"
+        with self._lock:  # a file open for writing here: its size may not be in the listing
+            busy = {p[len(prefix) :] for p in self._by_path if p.startswith(prefix)}
+        return [".", "..", *((n, None if n in busy else a, 0) for n, a in children.items())]
 
     def _list(self, path: str) -> dict[str, dict[str, Any]]:
         """The children of folder ``path`` with their attributes, which feed the cache (what
@@ -344,6 +379,7 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
         }
 
     @_fuse_errors
+    @_forgets()
     def utimens(self, path: str, times: tuple[int, int] | None = None) -> int:
         now = time.time_ns()
         atime, mtime = times if times is not None else (UTIME_NOW, UTIME_NOW)
@@ -359,6 +395,7 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
         return 0
 
     @_fuse_errors
+    @_forgets()
     def chmod(self, path: str, mode: int) -> int:
         """The permission bits where the backend keeps them (local folders, SFTP); elsewhere
         only the write bit means something: it is the READONLY attribute."""
@@ -430,6 +467,7 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
             handle = self.client.run(create)
             fh = self._add(handle.fobx, path, writable)
             self._open_of(fh).attrs = None if truncate else self._attrs(handle.info)
+            self.cache.forget(path)  # what a lookup learned meanwhile
             return fh
         # a reader: the open and the first read in one round trip (a compound with a related
         # read), so a small file costs one request and a large one starts its read-ahead
@@ -446,6 +484,7 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
         return fh
 
     @_fuse_errors
+    @_forgets()
     def create(self, path: str, mode: int, flags: int) -> int:
         access, _ = self._access(flags)
         if flags & os.O_EXCL:
@@ -536,6 +575,7 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
             done += written
 
     @_fuse_errors
+    @_forgets()
     def truncate(self, path: str, length: int, fh: int | None = None) -> int:
         self.cache.forget(path)
         opened = self._get(fh)
@@ -606,18 +646,21 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
 
     # ------------------------------------------------------------------ names
     @_fuse_errors
+    @_forgets()
     def mkdir(self, path: str, mode: int) -> int:
         self.cache.forget(path)
         self.client.mkdir(self._unc(path))
         return 0
 
     @_fuse_errors
+    @_forgets(tree=True)
     def rmdir(self, path: str) -> int:
         self.cache.forget_tree(path)
         self._writable_again(path, lambda: self.client.rmdir(self._unc(path)))
         return 0
 
     @_fuse_errors
+    @_forgets()
     def unlink(self, path: str) -> int:
         self.cache.forget(path)
         self._writable_again(path, lambda: self.client.remove(self._unc(path)))
@@ -648,6 +691,7 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
             raise
 
     @_fuse_errors
+    @_forgets(tree=True)
     def rename(self, old: str, new: str) -> int:
         """rename(2): replaces an existing file (a read-only one too); a directory replaces an
         empty directory."""
@@ -687,6 +731,27 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
             with contextlib.suppress(OSError):
                 client.close_handle(opened.fobx, wait=False)
         client.close()
+
+
+class _Fuse(mfusepy.FUSE):  # type: ignore[misc]
+    """mfusepy's FUSE, but a listing's entries carry their whole attributes to the kernel
+    (FUSE_FILL_DIR_PLUS when it asks for readdirplus): it then knows every name and its
+    attributes for ``entry_timeout`` / ``attr_timeout`` without a lookup each."""
+
+    def readdir_fuse_3(
+        self, path: bytes | None, buf: Any, filler: Any, offset: int, fip: Any, flags: int
+    ) -> int:
+        decoded = None if path is None else path.decode(self.encoding, self.errors)
+        plus = FUSE_FILL_DIR_PLUS if flags & FUSE_READDIR_PLUS else 0
+        for item in self.operations.readdir(decoded, fip.contents.fh):
+            name, attrs = (item, None) if isinstance(item, str) else item[:2]
+            st = None
+            if attrs is not None:
+                st = mfusepy.c_stat()
+                mfusepy.set_st_attrs(st, attrs, use_ns=True)
+            if filler(buf, name.encode(self.encoding, self.errors), st, 0, plus if st else 0):
+                break
+        return 0
 
 
 def mount(
@@ -733,7 +798,7 @@ def mount(
         "subtype": "rdbss",
     }
     fuse_options.update(extra)
-    mfusepy.FUSE(operations, mountpoint, foreground=foreground, nothreads=False, **fuse_options)
+    _Fuse(operations, mountpoint, foreground=foreground, nothreads=False, **fuse_options)
 
 
 def _seconds(value: object, name: str) -> float:

@@ -137,7 +137,7 @@ def mount_share(
     mnt.mkdir()
     log = base / "mount.log"
     code = (
-        "import logging, sys; logging.basicConfig(level=logging.WARNING); "
+        "import logging, os, sys; logging.basicConfig(level=logging.DEBUG if os.environ.get('RDBSS_FUSE_DEBUG') else logging.WARNING); "
         "from rdbss.fuse_mount import mount, _parse_options; "
         "mount(sys.argv[1], sys.argv[2], runtime_dir=sys.argv[3], "
         "options=_parse_options(sys.argv[4]))"

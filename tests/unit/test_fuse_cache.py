@@ -33,6 +33,8 @@ def test_a_listing_answers_lookups_and_misses_in_its_folder() -> None:
     assert not cache.known_missing("/d/busy")
     assert cache.known_missing("/d/y")
     assert not cache.known_missing("/e/y")
+    cache.put_listing("/", {"d": {}})
+    assert not cache.known_missing("/")  # the root is in no listing, and always there
     clock.now += 1.5
     assert not cache.known_missing("/d/y")
 
@@ -49,16 +51,17 @@ def test_changes_through_the_mount_forget_the_path_its_folder_and_its_tree() -> 
     assert cache.get("/d/sub/f") is None and not cache.known_missing("/d/sub/g")
 
 
-def test_repeated_misses_in_a_folder_ask_for_one_listing() -> None:
+def test_repeated_lookups_in_a_folder_ask_for_one_listing() -> None:
     clock = Clock()
     cache = AttrCache(1.0, clock=clock)
-    assert not cache.note_miss("/d/a")
+    assert not cache.note_lookup("/d/a")
+    cache.put("/d/a", None)
     assert cache.known_missing("/d/a")
-    assert cache.note_miss("/d/b")  # the second miss: list /d
+    assert cache.note_lookup("/d/b")  # the second unknown name: list /d
     cache.put_listing("/d", {"c": {}})
-    assert not cache.note_miss("/d/e")  # listed already
+    assert not cache.note_lookup("/d/e")  # listed already
     clock.now += 2
-    assert not cache.note_miss("/d/f")  # the earlier misses are old
+    assert not cache.note_lookup("/d/f")  # the earlier lookups are old
 
 
 def test_chown_to_the_users_own_ids_only() -> None:
