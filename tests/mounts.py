@@ -131,13 +131,15 @@ def mount_share(
     daemon: Daemon, share: str, options: str = "", *, check_log: bool = True
 ) -> Iterator[Mount]:
     """``share`` of ``daemon`` mounted by an ``rdbss.fuse_mount`` child process (``options``
-    as for ``-o``); unmounted and stopped at the end, its exit status and log checked."""
+    as for ``-o``); unmounted and stopped at the end, its exit status and log checked.
+    RDBSS_FUSE_DEBUG=1 in the environment logs every FUSE call into the mount's log."""
     base = Path(tempfile.mkdtemp(prefix="rdfuse-", dir="/tmp"))
     mnt = base / "mnt"
     mnt.mkdir()
     log = base / "mount.log"
     code = (
-        "import logging, os, sys; logging.basicConfig(level=logging.DEBUG if os.environ.get('RDBSS_FUSE_DEBUG') else logging.WARNING); "
+        "import logging, os, sys; logging.basicConfig(level=logging.DEBUG "
+        "if os.environ.get('RDBSS_FUSE_DEBUG') else logging.WARNING); "
         "from rdbss.fuse_mount import mount, _parse_options; "
         "mount(sys.argv[1], sys.argv[2], runtime_dir=sys.argv[3], "
         "options=_parse_options(sys.argv[4]))"
