@@ -236,3 +236,10 @@ def test_a_change_on_the_server_is_seen_in_time(backed: Backed) -> None:
         time.sleep(0.05)
     assert seen.read_bytes() == b"version two"
     seen.unlink()
+
+
+def test_a_bad_mount_option_is_refused_before_mounting(mounted: Mount, tmp_path: Path) -> None:
+    done = mounted.daemon.cli("mount", mounted.daemon.share, str(tmp_path), "-o", "attr_timeout=x")
+    assert done.returncode != 0
+    assert b"STATUS_INVALID_PARAMETER" in done.stderr and b"attr_timeout=x" in done.stderr
+    assert not os.path.ismount(tmp_path)
