@@ -695,10 +695,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("share", help=r"\\server\share or //server/share[/folder]")
     p.add_argument("mountpoint")
     p.add_argument(
-        "-o",
-        dest="options",
-        metavar="OPT[,OPT...]",
-        help="attr_timeout=S (1), entry_timeout=S, writeback_cache, or libfuse's (allow_other...)",
+        "-o", dest="options", metavar="OPT,...", help="attr_timeout=S, writeback_cache, allow_other"
     )
     p.add_argument("--background", action="store_true", help="detach once mounted")
     p.set_defaults(func=cmd_mount)
