@@ -1,5 +1,7 @@
-"""Run the benchmark suite and print tables: ``python -m benchmarks [--quick] [--size MIB]``.
-Every figure is paired with its baseline measured in the same run; nothing here is a test."""
+"""Run the benchmark suite and print tables: ``python -m benchmarks [--quick] [--size MIB]``;
+``python -m benchmarks mount [--quick] [sftp|smb|webdav]`` compares the FUSE mount with sshfs and
+rclone mount (benchmarks/mount.py). Every figure is paired with its baseline measured in the same
+run; nothing here is a test."""
 
 from __future__ import annotations
 
@@ -31,6 +33,10 @@ def _rate_table(title: str, unit: str, rows: list[tuple[str, float, float]]) -> 
 
 
 def main() -> int:
+    if sys.argv[1:2] == ["mount"]:
+        from benchmarks import mount
+
+        return mount.main(sys.argv[2:])
     quick = "--quick" in sys.argv
     n = 1000 if quick else 5000
     size = 16 if quick else 64

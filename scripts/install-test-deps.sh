@@ -34,13 +34,16 @@ declare -A NEEDED=(
     [/usr/bin/ssh-keygen]=openssh-client
     [/usr/bin/fusermount3]=fuse3
     [/usr/bin/rclone]=rclone
+    [/usr/bin/sshfs]=sshfs
+    [/usr/bin/rsync]=rsync
+    [/usr/bin/git]=git
     [/usr/sbin/ip]=iproute2
     [/usr/bin/ss]=iproute2
     [/usr/bin/tcpdump]=tcpdump
     [/usr/bin/chromium]=chromium # headless: renders an experiment's report.html in the tests
 )
 # What the brief asks for, always installed together so a fresh machine gets all of them.
-PACKAGES=(samba smbclient openssh-server openssh-client fuse3 rclone iproute2 tcpdump chromium)
+PACKAGES=(samba smbclient openssh-server openssh-client fuse3 rclone sshfs rsync git iproute2 tcpdump chromium)
 
 missing_binaries() {
     local bin

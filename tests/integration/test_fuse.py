@@ -5,12 +5,10 @@ unless RDBSS_REQUIRE_SERVERS is set."""
 
 from __future__ import annotations
 
-import contextlib
+import importlib
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -19,123 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import Daemon, running_daemon
+from tests.conformance.backend import BackendSetup
+from tests.daemon import running_daemon
+from tests.mounts import Mount, fuse_missing, mount_share
 from tests.servers.fixtures import require_or_skip
-
-REPO = Path(__file__).resolve().parents[2]
-MOUNT_DEADLINE_S = 20.0
-UNMOUNT_DEADLINE_S = 10.0
-SHELL_TIMEOUT_S = 30.0
-
-
-def _missing() -> list[str]:
-    missing = []
-    if not os.access("/dev/fuse", os.W_OK):
-        missing.append("a writable /dev/fuse")
-    if shutil.which("fusermount3") is None:
-        missing.append("fusermount3 (Debian package fuse3)")
-    try:
-        import mfusepy  # noqa: F401
-    except (ImportError, OSError) as exc:  # OSError: libfuse3.so.3 not found
-        missing.append(f"mfusepy with libfuse3 ({exc})")
-    return missing
-
-
-@dataclass
-class Mount:
-    daemon: Daemon
-    path: Path
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def sh(self, script: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run ``script`` with sh inside the mount."""
-        done = subprocess.run(
-            ["sh", "-c", script],
-            cwd=self.path,
-            capture_output=True,
-            text=True,
-            timeout=SHELL_TIMEOUT_S,
-            check=False,
-        )
-        if check and done.returncode != 0:
-            raise AssertionError(
-                f"{script!r} exited {done.returncode}\nstdout: {done.stdout}\n"
-                f"stderr: {done.stderr}\nmount log:\n{self.log.read_text(errors='replace')}"
-            )
-        return done
-
-
-def _unmount(path: Path) -> None:
-    for flags in (["-u"], ["-u", "-z"]):
-        if not os.path.ismount(path):
-            return
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            subprocess.run(
-                ["fusermount3", *flags, str(path)],
-                capture_output=True,
-                timeout=UNMOUNT_DEADLINE_S,
-                check=False,
-            )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """The mount process ends by itself once unmounted; else SIGTERM, then SIGKILL, by pid."""
-    for sig in (None, signal.SIGTERM, signal.SIGKILL):
-        if sig is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=UNMOUNT_DEADLINE_S / 2)
-            return
 
 
 @pytest.fixture(scope="module")
 def mounted() -> Iterator[Mount]:
-    require_or_skip(_missing(), "FUSE")
-    with running_daemon() as daemon:
-        base = Path(tempfile.mkdtemp(prefix="rdfuse-", dir="/tmp"))
-        mnt = base / "mnt"
-        mnt.mkdir()
-        log = base / "mount.log"
-        code = (
-            "import logging, sys; logging.basicConfig(level=logging.WARNING); "
-            "from rdbss.fuse_mount import mount; "
-            "mount(sys.argv[1], sys.argv[2], runtime_dir=sys.argv[3])"
-        )
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-        }
-        with open(log, "wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-c", code, daemon.share, str(mnt), str(daemon.runtime_dir)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-                env=env,
-            )
-        try:
-            deadline = time.monotonic() + MOUNT_DEADLINE_S
-            while not os.path.ismount(mnt):
-                if process.poll() is not None:
-                    pytest.fail(
-                        f"the mount process exited {process.returncode}:\n{log.read_text()}"
-                    )
-                if time.monotonic() > deadline:
-                    pytest.fail(f"no mount at {mnt} after {MOUNT_DEADLINE_S} s:\n{log.read_text()}")
-                time.sleep(0.05)
-            yield Mount(daemon, mnt, process, log)
-        finally:
-            _unmount(mnt)
-            _stop(process)
-            still_mounted = os.path.ismount(mnt)
-            output = log.read_text(errors="replace")
-            if not still_mounted:
-                shutil.rmtree(base, ignore_errors=True)
-        assert not still_mounted, f"{mnt} is still mounted"
-        assert process.returncode == 0, output  # it ended by itself once unmounted
-        assert "Traceback" not in output and "Uncaught" not in output, output
+    require_or_skip(fuse_missing(), "FUSE")
+    with running_daemon() as daemon, mount_share(daemon, daemon.share) as mount:
+        yield mount
 
 
 def test_mount_shows_up_in_proc_mounts(mounted: Mount) -> None:
@@ -221,3 +113,133 @@ def test_touch_sets_times_on_the_share(mounted: Mount) -> None:
     assert not os.stat(share / "t.txt").st_mode & 0o200
     mounted.sh("chmod u+w t.txt && rm t.txt")
     assert not (share / "t.txt").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# every backend: close-to-open, tools' round trips, changes made on the server
+# ---------------------------------------------------------------------------------------------
+BACKENDS = ["local", "smb", "sftp", "webdav"]
+#: WebDAV keeps no times a client sets (getlastmodified is protected, RFC 4918 15.7)
+SETS_TIMES = {"local", "smb", "sftp"}
+KEEPS_MODES = {"local", "sftp"}  # backends that store POSIX permission bits
+ATTR_TIMEOUT_S = 1.0  # rdbss.fuse_mount's default: a change on the server is seen within it
+BIG = 8 << 20
+
+
+@dataclass
+class Backed:
+    mount: Mount
+    kind: str
+    setup: BackendSetup
+
+    def host(self, rel: str) -> Path:
+        assert self.setup.host_path is not None
+        return self.setup.host_path(rel.replace("/", "\\"))
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backed(request: pytest.FixtureRequest) -> Iterator[Backed]:
+    require_or_skip(fuse_missing(), "FUSE")
+    kind: str = request.param
+    module = importlib.import_module(f"tests.conformance.backend_{kind}")
+    base = Path(tempfile.mkdtemp(prefix=f"rdfb-{kind}-", dir="/tmp"))
+    try:
+        with (
+            module.backend(base) as setup,
+            running_daemon(extra_config=setup.config) as daemon,
+            mount_share(daemon, setup.root) as mount,
+        ):
+            yield Backed(mount, kind, setup)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _tree(folder: Path) -> None:
+    """A small tree with old times and an executable script."""
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_bytes(b"a" * 5000)
+    (folder / "run.sh").write_text("#!/bin/sh\necho ran\n")
+    (folder / "run.sh").chmod(0o755)
+    (folder / "sub" / "b.txt").write_bytes(b"b" * 70000)
+    for i, path in enumerate([folder / "a.txt", folder / "run.sh", folder / "sub" / "b.txt"]):
+        os.utime(path, ns=(981173106_000000000 + i, 981173106_000000000 + i * 1000))
+
+
+def test_close_then_read_by_another_client(backed: Backed) -> None:
+    """When close(2) returns, a reader that is not the mount sees the whole file."""
+    target = backed.mount.path / "big.bin"
+    for round_ in range(5):
+        data = os.urandom(BIG - round_ * 4099)
+        with open(target, "wb") as f:
+            f.write(data)
+        back = backed.setup.read_back("big.bin")
+        assert len(back) == len(data), f"round {round_}: the server has {len(back)} bytes"
+        assert back == data, f"round {round_}: the server's copy differs"
+    backed.mount.sh("rm big.bin")
+
+
+def test_cp_a_and_tar_keep_times_and_modes(backed: Backed, tmp_path: Path) -> None:
+    if backed.kind not in SETS_TIMES:
+        pytest.skip("WebDAV servers keep no times a client sets")
+    _tree(tmp_path / "src")
+    tarball = tmp_path / "src.tar"
+    subprocess.run(["tar", "cf", str(tarball), "-C", str(tmp_path), "src"], check=True)
+    backed.mount.sh(f"cp -a {tmp_path / 'src'} cpa && mkdir tarx && tar xf {tarball} -C tarx")
+    for top in ("cpa", "tarx/src"):
+        for rel in ["a.txt", "run.sh", "sub/b.txt"]:
+            want = 981173106  # whole seconds: every backend keeps those
+            seen = backed.mount.sh(f"stat -c %Y {top}/{rel}").stdout.strip()
+            assert seen == str(want), f"{top}/{rel}: mtime {seen} through the mount"
+            assert int(os.stat(backed.host(f"{top}/{rel}")).st_mtime) == want, f"{top}/{rel}"
+        if backed.kind in KEEPS_MODES:
+            assert os.stat(backed.host(f"{top}/run.sh")).st_mode & 0o777 == 0o755
+            assert backed.mount.sh(f"./{top}/run.sh").stdout == "ran\n"
+    backed.mount.sh("rm -rf cpa tarx")
+
+
+def test_rsync_twice_has_nothing_to_do_the_second_time(backed: Backed, tmp_path: Path) -> None:
+    if backed.kind not in SETS_TIMES:
+        pytest.skip("WebDAV servers keep no times a client sets")
+    if shutil.which("rsync") is None:
+        require_or_skip(["rsync"], "rsync")
+    _tree(tmp_path / "src")
+    # a share without POSIX modes shows 0644/0755 whatever rsync asks: -p would always differ
+    rsync = "rsync -a" if backed.kind in KEEPS_MODES else "rsync -a --no-perms"
+    backed.mount.sh(f"{rsync} {tmp_path / 'src'}/ rs/")
+    again = backed.mount.sh(f"{rsync} -i {tmp_path / 'src'}/ rs/")
+    assert again.stdout == "", f"the second rsync copied again:\n{again.stdout}"
+    backed.mount.sh("rm -rf rs")
+
+
+def test_git_gc_twice_then_rm_rf(backed: Backed) -> None:
+    git = "git -c user.name=t -c user.email=t@example.org -c gc.autoDetach=false"
+    backed.mount.sh(
+        f"mkdir repo && cd repo && git init -q && echo one > f && git add f && "
+        f"{git} commit -qm one && {git} gc -q && echo two > f && {git} commit -qam two && "
+        f"{git} gc -q && git log --oneline | wc -l"
+    )
+    packs = backed.mount.sh("ls repo/.git/objects/pack/*.pack").stdout.split()
+    assert len(packs) == 1, f"the second gc left the old pack behind: {packs}"
+    backed.mount.sh("rm -rf repo")
+    assert not backed.host("repo").exists()
+
+
+def test_a_change_on_the_server_is_seen_in_time(backed: Backed) -> None:
+    backed.setup.write_direct("changed.txt", b"v1")
+    seen = backed.mount.path / "changed.txt"
+    assert seen.stat().st_size == 2
+    backed.setup.write_direct("changed.txt", b"version two")
+    changed_at = time.monotonic()
+    deadline = changed_at + ATTR_TIMEOUT_S + 2.0  # the documented time, and slack for 2 cores
+    while seen.stat().st_size != len(b"version two"):
+        assert time.monotonic() < deadline, "the new size was not seen in time"
+        time.sleep(0.05)
+    assert seen.read_bytes() == b"version two"
+    seen.unlink()
+
+
+def test_a_bad_mount_option_is_refused_before_mounting(mounted: Mount, tmp_path: Path) -> None:
+    done = mounted.daemon.cli("mount", mounted.daemon.share, str(tmp_path), "-o", "attr_timeout=x")
+    assert done.returncode != 0
+    assert b"STATUS_INVALID_PARAMETER" in done.stderr and b"attr_timeout=x" in done.stderr
+    assert not os.path.ismount(tmp_path)

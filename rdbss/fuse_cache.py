@@ -1,0 +1,178 @@
+"""The mount's memory of names and attributes (what rdbss.fuse_mount answers without a round trip
+to the daemon), and the rules of its FUSE front end that need no I/O. Pure; unit-tested alone.
+
+``AttrCache`` maps a mount path (``/dir/name``) to the attributes last learned for it, from any
+answer that carried them: a listing (what readdirplus gives the kernel), a create or open, a
+query; and it knows a name is missing when the server said so, or when a listing of its folder
+did not have it. Programs look names up one by one (cp -r and tar their files, git its 256
+object folders, a compiler its include path): after ``LOOKUPS_BEFORE_LISTING`` lookups of unknown
+names in one folder, the folder is listed once (``note_lookup``), which answers every further
+lookup there, of names that exist and of names that do not.
+
+An entry is trusted for ``ttl`` seconds after it was learned, the same window the kernel is told
+for its own entry and attribute caches (``attr_timeout``), so a change made behind the mount's
+back (by another client, or on the server) is seen once that window has passed. Every
+change made through the mount forgets what it touches first: the path itself, its folder's
+listing time, and for a rename or a removed folder everything under the old name.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+__all__ = ["AttrCache", "chown_allowed", "parent_of"]
+
+#: How many paths the cache keeps at most; past it, the oldest half goes.
+MAX_ENTRIES = 200_000
+#: Lookups of unknown names in one folder (within ``ttl``) after which listing it is cheaper
+#: than asking for each name again.
+LOOKUPS_BEFORE_LISTING = 2
+
+
+def parent_of(path: str) -> str:
+    """``/a/b`` -> ``/a``; ``/a`` -> ``/``."""
+    head = path.rstrip("/").rpartition("/")[0]
+    return head or "/"
+
+
+def chown_allowed(uid: int, gid: int, own_uid: int, own_gid: int) -> bool:
+    """A share keeps no POSIX owner the mount could change: a chown to the mounting user's own
+    ids (or -1, "leave it") changes nothing and succeeds, so ``cp -a`` and ``tar xf`` work as
+    that user; any other owner is refused (EPERM), as chown(2) refuses an unprivileged user."""
+    return uid in (-1, own_uid) and gid in (-1, own_gid)
+
+
+class AttrCache:
+    """Attributes by mount path, each trusted for ``ttl`` seconds (0: nothing is kept)."""
+
+    def __init__(
+        self,
+        ttl: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_entries: int = MAX_ENTRIES,
+    ) -> None:
+        self.ttl = ttl
+        self._clock = clock
+        self._max = max_entries
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[float, dict[str, Any] | None]] = {}  # None: missing
+        self._listings: dict[str, tuple[float, frozenset[str]]] = {}  # folder -> its names
+        self._misses: dict[str, tuple[float, int]] = {}  # folder -> recent lookups there
+
+    def get(self, path: str) -> dict[str, Any] | None:
+        """The attributes of ``path`` if learned less than ``ttl`` seconds ago, else None
+        (not known, or known missing)."""
+        with self._lock:
+            found = self._entries.get(path)
+            if found is None:
+                return None
+            if found[0] <= self._clock():
+                del self._entries[path]
+                return None
+            return found[1]
+
+    def known_missing(self, path: str) -> bool:
+        """Whether ``path`` is known not to exist: the server said so, or a listing of its
+        folder did not have it, less than ``ttl`` seconds ago."""
+        if path.rstrip("/") == "":
+            return False  # the mount's root is in no listing
+        now = self._clock()
+        with self._lock:
+            found = self._entries.get(path)
+            if found is not None and found[0] > now:
+                return found[1] is None
+            head, _, name = path.rstrip("/").rpartition("/")
+            listing = self._listings.get(head or "/")
+            return listing is not None and listing[0] > now and name not in listing[1]
+
+    def note_lookup(self, path: str) -> bool:
+        """``path`` is about to be asked for on its own (nothing known of it); True when its
+        folder has had enough such lookups lately that one listing of it should answer this
+        one and the next ones (and it has no fresh listing already)."""
+        if self.ttl <= 0:
+            return False
+        folder = parent_of(path)
+        now = self._clock()
+        with self._lock:
+            until, count = self._misses.get(folder, (0.0, 0))
+            count = count + 1 if until > now else 1
+            if len(self._misses) >= self._max:
+                self._misses.clear()
+            self._misses[folder] = (now + self.ttl, count)
+            listed = self._listings.get(folder)
+            return count >= LOOKUPS_BEFORE_LISTING and (listed is None or listed[0] <= now)
+
+    def put(self, path: str, attrs: dict[str, Any] | None) -> None:
+        """What is known of ``path``: its attributes, or None for "it does not exist"."""
+        if self.ttl <= 0:
+            return
+        with self._lock:
+            if len(self._entries) >= self._max:
+                self._shrink()
+            self._entries[path] = (self._clock() + self.ttl, attrs)
+
+    def put_listing(
+        self, folder: str, children: dict[str, dict[str, Any]], *, busy: Iterable[str] = ()
+    ) -> None:
+        """Everything a listing of ``folder`` said about its children (name -> attributes),
+        but the attributes of the ``busy`` names (files open for writing through the mount,
+        whose size the listing may not have yet)."""
+        if self.ttl <= 0:
+            return
+        prefix = folder.rstrip("/") + "/"
+        skip = set(busy)
+        with self._lock:
+            if len(self._entries) + len(children) > self._max:
+                self._shrink()
+            until = self._clock() + self.ttl
+            for name, attrs in children.items():
+                if name not in skip:
+                    self._entries[prefix + name] = (until, attrs)
+            self._listings[folder] = (until, frozenset(children))
+
+    def forget(self, path: str) -> None:
+        """``path`` changed through the mount: its attributes and its folder's are stale."""
+        with self._lock:
+            self._entries.pop(path, None)
+            self._entries.pop(parent_of(path), None)
+            self._listings.pop(parent_of(path), None)
+            self._listings.pop(path, None)
+
+    def forget_tree(self, path: str) -> None:
+        """``path`` and everything under it (a rename, a removed folder), and its folder."""
+        prefix = path.rstrip("/") + "/"
+        with self._lock:
+            self._entries.pop(path, None)
+            self._entries.pop(parent_of(path), None)
+            self._listings.pop(parent_of(path), None)
+            self._listings.pop(path, None)
+            for key in [k for k in self._entries if k.startswith(prefix)]:
+                del self._entries[key]
+            for key in [k for k in self._listings if k.startswith(prefix)]:
+                del self._listings[key]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._listings.clear()
+            self._misses.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def _shrink(self) -> None:
+        """Drop the expired entries, then the oldest half if still full (the lock held)."""
+        now = self._clock()
+        for key in [k for k, (until, _) in self._entries.items() if until <= now]:
+            del self._entries[key]
+        for key in [k for k, (until, _) in self._listings.items() if until <= now]:
+            del self._listings[key]
+        if len(self._entries) >= self._max:
+            ordered = sorted(self._entries.items(), key=lambda item: item[1][0])
+            for key, _ in ordered[: len(ordered) // 2]:
+                del self._entries[key]

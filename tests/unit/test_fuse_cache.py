@@ -1,0 +1,73 @@
+"""The mount's name and attribute cache (rdbss.fuse_cache), with a clock the test moves."""
+
+from __future__ import annotations
+
+from rdbss.fuse_cache import AttrCache, chown_allowed, parent_of
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_entry_is_trusted_for_ttl_seconds() -> None:
+    clock = Clock()
+    cache = AttrCache(1.0, clock=clock)
+    cache.put("/a", {"st_size": 1})
+    clock.now += 0.9
+    assert cache.get("/a") == {"st_size": 1}
+    clock.now += 0.2
+    assert cache.get("/a") is None
+    assert AttrCache(0.0, clock=clock).get("/a") is None  # ttl 0 keeps nothing
+
+
+def test_a_listing_answers_lookups_and_misses_in_its_folder() -> None:
+    clock = Clock()
+    cache = AttrCache(1.0, clock=clock)
+    cache.put_listing("/d", {"x": {"st_size": 1}, "busy": {"st_size": 0}}, busy=["busy"])
+    assert cache.get("/d/x") == {"st_size": 1}
+    assert cache.get("/d/busy") is None  # open for writing: asked again
+    assert not cache.known_missing("/d/busy")
+    assert cache.known_missing("/d/y")
+    assert not cache.known_missing("/e/y")
+    cache.put_listing("/", {"d": {}})
+    assert not cache.known_missing("/")  # the root is in no listing, and always there
+    clock.now += 1.5
+    assert not cache.known_missing("/d/y")
+
+
+def test_changes_through_the_mount_forget_the_path_its_folder_and_its_tree() -> None:
+    cache = AttrCache(10.0, clock=Clock())
+    cache.put_listing("/d", {"x": {}, "sub": {}})
+    cache.put_listing("/d/sub", {"f": {}})
+    cache.put("/d", {})
+    cache.forget("/d/new")  # a create: the folder's listing no longer tells what is missing
+    assert not cache.known_missing("/d/y") and cache.get("/d") is None
+    assert cache.get("/d/x") == {}
+    cache.forget_tree("/d/sub")  # a rename or rmdir of a folder
+    assert cache.get("/d/sub/f") is None and not cache.known_missing("/d/sub/g")
+
+
+def test_repeated_lookups_in_a_folder_ask_for_one_listing() -> None:
+    clock = Clock()
+    cache = AttrCache(1.0, clock=clock)
+    assert not cache.note_lookup("/d/a")
+    cache.put("/d/a", None)
+    assert cache.known_missing("/d/a")
+    assert cache.note_lookup("/d/b")  # the second unknown name: list /d
+    cache.put_listing("/d", {"c": {}})
+    assert not cache.note_lookup("/d/e")  # listed already
+    clock.now += 2
+    assert not cache.note_lookup("/d/f")  # the earlier lookups are old
+
+
+def test_chown_to_the_users_own_ids_only() -> None:
+    assert chown_allowed(-1, -1, 1000, 1000)
+    assert chown_allowed(1000, 1000, 1000, 1000)
+    assert chown_allowed(-1, 1000, 1000, 1000)
+    assert not chown_allowed(0, -1, 1000, 1000)
+    assert not chown_allowed(-1, 0, 1000, 1000)
+    assert parent_of("/a/b") == "/a" and parent_of("/a") == "/"
