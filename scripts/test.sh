@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything the tests need (Debian packages, Python packages) and run the whole suite:
-# lint (ruff), types (mypy, strict for wire/, actors/, model/), then pytest. CI runs exactly this.
+# lint (ruff), types (mypy --strict on the whole package), then pytest. CI runs exactly this.
 #
 #   bash scripts/test.sh            # default suite (fast; every mini-redirector vs its server)
 #   bash scripts/test.sh -m slow    # extra pytest arguments are passed on (here: the soak tests)
