@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 import msgpack
 import zmq
 
+from benchmarks.latency import sample
 from rdbss import requests as rq
 from tests.daemon import running_daemon
 
@@ -125,18 +125,6 @@ class Chain:
         self.sock.close(0)
 
 
-def _percentiles(fn: Callable[[int], object], n: int) -> tuple[float, float]:
-    for i in range(min(200, n)):  # warm-up
-        fn(i)
-    times = []
-    for i in range(n):
-        t0 = time.perf_counter_ns()
-        fn(i)
-        times.append(time.perf_counter_ns() - t0)
-    times.sort()
-    return statistics.median(times) / 1000, times[int(len(times) * 0.99)] / 1000
-
-
 def _rate(send: Callable[[int], object], receive: Callable[[], object], n: int) -> float:
     """Requests answered per second with IN_FLIGHT outstanding."""
     t0 = time.perf_counter()
@@ -179,8 +167,8 @@ def run(n: int) -> list[tuple[str, float, float, float, float]]:
                     ("4 KiB read, one at a time (us)", ours_read, floor_read),
                     ("stat, one at a time (us)", ours_stat, floor_stat),
                 ):
-                    o50, o99 = _percentiles(ours, n)
-                    f50, f99 = _percentiles(floor, n)
+                    o50, o99 = sample(ours, n)
+                    f50, f99 = sample(floor, n)
                     rows.append((name, o50, o99, f50, f99))
                 pending: list[int] = []
 
