@@ -173,6 +173,9 @@ def connect_client_socket(sock: zmq.Socket[Any], endpoints: Endpoints) -> None:
     sock.connect(endpoints.client)
 
 
+_monitors = itertools.count()
+
+
 class LinkWatch:
     """A client socket's monitor (ZeroMQ socket events), read into a ``Link``: whether the
     connection is up, was just lost, or why a request must fail instead of waiting for it.
@@ -183,7 +186,14 @@ class LinkWatch:
         where = endpoints.client if remote else endpoints.client.removeprefix("ipc://")
         key = endpoints.curve.public.decode() if endpoints.curve is not None else ""
         self.link = Link(where, remote, key)
-        self.monitor: zmq.Socket[Any] = sock.get_monitor_socket(EVENTS)
+        # the events queue without a bound: libzmq sends them blocking (holding the interpreter
+        # lock, from the I/O thread), so a full queue of an idle client's reconnect attempts
+        # would freeze its process; they are few, and read before every wait
+        address = f"inproc://rdbss-link-{id(self):x}-{next(_monitors)}"
+        sock.monitor(address, EVENTS)
+        self.monitor: zmq.Socket[Any] = sock.context.socket(zmq.PAIR)
+        self.monitor.setsockopt(zmq.RCVHWM, 0)
+        self.monitor.connect(address)
         self._sock = sock
         self._endpoint = endpoints.client
         self._runtime_dir = None if remote else endpoints.runtime_dir

@@ -10,6 +10,8 @@ import asyncio
 import os
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -189,3 +191,37 @@ def test_the_client_refuses_an_over_long_path_itself(daemon: Daemon) -> None:
         assert info.value.status == S.STATUS_INVALID_PARAMETER
         assert "offset -7" in (info.value.strerror or "")
         assert c.ping()
+
+
+#: a client socket whose daemon is gone retries its connection for a while (every millisecond
+#: here, so thousands of monitor events pile up unread), then the client is closed
+_IDLE_CLIENT = """
+import sys, tempfile, threading, time
+from pathlib import Path
+import zmq
+from rdbss.actors.bus import Endpoints
+from rdbss.client import LinkWatch
+
+folder = Path(tempfile.mkdtemp(prefix="rdbss-link-"))
+sock = zmq.Context.instance().socket(zmq.DEALER)
+sock.setsockopt(zmq.RECONNECT_IVL, 1)
+sock.setsockopt(zmq.LINGER, 0)
+watch = LinkWatch(sock, Endpoints.in_dir(folder))
+sock.connect(f"ipc://{folder}/gone.sock")
+time.sleep(3)
+closer = threading.Thread(target=watch.close, daemon=True)
+closer.start()
+closer.join(10)
+print("closed" if not closer.is_alive() else "blocked", flush=True)
+"""
+
+
+def test_a_client_idle_while_its_daemon_is_gone_is_not_frozen_by_its_link_events() -> None:
+    """libzmq sends monitor events blocking, holding the interpreter lock: were their queue
+    bounded, a client left idle while its daemon is gone would freeze its whole process (seen
+    as a test run that never exited, in a cached fsspec client's exit hook). Run in a child
+    process: a frozen one cannot even be timed out from inside."""
+    done = subprocess.run(
+        [sys.executable, "-c", _IDLE_CLIENT], capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "closed", (done.stdout, done.stderr[-2000:])
