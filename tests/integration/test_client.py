@@ -7,6 +7,7 @@ import asyncio
 import os
 import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -364,3 +365,34 @@ def test_closing_a_handle_ends_its_pending_notify(daemon: Daemon) -> None:
             return 0
 
     assert asyncio.run(main()) == S.STATUS_NOTIFY_CLEANUP
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, (64 << 10) - 1])
+def test_read_bytes_reads_a_small_file_in_one_request(
+    daemon: Daemon, size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file smaller than 64 KiB at its open is read whole by one READ of one byte more (its
+    short answer is the end): no second read to find the end, no read-ahead behind it."""
+    data = os.urandom(size)
+    (daemon.share_dir / f"whole-{size}.bin").write_bytes(data)
+    unc = daemon.share + rf"\whole-{size}.bin"
+    with daemon.client() as c:
+        reads: list[tuple[int, int]] = []
+        read_handle = c.read_handle
+
+        def counted(fobx: int, offset: int, length: int, **kw: Any) -> Any:
+            reads.append((offset, length))
+            return read_handle(fobx, offset, length, **kw)
+
+        monkeypatch.setattr(c, "read_handle", counted)
+        monkeypatch.setattr(c, "submit", None)  # read-ahead would call it
+        assert c.read_bytes(unc) == data
+    assert reads == [(0, size + 1)]
+
+
+@pytest.mark.parametrize("size", [64 << 10, 200_000])
+def test_read_bytes_reads_larger_files_whole(daemon: Daemon, size: int) -> None:
+    data = os.urandom(size)
+    (daemon.share_dir / f"whole-{size}.bin").write_bytes(data)
+    with daemon.client() as c:
+        assert c.read_bytes(daemon.share + rf"\whole-{size}.bin") == data
