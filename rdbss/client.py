@@ -79,8 +79,9 @@ S = NtStatus
 _BUNDLE_OK = int(RxFlags.BUNDLE_OK)
 T = TypeVar("T")
 READ_CHUNK = 1 << 20
-#: a file smaller than this at its open is read whole in one request of one byte more, whose
-#: short answer proves the end (below every protocol's smallest largest read: SMB2 64 KiB)
+#: a file smaller than this at its open is read to its end in one request of one byte more,
+#: whose short answer proves the end (below every protocol's smallest largest read: SMB2
+#: 64 KiB); Client.readall and RdbssFileSystem.cat_file both read small files so
 SHORT_MEANS_END = 64 << 10
 GRACE_S = 2.0  # how much longer than the request's deadline the client waits for the core
 COMPOUNDS_IN_FLIGHT = 4  # a long list of compound items goes out as this many messages at once

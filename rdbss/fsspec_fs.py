@@ -30,7 +30,7 @@ import fsspec  # type: ignore[import-untyped,unused-ignore]
 from fsspec.spec import AbstractBufferedFile  # type: ignore[import-untyped,unused-ignore]
 from fsspec.utils import stringify_path  # type: ignore[import-untyped,unused-ignore]
 
-from rdbss.client import Client, FileInfo, Handle
+from rdbss.client import SHORT_MEANS_END, Client, FileInfo, Handle
 from rdbss.config import Config, load_config
 from rdbss.wire import (
     Access,
@@ -273,10 +273,18 @@ class RdbssFileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]
             options=CreateOptions.FILE_NON_DIRECTORY_FILE,
         )
 
-    def _read_range(self, fobx: int, start: int, end: int | None) -> bytes:
-        """Bytes [start, end) of an open file (to EOF when ``end`` is None)."""
+    def _read_range(self, fobx: int, start: int, end: int | None, size: int | None = None) -> bytes:
+        """Bytes [start, end) of an open file (to EOF when ``end`` is None). ``size``, the
+        file's size at the open, lets a read to EOF of a small file end on one short answer,
+        as ``Client`` reads do (``SHORT_MEANS_END``)."""
         chunks: list[bytes] = []
         offset = start
+        if end is None and size is not None and 0 <= size - start < SHORT_MEANS_END:
+            data = self.client.read_handle(fobx, offset, size - start + 1)
+            if len(data) <= size - start:
+                return data
+            chunks.append(data)
+            offset += len(data)
         while end is None or offset < end:
             want = CHUNK if end is None else min(CHUNK, end - offset)
             data = self.client.read_handle(fobx, offset, want)
@@ -322,7 +330,7 @@ class RdbssFileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]
             start = start or 0
             if end is not None and end <= start:
                 return b""
-            return self._read_range(handle.fobx, start, end)
+            return self._read_range(handle.fobx, start, end, size)
         finally:
             self._close_handle(handle.fobx)
 

@@ -363,3 +363,31 @@ def test_interpreter_exit_is_clean_with_files_left_open(daemon: Daemon, base: st
     assert run.returncode == 0, run.stderr
     assert run.stderr == ""  # no "Exception ignored in ... __del__" tracebacks
     assert (on_disk(daemon, base) / "gc.parquet.txt").read_bytes() == b"flushed at exit"
+
+
+@pytest.mark.parametrize("size", [0, 4096, (64 << 10) - 1])
+def test_cat_file_reads_a_small_file_in_one_request(
+    daemon: Daemon, base: str, size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small file is read to its end by one READ of one byte more than its size at the open
+    (the short answer is the end), from the start or from an offset in it."""
+    data = os.urandom(size)
+    on_disk(daemon, base).joinpath("small.bin").write_bytes(data)
+    fs = RdbssFileSystem(runtime_dir=daemon.runtime_dir, skip_instance_cache=True)
+    try:
+        reads: list[tuple[int, int]] = []
+        read_handle = fs.client.read_handle
+
+        def counted(fobx: int, offset: int, length: int) -> bytes:
+            reads.append((offset, length))
+            return read_handle(fobx, offset, length)
+
+        monkeypatch.setattr(fs.client, "read_handle", counted)
+        assert fs.cat_file(f"{base}/small.bin") == data
+        assert reads == [(0, size + 1)]
+        reads.clear()
+        start = size // 2
+        assert fs.cat_file(f"{base}/small.bin", start=start) == data[start:]
+        assert reads == [(start, size - start + 1)]
+    finally:
+        fs.close()
