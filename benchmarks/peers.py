@@ -155,15 +155,7 @@ def _sftp(base: Path) -> Iterator[tuple[str, str, Any, str]]:
     with SshServer(base / "ssh") as srv:
         folder = srv.root_dir / "bench"
         folder.mkdir()
-        peer = sshfs.SSHFileSystem(
-            srv.host,
-            port=srv.port,
-            username=srv.user,
-            client_keys=[str(srv.client_key_path)],
-            known_hosts=str(srv.known_hosts_path),
-            config=None,
-            agent_path=None,
-        )
+        peer = sshfs.SSHFileSystem(srv.host, **srv.asyncssh_options())
         yield (
             sftp_config(srv, {"bench": folder}, timeout=TIMEOUT_S),
             r"\\sshtest\bench",

@@ -37,17 +37,7 @@ class _Direct:
 
     def __init__(self, srv: SshServer) -> None:
         self.loop = asyncio.new_event_loop()
-        self.conn = self._run(
-            asyncssh.connect(
-                srv.host,
-                port=srv.port,
-                username=srv.user,
-                client_keys=[str(srv.client_key_path)],
-                known_hosts=str(srv.known_hosts_path),
-                config=None,
-                agent_path=None,
-            )
-        )
+        self.conn = self._run(asyncssh.connect(srv.host, **srv.asyncssh_options()))
         self.sftp = self._run(self.conn.start_sftp_client())
 
     def _run(self, coro: Awaitable[T]) -> T:

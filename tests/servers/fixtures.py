@@ -857,6 +857,18 @@ class SshServer(_ServerBase):
         if self.password_user is not None:
             self._delete_system_user()
 
+    def asyncssh_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``asyncssh.connect(host, ...)`` (and what passes them on, such
+        as sshfs.SSHFileSystem): key auth, no agent, no user config, our known_hosts."""
+        return {
+            "port": self.port,
+            "username": self.user,
+            "client_keys": [str(self.client_key_path)],
+            "known_hosts": str(self.known_hosts_path),
+            "config": None,
+            "agent_path": None,
+        }
+
     def cli_args(self) -> list[str]:
         """Options for ``ssh``/``sftp``: key auth, no agent, no user config, our known_hosts."""
         return [
