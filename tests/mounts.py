@@ -140,7 +140,7 @@ def mount_share(
     code = (
         "import logging, os, sys; logging.basicConfig(level=logging.DEBUG "
         "if os.environ.get('RDBSS_FUSE_DEBUG') else logging.WARNING); "
-        "from rdbss.fuse_mount import mount, _parse_options; "
+        "from rdbss.fuse_ops import mount, _parse_options; "
         "mount(sys.argv[1], sys.argv[2], runtime_dir=sys.argv[3], "
         "options=_parse_options(sys.argv[4]))"
     )
