@@ -1,14 +1,13 @@
-"""Mount a share (or a folder in it) of the rdbss daemon with FUSE, so every program can use it.
+"""The operations of a mounted share folder, by mount path (``/dir/name``): what the kernel
+front end (rdbss.fuse_kernel) runs in worker threads, each a request to the daemon. Failures are
+the NTSTATUS of the daemon turned into the errno of the matching OSError (ENOENT, EEXIST,
+ENOTEMPTY, EACCES...); the front end hands that errno to the kernel.
 
-    from rdbss.fuse_mount import mount
-    mount(r"\\\\local\\data", "/mnt/data")        # blocks until `fusermount3 -u /mnt/data`
-
-or ``rdbss mount '\\\\local\\data' /mnt/data``. Built on mfusepy (ctypes over libfuse3's
-high-level API): a path-based, multi-threaded file system whose calls are requests to the
-daemon through one ``rdbss.client.Client``. Each open file (FUSE file handle) keeps one daemon
-handle (FOBX) until release, so reads and writes go at their offsets, appends and ``echo > f``
-work, and a file stays usable after it is renamed. Failures are the NTSTATUS of the daemon
-turned into the errno of the matching OSError (ENOENT, EEXIST, ENOTEMPTY, EACCES...).
+Requests run in parallel through a pool of clients (``ClientPool``): a path operation takes any
+free client; a FUSE file handle keeps the daemon handle (FOBX) it opened until release, and the
+client that opened it, since the daemon answers a handle only on the connection that opened it.
+Reads and writes go at their offsets, appends and ``echo > f`` work, and a file stays usable
+after it is renamed.
 
 The rules it keeps, and why:
 - Close-to-open: FUSE ``flush``, which close(2) waits for, sends what the handle gathered and
@@ -21,14 +20,15 @@ The rules it keeps, and why:
   ids succeeds, modes are kept where the backend keeps them: as the Linux CIFS client does.
 - Names and attributes learned from any answer are kept for ``attr_timeout`` (rdbss.fuse_cache),
   the same window the kernel gets for its entry and attribute caches.
-- Large I/O: a reader's open brings the first 128 KiB with it (one compound), a sequential
-  reader is served from a 4 MiB window fetched in one request, sequential writes are gathered
-  into 4 MiB daemon writes; both go through shared memory with a daemon on this host.
+- Large I/O: a reader's open brings the first 128 KiB with it (one compound); a sequential
+  reader is served from a window (``read_ahead_kb``, 4 MiB by default) fetched in one request,
+  and the next window is asked for in the background once half of this one is read, so the
+  daemon works while the kernel copies; sequential writes are gathered into 4 MiB daemon
+  writes; both go through shared memory with a daemon on this host.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import errno
 import functools
@@ -36,18 +36,16 @@ import logging
 import os
 import stat
 import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-import mfusepy  # type: ignore[import-untyped,unused-ignore]
-
 from rdbss import requests as rq
 from rdbss import shm
 from rdbss.client import Client, FileInfo
-from rdbss.config import Config, load_config
+from rdbss.config import Config
 from rdbss.fuse_cache import AttrCache, chown_allowed, parent_of
 from rdbss.wire import (
     Access,
@@ -60,25 +58,21 @@ from rdbss.wire import (
     error_for_status,
 )
 
-__all__ = ["RdbssOperations", "cmd_mount", "mount"]
+__all__ = ["ClientPool", "PathOps", "normalize_unc"]
 
 log = logging.getLogger("rdbss.fuse")
 
-# utimensat(2) special nanosecond values; libfuse3 passes them with tv_sec = 0.
-UTIME_NOW = (1 << 30) - 1
-UTIME_OMIT = (1 << 30) - 2
 BLOCK = 512
-IO_SIZE = 1 << 20  # st_blksize (what cp and friends use as their buffer size), max_write
+IO_SIZE = 1 << 20  # st_blksize (what cp and friends use as their buffer size)
 #: How long the kernel and the mount trust a name's attributes (seconds), by default: a change
 #: made behind the mount's back is seen after at most this long (``-o attr_timeout=``).
 ATTR_TIMEOUT_S = 1.0
 READ_AHEAD_BYTES = 4 << 20  # what one read fetches for a sequential reader (shared memory)
 FIRST_READ = 128 << 10  # read with the open of a reader: the kernel's first read-ahead
 GATHER_BYTES = 4 << 20  # sequential writes gathered into one daemon write of up to this much
-MAX_BACKGROUND = 64  # the kernel's asynchronous requests in flight (read-ahead, writeback)
-FUSE_CAP_WRITEBACK_CACHE = 1 << 16  # fuse_common.h
-FUSE_READDIR_PLUS = 1 << 0  # fuse.h: enum fuse_readdir_flags
-FUSE_FILL_DIR_PLUS = 1 << 1  # fuse.h: enum fuse_fill_dir_flags
+#: Clients in the pool: requests to the daemon in flight at once. The core serves up to 8
+#: requests of one client beside other clients' (docs/routines.md, Connections).
+POOL_SIZE = 6
 NORMAL = int(FileAttributes.NORMAL)
 #: What a backend that keeps no permission bits answers a mode change with.
 _NO_MODES = frozenset(
@@ -92,29 +86,9 @@ _NO_MODES = frozenset(
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _errno_of(exc: BaseException) -> int:
-    code = getattr(exc, "errno", None)
-    return code if isinstance(code, int) and code > 0 else errno.EIO
-
-
-def _fuse_errors(func: F) -> F:
-    """Turn every failure into the FuseOSError of its errno (NtStatusError is an OSError whose
-    errno is the one of its OSError subclass; anything else is EIO)."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except mfusepy.FuseOSError:
-            raise
-        except OSError as exc:
-            log.debug("%s%r: %s", func.__name__, args[1:], exc)
-            raise mfusepy.FuseOSError(_errno_of(exc)) from exc
-        except Exception as exc:
-            log.exception("%s%r failed", func.__name__, args[1:])
-            raise mfusepy.FuseOSError(errno.EIO) from exc
-
-    return cast(F, wrapper)
+def fail(code: int) -> OSError:
+    """The OSError of ``code`` (what the front end hands the kernel)."""
+    return OSError(code, os.strerror(code))
 
 
 def _forgets(*, tree: bool = False) -> Callable[[F], F]:
@@ -124,7 +98,7 @@ def _forgets(*, tree: bool = False) -> Callable[[F], F]:
 
     def decorate(func: F) -> F:
         @functools.wraps(func)
-        def wrapper(self: RdbssOperations, *args: Any) -> Any:
+        def wrapper(self: PathOps, *args: Any) -> Any:
             try:
                 return func(self, *args)
             finally:
@@ -148,29 +122,91 @@ def normalize_unc(path: str) -> str:
     return "\\\\" + "\\".join(parts)
 
 
+class ClientPool:
+    """Up to ``size`` clients, made on first need. ``lease()`` lends a free one (waiting for
+    one when all are busy); a client serves one request at a time, so the pool's size is how
+    many requests of the mount are in flight at once."""
+
+    def __init__(self, make: Callable[[], Client], size: int = POOL_SIZE) -> None:
+        self._make = make
+        self._size = max(1, size)
+        self._free: list[Client] = []
+        self._all: list[Client] = []
+        self._count = 0
+        self._cond = threading.Condition()
+        self._closed = False
+
+    @contextlib.contextmanager
+    def lease(self) -> Iterator[Client]:
+        client = self._take()
+        try:
+            yield client
+        finally:
+            with self._cond:
+                if not self._closed:
+                    self._free.append(client)
+                    self._cond.notify()
+
+    def _take(self) -> Client:
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise error_for_status(NtStatus.STATUS_REDIRECTOR_NOT_STARTED, "unmounted")
+                if self._free:
+                    return self._free.pop()
+                if self._count < self._size:
+                    self._count += 1  # this place is taken while the client connects
+                    break
+                self._cond.wait()
+        try:
+            client = self._make()
+        except BaseException:
+            with self._cond:
+                self._count -= 1
+                self._cond.notify()
+            raise
+        with self._cond:
+            self._all.append(client)
+        return client
+
+    def close(self) -> list[Client]:
+        """Stop lending; the clients made, for the caller to close."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            made = list(self._all)
+            self._all.clear()
+            self._free.clear()
+            return made
+
+
 @dataclass(slots=True, eq=False)
 class _Open:
-    """One FUSE file handle: its daemon handle (FOBX), the writes gathered but not sent yet
-    (``pending`` at ``pending_at``), the read-ahead window (``ahead`` at ``ahead_at``)."""
+    """One FUSE file handle: its daemon handle (FOBX) and the client that opened it, the writes
+    gathered but not sent yet (``pending`` at ``pending_at``), the read-ahead window (``ahead``
+    at ``ahead_at``) and the next window being fetched (``coming``)."""
 
     fobx: int
     path: str
     writable: bool
+    client: Client
     dirty: bool = False  # written (or truncated) since the last flush
     pending: bytearray | None = None
     pending_at: int = 0
     ahead: bytes = b""
     ahead_at: int = 0
     ahead_ends_file: bool = False  # the window reaches the end of the file
+    coming: Future[bytes] | None = None  # the next window, asked for in the background
+    coming_at: int = 0
     next_read: int = -1  # where a sequential reader reads next
     attrs: dict[str, Any] | None = None  # from the open, while the handle has not changed it
     lock: threading.Lock = field(default_factory=threading.Lock)
+    fh: int = 0  # its FUSE file handle
 
 
-class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
-    """The FUSE operations of one mounted share folder ``root`` (a UNC name)."""
-
-    use_ns = True  # times are nanosecond ints (st_mtime etc. and utimens)
+class PathOps:
+    """The operations of one mounted share folder ``root`` (a UNC name), by mount path. Every
+    method may run in any thread, many at once."""
 
     def __init__(
         self,
@@ -180,66 +216,44 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
         config: Config | None = None,
         timeout: float | None = None,
         attr_timeout: float = ATTR_TIMEOUT_S,
-        entry_timeout: float | None = None,
         writeback_cache: bool = False,
+        read_ahead: int = READ_AHEAD_BYTES,
+        pool_size: int = POOL_SIZE,
     ) -> None:
         self.root = normalize_unc(root)
         self._runtime_dir = runtime_dir
         self._config = config
         self._timeout = timeout
         self._lock = threading.Lock()
-        self._client: Client | None = None
-        self._client_pid = -1
+        self.pool = ClientPool(self.new_client, pool_size)
         self._opens: dict[int, _Open] = {}
         self._by_path: dict[str, list[_Open]] = {}
         self._next_fh = 1
         self._uid = os.getuid()
         self._gid = os.getgid()
-        self.attr_timeout = attr_timeout
-        self.entry_timeout = attr_timeout if entry_timeout is None else entry_timeout
         self.writeback_cache = writeback_cache
+        self.read_ahead = max(FIRST_READ, read_ahead)
         self.cache = AttrCache(attr_timeout)
         self._modes_kept = True  # until the backend says it keeps no permission bits
+        self._fetcher = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="ahead")
 
     # ------------------------------------------------------------------ plumbing
-    @property
-    def client(self) -> Client:
-        """Made on first use, so it belongs to the process that serves requests (libfuse forks
-        when not in the foreground)."""
-        pid = os.getpid()
-        with self._lock:
-            if self._client is None or self._client_pid != pid:
-                self._client = Client(self._runtime_dir, config=self._config, timeout=self._timeout)
-                self._client_pid = pid
-            return self._client
-
-    def init_with_config(self, conn: Any, config: Any) -> None:
-        """The kernel's caches and I/O sizes (see the module docstring and README)."""
-        if config is not None:
-            config.entry_timeout = self.entry_timeout
-            config.attr_timeout = self.attr_timeout
-            config.negative_timeout = 0.0  # missing names: the mount's cache knows them
-        if conn is not None:
-            conn.max_write = IO_SIZE
-            conn.max_background = MAX_BACKGROUND
-            conn.congestion_threshold = MAX_BACKGROUND * 3 // 4
-            if self.writeback_cache and conn.capable & FUSE_CAP_WRITEBACK_CACHE:
-                conn.want |= FUSE_CAP_WRITEBACK_CACHE
-            else:
-                conn.want &= ~FUSE_CAP_WRITEBACK_CACHE
+    def new_client(self) -> Client:
+        return Client(self._runtime_dir, config=self._config, timeout=self._timeout)
 
     def _unc(self, path: str) -> str:
         rest = path.strip("/")
         return self.root if not rest else self.root + "\\" + rest.replace("/", "\\")
 
-    def _add(self, fobx: int, path: str, writable: bool) -> int:
-        opened = _Open(fobx, path, writable)
+    def _add(self, fobx: int, path: str, writable: bool, client: Client) -> _Open:
+        opened = _Open(fobx, path, writable, client)
         with self._lock:
-            fh = self._next_fh
+            opened_fh = self._next_fh
             self._next_fh += 1
-            self._opens[fh] = opened
+            self._opens[opened_fh] = opened
             self._by_path.setdefault(path, []).append(opened)
-            return fh
+        opened.fh = opened_fh
+        return opened
 
     def _get(self, fh: int | None) -> _Open | None:
         if fh is None:
@@ -250,12 +264,16 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
     def _open_of(self, fh: int) -> _Open:
         found = self._get(fh)
         if found is None:
-            raise mfusepy.FuseOSError(errno.EBADF)
+            raise fail(errno.EBADF)
         return found
 
     def _opens_at(self, path: str) -> list[_Open]:
         with self._lock:
             return list(self._by_path.get(path, ()))
+
+    def is_open(self, path: str) -> bool:
+        with self._lock:
+            return path in self._by_path
 
     def _settle(self, path: str) -> None:
         """Send the gathered writes of every handle open on ``path`` (a stat, a set-info or a
@@ -264,7 +282,7 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
             with opened.lock:
                 self._send_pending(opened)
 
-    def _attrs(self, info: FileInfo) -> dict[str, Any]:
+    def attrs_of(self, info: FileInfo) -> dict[str, Any]:
         mode = info.extra.get("mode")
         if isinstance(mode, int) and not isinstance(mode, bool):
             perm = stat.S_IMODE(mode)
@@ -291,7 +309,7 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
         }
 
     def _learn(self, path: str, info: FileInfo) -> dict[str, Any]:
-        attrs = self._attrs(info)
+        attrs = self.attrs_of(info)
         self.cache.put(path, attrs)
         return attrs
 
@@ -306,65 +324,56 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
         return Access.GENERIC_READ, False
 
     # ------------------------------------------------------------------ attributes
-    @_fuse_errors
-    def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
-        opened = self._get(fh)
-        if opened is not None:
+    def getattr(self, path: str) -> dict[str, Any]:
+        opens = self._opens_at(path)
+        if opens:  # a handle open on it knows best (and a writer's size is in no listing)
+            opened = next((o for o in opens if o.writable), opens[0])
             with opened.lock:
                 if opened.attrs is not None:
                     return opened.attrs  # what the open said, nothing written since
                 self._send_pending(opened)
-            return self._learn(path, self.client.query_info(opened.fobx))
+                return self._learn(path, opened.client.query_info(opened.fobx))
         cached = self.cache.get(path)
         if cached is not None:
             return cached
         if self.cache.known_missing(path):
-            raise mfusepy.FuseOSError(errno.ENOENT)
+            raise fail(errno.ENOENT)
         if path != "/" and self.cache.note_lookup(path):
             # names looked up one by one in a folder (cp -r, a build, git): one listing
             # answers this one and the next
             with contextlib.suppress(OSError):
-                self._list(parent_of(path))
+                self.list(parent_of(path))
             cached = self.cache.get(path)
             if cached is not None:
                 return cached
             if self.cache.known_missing(path):
-                raise mfusepy.FuseOSError(errno.ENOENT)
-        self._settle(path)
+                raise fail(errno.ENOENT)
         try:
-            info = self.client.stat(self._unc(path))
+            with self.pool.lease() as client:
+                info = client.stat(self._unc(path))
         except FileNotFoundError:
             self.cache.put(path, None)
             raise
         return self._learn(path, info)
 
-    @_fuse_errors
-    def readdir(self, path: str, fh: int) -> list[Any]:
-        """The names with their whole attributes: ``_Fuse`` hands them to the kernel as
-        readdirplus entries, so ``ls -l`` and ``find`` need no lookup per name."""
-        children = self._list(path)
-        prefix = path.rstrip("/") + "/"
-        with self._lock:  # a file open for writing here: its size may not be in the listing
-            busy = {p[len(prefix) :] for p in self._by_path if p.startswith(prefix)}
-        return [".", "..", *((n, None if n in busy else a, 0) for n, a in children.items())]
-
-    def _list(self, path: str) -> dict[str, dict[str, Any]]:
+    def list(self, path: str) -> dict[str, dict[str, Any]]:
         """The children of folder ``path`` with their attributes, which feed the cache (what
-        readdirplus would give the kernel), but for files open for writing through the mount
-        (their size may not be in the listing yet: those are asked again)."""
+        readdirplus gives the kernel), but for files open through the mount (their size may
+        not be in the listing yet: those are asked again)."""
         children: dict[str, dict[str, Any]] = {}
-        for info in self.client.scandir(self._unc(path)):
-            if info.name not in (".", ".."):
-                children[info.name] = self._attrs(info)
+        with self.pool.lease() as client:
+            for info in client.scandir(self._unc(path)):
+                if info.name not in (".", ".."):
+                    children[info.name] = self.attrs_of(info)
         prefix = path.rstrip("/") + "/"
         with self._lock:
-            busy = [p[len(prefix) :] for p, opens in self._by_path.items() if p.startswith(prefix)]
+            busy = [p[len(prefix) :] for p in self._by_path if p.startswith(prefix)]
         self.cache.put_listing(path, children, busy=busy)
         return children
 
-    @_fuse_errors
-    def statfs(self, path: str) -> dict[str, int]:
-        volume = self.client.volume(self.root)
+    def statfs(self) -> dict[str, int]:
+        with self.pool.lease() as client:
+            volume = client.volume(self.root)
         frsize = int(volume.get("bytes_per_sector", BLOCK)) * int(
             volume.get("sectors_per_allocation_unit", 8)
         )
@@ -378,53 +387,39 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
             "f_namemax": int(volume.get("max_name_length", 255)),
         }
 
-    @_fuse_errors
     @_forgets()
-    def utimens(self, path: str, times: tuple[int, int] | None = None) -> int:
-        now = time.time_ns()
-        atime, mtime = times if times is not None else (UTIME_NOW, UTIME_NOW)
+    def utimens(self, path: str, atime: int, mtime: int) -> None:
+        """Times in nanoseconds; 0 leaves that time alone (FileBasicInformation)."""
+        self._set_basic(path, last_access_time=atime, last_write_time=mtime)
 
-        def pick(value: int) -> int:  # 0 leaves the time alone (FileBasicInformation)
-            if value == UTIME_OMIT:
-                return 0
-            if value == UTIME_NOW:
-                return now
-            return max(int(value), 1)
-
-        self._set_basic(path, last_access_time=pick(atime), last_write_time=pick(mtime))
-        return 0
-
-    @_fuse_errors
     @_forgets()
-    def chmod(self, path: str, mode: int) -> int:
+    def chmod(self, path: str, mode: int) -> None:
         """The permission bits where the backend keeps them (local folders, SFTP); elsewhere
         only the write bit means something: it is the READONLY attribute."""
         self._settle(path)
-        info = self.client.stat(self._unc(path))
-        self.cache.forget(path)
-        if self._modes_kept and isinstance(info.extra.get("mode"), int):
-            try:
-                self.client.set_security(self._unc(path), mode=stat.S_IMODE(mode))
-                return 0
-            except NtStatusError as exc:
-                if exc.status not in _NO_MODES:
-                    raise
-                self._modes_kept = False  # a backend that shows a mode but cannot keep one
+        with self.pool.lease() as client:
+            info = client.stat(self._unc(path))
+            self.cache.forget(path)
+            if self._modes_kept and isinstance(info.extra.get("mode"), int):
+                try:
+                    client.set_security(self._unc(path), mode=stat.S_IMODE(mode))
+                    return
+                except NtStatusError as exc:
+                    if exc.status not in _NO_MODES:
+                        raise
+                    self._modes_kept = False  # a backend that shows a mode but cannot keep one
         readonly = not mode & 0o200
         if readonly == bool(info.attributes & FileAttributes.READONLY):
-            return 0  # nothing a share keeps changes (a backend without the attribute too)
+            return  # nothing a share keeps changes (a backend without the attribute too)
         attributes = info.attributes & ~(FileAttributes.READONLY | FileAttributes.NORMAL)
         attributes |= FileAttributes.READONLY if readonly else 0
         self._set_basic(path, attributes=int(attributes) or NORMAL)
-        return 0
 
-    @_fuse_errors
-    def chown(self, path: str, uid: int, gid: int) -> int:
+    def chown(self, path: str, uid: int, gid: int) -> None:
         if not chown_allowed(uid, gid, self._uid, self._gid):
-            raise mfusepy.FuseOSError(errno.EPERM)
-        return 0
+            raise fail(errno.EPERM)
 
-    def _set_basic(self, path: str, **args: int) -> None:
+    def _set_basic(self, path: str, client: Client | None = None, **args: int) -> None:
         """FileBasicInformation (times, attributes) through a writable handle already open on
         ``path`` when there is one, as the Linux CIFS client does: times set on the handle
         that writes stay (MS-FSA 2.1.5.14.2), where a handle of their own would see them stamped
@@ -435,57 +430,62 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
                 with opened.lock:
                     self._send_pending(opened)
                     opened.attrs = None
-                    self.client.set_info(
+                    opened.client.set_info(
                         opened.fobx, FileInformationClass.FileBasicInformation, **args
                     )
                 return
-        handle = self.client.create(self._unc(path), access=Access.FILE_WRITE_ATTRIBUTES)
+        if client is None:
+            with self.pool.lease() as leased:
+                self._set_basic(path, leased, **args)
+            return
+        handle = client.create(self._unc(path), access=Access.FILE_WRITE_ATTRIBUTES)
         try:
-            self.client.set_info(handle.fobx, FileInformationClass.FileBasicInformation, **args)
+            client.set_info(handle.fobx, FileInformationClass.FileBasicInformation, **args)
         finally:
-            self.client.close_handle(handle.fobx)
+            client.close_handle(handle.fobx)
 
     # ------------------------------------------------------------------ files
-    @_fuse_errors
-    def open(self, path: str, flags: int) -> int:
+    def open(self, path: str, flags: int) -> tuple[int, dict[str, Any] | None]:
+        """A FUSE file handle, and the file's attributes as the open found them (None when
+        the open truncated it)."""
         access, writable = self._access(flags)
         truncate = writable and bool(flags & os.O_TRUNC)
         if writable:
             self._settle(path)
             self.cache.forget(path)
-        timeout_ms = int(self.client.timeout * 1000)
-        create = rq.create(
-            self._unc(path),
-            timeout_ms,
-            access=access,
-            disposition=CreateDisposition.FILE_OVERWRITE
-            if truncate
-            else CreateDisposition.FILE_OPEN,
-            options=CreateOptions.FILE_NON_DIRECTORY_FILE,
-        )
-        if writable:
-            handle = self.client.run(create)
-            fh = self._add(handle.fobx, path, writable)
-            self._open_of(fh).attrs = None if truncate else self._attrs(handle.info)
-            self.cache.forget(path)  # what a lookup learned meanwhile
-            return fh
-        # a reader: the open and the first read in one round trip (a compound with a related
-        # read), so a small file costs one request and a large one starts its read-ahead
-        outcomes = self.client.compound([create, rq.related(rq.read(0, 0, FIRST_READ, timeout_ms))])
-        handle = outcomes[0].unwrap()
-        fh = self._add(handle.fobx, path, writable)
-        opened = self._open_of(fh)
+        with self.pool.lease() as client:
+            timeout_ms = int(client.timeout * 1000)
+            create = rq.create(
+                self._unc(path),
+                timeout_ms,
+                access=access,
+                disposition=CreateDisposition.FILE_OVERWRITE
+                if truncate
+                else CreateDisposition.FILE_OPEN,
+                options=CreateOptions.FILE_NON_DIRECTORY_FILE,
+            )
+            if writable:
+                handle = client.run(create)
+                opened = self._add(handle.fobx, path, writable, client)
+                opened.attrs = None if truncate else self.attrs_of(handle.info)
+                self.cache.forget(path)  # what a lookup learned meanwhile
+                return opened.fh, opened.attrs
+            # a reader: the open and the first read in one round trip (a compound with a
+            # related read), so a small file costs one request and a large one starts its
+            # read-ahead
+            outcomes = client.compound([create, rq.related(rq.read(0, 0, FIRST_READ, timeout_ms))])
+            handle = outcomes[0].unwrap()
+            opened = self._add(handle.fobx, path, writable, client)
         opened.attrs = self._learn(path, handle.info)
         first = outcomes[1]
         if first.ok and isinstance(first.value, bytes):
             opened.ahead, opened.ahead_at = first.value, 0
             opened.ahead_ends_file = len(first.value) < FIRST_READ
             opened.next_read = len(first.value)
-        return fh
+        return opened.fh, opened.attrs
 
-    @_fuse_errors
     @_forgets()
-    def create(self, path: str, mode: int, flags: int) -> int:
+    def create(self, path: str, mode: int, flags: int) -> tuple[int, dict[str, Any]]:
         access, _ = self._access(flags)
         if flags & os.O_EXCL:
             disposition = CreateDisposition.FILE_CREATE
@@ -494,27 +494,30 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
         else:
             disposition = CreateDisposition.FILE_OPEN_IF
         self.cache.forget(path)
-        handle = self.client.create(
-            self._unc(path),
-            access=access | Access.GENERIC_WRITE,  # the creator may write even a 0444 file
-            disposition=disposition,
-            options=CreateOptions.FILE_NON_DIRECTORY_FILE,
-        )
-        fh = self._add(handle.fobx, path, True)
-        self._open_of(fh).attrs = self._attrs(handle.info)
+        with self.pool.lease() as client:
+            handle = client.create(
+                self._unc(path),
+                access=access | Access.GENERIC_WRITE,  # the creator may write even a 0444 file
+                disposition=disposition,
+                options=CreateOptions.FILE_NON_DIRECTORY_FILE,
+            )
+            opened = self._add(handle.fobx, path, True, client)
+        attrs = self.attrs_of(handle.info)
+        opened.attrs = attrs
         kept = handle.info.extra.get("mode")
         wanted = stat.S_IMODE(mode)
         if self._modes_kept and isinstance(kept, int) and stat.S_IMODE(kept) != wanted:
             # the backend keeps modes: the exec bit (and 0600, 0444...) as asked
             try:
-                self.client.set_security(handle.fobx, mode=wanted)
+                opened.client.set_security(handle.fobx, mode=wanted)
+                attrs = {**attrs, "st_mode": stat.S_IFMT(attrs["st_mode"]) | wanted}
+                opened.attrs = attrs
             except NtStatusError as exc:
                 if exc.status in _NO_MODES:
                     self._modes_kept = False
-        return fh
+        return opened.fh, attrs
 
-    @_fuse_errors
-    def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
+    def read(self, fh: int, offset: int, size: int) -> bytes:
         opened = self._open_of(fh)
         with opened.lock:
             self._send_pending(opened)
@@ -524,31 +527,72 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
             at_end = opened.ahead_ends_file and start == len(window)  # grown since? ask
             if 0 <= start < len(window) and whole:
                 data = window[start : start + size]
-            elif offset == opened.next_read and size < READ_AHEAD_BYTES and not at_end:
+            elif offset == opened.next_read and size < self.read_ahead and not at_end:
                 # a sequential reader: one large read (shared memory) serves the next ones
-                buffer = bytearray(READ_AHEAD_BYTES)
-                count = self.client.readinto(opened.fobx, offset, buffer)
-                opened.ahead, opened.ahead_at = bytes(memoryview(buffer)[:count]), offset
-                opened.ahead_ends_file = count < READ_AHEAD_BYTES
+                opened.ahead = self._window(opened, offset)
+                opened.ahead_at = offset
+                opened.ahead_ends_file = len(opened.ahead) < self.read_ahead
                 data = opened.ahead[:size]
             else:
-                opened.ahead = b""
+                self._drop_ahead(opened)
                 if size >= shm.MIN_READ_BYTES:
                     buffer = bytearray(size)
-                    count = self.client.readinto(opened.fobx, offset, buffer)
+                    count = opened.client.readinto(opened.fobx, offset, buffer)
                     data = bytes(memoryview(buffer)[:count])
                 else:
-                    data = self.client.read_handle(opened.fobx, offset, size)
+                    data = opened.client.read_handle(opened.fobx, offset, size)
             opened.next_read = offset + len(data)
+            self._fetch_next(opened)
             return data
 
-    @_fuse_errors
-    def write(self, path: str, data: bytes, offset: int, fh: int) -> int:
+    def _window(self, opened: _Open, offset: int) -> bytes:
+        """The window at ``offset``: the one fetched in the background if it is that one."""
+        coming, opened.coming = opened.coming, None
+        if coming is not None and opened.coming_at == offset:
+            return coming.result()
+        if coming is not None:
+            with contextlib.suppress(Exception):
+                coming.result()  # the handle's client serves one request at a time anyway
+        return self._fetch(opened.client, opened.fobx, offset, self.read_ahead)
+
+    @staticmethod
+    def _fetch(client: Client, fobx: int, offset: int, size: int) -> bytes:
+        buffer = bytearray(size)
+        count = client.readinto(fobx, offset, buffer)
+        return bytes(memoryview(buffer)[:count])
+
+    def _fetch_next(self, opened: _Open) -> None:
+        """A sequential reader past half of its window: ask for the next one in the background
+        (the handle's lock held)."""
+        window = opened.ahead
+        end = opened.ahead_at + len(window)
+        if (
+            opened.coming is None
+            and window
+            and not opened.ahead_ends_file
+            and len(window) >= self.read_ahead
+            and opened.next_read - opened.ahead_at >= len(window) // 2
+        ):
+            opened.coming_at = end
+            opened.coming = self._fetcher.submit(
+                self._fetch, opened.client, opened.fobx, end, self.read_ahead
+            )
+
+    @staticmethod
+    def _drop_ahead(opened: _Open) -> None:
+        """Forget the windows (a write or a truncate made them stale; a random reader)."""
+        opened.ahead = b""
+        coming, opened.coming = opened.coming, None
+        if coming is not None:
+            with contextlib.suppress(Exception):
+                coming.result()  # let it end before the handle changes or goes
+
+    def write(self, fh: int, offset: int, data: bytes) -> int:
         opened = self._open_of(fh)
         with opened.lock:
             opened.dirty = True
             opened.attrs = None
-            opened.ahead = b""
+            self._drop_ahead(opened)
             pending = opened.pending
             if pending is not None and opened.pending_at + len(pending) == offset:
                 pending += data
@@ -557,7 +601,7 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
                 opened.pending, opened.pending_at = bytearray(data), offset
             if len(opened.pending or b"") >= GATHER_BYTES:
                 self._send_pending(opened)
-        self.cache.forget(path)
+        self.cache.forget(opened.path)
         return len(data)
 
     def _send_pending(self, opened: _Open) -> None:
@@ -569,14 +613,13 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
         view = memoryview(data)
         done = 0
         while done < len(view):
-            written = self.client.write_handle(opened.fobx, opened.pending_at + done, view[done:])
+            written = opened.client.write_handle(opened.fobx, opened.pending_at + done, view[done:])
             if written <= 0:
-                raise mfusepy.FuseOSError(errno.EIO)
+                raise fail(errno.EIO)
             done += written
 
-    @_fuse_errors
     @_forgets()
-    def truncate(self, path: str, length: int, fh: int | None = None) -> int:
+    def truncate(self, path: str, length: int, fh: int | None = None) -> None:
         self.cache.forget(path)
         opened = self._get(fh)
         if opened is None:
@@ -585,55 +628,53 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
         if opened is not None and opened.writable:
             with opened.lock:
                 self._send_pending(opened)
-                opened.ahead = b""
+                self._drop_ahead(opened)
                 opened.dirty = True
                 opened.attrs = None
-                self.client.set_info(
+                opened.client.set_info(
                     opened.fobx, FileInformationClass.FileEndOfFileInformation, size=length
                 )
         else:
             self._settle(path)
-            self.client.truncate(self._unc(path), length)
-        return 0
+            with self.pool.lease() as client:
+                client.truncate(self._unc(path), length)
 
-    @_fuse_errors
-    def flush(self, path: str, fh: int) -> int:
+    def flush(self, fh: int) -> None:
         """close(2) waits for this: what the handle wrote reaches the server (WebDAV uploads
         its staged file, the core sends its deferred writes) and a failure is close's error."""
         opened = self._get(fh)
         if opened is None:
-            return 0
+            return
         with opened.lock:
             self._send_pending(opened)
             if opened.dirty:
                 opened.dirty = False
-                self.client.flush_handle(opened.fobx)
+                opened.client.flush_handle(opened.fobx)
         self.cache.forget(opened.path)
-        return 0
 
-    @_fuse_errors
-    def fsync(self, path: str, datasync: int, fh: int) -> int:
+    def fsync(self, fh: int) -> None:
         opened = self._open_of(fh)
         with opened.lock:
             self._send_pending(opened)
             opened.dirty = False
-            self.client.flush_handle(opened.fobx)
-        return 0
+            opened.client.flush_handle(opened.fobx)
 
-    @_fuse_errors
-    def release(self, path: str, fh: int) -> int:
+    def release(self, fh: int) -> str | None:
+        """Close the handle; the path it had (None for an unknown handle)."""
         with self._lock:
             opened = self._opens.pop(fh, None)
             if opened is not None:
                 self._drop_path_entry(opened)
-        if opened is not None:
-            with opened.lock:
-                with contextlib.suppress(OSError):  # flush reported it; the handle goes anyway
-                    self._send_pending(opened)
-                # flush did the work close(2) waits for: the close itself need not be waited on
-                self.client.close_handle(opened.fobx, wait=opened.dirty)
-            self.cache.forget(opened.path)
-        return 0
+        if opened is None:
+            return None
+        with opened.lock:
+            self._drop_ahead(opened)
+            with contextlib.suppress(OSError):  # flush reported it; the handle goes anyway
+                self._send_pending(opened)
+            # flush did the work close(2) waits for: the close itself need not be waited on
+            opened.client.close_handle(opened.fobx, wait=opened.dirty)
+        self.cache.forget(opened.path)
+        return opened.path
 
     def _drop_path_entry(self, opened: _Open) -> None:
         """Forget ``opened`` in the by-path index (self._lock held)."""
@@ -645,28 +686,26 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
                 del self._by_path[opened.path]
 
     # ------------------------------------------------------------------ names
-    @_fuse_errors
     @_forgets()
-    def mkdir(self, path: str, mode: int) -> int:
+    def mkdir(self, path: str, mode: int) -> dict[str, Any]:
         self.cache.forget(path)
-        self.client.mkdir(self._unc(path))
-        return 0
+        with self.pool.lease() as client:
+            client.mkdir(self._unc(path))
+            return self._learn(path, client.stat(self._unc(path)))
 
-    @_fuse_errors
     @_forgets(tree=True)
-    def rmdir(self, path: str) -> int:
+    def rmdir(self, path: str) -> None:
         self.cache.forget_tree(path)
-        self._writable_again(path, lambda: self.client.rmdir(self._unc(path)))
-        return 0
+        with self.pool.lease() as client:
+            self._writable_again(client, path, lambda: client.rmdir(self._unc(path)))
 
-    @_fuse_errors
     @_forgets()
-    def unlink(self, path: str) -> int:
+    def unlink(self, path: str) -> None:
         self.cache.forget(path)
-        self._writable_again(path, lambda: self.client.remove(self._unc(path)))
-        return 0
+        with self.pool.lease() as client:
+            self._writable_again(client, path, lambda: client.remove(self._unc(path)))
 
-    def _writable_again(self, path: str, change: Callable[[], None]) -> None:
+    def _writable_again(self, client: Client, path: str, change: Callable[[], None]) -> None:
         """Run ``change`` (a delete or a rename onto ``path``); refused because ``path`` is
         read-only (a 0444 file: git's packs and objects), clear READONLY and try once more, as
         the Linux CIFS client does, so ``rm -rf`` and ``git gc`` work as on a local disk. If
@@ -676,162 +715,57 @@ class RdbssOperations(mfusepy.Operations):  # type: ignore[misc]
             return
         except PermissionError:
             try:
-                info = self.client.stat(self._unc(path))
+                info = client.stat(self._unc(path))
             except OSError:
                 info = None
             if info is None or not info.attributes & FileAttributes.READONLY:
                 raise
         readonly = info.attributes & ~FileAttributes.NORMAL
-        self._set_basic(path, attributes=int(readonly & ~FileAttributes.READONLY) or NORMAL)
+        self._set_basic(path, client, attributes=int(readonly & ~FileAttributes.READONLY) or NORMAL)
         try:
             change()
         except OSError:
             with contextlib.suppress(OSError):
-                self._set_basic(path, attributes=int(readonly))
+                self._set_basic(path, client, attributes=int(readonly))
             raise
 
-    @_fuse_errors
     @_forgets(tree=True)
-    def rename(self, old: str, new: str) -> int:
+    def rename(self, old: str, new: str) -> None:
         """rename(2): replaces an existing file (a read-only one too); a directory replaces an
         empty directory."""
         self._settle(old)
         self.cache.forget_tree(old)
         self.cache.forget_tree(new)
         src, dst = self._unc(old), self._unc(new)
-        try:
-            self._writable_again(new, lambda: self.client.rename(src, dst, replace=True))
-        except PermissionError:
-            # shares refuse to replace a directory; POSIX allows it when it is empty
+        with self.pool.lease() as client:
             try:
-                replace_dir = self.client.stat(src).is_dir and self.client.stat(dst).is_dir
-            except OSError:
-                replace_dir = False
-            if not replace_dir:
-                raise
-            self.client.rmdir(dst)  # ENOTEMPTY when not empty, as rename(2) says
-            self.client.rename(src, dst, replace=True)
+                self._writable_again(client, new, lambda: client.rename(src, dst, replace=True))
+            except PermissionError:
+                # shares refuse to replace a directory; POSIX allows it when it is empty
+                try:
+                    replace_dir = client.stat(src).is_dir and client.stat(dst).is_dir
+                except OSError:
+                    replace_dir = False
+                if not replace_dir:
+                    raise
+                client.rmdir(dst)  # ENOTEMPTY when not empty, as rename(2) says
+                client.rename(src, dst, replace=True)
         with self._lock:  # handles open on the old name now write the new one
             for opened in list(self._opens.values()):
                 if opened.path == old or opened.path.startswith(old.rstrip("/") + "/"):
                     self._drop_path_entry(opened)
                     opened.path = new + opened.path[len(old) :]
                     self._by_path.setdefault(opened.path, []).append(opened)
-        return 0
 
-    def destroy(self, path: str) -> None:
+    def destroy(self) -> None:
         with self._lock:
-            client, self._client = self._client, None
             opens = list(self._opens.values())
             self._opens.clear()
             self._by_path.clear()
-        if client is None or self._client_pid != os.getpid():
-            return
         for opened in opens:
             with contextlib.suppress(OSError):
-                client.close_handle(opened.fobx, wait=False)
-        client.close()
-
-
-class _Fuse(mfusepy.FUSE):  # type: ignore[misc]
-    """mfusepy's FUSE, but a listing's entries carry their whole attributes to the kernel
-    (FUSE_FILL_DIR_PLUS when it asks for readdirplus): it then knows every name and its
-    attributes for ``entry_timeout`` / ``attr_timeout`` without a lookup each."""
-
-    def readdir_fuse_3(
-        self, path: bytes | None, buf: Any, filler: Any, offset: int, fip: Any, flags: int
-    ) -> int:
-        decoded = None if path is None else path.decode(self.encoding, self.errors)
-        plus = FUSE_FILL_DIR_PLUS if flags & FUSE_READDIR_PLUS else 0
-        for item in self.operations.readdir(decoded, fip.contents.fh):
-            name, attrs = (item, None) if isinstance(item, str) else item[:2]
-            st = None
-            if attrs is not None:
-                st = mfusepy.c_stat()
-                mfusepy.set_st_attrs(st, attrs, use_ns=True)
-            if filler(buf, name.encode(self.encoding, self.errors), st, 0, plus if st else 0):
-                break
-        return 0
-
-
-def mount(
-    unc_share: str,
-    mountpoint: str,
-    *,
-    runtime_dir: str | Path | None = None,
-    config: Config | None = None,
-    timeout: float | None = None,
-    foreground: bool = True,
-    options: Mapping[str, str | int | bool] | None = None,
-) -> None:
-    r"""Mount ``unc_share`` (``\\server\share`` or a folder in it) at ``mountpoint``.
-
-    In the foreground (the default) this returns when the file system is unmounted
-    (``fusermount3 -u MOUNTPOINT``, or SIGINT/SIGTERM to this process); otherwise libfuse
-    detaches into the background once mounted. ``options`` are extra ``-o`` mount options
-    (``{"allow_other": True}``...); the mount's own are ``attr_timeout`` and ``entry_timeout``
-    (seconds, see ATTR_TIMEOUT_S) and ``writeback_cache``. Fails before mounting if the daemon
-    is not running, the share folder does not exist or an option of the mount's is bad.
-    """
-    root = normalize_unc(unc_share)
-    extra = dict(options or {})
-    attr_timeout = _seconds(extra.pop("attr_timeout", ATTR_TIMEOUT_S), "attr_timeout")
-    entry = extra.pop("entry_timeout", None)
-    entry_timeout = attr_timeout if entry is None else _seconds(entry, "entry_timeout")
-    writeback = extra.pop("writeback_cache", False) not in (False, "0", "no", "false")
-    with Client(runtime_dir, config=config, timeout=timeout) as client:
-        if not client.stat(root).is_dir:
-            raise NotADirectoryError(errno.ENOTDIR, "not a directory", root)
-    if not os.path.isdir(mountpoint):
-        raise NotADirectoryError(errno.ENOTDIR, "the mount point is not a directory", mountpoint)
-    operations = RdbssOperations(
-        root,
-        runtime_dir=runtime_dir,
-        config=config,
-        timeout=timeout,
-        attr_timeout=attr_timeout,
-        entry_timeout=entry_timeout,
-        writeback_cache=writeback,
-    )
-    fuse_options: dict[str, Any] = {
-        "fsname": "rdbss:" + root.replace("\\", "/"),
-        "subtype": "rdbss",
-    }
-    fuse_options.update(extra)
-    _Fuse(operations, mountpoint, foreground=foreground, nothreads=False, **fuse_options)
-
-
-def _seconds(value: object, name: str) -> float:
-    try:
-        seconds = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        seconds = -1.0
-    if not seconds >= 0:
-        raise error_for_status(
-            NtStatus.STATUS_INVALID_PARAMETER,
-            f"-o {name}={value}: give a number of seconds, 0 or more (0: nothing is cached)",
-        )
-    return seconds
-
-
-def _parse_options(text: str | None) -> dict[str, str | bool]:
-    parsed: dict[str, str | bool] = {}
-    for item in (text or "").split(","):
-        if item.strip():
-            key, sep, value = item.strip().partition("=")
-            parsed[key] = value if sep else True
-    return parsed
-
-
-def cmd_mount(args: argparse.Namespace) -> int:
-    """``rdbss mount SHARE MOUNTPOINT [-o opt,...] [--background]`` (see rdbss.cli)."""
-    config = load_config(Path(args.config) if args.config else None)
-    mount(
-        args.share,
-        args.mountpoint,
-        config=config,
-        timeout=getattr(args, "timeout", None),
-        foreground=not getattr(args, "background", False),
-        options=_parse_options(getattr(args, "options", None)),
-    )
-    return 0
+                opened.client.close_handle(opened.fobx, wait=False)
+        self._fetcher.shutdown(wait=True, cancel_futures=True)
+        for client in self.pool.close():
+            with contextlib.suppress(Exception):
+                client.close()

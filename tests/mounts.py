@@ -33,9 +33,9 @@ def fuse_missing() -> list[str]:
     if shutil.which("fusermount3") is None:
         missing.append("fusermount3 (Debian package fuse3)")
     try:
-        import mfusepy  # noqa: F401
+        import pyfuse3  # noqa: F401
     except (ImportError, OSError) as exc:  # OSError: libfuse3.so.3 not found
-        missing.append(f"mfusepy with libfuse3 ({exc})")
+        missing.append(f"pyfuse3 with libfuse3 ({exc})")
     return missing
 
 
@@ -140,7 +140,7 @@ def mount_share(
     code = (
         "import logging, os, sys; logging.basicConfig(level=logging.DEBUG "
         "if os.environ.get('RDBSS_FUSE_DEBUG') else logging.WARNING); "
-        "from rdbss.fuse_ops import mount, _parse_options; "
+        "from rdbss.fuse_mount import mount, _parse_options; "
         "mount(sys.argv[1], sys.argv[2], runtime_dir=sys.argv[3], "
         "options=_parse_options(sys.argv[4]))"
     )
