@@ -114,7 +114,7 @@ class InodeTable:
     def paths_under(self, folder: str) -> list[str]:
         prefix = folder.rstrip("/") + "/"
         with self._lock:
-            return [p for p in self._ino if p.startswith(prefix)]
+            return [p for p in self._ino if p.startswith(prefix) and p != folder]
 
     def __len__(self) -> int:
         with self._lock:
