@@ -23,6 +23,14 @@ MOUNT_DEADLINE_S = 20.0
 UNMOUNT_DEADLINE_S = 10.0
 EXIT_DEADLINE_S = 30.0  # from the unmount to the mount process's own exit
 SHELL_TIMEOUT_S = 120.0
+#: A mount process: ``python -c MOUNT_CODE SHARE MOUNTPOINT RUNTIME_DIR OPTIONS``.
+MOUNT_CODE = (
+    "import logging, os, sys; logging.basicConfig(level=logging.DEBUG "
+    "if os.environ.get('RDBSS_FUSE_DEBUG') else logging.WARNING); "
+    "from rdbss.fuse_mount import mount, _parse_options; "
+    "mount(sys.argv[1], sys.argv[2], runtime_dir=sys.argv[3], "
+    "options=_parse_options(sys.argv[4]))"
+)
 
 
 def fuse_missing() -> list[str]:
@@ -137,18 +145,11 @@ def mount_share(
     mnt = base / "mnt"
     mnt.mkdir()
     log = base / "mount.log"
-    code = (
-        "import logging, os, sys; logging.basicConfig(level=logging.DEBUG "
-        "if os.environ.get('RDBSS_FUSE_DEBUG') else logging.WARNING); "
-        "from rdbss.fuse_mount import mount, _parse_options; "
-        "mount(sys.argv[1], sys.argv[2], runtime_dir=sys.argv[3], "
-        "options=_parse_options(sys.argv[4]))"
-    )
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
     }
-    argv = [sys.executable, "-c", code, share, mnt, daemon.runtime_dir, options]
+    argv = [sys.executable, "-c", MOUNT_CODE, share, mnt, daemon.runtime_dir, options]
     try:
         with foreground_mount(argv, mnt, log, env) as mounted:
             yield Mount(mounted.path, mounted.process, log, daemon)
