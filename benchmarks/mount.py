@@ -225,7 +225,7 @@ def _before_mount(checkout: Path, daemon: Any, root: str, base: Path) -> Iterato
     python = checkout / ".venv" / "bin" / "python"
     argv = [python, "-c", MOUNT_CODE, root, mnt, daemon.runtime_dir, ""]
     env = {**os.environ, "PYTHONPATH": str(checkout)}
-    with foreground_mount(argv, mnt, base / "before.log", env) as mounted:
+    with foreground_mount(argv, mnt, base / "before.log", env, cwd=checkout) as mounted:
         yield mounted.path
 
 

@@ -103,7 +103,11 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextlib.contextmanager
 def foreground_mount(
-    argv: Sequence[str | Path], mnt: Path, log: Path, env: dict[str, str] | None = None
+    argv: Sequence[str | Path],
+    mnt: Path,
+    log: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path = REPO,
 ) -> Iterator[Mounted]:
     """Run ``argv`` (a command that mounts at ``mnt`` and stays in the foreground) until the
     mount is there; at the end unmount and stop it. RuntimeError when it does not mount."""
@@ -113,7 +117,7 @@ def foreground_mount(
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            cwd=REPO,
+            cwd=cwd,
             env=env,
         )
     try:
