@@ -257,20 +257,30 @@ class KernelOps(pyfuse3.Operations):
     def _child(self, parent: int, name: bytes) -> str:
         return child_path(self._path(parent), os.fsdecode(name))
 
-    def _attr(self, path: str, attrs: dict[str, Any], *, ref: bool) -> Any:
+    def _attr(self, path: str, attrs: dict[str, Any], *, ref: bool, listed: bool = False) -> Any:
+        """The kernel's entry for ``path``; ``listed``: the attributes come from a listing,
+        which may not have the size of a file being written through the mount yet."""
         ino = self.inodes.number(path)
         if ref:
             self.inodes.ref(ino)
-        busy = self.ops.is_open(path)  # a writer's size changes under the kernel
+        busy = listed and self.ops.is_open(path)
         attr_timeout = 0.0 if busy else self.kernel.attr_timeout
         return _entry(ino, attrs, self.kernel.entry_timeout, attr_timeout)
+
+    async def _getattr(self, path: str) -> dict[str, Any]:
+        """From the caches on the event loop when they know, else a request in a thread."""
+        try:
+            known = self.ops.peek(path)
+        except OSError as exc:
+            raise pyfuse3.FUSEError(_errno_of(exc)) from None
+        return known if known is not None else await self._run(self.ops.getattr, path)
 
     # ------------------------------------------------------------------ names
     async def lookup(self, parent_inode: int, name: bytes, ctx: Any = None) -> Any:
         if name in (b".", b".."):
             raise pyfuse3.FUSEError(errno.ENOENT)  # supports_dot_lookup is off
         path = self._child(parent_inode, name)
-        attrs = await self._run(self.ops.getattr, path)
+        attrs = await self._getattr(path)
         return self._attr(path, attrs, ref=True)
 
     async def forget(self, inode_list: Iterable[tuple[int, int]]) -> None:
@@ -281,7 +291,7 @@ class KernelOps(pyfuse3.Operations):
 
     async def getattr(self, inode: int, ctx: Any = None) -> Any:
         path = self._path(inode)
-        attrs = await self._run(self.ops.getattr, path)
+        attrs = await self._getattr(path)
         return self._attr(path, attrs, ref=False)
 
     async def setattr(self, inode: int, attr: Any, fields: Any, fh: int | None, ctx: Any) -> Any:
@@ -351,13 +361,13 @@ class KernelOps(pyfuse3.Operations):
         if entries is None or start_id == 0:
             folder = self._dir_paths[fh]
             children = await self._run(self.ops.list, folder)
-            here = await self._run(self.ops.getattr, folder)
+            here = await self._getattr(folder)
             entries = [(".", folder, here), ("..", parent_of(folder), here)]
             entries += [(n, child_path(folder, n), a) for n, a in children.items()]
             self._dirs[fh] = entries
         for index in range(start_id, len(entries)):
             name, path, attrs = entries[index]
-            entry = self._attr(path, attrs, ref=False)
+            entry = self._attr(path, attrs, ref=False, listed=True)
             if not pyfuse3.readdir_reply(token, os.fsencode(name), entry, index + 1):
                 return
             if index >= 2:  # the kernel keeps no reference for "." and ".."
@@ -399,9 +409,12 @@ class KernelOps(pyfuse3.Operations):
         return pyfuse3.FileInfo(fh=fh), entry
 
     async def read(self, fh: int, off: int, size: int) -> bytes:
-        return await self._run(self.ops.read, fh, off, size)
+        data = self.ops.read_now(fh, off, size)  # from the window: no thread needed
+        return data if data is not None else await self._run(self.ops.read, fh, off, size)
 
     async def write(self, fh: int, off: int, buf: bytes) -> int:
+        if self.ops.write_now(fh, off, buf):  # gathered: no thread needed
+            return len(buf)
         return await self._run(self.ops.write, fh, off, buf)
 
     async def flush(self, fh: int) -> None:

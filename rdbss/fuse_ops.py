@@ -356,6 +356,62 @@ class PathOps:
             raise
         return self._learn(path, info)
 
+    def peek(self, path: str) -> dict[str, Any] | None:
+        """What ``getattr`` answers without a request (None: it must ask). Never waits: the
+        kernel front end calls it on its event loop."""
+        opens = self._opens_at(path)
+        if opens:
+            return next((o for o in opens if o.writable), opens[0]).attrs
+        cached = self.cache.get(path)
+        if cached is None and self.cache.known_missing(path):
+            raise fail(errno.ENOENT)
+        return cached
+
+    def read_now(self, fh: int, offset: int, size: int) -> bytes | None:
+        """What ``read`` answers from the handle's window without a request (None: it must
+        ask, or the handle is busy). Never waits: the kernel front end calls it on its event
+        loop."""
+        opened = self._get(fh)
+        if opened is None or not opened.lock.acquire(blocking=False):
+            return None
+        try:
+            start = offset - opened.ahead_at
+            window = opened.ahead
+            if opened.pending or not 0 <= start < len(window):
+                return None
+            if start + size > len(window) and not opened.ahead_ends_file:
+                return None
+            data = window[start : start + size]
+            opened.next_read = offset + len(data)
+            self._fetch_next(opened)
+            return data
+        finally:
+            opened.lock.release()
+
+    def write_now(self, fh: int, offset: int, data: bytes) -> bool:
+        """Gather ``data`` after the handle's pending writes when that needs no request (False:
+        ``write`` must run). Never waits, as ``read_now``."""
+        opened = self._get(fh)
+        if opened is None or not opened.lock.acquire(blocking=False):
+            return False
+        try:
+            pending = opened.pending
+            if (
+                pending is None
+                or opened.coming is not None
+                or opened.pending_at + len(pending) != offset
+                or len(pending) + len(data) >= GATHER_BYTES
+            ):
+                return False
+            pending += data
+            opened.dirty = True
+            opened.attrs = None
+            opened.ahead = b""
+        finally:
+            opened.lock.release()
+        self.cache.forget(opened.path)
+        return True
+
     def list(self, path: str) -> dict[str, dict[str, Any]]:
         """The children of folder ``path`` with their attributes, which feed the cache (what
         readdirplus gives the kernel), but for files open through the mount (their size may
