@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,7 @@ FOLDERS, PER_FOLDER = 20, 100  # the tree that ls -lR and cp -r walk
 SMALL_FILES, SMALL_BYTES = 300, 4096
 BIG_MIB = 64
 CHUNK = 1 << 20
+PARALLEL = 8  # readers at once in the parallel small-file workload
 
 
 @dataclass
@@ -103,6 +105,17 @@ def _workloads(sizes: Sizes) -> list[Workload]:
                     raise AssertionError("short read")
         return sizes.small / (time.perf_counter() - t0)
 
+    def read_small_parallel(mnt: Path, tag: str) -> float:
+        def one(i: int) -> None:
+            with open(mnt / "small" / f"f{i}", "rb") as f:
+                if len(f.read()) != SMALL_BYTES:
+                    raise AssertionError("short read")
+
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(PARALLEL) as pool:
+            list(pool.map(one, range(sizes.small)))
+        return sizes.small / (time.perf_counter() - t0)
+
     def read_big(mnt: Path, tag: str, *, cold: bool = True) -> float:
         total = 0
         with open(mnt / "big.bin", "rb", buffering=0) as f:
@@ -132,6 +145,7 @@ def _workloads(sizes: Sizes) -> list[Workload]:
         Workload(f"ls -lR of {files:,} files", "files/s", ls_lr, settle=True),
         Workload(f"cp -r of {files:,} files to local disk", "files/s", cp_r, settle=True),
         Workload(f"read {sizes.small} x 4 KiB files", "/s", read_small, settle=True),
+        Workload(f"the same, {PARALLEL} readers at once", "/s", read_small_parallel, settle=True),
         Workload(f"read one {sizes.big_mib} MiB file", "MiB/s", read_big),
         Workload(
             "read it again, unchanged",
