@@ -296,3 +296,21 @@ def test_without_notify_the_cache_keeps_its_window(backed: Backed) -> None:
         time.sleep(3.5)
         assert mount.sh("cat nn/late.txt").stdout == "x"
     backed.mount.sh("rm -rf nn")
+
+
+def test_an_open_keeps_pages_only_of_an_unchanged_file(backed: Backed) -> None:
+    """Close-to-open with the kernel's page cache kept across opens (``keep_cache``): a file
+    changed on the server with the same size but another time is read anew by the next open."""
+    host = backed.host("same.txt")
+    backed.setup.write_direct("same.txt", b"A" * 4096)
+    seen = backed.mount.path / "same.txt"
+    assert seen.read_bytes() == b"A" * 4096
+    assert seen.read_bytes() == b"A" * 4096  # its pages kept: the same bytes
+    before = os.stat(host)
+    backed.setup.write_direct("same.txt", b"B" * 4096)
+    os.utime(host, ns=(before.st_atime_ns, before.st_mtime_ns + 10 * 10**9))
+    deadline = time.monotonic() + ATTR_TIMEOUT_S + 2.0
+    while seen.read_bytes() != b"B" * 4096:
+        assert time.monotonic() < deadline, "an open kept the pages of a changed file"
+        time.sleep(0.05)
+    seen.unlink()
