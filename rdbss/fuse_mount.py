@@ -84,6 +84,7 @@ class Watcher:
                     self._watch(client)
             except Exception as exc:  # the daemon restarted, the server went away
                 log.warning("change-notify watch lost (%s); watching again", exc)
+                self._ops.cache.clear()
                 self._changed_all()
                 self._stop.wait(RETRY_S)
 

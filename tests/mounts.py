@@ -153,7 +153,8 @@ def mount_share(
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
     }
-    argv = [sys.executable, "-c", MOUNT_CODE, share, mnt, daemon.runtime_dir, options]
+    argv: list[str | Path] = [sys.executable, "-c", MOUNT_CODE, share, mnt]
+    argv += [str(daemon.runtime_dir), options]
     try:
         with foreground_mount(argv, mnt, log, env) as mounted:
             yield Mount(mounted.path, mounted.process, log, daemon)
