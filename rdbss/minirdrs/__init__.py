@@ -11,7 +11,7 @@ KINDS: dict[str, str] = {
     "local": "rdbss.minirdrs.local:LocalMiniRdr",
     "smb": "rdbss.minirdrs.smb:SmbMiniRdr",
     "sftp": "rdbss.minirdrs.sftp:SftpMiniRdr",
-    "webdav": "rdbss.minirdrs.webdav:WebDavMiniRdr",
+    "webdav": "rdbss.minirdrs.webdav.minirdr:WebDavMiniRdr",
     "faulty": "rdbss.minirdrs.faulty:FaultyMiniRdr",
 }
 

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from rdbss.client import Client
-from rdbss.minirdrs.webdav import WebDavMiniRdr
+from rdbss.minirdrs.webdav.minirdr import WebDavMiniRdr
 from rdbss.wire import (
     Access,
     CreateDisposition,
