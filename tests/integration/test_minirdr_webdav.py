@@ -25,6 +25,7 @@ from rdbss.minirdrs.webdav.minirdr import WebDavMiniRdr
 from rdbss.wire import (
     Access,
     CreateDisposition,
+    CreateInformation,
     CreateOptions,
     CreateParameters,
     IrpMj,
@@ -428,3 +429,76 @@ def test_reconnect_keeps_the_staged_data_of_a_reopened_handle(dav: Dav, tmp_path
     finally:
         minirdr.close()
         proxy.cut()
+
+
+def test_query_open_is_one_propfind(dav: Dav, tmp_path: Path) -> None:
+    """In-process, counting the HTTP requests: MRxQueryOpen (a stat) is one PROPFIND Depth 0
+    and answers what MRxCreate for attributes answers, statuses included."""
+    dav.folder("qo").mkdir()
+    dav.folder("qo", "f.txt").write_bytes(b"12345")
+    password_file = write_password_file(tmp_path / "pw", dav.server.password)
+    minirdr = WebDavMiniRdr(
+        "webdav",
+        {
+            "timeout": 5.0,
+            "servers": {
+                "davq": {
+                    "url": dav.server.url,
+                    "username": dav.server.user,
+                    "password_file": str(password_file),
+                }
+            },
+        },
+    )
+    assert Routine.MRxQueryOpen in minirdr.registration_routines()
+
+    def ctx(routine: Routine, **fields: object) -> RxContext:
+        return RxContext(
+            request_id=1,
+            major=IrpMj.CREATE,
+            routine=str(routine),
+            srv_call="davq",
+            net_root=dav.share,
+            **fields,  # type: ignore[arg-type]
+        )
+
+    def attrs(options: int = 0) -> CreateParameters:
+        return CreateParameters(
+            desired_access=int(Access.FILE_READ_ATTRIBUTES),
+            disposition=CreateDisposition.FILE_OPEN,
+            create_options=options,
+        )
+
+    requests: list[str] = []
+    try:
+        minirdr.create_srv_call(ctx(Routine.MRxCreateSrvCall))
+        minirdr.create_v_net_root(ctx(Routine.MRxCreateVNetRoot))
+        minirdr._server("davq").client.event_hooks["request"].append(
+            lambda request: requests.append(request.method)
+        )
+        for path, is_dir in (("qo\\f.txt", False), ("qo", True), ("", True)):
+            requests.clear()
+            stat = minirdr.query_open(ctx(Routine.MRxQueryOpen, path=path, create=attrs()))
+            assert requests == ["PROPFIND"], path
+            assert stat.information == CreateInformation.FILE_OPENED
+            assert stat.result["directory"] is is_dir
+            assert stat.result["size"] == (0 if is_dir else 5)
+            opened = minirdr.create(ctx(Routine.MRxCreate, path=path, create=attrs()))
+            srv_open = opened.result.pop("srv_open")
+            minirdr.close_srv_open(ctx(Routine.MRxCloseSrvOpen, srv_open=srv_open))
+            assert (stat.information, stat.result) == (opened.information, opened.result)
+        for path, options, status in (
+            ("qo\\none", 0, S.STATUS_OBJECT_NAME_NOT_FOUND),
+            ("none\\f.txt", 0, S.STATUS_OBJECT_PATH_NOT_FOUND),
+            ("qo\\f.txt", CreateOptions.FILE_DIRECTORY_FILE, S.STATUS_NOT_A_DIRECTORY),
+            ("qo", CreateOptions.FILE_NON_DIRECTORY_FILE, S.STATUS_FILE_IS_A_DIRECTORY),
+        ):
+            for routine, call in (
+                (Routine.MRxQueryOpen, minirdr.query_open),
+                (Routine.MRxCreate, minirdr.create),
+            ):
+                with pytest.raises(NtStatusError) as ei:
+                    call(ctx(routine, path=path, create=attrs(int(options))))
+                assert ei.value.status == status, (path, routine)
+    finally:
+        minirdr.close()

@@ -43,6 +43,7 @@ from rdbss.minirdrs.webdav.props import QUOTA_BODY, DavEntry, file_id, file_info
 from rdbss.minirdrs.webdav.session import Session
 from rdbss.minirdrs.wildcard import is_name_in_expression
 from rdbss.model.buffering import BUFFERING_STATE_MASK, HANDLE_BITS
+from rdbss.model.dispatch import is_query_open
 from rdbss.wire.constants import (
     CreateDisposition,
     CreateInformation,
@@ -265,6 +266,39 @@ class WebDavMiniRdr(MiniRdr):
         return Result(
             information=information,
             result={**self._info(op), "srv_open": srv_open, "directory": op.is_dir},
+        )
+
+    def query_open(self, ctx: RxContext) -> Result:
+        """MRxQueryOpen: what ``create`` answers for FILE_READ_ATTRIBUTES and FILE_OPEN (the
+        same checks, in the same order, so the same status) from one PROPFIND Depth 0, and no
+        SrvOpen to close afterwards. A name that is not there costs one more PROPFIND (of its
+        parent), as in ``create``, to tell OBJECT_NAME_NOT_FOUND from OBJECT_PATH_NOT_FOUND."""
+        server = self._server(ctx.srv_call)
+        share = check_share_name(ctx.net_root)
+        parts = _components(ctx.path or "")
+        rel = "\\".join(parts)
+        params = ctx.create or CreateParameters()
+        disposition, options = LocalMiniRdr._check_create_parameters(params)
+        if not is_query_open(params):
+            raise error(
+                S.STATUS_INVALID_PARAMETER, "MRxQueryOpen answers an open for attributes only"
+            )
+        if self._delete_pending_at(server, share, rel):
+            raise error(S.STATUS_DELETE_PENDING, f"{_show(rel)} is being deleted")
+        entry = server.stat(share, parts, rel)
+        if entry is None:
+            if not parts:
+                raise error(S.STATUS_BAD_NETWORK_NAME, f"share {share!r} is gone")
+            server.check_parent(share, parts, rel)
+            raise error(S.STATUS_OBJECT_NAME_NOT_FOUND, f"{_show(rel)} not found")
+        if entry.is_dir:
+            LocalMiniRdr._check_open_dir(rel, options, disposition, False)
+        elif options & CreateOptions.FILE_DIRECTORY_FILE:
+            raise error(S.STATUS_NOT_A_DIRECTORY, f"{_show(rel)} is not a directory")
+        info = file_info(entry, rel, ident=file_id(str(server.config.url), share, rel))
+        return Result(
+            information=int(CreateInformation.FILE_OPENED),
+            result={**info, "directory": entry.is_dir},
         )
 
     def _adopt_orphan(self, op: Open) -> None:
