@@ -365,19 +365,19 @@ class CuttableProxy:
             sock.close()
 
 
-def test_reconnect_keeps_the_staged_data_of_a_reopened_handle(dav: Dav, tmp_path: Path) -> None:
-    """In-process, through a proxy that drops the connection: a write staged before the loss
-    survives the core's re-open of the same handle (same FOBX) on the new connection."""
-    proxy = CuttableProxy(dav.server.port)
-    proxy.start()
+def in_process(
+    dav: Dav, tmp_path: Path, name: str, url: str
+) -> tuple[WebDavMiniRdr, Callable[..., RxContext]]:
+    """A WebDavMiniRdr in this process reaching ``url`` as server ``name`` (the test server's
+    user), and a maker of the RxContexts of its share's routines."""
     password_file = write_password_file(tmp_path / "pw", dav.server.password)
     minirdr = WebDavMiniRdr(
         "webdav",
         {
             "timeout": 5.0,
             "servers": {
-                "davproxy": {
-                    "url": f"http://127.0.0.1:{proxy.port}/",
+                name: {
+                    "url": url,
                     "username": dav.server.user,
                     "password_file": str(password_file),
                 }
@@ -390,10 +390,20 @@ def test_reconnect_keeps_the_staged_data_of_a_reopened_handle(dav: Dav, tmp_path
             request_id=1,
             major=IrpMj.CREATE,
             routine=str(routine),
-            srv_call="davproxy",
+            srv_call=name,
             net_root=dav.share,
             **fields,  # type: ignore[arg-type]
         )
+
+    return minirdr, ctx
+
+
+def test_reconnect_keeps_the_staged_data_of_a_reopened_handle(dav: Dav, tmp_path: Path) -> None:
+    """In-process, through a proxy that drops the connection: a write staged before the loss
+    survives the core's re-open of the same handle (same FOBX) on the new connection."""
+    proxy = CuttableProxy(dav.server.port)
+    proxy.start()
+    minirdr, ctx = in_process(dav, tmp_path, "davproxy", f"http://127.0.0.1:{proxy.port}/")
 
     def open_rw(disposition: int) -> int:
         create = CreateParameters(desired_access=int(RW), disposition=disposition)
@@ -436,31 +446,8 @@ def test_query_open_is_one_propfind(dav: Dav, tmp_path: Path) -> None:
     and answers what MRxCreate for attributes answers, statuses included."""
     dav.folder("qo").mkdir()
     dav.folder("qo", "f.txt").write_bytes(b"12345")
-    password_file = write_password_file(tmp_path / "pw", dav.server.password)
-    minirdr = WebDavMiniRdr(
-        "webdav",
-        {
-            "timeout": 5.0,
-            "servers": {
-                "davq": {
-                    "url": dav.server.url,
-                    "username": dav.server.user,
-                    "password_file": str(password_file),
-                }
-            },
-        },
-    )
+    minirdr, ctx = in_process(dav, tmp_path, "davq", dav.server.url)
     assert Routine.MRxQueryOpen in minirdr.registration_routines()
-
-    def ctx(routine: Routine, **fields: object) -> RxContext:
-        return RxContext(
-            request_id=1,
-            major=IrpMj.CREATE,
-            routine=str(routine),
-            srv_call="davq",
-            net_root=dav.share,
-            **fields,  # type: ignore[arg-type]
-        )
 
     def attrs(options: int = 0) -> CreateParameters:
         return CreateParameters(

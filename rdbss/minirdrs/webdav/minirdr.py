@@ -231,12 +231,15 @@ class WebDavMiniRdr(MiniRdr):
         return Result()
 
     # --- create -------------------------------------------------------------------------------
-    def create(self, ctx: RxContext) -> Result:
+    def _target(self, ctx: RxContext) -> tuple[Session, str, list[str], CreateParameters]:
+        """A create's server, share, name components and parameters."""
         server = self._server(ctx.srv_call)
         share = check_share_name(ctx.net_root)
-        parts = _components(ctx.path or "")
+        return server, share, _components(ctx.path or ""), ctx.create or CreateParameters()
+
+    def create(self, ctx: RxContext) -> Result:
+        server, share, parts, params = self._target(ctx)
         rel = "\\".join(parts)
-        params = ctx.create or CreateParameters()
         disposition, options = LocalMiniRdr._check_create_parameters(params)
         if self._delete_pending_at(server, share, rel):
             raise error(S.STATUS_DELETE_PENDING, f"{_show(rel)} is being deleted")
@@ -273,11 +276,8 @@ class WebDavMiniRdr(MiniRdr):
         same checks, in the same order, so the same status) from one PROPFIND Depth 0, and no
         SrvOpen to close afterwards. A name that is not there costs one more PROPFIND (of its
         parent), as in ``create``, to tell OBJECT_NAME_NOT_FOUND from OBJECT_PATH_NOT_FOUND."""
-        server = self._server(ctx.srv_call)
-        share = check_share_name(ctx.net_root)
-        parts = _components(ctx.path or "")
+        server, share, parts, params = self._target(ctx)
         rel = "\\".join(parts)
-        params = ctx.create or CreateParameters()
         disposition, options = LocalMiniRdr._check_create_parameters(params)
         if not is_query_open(params):
             raise error(
