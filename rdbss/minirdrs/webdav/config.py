@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from rdbss.minirdrs.passwords import read_password
+from rdbss.minirdrs.common.passwords import read_password
 
 DEFAULT_TIMEOUT_S = 30.0
 #: Seconds between two PROPFINDs of a collection with a pending change notification.

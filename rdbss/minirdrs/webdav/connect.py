@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import httpx
 
-from rdbss.minirdrs.setup import AUTHENTICATE, NEGOTIATE, TCP_CONNECT, SetupDeadline
+from rdbss.minirdrs.common.setup import AUTHENTICATE, NEGOTIATE, TCP_CONNECT, SetupDeadline
 from rdbss.minirdrs.webdav.config import ServerConfig
 from rdbss.minirdrs.webdav.errors import connect_status, error, http_status, reason
 from rdbss.minirdrs.webdav.props import PROPFIND_BODY

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import httpx
+
+from rdbss.minirdrs.base import OpenBase
 from rdbss.minirdrs.webdav.props import DavEntry
 from rdbss.minirdrs.webdav.session import Session
 
@@ -13,22 +16,28 @@ if TYPE_CHECKING:
     from rdbss.minirdrs.webdav.spool import Stage, Upload
 
 
-@dataclass(slots=True)
-class Open:
-    """One SRV_OPEN."""
+@dataclass(frozen=True, slots=True)
+class DavShare:
+    """A share of a configured server, one object per (server, share) for the life of the
+    mini-redirector (``OpenTable`` compares shares by identity): the opens of a share made on
+    a new connection after the old one was lost are in the same share."""
+
+    server: str  # the configured server name, lowercased (UNC names are case-insensitive)
+    name: str  # the share: the first path component under the server's URL
+
+
+@dataclass(slots=True, kw_only=True)
+class Open(OpenBase[DavShare]):
+    """One SRV_OPEN: ``OpenBase`` (share, path, kind, access, delete-pending) and what a
+    WebDAV open adds: the connection, the properties last seen, its reads' stream and its
+    writes' staging file and streamed upload."""
 
     server: Session
-    share: str
-    path: str  # share-relative, backslashes, "" for the share root
     entry: DavEntry  # the properties last seen
-    is_dir: bool
-    can_read: bool
-    can_write: bool
-    append_only: bool = False
+    srv_open: int = 0  # its id in the mini-redirector's OpenTable
     empty_on_server: bool = False  # created or overwritten by this open: nothing to download
     stage: Stage | None = None
     written_ns: int | None = None  # when staged data last changed
-    delete_pending: bool = False
     fobx: int | None = None  # the core's handle id at create (a re-open names it again)
     stream: Stream | None = None  # sequential reads: an open GET at the next byte
     next_read: int | None = None  # where the last remote read of this open ended
@@ -38,6 +47,10 @@ class Open:
     @property
     def parts(self) -> list[str]:
         return self.path.split("\\") if self.path else []
+
+    def url(self) -> httpx.URL:
+        """The resource's URL (a collection's ends in "/")."""
+        return self.server.url(self.share.name, self.parts, collection=self.is_dir)
 
     def drop_stream(self) -> None:
         """Close this open's streaming GET, if any (the server's LRU entry too)."""

@@ -4,7 +4,6 @@ it serves and how."""
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import threading
 import time
@@ -16,33 +15,36 @@ from typing import Any, ClassVar
 from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
 from rdbss.minirdrs.base import (
     MiniRdr,
+    OpenTable,
     Result,
     lowio_of,
     posix_volume,
     set_file_info_with,
     volume_info_class,
 )
-from rdbss.minirdrs.listing import Enumerations
-from rdbss.minirdrs.local import (
-    LocalMiniRdr,
-    _arg_bool,
-    _arg_int,
-    _arg_str,
-    _components,
-    _show,
-    check_share_name,
-)
-from rdbss.minirdrs.notify import Entry, Lister, PollingWatches, WatchLimits, notify_interval
-from rdbss.minirdrs.setup import AUTHENTICATE, SHARE_CHECK, SetupDeadline
+from rdbss.minirdrs.common.args import TIME_ARGS, arg_bool, arg_int, arg_str, components, show
+from rdbss.minirdrs.common.listing import Enumerations
+from rdbss.minirdrs.common.notify import Entry, Lister, PollingWatches, WatchLimits, notify_interval
+from rdbss.minirdrs.common.setup import AUTHENTICATE, SHARE_CHECK, SetupDeadline
+from rdbss.minirdrs.common.shares import check_share_name
+from rdbss.minirdrs.common.wildcard import is_name_in_expression
 from rdbss.minirdrs.webdav import reads, spool
 from rdbss.minirdrs.webdav.config import NOTIFY_INTERVAL_S, WebDavConfig
 from rdbss.minirdrs.webdav.connect import connect, probe
 from rdbss.minirdrs.webdav.errors import error, fail
-from rdbss.minirdrs.webdav.handle import Open
+from rdbss.minirdrs.webdav.handle import DavShare, Open
 from rdbss.minirdrs.webdav.props import QUOTA_BODY, DavEntry, file_id, file_info
 from rdbss.minirdrs.webdav.session import Session
-from rdbss.minirdrs.wildcard import is_name_in_expression
 from rdbss.model.buffering import BUFFERING_STATE_MASK, HANDLE_BITS
+from rdbss.model.create import (
+    INFORMATION,
+    Action,
+    check_create_parameters,
+    check_open_existing,
+    create_action,
+    data_access,
+    decide_create,
+)
 from rdbss.model.dispatch import is_query_open
 from rdbss.wire.constants import (
     CreateDisposition,
@@ -61,9 +63,6 @@ D = CreateDisposition
 
 FS_NAME = "rdbss-webdav"
 MAX_NAME_LENGTH = 255
-_OVERWRITING = frozenset({D.FILE_SUPERSEDE, D.FILE_OVERWRITE, D.FILE_OVERWRITE_IF})
-_CREATING = frozenset({D.FILE_SUPERSEDE, D.FILE_CREATE, D.FILE_OPEN_IF, D.FILE_OVERWRITE_IF})
-_TIME_ARGS = ("creation_time", "last_access_time", "last_write_time", "change_time")
 
 
 class WebDavMiniRdr(MiniRdr):
@@ -93,9 +92,9 @@ class WebDavMiniRdr(MiniRdr):
         self._staging = spool.StagingFolder(parsed.staging_parent)
         self._lock = threading.RLock()
         self._servers: dict[str, Session] = {}
-        self._opens: dict[int, Open] = {}
+        self._opens: OpenTable[Open] = OpenTable()
+        self._shares: dict[tuple[str, str], DavShare] = {}
         self._enumerations: Enumerations[DavEntry] = Enumerations()
-        self._ids = itertools.count(1)
         # httpx logs every request at INFO; this process's log is the daemon's log.
         for noisy in ("httpx", "httpcore"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -114,9 +113,8 @@ class WebDavMiniRdr(MiniRdr):
         """Process shutdown: upload what is still staged and delete what was delete-pending
         (as closing each handle would), then drop every connection and the staging folder."""
         self._watches.close()
+        opens = self._opens.clear()
         with self._lock:
-            opens = list(self._opens.values())
-            self._opens.clear()
             self._enumerations.clear()
             servers = list(self._servers.values())
             self._servers.clear()
@@ -126,12 +124,12 @@ class WebDavMiniRdr(MiniRdr):
             except NtStatusError as exc:
                 log.error(
                     "closing %s on %s at shutdown failed: %s",
-                    _show(op.path),
+                    show(op.path),
                     op.server.name,
                     exc.strerror,
                 )
             except Exception:
-                log.exception("closing %s at shutdown failed", _show(op.path))
+                log.exception("closing %s at shutdown failed", show(op.path))
         for server in servers:
             server.close()
         self._staging.remove()
@@ -147,21 +145,7 @@ class WebDavMiniRdr(MiniRdr):
         return server
 
     def _open_of(self, ctx: RxContext) -> Open:
-        with self._lock:
-            op = self._opens.get(ctx.srv_open) if ctx.srv_open is not None else None
-        if op is None:
-            raise error(S.STATUS_INVALID_HANDLE, f"unknown srv_open {ctx.srv_open!r}")
-        return op
-
-    def _delete_pending_at(self, server: Session, share: str, rel: str) -> bool:
-        with self._lock:
-            return any(
-                op.delete_pending
-                and op.server.name.lower() == server.name.lower()
-                and op.share == share
-                and op.path == rel
-                for op in self._opens.values()
-            )
+        return self._opens.get(ctx.srv_open)
 
     # --- connections --------------------------------------------------------------------------
     def create_srv_call(self, ctx: RxContext) -> Result:
@@ -231,19 +215,22 @@ class WebDavMiniRdr(MiniRdr):
         return Result()
 
     # --- create -------------------------------------------------------------------------------
-    def _target(self, ctx: RxContext) -> tuple[Session, str, list[str], CreateParameters]:
+    def _target(self, ctx: RxContext) -> tuple[Session, DavShare, list[str], CreateParameters]:
         """A create's server, share, name components and parameters."""
         server = self._server(ctx.srv_call)
-        share = check_share_name(ctx.net_root)
-        return server, share, _components(ctx.path or ""), ctx.create or CreateParameters()
+        name = check_share_name(ctx.net_root)
+        key = (server.name.lower(), name)
+        with self._lock:
+            share = self._shares.setdefault(key, DavShare(*key))
+        return server, share, components(ctx.path or ""), ctx.create or CreateParameters()
 
     def create(self, ctx: RxContext) -> Result:
         server, share, parts, params = self._target(ctx)
         rel = "\\".join(parts)
-        disposition, options = LocalMiniRdr._check_create_parameters(params)
-        if self._delete_pending_at(server, share, rel):
-            raise error(S.STATUS_DELETE_PENDING, f"{_show(rel)} is being deleted")
-        entry = server.stat(share, parts, rel)
+        disposition, options = check_create_parameters(params)
+        if self._opens.delete_pending_at(share, rel):
+            raise error(S.STATUS_DELETE_PENDING, f"{show(rel)} is being deleted")
+        entry = server.stat(share.name, parts, rel)
         created = entry is None
         if entry is None:
             op = self._create_new(server, share, parts, rel, params, disposition, options)
@@ -263,12 +250,11 @@ class WebDavMiniRdr(MiniRdr):
             op.delete_pending = True
         op.fobx = ctx.fobx
         self._adopt_orphan(op)
-        with self._lock:
-            srv_open = next(self._ids)
-            self._opens[srv_open] = op
+        with self._opens.lock:
+            op.srv_open = self._opens.add(op)
         return Result(
             information=information,
-            result={**self._info(op), "srv_open": srv_open, "directory": op.is_dir},
+            result={**self._info(op), "srv_open": op.srv_open, "directory": op.is_dir},
         )
 
     def query_open(self, ctx: RxContext) -> Result:
@@ -278,24 +264,19 @@ class WebDavMiniRdr(MiniRdr):
         parent), as in ``create``, to tell OBJECT_NAME_NOT_FOUND from OBJECT_PATH_NOT_FOUND."""
         server, share, parts, params = self._target(ctx)
         rel = "\\".join(parts)
-        disposition, options = LocalMiniRdr._check_create_parameters(params)
+        disposition, options = check_create_parameters(params)
         if not is_query_open(params):
             raise error(
                 S.STATUS_INVALID_PARAMETER, "MRxQueryOpen answers an open for attributes only"
             )
-        if self._delete_pending_at(server, share, rel):
-            raise error(S.STATUS_DELETE_PENDING, f"{_show(rel)} is being deleted")
-        entry = server.stat(share, parts, rel)
+        if self._opens.delete_pending_at(share, rel):
+            raise error(S.STATUS_DELETE_PENDING, f"{show(rel)} is being deleted")
+        entry = server.stat(share.name, parts, rel)
         if entry is None:
-            if not parts:
-                raise error(S.STATUS_BAD_NETWORK_NAME, f"share {share!r} is gone")
-            server.check_parent(share, parts, rel)
-            raise error(S.STATUS_OBJECT_NAME_NOT_FOUND, f"{_show(rel)} not found")
-        if entry.is_dir:
-            LocalMiniRdr._check_open_dir(rel, options, disposition, False)
-        elif options & CreateOptions.FILE_DIRECTORY_FILE:
-            raise error(S.STATUS_NOT_A_DIRECTORY, f"{_show(rel)} is not a directory")
-        info = file_info(entry, rel, ident=file_id(str(server.config.url), share, rel))
+            self._check_missing(server, share, parts, rel)
+            raise error(S.STATUS_OBJECT_NAME_NOT_FOUND, f"{show(rel)} not found")
+        check_open_existing(rel, options, disposition, False, is_dir=entry.is_dir)
+        info = file_info(entry, rel, ident=file_id(str(server.config.url), share.name, rel))
         return Result(
             information=int(CreateInformation.FILE_OPENED),
             result={**info, "directory": entry.is_dir},
@@ -307,18 +288,17 @@ class WebDavMiniRdr(MiniRdr):
         uploaded yet) moves to the new SrvOpen instead of being lost."""
         if op.fobx is None:
             return
-        with self._lock:
-            for srv_open, old in list(self._opens.items()):
+        with self._opens.lock:
+            for old in self._opens.values():
                 if (
                     old.fobx == op.fobx
                     and old.server is not op.server
                     and old.server.dead is not None
-                    and old.server.name.lower() == op.server.name.lower()
-                    and old.share == op.share
+                    and old.share is op.share
                     and old.path == op.path
                 ):
-                    del self._opens[srv_open]
-                    self._enumerations.forget_srv_open(srv_open)
+                    self._opens.pop(old.srv_open)
+                    self._enumerations.forget_srv_open(old.srv_open)
                     break
             else:
                 return
@@ -330,53 +310,55 @@ class WebDavMiniRdr(MiniRdr):
             op.stage, old.stage = old.stage, None
             op.written_ns = old.written_ns
         op.delete_pending = op.delete_pending or old.delete_pending
-        log.info("re-opened %s on %s: kept its staged data", _show(op.path), op.server.name)
+        log.info("re-opened %s on %s: kept its staged data", show(op.path), op.server.name)
+
+    @staticmethod
+    def _check_missing(server: Session, share: DavShare, parts: list[str], rel: str) -> None:
+        """What a create of a name that is not there checks before the disposition: the share
+        is still there (for the root) and so is the parent folder (OBJECT_PATH_NOT_FOUND)."""
+        if not parts:
+            raise error(S.STATUS_BAD_NETWORK_NAME, f"share {share.name!r} is gone")
+        server.check_parent(share.name, parts, rel)
 
     def _create_new(
         self,
         server: Session,
-        share: str,
+        share: DavShare,
         parts: list[str],
         rel: str,
         params: CreateParameters,
         disposition: D,
         options: int,
     ) -> Open:
-        if not parts:
-            raise error(S.STATUS_BAD_NETWORK_NAME, f"share {share!r} is gone")
-        server.check_parent(share, parts, rel)
-        if disposition not in _CREATING:
-            raise error(S.STATUS_OBJECT_NAME_NOT_FOUND, f"{_show(rel)} not found")
+        self._check_missing(server, share, parts, rel)
+        create_action(disposition, False, rel)
         if params.file_attributes & FileAttributes.READONLY:
             raise error(S.STATUS_NOT_SUPPORTED, "WebDAV has no read-only attribute")
-        can_read, can_write, append_only = LocalMiniRdr._data_access(params.desired_access)
+        can_read, can_write, append_only = data_access(params.desired_access)
         is_dir = bool(options & CreateOptions.FILE_DIRECTORY_FILE)
-        what = f"cannot create {_show(rel)}"
+        what = f"cannot create {show(rel)}"
+        url = server.url(share.name, parts, collection=is_dir)
         if is_dir:
-            url = server.url(share, parts, collection=True)
             response = server.request("MKCOL", url, what)
-            if response.status_code not in (200, 201, 204):
-                raise fail(response, "MKCOL", what)
         else:
-            url = server.url(share, parts, collection=False)
             # If-None-Match: * so a file someone else made meanwhile is not clobbered
             response = server.request("PUT", url, what, headers={"If-None-Match": "*"}, content=b"")
-            if response.status_code not in (200, 201, 204):
-                raise fail(response, "PUT", what)
-        entry = server.stat(share, parts, rel)
+        if response.status_code not in (200, 201, 204):
+            raise fail(response, "MKCOL" if is_dir else "PUT", what)
+        entry = server.stat(share.name, parts, rel)
         if entry is None:
             now = time.time_ns()
-            path = server.decoded_path(share, parts)
+            path = server.decoded_path(share.name, parts)
             entry = DavEntry(path, is_dir, 0, now, now)
         return Open(
-            server,
-            share,
-            rel,
-            entry,
-            is_dir,
-            can_read,
-            can_write,
+            share=share,
+            path=rel,
+            is_dir=is_dir,
+            can_read=can_read,
+            can_write=can_write,
             append_only=append_only,
+            server=server,
+            entry=entry,
             empty_on_server=not is_dir,
             streamable=not is_dir,
         )
@@ -384,7 +366,7 @@ class WebDavMiniRdr(MiniRdr):
     def _open_existing(
         self,
         server: Session,
-        share: str,
+        share: DavShare,
         parts: list[str],
         rel: str,
         entry: DavEntry,
@@ -392,51 +374,40 @@ class WebDavMiniRdr(MiniRdr):
         disposition: D,
         options: int,
     ) -> tuple[Open, int]:
-        can_read, can_write, append_only = LocalMiniRdr._data_access(params.desired_access)
-        if disposition == D.FILE_CREATE:
-            raise error(S.STATUS_OBJECT_NAME_COLLISION, f"{_show(rel)} already exists")
-        if entry.is_dir:
-            LocalMiniRdr._check_open_dir(rel, options, disposition, can_write)
-            op = Open(server, share, rel, entry, True, can_read, can_write)
-            return op, int(CreateInformation.FILE_OPENED)
-        if options & CreateOptions.FILE_DIRECTORY_FILE:
-            raise error(S.STATUS_NOT_A_DIRECTORY, f"{_show(rel)} is not a directory")
-        if params.file_attributes & FileAttributes.READONLY and disposition in _OVERWRITING:
+        can_read, can_write, append_only = data_access(params.desired_access)
+        is_dir = entry.is_dir
+        action = decide_create(rel, disposition, options, can_write, exists=True, is_dir=is_dir)
+        overwrite = action is not Action.OPEN  # (never a directory: decide_create refuses it)
+        if overwrite and params.file_attributes & FileAttributes.READONLY:
             raise error(S.STATUS_NOT_SUPPORTED, "WebDAV has no read-only attribute")
-        overwrite = disposition in _OVERWRITING
         if overwrite:
-            what = f"cannot overwrite {_show(rel)}"
-            url = server.url(share, parts, collection=False)
+            what = f"cannot overwrite {show(rel)}"
+            url = server.url(share.name, parts, collection=False)
             response = server.request("PUT", url, what, content=b"")
             if response.status_code not in (200, 201, 204):
                 raise fail(response, "PUT", what)
-            entry = server.stat(share, parts, rel) or replace(
+            entry = server.stat(share.name, parts, rel) or replace(
                 entry, size=0, last_modified_ns=time.time_ns()
             )
         op = Open(
-            server,
-            share,
-            rel,
-            entry,
-            False,
-            can_read,
-            can_write,
-            append_only=append_only,
+            share=share,
+            path=rel,
+            is_dir=is_dir,
+            can_read=can_read,
+            can_write=can_write,
+            append_only=append_only and not is_dir,
+            server=server,
+            entry=entry,
             empty_on_server=overwrite,
             streamable=overwrite,
         )
-        information = {
-            D.FILE_SUPERSEDE: CreateInformation.FILE_SUPERSEDED,
-            D.FILE_OVERWRITE: CreateInformation.FILE_OVERWRITTEN,
-            D.FILE_OVERWRITE_IF: CreateInformation.FILE_OVERWRITTEN,
-        }.get(disposition, CreateInformation.FILE_OPENED)
-        return op, int(information)
+        return op, int(INFORMATION[action])
 
     def _check_deletable(self, op: Open) -> None:
         if not op.path:
             raise error(S.STATUS_ACCESS_DENIED, "the share root cannot be deleted")
-        if op.is_dir and op.server.children(op.share, op.parts, op.path):
-            raise error(S.STATUS_DIRECTORY_NOT_EMPTY, f"{_show(op.path)} is not empty")
+        if op.is_dir and op.server.children(op.share.name, op.parts, op.path):
+            raise error(S.STATUS_DIRECTORY_NOT_EMPTY, f"{show(op.path)} is not empty")
 
     def _info(self, op: Open) -> dict[str, Any]:
         size = op.stage.size() if op.stage is not None else None
@@ -446,7 +417,7 @@ class WebDavMiniRdr(MiniRdr):
             size=size,
             last_write_ns=op.written_ns,
             delete_pending=op.delete_pending,
-            ident=file_id(str(op.server.config.url), op.share, op.path),
+            ident=file_id(str(op.server.config.url), op.share.name, op.path),
         )
 
     # --- low I/O ------------------------------------------------------------------------------
@@ -457,18 +428,18 @@ class WebDavMiniRdr(MiniRdr):
         lowio = lowio_of(ctx)
         if lowio.operation == LowIoOp.NOTIFY_CHANGE_DIRECTORY:
             if not op.is_dir:
-                raise error(S.STATUS_INVALID_PARAMETER, f"{_show(op.path)} is not a directory")
+                raise error(S.STATUS_INVALID_PARAMETER, f"{show(op.path)} is not a directory")
             return self._watches.notify(
                 ctx,
                 self._lister(op),
                 group=op.server.name.lower(),
-                folder=f"{op.share}\\{op.path}",
+                folder=f"{op.share.name}\\{op.path}",
                 completion_filter=lowio.completion_filter,
                 tree=lowio.watch_tree,
-                what=_show(op.path),
+                what=show(op.path),
             )
         if op.is_dir:
-            raise error(S.STATUS_INVALID_DEVICE_REQUEST, f"{_show(op.path)} is a directory")
+            raise error(S.STATUS_INVALID_DEVICE_REQUEST, f"{show(op.path)} is a directory")
         if lowio.operation == LowIoOp.READ:
             return reads.read(op, lowio.offset, lowio.length)
         if lowio.operation == LowIoOp.WRITE:
@@ -488,7 +459,7 @@ class WebDavMiniRdr(MiniRdr):
         def list_folder(sub: str) -> list[tuple[str, Entry]]:
             parts = op.parts + (sub.split("\\") if sub else [])
             children = op.server.children(
-                op.share, parts, "\\".join(parts), gone=S.STATUS_OBJECT_PATH_NOT_FOUND
+                op.share.name, parts, "\\".join(parts), gone=S.STATUS_OBJECT_PATH_NOT_FOUND
             )
             return [
                 (
@@ -511,14 +482,14 @@ class WebDavMiniRdr(MiniRdr):
         op = self._open_of(ctx)
         lowio = lowio_of(ctx)
         if op.is_dir:
-            raise error(S.STATUS_INVALID_DEVICE_REQUEST, f"{_show(op.path)} is a directory")
+            raise error(S.STATUS_INVALID_DEVICE_REQUEST, f"{show(op.path)} is a directory")
         return reads.read(op, lowio.offset, len(target), into=target)
 
     def _write(
         self, op: Open, offset: int, payload: bytes | bytearray | memoryview | None
     ) -> Result:
         if not op.can_write:
-            raise error(S.STATUS_ACCESS_DENIED, f"{_show(op.path)} is not open for writing")
+            raise error(S.STATUS_ACCESS_DENIED, f"{show(op.path)} is not open for writing")
         if offset < -1:
             raise error(S.STATUS_INVALID_PARAMETER, f"bad write offset {offset}")
         if payload is None:
@@ -541,7 +512,7 @@ class WebDavMiniRdr(MiniRdr):
         if info_class not in _FILE_INFO_CLASSES:
             raise error(S.STATUS_INVALID_PARAMETER, f"file info class {info_class!r}")
         if op.stage is None:
-            fresh = op.server.stat(op.share, op.parts, op.path)
+            fresh = op.server.stat(op.share.name, op.parts, op.path)
             if fresh is not None and fresh.is_dir == op.is_dir:
                 op.entry = fresh
         info = self._info(op)
@@ -553,8 +524,8 @@ class WebDavMiniRdr(MiniRdr):
 
     @staticmethod
     def _set_basic(op: Open, args: Mapping[str, Any]) -> None:
-        times = {key: _arg_int(args, key, default=0) for key in _TIME_ARGS}
-        attributes = _arg_int(args, "attributes", default=0)
+        times = {key: arg_int(args, key, default=0) for key in TIME_ARGS}
+        attributes = arg_int(args, "attributes", default=0)
         if attributes & FileAttributes.DIRECTORY and not op.is_dir:
             raise error(S.STATUS_INVALID_PARAMETER, "attributes: DIRECTORY on a file")
         if any(value > 0 for value in times.values()):
@@ -567,12 +538,12 @@ class WebDavMiniRdr(MiniRdr):
         if op.is_dir:
             raise error(S.STATUS_INVALID_PARAMETER, f"{what} of a directory")
         if not op.can_write:
-            raise error(S.STATUS_ACCESS_DENIED, f"{_show(op.path)} is not open for writing")
+            raise error(S.STATUS_ACCESS_DENIED, f"{show(op.path)} is not open for writing")
         # nothing to fetch for a truncation to 0
         return spool.stage_of(op, self._staging, fill=size > 0)
 
     def _set_end_of_file(self, op: Open, args: Mapping[str, Any]) -> None:
-        size = _arg_int(args, "size")
+        size = arg_int(args, "size")
         if size < 0:
             raise error(S.STATUS_INVALID_PARAMETER, "argument 'size' must not be negative")
         fresh = op.stage is None
@@ -581,7 +552,7 @@ class WebDavMiniRdr(MiniRdr):
             spool.truncate(op, stage, size)
 
     def _set_allocation(self, op: Open, args: Mapping[str, Any]) -> None:
-        size = _arg_int(args, "size")
+        size = arg_int(args, "size")
         if size < 0:
             raise error(S.STATUS_INVALID_PARAMETER, "argument 'size' must not be negative")
         fresh = op.stage is None
@@ -590,9 +561,9 @@ class WebDavMiniRdr(MiniRdr):
             spool.truncate(op, stage, size)
 
     def _set_rename(self, op: Open, args: Mapping[str, Any]) -> None:
-        target_parts = _components(_arg_str(args, "target"))
+        target_parts = components(arg_str(args, "target"))
         target_rel = "\\".join(target_parts)
-        replace_existing = _arg_bool(args, "replace", default=False)
+        replace_existing = arg_bool(args, "replace", default=False)
         if not target_rel:
             raise error(S.STATUS_INVALID_PARAMETER, "cannot rename onto the share root")
         if not op.path:
@@ -600,19 +571,19 @@ class WebDavMiniRdr(MiniRdr):
         if target_rel == op.path:
             return
         server = op.server
-        server.check_parent(op.share, target_parts, target_rel)
-        existing = server.stat(op.share, target_parts, target_rel)
+        server.check_parent(op.share.name, target_parts, target_rel)
+        existing = server.stat(op.share.name, target_parts, target_rel)
         if existing is not None:
             if not replace_existing:
-                raise error(S.STATUS_OBJECT_NAME_COLLISION, f"{_show(target_rel)} already exists")
+                raise error(S.STATUS_OBJECT_NAME_COLLISION, f"{show(target_rel)} already exists")
             if existing.is_dir:
                 raise error(
-                    S.STATUS_ACCESS_DENIED, f"{_show(target_rel)} is a directory: cannot replace it"
+                    S.STATUS_ACCESS_DENIED, f"{show(target_rel)} is a directory: cannot replace it"
                 )
         spool.end_upload(op)  # the streamed PUT goes to the old name: end it before the MOVE
-        source = server.url(op.share, op.parts, collection=op.is_dir)
-        target = server.url(op.share, target_parts, collection=op.is_dir)
-        what = f"cannot rename {_show(op.path)} to {_show(target_rel)}"
+        source = op.url()
+        target = server.url(op.share.name, target_parts, collection=op.is_dir)
+        what = f"cannot rename {show(op.path)} to {show(target_rel)}"
         response = server.request(
             "MOVE",
             source,
@@ -624,39 +595,29 @@ class WebDavMiniRdr(MiniRdr):
         self._renamed(op, target_rel)
 
     def _renamed(self, moved: Open, new: str) -> None:
-        """Point every open at or under the moved name at its new name."""
-        old = moved.path
-        prefix = old + "\\"
-        with self._lock:
-            others = [o for o in self._opens.values() if o is not moved]
-        for other in [moved, *others]:
-            if other.server.name.lower() != moved.server.name.lower():
-                continue
-            if other.share != moved.share:
-                continue
-            if other.path == old:
-                other.path = new
-            elif other.path.startswith(prefix):
-                other.path = new + "\\" + other.path[len(prefix) :]
-            else:
-                continue
-            other.drop_stream()
-            other.next_read = None
+        """Point every open at or under the moved name at its new name; their reads start
+        again from the server (a stream reads the old URL)."""
+        self._opens.renamed(moved.share, moved.path, new)
+        prefix = new + "\\"
+        for other in self._opens.values():
+            if other.share is moved.share and (other.path == new or other.path.startswith(prefix)):
+                other.drop_stream()
+                other.next_read = None
 
     def _set_disposition(self, op: Open, args: Mapping[str, Any]) -> None:
-        delete = _arg_bool(args, "delete")
+        delete = arg_bool(args, "delete")
         if delete:
             self._check_deletable(op)
-        op.delete_pending = delete
+        self._opens.mark_delete_pending(op, delete)
 
     # --- directories --------------------------------------------------------------------------
     def query_directory(self, ctx: RxContext) -> Result:
         op = self._open_of(ctx)
         if not op.is_dir:
-            raise error(S.STATUS_INVALID_PARAMETER, f"{_show(op.path)} is not a directory")
+            raise error(S.STATUS_INVALID_PARAMETER, f"{show(op.path)} is not a directory")
 
         def load(pattern: str) -> list[tuple[str, DavEntry]]:
-            children = op.server.children(op.share, op.parts, op.path)
+            children = op.server.children(op.share.name, op.parts, op.path)
             return [(n, children[n]) for n in sorted(children) if is_name_in_expression(pattern, n)]
 
         def describe(name: str, entry: DavEntry) -> dict[str, Any]:
@@ -664,11 +625,11 @@ class WebDavMiniRdr(MiniRdr):
             return file_info(
                 entry,
                 rel,
-                delete_pending=self._delete_pending_at(op.server, op.share, rel),
-                ident=file_id(str(op.server.config.url), op.share, rel),
+                delete_pending=self._opens.delete_pending_at(op.share, rel),
+                ident=file_id(str(op.server.config.url), op.share.name, rel),
             )
 
-        return self._enumerations.query(ctx, _show(op.path), load, describe)
+        return self._enumerations.query(ctx, show(op.path), load, describe)
 
     def cleanup_fobx(self, ctx: RxContext) -> Result:
         self._enumerations.forget_fobx(ctx.fobx)
@@ -679,7 +640,7 @@ class WebDavMiniRdr(MiniRdr):
     def query_volume_info(self, ctx: RxContext) -> Result:
         if ctx.srv_open is not None:
             op = self._open_of(ctx)
-            server, share = op.server, op.share
+            server, share = op.server, op.share.name
         else:
             server, share = self._server(ctx.srv_call), check_share_name(ctx.net_root)
         volume_info_class(ctx)
@@ -704,13 +665,9 @@ class WebDavMiniRdr(MiniRdr):
 
     # --- close --------------------------------------------------------------------------------
     def close_srv_open(self, ctx: RxContext) -> Result:
-        with self._lock:
-            op = self._opens.pop(ctx.srv_open, None) if ctx.srv_open is not None else None
-        if op is not None:
-            self._enumerations.forget_srv_open(ctx.srv_open)
-            self._watches.end(srv_open=ctx.srv_open)
-        if op is None:
-            raise error(S.STATUS_INVALID_HANDLE, f"unknown srv_open {ctx.srv_open!r}")
+        op = self._opens.pop(ctx.srv_open)
+        self._enumerations.forget_srv_open(ctx.srv_open)
+        self._watches.end(srv_open=ctx.srv_open)
         try:
             self._finish(op)
         except NtStatusError as exc:
@@ -741,18 +698,18 @@ class WebDavMiniRdr(MiniRdr):
 
     @staticmethod
     def _delete(op: Open) -> None:
-        what = f"cannot delete {_show(op.path)}"
+        what = f"cannot delete {show(op.path)}"
         if op.is_dir:
             # DELETE of a collection is recursive in WebDAV: never take what appeared since
             try:
-                children = op.server.children(op.share, op.parts, op.path)
+                children = op.server.children(op.share.name, op.parts, op.path)
             except NtStatusError as exc:
                 if exc.status == S.STATUS_OBJECT_NAME_NOT_FOUND:
                     return  # already gone: what was asked for
                 raise
             if children:
                 raise error(S.STATUS_DIRECTORY_NOT_EMPTY, f"{what}: not empty")
-        url = op.server.url(op.share, op.parts, collection=op.is_dir)
+        url = op.url()
         response = op.server.request("DELETE", url, what)
         if response.status_code in (200, 202, 204, 404):  # 404: already gone, what was asked
             return

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from rdbss.minirdrs.base import Result
-from rdbss.minirdrs.local import MAX_READ_BYTES, _show
+from rdbss.minirdrs.base import MAX_READ_BYTES, Result
+from rdbss.minirdrs.common.args import show
 from rdbss.minirdrs.webdav.errors import error, fail, range_from
 from rdbss.wire.status import NtStatus, status_from_errno
 
@@ -85,7 +85,7 @@ def read(op: Open, offset: int, length: int, into: memoryview | None = None) -> 
     """A READ of ``length`` bytes at ``offset``: the payload, or (``into`` given) the bytes
     copied into it."""
     if not op.can_read:
-        raise error(S.STATUS_ACCESS_DENIED, f"{_show(op.path)} is not open for reading")
+        raise error(S.STATUS_ACCESS_DENIED, f"{show(op.path)} is not open for reading")
     if offset < 0 or length < 0:
         raise error(S.STATUS_INVALID_PARAMETER, f"bad read range {offset}+{length}")
     if length > MAX_READ_BYTES:
@@ -105,7 +105,7 @@ def read(op: Open, offset: int, length: int, into: memoryview | None = None) -> 
             target = into
         got = _read_streamed(op, offset, target)
         if not got:
-            raise error(S.STATUS_END_OF_FILE, f"{_show(op.path)}: offset {offset} is past EOF")
+            raise error(S.STATUS_END_OF_FILE, f"{show(op.path)}: offset {offset} is past EOF")
         if buffer is None:
             return Result(information=got)
         return Result(information=got, payload=buffer if got == length else buffer[:got])
@@ -114,7 +114,7 @@ def read(op: Open, offset: int, length: int, into: memoryview | None = None) -> 
         data = _read_remote(op, offset, length)
         op.next_read = offset + len(data) if len(data) == length else None
     if not data:
-        raise error(S.STATUS_END_OF_FILE, f"{_show(op.path)}: offset {offset} is past EOF")
+        raise error(S.STATUS_END_OF_FILE, f"{show(op.path)}: offset {offset} is past EOF")
     if into is not None:
         into[: len(data)] = data
         return Result(information=len(data))
@@ -133,7 +133,7 @@ def _read_stage(stage: Stage, offset: int, length: int, rel: str) -> bytes:
             done += len(chunk)
     except OSError as exc:
         raise error(
-            status_from_errno(exc.errno), f"cannot read {_show(rel)}: {exc.strerror}"
+            status_from_errno(exc.errno), f"cannot read {show(rel)}: {exc.strerror}"
         ) from None
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
@@ -141,8 +141,8 @@ def _read_stage(stage: Stage, offset: int, length: int, rel: str) -> bytes:
 def _read_remote(op: Open, offset: int, length: int) -> bytes:
     """One ranged GET."""
     server = op.server
-    url = server.url(op.share, op.parts, collection=False)
-    what = f"cannot read {_show(op.path)}"
+    url = op.url()
+    what = f"cannot read {show(op.path)}"
     headers = {"Range": f"bytes={offset}-{offset + length - 1}"}
     with server.transport(what), server.client.stream("GET", url, headers=headers) as r:
         if r.status_code == 206:
@@ -163,7 +163,7 @@ def _read_streamed(op: Open, offset: int, target: memoryview) -> int:
     same position; a second failure is the read's status. The end of the file, an error or
     an empty answer closes the stream."""
     server = op.server
-    what = f"cannot read {_show(op.path)}"
+    what = f"cannot read {show(op.path)}"
     length = len(target)
     done = 0
     retried = False
@@ -190,7 +190,7 @@ def _read_streamed(op: Open, offset: int, target: memoryview) -> int:
                 with server.transport(what):
                     raise exc from None
             retried = True
-            log.debug("stream of %s broke (%s): reopening", _show(op.path), exc)
+            log.debug("stream of %s broke (%s): reopening", show(op.path), exc)
         except BaseException:
             op.drop_stream()
             op.next_read = None
@@ -214,7 +214,7 @@ def _open_stream(op: Open, offset: int, what: str) -> Stream | None:
         while len(server.streams) >= MAX_STREAMS_PER_SERVER:
             _key, oldest = next(iter(server.streams.items()))
             oldest.drop_stream()
-    url = server.url(op.share, op.parts, collection=False)
+    url = op.url()
     request = server.client.build_request("GET", url, headers={"Range": f"bytes={offset}-"})
     response = server.client.send(request, stream=True)
     try:

@@ -12,7 +12,7 @@ from typing import Protocol
 
 import httpx
 
-from rdbss.minirdrs.local import _show
+from rdbss.minirdrs.common.args import show
 from rdbss.minirdrs.webdav.config import ServerConfig
 from rdbss.minirdrs.webdav.errors import error, fail
 from rdbss.minirdrs.webdav.props import (
@@ -144,7 +144,7 @@ class Session:
         """The properties of one resource (one PROPFIND, Depth 0), or None if it does not
         exist."""
         url = self.url(share, parts, collection=not parts)
-        entries = self.propfind(url, 0, f"cannot query {_show(rel)}")
+        entries = self.propfind(url, 0, f"cannot query {show(rel)}")
         if entries is None:
             return None
         own = normalize_path(url.path)
@@ -154,7 +154,7 @@ class Session:
         if len(entries) == 1:  # a server that answers with another spelling of the same path
             return entries[0]
         raise error(
-            S.STATUS_INVALID_NETWORK_RESPONSE, f"cannot query {_show(rel)}: no answer for it"
+            S.STATUS_INVALID_NETWORK_RESPONSE, f"cannot query {show(rel)}: no answer for it"
         )
 
     def children(
@@ -163,9 +163,9 @@ class Session:
         """A collection's members by name (one PROPFIND, Depth 1); ``gone`` when it is not
         there."""
         url = self.url(share, parts, collection=True)
-        entries = self.propfind(url, 1, f"cannot list {_show(rel)}")
+        entries = self.propfind(url, 1, f"cannot list {show(rel)}")
         if entries is None:
-            raise error(gone, f"{_show(rel)} is gone")
+            raise error(gone, f"{show(rel)} is gone")
         _own, children = split_listing(entries, url.path)
         return children
 
@@ -174,4 +174,4 @@ class Session:
             return  # the share root, checked when the VNetRoot was made (a PUT says 409 if gone)
         parent = self.stat(share, parts[:-1], rel)
         if parent is None or not parent.is_dir:
-            raise error(S.STATUS_OBJECT_PATH_NOT_FOUND, f"{_show(rel)}: parent folder not found")
+            raise error(S.STATUS_OBJECT_PATH_NOT_FOUND, f"{show(rel)}: parent folder not found")

@@ -18,7 +18,7 @@ from typing import IO, TYPE_CHECKING
 
 import httpx
 
-from rdbss.minirdrs.local import _show
+from rdbss.minirdrs.common.args import show
 from rdbss.minirdrs.webdav.errors import error, fail
 from rdbss.wire.status import NtStatus, status_from_errno
 
@@ -191,7 +191,7 @@ def stage_of(op: Open, folder: StagingFolder, *, fill: bool = True) -> Stage:
     except OSError as exc:
         raise error(
             status_from_errno(exc.errno),
-            f"cannot stage {_show(op.path)}: no local staging file ({exc.strerror})",
+            f"cannot stage {show(op.path)}: no local staging file ({exc.strerror})",
         ) from None
     try:
         if fill and not op.empty_on_server:
@@ -205,8 +205,8 @@ def stage_of(op: Open, folder: StagingFolder, *, fill: bool = True) -> Stage:
 
 def _download(op: Open, stage: Stage) -> None:
     server = op.server
-    url = server.url(op.share, op.parts, collection=False)
-    what = f"cannot fetch {_show(op.path)} to change it"
+    url = op.url()
+    what = f"cannot fetch {show(op.path)} to change it"
     with server.transport(what), server.client.stream("GET", url) as r:
         if r.status_code != 200:
             r.read()
@@ -236,8 +236,8 @@ def upload(op: Open) -> None:
     if stage is None or not stage.dirty:
         return
     server = op.server
-    url = server.url(op.share, op.parts, collection=False)
-    what = f"cannot upload {_show(op.path)}"
+    url = op.url()
+    what = f"cannot upload {show(op.path)}"
     try:
         size = stage.size()
     except OSError as exc:
@@ -276,7 +276,7 @@ def end_upload(op: Open) -> None:
     if not stored:
         log.info(
             "streamed PUT of %s on %s failed (%s): the staged file goes up whole instead",
-            _show(op.path),
+            show(op.path),
             op.server.name,
             running.why(),
         )
@@ -299,14 +299,14 @@ def write(op: Open, folder: StagingFolder, offset: int, view: memoryview) -> int
             written += os.pwrite(stage.fd, view[written:], offset + written)
     except OSError as exc:
         raise error(
-            status_from_errno(exc.errno), f"cannot write {_show(op.path)}: {exc.strerror}"
+            status_from_errno(exc.errno), f"cannot write {show(op.path)}: {exc.strerror}"
         ) from None
     stage.dirty = True
     op.written_ns = time.time_ns()
     if op.upload is not None:
         op.upload.extend(offset + written)
     elif op.streamable and offset == 0 and op.server.chunked_put:
-        url = op.server.url(op.share, op.parts, collection=False)
+        url = op.url()
         try:
             started = Upload(op.server, url, stage.fd)
         except (OSError, RuntimeError):  # no descriptor or thread to spare: uploaded whole
@@ -329,7 +329,7 @@ def truncate(op: Open, stage: Stage, size: int) -> None:
     except OSError as exc:
         raise error(
             status_from_errno(exc.errno),
-            f"cannot set the size of {_show(op.path)}: {exc.strerror}",
+            f"cannot set the size of {show(op.path)}: {exc.strerror}",
         ) from None
     stage.dirty = True
     op.written_ns = time.time_ns()
