@@ -37,8 +37,14 @@ import zmq
 
 from rdbss import requests as rq
 from rdbss import shm
-from rdbss.actors.bus import new_context, readable, recv_frames, send_frames
-from rdbss.client import LinkWatch, connect_client_socket, daemon_endpoints
+from rdbss.actors.bus import (
+    connect_client_socket,
+    new_context,
+    readable,
+    recv_frames,
+    send_frames,
+)
+from rdbss.client import LinkWatch, daemon_endpoints
 from rdbss.config import Config, RemoteDaemon
 from rdbss.deadlines import Deadlines
 from rdbss.link import core_went_away, no_connection

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import IO
 
 from rdbss.actors.bus import Endpoints, alive_file, daemon_pid, ensure_runtime_dir
+from rdbss.actors.control import peer_down, registered_peers
 from rdbss.actors.core import CONNMGR
 from rdbss.actors.peer import ALIVE_STALE_S, RESET_EXIT
 from rdbss.actors.process import STANDBY_GO
@@ -372,8 +373,6 @@ class Supervisor:
         return next((c for c in self.children if c.spec.serves_bus), None)
 
     def _wait_ready(self) -> bool:
-        from rdbss.client import Client  # the supervisor talks to the core as a client
-
         expected = {c.name for c in self.children if c.spec.peer}
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline and not self._stop.is_set():
@@ -397,9 +396,7 @@ class Supervisor:
                     )
                     return False
             try:
-                with Client(self.runtime_dir, timeout=2.0) as client:
-                    peers = {p["name"] for p in client.status()["peers"]}
-                if expected <= peers:
+                if expected <= registered_peers(self.runtime_dir, timeout=2.0).keys():
                     return True
             except OSError:
                 pass
@@ -546,8 +543,6 @@ class Supervisor:
     def _check_health(self) -> None:
         """Find hung processes: a process that is alive but stopped answering (no heartbeats,
         so the core dropped it) is killed; the exit then goes through the restart policy."""
-        from rdbss.client import Client
-
         now = time.monotonic()
         if now < self._next_health:
             return
@@ -559,8 +554,7 @@ class Supervisor:
         if core is None or core.proc is None or core.proc.poll() is not None:
             return
         try:
-            with Client(self.runtime_dir, timeout=1.0) as client:
-                registered = {p["name"]: p["pid"] for p in client.status()["peers"]}
+            registered = registered_peers(self.runtime_dir, timeout=1.0)
         except OSError as exc:
             self._core_failures += 1
             log.warning("core did not answer a health check (%d): %s", self._core_failures, exc)
@@ -642,14 +636,10 @@ class Supervisor:
         )
 
     def _tell_core_peer_down(self, name: str, reason: str) -> None:
-        from rdbss.client import Client
-        from rdbss.wire.constants import FsctlCode
-
         if self.node:  # the core is on another host: it notices the silence (heartbeats)
             return
         try:
-            with Client(self.runtime_dir, timeout=2.0) as client:
-                client._control(FsctlCode.RDBSS_PEER_DOWN, name=name, reason=reason)
+            peer_down(self.runtime_dir, name, reason, timeout=2.0)
         except OSError as exc:
             log.warning("could not tell the core that %s is down: %s", name, exc)
 
