@@ -553,8 +553,8 @@ class AsyncClient:
 
     async def write_handle(self, fobx: int, offset: int, data: rq.Data) -> int:
         """Write at ``offset`` (-1 appends); the bytes written. Large writes go through shared
-        memory with a daemon on this host, a slot-sized piece after the other (in flight
-        together they measured no faster, and a short piece must end the write)."""
+        memory with a daemon on this host, a slot-sized piece after the other (two in flight
+        are no faster, and a short piece must end the write)."""
         view = memoryview(data).cast("B")
         shared_memory = self._shared_memory and len(view) >= shm.MIN_WRITE_BYTES
         step = shm.SLOT_BYTES if shared_memory else rq.MAX_WRITE_BYTES

@@ -1,6 +1,6 @@
 """ZeroMQ plumbing shared by every process: the context, socket options, endpoints and the
-runtime directory. Facts measured on this machine (DESIGN.md): LINGER defaults to -1 and makes
-``term()`` hang, so it is 0 here; ROUTER_MANDATORY turns a send to a gone peer into an error
+runtime directory. LINGER defaults to -1, which makes ``term()`` wait for unsent messages
+forever, so it is 0 here; ROUTER_MANDATORY turns a send to a gone peer into an error
 instead of a silent drop; heartbeats detect a frozen peer."""
 
 from __future__ import annotations
