@@ -1,12 +1,13 @@
 """The supervisor: the daemon's main process.
 
-It owns the runtime directory (lock, pid, effective config), starts the core, the connection
-manager and one process per configured mini-redirector, and restarts a child that dies under a
-restart policy (intensity within a period, exponential back-off after an immediate first
-restart; past the limit the child stays down and ``status`` says so). When a peer dies it tells
-the core at once, so that peer's in-flight requests complete with STATUS_CONNECTION_DISCONNECTED
-instead of waiting out their deadlines. SIGTERM stops gracefully: the core drains, then the
-others stop.
+It owns the runtime directory (lock, pid, effective config) and runs the processes that
+rdbss.model.restart describes as child specifications: the core, the connection manager and one
+process per configured mini-redirector (on a node, the mini-redirectors only). When one exits,
+``decide_restart`` says what to do (restart now or after a back-off, or leave it down past the
+restart intensity, which ``status`` then shows) and the supervisor applies it. When a peer dies
+it tells the core at once (rdbss.actors.control), so that peer's in-flight requests complete
+with STATUS_CONNECTION_DISCONNECTED instead of waiting out their deadlines. SIGTERM stops
+gracefully: the process serving the bus (the core) drains first, then the others stop.
 
 A peer whose alive file (touched by its watchdog thread, rdbss.actors.peer) is older than
 ``ALIVE_STALE_S`` is frozen or stuck: it is killed, and restarted like one that died. With
@@ -122,6 +123,7 @@ __all__ = [
     "ReloadRefused",
     "RestartPolicy",
     "Supervisor",
+    "apply_decision",
     "read_pid",
     "reload_daemon",
     "sd_notify",
@@ -159,6 +161,20 @@ class Child:
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None else None
+
+
+def apply_decision(child: Child, decision: RestartDecision, now: float) -> None:
+    """Apply to ``child`` what rdbss.model.restart.decide_restart answered for its exit at
+    ``now``: when to start it again, or that it stays down."""
+    child.restarts = decision.history
+    if not decision.restart:
+        child.gave_up = True  # it stays down
+        log.error("%s %s: %s", child.role, child.name, decision.reason)
+        return
+    child.next_start = now + decision.delay_s
+    log.info(
+        "restarting %s %s in %.2f s (%s)", child.role, child.name, decision.delay_s, decision.reason
+    )
 
 
 def read_pid(runtime_dir: Path) -> int | None:
@@ -426,7 +442,7 @@ class Supervisor:
                 )
                 if decision.tell_core:
                     self._tell_core_peer_down(child.name, f"process exited with code {code}")
-                self._apply(child, decision, now)
+                apply_decision(child, decision, now)
                 self._write_state()
             elif now >= child.next_start:
                 self._spawn(child)
@@ -617,23 +633,6 @@ class Supervisor:
         if child.proc is not None:
             with contextlib.suppress(ProcessLookupError):
                 child.proc.kill()
-
-    @staticmethod
-    def _apply(child: Child, decision: RestartDecision, now: float) -> None:
-        """Apply what rdbss.model.restart.decide_restart answered for an exit."""
-        child.restarts = decision.history
-        if not decision.restart:
-            child.gave_up = True  # it stays down
-            log.error("%s %s: %s", child.role, child.name, decision.reason)
-            return
-        child.next_start = now + decision.delay_s
-        log.info(
-            "restarting %s %s in %.2f s (%s)",
-            child.role,
-            child.name,
-            decision.delay_s,
-            decision.reason,
-        )
 
     def _tell_core_peer_down(self, name: str, reason: str) -> None:
         if self.node:  # the core is on another host: it notices the silence (heartbeats)

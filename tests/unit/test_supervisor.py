@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rdbss.actors.supervisor import Child, Supervisor, sd_notify
+from rdbss.actors.supervisor import Child, Supervisor, apply_decision, sd_notify
 from rdbss.config import NodeConfig, embedded_default
 from rdbss.model.restart import (
     ChildSpec,
@@ -86,9 +86,9 @@ def test_the_supervisor_applies_a_decision(tmp_path: Path) -> None:
     sup = Supervisor(config)
     assert [c.spec for c in sup.children] == child_specs(config)
     child = Child(minirdr_spec("local"))
-    sup._apply(child, RestartDecision(True, 0.5, (1.0,)), 1.0)
+    apply_decision(child, RestartDecision(True, 0.5, (1.0,)), 1.0)
     assert child.next_start == 1.5 and child.restarts == (1.0,) and not child.gave_up
-    sup._apply(child, RestartDecision(False, 0.0, (1.0,), gave_up=True), 2.0)
+    apply_decision(child, RestartDecision(False, 0.0, (1.0,), gave_up=True), 2.0)
     assert child.gave_up
 
 
