@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import stat
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from rdbss.minirdrs.base import OpenBase
-from rdbss.minirdrs.webdav.props import DavEntry
+from rdbss.minirdrs.webdav.props import DavEntry, file_id, file_info
 from rdbss.minirdrs.webdav.session import Session
 
 if TYPE_CHECKING:
@@ -24,6 +25,70 @@ class DavShare:
 
     server: str  # the configured server name, lowercased (UNC names are case-insensitive)
     name: str  # the share: the first path component under the server's URL
+
+
+#: the modes a WebDAV resource is described with (WebDAV has none: what a disk would say)
+_FILE_MODE = stat.S_IFREG | 0o644
+_DIR_MODE = stat.S_IFDIR | 0o755
+
+
+@dataclass(frozen=True, slots=True)
+class DavStat:
+    """A resource's properties as the ``os.stat_result`` fields ``PosixMiniRdr`` reads (modes
+    0o755/0o644), with what ``file_info`` needs to describe it as the server does: the
+    entry, the key of its file id, and the staged size and write time of an open changing it."""
+
+    entry: DavEntry
+    key: tuple[str, str]  # (the server's URL, the share): file ids are made from them and rel
+    size: int | None = None  # the staged size, when an open has staged data
+    written_ns: int | None = None  # when that open's staged data last changed
+
+    @property
+    def st_mode(self) -> int:
+        return _DIR_MODE if self.entry.is_dir else _FILE_MODE
+
+    @property
+    def st_size(self) -> int:
+        if self.entry.is_dir:
+            return 0
+        return self.size if self.size is not None else self.entry.size or 0
+
+    @property
+    def st_blocks(self) -> int:
+        return -(-self.st_size // 512)
+
+    @property
+    def st_nlink(self) -> int:
+        return 1
+
+    @property
+    def st_ino(self) -> int:
+        return 0  # per name: see ``info``
+
+    @property
+    def st_mtime_ns(self) -> int:
+        if self.written_ns is not None:
+            return self.written_ns
+        return self.entry.last_modified_ns or 0
+
+    @property
+    def st_atime_ns(self) -> int:
+        return self.st_mtime_ns
+
+    @property
+    def st_ctime_ns(self) -> int:
+        return self.st_mtime_ns
+
+    def info(self, rel: str, *, delete_pending: bool = False) -> dict[str, Any]:
+        """The file info map of ``rel`` described by this stat (props.file_info)."""
+        return file_info(
+            self.entry,
+            rel,
+            size=self.size,
+            last_write_ns=self.written_ns,
+            delete_pending=delete_pending,
+            ident=file_id(*self.key, rel),
+        )
 
 
 @dataclass(slots=True, kw_only=True)
@@ -47,6 +112,15 @@ class Open(OpenBase[DavShare]):
     @property
     def parts(self) -> list[str]:
         return self.path.split("\\") if self.path else []
+
+    def stat(self) -> DavStat:
+        """The open's resource as last seen, with its staged size and write time."""
+        return DavStat(
+            self.entry,
+            (str(self.server.config.url), self.share.name),
+            self.stage.size() if self.stage is not None else None,
+            self.written_ns,
+        )
 
     def url(self) -> httpx.URL:
         """The resource's URL (a collection's ends in "/")."""

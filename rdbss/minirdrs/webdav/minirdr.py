@@ -1,9 +1,17 @@
-"""The WebDAV mini-redirector's routines (``WebDavMiniRdr``); the package docstring says what
-it serves and how."""
+"""The WebDAV mini-redirector's routines (``WebDavMiniRdr``): ``PosixMiniRdr``'s on WebDAV
+primitives (a PROPFIND for a lookup, MKCOL, MOVE, DELETE, reads by ranged GETs, writes through
+a staging file uploaded at flush and close), and what is WebDAV's own: the connections, change
+notification by polling, the shared-memory read path. The package docstring says what it
+serves and how.
+
+Where WebDAV differs from the base: a create or query open of a top-level name does not look up
+the share root again (it was checked when the VNetRoot was made, and a PUT says 409 if it is
+gone); a create that would set FILE_ATTRIBUTE_READONLY is refused before anything is made;
+setting any time (creation and change time too) is STATUS_NOT_SUPPORTED.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -12,63 +20,42 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
-from rdbss.minirdrs.base import (
-    MiniRdr,
-    OpenTable,
-    Result,
-    lowio_of,
-    posix_volume,
-    set_file_info_with,
-    volume_info_class,
-)
-from rdbss.minirdrs.common.args import TIME_ARGS, arg_bool, arg_int, arg_str, components, show
-from rdbss.minirdrs.common.listing import Enumerations
+from rdbss.minirdrs.base import FILE_INFO_CLASSES, Result, lowio_of
+from rdbss.minirdrs.common.args import show
+from rdbss.minirdrs.common.fileinfo import StatLike
 from rdbss.minirdrs.common.notify import Entry, Lister, PollingWatches, WatchLimits, notify_interval
 from rdbss.minirdrs.common.setup import AUTHENTICATE, SHARE_CHECK, SetupDeadline
 from rdbss.minirdrs.common.shares import check_share_name
-from rdbss.minirdrs.common.wildcard import is_name_in_expression
+from rdbss.minirdrs.posix import OpenRequest, PosixMiniRdr, Volume, current_request
 from rdbss.minirdrs.webdav import reads, spool
 from rdbss.minirdrs.webdav.config import NOTIFY_INTERVAL_S, WebDavConfig
 from rdbss.minirdrs.webdav.connect import connect, probe
 from rdbss.minirdrs.webdav.errors import error, fail
-from rdbss.minirdrs.webdav.handle import DavShare, Open
-from rdbss.minirdrs.webdav.props import QUOTA_BODY, DavEntry, file_id, file_info
+from rdbss.minirdrs.webdav.handle import DavShare, DavStat, Open
+from rdbss.minirdrs.webdav.props import QUOTA_BODY, DavEntry
 from rdbss.minirdrs.webdav.session import Session
 from rdbss.model.buffering import BUFFERING_STATE_MASK, HANDLE_BITS
-from rdbss.model.create import (
-    INFORMATION,
-    Action,
-    check_create_parameters,
-    check_open_existing,
-    create_action,
-    data_access,
-    decide_create,
-)
-from rdbss.model.dispatch import is_query_open
-from rdbss.wire.constants import (
-    CreateDisposition,
-    CreateInformation,
-    CreateOptions,
-    FileAttributes,
-    LowIoOp,
-)
-from rdbss.wire.rxcontext import CreateParameters, RxContext
+from rdbss.wire.constants import FileAttributes, LowIoOp
+from rdbss.wire.rxcontext import LowIoParameters, RxContext
 from rdbss.wire.status import NtStatus, NtStatusError
 
 log = logging.getLogger("rdbss.minirdr.webdav")
 
 S = NtStatus
-D = CreateDisposition
 
-FS_NAME = "rdbss-webdav"
 MAX_NAME_LENGTH = 255
+_SETTABLE_ELSEWHERE = ("creation_time", "change_time")  # times the base leaves alone
 
 
-class WebDavMiniRdr(MiniRdr):
+def _parts(rel: str) -> list[str]:
+    return rel.split("\\") if rel else []
+
+
+class WebDavMiniRdr(PosixMiniRdr[DavShare, Open]):
     """Serves the collections of configured WebDAV servers as shares."""
 
     kind: ClassVar[str] = "webdav"
+    fs_name: ClassVar[str] = "rdbss-webdav"
     blocking: ClassVar[bool] = True
     #: MRxCloseSrvOpen uploads the staged writes: a close must never be delayed (the user
     #: expects the data on the server once the file is closed), so no collapsing either.
@@ -92,9 +79,10 @@ class WebDavMiniRdr(MiniRdr):
         self._staging = spool.StagingFolder(parsed.staging_parent)
         self._lock = threading.RLock()
         self._servers: dict[str, Session] = {}
-        self._opens: OpenTable[Open] = OpenTable()
         self._shares: dict[tuple[str, str], DavShare] = {}
-        self._enumerations: Enumerations[DavEntry] = Enumerations()
+        #: what the last lookup on this thread found: an open of that name in the same request
+        #: (a create) takes its properties from there instead of asking again
+        self._seen = threading.local()
         # httpx logs every request at INFO; this process's log is the daemon's log.
         for noisy in ("httpx", "httpcore"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -114,13 +102,15 @@ class WebDavMiniRdr(MiniRdr):
         (as closing each handle would), then drop every connection and the staging folder."""
         self._watches.close()
         opens = self._opens.clear()
+        self._enumerations.clear()
         with self._lock:
-            self._enumerations.clear()
             servers = list(self._servers.values())
             self._servers.clear()
         for op in opens:
             try:
-                self._finish(op)
+                self.close_handle(op)
+                if op.delete_pending:
+                    self._delete(op)
             except NtStatusError as exc:
                 log.error(
                     "closing %s on %s at shutdown failed: %s",
@@ -143,9 +133,6 @@ class WebDavMiniRdr(MiniRdr):
                 raise error(S.STATUS_CONNECTION_DISCONNECTED, f"no connection to server {name!r}")
             raise error(S.STATUS_BAD_NETWORK_PATH, f"server {name!r} is not served here")
         return server
-
-    def _open_of(self, ctx: RxContext) -> Open:
-        return self._opens.get(ctx.srv_open)
 
     # --- connections --------------------------------------------------------------------------
     def create_srv_call(self, ctx: RxContext) -> Result:
@@ -214,74 +201,6 @@ class WebDavMiniRdr(MiniRdr):
             log.exception("finalize of SrvCall %s failed", ctx.srv_call)
         return Result()
 
-    # --- create -------------------------------------------------------------------------------
-    def _target(self, ctx: RxContext) -> tuple[Session, DavShare, list[str], CreateParameters]:
-        """A create's server, share, name components and parameters."""
-        server = self._server(ctx.srv_call)
-        name = check_share_name(ctx.net_root)
-        key = (server.name.lower(), name)
-        with self._lock:
-            share = self._shares.setdefault(key, DavShare(*key))
-        return server, share, components(ctx.path or ""), ctx.create or CreateParameters()
-
-    def create(self, ctx: RxContext) -> Result:
-        server, share, parts, params = self._target(ctx)
-        rel = "\\".join(parts)
-        disposition, options = check_create_parameters(params)
-        if self._opens.delete_pending_at(share, rel):
-            raise error(S.STATUS_DELETE_PENDING, f"{show(rel)} is being deleted")
-        entry = server.stat(share.name, parts, rel)
-        created = entry is None
-        if entry is None:
-            op = self._create_new(server, share, parts, rel, params, disposition, options)
-            information = int(CreateInformation.FILE_CREATED)
-        else:
-            op, information = self._open_existing(
-                server, share, parts, rel, entry, params, disposition, options
-            )
-        if options & CreateOptions.FILE_DELETE_ON_CLOSE:
-            try:
-                self._check_deletable(op)
-            except NtStatusError:
-                if created:
-                    with contextlib.suppress(NtStatusError):
-                        self._delete(op)
-                raise
-            op.delete_pending = True
-        op.fobx = ctx.fobx
-        self._adopt_orphan(op)
-        with self._opens.lock:
-            op.srv_open = self._opens.add(op)
-        return Result(
-            information=information,
-            result={**self._info(op), "srv_open": op.srv_open, "directory": op.is_dir},
-        )
-
-    def query_open(self, ctx: RxContext) -> Result:
-        """MRxQueryOpen: what ``create`` answers for FILE_READ_ATTRIBUTES and FILE_OPEN (the
-        same checks, in the same order, so the same status) from one PROPFIND Depth 0, and no
-        SrvOpen to close afterwards. A name that is not there costs one more PROPFIND (of its
-        parent), as in ``create``, to tell OBJECT_NAME_NOT_FOUND from OBJECT_PATH_NOT_FOUND."""
-        server, share, parts, params = self._target(ctx)
-        rel = "\\".join(parts)
-        disposition, options = check_create_parameters(params)
-        if not is_query_open(params):
-            raise error(
-                S.STATUS_INVALID_PARAMETER, "MRxQueryOpen answers an open for attributes only"
-            )
-        if self._opens.delete_pending_at(share, rel):
-            raise error(S.STATUS_DELETE_PENDING, f"{show(rel)} is being deleted")
-        entry = server.stat(share.name, parts, rel)
-        if entry is None:
-            self._check_missing(server, share, parts, rel)
-            raise error(S.STATUS_OBJECT_NAME_NOT_FOUND, f"{show(rel)} not found")
-        check_open_existing(rel, options, disposition, False, is_dir=entry.is_dir)
-        info = file_info(entry, rel, ident=file_id(str(server.config.url), share.name, rel))
-        return Result(
-            information=int(CreateInformation.FILE_OPENED),
-            result={**info, "directory": entry.is_dir},
-        )
-
     def _adopt_orphan(self, op: Open) -> None:
         """The core re-opens a handle by path (same FOBX) after its connection was lost: the
         SrvOpen it had on the dead connection is never closed, so its staged data (writes not
@@ -312,142 +231,282 @@ class WebDavMiniRdr(MiniRdr):
         op.delete_pending = op.delete_pending or old.delete_pending
         log.info("re-opened %s on %s: kept its staged data", show(op.path), op.server.name)
 
-    @staticmethod
-    def _check_missing(server: Session, share: DavShare, parts: list[str], rel: str) -> None:
-        """What a create of a name that is not there checks before the disposition: the share
-        is still there (for the root) and so is the parent folder (OBJECT_PATH_NOT_FOUND)."""
-        if not parts:
-            raise error(S.STATUS_BAD_NETWORK_NAME, f"share {share.name!r} is gone")
-        server.check_parent(share.name, parts, rel)
+    # --- primitives -----------------------------------------------------------------------------
+    def share_of(self, ctx: RxContext) -> DavShare:
+        server = self._server(ctx.srv_call)
+        name = check_share_name(ctx.net_root)
+        key = (server.name.lower(), name)
+        with self._lock:
+            return self._shares.setdefault(key, DavShare(*key))
 
-    def _create_new(
-        self,
-        server: Session,
-        share: DavShare,
-        parts: list[str],
-        rel: str,
-        params: CreateParameters,
-        disposition: D,
-        options: int,
-    ) -> Open:
-        self._check_missing(server, share, parts, rel)
-        create_action(disposition, False, rel)
-        if params.file_attributes & FileAttributes.READONLY:
-            raise error(S.STATUS_NOT_SUPPORTED, "WebDAV has no read-only attribute")
-        can_read, can_write, append_only = data_access(params.desired_access)
-        is_dir = bool(options & CreateOptions.FILE_DIRECTORY_FILE)
-        what = f"cannot create {show(rel)}"
-        url = server.url(share.name, parts, collection=is_dir)
-        if is_dir:
-            response = server.request("MKCOL", url, what)
-        else:
-            # If-None-Match: * so a file someone else made meanwhile is not clobbered
-            response = server.request("PUT", url, what, headers={"If-None-Match": "*"}, content=b"")
-        if response.status_code not in (200, 201, 204):
-            raise fail(response, "MKCOL" if is_dir else "PUT", what)
-        entry = server.stat(share.name, parts, rel)
+    def _session(self, share: DavShare) -> Session:
+        return self._server(share.server)
+
+    def _stat(self, share: DavShare, server: Session, entry: DavEntry) -> DavStat:
+        return DavStat(entry, (str(server.config.url), share.name))
+
+    def lookup(self, share: DavShare, rel: str, *, follow: bool = True) -> StatLike | None:
+        """One PROPFIND, Depth 0; STATUS_BAD_NETWORK_NAME when the share itself is gone."""
+        server = self._session(share)
+        entry = server.stat(share.name, _parts(rel), rel)
+        self._seen.found = (current_request(), share, rel, entry)
         if entry is None:
-            now = time.time_ns()
-            path = server.decoded_path(share.name, parts)
-            entry = DavEntry(path, is_dir, 0, now, now)
-        return Open(
-            share=share,
-            path=rel,
-            is_dir=is_dir,
-            can_read=can_read,
-            can_write=can_write,
-            append_only=append_only,
-            server=server,
-            entry=entry,
-            empty_on_server=not is_dir,
-            streamable=not is_dir,
-        )
+            if not rel:
+                raise error(S.STATUS_BAD_NETWORK_NAME, f"share {share.name!r} is gone")
+            return None
+        return self._stat(share, server, entry)
 
-    def _open_existing(
-        self,
-        server: Session,
-        share: DavShare,
-        parts: list[str],
-        rel: str,
-        entry: DavEntry,
-        params: CreateParameters,
-        disposition: D,
-        options: int,
-    ) -> tuple[Open, int]:
-        can_read, can_write, append_only = data_access(params.desired_access)
-        is_dir = entry.is_dir
-        action = decide_create(rel, disposition, options, can_write, exists=True, is_dir=is_dir)
-        overwrite = action is not Action.OPEN  # (never a directory: decide_create refuses it)
-        if overwrite and params.file_attributes & FileAttributes.READONLY:
+    def _check_parent(self, share: DavShare, rel: str) -> None:
+        if "\\" in rel:  # a top-level name's parent is the share root, checked at the VNetRoot
+            super()._check_parent(share, rel)
+
+    def file_info(self, st: StatLike, rel: str, *, delete_pending: bool = False) -> dict[str, Any]:
+        if not isinstance(st, DavStat):
+            raise TypeError(f"not a WebDAV stat: {type(st).__name__}")
+        return st.info(rel, delete_pending=delete_pending)
+
+    @staticmethod
+    def _refuse_readonly() -> None:
+        """WebDAV has no read-only attribute: a create that would set it makes nothing."""
+        ctx = current_request()
+        params = ctx.create if ctx is not None else None
+        if params is not None and params.file_attributes & FileAttributes.READONLY:
             raise error(S.STATUS_NOT_SUPPORTED, "WebDAV has no read-only attribute")
-        if overwrite:
-            what = f"cannot overwrite {show(rel)}"
+
+    def mkdir(self, share: DavShare, rel: str) -> None:
+        self._refuse_readonly()
+        server = self._session(share)
+        what = f"cannot create {show(rel)}"
+        url = server.url(share.name, _parts(rel), collection=True)
+        response = server.request("MKCOL", url, what)
+        if response.status_code not in (200, 201, 204):
+            raise fail(response, "MKCOL", what)
+
+    def open(self, share: DavShare, rel: str, how: OpenRequest) -> Open:
+        """A file made empty here (created, overwritten: a PUT of nothing) or what the lookup
+        of this create found; the new properties are looked up after a change."""
+        server = self._session(share)
+        parts = _parts(rel)
+        seen = getattr(self._seen, "found", None)
+        self._seen.found = None
+        entry = None
+        if seen is not None and seen[0] is current_request() and seen[1:3] == (share, rel):
+            entry = seen[3]  # what the lookup of this create found
+        if how.create or how.truncate:
+            self._refuse_readonly()
+            what = f"cannot {'create' if how.create else 'overwrite'} {show(rel)}"
+            # If-None-Match: * so a file someone else made meanwhile is not clobbered
+            headers = {"If-None-Match": "*"} if how.create else None
             url = server.url(share.name, parts, collection=False)
-            response = server.request("PUT", url, what, content=b"")
+            response = server.request("PUT", url, what, headers=headers, content=b"")
             if response.status_code not in (200, 201, 204):
                 raise fail(response, "PUT", what)
-            entry = server.stat(share.name, parts, rel) or replace(
-                entry, size=0, last_modified_ns=time.time_ns()
-            )
+            changed = server.stat(share.name, parts, rel)
+            now = time.time_ns()
+            if changed is not None:
+                entry = changed
+            elif entry is not None:
+                entry = replace(entry, size=0, last_modified_ns=now)
+            else:
+                entry = DavEntry(server.decoded_path(share.name, parts), False, 0, now, now)
+        elif entry is None:  # a directory mkdir just made, or a name nobody looked up
+            entry = server.stat(share.name, parts, rel)
+            if entry is None and how.directory:
+                now = time.time_ns()
+                entry = DavEntry(server.decoded_path(share.name, parts), True, 0, now, now)
+            elif entry is None:
+                raise error(S.STATUS_OBJECT_NAME_NOT_FOUND, f"{show(rel)} not found")
+        empty = how.create or how.truncate
         op = Open(
             share=share,
             path=rel,
-            is_dir=is_dir,
-            can_read=can_read,
-            can_write=can_write,
-            append_only=append_only and not is_dir,
+            is_dir=how.directory,
+            can_read=how.can_read,
+            can_write=how.can_write,
+            append_only=how.append_only,
             server=server,
             entry=entry,
-            empty_on_server=overwrite,
-            streamable=overwrite,
+            empty_on_server=empty,
+            streamable=empty,
         )
-        return op, int(INFORMATION[action])
+        ctx = current_request()
+        op.fobx = ctx.fobx if ctx is not None else None
+        self._adopt_orphan(op)
+        return op
 
-    def _check_deletable(self, op: Open) -> None:
-        if not op.path:
-            raise error(S.STATUS_ACCESS_DENIED, "the share root cannot be deleted")
-        if op.is_dir and op.server.children(op.share.name, op.parts, op.path):
-            raise error(S.STATUS_DIRECTORY_NOT_EMPTY, f"{show(op.path)} is not empty")
+    def fstat(self, op: Open) -> StatLike:
+        return op.stat()
 
-    def _info(self, op: Open) -> dict[str, Any]:
-        size = op.stage.size() if op.stage is not None else None
-        return file_info(
-            op.entry,
-            op.path,
-            size=size,
-            last_write_ns=op.written_ns,
-            delete_pending=op.delete_pending,
-            ident=file_id(str(op.server.config.url), op.share.name, op.path),
+    def close_handle(self, op: Open) -> None:
+        """Upload what this open staged (unless it is to be deleted), end its streams and
+        drop its staging file."""
+        try:
+            if not op.delete_pending and op.stage is not None and op.stage.dirty:
+                try:
+                    spool.upload(op)
+                except NtStatusError as exc:
+                    raise error(
+                        exc.status,
+                        f"{exc.strerror}; the data written through this handle did not reach "
+                        "the server",
+                    ) from None
+        finally:
+            spool.end_upload(op)  # before its staging file closes (and before a DELETE)
+            op.drop_stream()
+            if op.stage is not None:
+                op.stage.close()
+                op.stage = None
+
+    def read_at(self, op: Open, offset: int, length: int) -> bytes:
+        return reads.read_at(op, offset, length)
+
+    def write_at(self, op: Open, offset: int | None, data: memoryview) -> int:
+        if not len(data):
+            return 0
+        return spool.write(op, self._staging, -1 if offset is None else offset, data)
+
+    def list_dir(self, op: Open) -> list[tuple[str, StatLike | None]]:
+        children = op.server.children(op.share.name, op.parts, op.path)
+        return [(name, self._stat(op.share, op.server, e)) for name, e in children.items()]
+
+    def rename(self, share: DavShare, rel: str, target: str, *, replace: bool) -> None:
+        ctx = current_request()
+        moved = self._opens.find(ctx.srv_open if ctx is not None else None)
+        server = moved.server if moved is not None else self._session(share)
+        is_dir = moved.is_dir if moved is not None else False
+        for op in self._opens.values():
+            if op.share is share and op.path == rel:
+                spool.end_upload(op)  # a streamed PUT goes to the old name: end it before
+        source = server.url(share.name, _parts(rel), collection=is_dir)
+        destination = server.url(share.name, _parts(target), collection=is_dir)
+        what = f"cannot rename {show(rel)} to {show(target)}"
+        response = server.request(
+            "MOVE",
+            source,
+            what,
+            headers={"Destination": str(destination), "Overwrite": "T" if replace else "F"},
+        )
+        if response.status_code not in (200, 201, 204):
+            raise fail(response, "MOVE", what)
+
+    def renamed(self, share: DavShare, old: str, new: str) -> None:
+        """The opens at or under the new name read again from the server (a stream reads the
+        old URL)."""
+        prefix = new + "\\"
+        for op in self._opens.values():
+            if op.share is share and (op.path == new or op.path.startswith(prefix)):
+                op.drop_stream()
+                op.next_read = None
+
+    def _remove(self, share: DavShare, rel: str, *, collection: bool) -> None:
+        server = self._session(share)
+        what = f"cannot delete {show(rel)}"
+        url = server.url(share.name, _parts(rel), collection=collection)
+        response = server.request("DELETE", url, what)
+        if response.status_code not in (200, 202, 204, 404):  # 404: already gone, as asked
+            raise fail(response, "DELETE", what)
+
+    def unlink(self, share: DavShare, rel: str) -> None:
+        self._remove(share, rel, collection=False)
+
+    def rmdir(self, share: DavShare, rel: str) -> None:
+        # DELETE of a collection is recursive in WebDAV: never take what appeared since
+        if self._session(share).children(share.name, _parts(rel), rel):
+            raise error(S.STATUS_DIRECTORY_NOT_EMPTY, f"cannot delete {show(rel)}: not empty")
+        self._remove(share, rel, collection=True)
+
+    def set_size(self, op: Open, size: int) -> None:
+        fresh = op.stage is None
+        # nothing to fetch for a truncation to 0
+        stage = spool.stage_of(op, self._staging, fill=size > 0)
+        if (fresh and size == 0) or size != stage.size():
+            spool.truncate(op, stage, size)
+
+    def set_readonly(self, op: Open, readonly: bool) -> None:
+        if readonly:
+            raise error(S.STATUS_NOT_SUPPORTED, "WebDAV has no read-only attribute")
+        # other attribute bits: nowhere to keep them; accepted and ignored
+
+    def set_times(self, op: Open, atime_ns: int | None, mtime_ns: int | None) -> None:
+        raise error(S.STATUS_NOT_SUPPORTED, "WebDAV cannot set file times")
+
+    def _set_basic(self, op: Open, args: Mapping[str, Any]) -> None:
+        super()._set_basic(op, args)
+        if any(isinstance(args.get(k), int) and args[k] > 0 for k in _SETTABLE_ELSEWHERE):
+            raise error(S.STATUS_NOT_SUPPORTED, "WebDAV cannot set file times")
+
+    def statvfs(self, share: DavShare) -> Volume:
+        server = self._session(share)
+        url = server.url(share.name, [], collection=True)
+        what = f"cannot query the volume of share {share.name!r}"
+        entries = server.propfind(url, 0, what, body=QUOTA_BODY)
+        if not entries:
+            raise error(S.STATUS_BAD_NETWORK_NAME, f"{what}: the share is gone")
+        available, used = entries[0].quota_available, entries[0].quota_used
+        if available is None:
+            raise error(S.STATUS_NOT_SUPPORTED, f"{what}: the server reports no quota")
+        return Volume(
+            total=available + (used or 0),
+            free=available,
+            avail=available,
+            block=0,
+            serial=zlib.crc32(f"{server.config.url}{share.name}".encode()),
+            max_name_length=MAX_NAME_LENGTH,
         )
 
-    # --- low I/O ------------------------------------------------------------------------------
-    def low_io_submit(
-        self, ctx: RxContext, payload: bytes | bytearray | memoryview | None = None
-    ) -> Result:
+    def share_label(self, share: DavShare) -> str:
+        return share.name
+
+    # --- routines the base leaves to the backend, or that WebDAV does its own way -------------
+    def create(self, ctx: RxContext) -> Result:
+        done = super().create(ctx)
+        op = self._opens.get(done.result["srv_open"])
+        op.srv_open = done.result["srv_open"]  # (a re-open after a lost connection finds it)
+        return done
+
+    def query_file_info(self, ctx: RxContext) -> Result:
+        """As the base, with the properties asked from the server again (one PROPFIND) unless
+        this open has staged data."""
+        op = self._opens.find(ctx.srv_open)
+        info_class = ctx.info.info_class if ctx.info is not None else None
+        if op is not None and op.stage is None and info_class in FILE_INFO_CLASSES:
+            fresh = op.server.stat(op.share.name, op.parts, op.path)
+            if fresh is not None and fresh.is_dir == op.is_dir:
+                op.entry = fresh
+        return super().query_file_info(ctx)
+
+    def flush(self, ctx: RxContext) -> Result:
         op = self._open_of(ctx)
-        lowio = lowio_of(ctx)
-        if lowio.operation == LowIoOp.NOTIFY_CHANGE_DIRECTORY:
-            if not op.is_dir:
-                raise error(S.STATUS_INVALID_PARAMETER, f"{show(op.path)} is not a directory")
-            return self._watches.notify(
-                ctx,
-                self._lister(op),
-                group=op.server.name.lower(),
-                folder=f"{op.share.name}\\{op.path}",
-                completion_filter=lowio.completion_filter,
-                tree=lowio.watch_tree,
-                what=show(op.path),
-            )
+        if not op.is_dir:
+            spool.upload(op)
+        return Result()
+
+    def read_into(self, ctx: RxContext, target: memoryview) -> Result | None:
+        """The shared-memory path: a streamed read copies the body straight into the client's
+        arena; other reads are copied there from their answer."""
+        op = self._open_of(ctx)
+        offset = lowio_of(ctx).offset
         if op.is_dir:
             raise error(S.STATUS_INVALID_DEVICE_REQUEST, f"{show(op.path)} is a directory")
-        if lowio.operation == LowIoOp.READ:
-            return reads.read(op, lowio.offset, lowio.length)
-        if lowio.operation == LowIoOp.WRITE:
-            if lowio.length < 0:
-                raise error(S.STATUS_INVALID_PARAMETER, f"negative length {lowio.length}")
-            return self._write(op, lowio.offset, payload)
-        raise error(
-            S.STATUS_INVALID_DEVICE_REQUEST, f"low I/O operation {lowio.operation!r} not supported"
+        self._check_read(op, offset, len(target))
+        if not len(target):
+            return Result(information=0)
+        got = reads.read_into(op, offset, target)
+        if not got:
+            raise error(S.STATUS_END_OF_FILE, f"{show(op.path)}: offset {offset} is past EOF")
+        return Result(information=got)
+
+    def lowio_other(self, ctx: RxContext, op: Open, lowio: LowIoParameters) -> Result:
+        if lowio.operation != LowIoOp.NOTIFY_CHANGE_DIRECTORY:
+            return super().lowio_other(ctx, op, lowio)
+        return self._watches.notify(
+            ctx,
+            self._lister(op),
+            group=op.server.name.lower(),
+            folder=f"{op.share.name}\\{op.path}",
+            completion_filter=lowio.completion_filter,
+            tree=lowio.watch_tree,
+            what=show(op.path),
         )
 
     @staticmethod
@@ -476,241 +535,8 @@ class WebDavMiniRdr(MiniRdr):
 
         return list_folder
 
-    def read_into(self, ctx: RxContext, target: memoryview) -> Result | None:
-        """The shared-memory path: a streamed read copies the body straight into the client's
-        arena; other reads are copied there from their answer."""
-        op = self._open_of(ctx)
-        lowio = lowio_of(ctx)
-        if op.is_dir:
-            raise error(S.STATUS_INVALID_DEVICE_REQUEST, f"{show(op.path)} is a directory")
-        return reads.read(op, lowio.offset, len(target), into=target)
-
-    def _write(
-        self, op: Open, offset: int, payload: bytes | bytearray | memoryview | None
-    ) -> Result:
-        if not op.can_write:
-            raise error(S.STATUS_ACCESS_DENIED, f"{show(op.path)} is not open for writing")
-        if offset < -1:
-            raise error(S.STATUS_INVALID_PARAMETER, f"bad write offset {offset}")
-        if payload is None:
-            raise error(S.STATUS_INVALID_PARAMETER, "write without data")
-        view = memoryview(payload).cast("B")
-        if not len(view):
-            return Result(information=0)
-        return Result(information=spool.write(op, self._staging, offset, view))
-
-    def flush(self, ctx: RxContext) -> Result:
-        op = self._open_of(ctx)
-        if not op.is_dir:
-            spool.upload(op)
-        return Result()
-
-    # --- file information ---------------------------------------------------------------------
-    def query_file_info(self, ctx: RxContext) -> Result:
-        op = self._open_of(ctx)
-        info_class = ctx.info.info_class if ctx.info is not None else None
-        if info_class not in _FILE_INFO_CLASSES:
-            raise error(S.STATUS_INVALID_PARAMETER, f"file info class {info_class!r}")
-        if op.stage is None:
-            fresh = op.server.stat(op.share.name, op.parts, op.path)
-            if fresh is not None and fresh.is_dir == op.is_dir:
-                op.entry = fresh
-        info = self._info(op)
-        info["position"] = 0
-        return Result(result=info)
-
-    def set_file_info(self, ctx: RxContext) -> Result:
-        return set_file_info_with(self, self._open_of(ctx), ctx)
-
-    @staticmethod
-    def _set_basic(op: Open, args: Mapping[str, Any]) -> None:
-        times = {key: arg_int(args, key, default=0) for key in TIME_ARGS}
-        attributes = arg_int(args, "attributes", default=0)
-        if attributes & FileAttributes.DIRECTORY and not op.is_dir:
-            raise error(S.STATUS_INVALID_PARAMETER, "attributes: DIRECTORY on a file")
-        if any(value > 0 for value in times.values()):
-            raise error(S.STATUS_NOT_SUPPORTED, "WebDAV cannot set file times")
-        if attributes & FileAttributes.READONLY:
-            raise error(S.STATUS_NOT_SUPPORTED, "WebDAV has no read-only attribute")
-        # other attribute bits: nowhere to keep them; accepted and ignored
-
-    def _writable_file(self, op: Open, what: str, size: int) -> spool.Stage:
-        if op.is_dir:
-            raise error(S.STATUS_INVALID_PARAMETER, f"{what} of a directory")
-        if not op.can_write:
-            raise error(S.STATUS_ACCESS_DENIED, f"{show(op.path)} is not open for writing")
-        # nothing to fetch for a truncation to 0
-        return spool.stage_of(op, self._staging, fill=size > 0)
-
-    def _set_end_of_file(self, op: Open, args: Mapping[str, Any]) -> None:
-        size = arg_int(args, "size")
-        if size < 0:
-            raise error(S.STATUS_INVALID_PARAMETER, "argument 'size' must not be negative")
-        fresh = op.stage is None
-        stage = self._writable_file(op, "end of file", size)
-        if (fresh and size == 0) or size != stage.size():
-            spool.truncate(op, stage, size)
-
-    def _set_allocation(self, op: Open, args: Mapping[str, Any]) -> None:
-        size = arg_int(args, "size")
-        if size < 0:
-            raise error(S.STATUS_INVALID_PARAMETER, "argument 'size' must not be negative")
-        fresh = op.stage is None
-        stage = self._writable_file(op, "allocation size", size)
-        if (fresh and size == 0) or size < stage.size():
-            spool.truncate(op, stage, size)
-
-    def _set_rename(self, op: Open, args: Mapping[str, Any]) -> None:
-        target_parts = components(arg_str(args, "target"))
-        target_rel = "\\".join(target_parts)
-        replace_existing = arg_bool(args, "replace", default=False)
-        if not target_rel:
-            raise error(S.STATUS_INVALID_PARAMETER, "cannot rename onto the share root")
-        if not op.path:
-            raise error(S.STATUS_ACCESS_DENIED, "the share root cannot be renamed")
-        if target_rel == op.path:
-            return
-        server = op.server
-        server.check_parent(op.share.name, target_parts, target_rel)
-        existing = server.stat(op.share.name, target_parts, target_rel)
-        if existing is not None:
-            if not replace_existing:
-                raise error(S.STATUS_OBJECT_NAME_COLLISION, f"{show(target_rel)} already exists")
-            if existing.is_dir:
-                raise error(
-                    S.STATUS_ACCESS_DENIED, f"{show(target_rel)} is a directory: cannot replace it"
-                )
-        spool.end_upload(op)  # the streamed PUT goes to the old name: end it before the MOVE
-        source = op.url()
-        target = server.url(op.share.name, target_parts, collection=op.is_dir)
-        what = f"cannot rename {show(op.path)} to {show(target_rel)}"
-        response = server.request(
-            "MOVE",
-            source,
-            what,
-            headers={"Destination": str(target), "Overwrite": "T" if replace_existing else "F"},
-        )
-        if response.status_code not in (200, 201, 204):
-            raise fail(response, "MOVE", what)
-        self._renamed(op, target_rel)
-
-    def _renamed(self, moved: Open, new: str) -> None:
-        """Point every open at or under the moved name at its new name; their reads start
-        again from the server (a stream reads the old URL)."""
-        self._opens.renamed(moved.share, moved.path, new)
-        prefix = new + "\\"
-        for other in self._opens.values():
-            if other.share is moved.share and (other.path == new or other.path.startswith(prefix)):
-                other.drop_stream()
-                other.next_read = None
-
-    def _set_disposition(self, op: Open, args: Mapping[str, Any]) -> None:
-        delete = arg_bool(args, "delete")
-        if delete:
-            self._check_deletable(op)
-        self._opens.mark_delete_pending(op, delete)
-
-    # --- directories --------------------------------------------------------------------------
-    def query_directory(self, ctx: RxContext) -> Result:
-        op = self._open_of(ctx)
-        if not op.is_dir:
-            raise error(S.STATUS_INVALID_PARAMETER, f"{show(op.path)} is not a directory")
-
-        def load(pattern: str) -> list[tuple[str, DavEntry]]:
-            children = op.server.children(op.share.name, op.parts, op.path)
-            return [(n, children[n]) for n in sorted(children) if is_name_in_expression(pattern, n)]
-
-        def describe(name: str, entry: DavEntry) -> dict[str, Any]:
-            rel = f"{op.path}\\{name}" if op.path else name
-            return file_info(
-                entry,
-                rel,
-                delete_pending=self._opens.delete_pending_at(op.share, rel),
-                ident=file_id(str(op.server.config.url), op.share.name, rel),
-            )
-
-        return self._enumerations.query(ctx, show(op.path), load, describe)
-
-    def cleanup_fobx(self, ctx: RxContext) -> Result:
-        self._enumerations.forget_fobx(ctx.fobx)
+    def end_fobx(self, ctx: RxContext) -> None:
         self._watches.end(fobx=ctx.fobx)
-        return Result()
 
-    # --- volume -------------------------------------------------------------------------------
-    def query_volume_info(self, ctx: RxContext) -> Result:
-        if ctx.srv_open is not None:
-            op = self._open_of(ctx)
-            server, share = op.server, op.share.name
-        else:
-            server, share = self._server(ctx.srv_call), check_share_name(ctx.net_root)
-        volume_info_class(ctx)
-        url = server.url(share, [], collection=True)
-        what = f"cannot query the volume of share {share!r}"
-        entries = server.propfind(url, 0, what, body=QUOTA_BODY)
-        if not entries:
-            raise error(S.STATUS_BAD_NETWORK_NAME, f"{what}: the share is gone")
-        available, used = entries[0].quota_available, entries[0].quota_used
-        if available is None:
-            raise error(S.STATUS_NOT_SUPPORTED, f"{what}: the server reports no quota")
-        return posix_volume(
-            total=available + (used or 0),
-            free=available,
-            avail=available,
-            block=0,
-            fs_name=FS_NAME,
-            label=share,
-            serial=zlib.crc32(f"{server.config.url}{share}".encode()),
-            max_name_length=MAX_NAME_LENGTH,
-        )
-
-    # --- close --------------------------------------------------------------------------------
-    def close_srv_open(self, ctx: RxContext) -> Result:
-        op = self._opens.pop(ctx.srv_open)
-        self._enumerations.forget_srv_open(ctx.srv_open)
-        self._watches.end(srv_open=ctx.srv_open)
-        try:
-            self._finish(op)
-        except NtStatusError as exc:
-            return Result(status=exc.status, message=exc.strerror or "")
-        return Result()
-
-    def _finish(self, op: Open) -> None:
-        """What closing an open does: delete it if delete-pending, else upload staged data."""
-        try:
-            if op.delete_pending:
-                spool.end_upload(op)  # the PUT must not bring the file back after the DELETE
-                self._delete(op)
-            elif op.stage is not None and op.stage.dirty:
-                try:
-                    spool.upload(op)
-                except NtStatusError as exc:
-                    raise error(
-                        exc.status,
-                        f"{exc.strerror}; the data written through this handle did not reach "
-                        "the server",
-                    ) from None
-        finally:
-            spool.end_upload(op)  # before its staging file closes
-            op.drop_stream()
-            if op.stage is not None:
-                op.stage.close()
-                op.stage = None
-
-    @staticmethod
-    def _delete(op: Open) -> None:
-        what = f"cannot delete {show(op.path)}"
-        if op.is_dir:
-            # DELETE of a collection is recursive in WebDAV: never take what appeared since
-            try:
-                children = op.server.children(op.share.name, op.parts, op.path)
-            except NtStatusError as exc:
-                if exc.status == S.STATUS_OBJECT_NAME_NOT_FOUND:
-                    return  # already gone: what was asked for
-                raise
-            if children:
-                raise error(S.STATUS_DIRECTORY_NOT_EMPTY, f"{what}: not empty")
-        url = op.url()
-        response = op.server.request("DELETE", url, what)
-        if response.status_code in (200, 202, 204, 404):  # 404: already gone, what was asked
-            return
-        raise fail(response, "DELETE", what)
+    def end_srv_open(self, srv_open: int | None, op: Open) -> None:
+        self._watches.end(srv_open=srv_open)

@@ -1,7 +1,8 @@
-"""Reads of an open: from its staging file when it has one, else ranged GETs. A read at any
-offset is one GET of exactly its range; a read that starts where the previous one of the same
-open ended opens a streaming GET of the rest of the file (``Range: bytes=N-``) that the next
-sequential reads take their bytes from (at most ``MAX_STREAMS_PER_SERVER`` per server)."""
+"""Reads of an open (``PosixMiniRdr`` checked them): from its staging file when it has one,
+else ranged GETs. A read at any offset is one GET of exactly its range; a read that starts
+where the previous one of the same open ended opens a streaming GET of the rest of the file
+(``Range: bytes=N-``) that the next sequential reads take their bytes from (at most
+``MAX_STREAMS_PER_SERVER`` per server)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from rdbss.minirdrs.base import MAX_READ_BYTES, Result
 from rdbss.minirdrs.common.args import show
 from rdbss.minirdrs.webdav.errors import error, fail, range_from
 from rdbss.wire.status import NtStatus, status_from_errno
@@ -81,44 +81,30 @@ class Stream:
             self.response.close()  # releases (or, mid-body, closes) the pooled connection
 
 
-def read(op: Open, offset: int, length: int, into: memoryview | None = None) -> Result:
-    """A READ of ``length`` bytes at ``offset``: the payload, or (``into`` given) the bytes
-    copied into it."""
-    if not op.can_read:
-        raise error(S.STATUS_ACCESS_DENIED, f"{show(op.path)} is not open for reading")
-    if offset < 0 or length < 0:
-        raise error(S.STATUS_INVALID_PARAMETER, f"bad read range {offset}+{length}")
-    if length > MAX_READ_BYTES:
-        raise error(S.STATUS_INVALID_PARAMETER, f"read of {length} bytes over {MAX_READ_BYTES}")
-    if length == 0:
-        return Result(information=0, payload=b"")
-    data: bytes | bytearray
+def read_at(op: Open, offset: int, length: int) -> bytes:
+    """Up to ``length`` bytes at ``offset`` (fewer only at the end of the file, ``b""`` past
+    it): from the staging file, this open's stream (a sequential read) or one ranged GET."""
     if op.stage is not None:
         op.drop_stream()
-        data = _read_stage(op.stage, offset, length, op.path)
-    elif offset == op.next_read:  # sequential: stream the rest of the file
-        buffer: bytearray | None = None
-        if into is None:
-            buffer = bytearray(length)
-            target = memoryview(buffer)
-        else:
-            target = into
-        got = _read_streamed(op, offset, target)
-        if not got:
-            raise error(S.STATUS_END_OF_FILE, f"{show(op.path)}: offset {offset} is past EOF")
-        if buffer is None:
-            return Result(information=got)
-        return Result(information=got, payload=buffer if got == length else buffer[:got])
-    else:
-        op.drop_stream()
-        data = _read_remote(op, offset, length)
-        op.next_read = offset + len(data) if len(data) == length else None
-    if not data:
-        raise error(S.STATUS_END_OF_FILE, f"{show(op.path)}: offset {offset} is past EOF")
-    if into is not None:
-        into[: len(data)] = data
-        return Result(information=len(data))
-    return Result(information=len(data), payload=data)
+        return _read_stage(op.stage, offset, length, op.path)
+    if offset == op.next_read:  # sequential: stream the rest of the file
+        buffer = bytearray(length)
+        got = _read_streamed(op, offset, memoryview(buffer))
+        return bytes(buffer[:got])
+    op.drop_stream()
+    data = _read_remote(op, offset, length)
+    op.next_read = offset + len(data) if len(data) == length else None
+    return data
+
+
+def read_into(op: Open, offset: int, target: memoryview) -> int:
+    """``read_at`` into ``target``: a sequential read copies the stream's body straight
+    there; the bytes copied."""
+    if op.stage is None and offset == op.next_read:
+        return _read_streamed(op, offset, target)
+    data = read_at(op, offset, len(target))
+    target[: len(data)] = data
+    return len(data)
 
 
 def _read_stage(stage: Stage, offset: int, length: int, rel: str) -> bytes:

@@ -168,10 +168,3 @@ class Session:
             raise error(gone, f"{show(rel)} is gone")
         _own, children = split_listing(entries, url.path)
         return children
-
-    def check_parent(self, share: str, parts: list[str], rel: str) -> None:
-        if len(parts) <= 1:
-            return  # the share root, checked when the VNetRoot was made (a PUT says 409 if gone)
-        parent = self.stat(share, parts[:-1], rel)
-        if parent is None or not parent.is_dir:
-            raise error(S.STATUS_OBJECT_PATH_NOT_FOUND, f"{show(rel)}: parent folder not found")
