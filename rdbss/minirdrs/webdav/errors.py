@@ -43,34 +43,34 @@ def connect_status(exc: httpx.ConnectError) -> int:
     return S.STATUS_NETWORK_UNREACHABLE
 
 
+#: HTTP error answer -> NTSTATUS, whatever the method (405 depends on it: ``http_status``)
+_HTTP_STATUSES: dict[int, int] = {
+    400: S.STATUS_INVALID_PARAMETER,
+    401: S.STATUS_LOGON_FAILURE,
+    403: S.STATUS_ACCESS_DENIED,
+    404: S.STATUS_OBJECT_NAME_NOT_FOUND,
+    409: S.STATUS_OBJECT_PATH_NOT_FOUND,  # the parent is missing
+    412: S.STATUS_OBJECT_NAME_COLLISION,
+    413: S.STATUS_DISK_FULL,
+    416: S.STATUS_END_OF_FILE,
+    423: S.STATUS_SHARING_VIOLATION,
+    507: S.STATUS_DISK_FULL,
+}
+#: 405 Method Not Allowed by method: MKCOL where something is, PUT onto a collection
+_NOT_ALLOWED: dict[str, int] = {
+    "MKCOL": S.STATUS_OBJECT_NAME_COLLISION,
+    "PUT": S.STATUS_FILE_IS_A_DIRECTORY,
+}
+
+
 def http_status(code: int, method: str) -> int:
     """The NTSTATUS for an HTTP error answer to ``method``."""
-    if code == 401:
-        return S.STATUS_LOGON_FAILURE
-    if code == 403:
-        return S.STATUS_ACCESS_DENIED
-    if code == 404:
-        return S.STATUS_OBJECT_NAME_NOT_FOUND
     if code == 405:
-        if method == "MKCOL":
-            return S.STATUS_OBJECT_NAME_COLLISION
-        if method == "PUT":
-            return S.STATUS_FILE_IS_A_DIRECTORY
-        return S.STATUS_NOT_SUPPORTED
-    if code == 409:
-        return S.STATUS_OBJECT_PATH_NOT_FOUND
-    if code == 412:
-        return S.STATUS_OBJECT_NAME_COLLISION
-    if code == 416:
-        return S.STATUS_END_OF_FILE
-    if code == 423:
-        return S.STATUS_SHARING_VIOLATION
-    if code in (413, 507):
-        return S.STATUS_DISK_FULL
+        return _NOT_ALLOWED.get(method, S.STATUS_NOT_SUPPORTED)
+    if code in _HTTP_STATUSES:
+        return _HTTP_STATUSES[code]
     if code >= 500:
         return S.STATUS_UNEXPECTED_NETWORK_ERROR
-    if code == 400:
-        return S.STATUS_INVALID_PARAMETER
     return S.STATUS_INVALID_NETWORK_RESPONSE
 
 

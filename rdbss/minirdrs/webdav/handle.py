@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import stat
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from rdbss.minirdrs.base import OpenBase
-from rdbss.minirdrs.webdav.props import DavEntry, file_id, file_info
+from rdbss.minirdrs.webdav.props import DIR_MODE, FILE_MODE, DavEntry, file_id, file_info
 from rdbss.minirdrs.webdav.session import Session
 
 if TYPE_CHECKING:
@@ -27,11 +26,6 @@ class DavShare:
     name: str  # the share: the first path component under the server's URL
 
 
-#: the modes a WebDAV resource is described with (WebDAV has none: what a disk would say)
-_FILE_MODE = stat.S_IFREG | 0o644
-_DIR_MODE = stat.S_IFDIR | 0o755
-
-
 @dataclass(frozen=True, slots=True)
 class DavStat:
     """A resource's properties as the ``os.stat_result`` fields ``PosixMiniRdr`` reads (modes
@@ -45,7 +39,7 @@ class DavStat:
 
     @property
     def st_mode(self) -> int:
-        return _DIR_MODE if self.entry.is_dir else _FILE_MODE
+        return DIR_MODE if self.entry.is_dir else FILE_MODE
 
     @property
     def st_size(self) -> int:
