@@ -50,6 +50,10 @@ the idle connection, a timeout) is reopened once at the same offset before the r
 stream does not see another client's later changes until the handle seeks (as a stale cached
 page would not); the handle's own writes always go to the staging file, which reads then use.
 
+Round trips: a stat (MRxQueryOpen) and an open of an existing name are one PROPFIND Depth 0;
+creating a file adds its PUT and a PROPFIND of what the server made (and, below the top level,
+one of the parent folder to tell OBJECT_PATH_NOT_FOUND).
+
 Not supported honestly: setting times (FileBasicInformation with a time answers
 STATUS_NOT_SUPPORTED; WebDAV's getlastmodified is protected) and the read-only attribute
 (STATUS_NOT_SUPPORTED); other attribute bits are accepted and ignored (there is nowhere to keep
