@@ -18,7 +18,7 @@ Config (the ``[[minirdr]]`` table)::
     username = "bob"
     password_file = "/path/to/bob"
 
-Each SrvCall is one ``SmbLink`` (smb_link.py): its own connection, session and tree connects,
+Each SrvCall is one ``SmbLink`` (link.py): its own connection, session and tree connects,
 signing required, no oplocks or leases (smbprotocol cannot take a break). One session means one
 user per server at a time: a share configured for another user answers
 STATUS_NETWORK_CREDENTIAL_CONFLICT while a share of that server is connected. A set-up
@@ -77,7 +77,7 @@ from rdbss.minirdrs.security import (
     parse_descriptor,
 )
 from rdbss.minirdrs.setup import TREE_CONNECT, SetupDeadline
-from rdbss.minirdrs.smb_link import (
+from rdbss.minirdrs.smb.link import (
     RELATED_FILE_ID,
     SMB2_0_INFO_FILE,
     SMB2_0_INFO_FILESYSTEM,
