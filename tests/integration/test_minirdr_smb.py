@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from rdbss.client import Client
-from rdbss.minirdrs.smb.link import ServerConfig
+from rdbss.minirdrs.smb.config import ServerConfig
 from rdbss.minirdrs.smb.minirdr import SmbMiniRdr
 from rdbss.wire import (
     Access,
