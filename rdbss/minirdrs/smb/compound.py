@@ -5,6 +5,8 @@ CREATE's status (MS-SMB2 3.3.5.2.7.2), so the first failure is the one to answer
 
 - ``open_and_query``: CREATE + QUERY_INFO(FileAllInformation): what MRxCreate answers, with the
   handle kept open;
+- ``query_open``: CREATE + QUERY_INFO(FileAllInformation) + CLOSE: what MRxQueryOpen answers,
+  one exchange with the server and no handle left behind.
 
 Each runs inside ``SmbLink.call`` (under the link's deadline) and raises the failure it met.
 """
@@ -22,6 +24,7 @@ from rdbss.minirdrs.smb.structures import (
     FILE_ALL_INFORMATION,
     RELATED_FILE_ID,
     SMB2_0_INFO_FILE,
+    close_request,
     query_info_buffer,
     query_info_request,
 )
@@ -63,5 +66,27 @@ def open_and_query(
                     handle.close()
             raise failure
         return data
+
+    return go
+
+
+def query_open(link: SmbLink, tree: Any, create: Any) -> Callable[[], bytes]:
+    """The exchange of MRxQueryOpen: ``create`` (an SMB2 CREATE request), the query and the
+    close in one compound; the FileAllInformation buffer, or the first failure."""
+
+    def go() -> bytes:
+        close = close_request(RELATED_FILE_ID)
+        requests = send_related(link, tree, [create, _all_information(), close])
+        answers: list[Any] = []
+        for request in requests:  # every answer taken, so none is left waiting
+            try:
+                answers.append(link.connection.receive(request))
+            except SMBResponseException as exc:
+                answers.append(exc)
+        opened, queried, _closed = answers  # a failed CLOSE leaves nothing to undo
+        for answer in (opened, queried):
+            if isinstance(answer, SMBResponseException):
+                raise answer
+        return query_info_buffer(queried)
 
     return go

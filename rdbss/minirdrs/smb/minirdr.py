@@ -13,8 +13,8 @@ locks) it decides, and its NTSTATUS comes back unchanged. A lost connection answ
 STATUS_CONNECTION_DISCONNECTED and the SrvCall stays dead: its handles and the requests on it
 answer the same at once.
 
-MRxCreate is one related compound CREATE + QUERY_INFO (compound.py): one exchange with the
-server.
+MRxCreate is one related compound CREATE + QUERY_INFO, MRxQueryOpen (a stat) one compound
+CREATE + QUERY_INFO + CLOSE (compound.py): one exchange with the server each.
 """
 
 from __future__ import annotations
@@ -38,14 +38,17 @@ from rdbss.minirdrs.smb.opens import Opens, SmbSrvOpen, close_quietly, set_file,
 from rdbss.minirdrs.smb.status import create_error
 from rdbss.minirdrs.smb.structures import (
     SHARE_ALL,
+    create_request,
     pack_disposition,
     parse_all_information,
     smb_file_info,
 )
 from rdbss.model.buffering import BUFFERING_STATE_MASK, HANDLE_BITS
+from rdbss.model.dispatch import is_query_open
 from rdbss.wire.constants import (
     WRITE_ACCESS,
     Access,
+    CreateInformation,
     CreateOptions,
     FileInformationClass,
     LowIoOp,
@@ -299,6 +302,36 @@ class SmbMiniRdr(MiniRdr):
         return Result(
             information=int(handle.create_action),
             result={**file_info, "srv_open": srv_open, "directory": op.is_dir},
+        )
+
+    def query_open(self, ctx: RxContext) -> Result:
+        """MRxQueryOpen: what ``create`` answers for an open for attributes (FILE_OPEN), the
+        same checks in the same order and the server's own status, from ONE related compound
+        CREATE + QUERY_INFO + CLOSE (MS-SMB2 3.2.4.1.4): a stat is one exchange with the
+        server, and no SrvOpen is left to close."""
+        link, share, rel, params = self._create_target(ctx)
+        disposition, options = LocalMiniRdr._check_create_parameters(params)
+        if not is_query_open(params):
+            raise NtStatusError(
+                S.STATUS_INVALID_PARAMETER, "MRxQueryOpen answers an open for attributes only"
+            )
+        tree = link.tree(share)
+        request = create_request(
+            rel,
+            params.desired_access | Access.FILE_READ_ATTRIBUTES,
+            params.file_attributes,
+            params.share_access,
+            int(disposition),
+            options,
+        )
+        try:
+            data = link.call(f"cannot open {show(rel)}", compound.query_open(link, tree, request))
+        except NtStatusError as exc:
+            raise create_error(exc, disposition) from None
+        raw = parse_all_information(data)
+        return Result(
+            information=int(CreateInformation.FILE_OPENED),
+            result={**smb_file_info(raw, rel), "directory": raw.directory},
         )
 
     # --- low I/O ------------------------------------------------------------------------------
