@@ -32,7 +32,7 @@ from typing import Any
 import msgspec
 
 from rdbss.config_schema import SmbOptions, SmbServer, SmbShare
-from rdbss.minirdrs.passwords import read_password
+from rdbss.minirdrs.common.passwords import read_password
 
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_KEEPALIVE_S = 30.0

@@ -17,16 +17,19 @@ from smbprotocol.open import ImpersonationLevel
 from smbprotocol.open import Open as SmbOpen
 
 from rdbss.minirdrs.base import FILE_INFO_CLASSES, FILE_REMOTE_DEVICE, Result
-from rdbss.minirdrs.eas import pack_full_ea, parse_full_ea
-from rdbss.minirdrs.eas import parse_set as parse_eas
-from rdbss.minirdrs.local import _arg_bool, _arg_int, _arg_str, _components
-from rdbss.minirdrs.quota import (
+from rdbss.minirdrs.common.args import arg_bool as _arg_bool
+from rdbss.minirdrs.common.args import arg_int as _arg_int
+from rdbss.minirdrs.common.args import arg_str as _arg_str
+from rdbss.minirdrs.common.args import components as _components
+from rdbss.minirdrs.common.eas import pack_full_ea, parse_full_ea
+from rdbss.minirdrs.common.eas import parse_set as parse_eas
+from rdbss.minirdrs.common.quota import (
     pack_quota_entries,
     parse_query_args,
     parse_quota_information,
 )
-from rdbss.minirdrs.quota import query_quota_info as quota_query_buffer
-from rdbss.minirdrs.security import (
+from rdbss.minirdrs.common.quota import query_quota_info as quota_query_buffer
+from rdbss.minirdrs.common.security import (
     ALL_INFORMATION,
     check_query_information,
     pack_descriptor,

@@ -8,8 +8,7 @@ only append, goes to the end of file the server reports now.
 
 from __future__ import annotations
 
-from rdbss.minirdrs.base import Result
-from rdbss.minirdrs.local import MAX_READ_BYTES
+from rdbss.minirdrs.base import MAX_READ_BYTES, Result
 from rdbss.minirdrs.smb.opens import SmbSrvOpen, query_file, roundtrip, show
 from rdbss.minirdrs.smb.structures import FILE_STANDARD_INFORMATION, parse_end_of_file
 from rdbss.wire.status import NtStatus, NtStatusError

@@ -31,7 +31,7 @@ from smbprotocol.exceptions import SMBResponseException
 from smbprotocol.session import Session
 from smbprotocol.tree import TreeConnect
 
-from rdbss.minirdrs.setup import (
+from rdbss.minirdrs.common.setup import (
     AUTHENTICATE,
     NEGOTIATE,
     TCP_CONNECT,

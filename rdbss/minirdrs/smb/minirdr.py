@@ -29,8 +29,9 @@ from smbprotocol.open import ImpersonationLevel
 from smbprotocol.open import Open as SmbOpen
 
 from rdbss.minirdrs.base import VOLUME_INFO_CLASSES, MiniRdr, Result, lowio_of, set_file_info_with
-from rdbss.minirdrs.local import LocalMiniRdr, _components, check_share_name
-from rdbss.minirdrs.setup import TREE_CONNECT, SetupDeadline
+from rdbss.minirdrs.common.args import components as _components
+from rdbss.minirdrs.common.setup import TREE_CONNECT, SetupDeadline
+from rdbss.minirdrs.common.shares import check_share_name
 from rdbss.minirdrs.smb import compound, directory, info, io, waits
 from rdbss.minirdrs.smb.config import Credentials, ServerConfig, SmbConfig
 from rdbss.minirdrs.smb.link import SmbLink
@@ -44,6 +45,7 @@ from rdbss.minirdrs.smb.structures import (
     smb_file_info,
 )
 from rdbss.model.buffering import BUFFERING_STATE_MASK, HANDLE_BITS
+from rdbss.model.create import check_create_parameters
 from rdbss.model.dispatch import is_query_open
 from rdbss.wire.constants import (
     WRITE_ACCESS,
@@ -249,7 +251,7 @@ class SmbMiniRdr(MiniRdr):
 
     def create(self, ctx: RxContext) -> Result:
         link, share, rel, params = self._create_target(ctx)
-        disposition, options = LocalMiniRdr._check_create_parameters(params)
+        disposition, options = check_create_parameters(params)
         delete_on_close = bool(options & CreateOptions.FILE_DELETE_ON_CLOSE)
         if delete_on_close and not rel:
             raise NtStatusError(S.STATUS_ACCESS_DENIED, "the share root cannot be deleted")
@@ -310,7 +312,7 @@ class SmbMiniRdr(MiniRdr):
         CREATE + QUERY_INFO + CLOSE (MS-SMB2 3.2.4.1.4): a stat is one exchange with the
         server, and no SrvOpen is left to close."""
         link, share, rel, params = self._create_target(ctx)
-        disposition, options = LocalMiniRdr._check_create_parameters(params)
+        disposition, options = check_create_parameters(params)
         if not is_query_open(params):
             raise NtStatusError(
                 S.STATUS_INVALID_PARAMETER, "MRxQueryOpen answers an open for attributes only"

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from rdbss.minirdrs.local import _show
+from rdbss.minirdrs.common.args import show as _show
 from rdbss.minirdrs.smb.link import SmbLink
 from rdbss.minirdrs.smb.structures import (
     SMB2_0_INFO_FILE,

@@ -18,7 +18,11 @@ from collections.abc import Callable
 from typing import Any
 
 from rdbss.minirdrs.base import Result
-from rdbss.minirdrs.notify import FILE_NOTIFY_VALID_MASK, notify_result, parse_notify_information
+from rdbss.minirdrs.common.notify import (
+    FILE_NOTIFY_VALID_MASK,
+    notify_result,
+    parse_notify_information,
+)
 from rdbss.minirdrs.smb.opens import SmbSrvOpen, roundtrip, send, show
 from rdbss.minirdrs.smb.structures import (
     LOCK_EXCLUSIVE,
