@@ -17,10 +17,7 @@ from smbprotocol.open import ImpersonationLevel
 from smbprotocol.open import Open as SmbOpen
 
 from rdbss.minirdrs.base import FILE_INFO_CLASSES, FILE_REMOTE_DEVICE, Result
-from rdbss.minirdrs.common.args import arg_bool as _arg_bool
-from rdbss.minirdrs.common.args import arg_int as _arg_int
-from rdbss.minirdrs.common.args import arg_str as _arg_str
-from rdbss.minirdrs.common.args import components as _components
+from rdbss.minirdrs.common.args import TIME_ARGS, arg_bool, arg_int, arg_str, components
 from rdbss.minirdrs.common.eas import pack_full_ea, parse_full_ea
 from rdbss.minirdrs.common.eas import parse_set as parse_eas
 from rdbss.minirdrs.common.quota import (
@@ -91,7 +88,6 @@ VOLUME_QUERIES = (
     FsInfo.FileFsAttributeInformation,
     FsInfo.FileFsFullSizeInformation,
 )
-TIME_ARGS = ("creation_time", "last_access_time", "last_write_time", "change_time")
 
 
 def _error(status: int, message: str) -> NtStatusError:
@@ -118,8 +114,8 @@ def query_file_info(op: SmbSrvOpen, ctx: RxContext) -> Result:
 
 
 def set_basic(op: SmbSrvOpen, args: Mapping[str, Any]) -> None:
-    ctime, atime, mtime, chtime = (ns_to_filetime(_arg_int(args, k, default=0)) for k in TIME_ARGS)
-    attributes = _arg_int(args, "attributes", default=0)
+    ctime, atime, mtime, chtime = (ns_to_filetime(arg_int(args, k, default=0)) for k in TIME_ARGS)
+    attributes = arg_int(args, "attributes", default=0)
     if attributes < 0 or attributes > 0xFFFFFFFF:
         raise _error(S.STATUS_INVALID_PARAMETER, f"attributes {attributes!r}")
     if attributes & FileAttributes.DIRECTORY and not op.is_dir:
@@ -129,7 +125,7 @@ def set_basic(op: SmbSrvOpen, args: Mapping[str, Any]) -> None:
 
 
 def _size(op: SmbSrvOpen, args: Mapping[str, Any], what: str) -> bytes:
-    size = _arg_int(args, "size")
+    size = arg_int(args, "size")
     if size < 0:
         raise _error(S.STATUS_INVALID_PARAMETER, "argument 'size' must not be negative")
     if op.is_dir:
@@ -149,8 +145,8 @@ def set_allocation(op: SmbSrvOpen, args: Mapping[str, Any]) -> None:
 
 def set_rename(op: SmbSrvOpen, args: Mapping[str, Any]) -> str | None:
     """Rename the open's file; its new name (None when it keeps its name)."""
-    target = "\\".join(_components(_arg_str(args, "target")))
-    replace = _arg_bool(args, "replace", default=False)
+    target = "\\".join(components(arg_str(args, "target")))
+    replace = arg_bool(args, "replace", default=False)
     if not target:
         raise _error(S.STATUS_INVALID_PARAMETER, "cannot rename onto the share root")
     if not op.path:
@@ -164,12 +160,13 @@ def set_rename(op: SmbSrvOpen, args: Mapping[str, Any]) -> str | None:
     return target
 
 
-def set_disposition(op: SmbSrvOpen, args: Mapping[str, Any]) -> None:
-    delete = _arg_bool(args, "delete")
+def set_disposition(op: SmbSrvOpen, args: Mapping[str, Any]) -> bool:
+    """Ask the server to delete the open's file when it closes (or not); what was asked."""
+    delete = arg_bool(args, "delete")
     if delete and not op.path:
         raise _error(S.STATUS_ACCESS_DENIED, "the share root cannot be deleted")
     set_file(op, Info.FileDispositionInformation, pack_disposition(delete), "cannot delete")
-    op.delete_pending = delete
+    return delete
 
 
 # --------------------------------------------------------------------------------------------

@@ -28,14 +28,21 @@ from typing import Any, ClassVar
 from smbprotocol.open import ImpersonationLevel
 from smbprotocol.open import Open as SmbOpen
 
-from rdbss.minirdrs.base import VOLUME_INFO_CLASSES, MiniRdr, Result, lowio_of, set_file_info_with
-from rdbss.minirdrs.common.args import components as _components
+from rdbss.minirdrs.base import (
+    VOLUME_INFO_CLASSES,
+    MiniRdr,
+    OpenTable,
+    Result,
+    lowio_of,
+    set_file_info_with,
+)
+from rdbss.minirdrs.common.args import components, show
 from rdbss.minirdrs.common.setup import TREE_CONNECT, SetupDeadline
 from rdbss.minirdrs.common.shares import check_share_name
 from rdbss.minirdrs.smb import compound, directory, info, io, waits
 from rdbss.minirdrs.smb.config import Credentials, ServerConfig, SmbConfig
 from rdbss.minirdrs.smb.link import SmbLink
-from rdbss.minirdrs.smb.opens import Opens, SmbSrvOpen, close_quietly, set_file, show
+from rdbss.minirdrs.smb.opens import SmbSrvOpen, close_quietly, renamed, set_file
 from rdbss.minirdrs.smb.status import create_error
 from rdbss.minirdrs.smb.structures import (
     SHARE_ALL,
@@ -45,10 +52,9 @@ from rdbss.minirdrs.smb.structures import (
     smb_file_info,
 )
 from rdbss.model.buffering import BUFFERING_STATE_MASK, HANDLE_BITS
-from rdbss.model.create import check_create_parameters
+from rdbss.model.create import check_create_parameters, data_access
 from rdbss.model.dispatch import is_query_open
 from rdbss.wire.constants import (
-    WRITE_ACCESS,
     Access,
     CreateInformation,
     CreateOptions,
@@ -60,9 +66,6 @@ from rdbss.wire.status import NtStatus, NtStatusError
 
 log = logging.getLogger("rdbss.smb")
 S = NtStatus
-
-#: Access bits that write data (FILE_APPEND_DATA alone only appends).
-_WRITE_ANYWHERE = Access.FILE_WRITE_DATA | Access.GENERIC_WRITE | Access.GENERIC_ALL
 
 
 class SmbMiniRdr(MiniRdr):
@@ -96,7 +99,7 @@ class SmbMiniRdr(MiniRdr):
         self._stopping = threading.Event()
         if self.keepalive_interval > 0:
             threading.Thread(target=self._keepalive_loop, name="smb-keepalive", daemon=True).start()
-        self._opens = Opens()
+        self._opens: OpenTable[SmbSrvOpen] = OpenTable()
         self._waits = waits.Waits(self.complete_later)
 
     def servers(self) -> list[str]:
@@ -142,8 +145,6 @@ class SmbMiniRdr(MiniRdr):
 
     def _open_of(self, ctx: RxContext) -> SmbSrvOpen:
         op = self._opens.get(ctx.srv_open)
-        if op is None:
-            raise NtStatusError(S.STATUS_INVALID_HANDLE, f"unknown srv_open {ctx.srv_open!r}")
         if op.closed:
             raise NtStatusError(
                 S.STATUS_FILE_CLOSED, f"{show(op.path)}: its share was disconnected"
@@ -221,10 +222,9 @@ class SmbMiniRdr(MiniRdr):
                 link = self._links.get(server.name.lower())
             if link is None:
                 return Result()
-            ops = self._opens.matching(
-                lambda op: op.link is link and op.share.lower() == share and not op.closed
-            )
-            for op in ops:
+            for op in self._opens.values():
+                if op.link is not link or op.share.lower() != share or op.closed:
+                    continue
                 op.closed = True
                 close_quietly(op)
             link.disconnect_tree(share)
@@ -246,7 +246,7 @@ class SmbMiniRdr(MiniRdr):
         """The link, share, share-relative path and parameters of a create."""
         link = self._link(ctx)
         share = check_share_name(ctx.net_root)
-        rel = "\\".join(_components(ctx.path or ""))
+        rel = "\\".join(components(ctx.path or ""))
         return link, share, rel, ctx.create or CreateParameters()
 
     def create(self, ctx: RxContext) -> Result:
@@ -274,17 +274,18 @@ class SmbMiniRdr(MiniRdr):
         except NtStatusError as exc:
             raise create_error(exc, disposition) from None
         raw = parse_all_information(data)
-        can_write = bool(params.desired_access & WRITE_ACCESS)
+        can_read, can_write, append_only = data_access(params.desired_access)
         op = SmbSrvOpen(
-            link,
             share,
-            tree,
             rel,
-            handle,
             raw.directory,
+            can_read,
             can_write,
-            can_write and not params.desired_access & _WRITE_ANYWHERE,
-            delete_pending=delete_on_close,
+            append_only,
+            delete_on_close,
+            link=link,
+            tree=tree,
+            handle=handle,
         )
         if delete_on_close and op.is_dir:
             # The server only finds out at close that a directory is not empty (and then keeps
@@ -385,13 +386,15 @@ class SmbMiniRdr(MiniRdr):
     _set_basic = staticmethod(info.set_basic)
     _set_end_of_file = staticmethod(info.set_end_of_file)
     _set_allocation = staticmethod(info.set_allocation)
-    _set_disposition = staticmethod(info.set_disposition)
 
     def _set_rename(self, op: SmbSrvOpen, args: Mapping[str, Any]) -> None:
         old = op.path
         new = info.set_rename(op, args)
         if new is not None:
-            self._opens.renamed(op, old, new)
+            renamed(self._opens, op, old, new)
+
+    def _set_disposition(self, op: SmbSrvOpen, args: Mapping[str, Any]) -> None:
+        self._opens.mark_delete_pending(op, info.set_disposition(op, args))
 
     def query_ea_info(self, ctx: RxContext) -> Result:
         return info.query_ea_info(self._open_of(ctx))
@@ -430,27 +433,21 @@ class SmbMiniRdr(MiniRdr):
         )
         srv_open = self.create(root_ctx).result["srv_open"]
         try:
-            op = self._opens.get(srv_open)
-            assert op is not None
-            return Result(result=info.volume(op))
+            return Result(result=info.volume(self._opens.get(srv_open)))
         finally:
-            op = self._opens.pop(srv_open)
-            if op is not None:
-                close_quietly(op)
+            close_quietly(self._opens.pop(srv_open))
 
     # --- directories --------------------------------------------------------------------------
     def query_directory(self, ctx: RxContext) -> Result:
         return directory.query_directory(self._open_of(ctx), ctx)
 
     def cleanup_fobx(self, ctx: RxContext) -> Result:
-        directory.forget_cursor(self._opens.get(ctx.srv_open), ctx.fobx)
+        directory.forget_cursor(self._opens.find(ctx.srv_open), ctx.fobx)
         return Result()
 
     # --- close --------------------------------------------------------------------------------
     def close_srv_open(self, ctx: RxContext) -> Result:
         op = self._opens.pop(ctx.srv_open)
-        if op is None:
-            raise NtStatusError(S.STATUS_INVALID_HANDLE, f"unknown srv_open {ctx.srv_open!r}")
         if op.link.dead is not None or op.closed:
             if op.delete_pending and not op.closed:
                 raise NtStatusError(

@@ -1,18 +1,21 @@
 """The SrvOpen records of the SMB mini-redirector (one SMB2 handle each: the FileId of a
-CREATE answer, MS-SMB2 2.2.14) and their table, plus the one-request exchanges every concern
-module sends on a handle."""
+CREATE answer, MS-SMB2 2.2.14), kept in the shared ``OpenTable``, plus the one-request
+exchanges every concern module sends on a handle.
+
+Names on an SMB share compare without case, as the server compares them: a rename moves every
+open of the same share (and link) at or under the old name whatever its case.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import itertools
-import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rdbss.minirdrs.common.args import show as _show
+from rdbss.minirdrs.base import OpenBase, OpenTable
+from rdbss.minirdrs.common.args import show
 from rdbss.minirdrs.smb.link import SmbLink
 from rdbss.minirdrs.smb.structures import (
     SMB2_0_INFO_FILE,
@@ -23,7 +26,7 @@ from rdbss.minirdrs.smb.structures import (
 )
 from rdbss.wire.status import NtStatusError
 
-show = _show
+__all__ = ["Cursor", "SmbSrvOpen", "renamed", "show"]
 
 
 @dataclass(slots=True)
@@ -36,68 +39,31 @@ class Cursor:
     ended: bool = False
 
 
-@dataclass(slots=True)
-class SmbSrvOpen:
-    """One SRV_OPEN: an SMB2 handle on a share."""
+@dataclass(slots=True, kw_only=True)
+class SmbSrvOpen(OpenBase[str]):
+    """One SRV_OPEN: an SMB2 handle on a share (``share``: its name as the caller wrote it;
+    ``path``: share-relative, backslashes, "" for the root)."""
 
     link: SmbLink
-    share: str
     tree: Any  # smbprotocol TreeConnect
-    path: str  # share-relative, backslashes, "" for the root
     handle: Any  # smbprotocol Open
-    is_dir: bool
-    can_write: bool
-    append_only: bool
-    delete_pending: bool = False
     locks: list[tuple[int, int, bool]] = field(default_factory=list)  # (offset, length, shared)
     cursor: Cursor | None = None
     closed: bool = False  # its share was finalized under it
 
 
-class Opens:
-    """The SrvOpens by id, under a lock of their own (routines of several SrvCalls run at once)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._opens: dict[int, SmbSrvOpen] = {}
-        self._ids = itertools.count(1)
-
-    def add(self, op: SmbSrvOpen) -> int:
-        with self._lock:
-            srv_open = next(self._ids)
-            self._opens[srv_open] = op
-        return srv_open
-
-    def get(self, srv_open: int | None) -> SmbSrvOpen | None:
-        with self._lock:
-            return self._opens.get(srv_open) if srv_open is not None else None
-
-    def pop(self, srv_open: int | None) -> SmbSrvOpen | None:
-        with self._lock:
-            return self._opens.pop(srv_open, None) if srv_open is not None else None
-
-    def matching(self, keep: Callable[[SmbSrvOpen], bool]) -> list[SmbSrvOpen]:
-        with self._lock:
-            return [op for op in self._opens.values() if keep(op)]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._opens.clear()
-
-    def renamed(self, moved: SmbSrvOpen, old: str, new: str) -> None:
-        """Point every open at or under ``old`` (same share, same link) at its new name."""
-        prefix = old.lower() + "\\"
-        for other in self.matching(
-            lambda o: o.link is moved.link and o.share.lower() == moved.share.lower()
-        ):
+def renamed(table: OpenTable[SmbSrvOpen], moved: SmbSrvOpen, old: str, new: str) -> None:
+    """Point every open at or under ``old`` (same share, same link, any case) at ``new``."""
+    prefix = old.lower() + "\\"
+    with table.lock:
+        for other in table.values():
+            if other.link is not moved.link or other.share.lower() != moved.share.lower():
+                continue
             if other.path.lower() == old.lower():
                 other.path = new
             elif other.path.lower().startswith(prefix):
                 other.path = new + "\\" + other.path[len(prefix) :]
         moved.path = new
-
-    def __iter__(self) -> Iterator[SmbSrvOpen]:
-        return iter(self.matching(lambda _op: True))
 
 
 # --------------------------------------------------------------------------------------------
