@@ -83,6 +83,22 @@ def ns_to_filetime(ns: int) -> int:
 # --------------------------------------------------------------------------------------------
 
 
+def _message(cls: type[Any], **fields: Any) -> Any:
+    """An smbprotocol request structure with ``fields`` set."""
+    message = cls()
+    for name, value in fields.items():
+        message[name] = value
+    return message
+
+
+def _buffer(cls: type[Any], header: Any) -> bytes:
+    """The variable-length buffer of an answer (``header``: smbprotocol's response header)."""
+    response = cls()
+    response.unpack(header["data"].get_value())
+    data: bytes = response["buffer"].get_value()
+    return data
+
+
 def create_request(
     path: str,
     desired_access: int,
@@ -92,89 +108,79 @@ def create_request(
     options: int,
 ) -> Any:
     """An SMB2 CREATE for ``path`` (share-relative, backslashes, "" for the root), no oplock."""
-    request = SMB2CreateRequest()
-    request["impersonation_level"] = ImpersonationLevel.Impersonation
-    request["desired_access"] = desired_access & 0xFFFFFFFF
-    request["file_attributes"] = file_attributes & 0xFFFFFFFF
-    request["share_access"] = share_access & SHARE_ALL
-    request["create_disposition"] = disposition
-    request["create_options"] = options & 0x00FFFFFF
-    request["buffer_path"] = path.encode("utf-16-le") if path else b"\x00\x00"
-    return request
+    return _message(
+        SMB2CreateRequest,
+        impersonation_level=ImpersonationLevel.Impersonation,
+        desired_access=desired_access & 0xFFFFFFFF,
+        file_attributes=file_attributes & 0xFFFFFFFF,
+        share_access=share_access & SHARE_ALL,
+        create_disposition=disposition,
+        create_options=options & 0x00FFFFFF,
+        buffer_path=path.encode("utf-16-le") if path else b"\x00\x00",
+    )
 
 
 def close_request(file_id: bytes) -> Any:
-    request = SMB2CloseRequest()
-    request["file_id"] = file_id
-    return request
+    return _message(SMB2CloseRequest, file_id=file_id)
 
 
 def lock_element(offset: int, length: int, flags: int) -> Any:
-    element = SMB2LockElement()
-    element["offset"] = offset
-    element["length"] = length
-    element["flags"] = flags
-    return element
+    return _message(SMB2LockElement, offset=offset, length=length, flags=flags)
 
 
 def change_notify_request(file_id: bytes, completion_filter: int, watch_tree: bool) -> Any:
-    request = SMB2ChangeNotifyRequest()
-    request["flags"] = SMB2_WATCH_TREE if watch_tree else 0
-    request["output_buffer_length"] = NOTIFY_BUFFER
-    request["file_id"] = file_id
-    request["completion_filter"] = completion_filter
-    return request
+    return _message(
+        SMB2ChangeNotifyRequest,
+        flags=SMB2_WATCH_TREE if watch_tree else 0,
+        output_buffer_length=NOTIFY_BUFFER,
+        file_id=file_id,
+        completion_filter=completion_filter,
+    )
 
 
 def change_notify_buffer(header: Any) -> bytes:
-    response = SMB2ChangeNotifyResponse()
-    response.unpack(header["data"].get_value())
-    data: bytes = response["buffer"].get_value()
-    return data
+    return _buffer(SMB2ChangeNotifyResponse, header)
 
 
 def query_info_request(file_id: bytes, info_type: int, info_class: int) -> Any:
-    request = SMB2QueryInfoRequest()
-    request["info_type"] = info_type
-    request["file_info_class"] = info_class
-    request["output_buffer_length"] = INFO_BUFFER
-    request["file_id"] = file_id
-    return request
+    return _message(
+        SMB2QueryInfoRequest,
+        info_type=info_type,
+        file_info_class=info_class,
+        output_buffer_length=INFO_BUFFER,
+        file_id=file_id,
+    )
 
 
 def query_info_buffer(header: Any) -> bytes:
-    response = SMB2QueryInfoResponse()
-    response.unpack(header["data"].get_value())
-    data: bytes = response["buffer"].get_value()
-    return data
+    return _buffer(SMB2QueryInfoResponse, header)
 
 
 def set_info_request(
     file_id: bytes, info_class: int, buffer: bytes, info_type: int = SMB2_0_INFO_FILE
 ) -> Any:
-    request = SMB2SetInfoRequest()
-    request["info_type"] = info_type
-    request["file_info_class"] = info_class
-    request["file_id"] = file_id
-    request["buffer"] = buffer
-    return request
+    return _message(
+        SMB2SetInfoRequest,
+        info_type=info_type,
+        file_info_class=info_class,
+        file_id=file_id,
+        buffer=buffer,
+    )
 
 
 def query_directory_request(file_id: bytes, pattern: str, info_class: int, flags: int) -> Any:
-    request = SMB2QueryDirectoryRequest()
-    request["file_information_class"] = info_class
-    request["flags"] = flags
-    request["file_id"] = file_id
-    request["output_buffer_length"] = INFO_BUFFER
-    request["buffer"] = pattern.encode("utf-16-le")
-    return request
+    return _message(
+        SMB2QueryDirectoryRequest,
+        file_information_class=info_class,
+        flags=flags,
+        file_id=file_id,
+        output_buffer_length=INFO_BUFFER,
+        buffer=pattern.encode("utf-16-le"),
+    )
 
 
 def query_directory_buffer(header: Any) -> bytes:
-    response = SMB2QueryDirectoryResponse()
-    response.unpack(header["data"].get_value())
-    data: bytes = response["buffer"].get_value()
-    return data
+    return _buffer(SMB2QueryDirectoryResponse, header)
 
 
 # --------------------------------------------------------------------------------------------
