@@ -1,5 +1,5 @@
-"""Configured passwords (rdbss/minirdrs/common/passwords.py): read from their one source, failures as
-STATUS_LOGON_FAILURE naming the source and never the content."""
+"""Configured passwords (rdbss/minirdrs/common/passwords.py): read from their one source,
+failures as STATUS_LOGON_FAILURE naming the source and never the content."""
 
 from __future__ import annotations
 
