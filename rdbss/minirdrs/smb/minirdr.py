@@ -14,7 +14,8 @@ STATUS_CONNECTION_DISCONNECTED and the SrvCall stays dead: its handles and the r
 answer the same at once.
 
 MRxCreate is one related compound CREATE + QUERY_INFO, MRxQueryOpen (a stat) one compound
-CREATE + QUERY_INFO + CLOSE (compound.py): one exchange with the server each.
+CREATE + QUERY_INFO + CLOSE (compound.py): one exchange with the server each. The create rules
+it checks before asking the server: see docs/routines.md, Create, collapsing and close.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ STATUS_CONNECTION_DISCONNECTED and ends the link, so later calls answer the same
 does a lost session (STATUS_USER_SESSION_DELETED, STATUS_NETWORK_SESSION_EXPIRED) or a deleted
 share (STATUS_NETWORK_NAME_DELETED), with that status first. A negotiate that failed validation
 (MS-SMB2 3.3.5.15.12, FSCTL_VALIDATE_NEGOTIATE_INFO) or cannot give the encryption asked for
-answers STATUS_DOWNGRADE_DETECTED: the connection is not trusted.
+answers STATUS_DOWNGRADE_DETECTED: the connection is not trusted. How the core takes a lost
+connection: see docs/routines.md, Connections and Status codes.
 """
 
 from __future__ import annotations

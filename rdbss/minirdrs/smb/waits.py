@@ -6,7 +6,8 @@ the outcome later. The mini-redirector answers STATUS_PENDING too and waits on a
 own, so the connection's other requests go on meanwhile (the unlock that will grant a waiting
 lock is not queued behind it); the outcome completes the request later. Past the request's
 deadline (STATUS_IO_TIMEOUT), or when the core cancels it, an SMB2 CANCEL goes to the server.
-Immediate locks, unlocks and UNLOCK_MULTIPLE are plain round trips.
+Immediate locks, unlocks and UNLOCK_MULTIPLE are plain round trips. The rules the answers
+keep: see docs/routines.md, Low I/O and Change notify.
 """
 
 from __future__ import annotations
