@@ -10,7 +10,7 @@ from rdbss.minirdrs.base import MiniRdr
 KINDS: dict[str, str] = {
     "local": "rdbss.minirdrs.local:LocalMiniRdr",
     "smb": "rdbss.minirdrs.smb:SmbMiniRdr",
-    "sftp": "rdbss.minirdrs.sftp:SftpMiniRdr",
+    "sftp": "rdbss.minirdrs.sftp.minirdr:SftpMiniRdr",
     "webdav": "rdbss.minirdrs.webdav:WebDavMiniRdr",
     "faulty": "rdbss.minirdrs.faulty:FaultyMiniRdr",
 }

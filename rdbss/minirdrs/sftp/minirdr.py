@@ -1,7 +1,7 @@
 """The SFTP mini-redirector: serves folders of SSH servers (OpenSSH sshd) as
 ``\\\\<server>\\<share>``, with asyncssh.
 
-Configuration: see :mod:`rdbss.minirdrs.sftp_config`. One SSH connection and one SFTP client per
+Configuration: see :mod:`rdbss.minirdrs.sftp.config`. One SSH connection and one SFTP client per
 SrvCall (server name). asyncssh runs on one private asyncio event loop in a background thread
 owned by this object (started at the first connect, stopped by ``close()``); the routines, which
 the host runs on each SrvCall's own worker thread, hand it coroutines and wait for them with a
@@ -82,14 +82,14 @@ from rdbss.minirdrs.setup import (
     TCP_CONNECT,
     SetupDeadline,
 )
-from rdbss.minirdrs.sftp_config import (
+from rdbss.minirdrs.sftp.config import (
     Credentials,
     SftpConfigError,
     SftpServer,
     parse_config,
     read_credentials,
 )
-from rdbss.minirdrs.sftp_errors import connect_status, is_lost, sftp_reason, sftp_status
+from rdbss.minirdrs.sftp.errors import connect_status, is_lost, sftp_reason, sftp_status
 from rdbss.minirdrs.wildcard import is_name_in_expression
 from rdbss.wire.constants import (
     CreateDisposition,
