@@ -1,0 +1,308 @@
+"""Operations on the server's files: where a name is (its parent resolved inside the share),
+opening, listing, deleting and closing, as coroutines on the connection's SFTP client.
+
+Paths: ctx.path (already normalized by the core) is checked again (no ``..``, NUL, ``:``) and
+joined under the share's folder, resolved once with ``realpath`` when the VNetRoot is made. The
+parent of every name is resolved on the server too, and must stay inside the share's folder; a
+name that is itself a symbolic link cannot be opened (as with O_NOFOLLOW locally).
+
+One round trip per step: independent requests are pipelined (OpenSSH answers them in order),
+e.g. an open and the stat that reports the opened file's size go out together. SFTP v3 reports
+most failures as a bare "Failure", so the callers look before they act (collision, non-empty
+directory, read-only file...) and look again after a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import stat
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import cast
+
+import asyncssh
+
+from rdbss.minirdrs.local import _show
+from rdbss.minirdrs.sftp.attrs import mode_of
+from rdbss.minirdrs.sftp.errors import fail, is_lost
+from rdbss.minirdrs.sftp.session import Conn, Share
+from rdbss.minirdrs.wildcard import is_name_in_expression
+from rdbss.wire.status import NtStatus, NtStatusError
+
+S = NtStatus
+
+
+@dataclass(eq=False)
+class Open:
+    """One SrvOpen: an open file or directory of a share."""
+
+    share: Share
+    path: str  # share-relative, backslashes, "" for the root
+    remote: str  # the server path (its parent resolved)
+    is_dir: bool
+    can_read: bool
+    can_write: bool
+    append_only: bool = False
+    file: asyncssh.SFTPClientFile | None = None  # None: a directory or an attributes-only open
+    delete_pending: bool = False
+    # (atime, mtime) in whole seconds, set explicitly through this handle: they stick until it
+    # is closed (MS-FSA 2.1.5.14.2), so every later write or size change puts them back
+    pinned_times: tuple[int, int] | None = None
+
+    @property
+    def conn(self) -> Conn:
+        return self.share.conn
+
+
+@dataclass(slots=True)
+class Target:
+    remote: str
+    attrs: asyncssh.SFTPAttrs | None  # lstat of the name itself; None: nothing there
+
+
+def join(parent: str, name: str) -> str:
+    return parent.rstrip("/") + "/" + name if parent != "/" else "/" + name
+
+
+def within(root: str, real: str) -> bool:
+    return real == root or root == "/" or real.startswith(root.rstrip("/") + "/")
+
+
+def is_dot(name: str) -> bool:
+    return name in (".", "..")
+
+
+def pflags_of(can_read: bool, can_write: bool, append_only: bool) -> int:
+    pflags = 0
+    if can_read or not can_write:
+        pflags |= asyncssh.FXF_READ
+    if can_write:
+        pflags |= asyncssh.FXF_WRITE
+    if append_only:
+        pflags |= asyncssh.FXF_APPEND
+    return pflags
+
+
+async def lstat_or_none(
+    sftp: asyncssh.SFTPClient, remote: str, rel: str
+) -> asyncssh.SFTPAttrs | None:
+    try:
+        return await sftp.lstat(remote)
+    except asyncssh.SFTPNoSuchFile:
+        return None
+    except asyncssh.SFTPError as exc:
+        fail(exc, "cannot query", rel)
+
+
+async def alocate(share: Share, parts: list[str], rel: str) -> Target:
+    """Where ``parts`` is on the server and what is there (lstat); the parent is resolved
+    and must be a folder inside the share (else OBJECT_PATH_NOT_FOUND / ACCESS_DENIED).
+    One round trip: the three requests are pipelined."""
+    sftp = share.conn.client()
+    if not parts:
+        try:
+            return Target(share.root, await sftp.stat(share.root))
+        except asyncssh.SFTPNoSuchFile:
+            raise NtStatusError(
+                S.STATUS_BAD_NETWORK_NAME, f"the folder of share {share.name!r} is gone"
+            ) from None
+    name = parts[-1]
+    if len(parts) == 1:
+        remote = join(share.root, name)
+        return Target(remote, await lstat_or_none(sftp, remote, rel))
+    unresolved = share.root + "/" + "/".join(parts[:-1])
+    real_task = asyncio.ensure_future(sftp.realpath(unresolved))
+    parent_task = asyncio.ensure_future(sftp.stat(unresolved))
+    entry_task = asyncio.ensure_future(lstat_or_none(sftp, join(unresolved, name), rel))
+    real, parent, entry = await asyncio.gather(
+        real_task, parent_task, entry_task, return_exceptions=True
+    )
+    for got in (real, parent, entry):
+        if isinstance(got, BaseException) and (is_lost(got) or not isinstance(got, Exception)):
+            raise got
+    if isinstance(real, str) and not within(share.root, real):
+        raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{_show(rel)} leads outside the share")
+    if isinstance(real, asyncssh.SFTPNoSuchFile) or isinstance(parent, asyncssh.SFTPNoSuchFile):
+        raise NtStatusError(
+            S.STATUS_OBJECT_PATH_NOT_FOUND, f"{_show(rel)}: parent folder not found"
+        )
+    for got in (real, parent, entry):
+        if isinstance(got, asyncssh.SFTPError):
+            fail(got, "cannot query", rel)
+        if isinstance(got, BaseException):
+            raise got
+    assert isinstance(real, str) and isinstance(parent, asyncssh.SFTPAttrs)
+    if not stat.S_ISDIR(mode_of(parent)):
+        raise NtStatusError(S.STATUS_OBJECT_PATH_NOT_FOUND, f"{_show(rel)}: parent is not a folder")
+    attrs = entry if isinstance(entry, asyncssh.SFTPAttrs) else None
+    return Target(join(real, name), attrs)
+
+
+async def aopen_and_stat(
+    sftp: asyncssh.SFTPClient, remote: str, pflags: int, attrs: asyncssh.SFTPAttrs
+) -> tuple[asyncssh.SFTPClientFile, asyncssh.SFTPAttrs]:
+    """Open, and lstat the opened file in the same round trip (OpenSSH answers in order)."""
+
+    async def do_open() -> asyncssh.SFTPClientFile:
+        return await sftp.open(remote, pflags, attrs, encoding=None)
+
+    open_task = asyncio.ensure_future(do_open())
+    stat_task = asyncio.ensure_future(sftp.lstat(remote))
+    try:
+        handle = await open_task
+    except BaseException:
+        stat_task.cancel()
+        with contextlib.suppress(BaseException):
+            await stat_task
+        raise
+    try:
+        return handle, await stat_task
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await handle.close()
+        raise
+
+
+async def astat(op: Open) -> asyncssh.SFTPAttrs:
+    """The attributes of an open: through its handle when it has one."""
+    try:
+        if op.file is not None:
+            return await op.file.stat()
+        return await op.conn.client().stat(op.remote)
+    except asyncssh.SFTPError as exc:
+        fail(exc, "cannot query", op.path)
+
+
+async def achmod_readonly(
+    sftp: asyncssh.SFTPClient, op: Open, attrs: asyncssh.SFTPAttrs, *, readonly: bool
+) -> asyncssh.SFTPAttrs:
+    """FILE_ATTRIBUTE_READONLY as the write permission bits: set or clear them."""
+    mode = mode_of(attrs)
+    new = mode & ~0o222 if readonly else mode | 0o200
+    if new == mode:
+        return attrs
+    try:
+        await sftp.setstat(op.remote, asyncssh.SFTPAttrs(permissions=stat.S_IMODE(new)))
+    except asyncssh.SFTPError as exc:
+        fail(exc, "cannot set attributes of", op.path)
+    attrs.permissions = new
+    return attrs
+
+
+async def arepin(op: Open) -> None:
+    """After a change through ``op`` that moves the file's times (a write, a size change):
+    the times set explicitly on the handle go back (SFTP v3: both at once)."""
+    if op.pinned_times is not None and op.file is not None:
+        atime, mtime = op.pinned_times
+        await op.file.setstat(asyncssh.SFTPAttrs(atime=atime, mtime=mtime))
+
+
+async def ais_empty(sftp: asyncssh.SFTPClient, remote: str) -> bool:
+    listing = cast(AsyncGenerator[asyncssh.SFTPName, None], sftp.scandir(remote))
+    async with contextlib.aclosing(listing) as entries:
+        async for entry in entries:
+            if not is_dot(str(entry.filename)):
+                return False
+    return True
+
+
+async def acheck_deletable(op: Open) -> None:
+    """Refuse what cannot be marked delete-pending: the share root, a non-empty directory,
+    a read-only file."""
+    if not op.path:
+        raise NtStatusError(S.STATUS_ACCESS_DENIED, "the share root cannot be deleted")
+    sftp = op.conn.client()
+    try:
+        if op.is_dir:
+            if not await ais_empty(sftp, op.remote):
+                raise NtStatusError(S.STATUS_DIRECTORY_NOT_EMPTY, f"{_show(op.path)} is not empty")
+        elif not mode_of(await sftp.lstat(op.remote)) & 0o222:
+            raise NtStatusError(S.STATUS_CANNOT_DELETE, f"{_show(op.path)} is read-only")
+    except asyncssh.SFTPError as exc:
+        fail(exc, "cannot delete", op.path)
+
+
+async def alist(op: Open, pattern: str) -> list[tuple[str, asyncssh.SFTPAttrs]]:
+    """The matching entries, sorted, with their attributes (from the listing itself; a
+    symbolic link is described by what it points to when that stays in the share)."""
+    sftp = op.conn.client()
+    try:
+        names = await sftp.readdir(op.remote)
+    except asyncssh.SFTPError as exc:
+        fail(exc, "cannot list", op.path)
+    found = sorted(
+        (str(n.filename), n.attrs)
+        for n in names
+        if not is_dot(str(n.filename)) and is_name_in_expression(pattern, str(n.filename))
+    )
+    links = [i for i, (_, attrs) in enumerate(found) if stat.S_ISLNK(mode_of(attrs))]
+    if links:
+        resolved = await asyncio.gather(
+            *(_afollow(op, found[i][0]) for i in links), return_exceptions=True
+        )
+        for i, got in zip(links, resolved, strict=True):
+            if isinstance(got, asyncssh.SFTPAttrs):
+                found[i] = (found[i][0], got)
+            elif isinstance(got, BaseException) and is_lost(got):
+                raise got
+    return found
+
+
+async def _afollow(op: Open, name: str) -> asyncssh.SFTPAttrs | None:
+    sftp = op.conn.client()
+    remote = join(op.remote, name)
+    real_task = asyncio.ensure_future(sftp.realpath(remote))
+    stat_task = asyncio.ensure_future(sftp.stat(remote))
+    real, attrs = await asyncio.gather(real_task, stat_task, return_exceptions=True)
+    if isinstance(real, str) and isinstance(attrs, asyncssh.SFTPAttrs):
+        return attrs if within(op.share.root, real) else None
+    for got in (real, attrs):
+        if isinstance(got, BaseException) and is_lost(got):
+            raise got
+    return None
+
+
+async def aclose_handle(op: Open) -> None:
+    handle, op.file = op.file, None
+    if handle is not None:
+        try:
+            await handle.close()
+        except asyncssh.SFTPError as exc:
+            fail(exc, "cannot close", op.path)
+
+
+async def aclose(op: Open) -> None:
+    """Close the handle, and delete what was delete-pending."""
+    await aclose_handle(op)
+    if op.delete_pending:
+        await adelete(op)
+
+
+async def adelete(op: Open) -> None:
+    sftp = op.conn.client()
+    try:
+        if op.is_dir:
+            await sftp.rmdir(op.remote)
+        else:
+            await sftp.remove(op.remote)
+    except asyncssh.SFTPNoSuchFile:
+        pass  # already gone: what was asked for
+    except asyncssh.SFTPError as exc:
+        if is_lost(exc):
+            raise
+        if op.is_dir and isinstance(exc, asyncssh.SFTPFailure):
+            with contextlib.suppress(asyncssh.SFTPNoSuchFile):
+                if not await ais_empty(sftp, op.remote):
+                    raise NtStatusError(
+                        S.STATUS_DIRECTORY_NOT_EMPTY, f"{_show(op.path)} is not empty"
+                    ) from None
+        fail(exc, "cannot delete", op.path)
+
+
+async def aabandon(op: Open, *, created: bool) -> None:
+    """Undo a create that failed after opening: close, and remove what it made."""
+    with contextlib.suppress(Exception):
+        await aclose_handle(op)
+        if created:
+            await adelete(op)
