@@ -54,11 +54,12 @@ from rdbss.minirdrs.security import (
 from rdbss.minirdrs.sftp import setinfo
 from rdbss.minirdrs.sftp.attrs import entry_of, info_of, security_of
 from rdbss.minirdrs.sftp.config import SftpConfigError, parse_config
-from rdbss.minirdrs.sftp.create import acreate
+from rdbss.minirdrs.sftp.create import acreate, check_existing
 from rdbss.minirdrs.sftp.errors import fail
-from rdbss.minirdrs.sftp.remote import Open, aclose, alist, arepin, astat, is_dot, join
+from rdbss.minirdrs.sftp.remote import Open, aclose, alist, alocate, arepin, astat, is_dot, join
 from rdbss.minirdrs.sftp.session import CLOSE_WAIT_S, Conn, Sessions, Share
-from rdbss.wire.constants import FileInformationClass, LowIoOp
+from rdbss.model.dispatch import is_query_open
+from rdbss.wire.constants import CreateInformation, FileInformationClass, LowIoOp
 from rdbss.wire.rxcontext import CreateParameters, RxContext
 from rdbss.wire.status import NtStatus, NtStatusError
 
@@ -207,6 +208,34 @@ class SftpMiniRdr(MiniRdr):
         return Result(
             information=information,
             result={**info, "srv_open": srv_open, "directory": op.is_dir},
+        )
+
+    def query_open(self, ctx: RxContext) -> Result:
+        """MRxQueryOpen: what ``create`` answers for FILE_READ_ATTRIBUTES and FILE_OPEN (the
+        same checks, in the same order, so the same status) from the lookup alone: one round
+        trip (an LSTAT of a name in the share's folder, a STAT of the share's folder, or for a
+        deeper name the lookup's REALPATH, STAT and LSTAT pipelined), no handle to close."""
+        share = self._sessions.share_of(ctx)
+        parts = _components(ctx.path or "")
+        rel = "\\".join(parts)
+        params = ctx.create or CreateParameters()
+        disposition, options = LocalMiniRdr._check_create_parameters(params)
+        if not is_query_open(params):
+            raise _error(
+                S.STATUS_INVALID_PARAMETER, "MRxQueryOpen answers an open for attributes only"
+            )
+        if self._delete_pending_at(share, rel):
+            raise _error(S.STATUS_DELETE_PENDING, f"{_show(rel)} is being deleted")
+        target = self._run(
+            share.conn, lambda: alocate(share, parts, rel), ctx, f"cannot open {_show(rel)}"
+        )
+        if target.attrs is None:
+            raise _error(S.STATUS_OBJECT_NAME_NOT_FOUND, f"{_show(rel)} not found")
+        can_write = LocalMiniRdr._data_access(params.desired_access)[1]
+        is_dir = check_existing(rel, target.attrs, disposition, options, can_write)
+        return Result(
+            information=int(CreateInformation.FILE_OPENED),
+            result={**info_of(target.attrs, rel, target.remote), "directory": is_dir},
         )
 
     # --- low I/O ------------------------------------------------------------------------------

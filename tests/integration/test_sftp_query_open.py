@@ -1,0 +1,211 @@
+"""MRxQueryOpen on the SFTP mini-redirector, against a private OpenSSH sshd: it answers as its
+create would for an open for attributes, status for status, and asks the server in one round
+trip (the requests are counted as asyncssh sends them)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asyncssh.sftp import FXP_LSTAT, FXP_REALPATH, FXP_STAT
+
+from rdbss.actors.minirdr_host import execute
+from rdbss.minirdrs.sftp.minirdr import SftpMiniRdr
+from rdbss.wire import (
+    Access,
+    CreateOptions,
+    CreateParameters,
+    IrpMj,
+    NtStatus,
+    Routine,
+    RxCompletion,
+    RxContext,
+)
+from tests.conformance.backend_sftp import SERVER, sftp_config
+from tests.servers.fixtures import SshServer, require_or_skip
+
+S = NtStatus
+SHARE = "data"
+
+
+@pytest.fixture(scope="module")
+def sftp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SftpMiniRdr]:
+    require_or_skip(SshServer.missing_binaries(), "OpenSSH (sshd)")
+    base = tmp_path_factory.mktemp("sftp-query-open")
+    with SshServer(base / "ssh") as server:
+        share = server.root_dir / SHARE
+        (share / "d").mkdir(parents=True)
+        (share / "d" / "g.txt").write_bytes(b"abc")
+        (share / "f.txt").write_bytes(b"0123456789")
+        (share / "link").symlink_to("f.txt")
+        (share / "out").symlink_to(server.root_dir)
+        (share / "dangling").symlink_to("nowhere")
+        os.mkfifo(share / "fifo")
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(share / "sock"))
+        sock.close()
+        table: dict[str, Any] = tomllib.loads(sftp_config(server, {SHARE: share}))["minirdr"][0]
+        minirdr = SftpMiniRdr("sftp", {k: v for k, v in table.items() if k not in ("name", "kind")})
+        try:
+            for routine in (Routine.MRxCreateSrvCall, Routine.MRxCreateVNetRoot):
+                ctx = RxContext(1, IrpMj.CREATE, routine=routine, srv_call=SERVER, net_root=SHARE)
+                assert _execute(minirdr, ctx).status == S.STATUS_SUCCESS
+            yield minirdr
+        finally:
+            minirdr.close()
+
+
+def _execute(minirdr: SftpMiniRdr, ctx: RxContext) -> RxCompletion:
+    answer = execute(minirdr, ctx, None)
+    assert answer is not None
+    return answer[0]
+
+
+def _run(
+    minirdr: SftpMiniRdr,
+    routine: Routine,
+    path: str,
+    options: int,
+    access: int = Access.FILE_READ_ATTRIBUTES,
+) -> RxCompletion:
+    ctx = RxContext(
+        1,
+        IrpMj.CREATE,
+        routine=routine,
+        srv_call=SERVER,
+        net_root=SHARE,
+        path=path,
+        create=CreateParameters(desired_access=access, create_options=options),
+    )
+    return _execute(minirdr, ctx)
+
+
+def _close(minirdr: SftpMiniRdr, srv_open: int) -> None:
+    ctx = RxContext(
+        2,
+        IrpMj.CLOSE,
+        routine=Routine.MRxCloseSrvOpen,
+        srv_call=SERVER,
+        net_root=SHARE,
+        srv_open=srv_open,
+    )
+    assert _execute(minirdr, ctx).status == S.STATUS_SUCCESS
+
+
+@pytest.mark.parametrize(
+    "options", [0, CreateOptions.FILE_DIRECTORY_FILE, CreateOptions.FILE_NON_DIRECTORY_FILE]
+)
+@pytest.mark.parametrize(
+    "path",
+    [
+        "f.txt",
+        "d",
+        r"d\g.txt",
+        "",
+        "link",
+        "out",
+        rf"out\{SHARE}\f.txt",
+        "dangling",
+        "fifo",
+        "sock",
+        "missing",
+        r"missing\f.txt",
+        r"f.txt\x",
+        r"..\x",
+        "d\\",
+        "con:x",
+    ],
+)
+def test_the_sftp_query_open_answers_as_its_create_does(
+    sftp: SftpMiniRdr, path: str, options: int
+) -> None:
+    created = _run(sftp, Routine.MRxCreate, path, options)
+    queried = _run(sftp, Routine.MRxQueryOpen, path, options)
+    assert (queried.status, queried.information) == (created.status, created.information)
+    if created.status == S.STATUS_SUCCESS:
+        srv_open = created.result.pop("srv_open")
+        assert queried.result == created.result  # every field of the file info
+        _close(sftp, srv_open)
+    assert sftp._opens == {}
+
+
+class _Requests:
+    """The SFTP requests sent on a connection, each with the number of answers that had come
+    back when it was sent: all sent before the first answer is one round trip."""
+
+    def __init__(self, minirdr: SftpMiniRdr) -> None:
+        self.handler: Any = minirdr._sessions.conn_of(SERVER).client()._handler
+        self.sent: list[tuple[int, int]] = []
+        self.answered = 0
+
+    def __enter__(self) -> _Requests:
+        make: Callable[..., Awaitable[object]] = self.handler._make_request
+
+        async def counted(pkttype: int, *args: bytes) -> object:
+            self.sent.append((pkttype, self.answered))
+            try:
+                return await make(pkttype, *args)
+            finally:
+                self.answered += 1
+
+        self.handler._make_request = counted
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        del self.handler._make_request
+
+    @property
+    def kinds(self) -> list[int]:
+        return [kind for kind, _ in self.sent]
+
+    @property
+    def round_trips(self) -> int:
+        return len({answered for _, answered in self.sent})
+
+
+@pytest.mark.parametrize(
+    ("path", "kinds"),
+    [
+        ("f.txt", [FXP_LSTAT]),  # a name in the share's folder: one LSTAT
+        ("missing", [FXP_LSTAT]),
+        ("", [FXP_STAT]),  # the share's folder itself
+        ("d", [FXP_LSTAT]),
+        (r"d\g.txt", [FXP_REALPATH, FXP_STAT, FXP_LSTAT]),  # the parent resolved alongside
+        (r"missing\f.txt", [FXP_REALPATH, FXP_STAT, FXP_LSTAT]),
+    ],
+)
+def test_a_query_open_is_one_round_trip(sftp: SftpMiniRdr, path: str, kinds: list[int]) -> None:
+    with _Requests(sftp) as requests:
+        answer = _run(sftp, Routine.MRxQueryOpen, path, 0)
+    assert answer.status in (S.STATUS_SUCCESS, S.STATUS_OBJECT_NAME_NOT_FOUND,
+                             S.STATUS_OBJECT_PATH_NOT_FOUND)  # fmt: skip
+    assert sorted(requests.kinds) == sorted(kinds)
+    assert requests.round_trips == 1
+
+
+def test_the_sftp_minirdr_registers_query_open() -> None:
+    assert Routine.MRxQueryOpen in SftpMiniRdr.implemented_routines()
+
+
+def test_a_file_being_deleted_is_delete_pending_for_a_query_open_too(sftp: SftpMiniRdr) -> None:
+    (Path(sftp.settings.servers[SERVER].shares[SHARE][1]) / "gone.txt").write_bytes(b"x")
+    deleting = _run(sftp, Routine.MRxCreate, "gone.txt", CreateOptions.FILE_DELETE_ON_CLOSE,
+                    Access.DELETE)  # fmt: skip
+    assert deleting.status == S.STATUS_SUCCESS
+    try:
+        assert _run(sftp, Routine.MRxQueryOpen, "gone.txt", 0).status == S.STATUS_DELETE_PENDING
+        assert _run(sftp, Routine.MRxCreate, "gone.txt", 0).status == S.STATUS_DELETE_PENDING
+    finally:
+        _close(sftp, deleting.result["srv_open"])
+    assert _run(sftp, Routine.MRxQueryOpen, "gone.txt", 0).status == S.STATUS_OBJECT_NAME_NOT_FOUND
+
+
+def test_a_query_open_for_more_than_attributes_is_refused(sftp: SftpMiniRdr) -> None:
+    answer = _run(sftp, Routine.MRxQueryOpen, "f.txt", 0, Access.GENERIC_READ)
+    assert answer.status == S.STATUS_INVALID_PARAMETER
+    assert sftp._opens == {}
