@@ -131,7 +131,7 @@ def test_the_sftp_query_open_answers_as_its_create_does(
         srv_open = created.result.pop("srv_open")
         assert queried.result == created.result  # every field of the file info
         _close(sftp, srv_open)
-    assert sftp._opens == {}
+    assert len(sftp._opens) == 0
 
 
 class _Requests:
@@ -208,4 +208,4 @@ def test_a_file_being_deleted_is_delete_pending_for_a_query_open_too(sftp: SftpM
 def test_a_query_open_for_more_than_attributes_is_refused(sftp: SftpMiniRdr) -> None:
     answer = _run(sftp, Routine.MRxQueryOpen, "f.txt", 0, Access.GENERIC_READ)
     assert answer.status == S.STATUS_INVALID_PARAMETER
-    assert sftp._opens == {}
+    assert len(sftp._opens) == 0

@@ -17,9 +17,9 @@ from typing import Any, cast
 
 import asyncssh
 
-from rdbss.minirdrs.local import file_info
-from rdbss.minirdrs.notify import Entry
-from rdbss.minirdrs.security import PosixSecurity
+from rdbss.minirdrs.common.fileinfo import file_info
+from rdbss.minirdrs.common.notify import Entry
+from rdbss.minirdrs.common.security import PosixSecurity
 
 #: SFTP v3 reports no block count: sizes are rounded up to this for allocation_size.
 ALLOCATION_UNIT = 4096

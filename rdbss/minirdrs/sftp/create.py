@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncssh
 
-from rdbss.minirdrs.local import LocalMiniRdr, _show
+from rdbss.minirdrs.common.args import show
 from rdbss.minirdrs.sftp.attrs import info_of, mode_of
 from rdbss.minirdrs.sftp.errors import fail, is_lost
 from rdbss.minirdrs.sftp.remote import (
@@ -26,20 +26,19 @@ from rdbss.minirdrs.sftp.remote import (
     pflags_of,
 )
 from rdbss.minirdrs.sftp.session import Share
-from rdbss.wire.constants import CreateDisposition, CreateInformation, CreateOptions, FileAttributes
+from rdbss.model.create import (
+    INFORMATION,
+    OVERWRITING,
+    check_open_existing,
+    create_action,
+    data_access,
+)
+from rdbss.wire.constants import CreateDisposition, CreateOptions, FileAttributes
 from rdbss.wire.rxcontext import CreateParameters
 from rdbss.wire.status import NtStatus, NtStatusError
 
 S = NtStatus
 D = CreateDisposition
-
-_OVERWRITING = frozenset({D.FILE_SUPERSEDE, D.FILE_OVERWRITE, D.FILE_OVERWRITE_IF})
-_CREATING = frozenset({D.FILE_SUPERSEDE, D.FILE_CREATE, D.FILE_OPEN_IF, D.FILE_OVERWRITE_IF})
-_OVERWRITE_INFORMATION = {
-    D.FILE_SUPERSEDE: CreateInformation.FILE_SUPERSEDED,
-    D.FILE_OVERWRITE: CreateInformation.FILE_OVERWRITTEN,
-    D.FILE_OVERWRITE_IF: CreateInformation.FILE_OVERWRITTEN,
-}
 
 
 async def acreate(
@@ -50,16 +49,15 @@ async def acreate(
     disposition: D,
     options: int,
 ) -> tuple[Open, int, dict[str, Any]]:
-    """The open, its CreateInformation and its file info."""
+    """The open, its CreateInformation and its file info (the action as the create rules of
+    rdbss/model/create.py decide it)."""
     target = await alocate(share, parts, rel)
     created = target.attrs is None
+    action = create_action(disposition, not created, rel)
     if created:
-        op, attrs = await _acreate_new(share, rel, target, params, disposition, options)
-        information = int(CreateInformation.FILE_CREATED)
+        op, attrs = await _acreate_new(share, rel, target, params, options)
     else:
-        op, attrs, information = await _aopen_existing(
-            share, rel, target, params, disposition, options
-        )
+        op, attrs = await _aopen_existing(share, rel, target, params, disposition, options)
     try:
         if options & CreateOptions.FILE_DELETE_ON_CLOSE:
             await acheck_deletable(op)
@@ -67,7 +65,8 @@ async def acreate(
     except BaseException:
         await aabandon(op, created=created)
         raise
-    return op, information, info_of(attrs, rel, op.remote, delete_pending=op.delete_pending)
+    info = info_of(attrs, rel, op.remote, delete_pending=op.delete_pending)
+    return op, int(INFORMATION[action]), info
 
 
 async def _acreate_new(
@@ -75,13 +74,10 @@ async def _acreate_new(
     rel: str,
     target: Target,
     params: CreateParameters,
-    disposition: D,
     options: int,
 ) -> tuple[Open, asyncssh.SFTPAttrs]:
     sftp = share.conn.client()
-    if disposition not in _CREATING:
-        raise NtStatusError(S.STATUS_OBJECT_NAME_NOT_FOUND, f"{_show(rel)} not found")
-    can_read, can_write, append_only = LocalMiniRdr._data_access(params.desired_access)
+    can_read, can_write, append_only = data_access(params.desired_access)
     readonly = bool(params.file_attributes & FileAttributes.READONLY)
     remote = target.remote
     try:
@@ -95,7 +91,7 @@ async def _acreate_new(
             if isinstance(attrs_or_exc, BaseException):
                 raise attrs_or_exc
             attrs = attrs_or_exc
-            op = Open(share, rel, remote, True, can_read, can_write)
+            op = Open(share, rel, True, can_read, can_write, remote=remote)
         else:
             pflags = asyncssh.FXF_CREAT | asyncssh.FXF_EXCL
             pflags |= pflags_of(can_read, can_write, append_only)
@@ -103,7 +99,9 @@ async def _acreate_new(
             handle, attrs = await aopen_and_stat(
                 sftp, remote, pflags, create_attrs or asyncssh.SFTPAttrs()
             )
-            op = Open(share, rel, remote, False, can_read, can_write, append_only, handle)
+            op = Open(
+                share, rel, False, can_read, can_write, append_only, remote=remote, file=handle
+            )
             readonly = False  # applied by the open itself
     except asyncssh.SFTPError as exc:
         if is_lost(exc):
@@ -113,11 +111,11 @@ async def _acreate_new(
             exc, asyncssh.SFTPFailure | asyncssh.SFTPPermissionDenied
         ) and await lstat_or_none(sftp, remote, rel):
             raise NtStatusError(
-                S.STATUS_OBJECT_NAME_COLLISION, f"{_show(rel)} already exists"
+                S.STATUS_OBJECT_NAME_COLLISION, f"{show(rel)} already exists"
             ) from None
         if isinstance(exc, asyncssh.SFTPNoSuchFile):
             raise NtStatusError(
-                S.STATUS_OBJECT_PATH_NOT_FOUND, f"{_show(rel)}: parent folder not found"
+                S.STATUS_OBJECT_PATH_NOT_FOUND, f"{show(rel)}: parent folder not found"
             ) from None
         fail(exc, "cannot create", rel)
     if readonly:
@@ -132,21 +130,20 @@ async def _acreate_new(
 def check_existing(
     rel: str, attrs: asyncssh.SFTPAttrs, disposition: D, options: int, can_write: bool
 ) -> bool:
-    """What a create refuses for an entry that exists, before opening it (collision, a
-    symbolic link, a directory for a file or the reverse...); True when it is a directory."""
+    """What an open (a create or a query open) refuses for an entry that exists, before
+    opening it: a symbolic link (not followed, as with O_NOFOLLOW), then the kind checks of
+    ``check_open_existing``; True when it is a directory."""
     mode = mode_of(attrs)
-    if disposition == D.FILE_CREATE:
-        raise NtStatusError(S.STATUS_OBJECT_NAME_COLLISION, f"{_show(rel)} already exists")
     if stat.S_ISLNK(mode):
-        raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{_show(rel)} is a symbolic link")
-    if stat.S_ISDIR(mode):
-        LocalMiniRdr._check_open_dir(rel, options, disposition, can_write)
-        return True
-    if options & CreateOptions.FILE_DIRECTORY_FILE:
-        raise NtStatusError(S.STATUS_NOT_A_DIRECTORY, f"{_show(rel)} is not a directory")
-    if not stat.S_ISREG(mode):
-        raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{_show(rel)} is not a regular file")
-    return False
+        raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(rel)} is a symbolic link")
+    return check_open_existing(
+        rel,
+        options,
+        disposition,
+        can_write,
+        is_dir=stat.S_ISDIR(mode),
+        is_regular=stat.S_ISREG(mode),
+    )
 
 
 async def _aopen_existing(
@@ -156,18 +153,18 @@ async def _aopen_existing(
     params: CreateParameters,
     disposition: D,
     options: int,
-) -> tuple[Open, asyncssh.SFTPAttrs, int]:
+) -> tuple[Open, asyncssh.SFTPAttrs]:
     sftp = share.conn.client()
     attrs = target.attrs
     assert attrs is not None
-    can_read, can_write, append_only = LocalMiniRdr._data_access(params.desired_access)
+    can_read, can_write, append_only = data_access(params.desired_access)
     if check_existing(rel, attrs, disposition, options, can_write):
-        op = Open(share, rel, target.remote, True, can_read, can_write)
-        return op, attrs, int(CreateInformation.FILE_OPENED)
-    overwrite = disposition in _OVERWRITING
+        op = Open(share, rel, True, can_read, can_write, remote=target.remote)
+        return op, attrs
+    overwrite = disposition in OVERWRITING
     if (can_write or overwrite) and not mode_of(attrs) & 0o222:
-        raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{_show(rel)} is read-only")
-    op = Open(share, rel, target.remote, False, can_read, can_write, append_only)
+        raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(rel)} is read-only")
+    op = Open(share, rel, False, can_read, can_write, append_only, remote=target.remote)
     if can_read or can_write or overwrite:
         pflags = pflags_of(can_read, can_write or overwrite, append_only)
         if overwrite:
@@ -178,12 +175,11 @@ async def _aopen_existing(
             fail(exc, "cannot open", rel)
         if not stat.S_ISREG(mode_of(attrs)):  # replaced since the lstat
             await aabandon(op, created=False)
-            raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{_show(rel)} is not a regular file")
+            raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(rel)} is not a regular file")
     if overwrite and params.file_attributes & FileAttributes.READONLY:
         try:
             attrs = await achmod_readonly(sftp, op, attrs, readonly=True)
         except BaseException:
             await aabandon(op, created=False)
             raise
-    information = _OVERWRITE_INFORMATION.get(disposition, CreateInformation.FILE_OPENED)
-    return op, attrs, int(information)
+    return op, attrs

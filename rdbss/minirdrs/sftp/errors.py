@@ -15,7 +15,7 @@ from typing import NoReturn
 
 import asyncssh
 
-from rdbss.minirdrs.local import _show
+from rdbss.minirdrs.common.args import show
 from rdbss.wire.status import NtStatus, NtStatusError, network_status_from_errno
 
 S = NtStatus
@@ -86,7 +86,7 @@ def fail(exc: BaseException, what: str, rel: str) -> NoReturn:
     connection (or anything unexpected) is re-raised unchanged for the session's ``run`` to
     handle."""
     if isinstance(exc, asyncssh.SFTPError) and not is_lost(exc):
-        raise NtStatusError(sftp_status(exc), f"{what} {_show(rel)}: {sftp_reason(exc)}") from None
+        raise NtStatusError(sftp_status(exc), f"{what} {show(rel)}: {sftp_reason(exc)}") from None
     raise exc
 
 

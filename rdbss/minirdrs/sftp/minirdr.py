@@ -11,7 +11,8 @@ Configuration: see :mod:`rdbss.minirdrs.sftp.config`. The package, by concern:
 - :mod:`~rdbss.minirdrs.sftp.attrs`: SFTP attributes as file info;
   :mod:`~rdbss.minirdrs.sftp.errors`: asyncssh failures as NTSTATUS values.
 
-Semantics follow the local mini-redirector (rdbss/minirdrs/local.py). What SFTP v3 changes:
+Semantics follow the local mini-redirector (rdbss/minirdrs/local.py) and the create rules of
+rdbss/model/create.py. What SFTP v3 changes:
 - statuses: v3 reports most failures as a bare "Failure", so the routines look before they act
   (collision, non-empty directory, read-only file...) and look again after a failure.
 - times have whole-second precision; there is no creation time (the change time is reported)
@@ -24,9 +25,7 @@ Semantics follow the local mini-redirector (rdbss/minirdrs/local.py). What SFTP 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
-import threading
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar, TypeVar, cast
@@ -35,17 +34,19 @@ import asyncssh
 
 from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
 from rdbss.minirdrs.base import (
+    MAX_READ_BYTES,
     MiniRdr,
+    OpenTable,
     Result,
     info_setter,
     lowio_of,
     posix_volume,
     volume_info_class,
 )
-from rdbss.minirdrs.listing import Enumerations
-from rdbss.minirdrs.local import MAX_READ_BYTES, LocalMiniRdr, _components, _show
-from rdbss.minirdrs.notify import Entry, Lister, PollingWatches, WatchLimits, notify_interval
-from rdbss.minirdrs.security import (
+from rdbss.minirdrs.common.args import components, show
+from rdbss.minirdrs.common.listing import Enumerations
+from rdbss.minirdrs.common.notify import Entry, Lister, PollingWatches, WatchLimits, notify_interval
+from rdbss.minirdrs.common.security import (
     POSIX_INFORMATION,
     check_query_information,
     posix_change,
@@ -58,6 +59,7 @@ from rdbss.minirdrs.sftp.create import acreate, check_existing
 from rdbss.minirdrs.sftp.errors import fail
 from rdbss.minirdrs.sftp.remote import Open, aclose, alist, alocate, arepin, astat, is_dot, join
 from rdbss.minirdrs.sftp.session import CLOSE_WAIT_S, Conn, Sessions, Share
+from rdbss.model.create import check_create_parameters, create_action, data_access
 from rdbss.model.dispatch import is_query_open
 from rdbss.wire.constants import CreateInformation, FileInformationClass, LowIoOp
 from rdbss.wire.rxcontext import CreateParameters, RxContext
@@ -102,10 +104,8 @@ class SftpMiniRdr(MiniRdr):
         )
         self.timeout = self.settings.timeout
         self._sessions = Sessions(name, self.settings)
-        self._lock = threading.RLock()
-        self._opens: dict[int, Open] = {}
+        self._opens: OpenTable[Open] = OpenTable()
         self._enumerations: Enumerations[asyncssh.SFTPAttrs] = Enumerations()
-        self._ids = itertools.count(1)
         # asyncssh logs every connect and SFTP session at INFO; keep the daemon log for ours
         aslog = logging.getLogger("asyncssh")
         if aslog.level == logging.NOTSET and not log.isEnabledFor(logging.DEBUG):
@@ -117,29 +117,6 @@ class SftpMiniRdr(MiniRdr):
     # --- plumbing -----------------------------------------------------------------------------
     def _run(self, conn: Conn, factory: Callable[[], Awaitable[T]], ctx: RxContext, what: str) -> T:
         return self._sessions.run(conn, factory, self._sessions.deadline(ctx), what)
-
-    def _open_of(self, ctx: RxContext) -> Open:
-        with self._lock:
-            op = self._opens.get(ctx.srv_open) if ctx.srv_open is not None else None
-        if op is None:
-            raise _error(S.STATUS_INVALID_HANDLE, f"unknown srv_open {ctx.srv_open!r}")
-        return op
-
-    def _add_open(self, op: Open) -> int:
-        with self._lock:
-            srv_open = next(self._ids)
-            self._opens[srv_open] = op
-        return srv_open
-
-    def _delete_pending_at(self, share: Share, rel: str) -> bool:
-        with self._lock:
-            return any(
-                op.delete_pending
-                and op.share.conn is share.conn
-                and op.share.name == share.name
-                and op.path == rel
-                for op in self._opens.values()
-            )
 
     # --- connections --------------------------------------------------------------------------
     def create_srv_call(self, ctx: RxContext) -> Result:
@@ -179,10 +156,8 @@ class SftpMiniRdr(MiniRdr):
         """Close every open (deleting what was delete-pending, as closing its handle would) and
         every connection, then stop the event loop."""
         self._watches.close()
-        with self._lock:
-            opens = list(self._opens.values())
-            self._opens.clear()
-            self._enumerations.clear()
+        opens = self._opens.clear()
+        self._enumerations.clear()
         for op in opens:
             if op.conn.alive:
                 with contextlib.suppress(Exception):
@@ -192,19 +167,19 @@ class SftpMiniRdr(MiniRdr):
     # --- create -------------------------------------------------------------------------------
     def create(self, ctx: RxContext) -> Result:
         share = self._sessions.share_of(ctx)
-        parts = _components(ctx.path or "")
+        parts = components(ctx.path or "")
         rel = "\\".join(parts)
         params = ctx.create or CreateParameters()
-        disposition, options = LocalMiniRdr._check_create_parameters(params)
-        if self._delete_pending_at(share, rel):
-            raise _error(S.STATUS_DELETE_PENDING, f"{_show(rel)} is being deleted")
+        disposition, options = check_create_parameters(params)
+        if self._opens.delete_pending_at(share, rel):
+            raise _error(S.STATUS_DELETE_PENDING, f"{show(rel)} is being deleted")
         op, information, info = self._run(
             share.conn,
             lambda: acreate(share, parts, rel, params, disposition, options),
             ctx,
-            f"cannot open {_show(rel)}",
+            f"cannot open {show(rel)}",
         )
-        srv_open = self._add_open(op)
+        srv_open = self._opens.add(op)
         return Result(
             information=information,
             result={**info, "srv_open": srv_open, "directory": op.is_dir},
@@ -216,22 +191,22 @@ class SftpMiniRdr(MiniRdr):
         trip (an LSTAT of a name in the share's folder, a STAT of the share's folder, or for a
         deeper name the lookup's REALPATH, STAT and LSTAT pipelined), no handle to close."""
         share = self._sessions.share_of(ctx)
-        parts = _components(ctx.path or "")
+        parts = components(ctx.path or "")
         rel = "\\".join(parts)
         params = ctx.create or CreateParameters()
-        disposition, options = LocalMiniRdr._check_create_parameters(params)
+        disposition, options = check_create_parameters(params)
         if not is_query_open(params):
             raise _error(
                 S.STATUS_INVALID_PARAMETER, "MRxQueryOpen answers an open for attributes only"
             )
-        if self._delete_pending_at(share, rel):
-            raise _error(S.STATUS_DELETE_PENDING, f"{_show(rel)} is being deleted")
+        if self._opens.delete_pending_at(share, rel):
+            raise _error(S.STATUS_DELETE_PENDING, f"{show(rel)} is being deleted")
         target = self._run(
-            share.conn, lambda: alocate(share, parts, rel), ctx, f"cannot open {_show(rel)}"
+            share.conn, lambda: alocate(share, parts, rel), ctx, f"cannot open {show(rel)}"
         )
-        if target.attrs is None:
-            raise _error(S.STATUS_OBJECT_NAME_NOT_FOUND, f"{_show(rel)} not found")
-        can_write = LocalMiniRdr._data_access(params.desired_access)[1]
+        create_action(disposition, target.attrs is not None, rel)  # FILE_OPEN: NOT_FOUND
+        assert target.attrs is not None
+        can_write = data_access(params.desired_access)[1]
         is_dir = check_existing(rel, target.attrs, disposition, options, can_write)
         return Result(
             information=int(CreateInformation.FILE_OPENED),
@@ -242,11 +217,11 @@ class SftpMiniRdr(MiniRdr):
     def low_io_submit(
         self, ctx: RxContext, payload: bytes | bytearray | memoryview | None = None
     ) -> Result:
-        op = self._open_of(ctx)
+        op = self._opens.get(ctx.srv_open)
         lowio = lowio_of(ctx)
         if lowio.operation == LowIoOp.NOTIFY_CHANGE_DIRECTORY:
             if not op.is_dir:
-                raise _error(S.STATUS_INVALID_PARAMETER, f"{_show(op.path)} is not a directory")
+                raise _error(S.STATUS_INVALID_PARAMETER, f"{show(op.path)} is not a directory")
             return self._watches.notify(
                 ctx,
                 self._lister(op),
@@ -254,10 +229,10 @@ class SftpMiniRdr(MiniRdr):
                 folder=op.remote,
                 completion_filter=lowio.completion_filter,
                 tree=lowio.watch_tree,
-                what=_show(op.path),
+                what=show(op.path),
             )
         if op.is_dir:
-            raise _error(S.STATUS_INVALID_DEVICE_REQUEST, f"{_show(op.path)} is a directory")
+            raise _error(S.STATUS_INVALID_DEVICE_REQUEST, f"{show(op.path)} is a directory")
         if lowio.operation == LowIoOp.READ:
             return self._read(ctx, op, lowio.offset, lowio.length)
         if lowio.operation == LowIoOp.WRITE:
@@ -276,7 +251,7 @@ class SftpMiniRdr(MiniRdr):
             try:
                 names = await op.conn.client().readdir(remote)
             except asyncssh.SFTPNoSuchFile:
-                raise _error(S.STATUS_OBJECT_PATH_NOT_FOUND, f"{_show(rel)} is gone") from None
+                raise _error(S.STATUS_OBJECT_PATH_NOT_FOUND, f"{show(rel)} is gone") from None
             except asyncssh.SFTPError as exc:
                 fail(exc, "cannot list", rel)
             return [
@@ -292,14 +267,14 @@ class SftpMiniRdr(MiniRdr):
                 op.conn,
                 lambda: readdir(remote, rel),
                 self.timeout,
-                f"cannot list {_show(rel)}",
+                f"cannot list {show(rel)}",
             )
 
         return list_folder
 
     def _read(self, ctx: RxContext, op: Open, offset: int, length: int) -> Result:
         if not op.can_read or op.file is None:
-            raise _error(S.STATUS_ACCESS_DENIED, f"{_show(op.path)} is not open for reading")
+            raise _error(S.STATUS_ACCESS_DENIED, f"{show(op.path)} is not open for reading")
         if offset < 0 or length < 0:
             raise _error(S.STATUS_INVALID_PARAMETER, f"bad read range {offset}+{length}")
         if length > MAX_READ_BYTES:
@@ -317,9 +292,9 @@ class SftpMiniRdr(MiniRdr):
             except asyncssh.SFTPError as exc:
                 fail(exc, "cannot read", op.path)
 
-        data = self._run(op.conn, read, ctx, f"cannot read {_show(op.path)}")
+        data = self._run(op.conn, read, ctx, f"cannot read {show(op.path)}")
         if not data:
-            raise _error(S.STATUS_END_OF_FILE, f"{_show(op.path)}: offset {offset} is past EOF")
+            raise _error(S.STATUS_END_OF_FILE, f"{show(op.path)}: offset {offset} is past EOF")
         return Result(information=len(data), payload=data)
 
     def _write(
@@ -330,7 +305,7 @@ class SftpMiniRdr(MiniRdr):
         payload: bytes | bytearray | memoryview | None,
     ) -> Result:
         if not op.can_write or op.file is None:
-            raise _error(S.STATUS_ACCESS_DENIED, f"{_show(op.path)} is not open for writing")
+            raise _error(S.STATUS_ACCESS_DENIED, f"{show(op.path)} is not open for writing")
         if offset < -1:
             raise _error(S.STATUS_INVALID_PARAMETER, f"bad write offset {offset}")
         if payload is None:
@@ -352,11 +327,11 @@ class SftpMiniRdr(MiniRdr):
             except asyncssh.SFTPError as exc:
                 fail(exc, "cannot write", op.path)
 
-        written = self._run(op.conn, write, ctx, f"cannot write {_show(op.path)}")
+        written = self._run(op.conn, write, ctx, f"cannot write {show(op.path)}")
         return Result(information=written)
 
     def flush(self, ctx: RxContext) -> Result:
-        op = self._open_of(ctx)
+        op = self._opens.get(ctx.srv_open)
         handle = op.file
         if handle is None or not op.can_write:
             return Result()
@@ -369,38 +344,38 @@ class SftpMiniRdr(MiniRdr):
             except asyncssh.SFTPError as exc:
                 fail(exc, "cannot flush", op.path)
 
-        self._run(op.conn, fsync, ctx, f"cannot flush {_show(op.path)}")
+        self._run(op.conn, fsync, ctx, f"cannot flush {show(op.path)}")
         return Result()
 
     # --- file information ---------------------------------------------------------------------
     def query_file_info(self, ctx: RxContext) -> Result:
-        op = self._open_of(ctx)
+        op = self._opens.get(ctx.srv_open)
         info_class = ctx.info.info_class if ctx.info is not None else None
         if info_class not in _FILE_INFO_CLASSES:
             raise _error(S.STATUS_INVALID_PARAMETER, f"file info class {info_class!r}")
-        attrs = self._run(op.conn, lambda: astat(op), ctx, f"cannot query {_show(op.path)}")
+        attrs = self._run(op.conn, lambda: astat(op), ctx, f"cannot query {show(op.path)}")
         info = info_of(attrs, op.path, op.remote, delete_pending=op.delete_pending)
         info["position"] = 0
         return Result(result=info)
 
     # --- security: the server's uid, gid and permissions as a security descriptor ----------
     def query_sd_info(self, ctx: RxContext) -> Result:
-        op = self._open_of(ctx)
+        op = self._opens.get(ctx.srv_open)
         info = check_query_information(
             ctx.info.info_class if ctx.info is not None else None, POSIX_INFORMATION
         )
         attrs = self._run(
-            op.conn, lambda: astat(op), ctx, f"cannot query the security of {_show(op.path)}"
+            op.conn, lambda: astat(op), ctx, f"cannot query the security of {show(op.path)}"
         )
         if attrs.uid is None or attrs.gid is None or attrs.permissions is None:
             raise _error(
                 S.STATUS_NOT_SUPPORTED,
-                f"{_show(op.path)}: the server sends no owner, group or permissions",
+                f"{show(op.path)}: the server sends no owner, group or permissions",
             )
         return Result(result=posix_descriptor(info, security_of(attrs)))
 
     def set_sd_info(self, ctx: RxContext) -> Result:
-        op = self._open_of(ctx)
+        op = self._opens.get(ctx.srv_open)
         info = ctx.info.info_class if ctx.info is not None else None
         args = ctx.info.args if ctx.info is not None else None
         check_query_information(info, POSIX_INFORMATION)  # answers bad bits without a round trip
@@ -422,17 +397,17 @@ class SftpMiniRdr(MiniRdr):
             except asyncssh.SFTPError as exc:
                 fail(exc, "cannot change the security of", op.path)
 
-        self._run(op.conn, apply, ctx, f"cannot change the security of {_show(op.path)}")
+        self._run(op.conn, apply, ctx, f"cannot change the security of {show(op.path)}")
         return Result()
 
     def set_file_info(self, ctx: RxContext) -> Result:
-        op = self._open_of(ctx)
+        op = self._opens.get(ctx.srv_open)
         setters: dict[int, Callable[[Open, Mapping[str, Any]], Awaitable[None]]] = {
             Info.FileBasicInformation: setinfo.aset_basic,
             Info.FileEndOfFileInformation: setinfo.aset_end_of_file,
             Info.FileAllocationInformation: setinfo.aset_allocation,
             Info.FileRenameInformation: self._aset_rename,
-            Info.FileDispositionInformation: setinfo.aset_disposition,
+            Info.FileDispositionInformation: self._aset_disposition,
         }
         info_class, setter, args = info_setter(ctx, setters)
         setinfo.check_set_args(op, info_class, args)
@@ -440,7 +415,7 @@ class SftpMiniRdr(MiniRdr):
             op.conn,
             lambda: setter(op, args),
             ctx,
-            f"cannot set information of {_show(op.path)}",
+            f"cannot set information of {show(op.path)}",
         )
         return Result()
 
@@ -450,28 +425,31 @@ class SftpMiniRdr(MiniRdr):
             self._renamed(op.share, op.path, *renamed)
 
     def _renamed(self, share: Share, old: str, new: str, new_remote: str) -> None:
-        """Point every open at or under ``old`` (same connection and share) at its new name."""
+        """Point every open at or under ``old`` in ``share`` at its new name and server path."""
         prefix = old + "\\"
-        with self._lock:
+        with self._opens.lock:
             for other in self._opens.values():
-                if other.share.conn is not share.conn or other.share.name != share.name:
+                if other.share is not share:
                     continue
                 if other.path == old:
-                    other.path, other.remote = new, new_remote
+                    other.remote = new_remote
                 elif other.path.startswith(prefix):
                     rest = other.path[len(prefix) :]
-                    other.path = new + "\\" + rest
                     other.remote = new_remote + "/" + rest.replace("\\", "/")
+            self._opens.renamed(share, old, new)
+
+    async def _aset_disposition(self, op: Open, args: Mapping[str, Any]) -> None:
+        self._opens.mark_delete_pending(op, await setinfo.acheck_disposition(op, args))
 
     # --- directories --------------------------------------------------------------------------
     def query_directory(self, ctx: RxContext) -> Result:
-        op = self._open_of(ctx)
+        op = self._opens.get(ctx.srv_open)
         if not op.is_dir:
-            raise _error(S.STATUS_INVALID_PARAMETER, f"{_show(op.path)} is not a directory")
+            raise _error(S.STATUS_INVALID_PARAMETER, f"{show(op.path)} is not a directory")
 
         def load(pattern: str) -> list[tuple[str, asyncssh.SFTPAttrs]]:
             return self._run(
-                op.conn, lambda: alist(op, pattern), ctx, f"cannot list {_show(op.path)}"
+                op.conn, lambda: alist(op, pattern), ctx, f"cannot list {show(op.path)}"
             )
 
         def describe(name: str, attrs: asyncssh.SFTPAttrs) -> dict[str, Any]:
@@ -480,10 +458,10 @@ class SftpMiniRdr(MiniRdr):
                 attrs,
                 rel,
                 join(op.remote, name),
-                delete_pending=self._delete_pending_at(op.share, rel),
+                delete_pending=self._opens.delete_pending_at(op.share, rel),
             )
 
-        return self._enumerations.query(ctx, _show(op.path), load, describe)
+        return self._enumerations.query(ctx, show(op.path), load, describe)
 
     def cleanup_fobx(self, ctx: RxContext) -> Result:
         self._enumerations.forget_fobx(ctx.fobx)
@@ -493,7 +471,7 @@ class SftpMiniRdr(MiniRdr):
     # --- volume -------------------------------------------------------------------------------
     def query_volume_info(self, ctx: RxContext) -> Result:
         if ctx.srv_open is not None:
-            share = self._open_of(ctx).share
+            share = self._opens.get(ctx.srv_open).share
         else:
             share = self._sessions.share_of(ctx)
         volume_info_class(ctx)
@@ -524,25 +502,21 @@ class SftpMiniRdr(MiniRdr):
 
     # --- close --------------------------------------------------------------------------------
     def close_srv_open(self, ctx: RxContext) -> Result:
-        with self._lock:
-            op = self._opens.pop(ctx.srv_open, None) if ctx.srv_open is not None else None
-        if op is not None:
-            self._enumerations.forget_srv_open(ctx.srv_open)
-            self._watches.end(srv_open=ctx.srv_open)
-        if op is None:
-            raise _error(S.STATUS_INVALID_HANDLE, f"unknown srv_open {ctx.srv_open!r}")
+        op = self._opens.pop(ctx.srv_open)
+        self._enumerations.forget_srv_open(ctx.srv_open)
+        self._watches.end(srv_open=ctx.srv_open)
         if op.file is None and not op.delete_pending:
             return Result()
         if op.conn.lost:
             if op.delete_pending:  # the delete did not happen: say so
                 return Result(
                     status=S.STATUS_CONNECTION_DISCONNECTED,
-                    message=f"cannot delete {_show(op.path)}: the connection was lost",
+                    message=f"cannot delete {show(op.path)}: the connection was lost",
                 )
             # every write was acknowledged by the server before it was answered: nothing is lost
             return Result()
         try:
-            self._run(op.conn, self._closer(op), ctx, f"close {_show(op.path)}")
+            self._run(op.conn, self._closer(op), ctx, f"close {show(op.path)}")
         except NtStatusError as exc:
             return Result(status=exc.status, message=exc.strerror or "")
         return Result()

@@ -23,29 +23,23 @@ from typing import cast
 
 import asyncssh
 
-from rdbss.minirdrs.local import _show
+from rdbss.minirdrs.base import OpenBase
+from rdbss.minirdrs.common.args import show
+from rdbss.minirdrs.common.wildcard import is_name_in_expression
 from rdbss.minirdrs.sftp.attrs import mode_of
 from rdbss.minirdrs.sftp.errors import fail, is_lost
 from rdbss.minirdrs.sftp.session import Conn, Share
-from rdbss.minirdrs.wildcard import is_name_in_expression
 from rdbss.wire.status import NtStatus, NtStatusError
 
 S = NtStatus
 
 
-@dataclass(eq=False)
-class Open:
-    """One SrvOpen: an open file or directory of a share."""
+@dataclass(slots=True, kw_only=True)
+class Open(OpenBase[Share]):
+    """One SrvOpen: an open file or directory of a share, with its server path and handle."""
 
-    share: Share
-    path: str  # share-relative, backslashes, "" for the root
     remote: str  # the server path (its parent resolved)
-    is_dir: bool
-    can_read: bool
-    can_write: bool
-    append_only: bool = False
     file: asyncssh.SFTPClientFile | None = None  # None: a directory or an attributes-only open
-    delete_pending: bool = False
     # (atime, mtime) in whole seconds, set explicitly through this handle: they stick until it
     # is closed (MS-FSA 2.1.5.14.2), so every later write or size change puts them back
     pinned_times: tuple[int, int] | None = None
@@ -122,11 +116,9 @@ async def alocate(share: Share, parts: list[str], rel: str) -> Target:
         if isinstance(got, BaseException) and (is_lost(got) or not isinstance(got, Exception)):
             raise got
     if isinstance(real, str) and not within(share.root, real):
-        raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{_show(rel)} leads outside the share")
+        raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(rel)} leads outside the share")
     if isinstance(real, asyncssh.SFTPNoSuchFile) or isinstance(parent, asyncssh.SFTPNoSuchFile):
-        raise NtStatusError(
-            S.STATUS_OBJECT_PATH_NOT_FOUND, f"{_show(rel)}: parent folder not found"
-        )
+        raise NtStatusError(S.STATUS_OBJECT_PATH_NOT_FOUND, f"{show(rel)}: parent folder not found")
     for got in (real, parent, entry):
         if isinstance(got, asyncssh.SFTPError):
             fail(got, "cannot query", rel)
@@ -134,7 +126,7 @@ async def alocate(share: Share, parts: list[str], rel: str) -> Target:
             raise got
     assert isinstance(real, str) and isinstance(parent, asyncssh.SFTPAttrs)
     if not stat.S_ISDIR(mode_of(parent)):
-        raise NtStatusError(S.STATUS_OBJECT_PATH_NOT_FOUND, f"{_show(rel)}: parent is not a folder")
+        raise NtStatusError(S.STATUS_OBJECT_PATH_NOT_FOUND, f"{show(rel)}: parent is not a folder")
     attrs = entry if isinstance(entry, asyncssh.SFTPAttrs) else None
     return Target(join(real, name), attrs)
 
@@ -216,9 +208,9 @@ async def acheck_deletable(op: Open) -> None:
     try:
         if op.is_dir:
             if not await ais_empty(sftp, op.remote):
-                raise NtStatusError(S.STATUS_DIRECTORY_NOT_EMPTY, f"{_show(op.path)} is not empty")
+                raise NtStatusError(S.STATUS_DIRECTORY_NOT_EMPTY, f"{show(op.path)} is not empty")
         elif not mode_of(await sftp.lstat(op.remote)) & 0o222:
-            raise NtStatusError(S.STATUS_CANNOT_DELETE, f"{_show(op.path)} is read-only")
+            raise NtStatusError(S.STATUS_CANNOT_DELETE, f"{show(op.path)} is read-only")
     except asyncssh.SFTPError as exc:
         fail(exc, "cannot delete", op.path)
 
@@ -295,7 +287,7 @@ async def adelete(op: Open) -> None:
             with contextlib.suppress(asyncssh.SFTPNoSuchFile):
                 if not await ais_empty(sftp, op.remote):
                     raise NtStatusError(
-                        S.STATUS_DIRECTORY_NOT_EMPTY, f"{_show(op.path)} is not empty"
+                        S.STATUS_DIRECTORY_NOT_EMPTY, f"{show(op.path)} is not empty"
                     ) from None
         fail(exc, "cannot delete", op.path)
 

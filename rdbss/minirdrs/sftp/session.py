@@ -4,7 +4,7 @@ and how a routine runs a coroutine on them.
 asyncssh runs on one private event loop (:mod:`rdbss.minirdrs.sftp.loop`); a routine waits for
 its coroutine with a deadline: the configured ``timeout``, shortened to the request's own
 deadline. A set-up (SSH connect, key exchange, authentication, the SFTP session, the share
-check) keeps the set-up's deadline instead (rdbss/minirdrs/setup.py).
+check) keeps the set-up's deadline instead (rdbss/minirdrs/common/setup.py).
 
 A lost connection answers STATUS_CONNECTION_DISCONNECTED and marks the SrvCall's connection dead,
 so every later call on it answers the same at once; a new MRxCreateSrvCall for the server (the
@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import asyncssh
 
-from rdbss.minirdrs.setup import (
+from rdbss.minirdrs.common.setup import (
     AUTHENTICATE,
     NEGOTIATE,
     SHARE_CHECK,
@@ -91,7 +91,9 @@ class Conn:
     ssh: asyncssh.SSHClientConnection | None = None
     sftp: asyncssh.SFTPClient | None = None
     lost: bool = False
-    roots: dict[str, str] = field(default_factory=dict)  # share (lower) -> resolved folder
+    #: share name (lower case) -> the share, its folder resolved: one object per share and
+    #: connection, so the SrvOpen table can tell the opens of a share by identity
+    shares: dict[str, Share] = field(default_factory=dict)
 
     @property
     def alive(self) -> bool:
@@ -238,13 +240,19 @@ class Sessions:
     def share_of(self, ctx: RxContext) -> Share:
         conn = self.conn_of(ctx.srv_call)
         name, folder = self._configured(conn, ctx)
-        root = conn.roots.get(name.lower())
-        if root is None:  # not connected through MRxCreateVNetRoot on this connection yet
+        share = conn.shares.get(name.lower())
+        if share is None:  # not connected through MRxCreateVNetRoot on this connection yet
             root = self.run(
                 conn, lambda: _aresolve_root(conn, name, folder), self.deadline(ctx), "share"
             )
-            conn.roots[name.lower()] = root
-        return Share(conn, name, root)
+            share = self._keep(conn, name, root)
+        return share
+
+    @staticmethod
+    def _keep(conn: Conn, name: str, root: str) -> Share:
+        share = conn.shares.setdefault(name.lower(), Share(conn, name, root))
+        share.root = root
+        return share
 
     # --- the connection routines ------------------------------------------------------------
     def connect(self, ctx: RxContext) -> None:
@@ -302,7 +310,7 @@ class Sessions:
             if exc.status == S.STATUS_IO_TIMEOUT:
                 raise setup.expired() from None
             raise
-        conn.roots[name.lower()] = root
+        self._keep(conn, name, root)
 
     def finalize(self, srv_call: object) -> None:
         """MRxFinalizeSrvCall: drop the server's connection."""

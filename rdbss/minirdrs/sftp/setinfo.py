@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncssh
 
-from rdbss.minirdrs.local import _TIME_ARGS, _arg_bool, _arg_int, _arg_str, _components, _show
+from rdbss.minirdrs.common.args import TIME_ARGS, arg_bool, arg_int, arg_str, components, show
 from rdbss.minirdrs.sftp.attrs import mode_of
 from rdbss.minirdrs.sftp.errors import fail, is_lost
 from rdbss.minirdrs.sftp.remote import (
@@ -33,29 +33,29 @@ Info = FileInformationClass
 def check_set_args(op: Open, info_class: int, args: Mapping[str, Any]) -> None:
     """Argument checks that need no server (so they answer without a round trip)."""
     if info_class == Info.FileBasicInformation:
-        for key in _TIME_ARGS:
-            _arg_int(args, key, default=0)
-        attributes = _arg_int(args, "attributes", default=0)
+        for key in TIME_ARGS:
+            arg_int(args, key, default=0)
+        attributes = arg_int(args, "attributes", default=0)
         if attributes & FileAttributes.DIRECTORY and not op.is_dir:
             raise NtStatusError(S.STATUS_INVALID_PARAMETER, "attributes: DIRECTORY on a file")
     elif info_class in (Info.FileEndOfFileInformation, Info.FileAllocationInformation):
-        if _arg_int(args, "size") < 0:
+        if arg_int(args, "size") < 0:
             raise NtStatusError(S.STATUS_INVALID_PARAMETER, "argument 'size' must not be negative")
         what = "end of file" if info_class == Info.FileEndOfFileInformation else "allocation"
         if op.is_dir:
             raise NtStatusError(S.STATUS_INVALID_PARAMETER, f"{what} of a directory")
         if not op.can_write or op.file is None:
-            raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{_show(op.path)} is not open for writing")
+            raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(op.path)} is not open for writing")
     elif info_class == Info.FileRenameInformation:
-        _components(_arg_str(args, "target"))
-        _arg_bool(args, "replace", default=False)
+        components(arg_str(args, "target"))
+        arg_bool(args, "replace", default=False)
     elif info_class == Info.FileDispositionInformation:
-        _arg_bool(args, "delete")
+        arg_bool(args, "delete")
 
 
 async def aset_basic(op: Open, args: Mapping[str, Any]) -> None:
-    times = {key: _arg_int(args, key, default=0) for key in _TIME_ARGS}
-    attributes = _arg_int(args, "attributes", default=0)
+    times = {key: arg_int(args, key, default=0) for key in TIME_ARGS}
+    attributes = arg_int(args, "attributes", default=0)
     atime_ns, mtime_ns = times["last_access_time"], times["last_write_time"]
     if atime_ns <= 0 and mtime_ns <= 0 and not attributes:
         return
@@ -80,7 +80,7 @@ async def aset_basic(op: Open, args: Mapping[str, Any]) -> None:
 async def aset_end_of_file(op: Open, args: Mapping[str, Any]) -> None:
     assert op.file is not None
     try:
-        await op.file.truncate(_arg_int(args, "size"))
+        await op.file.truncate(arg_int(args, "size"))
         await arepin(op)
     except asyncssh.SFTPError as exc:
         fail(exc, "cannot set the size of", op.path)
@@ -88,7 +88,7 @@ async def aset_end_of_file(op: Open, args: Mapping[str, Any]) -> None:
 
 async def aset_allocation(op: Open, args: Mapping[str, Any]) -> None:
     assert op.file is not None
-    size = _arg_int(args, "size")
+    size = arg_int(args, "size")
     try:
         if size < ((await op.file.stat()).size or 0):
             await op.file.truncate(size)
@@ -97,19 +97,20 @@ async def aset_allocation(op: Open, args: Mapping[str, Any]) -> None:
         fail(exc, "cannot set the allocation of", op.path)
 
 
-async def aset_disposition(op: Open, args: Mapping[str, Any]) -> None:
-    delete = _arg_bool(args, "delete")
+async def acheck_disposition(op: Open, args: Mapping[str, Any]) -> bool:
+    """Whether FileDispositionInformation asks to delete; refuses what cannot be deleted."""
+    delete = arg_bool(args, "delete")
     if delete:
         await acheck_deletable(op)
-    op.delete_pending = delete
+    return delete
 
 
 async def arename(op: Open, args: Mapping[str, Any]) -> tuple[str, str] | None:
     """Rename on the server; the new share-relative path and server path, None when the
     target is the name the open has already."""
-    parts = _components(_arg_str(args, "target"))
+    parts = components(arg_str(args, "target"))
     target_rel = "\\".join(parts)
-    replace = _arg_bool(args, "replace", default=False)
+    replace = arg_bool(args, "replace", default=False)
     if not target_rel:
         raise NtStatusError(S.STATUS_INVALID_PARAMETER, "cannot rename onto the share root")
     if not op.path:
@@ -122,13 +123,13 @@ async def arename(op: Open, args: Mapping[str, Any]) -> tuple[str, str] | None:
     if existing is not None:
         if not replace:
             raise NtStatusError(
-                S.STATUS_OBJECT_NAME_COLLISION, f"{_show(target_rel)} already exists"
+                S.STATUS_OBJECT_NAME_COLLISION, f"{show(target_rel)} already exists"
             )
         if stat.S_ISDIR(mode_of(existing)):
             raise NtStatusError(
-                S.STATUS_ACCESS_DENIED, f"{_show(target_rel)} is a directory: cannot replace it"
+                S.STATUS_ACCESS_DENIED, f"{show(target_rel)} is a directory: cannot replace it"
             )
-    what = f"cannot rename {_show(op.path)} to"
+    what = f"cannot rename {show(op.path)} to"
     try:
         if existing is not None:
             await sftp.posix_rename(op.remote, target.remote)
@@ -137,7 +138,7 @@ async def arename(op: Open, args: Mapping[str, Any]) -> tuple[str, str] | None:
     except asyncssh.SFTPOpUnsupported:
         raise NtStatusError(
             S.STATUS_NOT_SUPPORTED,
-            f"{what} {_show(target_rel)}: the server cannot replace (no posix-rename)",
+            f"{what} {show(target_rel)}: the server cannot replace (no posix-rename)",
         ) from None
     except asyncssh.SFTPError as exc:
         if is_lost(exc):
@@ -146,7 +147,7 @@ async def arename(op: Open, args: Mapping[str, Any]) -> tuple[str, str] | None:
             sftp, target.remote, target_rel
         ):
             raise NtStatusError(
-                S.STATUS_OBJECT_NAME_COLLISION, f"{_show(target_rel)} already exists"
+                S.STATUS_OBJECT_NAME_COLLISION, f"{show(target_rel)} already exists"
             ) from None
         fail(exc, what, target_rel)
     return target_rel, target.remote
