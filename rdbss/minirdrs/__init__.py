@@ -8,7 +8,7 @@ from rdbss.minirdrs.base import MiniRdr
 
 #: kind -> "module:Class", imported only by the process that runs it
 KINDS: dict[str, str] = {
-    "local": "rdbss.minirdrs.local:LocalMiniRdr",
+    "local": "rdbss.minirdrs.local.minirdr:LocalMiniRdr",
     "smb": "rdbss.minirdrs.smb:SmbMiniRdr",
     "sftp": "rdbss.minirdrs.sftp.minirdr:SftpMiniRdr",
     "webdav": "rdbss.minirdrs.webdav:WebDavMiniRdr",

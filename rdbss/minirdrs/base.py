@@ -157,6 +157,19 @@ CONNECTION_ROUTINES: frozenset[Routine] = frozenset(
 T = TypeVar("T")
 ShareT = TypeVar("ShareT")
 
+#: Every low I/O operation: what a backend with byte-range locks and change notify offers.
+ALL_LOWIO_OPS: frozenset[LowIoOp] = frozenset(
+    {
+        LowIoOp.READ,
+        LowIoOp.WRITE,
+        LowIoOp.SHAREDLOCK,
+        LowIoOp.EXCLUSIVELOCK,
+        LowIoOp.UNLOCK,
+        LowIoOp.UNLOCK_MULTIPLE,
+        LowIoOp.NOTIFY_CHANGE_DIRECTORY,
+    }
+)
+
 #: The largest single READ a mini-redirector answers (STATUS_INVALID_PARAMETER above it).
 MAX_READ_BYTES = 64 << 20
 
