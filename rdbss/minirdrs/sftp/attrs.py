@@ -1,5 +1,5 @@
-"""SFTP attributes (asyncssh.SFTPAttrs) as the file info, security and notify records of the
-mini-redirector conventions (rdbss/minirdrs/base.py).
+"""SFTP attributes (asyncssh.SFTPAttrs) as the stats PosixMiniRdr reads (rdbss/minirdrs/
+primitives.py), and as the security and change-notify records of rdbss/minirdrs/common/.
 
 SFTP v3 times have whole-second precision; there is no creation time (the change time is
 reported, or the modification time when the server sends no change time), no block count (the
@@ -10,14 +10,11 @@ allocation size is the size rounded up to :data:`ALLOCATION_UNIT`) and no inode 
 from __future__ import annotations
 
 import hashlib
-import os
 import stat
 from dataclasses import dataclass
-from typing import Any, cast
 
 import asyncssh
 
-from rdbss.minirdrs.common.fileinfo import file_info
 from rdbss.minirdrs.common.notify import Entry
 from rdbss.minirdrs.common.security import PosixSecurity
 
@@ -46,8 +43,8 @@ def ns_of(seconds: int | float | None, ns: int | None) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class _Stat:
-    """The fields of os.stat_result that ``file_info`` reads, from SFTP attributes."""
+class SftpStat:
+    """The fields of os.stat_result the base and ``file_info`` read, from SFTP attributes."""
 
     st_mode: int
     st_size: int
@@ -63,14 +60,12 @@ def file_id(remote: str) -> int:
     return int.from_bytes(hashlib.blake2b(remote.encode(), digest_size=8).digest(), "big") >> 1
 
 
-def info_of(
-    attrs: asyncssh.SFTPAttrs, rel: str, remote: str, *, delete_pending: bool = False
-) -> dict[str, Any]:
-    """The file info map (base.py's conventions) of ``remote``, shown as ``rel``."""
+def stat_of(attrs: asyncssh.SFTPAttrs, remote: str) -> SftpStat:
+    """The stat of ``remote`` from its SFTP attributes."""
     size = attrs.size or 0
     allocation = -(-size // ALLOCATION_UNIT) * ALLOCATION_UNIT
     mtime = ns_of(attrs.mtime, attrs.mtime_ns)
-    st = _Stat(
+    return SftpStat(
         st_mode=mode_of(attrs),
         st_size=size,
         st_blocks=allocation // 512,
@@ -80,7 +75,6 @@ def info_of(
         st_mtime_ns=mtime,
         st_ctime_ns=ns_of(attrs.ctime, attrs.ctime_ns) if attrs.ctime is not None else mtime,
     )
-    return file_info(cast(os.stat_result, st), rel, delete_pending=delete_pending)
 
 
 def security_of(attrs: asyncssh.SFTPAttrs) -> PosixSecurity:

@@ -6,45 +6,45 @@ Configuration: see :mod:`rdbss.minirdrs.sftp.config`. The package, by concern:
   (server name), and how a routine waits for a coroutine with a deadline;
   :mod:`~rdbss.minirdrs.sftp.loop`: the private event loop asyncssh runs on.
 - :mod:`~rdbss.minirdrs.sftp.remote`: the server's files (lookup inside the share, open, list,
-  delete, close); :mod:`~rdbss.minirdrs.sftp.create` and :mod:`~rdbss.minirdrs.sftp.setinfo`:
-  MRxCreate and MRxSetFileInfo on them.
-- :mod:`~rdbss.minirdrs.sftp.attrs`: SFTP attributes as file info;
+  delete, close) as coroutines; this module turns them into the primitives of
+  rdbss/minirdrs/primitives.py, and ``PosixMiniRdr`` (rdbss/minirdrs/posix.py) makes the
+  routines of them: MRxCreate, MRxQueryOpen, READ/WRITE, query directory, file and volume
+  information, set-info, delete-pending and close.
+- :mod:`~rdbss.minirdrs.sftp.attrs`: SFTP attributes as stats;
   :mod:`~rdbss.minirdrs.sftp.errors`: asyncssh failures as NTSTATUS values.
 
-Semantics follow the local mini-redirector (rdbss/minirdrs/local.py) and the create rules of
-rdbss/model/create.py. What SFTP v3 changes:
+What SFTP v3 changes:
 - statuses: v3 reports most failures as a bare "Failure", so the routines look before they act
   (collision, non-empty directory, read-only file...) and look again after a failure.
+- a name that is itself a symbolic link cannot be opened (STATUS_ACCESS_DENIED, as O_NOFOLLOW
+  does locally); a link among the parents is followed while it stays in the share.
 - times have whole-second precision; there is no creation time (the change time is reported)
   and no inode number (``file_id`` is a hash of the server path, so it changes on rename).
 - no byte-range locks: SFTP has none, so no lock operation is registered.
 - change notification: SFTP cannot tell us about changes, so a pending notify polls the
   folder's listing.
+- round trips: a primitive is one round trip, its independent requests pipelined (OpenSSH
+  answers them in order). The lookup's answer serves the create's open and the query open, and
+  the open's own stat serves the create's answer (``_Memo``), so a create is two round trips
+  and a query open one.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import logging
+import stat
+import threading
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar, cast
 
 import asyncssh
 
-from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
-from rdbss.minirdrs.base import (
-    MAX_READ_BYTES,
-    MiniRdr,
-    OpenTable,
-    Result,
-    info_setter,
-    lowio_of,
-    posix_volume,
-    volume_info_class,
-)
-from rdbss.minirdrs.common.args import components, show
-from rdbss.minirdrs.common.listing import Enumerations
+from rdbss.minirdrs.base import Result
+from rdbss.minirdrs.common.args import show
+from rdbss.minirdrs.common.fileinfo import StatLike
 from rdbss.minirdrs.common.notify import Entry, Lister, PollingWatches, WatchLimits, notify_interval
 from rdbss.minirdrs.common.security import (
     POSIX_INFORMATION,
@@ -52,39 +52,63 @@ from rdbss.minirdrs.common.security import (
     posix_change,
     posix_descriptor,
 )
-from rdbss.minirdrs.sftp import setinfo
-from rdbss.minirdrs.sftp.attrs import entry_of, info_of, security_of
+from rdbss.minirdrs.posix import PosixMiniRdr, current_request
+from rdbss.minirdrs.primitives import OpenRequest, Volume
+from rdbss.minirdrs.sftp.attrs import SftpStat, entry_of, mode_of, security_of, stat_of
 from rdbss.minirdrs.sftp.config import SftpConfigError, parse_config
-from rdbss.minirdrs.sftp.create import acreate, check_existing
 from rdbss.minirdrs.sftp.errors import fail
-from rdbss.minirdrs.sftp.remote import Open, aclose, alist, alocate, arepin, astat, is_dot, join
-from rdbss.minirdrs.sftp.session import CLOSE_WAIT_S, Conn, Sessions, Share
-from rdbss.model.create import check_create_parameters, create_action, data_access
-from rdbss.model.dispatch import is_query_open
-from rdbss.wire.constants import CreateInformation, FileInformationClass, LowIoOp
-from rdbss.wire.rxcontext import CreateParameters, RxContext
+from rdbss.minirdrs.sftp.remote import (
+    Open,
+    Target,
+    achmod_readonly,
+    aclose_handle,
+    acollision,
+    ais_empty,
+    alist,
+    alocate,
+    aopen_and_stat,
+    aremove,
+    arepin,
+    astat,
+    is_dot,
+    join,
+    pflags_of,
+)
+from rdbss.minirdrs.sftp.session import CLOSE_WAIT_S, Sessions, Share
+from rdbss.wire.constants import LowIoOp
+from rdbss.wire.rxcontext import LowIoParameters, RxContext
 from rdbss.wire.status import NtStatus, NtStatusError
 
 log = logging.getLogger("rdbss.minirdr.sftp")
 
 S = NtStatus
-Info = FileInformationClass
 T = TypeVar("T")
 
-FS_NAME = "rdbss-sftp"
 #: Seconds between two listings of a folder with a pending change notification.
 NOTIFY_INTERVAL_S = 1.0
 
 
-def _error(status: int, message: str) -> NtStatusError:
-    return NtStatusError(status, message)
+@dataclass(slots=True)
+class _Memo:
+    """What the last primitive of the request on this thread learned, for the next one of the
+    same request: the lookup's target (its server path and attributes) for the open, the mkdir
+    or the rename that follows; the open being closed for the delete that follows."""
+
+    request: RxContext | None = None
+    share: Share | None = None
+    rel: str = ""
+    target: Target | None = None
+    parent_ok: bool = False  # the lookup found nothing, in a parent folder it saw
+    made: asyncssh.SFTPAttrs | None = None  # the directory mkdir made
+    closing: Open | None = None
 
 
-class SftpMiniRdr(MiniRdr):
+class SftpMiniRdr(PosixMiniRdr[Share, Open]):
     """Serves folders of SSH servers over SFTP (asyncssh)."""
 
     kind: ClassVar[str] = "sftp"
     blocking: ClassVar[bool] = True
+    fs_name: ClassVar[str] = "rdbss-sftp"
     lowio_ops: ClassVar[frozenset[LowIoOp]] = frozenset(
         {LowIoOp.READ, LowIoOp.WRITE, LowIoOp.NOTIFY_CHANGE_DIRECTORY}
     )
@@ -104,8 +128,8 @@ class SftpMiniRdr(MiniRdr):
         )
         self.timeout = self.settings.timeout
         self._sessions = Sessions(name, self.settings)
-        self._opens: OpenTable[Open] = OpenTable()
-        self._enumerations: Enumerations[asyncssh.SFTPAttrs] = Enumerations()
+        self._local = threading.local()
+        self._closing = False
         # asyncssh logs every connect and SFTP session at INFO; keep the daemon log for ours
         aslog = logging.getLogger("asyncssh")
         if aslog.level == logging.NOTSET and not log.isEnabledFor(logging.DEBUG):
@@ -115,8 +139,35 @@ class SftpMiniRdr(MiniRdr):
         return [server.name for server in self.settings.servers.values()]
 
     # --- plumbing -----------------------------------------------------------------------------
-    def _run(self, conn: Conn, factory: Callable[[], Awaitable[T]], ctx: RxContext, what: str) -> T:
-        return self._sessions.run(conn, factory, self._sessions.deadline(ctx), what)
+    def _call(self, share: Share, factory: Callable[[], Awaitable[T]], what: str) -> T:
+        """One round trip for the request being served (its deadline), or for close()."""
+        timeout = CLOSE_WAIT_S if self._closing else self._sessions.deadline(current_request())
+        return self._sessions.run(share.conn, factory, timeout, what)
+
+    def _memo(self) -> _Memo:
+        """This thread's memo, empty when it was made for another request."""
+        memo = getattr(self._local, "memo", None)
+        request = current_request()
+        if memo is None or memo.request is not request:
+            memo = self._local.memo = _Memo(request)
+        return memo
+
+    def _remote(self, share: Share, rel: str) -> str:
+        """The server path of ``rel``: from this request's lookup or open when it had it
+        (no round trip), from an open of it, else looked up."""
+        memo = self._memo()
+        if memo.share is share and memo.rel == rel and memo.target is not None:
+            return memo.target.remote
+        closing = memo.closing
+        if closing is not None and closing.share is share and closing.path == rel:
+            return closing.remote
+        for op in self._opens.values():
+            if op.share is share and op.path == rel:
+                return op.remote
+        parts = rel.split("\\") if rel else []
+        return self._call(
+            share, lambda: alocate(share, parts, rel), f"cannot open {show(rel)}"
+        ).remote
 
     # --- connections --------------------------------------------------------------------------
     def create_srv_call(self, ctx: RxContext) -> Result:
@@ -156,134 +207,106 @@ class SftpMiniRdr(MiniRdr):
         """Close every open (deleting what was delete-pending, as closing its handle would) and
         every connection, then stop the event loop."""
         self._watches.close()
-        opens = self._opens.clear()
-        self._enumerations.clear()
-        for op in opens:
-            if op.conn.alive:
-                with contextlib.suppress(Exception):
-                    self._sessions.run(op.conn, self._closer(op), CLOSE_WAIT_S, "close")
+        self._closing = True
+        super().close()
         self._sessions.close()
 
-    # --- create -------------------------------------------------------------------------------
-    def create(self, ctx: RxContext) -> Result:
-        share = self._sessions.share_of(ctx)
-        parts = components(ctx.path or "")
-        rel = "\\".join(parts)
-        params = ctx.create or CreateParameters()
-        disposition, options = check_create_parameters(params)
-        if self._opens.delete_pending_at(share, rel):
-            raise _error(S.STATUS_DELETE_PENDING, f"{show(rel)} is being deleted")
-        op, information, info = self._run(
-            share.conn,
-            lambda: acreate(share, parts, rel, params, disposition, options),
-            ctx,
-            f"cannot open {show(rel)}",
-        )
-        srv_open = self._opens.add(op)
-        return Result(
-            information=information,
-            result={**info, "srv_open": srv_open, "directory": op.is_dir},
-        )
+    # --- primitives: lookup and open ----------------------------------------------------------
+    def share_of(self, ctx: RxContext) -> Share:
+        return self._sessions.share_of(ctx)
 
-    def query_open(self, ctx: RxContext) -> Result:
-        """MRxQueryOpen: what ``create`` answers for FILE_READ_ATTRIBUTES and FILE_OPEN (the
-        same checks, in the same order, so the same status) from the lookup alone: one round
-        trip (an LSTAT of a name in the share's folder, a STAT of the share's folder, or for a
-        deeper name the lookup's REALPATH, STAT and LSTAT pipelined), no handle to close."""
-        share = self._sessions.share_of(ctx)
-        parts = components(ctx.path or "")
-        rel = "\\".join(parts)
-        params = ctx.create or CreateParameters()
-        disposition, options = check_create_parameters(params)
-        if not is_query_open(params):
-            raise _error(
-                S.STATUS_INVALID_PARAMETER, "MRxQueryOpen answers an open for attributes only"
-            )
-        if self._opens.delete_pending_at(share, rel):
-            raise _error(S.STATUS_DELETE_PENDING, f"{show(rel)} is being deleted")
-        target = self._run(
-            share.conn, lambda: alocate(share, parts, rel), ctx, f"cannot open {show(rel)}"
-        )
-        create_action(disposition, target.attrs is not None, rel)  # FILE_OPEN: NOT_FOUND
-        assert target.attrs is not None
-        can_write = data_access(params.desired_access)[1]
-        is_dir = check_existing(rel, target.attrs, disposition, options, can_write)
-        return Result(
-            information=int(CreateInformation.FILE_OPENED),
-            result={**info_of(target.attrs, rel, target.remote), "directory": is_dir},
-        )
+    def lookup(self, share: Share, rel: str, *, follow: bool = True) -> SftpStat | None:
+        """One round trip (``alocate``). A name that is itself a symbolic link cannot be opened
+        (as with O_NOFOLLOW locally): STATUS_ACCESS_DENIED unless ``follow`` is False. The
+        parent a lookup saw answers the base's parent check that follows a miss."""
+        memo = self._memo()
+        if follow and memo.parent_ok and memo.share is share:
+            memo.parent_ok = False
+            if memo.rel.rpartition("\\")[0] == rel:
+                return SftpStat(stat.S_IFDIR | 0o755, 0, 0, 1, 0, 0, 0, 0)
+        parts = rel.split("\\") if rel else []
+        target = self._call(share, lambda: alocate(share, parts, rel), f"cannot open {show(rel)}")
+        memo.share, memo.rel, memo.target = share, rel, target
+        memo.parent_ok = target.attrs is None
+        if target.attrs is None:
+            return None
+        if follow and stat.S_ISLNK(mode_of(target.attrs)):
+            raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(rel)} is a symbolic link")
+        return stat_of(target.attrs, target.remote)
 
-    # --- low I/O ------------------------------------------------------------------------------
-    def low_io_submit(
-        self, ctx: RxContext, payload: bytes | bytearray | memoryview | None = None
-    ) -> Result:
-        op = self._opens.get(ctx.srv_open)
-        lowio = lowio_of(ctx)
-        if lowio.operation == LowIoOp.NOTIFY_CHANGE_DIRECTORY:
-            if not op.is_dir:
-                raise _error(S.STATUS_INVALID_PARAMETER, f"{show(op.path)} is not a directory")
-            return self._watches.notify(
-                ctx,
-                self._lister(op),
-                group=op.conn.server.name.lower(),
-                folder=op.remote,
-                completion_filter=lowio.completion_filter,
-                tree=lowio.watch_tree,
-                what=show(op.path),
-            )
-        if op.is_dir:
-            raise _error(S.STATUS_INVALID_DEVICE_REQUEST, f"{show(op.path)} is a directory")
-        if lowio.operation == LowIoOp.READ:
-            return self._read(ctx, op, lowio.offset, lowio.length)
-        if lowio.operation == LowIoOp.WRITE:
-            if lowio.length < 0:
-                raise _error(S.STATUS_INVALID_PARAMETER, f"negative length {lowio.length}")
-            return self._write(ctx, op, lowio.offset, payload)
-        raise _error(
-            S.STATUS_INVALID_DEVICE_REQUEST, f"low I/O operation {lowio.operation!r} not supported"
-        )
+    def open(self, share: Share, rel: str, how: OpenRequest) -> Open:
+        """An open (and its stat, in the same round trip); a directory or an attributes-only
+        open takes no handle and keeps the lookup's attributes."""
+        memo = self._memo()
+        remote = self._remote(share, rel)
+        known = memo.target.attrs if memo.target is not None and memo.rel == rel else None
+        op = Open(share, rel, how.directory, how.can_read, how.can_write, how.append_only,
+                  remote=remote)  # fmt: skip
+        if how.directory:
+            op.fresh, memo.made = memo.made or known, None
+            return op
+        if not (how.can_read or how.writes or how.create):
+            op.fresh = known
+            return op
+        pflags = pflags_of(how.can_read, how.writes, how.append_only)
+        if how.create:
+            pflags |= asyncssh.FXF_CREAT | asyncssh.FXF_EXCL
+        if how.truncate:
+            pflags |= asyncssh.FXF_TRUNC
 
-    def _lister(self, op: Open) -> Lister:
-        """Lists a folder below the watched one on the server (one readdir; called from the
-        notify poller's thread, the SFTP calls run on the connection's event loop)."""
-
-        async def readdir(remote: str, rel: str) -> list[tuple[str, Entry]]:
+        async def do_open() -> tuple[asyncssh.SFTPClientFile, asyncssh.SFTPAttrs]:
+            sftp = share.conn.client()
             try:
-                names = await op.conn.client().readdir(remote)
-            except asyncssh.SFTPNoSuchFile:
-                raise _error(S.STATUS_OBJECT_PATH_NOT_FOUND, f"{show(rel)} is gone") from None
+                return await aopen_and_stat(sftp, remote, pflags, asyncssh.SFTPAttrs())
             except asyncssh.SFTPError as exc:
-                fail(exc, "cannot list", rel)
-            return [
-                (str(n.filename), entry_of(n.attrs)) for n in names if not is_dot(str(n.filename))
-            ]
+                if how.create:
+                    await acollision(sftp, exc, remote, rel)
+                fail(exc, "cannot create" if how.create else "cannot open", rel)
 
-        def list_folder(sub: str) -> list[tuple[str, Entry]]:
-            remote = op.remote
-            for part in sub.split("\\") if sub else []:
-                remote = join(remote, part)
-            rel = "\\".join(p for p in (op.path, sub) if p)
-            return self._sessions.run(
-                op.conn,
-                lambda: readdir(remote, rel),
-                self.timeout,
-                f"cannot list {show(rel)}",
-            )
+        op.file, op.fresh = self._call(share, do_open, f"cannot open {show(rel)}")
+        return op
 
-        return list_folder
+    def mkdir(self, share: Share, rel: str) -> None:
+        """mkdir and the new directory's lstat in one round trip (the open that follows takes
+        it as the create's stat)."""
+        remote = self._remote(share, rel)
 
-    def _read(self, ctx: RxContext, op: Open, offset: int, length: int) -> Result:
-        if not op.can_read or op.file is None:
-            raise _error(S.STATUS_ACCESS_DENIED, f"{show(op.path)} is not open for reading")
-        if offset < 0 or length < 0:
-            raise _error(S.STATUS_INVALID_PARAMETER, f"bad read range {offset}+{length}")
-        if length > MAX_READ_BYTES:
-            raise _error(
-                S.STATUS_INVALID_PARAMETER, f"read of {length} bytes over {MAX_READ_BYTES}"
-            )
-        if length == 0:
-            return Result(information=0, payload=b"")
+        async def make() -> asyncssh.SFTPAttrs:
+            sftp = share.conn.client()
+            lstat = asyncio.ensure_future(sftp.lstat(remote))
+            try:
+                await sftp.mkdir(remote)
+            except asyncssh.SFTPError as exc:
+                lstat.cancel()
+                await acollision(sftp, exc, remote, rel)
+                fail(exc, "cannot create", rel)
+            return await lstat
+
+        self._memo().made = self._call(share, make, f"cannot create {show(rel)}")
+
+    def fstat(self, op: Open) -> SftpStat:
+        """The open's stat; the first one after the open is what the open learned."""
+        attrs, op.fresh = op.fresh, None
+        if attrs is None:
+            attrs = self._call(op.share, lambda: astat(op), f"cannot query {show(op.path)}")
+        return stat_of(attrs, op.remote)
+
+    def close_handle(self, op: Open) -> None:
+        """Close the handle. On a lost connection there is nothing to close: every write was
+        acknowledged by the server before it was answered, so nothing is lost."""
+        self._memo().closing = op
+        if op.file is None:
+            return
+        if op.conn.lost:
+            op.file = None
+            return
+        self._call(op.share, lambda: aclose_handle(op), f"close {show(op.path)}")
+
+    # --- primitives: data ---------------------------------------------------------------------
+    def read_at(self, op: Open, offset: int, length: int) -> bytes:
         handle = op.file
+        if handle is None:
+            raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(op.path)} is not open for reading")
 
         async def read() -> bytes:
             try:
@@ -292,46 +315,32 @@ class SftpMiniRdr(MiniRdr):
             except asyncssh.SFTPError as exc:
                 fail(exc, "cannot read", op.path)
 
-        data = self._run(op.conn, read, ctx, f"cannot read {show(op.path)}")
-        if not data:
-            raise _error(S.STATUS_END_OF_FILE, f"{show(op.path)}: offset {offset} is past EOF")
-        return Result(information=len(data), payload=data)
+        return self._call(op.share, read, f"cannot read {show(op.path)}")
 
-    def _write(
-        self,
-        ctx: RxContext,
-        op: Open,
-        offset: int,
-        payload: bytes | bytearray | memoryview | None,
-    ) -> Result:
-        if not op.can_write or op.file is None:
-            raise _error(S.STATUS_ACCESS_DENIED, f"{show(op.path)} is not open for writing")
-        if offset < -1:
-            raise _error(S.STATUS_INVALID_PARAMETER, f"bad write offset {offset}")
-        if payload is None:
-            raise _error(S.STATUS_INVALID_PARAMETER, "write without data")
-        data = bytes(payload)
+    def write_at(self, op: Open, offset: int | None, data: memoryview) -> int:
         handle = op.file
+        if handle is None:
+            raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(op.path)} is not open for writing")
+        payload = bytes(data)
 
         async def write() -> int:
             try:
                 where = offset
                 if op.append_only:
                     where = 0  # opened with FXF_APPEND: the server writes at its end
-                elif offset == -1:
+                elif where is None:
                     where = (await handle.stat()).size or 0
-                if data:
-                    await handle.write(data, where)
+                if payload:
+                    await handle.write(payload, where)
                     await arepin(op)
-                return len(data)
+                return len(payload)
             except asyncssh.SFTPError as exc:
                 fail(exc, "cannot write", op.path)
 
-        written = self._run(op.conn, write, ctx, f"cannot write {show(op.path)}")
-        return Result(information=written)
+        return self._call(op.share, write, f"cannot write {show(op.path)}")
 
     def flush(self, ctx: RxContext) -> Result:
-        op = self._opens.get(ctx.srv_open)
+        op = self._open_of(ctx)
         handle = op.file
         if handle is None or not op.can_write:
             return Result()
@@ -344,38 +353,212 @@ class SftpMiniRdr(MiniRdr):
             except asyncssh.SFTPError as exc:
                 fail(exc, "cannot flush", op.path)
 
-        self._run(op.conn, fsync, ctx, f"cannot flush {show(op.path)}")
+        with self._serving(ctx):
+            self._call(op.share, fsync, f"cannot flush {show(op.path)}")
         return Result()
 
-    # --- file information ---------------------------------------------------------------------
-    def query_file_info(self, ctx: RxContext) -> Result:
-        op = self._opens.get(ctx.srv_open)
-        info_class = ctx.info.info_class if ctx.info is not None else None
-        if info_class not in _FILE_INFO_CLASSES:
-            raise _error(S.STATUS_INVALID_PARAMETER, f"file info class {info_class!r}")
-        attrs = self._run(op.conn, lambda: astat(op), ctx, f"cannot query {show(op.path)}")
-        info = info_of(attrs, op.path, op.remote, delete_pending=op.delete_pending)
-        info["position"] = 0
-        return Result(result=info)
+    def set_size(self, op: Open, size: int) -> None:
+        handle = op.file
+        if handle is None:
+            raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(op.path)} is not open for writing")
+
+        async def truncate() -> None:
+            try:
+                await handle.truncate(size)
+                await arepin(op)
+            except asyncssh.SFTPError as exc:
+                fail(exc, "cannot set the size of", op.path)
+
+        self._call(op.share, truncate, f"cannot set the size of {show(op.path)}")
+
+    # --- primitives: metadata -----------------------------------------------------------------
+    def set_times(self, op: Open, atime_ns: int | None, mtime_ns: int | None) -> None:
+        """SFTP v3 sets both times at once, in whole seconds. Times set through a handle stick
+        until it is closed (MS-FSA 2.1.5.14.2): every later write or size change puts them
+        back (``arepin``)."""
+
+        async def apply() -> None:
+            sftp = op.conn.client()
+            try:
+                current = await sftp.stat(op.remote)
+                atime = atime_ns // 1_000_000_000 if atime_ns else int(current.atime or 0)
+                mtime = mtime_ns // 1_000_000_000 if mtime_ns else int(current.mtime or 0)
+                await sftp.setstat(op.remote, asyncssh.SFTPAttrs(atime=atime, mtime=mtime))
+            except asyncssh.SFTPError as exc:
+                fail(exc, "cannot set attributes of", op.path)
+            if op.file is not None:
+                op.pinned_times = (atime, mtime)
+
+        self._call(op.share, apply, f"cannot set attributes of {show(op.path)}")
+
+    def set_readonly(self, op: Open, readonly: bool) -> None:
+        async def apply() -> None:
+            sftp = op.conn.client()
+            try:
+                current = await sftp.stat(op.remote)
+            except asyncssh.SFTPError as exc:
+                fail(exc, "cannot set attributes of", op.path)
+            await achmod_readonly(sftp, op, current, readonly=readonly)
+
+        self._call(op.share, apply, f"cannot set attributes of {show(op.path)}")
+
+    def statvfs(self, share: Share) -> Volume:
+        async def query() -> asyncssh.SFTPVFSAttrs:
+            try:
+                return await share.conn.client().statvfs(share.root)
+            except asyncssh.SFTPOpUnsupported:
+                raise NtStatusError(
+                    S.STATUS_NOT_IMPLEMENTED, "the server has no statvfs@openssh.com"
+                ) from None
+            except asyncssh.SFTPError as exc:
+                fail(exc, "cannot query the volume of", "")
+
+        vfs = self._call(share, query, "cannot query the volume")
+        frsize = vfs.frsize or vfs.bsize
+        server = share.conn.server
+        return Volume(
+            total=vfs.blocks * frsize,
+            free=vfs.bfree * frsize,
+            avail=vfs.bavail * frsize,
+            block=frsize,
+            serial=zlib.crc32(f"{server.host}:{server.port}:{share.root}".encode()),
+            max_name_length=vfs.namemax or 255,
+        )
+
+    def share_label(self, share: Share) -> str:
+        return share.name
+
+    # --- primitives: directories and names ----------------------------------------------------
+    def list_dir(self, op: Open) -> list[tuple[str, StatLike | None]]:
+        listed = self._call(op.share, lambda: alist(op), f"cannot list {show(op.path)}")
+        return [(name, stat_of(attrs, join(op.remote, name))) for name, attrs in listed]
+
+    def is_empty(self, op: Open) -> bool:
+        sftp = op.conn.client()
+        return self._call(
+            op.share, lambda: ais_empty(sftp, op.remote), f"cannot list {show(op.path)}"
+        )
+
+    def unlink(self, share: Share, rel: str) -> None:
+        self._remove(share, rel, is_dir=False)
+
+    def rmdir(self, share: Share, rel: str) -> None:
+        self._remove(share, rel, is_dir=True)
+
+    def _remove(self, share: Share, rel: str, *, is_dir: bool) -> None:
+        remote = self._remote(share, rel)
+        self._call(
+            share,
+            lambda: aremove(share.conn.client(), remote, rel, is_dir=is_dir),
+            f"cannot delete {show(rel)}",
+        )
+
+    def rename(self, share: Share, rel: str, target: str, *, replace: bool) -> None:
+        """RENAME, or posix-rename@openssh.com to replace an existing file; then every open at
+        or under ``rel`` points at its new server path."""
+        memo = self._memo()
+        found = memo.target if memo.share is share and memo.rel == target else None
+        old_remote = self._remote(share, rel)
+        new_remote = found.remote if found is not None else self._remote(share, target)
+        existing = found is None or found.attrs is not None
+        what = f"cannot rename {show(rel)} to"
+
+        async def move() -> None:
+            sftp = share.conn.client()
+            try:
+                if existing:
+                    await sftp.posix_rename(old_remote, new_remote)
+                else:
+                    await sftp.rename(old_remote, new_remote)
+            except asyncssh.SFTPOpUnsupported:
+                raise NtStatusError(
+                    S.STATUS_NOT_SUPPORTED,
+                    f"{what} {show(target)}: the server cannot replace (no posix-rename)",
+                ) from None
+            except asyncssh.SFTPError as exc:
+                if isinstance(exc, asyncssh.SFTPFailure):
+                    await acollision(sftp, exc, new_remote, target)
+                fail(exc, what, target)
+
+        self._call(share, move, f"{what} {show(target)}")
+        prefix = rel + "\\"
+        with self._opens.lock:
+            for other in self._opens.values():
+                if other.share is not share:
+                    continue
+                if other.path == rel:
+                    other.remote = new_remote
+                elif other.path.startswith(prefix):
+                    rest = other.path[len(prefix) :]
+                    other.remote = new_remote + "/" + rest.replace("\\", "/")
+
+    # --- hooks: change notify -----------------------------------------------------------------
+    def lowio_other(self, ctx: RxContext, op: Open, lowio: LowIoParameters) -> Result:
+        if lowio.operation != LowIoOp.NOTIFY_CHANGE_DIRECTORY:
+            return super().lowio_other(ctx, op, lowio)
+        return self._watches.notify(
+            ctx,
+            self._lister(op),
+            group=op.conn.server.name.lower(),
+            folder=op.remote,
+            completion_filter=lowio.completion_filter,
+            tree=lowio.watch_tree,
+            what=show(op.path),
+        )
+
+    def _lister(self, op: Open) -> Lister:
+        """Lists a folder below the watched one on the server (one readdir; called from the
+        notify poller's thread, the SFTP calls run on the connection's event loop)."""
+
+        async def readdir(remote: str, rel: str) -> list[tuple[str, Entry]]:
+            try:
+                names = await op.conn.client().readdir(remote)
+            except asyncssh.SFTPNoSuchFile:
+                raise NtStatusError(
+                    S.STATUS_OBJECT_PATH_NOT_FOUND, f"{show(rel)} is gone"
+                ) from None
+            except asyncssh.SFTPError as exc:
+                fail(exc, "cannot list", rel)
+            return [
+                (str(n.filename), entry_of(n.attrs)) for n in names if not is_dot(str(n.filename))
+            ]
+
+        def list_folder(sub: str) -> list[tuple[str, Entry]]:
+            remote = op.remote
+            for part in sub.split("\\") if sub else []:
+                remote = join(remote, part)
+            rel = "\\".join(p for p in (op.path, sub) if p)
+            return self._sessions.run(
+                op.conn, lambda: readdir(remote, rel), self.timeout, f"cannot list {show(rel)}"
+            )
+
+        return list_folder
+
+    def end_fobx(self, ctx: RxContext) -> None:
+        self._watches.end(fobx=ctx.fobx)
+
+    def end_srv_open(self, srv_open: int | None, op: Open) -> None:
+        self._watches.end(srv_open=srv_open)
 
     # --- security: the server's uid, gid and permissions as a security descriptor ----------
     def query_sd_info(self, ctx: RxContext) -> Result:
-        op = self._opens.get(ctx.srv_open)
+        op = self._open_of(ctx)
         info = check_query_information(
             ctx.info.info_class if ctx.info is not None else None, POSIX_INFORMATION
         )
-        attrs = self._run(
-            op.conn, lambda: astat(op), ctx, f"cannot query the security of {show(op.path)}"
-        )
+        with self._serving(ctx):
+            attrs = self._call(
+                op.share, lambda: astat(op), f"cannot query the security of {show(op.path)}"
+            )
         if attrs.uid is None or attrs.gid is None or attrs.permissions is None:
-            raise _error(
+            raise NtStatusError(
                 S.STATUS_NOT_SUPPORTED,
                 f"{show(op.path)}: the server sends no owner, group or permissions",
             )
         return Result(result=posix_descriptor(info, security_of(attrs)))
 
     def set_sd_info(self, ctx: RxContext) -> Result:
-        op = self._opens.get(ctx.srv_open)
+        op = self._open_of(ctx)
         info = ctx.info.info_class if ctx.info is not None else None
         args = ctx.info.args if ctx.info is not None else None
         check_query_information(info, POSIX_INFORMATION)  # answers bad bits without a round trip
@@ -397,130 +580,6 @@ class SftpMiniRdr(MiniRdr):
             except asyncssh.SFTPError as exc:
                 fail(exc, "cannot change the security of", op.path)
 
-        self._run(op.conn, apply, ctx, f"cannot change the security of {show(op.path)}")
+        with self._serving(ctx):
+            self._call(op.share, apply, f"cannot change the security of {show(op.path)}")
         return Result()
-
-    def set_file_info(self, ctx: RxContext) -> Result:
-        op = self._opens.get(ctx.srv_open)
-        setters: dict[int, Callable[[Open, Mapping[str, Any]], Awaitable[None]]] = {
-            Info.FileBasicInformation: setinfo.aset_basic,
-            Info.FileEndOfFileInformation: setinfo.aset_end_of_file,
-            Info.FileAllocationInformation: setinfo.aset_allocation,
-            Info.FileRenameInformation: self._aset_rename,
-            Info.FileDispositionInformation: self._aset_disposition,
-        }
-        info_class, setter, args = info_setter(ctx, setters)
-        setinfo.check_set_args(op, info_class, args)
-        self._run(
-            op.conn,
-            lambda: setter(op, args),
-            ctx,
-            f"cannot set information of {show(op.path)}",
-        )
-        return Result()
-
-    async def _aset_rename(self, op: Open, args: Mapping[str, Any]) -> None:
-        renamed = await setinfo.arename(op, args)
-        if renamed is not None:
-            self._renamed(op.share, op.path, *renamed)
-
-    def _renamed(self, share: Share, old: str, new: str, new_remote: str) -> None:
-        """Point every open at or under ``old`` in ``share`` at its new name and server path."""
-        prefix = old + "\\"
-        with self._opens.lock:
-            for other in self._opens.values():
-                if other.share is not share:
-                    continue
-                if other.path == old:
-                    other.remote = new_remote
-                elif other.path.startswith(prefix):
-                    rest = other.path[len(prefix) :]
-                    other.remote = new_remote + "/" + rest.replace("\\", "/")
-            self._opens.renamed(share, old, new)
-
-    async def _aset_disposition(self, op: Open, args: Mapping[str, Any]) -> None:
-        self._opens.mark_delete_pending(op, await setinfo.acheck_disposition(op, args))
-
-    # --- directories --------------------------------------------------------------------------
-    def query_directory(self, ctx: RxContext) -> Result:
-        op = self._opens.get(ctx.srv_open)
-        if not op.is_dir:
-            raise _error(S.STATUS_INVALID_PARAMETER, f"{show(op.path)} is not a directory")
-
-        def load(pattern: str) -> list[tuple[str, asyncssh.SFTPAttrs]]:
-            return self._run(
-                op.conn, lambda: alist(op, pattern), ctx, f"cannot list {show(op.path)}"
-            )
-
-        def describe(name: str, attrs: asyncssh.SFTPAttrs) -> dict[str, Any]:
-            rel = f"{op.path}\\{name}" if op.path else name
-            return info_of(
-                attrs,
-                rel,
-                join(op.remote, name),
-                delete_pending=self._opens.delete_pending_at(op.share, rel),
-            )
-
-        return self._enumerations.query(ctx, show(op.path), load, describe)
-
-    def cleanup_fobx(self, ctx: RxContext) -> Result:
-        self._enumerations.forget_fobx(ctx.fobx)
-        self._watches.end(fobx=ctx.fobx)
-        return Result()
-
-    # --- volume -------------------------------------------------------------------------------
-    def query_volume_info(self, ctx: RxContext) -> Result:
-        if ctx.srv_open is not None:
-            share = self._opens.get(ctx.srv_open).share
-        else:
-            share = self._sessions.share_of(ctx)
-        volume_info_class(ctx)
-
-        async def statvfs() -> asyncssh.SFTPVFSAttrs:
-            try:
-                return await share.conn.client().statvfs(share.root)
-            except asyncssh.SFTPOpUnsupported:
-                raise _error(
-                    S.STATUS_NOT_IMPLEMENTED, "the server has no statvfs@openssh.com"
-                ) from None
-            except asyncssh.SFTPError as exc:
-                fail(exc, "cannot query the volume of", "")
-
-        vfs = self._run(share.conn, statvfs, ctx, "cannot query the volume")
-        frsize = vfs.frsize or vfs.bsize
-        server = share.conn.server
-        return posix_volume(
-            total=vfs.blocks * frsize,
-            free=vfs.bfree * frsize,
-            avail=vfs.bavail * frsize,
-            block=frsize,
-            fs_name=FS_NAME,
-            label=share.name,
-            serial=zlib.crc32(f"{server.host}:{server.port}:{share.root}".encode()),
-            max_name_length=vfs.namemax or 255,
-        )
-
-    # --- close --------------------------------------------------------------------------------
-    def close_srv_open(self, ctx: RxContext) -> Result:
-        op = self._opens.pop(ctx.srv_open)
-        self._enumerations.forget_srv_open(ctx.srv_open)
-        self._watches.end(srv_open=ctx.srv_open)
-        if op.file is None and not op.delete_pending:
-            return Result()
-        if op.conn.lost:
-            if op.delete_pending:  # the delete did not happen: say so
-                return Result(
-                    status=S.STATUS_CONNECTION_DISCONNECTED,
-                    message=f"cannot delete {show(op.path)}: the connection was lost",
-                )
-            # every write was acknowledged by the server before it was answered: nothing is lost
-            return Result()
-        try:
-            self._run(op.conn, self._closer(op), ctx, f"close {show(op.path)}")
-        except NtStatusError as exc:
-            return Result(status=exc.status, message=exc.strerror or "")
-        return Result()
-
-    @staticmethod
-    def _closer(op: Open) -> Callable[[], Awaitable[None]]:
-        return lambda: aclose(op)

@@ -25,7 +25,6 @@ import asyncssh
 
 from rdbss.minirdrs.base import OpenBase
 from rdbss.minirdrs.common.args import show
-from rdbss.minirdrs.common.wildcard import is_name_in_expression
 from rdbss.minirdrs.sftp.attrs import mode_of
 from rdbss.minirdrs.sftp.errors import fail, is_lost
 from rdbss.minirdrs.sftp.session import Conn, Share
@@ -40,6 +39,8 @@ class Open(OpenBase[Share]):
 
     remote: str  # the server path (its parent resolved)
     file: asyncssh.SFTPClientFile | None = None  # None: a directory or an attributes-only open
+    #: the attributes the open learned in its own round trip, for the create's first fstat
+    fresh: asyncssh.SFTPAttrs | None = None
     # (atime, mtime) in whole seconds, set explicitly through this handle: they stick until it
     # is closed (MS-FSA 2.1.5.14.2), so every later write or size change puts them back
     pinned_times: tuple[int, int] | None = None
@@ -199,35 +200,15 @@ async def ais_empty(sftp: asyncssh.SFTPClient, remote: str) -> bool:
     return True
 
 
-async def acheck_deletable(op: Open) -> None:
-    """Refuse what cannot be marked delete-pending: the share root, a non-empty directory,
-    a read-only file."""
-    if not op.path:
-        raise NtStatusError(S.STATUS_ACCESS_DENIED, "the share root cannot be deleted")
-    sftp = op.conn.client()
-    try:
-        if op.is_dir:
-            if not await ais_empty(sftp, op.remote):
-                raise NtStatusError(S.STATUS_DIRECTORY_NOT_EMPTY, f"{show(op.path)} is not empty")
-        elif not mode_of(await sftp.lstat(op.remote)) & 0o222:
-            raise NtStatusError(S.STATUS_CANNOT_DELETE, f"{show(op.path)} is read-only")
-    except asyncssh.SFTPError as exc:
-        fail(exc, "cannot delete", op.path)
-
-
-async def alist(op: Open, pattern: str) -> list[tuple[str, asyncssh.SFTPAttrs]]:
-    """The matching entries, sorted, with their attributes (from the listing itself; a
+async def alist(op: Open) -> list[tuple[str, asyncssh.SFTPAttrs]]:
+    """The entries of an open directory with their attributes (from the listing itself; a
     symbolic link is described by what it points to when that stays in the share)."""
     sftp = op.conn.client()
     try:
         names = await sftp.readdir(op.remote)
     except asyncssh.SFTPError as exc:
         fail(exc, "cannot list", op.path)
-    found = sorted(
-        (str(n.filename), n.attrs)
-        for n in names
-        if not is_dot(str(n.filename)) and is_name_in_expression(pattern, str(n.filename))
-    )
+    found = [(str(n.filename), n.attrs) for n in names if not is_dot(str(n.filename))]
     links = [i for i, (_, attrs) in enumerate(found) if stat.S_ISLNK(mode_of(attrs))]
     if links:
         resolved = await asyncio.gather(
@@ -264,37 +245,39 @@ async def aclose_handle(op: Open) -> None:
             fail(exc, "cannot close", op.path)
 
 
-async def aclose(op: Open) -> None:
-    """Close the handle, and delete what was delete-pending."""
-    await aclose_handle(op)
-    if op.delete_pending:
-        await adelete(op)
-
-
-async def adelete(op: Open) -> None:
-    sftp = op.conn.client()
+async def aremove(sftp: asyncssh.SFTPClient, remote: str, rel: str, *, is_dir: bool) -> None:
+    """Remove a file or an empty directory; OBJECT_NAME_NOT_FOUND when it is gone already."""
     try:
-        if op.is_dir:
-            await sftp.rmdir(op.remote)
+        if is_dir:
+            await sftp.rmdir(remote)
         else:
-            await sftp.remove(op.remote)
+            await sftp.remove(remote)
     except asyncssh.SFTPNoSuchFile:
-        pass  # already gone: what was asked for
+        raise NtStatusError(S.STATUS_OBJECT_NAME_NOT_FOUND, f"{show(rel)} is gone") from None
     except asyncssh.SFTPError as exc:
         if is_lost(exc):
             raise
-        if op.is_dir and isinstance(exc, asyncssh.SFTPFailure):
+        if is_dir and isinstance(exc, asyncssh.SFTPFailure):
             with contextlib.suppress(asyncssh.SFTPNoSuchFile):
-                if not await ais_empty(sftp, op.remote):
+                if not await ais_empty(sftp, remote):
                     raise NtStatusError(
-                        S.STATUS_DIRECTORY_NOT_EMPTY, f"{show(op.path)} is not empty"
+                        S.STATUS_DIRECTORY_NOT_EMPTY, f"{show(rel)} is not empty"
                     ) from None
-        fail(exc, "cannot delete", op.path)
+        fail(exc, "cannot delete", rel)
 
 
-async def aabandon(op: Open, *, created: bool) -> None:
-    """Undo a create that failed after opening: close, and remove what it made."""
-    with contextlib.suppress(Exception):
-        await aclose_handle(op)
-        if created:
-            await adelete(op)
+async def acollision(
+    sftp: asyncssh.SFTPClient, exc: asyncssh.SFTPError, remote: str, rel: str
+) -> None:
+    """After a failed create or rename: v3 says "Failure" for EEXIST too, so look whether the
+    name exists now (OBJECT_NAME_COLLISION); a missing parent is OBJECT_PATH_NOT_FOUND."""
+    if is_lost(exc):
+        raise exc
+    if isinstance(
+        exc, asyncssh.SFTPFailure | asyncssh.SFTPPermissionDenied
+    ) and await lstat_or_none(sftp, remote, rel):
+        raise NtStatusError(S.STATUS_OBJECT_NAME_COLLISION, f"{show(rel)} already exists") from None
+    if isinstance(exc, asyncssh.SFTPNoSuchFile):
+        raise NtStatusError(
+            S.STATUS_OBJECT_PATH_NOT_FOUND, f"{show(rel)}: parent folder not found"
+        ) from None
