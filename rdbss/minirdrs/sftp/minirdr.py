@@ -63,6 +63,7 @@ from rdbss.minirdrs.sftp.remote import (
     achmod_readonly,
     aclose_handle,
     acollision,
+    afollow,
     ais_empty,
     alist,
     alocate,
@@ -75,7 +76,7 @@ from rdbss.minirdrs.sftp.remote import (
     pflags_of,
 )
 from rdbss.minirdrs.sftp.session import CLOSE_WAIT_S, Sessions, Share
-from rdbss.wire.constants import LowIoOp
+from rdbss.wire.constants import IrpMj, LowIoOp
 from rdbss.wire.rxcontext import LowIoParameters, RxContext
 from rdbss.wire.status import NtStatus, NtStatusError
 
@@ -216,9 +217,8 @@ class SftpMiniRdr(PosixMiniRdr[Share, Open]):
         return self._sessions.share_of(ctx)
 
     def lookup(self, share: Share, rel: str, *, follow: bool = True) -> SftpStat | None:
-        """One round trip (``alocate``). A name that is itself a symbolic link cannot be opened
-        (as with O_NOFOLLOW locally): STATUS_ACCESS_DENIED unless ``follow`` is False. The
-        parent a lookup saw answers the base's parent check that follows a miss."""
+        """One round trip (``alocate``; a symbolic link followed: ``_follow``). The parent a
+        lookup saw answers the base's parent check that follows a miss."""
         memo = self._memo()
         if follow and memo.parent_ok and memo.share is share:
             memo.parent_ok = False
@@ -231,8 +231,20 @@ class SftpMiniRdr(PosixMiniRdr[Share, Open]):
         if target.attrs is None:
             return None
         if follow and stat.S_ISLNK(mode_of(target.attrs)):
-            raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(rel)} is a symbolic link")
+            return self._follow(share, rel, target.remote)
         return stat_of(target.attrs, target.remote)
+
+    def _follow(self, share: Share, rel: str, remote: str) -> SftpStat:
+        """A symbolic link looked up to be followed: refused as the name a create opens (as
+        O_NOFOLLOW does locally); followed as a parent (a rename's target folder) while it
+        stays in the share."""
+        request = current_request()
+        if request is None or request.major == IrpMj.CREATE:
+            raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(rel)} is a symbolic link")
+        attrs = self._call(share, lambda: afollow(share, remote), f"cannot open {show(rel)}")
+        if attrs is None:
+            raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(rel)} leads outside the share")
+        return stat_of(attrs, remote)
 
     def open(self, share: Share, rel: str, how: OpenRequest) -> Open:
         """An open (and its stat, in the same round trip); a directory or an attributes-only

@@ -212,7 +212,8 @@ async def alist(op: Open) -> list[tuple[str, asyncssh.SFTPAttrs]]:
     links = [i for i, (_, attrs) in enumerate(found) if stat.S_ISLNK(mode_of(attrs))]
     if links:
         resolved = await asyncio.gather(
-            *(_afollow(op, found[i][0]) for i in links), return_exceptions=True
+            *(afollow(op.share, join(op.remote, found[i][0])) for i in links),
+            return_exceptions=True,
         )
         for i, got in zip(links, resolved, strict=True):
             if isinstance(got, asyncssh.SFTPAttrs):
@@ -222,14 +223,15 @@ async def alist(op: Open) -> list[tuple[str, asyncssh.SFTPAttrs]]:
     return found
 
 
-async def _afollow(op: Open, name: str) -> asyncssh.SFTPAttrs | None:
-    sftp = op.conn.client()
-    remote = join(op.remote, name)
+async def afollow(share: Share, remote: str) -> asyncssh.SFTPAttrs | None:
+    """What the symbolic link ``remote`` points to (realpath and stat pipelined); None when it
+    leads outside the share or nowhere."""
+    sftp = share.conn.client()
     real_task = asyncio.ensure_future(sftp.realpath(remote))
     stat_task = asyncio.ensure_future(sftp.stat(remote))
     real, attrs = await asyncio.gather(real_task, stat_task, return_exceptions=True)
     if isinstance(real, str) and isinstance(attrs, asyncssh.SFTPAttrs):
-        return attrs if within(op.share.root, real) else None
+        return attrs if within(share.root, real) else None
     for got in (real, attrs):
         if isinstance(got, BaseException) and is_lost(got):
             raise got

@@ -1,6 +1,8 @@
-"""MRxQueryOpen on the SFTP mini-redirector, against a private OpenSSH sshd: it answers as its
-create would for an open for attributes, status for status, and asks the server in one round
-trip (the requests are counted as asyncssh sends them)."""
+"""The SFTP mini-redirector driven directly (no daemon), against a private OpenSSH sshd.
+
+MRxQueryOpen answers as its create would for an open for attributes, status for status, and
+asks the server in one round trip (the requests are counted as asyncssh sends them); symbolic
+links are refused as names and passed through as parents that stay in the share."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ from rdbss.wire import (
     Access,
     CreateOptions,
     CreateParameters,
+    FileInformationClass,
+    InfoParameters,
     IrpMj,
     NtStatus,
     Routine,
@@ -30,6 +34,7 @@ from tests.conformance.backend_sftp import SERVER, sftp_config
 from tests.servers.fixtures import SshServer, require_or_skip
 
 S = NtStatus
+Info = FileInformationClass
 SHARE = "data"
 
 
@@ -209,3 +214,40 @@ def test_a_query_open_for_more_than_attributes_is_refused(sftp: SftpMiniRdr) -> 
     answer = _run(sftp, Routine.MRxQueryOpen, "f.txt", 0, Access.GENERIC_READ)
     assert answer.status == S.STATUS_INVALID_PARAMETER
     assert len(sftp._opens) == 0
+
+
+def _set_info(minirdr: SftpMiniRdr, srv_open: int, info_class: int, **args: object) -> RxCompletion:
+    ctx = RxContext(
+        3,
+        IrpMj.SET_INFORMATION,
+        routine=Routine.MRxSetFileInfo,
+        srv_call=SERVER,
+        net_root=SHARE,
+        srv_open=srv_open,
+        info=InfoParameters(info_class=info_class, args=dict(args)),
+    )
+    return _execute(minirdr, ctx)
+
+
+def test_a_rename_may_pass_through_a_link_that_stays_in_the_share(sftp: SftpMiniRdr) -> None:
+    folder = Path(sftp.settings.servers[SERVER].shares[SHARE][1])
+    (folder / "in-dir").mkdir()
+    (folder / "in-link").symlink_to(folder / "in-dir")
+    (folder / "moving.txt").write_bytes(b"m")
+    try:
+        opened = _run(sftp, Routine.MRxCreate, "moving.txt", 0, Access.DELETE)
+        assert opened.status == S.STATUS_SUCCESS
+        try:
+            done = _set_info(sftp, opened.result["srv_open"], Info.FileRenameInformation,
+                             target=r"in-link\moved.txt", replace=False)  # fmt: skip
+            assert done.status == S.STATUS_SUCCESS, done.message
+        finally:
+            _close(sftp, opened.result["srv_open"])
+        assert (folder / "in-dir" / "moved.txt").read_bytes() == b"m"
+        # the link itself still cannot be opened
+        assert _run(sftp, Routine.MRxCreate, "in-link", 0).status == S.STATUS_ACCESS_DENIED
+    finally:
+        (folder / "in-link").unlink()
+        for leftover in (folder / "in-dir" / "moved.txt", folder / "moving.txt"):
+            leftover.unlink(missing_ok=True)
+        (folder / "in-dir").rmdir()
