@@ -20,6 +20,7 @@ from rdbss.actors.minirdr_host import execute
 from rdbss.minirdrs.sftp.minirdr import SftpMiniRdr
 from rdbss.wire import (
     Access,
+    CreateDisposition,
     CreateOptions,
     CreateParameters,
     FileInformationClass,
@@ -30,6 +31,7 @@ from rdbss.wire import (
     RxCompletion,
     RxContext,
 )
+from rdbss.wire.constants import FileAttributes
 from tests.conformance.backend_sftp import SERVER, sftp_config
 from tests.servers.fixtures import SshServer, require_or_skip
 
@@ -251,3 +253,42 @@ def test_a_rename_may_pass_through_a_link_that_stays_in_the_share(sftp: SftpMini
         for leftover in (folder / "in-dir" / "moved.txt", folder / "moving.txt"):
             leftover.unlink(missing_ok=True)
         (folder / "in-dir").rmdir()
+
+
+@pytest.mark.parametrize(
+    ("disposition", "attributes", "access", "round_trips"),
+    [
+        (CreateDisposition.FILE_CREATE, 0, Access.GENERIC_WRITE, 2),  # lookup, open + its stat
+        (CreateDisposition.FILE_CREATE, FileAttributes.READONLY, Access.GENERIC_WRITE, 3),
+        (CreateDisposition.FILE_OPEN, 0, Access.GENERIC_READ, 2),
+        (CreateDisposition.FILE_OPEN, 0, Access.FILE_READ_ATTRIBUTES, 1),  # the lookup alone
+    ],
+)
+def test_a_create_takes_the_round_trips_it_needs(
+    sftp: SftpMiniRdr, disposition: int, attributes: int, access: int, round_trips: int
+) -> None:
+    folder = Path(sftp.settings.servers[SERVER].shares[SHARE][1])
+    name = f"rt-{disposition}-{attributes}-{access}.txt"
+    if disposition == CreateDisposition.FILE_OPEN:
+        (folder / name).write_bytes(b"x")
+    ctx = RxContext(
+        1,
+        IrpMj.CREATE,
+        routine=Routine.MRxCreate,
+        srv_call=SERVER,
+        net_root=SHARE,
+        path=name,
+        create=CreateParameters(
+            desired_access=access, disposition=disposition, file_attributes=attributes
+        ),
+    )
+    try:
+        with _Requests(sftp) as requests:
+            answer = _execute(sftp, ctx)
+        assert answer.status == S.STATUS_SUCCESS, answer.message
+        _close(sftp, answer.result["srv_open"])
+        assert requests.round_trips == round_trips, requests.sent
+        assert bool(answer.result["attributes"] & FileAttributes.READONLY) == bool(attributes)
+    finally:
+        (folder / name).chmod(0o644)
+        (folder / name).unlink()

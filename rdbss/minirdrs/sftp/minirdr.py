@@ -54,7 +54,7 @@ from rdbss.minirdrs.common.security import (
 )
 from rdbss.minirdrs.posix import PosixMiniRdr, current_request
 from rdbss.minirdrs.primitives import OpenRequest, Volume
-from rdbss.minirdrs.sftp.attrs import SftpStat, entry_of, mode_of, security_of, stat_of
+from rdbss.minirdrs.sftp.attrs import SftpStat, mode_of, security_of, stat_of
 from rdbss.minirdrs.sftp.config import SftpConfigError, parse_config
 from rdbss.minirdrs.sftp.errors import fail
 from rdbss.minirdrs.sftp.remote import (
@@ -63,6 +63,7 @@ from rdbss.minirdrs.sftp.remote import (
     achmod_readonly,
     aclose_handle,
     acollision,
+    aentries,
     afollow,
     ais_empty,
     alist,
@@ -70,8 +71,8 @@ from rdbss.minirdrs.sftp.remote import (
     aopen_and_stat,
     aremove,
     arepin,
+    aset_security,
     astat,
-    is_dot,
     join,
     pflags_of,
 )
@@ -102,6 +103,7 @@ class _Memo:
     parent_ok: bool = False  # the lookup found nothing, in a parent folder it saw
     made: asyncssh.SFTPAttrs | None = None  # the directory mkdir made
     closing: Open | None = None
+    seen: tuple[Open, asyncssh.SFTPAttrs] | None = None  # an open's attributes, still current
 
 
 class SftpMiniRdr(PosixMiniRdr[Share, Open]):
@@ -297,11 +299,22 @@ class SftpMiniRdr(PosixMiniRdr[Share, Open]):
         self._memo().made = self._call(share, make, f"cannot create {show(rel)}")
 
     def fstat(self, op: Open) -> SftpStat:
-        """The open's stat; the first one after the open is what the open learned."""
-        attrs, op.fresh = op.fresh, None
+        """The open's stat; the first one after the open is what the open learned, and within
+        one request what the last fstat or attribute change saw (nothing changed it since)."""
+        attrs = self._seen(op)
         if attrs is None:
             attrs = self._call(op.share, lambda: astat(op), f"cannot query {show(op.path)}")
+        self._memo().seen = (op, attrs)
         return stat_of(attrs, op.remote)
+
+    def _seen(self, op: Open) -> asyncssh.SFTPAttrs | None:
+        """The attributes of ``op`` known without a round trip (then forgotten), or None."""
+        attrs, op.fresh = op.fresh, None
+        memo = self._memo()
+        seen, memo.seen = memo.seen, None
+        if attrs is None and seen is not None and seen[0] is op:
+            attrs = seen[1]
+        return attrs
 
     def close_handle(self, op: Open) -> None:
         """Close the handle. On a lost connection there is nothing to close: every write was
@@ -334,6 +347,7 @@ class SftpMiniRdr(PosixMiniRdr[Share, Open]):
         if handle is None:
             raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(op.path)} is not open for writing")
         payload = bytes(data)
+        self._seen(op)  # the size and times change
 
         async def write() -> int:
             try:
@@ -370,6 +384,7 @@ class SftpMiniRdr(PosixMiniRdr[Share, Open]):
         return Result()
 
     def set_size(self, op: Open, size: int) -> None:
+        self._seen(op)  # the size changes
         handle = op.file
         if handle is None:
             raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(op.path)} is not open for writing")
@@ -388,6 +403,7 @@ class SftpMiniRdr(PosixMiniRdr[Share, Open]):
         """SFTP v3 sets both times at once, in whole seconds. Times set through a handle stick
         until it is closed (MS-FSA 2.1.5.14.2): every later write or size change puts them
         back (``arepin``)."""
+        self._seen(op)  # the times change
 
         async def apply() -> None:
             sftp = op.conn.client()
@@ -404,15 +420,22 @@ class SftpMiniRdr(PosixMiniRdr[Share, Open]):
         self._call(op.share, apply, f"cannot set attributes of {show(op.path)}")
 
     def set_readonly(self, op: Open, readonly: bool) -> None:
-        async def apply() -> None:
-            sftp = op.conn.client()
-            try:
-                current = await sftp.stat(op.remote)
-            except asyncssh.SFTPError as exc:
-                fail(exc, "cannot set attributes of", op.path)
-            await achmod_readonly(sftp, op, current, readonly=readonly)
+        """The write bits changed from the mode this request saw last (a create's own stat),
+        else from a fresh stat."""
+        known = self._seen(op)
 
-        self._call(op.share, apply, f"cannot set attributes of {show(op.path)}")
+        async def apply() -> asyncssh.SFTPAttrs:
+            sftp = op.conn.client()
+            current = known
+            if current is None:
+                try:
+                    current = await sftp.stat(op.remote)
+                except asyncssh.SFTPError as exc:
+                    fail(exc, "cannot set attributes of", op.path)
+            return await achmod_readonly(sftp, op, current, readonly=readonly)
+
+        attrs = self._call(op.share, apply, f"cannot set attributes of {show(op.path)}")
+        self._memo().seen = (op, attrs)
 
     def statvfs(self, share: Share) -> Volume:
         async def query() -> asyncssh.SFTPVFSAttrs:
@@ -522,26 +545,16 @@ class SftpMiniRdr(PosixMiniRdr[Share, Open]):
         """Lists a folder below the watched one on the server (one readdir; called from the
         notify poller's thread, the SFTP calls run on the connection's event loop)."""
 
-        async def readdir(remote: str, rel: str) -> list[tuple[str, Entry]]:
-            try:
-                names = await op.conn.client().readdir(remote)
-            except asyncssh.SFTPNoSuchFile:
-                raise NtStatusError(
-                    S.STATUS_OBJECT_PATH_NOT_FOUND, f"{show(rel)} is gone"
-                ) from None
-            except asyncssh.SFTPError as exc:
-                fail(exc, "cannot list", rel)
-            return [
-                (str(n.filename), entry_of(n.attrs)) for n in names if not is_dot(str(n.filename))
-            ]
-
         def list_folder(sub: str) -> list[tuple[str, Entry]]:
             remote = op.remote
             for part in sub.split("\\") if sub else []:
                 remote = join(remote, part)
             rel = "\\".join(p for p in (op.path, sub) if p)
             return self._sessions.run(
-                op.conn, lambda: readdir(remote, rel), self.timeout, f"cannot list {show(rel)}"
+                op.conn,
+                lambda: aentries(op.conn, remote, rel),
+                self.timeout,
+                f"cannot list {show(rel)}",
             )
 
         return list_folder
@@ -575,23 +588,10 @@ class SftpMiniRdr(PosixMiniRdr[Share, Open]):
         args = ctx.info.args if ctx.info is not None else None
         check_query_information(info, POSIX_INFORMATION)  # answers bad bits without a round trip
 
-        async def apply() -> None:
-            sftp = op.conn.client()
-            try:
-                attrs = await astat(op)
-                change = posix_change(info, args, security_of(attrs))
-                if change.uid is not None or change.gid is not None:
-                    # SFTP v3 sets uid and gid together
-                    uid = change.uid if change.uid is not None else attrs.uid
-                    gid = change.gid if change.gid is not None else attrs.gid
-                    await sftp.setstat(op.remote, asyncssh.SFTPAttrs(uid=uid, gid=gid))
-                if change.permissions is not None:
-                    await sftp.setstat(
-                        op.remote, asyncssh.SFTPAttrs(permissions=change.permissions)
-                    )
-            except asyncssh.SFTPError as exc:
-                fail(exc, "cannot change the security of", op.path)
-
         with self._serving(ctx):
-            self._call(op.share, apply, f"cannot change the security of {show(op.path)}")
+            self._call(
+                op.share,
+                lambda: aset_security(op, lambda attrs: posix_change(info, args, attrs)),
+                f"cannot change the security of {show(op.path)}",
+            )
         return Result()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import stat
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -25,7 +25,9 @@ import asyncssh
 
 from rdbss.minirdrs.base import OpenBase
 from rdbss.minirdrs.common.args import show
-from rdbss.minirdrs.sftp.attrs import mode_of
+from rdbss.minirdrs.common.notify import Entry
+from rdbss.minirdrs.common.security import PosixChange, PosixSecurity
+from rdbss.minirdrs.sftp.attrs import entry_of, mode_of, security_of
 from rdbss.minirdrs.sftp.errors import fail, is_lost
 from rdbss.minirdrs.sftp.session import Conn, Share
 from rdbss.wire.status import NtStatus, NtStatusError
@@ -283,3 +285,31 @@ async def acollision(
         raise NtStatusError(
             S.STATUS_OBJECT_PATH_NOT_FOUND, f"{show(rel)}: parent folder not found"
         ) from None
+
+
+async def aentries(conn: Conn, remote: str, rel: str) -> list[tuple[str, Entry]]:
+    """A folder's entries as the change-notify poller compares them (one READDIR)."""
+    try:
+        names = await conn.client().readdir(remote)
+    except asyncssh.SFTPNoSuchFile:
+        raise NtStatusError(S.STATUS_OBJECT_PATH_NOT_FOUND, f"{show(rel)} is gone") from None
+    except asyncssh.SFTPError as exc:
+        fail(exc, "cannot list", rel)
+    return [(str(n.filename), entry_of(n.attrs)) for n in names if not is_dot(str(n.filename))]
+
+
+async def aset_security(op: Open, change_of: Callable[[PosixSecurity], PosixChange]) -> None:
+    """Apply the change ``change_of`` makes of the open's owner, group and mode (SFTP v3 sets
+    uid and gid together)."""
+    sftp = op.conn.client()
+    try:
+        attrs = await astat(op)
+        change = change_of(security_of(attrs))
+        if change.uid is not None or change.gid is not None:
+            uid = change.uid if change.uid is not None else attrs.uid
+            gid = change.gid if change.gid is not None else attrs.gid
+            await sftp.setstat(op.remote, asyncssh.SFTPAttrs(uid=uid, gid=gid))
+        if change.permissions is not None:
+            await sftp.setstat(op.remote, asyncssh.SFTPAttrs(permissions=change.permissions))
+    except asyncssh.SFTPError as exc:
+        fail(exc, "cannot change the security of", op.path)
