@@ -312,7 +312,7 @@ def _check_options(kind: str, options: dict[str, Any], where: str, at: str) -> N
         _check_options(typed.wraps, typed.options or {}, where, f"{at}.options")
     try:
         if isinstance(typed, schema.FaultyOptions):
-            from rdbss.minirdrs.faults import FaultError, parse_rules
+            from rdbss.minirdrs.faulty.faults import FaultError, parse_rules
 
             try:
                 parse_rules(options.get("rules", []))

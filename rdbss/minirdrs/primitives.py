@@ -160,9 +160,11 @@ class PosixPrimitives(Generic[ShareT, OpenT]):
         raise NtStatusError(S.STATUS_NOT_SUPPORTED, "this server cannot set file times")
 
     def set_readonly(self, op: OpenT, readonly: bool) -> None:
-        """FILE_ATTRIBUTE_READONLY: clear (or give back the owner's) write bits. Default:
-        STATUS_NOT_SUPPORTED."""
-        raise NtStatusError(S.STATUS_NOT_SUPPORTED, "this server has no read-only attribute")
+        """FILE_ATTRIBUTE_READONLY: clear (or give back the owner's) write bits. Default: a
+        store without the attribute accepts ``readonly=False`` (nothing to do) and answers
+        STATUS_NOT_SUPPORTED for True."""
+        if readonly:
+            raise NtStatusError(S.STATUS_NOT_SUPPORTED, "this server has no read-only attribute")
 
     def child_stat(self, op: OpenT, name: str, rel: str) -> StatLike | None:
         """The stat of entry ``name`` (share-relative ``rel``) of the open directory, for a

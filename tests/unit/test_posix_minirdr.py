@@ -14,6 +14,7 @@ import pytest
 
 from rdbss.minirdrs.base import ROUTINE_METHODS, OpenBase, Result
 from rdbss.minirdrs.posix import REQUIRED_PRIMITIVES, OpenRequest, PosixMiniRdr, Volume
+from rdbss.minirdrs.primitives import PosixPrimitives
 from rdbss.wire.constants import (
     Access,
     CreateDisposition,
@@ -451,3 +452,12 @@ def test_close_deletes_what_was_pending(rdr: MemMiniRdr) -> None:
     rdr.close()
     assert "f" not in rdr.files["mem"]
     assert rdr.closed == ["f"]
+
+
+def test_defaults_of_a_store_without_times_or_read_only(rdr: MemMiniRdr) -> None:
+    so = srv_open(create(rdr, "f", D.FILE_CREATE))
+    op = rdr._opens.get(so)
+    PosixPrimitives.set_readonly(rdr, op, False)  # nothing to do: accepted
+    assert status(PosixPrimitives.set_readonly, rdr, op, True) == S.STATUS_NOT_SUPPORTED
+    assert status(PosixPrimitives.set_times, rdr, op, 1, None) == S.STATUS_NOT_SUPPORTED
+    assert PosixPrimitives.is_empty(rdr, rdr._opens.get(srv_open(create(rdr, "")))) is False
