@@ -167,20 +167,6 @@ class _SftpWrites:
         del self.handler.write
 
 
-def test_a_large_sftp_write_keeps_pieces_in_flight_and_lands_byte_exact(sftp: Rig) -> None:
-    srv_open = sftp.create("big.bin")
-    try:
-        with _SftpWrites(sftp) as writes:
-            answer = sftp.write(srv_open, DATA)
-        assert answer.status == S.STATUS_SUCCESS, answer.message
-        assert answer.information == SIZE
-        assert len(writes.offsets) > 1
-        assert writes.most > 1
-    finally:
-        sftp.close(srv_open)
-    assert (sftp.folder / "big.bin").read_bytes() == DATA
-
-
 def test_a_failed_middle_piece_fails_the_sftp_write(sftp: Rig) -> None:
     srv_open = sftp.create("broken.bin")
     try:
@@ -244,20 +230,6 @@ class _SmbWrites:
         del self.connection.receive
 
 
-def test_a_large_smb_write_keeps_pieces_in_flight_and_lands_byte_exact(smb: Rig) -> None:
-    srv_open = smb.create("big.bin")
-    try:
-        with _SmbWrites(smb) as writes:
-            answer = smb.write(srv_open, DATA)
-        assert answer.status == S.STATUS_SUCCESS, answer.message
-        assert answer.information == SIZE
-        assert len(writes.offsets) > 1
-        assert writes.most > 1
-    finally:
-        smb.close(srv_open)
-    assert (smb.folder / "big.bin").read_bytes() == DATA
-
-
 def test_a_failed_middle_piece_fails_the_smb_write(smb: Rig) -> None:
     srv_open = smb.create("broken.bin")
     try:
@@ -275,3 +247,26 @@ def test_a_failed_middle_piece_fails_the_smb_write(smb: Rig) -> None:
         assert after.status == S.STATUS_SUCCESS, after.message
     finally:
         smb.close(srv_open)
+
+
+# --------------------------------------------------------------------------------------------
+# Both
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("backend", "probe"), [("sftp", _SftpWrites), ("smb", _SmbWrites)])
+def test_a_large_write_keeps_pieces_in_flight_and_lands_byte_exact(
+    request: pytest.FixtureRequest, backend: str, probe: type[_SftpWrites | _SmbWrites]
+) -> None:
+    rig: Rig = request.getfixturevalue(backend)
+    srv_open = rig.create("big.bin")
+    try:
+        with probe(rig) as writes:
+            answer = rig.write(srv_open, DATA)
+        assert answer.status == S.STATUS_SUCCESS, answer.message
+        assert answer.information == SIZE
+        assert len(writes.offsets) > 1
+        assert writes.most > 1
+    finally:
+        rig.close(srv_open)
+    assert (rig.folder / "big.bin").read_bytes() == DATA
