@@ -1,6 +1,7 @@
-"""The core's buffering (spec 3.7-3.9): open collapsing, the Fcb buffering state, delayed close
-with its scavenger, the read cache and write-behind. ``RdbssCore`` (core.py) inherits these and
-calls them at its hooks: create, file requests, close, tick, peer and connection loss, status.
+"""The core's buffering (see docs/routines.md, Buffering states): open collapsing, the Fcb
+buffering state, delayed close with its scavenger, the read cache and write-behind. The core
+calls ``Buffering`` at its hooks: create, file requests, close, tick, peer and connection loss,
+status; what it needs back from the core (closing a handle, opening afresh) is ``BufferingHost``.
 
 Each Fcb's buffering state comes from its mini-redirector's grant (``Register.buffering``) and
 the handles open on it (model/buffering.py). Compatible opens collapse onto one SrvOpen; a last
@@ -15,8 +16,12 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from rdbss.core.answers import Answers
+from rdbss.core.sending import Sending
+from rdbss.core.services import CoreState
+from rdbss.core.types import Payload, Then, as_bytes, srv_open_context
 from rdbss.model.buffering import (
     READ_BITS,
     WRITE_BITS,
@@ -29,8 +34,7 @@ from rdbss.model.buffering import (
 )
 from rdbss.model.filecache import ReadCache
 from rdbss.model.names import UncName
-from rdbss.model.prefix import PrefixTable
-from rdbss.model.structs import Condition, Fcb, Fobx, NetRoot, SrvOpen, VNetRoot
+from rdbss.model.structs import Condition, Fcb, Fobx, NetRoot, SrvCall, SrvOpen, VNetRoot
 from rdbss.wire.constants import (
     Access,
     CreateInformation,
@@ -49,11 +53,6 @@ from rdbss.wire.rxcontext import (
 )
 from rdbss.wire.status import NtStatus, NtStatusError
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from rdbss.actors.core import CoreSettings, Payload, Peer, Then
-
 log = logging.getLogger("rdbss.core")
 
 S = NtStatus
@@ -64,50 +63,32 @@ _COLLAPSE_ANSWERS = frozenset({Routine.MRxCollapseOpen, Routine.MRxQueryFileInfo
 _WRITE_DATA = int(Access.FILE_WRITE_DATA | Access.GENERIC_WRITE | Access.GENERIC_ALL)
 
 
-def srv_open_context(srv_open: SrvOpen, major: int, routine: Routine, **fields: Any) -> RxContext:
-    """A request of the core's own about one SrvOpen (cleanup, close, buffering change): the
-    SrvOpen's id and the names of its Fcb, NetRoot and SrvCall filled in."""
-    fcb = srv_open.fcb
-    return RxContext(
-        request_id=0,
-        major=major,
-        routine=routine,
-        srv_open=srv_open.mrx_id,
-        srv_call=fcb.net_root.srv_call.name,
-        net_root=fcb.net_root.name,
-        path=fcb.path,
-        **fields,
-    )
+class BufferingHost(Protocol):
+    """What buffering asks of the rest of the core."""
+
+    def release(self, fobx: Fobx, origin: str | None, then: Then, delay: bool = True) -> None:
+        """Drop a handle and close it on its mini-redirector."""
+        ...
+
+    def create_again(self, ident: bytes, ctx: RxContext, name: UncName, vnr: VNetRoot) -> None:
+        """Send a create to its mini-redirector without collapsing it (its connection is
+        resolved again when ``vnr`` is no longer Good)."""
+        ...
 
 
-def _as_bytes(payload: Payload) -> bytes:
-    """The bytes of a payload (a zmq.Frame, memoryview or bytes)."""
-    if isinstance(payload, bytes):
-        return payload
-    data = getattr(payload, "bytes", None)
-    if isinstance(data, bytes):
-        return data
-    return bytes(payload)
-
-
-class BufferingMixin:
-    """The buffering half of ``RdbssCore``; the core's own state it uses is declared here."""
-
-    settings: CoreSettings
-    clock: Callable[[], float]
-    peers: dict[str, Peer]
-    prefix: PrefixTable
-    fobxs: dict[int, Fobx]
-    stopping: bool
-    _handles_of: dict[bytes, int]
-    _fobx_ids: itertools.count[int]
-
-    def _init_buffering(self, settings: CoreSettings) -> None:
-        self.cache = ReadCache(settings.cache_bytes)
-        self._fcb_serials = itertools.count(1)
-        self._delayed: dict[int, SrvOpen] = {}  # id -> CLOSE_DELAYED SrvOpen, oldest first
-        self._dirty: dict[int, Fcb] = {}  # serial -> Fcb with deferred writes
-        self._dirty_total = 0
+class Buffering:
+    def __init__(
+        self, state: CoreState, answers: Answers, sending: Sending, host: BufferingHost
+    ) -> None:
+        self.state = state
+        self.answers = answers
+        self.sending = sending
+        self.host = host
+        self.cache = ReadCache(state.settings.cache_bytes)
+        self.fcb_serials = itertools.count(1)
+        self.delayed: dict[int, SrvOpen] = {}  # id -> CLOSE_DELAYED SrvOpen, oldest first
+        self.dirty: dict[int, Fcb] = {}  # serial -> Fcb with deferred writes
+        self.dirty_total = 0
         self.counters = {
             "collapsed_opens": 0,
             "delayed_closes": 0,
@@ -118,59 +99,15 @@ class BufferingMixin:
             "write_behind_errors": 0,
         }
 
-    if TYPE_CHECKING:  # the core's, used here
-
-        def _send(
-            self,
-            peer_name: str,
-            ctx: RxContext,
-            payload: Payload,
-            then: Then,
-            timeout_ms: int | None = None,
-            net_root: NetRoot | None = None,
-        ) -> None: ...
-
-        def _to_client(self, ident: bytes, done: RxCompletion, payload: Payload = None) -> None: ...
-
-        def _answer(
-            self,
-            ident: bytes,
-            ctx: RxContext,
-            status: int,
-            information: int = 0,
-            result: Any = None,
-            message: str = "",
-            payload: Payload = None,
-        ) -> None: ...
-
-        def _relay(self, ident: bytes, ctx: RxContext) -> Then: ...
-
-        def _note_error(self, status: int, routine: str, message: str) -> None: ...
-
-        def _release(
-            self, fobx: Fobx, origin: str | None, then: Then, delay: bool = True
-        ) -> None: ...
-
-        def _open(self, ident: bytes, ctx: RxContext, name: UncName, attempt: int) -> None: ...
-
-        def _create_on(
-            self,
-            ident: bytes,
-            ctx: RxContext,
-            name: UncName,
-            vnr: VNetRoot,
-            collapse: bool = True,
-        ) -> None: ...
-
     # ------------------------------------------------------------------ open collapsing
-    def _collapsible(self, fcb: Fcb, create: CreateParameters, minirdr: str) -> SrvOpen | None:
+    def collapsible(self, fcb: Fcb, create: CreateParameters, minirdr: str) -> SrvOpen | None:
         """RxSearchForCollapsibleOpen: a Good SrvOpen of ``fcb`` with the same access, sharing
         and options, while the Fcb's buffering state has COLLAPSING_ENABLED."""
         if fcb.directory or not fcb.buffering & FcbState.COLLAPSING_ENABLED:
             return None
         if not may_collapse(create.disposition, create.create_options):
             return None
-        peer = self.peers.get(minirdr)
+        peer = self.state.peers.get(minirdr)
         if peer is None or not peer.routines & _COLLAPSE_ANSWERS:
             return None  # nothing would give the create its file information
         for srv_open in fcb.srv_opens:
@@ -192,7 +129,7 @@ class BufferingMixin:
                 return srv_open
         return None
 
-    def _collapse(
+    def collapse(
         self, ident: bytes, ctx: RxContext, name: UncName, vnr: VNetRoot, srv_open: SrvOpen
     ) -> None:
         """Attach a new Fobx to ``srv_open``. The mini-redirector's MRxCollapseOpen, when it
@@ -201,18 +138,18 @@ class BufferingMixin:
         replaced behind the core's back) is dropped and the create goes to MRxCreate."""
         fcb = srv_open.fcb
         net_root = fcb.net_root
-        fobx = Fobx(next(self._fobx_ids), srv_open, ident)
+        fobx = Fobx(next(self.state.fobx_ids), srv_open, ident)
         if srv_open.close_delayed_at is not None:
-            self._delayed.pop(id(srv_open), None)
+            self.delayed.pop(id(srv_open), None)
             srv_open.close_delayed_at = None
             self.counters["delayed_reused"] += 1
         srv_open.fobxs.append(fobx)
         srv_open.collapsed += 1
         self.counters["collapsed_opens"] += 1
-        self.fobxs[fobx.id] = fobx
-        self._handles_of[ident] = self._handles_of.get(ident, 0) + 1
-        self._rebuffer(fcb)
-        peer = self.peers[srv_open.minirdr]
+        self.state.fobxs[fobx.id] = fobx
+        self.state.handles_of[ident] = self.state.handles_of.get(ident, 0) + 1
+        self.rebuffer(fcb)
+        peer = self.state.peers[srv_open.minirdr]
         routine = (
             Routine.MRxCollapseOpen
             if Routine.MRxCollapseOpen in peer.routines
@@ -236,13 +173,15 @@ class BufferingMixin:
 
         def then(done: RxCompletion, payload: Payload) -> None:
             info = done.result if isinstance(done.result, dict) else {}
-            if fobx.id not in self.fobxs:
+            if fobx.id not in self.state.fobxs:
                 return  # its owner vanished meanwhile (swept)
             if done.status == S.STATUS_SUCCESS and info.get("nlink", 1) != 0:
                 log.debug("collapsed req=%s fobx=%d onto %s", ctx.origin, fobx.id, fcb.path)
                 result = {**info, "directory": fcb.directory, "fobx": fobx.id}
                 opened = CreateInformation.FILE_OPENED
-                self._to_client(ident, RxCompletion(request_id, S.STATUS_SUCCESS, opened, result))
+                self.answers.to_client(
+                    ident, RxCompletion(request_id, S.STATUS_SUCCESS, opened, result)
+                )
                 return
             log.info(
                 "collapsed open of %s not usable (status 0x%08X); opening afresh",
@@ -250,23 +189,20 @@ class BufferingMixin:
                 done.status,
             )
             srv_open.condition = Condition.BAD  # never collapse onto it again
-            self._release(fobx, ctx.origin, lambda done, payload: None, delay=False)
+            self.host.release(fobx, ctx.origin, lambda done, payload: None, delay=False)
             ctx.request_id = request_id
             try:
-                if self.prefix.v_net_root(name) is vnr and vnr.condition == Condition.GOOD:
-                    self._create_on(ident, ctx, name, vnr, collapse=False)
-                else:
-                    self._open(ident, ctx, name, 0)
+                self.host.create_again(ident, ctx, name, vnr)
             except NtStatusError as exc:
-                self._answer(ident, ctx, exc.status, message=exc.strerror or "")
+                self.answers.answer(ident, ctx, exc.status, message=exc.strerror or "")
 
         try:
-            self._send(srv_open.minirdr, ask, None, then, net_root=net_root)
+            self.sending.send(srv_open.minirdr, ask, None, then, net_root=net_root)
         except NtStatusError as exc:
             then(RxCompletion(0, exc.status, message=exc.strerror or ""), None)
 
     # ------------------------------------------------------------------ buffering state
-    def _rebuffer(self, fcb: Fcb, arriving: int | None = None) -> None:
+    def rebuffer(self, fcb: Fcb, arriving: int | None = None) -> None:
         """Recompute the Fcb's buffering state from its grant and its handles (plus an open
         ``arriving`` with that access). Cached data a lost bit no longer allows is purged
         before anything else happens; MRxCompleteBufferingStateChangeRequest then tells a
@@ -289,12 +225,12 @@ class BufferingMixin:
             return
         self.counters["buffering_changes"] += 1
         if gone & FcbState.WRITEBUFFERING_ENABLED:
-            self._flush(fcb)  # deferred writes go before whatever changed the state
+            self.flush(fcb)  # deferred writes go before whatever changed the state
         if gone & (READ_BITS | WRITE_BITS):
-            self._purge(fcb)
+            self.purge(fcb)
         log.debug("buffering of %s: %s -> %s", fcb.path, describe(old), describe(new))
         for srv_open in fcb.srv_opens:
-            peer = self.peers.get(srv_open.minirdr)
+            peer = self.state.peers.get(srv_open.minirdr)
             if peer is None or Routine.MRxCompleteBufferingStateChangeRequest not in peer.routines:
                 continue
             note = srv_open_context(
@@ -303,23 +239,22 @@ class BufferingMixin:
                 Routine.MRxCompleteBufferingStateChangeRequest,
                 args={"buffering": new},
             )
-            with contextlib.suppress(NtStatusError):
-                self._send(peer.name, note, None, lambda done, payload: None)
+            self.sending.send_quietly(peer.name, note)
 
-    def _purge(self, fcb: Fcb) -> None:
+    def purge(self, fcb: Fcb) -> None:
         """Drop the Fcb's cached data; reads already on their way fill nothing."""
         fcb.generation += 1
         self.cache.purge(fcb.serial)
 
     # ------------------------------------------------------------- delayed close and its scavenger
-    def _may_delay(self, srv_open: SrvOpen, fobx: Fobx) -> bool:
+    def may_delay(self, srv_open: SrvOpen, fobx: Fobx) -> bool:
         """RxCommonClose's test: keep the SrvOpen of a file's last handle (CLOSE_DELAYED)?"""
         fcb = srv_open.fcb
         wanted = FcbState.DELAY_CLOSE | FcbState.COLLAPSING_ENABLED
         return (
-            self.settings.close_delay_s > 0
-            and self.settings.max_delayed_closes > 0
-            and not self.stopping
+            self.state.settings.close_delay_s > 0
+            and self.state.settings.max_delayed_closes > 0
+            and not self.state.stopping
             and fcb.buffering & wanted == wanted
             and not fcb.directory
             and not fcb.delete_pending
@@ -327,44 +262,44 @@ class BufferingMixin:
             & (CreateOptions.FILE_DELETE_ON_CLOSE | CreateOptions.FILE_OPEN_FOR_BACKUP_INTENT)
             and srv_open.condition == Condition.GOOD
             and fobx.orphaned_status == S.STATUS_SUCCESS
-            and self.prefix.srv_call(fcb.net_root.srv_call.name) is fcb.net_root.srv_call
+            and self.state.prefix.srv_call(fcb.net_root.srv_call.name) is fcb.net_root.srv_call
         )
 
-    def _delay_close(self, srv_open: SrvOpen) -> None:
-        srv_open.close_delayed_at = self.clock()
-        self._delayed[id(srv_open)] = srv_open
+    def delay_close(self, srv_open: SrvOpen) -> None:
+        srv_open.close_delayed_at = self.state.clock()
+        self.delayed[id(srv_open)] = srv_open
         self.counters["delayed_closes"] += 1
         srv_call = srv_open.fcb.net_root.srv_call
-        same = [so for so in self._delayed.values() if so.fcb.net_root.srv_call is srv_call]
-        for oldest in same[: max(0, len(same) - self.settings.max_delayed_closes)]:
-            self._close_delayed(oldest, "too many delayed closes on the server")
+        same = [so for so in self.delayed.values() if so.fcb.net_root.srv_call is srv_call]
+        for oldest in same[: max(0, len(same) - self.state.settings.max_delayed_closes)]:
+            self.close_delayed(oldest, "too many delayed closes on the server")
 
     def scavenge_delayed_closes(self, now: float) -> None:
         """The SrvOpen scavenger: close the server opens kept past ``close_delay_s`` (all of
         them when the daemon is stopping)."""
-        limit = now - self.settings.close_delay_s
-        for srv_open in list(self._delayed.values()):
+        limit = now - self.state.settings.close_delay_s
+        for srv_open in list(self.delayed.values()):
             at = srv_open.close_delayed_at
-            if not self.stopping and at is not None and at > limit:
+            if not self.state.stopping and at is not None and at > limit:
                 break  # oldest first: the rest are younger
-            self._close_delayed(srv_open, "expired")
+            self.close_delayed(srv_open, "expired")
 
-    def _close_delayed(self, srv_open: SrvOpen, reason: str) -> None:
+    def close_delayed(self, srv_open: SrvOpen, reason: str) -> None:
         """Close a SrvOpen kept for a delayed close: MRxCloseSrvOpen (when its process still
         holds it), and the Fcb goes when it was its last SrvOpen."""
-        self._delayed.pop(id(srv_open), None)
+        self.delayed.pop(id(srv_open), None)
         srv_open.close_delayed_at = None
         fcb = srv_open.fcb
         fcb.srv_opens = [so for so in fcb.srv_opens if so is not srv_open]
         if not fcb.srv_opens:
             if fcb.net_root.fcbs.get(fcb.key) is fcb:
                 del fcb.net_root.fcbs[fcb.key]
-            self._purge(fcb)
+            self.purge(fcb)
         else:
-            self._rebuffer(fcb)
+            self.rebuffer(fcb)
         self.counters["delayed_closed"] += 1
         log.debug("delayed close of %s ends: %s", fcb.path, reason)
-        peer = self.peers.get(srv_open.minirdr)
+        peer = self.state.peers.get(srv_open.minirdr)
         if peer is None or peer.pid != srv_open.peer_pid:
             return
         if Routine.MRxCloseSrvOpen not in peer.routines:
@@ -375,19 +310,19 @@ class BufferingMixin:
 
         def then(done: RxCompletion, payload: Payload) -> None:
             if done.status != S.STATUS_SUCCESS:
-                self._note_error(done.status, Routine.MRxCloseSrvOpen, done.message)
+                self.answers.note_error(done.status, Routine.MRxCloseSrvOpen, done.message)
 
         with contextlib.suppress(NtStatusError):
-            self._send(peer.name, close, None, then, net_root=fcb.net_root)
+            self.sending.send(peer.name, close, None, then, net_root=fcb.net_root)
 
     def close_delayed_on(self, net_root: NetRoot, fcb: Fcb | None, reason: str) -> None:
         """Close the delayed closes of one file (``fcb``) or of a whole share (None)."""
-        for srv_open in list(self._delayed.values()):
+        for srv_open in list(self.delayed.values()):
             if srv_open.fcb.net_root is net_root and (fcb is None or srv_open.fcb is fcb):
-                self._close_delayed(srv_open, reason)
+                self.close_delayed(srv_open, reason)
 
     # ------------------------------------------------------------------ the read cache
-    def _cached_read(self, ident: bytes, ctx: RxContext, fobx: Fobx) -> bool:
+    def cached_read(self, ident: bytes, ctx: RxContext, fobx: Fobx) -> bool:
         """A read while the Fcb has READCACHING: answer it from the cache, or send it widened
         to whole blocks and fill the cache with the answer. False: send it as it is."""
         fcb = fobx.fcb
@@ -397,18 +332,18 @@ class BufferingMixin:
         data = self.cache.lookup(fcb.serial, offset, length)
         if data is not None:
             if not data and length:
-                self._answer(
+                self.answers.answer(
                     ident, ctx, S.STATUS_END_OF_FILE, message=f"offset {offset} is past the end"
                 )
             else:
-                self._answer(ident, ctx, S.STATUS_SUCCESS, len(data), payload=data)
+                self.answers.answer(ident, ctx, S.STATUS_SUCCESS, len(data), payload=data)
             return True
         widened = ReadCache.widen(offset, length)
         if widened is None:
             return False
         start, span = widened
         generation = fcb.generation
-        relay = self._relay(ident, ctx)
+        relay = self.answers.relay(ident, ctx)
         lowio.offset, lowio.length = start, span
         if ctx.args and "shm" in ctx.args:
             # the widened blocks are for the cache, here: they come back in the answer, and
@@ -419,7 +354,7 @@ class BufferingMixin:
             if done.status != S.STATUS_SUCCESS or payload is None:
                 relay(done, payload)
                 return
-            block = _as_bytes(payload)
+            block = as_bytes(payload)
             if fcb.generation == generation and fcb.buffering & FcbState.READCACHING_ENABLED:
                 self.cache.fill(fcb.serial, start, block, span)
             piece = block[offset - start : offset - start + length]
@@ -432,10 +367,10 @@ class BufferingMixin:
             relay(done, piece)
 
         srv_open = fobx.srv_open
-        self._send(srv_open.minirdr, ctx, None, then, net_root=fcb.net_root)
+        self.sending.send(srv_open.minirdr, ctx, None, then, net_root=fcb.net_root)
         return True
 
-    def _writing(self, fcb: Fcb, ctx: RxContext, payload: Payload, relay: Then) -> Then:
+    def writing(self, fcb: Fcb, ctx: RxContext, payload: Payload, relay: Then) -> Then:
         """A write goes through to the mini-redirector (write-through); the cached blocks it
         touches are dropped when it is sent and again when it completes, and reads in flight
         meanwhile fill nothing."""
@@ -453,12 +388,12 @@ class BufferingMixin:
 
         return then
 
-    def _changing(self, fcb: Fcb, relay: Then) -> Then:
+    def changing(self, fcb: Fcb, relay: Then) -> Then:
         """A request that changes the file's size: nothing cached survives it."""
-        self._purge(fcb)
+        self.purge(fcb)
 
         def then(done: RxCompletion, payload: Payload) -> None:
-            self._purge(fcb)
+            self.purge(fcb)
             relay(done, payload)
 
         return then
@@ -466,11 +401,11 @@ class BufferingMixin:
     # ------------------------------------------------------------------ write-behind
     def flush_deferred_writes(self, now: float) -> None:
         """Send deferred writes older than ``write_behind_s`` (all when stopping)."""
-        for fcb in list(self._dirty.values()):
-            if self.stopping or now - fcb.dirty_since >= self.settings.write_behind_s:
-                self._flush(fcb)
+        for fcb in list(self.dirty.values()):
+            if self.state.stopping or now - fcb.dirty_since >= self.state.settings.write_behind_s:
+                self.flush(fcb)
 
-    def _defer_write(self, ident: bytes, ctx: RxContext, fobx: Fobx, payload: Payload) -> bool:
+    def defer_write(self, ident: bytes, ctx: RxContext, fobx: Fobx, payload: Payload) -> bool:
         """WRITEBUFFERING: acknowledge a write at once and keep it; it goes to the
         mini-redirector later, in order, before any other request on the file. False: send it
         now (an append, a handle that cannot write data, over the dirty limit)."""
@@ -481,37 +416,37 @@ class BufferingMixin:
         if (
             offset < 0
             or payload is None
-            or self.settings.write_behind_s <= 0
+            or self.state.settings.write_behind_s <= 0
             or not fobx.srv_open.desired_access & _WRITE_DATA
             or (fcb.dirty_fobx is not None and fcb.dirty_fobx is not fobx)
         ):
             return False
-        data = _as_bytes(payload)
+        data = as_bytes(payload)
         if not data:
             return False
-        if self._dirty_total + len(data) > self.settings.dirty_bytes:
-            self._flush(fcb)
-            if self._dirty_total + len(data) > self.settings.dirty_bytes:
+        if self.dirty_total + len(data) > self.state.settings.dirty_bytes:
+            self.flush(fcb)
+            if self.dirty_total + len(data) > self.state.settings.dirty_bytes:
                 return False
         if fcb.dirty and fcb.dirty[-1][0] + len(fcb.dirty[-1][1]) == offset:
             fcb.dirty[-1][1].extend(data)  # sequential writes become one
         else:
             fcb.dirty.append((offset, bytearray(data)))
         if not fcb.dirty_bytes:
-            fcb.dirty_since = self.clock()
-            self._dirty[fcb.serial] = fcb
+            fcb.dirty_since = self.state.clock()
+            self.dirty[fcb.serial] = fcb
         fcb.dirty_bytes += len(data)
         fcb.dirty_fobx = fobx
-        self._dirty_total += len(data)
+        self.dirty_total += len(data)
         self.counters["deferred_writes"] += 1
         fcb.generation += 1
         self.cache.invalidate(fcb.serial, offset, len(data))
-        self._answer(ident, ctx, S.STATUS_SUCCESS, len(data))
-        if fcb.dirty_bytes >= self.settings.dirty_bytes // 4:
-            self._flush(fcb)
+        self.answers.answer(ident, ctx, S.STATUS_SUCCESS, len(data))
+        if fcb.dirty_bytes >= self.state.settings.dirty_bytes // 4:
+            self.flush(fcb)
         return True
 
-    def _flush(self, fcb: Fcb, timeout_ms: int = 30_000) -> None:
+    def flush(self, fcb: Fcb, timeout_ms: int = 30_000) -> None:
         """Send the Fcb's deferred writes (in order: a mini-redirector runs one connection's
         requests in order, so whatever is sent after them sees them done), each with the
         deadline of the request that needs them. A failure is kept in ``write_error`` for the
@@ -519,9 +454,9 @@ class BufferingMixin:
         if not fcb.dirty:
             return
         extents, fcb.dirty = fcb.dirty, []
-        self._dirty_total -= fcb.dirty_bytes
+        self.dirty_total -= fcb.dirty_bytes
         fcb.dirty_bytes = 0
-        self._dirty.pop(fcb.serial, None)
+        self.dirty.pop(fcb.serial, None)
         fobx = fcb.dirty_fobx
         fcb.dirty_fobx = None
         assert fobx is not None
@@ -543,7 +478,7 @@ class BufferingMixin:
             )
             then = self._flushed(fcb, offset, len(data))
             try:
-                self._send(srv_open.minirdr, ctx, bytes(data), then, net_root=fcb.net_root)
+                self.sending.send(srv_open.minirdr, ctx, bytes(data), then, net_root=fcb.net_root)
             except NtStatusError as exc:
                 then(RxCompletion(0, exc.status, message=exc.strerror or ""), None)
 
@@ -566,20 +501,20 @@ class BufferingMixin:
 
         return then
 
-    def _lose_deferred(self, fcb: Fcb, reason: str) -> None:
+    def lose_deferred(self, fcb: Fcb, reason: str) -> None:
         """Deferred writes that can no longer be sent: dropped, and the loss reported."""
-        self._dirty_total -= fcb.dirty_bytes
-        self._dirty.pop(fcb.serial, None)
+        self.dirty_total -= fcb.dirty_bytes
+        self.dirty.pop(fcb.serial, None)
         fcb.dirty, fcb.dirty_bytes, fcb.dirty_fobx = [], 0, None
         self.counters["write_behind_errors"] += 1
         fcb.write_error = (S.STATUS_CONNECTION_DISCONNECTED, f"{reason} before they were sent")
         log.warning("deferred writes of %s lost: %s", fcb.path, reason)
 
     # ------------------------------------------------------------------ status
-    def _buffering_status(self, now: float, max_files: int = 50) -> dict[str, Any]:
+    def status(self, now: float, max_files: int = 50) -> dict[str, Any]:
         """Open collapsing, delayed closes and the read cache, for ``rdbss status``."""
         files = []
-        for v_net_root in self.prefix.v_net_roots():
+        for v_net_root in self.state.prefix.v_net_roots():
             for fcb in v_net_root.net_root.fcbs.values():
                 delayed = [so for so in fcb.srv_opens if so.close_delayed_at is not None]
                 if not fcb.buffering and not delayed:
@@ -602,12 +537,33 @@ class BufferingMixin:
         stats = self.cache.stats
         return {
             **self.counters,
-            "delayed_now": len(self._delayed),
-            "close_delay_s": self.settings.close_delay_s,
+            "delayed_now": len(self.delayed),
+            "close_delay_s": self.state.settings.close_delay_s,
             "cache_bytes": self.cache.bytes,
             "cache_limit": self.cache.limit,
             "cache_hits": stats.hits,
             "cache_misses": stats.misses,
-            "dirty_bytes": self._dirty_total,
+            "dirty_bytes": self.dirty_total,
             "files": files,
         }
+
+    # ------------------------------------------------------------------ losses
+    def peer_down(self, name: str) -> None:
+        """The mini-redirector ``name`` went down: its delayed closes end, deferred writes on
+        its handles are lost."""
+        for srv_open in list(self.delayed.values()):
+            if srv_open.minirdr == name:
+                self.close_delayed(srv_open, "its mini-redirector went down")
+        for fcb in list(self.dirty.values()):
+            if fcb.dirty_fobx is not None and fcb.dirty_fobx.srv_open.minirdr == name:
+                self.lose_deferred(fcb, f"mini-redirector {name!r} went down")
+
+    def connection_lost(self, srv_call: SrvCall) -> None:
+        """The connection to ``srv_call`` is gone: its delayed closes end, its deferred writes
+        are lost."""
+        for srv_open in list(self.delayed.values()):
+            if srv_open.fcb.net_root.srv_call is srv_call:
+                self.close_delayed(srv_open, "the connection was lost")
+        for fcb in list(self.dirty.values()):
+            if fcb.net_root.srv_call is srv_call:
+                self.lose_deferred(fcb, f"the connection to \\\\{srv_call.name} was lost")
