@@ -6,7 +6,8 @@ message, the clock's tick) and the dispatcher between the parts that do the work
 - peers.py: who is registered and who serves a server;
 - connections.py: the prefix table, building and losing connections, the idle scavenger;
 - create.py, handles.py, files.py: creates, handles and the requests on them;
-- buffering.py: collapsing, delayed close, the read cache and write-behind;
+- buffering.py: collapsing, the Fcb buffering state, delayed close; caching.py: the read
+  cache and write-behind;
 - compounds.py: a client's compound; device.py: management codes; status.py: the status.
 
 It never blocks and holds no sockets: ``CoreServer`` (rdbss/actors/core_server.py) feeds it
@@ -22,6 +23,7 @@ from typing import Any
 
 from rdbss.core.answers import Answers
 from rdbss.core.buffering import Buffering
+from rdbss.core.caching import Caching
 from rdbss.core.compounds import Compounds
 from rdbss.core.connections import Connections
 from rdbss.core.create import Creates
@@ -90,12 +92,13 @@ class RdbssCore:
         self.sending = Sending(state, self.answers)
         self.pending = self.sending.pending
         self.peer_table = Peers(state)
-        self.buffering = Buffering(state, self.answers, self.sending, self)
+        self.caching = Caching(state, self.answers, self.sending)
+        self.buffering = Buffering(state, self.answers, self.sending, self.caching, self)
         self.connections = Connections(
             state, self.peer_table, self.answers, self.sending, self.buffering
         )
-        self.handles = Handles(state, self.answers, self.sending, self.buffering)
-        parts = (state, self.answers, self.sending, self.connections, self.buffering)
+        self.handles = Handles(state, self.answers, self.sending, self.buffering, self.caching)
+        parts = (state, self.answers, self.sending, self.connections, self.buffering, self.caching)
         self.files = Files(*parts, self.handles)
         self.creates = Creates(*parts, self.handles)
         self.compounds = Compounds(state, self.answers, self.sending, self.handles)
@@ -283,11 +286,10 @@ class RdbssCore:
         for peer in list(self.peers.values()):
             if peer.last_seen < limit:
                 self.peer_down(peer.name, S.STATUS_IO_TIMEOUT, "stopped answering heartbeats")
-        buffering = self.buffering
-        if buffering.dirty:
-            buffering.flush_deferred_writes(now)
-        if buffering.delayed:
-            buffering.scavenge_delayed_closes(now)
+        if self.caching.dirty:
+            self.caching.flush_deferred_writes(now)
+        if self.buffering.delayed:
+            self.buffering.scavenge_delayed_closes(now)
         if now >= self._next_sweep:
             self._next_sweep = now + self.settings.sweep_interval_s
             self.sweep_dead_clients()
@@ -326,7 +328,7 @@ class RdbssCore:
         self.creates.create_again(ident, ctx, name, vnr)
 
     def status(self) -> dict[str, Any]:
-        return core_status(self.state, self.answers, self.sending, self.buffering)
+        return core_status(self.state, self.answers, self.sending, self.buffering, self.caching)
 
 
 def _ignore(done: RxCompletion, payload: Payload) -> None:

@@ -10,6 +10,7 @@ import logging
 
 from rdbss.core.answers import Answers
 from rdbss.core.buffering import Buffering
+from rdbss.core.caching import Caching
 from rdbss.core.connections import Connections
 from rdbss.core.handles import Handles
 from rdbss.core.sending import Sending
@@ -37,6 +38,7 @@ class Creates:
         sending: Sending,
         connections: Connections,
         buffering: Buffering,
+        caching: Caching,
         handles: Handles,
     ) -> None:
         self.state = state
@@ -44,6 +46,7 @@ class Creates:
         self.sending = sending
         self.connections = connections
         self.buffering = buffering
+        self.caching = caching
         self.handles = handles
 
     def create(self, ident: bytes, ctx: RxContext) -> None:
@@ -101,7 +104,7 @@ class Creates:
         create = ctx.create
         existing = net_root.fcbs.get(name.path.lower())
         if existing is not None:
-            self.buffering.flush(existing)  # deferred writes reach the server before this open
+            self.caching.flush(existing)  # deferred writes reach the server before this open
             if existing.delete_pending:
                 raise NtStatusError(
                     S.STATUS_DELETE_PENDING, f"{name.path} is being deleted (delete pending)"
@@ -161,7 +164,7 @@ class Creates:
                     CreateInformation.FILE_SUPERSEDED,
                     CreateInformation.FILE_CREATED,
                 ):
-                    self.buffering.purge(fcb)  # whatever was cached of the file is gone
+                    self.caching.purge(fcb)  # whatever was cached of the file is gone
                 fcb.srv_opens.append(srv_open)
                 fobx = Fobx(fobx_id, srv_open, ident)
                 srv_open.fobxs.append(fobx)

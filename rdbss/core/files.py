@@ -10,6 +10,7 @@ import logging
 
 from rdbss.core.answers import Answers
 from rdbss.core.buffering import Buffering
+from rdbss.core.caching import Caching
 from rdbss.core.connections import Connections
 from rdbss.core.handles import Handles
 from rdbss.core.sending import Sending
@@ -45,6 +46,7 @@ class Files:
         sending: Sending,
         connections: Connections,
         buffering: Buffering,
+        caching: Caching,
         handles: Handles,
     ) -> None:
         self.state = state
@@ -52,6 +54,7 @@ class Files:
         self.sending = sending
         self.connections = connections
         self.buffering = buffering
+        self.caching = caching
         self.handles = handles
         self.shared = Maps()  # client arenas, for writes whose bytes must leave them (rdbss.shm)
 
@@ -107,12 +110,12 @@ class Files:
         if (
             op == LowIoOp.WRITE
             and fcb.buffering & FcbState.WRITEBUFFERING_ENABLED
-            and self.buffering.defer_write(ident, ctx, fobx, payload)
+            and self.caching.defer_write(ident, ctx, fobx, payload)
         ):
             return
         if fcb.dirty or fcb.flushing:
             # sent first: the mini-redirector applies them before this request
-            self.buffering.flush(fcb, ctx.timeout_ms)
+            self.caching.flush(fcb, ctx.timeout_ms)
             if routine == Routine.MRxFlush and fcb.flushing:
                 # a flush answers once the deferred writes are done (and says if one failed)
                 fcb.flush_waiters.append(lambda: self.resume(ident, ctx, payload))
@@ -126,12 +129,12 @@ class Files:
             op == LowIoOp.READ
             and fcb.buffering & FcbState.READCACHING_ENABLED
             and srv_open.desired_access & READ_ACCESS
-            and self.buffering.cached_read(ident, ctx, fobx)
+            and self.caching.cached_read(ident, ctx, fobx)
         ):
             return
         then = self.answers.relay(ident, ctx)
         if op == LowIoOp.WRITE:
-            then = self.buffering.writing(fcb, ctx, payload, then)
+            then = self.caching.writing(fcb, ctx, payload, then)
         elif op in (LowIoOp.SHAREDLOCK, LowIoOp.EXCLUSIVELOCK) and not fcb.locked:
             fcb.locked = True  # locks are checked by the mini-redirector: no more caching
             self.buffering.rebuffer(fcb)
@@ -148,7 +151,7 @@ class Files:
                 FileInformationClass.FileEndOfFileInformation,
                 FileInformationClass.FileAllocationInformation,
             ):
-                then = self.buffering.changing(fcb, then)
+                then = self.caching.changing(fcb, then)
         if is_idempotent(ctx, enumerating=fobx.enumerated):
             then = self.retrying(ident, ctx, payload, then)
         if routine == Routine.MRxQueryDirectory:
@@ -340,7 +343,7 @@ class Files:
             there.srv_opens.append(srv_open)
         fcb.srv_opens.clear()
         there.write_error = there.write_error or fcb.write_error
-        self.buffering.purge(fcb)
+        self.caching.purge(fcb)
         self.buffering.rebuffer(there)
 
     def close_extra(self, minirdr: str, mrx_id: int, fcb: Fcb, origin: str | None) -> None:

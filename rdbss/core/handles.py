@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from rdbss.core.answers import Answers
 from rdbss.core.buffering import Buffering
+from rdbss.core.caching import Caching
 from rdbss.core.sending import Sending
 from rdbss.core.services import CoreState
 from rdbss.core.types import Payload, Then, srv_open_context
@@ -26,12 +27,18 @@ S = NtStatus
 
 class Handles:
     def __init__(
-        self, state: CoreState, answers: Answers, sending: Sending, buffering: Buffering
+        self,
+        state: CoreState,
+        answers: Answers,
+        sending: Sending,
+        buffering: Buffering,
+        caching: Caching,
     ) -> None:
         self.state = state
         self.answers = answers
         self.sending = sending
         self.buffering = buffering
+        self.caching = caching
 
     def add(self, fobx: Fobx) -> None:
         """A new handle: in the table, counted for its owner."""
@@ -45,7 +52,7 @@ class Handles:
         deferred writes of the file are under way, ``resume`` runs the close again after them."""
         request_id = ctx.request_id
         fcb = fobx.fcb
-        self.buffering.flush(fcb, ctx.timeout_ms)
+        self.caching.flush(fcb, ctx.timeout_ms)
         if fcb.flushing:  # the close answers once the deferred writes are done
             fcb.flush_waiters.append(resume)
             return
@@ -67,7 +74,7 @@ class Handles:
         then MRxCloseSrvOpen when it was the SrvOpen's last handle, unless the SrvOpen is kept
         for a delayed close); ``then`` gets the close's completion, or SUCCESS when there was
         nothing to close remotely."""
-        self.buffering.flush(fobx.fcb)  # sent before the cleanup and close
+        self.caching.flush(fobx.fcb)  # sent before the cleanup and close
         srv_open = fobx.srv_open
         peer = self.state.peers.get(srv_open.minirdr)
         alive = peer is not None and peer.pid == srv_open.peer_pid
@@ -134,7 +141,7 @@ class Handles:
             if not fcb.srv_opens:
                 if fcb.net_root.fcbs.get(fcb.key) is fcb:
                     del fcb.net_root.fcbs[fcb.key]
-                self.buffering.purge(fcb)
+                self.caching.purge(fcb)
         if fcb.srv_opens:
             self.buffering.rebuffer(fcb)
 

@@ -1,5 +1,6 @@
 """The core's status (``rdbss status``, the RDBSS_STATUS control code, the metrics' snapshot):
-its peers, connections, handles, requests under way, recent errors and buffering."""
+its peers, connections, handles, requests under way, recent errors, and buffering: open
+collapsing, delayed closes, the read cache and write-behind."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from rdbss.core.answers import Answers
 from rdbss.core.buffering import Buffering
+from rdbss.core.caching import Caching
 from rdbss.core.sending import Sending
 from rdbss.core.services import CoreState
 from rdbss.model.buffering import describe
@@ -14,7 +16,7 @@ from rdbss.model.structs import Condition
 
 
 def core_status(
-    state: CoreState, answers: Answers, sending: Sending, buffering: Buffering
+    state: CoreState, answers: Answers, sending: Sending, buffering: Buffering, caching: Caching
 ) -> dict[str, Any]:
     now = state.clock()
     return {
@@ -65,5 +67,45 @@ def core_status(
             for e in answers.recent_errors
         ],
         "stopping": state.stopping,
-        "buffering": buffering.status(now),
+        "buffering": buffering_status(state, buffering, caching, now),
+    }
+
+
+def buffering_status(
+    state: CoreState, buffering: Buffering, caching: Caching, now: float, max_files: int = 50
+) -> dict[str, Any]:
+    """Open collapsing, delayed closes and the read cache, for ``rdbss status``."""
+    files = []
+    for v_net_root in state.prefix.v_net_roots():
+        for fcb in v_net_root.net_root.fcbs.values():
+            delayed = [so for so in fcb.srv_opens if so.close_delayed_at is not None]
+            if not fcb.buffering and not delayed:
+                continue
+            files.append(
+                {
+                    "name": f"{v_net_root.net_root.prefix}\\{fcb.path}",
+                    "state": describe(fcb.buffering),
+                    "srv_opens": len(fcb.srv_opens),
+                    "handles": fcb.handles,
+                    "collapsed": sum(so.collapsed for so in fcb.srv_opens),
+                    "delayed_close_s": [
+                        round(now - (so.close_delayed_at or now), 1) for so in delayed
+                    ],
+                    "cached_bytes": caching.cache.cached(fcb.serial),
+                }
+            )
+            if len(files) >= max_files:
+                break
+    stats = caching.cache.stats
+    return {
+        **buffering.counters,
+        **caching.counters,
+        "delayed_now": len(buffering.delayed),
+        "close_delay_s": state.settings.close_delay_s,
+        "cache_bytes": caching.cache.bytes,
+        "cache_limit": caching.cache.limit,
+        "cache_hits": stats.hits,
+        "cache_misses": stats.misses,
+        "dirty_bytes": caching.dirty_total,
+        "files": files,
     }

@@ -309,7 +309,7 @@ def test_a_read_in_flight_across_a_write_fills_nothing() -> None:
     env.core.on_peer("local", RxCompletion(write.request_id, S.STATUS_SUCCESS, 2), None)
     env.read(fobx, 0, 4)
     assert env.sent()[-1].routine == Routine.MRxLowIOSubmit  # went to the mini-redirector
-    assert env.core.buffering.cache.bytes == 0
+    assert env.core.caching.cache.bytes == 0
 
 
 # ------------------------------------------------------------------------------ write-behind
