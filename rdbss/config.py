@@ -319,7 +319,7 @@ def _check_options(kind: str, options: dict[str, Any], where: str, at: str) -> N
             except FaultError as exc:
                 raise ValueError(f"rules: {exc}") from None
         elif isinstance(typed, schema.LocalOptions):
-            from rdbss.minirdrs.local import check_share_name
+            from rdbss.minirdrs.common.shares import check_share_name
             from rdbss.wire.status import NtStatusError
 
             for share in typed.shares or {}:

@@ -34,7 +34,7 @@ from rdbss.core.types import CONNMGR, CoreSettings
 from rdbss.keys import load_public, load_secret
 from rdbss.logs import setup_logging
 from rdbss.minirdrs import load_kind
-from rdbss.minirdrs.setup import setup_timeout_ms
+from rdbss.minirdrs.common.setup import setup_timeout_ms
 
 log = logging.getLogger("rdbss.process")
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import grp
-import itertools
 import os
 import pwd
 import stat
@@ -29,31 +28,42 @@ from typing import Any, ClassVar
 
 from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
 from rdbss.minirdrs.base import (
+    MAX_READ_BYTES,
     MiniRdr,
+    OpenBase,
+    OpenTable,
     Result,
     lowio_of,
     posix_volume,
     set_file_info_with,
     volume_info_class,
 )
-from rdbss.minirdrs.eas import parse_set as parse_eas
-from rdbss.minirdrs.inotify_watches import InotifyWatches
-from rdbss.minirdrs.listing import Enumerations
-from rdbss.minirdrs.locks import FileLocks, Lock
-from rdbss.minirdrs.notify import WatchLimits, notify_interval
-from rdbss.minirdrs.security import (
+from rdbss.minirdrs.common.args import TIME_ARGS, arg_bool, arg_int, arg_str, components, show
+from rdbss.minirdrs.common.eas import parse_set as parse_eas
+from rdbss.minirdrs.common.fileinfo import file_info
+from rdbss.minirdrs.common.inotify_watches import InotifyWatches
+from rdbss.minirdrs.common.listing import Enumerations
+from rdbss.minirdrs.common.locks import FileLocks, Lock
+from rdbss.minirdrs.common.notify import WatchLimits, notify_interval
+from rdbss.minirdrs.common.security import (
     POSIX_INFORMATION,
     PosixSecurity,
     check_query_information,
     posix_change,
     posix_descriptor,
 )
-from rdbss.minirdrs.wildcard import is_name_in_expression
+from rdbss.minirdrs.common.shares import MAX_SHARE_NAME_CHARS, check_share_name
+from rdbss.minirdrs.common.wildcard import is_name_in_expression
+from rdbss.model.create import (
+    INFORMATION,
+    Action,
+    check_create_parameters,
+    check_open_existing,
+    data_access,
+    decide_create,
+)
 from rdbss.model.dispatch import is_query_open
 from rdbss.wire.constants import (
-    READ_ACCESS,
-    WRITE_ACCESS,
-    Access,
     CreateDisposition,
     CreateInformation,
     CreateOptions,
@@ -71,30 +81,25 @@ D = CreateDisposition
 Info = FileInformationClass
 FsInfo = FsInformationClass
 
-#: The largest single read.
-MAX_READ_BYTES = 64 << 20
 _SL_FAIL_IMMEDIATELY = 0x01
 _EA_PREFIX = "user."
 _LOCK_MARGIN_S = 0.5  # a waiting lock gives up this long before its deadline
-MAX_SHARE_NAME_CHARS = 80
 FS_NAME = "rdbss-local"
 
-_INVALID_SHARE_CHARS = frozenset('\\/:*?"<>|\x00')
 _O_PATH = getattr(os, "O_PATH", 0)
 _O_COMMON = os.O_CLOEXEC | os.O_NOFOLLOW
-#: Access bits that write data (FILE_APPEND_DATA alone only appends).
-# plain ints: IntFlag arithmetic costs a microsecond, and a create tests several of these
-_WRITE_ANYWHERE = int(Access.FILE_WRITE_DATA | Access.GENERIC_WRITE | Access.GENERIC_ALL)
-_READING = int(READ_ACCESS | Access.MAXIMUM_ALLOWED)
-_WRITING = int(WRITE_ACCESS)
+# plain ints: IntFlag arithmetic costs a microsecond, and a create tests these
 _DELETE_ON_CLOSE = int(CreateOptions.FILE_DELETE_ON_CLOSE)
 _DIRECTORY_FILE = int(CreateOptions.FILE_DIRECTORY_FILE)
-_NON_DIRECTORY_FILE = int(CreateOptions.FILE_NON_DIRECTORY_FILE)
-_OVERWRITING = frozenset({D.FILE_SUPERSEDE, D.FILE_OVERWRITE, D.FILE_OVERWRITE_IF})
-_CREATING = frozenset({D.FILE_SUPERSEDE, D.FILE_CREATE, D.FILE_OPEN_IF, D.FILE_OVERWRITE_IF})
-_DIRECTORY_DISPOSITIONS = frozenset({D.FILE_CREATE, D.FILE_OPEN, D.FILE_OPEN_IF})
-#: Time arguments of FileBasicInformation, all POSIX ns; 0 (or below) leaves a time unchanged.
-_TIME_ARGS = ("creation_time", "last_access_time", "last_write_time", "change_time")
+
+__all__ = [
+    "MAX_READ_BYTES",
+    "MAX_SHARE_NAME_CHARS",
+    "LocalMiniRdr",
+    "check_share_name",
+    "file_info",
+    "posix_security",
+]
 
 
 @dataclass(slots=True)
@@ -103,27 +108,16 @@ class _Share:
     root: str  # absolute, user-expanded host folder
 
 
-@dataclass(slots=True)
-class _Open:
-    """One SRV_OPEN: an open file or directory of a share."""
+@dataclass(slots=True, kw_only=True)
+class _Open(OpenBase[_Share]):
+    """One SRV_OPEN: an open file or directory of a share, as a host descriptor."""
 
-    share: _Share
-    path: str  # share-relative, backslashes, "" for the root
     fd: int
-    is_dir: bool
-    can_read: bool
-    can_write: bool
-    append_only: bool = False  # FILE_APPEND_DATA without FILE_WRITE_DATA: writes go to EOF
     path_only: bool = False  # an O_PATH descriptor (attributes-only open of an unreadable file)
     delete_pending: bool = False
     #: who took byte-range locks through it: handles (Fobx ids), since the core may give one
     #: SrvOpen to several handles (collapsing) and a lock belongs to a handle
     lock_owners: set[int] = field(default_factory=set)
-
-
-def _show(rel: str) -> str:
-    """How a share-relative path appears in a message."""
-    return "\\" + rel
 
 
 def _error(status: int, message: str) -> NtStatusError:
@@ -133,30 +127,7 @@ def _error(status: int, message: str) -> NtStatusError:
 def _os_error(exc: OSError, what: str, rel: str) -> NtStatusError:
     """An NtStatusError for a failed host call, without the host path."""
     reason = os.strerror(exc.errno) if exc.errno else type(exc).__name__
-    return _error(status_from_errno(exc.errno), f"{what} {_show(rel)}: {reason}")
-
-
-def _components(rel: str) -> list[str]:
-    """Split a share-relative path, refusing anything that could name another place."""
-    if not isinstance(rel, str):
-        raise _error(S.STATUS_OBJECT_NAME_INVALID, "path is not a string")
-    if "\x00" in rel:
-        raise _error(S.STATUS_OBJECT_NAME_INVALID, "NUL character in path")
-    parts: list[str] = []
-    for part in rel.split("\\"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            raise _error(S.STATUS_OBJECT_NAME_INVALID, f"'..' in path {_show(rel)}")
-        if ":" in part:
-            raise _error(
-                S.STATUS_OBJECT_NAME_INVALID,
-                f"{_show(rel)}: alternate data streams are not supported",
-            )
-        if "/" in part:
-            raise _error(S.STATUS_OBJECT_NAME_INVALID, f"'/' in name {part!r}")
-        parts.append(part)
-    return parts
+    return _error(status_from_errno(exc.errno), f"{what} {show(rel)}: {reason}")
 
 
 def _within(root: str, real: str) -> bool:
@@ -184,62 +155,6 @@ def _resolve_below(root: str, parts: list[str]) -> tuple[str, os.stat_result | N
     return current, st
 
 
-def check_share_name(name: object) -> str:
-    """The share name if it is valid, else STATUS_OBJECT_NAME_INVALID."""
-    if not isinstance(name, str) or not name:
-        raise _error(S.STATUS_OBJECT_NAME_INVALID, "share name must be a non-empty string")
-    if len(name) > MAX_SHARE_NAME_CHARS:
-        raise _error(
-            S.STATUS_OBJECT_NAME_INVALID,
-            f"share name longer than {MAX_SHARE_NAME_CHARS} characters",
-        )
-    bad = next((ch for ch in name if ch in _INVALID_SHARE_CHARS), None)
-    if bad is not None:
-        raise _error(S.STATUS_OBJECT_NAME_INVALID, f"share name {name!r}: character {bad!r}")
-    return name
-
-
-def _attributes(st: os.stat_result, name: str) -> int:
-    attrs = FileAttributes.NONE
-    if stat.S_ISDIR(st.st_mode):
-        attrs |= FileAttributes.DIRECTORY
-    if not st.st_mode & 0o222:
-        attrs |= FileAttributes.READONLY
-    if name.startswith("."):
-        attrs |= FileAttributes.HIDDEN
-    return int(attrs or FileAttributes.NORMAL)
-
-
-def _creation_time_ns(st: os.stat_result) -> int:
-    birth = getattr(st, "st_birthtime_ns", None)
-    if isinstance(birth, int):
-        return birth
-    birth_s = getattr(st, "st_birthtime", None)
-    if isinstance(birth_s, int | float):
-        return int(birth_s * 1_000_000_000)
-    return st.st_ctime_ns
-
-
-def file_info(st: os.stat_result, rel: str, *, delete_pending: bool = False) -> dict[str, Any]:
-    """The file info map of base.py's conventions for a stat result."""
-    is_dir = stat.S_ISDIR(st.st_mode)
-    return {
-        "name": rel,
-        "size": 0 if is_dir else st.st_size,
-        "allocation_size": 0 if is_dir else st.st_blocks * 512,
-        "attributes": _attributes(st, rel.rpartition("\\")[2]),
-        "creation_time": _creation_time_ns(st),
-        "last_access_time": st.st_atime_ns,
-        "last_write_time": st.st_mtime_ns,
-        "change_time": st.st_ctime_ns,
-        "nlink": st.st_nlink,
-        "directory": is_dir,
-        "delete_pending": delete_pending,
-        "file_id": st.st_ino,
-        "mode": st.st_mode,
-    }
-
-
 def posix_security(st: os.stat_result) -> PosixSecurity:
     """Owner, group and mode of a stat result, with the names this host knows for them."""
     try:
@@ -251,27 +166,6 @@ def posix_security(st: os.stat_result) -> PosixSecurity:
     except KeyError:
         group = None
     return PosixSecurity(st.st_uid, st.st_gid, st.st_mode, owner, group)
-
-
-def _arg_int(args: Mapping[str, Any], key: str, *, default: int | None = None) -> int:
-    value = args.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _error(S.STATUS_INVALID_PARAMETER, f"argument {key!r} must be an integer")
-    return value
-
-
-def _arg_bool(args: Mapping[str, Any], key: str, *, default: bool | None = None) -> bool:
-    value = args.get(key, default)
-    if not isinstance(value, bool):
-        raise _error(S.STATUS_INVALID_PARAMETER, f"argument {key!r} must be a boolean")
-    return value
-
-
-def _arg_str(args: Mapping[str, Any], key: str) -> str:
-    value = args.get(key)
-    if not isinstance(value, str):
-        raise _error(S.STATUS_INVALID_PARAMETER, f"argument {key!r} must be a string")
-    return value
 
 
 def _lstat(host: str) -> os.stat_result | None:
@@ -328,7 +222,7 @@ class LocalMiniRdr(MiniRdr):
             raise ValueError("local mini-redirector: 'shares' must be a map of name -> folder")
         self._lock = threading.RLock()
         self._shares: dict[str, _Share] = {}
-        self._opens: dict[int, _Open] = {}
+        self._opens: OpenTable[_Open] = OpenTable()
         # byte-range locks by file (st_dev, st_ino); waiting lock requests by token
         self._file_locks: dict[tuple[int, int], FileLocks] = {}
         self._lock_waiters: dict[tuple[int, int], tuple[RxContext, tuple[int, int]]] = {}
@@ -341,7 +235,6 @@ class LocalMiniRdr(MiniRdr):
             limits=WatchLimits.from_config(config, "local"),
         )
         self._enumerations: Enumerations[None] = Enumerations()
-        self._ids = itertools.count(1)
         for share, folder in shares.items():
             if not isinstance(folder, str) or not folder:
                 raise ValueError(f"local mini-redirector: share {share!r} needs a folder path")
@@ -359,9 +252,8 @@ class LocalMiniRdr(MiniRdr):
     def close(self) -> None:
         """Close every open, deleting what was delete-pending as closing its handle would."""
         self._watches.close()
+        opens = self._opens.clear()
         with self._lock:
-            opens = list(self._opens.values())
-            self._opens.clear()
             self._enumerations.clear()
         for op in opens:
             _close_quietly(op.fd)
@@ -395,11 +287,11 @@ class LocalMiniRdr(MiniRdr):
     def _host_entry_stat(self, share: _Share, rel: str) -> tuple[str, os.stat_result | None]:
         """``_host_path``, and the lstat of what it names when resolving it took one (a path
         with no symbolic link in it, below the share root), else None."""
-        parts = _components(rel)
+        parts = components(rel)
         root = self._real_root(share)
         real, st = _resolve_below(root, parts)
         if not _within(root, real):
-            raise _error(S.STATUS_ACCESS_DENIED, f"{_show(rel)} leads outside the share")
+            raise _error(S.STATUS_ACCESS_DENIED, f"{show(rel)} leads outside the share")
         return real, st
 
     def _real_root(self, share: _Share) -> str:
@@ -424,13 +316,13 @@ class LocalMiniRdr(MiniRdr):
     def _host_entry(self, share: _Share, rel: str) -> str:
         """The host path of the directory entry ``rel`` itself: its parent resolved, its last
         component not followed (so deleting or renaming a link acts on the link)."""
-        parts = _components(rel)
+        parts = components(rel)
         if not parts:
             raise _error(S.STATUS_ACCESS_DENIED, "the share root cannot be renamed or deleted")
         root = self._root(share)
         parent = os.path.realpath(os.path.join(root, *parts[:-1]))
         if not _within(root, parent):
-            raise _error(S.STATUS_ACCESS_DENIED, f"{_show(rel)} leads outside the share")
+            raise _error(S.STATUS_ACCESS_DENIED, f"{show(rel)} leads outside the share")
         return os.path.join(parent, parts[-1])
 
     @staticmethod
@@ -440,28 +332,11 @@ class LocalMiniRdr(MiniRdr):
         except OSError:
             parent_is_dir = False
         if not parent_is_dir:
-            raise _error(S.STATUS_OBJECT_PATH_NOT_FOUND, f"{_show(rel)}: parent folder not found")
+            raise _error(S.STATUS_OBJECT_PATH_NOT_FOUND, f"{show(rel)}: parent folder not found")
 
     # --- the SRV_OPEN table -------------------------------------------------------------------
     def _open_of(self, ctx: RxContext) -> _Open:
-        with self._lock:
-            op = self._opens.get(ctx.srv_open) if ctx.srv_open is not None else None
-        if op is None:
-            raise _error(S.STATUS_INVALID_HANDLE, f"unknown srv_open {ctx.srv_open!r}")
-        return op
-
-    def _add_open(self, op: _Open) -> int:
-        with self._lock:
-            srv_open = next(self._ids)
-            self._opens[srv_open] = op
-        return srv_open
-
-    def _delete_pending_at(self, share: _Share, rel: str) -> bool:
-        with self._lock:
-            return any(
-                op.delete_pending and op.share is share and op.path == rel
-                for op in self._opens.values()
-            )
+        return self._opens.get(ctx.srv_open)
 
     # --- connections --------------------------------------------------------------------------
     def create_srv_call(self, ctx: RxContext) -> Result:
@@ -491,12 +366,12 @@ class LocalMiniRdr(MiniRdr):
     # --- create -------------------------------------------------------------------------------
     def create(self, ctx: RxContext) -> Result:
         share = self._share(ctx.net_root)
-        rel = "\\".join(_components(ctx.path or ""))
+        rel = "\\".join(components(ctx.path or ""))
         params = ctx.create or CreateParameters()
         host = self._host_path(share, rel)
-        disposition, options = self._check_create_parameters(params)
-        if self._delete_pending_at(share, rel):
-            raise _error(S.STATUS_DELETE_PENDING, f"{_show(rel)} is being deleted")
+        disposition, options = check_create_parameters(params)
+        if self._opens.delete_pending_at(share, rel):
+            raise _error(S.STATUS_DELETE_PENDING, f"{show(rel)} is being deleted")
         st = _lstat(host)
         if st is None:
             op = self._create_new(share, rel, host, params, disposition, options)
@@ -506,7 +381,7 @@ class LocalMiniRdr(MiniRdr):
         try:
             if options & _DELETE_ON_CLOSE:
                 self._check_deletable(op)
-                op.delete_pending = True
+                self._opens.mark_delete_pending(op)
             info = file_info(os.fstat(op.fd), rel, delete_pending=op.delete_pending)
         except NtStatusError:
             self._abandon(op, created=st is None)
@@ -514,7 +389,7 @@ class LocalMiniRdr(MiniRdr):
         except OSError as exc:
             self._abandon(op, created=st is None)
             raise _os_error(exc, "cannot open", rel) from None
-        srv_open = self._add_open(op)
+        srv_open = self._opens.add(op)
         return Result(
             information=information,
             result={**info, "srv_open": srv_open, "directory": op.is_dir},
@@ -525,21 +400,28 @@ class LocalMiniRdr(MiniRdr):
         same checks, in the same order, so the same status), from an lstat instead of an open
         descriptor, and no SrvOpen to close afterwards."""
         share = self._share(ctx.net_root)
-        rel = "\\".join(_components(ctx.path or ""))
+        rel = "\\".join(components(ctx.path or ""))
         params = ctx.create or CreateParameters()
         host, resolved = self._host_entry_stat(share, rel)
-        disposition, options = self._check_create_parameters(params)
+        disposition, options = check_create_parameters(params)
         if not is_query_open(params):
             raise _error(
                 S.STATUS_INVALID_PARAMETER, "MRxQueryOpen answers an open for attributes only"
             )
-        if self._delete_pending_at(share, rel):
-            raise _error(S.STATUS_DELETE_PENDING, f"{_show(rel)} is being deleted")
+        if self._opens.delete_pending_at(share, rel):
+            raise _error(S.STATUS_DELETE_PENDING, f"{show(rel)} is being deleted")
         st = resolved or _lstat(host)  # (the share root itself: no component to lstat)
         if st is None:
             self._check_parent(host, rel)
-            raise _error(S.STATUS_OBJECT_NAME_NOT_FOUND, f"{_show(rel)} not found")
-        is_dir = self._check_entry(rel, st, options, disposition, False)
+            raise _error(S.STATUS_OBJECT_NAME_NOT_FOUND, f"{show(rel)} not found")
+        is_dir = check_open_existing(
+            rel,
+            options,
+            disposition,
+            False,
+            is_dir=stat.S_ISDIR(st.st_mode),
+            is_regular=stat.S_ISREG(st.st_mode),
+        )
         return Result(
             information=int(CreateInformation.FILE_OPENED),
             result={**file_info(st, rel), "directory": is_dir},
@@ -552,28 +434,6 @@ class LocalMiniRdr(MiniRdr):
             with contextlib.suppress(NtStatusError):
                 self._delete(op)
 
-    @staticmethod
-    def _check_create_parameters(params: CreateParameters) -> tuple[D, int]:
-        try:
-            disposition = D(params.disposition)
-        except ValueError:
-            raise _error(
-                S.STATUS_INVALID_PARAMETER, f"unknown create disposition {params.disposition!r}"
-            ) from None
-        options = int(params.create_options)
-        want_dir = bool(options & _DIRECTORY_FILE)
-        if want_dir and options & _NON_DIRECTORY_FILE:
-            raise _error(
-                S.STATUS_INVALID_PARAMETER,
-                "FILE_DIRECTORY_FILE and FILE_NON_DIRECTORY_FILE together",
-            )
-        if want_dir and disposition not in _DIRECTORY_DISPOSITIONS:
-            raise _error(
-                S.STATUS_INVALID_PARAMETER,
-                f"FILE_DIRECTORY_FILE with {disposition.name}",
-            )
-        return disposition, options
-
     def _create_new(
         self,
         share: _Share,
@@ -584,9 +444,8 @@ class LocalMiniRdr(MiniRdr):
         options: int,
     ) -> _Open:
         self._check_parent(host, rel)
-        if disposition not in _CREATING:
-            raise _error(S.STATUS_OBJECT_NAME_NOT_FOUND, f"{_show(rel)} not found")
-        can_read, can_write, append_only = self._data_access(params.desired_access)
+        can_read, can_write, append_only = data_access(params.desired_access)
+        decide_create(rel, disposition, options, can_write, exists=False)
         readonly = bool(params.file_attributes & FileAttributes.READONLY)
         try:
             if options & _DIRECTORY_FILE:
@@ -599,7 +458,7 @@ class LocalMiniRdr(MiniRdr):
                 is_dir = False
         except OSError as exc:
             raise _os_error(exc, "cannot create", rel) from None
-        op = _Open(share, rel, fd, is_dir, can_read, can_write, append_only=append_only)
+        op = _Open(share, rel, is_dir, can_read, can_write, append_only, fd=fd)
         if readonly:
             self._make_readonly(op, created=True)
         return op
@@ -622,65 +481,38 @@ class LocalMiniRdr(MiniRdr):
         disposition: D,
     ) -> tuple[_Open, int]:
         options = int(params.create_options)
-        can_read, can_write, append_only = self._data_access(params.desired_access)
-        if disposition == D.FILE_CREATE:
-            raise _error(S.STATUS_OBJECT_NAME_COLLISION, f"{_show(rel)} already exists")
-        if self._check_entry(rel, st, options, disposition, can_write):
+        can_read, can_write, append_only = data_access(params.desired_access)
+        is_dir = stat.S_ISDIR(st.st_mode)
+        action = decide_create(
+            rel,
+            disposition,
+            options,
+            can_write,
+            exists=True,
+            is_dir=is_dir,
+            is_regular=stat.S_ISREG(st.st_mode),
+        )
+        if is_dir:
             op = self._open_dir(share, rel, host, can_read, can_write)
-            return op, int(CreateInformation.FILE_OPENED)
-        overwrite = disposition in _OVERWRITING
+            return op, int(INFORMATION[action])
+        overwrite = action is not Action.OPEN
         if (can_write or overwrite) and not st.st_mode & 0o222:
-            raise _error(S.STATUS_ACCESS_DENIED, f"{_show(rel)} is read-only")
+            raise _error(S.STATUS_ACCESS_DENIED, f"{show(rel)} is read-only")
         flags = os.O_NONBLOCK | _O_COMMON | self._rw_flags(can_read, can_write or overwrite)
         if overwrite:
             flags |= os.O_TRUNC
         fd, path_only = self._open_fd(host, rel, flags, wants_data=can_read or can_write)
-        op = _Open(share, rel, fd, False, can_read, can_write, append_only, path_only)
+        op = _Open(share, rel, False, can_read, can_write, append_only, fd=fd, path_only=path_only)
         try:
             is_regular = stat.S_ISREG(os.fstat(fd).st_mode)
         except OSError:
             is_regular = False
         if not is_regular:  # replaced since the lstat
             _close_quietly(fd)
-            raise _error(S.STATUS_ACCESS_DENIED, f"{_show(rel)} is not a regular file")
+            raise _error(S.STATUS_ACCESS_DENIED, f"{show(rel)} is not a regular file")
         if overwrite and params.file_attributes & FileAttributes.READONLY:
             self._make_readonly(op, created=False)
-        information = {
-            D.FILE_SUPERSEDE: CreateInformation.FILE_SUPERSEDED,
-            D.FILE_OVERWRITE: CreateInformation.FILE_OVERWRITTEN,
-            D.FILE_OVERWRITE_IF: CreateInformation.FILE_OVERWRITTEN,
-        }.get(disposition, CreateInformation.FILE_OPENED)
-        return op, int(information)
-
-    @classmethod
-    def _check_entry(
-        cls, rel: str, st: os.stat_result, options: int, disposition: D, can_write: bool
-    ) -> bool:
-        """What an open of an existing entry checks about its kind (create and query open
-        alike); True for a directory, False for a regular file."""
-        if stat.S_ISDIR(st.st_mode):
-            cls._check_open_dir(rel, options, disposition, can_write)
-            return True
-        if options & _DIRECTORY_FILE:
-            raise _error(S.STATUS_NOT_A_DIRECTORY, f"{_show(rel)} is not a directory")
-        if not stat.S_ISREG(st.st_mode):
-            raise _error(S.STATUS_ACCESS_DENIED, f"{_show(rel)} is not a regular file")
-        return False
-
-    @staticmethod
-    def _check_open_dir(rel: str, options: int, disposition: D, can_write: bool) -> None:
-        if options & _NON_DIRECTORY_FILE:
-            raise _error(S.STATUS_FILE_IS_A_DIRECTORY, f"{_show(rel)} is a directory")
-        # FILE_WRITE_DATA is FILE_ADD_FILE on a directory: only a caller that asked for a
-        # directory means that; anyone else is trying to write data into one.
-        if can_write and not options & _DIRECTORY_FILE:
-            raise _error(
-                S.STATUS_FILE_IS_A_DIRECTORY, f"{_show(rel)} is a directory: cannot write it"
-            )
-        if disposition in _OVERWRITING:
-            raise _error(
-                S.STATUS_OBJECT_NAME_COLLISION, f"{_show(rel)} is a directory: cannot overwrite it"
-            )
+        return op, int(INFORMATION[action])
 
     def _open_dir(
         self, share: _Share, rel: str, host: str, can_read: bool, can_write: bool
@@ -688,7 +520,7 @@ class LocalMiniRdr(MiniRdr):
         fd, path_only = self._open_fd(
             host, rel, os.O_RDONLY | os.O_DIRECTORY | _O_COMMON, wants_data=can_read
         )
-        return _Open(share, rel, fd, True, can_read, can_write, path_only=path_only)
+        return _Open(share, rel, True, can_read, can_write, fd=fd, path_only=path_only)
 
     @staticmethod
     def _open_fd(host: str, rel: str, flags: int, *, wants_data: bool) -> tuple[int, bool]:
@@ -704,16 +536,8 @@ class LocalMiniRdr(MiniRdr):
                 raise _os_error(exc2, "cannot open", rel) from None
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise _error(S.STATUS_ACCESS_DENIED, f"{_show(rel)} is a symbolic link") from None
+                raise _error(S.STATUS_ACCESS_DENIED, f"{show(rel)} is a symbolic link") from None
             raise _os_error(exc, "cannot open", rel) from None
-
-    @staticmethod
-    def _data_access(access: int) -> tuple[bool, bool, bool]:
-        """(can read, can write, append only) for a desired access mask."""
-        can_read = bool(access & _READING)
-        can_write = bool(access & _WRITING)
-        append_only = can_write and not access & _WRITE_ANYWHERE
-        return can_read, can_write, append_only
 
     @staticmethod
     def _rw_flags(can_read: bool, can_write: bool) -> int:
@@ -729,9 +553,9 @@ class LocalMiniRdr(MiniRdr):
         try:
             if op.is_dir:
                 if not op.path_only and not _is_dir_empty(op.fd):
-                    raise _error(S.STATUS_DIRECTORY_NOT_EMPTY, f"{_show(op.path)} is not empty")
+                    raise _error(S.STATUS_DIRECTORY_NOT_EMPTY, f"{show(op.path)} is not empty")
             elif not os.fstat(op.fd).st_mode & 0o222:
-                raise _error(S.STATUS_CANNOT_DELETE, f"{_show(op.path)} is read-only")
+                raise _error(S.STATUS_CANNOT_DELETE, f"{show(op.path)} is read-only")
         except NtStatusError:
             raise
         except OSError as exc:
@@ -746,7 +570,7 @@ class LocalMiniRdr(MiniRdr):
         if lowio.operation == LowIoOp.NOTIFY_CHANGE_DIRECTORY:
             return self._notify(ctx, op, lowio.completion_filter, lowio.watch_tree)
         if op.is_dir:
-            raise _error(S.STATUS_INVALID_DEVICE_REQUEST, f"{_show(op.path)} is a directory")
+            raise _error(S.STATUS_INVALID_DEVICE_REQUEST, f"{show(op.path)} is a directory")
         owner = self._lock_owner(ctx)
         if lowio.operation in (LowIoOp.READ, LowIoOp.WRITE):
             write = lowio.operation == LowIoOp.WRITE
@@ -777,10 +601,10 @@ class LocalMiniRdr(MiniRdr):
     # --- change notification (the kernel's inotify, read by one thread) ----------------------
     def _notify(self, ctx: RxContext, op: _Open, completion_filter: int, tree: bool) -> Result:
         if not op.is_dir:
-            raise _error(S.STATUS_INVALID_PARAMETER, f"{_show(op.path)} is not a directory")
+            raise _error(S.STATUS_INVALID_PARAMETER, f"{show(op.path)} is not a directory")
         folder = self._host_entry(op.share, op.path) if op.path else self._root(op.share)
         return self._watches.notify(
-            ctx, folder, completion_filter=completion_filter, tree=tree, what=_show(op.path)
+            ctx, folder, completion_filter=completion_filter, tree=tree, what=show(op.path)
         )
 
     # --- byte-range locks (kept here: the local file system has no Windows locks) ------------
@@ -889,7 +713,7 @@ class LocalMiniRdr(MiniRdr):
         the descriptor (a close of the handle meanwhile leaves it valid)."""
         op, lowio = self._shared_read_of(ctx, length)
         if not op.can_read:
-            raise _error(S.STATUS_ACCESS_DENIED, f"{_show(op.path)} is not open for reading")
+            raise _error(S.STATUS_ACCESS_DENIED, f"{show(op.path)} is not open for reading")
         offset = lowio.offset
         if offset < 0 or not 0 < length <= MAX_READ_BYTES:
             raise _error(S.STATUS_INVALID_PARAMETER, f"bad read range {offset}+{length}")
@@ -917,13 +741,13 @@ class LocalMiniRdr(MiniRdr):
         op = self._open_of(ctx)
         lowio = lowio_of(ctx)
         if op.is_dir:
-            raise _error(S.STATUS_INVALID_DEVICE_REQUEST, f"{_show(op.path)} is a directory")
+            raise _error(S.STATUS_INVALID_DEVICE_REQUEST, f"{show(op.path)} is a directory")
         self._check_io_locks(op, self._lock_owner(ctx), lowio.offset, length, False)
         return op, lowio
 
     def _read(self, op: _Open, offset: int, length: int, into: memoryview | None = None) -> Result:
         if not op.can_read:
-            raise _error(S.STATUS_ACCESS_DENIED, f"{_show(op.path)} is not open for reading")
+            raise _error(S.STATUS_ACCESS_DENIED, f"{show(op.path)} is not open for reading")
         if offset < 0 or length < 0:
             raise _error(S.STATUS_INVALID_PARAMETER, f"bad read range {offset}+{length}")
         if length > MAX_READ_BYTES:
@@ -946,7 +770,7 @@ class LocalMiniRdr(MiniRdr):
         except OSError as exc:
             raise _os_error(exc, "cannot read", op.path) from None
         if not done:
-            raise _error(S.STATUS_END_OF_FILE, f"{_show(op.path)}: offset {offset} is past EOF")
+            raise _error(S.STATUS_END_OF_FILE, f"{show(op.path)}: offset {offset} is past EOF")
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         return Result(information=done, payload=data)
 
@@ -962,14 +786,14 @@ class LocalMiniRdr(MiniRdr):
         except OSError as exc:
             raise _os_error(exc, "cannot read", rel) from None
         if not done:
-            raise _error(S.STATUS_END_OF_FILE, f"{_show(rel)}: offset {offset} is past EOF")
+            raise _error(S.STATUS_END_OF_FILE, f"{show(rel)}: offset {offset} is past EOF")
         return Result(information=done)
 
     def _write(
         self, op: _Open, offset: int, payload: bytes | bytearray | memoryview | None
     ) -> Result:
         if not op.can_write:
-            raise _error(S.STATUS_ACCESS_DENIED, f"{_show(op.path)} is not open for writing")
+            raise _error(S.STATUS_ACCESS_DENIED, f"{show(op.path)} is not open for writing")
         if offset < -1:
             raise _error(S.STATUS_INVALID_PARAMETER, f"bad write offset {offset}")
         if payload is None:
@@ -1052,7 +876,7 @@ class LocalMiniRdr(MiniRdr):
             if exc.errno in (errno.EPERM, errno.EACCES):
                 raise _error(
                     S.STATUS_ACCESS_DENIED,
-                    f"cannot change the security of {_show(op.path)}: "
+                    f"cannot change the security of {show(op.path)}: "
                     f"{os.strerror(exc.errno)} (only the owner may chmod, only root may chown)",
                 ) from None
             raise _os_error(exc, "cannot change the security of", op.path) from None
@@ -1086,8 +910,8 @@ class LocalMiniRdr(MiniRdr):
         return set_file_info_with(self, self._open_of(ctx), ctx)
 
     def _set_basic(self, op: _Open, args: Mapping[str, Any]) -> None:
-        times = {key: _arg_int(args, key, default=0) for key in _TIME_ARGS}
-        attributes = _arg_int(args, "attributes", default=0)
+        times = {key: arg_int(args, key, default=0) for key in TIME_ARGS}
+        attributes = arg_int(args, "attributes", default=0)
         if attributes & FileAttributes.DIRECTORY and not op.is_dir:
             raise _error(S.STATUS_INVALID_PARAMETER, "attributes: DIRECTORY on a file")
         target: int | str = self._host_path(op.share, op.path) if op.path_only else op.fd
@@ -1111,10 +935,10 @@ class LocalMiniRdr(MiniRdr):
         if op.is_dir:
             raise _error(S.STATUS_INVALID_PARAMETER, f"{what} of a directory")
         if not op.can_write:
-            raise _error(S.STATUS_ACCESS_DENIED, f"{_show(op.path)} is not open for writing")
+            raise _error(S.STATUS_ACCESS_DENIED, f"{show(op.path)} is not open for writing")
 
     def _set_end_of_file(self, op: _Open, args: Mapping[str, Any]) -> None:
-        size = _arg_int(args, "size")
+        size = arg_int(args, "size")
         if size < 0:
             raise _error(S.STATUS_INVALID_PARAMETER, "argument 'size' must not be negative")
         self._writable_file(op, "end of file")
@@ -1124,7 +948,7 @@ class LocalMiniRdr(MiniRdr):
             raise _os_error(exc, "cannot set the size of", op.path) from None
 
     def _set_allocation(self, op: _Open, args: Mapping[str, Any]) -> None:
-        size = _arg_int(args, "size")
+        size = arg_int(args, "size")
         if size < 0:
             raise _error(S.STATUS_INVALID_PARAMETER, "argument 'size' must not be negative")
         self._writable_file(op, "allocation size")
@@ -1135,8 +959,8 @@ class LocalMiniRdr(MiniRdr):
             raise _os_error(exc, "cannot set the allocation of", op.path) from None
 
     def _set_rename(self, op: _Open, args: Mapping[str, Any]) -> None:
-        target_rel = "\\".join(_components(_arg_str(args, "target")))
-        replace = _arg_bool(args, "replace", default=False)
+        target_rel = "\\".join(components(arg_str(args, "target")))
+        replace = arg_bool(args, "replace", default=False)
         if not target_rel:
             raise _error(S.STATUS_INVALID_PARAMETER, "cannot rename onto the share root")
         if target_rel == op.path:
@@ -1147,55 +971,43 @@ class LocalMiniRdr(MiniRdr):
         existing = _lstat(target)
         if existing is not None:
             if not replace:
-                raise _error(S.STATUS_OBJECT_NAME_COLLISION, f"{_show(target_rel)} already exists")
+                raise _error(S.STATUS_OBJECT_NAME_COLLISION, f"{show(target_rel)} already exists")
             if stat.S_ISDIR(existing.st_mode):
                 raise _error(
-                    S.STATUS_ACCESS_DENIED, f"{_show(target_rel)} is a directory: cannot replace it"
+                    S.STATUS_ACCESS_DENIED, f"{show(target_rel)} is a directory: cannot replace it"
                 )
         try:
             os.rename(source, target)
         except OSError as exc:
-            raise _os_error(exc, f"cannot rename {_show(op.path)} to", target_rel) from None
-        self._renamed(op.share, op.path, target_rel)
-
-    def _renamed(self, share: _Share, old: str, new: str) -> None:
-        """Point every open at or under ``old`` at its new name."""
-        prefix = old + "\\"
-        with self._lock:
-            for other in self._opens.values():
-                if other.share is not share:
-                    continue
-                if other.path == old:
-                    other.path = new
-                elif other.path.startswith(prefix):
-                    other.path = new + "\\" + other.path[len(prefix) :]
+            raise _os_error(exc, f"cannot rename {show(op.path)} to", target_rel) from None
+        self._opens.renamed(op.share, op.path, target_rel)
 
     def _set_disposition(self, op: _Open, args: Mapping[str, Any]) -> None:
-        delete = _arg_bool(args, "delete")
+        delete = arg_bool(args, "delete")
         if delete:
             self._check_deletable(op)
-        op.delete_pending = delete
+        self._opens.mark_delete_pending(op, delete)
 
     # --- directories --------------------------------------------------------------------------
     def query_directory(self, ctx: RxContext) -> Result:
         op = self._open_of(ctx)
         if not op.is_dir:
-            raise _error(S.STATUS_INVALID_PARAMETER, f"{_show(op.path)} is not a directory")
+            raise _error(S.STATUS_INVALID_PARAMETER, f"{show(op.path)} is not a directory")
 
         def describe(name: str, _: None) -> dict[str, Any] | None:
             rel = f"{op.path}\\{name}" if op.path else name
             st = self._entry_stat(op, name, rel)
             if st is None:
                 return None  # gone since the listing
-            return file_info(st, rel, delete_pending=self._delete_pending_at(op.share, rel))
+            return file_info(st, rel, delete_pending=self._opens.delete_pending_at(op.share, rel))
 
         return self._enumerations.query(
-            ctx, _show(op.path), lambda pattern: self._matching(op, pattern), describe
+            ctx, show(op.path), lambda pattern: self._matching(op, pattern), describe
         )
 
     def _matching(self, op: _Open, pattern: str) -> list[tuple[str, None]]:
         if op.path_only:
-            raise _error(S.STATUS_ACCESS_DENIED, f"{_show(op.path)} cannot be listed")
+            raise _error(S.STATUS_ACCESS_DENIED, f"{show(op.path)} cannot be listed")
         try:
             names = os.listdir(op.fd)
         except OSError as exc:
@@ -1220,8 +1032,8 @@ class LocalMiniRdr(MiniRdr):
         when its SrvOpen stays open for other handles or for a delayed close."""
         self._enumerations.forget_fobx(ctx.fobx)
         self._watches.end(fobx=ctx.fobx)
+        op = self._opens.find(ctx.srv_open)
         with self._lock:
-            op = self._opens.get(ctx.srv_open) if ctx.srv_open is not None else None
             if op is not None and ctx.fobx is not None and ctx.fobx in op.lock_owners:
                 op.lock_owners.discard(ctx.fobx)
                 self._release_locks(op, ctx.fobx)
@@ -1250,13 +1062,9 @@ class LocalMiniRdr(MiniRdr):
 
     # --- close --------------------------------------------------------------------------------
     def close_srv_open(self, ctx: RxContext) -> Result:
-        with self._lock:
-            op = self._opens.pop(ctx.srv_open, None) if ctx.srv_open is not None else None
-        if op is not None:
-            self._enumerations.forget_srv_open(ctx.srv_open)
-            self._watches.end(srv_open=ctx.srv_open)
-        if op is None:
-            raise _error(S.STATUS_INVALID_HANDLE, f"unknown srv_open {ctx.srv_open!r}")
+        op = self._opens.pop(ctx.srv_open)
+        self._enumerations.forget_srv_open(ctx.srv_open)
+        self._watches.end(srv_open=ctx.srv_open)
         with self._lock:
             for owner in op.lock_owners:
                 self._release_locks(op, owner)
@@ -1288,10 +1096,10 @@ class LocalMiniRdr(MiniRdr):
         if code == FsctlCode.RDBSS_LIST_SHARES:
             return Result(result=self._list_shares())
         if code == FsctlCode.RDBSS_ADD_SHARE:
-            self._add_share(_arg_str(args, "share"), _arg_str(args, "path"))
+            self._add_share(arg_str(args, "share"), arg_str(args, "path"))
             return Result(result=self._list_shares())
         if code == FsctlCode.RDBSS_REMOVE_SHARE:
-            self._remove_share(_arg_str(args, "share"))
+            self._remove_share(arg_str(args, "share"))
             return Result(result=self._list_shares())
         raise _error(S.STATUS_INVALID_DEVICE_REQUEST, f"control code {code!r} not supported")
 

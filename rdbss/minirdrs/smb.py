@@ -49,34 +49,34 @@ from smbprotocol.open import ImpersonationLevel, SMB2LockElement
 from smbprotocol.open import Open as SmbOpen
 
 from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
+from rdbss.minirdrs.base import MAX_READ_BYTES, MiniRdr, Result, lowio_of, set_file_info_with
 from rdbss.minirdrs.base import VOLUME_INFO_CLASSES as _VOLUME_INFO_CLASSES
-from rdbss.minirdrs.base import MiniRdr, Result, lowio_of, set_file_info_with
-from rdbss.minirdrs.eas import pack_full_ea, parse_full_ea
-from rdbss.minirdrs.eas import parse_set as parse_eas
-from rdbss.minirdrs.local import (
-    MAX_READ_BYTES,
-    LocalMiniRdr,
-    _arg_bool,
-    _arg_int,
-    _arg_str,
-    _components,
-    _show,
-    check_share_name,
+from rdbss.minirdrs.common.args import arg_bool as _arg_bool
+from rdbss.minirdrs.common.args import arg_int as _arg_int
+from rdbss.minirdrs.common.args import arg_str as _arg_str
+from rdbss.minirdrs.common.args import components as _components
+from rdbss.minirdrs.common.args import show as _show
+from rdbss.minirdrs.common.eas import pack_full_ea, parse_full_ea
+from rdbss.minirdrs.common.eas import parse_set as parse_eas
+from rdbss.minirdrs.common.notify import (
+    FILE_NOTIFY_VALID_MASK,
+    notify_result,
+    parse_notify_information,
 )
-from rdbss.minirdrs.notify import FILE_NOTIFY_VALID_MASK, notify_result, parse_notify_information
-from rdbss.minirdrs.quota import (
+from rdbss.minirdrs.common.quota import (
     pack_quota_entries,
     parse_query_args,
     parse_quota_information,
     query_quota_info,
 )
-from rdbss.minirdrs.security import (
+from rdbss.minirdrs.common.security import (
     ALL_INFORMATION,
     check_query_information,
     pack_descriptor,
     parse_descriptor,
 )
-from rdbss.minirdrs.setup import TREE_CONNECT, SetupDeadline
+from rdbss.minirdrs.common.setup import TREE_CONNECT, SetupDeadline
+from rdbss.minirdrs.common.shares import check_share_name
 from rdbss.minirdrs.smb_link import (
     RELATED_FILE_ID,
     SMB2_0_INFO_FILE,
@@ -97,6 +97,7 @@ from rdbss.minirdrs.smb_link import (
     set_info_request,
 )
 from rdbss.model.buffering import BUFFERING_STATE_MASK, HANDLE_BITS
+from rdbss.model.create import check_create_parameters
 from rdbss.wire.constants import (
     WRITE_ACCESS,
     Access,
@@ -430,7 +431,7 @@ class SmbMiniRdr(MiniRdr):
         share = check_share_name(ctx.net_root)
         rel = "\\".join(_components(ctx.path or ""))
         params = ctx.create or CreateParameters()
-        disposition, options = LocalMiniRdr._check_create_parameters(params)
+        disposition, options = check_create_parameters(params)
         delete_on_close = bool(options & CreateOptions.FILE_DELETE_ON_CLOSE)
         if delete_on_close and not rel:
             raise _error(S.STATUS_ACCESS_DENIED, "the share root cannot be deleted")

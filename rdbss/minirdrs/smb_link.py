@@ -53,8 +53,8 @@ from smbprotocol.open import (
 from smbprotocol.session import Session
 from smbprotocol.tree import TreeConnect
 
-from rdbss.minirdrs.passwords import read_password
-from rdbss.minirdrs.setup import (
+from rdbss.minirdrs.common.passwords import read_password
+from rdbss.minirdrs.common.setup import (
     AUTHENTICATE,
     NEGOTIATE,
     TCP_CONNECT,
