@@ -58,22 +58,6 @@ class Files:
         self.handles = handles
         self.shared = Maps()  # client arenas, for writes whose bytes must leave them (rdbss.shm)
 
-    def retrying(self, ident: bytes, ctx: RxContext, payload: Payload, then: Then) -> Then:
-        """Wrap a handle request's continuation: when its connection was lost, the request runs
-        again from the start (its handle, orphaned by the loss, is re-opened on the connection
-        built again) instead of failing; ``then`` gets the final answer."""
-        request_id = ctx.request_id
-
-        def again(done: RxCompletion, data: Payload) -> None:
-            left = self.answers.retry_left(ident, request_id, done)
-            if left is None:
-                then(done, data)
-                return
-            ctx.request_id, ctx.timeout_ms = request_id, left
-            self.resume(ident, ctx, payload)
-
-        return again
-
     def fobx(self, ident: bytes, ctx: RxContext) -> Fobx:
         fobx = self.state.fobxs.get(ctx.fobx) if ctx.fobx is not None else None
         if fobx is None or fobx.owner != ident:
@@ -92,7 +76,7 @@ class Files:
                     "the handle was lost when its mini-redirector went down and could not be "
                     "re-opened; open the file again",
                 )
-            self.reopen(ident, ctx, fobx, payload, 0)
+            self._reopen(ident, ctx, fobx, payload, 0)
             return
         routine, op = routine_for(ctx)
         if op is not None:
@@ -102,7 +86,7 @@ class Files:
         srv_open = fobx.srv_open
         fcb = srv_open.fcb
         if ctx.args and "shm" in ctx.args:
-            payload = self.unshare(ident, ctx, srv_open, op, payload)
+            payload = self._unshare(ident, ctx, srv_open, op, payload)
         if fcb.write_error is not None:
             status, message = fcb.write_error
             fcb.write_error = None
@@ -141,12 +125,12 @@ class Files:
         elif routine == Routine.MRxSetFileInfo and ctx.info is not None:
             info_class = ctx.info.info_class
             if info_class == FileInformationClass.FileRenameInformation:
-                then = self.prepare_rename(ident, ctx, fobx)  # refuses a bad target
+                then = self._prepare_rename(ident, ctx, fobx)  # refuses a bad target
                 # the names change: server opens kept for delayed closes there go first
                 self.buffering.close_delayed_on(fcb.net_root, None, "a rename")
             elif info_class == FileInformationClass.FileDispositionInformation:
                 self.buffering.close_delayed_on(fcb.net_root, fcb, "a delete")
-                then = self.track_disposition(ctx, fcb, then)
+                then = self._track_disposition(ctx, fcb, then)
             elif info_class in (
                 FileInformationClass.FileEndOfFileInformation,
                 FileInformationClass.FileAllocationInformation,
@@ -165,7 +149,7 @@ class Files:
             owner=(ident, ctx.request_id),
         )
 
-    def unshare(
+    def _unshare(
         self, ident: bytes, ctx: RxContext, srv_open: SrvOpen, op: int | None, payload: Payload
     ) -> Payload:
         """The shared-memory hint (rdbss.shm) works between a client and a mini-redirector of
@@ -179,7 +163,7 @@ class Files:
                     S.STATUS_INVALID_PARAMETER,
                     "shared memory is for writes without a payload from this host's clients",
                 )
-            if self.shares_memory(ident, srv_open.minirdr) and not (
+            if self._shares_memory(ident, srv_open.minirdr) and not (
                 srv_open.fcb.buffering & FcbState.WRITEBUFFERING_ENABLED
             ):
                 return None
@@ -188,12 +172,12 @@ class Files:
             assert view is not None
             with view:
                 payload = bytes(view)
-        elif self.shares_memory(ident, srv_open.minirdr):
+        elif self._shares_memory(ident, srv_open.minirdr):
             return payload
         ctx.args = {k: v for k, v in (ctx.args or {}).items() if k not in ("shm", "shm_off")}
         return payload
 
-    def shares_memory(self, ident: bytes, minirdr: str | None) -> bool:
+    def _shares_memory(self, ident: bytes, minirdr: str | None) -> bool:
         """A client and a mini-redirector that can share /dev/shm: both on this host."""
         peer = self.state.peers.get(minirdr or "")
         return ident[:1] == b"c" and peer is not None and not peer.host
@@ -204,7 +188,23 @@ class Files:
         except NtStatusError as exc:
             self.answers.answer(ident, ctx, exc.status, message=exc.strerror or "")
 
-    def reopen(
+    def retrying(self, ident: bytes, ctx: RxContext, payload: Payload, then: Then) -> Then:
+        """Wrap a handle request's continuation: when its connection was lost, the request runs
+        again from the start (its handle, orphaned by the loss, is re-opened on the connection
+        built again) instead of failing; ``then`` gets the final answer."""
+        request_id = ctx.request_id
+
+        def again(done: RxCompletion, data: Payload) -> None:
+            left = self.answers.retry_left(ident, request_id, done)
+            if left is None:
+                then(done, data)
+                return
+            ctx.request_id, ctx.timeout_ms = request_id, left
+            self.resume(ident, ctx, payload)
+
+        return again
+
+    def _reopen(
         self, ident: bytes, ctx: RxContext, fobx: Fobx, payload: Payload, attempt: int
     ) -> None:
         """Re-establish a handle whose SrvOpen died with its mini-redirector: open the same
@@ -225,7 +225,7 @@ class Files:
                     message=f"cannot re-open the handle: {v_net_root.message}",
                 )
             elif attempt < 3:
-                self.reopen(ident, ctx, fobx, payload, attempt + 1)
+                self._reopen(ident, ctx, fobx, payload, attempt + 1)
             else:
                 self.answers.answer(
                     ident,
@@ -279,13 +279,13 @@ class Files:
                 resume()  # torn down by now: re-open on the connection built again
                 return
             if done.status == S.STATUS_SUCCESS and isinstance(mrx_id, int):
-                self.rehome(fcb, v_net_root.net_root)
+                self._rehome(fcb, v_net_root.net_root)
                 if any(
                     f.orphaned_status == S.STATUS_SUCCESS for f in srv_open.fobxs if f is not fobx
                 ):
                     # another handle of this (collapsed) SrvOpen re-opened it first: this
                     # second server open is not needed
-                    self.close_extra(minirdr, mrx_id, fcb, ctx.origin)
+                    self._close_extra(minirdr, mrx_id, fcb, ctx.origin)
                 else:
                     srv_open.mrx_id = mrx_id
                     srv_open.minirdr = minirdr
@@ -321,7 +321,7 @@ class Files:
         except NtStatusError as exc:
             self.answers.answer(ident, ctx, exc.status, message=exc.strerror or "")
 
-    def rehome(self, fcb: Fcb, net_root: NetRoot) -> None:
+    def _rehome(self, fcb: Fcb, net_root: NetRoot) -> None:
         """A handle of ``fcb`` was re-opened on ``net_root``, the NetRoot built again after its
         own was torn down: the Fcb (its SrvOpens, their handles) moves there. Otherwise it keeps
         pointing at the dead NetRoot, and the next loss of the new connection neither finds nor
@@ -346,7 +346,7 @@ class Files:
         self.caching.purge(fcb)
         self.buffering.rebuffer(there)
 
-    def close_extra(self, minirdr: str, mrx_id: int, fcb: Fcb, origin: str | None) -> None:
+    def _close_extra(self, minirdr: str, mrx_id: int, fcb: Fcb, origin: str | None) -> None:
         close = RxContext(
             request_id=0,
             major=IrpMj.CLOSE,
@@ -359,7 +359,7 @@ class Files:
         )
         self.sending.send_quietly(minirdr, close)
 
-    def prepare_rename(self, ident: bytes, ctx: RxContext, fobx: Fobx) -> Then:
+    def _prepare_rename(self, ident: bytes, ctx: RxContext, fobx: Fobx) -> Then:
         """Rename targets arrive as UNC names; the mini-redirector gets a share-relative path."""
         assert ctx.info is not None
         target = ctx.info.args.get("target")
@@ -390,7 +390,7 @@ class Files:
 
         return then
 
-    def track_disposition(self, ctx: RxContext, fcb: Fcb, relay: Then) -> Then:
+    def _track_disposition(self, ctx: RxContext, fcb: Fcb, relay: Then) -> Then:
         assert ctx.info is not None
         delete = bool(ctx.info.args.get("delete", True))
 
