@@ -312,7 +312,7 @@ def _check_options(kind: str, options: dict[str, Any], where: str, at: str) -> N
         _check_options(typed.wraps, typed.options or {}, where, f"{at}.options")
     try:
         if isinstance(typed, schema.FaultyOptions):
-            from rdbss.minirdrs.faults import FaultError, parse_rules
+            from rdbss.minirdrs.faulty.faults import FaultError, parse_rules
 
             try:
                 parse_rules(options.get("rules", []))
@@ -328,7 +328,7 @@ def _check_options(kind: str, options: dict[str, Any], where: str, at: str) -> N
                 except NtStatusError as exc:
                     raise ValueError(f"shares: {exc.strerror}") from None
         elif isinstance(typed, schema.SftpOptions):
-            from rdbss.minirdrs.sftp_config import parse_config as parse_sftp
+            from rdbss.minirdrs.sftp.config import parse_config as parse_sftp
 
             parse_sftp(options)
     except ValueError as exc:

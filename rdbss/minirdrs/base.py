@@ -23,7 +23,7 @@ Result conventions (structured results travel as msgpack maps):
   opens nothing: ``information`` = FILE_OPENED, ``result`` = {"directory": bool, **file info}.
 - MRxQueryFileInfo answers the file info map (``name``, ``size``, ``allocation_size``,
   ``attributes``, the four times, ``directory``, ``delete_pending``, ``nlink``, ``file_id``...;
-  ``rdbss.minirdrs.local.file_info`` builds it from an ``os.stat_result``).
+  ``rdbss.minirdrs.common.fileinfo.file_info`` builds it from a stat result).
 - Every backend keeps its SrvOpens in an ``OpenTable`` of ``OpenBase`` records: the id it
   hands out in MRxCreate's ``srv_open``, and what delete-pending and rename rules need.
 - MRxQueryDirectory answers {"entries": [file info + "name"...]}; STATUS_NO_MORE_FILES at the end,
@@ -92,7 +92,7 @@ class Result:
     message: str = ""
 
 
-#: Routine name -> method name. Only routines RDBSS actually calls are listed (spec 1.5 excluded).
+#: Routine name -> method name: the routines RDBSS calls (see docs/routines.md, The routines).
 ROUTINE_METHODS: dict[Routine, str] = {
     Routine.MRxStart: "start",
     Routine.MRxStop: "stop",
@@ -156,6 +156,19 @@ CONNECTION_ROUTINES: frozenset[Routine] = frozenset(
 
 T = TypeVar("T")
 ShareT = TypeVar("ShareT")
+
+#: Every low I/O operation: what a backend with byte-range locks and change notify offers.
+ALL_LOWIO_OPS: frozenset[LowIoOp] = frozenset(
+    {
+        LowIoOp.READ,
+        LowIoOp.WRITE,
+        LowIoOp.SHAREDLOCK,
+        LowIoOp.EXCLUSIVELOCK,
+        LowIoOp.UNLOCK,
+        LowIoOp.UNLOCK_MULTIPLE,
+        LowIoOp.NOTIFY_CHANGE_DIRECTORY,
+    }
+)
 
 #: The largest single READ a mini-redirector answers (STATUS_INVALID_PARAMETER above it).
 MAX_READ_BYTES = 64 << 20
@@ -364,7 +377,7 @@ class MiniRdr:
 
     #: Short protocol name used in config files ("local", "smb", ...).
     kind: ClassVar[str] = ""
-    #: RDBSS_MANAGE_* flags (spec 5.2); informational here.
+    #: RDBSS_MANAGE_* flags (see docs/routines.md, The routines); informational here.
     mrx_flags: ClassVar[int] = 0
     #: Which LowIoContext.Operation values ``low_io_submit`` handles.
     lowio_ops: ClassVar[frozenset[LowIoOp]] = frozenset()
@@ -381,8 +394,9 @@ class MiniRdr:
         self.config = dict(config)
         self._completion_sink: Callable[[RxContext, Result], None] | None = None
 
-    # Low I/O is asynchronous (spec 4.3): a routine may answer Result(status=STATUS_PENDING) and
-    # finish later, from any thread, with complete_later (RxLowIoCompletion).
+    # Low I/O is asynchronous (see docs/routines.md, Low I/O): a routine may answer
+    # Result(status=STATUS_PENDING) and finish later, from any thread, with complete_later
+    # (RxLowIoCompletion).
     def attach_completion(self, sink: Callable[[RxContext, Result], None]) -> None:
         """Set by the host: where later completions go."""
         self._completion_sink = sink
@@ -419,9 +433,10 @@ class MiniRdr:
     def close(self) -> None:
         """Release everything (process shutdown). Not a routine."""
 
-    # Cancellation (spec 4.4): the host calls this for a request the mini-redirector answered
-    # STATUS_PENDING when the core cancels it (the client asked, its deadline passed, the client
-    # is gone). Requests still queued are dropped by the host without reaching the routine.
+    # Cancellation (see docs/routines.md, Low I/O): the host calls this for a request the
+    # mini-redirector answered STATUS_PENDING when the core cancels it (the client asked, its
+    # deadline passed, the client is gone). Requests still queued are dropped by the host
+    # without reaching the routine.
     def cancel(self, request_id: int, status: int = NtStatus.STATUS_CANCELLED) -> bool:
         """The cancel routine (MRxCancelRoutine, set by RxSetMinirdrCancelRoutine): if request
         ``request_id`` is pending here, complete it now with ``status`` through

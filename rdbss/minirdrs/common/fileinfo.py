@@ -6,14 +6,34 @@ with its fields.
 
 from __future__ import annotations
 
-import os
 import stat
-from typing import Any
+from typing import Any, Protocol
 
 from rdbss.wire.constants import FileAttributes
 
 
-def _attributes(st: os.stat_result, name: str) -> int:
+class StatLike(Protocol):
+    """The fields of ``os.stat_result`` the base and ``file_info`` read."""
+
+    @property
+    def st_mode(self) -> int: ...
+    @property
+    def st_size(self) -> int: ...
+    @property
+    def st_blocks(self) -> int: ...
+    @property
+    def st_nlink(self) -> int: ...
+    @property
+    def st_ino(self) -> int: ...
+    @property
+    def st_atime_ns(self) -> int: ...
+    @property
+    def st_mtime_ns(self) -> int: ...
+    @property
+    def st_ctime_ns(self) -> int: ...
+
+
+def _attributes(st: StatLike, name: str) -> int:
     attrs = FileAttributes.NONE
     if stat.S_ISDIR(st.st_mode):
         attrs |= FileAttributes.DIRECTORY
@@ -24,7 +44,7 @@ def _attributes(st: os.stat_result, name: str) -> int:
     return int(attrs or FileAttributes.NORMAL)
 
 
-def _creation_time_ns(st: os.stat_result) -> int:
+def _creation_time_ns(st: StatLike) -> int:
     birth = getattr(st, "st_birthtime_ns", None)
     if isinstance(birth, int):
         return birth
@@ -34,7 +54,7 @@ def _creation_time_ns(st: os.stat_result) -> int:
     return st.st_ctime_ns
 
 
-def file_info(st: os.stat_result, rel: str, *, delete_pending: bool = False) -> dict[str, Any]:
+def file_info(st: StatLike, rel: str, *, delete_pending: bool = False) -> dict[str, Any]:
     """The file info map of base.py's conventions for a stat result."""
     is_dir = stat.S_ISDIR(st.st_mode)
     return {
