@@ -28,9 +28,10 @@ from rdbss.actors.bus import (
     send_frames,
 )
 from rdbss.actors.client_limits import TRACK_BYTES, FairIntake, Queued, UnreadAnswers
-from rdbss.actors.core import CoreSettings, Payload, RdbssCore
 from rdbss.actors.metrics import NullMetrics
 from rdbss.actors.zap import CLIENT_DOMAIN, PEER_DOMAIN, AllowList, ZapHandler
+from rdbss.core.core import RdbssCore
+from rdbss.core.types import CoreSettings, Payload
 from rdbss.wire.codec import Codec, WireError, refusal_ids
 from rdbss.wire.framing import pack_frames, unpack_frames
 from rdbss.wire.rxcontext import (
@@ -50,6 +51,9 @@ log = logging.getLogger("rdbss.core")
 DRAIN_TIMEOUT_S = 10.0
 EXPIRE_EVERY_S = 0.1  # how often queued requests are checked against their deadlines
 FORGET_EVERY_S = 5.0  # how often the queues of vanished clients are dropped
+# Answers already queued on a client socket when the core stops (the last ones of a drain) still
+# leave: closing with linger 0 would drop them and a drained read would be lost after all.
+CLOSE_LINGER_MS = 500
 
 
 @dataclass(slots=True)
@@ -112,8 +116,9 @@ class CoreServer:
         self.peer_sockets: dict[str, zmq.Socket[bytes]] = {}
         self.remote_clients: dict[bytes, RemoteClient] = {}
         self._refused_logged: dict[str, float] = {}
-        self.core = RdbssCore(self, time.monotonic, settings, metrics)
-        self.core.is_client_alive = self.client_alive
+        self.core = RdbssCore(
+            self, time.monotonic, settings, metrics, is_client_alive=self.client_alive
+        )
         self._stop = threading.Event()
 
     # ---------------------------------------------------------------- Outbox
@@ -313,7 +318,10 @@ class CoreServer:
                     log.exception("housekeeping failed")
         finally:
             log.info("core stopped")
-            for sock in (self.clients, self.bus, self.tcp_bus, self.tcp_clients):
+            for sock in (self.clients, self.tcp_clients):
+                if sock is not None:
+                    sock.close(CLOSE_LINGER_MS)
+            for sock in (self.bus, self.tcp_bus):
                 if sock is not None:
                     sock.close(0)
             if self.zap is not None:

@@ -11,7 +11,7 @@ import stat
 import pytest
 
 from rdbss import requests as rq
-from rdbss.minirdrs.security import (
+from rdbss.minirdrs.common.security import (
     EVERYONE,
     FILE_GENERIC_EXECUTE,
     FILE_GENERIC_READ,
