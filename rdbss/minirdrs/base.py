@@ -512,3 +512,23 @@ class MiniRdr:
     extend_for_non_cache = _not_implemented
     complete_buffering_state_change_request = _not_implemented
     dev_fcb_control = _not_implemented
+
+
+class QuietConnections(MiniRdr):
+    """The connection routines with nothing to do: a mini-redirector whose SrvCall needs no
+    notice of winning and whose NetRoot, VNetRoot and SrvCall hold nothing to release when
+    they go (see docs/routines.md, Connections). Being defined here (not at ``MiniRdr``),
+    they are registered like any routine a subclass implements; a subclass overrides any of
+    them that does have work."""
+
+    def srv_call_winner_notify(self, ctx: RxContext) -> Result:
+        return Result()
+
+    def finalize_v_net_root(self, ctx: RxContext) -> Result:
+        return Result()
+
+    def finalize_net_root(self, ctx: RxContext) -> Result:
+        return Result()
+
+    def finalize_srv_call(self, ctx: RxContext) -> Result:
+        return Result()

@@ -42,17 +42,18 @@ from typing import Any, ClassVar, TypeVar, cast
 
 import asyncssh
 
-from rdbss.minirdrs.base import Result
+from rdbss.minirdrs.base import QuietConnections, Result
 from rdbss.minirdrs.common.args import show
 from rdbss.minirdrs.common.fileinfo import StatLike
-from rdbss.minirdrs.common.notify import Entry, Lister, PollingWatches, WatchLimits, notify_interval
+from rdbss.minirdrs.common.notify import Entry, Lister
 from rdbss.minirdrs.common.security import (
     POSIX_INFORMATION,
     check_query_information,
     posix_change,
     posix_descriptor,
 )
-from rdbss.minirdrs.posix import PosixMiniRdr, current_request
+from rdbss.minirdrs.polled import PolledNotifyMiniRdr
+from rdbss.minirdrs.posix import current_request
 from rdbss.minirdrs.primitives import OpenRequest, Volume
 from rdbss.minirdrs.sftp.attrs import SftpStat, mode_of, security_of, stat_of
 from rdbss.minirdrs.sftp.config import SftpConfigError, parse_config
@@ -78,7 +79,7 @@ from rdbss.minirdrs.sftp.remote import (
 )
 from rdbss.minirdrs.sftp.session import CLOSE_WAIT_S, Sessions, Share
 from rdbss.wire.constants import IrpMj, LowIoOp
-from rdbss.wire.rxcontext import LowIoParameters, RxContext
+from rdbss.wire.rxcontext import RxContext
 from rdbss.wire.status import NtStatus, NtStatusError
 
 log = logging.getLogger("rdbss.minirdr.sftp")
@@ -106,7 +107,7 @@ class _Memo:
     seen: tuple[Open, asyncssh.SFTPAttrs] | None = None  # an open's attributes, still current
 
 
-class SftpMiniRdr(PosixMiniRdr[Share, Open]):
+class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
     """Serves folders of SSH servers over SFTP (asyncssh)."""
 
     kind: ClassVar[str] = "sftp"
@@ -123,12 +124,7 @@ class SftpMiniRdr(PosixMiniRdr[Share, Open]):
         except SftpConfigError as exc:
             raise ValueError(str(exc)) from None
         # SFTP cannot tell us about changes: pending notifies poll the folder's listing
-        self._watches = PollingWatches(
-            self.complete_later,
-            interval_s=notify_interval(config, "sftp", NOTIFY_INTERVAL_S),
-            limits=WatchLimits.from_config(config, "sftp"),
-            name=f"sftp-{name}",
-        )
+        self.start_watches(config, NOTIFY_INTERVAL_S)
         self.timeout = self.settings.timeout
         self._sessions = Sessions(name, self.settings)
         self._local = threading.local()
@@ -177,17 +173,8 @@ class SftpMiniRdr(PosixMiniRdr[Share, Open]):
         self._sessions.connect(ctx)
         return Result()
 
-    def srv_call_winner_notify(self, ctx: RxContext) -> Result:
-        return Result()
-
     def create_v_net_root(self, ctx: RxContext) -> Result:
         self._sessions.check_share(ctx)
-        return Result()
-
-    def finalize_v_net_root(self, ctx: RxContext) -> Result:
-        return Result()
-
-    def finalize_net_root(self, ctx: RxContext) -> Result:
         return Result()
 
     def finalize_srv_call(self, ctx: RxContext) -> Result:
@@ -198,13 +185,6 @@ class SftpMiniRdr(PosixMiniRdr[Share, Open]):
         except Exception:  # finalize never fails
             log.exception("finalize of SrvCall %r failed", ctx.srv_call)
         return Result()
-
-    def cancel(self, request_id: int, status: int = S.STATUS_CANCELLED) -> bool:
-        """The cancel routine of a pending change notification (the polling watch ends)."""
-        return self._watches.cancel(request_id, status)
-
-    def pending_requests(self) -> int:
-        return self._watches.pending
 
     def close(self) -> None:
         """Close every open (deleting what was delete-pending, as closing its handle would) and
@@ -528,18 +508,8 @@ class SftpMiniRdr(PosixMiniRdr[Share, Open]):
                     other.remote = new_remote + "/" + rest.replace("\\", "/")
 
     # --- hooks: change notify -----------------------------------------------------------------
-    def lowio_other(self, ctx: RxContext, op: Open, lowio: LowIoParameters) -> Result:
-        if lowio.operation != LowIoOp.NOTIFY_CHANGE_DIRECTORY:
-            return super().lowio_other(ctx, op, lowio)
-        return self._watches.notify(
-            ctx,
-            self._lister(op),
-            group=op.conn.server.name.lower(),
-            folder=op.remote,
-            completion_filter=lowio.completion_filter,
-            tree=lowio.watch_tree,
-            what=show(op.path),
-        )
+    def notify_place(self, op: Open) -> tuple[str, str]:
+        return op.conn.server.name.lower(), op.remote
 
     def _lister(self, op: Open) -> Lister:
         """Lists a folder below the watched one on the server (one readdir; called from the
@@ -558,12 +528,6 @@ class SftpMiniRdr(PosixMiniRdr[Share, Open]):
             )
 
         return list_folder
-
-    def end_fobx(self, ctx: RxContext) -> None:
-        self._watches.end(fobx=ctx.fobx)
-
-    def end_srv_open(self, srv_open: int | None, op: Open) -> None:
-        self._watches.end(srv_open=srv_open)
 
     # --- security: the server's uid, gid and permissions as a security descriptor ----------
     def query_sd_info(self, ctx: RxContext) -> Result:
