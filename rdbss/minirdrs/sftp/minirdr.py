@@ -337,6 +337,9 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
                 elif where is None:
                     where = (await handle.stat()).size or 0
                 if payload:
+                    # asyncssh sends a large write as requests of the server's limit, several
+                    # in flight, and returns once every one is acknowledged (a failed one fails
+                    # the whole write): the write is answered only when the server has it all
                     await handle.write(payload, where)
                     await arepin(op)
                 return len(payload)
