@@ -189,6 +189,8 @@ class OpenBase(Generic[ShareT]):
     #: FILE_APPEND_DATA without FILE_WRITE_DATA: writes go to the end of the file
     append_only: bool = False
     delete_pending: bool = False
+    #: its id in the OpenTable that holds it (set by ``OpenTable.add``; 0 before)
+    srv_open: int = 0
 
 
 OpenT = TypeVar("OpenT", bound=OpenBase[Any])
@@ -204,9 +206,10 @@ class OpenTable(Generic[OpenT]):
         self._ids = itertools.count(1)
 
     def add(self, op: OpenT) -> int:
-        """Keep ``op``; its new SrvOpen id."""
+        """Keep ``op``; its new SrvOpen id (also in ``op.srv_open``)."""
         with self.lock:
             srv_open = next(self._ids)
+            op.srv_open = srv_open
             self._opens[srv_open] = op
         return srv_open
 

@@ -438,12 +438,6 @@ class WebDavMiniRdr(QuietConnections, PolledNotifyMiniRdr[DavShare, Open]):
         return share.name
 
     # --- routines the base leaves to the backend, or that WebDAV does its own way -------------
-    def create(self, ctx: RxContext) -> Result:
-        done = super().create(ctx)
-        op = self._opens.get(done.result["srv_open"])
-        op.srv_open = done.result["srv_open"]  # (a re-open after a lost connection finds it)
-        return done
-
     def query_file_info(self, ctx: RxContext) -> Result:
         """As the base, with the properties asked from the server again (one PROPFIND) unless
         this open has staged data."""
