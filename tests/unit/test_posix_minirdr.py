@@ -279,6 +279,31 @@ def test_missing_parent_and_kind_checks(rdr: MemMiniRdr) -> None:
     assert status(create, rdr, "..\\x") == S.STATUS_OBJECT_NAME_INVALID
 
 
+class _RootKnown(MemMiniRdr):
+    """Knows the share root exists (as a backend that checked it at MRxCreateVNetRoot)."""
+
+    def __init__(self, name: str, config: Mapping[str, Any]) -> None:
+        super().__init__(name, config)
+        self.looked_up: list[str] = []
+
+    def lookup(self, share: str, rel: str, *, follow: bool = True) -> MemStat | None:
+        self.looked_up.append(rel)
+        return super().lookup(share, rel, follow=follow)
+
+    def parent_known(self, share: str, rel: str) -> bool:
+        return "\\" not in rel
+
+
+def test_a_known_parent_is_not_looked_up() -> None:
+    rdr = _RootKnown("mem", {"shares": ["mem"]})
+    close(rdr, srv_open(create(rdr, "d", D.FILE_CREATE, options=Opt.FILE_DIRECTORY_FILE)))
+    assert rdr.looked_up == ["d"]  # (the root: known)
+    rdr.looked_up.clear()
+    close(rdr, srv_open(create(rdr, "d\\f", D.FILE_CREATE)))
+    assert rdr.looked_up == ["d\\f", "d"]
+    assert status(create, rdr, "no\\x", D.FILE_CREATE) == S.STATUS_OBJECT_PATH_NOT_FOUND
+
+
 def test_query_open_answers_like_create_without_opening(rdr: MemMiniRdr) -> None:
     close(rdr, srv_open(create(rdr, "f", D.FILE_CREATE)))
     params = CreateParameters(desired_access=int(A.FILE_READ_ATTRIBUTES))

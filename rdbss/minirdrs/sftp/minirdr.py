@@ -199,13 +199,8 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         return self._sessions.share_of(ctx)
 
     def lookup(self, share: Share, rel: str, *, follow: bool = True) -> SftpStat | None:
-        """One round trip (``alocate``; a symbolic link followed: ``_follow``). The parent a
-        lookup saw answers the base's parent check that follows a miss."""
+        """One round trip (``alocate``; a symbolic link followed: ``_follow``)."""
         memo = self._memo()
-        if follow and memo.parent_ok and memo.share is share:
-            memo.parent_ok = False
-            if memo.rel.rpartition("\\")[0] == rel:
-                return SftpStat(stat.S_IFDIR | 0o755, 0, 0, 1, 0, 0, 0, 0)
         parts = rel.split("\\") if rel else []
         target = self._call(share, lambda: alocate(share, parts, rel), f"cannot open {show(rel)}")
         memo.share, memo.rel, memo.target = share, rel, target
@@ -215,6 +210,14 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         if follow and stat.S_ISLNK(mode_of(target.attrs)):
             return self._follow(share, rel, target.remote)
         return stat_of(target.attrs, target.remote)
+
+    def parent_known(self, share: Share, rel: str) -> bool:
+        """The parent a lookup saw answers the base's parent check that follows its miss."""
+        memo = self._memo()
+        if memo.parent_ok and memo.share is share:
+            memo.parent_ok = False
+            return memo.rel == rel
+        return False
 
     def _follow(self, share: Share, rel: str, remote: str) -> SftpStat:
         """A symbolic link looked up to be followed: refused as the name a create opens (as

@@ -236,9 +236,9 @@ class WebDavMiniRdr(QuietConnections, PolledNotifyMiniRdr[DavShare, Open]):
             return None
         return self._stat(share, server, entry)
 
-    def _check_parent(self, share: DavShare, rel: str) -> None:
-        if "\\" in rel:  # a top-level name's parent is the share root, checked at the VNetRoot
-            super()._check_parent(share, rel)
+    def parent_known(self, share: DavShare, rel: str) -> bool:
+        """A top-level name's parent is the share root, checked at MRxCreateVNetRoot."""
+        return "\\" not in rel
 
     def file_info(self, st: StatLike, rel: str, *, delete_pending: bool = False) -> dict[str, Any]:
         if not isinstance(st, DavStat):
