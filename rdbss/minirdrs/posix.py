@@ -181,9 +181,9 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
         try:
             with self._host("cannot delete", op.path):
                 if op.is_dir:
-                    self.rmdir(op.share, op.path)
+                    self.rmdir(op)
                 else:
-                    self.unlink(op.share, op.path)
+                    self.unlink(op)
         except NtStatusError as exc:
             if exc.status != S.STATUS_OBJECT_NAME_NOT_FOUND:
                 raise  # (not found: already gone, what was asked for)

@@ -147,11 +147,11 @@ class MemMiniRdr(PosixMiniRdr[str, MemOpen]):
         for path in [p for p in files if p == rel or p.startswith(rel + "\\")]:
             files[target + path[len(rel) :]] = files.pop(path)
 
-    def unlink(self, share: str, rel: str) -> None:
-        del self.files[share][rel]
+    def unlink(self, op: MemOpen) -> None:
+        del self.files[op.share][op.path]
 
-    def rmdir(self, share: str, rel: str) -> None:
-        del self.files[share][rel]
+    def rmdir(self, op: MemOpen) -> None:
+        del self.files[op.share][op.path]
 
     def set_size(self, op: MemOpen, size: int) -> None:
         del op.node.data[size:]

@@ -266,11 +266,11 @@ class LocalMiniRdr(QuietConnections, PosixMiniRdr[Share, _Open]):
     def rename(self, share: Share, rel: str, target: str, *, replace: bool) -> None:
         os.rename(self._shares.host_entry(share, rel), self._shares.host_entry(share, target))
 
-    def unlink(self, share: Share, rel: str) -> None:
-        os.unlink(self._shares.host_entry(share, rel))
+    def unlink(self, op: _Open) -> None:
+        os.unlink(self._shares.host_entry(op.share, op.path))
 
-    def rmdir(self, share: Share, rel: str) -> None:
-        os.rmdir(self._shares.host_entry(share, rel))
+    def rmdir(self, op: _Open) -> None:
+        os.rmdir(self._shares.host_entry(op.share, op.path))
 
     def set_size(self, op: _Open, size: int) -> None:
         os.ftruncate(op.fd, size)

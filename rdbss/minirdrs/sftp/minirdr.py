@@ -95,7 +95,7 @@ NOTIFY_INTERVAL_S = 1.0
 class _Memo:
     """What the last primitive of the request on this thread learned, for the next one of the
     same request: the lookup's target (its server path and attributes) for the open, the mkdir
-    or the rename that follows; the open being closed for the delete that follows."""
+    or the rename that follows."""
 
     request: RxContext | None = None
     share: Share | None = None
@@ -103,7 +103,6 @@ class _Memo:
     target: Target | None = None
     parent_ok: bool = False  # the lookup found nothing, in a parent folder it saw
     made: asyncssh.SFTPAttrs | None = None  # the directory mkdir made
-    closing: Open | None = None
     seen: tuple[Open, asyncssh.SFTPAttrs] | None = None  # an open's attributes, still current
 
 
@@ -157,9 +156,6 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         memo = self._memo()
         if memo.share is share and memo.rel == rel and memo.target is not None:
             return memo.target.remote
-        closing = memo.closing
-        if closing is not None and closing.share is share and closing.path == rel:
-            return closing.remote
         for op in self._opens.values():
             if op.share is share and op.path == rel:
                 return op.remote
@@ -302,7 +298,6 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
     def close_handle(self, op: Open) -> None:
         """Close the handle. On a lost connection there is nothing to close: every write was
         acknowledged by the server before it was answered, so nothing is lost."""
-        self._memo().closing = op
         if op.file is None:
             return
         if op.conn.lost:
@@ -460,14 +455,14 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
             op.share, lambda: ais_empty(sftp, op.remote), f"cannot list {show(op.path)}"
         )
 
-    def unlink(self, share: Share, rel: str) -> None:
-        self._remove(share, rel, is_dir=False)
+    def unlink(self, op: Open) -> None:
+        self._remove(op, is_dir=False)
 
-    def rmdir(self, share: Share, rel: str) -> None:
-        self._remove(share, rel, is_dir=True)
+    def rmdir(self, op: Open) -> None:
+        self._remove(op, is_dir=True)
 
-    def _remove(self, share: Share, rel: str, *, is_dir: bool) -> None:
-        remote = self._remote(share, rel)
+    def _remove(self, op: Open, *, is_dir: bool) -> None:
+        share, rel, remote = op.share, op.path, op.remote
         self._call(
             share,
             lambda: aremove(share.conn.client(), remote, rel, is_dir=is_dir),

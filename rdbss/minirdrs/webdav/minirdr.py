@@ -386,10 +386,11 @@ class WebDavMiniRdr(QuietConnections, PolledNotifyMiniRdr[DavShare, Open]):
         if response.status_code not in (200, 202, 204, 404):  # 404: already gone, as asked
             raise fail(response, "DELETE", what)
 
-    def unlink(self, share: DavShare, rel: str) -> None:
-        self._remove(share, rel, collection=False)
+    def unlink(self, op: Open) -> None:
+        self._remove(op.share, op.path, collection=False)
 
-    def rmdir(self, share: DavShare, rel: str) -> None:
+    def rmdir(self, op: Open) -> None:
+        share, rel = op.share, op.path
         # DELETE of a collection is recursive in WebDAV: never take what appeared since
         if self._session(share).children(share.name, _parts(rel), rel):
             raise error(S.STATUS_DIRECTORY_NOT_EMPTY, f"cannot delete {show(rel)}: not empty")
