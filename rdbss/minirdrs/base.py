@@ -189,6 +189,8 @@ class OpenBase(Generic[ShareT]):
     #: FILE_APPEND_DATA without FILE_WRITE_DATA: writes go to the end of the file
     append_only: bool = False
     delete_pending: bool = False
+    #: its id in the OpenTable that holds it (set by ``OpenTable.add``; 0 before)
+    srv_open: int = 0
 
 
 OpenT = TypeVar("OpenT", bound=OpenBase[Any])
@@ -204,9 +206,10 @@ class OpenTable(Generic[OpenT]):
         self._ids = itertools.count(1)
 
     def add(self, op: OpenT) -> int:
-        """Keep ``op``; its new SrvOpen id."""
+        """Keep ``op``; its new SrvOpen id (also in ``op.srv_open``)."""
         with self.lock:
             srv_open = next(self._ids)
+            op.srv_open = srv_open
             self._opens[srv_open] = op
         return srv_open
 
@@ -512,3 +515,23 @@ class MiniRdr:
     extend_for_non_cache = _not_implemented
     complete_buffering_state_change_request = _not_implemented
     dev_fcb_control = _not_implemented
+
+
+class QuietConnections(MiniRdr):
+    """The connection routines with nothing to do: a mini-redirector whose SrvCall needs no
+    notice of winning and whose NetRoot, VNetRoot and SrvCall hold nothing to release when
+    they go (see docs/routines.md, Connections). Being defined here (not at ``MiniRdr``),
+    they are registered like any routine a subclass implements; a subclass overrides any of
+    them that does have work."""
+
+    def srv_call_winner_notify(self, ctx: RxContext) -> Result:
+        return Result()
+
+    def finalize_v_net_root(self, ctx: RxContext) -> Result:
+        return Result()
+
+    def finalize_net_root(self, ctx: RxContext) -> Result:
+        return Result()
+
+    def finalize_srv_call(self, ctx: RxContext) -> Result:
+        return Result()

@@ -109,6 +109,12 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
     def renamed(self, share: ShareT, old: str, new: str) -> None:
         """After a rename (every open was moved already)."""
 
+    def parent_known(self, share: ShareT, rel: str) -> bool:
+        """True when the parent folder of ``rel`` is known to exist without looking it up (the
+        share root, checked at MRxCreateVNetRoot; a folder this request's lookup saw). False
+        (the default) looks it up."""
+        return False
+
     # --- helpers ------------------------------------------------------------------------------
     @staticmethod
     @contextlib.contextmanager
@@ -136,6 +142,8 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
         return self._opens.get(ctx.srv_open)
 
     def _check_parent(self, share: ShareT, rel: str) -> None:
+        if self.parent_known(share, rel):
+            return
         parent = rel.rpartition("\\")[0]
         with self._host("cannot query", parent):
             st = self.lookup(share, parent)
@@ -173,9 +181,9 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
         try:
             with self._host("cannot delete", op.path):
                 if op.is_dir:
-                    self.rmdir(op.share, op.path)
+                    self.rmdir(op)
                 else:
-                    self.unlink(op.share, op.path)
+                    self.unlink(op)
         except NtStatusError as exc:
             if exc.status != S.STATUS_OBJECT_NAME_NOT_FOUND:
                 raise  # (not found: already gone, what was asked for)

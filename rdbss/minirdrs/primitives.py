@@ -135,13 +135,13 @@ class PosixPrimitives(Generic[ShareT, OpenT]):
         directory. The base then moves the opens at or under ``rel``."""
         raise NotImplementedError
 
-    def unlink(self, share: ShareT, rel: str) -> None:
-        """Remove the file ``rel`` (FileNotFoundError, or OBJECT_NAME_NOT_FOUND, when it is
-        gone already: the base takes that as done)."""
+    def unlink(self, op: OpenT) -> None:
+        """Remove the file ``op`` opened, its handle closed already (FileNotFoundError, or
+        OBJECT_NAME_NOT_FOUND, when it is gone already: the base takes that as done)."""
         raise NotImplementedError
 
-    def rmdir(self, share: ShareT, rel: str) -> None:
-        """Remove the empty directory ``rel`` (as ``unlink`` for one gone already;
+    def rmdir(self, op: OpenT) -> None:
+        """Remove the empty directory ``op`` opened (as ``unlink`` for one gone already;
         DIRECTORY_NOT_EMPTY when something appeared in it)."""
         raise NotImplementedError
 

@@ -16,6 +16,15 @@ class _Open(OpenBase[str]):
     handle: int = 0
 
 
+def test_add_gives_the_open_its_id() -> None:
+    table: OpenTable[_Open] = OpenTable()
+    op = _Open("s", "a", False)
+    assert op.srv_open == 0
+    srv_open = table.add(op)
+    assert op.srv_open == srv_open == 1
+    assert table.pop(op.srv_open) is op
+
+
 def test_ids_start_at_one_and_grow() -> None:
     table: OpenTable[_Open] = OpenTable()
     first = table.add(_Open("s", "a", False))

@@ -147,11 +147,11 @@ class MemMiniRdr(PosixMiniRdr[str, MemOpen]):
         for path in [p for p in files if p == rel or p.startswith(rel + "\\")]:
             files[target + path[len(rel) :]] = files.pop(path)
 
-    def unlink(self, share: str, rel: str) -> None:
-        del self.files[share][rel]
+    def unlink(self, op: MemOpen) -> None:
+        del self.files[op.share][op.path]
 
-    def rmdir(self, share: str, rel: str) -> None:
-        del self.files[share][rel]
+    def rmdir(self, op: MemOpen) -> None:
+        del self.files[op.share][op.path]
 
     def set_size(self, op: MemOpen, size: int) -> None:
         del op.node.data[size:]
@@ -277,6 +277,31 @@ def test_missing_parent_and_kind_checks(rdr: MemMiniRdr) -> None:
     opts = Opt.FILE_DIRECTORY_FILE
     assert status(create, rdr, "d\\f", options=opts) == S.STATUS_NOT_A_DIRECTORY
     assert status(create, rdr, "..\\x") == S.STATUS_OBJECT_NAME_INVALID
+
+
+class _RootKnown(MemMiniRdr):
+    """Knows the share root exists (as a backend that checked it at MRxCreateVNetRoot)."""
+
+    def __init__(self, name: str, config: Mapping[str, Any]) -> None:
+        super().__init__(name, config)
+        self.looked_up: list[str] = []
+
+    def lookup(self, share: str, rel: str, *, follow: bool = True) -> MemStat | None:
+        self.looked_up.append(rel)
+        return super().lookup(share, rel, follow=follow)
+
+    def parent_known(self, share: str, rel: str) -> bool:
+        return "\\" not in rel
+
+
+def test_a_known_parent_is_not_looked_up() -> None:
+    rdr = _RootKnown("mem", {"shares": ["mem"]})
+    close(rdr, srv_open(create(rdr, "d", D.FILE_CREATE, options=Opt.FILE_DIRECTORY_FILE)))
+    assert rdr.looked_up == ["d"]  # (the root: known)
+    rdr.looked_up.clear()
+    close(rdr, srv_open(create(rdr, "d\\f", D.FILE_CREATE)))
+    assert rdr.looked_up == ["d\\f", "d"]
+    assert status(create, rdr, "no\\x", D.FILE_CREATE) == S.STATUS_OBJECT_PATH_NOT_FOUND
 
 
 def test_query_open_answers_like_create_without_opening(rdr: MemMiniRdr) -> None:

@@ -25,9 +25,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from rdbss.minirdrs.base import ALL_LOWIO_OPS, MAX_READ_BYTES, OpenBase, Result, lowio_of
+from rdbss.minirdrs.base import (
+    ALL_LOWIO_OPS,
+    MAX_READ_BYTES,
+    OpenBase,
+    QuietConnections,
+    Result,
+    lowio_of,
+)
 from rdbss.minirdrs.common.args import arg_str, show
 from rdbss.minirdrs.common.fileinfo import StatLike
+from rdbss.minirdrs.common.fileio import pread_full
 from rdbss.minirdrs.common.inotify_watches import InotifyWatches
 from rdbss.minirdrs.common.notify import WatchLimits, notify_interval
 from rdbss.minirdrs.local.locks import RangeLocks, lock_owner
@@ -91,7 +99,7 @@ def _read_into(fd: int, rel: str, offset: int, into: memoryview) -> Result:
     return Result(information=done)
 
 
-class LocalMiniRdr(PosixMiniRdr[Share, _Open]):
+class LocalMiniRdr(QuietConnections, PosixMiniRdr[Share, _Open]):
     """Serves local folders as the shares of one server name."""
 
     kind: ClassVar[str] = "local"
@@ -138,24 +146,12 @@ class LocalMiniRdr(PosixMiniRdr[Share, _Open]):
             )
         return Result()
 
-    def srv_call_winner_notify(self, ctx: RxContext) -> Result:
-        return Result()
-
     def create_v_net_root(self, ctx: RxContext) -> Result:
         if ctx.srv_call is not None and ctx.srv_call.lower() not in self._names:
             raise NtStatusError(
                 S.STATUS_BAD_NETWORK_PATH, f"server {ctx.srv_call!r} is not served here"
             )
         self._shares.root(self._shares.get(ctx.net_root))
-        return Result()
-
-    def finalize_v_net_root(self, ctx: RxContext) -> Result:
-        return Result()
-
-    def finalize_net_root(self, ctx: RxContext) -> Result:
-        return Result()
-
-    def finalize_srv_call(self, ctx: RxContext) -> Result:
         return Result()
 
     # --- the primitives of PosixMiniRdr -------------------------------------------------------
@@ -231,15 +227,7 @@ class LocalMiniRdr(PosixMiniRdr[Share, _Open]):
             os.close(op.fd)
 
     def read_at(self, op: _Open, offset: int, length: int) -> bytes:
-        chunks: list[bytes] = []
-        done = 0
-        while done < length:
-            chunk = os.pread(op.fd, length - done, offset + done)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            done += len(chunk)
-        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        return pread_full(op.fd, offset, length)
 
     def write_at(self, op: _Open, offset: int | None, data: memoryview) -> int:
         if offset is None:
@@ -278,11 +266,11 @@ class LocalMiniRdr(PosixMiniRdr[Share, _Open]):
     def rename(self, share: Share, rel: str, target: str, *, replace: bool) -> None:
         os.rename(self._shares.host_entry(share, rel), self._shares.host_entry(share, target))
 
-    def unlink(self, share: Share, rel: str) -> None:
-        os.unlink(self._shares.host_entry(share, rel))
+    def unlink(self, op: _Open) -> None:
+        os.unlink(self._shares.host_entry(op.share, op.path))
 
-    def rmdir(self, share: Share, rel: str) -> None:
-        os.rmdir(self._shares.host_entry(share, rel))
+    def rmdir(self, op: _Open) -> None:
+        os.rmdir(self._shares.host_entry(op.share, op.path))
 
     def set_size(self, op: _Open, size: int) -> None:
         os.ftruncate(op.fd, size)

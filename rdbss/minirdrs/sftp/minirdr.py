@@ -42,17 +42,18 @@ from typing import Any, ClassVar, TypeVar, cast
 
 import asyncssh
 
-from rdbss.minirdrs.base import Result
+from rdbss.minirdrs.base import QuietConnections, Result
 from rdbss.minirdrs.common.args import show
 from rdbss.minirdrs.common.fileinfo import StatLike
-from rdbss.minirdrs.common.notify import Entry, Lister, PollingWatches, WatchLimits, notify_interval
+from rdbss.minirdrs.common.notify import Entry, Lister
 from rdbss.minirdrs.common.security import (
     POSIX_INFORMATION,
     check_query_information,
     posix_change,
     posix_descriptor,
 )
-from rdbss.minirdrs.posix import PosixMiniRdr, current_request
+from rdbss.minirdrs.polled import PolledNotifyMiniRdr
+from rdbss.minirdrs.posix import current_request
 from rdbss.minirdrs.primitives import OpenRequest, Volume
 from rdbss.minirdrs.sftp.attrs import SftpStat, mode_of, security_of, stat_of
 from rdbss.minirdrs.sftp.config import SftpConfigError, parse_config
@@ -78,7 +79,7 @@ from rdbss.minirdrs.sftp.remote import (
 )
 from rdbss.minirdrs.sftp.session import CLOSE_WAIT_S, Sessions, Share
 from rdbss.wire.constants import IrpMj, LowIoOp
-from rdbss.wire.rxcontext import LowIoParameters, RxContext
+from rdbss.wire.rxcontext import RxContext
 from rdbss.wire.status import NtStatus, NtStatusError
 
 log = logging.getLogger("rdbss.minirdr.sftp")
@@ -94,7 +95,7 @@ NOTIFY_INTERVAL_S = 1.0
 class _Memo:
     """What the last primitive of the request on this thread learned, for the next one of the
     same request: the lookup's target (its server path and attributes) for the open, the mkdir
-    or the rename that follows; the open being closed for the delete that follows."""
+    or the rename that follows."""
 
     request: RxContext | None = None
     share: Share | None = None
@@ -102,11 +103,10 @@ class _Memo:
     target: Target | None = None
     parent_ok: bool = False  # the lookup found nothing, in a parent folder it saw
     made: asyncssh.SFTPAttrs | None = None  # the directory mkdir made
-    closing: Open | None = None
     seen: tuple[Open, asyncssh.SFTPAttrs] | None = None  # an open's attributes, still current
 
 
-class SftpMiniRdr(PosixMiniRdr[Share, Open]):
+class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
     """Serves folders of SSH servers over SFTP (asyncssh)."""
 
     kind: ClassVar[str] = "sftp"
@@ -123,12 +123,7 @@ class SftpMiniRdr(PosixMiniRdr[Share, Open]):
         except SftpConfigError as exc:
             raise ValueError(str(exc)) from None
         # SFTP cannot tell us about changes: pending notifies poll the folder's listing
-        self._watches = PollingWatches(
-            self.complete_later,
-            interval_s=notify_interval(config, "sftp", NOTIFY_INTERVAL_S),
-            limits=WatchLimits.from_config(config, "sftp"),
-            name=f"sftp-{name}",
-        )
+        self.start_watches(config, NOTIFY_INTERVAL_S)
         self.timeout = self.settings.timeout
         self._sessions = Sessions(name, self.settings)
         self._local = threading.local()
@@ -161,9 +156,6 @@ class SftpMiniRdr(PosixMiniRdr[Share, Open]):
         memo = self._memo()
         if memo.share is share and memo.rel == rel and memo.target is not None:
             return memo.target.remote
-        closing = memo.closing
-        if closing is not None and closing.share is share and closing.path == rel:
-            return closing.remote
         for op in self._opens.values():
             if op.share is share and op.path == rel:
                 return op.remote
@@ -177,17 +169,8 @@ class SftpMiniRdr(PosixMiniRdr[Share, Open]):
         self._sessions.connect(ctx)
         return Result()
 
-    def srv_call_winner_notify(self, ctx: RxContext) -> Result:
-        return Result()
-
     def create_v_net_root(self, ctx: RxContext) -> Result:
         self._sessions.check_share(ctx)
-        return Result()
-
-    def finalize_v_net_root(self, ctx: RxContext) -> Result:
-        return Result()
-
-    def finalize_net_root(self, ctx: RxContext) -> Result:
         return Result()
 
     def finalize_srv_call(self, ctx: RxContext) -> Result:
@@ -198,13 +181,6 @@ class SftpMiniRdr(PosixMiniRdr[Share, Open]):
         except Exception:  # finalize never fails
             log.exception("finalize of SrvCall %r failed", ctx.srv_call)
         return Result()
-
-    def cancel(self, request_id: int, status: int = S.STATUS_CANCELLED) -> bool:
-        """The cancel routine of a pending change notification (the polling watch ends)."""
-        return self._watches.cancel(request_id, status)
-
-    def pending_requests(self) -> int:
-        return self._watches.pending
 
     def close(self) -> None:
         """Close every open (deleting what was delete-pending, as closing its handle would) and
@@ -219,13 +195,8 @@ class SftpMiniRdr(PosixMiniRdr[Share, Open]):
         return self._sessions.share_of(ctx)
 
     def lookup(self, share: Share, rel: str, *, follow: bool = True) -> SftpStat | None:
-        """One round trip (``alocate``; a symbolic link followed: ``_follow``). The parent a
-        lookup saw answers the base's parent check that follows a miss."""
+        """One round trip (``alocate``; a symbolic link followed: ``_follow``)."""
         memo = self._memo()
-        if follow and memo.parent_ok and memo.share is share:
-            memo.parent_ok = False
-            if memo.rel.rpartition("\\")[0] == rel:
-                return SftpStat(stat.S_IFDIR | 0o755, 0, 0, 1, 0, 0, 0, 0)
         parts = rel.split("\\") if rel else []
         target = self._call(share, lambda: alocate(share, parts, rel), f"cannot open {show(rel)}")
         memo.share, memo.rel, memo.target = share, rel, target
@@ -235,6 +206,14 @@ class SftpMiniRdr(PosixMiniRdr[Share, Open]):
         if follow and stat.S_ISLNK(mode_of(target.attrs)):
             return self._follow(share, rel, target.remote)
         return stat_of(target.attrs, target.remote)
+
+    def parent_known(self, share: Share, rel: str) -> bool:
+        """The parent a lookup saw answers the base's parent check that follows its miss."""
+        memo = self._memo()
+        if memo.parent_ok and memo.share is share:
+            memo.parent_ok = False
+            return memo.rel == rel
+        return False
 
     def _follow(self, share: Share, rel: str, remote: str) -> SftpStat:
         """A symbolic link looked up to be followed: refused as the name a create opens (as
@@ -319,7 +298,6 @@ class SftpMiniRdr(PosixMiniRdr[Share, Open]):
     def close_handle(self, op: Open) -> None:
         """Close the handle. On a lost connection there is nothing to close: every write was
         acknowledged by the server before it was answered, so nothing is lost."""
-        self._memo().closing = op
         if op.file is None:
             return
         if op.conn.lost:
@@ -477,14 +455,14 @@ class SftpMiniRdr(PosixMiniRdr[Share, Open]):
             op.share, lambda: ais_empty(sftp, op.remote), f"cannot list {show(op.path)}"
         )
 
-    def unlink(self, share: Share, rel: str) -> None:
-        self._remove(share, rel, is_dir=False)
+    def unlink(self, op: Open) -> None:
+        self._remove(op, is_dir=False)
 
-    def rmdir(self, share: Share, rel: str) -> None:
-        self._remove(share, rel, is_dir=True)
+    def rmdir(self, op: Open) -> None:
+        self._remove(op, is_dir=True)
 
-    def _remove(self, share: Share, rel: str, *, is_dir: bool) -> None:
-        remote = self._remote(share, rel)
+    def _remove(self, op: Open, *, is_dir: bool) -> None:
+        share, rel, remote = op.share, op.path, op.remote
         self._call(
             share,
             lambda: aremove(share.conn.client(), remote, rel, is_dir=is_dir),
@@ -531,18 +509,8 @@ class SftpMiniRdr(PosixMiniRdr[Share, Open]):
                     other.remote = new_remote + "/" + rest.replace("\\", "/")
 
     # --- hooks: change notify -----------------------------------------------------------------
-    def lowio_other(self, ctx: RxContext, op: Open, lowio: LowIoParameters) -> Result:
-        if lowio.operation != LowIoOp.NOTIFY_CHANGE_DIRECTORY:
-            return super().lowio_other(ctx, op, lowio)
-        return self._watches.notify(
-            ctx,
-            self._lister(op),
-            group=op.conn.server.name.lower(),
-            folder=op.remote,
-            completion_filter=lowio.completion_filter,
-            tree=lowio.watch_tree,
-            what=show(op.path),
-        )
+    def notify_place(self, op: Open) -> tuple[str, str]:
+        return op.conn.server.name.lower(), op.remote
 
     def _lister(self, op: Open) -> Lister:
         """Lists a folder below the watched one on the server (one readdir; called from the
@@ -561,12 +529,6 @@ class SftpMiniRdr(PosixMiniRdr[Share, Open]):
             )
 
         return list_folder
-
-    def end_fobx(self, ctx: RxContext) -> None:
-        self._watches.end(fobx=ctx.fobx)
-
-    def end_srv_open(self, srv_open: int | None, op: Open) -> None:
-        self._watches.end(srv_open=srv_open)
 
     # --- security: the server's uid, gid and permissions as a security descriptor ----------
     def query_sd_info(self, ctx: RxContext) -> Result:

@@ -30,6 +30,7 @@ from smbprotocol.open import ImpersonationLevel
 from smbprotocol.open import Open as SmbOpen
 
 from rdbss.minirdrs.base import (
+    ALL_LOWIO_OPS,
     VOLUME_INFO_CLASSES,
     MiniRdr,
     OpenTable,
@@ -77,17 +78,7 @@ class SmbMiniRdr(MiniRdr):
     #: Byte-range locks and share modes belong to an SMB open: two handles sharing one would
     #: not lock each other out, so opens never collapse (and closes are never delayed).
     buffering_mask: ClassVar[int] = int(BUFFERING_STATE_MASK & ~HANDLE_BITS)
-    lowio_ops: ClassVar[frozenset[LowIoOp]] = frozenset(
-        {
-            LowIoOp.READ,
-            LowIoOp.WRITE,
-            LowIoOp.SHAREDLOCK,
-            LowIoOp.EXCLUSIVELOCK,
-            LowIoOp.UNLOCK,
-            LowIoOp.UNLOCK_MULTIPLE,
-            LowIoOp.NOTIFY_CHANGE_DIRECTORY,
-        }
-    )
+    lowio_ops: ClassVar[frozenset[LowIoOp]] = ALL_LOWIO_OPS
 
     def __init__(self, name: str, config: Mapping[str, Any]) -> None:
         super().__init__(name, config)

@@ -233,17 +233,34 @@ class RawInfo:
     directory: bool
     file_id: int
 
+    @classmethod
+    def from_wire(
+        cls,
+        filetimes: tuple[int, int, int, int],
+        attributes: int,
+        allocation_size: int,
+        size: int,
+        nlink: int | None,
+        delete_pending: bool,
+        directory: bool,
+        file_id: int,
+    ) -> RawInfo:
+        """From the wire's four FILETIMEs (creation, last access, last write, change) and the
+        other fields."""
+        creation, access, write, change = (filetime_to_ns(t) for t in filetimes)
+        return cls(
+            creation, access, write, change, attributes, allocation_size, size, nlink,
+            delete_pending, directory, file_id,
+        )  # fmt: skip
+
 
 def parse_all_information(data: bytes) -> RawInfo:
     if len(data) < _ALL_INFO.size:
         raise NtStatusError(S.STATUS_INVALID_NETWORK_RESPONSE, "short FileAllInformation")
     (ctime, atime, mtime, chtime, attrs, _r1, alloc, eof, nlink, delete, directory, _r2,
      index, _ea, _access, _pos, _mode, _align, _name_len) = _ALL_INFO.unpack_from(data)  # fmt: skip
-    return RawInfo(
-        filetime_to_ns(ctime),
-        filetime_to_ns(atime),
-        filetime_to_ns(mtime),
-        filetime_to_ns(chtime),
+    return RawInfo.from_wire(
+        (ctime, atime, mtime, chtime),
         attrs,
         alloc,
         eof,
@@ -271,11 +288,8 @@ def parse_directory_entries(data: bytes) -> list[tuple[str, RawInfo]]:
          file_id) = _DIR_ENTRY.unpack_from(data, offset)  # fmt: skip
         start = offset + _DIR_ENTRY.size
         name = data[start : start + name_len].decode("utf-16-le", errors="surrogatepass")
-        info = RawInfo(
-            filetime_to_ns(ctime),
-            filetime_to_ns(atime),
-            filetime_to_ns(mtime),
-            filetime_to_ns(chtime),
+        info = RawInfo.from_wire(
+            (ctime, atime, mtime, chtime),
             attrs,
             alloc,
             eof,

@@ -93,7 +93,6 @@ class Open(OpenBase[DavShare]):
 
     server: Session
     entry: DavEntry  # the properties last seen
-    srv_open: int = 0  # its id in the mini-redirector's OpenTable
     empty_on_server: bool = False  # created or overwritten by this open: nothing to download
     stage: Stage | None = None
     written_ns: int | None = None  # when staged data last changed

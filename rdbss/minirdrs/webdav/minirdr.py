@@ -20,13 +20,14 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 
-from rdbss.minirdrs.base import FILE_INFO_CLASSES, Result, lowio_of
+from rdbss.minirdrs.base import FILE_INFO_CLASSES, QuietConnections, Result, lowio_of
 from rdbss.minirdrs.common.args import show
 from rdbss.minirdrs.common.fileinfo import StatLike
-from rdbss.minirdrs.common.notify import Entry, Lister, PollingWatches, WatchLimits, notify_interval
+from rdbss.minirdrs.common.notify import Entry, Lister
 from rdbss.minirdrs.common.setup import AUTHENTICATE, SHARE_CHECK, SetupDeadline
 from rdbss.minirdrs.common.shares import check_share_name
-from rdbss.minirdrs.posix import OpenRequest, PosixMiniRdr, Volume, current_request
+from rdbss.minirdrs.polled import PolledNotifyMiniRdr
+from rdbss.minirdrs.posix import OpenRequest, Volume, current_request
 from rdbss.minirdrs.webdav import reads, spool
 from rdbss.minirdrs.webdav.config import NOTIFY_INTERVAL_S, WebDavConfig
 from rdbss.minirdrs.webdav.connect import connect, probe
@@ -36,7 +37,7 @@ from rdbss.minirdrs.webdav.props import QUOTA_BODY, DavEntry
 from rdbss.minirdrs.webdav.session import Session
 from rdbss.model.buffering import BUFFERING_STATE_MASK, HANDLE_BITS
 from rdbss.wire.constants import FileAttributes, LowIoOp
-from rdbss.wire.rxcontext import LowIoParameters, RxContext
+from rdbss.wire.rxcontext import RxContext
 from rdbss.wire.status import NtStatus, NtStatusError
 
 log = logging.getLogger("rdbss.minirdr.webdav")
@@ -51,7 +52,7 @@ def _parts(rel: str) -> list[str]:
     return rel.split("\\") if rel else []
 
 
-class WebDavMiniRdr(PosixMiniRdr[DavShare, Open]):
+class WebDavMiniRdr(QuietConnections, PolledNotifyMiniRdr[DavShare, Open]):
     """Serves the collections of configured WebDAV servers as shares."""
 
     kind: ClassVar[str] = "webdav"
@@ -68,12 +69,7 @@ class WebDavMiniRdr(PosixMiniRdr[DavShare, Open]):
         super().__init__(name, config)
         parsed = WebDavConfig.parse(config)
         # WebDAV (RFC 4918) has no change notification: pending notifies poll with PROPFIND
-        self._watches = PollingWatches(
-            self.complete_later,
-            interval_s=notify_interval(config, "webdav", NOTIFY_INTERVAL_S),
-            limits=WatchLimits.from_config(config, "webdav"),
-            name=f"webdav-{name}",
-        )
+        self.start_watches(config, NOTIFY_INTERVAL_S)
         self.timeout = parsed.timeout
         self._configs = dict(parsed.servers)
         self._staging = spool.StagingFolder(parsed.staging_parent)
@@ -89,13 +85,6 @@ class WebDavMiniRdr(PosixMiniRdr[DavShare, Open]):
 
     def servers(self) -> list[str]:
         return [c.name for c in self._configs.values()]
-
-    def cancel(self, request_id: int, status: int = S.STATUS_CANCELLED) -> bool:
-        """The cancel routine of a pending change notification (the polling watch ends)."""
-        return self._watches.cancel(request_id, status)
-
-    def pending_requests(self) -> int:
-        return self._watches.pending
 
     def close(self) -> None:
         """Process shutdown: upload what is still staged and delete what was delete-pending
@@ -155,9 +144,6 @@ class WebDavMiniRdr(PosixMiniRdr[DavShare, Open]):
         log.info("connected to webdav server %s", config.name)
         return Result()
 
-    def srv_call_winner_notify(self, ctx: RxContext) -> Result:
-        return Result()
-
     def create_v_net_root(self, ctx: RxContext) -> Result:
         server = self._server(ctx.srv_call)
         share = check_share_name(ctx.net_root)
@@ -177,12 +163,6 @@ class WebDavMiniRdr(PosixMiniRdr[DavShare, Open]):
             raise error(
                 S.STATUS_BAD_NETWORK_NAME, f"{share!r} on {server.name!r} is not a collection"
             )
-        return Result()
-
-    def finalize_v_net_root(self, ctx: RxContext) -> Result:
-        return Result()
-
-    def finalize_net_root(self, ctx: RxContext) -> Result:
         return Result()
 
     def finalize_srv_call(self, ctx: RxContext) -> Result:
@@ -256,9 +236,9 @@ class WebDavMiniRdr(PosixMiniRdr[DavShare, Open]):
             return None
         return self._stat(share, server, entry)
 
-    def _check_parent(self, share: DavShare, rel: str) -> None:
-        if "\\" in rel:  # a top-level name's parent is the share root, checked at the VNetRoot
-            super()._check_parent(share, rel)
+    def parent_known(self, share: DavShare, rel: str) -> bool:
+        """A top-level name's parent is the share root, checked at MRxCreateVNetRoot."""
+        return "\\" not in rel
 
     def file_info(self, st: StatLike, rel: str, *, delete_pending: bool = False) -> dict[str, Any]:
         if not isinstance(st, DavStat):
@@ -406,10 +386,11 @@ class WebDavMiniRdr(PosixMiniRdr[DavShare, Open]):
         if response.status_code not in (200, 202, 204, 404):  # 404: already gone, as asked
             raise fail(response, "DELETE", what)
 
-    def unlink(self, share: DavShare, rel: str) -> None:
-        self._remove(share, rel, collection=False)
+    def unlink(self, op: Open) -> None:
+        self._remove(op.share, op.path, collection=False)
 
-    def rmdir(self, share: DavShare, rel: str) -> None:
+    def rmdir(self, op: Open) -> None:
+        share, rel = op.share, op.path
         # DELETE of a collection is recursive in WebDAV: never take what appeared since
         if self._session(share).children(share.name, _parts(rel), rel):
             raise error(S.STATUS_DIRECTORY_NOT_EMPTY, f"cannot delete {show(rel)}: not empty")
@@ -458,12 +439,6 @@ class WebDavMiniRdr(PosixMiniRdr[DavShare, Open]):
         return share.name
 
     # --- routines the base leaves to the backend, or that WebDAV does its own way -------------
-    def create(self, ctx: RxContext) -> Result:
-        done = super().create(ctx)
-        op = self._opens.get(done.result["srv_open"])
-        op.srv_open = done.result["srv_open"]  # (a re-open after a lost connection finds it)
-        return done
-
     def query_file_info(self, ctx: RxContext) -> Result:
         """As the base, with the properties asked from the server again (one PROPFIND) unless
         this open has staged data."""
@@ -496,18 +471,8 @@ class WebDavMiniRdr(PosixMiniRdr[DavShare, Open]):
             raise error(S.STATUS_END_OF_FILE, f"{show(op.path)}: offset {offset} is past EOF")
         return Result(information=got)
 
-    def lowio_other(self, ctx: RxContext, op: Open, lowio: LowIoParameters) -> Result:
-        if lowio.operation != LowIoOp.NOTIFY_CHANGE_DIRECTORY:
-            return super().lowio_other(ctx, op, lowio)
-        return self._watches.notify(
-            ctx,
-            self._lister(op),
-            group=op.server.name.lower(),
-            folder=f"{op.share.name}\\{op.path}",
-            completion_filter=lowio.completion_filter,
-            tree=lowio.watch_tree,
-            what=show(op.path),
-        )
+    def notify_place(self, op: Open) -> tuple[str, str]:
+        return op.server.name.lower(), f"{op.share.name}\\{op.path}"
 
     @staticmethod
     def _lister(op: Open) -> Lister:
@@ -534,9 +499,3 @@ class WebDavMiniRdr(PosixMiniRdr[DavShare, Open]):
             ]
 
         return list_folder
-
-    def end_fobx(self, ctx: RxContext) -> None:
-        self._watches.end(fobx=ctx.fobx)
-
-    def end_srv_open(self, srv_open: int | None, op: Open) -> None:
-        self._watches.end(srv_open=srv_open)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from typing import TYPE_CHECKING
 
 import httpx
 
 from rdbss.minirdrs.common.args import show
+from rdbss.minirdrs.common.fileio import pread_full
 from rdbss.minirdrs.webdav.errors import error, fail, range_from
 from rdbss.wire.status import NtStatus, status_from_errno
 
@@ -108,20 +108,12 @@ def read_into(op: Open, offset: int, target: memoryview) -> int:
 
 
 def _read_stage(stage: Stage, offset: int, length: int, rel: str) -> bytes:
-    chunks: list[bytes] = []
-    done = 0
     try:
-        while done < length:
-            chunk = os.pread(stage.fd, length - done, offset + done)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            done += len(chunk)
+        return pread_full(stage.fd, offset, length)
     except OSError as exc:
         raise error(
             status_from_errno(exc.errno), f"cannot read {show(rel)}: {exc.strerror}"
         ) from None
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _read_remote(op: Open, offset: int, length: int) -> bytes:
