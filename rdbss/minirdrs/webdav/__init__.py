@@ -74,6 +74,8 @@ unknown host or server name BAD_NETWORK_PATH.
 
 Modules: ``config`` (the configuration), ``connect`` (SrvCall set-up), ``session`` (requests to
 a server), ``props`` (PROPFIND bodies and answers, pure), ``errors`` (HTTP -> NTSTATUS),
-``handle`` (an open's state), ``reads`` (ranged and streaming GETs), ``spool`` (the staging
-file and uploads), ``minirdr`` (the routines, ``WebDavMiniRdr``).
+``handle`` (an open's state), ``stream`` and ``staging`` (what an open holds: its streaming GET,
+its staging file and streamed upload), ``reads`` (ranged and streaming GETs of an open),
+``spool`` (an open's writes, truncates and uploads through its staging file), ``minirdr`` (the
+routines, ``WebDavMiniRdr``).
 """

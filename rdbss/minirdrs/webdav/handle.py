@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
 from rdbss.minirdrs.base import OpenBase
 from rdbss.minirdrs.webdav.props import DIR_MODE, FILE_MODE, DavEntry, file_id, file_info
 from rdbss.minirdrs.webdav.session import Session
-
-if TYPE_CHECKING:
-    from rdbss.minirdrs.webdav.reads import Stream
-    from rdbss.minirdrs.webdav.spool import Stage, Upload
+from rdbss.minirdrs.webdav.staging import Stage, Upload
+from rdbss.minirdrs.webdav.stream import Stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +98,7 @@ class Open(OpenBase[DavShare]):
     stream: Stream | None = None  # sequential reads: an open GET at the next byte
     next_read: int | None = None  # where the last remote read of this open ended
     upload: Upload | None = None  # the streamed PUT of a sequential write, while it runs
-    streamable: bool = False  # writes may still start a streamed PUT (see spool.Upload)
+    streamable: bool = False  # writes may still start a streamed PUT (see staging.Upload)
 
     @property
     def parts(self) -> list[str]:

@@ -35,6 +35,7 @@ from rdbss.minirdrs.webdav.errors import error, fail
 from rdbss.minirdrs.webdav.handle import DavShare, DavStat, Open
 from rdbss.minirdrs.webdav.props import QUOTA_BODY, DavEntry
 from rdbss.minirdrs.webdav.session import Session
+from rdbss.minirdrs.webdav.staging import StagingFolder
 from rdbss.model.buffering import BUFFERING_STATE_MASK, HANDLE_BITS
 from rdbss.wire.constants import FileAttributes, LowIoOp
 from rdbss.wire.rxcontext import RxContext
@@ -72,7 +73,7 @@ class WebDavMiniRdr(QuietConnections, PolledNotifyMiniRdr[DavShare, Open]):
         self.start_watches(config, NOTIFY_INTERVAL_S)
         self.timeout = parsed.timeout
         self._configs = dict(parsed.servers)
-        self._staging = spool.StagingFolder(parsed.staging_parent)
+        self._staging = StagingFolder(parsed.staging_parent)
         self._lock = threading.RLock()
         self._servers: dict[str, Session] = {}
         self._shares: dict[tuple[str, str], DavShare] = {}
