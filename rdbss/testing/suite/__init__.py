@@ -1,0 +1,19 @@
+"""The mini-redirector contract tests, as importable modules.
+
+Each module holds pytest tests that take the ``backend`` fixture (a
+:class:`rdbss.testing.suite.harness.ConformanceBackend`); :mod:`rdbss.testing.plugin` provides
+it for any configured backend, and a project of its own can re-export a module's tests in one of
+its test files (``from rdbss.testing.suite.contract import *``) next to its own ``backend``
+fixture. ``python -m rdbss.testing`` runs all of :data:`MODULES`.
+"""
+
+#: The suite's modules, in the order they run.
+MODULES = (
+    "registration",
+    "contract",
+    "lowio_optional",
+    "notify",
+    "cancel",
+    "quota",
+    "security",
+)
