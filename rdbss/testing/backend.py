@@ -175,3 +175,20 @@ def unc_root(text: str) -> str:
     if not name.startswith("\\\\") or len(name.split("\\")) < 4:
         raise ValueError(f"{text!r} is not a UNC name //server/share[/folder...]")
     return name
+
+
+def faulty_config(folder: Path, rules: str = "", seed: int = 1) -> str:
+    """A ``[[minirdr]]`` table for the ``faulty`` mini-redirector ``flaky`` wrapping a local one
+    that serves ``folder`` as ``\\\\flaky\\data``; ``rules`` are its ``[[minirdr.rules]]`` tables
+    (the faults it injects)."""
+    return f"""
+[[minirdr]]
+name = "flaky"
+kind = "faulty"
+wraps = "local"
+seed = {seed}
+[minirdr.options]
+server = "flaky"
+[minirdr.options.shares]
+data = "{folder}"
+{rules}"""

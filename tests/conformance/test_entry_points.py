@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from rdbss.testing.backend import faulty_config
 from rdbss.testing.daemon import Daemon, running_daemon, write_config
 
 #: Deadline of one run of the command (the whole suite against the local folder).
@@ -87,18 +88,8 @@ def test_a_run_that_cannot_start_says_why(args: list[str], code: int, says: str)
     assert "passed" not in done.stdout
 
 
-def faulty_reads_config(folder: Path) -> str:
-    """A mini-redirector that breaks the contract: the local one, with every READ failing."""
-    return f"""
-[[minirdr]]
-name = "broken"
-kind = "faulty"
-wraps = "local"
-seed = 1
-[minirdr.options]
-server = "broken"
-[minirdr.options.shares]
-data = "{folder}"
+#: A mini-redirector that breaks the contract: the local one, with every READ failing.
+FAILING_READS = """
 [[minirdr.rules]]
 routine = "MRxLowIOSubmit"
 lowio_op = "READ"
@@ -110,14 +101,14 @@ status = "STATUS_DEVICE_NOT_READY"
 def test_a_broken_mini_redirector_fails_the_suite(tmp_path: Path) -> None:
     folder = tmp_path / "broken"
     folder.mkdir()
-    with running_daemon(extra_config=faulty_reads_config(folder)) as d:
+    with running_daemon(extra_config=faulty_config(folder, FAILING_READS)) as d:
         done = command(
             "--config",
             str(d.config_path),
             "--minirdr",
-            "broken",
+            "flaky",
             "--root",
-            "//broken/data",
+            "//flaky/data",
             "--host-dir",
             str(folder),
             "--",
