@@ -37,8 +37,14 @@ import zmq
 
 from rdbss import requests as rq
 from rdbss import shm
-from rdbss.actors.bus import new_context, readable, recv_frames, send_frames
-from rdbss.client import LinkWatch, connect_client_socket, daemon_endpoints
+from rdbss.actors.bus import (
+    connect_client_socket,
+    new_context,
+    readable,
+    recv_frames,
+    send_frames,
+)
+from rdbss.client import LinkWatch, daemon_endpoints
 from rdbss.config import Config, RemoteDaemon
 from rdbss.deadlines import Deadlines
 from rdbss.link import core_went_away, no_connection
@@ -547,8 +553,8 @@ class AsyncClient:
 
     async def write_handle(self, fobx: int, offset: int, data: rq.Data) -> int:
         """Write at ``offset`` (-1 appends); the bytes written. Large writes go through shared
-        memory with a daemon on this host, a slot-sized piece after the other (in flight
-        together they measured no faster, and a short piece must end the write)."""
+        memory with a daemon on this host, a slot-sized piece after the other (two in flight
+        are no faster, and a short piece must end the write)."""
         view = memoryview(data).cast("B")
         shared_memory = self._shared_memory and len(view) >= shm.MIN_WRITE_BYTES
         step = shm.SLOT_BYTES if shared_memory else rq.MAX_WRITE_BYTES

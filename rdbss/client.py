@@ -30,14 +30,11 @@ import zmq
 from rdbss import requests as rq
 from rdbss import shm
 from rdbss.actors.bus import (
-    HEARTBEAT_IVL_MS,
-    HEARTBEAT_TIMEOUT_MS,
     NOBLOCK,
     Endpoints,
-    client_identity,
+    connect_client_socket,
     daemon_pid,
     new_context,
-    process_start_time,
     readable,
     recv_frames,
     send_frames,
@@ -151,30 +148,6 @@ def daemon_endpoints(
     except KeyFileError as exc:
         raise error_for_status(S.STATUS_INVALID_PARAMETER, str(exc)) from None
     return Endpoints(Path(), remote.connect, "", curve), timeout or 30.0
-
-
-def connect_client_socket(sock: zmq.Socket[Any], endpoints: Endpoints) -> None:
-    """A client DEALER: an identity carrying this process's pid and start time (so the daemon
-    can close what the process leaves open if it dies), unbounded receive queue. To another
-    host: CURVE, and a random identity (the daemon probes a remote client's liveness).
-
-    Messages go only on a connection whose handshake succeeded (ZMQ_IMMEDIATE; ``rdbss.link``
-    says why), and heartbeats notice a core that stopped answering (frozen, or a cut link)."""
-    if endpoints.curve is not None:
-        assert endpoints.curve.server is not None
-        sock.setsockopt(zmq.IDENTITY, b"t" + os.urandom(16))
-        sock.setsockopt(zmq.CURVE_SERVERKEY, endpoints.curve.server)
-        sock.setsockopt(zmq.CURVE_PUBLICKEY, endpoints.curve.public)
-        sock.setsockopt(zmq.CURVE_SECRETKEY, endpoints.curve.secret)
-    else:
-        pid = os.getpid()
-        identity = client_identity(pid, process_start_time(pid) or 0, os.urandom(4))
-        sock.setsockopt(zmq.IDENTITY, identity)
-    sock.setsockopt(zmq.RCVHWM, 0)
-    sock.setsockopt(zmq.IMMEDIATE, 1)
-    sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
-    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
-    sock.connect(endpoints.client)
 
 
 _monitors = itertools.count()

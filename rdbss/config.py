@@ -312,14 +312,14 @@ def _check_options(kind: str, options: dict[str, Any], where: str, at: str) -> N
         _check_options(typed.wraps, typed.options or {}, where, f"{at}.options")
     try:
         if isinstance(typed, schema.FaultyOptions):
-            from rdbss.minirdrs.faults import FaultError, parse_rules
+            from rdbss.minirdrs.faulty.faults import FaultError, parse_rules
 
             try:
                 parse_rules(options.get("rules", []))
             except FaultError as exc:
                 raise ValueError(f"rules: {exc}") from None
         elif isinstance(typed, schema.LocalOptions):
-            from rdbss.minirdrs.local import check_share_name
+            from rdbss.minirdrs.common.shares import check_share_name
             from rdbss.wire.status import NtStatusError
 
             for share in typed.shares or {}:

@@ -186,7 +186,7 @@ class WebDavOptions(Table):
 
 
 class FaultRule(Table):
-    """One ``[[minirdr.rules]]`` entry (rdbss/minirdrs/faults.py says what each field does)."""
+    """One ``[[minirdr.rules]]`` entry (rdbss/minirdrs/faulty/faults.py says what each does)."""
 
     action: NonEmpty
     routine: str | None = None

@@ -418,7 +418,8 @@ OWNER_GROUP_DACL = 0x7
 
 def query_security(fobx: int, info: int, timeout_ms: int) -> Request[dict[str, Any]]:
     """IRP_MJ_QUERY_SECURITY: the parts of the security descriptor ``info`` (SecurityInformation
-    bits) names, as a map (``owner``, ``group``, ``dacl``...; see rdbss.minirdrs.security)."""
+    bits) names, as a map (``owner``, ``group``, ``dacl``...; see
+    rdbss.minirdrs.common.security)."""
     params = InfoParameters(info_class=int(info))
     return Request(
         _ctx(IrpMj.QUERY_SECURITY, timeout_ms, fobx=fobx, info=params),

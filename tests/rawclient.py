@@ -8,8 +8,7 @@ from collections.abc import Iterator
 
 import zmq
 
-from rdbss.actors.bus import Endpoints
-from rdbss.client import connect_client_socket
+from rdbss.actors.bus import Endpoints, connect_client_socket
 from rdbss.wire import Codec, RxCancel, RxCompletion, RxContext, pack_frames, unpack_frames
 from tests.daemon import Daemon
 

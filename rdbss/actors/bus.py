@@ -1,6 +1,6 @@
 """ZeroMQ plumbing shared by every process: the context, socket options, endpoints and the
-runtime directory. Facts measured on this machine (DESIGN.md): LINGER defaults to -1 and makes
-``term()`` hang, so it is 0 here; ROUTER_MANDATORY turns a send to a gone peer into an error
+runtime directory. LINGER defaults to -1, which makes ``term()`` wait for unsent messages
+forever, so it is 0 here; ROUTER_MANDATORY turns a send to a gone peer into an error
 instead of a silent drop; heartbeats detect a frozen peer."""
 
 from __future__ import annotations
@@ -126,6 +126,30 @@ def client_alive(ident: bytes) -> bool:
     pid = int.from_bytes(ident[1:5], "big")
     started = int.from_bytes(ident[5:13], "big")
     return process_start_time(pid) == started
+
+
+def connect_client_socket(sock: zmq.Socket[Any], endpoints: Endpoints) -> None:
+    """A client DEALER: an identity carrying this process's pid and start time (so the daemon
+    can close what the process leaves open if it dies), unbounded receive queue. To another
+    host: CURVE, and a random identity (the daemon probes a remote client's liveness).
+
+    Messages go only on a connection whose handshake succeeded (ZMQ_IMMEDIATE; ``rdbss.link``
+    says why), and heartbeats notice a core that stopped answering (frozen, or a cut link)."""
+    if endpoints.curve is not None:
+        assert endpoints.curve.server is not None
+        sock.setsockopt(zmq.IDENTITY, b"t" + os.urandom(16))
+        sock.setsockopt(zmq.CURVE_SERVERKEY, endpoints.curve.server)
+        sock.setsockopt(zmq.CURVE_PUBLICKEY, endpoints.curve.public)
+        sock.setsockopt(zmq.CURVE_SECRETKEY, endpoints.curve.secret)
+    else:
+        pid = os.getpid()
+        identity = client_identity(pid, process_start_time(pid) or 0, os.urandom(4))
+        sock.setsockopt(zmq.IDENTITY, identity)
+    sock.setsockopt(zmq.RCVHWM, 0)
+    sock.setsockopt(zmq.IMMEDIATE, 1)
+    sock.setsockopt(zmq.HEARTBEAT_IVL, HEARTBEAT_IVL_MS)
+    sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEARTBEAT_TIMEOUT_MS)
+    sock.connect(endpoints.client)
 
 
 def send_frames(

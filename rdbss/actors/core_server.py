@@ -50,6 +50,9 @@ log = logging.getLogger("rdbss.core")
 DRAIN_TIMEOUT_S = 10.0
 EXPIRE_EVERY_S = 0.1  # how often queued requests are checked against their deadlines
 FORGET_EVERY_S = 5.0  # how often the queues of vanished clients are dropped
+# Answers already queued on a client socket when the core stops (the last ones of a drain) still
+# leave: closing with linger 0 would drop them and a drained read would be lost after all.
+CLOSE_LINGER_MS = 500
 
 
 @dataclass(slots=True)
@@ -313,7 +316,10 @@ class CoreServer:
                     log.exception("housekeeping failed")
         finally:
             log.info("core stopped")
-            for sock in (self.clients, self.bus, self.tcp_bus, self.tcp_clients):
+            for sock in (self.clients, self.tcp_clients):
+                if sock is not None:
+                    sock.close(CLOSE_LINGER_MS)
+            for sock in (self.bus, self.tcp_bus):
                 if sock is not None:
                     sock.close(0)
             if self.zap is not None:

@@ -4,8 +4,8 @@
 Names follow the Prometheus conventions: counters end in ``_total``, durations are histograms
 in seconds, sizes are in bytes. Every label has a bounded set of values: routines and NTSTATUS
 names come from fixed tables (an NTSTATUS without a name counts as ``unknown``), mini-redirector
-and peer names from the configuration, and a peer's end is one of :data:`DOWN_REASONS`. The
-README ("Metrics") lists every metric. Counters that the core keeps itself (open collapsing,
+and peer names from the configuration, and a peer's end is one of :data:`DOWN_REASONS`.
+docs/metrics.md lists every metric. Counters that the core keeps itself (open collapsing,
 delayed closes, the read cache, write-behind) are exported from its status by a collector, so
 they are true counters; its current sizes are gauges.
 

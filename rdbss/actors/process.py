@@ -34,7 +34,7 @@ from rdbss.config import Config
 from rdbss.keys import load_public, load_secret
 from rdbss.logs import setup_logging
 from rdbss.minirdrs import load_kind
-from rdbss.minirdrs.setup import setup_timeout_ms
+from rdbss.minirdrs.common.setup import setup_timeout_ms
 
 log = logging.getLogger("rdbss.process")
 
@@ -156,12 +156,11 @@ def die_with_supervisor() -> bool:
 #: glibc's malloc in the daemon's processes, which move megabyte buffers (a compound's packed
 #: read data, 1 MiB reads, ZeroMQ's message buffers): an allocation below MALLOC_MMAP_BELOW
 #: comes from the heap, and up to MALLOC_KEEP_FREE of free heap stays mapped. glibc's default
-#: trims the heap at twice the largest buffer freed so far, so those buffers were unmapped and
-#: faulted in again page by page. Measured: the core's CPU per 4 KiB read in compounds
-#: 16.6-18.0 -> 13.8-14.8 us, ~47,000 -> ~54,000 reads/s (alternating runs). The cost: each
-#: process may keep up to MALLOC_KEEP_FREE of freed memory. MALLOC_MMAP_BELOW must stay above
-#: the 4 MiB pieces of large reads and writes (and their headers): at exactly 4 MiB, every
-#: SFTP write piece was a fresh mmap again (SFTP writes 0.85x -> 0.72x of asyncssh).
+#: trims the heap at twice the largest buffer freed so far, so those buffers would be unmapped
+#: and faulted in again page by page, which costs the core CPU on every compound read. The
+#: cost: each process may keep up to MALLOC_KEEP_FREE of freed memory. MALLOC_MMAP_BELOW must
+#: stay above the 4 MiB pieces of large reads and writes (and their headers): at exactly 4 MiB,
+#: every SFTP write piece is a fresh mmap again.
 MALLOC_MMAP_BELOW = 16 << 20
 MALLOC_KEEP_FREE = 32 << 20
 _M_TRIM_THRESHOLD = -1

@@ -1,12 +1,13 @@
 """The supervisor: the daemon's main process.
 
-It owns the runtime directory (lock, pid, effective config), starts the core, the connection
-manager and one process per configured mini-redirector, and restarts a child that dies under a
-restart policy (intensity within a period, exponential back-off after an immediate first
-restart; past the limit the child stays down and ``status`` says so). When a peer dies it tells
-the core at once, so that peer's in-flight requests complete with STATUS_CONNECTION_DISCONNECTED
-instead of waiting out their deadlines. SIGTERM stops gracefully: the core drains, then the
-others stop.
+It owns the runtime directory (lock, pid, effective config) and runs the processes that
+rdbss.model.restart describes as child specifications: the core, the connection manager and one
+process per configured mini-redirector (on a node, the mini-redirectors only). When one exits,
+``decide_restart`` says what to do (restart now or after a back-off, or leave it down past the
+restart intensity, which ``status`` then shows) and the supervisor applies it. When a peer dies
+it tells the core at once (rdbss.actors.control), so that peer's in-flight requests complete
+with STATUS_CONNECTION_DISCONNECTED instead of waiting out their deadlines. SIGTERM stops
+gracefully: the process serving the bus (the core) drains first, then the others stop.
 
 A peer whose alive file (touched by its watchdog thread, rdbss.actors.peer) is older than
 ``ALIVE_STALE_S`` is frozen or stuck: it is killed, and restarted like one that died. With
@@ -28,23 +29,30 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from rdbss.actors.bus import Endpoints, alive_file, daemon_pid, ensure_runtime_dir
+from rdbss.actors.control import peer_down, registered_peers
 from rdbss.actors.core import CONNMGR
 from rdbss.actors.peer import ALIVE_STALE_S, RESET_EXIT
 from rdbss.actors.process import STANDBY_GO
 from rdbss.config import Config
 from rdbss.logs import rotate
+from rdbss.model.restart import (
+    ChildSpec,
+    RestartDecision,
+    RestartPolicy,
+    child_specs,
+    decide_restart,
+    minirdr_spec,
+)
 
 log = logging.getLogger("rdbss.supervisor")
 
 READY_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 15.0
 HEALTH_INTERVAL_S = 1.0  # how often the supervisor asks the core who is registered
 HANG_GRACE_S = 6.0  # alive but unregistered this long (the core drops a peer after 3 s of
 # silence): the process is hung and is killed, then restarted under the policy
@@ -109,22 +117,30 @@ class AlreadyRunning(RuntimeError):
         self.pid = pid
 
 
-@dataclass(slots=True)
-class RestartPolicy:
-    intensity: int = 5  # at most this many restarts...
-    period_s: float = 30.0  # ...within this window, else give up
-    backoff_initial_s: float = 0.1
-    backoff_max_s: float = 5.0
+__all__ = [
+    "AlreadyRunning",
+    "Child",
+    "ReloadRefused",
+    "RestartPolicy",
+    "Supervisor",
+    "apply_decision",
+    "read_pid",
+    "reload_daemon",
+    "sd_notify",
+    "start_detached",
+    "stop_daemon",
+]
 
 
 @dataclass(slots=True)
 class Child:
-    role: str
-    name: str
+    """A supervised process: its spec (rdbss.model.restart) and its running state."""
+
+    spec: ChildSpec
     proc: subprocess.Popen[bytes] | None = None
-    restarts: deque[float] = field(default_factory=deque)
+    restarts: tuple[float, ...] = ()  # the counted restarts within the policy's period
     next_start: float = 0.0
-    gave_up: bool = False
+    gave_up: bool = False  # it stays down (past the restart intensity, or by its restart type)
     started_at: float = 0.0
     last_registered: float = 0.0
     starts: int = 0
@@ -135,8 +151,30 @@ class Child:
     standby_due: float = 0.0  # when to start the next standby
 
     @property
+    def role(self) -> str:
+        return self.spec.role.value
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None else None
+
+
+def apply_decision(child: Child, decision: RestartDecision, now: float) -> None:
+    """Apply to ``child`` what rdbss.model.restart.decide_restart answered for its exit at
+    ``now``: when to start it again, or that it stays down."""
+    child.restarts = decision.history
+    if not decision.restart:
+        child.gave_up = True  # it stays down
+        log.error("%s %s: %s", child.role, child.name, decision.reason)
+        return
+    child.next_start = now + decision.delay_s
+    log.info(
+        "restarting %s %s in %.2f s (%s)", child.role, child.name, decision.delay_s, decision.reason
+    )
 
 
 def read_pid(runtime_dir: Path) -> int | None:
@@ -167,8 +205,7 @@ class Supervisor:
         self.endpoints = Endpoints.in_dir(self.runtime_dir)
         # a node (config [node]) runs mini-redirectors only, for the core of another host
         self.node = config.node is not None
-        self.children = [] if self.node else [Child("core", "core"), Child("connmgr", CONNMGR)]
-        self.children += [Child("minirdr", m.name) for m in config.minirdrs]
+        self.children = [Child(spec) for spec in child_specs(config, connmgr=CONNMGR)]
         self._stop = threading.Event()
         self._reload_requested = threading.Event()
         self._next_health = 0.0
@@ -313,7 +350,7 @@ class Supervisor:
             return
         now = time.monotonic()
         for child in self.children:
-            if child.role != "minirdr" or child.proc is None or child.gave_up:
+            if not child.spec.standby or child.proc is None or child.gave_up:
                 continue
             if child.standby is not None and child.standby.poll() is not None:
                 child.standby = None  # it died waiting: start another
@@ -333,25 +370,26 @@ class Supervisor:
                 standby.wait(2.0)
 
     def _start_all(self) -> None:
-        if self.node:
-            for child in self.children:
+        """The process serving the bus first (on a node there is none here), the others once
+        its socket exists."""
+        for first in [c for c in self.children if c.spec.serves_bus]:
+            self._spawn(first)
+            socket_path = self.runtime_dir / "bus.sock"
+            deadline = time.monotonic() + 10.0
+            while not socket_path.exists():
+                if time.monotonic() > deadline or (first.proc and first.proc.poll() is not None):
+                    raise RuntimeError(f"the {first.role} process did not start")
+                time.sleep(0.01)
+        for child in self.children:
+            if not child.spec.serves_bus:
                 self._spawn(child)
-            return
-        core, *others = self.children
-        self._spawn(core)
-        socket_path = self.runtime_dir / "bus.sock"
-        deadline = time.monotonic() + 10.0
-        while not socket_path.exists():
-            if time.monotonic() > deadline or (core.proc and core.proc.poll() is not None):
-                raise RuntimeError("the core process did not start")
-            time.sleep(0.01)
-        for child in others:
-            self._spawn(child)
+
+    def _bus_server(self) -> Child | None:
+        """The process the others connect to (the core); None on a node."""
+        return next((c for c in self.children if c.spec.serves_bus), None)
 
     def _wait_ready(self) -> bool:
-        from rdbss.client import Client  # the supervisor talks to the core as a client
-
-        expected = {c.name for c in self.children if c.role != "core"}
+        expected = {c.name for c in self.children if c.spec.peer}
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline and not self._stop.is_set():
             if self.node:
@@ -374,9 +412,7 @@ class Supervisor:
                     )
                     return False
             try:
-                with Client(self.runtime_dir, timeout=2.0) as client:
-                    peers = {p["name"] for p in client.status()["peers"]}
-                if expected <= peers:
+                if expected <= registered_peers(self.runtime_dir, timeout=2.0).keys():
                     return True
             except OSError:
                 pass
@@ -396,16 +432,17 @@ class Supervisor:
                     "%s %s pid=%d exited code=%s", child.role, child.name, child.proc.pid, code
                 )
                 child.proc = None
-                if code == RESET_EXIT:
-                    # the core dropped it (core restart, link back after a cut): a clean
-                    # restart is the protocol, not a failure; not counted by the policy
-                    log.info("%s %s restarts clean (the core dropped it)", child.role, child.name)
-                    child.next_start = now
-                    self._write_state()
-                    continue
-                if child.role != "core":
+                decision = decide_restart(
+                    child.spec,
+                    child.restarts,
+                    now,
+                    self.policy,
+                    exit_code=code,
+                    dropped=code == RESET_EXIT,
+                )
+                if decision.tell_core:
                     self._tell_core_peer_down(child.name, f"process exited with code {code}")
-                self._schedule_restart(child, now)
+                apply_decision(child, decision, now)
                 self._write_state()
             elif now >= child.next_start:
                 self._spawn(child)
@@ -453,7 +490,7 @@ class Supervisor:
         self.config = new
         self._write_config()  # children read it when they start
         done: dict[str, list[str]] = {"started": [], "restarted": [], "stopped": []}
-        for child in [c for c in self.children if c.role == "minirdr"]:
+        for child in [c for c in self.children if c.spec.reloadable]:
             entry = wanted.get(child.name)
             if entry is not None and entry == old.get(child.name):
                 continue
@@ -462,7 +499,7 @@ class Supervisor:
                 "stopping" if entry is None else "restarting changed",
                 child.name,
             )
-            self._terminate([child], 5.0)
+            self._terminate([child], child.spec.shutdown_s)
             self._drop_standby(child)  # it may have imported another kind
             if child.proc is not None:
                 self._tell_core_peer_down(child.name, "configuration reloaded")
@@ -471,7 +508,7 @@ class Supervisor:
                 self.children.remove(child)
                 done["stopped"].append(child.name)
             else:
-                child.restarts.clear()
+                child.restarts = ()
                 child.gave_up = False
                 child.last_exit = ""
                 child.reloads += 1
@@ -479,7 +516,7 @@ class Supervisor:
                 done["restarted"].append(child.name)
         for name in wanted.keys() - old.keys():
             log.info("reload: starting new mini-redirector %s", name)
-            child = Child("minirdr", name)
+            child = Child(minirdr_spec(name))
             self.children.append(child)
             self._spawn(child)
             done["started"].append(name)
@@ -506,7 +543,7 @@ class Supervisor:
             return
         self._next_alive = now + ALIVE_INTERVAL_S
         for child in self.children:
-            if child.role == "core" or child.proc is None or child.proc.poll() is not None:
+            if not child.spec.peer or child.proc is None or child.proc.poll() is not None:
                 continue
             alive = self._alive(child)
             if alive is not None and alive[0] > ALIVE_STALE_S:
@@ -522,8 +559,6 @@ class Supervisor:
     def _check_health(self) -> None:
         """Find hung processes: a process that is alive but stopped answering (no heartbeats,
         so the core dropped it) is killed; the exit then goes through the restart policy."""
-        from rdbss.client import Client
-
         now = time.monotonic()
         if now < self._next_health:
             return
@@ -531,12 +566,11 @@ class Supervisor:
         if self.node:
             self._check_node_health(now)
             return
-        core, *others = self.children
-        if core.proc is None or core.proc.poll() is not None:
+        core = self._bus_server()
+        if core is None or core.proc is None or core.proc.poll() is not None:
             return
         try:
-            with Client(self.runtime_dir, timeout=1.0) as client:
-                registered = {p["name"]: p["pid"] for p in client.status()["peers"]}
+            registered = registered_peers(self.runtime_dir, timeout=1.0)
         except OSError as exc:
             self._core_failures += 1
             log.warning("core did not answer a health check (%d): %s", self._core_failures, exc)
@@ -547,8 +581,8 @@ class Supervisor:
             return
         self._core_failures = 0
         now = time.monotonic()
-        for child in others:
-            if child.proc is None or child.proc.poll() is not None:
+        for child in self.children:
+            if not child.spec.peer or child.proc is None or child.proc.poll() is not None:
                 continue
             if registered.get(child.name) == child.proc.pid:
                 child.last_registered = now
@@ -600,49 +634,24 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 child.proc.kill()
 
-    def _schedule_restart(self, child: Child, now: float) -> None:
-        policy = self.policy
-        while child.restarts and now - child.restarts[0] > policy.period_s:
-            child.restarts.popleft()
-        if len(child.restarts) >= policy.intensity:
-            child.gave_up = True
-            log.error(
-                "%s %s restarted %d times in %.0f s; giving up",
-                child.role,
-                child.name,
-                len(child.restarts),
-                policy.period_s,
-            )
-            return
-        # the first restart in a period at once (a standby takes over), then backing off
-        tries = len(child.restarts)
-        delay = 0.0 if not tries else min(policy.backoff_initial_s * 2 ** (tries - 1),
-                                          policy.backoff_max_s)  # fmt: skip
-        child.restarts.append(now)
-        child.next_start = now + delay
-        log.info("restarting %s %s in %.2f s", child.role, child.name, delay)
-
     def _tell_core_peer_down(self, name: str, reason: str) -> None:
-        from rdbss.client import Client
-        from rdbss.wire.constants import FsctlCode
-
         if self.node:  # the core is on another host: it notices the silence (heartbeats)
             return
         try:
-            with Client(self.runtime_dir, timeout=2.0) as client:
-                client._control(FsctlCode.RDBSS_PEER_DOWN, name=name, reason=reason)
+            peer_down(self.runtime_dir, name, reason, timeout=2.0)
         except OSError as exc:
             log.warning("could not tell the core that %s is down: %s", name, exc)
 
     def _stop_all(self) -> None:
         for child in self.children:
             self._drop_standby(child)
-        if self.node:
-            self._terminate(self.children, 5.0)
-            return
-        core, *others = self.children
-        self._terminate([core], STOP_TIMEOUT_S)  # the core drains in-flight requests first
-        self._terminate(others, 5.0)
+        # the bus server (the core) first: it drains in-flight requests, then the others
+        for group in (
+            [c for c in self.children if c.spec.serves_bus],
+            [c for c in self.children if not c.spec.serves_bus],
+        ):
+            if group:
+                self._terminate(group, max(c.spec.shutdown_s for c in group))
 
     @staticmethod
     def _terminate(children: list[Child], timeout: float) -> None:

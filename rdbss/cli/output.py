@@ -13,7 +13,7 @@ from typing import Any
 from rdbss.wire.constants import FileAttributes
 from rdbss.wire.status import NtStatus, NtStatusError, status_from_errno, status_name
 
-#: Exit codes (documented in ``rdbss --help`` and the README).
+#: Exit codes (documented in ``rdbss --help`` and docs/cli.md).
 EXIT_OK = 0
 EXIT_ERROR = 1  # the operation failed: the NTSTATUS says why
 EXIT_USAGE = 2  # bad command line or configuration

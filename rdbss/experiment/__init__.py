@@ -74,7 +74,7 @@ Experiment file (TOML)::
     action = "set_faults"              # set_faults clear_faults kill stop cont proxy
     minirdr = "flaky"                  # reset_storm restart (see rdbss/experiment/faults.py)
     duration_s = 1.0                   # lasting faults: undone after this long
-    [[fault.rules]]                    # rules as in rdbss/minirdrs/faults.py
+    [[fault.rules]]                    # rules as in rdbss/minirdrs/faulty/faults.py
     routine = "MRxLowIOSubmit"
     lowio_op = "READ"
     action = "status"

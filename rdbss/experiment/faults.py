@@ -5,7 +5,8 @@ mini-redirector or the connection manager, checked by process group so nothing e
 settings of a ``FaultProxy``, and restarts of a server process the run started.
 
 Actions:
-- ``set_faults`` / ``clear_faults``: rules of a faulty mini-redirector (rdbss/minirdrs/faults.py);
+- ``set_faults`` / ``clear_faults``: rules of a faulty mini-redirector
+  (rdbss/minirdrs/faulty/faults.py);
 - ``kill`` / ``stop`` / ``cont``: SIGKILL / SIGSTOP / SIGCONT; ``minirdr = "connmgr"`` names the
   connection manager; the supervisor restarts a killed process;
 - ``proxy``: FaultProxy settings (latency_ms, jitter_ms, bandwidth, blackhole, refuse, reset);

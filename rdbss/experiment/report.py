@@ -223,20 +223,6 @@ def encode(value: Any) -> bytes:
     return msgspec.json.format(msgspec.json.encode(value), indent=2) + b"\n"
 
 
-def write_outputs(report: Report, records: Sequence[OpRecord], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_bytes(encode(report))
-    (out / "summary.txt").write_text(summary_text(report))
-    write_records(records, out)
-    try:
-        from rdbss.experiment.plots import plot, render_html
-    except ImportError as exc:  # matplotlib is optional: pip install 'rdbss[experiment]'
-        (out / "plots-missing.txt").write_text(f"no plots: {exc}\n")
-        return
-    figures = plot(report, out, records)
-    render_html(report, figures, out)
-
-
 def read_report(folder: Path) -> Report:
     return msgspec.json.decode((folder / "report.json").read_bytes(), type=Report)
 

@@ -39,6 +39,7 @@ from rdbss.experiment.daemon import (
 from rdbss.experiment.faults import FaultActions, ServerProcess, StepResult, timeline
 from rdbss.experiment.integrity import FileVerdict, integrity_summary, lost_after_steps
 from rdbss.experiment.load import Load, retry
+from rdbss.experiment.output import write_outputs
 from rdbss.experiment.plan import Op, file_name, file_path, ops_digest, plan_operations
 from rdbss.experiment.progress import Progress
 from rdbss.experiment.report import (
@@ -48,7 +49,6 @@ from rdbss.experiment.report import (
     RunInfo,
     key_figures,
     worst,
-    write_outputs,
 )
 from rdbss.experiment.schema import Experiment, ExperimentError
 from rdbss.experiment.stats import OpRecord, bins, fault_windows, isolation, recoveries

@@ -370,7 +370,7 @@ def parse_fault(
         raw_rules = data.get("rules")
         if not isinstance(raw_rules, list) or not all(isinstance(r, dict) for r in raw_rules):
             raise ExperimentError(f"{where}: set_faults needs rules (a list of tables)")
-        from rdbss.minirdrs.faults import FaultError, parse_rules
+        from rdbss.minirdrs.faulty.faults import FaultError, parse_rules
 
         try:
             parse_rules(raw_rules)

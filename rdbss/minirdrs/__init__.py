@@ -8,11 +8,11 @@ from rdbss.minirdrs.base import MiniRdr
 
 #: kind -> "module:Class", imported only by the process that runs it
 KINDS: dict[str, str] = {
-    "local": "rdbss.minirdrs.local:LocalMiniRdr",
-    "smb": "rdbss.minirdrs.smb:SmbMiniRdr",
+    "local": "rdbss.minirdrs.local.minirdr:LocalMiniRdr",
+    "smb": "rdbss.minirdrs.smb.minirdr:SmbMiniRdr",
     "sftp": "rdbss.minirdrs.sftp:SftpMiniRdr",
     "webdav": "rdbss.minirdrs.webdav:WebDavMiniRdr",
-    "faulty": "rdbss.minirdrs.faulty:FaultyMiniRdr",
+    "faulty": "rdbss.minirdrs.faulty.minirdr:FaultyMiniRdr",
 }
 
 #: kind -> the pip extra that installs what it needs

@@ -23,20 +23,23 @@ Result conventions (structured results travel as msgpack maps):
   opens nothing: ``information`` = FILE_OPENED, ``result`` = {"directory": bool, **file info}.
 - MRxQueryFileInfo answers the file info map (``name``, ``size``, ``allocation_size``,
   ``attributes``, the four times, ``directory``, ``delete_pending``, ``nlink``, ``file_id``...;
-  ``rdbss.minirdrs.local.file_info`` builds it from an ``os.stat_result``).
+  ``rdbss.minirdrs.common.fileinfo.file_info`` builds it from a stat result).
+- Every backend keeps its SrvOpens in an ``OpenTable`` of ``OpenBase`` records: the id it
+  hands out in MRxCreate's ``srv_open``, and what delete-pending and rename rules need.
 - MRxQueryDirectory answers {"entries": [file info + "name"...]}; STATUS_NO_MORE_FILES at the end,
   STATUS_NO_SUCH_FILE when the first query matches nothing.
 - MRxQueryVolumeInfo answers the volume map (``total_bytes``, ``free_bytes``, ``avail_bytes``,
   ``bytes_per_sector``, ``sectors_per_allocation_unit``, ``fs_name``, ``label``, ``serial``,
   ``max_name_length``, ``fs_attributes``, ``device_characteristics``).
 - MRxQuerySdInfo takes the SecurityInformation bits as ``ctx.info.info_class`` and answers the
-  security structure of ``rdbss.minirdrs.security`` (``owner``, ``group``, ``dacl``...);
+  security structure of ``rdbss.minirdrs.common.security`` (``owner``, ``group``, ``dacl``...);
   MRxSetSdInfo takes the same bits and the fields to set as ``ctx.info.args``.
-- MRxQueryQuotaInfo answers {"entries": [quota entry...]} (``rdbss.minirdrs.quota``), optionally
-  for ``ctx.info.args["sids"]``; MRxSetQuotaInfo takes ``ctx.info.args["entries"]``.
+- MRxQueryQuotaInfo answers {"entries": [quota entry...]} (``rdbss.minirdrs.common.quota``),
+  optionally for ``ctx.info.args["sids"]``; MRxSetQuotaInfo takes ``ctx.info.args["entries"]``.
 - LOWIO_OP_NOTIFY_CHANGE_DIRECTORY answers {"changes": [{"action", "name"}...]} (or
-  STATUS_NOTIFY_ENUM_DIR), usually after STATUS_PENDING; ``rdbss.minirdrs.notify.PollingWatches``
-  does it for a mini-redirector that can only list folders.
+  STATUS_NOTIFY_ENUM_DIR), usually after STATUS_PENDING;
+  ``rdbss.minirdrs.common.notify.PollingWatches`` does it for a mini-redirector
+  that can only list folders.
 - MRxLowIOSubmit is called as ``low_io_submit(ctx, payload)``: ``payload`` is the WRITE data
   (a memoryview of the received frame) and None otherwise. READ answers the bytes as ``payload``
   (``information`` = byte count); WRITE answers ``information`` = bytes written.
@@ -44,9 +47,11 @@ Result conventions (structured results travel as msgpack maps):
 
 from __future__ import annotations
 
+import itertools
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from rdbss.model.buffering import BUFFERING_STATE_MASK
 from rdbss.wire.constants import FileInformationClass, FsInformationClass, LowIoOp, Routine
@@ -87,7 +92,7 @@ class Result:
     message: str = ""
 
 
-#: Routine name -> method name. Only routines RDBSS actually calls are listed (spec 1.5 excluded).
+#: Routine name -> method name: the routines RDBSS calls (see docs/routines.md, The routines).
 ROUTINE_METHODS: dict[Routine, str] = {
     Routine.MRxStart: "start",
     Routine.MRxStop: "stop",
@@ -150,6 +155,125 @@ CONNECTION_ROUTINES: frozenset[Routine] = frozenset(
 
 
 T = TypeVar("T")
+ShareT = TypeVar("ShareT")
+
+#: Every low I/O operation: what a backend with byte-range locks and change notify offers.
+ALL_LOWIO_OPS: frozenset[LowIoOp] = frozenset(
+    {
+        LowIoOp.READ,
+        LowIoOp.WRITE,
+        LowIoOp.SHAREDLOCK,
+        LowIoOp.EXCLUSIVELOCK,
+        LowIoOp.UNLOCK,
+        LowIoOp.UNLOCK_MULTIPLE,
+        LowIoOp.NOTIFY_CHANGE_DIRECTORY,
+    }
+)
+
+#: The largest single READ a mini-redirector answers (STATUS_INVALID_PARAMETER above it).
+MAX_READ_BYTES = 64 << 20
+
+
+@dataclass(slots=True)
+class OpenBase(Generic[ShareT]):
+    """What every backend's SrvOpen record holds: the share and share-relative path it opened
+    (backslashes, ``""`` for the root), its kind, the data access it was granted and whether
+    its file is to be deleted when it closes. A backend subclasses it for its handle (a
+    descriptor, a remote handle, a spool)."""
+
+    share: ShareT
+    path: str
+    is_dir: bool
+    can_read: bool = False
+    can_write: bool = False
+    #: FILE_APPEND_DATA without FILE_WRITE_DATA: writes go to the end of the file
+    append_only: bool = False
+    delete_pending: bool = False
+
+
+OpenT = TypeVar("OpenT", bound=OpenBase[Any])
+
+
+class OpenTable(Generic[OpenT]):
+    """The SrvOpens of one mini-redirector by the id it hands out (from 1). Thread-safe: its
+    own lock guards the table (the host may run routines and timers on several threads)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self._opens: dict[int, OpenT] = {}
+        self._ids = itertools.count(1)
+
+    def add(self, op: OpenT) -> int:
+        """Keep ``op``; its new SrvOpen id."""
+        with self.lock:
+            srv_open = next(self._ids)
+            self._opens[srv_open] = op
+        return srv_open
+
+    def find(self, srv_open: int | None) -> OpenT | None:
+        """The open with id ``srv_open``, or None."""
+        if srv_open is None:
+            return None
+        with self.lock:
+            return self._opens.get(srv_open)
+
+    def get(self, srv_open: int | None) -> OpenT:
+        """The open with id ``srv_open``; STATUS_INVALID_HANDLE when there is none."""
+        op = self.find(srv_open)
+        if op is None:
+            raise NtStatusError(NtStatus.STATUS_INVALID_HANDLE, f"unknown srv_open {srv_open!r}")
+        return op
+
+    def pop(self, srv_open: int | None) -> OpenT:
+        """Forget the open with id ``srv_open`` and answer it; STATUS_INVALID_HANDLE when
+        there is none."""
+        with self.lock:
+            op = self._opens.pop(srv_open, None) if srv_open is not None else None
+        if op is None:
+            raise NtStatusError(NtStatus.STATUS_INVALID_HANDLE, f"unknown srv_open {srv_open!r}")
+        return op
+
+    def mark_delete_pending(self, op: OpenT, pending: bool = True) -> None:
+        """Set (or clear) the delete-pending state of ``op``: its file goes when it closes,
+        and until then no new open of that name succeeds (``delete_pending_at``)."""
+        with self.lock:
+            op.delete_pending = pending
+
+    def delete_pending_at(self, share: object, path: str) -> bool:
+        """Some open of ``path`` in ``share`` is delete-pending."""
+        with self.lock:
+            return any(
+                op.delete_pending and op.share is share and op.path == path
+                for op in self._opens.values()
+            )
+
+    def renamed(self, share: object, old: str, new: str) -> None:
+        """``old`` in ``share`` is now called ``new``: point every open at or under it there."""
+        prefix = old + "\\"
+        with self.lock:
+            for op in self._opens.values():
+                if op.share is not share:
+                    continue
+                if op.path == old:
+                    op.path = new
+                elif op.path.startswith(prefix):
+                    op.path = new + "\\" + op.path[len(prefix) :]
+
+    def values(self) -> list[OpenT]:
+        """The opens now (a copy)."""
+        with self.lock:
+            return list(self._opens.values())
+
+    def clear(self) -> list[OpenT]:
+        """Forget every open; the opens that were there."""
+        with self.lock:
+            opens = list(self._opens.values())
+            self._opens.clear()
+        return opens
+
+    def __len__(self) -> int:
+        with self.lock:
+            return len(self._opens)
 
 
 #: FileFsVolume/Size/Attribute/DeviceInformation values shared by the POSIX-backed
@@ -253,7 +377,7 @@ class MiniRdr:
 
     #: Short protocol name used in config files ("local", "smb", ...).
     kind: ClassVar[str] = ""
-    #: RDBSS_MANAGE_* flags (spec 5.2); informational here.
+    #: RDBSS_MANAGE_* flags (see docs/routines.md, The routines); informational here.
     mrx_flags: ClassVar[int] = 0
     #: Which LowIoContext.Operation values ``low_io_submit`` handles.
     lowio_ops: ClassVar[frozenset[LowIoOp]] = frozenset()
@@ -270,8 +394,9 @@ class MiniRdr:
         self.config = dict(config)
         self._completion_sink: Callable[[RxContext, Result], None] | None = None
 
-    # Low I/O is asynchronous (spec 4.3): a routine may answer Result(status=STATUS_PENDING) and
-    # finish later, from any thread, with complete_later (RxLowIoCompletion).
+    # Low I/O is asynchronous (see docs/routines.md, Low I/O): a routine may answer
+    # Result(status=STATUS_PENDING) and finish later, from any thread, with complete_later
+    # (RxLowIoCompletion).
     def attach_completion(self, sink: Callable[[RxContext, Result], None]) -> None:
         """Set by the host: where later completions go."""
         self._completion_sink = sink
@@ -308,9 +433,10 @@ class MiniRdr:
     def close(self) -> None:
         """Release everything (process shutdown). Not a routine."""
 
-    # Cancellation (spec 4.4): the host calls this for a request the mini-redirector answered
-    # STATUS_PENDING when the core cancels it (the client asked, its deadline passed, the client
-    # is gone). Requests still queued are dropped by the host without reaching the routine.
+    # Cancellation (see docs/routines.md, Low I/O): the host calls this for a request the
+    # mini-redirector answered STATUS_PENDING when the core cancels it (the client asked, its
+    # deadline passed, the client is gone). Requests still queued are dropped by the host
+    # without reaching the routine.
     def cancel(self, request_id: int, status: int = NtStatus.STATUS_CANCELLED) -> bool:
         """The cancel routine (MRxCancelRoutine, set by RxSetMinirdrCancelRoutine): if request
         ``request_id`` is pending here, complete it now with ``status`` through

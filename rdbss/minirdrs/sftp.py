@@ -48,6 +48,7 @@ import asyncssh
 
 from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
 from rdbss.minirdrs.base import (
+    MAX_READ_BYTES,
     MiniRdr,
     Result,
     info_setter,
@@ -55,33 +56,30 @@ from rdbss.minirdrs.base import (
     posix_volume,
     volume_info_class,
 )
-from rdbss.minirdrs.listing import Enumerations
-from rdbss.minirdrs.local import (
-    _TIME_ARGS,
-    MAX_READ_BYTES,
-    LocalMiniRdr,
-    _arg_bool,
-    _arg_int,
-    _arg_str,
-    _components,
-    _show,
-    file_info,
-)
-from rdbss.minirdrs.notify import Entry, Lister, PollingWatches, WatchLimits, notify_interval
-from rdbss.minirdrs.security import (
+from rdbss.minirdrs.common.args import TIME_ARGS as _TIME_ARGS
+from rdbss.minirdrs.common.args import arg_bool as _arg_bool
+from rdbss.minirdrs.common.args import arg_int as _arg_int
+from rdbss.minirdrs.common.args import arg_str as _arg_str
+from rdbss.minirdrs.common.args import components as _components
+from rdbss.minirdrs.common.args import show as _show
+from rdbss.minirdrs.common.fileinfo import file_info
+from rdbss.minirdrs.common.listing import Enumerations
+from rdbss.minirdrs.common.notify import Entry, Lister, PollingWatches, WatchLimits, notify_interval
+from rdbss.minirdrs.common.security import (
     POSIX_INFORMATION,
     PosixSecurity,
     check_query_information,
     posix_change,
     posix_descriptor,
 )
-from rdbss.minirdrs.setup import (
+from rdbss.minirdrs.common.setup import (
     AUTHENTICATE,
     NEGOTIATE,
     SHARE_CHECK,
     TCP_CONNECT,
     SetupDeadline,
 )
+from rdbss.minirdrs.common.wildcard import is_name_in_expression
 from rdbss.minirdrs.sftp_config import (
     Credentials,
     SftpConfigError,
@@ -90,7 +88,7 @@ from rdbss.minirdrs.sftp_config import (
     read_credentials,
 )
 from rdbss.minirdrs.sftp_errors import connect_status, is_lost, sftp_reason, sftp_status
-from rdbss.minirdrs.wildcard import is_name_in_expression
+from rdbss.model.create import check_create_parameters, check_open_dir, data_access
 from rdbss.wire.constants import (
     CreateDisposition,
     CreateInformation,
@@ -727,7 +725,7 @@ class SftpMiniRdr(MiniRdr):
         parts = _components(ctx.path or "")
         rel = "\\".join(parts)
         params = ctx.create or CreateParameters()
-        disposition, options = LocalMiniRdr._check_create_parameters(params)
+        disposition, options = check_create_parameters(params)
         if self._delete_pending_at(share, rel):
             raise _error(S.STATUS_DELETE_PENDING, f"{_show(rel)} is being deleted")
         op, information, info = self._run(
@@ -816,7 +814,7 @@ class SftpMiniRdr(MiniRdr):
         sftp = share.conn.client()
         if disposition not in _CREATING:
             raise _error(S.STATUS_OBJECT_NAME_NOT_FOUND, f"{_show(rel)} not found")
-        can_read, can_write, append_only = LocalMiniRdr._data_access(params.desired_access)
+        can_read, can_write, append_only = data_access(params.desired_access)
         readonly = bool(params.file_attributes & FileAttributes.READONLY)
         remote = target.remote
         try:
@@ -891,13 +889,13 @@ class SftpMiniRdr(MiniRdr):
         attrs = target.attrs
         assert attrs is not None
         mode = _mode(attrs)
-        can_read, can_write, append_only = LocalMiniRdr._data_access(params.desired_access)
+        can_read, can_write, append_only = data_access(params.desired_access)
         if disposition == D.FILE_CREATE:
             raise _error(S.STATUS_OBJECT_NAME_COLLISION, f"{_show(rel)} already exists")
         if stat.S_ISLNK(mode):
             raise _error(S.STATUS_ACCESS_DENIED, f"{_show(rel)} is a symbolic link")
         if stat.S_ISDIR(mode):
-            LocalMiniRdr._check_open_dir(rel, options, disposition, can_write)
+            check_open_dir(rel, options, disposition, can_write)
             op = _Open(share, rel, target.remote, True, can_read, can_write)
             return op, attrs, int(CreateInformation.FILE_OPENED)
         if options & CreateOptions.FILE_DIRECTORY_FILE:

@@ -28,8 +28,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rdbss.minirdrs.local import check_share_name
-from rdbss.minirdrs.passwords import read_password
+from rdbss.minirdrs.common.passwords import read_password
+from rdbss.minirdrs.common.shares import check_share_name
 from rdbss.wire.status import NtStatus, NtStatusError
 
 DEFAULT_TIMEOUT_S = 30.0

@@ -90,6 +90,7 @@ import httpx
 
 from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
 from rdbss.minirdrs.base import (
+    MAX_READ_BYTES,
     MiniRdr,
     Result,
     lowio_of,
@@ -97,26 +98,23 @@ from rdbss.minirdrs.base import (
     set_file_info_with,
     volume_info_class,
 )
-from rdbss.minirdrs.listing import Enumerations
-from rdbss.minirdrs.local import (
-    MAX_READ_BYTES,
-    LocalMiniRdr,
-    _arg_bool,
-    _arg_int,
-    _arg_str,
-    _components,
-    _show,
-    check_share_name,
-)
-from rdbss.minirdrs.notify import Entry, Lister, PollingWatches, WatchLimits, notify_interval
-from rdbss.minirdrs.passwords import read_password
-from rdbss.minirdrs.setup import (
+from rdbss.minirdrs.common.args import arg_bool as _arg_bool
+from rdbss.minirdrs.common.args import arg_int as _arg_int
+from rdbss.minirdrs.common.args import arg_str as _arg_str
+from rdbss.minirdrs.common.args import components as _components
+from rdbss.minirdrs.common.args import show as _show
+from rdbss.minirdrs.common.listing import Enumerations
+from rdbss.minirdrs.common.notify import Entry, Lister, PollingWatches, WatchLimits, notify_interval
+from rdbss.minirdrs.common.passwords import read_password
+from rdbss.minirdrs.common.setup import (
     AUTHENTICATE,
     NEGOTIATE,
     SHARE_CHECK,
     TCP_CONNECT,
     SetupDeadline,
 )
+from rdbss.minirdrs.common.shares import check_share_name
+from rdbss.minirdrs.common.wildcard import is_name_in_expression
 from rdbss.minirdrs.webdav_props import (
     PROPFIND_BODY,
     QUOTA_BODY,
@@ -130,8 +128,8 @@ from rdbss.minirdrs.webdav_props import (
     resource_path,
     split_listing,
 )
-from rdbss.minirdrs.wildcard import is_name_in_expression
 from rdbss.model.buffering import BUFFERING_STATE_MASK, HANDLE_BITS
+from rdbss.model.create import check_create_parameters, check_open_dir, data_access
 from rdbss.wire.constants import (
     CreateDisposition,
     CreateInformation,
@@ -980,7 +978,7 @@ class WebDavMiniRdr(MiniRdr):
         parts = _components(ctx.path or "")
         rel = "\\".join(parts)
         params = ctx.create or CreateParameters()
-        disposition, options = LocalMiniRdr._check_create_parameters(params)
+        disposition, options = check_create_parameters(params)
         if self._delete_pending_at(server, share, rel):
             raise _error(S.STATUS_DELETE_PENDING, f"{_show(rel)} is being deleted")
         entry = self._stat(server, share, parts, rel)
@@ -1059,7 +1057,7 @@ class WebDavMiniRdr(MiniRdr):
             raise _error(S.STATUS_OBJECT_NAME_NOT_FOUND, f"{_show(rel)} not found")
         if params.file_attributes & FileAttributes.READONLY:
             raise _error(S.STATUS_NOT_SUPPORTED, "WebDAV has no read-only attribute")
-        can_read, can_write, append_only = LocalMiniRdr._data_access(params.desired_access)
+        can_read, can_write, append_only = data_access(params.desired_access)
         is_dir = bool(options & CreateOptions.FILE_DIRECTORY_FILE)
         what = f"cannot create {_show(rel)}"
         if is_dir:
@@ -1104,11 +1102,11 @@ class WebDavMiniRdr(MiniRdr):
         disposition: D,
         options: int,
     ) -> tuple[_Open, int]:
-        can_read, can_write, append_only = LocalMiniRdr._data_access(params.desired_access)
+        can_read, can_write, append_only = data_access(params.desired_access)
         if disposition == D.FILE_CREATE:
             raise _error(S.STATUS_OBJECT_NAME_COLLISION, f"{_show(rel)} already exists")
         if entry.is_dir:
-            LocalMiniRdr._check_open_dir(rel, options, disposition, can_write)
+            check_open_dir(rel, options, disposition, can_write)
             op = _Open(server, share, rel, entry, True, can_read, can_write)
             return op, int(CreateInformation.FILE_OPENED)
         if options & CreateOptions.FILE_DIRECTORY_FILE:

@@ -1,4 +1,5 @@
-"""Buffering states (spec 3.9) and the open-collapsing rules (spec 3.7). Pure code.
+"""Buffering states and the open-collapsing rules (see docs/routines.md, Buffering states and
+Create, collapsing and close). Pure code.
 
 A mini-redirector's grant is the set of FCB_STATE_*_ENABLED bits it allows for an uncontended
 open (what MRxComputeNewBufferingState answers for an SMB oplock or an NFS delegation). Our
@@ -23,8 +24,9 @@ from rdbss.wire.status import NtStatusError
 
 
 class FcbState:
-    """The buffering bits of FCB_STATE (spec 3.1), plus DELAY_CLOSE. Plain ints, not an
-    IntFlag: they are tested on every request, and IntFlag arithmetic costs a microsecond."""
+    """The buffering bits of FCB_STATE (docs/routines.md, Buffering states), plus DELAY_CLOSE.
+    Plain ints, not an IntFlag: they are tested on every request, and IntFlag arithmetic costs a
+    microsecond."""
 
     NONE = 0
     DELAY_CLOSE = 0x800  # a closed SrvOpen may be kept for a re-open (delayed close)
@@ -122,8 +124,9 @@ def lost(old: int, new: int) -> int:
 
 #: Dispositions that may collapse: they neither create, overwrite nor supersede.
 _COLLAPSIBLE_DISPOSITIONS = frozenset({CreateDisposition.FILE_OPEN, CreateDisposition.FILE_OPEN_IF})
-#: Create options RDBSS never collapses (spec 3.7), and directories (their enumeration and
-#: change-notification state belongs to the server open on some servers).
+#: Create options RDBSS never collapses (docs/routines.md, Create, collapsing and close), and
+#: directories (their enumeration and change-notification state belongs to the server open on
+#: some servers).
 _NEVER_COLLAPSE = int(
     CreateOptions.FILE_DELETE_ON_CLOSE
     | CreateOptions.FILE_OPEN_FOR_BACKUP_INTENT

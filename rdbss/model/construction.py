@@ -1,6 +1,6 @@
-"""SrvCall construction (spec 3.6): ask every candidate mini-redirector to create the SrvCall, pick
-the winner by provider order, finalize the losers. Pure state machine; the connection manager
-sends the calls it asks for and feeds back the answers."""
+"""SrvCall construction (see docs/routines.md, Connections): ask every candidate mini-redirector
+to create the SrvCall, pick the winner by provider order, finalize the losers. Pure state
+machine; the connection manager sends the calls it asks for and feeds back the answers."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """The RDBSS structures the core keeps: SrvCall, NetRoot, VNetRoot, Fcb, SrvOpen, Fobx, with the
-RX_BLOCK_CONDITION state machine (spec 3.1-3.3). Pure code: no sockets, no clocks of its own."""
+RX_BLOCK_CONDITION state machine (see docs/routines.md, Connections and Create, collapsing and
+close). Pure code: no sockets, no clocks of its own."""
 
 from __future__ import annotations
 

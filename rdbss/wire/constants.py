@@ -1,5 +1,6 @@
 """Numeric vocabulary of RX_CONTEXT: IRP major functions, low I/O operations, information classes,
-create dispositions/options/results and the MINIRDR_DISPATCH routine names (spec/minirdr.md)."""
+create dispositions/options/results and the MINIRDR_DISPATCH routine names (docs/routines.md,
+The routines and Low I/O)."""
 
 from __future__ import annotations
 

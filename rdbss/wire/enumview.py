@@ -1,10 +1,11 @@
 """Fast member access for the wire's enums on Python 3.11. Pure code.
 
-On 3.11 every attribute read on an enum class (``IrpMj.READ``, ``S.STATUS_SUCCESS``) costs
-~70 ns instead of ~15: ``EnumType`` defines ``__getattr__``, which sends every lookup on every
-enum class through CPython's slow attribute hook, even for members found at once (3.12 dropped
-it). The request path reads dozens of members per request, in each process: measured with the
-hook gone, 4 KiB reads in compounds went ~54,500 -> ~57,000-62,500 /s.
+On 3.11 every attribute read on an enum class (``IrpMj.READ``, ``S.STATUS_SUCCESS``) is
+several times slower than a plain class attribute: ``EnumType`` defines ``__getattr__``, which
+sends every lookup on every enum class through CPython's slow attribute hook, even for members
+found at once (3.12 dropped it). The request path reads dozens of members per request, in each
+process, so small requests in compounds are measurably faster without the hook
+(``python -m benchmarks``).
 
 ``member_view(SomeEnum)`` answers a stand-in class whose metaclass has no ``__getattr__``: the
 members (the enum's own member objects, so ``is``, ``==``, ``.name`` and msgspec are unchanged)

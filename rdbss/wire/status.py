@@ -1,7 +1,7 @@
 """NTSTATUS values used end to end, their families, and the error type that carries one.
 
-Values are the real Windows ones (spec/minirdr.md section 6, cross-checked against ReactOS and
-mingw-w64 ntstatus.h). Pure code: no sockets, no processes.
+Values are the real Windows ones (MS-ERREF 2.3; docs/routines.md, Status codes), as ReactOS and
+mingw-w64 ntstatus.h define them. Pure code: no sockets, no processes.
 """
 
 from __future__ import annotations
@@ -221,7 +221,7 @@ def status_name(value: int) -> str:
 # errno -> NTSTATUS, as a Windows server maps the POSIX failures of its file system, and as a
 # Windows client reports a socket failure. This is the one table for every mini-redirector, so a
 # given failure reads the same whatever the backend: no route to the network or to the host (in
-# any of its forms) is NETWORK_UNREACHABLE, as the seed's error set names it.
+# any of its forms) is NETWORK_UNREACHABLE, the network status a redirector reports for it.
 _ERRNO_TO_STATUS: dict[int, NtStatus] = {
     errno.ENOENT: S.STATUS_OBJECT_NAME_NOT_FOUND,
     errno.EEXIST: S.STATUS_OBJECT_NAME_COLLISION,

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from rdbss.client import Client
-from rdbss.minirdrs.smb import SmbMiniRdr
-from rdbss.minirdrs.smb_link import ServerConfig
+from rdbss.minirdrs.smb.config import ServerConfig
+from rdbss.minirdrs.smb.minirdr import SmbMiniRdr
 from rdbss.wire import (
     Access,
     CreateDisposition,

@@ -268,8 +268,8 @@ def test_the_host_runs_related_items_on_the_previous_create(local: LocalMiniRdr)
     assert statuses[7] == statuses[8] == S.STATUS_OBJECT_NAME_NOT_FOUND
     assert done.payload_items == [3]  # the successful read's data, in its own frame
     assert bytes(done.payloads[0]) == b"234"
-    assert (Path(local._share("data").root) / "f.txt").read_bytes() == (b"0123456789ab")
-    assert local._opens == {}  # the related close closed what the create opened
+    assert (Path(local._shares.get("data").root) / "f.txt").read_bytes() == (b"0123456789ab")
+    assert len(local._opens) == 0  # the related close closed what the create opened
 
 
 def test_answered_requests_do_not_pile_up_in_the_deadline_heap(env: Any) -> None:

@@ -293,6 +293,6 @@ password_env = "PAYROLL_PW"
 
 def test_the_schema_names_the_dialects_the_smb_mini_redirector_knows() -> None:
     from rdbss.config_schema import SMB_DIALECTS
-    from rdbss.minirdrs.smb_link import DIALECTS
+    from rdbss.minirdrs.smb.config import DIALECTS
 
     assert set(SMB_DIALECTS) == set(DIALECTS)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rdbss.minirdrs.eas import check_name, pack_full_ea, parse_full_ea, parse_set
+from rdbss.minirdrs.common.eas import check_name, pack_full_ea, parse_full_ea, parse_set
 from rdbss.wire import NtStatus, NtStatusError
 
 names = st.text(

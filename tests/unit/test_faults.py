@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rdbss.minirdrs.faults import Action, FaultError, FaultSchedule, parse_rule, parse_rules
+from rdbss.minirdrs.faulty.faults import Action, FaultError, FaultSchedule, parse_rule, parse_rules
 from rdbss.wire import LowIoOp, NtStatus
 
 

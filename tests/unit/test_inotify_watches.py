@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from rdbss.minirdrs.base import Result
-from rdbss.minirdrs.inotify_watches import InotifyWatches
-from rdbss.minirdrs.notify import (
+from rdbss.minirdrs.common.inotify_watches import InotifyWatches
+from rdbss.minirdrs.common.notify import (
     FILE_NOTIFY_CHANGE_DIR_NAME,
     FILE_NOTIFY_CHANGE_FILE_NAME,
     FILE_NOTIFY_CHANGE_SIZE,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rdbss.minirdrs.listing import Enumerations, check_pattern
+from rdbss.minirdrs.common.listing import Enumerations, check_pattern
 from rdbss.wire import IrpMj, NtStatus, NtStatusError, QueryDirectoryParameters, RxContext
 
 S = NtStatus

@@ -1387,7 +1387,7 @@ def test_cancel_routine_ends_a_pending_notify_without_losing_changes(
 def test_paths_resolve_as_realpath_does(root: Path, outside: Path) -> None:
     """_resolve_below takes one lstat per component below the share's folder; it must name
     what realpath names: links inside and out, missing components, nested folders."""
-    from rdbss.minirdrs.local import _resolve_below
+    from rdbss.minirdrs.local.shares import resolve_below as _resolve_below
 
     (root / "a" / "b").mkdir(parents=True)
     (root / "a" / "b" / "f.txt").write_text("x")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rdbss.minirdrs.locks import FileLocks, Lock
+from rdbss.minirdrs.common.locks import FileLocks, Lock
 from rdbss.wire import NtStatus, NtStatusError
 
 S = NtStatus

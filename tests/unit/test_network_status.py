@@ -1,5 +1,5 @@
 """The statuses the network mini-redirectors give: one errno table for every backend, a name for
-every status a server can send, and the set-up deadline (rdbss/minirdrs/setup.py)."""
+every status a server can send, and the set-up deadline (rdbss/minirdrs/common/setup.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import httpx
 import pytest
 import smbprotocol.header
 
-from rdbss.minirdrs.setup import ANSWER_MARGIN_S, NEGOTIATE, SetupDeadline, setup_timeout_ms
+from rdbss.minirdrs.common.setup import ANSWER_MARGIN_S, NEGOTIATE, SetupDeadline, setup_timeout_ms
 from rdbss.minirdrs.sftp_errors import connect_status
-from rdbss.minirdrs.smb_link import ServerConfig, SmbLink
+from rdbss.minirdrs.smb.config import ServerConfig
+from rdbss.minirdrs.smb.link import SmbLink
 from rdbss.minirdrs.webdav import _connect_status
 from rdbss.wire import IrpMj, NtStatus, RxContext
 from rdbss.wire.status import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rdbss.minirdrs.notify import (
+from rdbss.minirdrs.common.notify import (
     FILE_NOTIFY_CHANGE_DIR_NAME,
     FILE_NOTIFY_CHANGE_FILE_NAME,
     FILE_NOTIFY_CHANGE_LAST_WRITE,
@@ -51,7 +51,7 @@ import threading  # noqa: E402
 import time  # noqa: E402
 
 from rdbss.minirdrs.base import Result  # noqa: E402
-from rdbss.minirdrs.notify import (  # noqa: E402
+from rdbss.minirdrs.common.notify import (  # noqa: E402
     PollingWatches,
     parse_notify_information,
     snapshot,
@@ -195,7 +195,7 @@ def test_the_network_backends_take_a_notify_interval() -> None:
 
 
 # ------------------------------------------------------------------------------ shared polling
-from rdbss.minirdrs.notify import (  # noqa: E402
+from rdbss.minirdrs.common.notify import (  # noqa: E402
     ADAPT,
     MAX_INTERVAL_S,
     WatchLimits,

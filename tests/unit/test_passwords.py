@@ -1,5 +1,5 @@
-"""Configured passwords (rdbss/minirdrs/passwords.py): read from their one source, failures as
-STATUS_LOGON_FAILURE naming the source and never the content."""
+"""Configured passwords (rdbss/minirdrs/common/passwords.py): read from their one source,
+failures as STATUS_LOGON_FAILURE naming the source and never the content."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rdbss.minirdrs.passwords import MAX_PASSWORD_FILE_BYTES, read_password
+from rdbss.minirdrs.common.passwords import MAX_PASSWORD_FILE_BYTES, read_password
 from rdbss.wire import NtStatus, NtStatusError
 
 

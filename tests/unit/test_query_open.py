@@ -275,7 +275,7 @@ def test_the_local_query_open_answers_as_its_create_does(
             srv_open=srv_open,
         )
         execute(local, close, None)
-    assert local._opens == {}
+    assert len(local._opens) == 0
 
 
 def test_a_file_being_deleted_is_delete_pending_for_a_query_open_too(local: LocalMiniRdr) -> None:
@@ -288,4 +288,4 @@ def test_a_file_being_deleted_is_delete_pending_for_a_query_open_too(local: Loca
 def test_a_query_open_for_more_than_attributes_is_refused(local: LocalMiniRdr) -> None:
     answer = _run(local, Routine.MRxQueryOpen, "f.txt", 0, Access.GENERIC_READ)
     assert answer.status == S.STATUS_INVALID_PARAMETER
-    assert local._opens == {}
+    assert len(local._opens) == 0

@@ -1,4 +1,4 @@
-"""Quota entries in their SMB binary forms (rdbss.minirdrs.quota)."""
+"""Quota entries in their SMB binary forms (rdbss.minirdrs.common.quota)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rdbss.minirdrs.quota import (
+from rdbss.minirdrs.common.quota import (
     pack_quota_entries,
     parse_query_args,
     parse_quota_information,

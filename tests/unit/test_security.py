@@ -1,4 +1,4 @@
-"""The security descriptor mapping (rdbss.minirdrs.security): POSIX mode <-> DACL, the
+"""The security descriptor mapping (rdbss.minirdrs.common.security): POSIX mode <-> DACL, the
 refusals, and the self-relative binary form."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rdbss.minirdrs.security import (
+from rdbss.minirdrs.common.security import (
     EVERYONE,
     FILE_GENERIC_EXECUTE,
     FILE_GENERIC_READ,

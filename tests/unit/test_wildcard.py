@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rdbss.minirdrs.wildcard import WILDCARDS, has_wildcards, is_name_in_expression
+from rdbss.minirdrs.common.wildcard import WILDCARDS, has_wildcards, is_name_in_expression
 
 # (expression, name, ignore_case, expected). The DOS wildcard rows follow the vectors that
 # ReactOS checks against Windows' FsRtlIsNameInExpression.

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from rdbss import requests as rq
-from rdbss.minirdrs.security import (
+from rdbss.minirdrs.common.security import (
     EVERYONE,
     FILE_GENERIC_EXECUTE,
     FILE_GENERIC_READ,

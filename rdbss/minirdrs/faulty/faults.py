@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from rdbss.minirdrs.wildcard import is_name_in_expression
+from rdbss.minirdrs.common.wildcard import is_name_in_expression
 from rdbss.wire.constants import LowIoOp, Routine
 from rdbss.wire.status import NtStatus
 

@@ -35,7 +35,7 @@ from inotify_simple import INotify
 from inotify_simple import flags as F
 
 from rdbss.minirdrs.base import Result
-from rdbss.minirdrs.notify import (
+from rdbss.minirdrs.common.notify import (
     ACTION_NAMES,
     ADDED,
     FILE_NOTIFY_CHANGE_ATTRIBUTES,

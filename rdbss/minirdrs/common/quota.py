@@ -12,7 +12,7 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
-from rdbss.minirdrs.security import sid_to_bytes, sid_to_str
+from rdbss.minirdrs.common.security import sid_to_bytes, sid_to_str
 from rdbss.wire.status import NtStatus, NtStatusError
 
 S = NtStatus

@@ -36,7 +36,7 @@ from typing import Any
 
 from rdbss.minirdrs import load_kind
 from rdbss.minirdrs.base import ROUTINE_METHODS, MiniRdr, Result
-from rdbss.minirdrs.faults import Action, FaultError, FaultSchedule, parse_rules
+from rdbss.minirdrs.faulty.faults import Action, FaultError, FaultSchedule, parse_rules
 from rdbss.wire.constants import FsctlCode, LowIoOp, Routine
 from rdbss.wire.rxcontext import RxContext
 from rdbss.wire.status import NtStatus, NtStatusError

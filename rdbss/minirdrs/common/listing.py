@@ -1,8 +1,8 @@
 """Directory enumeration for mini-redirectors that list a whole folder and hand it out in
 batches (local, sftp, webdav): one cursor per handle (FOBX), the pattern of the first query
 sticks until a restart, STATUS_NO_SUCH_FILE when the first query matches nothing and
-STATUS_NO_MORE_FILES at the end (spec, MRxQueryDirectory). Each mini-redirector supplies how
-to list the matching names and how to describe one entry."""
+STATUS_NO_MORE_FILES at the end (see docs/routines.md, The routines). Each mini-redirector
+supplies how to list the matching names and how to describe one entry."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Change notification (IRP_MN_NOTIFY_CHANGE_DIRECTORY) by comparing folder snapshots, for the
 mini-redirectors whose server cannot tell them about changes (SFTP, WebDAV); the limits every
-kind of watch keeps (local shares use the kernel's inotify: ``rdbss.minirdrs.inotify_watches``).
+kind of watch keeps (local shares use the kernel's inotify:
+``rdbss.minirdrs.common.inotify_watches``).
 
 A snapshot maps names (relative to the watched folder; the whole tree, bounded, with
 ``watch_tree``) to (is_dir, size, mtime_ns, mode). ``changes`` lists what differs, filtered by

@@ -1,0 +1,74 @@
+"""The file info map of the mini-redirector conventions (rdbss/minirdrs/base.py) from a POSIX
+stat result: what MRxQueryFileInfo answers and each entry of MRxQueryDirectory. Backends whose
+server speaks POSIX attributes (local folders, SFTP) fill an ``os.stat_result`` or an object
+with its fields.
+"""
+
+from __future__ import annotations
+
+import stat
+from typing import Any, Protocol
+
+from rdbss.wire.constants import FileAttributes
+
+
+class StatLike(Protocol):
+    """The fields of ``os.stat_result`` the base and ``file_info`` read."""
+
+    @property
+    def st_mode(self) -> int: ...
+    @property
+    def st_size(self) -> int: ...
+    @property
+    def st_blocks(self) -> int: ...
+    @property
+    def st_nlink(self) -> int: ...
+    @property
+    def st_ino(self) -> int: ...
+    @property
+    def st_atime_ns(self) -> int: ...
+    @property
+    def st_mtime_ns(self) -> int: ...
+    @property
+    def st_ctime_ns(self) -> int: ...
+
+
+def _attributes(st: StatLike, name: str) -> int:
+    attrs = FileAttributes.NONE
+    if stat.S_ISDIR(st.st_mode):
+        attrs |= FileAttributes.DIRECTORY
+    if not st.st_mode & 0o222:
+        attrs |= FileAttributes.READONLY
+    if name.startswith("."):
+        attrs |= FileAttributes.HIDDEN
+    return int(attrs or FileAttributes.NORMAL)
+
+
+def _creation_time_ns(st: StatLike) -> int:
+    birth = getattr(st, "st_birthtime_ns", None)
+    if isinstance(birth, int):
+        return birth
+    birth_s = getattr(st, "st_birthtime", None)
+    if isinstance(birth_s, int | float):
+        return int(birth_s * 1_000_000_000)
+    return st.st_ctime_ns
+
+
+def file_info(st: StatLike, rel: str, *, delete_pending: bool = False) -> dict[str, Any]:
+    """The file info map of base.py's conventions for a stat result."""
+    is_dir = stat.S_ISDIR(st.st_mode)
+    return {
+        "name": rel,
+        "size": 0 if is_dir else st.st_size,
+        "allocation_size": 0 if is_dir else st.st_blocks * 512,
+        "attributes": _attributes(st, rel.rpartition("\\")[2]),
+        "creation_time": _creation_time_ns(st),
+        "last_access_time": st.st_atime_ns,
+        "last_write_time": st.st_mtime_ns,
+        "change_time": st.st_ctime_ns,
+        "nlink": st.st_nlink,
+        "directory": is_dir,
+        "delete_pending": delete_pending,
+        "file_id": st.st_ino,
+        "mode": st.st_mode,
+    }

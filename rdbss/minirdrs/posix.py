@@ -1,0 +1,528 @@
+"""A mini-redirector for a POSIX-like file store, written once on a few primitives.
+
+``PosixMiniRdr`` implements MRxCreate, MRxQueryOpen, READ/WRITE with their access checks,
+MRxQueryDirectory, MRxQueryFileInfo, MRxQueryVolumeInfo, MRxSetFileInfo (basic, end of file,
+allocation, rename, disposition), delete-pending and MRxCleanupFobx/MRxCloseSrvOpen, with the
+rules of rdbss/model/create.py and the SrvOpen table of rdbss/minirdrs/base.py, on the
+primitives of rdbss/minirdrs/primitives.py (``PosixPrimitives``: the backend's contract). A
+backend subclasses ``PosixMiniRdr[ShareT, OpenT]``, implements the primitives and adds what
+only it has (connections, change notify, locks, EAs, security) through the hooks here:
+``check_io`` (before each READ/WRITE: byte-range locks), ``lowio_other`` (the low I/O
+operations besides READ and WRITE), ``end_fobx``/``end_srv_open`` (what a handle or an open
+held besides its enumeration), ``renamed`` (after a rename, every open already moved).
+
+``current_request()`` is the request a routine of this class is serving on this thread (a
+backend whose primitives wait on a network reads its deadline there).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import stat
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+
+from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
+from rdbss.minirdrs.base import (
+    MAX_READ_BYTES,
+    MiniRdr,
+    OpenTable,
+    Result,
+    lowio_of,
+    posix_volume,
+    set_file_info_with,
+    volume_info_class,
+)
+from rdbss.minirdrs.common.args import TIME_ARGS, arg_bool, arg_int, arg_str, components, show
+from rdbss.minirdrs.common.fileinfo import StatLike
+from rdbss.minirdrs.common.listing import Enumerations
+from rdbss.minirdrs.common.wildcard import is_name_in_expression
+from rdbss.minirdrs.primitives import (
+    REQUIRED_PRIMITIVES,
+    OpenRequest,
+    OpenT,
+    PosixPrimitives,
+    ShareT,
+    Volume,
+)
+from rdbss.model.create import (
+    INFORMATION,
+    Action,
+    check_create_parameters,
+    check_open_existing,
+    data_access,
+    decide_create,
+)
+from rdbss.model.dispatch import is_query_open
+from rdbss.wire.constants import CreateInformation, CreateOptions, FileAttributes, LowIoOp
+from rdbss.wire.rxcontext import CreateParameters, LowIoParameters, RxContext
+from rdbss.wire.status import NtStatus, NtStatusError, status_from_errno
+
+S = NtStatus
+
+_DELETE_ON_CLOSE = int(CreateOptions.FILE_DELETE_ON_CLOSE)
+_DIRECTORY_FILE = int(CreateOptions.FILE_DIRECTORY_FILE)
+
+_current: contextvars.ContextVar[RxContext | None] = contextvars.ContextVar(
+    "rdbss_posix_request", default=None
+)
+
+
+def current_request() -> RxContext | None:
+    """The request a PosixMiniRdr routine is serving on this thread (None outside one)."""
+    return _current.get()
+
+
+def _join(parent: str, name: str) -> str:
+    return f"{parent}\\{name}" if parent else name
+
+
+class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
+    """The routines of a POSIX-like store on ``PosixPrimitives``."""
+
+    #: FileFsAttributeInformation's file system name
+    fs_name: ClassVar[str] = "rdbss"
+
+    def __init__(self, name: str, config: Mapping[str, Any]) -> None:
+        super().__init__(name, config)
+        self._opens: OpenTable[OpenT] = OpenTable()
+        self._enumerations: Enumerations[StatLike | None] = Enumerations()
+
+    # --- hooks -------------------------------------------------------------------------------
+    def check_io(self, ctx: RxContext, op: OpenT, offset: int, length: int, write: bool) -> None:
+        """Before a READ or WRITE: byte-range lock conflicts (none by default)."""
+
+    def lowio_other(self, ctx: RxContext, op: OpenT, lowio: LowIoParameters) -> Result:
+        """A low I/O operation other than READ and WRITE (locks, change notify)."""
+        raise NtStatusError(
+            S.STATUS_INVALID_DEVICE_REQUEST,
+            f"low I/O operation {lowio.operation!r} not supported",
+        )
+
+    def end_fobx(self, ctx: RxContext) -> None:
+        """A handle closes: end what it held besides its enumeration."""
+
+    def end_srv_open(self, srv_open: int | None, op: OpenT) -> None:
+        """An open closes: end what it held (before its handle is released)."""
+
+    def renamed(self, share: ShareT, old: str, new: str) -> None:
+        """After a rename (every open was moved already)."""
+
+    # --- helpers ------------------------------------------------------------------------------
+    @staticmethod
+    @contextlib.contextmanager
+    def _host(what: str, rel: str) -> Iterator[None]:
+        """Map an OSError of a primitive to its NtStatusError, naming ``rel``."""
+        try:
+            yield
+        except NtStatusError:
+            raise
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise NtStatusError(
+                status_from_errno(exc.errno), f"{what} {show(rel)}: {reason}"
+            ) from None
+
+    @contextlib.contextmanager
+    def _serving(self, ctx: RxContext) -> Iterator[None]:
+        token = _current.set(ctx)
+        try:
+            yield
+        finally:
+            _current.reset(token)
+
+    def _open_of(self, ctx: RxContext) -> OpenT:
+        return self._opens.get(ctx.srv_open)
+
+    def _check_parent(self, share: ShareT, rel: str) -> None:
+        parent = rel.rpartition("\\")[0]
+        with self._host("cannot query", parent):
+            st = self.lookup(share, parent)
+        if st is None or not stat.S_ISDIR(st.st_mode):
+            raise NtStatusError(
+                S.STATUS_OBJECT_PATH_NOT_FOUND, f"{show(rel)}: parent folder not found"
+            )
+
+    def _check_deletable(self, op: OpenT) -> None:
+        """Refuse what cannot be marked delete-pending: the share root, a non-empty directory,
+        a read-only file."""
+        if not op.path:
+            raise NtStatusError(S.STATUS_ACCESS_DENIED, "the share root cannot be deleted")
+        with self._host("cannot delete", op.path):
+            if op.is_dir:
+                if not self.is_empty(op):
+                    raise NtStatusError(
+                        S.STATUS_DIRECTORY_NOT_EMPTY, f"{show(op.path)} is not empty"
+                    )
+            elif not self.fstat(op).st_mode & 0o222:
+                raise NtStatusError(S.STATUS_CANNOT_DELETE, f"{show(op.path)} is read-only")
+
+    def _close_quietly(self, op: OpenT) -> None:
+        with contextlib.suppress(NtStatusError, OSError):
+            self.close_handle(op)
+
+    def _abandon(self, op: OpenT, *, created: bool) -> None:
+        """Undo a create that failed after opening: close, and remove what it made."""
+        self._close_quietly(op)
+        if created:
+            with contextlib.suppress(NtStatusError):
+                self._delete(op)
+
+    def _delete(self, op: OpenT) -> None:
+        try:
+            with self._host("cannot delete", op.path):
+                if op.is_dir:
+                    self.rmdir(op.share, op.path)
+                else:
+                    self.unlink(op.share, op.path)
+        except NtStatusError as exc:
+            if exc.status != S.STATUS_OBJECT_NAME_NOT_FOUND:
+                raise  # (not found: already gone, what was asked for)
+
+    # --- create -------------------------------------------------------------------------------
+    def _look_up(self, ctx: RxContext) -> tuple[ShareT, str, CreateParameters, StatLike | None]:
+        """A create's share, path (checked) and parameters, and what the path names now."""
+        share = self.share_of(ctx)
+        rel = "\\".join(components(ctx.path or ""))
+        with self._host("cannot open", rel):
+            st = self.lookup(share, rel)
+        return share, rel, ctx.create or CreateParameters(), st
+
+    def _check_not_pending(self, share: ShareT, rel: str) -> None:
+        if self._opens.delete_pending_at(share, rel):
+            raise NtStatusError(S.STATUS_DELETE_PENDING, f"{show(rel)} is being deleted")
+
+    def create(self, ctx: RxContext) -> Result:
+        with self._serving(ctx):
+            share, rel, params, st = self._look_up(ctx)
+            disposition, options = check_create_parameters(params)
+            self._check_not_pending(share, rel)
+            can_read, can_write, append_only = data_access(params.desired_access)
+            readonly = bool(params.file_attributes & FileAttributes.READONLY)
+            if st is None:
+                self._check_parent(share, rel)
+                decide_create(rel, disposition, options, can_write, exists=False)
+                is_dir = bool(options & _DIRECTORY_FILE)
+                how = OpenRequest(is_dir, can_read, can_write, append_only, create=not is_dir)
+                with self._host("cannot create", rel):
+                    if is_dir:
+                        self.mkdir(share, rel)
+                    op = self.open(share, rel, how)
+                information = int(CreateInformation.FILE_CREATED)
+            else:
+                is_dir = stat.S_ISDIR(st.st_mode)
+                action = decide_create(
+                    rel,
+                    disposition,
+                    options,
+                    can_write,
+                    exists=True,
+                    is_dir=is_dir,
+                    is_regular=stat.S_ISREG(st.st_mode),
+                )
+                overwrite = action is not Action.OPEN
+                if not is_dir and (can_write or overwrite) and not st.st_mode & 0o222:
+                    raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(rel)} is read-only")
+                how = OpenRequest(is_dir, can_read, can_write, append_only, truncate=overwrite)
+                with self._host("cannot open", rel):
+                    op = self.open(share, rel, how)
+                readonly = readonly and overwrite
+                information = int(INFORMATION[action])
+            return self._opened(
+                op, rel, options, readonly=readonly, created=st is None, information=information
+            )
+
+    def _opened(
+        self, op: OpenT, rel: str, options: int, *, readonly: bool, created: bool, information: int
+    ) -> Result:
+        """A create's last steps once ``open`` succeeded; undone if one fails."""
+        try:
+            with self._host("cannot open", rel):
+                st = self.fstat(op)
+                if not op.is_dir and not stat.S_ISREG(st.st_mode):  # replaced since the lookup
+                    raise NtStatusError(
+                        S.STATUS_ACCESS_DENIED, f"{show(rel)} is not a regular file"
+                    )
+                if readonly:
+                    self.set_readonly(op, True)
+                    st = self.fstat(op)
+            if options & _DELETE_ON_CLOSE:
+                self._check_deletable(op)
+                self._opens.mark_delete_pending(op)
+        except NtStatusError:
+            self._abandon(op, created=created)
+            raise
+        info = self.file_info(st, rel, delete_pending=op.delete_pending)
+        srv_open = self._opens.add(op)
+        return Result(
+            information=information,
+            result={**info, "srv_open": srv_open, "directory": op.is_dir},
+        )
+
+    def query_open(self, ctx: RxContext) -> Result:
+        """MRxQueryOpen: what ``create`` answers for FILE_READ_ATTRIBUTES and FILE_OPEN (the
+        same checks, in the same order, so the same status), from one lookup, opening
+        nothing."""
+        with self._serving(ctx):
+            share, rel, params, st = self._look_up(ctx)
+            disposition, options = check_create_parameters(params)
+            if not is_query_open(params):
+                raise NtStatusError(
+                    S.STATUS_INVALID_PARAMETER, "MRxQueryOpen answers an open for attributes only"
+                )
+            self._check_not_pending(share, rel)
+            if st is None:
+                self._check_parent(share, rel)
+                raise NtStatusError(S.STATUS_OBJECT_NAME_NOT_FOUND, f"{show(rel)} not found")
+            is_dir = check_open_existing(
+                rel,
+                options,
+                disposition,
+                False,
+                is_dir=stat.S_ISDIR(st.st_mode),
+                is_regular=stat.S_ISREG(st.st_mode),
+            )
+            return Result(
+                information=int(CreateInformation.FILE_OPENED),
+                result={**self.file_info(st, rel), "directory": is_dir},
+            )
+
+    # --- low I/O ------------------------------------------------------------------------------
+    def low_io_submit(
+        self, ctx: RxContext, payload: bytes | bytearray | memoryview | None = None
+    ) -> Result:
+        with self._serving(ctx):
+            op = self._open_of(ctx)
+            lowio = lowio_of(ctx)
+            if lowio.operation == LowIoOp.NOTIFY_CHANGE_DIRECTORY:
+                if not op.is_dir:
+                    raise NtStatusError(
+                        S.STATUS_INVALID_PARAMETER, f"{show(op.path)} is not a directory"
+                    )
+                return self.lowio_other(ctx, op, lowio)
+            if op.is_dir:
+                raise NtStatusError(
+                    S.STATUS_INVALID_DEVICE_REQUEST, f"{show(op.path)} is a directory"
+                )
+            if lowio.operation == LowIoOp.READ:
+                self.check_io(ctx, op, lowio.offset, lowio.length, False)
+                return self._read(op, lowio.offset, lowio.length)
+            if lowio.operation == LowIoOp.WRITE:
+                length = len(payload) if payload is not None else lowio.length
+                self.check_io(ctx, op, lowio.offset, length, True)
+                if lowio.length < 0:
+                    raise NtStatusError(
+                        S.STATUS_INVALID_PARAMETER, f"negative length {lowio.length}"
+                    )
+                return self._write(op, lowio.offset, payload)
+            return self.lowio_other(ctx, op, lowio)
+
+    def _check_read(self, op: OpenT, offset: int, length: int) -> None:
+        if not op.can_read:
+            raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(op.path)} is not open for reading")
+        if offset < 0 or length < 0:
+            raise NtStatusError(S.STATUS_INVALID_PARAMETER, f"bad read range {offset}+{length}")
+        if length > MAX_READ_BYTES:
+            raise NtStatusError(
+                S.STATUS_INVALID_PARAMETER, f"read of {length} bytes over {MAX_READ_BYTES}"
+            )
+
+    def _read(self, op: OpenT, offset: int, length: int) -> Result:
+        self._check_read(op, offset, length)
+        if length == 0:
+            return Result(information=0, payload=b"")
+        with self._host("cannot read", op.path):
+            data = self.read_at(op, offset, length)
+        if not data:
+            raise NtStatusError(
+                S.STATUS_END_OF_FILE, f"{show(op.path)}: offset {offset} is past EOF"
+            )
+        return Result(information=len(data), payload=data)
+
+    def _write(
+        self, op: OpenT, offset: int, payload: bytes | bytearray | memoryview | None
+    ) -> Result:
+        if not op.can_write:
+            raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(op.path)} is not open for writing")
+        if offset < -1:
+            raise NtStatusError(S.STATUS_INVALID_PARAMETER, f"bad write offset {offset}")
+        if payload is None:
+            raise NtStatusError(S.STATUS_INVALID_PARAMETER, "write without data")
+        view = memoryview(payload).cast("B")
+        where = None if offset == -1 or op.append_only else offset
+        with self._host("cannot write", op.path):
+            written = self.write_at(op, where, view)
+        return Result(information=written)
+
+    # --- file information ---------------------------------------------------------------------
+    def query_file_info(self, ctx: RxContext) -> Result:
+        with self._serving(ctx):
+            op = self._open_of(ctx)
+            info_class = ctx.info.info_class if ctx.info is not None else None
+            if info_class not in _FILE_INFO_CLASSES:
+                raise NtStatusError(S.STATUS_INVALID_PARAMETER, f"file info class {info_class!r}")
+            with self._host("cannot query", op.path):
+                st = self.fstat(op)
+            info = self.file_info(st, op.path, delete_pending=op.delete_pending)
+            info["position"] = 0
+            return Result(result=info)
+
+    def set_file_info(self, ctx: RxContext) -> Result:
+        with self._serving(ctx):
+            return set_file_info_with(self, self._open_of(ctx), ctx)
+
+    def _set_basic(self, op: OpenT, args: Mapping[str, Any]) -> None:
+        times = {key: arg_int(args, key, default=0) for key in TIME_ARGS}
+        attributes = arg_int(args, "attributes", default=0)
+        if attributes & FileAttributes.DIRECTORY and not op.is_dir:
+            raise NtStatusError(S.STATUS_INVALID_PARAMETER, "attributes: DIRECTORY on a file")
+        atime, mtime = times["last_access_time"], times["last_write_time"]
+        with self._host("cannot set attributes of", op.path):
+            if atime > 0 or mtime > 0:
+                self.set_times(op, atime if atime > 0 else None, mtime if mtime > 0 else None)
+            if attributes:
+                self.set_readonly(op, bool(attributes & FileAttributes.READONLY))
+
+    def _checked_size(self, op: OpenT, args: Mapping[str, Any], what: str) -> int:
+        size = arg_int(args, "size")
+        if size < 0:
+            raise NtStatusError(S.STATUS_INVALID_PARAMETER, "argument 'size' must not be negative")
+        if op.is_dir:
+            raise NtStatusError(S.STATUS_INVALID_PARAMETER, f"{what} of a directory")
+        if not op.can_write:
+            raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(op.path)} is not open for writing")
+        return size
+
+    def _set_end_of_file(self, op: OpenT, args: Mapping[str, Any]) -> None:
+        size = self._checked_size(op, args, "end of file")
+        with self._host("cannot set the size of", op.path):
+            self.set_size(op, size)
+
+    def _set_allocation(self, op: OpenT, args: Mapping[str, Any]) -> None:
+        size = self._checked_size(op, args, "allocation size")
+        with self._host("cannot set the allocation of", op.path):
+            if size < self.fstat(op).st_size:
+                self.set_size(op, size)
+
+    def _set_rename(self, op: OpenT, args: Mapping[str, Any]) -> None:
+        target = "\\".join(components(arg_str(args, "target")))
+        replace = arg_bool(args, "replace", default=False)
+        if not target:
+            raise NtStatusError(S.STATUS_INVALID_PARAMETER, "cannot rename onto the share root")
+        if target == op.path:
+            return
+        if not op.path:
+            raise NtStatusError(S.STATUS_ACCESS_DENIED, "the share root cannot be renamed")
+        self._check_parent(op.share, target)
+        with self._host("cannot query", target):
+            existing = self.lookup(op.share, target, follow=False)
+        if existing is not None:
+            if not replace:
+                raise NtStatusError(
+                    S.STATUS_OBJECT_NAME_COLLISION, f"{show(target)} already exists"
+                )
+            if stat.S_ISDIR(existing.st_mode):
+                raise NtStatusError(
+                    S.STATUS_ACCESS_DENIED, f"{show(target)} is a directory: cannot replace it"
+                )
+        with self._host(f"cannot rename {show(op.path)} to", target):
+            self.rename(op.share, op.path, target, replace=replace)
+        old = op.path
+        self._opens.renamed(op.share, old, target)
+        self.renamed(op.share, old, target)
+
+    def _set_disposition(self, op: OpenT, args: Mapping[str, Any]) -> None:
+        delete = arg_bool(args, "delete")
+        if delete:
+            self._check_deletable(op)
+        self._opens.mark_delete_pending(op, delete)
+
+    # --- directories --------------------------------------------------------------------------
+    def query_directory(self, ctx: RxContext) -> Result:
+        with self._serving(ctx):
+            op = self._open_of(ctx)
+            if not op.is_dir:
+                raise NtStatusError(
+                    S.STATUS_INVALID_PARAMETER, f"{show(op.path)} is not a directory"
+                )
+
+            def load(pattern: str) -> list[tuple[str, StatLike | None]]:
+                with self._host("cannot list", op.path):
+                    listed = self.list_dir(op)
+                return sorted(
+                    ((n, st) for n, st in listed if is_name_in_expression(pattern, n)),
+                    key=lambda item: item[0],
+                )
+
+            def describe(name: str, st: StatLike | None) -> dict[str, Any] | None:
+                rel = _join(op.path, name)
+                if st is None:
+                    with self._host("cannot query", rel):
+                        st = self.child_stat(op, name, rel)
+                if st is None:
+                    return None  # gone since the listing
+                pending = self._opens.delete_pending_at(op.share, rel)
+                return self.file_info(st, rel, delete_pending=pending)
+
+            return self._enumerations.query(ctx, show(op.path), load, describe)
+
+    # --- volume -------------------------------------------------------------------------------
+    def query_volume_info(self, ctx: RxContext) -> Result:
+        with self._serving(ctx):
+            share = self._open_of(ctx).share if ctx.srv_open is not None else self.share_of(ctx)
+            volume_info_class(ctx)
+            with self._host("cannot query the volume of", ""):
+                vol = self.statvfs(share)
+            return posix_volume(
+                total=vol.total,
+                free=vol.free,
+                avail=vol.avail,
+                block=vol.block,
+                fs_name=self.fs_name,
+                label=self.share_label(share),
+                serial=vol.serial,
+                max_name_length=vol.max_name_length,
+            )
+
+    # --- cleanup and close --------------------------------------------------------------------
+    def cleanup_fobx(self, ctx: RxContext) -> Result:
+        """A handle closes: its enumeration (and what ``end_fobx`` ends) goes now, even when
+        its SrvOpen stays open for other handles or for a delayed close."""
+        self._enumerations.forget_fobx(ctx.fobx)
+        self.end_fobx(ctx)
+        return Result()
+
+    def close_srv_open(self, ctx: RxContext) -> Result:
+        with self._serving(ctx):
+            op = self._opens.pop(ctx.srv_open)
+            self._enumerations.forget_srv_open(ctx.srv_open)
+            self.end_srv_open(ctx.srv_open, op)
+            try:
+                with self._host("cannot close", op.path):
+                    self.close_handle(op)
+                if op.delete_pending:
+                    self._delete(op)
+            except NtStatusError as exc:
+                return Result(status=exc.status, message=exc.strerror or "")
+            return Result()
+
+    def close(self) -> None:
+        """Close every open, deleting what was delete-pending as closing its handle would."""
+        opens = self._opens.clear()
+        self._enumerations.clear()
+        for op in opens:
+            self._close_quietly(op)
+            if op.delete_pending:
+                with contextlib.suppress(NtStatusError):
+                    self._delete(op)
+
+
+__all__ = [
+    "REQUIRED_PRIMITIVES",
+    "OpenRequest",
+    "PosixMiniRdr",
+    "StatLike",
+    "Volume",
+    "current_request",
+]

@@ -1,0 +1,92 @@
+"""Related compounds (MS-SMB2 3.2.4.1.4, Sending Compounded Requests): a CREATE and the requests
+on the file it opens, sent in one message and answered in one. The later requests name the file
+as RELATED_FILE_ID (all 0xFF); when the CREATE fails, the server fails each of them with the
+CREATE's status (MS-SMB2 3.3.5.2.7.2), so the first failure is the one to answer.
+
+- ``open_and_query``: CREATE + QUERY_INFO(FileAllInformation): what MRxCreate answers, with the
+  handle kept open;
+- ``query_open``: CREATE + QUERY_INFO(FileAllInformation) + CLOSE: what MRxQueryOpen answers,
+  one exchange with the server and no handle left behind.
+
+Each runs inside ``SmbLink.call`` (under the link's deadline) and raises the failure it met.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from smbprotocol.exceptions import SMBResponseException
+
+from rdbss.minirdrs.smb.link import SmbLink
+from rdbss.minirdrs.smb.structures import (
+    FILE_ALL_INFORMATION,
+    RELATED_FILE_ID,
+    SMB2_0_INFO_FILE,
+    close_request,
+    query_info_buffer,
+    query_info_request,
+)
+
+
+def send_related(link: SmbLink, tree: Any, messages: list[Any]) -> list[Any]:
+    """Send ``messages`` as one related compound on ``tree``: smbprotocol's Requests."""
+    requests: list[Any] = link.connection.send_compound(
+        messages, link.session.session_id, tree.tree_connect_id, related=True
+    )
+    return requests
+
+
+def _all_information() -> Any:
+    return query_info_request(RELATED_FILE_ID, SMB2_0_INFO_FILE, FILE_ALL_INFORMATION)
+
+
+def open_and_query(
+    link: SmbLink, tree: Any, handle: Any, create: Any, create_answer: Callable[[Any], Any]
+) -> Callable[[], bytes]:
+    """The exchange of MRxCreate: ``create`` and ``create_answer`` are what smbprotocol's
+    ``Open.create(send=False)`` gave for ``handle``; the FileAllInformation buffer. When either
+    fails, a handle the CREATE opened is closed again."""
+
+    def go() -> bytes:
+        requests = send_related(link, tree, [create, _all_information()])
+        failure: SMBResponseException | None = None
+        try:
+            create_answer(requests[0])
+        except SMBResponseException as exc:
+            failure = exc
+        try:
+            data = query_info_buffer(link.connection.receive(requests[1]))
+        except SMBResponseException as exc:
+            failure = failure or exc
+        if failure is not None:
+            if handle.connected:
+                with contextlib.suppress(SMBResponseException):
+                    handle.close()
+            raise failure
+        return data
+
+    return go
+
+
+def query_open(link: SmbLink, tree: Any, create: Any) -> Callable[[], bytes]:
+    """The exchange of MRxQueryOpen: ``create`` (an SMB2 CREATE request), the query and the
+    close in one compound; the FileAllInformation buffer, or the first failure."""
+
+    def go() -> bytes:
+        close = close_request(RELATED_FILE_ID)
+        requests = send_related(link, tree, [create, _all_information(), close])
+        answers: list[Any] = []
+        for request in requests:  # every answer taken, so none is left waiting
+            try:
+                answers.append(link.connection.receive(request))
+            except SMBResponseException as exc:
+                answers.append(exc)
+        opened, queried, _closed = answers  # a failed CLOSE leaves nothing to undo
+        for answer in (opened, queried):
+            if isinstance(answer, SMBResponseException):
+                raise answer
+        return query_info_buffer(queried)
+
+    return go
