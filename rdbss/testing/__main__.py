@@ -31,8 +31,8 @@ from typing import NoReturn
 
 from rdbss.client import Client
 from rdbss.config import ConfigError, load_config
+from rdbss.testing import SUITE_MODULES
 from rdbss.testing.backend import unc_root
-from rdbss.testing.suite import MODULES
 from rdbss.wire import NtStatusError
 from rdbss.wire.status import status_name
 
@@ -186,7 +186,7 @@ def run(argv: Sequence[str]) -> int:
                     "rdbss.testing.plugin",
                     *plugin_args,
                     "--pyargs",
-                    *(f"rdbss.testing.suite.{name}" for name in MODULES),
+                    *(f"rdbss.testing.suite.{name}" for name in SUITE_MODULES),
                     *pytest_args,
                 ]
             )
