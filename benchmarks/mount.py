@@ -5,13 +5,17 @@ rclone: their own defaults, rclone with ``--vfs-cache-mode off``; rclone gets ``
 or over SFTP it runs ``md5sum`` on the server after every file it reads, which neither other tool
 does). A tool that is not installed is left out. Every figure is a median of REPEATS runs (3 with
 ``--quick``), the tools taking turns; the table shows rdbss's figure divided by each other tool's.
-Not a test.
+``--before DIR`` adds a column for the mount of another checkout of rdbss (its own
+``DIR/.venv``, e.g. ``git worktree add /tmp/before main``, then its venv with the fuse extra),
+on the same daemon: the binding before a change against the one after, in the same run.
+``-o OPTS`` gives rdbss's mount options (``-o notify``). Not a test.
 
-    python -m benchmarks mount [--quick] [sftp|smb|webdav ...]
+    python -m benchmarks mount [--quick] [--before DIR] [-o OPTS] [sftp|smb|webdav ...]
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import shutil
@@ -21,13 +25,15 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rdbss.testing.backend import sftp_config, smb_config, webdav_config, write_password_file
 from rdbss.testing.daemon import running_daemon
 from rdbss.testing.servers import SambaServer, SshServer, WebDavServer
-from tests.mounts import foreground_mount, fuse_missing, mount_share
+from tests.mounts import MOUNT_CODE, foreground_mount, fuse_missing, mount_share
 
 REPEATS = 5
 #: Seconds between two runs of a metadata workload: every tool's 1 s attribute cache expires, so
@@ -37,6 +43,7 @@ FOLDERS, PER_FOLDER = 20, 100  # the tree that ls -lR and cp -r walk
 SMALL_FILES, SMALL_BYTES = 300, 4096
 BIG_MIB = 64
 CHUNK = 1 << 20
+PARALLEL = 8  # readers at once in the parallel small-file workload
 
 
 @dataclass
@@ -96,10 +103,23 @@ def _workloads(sizes: Sizes) -> list[Workload]:
                     raise AssertionError("short read")
         return sizes.small / (time.perf_counter() - t0)
 
-    def read_big(mnt: Path, tag: str) -> float:
+    def read_small_parallel(mnt: Path, tag: str) -> float:
+        def one(i: int) -> None:
+            with open(mnt / "small" / f"f{i}", "rb") as f:
+                if len(f.read()) != SMALL_BYTES:
+                    raise AssertionError("short read")
+
         t0 = time.perf_counter()
+        with ThreadPoolExecutor(PARALLEL) as pool:
+            list(pool.map(one, range(sizes.small)))
+        return sizes.small / (time.perf_counter() - t0)
+
+    def read_big(mnt: Path, tag: str, *, cold: bool = True) -> float:
         total = 0
         with open(mnt / "big.bin", "rb", buffering=0) as f:
+            if cold:  # the kernel's pages of it go, for every tool alike: the data is asked for
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            t0 = time.perf_counter()
             while chunk := f.read(CHUNK):
                 total += len(chunk)
         if total != sizes.big_mib << 20:
@@ -123,7 +143,13 @@ def _workloads(sizes: Sizes) -> list[Workload]:
         Workload(f"ls -lR of {files:,} files", "files/s", ls_lr, settle=True),
         Workload(f"cp -r of {files:,} files to local disk", "files/s", cp_r, settle=True),
         Workload(f"read {sizes.small} x 4 KiB files", "/s", read_small, settle=True),
+        Workload(f"the same, {PARALLEL} readers at once", "/s", read_small_parallel, settle=True),
         Workload(f"read one {sizes.big_mib} MiB file", "MiB/s", read_big),
+        Workload(
+            "read it again, unchanged",
+            "MiB/s",
+            lambda mnt, tag: read_big(mnt, tag, cold=False),
+        ),
         Workload(f"write one {sizes.big_mib} MiB file", "MiB/s", write_big),
     ]
 
@@ -210,7 +236,21 @@ def _server(proto: str, base: Path) -> Iterator[Server]:
             yield Server(folder, webdav_config(dav, password), r"\\davtest\bench", others)
 
 
-def run(proto: str, sizes: Sizes) -> tuple[list[str], list[tuple[str, str, dict[str, float]]]]:
+@contextlib.contextmanager
+def _before_mount(checkout: Path, daemon: Any, root: str, base: Path) -> Iterator[Path]:
+    """``root`` mounted by the rdbss of another checkout (its own venv), on ``daemon``."""
+    mnt = base / "mnt-before"
+    mnt.mkdir()
+    python = checkout / ".venv" / "bin" / "python"
+    argv = [python, "-c", MOUNT_CODE, root, mnt, daemon.runtime_dir, ""]
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    with foreground_mount(argv, mnt, base / "before.log", env, cwd=checkout) as mounted:
+        yield mounted.path
+
+
+def run(
+    proto: str, sizes: Sizes, *, before: Path | None = None, options: str = ""
+) -> tuple[list[str], list[tuple[str, str, dict[str, float]]]]:
     """The tools measured and, per workload, (name, unit, {tool: median figure}); printed as
     soon as measured (a failure to tear a mount down later does not lose them)."""
     base = Path(tempfile.mkdtemp(prefix=f"rdbench-{proto}-", dir="/tmp"))
@@ -220,7 +260,11 @@ def run(proto: str, sizes: Sizes) -> tuple[list[str], list[tuple[str, str, dict[
             server = stack.enter_context(_server(proto, base))
             _prepare(server.folder, sizes)
             daemon = stack.enter_context(running_daemon(extra_config=server.rdbss_config))
-            mounts = {"rdbss": stack.enter_context(mount_share(daemon, server.rdbss_root)).path}
+            mine = mount_share(daemon, server.rdbss_root, options)
+            mounts = {"rdbss": stack.enter_context(mine).path}
+            if before is not None:
+                old = _before_mount(before, daemon, server.rdbss_root, base)
+                mounts["before"] = stack.enter_context(old)
             for tool, argv in server.others.items():
                 mounts[tool] = stack.enter_context(_other_mount(tool, argv, base))
             rows = []
@@ -262,13 +306,21 @@ def main(argv: list[str]) -> int:
     if missing:
         print(f"mount benchmark: needs {', '.join(missing)}")
         return 1
-    sizes = QUICK if "--quick" in argv else Sizes()
-    protos = [a for a in argv if a in ("sftp", "smb", "webdav")] or ["sftp", "smb", "webdav"]
+    parser = argparse.ArgumentParser(prog="python -m benchmarks mount")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--before", type=Path, help="another checkout of rdbss, with its .venv")
+    parser.add_argument("-o", dest="options", default="", help="rdbss's mount options")
+    parser.add_argument("protos", nargs="*", metavar="sftp|smb|webdav")
+    args = parser.parse_args(argv)
+    if set(args.protos) - {"sftp", "smb", "webdav"}:
+        parser.error(f"protocols are sftp, smb, webdav, not {args.protos}")
+    sizes = QUICK if args.quick else Sizes()
+    protos = args.protos or ["sftp", "smb", "webdav"]
     absent = [t for t in ("sshfs", "rclone") if shutil.which(t) is None]
     if absent:
         print(f"not installed, left out: {', '.join(absent)}")
     for proto in protos:
-        run(proto, sizes)
+        run(proto, sizes, before=args.before, options=args.options)
         print()
     return 0
 

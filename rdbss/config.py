@@ -328,7 +328,7 @@ def _check_options(kind: str, options: dict[str, Any], where: str, at: str) -> N
                 except NtStatusError as exc:
                     raise ValueError(f"shares: {exc.strerror}") from None
         elif isinstance(typed, schema.SftpOptions):
-            from rdbss.minirdrs.sftp_config import parse_config as parse_sftp
+            from rdbss.minirdrs.sftp.config import parse_config as parse_sftp
 
             parse_sftp(options)
     except ValueError as exc:

@@ -1,4 +1,4 @@
-"""The mount's memory of names and attributes (what rdbss.fuse_mount answers without a round trip
+"""The mount's memory of names and attributes (what rdbss.fuse_ops answers without a round trip
 to the daemon), and the rules of its FUSE front end that need no I/O. Pure; unit-tested alone.
 
 ``AttrCache`` maps a mount path (``/dir/name``) to the attributes last learned for it, from any

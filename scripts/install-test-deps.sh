@@ -22,7 +22,7 @@ if [[ "$(id -u)" -ne 0 ]]; then
     die "must run as root (apt-get install and the smbd/sshd fixtures need it)"
 fi
 
-# "binary to look for" -> "Debian package that provides it".
+# "binary (or header) to look for" -> "Debian package that provides it".
 declare -A NEEDED=(
     [/usr/sbin/smbd]=samba
     [/usr/bin/smbpasswd]=samba-common-bin
@@ -41,13 +41,22 @@ declare -A NEEDED=(
     [/usr/bin/ss]=iproute2
     [/usr/bin/tcpdump]=tcpdump
     [/usr/bin/chromium]=chromium # headless: renders an experiment's report.html in the tests
+    # pip builds pyfuse3 (the mount's binding) against libfuse3's headers
+    [/usr/include/fuse3/fuse_lowlevel.h]=libfuse3-dev
+    [/usr/bin/pkg-config]=pkg-config
+    [/usr/bin/gcc]=gcc
 )
 # What the brief asks for, always installed together so a fresh machine gets all of them.
-PACKAGES=(samba smbclient openssh-server openssh-client fuse3 rclone sshfs rsync git iproute2 tcpdump chromium)
+PACKAGES=(samba smbclient openssh-server openssh-client fuse3 libfuse3-dev pkg-config gcc rclone sshfs
+    rsync git iproute2 tcpdump chromium)
 
 missing_binaries() {
     local bin
     for bin in "${!NEEDED[@]}"; do
+        if [[ "$bin" == *.h ]]; then # a header: present is enough
+            [[ -e "$bin" ]] || printf '%s\n' "$bin"
+            continue
+        fi
         # Accept the binary anywhere on PATH as well as at its Debian location.
         if [[ ! -x "$bin" ]] && ! command -v "$(basename "$bin")" >/dev/null 2>&1; then
             printf '%s\n' "$bin"

@@ -23,6 +23,14 @@ MOUNT_DEADLINE_S = 20.0
 UNMOUNT_DEADLINE_S = 10.0
 EXIT_DEADLINE_S = 30.0  # from the unmount to the mount process's own exit
 SHELL_TIMEOUT_S = 120.0
+#: A mount process: ``python -c MOUNT_CODE SHARE MOUNTPOINT RUNTIME_DIR OPTIONS``.
+MOUNT_CODE = (
+    "import logging, os, sys; logging.basicConfig(level=logging.DEBUG "
+    "if os.environ.get('RDBSS_FUSE_DEBUG') else logging.WARNING); "
+    "from rdbss.fuse_mount import mount, _parse_options; "
+    "mount(sys.argv[1], sys.argv[2], runtime_dir=sys.argv[3], "
+    "options=_parse_options(sys.argv[4]))"
+)
 
 
 def fuse_missing() -> list[str]:
@@ -33,9 +41,9 @@ def fuse_missing() -> list[str]:
     if shutil.which("fusermount3") is None:
         missing.append("fusermount3 (Debian package fuse3)")
     try:
-        import mfusepy  # noqa: F401
+        import pyfuse3  # noqa: F401
     except (ImportError, OSError) as exc:  # OSError: libfuse3.so.3 not found
-        missing.append(f"mfusepy with libfuse3 ({exc})")
+        missing.append(f"pyfuse3 with libfuse3 ({exc})")
     return missing
 
 
@@ -95,7 +103,11 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextlib.contextmanager
 def foreground_mount(
-    argv: Sequence[str | Path], mnt: Path, log: Path, env: dict[str, str] | None = None
+    argv: Sequence[str | Path],
+    mnt: Path,
+    log: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path = REPO,
 ) -> Iterator[Mounted]:
     """Run ``argv`` (a command that mounts at ``mnt`` and stays in the foreground) until the
     mount is there; at the end unmount and stop it. RuntimeError when it does not mount."""
@@ -105,7 +117,7 @@ def foreground_mount(
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            cwd=REPO,
+            cwd=cwd,
             env=env,
         )
     try:
@@ -137,18 +149,12 @@ def mount_share(
     mnt = base / "mnt"
     mnt.mkdir()
     log = base / "mount.log"
-    code = (
-        "import logging, os, sys; logging.basicConfig(level=logging.DEBUG "
-        "if os.environ.get('RDBSS_FUSE_DEBUG') else logging.WARNING); "
-        "from rdbss.fuse_mount import mount, _parse_options; "
-        "mount(sys.argv[1], sys.argv[2], runtime_dir=sys.argv[3], "
-        "options=_parse_options(sys.argv[4]))"
-    )
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
     }
-    argv = [sys.executable, "-c", code, share, mnt, daemon.runtime_dir, options]
+    argv: list[str | Path] = [sys.executable, "-c", MOUNT_CODE, share, mnt]
+    argv += [str(daemon.runtime_dir), options]
     try:
         with foreground_mount(argv, mnt, log, env) as mounted:
             yield Mount(mounted.path, mounted.process, log, daemon)

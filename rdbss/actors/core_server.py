@@ -28,9 +28,10 @@ from rdbss.actors.bus import (
     send_frames,
 )
 from rdbss.actors.client_limits import TRACK_BYTES, FairIntake, Queued, UnreadAnswers
-from rdbss.actors.core import CoreSettings, Payload, RdbssCore
 from rdbss.actors.metrics import NullMetrics
 from rdbss.actors.zap import CLIENT_DOMAIN, PEER_DOMAIN, AllowList, ZapHandler
+from rdbss.core.core import RdbssCore
+from rdbss.core.types import CoreSettings, Payload
 from rdbss.wire.codec import Codec, WireError, refusal_ids
 from rdbss.wire.framing import pack_frames, unpack_frames
 from rdbss.wire.rxcontext import (
@@ -115,8 +116,9 @@ class CoreServer:
         self.peer_sockets: dict[str, zmq.Socket[bytes]] = {}
         self.remote_clients: dict[bytes, RemoteClient] = {}
         self._refused_logged: dict[str, float] = {}
-        self.core = RdbssCore(self, time.monotonic, settings, metrics)
-        self.core.is_client_alive = self.client_alive
+        self.core = RdbssCore(
+            self, time.monotonic, settings, metrics, is_client_alive=self.client_alive
+        )
         self._stop = threading.Event()
 
     # ---------------------------------------------------------------- Outbox

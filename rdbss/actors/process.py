@@ -24,13 +24,13 @@ from pathlib import Path
 from rdbss.actors.bus import CurveKeys, Endpoints, alive_file
 from rdbss.actors.client_limits import FairIntake, UnreadAnswers
 from rdbss.actors.connmgr import ConnectionManager
-from rdbss.actors.core import CONNMGR, CoreSettings
 from rdbss.actors.core_server import CoreServer, TcpListen
 from rdbss.actors.metrics import NullMetrics
 from rdbss.actors.minirdr_host import MiniRdrHost
 from rdbss.actors.peer import PeerBridge, run_peer
 from rdbss.actors.zap import AllowList
 from rdbss.config import Config
+from rdbss.core.types import CONNMGR, CoreSettings
 from rdbss.keys import load_public, load_secret
 from rdbss.logs import setup_logging
 from rdbss.minirdrs import load_kind

@@ -36,10 +36,10 @@ from typing import IO
 
 from rdbss.actors.bus import Endpoints, alive_file, daemon_pid, ensure_runtime_dir
 from rdbss.actors.control import peer_down, registered_peers
-from rdbss.actors.core import CONNMGR
 from rdbss.actors.peer import ALIVE_STALE_S, RESET_EXIT
 from rdbss.actors.process import STANDBY_GO
 from rdbss.config import Config
+from rdbss.core.types import CONNMGR
 from rdbss.logs import rotate
 from rdbss.model.restart import (
     ChildSpec,

@@ -298,7 +298,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_mount(args: argparse.Namespace) -> int:
-    from rdbss.fuse_mount import cmd_mount as run  # lazy: the CLI works without mfusepy
+    from rdbss.fuse_mount import cmd_mount as run  # lazy: the CLI works without pyfuse3
 
     code: int = run(args)
     return code

@@ -158,7 +158,11 @@ def _management_commands(sub: argparse._SubParsersAction[Parser]) -> None:
     argument(p, "share", complete=REMOTE, help=r"\\server\share or //server/share[/folder]")
     argument(p, "mountpoint", complete=LOCAL_DIR)
     p.add_argument(
-        "-o", dest="options", metavar="OPT,...", help="attr_timeout=S, writeback_cache, allow_other"
+        "-o",
+        dest="options",
+        metavar="OPT,...",
+        help="notify, attr_timeout=S, read_ahead_kb=K, writeback_cache, allow_other "
+        "(docs/mount.md)",
     )
     p.add_argument("--background", action="store_true", help="detach once mounted")
     p = add_command(

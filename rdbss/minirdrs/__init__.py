@@ -10,8 +10,8 @@ from rdbss.minirdrs.base import MiniRdr
 KINDS: dict[str, str] = {
     "local": "rdbss.minirdrs.local.minirdr:LocalMiniRdr",
     "smb": "rdbss.minirdrs.smb.minirdr:SmbMiniRdr",
-    "sftp": "rdbss.minirdrs.sftp:SftpMiniRdr",
-    "webdav": "rdbss.minirdrs.webdav:WebDavMiniRdr",
+    "sftp": "rdbss.minirdrs.sftp.minirdr:SftpMiniRdr",
+    "webdav": "rdbss.minirdrs.webdav.minirdr:WebDavMiniRdr",
     "faulty": "rdbss.minirdrs.faulty.minirdr:FaultyMiniRdr",
 }
 

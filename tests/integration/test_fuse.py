@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -243,3 +243,74 @@ def test_a_bad_mount_option_is_refused_before_mounting(mounted: Mount, tmp_path:
     assert done.returncode != 0
     assert b"STATUS_INVALID_PARAMETER" in done.stderr and b"attr_timeout=x" in done.stderr
     assert not os.path.ismount(tmp_path)
+
+
+#: ``-o notify``: the watch reports a change made on the server within the backend's notify
+#: latency (local and SMB at once, SFTP and WebDAV at their next look, ``notify_interval`` 1 s),
+#: while the caches would have kept the old state for ``attr_timeout``.
+NOTIFY_DEADLINE_S = 10.0
+LONG_TTL = "notify,attr_timeout=300"
+
+
+def _until(check: Callable[[], bool], what: str) -> float:
+    started = time.monotonic()
+    while not check():
+        assert time.monotonic() - started < NOTIFY_DEADLINE_S, f"{what}: not in time"
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def test_notify_drops_what_changed_on_the_server(backed: Backed) -> None:
+    """With a 300 s cache, a file changed on the server (not through the mount) and a name
+    created in a listed folder are seen at once: the watch invalidates the kernel's names,
+    attributes and pages, and the mount's own cache."""
+    backed.host("nt").mkdir(exist_ok=True)
+    backed.setup.write_direct("nt/seen.txt", b"v1")
+    with mount_share(backed.mount.daemon, backed.setup.root, LONG_TTL) as mount:
+        time.sleep(1.0)  # the watch is armed (its first round)
+        seen = mount.path / "nt" / "seen.txt"
+        assert seen.read_bytes() == b"v1"  # in the kernel's page cache now
+        assert "new.txt" not in mount.sh("ls nt").stdout.split()  # a cached listing
+        missing = mount.sh("cat nt/new.txt", check=False)  # a name known to be missing
+        assert missing.returncode != 0
+
+        backed.setup.write_direct("nt/seen.txt", b"version two")
+        _until(lambda: seen.stat().st_size == len(b"version two"), "the new size")
+        assert seen.read_bytes() == b"version two"
+
+        backed.setup.write_direct("nt/new.txt", b"created on the server")
+        _until(lambda: "new.txt" in mount.sh("ls nt").stdout.split(), "the new name")
+        assert mount.sh("cat nt/new.txt").stdout == "created on the server"
+    backed.mount.sh("rm -rf nt")
+
+
+def test_without_notify_the_cache_keeps_its_window(backed: Backed) -> None:
+    """The same change without ``notify``: a name known to be missing stays missing for the
+    cache's window (what ``notify`` is for), and is there once the window has passed."""
+    if backed.kind != "local":
+        pytest.skip("one backend shows the rule")
+    with mount_share(backed.mount.daemon, backed.setup.root, "attr_timeout=3") as mount:
+        mount.sh("mkdir -p nn && ls nn")
+        backed.setup.write_direct("nn/late.txt", b"x")
+        assert mount.sh("cat nn/late.txt", check=False).returncode != 0
+        time.sleep(3.5)
+        assert mount.sh("cat nn/late.txt").stdout == "x"
+    backed.mount.sh("rm -rf nn")
+
+
+def test_an_open_keeps_pages_only_of_an_unchanged_file(backed: Backed) -> None:
+    """Close-to-open with the kernel's page cache kept across opens (``keep_cache``): a file
+    changed on the server with the same size but another time is read anew by the next open."""
+    host = backed.host("same.txt")
+    backed.setup.write_direct("same.txt", b"A" * 4096)
+    seen = backed.mount.path / "same.txt"
+    assert seen.read_bytes() == b"A" * 4096
+    assert seen.read_bytes() == b"A" * 4096  # its pages kept: the same bytes
+    before = os.stat(host)
+    backed.setup.write_direct("same.txt", b"B" * 4096)
+    os.utime(host, ns=(before.st_atime_ns, before.st_mtime_ns + 10 * 10**9))
+    deadline = time.monotonic() + ATTR_TIMEOUT_S + 2.0
+    while seen.read_bytes() != b"B" * 4096:
+        assert time.monotonic() < deadline, "an open kept the pages of a changed file"
+        time.sleep(0.05)
+    seen.unlink()

@@ -22,8 +22,8 @@ import asyncssh
 import pytest
 
 from rdbss.client import Client
-from rdbss.minirdrs.sftp import SftpMiniRdr
-from rdbss.minirdrs.sftp_config import parse_config, read_credentials
+from rdbss.minirdrs.sftp.config import parse_config, read_credentials
+from rdbss.minirdrs.sftp.minirdr import SftpMiniRdr
 from rdbss.wire import (
     Access,
     CreateDisposition,

@@ -21,10 +21,11 @@ import httpx
 import pytest
 
 from rdbss.client import Client
-from rdbss.minirdrs.webdav import WebDavMiniRdr
+from rdbss.minirdrs.webdav.minirdr import WebDavMiniRdr
 from rdbss.wire import (
     Access,
     CreateDisposition,
+    CreateInformation,
     CreateOptions,
     CreateParameters,
     IrpMj,
@@ -364,19 +365,19 @@ class CuttableProxy:
             sock.close()
 
 
-def test_reconnect_keeps_the_staged_data_of_a_reopened_handle(dav: Dav, tmp_path: Path) -> None:
-    """In-process, through a proxy that drops the connection: a write staged before the loss
-    survives the core's re-open of the same handle (same FOBX) on the new connection."""
-    proxy = CuttableProxy(dav.server.port)
-    proxy.start()
+def in_process(
+    dav: Dav, tmp_path: Path, name: str, url: str
+) -> tuple[WebDavMiniRdr, Callable[..., RxContext]]:
+    """A WebDavMiniRdr in this process reaching ``url`` as server ``name`` (the test server's
+    user), and a maker of the RxContexts of its share's routines."""
     password_file = write_password_file(tmp_path / "pw", dav.server.password)
     minirdr = WebDavMiniRdr(
         "webdav",
         {
             "timeout": 5.0,
             "servers": {
-                "davproxy": {
-                    "url": f"http://127.0.0.1:{proxy.port}/",
+                name: {
+                    "url": url,
                     "username": dav.server.user,
                     "password_file": str(password_file),
                 }
@@ -389,10 +390,20 @@ def test_reconnect_keeps_the_staged_data_of_a_reopened_handle(dav: Dav, tmp_path
             request_id=1,
             major=IrpMj.CREATE,
             routine=str(routine),
-            srv_call="davproxy",
+            srv_call=name,
             net_root=dav.share,
             **fields,  # type: ignore[arg-type]
         )
+
+    return minirdr, ctx
+
+
+def test_reconnect_keeps_the_staged_data_of_a_reopened_handle(dav: Dav, tmp_path: Path) -> None:
+    """In-process, through a proxy that drops the connection: a write staged before the loss
+    survives the core's re-open of the same handle (same FOBX) on the new connection."""
+    proxy = CuttableProxy(dav.server.port)
+    proxy.start()
+    minirdr, ctx = in_process(dav, tmp_path, "davproxy", f"http://127.0.0.1:{proxy.port}/")
 
     def open_rw(disposition: int) -> int:
         create = CreateParameters(desired_access=int(RW), disposition=disposition)
@@ -428,3 +439,53 @@ def test_reconnect_keeps_the_staged_data_of_a_reopened_handle(dav: Dav, tmp_path
     finally:
         minirdr.close()
         proxy.cut()
+
+
+def test_query_open_is_one_propfind(dav: Dav, tmp_path: Path) -> None:
+    """In-process, counting the HTTP requests: MRxQueryOpen (a stat) is one PROPFIND Depth 0
+    and answers what MRxCreate for attributes answers, statuses included."""
+    dav.folder("qo").mkdir()
+    dav.folder("qo", "f.txt").write_bytes(b"12345")
+    minirdr, ctx = in_process(dav, tmp_path, "davq", dav.server.url)
+    assert Routine.MRxQueryOpen in minirdr.registration_routines()
+
+    def attrs(options: int = 0) -> CreateParameters:
+        return CreateParameters(
+            desired_access=int(Access.FILE_READ_ATTRIBUTES),
+            disposition=CreateDisposition.FILE_OPEN,
+            create_options=options,
+        )
+
+    requests: list[str] = []
+    try:
+        minirdr.create_srv_call(ctx(Routine.MRxCreateSrvCall))
+        minirdr.create_v_net_root(ctx(Routine.MRxCreateVNetRoot))
+        minirdr._server("davq").client.event_hooks["request"].append(
+            lambda request: requests.append(request.method)
+        )
+        for path, is_dir in (("qo\\f.txt", False), ("qo", True), ("", True)):
+            requests.clear()
+            stat = minirdr.query_open(ctx(Routine.MRxQueryOpen, path=path, create=attrs()))
+            assert requests == ["PROPFIND"], path
+            assert stat.information == CreateInformation.FILE_OPENED
+            assert stat.result["directory"] is is_dir
+            assert stat.result["size"] == (0 if is_dir else 5)
+            opened = minirdr.create(ctx(Routine.MRxCreate, path=path, create=attrs()))
+            srv_open = opened.result.pop("srv_open")
+            minirdr.close_srv_open(ctx(Routine.MRxCloseSrvOpen, srv_open=srv_open))
+            assert (stat.information, stat.result) == (opened.information, opened.result)
+        for path, options, status in (
+            ("qo\\none", 0, S.STATUS_OBJECT_NAME_NOT_FOUND),
+            ("none\\f.txt", 0, S.STATUS_OBJECT_PATH_NOT_FOUND),
+            ("qo\\f.txt", CreateOptions.FILE_DIRECTORY_FILE, S.STATUS_NOT_A_DIRECTORY),
+            ("qo", CreateOptions.FILE_NON_DIRECTORY_FILE, S.STATUS_FILE_IS_A_DIRECTORY),
+        ):
+            for routine, call in (
+                (Routine.MRxQueryOpen, minirdr.query_open),
+                (Routine.MRxCreate, minirdr.create),
+            ):
+                with pytest.raises(NtStatusError) as ei:
+                    call(ctx(routine, path=path, create=attrs(int(options))))
+                assert ei.value.status == status, (path, routine)
+    finally:
+        minirdr.close()

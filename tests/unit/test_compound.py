@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
-from rdbss.actors.core import CONNMGR, CORK_ITEMS, CoreSettings, RdbssCore
 from rdbss.actors.minirdr_host import execute_compound
+from rdbss.core.core import RdbssCore
+from rdbss.core.types import CONNMGR, CORK_ITEMS, CoreSettings
 from rdbss.minirdrs.local import LocalMiniRdr
 from rdbss.wire import (
     CompletionBundle,
@@ -112,7 +113,7 @@ def test_one_message_per_minirdr_and_one_answer(env: Any) -> None:
     assert done.payload_items == [0, 1, 3] and len(done.payloads) == 3
     # the compound's create was closed by its related close: only the first handle is left
     assert core.status()["handles"] == 1 and core.status()["pending"] == 0
-    assert core._subs == {} and core._inflight_of == {}
+    assert core.compounds.subs == {} and core.answers.inflight_of == {}
 
 
 def test_items_for_two_minirdrs_go_as_one_message_each(env: Any) -> None:
@@ -211,7 +212,7 @@ def test_a_compound_over_the_read_limit_is_refused_whole(env: Any) -> None:
     assert isinstance(done, CompoundCompletion)
     assert done.status == S.STATUS_INVALID_PARAMETER and done.items == []
     assert "at most" in done.message and out.peer == []
-    assert core._inflight_of == {}
+    assert core.answers.inflight_of == {}
 
 
 def test_an_unreachable_minirdr_fails_the_batched_items(env: Any) -> None:
@@ -281,7 +282,7 @@ def test_answered_requests_do_not_pile_up_in_the_deadline_heap(env: Any) -> None
         core.on_peer("local", RxCompletion(sent.request_id, S.STATUS_SUCCESS), None)
     assert len(out.client) == 5000 and not core.pending
     # without compaction every answered request keeps its entry until its deadline (30 s)
-    assert len(core._deadlines) <= 1025
+    assert len(core.sending.deadlines) <= 1025
 
 
 @pytest.mark.parametrize("bundle_ok", [True, False])
@@ -309,7 +310,7 @@ def test_answers_ready_together_leave_together_for_a_client_that_takes_bundles(
         assert bundle.payload_items == [0, 1, 2] and len(bundle.payloads) == 3
     else:
         assert [d.request_id for _, d, _ in out.client] == [1, 2, 3]
-    assert core._inflight_of == {} and core._bundle_ok == set()
+    assert core.answers.inflight_of == {} and core.answers.bundle_ok == set()
 
 
 def test_a_long_batch_leaves_in_parts_never_between_a_create_and_its_related_items(

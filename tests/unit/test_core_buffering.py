@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from rdbss.actors.core import CONNMGR, CoreSettings, RdbssCore
+from rdbss.core.core import RdbssCore
+from rdbss.core.types import CONNMGR, CoreSettings
 from rdbss.model.buffering import grant_for
 from rdbss.wire import (
     Access,
@@ -308,7 +309,7 @@ def test_a_read_in_flight_across_a_write_fills_nothing() -> None:
     env.core.on_peer("local", RxCompletion(write.request_id, S.STATUS_SUCCESS, 2), None)
     env.read(fobx, 0, 4)
     assert env.sent()[-1].routine == Routine.MRxLowIOSubmit  # went to the mini-redirector
-    assert env.core.cache.bytes == 0
+    assert env.core.caching.cache.bytes == 0
 
 
 # ------------------------------------------------------------------------------ write-behind

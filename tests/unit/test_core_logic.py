@@ -10,7 +10,9 @@ import pytest
 
 from rdbss import requests as rq
 from rdbss import shm
-from rdbss.actors.core import CONNMGR, CoreSettings, RdbssCore
+from rdbss.actors.bus import client_alive
+from rdbss.core.core import RdbssCore
+from rdbss.core.types import CONNMGR, CoreSettings
 from rdbss.wire import (
     Compound,
     CompoundCompletion,
@@ -62,7 +64,9 @@ class Clock:
 @pytest.fixture
 def env() -> tuple[RdbssCore, Recorder, Clock]:
     out, clock = Recorder(), Clock()
-    core = RdbssCore(out, clock, CoreSettings(provider_order=["local"]))
+    # a local client whose process is gone is swept (the server injects the same check)
+    settings = CoreSettings(provider_order=["local"])
+    core = RdbssCore(out, clock, settings, is_client_alive=client_alive)
     core.on_peer(CONNMGR, Register(CONNMGR, "connmgr", [], [], [], role="connmgr"), None)
     routines = [
         Routine.MRxCreate,
@@ -516,7 +520,7 @@ def test_failed_constructions_back_off_exponentially(env: Any) -> None:
         RxCompletion(construct.request_id, S.STATUS_SUCCESS, result={"minirdr": "local"}),
         None,
     )
-    assert core._failures == {}  # a success resets the back-off
+    assert core.connections.failures == {}  # a success resets the back-off
 
 
 def test_idle_connections_are_scavenged_but_not_busy_ones(env: Any) -> None:
@@ -582,10 +586,10 @@ def test_in_flight_counts_return_to_zero(env: Any) -> None:
             RxContext(60 + i, IrpMj.READ, fobx=fobx, timeout_ms=100, lowio=LowIoParameters()),
             None,
         )
-    assert core._inflight_of[CLIENT_A] == 5
+    assert core.answers.inflight_of[CLIENT_A] == 5
     clock.now += 1
     core.tick()  # all time out and are answered
-    assert CLIENT_A not in core._inflight_of
+    assert CLIENT_A not in core.answers.inflight_of
 
 
 def open_for_write(core: RdbssCore, out: Recorder) -> int:
@@ -653,7 +657,7 @@ def test_endless_failures_never_overflow_the_back_off(env: Any) -> None:
     for i in range(3000):  # a busy client while the mini-redirector restarts: never cached
         create(core, request_id=1000 + i)
     assert out.client[-1][1].status == S.STATUS_CONNECTION_DISCONNECTED
-    assert core._failures == {}
+    assert core.connections.failures == {}
     core.on_peer("local", Register("local", "local", [Routine.MRxCreate], [], ["local"]), None)
     gaps = []
     for i in range(2000):  # a server that keeps failing: capped at max_backoff_s
@@ -733,7 +737,7 @@ def test_a_shared_memory_write_leaves_the_arena_only_where_it_must(env: Any) -> 
         assert statuses == [S.STATUS_INVALID_PARAMETER] * 2
         assert not out.requests_to("local")
     finally:
-        core.shared.close()
+        core.files.shared.close()
         arena.close()
 
 
@@ -768,7 +772,7 @@ def test_a_cancel_reaches_the_minirdr_holding_the_request(env: Any) -> None:
     assert out.client == []  # answered when the mini-redirector confirms
     core.on_peer("local", RxCompletion(sent.request_id, S.STATUS_CANCELLED), None)
     assert [(d.request_id, d.status) for _, d, _ in out.client] == [(80, S.STATUS_CANCELLED)]
-    assert core.status()["pending"] == 0 and CLIENT_A not in core._inflight_of
+    assert core.status()["pending"] == 0 and CLIENT_A not in core.answers.inflight_of
 
 
 def test_an_unconfirmed_cancel_answers_after_the_grace_and_drops_the_late_answer(

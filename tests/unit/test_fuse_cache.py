@@ -1,8 +1,13 @@
-"""The mount's name and attribute cache (rdbss.fuse_cache), with a clock the test moves."""
+"""The mount's name and attribute cache (rdbss.fuse_cache), with a clock the test moves, and its
+pool of clients (rdbss.fuse_ops)."""
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 from rdbss.fuse_cache import AttrCache, chown_allowed, parent_of
+from rdbss.fuse_ops import ClientPool
 
 
 class Clock:
@@ -71,3 +76,23 @@ def test_chown_to_the_users_own_ids_only() -> None:
     assert not chown_allowed(0, -1, 1000, 1000)
     assert not chown_allowed(-1, 0, 1000, 1000)
     assert parent_of("/a/b") == "/a" and parent_of("/a") == "/"
+
+
+def test_the_client_pool_lends_up_to_its_size_and_reuses() -> None:
+    made: list[object] = []
+
+    def make() -> Any:
+        made.append(object())
+        return made[-1]
+
+    pool = ClientPool(make, size=2)
+    with pool.lease() as a, pool.lease() as b:
+        assert a is not b and len(made) == 2
+        got: list[object] = []
+        waiter = threading.Thread(target=lambda: got.append(pool._take()))
+        waiter.start()
+        waiter.join(0.2)
+        assert waiter.is_alive()  # all lent: the third waits
+    waiter.join(5)
+    assert got and got[0] in made and len(made) == 2  # a returned one, no new client
+    assert pool.close() == made

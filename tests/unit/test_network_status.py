@@ -11,10 +11,10 @@ import pytest
 import smbprotocol.header
 
 from rdbss.minirdrs.common.setup import ANSWER_MARGIN_S, NEGOTIATE, SetupDeadline, setup_timeout_ms
-from rdbss.minirdrs.sftp_errors import connect_status
+from rdbss.minirdrs.sftp.errors import connect_status
 from rdbss.minirdrs.smb.config import ServerConfig
 from rdbss.minirdrs.smb.link import SmbLink
-from rdbss.minirdrs.webdav import _connect_status
+from rdbss.minirdrs.webdav.errors import connect_status as _connect_status
 from rdbss.wire import IrpMj, NtStatus, RxContext
 from rdbss.wire.status import (
     AUTH_ERRORS,

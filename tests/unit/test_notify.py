@@ -180,8 +180,8 @@ def test_file_notify_information_records() -> None:
 
 
 def test_the_network_backends_take_a_notify_interval() -> None:
-    from rdbss.minirdrs.sftp import SftpMiniRdr
-    from rdbss.minirdrs.webdav import WebDavMiniRdr
+    from rdbss.minirdrs.sftp.minirdr import SftpMiniRdr
+    from rdbss.minirdrs.webdav.minirdr import WebDavMiniRdr
 
     for cls in (SftpMiniRdr, WebDavMiniRdr):
         rdr = cls("x", {"notify_interval": 0.25})

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from rdbss.actors.core import CONNMGR, CoreSettings, RdbssCore
 from rdbss.actors.minirdr_host import execute
+from rdbss.core.core import RdbssCore
+from rdbss.core.types import CONNMGR, CoreSettings
 from rdbss.minirdrs.local import LocalMiniRdr
 from rdbss.model.dispatch import is_query_open
 from rdbss.model.names import parse_unc

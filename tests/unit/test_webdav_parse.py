@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from rdbss.minirdrs.local import file_info as local_file_info
-from rdbss.minirdrs.webdav import WebDavMiniRdr, _http_status, _ServerConfig
-from rdbss.minirdrs.webdav_props import (
+from rdbss.minirdrs.webdav.config import ServerConfig
+from rdbss.minirdrs.webdav.errors import http_status
+from rdbss.minirdrs.webdav.minirdr import WebDavMiniRdr
+from rdbss.minirdrs.webdav.props import (
     DavEntry,
     MultiStatusError,
     file_id,
@@ -182,7 +184,7 @@ def test_file_info_has_the_keys_of_the_local_one() -> None:
     ],
 )
 def test_http_status_mapping(code: int, method: str, status: int) -> None:
-    assert _http_status(code, method) == status
+    assert http_status(code, method) == status
 
 
 # ------------------------------------------------------------------------------ config
@@ -252,5 +254,5 @@ def test_servers_and_credentials_are_read_late(
 
 
 def test_server_config_repr_hides_the_password() -> None:
-    config = _ServerConfig("s", WebDavMiniRdr("w", _server())._configs["dav"].url, password="pw!")
+    config = ServerConfig("s", WebDavMiniRdr("w", _server())._configs["dav"].url, password="pw!")
     assert "pw!" not in repr(config)

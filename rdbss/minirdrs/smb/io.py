@@ -1,19 +1,31 @@
 """READ (MS-SMB2 2.2.19), WRITE (2.2.21) and FLUSH (2.2.17) on an SMB handle.
 
-A read or write larger than one request may carry goes in chunks as large as the negotiated
-maximum and the granted credits allow (MS-SMB2 3.1.5.2, CreditCharge), each asking for enough
-credits that the next chunk can be a full one. A write at offset -1, or on a handle that may
+A read larger than one request may carry goes in chunks as large as the negotiated maximum
+and the granted credits allow (MS-SMB2 3.1.5.2, CreditCharge), each asking for enough credits
+that the next chunk can be a full one. A large write goes as several pieces in flight, as many
+as the granted credits allow, each asking for enough credits to keep the window full; it is
+answered when every piece is. A write at offset -1, or on a handle that may
 only append, goes to the end of file the server reports now.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
 from rdbss.minirdrs.base import MAX_READ_BYTES, Result
-from rdbss.minirdrs.smb.opens import SmbSrvOpen, query_file, roundtrip, show
+from rdbss.minirdrs.smb.opens import SmbSrvOpen, query_file, roundtrip, send, show
 from rdbss.minirdrs.smb.structures import FILE_STANDARD_INFORMATION, parse_end_of_file
 from rdbss.wire.status import NtStatus, NtStatusError
 
 S = NtStatus
+
+#: A write larger than this goes as several WRITE requests in flight (each at most the
+#: negotiated MaxWriteSize), so the server writes one piece while the next is on the wire.
+PIECE_BYTES = 1 << 20
+#: At most this many pieces of one write in flight, as the granted credits allow.
+IN_FLIGHT = 8
 
 
 def read(op: SmbSrvOpen, offset: int, length: int) -> Result:
@@ -62,16 +74,50 @@ def write(op: SmbSrvOpen, offset: int, payload: bytes | bytearray | memoryview |
         return Result(information=0)
     if offset == -1 or op.append_only:
         offset = end_of_file(op)
-    written = 0
-    while written < len(view):
-        chunk, credit_request = link.credits(len(view) - written, link.connection.max_write_size)
-        data = bytes(view[written : written + chunk])
-        message, answer = op.handle.write(data, offset + written, send=False)
-        count = roundtrip(op, what, message, answer, credit_request)
+    return Result(information=link.call(what, lambda: _pipelined_write(op, offset, view)))
+
+
+def _pipelined_write(op: SmbSrvOpen, offset: int, view: memoryview) -> int:
+    """Send the pieces of a write with several in flight, as many as the granted credits allow,
+    and collect every answer before returning: the write is answered only when the server has
+    acknowledged every piece. A failed piece fails the whole write with the first failure in
+    offset order, once the answers of the pieces still in flight are in; after a short piece
+    the rest is sent again from where the server stopped."""
+    link = op.link
+    piece_max = min(PIECE_BYTES, link.connection.max_write_size)
+    in_flight: deque[tuple[Any, Callable[[Any], int], int]] = deque()
+    sent = written = 0
+    failure: BaseException | None = None
+    short = False
+    while in_flight or (failure is None and (short or sent < len(view))):
+        if short and not in_flight:
+            sent, short = written, False  # every answer is in: on from where the server stopped
+        while sent < len(view) and not (failure or short) and len(in_flight) < IN_FLIGHT:
+            chunk, credit_request = link.credits(len(view) - sent, piece_max, IN_FLIGHT)
+            if in_flight and chunk < min(piece_max, len(view) - sent):
+                break  # too few credits for a full piece: the answers in flight grant more
+            data = bytes(view[sent : sent + chunk])
+            message, answer = op.handle.write(data, offset + sent, send=False)
+            in_flight.append((send(op, message, credit_request), answer, chunk))
+            sent += chunk
+        request, answer, size = in_flight.popleft()
+        try:
+            count = answer(request)
+        except Exception as exc:  # the rest is collected, then the first failure reported
+            failure = failure or exc
+            continue
+        if failure or short:
+            continue
         if count <= 0:
-            raise NtStatusError(S.STATUS_DISK_FULL, f"{what}: the server wrote nothing")
-        written += count
-    return Result(information=written)
+            failure = NtStatusError(
+                S.STATUS_DISK_FULL, f"cannot write {show(op.path)}: the server wrote nothing"
+            )
+            continue
+        written += min(count, size)
+        short = count < size  # no new pieces until the ones in flight are answered
+    if failure is not None:
+        raise failure
+    return written
 
 
 def end_of_file(op: SmbSrvOpen) -> int:

@@ -422,13 +422,13 @@ class SmbLink:
             raise answer
         return answer
 
-    def credits(self, size: int, max_size: int) -> tuple[int, int]:
+    def credits(self, size: int, max_size: int, pieces: int = 1) -> tuple[int, int]:
         """(chunk size, credit request) for a read or write of ``size`` more bytes: as much as
         the negotiated maximum and the available credits allow, asking the server for enough
-        credits that the next chunk can be a full one."""
+        credits that the next ``pieces`` chunks can be full ones."""
         window = self.connection.sequence_window
         available = max(1, window["high"] - window["low"])
         chunk = max(1, min(size, max_size, available * MAX_PAYLOAD))
         charge = (chunk - 1) // MAX_PAYLOAD + 1
         full = (max(1, max_size) - 1) // MAX_PAYLOAD + 1
-        return chunk, charge + max(0, full - (available - charge))
+        return chunk, charge + max(0, full * pieces - (available - charge))

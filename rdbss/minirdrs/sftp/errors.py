@@ -11,10 +11,12 @@ is mapped here.
 from __future__ import annotations
 
 import socket
+from typing import NoReturn
 
 import asyncssh
 
-from rdbss.wire.status import NtStatus, network_status_from_errno
+from rdbss.minirdrs.common.args import show
+from rdbss.wire.status import NtStatus, NtStatusError, network_status_from_errno
 
 S = NtStatus
 
@@ -77,6 +79,15 @@ def sftp_status(exc: asyncssh.SFTPError) -> NtStatus:
 def sftp_reason(exc: asyncssh.SFTPError) -> str:
     """The server's short reason ("No such file"), never a path."""
     return str(exc.reason or type(exc).__name__)
+
+
+def fail(exc: BaseException, what: str, rel: str) -> NoReturn:
+    """Re-raise an SFTP failure as an NtStatusError naming the share-relative path. A lost
+    connection (or anything unexpected) is re-raised unchanged for the session's ``run`` to
+    handle."""
+    if isinstance(exc, asyncssh.SFTPError) and not is_lost(exc):
+        raise NtStatusError(sftp_status(exc), f"{what} {show(rel)}: {sftp_reason(exc)}") from None
+    raise exc
 
 
 def connect_status(exc: BaseException) -> tuple[NtStatus, str]:

@@ -40,8 +40,9 @@ QUOTA_BODY = (
 )
 #: The allocation unit reported for file sizes (WebDAV has none; this is what a disk would say).
 ALLOCATION_UNIT = 4096
-_FILE_MODE = stat.S_IFREG | 0o644
-_DIR_MODE = stat.S_IFDIR | 0o755
+#: the modes a resource is described with (WebDAV has none: what a disk would say)
+FILE_MODE = stat.S_IFREG | 0o644
+DIR_MODE = stat.S_IFDIR | 0o755
 _STATUS_LINE = re.compile(r"^\s*HTTP/\d(?:\.\d)?\s+(\d{3})")
 _CONTENT_RANGE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*$", re.IGNORECASE)
 _NS_PER_S = 1_000_000_000
@@ -267,8 +268,9 @@ def file_info(
     delete_pending: bool = False,
     ident: int = 0,
 ) -> dict[str, Any]:
-    """The file info map of base.py's conventions (the same keys as local.file_info) for a
-    PROPFIND entry; ``size``/``last_write_ns`` override the server's values (staged data)."""
+    """The file info map of base.py's conventions (the keys of rdbss/minirdrs/common/
+    fileinfo.py's) for a PROPFIND entry; ``size``/``last_write_ns`` override the server's
+    values (staged data)."""
     is_dir = entry.is_dir
     length = 0 if is_dir else (size if size is not None else entry.size or 0)
     mtime = last_write_ns if last_write_ns is not None else entry.last_modified_ns or 0
@@ -293,5 +295,5 @@ def file_info(
         "directory": is_dir,
         "delete_pending": delete_pending,
         "file_id": ident,
-        "mode": _DIR_MODE if is_dir else _FILE_MODE,
+        "mode": DIR_MODE if is_dir else FILE_MODE,
     }

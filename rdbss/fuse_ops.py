@@ -1,0 +1,827 @@
+"""The operations of a mounted share folder, by mount path (``/dir/name``): what the kernel
+front end (rdbss.fuse_kernel) runs in worker threads, each a request to the daemon. Failures are
+the NTSTATUS of the daemon turned into the errno of the matching OSError (ENOENT, EEXIST,
+ENOTEMPTY, EACCES...); the front end hands that errno to the kernel.
+
+Requests run in parallel through a pool of clients (``ClientPool``): a path operation takes any
+free client; a FUSE file handle keeps the daemon handle (FOBX) it opened until release, and the
+client that opened it, since the daemon answers a handle only on the connection that opened it.
+Reads and writes go at their offsets, appends and ``echo > f`` work, and a file stays usable
+after it is renamed.
+
+The rules it keeps, and why:
+- Close-to-open: FUSE ``flush``, which close(2) waits for, sends what the handle gathered and
+  flushes the daemon handle if it wrote (WebDAV uploads its staged file then, the core sends
+  its deferred writes), so when close returns the server has the file, and a failure there is
+  close's error. ``release`` only closes the daemon handle.
+- Times are set through a writable handle already open on the path (MS-FSA 2.1.5.14.2: an SMB
+  server then keeps them instead of stamping the last write's time when that handle closes), a
+  delete or rename refused for READONLY clears it and tries again, a chown to the user's own
+  ids succeeds, modes are kept where the backend keeps them: as the Linux CIFS client does.
+- Names and attributes learned from any answer are kept for ``attr_timeout`` (rdbss.fuse_cache),
+  the same window the kernel gets for its entry and attribute caches.
+- Large I/O: a reader's open brings the first 128 KiB with it (one compound); a sequential
+  reader is served from a window (``read_ahead_kb``, 4 MiB by default) fetched in one request,
+  and the next window is asked for in the background once half of this one is read, so the
+  daemon works while the kernel copies; sequential writes are gathered into 4 MiB daemon
+  writes; both go through shared memory with a daemon on this host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import functools
+import logging
+import os
+import stat
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+from rdbss import requests as rq
+from rdbss import shm
+from rdbss.client import Client, FileInfo
+from rdbss.config import Config
+from rdbss.fuse_cache import AttrCache, chown_allowed, parent_of
+from rdbss.wire import (
+    Access,
+    CreateDisposition,
+    CreateOptions,
+    FileAttributes,
+    FileInformationClass,
+    NtStatus,
+    NtStatusError,
+    error_for_status,
+)
+
+__all__ = ["ClientPool", "PathOps", "normalize_unc"]
+
+log = logging.getLogger("rdbss.fuse")
+
+BLOCK = 512
+IO_SIZE = 1 << 20  # st_blksize (what cp and friends use as their buffer size)
+#: How long the kernel and the mount trust a name's attributes (seconds), by default: a change
+#: made behind the mount's back is seen after at most this long (``-o attr_timeout=``).
+ATTR_TIMEOUT_S = 1.0
+READ_AHEAD_BYTES = 4 << 20  # what one read fetches for a sequential reader (shared memory)
+FIRST_READ = 128 << 10  # read with the open of a reader: the kernel's first read-ahead
+GATHER_BYTES = 4 << 20  # sequential writes gathered into one daemon write of up to this much
+#: Clients in the pool: requests to the daemon in flight at once. The core serves up to 8
+#: requests of one client beside other clients' (docs/routines.md, Connections).
+POOL_SIZE = 6
+NORMAL = int(FileAttributes.NORMAL)
+#: What a backend that keeps no permission bits answers a mode change with.
+_NO_MODES = frozenset(
+    {
+        NtStatus.STATUS_NOT_IMPLEMENTED,
+        NtStatus.STATUS_NOT_SUPPORTED,
+        NtStatus.STATUS_INVALID_PARAMETER,
+    }
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(code: int) -> OSError:
+    """The OSError of ``code`` (what the front end hands the kernel)."""
+    return OSError(code, os.strerror(code))
+
+
+def _forgets(*, tree: bool = False) -> Callable[[F], F]:
+    """After a change by path (done or failed), the cache forgets every path it was given
+    again (and with ``tree`` what is under them): a lookup or a listing running meanwhile, in
+    another thread, may have learned the state from before the change."""
+
+    def decorate(func: F) -> F:
+        @functools.wraps(func)
+        def wrapper(self: PathOps, *args: Any) -> Any:
+            try:
+                return func(self, *args)
+            finally:
+                for arg in args:
+                    if isinstance(arg, str) and arg.startswith("/"):
+                        (self.cache.forget_tree if tree else self.cache.forget)(arg)
+
+        return cast(F, wrapper)
+
+    return decorate
+
+
+def normalize_unc(path: str) -> str:
+    r"""``//server/share/dir`` or ``\\server\share\dir\`` -> ``\\server\share\dir``."""
+    parts = [p for p in path.replace("/", "\\").split("\\") if p]
+    if len(parts) < 2:
+        raise error_for_status(
+            NtStatus.STATUS_OBJECT_PATH_SYNTAX_BAD,
+            f"not a share name (\\\\server\\share): {path!r}",
+        )
+    return "\\\\" + "\\".join(parts)
+
+
+class ClientPool:
+    """Up to ``size`` clients, made on first need. ``lease()`` lends a free one (waiting for
+    one when all are busy); a client serves one request at a time, so the pool's size is how
+    many requests of the mount are in flight at once."""
+
+    def __init__(self, make: Callable[[], Client], size: int = POOL_SIZE) -> None:
+        self._make = make
+        self._size = max(1, size)
+        self._free: list[Client] = []
+        self._all: list[Client] = []
+        self._count = 0
+        self._cond = threading.Condition()
+        self._closed = False
+
+    @contextlib.contextmanager
+    def lease(self) -> Iterator[Client]:
+        client = self._take()
+        try:
+            yield client
+        finally:
+            with self._cond:
+                if not self._closed:
+                    self._free.append(client)
+                    self._cond.notify()
+
+    def _take(self) -> Client:
+        with self._cond:
+            while True:
+                if self._closed:
+                    raise error_for_status(NtStatus.STATUS_REDIRECTOR_NOT_STARTED, "unmounted")
+                if self._free:
+                    return self._free.pop()
+                if self._count < self._size:
+                    self._count += 1  # this place is taken while the client connects
+                    break
+                self._cond.wait()
+        try:
+            client = self._make()
+        except BaseException:
+            with self._cond:
+                self._count -= 1
+                self._cond.notify()
+            raise
+        with self._cond:
+            self._all.append(client)
+        return client
+
+    def close(self) -> list[Client]:
+        """Stop lending; the clients made, for the caller to close."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            made = list(self._all)
+            self._all.clear()
+            self._free.clear()
+            return made
+
+
+@dataclass(slots=True, eq=False)
+class _Open:
+    """One FUSE file handle: its daemon handle (FOBX) and the client that opened it, the writes
+    gathered but not sent yet (``pending`` at ``pending_at``), the read-ahead window (``ahead``
+    at ``ahead_at``) and the next window being fetched (``coming``)."""
+
+    fobx: int
+    path: str
+    writable: bool
+    client: Client
+    dirty: bool = False  # written (or truncated) since the last flush
+    pending: bytearray | None = None
+    pending_at: int = 0
+    ahead: bytes = b""
+    ahead_at: int = 0
+    ahead_ends_file: bool = False  # the window reaches the end of the file
+    coming: Future[bytes] | None = None  # the next window, asked for in the background
+    coming_at: int = 0
+    next_read: int = -1  # where a sequential reader reads next
+    attrs: dict[str, Any] | None = None  # from the open, while the handle has not changed it
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    fh: int = 0  # its FUSE file handle
+
+
+class PathOps:
+    """The operations of one mounted share folder ``root`` (a UNC name), by mount path. Every
+    method may run in any thread, many at once."""
+
+    def __init__(
+        self,
+        root: str,
+        *,
+        runtime_dir: str | Path | None = None,
+        config: Config | None = None,
+        timeout: float | None = None,
+        attr_timeout: float = ATTR_TIMEOUT_S,
+        writeback_cache: bool = False,
+        read_ahead: int = READ_AHEAD_BYTES,
+        pool_size: int = POOL_SIZE,
+    ) -> None:
+        self.root = normalize_unc(root)
+        self._runtime_dir = runtime_dir
+        self._config = config
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self.pool = ClientPool(self.new_client, pool_size)
+        self._opens: dict[int, _Open] = {}
+        self._by_path: dict[str, list[_Open]] = {}
+        self._next_fh = 1
+        self._uid = os.getuid()
+        self._gid = os.getgid()
+        self.writeback_cache = writeback_cache
+        self.read_ahead = max(FIRST_READ, read_ahead)
+        self.cache = AttrCache(attr_timeout)
+        self._modes_kept = True  # until the backend says it keeps no permission bits
+        self._fetcher = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="ahead")
+
+    # ------------------------------------------------------------------ plumbing
+    def new_client(self) -> Client:
+        return Client(self._runtime_dir, config=self._config, timeout=self._timeout)
+
+    def _unc(self, path: str) -> str:
+        rest = path.strip("/")
+        return self.root if not rest else self.root + "\\" + rest.replace("/", "\\")
+
+    def _add(self, fobx: int, path: str, writable: bool, client: Client) -> _Open:
+        opened = _Open(fobx, path, writable, client)
+        with self._lock:
+            opened_fh = self._next_fh
+            self._next_fh += 1
+            self._opens[opened_fh] = opened
+            self._by_path.setdefault(path, []).append(opened)
+        opened.fh = opened_fh
+        return opened
+
+    def _get(self, fh: int | None) -> _Open | None:
+        if fh is None:
+            return None
+        with self._lock:
+            return self._opens.get(fh)
+
+    def _open_of(self, fh: int) -> _Open:
+        found = self._get(fh)
+        if found is None:
+            raise fail(errno.EBADF)
+        return found
+
+    def _opens_at(self, path: str) -> list[_Open]:
+        with self._lock:
+            return list(self._by_path.get(path, ()))
+
+    def is_open(self, path: str) -> bool:
+        with self._lock:
+            return path in self._by_path
+
+    def _settle(self, path: str) -> None:
+        """Send the gathered writes of every handle open on ``path`` (a stat, a set-info or a
+        rename by path must see them)."""
+        for opened in self._opens_at(path):
+            with opened.lock:
+                self._send_pending(opened)
+
+    def attrs_of(self, info: FileInfo) -> dict[str, Any]:
+        mode = info.extra.get("mode")
+        if isinstance(mode, int) and not isinstance(mode, bool):
+            perm = stat.S_IMODE(mode)
+        else:
+            perm = 0o755 if info.is_dir else 0o644
+            if info.attributes & FileAttributes.READONLY:
+                perm &= ~0o222
+        nlink = info.extra.get("nlink")
+        allocation = info.extra.get("allocation_size")
+        size = 0 if info.is_dir else info.size
+        if not isinstance(allocation, int) or allocation < 0:
+            allocation = size
+        return {
+            "st_mode": (stat.S_IFDIR if info.is_dir else stat.S_IFREG) | perm,
+            "st_nlink": nlink if isinstance(nlink, int) and nlink > 0 else 2 if info.is_dir else 1,
+            "st_size": size,
+            "st_blocks": (allocation + BLOCK - 1) // BLOCK,
+            "st_blksize": IO_SIZE,
+            "st_uid": self._uid,
+            "st_gid": self._gid,
+            "st_atime": info.last_access_time,
+            "st_mtime": info.last_write_time,
+            "st_ctime": info.change_time or info.last_write_time,
+        }
+
+    def _learn(self, path: str, info: FileInfo) -> dict[str, Any]:
+        attrs = self.attrs_of(info)
+        self.cache.put(path, attrs)
+        return attrs
+
+    def _access(self, flags: int) -> tuple[int, bool]:
+        kind = flags & os.O_ACCMODE
+        if kind == os.O_WRONLY:
+            if self.writeback_cache:  # the kernel reads to fill partly written pages
+                return Access.GENERIC_READ | Access.GENERIC_WRITE, True
+            return Access.GENERIC_WRITE | Access.FILE_READ_ATTRIBUTES, True
+        if kind == os.O_RDWR:
+            return Access.GENERIC_READ | Access.GENERIC_WRITE, True
+        return Access.GENERIC_READ, False
+
+    # ------------------------------------------------------------------ attributes
+    def getattr(self, path: str) -> dict[str, Any]:
+        opens = self._opens_at(path)
+        if opens:  # a handle open on it knows best (and a writer's size is in no listing)
+            opened = next((o for o in opens if o.writable), opens[0])
+            with opened.lock:
+                if opened.attrs is not None:
+                    return opened.attrs  # what the open said, nothing written since
+                self._send_pending(opened)
+                return self._learn(path, opened.client.query_info(opened.fobx))
+        cached = self.cache.get(path)
+        if cached is not None:
+            return cached
+        if self.cache.known_missing(path):
+            raise fail(errno.ENOENT)
+        if path != "/" and self.cache.note_lookup(path):
+            # names looked up one by one in a folder (cp -r, a build, git): one listing
+            # answers this one and the next
+            with contextlib.suppress(OSError):
+                self.list(parent_of(path))
+            cached = self.cache.get(path)
+            if cached is not None:
+                return cached
+            if self.cache.known_missing(path):
+                raise fail(errno.ENOENT)
+        try:
+            with self.pool.lease() as client:
+                info = client.stat(self._unc(path))
+        except FileNotFoundError:
+            self.cache.put(path, None)
+            raise
+        return self._learn(path, info)
+
+    def peek(self, path: str) -> dict[str, Any] | None:
+        """What ``getattr`` answers without a request (None: it must ask). Never waits: the
+        kernel front end calls it on its event loop."""
+        opens = self._opens_at(path)
+        if opens:
+            return next((o for o in opens if o.writable), opens[0]).attrs
+        cached = self.cache.get(path)
+        if cached is None and self.cache.known_missing(path):
+            raise fail(errno.ENOENT)
+        return cached
+
+    def read_now(self, fh: int, offset: int, size: int) -> bytes | None:
+        """What ``read`` answers from the handle's window without a request (None: it must
+        ask, or the handle is busy). Never waits: the kernel front end calls it on its event
+        loop."""
+        opened = self._get(fh)
+        if opened is None or not opened.lock.acquire(blocking=False):
+            return None
+        try:
+            start = offset - opened.ahead_at
+            window = opened.ahead
+            if opened.pending or not 0 <= start < len(window):
+                return None
+            if start + size > len(window) and not opened.ahead_ends_file:
+                return None
+            data = window[start : start + size]
+            opened.next_read = offset + len(data)
+            self._fetch_next(opened)
+            return data
+        finally:
+            opened.lock.release()
+
+    def write_now(self, fh: int, offset: int, data: bytes) -> bool:
+        """Gather ``data`` after the handle's pending writes when that needs no request (False:
+        ``write`` must run). Never waits, as ``read_now``."""
+        opened = self._get(fh)
+        if opened is None or not opened.lock.acquire(blocking=False):
+            return False
+        try:
+            pending = opened.pending
+            if (
+                pending is None
+                or opened.coming is not None
+                or opened.pending_at + len(pending) != offset
+                or len(pending) + len(data) >= GATHER_BYTES
+            ):
+                return False
+            pending += data
+            opened.dirty = True
+            opened.attrs = None
+            opened.ahead = b""
+        finally:
+            opened.lock.release()
+        self.cache.forget(opened.path)
+        return True
+
+    def list(self, path: str) -> dict[str, dict[str, Any]]:
+        """The children of folder ``path`` with their attributes, which feed the cache (what
+        readdirplus gives the kernel), but for files open through the mount (their size may
+        not be in the listing yet: those are asked again)."""
+        children: dict[str, dict[str, Any]] = {}
+        with self.pool.lease() as client:
+            for info in client.scandir(self._unc(path)):
+                if info.name not in (".", ".."):
+                    children[info.name] = self.attrs_of(info)
+        prefix = path.rstrip("/") + "/"
+        with self._lock:
+            busy = [p[len(prefix) :] for p in self._by_path if p.startswith(prefix)]
+        self.cache.put_listing(path, children, busy=busy)
+        return children
+
+    def statfs(self) -> dict[str, int]:
+        with self.pool.lease() as client:
+            volume = client.volume(self.root)
+        frsize = int(volume.get("bytes_per_sector", BLOCK)) * int(
+            volume.get("sectors_per_allocation_unit", 8)
+        )
+        frsize = frsize or 4096
+        return {
+            "f_bsize": IO_SIZE,
+            "f_frsize": frsize,
+            "f_blocks": int(volume.get("total_bytes", 0)) // frsize,
+            "f_bfree": int(volume.get("free_bytes", 0)) // frsize,
+            "f_bavail": int(volume.get("avail_bytes", volume.get("free_bytes", 0))) // frsize,
+            "f_namemax": int(volume.get("max_name_length", 255)),
+        }
+
+    @_forgets()
+    def utimens(self, path: str, atime: int, mtime: int) -> None:
+        """Times in nanoseconds; 0 leaves that time alone (FileBasicInformation)."""
+        self._set_basic(path, last_access_time=atime, last_write_time=mtime)
+
+    @_forgets()
+    def chmod(self, path: str, mode: int) -> None:
+        """The permission bits where the backend keeps them (local folders, SFTP); elsewhere
+        only the write bit means something: it is the READONLY attribute."""
+        self._settle(path)
+        with self.pool.lease() as client:
+            info = client.stat(self._unc(path))
+            self.cache.forget(path)
+            if self._modes_kept and isinstance(info.extra.get("mode"), int):
+                try:
+                    client.set_security(self._unc(path), mode=stat.S_IMODE(mode))
+                    return
+                except NtStatusError as exc:
+                    if exc.status not in _NO_MODES:
+                        raise
+                    self._modes_kept = False  # a backend that shows a mode but cannot keep one
+        readonly = not mode & 0o200
+        if readonly == bool(info.attributes & FileAttributes.READONLY):
+            return  # nothing a share keeps changes (a backend without the attribute too)
+        attributes = info.attributes & ~(FileAttributes.READONLY | FileAttributes.NORMAL)
+        attributes |= FileAttributes.READONLY if readonly else 0
+        self._set_basic(path, attributes=int(attributes) or NORMAL)
+
+    def chown(self, path: str, uid: int, gid: int) -> None:
+        if not chown_allowed(uid, gid, self._uid, self._gid):
+            raise fail(errno.EPERM)
+
+    def _set_basic(self, path: str, client: Client | None = None, **args: int) -> None:
+        """FileBasicInformation (times, attributes) through a writable handle already open on
+        ``path`` when there is one, as the Linux CIFS client does: times set on the handle
+        that writes stay (MS-FSA 2.1.5.14.2), where a handle of their own would see them stamped
+        again when the writing handle closes."""
+        self.cache.forget(path)
+        for opened in self._opens_at(path):
+            if opened.writable:
+                with opened.lock:
+                    self._send_pending(opened)
+                    opened.attrs = None
+                    opened.client.set_info(
+                        opened.fobx, FileInformationClass.FileBasicInformation, **args
+                    )
+                return
+        if client is None:
+            with self.pool.lease() as leased:
+                self._set_basic(path, leased, **args)
+            return
+        handle = client.create(self._unc(path), access=Access.FILE_WRITE_ATTRIBUTES)
+        try:
+            client.set_info(handle.fobx, FileInformationClass.FileBasicInformation, **args)
+        finally:
+            client.close_handle(handle.fobx)
+
+    # ------------------------------------------------------------------ files
+    def open(self, path: str, flags: int) -> tuple[int, dict[str, Any] | None]:
+        """A FUSE file handle, and the file's attributes as the open found them (None when
+        the open truncated it)."""
+        access, writable = self._access(flags)
+        truncate = writable and bool(flags & os.O_TRUNC)
+        if writable:
+            self._settle(path)
+            self.cache.forget(path)
+        with self.pool.lease() as client:
+            timeout_ms = int(client.timeout * 1000)
+            create = rq.create(
+                self._unc(path),
+                timeout_ms,
+                access=access,
+                disposition=CreateDisposition.FILE_OVERWRITE
+                if truncate
+                else CreateDisposition.FILE_OPEN,
+                options=CreateOptions.FILE_NON_DIRECTORY_FILE,
+            )
+            if writable:
+                handle = client.run(create)
+                opened = self._add(handle.fobx, path, writable, client)
+                opened.attrs = None if truncate else self.attrs_of(handle.info)
+                self.cache.forget(path)  # what a lookup learned meanwhile
+                return opened.fh, opened.attrs
+            # a reader: the open and the first read in one round trip (a compound with a
+            # related read), so a small file costs one request and a large one starts its
+            # read-ahead
+            outcomes = client.compound([create, rq.related(rq.read(0, 0, FIRST_READ, timeout_ms))])
+            handle = outcomes[0].unwrap()
+            opened = self._add(handle.fobx, path, writable, client)
+        opened.attrs = self._learn(path, handle.info)
+        first = outcomes[1]
+        if first.ok and isinstance(first.value, bytes):
+            opened.ahead, opened.ahead_at = first.value, 0
+            opened.ahead_ends_file = len(first.value) < FIRST_READ
+            opened.next_read = len(first.value)
+        return opened.fh, opened.attrs
+
+    @_forgets()
+    def create(self, path: str, mode: int, flags: int) -> tuple[int, dict[str, Any]]:
+        access, _ = self._access(flags)
+        if flags & os.O_EXCL:
+            disposition = CreateDisposition.FILE_CREATE
+        elif flags & os.O_TRUNC:
+            disposition = CreateDisposition.FILE_OVERWRITE_IF
+        else:
+            disposition = CreateDisposition.FILE_OPEN_IF
+        self.cache.forget(path)
+        with self.pool.lease() as client:
+            handle = client.create(
+                self._unc(path),
+                access=access | Access.GENERIC_WRITE,  # the creator may write even a 0444 file
+                disposition=disposition,
+                options=CreateOptions.FILE_NON_DIRECTORY_FILE,
+            )
+            opened = self._add(handle.fobx, path, True, client)
+        attrs = self.attrs_of(handle.info)
+        opened.attrs = attrs
+        kept = handle.info.extra.get("mode")
+        wanted = stat.S_IMODE(mode)
+        if self._modes_kept and isinstance(kept, int) and stat.S_IMODE(kept) != wanted:
+            # the backend keeps modes: the exec bit (and 0600, 0444...) as asked
+            try:
+                opened.client.set_security(handle.fobx, mode=wanted)
+                attrs = {**attrs, "st_mode": stat.S_IFMT(attrs["st_mode"]) | wanted}
+                opened.attrs = attrs
+            except NtStatusError as exc:
+                if exc.status in _NO_MODES:
+                    self._modes_kept = False
+        return opened.fh, attrs
+
+    def read(self, fh: int, offset: int, size: int) -> bytes:
+        opened = self._open_of(fh)
+        with opened.lock:
+            self._send_pending(opened)
+            window = opened.ahead
+            start = offset - opened.ahead_at
+            whole = start + size <= len(window) or opened.ahead_ends_file
+            at_end = opened.ahead_ends_file and start == len(window)  # grown since? ask
+            if 0 <= start < len(window) and whole:
+                data = window[start : start + size]
+            elif offset == opened.next_read and size < self.read_ahead and not at_end:
+                # a sequential reader: one large read (shared memory) serves the next ones
+                opened.ahead = self._window(opened, offset)
+                opened.ahead_at = offset
+                opened.ahead_ends_file = len(opened.ahead) < self.read_ahead
+                data = opened.ahead[:size]
+            else:
+                self._drop_ahead(opened)
+                if size >= shm.MIN_READ_BYTES:
+                    buffer = bytearray(size)
+                    count = opened.client.readinto(opened.fobx, offset, buffer)
+                    data = bytes(memoryview(buffer)[:count])
+                else:
+                    data = opened.client.read_handle(opened.fobx, offset, size)
+            opened.next_read = offset + len(data)
+            self._fetch_next(opened)
+            return data
+
+    def _window(self, opened: _Open, offset: int) -> bytes:
+        """The window at ``offset``: the one fetched in the background if it is that one."""
+        coming, opened.coming = opened.coming, None
+        if coming is not None and opened.coming_at == offset:
+            return coming.result()
+        if coming is not None:
+            with contextlib.suppress(Exception):
+                coming.result()  # the handle's client serves one request at a time anyway
+        return self._fetch(opened.client, opened.fobx, offset, self.read_ahead)
+
+    @staticmethod
+    def _fetch(client: Client, fobx: int, offset: int, size: int) -> bytes:
+        buffer = bytearray(size)
+        count = client.readinto(fobx, offset, buffer)
+        return bytes(memoryview(buffer)[:count])
+
+    def _fetch_next(self, opened: _Open) -> None:
+        """A sequential reader past half of its window: ask for the next one in the background
+        (the handle's lock held)."""
+        window = opened.ahead
+        end = opened.ahead_at + len(window)
+        if (
+            opened.coming is None
+            and window
+            and not opened.ahead_ends_file
+            and len(window) >= self.read_ahead
+            and opened.next_read - opened.ahead_at >= len(window) // 2
+        ):
+            opened.coming_at = end
+            opened.coming = self._fetcher.submit(
+                self._fetch, opened.client, opened.fobx, end, self.read_ahead
+            )
+
+    @staticmethod
+    def _drop_ahead(opened: _Open) -> None:
+        """Forget the windows (a write or a truncate made them stale; a random reader)."""
+        opened.ahead = b""
+        coming, opened.coming = opened.coming, None
+        if coming is not None:
+            with contextlib.suppress(Exception):
+                coming.result()  # let it end before the handle changes or goes
+
+    def write(self, fh: int, offset: int, data: bytes) -> int:
+        opened = self._open_of(fh)
+        with opened.lock:
+            opened.dirty = True
+            opened.attrs = None
+            self._drop_ahead(opened)
+            pending = opened.pending
+            if pending is not None and opened.pending_at + len(pending) == offset:
+                pending += data
+            else:
+                self._send_pending(opened)
+                opened.pending, opened.pending_at = bytearray(data), offset
+            if len(opened.pending or b"") >= GATHER_BYTES:
+                self._send_pending(opened)
+        self.cache.forget(opened.path)
+        return len(data)
+
+    def _send_pending(self, opened: _Open) -> None:
+        """Send the writes gathered on ``opened`` (its lock held): sequential writes go to the
+        daemon in large pieces (the shared-memory path from 256 KiB on)."""
+        data, opened.pending = opened.pending, None
+        if not data:
+            return
+        view = memoryview(data)
+        done = 0
+        while done < len(view):
+            written = opened.client.write_handle(opened.fobx, opened.pending_at + done, view[done:])
+            if written <= 0:
+                raise fail(errno.EIO)
+            done += written
+
+    @_forgets()
+    def truncate(self, path: str, length: int, fh: int | None = None) -> None:
+        self.cache.forget(path)
+        opened = self._get(fh)
+        if opened is None:
+            writers = [o for o in self._opens_at(path) if o.writable]
+            opened = writers[0] if writers else None
+        if opened is not None and opened.writable:
+            with opened.lock:
+                self._send_pending(opened)
+                self._drop_ahead(opened)
+                opened.dirty = True
+                opened.attrs = None
+                opened.client.set_info(
+                    opened.fobx, FileInformationClass.FileEndOfFileInformation, size=length
+                )
+        else:
+            self._settle(path)
+            with self.pool.lease() as client:
+                client.truncate(self._unc(path), length)
+
+    def flush(self, fh: int) -> None:
+        """close(2) waits for this: what the handle wrote reaches the server (WebDAV uploads
+        its staged file, the core sends its deferred writes) and a failure is close's error."""
+        opened = self._get(fh)
+        if opened is None:
+            return
+        with opened.lock:
+            self._send_pending(opened)
+            if opened.dirty:
+                opened.dirty = False
+                opened.client.flush_handle(opened.fobx)
+        self.cache.forget(opened.path)
+
+    def fsync(self, fh: int) -> None:
+        opened = self._open_of(fh)
+        with opened.lock:
+            self._send_pending(opened)
+            opened.dirty = False
+            opened.client.flush_handle(opened.fobx)
+
+    def release(self, fh: int) -> str | None:
+        """Close the handle; the path it had (None for an unknown handle)."""
+        with self._lock:
+            opened = self._opens.pop(fh, None)
+            if opened is not None:
+                self._drop_path_entry(opened)
+        if opened is None:
+            return None
+        with opened.lock:
+            self._drop_ahead(opened)
+            with contextlib.suppress(OSError):  # flush reported it; the handle goes anyway
+                self._send_pending(opened)
+            # flush did the work close(2) waits for: the close itself need not be waited on
+            opened.client.close_handle(opened.fobx, wait=opened.dirty)
+        self.cache.forget(opened.path)
+        return opened.path
+
+    def _drop_path_entry(self, opened: _Open) -> None:
+        """Forget ``opened`` in the by-path index (self._lock held)."""
+        opens = self._by_path.get(opened.path)
+        if opens is not None:
+            with contextlib.suppress(ValueError):
+                opens.remove(opened)
+            if not opens:
+                del self._by_path[opened.path]
+
+    # ------------------------------------------------------------------ names
+    @_forgets()
+    def mkdir(self, path: str, mode: int) -> dict[str, Any]:
+        self.cache.forget(path)
+        with self.pool.lease() as client:
+            client.mkdir(self._unc(path))
+            return self._learn(path, client.stat(self._unc(path)))
+
+    @_forgets(tree=True)
+    def rmdir(self, path: str) -> None:
+        self.cache.forget_tree(path)
+        with self.pool.lease() as client:
+            self._writable_again(client, path, lambda: client.rmdir(self._unc(path)))
+
+    @_forgets()
+    def unlink(self, path: str) -> None:
+        self.cache.forget(path)
+        with self.pool.lease() as client:
+            self._writable_again(client, path, lambda: client.remove(self._unc(path)))
+
+    def _writable_again(self, client: Client, path: str, change: Callable[[], None]) -> None:
+        """Run ``change`` (a delete or a rename onto ``path``); refused because ``path`` is
+        read-only (a 0444 file: git's packs and objects), clear READONLY and try once more, as
+        the Linux CIFS client does, so ``rm -rf`` and ``git gc`` work as on a local disk. If
+        the second try fails too, the attribute is put back."""
+        try:
+            change()
+            return
+        except PermissionError:
+            try:
+                info = client.stat(self._unc(path))
+            except OSError:
+                info = None
+            if info is None or not info.attributes & FileAttributes.READONLY:
+                raise
+        readonly = info.attributes & ~FileAttributes.NORMAL
+        self._set_basic(path, client, attributes=int(readonly & ~FileAttributes.READONLY) or NORMAL)
+        try:
+            change()
+        except OSError:
+            with contextlib.suppress(OSError):
+                self._set_basic(path, client, attributes=int(readonly))
+            raise
+
+    @_forgets(tree=True)
+    def rename(self, old: str, new: str) -> None:
+        """rename(2): replaces an existing file (a read-only one too); a directory replaces an
+        empty directory."""
+        self._settle(old)
+        self.cache.forget_tree(old)
+        self.cache.forget_tree(new)
+        src, dst = self._unc(old), self._unc(new)
+        with self.pool.lease() as client:
+            try:
+                self._writable_again(client, new, lambda: client.rename(src, dst, replace=True))
+            except PermissionError:
+                # shares refuse to replace a directory; POSIX allows it when it is empty
+                try:
+                    replace_dir = client.stat(src).is_dir and client.stat(dst).is_dir
+                except OSError:
+                    replace_dir = False
+                if not replace_dir:
+                    raise
+                client.rmdir(dst)  # ENOTEMPTY when not empty, as rename(2) says
+                client.rename(src, dst, replace=True)
+        with self._lock:  # handles open on the old name now write the new one
+            for opened in list(self._opens.values()):
+                if opened.path == old or opened.path.startswith(old.rstrip("/") + "/"):
+                    self._drop_path_entry(opened)
+                    opened.path = new + opened.path[len(old) :]
+                    self._by_path.setdefault(opened.path, []).append(opened)
+
+    def destroy(self) -> None:
+        with self._lock:
+            opens = list(self._opens.values())
+            self._opens.clear()
+            self._by_path.clear()
+        for opened in opens:
+            with contextlib.suppress(OSError):
+                opened.client.close_handle(opened.fobx, wait=False)
+        self._fetcher.shutdown(wait=True, cancel_futures=True)
+        for client in self.pool.close():
+            with contextlib.suppress(Exception):
+                client.close()

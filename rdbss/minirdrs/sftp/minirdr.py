@@ -1,0 +1,600 @@
+"""The SFTP mini-redirector: serves folders of SSH servers (OpenSSH sshd) as
+``\\\\<server>\\<share>``, with asyncssh.
+
+Configuration: see :mod:`rdbss.minirdrs.sftp.config`. The package, by concern:
+- :mod:`~rdbss.minirdrs.sftp.session`: one SSH connection and one SFTP client per SrvCall
+  (server name), and how a routine waits for a coroutine with a deadline;
+  :mod:`~rdbss.minirdrs.sftp.loop`: the private event loop asyncssh runs on.
+- :mod:`~rdbss.minirdrs.sftp.remote`: the server's files (lookup inside the share, open, list,
+  delete, close) as coroutines; this module turns them into the primitives of
+  rdbss/minirdrs/primitives.py, and ``PosixMiniRdr`` (rdbss/minirdrs/posix.py) makes the
+  routines of them: MRxCreate, MRxQueryOpen, READ/WRITE, query directory, file and volume
+  information, set-info, delete-pending and close.
+- :mod:`~rdbss.minirdrs.sftp.attrs`: SFTP attributes as stats;
+  :mod:`~rdbss.minirdrs.sftp.errors`: asyncssh failures as NTSTATUS values.
+
+What SFTP v3 changes:
+- statuses: v3 reports most failures as a bare "Failure", so the routines look before they act
+  (collision, non-empty directory, read-only file...) and look again after a failure.
+- a name that is itself a symbolic link cannot be opened (STATUS_ACCESS_DENIED, as O_NOFOLLOW
+  does locally); a link among the parents is followed while it stays in the share.
+- times have whole-second precision; there is no creation time (the change time is reported)
+  and no inode number (``file_id`` is a hash of the server path, so it changes on rename).
+- no byte-range locks: SFTP has none, so no lock operation is registered.
+- change notification: SFTP cannot tell us about changes, so a pending notify polls the
+  folder's listing.
+- round trips: a primitive is one round trip, its independent requests pipelined (OpenSSH
+  answers them in order). The lookup's answer serves the create's open and the query open, and
+  the open's own stat serves the create's answer (``_Memo``), so a create is two round trips
+  and a query open one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import stat
+import threading
+import zlib
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar, cast
+
+import asyncssh
+
+from rdbss.minirdrs.base import Result
+from rdbss.minirdrs.common.args import show
+from rdbss.minirdrs.common.fileinfo import StatLike
+from rdbss.minirdrs.common.notify import Entry, Lister, PollingWatches, WatchLimits, notify_interval
+from rdbss.minirdrs.common.security import (
+    POSIX_INFORMATION,
+    check_query_information,
+    posix_change,
+    posix_descriptor,
+)
+from rdbss.minirdrs.posix import PosixMiniRdr, current_request
+from rdbss.minirdrs.primitives import OpenRequest, Volume
+from rdbss.minirdrs.sftp.attrs import SftpStat, mode_of, security_of, stat_of
+from rdbss.minirdrs.sftp.config import SftpConfigError, parse_config
+from rdbss.minirdrs.sftp.errors import fail
+from rdbss.minirdrs.sftp.remote import (
+    Open,
+    Target,
+    achmod_readonly,
+    aclose_handle,
+    acollision,
+    aentries,
+    afollow,
+    ais_empty,
+    alist,
+    alocate,
+    aopen_and_stat,
+    aremove,
+    arepin,
+    aset_security,
+    astat,
+    join,
+    pflags_of,
+)
+from rdbss.minirdrs.sftp.session import CLOSE_WAIT_S, Sessions, Share
+from rdbss.wire.constants import IrpMj, LowIoOp
+from rdbss.wire.rxcontext import LowIoParameters, RxContext
+from rdbss.wire.status import NtStatus, NtStatusError
+
+log = logging.getLogger("rdbss.minirdr.sftp")
+
+S = NtStatus
+T = TypeVar("T")
+
+#: Seconds between two listings of a folder with a pending change notification.
+NOTIFY_INTERVAL_S = 1.0
+
+
+@dataclass(slots=True)
+class _Memo:
+    """What the last primitive of the request on this thread learned, for the next one of the
+    same request: the lookup's target (its server path and attributes) for the open, the mkdir
+    or the rename that follows; the open being closed for the delete that follows."""
+
+    request: RxContext | None = None
+    share: Share | None = None
+    rel: str = ""
+    target: Target | None = None
+    parent_ok: bool = False  # the lookup found nothing, in a parent folder it saw
+    made: asyncssh.SFTPAttrs | None = None  # the directory mkdir made
+    closing: Open | None = None
+    seen: tuple[Open, asyncssh.SFTPAttrs] | None = None  # an open's attributes, still current
+
+
+class SftpMiniRdr(PosixMiniRdr[Share, Open]):
+    """Serves folders of SSH servers over SFTP (asyncssh)."""
+
+    kind: ClassVar[str] = "sftp"
+    blocking: ClassVar[bool] = True
+    fs_name: ClassVar[str] = "rdbss-sftp"
+    lowio_ops: ClassVar[frozenset[LowIoOp]] = frozenset(
+        {LowIoOp.READ, LowIoOp.WRITE, LowIoOp.NOTIFY_CHANGE_DIRECTORY}
+    )
+
+    def __init__(self, name: str, config: Mapping[str, Any]) -> None:
+        super().__init__(name, config)
+        try:
+            self.settings = parse_config(config)
+        except SftpConfigError as exc:
+            raise ValueError(str(exc)) from None
+        # SFTP cannot tell us about changes: pending notifies poll the folder's listing
+        self._watches = PollingWatches(
+            self.complete_later,
+            interval_s=notify_interval(config, "sftp", NOTIFY_INTERVAL_S),
+            limits=WatchLimits.from_config(config, "sftp"),
+            name=f"sftp-{name}",
+        )
+        self.timeout = self.settings.timeout
+        self._sessions = Sessions(name, self.settings)
+        self._local = threading.local()
+        self._closing = False
+        # asyncssh logs every connect and SFTP session at INFO; keep the daemon log for ours
+        aslog = logging.getLogger("asyncssh")
+        if aslog.level == logging.NOTSET and not log.isEnabledFor(logging.DEBUG):
+            aslog.setLevel(logging.WARNING)
+
+    def servers(self) -> list[str]:
+        return [server.name for server in self.settings.servers.values()]
+
+    # --- plumbing -----------------------------------------------------------------------------
+    def _call(self, share: Share, factory: Callable[[], Awaitable[T]], what: str) -> T:
+        """One round trip for the request being served (its deadline), or for close()."""
+        timeout = CLOSE_WAIT_S if self._closing else self._sessions.deadline(current_request())
+        return self._sessions.run(share.conn, factory, timeout, what)
+
+    def _memo(self) -> _Memo:
+        """This thread's memo, empty when it was made for another request."""
+        memo = getattr(self._local, "memo", None)
+        request = current_request()
+        if memo is None or memo.request is not request:
+            memo = self._local.memo = _Memo(request)
+        return memo
+
+    def _remote(self, share: Share, rel: str) -> str:
+        """The server path of ``rel``: from this request's lookup or open when it had it
+        (no round trip), from an open of it, else looked up."""
+        memo = self._memo()
+        if memo.share is share and memo.rel == rel and memo.target is not None:
+            return memo.target.remote
+        closing = memo.closing
+        if closing is not None and closing.share is share and closing.path == rel:
+            return closing.remote
+        for op in self._opens.values():
+            if op.share is share and op.path == rel:
+                return op.remote
+        parts = rel.split("\\") if rel else []
+        return self._call(
+            share, lambda: alocate(share, parts, rel), f"cannot open {show(rel)}"
+        ).remote
+
+    # --- connections --------------------------------------------------------------------------
+    def create_srv_call(self, ctx: RxContext) -> Result:
+        self._sessions.connect(ctx)
+        return Result()
+
+    def srv_call_winner_notify(self, ctx: RxContext) -> Result:
+        return Result()
+
+    def create_v_net_root(self, ctx: RxContext) -> Result:
+        self._sessions.check_share(ctx)
+        return Result()
+
+    def finalize_v_net_root(self, ctx: RxContext) -> Result:
+        return Result()
+
+    def finalize_net_root(self, ctx: RxContext) -> Result:
+        return Result()
+
+    def finalize_srv_call(self, ctx: RxContext) -> Result:
+        """Drop the server's connection. Opens made on it stay in the table, dead: the core
+        still closes them (MRxCloseSrvOpen), and each close reports what was lost."""
+        try:
+            self._sessions.finalize(ctx.srv_call)
+        except Exception:  # finalize never fails
+            log.exception("finalize of SrvCall %r failed", ctx.srv_call)
+        return Result()
+
+    def cancel(self, request_id: int, status: int = S.STATUS_CANCELLED) -> bool:
+        """The cancel routine of a pending change notification (the polling watch ends)."""
+        return self._watches.cancel(request_id, status)
+
+    def pending_requests(self) -> int:
+        return self._watches.pending
+
+    def close(self) -> None:
+        """Close every open (deleting what was delete-pending, as closing its handle would) and
+        every connection, then stop the event loop."""
+        self._watches.close()
+        self._closing = True
+        super().close()
+        self._sessions.close()
+
+    # --- primitives: lookup and open ----------------------------------------------------------
+    def share_of(self, ctx: RxContext) -> Share:
+        return self._sessions.share_of(ctx)
+
+    def lookup(self, share: Share, rel: str, *, follow: bool = True) -> SftpStat | None:
+        """One round trip (``alocate``; a symbolic link followed: ``_follow``). The parent a
+        lookup saw answers the base's parent check that follows a miss."""
+        memo = self._memo()
+        if follow and memo.parent_ok and memo.share is share:
+            memo.parent_ok = False
+            if memo.rel.rpartition("\\")[0] == rel:
+                return SftpStat(stat.S_IFDIR | 0o755, 0, 0, 1, 0, 0, 0, 0)
+        parts = rel.split("\\") if rel else []
+        target = self._call(share, lambda: alocate(share, parts, rel), f"cannot open {show(rel)}")
+        memo.share, memo.rel, memo.target = share, rel, target
+        memo.parent_ok = target.attrs is None
+        if target.attrs is None:
+            return None
+        if follow and stat.S_ISLNK(mode_of(target.attrs)):
+            return self._follow(share, rel, target.remote)
+        return stat_of(target.attrs, target.remote)
+
+    def _follow(self, share: Share, rel: str, remote: str) -> SftpStat:
+        """A symbolic link looked up to be followed: refused as the name a create opens (as
+        O_NOFOLLOW does locally); followed as a parent (a rename's target folder) while it
+        stays in the share."""
+        request = current_request()
+        if request is None or request.major == IrpMj.CREATE:
+            raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(rel)} is a symbolic link")
+        attrs = self._call(share, lambda: afollow(share, remote), f"cannot open {show(rel)}")
+        if attrs is None:
+            raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(rel)} leads outside the share")
+        return stat_of(attrs, remote)
+
+    def open(self, share: Share, rel: str, how: OpenRequest) -> Open:
+        """An open (and its stat, in the same round trip); a directory or an attributes-only
+        open takes no handle and keeps the lookup's attributes."""
+        memo = self._memo()
+        remote = self._remote(share, rel)
+        known = memo.target.attrs if memo.target is not None and memo.rel == rel else None
+        op = Open(share, rel, how.directory, how.can_read, how.can_write, how.append_only,
+                  remote=remote)  # fmt: skip
+        if how.directory:
+            op.fresh, memo.made = memo.made or known, None
+            return op
+        if not (how.can_read or how.writes or how.create):
+            op.fresh = known
+            return op
+        pflags = pflags_of(how.can_read, how.writes, how.append_only)
+        if how.create:
+            pflags |= asyncssh.FXF_CREAT | asyncssh.FXF_EXCL
+        if how.truncate:
+            pflags |= asyncssh.FXF_TRUNC
+
+        async def do_open() -> tuple[asyncssh.SFTPClientFile, asyncssh.SFTPAttrs]:
+            sftp = share.conn.client()
+            try:
+                return await aopen_and_stat(sftp, remote, pflags, asyncssh.SFTPAttrs())
+            except asyncssh.SFTPError as exc:
+                if how.create:
+                    await acollision(sftp, exc, remote, rel)
+                fail(exc, "cannot create" if how.create else "cannot open", rel)
+
+        op.file, op.fresh = self._call(share, do_open, f"cannot open {show(rel)}")
+        return op
+
+    def mkdir(self, share: Share, rel: str) -> None:
+        """mkdir and the new directory's lstat in one round trip (the open that follows takes
+        it as the create's stat)."""
+        remote = self._remote(share, rel)
+
+        async def make() -> asyncssh.SFTPAttrs:
+            sftp = share.conn.client()
+            lstat = asyncio.ensure_future(sftp.lstat(remote))
+            try:
+                await sftp.mkdir(remote)
+            except asyncssh.SFTPError as exc:
+                lstat.cancel()
+                await acollision(sftp, exc, remote, rel)
+                fail(exc, "cannot create", rel)
+            return await lstat
+
+        self._memo().made = self._call(share, make, f"cannot create {show(rel)}")
+
+    def fstat(self, op: Open) -> SftpStat:
+        """The open's stat; the first one after the open is what the open learned, and within
+        one request what the last fstat or attribute change saw (nothing changed it since)."""
+        attrs = self._seen(op)
+        if attrs is None:
+            attrs = self._call(op.share, lambda: astat(op), f"cannot query {show(op.path)}")
+        self._memo().seen = (op, attrs)
+        return stat_of(attrs, op.remote)
+
+    def _seen(self, op: Open) -> asyncssh.SFTPAttrs | None:
+        """The attributes of ``op`` known without a round trip (then forgotten), or None."""
+        attrs, op.fresh = op.fresh, None
+        memo = self._memo()
+        seen, memo.seen = memo.seen, None
+        if attrs is None and seen is not None and seen[0] is op:
+            attrs = seen[1]
+        return attrs
+
+    def close_handle(self, op: Open) -> None:
+        """Close the handle. On a lost connection there is nothing to close: every write was
+        acknowledged by the server before it was answered, so nothing is lost."""
+        self._memo().closing = op
+        if op.file is None:
+            return
+        if op.conn.lost:
+            op.file = None
+            return
+        self._call(op.share, lambda: aclose_handle(op), f"close {show(op.path)}")
+
+    # --- primitives: data ---------------------------------------------------------------------
+    def read_at(self, op: Open, offset: int, length: int) -> bytes:
+        handle = op.file
+        if handle is None:
+            raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(op.path)} is not open for reading")
+
+        async def read() -> bytes:
+            try:
+                # asyncssh pipelines a large read as parallel requests of the server's limit
+                return cast(bytes, await handle.read(length, offset))
+            except asyncssh.SFTPError as exc:
+                fail(exc, "cannot read", op.path)
+
+        return self._call(op.share, read, f"cannot read {show(op.path)}")
+
+    def write_at(self, op: Open, offset: int | None, data: memoryview) -> int:
+        handle = op.file
+        if handle is None:
+            raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(op.path)} is not open for writing")
+        payload = bytes(data)
+        self._seen(op)  # the size and times change
+
+        async def write() -> int:
+            try:
+                where = offset
+                if op.append_only:
+                    where = 0  # opened with FXF_APPEND: the server writes at its end
+                elif where is None:
+                    where = (await handle.stat()).size or 0
+                if payload:
+                    # asyncssh sends a large write as requests of the server's limit, several
+                    # in flight, and returns once every one is acknowledged (a failed one fails
+                    # the whole write): the write is answered only when the server has it all
+                    await handle.write(payload, where)
+                    await arepin(op)
+                return len(payload)
+            except asyncssh.SFTPError as exc:
+                fail(exc, "cannot write", op.path)
+
+        return self._call(op.share, write, f"cannot write {show(op.path)}")
+
+    def flush(self, ctx: RxContext) -> Result:
+        op = self._open_of(ctx)
+        handle = op.file
+        if handle is None or not op.can_write:
+            return Result()
+
+        async def fsync() -> None:
+            try:
+                await handle.fsync()
+            except asyncssh.SFTPOpUnsupported:
+                pass  # no fsync@openssh.com: the server's own write-back is all there is
+            except asyncssh.SFTPError as exc:
+                fail(exc, "cannot flush", op.path)
+
+        with self._serving(ctx):
+            self._call(op.share, fsync, f"cannot flush {show(op.path)}")
+        return Result()
+
+    def set_size(self, op: Open, size: int) -> None:
+        self._seen(op)  # the size changes
+        handle = op.file
+        if handle is None:
+            raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(op.path)} is not open for writing")
+
+        async def truncate() -> None:
+            try:
+                await handle.truncate(size)
+                await arepin(op)
+            except asyncssh.SFTPError as exc:
+                fail(exc, "cannot set the size of", op.path)
+
+        self._call(op.share, truncate, f"cannot set the size of {show(op.path)}")
+
+    # --- primitives: metadata -----------------------------------------------------------------
+    def set_times(self, op: Open, atime_ns: int | None, mtime_ns: int | None) -> None:
+        """SFTP v3 sets both times at once, in whole seconds. Times set through a handle stick
+        until it is closed (MS-FSA 2.1.5.14.2): every later write or size change puts them
+        back (``arepin``)."""
+        self._seen(op)  # the times change
+
+        async def apply() -> None:
+            sftp = op.conn.client()
+            try:
+                current = await sftp.stat(op.remote)
+                atime = atime_ns // 1_000_000_000 if atime_ns else int(current.atime or 0)
+                mtime = mtime_ns // 1_000_000_000 if mtime_ns else int(current.mtime or 0)
+                await sftp.setstat(op.remote, asyncssh.SFTPAttrs(atime=atime, mtime=mtime))
+            except asyncssh.SFTPError as exc:
+                fail(exc, "cannot set attributes of", op.path)
+            if op.file is not None:
+                op.pinned_times = (atime, mtime)
+
+        self._call(op.share, apply, f"cannot set attributes of {show(op.path)}")
+
+    def set_readonly(self, op: Open, readonly: bool) -> None:
+        """The write bits changed from the mode this request saw last (a create's own stat),
+        else from a fresh stat."""
+        known = self._seen(op)
+
+        async def apply() -> asyncssh.SFTPAttrs:
+            sftp = op.conn.client()
+            current = known
+            if current is None:
+                try:
+                    current = await sftp.stat(op.remote)
+                except asyncssh.SFTPError as exc:
+                    fail(exc, "cannot set attributes of", op.path)
+            return await achmod_readonly(sftp, op, current, readonly=readonly)
+
+        attrs = self._call(op.share, apply, f"cannot set attributes of {show(op.path)}")
+        self._memo().seen = (op, attrs)
+
+    def statvfs(self, share: Share) -> Volume:
+        async def query() -> asyncssh.SFTPVFSAttrs:
+            try:
+                return await share.conn.client().statvfs(share.root)
+            except asyncssh.SFTPOpUnsupported:
+                raise NtStatusError(
+                    S.STATUS_NOT_IMPLEMENTED, "the server has no statvfs@openssh.com"
+                ) from None
+            except asyncssh.SFTPError as exc:
+                fail(exc, "cannot query the volume of", "")
+
+        vfs = self._call(share, query, "cannot query the volume")
+        frsize = vfs.frsize or vfs.bsize
+        server = share.conn.server
+        return Volume(
+            total=vfs.blocks * frsize,
+            free=vfs.bfree * frsize,
+            avail=vfs.bavail * frsize,
+            block=frsize,
+            serial=zlib.crc32(f"{server.host}:{server.port}:{share.root}".encode()),
+            max_name_length=vfs.namemax or 255,
+        )
+
+    def share_label(self, share: Share) -> str:
+        return share.name
+
+    # --- primitives: directories and names ----------------------------------------------------
+    def list_dir(self, op: Open) -> list[tuple[str, StatLike | None]]:
+        listed = self._call(op.share, lambda: alist(op), f"cannot list {show(op.path)}")
+        return [(name, stat_of(attrs, join(op.remote, name))) for name, attrs in listed]
+
+    def is_empty(self, op: Open) -> bool:
+        sftp = op.conn.client()
+        return self._call(
+            op.share, lambda: ais_empty(sftp, op.remote), f"cannot list {show(op.path)}"
+        )
+
+    def unlink(self, share: Share, rel: str) -> None:
+        self._remove(share, rel, is_dir=False)
+
+    def rmdir(self, share: Share, rel: str) -> None:
+        self._remove(share, rel, is_dir=True)
+
+    def _remove(self, share: Share, rel: str, *, is_dir: bool) -> None:
+        remote = self._remote(share, rel)
+        self._call(
+            share,
+            lambda: aremove(share.conn.client(), remote, rel, is_dir=is_dir),
+            f"cannot delete {show(rel)}",
+        )
+
+    def rename(self, share: Share, rel: str, target: str, *, replace: bool) -> None:
+        """RENAME, or posix-rename@openssh.com to replace an existing file; then every open at
+        or under ``rel`` points at its new server path."""
+        memo = self._memo()
+        found = memo.target if memo.share is share and memo.rel == target else None
+        old_remote = self._remote(share, rel)
+        new_remote = found.remote if found is not None else self._remote(share, target)
+        existing = found is None or found.attrs is not None
+        what = f"cannot rename {show(rel)} to"
+
+        async def move() -> None:
+            sftp = share.conn.client()
+            try:
+                if existing:
+                    await sftp.posix_rename(old_remote, new_remote)
+                else:
+                    await sftp.rename(old_remote, new_remote)
+            except asyncssh.SFTPOpUnsupported:
+                raise NtStatusError(
+                    S.STATUS_NOT_SUPPORTED,
+                    f"{what} {show(target)}: the server cannot replace (no posix-rename)",
+                ) from None
+            except asyncssh.SFTPError as exc:
+                if isinstance(exc, asyncssh.SFTPFailure):
+                    await acollision(sftp, exc, new_remote, target)
+                fail(exc, what, target)
+
+        self._call(share, move, f"{what} {show(target)}")
+        prefix = rel + "\\"
+        with self._opens.lock:
+            for other in self._opens.values():
+                if other.share is not share:
+                    continue
+                if other.path == rel:
+                    other.remote = new_remote
+                elif other.path.startswith(prefix):
+                    rest = other.path[len(prefix) :]
+                    other.remote = new_remote + "/" + rest.replace("\\", "/")
+
+    # --- hooks: change notify -----------------------------------------------------------------
+    def lowio_other(self, ctx: RxContext, op: Open, lowio: LowIoParameters) -> Result:
+        if lowio.operation != LowIoOp.NOTIFY_CHANGE_DIRECTORY:
+            return super().lowio_other(ctx, op, lowio)
+        return self._watches.notify(
+            ctx,
+            self._lister(op),
+            group=op.conn.server.name.lower(),
+            folder=op.remote,
+            completion_filter=lowio.completion_filter,
+            tree=lowio.watch_tree,
+            what=show(op.path),
+        )
+
+    def _lister(self, op: Open) -> Lister:
+        """Lists a folder below the watched one on the server (one readdir; called from the
+        notify poller's thread, the SFTP calls run on the connection's event loop)."""
+
+        def list_folder(sub: str) -> list[tuple[str, Entry]]:
+            remote = op.remote
+            for part in sub.split("\\") if sub else []:
+                remote = join(remote, part)
+            rel = "\\".join(p for p in (op.path, sub) if p)
+            return self._sessions.run(
+                op.conn,
+                lambda: aentries(op.conn, remote, rel),
+                self.timeout,
+                f"cannot list {show(rel)}",
+            )
+
+        return list_folder
+
+    def end_fobx(self, ctx: RxContext) -> None:
+        self._watches.end(fobx=ctx.fobx)
+
+    def end_srv_open(self, srv_open: int | None, op: Open) -> None:
+        self._watches.end(srv_open=srv_open)
+
+    # --- security: the server's uid, gid and permissions as a security descriptor ----------
+    def query_sd_info(self, ctx: RxContext) -> Result:
+        op = self._open_of(ctx)
+        info = check_query_information(
+            ctx.info.info_class if ctx.info is not None else None, POSIX_INFORMATION
+        )
+        with self._serving(ctx):
+            attrs = self._call(
+                op.share, lambda: astat(op), f"cannot query the security of {show(op.path)}"
+            )
+        if attrs.uid is None or attrs.gid is None or attrs.permissions is None:
+            raise NtStatusError(
+                S.STATUS_NOT_SUPPORTED,
+                f"{show(op.path)}: the server sends no owner, group or permissions",
+            )
+        return Result(result=posix_descriptor(info, security_of(attrs)))
+
+    def set_sd_info(self, ctx: RxContext) -> Result:
+        op = self._open_of(ctx)
+        info = ctx.info.info_class if ctx.info is not None else None
+        args = ctx.info.args if ctx.info is not None else None
+        check_query_information(info, POSIX_INFORMATION)  # answers bad bits without a round trip
+
+        with self._serving(ctx):
+            self._call(
+                op.share,
+                lambda: aset_security(op, lambda attrs: posix_change(info, args, attrs)),
+                f"cannot change the security of {show(op.path)}",
+            )
+        return Result()

@@ -1,0 +1,294 @@
+"""The SFTP mini-redirector driven directly (no daemon), against a private OpenSSH sshd.
+
+MRxQueryOpen answers as its create would for an open for attributes, status for status, and
+asks the server in one round trip (the requests are counted as asyncssh sends them); symbolic
+links are refused as names and passed through as parents that stay in the share."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asyncssh.sftp import FXP_LSTAT, FXP_REALPATH, FXP_STAT
+
+from rdbss.actors.minirdr_host import execute
+from rdbss.minirdrs.sftp.minirdr import SftpMiniRdr
+from rdbss.wire import (
+    Access,
+    CreateDisposition,
+    CreateOptions,
+    CreateParameters,
+    FileInformationClass,
+    InfoParameters,
+    IrpMj,
+    NtStatus,
+    Routine,
+    RxCompletion,
+    RxContext,
+)
+from rdbss.wire.constants import FileAttributes
+from tests.conformance.backend_sftp import SERVER, sftp_config
+from tests.servers.fixtures import SshServer, require_or_skip
+
+S = NtStatus
+Info = FileInformationClass
+SHARE = "data"
+
+
+@pytest.fixture(scope="module")
+def sftp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SftpMiniRdr]:
+    require_or_skip(SshServer.missing_binaries(), "OpenSSH (sshd)")
+    base = tmp_path_factory.mktemp("sftp-query-open")
+    with SshServer(base / "ssh") as server:
+        share = server.root_dir / SHARE
+        (share / "d").mkdir(parents=True)
+        (share / "d" / "g.txt").write_bytes(b"abc")
+        (share / "f.txt").write_bytes(b"0123456789")
+        (share / "link").symlink_to("f.txt")
+        (share / "out").symlink_to(server.root_dir)
+        (share / "dangling").symlink_to("nowhere")
+        os.mkfifo(share / "fifo")
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(share / "sock"))
+        sock.close()
+        table: dict[str, Any] = tomllib.loads(sftp_config(server, {SHARE: share}))["minirdr"][0]
+        minirdr = SftpMiniRdr("sftp", {k: v for k, v in table.items() if k not in ("name", "kind")})
+        try:
+            for routine in (Routine.MRxCreateSrvCall, Routine.MRxCreateVNetRoot):
+                ctx = RxContext(1, IrpMj.CREATE, routine=routine, srv_call=SERVER, net_root=SHARE)
+                assert _execute(minirdr, ctx).status == S.STATUS_SUCCESS
+            yield minirdr
+        finally:
+            minirdr.close()
+
+
+def _execute(minirdr: SftpMiniRdr, ctx: RxContext) -> RxCompletion:
+    answer = execute(minirdr, ctx, None)
+    assert answer is not None
+    return answer[0]
+
+
+def _run(
+    minirdr: SftpMiniRdr,
+    routine: Routine,
+    path: str,
+    options: int,
+    access: int = Access.FILE_READ_ATTRIBUTES,
+) -> RxCompletion:
+    ctx = RxContext(
+        1,
+        IrpMj.CREATE,
+        routine=routine,
+        srv_call=SERVER,
+        net_root=SHARE,
+        path=path,
+        create=CreateParameters(desired_access=access, create_options=options),
+    )
+    return _execute(minirdr, ctx)
+
+
+def _close(minirdr: SftpMiniRdr, srv_open: int) -> None:
+    ctx = RxContext(
+        2,
+        IrpMj.CLOSE,
+        routine=Routine.MRxCloseSrvOpen,
+        srv_call=SERVER,
+        net_root=SHARE,
+        srv_open=srv_open,
+    )
+    assert _execute(minirdr, ctx).status == S.STATUS_SUCCESS
+
+
+@pytest.mark.parametrize(
+    "options", [0, CreateOptions.FILE_DIRECTORY_FILE, CreateOptions.FILE_NON_DIRECTORY_FILE]
+)
+@pytest.mark.parametrize(
+    "path",
+    [
+        "f.txt",
+        "d",
+        r"d\g.txt",
+        "",
+        "link",
+        "out",
+        rf"out\{SHARE}\f.txt",
+        "dangling",
+        "fifo",
+        "sock",
+        "missing",
+        r"missing\f.txt",
+        r"f.txt\x",
+        r"..\x",
+        "d\\",
+        "con:x",
+    ],
+)
+def test_the_sftp_query_open_answers_as_its_create_does(
+    sftp: SftpMiniRdr, path: str, options: int
+) -> None:
+    created = _run(sftp, Routine.MRxCreate, path, options)
+    queried = _run(sftp, Routine.MRxQueryOpen, path, options)
+    assert (queried.status, queried.information) == (created.status, created.information)
+    if created.status == S.STATUS_SUCCESS:
+        srv_open = created.result.pop("srv_open")
+        assert queried.result == created.result  # every field of the file info
+        _close(sftp, srv_open)
+    assert len(sftp._opens) == 0
+
+
+class _Requests:
+    """The SFTP requests sent on a connection, each with the number of answers that had come
+    back when it was sent: all sent before the first answer is one round trip."""
+
+    def __init__(self, minirdr: SftpMiniRdr) -> None:
+        self.handler: Any = minirdr._sessions.conn_of(SERVER).client()._handler
+        self.sent: list[tuple[int, int]] = []
+        self.answered = 0
+
+    def __enter__(self) -> _Requests:
+        make: Callable[..., Awaitable[object]] = self.handler._make_request
+
+        async def counted(pkttype: int, *args: bytes) -> object:
+            self.sent.append((pkttype, self.answered))
+            try:
+                return await make(pkttype, *args)
+            finally:
+                self.answered += 1
+
+        self.handler._make_request = counted
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        del self.handler._make_request
+
+    @property
+    def kinds(self) -> list[int]:
+        return [kind for kind, _ in self.sent]
+
+    @property
+    def round_trips(self) -> int:
+        return len({answered for _, answered in self.sent})
+
+
+@pytest.mark.parametrize(
+    ("path", "kinds"),
+    [
+        ("f.txt", [FXP_LSTAT]),  # a name in the share's folder: one LSTAT
+        ("missing", [FXP_LSTAT]),
+        ("", [FXP_STAT]),  # the share's folder itself
+        ("d", [FXP_LSTAT]),
+        (r"d\g.txt", [FXP_REALPATH, FXP_STAT, FXP_LSTAT]),  # the parent resolved alongside
+        (r"missing\f.txt", [FXP_REALPATH, FXP_STAT, FXP_LSTAT]),
+    ],
+)
+def test_a_query_open_is_one_round_trip(sftp: SftpMiniRdr, path: str, kinds: list[int]) -> None:
+    with _Requests(sftp) as requests:
+        answer = _run(sftp, Routine.MRxQueryOpen, path, 0)
+    assert answer.status in (S.STATUS_SUCCESS, S.STATUS_OBJECT_NAME_NOT_FOUND,
+                             S.STATUS_OBJECT_PATH_NOT_FOUND)  # fmt: skip
+    assert sorted(requests.kinds) == sorted(kinds)
+    assert requests.round_trips == 1
+
+
+def test_the_sftp_minirdr_registers_query_open() -> None:
+    assert Routine.MRxQueryOpen in SftpMiniRdr.implemented_routines()
+
+
+def test_a_file_being_deleted_is_delete_pending_for_a_query_open_too(sftp: SftpMiniRdr) -> None:
+    (Path(sftp.settings.servers[SERVER].shares[SHARE][1]) / "gone.txt").write_bytes(b"x")
+    deleting = _run(sftp, Routine.MRxCreate, "gone.txt", CreateOptions.FILE_DELETE_ON_CLOSE,
+                    Access.DELETE)  # fmt: skip
+    assert deleting.status == S.STATUS_SUCCESS
+    try:
+        assert _run(sftp, Routine.MRxQueryOpen, "gone.txt", 0).status == S.STATUS_DELETE_PENDING
+        assert _run(sftp, Routine.MRxCreate, "gone.txt", 0).status == S.STATUS_DELETE_PENDING
+    finally:
+        _close(sftp, deleting.result["srv_open"])
+    assert _run(sftp, Routine.MRxQueryOpen, "gone.txt", 0).status == S.STATUS_OBJECT_NAME_NOT_FOUND
+
+
+def test_a_query_open_for_more_than_attributes_is_refused(sftp: SftpMiniRdr) -> None:
+    answer = _run(sftp, Routine.MRxQueryOpen, "f.txt", 0, Access.GENERIC_READ)
+    assert answer.status == S.STATUS_INVALID_PARAMETER
+    assert len(sftp._opens) == 0
+
+
+def _set_info(minirdr: SftpMiniRdr, srv_open: int, info_class: int, **args: object) -> RxCompletion:
+    ctx = RxContext(
+        3,
+        IrpMj.SET_INFORMATION,
+        routine=Routine.MRxSetFileInfo,
+        srv_call=SERVER,
+        net_root=SHARE,
+        srv_open=srv_open,
+        info=InfoParameters(info_class=info_class, args=dict(args)),
+    )
+    return _execute(minirdr, ctx)
+
+
+def test_a_rename_may_pass_through_a_link_that_stays_in_the_share(sftp: SftpMiniRdr) -> None:
+    folder = Path(sftp.settings.servers[SERVER].shares[SHARE][1])
+    (folder / "in-dir").mkdir()
+    (folder / "in-link").symlink_to(folder / "in-dir")
+    (folder / "moving.txt").write_bytes(b"m")
+    try:
+        opened = _run(sftp, Routine.MRxCreate, "moving.txt", 0, Access.DELETE)
+        assert opened.status == S.STATUS_SUCCESS
+        try:
+            done = _set_info(sftp, opened.result["srv_open"], Info.FileRenameInformation,
+                             target=r"in-link\moved.txt", replace=False)  # fmt: skip
+            assert done.status == S.STATUS_SUCCESS, done.message
+        finally:
+            _close(sftp, opened.result["srv_open"])
+        assert (folder / "in-dir" / "moved.txt").read_bytes() == b"m"
+        # the link itself still cannot be opened
+        assert _run(sftp, Routine.MRxCreate, "in-link", 0).status == S.STATUS_ACCESS_DENIED
+    finally:
+        (folder / "in-link").unlink()
+        for leftover in (folder / "in-dir" / "moved.txt", folder / "moving.txt"):
+            leftover.unlink(missing_ok=True)
+        (folder / "in-dir").rmdir()
+
+
+@pytest.mark.parametrize(
+    ("disposition", "attributes", "access", "round_trips"),
+    [
+        (CreateDisposition.FILE_CREATE, 0, Access.GENERIC_WRITE, 2),  # lookup, open + its stat
+        (CreateDisposition.FILE_CREATE, FileAttributes.READONLY, Access.GENERIC_WRITE, 3),
+        (CreateDisposition.FILE_OPEN, 0, Access.GENERIC_READ, 2),
+        (CreateDisposition.FILE_OPEN, 0, Access.FILE_READ_ATTRIBUTES, 1),  # the lookup alone
+    ],
+)
+def test_a_create_takes_the_round_trips_it_needs(
+    sftp: SftpMiniRdr, disposition: int, attributes: int, access: int, round_trips: int
+) -> None:
+    folder = Path(sftp.settings.servers[SERVER].shares[SHARE][1])
+    name = f"rt-{disposition}-{attributes}-{access}.txt"
+    if disposition == CreateDisposition.FILE_OPEN:
+        (folder / name).write_bytes(b"x")
+    ctx = RxContext(
+        1,
+        IrpMj.CREATE,
+        routine=Routine.MRxCreate,
+        srv_call=SERVER,
+        net_root=SHARE,
+        path=name,
+        create=CreateParameters(
+            desired_access=access, disposition=disposition, file_attributes=attributes
+        ),
+    )
+    try:
+        with _Requests(sftp) as requests:
+            answer = _execute(sftp, ctx)
+        assert answer.status == S.STATUS_SUCCESS, answer.message
+        _close(sftp, answer.result["srv_open"])
+        assert requests.round_trips == round_trips, requests.sent
+        assert bool(answer.result["attributes"] & FileAttributes.READONLY) == bool(attributes)
+    finally:
+        (folder / name).chmod(0o644)
+        (folder / name).unlink()

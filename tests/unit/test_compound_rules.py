@@ -1,0 +1,67 @@
+"""The pure rules of a client's compound (rdbss/model/compound.py): which create and close pair
+is a stat, and where a long batch may be cut."""
+
+from __future__ import annotations
+
+from rdbss.model.compound import RELATED_IN_BATCH, split_batch, stat_pair
+from rdbss.wire import IrpMj, RxContext, RxFlags
+
+REL = int(RxFlags.RELATED)
+
+
+def item(major: int, related: bool = False) -> RxContext:
+    return RxContext(0, major, flags=REL if related else 0)
+
+
+def test_a_create_and_its_related_close_is_a_stat() -> None:
+    items = [item(IrpMj.CREATE), item(IrpMj.CLOSE, related=True)]
+    assert stat_pair(items, 0)
+
+
+def test_a_stat_may_be_followed_by_another_create_chain() -> None:
+    items = [
+        item(IrpMj.CREATE),
+        item(IrpMj.CLOSE, related=True),
+        item(IrpMj.CREATE),
+        item(IrpMj.READ, related=True),
+    ]
+    assert stat_pair(items, 0)
+
+
+def test_not_a_stat() -> None:
+    # nothing after the create
+    assert not stat_pair([item(IrpMj.CREATE)], 0)
+    # an unrelated close (another handle's)
+    assert not stat_pair([item(IrpMj.CREATE), item(IrpMj.CLOSE)], 0)
+    # a read between the create and its close
+    read_first = [item(IrpMj.CREATE), item(IrpMj.READ, True), item(IrpMj.CLOSE, True)]
+    assert not stat_pair(read_first, 0)
+    # a related item after the close would act on the closed handle
+    after = [item(IrpMj.CREATE), item(IrpMj.CLOSE, True), item(IrpMj.READ, True)]
+    assert not stat_pair(after, 0)
+
+
+def test_which_related_items_ride_with_their_create() -> None:
+    assert IrpMj.READ in RELATED_IN_BATCH and IrpMj.CLOSE in RELATED_IN_BATCH
+    assert IrpMj.SET_INFORMATION not in RELATED_IN_BATCH  # waits for the create's answer
+    assert IrpMj.DIRECTORY_CONTROL not in RELATED_IN_BATCH
+
+
+def parts(flags: list[bool], limit: int) -> list[list[int]]:
+    batch = list(enumerate(flags))
+    return [[i for i, _ in p] for p in split_batch(batch, limit, lambda x: x[1])]
+
+
+def test_a_short_batch_is_one_part() -> None:
+    assert parts([False, True, False], 4) == [[0, 1, 2]]
+    assert parts([], 4) == [[]]
+
+
+def test_a_long_batch_is_cut_before_an_unrelated_item() -> None:
+    # 0 create, 1-2 related, 3 create, 4 related: a cut at 3 keeps both chains whole
+    assert parts([False, True, True, False, True], 4) == [[0, 1, 2], [3, 4]]
+    assert parts([False] * 5, 2) == [[0, 1], [2, 3], [4]]
+
+
+def test_a_chain_longer_than_a_part_is_cut_at_the_limit() -> None:
+    assert parts([False, True, True, True, True], 2) == [[0, 1], [2, 3], [4]]
