@@ -1,3 +1,3 @@
 """Root pytest configuration: the real-server fixtures (Samba, sshd, wsgidav) for every test."""
 
-pytest_plugins = ["tests.servers.fixtures"]
+pytest_plugins = ["rdbss.testing.servers"]

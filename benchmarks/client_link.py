@@ -22,8 +22,8 @@ from rdbss import keys
 from rdbss.actors.supervisor import stop_daemon
 from rdbss.client import GRACE_S, Client
 from rdbss.config import RemoteDaemon
+from rdbss.testing.daemon import Daemon, running_daemon, wait_until
 from rdbss.wire import Access, CreateOptions, NtStatusError
-from tests.daemon import Daemon, running_daemon, wait_until
 
 TIMEOUT_S = 10.0
 RUNS = 5

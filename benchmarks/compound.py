@@ -9,7 +9,7 @@ import os
 import time
 from collections.abc import Callable
 
-from tests.daemon import running_daemon
+from rdbss.testing.daemon import running_daemon
 
 BLOCK = 4096
 FILE_SIZE = 64 << 20

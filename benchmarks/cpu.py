@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from rdbss.aio import AsyncClient
-from tests.daemon import running_daemon
+from rdbss.testing.daemon import running_daemon
 
 BLOCK = 4096
 FILE_SIZE = 16 << 20

@@ -15,7 +15,7 @@ import time
 
 from benchmarks.common import quantile
 from rdbss.aio import AsyncClient
-from tests.daemon import Daemon, UnreadingClient, rss_bytes, running_daemon
+from rdbss.testing.daemon import Daemon, UnreadingClient, rss_bytes, running_daemon
 
 IN_FLIGHT = 2000
 BIG = 128 << 10

@@ -25,7 +25,7 @@ import zmq
 
 from benchmarks.latency import sample
 from rdbss import requests as rq
-from tests.daemon import running_daemon
+from rdbss.testing.daemon import running_daemon
 
 BLOCK = 4096
 FILE_BYTES = 16 << 20

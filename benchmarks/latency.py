@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tests.daemon import running_daemon
+from rdbss.testing.daemon import running_daemon
 
 BLOCK = 4096
 

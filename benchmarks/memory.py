@@ -12,7 +12,7 @@ import os
 import tempfile
 
 from rdbss import requests as rq
-from tests.daemon import Daemon, rss_bytes, running_daemon, wait_until
+from rdbss.testing.daemon import Daemon, rss_bytes, running_daemon, wait_until
 
 T = 60_000
 

@@ -30,12 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.conformance.backend_sftp import sftp_config
-from tests.conformance.backend_smb import smb_config, write_password_file
-from tests.conformance.backend_webdav import webdav_config
-from tests.daemon import running_daemon
+from rdbss.testing.backend import sftp_config, smb_config, webdav_config, write_password_file
+from rdbss.testing.daemon import running_daemon
+from rdbss.testing.servers import SambaServer, SshServer, WebDavServer
 from tests.mounts import MOUNT_CODE, foreground_mount, fuse_missing, mount_share
-from tests.servers.fixtures import SambaServer, SshServer, WebDavServer
 
 REPEATS = 5
 #: Seconds between two runs of a metadata workload: every tool's 1 s attribute cache expires, so

@@ -28,11 +28,9 @@ from typing import Any
 
 from rdbss.client import Client
 from rdbss.fsspec_fs import RdbssFileSystem
-from tests.conformance.backend_sftp import sftp_config
-from tests.conformance.backend_smb import smb_config, write_password_file
-from tests.conformance.backend_webdav import webdav_config
-from tests.daemon import running_daemon
-from tests.servers.fixtures import SambaServer, SshServer, WebDavServer
+from rdbss.testing.backend import sftp_config, smb_config, webdav_config, write_password_file
+from rdbss.testing.daemon import running_daemon
+from rdbss.testing.servers import SambaServer, SshServer, WebDavServer
 
 SMALL = 4096
 TIMEOUT_S = 120.0

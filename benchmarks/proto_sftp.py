@@ -23,9 +23,9 @@ from typing import Any, TypeVar, cast
 import asyncssh
 
 from benchmarks.common import REPEATS, render
-from tests.conformance.backend_sftp import sftp_config
-from tests.daemon import running_daemon
-from tests.servers.fixtures import SshServer
+from rdbss.testing.backend import sftp_config
+from rdbss.testing.daemon import running_daemon
+from rdbss.testing.servers import SshServer
 
 SHARE = "bench"
 TIMEOUT_S = 120.0

@@ -19,10 +19,10 @@ from typing import Any
 import smbclient
 
 from benchmarks.common import REPEATS, alternating, render
+from rdbss.testing.backend import smb_config, write_password_file
+from rdbss.testing.daemon import running_daemon
+from rdbss.testing.servers import SambaServer
 from rdbss.wire import Access, CreateDisposition, CreateOptions
-from tests.conformance.backend_smb import smb_config, write_password_file
-from tests.daemon import running_daemon
-from tests.servers.fixtures import SambaServer
 
 CHUNK = 1 << 20
 

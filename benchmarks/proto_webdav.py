@@ -20,9 +20,9 @@ from pathlib import Path
 import httpx
 
 from benchmarks.common import REPEATS, render, timed
-from tests.conformance.backend_webdav import webdav_config, write_password_file
-from tests.daemon import running_daemon
-from tests.servers.fixtures import WebDavServer
+from rdbss.testing.backend import webdav_config, write_password_file
+from rdbss.testing.daemon import running_daemon
+from rdbss.testing.servers import WebDavServer
 
 SHARE = "bench"
 

@@ -10,7 +10,7 @@ import os
 
 from benchmarks.common import median_seconds
 from rdbss.client import Client
-from tests.daemon import running_daemon
+from rdbss.testing.daemon import running_daemon
 
 
 def run(size_mib: int = 64) -> list[tuple[str, float, float]]:

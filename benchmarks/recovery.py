@@ -16,7 +16,7 @@ import sys
 import time
 
 from benchmarks.common import quantile
-from tests.daemon import Daemon, running_daemon, wait_until
+from rdbss.testing.daemon import Daemon, running_daemon, wait_until
 
 ATTEMPT_S = 0.3  # each request's deadline while the share is down
 SETTLE_S = 3.0  # between rounds: the next standby starts and imports

@@ -13,8 +13,8 @@ import time
 
 from rdbss.aio import AsyncClient
 from rdbss.client import Client
+from rdbss.testing.daemon import running_daemon
 from rdbss.wire import Access, CreateDisposition
-from tests.daemon import running_daemon
 
 MIB = 1 << 20
 

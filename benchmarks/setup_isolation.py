@@ -16,8 +16,8 @@ import threading
 import time
 from pathlib import Path
 
-from tests.daemon import running_daemon
-from tests.reliability.test_faulty import faulty_config
+from rdbss.testing.backend import faulty_config
+from rdbss.testing.daemon import running_daemon
 
 ROUNDS = 5
 SETUPS = 10

@@ -8,7 +8,7 @@ import os
 import time
 
 from rdbss.aio import AsyncClient
-from tests.daemon import running_daemon
+from rdbss.testing.daemon import running_daemon
 
 BLOCK = 4096
 FILE_SIZE = 64 << 20

@@ -4,6 +4,12 @@
 #
 #   bash scripts/test.sh            # default suite (fast; every mini-redirector vs its server)
 #   bash scripts/test.sh -m slow    # extra pytest arguments are passed on (here: the soak tests)
+#   RDBSS_TEST_SERIAL=1 bash scripts/test.sh   # one pytest process (to debug, or to compare)
+#
+# By default pytest-xdist runs the test files in one worker process per core (-n auto), each
+# file whole on one worker (--dist loadfile): a file's module- and session-scoped fixtures (a
+# daemon, a real server) start once per worker that runs it, and the tests of a file keep their
+# order. Every test makes its own ports, folders and daemons, so workers do not meet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,4 +31,8 @@ echo "== mypy"
 echo "== pytest"
 # real servers must be there: a missing one fails instead of skipping
 export RDBSS_REQUIRE_SERVERS=1
-exec .venv/bin/python -m pytest -q "$@"
+parallel=(-n auto --dist loadfile)
+if [[ -n "${RDBSS_TEST_SERIAL:-}" ]]; then
+    parallel=()
+fi
+exec .venv/bin/python -m pytest -q "${parallel[@]}" "$@"

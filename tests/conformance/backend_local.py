@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.conformance.backend import BackendSetup
+from rdbss.testing.backend import BackendSetup, folder_setup
 
 
 @contextlib.contextmanager
@@ -21,18 +21,4 @@ server = "conformance"
 [minirdr.shares]
 share = "{folder}"
 """
-
-    def host(rel: str) -> Path:
-        return folder.joinpath(*rel.split("\\"))
-
-    def write_direct(rel: str, data: bytes) -> None:
-        host(rel).write_bytes(data)
-
-    yield BackendSetup(
-        minirdr="local2",
-        config=config,
-        root=r"\\conformance\share",
-        read_back=lambda rel: host(rel).read_bytes(),
-        write_direct=write_direct,
-        host_path=host,
-    )
+    yield folder_setup("local2", config, r"\\conformance\share", folder)

@@ -1,6 +1,6 @@
 """Conformance backend: the SMB mini-redirector against a private Samba smbd.
 
-The server (tests/servers/fixtures.py ``SambaServer``) serves ``share``; the daemon reaches it as
+The server (rdbss.testing.servers ``SambaServer``) serves ``share``; the daemon reaches it as
 ``\\\\sambatest\\share`` with the password in a 0600 file, and every test works under the scratch
 folder ``conformance`` of that share. ``read_back`` and ``write_direct`` go through a separate
 smbprotocol session (its own connection cache), independent of rdbss.
@@ -9,50 +9,19 @@ smbprotocol session (its own connection cache), independent of rdbss.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import smbclient
 
-from tests.conformance.backend import BackendSetup
-from tests.servers.fixtures import SambaServer, require_or_skip
+from rdbss.testing.backend import SMB_SERVER, BackendSetup, smb_config, write_password_file
+from rdbss.testing.servers import SambaServer, require_or_skip
 
-SERVER = "sambatest"
+__all__ = ["SCRATCH", "SERVER", "DirectSmb", "backend", "smb_config", "write_password_file"]
+
+SERVER = SMB_SERVER
 SCRATCH = "conformance"
-TIMEOUT_S = 5.0
-
-
-def write_password_file(path: Path, password: str) -> Path:
-    """The password in a file only its owner can read."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(password + "\n")
-    return path
-
-
-def smb_config(
-    srv: SambaServer,
-    password_file: Path,
-    *,
-    name: str = "smb",
-    server: str = SERVER,
-    timeout: float = TIMEOUT_S,
-    port: int | None = None,
-) -> str:
-    """A ``[[minirdr]]`` table for the smb mini-redirector reaching ``srv`` as ``server``."""
-    return f"""
-[[minirdr]]
-name = "{name}"
-kind = "smb"
-timeout = {timeout}
-[minirdr.servers.{server}]
-host = "{srv.host}"
-port = {port if port is not None else srv.port}
-username = "{srv.user}"
-password_file = "{password_file}"
-"""
 
 
 class DirectSmb:

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from rdbss.client import Client
+from rdbss.testing.suite.harness import raises_status
 from rdbss.wire import NtStatus
 from tests.conformance.backend_smb import smb_config, write_password_file
-from tests.conformance.conftest import raises_status
 from tests.daemon import running_daemon
 from tests.servers.fixtures import SambaServer, require_or_skip
 

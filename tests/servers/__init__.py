@@ -1,1 +1,1 @@
-"""Test-server fixtures: Samba, OpenSSH and wsgidav on loopback (see fixtures.py)."""
+"""Test-server fixtures: Samba, OpenSSH and wsgidav on loopback (rdbss.testing.servers)."""

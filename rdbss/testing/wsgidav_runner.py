@@ -19,7 +19,7 @@ from typing import Any
 
 
 def build_app(cfg: dict[str, Any]) -> Any:
-    from wsgidav.wsgidav_app import WsgiDAVApp
+    from wsgidav.wsgidav_app import WsgiDAVApp  # type: ignore[import-untyped,unused-ignore]
 
     return WsgiDAVApp(
         {
