@@ -8,6 +8,7 @@ task awaiting the call."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -28,14 +29,29 @@ def held(backend: ConformanceBackend) -> int:
     pytest.fail(f"{backend.minirdr} is no longer registered with the core")
 
 
+def settled(backend: ConformanceBackend, *, steady_s: float = 1.0, timeout: float = 10.0) -> int:
+    """``held`` once it has kept one value for ``steady_s`` (several heartbeats): the count comes
+    with heartbeats, so right after other work it can still include requests already done."""
+    deadline = time.monotonic() + timeout
+    value, since = held(backend), time.monotonic()
+    while time.monotonic() - since < steady_s:
+        if time.monotonic() > deadline:
+            pytest.fail(f"{backend.minirdr}'s count of held requests did not settle ({value})")
+        time.sleep(0.05)
+        now = held(backend)
+        if now != value:
+            value, since = now, time.monotonic()
+    return value
+
+
 async def until(backend: ConformanceBackend, count: int, what: str) -> None:
-    await asyncio.to_thread(wait_until, lambda: held(backend) == count, 5.0, what)
+    await asyncio.to_thread(wait_until, lambda: held(backend) == count, 10.0, what)
 
 
 def test_a_cancelled_notify_is_dropped_by_the_minirdr(backend: ConformanceBackend) -> None:
     backend.requires(LOWIO, LowIoOp.NOTIFY_CHANGE_DIRECTORY)
     d = backend.fresh_dir()
-    before = held(backend)
+    before = settled(backend)
 
     async def scenario() -> None:
         async with AsyncClient(backend.runtime_dir, timeout=30) as c:
@@ -62,7 +78,7 @@ def test_a_cancelled_waiting_lock_is_never_granted(backend: ConformanceBackend) 
     d = backend.fresh_dir()
     d.put("locked.bin", bytes(100))
     a = backend.client
-    before = held(backend)
+    before = settled(backend)
 
     async def scenario() -> None:
         async with (
