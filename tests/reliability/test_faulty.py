@@ -16,25 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from rdbss.testing.backend import faulty_config
 from rdbss.wire import Access, NtStatus, NtStatusError
 from tests.daemon import Daemon, running_daemon, wait_until
 
 S = NtStatus
 FLAKY = r"\\flaky\data"
-
-
-def faulty_config(folder: Path, rules: str = "", seed: int = 1) -> str:
-    return f"""
-[[minirdr]]
-name = "flaky"
-kind = "faulty"
-wraps = "local"
-seed = {seed}
-[minirdr.options]
-server = "flaky"
-[minirdr.options.shares]
-data = "{folder}"
-{rules}"""
 
 
 def failing_reads(every: int, count: int | None = None) -> str:
