@@ -172,6 +172,9 @@ def apply_decision(child: Child, decision: RestartDecision, now: float) -> None:
         log.error("%s %s: %s", child.role, child.name, decision.reason)
         return
     child.next_start = now + decision.delay_s
+    if decision.clean:
+        log.info("%s %s restarts clean (%s)", child.role, child.name, decision.reason)
+        return
     log.info(
         "restarting %s %s in %.2f s (%s)", child.role, child.name, decision.delay_s, decision.reason
     )

@@ -124,6 +124,7 @@ class RestartDecision:
     gave_up: bool = False
     tell_core: bool = False
     reason: str = ""
+    clean: bool = False  # a restart the protocol asked for (the core dropped it), not a failure
 
 
 def decide_restart(
@@ -140,7 +141,7 @@ def decide_restart(
     dropped it (the reconnect protocol): restarted at once, not counted, core not told."""
     kept = tuple(t for t in history if now - t <= policy.period_s)
     if dropped:
-        return RestartDecision(True, 0.0, kept, reason="the core dropped it")
+        return RestartDecision(True, 0.0, kept, reason="the core dropped it", clean=True)
     tell_core = spec.peer
     if spec.restart is Restart.TEMPORARY or (spec.restart is Restart.TRANSIENT and exit_code == 0):
         return RestartDecision(False, 0.0, kept, tell_core=tell_core, reason="not restarted")

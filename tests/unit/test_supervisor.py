@@ -54,6 +54,7 @@ def test_a_peer_exit_tells_the_core_and_a_drop_is_not_counted() -> None:
     dropped = decide_restart(local, (1.0, 2.0), 3.0, policy, dropped=True)
     assert dropped.restart and dropped.delay_s == 0.0 and not dropped.tell_core
     assert dropped.history == (1.0, 2.0)  # not counted by the policy
+    assert dropped.clean  # logged as a clean restart, not as a failure
 
 
 def test_restart_types_follow_otp() -> None:
