@@ -152,9 +152,9 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
                 S.STATUS_OBJECT_PATH_NOT_FOUND, f"{show(rel)}: parent folder not found"
             )
 
-    def _check_deletable(self, op: OpenT) -> None:
+    def _check_deletable(self, op: OpenT, st: StatLike | None = None) -> None:
         """Refuse what cannot be marked delete-pending: the share root, a non-empty directory,
-        a read-only file."""
+        a read-only file (``st``: the open's stat when the caller has it)."""
         if not op.path:
             raise NtStatusError(S.STATUS_ACCESS_DENIED, "the share root cannot be deleted")
         with self._host("cannot delete", op.path):
@@ -163,7 +163,7 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
                     raise NtStatusError(
                         S.STATUS_DIRECTORY_NOT_EMPTY, f"{show(op.path)} is not empty"
                     )
-            elif not self.fstat(op).st_mode & 0o222:
+            elif not (st if st is not None else self.fstat(op)).st_mode & 0o222:
                 raise NtStatusError(S.STATUS_CANNOT_DELETE, f"{show(op.path)} is read-only")
 
     def _close_quietly(self, op: OpenT) -> None:
@@ -212,11 +212,12 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
                 self._check_parent(share, rel)
                 decide_create(rel, disposition, options, can_write, exists=False)
                 is_dir = bool(options & _DIRECTORY_FILE)
-                how = OpenRequest(is_dir, can_read, can_write, append_only, create=not is_dir)
                 with self._host("cannot create", rel):
-                    if is_dir:
-                        self.mkdir(share, rel)
-                    op = self.open(share, rel, how)
+                    made = self.mkdir(share, rel) if is_dir else None
+                    how = OpenRequest(
+                        is_dir, can_read, can_write, append_only, create=not is_dir, found=made
+                    )
+                    op, learned = self.open(share, rel, how)
                 information = int(CreateInformation.FILE_CREATED)
             else:
                 is_dir = stat.S_ISDIR(st.st_mode)
@@ -232,22 +233,38 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
                 overwrite = action is not Action.OPEN
                 if not is_dir and (can_write or overwrite) and not st.st_mode & 0o222:
                     raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(rel)} is read-only")
-                how = OpenRequest(is_dir, can_read, can_write, append_only, truncate=overwrite)
+                how = OpenRequest(
+                    is_dir, can_read, can_write, append_only, truncate=overwrite, found=st
+                )
                 with self._host("cannot open", rel):
-                    op = self.open(share, rel, how)
+                    op, learned = self.open(share, rel, how)
                 readonly = readonly and overwrite
                 information = int(INFORMATION[action])
             return self._opened(
-                op, rel, options, readonly=readonly, created=st is None, information=information
+                op,
+                learned,
+                options,
+                readonly=readonly,
+                created=st is None,
+                information=information,
             )
 
     def _opened(
-        self, op: OpenT, rel: str, options: int, *, readonly: bool, created: bool, information: int
+        self,
+        op: OpenT,
+        learned: StatLike | None,
+        options: int,
+        *,
+        readonly: bool,
+        created: bool,
+        information: int,
     ) -> Result:
-        """A create's last steps once ``open`` succeeded; undone if one fails."""
+        """A create's last steps once ``open`` succeeded (``learned``: the stat it answered);
+        undone if one fails."""
+        rel = op.path
         try:
             with self._host("cannot open", rel):
-                st = self.fstat(op)
+                st = learned if learned is not None else self.fstat(op)
                 if not op.is_dir and not stat.S_ISREG(st.st_mode):  # replaced since the lookup
                     raise NtStatusError(
                         S.STATUS_ACCESS_DENIED, f"{show(rel)} is not a regular file"
@@ -256,7 +273,7 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
                     self.set_readonly(op, True)
                     st = self.fstat(op)
             if options & _DELETE_ON_CLOSE:
-                self._check_deletable(op)
+                self._check_deletable(op, st)
                 self._opens.mark_delete_pending(op)
         except NtStatusError:
             self._abandon(op, created=created)

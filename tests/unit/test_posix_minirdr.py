@@ -82,6 +82,9 @@ class MemMiniRdr(PosixMiniRdr[str, MemOpen]):
             s: {"": Node(True, mode=0o755)} for s in config["shares"]
         }
         self.closed: list[str] = []
+        self.requests: list[OpenRequest] = []  # what each open was asked
+        self.answer_stat = False  # open answers the stat it learned
+        self.fstats = 0
 
     def _node(self, share: str, rel: str) -> Node:
         node = self.files[share].get(rel)
@@ -103,7 +106,8 @@ class MemMiniRdr(PosixMiniRdr[str, MemOpen]):
         node = self.files[share].get(rel)
         return None if node is None else self._stat(node)
 
-    def open(self, share: str, rel: str, how: OpenRequest) -> MemOpen:
+    def open(self, share: str, rel: str, how: OpenRequest) -> tuple[MemOpen, MemStat | None]:
+        self.requests.append(how)
         if how.create:
             if rel in self.files[share]:
                 raise FileExistsError(17, "File exists")
@@ -111,11 +115,13 @@ class MemMiniRdr(PosixMiniRdr[str, MemOpen]):
         node = self._node(share, rel)
         if how.truncate:
             del node.data[:]
-        return MemOpen(
+        op = MemOpen(
             share, rel, how.directory, how.can_read, how.can_write, how.append_only, node=node
         )
+        return op, (self._stat(node) if self.answer_stat else None)
 
     def fstat(self, op: MemOpen) -> MemStat:
+        self.fstats += 1
         return self._stat(op.node)
 
     def close_handle(self, op: MemOpen) -> None:
@@ -139,8 +145,9 @@ class MemMiniRdr(PosixMiniRdr[str, MemOpen]):
             if rel and rel.startswith(prefix) and "\\" not in rel[len(prefix) :]
         ]
 
-    def mkdir(self, share: str, rel: str) -> None:
-        self.files[share][rel] = Node(True, mode=0o755)
+    def mkdir(self, share: str, rel: str) -> MemStat | None:
+        self.files[share][rel] = node = Node(True, mode=0o755)
+        return self._stat(node) if self.answer_stat else None
 
     def rename(self, share: str, rel: str, target: str, *, replace: bool) -> None:
         files = self.files[share]
@@ -302,6 +309,21 @@ def test_a_known_parent_is_not_looked_up() -> None:
     close(rdr, srv_open(create(rdr, "d\\f", D.FILE_CREATE)))
     assert rdr.looked_up == ["d\\f", "d"]
     assert status(create, rdr, "no\\x", D.FILE_CREATE) == S.STATUS_OBJECT_PATH_NOT_FOUND
+
+
+def test_open_gets_what_the_lookup_found_and_may_answer_the_stat(rdr: MemMiniRdr) -> None:
+    close(rdr, srv_open(create(rdr, "f", D.FILE_CREATE, A.GENERIC_WRITE)))
+    assert rdr.requests[-1].found is None  # a new file
+    assert rdr.fstats == 1  # the open answered no stat: the create asked fstat
+    rdr.answer_stat = True
+    opened = create(rdr, "f", D.FILE_OPEN, A.GENERIC_READ)
+    found = rdr.requests[-1].found
+    assert found is not None and found.st_ino == opened.result["file_id"]
+    assert rdr.fstats == 1  # the create answered the open's own stat
+    close(rdr, srv_open(opened))
+    close(rdr, srv_open(create(rdr, "d", D.FILE_CREATE, options=Opt.FILE_DIRECTORY_FILE)))
+    assert rdr.requests[-1].directory and rdr.requests[-1].found is not None  # mkdir's stat
+    assert rdr.fstats == 1
 
 
 def test_query_open_answers_like_create_without_opening(rdr: MemMiniRdr) -> None:

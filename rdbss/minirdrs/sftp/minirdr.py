@@ -24,14 +24,15 @@ What SFTP v3 changes:
 - change notification: SFTP cannot tell us about changes, so a pending notify polls the
   folder's listing.
 - round trips: a primitive is one round trip, its independent requests pipelined (OpenSSH
-  answers them in order). The lookup's answer serves the create's open and the query open, and
-  the open's own stat serves the create's answer (``_Memo``), so a create is two round trips
-  and a query open one.
+  answers them in order). The lookup's stat (``SftpStat``: with its server path and attributes)
+  comes back to the open as ``OpenRequest.found``, and the open answers the stat sent along
+  with it, so a create is two round trips and a query open one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import stat
 import threading
@@ -74,8 +75,10 @@ from rdbss.minirdrs.sftp.remote import (
     arepin,
     aset_security,
     astat,
+    awhere,
     join,
     pflags_of,
+    unresolved,
 )
 from rdbss.minirdrs.sftp.session import CLOSE_WAIT_S, Sessions, Share
 from rdbss.wire.constants import IrpMj, LowIoOp
@@ -94,15 +97,13 @@ NOTIFY_INTERVAL_S = 1.0
 @dataclass(slots=True)
 class _Memo:
     """What the last primitive of the request on this thread learned, for the next one of the
-    same request: the lookup's target (its server path and attributes) for the open, the mkdir
-    or the rename that follows."""
+    same request: the lookup's target for the rename that follows, and an open's attributes
+    still current."""
 
     request: RxContext | None = None
     share: Share | None = None
     rel: str = ""
     target: Target | None = None
-    parent_ok: bool = False  # the lookup found nothing, in a parent folder it saw
-    made: asyncssh.SFTPAttrs | None = None  # the directory mkdir made
     seen: tuple[Open, asyncssh.SFTPAttrs] | None = None  # an open's attributes, still current
 
 
@@ -200,7 +201,6 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         parts = rel.split("\\") if rel else []
         target = self._call(share, lambda: alocate(share, parts, rel), f"cannot open {show(rel)}")
         memo.share, memo.rel, memo.target = share, rel, target
-        memo.parent_ok = target.attrs is None
         if target.attrs is None:
             return None
         if follow and stat.S_ISLNK(mode_of(target.attrs)):
@@ -208,12 +208,10 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         return stat_of(target.attrs, target.remote)
 
     def parent_known(self, share: Share, rel: str) -> bool:
-        """The parent a lookup saw answers the base's parent check that follows its miss."""
-        memo = self._memo()
-        if memo.parent_ok and memo.share is share:
-            memo.parent_ok = False
-            return memo.rel == rel
-        return False
+        """A lookup resolves the parent itself (inside the share, a folder: else
+        OBJECT_PATH_NOT_FOUND or ACCESS_DENIED, as the base's parent check answers), so the
+        base's check before or after one needs no round trip of its own."""
+        return True
 
     def _follow(self, share: Share, rel: str, remote: str) -> SftpStat:
         """A symbolic link looked up to be followed: refused as the name a create opens (as
@@ -227,59 +225,81 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
             raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(rel)} leads outside the share")
         return stat_of(attrs, remote)
 
-    def open(self, share: Share, rel: str, how: OpenRequest) -> Open:
-        """An open (and its stat, in the same round trip); a directory or an attributes-only
-        open takes no handle and keeps the lookup's attributes."""
-        memo = self._memo()
-        remote = self._remote(share, rel)
-        known = memo.target.attrs if memo.target is not None and memo.rel == rel else None
-        op = Open(share, rel, how.directory, how.can_read, how.can_write, how.append_only,
-                  remote=remote)  # fmt: skip
-        if how.directory:
-            op.fresh, memo.made = memo.made or known, None
-            return op
-        if not (how.can_read or how.writes or how.create):
-            op.fresh = known
-            return op
+    def open(self, share: Share, rel: str, how: OpenRequest) -> tuple[Open, SftpStat | None]:
+        """An open, with its stat in the same round trip; a directory or an attributes-only
+        open takes no handle and answers what the lookup (or mkdir) found. A new file's server
+        path is resolved in the open's round trip."""
+        found = how.found if isinstance(how.found, SftpStat) else None
+        parts = rel.split("\\") if rel else []
+        remote = found.remote if found is not None else ""
+        if not how.create and not remote:  # not looked up in this request
+            remote = self._remote(share, rel)
+        if how.directory or not (how.can_read or how.writes or how.create):
+            op = self._record(share, rel, how, remote)
+            if found is not None and found.attrs is not None:
+                self._memo().seen = (op, found.attrs)
+            return op, found
         pflags = pflags_of(how.can_read, how.writes, how.append_only)
         if how.create:
             pflags |= asyncssh.FXF_CREAT | asyncssh.FXF_EXCL
         if how.truncate:
             pflags |= asyncssh.FXF_TRUNC
+        path = remote or unresolved(share, parts)
 
-        async def do_open() -> tuple[asyncssh.SFTPClientFile, asyncssh.SFTPAttrs]:
+        async def do_open() -> tuple[asyncssh.SFTPClientFile, asyncssh.SFTPAttrs, str]:
             sftp = share.conn.client()
+            where = asyncio.ensure_future(awhere(sftp, share, parts)) if not remote else None
             try:
-                return await aopen_and_stat(sftp, remote, pflags, asyncssh.SFTPAttrs())
+                handle, attrs = await aopen_and_stat(sftp, path, pflags, asyncssh.SFTPAttrs())
             except asyncssh.SFTPError as exc:
+                if where is not None:
+                    where.cancel()
                 if how.create:
-                    await acollision(sftp, exc, remote, rel)
+                    await acollision(sftp, exc, path, rel)
                 fail(exc, "cannot create" if how.create else "cannot open", rel)
-
-        op.file, op.fresh = self._call(share, do_open, f"cannot open {show(rel)}")
-        return op
-
-    def mkdir(self, share: Share, rel: str) -> None:
-        """mkdir and the new directory's lstat in one round trip (the open that follows takes
-        it as the create's stat)."""
-        remote = self._remote(share, rel)
-
-        async def make() -> asyncssh.SFTPAttrs:
-            sftp = share.conn.client()
-            lstat = asyncio.ensure_future(sftp.lstat(remote))
             try:
-                await sftp.mkdir(remote)
+                return handle, attrs, remote or await cast("asyncio.Future[str]", where)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await handle.close()
+                raise
+
+        handle, attrs, real = self._call(share, do_open, f"cannot open {show(rel)}")
+        op = self._record(share, rel, how, real)
+        op.file = handle
+        self._memo().seen = (op, attrs)
+        return op, stat_of(attrs, real)
+
+    @staticmethod
+    def _record(share: Share, rel: str, how: OpenRequest, remote: str) -> Open:
+        return Open(share, rel, how.directory, how.can_read, how.can_write, how.append_only,
+                    remote=remote)  # fmt: skip
+
+    def mkdir(self, share: Share, rel: str) -> SftpStat:
+        """mkdir and the new directory's lstat in one round trip (its server path resolved
+        alongside): the open that follows gets that stat as ``how.found``."""
+        parts = rel.split("\\") if rel else []
+        path = unresolved(share, parts)
+
+        async def make() -> tuple[asyncssh.SFTPAttrs, str]:
+            sftp = share.conn.client()
+            where = asyncio.ensure_future(awhere(sftp, share, parts))
+            lstat = asyncio.ensure_future(sftp.lstat(path))
+            try:
+                await sftp.mkdir(path)
             except asyncssh.SFTPError as exc:
                 lstat.cancel()
-                await acollision(sftp, exc, remote, rel)
+                where.cancel()
+                await acollision(sftp, exc, path, rel)
                 fail(exc, "cannot create", rel)
-            return await lstat
+            return await lstat, await where
 
-        self._memo().made = self._call(share, make, f"cannot create {show(rel)}")
+        attrs, real = self._call(share, make, f"cannot create {show(rel)}")
+        return stat_of(attrs, real)
 
     def fstat(self, op: Open) -> SftpStat:
-        """The open's stat; the first one after the open is what the open learned, and within
-        one request what the last fstat or attribute change saw (nothing changed it since)."""
+        """The open's stat; within one request what the open, the last fstat or attribute
+        change saw (nothing changed it since)."""
         attrs = self._seen(op)
         if attrs is None:
             attrs = self._call(op.share, lambda: astat(op), f"cannot query {show(op.path)}")
@@ -288,12 +308,9 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
 
     def _seen(self, op: Open) -> asyncssh.SFTPAttrs | None:
         """The attributes of ``op`` known without a round trip (then forgotten), or None."""
-        attrs, op.fresh = op.fresh, None
         memo = self._memo()
         seen, memo.seen = memo.seen, None
-        if attrs is None and seen is not None and seen[0] is op:
-            attrs = seen[1]
-        return attrs
+        return seen[1] if seen is not None and seen[0] is op else None
 
     def close_handle(self, op: Open) -> None:
         """Close the handle. On a lost connection there is nothing to close: every write was

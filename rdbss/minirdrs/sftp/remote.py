@@ -41,8 +41,6 @@ class Open(OpenBase[Share]):
 
     remote: str  # the server path (its parent resolved)
     file: asyncssh.SFTPClientFile | None = None  # None: a directory or an attributes-only open
-    #: the attributes the open learned in its own round trip, for the create's first fstat
-    fresh: asyncssh.SFTPAttrs | None = None
     # (atime, mtime) in whole seconds, set explicitly through this handle: they stick until it
     # is closed (MS-FSA 2.1.5.14.2), so every later write or size change puts them back
     pinned_times: tuple[int, int] | None = None
@@ -132,6 +130,20 @@ async def alocate(share: Share, parts: list[str], rel: str) -> Target:
         raise NtStatusError(S.STATUS_OBJECT_PATH_NOT_FOUND, f"{show(rel)}: parent is not a folder")
     attrs = entry if isinstance(entry, asyncssh.SFTPAttrs) else None
     return Target(join(real, name), attrs)
+
+
+def unresolved(share: Share, parts: list[str]) -> str:
+    """The server path of ``parts`` as named, its parent not resolved."""
+    return share.root + "/" + "/".join(parts) if parts else share.root
+
+
+async def awhere(sftp: asyncssh.SFTPClient, share: Share, parts: list[str]) -> str:
+    """The server path of a name whose parent this request's lookup checked already (inside
+    the share, a folder): the parent resolved (``realpath``), pipelined with the request it
+    goes with; a name in the share's folder needs no request."""
+    if len(parts) <= 1:
+        return join(share.root, parts[0]) if parts else share.root
+    return join(await sftp.realpath(unresolved(share, parts[:-1])), parts[-1])
 
 
 async def aopen_and_stat(

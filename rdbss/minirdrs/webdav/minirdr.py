@@ -77,9 +77,6 @@ class WebDavMiniRdr(QuietConnections, PolledNotifyMiniRdr[DavShare, Open]):
         self._lock = threading.RLock()
         self._servers: dict[str, Session] = {}
         self._shares: dict[tuple[str, str], DavShare] = {}
-        #: what the last lookup on this thread found: an open of that name in the same request
-        #: (a create) takes its properties from there instead of asking again
-        self._seen = threading.local()
         # httpx logs every request at INFO; this process's log is the daemon's log.
         for noisy in ("httpx", "httpcore"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -230,7 +227,6 @@ class WebDavMiniRdr(QuietConnections, PolledNotifyMiniRdr[DavShare, Open]):
         """One PROPFIND, Depth 0; STATUS_BAD_NETWORK_NAME when the share itself is gone."""
         server = self._session(share)
         entry = server.stat(share.name, _parts(rel), rel)
-        self._seen.found = (current_request(), share, rel, entry)
         if entry is None:
             if not rel:
                 raise error(S.STATUS_BAD_NETWORK_NAME, f"share {share.name!r} is gone")
@@ -263,16 +259,13 @@ class WebDavMiniRdr(QuietConnections, PolledNotifyMiniRdr[DavShare, Open]):
         if response.status_code not in (200, 201, 204):
             raise fail(response, "MKCOL", what)
 
-    def open(self, share: DavShare, rel: str, how: OpenRequest) -> Open:
+    def open(self, share: DavShare, rel: str, how: OpenRequest) -> tuple[Open, None]:
         """A file made empty here (created, overwritten: a PUT of nothing) or what the lookup
-        of this create found; the new properties are looked up after a change."""
+        of this create found (``how.found``); the new properties are looked up after a change.
+        The create's answer is the open's own (``fstat`` asks nothing)."""
         server = self._session(share)
         parts = _parts(rel)
-        seen = getattr(self._seen, "found", None)
-        self._seen.found = None
-        entry = None
-        if seen is not None and seen[0] is current_request() and seen[1:3] == (share, rel):
-            entry = seen[3]  # what the lookup of this create found
+        entry = how.found.entry if isinstance(how.found, DavStat) else None
         if how.create or how.truncate:
             self._refuse_readonly()
             what = f"cannot {'create' if how.create else 'overwrite'} {show(rel)}"
@@ -313,7 +306,7 @@ class WebDavMiniRdr(QuietConnections, PolledNotifyMiniRdr[DavShare, Open]):
         ctx = current_request()
         op.fobx = ctx.fobx if ctx is not None else None
         self._adopt_orphan(op)
-        return op
+        return op, None
 
     def fstat(self, op: Open) -> StatLike:
         return op.stat()
