@@ -21,6 +21,7 @@ import contextlib
 import contextvars
 import stat
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
@@ -208,15 +209,14 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
             self._check_not_pending(share, rel)
             can_read, can_write, append_only = data_access(params.desired_access)
             readonly = bool(params.file_attributes & FileAttributes.READONLY)
+            base = OpenRequest(False, can_read, can_write, append_only, readonly=readonly)
             if st is None:
                 self._check_parent(share, rel)
                 decide_create(rel, disposition, options, can_write, exists=False)
                 is_dir = bool(options & _DIRECTORY_FILE)
                 with self._host("cannot create", rel):
                     made = self.mkdir(share, rel) if is_dir else None
-                    how = OpenRequest(
-                        is_dir, can_read, can_write, append_only, create=not is_dir, found=made
-                    )
+                    how = replace(base, directory=is_dir, create=not is_dir, found=made)
                     op, learned = self.open(share, rel, how)
                 information = int(CreateInformation.FILE_CREATED)
             else:
@@ -233,12 +233,12 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
                 overwrite = action is not Action.OPEN
                 if not is_dir and (can_write or overwrite) and not st.st_mode & 0o222:
                     raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(rel)} is read-only")
-                how = OpenRequest(
-                    is_dir, can_read, can_write, append_only, truncate=overwrite, found=st
+                readonly = readonly and overwrite
+                how = replace(
+                    base, directory=is_dir, truncate=overwrite, readonly=readonly, found=st
                 )
                 with self._host("cannot open", rel):
                     op, learned = self.open(share, rel, how)
-                readonly = readonly and overwrite
                 information = int(INFORMATION[action])
             return self._opened(
                 op,
@@ -269,7 +269,7 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
                     raise NtStatusError(
                         S.STATUS_ACCESS_DENIED, f"{show(rel)} is not a regular file"
                     )
-                if readonly:
+                if readonly and st.st_mode & 0o222:  # the open did not set it
                     self.set_readonly(op, True)
                     st = self.fstat(op)
             if options & _DELETE_ON_CLOSE:

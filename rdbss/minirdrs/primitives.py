@@ -54,6 +54,10 @@ class OpenRequest:
     append_only: bool = False
     create: bool = False  # a new file, exclusively
     truncate: bool = False  # overwrite or supersede: the file becomes empty
+    #: FILE_ATTRIBUTE_READONLY is to be set (a create or an overwrite asking for it): an open
+    #: that sets it itself (a mode given with the open) answers a stat showing it; otherwise
+    #: the base calls ``set_readonly`` after the open
+    readonly: bool = False
     #: what the base's lookup found at the name (for a directory just made: what ``mkdir``
     #: answered); None for a new file, or when the base knows nothing
     found: StatLike | None = None

@@ -85,6 +85,7 @@ class MemMiniRdr(PosixMiniRdr[str, MemOpen]):
         self.requests: list[OpenRequest] = []  # what each open was asked
         self.answer_stat = False  # open answers the stat it learned
         self.fstats = 0
+        self.readonly_calls = 0
 
     def _node(self, share: str, rel: str) -> Node:
         node = self.files[share].get(rel)
@@ -115,6 +116,8 @@ class MemMiniRdr(PosixMiniRdr[str, MemOpen]):
         node = self._node(share, rel)
         if how.truncate:
             del node.data[:]
+        if how.readonly and self.answer_stat:  # set with the open
+            node.mode &= ~0o222
         op = MemOpen(
             share, rel, how.directory, how.can_read, how.can_write, how.append_only, node=node
         )
@@ -169,6 +172,7 @@ class MemMiniRdr(PosixMiniRdr[str, MemOpen]):
         op.node.mtime_ns = op.node.mtime_ns if mtime_ns is None else mtime_ns
 
     def set_readonly(self, op: MemOpen, readonly: bool) -> None:
+        self.readonly_calls += 1
         op.node.mode = op.node.mode & ~0o222 if readonly else op.node.mode | 0o200
 
     def statvfs(self, share: str) -> Volume:
@@ -324,6 +328,22 @@ def test_open_gets_what_the_lookup_found_and_may_answer_the_stat(rdr: MemMiniRdr
     close(rdr, srv_open(create(rdr, "d", D.FILE_CREATE, options=Opt.FILE_DIRECTORY_FILE)))
     assert rdr.requests[-1].directory and rdr.requests[-1].found is not None  # mkdir's stat
     assert rdr.fstats == 1
+
+
+def test_an_open_may_set_the_readonly_attribute_itself(rdr: MemMiniRdr) -> None:
+    made = create(rdr, "a", D.FILE_CREATE, A.GENERIC_WRITE, attributes=FileAttributes.READONLY)
+    assert rdr.requests[-1].readonly and rdr.readonly_calls == 1  # the base set it
+    assert made.result["attributes"] & FileAttributes.READONLY
+    close(rdr, srv_open(made))
+    rdr.answer_stat = True
+    made = create(rdr, "b", D.FILE_CREATE, A.GENERIC_WRITE, attributes=FileAttributes.READONLY)
+    assert rdr.readonly_calls == 1  # the open did
+    assert made.result["attributes"] & FileAttributes.READONLY
+    close(rdr, srv_open(made))
+    close(rdr, srv_open(create(rdr, "c", D.FILE_CREATE, A.GENERIC_WRITE)))
+    opened = create(rdr, "c", D.FILE_OPEN, A.GENERIC_READ, attributes=FileAttributes.READONLY)
+    assert not rdr.requests[-1].readonly  # an open that does not overwrite leaves it
+    close(rdr, srv_open(opened))
 
 
 def test_query_open_answers_like_create_without_opening(rdr: MemMiniRdr) -> None:

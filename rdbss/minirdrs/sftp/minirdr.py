@@ -97,14 +97,12 @@ NOTIFY_INTERVAL_S = 1.0
 @dataclass(slots=True)
 class _Memo:
     """What the last primitive of the request on this thread learned, for the next one of the
-    same request: the lookup's target for the rename that follows, and an open's attributes
-    still current."""
+    same request: the lookup's target for the rename that follows."""
 
     request: RxContext | None = None
     share: Share | None = None
     rel: str = ""
     target: Target | None = None
-    seen: tuple[Open, asyncssh.SFTPAttrs] | None = None  # an open's attributes, still current
 
 
 class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
@@ -228,7 +226,9 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
     def open(self, share: Share, rel: str, how: OpenRequest) -> tuple[Open, SftpStat | None]:
         """An open, with its stat in the same round trip; a directory or an attributes-only
         open takes no handle and answers what the lookup (or mkdir) found. A new file's server
-        path is resolved in the open's round trip."""
+        path is resolved in the open's round trip. ``how.readonly``: a new file is made with
+        no write bits (OPEN's attributes); an overwritten file or a new directory loses them
+        in the round trip after."""
         found = how.found if isinstance(how.found, SftpStat) else None
         parts = rel.split("\\") if rel else []
         remote = found.remote if found is not None else ""
@@ -236,8 +236,14 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
             remote = self._remote(share, rel)
         if how.directory or not (how.can_read or how.writes or how.create):
             op = self._record(share, rel, how, remote)
-            if found is not None and found.attrs is not None:
-                self._memo().seen = (op, found.attrs)
+            known = found.attrs if found is not None else None
+            if how.readonly and known is not None:
+                attrs = self._call(
+                    share,
+                    lambda: achmod_readonly(share.conn.client(), remote, rel, known, readonly=True),
+                    f"cannot set attributes of {show(rel)}",
+                )
+                found = stat_of(attrs, remote)
             return op, found
         pflags = pflags_of(how.can_read, how.writes, how.append_only)
         if how.create:
@@ -245,12 +251,15 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         if how.truncate:
             pflags |= asyncssh.FXF_TRUNC
         path = remote or unresolved(share, parts)
+        mode = asyncssh.SFTPAttrs(permissions=0o444) if how.readonly and how.create else None
 
         async def do_open() -> tuple[asyncssh.SFTPClientFile, asyncssh.SFTPAttrs, str]:
             sftp = share.conn.client()
             where = asyncio.ensure_future(awhere(sftp, share, parts)) if not remote else None
             try:
-                handle, attrs = await aopen_and_stat(sftp, path, pflags, asyncssh.SFTPAttrs())
+                handle, attrs = await aopen_and_stat(
+                    sftp, path, pflags, mode or asyncssh.SFTPAttrs()
+                )
             except asyncssh.SFTPError as exc:
                 if where is not None:
                     where.cancel()
@@ -258,6 +267,8 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
                     await acollision(sftp, exc, path, rel)
                 fail(exc, "cannot create" if how.create else "cannot open", rel)
             try:
+                if how.readonly and not how.create:
+                    attrs = await achmod_readonly(sftp, path, rel, attrs, readonly=True)
                 return handle, attrs, remote or await cast("asyncio.Future[str]", where)
             except BaseException:
                 with contextlib.suppress(Exception):
@@ -267,7 +278,6 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         handle, attrs, real = self._call(share, do_open, f"cannot open {show(rel)}")
         op = self._record(share, rel, how, real)
         op.file = handle
-        self._memo().seen = (op, attrs)
         return op, stat_of(attrs, real)
 
     @staticmethod
@@ -298,19 +308,8 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         return stat_of(attrs, real)
 
     def fstat(self, op: Open) -> SftpStat:
-        """The open's stat; within one request what the open, the last fstat or attribute
-        change saw (nothing changed it since)."""
-        attrs = self._seen(op)
-        if attrs is None:
-            attrs = self._call(op.share, lambda: astat(op), f"cannot query {show(op.path)}")
-        self._memo().seen = (op, attrs)
+        attrs = self._call(op.share, lambda: astat(op), f"cannot query {show(op.path)}")
         return stat_of(attrs, op.remote)
-
-    def _seen(self, op: Open) -> asyncssh.SFTPAttrs | None:
-        """The attributes of ``op`` known without a round trip (then forgotten), or None."""
-        memo = self._memo()
-        seen, memo.seen = memo.seen, None
-        return seen[1] if seen is not None and seen[0] is op else None
 
     def close_handle(self, op: Open) -> None:
         """Close the handle. On a lost connection there is nothing to close: every write was
@@ -342,7 +341,6 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         if handle is None:
             raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(op.path)} is not open for writing")
         payload = bytes(data)
-        self._seen(op)  # the size and times change
 
         async def write() -> int:
             try:
@@ -382,7 +380,6 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         return Result()
 
     def set_size(self, op: Open, size: int) -> None:
-        self._seen(op)  # the size changes
         handle = op.file
         if handle is None:
             raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(op.path)} is not open for writing")
@@ -401,7 +398,6 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         """SFTP v3 sets both times at once, in whole seconds. Times set through a handle stick
         until it is closed (MS-FSA 2.1.5.14.2): every later write or size change puts them
         back (``arepin``)."""
-        self._seen(op)  # the times change
 
         async def apply() -> None:
             sftp = op.conn.client()
@@ -418,22 +414,17 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         self._call(op.share, apply, f"cannot set attributes of {show(op.path)}")
 
     def set_readonly(self, op: Open, readonly: bool) -> None:
-        """The write bits changed from the mode this request saw last (a create's own stat),
-        else from a fresh stat."""
-        known = self._seen(op)
+        """The write bits changed from the mode a fresh stat reports."""
 
-        async def apply() -> asyncssh.SFTPAttrs:
+        async def apply() -> None:
             sftp = op.conn.client()
-            current = known
-            if current is None:
-                try:
-                    current = await sftp.stat(op.remote)
-                except asyncssh.SFTPError as exc:
-                    fail(exc, "cannot set attributes of", op.path)
-            return await achmod_readonly(sftp, op, current, readonly=readonly)
+            try:
+                current = await sftp.stat(op.remote)
+            except asyncssh.SFTPError as exc:
+                fail(exc, "cannot set attributes of", op.path)
+            await achmod_readonly(sftp, op.remote, op.path, current, readonly=readonly)
 
-        attrs = self._call(op.share, apply, f"cannot set attributes of {show(op.path)}")
-        self._memo().seen = (op, attrs)
+        self._call(op.share, apply, f"cannot set attributes of {show(op.path)}")
 
     def statvfs(self, share: Share) -> Volume:
         async def query() -> asyncssh.SFTPVFSAttrs:

@@ -182,7 +182,7 @@ async def astat(op: Open) -> asyncssh.SFTPAttrs:
 
 
 async def achmod_readonly(
-    sftp: asyncssh.SFTPClient, op: Open, attrs: asyncssh.SFTPAttrs, *, readonly: bool
+    sftp: asyncssh.SFTPClient, remote: str, rel: str, attrs: asyncssh.SFTPAttrs, *, readonly: bool
 ) -> asyncssh.SFTPAttrs:
     """FILE_ATTRIBUTE_READONLY as the write permission bits: set or clear them."""
     mode = mode_of(attrs)
@@ -190,9 +190,9 @@ async def achmod_readonly(
     if new == mode:
         return attrs
     try:
-        await sftp.setstat(op.remote, asyncssh.SFTPAttrs(permissions=stat.S_IMODE(new)))
+        await sftp.setstat(remote, asyncssh.SFTPAttrs(permissions=stat.S_IMODE(new)))
     except asyncssh.SFTPError as exc:
-        fail(exc, "cannot set attributes of", op.path)
+        fail(exc, "cannot set attributes of", rel)
     attrs.permissions = new
     return attrs
 

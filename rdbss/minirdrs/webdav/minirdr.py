@@ -244,7 +244,8 @@ class WebDavMiniRdr(QuietConnections, PolledNotifyMiniRdr[DavShare, Open]):
 
     @staticmethod
     def _refuse_readonly() -> None:
-        """WebDAV has no read-only attribute: a create that would set it makes nothing."""
+        """WebDAV has no read-only attribute: a create of a folder that would set it makes
+        nothing (the open of a file is told by ``how.readonly``)."""
         ctx = current_request()
         params = ctx.create if ctx is not None else None
         if params is not None and params.file_attributes & FileAttributes.READONLY:
@@ -266,8 +267,9 @@ class WebDavMiniRdr(QuietConnections, PolledNotifyMiniRdr[DavShare, Open]):
         server = self._session(share)
         parts = _parts(rel)
         entry = how.found.entry if isinstance(how.found, DavStat) else None
+        if how.readonly:  # before anything is made
+            raise error(S.STATUS_NOT_SUPPORTED, "WebDAV has no read-only attribute")
         if how.create or how.truncate:
-            self._refuse_readonly()
             what = f"cannot {'create' if how.create else 'overwrite'} {show(rel)}"
             # If-None-Match: * so a file someone else made meanwhile is not clobbered
             headers = {"If-None-Match": "*"} if how.create else None
