@@ -452,7 +452,7 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
                     S.STATUS_ACCESS_DENIED, f"{show(target)} is a directory: cannot replace it"
                 )
         with self._host(f"cannot rename {show(op.path)} to", target):
-            self.rename(op.share, op.path, target, replace=replace)
+            self.rename(op, target, replace=replace, existing=existing)
         old = op.path
         self._opens.renamed(op.share, old, target)
         self.renamed(op.share, old, target)

@@ -147,11 +147,13 @@ class PosixPrimitives(Generic[ShareT, OpenT]):
         ``how.found``), else None."""
         raise NotImplementedError
 
-    def rename(self, share: ShareT, rel: str, target: str, *, replace: bool) -> None:
-        """Move the entry ``rel`` (not what a link points to) to ``target``, replacing the file
-        there when ``replace``. The base checked before: ``rel`` is not the root, the
-        target's parent exists, an existing target is allowed (``replace``) and is not a
-        directory. The base then moves the opens at or under ``rel``."""
+    def rename(self, op: OpenT, target: str, *, replace: bool, existing: StatLike | None) -> None:
+        """Move the entry ``op`` opened (not what a link points to) to ``target``, replacing
+        the file there when ``replace``. ``existing``: what the base's lookup found at
+        ``target`` (not following a link), None when nothing was there. The base checked
+        before: ``op`` is not the root, the target's parent exists, an existing target is
+        allowed (``replace``) and is not a directory. The base then moves the opens at or
+        under the old name (``op`` among them) to the new one."""
         raise NotImplementedError
 
     def unlink(self, op: OpenT) -> None:

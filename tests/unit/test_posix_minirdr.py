@@ -86,6 +86,7 @@ class MemMiniRdr(PosixMiniRdr[str, MemOpen]):
         self.answer_stat = False  # open answers the stat it learned
         self.fstats = 0
         self.readonly_calls = 0
+        self.renames: list[tuple[MemOpen, str, Any]] = []
 
     def _node(self, share: str, rel: str) -> Node:
         node = self.files[share].get(rel)
@@ -152,8 +153,9 @@ class MemMiniRdr(PosixMiniRdr[str, MemOpen]):
         self.files[share][rel] = node = Node(True, mode=0o755)
         return self._stat(node) if self.answer_stat else None
 
-    def rename(self, share: str, rel: str, target: str, *, replace: bool) -> None:
-        files = self.files[share]
+    def rename(self, op: MemOpen, target: str, *, replace: bool, existing: Any) -> None:
+        self.renames.append((op, target, existing))
+        files, rel = self.files[op.share], op.path
         for path in [p for p in files if p == rel or p.startswith(rel + "\\")]:
             files[target + path[len(rel) :]] = files.pop(path)
 
@@ -426,12 +428,14 @@ def test_rename_moves_the_open_and_its_children(rdr: MemMiniRdr) -> None:
     d = srv_open(create(rdr, "d", D.FILE_CREATE, options=Opt.FILE_DIRECTORY_FILE))
     f = srv_open(create(rdr, "d\\f", D.FILE_CREATE))
     set_info(rdr, d, Info.FileRenameInformation, target="e")
+    assert rdr.renames[-1] == (rdr._opens.get(d), "e", None)  # the open; nothing at "e"
     assert set(rdr.files["mem"]) == {"", "e", "e\\f"}
     assert rdr._opens.get(f).path == "e\\f"
     close(rdr, srv_open(create(rdr, "g", D.FILE_CREATE)))
     rename = Info.FileRenameInformation
     assert status(set_info, rdr, f, rename, target="g") == S.STATUS_OBJECT_NAME_COLLISION
     set_info(rdr, f, rename, target="g", replace=True)
+    assert rdr.renames[-1][2] is not None  # what the base found at "g"
     assert "g" in rdr.files["mem"] and "e\\f" not in rdr.files["mem"]
     replacing_a_dir = status(set_info, rdr, f, rename, target="e", replace=True)
     assert replacing_a_dir == S.STATUS_ACCESS_DENIED

@@ -264,8 +264,9 @@ class LocalMiniRdr(QuietConnections, PosixMiniRdr[Share, _Open]):
     def mkdir(self, share: Share, rel: str) -> None:
         os.mkdir(self._shares.host_path(share, rel), 0o777)
 
-    def rename(self, share: Share, rel: str, target: str, *, replace: bool) -> None:
-        os.rename(self._shares.host_entry(share, rel), self._shares.host_entry(share, target))
+    def rename(self, op: _Open, target: str, *, replace: bool, existing: StatLike | None) -> None:
+        share = op.share
+        os.rename(self._shares.host_entry(share, op.path), self._shares.host_entry(share, target))
 
     def unlink(self, op: _Open) -> None:
         os.unlink(self._shares.host_entry(op.share, op.path))

@@ -35,10 +35,8 @@ import asyncio
 import contextlib
 import logging
 import stat
-import threading
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar, cast
 
 import asyncssh
@@ -61,7 +59,6 @@ from rdbss.minirdrs.sftp.config import SftpConfigError, parse_config
 from rdbss.minirdrs.sftp.errors import fail
 from rdbss.minirdrs.sftp.remote import (
     Open,
-    Target,
     achmod_readonly,
     aclose_handle,
     acollision,
@@ -94,17 +91,6 @@ T = TypeVar("T")
 NOTIFY_INTERVAL_S = 1.0
 
 
-@dataclass(slots=True)
-class _Memo:
-    """What the last primitive of the request on this thread learned, for the next one of the
-    same request: the lookup's target for the rename that follows."""
-
-    request: RxContext | None = None
-    share: Share | None = None
-    rel: str = ""
-    target: Target | None = None
-
-
 class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
     """Serves folders of SSH servers over SFTP (asyncssh)."""
 
@@ -125,7 +111,6 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         self.start_watches(config, NOTIFY_INTERVAL_S)
         self.timeout = self.settings.timeout
         self._sessions = Sessions(name, self.settings)
-        self._local = threading.local()
         self._closing = False
         # asyncssh logs every connect and SFTP session at INFO; keep the daemon log for ours
         aslog = logging.getLogger("asyncssh")
@@ -141,23 +126,8 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         timeout = CLOSE_WAIT_S if self._closing else self._sessions.deadline(current_request())
         return self._sessions.run(share.conn, factory, timeout, what)
 
-    def _memo(self) -> _Memo:
-        """This thread's memo, empty when it was made for another request."""
-        memo = getattr(self._local, "memo", None)
-        request = current_request()
-        if memo is None or memo.request is not request:
-            memo = self._local.memo = _Memo(request)
-        return memo
-
     def _remote(self, share: Share, rel: str) -> str:
-        """The server path of ``rel``: from this request's lookup or open when it had it
-        (no round trip), from an open of it, else looked up."""
-        memo = self._memo()
-        if memo.share is share and memo.rel == rel and memo.target is not None:
-            return memo.target.remote
-        for op in self._opens.values():
-            if op.share is share and op.path == rel:
-                return op.remote
+        """The server path of ``rel``, looked up (one round trip)."""
         parts = rel.split("\\") if rel else []
         return self._call(
             share, lambda: alocate(share, parts, rel), f"cannot open {show(rel)}"
@@ -195,10 +165,8 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
 
     def lookup(self, share: Share, rel: str, *, follow: bool = True) -> SftpStat | None:
         """One round trip (``alocate``; a symbolic link followed: ``_follow``)."""
-        memo = self._memo()
         parts = rel.split("\\") if rel else []
         target = self._call(share, lambda: alocate(share, parts, rel), f"cannot open {show(rel)}")
-        memo.share, memo.rel, memo.target = share, rel, target
         if target.attrs is None:
             return None
         if follow and stat.S_ISLNK(mode_of(target.attrs)):
@@ -477,20 +445,18 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
             f"cannot delete {show(rel)}",
         )
 
-    def rename(self, share: Share, rel: str, target: str, *, replace: bool) -> None:
-        """RENAME, or posix-rename@openssh.com to replace an existing file; then every open at
-        or under ``rel`` points at its new server path."""
-        memo = self._memo()
-        found = memo.target if memo.share is share and memo.rel == target else None
-        old_remote = self._remote(share, rel)
-        new_remote = found.remote if found is not None else self._remote(share, target)
-        existing = found is None or found.attrs is not None
+    def rename(self, op: Open, target: str, *, replace: bool, existing: StatLike | None) -> None:
+        """posix-rename@openssh.com onto the existing file the base found (its server path from
+        that lookup), else RENAME, with the new parent resolved in the same round trip; then
+        every open at or under the old name points at its new server path."""
+        share, rel, old_remote = op.share, op.path, op.remote
+        found = existing if isinstance(existing, SftpStat) and existing.remote else None
+        parts = target.split("\\")
         what = f"cannot rename {show(rel)} to"
 
-        async def move() -> None:
-            sftp = share.conn.client()
+        async def do_rename(sftp: asyncssh.SFTPClient, new_remote: str) -> None:
             try:
-                if existing:
+                if found is not None:
                     await sftp.posix_rename(old_remote, new_remote)
                 else:
                     await sftp.rename(old_remote, new_remote)
@@ -504,7 +470,20 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
                     await acollision(sftp, exc, new_remote, target)
                 fail(exc, what, target)
 
-        self._call(share, move, f"{what} {show(target)}")
+        async def move() -> str:
+            sftp = share.conn.client()
+            if found is not None:
+                await do_rename(sftp, found.remote)
+                return found.remote
+            where = asyncio.ensure_future(awhere(sftp, share, parts))
+            try:
+                await do_rename(sftp, unresolved(share, parts))
+            except BaseException:
+                where.cancel()
+                raise
+            return await where
+
+        new_remote = self._call(share, move, f"{what} {show(target)}")
         prefix = rel + "\\"
         with self._opens.lock:
             for other in self._opens.values():

@@ -345,14 +345,11 @@ class WebDavMiniRdr(QuietConnections, PolledNotifyMiniRdr[DavShare, Open]):
         children = op.server.children(op.share.name, op.parts, op.path)
         return [(name, self._stat(op.share, op.server, e)) for name, e in children.items()]
 
-    def rename(self, share: DavShare, rel: str, target: str, *, replace: bool) -> None:
-        ctx = current_request()
-        moved = self._opens.find(ctx.srv_open if ctx is not None else None)
-        server = moved.server if moved is not None else self._session(share)
-        is_dir = moved.is_dir if moved is not None else False
-        for op in self._opens.values():
-            if op.share is share and op.path == rel:
-                spool.end_upload(op)  # a streamed PUT goes to the old name: end it before
+    def rename(self, op: Open, target: str, *, replace: bool, existing: StatLike | None) -> None:
+        share, rel, server, is_dir = op.share, op.path, op.server, op.is_dir
+        for other in self._opens.values():
+            if other.share is share and other.path == rel:
+                spool.end_upload(other)  # a streamed PUT goes to the old name: end it before
         source = server.url(share.name, _parts(rel), collection=is_dir)
         destination = server.url(share.name, _parts(target), collection=is_dir)
         what = f"cannot rename {show(rel)} to {show(target)}"
