@@ -112,8 +112,8 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
 
     def parent_known(self, share: ShareT, rel: str) -> bool:
         """True when the parent folder of ``rel`` is known to exist without looking it up (the
-        share root, checked at MRxCreateVNetRoot; a folder this request's lookup saw). False
-        (the default) looks it up."""
+        share root, checked at MRxCreateVNetRoot; any parent, for a backend whose ``lookup``
+        checks the parent itself with the same statuses). False (the default) looks it up."""
         return False
 
     # --- helpers ------------------------------------------------------------------------------
