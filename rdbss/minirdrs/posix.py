@@ -21,6 +21,7 @@ import contextlib
 import contextvars
 import stat
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
@@ -111,8 +112,8 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
 
     def parent_known(self, share: ShareT, rel: str) -> bool:
         """True when the parent folder of ``rel`` is known to exist without looking it up (the
-        share root, checked at MRxCreateVNetRoot; a folder this request's lookup saw). False
-        (the default) looks it up."""
+        share root, checked at MRxCreateVNetRoot; any parent, for a backend whose ``lookup``
+        checks the parent itself with the same statuses). False (the default) looks it up."""
         return False
 
     # --- helpers ------------------------------------------------------------------------------
@@ -152,9 +153,9 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
                 S.STATUS_OBJECT_PATH_NOT_FOUND, f"{show(rel)}: parent folder not found"
             )
 
-    def _check_deletable(self, op: OpenT) -> None:
+    def _check_deletable(self, op: OpenT, st: StatLike | None = None) -> None:
         """Refuse what cannot be marked delete-pending: the share root, a non-empty directory,
-        a read-only file."""
+        a read-only file (``st``: the open's stat when the caller has it)."""
         if not op.path:
             raise NtStatusError(S.STATUS_ACCESS_DENIED, "the share root cannot be deleted")
         with self._host("cannot delete", op.path):
@@ -163,7 +164,7 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
                     raise NtStatusError(
                         S.STATUS_DIRECTORY_NOT_EMPTY, f"{show(op.path)} is not empty"
                     )
-            elif not self.fstat(op).st_mode & 0o222:
+            elif not (st if st is not None else self.fstat(op)).st_mode & 0o222:
                 raise NtStatusError(S.STATUS_CANNOT_DELETE, f"{show(op.path)} is read-only")
 
     def _close_quietly(self, op: OpenT) -> None:
@@ -208,15 +209,15 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
             self._check_not_pending(share, rel)
             can_read, can_write, append_only = data_access(params.desired_access)
             readonly = bool(params.file_attributes & FileAttributes.READONLY)
+            base = OpenRequest(False, can_read, can_write, append_only, readonly=readonly)
             if st is None:
                 self._check_parent(share, rel)
                 decide_create(rel, disposition, options, can_write, exists=False)
                 is_dir = bool(options & _DIRECTORY_FILE)
-                how = OpenRequest(is_dir, can_read, can_write, append_only, create=not is_dir)
                 with self._host("cannot create", rel):
-                    if is_dir:
-                        self.mkdir(share, rel)
-                    op = self.open(share, rel, how)
+                    made = self.mkdir(share, rel) if is_dir else None
+                    how = replace(base, directory=is_dir, create=not is_dir, found=made)
+                    op, learned = self.open(share, rel, how)
                 information = int(CreateInformation.FILE_CREATED)
             else:
                 is_dir = stat.S_ISDIR(st.st_mode)
@@ -232,31 +233,47 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
                 overwrite = action is not Action.OPEN
                 if not is_dir and (can_write or overwrite) and not st.st_mode & 0o222:
                     raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(rel)} is read-only")
-                how = OpenRequest(is_dir, can_read, can_write, append_only, truncate=overwrite)
-                with self._host("cannot open", rel):
-                    op = self.open(share, rel, how)
                 readonly = readonly and overwrite
+                how = replace(
+                    base, directory=is_dir, truncate=overwrite, readonly=readonly, found=st
+                )
+                with self._host("cannot open", rel):
+                    op, learned = self.open(share, rel, how)
                 information = int(INFORMATION[action])
             return self._opened(
-                op, rel, options, readonly=readonly, created=st is None, information=information
+                op,
+                learned,
+                options,
+                readonly=readonly,
+                created=st is None,
+                information=information,
             )
 
     def _opened(
-        self, op: OpenT, rel: str, options: int, *, readonly: bool, created: bool, information: int
+        self,
+        op: OpenT,
+        learned: StatLike | None,
+        options: int,
+        *,
+        readonly: bool,
+        created: bool,
+        information: int,
     ) -> Result:
-        """A create's last steps once ``open`` succeeded; undone if one fails."""
+        """A create's last steps once ``open`` succeeded (``learned``: the stat it answered);
+        undone if one fails."""
+        rel = op.path
         try:
             with self._host("cannot open", rel):
-                st = self.fstat(op)
+                st = learned if learned is not None else self.fstat(op)
                 if not op.is_dir and not stat.S_ISREG(st.st_mode):  # replaced since the lookup
                     raise NtStatusError(
                         S.STATUS_ACCESS_DENIED, f"{show(rel)} is not a regular file"
                     )
-                if readonly:
+                if readonly and st.st_mode & 0o222:  # the open did not set it
                     self.set_readonly(op, True)
                     st = self.fstat(op)
             if options & _DELETE_ON_CLOSE:
-                self._check_deletable(op)
+                self._check_deletable(op, st)
                 self._opens.mark_delete_pending(op)
         except NtStatusError:
             self._abandon(op, created=created)
@@ -435,7 +452,7 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
                     S.STATUS_ACCESS_DENIED, f"{show(target)} is a directory: cannot replace it"
                 )
         with self._host(f"cannot rename {show(op.path)} to", target):
-            self.rename(op.share, op.path, target, replace=replace)
+            self.rename(op, target, replace=replace, existing=existing)
         old = op.path
         self._opens.renamed(op.share, old, target)
         self.renamed(op.share, old, target)

@@ -22,6 +22,12 @@ Stats. ``lookup``, ``fstat`` and ``list_dir`` answer ``StatLike`` objects: an ``
 or anything with its fields (``st_mode`` with the S_IFDIR/S_IFREG kind and the permission
 bits, ``st_size``, ``st_blocks``, ``st_nlink``, ``st_ino``, the ``*_ns`` times). A backend
 without modes fills 0o755/0o644. ``file_info`` turns one into the file info map.
+
+What the base learned travels with the request, so a backend keeps no note of its own between
+two primitives of one request: ``open`` gets the stat the base's lookup (or ``mkdir``) answered
+in ``OpenRequest.found``, a stat may carry whatever the backend needs besides the ``st_*``
+fields (a resolved server path, a WebDAV entry), and ``open`` answers the stat it learned with
+the open, so the create's answer needs no ``fstat``.
 """
 
 from __future__ import annotations
@@ -39,8 +45,8 @@ S = NtStatus
 
 @dataclass(frozen=True, slots=True)
 class OpenRequest:
-    """What ``open`` is asked for: the entry's kind, the data access granted to the open, and
-    what the open does to the entry."""
+    """What ``open`` is asked for: the entry's kind, the data access granted to the open, what
+    the open does to the entry, and what the base knows of it already."""
 
     directory: bool
     can_read: bool
@@ -48,6 +54,13 @@ class OpenRequest:
     append_only: bool = False
     create: bool = False  # a new file, exclusively
     truncate: bool = False  # overwrite or supersede: the file becomes empty
+    #: FILE_ATTRIBUTE_READONLY is to be set (a create or an overwrite asking for it): an open
+    #: that sets it itself (a mode given with the open) answers a stat showing it; otherwise
+    #: the base calls ``set_readonly`` after the open
+    readonly: bool = False
+    #: what the base's lookup found at the name (for a directory just made: what ``mkdir``
+    #: answered); None for a new file, or when the base knows nothing
+    found: StatLike | None = None
 
     @property
     def writes(self) -> bool:
@@ -87,10 +100,14 @@ class PosixPrimitives(Generic[ShareT, OpenT]):
         component itself (what rename and delete act on)."""
         raise NotImplementedError
 
-    def open(self, share: ShareT, rel: str, how: OpenRequest) -> OpenT:
-        """Open ``rel`` and answer the backend's open record: an ``OpenBase`` subclass built
+    def open(self, share: ShareT, rel: str, how: OpenRequest) -> tuple[OpenT, StatLike | None]:
+        """Open ``rel`` and answer the backend's open record (an ``OpenBase`` subclass built
         from ``share``, ``rel``, ``how.directory``, ``how.can_read``, ``how.can_write`` and
-        ``how.append_only``, holding whatever handle the backend needs. ``how.create``: make a
+        ``how.append_only``, holding whatever handle the backend needs) with the entry's stat
+        after the open when the open learned it without asking again (a stat sent along with
+        the open, ``how.found`` for an open that changes nothing), else None: the base then
+        asks ``fstat``. The stat answered must be the entry's now, as ``fstat`` would answer
+        it. ``how.found`` spares a backend looking the name up again. ``how.create``: make a
         new file, exclusively (OBJECT_NAME_COLLISION when something appeared meanwhile);
         ``how.directory``: a directory (``mkdir`` made it first when it is new);
         ``how.truncate``: the file becomes empty. The data is opened for reading when
@@ -124,15 +141,19 @@ class PosixPrimitives(Generic[ShareT, OpenT]):
         entries it describes)."""
         raise NotImplementedError
 
-    def mkdir(self, share: ShareT, rel: str) -> None:
-        """Make the directory ``rel`` (its parent exists; nothing is there yet)."""
+    def mkdir(self, share: ShareT, rel: str) -> StatLike | None:
+        """Make the directory ``rel`` (its parent exists; nothing is there yet); answer its
+        stat when that came along (the base gives it to the ``open`` that follows as
+        ``how.found``), else None."""
         raise NotImplementedError
 
-    def rename(self, share: ShareT, rel: str, target: str, *, replace: bool) -> None:
-        """Move the entry ``rel`` (not what a link points to) to ``target``, replacing the file
-        there when ``replace``. The base checked before: ``rel`` is not the root, the
-        target's parent exists, an existing target is allowed (``replace``) and is not a
-        directory. The base then moves the opens at or under ``rel``."""
+    def rename(self, op: OpenT, target: str, *, replace: bool, existing: StatLike | None) -> None:
+        """Move the entry ``op`` opened (not what a link points to) to ``target``, replacing
+        the file there when ``replace``. ``existing``: what the base's lookup found at
+        ``target`` (not following a link), None when nothing was there. The base checked
+        before: ``op`` is not the root, the target's parent exists, an existing target is
+        allowed (``replace``) and is not a directory. The base then moves the opens at or
+        under the old name (``op`` among them) to the new one."""
         raise NotImplementedError
 
     def unlink(self, op: OpenT) -> None:

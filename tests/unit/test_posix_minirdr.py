@@ -82,6 +82,11 @@ class MemMiniRdr(PosixMiniRdr[str, MemOpen]):
             s: {"": Node(True, mode=0o755)} for s in config["shares"]
         }
         self.closed: list[str] = []
+        self.requests: list[OpenRequest] = []  # what each open was asked
+        self.answer_stat = False  # open answers the stat it learned
+        self.fstats = 0
+        self.readonly_calls = 0
+        self.renames: list[tuple[MemOpen, str, Any]] = []
 
     def _node(self, share: str, rel: str) -> Node:
         node = self.files[share].get(rel)
@@ -103,7 +108,8 @@ class MemMiniRdr(PosixMiniRdr[str, MemOpen]):
         node = self.files[share].get(rel)
         return None if node is None else self._stat(node)
 
-    def open(self, share: str, rel: str, how: OpenRequest) -> MemOpen:
+    def open(self, share: str, rel: str, how: OpenRequest) -> tuple[MemOpen, MemStat | None]:
+        self.requests.append(how)
         if how.create:
             if rel in self.files[share]:
                 raise FileExistsError(17, "File exists")
@@ -111,11 +117,15 @@ class MemMiniRdr(PosixMiniRdr[str, MemOpen]):
         node = self._node(share, rel)
         if how.truncate:
             del node.data[:]
-        return MemOpen(
+        if how.readonly and self.answer_stat:  # set with the open
+            node.mode &= ~0o222
+        op = MemOpen(
             share, rel, how.directory, how.can_read, how.can_write, how.append_only, node=node
         )
+        return op, (self._stat(node) if self.answer_stat else None)
 
     def fstat(self, op: MemOpen) -> MemStat:
+        self.fstats += 1
         return self._stat(op.node)
 
     def close_handle(self, op: MemOpen) -> None:
@@ -139,11 +149,13 @@ class MemMiniRdr(PosixMiniRdr[str, MemOpen]):
             if rel and rel.startswith(prefix) and "\\" not in rel[len(prefix) :]
         ]
 
-    def mkdir(self, share: str, rel: str) -> None:
-        self.files[share][rel] = Node(True, mode=0o755)
+    def mkdir(self, share: str, rel: str) -> MemStat | None:
+        self.files[share][rel] = node = Node(True, mode=0o755)
+        return self._stat(node) if self.answer_stat else None
 
-    def rename(self, share: str, rel: str, target: str, *, replace: bool) -> None:
-        files = self.files[share]
+    def rename(self, op: MemOpen, target: str, *, replace: bool, existing: Any) -> None:
+        self.renames.append((op, target, existing))
+        files, rel = self.files[op.share], op.path
         for path in [p for p in files if p == rel or p.startswith(rel + "\\")]:
             files[target + path[len(rel) :]] = files.pop(path)
 
@@ -162,6 +174,7 @@ class MemMiniRdr(PosixMiniRdr[str, MemOpen]):
         op.node.mtime_ns = op.node.mtime_ns if mtime_ns is None else mtime_ns
 
     def set_readonly(self, op: MemOpen, readonly: bool) -> None:
+        self.readonly_calls += 1
         op.node.mode = op.node.mode & ~0o222 if readonly else op.node.mode | 0o200
 
     def statvfs(self, share: str) -> Volume:
@@ -304,6 +317,37 @@ def test_a_known_parent_is_not_looked_up() -> None:
     assert status(create, rdr, "no\\x", D.FILE_CREATE) == S.STATUS_OBJECT_PATH_NOT_FOUND
 
 
+def test_open_gets_what_the_lookup_found_and_may_answer_the_stat(rdr: MemMiniRdr) -> None:
+    close(rdr, srv_open(create(rdr, "f", D.FILE_CREATE, A.GENERIC_WRITE)))
+    assert rdr.requests[-1].found is None  # a new file
+    assert rdr.fstats == 1  # the open answered no stat: the create asked fstat
+    rdr.answer_stat = True
+    opened = create(rdr, "f", D.FILE_OPEN, A.GENERIC_READ)
+    found = rdr.requests[-1].found
+    assert found is not None and found.st_ino == opened.result["file_id"]
+    assert rdr.fstats == 1  # the create answered the open's own stat
+    close(rdr, srv_open(opened))
+    close(rdr, srv_open(create(rdr, "d", D.FILE_CREATE, options=Opt.FILE_DIRECTORY_FILE)))
+    assert rdr.requests[-1].directory and rdr.requests[-1].found is not None  # mkdir's stat
+    assert rdr.fstats == 1
+
+
+def test_an_open_may_set_the_readonly_attribute_itself(rdr: MemMiniRdr) -> None:
+    made = create(rdr, "a", D.FILE_CREATE, A.GENERIC_WRITE, attributes=FileAttributes.READONLY)
+    assert rdr.requests[-1].readonly and rdr.readonly_calls == 1  # the base set it
+    assert made.result["attributes"] & FileAttributes.READONLY
+    close(rdr, srv_open(made))
+    rdr.answer_stat = True
+    made = create(rdr, "b", D.FILE_CREATE, A.GENERIC_WRITE, attributes=FileAttributes.READONLY)
+    assert rdr.readonly_calls == 1  # the open did
+    assert made.result["attributes"] & FileAttributes.READONLY
+    close(rdr, srv_open(made))
+    close(rdr, srv_open(create(rdr, "c", D.FILE_CREATE, A.GENERIC_WRITE)))
+    opened = create(rdr, "c", D.FILE_OPEN, A.GENERIC_READ, attributes=FileAttributes.READONLY)
+    assert not rdr.requests[-1].readonly  # an open that does not overwrite leaves it
+    close(rdr, srv_open(opened))
+
+
 def test_query_open_answers_like_create_without_opening(rdr: MemMiniRdr) -> None:
     close(rdr, srv_open(create(rdr, "f", D.FILE_CREATE)))
     params = CreateParameters(desired_access=int(A.FILE_READ_ATTRIBUTES))
@@ -384,12 +428,14 @@ def test_rename_moves_the_open_and_its_children(rdr: MemMiniRdr) -> None:
     d = srv_open(create(rdr, "d", D.FILE_CREATE, options=Opt.FILE_DIRECTORY_FILE))
     f = srv_open(create(rdr, "d\\f", D.FILE_CREATE))
     set_info(rdr, d, Info.FileRenameInformation, target="e")
+    assert rdr.renames[-1] == (rdr._opens.get(d), "e", None)  # the open; nothing at "e"
     assert set(rdr.files["mem"]) == {"", "e", "e\\f"}
     assert rdr._opens.get(f).path == "e\\f"
     close(rdr, srv_open(create(rdr, "g", D.FILE_CREATE)))
     rename = Info.FileRenameInformation
     assert status(set_info, rdr, f, rename, target="g") == S.STATUS_OBJECT_NAME_COLLISION
     set_info(rdr, f, rename, target="g", replace=True)
+    assert rdr.renames[-1][2] is not None  # what the base found at "g"
     assert "g" in rdr.files["mem"] and "e\\f" not in rdr.files["mem"]
     replacing_a_dir = status(set_info, rdr, f, rename, target="e", replace=True)
     assert replacing_a_dir == S.STATUS_ACCESS_DENIED

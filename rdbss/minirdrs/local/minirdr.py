@@ -176,7 +176,7 @@ class LocalMiniRdr(QuietConnections, PosixMiniRdr[Share, _Open]):
             return str(last[2])
         return self._shares.host_path(share, rel)
 
-    def open(self, share: Share, rel: str, how: OpenRequest) -> _Open:
+    def open(self, share: Share, rel: str, how: OpenRequest) -> tuple[_Open, None]:
         host = self._host_path(share, rel)
         if how.directory:
             flags = os.O_RDONLY | os.O_DIRECTORY | _O_COMMON
@@ -192,7 +192,7 @@ class LocalMiniRdr(QuietConnections, PosixMiniRdr[Share, _Open]):
             fd, path_only = self._open_fd(
                 host, rel, flags, wants_data=how.can_read or how.can_write
             )
-        return _Open(
+        op = _Open(
             share,
             rel,
             how.directory,
@@ -202,6 +202,7 @@ class LocalMiniRdr(QuietConnections, PosixMiniRdr[Share, _Open]):
             fd=fd,
             path_only=path_only,
         )
+        return op, None  # the create's answer comes from fstat: one system call
 
     @staticmethod
     def _open_fd(host: str, rel: str, flags: int, *, wants_data: bool) -> tuple[int, bool]:
@@ -263,8 +264,9 @@ class LocalMiniRdr(QuietConnections, PosixMiniRdr[Share, _Open]):
     def mkdir(self, share: Share, rel: str) -> None:
         os.mkdir(self._shares.host_path(share, rel), 0o777)
 
-    def rename(self, share: Share, rel: str, target: str, *, replace: bool) -> None:
-        os.rename(self._shares.host_entry(share, rel), self._shares.host_entry(share, target))
+    def rename(self, op: _Open, target: str, *, replace: bool, existing: StatLike | None) -> None:
+        share = op.share
+        os.rename(self._shares.host_entry(share, op.path), self._shares.host_entry(share, target))
 
     def unlink(self, op: _Open) -> None:
         os.unlink(self._shares.host_entry(op.share, op.path))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncssh
 
@@ -44,7 +44,9 @@ def ns_of(seconds: int | float | None, ns: int | None) -> int:
 
 @dataclass(frozen=True, slots=True)
 class SftpStat:
-    """The fields of os.stat_result the base and ``file_info`` read, from SFTP attributes."""
+    """The fields of os.stat_result the base and ``file_info`` read, from SFTP attributes;
+    with the server path and the attributes they came from (what an open of the name a lookup
+    found needs, without asking again)."""
 
     st_mode: int
     st_size: int
@@ -54,6 +56,8 @@ class SftpStat:
     st_atime_ns: int
     st_mtime_ns: int
     st_ctime_ns: int
+    remote: str = field(default="", compare=False)
+    attrs: asyncssh.SFTPAttrs | None = field(default=None, compare=False, repr=False)
 
 
 def file_id(remote: str) -> int:
@@ -74,6 +78,8 @@ def stat_of(attrs: asyncssh.SFTPAttrs, remote: str) -> SftpStat:
         st_atime_ns=ns_of(attrs.atime, attrs.atime_ns),
         st_mtime_ns=mtime,
         st_ctime_ns=ns_of(attrs.ctime, attrs.ctime_ns) if attrs.ctime is not None else mtime,
+        remote=remote,
+        attrs=attrs,
     )
 
 

@@ -24,20 +24,19 @@ What SFTP v3 changes:
 - change notification: SFTP cannot tell us about changes, so a pending notify polls the
   folder's listing.
 - round trips: a primitive is one round trip, its independent requests pipelined (OpenSSH
-  answers them in order). The lookup's answer serves the create's open and the query open, and
-  the open's own stat serves the create's answer (``_Memo``), so a create is two round trips
-  and a query open one.
+  answers them in order). The lookup's stat (``SftpStat``: with its server path and attributes)
+  comes back to the open as ``OpenRequest.found``, and the open answers the stat sent along
+  with it, so a create is two round trips and a query open one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import stat
-import threading
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar, cast
 
 import asyncssh
@@ -60,7 +59,6 @@ from rdbss.minirdrs.sftp.config import SftpConfigError, parse_config
 from rdbss.minirdrs.sftp.errors import fail
 from rdbss.minirdrs.sftp.remote import (
     Open,
-    Target,
     achmod_readonly,
     aclose_handle,
     acollision,
@@ -74,8 +72,10 @@ from rdbss.minirdrs.sftp.remote import (
     arepin,
     aset_security,
     astat,
+    awhere,
     join,
     pflags_of,
+    unresolved,
 )
 from rdbss.minirdrs.sftp.session import CLOSE_WAIT_S, Sessions, Share
 from rdbss.wire.constants import IrpMj, LowIoOp
@@ -89,21 +89,6 @@ T = TypeVar("T")
 
 #: Seconds between two listings of a folder with a pending change notification.
 NOTIFY_INTERVAL_S = 1.0
-
-
-@dataclass(slots=True)
-class _Memo:
-    """What the last primitive of the request on this thread learned, for the next one of the
-    same request: the lookup's target (its server path and attributes) for the open, the mkdir
-    or the rename that follows."""
-
-    request: RxContext | None = None
-    share: Share | None = None
-    rel: str = ""
-    target: Target | None = None
-    parent_ok: bool = False  # the lookup found nothing, in a parent folder it saw
-    made: asyncssh.SFTPAttrs | None = None  # the directory mkdir made
-    seen: tuple[Open, asyncssh.SFTPAttrs] | None = None  # an open's attributes, still current
 
 
 class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
@@ -126,7 +111,6 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         self.start_watches(config, NOTIFY_INTERVAL_S)
         self.timeout = self.settings.timeout
         self._sessions = Sessions(name, self.settings)
-        self._local = threading.local()
         self._closing = False
         # asyncssh logs every connect and SFTP session at INFO; keep the daemon log for ours
         aslog = logging.getLogger("asyncssh")
@@ -142,23 +126,8 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         timeout = CLOSE_WAIT_S if self._closing else self._sessions.deadline(current_request())
         return self._sessions.run(share.conn, factory, timeout, what)
 
-    def _memo(self) -> _Memo:
-        """This thread's memo, empty when it was made for another request."""
-        memo = getattr(self._local, "memo", None)
-        request = current_request()
-        if memo is None or memo.request is not request:
-            memo = self._local.memo = _Memo(request)
-        return memo
-
     def _remote(self, share: Share, rel: str) -> str:
-        """The server path of ``rel``: from this request's lookup or open when it had it
-        (no round trip), from an open of it, else looked up."""
-        memo = self._memo()
-        if memo.share is share and memo.rel == rel and memo.target is not None:
-            return memo.target.remote
-        for op in self._opens.values():
-            if op.share is share and op.path == rel:
-                return op.remote
+        """The server path of ``rel``, looked up (one round trip)."""
         parts = rel.split("\\") if rel else []
         return self._call(
             share, lambda: alocate(share, parts, rel), f"cannot open {show(rel)}"
@@ -196,11 +165,8 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
 
     def lookup(self, share: Share, rel: str, *, follow: bool = True) -> SftpStat | None:
         """One round trip (``alocate``; a symbolic link followed: ``_follow``)."""
-        memo = self._memo()
         parts = rel.split("\\") if rel else []
         target = self._call(share, lambda: alocate(share, parts, rel), f"cannot open {show(rel)}")
-        memo.share, memo.rel, memo.target = share, rel, target
-        memo.parent_ok = target.attrs is None
         if target.attrs is None:
             return None
         if follow and stat.S_ISLNK(mode_of(target.attrs)):
@@ -208,12 +174,10 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         return stat_of(target.attrs, target.remote)
 
     def parent_known(self, share: Share, rel: str) -> bool:
-        """The parent a lookup saw answers the base's parent check that follows its miss."""
-        memo = self._memo()
-        if memo.parent_ok and memo.share is share:
-            memo.parent_ok = False
-            return memo.rel == rel
-        return False
+        """A lookup resolves the parent itself (inside the share, a folder: else
+        OBJECT_PATH_NOT_FOUND or ACCESS_DENIED, as the base's parent check answers), so the
+        base's check before or after one needs no round trip of its own."""
+        return True
 
     def _follow(self, share: Share, rel: str, remote: str) -> SftpStat:
         """A symbolic link looked up to be followed: refused as the name a create opens (as
@@ -227,73 +191,93 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
             raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(rel)} leads outside the share")
         return stat_of(attrs, remote)
 
-    def open(self, share: Share, rel: str, how: OpenRequest) -> Open:
-        """An open (and its stat, in the same round trip); a directory or an attributes-only
-        open takes no handle and keeps the lookup's attributes."""
-        memo = self._memo()
-        remote = self._remote(share, rel)
-        known = memo.target.attrs if memo.target is not None and memo.rel == rel else None
-        op = Open(share, rel, how.directory, how.can_read, how.can_write, how.append_only,
-                  remote=remote)  # fmt: skip
-        if how.directory:
-            op.fresh, memo.made = memo.made or known, None
-            return op
-        if not (how.can_read or how.writes or how.create):
-            op.fresh = known
-            return op
+    def open(self, share: Share, rel: str, how: OpenRequest) -> tuple[Open, SftpStat | None]:
+        """An open, with its stat in the same round trip; a directory or an attributes-only
+        open takes no handle and answers what the lookup (or mkdir) found. A new file's server
+        path is resolved in the open's round trip. ``how.readonly``: a new file is made with
+        no write bits (OPEN's attributes); an overwritten file or a new directory loses them
+        in the round trip after."""
+        found = how.found if isinstance(how.found, SftpStat) else None
+        parts = rel.split("\\") if rel else []
+        remote = found.remote if found is not None else ""
+        if not how.create and not remote:  # not looked up in this request
+            remote = self._remote(share, rel)
+        if how.directory or not (how.can_read or how.writes or how.create):
+            op = self._record(share, rel, how, remote)
+            known = found.attrs if found is not None else None
+            if how.readonly and known is not None:
+                attrs = self._call(
+                    share,
+                    lambda: achmod_readonly(share.conn.client(), remote, rel, known, readonly=True),
+                    f"cannot set attributes of {show(rel)}",
+                )
+                found = stat_of(attrs, remote)
+            return op, found
         pflags = pflags_of(how.can_read, how.writes, how.append_only)
         if how.create:
             pflags |= asyncssh.FXF_CREAT | asyncssh.FXF_EXCL
         if how.truncate:
             pflags |= asyncssh.FXF_TRUNC
+        path = remote or unresolved(share, parts)
+        mode = asyncssh.SFTPAttrs(permissions=0o444) if how.readonly and how.create else None
 
-        async def do_open() -> tuple[asyncssh.SFTPClientFile, asyncssh.SFTPAttrs]:
+        async def do_open() -> tuple[asyncssh.SFTPClientFile, asyncssh.SFTPAttrs, str]:
             sftp = share.conn.client()
+            where = asyncio.ensure_future(awhere(sftp, share, parts)) if not remote else None
             try:
-                return await aopen_and_stat(sftp, remote, pflags, asyncssh.SFTPAttrs())
+                handle, attrs = await aopen_and_stat(
+                    sftp, path, pflags, mode or asyncssh.SFTPAttrs()
+                )
             except asyncssh.SFTPError as exc:
+                if where is not None:
+                    where.cancel()
                 if how.create:
-                    await acollision(sftp, exc, remote, rel)
+                    await acollision(sftp, exc, path, rel)
                 fail(exc, "cannot create" if how.create else "cannot open", rel)
-
-        op.file, op.fresh = self._call(share, do_open, f"cannot open {show(rel)}")
-        return op
-
-    def mkdir(self, share: Share, rel: str) -> None:
-        """mkdir and the new directory's lstat in one round trip (the open that follows takes
-        it as the create's stat)."""
-        remote = self._remote(share, rel)
-
-        async def make() -> asyncssh.SFTPAttrs:
-            sftp = share.conn.client()
-            lstat = asyncio.ensure_future(sftp.lstat(remote))
             try:
-                await sftp.mkdir(remote)
+                if how.readonly and not how.create:
+                    attrs = await achmod_readonly(sftp, path, rel, attrs, readonly=True)
+                return handle, attrs, remote or await cast("asyncio.Future[str]", where)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await handle.close()
+                raise
+
+        handle, attrs, real = self._call(share, do_open, f"cannot open {show(rel)}")
+        op = self._record(share, rel, how, real)
+        op.file = handle
+        return op, stat_of(attrs, real)
+
+    @staticmethod
+    def _record(share: Share, rel: str, how: OpenRequest, remote: str) -> Open:
+        return Open(share, rel, how.directory, how.can_read, how.can_write, how.append_only,
+                    remote=remote)  # fmt: skip
+
+    def mkdir(self, share: Share, rel: str) -> SftpStat:
+        """mkdir and the new directory's lstat in one round trip (its server path resolved
+        alongside): the open that follows gets that stat as ``how.found``."""
+        parts = rel.split("\\") if rel else []
+        path = unresolved(share, parts)
+
+        async def make() -> tuple[asyncssh.SFTPAttrs, str]:
+            sftp = share.conn.client()
+            where = asyncio.ensure_future(awhere(sftp, share, parts))
+            lstat = asyncio.ensure_future(sftp.lstat(path))
+            try:
+                await sftp.mkdir(path)
             except asyncssh.SFTPError as exc:
                 lstat.cancel()
-                await acollision(sftp, exc, remote, rel)
+                where.cancel()
+                await acollision(sftp, exc, path, rel)
                 fail(exc, "cannot create", rel)
-            return await lstat
+            return await lstat, await where
 
-        self._memo().made = self._call(share, make, f"cannot create {show(rel)}")
+        attrs, real = self._call(share, make, f"cannot create {show(rel)}")
+        return stat_of(attrs, real)
 
     def fstat(self, op: Open) -> SftpStat:
-        """The open's stat; the first one after the open is what the open learned, and within
-        one request what the last fstat or attribute change saw (nothing changed it since)."""
-        attrs = self._seen(op)
-        if attrs is None:
-            attrs = self._call(op.share, lambda: astat(op), f"cannot query {show(op.path)}")
-        self._memo().seen = (op, attrs)
+        attrs = self._call(op.share, lambda: astat(op), f"cannot query {show(op.path)}")
         return stat_of(attrs, op.remote)
-
-    def _seen(self, op: Open) -> asyncssh.SFTPAttrs | None:
-        """The attributes of ``op`` known without a round trip (then forgotten), or None."""
-        attrs, op.fresh = op.fresh, None
-        memo = self._memo()
-        seen, memo.seen = memo.seen, None
-        if attrs is None and seen is not None and seen[0] is op:
-            attrs = seen[1]
-        return attrs
 
     def close_handle(self, op: Open) -> None:
         """Close the handle. On a lost connection there is nothing to close: every write was
@@ -325,7 +309,6 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         if handle is None:
             raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(op.path)} is not open for writing")
         payload = bytes(data)
-        self._seen(op)  # the size and times change
 
         async def write() -> int:
             try:
@@ -365,7 +348,6 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         return Result()
 
     def set_size(self, op: Open, size: int) -> None:
-        self._seen(op)  # the size changes
         handle = op.file
         if handle is None:
             raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(op.path)} is not open for writing")
@@ -384,7 +366,6 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         """SFTP v3 sets both times at once, in whole seconds. Times set through a handle stick
         until it is closed (MS-FSA 2.1.5.14.2): every later write or size change puts them
         back (``arepin``)."""
-        self._seen(op)  # the times change
 
         async def apply() -> None:
             sftp = op.conn.client()
@@ -401,22 +382,17 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         self._call(op.share, apply, f"cannot set attributes of {show(op.path)}")
 
     def set_readonly(self, op: Open, readonly: bool) -> None:
-        """The write bits changed from the mode this request saw last (a create's own stat),
-        else from a fresh stat."""
-        known = self._seen(op)
+        """The write bits changed from the mode a fresh stat reports."""
 
-        async def apply() -> asyncssh.SFTPAttrs:
+        async def apply() -> None:
             sftp = op.conn.client()
-            current = known
-            if current is None:
-                try:
-                    current = await sftp.stat(op.remote)
-                except asyncssh.SFTPError as exc:
-                    fail(exc, "cannot set attributes of", op.path)
-            return await achmod_readonly(sftp, op, current, readonly=readonly)
+            try:
+                current = await sftp.stat(op.remote)
+            except asyncssh.SFTPError as exc:
+                fail(exc, "cannot set attributes of", op.path)
+            await achmod_readonly(sftp, op.remote, op.path, current, readonly=readonly)
 
-        attrs = self._call(op.share, apply, f"cannot set attributes of {show(op.path)}")
-        self._memo().seen = (op, attrs)
+        self._call(op.share, apply, f"cannot set attributes of {show(op.path)}")
 
     def statvfs(self, share: Share) -> Volume:
         async def query() -> asyncssh.SFTPVFSAttrs:
@@ -469,20 +445,18 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
             f"cannot delete {show(rel)}",
         )
 
-    def rename(self, share: Share, rel: str, target: str, *, replace: bool) -> None:
-        """RENAME, or posix-rename@openssh.com to replace an existing file; then every open at
-        or under ``rel`` points at its new server path."""
-        memo = self._memo()
-        found = memo.target if memo.share is share and memo.rel == target else None
-        old_remote = self._remote(share, rel)
-        new_remote = found.remote if found is not None else self._remote(share, target)
-        existing = found is None or found.attrs is not None
+    def rename(self, op: Open, target: str, *, replace: bool, existing: StatLike | None) -> None:
+        """posix-rename@openssh.com onto the existing file the base found (its server path from
+        that lookup), else RENAME, with the new parent resolved in the same round trip; then
+        every open at or under the old name points at its new server path."""
+        share, rel, old_remote = op.share, op.path, op.remote
+        found = existing if isinstance(existing, SftpStat) and existing.remote else None
+        parts = target.split("\\")
         what = f"cannot rename {show(rel)} to"
 
-        async def move() -> None:
-            sftp = share.conn.client()
+        async def do_rename(sftp: asyncssh.SFTPClient, new_remote: str) -> None:
             try:
-                if existing:
+                if found is not None:
                     await sftp.posix_rename(old_remote, new_remote)
                 else:
                     await sftp.rename(old_remote, new_remote)
@@ -496,7 +470,20 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
                     await acollision(sftp, exc, new_remote, target)
                 fail(exc, what, target)
 
-        self._call(share, move, f"{what} {show(target)}")
+        async def move() -> str:
+            sftp = share.conn.client()
+            if found is not None:
+                await do_rename(sftp, found.remote)
+                return found.remote
+            where = asyncio.ensure_future(awhere(sftp, share, parts))
+            try:
+                await do_rename(sftp, unresolved(share, parts))
+            except BaseException:
+                where.cancel()
+                raise
+            return await where
+
+        new_remote = self._call(share, move, f"{what} {show(target)}")
         prefix = rel + "\\"
         with self._opens.lock:
             for other in self._opens.values():

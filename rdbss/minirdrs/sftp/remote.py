@@ -41,8 +41,6 @@ class Open(OpenBase[Share]):
 
     remote: str  # the server path (its parent resolved)
     file: asyncssh.SFTPClientFile | None = None  # None: a directory or an attributes-only open
-    #: the attributes the open learned in its own round trip, for the create's first fstat
-    fresh: asyncssh.SFTPAttrs | None = None
     # (atime, mtime) in whole seconds, set explicitly through this handle: they stick until it
     # is closed (MS-FSA 2.1.5.14.2), so every later write or size change puts them back
     pinned_times: tuple[int, int] | None = None
@@ -134,6 +132,20 @@ async def alocate(share: Share, parts: list[str], rel: str) -> Target:
     return Target(join(real, name), attrs)
 
 
+def unresolved(share: Share, parts: list[str]) -> str:
+    """The server path of ``parts`` as named, its parent not resolved."""
+    return share.root + "/" + "/".join(parts) if parts else share.root
+
+
+async def awhere(sftp: asyncssh.SFTPClient, share: Share, parts: list[str]) -> str:
+    """The server path of a name whose parent this request's lookup checked already (inside
+    the share, a folder): the parent resolved (``realpath``), pipelined with the request it
+    goes with; a name in the share's folder needs no request."""
+    if len(parts) <= 1:
+        return join(share.root, parts[0]) if parts else share.root
+    return join(await sftp.realpath(unresolved(share, parts[:-1])), parts[-1])
+
+
 async def aopen_and_stat(
     sftp: asyncssh.SFTPClient, remote: str, pflags: int, attrs: asyncssh.SFTPAttrs
 ) -> tuple[asyncssh.SFTPClientFile, asyncssh.SFTPAttrs]:
@@ -170,7 +182,7 @@ async def astat(op: Open) -> asyncssh.SFTPAttrs:
 
 
 async def achmod_readonly(
-    sftp: asyncssh.SFTPClient, op: Open, attrs: asyncssh.SFTPAttrs, *, readonly: bool
+    sftp: asyncssh.SFTPClient, remote: str, rel: str, attrs: asyncssh.SFTPAttrs, *, readonly: bool
 ) -> asyncssh.SFTPAttrs:
     """FILE_ATTRIBUTE_READONLY as the write permission bits: set or clear them."""
     mode = mode_of(attrs)
@@ -178,9 +190,9 @@ async def achmod_readonly(
     if new == mode:
         return attrs
     try:
-        await sftp.setstat(op.remote, asyncssh.SFTPAttrs(permissions=stat.S_IMODE(new)))
+        await sftp.setstat(remote, asyncssh.SFTPAttrs(permissions=stat.S_IMODE(new)))
     except asyncssh.SFTPError as exc:
-        fail(exc, "cannot set attributes of", op.path)
+        fail(exc, "cannot set attributes of", rel)
     attrs.permissions = new
     return attrs
 

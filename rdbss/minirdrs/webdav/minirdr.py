@@ -77,9 +77,6 @@ class WebDavMiniRdr(QuietConnections, PolledNotifyMiniRdr[DavShare, Open]):
         self._lock = threading.RLock()
         self._servers: dict[str, Session] = {}
         self._shares: dict[tuple[str, str], DavShare] = {}
-        #: what the last lookup on this thread found: an open of that name in the same request
-        #: (a create) takes its properties from there instead of asking again
-        self._seen = threading.local()
         # httpx logs every request at INFO; this process's log is the daemon's log.
         for noisy in ("httpx", "httpcore"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -230,7 +227,6 @@ class WebDavMiniRdr(QuietConnections, PolledNotifyMiniRdr[DavShare, Open]):
         """One PROPFIND, Depth 0; STATUS_BAD_NETWORK_NAME when the share itself is gone."""
         server = self._session(share)
         entry = server.stat(share.name, _parts(rel), rel)
-        self._seen.found = (current_request(), share, rel, entry)
         if entry is None:
             if not rel:
                 raise error(S.STATUS_BAD_NETWORK_NAME, f"share {share.name!r} is gone")
@@ -248,7 +244,8 @@ class WebDavMiniRdr(QuietConnections, PolledNotifyMiniRdr[DavShare, Open]):
 
     @staticmethod
     def _refuse_readonly() -> None:
-        """WebDAV has no read-only attribute: a create that would set it makes nothing."""
+        """WebDAV has no read-only attribute: a create of a folder that would set it makes
+        nothing (the open of a file is told by ``how.readonly``)."""
         ctx = current_request()
         params = ctx.create if ctx is not None else None
         if params is not None and params.file_attributes & FileAttributes.READONLY:
@@ -263,18 +260,16 @@ class WebDavMiniRdr(QuietConnections, PolledNotifyMiniRdr[DavShare, Open]):
         if response.status_code not in (200, 201, 204):
             raise fail(response, "MKCOL", what)
 
-    def open(self, share: DavShare, rel: str, how: OpenRequest) -> Open:
+    def open(self, share: DavShare, rel: str, how: OpenRequest) -> tuple[Open, None]:
         """A file made empty here (created, overwritten: a PUT of nothing) or what the lookup
-        of this create found; the new properties are looked up after a change."""
+        of this create found (``how.found``); the new properties are looked up after a change.
+        The create's answer is the open's own (``fstat`` asks nothing)."""
         server = self._session(share)
         parts = _parts(rel)
-        seen = getattr(self._seen, "found", None)
-        self._seen.found = None
-        entry = None
-        if seen is not None and seen[0] is current_request() and seen[1:3] == (share, rel):
-            entry = seen[3]  # what the lookup of this create found
+        entry = how.found.entry if isinstance(how.found, DavStat) else None
+        if how.readonly:  # before anything is made
+            raise error(S.STATUS_NOT_SUPPORTED, "WebDAV has no read-only attribute")
         if how.create or how.truncate:
-            self._refuse_readonly()
             what = f"cannot {'create' if how.create else 'overwrite'} {show(rel)}"
             # If-None-Match: * so a file someone else made meanwhile is not clobbered
             headers = {"If-None-Match": "*"} if how.create else None
@@ -313,7 +308,7 @@ class WebDavMiniRdr(QuietConnections, PolledNotifyMiniRdr[DavShare, Open]):
         ctx = current_request()
         op.fobx = ctx.fobx if ctx is not None else None
         self._adopt_orphan(op)
-        return op
+        return op, None
 
     def fstat(self, op: Open) -> StatLike:
         return op.stat()
@@ -350,14 +345,11 @@ class WebDavMiniRdr(QuietConnections, PolledNotifyMiniRdr[DavShare, Open]):
         children = op.server.children(op.share.name, op.parts, op.path)
         return [(name, self._stat(op.share, op.server, e)) for name, e in children.items()]
 
-    def rename(self, share: DavShare, rel: str, target: str, *, replace: bool) -> None:
-        ctx = current_request()
-        moved = self._opens.find(ctx.srv_open if ctx is not None else None)
-        server = moved.server if moved is not None else self._session(share)
-        is_dir = moved.is_dir if moved is not None else False
-        for op in self._opens.values():
-            if op.share is share and op.path == rel:
-                spool.end_upload(op)  # a streamed PUT goes to the old name: end it before
+    def rename(self, op: Open, target: str, *, replace: bool, existing: StatLike | None) -> None:
+        share, rel, server, is_dir = op.share, op.path, op.server, op.is_dir
+        for other in self._opens.values():
+            if other.share is share and other.path == rel:
+                spool.end_upload(other)  # a streamed PUT goes to the old name: end it before
         source = server.url(share.name, _parts(rel), collection=is_dir)
         destination = server.url(share.name, _parts(target), collection=is_dir)
         what = f"cannot rename {show(rel)} to {show(target)}"
