@@ -1,6 +1,7 @@
 """The core process's socket-owning thread: two ROUTER sockets (clients, and the daemon's own
 peers), one poll loop, and the ``RdbssCore`` it drives. Request/reply traffic is handled right
-here on the socket thread (DESIGN.md: passing every message into an actor halves throughput).
+here on the socket thread: passing every message into an actor costs a thread wake-up per
+message and halves throughput (docs/architecture.md, The four processes).
 
 Client requests pass the per-client limits of ``rdbss.actors.client_limits`` first: a window of
 requests running per client with the rest queued and served round robin between clients, a
