@@ -7,7 +7,6 @@ import asyncio
 import os
 import threading
 import time
-from typing import Any
 
 import pytest
 
@@ -24,6 +23,7 @@ from rdbss.wire import (
     NtStatusError,
 )
 from tests.daemon import Daemon
+from tests.integration.test_small_files import count_sent
 
 S = NtStatus
 
@@ -379,14 +379,7 @@ def test_read_bytes_reads_a_small_file_in_one_request(
     (daemon.share_dir / f"whole-{size}.bin").write_bytes(data)
     unc = daemon.share + rf"\whole-{size}.bin"
     with daemon.client() as c:
-        sent: list[Any] = []
-        send = c._send
-
-        def counted(ctx: Any, payload: Any) -> None:
-            sent.append(ctx)
-            send(ctx, payload)
-
-        monkeypatch.setattr(c, "_send", counted)
+        sent = count_sent(c, monkeypatch)
         monkeypatch.setattr(c, "submit", None)  # read-ahead would call it
         assert c.read_bytes(unc) == data
     assert len(sent) == 1

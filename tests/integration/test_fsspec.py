@@ -23,6 +23,7 @@ from rdbss.fsspec_fs import RdbssFileSystem, to_unc  # noqa: E402
 from rdbss.requests import SMALL_READ_BYTES  # noqa: E402
 from rdbss.wire import IrpMj  # noqa: E402
 from tests.daemon import Daemon  # noqa: E402
+from tests.integration.test_small_files import count_sent  # noqa: E402
 
 # The entry point in pyproject.toml registers the protocol once installed; this keeps the tests
 # independent of how the package was installed.
@@ -380,19 +381,13 @@ def test_cat_file_reads_a_small_file_in_one_request(
     try:
         reads: list[tuple[int, int]] = []
         read_handle = fs.client.read_handle
-        sent: list[Any] = []
-        send = fs.client._send
 
         def counted(fobx: int, offset: int, length: int) -> bytes:
             reads.append((offset, length))
             return read_handle(fobx, offset, length)
 
-        def counted_send(ctx: Any, payload: Any) -> None:
-            sent.append(ctx)
-            send(ctx, payload)
-
         monkeypatch.setattr(fs.client, "read_handle", counted)
-        monkeypatch.setattr(fs.client, "_send", counted_send)
+        sent = count_sent(fs.client, monkeypatch)
         assert fs.cat_file(f"{base}/small.bin") == data
         assert len(sent) == 1 and reads == []
         whole = [(i.lowio.offset, i.lowio.length) for i in sent[0].items if i.major == IrpMj.READ]

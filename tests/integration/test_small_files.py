@@ -25,19 +25,24 @@ def unc(d: Daemon, *parts: str) -> str:
     return "\\".join([d.share, *parts])
 
 
+def count_sent(c: Client, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The messages ``c`` sends to the daemon from now on (a compound is one)."""
+    sent: list[Any] = []
+    send = c._send
+
+    def counting(ctx: Any, payload: Any) -> None:
+        sent.append(ctx)
+        send(ctx, payload)
+
+    monkeypatch.setattr(c, "_send", counting)
+    return sent
+
+
 @pytest.fixture
 def counted(daemon: Daemon, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Client, list[Any]]]:
     """A client and the list of the messages it sends to the daemon."""
-    sent: list[Any] = []
     with daemon.client() as c:
-        send = c._send
-
-        def counting(ctx: Any, payload: Any) -> None:
-            sent.append(ctx)
-            send(ctx, payload)
-
-        monkeypatch.setattr(c, "_send", counting)
-        yield c, sent
+        yield c, count_sent(c, monkeypatch)
 
 
 def old_read(c: Client, path: str) -> bytes:

@@ -8,7 +8,6 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,7 +16,7 @@ from rdbss.client import Client
 from rdbss.testing.backend import sftp_config, smb_config, webdav_config, write_password_file
 from rdbss.testing.daemon import running_daemon
 from rdbss.testing.servers import SambaServer, SshServer, WebDavServer
-from tests.integration.test_small_files import old_read, old_write, outcome
+from tests.integration.test_small_files import count_sent, old_read, old_write, outcome
 
 W = rq.SMALL_READ_BYTES
 
@@ -61,14 +60,7 @@ def test_small_files_round_trip_in_one_message(
     remote: tuple[Client, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     c, unc = remote
-    sent: list[Any] = []
-    send = c._send
-
-    def counting(ctx: Any, payload: Any) -> None:
-        sent.append(ctx)
-        send(ctx, payload)
-
-    monkeypatch.setattr(c, "_send", counting)
+    sent = count_sent(c, monkeypatch)
     for size in (0, 1, W - 1, W, W + 1, 1 << 20):
         data = os.urandom(size)
         path = unc + rf"\s{size}.bin"
