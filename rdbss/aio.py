@@ -44,7 +44,7 @@ from rdbss.actors.bus import (
     recv_frames,
     send_frames,
 )
-from rdbss.client import LinkWatch, daemon_endpoints
+from rdbss.client import SMALL_WRITE_BYTES, LinkWatch, daemon_endpoints
 from rdbss.config import Config, RemoteDaemon
 from rdbss.deadlines import Deadlines
 from rdbss.link import core_went_away, no_connection
@@ -636,7 +636,12 @@ class AsyncClient:
         return names
 
     async def read_bytes(self, path: str, *, in_flight: int = 8) -> bytes:
-        """The whole file, reading up to ``in_flight`` chunks at once."""
+        """The whole file: as ``Client.read_bytes``, one compound for a small file; a longer
+        one is read again from its start, up to ``in_flight`` chunks at once."""
+        outcomes = await self.compound(rq.read_file_items(path, self._timeout_ms))
+        data = rq.read_file_result(outcomes)
+        if len(data) < rq.SMALL_READ_BYTES:
+            return data
         handle = await self.create(path, options=CreateOptions.FILE_NON_DIRECTORY_FILE)
         try:
             size = handle.info.size
@@ -653,6 +658,13 @@ class AsyncClient:
             await self.close_handle(handle.fobx)
 
     async def write_bytes(self, path: str, data: bytes, *, in_flight: int = 8) -> int:
+        """As ``Client.write_bytes``: up to SMALL_WRITE_BYTES as one compound (create, write,
+        close); more in chunks, up to ``in_flight`` at once."""
+        if len(data) <= SMALL_WRITE_BYTES:
+            items = rq.write_file_items(path, data, self._timeout_ms)
+            written = rq.write_file_result(await self.compound(items))
+            if written == len(data):
+                return written
         handle = await self.create(
             path,
             access=Access.GENERIC_WRITE,

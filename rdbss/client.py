@@ -79,7 +79,10 @@ READ_CHUNK = 1 << 20
 #: a file smaller than this at its open is read to its end in one request of one byte more,
 #: whose short answer proves the end (below every protocol's smallest largest read: SMB2
 #: 64 KiB); Client.readall and RdbssFileSystem.cat_file both read small files so
-SHORT_MEANS_END = 64 << 10
+SHORT_MEANS_END = rq.SMALL_READ_BYTES
+#: Client.write_bytes sends up to this much as one compound (create, write, close); larger
+#: writes go in pieces through an open file, or through shared memory from this size up
+SMALL_WRITE_BYTES = shm.MIN_WRITE_BYTES
 GRACE_S = 2.0  # how much longer than the request's deadline the client waits for the core
 COMPOUNDS_IN_FLIGHT = 4  # a long list of compound items goes out as this many messages at once
 READ_AHEAD = 4  # reads kept in flight ahead of a sequential reader (RemoteFile), by default
@@ -921,12 +924,29 @@ class Client:
             self.close_handle(handle.fobx)
 
     def read_bytes(self, path: str) -> bytes:
+        """The whole file. A create, a read of its first SMALL_READ_BYTES and a close go out as
+        one compound: a shorter answer is the whole file, one round trip. A longer file is read
+        again from its start through an open file, so that what comes back is one read."""
+        data = rq.read_file_result(self.compound(rq.read_file_items(path, self._timeout_ms)))
+        if len(data) < rq.SMALL_READ_BYTES:
+            return data
         with self.open(path, "rb", buffering=0) as f:
             return bytes(f.readall())
 
-    def write_bytes(self, path: str, data: bytes) -> int:
-        with self.open(path, "wb", buffering=0) as f:
-            view = memoryview(data).cast("B")
+    def write_bytes(self, path: str, data: bytes, *, exclusive: bool = False) -> int:
+        """Create or overwrite the file with ``data`` (``exclusive``: only create it, as mode
+        "x"); the bytes written, counted once the file is closed. Up to SMALL_WRITE_BYTES the
+        create, the write and the close go out as one compound (one round trip); more go
+        through an open file (shared memory with a daemon on this host)."""
+        view = memoryview(data).cast("B")
+        if len(view) <= SMALL_WRITE_BYTES:
+            disposition = CreateDisposition.FILE_CREATE if exclusive else _MODES["w"][1]
+            items = rq.write_file_items(path, view, self._timeout_ms, disposition)
+            written = rq.write_file_result(self.compound(items))
+            if written == len(view):
+                return written
+            exclusive = False  # a short write (none seen): this client made the file
+        with self.open(path, "xb" if exclusive else "wb", buffering=0) as f:
             written = 0
             while written < len(view):
                 written += f.write(view[written:])  # pieces and slots: write_handle

@@ -30,7 +30,7 @@ import fsspec  # type: ignore[import-untyped,unused-ignore]
 from fsspec.spec import AbstractBufferedFile  # type: ignore[import-untyped,unused-ignore]
 from fsspec.utils import stringify_path  # type: ignore[import-untyped,unused-ignore]
 
-from rdbss.client import SHORT_MEANS_END, Client, FileInfo, Handle
+from rdbss.client import SHORT_MEANS_END, SMALL_WRITE_BYTES, Client, FileInfo, Handle
 from rdbss.config import Config, load_config
 from rdbss.wire import (
     Access,
@@ -318,6 +318,8 @@ class RdbssFileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]
     def cat_file(
         self, path: Any, start: int | None = None, end: int | None = None, **kwargs: Any
     ) -> bytes:
+        if not start and end is None:  # the whole file: one compound when it is small
+            return self.client.read_bytes(to_unc(self._strip_protocol(path)))
         handle = self._create(
             self._strip_protocol(path), Access.GENERIC_READ, CreateDisposition.FILE_OPEN
         )
@@ -340,6 +342,17 @@ class RdbssFileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]
             if mode == "create"
             else CreateDisposition.FILE_OVERWRITE_IF
         )
+        if len(value) <= SMALL_WRITE_BYTES:
+            # create, write and close as one compound (Client.write_bytes); a missing parent
+            # folder sends it the way below, which makes it
+            try:
+                self.client.write_bytes(
+                    to_unc(self._strip_protocol(path)), value, exclusive=mode == "create"
+                )
+                return
+            except FileNotFoundError as exc:
+                if getattr(exc, "status", None) != S.STATUS_OBJECT_PATH_NOT_FOUND:
+                    raise
         handle = self._create(
             self._strip_protocol(path), Access.GENERIC_WRITE, disposition, parents=True
         )

@@ -590,3 +590,67 @@ def stat_items(path: str, timeout_ms: int) -> list[Request[Any]]:
         create(path, timeout_ms, access=Access.FILE_READ_ATTRIBUTES),
         related(close(0, timeout_ms)),
     ]
+
+
+# ----------------------------------------------------------------------------- small files
+
+#: The first read of a whole file in one compound: a mini-redirector answers a read in full
+#: unless the file ends there, and none splits one this small (SMB2's smallest largest read is
+#: 64 KiB, MS-SMB2 3.3.5.4), so a shorter answer is the whole file.
+SMALL_READ_BYTES = 64 << 10
+
+
+def read_file_items(
+    path: str, timeout_ms: int, window: int = SMALL_READ_BYTES
+) -> list[Request[Any]]:
+    """A small file's read as three compound items: a create for reading (never a directory),
+    a related READ of its first ``window`` bytes and a related close."""
+    return [
+        create(path, timeout_ms, options=CreateOptions.FILE_NON_DIRECTORY_FILE),
+        related(read(0, 0, window, timeout_ms)),
+        related(close(0, timeout_ms)),
+    ]
+
+
+def read_file_result(outcomes: Sequence[Outcome[Any]]) -> bytes:
+    """The bytes ``read_file_items`` read; raises the first failing item's error in the order
+    a create, a read and a close one after the other would have met it."""
+    outcomes[0].unwrap()
+    data: bytes = outcomes[1].unwrap()
+    outcomes[2].unwrap()
+    return data
+
+
+def write_file_items(
+    path: str,
+    data: Data,
+    timeout_ms: int,
+    disposition: int = CreateDisposition.FILE_OVERWRITE_IF,
+) -> list[Request[Any]]:
+    """A small file's write as compound items: a create for writing (never a directory), a
+    related WRITE of ``data`` at 0 (none when ``data`` is empty) and a related close, whose
+    answer comes last: nothing counts as written before the file is closed."""
+    items: list[Request[Any]] = [
+        create(
+            path,
+            timeout_ms,
+            access=Access.GENERIC_WRITE,
+            disposition=disposition,
+            options=CreateOptions.FILE_NON_DIRECTORY_FILE,
+        )
+    ]
+    if len(data):
+        items.append(related(write(0, 0, data, timeout_ms)))
+    items.append(related(close(0, timeout_ms)))
+    return items
+
+
+def write_file_result(outcomes: Sequence[Outcome[Any]]) -> int:
+    """The bytes ``write_file_items`` wrote; raises the first failing item's error in the
+    order a create, a write and a close one after the other would have met it."""
+    written = 0
+    outcomes[0].unwrap()
+    if len(outcomes) == 3:
+        written = int(outcomes[1].unwrap())
+    outcomes[-1].unwrap()
+    return written

@@ -152,13 +152,21 @@ def test_a_closed_file_stays_open_for_a_reopen_then_the_scavenger_closes_it(
         assert buffering(c)["delayed_now"] == 0
 
 
+def write_open(c: Client, unc: str, data: bytes) -> None:
+    """Write a file through an open file (create, write, close one after the other)."""
+    with c.open(unc, "wb", buffering=0) as f:
+        f.write(data)
+
+
 def test_a_conflicting_open_or_delete_closes_a_delayed_close_first(handles: Daemon) -> None:
     f = handles.share_dir / "conflict.txt"
     unc = handles.share + r"\conflict.txt"
     with handles.client() as c:
-        c.write_bytes(unc, b"one")
+        # through an open file: a close that rides with its create (write_bytes' compound)
+        # closes at once, with no delayed close to keep
+        write_open(c, unc, b"one")
         assert fds_on(handles, f) == 1
-        c.write_bytes(unc, b"two")  # overwrite-if: never collapses, closes the kept open
+        write_open(c, unc, b"two")  # overwrite-if: never collapses, closes the kept open
         assert f.read_bytes() == b"two"
         assert fds_on(handles, f) == 1  # only the new one is kept
         c.remove(unc)
@@ -199,7 +207,7 @@ def test_byte_range_locks_end_at_the_close_not_at_the_delayed_close(handles: Dae
 def test_status_shows_collapsing_and_delayed_closes(handles: Daemon) -> None:
     unc = handles.share + r"\shown.txt"
     with handles.client() as c:
-        c.write_bytes(unc, b"s")
+        write_open(c, unc, b"s")
         files = buffering(c)["files"]
         assert isinstance(files, list)
         mine = [x for x in files if x["name"].endswith("shown.txt")]

@@ -7,7 +7,6 @@ import asyncio
 import os
 import threading
 import time
-from typing import Any
 
 import pytest
 
@@ -19,10 +18,12 @@ from rdbss.wire import (
     CreateDisposition,
     CreateInformation,
     CreateOptions,
+    IrpMj,
     NtStatus,
     NtStatusError,
 )
 from tests.daemon import Daemon
+from tests.integration.test_small_files import count_sent
 
 S = NtStatus
 
@@ -371,23 +372,19 @@ def test_closing_a_handle_ends_its_pending_notify(daemon: Daemon) -> None:
 def test_read_bytes_reads_a_small_file_in_one_request(
     daemon: Daemon, size: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A file smaller than 64 KiB at its open is read whole by one READ of one byte more (its
-    short answer is the end): no second read to find the end, no read-ahead behind it."""
+    """A file smaller than 64 KiB is read whole by one message: a compound of its create, one
+    READ of the first 64 KiB (its short answer is the end) and its close: no second read to
+    find the end, no read-ahead behind it."""
     data = os.urandom(size)
     (daemon.share_dir / f"whole-{size}.bin").write_bytes(data)
     unc = daemon.share + rf"\whole-{size}.bin"
     with daemon.client() as c:
-        reads: list[tuple[int, int]] = []
-        read_handle = c.read_handle
-
-        def counted(fobx: int, offset: int, length: int, **kw: Any) -> Any:
-            reads.append((offset, length))
-            return read_handle(fobx, offset, length, **kw)
-
-        monkeypatch.setattr(c, "read_handle", counted)
+        sent = count_sent(c, monkeypatch)
         monkeypatch.setattr(c, "submit", None)  # read-ahead would call it
         assert c.read_bytes(unc) == data
-    assert reads == [(0, size + 1)]
+    assert len(sent) == 1
+    reads = [(i.lowio.offset, i.lowio.length) for i in sent[0].items if i.major == IrpMj.READ]
+    assert reads == [(0, rq.SMALL_READ_BYTES)]
 
 
 @pytest.mark.parametrize("size", [64 << 10, 200_000])

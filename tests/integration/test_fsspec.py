@@ -20,7 +20,10 @@ fsspec = pytest.importorskip("fsspec")
 abstract = pytest.importorskip("fsspec.tests.abstract")
 
 from rdbss.fsspec_fs import RdbssFileSystem, to_unc  # noqa: E402
+from rdbss.requests import SMALL_READ_BYTES  # noqa: E402
+from rdbss.wire import IrpMj  # noqa: E402
 from tests.daemon import Daemon  # noqa: E402
+from tests.integration.test_small_files import count_sent  # noqa: E402
 
 # The entry point in pyproject.toml registers the protocol once installed; this keeps the tests
 # independent of how the package was installed.
@@ -369,8 +372,9 @@ def test_interpreter_exit_is_clean_with_files_left_open(daemon: Daemon, base: st
 def test_cat_file_reads_a_small_file_in_one_request(
     daemon: Daemon, base: str, size: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A small file is read to its end by one READ of one byte more than its size at the open
-    (the short answer is the end), from the start or from an offset in it."""
+    """A small file is read to its end by one READ whose short answer is the end: the whole
+    file as one compound message (create, a READ of the first 64 KiB, close), from an offset
+    in it by one READ of one byte more than is left at the open."""
     data = os.urandom(size)
     on_disk(daemon, base).joinpath("small.bin").write_bytes(data)
     fs = RdbssFileSystem(runtime_dir=daemon.runtime_dir, skip_instance_cache=True)
@@ -383,11 +387,15 @@ def test_cat_file_reads_a_small_file_in_one_request(
             return read_handle(fobx, offset, length)
 
         monkeypatch.setattr(fs.client, "read_handle", counted)
+        sent = count_sent(fs.client, monkeypatch)
         assert fs.cat_file(f"{base}/small.bin") == data
-        assert reads == [(0, size + 1)]
+        assert len(sent) == 1 and reads == []
+        whole = [(i.lowio.offset, i.lowio.length) for i in sent[0].items if i.major == IrpMj.READ]
+        assert whole == [(0, SMALL_READ_BYTES)]
         reads.clear()
         start = size // 2
         assert fs.cat_file(f"{base}/small.bin", start=start) == data[start:]
-        assert reads == [(start, size - start + 1)]
+        if start:  # (from 0 it is the whole file, as above)
+            assert reads == [(start, size - start + 1)]
     finally:
         fs.close()
