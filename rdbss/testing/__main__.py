@@ -111,15 +111,20 @@ def check_config(path: Path, minirdr: str) -> Path:
 def check_daemon(runtime_dir: Path, target: Target) -> str:
     """Ask the daemon what ``target.minirdr`` registered; make the run's scratch folder under
     the root and return its UNC name."""
+    hint = (
+        f"; for this configuration: `rdbss daemon start --config {target.config}`,"
+        " or run with --start-daemon"
+    )
     try:
         client = Client(runtime_dir, timeout=CHECK_TIMEOUT_S)
     except NtStatusError as exc:
-        raise Refused(EXIT_DAEMON, f"daemon not reachable: {status_message(exc)}") from None
+        raise Refused(EXIT_DAEMON, f"daemon not reachable: {status_message(exc)}{hint}") from None
     with client:
         try:
             peers = client.status()["peers"]
         except NtStatusError as exc:
-            raise Refused(EXIT_DAEMON, f"daemon not reachable: {status_message(exc)}") from None
+            message = f"daemon not reachable: {status_message(exc)}{hint}"
+            raise Refused(EXIT_DAEMON, message) from None
         names = sorted(str(p["name"]) for p in peers)
         if target.minirdr not in names:
             raise Refused(
