@@ -161,6 +161,38 @@ def execute(
 Emit = Callable[[RxCompletion, Any], None]
 
 
+def _take_related(
+    minirdr: MiniRdr, cx: Compound, index: int, payload_of: dict[int, Any]
+) -> dict[int, tuple[RxCompletion, Any] | None]:
+    """Offer the create at ``index`` and the RELATED items right after it to
+    ``MiniRdr.create_with_related``: their answers by index, or none when it does not take
+    them (they then run one by one)."""
+    end = index + 1
+    while (
+        end < len(cx.items)
+        and cx.items[end].flags & _RELATED
+        and cx.items[end].routine != Routine.MRxCreate
+    ):
+        end += 1
+    if end == index + 1:
+        return {}
+    create, related = cx.items[index], cx.items[index + 1 : end]
+    payloads = [payload_of.get(i) for i in range(index + 1, end)]
+    try:
+        outcomes = minirdr.create_with_related(create, related, payloads)
+    except Exception as exc:
+        outcomes = [exc]  # the create failed: its related items are answered as such
+    if outcomes is None:
+        return {}
+    answers: dict[int, tuple[RxCompletion, Any] | None] = {}
+    for offset, (ctx, outcome) in enumerate(zip([create, *related], outcomes, strict=False)):
+        if isinstance(outcome, Exception):
+            answers[index + offset] = failure(ctx, outcome), None
+        else:
+            answers[index + offset] = completion(ctx, outcome), outcome.payload
+    return answers
+
+
 def _is_read(ctx: RxContext) -> bool:
     return ctx.routine == _LOWIO and ctx.lowio is not None and ctx.lowio.operation == _READ
 
@@ -172,7 +204,8 @@ LARGE_ANSWER_BYTES = 64 << 10
 def execute_compound(
     minirdr: MiniRdr, cx: Compound, emit: Emit | None = None, large: Emit | None = None
 ) -> CompoundCompletion:
-    """Run a compound's items in order and answer them in one message. A RELATED item gets the
+    """Run a compound's items in order and answer them in one message (a create and the
+    RELATED items after it go to ``MiniRdr.create_with_related`` first). A RELATED item gets the
     SrvOpen of the compound's previous create, or that create's status when it failed
     (STATUS_INVALID_HANDLE when no create came before it), as SMB2 does. Items that answer
     STATUS_PENDING are left out: they complete later on their own. With ``emit``, each answer
@@ -183,8 +216,11 @@ def execute_compound(
     payload_items: list[int] = []
     payloads: list[Any] = []
     created: RxCompletion | None = None  # the previous create's completion
+    taken: dict[int, tuple[RxCompletion, Any] | None] = {}  # by create_with_related
     for index, ctx in enumerate(cx.items):
         answer: tuple[RxCompletion, Any] | None
+        if ctx.routine == Routine.MRxCreate and index + 1 < len(cx.items):
+            taken.update(_take_related(minirdr, cx, index, payload_of))
         if ctx.flags & _RELATED and ctx.routine != Routine.MRxCreate:
             if created is None:
                 answer = (
@@ -207,7 +243,11 @@ def execute_compound(
             else:
                 result = created.result if isinstance(created.result, dict) else {}
                 ctx.srv_open = result.get("srv_open")
-                answer = execute(minirdr, ctx, payload_of.get(index))
+                answer = (
+                    taken[index] if index in taken else execute(minirdr, ctx, payload_of.get(index))
+                )
+        elif index in taken:
+            answer = taken[index]
         else:
             answer = execute(minirdr, ctx, payload_of.get(index))
         if ctx.routine == Routine.MRxCreate:

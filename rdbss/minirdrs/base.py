@@ -470,6 +470,21 @@ class MiniRdr:
         and copies its payload into the target. Not a routine."""
         return None
 
+    def create_with_related(
+        self,
+        create: RxContext,
+        related: list[RxContext],
+        payloads: list[memoryview | None],
+    ) -> list[Result | Exception] | None:
+        """A compound's create and the RELATED items after it (``payloads``: each one's
+        payload), taken at once (e.g. sent to the server as one exchange). Answers one outcome
+        per item, create first, each what the routine would have answered alone (a Result, or
+        the exception it would have raised); related items whose create failed are answered
+        by the host with the create's status whatever they hold here. A related item finds
+        the create's SrvOpen in ``result["srv_open"]`` as usual. None (the default): not taken;
+        the host runs the items one by one. Not a routine."""
+        return None
+
     # --- every routine, not implemented at the base ------------------------------------------
     start = _not_implemented
     stop = _not_implemented

@@ -6,7 +6,9 @@ CREATE's status (MS-SMB2 3.3.5.2.7.2), so the first failure is the one to answer
 - ``open_and_query``: CREATE + QUERY_INFO(FileAllInformation): what MRxCreate answers, with the
   handle kept open;
 - ``query_open``: CREATE + QUERY_INFO(FileAllInformation) + CLOSE: what MRxQueryOpen answers,
-  one exchange with the server and no handle left behind.
+  one exchange with the server and no handle left behind;
+- ``open_and_close``: CREATE + QUERY_INFO + READ or WRITE + CLOSE: a compound's create with
+  its related READ/WRITE and close (a small file read or written whole), one exchange.
 
 Each runs inside ``SmbLink.call`` (under the link's deadline) and raises the failure it met.
 """
@@ -88,5 +90,34 @@ def query_open(link: SmbLink, tree: Any, create: Any) -> Callable[[], bytes]:
             if isinstance(answer, SMBResponseException):
                 raise answer
         return query_info_buffer(queried)
+
+    return go
+
+
+def open_and_close(
+    link: SmbLink, tree: Any, create: Any, create_answer: Callable[[Any], Any], middle: list[Any]
+) -> Callable[[], list[Any]]:
+    """The exchange of a create with related READ/WRITE items and a close (a small file read or
+    written whole): CREATE + QUERY_INFO(FileAllInformation) + ``middle`` (requests on
+    RELATED_FILE_ID) + CLOSE in one compound. ``create`` and ``create_answer`` are what
+    smbprotocol's ``Open.create(send=False)`` gave. Every answer, in order (each taken, so none
+    is left waiting): the CREATE's None (``create_answer`` took it) and then response headers,
+    or the SMBResponseException of a failed one."""
+
+    def go() -> list[Any]:
+        close = close_request(RELATED_FILE_ID)
+        requests = send_related(link, tree, [create, _all_information(), *middle, close])
+        answers: list[Any] = []
+        try:
+            create_answer(requests[0])
+            answers.append(None)
+        except SMBResponseException as exc:
+            answers.append(exc)
+        for request in requests[1:]:
+            try:
+                answers.append(link.connection.receive(request))
+            except SMBResponseException as exc:
+                answers.append(exc)
+        return answers
 
     return go

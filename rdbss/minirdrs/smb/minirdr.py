@@ -14,7 +14,9 @@ STATUS_CONNECTION_DISCONNECTED and the SrvCall stays dead: its handles and the r
 answer the same at once.
 
 MRxCreate is one related compound CREATE + QUERY_INFO, MRxQueryOpen (a stat) one compound
-CREATE + QUERY_INFO + CLOSE (compound.py): one exchange with the server each. The create rules
+CREATE + QUERY_INFO + CLOSE (compound.py), and a compound's create with a related READ or WRITE
+and close (a small file read or written whole) one CREATE + QUERY_INFO + READ/WRITE + CLOSE
+(fused.py): one exchange with the server each. The create rules
 it checks before asking the server: see docs/routines.md, Create, collapsing and close.
 """
 
@@ -41,7 +43,7 @@ from rdbss.minirdrs.base import (
 from rdbss.minirdrs.common.args import components, show
 from rdbss.minirdrs.common.setup import TREE_CONNECT, SetupDeadline
 from rdbss.minirdrs.common.shares import check_share_name
-from rdbss.minirdrs.smb import compound, directory, info, io, waits
+from rdbss.minirdrs.smb import compound, directory, fused, info, io, waits
 from rdbss.minirdrs.smb.config import Credentials, ServerConfig, SmbConfig
 from rdbss.minirdrs.smb.link import SmbLink
 from rdbss.minirdrs.smb.opens import SmbSrvOpen, close_quietly, renamed, set_file
@@ -242,6 +244,18 @@ class SmbMiniRdr(MiniRdr):
         return link, share, rel, ctx.create or CreateParameters()
 
     def create(self, ctx: RxContext) -> Result:
+        creating = self._creating(ctx)
+        go = compound.open_and_query(
+            creating.link, creating.tree, creating.handle, creating.message, creating.answer
+        )
+        try:
+            data = creating.link.call(f"cannot open {show(creating.rel)}", go)
+        except NtStatusError as exc:
+            raise create_error(exc, creating.disposition) from None
+        return self._opened(creating, data)
+
+    def _creating(self, ctx: RxContext) -> fused.Creating:
+        """The checks of a create and its SMB2 CREATE, not sent yet."""
         link, share, rel, params = self._create_target(ctx)
         disposition, options = check_create_parameters(params)
         delete_on_close = bool(options & CreateOptions.FILE_DELETE_ON_CLOSE)
@@ -260,26 +274,36 @@ class SmbMiniRdr(MiniRdr):
             int(options) & 0x00FFFFFF,
             send=False,
         )
-        go = compound.open_and_query(link, tree, handle, create_msg, create_answer)
-        try:
-            data = link.call(f"cannot open {show(rel)}", go)
-        except NtStatusError as exc:
-            raise create_error(exc, disposition) from None
-        raw = parse_all_information(data)
-        can_read, can_write, append_only = data_access(params.desired_access)
-        op = SmbSrvOpen(
+        return fused.Creating(
+            link,
             share,
             rel,
+            params,
+            int(disposition),
+            delete_on_close,
+            tree,
+            handle,
+            create_msg,
+            create_answer,
+        )
+
+    def _opened(self, creating: fused.Creating, data: bytes) -> Result:
+        """MRxCreate's answer once the server opened the file (``data``: FileAllInformation)."""
+        raw = parse_all_information(data)
+        can_read, can_write, append_only = data_access(creating.params.desired_access)
+        op = SmbSrvOpen(
+            creating.share,
+            creating.rel,
             raw.directory,
             can_read,
             can_write,
             append_only,
-            delete_on_close,
-            link=link,
-            tree=tree,
-            handle=handle,
+            creating.delete_on_close,
+            link=creating.link,
+            tree=creating.tree,
+            handle=creating.handle,
         )
-        if delete_on_close and op.is_dir:
+        if creating.delete_on_close and op.is_dir:
             # The server only finds out at close that a directory is not empty (and then keeps
             # it quietly): ask now, as the local mini-redirector does, so the caller hears it.
             try:
@@ -293,11 +317,31 @@ class SmbMiniRdr(MiniRdr):
                 close_quietly(op)
                 raise
         srv_open = self._opens.add(op)
-        file_info = smb_file_info(raw, rel, delete_pending=op.delete_pending)
+        file_info = smb_file_info(raw, creating.rel, delete_pending=op.delete_pending)
         return Result(
-            information=int(handle.create_action),
+            information=int(creating.handle.create_action),
             result={**file_info, "srv_open": srv_open, "directory": op.is_dir},
         )
+
+    def create_with_related(
+        self,
+        create: RxContext,
+        related: list[RxContext],
+        payloads: list[memoryview | None],
+    ) -> list[Result | Exception] | None:
+        """A create with a related READ or WRITE (or neither) and a related close, as a small
+        file is read or written whole: one related compound CREATE + QUERY_INFO + READ/WRITE +
+        CLOSE (MS-SMB2 3.2.4.1.4), each item answered as alone (fused.py). Any other chain, or
+        one the server could not take in one exchange, runs item by item (None)."""
+        if not fused.shaped(related):
+            return None
+        try:
+            creating = self._creating(create)
+        except NtStatusError as exc:
+            return [exc]
+        if creating.delete_on_close:
+            return None
+        return fused.run(creating, related, payloads, self._opened, self._opens)
 
     def query_open(self, ctx: RxContext) -> Result:
         """MRxQueryOpen: what ``create`` answers for an open for attributes (FILE_OPEN), the

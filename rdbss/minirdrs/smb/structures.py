@@ -27,7 +27,11 @@ from smbprotocol.open import (
     SMB2QueryDirectoryResponse,
     SMB2QueryInfoRequest,
     SMB2QueryInfoResponse,
+    SMB2ReadRequest,
+    SMB2ReadResponse,
     SMB2SetInfoRequest,
+    SMB2WriteRequest,
+    SMB2WriteResponse,
 )
 
 from rdbss.wire.constants import FileAttributes
@@ -122,6 +126,34 @@ def create_request(
 
 def close_request(file_id: bytes) -> Any:
     return _message(SMB2CloseRequest, file_id=file_id)
+
+
+def read_request(file_id: bytes, offset: int, length: int) -> Any:
+    """An SMB2 READ (MS-SMB2 2.2.19) as smbprotocol's ``Open.read`` builds it."""
+    return _message(
+        SMB2ReadRequest,
+        length=length,
+        offset=offset,
+        minimum_count=0,
+        file_id=file_id,
+        padding=b"\x50",
+    )
+
+
+def read_buffer(header: Any) -> bytes:
+    return _buffer(SMB2ReadResponse, header)
+
+
+def write_request(file_id: bytes, offset: int, data: bytes) -> Any:
+    """An SMB2 WRITE (MS-SMB2 2.2.21) as smbprotocol's ``Open.write`` builds it."""
+    return _message(SMB2WriteRequest, length=len(data), offset=offset, file_id=file_id, buffer=data)
+
+
+def write_count(header: Any) -> int:
+    response = SMB2WriteResponse()
+    response.unpack(header["data"].get_value())
+    count: int = response["count"].get_value()
+    return count
 
 
 def lock_element(offset: int, length: int, flags: int) -> Any:
