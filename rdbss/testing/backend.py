@@ -17,10 +17,11 @@ servers of :mod:`rdbss.testing.servers`.
 from __future__ import annotations
 
 import os
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rdbss.testing.servers import SambaServer, SshServer, WebDavServer
@@ -70,6 +71,13 @@ def write_password_file(path: Path, password: str) -> Path:
     with os.fdopen(fd, "w") as f:
         f.write(password + "\n")
     return path
+
+
+def minirdr_options(config: str) -> dict[str, Any]:
+    """The options of the one ``[[minirdr]]`` table of ``config`` (what ``smb_config``,
+    ``sftp_config``... return), for a mini-redirector made in the test's own process."""
+    table: dict[str, Any] = tomllib.loads(config)["minirdr"][0]
+    return {key: value for key, value in table.items() if key not in ("name", "kind")}
 
 
 def smb_config(

@@ -5,7 +5,6 @@ with that piece's status (no later piece makes it look written)."""
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from rdbss.actors.minirdr_host import execute
 from rdbss.minirdrs.base import MiniRdr
 from rdbss.minirdrs.sftp.minirdr import SftpMiniRdr
 from rdbss.minirdrs.smb.minirdr import SmbMiniRdr
+from rdbss.testing.backend import minirdr_options, smb_config, write_password_file
 from rdbss.wire import (
     Access,
     CreateDisposition,
@@ -30,7 +30,6 @@ from rdbss.wire import (
     RxContext,
 )
 from tests.conformance.backend_sftp import SERVER, sftp_config
-from tests.conformance.backend_smb import write_password_file
 from tests.servers.fixtures import SambaServer, SshServer, require_or_skip
 
 S = NtStatus
@@ -98,8 +97,7 @@ def sftp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     with SshServer(base / "ssh") as server:
         share = server.root_dir / SHARE
         share.mkdir(parents=True)
-        table: dict[str, Any] = tomllib.loads(sftp_config(server, {SHARE: share}))["minirdr"][0]
-        minirdr = SftpMiniRdr("sftp", {k: v for k, v in table.items() if k not in ("name", "kind")})
+        minirdr = SftpMiniRdr("sftp", minirdr_options(sftp_config(server, {SHARE: share})))
         try:
             rig = Rig(minirdr, SERVER, SHARE, share)
             rig.setup()
@@ -114,13 +112,7 @@ def smb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     base: Path = tmp_path_factory.mktemp("smb-bulk")
     with SambaServer(base / "smb") as server:
         password = write_password_file(base / "pw", server.password)
-        table = {
-            "host": server.host,
-            "port": server.port,
-            "username": server.user,
-            "password_file": str(password),
-        }
-        minirdr = SmbMiniRdr("smb", {"timeout": 30.0, "servers": {"sambatest": table}})
+        minirdr = SmbMiniRdr("smb", minirdr_options(smb_config(server, password, timeout=30.0)))
         try:
             rig = Rig(minirdr, "sambatest", server.share_name, server.share_path)
             rig.setup()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import socket
-import tomllib
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from asyncssh.sftp import FXP_LSTAT, FXP_REALPATH, FXP_STAT
 
 from rdbss.actors.minirdr_host import execute
 from rdbss.minirdrs.sftp.minirdr import SftpMiniRdr
+from rdbss.testing.backend import minirdr_options
 from rdbss.wire import (
     Access,
     CreateDisposition,
@@ -56,8 +56,7 @@ def sftp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SftpMiniRdr]:
         sock = socket.socket(socket.AF_UNIX)
         sock.bind(str(share / "sock"))
         sock.close()
-        table: dict[str, Any] = tomllib.loads(sftp_config(server, {SHARE: share}))["minirdr"][0]
-        minirdr = SftpMiniRdr("sftp", {k: v for k, v in table.items() if k not in ("name", "kind")})
+        minirdr = SftpMiniRdr("sftp", minirdr_options(sftp_config(server, {SHARE: share})))
         try:
             for routine in (Routine.MRxCreateSrvCall, Routine.MRxCreateVNetRoot):
                 ctx = RxContext(1, IrpMj.CREATE, routine=routine, srv_call=SERVER, net_root=SHARE)

@@ -13,6 +13,7 @@ import pytest
 
 from rdbss.minirdrs.base import Result
 from rdbss.minirdrs.smb.minirdr import SmbMiniRdr
+from rdbss.testing.backend import minirdr_options, smb_config, write_password_file
 from rdbss.wire import (
     Access,
     CreateDisposition,
@@ -26,7 +27,6 @@ from rdbss.wire import (
     Routine,
     RxContext,
 )
-from tests.conformance.backend_smb import write_password_file
 from tests.servers.fixtures import SambaServer, require_or_skip
 
 S = NtStatus
@@ -94,13 +94,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     base: Path = tmp_path_factory.mktemp("smb-query-open")
     with SambaServer(base / "smb") as server:
         password = write_password_file(base / "pw", server.password)
-        table = {
-            "host": server.host,
-            "port": server.port,
-            "username": server.user,
-            "password_file": str(password),
-        }
-        minirdr = SmbMiniRdr("smb", {"timeout": 10.0, "servers": {"sambatest": table}})
+        minirdr = SmbMiniRdr("smb", minirdr_options(smb_config(server, password, timeout=10.0)))
         try:
             rig = Rig(minirdr, Sent())
             minirdr.create_srv_call(rig.ctx())

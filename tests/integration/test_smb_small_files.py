@@ -15,7 +15,7 @@ import pytest
 
 from rdbss.actors.minirdr_host import execute_compound
 from rdbss.minirdrs.smb.minirdr import SmbMiniRdr
-from rdbss.testing.backend import write_password_file
+from rdbss.testing.backend import minirdr_options, smb_config, write_password_file
 from rdbss.testing.servers import SambaServer, require_or_skip
 from rdbss.wire import (
     Access,
@@ -134,13 +134,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     base: Path = tmp_path_factory.mktemp("smb-small-files")
     with SambaServer(base / "smb") as server:
         password = write_password_file(base / "pw", server.password)
-        table = {
-            "host": server.host,
-            "port": server.port,
-            "username": server.user,
-            "password_file": str(password),
-        }
-        minirdr = SmbMiniRdr("smb", {"timeout": 10.0, "servers": {"sambatest": table}})
+        minirdr = SmbMiniRdr("smb", minirdr_options(smb_config(server, password, timeout=10.0)))
         try:
             rig = Rig(minirdr, Sent(), Path(server.share_path))
             minirdr.create_srv_call(rig.ctx())
