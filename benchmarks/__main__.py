@@ -1,14 +1,18 @@
-"""Run the benchmark suite and print tables: ``python -m benchmarks [--quick] [--size MIB]``;
-``python -m benchmarks mount [--quick] [sftp|smb|webdav]`` compares the FUSE mount with sshfs and
-rclone mount (benchmarks/mount.py). Every figure is paired with its baseline measured in the same
-run; nothing here is a test."""
+"""Run the benchmark suite and print tables: ``python -m benchmarks [--quick] [--size MIB]``.
+``python -m benchmarks NAME [ARGS]`` runs one of the other benchmarks, as ``python -m
+benchmarks.NAME [ARGS]`` would: ``peers`` (rdbss against sshfs, fsspec's SMBFileSystem and
+webdav4), ``floor`` (against a bare 3-process ZeroMQ chain), ``mount`` (the FUSE mount against
+sshfs and rclone mount), ``recovery``, ``fairness``, ``cpu``, ``memory``... Every figure is
+paired with its baseline measured in the same run; nothing here is a test."""
 
 from __future__ import annotations
 
 import importlib
 import os
 import platform
+import runpy
 import sys
+from pathlib import Path
 
 from benchmarks import (
     client_link,
@@ -32,11 +36,31 @@ def _rate_table(title: str, unit: str, rows: list[tuple[str, float, float]]) -> 
     return "\n".join(out)
 
 
-def main() -> int:
-    if sys.argv[1:2] == ["mount"]:
-        from benchmarks import mount
+def _names() -> list[str]:
+    here = Path(__file__).parent
+    return sorted(p.stem for p in here.glob("*.py") if not p.stem.startswith("_"))
 
-        return mount.main(sys.argv[2:])
+
+def _run_one(name: str, argv: list[str]) -> int:
+    """``python -m benchmarks NAME ARGS`` as ``python -m benchmarks.NAME ARGS``."""
+    if name not in _names() or name == "common":
+        print(
+            f"python -m benchmarks: no benchmark {name!r}; one of: "
+            + ", ".join(n for n in _names() if n != "common"),
+            file=sys.stderr,
+        )
+        return 2
+    sys.argv = [f"benchmarks.{name}", *argv]
+    try:
+        runpy.run_module(f"benchmarks.{name}", run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and not sys.argv[1].startswith("-"):
+        return _run_one(sys.argv[1], sys.argv[2:])
     quick = "--quick" in sys.argv
     n = 1000 if quick else 5000
     size = 16 if quick else 64
