@@ -142,6 +142,27 @@ class AttrCache:
             self._listings.pop(parent_of(path), None)
             self._listings.pop(path, None)
 
+    def forget_attrs(self, path: str) -> None:
+        """The contents of ``path`` changed through the mount (a write): its attributes are
+        stale, its folder's names are not."""
+        with self._lock:
+            self._entries.pop(path, None)
+
+    def added(self, path: str, attrs: dict[str, Any]) -> None:
+        """``path`` was made through the mount with ``attrs``: its folder's attributes are
+        stale, but its folder's listing, if known, only gained this name."""
+        if self.ttl <= 0:
+            return
+        folder = parent_of(path)
+        name = path.rstrip("/").rpartition("/")[2]
+        with self._lock:
+            now = self._clock()
+            self._entries.pop(folder, None)
+            self._entries[path] = (now + self.ttl, attrs)
+            listing = self._listings.get(folder)
+            if listing is not None and listing[0] > now:
+                self._listings[folder] = (listing[0], listing[1] | {name})
+
     def forget_tree(self, path: str) -> None:
         """``path`` and everything under it (a rename, a removed folder), and its folder."""
         prefix = path.rstrip("/") + "/"

@@ -418,6 +418,8 @@ class KernelOps(pyfuse3.Operations):
         return await self._run(self.ops.write, fh, off, buf)
 
     async def flush(self, fh: int) -> None:
+        if not self._file_inodes.get(fh, (0, True))[1]:
+            return  # a reader's close sends nothing: no thread needed
         await self._run(self.ops.flush, fh)
 
     async def fsync(self, fh: int, datasync: bool) -> None:
@@ -425,6 +427,7 @@ class KernelOps(pyfuse3.Operations):
 
     async def release(self, fh: int) -> None:
         inode, writable = self._file_inodes.pop(fh, (0, False))
-        await self._run(self.ops.release, fh)
+        if not self.ops.release_now(fh):  # a small file's handle, closed at its open
+            await self._run(self.ops.release, fh)
         if writable:
             self.kernel.forget_pages(inode)  # what it wrote: the next open reads again

@@ -70,6 +70,15 @@ ATTR_TIMEOUT_S = 1.0
 READ_AHEAD_BYTES = 4 << 20  # what one read fetches for a sequential reader (shared memory)
 FIRST_READ = 128 << 10  # read with the open of a reader: the kernel's first read-ahead
 GATHER_BYTES = 4 << 20  # sequential writes gathered into one daemon write of up to this much
+#: A reader's open of a file the cache knows to be smaller than this reads it whole and closes
+#: it in the same compound: the handle's reads are served from memory, its close asks nothing.
+SMALL_OPEN = rq.SMALL_READ_BYTES
+#: Gathered writes smaller than this travel in the flush's compound (larger ones go through
+#: shared memory first).
+FLUSH_WITH_DATA = shm.MIN_WRITE_BYTES
+#: Entries one query of a listing asks for; a listing is one compound of an open, two queries
+#: and a close, complete when a query says there is no more (else it is listed again in turns).
+LIST_BATCH = 4096
 #: Clients in the pool: requests to the daemon in flight at once. The core serves up to 8
 #: requests of one client beside other clients' (docs/routines.md, Connections).
 POOL_SIZE = 6
@@ -109,6 +118,48 @@ def _forgets(*, tree: bool = False) -> Callable[[F], F]:
         return cast(F, wrapper)
 
     return decorate
+
+
+def _errno_of(exc: OSError) -> int:
+    return exc.errno if isinstance(exc.errno, int) and exc.errno > 0 else errno.EIO
+
+
+def _write_all(client: Client, fobx: int, offset: int, data: bytearray) -> None:
+    """Write ``data`` at ``offset`` through the daemon handle, all of it (EIO when the daemon
+    takes none of a piece)."""
+    view = memoryview(data)
+    done = 0
+    while done < len(view):
+        written = client.write_handle(fobx, offset + done, view[done:])
+        if written <= 0:
+            raise fail(errno.EIO)
+        done += written
+
+
+def _list_compound(client: Client, unc: str) -> list[FileInfo] | None:
+    """The entries of folder ``unc`` from one compound (an open, two queries, a close); None
+    when the second query still found entries (a folder too large for two: list it in turns)."""
+    timeout_ms = int(client.timeout * 1000)
+    query = functools.partial(rq.query_directory, 0, timeout_ms, max_entries=LIST_BATCH)
+    outcomes = client.compound(
+        [
+            rq.create(
+                unc,
+                timeout_ms,
+                access=Access.FILE_LIST_DIRECTORY,
+                options=CreateOptions.FILE_DIRECTORY_FILE,
+            ),
+            rq.related(query()),
+            rq.related(query()),
+            rq.related(rq.close(0, timeout_ms)),
+        ]
+    )
+    outcomes[0].unwrap()
+    first: list[FileInfo] | None = outcomes[1].unwrap()
+    second: list[FileInfo] | None = outcomes[2].unwrap()
+    if first is None:
+        return []
+    return None if second else first
 
 
 def normalize_unc(path: str) -> str:
@@ -200,6 +251,9 @@ class _Open:
     coming_at: int = 0
     next_read: int = -1  # where a sequential reader reads next
     attrs: dict[str, Any] | None = None  # from the open, while the handle has not changed it
+    in_memory: bool = False  # read whole at the open and closed then: no daemon handle left
+    sending: Future[None] | None = None  # a gathered piece being written in the background
+    failed: int = 0  # the errno of a background write that failed: every later write says it
     lock: threading.Lock = field(default_factory=threading.Lock)
     fh: int = 0  # its FUSE file handle
 
@@ -246,13 +300,15 @@ class PathOps:
         return self.root if not rest else self.root + "\\" + rest.replace("/", "\\")
 
     def _add(self, fobx: int, path: str, writable: bool, client: Client) -> _Open:
-        opened = _Open(fobx, path, writable, client)
+        return self._enter(_Open(fobx, path, writable, client))
+
+    def _enter(self, opened: _Open) -> _Open:
+        """Give ``opened`` its FUSE file handle number."""
         with self._lock:
-            opened_fh = self._next_fh
+            opened.fh = self._next_fh
             self._next_fh += 1
-            self._opens[opened_fh] = opened
-            self._by_path.setdefault(path, []).append(opened)
-        opened.fh = opened_fh
+            self._opens[opened.fh] = opened
+            self._by_path.setdefault(opened.path, []).append(opened)
         return opened
 
     def _get(self, fh: int | None) -> _Open | None:
@@ -372,6 +428,8 @@ class PathOps:
         ask, or the handle is busy). Never waits: the kernel front end calls it on its event
         loop."""
         opened = self._get(fh)
+        if opened is not None and opened.in_memory:  # its bytes never change
+            return opened.ahead[offset : offset + size]
         if opened is None or not opened.lock.acquire(blocking=False):
             return None
         try:
@@ -398,6 +456,7 @@ class PathOps:
             pending = opened.pending
             if (
                 pending is None
+                or opened.failed
                 or opened.coming is not None
                 or opened.pending_at + len(pending) != offset
                 or len(pending) + len(data) >= GATHER_BYTES
@@ -409,7 +468,7 @@ class PathOps:
             opened.ahead = b""
         finally:
             opened.lock.release()
-        self.cache.forget(opened.path)
+        self.cache.forget_attrs(opened.path)
         return True
 
     def list(self, path: str) -> dict[str, dict[str, Any]]:
@@ -418,9 +477,12 @@ class PathOps:
         not be in the listing yet: those are asked again)."""
         children: dict[str, dict[str, Any]] = {}
         with self.pool.lease() as client:
-            for info in client.scandir(self._unc(path)):
-                if info.name not in (".", ".."):
-                    children[info.name] = self.attrs_of(info)
+            entries = _list_compound(client, self._unc(path))
+            if entries is None:  # more than two queries' worth: listed in turns
+                entries = list(client.scandir(self._unc(path)))
+        for info in entries:
+            if info.name not in (".", ".."):
+                children[info.name] = self.attrs_of(info)
         prefix = path.rstrip("/") + "/"
         with self._lock:
             busy = [p[len(prefix) :] for p in self._by_path if p.startswith(prefix)]
@@ -508,7 +570,11 @@ class PathOps:
         truncate = writable and bool(flags & os.O_TRUNC)
         if writable:
             self._settle(path)
-            self.cache.forget(path)
+            self.cache.forget_attrs(path)
+        else:
+            small = self._open_small(path)
+            if small is not None:
+                return small.fh, small.attrs
         with self.pool.lease() as client:
             timeout_ms = int(client.timeout * 1000)
             create = rq.create(
@@ -524,7 +590,7 @@ class PathOps:
                 handle = client.run(create)
                 opened = self._add(handle.fobx, path, writable, client)
                 opened.attrs = None if truncate else self.attrs_of(handle.info)
-                self.cache.forget(path)  # what a lookup learned meanwhile
+                self.cache.forget_attrs(path)  # what a lookup learned meanwhile
                 return opened.fh, opened.attrs
             # a reader: the open and the first read in one round trip (a compound with a
             # related read), so a small file costs one request and a large one starts its
@@ -540,8 +606,41 @@ class PathOps:
             opened.next_read = len(first.value)
         return opened.fh, opened.attrs
 
-    @_forgets()
+    def _open_small(self, path: str) -> _Open | None:
+        """A reader's open of a file the cache knows to be small: the open, a read of the
+        whole file and the close in one compound; the handle then holds the file's bytes and
+        asks nothing more. None when the cache knows no size, or the file has grown past
+        ``SMALL_OPEN`` since (then it is opened as any other)."""
+        known = self.cache.get(path)
+        if known is None or not stat.S_ISREG(known["st_mode"]) or known["st_size"] >= SMALL_OPEN:
+            return None
+        with self.pool.lease() as client:
+            timeout_ms = int(client.timeout * 1000)
+            outcomes = client.compound(rq.read_file_items(self._unc(path), timeout_ms, SMALL_OPEN))
+        handle = outcomes[0].unwrap()
+        data: bytes = outcomes[1].unwrap()
+        if outcomes[2].error() is not None:
+            log.debug("%s: the close of a small file's open: %s", path, outcomes[2].message)
+        if len(data) >= SMALL_OPEN:
+            return None
+        opened = _Open(0, path, False, client, in_memory=True, ahead=data, ahead_ends_file=True)
+        opened.next_read = len(data)
+        opened.attrs = self._learn(path, handle.info)
+        self._enter(opened)
+        return opened
+
     def create(self, path: str, mode: int, flags: int) -> tuple[int, dict[str, Any]]:
+        """A file opened or made for writing; its name joins its folder's listing in the
+        cache (so the next lookups there still ask nothing)."""
+        try:
+            fh, attrs = self._create(path, mode, flags)
+        except BaseException:
+            self.cache.forget(path)
+            raise
+        self.cache.added(path, attrs)
+        return fh, attrs
+
+    def _create(self, path: str, mode: int, flags: int) -> tuple[int, dict[str, Any]]:
         access, _ = self._access(flags)
         if flags & os.O_EXCL:
             disposition = CreateDisposition.FILE_CREATE
@@ -549,7 +648,6 @@ class PathOps:
             disposition = CreateDisposition.FILE_OVERWRITE_IF
         else:
             disposition = CreateDisposition.FILE_OPEN_IF
-        self.cache.forget(path)
         with self.pool.lease() as client:
             handle = client.create(
                 self._unc(path),
@@ -575,6 +673,8 @@ class PathOps:
 
     def read(self, fh: int, offset: int, size: int) -> bytes:
         opened = self._open_of(fh)
+        if opened.in_memory:
+            return opened.ahead[offset : offset + size]
         with opened.lock:
             self._send_pending(opened)
             window = opened.ahead
@@ -646,6 +746,10 @@ class PathOps:
     def write(self, fh: int, offset: int, data: bytes) -> int:
         opened = self._open_of(fh)
         with opened.lock:
+            if opened.sending is not None and opened.sending.done():
+                self._wait_sent(opened)  # a failed piece is this write's error
+            if opened.failed:
+                raise fail(opened.failed)
             opened.dirty = True
             opened.attrs = None
             self._drop_ahead(opened)
@@ -656,23 +760,44 @@ class PathOps:
                 self._send_pending(opened)
                 opened.pending, opened.pending_at = bytearray(data), offset
             if len(opened.pending or b"") >= GATHER_BYTES:
-                self._send_pending(opened)
-        self.cache.forget(opened.path)
+                self._send_behind(opened)
+        self.cache.forget_attrs(opened.path)
         return len(data)
 
-    def _send_pending(self, opened: _Open) -> None:
-        """Send the writes gathered on ``opened`` (its lock held): sequential writes go to the
-        daemon in large pieces (the shared-memory path from 256 KiB on)."""
+    def _send_behind(self, opened: _Open) -> None:
+        """Send the writes gathered on ``opened`` in the background (its lock held), one piece
+        in flight at a time: the kernel's next writes gather while the daemon writes this
+        one. A failure is the error of the next write, flush or close of the handle."""
+        self._wait_sent(opened)
         data, opened.pending = opened.pending, None
-        if not data:
-            return
-        view = memoryview(data)
-        done = 0
-        while done < len(view):
-            written = opened.client.write_handle(opened.fobx, opened.pending_at + done, view[done:])
-            if written <= 0:
-                raise fail(errno.EIO)
-            done += written
+        if data:
+            opened.sending = self._fetcher.submit(
+                _write_all, opened.client, opened.fobx, opened.pending_at, data
+            )
+
+    @staticmethod
+    def _wait_sent(opened: _Open) -> None:
+        """Wait for the piece being written in the background (its lock held); raise its
+        error, and every time after: what the handle wrote is not all on the server."""
+        sending, opened.sending = opened.sending, None
+        if sending is not None:
+            try:
+                sending.result()
+            except OSError as exc:
+                opened.failed = _errno_of(exc)
+            except Exception:
+                log.exception("%s: a write in the background", opened.path)
+                opened.failed = errno.EIO
+        if opened.failed:
+            raise fail(opened.failed)
+
+    def _send_pending(self, opened: _Open) -> None:
+        """Send the writes gathered on ``opened`` (its lock held), after the piece in flight:
+        sequential writes go to the daemon in large pieces (shared memory from 256 KiB on)."""
+        self._wait_sent(opened)
+        data, opened.pending = opened.pending, None
+        if data:
+            _write_all(opened.client, opened.fobx, opened.pending_at, data)
 
     @_forgets()
     def truncate(self, path: str, length: int, fh: int | None = None) -> None:
@@ -699,14 +824,44 @@ class PathOps:
         """close(2) waits for this: what the handle wrote reaches the server (WebDAV uploads
         its staged file, the core sends its deferred writes) and a failure is close's error."""
         opened = self._get(fh)
-        if opened is None:
+        if opened is None or not opened.writable:
             return
         with opened.lock:
-            self._send_pending(opened)
-            if opened.dirty:
-                opened.dirty = False
-                opened.client.flush_handle(opened.fobx)
-        self.cache.forget(opened.path)
+            self._wait_sent(opened)
+            data = opened.pending
+            if data is not None and len(data) >= FLUSH_WITH_DATA:
+                self._send_pending(opened)
+                data = None
+            if opened.dirty or data:
+                self._flush_compound(opened, data)
+        attrs = opened.attrs
+        if attrs is not None:
+            self.cache.put(opened.path, attrs)
+        else:
+            self.cache.forget_attrs(opened.path)
+
+    def _flush_compound(self, opened: _Open, data: bytearray | None) -> None:
+        """The gathered writes ``data`` (small), the flush and a query of the attributes in one
+        compound (its items run in order on the handle); the handle then knows its attributes
+        (a stat after close asks nothing)."""
+        opened.pending = None
+        timeout_ms = int(opened.client.timeout * 1000)
+        items: list[rq.Request[Any]] = []
+        if data:
+            items.append(rq.write(opened.fobx, opened.pending_at, bytes(data), timeout_ms))
+        items += [rq.flush(opened.fobx, timeout_ms), rq.query_info(opened.fobx, timeout_ms)]
+        outcomes = opened.client.compound(items)
+        if data and outcomes[0].ok and int(outcomes[0].value or 0) < len(data):
+            opened.failed = errno.EIO  # a short write: the rest is not on the server
+        for outcome in outcomes[:-1]:
+            error = outcome.error()
+            if error is not None:
+                raise error
+        if opened.failed:
+            raise fail(opened.failed)
+        opened.dirty = False
+        info = outcomes[-1]
+        opened.attrs = self.attrs_of(info.value) if info.ok and info.value is not None else None
 
     def fsync(self, fh: int) -> None:
         opened = self._open_of(fh)
@@ -714,6 +869,17 @@ class PathOps:
             self._send_pending(opened)
             opened.dirty = False
             opened.client.flush_handle(opened.fobx)
+
+    def release_now(self, fh: int) -> bool:
+        """Forget a handle whose file was closed at its open (``_open_small``), without a
+        request (False: ``release`` must run). Never waits, as ``read_now``."""
+        with self._lock:
+            opened = self._opens.get(fh)
+            if opened is None or not opened.in_memory:
+                return False
+            del self._opens[fh]
+            self._drop_path_entry(opened)
+        return True
 
     def release(self, fh: int) -> str | None:
         """Close the handle; the path it had (None for an unknown handle)."""
@@ -723,13 +889,19 @@ class PathOps:
                 self._drop_path_entry(opened)
         if opened is None:
             return None
+        if opened.in_memory:
+            return opened.path
         with opened.lock:
             self._drop_ahead(opened)
             with contextlib.suppress(OSError):  # flush reported it; the handle goes anyway
                 self._send_pending(opened)
             # flush did the work close(2) waits for: the close itself need not be waited on
             opened.client.close_handle(opened.fobx, wait=opened.dirty)
-        self.cache.forget(opened.path)
+        if opened.writable:
+            if opened.attrs is not None and not opened.dirty:
+                self.cache.put(opened.path, opened.attrs)  # what its last flush found
+            else:
+                self.cache.forget_attrs(opened.path)
         return opened.path
 
     def _drop_path_entry(self, opened: _Open) -> None:
@@ -742,12 +914,28 @@ class PathOps:
                 del self._by_path[opened.path]
 
     # ------------------------------------------------------------------ names
-    @_forgets()
     def mkdir(self, path: str, mode: int) -> dict[str, Any]:
-        self.cache.forget(path)
-        with self.pool.lease() as client:
-            client.mkdir(self._unc(path))
-            return self._learn(path, client.stat(self._unc(path)))
+        """The folder made and closed in one compound, whose create answers its attributes;
+        a new folder is known to be empty (lookups in it ask nothing)."""
+        try:
+            with self.pool.lease() as client:
+                timeout_ms = int(client.timeout * 1000)
+                create = rq.create(
+                    self._unc(path),
+                    timeout_ms,
+                    access=Access.FILE_LIST_DIRECTORY,
+                    disposition=CreateDisposition.FILE_CREATE,
+                    options=CreateOptions.FILE_DIRECTORY_FILE,
+                )
+                outcomes = client.compound([create, rq.related(rq.close(0, timeout_ms))])
+            handle = outcomes[0].unwrap()
+        except BaseException:
+            self.cache.forget(path)
+            raise
+        attrs = self.attrs_of(handle.info)
+        self.cache.added(path, attrs)
+        self.cache.put_listing(path, {})
+        return attrs
 
     @_forgets(tree=True)
     def rmdir(self, path: str) -> None:
@@ -819,6 +1007,8 @@ class PathOps:
             self._opens.clear()
             self._by_path.clear()
         for opened in opens:
+            if opened.in_memory:
+                continue
             with contextlib.suppress(OSError):
                 opened.client.close_handle(opened.fobx, wait=False)
         self._fetcher.shutdown(wait=True, cancel_futures=True)
