@@ -5,6 +5,7 @@ unless RDBSS_REQUIRE_SERVERS is set."""
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import shutil
@@ -314,3 +315,87 @@ def test_an_open_keeps_pages_only_of_an_unchanged_file(backed: Backed) -> None:
         assert time.monotonic() < deadline, "an open kept the pages of a changed file"
         time.sleep(0.05)
     seen.unlink()
+
+
+# ---------------------------------------------------------------------------------------------
+# daemon requests per file: what the mount asks the daemon for each tool's work
+# ---------------------------------------------------------------------------------------------
+FILES = 30
+#: The most daemon requests each tool's work over FILES small files may cost: a listing is one
+#: compound; a small file's open reads it whole and closes it in one compound; a written file
+#: costs its create, one compound of its last writes, flush and stat, and its close. The slack
+#: is for the folders' own lookups.
+REQUEST_BOUNDS = {
+    "ls -lR": 5,
+    "cp -r": FILES + 5,
+    "read": FILES + 5,
+    "write": 3 * FILES + 8,
+}
+
+
+def _requests_answered(mount: Mount) -> int:
+    """How many client requests the daemon has answered, this status request not counted."""
+    with mount.daemon.client() as client:
+        return int(client.status()["completed"])
+
+
+def test_daemon_requests_per_file(backed: Backed, tmp_path: Path) -> None:
+    """ls -lR, cp -r, reads and writes of small files ask the daemon about once per file (the
+    core's status counts every request it answers), and every byte arrives."""
+    for folder in ("rq-ls", "rq-cp", "rq-rd"):
+        backed.host(folder).mkdir()
+        for i in range(FILES):
+            backed.setup.write_direct(f"{folder}\\f{i}", b"%d" % i * 1000)
+    local = tmp_path / "local"
+    local.mkdir()
+    for i in range(FILES):
+        (local / f"f{i}").write_bytes(b"w%d" % i * 1000)
+    tools = {
+        "ls -lR": "ls -lR rq-ls > /dev/null",
+        "cp -r": f"cp -r rq-cp {tmp_path / 'copied'}",
+        "read": "for f in rq-rd/*; do cat $f > /dev/null; done",
+        "write": f"mkdir rq-wr && cp {local}/* rq-wr/",
+    }
+    counted = {}
+    for tool, script in tools.items():
+        time.sleep(ATTR_TIMEOUT_S + 0.2)  # nothing of an earlier step is cached any more
+        before = _requests_answered(backed.mount)
+        backed.mount.sh(script)
+        counted[tool] = _requests_answered(backed.mount) - before - 1
+    over = {tool: n for tool, n in counted.items() if n > REQUEST_BOUNDS[tool]}
+    assert not over, f"daemon requests {counted}, bounds {REQUEST_BOUNDS}"
+    for i in range(FILES):
+        assert (tmp_path / "copied" / f"f{i}").read_bytes() == b"%d" % i * 1000
+        assert backed.setup.read_back(f"rq-wr\\f{i}") == b"w%d" % i * 1000
+    backed.mount.sh("rm -rf rq-ls rq-cp rq-rd rq-wr")
+
+
+def test_a_failed_background_write_is_the_error_of_close(mounted: Mount) -> None:
+    """Writes gathered in the mount go to the daemon in the background: when one fails (the
+    disk behind the share is full), a later write or close(2) fails with it, never a close
+    that returns 0 with bytes missing; what reached the disk is the file's start."""
+    if os.geteuid() != 0:
+        require_or_skip(["root, to mount a small tmpfs behind the share"], "tmpfs")
+    small = mounted.daemon.share_dir / "small-disk"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(small)], check=True)
+    try:
+        data = os.urandom(16 << 20)
+        failed: OSError | None = None
+        f = open(mounted.path / "small-disk" / "big.bin", "wb", buffering=0)  # noqa: SIM115
+        try:
+            for start in range(0, len(data), 1 << 20):
+                f.write(data[start : start + (1 << 20)])
+        except OSError as exc:
+            failed = exc
+        try:
+            f.close()
+        except OSError as exc:
+            failed = failed or exc
+        assert failed is not None, "every write and the close succeeded on a full disk"
+        assert failed.errno == errno.ENOSPC, failed
+        kept = (small / "big.bin").read_bytes()
+        assert data.startswith(kept)
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
+        small.rmdir()
