@@ -32,8 +32,8 @@ from typing import Any
 
 from rdbss.testing.backend import sftp_config, smb_config, webdav_config, write_password_file
 from rdbss.testing.daemon import running_daemon
+from rdbss.testing.mounts import MOUNT_CODE, foreground_mount, fuse_missing, mount_share
 from rdbss.testing.servers import SambaServer, SshServer, WebDavServer
-from tests.mounts import MOUNT_CODE, foreground_mount, fuse_missing, mount_share
 
 REPEATS = 5
 #: Seconds between two runs of a metadata workload: every tool's 1 s attribute cache expires, so
