@@ -136,6 +136,33 @@ def _write_all(client: Client, fobx: int, offset: int, data: bytearray) -> None:
         done += written
 
 
+def _on_handle(
+    client: Client, unc: str, access: int, options: int, *related: rq.Request[Any]
+) -> None:
+    """Open ``unc``, run ``related`` requests on the handle and close it, in one compound;
+    raise the first error in the order they ran."""
+    timeout_ms = int(client.timeout * 1000)
+    items = [rq.create(unc, timeout_ms, access=access, options=options)]
+    items += [rq.related(request) for request in related]
+    for outcome in client.compound([*items, rq.related(rq.close(0, timeout_ms))]):
+        outcome.unwrap()
+
+
+def _delete(client: Client, unc: str, *, folder: bool) -> None:
+    """Delete a file, or an empty folder (an open for delete-on-close, and its close)."""
+    kind = CreateOptions.FILE_DIRECTORY_FILE if folder else CreateOptions.FILE_NON_DIRECTORY_FILE
+    _on_handle(client, unc, Access.DELETE, kind | CreateOptions.FILE_DELETE_ON_CLOSE)
+
+
+def _rename(client: Client, src: str, dst: str) -> None:
+    """Rename ``src`` to ``dst``, replacing it (an open, FileRenameInformation, a close)."""
+    timeout_ms = int(client.timeout * 1000)
+    rename = rq.set_info(
+        0, timeout_ms, FileInformationClass.FileRenameInformation, target=dst, replace=True
+    )
+    _on_handle(client, src, Access.DELETE, CreateOptions.NONE, rename)
+
+
 def _list_compound(client: Client, unc: str) -> list[FileInfo] | None:
     """The entries of folder ``unc`` from one compound (an open, two queries, a close); None
     when the second query still found entries (a folder too large for two: list it in turns)."""
@@ -568,8 +595,8 @@ class PathOps:
         the open truncated it)."""
         access, writable = self._access(flags)
         truncate = writable and bool(flags & os.O_TRUNC)
+        self._settle(path)  # a reader too sees what other handles here wrote
         if writable:
-            self._settle(path)
             self.cache.forget_attrs(path)
         else:
             small = self._open_small(path)
@@ -757,7 +784,8 @@ class PathOps:
             if pending is not None and opened.pending_at + len(pending) == offset:
                 pending += data
             else:
-                self._send_pending(opened)
+                if pending is not None:  # not where the gathered writes end: they go first
+                    self._send_pending(opened)
                 opened.pending, opened.pending_at = bytearray(data), offset
             if len(opened.pending or b"") >= GATHER_BYTES:
                 self._send_behind(opened)
@@ -941,13 +969,17 @@ class PathOps:
     def rmdir(self, path: str) -> None:
         self.cache.forget_tree(path)
         with self.pool.lease() as client:
-            self._writable_again(client, path, lambda: client.rmdir(self._unc(path)))
+            self._writable_again(
+                client, path, functools.partial(_delete, client, self._unc(path), folder=True)
+            )
 
     @_forgets()
     def unlink(self, path: str) -> None:
         self.cache.forget(path)
         with self.pool.lease() as client:
-            self._writable_again(client, path, lambda: client.remove(self._unc(path)))
+            self._writable_again(
+                client, path, functools.partial(_delete, client, self._unc(path), folder=False)
+            )
 
     def _writable_again(self, client: Client, path: str, change: Callable[[], None]) -> None:
         """Run ``change`` (a delete or a rename onto ``path``); refused because ``path`` is
@@ -983,7 +1015,7 @@ class PathOps:
         src, dst = self._unc(old), self._unc(new)
         with self.pool.lease() as client:
             try:
-                self._writable_again(client, new, lambda: client.rename(src, dst, replace=True))
+                self._writable_again(client, new, lambda: _rename(client, src, dst))
             except PermissionError:
                 # shares refuse to replace a directory; POSIX allows it when it is empty
                 try:
@@ -992,8 +1024,8 @@ class PathOps:
                     replace_dir = False
                 if not replace_dir:
                     raise
-                client.rmdir(dst)  # ENOTEMPTY when not empty, as rename(2) says
-                client.rename(src, dst, replace=True)
+                _delete(client, dst, folder=True)  # ENOTEMPTY when not empty, as rename(2) says
+                _rename(client, src, dst)
         with self._lock:  # handles open on the old name now write the new one
             for opened in list(self._opens.values()):
                 if opened.path == old or opened.path.startswith(old.rstrip("/") + "/"):

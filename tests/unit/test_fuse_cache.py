@@ -96,3 +96,24 @@ def test_the_client_pool_lends_up_to_its_size_and_reuses() -> None:
     waiter.join(5)
     assert got and got[0] in made and len(made) == 2  # a returned one, no new client
     assert pool.close() == made
+
+
+def test_a_name_made_through_the_mount_joins_its_folders_listing() -> None:
+    clock = Clock()
+    cache = AttrCache(1.0, clock=clock)
+    cache.put("/d", {"st_size": 0})
+    cache.put_listing("/d", {"x": {"st_size": 1}})
+    assert cache.known_missing("/d/new")
+    cache.added("/d/new", {"st_size": 0})
+    assert cache.get("/d/new") == {"st_size": 0}
+    assert not cache.known_missing("/d/new")
+    assert cache.get("/d") is None  # the folder's own times changed
+    cache.forget_attrs("/d/new")  # written to: its size is stale, not its folder's names
+    assert cache.get("/d/new") is None
+    assert not cache.known_missing("/d/new") and cache.known_missing("/d/other")
+    cache.put_listing("/e", {})  # a new folder: every name in it is missing
+    assert cache.known_missing("/e/a")
+    clock.now += 1.1
+    assert not cache.known_missing("/d/other")  # the listing's window has passed
+    cache.added("/d/late", {"st_size": 0})  # no listing to join: none is made up
+    assert not cache.known_missing("/d/other")
