@@ -153,28 +153,60 @@ class AttrCache:
         stale, but its folder's listing, if known, only gained this name."""
         if self.ttl <= 0:
             return
+        with self._lock:
+            self._entries.pop(parent_of(path), None)
+            self._entries[path] = (self._clock() + self.ttl, attrs)
+            self._rename_in_listing(path, path)
+
+    def forget_under(self, path: str) -> None:
+        """``path`` is being removed or renamed through the mount: what is known of it and under
+        it, and its folder's attributes, are stale; its folder's names are not yet."""
+        with self._lock:
+            self._drop_under(path)
+
+    def removed(self, path: str) -> None:
+        """``path`` was removed through the mount: its folder's listing, if known, only lost
+        this name."""
+        with self._lock:
+            self._drop_under(path)
+            self._rename_in_listing(path, None)
+
+    def renamed(self, old: str, new: str) -> None:
+        """``old`` is now ``new`` (whatever ``new`` was is gone): the listings of both folders,
+        if known, only changed by these names."""
+        with self._lock:
+            self._drop_under(old)
+            self._drop_under(new)
+            self._rename_in_listing(old, None)
+            self._rename_in_listing(new, new)
+
+    def _drop_under(self, path: str) -> None:
+        """(the lock held)"""
+        prefix = path.rstrip("/") + "/"
+        self._entries.pop(path, None)
+        self._entries.pop(parent_of(path), None)
+        self._listings.pop(path, None)
+        for key in [k for k in self._entries if k.startswith(prefix)]:
+            del self._entries[key]
+        for key in [k for k in self._listings if k.startswith(prefix)]:
+            del self._listings[key]
+
+    def _rename_in_listing(self, path: str, now_there: str | None) -> None:
+        """Take the name of ``path`` out of its folder's fresh listing, or put it in when
+        ``now_there`` (the lock held)."""
         folder = parent_of(path)
         name = path.rstrip("/").rpartition("/")[2]
-        with self._lock:
-            now = self._clock()
-            self._entries.pop(folder, None)
-            self._entries[path] = (now + self.ttl, attrs)
-            listing = self._listings.get(folder)
-            if listing is not None and listing[0] > now:
-                self._listings[folder] = (listing[0], listing[1] | {name})
+        listing = self._listings.get(folder)
+        if listing is None or listing[0] <= self._clock():
+            return
+        names = listing[1] | {name} if now_there else listing[1] - {name}
+        self._listings[folder] = (listing[0], names)
 
     def forget_tree(self, path: str) -> None:
         """``path`` and everything under it (a rename, a removed folder), and its folder."""
-        prefix = path.rstrip("/") + "/"
         with self._lock:
-            self._entries.pop(path, None)
-            self._entries.pop(parent_of(path), None)
+            self._drop_under(path)
             self._listings.pop(parent_of(path), None)
-            self._listings.pop(path, None)
-            for key in [k for k in self._entries if k.startswith(prefix)]:
-                del self._entries[key]
-            for key in [k for k in self._listings if k.startswith(prefix)]:
-                del self._listings[key]
 
     def clear(self) -> None:
         with self._lock:

@@ -138,14 +138,14 @@ def _write_all(client: Client, fobx: int, offset: int, data: bytearray) -> None:
 
 def _on_handle(
     client: Client, unc: str, access: int, options: int, *related: rq.Request[Any]
-) -> None:
-    """Open ``unc``, run ``related`` requests on the handle and close it, in one compound;
-    raise the first error in the order they ran."""
+) -> list[Any]:
+    """Open ``unc``, run ``related`` requests on the handle and close it, in one compound:
+    what the ``related`` requests answered. Raises the first error in the order they ran."""
     timeout_ms = int(client.timeout * 1000)
     items = [rq.create(unc, timeout_ms, access=access, options=options)]
     items += [rq.related(request) for request in related]
-    for outcome in client.compound([*items, rq.related(rq.close(0, timeout_ms))]):
-        outcome.unwrap()
+    values = [o.unwrap() for o in client.compound([*items, rq.related(rq.close(0, timeout_ms))])]
+    return values[1:-1]
 
 
 def _delete(client: Client, unc: str, *, folder: bool) -> None:
@@ -518,7 +518,8 @@ class PathOps:
 
     def statfs(self) -> dict[str, int]:
         with self.pool.lease() as client:
-            volume = client.volume(self.root)
+            query = rq.query_volume(0, int(client.timeout * 1000))
+            volume = _on_handle(client, self.root, Access.FILE_READ_ATTRIBUTES, 0, query)[0]
         frsize = int(volume.get("bytes_per_sector", BLOCK)) * int(
             volume.get("sectors_per_allocation_unit", 8)
         )
@@ -965,21 +966,24 @@ class PathOps:
         self.cache.put_listing(path, {})
         return attrs
 
-    @_forgets(tree=True)
     def rmdir(self, path: str) -> None:
-        self.cache.forget_tree(path)
-        with self.pool.lease() as client:
-            self._writable_again(
-                client, path, functools.partial(_delete, client, self._unc(path), folder=True)
-            )
+        self._remove(path, folder=True)
 
-    @_forgets()
     def unlink(self, path: str) -> None:
-        self.cache.forget(path)
-        with self.pool.lease() as client:
-            self._writable_again(
-                client, path, functools.partial(_delete, client, self._unc(path), folder=False)
-            )
+        self._remove(path, folder=False)
+
+    def _remove(self, path: str, *, folder: bool) -> None:
+        """Delete ``path``; its name then leaves its folder's listing in the cache (a failure
+        forgets the listing)."""
+        self.cache.forget_under(path)
+        try:
+            with self.pool.lease() as client:
+                delete = functools.partial(_delete, client, self._unc(path), folder=folder)
+                self._writable_again(client, path, delete)
+        except BaseException:
+            self.cache.forget_tree(path)
+            raise
+        self.cache.removed(path)
 
     def _writable_again(self, client: Client, path: str, change: Callable[[], None]) -> None:
         """Run ``change`` (a delete or a rename onto ``path``); refused because ``path`` is
@@ -1005,13 +1009,22 @@ class PathOps:
                 self._set_basic(path, client, attributes=int(readonly))
             raise
 
-    @_forgets(tree=True)
     def rename(self, old: str, new: str) -> None:
         """rename(2): replaces an existing file (a read-only one too); a directory replaces an
-        empty directory."""
+        empty directory. The cache's listings of both folders change by these names (a
+        failure forgets them)."""
         self._settle(old)
-        self.cache.forget_tree(old)
-        self.cache.forget_tree(new)
+        self.cache.forget_under(old)
+        self.cache.forget_under(new)
+        try:
+            self._rename(old, new)
+        except BaseException:
+            self.cache.forget_tree(old)
+            self.cache.forget_tree(new)
+            raise
+        self.cache.renamed(old, new)
+
+    def _rename(self, old: str, new: str) -> None:
         src, dst = self._unc(old), self._unc(new)
         with self.pool.lease() as client:
             try:

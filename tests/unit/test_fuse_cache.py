@@ -117,3 +117,21 @@ def test_a_name_made_through_the_mount_joins_its_folders_listing() -> None:
     assert not cache.known_missing("/d/other")  # the listing's window has passed
     cache.added("/d/late", {"st_size": 0})  # no listing to join: none is made up
     assert not cache.known_missing("/d/other")
+
+
+def test_a_removal_or_rename_through_the_mount_changes_the_listings_by_its_names() -> None:
+    clock = Clock()
+    cache = AttrCache(1.0, clock=clock)
+    cache.put_listing("/d", {"a": {"st_size": 1}, "b": {"st_size": 2}, "sub": {"st_size": 0}})
+    cache.put_listing("/d/sub", {"x": {"st_size": 3}})
+    cache.put_listing("/e", {})
+    cache.removed("/d/a")
+    assert cache.known_missing("/d/a") and cache.get("/d/b") == {"st_size": 2}
+    cache.renamed("/d/b", "/e/b")
+    assert cache.known_missing("/d/b")
+    assert cache.get("/e/b") is None and not cache.known_missing("/e/b")  # there, asked anew
+    cache.renamed("/d/sub", "/e/sub")
+    assert cache.get("/d/sub/x") is None and not cache.known_missing("/d/sub/x")
+    assert not cache.known_missing("/e/sub") and not cache.known_missing("/e/sub/x")
+    cache.forget_tree("/e/b")  # a change that failed: the folder's names are not known
+    assert not cache.known_missing("/e/zzz")
