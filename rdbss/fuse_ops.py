@@ -7,7 +7,8 @@ Requests run in parallel through a pool of clients (``ClientPool``): a path oper
 free client; a FUSE file handle keeps the daemon handle (FOBX) it opened until release, and the
 client that opened it, since the daemon answers a handle only on the connection that opened it.
 Reads and writes go at their offsets, appends and ``echo > f`` work, and a file stays usable
-after it is renamed.
+after it is renamed. A handle's reads, gathered writes and flush are rdbss.fuse_handles's
+``OpenFile``; the compounds that change names are there too.
 
 The rules it keeps, and why:
 - Close-to-open: FUSE ``flush``, which close(2) waits for, sends what the handle gathered and
@@ -20,11 +21,19 @@ The rules it keeps, and why:
   ids succeeds, modes are kept where the backend keeps them: as the Linux CIFS client does.
 - Names and attributes learned from any answer are kept for ``attr_timeout`` (rdbss.fuse_cache),
   the same window the kernel gets for its entry and attribute caches.
+- Few requests per file: what goes together travels in one compound message. A reader's open
+  of a file the cache knows to be small reads it whole and closes it (its reads, flush and
+  release then ask nothing); a listing is an open, two queries and a close; a flush carries
+  the last small writes, the flush and a query of the attributes; mkdir, unlink, rmdir and
+  rename are an open, the change and a close. Names made, removed or renamed through the
+  mount change the cached listing of their folder rather than drop it.
 - Large I/O: a reader's open brings the first 128 KiB with it (one compound); a sequential
   reader is served from a window (``read_ahead_kb``, 4 MiB by default) fetched in one request,
   and the next window is asked for in the background once half of this one is read, so the
-  daemon works while the kernel copies; sequential writes are gathered into 4 MiB daemon
-  writes; both go through shared memory with a daemon on this host.
+  daemon works while the kernel copies; sequential writes are gathered into 4 MiB pieces,
+  each written in the background (one in flight) while the next gathers; a piece that failed
+  is the error of the handle's next write or flush (so of close(2)). Both go through shared
+  memory with a daemon on this host.
 """
 
 from __future__ import annotations
@@ -37,16 +46,15 @@ import os
 import stat
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from rdbss import requests as rq
-from rdbss import shm
 from rdbss.client import Client, FileInfo
 from rdbss.config import Config
 from rdbss.fuse_cache import AttrCache, chown_allowed, parent_of
+from rdbss.fuse_handles import OpenFile, delete, fail, list_folder, on_handle, rename
 from rdbss.wire import (
     Access,
     CreateDisposition,
@@ -69,16 +77,9 @@ IO_SIZE = 1 << 20  # st_blksize (what cp and friends use as their buffer size)
 ATTR_TIMEOUT_S = 1.0
 READ_AHEAD_BYTES = 4 << 20  # what one read fetches for a sequential reader (shared memory)
 FIRST_READ = 128 << 10  # read with the open of a reader: the kernel's first read-ahead
-GATHER_BYTES = 4 << 20  # sequential writes gathered into one daemon write of up to this much
 #: A reader's open of a file the cache knows to be smaller than this reads it whole and closes
 #: it in the same compound: the handle's reads are served from memory, its close asks nothing.
 SMALL_OPEN = rq.SMALL_READ_BYTES
-#: Gathered writes smaller than this travel in the flush's compound (larger ones go through
-#: shared memory first).
-FLUSH_WITH_DATA = shm.MIN_WRITE_BYTES
-#: Entries one query of a listing asks for; a listing is one compound of an open, two queries
-#: and a close, complete when a query says there is no more (else it is listed again in turns).
-LIST_BATCH = 4096
 #: Clients in the pool: requests to the daemon in flight at once. The core serves up to 8
 #: requests of one client beside other clients' (docs/routines.md, Connections).
 POOL_SIZE = 6
@@ -93,11 +94,6 @@ _NO_MODES = frozenset(
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def fail(code: int) -> OSError:
-    """The OSError of ``code`` (what the front end hands the kernel)."""
-    return OSError(code, os.strerror(code))
 
 
 def _forgets(*, tree: bool = False) -> Callable[[F], F]:
@@ -118,75 +114,6 @@ def _forgets(*, tree: bool = False) -> Callable[[F], F]:
         return cast(F, wrapper)
 
     return decorate
-
-
-def _errno_of(exc: OSError) -> int:
-    return exc.errno if isinstance(exc.errno, int) and exc.errno > 0 else errno.EIO
-
-
-def _write_all(client: Client, fobx: int, offset: int, data: bytearray) -> None:
-    """Write ``data`` at ``offset`` through the daemon handle, all of it (EIO when the daemon
-    takes none of a piece)."""
-    view = memoryview(data)
-    done = 0
-    while done < len(view):
-        written = client.write_handle(fobx, offset + done, view[done:])
-        if written <= 0:
-            raise fail(errno.EIO)
-        done += written
-
-
-def _on_handle(
-    client: Client, unc: str, access: int, options: int, *related: rq.Request[Any]
-) -> list[Any]:
-    """Open ``unc``, run ``related`` requests on the handle and close it, in one compound:
-    what the ``related`` requests answered. Raises the first error in the order they ran."""
-    timeout_ms = int(client.timeout * 1000)
-    items = [rq.create(unc, timeout_ms, access=access, options=options)]
-    items += [rq.related(request) for request in related]
-    values = [o.unwrap() for o in client.compound([*items, rq.related(rq.close(0, timeout_ms))])]
-    return values[1:-1]
-
-
-def _delete(client: Client, unc: str, *, folder: bool) -> None:
-    """Delete a file, or an empty folder (an open for delete-on-close, and its close)."""
-    kind = CreateOptions.FILE_DIRECTORY_FILE if folder else CreateOptions.FILE_NON_DIRECTORY_FILE
-    _on_handle(client, unc, Access.DELETE, kind | CreateOptions.FILE_DELETE_ON_CLOSE)
-
-
-def _rename(client: Client, src: str, dst: str) -> None:
-    """Rename ``src`` to ``dst``, replacing it (an open, FileRenameInformation, a close)."""
-    timeout_ms = int(client.timeout * 1000)
-    rename = rq.set_info(
-        0, timeout_ms, FileInformationClass.FileRenameInformation, target=dst, replace=True
-    )
-    _on_handle(client, src, Access.DELETE, CreateOptions.NONE, rename)
-
-
-def _list_compound(client: Client, unc: str) -> list[FileInfo] | None:
-    """The entries of folder ``unc`` from one compound (an open, two queries, a close); None
-    when the second query still found entries (a folder too large for two: list it in turns)."""
-    timeout_ms = int(client.timeout * 1000)
-    query = functools.partial(rq.query_directory, 0, timeout_ms, max_entries=LIST_BATCH)
-    outcomes = client.compound(
-        [
-            rq.create(
-                unc,
-                timeout_ms,
-                access=Access.FILE_LIST_DIRECTORY,
-                options=CreateOptions.FILE_DIRECTORY_FILE,
-            ),
-            rq.related(query()),
-            rq.related(query()),
-            rq.related(rq.close(0, timeout_ms)),
-        ]
-    )
-    outcomes[0].unwrap()
-    first: list[FileInfo] | None = outcomes[1].unwrap()
-    second: list[FileInfo] | None = outcomes[2].unwrap()
-    if first is None:
-        return []
-    return None if second else first
 
 
 def normalize_unc(path: str) -> str:
@@ -258,33 +185,6 @@ class ClientPool:
             return made
 
 
-@dataclass(slots=True, eq=False)
-class _Open:
-    """One FUSE file handle: its daemon handle (FOBX) and the client that opened it, the writes
-    gathered but not sent yet (``pending`` at ``pending_at``), the read-ahead window (``ahead``
-    at ``ahead_at``) and the next window being fetched (``coming``)."""
-
-    fobx: int
-    path: str
-    writable: bool
-    client: Client
-    dirty: bool = False  # written (or truncated) since the last flush
-    pending: bytearray | None = None
-    pending_at: int = 0
-    ahead: bytes = b""
-    ahead_at: int = 0
-    ahead_ends_file: bool = False  # the window reaches the end of the file
-    coming: Future[bytes] | None = None  # the next window, asked for in the background
-    coming_at: int = 0
-    next_read: int = -1  # where a sequential reader reads next
-    attrs: dict[str, Any] | None = None  # from the open, while the handle has not changed it
-    in_memory: bool = False  # read whole at the open and closed then: no daemon handle left
-    sending: Future[None] | None = None  # a gathered piece being written in the background
-    failed: int = 0  # the errno of a background write that failed: every later write says it
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    fh: int = 0  # its FUSE file handle
-
-
 class PathOps:
     """The operations of one mounted share folder ``root`` (a UNC name), by mount path. Every
     method may run in any thread, many at once."""
@@ -307,8 +207,8 @@ class PathOps:
         self._timeout = timeout
         self._lock = threading.Lock()
         self.pool = ClientPool(self.new_client, pool_size)
-        self._opens: dict[int, _Open] = {}
-        self._by_path: dict[str, list[_Open]] = {}
+        self._opens: dict[int, OpenFile] = {}
+        self._by_path: dict[str, list[OpenFile]] = {}
         self._next_fh = 1
         self._uid = os.getuid()
         self._gid = os.getgid()
@@ -326,10 +226,10 @@ class PathOps:
         rest = path.strip("/")
         return self.root if not rest else self.root + "\\" + rest.replace("/", "\\")
 
-    def _add(self, fobx: int, path: str, writable: bool, client: Client) -> _Open:
-        return self._enter(_Open(fobx, path, writable, client))
+    def _add(self, fobx: int, path: str, writable: bool, client: Client) -> OpenFile:
+        return self._enter(OpenFile(fobx, path, writable, client, self.read_ahead, self._fetcher))
 
-    def _enter(self, opened: _Open) -> _Open:
+    def _enter(self, opened: OpenFile) -> OpenFile:
         """Give ``opened`` its FUSE file handle number."""
         with self._lock:
             opened.fh = self._next_fh
@@ -338,19 +238,19 @@ class PathOps:
             self._by_path.setdefault(opened.path, []).append(opened)
         return opened
 
-    def _get(self, fh: int | None) -> _Open | None:
+    def _get(self, fh: int | None) -> OpenFile | None:
         if fh is None:
             return None
         with self._lock:
             return self._opens.get(fh)
 
-    def _open_of(self, fh: int) -> _Open:
+    def _open_of(self, fh: int) -> OpenFile:
         found = self._get(fh)
         if found is None:
             raise fail(errno.EBADF)
         return found
 
-    def _opens_at(self, path: str) -> list[_Open]:
+    def _opens_at(self, path: str) -> list[OpenFile]:
         with self._lock:
             return list(self._by_path.get(path, ()))
 
@@ -362,8 +262,7 @@ class PathOps:
         """Send the gathered writes of every handle open on ``path`` (a stat, a set-info or a
         rename by path must see them)."""
         for opened in self._opens_at(path):
-            with opened.lock:
-                self._send_pending(opened)
+            opened.settle()
 
     def attrs_of(self, info: FileInfo) -> dict[str, Any]:
         mode = info.extra.get("mode")
@@ -414,7 +313,7 @@ class PathOps:
             with opened.lock:
                 if opened.attrs is not None:
                     return opened.attrs  # what the open said, nothing written since
-                self._send_pending(opened)
+                opened.send_pending()
                 return self._learn(path, opened.client.query_info(opened.fobx))
         cached = self.cache.get(path)
         if cached is not None:
@@ -455,46 +354,14 @@ class PathOps:
         ask, or the handle is busy). Never waits: the kernel front end calls it on its event
         loop."""
         opened = self._get(fh)
-        if opened is not None and opened.in_memory:  # its bytes never change
-            return opened.ahead[offset : offset + size]
-        if opened is None or not opened.lock.acquire(blocking=False):
-            return None
-        try:
-            start = offset - opened.ahead_at
-            window = opened.ahead
-            if opened.pending or not 0 <= start < len(window):
-                return None
-            if start + size > len(window) and not opened.ahead_ends_file:
-                return None
-            data = window[start : start + size]
-            opened.next_read = offset + len(data)
-            self._fetch_next(opened)
-            return data
-        finally:
-            opened.lock.release()
+        return None if opened is None else opened.read_now(offset, size)
 
     def write_now(self, fh: int, offset: int, data: bytes) -> bool:
         """Gather ``data`` after the handle's pending writes when that needs no request (False:
         ``write`` must run). Never waits, as ``read_now``."""
         opened = self._get(fh)
-        if opened is None or not opened.lock.acquire(blocking=False):
+        if opened is None or not opened.gather_now(offset, data):
             return False
-        try:
-            pending = opened.pending
-            if (
-                pending is None
-                or opened.failed
-                or opened.coming is not None
-                or opened.pending_at + len(pending) != offset
-                or len(pending) + len(data) >= GATHER_BYTES
-            ):
-                return False
-            pending += data
-            opened.dirty = True
-            opened.attrs = None
-            opened.ahead = b""
-        finally:
-            opened.lock.release()
         self.cache.forget_attrs(opened.path)
         return True
 
@@ -504,9 +371,7 @@ class PathOps:
         not be in the listing yet: those are asked again)."""
         children: dict[str, dict[str, Any]] = {}
         with self.pool.lease() as client:
-            entries = _list_compound(client, self._unc(path))
-            if entries is None:  # more than two queries' worth: listed in turns
-                entries = list(client.scandir(self._unc(path)))
+            entries = list_folder(client, self._unc(path))
         for info in entries:
             if info.name not in (".", ".."):
                 children[info.name] = self.attrs_of(info)
@@ -519,7 +384,7 @@ class PathOps:
     def statfs(self) -> dict[str, int]:
         with self.pool.lease() as client:
             query = rq.query_volume(0, int(client.timeout * 1000))
-            volume = _on_handle(client, self.root, Access.FILE_READ_ATTRIBUTES, 0, query)[0]
+            volume = on_handle(client, self.root, Access.FILE_READ_ATTRIBUTES, 0, query)[0]
         frsize = int(volume.get("bytes_per_sector", BLOCK)) * int(
             volume.get("sectors_per_allocation_unit", 8)
         )
@@ -573,12 +438,7 @@ class PathOps:
         self.cache.forget(path)
         for opened in self._opens_at(path):
             if opened.writable:
-                with opened.lock:
-                    self._send_pending(opened)
-                    opened.attrs = None
-                    opened.client.set_info(
-                        opened.fobx, FileInformationClass.FileBasicInformation, **args
-                    )
+                opened.set_info(FileInformationClass.FileBasicInformation, **args)
                 return
         if client is None:
             with self.pool.lease() as leased:
@@ -634,7 +494,7 @@ class PathOps:
             opened.next_read = len(first.value)
         return opened.fh, opened.attrs
 
-    def _open_small(self, path: str) -> _Open | None:
+    def _open_small(self, path: str) -> OpenFile | None:
         """A reader's open of a file the cache knows to be small: the open, a read of the
         whole file and the close in one compound; the handle then holds the file's bytes and
         asks nothing more. None when the cache knows no size, or the file has grown past
@@ -651,7 +511,9 @@ class PathOps:
             log.debug("%s: the close of a small file's open: %s", path, outcomes[2].message)
         if len(data) >= SMALL_OPEN:
             return None
-        opened = _Open(0, path, False, client, in_memory=True, ahead=data, ahead_ends_file=True)
+        opened = OpenFile(
+            0, path, False, client, 0, in_memory=True, ahead=data, ahead_ends_file=True
+        )
         opened.next_read = len(data)
         opened.attrs = self._learn(path, handle.info)
         self._enter(opened)
@@ -700,133 +562,13 @@ class PathOps:
         return opened.fh, attrs
 
     def read(self, fh: int, offset: int, size: int) -> bytes:
-        opened = self._open_of(fh)
-        if opened.in_memory:
-            return opened.ahead[offset : offset + size]
-        with opened.lock:
-            self._send_pending(opened)
-            window = opened.ahead
-            start = offset - opened.ahead_at
-            whole = start + size <= len(window) or opened.ahead_ends_file
-            at_end = opened.ahead_ends_file and start == len(window)  # grown since? ask
-            if 0 <= start < len(window) and whole:
-                data = window[start : start + size]
-            elif offset == opened.next_read and size < self.read_ahead and not at_end:
-                # a sequential reader: one large read (shared memory) serves the next ones
-                opened.ahead = self._window(opened, offset)
-                opened.ahead_at = offset
-                opened.ahead_ends_file = len(opened.ahead) < self.read_ahead
-                data = opened.ahead[:size]
-            else:
-                self._drop_ahead(opened)
-                if size >= shm.MIN_READ_BYTES:
-                    buffer = bytearray(size)
-                    count = opened.client.readinto(opened.fobx, offset, buffer)
-                    data = bytes(memoryview(buffer)[:count])
-                else:
-                    data = opened.client.read_handle(opened.fobx, offset, size)
-            opened.next_read = offset + len(data)
-            self._fetch_next(opened)
-            return data
-
-    def _window(self, opened: _Open, offset: int) -> bytes:
-        """The window at ``offset``: the one fetched in the background if it is that one."""
-        coming, opened.coming = opened.coming, None
-        if coming is not None and opened.coming_at == offset:
-            return coming.result()
-        if coming is not None:
-            with contextlib.suppress(Exception):
-                coming.result()  # the handle's client serves one request at a time anyway
-        return self._fetch(opened.client, opened.fobx, offset, self.read_ahead)
-
-    @staticmethod
-    def _fetch(client: Client, fobx: int, offset: int, size: int) -> bytes:
-        buffer = bytearray(size)
-        count = client.readinto(fobx, offset, buffer)
-        return bytes(memoryview(buffer)[:count])
-
-    def _fetch_next(self, opened: _Open) -> None:
-        """A sequential reader past half of its window: ask for the next one in the background
-        (the handle's lock held)."""
-        window = opened.ahead
-        end = opened.ahead_at + len(window)
-        if (
-            opened.coming is None
-            and window
-            and not opened.ahead_ends_file
-            and len(window) >= self.read_ahead
-            and opened.next_read - opened.ahead_at >= len(window) // 2
-        ):
-            opened.coming_at = end
-            opened.coming = self._fetcher.submit(
-                self._fetch, opened.client, opened.fobx, end, self.read_ahead
-            )
-
-    @staticmethod
-    def _drop_ahead(opened: _Open) -> None:
-        """Forget the windows (a write or a truncate made them stale; a random reader)."""
-        opened.ahead = b""
-        coming, opened.coming = opened.coming, None
-        if coming is not None:
-            with contextlib.suppress(Exception):
-                coming.result()  # let it end before the handle changes or goes
+        return self._open_of(fh).read(offset, size)
 
     def write(self, fh: int, offset: int, data: bytes) -> int:
         opened = self._open_of(fh)
-        with opened.lock:
-            if opened.sending is not None and opened.sending.done():
-                self._wait_sent(opened)  # a failed piece is this write's error
-            if opened.failed:
-                raise fail(opened.failed)
-            opened.dirty = True
-            opened.attrs = None
-            self._drop_ahead(opened)
-            pending = opened.pending
-            if pending is not None and opened.pending_at + len(pending) == offset:
-                pending += data
-            else:
-                if pending is not None:  # not where the gathered writes end: they go first
-                    self._send_pending(opened)
-                opened.pending, opened.pending_at = bytearray(data), offset
-            if len(opened.pending or b"") >= GATHER_BYTES:
-                self._send_behind(opened)
+        opened.write(offset, data)
         self.cache.forget_attrs(opened.path)
         return len(data)
-
-    def _send_behind(self, opened: _Open) -> None:
-        """Send the writes gathered on ``opened`` in the background (its lock held), one piece
-        in flight at a time: the kernel's next writes gather while the daemon writes this
-        one. A failure is the error of the next write, flush or close of the handle."""
-        self._wait_sent(opened)
-        data, opened.pending = opened.pending, None
-        if data:
-            opened.sending = self._fetcher.submit(
-                _write_all, opened.client, opened.fobx, opened.pending_at, data
-            )
-
-    @staticmethod
-    def _wait_sent(opened: _Open) -> None:
-        """Wait for the piece being written in the background (its lock held); raise its
-        error, and every time after: what the handle wrote is not all on the server."""
-        sending, opened.sending = opened.sending, None
-        if sending is not None:
-            try:
-                sending.result()
-            except OSError as exc:
-                opened.failed = _errno_of(exc)
-            except Exception:
-                log.exception("%s: a write in the background", opened.path)
-                opened.failed = errno.EIO
-        if opened.failed:
-            raise fail(opened.failed)
-
-    def _send_pending(self, opened: _Open) -> None:
-        """Send the writes gathered on ``opened`` (its lock held), after the piece in flight:
-        sequential writes go to the daemon in large pieces (shared memory from 256 KiB on)."""
-        self._wait_sent(opened)
-        data, opened.pending = opened.pending, None
-        if data:
-            _write_all(opened.client, opened.fobx, opened.pending_at, data)
 
     @_forgets()
     def truncate(self, path: str, length: int, fh: int | None = None) -> None:
@@ -836,14 +578,7 @@ class PathOps:
             writers = [o for o in self._opens_at(path) if o.writable]
             opened = writers[0] if writers else None
         if opened is not None and opened.writable:
-            with opened.lock:
-                self._send_pending(opened)
-                self._drop_ahead(opened)
-                opened.dirty = True
-                opened.attrs = None
-                opened.client.set_info(
-                    opened.fobx, FileInformationClass.FileEndOfFileInformation, size=length
-                )
+            opened.truncate(length)
         else:
             self._settle(path)
             with self.pool.lease() as client:
@@ -855,49 +590,15 @@ class PathOps:
         opened = self._get(fh)
         if opened is None or not opened.writable:
             return
-        with opened.lock:
-            self._wait_sent(opened)
-            data = opened.pending
-            if data is not None and len(data) >= FLUSH_WITH_DATA:
-                self._send_pending(opened)
-                data = None
-            if opened.dirty or data:
-                self._flush_compound(opened, data)
+        opened.flush(self.attrs_of)
         attrs = opened.attrs
         if attrs is not None:
             self.cache.put(opened.path, attrs)
         else:
             self.cache.forget_attrs(opened.path)
 
-    def _flush_compound(self, opened: _Open, data: bytearray | None) -> None:
-        """The gathered writes ``data`` (small), the flush and a query of the attributes in one
-        compound (its items run in order on the handle); the handle then knows its attributes
-        (a stat after close asks nothing)."""
-        opened.pending = None
-        timeout_ms = int(opened.client.timeout * 1000)
-        items: list[rq.Request[Any]] = []
-        if data:
-            items.append(rq.write(opened.fobx, opened.pending_at, bytes(data), timeout_ms))
-        items += [rq.flush(opened.fobx, timeout_ms), rq.query_info(opened.fobx, timeout_ms)]
-        outcomes = opened.client.compound(items)
-        if data and outcomes[0].ok and int(outcomes[0].value or 0) < len(data):
-            opened.failed = errno.EIO  # a short write: the rest is not on the server
-        for outcome in outcomes[:-1]:
-            error = outcome.error()
-            if error is not None:
-                raise error
-        if opened.failed:
-            raise fail(opened.failed)
-        opened.dirty = False
-        info = outcomes[-1]
-        opened.attrs = self.attrs_of(info.value) if info.ok and info.value is not None else None
-
     def fsync(self, fh: int) -> None:
-        opened = self._open_of(fh)
-        with opened.lock:
-            self._send_pending(opened)
-            opened.dirty = False
-            opened.client.flush_handle(opened.fobx)
+        self._open_of(fh).fsync()
 
     def release_now(self, fh: int) -> bool:
         """Forget a handle whose file was closed at its open (``_open_small``), without a
@@ -918,14 +619,7 @@ class PathOps:
                 self._drop_path_entry(opened)
         if opened is None:
             return None
-        if opened.in_memory:
-            return opened.path
-        with opened.lock:
-            self._drop_ahead(opened)
-            with contextlib.suppress(OSError):  # flush reported it; the handle goes anyway
-                self._send_pending(opened)
-            # flush did the work close(2) waits for: the close itself need not be waited on
-            opened.client.close_handle(opened.fobx, wait=opened.dirty)
+        opened.close()
         if opened.writable:
             if opened.attrs is not None and not opened.dirty:
                 self.cache.put(opened.path, opened.attrs)  # what its last flush found
@@ -933,7 +627,7 @@ class PathOps:
                 self.cache.forget_attrs(opened.path)
         return opened.path
 
-    def _drop_path_entry(self, opened: _Open) -> None:
+    def _drop_path_entry(self, opened: OpenFile) -> None:
         """Forget ``opened`` in the by-path index (self._lock held)."""
         opens = self._by_path.get(opened.path)
         if opens is not None:
@@ -978,8 +672,8 @@ class PathOps:
         self.cache.forget_under(path)
         try:
             with self.pool.lease() as client:
-                delete = functools.partial(_delete, client, self._unc(path), folder=folder)
-                self._writable_again(client, path, delete)
+                change = functools.partial(delete, client, self._unc(path), folder=folder)
+                self._writable_again(client, path, change)
         except BaseException:
             self.cache.forget_tree(path)
             raise
@@ -1028,7 +722,7 @@ class PathOps:
         src, dst = self._unc(old), self._unc(new)
         with self.pool.lease() as client:
             try:
-                self._writable_again(client, new, lambda: _rename(client, src, dst))
+                self._writable_again(client, new, lambda: rename(client, src, dst))
             except PermissionError:
                 # shares refuse to replace a directory; POSIX allows it when it is empty
                 try:
@@ -1037,8 +731,8 @@ class PathOps:
                     replace_dir = False
                 if not replace_dir:
                     raise
-                _delete(client, dst, folder=True)  # ENOTEMPTY when not empty, as rename(2) says
-                _rename(client, src, dst)
+                delete(client, dst, folder=True)  # ENOTEMPTY when not empty, as rename(2) says
+                rename(client, src, dst)
         with self._lock:  # handles open on the old name now write the new one
             for opened in list(self._opens.values()):
                 if opened.path == old or opened.path.startswith(old.rstrip("/") + "/"):
