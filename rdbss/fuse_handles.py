@@ -39,6 +39,7 @@ from rdbss.wire import Access, CreateOptions, FileInformationClass
 
 __all__ = [
     "GATHER_BYTES",
+    "LIST_BATCH",
     "OpenFile",
     "delete",
     "fail",
@@ -55,7 +56,10 @@ GATHER_BYTES = 4 << 20  # sequential writes gathered into one daemon write of up
 FLUSH_WITH_DATA = shm.MIN_WRITE_BYTES
 #: Entries one query of a listing asks for; a listing is one compound of an open, two queries
 #: and a close, complete when a query says there is no more (else it is listed again in turns).
-LIST_BATCH = 4096
+#: The answers of both queries travel in one message header, which holds at most 1 MiB
+#: (``rdbss.wire.codec.Limits.max_header_bytes``): 2048 entries of at most about 400 bytes (a
+#: 255-byte name and its attributes) fit.
+LIST_BATCH = 1024
 
 
 def fail(code: int) -> OSError:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from rdbss.fuse_handles import LIST_BATCH
 from tests.conformance.backend import BackendSetup
 from tests.daemon import running_daemon
 from tests.mounts import Mount, fuse_missing, mount_share
@@ -403,3 +404,17 @@ def test_a_failed_background_write_is_the_error_of_close(mounted: Mount) -> None
     finally:
         subprocess.run(["umount", "-l", str(small)], check=False)
         small.rmdir()
+
+
+def test_a_folder_larger_than_one_compound_is_listed_whole(mounted: Mount) -> None:
+    """A listing is one compound of two queries; a folder with more entries than those (and
+    than a message's header holds at once) is listed again in turns, every name once."""
+    folder = mounted.daemon.share_dir / "many"
+    folder.mkdir()
+    names = {f"{i:05d}-" + "n" * 200 for i in range(2 * LIST_BATCH + 100)}
+    for name in names:
+        (folder / name).write_bytes(b"")
+    listed = mounted.sh("ls many").stdout.split()
+    assert len(listed) == len(names) and set(listed) == names
+    assert mounted.sh("ls many | wc -l").stdout.strip() == str(len(names))
+    shutil.rmtree(folder)
