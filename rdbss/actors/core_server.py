@@ -372,6 +372,7 @@ class CoreServer:
                 except Exception:
                     log.exception("housekeeping failed")
         finally:
+            self.core.close()
             log.info("core stopped")
             self.connections.close()
             for sock in (self.clients, self.tcp_clients):

@@ -172,6 +172,7 @@ class Buffering:
             if done.status == S.STATUS_SUCCESS and info.get("nlink", 1) != 0:
                 log.debug("collapsed req=%s fobx=%d onto %s", ctx.origin, fobx.id, fcb.path)
                 result = {**info, "directory": fcb.directory, "fobx": fobx.id}
+                self.caching.leases.granted(ident, ctx, fobx, result)
                 opened = CreateInformation.FILE_OPENED
                 self.answers.to_client(
                     ident, RxCompletion(request_id, S.STATUS_SUCCESS, opened, result)

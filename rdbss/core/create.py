@@ -103,6 +103,7 @@ class Creates:
         assert minirdr is not None
         create = ctx.create
         existing = net_root.fcbs.get(name.path.lower())
+        self.caching.leases.opening(ctx, existing)  # an open that writes breaks leases first
         if existing is not None:
             self.caching.flush(existing)  # deferred writes reach the server before this open
             if existing.delete_pending:
@@ -171,6 +172,7 @@ class Creates:
                 self.handles.add(fobx)
                 self.buffering.rebuffer(fcb)
                 done.result = {**result, "fobx": fobx_id}
+                self.caching.leases.granted(ident, ctx, fobx, done.result)
                 live = self.answers.live.get((ident, request_id))
                 if live is not None and live.cancelled is not None:
                     # cancelled while the mini-redirector opened it: nobody will use the handle

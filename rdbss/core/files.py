@@ -140,6 +140,8 @@ class Files:
             then = self.retrying(ident, ctx, payload, then)
         if routine == Routine.MRxQueryDirectory:
             fobx.enumerated = True
+        elif routine == Routine.MRxSetFileInfo:
+            self.caching.leases.setting(fcb, ctx)  # a rename, delete or resize breaks leases
         self.sending.send(
             srv_open.minirdr,
             ctx,
