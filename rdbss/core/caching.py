@@ -40,12 +40,13 @@ class Caching:
         self.dirty_total = 0
         self.counters = {"deferred_writes": 0, "write_behind_errors": 0}
 
-    def purge(self, fcb: Fcb) -> None:
-        """Drop the Fcb's cached data (and break its leases); reads already on their way fill
-        nothing."""
+    def purge(self, fcb: Fcb, leases: bool = True) -> None:
+        """Drop the Fcb's cached data (and break its leases, unless ``leases`` is False); reads
+        already on their way fill nothing."""
         fcb.generation += 1
         self.cache.purge(fcb.serial)
-        self.leases.breaks(fcb)
+        if leases or not fcb.srv_opens:
+            self.leases.breaks(fcb)
 
     def _changed(self, fcb: Fcb, offset: int, length: int) -> None:
         """``length`` bytes at ``offset`` change: their cached blocks go, the Fcb's leases

@@ -198,14 +198,17 @@ def test_a_killed_mini_redirector_breaks_the_lease(d: Daemon) -> None:
         a.close_handle(fobx)
 
 
-def test_reads_by_another_reader_keep_the_new_readers_lease(d: Daemon) -> None:
+def test_another_reader_breaks_no_lease_and_gets_its_own(d: Daemon) -> None:
     with d.client() as a, d.client() as b:
         _path, unc, fobx = leased_file(d, a, "readers.bin")
-        other = b.create(unc, access=R, lease=True)
-        assert b.leased(other.fobx)
+        other = b.create(unc, access=R, lease=True)  # collapses onto a's server open
+        plain = b.create(unc, access=R | int(Access.FILE_READ_ATTRIBUTES))  # its own open
+        assert a.leased(fobx) and b.leased(other.fobx)
         assert b.read_handle(other.fobx, 0, 100) == OLD[:100]
         assert messages_during(b, lambda: b.read_handle(other.fobx, 0, 100)) == 0
-        b.close_handle(other.fobx)
+        assert messages_during(a, lambda: a.read_handle(fobx, 0, 100)) == 0
+        for handle in (other, plain):
+            b.close_handle(handle.fobx)
         a.close_handle(fobx)
 
 
