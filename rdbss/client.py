@@ -42,7 +42,7 @@ from rdbss.actors.bus import (
 from rdbss.config import Config, RemoteDaemon, load_config
 from rdbss.leases import DEFAULT_CACHE_BYTES, LeaseCache, LeaseStats
 from rdbss.link import EVENTS, Link, core_went_away, daemon_not_running, no_connection
-from rdbss.model.filecache import ReadCache
+from rdbss.model.filecache import MAX_FILL, ReadCache
 from rdbss.requests import FileInfo, Handle, Outcome
 from rdbss.wire import (
     Access,
@@ -561,13 +561,13 @@ class Client:
         return handle
 
     def close_handle(self, fobx: int, *, wait: bool = True) -> None:
-        if self._leases is not None and fobx in self._leases.held:
+        if self._leases is not None and self._holds_lease(fobx):
             with self._lock:
                 self._leases.drop(fobx)
         self.call(rq.close(fobx, self._timeout_ms).ctx, wait=wait)
 
     def read_handle(self, fobx: int, offset: int, length: int) -> bytes:
-        if self._leases is not None and fobx in self._leases.held:
+        if self._holds_lease(fobx):
             return self._leased_read(fobx, offset, length)
         return self.run(rq.read(fobx, offset, length, self._timeout_ms))
 
@@ -576,6 +576,11 @@ class Client:
         """What the read leases served (hits with no message, misses, breaks); None when
         leases are off for this client."""
         return None if self._leases is None else self._leases.stats
+
+    def _holds_lease(self, fobx: int) -> bool:
+        """Whether the handle was granted a lease not found broken yet (no lock: a hint for
+        where its reads go; the lease is checked when one is served)."""
+        return self._leases is not None and fobx in self._leases.held
 
     def leased(self, fobx: int) -> bool:
         """Whether the handle holds a read lease not broken (a memory read, no message)."""
@@ -622,8 +627,8 @@ class Client:
         """Read ``len(buffer)`` bytes at ``offset`` into ``buffer``; the count, short at the end
         of the file. Large reads go through shared memory with a daemon on this host."""
         view = memoryview(buffer).cast("B")
-        if self._leases is not None and fobx in self._leases.held:
-            if len(view) < shm.MIN_READ_BYTES:
+        if self._holds_lease(fobx):
+            if len(view) <= MAX_FILL:  # what the lease cache keeps: read through it
                 data: bytes | None = self._leased_read(fobx, offset, len(view))
             else:
                 data = self.cached_read(fobx, offset, len(view))
@@ -918,7 +923,8 @@ class Client:
         """A file object's default buffer: a shared-memory slot for a reader that can use one
         (a round trip costs the same for 1 MiB or 4), else READ_CHUNK."""
         if raw.readable() and not raw.writable() and self._shared_memory:
-            return shm.SLOT_BYTES
+            # a leased file's reads go through the lease cache: at most what it keeps at once
+            return MAX_FILL if self.leased(raw.fobx) else shm.SLOT_BYTES
         return READ_CHUNK
 
     def stat(self, path: str) -> FileInfo:
@@ -1183,7 +1189,8 @@ class RemoteFile(io.RawIOBase):
         self._check(self._read, "not open for reading")
         known = self._handle.info.size - self._pos  # as large as at the open, at least
         chunks = []
-        if self._client.shares_memory_for(known):
+        leased = self._client._holds_lease(self.fobx)  # its reads go through the lease cache
+        if self._client.shares_memory_for(known) and not leased:
             # slot by slot through shared memory (one byte more: a file that grew since the open
             # is read on below) into a BytesIO, whose getvalue() hands out its buffer itself:
             # each byte is copied once, from its slot, while the daemon fills the next slot
@@ -1216,13 +1223,10 @@ class RemoteFile(io.RawIOBase):
     def _read_at(self, pos: int, n: int) -> bytes | memoryview:
         """Up to ``n`` bytes at ``pos``: from the read-ahead window when reading sequentially."""
         sequential = pos == self._last_end
-        cached = self._client.cached_read(self.fobx, pos, n)  # a leased handle's, no message
-        if cached is not None:
+        leased = self._client._holds_lease(self.fobx)  # its reads fill and use the lease cache
+        if leased or not self._read_ahead or not sequential or n == 0:
             self._discard_ahead()
-            data: bytes | memoryview = cached
-        elif not self._read_ahead or not sequential or n == 0:
-            self._discard_ahead()
-            data = self._client.read_handle(self.fobx, pos, n)
+            data: bytes | memoryview = self._client.read_handle(self.fobx, pos, n)
         else:
             data = self._from_ahead(pos, n)
         self._last_end = pos + len(data)

@@ -89,6 +89,24 @@ def test_repeated_reads_of_a_leased_handle_send_no_message(d: Daemon) -> None:
         c.close_handle(fobx)
 
 
+def test_a_leased_file_object_reads_again_with_no_message(d: Daemon) -> None:
+    data = os.urandom(300 << 10)
+    (d.share_dir / "object.bin").write_bytes(data)
+    with d.client() as c, c.open(f"{d.share}\\object.bin", "rb", lease=True) as f:
+        assert f.read() == data
+        f.seek(1000)
+        assert f.read(5000) == data[1000:6000]  # fills its blocks
+
+        def again() -> None:
+            f.seek(0)
+            assert f.read() == data
+            f.seek(1000)
+            assert f.read(5000) == data[1000:6000]
+
+        again()  # what readall left out of the cache is read once more
+        assert messages_during(c, again) == 0
+
+
 def test_without_a_lease_every_read_is_a_round_trip(d: Daemon) -> None:
     (d.share_dir / "plain.bin").write_bytes(OLD)
     with d.client() as c:
