@@ -11,6 +11,7 @@ old bytes can only come from a lease that was not broken. Messages are counted b
 from __future__ import annotations
 
 import os
+import random
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -237,3 +238,60 @@ def test_no_lease_without_read_caching() -> None:
         assert not c.leased(handle.fobx)
         assert c.read_handle(handle.fobx, 0, 5) == OLD[:5]
         c.close_handle(handle.fobx)
+
+
+@pytest.fixture(scope="module")
+def busy() -> Iterator[Daemon]:
+    """The same promise with the rest of the core's caching at work: its read cache, delayed
+    closes and write-behind."""
+    extra = "close_delay = 2\nwrite_behind = 3"
+    with running_daemon(daemon_extra=extra, local_extra='caching = "exclusive"') as daemon:
+        yield daemon
+
+
+@pytest.mark.parametrize("core", ["d", "busy"])
+def test_a_leased_reader_never_sees_data_older_than_a_change_that_completed(
+    core: str, request: pytest.FixtureRequest
+) -> None:
+    """Rounds of: a leased handle reads (and re-reads) ranges, another client changes the file
+    through the daemon in one of several ways, the leased handle reads again. Every read must
+    match the file on disk at that moment (every change has completed before it)."""
+    d: Daemon = request.getfixturevalue(core)
+    rng = random.Random(22)
+    path = d.share_dir / "coherence.bin"
+    path.write_bytes(os.urandom(200 << 10))
+    unc = f"{d.share}\\coherence.bin"
+
+    def check(c: Client, fobx: int) -> None:
+        now = path.read_bytes()
+        for _ in range(4):
+            offset = rng.randrange(0, len(now) + 1000)
+            length = rng.choice([1, 100, 4096, 70_000])
+            assert c.read_handle(fobx, offset, length) == now[offset : offset + length]
+
+    def change(b: Client) -> None:
+        size = path.stat().st_size
+        how = rng.choice(["write", "append", "truncate", "extend", "overwrite"])
+        if how == "overwrite":
+            b.write_bytes(unc, os.urandom(rng.randrange(1, 300 << 10)))
+            return
+        handle = b.create(unc, access=RW)
+        if how == "write":
+            b.write_handle(handle.fobx, rng.randrange(0, size + 1), os.urandom(5000))
+        elif how == "append":
+            b.write_handle(handle.fobx, -1, os.urandom(3000))
+        else:
+            new = rng.randrange(0, size) if how == "truncate" else size + 70_000
+            b.set_info(handle.fobx, FileInformationClass.FileEndOfFileInformation, size=new)
+        b.close_handle(handle.fobx)
+
+    with d.client() as a, d.client() as b:
+        for _ in range(30):
+            handle = a.create(unc, access=R, lease=True)
+            assert a.leased(handle.fobx)
+            check(a, handle.fobx)
+            check(a, handle.fobx)  # some of it again from the cache
+            change(b)
+            check(a, handle.fobx)
+            a.close_handle(handle.fobx)
+    assert a.lease_stats is not None and a.lease_stats.hits > 0
