@@ -134,6 +134,7 @@ class Leases:
         self.table = None
 
     def status(self) -> dict[str, Any]:
+        """For the core's status (under ``buffering``)."""
         return {
             **self.counters,
             "leased_files": len(self.fcbs),

@@ -66,7 +66,7 @@ def test_a_local_reader_that_asks_gets_a_grant_that_holds() -> None:
     try:
         grant = open_leased(env).result["lease"]
         assert epoch_of(grant) == grant["epoch"]
-        assert env.core.status()["buffering"]["leases"]["lease_grants"] == 1
+        assert env.core.status()["buffering"]["lease_grants"] == 1
     finally:
         env.core.close()
     assert not (shm.SHM_DIR / grant["table"]).exists()  # the table goes with the core
