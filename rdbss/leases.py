@@ -19,7 +19,6 @@ from typing import Any
 
 from rdbss.epochs import EpochView
 from rdbss.model.filecache import ReadCache
-from rdbss.wire.status import NtStatusError
 
 log = logging.getLogger("rdbss.client")
 
@@ -64,8 +63,8 @@ class LeaseCache:
         if view is None:
             try:
                 view = EpochView(name)
-            except NtStatusError as exc:
-                log.info("lease not used: %s", exc.strerror)
+            except OSError as exc:  # NtStatusError for a file that is not a private table
+                log.info("lease not used: %s", exc.strerror or exc)
                 return False
             self._drop_views()
             self._views[name] = view

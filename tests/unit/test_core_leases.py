@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from rdbss import requests as rq
 from rdbss import shm
 from rdbss.core.types import CONNMGR
 from rdbss.epochs import EpochView
@@ -148,3 +149,12 @@ def test_the_last_close_frees_the_slot_and_a_new_file_never_matches_an_old_grant
     new = open_leased(env, path=r"\\local\data\other").result["lease"]
     assert new["slot"] == old["lease"]["slot"]
     assert new["epoch"] > old["lease"]["epoch"]
+
+
+def test_a_byte_range_lock_breaks_before_it_is_sent(env: Env) -> None:
+    done = open_leased(env)
+    grant = done.result["lease"]
+    lock = rq.lock(done.result["fobx"], 0, 10, 1000).ctx
+    env.request(CLIENT_A, lock)
+    assert env.sent()[-1].major == IrpMj.LOCK_CONTROL
+    assert epoch_of(grant) > grant["epoch"]
