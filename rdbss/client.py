@@ -281,6 +281,8 @@ class Client:
             self._zctx.term()
             if self._arena is not None:
                 self._arena.close()
+            if self._leases is not None:
+                self._leases.clear()
 
     def _send(self, ctx: RxContext | Compound, payload: rq.Data | None) -> None:
         """Send on the connection, waiting for one (up to the request's deadline) when there is
