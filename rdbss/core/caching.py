@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from rdbss.core.answers import Answers
+from rdbss.core.attrcache import Attributes
 from rdbss.core.sending import Sending
 from rdbss.core.services import CoreState
 from rdbss.core.types import Payload, Then, as_bytes
@@ -33,6 +34,7 @@ class Caching:
         self.answers = answers
         self.sending = sending
         self.cache = ReadCache(state.settings.cache_bytes)
+        self.attrs = Attributes(state)  # the attribute cache (core/attrcache.py)
         self.dirty: dict[int, Fcb] = {}  # serial -> Fcb with deferred writes
         self.dirty_total = 0
         self.counters = {"deferred_writes": 0, "write_behind_errors": 0}
@@ -160,6 +162,7 @@ class Caching:
         fcb.dirty_fobx = fobx
         self.dirty_total += len(data)
         self.counters["deferred_writes"] += 1
+        self.attrs.changed(fcb)
         fcb.generation += 1
         self.cache.invalidate(fcb.serial, offset, len(data))
         self.answers.answer(ident, ctx, S.STATUS_SUCCESS, len(data))
@@ -206,6 +209,7 @@ class Caching:
     def _flushed(self, fcb: Fcb, offset: int, length: int) -> Then:
         def then(done: RxCompletion, payload: Payload) -> None:
             fcb.flushing -= 1
+            self.attrs.changed(fcb)
             fcb.generation += 1
             self.cache.invalidate(fcb.serial, offset, length)
             if done.status != S.STATUS_SUCCESS or done.information != length:
@@ -233,13 +237,17 @@ class Caching:
 
     # ------------------------------------------------------------------ losses
     def peer_down(self, name: str) -> None:
-        """The mini-redirector ``name`` went down: deferred writes on its handles are lost."""
+        """The mini-redirector ``name`` went down: deferred writes on its handles are lost, and
+        the attributes it told are forgotten."""
+        self.attrs.peer_down(name)
         for fcb in list(self.dirty.values()):
             if fcb.dirty_fobx is not None and fcb.dirty_fobx.srv_open.minirdr == name:
                 self.lose_deferred(fcb, f"mini-redirector {name!r} went down")
 
     def connection_lost(self, srv_call: SrvCall) -> None:
-        """The connection to ``srv_call`` is gone: its deferred writes are lost."""
+        """The connection to ``srv_call`` is gone: its deferred writes are lost, and the
+        attributes it told are forgotten."""
+        self.attrs.connection_lost(srv_call)
         for fcb in list(self.dirty.values()):
             if fcb.net_root.srv_call is srv_call:
                 self.lose_deferred(fcb, f"the connection to \\\\{srv_call.name} was lost")

@@ -42,7 +42,7 @@ from rdbss.wire.constants import CreateOptions, FileInformationClass, IrpMj
 #: The grant bits that let the core keep attributes: sizes and times only it changes.
 ATTRIBUTE_BITS = FcbState.FILESIZECACHEING_ENABLED | FcbState.FILETIMECACHEING_ENABLED
 #: Keys of an answer that describe the answer (a handle, a place in a listing), not the file.
-_PER_ANSWER = frozenset({"srv_open", "fobx", "file_index"})
+_PER_ANSWER = frozenset({"srv_open", "fobx", "file_index", "position"})
 
 
 #: Requests on a handle that leave the file's attributes as they are (a read's access time
@@ -70,6 +70,10 @@ ANSWERED_CLASSES = frozenset(
         FileInformationClass.FileNetworkOpenInformation,
     }
 )
+
+#: The query-info classes whose answer is kept: mini-redirectors answer every class of
+#: FILE_INFO_CLASSES with the whole file information map (rdbss/minirdrs/base.py).
+LEARNED_CLASSES = ANSWERED_CLASSES | {FileInformationClass.FileAllInformation}
 
 
 def changes_attributes(major: int) -> bool:
