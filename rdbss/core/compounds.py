@@ -173,7 +173,8 @@ class Compounds:
         for a delayed close: no deferred writes or cached size to show, no delete pending or
         share access to check), its connection is up and its mini-redirector has the routine;
         False to take both items the usual way, which also answers every error but the
-        file's own."""
+        file's own. The attribute cache (core/attrcache.py) answers it first when it can, with
+        no message at all, whether the mini-redirector has the routine or not."""
         if self.state.stopping or create.path is None or not is_query_open(create.create):
             return False
         try:
@@ -186,25 +187,23 @@ class Compounds:
         net_root = v_net_root.net_root
         minirdr = net_root.minirdr
         peer = self.state.peers.get(minirdr) if minirdr is not None else None
-        if (
-            minirdr is None
-            or peer is None
-            or Routine.MRxQueryOpen not in peer.routines
-            or name.path.lower() in net_root.fcbs
-        ):
+        if minirdr is None or peer is None or name.path.lower() in net_root.fcbs:
             return False
-        net_root.last_used = self.state.clock()
-        create_id, close_id = create.request_id, close.request_id
-        attrs = self.handles.caching.attrs
         assert create.create is not None
+        attrs = self.handles.caching.attrs
         cached = attrs.stat(net_root, name.path, create.create.create_options)
+        create_id, close_id = create.request_id, close.request_id
         if cached is not None:  # the attribute cache answers: no message at all
+            net_root.last_used = self.state.clock()
             opened = RxCompletion(
                 create_id, S.STATUS_SUCCESS, CreateInformation.FILE_OPENED, {**cached, "fobx": 0}
             )
             self.answers.to_client(ident, opened, None)
             self.answers.to_client(ident, RxCompletion(close_id, S.STATUS_SUCCESS), None)
             return True
+        if Routine.MRxQueryOpen not in peer.routines:
+            return False
+        net_root.last_used = self.state.clock()
         address(create, Routine.MRxQueryOpen, net_root, name.path, None)
 
         def then(done: RxCompletion, payload: Payload) -> None:

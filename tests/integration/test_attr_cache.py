@@ -20,8 +20,8 @@ import pytest
 
 from rdbss.client import Client
 from rdbss.requests import FileInfo
-from rdbss.testing.backend import sftp_config
-from rdbss.testing.servers import SshServer
+from rdbss.testing.backend import sftp_config, webdav_config, write_password_file
+from rdbss.testing.servers import SshServer, WebDavServer
 from rdbss.wire import Access, FileInformationClass
 from tests.daemon import Daemon, running_daemon, wait_until
 
@@ -80,47 +80,62 @@ def same(a: FileInfo, b: FileInfo) -> bool:
     )
 
 
+def _exclusive(table: str, kind: str) -> str:
+    return table.replace(f'kind = "{kind}"\n', f'kind = "{kind}"\n{EXCLUSIVE}\n')
+
+
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, Path | None]]:
-    """One daemon with the local and the sftp mini-redirectors, both ``exclusive``."""
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, dict[str, Path]]]:
+    """One daemon with the local, sftp and webdav mini-redirectors, all ``exclusive``; the
+    folders the servers keep their shares in, by kind."""
     base = tmp_path_factory.mktemp("attrs")
     with contextlib.ExitStack() as stack:
-        sftp = ""
-        folder: Path | None = None
+        tables, folders = [], {}
         try:
             ssh = stack.enter_context(SshServer(base / "ssh"))
-            folder = ssh.root_dir / "attrs"
-            folder.mkdir()
-            sftp = sftp_config(ssh, {"attrs": folder}).replace(
-                'kind = "sftp"\n', f'kind = "sftp"\n{EXCLUSIVE}\n'
-            )
-        except Exception as exc:  # a host that cannot run sshd
+            folders["sftp"] = ssh.root_dir / "attrs"
+            folders["sftp"].mkdir()
+            tables.append(_exclusive(sftp_config(ssh, {"attrs": folders["sftp"]}), "sftp"))
+            dav = stack.enter_context(WebDavServer(base / "dav"))
+            folders["webdav"] = dav.root_dir
+            password = write_password_file(base / "dav-password", dav.password)
+            tables.append(_exclusive(webdav_config(dav, password), "webdav"))
+        except Exception as exc:  # a host that cannot run the servers
             if os.environ.get("RDBSS_REQUIRE_SERVERS"):
                 raise
-            print(f"no sftp server: {exc}")
+            print(f"servers missing: {exc}")
         d = stack.enter_context(
             running_daemon(
-                extra_config=sftp,
+                extra_config="".join(tables),
                 daemon_extra=f"attr_max_age = {MAX_AGE}\nclose_delay = 0",
                 local_extra=EXCLUSIVE,
             )
         )
-        yield d, folder
+        yield d, folders
 
 
-@pytest.fixture(params=["local", "sftp"])
-def share(request: pytest.FixtureRequest, daemon: tuple[Daemon, Path | None]) -> Iterator[Share]:
-    d, sftp_folder = daemon
-    if request.param == "local":
-        folder, unc = d.share_dir / "attrs", r"\\local\data\attrs"
-    else:
-        if sftp_folder is None:
-            pytest.skip("no sftp server on this host")
-        folder, unc = sftp_folder / "t", r"\\sshtest\attrs\t"
+#: kind -> (the UNC name of the test folder, its path below the server's folder)
+PLACES = {
+    "local": (r"\\local\data\attrs", "attrs"),
+    "sftp": (r"\\sshtest\attrs\t", "t"),
+    "webdav": (r"\\davtest\t", "t"),
+}
+
+
+@pytest.fixture(params=["local", "sftp", "webdav"])
+def share(
+    request: pytest.FixtureRequest, daemon: tuple[Daemon, dict[str, Path]]
+) -> Iterator[Share]:
+    d, folders = daemon
+    kind = request.param
+    if kind != "local" and kind not in folders:
+        pytest.skip(f"no {kind} server on this host")
+    unc, below = PLACES[kind]
+    folder = (d.share_dir if kind == "local" else folders[kind]) / below
     folder.mkdir(exist_ok=True)
     for old in folder.iterdir():
         old.unlink()
-    yield Share(d, unc, folder, request.param)
+    yield Share(d, unc, folder, kind)
 
 
 def test_a_stat_after_a_listing_asks_nothing_of_the_minirdr(share: Share) -> None:
@@ -137,8 +152,8 @@ def test_a_stat_after_a_listing_asks_nothing_of_the_minirdr(share: Share) -> Non
         for n, (name, info) in enumerate(zip(names, stats, strict=True)):
             assert info.size == n
             assert info.last_write_time == listed[name].last_write_time
-            assert info.name == f"attrs\\{name}" or info.name.endswith(f"\\{name}")
-            assert same(info, fresh(c, share.path(name))), name
+            server = fresh(c, share.path(name))
+            assert same(info, server) and info.name == server.name, name
         assert stats[3].mtime == pytest.approx(os.stat(share.folder / names[3]).st_mtime, abs=1)
         # many stats in compounds too
         before = sent_to(c, share.minirdr)
@@ -189,14 +204,17 @@ def test_values_follow_every_change_made_through_rdbss(share: Share) -> None:
         assert check("w.bin").size == 1007
         c.truncate(share.path("w.bin"), 3)
         assert check("w.bin").size == 3
-        when = 1_600_000_000 * 10**9
-        handle = c.create(share.path("w.bin"), access=Access.FILE_WRITE_ATTRIBUTES)
-        try:
-            c.set_info(handle.fobx, FileInformationClass.FileBasicInformation, last_write_time=when)
-        finally:
-            c.close_handle(handle.fobx)
-        assert check("w.bin").last_write_time == when
-        assert os.stat(share.folder / "w.bin").st_mtime_ns == when
+        if share.minirdr != "webdav":  # WebDAV cannot set file times
+            when = 1_600_000_000 * 10**9
+            handle = c.create(share.path("w.bin"), access=Access.FILE_WRITE_ATTRIBUTES)
+            try:
+                c.set_info(
+                    handle.fobx, FileInformationClass.FileBasicInformation, last_write_time=when
+                )
+            finally:
+                c.close_handle(handle.fobx)
+            assert check("w.bin").last_write_time == when
+            assert os.stat(share.folder / "w.bin").st_mtime_ns == when
         c.rename(share.path("w.bin"), share.path("r.bin"))
         with pytest.raises(FileNotFoundError):
             c.stat(share.path("w.bin"))
