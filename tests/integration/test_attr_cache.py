@@ -1,9 +1,9 @@
-"""The core's attribute cache through a real daemon, over the local and SFTP (OpenSSH)
-mini-redirectors: under ``caching = "exclusive"`` a stat after a listing, a create or another
-stat is answered by the core (the mini-redirector's request count does not move), its values
-follow every change made through rdbss, a change made on the server directly shows once
-``attr_max_age`` has passed, other caching levels keep nothing, and a mini-redirector that dies
-takes its entries with it."""
+"""The core's attribute cache through a real daemon, over the local, SFTP (OpenSSH), WebDAV
+(wsgidav) and SMB (Samba) mini-redirectors: under ``caching = "exclusive"`` a stat after a
+listing, a create or another stat is answered by the core (the mini-redirector's request count
+does not move), its values follow every change made through rdbss, a change made on the server
+directly shows once ``attr_max_age`` has passed, other caching levels keep nothing, and a
+mini-redirector that dies takes its entries with it."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ import pytest
 
 from rdbss.client import Client
 from rdbss.requests import FileInfo
-from rdbss.testing.backend import sftp_config, webdav_config, write_password_file
-from rdbss.testing.servers import SshServer, WebDavServer
+from rdbss.testing.backend import sftp_config, smb_config, webdav_config, write_password_file
+from rdbss.testing.servers import SambaServer, SshServer, WebDavServer
 from rdbss.wire import Access, FileInformationClass
 from tests.daemon import Daemon, running_daemon, wait_until
 
@@ -86,7 +86,7 @@ def _exclusive(table: str, kind: str) -> str:
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, dict[str, Path]]]:
-    """One daemon with the local, sftp and webdav mini-redirectors, all ``exclusive``; the
+    """One daemon with the local, sftp, webdav and smb mini-redirectors, all ``exclusive``; the
     folders the servers keep their shares in, by kind."""
     base = tmp_path_factory.mktemp("attrs")
     with contextlib.ExitStack() as stack:
@@ -100,6 +100,10 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon, d
             folders["webdav"] = dav.root_dir
             password = write_password_file(base / "dav-password", dav.password)
             tables.append(_exclusive(webdav_config(dav, password), "webdav"))
+            smb = stack.enter_context(SambaServer(base / "smb"))
+            folders["smb"] = smb.share_path
+            password = write_password_file(base / "smb-password", smb.password)
+            tables.append(_exclusive(smb_config(smb, password), "smb"))
         except Exception as exc:  # a host that cannot run the servers
             if os.environ.get("RDBSS_REQUIRE_SERVERS"):
                 raise
@@ -119,10 +123,11 @@ PLACES = {
     "local": (r"\\local\data\attrs", "attrs"),
     "sftp": (r"\\sshtest\attrs\t", "t"),
     "webdav": (r"\\davtest\t", "t"),
+    "smb": (r"\\sambatest\share\t", "t"),
 }
 
 
-@pytest.fixture(params=["local", "sftp", "webdav"])
+@pytest.fixture(params=["local", "sftp", "webdav", "smb"])
 def share(
     request: pytest.FixtureRequest, daemon: tuple[Daemon, dict[str, Path]]
 ) -> Iterator[Share]:
