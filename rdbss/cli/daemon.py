@@ -215,6 +215,11 @@ def render_status(s: dict[str, Any]) -> str:
             f"{b['cache_bytes'] / (1 << 20):.1f}/{b['cache_limit'] / (1 << 20):.0f} MiB, "
             f"{b['cache_hits']} hits, {b['cache_misses']} misses"
         )
+        if "attr_entries" in b:
+            lines.append(
+                f"ATTRIBUTES {b['attr_entries']} files kept, {b['attr_hits']} hits, "
+                f"{b['attr_misses']} misses, {b['attr_invalidations']} dropped"
+            )
         for f in b["files"][:10]:
             delayed = f" delayed {f['delayed_close_s'][0]:g}s" if f["delayed_close_s"] else ""
             lines.append(
