@@ -103,8 +103,10 @@ def report(proto: str, files: int, result: dict[str, list[list[float]]]) -> list
             f"({min(r):,.0f}-{max(r):,.0f})  p50 {p50[label]:>7.0f} us"
         )
     ratio = statistics.median(rates["cached"]) / statistics.median(rates["uncached"])
+    faster = p50["uncached"] / p50["cached"]
     lines.append(
-        f"{proto:<6} stat of {files} files after a listing: cached / uncached {ratio:.1f}x"
+        f"{proto:<6} {files} stats after a listing, cached vs uncached: {ratio:.1f}x the rate, "
+        f"p50 {faster:.1f}x shorter"
     )
     return lines
 
