@@ -209,6 +209,7 @@ class Attributes:
         return then
 
     def closing_srv_open(self, srv_open: SrvOpen, then: Then) -> Then:
+        """``closing`` for the close of a handle of ``srv_open``."""
         fcb = srv_open.fcb
         return self.closing(
             fcb.net_root,
