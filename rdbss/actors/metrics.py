@@ -47,6 +47,8 @@ BUFFERING_COUNTERS: dict[str, tuple[str, str]] = {
     "lease_grants": ("rdbss_lease_grants", "Read leases granted to clients"),
     "lease_breaks": ("rdbss_lease_breaks", "Breaks of read leases (epoch bumps)"),
     "lease_refused": ("rdbss_lease_refused", "Read leases asked for and not granted"),
+    "attr_hits": ("rdbss_attr_cache_hits", "Stats answered from the attribute cache"),
+    "attr_misses": ("rdbss_attr_cache_misses", "Stats the attribute cache could not answer"),
 }
 
 #: the core's current sizes (its status "buffering") -> (metric name, help)
@@ -56,6 +58,7 @@ BUFFERING_GAUGES: dict[str, tuple[str, str]] = {
     "cache_limit": ("rdbss_read_cache_limit_bytes", "Size limit of the read cache"),
     "dirty_bytes": ("rdbss_write_behind_dirty_bytes", "Deferred bytes not yet written"),
     "leased_files": ("rdbss_leased_files", "Files with a slot in the read lease table"),
+    "attr_entries": ("rdbss_attr_cache_entries", "Files whose attributes the core keeps"),
 }
 
 _KNOWN_STATUS = frozenset(NtStatus.__members__)

@@ -217,6 +217,11 @@ def render_status(s: dict[str, Any]) -> str:
             f"{b.get('leased_files', 0)} files ({b.get('lease_grants', 0)} granted, "
             f"{b.get('lease_breaks', 0)} breaks)"
         )
+        if "attr_entries" in b:
+            lines.append(
+                f"ATTRIBUTES {b['attr_entries']} files kept, {b['attr_hits']} hits, "
+                f"{b['attr_misses']} misses, {b['attr_invalidations']} dropped"
+            )
         for f in b["files"][:10]:
             delayed = f" delayed {f['delayed_close_s'][0]:g}s" if f["delayed_close_s"] else ""
             lines.append(

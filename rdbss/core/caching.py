@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from rdbss.core.answers import Answers
+from rdbss.core.attrcache import Attributes
 from rdbss.core.leases import Leases
 from rdbss.core.sending import Sending
 from rdbss.core.services import CoreState
@@ -36,6 +37,7 @@ class Caching:
         self.sending = sending
         self.cache = ReadCache(state.settings.cache_bytes)
         self.leases = Leases(state)
+        self.attrs = Attributes(state)  # the attribute cache (core/attrcache.py)
         self.dirty: dict[int, Fcb] = {}  # serial -> Fcb with deferred writes
         self.dirty_total = 0
         self.counters = {"deferred_writes": 0, "write_behind_errors": 0}
@@ -171,6 +173,7 @@ class Caching:
         fcb.dirty_fobx = fobx
         self.dirty_total += len(data)
         self.counters["deferred_writes"] += 1
+        self.attrs.changed(fcb)
         self._changed(fcb, offset, len(data))
         self.answers.answer(ident, ctx, S.STATUS_SUCCESS, len(data))
         if fcb.dirty_bytes >= self.state.settings.dirty_bytes // 4:
@@ -216,6 +219,7 @@ class Caching:
     def _flushed(self, fcb: Fcb, offset: int, length: int) -> Then:
         def then(done: RxCompletion, payload: Payload) -> None:
             fcb.flushing -= 1
+            self.attrs.changed(fcb)
             self._changed(fcb, offset, length)
             if done.status != S.STATUS_SUCCESS or done.information != length:
                 status = done.status if done.status != S.STATUS_SUCCESS else S.STATUS_DISK_FULL
@@ -243,16 +247,18 @@ class Caching:
     # ------------------------------------------------------------------ losses
     def peer_down(self, name: str) -> None:
         """The mini-redirector ``name`` went down: deferred writes on its handles are lost,
-        leases on its files break."""
+        leases on its files break, and the attributes it told are forgotten."""
         self.leases.peer_down(name)
+        self.attrs.peer_down(name)
         for fcb in list(self.dirty.values()):
             if fcb.dirty_fobx is not None and fcb.dirty_fobx.srv_open.minirdr == name:
                 self.lose_deferred(fcb, f"mini-redirector {name!r} went down")
 
     def connection_lost(self, srv_call: SrvCall) -> None:
         """The connection to ``srv_call`` is gone: its deferred writes are lost, leases on its
-        files break."""
+        files break, and the attributes it told are forgotten."""
         self.leases.connection_lost(srv_call)
+        self.attrs.connection_lost(srv_call)
         for fcb in list(self.dirty.values()):
             if fcb.net_root.srv_call is srv_call:
                 self.lose_deferred(fcb, f"the connection to \\\\{srv_call.name} was lost")

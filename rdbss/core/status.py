@@ -108,5 +108,6 @@ def buffering_status(
         "cache_misses": stats.misses,
         "dirty_bytes": caching.dirty_total,
         **caching.leases.status(),
+        **caching.attrs.counters(),
         "files": files,
     }
