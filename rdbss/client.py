@@ -40,7 +40,9 @@ from rdbss.actors.bus import (
     send_frames,
 )
 from rdbss.config import Config, RemoteDaemon, load_config
+from rdbss.leases import DEFAULT_CACHE_BYTES, LeaseCache, LeaseStats
 from rdbss.link import EVENTS, Link, core_went_away, daemon_not_running, no_connection
+from rdbss.model.filecache import MAX_FILL, ReadCache
 from rdbss.requests import FileInfo, Handle, Outcome
 from rdbss.wire import (
     Access,
@@ -221,6 +223,7 @@ class Client:
         timeout: float | None = None,
         remote: RemoteDaemon | None = None,
         shared_memory: bool | None = None,
+        lease_cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         self.endpoints, self.timeout = daemon_endpoints(runtime_dir, config, timeout, remote)
         self.runtime_dir = self.endpoints.runtime_dir
@@ -229,6 +232,12 @@ class Client:
             shared_memory = self.endpoints.curve is None and shm.available()
         self._shared_memory = shared_memory
         self._arena: shm.Arena | None = None
+        # read leases (rdbss.leases): for a daemon on this host, handles created with lease=True
+        self._leases = (
+            LeaseCache(lease_cache_bytes)
+            if lease_cache_bytes > 0 and self.endpoints.curve is None
+            else None
+        )
         self._zctx = new_context()
         self._sock = self._zctx.socket(zmq.DEALER)
         self._watch = LinkWatch(self._sock, self.endpoints)
@@ -245,6 +254,7 @@ class Client:
         self._outstanding: set[int] = set()  # sent, answer wanted, not being waited for yet
         self._arrived: dict[int, tuple[Any, memoryview | None]] = {}  # their early answers
         self._closed = False
+        self.requests_sent = 0  # messages sent to the daemon (requests, compounds)
 
     # ------------------------------------------------------------------ plumbing
     def __enter__(self) -> Client:
@@ -271,6 +281,8 @@ class Client:
             self._zctx.term()
             if self._arena is not None:
                 self._arena.close()
+            if self._leases is not None:
+                self._leases.clear()
 
     def _send(self, ctx: RxContext | Compound, payload: rq.Data | None) -> None:
         """Send on the connection, waiting for one (up to the request's deadline) when there is
@@ -281,6 +293,7 @@ class Client:
         if isinstance(ctx, RxContext):
             ctx.flags |= _BUNDLE_OK  # answers may come bundled: _receive_one opens them
         frames = pack_frames(self._codec, ctx, payload)
+        self.requests_sent += 1
         # the link's news first: a connection lost while idle must not fail this request
         if readable(self._watch.monitor) and self._watch.read():
             self._fail_in_flight()
@@ -320,6 +333,8 @@ class Client:
         while readable(self._sock):
             self._take(recv_frames(self._sock, NOBLOCK))
         lost = core_went_away(self._watch.link.where)
+        if self._leases is not None:
+            self._leases.clear()  # the core that granted them is gone, or was
         for request_id in self._outstanding:
             self._arrived[request_id] = (
                 RxCompletion(request_id, lost.status, message=lost.strerror or ""),
@@ -519,25 +534,92 @@ class Client:
         options: int = CreateOptions.NONE,
         share: int = ShareAccess.ALL,
         attributes: int = FileAttributes.NORMAL,
+        lease: bool = False,
     ) -> Handle:
-        """IRP_MJ_CREATE: open or create ``path``; returns the handle and what happened."""
-        return self.run(
-            rq.create(
-                path,
-                self._timeout_ms,
-                access=access,
-                disposition=disposition,
-                options=options,
-                share=share,
-                attributes=attributes,
-            )
+        """IRP_MJ_CREATE: open or create ``path``; returns the handle and what happened.
+
+        ``lease=True`` asks for a read lease (docs/caching.md, Read leases): while the core
+        grants it, reads of the handle that were read before are answered from this client's
+        cache with no message. Only with a daemon on this host and ``lease_cache_bytes`` > 0;
+        elsewhere the handle works as without."""
+        request = rq.create(
+            path,
+            self._timeout_ms,
+            access=access,
+            disposition=disposition,
+            options=options,
+            share=share,
+            attributes=attributes,
         )
+        if not lease or self._leases is None:
+            return self.run(request)
+        request.ctx.args = {"lease": True}
+        with self._lock:
+            done, data = self.call(request.ctx, ok=request.ok)
+            handle = request.parse(done, data)
+            grant = done.result.get("lease") if isinstance(done.result, dict) else None
+            if grant is not None:
+                self._leases.hold(handle.fobx, grant)
+        return handle
 
     def close_handle(self, fobx: int, *, wait: bool = True) -> None:
+        if self._leases is not None and self._holds_lease(fobx):
+            with self._lock:
+                self._leases.drop(fobx)
         self.call(rq.close(fobx, self._timeout_ms).ctx, wait=wait)
 
     def read_handle(self, fobx: int, offset: int, length: int) -> bytes:
+        if self._holds_lease(fobx):
+            return self._leased_read(fobx, offset, length)
         return self.run(rq.read(fobx, offset, length, self._timeout_ms))
+
+    @property
+    def lease_stats(self) -> LeaseStats | None:
+        """What the read leases served (hits with no message, misses, breaks); None when
+        leases are off for this client."""
+        return None if self._leases is None else self._leases.stats
+
+    def _holds_lease(self, fobx: int) -> bool:
+        """Whether the handle was granted a lease not found broken yet (no lock: a hint for
+        where its reads go; the lease is checked when one is served)."""
+        return self._leases is not None and fobx in self._leases.held
+
+    def leased(self, fobx: int) -> bool:
+        """Whether the handle holds a read lease not broken (a memory read, no message)."""
+        with self._lock:
+            self._link_news()
+            return self._leases is not None and self._leases.valid(fobx)
+
+    def cached_read(self, fobx: int, offset: int, length: int) -> bytes | None:
+        """The bytes a leased handle read before (short or empty at the end of the file), with
+        no message; None when the handle holds no valid lease or the range was not read."""
+        leases = self._leases
+        if leases is None or fobx not in leases.held:
+            return None
+        with self._lock:
+            self._link_news()
+            return leases.lookup(fobx, offset, length)
+
+    def _link_news(self) -> None:
+        """Take the link's news (the lock held): a lost connection voids every lease."""
+        if readable(self._watch.monitor) and self._watch.read():
+            self._fail_in_flight()
+
+    def _leased_read(self, fobx: int, offset: int, length: int) -> bytes:
+        """A read of a leased handle: from the cache, else widened to whole blocks whose
+        answer fills the cache while the lease holds."""
+        data = self.cached_read(fobx, offset, length)
+        if data is not None:
+            return data
+        widened = ReadCache.widen(offset, length)
+        if widened is None:
+            return self.run(rq.read(fobx, offset, length, self._timeout_ms))
+        start, span = widened
+        with self._lock:
+            block = self.run(rq.read(fobx, start, span, self._timeout_ms))
+            assert self._leases is not None
+            self._leases.fill(fobx, start, block, span)
+        return block[offset - start : offset - start + length]
 
     def shares_memory_for(self, length: int) -> bool:
         """Whether a read of ``length`` bytes goes through shared memory (rdbss.shm)."""
@@ -547,6 +629,14 @@ class Client:
         """Read ``len(buffer)`` bytes at ``offset`` into ``buffer``; the count, short at the end
         of the file. Large reads go through shared memory with a daemon on this host."""
         view = memoryview(buffer).cast("B")
+        if self._holds_lease(fobx):
+            if len(view) <= MAX_FILL:  # what the lease cache keeps: read through it
+                data: bytes | None = self._leased_read(fobx, offset, len(view))
+            else:
+                data = self.cached_read(fobx, offset, len(view))
+            if data is not None:
+                view[: len(data)] = data
+                return len(data)
         if not self._shared_memory or len(view) < shm.MIN_READ_BYTES:
             return self.run(rq.read_into(fobx, offset, view, self._timeout_ms))
         total = 0
@@ -807,10 +897,12 @@ class Client:
         encoding: str | None = None,
         newline: str | None = None,
         read_ahead: int = READ_AHEAD,
+        lease: bool = False,
     ) -> Any:
         """Like the built-in open(): modes r, w, a, x, with + and b/t. Sequential reading
-        keeps ``read_ahead`` reads in flight ahead of the reader (0: none)."""
-        raw = RemoteFile(self, path, mode, read_ahead=read_ahead)
+        keeps ``read_ahead`` reads in flight ahead of the reader (0: none). ``lease=True``: see
+        ``create``."""
+        raw = RemoteFile(self, path, mode, read_ahead=read_ahead, lease=lease)
         if "b" in mode:
             if buffering == 0:
                 return raw
@@ -833,7 +925,8 @@ class Client:
         """A file object's default buffer: a shared-memory slot for a reader that can use one
         (a round trip costs the same for 1 MiB or 4), else READ_CHUNK."""
         if raw.readable() and not raw.writable() and self._shared_memory:
-            return shm.SLOT_BYTES
+            # a leased file's reads go through the lease cache: at most what it keeps at once
+            return MAX_FILL if self.leased(raw.fobx) else shm.SLOT_BYTES
         return READ_CHUNK
 
     def stat(self, path: str) -> FileInfo:
@@ -1028,7 +1121,9 @@ class RemoteFile(io.RawIOBase):
     file) and on an error (which the read that meets it raises). Data read ahead is as fresh
     as when it was requested, as with any read-ahead cache without leases."""
 
-    def __init__(self, client: Client, path: str, mode: str, *, read_ahead: int = 0) -> None:
+    def __init__(
+        self, client: Client, path: str, mode: str, *, read_ahead: int = 0, lease: bool = False
+    ) -> None:
         super().__init__()
         kinds = [m for m in mode if m in "rwax"]
         if len(kinds) != 1 or any(m not in "rwaxbt+" for m in mode):
@@ -1047,6 +1142,7 @@ class RemoteFile(io.RawIOBase):
             access=access,
             disposition=disposition,
             options=CreateOptions.FILE_NON_DIRECTORY_FILE,
+            lease=lease,
         )
         self._pos = self._handle.info.size if self._append else 0
         self._read_ahead = max(0, read_ahead)
@@ -1095,7 +1191,8 @@ class RemoteFile(io.RawIOBase):
         self._check(self._read, "not open for reading")
         known = self._handle.info.size - self._pos  # as large as at the open, at least
         chunks = []
-        if self._client.shares_memory_for(known):
+        leased = self._client._holds_lease(self.fobx)  # its reads go through the lease cache
+        if self._client.shares_memory_for(known) and not leased:
             # slot by slot through shared memory (one byte more: a file that grew since the open
             # is read on below) into a BytesIO, whose getvalue() hands out its buffer itself:
             # each byte is copied once, from its slot, while the daemon fills the next slot
@@ -1128,7 +1225,8 @@ class RemoteFile(io.RawIOBase):
     def _read_at(self, pos: int, n: int) -> bytes | memoryview:
         """Up to ``n`` bytes at ``pos``: from the read-ahead window when reading sequentially."""
         sequential = pos == self._last_end
-        if not self._read_ahead or not sequential or n == 0:
+        leased = self._client._holds_lease(self.fobx)  # its reads fill and use the lease cache
+        if leased or not self._read_ahead or not sequential or n == 0:
             self._discard_ahead()
             data: bytes | memoryview = self._client.read_handle(self.fobx, pos, n)
         else:

@@ -29,6 +29,9 @@ Example::
     cache_mib = 64                         # the core's read cache, all files together
     write_behind = 1.0                     # seconds deferred writes wait (0: write-through)
     dirty_mib = 16                         # deferred writes, all files together
+    attr_cache_entries = 4096              # files whose attributes the core keeps under
+                                           # caching = "exclusive" (0: none)
+    attr_max_age = 30.0                    # seconds such attributes answer stats
     warm_standby = true                    # a standby process per mini-redirector takes
                                            # over at once when it dies
     max_client_requests = 4096             # a client's requests in flight (more: refused
@@ -140,6 +143,8 @@ class Config:
     cache_mib: float = 64.0  # the core's read cache
     write_behind: float = 1.0  # WRITEBUFFERING: how long a deferred write may wait
     dirty_mib: float = 16.0  # deferred writes, all files together
+    attr_cache_entries: int = 4096  # attributes kept under caching="exclusive" (0: off)
+    attr_max_age: float = 30.0  # seconds a kept attribute answers (model/attrcache.py)
     warm_standby: bool = True  # a standby process per mini-redirector (supervisor)
     max_client_requests: int = 4096  # per client, in flight in the core
     max_client_unread_mib: float = 128.0  # per client, answers it has not read yet
@@ -186,6 +191,8 @@ class Config:
             cache_mib=float(data.get("cache_mib", 64.0)),
             write_behind=float(data.get("write_behind", 1.0)),
             dirty_mib=float(data.get("dirty_mib", 16.0)),
+            attr_cache_entries=int(data.get("attr_cache_entries", 4096)),
+            attr_max_age=float(data.get("attr_max_age", 30.0)),
             warm_standby=bool(data.get("warm_standby", True)),
             max_client_requests=int(data.get("max_client_requests", 4096)),
             max_client_unread_mib=float(data.get("max_client_unread_mib", 128.0)),
@@ -237,6 +244,7 @@ def parse_config(text: str, source: Path | None = None) -> Config:
         "cache_mib",
         "write_behind",
         "dirty_mib",
+        "attr_max_age",
         "log_file_max_mib",
         "max_client_unread_mib",
     ):
@@ -274,6 +282,7 @@ _DAEMON_COPIED = (
     "metrics_port",
     "metrics_host",
     "max_delayed_closes",
+    "attr_cache_entries",
     "warm_standby",
     "max_client_requests",
 )

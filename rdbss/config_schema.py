@@ -68,6 +68,8 @@ class DaemonTable(Table):
     cache_mib: NonNegative = 64.0
     write_behind: NonNegative = 1.0
     dirty_mib: NonNegative = 16.0
+    attr_cache_entries: Annotated[int, Meta(ge=0, le=1 << 24)] = 4096
+    attr_max_age: NonNegative = 30.0
     warm_standby: bool = True
     max_client_requests: Annotated[int, Meta(ge=1, le=1 << 20)] = 4096
     max_client_unread_mib: Annotated[float, Meta(gt=0)] = 128.0

@@ -99,12 +99,13 @@ class Arena:
             self._map.close()
 
 
-def sweep_stale() -> int:
-    """Remove arenas of processes that are gone (a client that crashed leaves its file)."""
+def sweep_stale(pattern: re.Pattern[str] = NAME) -> int:
+    """Remove the files named by ``pattern`` (its first group the pid of the process that made
+    it: an arena, by default) of processes that are gone (one that crashed leaves its file)."""
     removed = 0
     with contextlib.suppress(OSError):
         for entry in os.scandir(SHM_DIR):
-            match = NAME.fullmatch(entry.name)
+            match = pattern.fullmatch(entry.name)
             if match is None:
                 continue
             pid = int(match.group(1))
@@ -156,27 +157,7 @@ class Maps:
 
     @staticmethod
     def _open(name: str) -> mmap.mmap:
-        try:
-            fd = os.open(SHM_DIR / name, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError as exc:
-            raise NtStatusError(
-                NtStatus.STATUS_INVALID_PARAMETER, f"shared memory {name}: {exc.strerror}"
-            ) from None
-        try:
-            info = os.fstat(fd)
-            if (
-                not stat.S_ISREG(info.st_mode)
-                or info.st_uid != os.getuid()
-                or stat.S_IMODE(info.st_mode) & 0o077
-                or info.st_size == 0
-            ):
-                raise NtStatusError(
-                    NtStatus.STATUS_INVALID_PARAMETER,
-                    f"shared memory {name} is not a private arena of this user",
-                )
-            return mmap.mmap(fd, info.st_size)
-        finally:
-            os.close(fd)
+        return map_private(name)
 
     def close(self) -> None:
         with self._lock:
@@ -184,3 +165,31 @@ class Maps:
                 with contextlib.suppress(BufferError):
                     mapped.close()
             self._maps.clear()
+
+
+def map_private(name: str, *, writable: bool = True, what: str = "arena") -> mmap.mmap:
+    """Map the file ``name`` of SHM_DIR, which must be a regular file of this user that nobody
+    else may read or write, and not empty. STATUS_INVALID_PARAMETER otherwise."""
+    flags = (os.O_RDWR if writable else os.O_RDONLY) | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(SHM_DIR / name, flags)
+    except OSError as exc:
+        raise NtStatusError(
+            NtStatus.STATUS_INVALID_PARAMETER, f"shared memory {name}: {exc.strerror}"
+        ) from None
+    try:
+        info = os.fstat(fd)
+        if (
+            not stat.S_ISREG(info.st_mode)
+            or info.st_uid != os.getuid()
+            or stat.S_IMODE(info.st_mode) & 0o077
+            or info.st_size == 0
+        ):
+            raise NtStatusError(
+                NtStatus.STATUS_INVALID_PARAMETER,
+                f"shared memory {name} is not a private {what} of this user",
+            )
+        access = mmap.ACCESS_WRITE if writable else mmap.ACCESS_READ
+        return mmap.mmap(fd, info.st_size, access=access)
+    finally:
+        os.close(fd)

@@ -9,9 +9,11 @@ bound on requests in flight, and a bound on answer bytes a client has not read."
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from rdbss.actors.bus import (
     client_alive,
     drain,
     new_context,
+    readable,
     router,
     send_frames,
 )
@@ -33,6 +36,7 @@ from rdbss.actors.metrics import NullMetrics
 from rdbss.actors.zap import CLIENT_DOMAIN, PEER_DOMAIN, AllowList, ZapHandler
 from rdbss.core.core import RdbssCore
 from rdbss.core.types import CoreSettings, Payload
+from rdbss.model.drain import may_close
 from rdbss.wire.codec import Codec, WireError, refusal_ids
 from rdbss.wire.framing import pack_frames, unpack_frames
 from rdbss.wire.rxcontext import (
@@ -65,6 +69,47 @@ class RemoteClient:
     routing: bytes
     last_seen: float
     unreachable_since: float | None = None
+
+
+class ClientConnections:
+    """How many client connections are open on the core's client sockets (accepted minus
+    disconnected, from the sockets' monitors): a stopping core waits for answered clients
+    only while some are connected (rdbss.model.drain)."""
+
+    EVENTS = int(zmq.EVENT_ACCEPTED) | int(zmq.EVENT_DISCONNECTED)
+
+    def __init__(self, zctx: zmq.Context[zmq.Socket[bytes]], socks: list[zmq.Socket[bytes]]):
+        self.open = 0
+        self._socks = socks
+        self._monitors: list[zmq.Socket[bytes]] = []
+        for sock in socks:
+            address = f"inproc://rdbss-core-clients-{id(sock):x}"
+            sock.monitor(address, self.EVENTS)
+            monitor = zctx.socket(zmq.PAIR)
+            # unbounded: libzmq sends events blocking from its I/O thread
+            monitor.setsockopt(zmq.RCVHWM, 0)
+            monitor.connect(address)
+            self._monitors.append(monitor)
+
+    def read(self) -> int:
+        """Take the events that arrived; the connections open now."""
+        for monitor in self._monitors:
+            while readable(monitor):
+                frames = monitor.recv_multipart(zmq.NOBLOCK)
+                # the event as a native uint16, then a uint32 value (zmq_socket_monitor)
+                event = int.from_bytes(frames[0][:2], sys.byteorder)
+                if event == zmq.EVENT_ACCEPTED:
+                    self.open += 1
+                elif event == zmq.EVENT_DISCONNECTED:
+                    self.open = max(0, self.open - 1)
+        return self.open
+
+    def close(self) -> None:
+        for sock in self._socks:
+            with contextlib.suppress(zmq.ZMQError):
+                sock.disable_monitor()
+        for monitor in self._monitors:
+            monitor.close(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +160,10 @@ class CoreServer:
                 )
         # which bus socket each peer is on: ipc for this host's processes, tcp for other hosts
         self.peer_sockets: dict[str, zmq.Socket[bytes]] = {}
+        self.connections = ClientConnections(
+            self.zctx, [s for s in (self.clients, self.tcp_clients) if s is not None]
+        )
+        self._last_answer_at: float | None = None
         self.remote_clients: dict[bytes, RemoteClient] = {}
         self._refused_logged: dict[str, float] = {}
         self.core = RdbssCore(
@@ -126,6 +175,7 @@ class CoreServer:
     def _route(self, ident: bytes) -> tuple[zmq.Socket[bytes], bytes]:
         """The socket and routing id a client is answered on (remote clients: their tcp
         socket and their own routing id)."""
+        self._last_answer_at = time.monotonic()
         remote = self.remote_clients.get(ident)
         if remote is not None:
             return remote.sock, remote.routing
@@ -286,8 +336,12 @@ class CoreServer:
                     self.core.stopping = True
                     drain_until = time.monotonic() + DRAIN_TIMEOUT_S
                     log.info("draining %d pending requests", len(self.core.pending))
-                if drain_until is not None and (
-                    not self.core.pending or time.monotonic() > drain_until
+                if drain_until is not None and may_close(
+                    now=time.monotonic(),
+                    pending=len(self.core.pending),
+                    drain_until=drain_until,
+                    last_answer_at=self._last_answer_at,
+                    connected=self.connections.read(),
                 ):
                     break
                 timeout = 100
@@ -318,7 +372,9 @@ class CoreServer:
                 except Exception:
                     log.exception("housekeeping failed")
         finally:
+            self.core.close()
             log.info("core stopped")
+            self.connections.close()
             for sock in (self.clients, self.tcp_clients):
                 if sock is not None:
                     sock.close(CLOSE_LINGER_MS)
@@ -409,6 +465,7 @@ class CoreServer:
                 self._answer_queued(ident, item, NtStatus.STATUS_IO_TIMEOUT, "its deadline passed")
         if now >= self._next_forget:
             self._next_forget = now + FORGET_EVERY_S
+            self.connections.read()  # the monitors' events do not pile up
             for ident in self.intake.clients():
                 if not self.client_alive(ident):
                     self.intake.forget(ident)

@@ -44,6 +44,11 @@ BUFFERING_COUNTERS: dict[str, tuple[str, str]] = {
     "write_behind_errors": ("rdbss_write_behind_errors", "Deferred writes that failed"),
     "cache_hits": ("rdbss_read_cache_hits", "Reads answered from the read cache"),
     "cache_misses": ("rdbss_read_cache_misses", "Reads the read cache could not answer"),
+    "lease_grants": ("rdbss_lease_grants", "Read leases granted to clients"),
+    "lease_breaks": ("rdbss_lease_breaks", "Breaks of read leases (epoch bumps)"),
+    "lease_refused": ("rdbss_lease_refused", "Read leases asked for and not granted"),
+    "attr_hits": ("rdbss_attr_cache_hits", "Stats answered from the attribute cache"),
+    "attr_misses": ("rdbss_attr_cache_misses", "Stats the attribute cache could not answer"),
 }
 
 #: the core's current sizes (its status "buffering") -> (metric name, help)
@@ -52,6 +57,8 @@ BUFFERING_GAUGES: dict[str, tuple[str, str]] = {
     "cache_bytes": ("rdbss_read_cache_bytes", "Bytes in the read cache"),
     "cache_limit": ("rdbss_read_cache_limit_bytes", "Size limit of the read cache"),
     "dirty_bytes": ("rdbss_write_behind_dirty_bytes", "Deferred bytes not yet written"),
+    "leased_files": ("rdbss_leased_files", "Files with a slot in the read lease table"),
+    "attr_entries": ("rdbss_attr_cache_entries", "Files whose attributes the core keeps"),
 }
 
 _KNOWN_STATUS = frozenset(NtStatus.__members__)

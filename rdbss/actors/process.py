@@ -71,6 +71,8 @@ def run_core(config: Config, endpoints: Endpoints) -> int:
         cache_bytes=int(config.cache_mib * (1 << 20)),
         write_behind_s=config.write_behind,
         dirty_bytes=int(config.dirty_mib * (1 << 20)),
+        attr_cache_entries=config.attr_cache_entries,
+        attr_max_age_s=config.attr_max_age,
         expected_peers=(CONNMGR, *(m.name for m in config.minirdrs)),
         max_inflight_per_client=config.max_client_requests,
     )

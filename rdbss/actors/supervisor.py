@@ -102,6 +102,8 @@ _RESTART_ONLY = (
     "cache_mib",
     "write_behind",
     "dirty_mib",
+    "attr_cache_entries",
+    "attr_max_age",
     "max_client_requests",
     "max_client_unread_mib",
 )

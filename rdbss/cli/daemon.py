@@ -213,8 +213,15 @@ def render_status(s: dict[str, Any]) -> str:
             f"{b['delayed_now']} now ({b['delayed_reused']} re-used, {b['delayed_closed']} "
             f"closed; delay {b['close_delay_s']:g} s), read cache "
             f"{b['cache_bytes'] / (1 << 20):.1f}/{b['cache_limit'] / (1 << 20):.0f} MiB, "
-            f"{b['cache_hits']} hits, {b['cache_misses']} misses"
+            f"{b['cache_hits']} hits, {b['cache_misses']} misses; read leases on "
+            f"{b.get('leased_files', 0)} files ({b.get('lease_grants', 0)} granted, "
+            f"{b.get('lease_breaks', 0)} breaks)"
         )
+        if "attr_entries" in b:
+            lines.append(
+                f"ATTRIBUTES {b['attr_entries']} files kept, {b['attr_hits']} hits, "
+                f"{b['attr_misses']} misses, {b['attr_invalidations']} dropped"
+            )
         for f in b["files"][:10]:
             delayed = f" delayed {f['delayed_close_s'][0]:g}s" if f["delayed_close_s"] else ""
             lines.append(

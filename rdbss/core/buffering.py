@@ -172,6 +172,7 @@ class Buffering:
             if done.status == S.STATUS_SUCCESS and info.get("nlink", 1) != 0:
                 log.debug("collapsed req=%s fobx=%d onto %s", ctx.origin, fobx.id, fcb.path)
                 result = {**info, "directory": fcb.directory, "fobx": fobx.id}
+                self.caching.leases.granted(ident, ctx, fobx, result)
                 opened = CreateInformation.FILE_OPENED
                 self.answers.to_client(
                     ident, RxCompletion(request_id, S.STATUS_SUCCESS, opened, result)
@@ -221,7 +222,8 @@ class Buffering:
         if gone & FcbState.WRITEBUFFERING_ENABLED:
             self.caching.flush(fcb)  # deferred writes go before whatever changed the state
         if gone & (READ_BITS | WRITE_BITS):
-            self.caching.purge(fcb)
+            # readers' leases hold while only the write bits go: what they read stays true
+            self.caching.purge(fcb, leases=bool(gone & READ_BITS))
         log.debug("buffering of %s: %s -> %s", fcb.path, describe(old), describe(new))
         for srv_open in fcb.srv_opens:
             peer = self.state.peers.get(srv_open.minirdr)

@@ -1,5 +1,6 @@
 """Data caching (see docs/routines.md, Buffering states): the read cache while an Fcb has
-READCACHING, and write-behind while it has WRITEBUFFERING. ``Buffering`` decides the states;
+READCACHING, and write-behind while it has WRITEBUFFERING; the clients' read leases
+(leases.py) break whenever data cached here would go stale. ``Buffering`` decides the states;
 ``Caching`` keeps the data. Deferred writes are sent just before any other request on the
 file: a mini-redirector runs one connection's requests in order, so that request sees them
 done."""
@@ -9,6 +10,8 @@ from __future__ import annotations
 import logging
 
 from rdbss.core.answers import Answers
+from rdbss.core.attrcache import Attributes
+from rdbss.core.leases import Leases
 from rdbss.core.sending import Sending
 from rdbss.core.services import CoreState
 from rdbss.core.types import Payload, Then, as_bytes
@@ -33,14 +36,26 @@ class Caching:
         self.answers = answers
         self.sending = sending
         self.cache = ReadCache(state.settings.cache_bytes)
+        self.leases = Leases(state)
+        self.attrs = Attributes(state)  # the attribute cache (core/attrcache.py)
         self.dirty: dict[int, Fcb] = {}  # serial -> Fcb with deferred writes
         self.dirty_total = 0
         self.counters = {"deferred_writes": 0, "write_behind_errors": 0}
 
-    def purge(self, fcb: Fcb) -> None:
-        """Drop the Fcb's cached data; reads already on their way fill nothing."""
+    def purge(self, fcb: Fcb, leases: bool = True) -> None:
+        """Drop the Fcb's cached data (and break its leases, unless ``leases`` is False); reads
+        already on their way fill nothing."""
         fcb.generation += 1
         self.cache.purge(fcb.serial)
+        if leases or not fcb.srv_opens:
+            self.leases.breaks(fcb)
+
+    def _changed(self, fcb: Fcb, offset: int, length: int) -> None:
+        """``length`` bytes at ``offset`` change: their cached blocks go, the Fcb's leases
+        break, and reads on their way meanwhile fill nothing."""
+        fcb.generation += 1
+        self.cache.invalidate(fcb.serial, offset, length)
+        self.leases.breaks(fcb)
 
     # ------------------------------------------------------------------ the read cache
     def cached_read(self, ident: bytes, ctx: RxContext, fobx: Fobx) -> bool:
@@ -99,12 +114,10 @@ class Caching:
         assert lowio is not None
         offset = lowio.offset
         length = len(payload) if payload is not None else lowio.length
-        fcb.generation += 1
-        self.cache.invalidate(fcb.serial, offset, length)
+        self._changed(fcb, offset, length)
 
         def then(done: RxCompletion, payload: Payload) -> None:
-            fcb.generation += 1
-            self.cache.invalidate(fcb.serial, offset, length)
+            self._changed(fcb, offset, length)
             relay(done, payload)
 
         return then
@@ -160,8 +173,8 @@ class Caching:
         fcb.dirty_fobx = fobx
         self.dirty_total += len(data)
         self.counters["deferred_writes"] += 1
-        fcb.generation += 1
-        self.cache.invalidate(fcb.serial, offset, len(data))
+        self.attrs.changed(fcb)
+        self._changed(fcb, offset, len(data))
         self.answers.answer(ident, ctx, S.STATUS_SUCCESS, len(data))
         if fcb.dirty_bytes >= self.state.settings.dirty_bytes // 4:
             self.flush(fcb)
@@ -206,8 +219,8 @@ class Caching:
     def _flushed(self, fcb: Fcb, offset: int, length: int) -> Then:
         def then(done: RxCompletion, payload: Payload) -> None:
             fcb.flushing -= 1
-            fcb.generation += 1
-            self.cache.invalidate(fcb.serial, offset, length)
+            self.attrs.changed(fcb)
+            self._changed(fcb, offset, length)
             if done.status != S.STATUS_SUCCESS or done.information != length:
                 status = done.status if done.status != S.STATUS_SUCCESS else S.STATUS_DISK_FULL
                 message = done.message or f"{done.information} of {length} bytes written"
@@ -233,13 +246,19 @@ class Caching:
 
     # ------------------------------------------------------------------ losses
     def peer_down(self, name: str) -> None:
-        """The mini-redirector ``name`` went down: deferred writes on its handles are lost."""
+        """The mini-redirector ``name`` went down: deferred writes on its handles are lost,
+        leases on its files break, and the attributes it told are forgotten."""
+        self.leases.peer_down(name)
+        self.attrs.peer_down(name)
         for fcb in list(self.dirty.values()):
             if fcb.dirty_fobx is not None and fcb.dirty_fobx.srv_open.minirdr == name:
                 self.lose_deferred(fcb, f"mini-redirector {name!r} went down")
 
     def connection_lost(self, srv_call: SrvCall) -> None:
-        """The connection to ``srv_call`` is gone: its deferred writes are lost."""
+        """The connection to ``srv_call`` is gone: its deferred writes are lost, leases on its
+        files break, and the attributes it told are forgotten."""
+        self.leases.connection_lost(srv_call)
+        self.attrs.connection_lost(srv_call)
         for fcb in list(self.dirty.values()):
             if fcb.net_root.srv_call is srv_call:
                 self.lose_deferred(fcb, f"the connection to \\\\{srv_call.name} was lost")

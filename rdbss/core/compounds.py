@@ -16,14 +16,15 @@ from rdbss.core.answers import Answers
 from rdbss.core.handles import Handles
 from rdbss.core.sending import Sending
 from rdbss.core.services import CoreState
-from rdbss.core.types import RELATED, SUB_ID_BASE, Payload, address
+from rdbss.core.types import RELATED, SUB_ID_BASE, Payload, Then, address
+from rdbss.model.attrcache import changes_attributes
 from rdbss.model.compound import RELATED_IN_BATCH, stat_pair
 from rdbss.model.dispatch import is_query_open, routine_for
 from rdbss.model.idempotent import CONNECTION_LOST, may_retry, replayable
 from rdbss.model.names import parse_unc
-from rdbss.model.structs import Condition
+from rdbss.model.structs import Condition, NetRoot
 from rdbss.wire.codec import DEFAULT_LIMITS
-from rdbss.wire.constants import IrpMj, Routine
+from rdbss.wire.constants import CreateInformation, IrpMj, Routine
 from rdbss.wire.rxcontext import (
     Compound,
     CompoundCompletion,
@@ -172,7 +173,8 @@ class Compounds:
         for a delayed close: no deferred writes or cached size to show, no delete pending or
         share access to check), its connection is up and its mini-redirector has the routine;
         False to take both items the usual way, which also answers every error but the
-        file's own."""
+        file's own. The attribute cache (core/attrcache.py) answers it first when it can, with
+        no message at all, whether the mini-redirector has the routine or not."""
         if self.state.stopping or create.path is None or not is_query_open(create.create):
             return False
         try:
@@ -185,15 +187,23 @@ class Compounds:
         net_root = v_net_root.net_root
         minirdr = net_root.minirdr
         peer = self.state.peers.get(minirdr) if minirdr is not None else None
-        if (
-            minirdr is None
-            or peer is None
-            or Routine.MRxQueryOpen not in peer.routines
-            or name.path.lower() in net_root.fcbs
-        ):
+        if minirdr is None or peer is None or name.path.lower() in net_root.fcbs:
+            return False
+        assert create.create is not None
+        attrs = self.handles.caching.attrs
+        cached = attrs.stat(net_root, name.path, create.create.create_options)
+        create_id, close_id = create.request_id, close.request_id
+        if cached is not None:  # the attribute cache answers: no message at all
+            net_root.last_used = self.state.clock()
+            opened = RxCompletion(
+                create_id, S.STATUS_SUCCESS, CreateInformation.FILE_OPENED, {**cached, "fobx": 0}
+            )
+            self.answers.to_client(ident, opened, None)
+            self.answers.to_client(ident, RxCompletion(close_id, S.STATUS_SUCCESS), None)
+            return True
+        if Routine.MRxQueryOpen not in peer.routines:
             return False
         net_root.last_used = self.state.clock()
-        create_id, close_id = create.request_id, close.request_id
         address(create, Routine.MRxQueryOpen, net_root, name.path, None)
 
         def then(done: RxCompletion, payload: Payload) -> None:
@@ -211,7 +221,12 @@ class Compounds:
 
         try:
             self.sending.send(
-                minirdr, create, None, then, net_root=net_root, owner=(ident, create_id)
+                minirdr,
+                create,
+                None,
+                attrs.learning(net_root, name.path, then),
+                net_root=net_root,
+                owner=(ident, create_id),
             )
         except NtStatusError as exc:
             self.answers.answer(ident, create, exc.status, message=exc.strerror or "")
@@ -287,7 +302,8 @@ class Compounds:
             item.routine = Routine.MRxCloseSrvOpen
             item.major = IrpMj.CLOSE
             try:
-                self.sending.send(peer_name, item, None, closed, net_root=pending.net_root)
+                then = self._ride_attributes(create, item, pending.net_root, closed)
+                self.sending.send(peer_name, item, None, then, net_root=pending.net_root)
             except NtStatusError as exc:
                 self.answers.answer(ident, item, exc.status, message=exc.strerror or "")
             return True
@@ -298,12 +314,29 @@ class Compounds:
                     item.lowio = LowIoParameters(operation=op)
                 item.lowio.operation = op
             item.routine = routine
-            self.sending.send(
-                peer_name, item, payload, self.answers.relay(ident, item), net_root=pending.net_root
+            then = self._ride_attributes(
+                create, item, pending.net_root, self.answers.relay(ident, item)
             )
+            self.sending.send(peer_name, item, payload, then, net_root=pending.net_root)
         except NtStatusError as exc:
             self.answers.answer(ident, item, exc.status, message=exc.strerror or "")
         return True
+
+    def _ride_attributes(
+        self, create: RxContext, item: RxContext, net_root: NetRoot | None, then: Then
+    ) -> Then:
+        """A related item that changes its file (a write; the close of a handle that could
+        write or delete) drops the file from the attribute cache (core/attrcache.py)."""
+        attrs = self.handles.caching.attrs
+        if net_root is None or create.path is None or create.create is None:
+            return then
+        if item.major == IrpMj.CLOSE:
+            params = create.create
+            access, options = params.desired_access, params.create_options
+            return attrs.closing(net_root, create.path, access, options, False, then)
+        if changes_attributes(item.major):
+            return attrs.changing(net_root, create.path, then)
+        return then
 
     def collect(self, done: RxCompletion, payload: Payload) -> None:
         """The answer to one item of a compound; the compound is answered with its last."""

@@ -327,6 +327,10 @@ class RdbssCore:
     def create_again(self, ident: bytes, ctx: RxContext, name: UncName, vnr: VNetRoot) -> None:
         self.creates.create_again(ident, ctx, name, vnr)
 
+    def close(self) -> None:
+        """The core stops: what it keeps outside its process (the lease table) goes."""
+        self.caching.leases.close()
+
     def status(self) -> dict[str, Any]:
         return core_status(self.state, self.answers, self.sending, self.buffering, self.caching)
 

@@ -15,13 +15,13 @@ from rdbss.core.connections import Connections
 from rdbss.core.handles import Handles
 from rdbss.core.sending import Sending
 from rdbss.core.services import CoreState
-from rdbss.core.types import Payload, address, cancel_status
+from rdbss.core.types import Payload, Then, address, cancel_status
 from rdbss.model.buffering import conflicts
 from rdbss.model.idempotent import is_idempotent
 from rdbss.model.names import UncName, parse_unc
 from rdbss.model.sharing import check_create_parameters, check_share_access
-from rdbss.model.structs import Condition, Fcb, Fobx, SrvOpen, VNetRoot
-from rdbss.wire.constants import CreateInformation, Routine
+from rdbss.model.structs import Condition, Fcb, Fobx, NetRoot, SrvOpen, VNetRoot
+from rdbss.wire.constants import CreateDisposition, CreateInformation, Routine
 from rdbss.wire.rxcontext import RxCompletion, RxContext
 from rdbss.wire.status import NtStatus, NtStatusError
 
@@ -103,6 +103,7 @@ class Creates:
         assert minirdr is not None
         create = ctx.create
         existing = net_root.fcbs.get(name.path.lower())
+        self.caching.leases.opening(ctx, existing)  # an open that writes breaks leases first
         if existing is not None:
             self.caching.flush(existing)  # deferred writes reach the server before this open
             if existing.delete_pending:
@@ -171,6 +172,7 @@ class Creates:
                 self.handles.add(fobx)
                 self.buffering.rebuffer(fcb)
                 done.result = {**result, "fobx": fobx_id}
+                self.caching.leases.granted(ident, ctx, fobx, done.result)
                 live = self.answers.live.get((ident, request_id))
                 if live is not None and live.cancelled is not None:
                     # cancelled while the mini-redirector opened it: nobody will use the handle
@@ -194,7 +196,16 @@ class Creates:
                     return
             self.answers.to_client(ident, done, payload)
 
-        self.sending.send(minirdr, ctx, None, then, net_root=net_root, owner=(ident, request_id))
+        learned = self._with_attributes(ctx, net_root, name.path, then)
+        self.sending.send(minirdr, ctx, None, learned, net_root=net_root, owner=(ident, request_id))
+
+    def _with_attributes(self, ctx: RxContext, net_root: NetRoot, path: str, then: Then) -> Then:
+        """The attribute cache (core/attrcache.py) keeps what the create answers; one that may
+        make, overwrite or supersede the file changes it and its folder first."""
+        create = ctx.create
+        if create is not None and create.disposition != CreateDisposition.FILE_OPEN:
+            return self.caching.attrs.creating(net_root, path, then)
+        return self.caching.attrs.learning(net_root, path, then)
 
     def create_again(self, ident: bytes, ctx: RxContext, name: UncName, vnr: VNetRoot) -> None:
         """Send a create to MRxCreate without collapsing it; when ``vnr`` is no longer the Good

@@ -16,6 +16,7 @@ from rdbss.core.handles import Handles
 from rdbss.core.sending import Sending
 from rdbss.core.services import CoreState
 from rdbss.core.types import Payload, Then
+from rdbss.model.attrcache import ANSWERED_CLASSES, LEARNED_CLASSES, changes_attributes
 from rdbss.model.buffering import FcbState
 from rdbss.model.dispatch import routine_for
 from rdbss.model.idempotent import CONNECTION_LOST, is_idempotent
@@ -116,6 +117,8 @@ class Files:
             and self.caching.cached_read(ident, ctx, fobx)
         ):
             return
+        if routine == Routine.MRxQueryFileInfo and self._cached_query(ident, ctx, fcb):
+            return
         then = self.answers.relay(ident, ctx)
         if op == LowIoOp.WRITE:
             then = self.caching.writing(fcb, ctx, payload, then)
@@ -136,10 +139,13 @@ class Files:
                 FileInformationClass.FileAllocationInformation,
             ):
                 then = self.caching.changing(fcb, then)
+        then = self._attribute_rules(ctx, fcb, routine, then)
         if is_idempotent(ctx, enumerating=fobx.enumerated):
             then = self.retrying(ident, ctx, payload, then)
         if routine == Routine.MRxQueryDirectory:
             fobx.enumerated = True
+        elif routine == Routine.MRxSetFileInfo:
+            self.caching.leases.setting(fcb, ctx)  # a rename, delete or resize breaks leases
         self.sending.send(
             srv_open.minirdr,
             ctx,
@@ -148,6 +154,36 @@ class Files:
             net_root=fcb.net_root,
             owner=(ident, ctx.request_id),
         )
+
+    # ------------------------------------------------------------------ attributes
+    def _cached_query(self, ident: bytes, ctx: RxContext, fcb: Fcb) -> bool:
+        """A size-and-times query on a handle answered from the attribute cache."""
+        if ctx.info is None or ctx.info.info_class not in ANSWERED_CLASSES:
+            return False
+        info = self.caching.attrs.query(fcb)
+        if info is None:
+            return False
+        self.answers.answer(ident, ctx, S.STATUS_SUCCESS, result=info)
+        return True
+
+    def _attribute_rules(self, ctx: RxContext, fcb: Fcb, routine: Routine, then: Then) -> Then:
+        """What a request tells the attribute cache (a listing, a query) or takes from it (a
+        change of the file), core/attrcache.py."""
+        attrs = self.caching.attrs
+        if routine == Routine.MRxQueryDirectory:
+            return attrs.listing(fcb, then)
+        if routine == Routine.MRxQueryFileInfo:
+            if ctx.info is not None and ctx.info.info_class in LEARNED_CLASSES:
+                return attrs.learning(fcb.net_root, fcb.path, then)
+            return then
+        if not changes_attributes(ctx.major):
+            return then
+        info = ctx.info if routine == Routine.MRxSetFileInfo else None
+        if info is not None and info.info_class == FileInformationClass.FileRenameInformation:
+            return attrs.renaming(fcb, str(info.args.get("target", "")), then)
+        if info is not None and info.info_class == FileInformationClass.FileDispositionInformation:
+            return attrs.deleting(fcb.net_root, fcb.path, then)
+        return attrs.changing(fcb.net_root, fcb.path, then)
 
     def _unshare(
         self, ident: bytes, ctx: RxContext, srv_open: SrvOpen, op: int | None, payload: Payload

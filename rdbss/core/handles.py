@@ -76,6 +76,7 @@ class Handles:
         nothing to close remotely."""
         self.caching.flush(fobx.fcb)  # sent before the cleanup and close
         srv_open = fobx.srv_open
+        then = self.caching.attrs.closing_srv_open(srv_open, then)
         peer = self.state.peers.get(srv_open.minirdr)
         alive = peer is not None and peer.pid == srv_open.peer_pid
         delayed = (

@@ -107,5 +107,7 @@ def buffering_status(
         "cache_hits": stats.hits,
         "cache_misses": stats.misses,
         "dirty_bytes": caching.dirty_total,
+        **caching.leases.status(),
+        **caching.attrs.counters(),
         "files": files,
     }

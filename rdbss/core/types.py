@@ -73,6 +73,8 @@ class CoreSettings:
     cache_bytes: int = 64 << 20  # the read cache, every Fcb together
     write_behind_s: float = 0.0  # WRITEBUFFERING: deferred writes go out after this (0: never)
     dirty_bytes: int = 16 << 20  # deferred writes, every Fcb together
+    attr_cache_entries: int = 4096  # files whose attributes are kept (model/attrcache.py)
+    attr_max_age_s: float = 30.0  # how long a kept attribute answers a stat
     cancel_grace_s: float = 1.0  # a cancelled request's peer has this long to confirm it
     # the peers the configuration names (connmgr, mini-redirectors): until each registered, or
     # registration_grace_s after the core started, a name no peer serves yet waits for them

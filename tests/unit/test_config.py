@@ -65,6 +65,14 @@ def test_parse_a_full_config() -> None:
             "close_delay: Expected float >= 0",
         ),
         (
+            "[daemon]\nattr_cache_entries = -1\n[[minirdr]]\nname='a'\nkind='local'\n",
+            "attr_cache_entries: Expected int >= 0",
+        ),
+        (
+            "[daemon]\nattr_max_age = 'long'\n[[minirdr]]\nname='a'\nkind='local'\n",
+            "attr_max_age: Expected float, got str",
+        ),
+        (
             "[daemon]\nmax_delayed_closes = 1.5\n[[minirdr]]\nname='a'\nkind='local'\n",
             "max_delayed_closes: Expected int, got float",
         ),
@@ -82,6 +90,12 @@ def test_buffering_settings_and_caching_per_minirdr() -> None:
     config = parse_config(text)
     assert config.close_delay == 0 and config.write_behind == 2.0
     assert config.max_delayed_closes == 64 and config.cache_mib == 64
+    assert config.attr_cache_entries == 4096 and config.attr_max_age == 30.0
+    text = text.replace(
+        "close_delay = 0", "close_delay = 0\nattr_cache_entries = 0\nattr_max_age = 2"
+    )
+    config = parse_config(text)
+    assert config.attr_cache_entries == 0 and config.attr_max_age == 2.0
     assert config.minirdr("a").caching == "off" and config.minirdr("b").caching == "exclusive"
     assert "caching" not in config.minirdr("b").options  # the core's, not the kind's option
     assert Config.from_json(config.to_json()) == config
