@@ -620,11 +620,10 @@ class PathOps:
         if opened is None:
             return None
         opened.close()
-        if opened.writable:
-            if opened.attrs is not None and not opened.dirty:
-                self.cache.put(opened.path, opened.attrs)  # what its last flush found
-            else:
-                self.cache.forget_attrs(opened.path)
+        if opened.writable and opened.dirty:
+            # what its last flush found is in the cache already; nothing is put here: the
+            # kernel does not wait for a release, so a rename of the path may have run since
+            self.cache.forget_attrs(opened.path)
         return opened.path
 
     def _drop_path_entry(self, opened: OpenFile) -> None:
