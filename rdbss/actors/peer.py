@@ -41,6 +41,7 @@ from rdbss.wire.rxcontext import (
     REGISTERED_NEW,
     UNKNOWN_PEER,
     Compound,
+    CompoundCompletion,
     Heartbeat,
     Message,
     Register,
@@ -48,8 +49,38 @@ from rdbss.wire.rxcontext import (
     RxCompletion,
     RxContext,
 )
+from rdbss.wire.status import NtStatus
 
 log = logging.getLogger("rdbss.peer")
+
+
+def fitting_frames(codec: Codec, msg: Message, payload: Buffer | None) -> list[list[Buffer]]:
+    """The messages that carry ``msg`` to the core, each header within the codec's limit:
+    the core refuses a larger header, and the requests it answers would wait out their
+    deadlines. A CompoundCompletion too large goes as its items, one message each (the core
+    completes them one by one either way); an answer still too large is STATUS_BUFFER_OVERFLOW,
+    as the core answers a client whose answer would not fit."""
+    frames = pack_frames(codec, msg, payload)
+    limit = codec.limits.max_header_bytes
+    if len(frames[0]) <= limit:
+        return [frames]
+    if isinstance(msg, CompoundCompletion):
+        payload_of = dict(zip(msg.payload_items, msg.payloads, strict=True))
+        out: list[list[Buffer]] = []
+        for index, item in enumerate(msg.items):
+            out += fitting_frames(codec, item, payload_of.get(index))
+        return out
+    if isinstance(msg, RxCompletion):
+        log.warning("answer id=%d too large (%d bytes)", msg.request_id, len(frames[0]))
+        too_large = RxCompletion(
+            msg.request_id,
+            NtStatus.STATUS_BUFFER_OVERFLOW,
+            message=f"the answer's header is {len(frames[0])} bytes, more than {limit}; "
+            "ask for less at once (fewer entries per directory query)",
+        )
+        return [pack_frames(codec, too_large)]
+    return [frames]  # not an answer: the core logs its refusal
+
 
 HEARTBEAT_S = 0.25
 LOOP_STALL_S = 1.5  # the I/O loop has not gone round for this long: stuck (no more touches)
@@ -95,7 +126,8 @@ class PeerBridge:
     def send(self, msg: Message, payload: Buffer | None = None) -> None:
         """Send from the I/O thread (handlers running inline)."""
         try:
-            send_frames(self._sock, pack_frames(self._codec, msg, payload), NOBLOCK)
+            for frames in fitting_frames(self._codec, msg, payload):
+                send_frames(self._sock, frames, NOBLOCK)
         except zmq.Again:  # the core is unreachable and the queue is full: never block the loop
             log.warning("core unreachable; dropped %s", type(msg).__name__)
         except WireError as exc:
@@ -113,7 +145,8 @@ class PeerBridge:
             self._local.push = push
             self._local.codec = Codec()
         try:
-            send_frames(push, pack_frames(self._local.codec, msg, payload))
+            for frames in fitting_frames(self._local.codec, msg, payload):
+                send_frames(push, frames)
         except WireError as exc:
             self._send_unencodable(msg, exc, push)
 

@@ -331,3 +331,34 @@ def test_a_stat_of_a_file_open_elsewhere_collapses_and_closes_only_its_own_handl
             assert c.status()["handles"] == 1
             c.close_handle(h.fobx)
             assert c.status()["handles"] == 0
+
+
+def test_a_compound_whose_answer_exceeds_the_header_limit_is_answered_at_once(
+    daemon: Daemon,
+) -> None:
+    """Two queries of a big folder answer more than one message header holds (1 MiB): the
+    mini-redirector sends the items apart, and what still does not fit comes back as
+    STATUS_BUFFER_OVERFLOW, never as silence until the deadline."""
+    folder = daemon.share_dir / "huge"
+    folder.mkdir()
+    for i in range(9000):
+        (folder / f"{i:05d}-{'n' * 180}").touch()
+    unc = daemon.share + r"\huge"
+    query = rq.query_directory(0, T, max_entries=4096)
+    with daemon.client(timeout=60.0) as c:
+        outcomes = c.compound(
+            [
+                rq.create(unc, T, access=Access.FILE_LIST_DIRECTORY),
+                rq.related(query),
+                rq.related(rq.query_directory(0, T, max_entries=4096)),
+                rq.related(rq.close(0, T)),
+            ]
+        )
+        statuses = {o.status for o in outcomes}
+        assert S.STATUS_IO_TIMEOUT not in statuses, outcomes
+        assert statuses <= {S.STATUS_SUCCESS, S.STATUS_BUFFER_OVERFLOW}, outcomes
+        assert S.STATUS_BUFFER_OVERFLOW in statuses, outcomes
+        assert c.status()["handles"] == 0  # the close ran
+        # the same queries apart fit, and list every name
+        names = {e.name for e in c.scandir(unc)}
+    assert len(names) == 9000
