@@ -376,7 +376,10 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
             raise NtStatusError(S.STATUS_INVALID_PARAMETER, "write without data")
         view = memoryview(payload).cast("B")
         where = None if offset == -1 or op.append_only else offset
+        ctx = current_request()
         with self._host("cannot write", op.path):
+            if ctx is not None and self.write_later(ctx, op, where, view):
+                return Result(status=S.STATUS_PENDING)
             written = self.write_at(op, where, view)
         return Result(information=written)
 

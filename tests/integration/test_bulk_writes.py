@@ -5,6 +5,7 @@ with that piece's status (no later piece makes it look written)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,8 @@ from typing import Any
 import asyncssh
 import pytest
 
-from rdbss.actors.minirdr_host import execute
-from rdbss.minirdrs.base import MiniRdr
+from rdbss.actors.minirdr_host import completion, execute
+from rdbss.minirdrs.base import MiniRdr, Result
 from rdbss.minirdrs.sftp.minirdr import SftpMiniRdr
 from rdbss.minirdrs.smb.minirdr import SmbMiniRdr
 from rdbss.testing.backend import minirdr_options, smb_config, write_password_file
@@ -50,18 +51,48 @@ def _pattern(size: int) -> bytes:
 DATA = _pattern(SIZE)
 
 
+class Completions:
+    """Where a mini-redirector's later completions (``complete_later``) go, by request id, as
+    the host's bridge would send them."""
+
+    WAIT_S = 60.0
+
+    def __init__(self, minirdr: MiniRdr) -> None:
+        self._done: dict[int, RxCompletion] = {}
+        self._cond = threading.Condition()
+        minirdr.attach_completion(self._complete)
+
+    def _complete(self, ctx: RxContext, result: Result) -> None:
+        with self._cond:
+            self._done[ctx.request_id] = completion(ctx, result)
+            self._cond.notify_all()
+
+    def wait(self, request_id: int) -> RxCompletion:
+        with self._cond:
+            assert self._cond.wait_for(lambda: request_id in self._done, self.WAIT_S), (
+                f"request {request_id} was not completed"
+            )
+            return self._done.pop(request_id)
+
+
 class Rig:
     """A mini-redirector with one SrvCall and VNetRoot, and the server's folder of the share."""
 
     def __init__(self, minirdr: MiniRdr, srv_call: str, net_root: str, folder: Path) -> None:
         self.minirdr, self.srv_call, self.net_root = minirdr, srv_call, net_root
         self.folder = folder
+        self.later = Completions(minirdr)
 
-    def run(self, ctx: RxContext, payload: bytes | None = None) -> RxCompletion:
+    def send(self, ctx: RxContext, payload: bytes | None = None) -> RxCompletion | None:
+        """Run one routine; its answer, or None when it answered STATUS_PENDING."""
         ctx.srv_call, ctx.net_root = self.srv_call, self.net_root
         answer = execute(self.minirdr, ctx, None if payload is None else memoryview(payload))
-        assert answer is not None
-        return answer[0]
+        return None if answer is None else answer[0]
+
+    def run(self, ctx: RxContext, payload: bytes | None = None) -> RxCompletion:
+        """Run one routine and wait for its answer (a pending one: its completion)."""
+        answer = self.send(ctx, payload)
+        return answer if answer is not None else self.later.wait(ctx.request_id)
 
     def setup(self) -> None:
         for routine in (Routine.MRxCreateSrvCall, Routine.MRxCreateVNetRoot):

@@ -23,6 +23,12 @@ What SFTP v3 changes:
 - no byte-range locks: SFTP has none, so no lock operation is registered.
 - change notification: SFTP cannot tell us about changes, so a pending notify polls the
   folder's listing.
+- large writes (:mod:`rdbss.model.pipelining`): a write of 256 KiB or more at an explicit offset
+  is answered STATUS_PENDING and sent without waiting for the writes before it, so the server
+  always has several in flight; it completes when the server acknowledged all of it, with its
+  own failure. Every other request on the connection waits first until each write in flight
+  is acknowledged (``_call``), so a read never overtakes a write; a write whose request was
+  cancelled before it failed is reported by the next flush or close of its open.
 - round trips: a primitive is one round trip, its independent requests pipelined (OpenSSH
   answers them in order). The lookup's stat (``SftpStat``: with its server path and attributes)
   comes back to the open as ``OpenRequest.found``, and the open answers the stat sent along
@@ -35,6 +41,7 @@ import asyncio
 import contextlib
 import logging
 import stat
+import threading
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar, TypeVar, cast
@@ -78,6 +85,7 @@ from rdbss.minirdrs.sftp.remote import (
     unresolved,
 )
 from rdbss.minirdrs.sftp.session import CLOSE_WAIT_S, Sessions, Share
+from rdbss.model.pipelining import pipelines
 from rdbss.wire.constants import IrpMj, LowIoOp
 from rdbss.wire.rxcontext import RxContext
 from rdbss.wire.status import NtStatus, NtStatusError
@@ -89,6 +97,15 @@ T = TypeVar("T")
 
 #: Seconds between two listings of a folder with a pending change notification.
 NOTIFY_INTERVAL_S = 1.0
+
+
+def _report_write_error(op: Open) -> None:
+    """Raise (once) the failure of a pipelined write of ``op`` whose request was answered
+    before it failed."""
+    if op.write_error is not None:
+        status, message = op.write_error
+        op.write_error = None
+        raise NtStatusError(status, f"an earlier write of {show(op.path)} failed: {message}")
 
 
 class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
@@ -112,6 +129,9 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         self.timeout = self.settings.timeout
         self._sessions = Sessions(name, self.settings)
         self._closing = False
+        # pipelined writes not answered yet: request id -> the request
+        self._writes_lock = threading.Lock()
+        self._pending_writes: dict[int, RxContext] = {}
         # asyncssh logs every connect and SFTP session at INFO; keep the daemon log for ours
         aslog = logging.getLogger("asyncssh")
         if aslog.level == logging.NOTSET and not log.isEnabledFor(logging.DEBUG):
@@ -122,9 +142,17 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
 
     # --- plumbing -----------------------------------------------------------------------------
     def _call(self, share: Share, factory: Callable[[], Awaitable[T]], what: str) -> T:
-        """One round trip for the request being served (its deadline), or for close()."""
+        """One round trip for the request being served (its deadline), or for close(), once
+        every pipelined write in flight on the connection was acknowledged (the ordering
+        barrier: nothing overtakes a write)."""
         timeout = CLOSE_WAIT_S if self._closing else self._sessions.deadline(current_request())
-        return self._sessions.run(share.conn, factory, timeout, what)
+        writes = share.conn.writes
+
+        async def in_order() -> T:
+            await writes.settled()
+            return await factory()
+
+        return self._sessions.run(share.conn, in_order, timeout, what)
 
     def _remote(self, share: Share, rel: str) -> str:
         """The server path of ``rel``, looked up (one round trip)."""
@@ -280,14 +308,22 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         return stat_of(attrs, op.remote)
 
     def close_handle(self, op: Open) -> None:
-        """Close the handle. On a lost connection there is nothing to close: every write was
-        acknowledged by the server before it was answered, so nothing is lost."""
+        """Close the handle once every write in flight was acknowledged (``_call``), and report
+        a pipelined write that failed after its request was answered. On a lost connection
+        there is nothing to close: every write was acknowledged by the server before it was
+        answered, so nothing is lost."""
         if op.file is None:
             return
         if op.conn.lost:
             op.file = None
+            _report_write_error(op)
             return
-        self._call(op.share, lambda: aclose_handle(op), f"close {show(op.path)}")
+
+        async def close() -> None:
+            await aclose_handle(op)
+            _report_write_error(op)
+
+        self._call(op.share, close, f"close {show(op.path)}")
 
     # --- primitives: data ---------------------------------------------------------------------
     def read_at(self, op: Open, offset: int, length: int) -> bytes:
@@ -329,6 +365,78 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
 
         return self._call(op.share, write, f"cannot write {show(op.path)}")
 
+    def write_later(self, ctx: RxContext, op: Open, offset: int | None, data: memoryview) -> bool:
+        """A large write at an explicit offset is pipelined (:mod:`rdbss.model.pipelining`):
+        handed to the connection's event loop, answered when the server acknowledged it all."""
+        handle = op.file
+        if handle is None or not pipelines(offset, len(data), append_only=op.append_only):
+            return False
+        assert offset is not None
+        conn = op.conn
+        conn.client()  # a lost connection answers at once
+        payload = bytes(data)
+        timeout = self._sessions.deadline(ctx)
+        what = f"cannot write {show(op.path)}"
+        with self._writes_lock:
+            self._pending_writes[ctx.request_id] = ctx
+
+        async def send(before: list[asyncio.Task[object]]) -> None:
+            if before:  # overlapping writes of this open reach the server in order
+                await asyncio.wait(before)
+            try:
+                # asyncssh sends the write as requests of the server's limit, many in flight,
+                # and returns once every one is acknowledged (a failed one fails the write)
+                await handle.write(payload, offset)
+                await arepin(op)
+            except asyncssh.SFTPError as exc:
+                fail(exc, "cannot write", op.path)
+
+        async def write() -> None:
+            before = conn.writes.begin(op, offset, len(payload))  # first: see pipeline.py
+            try:
+                await asyncio.wait_for(send(before), timeout)
+                result = Result(information=len(payload))
+            except asyncio.CancelledError:  # the loop stops
+                result = Result(status=S.STATUS_CANCELLED, message=f"{what}: shutting down")
+            except Exception as exc:
+                error = self._sessions.status_of(conn, exc, timeout, what)
+                if not isinstance(error, NtStatusError):
+                    log.error("pipelined write failed", exc_info=error)
+                    error = NtStatusError(S.STATUS_INTERNAL_ERROR, f"{what}: {error!r}")
+                result = Result(status=error.status, message=error.strerror or "")
+            finally:
+                conn.writes.end()
+            self._answer_write(ctx, op, result)
+
+        self._sessions.loop.submit(write)
+        return True
+
+    def _answer_write(self, ctx: RxContext, op: Open, result: Result) -> None:
+        """A pipelined write is done: its answer, or (its request was answered already by a
+        cancel) its failure kept for the open's next flush or close."""
+        with self._writes_lock:
+            waiting = self._pending_writes.pop(ctx.request_id, None) is not None
+        if waiting:
+            self.complete_later(ctx, result)
+        elif result.status != S.STATUS_SUCCESS and op.write_error is None:
+            op.write_error = (result.status, result.message)
+
+    def cancel(self, request_id: int, status: int = NtStatus.STATUS_CANCELLED) -> bool:
+        """A pending change notification ends; a pipelined write is answered ``status`` now
+        (what was sent of it may still land: a failure is reported by the next flush or
+        close of its open)."""
+        with self._writes_lock:
+            ctx = self._pending_writes.pop(request_id, None)
+        if ctx is None:
+            return super().cancel(request_id, status)
+        self.complete_later(ctx, Result(status=status, message="the write was cancelled"))
+        return True
+
+    def pending_requests(self) -> int:
+        with self._writes_lock:
+            writes = len(self._pending_writes)
+        return super().pending_requests() + writes
+
     def flush(self, ctx: RxContext) -> Result:
         op = self._open_of(ctx)
         handle = op.file
@@ -336,6 +444,7 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
             return Result()
 
         async def fsync() -> None:
+            _report_write_error(op)
             try:
                 await handle.fsync()
             except asyncssh.SFTPOpUnsupported:
