@@ -25,6 +25,7 @@ import pytest
 from rdbss.actors.minirdr_host import completion, execute
 from rdbss.minirdrs.base import MiniRdr, Result
 from rdbss.minirdrs.sftp.minirdr import SftpMiniRdr
+from rdbss.minirdrs.sftp.session import host_ciphers
 from rdbss.minirdrs.smb.minirdr import SmbMiniRdr
 from rdbss.testing.backend import minirdr_options, smb_config, write_password_file
 from rdbss.wire import (
@@ -267,6 +268,18 @@ def test_a_failed_middle_piece_fails_the_sftp_write(sftp: Rig) -> None:
         assert not answer.information
     finally:
         sftp.close(srv_open)
+
+
+def test_the_sftp_connection_uses_aes_gcm_on_a_cpu_with_aes_instructions(sftp: Rig) -> None:
+    minirdr = sftp.minirdr
+    assert isinstance(minirdr, SftpMiniRdr)
+    ssh = minirdr._sessions.conn_of(SERVER).ssh
+    assert ssh is not None
+    cipher = ssh.get_extra_info("send_cipher")
+    if host_ciphers() is None:
+        assert cipher == "chacha20-poly1305@openssh.com"  # asyncssh's first choice
+    else:
+        assert cipher == "aes128-gcm@openssh.com"
 
 
 HALF = 2 << 20
