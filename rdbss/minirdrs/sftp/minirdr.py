@@ -23,11 +23,12 @@ What SFTP v3 changes:
 - no byte-range locks: SFTP has none, so no lock operation is registered.
 - change notification: SFTP cannot tell us about changes, so a pending notify polls the
   folder's listing.
-- large writes (:mod:`rdbss.model.pipelining`): a write of 256 KiB or more at an explicit offset
-  is answered STATUS_PENDING and sent without waiting for the writes before it, so the server
-  always has several in flight; it completes when the server acknowledged all of it, with its
-  own failure. Every other request on the connection waits first until each write in flight
-  is acknowledged (``_call``), so a read never overtakes a write; a write whose request was
+- large transfers (:mod:`rdbss.model.pipelining`): a write of 256 KiB or more at an explicit
+  offset is answered STATUS_PENDING and sent without waiting for the writes before it, so the
+  server always has several in flight; it completes when the server acknowledged all of it,
+  with its own failure. A shared-memory read of 256 KiB or more is pipelined alike, after the
+  writes in flight. Every other request on the connection waits first until each transfer in
+  flight is answered (``_call``), so a read never overtakes a write; a write whose request was
   cancelled before it failed is reported by the next flush or close of its open.
 - round trips: a primitive is one round trip, its independent requests pipelined (OpenSSH
   answers them in order). The lookup's stat (``SftpStat``: with its server path and attributes)
@@ -129,9 +130,9 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         self.timeout = self.settings.timeout
         self._sessions = Sessions(name, self.settings)
         self._closing = False
-        # pipelined writes not answered yet: request id -> the request
-        self._writes_lock = threading.Lock()
-        self._pending_writes: dict[int, RxContext] = {}
+        # pipelined transfers not answered yet: request id -> the request
+        self._transfers_lock = threading.Lock()
+        self._pending: dict[int, RxContext] = {}
         # asyncssh logs every connect and SFTP session at INFO; keep the daemon log for ours
         aslog = logging.getLogger("asyncssh")
         if aslog.level == logging.NOTSET and not log.isEnabledFor(logging.DEBUG):
@@ -143,13 +144,13 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
     # --- plumbing -----------------------------------------------------------------------------
     def _call(self, share: Share, factory: Callable[[], Awaitable[T]], what: str) -> T:
         """One round trip for the request being served (its deadline), or for close(), once
-        every pipelined write in flight on the connection was acknowledged (the ordering
+        every pipelined transfer in flight on the connection was answered (the ordering
         barrier: nothing overtakes a write)."""
         timeout = CLOSE_WAIT_S if self._closing else self._sessions.deadline(current_request())
-        writes = share.conn.writes
+        transfers = share.conn.transfers
 
         async def in_order() -> T:
-            await writes.settled()
+            await transfers.settled()
             return await factory()
 
         return self._sessions.run(share.conn, in_order, timeout, what)
@@ -372,17 +373,9 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         if handle is None or not pipelines(offset, len(data), append_only=op.append_only):
             return False
         assert offset is not None
-        conn = op.conn
-        conn.client()  # a lost connection answers at once
         payload = bytes(data)
-        timeout = self._sessions.deadline(ctx)
-        what = f"cannot write {show(op.path)}"
-        with self._writes_lock:
-            self._pending_writes[ctx.request_id] = ctx
 
-        async def send(before: list[asyncio.Task[object]]) -> None:
-            if before:  # overlapping writes of this open reach the server in order
-                await asyncio.wait(before)
+        async def write() -> Result:
             try:
                 # asyncssh sends the write as requests of the server's limit, many in flight,
                 # and returns once every one is acknowledged (a failed one fails the write)
@@ -390,52 +383,119 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
                 await arepin(op)
             except asyncssh.SFTPError as exc:
                 fail(exc, "cannot write", op.path)
+            return Result(information=len(payload))
 
-        async def write() -> None:
-            before = conn.writes.begin(op, offset, len(payload))  # first: see pipeline.py
+        self._later(ctx, op, offset, len(payload), write, write=True)
+        return True
+
+    def read_into(self, ctx: RxContext, target: memoryview) -> Result | None:
+        """A large shared-memory READ is pipelined as a write is (after the writes in flight,
+        beside other reads): the bytes go into the slot on the event loop and the request
+        answers STATUS_PENDING. Anything else: None (the host runs the READ as usual)."""
+        lowio = ctx.lowio
+        if lowio is None or lowio.operation != LowIoOp.READ:
+            return None
+        if not pipelines(lowio.offset, len(target), append_only=False):
+            return None
+        with self._serving(ctx):
+            op = self._open_of(ctx)
+            handle = op.file
+            if op.is_dir or handle is None:
+                return None
+            self._check_read(op, lowio.offset, lowio.length)
+            self.check_io(ctx, op, lowio.offset, lowio.length, False)
+            offset, slot = lowio.offset, target[:]  # the slot outlives ``target``
+
+            async def read() -> Result:
+                try:
+                    data = cast(bytes, await handle.read(len(slot), offset))
+                except asyncssh.SFTPError as exc:
+                    fail(exc, "cannot read", op.path)
+                if not data:
+                    return Result(
+                        status=S.STATUS_END_OF_FILE,
+                        message=f"{show(op.path)}: offset {offset} is past EOF",
+                        result={"shm": 0},
+                    )
+                slot[: len(data)] = data
+                return Result(information=len(data), result={"shm": len(data)})
+
+            async def read_and_release() -> Result:
+                try:
+                    return await read()
+                finally:
+                    slot.release()
+
             try:
-                await asyncio.wait_for(send(before), timeout)
-                result = Result(information=len(payload))
+                self._later(ctx, op, offset, len(slot), read_and_release, write=False)
+            except BaseException:
+                slot.release()
+                raise
+            return Result(status=S.STATUS_PENDING)
+
+    def _later(
+        self,
+        ctx: RxContext,
+        op: Open,
+        offset: int,
+        length: int,
+        transfer: Callable[[], Awaitable[Result]],
+        *,
+        write: bool,
+    ) -> None:
+        """Run a pipelined transfer on the connection's event loop, after what it must wait for
+        (``InFlight.begin``), under the request's deadline; answer it when done."""
+        conn = op.conn
+        conn.client()  # a lost connection answers at once
+        timeout = self._sessions.deadline(ctx)
+        what = f"cannot {'write' if write else 'read'} {show(op.path)}"
+        with self._transfers_lock:
+            self._pending[ctx.request_id] = ctx
+
+        async def ordered() -> Result:
+            before = conn.transfers.begin(op, offset, length, write=write)  # first: pipeline.py
+            try:
+                if before:
+                    await asyncio.wait(before)
+                return await transfer()
+            finally:
+                conn.transfers.end()
+
+        async def run() -> None:
+            try:
+                result = await asyncio.wait_for(ordered(), timeout)
             except asyncio.CancelledError:  # the loop stops
                 result = Result(status=S.STATUS_CANCELLED, message=f"{what}: shutting down")
             except Exception as exc:
                 error = self._sessions.status_of(conn, exc, timeout, what)
                 if not isinstance(error, NtStatusError):
-                    log.error("pipelined write failed", exc_info=error)
+                    log.error("pipelined transfer failed", exc_info=error)
                     error = NtStatusError(S.STATUS_INTERNAL_ERROR, f"{what}: {error!r}")
                 result = Result(status=error.status, message=error.strerror or "")
-            finally:
-                conn.writes.end()
-            self._answer_write(ctx, op, result)
+            with self._transfers_lock:
+                waiting = self._pending.pop(ctx.request_id, None) is not None
+            if waiting:
+                self.complete_later(ctx, result)
+            elif write and result.status != S.STATUS_SUCCESS and op.write_error is None:
+                op.write_error = (result.status, result.message)  # answered by a cancel
 
-        self._sessions.loop.submit(write)
-        return True
-
-    def _answer_write(self, ctx: RxContext, op: Open, result: Result) -> None:
-        """A pipelined write is done: its answer, or (its request was answered already by a
-        cancel) its failure kept for the open's next flush or close."""
-        with self._writes_lock:
-            waiting = self._pending_writes.pop(ctx.request_id, None) is not None
-        if waiting:
-            self.complete_later(ctx, result)
-        elif result.status != S.STATUS_SUCCESS and op.write_error is None:
-            op.write_error = (result.status, result.message)
+        self._sessions.loop.submit(run)
 
     def cancel(self, request_id: int, status: int = NtStatus.STATUS_CANCELLED) -> bool:
-        """A pending change notification ends; a pipelined write is answered ``status`` now
-        (what was sent of it may still land: a failure is reported by the next flush or
+        """A pending change notification ends; a pipelined transfer is answered ``status`` now
+        (what was sent of a write may still land: a failure is reported by the next flush or
         close of its open)."""
-        with self._writes_lock:
-            ctx = self._pending_writes.pop(request_id, None)
+        with self._transfers_lock:
+            ctx = self._pending.pop(request_id, None)
         if ctx is None:
             return super().cancel(request_id, status)
-        self.complete_later(ctx, Result(status=status, message="the write was cancelled"))
+        self.complete_later(ctx, Result(status=status, message="cancelled"))
         return True
 
     def pending_requests(self) -> int:
-        with self._writes_lock:
-            writes = len(self._pending_writes)
-        return super().pending_requests() + writes
+        with self._transfers_lock:
+            transfers = len(self._pending)
+        return super().pending_requests() + transfers
 
     def flush(self, ctx: RxContext) -> Result:
         op = self._open_of(ctx)

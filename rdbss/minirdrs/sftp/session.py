@@ -39,7 +39,7 @@ from rdbss.minirdrs.sftp.attrs import mode_of
 from rdbss.minirdrs.sftp.config import Credentials, SftpConfig, SftpServer, read_credentials
 from rdbss.minirdrs.sftp.errors import connect_status, is_lost, sftp_reason, sftp_status
 from rdbss.minirdrs.sftp.loop import LoopThread
-from rdbss.minirdrs.sftp.pipeline import WritesInFlight
+from rdbss.minirdrs.sftp.pipeline import InFlight
 from rdbss.model.pipelining import cpu_flags, preferred_ciphers
 from rdbss.wire.rxcontext import RxContext
 from rdbss.wire.status import NtStatus, NtStatusError
@@ -98,8 +98,8 @@ class Conn:
     #: share name (lower case) -> the share, its folder resolved: one object per share and
     #: connection, so the SrvOpen table can tell the opens of a share by identity
     shares: dict[str, Share] = field(default_factory=dict)
-    #: the pipelined writes not acknowledged yet (used on the event loop only)
-    writes: WritesInFlight = field(default_factory=WritesInFlight)
+    #: the pipelined transfers not answered yet (used on the event loop only)
+    transfers: InFlight = field(default_factory=InFlight)
 
     @property
     def alive(self) -> bool:
