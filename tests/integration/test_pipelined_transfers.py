@@ -19,7 +19,7 @@ import pytest
 from rdbss.client import SOCKET_WRITES_IN_FLIGHT, Client
 from rdbss.faultproxy import FaultProxy
 from rdbss.fsspec_fs import RdbssFileSystem
-from rdbss.testing.backend import sftp_config
+from rdbss.testing.backend import faulty_config, sftp_config
 from rdbss.testing.daemon import Daemon, running_daemon
 from rdbss.wire import Access, CreateDisposition, NtStatus
 from tests.servers.fixtures import SshServer, require_or_skip
@@ -148,3 +148,43 @@ def test_a_connection_cut_mid_write_fails_the_write(rig: Rig) -> None:
         # the share is usable again
         assert client.write_bytes(path, DATA) == SIZE
         assert (rig.folder / "cut.bin").read_bytes() == DATA
+
+
+def _failing_writes(every: int, status: str) -> str:
+    return f"""
+[[minirdr.rules]]
+routine = "MRxLowIOSubmit"
+lowio_op = "WRITE"
+action = "status"
+status = "{status}"
+every = {every}
+count = 1
+"""
+
+
+@pytest.mark.parametrize("shared_memory", [True, False], ids=["shared-memory", "sockets"])
+def test_the_first_failed_piece_in_offset_order_fails_the_write(
+    tmp_path: Path, shared_memory: bool
+) -> None:
+    """Pieces 3 and 4 of one write fail, both in flight together: the write raises piece 3's
+    status, once every piece sent was answered."""
+    folder = tmp_path / "flaky"
+    folder.mkdir()
+    # the first rule takes the third write; the second counts the others: it takes the fourth
+    rules = _failing_writes(3, "STATUS_DISK_FULL") + _failing_writes(3, "STATUS_ACCESS_DENIED")
+    step = 1 << 20 if not shared_memory else 4 << 20
+    with (
+        running_daemon(faulty_config(folder, rules)) as daemon,
+        Client(daemon.runtime_dir, timeout=30.0, shared_memory=shared_memory) as client,
+    ):
+        fobx = _open_for_writing(client, r"\\flaky\data\f.bin")
+        try:
+            with pytest.raises(OSError) as failed:
+                client.write_pieces(
+                    fobx, 0, memoryview(DATA), step, 4 if not shared_memory else 2, shared_memory
+                )
+            assert getattr(failed.value, "status", None) == S.STATUS_DISK_FULL
+            assert not client._outstanding and not client._arrived  # every answer collected
+            assert client.write_handle(fobx, 0, b"still usable") == 12
+        finally:
+            client.close_handle(fobx)
