@@ -22,6 +22,7 @@ from rdbss.fsspec_fs import RdbssFileSystem
 from rdbss.testing.backend import faulty_config, sftp_config
 from rdbss.testing.daemon import Daemon, running_daemon
 from rdbss.wire import Access, CreateDisposition, NtStatus
+from tests.reliability.test_faulty import failing_lowio
 from tests.servers.fixtures import SshServer, require_or_skip
 
 S = NtStatus
@@ -150,18 +151,6 @@ def test_a_connection_cut_mid_write_fails_the_write(rig: Rig) -> None:
         assert (rig.folder / "cut.bin").read_bytes() == DATA
 
 
-def _failing_writes(every: int, status: str) -> str:
-    return f"""
-[[minirdr.rules]]
-routine = "MRxLowIOSubmit"
-lowio_op = "WRITE"
-action = "status"
-status = "{status}"
-every = {every}
-count = 1
-"""
-
-
 @pytest.mark.parametrize("shared_memory", [True, False], ids=["shared-memory", "sockets"])
 def test_the_first_failed_piece_in_offset_order_fails_the_write(
     tmp_path: Path, shared_memory: bool
@@ -171,7 +160,9 @@ def test_the_first_failed_piece_in_offset_order_fails_the_write(
     folder = tmp_path / "flaky"
     folder.mkdir()
     # the first rule takes the third write; the second counts the others: it takes the fourth
-    rules = _failing_writes(3, "STATUS_DISK_FULL") + _failing_writes(3, "STATUS_ACCESS_DENIED")
+    rules = failing_lowio("WRITE", 3, "STATUS_DISK_FULL", 1) + failing_lowio(
+        "WRITE", 3, "STATUS_ACCESS_DENIED", 1
+    )
     step = 1 << 20 if not shared_memory else 4 << 20
     with (
         running_daemon(faulty_config(folder, rules)) as daemon,
