@@ -1,6 +1,6 @@
-"""Rules for large transfers kept in flight: which writes a mini-redirector answers later
-(STATUS_PENDING) instead of waiting for the server, which of them must wait for one another, and
-which SSH ciphers to offer first.
+"""Rules for large transfers kept in flight: which writes and reads a mini-redirector answers
+later (STATUS_PENDING) instead of waiting for the server, which of them must wait for one
+another, and which SSH ciphers to offer first.
 
 Pipelined writes (rdbss/minirdrs/sftp/minirdr.py):
 - a write of at least ``PIPELINE_MIN_BYTES`` at an explicit offset goes out without waiting for
@@ -10,8 +10,12 @@ Pipelined writes (rdbss/minirdrs/sftp/minirdr.py):
 - two writes in flight that overlap go to the server in the order they came (the later waits
   for the earlier): the server must end with the later one's bytes. Writes to other ranges, or
   through other handles, do not wait for one another.
-- an ordering barrier: any other request on the connection (read, query, set-info, flush,
-  close) starts only when every write in flight was acknowledged, so it never overtakes one.
+- a large read into shared memory is pipelined alike: it waits for every write in flight on
+  the connection (a read never overtakes a write), not for other reads; a write waits for the
+  reads in flight of its open that overlap its range.
+- an ordering barrier: any other request on the connection (a small read or write, query,
+  set-info, flush, close) starts only when every transfer in flight was answered, so it never
+  overtakes one.
 
 Ciphers: AES-GCM runs on the CPU's AES instructions (AES-NI, the ``aes`` flag of
 /proc/cpuinfo) several times faster than chacha20-poly1305, which asyncssh and OpenSSH offer
