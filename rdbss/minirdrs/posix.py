@@ -357,7 +357,10 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
         self._check_read(op, offset, length)
         if length == 0:
             return Result(information=0, payload=b"")
+        ctx = current_request()
         with self._host("cannot read", op.path):
+            if ctx is not None and self.read_later(ctx, op, offset, length):
+                return Result(status=S.STATUS_PENDING)
             data = self.read_at(op, offset, length)
         if not data:
             raise NtStatusError(

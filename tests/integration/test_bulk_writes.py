@@ -74,7 +74,10 @@ class Completions:
 
     def _complete(self, ctx: RxContext, result: Result) -> None:
         with self._cond:
-            self._done[ctx.request_id] = completion(ctx, result)
+            done = completion(ctx, result)
+            if result.payload is not None:
+                done.result = bytes(result.payload)  # a READ's bytes, for the test to see
+            self._done[ctx.request_id] = done
             self._cond.notify_all()
 
     def wait(self, request_id: int) -> RxCompletion:
@@ -137,10 +140,12 @@ class Rig:
         return ctx.request_id
 
     def read(self, srv_open: int, offset: int, length: int) -> RxCompletion:
+        """A READ's answer, its bytes as ``result`` (a large one is answered later)."""
         ctx = self.lowio(srv_open, LowIoOp.READ, offset, length)
         ctx.srv_call, ctx.net_root = self.srv_call, self.net_root
         answer = execute(self.minirdr, ctx, None)
-        assert answer is not None
+        if answer is None:
+            return self.later.wait(ctx.request_id)
         done, payload = answer
         done.result = bytes(payload) if payload is not None else b""
         return done
@@ -320,6 +325,37 @@ def test_a_read_right_after_a_pipelined_write_sees_its_data(sftp: Rig) -> None:
         assert reads, "the read did not finish"
         assert reads[0].status == S.STATUS_SUCCESS, reads[0].message
         assert reads[0].result == DATA[:HALF]
+    finally:
+        sftp.close(srv_open)
+
+
+def test_large_reads_are_answered_later_after_the_writes_in_flight(sftp: Rig) -> None:
+    srv_open = sftp.create("reads.bin")
+    try:
+        assert sftp.write(srv_open, DATA[: 2 * HALF]).status == S.STATUS_SUCCESS
+        with _SftpWrites(sftp, hold=True) as writes:
+            request_id = sftp.write_later(srv_open, DATA[2 * HALF : 3 * HALF], 2 * HALF)
+            writes.wait_for(bool)
+            reads: list[RxCompletion] = []
+
+            def read_all() -> None:
+                ids = []
+                for at in (0, HALF, 2 * HALF):  # all three are taken before any answers
+                    ctx = sftp.lowio(srv_open, LowIoOp.READ, at, HALF)
+                    assert sftp.send(ctx) is None, "a large read is answered later"
+                    ids.append(ctx.request_id)
+                reads.extend(sftp.later.wait(i) for i in ids)
+
+            reader = threading.Thread(target=read_all)
+            reader.start()
+            reader.join(0.3)  # reads that overtook the held write would be back by now
+            writes.release()
+            reader.join(30.0)
+        assert sftp.later.wait(request_id).status == S.STATUS_SUCCESS
+        assert [r.status for r in reads] == [S.STATUS_SUCCESS] * 3, [r.message for r in reads]
+        assert b"".join(r.result for r in reads) == DATA[: 3 * HALF]
+        past = sftp.read(srv_open, 4 * HALF, HALF)
+        assert past.status == S.STATUS_END_OF_FILE, past.message
     finally:
         sftp.close(srv_open)
 

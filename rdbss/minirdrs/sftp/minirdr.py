@@ -388,10 +388,18 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         self._later(ctx, op, offset, len(payload), write, write=True)
         return True
 
+    def read_later(self, ctx: RxContext, op: Open, offset: int, length: int) -> bool:
+        """A large READ is pipelined as a write is (after the writes in flight, beside other
+        reads): answered with its bytes when they are in."""
+        if op.file is None or not pipelines(offset, length, append_only=False):
+            return False
+        self._later(ctx, op, offset, length, self._reader(op, op.file, offset, length), write=False)
+        return True
+
     def read_into(self, ctx: RxContext, target: memoryview) -> Result | None:
-        """A large shared-memory READ is pipelined as a write is (after the writes in flight,
-        beside other reads): the bytes go into the slot on the event loop and the request
-        answers STATUS_PENDING. Anything else: None (the host runs the READ as usual)."""
+        """A large shared-memory READ is pipelined as ``read_later`` does it, its bytes put
+        into the slot on the event loop (the request answers STATUS_PENDING). Anything else:
+        None (the host runs the READ as usual)."""
         lowio = ctx.lowio
         if lowio is None or lowio.operation != LowIoOp.READ:
             return None
@@ -405,20 +413,7 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
             self._check_read(op, lowio.offset, lowio.length)
             self.check_io(ctx, op, lowio.offset, lowio.length, False)
             offset, slot = lowio.offset, target[:]  # the slot outlives ``target``
-
-            async def read() -> Result:
-                try:
-                    data = cast(bytes, await handle.read(len(slot), offset))
-                except asyncssh.SFTPError as exc:
-                    fail(exc, "cannot read", op.path)
-                if not data:
-                    return Result(
-                        status=S.STATUS_END_OF_FILE,
-                        message=f"{show(op.path)}: offset {offset} is past EOF",
-                        result={"shm": 0},
-                    )
-                slot[: len(data)] = data
-                return Result(information=len(data), result={"shm": len(data)})
+            read = self._reader(op, handle, offset, len(slot), slot)
 
             async def read_and_release() -> Result:
                 try:
@@ -432,6 +427,35 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
                 slot.release()
                 raise
             return Result(status=S.STATUS_PENDING)
+
+    @staticmethod
+    def _reader(
+        op: Open,
+        handle: asyncssh.SFTPClientFile,
+        offset: int,
+        length: int,
+        slot: memoryview | None = None,
+    ) -> Callable[[], Awaitable[Result]]:
+        """A READ's coroutine: its answer, with the bytes as payload or (``slot``) put there."""
+
+        async def read() -> Result:
+            try:
+                # asyncssh pipelines a large read as parallel requests of the server's limit
+                data = cast(bytes, await handle.read(length, offset))
+            except asyncssh.SFTPError as exc:
+                fail(exc, "cannot read", op.path)
+            if not data:
+                return Result(
+                    status=S.STATUS_END_OF_FILE,
+                    message=f"{show(op.path)}: offset {offset} is past EOF",
+                    result=None if slot is None else {"shm": 0},
+                )
+            if slot is None:
+                return Result(information=len(data), payload=data)
+            slot[: len(data)] = data
+            return Result(information=len(data), result={"shm": len(data)})
+
+        return read
 
     def _later(
         self,
