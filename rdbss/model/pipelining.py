@@ -10,7 +10,7 @@ Pipelined writes (rdbss/minirdrs/sftp/minirdr.py):
 - two writes in flight that overlap go to the server in the order they came (the later waits
   for the earlier): the server must end with the later one's bytes. Writes to other ranges, or
   through other handles, do not wait for one another.
-- a large read into shared memory is pipelined alike: it waits for every write in flight on
+- a large read is pipelined alike: it waits for every write in flight on
   the connection (a read never overtakes a write), not for other reads; a write waits for the
   reads in flight of its open that overlap its range.
 - an ordering barrier: any other request on the connection (a small read or write, query,

@@ -26,8 +26,8 @@ What SFTP v3 changes:
 - large transfers (:mod:`rdbss.model.pipelining`): a write of 256 KiB or more at an explicit
   offset is answered STATUS_PENDING and sent without waiting for the writes before it, so the
   server always has several in flight; it completes when the server acknowledged all of it,
-  with its own failure. A shared-memory read of 256 KiB or more is pipelined alike, after the
-  writes in flight. Every other request on the connection waits first until each transfer in
+  with its own failure. A read of 256 KiB or more is pipelined alike, after the writes in
+  flight. Every other request on the connection waits first until each transfer in
   flight is answered (``_call``), so a read never overtakes a write; a write whose request was
   cancelled before it failed is reported by the next flush or close of its open.
 - round trips: a primitive is one round trip, its independent requests pipelined (OpenSSH

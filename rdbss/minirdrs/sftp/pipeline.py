@@ -1,4 +1,4 @@
-"""The pipelined transfers (large writes and shared-memory reads) of one SFTP connection, on its
+"""The pipelined transfers (large writes and reads) of one SFTP connection, on its
 event loop: what is in flight, what a new one must wait for, and the ordering barrier every
 other request passes first (the rules: :mod:`rdbss.model.pipelining`).
 
