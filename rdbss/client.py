@@ -93,6 +93,8 @@ READ_AHEAD_MAX = 4 << 20  # ...at most this much (so the window holds at most 4 
 #: shared-memory reads in flight at once for one large read (the slots of the client's arena):
 #: the daemon fills the next slot while this client copies the last one out
 SHM_IN_FLIGHT = 2
+#: pieces of one large write kept in flight through the sockets (shared memory: SHM_IN_FLIGHT)
+SOCKET_WRITES_IN_FLIGHT = 4
 #: how often a client waiting for an answer looks at its connection's events (rdbss.link)
 LINK_CHECK_S = 0.05
 
@@ -707,26 +709,35 @@ class Client:
                     self._wait_for(flying[0][0], self.timeout)
                     flying.popleft()
             except BaseException as exc:
-                if flying:  # given up on: the daemon drops them
-                    timeout = isinstance(exc, NtStatusError) and exc.status == S.STATUS_IO_TIMEOUT
-                    for request_id, *_ in flying:
-                        self._cancel_quietly(request_id, "deadline" if timeout else "client")
-                    self.abandon(request_id for request_id, *_ in flying)
-                # a read answered by the core's deadline may be running still, too
-                if flying or not shm.settled(exc):
-                    self._retire_arena(arena)
+                self._give_up([request_id for request_id, *_ in flying], exc, arena)
                 raise
             return total
 
+    def _give_up(self, flying: list[int], exc: BaseException, arena: shm.Arena | None) -> None:
+        """Requests still in flight when a wait for them ended with ``exc``: the daemon drops
+        them, and the arena whose slots they may still use (or one a request answered by the
+        core's deadline may still use) is retired (the lock held)."""
+        if flying:
+            timeout = isinstance(exc, NtStatusError) and exc.status == S.STATUS_IO_TIMEOUT
+            for request_id in flying:
+                self._cancel_quietly(request_id, "deadline" if timeout else "client")
+            self.abandon(flying)
+        if arena is not None and (flying or not shm.settled(exc)):
+            self._retire_arena(arena)
+
     def write_handle(self, fobx: int, offset: int, data: bytes | memoryview) -> int:
         """Write at ``offset`` (-1 appends). Returns the bytes written. Large writes go through
-        shared memory with a daemon on this host, a slot-sized piece after the other; writes
-        over one message's limit through the sockets, in pieces of that limit."""
+        shared memory with a daemon on this host, in slot-sized pieces; writes over one
+        message's limit through the sockets, in pieces of that limit. The pieces of a write
+        at an offset are kept in flight (``write_pieces``); appends go one after the other."""
         view = memoryview(data).cast("B")
         shared_memory = self._shared_memory and len(view) >= shm.MIN_WRITE_BYTES
         step = shm.SLOT_BYTES if shared_memory else rq.MAX_WRITE_BYTES
-        total = 0
-        with self._lock:  # one write's pieces go one after the other
+        with self._lock:  # one write's pieces go before another's
+            if offset != -1 and len(view) > step:
+                in_flight = SHM_IN_FLIGHT if shared_memory else SOCKET_WRITES_IN_FLIGHT
+                return self.write_pieces(fobx, offset, view, step, in_flight, shared_memory)
+            total = 0
             for where, start, end in rq.write_pieces(offset, len(view), step):
                 piece = view[start:end]
                 if shared_memory:
@@ -738,6 +749,79 @@ class Client:
                 if count < len(piece):
                     break
         return total
+
+    def write_pieces(
+        self,
+        fobx: int,
+        offset: int,
+        view: memoryview,
+        step: int,
+        in_flight: int,
+        shared_memory: bool,
+    ) -> int:
+        """Write ``view`` at ``offset`` (not an append) in pieces of ``step`` bytes, up to
+        ``in_flight`` of them sent before the first is answered (through the slots of the
+        arena with ``shared_memory``). Returns only when every piece sent was answered: the
+        bytes written up to the first short piece, or the failure of the first failed piece
+        in offset order (no piece is sent after a failure or a short piece). A wait given up
+        on (a timeout, an interrupt) cancels the pieces still in flight and retires the arena
+        they may still be read from."""
+        with self._lock:
+            arena = self._shared_arena() if shared_memory else None
+            slots = min(in_flight, arena.slots) if arena is not None else in_flight
+            pieces = iter(rq.write_pieces(offset, len(view), step))
+            free = deque(range(slots))
+            flying: deque[tuple[int, int, int, rq.Request[int]]] = deque()  # id, slot, length
+            total = 0
+            stop = False  # a piece failed or came back short: send no more
+            failure: OSError | None = None
+
+            def send() -> bool:
+                """The next piece, into a free slot; False when none is left."""
+                nxt = next(pieces, None)
+                if nxt is None:
+                    return False
+                where, start, end = nxt
+                slot = free.popleft()
+                piece = view[start:end]
+                shared = (
+                    None if arena is None else (arena.args(slot), arena.view(slot, end - start))
+                )
+                request = rq.write(fobx, where, piece, self._timeout_ms, shared)
+                flying.append(
+                    (self.submit(request.ctx, request.payload), slot, len(piece), request)
+                )
+                return True
+
+            try:
+                while len(flying) < slots and send():
+                    pass
+                while flying:
+                    request_id, slot, size, request = flying[0]
+                    done, data = self._wait_for(request_id, self.timeout)
+                    flying.popleft()
+                    free.append(slot)
+                    if stop:  # pieces sent before a failure or a short piece: collected only
+                        continue
+                    if not isinstance(done, RxCompletion):
+                        failure = error_for_status(
+                            S.STATUS_INVALID_NETWORK_RESPONSE, "a compound answer"
+                        )
+                    elif done.status not in request.ok:
+                        failure = error_for_status(done.status, done.message)
+                    else:
+                        count = request.parse(done, data)
+                        total += count
+                        stop = count < size
+                    stop = stop or failure is not None
+                    if not stop:
+                        send()
+            except BaseException as exc:
+                self._give_up([request_id for request_id, *_ in flying], exc, arena)
+                raise
+            if failure is not None:
+                raise failure
+            return total
 
     def _in_slot(self, size: int, request: Callable[[rq.Shared], rq.Request[int]]) -> int:
         """One request that uses the first shared-memory slot, ``size`` bytes of it (the lock

@@ -175,6 +175,7 @@ class SftpOptions(Table):
     notify_interval: NotifySeconds | None = None
     max_watches: Count | None = None
     max_watches_per_client: Count | None = None
+    ciphers: list[NonEmpty] | None = None
     servers: dict[str, SftpServer] | None = None
 
 

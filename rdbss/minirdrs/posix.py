@@ -357,7 +357,10 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
         self._check_read(op, offset, length)
         if length == 0:
             return Result(information=0, payload=b"")
+        ctx = current_request()
         with self._host("cannot read", op.path):
+            if ctx is not None and self.read_later(ctx, op, offset, length):
+                return Result(status=S.STATUS_PENDING)
             data = self.read_at(op, offset, length)
         if not data:
             raise NtStatusError(
@@ -376,7 +379,10 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
             raise NtStatusError(S.STATUS_INVALID_PARAMETER, "write without data")
         view = memoryview(payload).cast("B")
         where = None if offset == -1 or op.append_only else offset
+        ctx = current_request()
         with self._host("cannot write", op.path):
+            if ctx is not None and self.write_later(ctx, op, where, view):
+                return Result(status=S.STATUS_PENDING)
             written = self.write_at(op, where, view)
         return Result(information=written)
 

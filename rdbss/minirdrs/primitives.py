@@ -135,6 +135,19 @@ class PosixPrimitives(Generic[ShareT, OpenT]):
         None (an append-only open, or WRITE at offset -1); answers ``len(data)``."""
         raise NotImplementedError
 
+    def read_later(self, ctx: RxContext, op: OpenT, offset: int, length: int) -> bool:
+        """Optional: take the READ ``ctx`` (as ``read_at``, checked already) to answer it later
+        through ``complete_later`` (the routine answers STATUS_PENDING), and answer True; False
+        (the default): ``read_at`` does it now."""
+        return False
+
+    def write_later(self, ctx: RxContext, op: OpenT, offset: int | None, data: memoryview) -> bool:
+        """Optional: take the write ``ctx`` of ``data`` at ``offset`` (as ``write_at``) to answer
+        it later through ``complete_later`` (the routine answers STATUS_PENDING), and answer
+        True; False (the default): ``write_at`` does it now. ``data`` is valid during the call
+        only."""
+        return False
+
     def list_dir(self, op: OpenT) -> list[tuple[str, StatLike | None]]:
         """The names in the open directory, without ``.`` and ``..``, in any order, each with
         its stat when the listing gave it (None: the base asks ``child_stat`` for the

@@ -27,13 +27,19 @@ FLAKY = r"\\flaky\data"
 def failing_reads(every: int, count: int | None = None) -> str:
     """A rule for ``faulty_config``: every ``every``-th READ answers STATUS_DEVICE_NOT_READY
     (at most ``count`` times)."""
+    return failing_lowio("READ", every, "STATUS_DEVICE_NOT_READY", count)
+
+
+def failing_lowio(op: str, every: int, status: str, count: int | None = None) -> str:
+    """A rule for ``faulty_config``: every ``every``-th low I/O ``op`` (READ, WRITE...) answers
+    ``status`` (at most ``count`` times)."""
     limit = "" if count is None else f"count = {count}\n"
     return f"""
 [[minirdr.rules]]
 routine = "MRxLowIOSubmit"
-lowio_op = "READ"
+lowio_op = "{op}"
 action = "status"
-status = "STATUS_DEVICE_NOT_READY"
+status = "{status}"
 every = {every}
 {limit}"""
 

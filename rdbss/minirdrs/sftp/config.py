@@ -5,6 +5,7 @@ The mini-redirector gets its ``[[minirdr]]`` table (minus ``name``/``kind``)::
     timeout = 30.0                  # seconds: each request (a set-up: [daemon] connect_timeout)
     keepalive_interval = 15.0       # seconds between SSH keepalives (0 = off)
     notify_interval = 1.0           # seconds between two listings of a watched folder
+    ciphers = ["aes128-gcm@openssh.com"]   # SSH ciphers to offer, in order (default below)
     [servers.sshtest]               # \\\\sshtest\\<share> reaches this server
     host = "127.0.0.1"
     port = 22
@@ -15,9 +16,12 @@ The mini-redirector gets its ``[[minirdr]]`` table (minus ``name``/``kind``)::
     [servers.sshtest.shares]
     data = "/srv/data"              # share name -> folder on the server
 
-Server and share names are case-insensitive. Only what is configured is used: no ssh-agent, no
-``~/.ssh/config``, no default key files. Secrets are read by :func:`read_credentials` when a
-SrvCall is created, never here, and are never part of a repr, a log line or an error message.
+Without ``ciphers``, AES-GCM is offered first on a CPU with AES instructions (the ``aes`` flag of
+/proc/cpuinfo), asyncssh's own order (chacha20-poly1305 first) elsewhere:
+:mod:`rdbss.model.pipelining`. Server and share names are case-insensitive. Only what is
+configured is used: no ssh-agent, no ``~/.ssh/config``, no default key files. Secrets are read
+by :func:`read_credentials` when a SrvCall is created, never here, and are never part of a repr,
+a log line or an error message.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ _TOP_KEYS = frozenset(
         "notify_interval",
         "max_watches",
         "max_watches_per_client",
+        "ciphers",
         "servers",
     }
 )
@@ -91,6 +96,7 @@ class SftpConfig:
     timeout: float
     keepalive_interval: float
     servers: dict[str, SftpServer]  # lower-case server name -> server
+    ciphers: tuple[str, ...] | None = None  # None: chosen for this host's CPU
 
     def server(self, name: str | None) -> SftpServer | None:
         return self.servers.get(name.lower()) if isinstance(name, str) else None
@@ -189,6 +195,29 @@ def _parse_server(name: str, table: Any) -> SftpServer:
     )
 
 
+def _ciphers(config: Mapping[str, Any]) -> tuple[str, ...] | None:
+    value = config.get("ciphers")
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(name, str) and name for name in value)
+    ):
+        raise SftpConfigError("sftp: ciphers must be a non-empty list of SSH cipher names")
+    try:
+        from asyncssh.encryption import get_encryption_algs
+    except ImportError:  # checked where the mini-redirector runs
+        return tuple(value)
+    known = {alg.decode("ascii") for alg in get_encryption_algs()}
+    unknown = [name for name in value if name not in known]
+    if unknown:
+        raise SftpConfigError(
+            f"sftp: unknown cipher {unknown[0]!r} (known: {', '.join(sorted(known))})"
+        )
+    return tuple(value)
+
+
 def parse_config(config: Mapping[str, Any]) -> SftpConfig:
     unknown = sorted(set(config) - _TOP_KEYS)
     if unknown:
@@ -205,7 +234,9 @@ def parse_config(config: Mapping[str, Any]) -> SftpConfig:
         if name.lower() in servers:
             raise SftpConfigError(f"sftp: server {name!r} given twice")
         servers[name.lower()] = _parse_server(name, table)
-    return SftpConfig(timeout=timeout, keepalive_interval=keepalive, servers=servers)
+    return SftpConfig(
+        timeout=timeout, keepalive_interval=keepalive, servers=servers, ciphers=_ciphers(config)
+    )
 
 
 def _logon_failure(server: SftpServer, what: str) -> NtStatusError:

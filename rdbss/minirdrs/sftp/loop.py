@@ -60,15 +60,21 @@ class LoopThread:
         """Run ``factory()`` on the loop; TimeoutError after ``timeout`` seconds (the coroutine
         is cancelled), concurrent.futures.CancelledError if the loop stopped meanwhile."""
 
-        async def call() -> T:
-            return await factory()
-
-        future = asyncio.run_coroutine_threadsafe(call(), self._get())
+        future = self.submit(factory)
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise TimeoutError(f"no result in {timeout:.1f} s") from None
+
+    def submit(self, factory: Callable[[], Awaitable[T]]) -> concurrent.futures.Future[T]:
+        """Start ``factory()`` on the loop without waiting for it; coroutines start in the order
+        they were handed over (``run`` or ``submit``)."""
+
+        async def call() -> T:
+            return await factory()
+
+        return asyncio.run_coroutine_threadsafe(call(), self._get())
 
     def stop(self, timeout: float = 3.0) -> None:
         with self._lock:

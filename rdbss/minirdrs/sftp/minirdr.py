@@ -23,6 +23,13 @@ What SFTP v3 changes:
 - no byte-range locks: SFTP has none, so no lock operation is registered.
 - change notification: SFTP cannot tell us about changes, so a pending notify polls the
   folder's listing.
+- large transfers (:mod:`rdbss.model.pipelining`): a write of 256 KiB or more at an explicit
+  offset is answered STATUS_PENDING and sent without waiting for the writes before it, so the
+  server always has several in flight; it completes when the server acknowledged all of it,
+  with its own failure. A read of 256 KiB or more is pipelined alike, after the writes in
+  flight. Every other request on the connection waits first until each transfer in
+  flight is answered (``_call``), so a read never overtakes a write; a write whose request was
+  cancelled before it failed is reported by the next flush or close of its open.
 - round trips: a primitive is one round trip, its independent requests pipelined (OpenSSH
   answers them in order). The lookup's stat (``SftpStat``: with its server path and attributes)
   comes back to the open as ``OpenRequest.found``, and the open answers the stat sent along
@@ -35,6 +42,7 @@ import asyncio
 import contextlib
 import logging
 import stat
+import threading
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, ClassVar, TypeVar, cast
@@ -78,6 +86,7 @@ from rdbss.minirdrs.sftp.remote import (
     unresolved,
 )
 from rdbss.minirdrs.sftp.session import CLOSE_WAIT_S, Sessions, Share
+from rdbss.model.pipelining import pipelines
 from rdbss.wire.constants import IrpMj, LowIoOp
 from rdbss.wire.rxcontext import RxContext
 from rdbss.wire.status import NtStatus, NtStatusError
@@ -89,6 +98,15 @@ T = TypeVar("T")
 
 #: Seconds between two listings of a folder with a pending change notification.
 NOTIFY_INTERVAL_S = 1.0
+
+
+def _report_write_error(op: Open) -> None:
+    """Raise (once) the failure of a pipelined write of ``op`` whose request was answered
+    before it failed."""
+    if op.write_error is not None:
+        status, message = op.write_error
+        op.write_error = None
+        raise NtStatusError(status, f"an earlier write of {show(op.path)} failed: {message}")
 
 
 class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
@@ -112,6 +130,9 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         self.timeout = self.settings.timeout
         self._sessions = Sessions(name, self.settings)
         self._closing = False
+        # pipelined transfers not answered yet: request id -> the request
+        self._transfers_lock = threading.Lock()
+        self._pending: dict[int, RxContext] = {}
         # asyncssh logs every connect and SFTP session at INFO; keep the daemon log for ours
         aslog = logging.getLogger("asyncssh")
         if aslog.level == logging.NOTSET and not log.isEnabledFor(logging.DEBUG):
@@ -122,9 +143,17 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
 
     # --- plumbing -----------------------------------------------------------------------------
     def _call(self, share: Share, factory: Callable[[], Awaitable[T]], what: str) -> T:
-        """One round trip for the request being served (its deadline), or for close()."""
+        """One round trip for the request being served (its deadline), or for close(), once
+        every pipelined transfer in flight on the connection was answered (the ordering
+        barrier: nothing overtakes a write)."""
         timeout = CLOSE_WAIT_S if self._closing else self._sessions.deadline(current_request())
-        return self._sessions.run(share.conn, factory, timeout, what)
+        transfers = share.conn.transfers
+
+        async def in_order() -> T:
+            await transfers.settled()
+            return await factory()
+
+        return self._sessions.run(share.conn, in_order, timeout, what)
 
     def _remote(self, share: Share, rel: str) -> str:
         """The server path of ``rel``, looked up (one round trip)."""
@@ -280,14 +309,22 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         return stat_of(attrs, op.remote)
 
     def close_handle(self, op: Open) -> None:
-        """Close the handle. On a lost connection there is nothing to close: every write was
-        acknowledged by the server before it was answered, so nothing is lost."""
+        """Close the handle once every write in flight was acknowledged (``_call``), and report
+        a pipelined write that failed after its request was answered. On a lost connection
+        there is nothing to close: every write was acknowledged by the server before it was
+        answered, so nothing is lost."""
         if op.file is None:
             return
         if op.conn.lost:
             op.file = None
+            _report_write_error(op)
             return
-        self._call(op.share, lambda: aclose_handle(op), f"close {show(op.path)}")
+
+        async def close() -> None:
+            await aclose_handle(op)
+            _report_write_error(op)
+
+        self._call(op.share, close, f"close {show(op.path)}")
 
     # --- primitives: data ---------------------------------------------------------------------
     def read_at(self, op: Open, offset: int, length: int) -> bytes:
@@ -329,6 +366,161 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
 
         return self._call(op.share, write, f"cannot write {show(op.path)}")
 
+    def write_later(self, ctx: RxContext, op: Open, offset: int | None, data: memoryview) -> bool:
+        """A large write at an explicit offset is pipelined (:mod:`rdbss.model.pipelining`):
+        handed to the connection's event loop, answered when the server acknowledged it all."""
+        handle = op.file
+        if handle is None or not pipelines(offset, len(data), append_only=op.append_only):
+            return False
+        assert offset is not None
+        payload = bytes(data)
+
+        async def write() -> Result:
+            try:
+                # asyncssh sends the write as requests of the server's limit, many in flight,
+                # and returns once every one is acknowledged (a failed one fails the write)
+                await handle.write(payload, offset)
+                await arepin(op)
+            except asyncssh.SFTPError as exc:
+                fail(exc, "cannot write", op.path)
+            return Result(information=len(payload))
+
+        self._later(ctx, op, offset, len(payload), write, write=True)
+        return True
+
+    def read_later(self, ctx: RxContext, op: Open, offset: int, length: int) -> bool:
+        """A large READ is pipelined as a write is (after the writes in flight, beside other
+        reads): answered with its bytes when they are in."""
+        if op.file is None or not pipelines(offset, length, append_only=False):
+            return False
+        self._later(ctx, op, offset, length, self._reader(op, op.file, offset, length), write=False)
+        return True
+
+    def read_into(self, ctx: RxContext, target: memoryview) -> Result | None:
+        """A large shared-memory READ is pipelined as ``read_later`` does it, its bytes put
+        into the slot on the event loop (the request answers STATUS_PENDING). Anything else:
+        None (the host runs the READ as usual)."""
+        lowio = ctx.lowio
+        if lowio is None or lowio.operation != LowIoOp.READ:
+            return None
+        if not pipelines(lowio.offset, len(target), append_only=False):
+            return None
+        with self._serving(ctx):
+            op = self._open_of(ctx)
+            handle = op.file
+            if op.is_dir or handle is None:
+                return None
+            self._check_read(op, lowio.offset, lowio.length)
+            self.check_io(ctx, op, lowio.offset, lowio.length, False)
+            offset, slot = lowio.offset, target[:]  # the slot outlives ``target``
+            read = self._reader(op, handle, offset, len(slot), slot)
+
+            async def read_and_release() -> Result:
+                try:
+                    return await read()
+                finally:
+                    slot.release()
+
+            try:
+                self._later(ctx, op, offset, len(slot), read_and_release, write=False)
+            except BaseException:
+                slot.release()
+                raise
+            return Result(status=S.STATUS_PENDING)
+
+    @staticmethod
+    def _reader(
+        op: Open,
+        handle: asyncssh.SFTPClientFile,
+        offset: int,
+        length: int,
+        slot: memoryview | None = None,
+    ) -> Callable[[], Awaitable[Result]]:
+        """A READ's coroutine: its answer, with the bytes as payload or (``slot``) put there."""
+
+        async def read() -> Result:
+            try:
+                # asyncssh pipelines a large read as parallel requests of the server's limit
+                data = cast(bytes, await handle.read(length, offset))
+            except asyncssh.SFTPError as exc:
+                fail(exc, "cannot read", op.path)
+            if not data:
+                return Result(
+                    status=S.STATUS_END_OF_FILE,
+                    message=f"{show(op.path)}: offset {offset} is past EOF",
+                    result=None if slot is None else {"shm": 0},
+                )
+            if slot is None:
+                return Result(information=len(data), payload=data)
+            slot[: len(data)] = data
+            return Result(information=len(data), result={"shm": len(data)})
+
+        return read
+
+    def _later(
+        self,
+        ctx: RxContext,
+        op: Open,
+        offset: int,
+        length: int,
+        transfer: Callable[[], Awaitable[Result]],
+        *,
+        write: bool,
+    ) -> None:
+        """Run a pipelined transfer on the connection's event loop, after what it must wait for
+        (``InFlight.begin``), under the request's deadline; answer it when done."""
+        conn = op.conn
+        conn.client()  # a lost connection answers at once
+        timeout = self._sessions.deadline(ctx)
+        what = f"cannot {'write' if write else 'read'} {show(op.path)}"
+        with self._transfers_lock:
+            self._pending[ctx.request_id] = ctx
+
+        async def ordered() -> Result:
+            before = conn.transfers.begin(op, offset, length, write=write)  # first: pipeline.py
+            try:
+                if before:
+                    await asyncio.wait(before)
+                return await transfer()
+            finally:
+                conn.transfers.end()
+
+        async def run() -> None:
+            try:
+                result = await asyncio.wait_for(ordered(), timeout)
+            except asyncio.CancelledError:  # the loop stops
+                result = Result(status=S.STATUS_CANCELLED, message=f"{what}: shutting down")
+            except Exception as exc:
+                error = self._sessions.status_of(conn, exc, timeout, what)
+                if not isinstance(error, NtStatusError):
+                    log.error("pipelined transfer failed", exc_info=error)
+                    error = NtStatusError(S.STATUS_INTERNAL_ERROR, f"{what}: {error!r}")
+                result = Result(status=error.status, message=error.strerror or "")
+            with self._transfers_lock:
+                waiting = self._pending.pop(ctx.request_id, None) is not None
+            if waiting:
+                self.complete_later(ctx, result)
+            elif write and result.status != S.STATUS_SUCCESS and op.write_error is None:
+                op.write_error = (result.status, result.message)  # answered by a cancel
+
+        self._sessions.loop.submit(run)
+
+    def cancel(self, request_id: int, status: int = NtStatus.STATUS_CANCELLED) -> bool:
+        """A pending change notification ends; a pipelined transfer is answered ``status`` now
+        (what was sent of a write may still land: a failure is reported by the next flush or
+        close of its open)."""
+        with self._transfers_lock:
+            ctx = self._pending.pop(request_id, None)
+        if ctx is None:
+            return super().cancel(request_id, status)
+        self.complete_later(ctx, Result(status=status, message="cancelled"))
+        return True
+
+    def pending_requests(self) -> int:
+        with self._transfers_lock:
+            transfers = len(self._pending)
+        return super().pending_requests() + transfers
+
     def flush(self, ctx: RxContext) -> Result:
         op = self._open_of(ctx)
         handle = op.file
@@ -336,6 +528,7 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
             return Result()
 
         async def fsync() -> None:
+            _report_write_error(op)
             try:
                 await handle.fsync()
             except asyncssh.SFTPOpUnsupported:

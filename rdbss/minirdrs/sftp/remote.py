@@ -44,6 +44,9 @@ class Open(OpenBase[Share]):
     # (atime, mtime) in whole seconds, set explicitly through this handle: they stick until it
     # is closed (MS-FSA 2.1.5.14.2), so every later write or size change puts them back
     pinned_times: tuple[int, int] | None = None
+    # a pipelined write that failed after its request was answered (cancelled): reported by the
+    # next flush or close of this open
+    write_error: tuple[int, str] | None = None
 
     @property
     def conn(self) -> Conn:

@@ -17,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import stat
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncssh
@@ -37,6 +39,8 @@ from rdbss.minirdrs.sftp.attrs import mode_of
 from rdbss.minirdrs.sftp.config import Credentials, SftpConfig, SftpServer, read_credentials
 from rdbss.minirdrs.sftp.errors import connect_status, is_lost, sftp_reason, sftp_status
 from rdbss.minirdrs.sftp.loop import LoopThread
+from rdbss.minirdrs.sftp.pipeline import InFlight
+from rdbss.model.pipelining import cpu_flags, preferred_ciphers
 from rdbss.wire.rxcontext import RxContext
 from rdbss.wire.status import NtStatus, NtStatusError
 
@@ -94,6 +98,8 @@ class Conn:
     #: share name (lower case) -> the share, its folder resolved: one object per share and
     #: connection, so the SrvOpen table can tell the opens of a share by identity
     shares: dict[str, Share] = field(default_factory=dict)
+    #: the pipelined transfers not answered yet (used on the event loop only)
+    transfers: InFlight = field(default_factory=InFlight)
 
     @property
     def alive(self) -> bool:
@@ -114,8 +120,23 @@ class Share:
     root: str  # resolved folder on the server
 
 
+@functools.cache
+def host_ciphers(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, ...] | None:
+    """The ciphers to offer first on this host's CPU (``rdbss.model.pipelining``); None: the
+    SSH library's own order (also where /proc/cpuinfo cannot be read)."""
+    try:
+        text = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return None
+    return preferred_ciphers(cpu_flags(text))
+
+
 async def _aconnect(
-    conn: Conn, creds: Credentials, setup: SetupDeadline, keepalive_interval: float
+    conn: Conn,
+    creds: Credentials,
+    setup: SetupDeadline,
+    keepalive_interval: float,
+    ciphers: tuple[str, ...] | None,
 ) -> None:
     server = conn.server
     known_hosts: Any = None
@@ -140,6 +161,8 @@ async def _aconnect(
     }
     if creds.password is None:
         options["preferred_auth"] = "publickey"
+    if ciphers:
+        options["encryption_algs"] = list(ciphers)
 
     async def connect() -> None:
         ssh = await asyncssh.connect(server.host, **options)
@@ -198,23 +221,29 @@ class Sessions:
             raise _lost(conn.server)
         try:
             return self.loop.run(factory, timeout)
-        except NtStatusError:
-            raise
-        except TimeoutError:
-            raise NtStatusError(
+        except Exception as exc:
+            raise self.status_of(conn, exc, timeout, what) from None
+
+    @staticmethod
+    def status_of(conn: Conn, exc: Exception, timeout: float, what: str) -> Exception:
+        """What escaped a coroutine for ``conn`` (lost connection, timeout, an unmapped SFTP
+        failure) as an NtStatusError; an unexpected exception as it is."""
+        if isinstance(exc, NtStatusError):
+            return exc
+        if isinstance(exc, TimeoutError):
+            return NtStatusError(
                 S.STATUS_IO_TIMEOUT,
                 f"{what}: server {conn.server.name!r} did not answer in {timeout:.1f} s",
-            ) from None
-        except concurrent.futures.CancelledError:
-            raise NtStatusError(S.STATUS_CANCELLED, f"{what}: cancelled (shutting down)") from None
-        except Exception as exc:
-            if is_lost(exc):
-                conn.lost = True
-                log.warning("connection to %s lost: %s", conn.server.name, type(exc).__name__)
-                raise _lost(conn.server, what) from None
-            if isinstance(exc, asyncssh.SFTPError):
-                raise NtStatusError(sftp_status(exc), f"{what}: {sftp_reason(exc)}") from None
-            raise
+            )
+        if isinstance(exc, concurrent.futures.CancelledError):
+            return NtStatusError(S.STATUS_CANCELLED, f"{what}: cancelled (shutting down)")
+        if is_lost(exc):
+            conn.lost = True
+            log.warning("connection to %s lost: %s", conn.server.name, type(exc).__name__)
+            return _lost(conn.server, what)
+        if isinstance(exc, asyncssh.SFTPError):
+            return NtStatusError(sftp_status(exc), f"{what}: {sftp_reason(exc)}")
+        return exc
 
     def conn_of(self, srv_call: str | None) -> Conn:
         if self.settings.server(srv_call) is None:
@@ -272,10 +301,13 @@ class Sessions:
         conn = Conn(server)
         setup = SetupDeadline.of(ctx, server.name)
         keepalive = self.settings.keepalive_interval
+        ciphers = self.settings.ciphers or host_ciphers()
         try:
             # the whole set-up (TCP, key exchange, authentication, the SFTP session) runs under
             # the set-up's deadline; a cancelled asyncssh connect closes what it had opened
-            self.loop.run(lambda: _aconnect(conn, creds, setup, keepalive), setup.remaining() + 0.1)
+            self.loop.run(
+                lambda: _aconnect(conn, creds, setup, keepalive, ciphers), setup.remaining() + 0.1
+            )
             setup.check()
         except Exception as exc:
             self.disconnect(conn)  # whatever was built, also a set-up that finished late
