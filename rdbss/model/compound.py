@@ -80,9 +80,10 @@ def chain_of(
     """The related items after a create as a chain a mini-redirector may send at once: READs
     and WRITEs at an explicit offset of 1 to ``max_read`` / ``max_write`` bytes that are not
     pipelined transfers (each goes as ONE request to the server), file-information queries,
-    and a close, last. None for anything else (a shared-memory item, an append at the end of
-    file, an empty or out-of-range transfer, an item after the close): those run one by
-    one, where each check answers as usual."""
+    and the close, last (required: the open a chain makes never outlives it). None for
+    anything else (a shared-memory item, an append at the end of file, an empty or
+    out-of-range transfer, no close, an item after the close): those run one by one, where
+    each check answers as usual."""
     kinds: list[ChainKind] = []
     for index, (ctx, size) in enumerate(zip(related, payload_sizes, strict=True)):
         if ctx.args:
@@ -104,4 +105,4 @@ def chain_of(
             kinds.append(ChainKind.READ if lowio.operation == LowIoOp.READ else ChainKind.WRITE)
         else:
             return None
-    return kinds or None
+    return kinds if kinds and kinds[-1] is ChainKind.CLOSE else None

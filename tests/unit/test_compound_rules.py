@@ -106,7 +106,8 @@ def test_what_is_not_a_chain() -> None:
     assert chain(io(LowIoOp.WRITE, 0, 1), CLOSE) is None  # no data
     assert chain(io(LowIoOp.UNLOCK, 0, 1), CLOSE) is None
     assert chain(CLOSE, QUERY) is None  # an item after the close
+    assert chain(QUERY) is None  # no close: the chain's open would outlive it
     assert chain(routine(Routine.MRxFlush), CLOSE) is None
     assert chain(routine(Routine.MRxCloseSrvOpen, args={"shm": 1})) is None
     big = 1 << 20  # a pipelined transfer, within the limit
-    assert chain_of([io(LowIoOp.READ, 0, big)], [None], big, big) is None
+    assert chain_of([io(LowIoOp.READ, 0, big), CLOSE], [None, None], big, big) is None

@@ -7,7 +7,8 @@ them in order too), so each item's request goes out without waiting for the answ
 the close included: the close is processed after every request sent before it. That holds
 only when each item is one request sent the moment its task starts: the chain's open is made
 ``unsplit`` (rdbss/minirdrs/sftp/remote.py ``aopen_and_stat``), and ``chain_of``
-(rdbss/model/compound.py) keeps each READ and WRITE within the server's request limits. The
+(rdbss/model/compound.py) keeps each READ and WRITE within the server's request limits and
+ends every chain with its close, so an unsplit handle serves nothing after the chain. The
 tasks start in the order they are made, so the requests go out in the items' order; every
 answer, the close's too, is awaited before the chain answers.
 """

@@ -33,7 +33,10 @@ What SFTP v3 changes:
 - round trips: a primitive is one round trip, its independent requests pipelined (OpenSSH
   answers them in order). The lookup's stat (``SftpStat``: with its server path and attributes)
   comes back to the open as ``OpenRequest.found``, and the open answers the stat sent along
-  with it, so a create is two round trips and a query open one.
+  with it, so a create is two round trips and a query open one. A compound's create and its
+  related READs, WRITEs, queries and close (a small file read or written whole) run the
+  create as alone, then every related item as ONE coroutine (:mod:`~rdbss.minirdrs.sftp.chain`):
+  one round trip, the close pipelined behind the rest.
 """
 
 from __future__ import annotations
