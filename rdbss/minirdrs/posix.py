@@ -22,7 +22,7 @@ import contextvars
 import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
 from rdbss.minirdrs.base import (
@@ -41,12 +41,14 @@ from rdbss.minirdrs.common.listing import Enumerations
 from rdbss.minirdrs.common.wildcard import is_name_in_expression
 from rdbss.minirdrs.primitives import (
     REQUIRED_PRIMITIVES,
+    ChainItem,
     OpenRequest,
     OpenT,
     PosixPrimitives,
     ShareT,
     Volume,
 )
+from rdbss.model.compound import ChainKind, chain_of
 from rdbss.model.create import (
     INFORMATION,
     Action,
@@ -312,6 +314,130 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
                 information=int(CreateInformation.FILE_OPENED),
                 result={**self.file_info(st, rel), "directory": is_dir},
             )
+
+    # --- a create with its related items ------------------------------------------------------
+    def create_with_related(
+        self,
+        create: RxContext,
+        related: list[RxContext],
+        payloads: list[memoryview | None],
+    ) -> list[Result | Exception] | None:
+        """A create and a chain of related READs, WRITEs, file-information queries and a close
+        (rdbss/model/compound.py ``chain_of``) on a backend that takes chains
+        (``chain_limits``): the create as alone, then every related item's checks as alone and
+        ONE ``run_chain`` for what goes to the server; each item answered as alone. None for
+        any other chain, and for a create with FILE_DELETE_ON_CLOSE."""
+        limits = self.chain_limits(create)
+        if limits is None or (create.create and create.create.create_options & _DELETE_ON_CLOSE):
+            return None
+        sizes = [None if p is None else len(p) for p in payloads]
+        kinds = chain_of(related, sizes, *limits)
+        if kinds is None:
+            return None
+        try:
+            created = self.create(create)
+        except Exception as exc:
+            return [exc]
+        srv_open = created.result["srv_open"]
+        op = self._opens.get(srv_open)
+        outcomes: list[Result | Exception | ChainItem] = []
+        for kind, ctx, payload in zip(kinds, related, payloads, strict=True):
+            try:
+                with self._serving(ctx):
+                    outcomes.append(self._chain_item(kind, ctx, op, srv_open, payload))
+            except Exception as exc:
+                outcomes.append(exc)
+        items = [item for item in outcomes if isinstance(item, ChainItem)]
+        answers: list[object] = []
+        if items:
+            with self._serving(create):
+                try:
+                    answers = self.run_chain(create, op, items)
+                except Exception as exc:
+                    answers = [exc] * len(items)
+        answered = iter(answers)
+        return [
+            created,
+            *(
+                self._chain_answer(op, item, next(answered))
+                if isinstance(item, ChainItem)
+                else item
+                for item in outcomes
+            ),
+        ]
+
+    def _chain_item(
+        self,
+        kind: ChainKind,
+        ctx: RxContext,
+        op: OpenT,
+        srv_open: int,
+        payload: memoryview | None,
+    ) -> Result | ChainItem:
+        """A related item's checks, as ``low_io_submit``, ``query_file_info`` and
+        ``close_srv_open`` make them before they reach the server (the close takes the open out
+        of the table); what is left for the server."""
+        if kind is ChainKind.CLOSE:
+            self._opens.pop(srv_open)
+            self._enumerations.forget_srv_open(srv_open)
+            self.end_srv_open(srv_open, op)
+            return ChainItem(kind)
+        if kind is ChainKind.QUERY_INFO:
+            info_class = ctx.info.info_class if ctx.info is not None else None
+            if info_class not in _FILE_INFO_CLASSES:
+                raise NtStatusError(S.STATUS_INVALID_PARAMETER, f"file info class {info_class!r}")
+            return ChainItem(kind)
+        lowio = lowio_of(ctx)
+        if op.is_dir:
+            raise NtStatusError(S.STATUS_INVALID_DEVICE_REQUEST, f"{show(op.path)} is a directory")
+        if kind is ChainKind.READ:
+            self.check_io(ctx, op, lowio.offset, lowio.length, False)
+            self._check_read(op, lowio.offset, lowio.length)
+            return ChainItem(kind, lowio.offset, lowio.length)
+        assert payload is not None  # chain_of: a WRITE with data
+        self.check_io(ctx, op, lowio.offset, len(payload), True)
+        if not op.can_write:
+            raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(op.path)} is not open for writing")
+        where = None if op.append_only else lowio.offset
+        return ChainItem(kind, where, len(payload), bytes(payload))
+
+    def _chain_answer(self, op: OpenT, item: ChainItem, answer: object) -> Result | Exception:
+        """What the routine alone answers for what ``run_chain`` answered for ``item``."""
+        what = {
+            ChainKind.READ: "cannot read",
+            ChainKind.WRITE: "cannot write",
+            ChainKind.QUERY_INFO: "cannot query",
+            ChainKind.CLOSE: "cannot close",
+        }[item.kind]
+        try:
+            with self._host(what, op.path):
+                if isinstance(answer, Exception):
+                    raise answer
+        except NtStatusError as exc:
+            if item.kind is not ChainKind.CLOSE:
+                return exc
+            return Result(status=exc.status, message=exc.strerror or "")
+        except Exception as exc:
+            return exc
+        if item.kind is ChainKind.READ:
+            data = cast(bytes, answer)
+            if not data:
+                return NtStatusError(
+                    S.STATUS_END_OF_FILE, f"{show(op.path)}: offset {item.offset} is past EOF"
+                )
+            return Result(information=len(data), payload=data)
+        if item.kind is ChainKind.WRITE:
+            return Result(information=cast(int, answer))
+        if item.kind is ChainKind.QUERY_INFO:
+            info = self.file_info(cast(StatLike, answer), op.path, delete_pending=op.delete_pending)
+            info["position"] = 0
+            return Result(result=info)
+        if op.delete_pending:
+            try:
+                self._delete(op)
+            except NtStatusError as exc:
+                return Result(status=exc.status, message=exc.strerror or "")
+        return Result()
 
     # --- low I/O ------------------------------------------------------------------------------
     def low_io_submit(

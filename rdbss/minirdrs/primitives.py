@@ -37,6 +37,7 @@ from typing import Any, Generic, TypeVar
 
 from rdbss.minirdrs.base import OpenBase
 from rdbss.minirdrs.common.fileinfo import StatLike, file_info
+from rdbss.model.compound import ChainKind
 from rdbss.wire.rxcontext import RxContext
 from rdbss.wire.status import NtStatus, NtStatusError
 
@@ -66,6 +67,18 @@ class OpenRequest:
     def writes(self) -> bool:
         """The open touches the file's data for writing (granted, or truncating it)."""
         return self.can_write or self.truncate
+
+
+@dataclass(frozen=True, slots=True)
+class ChainItem:
+    """One related item of a chain (``run_chain``) that goes to the server, its checks passed:
+    a READ of ``length`` bytes at ``offset``, a WRITE of ``data`` at ``offset`` (None: at the
+    end of an append-only open), a query of the file's stat, or the close of the handle."""
+
+    kind: ChainKind
+    offset: int | None = 0
+    length: int = 0
+    data: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +230,34 @@ class PosixPrimitives(Generic[ShareT, OpenT]):
     def share_label(self, share: ShareT) -> str:
         """The volume label of a share. Default: ``str(share)``."""
         return str(share)
+
+    def chain_limits(self, create: RxContext) -> tuple[int, int] | None:
+        """The longest READ and WRITE one request of a chain may carry for ``create``
+        (rdbss/model/compound.py ``chain_of``); None (the default): chains are not taken, the
+        compound's items run one by one."""
+        return None
+
+    def run_chain(self, create: RxContext, op: OpenT, items: list[ChainItem]) -> list[object]:
+        """Send ``items`` for the open ``create`` just made, in order, at once, and answer each
+        as its primitive would: READ the bytes (``read_at``), WRITE the count (``write_at``),
+        QUERY_INFO the stat (``fstat``), CLOSE None (``close_handle``), or the exception it
+        raised. Default: those primitives, one by one."""
+        answers: list[object] = []
+        for item in items:
+            try:
+                if item.kind is ChainKind.READ:
+                    assert item.offset is not None
+                    answers.append(self.read_at(op, item.offset, item.length))
+                elif item.kind is ChainKind.WRITE:
+                    answers.append(self.write_at(op, item.offset, memoryview(item.data)))
+                elif item.kind is ChainKind.QUERY_INFO:
+                    answers.append(self.fstat(op))
+                else:
+                    self.close_handle(op)
+                    answers.append(None)
+            except Exception as exc:
+                answers.append(exc)
+        return answers
 
 
 #: the primitives every backend provides (the rest have defaults)

@@ -4,10 +4,12 @@ close pair is a stat, and where a long batch may be cut. Pure code."""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
-from rdbss.wire.constants import IrpMj, RxFlags
+from rdbss.model.pipelining import pipelines
+from rdbss.wire.constants import IrpMj, LowIoOp, Routine, RxFlags
 from rdbss.wire.rxcontext import RxContext
 
 T = TypeVar("T")
@@ -58,3 +60,49 @@ def split_batch(batch: list[T], limit: int, related: Callable[[T], bool]) -> Ite
         yield batch[start:cut]
         start = cut
     yield batch[start:]
+
+
+class ChainKind(enum.Enum):
+    """What one related item of a chain (``chain_of``) does with its create's open."""
+
+    READ = "read"
+    WRITE = "write"
+    QUERY_INFO = "query-info"
+    CLOSE = "close"
+
+
+def chain_of(
+    related: Sequence[RxContext],
+    payload_sizes: Sequence[int | None],
+    max_read: int,
+    max_write: int,
+) -> list[ChainKind] | None:
+    """The related items after a create as a chain a mini-redirector may send at once: READs
+    and WRITEs at an explicit offset of 1 to ``max_read`` / ``max_write`` bytes that are not
+    pipelined transfers (each goes as ONE request to the server), file-information queries,
+    and the close, last (required: the open a chain makes never outlives it). None for
+    anything else (a shared-memory item, an append at the end of file, an empty or
+    out-of-range transfer, no close, an item after the close): those run one by one, where
+    each check answers as usual."""
+    kinds: list[ChainKind] = []
+    for index, (ctx, size) in enumerate(zip(related, payload_sizes, strict=True)):
+        if ctx.args:
+            return None  # shared memory: the host's own path
+        if ctx.routine == Routine.MRxCloseSrvOpen and index == len(related) - 1:
+            kinds.append(ChainKind.CLOSE)
+        elif ctx.routine == Routine.MRxQueryFileInfo:
+            kinds.append(ChainKind.QUERY_INFO)
+        elif ctx.routine == Routine.MRxLowIOSubmit and ctx.lowio is not None:
+            lowio = ctx.lowio
+            length = lowio.length if lowio.operation == LowIoOp.READ else size
+            limit = max_read if lowio.operation == LowIoOp.READ else max_write
+            if lowio.operation not in (LowIoOp.READ, LowIoOp.WRITE) or length is None:
+                return None
+            if lowio.offset < 0 or lowio.length < 0 or not 0 < length <= limit:
+                return None
+            if pipelines(lowio.offset, length, append_only=False):
+                return None
+            kinds.append(ChainKind.READ if lowio.operation == LowIoOp.READ else ChainKind.WRITE)
+        else:
+            return None
+    return kinds if kinds and kinds[-1] is ChainKind.CLOSE else None

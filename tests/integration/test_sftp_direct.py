@@ -13,25 +13,30 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asyncssh.sftp import FXP_LSTAT, FXP_REALPATH, FXP_STAT
+from asyncssh.sftp import FXP_CLOSE, FXP_LSTAT, FXP_READ, FXP_REALPATH, FXP_STAT, FXP_WRITE
 
-from rdbss.actors.minirdr_host import execute
+from rdbss.actors.minirdr_host import execute, execute_compound
+from rdbss.minirdrs.primitives import ChainItem
 from rdbss.minirdrs.sftp.minirdr import SftpMiniRdr
+from rdbss.model.compound import ChainKind
 from rdbss.testing.backend import minirdr_options
 from rdbss.wire import (
     Access,
+    Compound,
     CreateDisposition,
     CreateOptions,
     CreateParameters,
     FileInformationClass,
     InfoParameters,
     IrpMj,
+    LowIoParameters,
     NtStatus,
+    NtStatusError,
     Routine,
     RxCompletion,
     RxContext,
 )
-from rdbss.wire.constants import FileAttributes
+from rdbss.wire.constants import FileAttributes, LowIoOp, RxFlags
 from tests.conformance.backend_sftp import SERVER, sftp_config
 from tests.servers.fixtures import SshServer, require_or_skip
 
@@ -292,3 +297,230 @@ def test_a_create_takes_the_round_trips_it_needs(
     finally:
         (folder / name).chmod(0o644)
         (folder / name).unlink()
+
+
+# --- a create with its related items, as one chain ---------------------------------------------
+_RELATED = int(RxFlags.RELATED)
+
+
+def _item(routine: Routine, **fields: Any) -> RxContext:
+    return RxContext(0, 0, routine=routine, srv_call=SERVER, net_root=SHARE, **fields)
+
+
+def _read(length: int = 64 << 10, offset: int = 0) -> RxContext:
+    io = LowIoParameters(operation=LowIoOp.READ, offset=offset, length=length)
+    return _item(Routine.MRxLowIOSubmit, lowio=io, flags=_RELATED)
+
+
+def _write(data: bytes, offset: int = 0) -> tuple[RxContext, bytes]:
+    io = LowIoParameters(operation=LowIoOp.WRITE, offset=offset, length=len(data))
+    return _item(Routine.MRxLowIOSubmit, lowio=io, flags=_RELATED), data
+
+
+def _query() -> RxContext:
+    info = InfoParameters(info_class=int(Info.FileAllInformation))
+    return _item(Routine.MRxQueryFileInfo, info=info, flags=_RELATED)
+
+
+def _chain(
+    sftp: SftpMiniRdr,
+    path: str,
+    access: int,
+    disposition: int,
+    *related: RxContext | tuple[RxContext, bytes],
+    chained: bool = True,
+) -> list[tuple[int, int, Any, bytes | None]]:
+    """Run a create and ``related`` (each with its payload, if any) as the host runs a
+    compound, ``chained`` or item by item; each answer's status, information, result (less
+    the SrvOpen number) and payload."""
+    params = CreateParameters(
+        desired_access=access,
+        disposition=disposition,
+        create_options=CreateOptions.FILE_NON_DIRECTORY_FILE,
+    )
+    items = [_item(Routine.MRxCreate, path=path, create=params)]
+    cx = Compound(9, items)
+    for entry in related:
+        ctx, data = entry if isinstance(entry, tuple) else (entry, None)
+        if data is not None:
+            cx.payload_items.append(len(cx.items))
+            cx.payloads.append(memoryview(data))
+        cx.items.append(ctx)
+    for number, ctx in enumerate(cx.items, 1):
+        ctx.request_id = number
+    answers: list[tuple[RxCompletion, Any]] = []
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        if not chained:
+            monkeypatch.setattr(sftp, "create_with_related", lambda *a: None)
+        execute_compound(sftp, cx, lambda done, payload: answers.append((done, payload)))
+    assert [done.request_id for done, _ in answers] == list(range(1, len(cx.items) + 1))
+    assert len(sftp._opens) == 0, "a SrvOpen was left in the OpenTable"
+    out = []
+    for done, payload in answers:
+        result = done.result
+        if isinstance(result, dict):
+            result = {k: v for k, v in result.items() if k != "srv_open"}
+        out.append(
+            (done.status, done.information, result, None if payload is None else bytes(payload))
+        )
+    return out
+
+
+def _both(sftp: SftpMiniRdr, setup: Callable[[], None], *args: Any) -> list[Any]:
+    """The chain's answers, checked equal to the same items' answers one by one (``setup``
+    puts the share back as it was before each run)."""
+    setup()
+    alone = _chain(sftp, *args, chained=False)
+    setup()
+    chained = _chain(sftp, *args)
+    assert chained == alone
+    return chained
+
+
+def test_a_chained_small_read_is_the_items_answers_in_fewer_round_trips(
+    sftp: SftpMiniRdr,
+) -> None:
+    data = os.urandom(5000)
+    folder = _share_folder(sftp)
+
+    def setup() -> None:
+        (folder / "small.bin").write_bytes(data)
+
+    read = ("small.bin", Access.GENERIC_READ, CreateDisposition.FILE_OPEN)
+    answers = _both(
+        sftp, setup, *read, _read(), _read(100, 4990), _query(), _read(10, 5000), _chain_close()
+    )
+    created, first, tail, queried, past, closed = answers
+    assert created[0] == S.STATUS_SUCCESS
+    assert (first[0], first[3]) == (S.STATUS_SUCCESS, data)
+    assert tail[3] == data[4990:]
+    assert queried[2]["size"] == len(data)
+    assert past[0] == S.STATUS_END_OF_FILE
+    assert closed[0] == S.STATUS_SUCCESS
+    setup()
+    with _Requests(sftp) as requests:
+        _chain(sftp, *read, _read(), _chain_close())
+    # the lookup, the open with its stat, then the read and the close together
+    assert requests.round_trips == 3, requests.sent
+    assert requests.kinds[-2:] == [FXP_READ, FXP_CLOSE]
+
+
+def _chain_close() -> RxContext:
+    return _item(Routine.MRxCloseSrvOpen, flags=_RELATED)
+
+
+def _share_folder(sftp: SftpMiniRdr) -> Path:
+    return Path(sftp._sessions.conn_of(SERVER).shares[SHARE].root)
+
+
+def test_a_chained_write_then_read_lands_in_order_and_closes_cleanly(sftp: SftpMiniRdr) -> None:
+    folder = _share_folder(sftp)
+    data = os.urandom(3000)
+
+    def setup() -> None:
+        (folder / "w.bin").unlink(missing_ok=True)
+
+    rw = Access.GENERIC_READ | Access.GENERIC_WRITE
+    answers = _both(
+        sftp,
+        setup,
+        "w.bin",
+        rw,
+        CreateDisposition.FILE_OVERWRITE_IF,
+        _write(data),
+        _write(b"tail", 3000),
+        _read(),
+        _query(),
+        _chain_close(),
+    )
+    assert [a[0] for a in answers] == [S.STATUS_SUCCESS] * 6
+    assert answers[1][1] == 3000 and answers[2][1] == 4
+    assert answers[3][3] == data + b"tail"
+    assert answers[4][2]["size"] == 3004
+    assert (folder / "w.bin").read_bytes() == data + b"tail"
+    setup()
+    with _Requests(sftp) as requests:
+        _chain(sftp, "w.bin", rw, CreateDisposition.FILE_OVERWRITE_IF, _write(data), _chain_close())
+    assert requests.kinds[-2:] == [FXP_WRITE, FXP_CLOSE]
+    assert requests.sent[-1][1] == requests.sent[-2][1], "the close waited for the write"
+
+
+def test_a_failed_chained_create_answers_its_status_to_every_item(sftp: SftpMiniRdr) -> None:
+    folder = _share_folder(sftp)
+
+    def setup() -> None:
+        (folder / "exists.txt").write_bytes(b"x")
+        (folder / "gone.txt").unlink(missing_ok=True)
+
+    collided = _both(
+        sftp, setup, "exists.txt", Access.GENERIC_WRITE, CreateDisposition.FILE_CREATE,
+        _write(b"new"), _chain_close(),
+    )  # fmt: skip
+    assert [a[0] for a in collided] == [S.STATUS_OBJECT_NAME_COLLISION] * 3
+    assert (folder / "exists.txt").read_bytes() == b"x"
+    missing = _both(
+        sftp, setup, "gone.txt", Access.GENERIC_READ, CreateDisposition.FILE_OPEN,
+        _read(), _query(), _chain_close(),
+    )  # fmt: skip
+    assert [a[0] for a in missing] == [S.STATUS_OBJECT_NAME_NOT_FOUND] * 4
+
+
+def test_a_chained_item_refused_by_its_checks_fails_alone(sftp: SftpMiniRdr) -> None:
+    folder = _share_folder(sftp)
+
+    def setup() -> None:
+        (folder / "ro.txt").write_bytes(b"abc")
+
+    bad_query = _item(
+        Routine.MRxQueryFileInfo, info=InfoParameters(info_class=9999), flags=_RELATED
+    )
+    answers = _both(
+        sftp, setup, "ro.txt", Access.GENERIC_READ, CreateDisposition.FILE_OPEN,
+        _write(b"no"), _read(), bad_query, _chain_close(),
+    )  # fmt: skip
+    assert [a[0] for a in answers] == [
+        S.STATUS_SUCCESS,
+        S.STATUS_ACCESS_DENIED,
+        S.STATUS_SUCCESS,
+        S.STATUS_INVALID_PARAMETER,
+        S.STATUS_SUCCESS,
+    ]
+    assert answers[2][3] == b"abc"
+
+
+def test_a_chain_not_of_that_shape_is_not_taken(sftp: SftpMiniRdr) -> None:
+    create = _item(
+        Routine.MRxCreate,
+        path="f.txt",
+        create=CreateParameters(desired_access=Access.GENERIC_READ),
+    )
+    big = _read(1 << 20)
+    append = _write(b"x", -1)[0]
+    flush = _item(Routine.MRxFlush, flags=_RELATED)
+    for related, payloads in (
+        ([big, _chain_close()], [None, None]),
+        ([append, _chain_close()], [memoryview(b"x"), None]),
+        ([flush, _chain_close()], [None, None]),
+        ([_chain_close(), _read()], [None, None]),
+    ):
+        assert sftp.create_with_related(create, related, payloads) is None
+    assert len(sftp._opens) == 0
+
+
+def test_a_chained_close_reports_an_earlier_write_failure(sftp: SftpMiniRdr) -> None:
+    """A pipelined write that failed after its request was answered is reported by the next
+    close of its open, in a chain too."""
+    folder = _share_folder(sftp)
+    (folder / "e.txt").write_bytes(b"e")
+    opened = sftp.create(
+        _item(
+            Routine.MRxCreate,
+            path="e.txt",
+            create=CreateParameters(desired_access=Access.GENERIC_READ | Access.GENERIC_WRITE),
+        )
+    )
+    op = sftp._opens.get(opened.result["srv_open"])
+    op.write_error = (int(S.STATUS_DISK_FULL), "no space")
+    (answer,) = sftp.run_chain(_item(Routine.MRxCreate), op, [ChainItem(ChainKind.CLOSE)])
+    assert isinstance(answer, NtStatusError) and answer.status == S.STATUS_DISK_FULL
+    sftp._opens.pop(opened.result["srv_open"])

@@ -1,10 +1,13 @@
 """The pure rules of a client's compound (rdbss/model/compound.py): which create and close pair
-is a stat, and where a long batch may be cut."""
+is a stat, which related items a mini-redirector may send at once, and where a long batch may
+be cut."""
 
 from __future__ import annotations
 
-from rdbss.model.compound import RELATED_IN_BATCH, split_batch, stat_pair
-from rdbss.wire import IrpMj, RxContext, RxFlags
+from typing import Any
+
+from rdbss.model.compound import RELATED_IN_BATCH, ChainKind, chain_of, split_batch, stat_pair
+from rdbss.wire import IrpMj, LowIoOp, LowIoParameters, Routine, RxContext, RxFlags
 
 REL = int(RxFlags.RELATED)
 
@@ -65,3 +68,46 @@ def test_a_long_batch_is_cut_before_an_unrelated_item() -> None:
 
 def test_a_chain_longer_than_a_part_is_cut_at_the_limit() -> None:
     assert parts([False, True, True, True, True], 2) == [[0, 1], [2, 3], [4]]
+
+
+def routine(name: Routine, **fields: Any) -> RxContext:
+    return RxContext(0, 0, routine=name, flags=REL, **fields)
+
+
+def io(operation: LowIoOp, offset: int, length: int) -> RxContext:
+    lowio = LowIoParameters(operation=operation, offset=offset, length=length)
+    return routine(Routine.MRxLowIOSubmit, lowio=lowio)
+
+
+CLOSE = routine(Routine.MRxCloseSrvOpen)
+QUERY = routine(Routine.MRxQueryFileInfo)
+K = ChainKind
+
+
+def test_reads_writes_queries_and_a_last_close_are_a_chain() -> None:
+    related = [io(LowIoOp.READ, 0, 100), io(LowIoOp.WRITE, 5, 3), QUERY, CLOSE]
+    assert chain_of(related, [None, 3, None, None], 1000, 10) == [
+        K.READ,
+        K.WRITE,
+        K.QUERY_INFO,
+        K.CLOSE,
+    ]
+    assert chain_of([CLOSE], [None], 1000, 1000) == [K.CLOSE]
+
+
+def test_what_is_not_a_chain() -> None:
+    def chain(*related: RxContext, sizes: list[int | None] | None = None) -> object:
+        return chain_of(list(related), sizes or [None] * len(related), 1000, 1000)
+
+    assert chain(io(LowIoOp.READ, 0, 1001), CLOSE) is None  # over the server's limit
+    assert chain(io(LowIoOp.READ, 0, 0), CLOSE) is None  # empty: answered without the server
+    assert chain(io(LowIoOp.READ, -1, 5), CLOSE) is None
+    assert chain(io(LowIoOp.WRITE, -1, 1), CLOSE, sizes=[1, None]) is None  # at the end of file
+    assert chain(io(LowIoOp.WRITE, 0, 1), CLOSE) is None  # no data
+    assert chain(io(LowIoOp.UNLOCK, 0, 1), CLOSE) is None
+    assert chain(CLOSE, QUERY) is None  # an item after the close
+    assert chain(QUERY) is None  # no close: the chain's open would outlive it
+    assert chain(routine(Routine.MRxFlush), CLOSE) is None
+    assert chain(routine(Routine.MRxCloseSrvOpen, args={"shm": 1})) is None
+    big = 1 << 20  # a pipelined transfer, within the limit
+    assert chain_of([io(LowIoOp.READ, 0, big), CLOSE], [None, None], big, big) is None

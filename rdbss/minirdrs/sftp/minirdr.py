@@ -33,13 +33,17 @@ What SFTP v3 changes:
 - round trips: a primitive is one round trip, its independent requests pipelined (OpenSSH
   answers them in order). The lookup's stat (``SftpStat``: with its server path and attributes)
   comes back to the open as ``OpenRequest.found``, and the open answers the stat sent along
-  with it, so a create is two round trips and a query open one.
+  with it, so a create is two round trips and a query open one. A compound's create and its
+  related READs, WRITEs, queries and close (a small file read or written whole) run the
+  create as alone, then every related item as ONE coroutine (:mod:`~rdbss.minirdrs.sftp.chain`):
+  one round trip, the close pipelined behind the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import stat
 import threading
@@ -61,8 +65,9 @@ from rdbss.minirdrs.common.security import (
 )
 from rdbss.minirdrs.polled import PolledNotifyMiniRdr
 from rdbss.minirdrs.posix import current_request
-from rdbss.minirdrs.primitives import OpenRequest, Volume
+from rdbss.minirdrs.primitives import ChainItem, OpenRequest, Volume
 from rdbss.minirdrs.sftp.attrs import SftpStat, mode_of, security_of, stat_of
+from rdbss.minirdrs.sftp.chain import achain
 from rdbss.minirdrs.sftp.config import SftpConfigError, parse_config
 from rdbss.minirdrs.sftp.errors import fail
 from rdbss.minirdrs.sftp.remote import (
@@ -83,6 +88,7 @@ from rdbss.minirdrs.sftp.remote import (
     awhere,
     join,
     pflags_of,
+    report_write_error,
     unresolved,
 )
 from rdbss.minirdrs.sftp.session import CLOSE_WAIT_S, Sessions, Share
@@ -100,13 +106,8 @@ T = TypeVar("T")
 NOTIFY_INTERVAL_S = 1.0
 
 
-def _report_write_error(op: Open) -> None:
-    """Raise (once) the failure of a pipelined write of ``op`` whose request was answered
-    before it failed."""
-    if op.write_error is not None:
-        status, message = op.write_error
-        op.write_error = None
-        raise NtStatusError(status, f"an earlier write of {show(op.path)} failed: {message}")
+#: set while the create of a chain runs (``create_with_related``): its open is made unsplit
+_chained: contextvars.ContextVar[bool] = contextvars.ContextVar("rdbss_sftp_chain", default=False)
 
 
 class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
@@ -250,12 +251,14 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         path = remote or unresolved(share, parts)
         mode = asyncssh.SFTPAttrs(permissions=0o444) if how.readonly and how.create else None
 
+        unsplit = _chained.get()
+
         async def do_open() -> tuple[asyncssh.SFTPClientFile, asyncssh.SFTPAttrs, str]:
             sftp = share.conn.client()
             where = asyncio.ensure_future(awhere(sftp, share, parts)) if not remote else None
             try:
                 handle, attrs = await aopen_and_stat(
-                    sftp, path, pflags, mode or asyncssh.SFTPAttrs()
+                    sftp, path, pflags, mode or asyncssh.SFTPAttrs(), unsplit=unsplit
                 )
             except asyncssh.SFTPError as exc:
                 if where is not None:
@@ -317,14 +320,54 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
             return
         if op.conn.lost:
             op.file = None
-            _report_write_error(op)
+            report_write_error(op)
             return
 
         async def close() -> None:
             await aclose_handle(op)
-            _report_write_error(op)
+            report_write_error(op)
 
         self._call(op.share, close, f"close {show(op.path)}")
+
+    # --- a create with its related items ------------------------------------------------------
+    def create_with_related(
+        self,
+        create: RxContext,
+        related: list[RxContext],
+        payloads: list[memoryview | None],
+    ) -> list[Result | Exception] | None:
+        """The base's chain (rdbss/minirdrs/posix.py), its open made unsplit for ``achain``."""
+        token = _chained.set(True)
+        try:
+            return super().create_with_related(create, related, payloads)
+        finally:
+            _chained.reset(token)
+
+    def chain_limits(self, create: RxContext) -> tuple[int, int] | None:
+        """The server's longest read and write request (its limits@openssh.com, or asyncssh's
+        safe defaults)."""
+        try:
+            sftp = self._sessions.conn_of(create.srv_call).client()
+        except NtStatusError:
+            return None  # the create answers it
+        return sftp.limits.max_read_len, sftp.limits.max_write_len
+
+    def run_chain(self, create: RxContext, op: Open, items: list[ChainItem]) -> list[object]:
+        """Every item's request sent at once after the transfers in flight (``_call``'s
+        barrier), in ONE coroutine on the event loop (rdbss/minirdrs/sftp/chain.py); a failure
+        of one item is its own answer."""
+        conn = op.conn
+        if conn.lost:  # nothing to send: each primitive answers what it answers then
+            return super().run_chain(create, op, items)
+        timeout = self._sessions.deadline(create)
+        answers = self._call(op.share, lambda: achain(op, items), f"cannot open {show(op.path)}")
+        what = f"cannot access {show(op.path)}"
+        return [
+            self._sessions.status_of(conn, answer, timeout, what)
+            if isinstance(answer, Exception)
+            else answer
+            for answer in answers
+        ]
 
     # --- primitives: data ---------------------------------------------------------------------
     def read_at(self, op: Open, offset: int, length: int) -> bytes:
@@ -528,7 +571,7 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
             return Result()
 
         async def fsync() -> None:
-            _report_write_error(op)
+            report_write_error(op)
             try:
                 await handle.fsync()
             except asyncssh.SFTPOpUnsupported:

@@ -150,12 +150,21 @@ async def awhere(sftp: asyncssh.SFTPClient, share: Share, parts: list[str]) -> s
 
 
 async def aopen_and_stat(
-    sftp: asyncssh.SFTPClient, remote: str, pflags: int, attrs: asyncssh.SFTPAttrs
+    sftp: asyncssh.SFTPClient,
+    remote: str,
+    pflags: int,
+    attrs: asyncssh.SFTPAttrs,
+    *,
+    unsplit: bool = False,
 ) -> tuple[asyncssh.SFTPClientFile, asyncssh.SFTPAttrs]:
-    """Open, and lstat the opened file in the same round trip (OpenSSH answers in order)."""
+    """Open, and lstat the opened file in the same round trip (OpenSSH answers in order).
+    ``unsplit``: each read or write of the handle goes as ONE request, sent the moment it
+    starts (asyncssh's block size 0); else asyncssh splits one into parallel requests of the
+    server's limit, sent from tasks of their own."""
 
     async def do_open() -> asyncssh.SFTPClientFile:
-        return await sftp.open(remote, pflags, attrs, encoding=None)
+        block_size = 0 if unsplit else -1
+        return await sftp.open(remote, pflags, attrs, encoding=None, block_size=block_size)
 
     open_task = asyncio.ensure_future(do_open())
     stat_task = asyncio.ensure_future(sftp.lstat(remote))
@@ -262,6 +271,15 @@ async def aclose_handle(op: Open) -> None:
             await handle.close()
         except asyncssh.SFTPError as exc:
             fail(exc, "cannot close", op.path)
+
+
+def report_write_error(op: Open) -> None:
+    """Raise (once) the failure of a pipelined write of ``op`` whose request was answered
+    before it failed."""
+    if op.write_error is not None:
+        status, message = op.write_error
+        op.write_error = None
+        raise NtStatusError(status, f"an earlier write of {show(op.path)} failed: {message}")
 
 
 async def aremove(sftp: asyncssh.SFTPClient, remote: str, rel: str, *, is_dir: bool) -> None:
