@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import functools
 import itertools
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -44,7 +45,13 @@ from rdbss.actors.bus import (
     recv_frames,
     send_frames,
 )
-from rdbss.client import SMALL_WRITE_BYTES, LinkWatch, daemon_endpoints
+from rdbss.client import (
+    SHM_IN_FLIGHT,
+    SMALL_WRITE_BYTES,
+    SOCKET_WRITES_IN_FLIGHT,
+    LinkWatch,
+    daemon_endpoints,
+)
 from rdbss.config import Config, RemoteDaemon
 from rdbss.deadlines import Deadlines
 from rdbss.link import core_went_away, no_connection
@@ -553,22 +560,65 @@ class AsyncClient:
 
     async def write_handle(self, fobx: int, offset: int, data: rq.Data) -> int:
         """Write at ``offset`` (-1 appends); the bytes written. Large writes go through shared
-        memory with a daemon on this host, a slot-sized piece after the other (two in flight
-        are no faster, and a short piece must end the write)."""
+        memory with a daemon on this host, in slot-sized pieces; writes over one message's
+        limit through the sockets, in pieces of that limit. As ``Client.write_handle``, the
+        pieces of a write at an offset are kept in flight (SHM_IN_FLIGHT through shared
+        memory, SOCKET_WRITES_IN_FLIGHT through the sockets) and the call returns once every
+        piece sent was answered: the bytes up to the first short piece, or the failure of the
+        first failed piece in offset order; appends go one piece after the other."""
         view = memoryview(data).cast("B")
         shared_memory = self._shared_memory and len(view) >= shm.MIN_WRITE_BYTES
         step = shm.SLOT_BYTES if shared_memory else rq.MAX_WRITE_BYTES
-        total = 0
-        for where, start, end in rq.write_pieces(offset, len(view), step):
-            piece = view[start:end]
+        in_flight = 1
+        if offset != -1 and len(view) > step:
+            in_flight = SHM_IN_FLIGHT if shared_memory else SOCKET_WRITES_IN_FLIGHT
+
+        async def one(where: int, piece: memoryview) -> int:
             if shared_memory:
                 write = functools.partial(rq.write, fobx, where, piece, self._timeout_ms)
-                count = await self._in_slot(len(piece), write)
-            else:
-                count = await self.run(rq.write(fobx, where, piece, self._timeout_ms))
-            total += count
-            if count < len(piece):
-                break
+                return await self._in_slot(len(piece), write)
+            return await self.run(rq.write(fobx, where, piece, self._timeout_ms))
+
+        pieces = iter(rq.write_pieces(offset, len(view), step))
+        flying: deque[tuple[asyncio.Task[int], int]] = deque()
+        total = 0
+        stop = False  # a piece failed or came back short: send no more, count no more
+
+        def send() -> bool:
+            nxt = None if stop else next(pieces, None)
+            if nxt is None:
+                return False
+            where, start, end = nxt
+            flying.append((asyncio.ensure_future(one(where, view[start:end])), end - start))
+            return True
+
+        failure: OSError | None = None
+        try:
+            while len(flying) < in_flight and send():
+                pass
+            while flying:
+                task, size = flying[0]
+                try:
+                    count = await task
+                except OSError as exc:
+                    flying.popleft()
+                    if not stop:  # the first failure in offset order; the rest still answer
+                        failure, stop = exc, True
+                    continue
+                flying.popleft()
+                if not stop:
+                    total += count
+                    stop = count < size
+                send()
+        finally:
+            # given up on (a cancel, an interrupt): the pieces still in flight are cancelled
+            # and awaited, so that none outlives the call
+            for task, _ in flying:
+                task.cancel()
+            if flying:
+                await asyncio.gather(*(task for task, _ in flying), return_exceptions=True)
+        if failure is not None:
+            raise failure
         return total
 
     async def query_info(self, fobx: int) -> FileInfo:

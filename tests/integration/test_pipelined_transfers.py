@@ -6,6 +6,7 @@ and a connection cut in the middle of a write fails that write."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import threading
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from rdbss.aio import AsyncClient
 from rdbss.client import SOCKET_WRITES_IN_FLIGHT, Client
 from rdbss.faultproxy import FaultProxy
 from rdbss.fsspec_fs import RdbssFileSystem
@@ -179,3 +181,82 @@ def test_the_first_failed_piece_in_offset_order_fails_the_write(
             assert client.write_handle(fobx, 0, b"still usable") == 12
         finally:
             client.close_handle(fobx)
+
+
+def test_the_asyncio_client_keeps_pieces_in_flight_and_lands_byte_exact(tmp_path: Path) -> None:
+    """AsyncClient.write_handle sends the shared-memory pieces of one write before the first
+    is answered (the core holds several of its writes at once), and the file is whole after.
+    (Through the sockets a piece is one message's limit, more than these writes.)"""
+    folder = tmp_path / "slow"
+    folder.mkdir()
+    delay = """
+[[minirdr.rules]]
+routine = "MRxLowIOSubmit"
+lowio_op = "WRITE"
+action = "delay"
+delay_ms = 300
+"""
+    data = DATA[: (12 << 20) + 7]
+    with running_daemon(faulty_config(folder, delay)) as daemon:
+        seen: list[int] = []
+        done = threading.Event()
+
+        def watch() -> None:
+            with daemon.client() as c:
+                while not done.is_set():
+                    seen.append(int(c.status()["pending"]))
+                    time.sleep(0.02)
+
+        async def write() -> int:
+            async with AsyncClient(daemon.runtime_dir, timeout=30.0, shared_memory=True) as c:
+                handle = await c.create(
+                    r"\\flaky\data\f.bin",
+                    access=Access.GENERIC_READ | Access.GENERIC_WRITE,
+                    disposition=CreateDisposition.FILE_OVERWRITE_IF,
+                )
+                try:
+                    return await c.write_handle(handle.fobx, 0, data)
+                finally:
+                    await c.close_handle(handle.fobx)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            written = asyncio.run(write())
+        finally:
+            done.set()
+            watcher.join(10.0)
+    assert written == len(data)
+    assert (folder / "f.bin").read_bytes() == data
+    assert max(seen) >= 2, seen
+
+
+def test_the_asyncio_client_raises_the_first_failed_piece_in_offset_order(tmp_path: Path) -> None:
+    folder = tmp_path / "flaky"
+    folder.mkdir()
+    rules = failing_lowio("WRITE", 3, "STATUS_DISK_FULL", 1) + failing_lowio(
+        "WRITE", 3, "STATUS_ACCESS_DENIED", 1
+    )
+
+    async def write(daemon: Daemon) -> tuple[int | None, int]:
+        async with AsyncClient(daemon.runtime_dir, timeout=30.0, shared_memory=True) as c:
+            handle = await c.create(
+                r"\\flaky\data\f.bin",
+                access=Access.GENERIC_READ | Access.GENERIC_WRITE,
+                disposition=CreateDisposition.FILE_OVERWRITE_IF,
+            )
+            try:
+                try:
+                    await c.write_handle(handle.fobx, 0, DATA)
+                except OSError as exc:
+                    status = getattr(exc, "status", None)
+                else:
+                    status = None
+                return status, await c.write_handle(handle.fobx, 0, b"still usable")
+            finally:
+                await c.close_handle(handle.fobx)
+
+    with running_daemon(faulty_config(folder, rules)) as daemon:
+        status, again = asyncio.run(write(daemon))
+    assert status == S.STATUS_DISK_FULL
+    assert again == 12
