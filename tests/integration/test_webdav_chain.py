@@ -30,7 +30,8 @@ from rdbss.wire import (
     RxContext,
 )
 from rdbss.wire.constants import RxFlags
-from tests.conformance.backend_webdav import write_password_file
+from tests.conformance.backend_webdav import webdav_config, write_password_file
+from tests.daemon import running_daemon
 from tests.servers.fixtures import WebDavServer, require_or_skip
 
 S = NtStatus
@@ -214,3 +215,31 @@ def test_creating_dispositions_are_not_taken_and_answer_as_alone(dav: Dav) -> No
         ),
     )
     assert dav.minirdr.create_with_related(create, [_read(dav), _close(dav)], [None, None]) is None
+
+
+def test_read_bytes_through_the_daemon_after_a_stat_is_one_get(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A real daemon, a server logging each request: ``Client.read_bytes`` of a file stat'ed
+    before sends the server one GET and no PROPFIND; a file not seen before costs both."""
+    require_or_skip(WebDavServer.missing_binaries(), "wsgidav")
+    base = tmp_path_factory.mktemp("webdav-chain-daemon")
+    with WebDavServer(base / "dav", request_log=True) as server:
+        server.root_dir.joinpath("small").mkdir()
+        password_file = write_password_file(base / "pw", server.password)
+        seen, cold = os.urandom(4096), os.urandom(3000)
+        server.root_dir.joinpath("small", "seen.bin").write_bytes(seen)
+        server.root_dir.joinpath("small", "cold.bin").write_bytes(cold)
+        with (
+            running_daemon(extra_config=webdav_config(server, password_file)) as daemon,
+            daemon.client(timeout=10.0) as client,
+        ):
+            assert client.stat(r"\\davtest\small\seen.bin").size == len(seen)
+            assert client.read_bytes(r"\\davtest\small\seen.bin") == seen
+            assert client.read_bytes(r"\\davtest\small\cold.bin") == cold
+
+        def count(method: str, name: str) -> int:
+            return len(server.requests(method, f"/small/{name}"))
+
+        assert (count("PROPFIND", "seen.bin"), count("GET", "seen.bin")) == (1, 1)  # the stat's
+        assert (count("PROPFIND", "cold.bin"), count("GET", "cold.bin")) == (1, 1)
