@@ -217,6 +217,18 @@ def test_creating_dispositions_are_not_taken_and_answer_as_alone(dav: Dav) -> No
     assert dav.minirdr.create_with_related(create, [_read(dav), _close(dav)], [None, None]) is None
 
 
+def test_a_server_whose_gets_carry_no_etag_gets_no_chained_get(dav: Dav) -> None:
+    (dav.folder / "untagged.bin").write_bytes(b"plain")
+    server = dav.minirdr._server(SERVER)
+    server.tagged_gets = False  # as after a GET without a strong ETag
+    try:
+        answers = _both(dav, "untagged.bin", _read(dav), _close(dav))
+        assert dav.requests == ["PROPFIND", "GET"]
+        assert answers[1][3] == b"plain"
+    finally:
+        server.tagged_gets = True
+
+
 def test_read_bytes_through_the_daemon_after_a_stat_is_one_get(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:

@@ -7,13 +7,15 @@ furthest read) goes first, and its answer stands for the lookup when it says eve
 PROPFIND would:
 
 - 404: nothing is at the name (the lookup's None; the base's checks answer as alone).
-- 206 with a whole Content-Range (``bytes 0-L/size``): a file. Its ETag, size and
-  Last-Modified match the entry the server's last PROPFIND answer gave for that path
-  (``Session.seen``): that entry is the lookup's answer (a GET carries no creationdate, the
-  entry does). Otherwise the PROPFIND is sent after all, and the GET's bytes answer the reads
-  only if it describes the same version (same ETag and size).
-- anything else (a collection, a server that ignores Range, an empty file's 416, an error):
-  the GET is dropped and the chain runs as alone.
+- 206 with a whole Content-Range (``bytes 0-L/size``), or a 200 with all of a short body:
+  maybe a file. When its strong ETag, size and Last-Modified match the entry the server's
+  last PROPFIND answer gave for that path (``Session.seen``), that entry is the lookup's
+  answer (a GET carries no creationdate, the entry does). Otherwise the PROPFIND is sent
+  after all, and the GET's bytes answer the reads only if it describes the same version
+  (a file of the same ETag and size).
+- anything else (a collection, a long body from a server that ignores Range, an error, an
+  answer without a strong ETag): the GET is dropped and the chain runs as alone; after a GET
+  without a strong ETag, the server's chains are no longer sent this way.
 
 The create's checks, the reads' checks and their statuses are the base's, unchanged: only
 where the lookup's entry and the reads' bytes come from differs.
@@ -91,8 +93,8 @@ def fetch(server: Session, share: DavShare, rel: str, window: int) -> Fetched | 
     """The GET of the first ``window`` bytes of ``rel``, as the module docstring says; None
     when its answer stands for nothing."""
     parts = rel.split("\\") if rel else []
-    if not parts:
-        return None  # the share root: a collection
+    if not parts or not server.tagged_gets:
+        return None  # the share root (a collection), or a server whose GETs carry no ETag
     url = server.url(share.name, parts, collection=False)
     what = f"cannot read {show(rel)}"
     try:
@@ -106,16 +108,18 @@ def fetch(server: Session, share: DavShare, rel: str, window: int) -> Fetched | 
         if got is None:
             return Fetched(share, rel, None, None) if r.status_code == 404 else None
         size, body = got
+        if strong_etag(etag) is None:
+            server.tagged_gets = False
+            return None
         seen = server.seen(normalize_path(url.path))
         if seen is not None and still_current(seen, etag, size, modified):
             return Fetched(share, rel, seen, body)
         entry = server.stat(share.name, parts, rel)
     except NtStatusError:
         return None  # the lookup meets the same failure and answers it
-    if entry is None or entry.is_dir or entry.size != size:
-        return Fetched(share, rel, entry, None)
-    tag = strong_etag(etag)
-    return Fetched(share, rel, entry, body if tag and strong_etag(entry.etag) == tag else None)
+    same = entry is not None and not entry.is_dir and entry.size == size
+    same = same and entry is not None and strong_etag(entry.etag) == strong_etag(etag)
+    return Fetched(share, rel, entry, body if same else None)
 
 
 def _body(r: httpx.Response, window: int, what: str) -> tuple[int, bytes] | None:

@@ -50,6 +50,9 @@ class Session:
         self.base_raw = config.url.raw_path.decode("ascii")
         self.dead: tuple[int, str] | None = None  # (status, why) once the connection failed
         self.chunked_put = True  # False once the server refused a chunked PUT body
+        #: False once a GET answered without a strong ETag: then nothing ties a GET to the
+        #: version a PROPFIND describes, and chains of reads are not sent as one GET (chain.py)
+        self.tagged_gets = True
         #: the opens holding a streaming GET (keyed by id(open)), least recently used first
         self.streams: OrderedDict[int, Streaming] = OrderedDict()
         self.streams_lock = threading.RLock()
