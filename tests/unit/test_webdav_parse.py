@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from rdbss.minirdrs.local import file_info as local_file_info
+from rdbss.minirdrs.webdav.chain import MAX_CHAIN_READ, read_window
 from rdbss.minirdrs.webdav.config import ServerConfig
 from rdbss.minirdrs.webdav.errors import http_status
 from rdbss.minirdrs.webdav.minirdr import WebDavMiniRdr
@@ -25,8 +26,22 @@ from rdbss.minirdrs.webdav.props import (
     parse_multistatus,
     resource_path,
     split_listing,
+    still_current,
+    strong_etag,
 )
-from rdbss.wire import FileAttributes, NtStatus, NtStatusError
+from rdbss.wire import (
+    CreateDisposition,
+    CreateOptions,
+    CreateParameters,
+    FileAttributes,
+    LowIoOp,
+    LowIoParameters,
+    NtStatus,
+    NtStatusError,
+    Routine,
+    RxContext,
+)
+from rdbss.wire.constants import RxFlags
 
 S = NtStatus
 
@@ -256,3 +271,56 @@ def test_servers_and_credentials_are_read_late(
 def test_server_config_repr_hides_the_password() -> None:
     config = ServerConfig("s", WebDavMiniRdr("w", _server())._configs["dav"].url, password="pw!")
     assert "pw!" not in repr(config)
+
+
+def test_strong_etags_compare_without_their_quotes_and_weak_ones_not_at_all() -> None:
+    assert strong_etag('"a-1-5"') == strong_etag("a-1-5") == "a-1-5"
+    assert strong_etag(' "x" ') == "x"
+    for unusable in (None, "", "  ", 'W/"a-1-5"', '""'):
+        assert strong_etag(unusable) is None
+
+
+def test_an_entry_seen_is_current_only_for_the_same_etag_size_and_date() -> None:
+    seen = DavEntry("/s/f", False, 5, 1_000_000_000, 7, "a-1-5")
+    assert still_current(seen, '"a-1-5"', 5, 1_000_000_000)
+    assert not still_current(seen, '"a-2-5"', 5, 1_000_000_000)  # another version
+    assert not still_current(seen, '"a-1-5"', 6, 1_000_000_000)
+    assert not still_current(seen, '"a-1-5"', 5, 2_000_000_000)
+    assert not still_current(seen, None, 5, 1_000_000_000)  # nothing to compare
+    assert not still_current(seen, 'W/"a-1-5"', 5, 1_000_000_000)
+    folder = DavEntry("/s/f", True, 5, 1_000_000_000, 7, "a-1-5")
+    assert not still_current(folder, '"a-1-5"', 5, 1_000_000_000)
+    no_tag = DavEntry("/s/f", False, 5, 1_000_000_000, 7, None)
+    assert not still_current(no_tag, '""', 5, 1_000_000_000)
+
+
+def test_only_a_read_of_an_existing_files_start_goes_as_one_get() -> None:
+    related = int(RxFlags.RELATED)
+
+    def create(disposition: int = 1, options: int = 0) -> RxContext:
+        params = CreateParameters(disposition=disposition, create_options=options)
+        return RxContext(0, 0, routine=Routine.MRxCreate, create=params)
+
+    def read(offset: int, length: int) -> RxContext:
+        io = LowIoParameters(operation=LowIoOp.READ, offset=offset, length=length)
+        return RxContext(0, 0, routine=Routine.MRxLowIOSubmit, lowio=io, flags=related)
+
+    def write() -> RxContext:
+        io = LowIoParameters(operation=LowIoOp.WRITE, offset=0, length=1)
+        return RxContext(0, 0, routine=Routine.MRxLowIOSubmit, lowio=io, flags=related)
+
+    close = RxContext(0, 0, routine=Routine.MRxCloseSrvOpen, flags=related)
+    reads = [read(100, 50), read(0, 10), close]
+    assert read_window(create(), reads, [None] * 3) == 150
+    assert read_window(create(CreateDisposition.FILE_OPEN_IF), reads, [None] * 3) == 150
+    for refused in (
+        create(CreateDisposition.FILE_CREATE),
+        create(CreateDisposition.FILE_OVERWRITE_IF),
+        create(options=CreateOptions.FILE_DIRECTORY_FILE),
+        create(options=CreateOptions.FILE_DELETE_ON_CLOSE),
+    ):
+        assert read_window(refused, reads, [None] * 3) == 0
+    assert read_window(create(), [close], [None]) == 0  # nothing to read
+    assert read_window(create(), [write(), close], [1, None]) == 0
+    assert read_window(create(), [read(0, 10)], [None]) == 0  # no close
+    assert read_window(create(), [read(0, MAX_CHAIN_READ + 1), close], [None] * 2) == 0

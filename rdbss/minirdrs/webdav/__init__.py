@@ -52,7 +52,10 @@ page would not); the handle's own writes always go to the staging file, which re
 
 Round trips: a stat (MRxQueryOpen) and an open of an existing name are one PROPFIND Depth 0;
 creating a file adds its PUT and a PROPFIND of what the server made (and, below the top level,
-one of the parent folder to tell OBJECT_PATH_NOT_FOUND).
+one of the parent folder to tell OBJECT_PATH_NOT_FOUND). A compound's create of an existing
+file with related READs from its start and its close (``Client.read_bytes``, fsspec ``cat``) is
+one ranged GET when a PROPFIND answered the file's properties before and the GET's ETag, size
+and Last-Modified show they still hold (``chain``); otherwise the PROPFIND follows it.
 
 Not supported honestly: setting times (FileBasicInformation with a time answers
 STATUS_NOT_SUPPORTED; WebDAV's getlastmodified is protected) and the read-only attribute
@@ -76,6 +79,7 @@ Modules: ``config`` (the configuration), ``connect`` (SrvCall set-up), ``session
 a server), ``props`` (PROPFIND bodies and answers, pure), ``errors`` (HTTP -> NTSTATUS),
 ``handle`` (an open's state), ``stream`` and ``staging`` (what an open holds: its streaming GET,
 its staging file and streamed upload), ``reads`` (ranged and streaming GETs of an open),
+``chain`` (a small file's create, reads and close in one GET),
 ``spool`` (an open's writes, truncates and uploads through its staging file), ``minirdr`` (the
 routines, ``WebDavMiniRdr``).
 """

@@ -21,14 +21,15 @@ from dataclasses import replace
 from typing import Any, ClassVar
 
 from rdbss.minirdrs.base import FILE_INFO_CLASSES, QuietConnections, Result, lowio_of
-from rdbss.minirdrs.common.args import show
+from rdbss.minirdrs.common.args import components, show
 from rdbss.minirdrs.common.fileinfo import StatLike
 from rdbss.minirdrs.common.notify import Entry, Lister
 from rdbss.minirdrs.common.setup import AUTHENTICATE, SHARE_CHECK, SetupDeadline
 from rdbss.minirdrs.common.shares import check_share_name
 from rdbss.minirdrs.polled import PolledNotifyMiniRdr
 from rdbss.minirdrs.posix import OpenRequest, Volume, current_request
-from rdbss.minirdrs.webdav import reads, spool
+from rdbss.minirdrs.primitives import ChainItem
+from rdbss.minirdrs.webdav import chain, reads, spool
 from rdbss.minirdrs.webdav.config import NOTIFY_INTERVAL_S, WebDavConfig
 from rdbss.minirdrs.webdav.connect import connect, probe
 from rdbss.minirdrs.webdav.errors import error, fail
@@ -37,6 +38,7 @@ from rdbss.minirdrs.webdav.props import QUOTA_BODY, DavEntry
 from rdbss.minirdrs.webdav.session import Session
 from rdbss.minirdrs.webdav.staging import StagingFolder
 from rdbss.model.buffering import BUFFERING_STATE_MASK, HANDLE_BITS
+from rdbss.model.compound import ChainKind
 from rdbss.wire.constants import FileAttributes, LowIoOp
 from rdbss.wire.rxcontext import RxContext
 from rdbss.wire.status import NtStatus, NtStatusError
@@ -224,7 +226,11 @@ class WebDavMiniRdr(QuietConnections, PolledNotifyMiniRdr[DavShare, Open]):
         return DavStat(entry, (str(server.config.url), share.name))
 
     def lookup(self, share: DavShare, rel: str, *, follow: bool = True) -> StatLike | None:
-        """One PROPFIND, Depth 0; STATUS_BAD_NETWORK_NAME when the share itself is gone."""
+        """One PROPFIND, Depth 0; STATUS_BAD_NETWORK_NAME when the share itself is gone. In a
+        chain whose GET went first (chain.py): that GET's answer."""
+        got = chain.fetched.get()
+        if got is not None and got.share is share and got.rel == rel:
+            return None if got.entry is None else self._stat(share, self._session(share), got.entry)
         server = self._session(share)
         entry = server.stat(share.name, _parts(rel), rel)
         if entry is None:
@@ -309,6 +315,50 @@ class WebDavMiniRdr(QuietConnections, PolledNotifyMiniRdr[DavShare, Open]):
         op.fobx = ctx.fobx if ctx is not None else None
         self._adopt_orphan(op)
         return op, None
+
+    # --- chains: a small file's create, reads and close in one GET (chain.py) ---------------
+    def chain_limits(self, create: RxContext) -> tuple[int, int] | None:
+        return chain.MAX_CHAIN_READ, 0  # writes stay one by one (staged, uploaded at close)
+
+    def create_with_related(
+        self,
+        create: RxContext,
+        related: list[RxContext],
+        payloads: list[memoryview | None],
+    ) -> list[Result | Exception] | None:
+        """A read of an existing file's start (chain.py ``read_window``): its GET first, then
+        the base's chain with that GET's answer for the lookup and the reads. None (one by
+        one) for any other chain."""
+        window = chain.read_window(
+            create, related, [None if p is None else len(p) for p in payloads]
+        )
+        if not window:
+            return None
+        try:
+            share = self.share_of(create)
+            rel = "\\".join(components(create.path or ""))
+            server = self._session(share)
+        except NtStatusError:
+            return None  # the create alone answers it
+        token = chain.fetched.set(chain.fetch(server, share, rel, window))
+        try:
+            return super().create_with_related(create, related, payloads)
+        finally:
+            chain.fetched.reset(token)
+
+    def run_chain(self, create: RxContext, op: Open, items: list[ChainItem]) -> list[object]:
+        """The READs from the GET's bytes when it brought this file's; the rest as alone."""
+        got = chain.fetched.get()
+        head = got.head if got is not None and got.share is op.share else None
+        if head is None or got is None or got.rel != op.path or op.stage is not None:
+            return super().run_chain(create, op, items)
+        answers: list[object] = []
+        for item in items:
+            if item.kind is ChainKind.READ and item.offset is not None:
+                answers.append(head[item.offset : item.offset + item.length])
+            else:
+                answers.extend(super().run_chain(create, op, [item]))
+        return answers
 
     def fstat(self, op: Open) -> StatLike:
         return op.stat()

@@ -153,6 +153,34 @@ def parse_content_range(value: str | None) -> tuple[int, int, int | None] | None
     return first, last, total
 
 
+def strong_etag(text: str | None) -> str | None:
+    """The opaque tag of a strong ETag, quotes taken off (servers quote it in a GET's header
+    and some leave the quotes out of getetag); None for a weak or missing one."""
+    if text is None:
+        return None
+    value = text.strip()
+    if not value or value.startswith("W/"):
+        return None
+    return value.strip('"') or None
+
+
+def still_current(
+    entry: DavEntry, etag: str | None, size: int | None, last_modified_ns: int | None
+) -> bool:
+    """Whether ``entry`` (a file's properties from an earlier PROPFIND) still describes the
+    file a GET just answered for: the same strong ETag, size and Last-Modified. A strong ETag
+    names one version of the resource (RFC 9110, 8.8.3), so the properties a GET does not
+    carry (creationdate) are that version's; without one nothing is known."""
+    tag = strong_etag(etag)
+    return (
+        not entry.is_dir
+        and tag is not None
+        and strong_etag(entry.etag) == tag
+        and entry.size == size
+        and entry.last_modified_ns == last_modified_ns
+    )
+
+
 # --- multistatus -------------------------------------------------------------------------------
 def _int_or_none(text: str | None) -> int | None:
     if text is None or not text.strip():

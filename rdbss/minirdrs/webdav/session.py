@@ -29,6 +29,9 @@ from rdbss.wire.status import NtStatus
 S = NtStatus
 log = logging.getLogger("rdbss.minirdr.webdav")
 
+#: File entries a Session keeps from its PROPFIND answers (``seen``), least recently used out.
+SEEN_ENTRIES = 4096
+
 
 class Streaming(Protocol):
     """An open holding a streaming GET (see reads.py)."""
@@ -47,9 +50,16 @@ class Session:
         self.base_raw = config.url.raw_path.decode("ascii")
         self.dead: tuple[int, str] | None = None  # (status, why) once the connection failed
         self.chunked_put = True  # False once the server refused a chunked PUT body
+        #: False once a GET answered without a strong ETag: then nothing ties a GET to the
+        #: version a PROPFIND describes, and chains of reads are not sent as one GET (chain.py)
+        self.tagged_gets = True
         #: the opens holding a streaming GET (keyed by id(open)), least recently used first
         self.streams: OrderedDict[int, Streaming] = OrderedDict()
         self.streams_lock = threading.RLock()
+        #: the files' entries last seen in PROPFIND answers, by decoded path: a GET whose
+        #: ETag, size and Last-Modified match one needs no PROPFIND (see chain.py)
+        self._seen: OrderedDict[str, DavEntry] = OrderedDict()
+        self._seen_lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -76,6 +86,22 @@ class Session:
         self.close_streams()
         with contextlib.suppress(Exception):
             self.client.close()
+
+    def _remember(self, entries: Iterable[DavEntry]) -> None:
+        with self._seen_lock:
+            for entry in entries:
+                if entry.is_dir:
+                    continue
+                self._seen[entry.path] = entry
+                self._seen.move_to_end(entry.path)
+            while len(self._seen) > SEEN_ENTRIES:
+                self._seen.popitem(last=False)
+
+    def seen(self, path: str) -> DavEntry | None:
+        """The file entry last seen at the decoded path ``path``, if any (maybe stale: check
+        it with props.still_current)."""
+        with self._seen_lock:
+            return self._seen.get(path)
 
     # --- requests ---------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -150,6 +176,7 @@ class Session:
         own = normalize_path(url.path)
         for entry in entries:
             if entry.path == own:
+                self._remember([entry])
                 return entry
         if len(entries) == 1:  # a server that answers with another spelling of the same path
             return entries[0]
@@ -167,4 +194,5 @@ class Session:
         if entries is None:
             raise error(gone, f"{show(rel)} is gone")
         _own, children = split_listing(entries, url.path)
+        self._remember(children.values())
         return children
