@@ -316,7 +316,13 @@ class Sending:
 
     def send_batch(self, peer_name: str, batch: list[tuple[RxContext, Payload]]) -> None:
         """Held-back requests to one mini-redirector: one message, a Compound when several."""
-        for part in split_batch(batch, DEFAULT_LIMITS.max_compound_items, _related):
+        for part in split_batch(
+            batch,
+            DEFAULT_LIMITS.max_compound_items,
+            _related,
+            _payload_bytes,
+            DEFAULT_LIMITS.max_compound_payload_bytes,
+        ):
             if not part:
                 continue
             if len(part) == 1:
@@ -358,3 +364,8 @@ def _ignore(done: RxCompletion, payload: Payload) -> None:
 
 def _related(item: tuple[RxContext, Payload]) -> bool:
     return bool(item[0].flags & RELATED)
+
+
+def _payload_bytes(item: tuple[RxContext, Payload]) -> int:
+    payload = item[1]
+    return 0 if payload is None else memoryview(payload).nbytes

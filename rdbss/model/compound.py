@@ -47,19 +47,39 @@ def stat_pair(items: Sequence[RxContext], index: int) -> bool:
     return True
 
 
-def split_batch(batch: list[T], limit: int, related: Callable[[T], bool]) -> Iterator[list[T]]:
-    """Parts of at most ``limit`` requests, cut before an item that is not ``related`` where
-    possible (a related item must travel with its create)."""
+def split_batch(
+    batch: list[T],
+    limit: int,
+    related: Callable[[T], bool],
+    weight: Callable[[T], int] | None = None,
+    max_weight: int = 0,
+) -> Iterator[list[T]]:
+    """Parts of at most ``limit`` requests and, with ``weight``, at most ``max_weight`` of it
+    together (a compound's payloads must fit its receiver's limit: one larger is refused and
+    its requests would wait out their deadlines; an item heavier alone is a part alone), cut
+    before an item that is not ``related`` where possible (a related item must travel with its
+    create)."""
+    if not batch:
+        yield batch
+        return
     start = 0
-    while len(batch) - start > limit:
-        cut = start + limit
-        while cut > start + 1 and related(batch[cut]):
-            cut -= 1
-        if cut == start + 1 and related(batch[cut]):
-            cut = start + limit  # one chain longer than a whole part: no clean cut exists
-        yield batch[start:cut]
-        start = cut
-    yield batch[start:]
+    while start < len(batch):
+        end = start + 1
+        total = weight(batch[start]) if weight is not None else 0
+        while end < len(batch) and end - start < limit:
+            more = weight(batch[end]) if weight is not None else 0
+            if weight is not None and total + more > max_weight:
+                break
+            total += more
+            end += 1
+        if end < len(batch):
+            cut = end
+            while cut > start + 1 and related(batch[cut]):
+                cut -= 1
+            if cut > start + 1 or not related(batch[cut]):
+                end = cut  # else one chain longer than a whole part: no clean cut exists
+        yield batch[start:end]
+        start = end
 
 
 class ChainKind(enum.Enum):

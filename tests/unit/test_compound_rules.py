@@ -70,6 +70,24 @@ def test_a_chain_longer_than_a_part_is_cut_at_the_limit() -> None:
     assert parts([False, True, True, True, True], 2) == [[0, 1], [2, 3], [4]]
 
 
+def test_payloads_over_the_compound_limit_are_cut_apart() -> None:
+    """Two writes whose payloads together exceed the limit go in two messages; an item
+    heavier than the limit alone still goes (alone); a chain is kept whole where it can be."""
+    sizes = {0: 64, 1: 1, 2: 0, 3: 30, 4: 30, 5: 10}
+    related = {3: False, 4: True, 5: True}
+    batch = list(range(6))
+
+    def cut(limit_bytes: int) -> list[list[int]]:
+        return list(
+            split_batch(batch, 128, lambda i: related.get(i, False), sizes.__getitem__, limit_bytes)
+        )
+
+    assert cut(64) == [[0], [1, 2], [3, 4], [5]]  # 3+4+5 = 70: the chain cannot stay whole
+    assert cut(70) == [[0, 1, 2], [3, 4, 5]]
+    assert cut(40) == [[0], [1, 2], [3], [4, 5]]  # cut before the chain, which still won't fit
+    assert cut(1000) == [batch]
+
+
 def routine(name: Routine, **fields: Any) -> RxContext:
     return RxContext(0, 0, routine=name, flags=REL, **fields)
 

@@ -1006,3 +1006,33 @@ def test_a_restarted_core_answers_at_once_for_a_minirdr_it_saw_go_down() -> None
     core.peer_down("local", S.STATUS_CONNECTION_DISCONNECTED, "killed")
     create(core)
     assert [done.status for _, done, _ in out.client] == [S.STATUS_CONNECTION_DISCONNECTED]
+
+
+def test_requests_drained_together_go_apart_when_their_payloads_exceed_a_compound() -> None:
+    """Requests drained together leave as one compound, but one whose payloads together
+    exceed the compound limit would be refused by the mini-redirector (and its requests wait
+    out their deadlines): the core cuts the batch so that every message fits."""
+    from rdbss.wire import DEFAULT_LIMITS, Compound
+
+    out = Recorder()
+    core = RdbssCore(out, Clock(), CoreSettings(provider_order=["local"]))
+    core.on_peer(CONNMGR, Register(CONNMGR, "connmgr", [], [], [], role="connmgr"), None)
+    routines = [Routine.MRxCreate, Routine.MRxLowIOSubmit, Routine.MRxCloseSrvOpen]
+    writer = Register("local", "local", routines, [LowIoOp.READ, LowIoOp.WRITE], ["local"])
+    core.on_peer("local", writer, None)
+    out.peer.clear()
+    fobx = open_handle(core, out)
+    big, small = bytes(DEFAULT_LIMITS.max_payload_bytes), bytes(1 << 20)
+    with core.batch():
+        for request_id, data in ((61, big), (62, small), (63, small)):
+            lowio = LowIoParameters(operation=LowIoOp.WRITE, offset=0, length=len(data))
+            core.on_client(
+                CLIENT_A, RxContext(request_id, IrpMj.WRITE, fobx=fobx, lowio=lowio), data
+            )
+    sent = [m for n, m, _ in out.peer if n == "local"]
+    assert len(sent) == 2  # the big write alone, the two small ones together
+    assert isinstance(sent[1], Compound) and len(sent[1].items) == 2
+    for message in sent:
+        if isinstance(message, Compound):
+            total = sum(memoryview(p).nbytes for p in message.payloads)
+            assert total <= DEFAULT_LIMITS.max_compound_payload_bytes
