@@ -83,6 +83,7 @@ def _run(
     path: str,
     options: int,
     access: int = Access.FILE_READ_ATTRIBUTES,
+    disposition: int = CreateDisposition.FILE_OPEN,
 ) -> RxCompletion:
     ctx = RxContext(
         1,
@@ -91,7 +92,9 @@ def _run(
         srv_call=SERVER,
         net_root=SHARE,
         path=path,
-        create=CreateParameters(desired_access=access, create_options=options),
+        create=CreateParameters(
+            desired_access=access, create_options=options, disposition=disposition
+        ),
     )
     return _execute(minirdr, ctx)
 
@@ -180,23 +183,69 @@ class _Requests:
 
 
 @pytest.mark.parametrize(
-    ("path", "kinds"),
+    ("path", "kinds", "status"),
     [
-        ("f.txt", [FXP_LSTAT]),  # a name in the share's folder: one LSTAT
-        ("missing", [FXP_LSTAT]),
-        ("", [FXP_STAT]),  # the share's folder itself
-        ("d", [FXP_LSTAT]),
-        (r"d\g.txt", [FXP_REALPATH, FXP_STAT, FXP_LSTAT]),  # the parent resolved alongside
-        (r"missing\f.txt", [FXP_REALPATH, FXP_STAT, FXP_LSTAT]),
+        ("f.txt", [FXP_LSTAT], S.STATUS_SUCCESS),  # a name in the share's folder: one LSTAT
+        ("missing", [FXP_LSTAT], S.STATUS_OBJECT_NAME_NOT_FOUND),
+        ("", [FXP_STAT], S.STATUS_SUCCESS),  # the share's folder itself
+        ("d", [FXP_LSTAT], S.STATUS_SUCCESS),
+        # in a sub-folder: the parent resolved alongside; the LSTAT says the parent is a folder
+        (r"d\g.txt", [FXP_REALPATH, FXP_LSTAT], S.STATUS_SUCCESS),
     ],
 )
-def test_a_query_open_is_one_round_trip(sftp: SftpMiniRdr, path: str, kinds: list[int]) -> None:
+def test_a_query_open_is_one_round_trip(
+    sftp: SftpMiniRdr, path: str, kinds: list[int], status: int
+) -> None:
     with _Requests(sftp) as requests:
         answer = _run(sftp, Routine.MRxQueryOpen, path, 0)
-    assert answer.status in (S.STATUS_SUCCESS, S.STATUS_OBJECT_NAME_NOT_FOUND,
-                             S.STATUS_OBJECT_PATH_NOT_FOUND)  # fmt: skip
+    assert answer.status == status
     assert sorted(requests.kinds) == sorted(kinds)
     assert requests.round_trips == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        (r"missing\f.txt", S.STATUS_OBJECT_PATH_NOT_FOUND),
+        (r"d\missing.txt", S.STATUS_OBJECT_NAME_NOT_FOUND),
+        (r"f.txt\g.txt", S.STATUS_OBJECT_PATH_NOT_FOUND),  # the "parent" is a file
+    ],
+)
+def test_a_query_open_of_a_missing_name_asks_again_why(
+    sftp: SftpMiniRdr, path: str, status: int
+) -> None:
+    """Not found in a sub-folder: a second round trip with the parent's stat says which
+    status (the parent missing or not a folder, or the name missing)."""
+    with _Requests(sftp) as requests:
+        answer = _run(sftp, Routine.MRxQueryOpen, path, 0)
+    assert answer.status == status
+    assert sorted(requests.kinds) == sorted(
+        [FXP_REALPATH, FXP_LSTAT, FXP_REALPATH, FXP_STAT, FXP_LSTAT]
+    )
+    assert requests.round_trips == 2
+
+
+@pytest.mark.parametrize(
+    ("disposition", "path", "lookup"),
+    [
+        # an open of an existing file: the name is expected, its parent's stat is left out
+        (CreateDisposition.FILE_OPEN, r"d\g.txt", [FXP_REALPATH, FXP_LSTAT]),
+        # a create that may make the name: a missing name is no exception, all three at once
+        (CreateDisposition.FILE_CREATE, r"d\new.txt", [FXP_REALPATH, FXP_STAT, FXP_LSTAT]),
+        (CreateDisposition.FILE_OPEN_IF, r"d\g.txt", [FXP_REALPATH, FXP_STAT, FXP_LSTAT]),
+    ],
+)
+def test_a_create_looks_up_in_one_round_trip(
+    sftp: SftpMiniRdr, disposition: int, path: str, lookup: list[int]
+) -> None:
+    with _Requests(sftp) as requests:
+        access = Access.GENERIC_READ | Access.GENERIC_WRITE
+        answer = _run(sftp, Routine.MRxCreate, path, 0, access, disposition)
+    assert answer.status == S.STATUS_SUCCESS, answer.message
+    _close(sftp, answer.result["srv_open"])
+    if disposition == CreateDisposition.FILE_CREATE:
+        (Path(sftp.settings.servers[SERVER].shares[SHARE][1]) / path.replace("\\", "/")).unlink()
+    assert sorted(kind for kind, answered in requests.sent if answered == 0) == sorted(lookup)
 
 
 def test_the_sftp_minirdr_registers_query_open() -> None:

@@ -93,7 +93,7 @@ from rdbss.minirdrs.sftp.remote import (
 )
 from rdbss.minirdrs.sftp.session import CLOSE_WAIT_S, Sessions, Share
 from rdbss.model.pipelining import pipelines
-from rdbss.wire.constants import IrpMj, LowIoOp
+from rdbss.wire.constants import CreateDisposition, IrpMj, LowIoOp, Routine
 from rdbss.wire.rxcontext import RxContext
 from rdbss.wire.status import NtStatus, NtStatusError
 
@@ -108,6 +108,20 @@ NOTIFY_INTERVAL_S = 1.0
 
 #: set while the create of a chain runs (``create_with_related``): its open is made unsplit
 _chained: contextvars.ContextVar[bool] = contextvars.ContextVar("rdbss_sftp_chain", default=False)
+
+
+def _expects_existing(ctx: RxContext | None) -> bool:
+    """A request whose name is expected to exist (a stat, an open of an existing file), so its
+    lookup asks the server less (``alocate``'s ``expect``)."""
+    if ctx is None:
+        return False
+    if ctx.routine == Routine.MRxQueryOpen:
+        return True
+    return (
+        ctx.routine == Routine.MRxCreate
+        and ctx.create is not None
+        and ctx.create.disposition == CreateDisposition.FILE_OPEN
+    )
 
 
 class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
@@ -196,7 +210,10 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
     def lookup(self, share: Share, rel: str, *, follow: bool = True) -> SftpStat | None:
         """One round trip (``alocate``; a symbolic link followed: ``_follow``)."""
         parts = rel.split("\\") if rel else []
-        target = self._call(share, lambda: alocate(share, parts, rel), f"cannot open {show(rel)}")
+        expect = _expects_existing(current_request())
+        target = self._call(
+            share, lambda: alocate(share, parts, rel, expect=expect), f"cannot open {show(rel)}"
+        )
         if target.attrs is None:
             return None
         if follow and stat.S_ISLNK(mode_of(target.attrs)):
