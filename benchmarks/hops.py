@@ -15,7 +15,8 @@ Rows (each includes the ones above it):
 Then the same two SFTP stats again on a daemon whose processes time each hop (the
 ``hops_trace`` folder, loaded only here): the median of each segment, client send -> core ->
 mini-redirector host -> worker -> event loop -> server answer -> worker -> answer posted -> core
--> client.
+-> client (on the direct path, ``MiniRdr.start_direct``, the event loop takes the request from
+the host and posts the answer itself: no worker rows).
 
     python -m benchmarks hops [--count 2000]
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import statistics
 import tempfile
@@ -169,7 +171,7 @@ HOPS = [
     "loop starts the coroutine",
     "server answered",
     "worker resumes",
-    "worker posts the answer",
+    "answer posted",
     "host I/O thread forwards the answer",
     "core receives the answer",
     "core sends the answer",
@@ -177,36 +179,34 @@ HOPS = [
 ]
 
 
-def segments(folder: Path) -> list[list[tuple[str, float]]]:
+def segments(folder: Path) -> list[dict[str, float]]:
     """Each stat's segments (from one hop to the next, microseconds), from the events the
     processes wrote to ``folder``: a stat is what lies between "client sends" and "client
-    receives"; in it, each hop is the first event of its name after the previous hop."""
+    receives"; in it, each hop is the first event of its name after the previous hop found (a
+    hop a path does not pass, such as the worker on the direct path, is left out)."""
     events: list[tuple[int, str]] = []
     for path in folder.glob("ev-*.txt"):
         for line in path.read_text().splitlines():
             stamp, name = line.split(" ", 1)
             events.append((int(stamp), name))
     events.sort()
-    stats: list[list[tuple[str, float]]] = []
+    stats: list[dict[str, float]] = []
     start: int | None = None
     for index, (_, name) in enumerate(events):
         if name == HOPS[0]:
             start = index
         elif name == HOPS[-1] and start is not None:
-            window, stamps, at = events[start : index + 1], [], 0
+            window, found, at = events[start : index + 1], [], 0
             for hop in HOPS:
-                while at < len(window) and window[at][1] != hop:
-                    at += 1
-                if at == len(window):
-                    break
-                stamps.append(window[at][0])
-            if len(stamps) == len(HOPS):
-                stats.append(
-                    [
-                        (f"{a} -> {b}", (t1 - t0) / 1000)
-                        for a, b, t0, t1 in zip(HOPS, HOPS[1:], stamps, stamps[1:], strict=False)
-                    ]
-                )
+                seek = at
+                while seek < len(window) and window[seek][1] != hop:
+                    seek += 1
+                if seek < len(window):
+                    found.append((hop, window[seek][0]))
+                    at = seek
+            stats.append(
+                {f"{a} -> {b}": (t1 - t0) / 1000 for (a, t0), (b, t1) in itertools.pairwise(found)}
+            )
             start = None
     return stats
 
@@ -227,6 +227,11 @@ def traced(srv: SshServer, root: Path, paths: list[str], count: int) -> list[lis
                 trace.install(out)
                 with daemon.client(timeout=30.0) as client:
                     for path in paths:
+                        for _ in range(min(100, count)):  # connected, share resolved
+                            client.stat(path)
+                        time.sleep(1.0)
+                        for f in Path(out).glob("ev-*.txt"):
+                            f.unlink()
                         for _ in range(count):
                             client.stat(path)
                         time.sleep(1.0)  # every process writes its events
@@ -234,10 +239,11 @@ def traced(srv: SshServer, root: Path, paths: list[str], count: int) -> list[lis
                         for f in Path(out).glob("ev-*.txt"):
                             f.unlink()
                         rows = [f"{'segment (' + path + ')':<72} {'p50 us':>8}"]
-                        for i, (name, _) in enumerate(stats[0]):
-                            us = statistics.median(stat[i][1] for stat in stats)
+                        names = list(dict.fromkeys(name for stat in stats for name in stat))
+                        for name in names:
+                            us = statistics.median(stat[name] for stat in stats if name in stat)
                             rows.append(f"{name:<72} {us:>8.0f}")
-                        total = statistics.median(sum(us for _, us in stat) for stat in stats)
+                        total = statistics.median(sum(stat.values()) for stat in stats)
                         rows.append(f"{'total':<72} {total:>8.0f}")
                         tables.append(rows)
         finally:

@@ -26,6 +26,7 @@ def install(out: str) -> None:
     from rdbss import client
     from rdbss.actors import core_server, minirdr_host, peer
     from rdbss.minirdrs.sftp import loop
+    from rdbss.minirdrs.sftp import minirdr as sftp_minirdr
 
     events: list[tuple[int, str]] = []
     now = time.perf_counter_ns
@@ -61,7 +62,7 @@ def install(out: str) -> None:
     wrap(minirdr_host.MiniRdrHost, "on_message", "host I/O thread receives")
     wrap(minirdr_host.ConnectionWorker, "on_receive", "worker starts")
     wrap(loop.LoopThread, "run", None, "worker resumes")
-    wrap(peer.PeerBridge, "post", "worker posts the answer")
+    wrap(peer.PeerBridge, "post", "answer posted")
     wrap(core_server.CoreServer, "_on_bus_frames", "core receives the answer")
     wrap(core_server.CoreServer, "to_client", "core sends the answer")
     wrap(client.Client, "stat", "client sends", "client receives")
@@ -71,14 +72,20 @@ def install(out: str) -> None:
     def traced_submit(self: loop.LoopThread, factory: Callable[[], Any]) -> Any:
         async def timed() -> Any:
             record("loop starts the coroutine")
-            try:
-                return await factory()
-            finally:
-                record("server answered")
+            return await factory()
 
         return submit(self, timed)
 
     loop.LoopThread.submit = traced_submit  # type: ignore[method-assign]
+    locate = sftp_minirdr.alocate
+
+    async def traced_locate(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await locate(*args, **kwargs)
+        finally:
+            record("server answered")
+
+    sftp_minirdr.alocate = traced_locate
     send_frames = peer.send_frames
 
     def traced_send(sock: Any, frames: Any, *args: Any, **kwargs: Any) -> Any:

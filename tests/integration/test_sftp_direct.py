@@ -7,6 +7,7 @@ links are refused as names and passed through as parents that stay in the share.
 from __future__ import annotations
 
 import os
+import queue
 import socket
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -15,11 +16,13 @@ from typing import Any
 import pytest
 from asyncssh.sftp import FXP_CLOSE, FXP_LSTAT, FXP_READ, FXP_REALPATH, FXP_STAT, FXP_WRITE
 
-from rdbss.actors.minirdr_host import execute, execute_compound
+from rdbss.actors.minirdr_host import MiniRdrHost, completion, execute, execute_compound, failure
+from rdbss.minirdrs.base import Result
 from rdbss.minirdrs.primitives import ChainItem
 from rdbss.minirdrs.sftp.minirdr import SftpMiniRdr
 from rdbss.model.compound import ChainKind
 from rdbss.testing.backend import minirdr_options
+from rdbss.testing.bridge import RecordingBridge
 from rdbss.wire import (
     Access,
     Compound,
@@ -85,18 +88,28 @@ def _run(
     access: int = Access.FILE_READ_ATTRIBUTES,
     disposition: int = CreateDisposition.FILE_OPEN,
 ) -> RxCompletion:
-    ctx = RxContext(
+    return _execute(minirdr, _create_ctx(routine, path, options, access, disposition))
+
+
+def _create_ctx(
+    routine: Routine,
+    path: str,
+    options: int = 0,
+    access: int = Access.FILE_READ_ATTRIBUTES,
+    disposition: int = CreateDisposition.FILE_OPEN,
+    srv_call: str = SERVER,
+) -> RxContext:
+    return RxContext(
         1,
         IrpMj.CREATE,
         routine=routine,
-        srv_call=SERVER,
+        srv_call=srv_call,
         net_root=SHARE,
         path=path,
         create=CreateParameters(
             desired_access=access, create_options=options, disposition=disposition
         ),
     )
-    return _execute(minirdr, ctx)
 
 
 def _close(minirdr: SftpMiniRdr, srv_open: int) -> None:
@@ -246,6 +259,50 @@ def test_a_create_looks_up_in_one_round_trip(
     if disposition == CreateDisposition.FILE_CREATE:
         (Path(sftp.settings.servers[SERVER].shares[SHARE][1]) / path.replace("\\", "/")).unlink()
     assert sorted(kind for kind, answered in requests.sent if answered == 0) == sorted(lookup)
+
+
+def _direct(minirdr: SftpMiniRdr, ctx: RxContext) -> Result | Exception | str | None:
+    """What the direct path answers for ``ctx`` ("not taken" when it does not take it)."""
+    answers: queue.Queue[Result | Exception | None] = queue.Queue()
+    if not minirdr.start_direct(ctx, answers.put):
+        return "not taken"
+    return answers.get(timeout=10)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["f.txt", "missing", "", "d", r"d\g.txt", r"missing\f.txt", r"f.txt\g.txt",
+     rf"out\{SHARE}", "fifo", "sock"],
+)  # fmt: skip
+def test_a_stat_on_the_direct_path_answers_as_on_the_worker(sftp: SftpMiniRdr, path: str) -> None:
+    on_worker = _run(sftp, Routine.MRxQueryOpen, path, 0)
+    ctx = _create_ctx(Routine.MRxQueryOpen, path)
+    outcome = _direct(sftp, ctx)
+    assert isinstance(outcome, Result | Exception), outcome
+    direct = failure(ctx, outcome) if isinstance(outcome, Exception) else completion(ctx, outcome)
+    assert (direct.status, direct.information, direct.result) == (
+        on_worker.status,
+        on_worker.information,
+        on_worker.result,
+    )
+
+
+def test_a_symbolic_link_on_the_direct_path_goes_back_to_the_worker(sftp: SftpMiniRdr) -> None:
+    assert _direct(sftp, _create_ctx(Routine.MRxQueryOpen, "link")) is None
+    assert _direct(sftp, _create_ctx(Routine.MRxQueryOpen, "dangling")) is None
+
+
+@pytest.mark.parametrize(
+    "ctx",
+    [
+        _create_ctx(Routine.MRxCreate, "f.txt"),  # only a stat
+        _create_ctx(Routine.MRxQueryOpen, "f.txt", srv_call="elsewhere"),  # no such connection
+    ],
+)
+def test_the_direct_path_takes_only_a_stat_on_a_connection_that_is_up(
+    sftp: SftpMiniRdr, ctx: RxContext
+) -> None:
+    assert _direct(sftp, ctx) == "not taken"
 
 
 def test_the_sftp_minirdr_registers_query_open() -> None:
@@ -573,3 +630,35 @@ def test_a_chained_close_reports_an_earlier_write_failure(sftp: SftpMiniRdr) -> 
     (answer,) = sftp.run_chain(_item(Routine.MRxCreate), op, [ChainItem(ChainKind.CLOSE)])
     assert isinstance(answer, NtStatusError) and answer.status == S.STATUS_DISK_FULL
     sftp._opens.pop(opened.result["srv_open"])
+
+
+def test_a_stat_behind_a_request_on_the_worker_waits_for_it(sftp: SftpMiniRdr) -> None:
+    """The host takes a stat on the direct path only while the connection's worker holds
+    nothing: a stat sent right behind the create of its file (two round trips on the worker)
+    finds the file, and is answered after it."""
+    bridge = RecordingBridge()
+    sink = sftp._completion_sink
+    host = MiniRdrHost(bridge, sftp)  # type: ignore[arg-type]
+    try:
+        create = _create_ctx(Routine.MRxCreate, r"d\behind.txt", 0, Access.GENERIC_WRITE,
+                             CreateDisposition.FILE_CREATE)  # fmt: skip
+        create.request_id, create.timeout_ms = 1, 10_000
+        stat = _create_ctx(Routine.MRxQueryOpen, r"d\behind.txt")
+        stat.request_id, stat.timeout_ms = 2, 10_000
+        host.on_message(create, None)
+        host.on_message(stat, None)
+        first, second = bridge.answers(2)
+        assert (first.request_id, first.status) == (1, S.STATUS_SUCCESS)
+        assert (second.request_id, second.status) == (2, S.STATUS_SUCCESS)
+        _close(sftp, first.result["srv_open"])
+        # nothing held now: the same stat goes on the direct path, answered as well
+        again = _create_ctx(Routine.MRxQueryOpen, r"d\behind.txt")
+        again.request_id, again.timeout_ms = 3, 10_000
+        host.on_message(again, None)
+        assert (bridge.answers(3)[2].request_id, bridge.answers(3)[2].status) == (3, 0)
+        assert host.pending_count() == 0
+    finally:
+        for ref in host.workers.values():
+            ref.stop(block=True, timeout=5.0)
+        sftp.attach_completion(sink)  # type: ignore[arg-type]
+        (Path(sftp.settings.servers[SERVER].shares[SHARE][1]) / "d" / "behind.txt").unlink()

@@ -54,7 +54,7 @@ from typing import Any, ClassVar, TypeVar, cast
 import asyncssh
 
 from rdbss.minirdrs.base import QuietConnections, Result
-from rdbss.minirdrs.common.args import show
+from rdbss.minirdrs.common.args import components, show
 from rdbss.minirdrs.common.fileinfo import StatLike
 from rdbss.minirdrs.common.notify import Entry, Lister
 from rdbss.minirdrs.common.security import (
@@ -72,6 +72,7 @@ from rdbss.minirdrs.sftp.config import SftpConfigError, parse_config
 from rdbss.minirdrs.sftp.errors import fail
 from rdbss.minirdrs.sftp.remote import (
     Open,
+    Target,
     achmod_readonly,
     aclose_handle,
     acollision,
@@ -94,7 +95,7 @@ from rdbss.minirdrs.sftp.remote import (
 from rdbss.minirdrs.sftp.session import CLOSE_WAIT_S, Sessions, Share
 from rdbss.model.pipelining import pipelines
 from rdbss.wire.constants import CreateDisposition, IrpMj, LowIoOp, Routine
-from rdbss.wire.rxcontext import RxContext
+from rdbss.wire.rxcontext import CreateParameters, RxContext
 from rdbss.wire.status import NtStatus, NtStatusError
 
 log = logging.getLogger("rdbss.minirdr.sftp")
@@ -214,11 +215,55 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         target = self._call(
             share, lambda: alocate(share, parts, rel, expect=expect), f"cannot open {show(rel)}"
         )
+        return self._found(share, rel, target, follow=follow)
+
+    def _found(self, share: Share, rel: str, target: Target, *, follow: bool) -> SftpStat | None:
         if target.attrs is None:
             return None
         if follow and stat.S_ISLNK(mode_of(target.attrs)):
             return self._follow(share, rel, target.remote)
         return stat_of(target.attrs, target.remote)
+
+    # --- the direct path ----------------------------------------------------------------------
+    def start_direct(
+        self, ctx: RxContext, done: Callable[[Result | Exception | None], None]
+    ) -> bool:
+        """MRxQueryOpen (a stat) as one coroutine on the connection's event loop, answered from
+        there: after the transfers in flight (the ordering barrier, as ``_call``), within the
+        request's deadline. Only on a connection that is up with its share resolved; a name
+        that is a symbolic link to follow goes back to the worker."""
+        if ctx.routine != Routine.MRxQueryOpen or self._closing:
+            return False
+        share = self._sessions.share_known(ctx)
+        if share is None:
+            return False
+        rel = "\\".join(components(ctx.path or ""))
+        parts = rel.split("\\") if rel else []
+        timeout = self._sessions.deadline(ctx)
+        conn = share.conn
+
+        async def direct() -> None:
+            outcome: Result | Exception | None
+            try:
+                async with asyncio.timeout(timeout):
+                    await conn.transfers.settled()
+                    target = await alocate(share, parts, rel, expect=True)
+                if target.attrs is not None and stat.S_ISLNK(mode_of(target.attrs)):
+                    outcome = None  # followed or refused by the worker's lookup (_follow)
+                else:
+                    with self._serving(ctx):
+                        found = self._found(share, rel, target, follow=False)
+                        params = ctx.create or CreateParameters()
+                        outcome = self._query_open_answer(share, rel, params, found)
+            except Exception as exc:
+                outcome = self._sessions.status_of(conn, exc, timeout, f"cannot open {show(rel)}")
+            except asyncio.CancelledError:  # the loop stops (close)
+                done(NtStatusError(S.STATUS_CANCELLED, f"cannot open {show(rel)}: shutting down"))
+                raise
+            done(outcome)
+
+        self._sessions.loop.submit(direct)
+        return True
 
     def parent_known(self, share: Share, rel: str) -> bool:
         """A lookup resolves the parent itself (inside the share, a folder: else
