@@ -6,11 +6,11 @@ Registration sends exactly the routines the mini-redirector implements. Requests
 - on the connection's own ``ConnectionWorker`` actor, for connection routines and for every
   routine of a blocking (network) mini-redirector, so a slow connect or a slow server blocks only
   the requests of that connection.
-- on the mini-redirector's own event loop (``MiniRdr.start_direct``: the SFTP stat), for a
-  blocking mini-redirector whose routines wait on such a loop: handed there from the socket
-  thread and answered from there, two thread hops fewer. Offered only while the connection's
-  worker holds no request, so it never overtakes one that came before it; the mini-redirector
-  keeps its own ordering barrier and the request's deadline there.
+- on the mini-redirector's own event loop (``MiniRdr.start_direct``: SFTP stats and small
+  reads), for a blocking mini-redirector whose routines wait on such a loop: handed there from
+  the socket thread and answered from there, two thread hops fewer. Offered only while the
+  connection's worker holds no request, so it never overtakes one that came before it; the
+  mini-redirector keeps its own ordering barrier and the request's deadline there.
 
 Cancellation (RxCancel from the core: the client cancelled, the deadline passed or the client is
 gone): a request still queued for a worker is never run (answered STATUS_CANCELLED, or

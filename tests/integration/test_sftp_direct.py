@@ -632,6 +632,41 @@ def test_a_chained_close_reports_an_earlier_write_failure(sftp: SftpMiniRdr) -> 
     sftp._opens.pop(opened.result["srv_open"])
 
 
+@pytest.mark.parametrize(("offset", "length"), [(0, 4), (3, 100), (10, 5), (99, 1)])
+def test_a_small_read_on_the_direct_path_answers_as_on_the_worker(
+    sftp: SftpMiniRdr, offset: int, length: int
+) -> None:
+    opened = _run(sftp, Routine.MRxCreate, "f.txt", 0, Access.GENERIC_READ)
+    srv_open = opened.result["srv_open"]
+    try:
+        io = LowIoParameters(operation=LowIoOp.READ, offset=offset, length=length)
+        ctx = _item(Routine.MRxLowIOSubmit, lowio=io, srv_open=srv_open)
+        outcome = _direct(sftp, ctx)
+        assert isinstance(outcome, Result), outcome
+        on_worker = execute(sftp, ctx, None)
+        assert on_worker is not None
+        assert (outcome.status, outcome.information) == (on_worker[0].status,
+                                                         on_worker[0].information)  # fmt: skip
+        assert (outcome.payload or b"") == (on_worker[1] or b"")
+    finally:
+        _close(sftp, srv_open)
+
+
+def test_a_read_the_checks_refuse_or_a_large_one_goes_to_the_worker(sftp: SftpMiniRdr) -> None:
+    opened = _run(sftp, Routine.MRxCreate, "f.txt", 0, Access.GENERIC_WRITE)
+    srv_open = opened.result["srv_open"]
+    try:
+        io = LowIoParameters(operation=LowIoOp.READ, offset=0, length=4)
+        not_readable = _item(Routine.MRxLowIOSubmit, lowio=io, srv_open=srv_open)
+        assert _direct(sftp, not_readable) == "not taken"
+        big = LowIoParameters(operation=LowIoOp.READ, offset=0, length=1 << 20)
+        assert _direct(sftp, _item(Routine.MRxLowIOSubmit, lowio=big, srv_open=srv_open)) == (
+            "not taken"
+        )
+    finally:
+        _close(sftp, srv_open)
+
+
 def test_a_stat_behind_a_request_on_the_worker_waits_for_it(sftp: SftpMiniRdr) -> None:
     """The host takes a stat on the direct path only while the connection's worker holds
     nothing: a stat sent right behind the create of its file (two round trips on the worker)
