@@ -10,7 +10,7 @@ Rows (each includes the ones above it):
 - ``Client.stat`` on the local mini-redirector (client -> core -> mini-redirector process, the
   IPC floor, with a non-blocking mini-redirector: no worker hop);
 - ``Client.stat`` through the SFTP mini-redirector, for a name at the share's top and in a
-  sub-folder.
+  sub-folder; a 4 KiB read on an open handle.
 
 Then the same two SFTP stats again on a daemon whose processes time each hop (the
 ``hops_trace`` folder, loaded only here): the median of each segment, client send -> core ->
@@ -157,6 +157,15 @@ def run(count: int) -> tuple[list[tuple[str, float]], list[list[str]]]:
                     _median_us(lambda: client.stat(deep), count),
                 )
             )
+            with client.open(deep, "rb", buffering=0) as f:
+
+                def read() -> None:
+                    f.seek(0)
+                    f.read(4096)
+
+                rows.append(
+                    ("Client read of 4 KiB on an open handle, SFTP", _median_us(read, count))
+                )
         tables = traced(srv, root, [top, deep], count)
     return rows, tables
 
