@@ -6,6 +6,11 @@ Registration sends exactly the routines the mini-redirector implements. Requests
 - on the connection's own ``ConnectionWorker`` actor, for connection routines and for every
   routine of a blocking (network) mini-redirector, so a slow connect or a slow server blocks only
   the requests of that connection.
+- on the mini-redirector's own event loop (``MiniRdr.start_direct``: SFTP stats and small
+  reads), for a blocking mini-redirector whose routines wait on such a loop: handed there from
+  the socket thread and answered from there, two thread hops fewer. Offered only while the
+  connection's worker holds no request, so it never overtakes one that came before it; the
+  mini-redirector keeps its own ordering barrier and the request's deadline there.
 
 Cancellation (RxCancel from the core: the client cancelled, the deadline passed or the client is
 gone): a request still queued for a worker is never run (answered STATUS_CANCELLED, or
@@ -13,7 +18,8 @@ STATUS_IO_TIMEOUT for a deadline, which the core has answered already); so is on
 deadline passed while it was queued. A request the mini-redirector answered STATUS_PENDING goes
 to its cancel routine (``MiniRdr.cancel``), which completes it and frees what it held; a cancel
 that arrives while a worker runs the request is applied as soon as it goes pending. A routine
-running synchronously is not interrupted: it finishes and the core discards its answer.
+running synchronously is not interrupted: it finishes and the core discards its answer; so is
+one on the direct path.
 """
 
 from __future__ import annotations
@@ -296,7 +302,13 @@ class ConnectionWorker(pykka.ThreadingActor):
         self.host = host
 
     def on_receive(self, message: Any) -> None:
-        ctx, payload = message
+        try:
+            self._run(*message)
+        finally:
+            if self.host is not None:
+                self.host.finished(self.srv_call)
+
+    def _run(self, ctx: RxContext | Compound, payload: memoryview | None) -> None:
         if isinstance(ctx, Compound):
             # a network call may be slow: answer each item when it is done, so a quick one
             # never waits for a slow one after it
@@ -330,6 +342,10 @@ class MiniRdrHost:
         self._running: set[int] = set()
         self._cancelled: dict[int, str] = {}
         self._dropped: set[int] = set()  # queued, cancelled and answered: skip without a word
+        # per connection (lower-case SrvCall): messages handed to its worker and not finished;
+        # requests on the direct path (MiniRdr.start_direct) not answered yet
+        self._held: dict[str, int] = {}
+        self._direct = 0
         self._pool: ThreadPoolExecutor | None = None  # large shared-memory reads (_pooled_read)
         self._copying = 0
         bridge.handler = self.on_message
@@ -366,9 +382,9 @@ class MiniRdrHost:
             return
         routine = msg.routine
         if self.minirdr.blocking or routine in CONNECTION_ROUTINES:
-            with self._cancel_lock:
-                self._queued[msg.request_id] = time.monotonic() + msg.timeout_ms / 1000.0
-            self._worker(msg.srv_call or "").tell((msg, payload))
+            if routine not in CONNECTION_ROUTINES and self._go_direct(msg):
+                return
+            self._queue(msg, payload)
             return
         if (
             msg.args
@@ -463,14 +479,14 @@ class MiniRdrHost:
                 part.payloads.append(payload_of[index])
             part.items.append(ctx)
         for part in by_conn.values():
-            self._worker(part.items[0].srv_call or "").tell((part, None))
+            self._hand(part.items[0].srv_call or "", part, None)
 
     def _hand_off_connection_routines(self, cx: Compound) -> Compound:
         rest = Compound(cx.request_id, [], timeout_ms=cx.timeout_ms)
         payload_of = dict(zip(cx.payload_items, cx.payloads, strict=True))
         for index, ctx in enumerate(cx.items):
             if ctx.routine in CONNECTION_ROUTINES:
-                self._worker(ctx.srv_call or "").tell((ctx, payload_of.get(index)))
+                self._hand(ctx.srv_call or "", ctx, payload_of.get(index))
                 continue
             if index in payload_of:
                 rest.payload_items.append(len(rest.items))
@@ -478,13 +494,68 @@ class MiniRdrHost:
             rest.items.append(ctx)
         return rest
 
-    def _worker(self, srv_call: str) -> pykka.ActorRef[Any]:
+    def _queue(self, ctx: RxContext, payload: memoryview | None) -> None:
+        """Hand a request to its connection's worker, with its own deadline while queued."""
+        with self._cancel_lock:
+            self._queued[ctx.request_id] = time.monotonic() + ctx.timeout_ms / 1000.0
+        self._hand(ctx.srv_call or "", ctx, payload)
+
+    def _hand(self, srv_call: str, msg: RxContext | Compound, payload: memoryview | None) -> None:
         key = srv_call.lower()
-        ref = self.workers.get(key)
-        if ref is None or not ref.is_alive():
-            ref = ConnectionWorker.start(self.minirdr, self.bridge, srv_call, self)
-            self.workers[key] = ref
-        return ref
+        with self._cancel_lock:
+            self._held[key] = self._held.get(key, 0) + 1
+            ref = self.workers.get(key)
+            if ref is None or not ref.is_alive():
+                ref = ConnectionWorker.start(self.minirdr, self.bridge, srv_call, self)
+                self.workers[key] = ref
+        ref.tell((msg, payload))
+
+    def finished(self, srv_call: str) -> None:
+        """A worker is done with one message it was handed."""
+        key = srv_call.lower()
+        with self._cancel_lock:
+            left = self._held.get(key, 0) - 1
+            if left > 0:
+                self._held[key] = left
+            else:
+                self._held.pop(key, None)
+
+    # ---------------------------------------------------------------- the direct path
+    def _go_direct(self, ctx: RxContext) -> bool:
+        """Offer a request to the mini-redirector's direct path (``MiniRdr.start_direct``):
+        only while its connection's worker holds nothing, so it never overtakes a request
+        that came before it. The request is not queued, so a cancel finds it running (as on a
+        worker): it finishes and the core discards its answer."""
+        key = (ctx.srv_call or "").lower()
+        with self._cancel_lock:
+            if self._held.get(key):
+                return False
+            self._direct += 1
+        started = False
+        try:
+            started = self.minirdr.start_direct(
+                ctx, lambda outcome: self._direct_done(ctx, outcome)
+            )
+        except Exception:
+            log.exception("direct path failed to start req=%s", ctx.origin)
+        if not started:
+            with self._cancel_lock:
+                self._direct -= 1
+        return started
+
+    def _direct_done(self, ctx: RxContext, outcome: Result | Exception | None) -> None:
+        """The direct path's answer (on the mini-redirector's loop): posted, or, for None, the
+        request handed to its worker after all."""
+        try:
+            if outcome is None:
+                self._queue(ctx, None)
+            elif isinstance(outcome, Exception):
+                self.bridge.post(failure(ctx, outcome))
+            else:
+                self.bridge.post(completion(ctx, outcome), outcome.payload)
+        finally:
+            with self._cancel_lock:
+                self._direct -= 1
 
     # ---------------------------------------------------------------- cancellation
     def cancel(self, cancel: RxCancel) -> None:
@@ -550,7 +621,7 @@ class MiniRdrHost:
     def pending_count(self) -> int:
         """Requests this process holds: queued or running on workers, and STATUS_PENDING ones."""
         with self._cancel_lock:
-            held = len(self._queued) + len(self._running) + self._copying
+            held = len(self._queued) + len(self._running) + self._copying + self._direct
         return held + self.minirdr.pending_requests()
 
     def stop(self) -> None:

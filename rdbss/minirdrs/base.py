@@ -452,6 +452,17 @@ class MiniRdr:
         """How many requests answered STATUS_PENDING this mini-redirector still holds."""
         return 0
 
+    def start_direct(
+        self, ctx: RxContext, done: Callable[[Result | Exception | None], None]
+    ) -> bool:
+        """The direct path of a blocking mini-redirector whose routines wait on its own event
+        loop: start ``ctx`` on that loop, without the connection's worker (two thread hops
+        fewer), and call ``done`` there with its Result, the exception it raised, or None to
+        have the worker run it after all. False: not taken (the worker runs it). The host
+        calls it on its I/O thread, only while the connection's worker holds no request: it
+        must not block. Not a routine."""
+        return False
+
     def prepare_read_into(
         self, ctx: RxContext, length: int
     ) -> Callable[[memoryview], Result] | None:

@@ -293,27 +293,33 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
         nothing."""
         with self._serving(ctx):
             share, rel, params, st = self._look_up(ctx)
-            disposition, options = check_create_parameters(params)
-            if not is_query_open(params):
-                raise NtStatusError(
-                    S.STATUS_INVALID_PARAMETER, "MRxQueryOpen answers an open for attributes only"
-                )
-            self._check_not_pending(share, rel)
-            if st is None:
-                self._check_parent(share, rel)
-                raise NtStatusError(S.STATUS_OBJECT_NAME_NOT_FOUND, f"{show(rel)} not found")
-            is_dir = check_open_existing(
-                rel,
-                options,
-                disposition,
-                False,
-                is_dir=stat.S_ISDIR(st.st_mode),
-                is_regular=stat.S_ISREG(st.st_mode),
+            return self._query_open_answer(share, rel, params, st)
+
+    def _query_open_answer(
+        self, share: ShareT, rel: str, params: CreateParameters, st: StatLike | None
+    ) -> Result:
+        """MRxQueryOpen's checks and answer once the lookup found ``st`` (or nothing)."""
+        disposition, options = check_create_parameters(params)
+        if not is_query_open(params):
+            raise NtStatusError(
+                S.STATUS_INVALID_PARAMETER, "MRxQueryOpen answers an open for attributes only"
             )
-            return Result(
-                information=int(CreateInformation.FILE_OPENED),
-                result={**self.file_info(st, rel), "directory": is_dir},
-            )
+        self._check_not_pending(share, rel)
+        if st is None:
+            self._check_parent(share, rel)
+            raise NtStatusError(S.STATUS_OBJECT_NAME_NOT_FOUND, f"{show(rel)} not found")
+        is_dir = check_open_existing(
+            rel,
+            options,
+            disposition,
+            False,
+            is_dir=stat.S_ISDIR(st.st_mode),
+            is_regular=stat.S_ISREG(st.st_mode),
+        )
+        return Result(
+            information=int(CreateInformation.FILE_OPENED),
+            result={**self.file_info(st, rel), "directory": is_dir},
+        )
 
     # --- a create with its related items ------------------------------------------------------
     def create_with_related(

@@ -7,6 +7,7 @@ links are refused as names and passed through as parents that stay in the share.
 from __future__ import annotations
 
 import os
+import queue
 import socket
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -15,11 +16,13 @@ from typing import Any
 import pytest
 from asyncssh.sftp import FXP_CLOSE, FXP_LSTAT, FXP_READ, FXP_REALPATH, FXP_STAT, FXP_WRITE
 
-from rdbss.actors.minirdr_host import execute, execute_compound
+from rdbss.actors.minirdr_host import MiniRdrHost, completion, execute, execute_compound, failure
+from rdbss.minirdrs.base import Result
 from rdbss.minirdrs.primitives import ChainItem
 from rdbss.minirdrs.sftp.minirdr import SftpMiniRdr
 from rdbss.model.compound import ChainKind
 from rdbss.testing.backend import minirdr_options
+from rdbss.testing.bridge import RecordingBridge
 from rdbss.wire import (
     Access,
     Compound,
@@ -83,17 +86,30 @@ def _run(
     path: str,
     options: int,
     access: int = Access.FILE_READ_ATTRIBUTES,
+    disposition: int = CreateDisposition.FILE_OPEN,
 ) -> RxCompletion:
-    ctx = RxContext(
+    return _execute(minirdr, _create_ctx(routine, path, options, access, disposition))
+
+
+def _create_ctx(
+    routine: Routine,
+    path: str,
+    options: int = 0,
+    access: int = Access.FILE_READ_ATTRIBUTES,
+    disposition: int = CreateDisposition.FILE_OPEN,
+    srv_call: str = SERVER,
+) -> RxContext:
+    return RxContext(
         1,
         IrpMj.CREATE,
         routine=routine,
-        srv_call=SERVER,
+        srv_call=srv_call,
         net_root=SHARE,
         path=path,
-        create=CreateParameters(desired_access=access, create_options=options),
+        create=CreateParameters(
+            desired_access=access, create_options=options, disposition=disposition
+        ),
     )
-    return _execute(minirdr, ctx)
 
 
 def _close(minirdr: SftpMiniRdr, srv_open: int) -> None:
@@ -180,23 +196,113 @@ class _Requests:
 
 
 @pytest.mark.parametrize(
-    ("path", "kinds"),
+    ("path", "kinds", "status"),
     [
-        ("f.txt", [FXP_LSTAT]),  # a name in the share's folder: one LSTAT
-        ("missing", [FXP_LSTAT]),
-        ("", [FXP_STAT]),  # the share's folder itself
-        ("d", [FXP_LSTAT]),
-        (r"d\g.txt", [FXP_REALPATH, FXP_STAT, FXP_LSTAT]),  # the parent resolved alongside
-        (r"missing\f.txt", [FXP_REALPATH, FXP_STAT, FXP_LSTAT]),
+        ("f.txt", [FXP_LSTAT], S.STATUS_SUCCESS),  # a name in the share's folder: one LSTAT
+        ("missing", [FXP_LSTAT], S.STATUS_OBJECT_NAME_NOT_FOUND),
+        ("", [FXP_STAT], S.STATUS_SUCCESS),  # the share's folder itself
+        ("d", [FXP_LSTAT], S.STATUS_SUCCESS),
+        # in a sub-folder: the parent resolved alongside; the LSTAT says the parent is a folder
+        (r"d\g.txt", [FXP_REALPATH, FXP_LSTAT], S.STATUS_SUCCESS),
     ],
 )
-def test_a_query_open_is_one_round_trip(sftp: SftpMiniRdr, path: str, kinds: list[int]) -> None:
+def test_a_query_open_is_one_round_trip(
+    sftp: SftpMiniRdr, path: str, kinds: list[int], status: int
+) -> None:
     with _Requests(sftp) as requests:
         answer = _run(sftp, Routine.MRxQueryOpen, path, 0)
-    assert answer.status in (S.STATUS_SUCCESS, S.STATUS_OBJECT_NAME_NOT_FOUND,
-                             S.STATUS_OBJECT_PATH_NOT_FOUND)  # fmt: skip
+    assert answer.status == status
     assert sorted(requests.kinds) == sorted(kinds)
     assert requests.round_trips == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        (r"missing\f.txt", S.STATUS_OBJECT_PATH_NOT_FOUND),
+        (r"d\missing.txt", S.STATUS_OBJECT_NAME_NOT_FOUND),
+        (r"f.txt\g.txt", S.STATUS_OBJECT_PATH_NOT_FOUND),  # the "parent" is a file
+    ],
+)
+def test_a_query_open_of_a_missing_name_asks_again_why(
+    sftp: SftpMiniRdr, path: str, status: int
+) -> None:
+    """Not found in a sub-folder: a second round trip with the parent's stat says which
+    status (the parent missing or not a folder, or the name missing)."""
+    with _Requests(sftp) as requests:
+        answer = _run(sftp, Routine.MRxQueryOpen, path, 0)
+    assert answer.status == status
+    assert sorted(requests.kinds) == sorted(
+        [FXP_REALPATH, FXP_LSTAT, FXP_REALPATH, FXP_STAT, FXP_LSTAT]
+    )
+    assert requests.round_trips == 2
+
+
+@pytest.mark.parametrize(
+    ("disposition", "path", "lookup"),
+    [
+        # an open of an existing file: the name is expected, its parent's stat is left out
+        (CreateDisposition.FILE_OPEN, r"d\g.txt", [FXP_REALPATH, FXP_LSTAT]),
+        # a create that may make the name: a missing name is no exception, all three at once
+        (CreateDisposition.FILE_CREATE, r"d\new.txt", [FXP_REALPATH, FXP_STAT, FXP_LSTAT]),
+        (CreateDisposition.FILE_OPEN_IF, r"d\g.txt", [FXP_REALPATH, FXP_STAT, FXP_LSTAT]),
+    ],
+)
+def test_a_create_looks_up_in_one_round_trip(
+    sftp: SftpMiniRdr, disposition: int, path: str, lookup: list[int]
+) -> None:
+    with _Requests(sftp) as requests:
+        access = Access.GENERIC_READ | Access.GENERIC_WRITE
+        answer = _run(sftp, Routine.MRxCreate, path, 0, access, disposition)
+    assert answer.status == S.STATUS_SUCCESS, answer.message
+    _close(sftp, answer.result["srv_open"])
+    if disposition == CreateDisposition.FILE_CREATE:
+        (Path(sftp.settings.servers[SERVER].shares[SHARE][1]) / path.replace("\\", "/")).unlink()
+    assert sorted(kind for kind, answered in requests.sent if answered == 0) == sorted(lookup)
+
+
+def _direct(minirdr: SftpMiniRdr, ctx: RxContext) -> Result | Exception | str | None:
+    """What the direct path answers for ``ctx`` ("not taken" when it does not take it)."""
+    answers: queue.Queue[Result | Exception | None] = queue.Queue()
+    if not minirdr.start_direct(ctx, answers.put):
+        return "not taken"
+    return answers.get(timeout=10)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["f.txt", "missing", "", "d", r"d\g.txt", r"missing\f.txt", r"f.txt\g.txt",
+     rf"out\{SHARE}", "fifo", "sock"],
+)  # fmt: skip
+def test_a_stat_on_the_direct_path_answers_as_on_the_worker(sftp: SftpMiniRdr, path: str) -> None:
+    on_worker = _run(sftp, Routine.MRxQueryOpen, path, 0)
+    ctx = _create_ctx(Routine.MRxQueryOpen, path)
+    outcome = _direct(sftp, ctx)
+    assert isinstance(outcome, Result | Exception), outcome
+    direct = failure(ctx, outcome) if isinstance(outcome, Exception) else completion(ctx, outcome)
+    assert (direct.status, direct.information, direct.result) == (
+        on_worker.status,
+        on_worker.information,
+        on_worker.result,
+    )
+
+
+def test_a_symbolic_link_on_the_direct_path_goes_back_to_the_worker(sftp: SftpMiniRdr) -> None:
+    assert _direct(sftp, _create_ctx(Routine.MRxQueryOpen, "link")) is None
+    assert _direct(sftp, _create_ctx(Routine.MRxQueryOpen, "dangling")) is None
+
+
+@pytest.mark.parametrize(
+    "ctx",
+    [
+        _create_ctx(Routine.MRxCreate, "f.txt"),  # only a stat
+        _create_ctx(Routine.MRxQueryOpen, "f.txt", srv_call="elsewhere"),  # no such connection
+    ],
+)
+def test_the_direct_path_takes_only_a_stat_on_a_connection_that_is_up(
+    sftp: SftpMiniRdr, ctx: RxContext
+) -> None:
+    assert _direct(sftp, ctx) == "not taken"
 
 
 def test_the_sftp_minirdr_registers_query_open() -> None:
@@ -524,3 +630,70 @@ def test_a_chained_close_reports_an_earlier_write_failure(sftp: SftpMiniRdr) -> 
     (answer,) = sftp.run_chain(_item(Routine.MRxCreate), op, [ChainItem(ChainKind.CLOSE)])
     assert isinstance(answer, NtStatusError) and answer.status == S.STATUS_DISK_FULL
     sftp._opens.pop(opened.result["srv_open"])
+
+
+@pytest.mark.parametrize(("offset", "length"), [(0, 4), (3, 100), (10, 5), (99, 1)])
+def test_a_small_read_on_the_direct_path_answers_as_on_the_worker(
+    sftp: SftpMiniRdr, offset: int, length: int
+) -> None:
+    opened = _run(sftp, Routine.MRxCreate, "f.txt", 0, Access.GENERIC_READ)
+    srv_open = opened.result["srv_open"]
+    try:
+        io = LowIoParameters(operation=LowIoOp.READ, offset=offset, length=length)
+        ctx = _item(Routine.MRxLowIOSubmit, lowio=io, srv_open=srv_open)
+        outcome = _direct(sftp, ctx)
+        assert isinstance(outcome, Result), outcome
+        on_worker = execute(sftp, ctx, None)
+        assert on_worker is not None
+        assert (outcome.status, outcome.information) == (on_worker[0].status,
+                                                         on_worker[0].information)  # fmt: skip
+        assert (outcome.payload or b"") == (on_worker[1] or b"")
+    finally:
+        _close(sftp, srv_open)
+
+
+def test_a_read_the_checks_refuse_or_a_large_one_goes_to_the_worker(sftp: SftpMiniRdr) -> None:
+    opened = _run(sftp, Routine.MRxCreate, "f.txt", 0, Access.GENERIC_WRITE)
+    srv_open = opened.result["srv_open"]
+    try:
+        io = LowIoParameters(operation=LowIoOp.READ, offset=0, length=4)
+        not_readable = _item(Routine.MRxLowIOSubmit, lowio=io, srv_open=srv_open)
+        assert _direct(sftp, not_readable) == "not taken"
+        big = LowIoParameters(operation=LowIoOp.READ, offset=0, length=1 << 20)
+        assert _direct(sftp, _item(Routine.MRxLowIOSubmit, lowio=big, srv_open=srv_open)) == (
+            "not taken"
+        )
+    finally:
+        _close(sftp, srv_open)
+
+
+def test_a_stat_behind_a_request_on_the_worker_waits_for_it(sftp: SftpMiniRdr) -> None:
+    """The host takes a stat on the direct path only while the connection's worker holds
+    nothing: a stat sent right behind the create of its file (two round trips on the worker)
+    finds the file, and is answered after it."""
+    bridge = RecordingBridge()
+    sink = sftp._completion_sink
+    host = MiniRdrHost(bridge, sftp)  # type: ignore[arg-type]
+    try:
+        create = _create_ctx(Routine.MRxCreate, r"d\behind.txt", 0, Access.GENERIC_WRITE,
+                             CreateDisposition.FILE_CREATE)  # fmt: skip
+        create.request_id, create.timeout_ms = 1, 10_000
+        stat = _create_ctx(Routine.MRxQueryOpen, r"d\behind.txt")
+        stat.request_id, stat.timeout_ms = 2, 10_000
+        host.on_message(create, None)
+        host.on_message(stat, None)
+        first, second = bridge.answers(2)
+        assert (first.request_id, first.status) == (1, S.STATUS_SUCCESS)
+        assert (second.request_id, second.status) == (2, S.STATUS_SUCCESS)
+        _close(sftp, first.result["srv_open"])
+        # nothing held now: the same stat goes on the direct path, answered as well
+        again = _create_ctx(Routine.MRxQueryOpen, r"d\behind.txt")
+        again.request_id, again.timeout_ms = 3, 10_000
+        host.on_message(again, None)
+        assert (bridge.answers(3)[2].request_id, bridge.answers(3)[2].status) == (3, 0)
+        assert host.pending_count() == 0
+    finally:
+        for ref in host.workers.values():
+            ref.stop(block=True, timeout=5.0)
+        sftp.attach_completion(sink)  # type: ignore[arg-type]
+        (Path(sftp.settings.servers[SERVER].shares[SHARE][1]) / "d" / "behind.txt").unlink()

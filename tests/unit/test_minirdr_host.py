@@ -13,6 +13,7 @@ import pytest
 
 from rdbss.actors.minirdr_host import MiniRdrHost, execute
 from rdbss.minirdrs.local import LocalMiniRdr
+from rdbss.testing.bridge import RecordingBridge
 from rdbss.wire import (
     Access,
     Codec,
@@ -34,25 +35,11 @@ S = NtStatus
 _ids = itertools.count(100)
 
 
-class Bridge:
-    """Records what the host sends to the core."""
-
-    def __init__(self) -> None:
-        self.sent: list[RxCompletion] = []
-        self.handler: Any = None
-        self.pending_count: Any = None
-
-    def send(self, msg: Any, payload: Any = None) -> None:
-        self.sent.append(msg)
-
-    post = send
-
-
 @pytest.fixture
-def host(tmp_path: Path) -> Iterator[tuple[MiniRdrHost, Bridge, Path]]:
+def host(tmp_path: Path) -> Iterator[tuple[MiniRdrHost, RecordingBridge, Path]]:
     (tmp_path / "d").mkdir()
     rdr = LocalMiniRdr("local", {"server": "local", "shares": {"data": str(tmp_path)}})
-    bridge = Bridge()
+    bridge = RecordingBridge()
     yield MiniRdrHost(bridge, rdr), bridge, tmp_path  # type: ignore[arg-type]
     rdr.close()
 

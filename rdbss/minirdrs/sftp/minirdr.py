@@ -54,7 +54,7 @@ from typing import Any, ClassVar, TypeVar, cast
 import asyncssh
 
 from rdbss.minirdrs.base import QuietConnections, Result
-from rdbss.minirdrs.common.args import show
+from rdbss.minirdrs.common.args import components, show
 from rdbss.minirdrs.common.fileinfo import StatLike
 from rdbss.minirdrs.common.notify import Entry, Lister
 from rdbss.minirdrs.common.security import (
@@ -72,6 +72,7 @@ from rdbss.minirdrs.sftp.config import SftpConfigError, parse_config
 from rdbss.minirdrs.sftp.errors import fail
 from rdbss.minirdrs.sftp.remote import (
     Open,
+    Target,
     achmod_readonly,
     aclose_handle,
     acollision,
@@ -91,10 +92,10 @@ from rdbss.minirdrs.sftp.remote import (
     report_write_error,
     unresolved,
 )
-from rdbss.minirdrs.sftp.session import CLOSE_WAIT_S, Sessions, Share
+from rdbss.minirdrs.sftp.session import CLOSE_WAIT_S, Conn, Sessions, Share
 from rdbss.model.pipelining import pipelines
-from rdbss.wire.constants import IrpMj, LowIoOp
-from rdbss.wire.rxcontext import RxContext
+from rdbss.wire.constants import CreateDisposition, IrpMj, LowIoOp, Routine
+from rdbss.wire.rxcontext import CreateParameters, RxContext
 from rdbss.wire.status import NtStatus, NtStatusError
 
 log = logging.getLogger("rdbss.minirdr.sftp")
@@ -108,6 +109,24 @@ NOTIFY_INTERVAL_S = 1.0
 
 #: set while the create of a chain runs (``create_with_related``): its open is made unsplit
 _chained: contextvars.ContextVar[bool] = contextvars.ContextVar("rdbss_sftp_chain", default=False)
+
+
+#: a request on the direct path: its connection, what it does (for messages) and its coroutine
+_Direct = tuple[Conn, str, Callable[[], Awaitable[Result | None]]]
+
+
+def _expects_existing(ctx: RxContext | None) -> bool:
+    """A request whose name is expected to exist (a stat, an open of an existing file), so its
+    lookup asks the server less (``alocate``'s ``expect``)."""
+    if ctx is None:
+        return False
+    if ctx.routine == Routine.MRxQueryOpen:
+        return True
+    return (
+        ctx.routine == Routine.MRxCreate
+        and ctx.create is not None
+        and ctx.create.disposition == CreateDisposition.FILE_OPEN
+    )
 
 
 class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
@@ -196,12 +215,95 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
     def lookup(self, share: Share, rel: str, *, follow: bool = True) -> SftpStat | None:
         """One round trip (``alocate``; a symbolic link followed: ``_follow``)."""
         parts = rel.split("\\") if rel else []
-        target = self._call(share, lambda: alocate(share, parts, rel), f"cannot open {show(rel)}")
+        expect = _expects_existing(current_request())
+        target = self._call(
+            share, lambda: alocate(share, parts, rel, expect=expect), f"cannot open {show(rel)}"
+        )
+        return self._found(share, rel, target, follow=follow)
+
+    def _found(self, share: Share, rel: str, target: Target, *, follow: bool) -> SftpStat | None:
         if target.attrs is None:
             return None
         if follow and stat.S_ISLNK(mode_of(target.attrs)):
             return self._follow(share, rel, target.remote)
         return stat_of(target.attrs, target.remote)
+
+    # --- the direct path ----------------------------------------------------------------------
+    def start_direct(
+        self, ctx: RxContext, done: Callable[[Result | Exception | None], None]
+    ) -> bool:
+        """A stat (MRxQueryOpen) or a small READ (one request, no shared memory) as one
+        coroutine on the connection's event loop, answered from there: after the transfers in
+        flight (the ordering barrier, as ``_call``), within the request's deadline. Only on a
+        connection that is up (a stat: with its share resolved); anything out of the ordinary
+        (a symbolic link to follow, a READ the checks refuse) goes to the worker."""
+        if self._closing:
+            return False
+        if ctx.routine == Routine.MRxQueryOpen:
+            direct = self._direct_query_open(ctx)
+        elif ctx.routine == Routine.MRxLowIOSubmit:
+            direct = self._direct_read(ctx)
+        else:
+            return False
+        if direct is None:
+            return False
+        conn, what, body = direct
+        timeout = self._sessions.deadline(ctx)
+
+        async def run() -> None:
+            outcome: Result | Exception | None
+            try:
+                async with asyncio.timeout(timeout):
+                    await conn.transfers.settled()
+                    outcome = await body()
+            except Exception as exc:
+                outcome = self._sessions.status_of(conn, exc, timeout, what)
+            except asyncio.CancelledError:  # the loop stops (close)
+                done(NtStatusError(S.STATUS_CANCELLED, f"{what}: shutting down"))
+                raise
+            done(outcome)
+
+        self._sessions.loop.submit(run)
+        return True
+
+    def _direct_query_open(self, ctx: RxContext) -> _Direct | None:
+        share = self._sessions.share_known(ctx)
+        if share is None:
+            return None
+        rel = "\\".join(components(ctx.path or ""))
+        parts = rel.split("\\") if rel else []
+
+        async def query_open() -> Result | None:
+            target = await alocate(share, parts, rel, expect=True)
+            if target.attrs is not None and stat.S_ISLNK(mode_of(target.attrs)):
+                return None  # followed or refused by the worker's lookup (_follow)
+            with self._serving(ctx):
+                found = self._found(share, rel, target, follow=False)
+                params = ctx.create or CreateParameters()
+                return self._query_open_answer(share, rel, params, found)
+
+        return share.conn, f"cannot open {show(rel)}", query_open
+
+    def _direct_read(self, ctx: RxContext) -> _Direct | None:
+        lowio = ctx.lowio
+        if ctx.args or lowio is None or lowio.operation != LowIoOp.READ or lowio.length <= 0:
+            return None  # shared memory, another operation, nothing to read: the worker
+        if pipelines(lowio.offset, lowio.length, append_only=False):
+            return None
+        op = self._opens.find(ctx.srv_open)
+        if op is None or op.is_dir or op.file is None or op.conn.lost:
+            return None
+        try:
+            with self._serving(ctx):
+                self._check_read(op, lowio.offset, lowio.length)
+                self.check_io(ctx, op, lowio.offset, lowio.length, False)
+        except NtStatusError:
+            return None  # the worker answers it, as always
+        return (
+            op.conn,
+            f"cannot read {show(op.path)}",
+            self._reader(op, op.file, lowio.offset, lowio.length),
+        )
 
     def parent_known(self, share: Share, rel: str) -> bool:
         """A lookup resolves the parent itself (inside the share, a folder: else

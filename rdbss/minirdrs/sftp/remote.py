@@ -93,10 +93,27 @@ async def lstat_or_none(
         fail(exc, "cannot query", rel)
 
 
-async def alocate(share: Share, parts: list[str], rel: str) -> Target:
+def _raise_lost(*outcomes: object) -> None:
+    """Raise what ended a request's connection (or cancelled it) among gathered outcomes."""
+    for got in outcomes:
+        if isinstance(got, BaseException) and (is_lost(got) or not isinstance(got, Exception)):
+            raise got
+
+
+def _check_inside(share: Share, real: object, rel: str) -> None:
+    if isinstance(real, str) and not within(share.root, real):
+        raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(rel)} leads outside the share")
+
+
+async def alocate(share: Share, parts: list[str], rel: str, *, expect: bool = False) -> Target:
     """Where ``parts`` is on the server and what is there (lstat); the parent is resolved
     and must be a folder inside the share (else OBJECT_PATH_NOT_FOUND / ACCESS_DENIED).
-    One round trip: the three requests are pipelined."""
+    One round trip: the three requests are pipelined.
+
+    ``expect``: the name is expected to exist (a stat, an open of an existing file): the
+    parent's realpath and the name's lstat only, as the server's work grows with each request.
+    An lstat that succeeded went through the parent, so the parent is a folder; when it did
+    not succeed, the three requests go again (a second round trip) to say why."""
     sftp = share.conn.client()
     if not parts:
         try:
@@ -110,17 +127,24 @@ async def alocate(share: Share, parts: list[str], rel: str) -> Target:
         remote = join(share.root, name)
         return Target(remote, await lstat_or_none(sftp, remote, rel))
     unresolved = share.root + "/" + "/".join(parts[:-1])
+    if expect:
+        real, found = await asyncio.gather(
+            sftp.realpath(unresolved),
+            sftp.lstat(join(unresolved, name)),
+            return_exceptions=True,
+        )
+        _raise_lost(real, found)
+        if isinstance(real, str) and isinstance(found, asyncssh.SFTPAttrs):
+            _check_inside(share, real, rel)
+            return Target(join(real, name), found)
     real_task = asyncio.ensure_future(sftp.realpath(unresolved))
     parent_task = asyncio.ensure_future(sftp.stat(unresolved))
     entry_task = asyncio.ensure_future(lstat_or_none(sftp, join(unresolved, name), rel))
     real, parent, entry = await asyncio.gather(
         real_task, parent_task, entry_task, return_exceptions=True
     )
-    for got in (real, parent, entry):
-        if isinstance(got, BaseException) and (is_lost(got) or not isinstance(got, Exception)):
-            raise got
-    if isinstance(real, str) and not within(share.root, real):
-        raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(rel)} leads outside the share")
+    _raise_lost(real, parent, entry)
+    _check_inside(share, real, rel)
     if isinstance(real, asyncssh.SFTPNoSuchFile) or isinstance(parent, asyncssh.SFTPNoSuchFile):
         raise NtStatusError(S.STATUS_OBJECT_PATH_NOT_FOUND, f"{show(rel)}: parent folder not found")
     for got in (real, parent, entry):

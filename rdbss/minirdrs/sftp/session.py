@@ -266,6 +266,16 @@ class Sessions:
             raise NtStatusError(S.STATUS_BAD_NETWORK_NAME, f"no share named {ctx.net_root!r}")
         return configured
 
+    def share_known(self, ctx: RxContext) -> Share | None:
+        """The share of ``ctx`` when its connection is up and the share resolved already;
+        None otherwise (``share_of`` would connect or resolve it). Never blocks."""
+        try:
+            conn = self.conn_of(ctx.srv_call)
+            name, _ = self._configured(conn, ctx)
+        except NtStatusError:
+            return None
+        return None if conn.lost or not self.loop.running else conn.shares.get(name.lower())
+
     def share_of(self, ctx: RxContext) -> Share:
         conn = self.conn_of(ctx.srv_call)
         name, folder = self._configured(conn, ctx)
