@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from rdbss.aio import AsyncClient
-from rdbss.client import SOCKET_WRITES_IN_FLIGHT, Client
+from rdbss.client import SOCKET_WRITES_IN_FLIGHT, Client, Handle
 from rdbss.faultproxy import FaultProxy
 from rdbss.fsspec_fs import RdbssFileSystem
 from rdbss.testing.backend import faulty_config, sftp_config
@@ -183,6 +183,11 @@ def test_the_first_failed_piece_in_offset_order_fails_the_write(
             client.close_handle(fobx)
 
 
+async def _open_async(client: AsyncClient, path: str) -> Handle:
+    access = Access.GENERIC_READ | Access.GENERIC_WRITE
+    return await client.create(path, access=access, disposition=CreateDisposition.FILE_OVERWRITE_IF)
+
+
 def test_the_asyncio_client_keeps_pieces_in_flight_and_lands_byte_exact(tmp_path: Path) -> None:
     """AsyncClient.write_handle sends the shared-memory pieces of one write before the first
     is answered (the core holds several of its writes at once), and the file is whole after.
@@ -209,11 +214,7 @@ delay_ms = 300
 
         async def write() -> int:
             async with AsyncClient(daemon.runtime_dir, timeout=30.0, shared_memory=True) as c:
-                handle = await c.create(
-                    r"\\flaky\data\f.bin",
-                    access=Access.GENERIC_READ | Access.GENERIC_WRITE,
-                    disposition=CreateDisposition.FILE_OVERWRITE_IF,
-                )
+                handle = await _open_async(c, r"\\flaky\data\f.bin")
                 try:
                     return await c.write_handle(handle.fobx, 0, data)
                 finally:
@@ -240,11 +241,7 @@ def test_the_asyncio_client_raises_the_first_failed_piece_in_offset_order(tmp_pa
 
     async def write(daemon: Daemon) -> tuple[int | None, int]:
         async with AsyncClient(daemon.runtime_dir, timeout=30.0, shared_memory=True) as c:
-            handle = await c.create(
-                r"\\flaky\data\f.bin",
-                access=Access.GENERIC_READ | Access.GENERIC_WRITE,
-                disposition=CreateDisposition.FILE_OVERWRITE_IF,
-            )
+            handle = await _open_async(c, r"\\flaky\data\f.bin")
             try:
                 try:
                     await c.write_handle(handle.fobx, 0, DATA)
