@@ -20,8 +20,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import stat
-from collections.abc import Iterator, Mapping
-from dataclasses import replace
+from collections.abc import Mapping
 from typing import Any, ClassVar, cast
 
 from rdbss.minirdrs.base import FILE_INFO_CLASSES as _FILE_INFO_CLASSES
@@ -77,6 +76,41 @@ def current_request() -> RxContext | None:
     return _current.get()
 
 
+class _HostErrors:
+    """A context mapping an OSError of a primitive to its NtStatusError, naming ``rel``: a
+    class, not a generator context manager, as it wraps every primitive of every request."""
+
+    __slots__ = ("rel", "what")
+
+    def __init__(self, what: str, rel: str) -> None:
+        self.what, self.rel = what, rel
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, OSError) and not isinstance(exc, NtStatusError):
+            reason = exc.strerror or type(exc).__name__
+            raise NtStatusError(
+                status_from_errno(exc.errno), f"{self.what} {show(self.rel)}: {reason}"
+            ) from None
+
+
+class _Serving:
+    """The request a routine serves, as ``current_request`` for the time of the routine."""
+
+    __slots__ = ("ctx", "token")
+
+    def __init__(self, ctx: RxContext) -> None:
+        self.ctx = ctx
+
+    def __enter__(self) -> None:
+        self.token = _current.set(self.ctx)
+
+    def __exit__(self, *exc: object) -> None:
+        _current.reset(self.token)
+
+
 def _join(parent: str, name: str) -> str:
     return f"{parent}\\{name}" if parent else name
 
@@ -119,27 +153,12 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
         return False
 
     # --- helpers ------------------------------------------------------------------------------
-    @staticmethod
-    @contextlib.contextmanager
-    def _host(what: str, rel: str) -> Iterator[None]:
-        """Map an OSError of a primitive to its NtStatusError, naming ``rel``."""
-        try:
-            yield
-        except NtStatusError:
-            raise
-        except OSError as exc:
-            reason = exc.strerror or type(exc).__name__
-            raise NtStatusError(
-                status_from_errno(exc.errno), f"{what} {show(rel)}: {reason}"
-            ) from None
+    #: ``with self._host(what, rel):`` maps an OSError of a primitive to its NtStatusError
+    _host = _HostErrors
 
-    @contextlib.contextmanager
-    def _serving(self, ctx: RxContext) -> Iterator[None]:
-        token = _current.set(ctx)
-        try:
-            yield
-        finally:
-            _current.reset(token)
+    def _serving(self, ctx: RxContext) -> _Serving:
+        """``with self._serving(ctx):`` makes ``ctx`` the thread's ``current_request``."""
+        return _Serving(ctx)
 
     def _open_of(self, ctx: RxContext) -> OpenT:
         return self._opens.get(ctx.srv_open)
@@ -211,14 +230,21 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
             self._check_not_pending(share, rel)
             can_read, can_write, append_only = data_access(params.desired_access)
             readonly = bool(params.file_attributes & FileAttributes.READONLY)
-            base = OpenRequest(False, can_read, can_write, append_only, readonly=readonly)
             if st is None:
                 self._check_parent(share, rel)
                 decide_create(rel, disposition, options, can_write, exists=False)
                 is_dir = bool(options & _DIRECTORY_FILE)
                 with self._host("cannot create", rel):
                     made = self.mkdir(share, rel) if is_dir else None
-                    how = replace(base, directory=is_dir, create=not is_dir, found=made)
+                    how = OpenRequest(
+                        is_dir,
+                        can_read,
+                        can_write,
+                        append_only,
+                        create=not is_dir,
+                        readonly=readonly,
+                        found=made,
+                    )
                     op, learned = self.open(share, rel, how)
                 information = int(CreateInformation.FILE_CREATED)
             else:
@@ -236,8 +262,14 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
                 if not is_dir and (can_write or overwrite) and not st.st_mode & 0o222:
                     raise NtStatusError(S.STATUS_ACCESS_DENIED, f"{show(rel)} is read-only")
                 readonly = readonly and overwrite
-                how = replace(
-                    base, directory=is_dir, truncate=overwrite, readonly=readonly, found=st
+                how = OpenRequest(
+                    is_dir,
+                    can_read,
+                    can_write,
+                    append_only,
+                    truncate=overwrite,
+                    readonly=readonly,
+                    found=st,
                 )
                 with self._host("cannot open", rel):
                     op, learned = self.open(share, rel, how)

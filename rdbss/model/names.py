@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from rdbss.wire.status import NtStatus, NtStatusError
@@ -102,6 +103,14 @@ def parse_unc(name: str) -> UncName:
     """Parse ``\\\\server\\share[\\path]`` (forward slashes accepted)."""
     if not isinstance(name, str):
         raise _invalid("path is not a string", NtStatus.STATUS_OBJECT_PATH_SYNTAX_BAD)
+    return _parse_unc(name)
+
+
+#: the names parsed last: a request's name is parsed again on its way (the create, the compound
+#: that carries it) and a client asks for the same names again; UncName is immutable, a name
+#: refused raises every time (exceptions are not kept)
+@functools.lru_cache(maxsize=1024)
+def _parse_unc(name: str) -> UncName:
     if "\x00" in name:
         raise _invalid("NUL character in path")
     unified = name.replace("/", "\\")
