@@ -5,7 +5,7 @@ stats (a create for attributes and its close) and size-and-times queries on a ha
 message to the mini-redirector. Every request that changes a file drops what is kept of it,
 when it is sent and again when it completes.
 
-A stat is answered from the cache only when the file has no Fcb here (as for MRxQueryOpen):
+A stat is answered from the cache only when the file has no Fcb here:
 an open file's size may be changing under deferred writes, so its stats take the usual way. A
 listing keeps nothing of files open for writing, for the same reason.
 """

@@ -19,7 +19,7 @@ from rdbss.core.services import CoreState
 from rdbss.core.types import RELATED, SUB_ID_BASE, Payload, Then, address
 from rdbss.model.attrcache import changes_attributes
 from rdbss.model.compound import RELATED_IN_BATCH, stat_pair
-from rdbss.model.dispatch import is_query_open, routine_for
+from rdbss.model.dispatch import answers_for_open_file, is_query_open, routine_for
 from rdbss.model.idempotent import CONNECTION_LOST, may_retry, replayable
 from rdbss.model.names import parse_unc
 from rdbss.model.structs import Condition, NetRoot
@@ -169,12 +169,14 @@ class Compounds:
     def _query_open(self, ident: bytes, create: RxContext, close: RxContext) -> bool:
         """A create for attributes and its related close (a stat) as one MRxQueryOpen
         (IRP_MJ_QUERY_OPEN): no Fcb, SrvOpen or Fobx made and dropped here, no open and close
-        in the mini-redirector. Only when the file has no Fcb here (nothing open or kept
-        for a delayed close: no deferred writes or cached size to show, no delete pending or
-        share access to check), its connection is up and its mini-redirector has the routine;
-        False to take both items the usual way, which also answers every error but the
-        file's own. The attribute cache (core/attrcache.py) answers it first when it can, with
-        no message at all, whether the mini-redirector has the routine or not."""
+        in the mini-redirector. Only when the file's Fcb here, if it has one, holds nothing the
+        server does not show (``answers_for_open_file``: no deferred write, no delete pending;
+        an attribute-only open has no share access to check), its connection is up and its
+        mini-redirector has the routine, and the create would not collapse onto one of the
+        file's SrvOpens; False to take both items the usual way, which also
+        answers every error but the file's own. The attribute cache (core/attrcache.py)
+        answers it first when it can (a file with no Fcb), with no message at all, whether
+        the mini-redirector has the routine or not."""
         if self.state.stopping or create.path is None or not is_query_open(create.create):
             return False
         try:
@@ -187,11 +189,19 @@ class Compounds:
         net_root = v_net_root.net_root
         minirdr = net_root.minirdr
         peer = self.state.peers.get(minirdr) if minirdr is not None else None
-        if minirdr is None or peer is None or name.path.lower() in net_root.fcbs:
+        if minirdr is None or peer is None:
             return False
         assert create.create is not None
+        fcb = net_root.fcbs.get(name.path.lower())
+        if fcb is not None and (
+            not answers_for_open_file(fcb)
+            or self.handles.buffering.collapsible(fcb, create.create, minirdr) is not None
+        ):
+            return False  # (a create that collapses onto an open SrvOpen opens nothing either)
         attrs = self.handles.caching.attrs
-        cached = attrs.stat(net_root, name.path, create.create.create_options)
+        cached = (
+            attrs.stat(net_root, name.path, create.create.create_options) if fcb is None else None
+        )
         create_id, close_id = create.request_id, close.request_id
         if cached is not None:  # the attribute cache answers: no message at all
             net_root.last_used = self.state.clock()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rdbss.model.structs import Fcb
 from rdbss.wire.constants import (
     Access,
     CreateDisposition,
@@ -50,6 +51,16 @@ def is_query_open(params: CreateParameters | None) -> bool:
         and params.desired_access & ~QUERY_OPEN_ACCESS == 0
         and params.desired_access != 0
         and params.create_options & ~_QUERY_OPEN_OPTIONS == 0
+    )
+
+
+def answers_for_open_file(fcb: Fcb) -> bool:
+    """Whether a query open of a file open here (its Fcb) may go to the mini-redirector: the
+    server shows what a create would answer when no write is deferred, in flight to it or
+    failed, and no delete is pending (a create answers STATUS_DELETE_PENDING). Share access
+    is no reason: an attribute-only open is never checked against the file's other opens."""
+    return (
+        not fcb.delete_pending and not fcb.dirty and fcb.flushing == 0 and fcb.write_error is None
     )
 
 

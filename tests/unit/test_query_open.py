@@ -1,7 +1,8 @@
 """Query opens (MRxQueryOpen, rdbss's IRP_MJ_QUERY_OPEN) without sockets: the core turns a
-compound's create for attributes and its related close into one routine only when nothing of the
-file is open and the mini-redirector has it; the local mini-redirector answers it as its create
-would, status for status, over a real temporary folder."""
+compound's create for attributes and its related close into one routine when the file open here
+(if it is) holds nothing the server does not show yet and the mini-redirector has the routine;
+the local mini-redirector answers it as its create would, status for status, over a real
+temporary folder."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from rdbss.core.types import CONNMGR, CoreSettings
 from rdbss.minirdrs.local import LocalMiniRdr
 from rdbss.model.dispatch import is_query_open
 from rdbss.model.names import parse_unc
+from rdbss.model.structs import Fcb
 from rdbss.wire import (
     Access,
     Compound,
@@ -116,26 +118,66 @@ def test_a_stat_pair_goes_as_one_query_open_and_answers_both_items() -> None:
     assert v_net_root is not None and not v_net_root.net_root.fcbs
 
 
+def opened(core: RdbssCore, out: Recorder) -> Fcb:
+    """Open \\\\local\\data\\f for reading: its Fcb stays while the handle is open."""
+    core.on_client(
+        CLIENT_A,
+        RxContext(50, IrpMj.CREATE, path=r"\\local\data\F", create=CreateParameters()),
+        None,
+    )
+    (opening,) = out.requests_to("local")
+    core.on_peer(
+        "local", RxCompletion(opening.request_id, S.STATUS_SUCCESS, 1, {"srv_open": 4}), None
+    )
+    out.peer.clear()
+    v_net_root = core.prefix.v_net_root(parse_unc(r"\\local\data\f"))
+    assert v_net_root is not None
+    return v_net_root.net_root.fcbs["f"]
+
+
+def test_a_stat_of_a_file_open_here_goes_as_a_query_open() -> None:
+    core, out = make_core(query_open=True)
+    connected(core, out)
+    fcb = opened(core, out)
+    core.on_client(CLIENT_A, Compound(7, stat(1)), None)
+    assert sent_routines(out) == [Routine.MRxQueryOpen]
+    ((_, query, _),) = out.peer
+    info = {"size": 5, "directory": False, "attributes": 0x80}
+    core.on_peer(
+        "local",
+        RxCompletion(query.request_id, S.STATUS_SUCCESS, CreateInformation.FILE_OPENED, info),
+        None,
+    )
+    done = out.client[-1][1]
+    assert isinstance(done, CompoundCompletion)
+    assert [d.status for d in done.items] == [S.STATUS_SUCCESS] * 2
+    assert done.items[0].result == {**info, "fobx": 0}
+    assert len(fcb.srv_opens) == 1 and fcb.handles == 1  # the open handle alone
+
+
 @pytest.mark.parametrize(
     "case",
-    ["no routine", "file open", "not attributes only", "related after the close", "not connected"],
+    [
+        "no routine",
+        "delete pending",
+        "writes deferred",
+        "not attributes only",
+        "related after the close",
+        "not connected",
+    ],
 )
 def test_everything_else_takes_the_create_and_close(case: str) -> None:
     core, out = make_core(query_open=case != "no routine")
     if case != "not connected":
         connected(core, out)
     items = stat(1)
-    if case == "file open":  # an Fcb here: deferred writes, delete pending, share access...
-        core.on_client(
-            CLIENT_A,
-            RxContext(50, IrpMj.CREATE, path=r"\\local\data\F", create=CreateParameters()),
-            None,
-        )
-        (opening,) = out.requests_to("local")
-        core.on_peer(
-            "local", RxCompletion(opening.request_id, S.STATUS_SUCCESS, 1, {"srv_open": 4}), None
-        )
-        out.peer.clear()
+    if case in ("delete pending", "writes deferred"):  # what the server does not show yet
+        fcb = opened(core, out)
+        if case == "delete pending":
+            fcb.delete_pending = True
+        else:
+            fcb.dirty.append((0, bytearray(b"new")))
+            fcb.dirty_fobx = fcb.srv_opens[0].fobxs[0]
     elif case == "not attributes only":
         items[0].create = CreateParameters(
             desired_access=Access.FILE_READ_ATTRIBUTES | Access.FILE_READ_DATA
@@ -147,6 +189,14 @@ def test_everything_else_takes_the_create_and_close(case: str) -> None:
         assert out.requests_to(CONNMGR)  # parked on the construction, as any create
         connect(core, out)
     assert Routine.MRxQueryOpen not in sent_routines(out)
+    if case == "delete pending":  # the usual create answers it, sending nothing
+        done = out.client[-1][1]
+        assert isinstance(done, CompoundCompletion)
+        assert done.items[0].status == S.STATUS_DELETE_PENDING
+        return
+    if case == "writes deferred":  # they reach the server before the create
+        assert sent_routines(out)[0] == Routine.MRxLowIOSubmit
+        return
     # the close rides along with its create, or (a parked create) waits for its answer
     expected = [Routine.MRxCreate] + ([] if case == "not connected" else [Routine.MRxCloseSrvOpen])
     assert sent_routines(out)[:2] == expected
