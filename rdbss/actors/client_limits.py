@@ -91,6 +91,7 @@ class FairIntake:
         self._order: deque[bytes] = deque()  # clients with queued requests and room to run
         self._seen: dict[bytes, float] = {}  # client -> when it last sent something
         self._limit = solo_window
+        self._queued = 0  # requests in all the queues: the core's loop asks after every poll
 
     def _about(self, ident: bytes, now: float) -> None:
         """Note a client's request; the window is the solo one while no other is about."""
@@ -118,6 +119,7 @@ class FairIntake:
             client.running.add(request_id)
             return "run"
         client.queue.append(Queued(msg, payload, now + msg.timeout_ms / 1000.0))
+        self._queued += 1
         self._make_ready(ident, client)
         return "queued"
 
@@ -138,6 +140,7 @@ class FairIntake:
             if not client.queue or len(client.running) >= self._limit:
                 continue
             item = client.queue.popleft()
+            self._queued -= 1
             client.running.add(item.msg.request_id)
             item.msg.timeout_ms = max(1, int((item.deadline - now) * 1000))
             self._make_ready(ident, client)
@@ -163,6 +166,7 @@ class FairIntake:
         for item in client.queue:
             if item.msg.request_id == request_id:
                 client.queue.remove(item)
+                self._queued -= 1
                 return item
         return None
 
@@ -174,12 +178,16 @@ class FairIntake:
                 late = [item for item in client.queue if item.deadline <= now]
                 client.queue = deque(item for item in client.queue if item.deadline > now)
                 out.extend((ident, item) for item in late)
+                self._queued -= len(late)
         return out
 
     def forget(self, ident: bytes) -> list[Queued]:
         """A client that is gone: its queued requests (never run) and its counts go."""
         client = self._clients.pop(ident, None)
-        return list(client.queue) if client is not None else []
+        if client is None:
+            return []
+        self._queued -= len(client.queue)
+        return list(client.queue)
 
     def clients(self) -> list[bytes]:
         return list(self._clients)
@@ -188,7 +196,7 @@ class FairIntake:
         if ident is not None:
             client = self._clients.get(ident)
             return len(client.queue) if client is not None else 0
-        return sum(len(c.queue) for c in self._clients.values())
+        return self._queued
 
 
 class Tracker(Protocol):

@@ -54,6 +54,21 @@ def test_waits_by_design_run_outside_the_window_and_limits_refuse() -> None:
     assert intake.clients() == []  # nothing held: forgotten
 
 
+def test_the_count_of_queued_requests_follows_every_way_out_of_a_queue() -> None:
+    intake = FairIntake(window=1, max_requests=100, solo_window=1)
+    a, b = b"a", b"b"
+    for i in range(4):
+        intake.admit(a, _rx(i, timeout_ms=500 if i == 3 else 10_000), None, 0.0)
+    for i in range(10, 13):
+        intake.admit(b, _rx(i), None, 0.0)
+    assert intake.queued() == 5 == intake.queued(a) + intake.queued(b)  # 3 of a, 2 of b
+    assert intake.cancel(a, 1) is not None and intake.queued() == 4
+    assert len(intake.expired(1.0)) == 1 and intake.queued() == 3  # a's request 3
+    intake.done(b, 10)
+    assert intake.next(1.0) is not None and intake.queued() == 2
+    assert len(intake.forget(a)) == 1 and intake.queued() == 1 == intake.queued(b)
+
+
 class _Tracker:
     def __init__(self) -> None:
         self.done = False
