@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from asyncssh.sftp import FXP_CLOSE, FXP_LSTAT, FXP_READ, FXP_REALPATH, FXP_STAT, FXP_WRITE
 
-from rdbss.actors.minirdr_host import MiniRdrHost, completion, execute, execute_compound, failure
+from rdbss.actors.minirdr_host import MiniRdrHost, completion, execute, failure
 from rdbss.minirdrs.base import Result
 from rdbss.minirdrs.primitives import ChainItem
 from rdbss.minirdrs.sftp.minirdr import SftpMiniRdr
@@ -40,6 +40,7 @@ from rdbss.wire import (
     RxContext,
 )
 from rdbss.wire.constants import FileAttributes, LowIoOp, RxFlags
+from tests.chains import Answer, run_compound
 from tests.conformance.backend_sftp import SERVER, sftp_config
 from tests.servers.fixtures import SshServer, require_or_skip
 
@@ -435,7 +436,7 @@ def _chain(
     disposition: int,
     *related: RxContext | tuple[RxContext, bytes],
     chained: bool = True,
-) -> list[tuple[int, int, Any, bytes | None]]:
+) -> list[Answer]:
     """Run a create and ``related`` (each with its payload, if any) as the host runs a
     compound, ``chained`` or item by item; each answer's status, information, result (less
     the SrvOpen number) and payload."""
@@ -452,24 +453,7 @@ def _chain(
             cx.payload_items.append(len(cx.items))
             cx.payloads.append(memoryview(data))
         cx.items.append(ctx)
-    for number, ctx in enumerate(cx.items, 1):
-        ctx.request_id = number
-    answers: list[tuple[RxCompletion, Any]] = []
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        if not chained:
-            monkeypatch.setattr(sftp, "create_with_related", lambda *a: None)
-        execute_compound(sftp, cx, lambda done, payload: answers.append((done, payload)))
-    assert [done.request_id for done, _ in answers] == list(range(1, len(cx.items) + 1))
-    assert len(sftp._opens) == 0, "a SrvOpen was left in the OpenTable"
-    out = []
-    for done, payload in answers:
-        result = done.result
-        if isinstance(result, dict):
-            result = {k: v for k, v in result.items() if k != "srv_open"}
-        out.append(
-            (done.status, done.information, result, None if payload is None else bytes(payload))
-        )
-    return out
+    return run_compound(sftp, cx, chained=chained)
 
 
 def _both(sftp: SftpMiniRdr, setup: Callable[[], None], *args: Any) -> list[Any]:

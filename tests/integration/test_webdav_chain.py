@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 import pytest
 
-from rdbss.actors.minirdr_host import execute_compound
 from rdbss.minirdrs.webdav.minirdr import WebDavMiniRdr
 from rdbss.wire import (
     Access,
@@ -26,10 +25,10 @@ from rdbss.wire import (
     LowIoParameters,
     NtStatus,
     Routine,
-    RxCompletion,
     RxContext,
 )
 from rdbss.wire.constants import RxFlags
+from tests.chains import Answer, run_compound
 from tests.conformance.backend_webdav import webdav_config, write_password_file
 from tests.daemon import running_daemon
 from tests.servers.fixtures import WebDavServer, require_or_skip
@@ -37,7 +36,6 @@ from tests.servers.fixtures import WebDavServer, require_or_skip
 S = NtStatus
 SERVER = "davchain"
 _RELATED = int(RxFlags.RELATED)
-Answer = tuple[int, int, Any, bytes | None]
 
 
 class Dav:
@@ -116,23 +114,7 @@ def _chain(
         desired_access=int(Access.GENERIC_READ), disposition=disposition, create_options=options
     )
     items = [dav.item(Routine.MRxCreate, path=path, create=params), *related]
-    for number, ctx in enumerate(items, 1):
-        ctx.request_id = number
-    answers: list[tuple[RxCompletion, Any]] = []
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        if not chained:
-            monkeypatch.setattr(dav.minirdr, "create_with_related", lambda *a: None)
-        execute_compound(dav.minirdr, Compound(7, items), lambda d, p: answers.append((d, p)))
-    assert len(dav.minirdr._opens) == 0, "a SrvOpen was left in the OpenTable"
-    out: list[Answer] = []
-    for done, payload in answers:
-        result = done.result
-        if isinstance(result, dict):
-            result = {k: v for k, v in result.items() if k != "srv_open"}
-        out.append(
-            (done.status, done.information, result, None if payload is None else bytes(payload))
-        )
-    return out
+    return run_compound(dav.minirdr, Compound(7, items), chained=chained)
 
 
 def _both(dav: Dav, path: str, *related: RxContext, **how: Any) -> list[Answer]:
