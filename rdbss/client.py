@@ -297,8 +297,7 @@ class Client:
         frames = pack_frames(self._codec, ctx, payload)
         self.requests_sent += 1
         # the link's news first: a connection lost while idle must not fail this request
-        if readable(self._watch.monitor) and self._watch.read():
-            self._fail_in_flight()
+        self._link_news()
         try:
             send_frames(self._sock, frames, NOBLOCK)
             return
@@ -356,8 +355,7 @@ class Client:
         # the monitor is looked at between waits of at most LINK_CHECK_S, not polled with the
         # socket: a second socket in the poll slows every answer (benchmarks.latency)
         if not self._poller.poll(int(min(remaining, LINK_CHECK_S) * 1000) + 1):
-            if readable(self._watch.monitor) and self._watch.read():
-                self._fail_in_flight()
+            self._link_news()
             return
         self._take(recv_frames(self._sock, 0))
 
@@ -603,7 +601,8 @@ class Client:
             return leases.lookup(fobx, offset, length)
 
     def _link_news(self) -> None:
-        """Take the link's news (the lock held): a lost connection voids every lease."""
+        """Take the link's news (the lock held): a connection lost answers what it carried
+        (``_fail_in_flight``) and voids every lease."""
         if readable(self._watch.monitor) and self._watch.read():
             self._fail_in_flight()
 

@@ -17,8 +17,6 @@ table. Tables of cores that are gone are swept when a core makes one.
 from __future__ import annotations
 
 import contextlib
-import mmap
-import os
 import re
 
 from rdbss import shm
@@ -35,18 +33,8 @@ class EpochTable:
     def __init__(self, slots: int) -> None:
         shm.sweep_stale(NAME)
         self.slots = slots
-        self.name = f"rdbss-epochs-{os.getpid()}-{os.urandom(8).hex()}"
+        self.name, self._map = shm.make_private("rdbss-epochs", WORD * (slots + 1))
         self.path = shm.SHM_DIR / self.name
-        size = WORD * (slots + 1)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            os.ftruncate(fd, size)
-            self._map = mmap.mmap(fd, size)
-        except OSError:
-            os.close(fd)
-            self.path.unlink(missing_ok=True)
-            raise
-        os.close(fd)
         self._words = memoryview(self._map).cast("Q")
         self._words[0] = MAGIC
 

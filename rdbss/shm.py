@@ -70,17 +70,8 @@ class Arena:
         sweep_stale()
         self.slot_bytes = slot_bytes
         self.slots = slots
-        self.name = f"rdbss-{os.getpid()}-{os.urandom(8).hex()}"
+        self.name, self._map = make_private("rdbss", slots * slot_bytes)
         self.path = SHM_DIR / self.name
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            os.ftruncate(fd, slots * slot_bytes)
-            self._map = mmap.mmap(fd, slots * slot_bytes)
-        except OSError:
-            os.close(fd)
-            self.path.unlink(missing_ok=True)
-            raise
-        os.close(fd)
         self._view = memoryview(self._map)
         self.free = list(range(slots))
 
@@ -165,6 +156,22 @@ class Maps:
                 with contextlib.suppress(BufferError):
                     mapped.close()
             self._maps.clear()
+
+
+def make_private(prefix: str, size: int) -> tuple[str, mmap.mmap]:
+    """Make a new file ``<prefix>-<pid>-<random>`` of ``size`` bytes in SHM_DIR, mode 0600 (only
+    this user's processes may map it), and map it; its name and the mapping."""
+    name = f"{prefix}-{os.getpid()}-{os.urandom(8).hex()}"
+    path = SHM_DIR / name
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.ftruncate(fd, size)
+        return name, mmap.mmap(fd, size)
+    except OSError:
+        path.unlink(missing_ok=True)
+        raise
+    finally:
+        os.close(fd)
 
 
 def map_private(name: str, *, writable: bool = True, what: str = "arena") -> mmap.mmap:
