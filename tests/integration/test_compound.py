@@ -338,27 +338,27 @@ def test_a_compound_whose_answer_exceeds_the_header_limit_is_answered_at_once(
 ) -> None:
     """Two queries of a big folder answer more than one message header holds (1 MiB): the
     mini-redirector sends the items apart, and what still does not fit comes back as
-    STATUS_BUFFER_OVERFLOW, never as silence until the deadline."""
+    STATUS_BUFFER_OVERFLOW, never as silence until the deadline, however often it happens."""
     folder = daemon.share_dir / "huge"
     folder.mkdir()
     for i in range(9000):
         (folder / f"{i:05d}-{'n' * 180}").touch()
     unc = daemon.share + r"\huge"
-    query = rq.query_directory(0, T, max_entries=4096)
     with daemon.client(timeout=60.0) as c:
-        outcomes = c.compound(
-            [
-                rq.create(unc, T, access=Access.FILE_LIST_DIRECTORY),
-                rq.related(query),
-                rq.related(rq.query_directory(0, T, max_entries=4096)),
-                rq.related(rq.close(0, T)),
-            ]
-        )
-        statuses = {o.status for o in outcomes}
-        assert S.STATUS_IO_TIMEOUT not in statuses, outcomes
-        assert statuses <= {S.STATUS_SUCCESS, S.STATUS_BUFFER_OVERFLOW}, outcomes
-        assert S.STATUS_BUFFER_OVERFLOW in statuses, outcomes
-        assert c.status()["handles"] == 0  # the close ran
+        for _ in range(3):  # each time again: nothing is left stuck by the one before
+            outcomes = c.compound(
+                [
+                    rq.create(unc, T, access=Access.FILE_LIST_DIRECTORY),
+                    rq.related(rq.query_directory(0, T, max_entries=4096)),
+                    rq.related(rq.query_directory(0, T, max_entries=4096)),
+                    rq.related(rq.close(0, T)),
+                ]
+            )
+            statuses = {o.status for o in outcomes}
+            assert S.STATUS_IO_TIMEOUT not in statuses, outcomes
+            assert statuses <= {S.STATUS_SUCCESS, S.STATUS_BUFFER_OVERFLOW}, outcomes
+            assert S.STATUS_BUFFER_OVERFLOW in statuses, outcomes
+            assert c.status()["handles"] == 0  # the close ran
         # the same queries apart fit, and list every name
         names = {e.name for e in c.scandir(unc)}
     assert len(names) == 9000
