@@ -38,6 +38,7 @@ from rdbss.minirdrs.common.setup import (
     TREE_CONNECT,
     SetupDeadline,
 )
+from rdbss.minirdrs.smb import packed
 from rdbss.minirdrs.smb.config import Credentials, ServerConfig, dialect_name
 from rdbss.minirdrs.smb.status import (
     SESSION_LOST,
@@ -78,6 +79,12 @@ class _Connection(Connection):  # type: ignore[misc]
         # no timeout of its own: the set-up's watchdog ends the wait at the deadline, where
         # smbprotocol would round it down to whole seconds (``timeout`` is the TCP connect's)
         return super()._send_smb2_negotiate(dialect, None, *args)
+
+    def send_packed(
+        self, bodies: list[packed.Body], session: Any, tree: Any, *, related: bool
+    ) -> list[Any]:
+        """Send requests packed by packed.py, as ``send_compound`` sends structures."""
+        return packed.send(self, session, tree, bodies, related=related)
 
     def verify_signature(self, header: Any, session_id: int, force: bool = False) -> None:
         if header["status"].get_value() in SESSION_LOST:
