@@ -82,9 +82,9 @@ class _Header:
     def __init__(self, data: bytes) -> None:
         self.data = data
 
-    def __getitem__(self, name: str) -> packed._Value:
+    def __getitem__(self, name: str) -> packed.Value:
         assert name == "data"
-        return packed._Value(self.data)
+        return packed.Value(self.data)
 
 
 def test_answers_read_as_smbprotocol_reads_them() -> None:

@@ -38,7 +38,7 @@ from rdbss.minirdrs.common.setup import (
     TREE_CONNECT,
     SetupDeadline,
 )
-from rdbss.minirdrs.smb import packed
+from rdbss.minirdrs.smb import packed, receiver
 from rdbss.minirdrs.smb.config import Credentials, ServerConfig, dialect_name
 from rdbss.minirdrs.smb.status import (
     SESSION_LOST,
@@ -62,10 +62,12 @@ for _noisy in ("smbprotocol", "smbclient", "spnego"):
 
 
 class _Connection(Connection):  # type: ignore[misc]
-    """smbprotocol's Connection with two differences. The negotiate waits under the set-up's
-    deadline only. And an answer saying the session is gone
-    (STATUS_USER_SESSION_DELETED, STATUS_NETWORK_SESSION_EXPIRED), and every later answer on that
-    session (the rest of its compound), is taken without checking its signature. The server has
+    """smbprotocol's Connection with these differences. Requests packed by packed.py go out
+    with ``send_packed``, and its receiver thread is receiver.py's (the same loop, headers read
+    with struct). The negotiate waits under the set-up's deadline only. And an answer saying
+    the session is gone (STATUS_USER_SESSION_DELETED, STATUS_NETWORK_SESSION_EXPIRED), and
+    every later answer on that session (the rest of its compound), is taken without checking
+    its signature. The server has
     dropped the session, and with it the key a signature needs (Samba signs such answers with a
     key the client cannot match), so checking them killed smbprotocol's receiver and the status
     was lost. Such an answer only makes the client drop the session and build a new one: a
@@ -80,18 +82,24 @@ class _Connection(Connection):  # type: ignore[misc]
         # smbprotocol would round it down to whole seconds (``timeout`` is the TCP connect's)
         return super()._send_smb2_negotiate(dialect, None, *args)
 
+    def _process_message_thread(self) -> None:
+        receiver.run(self)  # smbprotocol's loop, reading headers with struct
+
     def send_packed(
         self, bodies: list[packed.Body], session: Any, tree: Any, *, related: bool
     ) -> list[Any]:
         """Send requests packed by packed.py, as ``send_compound`` sends structures."""
         return packed.send(self, session, tree, bodies, related=related)
 
-    def verify_signature(self, header: Any, session_id: int, force: bool = False) -> None:
-        if header["status"].get_value() in SESSION_LOST:
+    def session_gone(self, status: int, session_id: int) -> bool:
+        """Whether an answer with ``status`` on ``session_id`` is taken unchecked."""
+        if status in SESSION_LOST:
             self.sessions_gone.add(session_id)
-        if session_id in self.sessions_gone:
-            return
-        super().verify_signature(header, session_id, force)
+        return session_id in self.sessions_gone
+
+    def verify_signature(self, header: Any, session_id: int, force: bool = False) -> None:
+        if not self.session_gone(header["status"].get_value(), session_id):
+            super().verify_signature(header, session_id, force)
 
 
 # --------------------------------------------------------------------------------------------

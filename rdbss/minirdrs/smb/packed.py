@@ -119,8 +119,8 @@ def query_info_body(file_id: bytes, info_type: int, info_class: int, output_leng
     return Body(Commands.SMB2_QUERY_INFO, data, SMB2QueryInfoRequest)
 
 
-class _Value:
-    """A header field as smbprotocol reads one: ``field.get_value()``."""
+class Value:
+    """A header field as smbprotocol reads one: ``field.get_value()``, ``has_flag``."""
 
     __slots__ = ("value",)
 
@@ -129,6 +129,12 @@ class _Value:
 
     def get_value(self) -> Any:
         return self.value
+
+    def has_flag(self, flag: int) -> bool:
+        return bool(self.value & flag == flag)
+
+    def __str__(self) -> str:
+        return str(self.value)
 
 
 class SentHeader:
@@ -140,8 +146,8 @@ class SentHeader:
     def __init__(self, **fields: Any) -> None:
         self._fields = fields
 
-    def __getitem__(self, name: str) -> _Value:
-        return _Value(self._fields[name])
+    def __getitem__(self, name: str) -> Value:
+        return Value(self._fields[name])
 
     def __setitem__(self, name: str, value: Any) -> None:
         self._fields[name] = value
