@@ -9,8 +9,8 @@ one ``struct`` call, and the bytes are exactly what smbprotocol sends for the sa
 (MS-SMB2 2.2.1.2 header, 2.2.13 CREATE, 2.2.15 CLOSE, 2.2.19 READ, 2.2.21 WRITE, 2.2.37
 QUERY_INFO; tests/unit/test_smb_packed.py compares them). The rest of the exchange stays
 smbprotocol's: message ids and credits under its sequence lock, its signing and encryption,
-its pending-request table, and its receiver thread, which matches the answers to the
-``Request`` objects made here as to its own.
+its pending-request table and its socket lock, and the receiver thread (receiver.py), which
+matches the answers to the ``Request`` objects made here as to smbprotocol's own.
 """
 
 from __future__ import annotations
@@ -223,10 +223,23 @@ def send(conn: Any, session: Any, tree: Any, bodies: Sequence[Body], *, related:
         requests[0].related_ids = [r.message["message_id"].get_value() for r in requests[1:]]
     data = b"".join(chunks)
     if session.encrypt_data or tree.encrypt_data:
-        data = conn._encrypt(data, session)
+        data = conn._encrypt(data, session).pack()  # an SMB2 TRANSFORM_HEADER structure
     conn._check_worker_running()
-    conn.transport.send(data)
+    transmit(conn.transport, data)
     return requests
+
+
+def transmit(transport: Any, data: bytes) -> None:
+    """Send one SMB2 message on smbprotocol's Tcp transport as its ``send`` does (the Direct
+    TCP header of MS-SMB2 2.1: the length as 4 bytes, big-endian), without building a
+    structure for those 4 bytes."""
+    if len(data) > transport.MAX_SIZE:
+        raise ValueError(
+            f"Data to be sent over Direct TCP size {len(data)} exceeds the max length allowed "
+            f"{transport.MAX_SIZE}"
+        )
+    with transport._sock_lock:
+        transport._sock.sendall(len(data).to_bytes(4, "big") + data)
 
 
 def parse_create(data: bytes) -> tuple[int, bytes, int]:
