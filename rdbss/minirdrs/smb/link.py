@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import socket
 import threading
 import time
@@ -108,12 +109,18 @@ class _Connection(Connection):  # type: ignore[misc]
 
 
 class _Watchdog:
-    """Calls ``on_expire`` (from its own thread) when an armed deadline passes."""
+    """Calls ``on_expire`` (from its own thread) when an armed deadline passes.
+
+    Arming does not wake the thread when its current wait ends before the new deadline (the
+    common case: each call arms a deadline later than the last one's): the thread then finds
+    the deadline moved when it wakes and waits again. So a request costs no wake-up of the
+    watchdog thread, and a deadline is never looked at later than it passes."""
 
     def __init__(self, name: str, on_expire: Callable[[], None]) -> None:
         self._on_expire = on_expire
         self._cond = threading.Condition()
         self._deadline: float | None = None
+        self._wakes_at = -math.inf  # when the thread's wait ends (-inf: it looks again first)
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -123,13 +130,16 @@ class _Watchdog:
             with self._cond:
                 while not self._stopped:
                     if self._deadline is None:
+                        self._wakes_at = math.inf
                         self._cond.wait()
                         continue
                     remaining = self._deadline - time.monotonic()
                     if remaining <= 0:
                         self._deadline = None
                         break
+                    self._wakes_at = self._deadline
                     self._cond.wait(remaining)
+                self._wakes_at = -math.inf
                 if self._stopped:
                     return
             try:
@@ -140,8 +150,10 @@ class _Watchdog:
     @contextlib.contextmanager
     def guard(self, seconds: float) -> Iterator[None]:
         with self._cond:
-            self._deadline = time.monotonic() + seconds
-            self._cond.notify()
+            deadline = time.monotonic() + seconds
+            self._deadline = deadline
+            if deadline < self._wakes_at:  # it would wake too late
+                self._cond.notify()
         try:
             yield
         finally:
