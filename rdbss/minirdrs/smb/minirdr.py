@@ -16,7 +16,7 @@ answer the same at once.
 MRxCreate is one related compound CREATE + QUERY_INFO, MRxQueryOpen (a stat) one compound
 CREATE + QUERY_INFO + CLOSE (compound.py), and a compound's create with a related READ or WRITE
 and close (a small file read or written whole) one CREATE + QUERY_INFO + READ/WRITE + CLOSE
-(fused.py): one exchange with the server each. The create rules
+(fused.py): one exchange with the server each, packed with struct (packed.py). The create rules
 it checks before asking the server: see docs/routines.md, Create, collapsing and close.
 """
 
