@@ -363,9 +363,9 @@ class SmbMiniRdr(MiniRdr):
             rel,
             params.desired_access | Access.FILE_READ_ATTRIBUTES,
             params.file_attributes,
-            params.share_access & SHARE_ALL,
+            params.share_access,
             int(disposition),
-            int(options) & 0x00FFFFFF,
+            int(options),
         )
         try:
             data = link.call(f"cannot open {show(rel)}", compound.query_open(link, tree, request))

@@ -31,6 +31,7 @@ from smbprotocol.open import (
     SMB2WriteRequest,
 )
 
+from rdbss.minirdrs.smb.structures import SHARE_ALL
 from rdbss.wire.status import NtStatus, NtStatusError
 
 MAX_PAYLOAD = 65_536  # one credit's worth (MS-SMB2 3.1.5.2)
@@ -77,7 +78,8 @@ def create_body(
     options: int,
 ) -> Body:
     """An SMB2 CREATE for ``path`` (share-relative, backslashes, "" for the root), no oplock
-    and no create contexts."""
+    and no create contexts; the share modes within SHARE_ALL, the options within the 24 bits
+    MS-SMB2 2.2.13 defines."""
     name = path.encode("utf-16-le") if path else b""
     fixed = _CREATE.pack(
         57,
@@ -88,9 +90,9 @@ def create_body(
         0,
         desired_access & 0xFFFFFFFF,
         file_attributes & 0xFFFFFFFF,
-        share_access & 0xFFFFFFFF,
+        share_access & SHARE_ALL,
         disposition,
-        options & 0xFFFFFFFF,
+        options & 0x00FFFFFF,
         _CREATE_NAME_OFFSET,
         len(name),
         0,
