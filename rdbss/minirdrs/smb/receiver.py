@@ -66,7 +66,7 @@ class AnswerHeader:
         return Value(self._fields[_INDEX[name]])
 
 
-def verify(conn: Any, raw: bytes, fields: tuple[Any, ...], session_id: int) -> None:
+def verify(conn: Any, raw: bytes | bytearray, fields: tuple[Any, ...], session_id: int) -> None:
     """smbprotocol's ``verify_signature`` on the bytes received (``fields``: their header)."""
     status, command, flags, message_id = fields[3], fields[4], fields[6], fields[8]
     if conn.session_gone(status, session_id):
@@ -109,7 +109,7 @@ def _keep_alive(conn: Any) -> None:
         request.message["reserved"] = 1
 
 
-def _deliver(conn: Any, raw: bytes, encrypted: bool) -> None:
+def _deliver(conn: Any, raw: bytes | bytearray, encrypted: bool) -> None:
     """Hand one answer (``raw``: its header and message) to the request waiting for it."""
     fields = _HEADER.unpack_from(raw)
     status, command, credits, flags, message_id = (
@@ -122,8 +122,8 @@ def _deliver(conn: Any, raw: bytes, encrypted: bool) -> None:
     request = conn.outstanding_requests[message_id]
     session_id = fields[11] if command == Commands.SMB2_SESSION_SETUP else request.session_id
     header: Any
-    if isinstance(request.message, SentHeader):
-        header = AnswerHeader(fields, raw)
+    if isinstance(request.message, SentHeader):  # small: its own bytes, not the receive buffer
+        header = AnswerHeader(fields, bytes(raw))
     else:
         header = SMB2HeaderResponse()
         header.unpack(raw)
@@ -168,14 +168,13 @@ def run(conn: Any) -> None:
                 transform = SMB2TransformHeader()
                 transform.unpack(message)
                 message = conn._decrypt(transform)
-            message = bytes(message)
             while True:
                 next_command = int.from_bytes(message[20:24], "little")
-                length = next_command if next_command else len(message)
-                _deliver(conn, message[:length], encrypted)
-                if not next_command:
+                if not next_command:  # the last (or only) answer: the rest of the buffer
+                    _deliver(conn, message, encrypted)
                     break
-                message = message[length:]
+                _deliver(conn, message[:next_command], encrypted)
+                message = message[next_command:]
     except Exception as exc:
         log.exception("SMB receive worker died (outstanding=%d)", len(conn.outstanding_requests))
         conn._t_exc = exc  # raised to the next caller of send or receive
