@@ -5,7 +5,9 @@ Registration sends exactly the routines the mini-redirector implements. Requests
   shared-memory READ is checked there and copied on a small pool (``_pooled_read``);
 - on the connection's own ``ConnectionWorker`` actor, for connection routines and for every
   routine of a blocking (network) mini-redirector, so a slow connect or a slow server blocks only
-  the requests of that connection.
+  the requests of that connection. A worker answers a compound item by item as each is done,
+  except the items ``MiniRdr.create_with_related`` answered at once (a small file read or
+  written whole): those go to the core as one CompoundCompletion;
 - on the mini-redirector's own event loop (``MiniRdr.start_direct``: SFTP stats and small
   reads), for a blocking mini-redirector whose routines wait on such a loop: handed there from
   the socket thread and answered from there, two thread hops fewer. Offered only while the
