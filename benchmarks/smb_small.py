@@ -61,6 +61,29 @@ def _measure(
     return out
 
 
+def _steps(
+    names: list[str],
+    payloads: list[bytes],
+    write: Callable[[str, bytes], object],
+    read: Callable[[str], bytes],
+    size: Callable[[str], int],
+) -> list[Callable[[int], None]]:
+    """One step per workload, each byte read and each size checked."""
+
+    def write_one(k: int) -> None:
+        write(names[k], payloads[k])
+
+    def read_one(k: int) -> None:
+        if read(names[k]) != payloads[k]:
+            raise AssertionError(f"{names[k]} read back wrong")
+
+    def stat_one(k: int) -> None:
+        if size(names[k]) != SMALL:
+            raise AssertionError(f"wrong size of {names[k]}")
+
+    return [write_one, read_one, stat_one]
+
+
 def run(files: int = 1000) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
     """Figures per workload: rdbss's (by process) and the peer's (its process, smbd)."""
     payloads = [os.urandom(SMALL) for _ in range(files)]
@@ -82,20 +105,13 @@ def run(files: int = 1000) -> tuple[dict[str, dict[str, float]], dict[str, dict[
                 pids = {"client": os.getpid(), "core": processes["core"]}
                 pids["smb"] = processes["smb"]
                 names = [unc + rf"\r{k:05d}.bin" for k in range(files)]
-
-                def read(k: int) -> None:
-                    if client.read_bytes(names[k]) != payloads[k]:
-                        raise AssertionError(f"{names[k]} read back wrong")
-
-                def stat(k: int) -> None:
-                    if client.stat(names[k]).size != SMALL:
-                        raise AssertionError(f"wrong size of {names[k]}")
-
-                steps: list[Callable[[int], None]] = [
-                    lambda k: client.write_bytes(names[k], payloads[k]),
-                    read,
-                    stat,
-                ]
+                steps = _steps(
+                    names,
+                    payloads,
+                    client.write_bytes,
+                    client.read_bytes,
+                    lambda name: client.stat(name).size,
+                )
                 for workload, step in zip(WORKLOADS, steps, strict=True):
                     ours[workload] = _measure(files, step, pids, marker)
             from fsspec.implementations.smb import SMBFileSystem
@@ -103,21 +119,10 @@ def run(files: int = 1000) -> tuple[dict[str, dict[str, float]], dict[str, dict[
             fs = SMBFileSystem(srv.host, port=srv.port, username=srv.user, password=srv.password)
             fs.pipe_file(f"/{srv.share_name}/warm-up", b"connect first")
             paths = [f"/{srv.share_name}/p{k:05d}.bin" for k in range(files)]
-
-            def peer_read(k: int) -> None:
-                if fs.cat_file(paths[k]) != payloads[k]:
-                    raise AssertionError(f"{paths[k]} read back wrong")
-
-            def peer_stat(k: int) -> None:
-                if fs.info(paths[k])["size"] != SMALL:
-                    raise AssertionError(f"wrong size of {paths[k]}")
-
-            peer_steps: list[Callable[[int], None]] = [
-                lambda k: fs.pipe_file(paths[k], payloads[k]),
-                peer_read,
-                peer_stat,
-            ]
-            for workload, step in zip(WORKLOADS, peer_steps, strict=True):
+            steps = _steps(
+                paths, payloads, fs.pipe_file, fs.cat_file, lambda path: int(fs.info(path)["size"])
+            )
+            for workload, step in zip(WORKLOADS, steps, strict=True):
                 peer[workload] = _measure(files, step, {"peer": os.getpid()}, marker)
     return ours, peer
 
