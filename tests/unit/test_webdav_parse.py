@@ -16,6 +16,7 @@ from rdbss.minirdrs.webdav.minirdr import WebDavMiniRdr
 from rdbss.minirdrs.webdav.props import (
     DavEntry,
     MultiStatusError,
+    current_entry,
     file_id,
     file_info,
     href_path,
@@ -324,3 +325,17 @@ def test_only_a_read_of_an_existing_files_start_goes_as_one_get() -> None:
     assert read_window(create(), [write(), close], [1, None]) == 0
     assert read_window(create(), [read(0, 10)], [None]) == 0  # no close
     assert read_window(create(), [read(0, MAX_CHAIN_READ + 1), close], [None] * 2) == 0
+
+
+def test_an_entry_without_a_date_is_current_for_its_etag_and_size_and_takes_the_gets_date() -> None:
+    stored = DavEntry("/s/f", False, 5, None, 7, '"a-1-5"')  # from a PUT's answer
+    assert current_entry(stored, '"a-1-5"', 5, 3_000_000_000) == DavEntry(
+        "/s/f", False, 5, 3_000_000_000, 7, '"a-1-5"'
+    )
+    assert current_entry(stored, '"a-2-5"', 5, 3_000_000_000) is None  # another version
+    assert current_entry(stored, '"a-1-5"', 6, 3_000_000_000) is None
+    assert current_entry(stored, 'W/"a-1-5"', 5, 3_000_000_000) is None
+    assert current_entry(stored, '"a-1-5"', 5, None) is stored  # a server giving no dates
+    seen = DavEntry("/s/f", False, 5, 1_000_000_000, 7, "a-1-5")
+    assert current_entry(seen, '"a-1-5"', 5, 1_000_000_000) is seen
+    assert current_entry(seen, '"a-1-5"', 5, 2_000_000_000) is None

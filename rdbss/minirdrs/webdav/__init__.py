@@ -55,7 +55,9 @@ creating a file adds its PUT and a PROPFIND of what the server made (and, below 
 one of the parent folder to tell OBJECT_PATH_NOT_FOUND). A compound's create of an existing
 file with related READs from its start and its close (``Client.read_bytes``, fsspec ``cat``) is
 one ranged GET when a PROPFIND answered the file's properties before and the GET's ETag, size
-and Last-Modified show they still hold (``chain``); otherwise the PROPFIND follows it.
+and Last-Modified show they still hold (``chain``), or when the file's last PUT went through
+this SrvCall and the GET's strong ETag and size are those of that PUT's answer (a file read
+right after it was written through rdbss); otherwise the PROPFIND follows it.
 
 Not supported honestly: setting times (FileBasicInformation with a time answers
 STATUS_NOT_SUPPORTED; WebDAV's getlastmodified is protected) and the read-only attribute

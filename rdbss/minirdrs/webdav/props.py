@@ -15,7 +15,7 @@ import re
 import stat
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -179,6 +179,18 @@ def still_current(
         and entry.size == size
         and entry.last_modified_ns == last_modified_ns
     )
+
+
+def current_entry(
+    entry: DavEntry, etag: str | None, size: int | None, last_modified_ns: int | None
+) -> DavEntry | None:
+    """``entry`` as the file a GET just answered for, if it still describes it
+    (``still_current``); None if not. An entry without a Last-Modified (one learned from a
+    PUT's answer, which need not carry it) is that version when the strong ETag and the size
+    match, and takes the GET's Last-Modified."""
+    if entry.last_modified_ns is None and last_modified_ns is not None:
+        entry = replace(entry, last_modified_ns=last_modified_ns)
+    return entry if still_current(entry, etag, size, last_modified_ns) else None
 
 
 # --- multistatus -------------------------------------------------------------------------------
