@@ -430,3 +430,29 @@ def test_a_streamed_put_whose_server_goes_away_fails_the_close(tmp_path: Path) -
                 NtStatus.STATUS_CONNECTION_REFUSED,
                 NtStatus.STATUS_IO_TIMEOUT,
             ), ei.value
+
+
+def test_a_big_file_written_and_read_back_costs_three_requests_each(
+    dav: Dav, client: Client
+) -> None:
+    """``write_bytes`` of a new 9 MiB file: the create's PROPFIND (nothing there) and empty
+    PUT, whose answer stands for a PROPFIND of what it made, then one streamed PUT of the
+    data, answered before the close returns. ``read_bytes`` of it: the compound's GET of the
+    first 64 KiB (the write's PUT answered for the file: no PROPFIND), the open's PROPFIND,
+    and one stream from byte 0 for the rest."""
+    data = os.urandom(9 * CHUNK + 5)
+    client.write_bytes(dav.unc("both.bin"), data)
+    assert dav.file("both.bin").read_bytes() == data  # whole on the server at the close
+    path = f"/{dav.share}/both.bin"
+
+    def methods() -> list[str]:
+        lines = dav.server.log_path.read_text().splitlines()
+        return [m for line in lines for m in ("PROPFIND", "PUT", "GET") if f'"{m} {path}"' in line]
+
+    assert methods() == ["PROPFIND", "PUT", "PUT"]
+    assert len(dav.data_puts("both.bin")) == 1
+    assert client.read_bytes(dav.unc("both.bin")) == data
+    dav.wait_gets("both.bin", 2)
+    assert methods()[3:] == ["GET", "PROPFIND", "GET"]
+    gets = dav.gets("both.bin")
+    assert "range=bytes=0-65535," in gets[0] and "range=bytes=0-," in gets[1], gets

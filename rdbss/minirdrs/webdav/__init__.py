@@ -53,8 +53,11 @@ seeks (as a stale cached page would not); the handle's own writes always go to t
 file, which reads then use.
 
 Round trips: a stat (MRxQueryOpen) and an open of an existing name are one PROPFIND Depth 0;
-creating a file adds its PUT and a PROPFIND of what the server made (and, below the top level,
-one of the parent folder to tell OBJECT_PATH_NOT_FOUND). A compound's create of an existing
+creating (or overwriting) a file adds its PUT of nothing (and, below the top level, a PROPFIND
+of the parent folder to tell OBJECT_PATH_NOT_FOUND). That PUT's answer describes the empty file
+it made when it carries a strong ETag and a Date: the Date (the server's clock, to the second,
+as getlastmodified goes) is its last write and, for a new file, its creation; without them a
+PROPFIND of what the server made follows. A compound's create of an existing
 file with related READs from its start and its close (``Client.read_bytes``, fsspec ``cat``) is
 one ranged GET when a PROPFIND answered the file's properties before and the GET's ETag, size
 and Last-Modified show they still hold (``chain``), or when the file's last PUT went through
