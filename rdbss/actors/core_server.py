@@ -140,6 +140,8 @@ class CoreServer:
         self._next_expire = 0.0
         self._next_forget = 0.0
         self.codec = Codec()
+        # the ipc bus's peers are the daemon's own processes (codec: trusted); tcp peers are not
+        self.bus_codec = Codec(trusted=True)
         self.zctx = new_context()
         self.clients = router(self.zctx, endpoints.client, untrusted=True)
         self.bus = router(self.zctx, endpoints.bus, untrusted=False)
@@ -525,7 +527,8 @@ class CoreServer:
                     log.warning("peer %r over tcp: its key is not granted that name", name)
                 return
         try:
-            msg, payload = unpack_frames(self.codec, frames[1:])
+            codec = self.bus_codec if sock is self.bus else self.codec
+            msg, payload = unpack_frames(codec, frames[1:])
         except WireError as exc:
             log.error("bad message from peer %s: %s", name, exc.strerror)
             return
