@@ -205,12 +205,12 @@ class AsyncClient:
                 msg, payload = unpack_frames(self._codec, frames)
             except WireError:
                 continue
-            if isinstance(msg, CompletionBundle):
+            if isinstance(msg, (RxCompletion, CompoundCompletion)):
+                self._deliver(msg, payload)
+            elif isinstance(msg, CompletionBundle):
                 payload_of = dict(zip(msg.payload_items, msg.payloads, strict=True))
                 for index, done in enumerate(msg.items):
                     self._deliver(done, payload_of.get(index))
-            elif isinstance(msg, RxCompletion | CompoundCompletion):
-                self._deliver(msg, payload)
 
     def _on_link(self) -> None:
         """The connection's news (``rdbss.link``): a lost connection fails what was sent on it;

@@ -366,11 +366,11 @@ class Client:
         except WireError:
             return
         answers: list[tuple[RxCompletion | CompoundCompletion, memoryview | None]]
-        if isinstance(msg, CompletionBundle):
+        if isinstance(msg, (RxCompletion, CompoundCompletion)):
+            answers = [(msg, payload)]
+        elif isinstance(msg, CompletionBundle):
             payload_of = dict(zip(msg.payload_items, msg.payloads, strict=True))
             answers = [(done, payload_of.get(i)) for i, done in enumerate(msg.items)]
-        elif isinstance(msg, RxCompletion | CompoundCompletion):
-            answers = [(msg, payload)]
         else:
             return
         for answer, data in answers:

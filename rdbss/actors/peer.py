@@ -293,7 +293,7 @@ class PeerBridge:
                     # are void; restart clean (the supervisor restarts us at once)
                     self._restart_clean("the core registered us anew")
             return
-        if isinstance(msg, RxContext | RxCompletion | RxCancel | Compound):
+        if isinstance(msg, (RxContext, RxCompletion, RxCancel, Compound)):
             try:
                 self.handler(msg, payload)
             except Exception:

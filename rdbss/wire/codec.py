@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import msgspec
 
 from rdbss.wire.rxcontext import (
+    BATCHED_TYPES,
     CANCEL_REASONS,
     MAX_I64,
     PAYLOADS_KEY,
@@ -314,11 +315,14 @@ class Codec:
             previous = index
 
     def encode(self, msg: Message) -> bytes:
-        if not isinstance(msg, _BATCHED):
+        if type(msg) not in BATCHED_TYPES:
             try:
                 return self._encoder.encode(msg)
             except (TypeError, ValueError, OverflowError, msgspec.MsgspecError) as exc:
                 raise WireError(f"cannot encode {type(msg).__name__}: {exc}") from None
+        return self._encode_batch(cast(Batched, msg))
+
+    def _encode_batch(self, msg: Batched) -> bytes:
         self.check_compound(msg)
         if len(msg.payloads) != len(msg.payload_items):
             raise WireError(
@@ -358,8 +362,8 @@ class Codec:
                 _check(msg, lim)
             except RecursionError:
                 raise WireError("malformed msgpack: nested too deeply") from None
-        if isinstance(msg, _BATCHED):
-            self.check_compound(msg)
+        if type(msg) in BATCHED_TYPES:
+            self.check_compound(cast(Batched, msg))
         return msg
 
 
