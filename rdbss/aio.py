@@ -130,7 +130,7 @@ class AsyncClient:
         self._sock.setsockopt(zmq.SNDHWM, 0)
         self._watch = LinkWatch(self._sock, endpoints)
         connect_client_socket(self._sock, endpoints)
-        self._codec = Codec()
+        self._codec = Codec(trusted=True)  # it decodes the daemon's answers only
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[Answer]] = {}
         # when each request stops waiting for its answer: one loop timer for the earliest
@@ -205,12 +205,12 @@ class AsyncClient:
                 msg, payload = unpack_frames(self._codec, frames)
             except WireError:
                 continue
-            if isinstance(msg, CompletionBundle):
+            if isinstance(msg, (RxCompletion, CompoundCompletion)):
+                self._deliver(msg, payload)
+            elif isinstance(msg, CompletionBundle):
                 payload_of = dict(zip(msg.payload_items, msg.payloads, strict=True))
                 for index, done in enumerate(msg.items):
                     self._deliver(done, payload_of.get(index))
-            elif isinstance(msg, RxCompletion | CompoundCompletion):
-                self._deliver(msg, payload)
 
     def _on_link(self) -> None:
         """The connection's news (``rdbss.link``): a lost connection fails what was sent on it;
@@ -669,9 +669,8 @@ class AsyncClient:
     # ------------------------------------------------------------------ path operations
     async def stat(self, path: str) -> FileInfo:
         """Open for attributes and close, as one compound (one round trip)."""
-        outcomes = await self.compound(rq.stat_items(path, self._timeout_ms))
-        handle: Handle = outcomes[0].unwrap()
-        return handle.info
+        answer, _ = await self._exchange(rq.stat_compound(path, self._timeout_ms), None)
+        return rq.stat_result(answer)
 
     async def listdir(self, path: str, pattern: str = "*") -> list[str]:
         handle = await self.create(

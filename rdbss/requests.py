@@ -592,6 +592,48 @@ def stat_items(path: str, timeout_ms: int) -> list[Request[Any]]:
     ]
 
 
+_STAT_ACCESS = int(Access.FILE_READ_ATTRIBUTES)
+_NORMAL = int(FileAttributes.NORMAL)
+_SHARE_ALL = int(ShareAccess.ALL)
+_CREATE, _CLOSE = int(IrpMj.CREATE), int(IrpMj.CLOSE)
+
+
+def stat_compound(path: str, timeout_ms: int) -> Compound:
+    """One stat's compound, the message ``compound(stat_items(path, timeout_ms), timeout_ms)``
+    is, built directly: the caller of a single stat needs no Request objects to parse with."""
+    check_path(path)
+    check_timeout(timeout_ms)
+    params = CreateParameters(
+        desired_access=_STAT_ACCESS, file_attributes=_NORMAL, share_access=_SHARE_ALL
+    )
+    return Compound(
+        request_id=0,
+        items=[
+            RxContext(request_id=0, major=_CREATE, timeout_ms=timeout_ms, path=path, create=params),
+            RxContext(request_id=0, major=_CLOSE, timeout_ms=timeout_ms, flags=_RELATED),
+        ],
+        timeout_ms=timeout_ms,
+    )
+
+
+def stat_result(answer: RxCompletion | CompoundCompletion) -> FileInfo:
+    """What ``stat_compound``'s answer says of the file; raises as ``parse_compound`` and the
+    create's ``Outcome.unwrap`` would."""
+    if isinstance(answer, RxCompletion) or answer.status != S.STATUS_SUCCESS:
+        raise error_for_status(answer.status, answer.message)
+    if len(answer.items) != 2:
+        raise error_for_status(
+            S.STATUS_INVALID_NETWORK_RESPONSE,
+            f"{len(answer.items)} answers to a compound of 2 items",
+        )
+    opened = answer.items[0]
+    if opened.status != S.STATUS_SUCCESS:
+        raise error_for_status(opened.status, opened.message)
+    result = _result(opened)
+    int(result["fobx"])  # a create's answer names its handle (0: closed already)
+    return FileInfo.from_result(result)
+
+
 # ----------------------------------------------------------------------------- small files
 
 #: The first read of a whole file in one compound: a mini-redirector answers a read in full

@@ -96,8 +96,6 @@ class Compounds:
         every item has one. A RELATED item acts on the previous create's handle: it rides in
         the same message as that create when it can, else waits for the create's answer."""
         n = len(cx.items)
-        progress = CompoundState(ident, cx.request_id, [i.request_id for i in cx.items], [None] * n)
-        progress.left = n
         refusal: NtStatusError | None = None
         wanted = sum(
             i.lowio.length for i in cx.items if i.major == IrpMj.READ and i.lowio is not None
@@ -114,6 +112,16 @@ class Compounds:
                 f"the compound's reads ask for {wanted} bytes; at most "
                 f"{DEFAULT_LIMITS.max_compound_payload_bytes} fit in one answer",
             )
+        if (
+            refusal is None
+            and n == 2
+            and not cx.payload_items
+            and stat_pair(cx.items, 0)
+            and self._stat_alone(ident, cx, retries, deadline)
+        ):
+            return
+        progress = CompoundState(ident, cx.request_id, [i.request_id for i in cx.items], [None] * n)
+        progress.left = n
         if refusal is not None or n == 0:
             status = refusal.status if refusal is not None else S.STATUS_SUCCESS
             message = refusal.strerror or "" if refusal is not None else ""
@@ -141,7 +149,7 @@ class Compounds:
                 payload = payload_of.get(index)
                 if item.major == IrpMj.CREATE:
                     if stat_pair(cx.items, index) and self._query_open(
-                        ident, item, cx.items[index + 1]
+                        ident, item, cx.items[index + 1], self._each
                     ):
                         fused, chain = index + 1, None
                         continue
@@ -166,7 +174,55 @@ class Compounds:
                 else:
                     self._item(ident, item, payload)
 
-    def _query_open(self, ident: bytes, create: RxContext, close: RxContext) -> bool:
+    def _stat_alone(self, ident: bytes, cx: Compound, retries: int, deadline: float) -> bool:
+        """A compound that is one stat (a create for attributes and its related close) as one
+        MRxQueryOpen answered as the compound itself: no CompoundState, no sub-request ids, no
+        answer slots to gather. False (nothing done) to take the usual way. A lost connection
+        sends it again whole, as ``_replay`` does for any compound."""
+        create, close = cx.items
+        if create.major != IrpMj.CREATE:
+            return False
+        sent_as = (create.request_id, create.path, create.flags, create.fobx, create.timeout_ms)
+        if deadline == 0.0:
+            deadline = self.state.clock() + cx.timeout_ms / 1000.0
+        create.origin = f"{cx.origin}/0"
+        if create.timeout_ms <= 0:
+            create.timeout_ms = cx.timeout_ms
+
+        def answer(ident: bytes, opened: RxCompletion, closed: RxCompletion) -> None:
+            left_ms = (deadline - self.state.clock()) * 1000.0
+            if opened.status in CONNECTION_LOST and may_retry(opened.status, retries, left_ms):
+                log.info(
+                    "sending compound req=%s again (%s: %s)",
+                    cx.origin,
+                    status_name(opened.status),
+                    opened.message,
+                )
+                create.request_id, create.path, create.flags, create.fobx = sent_as[:4]
+                create.timeout_ms = min(sent_as[4], int(left_ms))
+                create.routine = create.srv_open = create.srv_call = create.net_root = None
+                cx.timeout_ms = int(left_ms)
+                self.start(ident, cx, 0, retries + 1, deadline)
+                return
+            opened.request_id, closed.request_id = sent_as[0], close.request_id
+            done = CompoundCompletion(cx.request_id, S.STATUS_SUCCESS, items=[opened, closed])
+            self.answers.answered(ident)
+            self.state.out.to_client(ident, done, None)
+
+        return self._query_open(ident, create, close, answer)
+
+    def _each(self, ident: bytes, opened: RxCompletion, closed: RxCompletion) -> None:
+        """A query open's two answers, each to its item of the compound under way."""
+        self.answers.to_client(ident, opened, None)
+        self.answers.to_client(ident, closed, None)
+
+    def _query_open(
+        self,
+        ident: bytes,
+        create: RxContext,
+        close: RxContext,
+        answer: Callable[[bytes, RxCompletion, RxCompletion], None],
+    ) -> bool:
         """A create for attributes and its related close (a stat) as one MRxQueryOpen
         (IRP_MJ_QUERY_OPEN): no Fcb, SrvOpen or Fobx made and dropped here, no open and close
         in the mini-redirector. Only when the file's Fcb here, if it has one, holds nothing the
@@ -176,7 +232,8 @@ class Compounds:
         file's SrvOpens; False to take both items the usual way, which also
         answers every error but the file's own. The attribute cache (core/attrcache.py)
         answers it first when it can (a file with no Fcb), with no message at all, whether
-        the mini-redirector has the routine or not."""
+        the mini-redirector has the routine or not. ``answer`` takes the create's and the
+        close's answers together."""
         if self.state.stopping or create.path is None or not is_query_open(create.create):
             return False
         try:
@@ -208,8 +265,7 @@ class Compounds:
             opened = RxCompletion(
                 create_id, S.STATUS_SUCCESS, CreateInformation.FILE_OPENED, {**cached, "fobx": 0}
             )
-            self.answers.to_client(ident, opened, None)
-            self.answers.to_client(ident, RxCompletion(close_id, S.STATUS_SUCCESS), None)
+            answer(ident, opened, RxCompletion(close_id, S.STATUS_SUCCESS))
             return True
         if Routine.MRxQueryOpen not in peer.routines:
             return False
@@ -226,8 +282,7 @@ class Compounds:
             else:
                 closed = RxCompletion(close_id, done.status, message="the compound's create failed")
             opened = RxCompletion(create_id, done.status, done.information, result, done.message)
-            self.answers.to_client(ident, opened, None)
-            self.answers.to_client(ident, closed, None)
+            answer(ident, opened, closed)
 
         try:
             self.sending.send(
@@ -239,8 +294,14 @@ class Compounds:
                 owner=(ident, create_id),
             )
         except NtStatusError as exc:
-            self.answers.answer(ident, create, exc.status, message=exc.strerror or "")
-            self.answers.answer(ident, close, exc.status, message="the compound's create failed")
+            failed = "the compound's create failed"
+            self.answers.note_error(exc.status, Routine.MRxQueryOpen, exc.strerror or "")
+            self.answers.note_error(exc.status, f"IRP_MJ 0x{close.major:02x}", failed)
+            answer(
+                ident,
+                RxCompletion(create_id, exc.status, message=exc.strerror or ""),
+                RxCompletion(close_id, exc.status, message=failed),
+            )
         return True
 
     def _item(self, ident: bytes, ctx: RxContext, payload: Payload) -> None:
@@ -358,6 +419,9 @@ class Compounds:
         if payload is not None:
             progress.payloads[index] = payload
         progress.left -= 1
+        # the answer that was the last one finishes the compound; one answered inside this
+        # call (a deferred item the create's failure answers at once) would be counted twice
+        last = progress.left == 0
         chain = progress.chains.get(index)
         if chain is not None:
             chain.status = done.status
@@ -369,7 +433,7 @@ class Compounds:
                 with self.sending.batch():
                     for j, item, item_payload in deferred:
                         self._related(progress.ident, chain, j, item, item_payload)
-        if progress.left == 0 and not self._replay(progress):
+        if last and not self._replay(progress):
             self._finish_compound(progress, S.STATUS_SUCCESS, "")
 
     def _replay(self, progress: CompoundState) -> bool:

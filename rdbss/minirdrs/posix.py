@@ -348,10 +348,9 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
             is_dir=stat.S_ISDIR(st.st_mode),
             is_regular=stat.S_ISREG(st.st_mode),
         )
-        return Result(
-            information=int(CreateInformation.FILE_OPENED),
-            result={**self.file_info(st, rel), "directory": is_dir},
-        )
+        info = self.file_info(st, rel)  # (a new map: completed in place)
+        info["directory"] = is_dir
+        return Result(information=int(CreateInformation.FILE_OPENED), result=info)
 
     # --- a create with its related items ------------------------------------------------------
     def create_with_related(
