@@ -43,6 +43,7 @@ from rdbss.config import Config, RemoteDaemon, load_config
 from rdbss.leases import DEFAULT_CACHE_BYTES, LeaseCache, LeaseStats
 from rdbss.link import EVENTS, Link, core_went_away, daemon_not_running, no_connection
 from rdbss.model.filecache import MAX_FILL, ReadCache
+from rdbss.model.idempotent import CONNECTION_LOST
 from rdbss.requests import FileInfo, Handle, Outcome
 from rdbss.wire import (
     Access,
@@ -1026,10 +1027,28 @@ class Client:
         return True
 
     def scandir(self, path: str, pattern: str = "*") -> Iterator[FileInfo]:
-        handle = self.create(
-            path, access=Access.FILE_LIST_DIRECTORY, options=CreateOptions.FILE_DIRECTORY_FILE
-        )
+        """The entries of folder ``path`` matching ``pattern``. The open and the first two
+        batches go as one compound (``rq.list_items``): a folder of up to one batch is one
+        round trip; a longer one goes on, batch by batch, on the same handle. The items of a
+        compound are not sent again one by one after a lost connection, so what found it lost
+        (the create, or the first query) goes again as a request of its own, which is."""
+        outcomes = self.compound(rq.list_items(path, self._timeout_ms, pattern))
+        if outcomes[0].status in CONNECTION_LOST:
+            handle = self.create(
+                path, access=Access.FILE_LIST_DIRECTORY, options=CreateOptions.FILE_DIRECTORY_FILE
+            )
+        else:
+            handle = outcomes[0].unwrap()
         try:
+            if outcomes[1].status not in CONNECTION_LOST:  # (else a query alone starts it)
+                first: list[FileInfo] | None = outcomes[1].unwrap()
+                second: list[FileInfo] | None = outcomes[2].unwrap()
+                if first is None:
+                    return
+                yield from first
+                if second is None:
+                    return
+                yield from second
             while (batch := self.query_directory(handle.fobx, pattern)) is not None:
                 yield from batch
         finally:
