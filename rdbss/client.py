@@ -1029,26 +1029,19 @@ class Client:
     def scandir(self, path: str, pattern: str = "*") -> Iterator[FileInfo]:
         """The entries of folder ``path`` matching ``pattern``. The open and the first two
         batches go as one compound (``rq.list_items``): a folder of up to one batch is one
-        round trip; a longer one goes on, batch by batch, on the same handle. The items of a
-        compound are not sent again one by one after a lost connection, so what found it lost
-        (the create, or the first query) goes again as a request of its own, which is."""
+        round trip; a longer one goes on, batch by batch, on the same handle. The core sends a
+        compound's items again after a lost connection only as a whole, so what found it lost
+        (the create, or the first query) goes again as a request of its own, which it does."""
         outcomes = self.compound(rq.list_items(path, self._timeout_ms, pattern))
-        if outcomes[0].status in CONNECTION_LOST:
-            handle = self.create(
-                path, access=Access.FILE_LIST_DIRECTORY, options=CreateOptions.FILE_DIRECTORY_FILE
-            )
+        if outcomes[0].status in CONNECTION_LOST:  # (sent again alone, as the core does that)
+            handle = self.run(rq.list_open(path, self._timeout_ms))
         else:
             handle = outcomes[0].unwrap()
         try:
-            if outcomes[1].status not in CONNECTION_LOST:  # (else a query alone starts it)
-                first: list[FileInfo] | None = outcomes[1].unwrap()
-                second: list[FileInfo] | None = outcomes[2].unwrap()
-                if first is None:
-                    return
-                yield from first
-                if second is None:
-                    return
-                yield from second
+            entries, over = rq.list_result(outcomes)
+            yield from entries
+            if over:
+                return
             while (batch := self.query_directory(handle.fobx, pattern)) is not None:
                 yield from batch
         finally:

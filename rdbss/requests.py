@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from rdbss.model.idempotent import CONNECTION_LOST
 from rdbss.wire import (
     DEFAULT_LIMITS,
     Access,
@@ -602,15 +603,36 @@ def list_items(path: str, timeout_ms: int, pattern: str = "*") -> list[Request[A
     round trip (the second query answers the end of the enumeration); the handle stays open
     for the rest of a longer one, whose enumeration goes on where the second query stopped."""
     return [
-        create(
-            path,
-            timeout_ms,
-            access=Access.FILE_LIST_DIRECTORY,
-            options=CreateOptions.FILE_DIRECTORY_FILE,
-        ),
+        list_open(path, timeout_ms),
         related(query_directory(0, timeout_ms, pattern)),
         related(query_directory(0, timeout_ms, pattern)),
     ]
+
+
+def list_open(path: str, timeout_ms: int) -> Request[Handle]:
+    """The open of a folder to list it."""
+    return create(
+        path,
+        timeout_ms,
+        access=Access.FILE_LIST_DIRECTORY,
+        options=CreateOptions.FILE_DIRECTORY_FILE,
+    )
+
+
+def list_result(outcomes: Sequence[Outcome[Any]]) -> tuple[list[FileInfo], bool]:
+    """The entries the two queries of ``list_items`` listed, and whether the listing is over;
+    raises the first query's error (or the second's). ([], False) when the first query found
+    its connection lost: the core sends a compound's items again only as a whole, so a query
+    alone (which it sends again) starts the enumeration on the handle."""
+    if outcomes[1].status in CONNECTION_LOST:
+        return [], False
+    first: list[FileInfo] | None = outcomes[1].unwrap()
+    second: list[FileInfo] | None = outcomes[2].unwrap()
+    if first is None:
+        return [], True
+    if second is None:
+        return first, True
+    return first + second, False
 
 
 # ----------------------------------------------------------------------------- small files
