@@ -17,7 +17,8 @@ T = TypeVar("T")
 _RELATED = int(RxFlags.RELATED)
 
 #: Related items that may travel in the same message as their create (the mini-redirector
-#: resolves the handle itself); others wait for the create's answer.
+#: resolves the handle itself), besides a directory query (``rides_with_create``); others wait
+#: for the create's answer.
 RELATED_IN_BATCH = frozenset(
     {
         IrpMj.READ,
