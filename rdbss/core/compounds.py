@@ -48,6 +48,9 @@ class Chain:
     status: int | None = None  # the create's status, once answered
     fobx: int | None = None  # its handle, once it succeeded
     deferred: list[tuple[int, RxContext, Payload]] = field(default_factory=list)
+    # a directory query rode along: its enumeration ends with the handle's cleanup, so the
+    # close waits for the create's answer and goes as a close alone (cleanup, then close)
+    listed: bool = False
 
 
 @dataclass(slots=True)
@@ -287,7 +290,10 @@ class Compounds:
             or pending is None
             or pending.routine != Routine.MRxCreate  # collapsed: no new SrvOpen to act on
             or not rides_with_create(item)
-            or (item.major == IrpMj.CLOSE and Routine.MRxCloseSrvOpen not in peer.routines)
+            or (
+                item.major == IrpMj.CLOSE
+                and (Routine.MRxCloseSrvOpen not in peer.routines or chain.listed)
+            )
             or (
                 item.major == IrpMj.DIRECTORY_CONTROL
                 and Routine.MRxQueryDirectory not in peer.routines
@@ -303,7 +309,8 @@ class Compounds:
         item.flags |= RELATED
         if item.major == IrpMj.CLOSE:
             # no MRxCleanupFobx first: what it releases (enumerations, change watches, locks,
-            # all per handle) comes from routines that never ride along with their create
+            # all per handle) comes from routines that never ride along with their create (a
+            # close after a directory query that rode along waits for the create's answer)
             request_id = item.request_id
 
             def closed(done: RxCompletion, _payload: Payload) -> None:
@@ -333,6 +340,7 @@ class Compounds:
             )
             if item.major == IrpMj.DIRECTORY_CONTROL:
                 then = self._listed(fobx_id, then)
+                chain.listed = True
             self.sending.send(peer_name, item, payload, then, net_root=pending.net_root)
         except NtStatusError as exc:
             self.answers.answer(ident, item, exc.status, message=exc.strerror or "")
