@@ -55,6 +55,7 @@ from rdbss.client import (
 from rdbss.config import Config, RemoteDaemon
 from rdbss.deadlines import Deadlines
 from rdbss.link import core_went_away, no_connection
+from rdbss.model.idempotent import CONNECTION_LOST
 from rdbss.requests import FileInfo, Handle, Outcome
 from rdbss.wire import (
     Access,
@@ -673,12 +674,19 @@ class AsyncClient:
         return rq.stat_result(answer)
 
     async def listdir(self, path: str, pattern: str = "*") -> list[str]:
-        handle = await self.create(
-            path, access=Access.FILE_LIST_DIRECTORY, options=CreateOptions.FILE_DIRECTORY_FILE
-        )
-        names: list[str] = []
+        """As ``Client.listdir``: the open and the first two batches in one compound."""
+        outcomes = await self.compound(rq.list_items(path, self._timeout_ms, pattern))
+        if outcomes[0].status in CONNECTION_LOST:  # (sent again alone, as the core does that)
+            handle = await self.run(rq.list_open(path, self._timeout_ms))
+        else:
+            handle = outcomes[0].unwrap()
         try:
-            while (batch := await self.query_directory(handle.fobx, pattern)) is not None:
+            entries, over = rq.list_result(outcomes)
+            names = [e.name for e in entries]
+            while not over:
+                batch = await self.query_directory(handle.fobx, pattern)
+                if batch is None:
+                    break
                 names.extend(e.name for e in batch)
         finally:
             await self.close_handle(handle.fobx)

@@ -43,6 +43,7 @@ from rdbss.config import Config, RemoteDaemon, load_config
 from rdbss.leases import DEFAULT_CACHE_BYTES, LeaseCache, LeaseStats
 from rdbss.link import EVENTS, Link, core_went_away, daemon_not_running, no_connection
 from rdbss.model.filecache import MAX_FILL, ReadCache
+from rdbss.model.idempotent import CONNECTION_LOST
 from rdbss.requests import FileInfo, Handle, Outcome
 from rdbss.wire import (
     Access,
@@ -1031,10 +1032,21 @@ class Client:
         return True
 
     def scandir(self, path: str, pattern: str = "*") -> Iterator[FileInfo]:
-        handle = self.create(
-            path, access=Access.FILE_LIST_DIRECTORY, options=CreateOptions.FILE_DIRECTORY_FILE
-        )
+        """The entries of folder ``path`` matching ``pattern``. The open and the first two
+        batches go as one compound (``rq.list_items``): a folder of up to one batch is one
+        round trip; a longer one goes on, batch by batch, on the same handle. The core sends a
+        compound's items again after a lost connection only as a whole, so what found it lost
+        (the create, or the first query) goes again as a request of its own, which it does."""
+        outcomes = self.compound(rq.list_items(path, self._timeout_ms, pattern))
+        if outcomes[0].status in CONNECTION_LOST:  # (sent again alone, as the core does that)
+            handle = self.run(rq.list_open(path, self._timeout_ms))
+        else:
+            handle = outcomes[0].unwrap()
         try:
+            entries, over = rq.list_result(outcomes)
+            yield from entries
+            if over:
+                return
             while (batch := self.query_directory(handle.fobx, pattern)) is not None:
                 yield from batch
         finally:

@@ -18,7 +18,7 @@ from rdbss.core.sending import Sending
 from rdbss.core.services import CoreState
 from rdbss.core.types import RELATED, SUB_ID_BASE, Payload, Then, address
 from rdbss.model.attrcache import changes_attributes
-from rdbss.model.compound import RELATED_IN_BATCH, stat_pair
+from rdbss.model.compound import rides_with_create, stat_pair
 from rdbss.model.dispatch import answers_for_open_file, is_query_open, routine_for
 from rdbss.model.idempotent import CONNECTION_LOST, may_retry, replayable
 from rdbss.model.names import parse_unc
@@ -48,6 +48,9 @@ class Chain:
     status: int | None = None  # the create's status, once answered
     fobx: int | None = None  # its handle, once it succeeded
     deferred: list[tuple[int, RxContext, Payload]] = field(default_factory=list)
+    # a directory query rode along: its enumeration ends with the handle's cleanup, so the
+    # close waits for the create's answer and goes as a close alone (cleanup, then close)
+    listed: bool = False
 
 
 @dataclass(slots=True)
@@ -347,8 +350,15 @@ class Compounds:
             or peer_name is None
             or pending is None
             or pending.routine != Routine.MRxCreate  # collapsed: no new SrvOpen to act on
-            or item.major not in RELATED_IN_BATCH
-            or (item.major == IrpMj.CLOSE and Routine.MRxCloseSrvOpen not in peer.routines)
+            or not rides_with_create(item)
+            or (
+                item.major == IrpMj.CLOSE
+                and (Routine.MRxCloseSrvOpen not in peer.routines or chain.listed)
+            )
+            or (
+                item.major == IrpMj.DIRECTORY_CONTROL
+                and Routine.MRxQueryDirectory not in peer.routines
+            )
         ):
             return False
         fobx_id = create.fobx
@@ -360,7 +370,8 @@ class Compounds:
         item.flags |= RELATED
         if item.major == IrpMj.CLOSE:
             # no MRxCleanupFobx first: what it releases (enumerations, change watches, locks,
-            # all per handle) comes from routines that never ride along with their create
+            # all per handle) comes from routines that never ride along with their create (a
+            # close after a directory query that rode along waits for the create's answer)
             request_id = item.request_id
 
             def closed(done: RxCompletion, _payload: Payload) -> None:
@@ -388,6 +399,9 @@ class Compounds:
             then = self._ride_attributes(
                 create, item, pending.net_root, self.answers.relay(ident, item)
             )
+            if item.major == IrpMj.DIRECTORY_CONTROL:
+                then = self._listed(fobx_id, then)
+                chain.listed = True
             self.sending.send(peer_name, item, payload, then, net_root=pending.net_root)
         except NtStatusError as exc:
             self.answers.answer(ident, item, exc.status, message=exc.strerror or "")
@@ -405,9 +419,26 @@ class Compounds:
             params = create.create
             access, options = params.desired_access, params.create_options
             return attrs.closing(net_root, create.path, access, options, False, then)
+        if item.major == IrpMj.DIRECTORY_CONTROL:
+            return attrs.listing_at(net_root, create.path, then)
         if changes_attributes(item.major):
             return attrs.changing(net_root, create.path, then)
         return then
+
+    def _listed(self, fobx_id: int | None, then: Then) -> Then:
+        """A directory query riding along with its create: once answered, its handle is
+        enumerating (a later query on it is not sent again after a lost connection, as it
+        would start over), as ``Files.request`` marks a handle it sends a query for."""
+
+        def listed(done: RxCompletion, payload: Payload) -> None:
+            fobx = self.state.fobxs.get(fobx_id) if fobx_id is not None else None
+            # (the create's answer came first and registered the handle; a query that found
+            # its connection lost started no enumeration)
+            if fobx is not None and done.status not in CONNECTION_LOST:
+                fobx.enumerated = True
+            then(done, payload)
+
+        return listed
 
     def collect(self, done: RxCompletion, payload: Payload) -> None:
         """The answer to one item of a compound; the compound is answered with its last."""

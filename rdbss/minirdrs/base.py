@@ -250,6 +250,14 @@ class OpenTable(Generic[OpenT]):
                 for op in self._opens.values()
             )
 
+    def delete_pending_paths(self, share: object) -> frozenset[str]:
+        """The paths in ``share`` that some delete-pending open names (``delete_pending_at``
+        for many names at once: a listing's entries)."""
+        with self.lock:
+            return frozenset(
+                op.path for op in self._opens.values() if op.delete_pending and op.share is share
+            )
+
     def renamed(self, share: object, old: str, new: str) -> None:
         """``old`` in ``share`` is now called ``new``: point every open at or under it there."""
         prefix = old + "\\"

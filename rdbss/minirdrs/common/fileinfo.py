@@ -46,10 +46,11 @@ _NO_BIRTH = not hasattr(os.stat_result, "st_birthtime") and not hasattr(
 
 
 def _attributes(st: StatLike, name: str) -> int:
+    mode = st.st_mode
     attrs = 0
-    if stat.S_ISDIR(st.st_mode):
+    if stat.S_ISDIR(mode):
         attrs |= _DIRECTORY
-    if not st.st_mode & 0o222:
+    if not mode & 0o222:
         attrs |= _READONLY
     if name.startswith("."):
         attrs |= _HIDDEN
