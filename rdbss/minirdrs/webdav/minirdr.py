@@ -208,7 +208,8 @@ class WebDavMiniRdr(QuietConnections, PolledNotifyMiniRdr[DavShare, Open]):
                 op.stage.close()
             op.stage, old.stage = old.stage, None
             op.written_ns = old.written_ns
-        op.delete_pending = op.delete_pending or old.delete_pending
+        if old.delete_pending:
+            self._opens.mark_delete_pending(op)
         log.info("re-opened %s on %s: kept its staged data", show(op.path), op.server.name)
 
     # --- primitives -----------------------------------------------------------------------------
