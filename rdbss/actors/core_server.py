@@ -416,9 +416,6 @@ class CoreServer:
                 remote.last_seen = now
         try:
             msg, payload = unpack_frames(self.codec, frames[1:])
-            if type(msg) is RxContext:  # the usual case first: one request alone
-                self._admit(ident, msg, payload if payload is None else frames[2])
-                return
             if isinstance(msg, RxCancel):
                 self._on_client_cancel(ident, msg)
                 return
