@@ -49,11 +49,17 @@ def waits_by_design(ctx: RxContext) -> bool:
     return ctx.major == _LOCK_CONTROL or (ctx.major == _DIRECTORY_CONTROL and ctx.minor == _NOTIFY)
 
 
+#: majors outside the window whatever their minor: byte-range locks, management
+_OUTSIDE_MAJORS = frozenset({_LOCK_CONTROL, _FILE_SYSTEM_CONTROL})
+
+
 def _outside_window(msg: RxContext | Compound) -> bool:
     """Waits by design, or management (see the module docstring)."""
-    if isinstance(msg, Compound):
+    if type(msg) is not RxContext:
+        assert isinstance(msg, Compound)
         return any(waits_by_design(item) for item in msg.items)
-    return waits_by_design(msg) or msg.major == _FILE_SYSTEM_CONTROL
+    major = msg.major
+    return major in _OUTSIDE_MAJORS or (major == _DIRECTORY_CONTROL and msg.minor == _NOTIFY)
 
 
 @dataclass(slots=True, eq=False)
@@ -95,12 +101,15 @@ class FairIntake:
 
     def _about(self, ident: bytes, now: float) -> None:
         """Note a client's request; the window is the solo one while no other is about."""
-        self._seen[ident] = now
-        if len(self._seen) > 1:
-            for other, at in list(self._seen.items()):
+        seen = self._seen
+        seen[ident] = now
+        if len(seen) > 1:
+            for other, at in list(seen.items()):
                 if now - at > ACTIVE_S:
-                    del self._seen[other]
-        self._limit = self.solo_window if len(self._seen) <= 1 else self.window
+                    del seen[other]
+            self._limit = self.solo_window if len(seen) <= 1 else self.window
+        else:
+            self._limit = self.solo_window
 
     def admit(self, ident: bytes, msg: RxContext | Compound, payload: Any, now: float) -> str:
         """ "run" (run it now; it counts until ``done``), "queued" (``next`` hands it out
@@ -153,9 +162,11 @@ class FairIntake:
         if client is None:
             return
         client.running.discard(request_id)
-        client.waiting.discard(request_id)
-        self._make_ready(ident, client)
-        if not client.queue and not client.running and not client.waiting:
+        if client.waiting:
+            client.waiting.discard(request_id)
+        if client.queue:
+            self._make_ready(ident, client)
+        elif not client.running and not client.waiting:
             del self._clients[ident]
 
     def cancel(self, ident: bytes, request_id: int) -> Queued | None:

@@ -104,7 +104,8 @@ class Answers:
         request_id = ctx.request_id
 
         def then(done: RxCompletion, payload: Payload) -> None:
-            self.note_error(done.status, ctx.routine or "", done.message)
+            if done.status:  # (a success is no error: no call)
+                self.note_error(done.status, ctx.routine or "", done.message)
             done.request_id = request_id
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("answer", extra=event(ctx, done.status))

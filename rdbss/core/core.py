@@ -17,6 +17,7 @@ messages and carries out what it sends through the ``Outbox``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -72,6 +73,12 @@ def _assume_alive(ident: bytes) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=1024)
+def _tail(ident: bytes) -> str:
+    """How a client is named in a request's origin (the end of its identity, in hex)."""
+    return ident.hex()[-6:]
+
+
 class RdbssCore:
     def __init__(
         self,
@@ -123,7 +130,7 @@ class RdbssCore:
 
     # ------------------------------------------------------------------ clients
     def on_client(self, ident: bytes, ctx: RxContext | Compound, payload: Payload) -> None:
-        ctx.origin = f"{ident.hex()[-6:]}:{ctx.request_id}"
+        ctx.origin = f"{_tail(ident)}:{ctx.request_id}"
         answers = self.answers
         inflight = answers.inflight_of.get(ident, 0)
         answers.inflight_of[ident] = inflight + 1
@@ -131,7 +138,7 @@ class RdbssCore:
             self.compounds.start(ident, ctx, inflight)
             return
         answers.live[(ident, ctx.request_id)] = LiveRequest(
-            ident, ctx.request_id, deadline=self.clock() + ctx.timeout_ms / 1000.0
+            ident, ctx.request_id, None, None, None, self.clock() + ctx.timeout_ms / 1000.0
         )
         if ctx.flags & BUNDLE_OK:
             answers.bundle_ok.add(ident)

@@ -37,6 +37,7 @@ from rdbss.wire.status import NETWORK_ERRORS, NtStatus, NtStatusError
 log = logging.getLogger("rdbss.core")
 
 S = NtStatus
+_READ = LowIoOp.READ
 
 
 class Files:
@@ -116,6 +117,18 @@ class Files:
             and srv_open.desired_access & READ_ACCESS
             and self.caching.cached_read(ident, ctx, fobx)
         ):
+            return
+        if op == _READ:
+            # nothing below concerns a read (no attribute change, no lease, always idempotent)
+            # but its relay and its retry after a lost connection
+            self.sending.send(
+                srv_open.minirdr,
+                ctx,
+                payload,
+                self.retrying(ident, ctx, payload, self.answers.relay(ident, ctx)),
+                net_root=fcb.net_root,
+                owner=(ident, ctx.request_id),
+            )
             return
         if routine == Routine.MRxQueryFileInfo and self._cached_query(ident, ctx, fcb):
             return

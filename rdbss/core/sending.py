@@ -32,6 +32,7 @@ from rdbss.wire.status import NtStatus, NtStatusError, status_name
 log = logging.getLogger("rdbss.core")
 
 S = NtStatus
+_LOWIO = Routine.MRxLowIOSubmit
 _MAX_ABANDONED = 1024  # abandoned creates remembered, to close what they open if they succeed
 
 
@@ -83,13 +84,15 @@ class Sending:
             raise NtStatusError(
                 S.STATUS_CONNECTION_DISCONNECTED, f"{peer_name!r} is not running (restarting?)"
             )
-        if peer.role == "minirdr":
+        minirdr = peer.role == "minirdr"
+        if minirdr:
             if routine not in peer.routines:
                 raise NtStatusError(
                     S.STATUS_NOT_IMPLEMENTED, f"{peer_name!r} does not implement {routine}"
                 )
-            if routine == Routine.MRxLowIOSubmit:
-                op = ctx.lowio.operation if ctx.lowio else -1
+            if routine == _LOWIO:
+                lowio = ctx.lowio
+                op = lowio.operation if lowio is not None else -1
                 if op not in peer.lowio_ops:
                     name = LowIoOp(op).name if op in LowIoOp._value2member_map_ else str(op)
                     raise NtStatusError(
@@ -98,23 +101,26 @@ class Sending:
                     )
         state = self.state
         core_id = next(state.ids)
-        wanted = timeout_ms if timeout_ms is not None else ctx.timeout_ms
-        timeout = min(max(wanted, 1), state.settings.max_timeout_ms)
+        timeout = timeout_ms if timeout_ms is not None else ctx.timeout_ms
+        longest = state.settings.max_timeout_ms
+        if not 1 <= timeout <= longest:
+            timeout = min(max(timeout, 1), longest)
         # forwarded in place (no copy); the caller's id comes back if the send fails, because
         # the error answer to the client is built from this same context
         origin_id, origin_timeout = ctx.request_id, ctx.timeout_ms
         ctx.request_id = core_id
         ctx.timeout_ms = timeout
-        if self.cork is not None and peer.role == "minirdr":
-            batch = self.cork.get(peer_name)
+        cork = self.cork
+        if cork is not None and minirdr:
+            batch = cork.get(peer_name)
             if batch is None:
-                batch = self.cork[peer_name] = []
+                batch = cork[peer_name] = []
             elif len(batch) >= CORK_ITEMS and not ctx.flags & RELATED:
                 # a long batch leaves now, so the mini-redirector works on it while the rest
                 # is read (never between a create and its related items)
-                self.cork[peer_name] = []
+                cork[peer_name] = []
                 self.send_batch(peer_name, batch)
-                batch = self.cork.setdefault(peer_name, [])
+                batch = cork.setdefault(peer_name, [])
             batch.append((ctx, payload))
         elif not self.out.to_peer(peer_name, ctx, payload):
             ctx.request_id, ctx.timeout_ms = origin_id, origin_timeout
