@@ -15,19 +15,25 @@ in worker threads.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import pyfuse3
 import trio
 
+from rdbss import requests as rq
+from rdbss.client import GRACE_S, LINK_CHECK_S, Client
 from rdbss.fuse_cache import parent_of
+from rdbss.fuse_handles import folder_listed
 from rdbss.fuse_ops import PathOps
+from rdbss.requests import Outcome
+from rdbss.wire import NtStatus, error_for_status
 
 __all__ = ["ROOT", "InodeTable", "KernelCache", "KernelOps"]
 
@@ -214,6 +220,53 @@ def _errno_of(exc: BaseException) -> int:
     return code if isinstance(code, int) and code > 0 else errno.EIO
 
 
+@contextlib.contextmanager
+def _errors_to_kernel(what: object, *args: Any) -> Iterator[None]:
+    """An OSError raised inside is the kernel's errno (FUSEError); anything else is EIO, and
+    logged."""
+    try:
+        yield
+    except pyfuse3.FUSEError:
+        raise
+    except OSError as exc:
+        log.debug("%s%r: %s", what, args, exc)
+        raise pyfuse3.FUSEError(_errno_of(exc)) from exc
+    except Exception as exc:
+        log.exception("%s%r failed", what, args)
+        raise pyfuse3.FUSEError(errno.EIO) from exc
+
+
+async def _compound_here(
+    client: Client, items: Sequence[rq.Request[Any]]
+) -> list[Outcome[Any]] | None:
+    """``items`` sent as one compound on ``client`` and its answer awaited on the event loop
+    (the client's descriptor readable), not in a thread; None when it cannot be sent at once
+    (no connection yet). Waits as ``Client.compound`` does: the request's timeout and the
+    client's grace, the link's news looked at in between."""
+    request_id = client.send_compound_now(items)
+    if request_id is None:
+        return None
+    deadline = trio.current_time() + client.timeout + GRACE_S
+    answered = False
+    try:
+        while True:
+            outcomes = client.compound_answer_now(request_id, items)
+            if outcomes is not None:
+                answered = True
+                return outcomes
+            left = deadline - trio.current_time()
+            if left <= 0:
+                raise error_for_status(
+                    NtStatus.STATUS_IO_TIMEOUT,
+                    f"no answer from the daemon in {client.timeout + GRACE_S:.1f} s",
+                )
+            with trio.move_on_after(min(left, LINK_CHECK_S)):
+                await trio.lowlevel.wait_readable(client.fileno())
+    finally:
+        if not answered:
+            client.abandon([request_id])
+
+
 class KernelOps(pyfuse3.Operations):
     """The pyfuse3 operations of a mount: inodes to paths, then ``PathOps`` in a thread."""
 
@@ -235,18 +288,30 @@ class KernelOps(pyfuse3.Operations):
     # ------------------------------------------------------------------ plumbing
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         """``func(*args)`` in a worker thread; an OSError is the kernel's errno."""
-        try:
+        with _errors_to_kernel(getattr(func, "__name__", func), *args):
             return await trio.to_thread.run_sync(
                 functools.partial(func, *args), limiter=self._limiter
             )
-        except pyfuse3.FUSEError:
-            raise
-        except OSError as exc:
-            log.debug("%s%r: %s", getattr(func, "__name__", func), args, exc)
-            raise pyfuse3.FUSEError(_errno_of(exc)) from exc
-        except Exception as exc:
-            log.exception("%s%r failed", getattr(func, "__name__", func), args)
-            raise pyfuse3.FUSEError(errno.EIO) from exc
+
+    async def _here(
+        self,
+        what: str,
+        path: str,
+        items_of: Callable[[int], Sequence[rq.Request[Any]] | None],
+        done: Callable[[Client, list[Outcome[Any]]], T | None],
+    ) -> T | None:
+        """A request the mount's caches allow on the event loop, with no worker thread: the
+        compound ``items_of(timeout_ms)`` sent on a client of the pool that is free now, its
+        answer awaited here, then ``done(client, outcomes)`` (which never waits). None when
+        that cannot be (no client free, ``items_of`` or ``done`` say None, no connection):
+        the caller then runs the request in a thread."""
+        with self.ops.pool.lease_now() as client:
+            if client is None:
+                return None
+            with _errors_to_kernel(what, path):
+                items = items_of(int(client.timeout * 1000))
+                outcomes = None if items is None else await _compound_here(client, items)
+                return None if outcomes is None else done(client, outcomes)
 
     def _path(self, ino: int) -> str:
         path = self.inodes.path(ino)
@@ -360,7 +425,9 @@ class KernelOps(pyfuse3.Operations):
         entries = self._dirs.get(fh)
         if entries is None or start_id == 0:
             folder = self._dir_paths[fh]
-            children = await self._run(self.ops.list, folder)
+            children = await self._list_here(folder)
+            if children is None:
+                children = await self._run(self.ops.list, folder)
             here = await self._getattr(folder)
             entries = [(".", folder, here), ("..", parent_of(folder), here)]
             entries += [(n, child_path(folder, n), a) for n, a in children.items()]
@@ -372,6 +439,17 @@ class KernelOps(pyfuse3.Operations):
                 return
             if index >= 2:  # the kernel keeps no reference for "." and ".."
                 self.inodes.ref(entry.st_ino)
+
+    async def _list_here(self, folder: str) -> dict[str, dict[str, Any]] | None:
+        """A listing of ``folder`` in one compound awaited on the event loop (``_here``); None
+        when that cannot be (no client free, a folder larger than the compound): then
+        ``PathOps.list`` runs in a thread."""
+
+        def listed(client: Client, outcomes: list[Outcome[Any]]) -> dict[str, Any] | None:
+            entries = folder_listed(outcomes)
+            return None if entries is None else self.ops.listed(folder, entries)
+
+        return await self._here("list", folder, lambda ms: self.ops.list_now(folder, ms), listed)
 
     async def releasedir(self, fh: int) -> None:
         self._dirs.pop(fh, None)
@@ -390,13 +468,26 @@ class KernelOps(pyfuse3.Operations):
     # ------------------------------------------------------------------ files
     async def open(self, inode: int, flags: int, ctx: Any) -> Any:
         path = self._path(inode)
-        fh, attrs = await self._run(self.ops.open, path, flags)
         writable = flags & os.O_ACCMODE != os.O_RDONLY
+        found = None if writable else await self._open_small_here(path)
+        fh, attrs = found if found is not None else await self._run(self.ops.open, path, flags)
         self._file_inodes[fh] = (inode, writable)
         keep = attrs is not None and self.kernel.keep_pages(inode, attrs)
         if attrs is None or writable:
             self.kernel.forget_pages(inode)  # what this handle writes changes them
         return pyfuse3.FileInfo(fh=fh, keep_cache=keep)
+
+    async def _open_small_here(self, path: str) -> tuple[int, dict[str, Any] | None] | None:
+        """A reader's open of a file the cache knows to be small, awaited on the event loop
+        (``_here``); None when that cannot be (no client free, a handle here has writes of the
+        file to send first, the file grew): then ``PathOps.open`` runs in a thread."""
+        opened = await self._here(
+            "open",
+            path,
+            lambda ms: self.ops.small_open_now(path, ms),
+            lambda client, outcomes: self.ops.small_opened(path, client, outcomes),
+        )
+        return None if opened is None else (opened.fh, opened.attrs)
 
     async def create(
         self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: Any

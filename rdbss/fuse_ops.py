@@ -45,7 +45,7 @@ import logging
 import os
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -54,7 +54,15 @@ from rdbss import requests as rq
 from rdbss.client import Client, FileInfo
 from rdbss.config import Config
 from rdbss.fuse_cache import AttrCache, chown_allowed, parent_of
-from rdbss.fuse_handles import OpenFile, delete, fail, list_folder, on_handle, rename
+from rdbss.fuse_handles import (
+    OpenFile,
+    delete,
+    fail,
+    list_folder,
+    list_items,
+    on_handle,
+    rename,
+)
 from rdbss.wire import (
     Access,
     CreateDisposition,
@@ -147,10 +155,25 @@ class ClientPool:
         try:
             yield client
         finally:
-            with self._cond:
-                if not self._closed:
-                    self._free.append(client)
-                    self._cond.notify()
+            self.give_back(client)
+
+    @contextlib.contextmanager
+    def lease_now(self) -> Iterator[Client | None]:
+        """Lend a client that is free now, or None (all busy, or none made yet); never waits,
+        so an event loop may ask."""
+        with self._cond:
+            client = self._free.pop() if self._free and not self._closed else None
+        try:
+            yield client
+        finally:
+            if client is not None:
+                self.give_back(client)
+
+    def give_back(self, client: Client) -> None:
+        with self._cond:
+            if not self._closed:
+                self._free.append(client)
+                self._cond.notify()
 
     def _take(self) -> Client:
         with self._cond:
@@ -369,9 +392,19 @@ class PathOps:
         """The children of folder ``path`` with their attributes, which feed the cache (what
         readdirplus gives the kernel), but for files open through the mount (their size may
         not be in the listing yet: those are asked again)."""
-        children: dict[str, dict[str, Any]] = {}
         with self.pool.lease() as client:
             entries = list_folder(client, self._unc(path))
+        return self.listed(path, entries)
+
+    def list_now(self, path: str, timeout_ms: int) -> Sequence[rq.Request[Any]]:
+        """The compound of a listing of ``path``, for an event loop to send (``listed`` of its
+        outcomes' ``folder_listed``)."""
+        return list_items(self._unc(path), timeout_ms)
+
+    def listed(self, path: str, entries: Iterable[FileInfo]) -> dict[str, dict[str, Any]]:
+        """The children of ``path`` from its listing's entries, put in the cache (as
+        ``list``). Never waits."""
+        children: dict[str, dict[str, Any]] = {}
         for info in entries:
             if info.name not in (".", ".."):
                 children[info.name] = self.attrs_of(info)
@@ -499,12 +532,40 @@ class PathOps:
         whole file and the close in one compound; the handle then holds the file's bytes and
         asks nothing more. None when the cache knows no size, or the file has grown past
         ``SMALL_OPEN`` since (then it is opened as any other)."""
-        known = self.cache.get(path)
-        if known is None or not stat.S_ISREG(known["st_mode"]) or known["st_size"] >= SMALL_OPEN:
+        if not self._known_small(path):
             return None
         with self.pool.lease() as client:
-            timeout_ms = int(client.timeout * 1000)
-            outcomes = client.compound(rq.read_file_items(self._unc(path), timeout_ms, SMALL_OPEN))
+            items = self.small_open_items(path, int(client.timeout * 1000))
+            if items is None:
+                return None
+            return self.small_opened(path, client, client.compound(items))
+
+    def small_open_items(self, path: str, timeout_ms: int) -> Sequence[rq.Request[Any]] | None:
+        """The compound of a reader's open of ``path`` (an open, a read of the whole file,
+        the close) when the cache knows the file to be small, else None."""
+        if not self._known_small(path):
+            return None
+        return rq.read_file_items(self._unc(path), timeout_ms, SMALL_OPEN)
+
+    def _known_small(self, path: str) -> bool:
+        known = self.cache.get(path)
+        return (
+            known is not None and stat.S_ISREG(known["st_mode"]) and known["st_size"] < SMALL_OPEN
+        )
+
+    def small_open_now(self, path: str, timeout_ms: int) -> Sequence[rq.Request[Any]] | None:
+        """``small_open_items`` when the open may run on an event loop: no handle here has
+        writes of this path to send first (None: ``open`` in a thread)."""
+        if any(opened.writable for opened in self._opens_at(path)):
+            return None
+        return self.small_open_items(path, timeout_ms)
+
+    def small_opened(
+        self, path: str, client: Client, outcomes: Sequence[rq.Outcome[Any]]
+    ) -> OpenFile | None:
+        """The handle of a small file's open from the outcomes of ``small_open_items`` (None:
+        the file has grown past ``SMALL_OPEN``, so it must be opened as any other). Never
+        waits."""
         handle = outcomes[0].unwrap()
         data: bytes = outcomes[1].unwrap()
         if outcomes[2].error() is not None:
