@@ -537,12 +537,14 @@ class Client:
             return cx.request_id
 
     def compound_answer_now(
-        self, request_id: int, requests: Sequence[rq.Request[Any]]
+        self, request_id: int, requests: Sequence[rq.Request[Any]], *, link: bool = False
     ) -> list[Outcome[Any]] | None:
         """The outcomes of a compound sent by ``send_compound_now`` if its answer has come
-        (None: not yet); never waits. A lost connection answers it at once."""
+        (None: not yet); never waits. ``link``: take the link's news first (after a wait that
+        ran out, as ``collect`` does), so a lost connection answers it."""
         with self._lock:
-            self._link_news()
+            if link:
+                self._link_news()
             arrived = self._arrived.pop(request_id, None)
             while arrived is None and readable(self._sock):
                 self._take(recv_frames(self._sock, NOBLOCK))

@@ -247,10 +247,10 @@ async def _compound_here(
     if request_id is None:
         return None
     deadline = trio.current_time() + client.timeout + GRACE_S
-    answered = False
+    answered = ran_out = False
     try:
         while True:
-            outcomes = client.compound_answer_now(request_id, items)
+            outcomes = client.compound_answer_now(request_id, items, link=ran_out)
             if outcomes is not None:
                 answered = True
                 return outcomes
@@ -260,8 +260,9 @@ async def _compound_here(
                     NtStatus.STATUS_IO_TIMEOUT,
                     f"no answer from the daemon in {client.timeout + GRACE_S:.1f} s",
                 )
-            with trio.move_on_after(min(left, LINK_CHECK_S)):
+            with trio.move_on_after(min(left, LINK_CHECK_S)) as waited:
                 await trio.lowlevel.wait_readable(client.fileno())
+            ran_out = waited.cancelled_caught
     finally:
         if not answered:
             client.abandon([request_id])
