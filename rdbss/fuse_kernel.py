@@ -334,12 +334,38 @@ class KernelOps(pyfuse3.Operations):
         return _entry(ino, attrs, self.kernel.entry_timeout, attr_timeout)
 
     async def _getattr(self, path: str) -> dict[str, Any]:
-        """From the caches on the event loop when they know, else a request in a thread."""
+        """From the caches on the event loop when they know, else a request awaited there
+        (``_getattr_here``), else in a thread."""
+        known = self._peek(path)
+        if known is None:
+            known = await self._getattr_here(path)
+        return known if known is not None else await self._run(self.ops.getattr, path)
+
+    def _peek(self, path: str) -> dict[str, Any] | None:
         try:
-            known = self.ops.peek(path)
+            return self.ops.peek(path)
         except OSError as exc:
             raise pyfuse3.FUSEError(_errno_of(exc)) from None
-        return known if known is not None else await self._run(self.ops.getattr, path)
+
+    async def _getattr_here(self, path: str) -> dict[str, Any] | None:
+        """What ``PathOps.getattr`` asks the daemon, awaited on the event loop (``_here``): a
+        listing of the folder when its names are being looked up one by one, else a stat of
+        the name. None when that cannot be (a handle is open on it, no client free): then
+        ``PathOps.getattr`` runs in a thread."""
+        if self.ops.is_open(path):
+            return None
+        if path != "/" and self.ops.cache.note_lookup(path):
+            with contextlib.suppress(pyfuse3.FUSEError):  # a failed listing: stat it alone
+                await self._list_here(parent_of(path))
+            known = self._peek(path)
+            if known is not None:
+                return known
+        return await self._here(
+            "getattr",
+            path,
+            lambda ms: self.ops.stat_items(path, ms),
+            lambda client, outcomes: self.ops.stat_answered(path, outcomes),
+        )
 
     # ------------------------------------------------------------------ names
     async def lookup(self, parent_inode: int, name: bytes, ctx: Any = None) -> Any:

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from rdbss import requests as rq
-from rdbss.client import Client, FileInfo
+from rdbss.client import Client, FileInfo, Handle
 from rdbss.config import Config
 from rdbss.fuse_cache import AttrCache, chown_allowed, parent_of
 from rdbss.fuse_handles import (
@@ -353,13 +353,21 @@ class PathOps:
                 return cached
             if self.cache.known_missing(path):
                 raise fail(errno.ENOENT)
-        try:
-            with self.pool.lease() as client:
-                info = client.stat(self._unc(path))
-        except FileNotFoundError:
+        with self.pool.lease() as client:
+            outcomes = client.compound(self.stat_items(path, int(client.timeout * 1000)))
+        return self.stat_answered(path, outcomes)
+
+    def stat_items(self, path: str, timeout_ms: int) -> Sequence[rq.Request[Any]]:
+        """The compound of a stat of ``path`` (an open for attributes and the close)."""
+        return rq.stat_items(self._unc(path), timeout_ms)
+
+    def stat_answered(self, path: str, outcomes: Sequence[rq.Outcome[Any]]) -> dict[str, Any]:
+        """The attributes the outcomes of ``stat_items`` found, learned by the cache (a name
+        not found too). Never waits."""
+        if isinstance(outcomes[0].error(), FileNotFoundError):
             self.cache.put(path, None)
-            raise
-        return self._learn(path, info)
+        handle: Handle = outcomes[0].unwrap()
+        return self._learn(path, handle.info)
 
     def peek(self, path: str) -> dict[str, Any] | None:
         """What ``getattr`` answers without a request (None: it must ask). Never waits: the

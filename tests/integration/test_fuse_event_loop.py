@@ -6,6 +6,7 @@ worker threads counted."""
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 pytest.importorskip("pyfuse3")
+import pyfuse3
 import trio
 
 from rdbss.fuse_kernel import ROOT, InodeTable, KernelCache, KernelOps
@@ -98,6 +100,34 @@ def test_small_reads_and_a_listing_need_no_worker_thread(
         assert data == [b"%d" % i * 1000 for i in range(FILES)]
         assert threads.calls == []
         assert requests == FILES  # one compound per open, nothing for the rest
+    finally:
+        kops.ops.destroy()
+
+
+def test_lookups_of_unknown_names_need_no_worker_thread(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lookups the cache cannot answer go to the daemon from the event loop: the first name
+    of a folder as a stat, the next one as a listing of the folder (which then answers the
+    rest, names that are not there too), as they would in a thread."""
+    kops = _kernel_ops(daemon)
+    try:
+        kops.ops.list("/")
+        threads = ThreadCount(monkeypatch)
+
+        async def main() -> tuple[list[int], int, int]:
+            folder = await _folder(kops)
+            before = _answered(daemon)
+            sizes = [(await kops.lookup(folder, b"f%d" % i)).st_size for i in range(FILES)]
+            with pytest.raises(pyfuse3.FUSEError) as missing:
+                await kops.lookup(folder, b"absent")
+            return sizes, missing.value.errno, _answered(daemon) - before - 1
+
+        sizes, code, requests = trio.run(main)
+        assert sizes == [len(b"%d" % i * 1000) for i in range(FILES)]
+        assert code == errno.ENOENT
+        assert threads.calls == []
+        assert requests == 2  # a stat of the first name, then the folder's listing
     finally:
         kops.ops.destroy()
 
