@@ -496,7 +496,7 @@ class KernelOps(pyfuse3.Operations):
     async def open(self, inode: int, flags: int, ctx: Any) -> Any:
         path = self._path(inode)
         writable = flags & os.O_ACCMODE != os.O_RDONLY
-        found = None if writable else await self._open_small_here(path)
+        found = None if writable else await self._open_reader_here(path)
         fh, attrs = found if found is not None else await self._run(self.ops.open, path, flags)
         self._file_inodes[fh] = (inode, writable)
         keep = attrs is not None and self.kernel.keep_pages(inode, attrs)
@@ -504,15 +504,18 @@ class KernelOps(pyfuse3.Operations):
             self.kernel.forget_pages(inode)  # what this handle writes changes them
         return pyfuse3.FileInfo(fh=fh, keep_cache=keep)
 
-    async def _open_small_here(self, path: str) -> tuple[int, dict[str, Any] | None] | None:
-        """A reader's open of a file the cache knows to be small, awaited on the event loop
-        (``_here``); None when that cannot be (no client free, a handle here has writes of the
-        file to send first, the file grew): then ``PathOps.open`` runs in a thread."""
+    async def _open_reader_here(self, path: str) -> tuple[int, dict[str, Any] | None] | None:
+        """A reader's open awaited on the event loop (``_here``): a file the cache knows small
+        is read whole and closed in the same compound, any other opened with its first read.
+        None when that cannot be (no client free, a handle here has writes of the file to
+        send first, a small file grew): then ``PathOps.open`` runs in a thread."""
+        small = self.ops.known_small(path)
+        opened_by = self.ops.small_opened if small else self.ops.reader_opened
         opened = await self._here(
             "open",
             path,
-            lambda ms: self.ops.small_open_now(path, ms),
-            lambda client, outcomes: self.ops.small_opened(path, client, outcomes),
+            lambda ms: self.ops.reader_open_now(path, ms, small=small),
+            lambda client, outcomes: opened_by(path, client, outcomes),
         )
         return None if opened is None else (opened.fh, opened.attrs)
 

@@ -197,6 +197,11 @@ class ClientPool:
             self._all.append(client)
         return client
 
+    def requests_sent(self) -> int:
+        """How many request messages the pool's clients have sent (a compound is one)."""
+        with self._cond:
+            return sum(client.requests_sent for client in self._all)
+
     def close(self) -> list[Client]:
         """Stop lending; the clients made, for the caller to close."""
         with self._cond:
@@ -506,6 +511,10 @@ class PathOps:
                 return small.fh, small.attrs
         with self.pool.lease() as client:
             timeout_ms = int(client.timeout * 1000)
+            if not writable:
+                outcomes = client.compound(self.reader_open_items(path, timeout_ms))
+                opened = self.reader_opened(path, client, outcomes)
+                return opened.fh, opened.attrs
             create = rq.create(
                 self._unc(path),
                 timeout_ms,
@@ -515,58 +524,71 @@ class PathOps:
                 else CreateDisposition.FILE_OPEN,
                 options=CreateOptions.FILE_NON_DIRECTORY_FILE,
             )
-            if writable:
-                handle = client.run(create)
-                opened = self._add(handle.fobx, path, writable, client)
-                opened.attrs = None if truncate else self.attrs_of(handle.info)
-                self.cache.forget_attrs(path)  # what a lookup learned meanwhile
-                return opened.fh, opened.attrs
-            # a reader: the open and the first read in one round trip (a compound with a
-            # related read), so a small file costs one request and a large one starts its
-            # read-ahead
-            outcomes = client.compound([create, rq.related(rq.read(0, 0, FIRST_READ, timeout_ms))])
-            handle = outcomes[0].unwrap()
+            handle = client.run(create)
             opened = self._add(handle.fobx, path, writable, client)
+            opened.attrs = None if truncate else self.attrs_of(handle.info)
+            self.cache.forget_attrs(path)  # what a lookup learned meanwhile
+            return opened.fh, opened.attrs
+
+    def reader_open_items(self, path: str, timeout_ms: int) -> Sequence[rq.Request[Any]]:
+        """A reader's open and its first read in one compound (a related read), so a small
+        file costs one request and a large one starts its read-ahead."""
+        create = rq.create(
+            self._unc(path),
+            timeout_ms,
+            access=Access.GENERIC_READ,
+            options=CreateOptions.FILE_NON_DIRECTORY_FILE,
+        )
+        return [create, rq.related(rq.read(0, 0, FIRST_READ, timeout_ms))]
+
+    def reader_open_now(
+        self, path: str, timeout_ms: int, *, small: bool
+    ) -> Sequence[rq.Request[Any]] | None:
+        """The compound of a reader's open when it may run on an event loop (no handle here
+        has writes of this path to send first; None: ``open`` in a thread):
+        ``small_open_items`` for a file ``known_small``, else ``reader_open_items``."""
+        if any(opened.writable for opened in self._opens_at(path)):
+            return None
+        if small:
+            return self.small_open_items(path, timeout_ms)
+        return self.reader_open_items(path, timeout_ms)
+
+    def reader_opened(
+        self, path: str, client: Client, outcomes: Sequence[rq.Outcome[Any]]
+    ) -> OpenFile:
+        """The handle of a reader's open from the outcomes of ``reader_open_items``, its first
+        read kept as the start of its read-ahead window. Never waits."""
+        handle = outcomes[0].unwrap()
+        opened = self._add(handle.fobx, path, False, client)
         opened.attrs = self._learn(path, handle.info)
         first = outcomes[1]
         if first.ok and isinstance(first.value, bytes):
             opened.ahead, opened.ahead_at = first.value, 0
             opened.ahead_ends_file = len(first.value) < FIRST_READ
             opened.next_read = len(first.value)
-        return opened.fh, opened.attrs
+        return opened
 
     def _open_small(self, path: str) -> OpenFile | None:
         """A reader's open of a file the cache knows to be small: the open, a read of the
         whole file and the close in one compound; the handle then holds the file's bytes and
         asks nothing more. None when the cache knows no size, or the file has grown past
         ``SMALL_OPEN`` since (then it is opened as any other)."""
-        if not self._known_small(path):
+        if not self.known_small(path):
             return None
         with self.pool.lease() as client:
             items = self.small_open_items(path, int(client.timeout * 1000))
-            if items is None:
-                return None
             return self.small_opened(path, client, client.compound(items))
 
-    def small_open_items(self, path: str, timeout_ms: int) -> Sequence[rq.Request[Any]] | None:
-        """The compound of a reader's open of ``path`` (an open, a read of the whole file,
-        the close) when the cache knows the file to be small, else None."""
-        if not self._known_small(path):
-            return None
+    def small_open_items(self, path: str, timeout_ms: int) -> Sequence[rq.Request[Any]]:
+        """The compound of a small file's open: an open, a read of the whole file, the close."""
         return rq.read_file_items(self._unc(path), timeout_ms, SMALL_OPEN)
 
-    def _known_small(self, path: str) -> bool:
+    def known_small(self, path: str) -> bool:
+        """Whether the cache knows ``path`` to be a file smaller than ``SMALL_OPEN``."""
         known = self.cache.get(path)
         return (
             known is not None and stat.S_ISREG(known["st_mode"]) and known["st_size"] < SMALL_OPEN
         )
-
-    def small_open_now(self, path: str, timeout_ms: int) -> Sequence[rq.Request[Any]] | None:
-        """``small_open_items`` when the open may run on an event loop: no handle here has
-        writes of this path to send first (None: ``open`` in a thread)."""
-        if any(opened.writable for opened in self._opens_at(path)):
-            return None
-        return self.small_open_items(path, timeout_ms)
 
     def small_opened(
         self, path: str, client: Client, outcomes: Sequence[rq.Outcome[Any]]

@@ -22,6 +22,7 @@ from rdbss.fuse_ops import PathOps
 from tests.daemon import Daemon, running_daemon
 
 FILES = 5
+BIG = os.urandom(100 << 10)  # more than a small file's open reads, less than its first read
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +32,7 @@ def daemon() -> Iterator[Daemon]:
         folder.mkdir()
         for i in range(FILES):
             (folder / f"f{i}").write_bytes(b"%d" % i * 1000)
+        (folder / "big").write_bytes(BIG)
         yield running
 
 
@@ -44,11 +46,6 @@ def _kernel_ops(daemon: Daemon) -> KernelOps:
         inval_entry=lambda parent, name: None,
     )
     return KernelOps(ops, kernel, threads=4)
-
-
-def _answered(daemon: Daemon) -> int:
-    with daemon.client() as client:
-        return int(client.status()["completed"])
 
 
 class ThreadCount:
@@ -91,15 +88,45 @@ def test_small_reads_and_a_listing_need_no_worker_thread(
 
         async def main() -> tuple[dict[str, Any] | None, list[bytes], int]:
             listed = await kops._list_here("/loop")
-            before = _answered(daemon)
+            before = kops.ops.pool.requests_sent()
             data = [await _read_whole(kops, b"f%d" % i) for i in range(FILES)]
-            return listed, data, _answered(daemon) - before - 1
+            return listed, data, kops.ops.pool.requests_sent() - before
 
         listed, data, requests = trio.run(main)
-        assert listed is not None and sorted(listed) == [f"f{i}" for i in range(FILES)]
+        assert listed is not None and sorted(listed) == ["big", *(f"f{i}" for i in range(FILES))]
         assert data == [b"%d" % i * 1000 for i in range(FILES)]
         assert threads.calls == []
         assert requests == FILES  # one compound per open, nothing for the rest
+    finally:
+        kops.ops.destroy()
+
+
+def test_a_larger_file_is_opened_with_its_first_read_on_the_event_loop(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader's open of a file too large to be read whole is its open and first read in one
+    compound from the event loop; the reads that first read covers ask nothing, and only the
+    release (the daemon handle's close) takes a worker thread."""
+    kops = _kernel_ops(daemon)
+    try:
+        kops.ops.list("/")
+        kops.ops.list("/loop")
+        threads = ThreadCount(monkeypatch)
+
+        async def main() -> tuple[bytes, int]:
+            entry = await kops.lookup(await _folder(kops), b"big")
+            before = kops.ops.pool.requests_sent()
+            info = await kops.open(entry.st_ino, os.O_RDONLY, None)
+            opening = kops.ops.pool.requests_sent() - before
+            data = await kops.read(info.fh, 0, len(BIG))
+            await kops.flush(info.fh)
+            await kops.release(info.fh)
+            return data, opening
+
+        data, requests = trio.run(main)
+        assert data == BIG
+        assert threads.calls == ["release"]
+        assert requests == 1  # the open with its first read
     finally:
         kops.ops.destroy()
 
@@ -117,11 +144,11 @@ def test_lookups_of_unknown_names_need_no_worker_thread(
 
         async def main() -> tuple[list[int], int, int]:
             folder = await _folder(kops)
-            before = _answered(daemon)
+            before = kops.ops.pool.requests_sent()
             sizes = [(await kops.lookup(folder, b"f%d" % i)).st_size for i in range(FILES)]
             with pytest.raises(pyfuse3.FUSEError) as missing:
                 await kops.lookup(folder, b"absent")
-            return sizes, missing.value.errno, _answered(daemon) - before - 1
+            return sizes, missing.value.errno, kops.ops.pool.requests_sent() - before
 
         sizes, code, requests = trio.run(main)
         assert sizes == [len(b"%d" % i * 1000) for i in range(FILES)]
