@@ -1,6 +1,6 @@
 """The mount's kernel side: inode numbers for mount paths, what the kernel caches and when it
 is told to forget it, and the pyfuse3 (libfuse3 low-level) operations that run rdbss.fuse_ops
-in worker threads.
+on the event loop or in worker threads.
 
 - ``InodeTable`` gives each mount path an inode number and counts the kernel's references
   (lookups, readdirplus entries, creates) until it forgets them. Pure; unit-tested alone.
@@ -8,9 +8,12 @@ in worker threads.
   names and attributes when something changed behind its back: a change-notify watch (``-o
   notify``) reports a name, or an open finds a file changed since the kernel cached its pages.
   The calls to the kernel are given as functions, so the rules are tested without a mount.
-- ``KernelOps`` is the pyfuse3 ``Operations``: each request runs the blocking path operation in
-  a worker thread (``trio.to_thread``), so requests to the daemon go out in parallel, one per
-  client of the pool.
+- ``KernelOps`` is the pyfuse3 ``Operations``: a request the mount's caches answer runs on the
+  event loop; the daemon requests of reading (a reader's open, a listing, a stat the cache
+  cannot answer) go out as one compound each on a client of the pool that is free now and are
+  awaited on the event loop (``_here``), which spares two thread switches per request; every
+  other request runs the blocking path operation in a worker thread (``trio.to_thread``), so
+  requests to the daemon go out in parallel, one per client of the pool.
 """
 
 from __future__ import annotations

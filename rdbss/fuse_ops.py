@@ -1,5 +1,8 @@
 """The operations of a mounted share folder, by mount path (``/dir/name``): what the kernel
-front end (rdbss.fuse_kernel) runs in worker threads, each a request to the daemon. Failures are
+front end (rdbss.fuse_kernel) runs in worker threads, each a request to the daemon; the
+compounds of reading (``reader_open_now``, ``list_now``, ``stat_items``) are also given out for
+the front end to send from its event loop, with what to make of their answers
+(``reader_opened``, ``small_opened``, ``listed``, ``stat_answered``), which never wait. Failures are
 the NTSTATUS of the daemon turned into the errno of the matching OSError (ENOENT, EEXIST,
 ENOTEMPTY, EACCES...); the front end hands that errno to the kernel.
 
