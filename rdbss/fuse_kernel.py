@@ -272,7 +272,8 @@ async def _compound_here(
 
 
 class KernelOps(pyfuse3.Operations):
-    """The pyfuse3 operations of a mount: inodes to paths, then ``PathOps`` in a thread."""
+    """The pyfuse3 operations of a mount: inodes to paths, then ``PathOps`` on the event loop
+    (what its caches answer, the daemon requests of reading) or in a worker thread."""
 
     supports_dot_lookup = False
     enable_acl = False
