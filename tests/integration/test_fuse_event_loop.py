@@ -1,8 +1,8 @@
-"""The mount's requests answered on its event loop (rdbss.fuse_kernel): a reader's open of a
-small file and a folder's listing go to a real daemon as one compound each, sent on a free
-client of the pool and awaited on trio, with no worker thread; with no client free they run
-in a thread as before. The pyfuse3 operations are called directly (no kernel mount), the
-worker threads counted."""
+"""The mount's daemon requests of reading awaited on its event loop (rdbss.fuse_kernel): a
+reader's open, a folder's listing and the stat of an unknown name go to a real daemon as one
+compound each, sent on a free client of the pool and awaited on trio, with no worker thread;
+with no client free they run in a thread as before. The pyfuse3 operations are called
+directly (no kernel mount), the worker threads and the pool's sent messages counted."""
 
 from __future__ import annotations
 
