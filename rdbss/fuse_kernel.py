@@ -10,8 +10,9 @@ on the event loop or in worker threads.
   The calls to the kernel are given as functions, so the rules are tested without a mount.
 - ``KernelOps`` is the pyfuse3 ``Operations``: a request the mount's caches answer runs on the
   event loop; the daemon requests of reading (a reader's open, a listing, a stat the cache
-  cannot answer) go out as one compound each on a client of the pool that is free now and are
-  awaited on the event loop (``_here``), which spares two thread switches per request; every
+  cannot answer) go out as one compound each, while no other request of the pool is in
+  flight, and are awaited on the event loop (``_here``), which spares two thread switches
+  per request; every
   other request runs the blocking path operation in a worker thread (``trio.to_thread``), so
   requests to the daemon go out in parallel, one per client of the pool.
 """
@@ -305,11 +306,12 @@ class KernelOps(pyfuse3.Operations):
         items_of: Callable[[int], Sequence[rq.Request[Any]] | None],
         done: Callable[[Client, list[Outcome[Any]]], T | None],
     ) -> T | None:
-        """A request the mount's caches allow on the event loop, with no worker thread: the
-        compound ``items_of(timeout_ms)`` sent on a client of the pool that is free now, its
-        answer awaited here, then ``done(client, outcomes)`` (which never waits). None when
-        that cannot be (no client free, ``items_of`` or ``done`` say None, no connection):
-        the caller then runs the request in a thread."""
+        """A daemon request on the event loop, with no worker thread: the compound
+        ``items_of(timeout_ms)`` sent on a client of the pool while no other request of the
+        pool is in flight (``ClientPool.lease_now``), its answer awaited here, then
+        ``done(client, outcomes)`` (which never waits). None when that cannot be (another
+        request in flight, ``items_of`` or ``done`` say None, no connection): the caller then
+        runs the request in a thread."""
         with self.ops.pool.lease_now() as client:
             if client is None:
                 return None
@@ -354,7 +356,7 @@ class KernelOps(pyfuse3.Operations):
     async def _getattr_here(self, path: str) -> dict[str, Any] | None:
         """What ``PathOps.getattr`` asks the daemon, awaited on the event loop (``_here``): a
         listing of the folder when its names are being looked up one by one, else a stat of
-        the name. None when that cannot be (a handle is open on it, no client free): then
+        the name. None when that cannot be (a handle is open on it, another request in flight): then
         ``PathOps.getattr`` runs in a thread."""
         if self.ops.is_open(path):
             return None
@@ -473,7 +475,7 @@ class KernelOps(pyfuse3.Operations):
 
     async def _list_here(self, folder: str) -> dict[str, dict[str, Any]] | None:
         """A listing of ``folder`` in one compound awaited on the event loop (``_here``); None
-        when that cannot be (no client free, a folder larger than the compound): then
+        when that cannot be (another request in flight, a folder larger than the compound): then
         ``PathOps.list`` runs in a thread."""
 
         def listed(client: Client, outcomes: list[Outcome[Any]]) -> dict[str, Any] | None:
@@ -511,8 +513,8 @@ class KernelOps(pyfuse3.Operations):
     async def _open_reader_here(self, path: str) -> tuple[int, dict[str, Any] | None] | None:
         """A reader's open awaited on the event loop (``_here``): a file the cache knows small
         is read whole and closed in the same compound, any other opened with its first read.
-        None when that cannot be (no client free, a handle here has writes of the file to
-        send first, a small file grew): then ``PathOps.open`` runs in a thread."""
+        None when that cannot be (another request in flight, a handle here has writes of
+        the file to send first, a small file grew): then ``PathOps.open`` runs in a thread."""
         small = self.ops.known_small(path)
         opened_by = self.ops.small_opened if small else self.ops.reader_opened
         opened = await self._here(

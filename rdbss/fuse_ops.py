@@ -149,6 +149,7 @@ class ClientPool:
         self._free: list[Client] = []
         self._all: list[Client] = []
         self._count = 0
+        self._waiting = 0  # threads waiting for a client
         self._cond = threading.Condition()
         self._closed = False
 
@@ -162,10 +163,13 @@ class ClientPool:
 
     @contextlib.contextmanager
     def lease_now(self) -> Iterator[Client | None]:
-        """Lend a client that is free now, or None (all busy, or none made yet); never waits,
-        so an event loop may ask."""
+        """Lend a client when every client is free (no request of the pool in flight, none
+        waiting for a client), else None; never waits, so an event loop may ask. One request
+        at a time is what an event loop serves best: with several in flight, worker threads
+        overlap one's socket waits with another's work, which one event loop cannot."""
         with self._cond:
-            client = self._free.pop() if self._free and not self._closed else None
+            idle = len(self._free) == self._count and not self._waiting and not self._closed
+            client = self._free.pop() if idle and self._free else None
         try:
             yield client
         finally:
@@ -188,7 +192,11 @@ class ClientPool:
                 if self._count < self._size:
                     self._count += 1  # this place is taken while the client connects
                     break
-                self._cond.wait()
+                self._waiting += 1
+                try:
+                    self._cond.wait()
+                finally:
+                    self._waiting -= 1
         try:
             client = self._make()
         except BaseException:

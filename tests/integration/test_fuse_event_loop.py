@@ -1,8 +1,9 @@
 """The mount's daemon requests of reading awaited on its event loop (rdbss.fuse_kernel): a
 reader's open, a folder's listing and the stat of an unknown name go to a real daemon as one
-compound each, sent on a free client of the pool and awaited on trio, with no worker thread;
-with no client free they run in a thread as before. The pyfuse3 operations are called
-directly (no kernel mount), the worker threads and the pool's sent messages counted."""
+compound each, sent on a client of the pool and awaited on trio, with no worker thread; while
+another request of the pool is in flight they run in a thread as before. The pyfuse3
+operations are called directly (no kernel mount), the worker threads and the pool's sent
+messages counted."""
 
 from __future__ import annotations
 
@@ -159,11 +160,12 @@ def test_lookups_of_unknown_names_need_no_worker_thread(
         kops.ops.destroy()
 
 
-def test_with_no_client_free_the_open_runs_in_a_thread(
+def test_with_a_request_in_flight_the_open_runs_in_a_thread(
     daemon: Daemon, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A reader's open finds every client of the pool busy: it goes to a worker thread (which
-    waits for a client), and reads the file all the same."""
+    """A reader's open while another request of the pool is in flight (its only client is
+    busy) goes to a worker thread, as parallel programs' requests do, and reads the file all
+    the same."""
     kops = _kernel_ops(daemon)
     try:
         kops.ops.list("/")
