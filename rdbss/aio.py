@@ -55,6 +55,7 @@ from rdbss.client import (
 from rdbss.config import Config, RemoteDaemon
 from rdbss.deadlines import Deadlines
 from rdbss.link import core_went_away, no_connection
+from rdbss.model.idempotent import CONNECTION_LOST
 from rdbss.requests import FileInfo, Handle, Outcome
 from rdbss.wire import (
     Access,
@@ -130,7 +131,7 @@ class AsyncClient:
         self._sock.setsockopt(zmq.SNDHWM, 0)
         self._watch = LinkWatch(self._sock, endpoints)
         connect_client_socket(self._sock, endpoints)
-        self._codec = Codec()
+        self._codec = Codec(trusted=True)  # it decodes the daemon's answers only
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[Answer]] = {}
         # when each request stops waiting for its answer: one loop timer for the earliest
@@ -205,12 +206,12 @@ class AsyncClient:
                 msg, payload = unpack_frames(self._codec, frames)
             except WireError:
                 continue
-            if isinstance(msg, CompletionBundle):
+            if isinstance(msg, (RxCompletion, CompoundCompletion)):
+                self._deliver(msg, payload)
+            elif isinstance(msg, CompletionBundle):
                 payload_of = dict(zip(msg.payload_items, msg.payloads, strict=True))
                 for index, done in enumerate(msg.items):
                     self._deliver(done, payload_of.get(index))
-            elif isinstance(msg, RxCompletion | CompoundCompletion):
-                self._deliver(msg, payload)
 
     def _on_link(self) -> None:
         """The connection's news (``rdbss.link``): a lost connection fails what was sent on it;
@@ -669,17 +670,23 @@ class AsyncClient:
     # ------------------------------------------------------------------ path operations
     async def stat(self, path: str) -> FileInfo:
         """Open for attributes and close, as one compound (one round trip)."""
-        outcomes = await self.compound(rq.stat_items(path, self._timeout_ms))
-        handle: Handle = outcomes[0].unwrap()
-        return handle.info
+        answer, _ = await self._exchange(rq.stat_compound(path, self._timeout_ms), None)
+        return rq.stat_result(answer)
 
     async def listdir(self, path: str, pattern: str = "*") -> list[str]:
-        handle = await self.create(
-            path, access=Access.FILE_LIST_DIRECTORY, options=CreateOptions.FILE_DIRECTORY_FILE
-        )
-        names: list[str] = []
+        """As ``Client.listdir``: the open and the first two batches in one compound."""
+        outcomes = await self.compound(rq.list_items(path, self._timeout_ms, pattern))
+        if outcomes[0].status in CONNECTION_LOST:  # (sent again alone, as the core does that)
+            handle = await self.run(rq.list_open(path, self._timeout_ms))
+        else:
+            handle = outcomes[0].unwrap()
         try:
-            while (batch := await self.query_directory(handle.fobx, pattern)) is not None:
+            entries, over = rq.list_result(outcomes)
+            names = [e.name for e in entries]
+            while not over:
+                batch = await self.query_directory(handle.fobx, pattern)
+                if batch is None:
+                    break
                 names.extend(e.name for e in batch)
         finally:
             await self.close_handle(handle.fobx)

@@ -43,6 +43,7 @@ from rdbss.config import Config, RemoteDaemon, load_config
 from rdbss.leases import DEFAULT_CACHE_BYTES, LeaseCache, LeaseStats
 from rdbss.link import EVENTS, Link, core_went_away, daemon_not_running, no_connection
 from rdbss.model.filecache import MAX_FILL, ReadCache
+from rdbss.model.idempotent import CONNECTION_LOST
 from rdbss.requests import FileInfo, Handle, Outcome
 from rdbss.wire import (
     Access,
@@ -249,7 +250,7 @@ class Client:
         self._send_poller = zmq.Poller()  # waiting for a connection: room to send, or news
         self._send_poller.register(self._sock, zmq.POLLOUT)
         self._send_poller.register(self._watch.monitor, zmq.POLLIN)
-        self._codec = Codec()
+        self._codec = Codec(trusted=True)  # it decodes the daemon's answers only
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
         self._unacked: set[int] = set()  # closes sent without waiting
@@ -366,11 +367,11 @@ class Client:
         except WireError:
             return
         answers: list[tuple[RxCompletion | CompoundCompletion, memoryview | None]]
-        if isinstance(msg, CompletionBundle):
+        if isinstance(msg, (RxCompletion, CompoundCompletion)):
+            answers = [(msg, payload)]
+        elif isinstance(msg, CompletionBundle):
             payload_of = dict(zip(msg.payload_items, msg.payloads, strict=True))
             answers = [(done, payload_of.get(i)) for i, done in enumerate(msg.items)]
-        elif isinstance(msg, RxCompletion | CompoundCompletion):
-            answers = [(msg, payload)]
         else:
             return
         for answer, data in answers:
@@ -1070,8 +1071,13 @@ class Client:
     def stat(self, path: str) -> FileInfo:
         """Open for attributes and close, as one compound: one round trip to the daemon and
         one message to the mini-redirector."""
-        handle: Handle = self.compound(rq.stat_items(path, self._timeout_ms))[0].unwrap()
-        return handle.info
+        cx = rq.stat_compound(path, self._timeout_ms)
+        with self._lock:
+            cx.request_id = next(self._ids)
+            self._send(cx, None)
+            self._outstanding.add(cx.request_id)
+            answer, _ = self._wait_for(cx.request_id, self.timeout)
+        return rq.stat_result(answer)
 
     def exists(self, path: str) -> bool:
         try:
@@ -1081,10 +1087,21 @@ class Client:
         return True
 
     def scandir(self, path: str, pattern: str = "*") -> Iterator[FileInfo]:
-        handle = self.create(
-            path, access=Access.FILE_LIST_DIRECTORY, options=CreateOptions.FILE_DIRECTORY_FILE
-        )
+        """The entries of folder ``path`` matching ``pattern``. The open and the first two
+        batches go as one compound (``rq.list_items``): a folder of up to one batch is one
+        round trip; a longer one goes on, batch by batch, on the same handle. The core sends a
+        compound's items again after a lost connection only as a whole, so what found it lost
+        (the create, or the first query) goes again as a request of its own, which it does."""
+        outcomes = self.compound(rq.list_items(path, self._timeout_ms, pattern))
+        if outcomes[0].status in CONNECTION_LOST:  # (sent again alone, as the core does that)
+            handle = self.run(rq.list_open(path, self._timeout_ms))
+        else:
+            handle = outcomes[0].unwrap()
         try:
+            entries, over = rq.list_result(outcomes)
+            yield from entries
+            if over:
+                return
             while (batch := self.query_directory(handle.fobx, pattern)) is not None:
                 yield from batch
         finally:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from rdbss.model.idempotent import CONNECTION_LOST
 from rdbss.wire import (
     DEFAULT_LIMITS,
     Access,
@@ -58,6 +59,8 @@ _KNOWN = frozenset(
     }
 )
 
+_NOT_EXTRA = _KNOWN | _INTERNAL
+
 
 @dataclass(frozen=True, slots=True)
 class FileInfo:
@@ -77,19 +80,21 @@ class FileInfo:
 
     @classmethod
     def from_result(cls, result: dict[str, Any], name: str = "") -> FileInfo:
-        attributes = int(result.get("attributes", 0))
-        directory = result.get("directory")  # (an IntFlag & costs a microsecond: only if needed)
+        """(Made once per entry of every listing: one lookup per key, arguments by position.)"""
+        get = result.get
+        attributes = int(get("attributes", 0))
+        directory = get("directory")  # (an IntFlag & costs a microsecond: only if needed)
         is_dir = bool(attributes & _DIRECTORY_ATTRIBUTE if directory is None else directory)
         return cls(
-            name=str(result.get("name", name)),
-            size=int(result.get("size", 0)),
-            attributes=attributes,
-            creation_time=int(result.get("creation_time", 0)),
-            last_access_time=int(result.get("last_access_time", 0)),
-            last_write_time=int(result.get("last_write_time", 0)),
-            change_time=int(result.get("change_time", 0)),
-            is_dir=is_dir,
-            extra={k: v for k, v in result.items() if k not in _KNOWN and k not in _INTERNAL},
+            str(get("name", name)),
+            int(get("size", 0)),
+            attributes,
+            int(get("creation_time", 0)),
+            int(get("last_access_time", 0)),
+            int(get("last_write_time", 0)),
+            int(get("change_time", 0)),
+            is_dir,
+            {k: v for k, v in result.items() if k not in _NOT_EXTRA},
         )
 
 
@@ -590,6 +595,86 @@ def stat_items(path: str, timeout_ms: int) -> list[Request[Any]]:
         create(path, timeout_ms, access=Access.FILE_READ_ATTRIBUTES),
         related(close(0, timeout_ms)),
     ]
+
+
+_STAT_ACCESS = int(Access.FILE_READ_ATTRIBUTES)
+_NORMAL = int(FileAttributes.NORMAL)
+_SHARE_ALL = int(ShareAccess.ALL)
+_CREATE, _CLOSE = int(IrpMj.CREATE), int(IrpMj.CLOSE)
+
+
+def stat_compound(path: str, timeout_ms: int) -> Compound:
+    """One stat's compound, the message ``compound(stat_items(path, timeout_ms), timeout_ms)``
+    is, built directly: the caller of a single stat needs no Request objects to parse with."""
+    check_path(path)
+    check_timeout(timeout_ms)
+    params = CreateParameters(
+        desired_access=_STAT_ACCESS, file_attributes=_NORMAL, share_access=_SHARE_ALL
+    )
+    return Compound(
+        request_id=0,
+        items=[
+            RxContext(request_id=0, major=_CREATE, timeout_ms=timeout_ms, path=path, create=params),
+            RxContext(request_id=0, major=_CLOSE, timeout_ms=timeout_ms, flags=_RELATED),
+        ],
+        timeout_ms=timeout_ms,
+    )
+
+
+def stat_result(answer: RxCompletion | CompoundCompletion) -> FileInfo:
+    """What ``stat_compound``'s answer says of the file; raises as ``parse_compound`` and the
+    create's ``Outcome.unwrap`` would."""
+    if isinstance(answer, RxCompletion) or answer.status != S.STATUS_SUCCESS:
+        raise error_for_status(answer.status, answer.message)
+    if len(answer.items) != 2:
+        raise error_for_status(
+            S.STATUS_INVALID_NETWORK_RESPONSE,
+            f"{len(answer.items)} answers to a compound of 2 items",
+        )
+    opened = answer.items[0]
+    if opened.status != S.STATUS_SUCCESS:
+        raise error_for_status(opened.status, opened.message)
+    result = _result(opened)
+    int(result["fobx"])  # a create's answer names its handle (0: closed already)
+    return FileInfo.from_result(result)
+
+
+def list_items(path: str, timeout_ms: int, pattern: str = "*") -> list[Request[Any]]:
+    """The start of a folder's listing as three compound items: a create for listing and two
+    related query-directory requests. A folder whose entries fit in one batch is listed in one
+    round trip (the second query answers the end of the enumeration); the handle stays open
+    for the rest of a longer one, whose enumeration goes on where the second query stopped."""
+    return [
+        list_open(path, timeout_ms),
+        related(query_directory(0, timeout_ms, pattern)),
+        related(query_directory(0, timeout_ms, pattern)),
+    ]
+
+
+def list_open(path: str, timeout_ms: int) -> Request[Handle]:
+    """The open of a folder to list it."""
+    return create(
+        path,
+        timeout_ms,
+        access=Access.FILE_LIST_DIRECTORY,
+        options=CreateOptions.FILE_DIRECTORY_FILE,
+    )
+
+
+def list_result(outcomes: Sequence[Outcome[Any]]) -> tuple[list[FileInfo], bool]:
+    """The entries the two queries of ``list_items`` listed, and whether the listing is over;
+    raises the first query's error (or the second's). ([], False) when the first query found
+    its connection lost: the core sends a compound's items again only as a whole, so a query
+    alone (which it sends again) starts the enumeration on the handle."""
+    if outcomes[1].status in CONNECTION_LOST:
+        return [], False
+    first: list[FileInfo] | None = outcomes[1].unwrap()
+    second: list[FileInfo] | None = outcomes[2].unwrap()
+    if first is None:
+        return [], True
+    if second is None:
+        return first, True
+    return first + second, False
 
 
 # ----------------------------------------------------------------------------- small files

@@ -25,6 +25,12 @@ NOBLOCK = int(zmq.NOBLOCK)
 _SNDMORE = int(zmq.SNDMORE)
 _EVENTS = int(zmq.EVENTS)
 _POLLIN = int(zmq.POLLIN)
+#: pyzmq's send without its Python layer (``zmq.Socket.send`` adds routing ids and groups,
+#: for socket types rdbss does not use, to the Cython send): half a microsecond a frame
+raw_send = zmq.backend.Socket.send
+#: frames shorter than this are copied into the message: pyzmq copies them anyway below its
+#: copy threshold (this size), and its zero-copy path costs more to get there
+COPY_BELOW = 64 << 10
 HEARTBEAT_IVL_MS = 500
 HEARTBEAT_TIMEOUT_MS = 2_000
 
@@ -157,12 +163,12 @@ def send_frames(
 ) -> None:
     """``send_multipart`` for frames known to be buffers. libzmq queues a multipart message
     whole or not at all (the first frame decides), as ``send_multipart`` does. With
-    ``copy=False``, frames under pyzmq's copy threshold are copied anyway (cheaper than
-    tracking them); larger ones go without a copy."""
+    ``copy=False``, frames under ``COPY_BELOW`` are copied anyway (cheaper than tracking
+    them); larger ones go without a copy."""
     last = len(frames) - 1
     more = flags | _SNDMORE
     for i, frame in enumerate(frames):
-        sock.send(frame, more if i < last else flags, copy=copy)
+        raw_send(sock, frame, more if i < last else flags, copy or len(frame) < COPY_BELOW)
 
 
 def recv_frames(sock: zmq.Socket[bytes], flags: int = NOBLOCK) -> list[zmq.Frame]:

@@ -22,11 +22,13 @@ from typing import Any
 import zmq
 
 from rdbss.actors.bus import (
+    COPY_BELOW,
     CurveKeys,
     Endpoints,
     client_alive,
     drain,
     new_context,
+    raw_send,
     readable,
     router,
     send_frames,
@@ -56,6 +58,9 @@ log = logging.getLogger("rdbss.core")
 DRAIN_TIMEOUT_S = 10.0
 EXPIRE_EVERY_S = 0.1  # how often queued requests are checked against their deadlines
 FORGET_EVERY_S = 5.0  # how often the queues of vanished clients are dropped
+# how often a busy loop does the core's housekeeping (silent peers, deferred writes, delayed
+# closes, sweeps: all on scales of 100 ms and more); a passed deadline is handled at once
+TICK_EVERY_S = 0.01
 # Answers already queued on a client socket when the core stops (the last ones of a drain) still
 # leave: closing with linger 0 would drop them and a drained read would be lost after all.
 CLOSE_LINGER_MS = 500
@@ -140,6 +145,8 @@ class CoreServer:
         self._next_expire = 0.0
         self._next_forget = 0.0
         self.codec = Codec()
+        # the ipc bus's peers are the daemon's own processes (codec: trusted); tcp peers are not
+        self.bus_codec = Codec(trusted=True)
         self.zctx = new_context()
         self.clients = router(self.zctx, endpoints.client, untrusted=True)
         self.bus = router(self.zctx, endpoints.bus, untrusted=False)
@@ -239,7 +246,7 @@ class CoreServer:
                 tracker = sock.send(memoryview(frame), flags, copy=False, track=True)
                 self.unread.add(ident, tracker, nbytes)
             else:
-                sock.send(frame, flags, copy=False)
+                raw_send(sock, frame, flags, nbytes < COPY_BELOW)
 
     def _quota_exceeded(self, ident: bytes, request_id: int) -> RxCompletion:
         return RxCompletion(
@@ -327,6 +334,7 @@ class CoreServer:
         if self.tcp_clients is not None:
             client_socks.append(self.tcp_clients)
         drain_until: float | None = None
+        next_tick = 0.0
         log.info("core listening client=%s bus=%s", self.endpoints.client, self.endpoints.bus)
         if self.tcp is not None:
             log.info("core listening on tcp peer=%s client=%s", self.tcp.peer, self.tcp.client)
@@ -365,6 +373,10 @@ class CoreServer:
                 if self.intake.queued():
                     self._pump(now)
                 self._intake_housekeeping(now)
+                due = self.core.next_deadline()
+                if now < next_tick and (due is None or due > now):
+                    continue
+                next_tick = now + TICK_EVERY_S
                 try:
                     self.core.tick()
                     if self.remote_clients:
@@ -407,7 +419,7 @@ class CoreServer:
             if isinstance(msg, RxCancel):
                 self._on_client_cancel(ident, msg)
                 return
-            if not isinstance(msg, RxContext | Compound | RequestBundle):
+            if not isinstance(msg, (RxContext, Compound, RequestBundle)):
                 raise WireError(f"clients send requests, not {type(msg).__name__}")
         except WireError as exc:
             # answered at once with the ids that can be read, so the sender is not left
@@ -525,7 +537,8 @@ class CoreServer:
                     log.warning("peer %r over tcp: its key is not granted that name", name)
                 return
         try:
-            msg, payload = unpack_frames(self.codec, frames[1:])
+            codec = self.bus_codec if sock is self.bus else self.codec
+            msg, payload = unpack_frames(codec, frames[1:])
         except WireError as exc:
             log.error("bad message from peer %s: %s", name, exc.strerror)
             return

@@ -5,7 +5,9 @@ Registration sends exactly the routines the mini-redirector implements. Requests
   shared-memory READ is checked there and copied on a small pool (``_pooled_read``);
 - on the connection's own ``ConnectionWorker`` actor, for connection routines and for every
   routine of a blocking (network) mini-redirector, so a slow connect or a slow server blocks only
-  the requests of that connection.
+  the requests of that connection. A worker answers a compound item by item as each is done,
+  except the items ``MiniRdr.create_with_related`` answered at once (a small file read or
+  written whole): those go to the core as one CompoundCompletion;
 - on the mini-redirector's own event loop (``MiniRdr.start_direct``: SFTP stats and small
   reads), for a blocking mini-redirector whose routines wait on such a loop: handed there from
   the socket thread and answered from there, two thread hops fewer. Offered only while the
@@ -208,16 +210,40 @@ LARGE_ANSWER_BYTES = 64 << 10
 
 
 def execute_compound(
-    minirdr: MiniRdr, cx: Compound, emit: Emit | None = None, large: Emit | None = None
+    minirdr: MiniRdr,
+    cx: Compound,
+    emit: Emit | None = None,
+    large: Emit | None = None,
+    together: Callable[[CompoundCompletion], None] | None = None,
 ) -> CompoundCompletion:
     """Run a compound's items in order and answer them in one message (a create and the
     RELATED items after it go to ``MiniRdr.create_with_related`` first). A RELATED item gets the
     SrvOpen of the compound's previous create, or that create's status when it failed
     (STATUS_INVALID_HANDLE when no create came before it), as SMB2 does. Items that answer
     STATUS_PENDING are left out: they complete later on their own. With ``emit``, each answer
-    goes out as soon as its item is done instead (the returned compound is then empty); with
-    ``large``, only the answers of LARGE_ANSWER_BYTES or more do."""
+    goes out as soon as its item is done instead (the returned compound is then empty), and
+    with ``together`` as well, the answers ``create_with_related`` gave at once go out as one
+    CompoundCompletion (one message to the core, not one per item); with ``large``, only the
+    answers of LARGE_ANSWER_BYTES or more do."""
     payload_of = dict(zip(cx.payload_items, cx.payloads, strict=True))
+    chained: list[tuple[RxCompletion, Any]] = []  # taken answers not emitted yet
+
+    def emit_chained() -> None:
+        if emit is None or not chained:
+            return
+        if together is None or len(chained) == 1:
+            for done, payload in chained:
+                emit(done, payload)
+        else:
+            out = CompoundCompletion(cx.request_id, NtStatus.STATUS_SUCCESS, [])
+            for done, payload in chained:
+                if payload is not None:
+                    out.payload_items.append(len(out.items))
+                    out.payloads.append(payload)
+                out.items.append(done)
+            together(out)
+        chained.clear()
+
     items: list[RxCompletion] = []
     payload_items: list[int] = []
     payloads: list[Any] = []
@@ -266,6 +292,10 @@ def execute_compound(
             continue
         done, payload = answer
         if emit is not None:
+            if index in taken:
+                chained.append(answer)
+                continue
+            emit_chained()
             emit(done, payload)
             continue
         if large is not None and (
@@ -278,6 +308,7 @@ def execute_compound(
             payload_items.append(len(items))
             payloads.append(payload)
         items.append(done)
+    emit_chained()
     return CompoundCompletion(
         cx.request_id, NtStatus.STATUS_SUCCESS, items, payload_items, payloads=payloads
     )
@@ -311,8 +342,8 @@ class ConnectionWorker(pykka.ThreadingActor):
     def _run(self, ctx: RxContext | Compound, payload: memoryview | None) -> None:
         if isinstance(ctx, Compound):
             # a network call may be slow: answer each item when it is done, so a quick one
-            # never waits for a slow one after it
-            execute_compound(self.minirdr, ctx, self.bridge.post)
+            # never waits for a slow one after it; a chain's answers, done at once, together
+            execute_compound(self.minirdr, ctx, self.bridge.post, together=self.bridge.post)
             return
         if self.host is not None:
             verdict = self.host.begin(ctx)

@@ -100,7 +100,8 @@ class PeerBridge:
         self.zctx = new_context()
         self._inproc = f"inproc://replies-{id(self)}"
         self._local = threading.local()
-        self._codec = Codec()  # I/O thread only
+        # I/O thread only; what it decodes comes from the core (codec: trusted)
+        self._codec = Codec(trusted=True)
         self._stop = threading.Event()
         self._seq = 0
         self._registrations = 0
@@ -292,7 +293,7 @@ class PeerBridge:
                     # are void; restart clean (the supervisor restarts us at once)
                     self._restart_clean("the core registered us anew")
             return
-        if isinstance(msg, RxContext | RxCompletion | RxCancel | Compound):
+        if isinstance(msg, (RxContext, RxCompletion, RxCancel, Compound)):
             try:
                 self.handler(msg, payload)
             except Exception:

@@ -95,7 +95,11 @@ class Attributes:
     def listing(self, fcb: Fcb, then: Then) -> Then:
         """Wrap the continuation of a listing of the folder ``fcb``: its entries are kept,
         except files open for writing here."""
-        net_root = fcb.net_root
+        return self.listing_at(fcb.net_root, fcb.path, then)
+
+    def listing_at(self, net_root: NetRoot, folder: str, then: Then) -> Then:
+        """``listing`` of the folder ``folder`` of ``net_root`` (a listing that rides along
+        with the create of its handle, before the Fcb is known)."""
         if not self.allowed(net_root):
             return then
         self._note(net_root)
@@ -108,7 +112,7 @@ class Attributes:
                 if isinstance(entries, list):
                     self.cache.fill_listing(
                         net_root.prefix,
-                        fcb.path,
+                        folder,
                         (e for e in entries if isinstance(e, dict)),
                         self.state.clock(),
                         epoch,

@@ -14,17 +14,17 @@ from dataclasses import dataclass, field
 
 from rdbss.core.answers import Answers
 from rdbss.core.handles import Handles
+from rdbss.core.query_open import QueryOpens
 from rdbss.core.sending import Sending
 from rdbss.core.services import CoreState
-from rdbss.core.types import RELATED, SUB_ID_BASE, Payload, Then, address
+from rdbss.core.types import RELATED, SUB_ID_BASE, Payload, Then
 from rdbss.model.attrcache import changes_attributes
-from rdbss.model.compound import RELATED_IN_BATCH, stat_pair
-from rdbss.model.dispatch import answers_for_open_file, is_query_open, routine_for
+from rdbss.model.compound import rides_with_create, stat_pair
+from rdbss.model.dispatch import routine_for
 from rdbss.model.idempotent import CONNECTION_LOST, may_retry, replayable
-from rdbss.model.names import parse_unc
-from rdbss.model.structs import Condition, NetRoot
+from rdbss.model.structs import NetRoot
 from rdbss.wire.codec import DEFAULT_LIMITS
-from rdbss.wire.constants import CreateInformation, IrpMj, Routine
+from rdbss.wire.constants import IrpMj, Routine
 from rdbss.wire.rxcontext import (
     Compound,
     CompoundCompletion,
@@ -48,6 +48,9 @@ class Chain:
     status: int | None = None  # the create's status, once answered
     fobx: int | None = None  # its handle, once it succeeded
     deferred: list[tuple[int, RxContext, Payload]] = field(default_factory=list)
+    # a directory query rode along: its enumeration ends with the handle's cleanup, so the
+    # close waits for the create's answer and goes as a close alone (cleanup, then close)
+    listed: bool = False
 
 
 @dataclass(slots=True)
@@ -86,6 +89,7 @@ class Compounds:
         self.subs: dict[int, tuple[CompoundState, int]] = {}
         #: how the core routes one request (raises NtStatusError to refuse it)
         self.dispatch: Callable[[bytes, RxContext, Payload], None] = _unwired
+        self.query_opens = QueryOpens(state, answers, sending, handles)
 
     def start(
         self, ident: bytes, cx: Compound, inflight: int, retries: int = 0, deadline: float = 0.0
@@ -96,8 +100,6 @@ class Compounds:
         every item has one. A RELATED item acts on the previous create's handle: it rides in
         the same message as that create when it can, else waits for the create's answer."""
         n = len(cx.items)
-        progress = CompoundState(ident, cx.request_id, [i.request_id for i in cx.items], [None] * n)
-        progress.left = n
         refusal: NtStatusError | None = None
         wanted = sum(
             i.lowio.length for i in cx.items if i.major == IrpMj.READ and i.lowio is not None
@@ -114,6 +116,16 @@ class Compounds:
                 f"the compound's reads ask for {wanted} bytes; at most "
                 f"{DEFAULT_LIMITS.max_compound_payload_bytes} fit in one answer",
             )
+        if (
+            refusal is None
+            and n == 2
+            and not cx.payload_items
+            and stat_pair(cx.items, 0)
+            and self.query_opens.stat_alone(ident, cx, retries, deadline, self.start)
+        ):
+            return
+        progress = CompoundState(ident, cx.request_id, [i.request_id for i in cx.items], [None] * n)
+        progress.left = n
         if refusal is not None or n == 0:
             status = refusal.status if refusal is not None else S.STATUS_SUCCESS
             message = refusal.strerror or "" if refusal is not None else ""
@@ -140,8 +152,8 @@ class Compounds:
                     continue
                 payload = payload_of.get(index)
                 if item.major == IrpMj.CREATE:
-                    if stat_pair(cx.items, index) and self._query_open(
-                        ident, item, cx.items[index + 1]
+                    if stat_pair(cx.items, index) and self.query_opens.query_open(
+                        ident, item, cx.items[index + 1], self._each
                     ):
                         fused, chain = index + 1, None
                         continue
@@ -166,82 +178,10 @@ class Compounds:
                 else:
                     self._item(ident, item, payload)
 
-    def _query_open(self, ident: bytes, create: RxContext, close: RxContext) -> bool:
-        """A create for attributes and its related close (a stat) as one MRxQueryOpen
-        (IRP_MJ_QUERY_OPEN): no Fcb, SrvOpen or Fobx made and dropped here, no open and close
-        in the mini-redirector. Only when the file's Fcb here, if it has one, holds nothing the
-        server does not show (``answers_for_open_file``: no deferred write, no delete pending;
-        an attribute-only open has no share access to check), its connection is up and its
-        mini-redirector has the routine, and the create would not collapse onto one of the
-        file's SrvOpens; False to take both items the usual way, which also
-        answers every error but the file's own. The attribute cache (core/attrcache.py)
-        answers it first when it can (a file with no Fcb), with no message at all, whether
-        the mini-redirector has the routine or not."""
-        if self.state.stopping or create.path is None or not is_query_open(create.create):
-            return False
-        try:
-            name = parse_unc(create.path)
-        except NtStatusError:
-            return False
-        v_net_root = self.state.prefix.v_net_root(name)
-        if v_net_root is None or v_net_root.condition != Condition.GOOD:
-            return False
-        net_root = v_net_root.net_root
-        minirdr = net_root.minirdr
-        peer = self.state.peers.get(minirdr) if minirdr is not None else None
-        if minirdr is None or peer is None:
-            return False
-        assert create.create is not None
-        fcb = net_root.fcbs.get(name.path.lower())
-        if fcb is not None and (
-            not answers_for_open_file(fcb)
-            or self.handles.buffering.collapsible(fcb, create.create, minirdr) is not None
-        ):
-            return False  # (a create that collapses onto an open SrvOpen opens nothing either)
-        attrs = self.handles.caching.attrs
-        cached = (
-            attrs.stat(net_root, name.path, create.create.create_options) if fcb is None else None
-        )
-        create_id, close_id = create.request_id, close.request_id
-        if cached is not None:  # the attribute cache answers: no message at all
-            net_root.last_used = self.state.clock()
-            opened = RxCompletion(
-                create_id, S.STATUS_SUCCESS, CreateInformation.FILE_OPENED, {**cached, "fobx": 0}
-            )
-            self.answers.to_client(ident, opened, None)
-            self.answers.to_client(ident, RxCompletion(close_id, S.STATUS_SUCCESS), None)
-            return True
-        if Routine.MRxQueryOpen not in peer.routines:
-            return False
-        net_root.last_used = self.state.clock()
-        address(create, Routine.MRxQueryOpen, net_root, name.path, None)
-
-        def then(done: RxCompletion, payload: Payload) -> None:
-            self.answers.note_error(done.status, Routine.MRxQueryOpen, done.message)
-            result = done.result
-            if done.status == S.STATUS_SUCCESS:
-                # a create's answer (its handle already closed again), then the close's
-                result = {**(result if isinstance(result, dict) else {}), "fobx": 0}
-                closed = RxCompletion(close_id, S.STATUS_SUCCESS)
-            else:
-                closed = RxCompletion(close_id, done.status, message="the compound's create failed")
-            opened = RxCompletion(create_id, done.status, done.information, result, done.message)
-            self.answers.to_client(ident, opened, None)
-            self.answers.to_client(ident, closed, None)
-
-        try:
-            self.sending.send(
-                minirdr,
-                create,
-                None,
-                attrs.learning(net_root, name.path, then),
-                net_root=net_root,
-                owner=(ident, create_id),
-            )
-        except NtStatusError as exc:
-            self.answers.answer(ident, create, exc.status, message=exc.strerror or "")
-            self.answers.answer(ident, close, exc.status, message="the compound's create failed")
-        return True
+    def _each(self, ident: bytes, opened: RxCompletion, closed: RxCompletion) -> None:
+        """A query open's two answers, each to its item of the compound under way."""
+        self.answers.to_client(ident, opened, None)
+        self.answers.to_client(ident, closed, None)
 
     def _item(self, ident: bytes, ctx: RxContext, payload: Payload) -> None:
         try:
@@ -286,8 +226,15 @@ class Compounds:
             or peer_name is None
             or pending is None
             or pending.routine != Routine.MRxCreate  # collapsed: no new SrvOpen to act on
-            or item.major not in RELATED_IN_BATCH
-            or (item.major == IrpMj.CLOSE and Routine.MRxCloseSrvOpen not in peer.routines)
+            or not rides_with_create(item)
+            or (
+                item.major == IrpMj.CLOSE
+                and (Routine.MRxCloseSrvOpen not in peer.routines or chain.listed)
+            )
+            or (
+                item.major == IrpMj.DIRECTORY_CONTROL
+                and Routine.MRxQueryDirectory not in peer.routines
+            )
         ):
             return False
         fobx_id = create.fobx
@@ -299,7 +246,8 @@ class Compounds:
         item.flags |= RELATED
         if item.major == IrpMj.CLOSE:
             # no MRxCleanupFobx first: what it releases (enumerations, change watches, locks,
-            # all per handle) comes from routines that never ride along with their create
+            # all per handle) comes from routines that never ride along with their create (a
+            # close after a directory query that rode along waits for the create's answer)
             request_id = item.request_id
 
             def closed(done: RxCompletion, _payload: Payload) -> None:
@@ -327,6 +275,9 @@ class Compounds:
             then = self._ride_attributes(
                 create, item, pending.net_root, self.answers.relay(ident, item)
             )
+            if item.major == IrpMj.DIRECTORY_CONTROL:
+                then = self._listed(fobx_id, then)
+                chain.listed = True
             self.sending.send(peer_name, item, payload, then, net_root=pending.net_root)
         except NtStatusError as exc:
             self.answers.answer(ident, item, exc.status, message=exc.strerror or "")
@@ -344,9 +295,26 @@ class Compounds:
             params = create.create
             access, options = params.desired_access, params.create_options
             return attrs.closing(net_root, create.path, access, options, False, then)
+        if item.major == IrpMj.DIRECTORY_CONTROL:
+            return attrs.listing_at(net_root, create.path, then)
         if changes_attributes(item.major):
             return attrs.changing(net_root, create.path, then)
         return then
+
+    def _listed(self, fobx_id: int | None, then: Then) -> Then:
+        """A directory query riding along with its create: once answered, its handle is
+        enumerating (a later query on it is not sent again after a lost connection, as it
+        would start over), as ``Files.request`` marks a handle it sends a query for."""
+
+        def listed(done: RxCompletion, payload: Payload) -> None:
+            fobx = self.state.fobxs.get(fobx_id) if fobx_id is not None else None
+            # (the create's answer came first and registered the handle; a query that found
+            # its connection lost started no enumeration)
+            if fobx is not None and done.status not in CONNECTION_LOST:
+                fobx.enumerated = True
+            then(done, payload)
+
+        return listed
 
     def collect(self, done: RxCompletion, payload: Payload) -> None:
         """The answer to one item of a compound; the compound is answered with its last."""
@@ -358,6 +326,9 @@ class Compounds:
         if payload is not None:
             progress.payloads[index] = payload
         progress.left -= 1
+        # the answer that was the last one finishes the compound; one answered inside this
+        # call (a deferred item the create's failure answers at once) would be counted twice
+        last = progress.left == 0
         chain = progress.chains.get(index)
         if chain is not None:
             chain.status = done.status
@@ -369,7 +340,7 @@ class Compounds:
                 with self.sending.batch():
                     for j, item, item_payload in deferred:
                         self._related(progress.ident, chain, j, item, item_payload)
-        if progress.left == 0 and not self._replay(progress):
+        if last and not self._replay(progress):
             self._finish_compound(progress, S.STATUS_SUCCESS, "")
 
     def _replay(self, progress: CompoundState) -> bool:

@@ -231,7 +231,12 @@ class Files:
         request_id = ctx.request_id
 
         def again(done: RxCompletion, data: Payload) -> None:
-            left = self.answers.retry_left(ident, request_id, done)
+            # (most answers are not a lost connection: no look at the request's retries)
+            left = (
+                self.answers.retry_left(ident, request_id, done)
+                if done.status in CONNECTION_LOST
+                else None
+            )
             if left is None:
                 then(done, data)
                 return

@@ -316,13 +316,18 @@ class Sending:
 
     def send_batch(self, peer_name: str, batch: list[tuple[RxContext, Payload]]) -> None:
         """Held-back requests to one mini-redirector: one message, a Compound when several."""
-        for part in split_batch(
-            batch,
-            DEFAULT_LIMITS.max_compound_items,
-            _related,
-            _payload_bytes,
-            DEFAULT_LIMITS.max_compound_payload_bytes,
-        ):
+        parts = (
+            (batch,)  # one request (the usual case one at a time): nothing to cut
+            if len(batch) == 1
+            else split_batch(
+                batch,
+                DEFAULT_LIMITS.max_compound_items,
+                _related,
+                _payload_bytes,
+                DEFAULT_LIMITS.max_compound_payload_bytes,
+            )
+        )
+        for part in parts:
             if not part:
                 continue
             if len(part) == 1:

@@ -203,6 +203,9 @@ class OpenTable(Generic[OpenT]):
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self._opens: dict[int, OpenT] = {}
+        #: the delete-pending ones among them: every create asks about its name, so the
+        #: question costs what few opens are delete-pending, not every open of the process
+        self._pending: dict[int, OpenT] = {}
         self._ids = itertools.count(1)
 
     def add(self, op: OpenT) -> int:
@@ -211,6 +214,8 @@ class OpenTable(Generic[OpenT]):
             srv_open = next(self._ids)
             op.srv_open = srv_open
             self._opens[srv_open] = op
+            if op.delete_pending:
+                self._pending[srv_open] = op
         return srv_open
 
     def find(self, srv_open: int | None) -> OpenT | None:
@@ -232,6 +237,8 @@ class OpenTable(Generic[OpenT]):
         there is none."""
         with self.lock:
             op = self._opens.pop(srv_open, None) if srv_open is not None else None
+            if op is not None:
+                self._pending.pop(op.srv_open, None)
         if op is None:
             raise NtStatusError(NtStatus.STATUS_INVALID_HANDLE, f"unknown srv_open {srv_open!r}")
         return op
@@ -241,13 +248,25 @@ class OpenTable(Generic[OpenT]):
         and until then no new open of that name succeeds (``delete_pending_at``)."""
         with self.lock:
             op.delete_pending = pending
+            if pending and self._opens.get(op.srv_open) is op:
+                self._pending[op.srv_open] = op
+            else:
+                self._pending.pop(op.srv_open, None)
 
     def delete_pending_at(self, share: object, path: str) -> bool:
         """Some open of ``path`` in ``share`` is delete-pending."""
         with self.lock:
             return any(
                 op.delete_pending and op.share is share and op.path == path
-                for op in self._opens.values()
+                for op in self._pending.values()
+            )
+
+    def delete_pending_paths(self, share: object) -> frozenset[str]:
+        """The paths in ``share`` that some delete-pending open names (``delete_pending_at``
+        for many names at once: a listing's entries)."""
+        with self.lock:
+            return frozenset(
+                op.path for op in self._pending.values() if op.delete_pending and op.share is share
             )
 
     def renamed(self, share: object, old: str, new: str) -> None:
@@ -272,6 +291,7 @@ class OpenTable(Generic[OpenT]):
         with self.lock:
             opens = list(self._opens.values())
             self._opens.clear()
+            self._pending.clear()
         return opens
 
     def __len__(self) -> int:

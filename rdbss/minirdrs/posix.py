@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import operator
 import stat
 from collections.abc import Mapping
 from typing import Any, ClassVar, cast
@@ -109,6 +110,10 @@ class _Serving:
 
     def __exit__(self, *exc: object) -> None:
         _current.reset(self.token)
+
+
+#: a listing's sort key: the name
+_first = operator.itemgetter(0)
 
 
 def _join(parent: str, name: str) -> str:
@@ -348,10 +353,9 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
             is_dir=stat.S_ISDIR(st.st_mode),
             is_regular=stat.S_ISREG(st.st_mode),
         )
-        return Result(
-            information=int(CreateInformation.FILE_OPENED),
-            result={**self.file_info(st, rel), "directory": is_dir},
-        )
+        info = self.file_info(st, rel)  # (a new map: completed in place)
+        info["directory"] = is_dir
+        return Result(information=int(CreateInformation.FILE_OPENED), result=info)
 
     # --- a create with its related items ------------------------------------------------------
     def create_with_related(
@@ -645,10 +649,15 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
             def load(pattern: str) -> list[tuple[str, StatLike | None]]:
                 with self._host("cannot list", op.path):
                     listed = self.list_dir(op)
+                if pattern == "*":  # every name matches (none is empty): no match per entry
+                    return sorted((item for item in listed if item[0]), key=_first)
                 return sorted(
                     ((n, st) for n, st in listed if is_name_in_expression(pattern, n)),
-                    key=lambda item: item[0],
+                    key=_first,
                 )
+
+            # the delete-pending names as this query finds them, looked up once for all entries
+            pending = self._opens.delete_pending_paths(op.share)
 
             def describe(name: str, st: StatLike | None) -> dict[str, Any] | None:
                 rel = _join(op.path, name)
@@ -657,8 +666,7 @@ class PosixMiniRdr(MiniRdr, PosixPrimitives[ShareT, OpenT]):
                         st = self.child_stat(op, name, rel)
                 if st is None:
                     return None  # gone since the listing
-                pending = self._opens.delete_pending_at(op.share, rel)
-                return self.file_info(st, rel, delete_pending=pending)
+                return self.file_info(st, rel, delete_pending=rel in pending)
 
             return self._enumerations.query(ctx, show(op.path), load, describe)
 

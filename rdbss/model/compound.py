@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
 from rdbss.model.pipelining import pipelines
-from rdbss.wire.constants import IrpMj, LowIoOp, Routine, RxFlags
+from rdbss.wire.constants import IrpMj, IrpMn, LowIoOp, Routine, RxFlags
 from rdbss.wire.rxcontext import RxContext
 
 T = TypeVar("T")
@@ -17,7 +17,8 @@ T = TypeVar("T")
 _RELATED = int(RxFlags.RELATED)
 
 #: Related items that may travel in the same message as their create (the mini-redirector
-#: resolves the handle itself); others wait for the create's answer.
+#: resolves the handle itself), besides a directory query (``rides_with_create``); others wait
+#: for the create's answer.
 RELATED_IN_BATCH = frozenset(
     {
         IrpMj.READ,
@@ -29,6 +30,20 @@ RELATED_IN_BATCH = frozenset(
         IrpMj.CLOSE,
     }
 )
+
+_DIRECTORY_CONTROL = int(IrpMj.DIRECTORY_CONTROL)
+_QUERY_DIRECTORY = int(IrpMn.QUERY_DIRECTORY)
+
+
+def rides_with_create(item: RxContext) -> bool:
+    """Whether a related item may travel in the same message as its create: the majors of
+    ``RELATED_IN_BATCH``, and a directory query (a listing's first batches on the handle its
+    create opens: the mini-redirector keys the enumeration by that handle, so later queries
+    on it go on where these stopped). A change notification waits for the create's answer."""
+    major = item.major
+    if major == _DIRECTORY_CONTROL:
+        return item.minor == _QUERY_DIRECTORY
+    return major in RELATED_IN_BATCH
 
 
 def stat_pair(items: Sequence[RxContext], index: int) -> bool:

@@ -115,16 +115,19 @@ def create_information(disposition: CreateDisposition, exists: bool) -> int:
     return int(INFORMATION[create_action(disposition, exists)])
 
 
+#: the dispositions by value (a dictionary lookup: calling the enum costs several calls)
+_DISPOSITIONS: Mapping[int, CreateDisposition] = {int(d): d for d in CreateDisposition}
+
+
 def check_create_parameters(params: CreateParameters) -> tuple[CreateDisposition, int]:
     """The disposition and create options of a create, checked: a known disposition, not both
     FILE_DIRECTORY_FILE and FILE_NON_DIRECTORY_FILE, FILE_DIRECTORY_FILE only with a
     disposition that can open or create a directory; else STATUS_INVALID_PARAMETER."""
-    try:
-        disposition = D(params.disposition)
-    except ValueError:
+    disposition = _DISPOSITIONS.get(params.disposition)
+    if disposition is None:
         raise NtStatusError(
             S.STATUS_INVALID_PARAMETER, f"unknown create disposition {params.disposition!r}"
-        ) from None
+        )
     options = int(params.create_options)
     want_dir = bool(options & _DIRECTORY_FILE)
     if want_dir and options & _NON_DIRECTORY_FILE:

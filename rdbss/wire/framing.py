@@ -8,10 +8,10 @@ buffers, never on sockets.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from rdbss.wire.codec import DEFAULT_LIMITS, Codec, Limits, WireError
-from rdbss.wire.rxcontext import Batched, CompletionBundle, Message, RequestBundle
+from rdbss.wire.rxcontext import BATCHED_TYPES, Batched, CompletionBundle, Message, RequestBundle
 
 Buffer = bytes | bytearray | memoryview
 
@@ -97,8 +97,8 @@ def bundles(
 def pack_frames(codec: Codec, msg: Message, payload: Buffer | None = None) -> list[Buffer]:
     """``[header, payload]``; a compound's payloads (``msg.payloads``) follow its header, the
     small ones packed together in shared frames."""
-    if isinstance(msg, Batched):
-        frames = _pack_payloads(msg)
+    if type(msg) in BATCHED_TYPES:
+        frames = _pack_payloads(cast(Batched, msg))
         return [codec.encode(msg), *frames]
     header = codec.encode(msg)
     if payload is None:
@@ -142,7 +142,8 @@ def unpack_frames(
     if len(frames) > limits.max_compound_items + 1:
         raise WireError(f"{len(frames)} frames; more than a compound may carry")
     msg = codec.decode(_view(frames[0]))
-    if isinstance(msg, Batched):
+    if type(msg) in BATCHED_TYPES:
+        msg = cast(Batched, msg)
         views = _unpack_payloads(msg, [_view(f) for f in frames[1:]])
         if len(views) != len(msg.payload_items):
             raise WireError(

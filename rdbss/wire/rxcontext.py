@@ -94,13 +94,14 @@ class CreateParameters(
         "allocation_size": "as",
     },
 ):
-    """NT_CREATE_PARAMETERS."""
+    """NT_CREATE_PARAMETERS. The defaults are plain ints, as decoded values are: a flag
+    enum's ``&`` costs microseconds on every create the core and a mini-redirector look at."""
 
     desired_access: U32 = 0
     file_attributes: U32 = 0
     share_access: U32 = 0
-    disposition: U32 = CreateDisposition.FILE_OPEN
-    create_options: U32 = CreateOptions.NONE
+    disposition: U32 = int(CreateDisposition.FILE_OPEN)
+    create_options: U32 = int(CreateOptions.NONE)
     allocation_size: Size = 0
 
 
@@ -119,7 +120,7 @@ class LowIoParameters(
 ):
     """LowIoContext: the operation and its ParamsFor arm (ReadWrite, Locks, FsCtl, NotifyChange)."""
 
-    operation: U32 = LowIoOp.READ
+    operation: U32 = int(LowIoOp.READ)
     offset: Offset = 0  # ByteOffset (-1: at the end of the file)
     length: Size = 0  # ByteCount (read/write) or Locks.Length
     flags: U32 = 0  # ReadWrite.Flags or Locks.Flags (SL_FAIL_IMMEDIATELY, SL_EXCLUSIVE_LOCK)
@@ -393,6 +394,11 @@ class RequestBundle(
 
 #: messages whose payloads are ``payloads`` frames after the header, one per ``payload_items``
 Batched = Compound | CompoundCompletion | CompletionBundle | RequestBundle
+#: the same as a set of types, for the hot paths: ``type(msg) in BATCHED_TYPES`` costs a tenth
+#: of an ``isinstance`` against the union (the messages have no subclasses)
+BATCHED_TYPES: frozenset[type] = frozenset(
+    {Compound, CompoundCompletion, CompletionBundle, RequestBundle}
+)
 
 Message = (
     RxContext
@@ -407,6 +413,7 @@ Message = (
 )
 
 __all__ = [
+    "BATCHED_TYPES",
     "CANCEL_REASONS",
     "LEAVING",
     "REGISTERED_NEW",

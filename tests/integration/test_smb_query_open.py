@@ -47,6 +47,7 @@ class Sent:
 
     def watch(self, connection: Any, monkeypatch: pytest.MonkeyPatch) -> None:
         send, send_compound = connection.send, connection.send_compound
+        send_packed = connection.send_packed
 
         def one(message: Any, *args: Any, **kwargs: Any) -> Any:
             self.sends.append([type(message).__name__])
@@ -56,8 +57,13 @@ class Sent:
             self.sends.append([type(m).__name__ for m in messages])
             return send_compound(messages, *args, **kwargs)
 
+        def packed(bodies: list[Any], *args: Any, **kwargs: Any) -> Any:
+            self.sends.append([body.structure.__name__ for body in bodies])
+            return send_packed(bodies, *args, **kwargs)
+
         monkeypatch.setattr(connection, "send", one)
         monkeypatch.setattr(connection, "send_compound", compound)
+        monkeypatch.setattr(connection, "send_packed", packed)
 
 
 @dataclass

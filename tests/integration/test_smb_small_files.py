@@ -29,7 +29,7 @@ from rdbss.wire import (
     RxContext,
 )
 from rdbss.wire.constants import RxFlags
-from rdbss.wire.rxcontext import Compound, RxCompletion
+from rdbss.wire.rxcontext import Compound, CompoundCompletion, RxCompletion
 from tests.integration.test_smb_query_open import Sent
 
 S = NtStatus
@@ -235,3 +235,24 @@ def test_a_directory_without_the_non_directory_option(rig: Rig) -> None:
     alone = rig.run("dir", params, read_io(), fused=False)
     assert comparable(fused) == comparable(alone)
     assert fused[1][0].status == S.STATUS_INVALID_DEVICE_REQUEST
+
+
+def test_a_chains_answers_go_out_together_as_one_compound_completion(rig: Rig) -> None:
+    (rig.root / "together.bin").write_bytes(b"together")
+    one_by_one = rig.run("together.bin", READ, read_io())
+    emitted: list[tuple[RxCompletion, Any]] = []
+    bundles: list[CompoundCompletion] = []
+    execute_compound(
+        rig.minirdr,
+        rig.chain("together.bin", READ, read_io(), "share"),
+        lambda done, payload: emitted.append((done, payload)),
+        together=bundles.append,
+    )
+    assert not emitted and len(bundles) == 1
+    (bundle,) = bundles
+    assert [done.request_id for done in bundle.items] == [1, 2, 3]
+    assert bundle.payload_items == [1] and bytes(bundle.payloads[0]) == b"together"
+    payload_of = dict(zip(bundle.payload_items, bundle.payloads, strict=True))
+    together = [(done, payload_of.get(i)) for i, done in enumerate(bundle.items)]
+    assert comparable(together) == comparable(one_by_one)
+    assert not rig.minirdr._opens.values(), "a SrvOpen was left in the OpenTable"

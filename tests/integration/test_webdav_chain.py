@@ -237,3 +237,43 @@ def test_read_bytes_through_the_daemon_after_a_stat_is_one_get(
 
         assert (count("PROPFIND", "seen.bin"), count("GET", "seen.bin")) == (1, 1)  # the stat's
         assert (count("PROPFIND", "cold.bin"), count("GET", "cold.bin")) == (1, 1)
+
+
+def test_read_bytes_of_a_file_just_written_through_rdbss_is_one_get(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """A real daemon, a server logging each request: a file ``Client.write_bytes`` stored (a
+    small one in one compound, a larger one streamed) is read back with one GET and no
+    PROPFIND after the write's, the PUT's ETag naming the version; a file changed on the
+    server since (another ETag) costs the PROPFIND again, and reads what the server holds."""
+    require_or_skip(WebDavServer.missing_binaries(), "wsgidav")
+    base = tmp_path_factory.mktemp("webdav-chain-written")
+    with WebDavServer(base / "dav", request_log=True) as server:
+        server.root_dir.joinpath("w").mkdir()
+        password_file = write_password_file(base / "pw", server.password)
+        small, larger, other = os.urandom(4096), os.urandom(300_000), os.urandom(5000)
+        with (
+            running_daemon(extra_config=webdav_config(server, password_file)) as daemon,
+            daemon.client(timeout=10.0) as client,
+        ):
+            client.write_bytes(r"\\davtest\w\small.bin", small)
+            client.write_bytes(r"\\davtest\w\larger.bin", larger)
+            client.write_bytes(r"\\davtest\w\changed.bin", small)
+            server.root_dir.joinpath("w", "changed.bin").write_bytes(other)
+            before = {
+                name: len(server.requests("PROPFIND", f"/w/{name}"))
+                for name in ("small.bin", "larger.bin", "changed.bin")
+            }
+            assert client.read_bytes(r"\\davtest\w\small.bin") == small
+            assert client.read_bytes(r"\\davtest\w\changed.bin") == other
+            # the first 64 KiB in one GET; the rest through an open file (its own PROPFIND)
+            assert client.read_bytes(r"\\davtest\w\larger.bin") == larger
+            assert client.stat(r"\\davtest\w\small.bin").size == len(small)
+
+        def after(name: str) -> tuple[int, int]:
+            propfinds = len(server.requests("PROPFIND", f"/w/{name}")) - before[name]
+            return propfinds, len(server.requests("GET", f"/w/{name}"))
+
+        assert after("small.bin") == (1, 1)  # the GET; the PROPFIND is the stat's
+        assert after("changed.bin") == (1, 1)
+        assert after("larger.bin")[0] == 1

@@ -115,12 +115,27 @@ def test_sequential_reads_use_fewer_gets_than_chunks(dav: Dav, client: Client) -
     finally:
         client.close_handle(handle.fobx)
     gets = dav.wait_gets("seq.bin", 2)
-    # a ranged GET for the first chunk, one open-ended GET for the rest, one for the EOF read
-    assert len(gets) <= 3, gets
-    assert sum("range=bytes=1048576-," in g for g in gets) == 1, gets
-    # the whole-file read (shared memory, 4 MiB reads) streams too
+    # a 1 MiB read from byte 0 starts the sequential read: one open-ended GET from there for
+    # every chunk, one for the EOF read
+    assert len(gets) == 2, gets
+    assert sum("range=bytes=0-," in g for g in gets) == 1, gets
+    # the whole-file read (shared memory, 4 MiB reads): the compound's first 64 KiB, then one
+    # stream from byte 0
     assert client.read_bytes(dav.unc("seq.bin")) == data
-    assert len(dav.wait_gets("seq.bin", len(gets) + 1)) - len(gets) <= 3
+    whole = dav.wait_gets("seq.bin", len(gets) + 2)[len(gets) :]
+    assert len(whole) == 2 and "range=bytes=0-," in whole[1], whole
+
+
+def test_a_short_read_from_the_start_is_one_get_of_its_range(dav: Dav, client: Client) -> None:
+    data = os.urandom(3 * CHUNK)
+    dav.file("head.bin").write_bytes(data)
+    handle = client.create(dav.unc("head.bin"))
+    try:
+        assert client.read_handle(handle.fobx, 0, CHUNK - 1) == data[: CHUNK - 1]
+    finally:
+        client.close_handle(handle.fobx)
+    gets = dav.wait_gets("head.bin", 1)
+    assert len(gets) == 1 and f"range=bytes=0-{CHUNK - 2}," in gets[0], gets
 
 
 def test_a_seek_back_reads_again_from_the_server(dav: Dav, client: Client) -> None:
@@ -247,7 +262,7 @@ def test_a_stream_the_connection_of_which_was_cut_is_reopened(dav: Dav, tmp_path
             handle = c.create(dav.unc("cut.bin"))
             try:
                 assert read_chunks(c, handle.fobx, 0, 2) == data[: 2 * CHUNK]
-                opened = [g for g in dav.gets("cut.bin") if "range=bytes=1048576-," in g]
+                opened = [g for g in dav.gets("cut.bin") if "range=bytes=0-," in g]
                 assert len(opened) == 1, dav.gets("cut.bin")
                 proxy.cut()
                 assert read_chunks(c, handle.fobx, 2 * CHUNK, 40) == data[2 * CHUNK :]
@@ -415,3 +430,29 @@ def test_a_streamed_put_whose_server_goes_away_fails_the_close(tmp_path: Path) -
                 NtStatus.STATUS_CONNECTION_REFUSED,
                 NtStatus.STATUS_IO_TIMEOUT,
             ), ei.value
+
+
+def test_a_big_file_written_and_read_back_costs_three_requests_each(
+    dav: Dav, client: Client
+) -> None:
+    """``write_bytes`` of a new 9 MiB file: the create's PROPFIND (nothing there) and empty
+    PUT, whose answer stands for a PROPFIND of what it made, then one streamed PUT of the
+    data, answered before the close returns. ``read_bytes`` of it: the compound's GET of the
+    first 64 KiB (the write's PUT answered for the file: no PROPFIND), the open's PROPFIND,
+    and one stream from byte 0 for the rest."""
+    data = os.urandom(9 * CHUNK + 5)
+    client.write_bytes(dav.unc("both.bin"), data)
+    assert dav.file("both.bin").read_bytes() == data  # whole on the server at the close
+    path = f"/{dav.share}/both.bin"
+
+    def methods() -> list[str]:
+        lines = dav.server.log_path.read_text().splitlines()
+        return [m for line in lines for m in ("PROPFIND", "PUT", "GET") if f'"{m} {path}"' in line]
+
+    assert methods() == ["PROPFIND", "PUT", "PUT"]
+    assert len(dav.data_puts("both.bin")) == 1
+    assert client.read_bytes(dav.unc("both.bin")) == data
+    dav.wait_gets("both.bin", 2)
+    assert methods()[3:] == ["GET", "PROPFIND", "GET"]
+    gets = dav.gets("both.bin")
+    assert "range=bytes=0-65535," in gets[0] and "range=bytes=0-," in gets[1], gets

@@ -6,8 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from rdbss.model.compound import RELATED_IN_BATCH, ChainKind, chain_of, split_batch, stat_pair
-from rdbss.wire import IrpMj, LowIoOp, LowIoParameters, Routine, RxContext, RxFlags
+from rdbss.model.compound import (
+    RELATED_IN_BATCH,
+    ChainKind,
+    chain_of,
+    rides_with_create,
+    split_batch,
+    stat_pair,
+)
+from rdbss.wire import IrpMj, IrpMn, LowIoOp, LowIoParameters, Routine, RxContext, RxFlags
 
 REL = int(RxFlags.RELATED)
 
@@ -47,7 +54,17 @@ def test_not_a_stat() -> None:
 def test_which_related_items_ride_with_their_create() -> None:
     assert IrpMj.READ in RELATED_IN_BATCH and IrpMj.CLOSE in RELATED_IN_BATCH
     assert IrpMj.SET_INFORMATION not in RELATED_IN_BATCH  # waits for the create's answer
-    assert IrpMj.DIRECTORY_CONTROL not in RELATED_IN_BATCH
+    assert rides_with_create(item(IrpMj.READ, True))
+    assert rides_with_create(item(IrpMj.CLOSE, True))
+    assert not rides_with_create(item(IrpMj.SET_INFORMATION, True))
+    assert not rides_with_create(item(IrpMj.LOCK_CONTROL, True))
+
+
+def test_a_directory_query_rides_with_its_create_and_a_change_notify_waits() -> None:
+    query = RxContext(0, IrpMj.DIRECTORY_CONTROL, minor=IrpMn.QUERY_DIRECTORY, flags=REL)
+    notify = RxContext(0, IrpMj.DIRECTORY_CONTROL, minor=IrpMn.NOTIFY_CHANGE_DIRECTORY, flags=REL)
+    assert rides_with_create(query)
+    assert not rides_with_create(notify)  # a wait of its own: never held up with a create
 
 
 def parts(flags: list[bool], limit: int) -> list[list[int]]:

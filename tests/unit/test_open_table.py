@@ -73,6 +73,38 @@ def test_delete_pending_is_per_share_and_path() -> None:
     assert not table.delete_pending_at(share, "dir\\a")
 
 
+def test_delete_pending_ends_with_its_open_and_follows_a_rename() -> None:
+    table: OpenTable[_Open] = OpenTable()
+    op = _Open("s", "d\\a", False)
+    table.add(op)
+    table.mark_delete_pending(op)
+    assert table.delete_pending_paths("s") == {"d\\a"}
+    table.renamed("s", "d", "e")
+    assert table.delete_pending_at("s", "e\\a")
+    assert not table.delete_pending_at("s", "d\\a")
+    table.pop(op.srv_open)
+    assert not table.delete_pending_at("s", "e\\a")
+    assert table.delete_pending_paths("s") == frozenset()
+
+
+def test_an_open_added_delete_pending_counts_and_clear_forgets_it() -> None:
+    table: OpenTable[_Open] = OpenTable()
+    op = _Open("s", "a", False, delete_pending=True)
+    table.add(op)
+    assert table.delete_pending_at("s", "a")
+    table.clear()
+    assert not table.delete_pending_at("s", "a")
+
+
+def test_marking_an_open_not_in_the_table_is_kept_for_its_add() -> None:
+    table: OpenTable[_Open] = OpenTable()
+    op = _Open("s", "a", False)
+    table.mark_delete_pending(op)
+    assert not table.delete_pending_at("s", "a")
+    table.add(op)
+    assert table.delete_pending_at("s", "a")
+
+
 def test_renamed_moves_the_open_and_what_is_under_it() -> None:
     table: OpenTable[_Open] = OpenTable()
     ops = [_Open("s", p, False) for p in ("d", "d\\x", "d\\x\\y", "dd", "e")]

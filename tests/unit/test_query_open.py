@@ -216,6 +216,76 @@ def test_a_query_open_that_times_out_answers_both_items() -> None:
     assert [d.status for d in done.items] == [S.STATUS_IO_TIMEOUT] * 2
 
 
+def test_a_lone_stat_is_answered_as_its_compound_with_the_client_s_ids() -> None:
+    """A compound that is one stat goes as one query open, answered with the compound's id and
+    the items' own ids, and leaves nothing behind."""
+    core, out = make_core(query_open=True)
+    connected(core, out)
+    core.on_client(CLIENT_A, Compound(7, stat(11)), None)
+    ((_, query, _),) = out.peer
+    assert query.routine == Routine.MRxQueryOpen and query.path == "f"
+    info = {"size": 5, "directory": False, "attributes": 0x80}
+    done = RxCompletion(query.request_id, S.STATUS_SUCCESS, CreateInformation.FILE_OPENED, info)
+    core.on_peer("local", done, None)
+    ((_, answer, _),) = out.client
+    assert isinstance(answer, CompoundCompletion) and answer.request_id == 7
+    assert answer.status == S.STATUS_SUCCESS
+    assert [(d.request_id, d.status) for d in answer.items] == [(11, 0), (12, 0)]
+    assert answer.items[0].result == {**info, "fobx": 0}
+    assert not core.pending and not core.answers.inflight_of
+
+
+def test_a_lone_stat_that_finds_its_connection_lost_is_sent_again() -> None:
+    core, out = make_core(query_open=True)
+    connected(core, out)
+    core.on_client(CLIENT_A, Compound(7, stat(11)), None)
+    ((_, query, _),) = out.peer
+    out.peer.clear()
+    lost = RxCompletion(query.request_id, S.STATUS_CONNECTION_DISCONNECTED, message="gone")
+    core.on_peer("local", lost, None)
+    assert out.client == []  # not answered: sent again once the connection is back
+    connect(core, out)
+    # sent again whole, the usual way (its create parked on the connection built again)
+    again = out.requests_to("local")[-1]
+    assert (again.routine, again.path) == (Routine.MRxCreate, "f")
+    core.on_peer("local", RxCompletion(again.request_id, S.STATUS_OBJECT_NAME_NOT_FOUND), None)
+    ((_, answer, _),) = out.client
+    assert isinstance(answer, CompoundCompletion) and answer.request_id == 7
+    assert [(d.request_id, d.status) for d in answer.items] == [
+        (11, S.STATUS_OBJECT_NAME_NOT_FOUND),
+        (12, S.STATUS_OBJECT_NAME_NOT_FOUND),
+    ]
+    assert not core.pending and not core.answers.inflight_of
+
+
+def test_a_compound_whose_parked_create_fails_is_answered_once() -> None:
+    """The close waits for its create (parked on the connection being built); the create's
+    failure answers the close at once, and the compound is answered once, not twice."""
+    core, out = make_core(query_open=False)
+    core.on_client(CLIENT_A, Compound(7, stat(11)), None)
+    connect(core, out)
+    (create,) = out.requests_to("local")
+    core.on_peer("local", RxCompletion(create.request_id, S.STATUS_OBJECT_NAME_NOT_FOUND), None)
+    ((_, answer, _),) = out.client
+    assert isinstance(answer, CompoundCompletion) and answer.request_id == 7
+    assert [d.status for d in answer.items] == [S.STATUS_OBJECT_NAME_NOT_FOUND] * 2
+    assert not core.answers.inflight_of
+
+
+def test_a_lone_stat_its_peer_cannot_take_answers_both_items() -> None:
+    core, out = make_core(query_open=True)
+    connected(core, out)
+    out.unreachable.add("local")
+    core.on_client(CLIENT_A, Compound(7, stat(11)), None)
+    answer = out.client[-1][1]
+    assert isinstance(answer, CompoundCompletion) and answer.request_id == 7
+    assert [(d.request_id, d.status) for d in answer.items] == [
+        (11, S.STATUS_CONNECTION_DISCONNECTED),
+        (12, S.STATUS_CONNECTION_DISCONNECTED),
+    ]
+    assert not core.answers.inflight_of
+
+
 @pytest.mark.parametrize(
     ("access", "disposition", "options", "expected"),
     [

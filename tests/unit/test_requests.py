@@ -55,3 +55,35 @@ def test_the_edges_of_each_range_are_sent_and_decoded() -> None:
         rq.create("x" * MAX_TEXT_LEN, 1000),
     ):
         assert codec.decode(codec.encode(request.ctx)) == request.ctx
+
+
+def test_a_single_stat_s_compound_is_the_one_its_items_make() -> None:
+    """``stat_compound`` builds directly the message ``stat_items`` make in a compound, and
+    refuses what ``create`` refuses; ``stat_result`` reads its answer as the create's outcome."""
+    from rdbss.wire import CompoundCompletion, RxCompletion
+
+    path = "\\\\local\\data\\f"
+    direct = rq.stat_compound(path, 5000)
+    items = rq.compound(rq.stat_items(path, 5000), 5000)
+    assert codec.decode(codec.encode(direct)) == codec.decode(codec.encode(items))
+    with pytest.raises(NtStatusError) as info:
+        rq.stat_compound("\\\\local\\data\\a\x00b", 1000)
+    assert info.value.status == NtStatus.STATUS_OBJECT_NAME_INVALID
+    with pytest.raises(NtStatusError, match="timeout of -1 ms"):
+        rq.stat_compound(path, -1)
+    ok = NtStatus.STATUS_SUCCESS
+    opened = RxCompletion(1, ok, 1, {"fobx": 0, "size": 7, "attributes": 0x80})
+    info_ = rq.stat_result(CompoundCompletion(1, ok, [opened, RxCompletion(2, ok)]))
+    assert (info_.size, info_.is_dir) == (7, False)
+    missing = RxCompletion(1, NtStatus.STATUS_OBJECT_NAME_NOT_FOUND, message="f not found")
+    closed = RxCompletion(2, NtStatus.STATUS_OBJECT_NAME_NOT_FOUND)
+    with pytest.raises(FileNotFoundError, match="f not found"):
+        rq.stat_result(CompoundCompletion(1, ok, [missing, closed]))
+    refused = NtStatus.STATUS_INSUFFICIENT_RESOURCES
+    for answer in (CompoundCompletion(1, refused, message="busy"), RxCompletion(1, refused)):
+        with pytest.raises(NtStatusError) as info:
+            rq.stat_result(answer)
+        assert info.value.status == refused
+    with pytest.raises(NtStatusError) as info:
+        rq.stat_result(CompoundCompletion(1, ok, [opened]))
+    assert info.value.status == NtStatus.STATUS_INVALID_NETWORK_RESPONSE

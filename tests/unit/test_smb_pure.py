@@ -6,17 +6,18 @@ from __future__ import annotations
 import errno
 import socket
 import struct
+from typing import Any
 
 import pytest
 from smbprotocol.exceptions import SMBAuthenticationError, SMBConnectionClosed, SMBException
+from smbprotocol.open import SMB2CloseRequest, SMB2CreateRequest
 
 from rdbss.minirdrs.smb.config import DIALECTS, ServerConfig, SmbConfig, dialect_name
+from rdbss.minirdrs.smb.packed import close_body, create_body
 from rdbss.minirdrs.smb.status import connect_error, create_error, is_downgrade, link_failure
 from rdbss.minirdrs.smb.structures import (
     FILETIME_EPOCH,
     RELATED_FILE_ID,
-    close_request,
-    create_request,
     filetime_to_ns,
     ns_to_filetime,
     pack_basic,
@@ -258,11 +259,21 @@ def test_set_info_buffers() -> None:
     assert (pack_disposition(True), pack_disposition(False)) == (b"\x01", b"\x00")
 
 
+def _unpacked(cls: type[Any], data: bytes) -> Any:
+    message = cls()
+    message.unpack(data)
+    return message
+
+
 def test_create_and_close_requests() -> None:
-    request = create_request("a\\b", 0x1_0000_0080, 0, 0xF, 1, 0xFF00_0040)
+    request = _unpacked(
+        SMB2CreateRequest, create_body("a\\b", 0x1_0000_0080, 0, 0xF, 1, 0xFF00_0040).data
+    )
     assert request["desired_access"].get_value() == 0x80
     assert request["share_access"].get_value() == 0x7
     assert request["create_options"].get_value() == 0x40
     assert request["buffer_path"].get_value() == "a\\b".encode("utf-16-le")
-    assert create_request("", 0x80, 0, 7, 1, 0)["buffer_path"].get_value() == b"\0\0"
-    assert close_request(RELATED_FILE_ID)["file_id"].get_value() == RELATED_FILE_ID
+    root = _unpacked(SMB2CreateRequest, create_body("", 0x80, 0, 7, 1, 0).data)
+    assert root["buffer_path"].get_value() == b"\0\0"
+    close = _unpacked(SMB2CloseRequest, close_body(RELATED_FILE_ID).data)
+    assert close["file_id"].get_value() == RELATED_FILE_ID

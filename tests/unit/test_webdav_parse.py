@@ -4,6 +4,7 @@ the file info map, the HTTP status mapping and configuration checks. No sockets.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from rdbss.minirdrs.webdav.minirdr import WebDavMiniRdr
 from rdbss.minirdrs.webdav.props import (
     DavEntry,
     MultiStatusError,
+    current_entry,
     file_id,
     file_info,
     href_path,
@@ -24,6 +26,7 @@ from rdbss.minirdrs.webdav.props import (
     parse_http_date,
     parse_iso_date,
     parse_multistatus,
+    put_entry,
     resource_path,
     split_listing,
     still_current,
@@ -324,3 +327,33 @@ def test_only_a_read_of_an_existing_files_start_goes_as_one_get() -> None:
     assert read_window(create(), [write(), close], [1, None]) == 0
     assert read_window(create(), [read(0, 10)], [None]) == 0  # no close
     assert read_window(create(), [read(0, MAX_CHAIN_READ + 1), close], [None] * 2) == 0
+
+
+def test_an_entry_without_a_date_is_current_for_its_etag_and_size_and_takes_the_gets_date() -> None:
+    stored = DavEntry("/s/f", False, 5, None, 7, '"a-1-5"')  # from a PUT's answer
+    assert current_entry(stored, '"a-1-5"', 5, 3_000_000_000) == DavEntry(
+        "/s/f", False, 5, 3_000_000_000, 7, '"a-1-5"'
+    )
+    assert current_entry(stored, '"a-2-5"', 5, 3_000_000_000) is None  # another version
+    assert current_entry(stored, '"a-1-5"', 6, 3_000_000_000) is None
+    assert current_entry(stored, 'W/"a-1-5"', 5, 3_000_000_000) is None
+    assert current_entry(stored, '"a-1-5"', 5, None) is stored  # a server giving no dates
+    seen = DavEntry("/s/f", False, 5, 1_000_000_000, 7, "a-1-5")
+    assert current_entry(seen, '"a-1-5"', 5, 1_000_000_000) is seen
+    assert current_entry(seen, '"a-1-5"', 5, 2_000_000_000) is None
+
+
+def test_an_empty_puts_answer_describes_the_file_it_made_when_it_has_an_etag_and_a_date() -> None:
+    date, at = "Wed, 25 Nov 2026 06:42:28 GMT", parse_http_date("Wed, 25 Nov 2026 06:42:28 GMT")
+    assert put_entry("/s/f", True, '"a-1-0"', date, None) == DavEntry(
+        "/s/f", False, 0, at, at, '"a-1-0"'
+    )
+    old = DavEntry("/s/f", False, 9, 5, 7, '"a-0-9"')
+    assert put_entry("/s/f", False, '"a-1-0"', date, old) == DavEntry(
+        "/s/f", False, 0, at, 7, '"a-1-0"'
+    )  # replaced: the creation time is the old file's
+    assert put_entry("/s/f", True, None, date, None) is None  # no ETag names the version
+    assert put_entry("/s/f", True, 'W/"a-1-0"', date, None) is None
+    assert put_entry("/s/f", True, '"a-1-0"', None, None) is None  # no date
+    assert put_entry("/s/f", False, '"a-1-0"', date, None) is None  # replaced what?
+    assert put_entry("/s/f", False, '"a-1-0"', date, replace(old, creation_ns=None)) is None

@@ -300,6 +300,30 @@ def test_limits_are_enforced() -> None:
     assert info.value.status == NtStatus.STATUS_OBJECT_NAME_INVALID
 
 
+def test_a_trusted_codec_checks_the_schema_but_not_the_free_form_values() -> None:
+    """What the daemon's own processes send each other (the core's answers, a mini-redirector's
+    on the ipc bus) skips the walk of ``args``/``result``; the schema, the header's size, the
+    wire version and a compound's shape are still refused with their status."""
+    tight = Limits(max_header_bytes=256, max_map_len=2)
+    trusted, checked = Codec(tight, trusted=True), Codec(tight)
+    wide = codec.encode(RxCompletion(1, 0, result={"a": 1, "b": 2, "c": 3}))
+    with pytest.raises(WireError, match="map of 3"):
+        checked.decode(wide)
+    assert trusted.decode(wide) == RxCompletion(1, 0, result={"a": 1, "b": 2, "c": 3})
+    with pytest.raises(WireError, match="exceeds 256"):
+        trusted.decode(codec.encode(RxCompletion(1, 0, message="x" * 300)))
+    with pytest.raises(WireError, match="expected an integer") as info:
+        trusted.decode(msgpack.packb({"k": "done", "v": 1, "id": "1", "st": 0}))
+    assert info.value.status == NtStatus.STATUS_INVALID_PARAMETER
+    with pytest.raises(WireError, match="unsupported wire version"):
+        trusted.decode(msgpack.packb({"k": "done", "v": 2, "id": 1, "st": 0}))
+    with pytest.raises(WireError, match="malformed msgpack"):
+        trusted.decode(b"\xc1")
+    shape = {"k": "cd", "v": 1, "id": 1, "st": 0, "it": [{"k": "done", "id": 0, "st": 0}]}
+    with pytest.raises(WireError, match="payload_items"):
+        trusted.decode(msgpack.packb({**shape, "pi": [3]}))
+
+
 @pytest.mark.parametrize(
     ("fields", "named"),
     [

@@ -6,6 +6,7 @@ with its fields.
 
 from __future__ import annotations
 
+import os
 import stat
 from typing import Any, Protocol
 
@@ -33,18 +34,32 @@ class StatLike(Protocol):
     def st_ctime_ns(self) -> int: ...
 
 
+# plain ints: a flag enum's | costs a call of its own, on every stat and listing entry
+_DIRECTORY = int(FileAttributes.DIRECTORY)
+_READONLY = int(FileAttributes.READONLY)
+_HIDDEN = int(FileAttributes.HIDDEN)
+_NORMAL = int(FileAttributes.NORMAL)
+#: this platform's stat results carry no birth time (Linux before Python 3.12)
+_NO_BIRTH = not hasattr(os.stat_result, "st_birthtime") and not hasattr(
+    os.stat_result, "st_birthtime_ns"
+)
+
+
 def _attributes(st: StatLike, name: str) -> int:
-    attrs = FileAttributes.NONE
-    if stat.S_ISDIR(st.st_mode):
-        attrs |= FileAttributes.DIRECTORY
-    if not st.st_mode & 0o222:
-        attrs |= FileAttributes.READONLY
+    mode = st.st_mode
+    attrs = 0
+    if stat.S_ISDIR(mode):
+        attrs |= _DIRECTORY
+    if not mode & 0o222:
+        attrs |= _READONLY
     if name.startswith("."):
-        attrs |= FileAttributes.HIDDEN
-    return int(attrs or FileAttributes.NORMAL)
+        attrs |= _HIDDEN
+    return attrs or _NORMAL
 
 
 def _creation_time_ns(st: StatLike) -> int:
+    if _NO_BIRTH and type(st) is os.stat_result:
+        return st.st_ctime_ns
     birth = getattr(st, "st_birthtime_ns", None)
     if isinstance(birth, int):
         return birth

@@ -11,7 +11,9 @@ Configuration: see :mod:`rdbss.minirdrs.sftp.config`. The package, by concern:
   routines of them: MRxCreate, MRxQueryOpen, READ/WRITE, query directory, file and volume
   information, set-info, delete-pending and close.
 - :mod:`~rdbss.minirdrs.sftp.attrs`: SFTP attributes as stats;
-  :mod:`~rdbss.minirdrs.sftp.errors`: asyncssh failures as NTSTATUS values.
+  :mod:`~rdbss.minirdrs.sftp.errors`: asyncssh failures as NTSTATUS values;
+  :mod:`~rdbss.minirdrs.sftp.quiet`: asyncssh's per-request debug messages, not built while
+  DEBUG is off.
 
 What SFTP v3 changes:
 - statuses: v3 reports most failures as a bare "Failure", so the routines look before they act
@@ -70,6 +72,7 @@ from rdbss.minirdrs.sftp.attrs import SftpStat, mode_of, security_of, stat_of
 from rdbss.minirdrs.sftp.chain import achain
 from rdbss.minirdrs.sftp.config import SftpConfigError, parse_config
 from rdbss.minirdrs.sftp.errors import fail
+from rdbss.minirdrs.sftp.quiet import check_level_first
 from rdbss.minirdrs.sftp.remote import (
     Open,
     Target,
@@ -157,6 +160,7 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         aslog = logging.getLogger("asyncssh")
         if aslog.level == logging.NOTSET and not log.isEnabledFor(logging.DEBUG):
             aslog.setLevel(logging.WARNING)
+        check_level_first()  # (its per-request debug messages cost CPU even when off)
 
     def servers(self) -> list[str]:
         return [server.name for server in self.settings.servers.values()]

@@ -11,6 +11,7 @@ CREATE's status (MS-SMB2 3.3.5.2.7.2), so the first failure is the one to answer
   its related READ/WRITE and close (a small file read or written whole), one exchange.
 
 Each runs inside ``SmbLink.call`` (under the link's deadline) and raises the failure it met.
+The requests are packed by packed.py (``Body``), not built as smbprotocol structures.
 """
 
 from __future__ import annotations
@@ -21,38 +22,38 @@ from typing import Any
 
 from smbprotocol.exceptions import SMBResponseException
 
+from rdbss.minirdrs.smb import packed
 from rdbss.minirdrs.smb.link import SmbLink
+from rdbss.minirdrs.smb.packed import Body
 from rdbss.minirdrs.smb.structures import (
     FILE_ALL_INFORMATION,
+    INFO_BUFFER,
     RELATED_FILE_ID,
     SMB2_0_INFO_FILE,
-    close_request,
     query_info_buffer,
-    query_info_request,
 )
 
+_ALL_INFORMATION = packed.query_info_body(
+    RELATED_FILE_ID, SMB2_0_INFO_FILE, FILE_ALL_INFORMATION, INFO_BUFFER
+)
+_CLOSE = packed.close_body(RELATED_FILE_ID)
 
-def send_related(link: SmbLink, tree: Any, messages: list[Any]) -> list[Any]:
-    """Send ``messages`` as one related compound on ``tree``: smbprotocol's Requests."""
-    requests: list[Any] = link.connection.send_compound(
-        messages, link.session.session_id, tree.tree_connect_id, related=True
-    )
+
+def send_related(link: SmbLink, tree: Any, bodies: list[Body]) -> list[Any]:
+    """Send ``bodies`` as one related compound on ``tree``: smbprotocol's Requests."""
+    requests: list[Any] = link.connection.send_packed(bodies, link.session, tree, related=True)
     return requests
 
 
-def _all_information() -> Any:
-    return query_info_request(RELATED_FILE_ID, SMB2_0_INFO_FILE, FILE_ALL_INFORMATION)
-
-
 def open_and_query(
-    link: SmbLink, tree: Any, handle: Any, create: Any, create_answer: Callable[[Any], Any]
+    link: SmbLink, tree: Any, handle: Any, create: Body, create_answer: Callable[[Any], Any]
 ) -> Callable[[], bytes]:
-    """The exchange of MRxCreate: ``create`` and ``create_answer`` are what smbprotocol's
-    ``Open.create(send=False)`` gave for ``handle``; the FileAllInformation buffer. When either
-    fails, a handle the CREATE opened is closed again."""
+    """The exchange of MRxCreate: ``create`` is the CREATE for ``handle`` and ``create_answer``
+    takes its answer (opening ``handle``); the FileAllInformation buffer. When either fails, a
+    handle the CREATE opened is closed again."""
 
     def go() -> bytes:
-        requests = send_related(link, tree, [create, _all_information()])
+        requests = send_related(link, tree, [create, _ALL_INFORMATION])
         failure: SMBResponseException | None = None
         try:
             create_answer(requests[0])
@@ -72,13 +73,12 @@ def open_and_query(
     return go
 
 
-def query_open(link: SmbLink, tree: Any, create: Any) -> Callable[[], bytes]:
+def query_open(link: SmbLink, tree: Any, create: Body) -> Callable[[], bytes]:
     """The exchange of MRxQueryOpen: ``create`` (an SMB2 CREATE request), the query and the
     close in one compound; the FileAllInformation buffer, or the first failure."""
 
     def go() -> bytes:
-        close = close_request(RELATED_FILE_ID)
-        requests = send_related(link, tree, [create, _all_information(), close])
+        requests = send_related(link, tree, [create, _ALL_INFORMATION, _CLOSE])
         answers: list[Any] = []
         for request in requests:  # every answer taken, so none is left waiting
             try:
@@ -95,18 +95,21 @@ def query_open(link: SmbLink, tree: Any, create: Any) -> Callable[[], bytes]:
 
 
 def open_and_close(
-    link: SmbLink, tree: Any, create: Any, create_answer: Callable[[Any], Any], middle: list[Any]
+    link: SmbLink,
+    tree: Any,
+    create: Body,
+    create_answer: Callable[[Any], Any],
+    middle: list[Body],
 ) -> Callable[[], list[Any]]:
     """The exchange of a create with related READ/WRITE items and a close (a small file read or
     written whole): CREATE + QUERY_INFO(FileAllInformation) + ``middle`` (requests on
-    RELATED_FILE_ID) + CLOSE in one compound. ``create`` and ``create_answer`` are what
-    smbprotocol's ``Open.create(send=False)`` gave. Every answer, in order (each taken, so none
+    RELATED_FILE_ID) + CLOSE in one compound. ``create`` is the CREATE and ``create_answer``
+    takes its answer. Every answer, in order (each taken, so none
     is left waiting): the CREATE's None (``create_answer`` took it) and then response headers,
     or the SMBResponseException of a failed one."""
 
     def go() -> list[Any]:
-        close = close_request(RELATED_FILE_ID)
-        requests = send_related(link, tree, [create, _all_information(), *middle, close])
+        requests = send_related(link, tree, [create, _ALL_INFORMATION, *middle, _CLOSE])
         answers: list[Any] = []
         try:
             create_answer(requests[0])

@@ -25,15 +25,14 @@ from rdbss.minirdrs.common.args import show
 from rdbss.minirdrs.smb import compound
 from rdbss.minirdrs.smb.link import SmbLink
 from rdbss.minirdrs.smb.opens import SmbSrvOpen
+from rdbss.minirdrs.smb.packed import Body, read_body, write_body
 from rdbss.minirdrs.smb.status import create_error
 from rdbss.minirdrs.smb.structures import (
     MAX_PAYLOAD,
     RELATED_FILE_ID,
     query_info_buffer,
     read_buffer,
-    read_request,
     write_count,
-    write_request,
 )
 from rdbss.model.create import data_access
 from rdbss.wire.constants import LowIoOp, Routine
@@ -48,7 +47,7 @@ _LOWIO = str(Routine.MRxLowIOSubmit)
 @dataclass(slots=True)
 class Creating:
     """A create checked and built, not sent yet: its SMB2 CREATE (``message``) and the
-    smbprotocol function that takes its answer (``answer``, filling ``handle``)."""
+    function that takes its answer (``answer``, opening ``handle``, smbprotocol's Open)."""
 
     link: SmbLink
     share: str
@@ -58,7 +57,7 @@ class Creating:
     delete_on_close: bool
     tree: Any
     handle: Any
-    message: Any
+    message: Body
     answer: Callable[[Any], Any]
 
 
@@ -71,7 +70,7 @@ def shaped(related: list[RxContext]) -> bool:
 
 def _middle(
     creating: Creating, related: list[RxContext], payloads: list[memoryview | None]
-) -> list[Any] | None:
+) -> list[Body] | None:
     """The request between the QUERY_INFO and the CLOSE ([] for none), or None when the chain
     cannot go as one exchange."""
     if not shaped(related) or any(ctx.args for ctx in related):
@@ -86,7 +85,7 @@ def _middle(
     if lowio.operation == LowIoOp.READ:
         if not 0 < lowio.length <= min(MAX_PAYLOAD, connection.max_read_size):
             return None
-        return [read_request(RELATED_FILE_ID, lowio.offset, lowio.length)]
+        return [read_body(RELATED_FILE_ID, lowio.offset, lowio.length)]
     if lowio.operation != LowIoOp.WRITE or payload is None or lowio.length < 0:
         return None
     if len(payload) > min(MAX_PAYLOAD, connection.max_write_size):
@@ -95,7 +94,7 @@ def _middle(
         return None  # appending: the offset is the end of file the server reports then
     if not len(payload):
         return []  # answered here, as alone
-    return [write_request(RELATED_FILE_ID, lowio.offset, bytes(payload))]
+    return [write_body(RELATED_FILE_ID, lowio.offset, bytes(payload))]
 
 
 def _status(link: SmbLink, what: str, exc: Exception) -> NtStatusError:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import socket
 import threading
 import time
@@ -38,6 +39,7 @@ from rdbss.minirdrs.common.setup import (
     TREE_CONNECT,
     SetupDeadline,
 )
+from rdbss.minirdrs.smb import packed, receiver
 from rdbss.minirdrs.smb.config import Credentials, ServerConfig, dialect_name
 from rdbss.minirdrs.smb.status import (
     SESSION_LOST,
@@ -61,10 +63,12 @@ for _noisy in ("smbprotocol", "smbclient", "spnego"):
 
 
 class _Connection(Connection):  # type: ignore[misc]
-    """smbprotocol's Connection with two differences. The negotiate waits under the set-up's
-    deadline only. And an answer saying the session is gone
-    (STATUS_USER_SESSION_DELETED, STATUS_NETWORK_SESSION_EXPIRED), and every later answer on that
-    session (the rest of its compound), is taken without checking its signature. The server has
+    """smbprotocol's Connection with these differences. Requests packed by packed.py go out
+    with ``send_packed``, and its receiver thread is receiver.py's (the same loop, headers read
+    with struct). The negotiate waits under the set-up's deadline only. And an answer saying
+    the session is gone (STATUS_USER_SESSION_DELETED, STATUS_NETWORK_SESSION_EXPIRED), and
+    every later answer on that session (the rest of its compound), is taken without checking
+    its signature. The server has
     dropped the session, and with it the key a signature needs (Samba signs such answers with a
     key the client cannot match), so checking them killed smbprotocol's receiver and the status
     was lost. Such an answer only makes the client drop the session and build a new one: a
@@ -79,12 +83,24 @@ class _Connection(Connection):  # type: ignore[misc]
         # smbprotocol would round it down to whole seconds (``timeout`` is the TCP connect's)
         return super()._send_smb2_negotiate(dialect, None, *args)
 
-    def verify_signature(self, header: Any, session_id: int, force: bool = False) -> None:
-        if header["status"].get_value() in SESSION_LOST:
+    def _process_message_thread(self) -> None:
+        receiver.run(self)  # smbprotocol's loop, reading headers with struct
+
+    def send_packed(
+        self, bodies: list[packed.Body], session: Any, tree: Any, *, related: bool
+    ) -> list[Any]:
+        """Send requests packed by packed.py, as ``send_compound`` sends structures."""
+        return packed.send(self, session, tree, bodies, related=related)
+
+    def session_gone(self, status: int, session_id: int) -> bool:
+        """Whether an answer with ``status`` on ``session_id`` is taken unchecked."""
+        if status in SESSION_LOST:
             self.sessions_gone.add(session_id)
-        if session_id in self.sessions_gone:
-            return
-        super().verify_signature(header, session_id, force)
+        return session_id in self.sessions_gone
+
+    def verify_signature(self, header: Any, session_id: int, force: bool = False) -> None:
+        if not self.session_gone(header["status"].get_value(), session_id):
+            super().verify_signature(header, session_id, force)
 
 
 # --------------------------------------------------------------------------------------------
@@ -93,12 +109,18 @@ class _Connection(Connection):  # type: ignore[misc]
 
 
 class _Watchdog:
-    """Calls ``on_expire`` (from its own thread) when an armed deadline passes."""
+    """Calls ``on_expire`` (from its own thread) when an armed deadline passes.
+
+    Arming does not wake the thread when its current wait ends before the new deadline (the
+    common case: each call arms a deadline later than the last one's): the thread then finds
+    the deadline moved when it wakes and waits again. So a request costs no wake-up of the
+    watchdog thread, and a deadline is never looked at later than it passes."""
 
     def __init__(self, name: str, on_expire: Callable[[], None]) -> None:
         self._on_expire = on_expire
         self._cond = threading.Condition()
         self._deadline: float | None = None
+        self._wakes_at = -math.inf  # when the thread's wait ends (-inf: it looks again first)
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -108,13 +130,16 @@ class _Watchdog:
             with self._cond:
                 while not self._stopped:
                     if self._deadline is None:
+                        self._wakes_at = math.inf
                         self._cond.wait()
                         continue
                     remaining = self._deadline - time.monotonic()
                     if remaining <= 0:
                         self._deadline = None
                         break
+                    self._wakes_at = self._deadline
                     self._cond.wait(remaining)
+                self._wakes_at = -math.inf
                 if self._stopped:
                     return
             try:
@@ -125,8 +150,10 @@ class _Watchdog:
     @contextlib.contextmanager
     def guard(self, seconds: float) -> Iterator[None]:
         with self._cond:
-            self._deadline = time.monotonic() + seconds
-            self._cond.notify()
+            deadline = time.monotonic() + seconds
+            self._deadline = deadline
+            if deadline < self._wakes_at:  # it would wake too late
+                self._cond.notify()
         try:
             yield
         finally:

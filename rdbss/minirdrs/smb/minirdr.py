@@ -16,7 +16,7 @@ answer the same at once.
 MRxCreate is one related compound CREATE + QUERY_INFO, MRxQueryOpen (a stat) one compound
 CREATE + QUERY_INFO + CLOSE (compound.py), and a compound's create with a related READ or WRITE
 and close (a small file read or written whole) one CREATE + QUERY_INFO + READ/WRITE + CLOSE
-(fused.py): one exchange with the server each. The create rules
+(fused.py): one exchange with the server each, packed with struct (packed.py). The create rules
 it checks before asking the server: see docs/routines.md, Create, collapsing and close.
 """
 
@@ -28,7 +28,6 @@ import threading
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from smbprotocol.open import ImpersonationLevel
 from smbprotocol.open import Open as SmbOpen
 
 from rdbss.minirdrs.base import (
@@ -43,14 +42,13 @@ from rdbss.minirdrs.base import (
 from rdbss.minirdrs.common.args import components, show
 from rdbss.minirdrs.common.setup import TREE_CONNECT, SetupDeadline
 from rdbss.minirdrs.common.shares import check_share_name
-from rdbss.minirdrs.smb import compound, directory, fused, info, io, waits
+from rdbss.minirdrs.smb import compound, directory, fused, info, io, packed, waits
 from rdbss.minirdrs.smb.config import Credentials, ServerConfig, SmbConfig
 from rdbss.minirdrs.smb.link import SmbLink
 from rdbss.minirdrs.smb.opens import SmbSrvOpen, close_quietly, renamed, set_file
 from rdbss.minirdrs.smb.status import create_error
 from rdbss.minirdrs.smb.structures import (
     SHARE_ALL,
-    create_request,
     pack_disposition,
     parse_all_information,
     smb_file_info,
@@ -265,15 +263,21 @@ class SmbMiniRdr(MiniRdr):
         handle = SmbOpen(tree, rel)
         # FILE_READ_ATTRIBUTES is not subject to sharing and lets every handle answer queries.
         access = (params.desired_access | Access.FILE_READ_ATTRIBUTES) & 0xFFFFFFFF
-        create_msg, create_answer = handle.create(
-            ImpersonationLevel.Impersonation,
-            access,
-            params.file_attributes & 0xFFFFFFFF,
-            params.share_access & SHARE_ALL,
-            int(disposition),
-            int(options) & 0x00FFFFFF,
-            send=False,
+        attributes = params.file_attributes & 0xFFFFFFFF
+        share_access = params.share_access & SHARE_ALL
+        create_options = int(options) & 0x00FFFFFF
+        create_msg = packed.create_body(
+            rel, access, attributes, share_access, int(disposition), create_options
         )
+        # what smbprotocol's Open.create keeps of its request
+        handle.desired_access, handle.share_mode = access, share_access
+        handle.create_options, handle.file_attributes = create_options, attributes
+        handle.create_disposition = int(disposition)
+        connection = link.connection
+
+        def create_answer(request: Any) -> None:
+            packed.take_create(connection, handle, request)
+
         return fused.Creating(
             link,
             share,
@@ -355,13 +359,13 @@ class SmbMiniRdr(MiniRdr):
                 S.STATUS_INVALID_PARAMETER, "MRxQueryOpen answers an open for attributes only"
             )
         tree = link.tree(share)
-        request = create_request(
+        request = packed.create_body(
             rel,
             params.desired_access | Access.FILE_READ_ATTRIBUTES,
             params.file_attributes,
             params.share_access,
             int(disposition),
-            options,
+            int(options),
         )
         try:
             data = link.call(f"cannot open {show(rel)}", compound.query_open(link, tree, request))

@@ -1,9 +1,12 @@
 """The raw SMB2 requests and information buffers the SMB mini-redirector packs and parses itself
 (so times keep their 100 ns precision): pure, no connection needed.
 
-- requests: SMB2 CREATE (MS-SMB2 2.2.13), CLOSE (2.2.15), LOCK elements (2.2.26.1),
-  CHANGE_NOTIFY (2.2.35), QUERY_DIRECTORY (2.2.33), QUERY_INFO (2.2.37) and SET_INFO (2.2.39);
-- answers: the QUERY_DIRECTORY (2.2.34) and QUERY_INFO (2.2.38) buffers;
+- requests: LOCK elements (MS-SMB2 2.2.26.1), CHANGE_NOTIFY (2.2.35), QUERY_DIRECTORY
+  (2.2.33), QUERY_INFO (2.2.37) and SET_INFO (2.2.39) as smbprotocol structures (the requests
+  of the small-file path are packed by packed.py);
+- answers: the QUERY_DIRECTORY (2.2.34), QUERY_INFO (2.2.38) and READ (2.2.20) buffers and the
+  WRITE count (2.2.22), the last three read with ``struct`` where smbprotocol's structures
+  put them (right after the fixed part);
 - buffers of MS-FSCC 2.4 (file information classes): FileAllInformation,
   FileStandardInformation, FileIdFullDirectoryInformation, and the SET_INFO buffers of
   FileBasicInformation, FileEndOfFileInformation, FileAllocationInformation,
@@ -19,19 +22,11 @@ from typing import Any
 
 from smbprotocol.change_notify import SMB2ChangeNotifyRequest, SMB2ChangeNotifyResponse
 from smbprotocol.open import (
-    ImpersonationLevel,
-    SMB2CloseRequest,
-    SMB2CreateRequest,
     SMB2LockElement,
     SMB2QueryDirectoryRequest,
     SMB2QueryDirectoryResponse,
     SMB2QueryInfoRequest,
-    SMB2QueryInfoResponse,
-    SMB2ReadRequest,
-    SMB2ReadResponse,
     SMB2SetInfoRequest,
-    SMB2WriteRequest,
-    SMB2WriteResponse,
 )
 
 from rdbss.wire.constants import FileAttributes
@@ -103,56 +98,27 @@ def _buffer(cls: type[Any], header: Any) -> bytes:
     return data
 
 
-def create_request(
-    path: str,
-    desired_access: int,
-    file_attributes: int,
-    share_access: int,
-    disposition: int,
-    options: int,
-) -> Any:
-    """An SMB2 CREATE for ``path`` (share-relative, backslashes, "" for the root), no oplock."""
-    return _message(
-        SMB2CreateRequest,
-        impersonation_level=ImpersonationLevel.Impersonation,
-        desired_access=desired_access & 0xFFFFFFFF,
-        file_attributes=file_attributes & 0xFFFFFFFF,
-        share_access=share_access & SHARE_ALL,
-        create_disposition=disposition,
-        create_options=options & 0x00FFFFFF,
-        buffer_path=path.encode("utf-16-le") if path else b"\x00\x00",
-    )
+_QUERY_INFO_ANSWER = struct.Struct("<HHI")  # MS-SMB2 2.2.38 before the buffer
+_READ_ANSWER = struct.Struct("<HBBIII")  # MS-SMB2 2.2.20 before the buffer
+_WRITE_ANSWER = struct.Struct("<HHI")  # MS-SMB2 2.2.22 up to Count
 
 
-def close_request(file_id: bytes) -> Any:
-    return _message(SMB2CloseRequest, file_id=file_id)
-
-
-def read_request(file_id: bytes, offset: int, length: int) -> Any:
-    """An SMB2 READ (MS-SMB2 2.2.19) as smbprotocol's ``Open.read`` builds it."""
-    return _message(
-        SMB2ReadRequest,
-        length=length,
-        offset=offset,
-        minimum_count=0,
-        file_id=file_id,
-        padding=b"\x50",
-    )
+def _answer(header: Any, layout: struct.Struct, what: str) -> tuple[bytes, tuple[int, ...]]:
+    """An answer's bytes after the header and its fixed part unpacked."""
+    data: bytes = header["data"].get_value()
+    if len(data) < layout.size:
+        raise NtStatusError(S.STATUS_INVALID_NETWORK_RESPONSE, f"short {what} response")
+    return data, layout.unpack_from(data)
 
 
 def read_buffer(header: Any) -> bytes:
-    return _buffer(SMB2ReadResponse, header)
-
-
-def write_request(file_id: bytes, offset: int, data: bytes) -> Any:
-    """An SMB2 WRITE (MS-SMB2 2.2.21) as smbprotocol's ``Open.write`` builds it."""
-    return _message(SMB2WriteRequest, length=len(data), offset=offset, file_id=file_id, buffer=data)
+    """The data of a READ answer (``header``: smbprotocol's response header)."""
+    data, (_size, _offset, _r, length, _remaining, _r2) = _answer(header, _READ_ANSWER, "READ")
+    return data[_READ_ANSWER.size : _READ_ANSWER.size + length]
 
 
 def write_count(header: Any) -> int:
-    response = SMB2WriteResponse()
-    response.unpack(header["data"].get_value())
-    count: int = response["count"].get_value()
+    _data, (_size, _r, count) = _answer(header, _WRITE_ANSWER, "WRITE")
     return count
 
 
@@ -185,7 +151,8 @@ def query_info_request(file_id: bytes, info_type: int, info_class: int) -> Any:
 
 
 def query_info_buffer(header: Any) -> bytes:
-    return _buffer(SMB2QueryInfoResponse, header)
+    data, (_size, _offset, length) = _answer(header, _QUERY_INFO_ANSWER, "QUERY_INFO")
+    return data[_QUERY_INFO_ANSWER.size : _QUERY_INFO_ANSWER.size + length]
 
 
 def set_info_request(

@@ -41,21 +41,28 @@ lost moves to the new one. Two handles writing the same file each upload their w
 close wins (WebDAV locks are not taken; byte-range locks are not offered at all, since WebDAV
 locks are whole-resource). Reads on handles without staged data are ranged GETs: a read at any
 offset is one GET of exactly its range; a read that starts where the previous one of the same
-handle ended opens a streaming GET of the rest of the file (``Range: bytes=N-``) that the next
-sequential reads take their bytes from. A read elsewhere (a seek), a write or size change through
-the handle, an error, the end of the file, the close and a lost connection close the stream; so
-does a third stream on the same server (at most two per server, the least recently used goes:
-each holds one of the client's four pooled connections). A stream that breaks (the server closed
-the idle connection, a timeout) is reopened once at the same offset before the read fails. A
-stream does not see another client's later changes until the handle seeks (as a stale cached
-page would not); the handle's own writes always go to the staging file, which reads then use.
+handle ended, or a read of 1 MiB or more from byte 0 of a file longer than that read (the start
+of a whole-file read), opens a streaming GET of the rest of the file (``Range: bytes=N-``)
+that the next sequential reads take their bytes from. A read elsewhere (a seek), a write or
+size change through the handle, an error, the end of the file, the close and a lost connection
+close the stream; so does a third stream on the same server (at most two per server, the least
+recently used goes: each holds one of the client's four pooled connections). A stream that
+breaks (the server closed the idle connection, a timeout) is reopened once at the same offset
+before the read fails. A stream does not see another client's later changes until the handle
+seeks (as a stale cached page would not); the handle's own writes always go to the staging
+file, which reads then use.
 
 Round trips: a stat (MRxQueryOpen) and an open of an existing name are one PROPFIND Depth 0;
-creating a file adds its PUT and a PROPFIND of what the server made (and, below the top level,
-one of the parent folder to tell OBJECT_PATH_NOT_FOUND). A compound's create of an existing
+creating (or overwriting) a file adds its PUT of nothing (and, below the top level, a PROPFIND
+of the parent folder to tell OBJECT_PATH_NOT_FOUND). That PUT's answer describes the empty file
+it made when it carries a strong ETag and a Date: the Date (the server's clock, to the second,
+as getlastmodified goes) is its last write and, for a new file, its creation; without them a
+PROPFIND of what the server made follows. A compound's create of an existing
 file with related READs from its start and its close (``Client.read_bytes``, fsspec ``cat``) is
 one ranged GET when a PROPFIND answered the file's properties before and the GET's ETag, size
-and Last-Modified show they still hold (``chain``); otherwise the PROPFIND follows it.
+and Last-Modified show they still hold (``chain``), or when the file's last PUT went through
+this SrvCall and the GET's strong ETag and size are those of that PUT's answer (a file read
+right after it was written through rdbss); otherwise the PROPFIND follows it.
 
 Not supported honestly: setting times (FileBasicInformation with a time answers
 STATUS_NOT_SUPPORTED; WebDAV's getlastmodified is protected) and the read-only attribute

@@ -10,9 +10,12 @@ PROPFIND would:
 - 206 with a whole Content-Range (``bytes 0-L/size``), or a 200 with all of a short body:
   maybe a file. When its strong ETag, size and Last-Modified match the entry the server's
   last PROPFIND answer gave for that path (``Session.seen``), that entry is the lookup's
-  answer (a GET carries no creationdate, the entry does). Otherwise the PROPFIND is sent
-  after all, and the GET's bytes answer the reads only if it describes the same version
-  (a file of the same ETag and size).
+  answer (a GET carries no creationdate, the entry does). The last PUT of the file through
+  this SrvCall leaves an entry too (``Session.stored``): its answer's strong ETag and the size
+  sent, with no Last-Modified (wsgidav's PUT answer carries none), which the GET's completes;
+  so a file read right after it was written through rdbss is one GET as well. Otherwise the
+  PROPFIND is sent after all, and the GET's bytes answer the reads only if it describes the
+  same version (a file of the same ETag and size).
 - anything else (a collection, a long body from a server that ignores Range, an error, an
   answer without a strong ETag): the GET is dropped and the chain runs as alone; after a GET
   without a strong ETag, the server's chains are no longer sent this way.
@@ -33,9 +36,9 @@ from rdbss.minirdrs.webdav.errors import range_from
 from rdbss.minirdrs.webdav.handle import DavShare
 from rdbss.minirdrs.webdav.props import (
     DavEntry,
+    current_entry,
     normalize_path,
     parse_http_date,
-    still_current,
     strong_etag,
 )
 from rdbss.minirdrs.webdav.session import Session
@@ -112,8 +115,9 @@ def fetch(server: Session, share: DavShare, rel: str, window: int) -> Fetched | 
             server.tagged_gets = False
             return None
         seen = server.seen(normalize_path(url.path))
-        if seen is not None and still_current(seen, etag, size, modified):
-            return Fetched(share, rel, seen, body)
+        current = None if seen is None else current_entry(seen, etag, size, modified)
+        if current is not None:
+            return Fetched(share, rel, current, body)
         entry = server.stat(share.name, parts, rel)
     except NtStatusError:
         return None  # the lookup meets the same failure and answers it

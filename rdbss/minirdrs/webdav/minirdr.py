@@ -34,7 +34,7 @@ from rdbss.minirdrs.webdav.config import NOTIFY_INTERVAL_S, WebDavConfig
 from rdbss.minirdrs.webdav.connect import connect, probe
 from rdbss.minirdrs.webdav.errors import error, fail
 from rdbss.minirdrs.webdav.handle import DavShare, DavStat, Open
-from rdbss.minirdrs.webdav.props import QUOTA_BODY, DavEntry
+from rdbss.minirdrs.webdav.props import QUOTA_BODY, DavEntry, put_entry
 from rdbss.minirdrs.webdav.session import Session
 from rdbss.minirdrs.webdav.staging import StagingFolder
 from rdbss.model.buffering import BUFFERING_STATE_MASK, HANDLE_BITS
@@ -208,7 +208,8 @@ class WebDavMiniRdr(QuietConnections, PolledNotifyMiniRdr[DavShare, Open]):
                 op.stage.close()
             op.stage, old.stage = old.stage, None
             op.written_ns = old.written_ns
-        op.delete_pending = op.delete_pending or old.delete_pending
+        if old.delete_pending:
+            self._opens.mark_delete_pending(op)
         log.info("re-opened %s on %s: kept its staged data", show(op.path), op.server.name)
 
     # --- primitives -----------------------------------------------------------------------------
@@ -276,21 +277,7 @@ class WebDavMiniRdr(QuietConnections, PolledNotifyMiniRdr[DavShare, Open]):
         if how.readonly:  # before anything is made
             raise error(S.STATUS_NOT_SUPPORTED, "WebDAV has no read-only attribute")
         if how.create or how.truncate:
-            what = f"cannot {'create' if how.create else 'overwrite'} {show(rel)}"
-            # If-None-Match: * so a file someone else made meanwhile is not clobbered
-            headers = {"If-None-Match": "*"} if how.create else None
-            url = server.url(share.name, parts, collection=False)
-            response = server.request("PUT", url, what, headers=headers, content=b"")
-            if response.status_code not in (200, 201, 204):
-                raise fail(response, "PUT", what)
-            changed = server.stat(share.name, parts, rel)
-            now = time.time_ns()
-            if changed is not None:
-                entry = changed
-            elif entry is not None:
-                entry = replace(entry, size=0, last_modified_ns=now)
-            else:
-                entry = DavEntry(server.decoded_path(share.name, parts), False, 0, now, now)
+            entry = self._put_empty(server, share, rel, how, entry)
         elif entry is None:  # a directory mkdir just made, or a name nobody looked up
             entry = server.stat(share.name, parts, rel)
             if entry is None and how.directory:
@@ -315,6 +302,37 @@ class WebDavMiniRdr(QuietConnections, PolledNotifyMiniRdr[DavShare, Open]):
         op.fobx = ctx.fobx if ctx is not None else None
         self._adopt_orphan(op)
         return op, None
+
+    @staticmethod
+    def _put_empty(
+        server: Session, share: DavShare, rel: str, how: OpenRequest, found: DavEntry | None
+    ) -> DavEntry:
+        """Create or overwrite ``rel`` as an empty file (a PUT of nothing): its properties as
+        the PUT's answer gives them (props.put_entry: its strong ETag and Date), else as a
+        PROPFIND then finds them."""
+        parts = _parts(rel)
+        what = f"cannot {'create' if how.create else 'overwrite'} {show(rel)}"
+        # If-None-Match: * so a file someone else made meanwhile is not clobbered
+        headers = {"If-None-Match": "*"} if how.create else None
+        url = server.url(share.name, parts, collection=False)
+        response = server.request("PUT", url, what, headers=headers, content=b"")
+        if response.status_code not in (200, 201, 204):
+            raise fail(response, "PUT", what)
+        path = server.decoded_path(share.name, parts)
+        etag = response.headers.get("etag")
+        made = put_entry(
+            path, response.status_code == 201, etag, response.headers.get("date"), found
+        )
+        if made is not None:
+            server.stored(path, 0, etag, made.creation_ns)
+            return made
+        changed = server.stat(share.name, parts, rel)
+        now = time.time_ns()
+        if changed is not None:
+            return changed
+        if found is not None:
+            return replace(found, size=0, last_modified_ns=now)
+        return DavEntry(path, False, 0, now, now)
 
     # --- chains: a small file's create, reads and close in one GET (chain.py) ---------------
     def chain_limits(self, create: RxContext) -> tuple[int, int] | None:

@@ -15,7 +15,7 @@ import re
 import stat
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -179,6 +179,37 @@ def still_current(
         and entry.size == size
         and entry.last_modified_ns == last_modified_ns
     )
+
+
+def put_entry(
+    path: str, created: bool, etag: str | None, date: str | None, found: DavEntry | None
+) -> DavEntry | None:
+    """The empty file a PUT of nothing just made at the decoded ``path`` (``created``: the
+    answer was 201, else it replaced ``found``), as its answer describes it: the strong ETag
+    names that version, and its Date (the server's clock, to the second, as getlastmodified
+    goes) is the version's last write and, for a new file, its creation. None when the answer
+    cannot stand for a PROPFIND of the file: no strong ETag, no Date, or a replaced file whose
+    creation time is not known."""
+    written = parse_http_date(date)
+    if strong_etag(etag) is None or written is None:
+        return None
+    if created:
+        return DavEntry(path, False, 0, written, written, etag)
+    if found is None or found.is_dir or found.creation_ns is None:
+        return None
+    return replace(found, path=path, size=0, last_modified_ns=written, etag=etag)
+
+
+def current_entry(
+    entry: DavEntry, etag: str | None, size: int | None, last_modified_ns: int | None
+) -> DavEntry | None:
+    """``entry`` as the file a GET just answered for, if it still describes it
+    (``still_current``); None if not. An entry without a Last-Modified (one learned from a
+    PUT's answer, which need not carry it) is that version when the strong ETag and the size
+    match, and takes the GET's Last-Modified."""
+    if entry.last_modified_ns is None and last_modified_ns is not None:
+        entry = replace(entry, last_modified_ns=last_modified_ns)
+    return entry if still_current(entry, etag, size, last_modified_ns) else None
 
 
 # --- multistatus -------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Reads of an open (``PosixMiniRdr`` checked them): from its staging file when it has one,
 else ranged GETs. A read at any offset is one GET of exactly its range; a read that starts
-where the previous one of the same open ended opens a streaming GET of the rest of the file
+where the previous one of the same open ended, or a read of at least ``STREAM_FROM_START``
+bytes from byte 0 of a longer file, opens a streaming GET of the rest of the file
 (``Range: bytes=N-``) that the next sequential reads take their bytes from (at most
 ``MAX_STREAMS_PER_SERVER`` per server)."""
 
@@ -30,13 +31,31 @@ log = logging.getLogger("rdbss.minirdr.webdav")
 MAX_STREAMS_PER_SERVER = 2
 
 
+#: A read from byte 0 of at least this many bytes, of a file longer than the read, starts a
+#: sequential read (``readall``, a copy): it opens the stream at once instead of a GET of its
+#: range followed by the stream. Shorter reads from byte 0 (a header, a small file) stay one
+#: GET of exactly their range, so that no stream is left to cut off at the close.
+STREAM_FROM_START = 1 << 20
+
+
+def _sequential(op: Open, offset: int, length: int) -> bool:
+    """Whether a read of ``op`` (no staged data) takes its bytes from the stream."""
+    if offset == op.next_read:
+        return True
+    size = op.entry.size
+    if offset == 0 and length >= STREAM_FROM_START and (size is None or size > length):
+        op.drop_stream()  # one elsewhere: this is a seek back to the start
+        return True
+    return False
+
+
 def read_at(op: Open, offset: int, length: int) -> bytes:
     """Up to ``length`` bytes at ``offset`` (fewer only at the end of the file, ``b""`` past
     it): from the staging file, this open's stream (a sequential read) or one ranged GET."""
     if op.stage is not None:
         op.drop_stream()
         return _read_stage(op.stage, offset, length, op.path)
-    if offset == op.next_read:  # sequential: stream the rest of the file
+    if _sequential(op, offset, length):  # stream the rest of the file
         buffer = bytearray(length)
         got = _read_streamed(op, offset, memoryview(buffer))
         return bytes(buffer[:got])
@@ -49,7 +68,7 @@ def read_at(op: Open, offset: int, length: int) -> bytes:
 def read_into(op: Open, offset: int, target: memoryview) -> int:
     """``read_at`` into ``target``: a sequential read copies the stream's body straight
     there; the bytes copied."""
-    if op.stage is None and offset == op.next_read:
+    if op.stage is None and _sequential(op, offset, len(target)):
         return _read_streamed(op, offset, target)
     data = read_at(op, offset, len(target))
     target[: len(data)] = data

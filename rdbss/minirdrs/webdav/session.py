@@ -23,6 +23,7 @@ from rdbss.minirdrs.webdav.props import (
     parse_multistatus,
     resource_path,
     split_listing,
+    strong_etag,
 )
 from rdbss.wire.status import NtStatus
 
@@ -96,6 +97,17 @@ class Session:
                 self._seen.move_to_end(entry.path)
             while len(self._seen) > SEEN_ENTRIES:
                 self._seen.popitem(last=False)
+
+    def stored(self, path: str, size: int, etag: str | None, creation_ns: int | None) -> None:
+        """A PUT of ``size`` bytes to the decoded path ``path`` succeeded: the version it made
+        is the one its answer's strong ETag names (RFC 9110, 8.8.3), so it is seen as that,
+        with no Last-Modified (a GET of the same ETag and size gives it: props.current_entry).
+        Without a strong ETag nothing names that version, and what was seen of the path goes."""
+        if strong_etag(etag) is None:
+            with self._seen_lock:
+                self._seen.pop(path, None)
+            return
+        self._remember([DavEntry(path, False, size, None, creation_ns, etag)])
 
     def seen(self, path: str) -> DavEntry | None:
         """The file entry last seen at the decoded path ``path``, if any (maybe stale: check

@@ -100,8 +100,7 @@ def upload(op: Open) -> None:
     )
     if response.status_code not in (200, 201, 204):
         raise fail(response, "PUT", what)
-    stage.dirty = False
-    op.entry = replace(op.entry, size=size, last_modified_ns=op.written_ns or time.time_ns())
+    _stored(op, size, response.headers.get("etag"))
 
 
 def end_upload(op: Open) -> None:
@@ -115,10 +114,7 @@ def end_upload(op: Open) -> None:
     stored = running.finish(2 * op.server.timeout + 1.0)
     stage = op.stage
     if stored and stage is not None and running.sent == stage.size():
-        stage.dirty = False
-        op.entry = replace(
-            op.entry, size=running.sent, last_modified_ns=op.written_ns or time.time_ns()
-        )
+        _stored(op, running.sent, running.etag)
         return
     if running.status in _NO_CHUNKED:
         op.server.chunked_put = False
@@ -129,6 +125,16 @@ def end_upload(op: Open) -> None:
             op.server.name,
             running.why(),
         )
+
+
+def _stored(op: Open, size: int, etag: str | None) -> None:
+    """The server holds the whole staged file (``size`` bytes, the PUT's answer's ``etag``):
+    the staging file is clean, and the SrvCall knows that version (``Session.stored``)."""
+    if op.stage is not None:
+        op.stage.dirty = False
+    op.entry = replace(op.entry, size=size, last_modified_ns=op.written_ns or time.time_ns())
+    server = op.server
+    server.stored(server.decoded_path(op.share.name, op.parts), size, etag, op.entry.creation_ns)
 
 
 def write(op: Open, folder: StagingFolder, offset: int, view: memoryview) -> int:

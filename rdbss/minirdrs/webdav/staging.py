@@ -80,6 +80,7 @@ class Upload:
         self.available = 0  # staged bytes the body may carry
         self.sent = 0  # bytes handed to httpx
         self.status: int | None = None  # the server's answer
+        self.etag: str | None = None  # the ETag of that answer, if it carried one
         self.error: BaseException | None = None  # what broke the request, if it broke
         self._closed = False  # the body ends at ``available``
         self._cond = threading.Condition()
@@ -126,6 +127,7 @@ class Upload:
                 content=self._body(),
             )
             self.status = response.status_code
+            self.etag = response.headers.get("etag")
         except BaseException as exc:  # the close reports it (after the fallback upload)
             self.error = exc
         finally:
