@@ -369,17 +369,22 @@ class PathOps:
                 return cached
             if self.cache.known_missing(path):
                 raise fail(errno.ENOENT)
-        with self.pool.lease() as client:
-            outcomes = client.compound(self.stat_items(path, int(client.timeout * 1000)))
-        return self.stat_answered(path, outcomes)
+        try:
+            with self.pool.lease() as client:
+                info = client.stat(self._unc(path))
+        except FileNotFoundError:
+            self.cache.put(path, None)
+            raise
+        return self._learn(path, info)
 
     def stat_items(self, path: str, timeout_ms: int) -> Sequence[rq.Request[Any]]:
-        """The compound of a stat of ``path`` (an open for attributes and the close)."""
+        """The compound of a stat of ``path`` (an open for attributes and the close), for an
+        event loop to send (``getattr`` in a thread takes ``Client.stat``)."""
         return rq.stat_items(self._unc(path), timeout_ms)
 
     def stat_answered(self, path: str, outcomes: Sequence[rq.Outcome[Any]]) -> dict[str, Any]:
         """The attributes the outcomes of ``stat_items`` found, learned by the cache (a name
-        not found too). Never waits."""
+        not found too), as ``getattr`` learns them. Never waits."""
         if isinstance(outcomes[0].error(), FileNotFoundError):
             self.cache.put(path, None)
         handle: Handle = outcomes[0].unwrap()
