@@ -8,7 +8,9 @@ does). A tool that is not installed is left out. Every figure is a median of REP
 ``--before DIR`` adds a column for the mount of another checkout of rdbss (its own
 ``DIR/.venv``, e.g. ``git worktree add /tmp/before main``, then its venv with the fuse extra),
 on the same daemon: the binding before a change against the one after, in the same run.
-``-o OPTS`` gives rdbss's mount options (``-o notify``). Not a test.
+``-o OPTS`` gives rdbss's mount options (``-o notify``). One row counts the FUSE side alone:
+small files read per CPU second of the mount process (all its threads; not its children nor
+other processes: sshfs's ssh, rdbss's daemon, the servers). Not a test.
 
     python -m benchmarks mount [--quick] [--before DIR] [-o OPTS] [sftp|smb|webdav ...]
 """
@@ -32,7 +34,13 @@ from typing import Any
 
 from rdbss.testing.backend import sftp_config, smb_config, webdav_config, write_password_file
 from rdbss.testing.daemon import running_daemon
-from rdbss.testing.mounts import MOUNT_CODE, foreground_mount, fuse_missing, mount_share
+from rdbss.testing.mounts import (
+    MOUNT_CODE,
+    Mounted,
+    foreground_mount,
+    fuse_missing,
+    mount_share,
+)
 from rdbss.testing.servers import SambaServer, SshServer, WebDavServer
 
 REPEATS = 5
@@ -44,6 +52,7 @@ SMALL_FILES, SMALL_BYTES = 300, 4096
 BIG_MIB = 64
 CHUNK = 1 << 20
 PARALLEL = 8  # readers at once in the parallel small-file workload
+CPU_ROUNDS = 5  # reads of the small files in the per-CPU-second workload
 
 
 @dataclass
@@ -64,6 +73,15 @@ class Workload:
     unit: str
     run: Callable[[Path, str], float]  # (mount, run tag) -> the figure (higher is better)
     settle: bool = False
+    #: the figure is what ``run`` returns (files) per CPU second of the mount process (all its
+    #: threads, not its children: sshfs's ssh, rdbss's daemon): the FUSE side's own cost
+    per_cpu: bool = False
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process ``pid`` so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _workloads(sizes: Sizes) -> list[Workload]:
@@ -102,6 +120,11 @@ def _workloads(sizes: Sizes) -> list[Workload]:
                 if len(f.read()) != SMALL_BYTES:
                     raise AssertionError("short read")
         return sizes.small / (time.perf_counter() - t0)
+
+    def read_small_rounds(mnt: Path, tag: str) -> float:
+        for _ in range(CPU_ROUNDS):  # enough CPU time for the clock's ticks to measure
+            read_small(mnt, tag)
+        return CPU_ROUNDS * sizes.small
 
     def read_small_parallel(mnt: Path, tag: str) -> float:
         def one(i: int) -> None:
@@ -143,6 +166,13 @@ def _workloads(sizes: Sizes) -> list[Workload]:
         Workload(f"ls -lR of {files:,} files", "files/s", ls_lr, settle=True),
         Workload(f"cp -r of {files:,} files to local disk", "files/s", cp_r, settle=True),
         Workload(f"read {sizes.small} x 4 KiB files", "/s", read_small, settle=True),
+        Workload(
+            "the same, per CPU s of the mount process",
+            "files",
+            read_small_rounds,
+            settle=True,
+            per_cpu=True,
+        ),
         Workload(f"the same, {PARALLEL} readers at once", "/s", read_small_parallel, settle=True),
         Workload(f"read one {sizes.big_mib} MiB file", "MiB/s", read_big),
         Workload(
@@ -177,12 +207,12 @@ def _obscure(password: str) -> str:
 
 
 @contextlib.contextmanager
-def _other_mount(name: str, argv: list[str], base: Path) -> Iterator[Path]:
+def _other_mount(name: str, argv: list[str], base: Path) -> Iterator[Mounted]:
     mnt = base / f"mnt-{name}"
     mnt.mkdir()
     env = {**os.environ, "RCLONE_CONFIG": str(base / "rclone.conf")}
     with foreground_mount([*argv, str(mnt)], mnt, base / f"{name}.log", env) as mounted:
-        yield mounted.path
+        yield mounted
 
 
 @dataclass
@@ -237,7 +267,7 @@ def _server(proto: str, base: Path) -> Iterator[Server]:
 
 
 @contextlib.contextmanager
-def _before_mount(checkout: Path, daemon: Any, root: str, base: Path) -> Iterator[Path]:
+def _before_mount(checkout: Path, daemon: Any, root: str, base: Path) -> Iterator[Mounted]:
     """``root`` mounted by the rdbss of another checkout (its own venv), on ``daemon``."""
     mnt = base / "mnt-before"
     mnt.mkdir()
@@ -245,7 +275,7 @@ def _before_mount(checkout: Path, daemon: Any, root: str, base: Path) -> Iterato
     argv = [python, "-c", MOUNT_CODE, root, mnt, daemon.runtime_dir, ""]
     env = {**os.environ, "PYTHONPATH": str(checkout)}
     with foreground_mount(argv, mnt, base / "before.log", env, cwd=checkout) as mounted:
-        yield mounted.path
+        yield mounted
 
 
 def run(
@@ -261,7 +291,7 @@ def run(
             _prepare(server.folder, sizes)
             daemon = stack.enter_context(running_daemon(extra_config=server.rdbss_config))
             mine = mount_share(daemon, server.rdbss_root, options)
-            mounts = {"rdbss": stack.enter_context(mine).path}
+            mounts: dict[str, Mounted] = {"rdbss": stack.enter_context(mine)}
             if before is not None:
                 old = _before_mount(before, daemon, server.rdbss_root, base)
                 mounts["before"] = stack.enter_context(old)
@@ -271,10 +301,15 @@ def run(
             for work in _workloads(sizes):
                 figures: dict[str, list[float]] = {tool: [] for tool in mounts}
                 for i in range(sizes.repeats):
-                    for tool, mnt in mounts.items():
+                    for tool, mounted in mounts.items():
                         if work.settle:
                             time.sleep(SETTLE_S)
-                        figures[tool].append(work.run(mnt, f"{tool}{i}"))
+                        cpu = _cpu_seconds(mounted.process.pid)
+                        figure = work.run(mounted.path, f"{tool}{i}")
+                        if work.per_cpu:
+                            tick = 1 / os.sysconf("SC_CLK_TCK")
+                            figure /= max(_cpu_seconds(mounted.process.pid) - cpu, tick)
+                        figures[tool].append(figure)
                 rows.append(
                     (work.name, work.unit, {t: statistics.median(f) for t, f in figures.items()})
                 )

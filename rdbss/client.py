@@ -512,6 +512,61 @@ class Client:
                     self._arrived.pop(request_id, None)
         return outcomes
 
+    # ------------------------------------------------------------------ event loops
+    # An event loop (the FUSE mount's) sends a compound and waits for its answer on its own
+    # loop, without a thread: it waits until ``fileno()`` is readable (ZMQ_FD: the socket has
+    # news), then asks ``compound_answer_now``. Neither call waits, not even for the client's
+    # lock: while a thread holds it (a read ahead on a handle of this client), the send is
+    # refused and the answer looked for again after the loop's next wait.
+    def fileno(self) -> int:
+        """The descriptor that becomes readable when the socket has news (ZMQ_FD)."""
+        return int(self._sock.FD)
+
+    def send_compound_now(self, requests: Sequence[rq.Request[Any]]) -> int | None:
+        """Send ``requests`` as one compound without waiting for anything: its request id,
+        or None when it cannot go at once (no connection yet, or a thread is using the client:
+        ``compound`` waits)."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            if self._closed:
+                raise error_for_status(S.STATUS_INVALID_HANDLE, "the client is closed")
+            cx = rq.compound(requests, self._timeout_ms)
+            cx.request_id = next(self._ids)
+            self._link_news()
+            try:
+                send_frames(self._sock, pack_frames(self._codec, cx, None), NOBLOCK)
+            except zmq.Again:
+                return None
+            self.requests_sent += 1
+            self._outstanding.add(cx.request_id)
+            return cx.request_id
+        finally:
+            self._lock.release()
+
+    def compound_answer_now(
+        self, request_id: int, requests: Sequence[rq.Request[Any]], *, link: bool = False
+    ) -> list[Outcome[Any]] | None:
+        """The outcomes of a compound sent by ``send_compound_now`` if its answer has come
+        (None: not yet, or a thread is using the client); never waits. ``link``: take the
+        link's news first (after a wait that ran out, as ``collect`` does), so a lost
+        connection answers it."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            if link:
+                self._link_news()
+            arrived = self._arrived.pop(request_id, None)
+            while arrived is None and readable(self._sock):
+                self._take(recv_frames(self._sock, NOBLOCK))
+                arrived = self._arrived.pop(request_id, None)
+            if arrived is None:
+                return None
+            self._outstanding.discard(request_id)
+        finally:
+            self._lock.release()
+        return rq.parse_compound(requests, arrived[0])
+
     def stat_many(self, paths: Sequence[str]) -> list[FileInfo | OSError]:
         """``stat`` of many paths in compound messages (create + related close each): a
         FileInfo per path, or the NtStatusError (an OSError) that path got."""

@@ -27,7 +27,7 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +35,7 @@ from typing import Any
 from rdbss import requests as rq
 from rdbss import shm
 from rdbss.client import Client, FileInfo
+from rdbss.requests import Outcome
 from rdbss.wire import Access, CreateOptions, FileInformationClass
 
 __all__ = [
@@ -385,25 +386,30 @@ def rename(client: Client, src: str, dst: str) -> None:
 def list_folder(client: Client, unc: str) -> list[FileInfo]:
     """The entries of folder ``unc``: one compound (an open, two queries, a close), or, when
     the second query still found entries, the folder listed again in turns."""
-    query = functools.partial(rq.query_directory, 0, _timeout_ms(client), max_entries=LIST_BATCH)
-    outcomes = client.compound(
-        [
-            rq.create(
-                unc,
-                _timeout_ms(client),
-                access=Access.FILE_LIST_DIRECTORY,
-                options=CreateOptions.FILE_DIRECTORY_FILE,
-            ),
-            rq.related(query()),
-            rq.related(query()),
-            rq.related(rq.close(0, _timeout_ms(client))),
-        ]
-    )
+    listed = folder_listed(client.compound(list_items(unc, _timeout_ms(client))))
+    return list(client.scandir(unc)) if listed is None else listed
+
+
+def list_items(unc: str, timeout_ms: int) -> list[rq.Request[Any]]:
+    """A folder's listing as one compound: an open, two queries and the close."""
+    query = functools.partial(rq.query_directory, 0, timeout_ms, max_entries=LIST_BATCH)
+    return [
+        rq.create(
+            unc, timeout_ms, access=Access.FILE_LIST_DIRECTORY,
+            options=CreateOptions.FILE_DIRECTORY_FILE,
+        ),
+        rq.related(query()),
+        rq.related(query()),
+        rq.related(rq.close(0, timeout_ms)),
+    ]  # fmt: skip
+
+
+def folder_listed(outcomes: Sequence[Outcome[Any]]) -> list[FileInfo] | None:
+    """The entries the outcomes of ``list_items`` found; None when the second query still
+    found some (the folder is larger than the compound: it must be listed again in turns)."""
     outcomes[0].unwrap()
     first: list[FileInfo] | None = outcomes[1].unwrap()
     second: list[FileInfo] | None = outcomes[2].unwrap()
     if first is None:
         return []
-    if second:
-        return list(client.scandir(unc))
-    return first
+    return None if second else first

@@ -1,6 +1,6 @@
 """The mount's kernel side: inode numbers for mount paths, what the kernel caches and when it
 is told to forget it, and the pyfuse3 (libfuse3 low-level) operations that run rdbss.fuse_ops
-in worker threads.
+on the event loop or in worker threads.
 
 - ``InodeTable`` gives each mount path an inode number and counts the kernel's references
   (lookups, readdirplus entries, creates) until it forgets them. Pure; unit-tested alone.
@@ -8,26 +8,36 @@ in worker threads.
   names and attributes when something changed behind its back: a change-notify watch (``-o
   notify``) reports a name, or an open finds a file changed since the kernel cached its pages.
   The calls to the kernel are given as functions, so the rules are tested without a mount.
-- ``KernelOps`` is the pyfuse3 ``Operations``: each request runs the blocking path operation in
-  a worker thread (``trio.to_thread``), so requests to the daemon go out in parallel, one per
-  client of the pool.
+- ``KernelOps`` is the pyfuse3 ``Operations``: a request the mount's caches answer runs on the
+  event loop; the daemon requests of reading (a reader's open, a listing, a stat the cache
+  cannot answer) go out as one compound each, while no other request of the pool is in
+  flight, and are awaited on the event loop (``_here``), which spares two thread switches
+  per request; every
+  other request runs the blocking path operation in a worker thread (``trio.to_thread``), so
+  requests to the daemon go out in parallel, one per client of the pool.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import pyfuse3
 import trio
 
+from rdbss import requests as rq
+from rdbss.client import GRACE_S, LINK_CHECK_S, Client
 from rdbss.fuse_cache import parent_of
+from rdbss.fuse_handles import folder_listed
 from rdbss.fuse_ops import PathOps
+from rdbss.requests import Outcome
+from rdbss.wire import NtStatus, error_for_status
 
 __all__ = ["ROOT", "InodeTable", "KernelCache", "KernelOps"]
 
@@ -214,8 +224,57 @@ def _errno_of(exc: BaseException) -> int:
     return code if isinstance(code, int) and code > 0 else errno.EIO
 
 
+@contextlib.contextmanager
+def _errors_to_kernel(what: object, *args: Any) -> Iterator[None]:
+    """An OSError raised inside is the kernel's errno (FUSEError); anything else is EIO, and
+    logged."""
+    try:
+        yield
+    except pyfuse3.FUSEError:
+        raise
+    except OSError as exc:
+        log.debug("%s%r: %s", what, args, exc)
+        raise pyfuse3.FUSEError(_errno_of(exc)) from exc
+    except Exception as exc:
+        log.exception("%s%r failed", what, args)
+        raise pyfuse3.FUSEError(errno.EIO) from exc
+
+
+async def _compound_here(
+    client: Client, items: Sequence[rq.Request[Any]]
+) -> list[Outcome[Any]] | None:
+    """``items`` sent as one compound on ``client`` and its answer awaited on the event loop
+    (the client's descriptor readable), not in a thread; None when it cannot be sent at once
+    (no connection yet). Waits as ``Client.compound`` does: the request's timeout and the
+    client's grace, the link's news looked at in between."""
+    request_id = client.send_compound_now(items)
+    if request_id is None:
+        return None
+    deadline = trio.current_time() + client.timeout + GRACE_S
+    answered = ran_out = False
+    try:
+        while True:
+            outcomes = client.compound_answer_now(request_id, items, link=ran_out)
+            if outcomes is not None:
+                answered = True
+                return outcomes
+            left = deadline - trio.current_time()
+            if left <= 0:
+                raise error_for_status(
+                    NtStatus.STATUS_IO_TIMEOUT,
+                    f"no answer from the daemon in {client.timeout + GRACE_S:.1f} s",
+                )
+            with trio.move_on_after(min(left, LINK_CHECK_S)) as waited:
+                await trio.lowlevel.wait_readable(client.fileno())
+            ran_out = waited.cancelled_caught
+    finally:
+        if not answered:
+            client.abandon([request_id])
+
+
 class KernelOps(pyfuse3.Operations):
-    """The pyfuse3 operations of a mount: inodes to paths, then ``PathOps`` in a thread."""
+    """The pyfuse3 operations of a mount: inodes to paths, then ``PathOps`` on the event loop
+    (what its caches answer, the daemon requests of reading) or in a worker thread."""
 
     supports_dot_lookup = False
     enable_acl = False
@@ -235,18 +294,31 @@ class KernelOps(pyfuse3.Operations):
     # ------------------------------------------------------------------ plumbing
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         """``func(*args)`` in a worker thread; an OSError is the kernel's errno."""
-        try:
+        with _errors_to_kernel(getattr(func, "__name__", func), *args):
             return await trio.to_thread.run_sync(
                 functools.partial(func, *args), limiter=self._limiter
             )
-        except pyfuse3.FUSEError:
-            raise
-        except OSError as exc:
-            log.debug("%s%r: %s", getattr(func, "__name__", func), args, exc)
-            raise pyfuse3.FUSEError(_errno_of(exc)) from exc
-        except Exception as exc:
-            log.exception("%s%r failed", getattr(func, "__name__", func), args)
-            raise pyfuse3.FUSEError(errno.EIO) from exc
+
+    async def _here(
+        self,
+        what: str,
+        path: str,
+        items_of: Callable[[int], Sequence[rq.Request[Any]] | None],
+        done: Callable[[Client, list[Outcome[Any]]], T | None],
+    ) -> T | None:
+        """A daemon request on the event loop, with no worker thread: the compound
+        ``items_of(timeout_ms)`` sent on a client of the pool while no other request of the
+        pool is in flight (``ClientPool.lease_now``), its answer awaited here, then
+        ``done(client, outcomes)`` (which never waits). None when that cannot be (another
+        request in flight, ``items_of`` or ``done`` say None, no connection): the caller then
+        runs the request in a thread."""
+        with self.ops.pool.lease_now() as client:
+            if client is None:
+                return None
+            with _errors_to_kernel(what, path):
+                items = items_of(int(client.timeout * 1000))
+                outcomes = None if items is None else await _compound_here(client, items)
+                return None if outcomes is None else done(client, outcomes)
 
     def _path(self, ino: int) -> str:
         path = self.inodes.path(ino)
@@ -268,12 +340,38 @@ class KernelOps(pyfuse3.Operations):
         return _entry(ino, attrs, self.kernel.entry_timeout, attr_timeout)
 
     async def _getattr(self, path: str) -> dict[str, Any]:
-        """From the caches on the event loop when they know, else a request in a thread."""
+        """From the caches on the event loop when they know, else a request awaited there
+        (``_getattr_here``), else in a thread."""
+        known = self._peek(path)
+        if known is None:
+            known = await self._getattr_here(path)
+        return known if known is not None else await self._run(self.ops.getattr, path)
+
+    def _peek(self, path: str) -> dict[str, Any] | None:
         try:
-            known = self.ops.peek(path)
+            return self.ops.peek(path)
         except OSError as exc:
             raise pyfuse3.FUSEError(_errno_of(exc)) from None
-        return known if known is not None else await self._run(self.ops.getattr, path)
+
+    async def _getattr_here(self, path: str) -> dict[str, Any] | None:
+        """What ``PathOps.getattr`` asks the daemon, awaited on the event loop (``_here``): a
+        listing of the folder when its names are being looked up one by one, else a stat of
+        the name. None when that cannot be (a handle is open on it, another request in flight): then
+        ``PathOps.getattr`` runs in a thread."""
+        if self.ops.is_open(path):
+            return None
+        if path != "/" and self.ops.cache.note_lookup(path):
+            with contextlib.suppress(pyfuse3.FUSEError):  # a failed listing: stat it alone
+                await self._list_here(parent_of(path))
+            known = self._peek(path)
+            if known is not None:
+                return known
+        return await self._here(
+            "getattr",
+            path,
+            lambda ms: self.ops.stat_items(path, ms),
+            lambda client, outcomes: self.ops.stat_answered(path, outcomes),
+        )
 
     # ------------------------------------------------------------------ names
     async def lookup(self, parent_inode: int, name: bytes, ctx: Any = None) -> Any:
@@ -360,7 +458,9 @@ class KernelOps(pyfuse3.Operations):
         entries = self._dirs.get(fh)
         if entries is None or start_id == 0:
             folder = self._dir_paths[fh]
-            children = await self._run(self.ops.list, folder)
+            children = await self._list_here(folder)
+            if children is None:
+                children = await self._run(self.ops.list, folder)
             here = await self._getattr(folder)
             entries = [(".", folder, here), ("..", parent_of(folder), here)]
             entries += [(n, child_path(folder, n), a) for n, a in children.items()]
@@ -372,6 +472,17 @@ class KernelOps(pyfuse3.Operations):
                 return
             if index >= 2:  # the kernel keeps no reference for "." and ".."
                 self.inodes.ref(entry.st_ino)
+
+    async def _list_here(self, folder: str) -> dict[str, dict[str, Any]] | None:
+        """A listing of ``folder`` in one compound awaited on the event loop (``_here``); None
+        when that cannot be (another request in flight, a folder larger than the compound): then
+        ``PathOps.list`` runs in a thread."""
+
+        def listed(client: Client, outcomes: list[Outcome[Any]]) -> dict[str, Any] | None:
+            entries = folder_listed(outcomes)
+            return None if entries is None else self.ops.listed(folder, entries)
+
+        return await self._here("list", folder, lambda ms: self.ops.list_now(folder, ms), listed)
 
     async def releasedir(self, fh: int) -> None:
         self._dirs.pop(fh, None)
@@ -390,13 +501,29 @@ class KernelOps(pyfuse3.Operations):
     # ------------------------------------------------------------------ files
     async def open(self, inode: int, flags: int, ctx: Any) -> Any:
         path = self._path(inode)
-        fh, attrs = await self._run(self.ops.open, path, flags)
         writable = flags & os.O_ACCMODE != os.O_RDONLY
+        found = None if writable else await self._open_reader_here(path)
+        fh, attrs = found if found is not None else await self._run(self.ops.open, path, flags)
         self._file_inodes[fh] = (inode, writable)
         keep = attrs is not None and self.kernel.keep_pages(inode, attrs)
         if attrs is None or writable:
             self.kernel.forget_pages(inode)  # what this handle writes changes them
         return pyfuse3.FileInfo(fh=fh, keep_cache=keep)
+
+    async def _open_reader_here(self, path: str) -> tuple[int, dict[str, Any] | None] | None:
+        """A reader's open awaited on the event loop (``_here``): a file the cache knows small
+        is read whole and closed in the same compound, any other opened with its first read.
+        None when that cannot be (another request in flight, a handle here has writes of
+        the file to send first, a small file grew): then ``PathOps.open`` runs in a thread."""
+        small = self.ops.known_small(path)
+        opened_by = self.ops.small_opened if small else self.ops.reader_opened
+        opened = await self._here(
+            "open",
+            path,
+            lambda ms: self.ops.reader_open_now(path, ms, small=small),
+            lambda client, outcomes: opened_by(path, client, outcomes),
+        )
+        return None if opened is None else (opened.fh, opened.attrs)
 
     async def create(
         self, parent_inode: int, name: bytes, mode: int, flags: int, ctx: Any

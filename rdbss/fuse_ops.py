@@ -1,5 +1,8 @@
 """The operations of a mounted share folder, by mount path (``/dir/name``): what the kernel
-front end (rdbss.fuse_kernel) runs in worker threads, each a request to the daemon. Failures are
+front end (rdbss.fuse_kernel) runs in worker threads, each a request to the daemon; the
+compounds of reading (``reader_open_now``, ``list_now``, ``stat_items``) are also given out for
+the front end to send from its event loop, with what to make of their answers
+(``reader_opened``, ``small_opened``, ``listed``, ``stat_answered``), which never wait. Failures are
 the NTSTATUS of the daemon turned into the errno of the matching OSError (ENOENT, EEXIST,
 ENOTEMPTY, EACCES...); the front end hands that errno to the kernel.
 
@@ -45,16 +48,24 @@ import logging
 import os
 import stat
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from rdbss import requests as rq
-from rdbss.client import Client, FileInfo
+from rdbss.client import Client, FileInfo, Handle
 from rdbss.config import Config
 from rdbss.fuse_cache import AttrCache, chown_allowed, parent_of
-from rdbss.fuse_handles import OpenFile, delete, fail, list_folder, on_handle, rename
+from rdbss.fuse_handles import (
+    OpenFile,
+    delete,
+    fail,
+    list_folder,
+    list_items,
+    on_handle,
+    rename,
+)
 from rdbss.wire import (
     Access,
     CreateDisposition,
@@ -138,6 +149,7 @@ class ClientPool:
         self._free: list[Client] = []
         self._all: list[Client] = []
         self._count = 0
+        self._waiting = 0  # threads waiting for a client
         self._cond = threading.Condition()
         self._closed = False
 
@@ -147,10 +159,28 @@ class ClientPool:
         try:
             yield client
         finally:
-            with self._cond:
-                if not self._closed:
-                    self._free.append(client)
-                    self._cond.notify()
+            self.give_back(client)
+
+    @contextlib.contextmanager
+    def lease_now(self) -> Iterator[Client | None]:
+        """Lend a client when every client is free (no request of the pool in flight, none
+        waiting for a client), else None; never waits, so an event loop may ask. One request
+        at a time is what an event loop serves best: with several in flight, worker threads
+        overlap one's socket waits with another's work, which one event loop cannot."""
+        with self._cond:
+            idle = len(self._free) == self._count and not self._waiting and not self._closed
+            client = self._free.pop() if idle and self._free else None
+        try:
+            yield client
+        finally:
+            if client is not None:
+                self.give_back(client)
+
+    def give_back(self, client: Client) -> None:
+        with self._cond:
+            if not self._closed:
+                self._free.append(client)
+                self._cond.notify()
 
     def _take(self) -> Client:
         with self._cond:
@@ -162,7 +192,11 @@ class ClientPool:
                 if self._count < self._size:
                     self._count += 1  # this place is taken while the client connects
                     break
-                self._cond.wait()
+                self._waiting += 1
+                try:
+                    self._cond.wait()
+                finally:
+                    self._waiting -= 1
         try:
             client = self._make()
         except BaseException:
@@ -173,6 +207,11 @@ class ClientPool:
         with self._cond:
             self._all.append(client)
         return client
+
+    def requests_sent(self) -> int:
+        """How many request messages the pool's clients have sent (a compound is one)."""
+        with self._cond:
+            return sum(client.requests_sent for client in self._all)
 
     def close(self) -> list[Client]:
         """Stop lending; the clients made, for the caller to close."""
@@ -338,6 +377,19 @@ class PathOps:
             raise
         return self._learn(path, info)
 
+    def stat_items(self, path: str, timeout_ms: int) -> Sequence[rq.Request[Any]]:
+        """The compound of a stat of ``path`` (an open for attributes and the close), for an
+        event loop to send (``getattr`` in a thread takes ``Client.stat``)."""
+        return rq.stat_items(self._unc(path), timeout_ms)
+
+    def stat_answered(self, path: str, outcomes: Sequence[rq.Outcome[Any]]) -> dict[str, Any]:
+        """The attributes the outcomes of ``stat_items`` found, learned by the cache (a name
+        not found too), as ``getattr`` learns them. Never waits."""
+        if isinstance(outcomes[0].error(), FileNotFoundError):
+            self.cache.put(path, None)
+        handle: Handle = outcomes[0].unwrap()
+        return self._learn(path, handle.info)
+
     def peek(self, path: str) -> dict[str, Any] | None:
         """What ``getattr`` answers without a request (None: it must ask). Never waits: the
         kernel front end calls it on its event loop."""
@@ -369,9 +421,19 @@ class PathOps:
         """The children of folder ``path`` with their attributes, which feed the cache (what
         readdirplus gives the kernel), but for files open through the mount (their size may
         not be in the listing yet: those are asked again)."""
-        children: dict[str, dict[str, Any]] = {}
         with self.pool.lease() as client:
             entries = list_folder(client, self._unc(path))
+        return self.listed(path, entries)
+
+    def list_now(self, path: str, timeout_ms: int) -> Sequence[rq.Request[Any]]:
+        """The compound of a listing of ``path``, for an event loop to send (``listed`` of its
+        outcomes' ``folder_listed``)."""
+        return list_items(self._unc(path), timeout_ms)
+
+    def listed(self, path: str, entries: Iterable[FileInfo]) -> dict[str, dict[str, Any]]:
+        """The children of ``path`` from its listing's entries, put in the cache (as
+        ``list``). Never waits."""
+        children: dict[str, dict[str, Any]] = {}
         for info in entries:
             if info.name not in (".", ".."):
                 children[info.name] = self.attrs_of(info)
@@ -465,6 +527,10 @@ class PathOps:
                 return small.fh, small.attrs
         with self.pool.lease() as client:
             timeout_ms = int(client.timeout * 1000)
+            if not writable:
+                outcomes = client.compound(self.reader_open_items(path, timeout_ms))
+                opened = self.reader_opened(path, client, outcomes)
+                return opened.fh, opened.attrs
             create = rq.create(
                 self._unc(path),
                 timeout_ms,
@@ -474,37 +540,78 @@ class PathOps:
                 else CreateDisposition.FILE_OPEN,
                 options=CreateOptions.FILE_NON_DIRECTORY_FILE,
             )
-            if writable:
-                handle = client.run(create)
-                opened = self._add(handle.fobx, path, writable, client)
-                opened.attrs = None if truncate else self.attrs_of(handle.info)
-                self.cache.forget_attrs(path)  # what a lookup learned meanwhile
-                return opened.fh, opened.attrs
-            # a reader: the open and the first read in one round trip (a compound with a
-            # related read), so a small file costs one request and a large one starts its
-            # read-ahead
-            outcomes = client.compound([create, rq.related(rq.read(0, 0, FIRST_READ, timeout_ms))])
-            handle = outcomes[0].unwrap()
+            handle = client.run(create)
             opened = self._add(handle.fobx, path, writable, client)
+            opened.attrs = None if truncate else self.attrs_of(handle.info)
+            self.cache.forget_attrs(path)  # what a lookup learned meanwhile
+            return opened.fh, opened.attrs
+
+    def reader_open_items(self, path: str, timeout_ms: int) -> Sequence[rq.Request[Any]]:
+        """A reader's open and its first read in one compound (a related read), so a small
+        file costs one request and a large one starts its read-ahead."""
+        create = rq.create(
+            self._unc(path),
+            timeout_ms,
+            access=Access.GENERIC_READ,
+            options=CreateOptions.FILE_NON_DIRECTORY_FILE,
+        )
+        return [create, rq.related(rq.read(0, 0, FIRST_READ, timeout_ms))]
+
+    def reader_open_now(
+        self, path: str, timeout_ms: int, *, small: bool
+    ) -> Sequence[rq.Request[Any]] | None:
+        """The compound of a reader's open when it may run on an event loop (no handle here
+        has writes of this path to send first; None: ``open`` in a thread):
+        ``small_open_items`` for a file ``known_small``, else ``reader_open_items``."""
+        if any(opened.writable for opened in self._opens_at(path)):
+            return None
+        if small:
+            return self.small_open_items(path, timeout_ms)
+        return self.reader_open_items(path, timeout_ms)
+
+    def reader_opened(
+        self, path: str, client: Client, outcomes: Sequence[rq.Outcome[Any]]
+    ) -> OpenFile:
+        """The handle of a reader's open from the outcomes of ``reader_open_items``, its first
+        read kept as the start of its read-ahead window. Never waits."""
+        handle = outcomes[0].unwrap()
+        opened = self._add(handle.fobx, path, False, client)
         opened.attrs = self._learn(path, handle.info)
         first = outcomes[1]
         if first.ok and isinstance(first.value, bytes):
             opened.ahead, opened.ahead_at = first.value, 0
             opened.ahead_ends_file = len(first.value) < FIRST_READ
             opened.next_read = len(first.value)
-        return opened.fh, opened.attrs
+        return opened
 
     def _open_small(self, path: str) -> OpenFile | None:
         """A reader's open of a file the cache knows to be small: the open, a read of the
         whole file and the close in one compound; the handle then holds the file's bytes and
         asks nothing more. None when the cache knows no size, or the file has grown past
         ``SMALL_OPEN`` since (then it is opened as any other)."""
-        known = self.cache.get(path)
-        if known is None or not stat.S_ISREG(known["st_mode"]) or known["st_size"] >= SMALL_OPEN:
+        if not self.known_small(path):
             return None
         with self.pool.lease() as client:
-            timeout_ms = int(client.timeout * 1000)
-            outcomes = client.compound(rq.read_file_items(self._unc(path), timeout_ms, SMALL_OPEN))
+            items = self.small_open_items(path, int(client.timeout * 1000))
+            return self.small_opened(path, client, client.compound(items))
+
+    def small_open_items(self, path: str, timeout_ms: int) -> Sequence[rq.Request[Any]]:
+        """The compound of a small file's open: an open, a read of the whole file, the close."""
+        return rq.read_file_items(self._unc(path), timeout_ms, SMALL_OPEN)
+
+    def known_small(self, path: str) -> bool:
+        """Whether the cache knows ``path`` to be a file smaller than ``SMALL_OPEN``."""
+        known = self.cache.get(path)
+        return (
+            known is not None and stat.S_ISREG(known["st_mode"]) and known["st_size"] < SMALL_OPEN
+        )
+
+    def small_opened(
+        self, path: str, client: Client, outcomes: Sequence[rq.Outcome[Any]]
+    ) -> OpenFile | None:
+        """The handle of a small file's open from the outcomes of ``small_open_items`` (None:
+        the file has grown past ``SMALL_OPEN``, so it must be opened as any other). Never
+        waits."""
         handle = outcomes[0].unwrap()
         data: bytes = outcomes[1].unwrap()
         if outcomes[2].error() is not None:
