@@ -1,0 +1,131 @@
+"""The short ways a user's small requests take (a stat as one compound, a small file read or
+written whole as one, a listing's open riding with its first queries) give what the long ways
+give: the same bytes, sizes and names, and the same errors as an open file one request at a
+time, through Client, AsyncClient and fsspec, over the local, SFTP (OpenSSH), WebDAV (wsgidav)
+and SMB (Samba) mini-redirectors."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from rdbss.aio import AsyncClient
+from rdbss.requests import SMALL_READ_BYTES
+from rdbss.wire import NtStatus
+from tests.integration import test_listing_compound as listing
+from tests.integration.test_listing_compound import MANY, Place
+
+daemon = listing.daemon  # (fixtures: the four servers, and a new folder in one of them)
+place = listing.place
+
+#: a long name of non-ASCII characters (under 255 bytes in UTF-8: 3 bytes each)
+LONG = "é" * 20 + "日本語のファイル名" * 6 + ".txt"
+
+SIZES = [0, 1, SMALL_READ_BYTES - 1, SMALL_READ_BYTES, SMALL_READ_BYTES + 1]
+
+
+def _data(size: int) -> bytes:
+    return bytes(i % 251 for i in range(size))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_a_file_written_and_read_whole_by_a_long_non_ascii_name(place: Place, size: int) -> None:
+    data = _data(size)
+    path = place.path(LONG)
+    assert place.client.write_bytes(path, data) == size
+    assert place.folder.joinpath(LONG).read_bytes() == data
+    assert place.client.read_bytes(path) == data
+    assert place.client.stat(path).size == size
+    assert place.client.listdir(place.unc) == [LONG]
+    with place.client.open(path, "rb") as f:
+        assert f.read() == data
+
+
+def _status_of(call: object) -> tuple[type[BaseException], object]:
+    try:
+        call()  # type: ignore[operator]
+    except OSError as exc:
+        return type(exc), getattr(exc, "status", None)
+    raise AssertionError("no error")
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        ("missing.txt", NtStatus.STATUS_OBJECT_NAME_NOT_FOUND),
+        ("nofolder\\missing.txt", NtStatus.STATUS_OBJECT_PATH_NOT_FOUND),
+        ("sub", NtStatus.STATUS_FILE_IS_A_DIRECTORY),
+    ],
+)
+def test_the_short_ways_fail_as_an_open_file_fails(
+    place: Place, name: str, status: NtStatus
+) -> None:
+    place.folder.joinpath("sub").mkdir()
+    path = place.path(name)
+    opened = _status_of(lambda: place.client.open(path, "rb"))
+    assert opened[1] == status
+    assert _status_of(lambda: place.client.read_bytes(path)) == opened
+    if status != NtStatus.STATUS_OBJECT_NAME_NOT_FOUND:  # (else both make the file)
+        written = _status_of(lambda: place.client.open(path, "wb"))
+        assert _status_of(lambda: place.client.write_bytes(path, b"abc")) == written
+    if status != NtStatus.STATUS_FILE_IS_A_DIRECTORY:
+        assert _status_of(lambda: place.client.stat(path))[1] == status
+        assert place.client.stat_many([path])[0].status == status  # type: ignore[union-attr]
+
+
+def test_stat_of_the_share_root_and_stat_many(place: Place) -> None:
+    place.folder.joinpath("a.txt").write_bytes(b"abc")
+    root = "\\".join(place.unc.split("\\")[:4])  # \\server\share
+    assert place.client.stat(root).is_dir
+    assert place.client.stat(place.unc).is_dir
+    many = place.client.stat_many([place.path("a.txt"), place.path("b.txt"), place.unc])
+    assert [getattr(m, "size", None) for m in many[:1]] == [3]
+    assert getattr(many[1], "status", None) == NtStatus.STATUS_OBJECT_NAME_NOT_FOUND
+    assert getattr(many[2], "is_dir", None) is True
+
+
+def test_async_listing_and_small_files(place: Place, daemon: tuple) -> None:
+    for i in range(MANY):
+        place.folder.joinpath(f"f{i:05d}").write_bytes(b"x")
+    place.folder.joinpath(LONG).write_bytes(b"")
+    expected = place.client.listdir(place.unc)
+
+    async def go() -> tuple[list[str], list[str], bytes]:
+        async with AsyncClient(daemon[0].runtime_dir, timeout=30) as c:
+            names = await c.listdir(place.unc)
+            some = await c.listdir(place.unc, "f0000?")
+            await c.write_bytes(place.path("w.bin"), _data(SMALL_READ_BYTES))
+            back = await c.read_bytes(place.path("w.bin"))
+            return names, some, back
+
+    names, some, back = asyncio.run(go())
+    assert sorted(names) == sorted(expected) and len(names) == MANY + 1
+    assert sorted(some) == [f"f0000{i}" for i in range(10)]
+    assert back == _data(SMALL_READ_BYTES)
+
+
+def test_fsspec_ls_find_and_walk(place: Place, daemon: tuple) -> None:
+    fsspec = pytest.importorskip("fsspec")
+    from rdbss.fsspec_fs import RdbssFileSystem  # noqa: F401 (registers nothing, imports)
+
+    fsspec.register_implementation("rdbss", "rdbss.fsspec_fs.RdbssFileSystem", clobber=True)
+    place.folder.joinpath("sub").mkdir()
+    place.folder.joinpath("sub", "deep.txt").write_bytes(b"dd")
+    place.folder.joinpath("top.txt").write_bytes(b"t")
+    runtime_dir = str(daemon[0].runtime_dir)
+    fs = fsspec.filesystem("rdbss", runtime_dir=runtime_dir, skip_instance_cache=True)
+    try:
+        base = place.unc.lstrip("\\").replace("\\", "/")
+        listed = {e["name"].rsplit("/", 1)[-1]: e for e in fs.ls(base, detail=True)}
+        assert set(listed) == {"sub", "top.txt"}
+        assert listed["sub"]["type"] == "directory" and listed["top.txt"]["size"] == 1
+        found = sorted(p.rsplit(base, 1)[-1] for p in fs.find(base))
+        assert found == ["/sub/deep.txt", "/top.txt"]
+        walked = [(r.rsplit(base, 1)[-1], sorted(d), sorted(f)) for r, d, f in fs.walk(base)]
+        assert walked == [("", ["sub"], ["top.txt"]), ("/sub", [], ["deep.txt"])]
+        with pytest.raises(FileNotFoundError):
+            fs.ls(base + "/missing")
+        assert fs.info(base + "/top.txt")["size"] == 1
+    finally:
+        fs.close()
