@@ -7,6 +7,7 @@ and SMB (Samba) mini-redirectors."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -129,3 +130,30 @@ def test_fsspec_ls_find_and_walk(place: Place, daemon: tuple) -> None:
         assert fs.info(base + "/top.txt")["size"] == 1
     finally:
         fs.close()
+
+
+def test_the_cli_lists_cats_and_stats_on_every_backend(place: Place, daemon: tuple) -> None:
+    d = daemon[0]
+    place.folder.joinpath(LONG).write_bytes(b"0123456789")
+    place.folder.joinpath("sub").mkdir()
+    url = place.unc.replace("\\", "/")
+
+    def ok(*args: str) -> str:
+        proc = d.cli(*args)
+        assert proc.returncode == 0, proc.stderr.decode()
+        return str(proc.stdout.decode())
+
+    listing = json.loads(ok("--json", "ls", url))
+    assert sorted(e["name"] for e in listing) == sorted([LONG, "sub"])
+    assert {e["name"]: e["size"] for e in listing}[LONG] == 10
+    assert LONG in ok("ls", "-l", url)
+    assert ok("cat", f"{url}/{LONG}") == "0123456789"
+    assert json.loads(ok("--json", "stat", f"{url}/{LONG}"))["size"] == 10
+    for args, status in (
+        (("ls", f"{url}/missing"), b"STATUS_OBJECT_NAME_NOT_FOUND"),
+        (("ls", f"{url}/nofolder/x"), b"STATUS_OBJECT_PATH_NOT_FOUND"),
+        (("cat", f"{url}/sub"), b"STATUS_FILE_IS_A_DIRECTORY"),
+        (("cat", f"{url}/missing"), b"STATUS_OBJECT_NAME_NOT_FOUND"),
+    ):
+        proc = d.cli(*args)
+        assert proc.returncode == 1 and status in proc.stderr, (args, proc.stderr)
