@@ -157,3 +157,12 @@ def test_the_cli_lists_cats_and_stats_on_every_backend(place: Place, daemon: tup
     ):
         proc = d.cli(*args)
         assert proc.returncode == 1 and status in proc.stderr, (args, proc.stderr)
+
+
+def test_the_cli_lists_a_file_by_its_name(place: Place, daemon: tuple) -> None:
+    place.folder.joinpath("one.txt").write_bytes(b"12345")
+    url = place.unc.replace("\\", "/") + "/one.txt"
+    proc = daemon[0].cli("--json", "ls", url)
+    assert proc.returncode == 0, proc.stderr
+    (entry,) = json.loads(proc.stdout)
+    assert (entry["name"], entry["size"], entry["dir"]) == ("one.txt", 5, False)
