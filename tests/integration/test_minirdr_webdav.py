@@ -523,3 +523,17 @@ def test_a_whole_read_of_a_big_file_whose_size_changed_on_the_server(
         got = bytes(f.readall())
     assert got in (first, second), (len(got), len(first), len(second))
     assert client.read_bytes(dav.unc(name)) == second
+
+
+@pytest.mark.parametrize("size", [0, 5, 200_000])
+def test_times_after_a_create_or_write_are_the_servers(dav: Dav, client: Client, size: int) -> None:
+    """The times a stat reports right after a file was made or written through rdbss are the
+    ones the server keeps (getlastmodified: the file's mtime, to the second), so that they do
+    not change once the attributes kept since are stale and a PROPFIND answers instead."""
+    name = f"times-{size}.bin"
+    client.write_bytes(dav.unc(name), b"x" * size)
+    st = client.stat(dav.unc(name))
+    server_mtime = int(dav.folder(name).stat().st_mtime) * 1_000_000_000
+    assert (st.size, st.last_write_time) == (size, server_mtime)
+    with client.open(dav.unc(name), "rb", buffering=0) as f:
+        assert f.stat().last_write_time == server_mtime
