@@ -166,3 +166,28 @@ def test_the_cli_lists_a_file_by_its_name(place: Place, daemon: tuple) -> None:
     assert proc.returncode == 0, proc.stderr
     (entry,) = json.loads(proc.stdout)
     assert (entry["name"], entry["size"], entry["dir"]) == ("one.txt", 5, False)
+
+
+def _outcome(call: object) -> object:
+    try:
+        return call()  # type: ignore[operator]
+    except OSError as exc:
+        return type(exc), getattr(exc, "status", None)
+
+
+def test_a_read_only_file_is_written_whole_as_an_open_file_writes_it(place: Place) -> None:
+    """A file read-only on the server: a whole small write (one compound) is refused (or let
+    through) as an open for writing is, and the file reads whole either way."""
+    target = place.folder.joinpath("ro.txt")
+    target.write_bytes(b"old")
+    target.chmod(0o444)
+    try:
+        alone = _outcome(lambda: place.client.open(place.path("ro.txt"), "r+b").close())
+        packed = _outcome(lambda: place.client.write_bytes(place.path("ro.txt"), b"old"))
+        assert (alone is None) == (packed == 3), (alone, packed)
+        if alone is not None:
+            assert packed == alone
+        assert place.client.read_bytes(place.path("ro.txt")) == b"old"
+        assert place.client.stat(place.path("ro.txt")).size == 3
+    finally:
+        target.chmod(0o644)
