@@ -191,3 +191,23 @@ def test_a_read_only_file_is_written_whole_as_an_open_file_writes_it(place: Plac
         assert place.client.stat(place.path("ro.txt")).size == 3
     finally:
         target.chmod(0o644)
+
+
+@pytest.mark.parametrize("count", [511, 512, 1023, 1024, 1025])
+def test_listings_of_a_batch_boundary_list_every_entry_once(
+    place: Place, daemon: tuple, count: int
+) -> None:
+    """Folders of one or two batches (512 entries each) exactly, and one more or less: the
+    listing compound's two queries and the queries after them list every entry once, through
+    Client.scandir, AsyncClient.listdir and a pattern."""
+    names = sorted(f"e{i:05d}" for i in range(count))
+    for name in names:
+        place.folder.joinpath(name).write_bytes(b"")
+    assert sorted(place.client.listdir(place.unc)) == names
+    assert sorted(place.client.listdir(place.unc, "e*")) == names
+
+    async def listed() -> list[str]:
+        async with AsyncClient(daemon[0].runtime_dir, timeout=30) as c:
+            return await c.listdir(place.unc)
+
+    assert sorted(asyncio.run(listed())) == names
