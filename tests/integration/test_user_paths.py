@@ -211,3 +211,18 @@ def test_listings_of_a_batch_boundary_list_every_entry_once(
             return await c.listdir(place.unc)
 
     assert sorted(asyncio.run(listed())) == names
+
+
+@pytest.mark.parametrize(
+    "name", ["😀 smile.txt", "a%20b #1&=+;.txt", "it's [x] {y} ~!@$^.txt", "ÅNGSTRÖM.TXT"]
+)
+def test_names_that_need_escaping_take_the_short_ways(place: Place, name: str) -> None:
+    """Names of characters outside the BMP (a UTF-16 pair), of URL and glob characters: a
+    whole small write and read, a stat and a listing find the same file."""
+    path = place.path(name)
+    assert place.client.write_bytes(path, b"named") == 5
+    assert place.folder.joinpath(name).read_bytes() == b"named"
+    assert place.client.read_bytes(path) == b"named"
+    assert place.client.stat(path).size == 5
+    assert place.client.listdir(place.unc) == [name]
+    assert [e.size for e in place.client.scandir(place.unc)] == [5]
