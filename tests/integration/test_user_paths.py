@@ -128,6 +128,18 @@ def test_fsspec_ls_find_and_walk(place: Place, daemon: tuple) -> None:
         with pytest.raises(FileNotFoundError):
             fs.ls(base + "/missing")
         assert fs.info(base + "/top.txt")["size"] == 1
+        data = _data(SMALL_READ_BYTES + 1)
+        for size in (0, 5, SMALL_READ_BYTES, SMALL_READ_BYTES + 1):
+            fs.pipe_file(f"{base}/{LONG}", data[:size])
+            assert fs.cat_file(f"{base}/{LONG}") == data[:size]
+            assert fs.cat_file(f"{base}/{LONG}", start=1, end=4) == data[1:4][: max(size - 1, 0)]
+            assert fs.info(f"{base}/{LONG}")["size"] == size
+        assert not fs.exists(base + "/missing") and fs.exists(base + "/sub")
+        assert fs.isdir(base + "/sub") and not fs.isdir(base + "/top.txt")
+        with pytest.raises(FileNotFoundError):
+            fs.cat_file(base + "/missing/x")
+        fs.rm(base + "/sub", recursive=True)
+        assert sorted(fs.ls(base, detail=False)) == sorted([f"{base}/top.txt", f"{base}/{LONG}"])
     finally:
         fs.close()
 
