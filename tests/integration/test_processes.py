@@ -249,11 +249,11 @@ def test_listings_and_small_files_while_a_minirdr_dies_are_right_or_fail(
                 except NtStatusError as exc:
                     statuses.add(exc.status_name)
 
-    threads = [threading.Thread(target=load, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
     with d.client() as c:
-        before = c.status()["handles"]
+        before = c.status()["handles"]  # (before the loads: each has a handle open at times)
+        threads = [threading.Thread(target=load, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
         for _ in range(3):
             time.sleep(0.4)
             old = d.child_pid("local")
