@@ -299,3 +299,18 @@ def test_a_stat_answers_what_an_open_for_attributes_answers(place: Place) -> Non
     finally:
         place.client.close_handle(doomed.fobx)
     assert _short_stat(place, place.path("sub\\f.txt"))[1] == NtStatus.STATUS_OBJECT_NAME_NOT_FOUND  # type: ignore[index]
+
+
+def test_an_exclusive_whole_write_of_an_existing_name_collides(place: Place) -> None:
+    place.folder.joinpath("there.txt").write_bytes(b"kept")
+    place.folder.joinpath("sub").mkdir()
+    for name in ("there.txt", "sub"):
+        alone = _status_of(lambda n=name: place.client.open(place.path(n), "xb"))  # type: ignore[misc]
+        packed = _status_of(
+            lambda n=name: place.client.write_bytes(place.path(n), b"new", exclusive=True)  # type: ignore[misc]
+        )
+        assert packed == alone, name
+        assert alone[1] == NtStatus.STATUS_OBJECT_NAME_COLLISION, name
+    assert place.folder.joinpath("there.txt").read_bytes() == b"kept"
+    assert place.client.write_bytes(place.path("new.txt"), b"new", exclusive=True) == 3
+    assert place.client.read_bytes(place.path("new.txt")) == b"new"
