@@ -314,3 +314,23 @@ def test_an_exclusive_whole_write_of_an_existing_name_collides(place: Place) -> 
     assert place.folder.joinpath("there.txt").read_bytes() == b"kept"
     assert place.client.write_bytes(place.path("new.txt"), b"new", exclusive=True) == 3
     assert place.client.read_bytes(place.path("new.txt")) == b"new"
+
+
+def test_stat_many_of_many_paths_answers_each(place: Place, daemon: tuple) -> None:
+    """More stats at once than one compound holds: an answer for each path, in order, through
+    Client and AsyncClient."""
+    for i in range(0, 700, 2):
+        place.folder.joinpath(f"s{i:04d}").write_bytes(b"x" * (i % 5))
+    paths = [place.path(f"s{i:04d}") for i in range(700)]
+    want = [i % 5 if i % 2 == 0 else NtStatus.STATUS_OBJECT_NAME_NOT_FOUND for i in range(700)]
+
+    def seen(results: list) -> list:  # type: ignore[type-arg]
+        return [getattr(r, "size", getattr(r, "status", r)) for r in results]
+
+    assert seen(place.client.stat_many(paths)) == want
+
+    async def many() -> list:  # type: ignore[type-arg]
+        async with AsyncClient(daemon[0].runtime_dir, timeout=30) as c:
+            return await c.stat_many(paths)
+
+    assert seen(asyncio.run(many())) == want
