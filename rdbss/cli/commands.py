@@ -5,6 +5,7 @@ are raised (``rdbss.cli.main`` turns them into the message and the exit code).""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tomllib
 from pathlib import Path
@@ -35,7 +36,10 @@ def cmd_ls(args: argparse.Namespace) -> int:
         return _ls_server(args, paths.split_unc(args.path).server)
     with client_of(args) as client:
         info = client.stat(args.path)
-        entries = list(client.scandir(args.path, args.pattern)) if info.is_dir else [info]
+        # a file is listed by its own name, as its folder's listing names it (a stat's answer
+        # names it by its path in the share)
+        file = dataclasses.replace(info, name=info.name.rsplit("\\", 1)[-1])
+        entries = list(client.scandir(args.path, args.pattern)) if info.is_dir else [file]
     data = [
         {
             "name": e.name,

@@ -225,3 +225,51 @@ def test_a_client_idle_while_its_daemon_is_gone_is_not_frozen_by_its_link_events
         [sys.executable, "-c", _IDLE_CLIENT], capture_output=True, text=True, timeout=60
     )
     assert done.stdout.strip() == "closed", (done.stdout, done.stderr[-2000:])
+
+
+def test_stats_listings_and_small_files_while_the_core_dies(fresh_daemon: Daemon) -> None:
+    """A lone stat (its own short way), a listing and a small file's read, each one compound,
+    sent in a loop while the core is killed: each answers right or fails at once with
+    STATUS_CONNECTION_DISCONNECTED; once the core is back, each answers right again, through
+    Client and AsyncClient."""
+    d = fresh_daemon
+    (d.share_dir / "core-kill").mkdir()
+    (d.share_dir / "core-kill" / "a.txt").write_bytes(b"abc")
+    folder, path = d.share + r"\core-kill", d.share + r"\core-kill\a.txt"
+    with d.client(timeout=10) as c:
+        calls = (
+            (lambda: c.stat(path).size, 3),
+            (lambda: c.listdir(folder), ["a.txt"]),
+            (lambda: c.read_bytes(path), b"abc"),
+            (lambda: [getattr(s, "size", s) for s in c.stat_many([path])], [3]),
+        )
+        for call, want in calls:
+            old = _kill_core_after(d, 0.2)
+            deadline = time.monotonic() + 10
+            while d.processes().get("core", old) == old and time.monotonic() < deadline:
+                started = time.monotonic()
+                try:
+                    assert call() == want
+                except NtStatusError as exc:
+                    _assert_lost_at_once(started, exc)
+            _core_restarted(d, old)
+            assert call() == want
+
+    async def scenario() -> None:
+        async with AsyncClient(d.runtime_dir, timeout=10) as a:
+            old = _kill_core_after(d, 0.2)
+            deadline = time.monotonic() + 10
+            while d.processes().get("core", old) == old and time.monotonic() < deadline:
+                started = time.monotonic()
+                try:
+                    assert (await a.stat(path)).size == 3
+                    assert await a.listdir(folder) == ["a.txt"]
+                    assert await a.read_bytes(path) == b"abc"
+                except NtStatusError as exc:
+                    _assert_lost_at_once(started, exc)
+            _core_restarted(d, old)
+            assert (await a.stat(path)).size == 3
+            assert await a.listdir(folder) == ["a.txt"]
+            assert await a.read_bytes(path) == b"abc"
+
+    asyncio.run(scenario())

@@ -422,3 +422,22 @@ def test_a_folder_larger_than_one_compound_is_listed_whole(mounted: Mount) -> No
     assert len(listed) == len(names) and set(listed) == names
     assert mounted.sh("ls many | wc -l").stdout.strip() == str(len(names))
     shutil.rmtree(folder)
+
+
+def test_ls_right_after_a_write_shows_what_it_shows_later(backed: Backed) -> None:
+    """Sizes and write times the mount shows right after files were made or written through it
+    (from the create's and the writes' answers) are the server's: they stay the same once the
+    mount's cache and the daemon's attributes are stale and the server is asked again."""
+    backed.mount.sh(
+        "mkdir fresh && : > fresh/empty && printf abc > fresh/small && "
+        "head -c 70000 /dev/zero > fresh/medium && printf more >> fresh/small"
+    )
+    show = "stat -c '%n %s %Y' fresh/empty fresh/small fresh/medium"
+    first = backed.mount.sh(show).stdout
+    time.sleep(ATTR_TIMEOUT_S * 2)  # (the mount's cache of attributes is stale then)
+    assert backed.mount.sh(show).stdout == first
+    for line in first.splitlines():
+        name, size, mtime = line.split()
+        host = os.stat(backed.host(name))
+        assert (int(size), int(mtime)) == (host.st_size, int(host.st_mtime)), line
+    backed.mount.sh("rm -rf fresh")

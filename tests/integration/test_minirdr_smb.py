@@ -22,6 +22,7 @@ import pytest
 from rdbss.client import Client
 from rdbss.minirdrs.smb.config import ServerConfig
 from rdbss.minirdrs.smb.minirdr import SmbMiniRdr
+from rdbss.requests import SMALL_READ_BYTES
 from rdbss.wire import (
     Access,
     CreateDisposition,
@@ -440,3 +441,34 @@ def test_finalized_srv_call_keeps_handles_closable_and_connects_again(smb: Smb) 
         m.close_srv_open(ctx(srv_open=new))
     finally:
         m.close()
+
+
+@pytest.mark.parametrize("size", [0, SMALL_READ_BYTES, SMALL_READ_BYTES + 1])
+@pytest.mark.parametrize("where", ["share", "session"])
+def test_small_files_stats_and_listings_sealed(
+    smb: Smb, client: Client, where: str, size: int
+) -> None:
+    """The packed small-file requests, the stat and the listing compound on an encrypted share
+    and over an encrypted session: byte exact, and failing as an open one by one does."""
+    secure = smb.server.encrypted_share_name
+    assert secure is not None
+    server = "smbcrypt" if where == "session" else "sambatest"
+    share = "share" if where == "session" else secure
+    folder = f"sealed-{where}-{size}"
+    client.mkdir(smb.unc(folder, server=server, share=share))
+    name = f"{folder}\\{'ü' * 40}日本.bin"
+    data = bytes(i % 253 for i in range(size))
+    path = smb.unc(name, server=server, share=share)
+    assert client.write_bytes(path, data) == size
+    assert client.read_bytes(path) == data
+    assert client.stat(path).size == size
+    assert client.listdir(smb.unc(folder, server=server, share=share)) == [name.split("\\")[1]]
+    missing = smb.unc(f"{folder}\\nothing\\x.bin", server=server, share=share)
+    with pytest.raises(FileNotFoundError) as alone:
+        client.open(missing, "rb")
+    with pytest.raises(FileNotFoundError) as packed:
+        client.read_bytes(missing)
+    assert getattr(packed.value, "status", 0) == getattr(alone.value, "status", 1)
+    with pytest.raises(FileNotFoundError) as stat:
+        client.stat(missing)
+    assert getattr(stat.value, "status", 0) == S.STATUS_OBJECT_PATH_NOT_FOUND

@@ -489,3 +489,51 @@ def test_query_open_is_one_propfind(dav: Dav, tmp_path: Path) -> None:
                 assert ei.value.status == status, (path, routine)
     finally:
         minirdr.close()
+
+
+@pytest.mark.parametrize("other", [b"B" * 5, b"longer by far", b""])
+def test_a_file_replaced_by_another_client_after_its_write_reads_as_replaced(
+    dav: Dav, client: Client, other: bytes
+) -> None:
+    """A file written through rdbss (a later read of it is one GET) and then replaced by
+    another client: a read through rdbss gives the other client's bytes, and a stat its size
+    once the attributes kept since the write are stale."""
+    name = f"replaced-{len(other)}.txt"
+    client.write_bytes(dav.unc(name), b"A" * 5)
+    assert client.read_bytes(dav.unc(name)) == b"A" * 5
+    dav.put(other, name)
+    assert client.read_bytes(dav.unc(name)) == other
+    with client.open(dav.unc(name), "rb") as f:
+        assert f.read() == other
+
+
+@pytest.mark.parametrize("change", [-300_000, 300_000])
+def test_a_whole_read_of_a_big_file_whose_size_changed_on_the_server(
+    dav: Dav, client: Client, change: int
+) -> None:
+    """A read of 1 MiB or more from byte 0 opens the stream at once: when another client
+    replaced the file (shorter or longer) since the open, what the reads return is one whole
+    version of the file, never a mix or a length the server never had."""
+    name = f"big-changed-{change}.bin"
+    first = bytes(i % 251 for i in range(1_500_000))
+    dav.put(first, name)
+    second = bytes((i * 7) % 253 for i in range(len(first) + change))
+    with client.open(dav.unc(name), "rb", buffering=0) as f:
+        dav.put(second, name)
+        got = bytes(f.readall())
+    assert got in (first, second), (len(got), len(first), len(second))
+    assert client.read_bytes(dav.unc(name)) == second
+
+
+@pytest.mark.parametrize("size", [0, 5, 200_000])
+def test_times_after_a_create_or_write_are_the_servers(dav: Dav, client: Client, size: int) -> None:
+    """The times a stat reports right after a file was made or written through rdbss are the
+    ones the server keeps (getlastmodified: the file's mtime, to the second), so that they do
+    not change once the attributes kept since are stale and a PROPFIND answers instead."""
+    name = f"times-{size}.bin"
+    client.write_bytes(dav.unc(name), b"x" * size)
+    st = client.stat(dav.unc(name))
+    server_mtime = int(dav.folder(name).stat().st_mtime) * 1_000_000_000
+    assert (st.size, st.last_write_time) == (size, server_mtime)
+    with client.open(dav.unc(name), "rb", buffering=0) as f:
+        assert f.stat().last_write_time == server_mtime

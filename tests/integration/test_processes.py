@@ -215,3 +215,57 @@ def test_children_stop_when_the_supervisor_is_killed() -> None:
         os.kill(d.pid, signal.SIGKILL)
         wait_until(lambda: not any(_running(pid) for pid in children.values()), timeout=20)
         assert read_pid(d.runtime_dir) is None  # its lock went with it
+
+
+def test_listings_and_small_files_while_a_minirdr_dies_are_right_or_fail(
+    fresh_daemon: Daemon,
+) -> None:
+    """Listings (one compound, then queries on its handle), whole small files and stats running
+    while their mini-redirector is killed: each answers what is there (every entry once) or
+    fails with a connection status; nothing waits for its deadline, no handle is left open."""
+    d = fresh_daemon
+    folder = d.share_dir / "many"
+    folder.mkdir()
+    names = sorted(f"f{i:04d}" for i in range(1100))
+    for name in names:
+        (folder / name).write_bytes(name.encode())
+    unc = d.share + r"\many"
+    wrong: list[str] = []
+    statuses: set[str] = set()
+    ok = [0]
+    stop = threading.Event()
+
+    def load(i: int) -> None:
+        with d.client(timeout=20.0) as c:
+            while not stop.is_set():
+                try:
+                    if i == 0:
+                        got = c.listdir(unc)
+                        if sorted(got) != names:
+                            wrong.append(f"{len(got)} entries, {len(set(got))} names")
+                    elif (data := c.read_bytes(unc + r"\f0007")) != b"f0007":
+                        wrong.append(repr(data))
+                    ok[0] += 1
+                except NtStatusError as exc:
+                    statuses.add(exc.status_name)
+
+    with d.client() as c:
+        before = c.status()["handles"]  # (before the loads: each has a handle open at times)
+        threads = [threading.Thread(target=load, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for _ in range(3):
+            time.sleep(0.4)
+            old = d.child_pid("local")
+            os.kill(old, signal.SIGKILL)
+            wait_until(lambda o=old: _peer_pid(c, "local") not in (None, o), timeout=10.0)
+        time.sleep(0.4)
+        stop.set()
+        for t in threads:
+            t.join(30)
+        assert not any(t.is_alive() for t in threads)
+        assert wrong == []
+        assert statuses <= {"STATUS_CONNECTION_DISCONNECTED"}, statuses
+        assert ok[0] > 3
+        assert sorted(c.listdir(unc)) == names
+        wait_until(lambda: c.status()["handles"] == before, timeout=5.0, poll=0.05)

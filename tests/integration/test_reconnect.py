@@ -201,3 +201,31 @@ def test_a_new_share_on_a_server_whose_connection_dropped_connects(
     time.sleep(1.0)
     client.listdir(backend.other_root)
     client.listdir(backend.unc_root)  # and the share in use before
+
+
+def test_the_short_ways_after_each_server_restart(backend: Backend, client: Client) -> None:
+    """The first request after the server restarted, for each of the one-compound ways (a
+    stat, a small file's whole read, a listing; each sent again on a new connection, as it
+    may be) answers right and in time. A small file's whole write (never sent again) right
+    after a restart lands or fails with the lost connection, and lands when sent again."""
+    (backend.folder / "after").mkdir(exist_ok=True)
+    (backend.folder / "after" / "s.txt").write_bytes(b"short")
+    folder, path = backend.unc("after"), backend.unc(r"after\s.txt")
+    calls = (
+        lambda: client.stat(path).size == 5,
+        lambda: client.read_bytes(path) == b"short",
+        lambda: client.listdir(folder) == ["s.txt"],
+        lambda: getattr(client.stat_many([path, folder])[0], "size", None) == 5,
+    )
+    for call in calls:
+        backend.server.restart()
+        results: list[bool] = []
+        _timed(lambda c=call, r=results: r.append(c()))  # type: ignore[misc]
+        assert results == [True]
+    backend.server.restart()
+    try:
+        client.write_bytes(backend.unc(r"after\w.txt"), b"lost?")
+    except NtStatusError as exc:
+        assert exc.status == S.STATUS_CONNECTION_DISCONNECTED, exc
+    assert client.write_bytes(backend.unc(r"after\w.txt"), b"landed") == 6
+    assert (backend.folder / "after" / "w.txt").read_bytes() == b"landed"

@@ -190,3 +190,30 @@ def test_a_share_for_another_user_on_an_idle_server_logs_on_as_that_user(
     assert client.read_bytes(r"\\smbalice\share\alice.txt") == b"as alice"
     exc = _failure(lambda: client.stat(r"\\smbalicebad\share"))
     assert exc.status == S.STATUS_LOGON_FAILURE, exc
+
+
+def test_a_small_read_and_a_listing_meeting_an_ended_session(
+    servers: Servers, client: Client
+) -> None:
+    """A whole small file's read and a listing (each one compound) meeting a session the
+    server ended: answered over a new session, or failed with the session's status, never a
+    wrong answer or a handle left open."""
+    client.mkdir(r"\\sambatest\share\ended", exist_ok=True)
+    unc = r"\\sambatest\share\ended\small.txt"
+    client.write_bytes(unc, b"small")
+    before = client.status()["handles"]
+    for call, want in (
+        (lambda: client.read_bytes(unc), b"small"),
+        (lambda: client.listdir(r"\\sambatest\share\ended"), ["small.txt"]),
+        (lambda: client.stat(unc).size, 5),
+    ):
+        (ours,) = servers.main.session_ids()
+        servers.main.end_session(ours)
+        try:
+            got = call()
+        except NtStatusError as exc:
+            assert exc.status == S.STATUS_USER_SESSION_DELETED, exc
+            got = call()
+        assert got == want
+        assert ours not in servers.main.session_ids()
+    assert client.status()["handles"] == before
