@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from rdbss.core.answers import Answers
 from rdbss.core.handles import Handles
@@ -25,14 +26,14 @@ log = logging.getLogger("rdbss.core")
 S = NtStatus
 
 
+@dataclass(slots=True)
 class QueryOpens:
-    def __init__(
-        self, state: CoreState, answers: Answers, sending: Sending, handles: Handles
-    ) -> None:
-        self.state = state
-        self.answers = answers
-        self.sending = sending
-        self.handles = handles
+    """The core's services a query open uses (those of its Compounds)."""
+
+    state: CoreState
+    answers: Answers
+    sending: Sending
+    handles: Handles
 
     def stat_alone(
         self,
