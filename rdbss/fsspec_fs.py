@@ -30,7 +30,7 @@ import fsspec  # type: ignore[import-untyped,unused-ignore]
 from fsspec.spec import AbstractBufferedFile  # type: ignore[import-untyped,unused-ignore]
 from fsspec.utils import stringify_path  # type: ignore[import-untyped,unused-ignore]
 
-from rdbss.client import SHORT_MEANS_END, SMALL_WRITE_BYTES, Client, FileInfo, Handle
+from rdbss.client import SHORT_MEANS_END, Client, FileInfo, Handle
 from rdbss.config import Config, load_config
 from rdbss.wire import (
     Access,
@@ -348,17 +348,17 @@ class RdbssFileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]
             if mode == "create"
             else CreateDisposition.FILE_OVERWRITE_IF
         )
-        if len(value) <= SMALL_WRITE_BYTES:
-            # create, write and close as one compound (Client.write_bytes); a missing parent
-            # folder sends it the way below, which makes it
-            try:
-                self.client.write_bytes(
-                    to_unc(self._strip_protocol(path)), value, exclusive=mode == "create"
-                )
-                return
-            except FileNotFoundError as exc:
-                if getattr(exc, "status", None) != S.STATUS_OBJECT_PATH_NOT_FOUND:
-                    raise
+        # Client.write_bytes: a small file's create, write and close as one compound, a
+        # larger one's pieces in flight; a missing parent folder (refused at the create,
+        # before any byte is sent) sends it the way below, which makes the folder
+        try:
+            self.client.write_bytes(
+                to_unc(self._strip_protocol(path)), value, exclusive=mode == "create"
+            )
+            return
+        except FileNotFoundError as exc:
+            if getattr(exc, "status", None) != S.STATUS_OBJECT_PATH_NOT_FOUND:
+                raise
         handle = self._create(
             self._strip_protocol(path), Access.GENERIC_WRITE, disposition, parents=True
         )

@@ -233,6 +233,9 @@ def test_cat_pipe_ranges_and_files(daemon: Daemon, fs: RdbssFileSystem, base: st
 
     with pytest.raises(FileExistsError):
         fs.pipe_file(f"{base}/t.txt", b"x", mode="create")
+    with pytest.raises(FileExistsError):  # a large value: refused at its create, file intact
+        fs.pipe_file(f"{base}/deep/er/blob.bin", b"y" * len(data), mode="create")
+    assert (host / "deep" / "er" / "blob.bin").read_bytes() == data
     with pytest.raises(FileNotFoundError):
         fs.open(f"{base}/missing", "rb")
     with pytest.raises(IsADirectoryError):
