@@ -291,19 +291,11 @@ class Client:
         """Send on the connection, waiting for one (up to the request's deadline) when there is
         none: the core restarting, the first call. Raises at once what ``rdbss.link`` rules
         cannot wait (no daemon, a key refused)."""
-        if self._closed:
-            raise error_for_status(S.STATUS_INVALID_HANDLE, "the client is closed")
-        if isinstance(ctx, RxContext):
-            ctx.flags |= _BUNDLE_OK  # answers may come bundled: _receive_one opens them
-        frames = pack_frames(self._codec, ctx, payload)
+        frames = self._frames(ctx, payload)
         self.requests_sent += 1
-        # the link's news first: a connection lost while idle must not fail this request
-        self._link_news()
-        try:
-            send_frames(self._sock, frames, NOBLOCK)
+        if self._send_at_once(frames):
             return
-        except zmq.Again:  # no connection (or a full queue): wait for one below
-            pass
+        # no connection (or a full queue): wait for one
         started = time.monotonic()
         deadline = started + ctx.timeout_ms / 1000.0
         while True:
@@ -319,6 +311,24 @@ class Client:
                     return
                 except zmq.Again:
                     continue
+
+    def _frames(self, ctx: RxContext | Compound, payload: rq.Data | None) -> list[Any]:
+        """``ctx`` packed to go (refused on a closed client)."""
+        if self._closed:
+            raise error_for_status(S.STATUS_INVALID_HANDLE, "the client is closed")
+        if isinstance(ctx, RxContext):
+            ctx.flags |= _BUNDLE_OK  # answers may come bundled: _receive_one opens them
+        return pack_frames(self._codec, ctx, payload)
+
+    def _send_at_once(self, frames: list[Any]) -> bool:
+        """Send without waiting, the link's news first (a connection lost while idle must not
+        fail this request); False when there is no connection (or a full queue)."""
+        self._link_news()
+        try:
+            send_frames(self._sock, frames, NOBLOCK)
+        except zmq.Again:
+            return False
+        return True
 
     def _check_link(self) -> None:
         """Take the link's news: fail what a lost connection carried; raise when a request
@@ -404,7 +414,7 @@ class Client:
         finally:
             self._outstanding.discard(request_id)
 
-    def submit(self, ctx: RxContext, payload: rq.Data | None = None) -> int:
+    def submit(self, ctx: RxContext | Compound, payload: rq.Data | None = None) -> int:
         """Send a request without waiting; ``collect(id)`` waits for its answer later (several
         may be outstanding, e.g. reads ahead). Returns its request id."""
         with self._lock:
@@ -529,14 +539,9 @@ class Client:
         if not self._lock.acquire(blocking=False):
             return None
         try:
-            if self._closed:
-                raise error_for_status(S.STATUS_INVALID_HANDLE, "the client is closed")
             cx = rq.compound(requests, self._timeout_ms)
             cx.request_id = next(self._ids)
-            self._link_news()
-            try:
-                send_frames(self._sock, pack_frames(self._codec, cx, None), NOBLOCK)
-            except zmq.Again:
+            if not self._send_at_once(self._frames(cx, None)):
                 return None
             self.requests_sent += 1
             self._outstanding.add(cx.request_id)
@@ -1071,12 +1076,7 @@ class Client:
     def stat(self, path: str) -> FileInfo:
         """Open for attributes and close, as one compound: one round trip to the daemon and
         one message to the mini-redirector."""
-        cx = rq.stat_compound(path, self._timeout_ms)
-        with self._lock:
-            cx.request_id = next(self._ids)
-            self._send(cx, None)
-            self._outstanding.add(cx.request_id)
-            answer, _ = self._wait_for(cx.request_id, self.timeout)
+        answer, _ = self.collect(self.submit(rq.stat_compound(path, self._timeout_ms)))
         return rq.stat_result(answer)
 
     def exists(self, path: str) -> bool:
