@@ -118,20 +118,39 @@ class Files:
             and self.caching.cached_read(ident, ctx, fobx)
         ):
             return
-        if op == _READ:
-            # nothing below concerns a read (no attribute change, no lease, always idempotent)
-            # but its relay and its retry after a lost connection
-            self.sending.send(
-                srv_open.minirdr,
-                ctx,
-                payload,
-                self.retrying(ident, ctx, payload, self.answers.relay(ident, ctx)),
-                net_root=fcb.net_root,
-                owner=(ident, ctx.request_id),
-            )
+        # a read changes no attribute, takes no lease and is always idempotent: its relay and
+        # its retry after a lost connection are all that follow its answer
+        then = (
+            self.retrying(ident, ctx, payload, self.answers.relay(ident, ctx))
+            if op == _READ
+            else self._continuation(ident, ctx, payload, fobx, fcb, routine, op)
+        )
+        if then is None:
             return
+        self.sending.send(
+            srv_open.minirdr,
+            ctx,
+            payload,
+            then,
+            net_root=fcb.net_root,
+            owner=(ident, ctx.request_id),
+        )
+
+    def _continuation(
+        self,
+        ident: bytes,
+        ctx: RxContext,
+        payload: Payload,
+        fobx: Fobx,
+        fcb: Fcb,
+        routine: Routine,
+        op: LowIoOp | None,
+    ) -> Then | None:
+        """What follows the answer of a handle request other than a read, with the state it
+        changes before it goes (locks, delayed closes, the enumeration, leases); None when the
+        attribute cache answered it here."""
         if routine == Routine.MRxQueryFileInfo and self._cached_query(ident, ctx, fcb):
-            return
+            return None
         then = self.answers.relay(ident, ctx)
         if op == LowIoOp.WRITE:
             then = self.caching.writing(fcb, ctx, payload, then)
@@ -159,14 +178,7 @@ class Files:
             fobx.enumerated = True
         elif routine == Routine.MRxSetFileInfo:
             self.caching.leases.setting(fcb, ctx)  # a rename, delete or resize breaks leases
-        self.sending.send(
-            srv_open.minirdr,
-            ctx,
-            payload,
-            then,
-            net_root=fcb.net_root,
-            owner=(ident, ctx.request_id),
-        )
+        return then
 
     # ------------------------------------------------------------------ attributes
     def _cached_query(self, ident: bytes, ctx: RxContext, fcb: Fcb) -> bool:
