@@ -17,7 +17,7 @@ from rdbss.core.handles import Handles
 from rdbss.core.query_open import QueryOpens
 from rdbss.core.sending import Sending
 from rdbss.core.services import CoreState
-from rdbss.core.types import RELATED, SUB_ID_BASE, Payload, Then
+from rdbss.core.types import RELATED, SUB_ID_BASE, Payload, Then, as_sent
 from rdbss.model.attrcache import changes_attributes
 from rdbss.model.compound import rides_with_create, stat_pair
 from rdbss.model.dispatch import routine_for
@@ -359,15 +359,8 @@ class Compounds:
         for item, item_id, (major, path, flags, fobx) in zip(
             items, progress.item_ids, progress.sent_as, strict=True
         ):
-            item.request_id, item.major, item.path, item.flags, item.fobx = (
-                item_id,
-                major,
-                path,
-                flags,
-                fobx,
-            )
-            item.routine = item.srv_open = item.srv_call = item.net_root = None
-            item.timeout_ms = min(item.timeout_ms, int(left_ms))
+            item.major = major
+            as_sent(item, item_id, path, flags, fobx, min(item.timeout_ms, int(left_ms)))
         log.info(
             "sending compound req=%s again (%s: %s)",
             progress.origin,

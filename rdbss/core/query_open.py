@@ -13,7 +13,7 @@ from rdbss.core.answers import Answers
 from rdbss.core.handles import Handles
 from rdbss.core.sending import Sending
 from rdbss.core.services import CoreState
-from rdbss.core.types import Payload, address
+from rdbss.core.types import Payload, address, as_sent
 from rdbss.model.dispatch import answers_for_open_file, is_query_open
 from rdbss.model.idempotent import CONNECTION_LOST, may_retry
 from rdbss.model.names import parse_unc
@@ -66,9 +66,7 @@ class QueryOpens:
                     status_name(opened.status),
                     opened.message,
                 )
-                create.request_id, create.path, create.flags, create.fobx = sent_as[:4]
-                create.timeout_ms = min(sent_as[4], int(left_ms))
-                create.routine = create.srv_open = create.srv_call = create.net_root = None
+                as_sent(create, *sent_as[:4], min(sent_as[4], int(left_ms)))
                 cx.timeout_ms = int(left_ms)
                 restart(ident, cx, 0, retries + 1, deadline)
                 return

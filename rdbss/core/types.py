@@ -166,6 +166,21 @@ def address(
     ctx.fobx = fobx
 
 
+def as_sent(
+    ctx: RxContext,
+    request_id: int,
+    path: str | None,
+    flags: int,
+    fobx: int | None,
+    timeout_ms: int,
+) -> None:
+    """Undo what the core wrote on a client's request on its way (``address``, the SrvOpen, the
+    core's id), so it can be sent again as the client sent it, within ``timeout_ms``."""
+    ctx.request_id, ctx.path, ctx.flags, ctx.fobx = request_id, path, flags, fobx
+    ctx.routine = ctx.srv_open = ctx.srv_call = ctx.net_root = None
+    ctx.timeout_ms = timeout_ms
+
+
 def srv_open_context(srv_open: SrvOpen, major: int, routine: Routine, **fields: Any) -> RxContext:
     """A request of the core's own about one SrvOpen (cleanup, close, buffering change): the
     SrvOpen's id and the names of its Fcb, NetRoot and SrvCall filled in."""
