@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import logging
 import os
 import threading
@@ -392,16 +391,8 @@ def list_folder(client: Client, unc: str) -> list[FileInfo]:
 
 def list_items(unc: str, timeout_ms: int) -> list[rq.Request[Any]]:
     """A folder's listing as one compound: an open, two queries and the close."""
-    query = functools.partial(rq.query_directory, 0, timeout_ms, max_entries=LIST_BATCH)
-    return [
-        rq.create(
-            unc, timeout_ms, access=Access.FILE_LIST_DIRECTORY,
-            options=CreateOptions.FILE_DIRECTORY_FILE,
-        ),
-        rq.related(query()),
-        rq.related(query()),
-        rq.related(rq.close(0, timeout_ms)),
-    ]  # fmt: skip
+    items = rq.list_items(unc, timeout_ms, max_entries=LIST_BATCH)
+    return [*items, rq.related(rq.close(0, timeout_ms))]
 
 
 def folder_listed(outcomes: Sequence[Outcome[Any]]) -> list[FileInfo] | None:

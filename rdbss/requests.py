@@ -5,6 +5,7 @@ sockets."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -639,16 +640,16 @@ def stat_result(answer: RxCompletion | CompoundCompletion) -> FileInfo:
     return FileInfo.from_result(result)
 
 
-def list_items(path: str, timeout_ms: int, pattern: str = "*") -> list[Request[Any]]:
+def list_items(
+    path: str, timeout_ms: int, pattern: str = "*", *, max_entries: int = 512
+) -> list[Request[Any]]:
     """The start of a folder's listing as three compound items: a create for listing and two
-    related query-directory requests. A folder whose entries fit in one batch is listed in one
-    round trip (the second query answers the end of the enumeration); the handle stays open
-    for the rest of a longer one, whose enumeration goes on where the second query stopped."""
-    return [
-        list_open(path, timeout_ms),
-        related(query_directory(0, timeout_ms, pattern)),
-        related(query_directory(0, timeout_ms, pattern)),
-    ]
+    related query-directory requests (of ``max_entries`` each). A folder whose entries fit in
+    one batch is listed in one round trip (the second query answers the end of the
+    enumeration); the handle stays open for the rest of a longer one, whose enumeration goes
+    on where the second query stopped."""
+    query = functools.partial(query_directory, 0, timeout_ms, pattern, max_entries=max_entries)
+    return [list_open(path, timeout_ms), related(query()), related(query())]
 
 
 def list_open(path: str, timeout_ms: int) -> Request[Handle]:
