@@ -9,8 +9,9 @@ Registration sends exactly the routines the mini-redirector implements. Requests
   except the items ``MiniRdr.create_with_related`` answered at once (a small file read or
   written whole): those go to the core as one CompoundCompletion;
 - on the mini-redirector's own event loop (``MiniRdr.start_direct``: SFTP stats and small
-  reads), for a blocking mini-redirector whose routines wait on such a loop: handed there from
-  the socket thread and answered from there, two thread hops fewer. Offered only while the
+  reads; ``MiniRdr.start_direct_compound``: an SFTP small file read whole), for a blocking
+  mini-redirector whose routines wait on such a loop: handed there from the socket thread and
+  answered from there, two thread hops fewer. Offered only while the
   connection's worker holds no request, so it never overtakes one that came before it; the
   mini-redirector keeps its own ordering barrier and the request's deadline there.
 
@@ -499,6 +500,8 @@ class MiniRdrHost:
             if answers.items:
                 self.bridge.send(answers)
             return
+        if self._go_direct_compound(cx):
+            return
         # one sub-compound per connection, in order, on that connection's worker
         by_conn: dict[str, Compound] = {}
         payload_of = dict(zip(cx.payload_items, cx.payloads, strict=True))
@@ -572,6 +575,45 @@ class MiniRdrHost:
         if not started:
             with self._cancel_lock:
                 self._direct -= 1
+        return started
+
+    def _go_direct_compound(self, cx: Compound) -> bool:
+        """Offer a compound to the mini-redirector's direct path
+        (``MiniRdr.start_direct_compound``), on the rules of ``_go_direct``: all its items on
+        one connection whose worker holds nothing."""
+        key = (cx.items[0].srv_call or "").lower() if cx.items else ""
+        if not key or any((ctx.srv_call or "").lower() != key for ctx in cx.items):
+            return False
+        with self._cancel_lock:
+            if self._held.get(key):
+                return False
+            self._direct += 1
+
+        def finish() -> None:
+            with self._cancel_lock:
+                self._direct -= 1
+
+        def here() -> None:
+            try:
+                execute_compound(self.minirdr, cx, self.bridge.post, together=self.bridge.post)
+            except Exception:
+                log.exception("direct compound failed req=%s", cx.origin)
+            finally:
+                finish()
+
+        def worker() -> None:
+            try:
+                self._hand(cx.items[0].srv_call or "", cx, None)
+            finally:
+                finish()
+
+        started = False
+        try:
+            started = self.minirdr.start_direct_compound(cx, here, worker)
+        except Exception:
+            log.exception("direct path failed to start req=%s", cx.origin)
+        if not started:
+            finish()
         return started
 
     def _direct_done(self, ctx: RxContext, outcome: Result | Exception | None) -> None:

@@ -55,7 +55,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from rdbss.model.buffering import BUFFERING_STATE_MASK
 from rdbss.wire.constants import FileInformationClass, FsInformationClass, LowIoOp, Routine
-from rdbss.wire.rxcontext import LowIoParameters, RxContext
+from rdbss.wire.rxcontext import Compound, LowIoParameters, RxContext
 from rdbss.wire.status import NtStatus, NtStatusError
 
 #: The FileInformationClass values MRxQueryFileInfo answers (one map holds them all).
@@ -481,6 +481,16 @@ class MiniRdr:
         have the worker run it after all. False: not taken (the worker runs it). The host
         calls it on its I/O thread, only while the connection's worker holds no request: it
         must not block. Not a routine."""
+        return False
+
+    def start_direct_compound(
+        self, cx: Compound, here: Callable[[], None], worker: Callable[[], None]
+    ) -> bool:
+        """The direct path for a whole compound (``start_direct``'s rules): start what it
+        needs of the server on the mini-redirector's loop, then call ``here()`` on that loop
+        (it runs the compound's routines there and answers them, so they must not block:
+        they answer from what was fetched) or ``worker()`` to have the connection's worker
+        run it after all. False: not taken (the worker runs it). Not a routine."""
         return False
 
     def prepare_read_into(

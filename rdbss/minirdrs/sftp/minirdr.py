@@ -72,6 +72,7 @@ from rdbss.minirdrs.sftp.attrs import SftpStat, mode_of, security_of, stat_of
 from rdbss.minirdrs.sftp.chain import achain
 from rdbss.minirdrs.sftp.config import SftpConfigError, parse_config
 from rdbss.minirdrs.sftp.errors import fail
+from rdbss.minirdrs.sftp.prefetch import aprefetch, prefetched, refused, small_read
 from rdbss.minirdrs.sftp.quiet import check_level_first
 from rdbss.minirdrs.sftp.remote import (
     Open,
@@ -98,7 +99,7 @@ from rdbss.minirdrs.sftp.remote import (
 from rdbss.minirdrs.sftp.session import CLOSE_WAIT_S, Conn, Sessions, Share
 from rdbss.model.pipelining import pipelines
 from rdbss.wire.constants import CreateDisposition, IrpMj, LowIoOp, Routine
-from rdbss.wire.rxcontext import CreateParameters, RxContext
+from rdbss.wire.rxcontext import Compound, CreateParameters, RxContext
 from rdbss.wire.status import NtStatus, NtStatusError
 
 log = logging.getLogger("rdbss.minirdr.sftp")
@@ -170,6 +171,8 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         """One round trip for the request being served (its deadline), or for close(), once
         every pipelined transfer in flight on the connection was answered (the ordering
         barrier: nothing overtakes a write)."""
+        if prefetched.get() is not None:  # on the loop thread: waiting here would never end
+            raise refused(what)
         timeout = CLOSE_WAIT_S if self._closing else self._sessions.deadline(current_request())
         transfers = share.conn.transfers
 
@@ -220,10 +223,20 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         """One round trip (``alocate``; a symbolic link followed: ``_follow``)."""
         parts = rel.split("\\") if rel else []
         expect = _expects_existing(current_request())
-        target = self._call(
-            share, lambda: alocate(share, parts, rel, expect=expect), f"cannot open {show(rel)}"
-        )
+        got = prefetched.get()
+        what = f"cannot open {show(rel)}"
+        if got is not None and got.rel == rel:
+            target = self._fetched(share, got.lookup, what)
+        else:
+            target = self._call(share, lambda: alocate(share, parts, rel, expect=expect), what)
         return self._found(share, rel, target, follow=follow)
+
+    def _fetched(self, share: Share, answer: T | BaseException, what: str) -> T:
+        """A prefetched step's answer, or what ``_call`` raises for its exception."""
+        if isinstance(answer, BaseException):
+            timeout = self._sessions.deadline(current_request())
+            raise self._sessions.status_of(share.conn, cast(Exception, answer), timeout, what)
+        return answer
 
     def _found(self, share: Share, rel: str, target: Target, *, follow: bool) -> SftpStat | None:
         if target.attrs is None:
@@ -266,6 +279,46 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
                 done(NtStatusError(S.STATUS_CANCELLED, f"{what}: shutting down"))
                 raise
             done(outcome)
+
+        self._sessions.loop.submit(run)
+        return True
+
+    def start_direct_compound(
+        self, cx: Compound, here: Callable[[], None], worker: Callable[[], None]
+    ) -> bool:
+        """A small file read whole (rdbss/minirdrs/sftp/prefetch.py): its requests made in one
+        coroutine on the connection's event loop (after the transfers in flight, within the
+        create's deadline), then the compound's routines run there, answering from what the
+        server said. A name that is neither a regular file nor absent goes to the worker."""
+        if self._closing or not cx.items:
+            return False
+        share = self._sessions.share_known(cx.items[0])
+        if share is None:
+            return False
+        try:
+            max_read = share.conn.client().limits.max_read_len
+        except Exception:  # (the connection went meanwhile)
+            return False
+        want = small_read(cx, max_read)
+        if want is None:
+            return False
+        timeout = self._sessions.deadline(cx.items[0])
+
+        async def run() -> None:
+            deadline = asyncio.get_running_loop().time() + timeout
+            try:
+                got = await aprefetch(share, want, deadline)
+            except asyncio.CancelledError:  # the loop stops (close): the worker answers it
+                worker()
+                raise
+            if got is None:
+                worker()
+                return
+            token = prefetched.set(got)
+            try:
+                here()
+            finally:
+                prefetched.reset(token)
 
         self._sessions.loop.submit(run)
         return True
@@ -333,6 +386,9 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         path is resolved in the open's round trip. ``how.readonly``: a new file is made with
         no write bits (OPEN's attributes); an overwritten file or a new directory loses them
         in the round trip after."""
+        got = prefetched.get()
+        if got is not None:
+            return self._open_fetched(share, rel, how, got.opened)
         found = how.found if isinstance(how.found, SftpStat) else None
         parts = rel.split("\\") if rel else []
         remote = found.remote if found is not None else ""
@@ -385,6 +441,22 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         op = self._record(share, rel, how, real)
         op.file = handle
         return op, stat_of(attrs, real)
+
+    def _open_fetched(
+        self,
+        share: Share,
+        rel: str,
+        how: OpenRequest,
+        opened: tuple[Open, asyncssh.SFTPAttrs] | BaseException | None,
+    ) -> tuple[Open, SftpStat]:
+        """``open`` on the direct path: the open the prefetch made, which is the open for
+        reading only of a regular file (``small_read``'s rules leave the create no other)."""
+        what = f"cannot open {show(rel)}"
+        plain = OpenRequest(False, True, False, found=how.found)
+        if opened is None or how != plain:
+            raise refused(what)
+        op, attrs = self._fetched(share, opened, what)
+        return op, stat_of(attrs, op.remote)
 
     @staticmethod
     def _record(share: Share, rel: str, how: OpenRequest, remote: str) -> Open:
@@ -463,10 +535,18 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         barrier), in ONE coroutine on the event loop (rdbss/minirdrs/sftp/chain.py); a failure
         of one item is its own answer."""
         conn = op.conn
-        if conn.lost:  # nothing to send: each primitive answers what it answers then
+        got = prefetched.get()
+        if got is not None:
+            if got.chain is None or not got.matches(items):
+                raise refused(f"cannot open {show(op.path)}")
+            answers = got.answers(items)
+        elif conn.lost:  # nothing to send: each primitive answers what it answers then
             return super().run_chain(create, op, items)
+        else:
+            answers = self._call(
+                op.share, lambda: achain(op, items), f"cannot open {show(op.path)}"
+            )
         timeout = self._sessions.deadline(create)
-        answers = self._call(op.share, lambda: achain(op, items), f"cannot open {show(op.path)}")
         what = f"cannot access {show(op.path)}"
         return [
             self._sessions.status_of(conn, answer, timeout, what)
