@@ -1,7 +1,8 @@
-"""An SFTP small file read whole (a create for reading, a READ, the close: one compound) on
-the mini-redirector's direct path, against a private OpenSSH sshd: every answer as the chain
-on a worker gives it, in three round trips and one request fewer, and anything the path does
-not serve goes to the worker (rdbss/minirdrs/sftp/prefetch.py)."""
+"""The SFTP mini-redirector's direct path for whole compounds, against a private OpenSSH sshd
+(rdbss/minirdrs/sftp/prefetch.py): a small file read whole (a create for reading, a READ, the
+close) and a folder's listing (its create, one or two queries, maybe the close). Every answer
+is the worker's for the same compound; a small read takes three round trips and one request
+fewer; anything the path does not serve goes to the worker."""
 
 from __future__ import annotations
 
@@ -23,10 +24,13 @@ from rdbss.wire import (
     CreateDisposition,
     CreateOptions,
     CreateParameters,
+    IrpMn,
     NtStatus,
+    QueryDirectoryParameters,
     Routine,
     RxCompletion,
 )
+from rdbss.wire.constants import RxFlags
 from tests.chains import Answer, run_compound
 from tests.integration import test_sftp_direct
 from tests.integration.test_sftp_direct import (
@@ -199,3 +203,78 @@ def test_the_host_answers_a_small_read_from_the_direct_path_in_one_message(
             ref.stop(block=True, timeout=5.0)
         sftp.attach_completion(sink)  # type: ignore[arg-type]
         Path(folder / "host.bin").unlink()
+
+
+# --- a folder's listing ---------------------------------------------------------------------
+def _listing(path: str, *, queries: int = 2, close: bool = True, batch: int = 512) -> Compound:
+    """What ``Client.listdir``, fsspec ``ls`` and the mount send (rq.list_items), the close
+    when ``close``; each query's handle is the one the core gives (FOBX 7)."""
+    params = CreateParameters(
+        desired_access=Access.FILE_LIST_DIRECTORY,
+        create_options=CreateOptions.FILE_DIRECTORY_FILE,
+    )
+    items = [_item(Routine.MRxCreate, path=path, create=params)]
+    items += [_query_directory(batch, related=True) for _ in range(queries)]
+    if close:
+        items.append(_chain_close())
+    for number, ctx in enumerate(items, 1):
+        ctx.request_id, ctx.timeout_ms = number, 10_000
+    return Compound(9, items, timeout_ms=10_000)
+
+
+def _query_directory(batch: int, *, related: bool) -> Any:
+    query = QueryDirectoryParameters(pattern="*", max_entries=batch)
+    ctx = _item(Routine.MRxQueryDirectory, minor=IrpMn.QUERY_DIRECTORY, query_directory=query,
+                fobx=7, flags=RxFlags.RELATED if related else 0)  # fmt: skip
+    ctx.timeout_ms = 10_000
+    return ctx
+
+
+@pytest.mark.parametrize("path", ["d", "", "missing", r"missing\x", r"f.txt\x", rf"out\{SHARE}\d"])
+@pytest.mark.parametrize("queries", [1, 2])
+def test_a_listing_on_the_direct_path_answers_as_on_the_worker(
+    sftp: SftpMiniRdr, path: str, queries: int
+) -> None:
+    on_worker = run_compound(sftp, _listing(path, queries=queries), chained=False)
+    assert _direct(sftp, _listing(path, queries=queries)) == on_worker
+
+
+@pytest.mark.parametrize("path", ["f.txt", "link", "out", "dangling", "fifo"])
+def test_a_listing_of_what_is_no_folder_goes_to_the_worker(sftp: SftpMiniRdr, path: str) -> None:
+    assert _direct(sftp, _listing(path)) == "worker"
+
+
+def test_a_long_listing_goes_on_from_the_direct_path_on_the_worker(sftp: SftpMiniRdr) -> None:
+    """Two batches on the direct path leave the handle open with its enumeration where the
+    second stopped: the next query, on the worker, goes on from there."""
+    folder = _share_folder(sftp) / "many"
+    folder.mkdir()
+    names = {f"n{i:02}" for i in range(40)}
+    for name in names:
+        (folder / name).write_bytes(b"")
+    try:
+        answers = _direct(sftp, _listing("many", close=False, batch=16), opens=1)
+        assert isinstance(answers, list)
+        assert [answer[0] for answer in answers] == [S.STATUS_SUCCESS] * 3
+        seen = [e["name"] for answer in answers[1:] for e in answer[2]["entries"]]
+        (srv_open,) = list(sftp._opens._opens)
+        rest = _query_directory(16, related=False)
+        rest.srv_open = srv_open
+        third = sftp.query_directory(rest)
+        seen += [e["name"] for e in third.result["entries"]]
+        assert sorted(seen) == sorted(names)
+        sftp.close_srv_open(_item(Routine.MRxCloseSrvOpen, srv_open=srv_open))
+    finally:
+        for name in names:
+            (folder / name).unlink()
+        folder.rmdir()
+
+
+def test_a_listing_on_the_direct_path_is_two_round_trips(sftp: SftpMiniRdr) -> None:
+    with _Requests(sftp) as requests:
+        answers = _direct(sftp, _listing("d"))
+    assert isinstance(answers, list)
+    assert [e["name"] for e in answers[1][2]["entries"]] == ["g.txt"]
+    # the lookup; then the folder's open, its entries and its close (asyncssh's readdir)
+    assert requests.round_trips <= 5, requests.sent
+    assert sorted(requests.kinds[:1]) == [FXP_LSTAT]

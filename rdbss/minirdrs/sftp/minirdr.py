@@ -72,7 +72,7 @@ from rdbss.minirdrs.sftp.attrs import SftpStat, mode_of, security_of, stat_of
 from rdbss.minirdrs.sftp.chain import achain
 from rdbss.minirdrs.sftp.config import SftpConfigError, parse_config
 from rdbss.minirdrs.sftp.errors import fail
-from rdbss.minirdrs.sftp.prefetch import aprefetch, prefetched, refused, small_read
+from rdbss.minirdrs.sftp.prefetch import aprefetch, prefetched, refused, wanted
 from rdbss.minirdrs.sftp.quiet import check_level_first
 from rdbss.minirdrs.sftp.remote import (
     Open,
@@ -286,10 +286,11 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
     def start_direct_compound(
         self, cx: Compound, here: Callable[[], None], worker: Callable[[], None]
     ) -> bool:
-        """A small file read whole (rdbss/minirdrs/sftp/prefetch.py): its requests made in one
-        coroutine on the connection's event loop (after the transfers in flight, within the
-        create's deadline), then the compound's routines run there, answering from what the
-        server said. A name that is neither a regular file nor absent goes to the worker."""
+        """A small file read whole or a folder's listing (rdbss/minirdrs/sftp/prefetch.py):
+        its requests made in one coroutine on the connection's event loop (after the transfers
+        in flight, within the create's deadline), then the compound's routines run there,
+        answering from what the server said. A name that is not what the compound expects
+        (a folder to read, a link) goes to the worker."""
         if self._closing or not cx.items:
             return False
         share = self._sessions.share_known(cx.items[0])
@@ -299,7 +300,7 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
             max_read = share.conn.client().limits.max_read_len
         except Exception:  # (the connection went meanwhile)
             return False
-        want = small_read(cx, max_read)
+        want = wanted(cx, max_read)
         if want is None:
             return False
         timeout = self._sessions.deadline(cx.items[0])
@@ -387,7 +388,7 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         no write bits (OPEN's attributes); an overwritten file or a new directory loses them
         in the round trip after."""
         got = prefetched.get()
-        if got is not None:
+        if got is not None and not how.directory:  # (a folder's open asks the server nothing)
             return self._open_fetched(share, rel, how, got.opened)
         found = how.found if isinstance(how.found, SftpStat) else None
         parts = rel.split("\\") if rel else []
@@ -450,7 +451,7 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         opened: tuple[Open, asyncssh.SFTPAttrs] | BaseException | None,
     ) -> tuple[Open, SftpStat]:
         """``open`` on the direct path: the open the prefetch made, which is the open for
-        reading only of a regular file (``small_read``'s rules leave the create no other)."""
+        reading only of a regular file (``wanted``'s rules leave the create no other)."""
         what = f"cannot open {show(rel)}"
         plain = OpenRequest(False, True, False, found=how.found)
         if opened is None or how != plain:
@@ -844,7 +845,14 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
 
     # --- primitives: directories and names ----------------------------------------------------
     def list_dir(self, op: Open) -> list[tuple[str, StatLike | None]]:
-        listed = self._call(op.share, lambda: alist(op), f"cannot list {show(op.path)}")
+        what = f"cannot list {show(op.path)}"
+        got = prefetched.get()
+        if got is not None:
+            if got.listing is None or got.rel != op.path:
+                raise refused(what)
+            listed = self._fetched(op.share, got.listing, what)
+        else:
+            listed = self._call(op.share, lambda: alist(op), what)
         return [(name, stat_of(attrs, join(op.remote, name))) for name, attrs in listed]
 
     def is_empty(self, op: Open) -> bool:
