@@ -9,11 +9,12 @@ Registration sends exactly the routines the mini-redirector implements. Requests
   except the items ``MiniRdr.create_with_related`` answered at once (a small file read or
   written whole): those go to the core as one CompoundCompletion;
 - on the mini-redirector's own event loop (``MiniRdr.start_direct``: SFTP stats and small
-  reads; ``MiniRdr.start_direct_compound``: an SFTP small file read whole, a folder's
-  listing), for a blocking mini-redirector whose routines wait on such a loop: handed there
-  from the socket thread and answered from there, two thread hops fewer. Offered only while
-  the connection's worker holds no request, so it never overtakes one that came before it;
-  the mini-redirector keeps its own ordering barrier and the request's deadline there.
+  reads; ``MiniRdr.start_direct_compound``: an SFTP small file read whole), for a blocking
+  mini-redirector whose routines wait on such a loop: handed there from the socket thread and
+  answered from there, two thread hops fewer. Offered only while the connection's worker
+  holds no request, so it never overtakes one that came before it; the mini-redirector keeps
+  its own ordering barrier and the request's deadline there. A request that comes after it
+  may run beside it on the worker.
 
 Cancellation (RxCancel from the core: the client cancelled, the deadline passed or the client is
 gone): a request still queued for a worker is never run (answered STATUS_CANCELLED, or

@@ -72,7 +72,7 @@ from rdbss.minirdrs.sftp.attrs import SftpStat, mode_of, security_of, stat_of
 from rdbss.minirdrs.sftp.chain import achain
 from rdbss.minirdrs.sftp.config import SftpConfigError, parse_config
 from rdbss.minirdrs.sftp.errors import fail
-from rdbss.minirdrs.sftp.prefetch import aprefetch, prefetched, refused, wanted
+from rdbss.minirdrs.sftp.prefetch import aprefetch, create_of, prefetched, refused, wanted
 from rdbss.minirdrs.sftp.quiet import check_level_first
 from rdbss.minirdrs.sftp.remote import (
     Open,
@@ -286,14 +286,16 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
     def start_direct_compound(
         self, cx: Compound, here: Callable[[], None], worker: Callable[[], None]
     ) -> bool:
-        """A small file read whole or a folder's listing (rdbss/minirdrs/sftp/prefetch.py):
-        its requests made in one coroutine on the connection's event loop (after the transfers
-        in flight, within the create's deadline), then the compound's routines run there,
-        answering from what the server said. A name that is not what the compound expects
-        (a folder to read, a link) goes to the worker."""
-        if self._closing or not cx.items:
+        """A small file read whole (rdbss/minirdrs/sftp/prefetch.py), after the closes of
+        other handles the core sent with it: its requests made in one coroutine on the
+        connection's event loop (after the transfers in flight, within the create's deadline),
+        then the compound's routines run there, answering from what the server said. A name
+        that is no regular file (a folder, a link) goes to the worker; so does a compound
+        that closes a delete-pending open."""
+        create = create_of(cx)
+        if self._closing or create is None:
             return False
-        share = self._sessions.share_known(cx.items[0])
+        share = self._sessions.share_known(create)
         if share is None:
             return False
         try:
@@ -303,12 +305,21 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         want = wanted(cx, max_read)
         if want is None:
             return False
-        timeout = self._sessions.deadline(cx.items[0])
+        closing: list[Open] = []
+        for srv_open in want.closes:
+            op = self._opens.find(srv_open)
+            if op is None:
+                continue  # (its close answers so, asking the server nothing)
+            if op.delete_pending or op.conn is not share.conn:
+                return False  # a close that deletes: the worker
+            if op.file is not None:
+                closing.append(op)
+        timeout = self._sessions.deadline(create)
 
         async def run() -> None:
             deadline = asyncio.get_running_loop().time() + timeout
             try:
-                got = await aprefetch(share, want, deadline)
+                got = await aprefetch(share, want, deadline, closing)
             except asyncio.CancelledError:  # the loop stops (close): the worker answers it
                 worker()
                 raise
@@ -388,7 +399,7 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         no write bits (OPEN's attributes); an overwritten file or a new directory loses them
         in the round trip after."""
         got = prefetched.get()
-        if got is not None and not how.directory:  # (a folder's open asks the server nothing)
+        if got is not None:
             return self._open_fetched(share, rel, how, got.opened)
         found = how.found if isinstance(how.found, SftpStat) else None
         parts = rel.split("\\") if rel else []
@@ -495,6 +506,15 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         a pipelined write that failed after its request was answered. On a lost connection
         there is nothing to close: every write was acknowledged by the server before it was
         answered, so nothing is lost."""
+        if op.closed_early:  # by the direct path, ahead of this close
+            op.closed_early = False
+            failed, op.close_error = op.close_error, None
+            if failed is not None:
+                timeout = self._sessions.deadline(current_request())
+                what = f"close {show(op.path)}"
+                raise self._sessions.status_of(op.conn, cast(Exception, failed), timeout, what)
+            report_write_error(op)
+            return
         if op.file is None:
             return
         if op.conn.lost:
@@ -845,14 +865,7 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
 
     # --- primitives: directories and names ----------------------------------------------------
     def list_dir(self, op: Open) -> list[tuple[str, StatLike | None]]:
-        what = f"cannot list {show(op.path)}"
-        got = prefetched.get()
-        if got is not None:
-            if got.listing is None or got.rel != op.path:
-                raise refused(what)
-            listed = self._fetched(op.share, got.listing, what)
-        else:
-            listed = self._call(op.share, lambda: alist(op), what)
+        listed = self._call(op.share, lambda: alist(op), f"cannot list {show(op.path)}")
         return [(name, stat_of(attrs, join(op.remote, name))) for name, attrs in listed]
 
     def is_empty(self, op: Open) -> bool:

@@ -1,21 +1,23 @@
-"""Two compounds served on the connection's event loop alone: a small file read whole (a
-create that opens an existing file for reading, a READ and the close) and a folder's listing
-(a create of the folder, one or two query-directory requests and maybe the close). The
-server's requests are made first, in one coroutine and without a thread hop; then the
-compound's routines run on the loop thread over what the server answered
-(``SftpMiniRdr.start_direct_compound``).
+"""A small file read whole (a create that opens an existing file for reading, a READ and the
+close, maybe after the closes of other handles the core sent with it) served on the
+connection's event loop alone: the server's requests are made first, in one coroutine and
+without a thread hop; then the compound's routines run on the loop thread over what the server
+answered (``SftpMiniRdr.start_direct_compound``).
 
-The requests are the worker's, in the same order: the name's lookup (the parent's realpath
-with the name's lstat, ``alocate``); for a small read the open, then the READ and the close
-sent at once (rdbss/minirdrs/sftp/chain.py); for a listing the folder's entries (``alist``).
-A small read leaves out the lstat a worker sends with the open: the create answers the
-lookup's, made one round trip before the open, so the READ's data are never older than the
-attributes the create reports, and a reader that caches pages by size and time drops them at
-its next open when the file changed in between. Nothing is opened before the lookup says what
-the name is: a small read opens only a regular file (a FIFO would block the server), a listing
-lists only a folder; anything else goes to the worker. What the routines decide afterwards
-cannot ask for another request: the compound's shape (``wanted``) leaves the create only one
-outcome that reaches the server.
+The requests are the worker's: the closes' (pipelined with what follows), the name's lookup
+(the parent's realpath with the name's lstat, ``alocate``), the open, then the READ and the
+close sent at once (rdbss/minirdrs/sftp/chain.py). It leaves out the lstat a worker sends with
+the open: the create answers the lookup's, made one round trip before the open, so the READ's
+data are never older than the attributes the create reports, and a reader that caches pages by
+size and time drops them at its next open when the file changed in between. Nothing is opened
+before the lookup says the name is a regular file (the OPEN of a FIFO would block the server);
+anything else goes to the worker. What the routines decide afterwards cannot ask for another
+request: the compound's shape (``wanted``) leaves the create only one outcome that reaches the
+server.
+
+A folder's listing is not served here but on the worker, in its order: served here, beside
+the worker's requests that came after it, it made git's sequences over the FUSE mount fail
+now and then (tests/integration/test_fuse.py, git gc twice), for a reason not yet found.
 
 Each step's failure is kept as that step's answer and raised where the routine on a worker
 would have met it, so the statuses are the same on both paths.
@@ -24,9 +26,10 @@ would have met it, so the statuses are the same on both paths.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncssh
 
@@ -35,14 +38,15 @@ from rdbss.minirdrs.primitives import ChainItem
 from rdbss.minirdrs.sftp.attrs import mode_of
 from rdbss.minirdrs.sftp.chain import achain
 from rdbss.minirdrs.sftp.errors import fail
-from rdbss.minirdrs.sftp.remote import Open, Target, alist, alocate
+from rdbss.minirdrs.sftp.remote import Open, Target, aclose_handle, alocate
 from rdbss.minirdrs.sftp.session import Share
 from rdbss.model.compound import ChainKind, chain_of
 from rdbss.model.create import data_access
 from rdbss.wire.constants import CreateDisposition, CreateOptions, Routine, RxFlags
-from rdbss.wire.rxcontext import Compound
+from rdbss.wire.rxcontext import Compound, RxContext
 from rdbss.wire.status import NtStatus, NtStatusError
 
+_CLOSING = (Routine.MRxCleanupFobx, Routine.MRxCloseSrvOpen)
 #: create options the read of a small file may carry: none that changes what the open does
 _PLAIN_OPTIONS = (
     CreateOptions.FILE_NON_DIRECTORY_FILE
@@ -54,65 +58,69 @@ _PLAIN_OPTIONS = (
 
 @dataclass(slots=True)
 class Wanted:
-    """A compound ``wanted`` accepted: the name, and the READ's range (a small read) or
-    ``listing`` (a folder's listing)."""
+    """A compound ``wanted`` accepted: the name and the READ's range."""
 
     rel: str
     parts: list[str]
-    listing: bool = False
     offset: int = 0
     length: int = 0
+    #: the SrvOpens the compound closes before its create (the core's delayed closes)
+    closes: list[int] = field(default_factory=list)
+
+
+def _create_index(cx: Compound) -> int | None:
+    """Where the compound's create is, after the closes of other handles before it."""
+    start = 0
+    while start < len(cx.items) and cx.items[start].routine in _CLOSING:
+        if cx.items[start].flags & RxFlags.RELATED:
+            return None
+        start += 1
+    return start if start < len(cx.items) else None
+
+
+def create_of(cx: Compound) -> RxContext | None:
+    """The compound's create (``wanted``'s rules), whose share and deadline the direct path
+    takes; None when it has none where ``wanted`` looks."""
+    start = _create_index(cx)
+    return None if start is None else cx.items[start]
 
 
 def wanted(cx: Compound, max_read: int) -> Wanted | None:
-    """``cx`` as what the direct path serves, else None. Both start with a create that opens
-    an existing entry without writing (FILE_OPEN; no write, append or delete-on-close):
-
-    - a small file read whole: the create (not for a folder), a RELATED READ of 1 to
-      ``max_read`` bytes and the RELATED close;
-    - a folder's listing: the create (for a folder), one or two RELATED query-directory
-      requests, then the RELATED close or nothing (the handle stays open)."""
-    if not 2 <= len(cx.items) <= 4 or cx.payloads:
+    """``cx`` as a small file read whole, else None: after the closes of other handles
+    (MRxCleanupFobx, MRxCloseSrvOpen: the core's delayed closes, sent with its next message),
+    a create that opens an existing entry for reading only (FILE_OPEN; no write, append,
+    delete-on-close nor directory option), a RELATED READ of 1 to ``max_read`` bytes and the
+    RELATED close."""
+    if cx.payloads:
         return None
-    create, *related = cx.items
+    start = _create_index(cx)
+    if start is None:
+        return None
+    closes = [int(ctx.srv_open or 0) for ctx in cx.items[:start]]
+    if len(cx.items) - start != 3:
+        return None
+    create, *related = cx.items[start:]
     params = create.create
     if create.routine != Routine.MRxCreate or params is None or create.args:
         return None
     can_read, can_write, _ = data_access(params.desired_access)
-    options = params.create_options
     if (
         params.disposition != CreateDisposition.FILE_OPEN
         or not can_read
         or can_write
-        or options & ~(_PLAIN_OPTIONS | CreateOptions.FILE_DIRECTORY_FILE)
+        or params.create_options & ~_PLAIN_OPTIONS
     ):
         return None
-    listing = bool(options & CreateOptions.FILE_DIRECTORY_FILE)
-    if listing:
-        if related[-1].routine == Routine.MRxCloseSrvOpen:
-            if not related[-1].flags & RxFlags.RELATED:
-                return None
-            related = related[:-1]
-        if not 1 <= len(related) <= 2 or any(
-            ctx.routine != Routine.MRxQueryDirectory or not ctx.flags & RxFlags.RELATED or ctx.args
-            for ctx in related
-        ):
-            return None
-    elif chain_of(related, [None] * len(related), max_read, 0) != [
-        ChainKind.READ,
-        ChainKind.CLOSE,
-    ]:
+    if chain_of(related, [None, None], max_read, 0) != [ChainKind.READ, ChainKind.CLOSE]:
         return None  # (it checks the RELATED items' kinds and the READ's range)
     try:
         rel = "\\".join(components(create.path or ""))
     except NtStatusError:
         return None  # the create on the worker answers why
     parts = rel.split("\\") if rel else []
-    if listing:
-        return Wanted(rel, parts, listing=True)
     lowio = related[0].lowio
     assert lowio is not None  # chain_of: a READ
-    return Wanted(rel, parts, offset=lowio.offset, length=lowio.length)
+    return Wanted(rel, parts, lowio.offset, lowio.length, closes)
 
 
 @dataclass(slots=True)
@@ -127,8 +135,6 @@ class Prefetched:
     #: the READ's answer and the close's (``achain``'s answers)
     chain: list[object] | None = None
     read: ChainItem | None = None
-    #: a folder's entries (``alist``'s answer)
-    listing: list[tuple[str, asyncssh.SFTPAttrs]] | BaseException | None = None
 
     def matches(self, items: list[ChainItem]) -> bool:
         """``items`` are what this prefetch sent (the READ may have been refused by its
@@ -142,42 +148,42 @@ class Prefetched:
 
 
 #: the prefetch the routines running on the loop thread answer from (``SftpMiniRdr``'s
-#: ``lookup``, ``open``, ``run_chain`` and ``list_dir``); None on every other path
+#: ``lookup``, ``open`` and ``run_chain``); None on every other path
 prefetched: contextvars.ContextVar[Prefetched | None] = contextvars.ContextVar(
     "rdbss_sftp_prefetched", default=None
 )
 
 
-async def aprefetch(share: Share, want: Wanted, deadline: float) -> Prefetched | None:
-    """The requests of ``want``, each step's answer kept; None when the name is not what
-    ``want`` serves nor absent (a folder to read, a file to list, a link: the worker's path
-    answers it). ``deadline``: the loop's time by which every step must be answered (else the
-    step answers TimeoutError)."""
+async def aprefetch(
+    share: Share, want: Wanted, deadline: float, closing: list[Open]
+) -> Prefetched | None:
+    """The requests of ``want``, each step's answer kept; None when the name is neither a
+    regular file nor absent (a folder, a link: the worker's path answers it). ``deadline``:
+    the loop's time by which every step must be answered (else the step answers TimeoutError).
+    ``closing``: the opens of ``want.closes`` whose server handle is to be closed, sent first."""
+    sftp = share.conn.client()
+    closes: list[asyncio.Future[None]] = []
     try:
         async with asyncio.timeout_at(deadline):
             await share.conn.transfers.settled()  # the ordering barrier, as ``_call``'s
+            closes = [asyncio.ensure_future(_close_early(op)) for op in closing]
             target = await alocate(share, want.parts, want.rel, expect=True)
     except Exception as exc:
+        await _closed(closing, closes, deadline)
         return Prefetched(want.rel, exc)
+    await _closed(closing, closes, deadline)
     got = Prefetched(want.rel, target)
     if target.attrs is None:
         return got  # the create answers OBJECT_NAME_NOT_FOUND from the lookup alone
-    mode = mode_of(target.attrs)
-    if not (stat.S_ISDIR(mode) if want.listing else stat.S_ISREG(mode)):
+    if not stat.S_ISREG(mode_of(target.attrs)):
         return None
-    if want.listing:
-        folder = Open(share, want.rel, True, True, False, False, remote=target.remote)
-        try:
-            async with asyncio.timeout_at(deadline):
-                got.listing = await alist(folder)
-        except Exception as exc:
-            got.listing = exc
-        return got
+    attrs = target.attrs
+    assert attrs is not None  # (a regular file)
     op = Open(share, want.rel, False, True, False, False, remote=target.remote)
     try:
         async with asyncio.timeout_at(deadline):
             try:
-                op.file = await share.conn.client().open(
+                op.file = await sftp.open(
                     target.remote, asyncssh.FXF_READ, encoding=None, block_size=0
                 )  # unsplit, as the chain's open (rdbss/minirdrs/sftp/chain.py)
             except asyncssh.SFTPError as exc:
@@ -185,7 +191,7 @@ async def aprefetch(share: Share, want: Wanted, deadline: float) -> Prefetched |
     except Exception as exc:
         got.opened = exc
         return got
-    got.opened = op, target.attrs
+    got.opened = op, attrs
     got.read = ChainItem(ChainKind.READ, want.offset, want.length)
     try:
         async with asyncio.timeout_at(deadline):
@@ -193,6 +199,29 @@ async def aprefetch(share: Share, want: Wanted, deadline: float) -> Prefetched |
     except TimeoutError as exc:
         got.chain = [exc, exc]
     return got
+
+
+async def _close_early(op: Open) -> None:
+    """Close ``op``'s server handle ahead of its MRxCloseSrvOpen, which then answers the
+    outcome kept on ``op`` (rdbss/minirdrs/sftp/remote.py ``Open.closed_early``)."""
+    op.closed_early = True
+    try:
+        await aclose_handle(op)
+    except Exception as exc:
+        op.close_error = exc
+
+
+async def _closed(closing: list[Open], closes: list[asyncio.Future[None]], deadline: float) -> None:
+    """Wait for the early closes (a close with no answer by ``deadline`` fails so)."""
+    if not closes:
+        return
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout_at(deadline):
+            await asyncio.wait(closes)
+    for op, close in zip(closing, closes, strict=True):
+        if not close.done():
+            close.cancel()
+            op.close_error = TimeoutError("the server did not answer the close")
 
 
 def refused(what: str) -> NtStatusError:

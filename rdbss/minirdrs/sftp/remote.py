@@ -29,6 +29,7 @@ from rdbss.minirdrs.common.notify import Entry
 from rdbss.minirdrs.common.security import PosixChange, PosixSecurity
 from rdbss.minirdrs.sftp.attrs import entry_of, mode_of, security_of
 from rdbss.minirdrs.sftp.errors import fail, is_lost
+from rdbss.minirdrs.sftp.folders import afolder
 from rdbss.minirdrs.sftp.session import Conn, Share
 from rdbss.wire.status import NtStatus, NtStatusError
 
@@ -47,6 +48,10 @@ class Open(OpenBase[Share]):
     # a pipelined write that failed after its request was answered (cancelled): reported by the
     # next flush or close of this open
     write_error: tuple[int, str] | None = None
+    #: the handle was closed ahead of the MRxCloseSrvOpen that answers it (the direct path:
+    #: rdbss/minirdrs/sftp/prefetch.py), with ``close_error`` when the server refused
+    closed_early: bool = False
+    close_error: BaseException | None = None
 
     @property
     def conn(self) -> Conn:
@@ -252,10 +257,11 @@ async def ais_empty(sftp: asyncssh.SFTPClient, remote: str) -> bool:
 
 async def alist(op: Open) -> list[tuple[str, asyncssh.SFTPAttrs]]:
     """The entries of an open directory with their attributes (from the listing itself; a
-    symbolic link is described by what it points to when that stays in the share)."""
+    symbolic link is described by what it points to when that stays in the share), in as few
+    round trips as SFTP allows (rdbss/minirdrs/sftp/folders.py)."""
     sftp = op.conn.client()
     try:
-        names = await sftp.readdir(op.remote)
+        names = await afolder(sftp, op.remote)
     except asyncssh.SFTPError as exc:
         fail(exc, "cannot list", op.path)
     found = [(str(n.filename), n.attrs) for n in names if not is_dot(str(n.filename))]
@@ -345,9 +351,9 @@ async def acollision(
 
 
 async def aentries(conn: Conn, remote: str, rel: str) -> list[tuple[str, Entry]]:
-    """A folder's entries as the change-notify poller compares them (one READDIR)."""
+    """A folder's entries as the change-notify poller compares them."""
     try:
-        names = await conn.client().readdir(remote)
+        names = await afolder(conn.client(), remote)
     except asyncssh.SFTPNoSuchFile:
         raise NtStatusError(S.STATUS_OBJECT_PATH_NOT_FOUND, f"{show(rel)} is gone") from None
     except asyncssh.SFTPError as exc:
