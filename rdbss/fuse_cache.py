@@ -14,6 +14,11 @@ for its own entry and attribute caches (``attr_timeout``), so a change made behi
 back (by another client, or on the server) is seen once that window has passed. Every
 change made through the mount forgets what it touches first: the path itself, its folder's
 listing time, and for a rename or a removed folder everything under the old name.
+
+An answer may arrive after a change through the mount that it did not see: a listing sent
+before another program's mkdir in that folder, answered after it. So what an answer teaches
+is kept only when nothing it speaks of changed since its request went out: the request takes
+a token (``begin``) and the answer brings it back (``put``'s and ``put_listing``'s ``since``).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ __all__ = ["AttrCache", "chown_allowed", "parent_of"]
 
 #: How many paths the cache keeps at most; past it, the oldest half goes.
 MAX_ENTRIES = 200_000
+#: Changes remembered for the tokens of answers in flight; past it, every older token is stale.
+MAX_CHANGES = 4096
 #: Lookups of unknown names in one folder (within ``ttl``) after which listing it is cheaper
 #: than asking for each name again.
 LOOKUPS_BEFORE_LISTING = 2
@@ -62,6 +69,47 @@ class AttrCache:
         self._entries: dict[str, tuple[float, dict[str, Any] | None]] = {}  # None: missing
         self._listings: dict[str, tuple[float, frozenset[str]]] = {}  # folder -> its names
         self._misses: dict[str, tuple[float, int]] = {}  # folder -> recent lookups there
+        # changes through the mount, numbered: path -> the last that touched it (its entry, or
+        # its listing for a folder), subtree root -> the last that touched all under it; a
+        # token older than ``_floor`` is stale whatever it names
+        self._gen = 0
+        self._touched: dict[str, int] = {}
+        self._trees: dict[str, int] = {}
+        self._floor = 0
+
+    def begin(self) -> int:
+        """The token of a request whose answer will feed the cache (``since``)."""
+        with self._lock:
+            return self._gen
+
+    def _change(self, paths: Iterable[str] = (), trees: Iterable[str] = ()) -> None:
+        """A change through the mount touched ``paths`` and everything under ``trees`` (the
+        lock held)."""
+        self._gen += 1
+        if len(self._touched) + len(self._trees) >= MAX_CHANGES:
+            self._touched.clear()
+            self._trees.clear()
+            self._floor = self._gen
+        for path in paths:
+            self._touched[path] = self._gen
+        for tree in trees:
+            self._trees[tree.rstrip("/") + "/"] = self._gen
+
+    def _stale(self, path: str, since: int | None) -> bool:
+        """Whether a change touched ``path`` after the token ``since`` (the lock held)."""
+        if since is None:
+            return False
+        if since < self._floor or self._touched.get(path, 0) > since:
+            return True
+        if not self._trees:
+            return False
+        key = path.rstrip("/") + "/"
+        at = key.find("/", 1)
+        while at != -1:  # every folder on the way down, the path itself included
+            if self._trees.get(key[: at + 1], 0) > since:
+                return True
+            at = key.find("/", at + 1)
+        return False
 
     def get(self, path: str) -> dict[str, Any] | None:
         """The attributes of ``path`` if learned less than ``ttl`` seconds ago, else None
@@ -106,21 +154,32 @@ class AttrCache:
             listed = self._listings.get(folder)
             return count >= LOOKUPS_BEFORE_LISTING and (listed is None or listed[0] <= now)
 
-    def put(self, path: str, attrs: dict[str, Any] | None) -> None:
-        """What is known of ``path``: its attributes, or None for "it does not exist"."""
+    def put(self, path: str, attrs: dict[str, Any] | None, since: int | None = None) -> None:
+        """What is known of ``path``: its attributes, or None for "it does not exist"; from
+        an answer to a request sent at token ``since`` (None: nothing can have changed
+        since), kept only when no change through the mount touched ``path`` since."""
         if self.ttl <= 0:
             return
         with self._lock:
+            if self._stale(path, since):
+                return
             if len(self._entries) >= self._max:
                 self._shrink()
             self._entries[path] = (self._clock() + self.ttl, attrs)
 
     def put_listing(
-        self, folder: str, children: dict[str, dict[str, Any]], *, busy: Iterable[str] = ()
+        self,
+        folder: str,
+        children: dict[str, dict[str, Any]],
+        *,
+        busy: Iterable[str] = (),
+        since: int | None = None,
     ) -> None:
         """Everything a listing of ``folder`` said about its children (name -> attributes),
         but the attributes of the ``busy`` names (files open for writing through the mount,
-        whose size the listing may not have yet)."""
+        whose size the listing may not have yet). From a listing sent at token ``since``: its
+        names are kept only when no change through the mount touched the folder since, and
+        each child's attributes only when no change touched that child."""
         if self.ttl <= 0:
             return
         prefix = folder.rstrip("/") + "/"
@@ -130,13 +189,15 @@ class AttrCache:
                 self._shrink()
             until = self._clock() + self.ttl
             for name, attrs in children.items():
-                if name not in skip:
+                if name not in skip and not self._stale(prefix + name, since):
                     self._entries[prefix + name] = (until, attrs)
-            self._listings[folder] = (until, frozenset(children))
+            if not self._stale(folder, since):
+                self._listings[folder] = (until, frozenset(children))
 
     def forget(self, path: str) -> None:
         """``path`` changed through the mount: its attributes and its folder's are stale."""
         with self._lock:
+            self._change((path, parent_of(path)))
             self._entries.pop(path, None)
             self._entries.pop(parent_of(path), None)
             self._listings.pop(parent_of(path), None)
@@ -146,14 +207,16 @@ class AttrCache:
         """The contents of ``path`` changed through the mount (a write): its attributes are
         stale, its folder's names are not."""
         with self._lock:
+            self._change((path,))
             self._entries.pop(path, None)
 
     def added(self, path: str, attrs: dict[str, Any]) -> None:
         """``path`` was made through the mount with ``attrs``: its folder's attributes are
         stale, but its folder's listing, if known, only gained this name."""
-        if self.ttl <= 0:
-            return
         with self._lock:
+            self._change((path, parent_of(path)))
+            if self.ttl <= 0:
+                return
             self._entries.pop(parent_of(path), None)
             self._entries[path] = (self._clock() + self.ttl, attrs)
             self._rename_in_listing(path, path)
@@ -162,12 +225,14 @@ class AttrCache:
         """``path`` is being removed or renamed through the mount: what is known of it and under
         it, and its folder's attributes, are stale; its folder's names are not yet."""
         with self._lock:
+            self._change((path, parent_of(path)), (path,))
             self._drop_under(path)
 
     def removed(self, path: str) -> None:
         """``path`` was removed through the mount: its folder's listing, if known, only lost
         this name."""
         with self._lock:
+            self._change((path, parent_of(path)), (path,))
             self._drop_under(path)
             self._rename_in_listing(path, None)
 
@@ -175,6 +240,7 @@ class AttrCache:
         """``old`` is now ``new`` (whatever ``new`` was is gone): the listings of both folders,
         if known, only changed by these names."""
         with self._lock:
+            self._change((old, new, parent_of(old), parent_of(new)), (old, new))
             self._drop_under(old)
             self._drop_under(new)
             self._rename_in_listing(old, None)
@@ -205,11 +271,16 @@ class AttrCache:
     def forget_tree(self, path: str) -> None:
         """``path`` and everything under it (a rename, a removed folder), and its folder."""
         with self._lock:
+            self._change((path, parent_of(path)), (path,))
             self._drop_under(path)
             self._listings.pop(parent_of(path), None)
 
     def clear(self) -> None:
         with self._lock:
+            self._change()
+            self._touched.clear()
+            self._trees.clear()
+            self._floor = self._gen
             self._entries.clear()
             self._listings.clear()
             self._misses.clear()

@@ -366,11 +366,12 @@ class KernelOps(pyfuse3.Operations):
             known = self._peek(path)
             if known is not None:
                 return known
+        since = self.ops.cache.begin()
         return await self._here(
             "getattr",
             path,
             lambda ms: self.ops.stat_items(path, ms),
-            lambda client, outcomes: self.ops.stat_answered(path, outcomes),
+            lambda client, outcomes: self.ops.stat_answered(path, outcomes, since),
         )
 
     # ------------------------------------------------------------------ names
@@ -478,9 +479,11 @@ class KernelOps(pyfuse3.Operations):
         when that cannot be (another request in flight, a folder larger than the compound): then
         ``PathOps.list`` runs in a thread."""
 
+        since = self.ops.cache.begin()
+
         def listed(client: Client, outcomes: list[Outcome[Any]]) -> dict[str, Any] | None:
             entries = folder_listed(outcomes)
-            return None if entries is None else self.ops.listed(folder, entries)
+            return None if entries is None else self.ops.listed(folder, entries, since)
 
         return await self._here("list", folder, lambda ms: self.ops.list_now(folder, ms), listed)
 
@@ -517,11 +520,12 @@ class KernelOps(pyfuse3.Operations):
         the file to send first, a small file grew): then ``PathOps.open`` runs in a thread."""
         small = self.ops.known_small(path)
         opened_by = self.ops.small_opened if small else self.ops.reader_opened
+        since = self.ops.cache.begin()
         opened = await self._here(
             "open",
             path,
             lambda ms: self.ops.reader_open_now(path, ms, small=small),
-            lambda client, outcomes: opened_by(path, client, outcomes),
+            lambda client, outcomes: opened_by(path, client, outcomes, since),
         )
         return None if opened is None else (opened.fh, opened.attrs)
 

@@ -329,9 +329,11 @@ class PathOps:
             "st_ctime": info.change_time or info.last_write_time,
         }
 
-    def _learn(self, path: str, info: FileInfo) -> dict[str, Any]:
+    def _learn(self, path: str, info: FileInfo, since: int | None = None) -> dict[str, Any]:
+        """The attributes of ``info``, kept by the cache (from an answer to a request sent at
+        the cache's token ``since``: ``AttrCache.put``)."""
         attrs = self.attrs_of(info)
-        self.cache.put(path, attrs)
+        self.cache.put(path, attrs, since)
         return attrs
 
     def _access(self, flags: int) -> tuple[int, bool]:
@@ -369,26 +371,30 @@ class PathOps:
                 return cached
             if self.cache.known_missing(path):
                 raise fail(errno.ENOENT)
+        since = self.cache.begin()
         try:
             with self.pool.lease() as client:
                 info = client.stat(self._unc(path))
         except FileNotFoundError:
-            self.cache.put(path, None)
+            self.cache.put(path, None, since)
             raise
-        return self._learn(path, info)
+        return self._learn(path, info, since)
 
     def stat_items(self, path: str, timeout_ms: int) -> Sequence[rq.Request[Any]]:
         """The compound of a stat of ``path`` (an open for attributes and the close), for an
         event loop to send (``getattr`` in a thread takes ``Client.stat``)."""
         return rq.stat_items(self._unc(path), timeout_ms)
 
-    def stat_answered(self, path: str, outcomes: Sequence[rq.Outcome[Any]]) -> dict[str, Any]:
-        """The attributes the outcomes of ``stat_items`` found, learned by the cache (a name
-        not found too), as ``getattr`` learns them. Never waits."""
+    def stat_answered(
+        self, path: str, outcomes: Sequence[rq.Outcome[Any]], since: int | None = None
+    ) -> dict[str, Any]:
+        """The attributes the outcomes of ``stat_items`` (sent at the cache's token ``since``)
+        found, learned by the cache (a name not found too), as ``getattr`` learns them. Never
+        waits."""
         if isinstance(outcomes[0].error(), FileNotFoundError):
-            self.cache.put(path, None)
+            self.cache.put(path, None, since)
         handle: Handle = outcomes[0].unwrap()
-        return self._learn(path, handle.info)
+        return self._learn(path, handle.info, since)
 
     def peek(self, path: str) -> dict[str, Any] | None:
         """What ``getattr`` answers without a request (None: it must ask). Never waits: the
@@ -421,18 +427,21 @@ class PathOps:
         """The children of folder ``path`` with their attributes, which feed the cache (what
         readdirplus gives the kernel), but for files open through the mount (their size may
         not be in the listing yet: those are asked again)."""
+        since = self.cache.begin()
         with self.pool.lease() as client:
             entries = list_folder(client, self._unc(path))
-        return self.listed(path, entries)
+        return self.listed(path, entries, since)
 
     def list_now(self, path: str, timeout_ms: int) -> Sequence[rq.Request[Any]]:
         """The compound of a listing of ``path``, for an event loop to send (``listed`` of its
         outcomes' ``folder_listed``)."""
         return list_items(self._unc(path), timeout_ms)
 
-    def listed(self, path: str, entries: Iterable[FileInfo]) -> dict[str, dict[str, Any]]:
-        """The children of ``path`` from its listing's entries, put in the cache (as
-        ``list``). Never waits."""
+    def listed(
+        self, path: str, entries: Iterable[FileInfo], since: int | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """The children of ``path`` from its listing's entries (sent at the cache's token
+        ``since``), put in the cache (as ``list``). Never waits."""
         children: dict[str, dict[str, Any]] = {}
         for info in entries:
             if info.name not in (".", ".."):
@@ -440,7 +449,7 @@ class PathOps:
         prefix = path.rstrip("/") + "/"
         with self._lock:
             busy = [p[len(prefix) :] for p in self._by_path if p.startswith(prefix)]
-        self.cache.put_listing(path, children, busy=busy)
+        self.cache.put_listing(path, children, busy=busy, since=since)
         return children
 
     def statfs(self) -> dict[str, int]:
@@ -528,8 +537,9 @@ class PathOps:
         with self.pool.lease() as client:
             timeout_ms = int(client.timeout * 1000)
             if not writable:
+                since = self.cache.begin()
                 outcomes = client.compound(self.reader_open_items(path, timeout_ms))
-                opened = self.reader_opened(path, client, outcomes)
+                opened = self.reader_opened(path, client, outcomes, since)
                 return opened.fh, opened.attrs
             create = rq.create(
                 self._unc(path),
@@ -570,13 +580,18 @@ class PathOps:
         return self.reader_open_items(path, timeout_ms)
 
     def reader_opened(
-        self, path: str, client: Client, outcomes: Sequence[rq.Outcome[Any]]
+        self,
+        path: str,
+        client: Client,
+        outcomes: Sequence[rq.Outcome[Any]],
+        since: int | None = None,
     ) -> OpenFile:
-        """The handle of a reader's open from the outcomes of ``reader_open_items``, its first
-        read kept as the start of its read-ahead window. Never waits."""
+        """The handle of a reader's open from the outcomes of ``reader_open_items`` (sent at
+        the cache's token ``since``), its first read kept as the start of its read-ahead
+        window. Never waits."""
         handle = outcomes[0].unwrap()
         opened = self._add(handle.fobx, path, False, client)
-        opened.attrs = self._learn(path, handle.info)
+        opened.attrs = self._learn(path, handle.info, since)
         first = outcomes[1]
         if first.ok and isinstance(first.value, bytes):
             opened.ahead, opened.ahead_at = first.value, 0
@@ -591,9 +606,10 @@ class PathOps:
         ``SMALL_OPEN`` since (then it is opened as any other)."""
         if not self.known_small(path):
             return None
+        since = self.cache.begin()
         with self.pool.lease() as client:
             items = self.small_open_items(path, int(client.timeout * 1000))
-            return self.small_opened(path, client, client.compound(items))
+            return self.small_opened(path, client, client.compound(items), since)
 
     def small_open_items(self, path: str, timeout_ms: int) -> Sequence[rq.Request[Any]]:
         """The compound of a small file's open: an open, a read of the whole file, the close."""
@@ -607,11 +623,15 @@ class PathOps:
         )
 
     def small_opened(
-        self, path: str, client: Client, outcomes: Sequence[rq.Outcome[Any]]
+        self,
+        path: str,
+        client: Client,
+        outcomes: Sequence[rq.Outcome[Any]],
+        since: int | None = None,
     ) -> OpenFile | None:
-        """The handle of a small file's open from the outcomes of ``small_open_items`` (None:
-        the file has grown past ``SMALL_OPEN``, so it must be opened as any other). Never
-        waits."""
+        """The handle of a small file's open from the outcomes of ``small_open_items`` (sent
+        at the cache's token ``since``; None: the file has grown past ``SMALL_OPEN``, so it
+        must be opened as any other). Never waits."""
         handle = outcomes[0].unwrap()
         data: bytes = outcomes[1].unwrap()
         if outcomes[2].error() is not None:
@@ -622,7 +642,7 @@ class PathOps:
             0, path, False, client, 0, in_memory=True, ahead=data, ahead_ends_file=True
         )
         opened.next_read = len(data)
-        opened.attrs = self._learn(path, handle.info)
+        opened.attrs = self._learn(path, handle.info, since)
         self._enter(opened)
         return opened
 

@@ -135,3 +135,56 @@ def test_a_removal_or_rename_through_the_mount_changes_the_listings_by_its_names
     assert not cache.known_missing("/e/sub") and not cache.known_missing("/e/sub/x")
     cache.forget_tree("/e/b")  # a change that failed: the folder's names are not known
     assert not cache.known_missing("/e/zzz")
+
+
+def test_an_answer_older_than_a_change_through_the_mount_teaches_nothing_it_touched() -> None:
+    """A listing sent before another program's mkdir in its folder, answered after it, must
+    not put back the folder as it was: what an answer says is kept only for what no change
+    through the mount touched since its request went out."""
+    cache = AttrCache(10.0, clock=Clock())
+    since = cache.begin()  # a listing of /d goes out...
+    cache.added("/d/new", {"st_size": 0})  # ...a mkdir there is answered first...
+    cache.put_listing("/d", {"old": {"st_size": 1}}, since=since)  # ...then the listing
+    assert not cache.known_missing("/d/new")
+    assert not cache.known_missing("/d/other")  # the folder's names: not from that listing
+    assert cache.get("/d/new") == {"st_size": 0}
+    assert cache.get("/d/old") == {"st_size": 1}  # a child no change touched is kept
+    later = cache.begin()  # a listing sent after the change is the truth
+    cache.put_listing("/d", {"old": {}, "new": {}}, since=later)
+    assert cache.known_missing("/d/other")
+
+
+def test_a_stat_older_than_a_write_or_a_removal_is_not_kept() -> None:
+    cache = AttrCache(10.0, clock=Clock())
+    since = cache.begin()
+    cache.forget_attrs("/f")  # a write through the mount
+    cache.put("/f", {"st_size": 1}, since)
+    assert cache.get("/f") is None
+    since = cache.begin()
+    cache.removed("/d")  # a folder removed: everything under it
+    cache.put("/d/sub/f", {"st_size": 1}, since)
+    cache.put_listing("/d/sub", {"f": {}}, since=since)
+    assert cache.get("/d/sub/f") is None and not cache.known_missing("/d/sub/g")
+    cache.put("/e/f", {"st_size": 2}, since)  # elsewhere: nothing changed there
+    assert cache.get("/e/f") == {"st_size": 2}
+
+
+def test_a_rename_makes_older_answers_of_both_names_stale() -> None:
+    cache = AttrCache(10.0, clock=Clock())
+    since = cache.begin()
+    cache.renamed("/a/x.lock", "/a/x")
+    cache.put("/a/x", None, since)  # a stat that missed the new name
+    cache.put_listing("/a", {"x.lock": {}}, since=since)
+    assert not cache.known_missing("/a/x")
+    assert cache.get("/a/x.lock") is None
+
+
+def test_too_many_changes_make_every_older_answer_stale() -> None:
+    cache = AttrCache(10.0, clock=Clock())
+    since = cache.begin()
+    for i in range(5000):  # past what the cache remembers (MAX_CHANGES)
+        cache.forget_attrs(f"/many/f{i}")
+    cache.put("/elsewhere", {"st_size": 3}, since)
+    assert cache.get("/elsewhere") is None
+    cache.put("/elsewhere", {"st_size": 3}, cache.begin())
+    assert cache.get("/elsewhere") == {"st_size": 3}
