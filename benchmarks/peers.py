@@ -10,14 +10,20 @@ written is read back and checked. Printed: rates as medians with min-max over th
 the ratio rdbss / peer (above 1: rdbss faster). Not a test.
 
     python -m benchmarks.peers [--rounds 5] [--files 300] [--size 64] [--proto sftp,smb,webdav]
+
+``--latency-ms MS --proto sftp`` puts a fault proxy adding MS each way between both sides and
+sshd: what the round trips cost over a network instead of loopback.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
+import select
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -147,19 +153,45 @@ def _round(side: Side, i: int, files: int, big: bytes, out: dict[str, Figures]) 
 
 
 @contextlib.contextmanager
-def _sftp(base: Path) -> Iterator[tuple[str, str, Any, str]]:
+def _slow_link(host: str, port: int, latency_ms: float) -> Iterator[int]:
+    """A FaultProxy process (rdbss/faultproxy.py) in front of ``host:port`` adding
+    ``latency_ms`` each way; yields its port. A process of its own, so that its work is
+    nobody's CPU time: both sides go through it."""
+    proxy = subprocess.Popen(
+        [sys.executable, "-m", "rdbss.faultproxy", "--listen", f"{host}:0",
+         "--target", f"{host}:{port}", "--latency-ms", str(latency_ms)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proxy.stdout is not None
+        ready, _, _ = select.select([proxy.stdout], [], [], 20.0)
+        if not ready:
+            raise RuntimeError("the fault proxy did not start in 20 s")
+        yield int(json.loads(proxy.stdout.readline())["listen"].rpartition(":")[2])
+    finally:
+        proxy.terminate()
+        proxy.wait(10.0)
+
+
+@contextlib.contextmanager
+def _sftp(base: Path, latency_ms: float = 0.0) -> Iterator[tuple[str, str, Any, str]]:
     import sshfs
 
-    with SshServer(base / "ssh") as srv:
+    with SshServer(base / "ssh") as srv, contextlib.ExitStack() as stack:
         folder = srv.root_dir / "bench"
         folder.mkdir()
-        peer = sshfs.SSHFileSystem(srv.host, **srv.asyncssh_options())
-        yield (
-            sftp_config(srv, {"bench": folder}, timeout=TIMEOUT_S),
-            r"\\sshtest\bench",
-            peer,
-            str(folder),
-        )
+        port, known_hosts = srv.port, srv.known_hosts_path
+        if latency_ms:  # the server's host key, known at the proxy's port
+            port = stack.enter_context(_slow_link(srv.host, srv.port, latency_ms))
+            known_hosts = base / "known_hosts"
+            known_hosts.write_text(
+                srv.known_hosts_path.read_text().replace(f":{srv.port} ", f":{port} ")
+            )
+        options = {**srv.asyncssh_options(), "port": port, "known_hosts": str(known_hosts)}
+        peer = sshfs.SSHFileSystem(srv.host, **options)
+        config = sftp_config(srv, {"bench": folder}, timeout=TIMEOUT_S, port=port)
+        config = config.replace(str(srv.known_hosts_path), str(known_hosts))
+        yield config, r"\\sshtest\bench", peer, str(folder)
 
 
 @contextlib.contextmanager
@@ -192,14 +224,22 @@ SERVERS = {
 }
 
 
-def run(proto: str, rounds: int, files: int, size_mib: int) -> dict[str, dict[str, Figures]]:
-    """Figures per side (peer, rdbss fsspec, rdbss Client) per workload for one protocol."""
+def run(
+    proto: str, rounds: int, files: int, size_mib: int, latency_ms: float = 0.0
+) -> dict[str, dict[str, Figures]]:
+    """Figures per side (peer, rdbss fsspec, rdbss Client) per workload for one protocol;
+    ``latency_ms`` (SFTP only) each way between both sides and the server."""
     servers, peer_name = SERVERS[proto]
     big = os.urandom(size_mib << 20)
     figures: dict[str, dict[str, Figures]] = {}
     with (
         tempfile.TemporaryDirectory(prefix=f"rdbss-peers-{proto}-") as tmp,
-        servers(Path(tmp)) as (config, unc, peer, peer_root),
+        _sftp(Path(tmp), latency_ms) if latency_ms else servers(Path(tmp)) as (
+            config,
+            unc,
+            peer,
+            peer_root,
+        ),
         running_daemon(extra_config=config) as daemon,
         daemon.client(timeout=TIMEOUT_S) as client,
     ):
@@ -242,9 +282,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=300)
     parser.add_argument("--size", type=int, default=64, help="MiB of the big file")
     parser.add_argument("--proto", default="sftp,smb,webdav")
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="SFTP only: delay added each way by a fault proxy (a network's round trip)",
+    )
     args = parser.parse_args(argv)
+    if args.latency_ms and args.proto != "sftp":
+        parser.error("--latency-ms is for --proto sftp")
     for proto in args.proto.split(","):
-        figures = run(proto, args.rounds, args.files, args.size)
+        figures = run(proto, args.rounds, args.files, args.size, args.latency_ms)
+        if args.latency_ms:
+            print(f"(through a link of {args.latency_ms:g} ms each way)")
         print(render(proto, figures, args.files, args.size))
         print()
     return 0
