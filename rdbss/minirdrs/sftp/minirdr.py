@@ -10,6 +10,9 @@ Configuration: see :mod:`rdbss.minirdrs.sftp.config`. The package, by concern:
   rdbss/minirdrs/primitives.py, and ``PosixMiniRdr`` (rdbss/minirdrs/posix.py) makes the
   routines of them: MRxCreate, MRxQueryOpen, READ/WRITE, query directory, file and volume
   information, set-info, delete-pending and close.
+- :mod:`~rdbss.minirdrs.sftp.folders`: a folder's entries in two round trips;
+  :mod:`~rdbss.minirdrs.sftp.prefetch`: a small file read whole on the event loop alone (the
+  direct path for a compound).
 - :mod:`~rdbss.minirdrs.sftp.attrs`: SFTP attributes as stats;
   :mod:`~rdbss.minirdrs.sftp.errors`: asyncssh failures as NTSTATUS values;
   :mod:`~rdbss.minirdrs.sftp.quiet`: asyncssh's per-request debug messages, not built while
@@ -311,7 +314,7 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
             if op is None:
                 continue  # (its close answers so, asking the server nothing)
             if op.delete_pending or op.conn is not share.conn:
-                return False  # a close that deletes: the worker
+                return False  # a close that deletes (or of another connection): the worker
             if op.file is not None:
                 closing.append(op)
         timeout = self._sessions.deadline(create)
