@@ -71,20 +71,29 @@ class Daemon:
 
     def processes(self) -> dict[str, int]:
         """The daemon's child processes by name ("core", "connmgr", each mini-redirector's
-        name) -> pid, from the supervisor's children (their command lines name them)."""
+        name) -> pid, from the supervisor's children (their command lines name them). A warm
+        standby keeps ``--standby`` in its command line once promoted: a name served by
+        standbys only is the oldest of them (the promoted one; its replacement came after)."""
         out = subprocess.run(
-            ["ps", "-ww", "--ppid", str(self.pid), "-o", "pid=,args="],
+            ["ps", "-ww", "--ppid", str(self.pid), "-o", "pid=,etimes=,args="],
             capture_output=True,
             text=True,
             check=False,
         ).stdout
         found: dict[str, int] = {}
+        standby: dict[str, tuple[int, int]] = {}  # name -> (age in seconds, pid): the oldest
         for line in out.splitlines():
-            pid, _, args = line.strip().partition(" ")
-            words = args.split()
-            if "rdbss.actors.process" in words and "--standby" not in words:
-                role_at = words.index("rdbss.actors.process") + 1
-                found[words[role_at + 1]] = int(pid)
+            fields = line.split()
+            if len(fields) < 3 or "rdbss.actors.process" not in fields:
+                continue
+            pid, age = int(fields[0]), int(fields[1])
+            name = fields[fields.index("rdbss.actors.process") + 2]
+            if "--standby" not in fields:
+                found[name] = pid
+            elif age >= standby.get(name, (-1, 0))[0]:
+                standby[name] = (age, pid)
+        for name, (_, pid) in standby.items():
+            found.setdefault(name, pid)
         return found
 
     def log(self) -> str:
