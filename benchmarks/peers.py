@@ -170,7 +170,11 @@ def _slow_link(host: str, port: int, latency_ms: float) -> Iterator[int]:
         yield int(json.loads(proxy.stdout.readline())["listen"].rpartition(":")[2])
     finally:
         proxy.terminate()
-        proxy.wait(10.0)
+        try:
+            proxy.wait(10.0)
+        except subprocess.TimeoutExpired:
+            proxy.kill()
+            proxy.wait(10.0)
 
 
 @contextlib.contextmanager
