@@ -277,7 +277,7 @@ class AttrCache:
 
     def clear(self) -> None:
         with self._lock:
-            self._change()
+            self._gen += 1  # every answer in flight is older than this
             self._touched.clear()
             self._trees.clear()
             self._floor = self._gen

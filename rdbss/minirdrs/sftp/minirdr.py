@@ -462,16 +462,18 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         share: Share,
         rel: str,
         how: OpenRequest,
-        opened: tuple[Open, asyncssh.SFTPAttrs] | BaseException | None,
+        opened: Open | BaseException | None,
     ) -> tuple[Open, SftpStat]:
         """``open`` on the direct path: the open the prefetch made, which is the open for
-        reading only of a regular file (``wanted``'s rules leave the create no other)."""
+        reading only of a regular file (``wanted``'s rules leave the create no other); its
+        stat is the lookup's."""
         what = f"cannot open {show(rel)}"
-        plain = OpenRequest(False, True, False, found=how.found)
-        if opened is None or how != plain:
+        found = how.found
+        if opened is None or not isinstance(found, SftpStat):
             raise refused(what)
-        op, attrs = self._fetched(share, opened, what)
-        return op, stat_of(attrs, op.remote)
+        if how != OpenRequest(False, True, False, found=found):
+            raise refused(what)
+        return self._fetched(share, opened, what), found
 
     @staticmethod
     def _record(share: Share, rel: str, how: OpenRequest, remote: str) -> Open:

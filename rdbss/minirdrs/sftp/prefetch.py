@@ -130,8 +130,9 @@ class Prefetched:
 
     rel: str
     lookup: Target | BaseException
-    #: the open (a record made as the create's open makes it) and its stat
-    opened: tuple[Open, asyncssh.SFTPAttrs] | BaseException | None = None
+    #: the open (a record made as the create's open makes it; the create answers the
+    #: lookup's stat)
+    opened: Open | BaseException | None = None
     #: the READ's answer and the close's (``achain``'s answers)
     chain: list[object] | None = None
     read: ChainItem | None = None
@@ -163,22 +164,20 @@ async def aprefetch(
     ``closing``: the opens of ``want.closes`` whose server handle is to be closed, sent first."""
     sftp = share.conn.client()
     closes: list[asyncio.Future[None]] = []
+    target: Target | Exception
     try:
         async with asyncio.timeout_at(deadline):
             await share.conn.transfers.settled()  # the ordering barrier, as ``_call``'s
             closes = [asyncio.ensure_future(_close_early(op)) for op in closing]
             target = await alocate(share, want.parts, want.rel, expect=True)
     except Exception as exc:
-        await _closed(closing, closes, deadline)
-        return Prefetched(want.rel, exc)
+        target = exc
     await _closed(closing, closes, deadline)
     got = Prefetched(want.rel, target)
-    if target.attrs is None:
-        return got  # the create answers OBJECT_NAME_NOT_FOUND from the lookup alone
+    if isinstance(target, Exception) or target.attrs is None:
+        return got  # the create answers from the lookup alone (OBJECT_NAME_NOT_FOUND...)
     if not stat.S_ISREG(mode_of(target.attrs)):
         return None
-    attrs = target.attrs
-    assert attrs is not None  # (a regular file)
     op = Open(share, want.rel, False, True, False, False, remote=target.remote)
     try:
         async with asyncio.timeout_at(deadline):
@@ -191,7 +190,7 @@ async def aprefetch(
     except Exception as exc:
         got.opened = exc
         return got
-    got.opened = op, attrs
+    got.opened = op
     got.read = ChainItem(ChainKind.READ, want.offset, want.length)
     try:
         async with asyncio.timeout_at(deadline):
