@@ -27,6 +27,11 @@ def run_compound(minirdr: MiniRdr, cx: Compound, *, chained: bool) -> list[Answe
         execute_compound(minirdr, cx, lambda done, payload: answers.append((done, payload)))
     assert [done.request_id for done, _ in answers] == list(range(1, len(cx.items) + 1))
     assert len(minirdr._opens) == 0, "a SrvOpen was left in the OpenTable"
+    return answers_of(answers)
+
+
+def answers_of(answers: list[tuple[RxCompletion, Any]]) -> list[Answer]:
+    """Each completion (and its payload) as an ``Answer``."""
     out: list[Answer] = []
     for done, payload in answers:
         result = done.result

@@ -37,9 +37,10 @@ from rdbss.wire import (
     QueryDirectoryParameters,
     Routine,
     RxCompletion,
+    RxContext,
 )
 from rdbss.wire.constants import RxFlags
-from tests.chains import Answer, run_compound
+from tests.chains import Answer, answers_of, run_compound
 from tests.integration import test_sftp_direct
 from tests.integration.test_sftp_direct import (
     SHARE,
@@ -71,6 +72,11 @@ def _small_read(
     )
     items = [_item(Routine.MRxCreate, path=path, create=params), _read(length, offset)]
     items.append(_chain_close())
+    return _numbered(items)
+
+
+def _numbered(items: list[RxContext]) -> Compound:
+    """``items`` as the core sends them: numbered 1, 2..., each with a deadline."""
     for number, ctx in enumerate(items, 1):
         ctx.request_id, ctx.timeout_ms = number, 10_000
     return Compound(9, items, timeout_ms=10_000)
@@ -91,15 +97,7 @@ def _direct(sftp: SftpMiniRdr, cx: Compound, opens: int = 0) -> list[Answer] | s
     if outcome.get(timeout=10) == "worker":
         return "worker"
     assert len(sftp._opens) == opens, "a SrvOpen was left in the OpenTable"
-    out: list[Answer] = []
-    for done, payload in answers:
-        result = done.result
-        if isinstance(result, dict):
-            result = {k: v for k, v in result.items() if k != "srv_open"}
-        out.append(
-            (done.status, done.information, result, None if payload is None else bytes(payload))
-        )
-    return out
+    return answers_of(answers)
 
 
 def _unread(answers: list[Answer] | str) -> list[Answer] | str:
@@ -239,20 +237,16 @@ def _listing(path: str, *, queries: int = 2, close: bool = True, batch: int = 51
         create_options=CreateOptions.FILE_DIRECTORY_FILE,
     )
     items = [_item(Routine.MRxCreate, path=path, create=params)]
-    items += [_query_directory(batch, related=True) for _ in range(queries)]
+    items += [_query_directory(batch) for _ in range(queries)]
     if close:
         items.append(_chain_close())
-    for number, ctx in enumerate(items, 1):
-        ctx.request_id, ctx.timeout_ms = number, 10_000
-    return Compound(9, items, timeout_ms=10_000)
+    return _numbered(items)
 
 
-def _query_directory(batch: int, *, related: bool) -> Any:
+def _query_directory(batch: int) -> RxContext:
     query = QueryDirectoryParameters(pattern="*", max_entries=batch)
-    ctx = _item(Routine.MRxQueryDirectory, minor=IrpMn.QUERY_DIRECTORY, query_directory=query,
-                fobx=7, flags=RxFlags.RELATED if related else 0)  # fmt: skip
-    ctx.timeout_ms = 10_000
-    return ctx
+    return _item(Routine.MRxQueryDirectory, minor=IrpMn.QUERY_DIRECTORY, query_directory=query,
+                 fobx=7, flags=RxFlags.RELATED)  # fmt: skip
 
 
 @pytest.mark.parametrize("queries", [1, 2])
@@ -304,10 +298,7 @@ def _after_closes(cx: Compound, *srv_opens: int) -> Compound:
     for srv_open in srv_opens:
         closes.append(_item(Routine.MRxCleanupFobx, fobx=srv_open + 100, srv_open=srv_open))
         closes.append(_item(Routine.MRxCloseSrvOpen, srv_open=srv_open))
-    items = closes + cx.items
-    for number, ctx in enumerate(items, 1):
-        ctx.request_id, ctx.timeout_ms = number, 10_000
-    return Compound(9, items, timeout_ms=10_000)
+    return _numbered(closes + cx.items)
 
 
 def test_the_closes_before_a_compound_are_answered_on_the_direct_path(
