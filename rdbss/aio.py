@@ -294,6 +294,7 @@ class AsyncClient:
         if self._closed:
             raise error_for_status(S.STATUS_INVALID_HANDLE, "the client is closed")
         loop = self._bind_loop()
+        self._watch.renew()  # after a refused handshake: this request's connection is a new one
         msg.request_id = next(self._ids)
         future: asyncio.Future[Answer] = loop.create_future()
         self._waiting[msg.request_id] = future

@@ -182,6 +182,8 @@ class LinkWatch:
         self._sock = sock
         self._endpoint = endpoints.client
         self._runtime_dir = None if remote else endpoints.runtime_dir
+        #: a handshake was refused: the socket connects again before the next request
+        self._renew = False
 
     def read(self) -> bool:
         """Take the events that arrived; True when a connection that was up went down."""
@@ -201,13 +203,22 @@ class LinkWatch:
         running = None if self._runtime_dir is None else daemon_pid(self._runtime_dir) is not None
         error = self.link.refusal(time.monotonic(), running)
         if error is not None and self.link.failed:
-            # ZeroMQ does not retry a refused handshake: connect again, so that the next call
-            # tries again (the key may have been granted meanwhile)
-            with contextlib.suppress(zmq.ZMQError):
-                self._sock.disconnect(self._endpoint)
-            self._sock.connect(self._endpoint)
-            self.link.reset()
+            # ZeroMQ does not retry a refused handshake: the next request connects again
+            # (``renew``), so its handshake is made then, once the key may have been granted
+            self._renew = True
         return error
+
+    def renew(self) -> None:
+        """Before a request: connect again after a refused handshake (its events taken first,
+        so none of them is read as the new connection's)."""
+        if not self._renew:
+            return
+        self._renew = False
+        self.read()
+        with contextlib.suppress(zmq.ZMQError):
+            self._sock.disconnect(self._endpoint)
+        self._sock.connect(self._endpoint)
+        self.link.reset()
 
     def close(self) -> None:
         with contextlib.suppress(zmq.ZMQError):
@@ -324,6 +335,7 @@ class Client:
         """Send without waiting, the link's news first (a connection lost while idle must not
         fail this request); False when there is no connection (or a full queue)."""
         self._link_news()
+        self._watch.renew()
         try:
             send_frames(self._sock, frames, NOBLOCK)
         except zmq.Again:

@@ -7,6 +7,7 @@ request's deadline)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -14,6 +15,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -121,9 +124,23 @@ def _free_port() -> int:
         return port
 
 
-def test_a_remote_daemon_refusing_the_key_fails_at_once_and_a_granted_key_gets_in(
-    tmp_path: Path,
-) -> None:
+@dataclass
+class Refusing:
+    """A daemon listening on tcp:// whose allow-list (``allow``) admits nobody yet, and how
+    the client alice reaches it."""
+
+    daemon: Daemon
+    remote: RemoteDaemon
+    allow: Path
+    alice: str  # her public key
+    port: int
+
+    def grant(self) -> None:
+        self.allow.write_text(f"{self.alice} alice client\n")
+
+
+@contextlib.contextmanager
+def _refusing(tmp_path: Path) -> Iterator[Refusing]:
     key_dir = tmp_path / "keys"
     keys.generate(key_dir, "core")
     keys.generate(key_dir, "alice")
@@ -139,7 +156,15 @@ def test_a_remote_daemon_refusing_the_key_fails_at_once_and_a_granted_key_gets_i
         f"tcp://127.0.0.1:{port}", str(key_dir / "core.key"), str(key_dir / "alice.key_secret")
     )
     alice = keys.load_public(str(key_dir / "alice.key")).decode()
-    with running_daemon(daemon_extra=extra) as d, Client(remote=remote, timeout=10) as c:
+    with running_daemon(daemon_extra=extra) as d:
+        yield Refusing(d, remote, allow, alice, port)
+
+
+def test_a_remote_daemon_refusing_the_key_fails_at_once_and_a_granted_key_gets_in(
+    tmp_path: Path,
+) -> None:
+    with _refusing(tmp_path) as rig, Client(remote=rig.remote, timeout=10) as c:
+        d, alice, port = rig.daemon, rig.alice, rig.port
         started = time.monotonic()
         with pytest.raises(NtStatusError) as info:
             c.ping()
@@ -147,7 +172,7 @@ def test_a_remote_daemon_refusing_the_key_fails_at_once_and_a_granted_key_gets_i
         assert info.value.status == S.STATUS_LOGON_FAILURE
         message = info.value.strerror or ""
         assert f"key refused by tcp://127.0.0.1:{port}" in message and alice in message
-        allow.write_text(f"{alice} alice client\n")  # granted: the next call gets in
+        rig.grant()  # the next call gets in
         assert c.ping()
         # over tcp:// too, a lost core fails what was in flight at once, and the next call
         # waits for the restarted core (a remote port refusing for a while is not "stopped")
@@ -159,6 +184,31 @@ def test_a_remote_daemon_refusing_the_key_fails_at_once_and_a_granted_key_gets_i
         _assert_lost_at_once(started, info.value)
         assert c.ping()
         _core_restarted(d, old)
+
+
+def test_a_key_granted_a_while_after_the_refusal_gets_in(tmp_path: Path) -> None:
+    """The next call after a refusal makes a new handshake: one made in between (while the
+    user edits the allow-list) would be refused and remembered. Client and AsyncClient."""
+    with _refusing(tmp_path) as rig:
+        with Client(remote=rig.remote, timeout=10) as c:
+            with pytest.raises(NtStatusError) as info:
+                c.ping()
+            assert info.value.status == S.STATUS_LOGON_FAILURE
+            time.sleep(1.0)
+            rig.grant()
+            assert c.ping()
+        rig.allow.write_text("")
+
+        async def refused_then_granted() -> None:
+            async with AsyncClient(remote=rig.remote, timeout=10) as ac:
+                with pytest.raises(NtStatusError) as info:
+                    await ac.ping()
+                assert info.value.status == S.STATUS_LOGON_FAILURE
+                await asyncio.sleep(1.0)
+                rig.grant()
+                assert await ac.ping()
+
+        asyncio.run(asyncio.wait_for(refused_then_granted(), 30))
 
 
 def test_a_remote_address_where_nothing_listens_fails_at_once(tmp_path: Path) -> None:
