@@ -74,6 +74,22 @@ def test_small_files_round_trip_in_one_message(
         assert old_read(c, path) == data
 
 
+@pytest.mark.parametrize("size", [(256 << 10) + 1, 3 << 20])
+def test_a_compound_of_a_transfer_past_one_server_request_and_its_close(
+    remote: tuple[Client, str], size: int
+) -> None:
+    """A create, a READ or WRITE longer than the server takes in one request (a pipelined
+    transfer on SFTP, several requests on SMB) and the close, as one compound: the close comes
+    after the transfer, whose bytes all arrive."""
+    c, unc = remote
+    path = unc + rf"\big{size}.bin"
+    data = os.urandom(size)
+    assert rq.write_file_result(c.compound(rq.write_file_items(path, data, 30_000))) == size
+    assert old_read(c, path) == data
+    items = rq.read_file_items(path, 30_000, size + 1)
+    assert rq.read_file_result(c.compound(items)) == data
+
+
 def test_small_file_errors_are_the_open_file_ways(remote: tuple[Client, str]) -> None:
     c, unc = remote
     c.mkdir(unc + r"\a_dir", exist_ok=True)

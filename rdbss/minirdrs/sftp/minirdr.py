@@ -731,18 +731,18 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         with self._transfers_lock:
             self._pending[ctx.request_id] = ctx
 
-        async def ordered() -> Result:
-            before = conn.transfers.begin(op, offset, length, write=write)  # first: pipeline.py
-            try:
-                if before:
-                    await asyncio.wait(before)
-                return await transfer()
-            finally:
-                conn.transfers.end()
+        async def ordered(before: list[asyncio.Task[object]]) -> Result:
+            if before:
+                await asyncio.wait(before)
+            return await transfer()
 
         async def run() -> None:
+            # in flight from run's own first step (pipeline.py): wait_for runs ``ordered`` in a
+            # task of its own, which starts a loop turn later, after a close or a flush handed
+            # over next (the rest of a compound) would have passed the barrier
+            before = conn.transfers.begin(op, offset, length, write=write)
             try:
-                result = await asyncio.wait_for(ordered(), timeout)
+                result = await asyncio.wait_for(ordered(before), timeout)
             except asyncio.CancelledError:  # the loop stops
                 result = Result(status=S.STATUS_CANCELLED, message=f"{what}: shutting down")
             except Exception as exc:
@@ -751,6 +751,8 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
                     log.error("pipelined transfer failed", exc_info=error)
                     error = NtStatusError(S.STATUS_INTERNAL_ERROR, f"{what}: {error!r}")
                 result = Result(status=error.status, message=error.strerror or "")
+            finally:
+                conn.transfers.end()
             with self._transfers_lock:
                 waiting = self._pending.pop(ctx.request_id, None) is not None
             if waiting:
