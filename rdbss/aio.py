@@ -695,11 +695,18 @@ class AsyncClient:
 
     async def read_bytes(self, path: str, *, in_flight: int = 8) -> bytes:
         """The whole file: as ``Client.read_bytes``, one compound for a small file; a longer
-        one is read again from its start, up to ``in_flight`` chunks at once."""
+        one is read again from its start: up to WHOLE_READ_BYTES as one more compound, a larger
+        one through an open file, up to ``in_flight`` chunks at once."""
         outcomes = await self.compound(rq.read_file_items(path, self._timeout_ms))
         data = rq.read_file_result(outcomes)
         if len(data) < rq.SMALL_READ_BYTES:
             return data
+        window = rq.whole_read_window(outcomes)
+        if window is not None:
+            items = rq.read_file_items(path, self._timeout_ms, window)
+            data = rq.read_file_result(await self.compound(items))
+            if len(data) < window:
+                return data
         handle = await self.create(path, options=CreateOptions.FILE_NON_DIRECTORY_FILE)
         try:
             size = handle.info.size

@@ -1186,10 +1186,19 @@ class Client:
     def read_bytes(self, path: str) -> bytes:
         """The whole file. A create, a read of its first SMALL_READ_BYTES and a close go out as
         one compound: a shorter answer is the whole file, one round trip. A longer file is read
-        again from its start through an open file, so that what comes back is one read."""
-        data = rq.read_file_result(self.compound(rq.read_file_items(path, self._timeout_ms)))
+        again from its start, so that what comes back is one open's read: up to
+        WHOLE_READ_BYTES as one more such compound, sized by what the first create answered;
+        a larger one (or one that grew past that window) through an open file."""
+        outcomes = self.compound(rq.read_file_items(path, self._timeout_ms))
+        data = rq.read_file_result(outcomes)
         if len(data) < rq.SMALL_READ_BYTES:
             return data
+        window = rq.whole_read_window(outcomes)
+        if window is not None:
+            items = rq.read_file_items(path, self._timeout_ms, window)
+            data = rq.read_file_result(self.compound(items))
+            if len(data) < window:
+                return data
         with self.open(path, "rb", buffering=0) as f:
             return bytes(f.readall())
 

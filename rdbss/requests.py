@@ -698,6 +698,22 @@ def read_file_items(
     ]
 
 
+#: a file found longer than its first window, of up to this size (what its create answered), is
+#: read again whole in one more compound: one create, one READ and a close, where an open file
+#: costs a round trip per request; a larger one goes through an open file (shared memory)
+WHOLE_READ_BYTES = 1 << 20
+
+
+def whole_read_window(outcomes: Sequence[Outcome[Any]]) -> int | None:
+    """The READ window to read again whole, in one compound, the file ``read_file_items`` found
+    longer than its window: the size its create answered plus SMALL_READ_BYTES, so that a
+    shorter answer still proves the end of a file that grew a little since; None for a file
+    larger than WHOLE_READ_BYTES."""
+    handle: Handle = outcomes[0].unwrap()
+    size = handle.info.size
+    return size + SMALL_READ_BYTES if size <= WHOLE_READ_BYTES else None
+
+
 def read_file_result(outcomes: Sequence[Outcome[Any]]) -> bytes:
     """The bytes ``read_file_items`` read; raises the first failing item's error in the order
     a create, a read and a close one after the other would have met it."""

@@ -19,6 +19,7 @@ from tests.daemon import Daemon
 
 W = rq.SMALL_READ_BYTES
 SIZES = [0, 1, W - 1, W, W + 1, 1 << 20]
+WHOLE = rq.WHOLE_READ_BYTES  # the longest file read_bytes reads in two compounds
 
 
 def unc(d: Daemon, *parts: str) -> str:
@@ -64,7 +65,7 @@ def outcome(call: Callable[[], Any]) -> tuple[str, int | None, int | None] | Any
         return type(exc).__name__, exc.errno, getattr(exc, "status", None)
 
 
-@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("size", [*SIZES, WHOLE, WHOLE + 1])
 def test_read_bytes_is_one_message_for_a_small_file_and_byte_exact(
     daemon: Daemon, counted: tuple[Client, list[Any]], size: int
 ) -> None:
@@ -73,11 +74,35 @@ def test_read_bytes_is_one_message_for_a_small_file_and_byte_exact(
     (daemon.share_dir / f"r{size}.bin").write_bytes(data)
     sent.clear()
     assert c.read_bytes(unc(daemon, f"r{size}.bin")) == data
+    shape = [r.ctx.major for r in rq.read_file_items("x", 1)]
     if size < W:
         assert len(sent) == 1
-        assert [i.major for i in sent[0].items] == [r.ctx.major for r in rq.read_file_items("x", 1)]
-    else:
-        assert len(sent) > 1  # the window was full: read again from the start
+        assert [i.major for i in sent[0].items] == shape
+    elif size <= WHOLE:  # the window was full: read again whole, sized by the first create
+        assert len(sent) == 2
+        assert [i.major for i in sent[1].items] == shape
+        assert sent[1].items[1].lowio.length == size + W
+    else:  # too long for one message: through an open file
+        assert len(sent) > 2
+
+
+def test_read_bytes_of_a_file_that_grew_past_the_second_window(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file found longer than the first window, that grows by more than a window before the
+    second compound, is read through an open file, whole."""
+    path = daemon.share_dir / "grows.bin"
+    path.write_bytes(os.urandom(2 * W))
+    grown = os.urandom(5 * W)
+    window = rq.whole_read_window
+
+    def growing(outcomes: Any) -> int | None:
+        path.write_bytes(grown)  # between the two compounds
+        return window(outcomes)
+
+    monkeypatch.setattr(rq, "whole_read_window", growing)
+    with daemon.client() as c:
+        assert c.read_bytes(unc(daemon, "grows.bin")) == grown
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -174,7 +199,7 @@ def test_the_asyncio_client_reads_and_writes_small_files_in_one_message(
             assert len(exchanges) == 1 or size > SMALL_WRITE_BYTES
             exchanges.clear()
             assert await c.read_bytes(unc(daemon, f"a{size}.bin")) == data
-            assert (len(exchanges) == 1) == (size < W)
+            assert len(exchanges) == (1 if size < W else 2)
             for path in _error_cases(daemon):
                 new = await _aoutcome(c.read_bytes(path))
                 with daemon.client() as blocking:
