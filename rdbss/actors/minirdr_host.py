@@ -40,6 +40,7 @@ import pykka
 from rdbss.actors.peer import PeerBridge
 from rdbss.minirdrs.base import CONNECTION_ROUTINES, ROUTINE_METHODS, MiniRdr, Result
 from rdbss.model.buffering import grant_for
+from rdbss.model.idempotent import UNSENT
 from rdbss.shm import Maps
 from rdbss.wire.codec import printable
 from rdbss.wire.constants import LowIoOp, Routine, RxFlags
@@ -62,11 +63,27 @@ _RELATED = int(RxFlags.RELATED)
 
 #: routine name (as on the wire) -> the MiniRdr method, without building an enum per request
 _METHOD_OF: dict[str, str] = {str(routine): method for routine, method in ROUTINE_METHODS.items()}
+#: Routines run even on a connection known lost (``MiniRdr.connection_lost``): they build or
+#: drop connections, or answer without the server (a cleanup; a close says what the loss took).
+_RUN_WHEN_LOST = frozenset(
+    {str(r) for r in CONNECTION_ROUTINES} | {Routine.MRxCleanupFobx, Routine.MRxCloseSrvOpen}
+)
 
 
 def completion(ctx: RxContext, result: Result) -> RxCompletion:
     message = printable(result.message, MAX_TEXT_LEN) if result.message else ""
     return RxCompletion(ctx.request_id, result.status, result.information, result.result, message)
+
+
+def unsent(ctx: RxContext) -> RxCompletion:
+    """The answer to a request that found its connection known lost and was not run: nothing of
+    it reached the server, which the core may send again (rdbss/model/idempotent.py)."""
+    return RxCompletion(
+        ctx.request_id,
+        NtStatus.STATUS_CONNECTION_DISCONNECTED,
+        result={UNSENT: True},
+        message=f"the connection to server {ctx.srv_call!r} was lost; not sent",
+    )
 
 
 def cancel_status(reason: str) -> int:
@@ -137,6 +154,8 @@ def execute(
             ctx.request_id, status, message=f"unknown routine {ctx.routine!r}"
         ), None
     routine = ctx.routine
+    if routine not in _RUN_WHEN_LOST and minirdr.connection_lost(ctx):
+        return unsent(ctx), None
     method = getattr(minirdr, name)
     target: memoryview | None = None
     source: memoryview | None = None

@@ -117,7 +117,7 @@ class Answers:
         """A client request (not a compound's item) failed with ``done``: when its connection
         was lost (torn down by now) and it has retries and time left (model/idempotent.py), count
         the retry and return the milliseconds left before its deadline; else None. The caller
-        checked that the request is idempotent."""
+        checked that the request may be sent again (idempotent, or unsent)."""
         live = self.live.get((ident, request_id))
         if live is None or live.cancelled is not None:
             return None

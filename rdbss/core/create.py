@@ -17,7 +17,7 @@ from rdbss.core.sending import Sending
 from rdbss.core.services import CoreState
 from rdbss.core.types import Payload, Then, address, cancel_status
 from rdbss.model.buffering import conflicts
-from rdbss.model.idempotent import is_idempotent
+from rdbss.model.idempotent import is_idempotent, unsent
 from rdbss.model.names import UncName, parse_unc
 from rdbss.model.sharing import check_create_parameters, check_share_access
 from rdbss.model.structs import Condition, Fcb, Fobx, NetRoot, SrvOpen, VNetRoot
@@ -132,7 +132,7 @@ class Creates:
         request_id = ctx.request_id
         fobx_id = next(self.state.fobx_ids)
         address(ctx, Routine.MRxCreate, net_root, name.path, fobx_id)
-        retry = is_idempotent(ctx)
+        retry = is_idempotent(ctx)  # else only what never reached the server (unsent)
 
         def then(done: RxCompletion, payload: Payload) -> None:
             done.request_id = request_id
@@ -189,7 +189,8 @@ class Creates:
                 fcb = net_root.fcbs.get(name.path.lower())
                 if fcb is not None:
                     self.buffering.rebuffer(fcb)  # the open that changed the state did not happen
-                left = self.answers.retry_left(ident, request_id, done) if retry else None
+                resend = retry or unsent(done)
+                left = self.answers.retry_left(ident, request_id, done) if resend else None
                 if left is not None:  # its connection was lost: open on the one built again
                     ctx.request_id, ctx.timeout_ms = request_id, left
                     self.open(ident, ctx, name, 0)

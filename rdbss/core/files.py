@@ -19,7 +19,7 @@ from rdbss.core.types import Payload, Then
 from rdbss.model.attrcache import ANSWERED_CLASSES, LEARNED_CLASSES, changes_attributes
 from rdbss.model.buffering import FcbState
 from rdbss.model.dispatch import routine_for
-from rdbss.model.idempotent import CONNECTION_LOST, is_idempotent
+from rdbss.model.idempotent import CONNECTION_LOST, is_idempotent, resent_if_unsent, unsent
 from rdbss.model.names import UncName, parse_unc
 from rdbss.model.structs import Condition, Fcb, Fobx, NetRoot, SrvOpen
 from rdbss.shm import Maps
@@ -174,6 +174,8 @@ class Files:
         then = self._attribute_rules(ctx, fcb, routine, then)
         if is_idempotent(ctx, enumerating=fobx.enumerated):
             then = self.retrying(ident, ctx, payload, then)
+        elif resent_if_unsent(ctx):
+            then = self.retrying(ident, ctx, payload, then, unsent_only=True)
         if routine == Routine.MRxQueryDirectory:
             fobx.enumerated = True
         elif routine == Routine.MRxSetFileInfo:
@@ -249,17 +251,26 @@ class Files:
         except NtStatusError as exc:
             self.answers.answer(ident, ctx, exc.status, message=exc.strerror or "")
 
-    def retrying(self, ident: bytes, ctx: RxContext, payload: Payload, then: Then) -> Then:
+    def retrying(
+        self,
+        ident: bytes,
+        ctx: RxContext,
+        payload: Payload,
+        then: Then,
+        *,
+        unsent_only: bool = False,
+    ) -> Then:
         """Wrap a handle request's continuation: when its connection was lost, the request runs
         again from the start (its handle, orphaned by the loss, is re-opened on the connection
-        built again) instead of failing; ``then`` gets the final answer."""
+        built again) instead of failing; ``then`` gets the final answer. ``unsent_only``: only
+        when the answer says the request never reached the server (model/idempotent.py)."""
         request_id = ctx.request_id
 
         def again(done: RxCompletion, data: Payload) -> None:
             # (most answers are not a lost connection: no look at the request's retries)
             left = (
                 self.answers.retry_left(ident, request_id, done)
-                if done.status in CONNECTION_LOST
+                if done.status in CONNECTION_LOST and not (unsent_only and not unsent(done))
                 else None
             )
             if left is None:

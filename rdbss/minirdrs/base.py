@@ -472,6 +472,15 @@ class MiniRdr:
         """How many requests answered STATUS_PENDING this mini-redirector still holds."""
         return 0
 
+    def connection_lost(self, ctx: RxContext) -> bool:
+        """Whether the connection ``ctx`` goes through is known lost already (its keepalive or
+        its transport saw it go), so that nothing of ``ctx`` could reach the server. The host
+        then answers STATUS_CONNECTION_DISCONNECTED marked unsent without running the routine,
+        and the core may send it again on the connection built again whatever it does
+        (rdbss/model/idempotent.py ``UNSENT``). Asked before every routine but the connection
+        routines, cleanups and closes: must be cheap and must not block. Not a routine."""
+        return False
+
     def start_direct(
         self, ctx: RxContext, done: Callable[[Result | Exception | None], None]
     ) -> bool:

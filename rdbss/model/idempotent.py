@@ -23,6 +23,15 @@ queries keep a position too), locks and unlocks, flush (on a re-opened handle it
 success for writes that died with the connection), FSCTL/IOCTL, change notifications, cleanup
 and close.
 
+A request the mini-redirector never sent is another matter: when it found its connection known
+lost already (the keepalive or the transport saw it go), it answers the lost connection marked
+``UNSENT`` without running the routine (rdbss/minirdrs/base.py ``connection_lost``). Nothing of
+it reached the server, so the core sends it again on the connection built again whatever it
+does, when ``resent_if_unsent``: a create of any disposition, a write, a set-information. Not a
+flush (the writes before it may have died with the connection: success on a re-opened handle
+would hide that), nor locks (the locks held before died with it), nor EAs, quotas, controls or
+change notifications: those answer the status as before.
+
 A client's compound is sent again whole (``replayable``) when each of its items is one of these
 reads and every create in it is closed again by a related close in the same compound (a stat):
 no handle it made outlives it, so nothing of the first attempt is left behind.
@@ -44,7 +53,7 @@ from rdbss.wire.constants import (
     Routine,
     RxFlags,
 )
-from rdbss.wire.rxcontext import RxContext
+from rdbss.wire.rxcontext import RxCompletion, RxContext
 from rdbss.wire.status import NtStatus
 
 S = NtStatus
@@ -148,6 +157,30 @@ def replayable(items: Sequence[RxContext]) -> bool:
         elif major != _DIRECTORY or not item.flags & _RELATED or item.minor != _QUERY_DIRECTORY:
             return False
     return not open_create
+
+
+#: The key a mini-redirector sets (True) in the result of a lost connection's answer when the
+#: request never left it: it found the connection lost before sending anything.
+UNSENT = "unsent"
+_WRITE = int(LowIoOp.WRITE)
+_SET_FILE_INFO = Routine.MRxSetFileInfo
+
+
+def unsent(done: RxCompletion) -> bool:
+    """Whether ``done`` is a lost connection's answer to a request that never reached the
+    server (``UNSENT``)."""
+    result = done.result
+    return isinstance(result, dict) and result.get(UNSENT) is True
+
+
+def resent_if_unsent(ctx: RxContext) -> bool:
+    """Whether ``ctx`` (addressed to a mini-redirector) is sent again after a lost connection
+    when its answer says it never reached the server (``unsent``): a create, a write, a
+    set-information."""
+    routine = ctx.routine
+    if routine == _LOWIO:
+        return ctx.lowio is not None and ctx.lowio.operation == _WRITE
+    return routine in (_OPEN, _SET_FILE_INFO)
 
 
 def may_retry(status: int, retries: int, left_ms: float) -> bool:

@@ -191,6 +191,65 @@ def test_the_first_request_after_an_idle_drop_succeeds(backend: Backend, client:
         assert time.monotonic() - start < ANSWER_S, what
 
 
+def test_a_change_that_finds_the_connection_seen_lost_is_sent_again(
+    backend: Backend, client: Client
+) -> None:
+    """A write, a create that overwrites, a rename and a resize never go again after a lost
+    connection when they may have reached the server; one that finds its connection already
+    seen lost (the server restarted or the TCP connection was cut, then keepalive intervals
+    passed) never left the daemon, so it is sent again on the connection built again and
+    succeeds, three faults in a row for each."""
+    from rdbss.wire import FileInformationClass
+
+    path = backend.unc("changed.bin")
+    handle = client.create(path, access=RW, disposition=CreateDisposition.FILE_OVERWRITE_IF)
+    faults = [
+        lambda: backend.server.restart(),
+        lambda: cut_tcp(backend.server.port),
+        lambda: backend.server.restart(),
+    ]
+    try:
+        client.listdir(backend.unc_root)
+        for k, fault in enumerate(faults):
+            fault()
+            time.sleep(3 * KEEPALIVE_S)  # the keepalive (or the transport) sees the loss
+            mark = f"write after fault {k}".encode()
+            took = _timed(lambda m=mark: client.write_handle(handle.fobx, 0, m))  # type: ignore[misc]
+            assert took < ANSWER_S
+            client.flush_handle(handle.fobx)
+            assert (backend.folder / "changed.bin").read_bytes()[: len(mark)] == mark
+        for k, fault in enumerate(faults):
+            fault()
+            time.sleep(3 * KEEPALIVE_S)
+            made = client.create(
+                backend.unc(f"made{k}.bin"),
+                access=RW,
+                disposition=CreateDisposition.FILE_OVERWRITE_IF,
+            )
+            client.close_handle(made.fobx)
+            assert (backend.folder / f"made{k}.bin").exists()
+        for k, fault in enumerate(faults):
+            fault()
+            time.sleep(3 * KEEPALIVE_S)
+            client.set_info(
+                handle.fobx, FileInformationClass.FileEndOfFileInformation, size=100 + k
+            )
+            assert (backend.folder / "changed.bin").stat().st_size == 100 + k
+        fault = faults[0]
+        fault()
+        time.sleep(3 * KEEPALIVE_S)
+        client.set_info(
+            handle.fobx,
+            FileInformationClass.FileRenameInformation,
+            target=backend.unc("renamed.bin"),
+            replace=True,
+        )
+        assert (backend.folder / "renamed.bin").stat().st_size == 102
+        assert not (backend.folder / "changed.bin").exists()
+    finally:
+        client.close_handle(handle.fobx)
+
+
 def test_a_new_share_on_a_server_whose_connection_dropped_connects(
     backend: Backend, client: Client
 ) -> None:

@@ -14,6 +14,8 @@ from rdbss.model.idempotent import (
     is_idempotent,
     may_retry,
     replayable,
+    resent_if_unsent,
+    unsent,
 )
 from rdbss.wire import (
     CreateParameters,
@@ -25,7 +27,7 @@ from rdbss.wire import (
     RxContext,
 )
 from rdbss.wire.constants import CreateDisposition, CreateOptions, FileInformationClass
-from rdbss.wire.rxcontext import InfoParameters, QueryDirectoryParameters
+from rdbss.wire.rxcontext import InfoParameters, QueryDirectoryParameters, RxCompletion
 
 S = NtStatus
 D = CreateDisposition
@@ -151,3 +153,35 @@ def test_a_compound_is_sent_again_whole_only_when_it_reads_and_leaves_no_handle(
     assert not replayable([write.ctx, closing.ctx])  # it may have truncated the file
     assert not replayable([rq.write(7, 0, b"x", 1000).ctx])
     assert not replayable([rq.close(7, 1000).ctx])  # closes a handle from before
+
+
+@pytest.mark.parametrize(
+    ("ctx", "expected"),
+    [
+        (_create(D.FILE_CREATE), True),
+        (_create(D.FILE_OVERWRITE_IF), True),
+        (_create(D.FILE_OPEN, CreateOptions.FILE_DELETE_ON_CLOSE), True),
+        (_lowio(LowIoOp.WRITE), True),
+        (RxContext(1, 0, routine=Routine.MRxSetFileInfo), True),
+        (_lowio(LowIoOp.SHAREDLOCK), False),
+        (_lowio(LowIoOp.UNLOCK), False),
+        (_lowio(LowIoOp.FSCTL), False),
+        (RxContext(1, 0, routine=Routine.MRxFlush), False),
+        (RxContext(1, 0, routine=Routine.MRxSetEaInfo), False),
+        (RxContext(1, 0, routine=Routine.MRxCloseSrvOpen), False),
+    ],
+)
+def test_what_never_reached_the_server_is_sent_again_unless_its_meaning_died(
+    ctx: RxContext, expected: bool
+) -> None:
+    """A create, a write or a set-information that found its connection seen lost goes again;
+    a flush (the writes before it may have died), locks and controls do not."""
+    assert resent_if_unsent(ctx) is expected
+
+
+def test_only_an_answer_marked_unsent_is_unsent() -> None:
+    lost = S.STATUS_CONNECTION_DISCONNECTED
+    assert unsent(RxCompletion(1, lost, result={"unsent": True}))
+    assert not unsent(RxCompletion(1, lost))
+    assert not unsent(RxCompletion(1, lost, result={"unsent": 1}))
+    assert not unsent(RxCompletion(1, lost, result=[True]))

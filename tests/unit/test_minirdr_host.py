@@ -202,3 +202,42 @@ def answer_of(minirdr: LocalMiniRdr, fobx: int) -> RxCompletion:
     answer = execute(minirdr, ctx, None)
     assert answer is not None
     return answer[0]
+
+
+class Lost(LocalMiniRdr):
+    """A mini-redirector whose connection is seen lost: it counts the routines it runs."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.ran: list[str] = []
+
+    def connection_lost(self, ctx: RxContext) -> bool:
+        return True
+
+    def set_file_info(self, ctx: RxContext) -> Any:
+        self.ran.append("set_file_info")
+        return super().set_file_info(ctx)
+
+    def close_srv_open(self, ctx: RxContext) -> Any:
+        self.ran.append("close_srv_open")
+        return super().close_srv_open(ctx)
+
+
+def test_a_request_on_a_connection_seen_lost_is_answered_unsent_without_running(
+    tmp_path: Path,
+) -> None:
+    """Nothing of it can reach the server: the answer is the lost connection, marked unsent
+    (the core may send it again); a close still runs, to say what the loss took."""
+    from rdbss.model.idempotent import unsent
+
+    minirdr = Lost("local", {"server": "local", "shares": {"data": str(tmp_path)}})
+    ctx = RxContext(7, IrpMj.SET_INFORMATION, routine=Routine.MRxSetFileInfo, fobx=1)
+    answer = execute(minirdr, ctx, None)
+    assert answer is not None
+    done = answer[0]
+    assert done.status == S.STATUS_CONNECTION_DISCONNECTED and unsent(done)
+    assert minirdr.ran == []
+    close = RxContext(8, IrpMj.CLOSE, routine=Routine.MRxCloseSrvOpen, srv_open=1)
+    answer = execute(minirdr, close, None)
+    assert answer is not None and not unsent(answer[0])
+    assert minirdr.ran == ["close_srv_open"]

@@ -193,6 +193,9 @@ class SftpMiniRdr(QuietConnections, PolledNotifyMiniRdr[Share, Open]):
         ).remote
 
     # --- connections --------------------------------------------------------------------------
+    def connection_lost(self, ctx: RxContext) -> bool:
+        return self._sessions.lost(ctx.srv_call)
+
     def create_srv_call(self, ctx: RxContext) -> Result:
         self._sessions.connect(ctx)
         return Result()

@@ -245,6 +245,13 @@ class Sessions:
             return NtStatusError(sftp_status(exc), f"{what}: {sftp_reason(exc)}")
         return exc
 
+    def lost(self, srv_call: str | None) -> bool:
+        """Whether the connection to ``srv_call`` is there and seen lost (nothing can be sent
+        on it until the core builds it again)."""
+        with self._lock:
+            conn = self._conns.get(srv_call.lower()) if srv_call else None
+        return conn is not None and conn.lost
+
     def conn_of(self, srv_call: str | None) -> Conn:
         if self.settings.server(srv_call) is None:
             raise NtStatusError(

@@ -145,6 +145,17 @@ class SmbMiniRdr(MiniRdr):
         return op
 
     # --- connections --------------------------------------------------------------------------
+    def connection_lost(self, ctx: RxContext) -> bool:
+        """The link is there and dead (lost, timed out or finalized: ``SmbLink.check_alive``
+        would refuse)."""
+        srv_call = ctx.srv_call
+        server = self._servers.get(srv_call.lower()) if isinstance(srv_call, str) else None
+        if server is None:
+            return False
+        with self._lock:
+            link = self._links.get(server.name.lower())
+        return link is not None and link.dead is not None
+
     def create_srv_call(self, ctx: RxContext) -> Result:
         server = self._server(ctx.srv_call)
         key = server.name.lower()
