@@ -41,6 +41,7 @@ from rdbss.actors.peer import PeerBridge
 from rdbss.minirdrs.base import CONNECTION_ROUTINES, ROUTINE_METHODS, MiniRdr, Result
 from rdbss.model.buffering import grant_for
 from rdbss.model.idempotent import UNSENT
+from rdbss.model.idempotent import unsent as is_unsent
 from rdbss.shm import Maps
 from rdbss.wire.codec import printable
 from rdbss.wire.constants import LowIoOp, Routine, RxFlags
@@ -206,6 +207,8 @@ def _take_related(
     if end == index + 1:
         return {}
     create, related = cx.items[index], cx.items[index + 1 : end]
+    if minirdr.connection_lost(create):
+        return {}  # one by one: the create is answered unsent, its related items with it
     payloads = [payload_of.get(i) for i in range(index + 1, end)]
     try:
         outcomes = minirdr.create_with_related(create, related, payloads)
@@ -289,6 +292,7 @@ def execute_compound(
                     RxCompletion(
                         ctx.request_id,
                         created.status,
+                        result={UNSENT: True} if is_unsent(created) else None,
                         message=f"the create failed: {created.message}",
                     ),
                     None,

@@ -21,7 +21,14 @@ from rdbss.core.types import RELATED, SUB_ID_BASE, Payload, Then, as_sent
 from rdbss.model.attrcache import changes_attributes
 from rdbss.model.compound import rides_with_create, stat_pair
 from rdbss.model.dispatch import routine_for
-from rdbss.model.idempotent import CONNECTION_LOST, may_retry, replayable
+from rdbss.model.idempotent import (
+    CONNECTION_LOST,
+    UNSENT,
+    may_retry,
+    replayable,
+    resent_whole_if_unsent,
+    unsent,
+)
 from rdbss.model.structs import NetRoot
 from rdbss.wire.codec import DEFAULT_LIMITS
 from rdbss.wire.constants import IrpMj, Routine
@@ -46,6 +53,7 @@ class Chain:
     create: RxContext
     peer: str | None = None  # set when the create went out in the current batch to this peer
     status: int | None = None  # the create's status, once answered
+    unsent: bool = False  # that answer says the create never reached the server
     fobx: int | None = None  # its handle, once it succeeded
     deferred: list[tuple[int, RxContext, Payload]] = field(default_factory=list)
     # a directory query rode along: its enumeration ends with the handle's cleanup, so the
@@ -71,6 +79,9 @@ class CompoundState:
     origin: str | None = None
     deadline: float = 0.0
     retries: int = 0
+    # sent again only when no item reached the server (every answer unsent), with its data
+    unsent_only: bool = False
+    sent_payloads: dict[int, Payload] = field(default_factory=dict)
 
 
 def _unwired(ident: bytes, ctx: RxContext, payload: Payload) -> None:
@@ -133,10 +144,12 @@ class Compounds:
             self._finish_compound(progress, status, message)
             return
         payload_of = dict(zip(cx.payload_items, cx.payloads, strict=True))
-        if not payload_of and replayable(cx.items):
+        resend = not payload_of and replayable(cx.items)
+        if resend or resent_whole_if_unsent(cx.items):
             progress.items, progress.origin, progress.retries = cx.items, cx.origin, retries
             progress.sent_as = [(i.major, i.path, i.flags, i.fobx) for i in cx.items]
             progress.deadline = deadline or self.state.clock() + cx.timeout_ms / 1000.0
+            progress.unsent_only, progress.sent_payloads = not resend, payload_of
         for index, item in enumerate(cx.items):  # first, as a query open answers two items
             sub_id = next(self.sub_ids)
             self.subs[sub_id] = (progress, index)
@@ -200,7 +213,11 @@ class Compounds:
         if chain.status is not None:  # the create has answered
             if chain.status != S.STATUS_SUCCESS:
                 self.answers.answer(
-                    ident, item, chain.status, message="the compound's create failed"
+                    ident,
+                    item,
+                    chain.status,
+                    result={UNSENT: True} if chain.unsent else None,
+                    message="the compound's create failed",
                 )
                 return
             item.fobx = chain.fobx
@@ -332,6 +349,7 @@ class Compounds:
         chain = progress.chains.get(index)
         if chain is not None:
             chain.status = done.status
+            chain.unsent = unsent(done)
             if done.status == S.STATUS_SUCCESS and isinstance(done.result, dict):
                 fobx = done.result.get("fobx")
                 chain.fobx = fobx if isinstance(fobx, int) else None
@@ -355,6 +373,8 @@ class Compounds:
         left_ms = (progress.deadline - self.state.clock()) * 1000.0
         if lost is None or not may_retry(lost.status, progress.retries, left_ms):
             return False
+        if progress.unsent_only and not all(d is not None and unsent(d) for d in progress.results):
+            return False  # an item may have reached the server
         items = progress.items
         for item, item_id, (major, path, flags, fobx) in zip(
             items, progress.item_ids, progress.sent_as, strict=True
@@ -367,12 +387,15 @@ class Compounds:
             status_name(lost.status),
             lost.message,
         )
+        payloads = progress.sent_payloads
         again = Compound(
             request_id=progress.request_id,
             items=items,
+            payload_items=sorted(payloads),
             timeout_ms=int(left_ms),
             origin=progress.origin,
         )
+        again.payloads = [payloads[index] for index in again.payload_items]
         self.start(progress.ident, again, 0, progress.retries + 1, progress.deadline)
         return True
 

@@ -183,6 +183,37 @@ def resent_if_unsent(ctx: RxContext) -> bool:
     return routine in (_OPEN, _SET_FILE_INFO)
 
 
+#: Client compound items (major functions) a compound may hold to be sent again whole when none
+#: of them reached the server: the creates, reads, writes, queries, set-information, listings
+#: and closes ``resent_if_unsent`` and ``is_idempotent`` cover between them.
+_UNSENT_MAJORS = frozenset(
+    {
+        _CREATE,
+        _CLOSE,
+        _DIRECTORY,
+        int(IrpMj.READ),
+        int(IrpMj.WRITE),
+        int(IrpMj.QUERY_INFORMATION),
+        int(IrpMj.SET_INFORMATION),
+        int(IrpMj.QUERY_VOLUME_INFORMATION),
+    }
+)
+
+
+def resent_whole_if_unsent(items: Sequence[RxContext]) -> bool:
+    """Whether a client's compound (its items as the client sent them) is sent again whole when
+    every item's answer says it never reached the server (``unsent``): creates, reads, writes,
+    queries, set-information, directory queries and closes only, none through shared memory
+    (what the core does with a slot on the first attempt is not undone). A flush, a lock or a
+    control keeps the compound's answer as it is."""
+    return all(
+        item.major in _UNSENT_MAJORS
+        and not item.args
+        and (item.major != _DIRECTORY or item.minor == _QUERY_DIRECTORY)
+        for item in items
+    )
+
+
 def may_retry(status: int, retries: int, left_ms: float) -> bool:
     """Whether a request that was sent ``retries`` times again already, has ``left_ms`` before
     its deadline and just failed with ``status`` is sent once more (it must be idempotent too)."""

@@ -194,11 +194,11 @@ def test_the_first_request_after_an_idle_drop_succeeds(backend: Backend, client:
 def test_a_change_that_finds_the_connection_seen_lost_is_sent_again(
     backend: Backend, client: Client
 ) -> None:
-    """A write, a create that overwrites, a rename and a resize never go again after a lost
-    connection when they may have reached the server; one that finds its connection already
-    seen lost (the server restarted or the TCP connection was cut, then keepalive intervals
-    passed) never left the daemon, so it is sent again on the connection built again and
-    succeeds, three faults in a row for each."""
+    """A write, a create that overwrites, a rename, a resize and a small file's whole write (a
+    compound) never go again after a lost connection when they may have reached the server;
+    one that finds its connection already seen lost (the server restarted or the TCP connection
+    was cut, then keepalive intervals passed) never left the daemon, so it is sent again on the
+    connection built again and succeeds, three faults in a row for each."""
     from rdbss.wire import FileInformationClass
 
     path = backend.unc("changed.bin")
@@ -248,6 +248,12 @@ def test_a_change_that_finds_the_connection_seen_lost_is_sent_again(
         assert not (backend.folder / "changed.bin").exists()
     finally:
         client.close_handle(handle.fobx)
+    for k, fault in enumerate(faults):  # a small file written whole: one compound
+        fault()
+        time.sleep(3 * KEEPALIVE_S)
+        data = f"written whole after fault {k}".encode()
+        assert client.write_bytes(backend.unc("whole.txt"), data) == len(data)
+        assert (backend.folder / "whole.txt").read_bytes() == data
 
 
 def test_a_new_share_on_a_server_whose_connection_dropped_connects(

@@ -15,6 +15,7 @@ from rdbss.model.idempotent import (
     may_retry,
     replayable,
     resent_if_unsent,
+    resent_whole_if_unsent,
     unsent,
 )
 from rdbss.wire import (
@@ -185,3 +186,16 @@ def test_only_an_answer_marked_unsent_is_unsent() -> None:
     assert not unsent(RxCompletion(1, lost))
     assert not unsent(RxCompletion(1, lost, result={"unsent": 1}))
     assert not unsent(RxCompletion(1, lost, result=[True]))
+
+
+def test_a_compound_that_never_reached_the_server_goes_again_unless_it_flushes_or_locks() -> None:
+    write = rq.write_file_items("x", b"data", 1000)
+    assert resent_whole_if_unsent([r.ctx for r in write])
+    assert resent_whole_if_unsent([r.ctx for r in rq.read_file_items("x", 1000)])
+    flushing = [rq.write(1, 0, b"d", 1000).ctx, rq.flush(1, 1000).ctx]
+    assert not resent_whole_if_unsent(flushing)
+    locking = rq.lock(1, 0, 10, 1000, exclusive=True).ctx
+    assert not resent_whole_if_unsent([locking])
+    slotted = rq.write(1, 0, b"d", 1000).ctx
+    slotted.args = {"shm": 1}
+    assert not resent_whole_if_unsent([slotted])
