@@ -36,6 +36,7 @@ from rdbss.minirdrs.common.setup import (
     SetupDeadline,
 )
 from rdbss.minirdrs.sftp.attrs import mode_of
+from rdbss.minirdrs.sftp.coalesce import CoalescingConnector
 from rdbss.minirdrs.sftp.config import Credentials, SftpConfig, SftpServer, read_credentials
 from rdbss.minirdrs.sftp.errors import connect_status, is_lost, sftp_reason, sftp_status
 from rdbss.minirdrs.sftp.loop import LoopThread
@@ -158,6 +159,8 @@ async def _aconnect(
         "keepalive_interval": keepalive_interval,
         "keepalive_count_max": 3,
         "client_factory": lambda: _Watch(conn, setup),
+        # the TCP connection is opened here, its writes of one loop turn sent as one
+        "tunnel": CoalescingConnector(),
     }
     if creds.password is None:
         options["preferred_auth"] = "publickey"
