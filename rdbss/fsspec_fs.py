@@ -40,6 +40,7 @@ from rdbss.wire import (
     FileInformationClass,
     NtStatus,
 )
+from rdbss.wire.status import error_for_status
 
 __all__ = ["RdbssBufferedFile", "RdbssFileSystem", "to_unc"]
 
@@ -432,6 +433,12 @@ class RdbssFileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]
             dst = posixpath.join(target, posixpath.basename(source)) if into else target
             if source == dst:
                 continue
+            if dst.lower().startswith(source.lower().rstrip("/") + "/"):
+                # refused before the target's parents are made, which would be left behind
+                raise error_for_status(
+                    S.STATUS_INVALID_PARAMETER,
+                    f"cannot move {source} into itself ({dst}): choose a target outside it",
+                )
             if _share_of(source) != _share_of(dst):
                 self.copy(source, dst, recursive=True)
                 self.rm(source, recursive=True)

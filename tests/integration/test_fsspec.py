@@ -21,7 +21,7 @@ abstract = pytest.importorskip("fsspec.tests.abstract")
 
 from rdbss.fsspec_fs import RdbssFileSystem, to_unc  # noqa: E402
 from rdbss.requests import SMALL_READ_BYTES  # noqa: E402
-from rdbss.wire import IrpMj  # noqa: E402
+from rdbss.wire import IrpMj, NtStatus  # noqa: E402
 from tests.daemon import Daemon  # noqa: E402
 from tests.integration.test_small_files import count_sent  # noqa: E402
 
@@ -196,6 +196,11 @@ def test_mv_is_a_server_side_rename(daemon: Daemon, fs: RdbssFileSystem, base: s
 
     with pytest.raises(FileNotFoundError):
         fs.mv(f"{base}/missing", f"{base}/whatever")
+
+    with pytest.raises(OSError, match="into itself") as into:  # as POSIX mv refuses it
+        fs.mv(f"{base}/moved", f"{base}/moved/x/deeper/moved")
+    assert getattr(into.value, "status", None) == NtStatus.STATUS_INVALID_PARAMETER
+    assert sorted(p.name for p in (host / "moved" / "x").iterdir()) == ["f"]  # nothing made
 
 
 def test_cat_pipe_ranges_and_files(daemon: Daemon, fs: RdbssFileSystem, base: str) -> None:
