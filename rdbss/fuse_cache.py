@@ -194,6 +194,33 @@ class AttrCache:
             if not self._stale(folder, since):
                 self._listings[folder] = (until, frozenset(children))
 
+    def as_known_now(
+        self, folder: str, children: dict[str, dict[str, Any]], since: int | None
+    ) -> dict[str, dict[str, Any]]:
+        """``children`` of a listing of ``folder`` sent at token ``since``, corrected by what
+        changed through the mount since: a child a change touched has the attributes learned
+        after that change (a flush's query) when the cache has them, and is left out when the
+        cache knows it is gone. What reaches the kernel from a listing (readdirplus sets the
+        size the kernel keeps) is then never older than the change."""
+        if since is None:
+            return children
+        prefix = folder.rstrip("/") + "/"
+        now = self._clock()
+        corrected = dict(children)
+        with self._lock:
+            for name in children:
+                path = prefix + name
+                if not self._stale(path, since):
+                    continue
+                found = self._entries.get(path)
+                if found is None or found[0] <= now:
+                    continue  # nothing newer known: the listing's, as the kernel may check
+                if found[1] is None:
+                    del corrected[name]
+                else:
+                    corrected[name] = found[1]
+        return corrected
+
     def forget(self, path: str) -> None:
         """``path`` changed through the mount: its attributes and its folder's are stale."""
         with self._lock:
@@ -209,6 +236,16 @@ class AttrCache:
         with self._lock:
             self._change((path,))
             self._entries.pop(path, None)
+
+    def changed(self, path: str, attrs: dict[str, Any]) -> None:
+        """The contents of ``path`` were changed through the mount and ``attrs`` is what the
+        server said once the change was done (a flush's query): kept, and newer than any answer
+        to a request sent before (a listing taken while the writes were still being sent
+        would otherwise put its older size back)."""
+        with self._lock:
+            self._change((path,))
+            if self.ttl > 0:
+                self._entries[path] = (self._clock() + self.ttl, attrs)
 
     def added(self, path: str, attrs: dict[str, Any]) -> None:
         """``path`` was made through the mount with ``attrs``: its folder's attributes are
@@ -229,12 +266,14 @@ class AttrCache:
             self._drop_under(path)
 
     def removed(self, path: str) -> None:
-        """``path`` was removed through the mount: its folder's listing, if known, only lost
-        this name."""
+        """``path`` was removed through the mount: it is known missing, and its folder's
+        listing, if known, only lost this name."""
         with self._lock:
             self._change((path, parent_of(path)), (path,))
             self._drop_under(path)
             self._rename_in_listing(path, None)
+            if self.ttl > 0:
+                self._entries[path] = (self._clock() + self.ttl, None)
 
     def renamed(self, old: str, new: str) -> None:
         """``old`` is now ``new`` (whatever ``new`` was is gone): the listings of both folders,

@@ -99,6 +99,7 @@ class OpenFile:
     next_read: int = -1  # where a sequential reader reads next
     attrs: dict[str, Any] | None = None  # from the open, while the handle has not changed it
     in_memory: bool = False  # read whole at the open and closed then: no daemon handle left
+    unlinked: bool = False  # its name was removed or replaced through the mount since
     sending: Future[None] | None = None  # a gathered piece being written in the background
     failed: int = 0  # the errno of a background write that failed: every later write says it
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -270,10 +271,11 @@ class OpenFile:
         with self.lock:
             self.send_pending()
 
-    def flush(self, attrs_of: Callable[[FileInfo], dict[str, Any]]) -> None:
+    def flush(self, attrs_of: Callable[[FileInfo], dict[str, Any]]) -> bool:
         """What the handle wrote reaches the server: the piece in flight, then the rest with
         the flush and a query of the attributes (``attrs_of`` makes ``attrs`` of them) in one
-        compound; a failure of any is raised."""
+        compound; a failure of any is raised. False when it had written nothing since its
+        last flush (nothing sent, ``attrs`` as they were)."""
         with self.lock:
             self._wait_sent()
             data = self.pending
@@ -281,7 +283,7 @@ class OpenFile:
                 self.send_pending()
                 data = None
             if not (self.dirty or data):
-                return
+                return False
             self.pending = None
             timeout_ms = _timeout_ms(self.client)
             items: list[rq.Request[Any]] = []
@@ -300,6 +302,7 @@ class OpenFile:
             self.dirty = False
             info = outcomes[-1]
             self.attrs = attrs_of(info.value) if info.ok and info.value is not None else None
+            return True
 
     def fsync(self) -> None:
         with self.lock:

@@ -390,8 +390,19 @@ class KernelOps(pyfuse3.Operations):
 
     async def getattr(self, inode: int, ctx: Any = None) -> Any:
         path = self._path(inode)
+        fh = self._detached_handle(inode, path)
+        if fh is not None:  # fstat of a file whose name is gone: its handle says
+            attrs = await self._run(self.ops.handle_getattr, fh)
+            return _entry(inode, attrs, 0.0, 0.0)
         attrs = await self._getattr(path)
         return self._attr(path, attrs, ref=False)
+
+    def _detached_handle(self, inode: int, path: str) -> int | None:
+        """A FUSE file handle open on ``inode`` when its name ``path`` was removed or replaced
+        through the mount (the name now numbers another inode, or none), else None."""
+        if self.inodes.ino(path) == inode:
+            return None
+        return next((fh for fh, (ino, _) in self._file_inodes.items() if ino == inode), None)
 
     async def setattr(self, inode: int, attr: Any, fields: Any, fh: int | None, ctx: Any) -> Any:
         path = self._path(inode)
@@ -411,6 +422,12 @@ class KernelOps(pyfuse3.Operations):
                 self.ops.utimens(path, atime, mtime)
             return self.ops.getattr(path)
 
+        detached = self._detached_handle(inode, path)
+        if detached is not None:  # ftruncate of a file whose name is gone: through its handle
+            if fields.update_size:
+                await self._run(self.ops.truncate, path, attr.st_size, fh or detached)
+            attrs = await self._run(self.ops.handle_getattr, fh or detached)
+            return _entry(inode, attrs, 0.0, 0.0)
         attrs = await self._run(change)
         return self._attr(path, attrs, ref=False)
 

@@ -303,6 +303,22 @@ class PathOps:
         for opened in self._opens_at(path):
             opened.settle()
 
+    def _touch(self, path: str, keep: OpenFile | None = None) -> None:
+        """The file at ``path`` changed through ``keep`` (or by its name): what the other handles
+        open on it learned of its attributes at their open is stale."""
+        with self._lock:
+            for opened in self._by_path.get(path, ()):
+                if opened is not keep:
+                    opened.attrs = None
+
+    def _detach(self, path: str) -> None:
+        """The name ``path`` was removed, or replaced by a rename, through the mount: the
+        handles open on it still read and write their file, but name nothing any more, so
+        lookups of ``path`` no longer find them and what they learn is not cached under it
+        (self._lock held)."""
+        for opened in self._by_path.pop(path, ()):
+            opened.unlinked = True
+
     def attrs_of(self, info: FileInfo) -> dict[str, Any]:
         mode = info.extra.get("mode")
         if isinstance(mode, int) and not isinstance(mode, bool):
@@ -350,12 +366,18 @@ class PathOps:
     def getattr(self, path: str) -> dict[str, Any]:
         opens = self._opens_at(path)
         if opens:  # a handle open on it knows best (and a writer's size is in no listing)
-            opened = next((o for o in opens if o.writable), opens[0])
-            with opened.lock:
-                if opened.attrs is not None:
-                    return opened.attrs  # what the open said, nothing written since
-                opened.send_pending()
-                return self._learn(path, opened.client.query_info(opened.fobx))
+            if len(opens) == 1:
+                with opens[0].lock:
+                    if opens[0].attrs is not None:
+                        return opens[0].attrs  # what the open said, nothing written since
+            # what one learned at its open another may have changed since, and each may have
+            # writes gathered: the server says, once they are sent, through a handle that
+            # has a daemon handle (a small file read whole has none: then by name, below)
+            live = [o for o in opens if not o.in_memory]
+            if live:
+                self._settle(path)
+                asked = next((o for o in live if o.writable), live[0])
+                return self._learn(path, asked.client.query_info(asked.fobx))
         cached = self.cache.get(path)
         if cached is not None:
             return cached
@@ -380,6 +402,17 @@ class PathOps:
             raise
         return self._learn(path, info, since)
 
+    def handle_getattr(self, fh: int) -> dict[str, Any]:
+        """The attributes of the file open as ``fh`` (its name may be gone), from the handle:
+        what it knows, else asked through it. Nothing is cached by name."""
+        opened = self._open_of(fh)
+        with opened.lock:
+            attrs = opened.attrs
+            if attrs is None and not opened.in_memory:
+                opened.send_pending()
+                return self.attrs_of(opened.client.query_info(opened.fobx))
+        return attrs if attrs is not None else self.getattr(opened.path)  # (read whole: by name)
+
     def stat_items(self, path: str, timeout_ms: int) -> Sequence[rq.Request[Any]]:
         """The compound of a stat of ``path`` (an open for attributes and the close), for an
         event loop to send (``getattr`` in a thread takes ``Client.stat``)."""
@@ -401,7 +434,7 @@ class PathOps:
         kernel front end calls it on its event loop."""
         opens = self._opens_at(path)
         if opens:
-            return next((o for o in opens if o.writable), opens[0]).attrs
+            return opens[0].attrs if len(opens) == 1 else None  # (several: ``getattr`` asks)
         cached = self.cache.get(path)
         if cached is None and self.cache.known_missing(path):
             raise fail(errno.ENOENT)
@@ -420,8 +453,14 @@ class PathOps:
         opened = self._get(fh)
         if opened is None or not opened.gather_now(offset, data):
             return False
-        self.cache.forget_attrs(opened.path)
+        self._changed_through(opened)
         return True
+
+    def _changed_through(self, opened: OpenFile) -> None:
+        """``opened`` wrote, truncated or set information of its file."""
+        if not opened.unlinked:
+            self.cache.forget_attrs(opened.path)
+            self._touch(opened.path, opened)
 
     def list(self, path: str) -> dict[str, dict[str, Any]]:
         """The children of folder ``path`` with their attributes, which feed the cache (what
@@ -450,7 +489,7 @@ class PathOps:
         with self._lock:
             busy = [p[len(prefix) :] for p in self._by_path if p.startswith(prefix)]
         self.cache.put_listing(path, children, busy=busy, since=since)
-        return children
+        return self.cache.as_known_now(path, children, since)
 
     def statfs(self) -> dict[str, int]:
         with self.pool.lease() as client:
@@ -507,6 +546,7 @@ class PathOps:
         that writes stay (MS-FSA 2.1.5.14.2), where a handle of their own would see them stamped
         again when the writing handle closes."""
         self.cache.forget(path)
+        self._touch(path)
         for opened in self._opens_at(path):
             if opened.writable:
                 opened.set_info(FileInformationClass.FileBasicInformation, **args)
@@ -551,6 +591,8 @@ class PathOps:
                 options=CreateOptions.FILE_NON_DIRECTORY_FILE,
             )
             handle = client.run(create)
+            if truncate:
+                self._touch(path)
             opened = self._add(handle.fobx, path, writable, client)
             opened.attrs = None if truncate else self.attrs_of(handle.info)
             self.cache.forget_attrs(path)  # what a lookup learned meanwhile
@@ -672,6 +714,7 @@ class PathOps:
                 disposition=disposition,
                 options=CreateOptions.FILE_NON_DIRECTORY_FILE,
             )
+            self._touch(path)
             opened = self._add(handle.fobx, path, True, client)
         attrs = self.attrs_of(handle.info)
         opened.attrs = attrs
@@ -694,7 +737,7 @@ class PathOps:
     def write(self, fh: int, offset: int, data: bytes) -> int:
         opened = self._open_of(fh)
         opened.write(offset, data)
-        self.cache.forget_attrs(opened.path)
+        self._changed_through(opened)
         return len(data)
 
     @_forgets()
@@ -706,10 +749,12 @@ class PathOps:
             opened = writers[0] if writers else None
         if opened is not None and opened.writable:
             opened.truncate(length)
+            self._changed_through(opened)
         else:
             self._settle(path)
             with self.pool.lease() as client:
                 client.truncate(self._unc(path), length)
+            self._touch(path)
 
     def flush(self, fh: int) -> None:
         """close(2) waits for this: what the handle wrote reaches the server (WebDAV uploads
@@ -717,10 +762,13 @@ class PathOps:
         opened = self._get(fh)
         if opened is None or not opened.writable:
             return
-        opened.flush(self.attrs_of)
+        if not opened.flush(self.attrs_of) or opened.unlinked:
+            return  # nothing written: what the handle learned at its open may be stale
+        self._touch(opened.path, opened)
         attrs = opened.attrs
         if attrs is not None:
-            self.cache.put(opened.path, attrs)
+            # newer than any listing or stat still in flight (AttrCache.changed)
+            self.cache.changed(opened.path, attrs)
         else:
             self.cache.forget_attrs(opened.path)
 
@@ -747,7 +795,7 @@ class PathOps:
         if opened is None:
             return None
         opened.close()
-        if opened.writable and opened.dirty:
+        if opened.writable and opened.dirty and not opened.unlinked:
             # what its last flush found is in the cache already; nothing is put here: the
             # kernel does not wait for a release, so a rename of the path may have run since
             self.cache.forget_attrs(opened.path)
@@ -803,6 +851,8 @@ class PathOps:
         except BaseException:
             self.cache.forget_tree(path)
             raise
+        with self._lock:
+            self._detach(path)
         self.cache.removed(path)
 
     def _writable_again(self, client: Client, path: str, change: Callable[[], None]) -> None:
@@ -860,7 +910,11 @@ class PathOps:
                 delete(client, dst, folder=True)  # ENOTEMPTY when not empty, as rename(2) says
                 rename(client, src, dst)
         with self._lock:  # handles open on the old name now write the new one
+            if old != new:
+                self._detach(new)  # the file it named is gone from it
             for opened in list(self._opens.values()):
+                if opened.unlinked:
+                    continue
                 if opened.path == old or opened.path.startswith(old.rstrip("/") + "/"):
                     self._drop_path_entry(opened)
                     opened.path = new + opened.path[len(old) :]

@@ -441,3 +441,132 @@ def test_ls_right_after_a_write_shows_what_it_shows_later(backed: Backed) -> Non
         host = os.stat(backed.host(name))
         assert (int(size), int(mtime)) == (host.st_size, int(host.st_mtime)), line
     backed.mount.sh("rm -rf fresh")
+
+
+def test_a_name_unlinked_while_open_is_gone_and_free_for_a_new_file(backed: Backed) -> None:
+    """unlink(2) of a file still open: the name is gone at once (stat says ENOENT, a create
+    makes a new file), and the open file descriptor still reads and fstats its file."""
+    path = backed.mount.path / "unlinked.bin"
+    path.write_bytes(b"abc")
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.unlink(path)
+        with pytest.raises(FileNotFoundError):
+            os.stat(path)
+        assert os.pread(fd, 10, 0) == b"abc"
+        assert os.fstat(fd).st_size == 3
+        path.write_bytes(b"a new file")  # the kernel creates it: the name is known missing
+        assert path.read_bytes() == b"a new file"
+        assert os.stat(path).st_size == 10
+    finally:
+        os.close(fd)
+    assert path.read_bytes() == b"a new file"
+    assert backed.setup.read_back("unlinked.bin") == b"a new file"
+    path.unlink()
+
+
+def test_what_one_handle_writes_the_others_stat_and_read(backed: Backed) -> None:
+    """Two handles on one file: after one writes and closes, the other (and stat, before and
+    after every handle is closed) sees the new size and bytes, not what it found at its open."""
+    path = backed.mount.path / "two-handles.bin"
+    path.write_bytes(b"")
+    fd = os.open(path, os.O_RDWR)
+    try:
+        with open(path, "r+b") as other:
+            other.seek(1)
+            other.write(b"xy")
+        assert os.stat(path).st_size == 3
+        assert os.fstat(fd).st_size == 3
+        assert os.pread(fd, 10, 0) == b"\0xy"
+    finally:
+        os.close(fd)
+    assert os.stat(path).st_size == 3
+    assert path.read_bytes() == b"\0xy"
+    path.unlink()
+
+
+def test_a_rename_over_an_open_file_shows_the_renamed_one(backed: Backed) -> None:
+    """rename(2) onto a name whose file is open: the name shows the renamed file's size, before
+    and after the replaced file's descriptor is closed."""
+    if backed.kind == "smb":
+        pytest.skip("SMB refuses to replace a file that is open (a Windows rule)")
+    a, b = backed.mount.path / "ren-a.bin", backed.mount.path / "ren-b.bin"
+    a.write_bytes(b"A" * 10)
+    b.write_bytes(b"B" * 100)
+    fd = os.open(b, os.O_RDWR)
+    try:
+        os.rename(a, b)
+        assert os.stat(b).st_size == 10
+    finally:
+        os.close(fd)
+    assert os.stat(b).st_size == 10
+    assert b.read_bytes() == b"A" * 10
+    b.unlink()
+
+
+def test_a_file_just_written_reads_back_whole_beside_a_lister(backed: Backed) -> None:
+    """Files written and read back at once while another thread lists their folder all the
+    time: a listing taken while the writes were still going out never puts an older size
+    back over what the close found."""
+    import threading
+
+    folder = backed.mount.path / "listed-while-written"
+    folder.mkdir()
+    stop = threading.Event()
+
+    def lister() -> None:
+        while not stop.is_set():
+            os.listdir(folder)
+
+    thread = threading.Thread(target=lister)
+    thread.start()
+    short: list[tuple[int, int]] = []
+    try:
+        for i in range(150):
+            data = os.urandom(70000 + i)
+            (folder / "f").write_bytes(data)
+            back = (folder / "f").read_bytes()
+            if back != data:
+                short.append((i, len(back)))
+    finally:
+        stop.set()
+        thread.join()
+    assert short == []
+    shutil.rmtree(folder)
+
+
+@pytest.mark.parametrize("journal", ["wal", "delete"])
+def test_sqlite_two_writers_then_reopen(backed: Backed, journal: str) -> None:
+    """SQLite on the mount: a database in WAL (its -shm file is unlinked while open) or
+    rollback mode reopens at once after its last connection closed, and two processes
+    inserting at once lose no row (not on WebDAV, whose handles write apart)."""
+    import sqlite3
+    import sys
+
+    db = backed.mount.path / f"two-{journal}.db"
+    con = sqlite3.connect(db)
+    con.execute(f"pragma journal_mode={journal}")
+    con.execute("create table t(x)")
+    con.commit()
+    con.close()
+    con = sqlite3.connect(db)  # at once: no name left behind by the close
+    assert con.execute("select count(*) from t").fetchone() == (0,)
+    con.close()
+    if backed.kind == "webdav":
+        return  # each WebDAV handle stages the whole file: writers apart (docs/limitations.md)
+    code = (
+        "import sqlite3, sys\n"
+        "c = sqlite3.connect(sys.argv[1], timeout=60)\n"
+        "for i in range(100):\n"
+        "    c.execute('insert into t values(?)', (i,)); c.commit()\n"
+    )
+    writers = [
+        subprocess.Popen([sys.executable, "-c", code, str(db)], stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    errors = [w.communicate(timeout=120)[1].decode() for w in writers]
+    assert [w.returncode for w in writers] == [0, 0], errors
+    con = sqlite3.connect(db)
+    assert con.execute("select count(*) from t").fetchone() == (200,)
+    assert con.execute("pragma integrity_check").fetchone() == ("ok",)
+    con.close()

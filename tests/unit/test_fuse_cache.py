@@ -188,3 +188,22 @@ def test_too_many_changes_make_every_older_answer_stale() -> None:
     assert cache.get("/elsewhere") is None
     cache.put("/elsewhere", {"st_size": 3}, cache.begin())
     assert cache.get("/elsewhere") == {"st_size": 3}
+
+
+def test_a_listing_older_than_a_flush_reaches_the_kernel_with_the_flushed_size() -> None:
+    """A listing sent while a file's writes were still going out, answered after its flush:
+    the cache keeps the flush's size, and what the listing hands on (to the kernel) has it
+    too; a name removed through the mount since is left out."""
+    cache = AttrCache(10.0, clock=Clock())
+    since = cache.begin()
+    cache.changed("/d/f", {"st_size": 70000})  # the flush's query
+    cache.removed("/d/gone")
+    listed = {"f": {"st_size": 0}, "gone": {"st_size": 5}, "other": {"st_size": 1}}
+    cache.put_listing("/d", listed, since=since)
+    assert cache.get("/d/f") == {"st_size": 70000}
+    assert cache.as_known_now("/d", listed, since) == {
+        "f": {"st_size": 70000},
+        "other": {"st_size": 1},
+    }
+    later = cache.begin()
+    assert cache.as_known_now("/d", listed, later) == listed  # nothing changed since
