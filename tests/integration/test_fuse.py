@@ -570,3 +570,35 @@ def test_sqlite_two_writers_then_reopen(backed: Backed, journal: str) -> None:
     assert con.execute("select count(*) from t").fetchone() == (200,)
     assert con.execute("pragma integrity_check").fetchone() == ("ok",)
     con.close()
+
+
+def test_a_handle_of_a_removed_or_replaced_file_never_brings_it_back(backed: Backed) -> None:
+    """Writes through a descriptor whose file was unlinked, or replaced by a rename, through
+    the mount go to that file, never to the name: the name stays removed, or keeps the file
+    renamed onto it (WebDAV, which stages a handle's writes, too)."""
+    mnt = backed.mount.path
+    gone = mnt / "gone.bin"
+    fd = os.open(gone, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, b"hello")
+        os.unlink(gone)
+        os.write(fd, b"world")
+    finally:
+        os.close(fd)
+    time.sleep(ATTR_TIMEOUT_S * 1.5)  # what the mount and the kernel knew is stale by then
+    assert not gone.exists()
+    assert "gone.bin" not in os.listdir(mnt)
+    if backed.kind == "smb":
+        return  # SMB refuses to replace a file that is open (a Windows rule)
+    c, d = mnt / "rep-c.bin", mnt / "rep-d.bin"
+    c.write_bytes(b"C" * 10)
+    d.write_bytes(b"D" * 100)
+    fd = os.open(d, os.O_RDWR)
+    try:
+        os.rename(c, d)
+        os.pwrite(fd, b"XXXX", 0)
+    finally:
+        os.close(fd)
+    assert d.read_bytes() == b"C" * 10
+    assert backed.setup.read_back("rep-d.bin") == b"C" * 10
+    d.unlink()

@@ -99,6 +99,9 @@ class Open(OpenBase[DavShare]):
     next_read: int | None = None  # where the last remote read of this open ended
     upload: Upload | None = None  # the streamed PUT of a sequential write, while it runs
     streamable: bool = False  # writes may still start a streamed PUT (see staging.Upload)
+    #: its resource was deleted, or replaced by a rename, through another open: what it
+    #: writes is staged only (HTTP has no handle to write an unnamed file through)
+    orphaned: bool = False
 
     @property
     def parts(self) -> list[str]:

@@ -385,7 +385,7 @@ class WebDavMiniRdr(QuietConnections, PolledNotifyMiniRdr[DavShare, Open]):
         """Upload what this open staged (unless it is to be deleted), end its streams and
         drop its staging file."""
         try:
-            if not op.delete_pending and op.stage is not None and op.stage.dirty:
+            if not (op.delete_pending or op.orphaned) and op.stage is not None and op.stage.dirty:
                 try:
                     spool.upload(op)
                 except NtStatusError as exc:
@@ -429,6 +429,7 @@ class WebDavMiniRdr(QuietConnections, PolledNotifyMiniRdr[DavShare, Open]):
         )
         if response.status_code not in (200, 201, 204):
             raise fail(response, "MOVE", what)
+        self._orphan(share, target, op)  # the opens of what the move replaced
 
     def renamed(self, share: DavShare, old: str, new: str) -> None:
         """The opens at or under the new name read again from the server (a stream reads the
@@ -449,6 +450,14 @@ class WebDavMiniRdr(QuietConnections, PolledNotifyMiniRdr[DavShare, Open]):
 
     def unlink(self, op: Open) -> None:
         self._remove(op.share, op.path, collection=False)
+        self._orphan(op.share, op.path, op)
+
+    def _orphan(self, share: DavShare, rel: str, keep: Open) -> None:
+        """The resource at ``rel`` was deleted or replaced through ``keep``: the other opens of
+        it write nowhere from now on (their close would PUT it back)."""
+        for other in self._opens.values():
+            if other is not keep and other.share is share and other.path == rel:
+                spool.abandon(other)
 
     def rmdir(self, op: Open) -> None:
         share, rel = op.share, op.path
@@ -513,7 +522,7 @@ class WebDavMiniRdr(QuietConnections, PolledNotifyMiniRdr[DavShare, Open]):
 
     def flush(self, ctx: RxContext) -> Result:
         op = self._open_of(ctx)
-        if not op.is_dir:
+        if not (op.is_dir or op.orphaned):
             spool.upload(op)
         return Result()
 

@@ -127,6 +127,16 @@ def end_upload(op: Open) -> None:
         )
 
 
+def abandon(op: Open) -> None:
+    """The open's resource was deleted or replaced by another open: its streamed PUT breaks
+    off, and nothing it staged goes to the server any more (``Open.orphaned``)."""
+    running, op.upload = op.upload, None
+    op.streamable = False
+    op.orphaned = True
+    if running is not None:
+        running.abort(2 * op.server.timeout + 1.0)
+
+
 def _stored(op: Open, size: int, etag: str | None) -> None:
     """The server holds the whole staged file (``size`` bytes, the PUT's answer's ``etag``):
     the staging file is clean, and the SrvCall knows that version (``Session.stored``)."""

@@ -83,6 +83,7 @@ class Upload:
         self.etag: str | None = None  # the ETag of that answer, if it carried one
         self.error: BaseException | None = None  # what broke the request, if it broke
         self._closed = False  # the body ends at ``available``
+        self._aborted = False  # the body breaks off: the server must not store it
         self._cond = threading.Condition()
         self._thread = threading.Thread(
             target=self._run, name=f"webdav-put-{server.name}", daemon=True
@@ -108,6 +109,8 @@ class Upload:
             with self._cond:
                 while self.sent >= self.available and not self._closed:
                     self._cond.wait()
+                if self._aborted:
+                    raise OSError("the streamed PUT was abandoned")
                 end = self.available
                 if self.sent >= end:
                     return
@@ -143,6 +146,14 @@ class Upload:
             self.error = TimeoutError(f"no answer to the streamed PUT in {timeout:g} s")
             return False
         return self.error is None and self.status in (200, 201, 204)
+
+    def abort(self, timeout: float) -> None:
+        """Break the body off (the request fails, so the server stores nothing of it) and
+        wait up to ``timeout`` for the request to end."""
+        with self._cond:
+            self._aborted = self._closed = True
+            self._cond.notify()
+        self._thread.join(timeout)
 
     def why(self) -> str:
         if self.error is not None:
