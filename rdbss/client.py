@@ -1383,12 +1383,15 @@ class RemoteFile(io.RawIOBase):
         elif 0 <= known < SHORT_MEANS_END:
             # a small file: one byte more than it had at the open, so that a short answer ends
             # the read without a second round trip (a mini-redirector answers a read in full
-            # unless the file ends there, and none splits one this small)
-            data = self._read_at(self._pos, known + 1)
-            self._pos += len(data)
-            if len(data) <= known:
-                return bytes(data)
-            chunks.append(bytes(data))
+            # unless the file ends there, and none splits one this small). Only a read the
+            # daemon answers says so: what is left of a read-ahead window may be shorter
+            self._discard_ahead()
+            first = self._client.read_handle(self.fobx, self._pos, known + 1)
+            self._last_end = self._pos + len(first)
+            self._pos += len(first)
+            if len(first) <= known:
+                return first
+            chunks.append(first)
         while True:
             data = self._read_at(self._pos, READ_CHUNK)
             if not data:

@@ -126,3 +126,30 @@ def test_a_failed_read_ahead_is_raised_by_the_read_that_meets_it(tmp_path: Path)
             assert errors > 0 and raw.read_ahead_hits > 0
             assert b"".join(got) == payload
         assert not c._outstanding and not c._arrived
+
+
+@pytest.mark.parametrize("buffering", [0, 4096])
+@pytest.mark.parametrize("shared_memory", [False, True])
+def test_read_to_the_end_after_sequential_reads_gets_the_whole_rest(
+    daemon: Daemon, buffering: int, shared_memory: bool
+) -> None:
+    """Sequential reads leave part of a read-ahead window; a read() to the end of a file whose
+    rest is under 64 KiB (one read of one byte more than the rest) returns all of the rest:
+    what is left of the window is no short answer of the daemon, which alone ends the file."""
+    data = os.urandom(300_000)
+    (daemon.share_dir / "rest.bin").write_bytes(data)
+    with (
+        Client(daemon.runtime_dir, shared_memory=shared_memory) as c,
+        c.open(daemon.share + r"\rest.bin", "rb", buffering=buffering) as f,
+    ):
+        head = b"".join(f.read(4096) for _ in range(60))
+        assert head == data[: 60 * 4096]
+        assert f.read() == data[60 * 4096 :]
+    with (
+        Client(daemon.runtime_dir) as c,
+        c.open(daemon.share + r"\rest.bin", "rb", buffering=0) as f,
+    ):
+        f.seek(267_474)
+        assert f.read(1) == data[267_474:267_475]
+        assert f.read(10_000) == data[267_475:277_475]
+        assert f.read() == data[277_475:]
