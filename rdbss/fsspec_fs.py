@@ -433,8 +433,9 @@ class RdbssFileSystem(fsspec.AbstractFileSystem):  # type: ignore[misc]
             dst = posixpath.join(target, posixpath.basename(source)) if into else target
             if source == dst:
                 continue
-            if dst.lower().startswith(source.lower().rstrip("/") + "/"):
+            if dst.startswith(source.rstrip("/") + "/"):
                 # refused before the target's parents are made, which would be left behind
+                # (names as given: on a case-sensitive share "Report" may move into "report")
                 raise error_for_status(
                     S.STATUS_INVALID_PARAMETER,
                     f"cannot move {source} into itself ({dst}): choose a target outside it",

@@ -201,6 +201,10 @@ def test_mv_is_a_server_side_rename(daemon: Daemon, fs: RdbssFileSystem, base: s
         fs.mv(f"{base}/moved", f"{base}/moved/x/deeper/moved")
     assert getattr(into.value, "status", None) == NtStatus.STATUS_INVALID_PARAMETER
     assert sorted(p.name for p in (host / "moved" / "x").iterdir()) == ["f"]  # nothing made
+    (host / "Report").write_text("R")
+    (host / "report").mkdir()
+    fs.mv(f"{base}/Report", f"{base}/report/Report")  # another name on a case-sensitive share
+    assert (host / "report" / "Report").read_text() == "R"
 
 
 def test_cat_pipe_ranges_and_files(daemon: Daemon, fs: RdbssFileSystem, base: str) -> None:
