@@ -305,6 +305,10 @@ class OpenFile:
             return True
 
     def fsync(self) -> None:
+        """What the handle wrote reaches stable storage; a reader's fsync has nothing to do
+        (a small file read whole has no daemon handle left to ask)."""
+        if not self.writable:
+            return
         with self.lock:
             self.send_pending()
             self.dirty = False

@@ -465,15 +465,33 @@ class PathOps:
     def list(self, path: str) -> dict[str, dict[str, Any]]:
         """The children of folder ``path`` with their attributes, which feed the cache (what
         readdirplus gives the kernel), but for files open through the mount (their size may
-        not be in the listing yet: those are asked again)."""
+        not be in the listing yet: those are asked again). The writes the handles of its files
+        gathered go first: a listing hands the kernel sizes (readdirplus), which it keeps, and
+        a file opened for appending writes at the size the kernel has."""
+        for opened in self._writers_in(path):
+            opened.settle()
         since = self.cache.begin()
         with self.pool.lease() as client:
             entries = list_folder(client, self._unc(path))
         return self.listed(path, entries, since)
 
-    def list_now(self, path: str, timeout_ms: int) -> Sequence[rq.Request[Any]]:
+    def _writers_in(self, folder: str) -> Sequence[OpenFile]:
+        """The handles of files right in ``folder`` with writes gathered or being sent."""
+        with self._lock:
+            return [
+                opened
+                for path, opens in self._by_path.items()
+                if parent_of(path) == folder
+                for opened in opens
+                if opened.pending or opened.sending is not None
+            ]
+
+    def list_now(self, path: str, timeout_ms: int) -> Sequence[rq.Request[Any]] | None:
         """The compound of a listing of ``path``, for an event loop to send (``listed`` of its
-        outcomes' ``folder_listed``)."""
+        outcomes' ``folder_listed``); None when a handle of a file in it has writes to send
+        first (``list`` sends them, in a thread)."""
+        if self._writers_in(path):
+            return None
         return list_items(self._unc(path), timeout_ms)
 
     def listed(

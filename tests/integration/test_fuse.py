@@ -602,3 +602,33 @@ def test_a_handle_of_a_removed_or_replaced_file_never_brings_it_back(backed: Bac
     assert d.read_bytes() == b"C" * 10
     assert backed.setup.read_back("rep-d.bin") == b"C" * 10
     d.unlink()
+
+
+def test_appends_beside_a_listing_of_their_folder_land_one_after_the_other(
+    backed: Backed,
+) -> None:
+    """A descriptor opened for appending writes where the kernel thinks the file ends; a
+    listing of the folder between its writes (readdirplus hands the kernel sizes) waits for
+    the writes the mount gathered, so the next append never lands on the last one. A reader's
+    fsync succeeds."""
+    folder = backed.mount.path / "appends"
+    folder.mkdir()
+    path = folder / "log.txt"
+    path.write_bytes(b"0" * 1000)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND)
+    try:
+        for i in range(1, 6):
+            os.write(fd, str(i).encode() * 100)
+            assert "log.txt" in os.listdir(folder)
+        assert os.fstat(fd).st_size == 1500
+    finally:
+        os.close(fd)
+    expected = b"0" * 1000 + b"".join(str(i).encode() * 100 for i in range(1, 6))
+    assert path.read_bytes() == expected
+    assert backed.setup.read_back("appends/log.txt") == expected
+    reader = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(reader)
+    finally:
+        os.close(reader)
+    shutil.rmtree(folder)

@@ -410,8 +410,20 @@ class WebDavMiniRdr(QuietConnections, PolledNotifyMiniRdr[DavShare, Open]):
         return spool.write(op, self._staging, -1 if offset is None else offset, data)
 
     def list_dir(self, op: Open) -> list[tuple[str, StatLike | None]]:
+        """The server's entries, but a file with data staged by an open here shows that open's
+        size and write time, as its own queries do (the server has not seen them yet)."""
         children = op.server.children(op.share.name, op.parts, op.path)
-        return [(name, self._stat(op.share, op.server, e)) for name, e in children.items()]
+        prefix = op.path + "\\" if op.path else ""
+        staged = {
+            other.path: other
+            for other in self._opens.values()
+            if other.share is op.share and other.stage is not None and not other.orphaned
+        }
+        listed: list[tuple[str, StatLike | None]] = []
+        for name, entry in children.items():
+            other = staged.get(prefix + name)
+            listed.append((name, other.stat() if other else self._stat(op.share, op.server, entry)))
+        return listed
 
     def rename(self, op: Open, target: str, *, replace: bool, existing: StatLike | None) -> None:
         share, rel, server, is_dir = op.share, op.path, op.server, op.is_dir
