@@ -174,52 +174,43 @@ class AttrCache:
         *,
         busy: Iterable[str] = (),
         since: int | None = None,
-    ) -> None:
+    ) -> dict[str, dict[str, Any]]:
         """Everything a listing of ``folder`` said about its children (name -> attributes),
         but the attributes of the ``busy`` names (files open for writing through the mount,
         whose size the listing may not have yet). From a listing sent at token ``since``: its
         names are kept only when no change through the mount touched the folder since, and
-        each child's attributes only when no change touched that child."""
+        each child's attributes only when no change touched that child.
+
+        Returns ``children`` as known now: a child a change touched since has the attributes
+        learned after that change (a flush's query) when the cache has them, and is left out
+        when the cache knows it is gone. What reaches the kernel from a listing (readdirplus
+        sets the size the kernel keeps) is then never older than the change."""
         if self.ttl <= 0:
-            return
+            return children  # nothing kept, so nothing newer known either
         prefix = folder.rstrip("/") + "/"
         skip = set(busy)
+        known = dict(children)
         with self._lock:
             if len(self._entries) + len(children) > self._max:
                 self._shrink()
-            until = self._clock() + self.ttl
+            now = self._clock()
+            until = now + self.ttl
             for name, attrs in children.items():
-                if name not in skip and not self._stale(prefix + name, since):
-                    self._entries[prefix + name] = (until, attrs)
-            if not self._stale(folder, since):
-                self._listings[folder] = (until, frozenset(children))
-
-    def as_known_now(
-        self, folder: str, children: dict[str, dict[str, Any]], since: int | None
-    ) -> dict[str, dict[str, Any]]:
-        """``children`` of a listing of ``folder`` sent at token ``since``, corrected by what
-        changed through the mount since: a child a change touched has the attributes learned
-        after that change (a flush's query) when the cache has them, and is left out when the
-        cache knows it is gone. What reaches the kernel from a listing (readdirplus sets the
-        size the kernel keeps) is then never older than the change."""
-        if since is None:
-            return children
-        prefix = folder.rstrip("/") + "/"
-        now = self._clock()
-        corrected = dict(children)
-        with self._lock:
-            for name in children:
                 path = prefix + name
                 if not self._stale(path, since):
+                    if name not in skip:
+                        self._entries[path] = (until, attrs)
                     continue
                 found = self._entries.get(path)
                 if found is None or found[0] <= now:
                     continue  # nothing newer known: the listing's, as the kernel may check
                 if found[1] is None:
-                    del corrected[name]
+                    del known[name]
                 else:
-                    corrected[name] = found[1]
-        return corrected
+                    known[name] = found[1]
+            if not self._stale(folder, since):
+                self._listings[folder] = (until, frozenset(children))
+        return known
 
     def forget(self, path: str) -> None:
         """``path`` changed through the mount: its attributes and its folder's are stale."""

@@ -506,8 +506,7 @@ class PathOps:
         prefix = path.rstrip("/") + "/"
         with self._lock:
             busy = [p[len(prefix) :] for p in self._by_path if p.startswith(prefix)]
-        self.cache.put_listing(path, children, busy=busy, since=since)
-        return self.cache.as_known_now(path, children, since)
+        return self.cache.put_listing(path, children, busy=busy, since=since)
 
     def statfs(self) -> dict[str, int]:
         with self.pool.lease() as client:

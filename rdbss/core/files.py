@@ -172,10 +172,9 @@ class Files:
             ):
                 then = self.caching.changing(fcb, then)
         then = self._attribute_rules(ctx, fcb, routine, then)
-        if is_idempotent(ctx, enumerating=fobx.enumerated):
-            then = self.retrying(ident, ctx, payload, then)
-        elif resent_if_unsent(ctx):
-            then = self.retrying(ident, ctx, payload, then, unsent_only=True)
+        idempotent = is_idempotent(ctx, enumerating=fobx.enumerated)
+        if idempotent or resent_if_unsent(ctx):
+            then = self.retrying(ident, ctx, payload, then, unsent_only=not idempotent)
         if routine == Routine.MRxQueryDirectory:
             fobx.enumerated = True
         elif routine == Routine.MRxSetFileInfo:
@@ -270,7 +269,7 @@ class Files:
             # (most answers are not a lost connection: no look at the request's retries)
             left = (
                 self.answers.retry_left(ident, request_id, done)
-                if done.status in CONNECTION_LOST and not (unsent_only and not unsent(done))
+                if done.status in CONNECTION_LOST and (not unsent_only or unsent(done))
                 else None
             )
             if left is None:

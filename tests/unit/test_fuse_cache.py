@@ -199,11 +199,10 @@ def test_a_listing_older_than_a_flush_reaches_the_kernel_with_the_flushed_size()
     cache.changed("/d/f", {"st_size": 70000})  # the flush's query
     cache.removed("/d/gone")
     listed = {"f": {"st_size": 0}, "gone": {"st_size": 5}, "other": {"st_size": 1}}
-    cache.put_listing("/d", listed, since=since)
-    assert cache.get("/d/f") == {"st_size": 70000}
-    assert cache.as_known_now("/d", listed, since) == {
+    assert cache.put_listing("/d", listed, since=since) == {
         "f": {"st_size": 70000},
         "other": {"st_size": 1},
     }
+    assert cache.get("/d/f") == {"st_size": 70000}
     later = cache.begin()
-    assert cache.as_known_now("/d", listed, later) == listed  # nothing changed since
+    assert cache.put_listing("/d", listed, since=later) == listed  # nothing changed since
