@@ -564,7 +564,13 @@ def test_sqlite_two_writers_then_reopen(backed: Backed, journal: str) -> None:
         subprocess.Popen([sys.executable, "-c", code, str(db)], stderr=subprocess.PIPE)
         for _ in range(2)
     ]
-    errors = [w.communicate(timeout=120)[1].decode() for w in writers]
+    try:
+        errors = [w.communicate(timeout=120)[1].decode() for w in writers]
+    finally:
+        for w in writers:  # (a writer past its deadline is stopped, not left behind)
+            if w.poll() is None:
+                w.kill()
+                w.wait(10)
     assert [w.returncode for w in writers] == [0, 0], errors
     con = sqlite3.connect(db)
     assert con.execute("select count(*) from t").fetchone() == (200,)

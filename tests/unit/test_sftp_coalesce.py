@@ -56,8 +56,11 @@ async def _connected() -> tuple[_Client, _Sink, list[int], asyncio.Server]:
         write(data)
 
     inner.write = counted  # type: ignore[method-assign]
-    while not sinks:
+    for _ in range(500):  # the server's side of the connection, within 5 s
+        if sinks:
+            break
         await asyncio.sleep(0.01)
+    assert sinks, "the server never saw the connection"
     return client, sinks[0], sizes, server
 
 
